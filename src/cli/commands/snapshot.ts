@@ -1,0 +1,155 @@
+// ferry snapshot create | list | show | delete | diff
+import type { Command } from 'commander';
+import { FerryError } from '../../core/errors.ts';
+import {
+  createSnapshot, executeDeleteSnapshots, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc,
+} from '../../site/snapshots.ts';
+import { readManifest } from '../../snapshot/graph.ts';
+import { diffImages, diffTrees, type PathChange } from '../../snapshot/diff.ts';
+import { withSite } from '../context.ts';
+import { EXIT_WARNINGS, formatBytes, formatDuration, formatTime, printJson, table, type GlobalOptions } from '../output.ts';
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  const snapshot = program.command('snapshot').description('take, inspect, compare and delete snapshots');
+
+  snapshot
+    .command('create <volume>')
+    .description('snapshot every member of a volume at one instant, between its pre and post hooks')
+    .option('--name <name>', 'a name, unique in the volume (e.g. nightly-app-consistent)')
+    .action((volume: string, o: { name?: string }) =>
+      withSite(g(), 'snapshot create', async (site) => {
+        const started = Date.now();
+        const r = await createSnapshot(site, volume, {
+          name: o.name,
+          onWarning: (w) => {
+            if (!g().json) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
+          },
+        });
+        const ms = Date.now() - started;
+        if (g().json) printJson({ ...r, seconds: ms / 1000 });
+        else {
+          const s = r.stats;
+          process.stdout.write(
+            `snapshot ${r.snapshot.id}${r.snapshot.name ? ` (${r.snapshot.name})` : ''} of ${volume} in ${formatDuration(ms)}\n` +
+              `  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${formatBytes(s.bytes)}; read ${s.filesRead} files (${formatBytes(s.bytesRead)}), reused ${s.filesReused}\n` +
+              `  added ${s.objectsAdded} objects, ${formatBytes(s.bytesAdded)} (${formatBytes(s.bytesStored)} stored)\n` +
+              (r.retention ? `  retention removed ${r.retention.removed.length} snapshot(s)\n` : '') +
+              (r.warnings.length ? `  ${r.warnings.length} warning(s): see above\n` : ''),
+          );
+        }
+        if (r.warnings.length) process.exitCode = EXIT_WARNINGS;
+      }),
+    );
+
+  snapshot
+    .command('list <volume>')
+    .description('list the snapshots of a volume, oldest first')
+    .action((volume: string) =>
+      withSite(g(), 'snapshot list', (site) => {
+        const snaps = listSnapshots(site, volume);
+        if (g().json) return printJson(snaps);
+        if (snaps.length === 0) return void process.stdout.write(`volume ${volume} has no snapshots; take one with \`ferry snapshot create ${volume}\`\n`);
+        process.stdout.write(
+          table(
+            ['ID', 'NAME', 'TIME', 'FILES', 'SIZE', 'ADDED', 'HOLDS'],
+            snaps.map((s) => [s.id, s.name ?? '-', formatTime(s.time), String(s.stats.files ?? ''), formatBytes(Number(s.stats.bytes ?? 0)), formatBytes(Number(s.stats.bytesStored ?? 0)), s.holds.join(',') || '-']),
+          ) + '\n',
+        );
+      }, { readOnly: true }),
+    );
+
+  snapshot
+    .command('show <volume> <snapshot>')
+    .description('show one snapshot (by id, unique id prefix, name, or "latest")')
+    .action((volume: string, ref: string) =>
+      withSite(g(), 'snapshot show', (site) => {
+        const s = resolveSnapshot(site, volume, ref);
+        const manifest = readManifest(site.store, s.manifest);
+        if (g().json) return printJson({ ...s, members: manifest.members });
+        process.stdout.write(
+          [
+            `snapshot ${s.id}${s.name ? ` (${s.name})` : ''} of volume ${s.volume}`,
+            `time:     ${formatTime(s.time)}`,
+            `origin:   ${s.origin}`,
+            `parent:   ${s.parent ?? '-'}`,
+            `manifest: ${s.manifest}`,
+            `holds:    ${s.holds.join(', ') || '-'}`,
+            'members:',
+            ...manifest.members.map((m) => `  ${m.name}  ${m.kind}  ${m.root}`),
+            `stats:    ${JSON.stringify(s.stats)}`,
+          ].join('\n') + '\n',
+        );
+      }, { readOnly: true }),
+    );
+
+  snapshot
+    .command('delete <volume> <snapshots...>')
+    .description('delete snapshots (plan, then execute), then collect unreferenced data')
+    .option('--dry-run', 'print the plan and stop')
+    .action((volume: string, refs: string[], o: { dryRun?: boolean }) =>
+      withSite(g(), 'snapshot delete', (site) => {
+        const plan = planDeleteSnapshots(site, volume, refs);
+        if (o.dryRun) {
+          if (g().json) return printJson({ plan });
+          for (const d of plan.delete) process.stdout.write(`would delete ${d.id}${d.name ? ` (${d.name})` : ''}\n`);
+          for (const r of plan.refused) process.stdout.write(`refused ${r.id}${r.name ? ` (${r.name})` : ''}: ${r.reason}\n`);
+          return;
+        }
+        const r = executeDeleteSnapshots(site, plan);
+        if (g().json) return printJson({ deleted: r.deleted, gc: r.gc ? summarizeGc(r.gc.plan) : null });
+        process.stdout.write(`deleted ${r.deleted.length} snapshot(s)\n`);
+        if (r.gc) {
+          const t = r.gc.plan.totals;
+          process.stdout.write(`collected ${t.deadObjects} objects, freed ${formatBytes(t.bytesFreed)}\n`);
+        }
+      }),
+    );
+
+  snapshot
+    .command('diff <volume> <a> <b>')
+    .description('what changed from snapshot A to snapshot B, from the trees alone (no file data read)')
+    .option('--summary', 'totals only')
+    .action((volume: string, refA: string, refB: string, o: { summary?: boolean }) =>
+      withSite(g(), 'snapshot diff', (site) => {
+        const a = resolveSnapshot(site, volume, refA);
+        const b = resolveSnapshot(site, volume, refB);
+        const ma = readManifest(site.store, a.manifest);
+        const mb = readManifest(site.store, b.manifest);
+        const json = g().json;
+        const out: Record<string, unknown> = { a: a.id, b: b.id, members: [] as unknown[] };
+        for (const m of mb.members) {
+          const before = ma.members.find((x) => x.name === m.name && x.kind === m.kind);
+          if (m.kind === 'image') {
+            const d = diffImages(site.store, before?.root ?? null, m.root);
+            (out.members as unknown[]).push({ member: m.name, kind: 'image', ...d });
+            if (!json) process.stdout.write(`${m.name}: ${d.changedBlocks} blocks changed (${formatBytes(d.changedBytes)}) in ${d.ranges.length} ranges\n`);
+            continue;
+          }
+          const changes: PathChange[] = [];
+          const prefix = mb.members.length > 1 ? `${m.name}:` : '';
+          const summary = diffTrees(site.store, before?.root ?? null, m.root, (c) => {
+            if (json) changes.push(c);
+            else if (!o.summary) {
+              const sign = c.change === 'added' ? '+' : c.change === 'removed' ? '-' : 'M';
+              const detail = c.change === 'modified' ? ` (${c.what!.join(', ')}${c.bytesChanged ? `; ${formatBytes(c.bytesChanged)} new` : ''})` : c.type === 'file' ? ` (${formatBytes(c.size)})` : '';
+              process.stdout.write(`${sign} ${prefix}${c.path}${c.type === 'dir' ? '/' : ''}${detail}\n`);
+            }
+          });
+          (out.members as unknown[]).push({ member: m.name, kind: 'tree', summary, ...(o.summary ? {} : { changes }) });
+          if (!json) {
+            process.stdout.write(
+              `${prefix || ''}${summary.added} added (${formatBytes(summary.bytesAdded)}), ${summary.removed} removed (${formatBytes(summary.bytesRemoved)}), ${summary.modified} modified (${formatBytes(summary.bytesChanged)} new content)\n`,
+            );
+          }
+        }
+        for (const m of ma.members) {
+          if (!mb.members.some((x) => x.name === m.name)) {
+            (out.members as unknown[]).push({ member: m.name, removed: true });
+            if (!json) process.stdout.write(`member ${m.name} is not in ${b.id}\n`);
+          }
+        }
+        if (json) printJson(out);
+      }, { readOnly: true }),
+    );
+  void FerryError;
+}

@@ -1,0 +1,152 @@
+// ferry volume create | list | show | set | remove
+import type { Command } from 'commander';
+import { FerryError } from '../../core/errors.ts';
+import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from '../../site/volumes.ts';
+import { listSnapshots } from '../../site/snapshots.ts';
+import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
+import type { Site } from '../../site/site.ts';
+import { withSite } from '../context.ts';
+import { formatTime, printJson, table, type GlobalOptions } from '../output.ts';
+import { parseDurationSeconds } from '../parse.ts';
+
+interface HookOpts {
+  pre?: string;
+  post?: string;
+  hookTimeout?: string;
+  noPre?: boolean;
+  noPost?: boolean;
+}
+interface RetentionOpts {
+  keepLast?: string;
+  keepHourly?: string;
+  keepDaily?: string;
+  keepWeekly?: string;
+  keepMonthly?: string;
+  keepYearly?: string;
+}
+
+function hooksFrom(o: HookOpts, current: Hooks = {}): Hooks {
+  const timeout = o.hookTimeout ? parseDurationSeconds(o.hookTimeout, '--hook-timeout') : undefined;
+  const out: Hooks = { ...current };
+  if (o.pre !== undefined) out.pre = { command: o.pre, timeout: timeout ?? current.pre?.timeout ?? 60 };
+  if (o.post !== undefined) out.post = { command: o.post, timeout: timeout ?? current.post?.timeout ?? 60 };
+  if (timeout !== undefined && o.pre === undefined && out.pre) out.pre = { ...out.pre, timeout };
+  if (timeout !== undefined && o.post === undefined && out.post) out.post = { ...out.post, timeout };
+  if (o.noPre) delete out.pre;
+  if (o.noPost) delete out.post;
+  return out;
+}
+
+function retentionFrom(o: RetentionOpts, current: RetentionPolicy = {}): RetentionPolicy | undefined {
+  const map: Array<[keyof RetentionOpts, keyof RetentionPolicy]> = [
+    ['keepLast', 'last'], ['keepHourly', 'hourly'], ['keepDaily', 'daily'], ['keepWeekly', 'weekly'], ['keepMonthly', 'monthly'], ['keepYearly', 'yearly'],
+  ];
+  let changed = false;
+  const out: Record<string, number> = { ...current };
+  for (const [opt, key] of map) {
+    const v = o[opt];
+    if (v === undefined) continue;
+    changed = true;
+    if (!/^\d+$/.test(v)) throw new FerryError('USAGE', `--${opt.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} takes a whole number, got ${v}`);
+    out[key] = Number(v);
+  }
+  return changed ? parseRetention(out) : undefined;
+}
+
+function addHookAndRetentionOptions(c: Command): Command {
+  return c
+    .option('--pre <command>', 'shell command run before each snapshot (quiesce the application)')
+    .option('--post <command>', 'shell command run after each snapshot, always (thaw)')
+    .option('--hook-timeout <duration>', 'time limit for each hook, e.g. 30s, 5m (default 60s)')
+    .option('--keep-last <n>', 'retention: keep the newest n snapshots')
+    .option('--keep-hourly <n>', 'retention: keep the newest snapshot of each of the last n hours')
+    .option('--keep-daily <n>', 'retention: ... of each of the last n days')
+    .option('--keep-weekly <n>', 'retention: ... of each of the last n weeks')
+    .option('--keep-monthly <n>', 'retention: ... of each of the last n months')
+    .option('--keep-yearly <n>', 'retention: ... of each of the last n years');
+}
+
+function describe(site: Site, v: Volume): Record<string, unknown> {
+  const snaps = listSnapshots(site, v.name);
+  return { ...v, snapshots: snaps.length, newest: snaps.at(-1)?.id ?? null };
+}
+
+function printVolume(site: Site, v: Volume): void {
+  const snaps = listSnapshots(site, v.name);
+  const lines = [
+    `volume ${v.name} (${v.role}), created ${formatTime(v.createdAt)}`,
+    'members:',
+    ...v.members.map((m) => `  ${m.name}  ${m.kind}  ${m.path}`),
+    `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${v.hooks.pre.timeout} s)` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${v.hooks.post.timeout} s)` : 'no post'}`,
+    `retention: ${Object.keys(v.retention).length ? Object.entries(v.retention).map(([k, n]) => `${k} ${n}`).join(', ') : 'keep everything'}`,
+    `snapshots: ${snaps.length}${snaps.length ? `, newest ${snaps.at(-1)!.id}${snaps.at(-1)!.name ? ` (${snaps.at(-1)!.name})` : ''} at ${formatTime(snaps.at(-1)!.time)}` : ''}`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  const volume = program.command('volume').description('define the data ferry protects: volumes and their members');
+
+  addHookAndRetentionOptions(
+    volume
+      .command('create <name>')
+      .description('define a volume of one or more members: [NAME=][tree:|image:]PATH (a directory, a regular file or a block device)')
+      .option('--member <spec>', 'a member; repeat for a consistency group of several', (v: string, acc: string[]) => [...acc, v], [] as string[]),
+  ).action((name: string, o: HookOpts & RetentionOpts & { member: string[] }) =>
+    withSite(g(), 'volume create', (site) => {
+      const v = createVolume(site, name, { members: o.member.map(parseMemberSpec), hooks: hooksFrom(o), retention: retentionFrom(o) });
+      if (g().json) printJson(describe(site, v));
+      else printVolume(site, v);
+    }),
+  );
+
+  addHookAndRetentionOptions(volume.command('set <name>').description('change a volume\'s hooks or retention'))
+    .option('--no-pre', 'remove the pre hook')
+    .option('--no-post', 'remove the post hook')
+    .action((name: string, o: Omit<HookOpts, 'pre' | 'post'> & RetentionOpts & { pre?: string | false; post?: string | false }) =>
+      withSite(g(), 'volume set', (site) => {
+        const cur = getVolume(site, name);
+        const hookOpts: HookOpts = { ...o, pre: typeof o.pre === 'string' ? o.pre : undefined, post: typeof o.post === 'string' ? o.post : undefined, noPre: o.pre === false, noPost: o.post === false };
+        const v = updateVolumeSettings(site, name, { hooks: hooksFrom(hookOpts, cur.hooks), retention: retentionFrom(o, cur.retention) });
+        if (g().json) printJson(describe(site, v));
+        else printVolume(site, v);
+      }),
+    );
+
+  volume
+    .command('list')
+    .description('list volumes')
+    .action(() =>
+      withSite(g(), 'volume list', (site) => {
+        const vols = listVolumes(site);
+        if (g().json) return printJson(vols.map((v) => describe(site, v)));
+        if (vols.length === 0) return void process.stdout.write('no volumes; create one with `ferry volume create NAME --member PATH`\n');
+        process.stdout.write(table(['VOLUME', 'ROLE', 'MEMBERS', 'SNAPSHOTS'], vols.map((v) => [v.name, v.role, v.members.map((m) => `${m.kind}:${m.path}`).join(' '), listSnapshots(site, v.name).length])) + '\n');
+      }, { readOnly: true }),
+    );
+
+  volume
+    .command('show <name>')
+    .description('show a volume: members, hooks, retention, snapshots')
+    .action((name: string) =>
+      withSite(g(), 'volume show', (site) => {
+        const v = getVolume(site, name);
+        if (g().json) printJson(describe(site, v));
+        else printVolume(site, v);
+      }, { readOnly: true }),
+    );
+
+  volume
+    .command('remove <name>')
+    .description('remove a volume definition (refused while it has snapshots, unless --force; the member data is never touched)')
+    .option('--force', 'also delete its snapshots')
+    .action((name: string, o: { force?: boolean }) =>
+      withSite(g(), 'volume remove', async (site) => {
+        const r = removeVolume(site, name, { force: o.force });
+        const { collectGarbage } = await import('../../site/snapshots.ts');
+        const gc = r.snapshotsRemoved > 0 ? collectGarbage(site) : undefined;
+        if (g().json) printJson({ removed: name, ...r, gc: gc?.plan });
+        else process.stdout.write(`removed volume ${name}${r.snapshotsRemoved ? ` and its ${r.snapshotsRemoved} snapshot(s)` : ''}; the member data was not touched\n`);
+      }),
+    );
+}

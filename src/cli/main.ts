@@ -1,0 +1,67 @@
+// ferry's command line. Each command group lives in commands/; this file
+// wires them, reads the global options, and turns errors into exit codes.
+import { Command, CommanderError } from 'commander';
+import { FerryError } from '../core/errors.ts';
+import { FERRY_VERSION } from '../site/site.ts';
+import { reportError, type GlobalOptions } from './output.ts';
+import * as siteCommands from './commands/site.ts';
+import * as volumeCommands from './commands/volume.ts';
+import * as snapshotCommands from './commands/snapshot.ts';
+import * as restoreCommands from './commands/restore.ts';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('ferry')
+    .description('snapshot replication and disaster recovery for directory trees and block images')
+    .version(FERRY_VERSION)
+    .option('--home <dir>', 'site home directory (default: $FERRY_HOME or ~/.ferry)')
+    .option('--json', 'print one JSON document instead of text')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  // Global options may come before or after the subcommand.
+  program.enablePositionalOptions(false);
+  const g = (): GlobalOptions => program.opts<GlobalOptions>();
+  siteCommands.register(program, g);
+  volumeCommands.register(program, g);
+  snapshotCommands.register(program, g);
+  restoreCommands.register(program, g);
+  for (const c of allCommands(program)) {
+    c.exitOverride();
+    if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');
+  }
+  return program;
+}
+
+function allCommands(c: Command): Command[] {
+  return [c, ...c.commands.flatMap(allCommands)];
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  // Options given after a subcommand land on it; fold them into the globals.
+  program.hook('preAction', (_root, action) => {
+    const local = action.opts<GlobalOptions>();
+    if (local.home) program.setOptionValue('home', local.home);
+    if (local.json) program.setOptionValue('json', true);
+  });
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return 2;
+    }
+    return reportError(err, Boolean(program.opts<GlobalOptions>().json) || argv.includes('--json'));
+  }
+}
+
+if (import.meta.main) {
+  process.on('unhandledRejection', (err) => {
+    process.exitCode = reportError(err instanceof FerryError ? err : new FerryError('INTERNAL', `unhandled: ${(err as Error)?.stack ?? err}`), false);
+  });
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,76 @@
+// A thin wrapper over node:sqlite that gives nested transactions (savepoints)
+// and cached prepared statements. Every state change in ferry is one
+// transaction through `tx`.
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+
+export type SqlValue = null | number | bigint | string | Uint8Array;
+
+export class Sqlite {
+  readonly db: DatabaseSync;
+  readonly path: string;
+  #stmts = new Map<string, StatementSync>();
+  #depth = 0;
+
+  constructor(path: string, options: { readOnly?: boolean } = {}) {
+    this.path = path;
+    this.db = new DatabaseSync(path, { readOnly: options.readOnly ?? false, timeout: 10_000 } as ConstructorParameters<typeof DatabaseSync>[1]);
+  }
+
+  /** A cached prepared statement for `sql`. */
+  stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  run(sql: string, ...params: SqlValue[]): { changes: number | bigint; lastInsertRowid: number | bigint } {
+    return this.stmt(sql).run(...params);
+  }
+
+  get<T = Record<string, SqlValue>>(sql: string, ...params: SqlValue[]): T | undefined {
+    return this.stmt(sql).get(...params) as T | undefined;
+  }
+
+  all<T = Record<string, SqlValue>>(sql: string, ...params: SqlValue[]): T[] {
+    return this.stmt(sql).all(...params) as T[];
+  }
+
+  exec(sql: string): void {
+    this.db.exec(sql);
+  }
+
+  get inTransaction(): boolean {
+    return this.#depth > 0;
+  }
+
+  /** Run fn in a transaction; nested calls become savepoints. Rolls back on throw. */
+  tx<T>(fn: () => T): T {
+    const depth = this.#depth;
+    const sp = `sp${depth}`;
+    this.db.exec(depth === 0 ? 'BEGIN IMMEDIATE' : `SAVEPOINT ${sp}`);
+    this.#depth++;
+    try {
+      const out = fn();
+      if (out instanceof Promise) throw new Error('Sqlite.tx callback must be synchronous');
+      this.db.exec(depth === 0 ? 'COMMIT' : `RELEASE ${sp}`);
+      return out;
+    } catch (err) {
+      try {
+        this.db.exec(depth === 0 ? 'ROLLBACK' : `ROLLBACK TO ${sp}; RELEASE ${sp}`);
+      } catch {
+        // the original error matters more than a failed rollback
+      }
+      throw err;
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  close(): void {
+    this.#stmts.clear();
+    if (this.db.isOpen) this.db.close();
+  }
+}

@@ -1,0 +1,142 @@
+// The site catalog: one SQLite database (WAL) holding volumes, members,
+// snapshots, holds, the stat cache, the event log, and (through the store's
+// schema) the object index. Every state change is one transaction.
+// This module owns the schema and its version; typed queries live beside
+// the code that needs them.
+import { existsSync } from 'node:fs';
+import { FerryError } from '../core/errors.ts';
+import { Sqlite } from '../core/sqlite.ts';
+import { STORE_SCHEMA_SQL } from '../store/schema.ts';
+
+export const CATALOG_FORMAT = 1;
+
+const SCHEMA_SQL = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE volumes (
+  name       TEXT PRIMARY KEY,
+  role       TEXT NOT NULL DEFAULT 'standalone' CHECK (role IN ('primary', 'secondary', 'standalone')),
+  created_at INTEGER NOT NULL,
+  hooks      TEXT NOT NULL DEFAULT '{}',
+  retention  TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE members (
+  volume   TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  name     TEXT NOT NULL,
+  kind     TEXT NOT NULL CHECK (kind IN ('tree', 'image')),
+  path     TEXT NOT NULL UNIQUE,
+  PRIMARY KEY (volume, name)
+);
+CREATE TABLE snapshots (
+  id         TEXT PRIMARY KEY,
+  volume     TEXT NOT NULL REFERENCES volumes(name),
+  name       TEXT,
+  time       INTEGER NOT NULL,
+  origin     TEXT NOT NULL,
+  parent     TEXT,
+  manifest   TEXT NOT NULL,
+  stats      TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  UNIQUE (volume, name)
+);
+CREATE INDEX snapshots_by_volume ON snapshots(volume, id);
+CREATE TABLE holds (
+  snapshot   TEXT NOT NULL REFERENCES snapshots(id),
+  holder     TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (snapshot, holder)
+);
+CREATE TABLE stat_cache (
+  volume   TEXT NOT NULL,
+  member   TEXT NOT NULL,
+  snapshot TEXT NOT NULL,
+  dir      BLOB NOT NULL,
+  data     BLOB NOT NULL,
+  PRIMARY KEY (volume, member, snapshot, dir)
+) WITHOUT ROWID;
+CREATE TABLE events (
+  id      INTEGER PRIMARY KEY,
+  at      INTEGER NOT NULL,
+  kind    TEXT NOT NULL,
+  volume  TEXT,
+  outcome TEXT NOT NULL,
+  detail  TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_time ON events(at);
+`;
+
+/** Create a new catalog at `path` (which must not exist). */
+export function createCatalog(path: string, site: { id: string; name: string; createdAt: number }): Sqlite {
+  if (existsSync(path)) throw new FerryError('HOME_EXISTS', `a catalog already exists at ${path}`);
+  const db = new Sqlite(path);
+  try {
+    configure(db);
+    db.tx(() => {
+      db.exec(SCHEMA_SQL);
+      db.exec(STORE_SCHEMA_SQL);
+      const put = (k: string, v: string) => db.run('INSERT INTO meta (key, value) VALUES (?, ?)', k, v);
+      put('format', String(CATALOG_FORMAT));
+      put('site_id', site.id);
+      put('site_name', site.name);
+      put('created_at', String(site.createdAt));
+    });
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Open an existing catalog, refusing one that is newer than this ferry or unreadable. */
+export function openCatalog(path: string, options: { readOnly?: boolean } = {}): Sqlite {
+  if (!existsSync(path)) throw new FerryError('HOME_MISSING', `no catalog at ${path}: run \`ferry init\` or pass --home`);
+  let db: Sqlite;
+  try {
+    db = new Sqlite(path, options);
+  } catch (err) {
+    throw new FerryError('CATALOG_CORRUPT', `cannot open catalog ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    if (!options.readOnly) configure(db);
+    let row: { value: string } | undefined;
+    try {
+      row = db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'format'");
+    } catch (err) {
+      throw new FerryError('CATALOG_CORRUPT', `catalog ${path} is not a ferry catalog or is damaged (${(err as Error).message}); restore it from a backup or re-create the site`, { cause: err });
+    }
+    const version = Number(row?.value);
+    if (!Number.isInteger(version) || version < 1) throw new FerryError('CATALOG_CORRUPT', `catalog ${path} has no valid format version`);
+    if (version > CATALOG_FORMAT) {
+      throw new FerryError('FORMAT_VERSION', `catalog ${path} is format ${version}, this ferry reads up to ${CATALOG_FORMAT}: upgrade ferry`);
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function configure(db: Sqlite): void {
+  db.exec('PRAGMA journal_mode = WAL');
+  // NORMAL in WAL mode is durable across process crashes; FULL also across power loss.
+  db.exec('PRAGMA synchronous = FULL');
+  db.exec('PRAGMA foreign_keys = ON');
+}
+
+export function readMeta(db: Sqlite, key: string): string | undefined {
+  return db.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', key)?.value;
+}
+
+export interface EventRecord {
+  kind: string;
+  volume?: string | null;
+  outcome: 'ok' | 'failed' | 'warning' | 'info';
+  detail?: Record<string, unknown>;
+}
+
+export function recordEvent(db: Sqlite, at: number, e: EventRecord): void {
+  db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {}));
+}

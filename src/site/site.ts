@@ -1,0 +1,149 @@
+// A site: its home directory, catalog, object store and identity. Opening a
+// site for changes takes the site lock and runs store recovery first, so
+// every command starts from a consistent catalog and store.
+import { mkdirSync, existsSync, readdirSync, fsyncSync, openSync, closeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { FerryError, wrapIoError } from '../core/errors.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import type { Sqlite } from '../core/sqlite.ts';
+import { PackStore } from '../store/pack-store.ts';
+import { createCatalog, openCatalog, readMeta, recordEvent, CATALOG_FORMAT, type EventRecord } from './catalog.ts';
+import { acquireSiteLock, type SiteLock } from './lock.ts';
+import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
+
+export const FERRY_VERSION = '0.1.0';
+
+export function defaultHome(): string {
+  return resolve(process.env.FERRY_HOME || join(homedir(), '.ferry'));
+}
+
+export interface SitePaths {
+  home: string;
+  catalog: string;
+  store: string;
+  identity: string;
+  lock: string;
+  replicas: string;
+}
+
+export function sitePaths(home: string): SitePaths {
+  const h = resolve(home);
+  return {
+    home: h,
+    catalog: join(h, 'catalog.db'),
+    store: join(h, 'store'),
+    identity: join(h, 'identity'),
+    lock: join(h, 'lock'),
+    replicas: join(h, 'replicas'),
+  };
+}
+
+export interface SiteOptions {
+  clock?: Clock;
+  /** open read-only: no lock, no recovery, no writes */
+  readOnly?: boolean;
+  /** the command taking the lock, shown to anyone who finds the site busy */
+  command?: string;
+}
+
+export class Site {
+  readonly paths: SitePaths;
+  readonly db: Sqlite;
+  readonly store: PackStore;
+  readonly id: string;
+  readonly name: string;
+  readonly clock: Clock;
+  readonly readOnly: boolean;
+  #lock: SiteLock | undefined;
+
+  private constructor(paths: SitePaths, db: Sqlite, store: PackStore, lock: SiteLock | undefined, clock: Clock, readOnly: boolean) {
+    this.paths = paths;
+    this.db = db;
+    this.store = store;
+    this.#lock = lock;
+    this.clock = clock;
+    this.readOnly = readOnly;
+    this.id = readMeta(db, 'site_id') ?? '';
+    this.name = readMeta(db, 'site_name') ?? '';
+  }
+
+  /** Create a new site at `home`: directories, identity, catalog. */
+  static init(home: string, name: string, options: SiteOptions = {}): Site {
+    const paths = sitePaths(home);
+    const clock = options.clock ?? systemClock;
+    if (existsSync(paths.catalog)) {
+      throw new FerryError('HOME_EXISTS', `a site already exists at ${paths.home}; use it, or choose another --home`);
+    }
+    try {
+      mkdirSync(paths.home, { recursive: true, mode: 0o700 });
+      for (const d of [paths.store, paths.replicas]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw wrapIoError(err, `creating site home ${paths.home}`);
+    }
+    if (existsSync(paths.identity) && readdirSync(paths.identity).length > 0) {
+      throw new FerryError('HOME_EXISTS', `${paths.identity} already holds an identity but there is no catalog; move it away or choose another --home`);
+    }
+    const ident = createIdentity(name);
+    saveIdentity(paths.identity, ident);
+    const db = createCatalog(paths.catalog, { id: ident.id, name, createdAt: clock.now() });
+    fsyncDir(paths.home);
+    recordEvent(db, clock.now(), { kind: 'site.init', outcome: 'ok', detail: { name, id: ident.id } });
+    db.close();
+    return Site.open(home, { ...options, command: 'init' });
+  }
+
+  static open(home: string, options: SiteOptions = {}): Site {
+    const paths = sitePaths(home);
+    if (!existsSync(paths.catalog)) {
+      throw new FerryError('HOME_MISSING', `no ferry site at ${paths.home}: run \`ferry init --home ${paths.home}\`, or pass --home / set FERRY_HOME`);
+    }
+    const readOnly = options.readOnly ?? false;
+    const lock = readOnly ? undefined : acquireSiteLock(paths.lock, options.command ?? 'ferry');
+    let db: Sqlite | undefined;
+    try {
+      db = openCatalog(paths.catalog, { readOnly });
+      const store = new PackStore({ db, dir: paths.store });
+      if (!readOnly) store.recover();
+      return new Site(paths, db, store, lock, options.clock ?? systemClock, readOnly);
+    } catch (err) {
+      db?.close();
+      lock?.release();
+      throw err;
+    }
+  }
+
+  event(e: EventRecord): void {
+    if (!this.readOnly) recordEvent(this.db, this.clock.now(), e);
+  }
+
+  info() {
+    const stats = this.store.stats();
+    return {
+      name: this.name,
+      id: this.id,
+      idFormatted: formatSiteId(this.id),
+      home: this.paths.home,
+      versions: { ferry: FERRY_VERSION, catalogFormat: CATALOG_FORMAT, node: process.versions.node },
+      store: stats,
+    };
+  }
+
+  close(): void {
+    try {
+      this.db.close();
+    } finally {
+      this.#lock?.release();
+      this.#lock = undefined;
+    }
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,335 @@
+// Snapshots at a site: take one (hooks around a capture of every member),
+// list, resolve, delete (plan, then execute, then collect garbage), and
+// apply retention. The catalog rows and the stat cache are written here;
+// the capture itself is the snapshot layer's.
+import { FerryError, isFerryError } from '../core/errors.ts';
+import { newSnapshotId, parseName, isSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
+import { captureImage, captureTree, emptyStats, addStats, type CaptureStats, type CaptureWarning, type StatCacheIO } from '../snapshot/capture.ts';
+import { ChunkPool } from '../snapshot/chunk-pool.ts';
+import { encodeSnapshot } from '../snapshot/format.ts';
+import { markLive } from '../snapshot/graph.ts';
+import { decodeDirCache, type CachedFile } from '../snapshot/stat-cache.ts';
+import type { SnapshotManifest, SnapshotMember } from '../snapshot/model.ts';
+import { applyRetention, type RetentionDecision } from '../snapshot/retention.ts';
+import { planCollect, executeCollect, type GcPlan } from '../store/gc.ts';
+import { runHook, hookSucceeded, hookError, type HookResult } from './hooks.ts';
+import type { Site } from './site.ts';
+import { getVolume, type Volume } from './volumes.ts';
+
+export interface SnapshotRecord {
+  id: SnapshotId;
+  volume: string;
+  name: string | null;
+  time: number;
+  origin: string;
+  parent: SnapshotId | null;
+  manifest: ObjectId;
+  stats: Record<string, unknown>;
+  holds: string[];
+}
+
+interface SnapshotRow {
+  id: string;
+  volume: string;
+  name: string | null;
+  time: number;
+  origin: string;
+  parent: string | null;
+  manifest: string;
+  stats: string;
+  holds: string | null;
+}
+
+const SELECT_SNAPSHOTS = `SELECT s.*, (SELECT group_concat(holder, char(10)) FROM holds h WHERE h.snapshot = s.id) AS holds FROM snapshots s`;
+
+function toRecord(r: SnapshotRow): SnapshotRecord {
+  return {
+    id: r.id as SnapshotId,
+    volume: r.volume,
+    name: r.name,
+    time: r.time,
+    origin: r.origin,
+    parent: r.parent as SnapshotId | null,
+    manifest: r.manifest as ObjectId,
+    stats: JSON.parse(r.stats) as Record<string, unknown>,
+    holds: r.holds ? r.holds.split('\n') : [],
+  };
+}
+
+export function listSnapshots(site: Site, volume: string): SnapshotRecord[] {
+  getVolume(site, volume);
+  return site.db.all<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? ORDER BY s.time, s.id`, volume).map(toRecord);
+}
+
+export function newestSnapshot(site: Site, volume: string): SnapshotRecord | undefined {
+  const r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? ORDER BY s.time DESC, s.id DESC LIMIT 1`, volume);
+  return r ? toRecord(r) : undefined;
+}
+
+/** Find a snapshot by id (or unique id prefix of 6+ chars), by name, or 'latest'. */
+export function resolveSnapshot(site: Site, volume: string, ref: string): SnapshotRecord {
+  getVolume(site, volume);
+  let r: SnapshotRow | undefined;
+  if (ref === 'latest') {
+    const n = newestSnapshot(site, volume);
+    if (n) return n;
+  } else {
+    r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.name = ?`, volume, ref);
+    if (!r && isSnapshotId(ref)) r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id = ?`, volume, ref.toUpperCase());
+    if (!r && /^[0-9A-Za-z]{6,25}$/.test(ref)) {
+      const rows = site.db.all<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id LIKE ?`, volume, ref.toUpperCase() + '%');
+      if (rows.length > 1) throw new FerryError('USAGE', `snapshot prefix ${ref} matches ${rows.length} snapshots; give more characters`);
+      r = rows[0];
+    }
+    if (r) return toRecord(r);
+  }
+  throw new FerryError('SNAPSHOT_NOT_FOUND', `volume ${volume} has no snapshot ${JSON.stringify(ref)}; \`ferry snapshot list ${volume}\` shows them`);
+}
+
+export interface CreateSnapshotOptions {
+  name?: string;
+  /** a pool to share across calls; one is made (and closed) otherwise */
+  pool?: ChunkPool;
+  onWarning?: (w: CaptureWarning) => void;
+  signal?: AbortSignal;
+}
+
+export interface CreateSnapshotResult {
+  snapshot: SnapshotRecord;
+  stats: CaptureStats;
+  warnings: CaptureWarning[];
+  hooks: HookResult[];
+  retention?: { removed: string[]; gc?: GcSummary };
+}
+
+/** Take a snapshot of every member of a volume at one instant, between its pre and post hooks. */
+export async function createSnapshot(site: Site, volumeName: string, opts: CreateSnapshotOptions = {}): Promise<CreateSnapshotResult> {
+  const vol = getVolume(site, volumeName);
+  if (opts.name !== undefined) {
+    parseName(opts.name, 'snapshot');
+    if (isSnapshotId(opts.name)) throw new FerryError('USAGE', `snapshot name ${opts.name} looks like a snapshot id; choose a name that does not`);
+    if (opts.name === 'latest') throw new FerryError('USAGE', `"latest" is reserved; choose another snapshot name`);
+    if (site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', vol.name, opts.name)) {
+      throw new FerryError('SNAPSHOT_EXISTS', `volume ${vol.name} already has a snapshot named ${opts.name}; choose another name or delete it first`);
+    }
+  }
+  const id = newSnapshotId(site.clock);
+  const parent = newestSnapshot(site, vol.name);
+  const env = {
+    FERRY_SITE: site.name,
+    FERRY_VOLUME: vol.name,
+    FERRY_SNAPSHOT_ID: id,
+    FERRY_SNAPSHOT_NAME: opts.name ?? '',
+    FERRY_MEMBERS: vol.members.map((m) => m.path).join('\n'),
+  };
+  const hooks: HookResult[] = [];
+  const warnings: CaptureWarning[] = [];
+  const warn = (w: CaptureWarning) => {
+    warnings.push(w);
+    opts.onWarning?.(w);
+  };
+  const stats = emptyStats();
+  let members: SnapshotMember[];
+  let time: number;
+
+  const pool = opts.pool ?? new ChunkPool();
+  try {
+    if (vol.hooks.pre) {
+      const r = await runHook('pre', vol.hooks.pre, env);
+      hooks.push(r);
+      site.event({ kind: 'hook.pre', volume: vol.name, outcome: hookSucceeded(r) ? 'ok' : 'failed', detail: { snapshot: id, ...r } });
+      if (!hookSucceeded(r)) {
+        await runPost(site, vol, env, hooks, id);
+        site.event({ kind: 'snapshot.create', volume: vol.name, outcome: 'failed', detail: { snapshot: id, reason: 'pre hook failed' } });
+        throw hookError(r);
+      }
+    }
+    time = site.clock.now();
+    try {
+      const cacheRows = new StatCacheWriter(site, vol.name, id);
+      const captured = await Promise.all(
+        vol.members.map(async (m): Promise<SnapshotMember> => {
+          const common = { store: site.store, pool, onWarning: (w: CaptureWarning) => warn({ ...w, path: `${m.name}:${w.path}` }), startedAt: time, signal: opts.signal };
+          const r =
+            m.kind === 'tree'
+              ? await captureTree(m.path, { ...common, cache: statCacheFor(site, vol.name, m.name, parent?.id, cacheRows) })
+              : await captureImage(m.path, common);
+          addStats(stats, r.stats);
+          return { name: m.name, kind: m.kind, root: r.root };
+        }),
+      );
+      cacheRows.flush();
+      members = captured;
+    } finally {
+      await runPost(site, vol, env, hooks, id, warn);
+    }
+  } catch (err) {
+    if (!isFerryError(err, 'HOOK_FAILED')) {
+      site.event({ kind: 'snapshot.create', volume: vol.name, outcome: 'failed', detail: { snapshot: id, error: String((err as Error).message) } });
+    }
+    throw err;
+  } finally {
+    if (!opts.pool) await pool.close();
+  }
+
+  const manifest: SnapshotManifest = { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, members };
+  const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
+  // The store is made durable before the catalog names the snapshot: a crash
+  // between the two leaves unreferenced objects (collected later), never a
+  // snapshot whose objects are missing.
+  site.store.flush();
+  const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })) };
+  site.db.tx(() => {
+    site.db.run(
+      'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      id, vol.name, opts.name ?? null, time, site.id, parent?.id ?? null, manifestId, JSON.stringify(statsJson), site.clock.now(),
+    );
+    // Only the newest snapshot's stat cache is kept (and rows of captures that never committed go too).
+    site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, id);
+    site.event({ kind: 'snapshot.create', volume: vol.name, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: id, name: opts.name ?? null, ...statsJson } });
+  });
+  const snapshot = resolveSnapshot(site, vol.name, id);
+  const result: CreateSnapshotResult = { snapshot, stats, warnings, hooks };
+  const retention = applyVolumeRetention(site, vol.name);
+  if (retention.removed.length > 0) result.retention = retention;
+  return result;
+}
+
+async function runPost(site: Site, vol: Volume, env: Record<string, string>, hooks: HookResult[], id: string, warn?: (w: CaptureWarning) => void): Promise<void> {
+  if (!vol.hooks.post) return;
+  const r = await runHook('post', vol.hooks.post, env);
+  hooks.push(r);
+  site.event({ kind: 'hook.post', volume: vol.name, outcome: hookSucceeded(r) ? 'ok' : 'failed', detail: { snapshot: id, ...r } });
+  if (!hookSucceeded(r)) {
+    warn?.({ path: vol.name, problem: 'skipped', message: `post hook failed (${hookError(r).message}); the application may still be quiesced: check it` });
+  }
+}
+
+/** Stat cache rows of the new snapshot, written in batches so memory stays flat. */
+class StatCacheWriter {
+  #rows: Array<[string, Buffer, Buffer]> = [];
+  readonly #site: Site;
+  readonly #volume: string;
+  readonly #snapshot: string;
+  constructor(site: Site, volume: string, snapshot: string) {
+    this.#site = site;
+    this.#volume = volume;
+    this.#snapshot = snapshot;
+  }
+  add(member: string, dir: Buffer, data: Buffer): void {
+    this.#rows.push([member, dir, data]);
+    if (this.#rows.length >= 512) this.flush();
+  }
+  flush(): void {
+    if (this.#rows.length === 0) return;
+    const rows = this.#rows;
+    this.#rows = [];
+    this.#site.db.tx(() => {
+      for (const [member, dir, data] of rows) {
+        this.#site.db.run('INSERT OR REPLACE INTO stat_cache (volume, member, snapshot, dir, data) VALUES (?, ?, ?, ?, ?)', this.#volume, member, this.#snapshot, dir, data);
+      }
+    });
+  }
+}
+
+function statCacheFor(site: Site, volume: string, member: string, parent: string | undefined, writer: StatCacheWriter): StatCacheIO {
+  return {
+    load(dir: Buffer): Map<string, CachedFile> | undefined {
+      if (!parent) return undefined;
+      const row = site.db.get<{ data: Uint8Array }>('SELECT data FROM stat_cache WHERE volume = ? AND member = ? AND snapshot = ? AND dir = ?', volume, member, parent, dir);
+      if (!row) return undefined;
+      try {
+        return decodeDirCache(row.data);
+      } catch {
+        return undefined; // a damaged cache only costs a re-read
+      }
+    },
+    save(dir: Buffer, data: Buffer): void {
+      writer.add(member, dir, data);
+    },
+  };
+}
+
+// ---------------------------------------------------------------- deletion
+
+export interface DeletePlan {
+  volume: string;
+  delete: Array<{ id: string; name: string | null; time: number }>;
+  refused: Array<{ id: string; name: string | null; reason: string }>;
+}
+
+export function planDeleteSnapshots(site: Site, volume: string, refs: string[], opts: { allowHeld?: string[] } = {}): DeletePlan {
+  const plan: DeletePlan = { volume, delete: [], refused: [] };
+  const seen = new Set<string>();
+  for (const ref of refs) {
+    const s = resolveSnapshot(site, volume, ref);
+    if (seen.has(s.id)) continue;
+    seen.add(s.id);
+    const blocking = s.holds.filter((h) => !(opts.allowHeld ?? []).includes(h));
+    if (blocking.length > 0) plan.refused.push({ id: s.id, name: s.name, reason: `held by ${blocking.join(', ')}` });
+    else plan.delete.push({ id: s.id, name: s.name, time: s.time });
+  }
+  return plan;
+}
+
+export interface GcSummary {
+  plan: GcPlan;
+  executed: boolean;
+}
+
+/** Delete the planned snapshots (one transaction), then collect what no snapshot references any more. */
+export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?: boolean } = {}): { deleted: string[]; gc?: GcSummary } {
+  if (plan.refused.length > 0) {
+    const r = plan.refused[0];
+    throw new FerryError('SNAPSHOT_HELD', `snapshot ${r.name ?? r.id} is ${r.reason}; it cannot be deleted while the hold exists`);
+  }
+  if (plan.delete.length === 0) return { deleted: [] };
+  site.db.tx(() => {
+    for (const d of plan.delete) {
+      // Re-check inside the transaction: a hold may have appeared since planning.
+      if (site.db.get('SELECT 1 FROM holds WHERE snapshot = ?', d.id)) throw new FerryError('SNAPSHOT_HELD', `snapshot ${d.name ?? d.id} became held; nothing was deleted`);
+      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot = ?', plan.volume, d.id);
+      site.db.run('DELETE FROM snapshots WHERE id = ?', d.id);
+    }
+    site.event({ kind: 'snapshot.delete', volume: plan.volume, outcome: 'ok', detail: { snapshots: plan.delete.map((d) => d.id) } });
+  });
+  const deleted = plan.delete.map((d) => d.id);
+  if (opts.gc === false) return { deleted };
+  return { deleted, gc: collectGarbage(site) };
+}
+
+/** Mark from every snapshot in the catalog, then delete or repack what nothing references. */
+export function collectGarbage(site: Site, opts: { dryRun?: boolean } = {}): GcSummary {
+  site.store.flush();
+  const manifests = site.db.all<{ manifest: string }>('SELECT manifest FROM snapshots').map((r) => r.manifest as ObjectId);
+  let live: Set<string>;
+  try {
+    live = markLive(site.store, manifests);
+  } catch (err) {
+    throw new FerryError('OBJECT_CORRUPT', `garbage collection refused: ${(err as Error).message}; run \`ferry verify\` to find the damaged snapshot`, { cause: err });
+  }
+  const plan = planCollect(site.store, (id) => live.has(id));
+  if (opts.dryRun) return { plan, executed: false };
+  executeCollect(site.store, plan);
+  site.event({ kind: 'gc', outcome: 'ok', detail: { plan: summarizeGc(plan) } });
+  return { plan, executed: true };
+}
+
+export function summarizeGc(plan: GcPlan): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(plan, (k, v) => (k === 'copy' && Array.isArray(v) ? v.length : v))) as Record<string, unknown>;
+}
+
+/** Apply the volume's retention policy now; returns what it removed. */
+export function applyVolumeRetention(site: Site, volume: string, opts: { dryRun?: boolean } = {}): { decision: RetentionDecision; removed: string[]; gc?: GcSummary } {
+  const vol = getVolume(site, volume);
+  const snaps = listSnapshots(site, volume);
+  const decision = applyRetention(
+    snaps.map((s) => ({ id: s.id, time: s.time, name: s.name, held: s.holds.length > 0 })),
+    vol.retention,
+  );
+  if (opts.dryRun || decision.remove.length === 0) return { decision, removed: [] };
+  const plan = planDeleteSnapshots(site, volume, decision.remove);
+  const r = executeDeleteSnapshots(site, plan);
+  site.event({ kind: 'retention', volume, outcome: 'ok', detail: { removed: r.deleted } });
+  return { decision, removed: r.deleted, gc: r.gc };
+}

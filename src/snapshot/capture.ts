@@ -1,0 +1,386 @@
+// Capture: turn a member (a directory tree or a block image) into stored
+// objects and return its root id. Trees are walked depth-first in name
+// order by one sequential walker (so hard-link choices and tree bytes are
+// deterministic); file contents are chunked, hashed and compressed by the
+// worker pool while the walker goes on, and each directory's tree object is
+// written once all its children are known (a Merkle DAG, bottom-up).
+// Capture never follows a symlink and never reads a socket, FIFO or device.
+// It knows nothing of the catalog: the caller supplies the store, the pool
+// and the stat cache.
+import { lstatSync, readdirSync, readlinkSync, openSync, fstatSync, closeSync, readFileSync, type BigIntStats } from 'node:fs';
+import { FerryError, wrapIoError } from '../core/errors.ts';
+import type { ObjectId } from '../core/ids.ts';
+import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import type { ChunkPool } from './chunk-pool.ts';
+import { encodeTree, encodeBlockList, encodeImage } from './format.ts';
+import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type TreeEntry } from './model.ts';
+import { encodeDirCache, type CachedFile } from './stat-cache.ts';
+
+export interface CaptureStore {
+  has(id: ObjectId): boolean;
+  put(kind: ObjectKind, raw: Uint8Array): { id: ObjectId; added: boolean };
+  putPrepared(obj: PreparedObject, options?: { trusted?: boolean }): boolean;
+}
+
+export interface StatCacheIO {
+  /** what the parent capture saw in this directory (member-relative path, '' for the root) */
+  load(dir: Buffer): Map<string, CachedFile> | undefined;
+  /** what this capture saw; called once per directory */
+  save(dir: Buffer, data: Buffer): void;
+}
+
+export interface CaptureWarning {
+  path: string;
+  problem: 'unreadable' | 'vanished' | 'changed-during-read' | 'special-file' | 'skipped';
+  message: string;
+}
+
+export interface CaptureStats {
+  dirs: number;
+  files: number;
+  symlinks: number;
+  hardlinks: number;
+  specials: number;
+  /** logical bytes of all regular files (or the image size) */
+  bytes: number;
+  filesRead: number;
+  bytesRead: number;
+  filesReused: number;
+  objectsAdded: number;
+  /** uncompressed bytes of objects added to the store */
+  bytesAdded: number;
+  /** bytes those objects take in the store */
+  bytesStored: number;
+}
+
+export function emptyStats(): CaptureStats {
+  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0 };
+}
+
+export function addStats(into: CaptureStats, s: CaptureStats): void {
+  for (const k of Object.keys(into) as Array<keyof CaptureStats>) into[k] += s[k];
+}
+
+export interface CaptureOptions {
+  store: CaptureStore;
+  pool: ChunkPool;
+  cache?: StatCacheIO;
+  onWarning?: (w: CaptureWarning) => void;
+  /** capture start (ms): files touched within RACY_MS of it are not trusted from the cache next time */
+  startedAt: number;
+  /** most file jobs in flight before the walker waits */
+  maxInFlight?: number;
+  signal?: AbortSignal;
+}
+
+// Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
+// changed again within the same tick keeps its mtime and ctime. Files whose
+// ctime is this close to the capture are re-read next time (git's "racily
+// clean" rule).
+const RACY_NS = 2_000_000_000n;
+
+const SLASH = Buffer.from('/');
+
+function joinBuf(a: Buffer, b: Buffer): Buffer {
+  return a.length === 0 ? b : Buffer.concat([a, SLASH, b]);
+}
+
+function typeOf(st: BigIntStats): EntryType | undefined {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'chardev';
+  if (st.isBlockDevice()) return 'blockdev';
+  return undefined;
+}
+
+interface DirResult {
+  tree: Promise<ObjectId>;
+}
+
+class TreeWalker {
+  readonly stats = emptyStats();
+  readonly #o: CaptureOptions;
+  readonly #hardlinks = new Map<string, Buffer>();
+  readonly #racyBefore: bigint;
+  #inFlight = 0;
+  #waiters: Array<() => void> = [];
+  #failure: unknown;
+
+  constructor(o: CaptureOptions) {
+    this.#o = o;
+    this.#racyBefore = BigInt(o.startedAt) * 1_000_000n - RACY_NS;
+  }
+
+  warn(rel: Buffer, problem: CaptureWarning['problem'], message: string): void {
+    this.#o.onWarning?.({ path: rel.toString('utf8') || '.', problem, message });
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    this.#o.signal?.throwIfAborted();
+    const max = this.#o.maxInFlight ?? 256;
+    while (this.#inFlight >= max) await new Promise<void>((r) => this.#waiters.push(r));
+    this.#inFlight++;
+  }
+
+  #release(): void {
+    this.#inFlight--;
+    this.#waiters.shift()?.();
+  }
+
+  #storeChunk(c: PreparedObject): void {
+    if (this.#o.store.putPrepared(c, { trusted: true })) {
+      this.stats.objectsAdded++;
+      this.stats.bytesAdded += c.rawLength;
+      this.stats.bytesStored += c.stored.byteLength;
+    }
+  }
+
+  #putObject(kind: ObjectKind, raw: Buffer): ObjectId {
+    const { id, added } = this.#o.store.put(kind, raw);
+    if (added) {
+      this.stats.objectsAdded++;
+      this.stats.bytesAdded += raw.length;
+      this.stats.bytesStored += raw.length; // approximate: metadata objects are small
+    }
+    return id;
+  }
+
+  async walk(abs: Buffer, rel: Buffer, dirStat: BigIntStats): Promise<DirResult> {
+    let names: Buffer[];
+    try {
+      names = readdirSync(abs, { encoding: 'buffer' });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (rel.length === 0) throw wrapIoError(err, `reading member directory ${abs.toString()}`);
+      this.warn(rel, code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot list directory: ${(err as Error).message}; recorded as empty`);
+      names = [];
+    }
+    names.sort(Buffer.compare);
+    this.stats.dirs++;
+    const cached = this.#o.cache?.load(rel);
+    const newCache: Array<[Buffer, CachedFile]> = [];
+    const slots: Array<TreeEntry | Promise<TreeEntry | null>> = [];
+    for (const name of names) {
+      const childAbs = joinBuf(abs, name);
+      const childRel = joinBuf(rel, name);
+      let st: BigIntStats;
+      try {
+        st = lstatSync(childAbs, { bigint: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        this.warn(childRel, code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot stat: ${(err as Error).message}; skipped`);
+        continue;
+      }
+      const type = typeOf(st);
+      if (!type) {
+        this.warn(childRel, 'skipped', 'unknown file type; skipped');
+        continue;
+      }
+      const base = { name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs, xattrs: [] as Array<[Buffer, Buffer]> };
+      switch (type) {
+        case 'dir': {
+          const sub = await this.walk(childAbs, childRel, st);
+          const entry = sub.tree.then((tree): TreeEntry => ({ ...base, type: 'dir', size: 0, tree }));
+          entry.catch(() => {}); // the failure surfaces through the root; never unhandled
+          slots.push(entry);
+          break;
+        }
+        case 'symlink': {
+          let target: Buffer;
+          try {
+            target = readlinkSync(childAbs, { encoding: 'buffer' });
+          } catch (err) {
+            this.warn(childRel, 'unreadable', `cannot read symlink: ${(err as Error).message}; skipped`);
+            continue;
+          }
+          this.stats.symlinks++;
+          slots.push({ ...base, type: 'symlink', size: target.length, target });
+          break;
+        }
+        case 'file': {
+          if (st.nlink > 1n) {
+            const key = `${st.dev}:${st.ino}`;
+            const first = this.#hardlinks.get(key);
+            if (first) {
+              this.stats.hardlinks++;
+              slots.push({ ...base, type: 'hardlink', size: 0, target: first });
+              break;
+            }
+            this.#hardlinks.set(key, childRel);
+          }
+          this.stats.files++;
+          this.stats.bytes += Number(st.size);
+          const hit = cached?.get(name.toString('latin1'));
+          if (hit && hit.size === Number(st.size) && hit.mtimeNs === st.mtimeNs && hit.ctimeNs === st.ctimeNs && hit.ino === st.ino) {
+            this.stats.filesReused++;
+            if (st.ctimeNs < this.#racyBefore) newCache.push([name, hit]);
+            slots.push({ ...base, type: 'file', size: hit.size, chunks: hit.chunks });
+            break;
+          }
+          await this.#acquire();
+          const job = this.#readFile(childAbs, childRel, base, newCache, name).finally(() => this.#release());
+          job.catch((err) => (this.#failure ??= err));
+          slots.push(job);
+          break;
+        }
+        default: {
+          this.stats.specials++;
+          this.warn(childRel, 'special-file', `${type} recorded (type, mode, owner, device number), never read`);
+          slots.push({ ...base, type, size: 0, ...(type === 'chardev' || type === 'blockdev' ? { rdev: Number(st.rdev) } : {}) });
+        }
+      }
+    }
+    const tree = Promise.all(slots).then((all) => {
+      const entries = all.filter((e): e is TreeEntry => e !== null);
+      const id = this.#putObject('tree', encodeTree({ entries }));
+      if (this.#o.cache) {
+        newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
+        this.#o.cache.save(rel, encodeDirCache(newCache));
+      }
+      return id;
+    });
+    tree.catch(() => {});
+    void dirStat;
+    return { tree };
+  }
+
+  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer): Promise<TreeEntry | null> {
+    const r = await this.#o.pool.chunkFile(abs);
+    if (!r.ok) {
+      this.stats.files--;
+      const problem = r.code === 'ENOENT' ? 'vanished' : 'unreadable';
+      this.warn(rel, problem, `cannot read file (${r.code}): ${r.message}; skipped`);
+      return null;
+    }
+    for (const c of r.chunks) this.#storeChunk(c);
+    this.stats.filesRead++;
+    this.stats.bytesRead += r.stat.size;
+    const chunks = r.chunks.map((c) => c.id);
+    if (r.changedDuringRead) {
+      this.warn(rel, 'changed-during-read', 'file kept changing while being read; stored as last read (quiesce the application with a pre hook for a consistent copy)');
+    } else if (r.stat.ctimeNs < this.#racyBefore) {
+      newCache.push([name, { size: r.stat.size, mtimeNs: r.stat.mtimeNs, ctimeNs: r.stat.ctimeNs, ino: r.stat.ino, chunks }]);
+    }
+    return { ...base, mtimeNs: r.stat.mtimeNs, type: 'file', size: r.stat.size, chunks };
+  }
+}
+
+/** Capture a directory tree; returns the root tree id. */
+export async function captureTree(root: string, o: CaptureOptions): Promise<{ root: ObjectId; stats: CaptureStats }> {
+  const abs = Buffer.from(root);
+  let st: BigIntStats;
+  try {
+    st = lstatSync(abs, { bigint: true });
+  } catch (err) {
+    throw wrapIoError(err, `member ${root}`);
+  }
+  if (!st.isDirectory()) throw new FerryError('MEMBER_INVALID', `member ${root} is no longer a directory (is it a symlink now?); fix the path or recreate the volume`);
+  const walker = new TreeWalker(o);
+  const { tree } = await walker.walk(abs, Buffer.alloc(0), st);
+  const id = await tree;
+  return { root: id, stats: walker.stats };
+}
+
+/** Size of a regular file or block device, in bytes. */
+export function imageSize(path: string): number {
+  const st = lstatSync(path);
+  if (st.isFile()) return st.size;
+  if (st.isBlockDevice()) {
+    // Node has no BLKGETSIZE64; the kernel publishes the size in 512-byte sectors.
+    const rdev = st.rdev;
+    const major = ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+    const minor = (rdev & 0xff) | ((rdev >> 12) & ~0xff);
+    try {
+      return Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
+    } catch (err) {
+      throw wrapIoError(err, `finding the size of block device ${path}`);
+    }
+  }
+  throw new FerryError('MEMBER_INVALID', `image member ${path} is neither a regular file nor a block device`);
+}
+
+/** Capture an image member in fixed blocks; returns the image manifest id. */
+export async function captureImage(path: string, o: CaptureOptions & { blockSize?: number }): Promise<{ root: ObjectId; stats: CaptureStats }> {
+  const blockSize = o.blockSize ?? DEFAULT_IMAGE_BLOCK_SIZE;
+  const stats = emptyStats();
+  let before;
+  try {
+    const fd = openSync(path, 'r');
+    before = fstatSync(fd, { bigint: true });
+    closeSync(fd);
+  } catch (err) {
+    throw wrapIoError(err, `opening image member ${path}`);
+  }
+  const size = imageSize(path);
+  const blocks = Math.ceil(size / blockSize);
+  const JOB_BLOCKS = Math.max(1, Math.floor((16 * 1024 * 1024) / blockSize));
+  const pathBuf = Buffer.from(path);
+  const lists: ObjectId[] = [];
+  let current: Array<ObjectId | null> = [];
+  // Jobs run a few ahead of the consumer; results are consumed in order.
+  const AHEAD = 4;
+  const pending: Array<Promise<Array<PreparedObject | null>>> = [];
+  let nextBlock = 0;
+  const launch = () => {
+    const first = nextBlock;
+    const count = Math.min(JOB_BLOCKS, blocks - first);
+    nextBlock += count;
+    const offset = first * blockSize;
+    const length = Math.min(count * blockSize, size - offset);
+    pending.push(
+      o.pool.hashBlocks(pathBuf, offset, length, blockSize).then((r) => {
+        if (!r.ok) throw new FerryError('IO', `reading image ${path} at ${offset}: ${r.code} ${r.message}`);
+        return r.blocks;
+      }),
+    );
+  };
+  while (nextBlock < blocks && pending.length < AHEAD) launch();
+  while (pending.length > 0) {
+    o.signal?.throwIfAborted();
+    const got = await pending.shift()!;
+    if (nextBlock < blocks) launch();
+    for (const b of got) {
+      if (b) {
+        if (o.store.putPrepared(b, { trusted: true })) {
+          stats.objectsAdded++;
+          stats.bytesAdded += b.rawLength;
+          stats.bytesStored += b.stored.byteLength;
+        }
+        current.push(b.id);
+      } else current.push(null);
+      if (current.length === BLOCKS_PER_LIST) {
+        lists.push(putMeta(o.store, 'blocklist', encodeBlockList({ blocks: current }), stats));
+        current = [];
+      }
+    }
+  }
+  if (current.length > 0) lists.push(putMeta(o.store, 'blocklist', encodeBlockList({ blocks: current }), stats));
+  stats.files = 1;
+  stats.bytes = size;
+  stats.bytesRead = size;
+  stats.filesRead = 1;
+  try {
+    const after = lstatSync(path, { bigint: true });
+    if (after.mtimeNs !== before.mtimeNs || after.size !== before.size) {
+      o.onWarning?.({ path, problem: 'changed-during-read', message: 'image was written while being captured: the snapshot is crash-consistent at best (quiesce it with a pre hook)' });
+    }
+  } catch {
+    // a vanished image shows up as an error on the next capture
+  }
+  const root = putMeta(o.store, 'image', encodeImage({ size, blockSize, lists }), stats);
+  return { root, stats };
+}
+
+function putMeta(store: CaptureStore, kind: ObjectKind, raw: Buffer, stats: CaptureStats): ObjectId {
+  const { id, added } = store.put(kind, raw);
+  if (added) {
+    stats.objectsAdded++;
+    stats.bytesAdded += raw.length;
+    stats.bytesStored += raw.length;
+  }
+  return id;
+}

@@ -1,0 +1,107 @@
+// Walking the object graph of snapshots: snapshot -> members -> trees ->
+// chunks, images -> blocklists -> blocks. Shared subtrees (same id) are
+// visited once, which is what makes marking and verifying cheap when
+// snapshots share most of their content.
+import type { ObjectId } from '../core/ids.ts';
+import type { ObjectKind, ObjectReader } from '../store/types.ts';
+import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from './format.ts';
+import type { SnapshotManifest } from './model.ts';
+
+export interface VisitedObject {
+  id: ObjectId;
+  kind: ObjectKind;
+  /** member-relative path of the file or directory this object belongs to ('' = member root) */
+  member: string;
+  path: string;
+}
+
+export interface GraphVisitor {
+  /** return false to skip descending (e.g. already seen) */
+  enter(o: VisitedObject): boolean;
+  /** a child object could not be read (missing or corrupt); the walk continues */
+  broken?(o: VisitedObject, err: unknown): void;
+}
+
+export function readManifest(store: ObjectReader, id: ObjectId): SnapshotManifest {
+  return decodeSnapshot(store.get(id));
+}
+
+/** Visit every object of one snapshot. Metadata objects are read (verified); chunks and blocks are only reported. */
+export function walkSnapshot(store: ObjectReader, manifestId: ObjectId, v: GraphVisitor): void {
+  const top: VisitedObject = { id: manifestId, kind: 'snapshot', member: '', path: '' };
+  if (!v.enter(top)) return;
+  let m: SnapshotManifest;
+  try {
+    m = readManifest(store, manifestId);
+  } catch (err) {
+    v.broken?.(top, err);
+    return;
+  }
+  for (const mem of m.members) {
+    if (mem.kind === 'tree') walkTree(store, mem.root, mem.name, '', v);
+    else walkImage(store, mem.root, mem.name, v);
+  }
+}
+
+function walkTree(store: ObjectReader, id: ObjectId, member: string, path: string, v: GraphVisitor): void {
+  const me: VisitedObject = { id, kind: 'tree', member, path };
+  if (!v.enter(me)) return;
+  let tree;
+  try {
+    tree = decodeTree(store.get(id));
+  } catch (err) {
+    v.broken?.(me, err);
+    return;
+  }
+  for (const e of tree.entries) {
+    const p = path ? `${path}/${e.name.toString('utf8')}` : e.name.toString('utf8');
+    if (e.type === 'dir' && e.tree) walkTree(store, e.tree, member, p, v);
+    else if (e.type === 'file' && e.chunks) for (const c of e.chunks) v.enter({ id: c, kind: 'chunk', member, path: p });
+  }
+}
+
+function walkImage(store: ObjectReader, id: ObjectId, member: string, v: GraphVisitor): void {
+  const me: VisitedObject = { id, kind: 'image', member, path: '' };
+  if (!v.enter(me)) return;
+  let img;
+  try {
+    img = decodeImage(store.get(id));
+  } catch (err) {
+    v.broken?.(me, err);
+    return;
+  }
+  img.lists.forEach((lid, li) => {
+    const lo: VisitedObject = { id: lid, kind: 'blocklist', member, path: `blocks ${li * 4096}-` };
+    if (!v.enter(lo)) return;
+    let list;
+    try {
+      list = decodeBlockList(store.get(lid));
+    } catch (err) {
+      v.broken?.(lo, err);
+      return;
+    }
+    list.blocks.forEach((b, bi) => {
+      if (b) v.enter({ id: b, kind: 'chunk', member, path: `block ${li * 4096 + bi} (offset ${(li * 4096 + bi) * img.blockSize})` });
+    });
+  });
+}
+
+/** The set of every object id reachable from the given snapshots. */
+export function markLive(store: ObjectReader, manifests: ObjectId[]): Set<string> {
+  const live = new Set<string>();
+  for (const m of manifests) {
+    walkSnapshot(store, m, {
+      enter(o) {
+        if (live.has(o.id)) return false;
+        live.add(o.id);
+        return true;
+      },
+      broken(o, err) {
+        // A missing metadata object means its children cannot be marked: refusing is
+        // the only safe answer, or GC would delete what the snapshot still needs.
+        throw Object.assign(new Error(`cannot mark ${o.kind} ${o.id}: ${(err as Error).message}`), { cause: err });
+      },
+    });
+  }
+  return live;
+}
