@@ -43,6 +43,18 @@ export const ERRORS = {
   IDENTITY_INVALID: { kind: 'corrupt', exit: 5, doc: "The site's key.pem or cert.pem is missing, unreadable, corrupt, or the two do not match; restore both from backup." },
   IDENTITY_EXISTS: { kind: 'conflict', exit: 4, doc: 'A site identity (key.pem or cert.pem) already exists there; ferry never overwrites one.' },
   PEER_UNTRUSTED: { kind: 'permanent', exit: 4, doc: 'A peer presented a site id that is not paired; pair it with `ferry site add NAME URL --id ID` if you trust it.' },
+  PROTOCOL: { kind: 'permanent', exit: 5, doc: 'A peer sent a malformed or out-of-bounds message; nothing of it was used.' },
+  TRANSFER_INTERRUPTED: { kind: 'transient', exit: 6, doc: 'A transfer was cut (connection lost, peer stopped); the next attempt resumes without resending what arrived.' },
+  PEER_UNREACHABLE: { kind: 'transient', exit: 6, doc: 'The peer site cannot be reached; check that `ferry serve` runs there and the URL is right. Retried with backoff.' },
+  PEER_NOT_FOUND: { kind: 'usage', exit: 3, doc: 'No paired site of that name; `ferry site list` shows them, `ferry site add` pairs one.' },
+  PEER_EXISTS: { kind: 'conflict', exit: 4, doc: 'A site of that name or id is already paired.' },
+  NOT_AUTHORIZED: { kind: 'permanent', exit: 4, doc: 'The peer may not do this: it may only write into volumes this site holds as its secondary.' },
+  MIRROR_NOT_FOUND: { kind: 'usage', exit: 3, doc: 'No mirror of that volume to that site.' },
+  MIRROR_EXISTS: { kind: 'conflict', exit: 4, doc: 'That volume already has a mirror to that site.' },
+  MIRROR_STATE: { kind: 'conflict', exit: 4, doc: 'The mirror is not in a state that allows this (e.g. update before initialize, or within min delay without --force).' },
+  REPLICA_WRITTEN: { kind: 'conflict', exit: 4, doc: 'Someone wrote into the replica since the last apply; the writes were kept in a snapshot; update with --force to overwrite them.' },
+  REPLICA_MISMATCH: { kind: 'corrupt', exit: 5, doc: 'After an apply the replica does not match the snapshot; it is marked inconsistent and the next update re-applies.' },
+  DAEMON_UNREACHABLE: { kind: 'transient', exit: 6, doc: 'The local daemon holds the site but does not answer on its socket; check `ferry serve`.' },
   INTERNAL: { kind: 'permanent', exit: 1, doc: 'A bug in ferry; the message and cause tell where.' },
 } as const satisfies Record<string, ErrorSpec>;
 

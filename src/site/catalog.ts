@@ -57,6 +57,46 @@ CREATE TABLE stat_cache (
   data     BLOB NOT NULL,
   PRIMARY KEY (volume, member, snapshot, dir)
 ) WITHOUT ROWID;
+CREATE TABLE peers (
+  name       TEXT PRIMARY KEY,
+  id         TEXT NOT NULL UNIQUE,
+  url        TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+-- Source side: one row per mirror (a volume may have several).
+CREATE TABLE mirrors (
+  id            TEXT PRIMARY KEY,
+  volume        TEXT NOT NULL REFERENCES volumes(name),
+  peer          TEXT NOT NULL REFERENCES peers(name),
+  remote_volume TEXT NOT NULL,
+  schedule_s    INTEGER,
+  min_delay_s   INTEGER NOT NULL DEFAULT 0,
+  max_delay_s   INTEGER NOT NULL DEFAULT 3600,
+  bandwidth     INTEGER,
+  state         TEXT NOT NULL DEFAULT 'uninitialized',
+  paused        INTEGER NOT NULL DEFAULT 0,
+  base          TEXT,
+  last_success_at INTEGER,
+  last_attempt_at INTEGER,
+  next_run_at   INTEGER,
+  failures      INTEGER NOT NULL DEFAULT 0,
+  last_error    TEXT,
+  last_transfer TEXT,
+  created_at    INTEGER NOT NULL,
+  UNIQUE (volume, peer)
+);
+-- Destination side: which peer feeds a secondary volume, and the replica's state.
+CREATE TABLE secondaries (
+  volume        TEXT PRIMARY KEY REFERENCES volumes(name),
+  source_site   TEXT NOT NULL,
+  source_volume TEXT NOT NULL,
+  applied       TEXT,
+  applying      TEXT,
+  applying_from TEXT,
+  consistent    INTEGER NOT NULL DEFAULT 1,
+  image_stats   TEXT NOT NULL DEFAULT '{}',
+  updated_at    INTEGER NOT NULL
+);
 CREATE TABLE events (
   id      INTEGER PRIMARY KEY,
   at      INTEGER NOT NULL,
@@ -100,7 +140,8 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
     throw new FerryError('CATALOG_CORRUPT', `cannot open catalog ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    if (!options.readOnly) configure(db);
+    // Check what the file is before configuring (which would write to it): a
+    // file that is not a ferry catalog, or a newer one, is left untouched.
     let row: { value: string } | undefined;
     try {
       row = db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'format'");
@@ -112,6 +153,7 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
     if (version > CATALOG_FORMAT) {
       throw new FerryError('FORMAT_VERSION', `catalog ${path} is format ${version}, this ferry reads up to ${CATALOG_FORMAT}: upgrade ferry`);
     }
+    if (!options.readOnly) configure(db);
     return db;
   } catch (err) {
     db.close();

@@ -206,7 +206,7 @@ async function runPost(site: Site, vol: Volume, env: Record<string, string>, hoo
 }
 
 /** Stat cache rows of the new snapshot, written in batches so memory stays flat. */
-class StatCacheWriter {
+export class StatCacheWriter {
   #rows: Array<[string, Buffer, Buffer]> = [];
   readonly #site: Site;
   readonly #volume: string;
@@ -232,7 +232,7 @@ class StatCacheWriter {
   }
 }
 
-function statCacheFor(site: Site, volume: string, member: string, parent: string | undefined, writer: StatCacheWriter): StatCacheIO {
+export function statCacheFor(site: Site, volume: string, member: string, parent: string | undefined, writer: StatCacheWriter): StatCacheIO {
   return {
     load(dir: Buffer): Map<string, CachedFile> | undefined {
       if (!parent) return undefined;

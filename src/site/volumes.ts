@@ -167,7 +167,9 @@ function checkOverlaps(site: Site, members: Member[]): void {
   const existing = site.db.all<{ volume: string; name: string; path: string }>('SELECT volume, name, path FROM members');
   const all = [...existing.map((e) => ({ ...e, isNew: false })), ...members.map((m) => ({ volume: '(new)', name: m.name, path: m.path, isNew: true }))];
   for (const m of members) {
-    if (within(site.paths.home, m.path) || within(m.path, site.paths.home)) {
+    // Replicas may live under the site's replica root (inside the home); nothing else may overlap the home.
+    const underReplicas = within(m.path, site.paths.replicas) && m.path !== site.paths.replicas;
+    if (within(site.paths.home, m.path) || (within(m.path, site.paths.home) && !underReplicas)) {
       throw new FerryError('MEMBER_INVALID', `member ${m.path} overlaps the site home ${site.paths.home}; a site cannot protect its own store`);
     }
     for (const o of all) {

@@ -81,6 +81,16 @@ const RACY_NS = 2_000_000_000n;
 
 const SLASH = Buffer.from('/');
 
+/**
+ * Snapshots keep mtimes to the microsecond: Node can set times only through
+ * a double of seconds (about 240 ns resolution today), so a nanosecond
+ * mtime could not be restored exactly, and a restored or replicated tree
+ * would never capture to the same tree id as its source.
+ */
+export function toMicros(ns: bigint): bigint {
+  return (ns / 1000n) * 1000n;
+}
+
 function joinBuf(a: Buffer, b: Buffer): Buffer {
   return a.length === 0 ? b : Buffer.concat([a, SLASH, b]);
 }
@@ -180,7 +190,7 @@ class TreeWalker {
         this.warn(childRel, 'skipped', 'unknown file type; skipped');
         continue;
       }
-      const base = { name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs, xattrs: [] as Array<[Buffer, Buffer]> };
+      const base = { name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: toMicros(st.mtimeNs), xattrs: [] as Array<[Buffer, Buffer]> };
       switch (type) {
         case 'dir': {
           const sub = await this.walk(childAbs, childRel, st);
@@ -265,7 +275,7 @@ class TreeWalker {
     } else if (r.stat.ctimeNs < this.#racyBefore) {
       newCache.push([name, { size: r.stat.size, mtimeNs: r.stat.mtimeNs, ctimeNs: r.stat.ctimeNs, ino: r.stat.ino, chunks }]);
     }
-    return { ...base, mtimeNs: r.stat.mtimeNs, type: 'file', size: r.stat.size, chunks };
+    return { ...base, mtimeNs: toMicros(r.stat.mtimeNs), type: 'file', size: r.stat.size, chunks };
   }
 }
 

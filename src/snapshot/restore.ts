@@ -16,6 +16,7 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import type { TreeEntry } from './model.ts';
+import { timeArg } from './materialize.ts';
 
 export interface RestoreWarning {
   path: string;
@@ -43,10 +44,7 @@ export interface RestoreOptions {
 const SLASH = Buffer.from('/');
 const joinBuf = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
 
-function nsToSeconds(ns: bigint): number {
-  // fs.utimes takes seconds as a double: exact to well under a microsecond for today's dates.
-  return Number(ns / 1000n) / 1e6;
-}
+const nsToSeconds = timeArg;
 
 /** Find the entry at `subpath` (slash-separated, member-relative) below a root tree. */
 export function lookupPath(store: ObjectReader, root: ObjectId, subpath: string): TreeEntry | { type: 'root'; tree: ObjectId } {

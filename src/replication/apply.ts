@@ -1,0 +1,308 @@
+// Apply: bring a replica from the state it is in (A: a tree captured from
+// the replica itself, or the snapshot last applied) to snapshot T, changing
+// only what differs. Files are written beside their target under a
+// deterministic temporary name and renamed into place, so a reader never
+// sees a half-written file and a crash mid-apply is repaired by running the
+// same apply again: every step is idempotent (create overwrites, remove
+// ignores what is gone, a wrong type is replaced).
+// Apply writes only below the replica root. Names come from decoded trees
+// (validated: no '/', no NUL, not '.' or '..'); an existing path that is not
+// what the walk expects (a symlink where a directory should be) is removed,
+// never followed.
+import { existsSync, fsyncSync, ftruncateSync, lstatSync, linkSync, mkdirSync, openSync, closeSync, renameSync, rmSync, writeSync, constants, unlinkSync, fstatSync } from 'node:fs';
+import { FerryError, wrapIoError } from '../core/errors.ts';
+import { hashBytes, type ObjectId } from '../core/ids.ts';
+import type { ObjectReader } from '../store/types.ts';
+import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
+import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
+import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
+
+export interface ApplyStats {
+  created: number;
+  updated: number;
+  removed: number;
+  metadata: number;
+  bytesWritten: number;
+}
+
+export interface ApplyOptions {
+  store: ObjectReader;
+  onWarning?: (path: string, message: string) => void;
+  noOwner?: boolean;
+  signal?: AbortSignal;
+}
+
+const SLASH = Buffer.from('/');
+const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
+
+function tmpName(name: Buffer): Buffer {
+  return Buffer.from(`.ferry-tmp.${hashBytes(name).slice(0, 24)}`);
+}
+
+function lstatOrNull(p: Buffer) {
+  try {
+    return lstatSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw wrapIoError(err, `inspecting ${p}`);
+  }
+}
+
+function removePath(p: Buffer): void {
+  try {
+    rmSync(p, { recursive: true, force: true });
+  } catch (err) {
+    throw wrapIoError(err, `removing ${p}`);
+  }
+}
+
+function sameMeta(a: TreeEntry, b: TreeEntry): boolean {
+  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs;
+}
+
+function sameContent(a: TreeEntry, b: TreeEntry): boolean {
+  if (a.type !== b.type) return false;
+  switch (a.type) {
+    case 'file':
+      return a.size === b.size && (a.chunks ?? []).length === (b.chunks ?? []).length && (a.chunks ?? []).every((c, i) => c === b.chunks![i]);
+    case 'symlink':
+    case 'hardlink':
+      return a.target!.equals(b.target!);
+    case 'chardev':
+    case 'blockdev':
+      return a.rdev === b.rdev;
+    default:
+      return true;
+  }
+}
+
+class TreeApplier {
+  readonly stats: ApplyStats = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
+  readonly #o: ApplyOptions;
+  readonly #ctx: MetaContext;
+  readonly #root: Buffer;
+  /** member-relative paths (latin1) whose inode was replaced: hard links to them must be remade */
+  readonly #replaced = new Set<string>();
+  readonly #links: Array<{ path: Buffer; rel: string; e: TreeEntry; parent: Buffer; parentMeta?: TreeEntry }> = [];
+  #ownerWarned = false;
+
+  constructor(root: Buffer, o: ApplyOptions) {
+    this.#root = root;
+    this.#o = o;
+    this.#ctx = {
+      ...defaultMetaContext(o.noOwner),
+      onOwnerError: (p, err) => {
+        if (!this.#ownerWarned) o.onWarning?.(p.toString(), `ownership not set: ${(err as Error).message}`);
+        this.#ownerWarned = true;
+      },
+    };
+  }
+
+  #ensureDir(p: Buffer): void {
+    const st = lstatOrNull(p);
+    if (st?.isDirectory()) return;
+    if (st) removePath(p);
+    try {
+      mkdirSync(p, { mode: 0o700 });
+    } catch (err) {
+      throw wrapIoError(err, `creating ${p}`);
+    }
+  }
+
+  /** Apply the change from tree a to tree b in directory `dir` (which exists and is a real directory). */
+  dir(dir: Buffer, rel: string, a: ObjectId | null, b: ObjectId, meta?: TreeEntry): void {
+    this.#o.signal?.throwIfAborted();
+    const ea = a ? decodeTree(this.#o.store.get(a)).entries : [];
+    const eb = decodeTree(this.#o.store.get(b)).entries;
+    let i = 0;
+    let j = 0;
+    while (i < ea.length || j < eb.length) {
+      const cmp = i >= ea.length ? 1 : j >= eb.length ? -1 : Buffer.compare(ea[i].name, eb[j].name);
+      if (cmp < 0) {
+        const x = ea[i++];
+        removePath(join(dir, x.name));
+        this.stats.removed++;
+        continue;
+      }
+      const y = eb[j++];
+      const x = cmp === 0 ? ea[i++] : undefined;
+      const p = join(dir, y.name);
+      const r = rel ? `${rel}/${y.name.toString('latin1')}` : y.name.toString('latin1');
+      this.#entry(dir, p, r, x, y, meta);
+    }
+    if (meta) setEntryMeta(dir, meta, this.#ctx);
+  }
+
+  #entry(parent: Buffer, p: Buffer, rel: string, x: TreeEntry | undefined, y: TreeEntry, parentMeta?: TreeEntry): void {
+    if (y.type === 'dir') {
+      if (x?.type === 'dir' && x.tree === y.tree) {
+        if (!sameMeta(x, y)) {
+          this.#ensureDir(p);
+          setEntryMeta(p, y, this.#ctx);
+          this.stats.metadata++;
+        }
+        return;
+      }
+      const fresh = x?.type !== 'dir';
+      if (fresh) {
+        if (x) removePath(p);
+        this.stats.created++;
+      }
+      this.#ensureDir(p);
+      this.dir(p, rel, x?.type === 'dir' ? x.tree! : null, y.tree!, y);
+      return;
+    }
+    if (x && sameContent(x, y)) {
+      if (y.type !== 'hardlink' && !sameMeta(x, y)) {
+        setEntryMeta(p, y, this.#ctx);
+        this.stats.metadata++;
+      }
+      return;
+    }
+    if (x) this.stats.updated++;
+    else this.stats.created++;
+    if (y.type === 'hardlink') {
+      this.#links.push({ path: p, rel, e: y, parent, parentMeta });
+      return;
+    }
+    const tmp = join(parent, tmpName(y.name));
+    removePath(tmp);
+    if (y.type === 'file') {
+      this.stats.bytesWritten += writeFileEntry(this.#o.store, y, tmp, this.#ctx);
+    } else if (y.type === 'symlink') {
+      createSymlinkEntry(y, tmp, this.#ctx);
+    } else {
+      const warning = createSpecialEntry(y, tmp, this.#ctx);
+      if (warning) {
+        this.#o.onWarning?.(p.toString(), warning);
+        if (x) removePath(p);
+        return;
+      }
+    }
+    // rename(2) replaces a file or symlink atomically; a directory in the way must go first.
+    if (lstatOrNull(p)?.isDirectory()) removePath(p);
+    try {
+      renameSync(tmp, p);
+    } catch (err) {
+      throw wrapIoError(err, `renaming into place ${p}`);
+    }
+    if (y.type === 'file') this.#replaced.add(rel);
+  }
+
+  /** Hard links last, once their targets exist; and links whose target file was replaced are remade. */
+  finish(bRoot: ObjectId): void {
+    if (this.#replaced.size > 0) this.#collectStaleLinks(bRoot);
+    const touched = new Map<string, { parent: Buffer; meta?: TreeEntry }>();
+    for (const l of this.#links) {
+      const target = join(this.#root, l.e.target!);
+      const tmp = join(l.parent, tmpName(l.e.name));
+      removePath(tmp);
+      try {
+        linkSync(target, tmp);
+        if (lstatOrNull(l.path)?.isDirectory()) removePath(l.path);
+        renameSync(tmp, l.path);
+      } catch (err) {
+        this.#o.onWarning?.(l.path.toString(), `hard link to ${l.e.target!.toString()} not made: ${(err as Error).message}`);
+        continue;
+      }
+      touched.set(l.parent.toString('latin1'), { parent: l.parent, meta: l.parentMeta });
+    }
+    // Linking changed those directories' mtimes.
+    for (const t of touched.values()) if (t.meta) setEntryMeta(t.parent, t.meta, this.#ctx);
+  }
+
+  #collectStaleLinks(bRoot: ObjectId): void {
+    const queued = new Set(this.#links.map((l) => l.rel));
+    const walk = (tree: ObjectId, dir: Buffer, rel: string, meta?: TreeEntry) => {
+      for (const e of decodeTree(this.#o.store.get(tree)).entries) {
+        const r = rel ? `${rel}/${e.name.toString('latin1')}` : e.name.toString('latin1');
+        const p = join(dir, e.name);
+        if (e.type === 'dir') walk(e.tree!, p, r, e);
+        else if (e.type === 'hardlink' && this.#replaced.has(e.target!.toString('latin1')) && !queued.has(r)) {
+          this.#links.push({ path: p, rel: r, e, parent: dir, parentMeta: meta });
+        }
+      }
+    };
+    walk(bRoot, this.#root, '');
+  }
+}
+
+/** Bring the tree replica at `root` from tree `from` (null: empty) to tree `to`. */
+export function applyTree(root: string, from: ObjectId | null, to: ObjectId, o: ApplyOptions): ApplyStats {
+  const r = Buffer.from(root);
+  const st = lstatOrNull(r);
+  if (st && !st.isDirectory()) throw new FerryError('MEMBER_INVALID', `replica ${root} is not a directory (a symlink or file is in the way); move it away`);
+  if (!st) mkdirSync(r, { recursive: true });
+  const applier = new TreeApplier(r, o);
+  applier.dir(r, '', from, to);
+  applier.finish(to);
+  return applier.stats;
+}
+
+/** Bring the image replica at `path` from image `from` (null: nothing) to image `to`: changed blocks, in location order. */
+export function applyImage(path: string, from: ObjectId | null, to: ObjectId, o: ApplyOptions): ApplyStats {
+  const stats: ApplyStats = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
+  const ib = decodeImage(o.store.get(to));
+  const ia = from ? decodeImage(o.store.get(from)) : null;
+  const comparable = ia !== null && ia.blockSize === ib.blockSize;
+  const existed = existsSync(path);
+  const st = existed ? lstatSync(path) : null;
+  if (st && !st.isFile() && !st.isBlockDevice()) throw new FerryError('MEMBER_INVALID', `image replica ${path} is neither a regular file nor a block device`);
+  const isDevice = st?.isBlockDevice() ?? false;
+  let fd: number;
+  try {
+    fd = openSync(path, isDevice ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    throw wrapIoError(err, `opening image replica ${path}`);
+  }
+  try {
+    if (!isDevice) {
+      const cur = fstatSync(fd).size;
+      // A shrink or grow: a fresh (or resized) image must match exactly.
+      if (cur !== ib.size) ftruncateSync(fd, ib.size);
+    }
+    const zero = Buffer.alloc(ib.blockSize);
+    // A fresh image is all holes after ftruncate; an existing one must have zeroed blocks written.
+    const holesNeedZeros = isDevice || from !== null;
+    for (let li = 0; li < ib.lists.length; li++) {
+      o.signal?.throwIfAborted();
+      const lb = ib.lists[li];
+      const la = comparable ? ia!.lists[li] : undefined;
+      if (la === lb && from !== null) continue;
+      const bb = decodeBlockList(o.store.get(lb)).blocks;
+      const ba = la ? decodeBlockList(o.store.get(la)).blocks : [];
+      for (let k = 0; k < bb.length; k++) {
+        if (from !== null && k < ba.length && ba[k] === bb[k]) continue;
+        const blockNo = li * BLOCKS_PER_LIST + k;
+        const off = blockNo * ib.blockSize;
+        const len = Math.min(ib.blockSize, ib.size - off);
+        if (len <= 0) break;
+        let data: Buffer | undefined;
+        if (bb[k]) data = o.store.get(bb[k]!);
+        else if (holesNeedZeros) data = zero.subarray(0, len);
+        if (!data) continue;
+        if (data.length !== len) throw new FerryError('OBJECT_CORRUPT', `image block ${blockNo} is ${data.length} bytes, expected ${len}`);
+        let w = 0;
+        while (w < len) w += writeSync(fd, data, w, len - w, off + w);
+        stats.bytesWritten += len;
+        stats.updated++;
+      }
+    }
+    fsyncSync(fd);
+  } catch (err) {
+    throw wrapIoError(err, `writing image replica ${path}`);
+  } finally {
+    closeSync(fd);
+  }
+  return stats;
+}
+
+/** Remove a member replica entirely (used when a full sync starts over). */
+export function clearReplica(path: string): void {
+  const st = lstatOrNull(Buffer.from(path));
+  if (!st) return;
+  if (st.isDirectory()) {
+    removePath(Buffer.from(path));
+    mkdirSync(path);
+  } else if (st.isFile()) unlinkSync(path);
+}

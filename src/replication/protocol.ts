@@ -1,0 +1,158 @@
+// The wire encodings of replication, and their validation. Everything read
+// from the network passes through here before anyone acts on it: sizes are
+// bounded before anything is allocated, kinds and codecs are checked, ids are
+// exactly 32 bytes, and JSON messages are checked field by field.
+import { FerryError } from '../core/errors.ts';
+import { objectIdFromBytes, objectIdToBytes, parseName, type ObjectId } from '../core/ids.ts';
+import { CODEC_NONE, CODEC_ZSTD, OBJECT_KINDS, type Codec, type ObjectKind, type PreparedObject } from '../store/types.ts';
+import { PROTOCOL_VERSION, type CommitRequest, type HelloRequest } from './types.ts';
+
+/** Largest object accepted (raw or stored): trees of huge directories are the big ones. */
+export const MAX_OBJECT_BYTES = 64 * 1024 * 1024;
+/** Most ids in one `missing` question. */
+export const MAX_IDS_PER_QUERY = 65536;
+/** Largest JSON control message. */
+export const MAX_JSON_BYTES = 1024 * 1024;
+
+const RECORD_HEADER = 1 + 1 + 4 + 4 + 32;
+
+function bad(msg: string): FerryError {
+  return new FerryError('PROTOCOL', msg);
+}
+
+// ---- object stream: [kind u8][codec u8][raw u32][stored u32][id 32][stored bytes] ...
+
+export function encodeObjectHeader(o: PreparedObject): Buffer {
+  const h = Buffer.allocUnsafe(RECORD_HEADER);
+  h[0] = OBJECT_KINDS.indexOf(o.kind);
+  h[1] = o.codec;
+  h.writeUInt32LE(o.rawLength, 2);
+  h.writeUInt32LE(o.stored.byteLength, 6);
+  objectIdToBytes(o.id).copy(h, 10);
+  return h;
+}
+
+/**
+ * Parse an object stream incrementally. Memory is bounded by one object
+ * (MAX_OBJECT_BYTES) plus the chunk being read.
+ */
+export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<PreparedObject> {
+  let buf: Buffer = Buffer.alloc(0);
+  let need = RECORD_HEADER;
+  let header: { kind: ObjectKind; codec: Codec; rawLength: number; storedLength: number; id: ObjectId } | undefined;
+  for await (const piece of source) {
+    buf = buf.length === 0 ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength) : Buffer.concat([buf, piece]);
+    while (buf.length >= need) {
+      if (!header) {
+        const kindIdx = buf[0];
+        const codec = buf[1];
+        const rawLength = buf.readUInt32LE(2);
+        const storedLength = buf.readUInt32LE(6);
+        if (kindIdx >= OBJECT_KINDS.length) throw bad(`object stream: unknown object kind ${kindIdx}`);
+        if (codec !== CODEC_NONE && codec !== CODEC_ZSTD) throw bad(`object stream: unknown codec ${codec}`);
+        if (rawLength > MAX_OBJECT_BYTES || storedLength > MAX_OBJECT_BYTES) throw bad(`object stream: object of ${rawLength} bytes exceeds the ${MAX_OBJECT_BYTES}-byte limit`);
+        if (codec === CODEC_NONE && storedLength !== rawLength) throw bad('object stream: uncompressed object with stored length different from its raw length');
+        header = { kind: OBJECT_KINDS[kindIdx], codec: codec as Codec, rawLength, storedLength, id: objectIdFromBytes(buf.subarray(10, 42)) };
+        buf = buf.subarray(RECORD_HEADER);
+        need = storedLength;
+        continue;
+      }
+      // Copy out: the caller may keep the object while we go on reading.
+      const stored = Buffer.from(buf.subarray(0, header.storedLength));
+      buf = buf.subarray(header.storedLength);
+      yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: header.codec, stored };
+      header = undefined;
+      need = RECORD_HEADER;
+    }
+  }
+  if (header || buf.length > 0) throw new FerryError('TRANSFER_INTERRUPTED', 'object stream ended in the middle of an object');
+}
+
+// ---- missing: request = N ids of 32 bytes; response = bitmap, bit i set when id i is missing
+
+export function encodeIds(ids: ObjectId[]): Buffer {
+  const b = Buffer.allocUnsafe(ids.length * 32);
+  ids.forEach((id, i) => objectIdToBytes(id).copy(b, i * 32));
+  return b;
+}
+
+export function decodeIds(b: Buffer): ObjectId[] {
+  if (b.length % 32 !== 0) throw bad(`id list of ${b.length} bytes is not a whole number of 32-byte ids`);
+  const n = b.length / 32;
+  if (n > MAX_IDS_PER_QUERY) throw bad(`id list of ${n} ids exceeds ${MAX_IDS_PER_QUERY}`);
+  const out: ObjectId[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = objectIdFromBytes(b.subarray(i * 32, i * 32 + 32));
+  return out;
+}
+
+export function encodeBitmap(bits: boolean[]): Buffer {
+  const b = Buffer.alloc(Math.ceil(bits.length / 8));
+  bits.forEach((v, i) => {
+    if (v) b[i >> 3] |= 1 << (i & 7);
+  });
+  return b;
+}
+
+export function decodeBitmap(b: Buffer, n: number): boolean[] {
+  if (b.length !== Math.ceil(n / 8)) throw bad(`bitmap of ${b.length} bytes does not answer ${n} ids`);
+  const out: boolean[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = (b[i >> 3] & (1 << (i & 7))) !== 0;
+  return out;
+}
+
+// ---- JSON messages
+
+function obj(v: unknown, what: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(`${what} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function str(v: unknown, what: string, max = 256): string {
+  if (typeof v !== 'string' || v.length > max) throw bad(`${what} must be a string of at most ${max} characters`);
+  return v;
+}
+
+function wireName(v: unknown, what: string): string {
+  try {
+    return parseName(str(v, what), what);
+  } catch (err) {
+    throw bad(`${what}: ${(err as Error).message}`);
+  }
+}
+
+export function parseHelloRequest(v: unknown): HelloRequest {
+  const o = obj(v, 'hello');
+  if (o.protocol !== PROTOCOL_VERSION) {
+    throw new FerryError('FORMAT_VERSION', `peer speaks replication protocol ${String(o.protocol)}, this site ${PROTOCOL_VERSION}: upgrade the older site`);
+  }
+  if (!Array.isArray(o.members) || o.members.length === 0 || o.members.length > 4096) throw bad('hello.members must be a non-empty list');
+  const seen = new Set<string>();
+  const members = o.members.map((m, i) => {
+    const mo = obj(m, `hello.members[${i}]`);
+    const name = wireName(mo.name, 'member');
+    if (seen.has(name)) throw bad(`member ${name} appears twice`);
+    seen.add(name);
+    if (mo.kind !== 'tree' && mo.kind !== 'image') throw bad(`member ${name} has kind ${String(mo.kind)}`);
+    return { name, kind: mo.kind as 'tree' | 'image' };
+  });
+  return { protocol: PROTOCOL_VERSION, sourceVolume: wireName(o.sourceVolume, 'volume'), volume: wireName(o.volume, 'volume'), members };
+}
+
+export function parseCommitRequest(v: unknown): CommitRequest {
+  const o = obj(v, 'commit');
+  const snapshot = str(o.snapshot, 'commit.snapshot', 26);
+  if (!/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/.test(snapshot)) throw bad('commit.snapshot is not a snapshot id');
+  const manifest = str(o.manifest, 'commit.manifest', 64);
+  if (!/^[0-9a-f]{64}$/.test(manifest)) throw bad('commit.manifest is not an object id');
+  if (o.force !== undefined && typeof o.force !== 'boolean') throw bad('commit.force must be a boolean');
+  return { snapshot, manifest: manifest as ObjectId, force: o.force === true };
+}
+
+export function parseJson(b: Buffer, what: string): unknown {
+  if (b.length > MAX_JSON_BYTES) throw bad(`${what} exceeds ${MAX_JSON_BYTES} bytes`);
+  try {
+    return JSON.parse(b.toString('utf8'));
+  } catch {
+    throw bad(`${what} is not valid JSON`);
+  }
+}

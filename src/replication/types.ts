@@ -1,0 +1,62 @@
+// What replication logic sees of the other side. The receiving site
+// implements Receiver over its catalog and store (site/receiver.ts); the
+// HTTP/2 client implements it over the network (site/client.ts); tests wrap
+// it to cut, delay or corrupt. Replication never imports HTTP.
+import type { ObjectId } from '../core/ids.ts';
+import type { PreparedObject } from '../store/types.ts';
+import type { MemberKind } from '../snapshot/model.ts';
+
+export const PROTOCOL_VERSION = 1;
+
+export interface HelloRequest {
+  protocol: number;
+  /** the source's volume name */
+  sourceVolume: string;
+  /** the volume name wanted at the destination */
+  volume: string;
+  members: Array<{ name: string; kind: MemberKind }>;
+}
+
+export interface HelloResponse {
+  protocol: number;
+  volume: string;
+  /** complete snapshots the destination holds for this volume, oldest first */
+  snapshots: Array<{ id: string; name: string | null; time: number }>;
+  /** the snapshot the replica currently shows (null before the first apply) */
+  applied: string | null;
+  /** true while the replica is mid-apply */
+  applying: boolean;
+  /** where each member's replica is, for the operator */
+  replicas: Array<{ name: string; kind: MemberKind; path: string }>;
+}
+
+export interface PutResult {
+  received: number;
+  stored: number;
+  bytes: number;
+}
+
+export interface CommitRequest {
+  snapshot: string;
+  manifest: ObjectId;
+  /** apply even if someone wrote into the replica since the last apply (their writes are kept first) */
+  force?: boolean;
+}
+
+export interface CommitResponse {
+  snapshot: string;
+  applied: boolean;
+  /** set when writes into the replica were found and kept */
+  writesSnapshot?: string;
+  /** why the apply was refused, when it was */
+  refused?: string;
+}
+
+export interface Receiver {
+  hello(req: HelloRequest, signal?: AbortSignal): Promise<HelloResponse>;
+  /** for each id, true when the receiver lacks it */
+  missing(volume: string, ids: ObjectId[], signal?: AbortSignal): Promise<boolean[]>;
+  /** store objects (each verified against its id by the receiver) */
+  put(volume: string, objects: AsyncIterable<PreparedObject>, signal?: AbortSignal): Promise<PutResult>;
+  commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse>;
+}

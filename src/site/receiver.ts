@@ -1,0 +1,395 @@
+// The receiving end of replication at a site: the local endpoint that
+// implements Receiver over this site's catalog and store, for one
+// authenticated peer. A peer may only write into volumes this site holds as
+// its secondary; replicas live where this site's operator put them (a
+// pre-created secondary) or under the site's replica root, never at a path
+// the peer chose.
+//
+// Commit records a snapshot whose every object is present and verified, and
+// moves this side's hold to it. Apply then brings the replica to it: the
+// replica is captured first (cheap with the stat cache); if that capture
+// differs from what was last applied, somebody wrote into the replica, and
+// the capture is kept as a snapshot of its own before anything is
+// overwritten (and without --force nothing is). After the apply the replica
+// is captured again and must equal the snapshot exactly.
+import { existsSync, mkdirSync, writeFileSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError } from '../core/errors.ts';
+import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
+import type { PreparedObject } from '../store/types.ts';
+import { captureImage, captureTree } from '../snapshot/capture.ts';
+import type { ChunkPool } from '../snapshot/chunk-pool.ts';
+import { encodeSnapshot } from '../snapshot/format.ts';
+import { readManifest, walkSnapshot } from '../snapshot/graph.ts';
+import type { SnapshotManifest, SnapshotMember } from '../snapshot/model.ts';
+import { applyImage, applyTree } from '../replication/apply.ts';
+import { parseCommitRequest, parseHelloRequest } from '../replication/protocol.ts';
+import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
+import { readMeta } from './catalog.ts';
+import type { Site } from './site.ts';
+import { collectGarbage, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
+import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
+
+export function holdName(sourceSite: string): string {
+  return `mirror-from:${sourceSite}`;
+}
+
+interface SecondaryRow {
+  volume: string;
+  source_site: string;
+  source_volume: string;
+  applied: string | null;
+  applying: string | null;
+  applying_from: string | null;
+  consistent: number;
+  image_stats: string;
+}
+
+export function replicaRoot(site: Site): string {
+  return readMeta(site.db, 'replica_root') ?? site.paths.replicas;
+}
+
+interface ImageStat {
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+}
+
+function statOf(path: string): ImageStat {
+  const st = lstatSync(path, { bigint: true });
+  return { size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs), ino: String(st.ino) };
+}
+
+/** Serializes applies per volume within this process. */
+const applyLocks = new Map<string, Promise<unknown>>();
+async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const prev = applyLocks.get(key) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  const tail = run.catch(() => {});
+  applyLocks.set(key, tail);
+  try {
+    return await run;
+  } finally {
+    if (applyLocks.get(key) === tail) applyLocks.delete(key);
+  }
+}
+
+export class SiteReceiver implements Receiver {
+  readonly #site: Site;
+  readonly #peer: string;
+  readonly #pool: ChunkPool;
+
+  /** `peer` is the authenticated site id of the sender. */
+  constructor(site: Site, peer: string, pool: ChunkPool) {
+    this.#site = site;
+    this.#peer = peer;
+    this.#pool = pool;
+  }
+
+  #secondary(volume: string): SecondaryRow {
+    const row = this.#site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+    const vol = findVolume(this.#site, volume);
+    if (!row || !vol || vol.role !== 'secondary' || row.source_site !== this.#peer) {
+      throw new FerryError('NOT_AUTHORIZED', `site ${this.#peer} may not write into volume ${volume} here: it is not this site's secondary of that peer`);
+    }
+    return row;
+  }
+
+  async hello(raw: HelloRequest): Promise<HelloResponse> {
+    const req = parseHelloRequest(raw);
+    const site = this.#site;
+    let vol = findVolume(site, req.volume);
+    if (vol) {
+      if (vol.role !== 'secondary') {
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${site.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (create the mirror to another volume name, or make it a secondary with \`ferry volume create ${req.volume} --secondary\`)`);
+      }
+      const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', req.volume);
+      if (row && row.source_site !== this.#peer) {
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${site.name} is already the secondary of site ${row.source_site}`);
+      }
+      const want = req.members.map((m) => `${m.name}:${m.kind}`).join(',');
+      const have = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
+      if (want !== have) {
+        throw new FerryError('MIRROR_STATE', `volume ${req.volume} at site ${site.name} has members ${have}, the source has ${want}; they must match by name and kind`);
+      }
+      if (!row) {
+        site.db.tx(() => {
+          site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
+          site.event({ kind: 'secondary.bind', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume } });
+        });
+      }
+    } else {
+      // A new secondary under the replica root: the path is this site's choice, never the peer's.
+      const base = join(replicaRoot(site), req.volume);
+      if (existsSync(base)) throw new FerryError('MIRROR_STATE', `replica directory ${base} already exists but no volume ${req.volume} does; move it away or create the secondary by hand`);
+      mkdirSync(base, { recursive: true, mode: 0o700 });
+      for (const m of req.members) {
+        const p = join(base, m.name);
+        if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
+        else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
+      }
+      site.db.tx(() => {
+        vol = createVolume(site, req.volume, { role: 'secondary', members: req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })) });
+        site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
+        site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
+      });
+    }
+    return this.#describe(req.volume);
+  }
+
+  #describe(volume: string): HelloResponse {
+    const row = this.#secondary(volume);
+    const vol = getVolume(this.#site, volume);
+    return {
+      protocol: PROTOCOL_VERSION,
+      volume,
+      snapshots: listSnapshots(this.#site, volume).map((s) => ({ id: s.id, name: s.name, time: s.time })),
+      applied: row.applied,
+      applying: row.applying !== null,
+      replicas: vol.members.map((m) => ({ name: m.name, kind: m.kind, path: m.path })),
+    };
+  }
+
+  async missing(volume: string, ids: ObjectId[]): Promise<boolean[]> {
+    this.#secondary(volume);
+    return ids.map((id) => !this.#site.store.has(id));
+  }
+
+  async put(volume: string, objects: AsyncIterable<PreparedObject>): Promise<PutResult> {
+    this.#secondary(volume);
+    const r: PutResult = { received: 0, stored: 0, bytes: 0 };
+    try {
+      for await (const o of objects) {
+        r.received++;
+        r.bytes += o.stored.byteLength;
+        // Verified against its id (decompressed with a bound) before it is stored.
+        if (this.#site.store.putPrepared(o)) r.stored++;
+      }
+    } finally {
+      // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
+      this.#site.store.flush();
+    }
+    return r;
+  }
+
+  async commit(volume: string, raw: CommitRequest): Promise<CommitResponse> {
+    const req = parseCommitRequest(raw);
+    const row = this.#secondary(volume);
+    const site = this.#site;
+    const existing = site.db.get<{ id: string; manifest: string }>('SELECT id, manifest FROM snapshots WHERE id = ?', req.snapshot);
+    let manifest: SnapshotManifest;
+    if (existing) {
+      if (existing.manifest !== req.manifest) throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is already here with different content`);
+      manifest = readManifest(site.store, req.manifest);
+    } else {
+      manifest = this.#checkComplete(req, row);
+      if (row.applied) {
+        const applied = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', row.applied);
+        if (applied && (manifest.time < applied.time || req.snapshot < row.applied)) {
+          throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica already shows: a replayed or out-of-order snapshot is refused`);
+        }
+      }
+      site.db.tx(() => {
+        let name = manifest.name;
+        if (name && site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', volume, name)) name = null;
+        site.db.run(
+          'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          manifest.id, volume, name, manifest.time, manifest.origin, manifest.parent, req.manifest, JSON.stringify({ replicated: true }), site.clock.now(),
+        );
+        site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(this.#peer), volume);
+        site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, holdName(this.#peer), site.clock.now());
+        site.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#peer } });
+      });
+    }
+    return exclusive(`${site.paths.home}\0${volume}`, () => this.#apply(volume, manifest, req.force ?? false));
+  }
+
+  /** Every object of the snapshot is here (metadata objects read and so verified); returns its manifest. */
+  #checkComplete(req: CommitRequest, row: SecondaryRow): SnapshotManifest {
+    const site = this.#site;
+    let missing = 0;
+    let firstBroken: string | undefined;
+    walkSnapshot(site.store, req.manifest, {
+      enter(o) {
+        if (!site.store.has(o.id)) {
+          missing++;
+          return false;
+        }
+        return o.kind !== 'chunk';
+      },
+      broken(o, err) {
+        missing++;
+        firstBroken ??= `${o.kind} ${o.id}: ${(err as Error).message}`;
+      },
+    });
+    if (missing > 0) {
+      throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${missing} object(s) missing${firstBroken ? ` (${firstBroken})` : ''}; the next attempt sends them`);
+    }
+    const manifest = readManifest(site.store, req.manifest);
+    if (manifest.id !== req.snapshot) throw new FerryError('PROTOCOL', `manifest ${req.manifest} is snapshot ${manifest.id}, not ${req.snapshot}`);
+    if (manifest.volume !== row.source_volume) throw new FerryError('NOT_AUTHORIZED', `snapshot ${manifest.id} is of volume ${manifest.volume}, but this secondary mirrors ${row.source_volume}`);
+    if (manifest.origin !== this.#peer) {
+      // Snapshots are relayed only by their origin in this version (cascades come later).
+      throw new FerryError('NOT_AUTHORIZED', `snapshot ${manifest.id} was taken at site ${manifest.origin}, not by the sending peer`);
+    }
+    const vol = getVolume(site, row.volume);
+    const want = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
+    const got = manifest.members.map((m) => `${m.name}:${m.kind}`).join(',');
+    if (want !== got) throw new FerryError('PROTOCOL', `snapshot ${manifest.id} has members ${got}, the secondary ${want}`);
+    return manifest;
+  }
+
+  async #apply(volume: string, target: SnapshotManifest, force: boolean): Promise<CommitResponse> {
+    const site = this.#site;
+    const row = this.#secondary(volume);
+    const vol = getVolume(site, volume);
+    if (row.applied === target.id && row.applying === null) return { snapshot: target.id, applied: true };
+    let from: Record<string, ObjectId | null>;
+    let writesSnapshot: string | undefined;
+    if (row.applying && row.applying_from) {
+      // A crash interrupted an apply: run the same apply again (it is idempotent), without a writes check
+      // (the replica differs from everything because of our own half-done work).
+      from = JSON.parse(row.applying_from) as Record<string, ObjectId | null>;
+    } else {
+      const check = await this.#captureReplica(vol, row);
+      from = check.roots;
+      if (check.changed) {
+        writesSnapshot = check.snapshot;
+        if (!force) {
+          site.event({ kind: 'replica.writes', volume, outcome: 'failed', detail: { kept: writesSnapshot, refused: target.id } });
+          return {
+            snapshot: target.id,
+            applied: false,
+            writesSnapshot,
+            refused: `someone wrote into the replica of ${volume} since the last apply; the writes are kept in snapshot ${writesSnapshot}; update with --force to overwrite them`,
+          };
+        }
+      }
+    }
+    site.db.tx(() => {
+      site.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(from), site.clock.now(), volume);
+      site.event({ kind: 'replica.apply', volume, outcome: 'info', detail: { from: row.applied, to: target.id, state: 'consistent => inconsistent' } });
+    });
+    const warnings: string[] = [];
+    const imageStats: Record<string, ImageStat> = {};
+    for (const m of vol.members) {
+      const to = target.members.find((x) => x.name === m.name)!;
+      const opts = { store: site.store, onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`) };
+      if (m.kind === 'tree') applyTree(m.path, from[m.name] ?? null, to.root, opts);
+      else {
+        applyImage(m.path, from[m.name] ?? null, to.root, opts);
+        imageStats[m.name] = statOf(m.path);
+      }
+    }
+    // The replica must now be exactly the snapshot: capture it and compare.
+    const verifyKey = target.id;
+    const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey);
+    for (const m of vol.members.filter((x) => x.kind === 'tree')) {
+      const want = target.members.find((x) => x.name === m.name)!.root;
+      if (after[m.name] !== want) {
+        site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, member: m.name, error: 'mismatch after apply' } });
+        throw new FerryError('REPLICA_MISMATCH', `after applying ${target.id}, replica member ${m.name} of ${volume} does not match the snapshot (found ${after[m.name]}, want ${want}); the replica stays marked inconsistent and the next update re-applies`);
+      }
+    }
+    site.db.tx(() => {
+      site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
+      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
+      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, state: 'inconsistent => consistent', warnings } });
+    });
+    this.#release(volume, target);
+    return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}) };
+  }
+
+  /** Capture the tree members of the replica with the stat cache; returns member -> root. */
+  async #captureTrees(vol: Volume, parentKey: string | undefined, newKey: string): Promise<Record<string, ObjectId>> {
+    const site = this.#site;
+    const rows = new StatCacheWriter(site, vol.name, newKey);
+    const out: Record<string, ObjectId> = {};
+    for (const m of vol.members.filter((x) => x.kind === 'tree')) {
+      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache: statCacheFor(site, vol.name, m.name, parentKey, rows), startedAt: site.clock.now() });
+      out[m.name] = r.root;
+    }
+    rows.flush();
+    site.store.flush();
+    return out;
+  }
+
+  /** Did anyone write into the replica since the last apply? If so, keep what is there as a snapshot. */
+  async #captureReplica(vol: Volume, row: SecondaryRow): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string }> {
+    const site = this.#site;
+    const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
+    const key = newSnapshotId(site.clock);
+    const trees = await this.#captureTrees(vol, row.applied ?? undefined, key);
+    const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
+    const roots: Record<string, ObjectId | null> = {};
+    const members: SnapshotMember[] = [];
+    let changed = false;
+    for (const m of vol.members) {
+      const base = applied?.members.find((x) => x.name === m.name)?.root ?? null;
+      if (m.kind === 'tree') {
+        roots[m.name] = trees[m.name];
+        members.push({ name: m.name, kind: 'tree', root: trees[m.name] });
+        if (base ? trees[m.name] !== base : !(await this.#isEmptyTree(trees[m.name]))) changed = true;
+        continue;
+      }
+      const now = statOf(m.path);
+      const was = imageStats[m.name];
+      const untouched = base ? was && was.size === now.size && was.mtimeNs === now.mtimeNs && was.ctimeNs === now.ctimeNs && was.ino === now.ino : now.size === 0;
+      if (untouched) {
+        roots[m.name] = base;
+        if (base) members.push({ name: m.name, kind: 'image', root: base });
+        continue;
+      }
+      const img = await captureImage(m.path, { store: site.store, pool: this.#pool, startedAt: site.clock.now() });
+      roots[m.name] = img.root;
+      members.push({ name: m.name, kind: 'image', root: img.root });
+      if (img.root !== base) changed = true;
+    }
+    if (!changed) {
+      // Nothing new: the cache rows just written describe the applied state.
+      site.db.tx(() => {
+        site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, key);
+        if (row.applied) site.db.run('UPDATE stat_cache SET snapshot = ? WHERE volume = ? AND snapshot = ?', row.applied, vol.name, key);
+      });
+      return { roots, changed };
+    }
+    // Keep the writes: a named snapshot of the replica as it is (invariant: nothing is lost silently).
+    const time = site.clock.now();
+    const name = `replica-writes-${new Date(time).toISOString().replace(/[:.]/g, '-')}`;
+    const manifest: SnapshotManifest = { id: key as SnapshotId, volume: vol.name, name, time, origin: site.id, parent: (row.applied as SnapshotId | null) ?? null, members };
+    const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
+    site.store.flush();
+    site.db.tx(() => {
+      site.db.run(
+        'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        key, vol.name, name, time, site.id, row.applied, manifestId, JSON.stringify({ replicaWrites: true }), time,
+      );
+      site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name } });
+    });
+    return { roots, changed, snapshot: name };
+  }
+
+  async #isEmptyTree(id: ObjectId): Promise<boolean> {
+    const { decodeTree } = await import('../snapshot/format.ts');
+    return decodeTree(this.#site.store.get(id)).entries.length === 0;
+  }
+
+  /** Older replication snapshots are no longer needed here: release them (named ones and held ones stay). */
+  #release(volume: string, target: SnapshotManifest): void {
+    const site = this.#site;
+    const old = site.db.all<{ id: string }>(
+      'SELECT id FROM snapshots s WHERE volume = ? AND time < ? AND name IS NULL AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id)',
+      volume, target.time,
+    );
+    if (old.length === 0) return;
+    site.db.tx(() => {
+      for (const o of old) {
+        site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot = ?', volume, o.id);
+        site.db.run('DELETE FROM snapshots WHERE id = ?', o.id);
+      }
+      site.event({ kind: 'replication.release', volume, outcome: 'ok', detail: { released: old.map((o) => o.id) } });
+    });
+    collectGarbage(site);
+  }
+}

@@ -1,0 +1,113 @@
+// Writing snapshot entries to a filesystem: file contents from verified
+// chunks, metadata (mode, owner, mtime), symlinks, special files. Shared by
+// restore (into an empty target) and apply (into a live replica, beside and
+// renamed). Never follows a symlink: files are opened with O_NOFOLLOW and
+// link metadata is set with the l* calls.
+import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lutimesSync, openSync, symlinkSync, utimesSync, chownSync, writeSync, constants } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { FerryError, wrapIoError } from '../core/errors.ts';
+import type { ObjectReader } from '../store/types.ts';
+import type { TreeEntry } from './model.ts';
+
+/**
+ * Seconds for fs.utimes from a nanosecond time. Node passes times as a
+ * double of seconds, which near today's dates resolves about 240 ns; aiming
+ * at the middle of the microsecond makes the kernel store exactly the
+ * microsecond that capture recorded (capture keeps mtimes to the microsecond).
+ */
+export function timeArg(ns: bigint): number {
+  return (Number(ns / 1000n) + 0.5) / 1e6;
+}
+
+export interface MetaContext {
+  canChown: boolean;
+  onOwnerError?: (path: Buffer, err: unknown) => void;
+}
+
+export function defaultMetaContext(noOwner = false): MetaContext {
+  return { canChown: !noOwner && process.getuid?.() === 0 };
+}
+
+/** Write a file's content from its chunks into a new file at `p` (truncating), and set its metadata. */
+export function writeFileEntry(store: ObjectReader, e: TreeEntry, p: Buffer, ctx: MetaContext): number {
+  let fd: number;
+  try {
+    fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    throw wrapIoError(err, `creating ${p}`);
+  }
+  try {
+    let written = 0;
+    for (const c of e.chunks ?? []) {
+      const data = store.get(c);
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off, written + off);
+      written += data.length;
+    }
+    if (written !== e.size) throw new FerryError('OBJECT_CORRUPT', `file ${p} came to ${written} bytes but the snapshot says ${e.size}`);
+    if (ctx.canChown) {
+      try {
+        fchownSync(fd, e.uid, e.gid);
+      } catch (err) {
+        ctx.onOwnerError?.(p, err);
+      }
+    }
+    fchmodSync(fd, e.mode);
+    const t = timeArg(e.mtimeNs);
+    futimesSync(fd, t, t);
+    return written;
+  } catch (err) {
+    throw wrapIoError(err, `writing ${p}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Set mode, owner and mtime of an existing path (lchown/lutimes for symlinks). */
+export function setEntryMeta(p: Buffer, e: TreeEntry, ctx: MetaContext): void {
+  const isLink = e.type === 'symlink';
+  if (ctx.canChown) {
+    try {
+      if (isLink) lchownSync(p, e.uid, e.gid);
+      else chownSync(p, e.uid, e.gid);
+    } catch (err) {
+      ctx.onOwnerError?.(p, err);
+    }
+  }
+  const t = timeArg(e.mtimeNs);
+  if (isLink) {
+    lutimesSync(p, t, t);
+    return;
+  }
+  chmodSync(p, e.mode);
+  utimesSync(p, t, t);
+}
+
+export function createSymlinkEntry(e: TreeEntry, p: Buffer, ctx: MetaContext): void {
+  try {
+    symlinkSync(e.target!, p);
+  } catch (err) {
+    throw wrapIoError(err, `creating symlink ${p}`);
+  }
+  setEntryMeta(p, e, ctx);
+}
+
+export function deviceNumbers(rdev: number): { major: number; minor: number } {
+  return { major: ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff), minor: (rdev & 0xff) | ((rdev >> 12) & ~0xff) };
+}
+
+/** FIFOs and device nodes, through mkfifo/mknod (Node has neither). Returns a warning when it could not. */
+export function createSpecialEntry(e: TreeEntry, p: Buffer, ctx: MetaContext): string | undefined {
+  if (e.type === 'socket') return 'sockets are recorded but not recreated (a socket belongs to a running process); skipped';
+  let status: number | null = 1;
+  if (e.type === 'fifo') {
+    status = spawnSync('mkfifo', ['-m', (e.mode & 0o777).toString(8), p.toString()], { stdio: 'ignore' }).status;
+    if (status !== 0) return 'could not recreate FIFO (mkfifo failed); skipped';
+  } else {
+    const { major, minor } = deviceNumbers(e.rdev ?? 0);
+    if (ctx.canChown) status = spawnSync('mknod', ['-m', (e.mode & 0o777).toString(8), p.toString(), e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)], { stdio: 'ignore' }).status;
+    if (status !== 0) return `${e.type} ${major}:${minor} not recreated (needs root and mknod); skipped`;
+  }
+  setEntryMeta(p, e, ctx);
+  return undefined;
+}

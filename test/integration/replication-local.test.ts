@@ -1,0 +1,90 @@
+// Replication logic between two sites in one process (no network): the
+// sender, the site receiver, commit and apply, and the writes check.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, renameSync, chmodSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Site } from '../../src/site/site.ts';
+import { createVolume, getVolume } from '../../src/site/volumes.ts';
+import { createSnapshot, listSnapshots } from '../../src/site/snapshots.ts';
+import { SiteReceiver } from '../../src/site/receiver.ts';
+import { sendSnapshot } from '../../src/replication/sender.ts';
+import { ChunkPool } from '../../src/snapshot/chunk-pool.ts';
+import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
+import { assertTreesEqual, tempDir } from '../helpers.ts';
+
+test('initial and incremental transfer bring the replica exactly to each snapshot', async () => {
+  const tmp = tempDir();
+  const a = Site.init(join(tmp.path, 'a'), 'a');
+  const b = Site.init(join(tmp.path, 'b'), 'b');
+  const pool = new ChunkPool();
+  try {
+    const data = join(tmp.path, 'data');
+    mkdirSync(join(data, 'd1', 'd2'), { recursive: true });
+    writeFileSync(join(data, 'small.txt'), 'hello\n');
+    writeFileSync(join(data, 'd1', 'big.bin'), randomBytes(3 << 20));
+    writeFileSync(join(data, 'd1', 'd2', 'gone.txt'), 'bye');
+    symlinkSync('../small.txt', join(data, 'd1', 'link'));
+    createVolume(a, 'vol', { members: [{ path: data }] });
+    const rx = new SiteReceiver(b, a.id, pool);
+    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }] });
+    assert.equal(hello.applied, null);
+    const replica = hello.replicas[0].path;
+
+    const s1 = await createSnapshot(a, 'vol', { pool });
+    const t1 = await sendSnapshot(a.store, rx, 'vol', s1.snapshot.manifest);
+    assert.ok(t1.objectsSent >= 5);
+    const c1 = await rx.commit('vol', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest });
+    assert.equal(c1.applied, true);
+    assertTreesEqual(replica, data);
+
+    // change: modify, add, remove, rename, chmod
+    appendFileSync(join(data, 'small.txt'), 'more\n');
+    writeFileSync(join(data, 'new.txt'), 'new');
+    rmSync(join(data, 'd1', 'd2'), { recursive: true });
+    renameSync(join(data, 'd1', 'big.bin'), join(data, 'big-renamed.bin'));
+    chmodSync(join(data, 'new.txt'), 0o600);
+    const s2 = await createSnapshot(a, 'vol', { pool });
+    const t2 = await sendSnapshot(a.store, rx, 'vol', s2.snapshot.manifest);
+    // The renamed 3 MiB file's chunks are already there: only metadata and the small files move.
+    assert.ok(t2.rawBytesSent < 100_000, `sent ${t2.rawBytesSent} bytes`);
+    const c2 = await rx.commit('vol', { snapshot: s2.snapshot.id, manifest: s2.snapshot.manifest });
+    assert.equal(c2.applied, true);
+    assertTreesEqual(replica, data);
+    // Older replication snapshots are released at the destination; the base is held.
+    const bs = listSnapshots(b, 'vol');
+    assert.deepEqual(bs.map((s) => s.id), [s2.snapshot.id]);
+    assert.equal(bs[0].holds.length, 1);
+
+    // Resending the same snapshot is idempotent; an older one is refused.
+    assert.equal((await rx.commit('vol', { snapshot: s2.snapshot.id, manifest: s2.snapshot.manifest })).applied, true);
+    await assert.rejects(rx.commit('vol', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest }), /incomplete|older/);
+
+    // Someone writes into the replica: kept in a snapshot, update refused unless forced.
+    writeFileSync(join(replica, 'intruder.txt'), 'local write');
+    writeFileSync(join(data, 'third.txt'), '3');
+    const s3 = await createSnapshot(a, 'vol', { pool });
+    await sendSnapshot(a.store, rx, 'vol', s3.snapshot.manifest);
+    const c3 = await rx.commit('vol', { snapshot: s3.snapshot.id, manifest: s3.snapshot.manifest });
+    assert.equal(c3.applied, false);
+    assert.match(c3.refused!, /wrote into the replica/);
+    assert.ok(c3.writesSnapshot?.startsWith('replica-writes-'));
+    assert.equal(readFileSync(join(replica, 'intruder.txt'), 'utf8'), 'local write');
+    const forced = await rx.commit('vol', { snapshot: s3.snapshot.id, manifest: s3.snapshot.manifest, force: true });
+    assert.equal(forced.applied, true);
+    assertTreesEqual(replica, data);
+    // The intruder's write is still restorable from the kept snapshot.
+    assert.ok(listSnapshots(b, 'vol').some((s) => s.name === c3.writesSnapshot));
+
+    // A peer cannot write into a volume that is not its secondary.
+    const other = new SiteReceiver(b, 'SOMEONEELSE', pool);
+    await assert.rejects(other.missing('vol', []), /may not write/);
+    assert.equal(getVolume(b, 'vol').role, 'secondary');
+  } finally {
+    await pool.close();
+    a.close();
+    b.close();
+    tmp.cleanup();
+  }
+});
