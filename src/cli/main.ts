@@ -8,6 +8,10 @@ import * as siteCommands from './commands/site.ts';
 import * as volumeCommands from './commands/volume.ts';
 import * as snapshotCommands from './commands/snapshot.ts';
 import * as restoreCommands from './commands/restore.ts';
+import * as serveCommands from './commands/serve.ts';
+import * as peerCommands from './commands/peers.ts';
+import * as mirrorCommands from './commands/mirror.ts';
+import * as statusCommands from './commands/status.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -26,6 +30,10 @@ export function buildProgram(): Command {
   volumeCommands.register(program, g);
   snapshotCommands.register(program, g);
   restoreCommands.register(program, g);
+  serveCommands.register(program, g);
+  peerCommands.register(program, g);
+  mirrorCommands.register(program, g);
+  statusCommands.register(program, g);
   for (const c of allCommands(program)) {
     c.exitOverride();
     if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');

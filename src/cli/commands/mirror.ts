@@ -1,0 +1,105 @@
+// ferry mirror create | initialize | update | pause | resume | remove | list
+import type { Command } from 'commander';
+import type { TransferProgress } from '../../replication/sender.ts';
+import type { Mirror, MirrorStatus, UpdateResult } from '../../site/mirrors.ts';
+import { invoke } from '../invoke.ts';
+import { formatBytes, formatDuration, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
+import { parseDurationSeconds, parseRate } from '../parse.ts';
+
+function progressPrinter(json: boolean): { line: ProgressLine; on: (p: TransferProgress) => void } {
+  const line = new ProgressLine();
+  const started = Date.now();
+  return {
+    line,
+    on: (p) => {
+      if (json) return;
+      const secs = (Date.now() - started) / 1000;
+      const rate = secs > 0 ? p.bytesSent / secs : 0;
+      const pct = p.bytesTotal > 0 ? Math.floor((p.bytesSent / p.bytesTotal) * 100) : 0;
+      const width = 24;
+      const bar = '#'.repeat(Math.floor((pct / 100) * width)).padEnd(width, '.');
+      const eta = rate > 0 && p.bytesTotal > p.bytesSent ? ` ETA ${formatDuration(((p.bytesTotal - p.bytesSent) / rate) * 1000)}` : '';
+      line.update(`${p.phase} [${bar}] ${pct}% ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${p.objectsSent}/${p.objectsTotal} objects ${formatBytes(rate)}/s${eta}`, p.phase !== 'sending');
+    },
+  };
+}
+
+function printUpdate(r: UpdateResult | { queued: true; mirror: string }): void {
+  if ('queued' in r) {
+    process.stdout.write(`queued to the daemon: ${r.mirror}; follow it with \`ferry status\`\n`);
+    return;
+  }
+  const t = r.transfer;
+  process.stdout.write(
+    `${r.mirror}: ${r.base ? `updated from ${r.base} to` : 'baseline'} ${r.snapshot}: sent ${t.objects} objects, ${formatBytes(t.bytes)} (${formatBytes(t.rawBytes)} raw) in ${formatDuration(t.seconds * 1000)}, ${formatBytes(t.throughput)}/s\n`,
+  );
+}
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  const mirror = program.command('mirror').description('replicate a volume to another site');
+
+  mirror
+    .command('create <volume>')
+    .description('define a mirror of a volume to a paired site (the volume becomes primary here)')
+    .requiredOption('--to <site[:volume]>', 'destination site, and the volume name there (default: the same name)')
+    .option('--schedule <interval>', 'update every interval, e.g. 15m (default: manual updates only)')
+    .option('--min-delay <duration>', 'refuse updates closer together than this unless --force', '0s')
+    .option('--max-delay <duration>', 'health turns warn when the newest replicated snapshot is older than this', '1h')
+    .option('--bandwidth <rate>', 'limit this mirror to a rate, e.g. 50MiB/s')
+    .action(async (volume: string, o: { to: string; schedule?: string; minDelay: string; maxDelay: string; bandwidth?: string }) => {
+      const minDelayS = o.minDelay === '0s' || o.minDelay === '0' ? 0 : parseDurationSeconds(o.minDelay, '--min-delay');
+      const m = (await invoke(g(), 'mirror.create', {
+        volume,
+        to: o.to,
+        scheduleS: o.schedule ? parseDurationSeconds(o.schedule, '--schedule') : null,
+        minDelayS,
+        maxDelayS: parseDurationSeconds(o.maxDelay, '--max-delay'),
+        bandwidth: o.bandwidth ? parseRate(o.bandwidth, '--bandwidth') : null,
+      })) as Mirror;
+      if (g().json) return printJson(m);
+      process.stdout.write(`mirror ${m.id} created (${m.state}); baseline it with \`ferry mirror initialize ${volume} --to ${m.peer}\`\n`);
+    });
+
+  for (const [name, initialize] of [['initialize', true], ['update', false]] as const) {
+    const c = mirror
+      .command(`${name} <volume>`)
+      .description(initialize ? 'baseline a mirror: transfer a new snapshot, or a named existing one, and apply it at the destination' : 'transfer a new (or the named) snapshot incrementally from the base, and apply it')
+      .option('--to <site>', 'which mirror, when the volume has several')
+      .option('--snapshot <name>', 'send this existing snapshot (e.g. an application-consistent one) instead of taking a new one')
+      .option('--wait', 'wait for the transfer and apply, with a progress bar (default: return once queued to the daemon)');
+    if (!initialize) c.option('--force', 'update even within --min-delay or while paused, and overwrite writes made into the replica (they are kept in a snapshot first)');
+    c.action(async (volume: string, o: { to?: string; snapshot?: string; wait?: boolean; force?: boolean }) => {
+      const p = progressPrinter(Boolean(g().json));
+      try {
+        const r = (await invoke(g(), `mirror.${name}`, { volume, to: o.to, snapshot: o.snapshot, wait: o.wait ?? false, force: o.force ?? false }, p.on)) as UpdateResult | { queued: true; mirror: string };
+        p.line.done();
+        if (g().json) printJson(r);
+        else printUpdate(r);
+      } finally {
+        p.line.done();
+      }
+    });
+  }
+
+  for (const [name, desc] of [['pause', 'suspend scheduled updates (manual ones need --force)'], ['resume', 'resume scheduled updates'], ['remove', 'remove a mirror here (its base hold is released; the destination keeps its replica)']] as const) {
+    mirror
+      .command(`${name} <volume>`)
+      .description(desc)
+      .option('--to <site>', 'which mirror, when the volume has several')
+      .action(async (volume: string, o: { to?: string }) => {
+        const r = await invoke(g(), `mirror.${name}`, { volume, to: o.to });
+        if (g().json) printJson(r);
+        else process.stdout.write(`${name === 'remove' ? 'removed' : name === 'pause' ? 'paused' : 'resumed'} mirror of ${volume}${o.to ? ` to ${o.to}` : ''}\n`);
+      });
+  }
+
+  mirror
+    .command('list [volume]')
+    .description('list mirrors with their state and health')
+    .action(async (volume: string | undefined) => {
+      const ms = (await invoke(g(), 'mirror.list', { volume })) as MirrorStatus[];
+      if (g().json) return printJson(ms);
+      if (ms.length === 0) return void process.stdout.write('no mirrors; create one with `ferry mirror create VOLUME --to SITE`\n');
+      process.stdout.write(table(['MIRROR', 'TO', 'STATE', 'HEALTH', 'LAG', 'BASE'], ms.map((m) => [m.id, `${m.peer}:${m.remoteVolume}`, m.paused ? `${m.state} (paused)` : m.state, m.health, m.lagSeconds === null ? '-' : formatDuration(m.lagSeconds * 1000), m.base ?? '-'])) + '\n');
+    });
+}

@@ -1,0 +1,69 @@
+// ferry status [--watch]
+import type { Command } from 'commander';
+import type { MirrorStatus } from '../../site/mirrors.ts';
+import { invoke } from '../invoke.ts';
+import { formatBytes, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
+
+interface StatusReport {
+  site: { name: string; idFormatted: string; home: string; now: number };
+  peers: Array<{ name: string; url: string }>;
+  volumes: Array<{
+    name: string;
+    role: string;
+    members: Array<{ name: string; kind: string; path: string }>;
+    newestSnapshot: { id: string; name: string | null; time: number } | null;
+    mirrors: MirrorStatus[];
+    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; updatedAt: number };
+  }>;
+}
+
+function render(r: StatusReport): string {
+  const out: string[] = [];
+  out.push(`site ${r.site.name} (${r.site.idFormatted}) at ${formatTime(r.site.now)}; peers: ${r.peers.map((p) => `${p.name} ${p.url}`).join(', ') || 'none'}`);
+  for (const v of r.volumes) {
+    out.push('');
+    out.push(`${v.name}  ${v.role}  ${v.members.map((m) => `${m.kind}:${m.path}`).join(' ')}`);
+    if (v.newestSnapshot) out.push(`  newest snapshot ${v.newestSnapshot.id}${v.newestSnapshot.name ? ` (${v.newestSnapshot.name})` : ''} at ${formatTime(v.newestSnapshot.time)}`);
+    if (v.secondary) {
+      const s = v.secondary;
+      out.push(`  secondary of ${s.source}:${s.sourceVolume}  applied ${s.applied ?? '-'}  consistent ${s.consistent}${s.applying ? `  applying ${s.applying}` : ''}`);
+    }
+    for (const m of v.mirrors) {
+      const state = m.paused ? `${m.state} (paused)` : m.state;
+      out.push(`  -> ${m.peer}:${m.remoteVolume}  ${state}  health ${m.health.toUpperCase()}  lag ${m.lagSeconds === null ? '-' : formatDuration(m.lagSeconds * 1000)} (max ${formatDuration(m.maxDelayS * 1000)})`);
+      out.push(`     base ${m.base ?? '-'}  next run ${m.nextRunAt ? formatTime(m.nextRunAt) : m.scheduleS ? 'after baseline' : 'manual'}`);
+      if (m.lastTransfer) {
+        const t = m.lastTransfer;
+        out.push(`     last transfer ${formatBytes(t.bytes)} in ${t.objects} objects, ${formatDuration(t.seconds * 1000)}, ${formatBytes(t.throughput)}/s at ${formatTime(t.at)}`);
+      }
+      if (m.progress) {
+        const p = m.progress;
+        out.push(`     ${p.phase}: ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${formatBytes(p.rate)}/s${p.etaSeconds !== null ? ` ETA ${formatDuration(p.etaSeconds * 1000)}` : ''}`);
+      }
+      if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
+      if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  program
+    .command('status')
+    .description('sites, volumes, mirrors: state, health, lag, last transfer, progress, next run, last error')
+    .option('--watch [seconds]', 'refresh until interrupted')
+    .action(async (o: { watch?: string | boolean }) => {
+      const once = async () => (await invoke(g(), 'status', {})) as StatusReport;
+      if (!o.watch) {
+        const r = await once();
+        return g().json ? printJson(r) : void process.stdout.write(render(r));
+      }
+      const every = typeof o.watch === 'string' ? Number(o.watch) * 1000 : 2000;
+      for (;;) {
+        const r = await once();
+        if (g().json) process.stdout.write(JSON.stringify(r) + '\n');
+        else process.stdout.write(`\x1b[2J\x1b[H${render(r)}`);
+        await new Promise((res) => setTimeout(res, every));
+      }
+    });
+}

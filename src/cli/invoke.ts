@@ -1,0 +1,75 @@
+// Run a site operation: through the local daemon's socket when a daemon
+// holds the site, otherwise in this process (taking the site lock for the
+// duration). Either way the same operation code runs (site/ops.ts).
+import http from 'node:http';
+import { existsSync, readFileSync } from 'node:fs';
+import { FerryError, type ErrorCode, type FerryErrorJSON } from '../core/errors.ts';
+import type { TransferProgress } from '../replication/sender.ts';
+import { daemonInfoPath, type DaemonInfo } from '../site/daemon.ts';
+import { Engine } from '../site/engine.ts';
+import { runOp } from '../site/ops.ts';
+import { sitePaths } from '../site/site.ts';
+import { homeFrom, withSite } from './context.ts';
+import type { GlobalOptions } from './output.ts';
+
+export function runningDaemon(home: string): DaemonInfo | undefined {
+  const p = daemonInfoPath(sitePaths(home).home);
+  if (!existsSync(p)) return undefined;
+  try {
+    const info = JSON.parse(readFileSync(p, 'utf8')) as DaemonInfo;
+    process.kill(info.pid, 0);
+    return existsSync(info.socket) ? info : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function invoke(g: GlobalOptions, op: string, args: Record<string, unknown>, onProgress?: (p: TransferProgress) => void): Promise<unknown> {
+  const home = homeFrom(g);
+  const daemon = runningDaemon(home);
+  if (daemon) return callDaemon(daemon, op, args, onProgress);
+  return withSite(g, op, async (site) => {
+    const engine = new Engine(site);
+    try {
+      return await runOp({ engine, daemon: false, progress: onProgress }, op, args);
+    } finally {
+      await engine.close();
+    }
+  }, { readOnly: READ_ONLY_OPS.has(op) });
+}
+
+/** Operations that only read the catalog: they run without the site lock, beside anything else. */
+const READ_ONLY_OPS = new Set(['status', 'site.list', 'mirror.list']);
+
+function callDaemon(d: DaemonInfo, op: string, args: Record<string, unknown>, onProgress?: (p: TransferProgress) => void): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: d.socket, method: 'POST', path: `/local/${op}`, headers: { 'content-type': 'application/json' } }, (res) => {
+      let buf = '';
+      let done = false;
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          const msg = JSON.parse(line) as { progress?: TransferProgress; result?: unknown; error?: FerryErrorJSON };
+          if (msg.progress) onProgress?.(msg.progress);
+          else if ('result' in msg) {
+            done = true;
+            resolve(msg.result);
+          } else if (msg.error) {
+            done = true;
+            reject(new FerryError(msg.error.code as ErrorCode, msg.error.message, { details: msg.error.details }));
+          }
+        }
+      });
+      res.on('end', () => {
+        if (!done) reject(new FerryError('DAEMON_UNREACHABLE', 'the daemon closed the connection without an answer; check its log'));
+      });
+    });
+    req.on('error', (err) => reject(new FerryError('DAEMON_UNREACHABLE', `cannot talk to the daemon (pid ${d.pid}) on ${d.socket}: ${err.message}`)));
+    req.end(JSON.stringify(args));
+  });
+}

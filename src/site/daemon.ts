@@ -1,0 +1,204 @@
+// `ferry serve`: the site's daemon. Two listeners:
+// - the peer API: HTTP/2 over mutual TLS on --listen. A peer is whoever
+//   presents a certificate whose fingerprint is a paired site id; anyone
+//   else gets PEER_UNTRUSTED before any route runs. Bodies are bounded:
+//   JSON to 1 MiB, id lists to 64 Ki ids, object streams to one object at a
+//   time (64 MiB at most).
+// - the local API: HTTP/1.1 on a Unix socket in the site home (mode 0600),
+//   used by the CLI while the daemon holds the site.
+// It also runs the engine's scheduler, and on SIGTERM stops taking work,
+// cancels transfers (what arrived is kept, so they resume), and closes.
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { chmodSync, existsSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError } from '../core/errors.ts';
+import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson } from '../replication/protocol.ts';
+import type { HelloRequest, CommitRequest } from '../replication/types.ts';
+import { WINDOW_BYTES } from './client.ts';
+import type { Engine } from './engine.ts';
+import { errorBody, readBody, ROUTES } from './http.ts';
+import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
+import { runOp } from './ops.ts';
+import { findPeerById } from './peers.ts';
+
+export interface DaemonInfo {
+  pid: number;
+  socket: string;
+  listen: string;
+  port: number;
+  startedAt: number;
+}
+
+export function daemonInfoPath(home: string): string {
+  return join(home, 'daemon.json');
+}
+
+export function socketPath(home: string): string {
+  return join(home, 'ferry.sock');
+}
+
+export class Daemon {
+  readonly engine: Engine;
+  #peerServer: http2.Http2SecureServer | undefined;
+  #localServer: http.Server | undefined;
+  #sessions = new Set<http2.ServerHttp2Session>();
+  info: DaemonInfo | undefined;
+
+  constructor(engine: Engine) {
+    this.engine = engine;
+  }
+
+  async start(listen: string): Promise<DaemonInfo> {
+    const site = this.engine.site;
+    const [host, portStr] = splitHostPort(listen);
+    const server = http2.createSecureServer({
+      ...tlsOptionsFor(this.engine.identity),
+      requestCert: true,
+      rejectUnauthorized: false, // trust is the pinned fingerprint, checked per session
+      allowHTTP1: false,
+      settings: { initialWindowSize: WINDOW_BYTES },
+      maxSessionMemory: 64,
+    });
+    server.on('session', (session) => {
+      this.#sessions.add(session);
+      session.on('close', () => this.#sessions.delete(session));
+      session.on('error', () => {});
+      try {
+        session.setLocalWindowSize(WINDOW_BYTES);
+      } catch {
+        // session already closing
+      }
+    });
+    server.on('stream', (stream, headers) => {
+      void this.#handlePeer(stream, headers);
+    });
+    server.on('tlsClientError', () => {});
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new FerryError('IO', `cannot listen on ${listen}: ${err.message}`, { cause: err })));
+      server.listen(Number(portStr), host, () => resolve());
+    });
+    this.#peerServer = server;
+    const port = (server.address() as { port: number }).port;
+
+    const sock = socketPath(site.paths.home);
+    if (existsSync(sock)) unlinkSync(sock); // we hold the site lock: any socket here is stale
+    const local = http.createServer((req, res) => void this.#handleLocal(req, res));
+    await new Promise<void>((resolve, reject) => {
+      local.once('error', reject);
+      local.listen(sock, () => resolve());
+    });
+    chmodSync(sock, 0o600);
+    this.#localServer = local;
+    this.info = { pid: process.pid, socket: sock, listen: `${host}:${port}`, port, startedAt: Date.now() };
+    writeFileSync(daemonInfoPath(site.paths.home), JSON.stringify(this.info) + '\n', { mode: 0o600 });
+    site.event({ kind: 'daemon.start', outcome: 'ok', detail: { ...this.info } });
+    return this.info;
+  }
+
+  #peerOf(stream: http2.ServerHttp2Stream): string {
+    const cert = (stream.session?.socket as TLSSocket | undefined)?.getPeerCertificate(true);
+    const id = cert?.raw ? siteIdFromCert(cert.raw) : '';
+    if (!id || !findPeerById(this.engine.site, id)) {
+      throw new FerryError('PEER_UNTRUSTED', `site ${this.engine.site.name} does not know the site id ${id || '(no certificate)'}; pair it there first: \`ferry site add NAME URL --id ${id || '<id>'}\``);
+    }
+    return id;
+  }
+
+  async #handlePeer(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    const reply = (status: number, body: Buffer | string, type = 'application/json') => {
+      if (stream.destroyed || stream.closed) return;
+      try {
+        stream.respond({ ':status': status, 'content-type': type });
+        stream.end(body);
+      } catch {
+        // the peer went away
+      }
+    };
+    stream.on('error', () => {});
+    try {
+      const peer = this.#peerOf(stream);
+      const path = String(headers[':path'] ?? '');
+      if (headers[':method'] === 'GET' && path === ROUTES.ping) return reply(200, JSON.stringify({ site: this.engine.site.name, id: this.engine.site.id }));
+      if (headers[':method'] !== 'POST') throw new FerryError('PROTOCOL', `unsupported method ${String(headers[':method'])}`);
+      const rx = this.engine.receiverFor(peer);
+      if (path === ROUTES.hello) {
+        const body = parseJson(await readBody(stream, MAX_JSON_BYTES, 'hello'), 'hello');
+        return reply(200, JSON.stringify(await rx.hello(body as HelloRequest)));
+      }
+      const m = /^\/v1\/replication\/([^/]+)\/(missing|objects|commit)$/.exec(path);
+      if (!m) throw new FerryError('PROTOCOL', `no route ${path.slice(0, 200)}`);
+      const volume = decodeURIComponent(m[1]);
+      switch (m[2]) {
+        case 'missing': {
+          const ids = decodeIds(await readBody(stream, MAX_IDS_PER_QUERY * 32, 'id list'));
+          return reply(200, encodeBitmap(await rx.missing(volume, ids)), 'application/octet-stream');
+        }
+        case 'objects': {
+          const r = await rx.put(volume, decodeObjectStream(stream));
+          return reply(200, JSON.stringify(r));
+        }
+        case 'commit': {
+          const body = parseJson(await readBody(stream, MAX_JSON_BYTES, 'commit'), 'commit');
+          return reply(200, JSON.stringify(await rx.commit(volume, body as CommitRequest)));
+        }
+      }
+    } catch (err) {
+      const { status, body } = errorBody(err);
+      reply(status, body);
+      if (status === 403 && stream.session) setTimeout(() => stream.session?.close(), 100);
+    }
+  }
+
+  async #handleLocal(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // NDJSON: progress lines while the operation runs, then one result or error line.
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    const line = (o: unknown) => res.write(JSON.stringify(o) + '\n');
+    try {
+      const m = /^\/local\/([a-z.]+)$/.exec(req.url ?? '');
+      if (req.method !== 'POST' || !m) throw new FerryError('USAGE', `no local operation ${req.url}`);
+      const args = parseJson(await readBody(req, MAX_JSON_BYTES, 'request'), 'request') as Record<string, unknown>;
+      let last = 0;
+      const result = await runOp(
+        {
+          engine: this.engine,
+          daemon: true,
+          progress: (p) => {
+            const now = Date.now();
+            if (now - last >= 200 || p.phase !== 'sending') {
+              last = now;
+              line({ progress: p });
+            }
+          },
+        },
+        m[1],
+        args,
+      );
+      line({ result });
+    } catch (err) {
+      line({ error: (err instanceof FerryError ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err))).toJSON() });
+    }
+    res.end();
+  }
+
+  async stop(): Promise<void> {
+    const site = this.engine.site;
+    await this.engine.close();
+    for (const s of this.#sessions) s.close();
+    await Promise.all([
+      new Promise<void>((r) => (this.#peerServer ? this.#peerServer.close(() => r()) : r())),
+      new Promise<void>((r) => (this.#localServer ? this.#localServer.close(() => r()) : r())),
+    ]);
+    for (const s of this.#sessions) s.destroy();
+    rmSync(daemonInfoPath(site.paths.home), { force: true });
+    rmSync(socketPath(site.paths.home), { force: true });
+    site.event({ kind: 'daemon.stop', outcome: 'ok' });
+  }
+}
+
+export function splitHostPort(listen: string): [string, string] {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  if (!m || Number(m[2]) > 65535) throw new FerryError('USAGE', `--listen takes HOST:PORT (e.g. 127.0.0.1:7420, or port 0 for any), got ${listen}`);
+  return [m[1].replace(/^\[|\]$/g, ''), m[2]];
+}

@@ -1,0 +1,132 @@
+// The engine: what a running site does besides answering requests. It owns
+// the worker pool, the clients to paired sites, the mirror jobs (one at a
+// time per mirror), their progress, and the scheduler. The daemon runs one;
+// a CLI command without a daemon runs one in-process for its own duration.
+import { FerryError, isFerryError } from '../core/errors.ts';
+import { ChunkPool } from '../snapshot/chunk-pool.ts';
+import type { TransferProgress } from '../replication/sender.ts';
+import type { Receiver } from '../replication/types.ts';
+import { PeerClient } from './client.ts';
+import { loadIdentity, type SiteIdentity } from './identity.ts';
+import { listMirrors, mirrorStatus, runMirrorUpdate, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import type { Peer } from './peers.ts';
+import { SiteReceiver } from './receiver.ts';
+import type { Site } from './site.ts';
+
+interface Job {
+  promise: Promise<UpdateResult>;
+  abort: AbortController;
+  progress?: TransferProgress;
+  started: number;
+  bytesAt: Array<[number, number]>;
+}
+
+export interface EngineOptions {
+  /** connect to a peer: the HTTP/2 client by default; tests may substitute */
+  connect?: (peer: Peer) => Receiver;
+  stallTimeoutMs?: number;
+}
+
+export class Engine {
+  readonly site: Site;
+  readonly pool: ChunkPool;
+  readonly identity: SiteIdentity;
+  readonly #clients = new Map<string, PeerClient>();
+  readonly #jobs = new Map<string, Job>();
+  readonly #connect: (peer: Peer) => Receiver;
+  #timer: NodeJS.Timeout | undefined;
+  #closing = false;
+
+  constructor(site: Site, options: EngineOptions = {}) {
+    this.site = site;
+    this.pool = new ChunkPool();
+    this.identity = loadIdentity(site.paths.identity);
+    this.#connect =
+      options.connect ??
+      ((peer) => {
+        let c = this.#clients.get(peer.id);
+        if (!c || c.peer.url !== peer.url) {
+          c?.close();
+          c = new PeerClient(this.identity, peer, { stallTimeoutMs: options.stallTimeoutMs });
+          this.#clients.set(peer.id, c);
+        }
+        return c;
+      });
+  }
+
+  receiverFor(peerId: string): SiteReceiver {
+    return new SiteReceiver(this.site, peerId, this.pool);
+  }
+
+  /** Start (or join) the update job of a mirror. */
+  update(volume: string, peer: string | undefined, opts: UpdateOptions = {}, onProgress?: (p: TransferProgress) => void): Promise<UpdateResult> {
+    if (this.#closing) return Promise.reject(new FerryError('SITE_LOCKED', 'the daemon is shutting down'));
+    const mirror = listMirrors(this.site, volume).find((m) => (peer ? m.peer === peer : true));
+    const key = mirror ? mirror.id : `${volume}@${peer ?? '?'}`;
+    const running = this.#jobs.get(key);
+    if (running) {
+      if (opts.scheduled) return running.promise;
+      throw new FerryError('MIRROR_STATE', `mirror ${key} is already transferring; wait for it (\`ferry status\`)`);
+    }
+    const abort = new AbortController();
+    const job: Job = { abort, started: Date.now(), bytesAt: [], promise: undefined as never };
+    const progress = (p: TransferProgress) => {
+      job.progress = p;
+      job.bytesAt.push([Date.now(), p.bytesSent]);
+      if (job.bytesAt.length > 50) job.bytesAt.shift();
+      onProgress?.(p);
+    };
+    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress }).finally(() => {
+      this.#jobs.delete(key);
+    });
+    this.#jobs.set(key, job);
+    return job.promise;
+  }
+
+  progressOf(mirrorId: string): MirrorStatus['progress'] | undefined {
+    const j = this.#jobs.get(mirrorId);
+    if (!j?.progress) return undefined;
+    const first = j.bytesAt[0];
+    const last = j.bytesAt[j.bytesAt.length - 1];
+    const rate = first && last && last[0] > first[0] ? ((last[1] - first[1]) * 1000) / (last[0] - first[0]) : 0;
+    const left = j.progress.bytesTotal - j.progress.bytesSent;
+    return { ...j.progress, rate, etaSeconds: rate > 0 ? left / rate : null };
+  }
+
+  status(): MirrorStatus[] {
+    return listMirrors(this.site).map((m) => mirrorStatus(this.site, m, this.progressOf(m.id)));
+  }
+
+  /** Run scheduled updates that are due. Returns the jobs started (tests await them). */
+  tick(): Array<Promise<UpdateResult | undefined>> {
+    const now = this.site.clock.now();
+    const started: Array<Promise<UpdateResult | undefined>> = [];
+    for (const m of listMirrors(this.site)) {
+      if (!m.scheduleS || m.paused || this.#jobs.has(m.id)) continue;
+      if (!m.base || m.state === 'broken-off' || m.state === 'needs-full-sync') continue;
+      const due = m.nextRunAt ?? (m.lastSuccessAt ?? 0) + m.scheduleS * 1000;
+      if (due > now) continue;
+      started.push(
+        this.update(m.volume, m.peer, { scheduled: true }).catch((err) => {
+          if (!isFerryError(err)) this.site.event({ kind: 'scheduler', volume: m.volume, outcome: 'failed', detail: { error: String(err) } });
+          return undefined;
+        }),
+      );
+    }
+    return started;
+  }
+
+  startScheduler(intervalMs = 1000): void {
+    this.#timer = setInterval(() => void this.tick(), intervalMs);
+  }
+
+  /** Stop scheduling, cancel transfers in flight (what arrived stays: they resume), close clients. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#timer) clearInterval(this.#timer);
+    for (const j of this.#jobs.values()) j.abort.abort(new FerryError('TRANSFER_INTERRUPTED', 'the daemon is shutting down'));
+    await Promise.allSettled([...this.#jobs.values()].map((j) => j.promise));
+    for (const c of this.#clients.values()) c.close();
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,55 @@
+// Small shared pieces of ferry's HTTP: bounded body reading, error mapping
+// between FerryError and HTTP responses, and the route names.
+import { ERRORS, FerryError, isFerryError, type ErrorCode, type FerryErrorJSON } from '../core/errors.ts';
+
+export const ROUTES = {
+  hello: '/v1/replication/hello',
+  missing: (vol: string) => `/v1/replication/${encodeURIComponent(vol)}/missing`,
+  objects: (vol: string) => `/v1/replication/${encodeURIComponent(vol)}/objects`,
+  commit: (vol: string) => `/v1/replication/${encodeURIComponent(vol)}/commit`,
+  ping: '/v1/ping',
+};
+
+export async function readBody(source: AsyncIterable<Buffer | Uint8Array>, limit: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const p of source) {
+    n += p.byteLength;
+    if (n > limit) throw new FerryError('PROTOCOL', `${what} exceeds ${limit} bytes`);
+    parts.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+  }
+  return Buffer.concat(parts);
+}
+
+export function httpStatusFor(err: FerryError): number {
+  switch (err.kind) {
+    case 'usage':
+      return ERRORS[err.code].exit === 3 ? 404 : 400;
+    case 'conflict':
+      return 409;
+    case 'transient':
+      return 503;
+    case 'corrupt':
+      return 422;
+    default:
+      return err.code === 'NOT_AUTHORIZED' || err.code === 'PEER_UNTRUSTED' ? 403 : err.code === 'PROTOCOL' ? 400 : 500;
+  }
+}
+
+export function errorBody(err: unknown): { status: number; body: string } {
+  const fe = isFerryError(err) ? err : new FerryError('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+  return { status: httpStatusFor(fe), body: JSON.stringify({ error: fe.toJSON() }) };
+}
+
+/** Rebuild a FerryError from a peer's JSON error (unknown codes become PROTOCOL). */
+export function errorFromBody(status: number, body: Buffer, peer: string): FerryError {
+  try {
+    const j = JSON.parse(body.toString('utf8')) as { error?: FerryErrorJSON };
+    if (j.error && typeof j.error.code === 'string' && j.error.code in ERRORS && typeof j.error.message === 'string') {
+      return new FerryError(j.error.code as ErrorCode, `${peer}: ${j.error.message.slice(0, 2000)}`, { details: j.error.details });
+    }
+  } catch {
+    // fall through
+  }
+  return new FerryError(status >= 500 ? 'PEER_UNREACHABLE' : 'PROTOCOL', `${peer} answered HTTP ${status}: ${body.toString('utf8').slice(0, 300)}`);
+}

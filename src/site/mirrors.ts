@@ -1,0 +1,305 @@
+// Mirrors at the source: their records, their state machine, and the update
+// job that takes (or picks) a snapshot, sends what the destination lacks,
+// commits it there, and only then moves the base hold here. Every state
+// change is one transaction and one event, logged as `from => to` with the
+// reason. Only transient errors are retried (with backoff); after repeated
+// failures the mirror shows `disconnected` while snapshots keep being taken.
+import { FerryError, isFerryError } from '../core/errors.ts';
+import { parseName, type ObjectId } from '../core/ids.ts';
+import type { ChunkPool } from '../snapshot/chunk-pool.ts';
+import { sendSnapshot, type TransferProgress } from '../replication/sender.ts';
+import { TokenBucket } from '../replication/token-bucket.ts';
+import type { Receiver } from '../replication/types.ts';
+import { PROTOCOL_VERSION } from '../replication/types.ts';
+import type { Site } from './site.ts';
+import { getPeer, type Peer } from './peers.ts';
+import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
+import { getVolume } from './volumes.ts';
+
+export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
+export type MirrorState = (typeof MIRROR_STATES)[number];
+
+export interface LastTransfer {
+  snapshot: string;
+  bytes: number;
+  rawBytes: number;
+  objects: number;
+  seconds: number;
+  throughput: number;
+  at: number;
+}
+
+export interface Mirror {
+  id: string;
+  volume: string;
+  peer: string;
+  remoteVolume: string;
+  scheduleS: number | null;
+  minDelayS: number;
+  maxDelayS: number;
+  bandwidth: number | null;
+  state: MirrorState;
+  paused: boolean;
+  base: string | null;
+  lastSuccessAt: number | null;
+  lastAttemptAt: number | null;
+  nextRunAt: number | null;
+  failures: number;
+  lastError: { code: string; message: string } | null;
+  lastTransfer: LastTransfer | null;
+  createdAt: number;
+}
+
+interface MirrorRow {
+  id: string;
+  volume: string;
+  peer: string;
+  remote_volume: string;
+  schedule_s: number | null;
+  min_delay_s: number;
+  max_delay_s: number;
+  bandwidth: number | null;
+  state: MirrorState;
+  paused: number;
+  base: string | null;
+  last_success_at: number | null;
+  last_attempt_at: number | null;
+  next_run_at: number | null;
+  failures: number;
+  last_error: string | null;
+  last_transfer: string | null;
+  created_at: number;
+}
+
+function toMirror(r: MirrorRow): Mirror {
+  return {
+    id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s,
+    bandwidth: r.bandwidth, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
+    nextRunAt: r.next_run_at, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
+    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at,
+  };
+}
+
+export function holdFor(m: { id: string }): string {
+  return `mirror:${m.id}`;
+}
+
+export function listMirrors(site: Site, volume?: string): Mirror[] {
+  const rows = volume ? site.db.all<MirrorRow>('SELECT * FROM mirrors WHERE volume = ? ORDER BY volume, peer', volume) : site.db.all<MirrorRow>('SELECT * FROM mirrors ORDER BY volume, peer');
+  return rows.map(toMirror);
+}
+
+export function getMirror(site: Site, volume: string, peer?: string): Mirror {
+  const all = listMirrors(site, volume);
+  const m = peer ? all.find((x) => x.peer === peer) : all.length === 1 ? all[0] : undefined;
+  if (!m) {
+    if (!peer && all.length > 1) throw new FerryError('USAGE', `volume ${volume} has ${all.length} mirrors (to ${all.map((x) => x.peer).join(', ')}); say which with --to SITE`);
+    throw new FerryError('MIRROR_NOT_FOUND', `no mirror of ${volume}${peer ? ` to ${peer}` : ''}; create one with \`ferry mirror create ${volume} --to SITE\``);
+  }
+  return m;
+}
+
+export interface CreateMirrorOptions {
+  volume: string;
+  to: string; // SITE or SITE:VOL
+  scheduleS?: number | null;
+  minDelayS?: number;
+  maxDelayS?: number;
+  bandwidth?: number | null;
+}
+
+export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
+  const vol = getVolume(site, o.volume);
+  if (vol.role === 'secondary') throw new FerryError('MIRROR_STATE', `volume ${o.volume} is a secondary here; mirror it from its primary site`);
+  const [peerName, remote] = o.to.includes(':') ? [o.to.slice(0, o.to.indexOf(':')), o.to.slice(o.to.indexOf(':') + 1)] : [o.to, o.volume];
+  const peer = getPeer(site, peerName);
+  parseName(remote, 'volume');
+  if (site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', o.volume, peer.name)) {
+    throw new FerryError('MIRROR_EXISTS', `volume ${o.volume} already has a mirror to ${peer.name}`);
+  }
+  const id = `${o.volume}@${peer.name}`;
+  const now = site.clock.now();
+  site.db.tx(() => {
+    site.db.run(
+      'INSERT INTO mirrors (id, volume, peer, remote_volume, schedule_s, min_delay_s, max_delay_s, bandwidth, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      id, o.volume, peer.name, remote, o.scheduleS ?? null, o.minDelayS ?? 0, o.maxDelayS ?? 3600, o.bandwidth ?? null, 'uninitialized', now,
+    );
+    if (vol.role === 'standalone') site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", o.volume);
+    site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized' } });
+  });
+  return getMirror(site, o.volume, peer.name);
+}
+
+export function setMirrorState(site: Site, m: Mirror, to: MirrorState, reason: string, extra: Record<string, unknown> = {}): void {
+  const from = site.db.get<{ state: MirrorState }>('SELECT state FROM mirrors WHERE id = ?', m.id)?.state ?? m.state;
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET state = ? WHERE id = ?', to, m.id);
+    if (from !== to) site.event({ kind: 'mirror.state', volume: m.volume, outcome: 'info', detail: { mirror: m.id, transition: `${from} => ${to}`, reason, ...extra } });
+  });
+  m.state = to;
+}
+
+export function pauseMirror(site: Site, volume: string, peer?: string, paused = true): Mirror {
+  const m = getMirror(site, volume, peer);
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET paused = ? WHERE id = ?', paused ? 1 : 0, m.id);
+    site.event({ kind: paused ? 'mirror.pause' : 'mirror.resume', volume, outcome: 'ok', detail: { mirror: m.id } });
+  });
+  return getMirror(site, volume, m.peer);
+}
+
+export function removeMirror(site: Site, volume: string, peer?: string): void {
+  const m = getMirror(site, volume, peer);
+  site.db.tx(() => {
+    site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
+    site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+    if (!site.db.get('SELECT 1 FROM mirrors WHERE volume = ?', volume)) site.db.run("UPDATE volumes SET role = 'standalone' WHERE name = ? AND role = 'primary'", volume);
+    site.event({ kind: 'mirror.remove', volume, outcome: 'ok', detail: { mirror: m.id } });
+  });
+}
+
+// ---------------------------------------------------------------- the update job
+
+export interface UpdateOptions {
+  initialize?: boolean;
+  snapshot?: string;
+  force?: boolean;
+  scheduled?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: TransferProgress) => void;
+}
+
+export interface UpdateResult {
+  mirror: string;
+  snapshot: string;
+  base: string | null;
+  transfer: LastTransfer;
+  applied: boolean;
+  writesSnapshot?: string;
+}
+
+export interface UpdateDeps {
+  site: Site;
+  pool: ChunkPool;
+  connect: (peer: Peer) => Receiver;
+}
+
+const BACKOFF_BASE_MS = 5_000;
+const BACKOFF_MAX_MS = 5 * 60_000;
+const DISCONNECTED_AFTER = 3;
+
+/** Plan and run one update (or the initial baseline) of a mirror. */
+export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName: string | undefined, o: UpdateOptions = {}): Promise<UpdateResult> {
+  const { site } = deps;
+  const m = getMirror(site, volume, peerName);
+  const now = site.clock.now();
+  if (o.initialize) {
+    if (m.state !== 'uninitialized' && m.state !== 'needs-full-sync' && !(m.state === 'disconnected' && !m.base) && m.state !== 'baselining') {
+      throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); use \`ferry mirror update\``);
+    }
+  } else {
+    if (m.state === 'uninitialized' || (!m.base && m.state !== 'needs-full-sync')) throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no baseline yet; run \`ferry mirror initialize ${volume} --to ${m.peer}\``);
+    if (m.state === 'needs-full-sync') throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no common base with ${m.peer} any more; run \`ferry mirror initialize ${volume} --to ${m.peer}\` for a full sync`);
+    if (m.state === 'broken-off') throw new FerryError('MIRROR_STATE', `mirror ${m.id} is broken off (failover); it does not update`);
+    if (m.paused && !o.force) throw new FerryError('MIRROR_STATE', `mirror ${m.id} is paused; \`ferry mirror resume\` it, or update with --force`);
+    if (!o.force && !o.scheduled && m.lastSuccessAt !== null && now - m.lastSuccessAt < m.minDelayS * 1000) {
+      throw new FerryError('MIRROR_STATE', `mirror ${m.id} was updated ${Math.round((now - m.lastSuccessAt) / 1000)} s ago, within its min delay of ${m.minDelayS} s; wait or use --force`);
+    }
+  }
+  const stable: MirrorState = m.base ? 'idle' : m.state === 'needs-full-sync' ? 'needs-full-sync' : 'uninitialized';
+  setMirrorState(site, m, o.initialize ? 'baselining' : 'updating', o.scheduled ? 'schedule' : 'requested');
+  site.db.run('UPDATE mirrors SET last_attempt_at = ? WHERE id = ?', now, m.id);
+  const started = performance.now();
+  try {
+    const peer = getPeer(site, m.peer);
+    const rx = deps.connect(peer);
+    const vol = getVolume(site, volume);
+    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })) }, o.signal);
+    // The base: the mirror's recorded base if the destination still has it.
+    const remoteIds = new Set(hello.snapshots.map((s) => s.id));
+    if (!o.initialize && m.base && !remoteIds.has(m.base)) {
+      setMirrorState(site, m, 'needs-full-sync', `the destination no longer has base ${m.base}`);
+      throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
+    }
+    let target: SnapshotRecord;
+    if (o.snapshot) target = resolveSnapshot(site, volume, o.snapshot);
+    else {
+      // A new snapshot, unless a peer/queued one is newer than the base already.
+      target = (await createSnapshot(site, volume, { pool: deps.pool, signal: o.signal })).snapshot;
+    }
+    if (m.base && target.time < (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0)) {
+      throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} is older than the mirror's base ${m.base}; choose a newer one`);
+    }
+    // Hold the target while it is in flight so retention cannot take it.
+    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, `${holdFor(m)}:inflight`, site.clock.now());
+    const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
+    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress });
+    o.onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
+    const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force }, o.signal);
+    const seconds = (performance.now() - started) / 1000;
+    const transfer: LastTransfer = { snapshot: target.id, bytes: stats.bytesSent, rawBytes: stats.rawBytesSent, objects: stats.objectsSent, seconds, throughput: seconds > 0 ? stats.bytesSent / seconds : 0, at: site.clock.now() };
+    // Committed at the destination: only now does the base move here.
+    site.db.tx(() => {
+      site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
+      site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
+      site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, holdFor(m), site.clock.now());
+      const err = commit.applied ? null : JSON.stringify({ code: 'REPLICA_WRITTEN', message: commit.refused ?? 'apply refused' });
+      const next = m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null;
+      site.db.run(
+        'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ? WHERE id = ?',
+        target.id, site.clock.now(), err, JSON.stringify(transfer), next, m.id,
+      );
+      site.event({ kind: 'replication.update', volume, outcome: commit.applied ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
+    });
+    setMirrorState(site, m, 'idle', commit.applied ? `updated to ${target.id}` : `transferred ${target.id}; apply refused at ${m.peer}`);
+    if (!commit.applied) {
+      throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${commit.refused}`, { details: { writesSnapshot: commit.writesSnapshot, transferred: target.id } });
+    }
+    return { mirror: m.id, snapshot: target.id, base: m.base, transfer, applied: commit.applied, ...(commit.writesSnapshot ? { writesSnapshot: commit.writesSnapshot } : {}) };
+  } catch (err) {
+    const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
+    if (fe.code === 'REPLICA_WRITTEN') throw fe;
+    const cur = getMirror(site, volume, m.peer);
+    const transient = fe.kind === 'transient';
+    const failures = cur.failures + (transient ? 1 : 0);
+    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+    site.db.tx(() => {
+      site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
+      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ? WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), transient ? site.clock.now() + backoff : cur.nextRunAt, m.id);
+      site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs: transient ? backoff : null } });
+    });
+    let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;
+    if (transient && failures >= DISCONNECTED_AFTER) to = 'disconnected';
+    setMirrorState(site, m, to, `${fe.code}: ${fe.message}`);
+    throw fe;
+  }
+}
+
+// ---------------------------------------------------------------- status
+
+export type Health = 'up' | 'warn';
+
+export interface MirrorStatus extends Mirror {
+  health: Health;
+  healthReasons: string[];
+  lagSeconds: number | null;
+  baseTime: number | null;
+  progress?: TransferProgress & { etaSeconds: number | null; rate: number };
+}
+
+export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['progress']): MirrorStatus {
+  const now = site.clock.now();
+  const baseTime = m.base ? site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? null : null;
+  const lag = baseTime === null ? null : Math.max(0, (now - baseTime) / 1000);
+  const reasons: string[] = [];
+  if (lag === null) reasons.push('no replicated snapshot yet');
+  else if (lag > m.maxDelayS) reasons.push(`lag ${Math.round(lag)} s exceeds max delay ${m.maxDelayS} s`);
+  if (m.lastError) reasons.push(`last error: ${m.lastError.code}`);
+  if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
+  return { ...m, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
+}
+
+/** The newest snapshot of a volume, for lag on volumes without mirrors. */
+export function newestTime(site: Site, volume: string): number | null {
+  return newestSnapshot(site, volume)?.time ?? null;
+}
