@@ -116,6 +116,19 @@ export class Engine {
     return started;
   }
 
+  /** Finish replica applies that a crash interrupted; failures are left for the next update to retry. */
+  async resumeApplies(): Promise<void> {
+    const sources = this.site.db.all<{ source_site: string }>('SELECT DISTINCT source_site FROM secondaries WHERE applying IS NOT NULL');
+    for (const s of sources) {
+      try {
+        const done = await this.receiverFor(s.source_site).resumeInterrupted();
+        for (const v of done) this.site.event({ kind: 'replica.resume', volume: v, outcome: 'ok' });
+      } catch (err) {
+        this.site.event({ kind: 'replica.resume', outcome: 'failed', detail: { error: (err as Error).message } });
+      }
+    }
+  }
+
   startScheduler(intervalMs = 1000): void {
     this.#timer = setInterval(() => void this.tick(), intervalMs);
   }

@@ -245,6 +245,13 @@ export class SiteReceiver implements Receiver {
     const row = this.#secondary(volume);
     const vol = getVolume(site, volume);
     if (row.applied === target.id && row.applying === null) return { snapshot: target.id, applied: true };
+    if (row.applying && row.applying !== target.id) {
+      // An earlier apply was interrupted: finish it first, so the replica is exactly that
+      // snapshot before the next diff is taken from it.
+      const manifestId = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applying)?.manifest;
+      if (manifestId) await this.#apply(volume, readManifest(site.store, manifestId as ObjectId), true);
+      return this.#apply(volume, target, force);
+    }
     let from: Record<string, ObjectId | null>;
     let writesSnapshot: string | undefined;
     if (row.applying && row.applying_from) {
@@ -299,6 +306,20 @@ export class SiteReceiver implements Receiver {
     });
     this.#release(volume, target);
     return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}) };
+  }
+
+  /** Finish applies a crash interrupted (the daemon calls this at start, for this peer's secondaries). */
+  async resumeInterrupted(): Promise<string[]> {
+    const site = this.#site;
+    const rows = site.db.all<SecondaryRow>('SELECT * FROM secondaries WHERE source_site = ? AND applying IS NOT NULL', this.#peer);
+    const done: string[] = [];
+    for (const row of rows) {
+      const manifestId = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applying)?.manifest;
+      if (!manifestId) continue;
+      await exclusive(`${site.paths.home}\0${row.volume}`, () => this.#apply(row.volume, readManifest(site.store, manifestId as ObjectId), true));
+      done.push(row.volume);
+    }
+    return done;
   }
 
   /** Capture the tree members of the replica with the stat cache; returns member -> root. */

@@ -21,6 +21,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         daemon = new Daemon(engine);
         const info = await daemon.start(o.listen);
         engine.startScheduler(Number(o.tick));
+        void engine.resumeApplies();
         if (g().json) printJson({ ...info, site: site.name, id: site.id });
         else process.stdout.write(`ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}\n`);
       } catch (err) {
