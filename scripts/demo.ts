@@ -1,8 +1,10 @@
-// The README's demo: a site on this machine protecting a sample tree.
-// Everything runs through the real CLI (./bin/ferry) in a temporary
+// The README's demo: two sites on this machine. Site A protects a sample
+// tree and replicates it to site B; the tree changes and an incremental
+// update sends only the difference; status shows both sides. Everything
+// runs through the real CLI (./bin/ferry) and real daemons in a temporary
 // directory, so what you see is what an operator would type.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,48 +13,88 @@ import { randomBytes } from 'node:crypto';
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const ferryBin = join(root, 'bin', 'ferry');
 const work = mkdtempSync(join(tmpdir(), 'ferry-demo-'));
-const home = join(work, 'site-a');
+const homeA = join(work, 'site-a');
+const homeB = join(work, 'site-b');
 const data = join(work, 'data');
+const daemons: ChildProcess[] = [];
 
-function ferry(...args: string[]): string {
-  process.stdout.write(`\n$ ferry ${args.join(' ')}\n`);
-  const out = execFileSync(ferryBin, [...args, '--home', home], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+function ferry(home: string, ...args: string[]): string {
+  process.stdout.write(`\n[${home === homeA ? 'site-a' : 'site-b'}]$ ferry ${args.join(' ')}\n`);
+  const out = execFileSync(ferryBin, [...args, '--home', home], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FERRY_NO_PROGRESS: '1' } });
   process.stdout.write(out);
   return out;
+}
+
+function quiet(home: string, ...args: string[]): string {
+  return execFileSync(ferryBin, [...args, '--home', home], { encoding: 'utf8' });
 }
 
 function say(text: string): void {
   process.stdout.write(`\n# ${text}\n`);
 }
 
-say(`working in ${work}`);
-mkdirSync(join(data, 'app', 'logs'), { recursive: true });
-mkdirSync(join(data, 'app', 'db'), { recursive: true });
-writeFileSync(join(data, 'app', 'config.yaml'), 'listen: 0.0.0.0:8080\nworkers: 4\n');
-for (let i = 0; i < 50; i++) writeFileSync(join(data, 'app', 'logs', `day-${i}.log`), `entry ${i}\n`.repeat(2000));
-writeFileSync(join(data, 'app', 'db', 'table.dat'), randomBytes(8 * 1024 * 1024));
-symlinkSync('config.yaml', join(data, 'app', 'current.yaml'));
+async function serve(home: string): Promise<number> {
+  const child = spawn(ferryBin, ['serve', '--home', home, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  daemons.push(child);
+  const info = join(home, 'daemon.json');
+  for (let i = 0; i < 200 && !existsSync(info); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(info)) throw new Error(`daemon for ${home} did not start`);
+  return (JSON.parse(readFileSync(info, 'utf8')) as { port: number }).port;
+}
 
-say('create a site and protect the sample tree');
-ferry('init', '--name', 'site-a');
-ferry('volume', 'create', 'app', '--member', data, '--keep-last', '10', '--pre', 'echo quiescing $FERRY_VOLUME', '--post', 'echo thawed');
-ferry('snapshot', 'create', 'app', '--name', 'first');
+async function main(): Promise<void> {
+  say(`working in ${work}`);
+  mkdirSync(join(data, 'app', 'logs'), { recursive: true });
+  mkdirSync(join(data, 'app', 'db'), { recursive: true });
+  writeFileSync(join(data, 'app', 'config.yaml'), 'listen: 0.0.0.0:8080\nworkers: 4\n');
+  for (let i = 0; i < 50; i++) writeFileSync(join(data, 'app', 'logs', `day-${i}.log`), `entry ${i}\n`.repeat(2000));
+  writeFileSync(join(data, 'app', 'db', 'table.dat'), randomBytes(48 * 1024 * 1024));
+  symlinkSync('config.yaml', join(data, 'app', 'current.yaml'));
 
-say('change the tree: append to a log, rewrite 1 MiB of the database, add and remove files');
-appendFileSync(join(data, 'app', 'logs', 'day-1.log'), 'a new line\n');
-const db = readFileSync(join(data, 'app', 'db', 'table.dat'));
-randomBytes(1024 * 1024).copy(db, 3 * 1024 * 1024);
-writeFileSync(join(data, 'app', 'db', 'table.dat'), db);
-writeFileSync(join(data, 'app', 'notes.txt'), 'new file\n');
-rmSync(join(data, 'app', 'logs', 'day-7.log'));
+  say('two sites on this machine: create them and start their daemons');
+  ferry(homeA, 'init', '--name', 'site-a');
+  ferry(homeB, 'init', '--name', 'site-b');
+  const idA = (JSON.parse(quiet(homeA, 'info', '--json')) as { id: string }).id;
+  const idB = (JSON.parse(quiet(homeB, 'info', '--json')) as { id: string }).id;
+  const portA = await serve(homeA);
+  const portB = await serve(homeB);
 
-say('an incremental snapshot stores only what changed');
-ferry('snapshot', 'create', 'app');
-ferry('snapshot', 'list', 'app');
-ferry('snapshot', 'diff', 'app', 'first', 'latest');
+  say('pair them: each side pins the other\'s site id (mutual TLS, no CA)');
+  ferry(homeA, 'site', 'add', 'site-b', `https://127.0.0.1:${portB}`, '--id', idB);
+  ferry(homeB, 'site', 'add', 'site-a', `https://127.0.0.1:${portA}`, '--id', idA);
 
-say('restore the first snapshot elsewhere, then check every object');
-ferry('restore', 'app', '--snapshot', 'first', '--target', join(work, 'restored'));
-ferry('verify', 'app');
-ferry('info');
-say(`done; the site and data are in ${work} (remove it when finished)`);
+  say('protect the sample tree at site-a and mirror it to site-b');
+  ferry(homeA, 'volume', 'create', 'app', '--member', data, '--pre', 'echo quiescing $FERRY_VOLUME', '--post', 'echo thawed');
+  ferry(homeA, 'mirror', 'create', 'app', '--to', 'site-b', '--max-delay', '1h');
+  ferry(homeA, 'mirror', 'initialize', 'app', '--to', 'site-b', '--wait');
+  const replica = (JSON.parse(quiet(homeB, 'volume', 'show', 'app', '--json')) as { members: Array<{ path: string }> }).members[0].path;
+  say(`the replica at site-b is ${replica}`);
+
+  say('change the tree: append to a log, rewrite 1 MiB of the database, add and remove files');
+  appendFileSync(join(data, 'app', 'logs', 'day-1.log'), 'a new line\n');
+  const db = readFileSync(join(data, 'app', 'db', 'table.dat'));
+  randomBytes(1024 * 1024).copy(db, 20 * 1024 * 1024);
+  writeFileSync(join(data, 'app', 'db', 'table.dat'), db);
+  writeFileSync(join(data, 'app', 'notes.txt'), 'new file\n');
+  rmSync(join(data, 'app', 'logs', 'day-7.log'));
+
+  say('an incremental update sends only the chunks around the changes (a few MiB, not the 49 MiB volume)');
+  ferry(homeA, 'mirror', 'update', 'app', '--wait');
+  ferry(homeA, 'snapshot', 'diff', 'app', quiet(homeA, 'snapshot', 'list', 'app', '--json').match(/"id": "([0-9A-Z]{26})"/)![1], 'latest', '--summary');
+  execFileSync('diff', ['-r', data, replica]);
+  say('diff -r finds no difference between the tree and the replica');
+
+  ferry(homeA, 'status');
+  ferry(homeB, 'status');
+  ferry(homeB, 'verify');
+  say(`done; sites and data are in ${work} (remove it when finished)`);
+}
+
+main()
+  .catch((err) => {
+    process.stderr.write(`demo failed: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const d of daemons) d.kill('SIGTERM');
+  });

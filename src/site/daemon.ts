@@ -11,7 +11,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { chmodSync, existsSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson } from '../replication/protocol.ts';
@@ -92,7 +92,10 @@ export class Daemon {
     chmodSync(sock, 0o600);
     this.#localServer = local;
     this.info = { pid: process.pid, socket: sock, listen: `${host}:${port}`, port, startedAt: Date.now() };
-    writeFileSync(daemonInfoPath(site.paths.home), JSON.stringify(this.info) + '\n', { mode: 0o600 });
+    // Written beside and renamed: a reader never sees a half-written file.
+    const infoPath = daemonInfoPath(site.paths.home);
+    writeFileSync(`${infoPath}.tmp`, JSON.stringify(this.info) + '\n', { mode: 0o600 });
+    renameSync(`${infoPath}.tmp`, infoPath);
     site.event({ kind: 'daemon.start', outcome: 'ok', detail: { ...this.info } });
     return this.info;
   }

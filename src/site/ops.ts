@@ -9,8 +9,14 @@ import { formatSiteId } from './identity.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
 import { replicaRoot } from './receiver.ts';
-import { createSnapshot, newestSnapshot } from './snapshots.ts';
-import { listVolumes } from './volumes.ts';
+import { collectGarbage, createSnapshot, executeDeleteSnapshots, listSnapshots, newestSnapshot, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
+import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
+import type { RetentionPolicy } from '../snapshot/retention.ts';
+import { readManifest } from '../snapshot/graph.ts';
+import { restoreImage, restoreTree } from '../snapshot/restore.ts';
+import { verifySnapshots } from '../snapshot/verify.ts';
+import type { Site } from './site.ts';
+import { join, resolve } from 'node:path';
 
 export interface OpContext {
   engine: Engine;
@@ -73,7 +79,86 @@ export function statusReport(engine: Engine): Record<string, unknown> {
   };
 }
 
+export function describeVolume(site: Site, v: Volume): Volume & { snapshots: number; newest: { id: string; name: string | null; time: number } | null } {
+  const snaps = listSnapshots(site, v.name);
+  const n = snaps.at(-1);
+  return { ...v, snapshots: snaps.length, newest: n ? { id: n.id, name: n.name, time: n.time } : null };
+}
+
 export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown>> = {
+  async 'volume.create'(ctx, a) {
+    const site = ctx.engine.site;
+    const members = (a.members as string[] | undefined) ?? [];
+    const v = createVolume(site, str(a, 'name')!, {
+      members: members.map((m) => parseMemberSpec(String(m))),
+      hooks: (a.hooks as Hooks | undefined) ?? {},
+      retention: (a.retention as RetentionPolicy | undefined) ?? {},
+      role: a.secondary === true ? 'secondary' : undefined,
+    });
+    return describeVolume(site, v);
+  },
+  async 'volume.set'(ctx, a) {
+    const site = ctx.engine.site;
+    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: a.hooks as Hooks | undefined, retention: a.retention as RetentionPolicy | undefined });
+    return describeVolume(site, v);
+  },
+  async 'volume.remove'(ctx, a) {
+    const site = ctx.engine.site;
+    const name = str(a, 'name')!;
+    const r = removeVolume(site, name, { force: a.force === true });
+    const gc = r.snapshotsRemoved > 0 ? collectGarbage(site) : undefined;
+    return { removed: name, ...r, gc: gc ? summarizeGc(gc.plan) : null };
+  },
+  async 'snapshot.delete'(ctx, a) {
+    const site = ctx.engine.site;
+    const plan = planDeleteSnapshots(site, str(a, 'volume')!, (a.snapshots as string[]) ?? []);
+    if (a.dryRun === true) return { plan };
+    const r = executeDeleteSnapshots(site, plan);
+    return { deleted: r.deleted, gc: r.gc ? summarizeGc(r.gc.plan) : null, freed: r.gc?.plan.totals.bytesFreed ?? 0, collected: r.gc?.plan.totals.deadObjects ?? 0 };
+  },
+  async gc(ctx, a) {
+    const r = collectGarbage(ctx.engine.site, { dryRun: a.dryRun === true });
+    return { executed: r.executed, plan: summarizeGc(r.plan), freed: r.plan.totals.bytesFreed, collected: r.plan.totals.deadObjects };
+  },
+  async verify(ctx, a) {
+    const site = ctx.engine.site;
+    const volume = str(a, 'volume', false);
+    const vols = volume ? [getVolume(site, volume).name] : listVolumes(site).map((v) => v.name);
+    const snaps = vols.flatMap((v) => listSnapshots(site, v));
+    const started = Date.now();
+    const report = verifySnapshots(site.store, snaps);
+    site.event({ kind: 'verify', volume: volume ?? null, outcome: report.damaged.length ? 'failed' : 'ok', detail: { objects: report.objectsChecked, damaged: report.damaged.length } });
+    return { ...report, seconds: (Date.now() - started) / 1000, names: Object.fromEntries(snaps.map((s) => [s.id, `${s.volume}@${s.name ?? s.id}`])) };
+  },
+  async restore(ctx, a) {
+    const site = ctx.engine.site;
+    const volume = str(a, 'volume')!;
+    const s = resolveSnapshot(site, volume, str(a, 'snapshot')!);
+    const manifest = readManifest(site.store, s.manifest);
+    const member = str(a, 'member', false);
+    const path = str(a, 'path', false);
+    let members = manifest.members;
+    if (member) {
+      members = members.filter((m) => m.name === member);
+      if (members.length === 0) throw new FerryError('USAGE', `snapshot ${s.id} has no member ${member}; members: ${manifest.members.map((m) => m.name).join(', ')}`);
+    } else if (path && members.length > 1) {
+      throw new FerryError('USAGE', `volume ${volume} has several members; say which with --member (${manifest.members.map((m) => m.name).join(', ')})`);
+    }
+    const target = resolve(str(a, 'target')!);
+    const warnings: Array<{ path: string; message: string }> = [];
+    const started = Date.now();
+    const results = [];
+    for (const m of members) {
+      const t = members.length > 1 || (manifest.members.length > 1 && !member) ? join(target, m.name) : target;
+      const opts = { store: site.store, force: a.force === true, noOwner: a.noOwner === true, onWarning: (w: { path: string; message: string }) => warnings.push(w) };
+      if (m.kind === 'image') {
+        if (path) throw new FerryError('USAGE', `--path does not apply to image member ${m.name}`);
+        results.push({ member: m.name, target: t, ...restoreImage(m.root, t, opts) });
+      } else results.push({ member: m.name, target: t, ...restoreTree(m.root, path ?? '', t, opts) });
+    }
+    site.event({ kind: 'restore', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: s.id, target, path: path ?? null } });
+    return { snapshot: s.id, results, warnings, seconds: (Date.now() - started) / 1000 };
+  },
   async 'site.add'(ctx, a) {
     return addPeer(ctx.engine.site, str(a, 'name')!, str(a, 'url')!, str(a, 'id')!);
   },

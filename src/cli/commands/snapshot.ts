@@ -1,9 +1,8 @@
 // ferry snapshot create | list | show | delete | diff
 import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
-import {
-  createSnapshot, executeDeleteSnapshots, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc,
-} from '../../site/snapshots.ts';
+import { listSnapshots, resolveSnapshot, type CreateSnapshotResult, type DeletePlan } from '../../site/snapshots.ts';
+import { invoke } from '../invoke.ts';
 import { readManifest } from '../../snapshot/graph.ts';
 import { diffImages, diffTrees, type PathChange } from '../../snapshot/diff.ts';
 import { withSite } from '../context.ts';
@@ -17,15 +16,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('snapshot every member of a volume at one instant, between its pre and post hooks')
     .option('--name <name>', 'a name, unique in the volume (e.g. nightly-app-consistent)')
     .action((volume: string, o: { name?: string }) =>
-      withSite(g(), 'snapshot create', async (site) => {
+      (async () => {
         const started = Date.now();
-        const r = await createSnapshot(site, volume, {
-          name: o.name,
-          onWarning: (w) => {
-            if (!g().json) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
-          },
-        });
+        const r = (await invoke(g(), 'snapshot.create', { volume, name: o.name })) as CreateSnapshotResult;
         const ms = Date.now() - started;
+        if (!g().json) for (const w of r.warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
         if (g().json) printJson({ ...r, seconds: ms / 1000 });
         else {
           const s = r.stats;
@@ -38,7 +33,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           );
         }
         if (r.warnings.length) process.exitCode = EXIT_WARNINGS;
-      }),
+      })(),
     );
 
   snapshot
@@ -87,22 +82,19 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('delete snapshots (plan, then execute), then collect unreferenced data')
     .option('--dry-run', 'print the plan and stop')
     .action((volume: string, refs: string[], o: { dryRun?: boolean }) =>
-      withSite(g(), 'snapshot delete', (site) => {
-        const plan = planDeleteSnapshots(site, volume, refs);
+      (async () => {
         if (o.dryRun) {
+          const { plan } = (await invoke(g(), 'snapshot.delete', { volume, snapshots: refs, dryRun: true })) as { plan: DeletePlan };
           if (g().json) return printJson({ plan });
           for (const d of plan.delete) process.stdout.write(`would delete ${d.id}${d.name ? ` (${d.name})` : ''}\n`);
           for (const r of plan.refused) process.stdout.write(`refused ${r.id}${r.name ? ` (${r.name})` : ''}: ${r.reason}\n`);
           return;
         }
-        const r = executeDeleteSnapshots(site, plan);
-        if (g().json) return printJson({ deleted: r.deleted, gc: r.gc ? summarizeGc(r.gc.plan) : null });
+        const r = (await invoke(g(), 'snapshot.delete', { volume, snapshots: refs })) as { deleted: string[]; gc: unknown; freed: number; collected: number };
+        if (g().json) return printJson(r);
         process.stdout.write(`deleted ${r.deleted.length} snapshot(s)\n`);
-        if (r.gc) {
-          const t = r.gc.plan.totals;
-          process.stdout.write(`collected ${t.deadObjects} objects, freed ${formatBytes(t.bytesFreed)}\n`);
-        }
-      }),
+        if (r.gc) process.stdout.write(`collected ${r.collected} objects, freed ${formatBytes(r.freed)}\n`);
+      })(),
     );
 
   snapshot

@@ -1,10 +1,10 @@
 // ferry volume create | list | show | set | remove
 import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
-import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from '../../site/volumes.ts';
-import { listSnapshots } from '../../site/snapshots.ts';
+import { getVolume, listVolumes, parseMemberSpec, type Hooks } from '../../site/volumes.ts';
+import { describeVolume } from '../../site/ops.ts';
+import { invoke } from '../invoke.ts';
 import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
-import type { Site } from '../../site/site.ts';
 import { withSite } from '../context.ts';
 import { formatTime, printJson, table, type GlobalOptions } from '../output.ts';
 import { parseDurationSeconds } from '../parse.ts';
@@ -66,20 +66,16 @@ function addHookAndRetentionOptions(c: Command): Command {
     .option('--keep-yearly <n>', 'retention: ... of each of the last n years');
 }
 
-function describe(site: Site, v: Volume): Record<string, unknown> {
-  const snaps = listSnapshots(site, v.name);
-  return { ...v, snapshots: snaps.length, newest: snaps.at(-1)?.id ?? null };
-}
+type Described = ReturnType<typeof describeVolume>;
 
-function printVolume(site: Site, v: Volume): void {
-  const snaps = listSnapshots(site, v.name);
+function printVolume(v: Described): void {
   const lines = [
     `volume ${v.name} (${v.role}), created ${formatTime(v.createdAt)}`,
     'members:',
     ...v.members.map((m) => `  ${m.name}  ${m.kind}  ${m.path}`),
     `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${v.hooks.pre.timeout} s)` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${v.hooks.post.timeout} s)` : 'no post'}`,
     `retention: ${Object.keys(v.retention).length ? Object.entries(v.retention).map(([k, n]) => `${k} ${n}`).join(', ') : 'keep everything'}`,
-    `snapshots: ${snaps.length}${snaps.length ? `, newest ${snaps.at(-1)!.id}${snaps.at(-1)!.name ? ` (${snaps.at(-1)!.name})` : ''} at ${formatTime(snaps.at(-1)!.time)}` : ''}`,
+    `snapshots: ${v.snapshots}${v.newest ? `, newest ${v.newest.id}${v.newest.name ? ` (${v.newest.name})` : ''} at ${formatTime(v.newest.time)}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
@@ -91,26 +87,28 @@ export function register(program: Command, g: () => GlobalOptions): void {
     volume
       .command('create <name>')
       .description('define a volume of one or more members: [NAME=][tree:|image:]PATH (a directory, a regular file or a block device)')
-      .option('--member <spec>', 'a member; repeat for a consistency group of several', (v: string, acc: string[]) => [...acc, v], [] as string[]),
-  ).action((name: string, o: HookOpts & RetentionOpts & { member: string[] }) =>
-    withSite(g(), 'volume create', (site) => {
-      const v = createVolume(site, name, { members: o.member.map(parseMemberSpec), hooks: hooksFrom(o), retention: retentionFrom(o) });
-      if (g().json) printJson(describe(site, v));
-      else printVolume(site, v);
-    }),
+      .option('--member <spec>', 'a member; repeat for a consistency group of several', (v: string, acc: string[]) => [...acc, v], [] as string[])
+      .option('--secondary', 'this volume receives a replica from a peer (bound to the first peer that mirrors into it); its members are where the replica goes'),
+  ).action((name: string, o: HookOpts & RetentionOpts & { member: string[]; secondary?: boolean }) =>
+    (async () => {
+      o.member.forEach(parseMemberSpec); // usage errors before anything else
+      const v = (await invoke(g(), 'volume.create', { name, members: o.member, hooks: hooksFrom(o), retention: retentionFrom(o) ?? {}, secondary: o.secondary === true })) as Described;
+      if (g().json) printJson(v);
+      else printVolume(v);
+    })(),
   );
 
   addHookAndRetentionOptions(volume.command('set <name>').description('change a volume\'s hooks or retention'))
     .option('--no-pre', 'remove the pre hook')
     .option('--no-post', 'remove the post hook')
     .action((name: string, o: Omit<HookOpts, 'pre' | 'post'> & RetentionOpts & { pre?: string | false; post?: string | false }) =>
-      withSite(g(), 'volume set', (site) => {
-        const cur = getVolume(site, name);
+      (async () => {
+        const cur = await withSite(g(), 'volume set', (site) => getVolume(site, name), { readOnly: true });
         const hookOpts: HookOpts = { ...o, pre: typeof o.pre === 'string' ? o.pre : undefined, post: typeof o.post === 'string' ? o.post : undefined, noPre: o.pre === false, noPost: o.post === false };
-        const v = updateVolumeSettings(site, name, { hooks: hooksFrom(hookOpts, cur.hooks), retention: retentionFrom(o, cur.retention) });
-        if (g().json) printJson(describe(site, v));
-        else printVolume(site, v);
-      }),
+        const v = (await invoke(g(), 'volume.set', { name, hooks: hooksFrom(hookOpts, cur.hooks), retention: retentionFrom(o, cur.retention) })) as Described;
+        if (g().json) printJson(v);
+        else printVolume(v);
+      })(),
     );
 
   volume
@@ -119,9 +117,9 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .action(() =>
       withSite(g(), 'volume list', (site) => {
         const vols = listVolumes(site);
-        if (g().json) return printJson(vols.map((v) => describe(site, v)));
+        if (g().json) return printJson(vols.map((v) => describeVolume(site, v)));
         if (vols.length === 0) return void process.stdout.write('no volumes; create one with `ferry volume create NAME --member PATH`\n');
-        process.stdout.write(table(['VOLUME', 'ROLE', 'MEMBERS', 'SNAPSHOTS'], vols.map((v) => [v.name, v.role, v.members.map((m) => `${m.kind}:${m.path}`).join(' '), listSnapshots(site, v.name).length])) + '\n');
+        process.stdout.write(table(['VOLUME', 'ROLE', 'MEMBERS', 'SNAPSHOTS'], vols.map((v) => [v.name, v.role, v.members.map((m) => `${m.kind}:${m.path}`).join(' '), describeVolume(site, v).snapshots])) + '\n');
       }, { readOnly: true }),
     );
 
@@ -130,9 +128,9 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('show a volume: members, hooks, retention, snapshots')
     .action((name: string) =>
       withSite(g(), 'volume show', (site) => {
-        const v = getVolume(site, name);
-        if (g().json) printJson(describe(site, v));
-        else printVolume(site, v);
+        const v = describeVolume(site, getVolume(site, name));
+        if (g().json) printJson(v);
+        else printVolume(v);
       }, { readOnly: true }),
     );
 
@@ -141,12 +139,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('remove a volume definition (refused while it has snapshots, unless --force; the member data is never touched)')
     .option('--force', 'also delete its snapshots')
     .action((name: string, o: { force?: boolean }) =>
-      withSite(g(), 'volume remove', async (site) => {
-        const r = removeVolume(site, name, { force: o.force });
-        const { collectGarbage } = await import('../../site/snapshots.ts');
-        const gc = r.snapshotsRemoved > 0 ? collectGarbage(site) : undefined;
-        if (g().json) printJson({ removed: name, ...r, gc: gc?.plan });
+      (async () => {
+        const r = (await invoke(g(), 'volume.remove', { name, force: o.force === true })) as { snapshotsRemoved: number };
+        if (g().json) printJson(r);
         else process.stdout.write(`removed volume ${name}${r.snapshotsRemoved ? ` and its ${r.snapshotsRemoved} snapshot(s)` : ''}; the member data was not touched\n`);
-      }),
+      })(),
     );
 }
