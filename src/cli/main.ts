@@ -12,6 +12,7 @@ import * as serveCommands from './commands/serve.ts';
 import * as peerCommands from './commands/peers.ts';
 import * as mirrorCommands from './commands/mirror.ts';
 import * as statusCommands from './commands/status.ts';
+import * as drCommands from './commands/dr.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   peerCommands.register(program, g);
   mirrorCommands.register(program, g);
   statusCommands.register(program, g);
+  drCommands.register(program, g);
   for (const c of allCommands(program)) {
     c.exitOverride();
     if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');

@@ -54,6 +54,9 @@ export const ERRORS = {
   MIRROR_STATE: { kind: 'conflict', exit: 4, doc: 'The mirror is not in a state that allows this (e.g. update before initialize, or within min delay without --force).' },
   REPLICA_WRITTEN: { kind: 'conflict', exit: 4, doc: 'Someone wrote into the replica since the last apply; the writes were kept in a snapshot; update with --force to overwrite them.' },
   REPLICA_MISMATCH: { kind: 'corrupt', exit: 5, doc: 'After an apply the replica does not match the snapshot; it is marked inconsistent and the next update re-applies.' },
+  FAILED_OVER: { kind: 'conflict', exit: 4, doc: 'The destination took over this volume (failover): updates stop; run `ferry failback VOLUME` at the old primary to resync from the new one.' },
+  SPLIT_BRAIN: { kind: 'conflict', exit: 4, doc: 'Both sites hold the primary role for a volume and both may have written: ferry will not pick a winner; run `ferry failback` at the site that should yield (its writes are kept in a snapshot).' },
+  NEEDS_FULL_SYNC: { kind: 'conflict', exit: 4, doc: 'The two sites share no base snapshot any more: only a full sync can bring them together; rerun with --full.' },
   DAEMON_UNREACHABLE: { kind: 'transient', exit: 6, doc: 'The local daemon holds the site but does not answer on its socket; check `ferry serve`.' },
   INTERNAL: { kind: 'permanent', exit: 1, doc: 'A bug in ferry; the message and cause tell where.' },
 } as const satisfies Record<string, ErrorSpec>;

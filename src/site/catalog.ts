@@ -94,6 +94,7 @@ CREATE TABLE secondaries (
   applying      TEXT,
   applying_from TEXT,
   consistent    INTEGER NOT NULL DEFAULT 1,
+  state         TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'broken-off')),
   image_stats   TEXT NOT NULL DEFAULT '{}',
   updated_at    INTEGER NOT NULL
 );

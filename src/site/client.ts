@@ -27,7 +27,7 @@ export class PeerClient implements Receiver {
   constructor(ident: SiteIdentity, peer: Peer, options: { stallTimeoutMs?: number } = {}) {
     this.#ident = ident;
     this.peer = peer;
-    this.stallTimeoutMs = options.stallTimeoutMs ?? STALL_TIMEOUT_MS;
+    this.stallTimeoutMs = options.stallTimeoutMs ?? (Number(process.env.FERRY_STALL_TIMEOUT_MS) || STALL_TIMEOUT_MS); // env: a test hook
   }
 
   #connect(): Promise<http2.ClientHttp2Session> {
@@ -58,6 +58,7 @@ export class PeerClient implements Receiver {
           return;
         }
         session.setLocalWindowSize(WINDOW_BYTES);
+        if (process.env.FDBG) process.on('beforeExit', () => { const so: any = session.socket; process.stderr.write(`SESSION state=${JSON.stringify(session.state)} closed=${session.closed} destroyed=${session.destroyed} sock.writableLength=${so?.writableLength} bytesWritten=${so?.bytesWritten} reading=${so?._handle?.reading} sockDestroyed=${so?.destroyed} pendingWrites=${so?._pendingData ? 'yes' : 'no'} \n`); });
         session.on('error', () => {});
         session.unref();
         this.#session = session;
@@ -72,9 +73,19 @@ export class PeerClient implements Receiver {
   async #request(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, signal?: AbortSignal): Promise<Buffer> {
     const session = await this.#connect();
     session.ref();
+    if (process.env.FDBG) process.stderr.write(`DBG ${path} REF\n`);
     try {
       return await new Promise<Buffer>((resolve, reject) => {
         const req = session.request({ ':method': 'POST', ':path': path, 'content-type': contentType });
+        const D = (m: string) => process.env.FDBG && process.stderr.write(`DBG ${path} ${m}\n`);
+        D('start');
+        req.on('close', () => D('close'));
+        req.on('error', (e) => D('error ' + e.message));
+        req.on('aborted', () => D('aborted'));
+        req.on('end', () => D('end'));
+        session.on('close', () => D('session close'));
+        session.on('error', (e) => D('session error ' + e.message));
+        session.socket?.on('close', () => D('socket close'));
         let settled = false;
         const fail = (err: FerryError) => {
           if (settled) return;
@@ -106,7 +117,7 @@ export class PeerClient implements Receiver {
             try {
               for await (const part of body) {
                 if (settled) return;
-                if (!req.write(part)) await new Promise<void>((r) => req.once('drain', r));
+                if (!req.write(part)) { D('wait drain'); await new Promise<void>((r) => req.once('drain', r)); }
               }
               req.end();
             } catch (err) {
@@ -116,6 +127,7 @@ export class PeerClient implements Receiver {
         }
       });
     } finally {
+      if (process.env.FDBG) process.stderr.write(`DBG ${path} UNREF destroyed=${session.destroyed}\n`);
       if (!session.destroyed) session.unref();
     }
   }
@@ -123,6 +135,11 @@ export class PeerClient implements Receiver {
   async #json<T>(path: string, payload: unknown, signal?: AbortSignal): Promise<T> {
     const buf = await this.#request(path, Buffer.from(JSON.stringify(payload)), 'application/json', signal);
     return JSON.parse(buf.toString('utf8')) as T;
+  }
+
+  /** A JSON call to one of the peer's other routes (DR workflows). */
+  call<T>(path: string, payload: unknown, signal?: AbortSignal): Promise<T> {
+    return this.#json(path, payload, signal);
   }
 
   hello(req: HelloRequest, signal?: AbortSignal): Promise<HelloResponse> {

@@ -20,7 +20,7 @@ import { WINDOW_BYTES } from './client.ts';
 import type { Engine } from './engine.ts';
 import { errorBody, readBody, ROUTES } from './http.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
-import { runOp } from './ops.ts';
+import { runOp, serveDr } from './ops.ts';
 import { findPeerById } from './peers.ts';
 
 export interface DaemonInfo {
@@ -125,6 +125,11 @@ export class Daemon {
       const path = String(headers[':path'] ?? '');
       if (headers[':method'] === 'GET' && path === ROUTES.ping) return reply(200, JSON.stringify({ site: this.engine.site.name, id: this.engine.site.id }));
       if (headers[':method'] !== 'POST') throw new FerryError('PROTOCOL', `unsupported method ${String(headers[':method'])}`);
+      const dr = /^\/v1\/dr\/([a-z-]+)$/.exec(path);
+      if (dr) {
+        const body = parseJson(await readBody(stream, MAX_JSON_BYTES, dr[1]), dr[1]) as Record<string, unknown>;
+        return reply(200, JSON.stringify(await serveDr(this.engine, peer, dr[1], body)));
+      }
       const rx = this.engine.receiverFor(peer);
       if (path === ROUTES.hello) {
         const body = parseJson(await readBody(stream, MAX_JSON_BYTES, 'hello'), 'hello');

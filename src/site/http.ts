@@ -8,6 +8,7 @@ export const ROUTES = {
   objects: (vol: string) => `/v1/replication/${encodeURIComponent(vol)}/objects`,
   commit: (vol: string) => `/v1/replication/${encodeURIComponent(vol)}/commit`,
   ping: '/v1/ping',
+  dr: (op: string) => `/v1/dr/${op}`,
 };
 
 export async function readBody(source: AsyncIterable<Buffer | Uint8Array>, limit: number, what: string): Promise<Buffer> {

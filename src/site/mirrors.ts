@@ -212,8 +212,27 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   const started = performance.now();
   try {
     const peer = getPeer(site, m.peer);
-    const rx = deps.connect(peer);
     const vol = getVolume(site, volume);
+    // The target is chosen (or taken) before the peer is contacted: while the peer is unreachable,
+    // scheduled attempts still take snapshots here; they queue, and the next update sends the newest.
+    let target: SnapshotRecord;
+    if (o.snapshot) target = resolveSnapshot(site, volume, o.snapshot);
+    else {
+      // A new snapshot, unless a scheduled retry finds one queued by an earlier attempt of this
+      // schedule period (newer than the base): retries after failures do not multiply snapshots.
+      const queued = o.scheduled && m.failures > 0 && m.scheduleS ? newestSnapshot(site, volume) : undefined;
+      const baseTime = m.base ? (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0) : 0;
+      target =
+        queued && queued.id !== m.base && queued.time > baseTime && now - queued.time < m.scheduleS! * 1000
+          ? queued
+          : (await createSnapshot(site, volume, { pool: deps.pool, signal: o.signal })).snapshot;
+    }
+    if (m.base && target.time < (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0)) {
+      throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} is older than the mirror's base ${m.base}; choose a newer one`);
+    }
+    // Hold the target while it is in flight so retention cannot take it.
+    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, `${holdFor(m)}:inflight`, site.clock.now());
+    const rx = deps.connect(peer);
     const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })) }, o.signal);
     // The base: the mirror's recorded base if the destination still has it.
     const remoteIds = new Set(hello.snapshots.map((s) => s.id));
@@ -221,19 +240,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       setMirrorState(site, m, 'needs-full-sync', `the destination no longer has base ${m.base}`);
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
-    let target: SnapshotRecord;
-    if (o.snapshot) target = resolveSnapshot(site, volume, o.snapshot);
-    else {
-      // A new snapshot, unless a peer/queued one is newer than the base already.
-      target = (await createSnapshot(site, volume, { pool: deps.pool, signal: o.signal })).snapshot;
-    }
-    if (m.base && target.time < (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0)) {
-      throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} is older than the mirror's base ${m.base}; choose a newer one`);
-    }
-    // Hold the target while it is in flight so retention cannot take it.
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, `${holdFor(m)}:inflight`, site.clock.now());
     const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
-    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress });
+    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
     o.onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
     const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force }, o.signal);
     const seconds = (performance.now() - started) / 1000;
@@ -259,6 +267,13 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   } catch (err) {
     const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
     if (fe.code === 'REPLICA_WRITTEN') throw fe;
+    if (fe.code === 'FAILED_OVER') {
+      // The destination took over: stop updating, keep the base for failback.
+      site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
+      site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
+      setMirrorState(site, m, 'broken-off', `${m.peer} failed over`);
+      throw fe;
+    }
     const cur = getMirror(site, volume, m.peer);
     const transient = fe.kind === 'transient';
     const failures = cur.failures + (transient ? 1 : 0);

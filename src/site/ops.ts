@@ -79,6 +79,28 @@ export function statusReport(engine: Engine): Record<string, unknown> {
   };
 }
 
+/** Peer-to-peer DR calls (the daemon routes /v1/dr/<op> here, with the authenticated peer id). */
+export async function serveDr(engine: Engine, peerId: string, op: string, a: Args): Promise<unknown> {
+  const { acceptFailoverNotice } = await import('../dr/failover.ts');
+  const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
+  switch (op) {
+    case 'failover-notice':
+      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!);
+    case 'state':
+      return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
+    case 'failback':
+      return serveFailback(engine, peerId, {
+        volume: str(a, 'volume')!,
+        to: str(a, 'to')!,
+        base: str(a, 'base', false) ?? null,
+        full: a.full === true,
+        schedule: (a.schedule as { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null) ?? null,
+      });
+    default:
+      throw new FerryError('PROTOCOL', `no DR operation ${op}`);
+  }
+}
+
 export function describeVolume(site: Site, v: Volume): Volume & { snapshots: number; newest: { id: string; name: string | null; time: number } | null } {
   const snaps = listSnapshots(site, v.name);
   const n = snaps.at(-1);
@@ -197,6 +219,18 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'mirror.remove'(ctx, a) {
     removeMirror(ctx.engine.site, str(a, 'volume')!, str(a, 'to', false));
     return { removed: `${a.volume}@${a.to ?? ''}` };
+  },
+  async failover(ctx, a) {
+    const { planFailover, executeFailover } = await import('../dr/failover.ts');
+    const plan = planFailover(ctx.engine, str(a, 'volume')!, { force: a.force === true });
+    if (a.dryRun === true) return { plan };
+    return executeFailover(ctx.engine, plan);
+  },
+  async failback(ctx, a) {
+    const { planFailback, executeFailback } = await import('../dr/failback.ts');
+    const plan = await planFailback(ctx.engine, str(a, 'volume')!, { full: a.full === true, to: str(a, 'to', false) });
+    if (a.dryRun === true) return { plan };
+    return executeFailback(ctx.engine, plan);
   },
   async status(ctx) {
     return statusReport(ctx.engine);

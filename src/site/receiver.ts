@@ -14,14 +14,14 @@
 // is captured again and must equal the snapshot exactly.
 import { existsSync, mkdirSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { FerryError } from '../core/errors.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
 import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
-import type { PreparedObject } from '../store/types.ts';
+import type { ObjectReader, PreparedObject } from '../store/types.ts';
 import { captureImage, captureTree } from '../snapshot/capture.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
-import { encodeSnapshot } from '../snapshot/format.ts';
-import { readManifest, walkSnapshot } from '../snapshot/graph.ts';
-import type { SnapshotManifest, SnapshotMember } from '../snapshot/model.ts';
+import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeSnapshot } from '../snapshot/format.ts';
+import { readManifest } from '../snapshot/graph.ts';
+import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
 import { parseCommitRequest, parseHelloRequest } from '../replication/protocol.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
@@ -75,6 +75,142 @@ async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Check a snapshot a peer sent, before anything is applied: every object is
+ * present (counted, not thrown: the next attempt sends what is missing); every
+ * metadata object decodes (so entry names, targets and limits are valid:
+ * format.ts); every file's chunks add up to its size and every image block to
+ * its length (apply would fail half-way otherwise); and every hard link points
+ * at a file of its member reached through directories only (link(2) follows
+ * symlinks in the target's path: `s -> /etc` and a link to `s/passwd` would
+ * bring a file from outside into the replica). Anything invalid throws
+ * OBJECT_CORRUPT (FORMAT_VERSION for a newer format): resending cannot fix it.
+ *
+ * Metadata objects are visited once each (trees may share subtrees: a few
+ * dozen objects can describe 2^40 paths), iteratively (no recursion depth).
+ */
+export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string): { missing: number; firstMissing?: string } {
+  let missing = 0;
+  let firstMissing: string | undefined;
+  const refuse = (msg: string, err?: unknown): never => {
+    const code = isFerryError(err) && err.code === 'FORMAT_VERSION' ? 'FORMAT_VERSION' : 'OBJECT_CORRUPT';
+    throw new FerryError(code, `${what} is refused: ${msg}${err ? `: ${(err as Error).message}` : ''}`, err ? { cause: err } : undefined);
+  };
+  const lost = (kind: string, id: ObjectId) => {
+    missing++;
+    firstMissing ??= `${kind} ${id}`;
+  };
+  /** The decoded object, or undefined when it is missing. */
+  const load = <T>(kind: string, id: ObjectId, decode: (b: Buffer) => T): T | undefined => {
+    let raw: Buffer;
+    try {
+      raw = store.get(id);
+    } catch (err) {
+      if (isFerryError(err) && err.code === 'OBJECT_NOT_FOUND') {
+        lost(kind, id);
+        return undefined;
+      }
+      return refuse(`${kind} ${id}`, err);
+    }
+    try {
+      return decode(raw);
+    } catch (err) {
+      return refuse(`${kind} ${id}`, err);
+    }
+  };
+  /** Raw length of a data object, or undefined when it is missing. */
+  const dataLength = (id: ObjectId, where: string): number | undefined => {
+    const info = store.info(id);
+    if (!info) lost(`chunk of ${where}`, id);
+    return info?.rawLength;
+  };
+
+  const manifest = load('snapshot', manifestId, decodeSnapshot);
+  if (!manifest) return { missing, firstMissing };
+  const seen = new Set<string>();
+  for (const m of manifest.members) {
+    if (m.kind === 'image') {
+      const img = load('image', m.root, decodeImage);
+      if (!img) continue;
+      img.lists.forEach((lid, li) => {
+        const list = load('blocklist', lid, decodeBlockList);
+        if (!list) return;
+        const blocks = Math.ceil(img.size / img.blockSize);
+        const want = li < img.lists.length - 1 ? BLOCKS_PER_LIST : blocks - li * BLOCKS_PER_LIST;
+        if (list.blocks.length !== want) refuse(`member ${m.name}: blocklist ${li} has ${list.blocks.length} blocks, the image needs ${want} there`);
+        list.blocks.forEach((b, k) => {
+          if (!b) return;
+          const off = (li * BLOCKS_PER_LIST + k) * img.blockSize;
+          const want = Math.min(img.blockSize, img.size - off);
+          const got = dataLength(b, `member ${m.name} block ${li * BLOCKS_PER_LIST + k}`);
+          if (got !== undefined && got !== want) refuse(`member ${m.name}: block ${li * BLOCKS_PER_LIST + k} is ${got} bytes, the image needs ${want}`);
+        });
+      });
+      continue;
+    }
+    const links = new Set<string>();
+    const stack: ObjectId[] = [m.root];
+    while (stack.length > 0) {
+      const id = stack.pop()!;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const tree = load('tree', id, decodeTree);
+      if (!tree) continue;
+      for (const e of tree.entries) {
+        if (e.type === 'dir') stack.push(e.tree!);
+        else if (e.type === 'hardlink') links.add(e.target!.toString('latin1'));
+        else if (e.type === 'file') {
+          let sum = 0;
+          let complete = true;
+          for (const c of e.chunks!) {
+            const n = dataLength(c, `${m.name} file ${e.name.toString()}`);
+            if (n === undefined) complete = false;
+            else sum += n;
+          }
+          if (complete && sum !== e.size) refuse(`member ${m.name}: file ${e.name.toString()} in tree ${id} has ${sum} bytes of chunks, its size is ${e.size}`);
+        }
+      }
+    }
+    if (links.size > 0 && missing === 0) checkLinkTargets(store, m.name, m.root, links, refuse);
+  }
+  return { missing, firstMissing };
+}
+
+/** Each member-relative target names a file of the member, through directories only. */
+function checkLinkTargets(store: ObjectReader, member: string, root: ObjectId, targets: Set<string>, refuse: (msg: string) => never): void {
+  let cached: { id: ObjectId; tree: Tree } | undefined;
+  const tree = (id: ObjectId): Tree => {
+    if (cached?.id !== id) cached = { id, tree: decodeTree(store.get(id)) };
+    return cached.tree;
+  };
+  for (const t of targets) {
+    const parts = t.split('/').map((c) => Buffer.from(c, 'latin1'));
+    let dir = root;
+    parts.forEach((name, i) => {
+      const entries = tree(dir).entries;
+      let lo = 0;
+      let hi = entries.length - 1;
+      let found: (typeof entries)[number] | undefined;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const c = Buffer.compare(entries[mid].name, name);
+        if (c === 0) {
+          found = entries[mid];
+          break;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+      }
+      const last = i === parts.length - 1;
+      const shown = Buffer.from(t, 'latin1').toString();
+      if (!found) refuse(`member ${member}: a hard link points at ${shown}, which is not in the snapshot`);
+      if (!last && found.type !== 'dir') refuse(`member ${member}: a hard link points at ${shown}, through ${parts.slice(0, i + 1).map((p) => p.toString()).join('/')}, which is a ${found.type}, not a directory`);
+      if (last && found.type !== 'file') refuse(`member ${member}: a hard link points at ${shown}, which is a ${found.type}, not a file`);
+      if (!last) dir = found.tree!;
+    });
+  }
+}
+
 export class SiteReceiver implements Receiver {
   readonly #site: Site;
   readonly #peer: string;
@@ -90,6 +226,9 @@ export class SiteReceiver implements Receiver {
   #secondary(volume: string): SecondaryRow {
     const row = this.#site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
     const vol = findVolume(this.#site, volume);
+    if (row && row.source_site === this.#peer && (row as SecondaryRow & { state: string }).state === 'broken-off') {
+      throw new FerryError('FAILED_OVER', `site ${this.#site.name} took over volume ${volume} (failover): it no longer accepts updates from you; run \`ferry failback\` at your site to resync from ${this.#site.name}`);
+    }
     if (!row || !vol || vol.role !== 'secondary' || row.source_site !== this.#peer) {
       throw new FerryError('NOT_AUTHORIZED', `site ${this.#peer} may not write into volume ${volume} here: it is not this site's secondary of that peer`);
     }
@@ -101,6 +240,7 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     let vol = findVolume(site, req.volume);
     if (vol) {
+      this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
         throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${site.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (create the mirror to another volume name, or make it a secondary with \`ferry volume create ${req.volume} --secondary\`)`);
       }
@@ -136,6 +276,12 @@ export class SiteReceiver implements Receiver {
       });
     }
     return this.#describe(req.volume);
+  }
+
+  /** Refuse early (with the failover explanation) when this peer's secondary was taken over. */
+  #secondaryIfBound(volume: string): void {
+    const row = this.#site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
+    if (row?.source_site === this.#peer) this.#secondary(volume);
   }
 
   #describe(volume: string): HelloResponse {
@@ -177,19 +323,26 @@ export class SiteReceiver implements Receiver {
     const req = parseCommitRequest(raw);
     const row = this.#secondary(volume);
     const site = this.#site;
-    const existing = site.db.get<{ id: string; manifest: string }>('SELECT id, manifest FROM snapshots WHERE id = ?', req.snapshot);
+    const existing = site.db.get<{ id: string; volume: string; manifest: string }>('SELECT id, volume, manifest FROM snapshots WHERE id = ?', req.snapshot);
     let manifest: SnapshotManifest;
     if (existing) {
+      // Only a snapshot of this very volume, and it passes the same checks as a new one: a
+      // snapshot of another volume here (a primary's, another peer's) is not the peer's to apply.
+      if (existing.volume !== volume) throw new FerryError('NOT_AUTHORIZED', `snapshot ${req.snapshot} is not a snapshot of volume ${volume} here`);
       if (existing.manifest !== req.manifest) throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is already here with different content`);
       manifest = readManifest(site.store, req.manifest);
+      this.#checkManifest(req, row, manifest);
     } else {
       manifest = this.#checkComplete(req, row);
-      if (row.applied) {
-        const applied = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', row.applied);
-        if (applied && (manifest.time < applied.time || req.snapshot < row.applied)) {
-          throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica already shows: a replayed or out-of-order snapshot is refused`);
-        }
+    }
+    if (row.applied && req.snapshot !== row.applied) {
+      // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
+      const applied = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', row.applied);
+      if (applied && (manifest.time < applied.time || req.snapshot < row.applied)) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica already shows: a replayed or out-of-order snapshot is refused`);
       }
+    }
+    if (!existing) {
       site.db.tx(() => {
         let name = manifest.name;
         if (name && site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', volume, name)) name = null;
@@ -205,28 +358,24 @@ export class SiteReceiver implements Receiver {
     return exclusive(`${site.paths.home}\0${volume}`, () => this.#apply(volume, manifest, req.force ?? false));
   }
 
-  /** Every object of the snapshot is here (metadata objects read and so verified); returns its manifest. */
+  /**
+   * Every object of the snapshot is here and is what its parent says it is (see
+   * checkSnapshotGraph); returns the manifest.
+   */
   #checkComplete(req: CommitRequest, row: SecondaryRow): SnapshotManifest {
     const site = this.#site;
-    let missing = 0;
-    let firstBroken: string | undefined;
-    walkSnapshot(site.store, req.manifest, {
-      enter(o) {
-        if (!site.store.has(o.id)) {
-          missing++;
-          return false;
-        }
-        return o.kind !== 'chunk';
-      },
-      broken(o, err) {
-        missing++;
-        firstBroken ??= `${o.kind} ${o.id}: ${(err as Error).message}`;
-      },
-    });
-    if (missing > 0) {
-      throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${missing} object(s) missing${firstBroken ? ` (${firstBroken})` : ''}; the next attempt sends them`);
+    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`);
+    if (r.missing > 0) {
+      throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${r.missing} object(s) missing (${r.firstMissing}); the next attempt sends them`);
     }
     const manifest = readManifest(site.store, req.manifest);
+    this.#checkManifest(req, row, manifest);
+    return manifest;
+  }
+
+  /** The manifest is the snapshot asked for, of the volume this secondary mirrors, taken by the peer, with the secondary's members. */
+  #checkManifest(req: CommitRequest, row: SecondaryRow, manifest: SnapshotManifest): void {
+    const site = this.#site;
     if (manifest.id !== req.snapshot) throw new FerryError('PROTOCOL', `manifest ${req.manifest} is snapshot ${manifest.id}, not ${req.snapshot}`);
     if (manifest.volume !== row.source_volume) throw new FerryError('NOT_AUTHORIZED', `snapshot ${manifest.id} is of volume ${manifest.volume}, but this secondary mirrors ${row.source_volume}`);
     if (manifest.origin !== this.#peer) {
@@ -237,7 +386,6 @@ export class SiteReceiver implements Receiver {
     const want = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
     const got = manifest.members.map((m) => `${m.name}:${m.kind}`).join(',');
     if (want !== got) throw new FerryError('PROTOCOL', `snapshot ${manifest.id} has members ${got}, the secondary ${want}`);
-    return manifest;
   }
 
   async #apply(volume: string, target: SnapshotManifest, force: boolean): Promise<CommitResponse> {
@@ -355,6 +503,11 @@ export class SiteReceiver implements Receiver {
         continue;
       }
       const now = statOf(m.path);
+      const kind = lstatSync(m.path);
+      if (!kind.isFile() && !kind.isBlockDevice()) {
+        // Never read through a symlink (or anything else) put in place of the image: that would copy what it points at.
+        throw new FerryError('MEMBER_INVALID', `image replica ${m.path} of ${vol.name} is neither a regular file nor a block device (a symlink?); move it away`);
+      }
       const was = imageStats[m.name];
       const untouched = base ? was && was.size === now.size && was.mtimeNs === now.mtimeNs && was.ctimeNs === now.ctimeNs && was.ino === now.ino : now.size === 0;
       if (untouched) {

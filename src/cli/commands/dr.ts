@@ -1,0 +1,54 @@
+// ferry failover, ferry failback
+import type { Command } from 'commander';
+import type { FailoverPlan, FailoverResult } from '../../dr/failover.ts';
+import type { FailbackPlan, FailbackResult } from '../../dr/failback.ts';
+import { invoke } from '../invoke.ts';
+import { formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
+
+function printSteps(title: string, steps: string[]): void {
+  process.stdout.write(`${title}\n${steps.map((s, i) => `  ${i + 1}. ${s}`).join('\n')}\n`);
+}
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  program
+    .command('failover <volume>')
+    .description('at a secondary: promote the replica to primary (the mirror becomes broken-off; its base is kept for failback)')
+    .option('--force', 'proceed when the old primary is unreachable, or roll an inconsistent replica back to its newest complete snapshot')
+    .option('--dry-run', 'print the plan and stop')
+    .action(async (volume: string, o: { force?: boolean; dryRun?: boolean }) => {
+      const r = (await invoke(g(), 'failover', { volume, force: o.force === true, dryRun: o.dryRun === true })) as { plan: FailoverPlan } | FailoverResult;
+      if (g().json) return printJson(r);
+      if (!('snapshot' in r)) return printSteps(`failover of ${volume} would:`, r.plan.steps);
+      process.stdout.write(
+        `${volume} is now primary here (was secondary of ${r.plan.oldPrimary}); base ${r.plan.snapshot} kept for failback; snapshot ${r.snapshot} taken\n` +
+          (r.notified ? `${r.plan.oldPrimary} was told and stopped updating\n` : `${r.plan.oldPrimary} could not be told (${r.notifyError}): make sure it does not keep writing\n`),
+      );
+    });
+
+  program
+    .command('failback <volume>')
+    .description('at the old primary: keep its writes in a snapshot, become the secondary of the site that took over, and resync only the differences since the base')
+    .option('--to <site>', 'the site that took over, when the volume had several mirrors')
+    .option('--full', 'when no common base is left: copy what differs in full')
+    .option('--dry-run', 'print the plan (what is kept, what is overwritten, bytes expected) and stop')
+    .option('--wait', 'accepted for symmetry: failback always waits for the resync')
+    .action(async (volume: string, o: { to?: string; full?: boolean; dryRun?: boolean }) => {
+      const started = Date.now();
+      const r = (await invoke(g(), 'failback', { volume, to: o.to, full: o.full === true, dryRun: o.dryRun === true })) as { plan: FailbackPlan } | FailbackResult;
+      if (g().json) return printJson(r);
+      if (!('update' in r)) {
+        const p = r.plan;
+        printSteps(`failback of ${volume} from ${p.newPrimary}:${p.remoteVolume} would:`, p.steps);
+        process.stdout.write(`  base: ${p.base ?? 'none'}${p.commonBase ? '' : ' (not common: full sync)'}\n`);
+        process.stdout.write(`  writes here since the base (kept, then overwritten): ${p.divergentSnapshots.length} snapshot(s)${p.divergentSnapshots.length ? `: ${p.divergentSnapshots.join(', ')}` : ''}, plus any unsnapshotted changes\n`);
+        process.stdout.write(`  expected to move: ${p.expectedBytes === null ? 'unknown' : `about ${formatBytes(p.expectedBytes)}`} (changed at ${p.newPrimary} since the base)\n`);
+        return;
+      }
+      const t = r.update.transfer;
+      process.stdout.write(
+        `${volume} is now the secondary of ${r.plan.newPrimary}:${r.plan.remoteVolume}\n` +
+          (r.kept ? `writes made here were kept in snapshot ${r.kept}${r.keptDiffers ? '' : ' (none since the base)'}; restore them with \`ferry restore ${volume} --snapshot ${r.kept} --target DIR\`\n` : '') +
+          `resynced to ${r.update.snapshot}: ${formatBytes(t.bytes)} in ${t.objects} objects moved, in ${formatDuration(Date.now() - started)}\n`,
+      );
+    });
+}

@@ -1,0 +1,236 @@
+// Failback: at the old primary, once the sites can talk again, yield to the
+// site that took over and become its secondary, moving only differences.
+// Plan, then execute; each step is idempotent so a cut or a crash is
+// resumed by running failback again:
+//   1. keep this site's writes: a named snapshot `failback-kept-<time>` of
+//      the volume as it is (listed, restorable: nothing is lost silently);
+//   2. one transaction: the volume becomes the secondary of the new
+//      primary, its replica state recorded as that kept snapshot (so the
+//      apply starts from it), the old mirror record goes, the base stays held;
+//   3. ask the new primary to create the reverse mirror from the common base
+//      and update it now (it takes a snapshot, sends what this site lacks:
+//      content addressing makes that the difference since the base, and a
+//      resumed transfer sends only what did not arrive) and apply it here.
+// With no common base the plan says so (needs-full-sync) and only --full
+// proceeds: the transfer then sends whatever this site lacks.
+import { FerryError } from '../core/errors.ts';
+import type { ObjectId } from '../core/ids.ts';
+import { diffTrees } from '../snapshot/diff.ts';
+import { readManifest } from '../snapshot/graph.ts';
+import type { Engine } from '../site/engine.ts';
+import { ROUTES } from '../site/http.ts';
+import { PeerClient } from '../site/client.ts';
+import { createMirror, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
+import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
+import { holdName } from '../site/receiver.ts';
+import { createSnapshot, listSnapshots, newestSnapshot, resolveSnapshot } from '../site/snapshots.ts';
+import { getVolume } from '../site/volumes.ts';
+
+export interface RemoteState {
+  volume: string;
+  role: string;
+  /** set when this volume was the requester's secondary and was taken over */
+  failedOverFrom: string | null;
+  snapshots: string[];
+  newest: { id: string; time: number } | null;
+  /** bytes changed at the remote from `base` to its newest snapshot (an estimate of what will move) */
+  changedSinceBase: { bytes: number; paths: number } | null;
+}
+
+export interface FailbackPlan {
+  volume: string;
+  newPrimary: string;
+  remoteVolume: string;
+  base: string | null;
+  commonBase: boolean;
+  full: boolean;
+  /** snapshots taken here after the base: writes the new primary never saw */
+  divergentSnapshots: string[];
+  expectedBytes: number | null;
+  alreadySecondary: boolean;
+  steps: string[];
+}
+
+function drClient(engine: Engine, peer: Peer): PeerClient {
+  // A resync can run long with no bytes on this request: no stall timeout here.
+  return new PeerClient(engine.identity, peer, { stallTimeoutMs: 0 });
+}
+
+export async function planFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string } = {}): Promise<FailbackPlan> {
+  const site = engine.site;
+  const vol = getVolume(site, volume);
+  const sec = site.db.get<{ source_site: string; source_volume: string; state: string }>('SELECT source_site, source_volume, state FROM secondaries WHERE volume = ?', volume);
+  if (vol.role === 'secondary' && sec && sec.state === 'active') {
+    // A failback already passed step 2: carry on with step 3.
+    const peer = findPeerById(site, sec.source_site)!;
+    return { volume, newPrimary: peer.name, remoteVolume: sec.source_volume, base: null, commonBase: true, full: opts.full ?? false, divergentSnapshots: [], expectedBytes: null, alreadySecondary: true, steps: [`ask ${peer.name} to resync ${sec.source_volume} here (resuming)`] };
+  }
+  const mirrors = listMirrors(site, volume);
+  const m: Mirror | undefined = opts.to ? getMirror(site, volume, opts.to) : mirrors.find((x) => x.state === 'broken-off') ?? (mirrors.length === 1 ? mirrors[0] : undefined);
+  if (!m) throw new FerryError('MIRROR_STATE', `volume ${volume} has no mirror that was failed over; say which site took over with --to SITE`);
+  const peer = getPeer(site, m.peer);
+  const client = drClient(engine, peer);
+  let remote: RemoteState;
+  try {
+    remote = await client.call<RemoteState>(ROUTES.dr('state'), { volume: m.remoteVolume, base: m.base });
+  } finally {
+    client.close();
+  }
+  if (remote.role !== 'primary') {
+    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}, not primary: there is nothing to fail back from (fail over there first, or use \`ferry mirror update\`)`);
+  }
+  const commonBase = m.base !== null && remote.snapshots.includes(m.base) && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', m.base) !== undefined;
+  if (!commonBase && !opts.full) {
+    setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
+    throw new FerryError('NEEDS_FULL_SYNC', `${volume} here and ${m.remoteVolume} at ${peer.name} share no base snapshot${m.base ? ` (${m.base} is gone from one side)` : ''}: a difference-based failback is impossible; rerun with --full to copy what differs in full (your writes here are kept in a snapshot first)`);
+  }
+  const baseTime = m.base ? site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0 : 0;
+  const divergent = listSnapshots(site, volume).filter((s) => s.time > baseTime && s.id !== m.base).map((s) => s.name ?? s.id);
+  return {
+    volume,
+    newPrimary: peer.name,
+    remoteVolume: m.remoteVolume,
+    base: m.base,
+    commonBase,
+    full: opts.full ?? false,
+    divergentSnapshots: divergent,
+    expectedBytes: remote.changedSinceBase?.bytes ?? null,
+    alreadySecondary: false,
+    steps: [
+      `snapshot ${volume} as failback-kept-<time>: keeps every write made here${m.base ? ` after base ${m.base}` : ''}`,
+      `make ${volume} the secondary of ${peer.name}:${m.remoteVolume}`,
+      `${peer.name} takes a snapshot and sends ${commonBase ? 'the differences since the base' : 'everything this site lacks (full sync)'}; this site applies it, overwriting its writes (kept above)`,
+    ],
+  };
+}
+
+export interface FailbackResult {
+  plan: FailbackPlan;
+  kept: string | null;
+  keptDiffers: boolean;
+  update: UpdateResult;
+}
+
+export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: { wait?: boolean } = {}): Promise<FailbackResult> {
+  const site = engine.site;
+  const peer = getPeer(site, plan.newPrimary);
+  let kept: string | null = null;
+  let keptDiffers = false;
+  if (!plan.alreadySecondary) {
+    const m = getMirror(site, plan.volume, peer.name);
+    // 1. keep this site's writes
+    const name = `failback-kept-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
+    const snap = (await createSnapshot(site, plan.volume, { name, pool: engine.pool })).snapshot;
+    kept = snap.name;
+    if (plan.base) {
+      const a = readManifest(site.store, resolveSnapshot(site, plan.volume, plan.base).manifest as ObjectId);
+      const b = readManifest(site.store, snap.manifest as ObjectId);
+      keptDiffers = a.members.some((x, i) => x.root !== b.members[i]?.root);
+    } else keptDiffers = true;
+    // 2. become the secondary; the replica's state is the kept snapshot
+    site.db.tx(() => {
+      site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
+      site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+      site.db.run(
+        "INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)",
+        plan.volume, peer.id, plan.remoteVolume, snap.id, site.clock.now(),
+      );
+      if (plan.base) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdName(peer.id), site.clock.now());
+      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
+      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+      // The stat cache rows describe the kept snapshot, which is what the replica holds now.
+      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, snap.id);
+      site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept, keptDiffers } });
+    });
+    void m;
+  }
+  // 3. the new primary resyncs the differences
+  const old = listMirrors(site).find((x) => x.volume === plan.volume);
+  const client = drClient(engine, peer);
+  let update: UpdateResult;
+  try {
+    update = await client.call<UpdateResult>(ROUTES.dr('failback'), {
+      volume: plan.remoteVolume,
+      to: plan.volume,
+      base: plan.base,
+      full: plan.full,
+      schedule: old ? { scheduleS: old.scheduleS, minDelayS: old.minDelayS, maxDelayS: old.maxDelayS, bandwidth: old.bandwidth } : null,
+    });
+  } finally {
+    client.close();
+  }
+  site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: update.snapshot, bytes: update.transfer.bytes } });
+  void opts;
+  return { plan, kept, keptDiffers, update };
+}
+
+// ---------------------------------------------------------------- at the new primary
+
+/** What the new primary tells an old primary planning a failback. */
+export function describeForPeer(engine: Engine, peerId: string, volume: string, base: string | null): RemoteState {
+  const site = engine.site;
+  const vol = getVolume(site, volume);
+  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', volume);
+  const related = (sec && sec.source_site === peerId) || site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', volume, findPeerById(site, peerId)?.name ?? '');
+  if (!related) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} at ${site.name} is not mirrored with the asking site`);
+  const snaps = listSnapshots(site, volume);
+  const newest = newestSnapshot(site, volume);
+  let changed: RemoteState['changedSinceBase'] = null;
+  if (base && newest && snaps.some((s) => s.id === base)) {
+    const a = readManifest(site.store, resolveSnapshot(site, volume, base).manifest as ObjectId);
+    const b = readManifest(site.store, newest.manifest as ObjectId);
+    let bytes = 0;
+    let paths = 0;
+    for (const mb of b.members) {
+      const ma = a.members.find((x) => x.name === mb.name);
+      if (mb.kind !== 'tree') continue;
+      const sum = diffTrees(site.store, ma?.root ?? null, mb.root, () => {});
+      bytes += sum.bytesAdded + sum.bytesChanged;
+      paths += sum.added + sum.modified + sum.removed;
+    }
+    changed = { bytes, paths };
+  }
+  return {
+    volume,
+    role: vol.role,
+    failedOverFrom: sec && sec.state === 'broken-off' ? sec.source_site : null,
+    snapshots: snaps.map((s) => s.id),
+    newest: newest ? { id: newest.id, time: newest.time } : null,
+    changedSinceBase: changed,
+  };
+}
+
+/** The new primary's half of failback: reverse the mirror from the common base and resync now. */
+export async function serveFailback(
+  engine: Engine,
+  peerId: string,
+  req: { volume: string; to: string; base: string | null; full: boolean; schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null },
+): Promise<UpdateResult> {
+  const site = engine.site;
+  const peer = findPeerById(site, peerId);
+  if (!peer) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
+  const vol = getVolume(site, req.volume);
+  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', req.volume);
+  let m = listMirrors(site, req.volume).find((x) => x.peer === peer.name);
+  if (!m) {
+    if (vol.role !== 'primary' || !sec || sec.source_site !== peerId || sec.state !== 'broken-off') {
+      throw new FerryError('MIRROR_STATE', `${site.name} did not take ${req.volume} over from ${peer.name}: no failback to serve`);
+    }
+    const hasBase = req.base !== null && site.db.get('SELECT 1 FROM snapshots WHERE id = ? AND volume = ?', req.base, req.volume) !== undefined;
+    if (!hasBase && !req.full) throw new FerryError('NEEDS_FULL_SYNC', `${site.name} no longer holds base ${req.base}; fail back with --full`);
+    const s = req.schedule;
+    const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null });
+    site.db.tx(() => {
+      // The base held for failback becomes the reverse mirror's base.
+      site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
+      if (hasBase) {
+        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.base, holdFor(created), site.clock.now());
+        site.db.run("UPDATE mirrors SET base = ?, state = 'idle' WHERE id = ?", req.base, created.id);
+      }
+      site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
+      site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: created.id, base: hasBase ? req.base : null } });
+    });
+    m = getMirror(site, req.volume, peer.name);
+  }
+  return engine.update(req.volume, peer.name, { initialize: m.base === null, force: true });
+}
