@@ -13,6 +13,7 @@ import * as peerCommands from './commands/peers.ts';
 import * as mirrorCommands from './commands/mirror.ts';
 import * as statusCommands from './commands/status.ts';
 import * as drCommands from './commands/dr.ts';
+import * as linkCommands from './commands/link.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   mirrorCommands.register(program, g);
   statusCommands.register(program, g);
   drCommands.register(program, g);
+  linkCommands.register(program, g);
   for (const c of allCommands(program)) {
     c.exitOverride();
     if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');

@@ -98,6 +98,19 @@ CREATE TABLE secondaries (
   image_stats   TEXT NOT NULL DEFAULT '{}',
   updated_at    INTEGER NOT NULL
 );
+-- Links: writable copies of a snapshot at a stable path (test / pre-production copies).
+CREATE TABLE links (
+  path         TEXT PRIMARY KEY,
+  volume       TEXT NOT NULL REFERENCES volumes(name),
+  member       TEXT NOT NULL,
+  snapshot_ref TEXT NOT NULL DEFAULT 'latest',
+  snapshot     TEXT NOT NULL,
+  refreshed_at INTEGER NOT NULL,
+  schedule_s   INTEGER,
+  min_delay_s  INTEGER NOT NULL DEFAULT 0,
+  max_delay_s  INTEGER NOT NULL DEFAULT 86400,
+  created_at   INTEGER NOT NULL
+);
 CREATE TABLE events (
   id      INTEGER PRIMARY KEY,
   at      INTEGER NOT NULL,

@@ -35,6 +35,7 @@ export class Engine {
   readonly #jobs = new Map<string, Job>();
   readonly #connect: (peer: Peer) => Receiver;
   #timer: NodeJS.Timeout | undefined;
+  readonly #linkBusy = new Set<string>();
   #closing = false;
 
   constructor(site: Site, options: EngineOptions = {}) {
@@ -129,8 +130,28 @@ export class Engine {
     }
   }
 
+  /** Refresh scheduled links that are due (one at a time per link). */
+  async tickLinks(): Promise<void> {
+    const { listLinks, refreshLink } = await import('../dr/links.ts');
+    const now = this.site.clock.now();
+    for (const l of listLinks(this.site)) {
+      if (!l.scheduleS || l.refreshedAt + l.scheduleS * 1000 > now || this.#linkBusy.has(l.path)) continue;
+      this.#linkBusy.add(l.path);
+      try {
+        await refreshLink(this.site, this.pool, l.path, { scheduled: true });
+      } catch (err) {
+        this.site.event({ kind: 'link.refresh', volume: l.volume, outcome: 'failed', detail: { path: l.path, error: (err as Error).message } });
+      } finally {
+        this.#linkBusy.delete(l.path);
+      }
+    }
+  }
+
   startScheduler(intervalMs = 1000): void {
-    this.#timer = setInterval(() => void this.tick(), intervalMs);
+    this.#timer = setInterval(() => {
+      void this.tick();
+      void this.tickLinks();
+    }, intervalMs);
   }
 
   /** Stop scheduling, cancel transfers in flight (what arrived stays: they resume), close clients. */

@@ -6,6 +6,7 @@ import { FerryError } from '../core/errors.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from './engine.ts';
 import { formatSiteId } from './identity.ts';
+import { linkStatus, listLinks } from '../dr/links.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
 import { replicaRoot } from './receiver.ts';
@@ -53,6 +54,7 @@ export function statusReport(engine: Engine): Record<string, unknown> {
   return {
     site: { name: site.name, id: site.id, idFormatted: formatSiteId(site.id), home: site.paths.home, replicaRoot: replicaRoot(site), now: site.clock.now() },
     peers,
+    links: listLinks(site).map((l) => linkStatus(site, l)),
     volumes: listVolumes(site).map((v) => {
       const newest = newestSnapshot(site, v.name);
       const sec = secondaries.find((s) => s.volume === v.name);
@@ -231,6 +233,24 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     const plan = await planFailback(ctx.engine, str(a, 'volume')!, { full: a.full === true, to: str(a, 'to', false) });
     if (a.dryRun === true) return { plan };
     return executeFailback(ctx.engine, plan);
+  },
+  async 'link.create'(ctx, a) {
+    const { createLink, linkStatus } = await import('../dr/links.ts');
+    const site = ctx.engine.site;
+    return linkStatus(site, createLink(site, str(a, 'path')!, { volume: str(a, 'volume')!, member: str(a, 'member', false), snapshot: str(a, 'snapshot', false), scheduleS: num(a, 'scheduleS') ?? null, minDelayS: num(a, 'minDelayS'), maxDelayS: num(a, 'maxDelayS') }));
+  },
+  async 'link.refresh'(ctx, a) {
+    const { refreshLink } = await import('../dr/links.ts');
+    return refreshLink(ctx.engine.site, ctx.engine.pool, str(a, 'path')!, { force: a.force === true, snapshot: str(a, 'snapshot', false) });
+  },
+  async 'link.list'(ctx) {
+    const { listLinks, linkStatus } = await import('../dr/links.ts');
+    return listLinks(ctx.engine.site).map((l) => linkStatus(ctx.engine.site, l));
+  },
+  async 'link.remove'(ctx, a) {
+    const { removeLink } = await import('../dr/links.ts');
+    removeLink(ctx.engine.site, str(a, 'path')!, { keepData: a.keepData === true });
+    return { removed: a.path };
   },
   async status(ctx) {
     return statusReport(ctx.engine);

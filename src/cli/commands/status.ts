@@ -7,6 +7,7 @@ import { formatBytes, formatDuration, formatTime, printJson, type GlobalOptions 
 interface StatusReport {
   site: { name: string; idFormatted: string; home: string; now: number };
   peers: Array<{ name: string; url: string }>;
+  links: Array<{ path: string; volume: string; member: string; snapshot: string; ageSeconds: number; maxDelayS: number; health: string }>;
   volumes: Array<{
     name: string;
     role: string;
@@ -43,6 +44,11 @@ function render(r: StatusReport): string {
       if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
       if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);
     }
+  }
+  if (r.links.length) {
+    out.push('');
+    out.push('links:');
+    for (const l of r.links) out.push(`  ${l.path}  ${l.volume}:${l.member}@${l.snapshot}  age ${formatDuration(l.ageSeconds * 1000)} (max ${formatDuration(l.maxDelayS * 1000)})  health ${l.health.toUpperCase()}`);
   }
   return out.join('\n') + '\n';
 }

@@ -1,0 +1,226 @@
+// Links: a snapshot presented as a writable copy at a stable path, for DR
+// tests and pre-production (NEC link volumes, FlexClone DR tests), refreshed
+// on demand or on schedule without renaming the path. A refresh discards
+// whatever was written in the copy, and says how much: the link is captured
+// into a throwaway overlay (its writes never enter the store), diffed
+// against the snapshot it was made from, then brought to the new snapshot
+// by the same apply that replicas use (only differences are written).
+import { existsSync, lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { isAbsolute, resolve, sep } from 'node:path';
+import { FerryError } from '../core/errors.ts';
+import { hashBytes, type ObjectId } from '../core/ids.ts';
+import type { ObjectInfo, ObjectKind, PreparedObject } from '../store/types.ts';
+import { applyTree } from '../replication/apply.ts';
+import { captureTree } from '../snapshot/capture.ts';
+import type { ChunkPool } from '../snapshot/chunk-pool.ts';
+import { diffTrees } from '../snapshot/diff.ts';
+import { readManifest } from '../snapshot/graph.ts';
+import { restoreImage, restoreTree } from '../snapshot/restore.ts';
+import type { Site } from '../site/site.ts';
+import { resolveSnapshot, type SnapshotRecord } from '../site/snapshots.ts';
+import { getVolume } from '../site/volumes.ts';
+
+export interface Link {
+  path: string;
+  volume: string;
+  member: string;
+  snapshotRef: string;
+  snapshot: string;
+  refreshedAt: number;
+  scheduleS: number | null;
+  minDelayS: number;
+  maxDelayS: number;
+  createdAt: number;
+}
+
+interface LinkRow {
+  path: string;
+  volume: string;
+  member: string;
+  snapshot_ref: string;
+  snapshot: string;
+  refreshed_at: number;
+  schedule_s: number | null;
+  min_delay_s: number;
+  max_delay_s: number;
+  created_at: number;
+}
+
+const toLink = (r: LinkRow): Link => ({
+  path: r.path, volume: r.volume, member: r.member, snapshotRef: r.snapshot_ref, snapshot: r.snapshot, refreshedAt: r.refreshed_at,
+  scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s, createdAt: r.created_at,
+});
+
+export function listLinks(site: Site): Link[] {
+  return site.db.all<LinkRow>('SELECT * FROM links ORDER BY path').map(toLink);
+}
+
+export function getLink(site: Site, path: string): Link {
+  const r = site.db.get<LinkRow>('SELECT * FROM links WHERE path = ?', resolve(path));
+  if (!r) throw new FerryError('USAGE', `no link at ${resolve(path)}; \`ferry link list\` shows them`);
+  return toLink(r);
+}
+
+function within(inner: string, outer: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
+}
+
+function checkLinkPath(site: Site, path: string): string {
+  if (!isAbsolute(path)) path = resolve(path);
+  if (existsSync(path)) {
+    const st = lstatSync(path);
+    if (st.isSymbolicLink()) throw new FerryError('MEMBER_INVALID', `link path ${path} is a symlink; give a real path`);
+    if (!st.isDirectory() || readdirSync(path).length > 0) throw new FerryError('TARGET_NOT_EMPTY', `link path ${path} exists and is not an empty directory; choose a new path`);
+    path = realpathSync(path);
+  }
+  for (const m of site.db.all<{ path: string; volume: string }>('SELECT path, volume FROM members')) {
+    if (within(path, m.path) || within(m.path, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps member ${m.path} of volume ${m.volume}; a link must be a path of its own`);
+  }
+  if (within(path, site.paths.home) || within(site.paths.home, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps the site home`);
+  if (site.db.get('SELECT 1 FROM links WHERE ? LIKE path || \'/%\' OR path LIKE ? || \'/%\'', path, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps another link`);
+  return path;
+}
+
+function pickMember(site: Site, volume: string, member?: string): { name: string; kind: 'tree' | 'image' } {
+  const vol = getVolume(site, volume);
+  if (member) {
+    const m = vol.members.find((x) => x.name === member);
+    if (!m) throw new FerryError('USAGE', `volume ${volume} has no member ${member} (members: ${vol.members.map((x) => x.name).join(', ')})`);
+    return m;
+  }
+  if (vol.members.length > 1) throw new FerryError('USAGE', `volume ${volume} has several members; say which with --member (${vol.members.map((x) => x.name).join(', ')})`);
+  return vol.members[0];
+}
+
+function memberRoot(site: Site, snap: SnapshotRecord, member: string): { kind: 'tree' | 'image'; root: ObjectId } {
+  const m = readManifest(site.store, snap.manifest as ObjectId).members.find((x) => x.name === member);
+  if (!m) throw new FerryError('SNAPSHOT_NOT_FOUND', `snapshot ${snap.id} has no member ${member}`);
+  return m;
+}
+
+export interface CreateLinkOptions {
+  volume: string;
+  member?: string;
+  snapshot?: string;
+  scheduleS?: number | null;
+  minDelayS?: number;
+  maxDelayS?: number;
+}
+
+export function createLink(site: Site, rawPath: string, o: CreateLinkOptions): Link {
+  const path = checkLinkPath(site, resolve(rawPath));
+  if (site.db.get('SELECT 1 FROM links WHERE path = ?', path)) throw new FerryError('USAGE', `a link already exists at ${path}`);
+  const member = pickMember(site, o.volume, o.member);
+  const ref = o.snapshot ?? 'latest';
+  const snap = resolveSnapshot(site, o.volume, ref);
+  const m = memberRoot(site, snap, member.name);
+  if (m.kind === 'tree') restoreTree(m.root, '', path, { store: site.store, force: true });
+  else restoreImage(m.root, path, { store: site.store });
+  const now = site.clock.now();
+  site.db.tx(() => {
+    site.db.run(
+      'INSERT INTO links (path, volume, member, snapshot_ref, snapshot, refreshed_at, schedule_s, min_delay_s, max_delay_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      path, o.volume, member.name, ref, snap.id, now, o.scheduleS ?? null, o.minDelayS ?? 0, o.maxDelayS ?? 86400, now,
+    );
+    // The snapshot a link shows is held: retention must not take it from under the copy.
+    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', snap.id, `link:${path}`, now);
+    site.event({ kind: 'link.create', volume: o.volume, outcome: 'ok', detail: { path, member: member.name, snapshot: snap.id } });
+  });
+  return getLink(site, path);
+}
+
+/** A store that keeps capture's metadata objects in memory and drops file data: for looking, not keeping. */
+interface BackingStore {
+  has(id: ObjectId): boolean;
+  get(id: ObjectId): Buffer;
+  info(id: ObjectId): ObjectInfo | undefined;
+}
+
+class OverlayStore {
+  readonly #real: BackingStore;
+  readonly #mem = new Map<string, Buffer>();
+  constructor(real: BackingStore) {
+    this.#real = real;
+  }
+  has(id: ObjectId): boolean {
+    return this.#mem.has(id) || this.#real.has(id);
+  }
+  put(_kind: ObjectKind, raw: Uint8Array): { id: ObjectId; added: boolean } {
+    const id = hashBytes(raw);
+    if (!this.#mem.has(id)) this.#mem.set(id, Buffer.from(raw));
+    return { id, added: false };
+  }
+  putPrepared(_o: PreparedObject): boolean {
+    return false;
+  }
+  get(id: ObjectId): Buffer {
+    return this.#mem.get(id) ?? this.#real.get(id);
+  }
+  info(id: ObjectId): ObjectInfo | undefined {
+    return this.#real.info(id);
+  }
+}
+
+export interface RefreshResult {
+  link: Link;
+  from: string;
+  to: string;
+  /** paths changed in the link since it was made or last refreshed (discarded) */
+  discarded: number;
+  bytesWritten: number;
+}
+
+export async function refreshLink(site: Site, pool: ChunkPool, rawPath: string, o: { force?: boolean; snapshot?: string; scheduled?: boolean } = {}): Promise<RefreshResult> {
+  const link = getLink(site, rawPath);
+  const now = site.clock.now();
+  if (!o.force && !o.scheduled && now - link.refreshedAt < link.minDelayS * 1000) {
+    throw new FerryError('MIRROR_STATE', `link ${link.path} was refreshed ${Math.round((now - link.refreshedAt) / 1000)} s ago, within its min delay of ${link.minDelayS} s; wait or use --force`);
+  }
+  const ref = o.snapshot ?? link.snapshotRef;
+  const next = resolveSnapshot(site, link.volume, ref);
+  const before = memberRoot(site, resolveSnapshot(site, link.volume, link.snapshot), link.member);
+  const after = memberRoot(site, next, link.member);
+  let discarded = 0;
+  let bytesWritten = 0;
+  if (after.kind === 'tree') {
+    const overlay = new OverlayStore(site.store);
+    const current = await captureTree(link.path, { store: overlay, pool, startedAt: now });
+    diffTrees(overlay, before.root, current.root, () => discarded++);
+    bytesWritten = applyTree(link.path, current.root, after.root, { store: overlay }).bytesWritten;
+  } else {
+    // An image link is rewritten where it differs from the new snapshot; blocks written in the copy are not tracked, so all are checked.
+    const st = lstatSync(link.path, { bigint: true });
+    discarded = st.mtimeMs > BigInt(link.refreshedAt) ? 1 : 0;
+    bytesWritten = restoreImage(after.root, link.path, { store: site.store, force: true }).bytes;
+  }
+  site.db.tx(() => {
+    site.db.run('UPDATE links SET snapshot = ?, snapshot_ref = ?, refreshed_at = ? WHERE path = ?', next.id, ref, now, link.path);
+    site.db.run('DELETE FROM holds WHERE holder = ?', `link:${link.path}`);
+    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', next.id, `link:${link.path}`, now);
+    site.event({ kind: 'link.refresh', volume: link.volume, outcome: discarded ? 'warning' : 'ok', detail: { path: link.path, from: link.snapshot, to: next.id, discarded, scheduled: o.scheduled === true } });
+  });
+  return { link: getLink(site, link.path), from: link.snapshot, to: next.id, discarded, bytesWritten };
+}
+
+export function removeLink(site: Site, rawPath: string, o: { keepData?: boolean } = {}): void {
+  const link = getLink(site, rawPath);
+  site.db.tx(() => {
+    site.db.run('DELETE FROM holds WHERE holder = ?', `link:${link.path}`);
+    site.db.run('DELETE FROM links WHERE path = ?', link.path);
+    site.event({ kind: 'link.remove', volume: link.volume, outcome: 'ok', detail: { path: link.path, keptData: o.keepData === true } });
+  });
+  if (!o.keepData) rmSync(link.path, { recursive: true, force: true });
+}
+
+export interface LinkStatus extends Link {
+  health: 'up' | 'warn';
+  ageSeconds: number;
+  snapshotTime: number;
+  nextRunAt: number | null;
+}
+
+export function linkStatus(site: Site, link: Link): LinkStatus {
+  const t = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', link.snapshot)?.time ?? link.refreshedAt;
+  const age = Math.max(0, (site.clock.now() - t) / 1000);
+  return { ...link, snapshotTime: t, ageSeconds: age, health: age > link.maxDelayS ? 'warn' : 'up', nextRunAt: link.scheduleS ? link.refreshedAt + link.scheduleS * 1000 : null };
+}
