@@ -39,7 +39,7 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
 }
 
 /** Operations that only read the catalog: they run without the site lock, beside anything else. */
-const READ_ONLY_OPS = new Set(['status', 'site.list', 'mirror.list']);
+const READ_ONLY_OPS = new Set(['status', 'site.list', 'mirror.list', 'link.list', 'snapshot.peers']);
 
 function callDaemon(d: DaemonInfo, op: string, args: Record<string, unknown>, onProgress?: (p: TransferProgress) => void): Promise<unknown> {
   return new Promise((resolve, reject) => {

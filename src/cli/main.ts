@@ -70,6 +70,11 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // A reader that goes away (`ferry ... | head`) is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   process.on('unhandledRejection', (err) => {
     process.exitCode = reportError(err instanceof FerryError ? err : new FerryError('INTERNAL', `unhandled: ${(err as Error)?.stack ?? err}`), false);
   });

@@ -5,6 +5,7 @@
 import { FerryError } from '../core/errors.ts';
 import { objectIdFromBytes, objectIdToBytes, parseName, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD, OBJECT_KINDS, type Codec, type ObjectKind, type PreparedObject } from '../store/types.ts';
+import { MAX_SNAPSHOT_MEMBERS } from '../snapshot/format.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type HelloRequest } from './types.ts';
 
 /** Largest object accepted (raw or stored): trees of huge directories are the big ones. */
@@ -34,38 +35,65 @@ export function encodeObjectHeader(o: PreparedObject): Buffer {
 
 /**
  * Parse an object stream incrementally. Memory is bounded by one object
- * (MAX_OBJECT_BYTES) plus the chunk being read.
+ * (MAX_OBJECT_BYTES, held twice while it is copied out) plus the piece being
+ * read. Pieces are queued and joined once per object, never re-concatenated
+ * per piece (that is quadratic: a 64 MiB object in 16 KiB frames would copy
+ * 128 GiB and block the event loop for minutes).
  */
 export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<PreparedObject> {
-  let buf: Buffer = Buffer.alloc(0);
+  const parts: Buffer[] = [];
+  let have = 0;
+  // The next n bytes (n <= have), always a fresh copy: the caller may keep an
+  // object while we go on reading.
+  const take = (n: number): Buffer => {
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    while (o < n) {
+      const p = parts[0];
+      const k = Math.min(p.length, n - o);
+      p.copy(out, o, 0, k);
+      o += k;
+      if (k === p.length) parts.shift();
+      else parts[0] = p.subarray(k);
+    }
+    have -= n;
+    return out;
+  };
   let need = RECORD_HEADER;
   let header: { kind: ObjectKind; codec: Codec; rawLength: number; storedLength: number; id: ObjectId } | undefined;
-  for await (const piece of source) {
-    buf = buf.length === 0 ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength) : Buffer.concat([buf, piece]);
-    while (buf.length >= need) {
+  // Iterated by hand, not with `for await`: when this generator stops on a refusal (here, or in
+  // the consumer: a hash that does not match), `for await` would destroy the source, and a
+  // destroyed HTTP/2 stream is reset before the error answer can be sent.
+  const it = source[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await it.next();
+    if (next.done) break;
+    const piece = next.value;
+    if (piece.byteLength === 0) continue;
+    parts.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+    have += piece.byteLength;
+    while (have >= need) {
       if (!header) {
-        const kindIdx = buf[0];
-        const codec = buf[1];
-        const rawLength = buf.readUInt32LE(2);
-        const storedLength = buf.readUInt32LE(6);
+        const h = take(RECORD_HEADER);
+        const kindIdx = h[0];
+        const codec = h[1];
+        const rawLength = h.readUInt32LE(2);
+        const storedLength = h.readUInt32LE(6);
         if (kindIdx >= OBJECT_KINDS.length) throw bad(`object stream: unknown object kind ${kindIdx}`);
         if (codec !== CODEC_NONE && codec !== CODEC_ZSTD) throw bad(`object stream: unknown codec ${codec}`);
-        if (rawLength > MAX_OBJECT_BYTES || storedLength > MAX_OBJECT_BYTES) throw bad(`object stream: object of ${rawLength} bytes exceeds the ${MAX_OBJECT_BYTES}-byte limit`);
+        if (rawLength > MAX_OBJECT_BYTES || storedLength > MAX_OBJECT_BYTES) throw bad(`object stream: object of ${Math.max(rawLength, storedLength)} bytes exceeds the ${MAX_OBJECT_BYTES}-byte limit`);
         if (codec === CODEC_NONE && storedLength !== rawLength) throw bad('object stream: uncompressed object with stored length different from its raw length');
-        header = { kind: OBJECT_KINDS[kindIdx], codec: codec as Codec, rawLength, storedLength, id: objectIdFromBytes(buf.subarray(10, 42)) };
-        buf = buf.subarray(RECORD_HEADER);
+        header = { kind: OBJECT_KINDS[kindIdx], codec: codec as Codec, rawLength, storedLength, id: objectIdFromBytes(h.subarray(10, 42)) };
         need = storedLength;
         continue;
       }
-      // Copy out: the caller may keep the object while we go on reading.
-      const stored = Buffer.from(buf.subarray(0, header.storedLength));
-      buf = buf.subarray(header.storedLength);
+      const stored = take(header.storedLength);
       yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: header.codec, stored };
       header = undefined;
       need = RECORD_HEADER;
     }
   }
-  if (header || buf.length > 0) throw new FerryError('TRANSFER_INTERRUPTED', 'object stream ended in the middle of an object');
+  if (header || have > 0) throw new FerryError('TRANSFER_INTERRUPTED', 'object stream ended in the middle of an object');
 }
 
 // ---- missing: request = N ids of 32 bytes; response = bitmap, bit i set when id i is missing
@@ -125,7 +153,9 @@ export function parseHelloRequest(v: unknown): HelloRequest {
   if (o.protocol !== PROTOCOL_VERSION) {
     throw new FerryError('FORMAT_VERSION', `peer speaks replication protocol ${String(o.protocol)}, this site ${PROTOCOL_VERSION}: upgrade the older site`);
   }
-  if (!Array.isArray(o.members) || o.members.length === 0 || o.members.length > 4096) throw bad('hello.members must be a non-empty list');
+  if (!Array.isArray(o.members) || o.members.length === 0 || o.members.length > MAX_SNAPSHOT_MEMBERS) {
+    throw bad(`hello.members must be a list of 1 to ${MAX_SNAPSHOT_MEMBERS} members${Array.isArray(o.members) ? `, not ${o.members.length}` : ''}`);
+  }
   const seen = new Set<string>();
   const members = o.members.map((m, i) => {
     const mo = obj(m, `hello.members[${i}]`);
@@ -145,7 +175,8 @@ export function parseCommitRequest(v: unknown): CommitRequest {
   const manifest = str(o.manifest, 'commit.manifest', 64);
   if (!/^[0-9a-f]{64}$/.test(manifest)) throw bad('commit.manifest is not an object id');
   if (o.force !== undefined && typeof o.force !== 'boolean') throw bad('commit.force must be a boolean');
-  return { snapshot, manifest: manifest as ObjectId, force: o.force === true };
+  if (o.peer !== undefined && typeof o.peer !== 'boolean') throw bad('commit.peer must be a boolean');
+  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true };
 }
 
 export function parseJson(b: Buffer, what: string): unknown {

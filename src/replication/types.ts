@@ -41,6 +41,8 @@ export interface CommitRequest {
   manifest: ObjectId;
   /** apply even if someone wrote into the replica since the last apply (their writes are kept first) */
   force?: boolean;
+  /** a peer snapshot: the receiver keeps it (held) until the primary deletes it everywhere */
+  peer?: boolean;
 }
 
 export interface CommitResponse {

@@ -111,6 +111,14 @@ CREATE TABLE links (
   max_delay_s  INTEGER NOT NULL DEFAULT 86400,
   created_at   INTEGER NOT NULL
 );
+-- Peer snapshots at the primary: per mirror, where each stands (pending, transferring, present).
+CREATE TABLE peer_snapshots (
+  snapshot   TEXT NOT NULL REFERENCES snapshots(id),
+  mirror     TEXT NOT NULL,
+  state      TEXT NOT NULL CHECK (state IN ('pending', 'transferring', 'present')),
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (snapshot, mirror)
+);
 CREATE TABLE events (
   id      INTEGER PRIMARY KEY,
   at      INTEGER NOT NULL,

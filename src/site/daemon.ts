@@ -164,7 +164,7 @@ export class Daemon {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     const line = (o: unknown) => res.write(JSON.stringify(o) + '\n');
     try {
-      const m = /^\/local\/([a-z.]+)$/.exec(req.url ?? '');
+      const m = /^\/local\/([a-z.-]+)$/.exec(req.url ?? '');
       if (req.method !== 'POST' || !m) throw new FerryError('USAGE', `no local operation ${req.url}`);
       const args = parseJson(await readBody(req, MAX_JSON_BYTES, 'request'), 'request') as Record<string, unknown>;
       let last = 0;

@@ -11,6 +11,7 @@ import { loadIdentity, type SiteIdentity } from './identity.ts';
 import { listMirrors, mirrorStatus, runMirrorUpdate, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import type { Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
+import { pendingPeerSnapshots } from './peer-snapshots.ts';
 import type { Site } from './site.ts';
 
 interface Job {
@@ -103,7 +104,14 @@ export class Engine {
     const now = this.site.clock.now();
     const started: Array<Promise<UpdateResult | undefined>> = [];
     for (const m of listMirrors(this.site)) {
-      if (!m.scheduleS || m.paused || this.#jobs.has(m.id)) continue;
+      if (m.paused || this.#jobs.has(m.id)) continue;
+      // Peer snapshots still pending (a secondary was down) go as soon as a retry is due, schedule or not.
+      const pending = pendingPeerSnapshots(this.site, m.id);
+      if (pending.length > 0 && m.base && m.state !== 'broken-off' && (m.nextRunAt ?? 0) <= now) {
+        started.push(this.update(m.volume, m.peer, { scheduled: true, snapshot: pending[pending.length - 1].id }).catch(() => undefined));
+        continue;
+      }
+      if (!m.scheduleS) continue;
       if (!m.base || m.state === 'broken-off' || m.state === 'needs-full-sync') continue;
       const due = m.nextRunAt ?? (m.lastSuccessAt ?? 0) + m.scheduleS * 1000;
       if (due > now) continue;

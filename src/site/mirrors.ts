@@ -15,6 +15,7 @@ import type { Site } from './site.ts';
 import { getPeer, type Peer } from './peers.ts';
 import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
 import { getVolume } from './volumes.ts';
+import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -241,9 +242,29 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
     const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
+    // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
+    for (const p of pendingPeerSnapshots(site, m.id)) {
+      if (p.id === target.id || p.time > target.time) continue;
+      if (!remoteIds.has(p.id)) {
+        markPeer(site, p.id, m.id, 'transferring');
+        await sendSnapshot(site.store as never, rx, m.remoteVolume, p.manifest, { signal: o.signal, limiter, onProgress: o.onProgress });
+        const c = await rx.commit(m.remoteVolume, { snapshot: p.id, manifest: p.manifest, force: o.force, peer: true }, o.signal);
+        if (!c.applied) throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${c.refused}`, { details: { writesSnapshot: c.writesSnapshot, transferred: p.id } });
+      }
+      site.db.tx(() => {
+        site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
+        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', p.id, holdFor(m), site.clock.now());
+        site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', p.id, m.id);
+        markPeer(site, p.id, m.id, 'present');
+        site.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer } });
+      });
+    }
+    if (isPeerSnapshotFor(site, target.id, m.id)) markPeer(site, target.id, m.id, 'transferring');
     const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
     o.onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
-    const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force }, o.signal);
+    const isPeer = isPeerSnapshotFor(site, target.id, m.id);
+    const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force, peer: isPeer }, o.signal);
+    if (isPeer) markPeer(site, target.id, m.id, 'present');
     const seconds = (performance.now() - started) / 1000;
     const transfer: LastTransfer = { snapshot: target.id, bytes: stats.bytesSent, rawBytes: stats.rawBytesSent, objects: stats.objectsSent, seconds, throughput: seconds > 0 ? stats.bytesSent / seconds : 0, at: site.clock.now() };
     // Committed at the destination: only now does the base move here.
@@ -266,7 +287,16 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     return { mirror: m.id, snapshot: target.id, base: m.base, transfer, applied: commit.applied, ...(commit.writesSnapshot ? { writesSnapshot: commit.writesSnapshot } : {}) };
   } catch (err) {
     const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
-    if (fe.code === 'REPLICA_WRITTEN') throw fe;
+    // A peer snapshot cut in flight is pending again.
+    site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
+    if (fe.code === 'REPLICA_WRITTEN') {
+      if (getMirror(site, volume, m.peer).state !== 'idle') {
+        site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
+        site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
+        setMirrorState(site, m, stable, 'apply refused: writes in the replica');
+      }
+      throw fe;
+    }
     if (fe.code === 'FAILED_OVER') {
       // The destination took over: stop updating, keep the base for failback.
       site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);

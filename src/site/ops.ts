@@ -90,6 +90,10 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return acceptFailoverNotice(engine, peerId, str(a, 'volume')!);
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
+    case 'peer-delete': {
+      const { acceptPeerDelete } = await import('./peer-snapshots.ts');
+      return acceptPeerDelete(engine.site, peerId, str(a, 'volume')!, str(a, 'snapshot')!);
+    }
     case 'failback':
       return serveFailback(engine, peerId, {
         volume: str(a, 'volume')!,
@@ -256,7 +260,42 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return statusReport(ctx.engine);
   },
   async 'snapshot.create'(ctx, a) {
-    return createSnapshot(ctx.engine.site, str(a, 'volume')!, { name: str(a, 'name', false), pool: ctx.engine.pool });
+    const site = ctx.engine.site;
+    const volume = str(a, 'volume')!;
+    const r = await createSnapshot(site, volume, { name: str(a, 'name', false), pool: ctx.engine.pool });
+    if (a.peer !== true) return r;
+    const { registerPeerSnapshot, peerSnapshotStatus } = await import('./peer-snapshots.ts');
+    const mirrors = registerPeerSnapshot(site, volume, r.snapshot.id);
+    // Deliver now to every secondary, in order with the replication stream; a secondary that
+    // cannot be reached keeps it pending and gets it on reconnect.
+    const deliveries = mirrors.map((id) => {
+      const m = listMirrors(site, volume).find((x) => x.id === id)!;
+      return ctx.engine.update(volume, m.peer, { snapshot: r.snapshot.id, scheduled: true }).then(
+        () => ({ mirror: id, ok: true }),
+        (err: Error) => ({ mirror: id, ok: false, error: err.message }),
+      );
+    });
+    if (ctx.daemon && a.wait !== true) return { ...r, peer: { queued: mirrors } };
+    const results = await Promise.all(deliveries);
+    return { ...r, peer: { deliveries: results, status: peerSnapshotStatus(site, volume).find((p) => p.id === r.snapshot.id) } };
+  },
+  async 'snapshot.peer-delete'(ctx, a) {
+    const { deletePeerSnapshot, PEER_DELETE_ROUTE } = await import('./peer-snapshots.ts');
+    const { PeerClient } = await import('./client.ts');
+    const { getPeer } = await import('./peers.ts');
+    const site = ctx.engine.site;
+    return deletePeerSnapshot(site, str(a, 'volume')!, str(a, 'snapshot')!, async (t, snapshot) => {
+      const client = new PeerClient(ctx.engine.identity, getPeer(site, t.peerName));
+      try {
+        await client.call(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
+      } finally {
+        client.close();
+      }
+    });
+  },
+  async 'snapshot.peers'(ctx, a) {
+    const { peerSnapshotStatus } = await import('./peer-snapshots.ts');
+    return peerSnapshotStatus(ctx.engine.site, str(a, 'volume')!);
   },
 };
 

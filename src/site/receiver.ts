@@ -30,6 +30,9 @@ import type { Site } from './site.ts';
 import { collectGarbage, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
 import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
 
+/** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
+export const PEER_HOLD = 'peer';
+
 export function holdName(sourceSite: string): string {
   return `mirror-from:${sourceSite}`;
 }
@@ -352,6 +355,7 @@ export class SiteReceiver implements Receiver {
         );
         site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(this.#peer), volume);
         site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, holdName(this.#peer), site.clock.now());
+        if (req.peer) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, PEER_HOLD, site.clock.now());
         site.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#peer } });
       });
     }

@@ -266,7 +266,8 @@ export function planDeleteSnapshots(site: Site, volume: string, refs: string[], 
     if (seen.has(s.id)) continue;
     seen.add(s.id);
     const blocking = s.holds.filter((h) => !(opts.allowHeld ?? []).includes(h));
-    if (blocking.length > 0) plan.refused.push({ id: s.id, name: s.name, reason: `held by ${blocking.join(', ')}` });
+    if (blocking.includes('peer')) plan.refused.push({ id: s.id, name: s.name, reason: 'a peer snapshot: delete it everywhere with `ferry snapshot delete --peer`' });
+    else if (blocking.length > 0) plan.refused.push({ id: s.id, name: s.name, reason: `held by ${blocking.join(', ')}` });
     else plan.delete.push({ id: s.id, name: s.name, time: s.time });
   }
   return plan;
@@ -295,7 +296,13 @@ export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?
   });
   const deleted = plan.delete.map((d) => d.id);
   if (opts.gc === false) return { deleted };
-  return { deleted, gc: collectGarbage(site) };
+  try {
+    return { deleted, gc: collectGarbage(site) };
+  } catch (err) {
+    // The deletion is committed: say so, or the caller would think nothing happened.
+    if (!isFerryError(err)) throw err;
+    throw new FerryError(err.code, `deleted ${deleted.length} snapshot(s) (${deleted.join(', ')}), but collecting their data failed: ${err.message}`, { cause: err.cause ?? err, details: { ...err.details, deleted } });
+  }
 }
 
 /** Mark from every snapshot in the catalog, then delete or repack what nothing references. */

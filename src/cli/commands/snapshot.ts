@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
 import { listSnapshots, resolveSnapshot, type CreateSnapshotResult, type DeletePlan } from '../../site/snapshots.ts';
 import { invoke } from '../invoke.ts';
+import type { PeerSnapshotStatus } from '../../site/peer-snapshots.ts';
 import { readManifest } from '../../snapshot/graph.ts';
 import { diffImages, diffTrees, type PathChange } from '../../snapshot/diff.ts';
 import { withSite } from '../context.ts';
@@ -15,10 +16,18 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .command('create <volume>')
     .description('snapshot every member of a volume at one instant, between its pre and post hooks')
     .option('--name <name>', 'a name, unique in the volume (e.g. nightly-app-consistent)')
-    .action((volume: string, o: { name?: string }) =>
+    .option('--peer', 'a peer snapshot: delivered to every secondary under the same id and name, kept on all sites until deleted with --peer')
+    .option('--wait', 'with --peer: wait for the deliveries (default with a daemon: queued)')
+    .action((volume: string, o: { name?: string; peer?: boolean; wait?: boolean }) =>
       (async () => {
         const started = Date.now();
-        const r = (await invoke(g(), 'snapshot.create', { volume, name: o.name })) as CreateSnapshotResult;
+        const r = (await invoke(g(), 'snapshot.create', { volume, name: o.name, peer: o.peer === true, wait: o.wait === true })) as CreateSnapshotResult & {
+          peer?: { queued?: string[]; deliveries?: Array<{ mirror: string; ok: boolean; error?: string }> };
+        };
+        if (r.peer && !g().json) {
+          for (const m of r.peer.queued ?? []) process.stdout.write(`peer snapshot queued for ${m}\n`);
+          for (const d of r.peer.deliveries ?? []) process.stdout.write(d.ok ? `peer snapshot present at ${d.mirror}\n` : `peer snapshot pending at ${d.mirror}: ${d.error}\n`);
+        }
         const ms = Date.now() - started;
         if (!g().json) for (const w of r.warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
         if (g().json) printJson({ ...r, seconds: ms / 1000 });
@@ -81,8 +90,17 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .command('delete <volume> <snapshots...>')
     .description('delete snapshots (plan, then execute), then collect unreferenced data')
     .option('--dry-run', 'print the plan and stop')
-    .action((volume: string, refs: string[], o: { dryRun?: boolean }) =>
+    .option('--peer', 'delete a peer snapshot everywhere: on every secondary that has it, then here')
+    .action((volume: string, refs: string[], o: { dryRun?: boolean; peer?: boolean }) =>
       (async () => {
+        if (o.peer) {
+          for (const ref of refs) {
+            const r = (await invoke(g(), 'snapshot.peer-delete', { volume, snapshot: ref })) as { snapshot: string; removedAt: string[] };
+            if (g().json) printJson(r);
+            else process.stdout.write(`deleted peer snapshot ${r.snapshot} here${r.removedAt.length ? ` and at ${r.removedAt.join(', ')}` : ''}\n`);
+          }
+          return;
+        }
         if (o.dryRun) {
           const { plan } = (await invoke(g(), 'snapshot.delete', { volume, snapshots: refs, dryRun: true })) as { plan: DeletePlan };
           if (g().json) return printJson({ plan });
@@ -96,6 +114,16 @@ export function register(program: Command, g: () => GlobalOptions): void {
         if (r.gc) process.stdout.write(`collected ${r.collected} objects, freed ${formatBytes(r.freed)}\n`);
       })(),
     );
+
+  snapshot
+    .command('peers <volume>')
+    .description('peer snapshots of a volume and where each stands on every secondary (pending, transferring, present)')
+    .action(async (volume: string) => {
+      const ps = (await invoke(g(), 'snapshot.peers', { volume })) as PeerSnapshotStatus[];
+      if (g().json) return printJson(ps);
+      if (ps.length === 0) return void process.stdout.write(`volume ${volume} has no peer snapshots; take one with \`ferry snapshot create ${volume} --peer --name NAME\`\n`);
+      process.stdout.write(table(['ID', 'NAME', 'TIME', 'SECONDARIES'], ps.map((p) => [p.id, p.name ?? '-', formatTime(p.time), p.secondaries.map((x) => `${x.mirror}=${x.state}`).join(' ') || '(this site is a secondary)'])) + '\n');
+    });
 
   snapshot
     .command('diff <volume> <a> <b>')
