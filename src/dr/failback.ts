@@ -20,10 +20,15 @@ import { readManifest } from '../snapshot/graph.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
+
+/** A DR call waits for a whole resync or switchover on the other side: silence on it is normal for a long time. */
+export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
 import { createMirror, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
-import { createSnapshot, listSnapshots, newestSnapshot, resolveSnapshot } from '../site/snapshots.ts';
+import { createSnapshot, listSnapshots, newestSnapshot, resolveSnapshot, StatCacheWriter, statCacheFor } from '../site/snapshots.ts';
+import { captureTree } from '../snapshot/capture.ts';
+import { OverlayStore } from './links.ts';
 import { getVolume } from '../site/volumes.ts';
 
 export interface RemoteState {
@@ -33,7 +38,7 @@ export interface RemoteState {
   failedOverFrom: string | null;
   snapshots: string[];
   newest: { id: string; time: number } | null;
-  /** bytes changed at the remote from `base` to its newest snapshot (an estimate of what will move) */
+  /** bytes changed at the remote from `base` to its live members now (an estimate of what will move) */
   changedSinceBase: { bytes: number; paths: number } | null;
 }
 
@@ -53,7 +58,7 @@ export interface FailbackPlan {
 
 function drClient(engine: Engine, peer: Peer): PeerClient {
   // A resync can run long with no bytes on this request: no stall timeout here.
-  return new PeerClient(engine.identity, peer, { stallTimeoutMs: 0 });
+  return new PeerClient(engine.identity, peer, { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
 }
 
 export async function planFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string } = {}): Promise<FailbackPlan> {
@@ -167,7 +172,7 @@ export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: 
 // ---------------------------------------------------------------- at the new primary
 
 /** What the new primary tells an old primary planning a failback. */
-export function describeForPeer(engine: Engine, peerId: string, volume: string, base: string | null): RemoteState {
+export async function describeForPeer(engine: Engine, peerId: string, volume: string, base: string | null): Promise<RemoteState> {
   const site = engine.site;
   const vol = getVolume(site, volume);
   const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', volume);
@@ -176,15 +181,20 @@ export function describeForPeer(engine: Engine, peerId: string, volume: string, 
   const snaps = listSnapshots(site, volume);
   const newest = newestSnapshot(site, volume);
   let changed: RemoteState['changedSinceBase'] = null;
-  if (base && newest && snaps.some((s) => s.id === base)) {
+  if (base && snaps.some((s) => s.id === base)) {
+    // The resync sends a snapshot taken when it starts: count the writes made here since the newest
+    // snapshot too. The live tree members are captured into a throwaway overlay (nothing is stored;
+    // files unchanged since the newest snapshot come from its stat cache, unread).
     const a = readManifest(site.store, resolveSnapshot(site, volume, base).manifest as ObjectId);
-    const b = readManifest(site.store, newest.manifest as ObjectId);
+    const overlay = new OverlayStore(site.store);
     let bytes = 0;
     let paths = 0;
-    for (const mb of b.members) {
-      const ma = a.members.find((x) => x.name === mb.name);
-      if (mb.kind !== 'tree') continue;
-      const sum = diffTrees(site.store, ma?.root ?? null, mb.root, () => {});
+    for (const m of vol.members) {
+      if (m.kind !== 'tree') continue;
+      const cache = statCacheFor(site, volume, m.name, newest?.id, new StatCacheWriter(site, volume, ''));
+      const live = await captureTree(m.path, { store: overlay, pool: engine.pool, cache: { load: cache.load, save: () => {} }, startedAt: site.clock.now() });
+      const ma = a.members.find((x) => x.name === m.name);
+      const sum = diffTrees(overlay, ma?.root ?? null, live.root, () => {});
       bytes += sum.bytesAdded + sum.bytesChanged;
       paths += sum.added + sum.modified + sum.removed;
     }

@@ -94,6 +94,14 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       const { acceptPeerDelete } = await import('./peer-snapshots.ts');
       return acceptPeerDelete(engine.site, peerId, str(a, 'volume')!, str(a, 'snapshot')!);
     }
+    case 'repoint': {
+      const { acceptRepoint } = await import('../dr/migrate.ts');
+      return acceptRepoint(engine, peerId, { volume: str(a, 'volume')!, newSource: str(a, 'newSource')!, newSourceVolume: str(a, 'newSourceVolume')! });
+    }
+    case 'migrate-accept': {
+      const { acceptMigrate } = await import('../dr/migrate.ts');
+      return acceptMigrate(engine, peerId, a as never);
+    }
     case 'failback':
       return serveFailback(engine, peerId, {
         volume: str(a, 'volume')!,
@@ -231,6 +239,12 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     const plan = planFailover(ctx.engine, str(a, 'volume')!, { force: a.force === true });
     if (a.dryRun === true) return { plan };
     return executeFailover(ctx.engine, plan);
+  },
+  async migrate(ctx, a) {
+    const { planMigrate, executeMigrate } = await import('../dr/migrate.ts');
+    const plan = await planMigrate(ctx.engine, str(a, 'volume')!, str(a, 'to')!);
+    if (a.dryRun === true) return { plan };
+    return executeMigrate(ctx.engine, plan);
   },
   async failback(ctx, a) {
     const { planFailback, executeFailback } = await import('../dr/failback.ts');

@@ -92,6 +92,8 @@ export interface CreateSnapshotOptions {
   pool?: ChunkPool;
   onWarning?: (w: CaptureWarning) => void;
   signal?: AbortSignal;
+  /** the caller runs the hooks itself (migrate stops the application around more than the capture) */
+  skipHooks?: boolean;
 }
 
 export interface CreateSnapshotResult {
@@ -104,7 +106,8 @@ export interface CreateSnapshotResult {
 
 /** Take a snapshot of every member of a volume at one instant, between its pre and post hooks. */
 export async function createSnapshot(site: Site, volumeName: string, opts: CreateSnapshotOptions = {}): Promise<CreateSnapshotResult> {
-  const vol = getVolume(site, volumeName);
+  const declared = getVolume(site, volumeName);
+  const vol = opts.skipHooks ? { ...declared, hooks: {} } : declared;
   if (opts.name !== undefined) {
     parseName(opts.name, 'snapshot');
     if (isSnapshotId(opts.name)) throw new FerryError('USAGE', `snapshot name ${opts.name} looks like a snapshot id; choose a name that does not`);
@@ -313,7 +316,8 @@ export function collectGarbage(site: Site, opts: { dryRun?: boolean } = {}): GcS
   try {
     live = markLive(site.store, manifests);
   } catch (err) {
-    throw new FerryError('OBJECT_CORRUPT', `garbage collection refused: ${(err as Error).message}; run \`ferry verify\` to find the damaged snapshot`, { cause: err });
+    const why = (err as Error).message;
+    throw new FerryError('OBJECT_CORRUPT', `garbage collection refused: ${why}${why.includes('ferry verify') ? '' : '; run `ferry verify` to find the damaged snapshot'}`, { cause: err });
   }
   const plan = planCollect(site.store, (id) => live.has(id));
   if (opts.dryRun) return { plan, executed: false };

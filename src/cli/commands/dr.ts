@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { FailoverPlan, FailoverResult } from '../../dr/failover.ts';
 import type { FailbackPlan, FailbackResult } from '../../dr/failback.ts';
+import type { MigratePlan, MigrateResult } from '../../dr/migrate.ts';
 import { invoke } from '../invoke.ts';
 import { formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
 
@@ -50,5 +51,20 @@ export function register(program: Command, g: () => GlobalOptions): void {
           (r.kept ? `writes made here were kept in snapshot ${r.kept}${r.keptDiffers ? '' : ' (none since the base)'}; restore them with \`ferry restore ${volume} --snapshot ${r.kept} --target DIR\`\n` : '') +
           `resynced to ${r.update.snapshot}: ${formatBytes(t.bytes)} in ${t.objects} objects moved, in ${formatDuration(Date.now() - started)}\n`,
       );
+    });
+
+  program
+    .command('migrate <volume>')
+    .description('planned switchover with no data loss: stop the application here, send a final snapshot to every secondary, make SITE primary (mirroring back here), start the application there; rolls back on failure')
+    .requiredOption('--to <site>', 'the secondary that becomes primary')
+    .option('--dry-run', 'print the plan and stop')
+    .option('--wait', 'accepted for symmetry: migrate always waits')
+    .action(async (volume: string, o: { to: string; dryRun?: boolean }) => {
+      const started = Date.now();
+      const r = (await invoke(g(), 'migrate', { volume, to: o.to, dryRun: o.dryRun === true })) as { plan: MigratePlan } | MigrateResult;
+      if (g().json) return printJson(r);
+      if (!('final' in r)) return printSteps(`migrate of ${volume} to ${o.to} would:`, r.plan.steps);
+      process.stdout.write(`${volume} migrated to ${r.plan.to}:${r.plan.remoteVolume} with final snapshot ${r.final} on every site in ${formatDuration(Date.now() - started)}; this site is now its secondary\n`);
+      if (r.remotePost && r.remotePost.exitCode !== 0) process.stderr.write(`warning: the post hook at ${r.plan.to} failed: ${r.remotePost.output}\n`);
     });
 }

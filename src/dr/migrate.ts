@@ -1,0 +1,224 @@
+// Migrate: a planned switchover with no data loss (VVR migrate, 3PAR
+// reverse). At the primary, to one of its secondaries. Plan, then execute:
+//   1. refuse unless every secondary is reachable and current (idle, no
+//      error, not paused);
+//   2. the volume's pre hook (stop the application);
+//   3. a final snapshot, sent to every secondary and applied there: the
+//      final state is on every site before any role changes;
+//   4. other secondaries are re-pointed to the new primary (they accept
+//      updates only from it from now on);
+//   5. this site demotes itself: secondary of the new primary, its replica
+//      state the final snapshot (there is never a moment with two primaries);
+//   6. the new primary accepts: primary, with mirrors back to this site and
+//      to the re-pointed secondaries, all from the final snapshot as base;
+//      it runs its own post hook (start the application there).
+// A failure at any step before 6 completes rolls back: secondaries are
+// pointed back, this site is primary again, and its post hook restarts the
+// application here. `ferry migrate` at the new primary returns the roles.
+import { FerryError } from '../core/errors.ts';
+import type { Engine } from '../site/engine.ts';
+import { ROUTES } from '../site/http.ts';
+import { PeerClient } from '../site/client.ts';
+import { DR_CALL_TIMEOUT_MS } from './failback.ts';
+import { runHook, hookSucceeded, hookError, type HookResult } from '../site/hooks.ts';
+import { getMirror, holdFor, listMirrors, mirrorStatus, type Mirror } from '../site/mirrors.ts';
+import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
+import { holdName } from '../site/receiver.ts';
+import { createSnapshot } from '../site/snapshots.ts';
+import { getVolume } from '../site/volumes.ts';
+
+export interface MigratePlan {
+  volume: string;
+  to: string;
+  remoteVolume: string;
+  others: Array<{ peer: string; remoteVolume: string }>;
+  steps: string[];
+}
+
+function client(engine: Engine, peer: Peer): PeerClient {
+  return new PeerClient(engine.identity, peer, { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
+}
+
+async function call<T>(engine: Engine, peerName: string, op: string, body: unknown): Promise<T> {
+  const c = client(engine, getPeer(engine.site, peerName));
+  try {
+    return await c.call<T>(ROUTES.dr(op), body);
+  } finally {
+    c.close();
+  }
+}
+
+export async function planMigrate(engine: Engine, volume: string, to: string): Promise<MigratePlan> {
+  const site = engine.site;
+  const vol = getVolume(site, volume);
+  if (vol.role !== 'primary') throw new FerryError('MIRROR_STATE', `volume ${volume} is ${vol.role} here; migrate runs at the primary`);
+  const target = getMirror(site, volume, to);
+  const mirrors = listMirrors(site, volume);
+  for (const m of mirrors) {
+    const st = mirrorStatus(site, m);
+    if (m.state !== 'idle' || m.paused || m.lastError || !m.base) {
+      throw new FerryError('MIRROR_STATE', `secondary ${m.peer} is not current (state ${m.state}${m.paused ? ', paused' : ''}${m.lastError ? `, last error ${m.lastError.code}` : ''}); bring it up to date with \`ferry mirror update ${volume} --to ${m.peer} --wait\` first`);
+    }
+    void st;
+    // Reachable? A cheap state call proves the link and the pairing.
+    await call(engine, m.peer, 'state', { volume: m.remoteVolume, base: m.base });
+  }
+  const others = mirrors.filter((m) => m.id !== target.id).map((m) => ({ peer: m.peer, remoteVolume: m.remoteVolume }));
+  return {
+    volume,
+    to: target.peer,
+    remoteVolume: target.remoteVolume,
+    others,
+    steps: [
+      `run the pre hook of ${volume} here (stop the application)`,
+      `take a final snapshot and update ${mirrors.map((m) => m.peer).join(', ')} with it`,
+      ...others.map((o) => `re-point ${o.peer} to follow ${target.peer}`),
+      `make ${volume} here the secondary of ${target.peer}:${target.remoteVolume}`,
+      `make ${target.peer}:${target.remoteVolume} primary, mirroring back here${others.length ? ` and to ${others.map((o) => o.peer).join(', ')}` : ''}; run its post hook (start the application there)`,
+    ],
+  };
+}
+
+export interface MigrateResult {
+  plan: MigratePlan;
+  final: string;
+  hooks: HookResult[];
+  remotePost: HookResult | null;
+}
+
+export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise<MigrateResult> {
+  const site = engine.site;
+  const vol = getVolume(site, plan.volume);
+  const env = { FERRY_SITE: site.name, FERRY_VOLUME: plan.volume, FERRY_REASON: 'migrate', FERRY_MIGRATE_TO: plan.to };
+  const hooks: HookResult[] = [];
+  const target = getMirror(site, plan.volume, plan.to);
+  const others = listMirrors(site, plan.volume).filter((m) => m.id !== target.id);
+  const restartHere = async () => {
+    if (!vol.hooks.post) return;
+    const r = await runHook('post', vol.hooks.post, env);
+    hooks.push(r);
+  };
+  // 2. stop the application
+  if (vol.hooks.pre) {
+    const r = await runHook('pre', vol.hooks.pre, env);
+    hooks.push(r);
+    if (!hookSucceeded(r)) {
+      await restartHere();
+      throw hookError(r);
+    }
+  }
+  const repointed: Mirror[] = [];
+  let demoted = false;
+  let final = '';
+  try {
+    // 3. the final state on every site
+    const snap = await createSnapshot(site, plan.volume, { name: `migrate-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`, pool: engine.pool, skipHooks: true });
+    final = snap.snapshot.id;
+    for (const m of [target, ...others]) await engine.update(plan.volume, m.peer, { snapshot: final, force: true });
+    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { step: 'final snapshot on every site', final } });
+    const newPrimary = getPeer(site, target.peer);
+    // 4. re-point the other secondaries
+    for (const m of others) {
+      await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: newPrimary.id, newSourceVolume: target.remoteVolume });
+      repointed.push(m);
+    }
+    // 5. demote here
+    site.db.tx(() => {
+      site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
+      site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+      site.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", plan.volume, newPrimary.id, target.remoteVolume, final, site.clock.now());
+      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdName(newPrimary.id), site.clock.now());
+      site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: newPrimary.name } });
+    });
+    demoted = true;
+    // 6. the new primary takes over
+    const accepted = await call<{ post: HookResult | null }>(engine, target.peer, 'migrate-accept', {
+      volume: target.remoteVolume,
+      final,
+      backTo: plan.volume,
+      schedule: { scheduleS: target.scheduleS, minDelayS: target.minDelayS, maxDelayS: target.maxDelayS, bandwidth: target.bandwidth },
+      others: others.map((m) => ({ id: getPeer(site, m.peer).id, volume: m.remoteVolume, scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth })),
+    });
+    // Done: the old mirror records go (the base holds were replaced by the secondary's hold above).
+    site.db.tx(() => {
+      for (const m of [target, ...others]) {
+        site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
+        site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
+        site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+      }
+      site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { to: plan.to, final } });
+    });
+    return { plan, final, hooks, remotePost: accepted.post };
+  } catch (err) {
+    // Roll back to the original roles, and restart the application here.
+    if (demoted) {
+      site.db.tx(() => {
+        site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
+        site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+        site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { rollback: 'secondary => primary' } });
+      });
+    }
+    for (const m of repointed) {
+      await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: plan.volume }).catch(() => {});
+    }
+    await restartHere();
+    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { error: (err as Error).message, rolledBack: true } });
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- at the other sites
+
+/** At a secondary: follow a new primary (asked by the current one). */
+export function acceptRepoint(engine: Engine, peerId: string, req: { volume: string; newSource: string; newSourceVolume: string }): { volume: string; source: string } {
+  const site = engine.site;
+  const row = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', req.volume);
+  if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here does not follow the asking site`);
+  const newPeer = findPeerById(site, req.newSource);
+  if (!newPeer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with ${req.newSource}; pair it before migrating`);
+  site.db.tx(() => {
+    site.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, updated_at = ? WHERE volume = ?', req.newSource, req.newSourceVolume, site.clock.now(), req.volume);
+    site.db.run('UPDATE holds SET holder = ? WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(req.newSource), holdName(peerId), req.volume);
+    site.event({ kind: 'secondary.repoint', volume: req.volume, outcome: 'ok', detail: { from: peerId, to: newPeer.name } });
+  });
+  return { volume: req.volume, source: newPeer.name };
+}
+
+/** At the chosen secondary: become primary, mirror back to the old primary and to the others. */
+export async function acceptMigrate(
+  engine: Engine,
+  peerId: string,
+  req: {
+    volume: string;
+    final: string;
+    backTo: string;
+    schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null };
+    others: Array<{ id: string; volume: string; scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null }>;
+  },
+): Promise<{ post: HookResult | null }> {
+  const site = engine.site;
+  const row = site.db.get<{ source_site: string; applied: string | null }>('SELECT source_site, applied FROM secondaries WHERE volume = ?', req.volume);
+  if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here is not the asking site's secondary`);
+  if (row.applied !== req.final) throw new FerryError('MIRROR_STATE', `the replica of ${req.volume} shows ${row.applied}, not the final snapshot ${req.final}: migrate would lose data; update first`);
+  const back = findPeerById(site, peerId)!;
+  const { createMirror } = await import('../site/mirrors.ts');
+  site.db.tx(() => {
+    site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", req.volume);
+    site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
+    site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
+    const targets = [{ peer: back, volume: req.backTo, s: req.schedule }, ...req.others.map((o) => ({ peer: findPeerById(site, o.id), volume: o.volume, s: o }))];
+    for (const t of targets) {
+      if (!t.peer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with a secondary of ${req.volume}; pair it before migrating`);
+      const existing = site.db.get<{ id: string }>('SELECT id FROM mirrors WHERE volume = ? AND peer = ?', req.volume, t.peer.name);
+      if (existing) site.db.run('DELETE FROM mirrors WHERE id = ?', existing.id);
+      const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth });
+      site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?, next_run_at = ? WHERE id = ?", req.final, site.clock.now(), m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null, m.id);
+      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.final, holdFor(m), site.clock.now());
+    }
+    site.event({ kind: 'migrate', volume: req.volume, outcome: 'ok', detail: { transition: 'secondary => primary', from: back.name, final: req.final } });
+  });
+  const vol = getVolume(site, req.volume);
+  let post: HookResult | null = null;
+  if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: req.volume, FERRY_REASON: 'migrate' });
+  return { post };
+}
