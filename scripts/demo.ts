@@ -25,6 +25,16 @@ function ferry(home: string, ...args: string[]): string {
   return out;
 }
 
+function tryFerry(home: string, ...args: string[]): void {
+  process.stdout.write(`\n[${home === homeA ? 'site-a' : 'site-b'}]$ ferry ${args.join(' ')}\n`);
+  try {
+    process.stdout.write(execFileSync(ferryBin, [...args, '--home', home], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch (err) {
+    const e = err as { status: number; stderr: string };
+    process.stdout.write(`${e.stderr}(exit status ${e.status})\n`);
+  }
+}
+
 function quiet(home: string, ...args: string[]): string {
   return execFileSync(ferryBin, [...args, '--home', home], { encoding: 'utf8' });
 }
@@ -87,6 +97,27 @@ async function main(): Promise<void> {
   ferry(homeA, 'status');
   ferry(homeB, 'status');
   ferry(homeB, 'verify');
+
+  say('disaster: site-a is lost for a while. Fail over: site-b promotes its replica (site-a is told, if it can be reached)');
+  ferry(homeB, 'failover', 'app', '--dry-run');
+  ferry(homeB, 'failover', 'app');
+  say('the application now runs at site-b and writes there; meanwhile a stray write lands on site-a too');
+  writeFileSync(join(replica, 'app', 'written-at-site-b.txt'), 'orders taken during the outage\n');
+  appendFileSync(join(replica, 'app', 'logs', 'day-2.log'), 'a line written at site-b\n');
+  writeFileSync(join(data, 'app', 'stray-write-at-site-a.txt'), 'must not be lost silently\n');
+  say('site-a\'s own update is refused: site-b took over (ferry never picks a winner by itself)');
+  tryFerry(homeA, 'mirror', 'update', 'app', '--wait');
+
+  say('site-a is back: fail back. It keeps its own writes in a snapshot, becomes site-b\'s secondary, and receives only the differences');
+  ferry(homeA, 'failback', 'app', '--dry-run');
+  ferry(homeA, 'failback', 'app');
+  execFileSync('diff', ['-r', replica, data]);
+  say('site-a now matches site-b exactly; its stray write is kept in the failback-kept-* snapshot:');
+  ferry(homeA, 'snapshot', 'list', 'app');
+  const kept = (JSON.parse(quiet(homeA, 'snapshot', 'list', 'app', '--json')) as Array<{ name: string | null }>).find((x) => x.name?.startsWith('failback-kept-'))!.name!;
+  ferry(homeA, 'restore', 'app', '--snapshot', kept, '--path', 'app/stray-write-at-site-a.txt', '--target', join(work, 'recovered.txt'));
+  process.stdout.write(readFileSync(join(work, 'recovered.txt'), 'utf8'));
+  ferry(homeB, 'status');
   say(`done; sites and data are in ${work} (remove it when finished)`);
 }
 
