@@ -9,7 +9,7 @@ import { existsSync, lstatSync, readdirSync, realpathSync, rmSync } from 'node:f
 import { isAbsolute, resolve, sep } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
-import type { ObjectInfo, ObjectKind, PreparedObject } from '../store/types.ts';
+import { CODEC_NONE, type ObjectInfo, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { applyTree } from '../replication/apply.ts';
 import { captureTree } from '../snapshot/capture.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
@@ -136,9 +136,11 @@ interface BackingStore {
   info(id: ObjectId): ObjectInfo | undefined;
 }
 
-class OverlayStore {
+export class OverlayStore {
   readonly #real: BackingStore;
   readonly #mem = new Map<string, Buffer>();
+  /** raw lengths of the file data seen and dropped (for diffs that count changed bytes) */
+  readonly #dropped = new Map<string, number>();
   constructor(real: BackingStore) {
     this.#real = real;
   }
@@ -150,14 +152,18 @@ class OverlayStore {
     if (!this.#mem.has(id)) this.#mem.set(id, Buffer.from(raw));
     return { id, added: false };
   }
-  putPrepared(_o: PreparedObject): boolean {
+  putPrepared(o: PreparedObject): boolean {
+    if (!this.#real.has(o.id)) this.#dropped.set(o.id, o.rawLength);
     return false;
   }
   get(id: ObjectId): Buffer {
     return this.#mem.get(id) ?? this.#real.get(id);
   }
   info(id: ObjectId): ObjectInfo | undefined {
-    return this.#real.info(id);
+    const real = this.#real.info(id);
+    if (real) return real;
+    const n = this.#dropped.get(id);
+    return n === undefined ? undefined : { id, kind: 'chunk', rawLength: n, storedLength: n, codec: CODEC_NONE, pack: -1 };
   }
 }
 
