@@ -14,6 +14,7 @@ import * as mirrorCommands from './commands/mirror.ts';
 import * as statusCommands from './commands/status.ts';
 import * as drCommands from './commands/dr.ts';
 import * as linkCommands from './commands/link.ts';
+import * as eventCommands from './commands/events.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   statusCommands.register(program, g);
   drCommands.register(program, g);
   linkCommands.register(program, g);
+  eventCommands.register(program, g);
   for (const c of allCommands(program)) {
     c.exitOverride();
     if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');

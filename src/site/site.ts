@@ -11,6 +11,7 @@ import { PackStore } from '../store/pack-store.ts';
 import { createCatalog, openCatalog, readMeta, recordEvent, CATALOG_FORMAT, type EventRecord } from './catalog.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
+import { formatLogLine, type LogSink } from './log.ts';
 
 export const FERRY_VERSION = '0.1.0';
 
@@ -113,8 +114,14 @@ export class Site {
     }
   }
 
+  /** Where event log lines go (the daemon sets its stdout); none by default. */
+  logSink: LogSink | undefined;
+
   event(e: EventRecord): void {
-    if (!this.readOnly) recordEvent(this.db, this.clock.now(), e);
+    if (this.readOnly) return;
+    const at = this.clock.now();
+    recordEvent(this.db, at, e);
+    this.logSink?.write(formatLogLine(this.name, at, e, Boolean(this.logSink.isTTY)) + '\n');
   }
 
   info() {

@@ -15,6 +15,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--tick <ms>', 'scheduler interval in milliseconds', '1000')
     .action(async (o: { listen: string; tick: string }) => {
       const site = Site.open(homeFrom(g()), { command: 'serve' });
+      site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
       try {
         const engine = new Engine(site);
