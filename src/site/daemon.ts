@@ -22,6 +22,7 @@ import { errorBody, readBody, ROUTES } from './http.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
 import { runOp, serveDr } from './ops.ts';
 import { findPeerById } from './peers.ts';
+import { renderMetrics } from './metrics.ts';
 
 export interface DaemonInfo {
   pid: number;
@@ -43,6 +44,7 @@ export class Daemon {
   readonly engine: Engine;
   #peerServer: http2.Http2SecureServer | undefined;
   #localServer: http.Server | undefined;
+  #metricsServer: http.Server | undefined;
   #sessions = new Set<http2.ServerHttp2Session>();
   info: DaemonInfo | undefined;
 
@@ -160,6 +162,7 @@ export class Daemon {
   }
 
   async #handleLocal(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, res);
     // NDJSON: progress lines while the operation runs, then one result or error line.
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     const line = (o: unknown) => res.write(JSON.stringify(o) + '\n');
@@ -190,6 +193,21 @@ export class Daemon {
     res.end();
   }
 
+  /** Plain HTTP for Prometheus (it cannot present a paired identity): GET /metrics only. */
+  async startMetrics(listen: string): Promise<number> {
+    const [host, port] = splitHostPort(listen);
+    const server = http.createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, res);
+      res.writeHead(404).end('only GET /metrics here\n');
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new FerryError('IO', `cannot listen for metrics on ${listen}: ${err.message}`)));
+      server.listen(Number(port), host, () => resolve());
+    });
+    this.#metricsServer = server;
+    return (server.address() as { port: number }).port;
+  }
+
   async stop(): Promise<void> {
     const site = this.engine.site;
     await this.engine.close();
@@ -197,11 +215,21 @@ export class Daemon {
     await Promise.all([
       new Promise<void>((r) => (this.#peerServer ? this.#peerServer.close(() => r()) : r())),
       new Promise<void>((r) => (this.#localServer ? this.#localServer.close(() => r()) : r())),
+      new Promise<void>((r) => (this.#metricsServer ? this.#metricsServer.close(() => r()) : r())),
     ]);
     for (const s of this.#sessions) s.destroy();
     rmSync(daemonInfoPath(site.paths.home), { force: true });
     rmSync(socketPath(site.paths.home), { force: true });
     site.event({ kind: 'daemon.stop', outcome: 'ok' });
+  }
+}
+
+function serveMetrics(engine: Engine, res: http.ServerResponse): void {
+  try {
+    const body = renderMetrics(engine);
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
+  } catch (err) {
+    res.writeHead(500).end(`# metrics failed: ${(err as Error).message}\n`);
   }
 }
 

@@ -13,7 +13,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('run the site daemon: the peer API (HTTP/2, mutual TLS), the local API for the CLI, and the scheduler')
     .option('--listen <host:port>', 'address for peers', '127.0.0.1:7420')
     .option('--tick <ms>', 'scheduler interval in milliseconds', '1000')
-    .action(async (o: { listen: string; tick: string }) => {
+    .option('--metrics <host:port>', 'also serve Prometheus metrics over plain HTTP here (GET /metrics); they are always on the local socket')
+    .action(async (o: { listen: string; tick: string; metrics?: string }) => {
       const site = Site.open(homeFrom(g()), { command: 'serve' });
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
@@ -21,6 +22,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
         const engine = new Engine(site);
         daemon = new Daemon(engine);
         const info = await daemon.start(o.listen);
+        const metricsPort = o.metrics ? await daemon.startMetrics(o.metrics) : undefined;
+        if (metricsPort !== undefined && !g().json) process.stdout.write(`metrics on http://${o.metrics!.replace(/:\d+$/, '')}:${metricsPort}/metrics\n`);
         engine.startScheduler(Number(o.tick));
         void engine.resumeApplies();
         if (g().json) printJson({ ...info, site: site.name, id: site.id });

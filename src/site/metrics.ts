@@ -1,0 +1,81 @@
+// Prometheus metrics, computed from the catalog and the engine when scraped
+// (text exposition format 0.0.4). Names follow Prometheus conventions: base
+// units (seconds, bytes), `_total` for counters, labels for identity.
+import type { Engine } from './engine.ts';
+import { listLinks, linkStatus } from '../dr/links.ts';
+
+type Labels = Record<string, string>;
+
+class Exposition {
+  readonly #lines: string[] = [];
+  readonly #declared = new Set<string>();
+
+  metric(name: string, type: 'gauge' | 'counter', help: string, labels: Labels, value: number): void {
+    if (!this.#declared.has(name)) {
+      this.#declared.add(name);
+      this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    }
+    const l = Object.entries(labels)
+      .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+      .join(',');
+    this.#lines.push(`${name}${l ? `{${l}}` : ''} ${Number.isFinite(value) ? value : 0}`);
+  }
+
+  text(): string {
+    return this.#lines.join('\n') + '\n';
+  }
+}
+
+const STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'];
+
+export function renderMetrics(engine: Engine): string {
+  const site = engine.site;
+  const x = new Exposition();
+  const now = site.clock.now();
+  for (const m of engine.status()) {
+    const l = { volume: m.volume, peer: m.peer };
+    x.metric('ferry_mirror_lag_seconds', 'gauge', 'Age of the newest replicated snapshot, from its capture time at the primary.', l, m.lagSeconds ?? -1);
+    x.metric('ferry_mirror_max_delay_seconds', 'gauge', 'The mirror\'s max delay: lag above it turns health to warn.', l, m.maxDelayS);
+    x.metric('ferry_mirror_up', 'gauge', '1 when the mirror\'s health is up, 0 when warn.', l, m.health === 'up' ? 1 : 0);
+    x.metric('ferry_mirror_last_success_timestamp_seconds', 'gauge', 'When the last update succeeded.', l, m.lastSuccessAt ? m.lastSuccessAt / 1000 : 0);
+    for (const s of STATES) x.metric('ferry_mirror_state', 'gauge', 'The mirror\'s state (1 for the current one).', { ...l, state: s }, (m.paused ? 'paused' : m.state) === s ? 1 : 0);
+    x.metric('ferry_mirror_last_transfer_bytes', 'gauge', 'Bytes sent by the last update.', l, m.lastTransfer?.bytes ?? 0);
+    x.metric('ferry_mirror_last_transfer_objects', 'gauge', 'Objects sent by the last update.', l, m.lastTransfer?.objects ?? 0);
+    x.metric('ferry_mirror_last_transfer_duration_seconds', 'gauge', 'Duration of the last update.', l, m.lastTransfer?.seconds ?? 0);
+    x.metric('ferry_mirror_transfer_in_progress', 'gauge', '1 while an update or baseline runs.', l, m.progress ? 1 : 0);
+    x.metric('ferry_mirror_consecutive_failures', 'gauge', 'Failed attempts since the last success.', l, m.failures);
+    const pending = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)!.n;
+    x.metric('ferry_mirror_peer_snapshots_pending', 'gauge', 'Peer snapshots not yet present at the destination.', l, pending);
+  }
+  const totals = site.db.all<{ volume: string; peer: string | null; bytes: number | null; objects: number | null }>(
+    "SELECT volume, json_extract(detail, '$.mirror') AS peer, sum(json_extract(detail, '$.bytes')) AS bytes, sum(json_extract(detail, '$.objects')) AS objects FROM events WHERE kind = 'replication.update' AND outcome IN ('ok', 'warning') GROUP BY volume, peer",
+  );
+  for (const t of totals) {
+    const l = { volume: t.volume, mirror: t.peer ?? '' };
+    x.metric('ferry_mirror_transferred_bytes_total', 'counter', 'Bytes sent by successful updates.', l, t.bytes ?? 0);
+    x.metric('ferry_mirror_transferred_objects_total', 'counter', 'Objects sent by successful updates.', l, t.objects ?? 0);
+  }
+  for (const s of site.db.all<{ volume: string; applying: string | null; consistent: number }>('SELECT volume, applying, consistent FROM secondaries')) {
+    x.metric('ferry_replica_apply_in_progress', 'gauge', '1 while an apply runs (or was cut and awaits resumption).', { volume: s.volume }, s.applying ? 1 : 0);
+    x.metric('ferry_replica_consistent', 'gauge', '1 when the replica shows a complete snapshot.', { volume: s.volume }, s.consistent);
+  }
+  for (const v of site.db.all<{ volume: string; n: number; bytes: number | null }>("SELECT volume, count(*) AS n, sum(json_extract(stats, '$.bytes')) AS bytes FROM snapshots GROUP BY volume")) {
+    x.metric('ferry_snapshots', 'gauge', 'Snapshots held for the volume.', { volume: v.volume }, v.n);
+  }
+  const store = site.store.stats();
+  const logical = site.db.get<{ b: number | null }>("SELECT sum(json_extract(stats, '$.bytes')) AS b FROM snapshots")!.b ?? 0;
+  x.metric('ferry_store_objects', 'gauge', 'Objects in the store.', {}, store.objects);
+  x.metric('ferry_store_packs', 'gauge', 'Pack files in the store.', {}, store.packs);
+  x.metric('ferry_store_size_bytes', 'gauge', 'Bytes of pack files on disk.', {}, store.storedBytes);
+  x.metric('ferry_store_raw_bytes', 'gauge', 'Uncompressed bytes of the stored objects.', {}, store.rawBytes);
+  x.metric('ferry_store_dedup_ratio', 'gauge', 'Logical bytes of all local snapshots divided by the uncompressed bytes stored.', {}, store.rawBytes > 0 ? logical / store.rawBytes : 0);
+  const hookFailures = site.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind LIKE 'hook.%' AND outcome = 'failed'")!.n;
+  x.metric('ferry_hook_failures_total', 'counter', 'Hook runs that failed or timed out.', {}, hookFailures);
+  for (const l of listLinks(site)) {
+    const st = linkStatus(site, l);
+    x.metric('ferry_link_age_seconds', 'gauge', 'Age of the snapshot a link shows.', { path: l.path, volume: l.volume }, st.ageSeconds);
+    x.metric('ferry_link_up', 'gauge', '1 when the link is younger than its max delay.', { path: l.path, volume: l.volume }, st.health === 'up' ? 1 : 0);
+  }
+  x.metric('ferry_scrape_timestamp_seconds', 'gauge', 'When these metrics were computed.', {}, now / 1000);
+  return x.text();
+}
