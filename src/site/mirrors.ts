@@ -237,6 +237,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })) }, o.signal);
     // The base: the mirror's recorded base if the destination still has it.
     const remoteIds = new Set(hello.snapshots.map((s) => s.id));
+    if (!o.initialize && m.base && !remoteIds.has(m.base)) adoptNewerCommonBase(site, m, hello.snapshots);
     if (!o.initialize && m.base && !remoteIds.has(m.base)) {
       setMirrorState(site, m, 'needs-full-sync', `the destination no longer has base ${m.base}`);
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
@@ -318,6 +319,32 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     setMirrorState(site, m, to, `${fe.code}: ${fe.message}`);
     throw fe;
   }
+}
+
+/**
+ * A commit can complete at the destination while its answer is lost (a cut link, the source's
+ * daemon stopped at that instant): the destination then holds the newer snapshot and has released
+ * the old base, and the source never moved its base. The base is the newest snapshot held complete
+ * on both sides: when the destination holds one of this volume's snapshots that is newer than the
+ * recorded base (same id, so the same snapshot), it becomes the base here too. Nothing older is
+ * ever adopted: a base lost otherwise still means a full sync.
+ */
+function adoptNewerCommonBase(site: Site, m: Mirror, remote: Array<{ id: string; time: number }>): void {
+  const baseTime = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time;
+  if (baseTime === undefined) return;
+  const common = remote
+    .filter((r) => r.time >= baseTime && r.id !== m.base)
+    .map((r) => site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE id = ? AND volume = ?', r.id, m.volume))
+    .filter((r): r is { id: string; time: number } => r !== undefined)
+    .sort((x, y) => y.time - x.time || (x.id < y.id ? 1 : -1))[0];
+  if (!common) return;
+  site.db.tx(() => {
+    site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
+    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', common.id, holdFor(m), site.clock.now());
+    site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', common.id, m.id);
+    site.event({ kind: 'mirror.base', volume: m.volume, outcome: 'info', detail: { mirror: m.id, from: m.base, to: common.id, reason: `${m.peer} committed ${common.id} but its answer was lost` } });
+  });
+  m.base = common.id;
 }
 
 // ---------------------------------------------------------------- status
