@@ -76,6 +76,29 @@ function sameContent(a: TreeEntry, b: TreeEntry): boolean {
   }
 }
 
+/** Is what lstat found of the type entry `e` describes? */
+function sameType(st: ReturnType<typeof lstatOrNull>, e: TreeEntry): boolean {
+  if (!st) return false;
+  switch (e.type) {
+    case 'file':
+      return st.isFile();
+    case 'dir':
+      return st.isDirectory();
+    case 'symlink':
+      return st.isSymbolicLink();
+    case 'fifo':
+      return st.isFIFO();
+    case 'socket':
+      return st.isSocket();
+    case 'chardev':
+      return st.isCharacterDevice();
+    case 'blockdev':
+      return st.isBlockDevice();
+    default:
+      return false;
+  }
+}
+
 class TreeApplier {
   readonly stats: ApplyStats = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
   readonly #o: ApplyOptions;
@@ -98,15 +121,17 @@ class TreeApplier {
     };
   }
 
-  #ensureDir(p: Buffer): void {
+  /** Make `p` a real directory (a symlink or file in the way is removed, never followed); false when it had to be created. */
+  #ensureDir(p: Buffer): boolean {
     const st = lstatOrNull(p);
-    if (st?.isDirectory()) return;
+    if (st?.isDirectory()) return true;
     if (st) removePath(p);
     try {
       mkdirSync(p, { mode: 0o700 });
     } catch (err) {
       throw wrapIoError(err, `creating ${p}`);
     }
+    return false;
   }
 
   /** Apply the change from tree a to tree b in directory `dir` (which exists and is a real directory). */
@@ -137,7 +162,8 @@ class TreeApplier {
     if (y.type === 'dir') {
       if (x?.type === 'dir' && x.tree === y.tree) {
         if (!sameMeta(x, y)) {
-          this.#ensureDir(p);
+          // Not a directory any more (swapped for a symlink since `from` was taken): its content is gone, redo it whole.
+          if (!this.#ensureDir(p)) return this.dir(p, rel, null, y.tree!, y);
           setEntryMeta(p, y, this.#ctx);
           this.stats.metadata++;
         }
@@ -148,16 +174,18 @@ class TreeApplier {
         if (x) removePath(p);
         this.stats.created++;
       }
-      this.#ensureDir(p);
-      this.dir(p, rel, x?.type === 'dir' ? x.tree! : null, y.tree!, y);
+      const existed = this.#ensureDir(p);
+      this.dir(p, rel, x?.type === 'dir' && existed ? x.tree! : null, y.tree!, y);
       return;
     }
     if (x && sameContent(x, y)) {
-      if (y.type !== 'hardlink' && !sameMeta(x, y)) {
+      if (y.type === 'hardlink' || sameMeta(x, y)) return;
+      // chmod/chown/utimes follow symlinks: set metadata only on what is really there, else rewrite the entry.
+      if (sameType(lstatOrNull(p), y)) {
         setEntryMeta(p, y, this.#ctx);
         this.stats.metadata++;
+        return;
       }
-      return;
     }
     if (x) this.stats.updated++;
     else this.stats.created++;
@@ -195,6 +223,13 @@ class TreeApplier {
     const touched = new Map<string, { parent: Buffer; meta?: TreeEntry }>();
     for (const l of this.#links) {
       const target = join(this.#root, l.e.target!);
+      // link(2) follows symlinks in the target's directories: a target reached through a symlink
+      // (`s -> /etc`, target `s/passwd`) would link a file from outside the replica into it.
+      const why = this.#linkTargetProblem(l.e.target!);
+      if (why) {
+        this.#o.onWarning?.(l.path.toString(), `hard link to ${l.e.target!.toString()} not made: ${why}`);
+        continue;
+      }
       const tmp = join(l.parent, tmpName(l.e.name));
       removePath(tmp);
       try {
@@ -209,6 +244,21 @@ class TreeApplier {
     }
     // Linking changed those directories' mtimes.
     for (const t of touched.values()) if (t.meta) setEntryMeta(t.parent, t.meta, this.#ctx);
+  }
+
+  /** null when the member-relative `target` is a regular file reached through real directories only (never a symlink). */
+  #linkTargetProblem(target: Buffer): string | null {
+    let p = this.#root;
+    let start = 0;
+    for (;;) {
+      const slash = target.indexOf(0x2f, start);
+      const comp = target.subarray(start, slash === -1 ? target.length : slash);
+      p = join(p, comp);
+      const st = lstatOrNull(p);
+      if (slash === -1) return st?.isFile() ? null : st ? 'it is not a regular file in the replica' : 'it does not exist in the replica';
+      if (!st?.isDirectory()) return `${target.subarray(0, slash).toString()} is not a directory in the replica${st?.isSymbolicLink() ? ' (a symlink)' : ''}`;
+      start = slash + 1;
+    }
   }
 
   #collectStaleLinks(bRoot: ObjectId): void {

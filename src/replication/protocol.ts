@@ -63,37 +63,64 @@ export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Ar
   let header: { kind: ObjectKind; codec: Codec; rawLength: number; storedLength: number; id: ObjectId } | undefined;
   // Iterated by hand, not with `for await`: when this generator stops on a refusal (here, or in
   // the consumer: a hash that does not match), `for await` would destroy the source, and a
-  // destroyed HTTP/2 stream is reset before the error answer can be sent.
+  // destroyed HTTP/2 stream is reset before the error answer can be sent. The source is
+  // released once the answer is out instead.
   const it = source[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await it.next();
-    if (next.done) break;
-    const piece = next.value;
-    if (piece.byteLength === 0) continue;
-    parts.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-    have += piece.byteLength;
-    while (have >= need) {
-      if (!header) {
-        const h = take(RECORD_HEADER);
-        const kindIdx = h[0];
-        const codec = h[1];
-        const rawLength = h.readUInt32LE(2);
-        const storedLength = h.readUInt32LE(6);
-        if (kindIdx >= OBJECT_KINDS.length) throw bad(`object stream: unknown object kind ${kindIdx}`);
-        if (codec !== CODEC_NONE && codec !== CODEC_ZSTD) throw bad(`object stream: unknown codec ${codec}`);
-        if (rawLength > MAX_OBJECT_BYTES || storedLength > MAX_OBJECT_BYTES) throw bad(`object stream: object of ${Math.max(rawLength, storedLength)} bytes exceeds the ${MAX_OBJECT_BYTES}-byte limit`);
-        if (codec === CODEC_NONE && storedLength !== rawLength) throw bad('object stream: uncompressed object with stored length different from its raw length');
-        header = { kind: OBJECT_KINDS[kindIdx], codec: codec as Codec, rawLength, storedLength, id: objectIdFromBytes(h.subarray(10, 42)) };
-        need = storedLength;
-        continue;
+  let exhausted = false;
+  try {
+    for (;;) {
+      const next = await it.next();
+      if (next.done) break;
+      const piece = next.value;
+      if (piece.byteLength === 0) continue;
+      parts.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+      have += piece.byteLength;
+      while (have >= need) {
+        if (!header) {
+          const h = take(RECORD_HEADER);
+          const kindIdx = h[0];
+          const codec = h[1];
+          const rawLength = h.readUInt32LE(2);
+          const storedLength = h.readUInt32LE(6);
+          if (kindIdx >= OBJECT_KINDS.length) throw bad(`object stream: unknown object kind ${kindIdx}`);
+          if (codec !== CODEC_NONE && codec !== CODEC_ZSTD) throw bad(`object stream: unknown codec ${codec}`);
+          if (rawLength > MAX_OBJECT_BYTES || storedLength > MAX_OBJECT_BYTES) throw bad(`object stream: object of ${Math.max(rawLength, storedLength)} bytes exceeds the ${MAX_OBJECT_BYTES}-byte limit`);
+          if (codec === CODEC_NONE && storedLength !== rawLength) throw bad('object stream: uncompressed object with stored length different from its raw length');
+          header = { kind: OBJECT_KINDS[kindIdx], codec: codec as Codec, rawLength, storedLength, id: objectIdFromBytes(h.subarray(10, 42)) };
+          need = storedLength;
+          continue;
+        }
+        const stored = take(header.storedLength);
+        yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: header.codec, stored };
+        header = undefined;
+        need = RECORD_HEADER;
       }
-      const stored = take(header.storedLength);
-      yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: header.codec, stored };
-      header = undefined;
-      need = RECORD_HEADER;
     }
+    exhausted = true;
+  } finally {
+    if (!exhausted) releaseAfterAnswer(source);
   }
   if (header || have > 0) throw new FerryError('TRANSFER_INTERRUPTED', 'object stream ended in the middle of an object');
+}
+
+/**
+ * Stop a request whose body will not be read any further, once the answer to
+ * it is out. For an HTTP/2 stream (duck-typed: replication does not import
+ * HTTP), after the response has finished it is closed with NO_ERROR
+ * (RST_STREAM after a complete response, RFC 9113 section 8.1): the peer stops
+ * sending and the unread data held under flow control (up to a window) is
+ * freed. Closing or destroying it before the answer would lose the answer;
+ * leaving it open keeps the stream and its buffers until the peer gives up,
+ * and holds up a graceful shutdown. Any other source is left alone.
+ */
+export function releaseAfterAnswer(source: unknown): void {
+  const s = source as { close?: (code?: number) => void; once?: (event: string, fn: () => void) => unknown; writableFinished?: unknown; closed?: boolean; destroyed?: boolean } | null;
+  if (!s || typeof s.close !== 'function' || typeof s.once !== 'function' || typeof s.writableFinished !== 'boolean') return;
+  const close = () => {
+    if (!s.closed && !s.destroyed) s.close!(0);
+  };
+  if (s.writableFinished) close();
+  else s.once('finish', close);
 }
 
 // ---- missing: request = N ids of 32 bytes; response = bitmap, bit i set when id i is missing
@@ -150,6 +177,7 @@ function wireName(v: unknown, what: string): string {
 
 export function parseHelloRequest(v: unknown): HelloRequest {
   const o = obj(v, 'hello');
+  if (typeof o.protocol !== 'number') throw bad('hello.protocol must be a number (the replication protocol version)');
   if (o.protocol !== PROTOCOL_VERSION) {
     throw new FerryError('FORMAT_VERSION', `peer speaks replication protocol ${String(o.protocol)}, this site ${PROTOCOL_VERSION}: upgrade the older site`);
   }

@@ -1,6 +1,7 @@
 // Small shared pieces of ferry's HTTP: bounded body reading, error mapping
 // between FerryError and HTTP responses, and the route names.
 import { ERRORS, FerryError, isFerryError, type ErrorCode, type FerryErrorJSON } from '../core/errors.ts';
+import { releaseAfterAnswer } from '../replication/protocol.ts';
 
 export const ROUTES = {
   hello: '/v1/replication/hello',
@@ -11,12 +12,25 @@ export const ROUTES = {
   dr: (op: string) => `/v1/dr/${op}`,
 };
 
+/**
+ * Read a whole body of at most `limit` bytes. On refusal the source is not
+ * destroyed (as `for await` would do on a throw): a destroyed HTTP/2 stream is
+ * reset and the peer would never see the error answer. It is closed once the
+ * answer is out (releaseAfterAnswer).
+ */
 export async function readBody(source: AsyncIterable<Buffer | Uint8Array>, limit: number, what: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
-  for await (const p of source) {
+  const it = source[Symbol.asyncIterator]();
+  for (;;) {
+    const r = await it.next();
+    if (r.done) break;
+    const p = r.value;
     n += p.byteLength;
-    if (n > limit) throw new FerryError('PROTOCOL', `${what} exceeds ${limit} bytes`);
+    if (n > limit) {
+      releaseAfterAnswer(source);
+      throw new FerryError('PROTOCOL', `${what} exceeds ${limit} bytes`);
+    }
     parts.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
   }
   return Buffer.concat(parts);
@@ -33,7 +47,7 @@ export function httpStatusFor(err: FerryError): number {
     case 'corrupt':
       return 422;
     default:
-      return err.code === 'NOT_AUTHORIZED' || err.code === 'PEER_UNTRUSTED' ? 403 : err.code === 'PROTOCOL' ? 400 : 500;
+      return err.code === 'NOT_AUTHORIZED' || err.code === 'PEER_UNTRUSTED' ? 403 : err.code === 'PROTOCOL' || err.code === 'FORMAT_VERSION' ? 400 : 500;
   }
 }
 

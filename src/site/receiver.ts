@@ -181,10 +181,20 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
 
 /** Each member-relative target names a file of the member, through directories only. */
 function checkLinkTargets(store: ObjectReader, member: string, root: ObjectId, targets: Set<string>, refuse: (msg: string) => never): void {
-  let cached: { id: ObjectId; tree: Tree } | undefined;
+  // The directories on the targets' paths, decoded once each: targets share their upper levels. Bounded:
+  // at most 256 small trees, and only the last large one.
+  const cache = new Map<ObjectId, Tree>();
+  let large: { id: ObjectId; tree: Tree } | undefined;
   const tree = (id: ObjectId): Tree => {
-    if (cached?.id !== id) cached = { id, tree: decodeTree(store.get(id)) };
-    return cached.tree;
+    const hit = cache.get(id) ?? (large?.id === id ? large.tree : undefined);
+    if (hit) return hit;
+    const t = decodeTree(store.get(id));
+    if (t.entries.length > 4096) large = { id, tree: t };
+    else {
+      if (cache.size >= 256) cache.clear();
+      cache.set(id, t);
+    }
+    return t;
   };
   for (const t of targets) {
     const parts = t.split('/').map((c) => Buffer.from(c, 'latin1'));
