@@ -121,8 +121,11 @@ export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: 
   const peer = getPeer(site, plan.newPrimary);
   let kept: string | null = null;
   let keptDiffers = false;
+  // The reversed mirror runs on the schedule this one had (read before step 2 removes the record).
+  let schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null = null;
   if (!plan.alreadySecondary) {
     const m = getMirror(site, plan.volume, peer.name);
+    schedule = { scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth };
     // 1. keep this site's writes
     const name = `failback-kept-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
     const snap = (await createSnapshot(site, plan.volume, { name, pool: engine.pool })).snapshot;
@@ -147,10 +150,8 @@ export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: 
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, snap.id);
       site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept, keptDiffers } });
     });
-    void m;
   }
   // 3. the new primary resyncs the differences
-  const old = listMirrors(site).find((x) => x.volume === plan.volume);
   const client = drClient(engine, peer);
   let update: UpdateResult;
   try {
@@ -159,7 +160,7 @@ export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: 
       to: plan.volume,
       base: plan.base,
       full: plan.full,
-      schedule: old ? { scheduleS: old.scheduleS, minDelayS: old.minDelayS, maxDelayS: old.maxDelayS, bandwidth: old.bandwidth } : null,
+      schedule,
     });
   } finally {
     client.close();

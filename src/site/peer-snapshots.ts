@@ -83,6 +83,18 @@ export async function deletePeerSnapshot(
 ): Promise<{ snapshot: string; removedAt: string[] }> {
   const snap = resolveSnapshot(site, volume, ref);
   if (!snap.holds.includes(PEER_HOLD)) throw new FerryError('USAGE', `snapshot ${snap.name ?? snap.id} is not a peer snapshot; delete it with \`ferry snapshot delete\``);
+  const sec = site.db.get<{ source_site: string; state: string }>("SELECT source_site, state FROM secondaries WHERE volume = ? AND state <> 'broken-off'", volume);
+  if (sec) {
+    // Deleting it here alone would leave the primary believing it is present here.
+    const from = site.db.get<{ name: string }>('SELECT name FROM peers WHERE id = ?', sec.source_site)?.name ?? sec.source_site;
+    throw new FerryError('MIRROR_STATE', `${volume} is a secondary here: peer snapshot ${snap.name ?? snap.id} belongs to its primary ${from}; delete it there with \`ferry snapshot delete ${volume} ${snap.name ?? snap.id} --peer\``);
+  }
+  const others = snap.holds.filter((h) => h !== PEER_HOLD);
+  if (others.length > 0) {
+    // A mirror's base (or a snapshot in flight, or a link's) cannot go: refuse before removing it anywhere,
+    // rather than leave it behind on every side as a plain snapshot nothing would ever delete.
+    throw new FerryError('SNAPSHOT_HELD', `peer snapshot ${snap.name ?? snap.id} is held by ${others.join(', ')} (a mirror's base until the next update moves it); run \`ferry mirror update ${volume}\` first, then delete it with --peer`);
+  }
   const targets = site.db.all<{ mirror: string; peer: string; remote_volume: string; state: PeerState }>(
     'SELECT p.mirror, m.peer, m.remote_volume, p.state FROM peer_snapshots p JOIN mirrors m ON m.id = p.mirror WHERE p.snapshot = ?',
     snap.id,
@@ -97,7 +109,7 @@ export async function deletePeerSnapshot(
     site.db.run('DELETE FROM peer_snapshots WHERE snapshot = ?', snap.id);
     site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snap.id, PEER_HOLD);
   });
-  // A mirror may still hold it as its base: then it stays as a plain snapshot until the next update moves the base.
+  // A hold may have appeared since the check (an update in flight took it as its target): then it stays as a plain snapshot.
   const plan = planDeleteSnapshots(site, volume, [snap.id]);
   if (plan.refused.length === 0) executeDeleteSnapshots(site, plan);
   site.event({ kind: 'snapshot.peer-delete', volume, outcome: 'ok', detail: { snapshot: snap.id, removedAt, keptAsBase: plan.refused.length > 0 } });

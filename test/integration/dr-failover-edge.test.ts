@@ -1,0 +1,146 @@
+// Seed procedure 5, failover and failback edge cases, end to end on two real
+// daemons: `failover --dry-run` changes nothing; with the old primary down a
+// failover is refused (PEER_UNREACHABLE) unless forced; the old primary,
+// back up and unaware, is refused by the new one (FAILED_OVER) and breaks
+// its mirror off; `failback --dry-run` prints the plan (what is kept, the
+// base, the bytes expected) and changes nothing; when the base is gone from
+// one side, failback reports NEEDS_FULL_SYNC and changes nothing, and
+// `--full` then resyncs (moving only what the old primary lacks), keeping its
+// divergent writes in a snapshot.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { assertTreesEqual } from '../helpers.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+
+const sites: DrSite[] = [];
+after(() => cleanupSites(sites));
+
+/** Left by the first test for the second. */
+let after1: { a: DrSite; divergent: string[]; before: string[] } | undefined;
+
+const secondaryRow = (site: DrSite): { state: string; applied: string } | undefined =>
+  site.catalog((db) => db.prepare("SELECT state, applied FROM secondaries WHERE volume = 'vol'").get()) as any;
+const roleOf = (site: DrSite): string => (site.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
+
+test('failover and failback edge cases: dry runs, unreachable old primary, lost base and --full', async () => {
+  const [a, b] = await Promise.all([newSite('east'), newSite('west')]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  const volBytes = writeVolumeData(data, 8, 1 * MiB);
+  a.defineVolume('vol', [data]);
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', 'west']);
+  await a.json(['mirror', 'initialize', 'vol', '--to', 'west', '--wait']);
+  const replica = await b.memberPath('vol');
+  assertTreesEqual(replica, data);
+  writeChange(data, 'u1.bin', 64 * KiB);
+  const u1 = await a.json(['mirror', 'update', 'vol', '--wait']);
+  assertTreesEqual(replica, data);
+
+  // ---- failover --dry-run: a plan, and nothing changes
+  const snapsB = b.snapshotRows('vol');
+  const dry = await b.json(['failover', 'vol', '--dry-run']);
+  assert.equal(dry.plan.snapshot, u1.snapshot);
+  assert.equal(dry.plan.oldPrimary, 'east');
+  assert.equal(dry.plan.consistent, true);
+  assert.equal(dry.plan.steps.length, 3);
+  assert.equal(roleOf(b), 'secondary');
+  assert.equal(secondaryRow(b)!.state, 'active');
+  assert.deepEqual(b.snapshotRows('vol'), snapsB);
+  assert.equal(mirrorWithBase(a, 'vol', 'west')!.state, 'idle');
+  // ... and replication goes on as before.
+  writeChange(data, 'u2.bin', 48 * KiB);
+  const u2 = await a.json(['mirror', 'update', 'vol', '--wait']);
+  assertTreesEqual(replica, data);
+  assert.ok(u2.transfer.bytes >= 48 * KiB && u2.transfer.bytes < 48 * KiB + 32 * KiB, `update sent ${u2.transfer.bytes} bytes`);
+
+  // ---- the old primary is down: refused without --force, nothing changes; forced, it works
+  await a.stop();
+  const snapsB2 = b.snapshotRows('vol');
+  await b.refused(['failover', 'vol'], 6, 'PEER_UNREACHABLE', /--force/);
+  assert.equal(roleOf(b), 'secondary');
+  assert.equal(secondaryRow(b)!.state, 'active');
+  assert.deepEqual(b.snapshotRows('vol'), snapsB2);
+  const fo = await b.json(['failover', 'vol', '--force']);
+  assert.equal(fo.notified, false);
+  assert.ok(fo.notifyError, 'says the old primary could not be told');
+  assert.equal(roleOf(b), 'primary');
+  assert.equal(secondaryRow(b)!.state, 'broken-off');
+  assert.match(b.snapshotRows('vol').find((s) => s.id === fo.snapshot)!.name!, /^failover-/);
+  assertTreesEqual(replica, data);
+
+  // ---- both sides write: the new primary in production, the old one (still down, its application running) divergently
+  writeChange(replica, 'west/prod.bin', 150 * KiB);
+  writeFileSync(join(replica, 'etc', 'app-1.conf'), 'west is primary now\n');
+  writeChange(data, 'east/divergent.bin', 80 * KiB);
+  rmSync(join(data, 'big-2.bin'));
+
+  // ---- the old primary comes back, unaware: its update is refused by the new primary and its mirror breaks off
+  await a.start({ port: a.port });
+  await a.refused(['mirror', 'update', 'vol', '--wait'], 4, 'FAILED_OVER', /failback/);
+  assert.equal(mirrorWithBase(a, 'vol', 'west')!.state, 'broken-off');
+  const beforeFailback = copyTree(data, join(a.dir, 'before-failback'));
+  const westLive = copyTree(replica, join(b.dir, 'west-live'));
+  const snapsA = a.snapshotRows('vol');
+  const divergent = snapsA.filter((s) => s.time > snapsA.find((x) => x.id === u2.snapshot)!.time);
+  assert.equal(divergent.length, 1, 'the refused update took a snapshot of the divergent writes first');
+
+  // ---- failback --dry-run: prints the plan, changes nothing
+  const text = await a.ferry(['failback', 'vol', '--dry-run']);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /failback of vol from west:vol would:/);
+  assert.match(text.stdout, /failback-kept-<time>/);
+  assert.ok(text.stdout.includes(`base: ${u2.snapshot}`), text.stdout);
+  assert.ok(text.stdout.includes(divergent[0].id), `the plan names the divergent snapshot: ${text.stdout}`);
+  assert.match(text.stdout, /expected to move: about 15\d(\.\d+)? KiB/);
+  const plan = (await a.json(['failback', 'vol', '--dry-run'])).plan;
+  assert.equal(plan.base, u2.snapshot);
+  assert.equal(plan.commonBase, true);
+  assert.deepEqual(plan.divergentSnapshots, [divergent[0].id]);
+  assert.ok(plan.expectedBytes >= 150 * KiB && plan.expectedBytes < 152 * KiB, `plan expects ${plan.expectedBytes} bytes`);
+  assert.equal(roleOf(a), 'primary');
+  assert.deepEqual(a.snapshotRows('vol'), snapsA);
+  assert.equal(mirrorWithBase(a, 'vol', 'west')!.state, 'broken-off');
+  assertTreesEqual(data, beforeFailback);
+
+  // ---- the base is lost at the new primary (its hold removed by hand, then the snapshot deleted)
+  b.catalog((db) => db.prepare('DELETE FROM holds WHERE snapshot = ?').run(u2.snapshot), { write: true });
+  await b.json(['snapshot', 'delete', 'vol', u2.snapshot]);
+  assert.ok(!b.snapshotRows('vol').some((s) => s.id === u2.snapshot));
+  await a.refused(['failback', 'vol'], 4, 'NEEDS_FULL_SYNC', /--full/);
+  assert.equal(roleOf(a), 'primary');
+  assert.deepEqual(a.snapshotRows('vol'), snapsA, 'nothing kept, nothing changed');
+  assertTreesEqual(data, beforeFailback);
+  const nfs = await a.mirror('vol', 'west');
+  assert.equal(nfs.state, 'needs-full-sync');
+  assert.equal(nfs.health, 'warn');
+
+  // ---- --full: the old primary keeps its writes and resyncs; it lacks only what the new primary wrote
+  const fb = await a.json(['failback', 'vol', '--full']);
+  assert.equal(fb.plan.full, true);
+  assert.equal(fb.plan.commonBase, false);
+  assert.match(fb.kept, /^failback-kept-/);
+  const sent = fb.update.transfer.bytes;
+  assert.ok(sent >= 150 * KiB && sent < 150 * KiB + 64 * KiB, `full failback sent ${sent} bytes (the old primary lacked ~150 KiB; volume ${volBytes})`);
+  assertTreesEqual(data, westLive);
+  assertTreesEqual(replica, westLive);
+  assertTreesEqual(await a.restore('vol', fb.kept, 'kept'), beforeFailback);
+  assert.equal(roleOf(a), 'secondary');
+  const back = mirrorWithBase(b, 'vol', 'east')!;
+  assert.equal(back.state, 'idle');
+  assert.equal(back.base, fb.update.snapshot);
+  after1 = { a, divergent: divergent.map((s) => s.id), before: snapsA.map((s) => s.id) };
+  console.log(`# bytes: volume ${volBytes}, update ${u2.transfer.bytes} (48 KiB changed), failback plan ${plan.expectedBytes}, full failback ${sent} (150 KiB written at the new primary)`);
+});
+
+test('the old primary\'s own snapshots, the divergent one the failback plan lists among them, survive the failback', {
+  todo: 'src/site/receiver.ts #release deletes every older unnamed unheld snapshot of the volume, also the site\'s own (origin = this site) from before it became a secondary: the first apply after a failback deletes them (filter on origin = the sending peer)',
+}, () => {
+  assert.ok(after1, 'the first test did not get this far');
+  const now = after1.a.snapshotRows('vol').map((s) => s.id);
+  for (const id of after1.divergent) assert.ok(now.includes(id), `divergent snapshot ${id}, listed by the failback plan, is gone after the failback`);
+  for (const id of after1.before) assert.ok(now.includes(id), `snapshot ${id}, taken here as primary, is gone after the failback`);
+});
