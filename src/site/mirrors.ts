@@ -368,6 +368,8 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   else if (lag > m.maxDelayS) reasons.push(`lag ${Math.round(lag)} s exceeds max delay ${m.maxDelayS} s`);
   if (m.lastError) reasons.push(`last error: ${m.lastError.code}`);
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
+  const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
+  if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
   return { ...m, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
 }
 

@@ -567,8 +567,9 @@ export class SiteReceiver implements Receiver {
   #release(volume: string, target: SnapshotManifest): void {
     const site = this.#site;
     const old = site.db.all<{ id: string }>(
-      'SELECT id FROM snapshots s WHERE volume = ? AND time < ? AND name IS NULL AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id)',
-      volume, target.time,
+      // Only replication snapshots from this peer: a site's own history (from when it was primary) stays.
+      'SELECT id FROM snapshots s WHERE volume = ? AND time < ? AND name IS NULL AND origin = ? AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id)',
+      volume, target.time, target.origin,
     );
     if (old.length === 0) return;
     site.db.tx(() => {
