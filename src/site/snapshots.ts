@@ -236,13 +236,30 @@ export class StatCacheWriter {
 }
 
 export function statCacheFor(site: Site, volume: string, member: string, parent: string | undefined, writer: StatCacheWriter): StatCacheIO {
+  // The walk asks for directories in nearly the rows' key order (depth
+  // first, names sorted), so rows are read ahead in key-ordered runs: one
+  // range query per run instead of a lookup per directory (the data blobs
+  // overflow their pages, and single lookups cost ~100 us each).
+  const ahead = new Map<string, Uint8Array>();
+  const AHEAD = 256;
   return {
     load(dir: Buffer): Map<string, CachedFile> | undefined {
       if (!parent) return undefined;
-      const row = site.db.get<{ data: Uint8Array }>('SELECT data FROM stat_cache WHERE volume = ? AND member = ? AND snapshot = ? AND dir = ?', volume, member, parent, dir);
-      if (!row) return undefined;
+      const key = dir.toString('latin1');
+      let data = ahead.get(key);
+      if (data === undefined) {
+        if (ahead.size > 16 * AHEAD) ahead.clear(); // rows of directories that are gone
+        const rows = site.db.all<{ dir: Uint8Array; data: Uint8Array }>(
+          'SELECT dir, data FROM stat_cache WHERE volume = ? AND member = ? AND snapshot = ? AND dir >= ? ORDER BY dir LIMIT ?',
+          volume, member, parent, dir, AHEAD,
+        );
+        for (const r of rows) ahead.set(Buffer.from(r.dir).toString('latin1'), r.data);
+        data = ahead.get(key);
+        if (data === undefined) return undefined;
+      }
+      ahead.delete(key);
       try {
-        return decodeDirCache(row.data);
+        return decodeDirCache(data);
       } catch {
         return undefined; // a damaged cache only costs a re-read
       }

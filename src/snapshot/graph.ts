@@ -20,6 +20,8 @@ export interface GraphVisitor {
   enter(o: VisitedObject): boolean;
   /** a child object could not be read (missing or corrupt); the walk continues */
   broken?(o: VisitedObject, err: unknown): void;
+  /** after every object `enter` returned true for (its children visited, or `broken` called) */
+  exit?(o: VisitedObject): void;
 }
 
 export function readManifest(store: ObjectReader, id: ObjectId): SnapshotManifest {
@@ -35,12 +37,14 @@ export function walkSnapshot(store: ObjectReader, manifestId: ObjectId, v: Graph
     m = readManifest(store, manifestId);
   } catch (err) {
     v.broken?.(top, err);
+    v.exit?.(top);
     return;
   }
   for (const mem of m.members) {
     if (mem.kind === 'tree') walkTree(store, mem.root, mem.name, '', v);
     else walkImage(store, mem.root, mem.name, v);
   }
+  v.exit?.(top);
 }
 
 function walkTree(store: ObjectReader, id: ObjectId, member: string, path: string, v: GraphVisitor): void {
@@ -51,6 +55,7 @@ function walkTree(store: ObjectReader, id: ObjectId, member: string, path: strin
     tree = decodeTree(store.get(id));
   } catch (err) {
     v.broken?.(me, err);
+    v.exit?.(me);
     return;
   }
   for (const e of tree.entries) {
@@ -58,6 +63,7 @@ function walkTree(store: ObjectReader, id: ObjectId, member: string, path: strin
     if (e.type === 'dir' && e.tree) walkTree(store, e.tree, member, p, v);
     else if (e.type === 'file' && e.chunks) for (const c of e.chunks) v.enter({ id: c, kind: 'chunk', member, path: p });
   }
+  v.exit?.(me);
 }
 
 function walkImage(store: ObjectReader, id: ObjectId, member: string, v: GraphVisitor): void {
@@ -68,6 +74,7 @@ function walkImage(store: ObjectReader, id: ObjectId, member: string, v: GraphVi
     img = decodeImage(store.get(id));
   } catch (err) {
     v.broken?.(me, err);
+    v.exit?.(me);
     return;
   }
   img.lists.forEach((lid, li) => {
@@ -78,12 +85,15 @@ function walkImage(store: ObjectReader, id: ObjectId, member: string, v: GraphVi
       list = decodeBlockList(store.get(lid));
     } catch (err) {
       v.broken?.(lo, err);
+      v.exit?.(lo);
       return;
     }
     list.blocks.forEach((b, bi) => {
       if (b) v.enter({ id: b, kind: 'chunk', member, path: `block ${li * 4096 + bi} (offset ${(li * 4096 + bi) * img.blockSize})` });
     });
+    v.exit?.(lo);
   });
+  v.exit?.(me);
 }
 
 /** The set of every object id reachable from the given snapshots. */

@@ -25,13 +25,22 @@ export interface VerifyReport {
 const MAX_USES = 20;
 
 export function verifySnapshots(store: ObjectReader, snapshots: Array<{ id: string; manifest: ObjectId }>, onProgress?: (checked: number) => void): VerifyReport {
+  // chunks read and found sound
   const ok = new Set<string>();
+  // metadata objects whose whole subgraph is sound: skipped when met again
+  const clean = new Set<string>();
+  // metadata objects that read fine but have damage below: walked again wherever they are
+  // met (their sound parts are not re-read), so every snapshot and path they break is named
+  const dirty = new Set<string>();
   const bad = new Map<string, DamagedObject>();
   const report: VerifyReport = { snapshots: snapshots.length, objectsChecked: 0, bytesChecked: 0, damaged: [], damagedSnapshots: [] };
   for (const s of snapshots) {
     let damaged = false;
+    // the metadata objects being walked, root first: damage below marks them all
+    const stack: Array<{ id: string; damaged: boolean }> = [];
     const note = (o: VisitedObject, err: unknown) => {
       damaged = true;
+      for (const f of stack) f.damaged = true;
       let d = bad.get(o.id);
       if (!d) {
         d = { id: o.id, kind: o.kind, error: (err as Error).message, usedBy: [] };
@@ -45,8 +54,8 @@ export function verifySnapshots(store: ObjectReader, snapshots: Array<{ id: stri
           note(o, new Error(bad.get(o.id)!.error));
           return false;
         }
-        if (ok.has(o.id)) return false;
         if (o.kind === 'chunk') {
+          if (ok.has(o.id)) return false;
           // Metadata objects are read (and so verified) by the walk itself; chunks are read here.
           try {
             const data = store.get(o.id);
@@ -59,14 +68,20 @@ export function verifySnapshots(store: ObjectReader, snapshots: Array<{ id: stri
           }
           return false;
         }
-        report.objectsChecked++;
-        ok.add(o.id);
+        if (clean.has(o.id)) return false;
+        if (!dirty.has(o.id)) report.objectsChecked++;
+        stack.push({ id: o.id, damaged: false });
         return true;
       },
       broken(o, err) {
-        ok.delete(o.id);
+        // counted when entered, but it is not sound
         report.objectsChecked--;
         note(o, err);
+      },
+      exit() {
+        const f = stack.pop()!;
+        if (f.damaged) dirty.add(f.id);
+        else clean.add(f.id);
       },
     });
     if (damaged) report.damagedSnapshots.push(s.id);

@@ -55,7 +55,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         process.stdout.write(`checked ${report.snapshots} snapshots, ${report.objectsChecked} objects, ${formatBytes(report.bytesChecked)} in ${formatDuration(report.seconds * 1000)}\n`);
         for (const d of report.damaged) {
           process.stdout.write(`DAMAGED ${d.kind} ${d.id}: ${d.error}\n`);
-          for (const u of d.usedBy) process.stdout.write(`  used by ${names[u.snapshot] ?? u.snapshot} ${u.member}:${u.path || '/'}\n`);
+          for (const u of d.usedBy) process.stdout.write(`  used by ${names[u.snapshot] ?? u.snapshot} ${u.member ? `${u.member}:${u.path || '/'}` : '(its manifest)'}\n`);
         }
         if (failure) throw failure;
       })(),

@@ -1,0 +1,93 @@
+// Files that vanish or change while a snapshot is being taken. The race is
+// arranged deterministically: a chunk pool that removes (or rewrites) the file
+// just before reading it, after the walker has listed and stat'ed it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Site } from '../../src/site/site.ts';
+import { createVolume } from '../../src/site/volumes.ts';
+import { createSnapshot } from '../../src/site/snapshots.ts';
+import { readManifest } from '../../src/snapshot/graph.ts';
+import { restoreTree } from '../../src/snapshot/restore.ts';
+import { verifySnapshots } from '../../src/snapshot/verify.ts';
+import { ChunkPool } from '../../src/snapshot/chunk-pool.ts';
+import { tempDir } from '../helpers.ts';
+
+class RacingPool extends ChunkPool {
+  readonly #before: (path: Buffer) => void;
+  constructor(before: (path: Buffer) => void) {
+    super({ workers: 1 });
+    this.#before = before;
+  }
+  override chunkFile(path: Buffer, sizeHint?: number) {
+    this.#before(path);
+    return super.chunkFile(path, sizeHint);
+  }
+}
+
+test('a file that vanishes during capture is reported; the snapshot completes with the others', async () => {
+  const tmp = tempDir();
+  const site = Site.init(join(tmp.path, 'home'), 'race');
+  const pool = new RacingPool((p) => {
+    if (p.toString().endsWith('/goes-away')) unlinkSync(p);
+    if (p.toString().endsWith('/dir-goes/inner')) rmSync(join(tmp.path, 'data', 'dir-goes'), { recursive: true });
+  });
+  try {
+    const data = join(tmp.path, 'data');
+    mkdirSync(join(data, 'dir-goes'), { recursive: true });
+    writeFileSync(join(data, 'a-stays'), 'a\n');
+    writeFileSync(join(data, 'goes-away'), 'soon gone\n');
+    writeFileSync(join(data, 'dir-goes', 'inner'), 'inner\n');
+    writeFileSync(join(data, 'z-stays'), 'z\n');
+    createVolume(site, 'v', { members: [{ path: data }] });
+    const warnings: Array<{ path: string; problem: string }> = [];
+    const r = await createSnapshot(site, 'v', { pool, onWarning: (w) => warnings.push(w) });
+    assert.deepEqual(warnings.map((w) => [w.path, w.problem]).sort(), [['data:dir-goes/inner', 'vanished'], ['data:goes-away', 'vanished']]);
+    assert.equal(r.warnings.length, 2);
+    const m = readManifest(site.store, r.snapshot.manifest);
+    const out = join(tmp.path, 'out');
+    restoreTree(m.members[0].root, '', out, { store: site.store });
+    assert.equal(readFileSync(join(out, 'a-stays'), 'utf8'), 'a\n');
+    assert.equal(readFileSync(join(out, 'z-stays'), 'utf8'), 'z\n');
+    assert.equal(existsSync(join(out, 'goes-away')), false);
+    assert.equal(existsSync(join(out, 'dir-goes', 'inner')), false);
+    assert.equal(verifySnapshots(site.store, [r.snapshot]).damaged.length, 0);
+    // The stats count only what was captured.
+    assert.equal(r.stats.files, 2);
+  } finally {
+    await pool.close();
+    site.close();
+    tmp.cleanup();
+  }
+});
+
+test('a file replaced by a directory between stat and read is reported, not followed', async () => {
+  const tmp = tempDir();
+  const site = Site.init(join(tmp.path, 'home'), 'race');
+  const data = join(tmp.path, 'data');
+  const pool = new RacingPool((p) => {
+    if (p.toString().endsWith('/swapped')) {
+      unlinkSync(p);
+      mkdirSync(p);
+      writeFileSync(join(p.toString(), 'x'), 'x');
+    }
+  });
+  try {
+    mkdirSync(data);
+    writeFileSync(join(data, 'swapped'), 'file\n');
+    writeFileSync(join(data, 'other'), 'other\n');
+    createVolume(site, 'v', { members: [{ path: data }] });
+    const warnings: Array<{ path: string; problem: string }> = [];
+    const r = await createSnapshot(site, 'v', { pool, onWarning: (w) => warnings.push(w) });
+    assert.deepEqual(warnings.map((w) => w.path), ['data:swapped']);
+    const out = join(tmp.path, 'out');
+    restoreTree(readManifest(site.store, r.snapshot.manifest).members[0].root, '', out, { store: site.store });
+    assert.equal(readFileSync(join(out, 'other'), 'utf8'), 'other\n');
+    assert.equal(existsSync(join(out, 'swapped')), false);
+  } finally {
+    await pool.close();
+    site.close();
+    tmp.cleanup();
+  }
+});

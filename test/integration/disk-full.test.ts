@@ -1,0 +1,123 @@
+// A full disk: the site home (or only its store) on a small tmpfs, and a
+// snapshot of more data than fits. The command fails with NO_SPACE (exit 7)
+// and says the disk is full; the catalog still opens, verify passes, and once
+// space is freed a snapshot succeeds and restores exactly. Needs mount
+// (root in a sandbox that allows it): skipped with the reason otherwise.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { assertTreesEqual, tempDir } from '../helpers.ts';
+import { assertError, assertSiteSound, makeSite, writeRandomFile, type TestSite } from './cli-util.ts';
+
+const MiB = 1 << 20;
+
+/** Mount a tmpfs of `sizeMiB` at `dir`; returns why not if this sandbox does not allow it. */
+function tryMount(dir: string, sizeMiB: number): string | undefined {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0700`, 'tmpfs', dir], { stdio: 'pipe' });
+    return undefined;
+  } catch (err) {
+    return `cannot mount a tmpfs here (${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim()})`;
+  }
+}
+
+function unmount(dir: string): void {
+  try {
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+  } catch {
+    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+  }
+}
+
+function remount(dir: string, sizeMiB: number): void {
+  execFileSync('mount', ['-o', `remount,size=${sizeMiB}m`, dir], { stdio: 'pipe' });
+}
+
+function fillData(data: string): void {
+  mkdirSync(join(data, 'sub'), { recursive: true });
+  for (let i = 0; i < 3; i++) writeRandomFile(join(data, `big-${i}.bin`), 5 * MiB);
+  for (let i = 0; i < 30; i++) writeFileSync(join(data, 'sub', `s${i}`), `small ${i}\n`);
+}
+
+async function fullDiskScenario(t: TestContext, site: TestSite, mountPoint: string, data: string): Promise<void> {
+  assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+  // A small snapshot fits.
+  const first = await site.json(['snapshot', 'create', 'v', '--name', 'fits']);
+  const storeBefore = (await site.json(['info'])).store;
+  // 15 MiB of incompressible data does not fit in 8 MiB.
+  fillData(join(data, 'more'));
+  const r = await site.ferry(['snapshot', 'create', 'v', '--json']);
+  assertError(r, 7, 'NO_SPACE', /disk is full/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'a stack trace instead of a clear message');
+  t.diagnostic(`error: ${r.json?.error?.message}`);
+
+  // The catalog opens, nothing half-made is listed or indexed, verify passes.
+  const ids = await assertSiteSound(site, 'v');
+  assert.deepEqual(ids, [first.snapshot.id]);
+  const storeAfter = (await site.json(['info'])).store;
+  assert.equal(storeAfter.objects, storeBefore.objects, 'objects of the failed snapshot were indexed');
+  assert.equal(storeAfter.rawBytes, storeBefore.rawBytes);
+  // Still full: a second attempt fails the same way, cleanly.
+  assertError(await site.ferry(['snapshot', 'create', 'v']), 7, 'NO_SPACE');
+  await assertSiteSound(site, 'v');
+
+  // Free space: the snapshot succeeds and restores exactly.
+  remount(mountPoint, 64);
+  const ok = await site.ferry(['snapshot', 'create', 'v', '--json']);
+  assert.equal(ok.code, 0, `snapshot after freeing space: ${ok.stderr}`);
+  const out = join(site.dir, 'out');
+  assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out])).code, 0);
+  assertTreesEqual(out, data);
+  const out1 = join(site.dir, 'out-fits');
+  assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'fits', '--target', out1])).code, 0);
+  assert.deepEqual(readdirSync(out1), ['sub']);
+  await assertSiteSound(site, 'v');
+}
+
+test('the site home on a full tmpfs: NO_SPACE (exit 7), the site stays sound, and recovers once space is freed', async (t) => {
+  const tmp = tempDir();
+  const mnt = join(tmp.path, 'mnt');
+  mkdirSync(mnt);
+  const why = tryMount(mnt, 8);
+  if (why) {
+    tmp.cleanup();
+    t.skip(why);
+    return;
+  }
+  let site: TestSite | undefined;
+  try {
+    site = await makeSite('full', { home: join(mnt, 'home') });
+    const data = join(site.dir, 'data');
+    mkdirSync(join(data, 'sub'), { recursive: true });
+    for (let i = 0; i < 10; i++) writeFileSync(join(data, 'sub', `s${i}`), `small ${i}\n`);
+    await fullDiskScenario(t, site, mnt, data);
+  } finally {
+    unmount(mnt);
+    site?.cleanup();
+    tmp.cleanup();
+  }
+});
+
+test('only the store on a full tmpfs: NO_SPACE (exit 7), the site stays sound, and recovers once space is freed', async (t) => {
+  const site = await makeSite('store-full');
+  const store = join(site.home, 'store');
+  rmSync(store, { recursive: true });
+  mkdirSync(store);
+  const why = tryMount(store, 8);
+  if (why) {
+    site.cleanup();
+    t.skip(why);
+    return;
+  }
+  try {
+    const data = join(site.dir, 'data');
+    mkdirSync(join(data, 'sub'), { recursive: true });
+    writeFileSync(join(data, 'sub', 'one'), 'one\n');
+    await fullDiskScenario(t, site, store, data);
+  } finally {
+    unmount(store);
+    site.cleanup();
+  }
+});

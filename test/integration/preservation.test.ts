@@ -1,0 +1,207 @@
+// What a snapshot keeps, through the real CLI: permissions (setuid, setgid,
+// sticky), ownership (as root: arbitrary uids), mtimes, symlinks of every
+// kind (never followed), hard links, empty files and directories, names that
+// are not UTF-8, FIFOs (recorded, never opened), and image members (sparse,
+// restored sparse; block changes stored and diffed block by block).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import {
+  chmodSync, closeSync, ftruncateSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync,
+  symlinkSync, utimesSync, writeFileSync, writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { fillBytes } from '../tree-gen.ts';
+import { assertTreesEqual, describeTree } from '../helpers.ts';
+import { makeSite } from './cli-util.ts';
+
+const isRoot = process.getuid?.() === 0;
+
+const b = (bytes: number[]) => Buffer.from(bytes);
+/** Join path parts that may be raw bytes. */
+const p = (...parts: Array<string | Buffer>) => Buffer.concat(parts.flatMap((x, i) => (i === 0 ? [Buffer.from(x)] : [Buffer.from('/'), Buffer.from(x)])));
+
+/** A tree with one of everything; returns facts the test checks beside the full comparison. */
+function buildTree(root: string, outside: string): void {
+  mkdirSync(root, { recursive: true });
+  const t = (sec: number, us: number) => sec + us / 1e6;
+  // plain files with assorted modes, owners, times
+  const files: Array<[string, number, number, number]> = [
+    ['plain.txt', 0o644, 0, 0],
+    ['private', 0o600, 12345, 54321],
+    ['setuid-bin', 0o4755, 0, 0],
+    ['setgid-bin', 0o2750, 4242, 4343],
+    ['readonly', 0o444, 65534, 65534],
+  ];
+  for (const [name, mode, uid, gid] of files) {
+    writeFileSync(join(root, name), `contents of ${name}\n`);
+    if (isRoot) lchownSync(join(root, name), uid, gid);
+    chmodSync(join(root, name), mode);
+    utimesSync(join(root, name), t(1_500_000_000 + mode, 123_456), t(1_500_000_000 + mode, 123_456));
+  }
+  // a multi-chunk file
+  writeFileSync(join(root, 'large.bin'), fillBytes(1_500_000, 42));
+  // empty file, empty dirs (one nested), sticky world-writable dir
+  writeFileSync(join(root, 'empty'), '');
+  mkdirSync(join(root, 'empty-dir'));
+  mkdirSync(join(root, 'nest', 'empty-inner'), { recursive: true });
+  mkdirSync(join(root, 'tmp'));
+  writeFileSync(join(root, 'tmp', 'scratch'), 'scratch');
+  // hard links within the member: same dir and another dir
+  writeFileSync(join(root, 'linked'), 'shared inode\n');
+  linkSync(join(root, 'linked'), join(root, 'linked-again'));
+  linkSync(join(root, 'linked'), join(root, 'nest', 'linked-deep'));
+  // symlinks: relative, absolute, dangling, to /etc, to a directory outside, to a directory inside
+  symlinkSync('plain.txt', join(root, 'rel-link'));
+  symlinkSync('../nest/../plain.txt', join(root, 'nest', 'up-link'));
+  symlinkSync('/etc/passwd', join(root, 'abs-link'));
+  symlinkSync('does/not/exist', join(root, 'dangling'));
+  symlinkSync('/etc', join(root, 'etc'));
+  symlinkSync(outside, join(root, 'outside'));
+  symlinkSync('nest', join(root, 'nest-link'));
+  if (isRoot) lchownSync(join(root, 'rel-link'), 777, 888);
+  // names that are not UTF-8 (a file, and a directory with a file in it)
+  writeFileSync(p(root, b([0xff, 0xfe, 0x41])), 'latin-1 name\n');
+  mkdirSync(p(root, b([0x63, 0x61, 0x66, 0xe9])));
+  writeFileSync(p(root, b([0x63, 0x61, 0x66, 0xe9]), b([0x80])), 'lone continuation byte\n');
+  // a FIFO: capture must record it and never open it (nobody writes to it: an open would block)
+  execFileSync('mkfifo', ['-m', '0640', join(root, 'nest', 'pipe')]);
+  // ... and FIFOs whose path is not UTF-8 (named, or inside a directory named, with raw bytes)
+  execFileSync('mkfifo', ['-m', '0600', join(root, 'fifo-tmp-1')]);
+  renameSync(join(root, 'fifo-tmp-1'), p(root, b([0x70, 0xff])));
+  execFileSync('mkfifo', ['-m', '0644', join(root, 'fifo-tmp-2')]);
+  renameSync(join(root, 'fifo-tmp-2'), p(root, b([0x63, 0x61, 0x66, 0xe9]), 'pipe'));
+  // directory metadata last (creating children changes it)
+  for (const [d, mode, uid] of [['tmp', 0o1777, 0], ['empty-dir', 0o700, 2000], ['nest', 0o750, 3000], ['nest/empty-inner', 0o755, 0]] as const) {
+    if (isRoot) lchownSync(join(root, d), uid, uid + 1);
+    chmodSync(join(root, d), mode);
+  }
+  for (const d of ['tmp', 'empty-dir', 'nest/empty-inner', 'nest']) utimesSync(join(root, d), t(1_400_000_000, 999_999), t(1_400_000_000, 999_999));
+  lutimesSync(join(root, 'rel-link'), 1_300_000_000, 1_300_000_000);
+}
+
+test('a tree snapshot restores exactly: modes, owners, times, links, odd names, FIFO; symlinks are never followed', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    const outside = join(site.dir, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'bait'), 'must never be captured or written');
+    buildTree(data, outside);
+    const etcBefore = readdirSync('/etc').sort();
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+
+    const r = await site.ferry(['snapshot', 'create', 'v', '--json'], { timeoutMs: 60_000 });
+    // The FIFO is recorded with a notice; nothing else may warn.
+    assert.ok(r.code === 0 || r.code === 8, `snapshot failed (${r.code}): ${r.stderr}`);
+    const problems = r.json.warnings.filter((w: { problem: string }) => w.problem !== 'special-file');
+    assert.deepEqual(problems, []);
+    const st = r.json.stats;
+    // regular files only from the tree: nothing under /etc or the outside directory was read
+    const regular = [...describeTree(data).values()].filter((e) => e.type === 'file');
+    assert.equal(st.files + st.hardlinks, regular.length);
+    assert.equal(st.symlinks, 7);
+    assert.equal(st.specials, 3);
+    assert.equal(st.hardlinks, 2);
+    assert.equal(st.bytes, regular.filter((e) => e.ino === undefined).reduce((n, e) => n + e.size, 0) + 'shared inode\n'.length);
+
+    const out = join(site.dir, 'out');
+    const rr = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out]);
+    assert.equal(rr.code, 0, rr.stderr);
+    assertTreesEqual(out, data);
+    // spot checks of what the comparison covers
+    assert.equal(statSync(join(out, 'setuid-bin')).mode & 0o7777, 0o4755);
+    assert.equal(statSync(join(out, 'tmp')).mode & 0o7777, 0o1777);
+    if (isRoot) assert.equal(statSync(join(out, 'private')).uid, 12345);
+    assert.equal(readlinkSync(join(out, 'etc')), '/etc');
+    assert.ok(lstatSync(join(out, 'etc')).isSymbolicLink());
+    assert.ok(lstatSync(join(out, 'nest', 'pipe')).isFIFO());
+    assert.ok(lstatSync(p(out, b([0x70, 0xff]))).isFIFO());
+    assert.ok(lstatSync(p(out, b([0x63, 0x61, 0x66, 0xe9]), 'pipe')).isFIFO());
+    assert.equal(statSync(join(out, 'linked')).ino, statSync(join(out, 'nest', 'linked-deep')).ino);
+    assert.equal(readFileSync(p(out, b([0x63, 0x61, 0x66, 0xe9]), b([0x80])), 'utf8'), 'lone continuation byte\n');
+
+    // Restoring with --force over a target where the snapshot's directories are symlinks out of it:
+    // the symlinks are replaced, never written through.
+    const trap = join(site.dir, 'trap');
+    mkdirSync(trap);
+    symlinkSync(outside, join(trap, 'nest'));
+    symlinkSync(join(outside, 'bait'), join(trap, 'plain.txt'));
+    symlinkSync('/etc', join(trap, 'tmp'));
+    const rf = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', trap, '--force']);
+    assert.equal(rf.code, 0, rf.stderr);
+    assertTreesEqual(trap, data);
+    assert.deepEqual(readdirSync(outside), ['bait']);
+    assert.equal(readFileSync(join(outside, 'bait'), 'utf8'), 'must never be captured or written');
+    assert.deepEqual(readdirSync('/etc').sort(), etcBefore);
+    assert.equal((await site.ferry(['verify'])).code, 0);
+  } finally {
+    site.cleanup();
+  }
+});
+
+const KiB = 1024;
+const BLOCK = 64 * KiB;
+
+function writeAt(path: string, offset: number, data: Buffer): void {
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test('a sparse image member restores byte-identical and sparse; block changes are stored and diffed by block', async () => {
+  const site = await makeSite();
+  try {
+    const img = join(site.dir, 'disk.img');
+    const size = 64 << 20;
+    const fd = openSync(img, 'w');
+    ftruncateSync(fd, size);
+    closeSync(fd);
+    writeAt(img, 0, fillBytes(BLOCK, 2));
+    writeAt(img, 5 * BLOCK + 100, fillBytes(3000, 4)); // unaligned, inside one block
+    writeAt(img, 40 * 1024 * KiB - 10, fillBytes(20, 6)); // straddles two blocks
+    writeAt(img, size - 512, fillBytes(512, 8)); // the very end
+    assert.equal((await site.ferry(['volume', 'create', 'disk', '--member', `image:${img}`])).code, 0);
+    const s1 = await site.json(['snapshot', 'create', 'disk']);
+    assert.equal(s1.stats.bytes, size);
+    assert.ok(s1.stats.bytesAdded < 5 * BLOCK + 64 * KiB, `holes were stored: ${s1.stats.bytesAdded} bytes added`);
+
+    const out = join(site.dir, 'restored.img');
+    const r = await site.ferry(['restore', 'disk', '--snapshot', 'latest', '--target', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readFileSync(out).equals(readFileSync(img)), 'restored image differs');
+    const rst = statSync(out);
+    assert.equal(rst.size, size);
+    assert.ok(rst.blocks * 512 < 2 << 20, `restored image is not sparse: ${rst.blocks * 512} bytes allocated for ${size}`);
+
+    // Change three blocks in place (one of them a hole before), and put one data block back to zeros.
+    writeAt(img, 10 * BLOCK, fillBytes(BLOCK, 10));
+    writeAt(img, 20 * BLOCK + 7, Buffer.from('seven'));
+    writeAt(img, 0, Buffer.from('overwritten start'));
+    writeAt(img, 5 * BLOCK + 100, Buffer.alloc(3000));
+    const s2 = await site.json(['snapshot', 'create', 'disk']);
+    assert.ok(s2.stats.bytesAdded >= 3 * BLOCK, `only ${s2.stats.bytesAdded} bytes added for 3 changed blocks`);
+    assert.ok(s2.stats.bytesAdded < 3 * BLOCK + 64 * KiB, `${s2.stats.bytesAdded} bytes added for 3 changed blocks`);
+    const d = await site.json(['snapshot', 'diff', 'disk', s1.snapshot.id, s2.snapshot.id]);
+    const m = d.members[0];
+    assert.equal(m.kind, 'image');
+    assert.equal(m.changedBlocks, 4);
+    assert.deepEqual(m.ranges, [[0, BLOCK], [5 * BLOCK, BLOCK], [10 * BLOCK, BLOCK], [20 * BLOCK, BLOCK]]);
+    const text = await site.ferry(['snapshot', 'diff', 'disk', s1.snapshot.id, s2.snapshot.id]);
+    assert.match(text.stdout, /4 blocks changed/);
+
+    const out2 = join(site.dir, 'restored2.img');
+    assert.equal((await site.ferry(['restore', 'disk', '--snapshot', s2.snapshot.id, '--target', out2])).code, 0);
+    assert.ok(readFileSync(out2).equals(readFileSync(img)));
+    // the first snapshot is still the first image
+    const out1 = join(site.dir, 'restored1.img');
+    assert.equal((await site.ferry(['restore', 'disk', '--snapshot', s1.snapshot.id, '--target', out1])).code, 0);
+    assert.ok(readFileSync(out1).equals(readFileSync(out)));
+    assert.equal((await site.ferry(['verify'])).code, 0);
+  } finally {
+    site.cleanup();
+  }
+});

@@ -1,0 +1,177 @@
+// Restore variants through the CLI: one file (--path), one directory
+// (--path), one member of a multi-member volume (--member: a tree and an
+// image), and --force over a non-empty target.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, closeSync, existsSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { fillBytes } from '../tree-gen.ts';
+import { assertTreesEqual } from '../helpers.ts';
+import { assertError, makeSite, type TestSite } from './cli-util.ts';
+
+/** mtimes are restored to about a microsecond (Node sets times from a double): allow 2 us. */
+function assertSameMtime(a: string, b: string): void {
+  const d = statSync(a, { bigint: true }).mtimeNs - statSync(b, { bigint: true }).mtimeNs;
+  assert.ok(d <= 2000n && d >= -2000n, `mtime of ${a} differs from ${b} by ${d} ns`);
+}
+
+function buildTree(root: string): void {
+  mkdirSync(join(root, 'etc', 'app', 'conf.d'), { recursive: true });
+  mkdirSync(join(root, 'var', 'data'), { recursive: true });
+  writeFileSync(join(root, 'etc', 'app', 'app.conf'), 'port = 8080\n');
+  chmodSync(join(root, 'etc', 'app', 'app.conf'), 0o640);
+  utimesSync(join(root, 'etc', 'app', 'app.conf'), 1_600_000_000.25, 1_600_000_000.25);
+  writeFileSync(join(root, 'etc', 'app', 'conf.d', 'extra.conf'), 'debug = false\n');
+  symlinkSync('app.conf', join(root, 'etc', 'app', 'current.conf'));
+  writeFileSync(join(root, 'var', 'data', 'blob.bin'), fillBytes(600_000, 12));
+  // a hard link whose first path (in name order) is outside var/
+  writeFileSync(join(root, 'aaa-first'), 'hard-linked content\n');
+  linkSync(join(root, 'aaa-first'), join(root, 'var', 'data', 'linked'));
+  writeFileSync(join(root, 'top.txt'), 'top\n');
+  chmodSync(join(root, 'etc', 'app'), 0o750);
+  utimesSync(join(root, 'etc', 'app'), 1_500_000_000.5, 1_500_000_000.5);
+}
+
+async function setup(): Promise<{ site: TestSite; data: string; img: string }> {
+  const site = await makeSite();
+  const data = join(site.dir, 'data');
+  buildTree(data);
+  const img = join(site.dir, 'disk.img');
+  const fd = openSync(img, 'w');
+  ftruncateSync(fd, 4 << 20);
+  writeSync(fd, fillBytes(100_000, 14), 0, 100_000, 1 << 20);
+  closeSync(fd);
+  return { site, data, img };
+}
+
+test('--path restores one file, or one directory with its metadata', async () => {
+  const { site, data } = await setup();
+  try {
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v', '--name', 's'])).code, 0);
+
+    // one file: the target is the file itself
+    const f = join(site.dir, 'one', 'app.conf');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'etc/app/app.conf', '--target', f]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(f, 'utf8'), 'port = 8080\n');
+    assert.equal(statSync(f).mode & 0o7777, 0o640);
+    assertSameMtime(f, join(data, 'etc', 'app', 'app.conf'));
+    assert.deepEqual(readdirSync(join(site.dir, 'one')), ['app.conf']);
+    // a symlink by --path stays a symlink
+    const l = join(site.dir, 'one', 'current.conf');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'etc/app/current.conf', '--target', l])).code, 0);
+    assert.ok(lstatSync(l).isSymbolicLink());
+
+    // one directory: its contents, and its own mode and mtime
+    const d = join(site.dir, 'dir-out');
+    const rd = await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'etc/app', '--target', d]);
+    assert.equal(rd.code, 0, rd.stderr);
+    assertTreesEqual(d, join(data, 'etc', 'app'));
+    assert.equal(statSync(d).mode & 0o7777, 0o750);
+    assertSameMtime(d, join(data, 'etc', 'app'));
+    // a hard link whose first path lies outside the restored directory comes back as a file with the content
+    const v = join(site.dir, 'var-out');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'var', '--target', v])).code, 0);
+    assert.equal(readFileSync(join(v, 'data', 'linked'), 'utf8'), 'hard-linked content\n');
+    assert.ok(readFileSync(join(v, 'data', 'blob.bin')).equals(readFileSync(join(data, 'var', 'data', 'blob.bin'))));
+    // ... and so does the second name of a hard link restored alone
+    const hl = join(site.dir, 'one', 'linked');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'var/data/linked', '--target', hl])).code, 0);
+    assert.equal(readFileSync(hl, 'utf8'), 'hard-linked content\n');
+    // a path with a trailing slash or ./ prefix means the same
+    const d2 = join(site.dir, 'dir-out2');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 's', '--path', './etc/app/', '--target', d2])).code, 0);
+    assertTreesEqual(d2, d);
+    // '..' is refused, nothing is written
+    const bad = await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'etc/../../x', '--target', join(site.dir, 'bad')]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.equal(existsSync(join(site.dir, 'bad')), false);
+  } finally {
+    site.cleanup();
+  }
+});
+
+test('--member restores one member of a multi-member volume (tree + image); without it, every member', async () => {
+  const { site, data, img } = await setup();
+  try {
+    assert.equal((await site.ferry(['volume', 'create', 'db', '--member', `files=tree:${data}`, '--member', `disk=image:${img}`])).code, 0);
+    const s = await site.json(['snapshot', 'create', 'db']);
+    assert.deepEqual((await site.json(['snapshot', 'show', 'db', s.snapshot.id])).members.map((m: { name: string; kind: string }) => [m.name, m.kind]), [['files', 'tree'], ['disk', 'image']]);
+
+    const all = join(site.dir, 'all');
+    assert.equal((await site.ferry(['restore', 'db', '--snapshot', 'latest', '--target', all])).code, 0);
+    assert.deepEqual(readdirSync(all).sort(), ['disk', 'files']);
+    assertTreesEqual(join(all, 'files'), data);
+    assert.ok(readFileSync(join(all, 'disk')).equals(readFileSync(img)));
+
+    const tree = join(site.dir, 'tree-only');
+    assert.equal((await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'files', '--target', tree])).code, 0);
+    assertTreesEqual(tree, data);
+    const image = join(site.dir, 'image-only.img');
+    assert.equal((await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'disk', '--target', image])).code, 0);
+    assert.ok(readFileSync(image).equals(readFileSync(img)));
+    assert.ok(statSync(image).blocks * 512 < 1 << 20, 'the image was not restored sparse');
+
+    // --path in a multi-member volume needs --member; a path in the tree member works with it
+    assertError(await site.ferry(['restore', 'db', '--snapshot', 'latest', '--path', 'top.txt', '--target', join(site.dir, 'x')]), 2, 'USAGE', /--member/);
+    const top = join(site.dir, 'top.txt');
+    assert.equal((await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'files', '--path', 'top.txt', '--target', top])).code, 0);
+    assert.equal(readFileSync(top, 'utf8'), 'top\n');
+    assertError(await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'disk', '--path', 'x', '--target', join(site.dir, 'y')]), 2, 'USAGE');
+    assertError(await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'nope', '--target', join(site.dir, 'z')]), 2, 'USAGE', /files, disk/);
+    for (const t of ['x', 'y', 'z']) assert.equal(existsSync(join(site.dir, t)), false);
+  } finally {
+    site.cleanup();
+  }
+});
+
+test('--force restores over a non-empty target: snapshot entries win, other entries stay', async () => {
+  const { site, data, img } = await setup();
+  try {
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['volume', 'create', 'i', '--member', `image:${img}`])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v'])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'i'])).code, 0);
+
+    const target = join(site.dir, 'target');
+    mkdirSync(join(target, 'etc', 'app'), { recursive: true });
+    writeFileSync(join(target, 'top.txt'), 'stale content that is longer than the original\n');
+    writeFileSync(join(target, 'unrelated'), 'keep me\n');
+    writeFileSync(join(target, 'var'), 'a file where the snapshot has a directory');
+    mkdirSync(join(target, 'aaa-first')); // a directory where the snapshot has a file
+    writeFileSync(join(target, 'aaa-first', 'inside'), 'x');
+    writeFileSync(join(target, 'etc', 'app', 'extra-local'), 'local\n');
+    assertError(await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', target]), 4, 'TARGET_NOT_EMPTY');
+    assert.equal(readFileSync(join(target, 'top.txt'), 'utf8'), 'stale content that is longer than the original\n');
+
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', target, '--force']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(target, 'top.txt'), 'utf8'), 'top\n');
+    assert.equal(readFileSync(join(target, 'unrelated'), 'utf8'), 'keep me\n');
+    assert.equal(readFileSync(join(target, 'etc', 'app', 'extra-local'), 'utf8'), 'local\n');
+    assert.ok(statSync(join(target, 'var')).isDirectory());
+    assert.ok(statSync(join(target, 'aaa-first')).isFile());
+    // Everything in the snapshot is exact once the local extras are set aside.
+    rmSync(join(target, 'unrelated'));
+    rmSync(join(target, 'etc', 'app', 'extra-local'));
+    // removing a file changed its directory's mtime: compare without mtimes, then check the files' times
+    assertTreesEqual(target, data, { mtimes: false });
+    assertSameMtime(join(target, 'var', 'data', 'blob.bin'), join(data, 'var', 'data', 'blob.bin'));
+
+    // An image over an existing file: refused, then replaced with --force.
+    const imgOut = join(site.dir, 'img-out');
+    writeFileSync(imgOut, 'old');
+    assertError(await site.ferry(['restore', 'i', '--snapshot', 'latest', '--target', imgOut]), 4, 'TARGET_NOT_EMPTY');
+    assert.equal(readFileSync(imgOut, 'utf8'), 'old');
+    assert.equal((await site.ferry(['restore', 'i', '--snapshot', 'latest', '--target', imgOut, '--force'])).code, 0);
+    assert.ok(readFileSync(imgOut).equals(readFileSync(img)));
+    // A file by --path over an existing file, with --force.
+    const one = join(site.dir, 'one.txt');
+    writeFileSync(one, 'old old old old');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'top.txt', '--target', one, '--force'])).code, 0);
+    assert.equal(readFileSync(one, 'utf8'), 'top\n');
+  } finally {
+    site.cleanup();
+  }
+});
