@@ -10,11 +10,17 @@ export const realTime: TimeSource = {
   now: () => performance.now(),
   sleep: (ms, signal) =>
     new Promise((resolve, reject) => {
-      const t = setTimeout(resolve, ms);
-      signal?.addEventListener('abort', () => {
+      if (signal?.aborted) return reject(signal.reason);
+      // The listener goes when the timer fires: a transfer sleeps once per object, on one signal.
+      const onAbort = () => {
         clearTimeout(t);
-        reject(signal.reason);
-      }, { once: true });
+        reject(signal!.reason);
+      };
+      const t = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
     }),
 };
 

@@ -2,7 +2,8 @@
 // TLS with this site's identity; the server's certificate must hash to the
 // pinned site id, or the connection is dropped before any request is sent.
 import http2 from 'node:http2';
-import type { TLSSocket } from 'node:tls';
+import { isIP } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
 import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { PreparedObject } from '../store/types.ts';
@@ -16,12 +17,15 @@ export const WINDOW_BYTES = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A request that moves no bytes for this long is treated as a stalled link. */
 export const STALL_TIMEOUT_MS = 60_000;
+const SLICE_BYTES = 256 * 1024;
 
 export class PeerClient implements Receiver {
   readonly peer: Peer;
   readonly #ident: SiteIdentity;
   #session: http2.ClientHttp2Session | undefined;
   #ready: Promise<http2.ClientHttp2Session> | undefined;
+  /** each session's socket: http2 only lends it behind a proxy that forbids destroy() */
+  readonly #sockets = new WeakMap<http2.ClientHttp2Session, TLSSocket>();
   readonly stallTimeoutMs: number;
 
   constructor(ident: SiteIdentity, peer: Peer, options: { stallTimeoutMs?: number } = {}) {
@@ -34,14 +38,25 @@ export class PeerClient implements Receiver {
     if (this.#session && !this.#session.closed && !this.#session.destroyed) return Promise.resolve(this.#session);
     if (this.#ready) return this.#ready;
     this.#ready = new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+      const url = new URL(this.peer.url);
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      let socket: TLSSocket | undefined;
       const session = http2.connect(this.peer.url, {
-        ...tlsOptionsFor(this.#ident),
-        rejectUnauthorized: false, // trust is the pinned fingerprint, checked below
-        checkServerIdentity: () => undefined,
         settings: { initialWindowSize: WINDOW_BYTES },
+        createConnection: () =>
+          (socket = tls.connect({
+            ...tlsOptionsFor(this.#ident),
+            host,
+            port: Number(url.port || 443),
+            ALPNProtocols: ['h2'],
+            ...(isIP(host) ? {} : { servername: host }),
+            rejectUnauthorized: false, // trust is the pinned fingerprint, checked below
+            checkServerIdentity: () => undefined,
+          })),
       });
+      if (socket) this.#sockets.set(session, socket);
       const timer = setTimeout(() => {
-        session.destroy();
+        this.#drop(session);
         reject(new FerryError('PEER_UNREACHABLE', `${this.peer.name} (${this.peer.url}) did not answer within ${CONNECT_TIMEOUT_MS / 1000} s`));
       }, CONNECT_TIMEOUT_MS);
       session.once('error', (err) => {
@@ -53,12 +68,11 @@ export class PeerClient implements Receiver {
         const cert = (session.socket as TLSSocket).getPeerCertificate(true);
         const id = cert?.raw ? siteIdFromCert(cert.raw) : '';
         if (id !== this.peer.id) {
-          session.destroy();
+          this.#drop(session);
           reject(new FerryError('PEER_UNTRUSTED', `${this.peer.url} presented site id ${id || '(none)'}, but ${this.peer.name} is paired as ${this.peer.id}; if the site was re-created, re-pair it (\`ferry site remove ${this.peer.name}\`, then \`ferry site add\`)`));
           return;
         }
         session.setLocalWindowSize(WINDOW_BYTES);
-        if (process.env.FDBG) process.on('beforeExit', () => { const so: any = session.socket; process.stderr.write(`SESSION state=${JSON.stringify(session.state)} closed=${session.closed} destroyed=${session.destroyed} sock.writableLength=${so?.writableLength} bytesWritten=${so?.bytesWritten} reading=${so?._handle?.reading} sockDestroyed=${so?.destroyed} pendingWrites=${so?._pendingData ? 'yes' : 'no'} \n`); });
         session.on('error', () => {});
         session.unref();
         this.#session = session;
@@ -73,19 +87,10 @@ export class PeerClient implements Receiver {
   async #request(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, signal?: AbortSignal): Promise<Buffer> {
     const session = await this.#connect();
     session.ref();
-    if (process.env.FDBG) process.stderr.write(`DBG ${path} REF\n`);
+    let watchdog: NodeJS.Timeout | undefined;
     try {
       return await new Promise<Buffer>((resolve, reject) => {
         const req = session.request({ ':method': 'POST', ':path': path, 'content-type': contentType });
-        const D = (m: string) => process.env.FDBG && process.stderr.write(`DBG ${path} ${m}\n`);
-        D('start');
-        req.on('close', () => D('close'));
-        req.on('error', (e) => D('error ' + e.message));
-        req.on('aborted', () => D('aborted'));
-        req.on('end', () => D('end'));
-        session.on('close', () => D('session close'));
-        session.on('error', (e) => D('session error ' + e.message));
-        session.socket?.on('close', () => D('socket close'));
         let settled = false;
         const fail = (err: FerryError) => {
           if (settled) return;
@@ -95,18 +100,37 @@ export class PeerClient implements Receiver {
         };
         const onAbort = () => fail(new FerryError('TRANSFER_INTERRUPTED', `request to ${this.peer.name} was cancelled`));
         signal?.addEventListener('abort', onAbort, { once: true });
-        req.setTimeout(this.stallTimeoutMs, () => fail(new FerryError('TRANSFER_INTERRUPTED', `${this.peer.name} stalled: no data for ${this.stallTimeoutMs / 1000} s`)));
+        // The stall watchdog is our own timer, refreshed whenever bytes move either way, not
+        // req.setTimeout: http2 stream timers are unref'd, and once the session stops reading
+        // (waiting on the peer's flow-control window over a link that died silently) nothing
+        // else keeps the process alive: a CLI transfer would just exit, status 0, mid-request.
+        // A stalled connection is useless for later requests too: it is destroyed, so the next
+        // attempt connects afresh instead of queueing behind it.
+        watchdog = setTimeout(() => {
+          fail(new FerryError('TRANSFER_INTERRUPTED', `${this.peer.name} stalled: no data for ${this.stallTimeoutMs / 1000} s`));
+          this.#drop(session);
+        }, this.stallTimeoutMs);
+        const moved = () => watchdog?.refresh();
         req.on('error', (err) => fail(new FerryError('TRANSFER_INTERRUPTED', `connection to ${this.peer.name} failed: ${err.message}`, { cause: err })));
         let status = 0;
         req.on('response', (h) => {
+          moved();
           status = Number(h[':status']);
         });
-        readBody(req, 8 * MAX_JSON_BYTES, `answer from ${this.peer.name}`).then(
+        async function* answer(): AsyncGenerator<Buffer> {
+          for await (const part of req) {
+            moved();
+            yield part as Buffer;
+          }
+        }
+        readBody(answer(), 8 * MAX_JSON_BYTES, `answer from ${this.peer.name}`).then(
           (buf) => {
             signal?.removeEventListener('abort', onAbort);
             if (settled) return;
             settled = true;
             if (status === 200) resolve(buf);
+            // The stream ended without response headers: the connection went away mid-request.
+            else if (status === 0) reject(new FerryError('TRANSFER_INTERRUPTED', `connection to ${this.peer.name} closed before it answered`));
             else reject(errorFromBody(status, buf, this.peer.name));
           },
           (err) => fail(err instanceof FerryError ? err : new FerryError('TRANSFER_INTERRUPTED', `reading answer from ${this.peer.name}: ${(err as Error).message}`)),
@@ -117,9 +141,20 @@ export class PeerClient implements Receiver {
             try {
               for await (const part of body) {
                 if (settled) return;
-                if (!req.write(part)) { D('wait drain'); await new Promise<void>((r) => req.once('drain', r)); }
+                moved();
+                if (!req.write(part)) {
+                  await new Promise<void>((r) => {
+                    const go = () => {
+                      req.off('drain', go);
+                      req.off('close', go);
+                      r();
+                    };
+                    req.on('drain', go);
+                    req.on('close', go);
+                  });
+                }
               }
-              req.end();
+              if (!settled) req.end();
             } catch (err) {
               fail(err instanceof FerryError ? err : new FerryError('TRANSFER_INTERRUPTED', `sending to ${this.peer.name}: ${(err as Error).message}`));
             }
@@ -127,9 +162,20 @@ export class PeerClient implements Receiver {
         }
       });
     } finally {
-      if (process.env.FDBG) process.stderr.write(`DBG ${path} UNREF destroyed=${session.destroyed}\n`);
+      clearTimeout(watchdog);
       if (!session.destroyed) session.unref();
     }
+  }
+
+  /**
+   * Forget a session that can no longer carry requests, and destroy its socket: http2's own
+   * destroy() ends the socket gracefully, which waits for queued writes that a dead link
+   * never takes, and the pending write would keep the process alive.
+   */
+  #drop(session: http2.ClientHttp2Session): void {
+    if (this.#session === session) this.#session = undefined;
+    session.destroy();
+    this.#sockets.get(session)?.destroy();
   }
 
   async #json<T>(path: string, payload: unknown, signal?: AbortSignal): Promise<T> {
@@ -155,7 +201,9 @@ export class PeerClient implements Receiver {
     async function* frames(): AsyncGenerator<Buffer> {
       for await (const o of objects) {
         yield encodeObjectHeader(o);
-        yield Buffer.from(o.stored.buffer, o.stored.byteOffset, o.stored.byteLength);
+        const stored = Buffer.from(o.stored.buffer, o.stored.byteOffset, o.stored.byteLength);
+        // In slices, so that a slow link shows progress (the stall watchdog) within an object.
+        for (let at = 0; at < stored.length; at += SLICE_BYTES) yield stored.subarray(at, at + SLICE_BYTES);
       }
     }
     const buf = await this.#request(ROUTES.objects(volume), frames(), 'application/x-ferry-objects', signal);
@@ -167,7 +215,15 @@ export class PeerClient implements Receiver {
   }
 
   close(): void {
-    this.#session?.close();
+    const session = this.#session;
     this.#session = undefined;
+    if (!session) return;
+    session.close();
+    // A graceful close that a dead link holds up is cut short.
+    const socket = this.#sockets.get(session);
+    if (socket && !socket.destroyed) {
+      const t = setTimeout(() => socket.destroy(), 2_000).unref();
+      socket.once('close', () => clearTimeout(t));
+    }
   }
 }

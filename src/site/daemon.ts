@@ -40,12 +40,17 @@ export function socketPath(home: string): string {
   return join(home, 'ferry.sock');
 }
 
+/** How long a stopping daemon lets open peer streams finish before cutting them. */
+const STOP_GRACE_MS = 2_000;
+
 export class Daemon {
   readonly engine: Engine;
   #peerServer: http2.Http2SecureServer | undefined;
   #localServer: http.Server | undefined;
   #metricsServer: http.Server | undefined;
   #sessions = new Set<http2.ServerHttp2Session>();
+  /** the peers' sockets: http2 lends them only behind a proxy that forbids destroy() */
+  #sockets = new Set<TLSSocket>();
   info: DaemonInfo | undefined;
 
   constructor(engine: Engine) {
@@ -62,6 +67,10 @@ export class Daemon {
       allowHTTP1: false,
       settings: { initialWindowSize: WINDOW_BYTES },
       maxSessionMemory: 64,
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      this.#sockets.add(socket);
+      socket.on('close', () => this.#sockets.delete(socket));
     });
     server.on('session', (session) => {
       this.#sessions.add(session);
@@ -212,11 +221,21 @@ export class Daemon {
     const site = this.engine.site;
     await this.engine.close();
     for (const s of this.#sessions) s.close();
+    // A graceful close waits for every open stream, and a put from a peer whose link died
+    // silently never ends: after a grace period, cut what is left (a cut put keeps what arrived).
+    const cut = setTimeout(() => {
+      // Destroying a session only ends its socket, and waits for the peer's end: destroy the sockets.
+      for (const s of this.#sessions) s.destroy();
+      for (const sock of this.#sockets) sock.destroy();
+      this.#localServer?.closeAllConnections();
+      this.#metricsServer?.closeAllConnections();
+    }, STOP_GRACE_MS);
     await Promise.all([
       new Promise<void>((r) => (this.#peerServer ? this.#peerServer.close(() => r()) : r())),
       new Promise<void>((r) => (this.#localServer ? this.#localServer.close(() => r()) : r())),
       new Promise<void>((r) => (this.#metricsServer ? this.#metricsServer.close(() => r()) : r())),
     ]);
+    clearTimeout(cut);
     for (const s of this.#sessions) s.destroy();
     rmSync(daemonInfoPath(site.paths.home), { force: true });
     rmSync(socketPath(site.paths.home), { force: true });
