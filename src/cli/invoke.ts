@@ -65,9 +65,18 @@ function callDaemon(d: DaemonInfo, op: string, args: Record<string, unknown>, on
           }
         }
       });
-      res.on('end', () => {
-        if (!done) reject(new FerryError('DAEMON_UNREACHABLE', 'the daemon closed the connection without an answer; check its log'));
-      });
+      // A daemon killed mid-answer may end the response without 'end': settle on close too,
+      // so the command never exits 0 without an answer.
+      const noAnswer = () => {
+        if (!done) {
+          done = true;
+          reject(new FerryError('DAEMON_UNREACHABLE', `the daemon (pid ${d.pid}) stopped answering before the operation finished; check \`ferry status\` and the daemon's log`));
+        }
+      };
+      res.on('end', noAnswer);
+      res.on('close', noAnswer);
+      res.on('aborted', noAnswer);
+      res.on('error', noAnswer);
     });
     req.on('error', (err) => reject(new FerryError('DAEMON_UNREACHABLE', `cannot talk to the daemon (pid ${d.pid}) on ${d.socket}: ${err.message}`)));
     req.end(JSON.stringify(args));

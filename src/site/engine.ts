@@ -8,7 +8,7 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { listMirrors, mirrorStatus, runMirrorUpdate, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { listMirrors, mirrorStatus, runMirrorUpdate, setMirrorState, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import type { Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { pendingPeerSnapshots } from './peer-snapshots.ts';
@@ -54,6 +54,21 @@ export class Engine {
         }
         return c;
       });
+    this.recoverMirrorStates();
+  }
+
+  /**
+   * A sender killed mid-update leaves `updating` or `baselining` in the catalog. This engine holds
+   * the site lock, so no such job can be running: put those mirrors back in their stable state.
+   */
+  recoverMirrorStates(): void {
+    if (this.site.readOnly) return;
+    for (const m of listMirrors(this.site)) {
+      if (m.state !== 'updating' && m.state !== 'baselining' && m.state !== 'resyncing') continue;
+      setMirrorState(this.site, m, m.base ? 'idle' : 'uninitialized', 'the previous transfer was interrupted (process stopped); the next update resumes it');
+      this.site.db.run("DELETE FROM holds WHERE holder = ?", `mirror:${m.id}:inflight`);
+      this.site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
+    }
   }
 
   receiverFor(peerId: string): SiteReceiver {

@@ -89,3 +89,10 @@ function olderThan(path: string, ms: number): boolean {
     return true;
   }
 }
+
+/** Whether a live process holds the lock at `path` (for read-only views that must tell a dead job from a running one). */
+export function lockHeld(path: string): boolean {
+  const owner = readOwner(path);
+  if (!owner) return false;
+  return owner.host !== hostname() || processAlive(owner.pid);
+}

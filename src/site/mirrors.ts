@@ -15,6 +15,7 @@ import type { Site } from './site.ts';
 import { getPeer, type Peer } from './peers.ts';
 import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
 import { getVolume } from './volumes.ts';
+import { lockHeld } from './lock.ts';
 import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
@@ -361,6 +362,10 @@ export interface MirrorStatus extends Mirror {
 
 export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['progress']): MirrorStatus {
   const now = site.clock.now();
+  if ((m.state === 'updating' || m.state === 'baselining' || m.state === 'resyncing') && !progress && site.readOnly && !lockHeld(site.paths.lock)) {
+    // Nobody holds the site: the process that ran this transfer is gone. Show what the next open will record.
+    m = { ...m, state: m.base ? 'idle' : 'uninitialized', lastError: m.lastError ?? { code: 'TRANSFER_INTERRUPTED', message: 'the previous transfer was interrupted (its process stopped); the next update resumes it' } };
+  }
   const baseTime = m.base ? site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? null : null;
   const lag = baseTime === null ? null : Math.max(0, (now - baseTime) / 1000);
   const reasons: string[] = [];

@@ -336,6 +336,9 @@ export class SiteReceiver implements Receiver {
     const req = parseCommitRequest(raw);
     const row = this.#secondary(volume);
     const site = this.#site;
+    // Objects of an unfinished put may still be pending in the open pack: make them durable
+    // before a snapshot that needs them is recorded.
+    site.store.flush();
     const existing = site.db.get<{ id: string; volume: string; manifest: string }>('SELECT id, volume, manifest FROM snapshots WHERE id = ?', req.snapshot);
     let manifest: SnapshotManifest;
     if (existing) {
