@@ -10,8 +10,10 @@
 import { lstatSync, readdirSync, readlinkSync, openSync, fstatSync, closeSync, readFileSync, type BigIntStats } from 'node:fs';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
+import type { SharedIndexRef } from '../store/index-probe.ts';
+import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
-import type { ChunkPool } from './chunk-pool.ts';
+import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import { encodeTree, encodeBlockList, encodeImage } from './format.ts';
 import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type TreeEntry } from './model.ts';
 import { encodeDirCache, type CachedFile } from './stat-cache.ts';
@@ -20,6 +22,33 @@ export interface CaptureStore {
   has(id: ObjectId): boolean;
   put(kind: ObjectKind, raw: Uint8Array): { id: ObjectId; added: boolean };
   putPrepared(obj: PreparedObject, options?: { trusted?: boolean }): boolean;
+  /** PackStore's fast path: records framed by the workers, appended as they are */
+  putRecord?(record: Uint8Array, options: { trusted: true; absentAt?: number }): { id: ObjectId; added: boolean };
+  /** PackStore: an index the workers may read, to skip chunks already stored */
+  sharedIndex?(): SharedIndexRef | undefined;
+  readonly commitEpoch?: number;
+}
+
+/**
+ * How capture hands the pool's streamed objects to the store: each record
+ * is stored as it arrives (so a large file never sits in memory), and the
+ * workers consult the store's index to skip chunks it already holds.
+ */
+function streamInto(store: CaptureStore, stats: CaptureStats): StreamOptions {
+  const count = (added: boolean, obj: StreamedObject) => {
+    if (!added) return;
+    stats.objectsAdded++;
+    stats.bytesAdded += obj.rawLength;
+    stats.bytesStored += obj.record.length - RECORD_OVERHEAD;
+  };
+  const onChunk = store.putRecord
+    ? (obj: StreamedObject) => count(store.putRecord!(obj.record, { trusted: true, absentAt: obj.absentAt }).added, obj)
+    : (obj: StreamedObject) => {
+        const stored = obj.record.subarray(RECORD_HEADER_SIZE, obj.record.length - RECORD_TRAILER_SIZE);
+        count(store.putPrepared({ kind: 'chunk', id: obj.id, rawLength: obj.rawLength, codec: obj.codec, stored }, { trusted: true }), obj);
+      };
+  const ref = store.sharedIndex?.();
+  return { onChunk, ...(ref && store.commitEpoch !== undefined ? { index: { ref, epoch: () => store.commitEpoch! } } : {}) };
 }
 
 export interface StatCacheIO {
@@ -80,6 +109,8 @@ export interface CaptureOptions {
 const RACY_NS = 2_000_000_000n;
 
 const SLASH = Buffer.from('/');
+/** directory entries the walker handles between two turns of the event loop */
+const YIELD_EVERY = 128;
 
 /**
  * Snapshots keep mtimes to the microsecond: Node can set times only through
@@ -115,17 +146,30 @@ class TreeWalker {
   readonly #o: CaptureOptions;
   readonly #hardlinks = new Map<string, Buffer>();
   readonly #racyBefore: bigint;
+  readonly #stream: StreamOptions;
   #inFlight = 0;
   #waiters: Array<() => void> = [];
   #failure: unknown;
+  #sinceYield = 0;
 
   constructor(o: CaptureOptions) {
     this.#o = o;
     this.#racyBefore = BigInt(o.startedAt) * 1_000_000n - RACY_NS;
+    this.#stream = streamInto(o.store, this.stats);
   }
 
   warn(rel: Buffer, problem: CaptureWarning['problem'], message: string): void {
     this.#o.onWarning?.({ path: rel.toString('utf8') || '.', problem, message });
+  }
+
+  /**
+   * Lets the event loop run: the pool dispatches queued files and takes the
+   * workers' results only then. A walk through files the stat cache knows
+   * never waits otherwise, and would keep the workers idle until it ends.
+   */
+  async #yield(): Promise<void> {
+    this.#sinceYield = 0;
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   async #acquire(): Promise<void> {
@@ -141,7 +185,7 @@ class TreeWalker {
     this.#waiters.shift()?.();
   }
 
-  #storeChunk(c: PreparedObject): void {
+  #storePrepared(c: PreparedObject): void {
     if (this.#o.store.putPrepared(c, { trusted: true })) {
       this.stats.objectsAdded++;
       this.stats.bytesAdded += c.rawLength;
@@ -175,6 +219,7 @@ class TreeWalker {
     const newCache: Array<[Buffer, CachedFile]> = [];
     const slots: Array<TreeEntry | Promise<TreeEntry | null>> = [];
     for (const name of names) {
+      if (++this.#sinceYield >= YIELD_EVERY) await this.#yield();
       const childAbs = joinBuf(abs, name);
       const childRel = joinBuf(rel, name);
       let st: BigIntStats;
@@ -232,7 +277,7 @@ class TreeWalker {
             break;
           }
           await this.#acquire();
-          const job = this.#readFile(childAbs, childRel, base, newCache, name).finally(() => this.#release());
+          const job = this.#readFile(childAbs, childRel, base, newCache, name, Number(st.size)).finally(() => this.#release());
           job.catch((err) => (this.#failure ??= err));
           slots.push(job);
           break;
@@ -258,18 +303,19 @@ class TreeWalker {
     return { tree };
   }
 
-  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer): Promise<TreeEntry | null> {
-    const r = await this.#o.pool.chunkFile(abs);
+  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer, size: number): Promise<TreeEntry | null> {
+    const r = await this.#o.pool.chunkFile(abs, size, this.#stream);
     if (!r.ok) {
       this.stats.files--;
       const problem = r.code === 'ENOENT' ? 'vanished' : 'unreadable';
       this.warn(rel, problem, `cannot read file (${r.code}): ${r.message}; skipped`);
       return null;
     }
-    for (const c of r.chunks) this.#storeChunk(c);
     this.stats.filesRead++;
     this.stats.bytesRead += r.stat.size;
-    const chunks = r.chunks.map((c) => c.id);
+    // a pool that collected the objects instead of streaming them (a wrapper that drops the options)
+    for (const c of r.chunks) this.#storePrepared(c);
+    const chunks = r.ids;
     if (r.changedDuringRead) {
       this.warn(rel, 'changed-during-read', 'file kept changing while being read; stored as last read (quiesce the application with a pre hook for a consistent copy)');
     } else if (r.stat.ctimeNs < this.#racyBefore) {
@@ -331,9 +377,11 @@ export async function captureImage(path: string, o: CaptureOptions & { blockSize
   const pathBuf = Buffer.from(path);
   const lists: ObjectId[] = [];
   let current: Array<ObjectId | null> = [];
-  // Jobs run a few ahead of the consumer; results are consumed in order.
-  const AHEAD = 4;
-  const pending: Array<Promise<Array<PreparedObject | null>>> = [];
+  // Blocks are stored as the workers produce them (streamed); jobs run a few
+  // ahead of the consumer, which takes their ids in order for the block lists.
+  const stream = streamInto(o.store, stats);
+  const AHEAD = 2 * o.pool.workers + 2;
+  const pending: Array<Promise<Array<ObjectId | null>>> = [];
   let nextBlock = 0;
   const launch = () => {
     const first = nextBlock;
@@ -341,27 +389,28 @@ export async function captureImage(path: string, o: CaptureOptions & { blockSize
     nextBlock += count;
     const offset = first * blockSize;
     const length = Math.min(count * blockSize, size - offset);
-    pending.push(
-      o.pool.hashBlocks(pathBuf, offset, length, blockSize).then((r) => {
-        if (!r.ok) throw new FerryError('IO', `reading image ${path} at ${offset}: ${r.code} ${r.message}`);
-        return r.blocks;
-      }),
-    );
+    const job = o.pool.hashBlocks(pathBuf, offset, length, blockSize, stream).then((r) => {
+      if (!r.ok) throw new FerryError('IO', `reading image ${path} at ${offset}: ${r.code} ${r.message}`);
+      // a pool that collected the objects instead of streaming them (a wrapper that drops the options)
+      for (const b of r.blocks) {
+        if (b && o.store.putPrepared(b, { trusted: true })) {
+          stats.objectsAdded++;
+          stats.bytesAdded += b.rawLength;
+          stats.bytesStored += b.stored.byteLength;
+        }
+      }
+      return r.ids;
+    });
+    job.catch(() => {}); // awaited below in order; an early failure must not go unhandled meanwhile
+    pending.push(job);
   };
   while (nextBlock < blocks && pending.length < AHEAD) launch();
   while (pending.length > 0) {
     o.signal?.throwIfAborted();
     const got = await pending.shift()!;
     if (nextBlock < blocks) launch();
-    for (const b of got) {
-      if (b) {
-        if (o.store.putPrepared(b, { trusted: true })) {
-          stats.objectsAdded++;
-          stats.bytesAdded += b.rawLength;
-          stats.bytesStored += b.stored.byteLength;
-        }
-        current.push(b.id);
-      } else current.push(null);
+    for (const id of got) {
+      current.push(id);
       if (current.length === BLOCKS_PER_LIST) {
         lists.push(putMeta(o.store, 'blocklist', encodeBlockList({ blocks: current }), stats));
         current = [];

@@ -16,11 +16,14 @@ import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../core/clock.ts';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { hashBytes, objectIdFromBytes, objectIdToBytes, parseObjectId, type ObjectId } from '../core/ids.ts';
-import type { Sqlite } from '../core/sqlite.ts';
+import type { Sqlite, SqlValue } from '../core/sqlite.ts';
+import { sharedIndexRef, type SharedIndexRef } from './index-probe.ts';
 import {
   KIND_CODES,
   MAX_OBJECT_LENGTH,
   PackWriter,
+  RECORD_OVERHEAD,
+  parseRecordHeader,
   isCodec,
   kindFromCode,
   nodePackFileIo,
@@ -186,6 +189,10 @@ type Location =
 
 type CheckResult = { ok: true; raw: Buffer; record: ParsedRecord } | { ok: false; reason: string };
 
+const INSERT_ROWS = 64;
+const INSERT_ONE_SQL = 'INSERT INTO objects (id, kind, pack, offset, stored_length, raw_length, codec) VALUES (?, ?, ?, ?, ?, ?, ?)';
+const INSERT_MANY_SQL = INSERT_ONE_SQL + ', (?, ?, ?, ?, ?, ?, ?)'.repeat(INSERT_ROWS - 1);
+
 const PACK_NAME_RE = /^[0-9a-f]{16}$/;
 const PACK_FILE_RE = /^([0-9a-f]{16})\.pack$/;
 const SUBDIR_RE = /^[0-9a-f]{2}$/;
@@ -340,6 +347,18 @@ class PackSink {
     return entry;
   }
 
+  /** Appends a record framed by the producer (see PackWriter.appendRecord). */
+  appendRecord(e: Omit<SinkEntry, 'offset'>, record: Uint8Array): PendingEntry {
+    if (!this.#writer) {
+      this.#writer = this.#files.create();
+      this.unindexed.add(this.#writer.name);
+    }
+    const offset = this.#writer.appendRecord(record);
+    const entry: PendingEntry = { ...e, offset, writer: this.#writer };
+    this.#entries.push(entry);
+    return entry;
+  }
+
   get full(): boolean {
     return this.#writer !== null && this.#writer.size >= this.#target;
   }
@@ -465,6 +484,11 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #sink: PackSink;
   #relocations = new Set<PackSink>();
   #pending = new Map<ObjectId, PendingEntry>();
+  /** the pending map of the last indexed pack (see putRecord's absentAt) */
+  #lastIndexed = new Map<ObjectId, PendingEntry>();
+  /** counts index commits of this instance (packs indexed, GC commits) */
+  #commitEpoch = 0;
+  #sharedIndex: SharedIndexRef | null | undefined;
   #packNames = new Map<number, string>();
   #fds = new Map<number, number>();
   #epoch = 0;
@@ -501,6 +525,21 @@ export class PackStore implements ObjectReader, ObjectWriter {
   /** Objects written since the last flush. */
   get pendingCount(): number {
     return this.#pending.size;
+  }
+
+  /** Counts this instance's index commits; see `putRecord`'s absentAt. */
+  get commitEpoch(): number {
+    return this.#commitEpoch;
+  }
+
+  /**
+   * Where other threads may look objects up (read-only) while this store
+   * writes: producers use it to skip work on objects already stored. Undefined
+   * for a catalog that is not a plain file.
+   */
+  sharedIndex(): SharedIndexRef | undefined {
+    if (this.#sharedIndex === undefined) this.#sharedIndex = sharedIndexRef(this.db.path) ?? null;
+    return this.#sharedIndex ?? undefined;
   }
 
   /** Counts put/putPrepared calls (added or deduplicated) in this instance. */
@@ -665,7 +704,8 @@ export class PackStore implements ObjectReader, ObjectWriter {
     let codec: Codec = CODEC_NONE;
     let stored: Uint8Array = raw;
     if (this.#zstdLevel !== 0 && raw.length >= MIN_COMPRESS_LENGTH && this.#worthCompressing(raw)) {
-      const c = zstdCompressSync(raw, { params: { [zc.ZSTD_c_compressionLevel]: this.#zstdLevel } });
+      // the size lets zstd size its tables to the object (trees are a few KiB): without it every call sets up megabytes
+      const c = zstdCompressSync(raw, { pledgedSrcSize: raw.length, params: { [zc.ZSTD_c_compressionLevel]: this.#zstdLevel } });
       if (c.length <= raw.length * (1 - MIN_COMPRESS_SAVING)) {
         codec = CODEC_ZSTD;
         stored = c;
@@ -683,7 +723,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #worthCompressing(raw: Uint8Array): boolean {
     if (raw.length < COMPRESS_SAMPLE_MIN) return true;
     const sample = raw.subarray(0, COMPRESS_SAMPLE_LENGTH);
-    const c = zstdCompressSync(sample, { params: { [zc.ZSTD_c_compressionLevel]: 1 } });
+    const c = zstdCompressSync(sample, { pledgedSrcSize: sample.length, params: { [zc.ZSTD_c_compressionLevel]: 1 } });
     return c.length <= sample.length * COMPRESS_SAMPLE_KEEP;
   }
 
@@ -714,6 +754,48 @@ export class PackStore implements ObjectReader, ObjectWriter {
     }
     this.#append(id, kindCode, obj.codec, obj.rawLength, obj.stored);
     return true;
+  }
+
+  /**
+   * Stores a whole pack record framed by a trusted producer (the capture
+   * workers: header, stored bytes and CRC trailer, see pack.ts
+   * finishRecord): the bytes are appended as they are, after a check of the
+   * header, with no hashing, compression or CRC here. The object's id is the
+   * one in the header. Returns false (and writes nothing) when the store
+   * already holds the object.
+   *
+   * `absentAt`: the producer found no row for the id in the index
+   * (`sharedIndex`) when this store's commitEpoch had that value. Objects
+   * indexed since are the ones this instance committed, and the last pack's
+   * are remembered, so the usual index lookup is skipped when the epoch is
+   * current or one behind.
+   */
+  putRecord(record: Uint8Array, options: { trusted: true; absentAt?: number }): { id: ObjectId; added: boolean } {
+    this.#checkWritable();
+    if (options?.trusted !== true) throw new FerryError('INTERNAL', 'putRecord takes records from trusted producers only; use putPrepared');
+    const rec = Buffer.isBuffer(record) ? record : Buffer.from(record.buffer, record.byteOffset, record.byteLength);
+    const h = parseRecordHeader(rec);
+    if (typeof h === 'string') throw new FerryError('INTERNAL', `producer framed a bad record: ${h}`);
+    if (rec.length !== h.storedLength + RECORD_OVERHEAD) throw new FerryError('INTERNAL', `producer framed a record of ${rec.length} bytes for ${h.storedLength} stored bytes`);
+    const id = objectIdFromBytes(h.id);
+    this.#epoch++;
+    if (this.#pending.has(id)) return { id, added: false };
+    const at = options.absentAt;
+    const surelyAbsent = at !== undefined && (at === this.#commitEpoch || (at === this.#commitEpoch - 1 && !this.#lastIndexed.has(id)));
+    if (!surelyAbsent && this.#indexed(id)) return { id, added: false };
+    try {
+      // the id must outlive the producer's buffer: copy it
+      const entry = this.#sink.appendRecord({ id, idBytes: Buffer.from(h.id), kindCode: h.kindCode, codec: h.codec as Codec, rawLength: h.rawLength, storedLength: h.storedLength }, rec);
+      this.#pending.set(id, entry);
+      if (this.#sink.full) this.#sealAndIndex();
+    } catch (err) {
+      this.#failWrite(err, `writing object ${id}`);
+    }
+    return { id, added: true };
+  }
+
+  #indexed(id: ObjectId): boolean {
+    return this.db.get('SELECT 1 AS x FROM objects WHERE id = ?', objectIdToBytes(id)) !== undefined;
   }
 
   #append(id: ObjectId, kindCode: number, codec: Codec, rawLength: number, stored: Uint8Array): void {
@@ -748,14 +830,29 @@ export class PackStore implements ObjectReader, ObjectWriter {
     }
     this.#sink.indexed(sealed.name);
     this.#packNames.set(packId, sealed.name);
-    this.#pending.clear();
+    this.#commitEpoch++;
+    this.#lastIndexed = this.#pending;
+    this.#pending = new Map();
   }
 
   #insertPack(s: SealedPack): number {
     const r = this.db.run("INSERT INTO packs (name, size, object_count, state, created) VALUES (?, ?, ?, 'live', ?)", s.name, s.size, s.entries.length, s.created);
     const packId = Number(r.lastInsertRowid);
-    for (const e of s.entries) {
-      this.db.run('INSERT INTO objects (id, kind, pack, offset, stored_length, raw_length, codec) VALUES (?, ?, ?, ?, ?, ?, ?)', e.idBytes, e.kindCode, packId, e.offset, e.storedLength, e.rawLength, e.codec);
+    // many rows per statement: a pack of small files has tens of thousands of objects
+    const entries = s.entries;
+    let i = 0;
+    const params: SqlValue[] = [];
+    for (; i + INSERT_ROWS <= entries.length; i += INSERT_ROWS) {
+      params.length = 0;
+      for (let j = i; j < i + INSERT_ROWS; j++) {
+        const e = entries[j];
+        params.push(e.idBytes, e.kindCode, packId, e.offset, e.storedLength, e.rawLength, e.codec);
+      }
+      this.db.run(INSERT_MANY_SQL, ...params);
+    }
+    for (; i < entries.length; i++) {
+      const e = entries[i];
+      this.db.run(INSERT_ONE_SQL, e.idBytes, e.kindCode, packId, e.offset, e.storedLength, e.rawLength, e.codec);
     }
     return packId;
   }
@@ -783,6 +880,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
     } finally {
       this.#sink.drop();
       this.#pending.clear();
+      this.#lastIndexed.clear();
       for (const id of [...this.#fds.keys()]) this.#closeFd(id);
       this.#closed = true;
     }
@@ -948,6 +1046,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
         if (Number(u.changes) !== 1) throw new FerryError('INTERNAL', `pack #${packId} is not live; the GC plan is stale`);
       }
     });
+    this.#commitEpoch++;
     for (const s of sealed) relocation.sink.indexed(s.name);
     this.forgetRelocation(relocation.sink);
     return { packsWritten: sealed.map((s) => s.name), moved, dropped };

@@ -90,7 +90,7 @@ export interface RecordHeader {
 }
 
 /** Fills the first RECORD_HEADER_SIZE bytes of `out` at `at`. */
-function writeRecordHeader(out: Buffer, at: number, kindCode: number, codec: Codec, rawLength: number, storedLength: number, id: Uint8Array): void {
+export function writeRecordHeader(out: Buffer, at: number, kindCode: number, codec: Codec, rawLength: number, storedLength: number, id: Uint8Array): void {
   out.writeUInt32LE(RECORD_MAGIC, at);
   out.writeUInt8(kindCode, at + 4);
   out.writeUInt8(codec, at + 5);
@@ -111,6 +111,18 @@ export function parseRecordHeader(b: Buffer, at = 0): RecordHeader | string {
   const storedLength = b.readUInt32LE(at + 10);
   if (codec === CODEC_NONE && rawLength !== storedLength) return 'stored length differs from raw length for an uncompressed record';
   return { kindCode, codec, rawLength, storedLength, id: b.subarray(at + 14, at + 14 + HASH_BYTES) };
+}
+
+/**
+ * Completes a record framed in place: `out[at, at + RECORD_HEADER_SIZE)` holds
+ * its header and the stored bytes follow; writes the CRC trailer and returns
+ * the record's length. Producers that frame records themselves (the capture
+ * workers) use this, so the writer only has to copy them.
+ */
+export function finishRecord(out: Buffer, at: number, storedLength: number): number {
+  const body = RECORD_HEADER_SIZE + storedLength;
+  out.writeUInt32LE(crc32(out.subarray(at, at + body)), at + body);
+  return body + RECORD_TRAILER_SIZE;
 }
 
 /** CRC check of a whole record held in `rec` (header, stored bytes, trailer). */
@@ -232,6 +244,29 @@ export class PackWriter {
       this.#writeOut(head, head.length);
       this.#writeOut(stored, stored.length);
       this.#writeOut(tail, tail.length);
+    }
+    this.#records++;
+    return offset;
+  }
+
+  /**
+   * Appends a record framed elsewhere (header, stored bytes and CRC trailer:
+   * see finishRecord); returns its offset. The caller vouches for the framing
+   * (the store parses the header first). Large records are written straight
+   * from the caller's memory; either way the bytes are consumed before this
+   * returns.
+   */
+  appendRecord(record: Uint8Array): number {
+    if (this.#sealed || this.#closed) throw new FerryError('INTERNAL', `pack ${this.name} is sealed; cannot append`);
+    const offset = this.size;
+    const len = record.length;
+    if (this.#bufLen + len > this.#buf.length) this.drain();
+    if (len * 4 <= this.#buf.length) {
+      this.#buf.set(record, this.#bufLen);
+      this.#bufLen += len;
+    } else {
+      this.drain();
+      this.#writeOut(record, len);
     }
     this.#records++;
     return offset;
