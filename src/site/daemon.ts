@@ -32,6 +32,9 @@ export interface DaemonInfo {
   startedAt: number;
 }
 
+/** Concurrent streams a peer may open on one connection (replication uses one or two). */
+export const MAX_STREAMS = 4;
+
 export function daemonInfoPath(home: string): string {
   return join(home, 'daemon.json');
 }
@@ -65,7 +68,9 @@ export class Daemon {
       requestCert: true,
       rejectUnauthorized: false, // trust is the pinned fingerprint, checked per session
       allowHTTP1: false,
-      settings: { initialWindowSize: WINDOW_BYTES },
+      // Memory per connection is bounded: a stream buffers at most one object (64 MiB), and a
+      // peer gets at most MAX_STREAMS streams at once.
+      settings: { initialWindowSize: WINDOW_BYTES, maxConcurrentStreams: MAX_STREAMS },
       maxSessionMemory: 64,
     });
     server.on('secureConnection', (socket: TLSSocket) => {
@@ -148,7 +153,12 @@ export class Daemon {
       }
       const m = /^\/v1\/replication\/([^/]+)\/(missing|objects|commit)$/.exec(path);
       if (!m) throw new FerryError('PROTOCOL', `no route ${path.slice(0, 200)}`);
-      const volume = decodeURIComponent(m[1]);
+      let volume: string;
+      try {
+        volume = decodeURIComponent(m[1]);
+      } catch {
+        throw new FerryError('PROTOCOL', 'the volume name in the URL is not valid percent-encoding');
+      }
       switch (m[2]) {
         case 'missing': {
           const ids = decodeIds(await readBody(stream, MAX_IDS_PER_QUERY * 32, 'id list'));
@@ -166,7 +176,11 @@ export class Daemon {
     } catch (err) {
       const { status, body } = errorBody(err);
       reply(status, body);
-      if (status === 403 && stream.session) setTimeout(() => stream.session?.close(), 100);
+      // A stranger gets its answer, then loses the connection: it must not hold streams open here.
+      if (status === 403 && stream.session) {
+        const session = stream.session;
+        setTimeout(() => session.destroy(), 100).unref();
+      }
     }
   }
 

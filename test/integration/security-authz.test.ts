@@ -232,7 +232,7 @@ test('volume and member names from the network are validated; a new replica is m
   await healthy();
 });
 
-test('a volume name in the URL that is not valid percent-encoding is a 4xx, not an internal error', { todo: 'daemon.ts #handlePeer: decodeURIComponent(m[1]) throws URIError on a malformed escape (e.g. %E0%A4%A), which errorBody maps to INTERNAL / HTTP 500; it should be PROTOCOL / 400' }, async () => {
+test('a volume name in the URL that is not valid percent-encoding is a 4xx, not an internal error', async () => {
   const r = await once('/v1/replication/%E0%A4%A/missing', Buffer.alloc(0));
   assert.ok(r.status >= 400 && r.status < 500, `HTTP ${r.status}: ${r.body.toString()}`);
 });

@@ -181,7 +181,6 @@ test('JSON bodies beyond 1 MiB, hellos with 10,000 members, deep nesting and gar
 
 test(
   'an untrusted peer that keeps its request open after the 403 still loses its connection',
-  { todo: 'daemon.ts #handlePeer: on 403 it calls session.close() (graceful: GOAWAY, then waits for open streams), so a stranger that never ends its request body keeps the TLS session, and its buffers, for as long as it likes; it should destroy the session (or reset the stream) after answering' },
   async () => {
     const c = await connectRaw(env.url, createIdentity('lingerer'));
     const closed = new Promise<boolean>((resolve) => {
@@ -202,7 +201,6 @@ test(
 
 test(
   'the daemon stops promptly even while a peer holds a request stream open',
-  { todo: 'daemon.ts stop(): closes sessions gracefully and awaits server.close() before destroying them, so a peer that keeps one request open (a stalled or malicious sender) blocks `ferry serve` shutdown on SIGTERM until it disconnects' },
   async () => {
     const other = await netEnv();
     try {

@@ -202,7 +202,7 @@ test('the object stream decoder joins pieces once per object (no quadratic copyi
 
 test(
   'several object streams on one connection, each holding a near-limit object, stay within bounded memory',
-  { todo: 'daemon.ts: no cap on concurrent streams per session (maxConcurrentStreams is unset: 2^32-1) or on buffered object bytes across streams; each stream may buffer up to 64 MiB (MAX_OBJECT_BYTES), so N streams hold N x 64 MiB' },
+  { todo: 'daemon.ts caps streams per connection at 4 (MAX_STREAMS), so memory per connection is bounded by 4 x 64 MiB, but there is no byte budget across streams yet: 4 streams of 40 MiB still buffer ~160 MiB. Needs a per-session budget that resets the newest stream when exceeded (this test then also needs to stop waiting for drain on a reset stream).' },
   async () => {
     const streams = 4;
     const each = 40 << 20;
