@@ -6,8 +6,7 @@
 // decoder (no '/', no '..'), and the target itself is created fresh or must
 // be empty unless the caller forces it.
 import {
-  closeSync, existsSync, fsyncSync, ftruncateSync, futimesSync, fchmodSync, fchownSync, lchownSync, linkSync, lstatSync,
-  lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, chmodSync, chownSync, writeSync, constants,
+  closeSync, existsSync, fsyncSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeSync, constants,
 } from 'node:fs';
 import { spawnSync, type StdioOptions } from 'node:child_process';
 import { dirname } from 'node:path';
@@ -16,7 +15,7 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import type { TreeEntry } from './model.ts';
-import { timeArg } from './materialize.ts';
+import { setEntryMeta, timeArg, writeFileEntry, type MetaContext } from './materialize.ts';
 
 export interface RestoreWarning {
   path: string;
@@ -115,6 +114,7 @@ export class TreeRestorer {
   readonly stats: RestoreStats = { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0 };
   readonly #o: RestoreOptions;
   readonly #canChown: boolean;
+  readonly #ctx: MetaContext;
   readonly #deferredLinks: Array<{ path: Buffer; target: Buffer; entry: TreeEntry }> = [];
   /** member-relative path -> restored path, for hard links */
   readonly #restored = new Map<string, Buffer>();
@@ -127,6 +127,14 @@ export class TreeRestorer {
   constructor(o: RestoreOptions, memberRoot: ObjectId, rootRel: string) {
     this.#o = o;
     this.#canChown = !o.noOwner && process.getuid?.() === 0;
+    this.#ctx = {
+      canChown: this.#canChown,
+      onOwnerError: (p, err) => {
+        if (this.#ownerWarned) return;
+        this.#ownerWarned = true;
+        this.warn(p, `ownership not restored: ${(err as Error).message}`);
+      },
+    };
     this.#memberRoot = memberRoot;
     this.#rootRel = rootRel;
   }
@@ -221,66 +229,13 @@ export class TreeRestorer {
   }
 
   #restoreFile(e: TreeEntry, p: Buffer): void {
-    let fd: number;
-    try {
-      fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
-    } catch (err) {
-      throw wrapIoError(err, `creating ${p}`);
-    }
-    try {
-      let written = 0;
-      for (const c of e.chunks ?? []) {
-        const data = this.#o.store.get(c);
-        let off = 0;
-        while (off < data.length) off += writeSync(fd, data, off, data.length - off, written + off);
-        written += data.length;
-      }
-      if (written !== e.size) throw new FerryError('OBJECT_CORRUPT', `file ${p} restored ${written} bytes but the snapshot says ${e.size}`);
-      this.stats.files++;
-      this.stats.bytes += written;
-      this.#fsetMeta(fd, p, e);
-    } catch (err) {
-      throw wrapIoError(err, `writing ${p}`);
-    } finally {
-      closeSync(fd);
-    }
+    const written = writeFileEntry(this.#o.store, e, p, this.#ctx);
+    this.stats.files++;
+    this.stats.bytes += written;
   }
 
-  #fsetMeta(fd: number, p: Buffer, e: TreeEntry): void {
-    if (this.#canChown) {
-      try {
-        fchownSync(fd, e.uid, e.gid);
-      } catch (err) {
-        this.#ownerWarning(p, err);
-      }
-    }
-    fchmodSync(fd, e.mode);
-    const t = nsToSeconds(e.mtimeNs);
-    futimesSync(fd, t, t);
-  }
-
-  #setMeta(p: Buffer, e: TreeEntry, isLink: boolean): void {
-    if (this.#canChown) {
-      try {
-        if (isLink) lchownSync(p, e.uid, e.gid);
-        else chownSync(p, e.uid, e.gid);
-      } catch (err) {
-        this.#ownerWarning(p, err);
-      }
-    }
-    const t = nsToSeconds(e.mtimeNs);
-    if (isLink) {
-      lutimesSync(p, t, t);
-      return;
-    }
-    chmodSync(p, e.mode);
-    utimesSync(p, t, t);
-  }
-
-  #ownerWarning(p: Buffer, err: unknown): void {
-    if (this.#ownerWarned) return;
-    this.#ownerWarned = true;
-    this.warn(p, `ownership not restored: ${(err as Error).message}`);
+  #setMeta(p: Buffer, e: TreeEntry, _isLink: boolean): void {
+    setEntryMeta(p, e, this.#ctx);
   }
 
   /** Hard links last: their first link must exist. A link to a file outside the restored subtree becomes a copy. */
