@@ -202,7 +202,7 @@ test('the object stream decoder joins pieces once per object (no quadratic copyi
 
 test(
   'several object streams on one connection, each holding a near-limit object, stay within bounded memory',
-  { todo: 'daemon.ts caps streams per connection at 4 (MAX_STREAMS), so memory per connection is bounded by 4 x 64 MiB, but there is no byte budget across streams yet: 4 streams of 40 MiB still buffer ~160 MiB. Needs a per-session budget that resets the newest stream when exceeded (this test then also needs to stop waiting for drain on a reset stream).' },
+  { todo: 'daemon.ts: no byte budget across one connection\'s streams: each stream may buffer one object (64 MiB), so 4 streams of 40 MiB buffer ~160 MiB. A cap with maxConcurrentStreams refused clients\' early streams (REFUSED_STREAM); needs a per-session budget that resets the newest stream when exceeded (and this test must then stop waiting for drain on a reset stream).' },
   async () => {
     const streams = 4;
     const each = 40 << 20;
