@@ -175,7 +175,8 @@ export class Daemon {
       const { status, body } = errorBody(err);
       reply(status, body);
       // A stranger gets its answer, then loses the connection: it must not hold streams open here.
-      if (status === 403 && stream.session) {
+      // (A paired peer refused one operation, also a 403, keeps its connection.)
+      if (err instanceof FerryError && err.code === 'PEER_UNTRUSTED' && stream.session) {
         const session = stream.session;
         setTimeout(() => session.destroy(), 100).unref();
       }
