@@ -27,7 +27,7 @@ import { parseCommitRequest, parseHelloRequest } from '../replication/protocol.t
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
-import { collectGarbage, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
+import { collectGarbage, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
 import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
 
 /** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
@@ -362,10 +362,7 @@ export class SiteReceiver implements Receiver {
       site.db.tx(() => {
         let name = manifest.name;
         if (name && site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', volume, name)) name = null;
-        site.db.run(
-          'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-          manifest.id, volume, name, manifest.time, manifest.origin, manifest.parent, req.manifest, JSON.stringify({ replicated: true }), site.clock.now(),
-        );
+        insertSnapshotRow(site, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true } });
         site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(this.#peer), volume);
         site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, holdName(this.#peer), site.clock.now());
         if (req.peer) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, PEER_HOLD, site.clock.now());
@@ -552,10 +549,7 @@ export class SiteReceiver implements Receiver {
     const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
     site.store.flush();
     site.db.tx(() => {
-      site.db.run(
-        'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        key, vol.name, name, time, site.id, row.applied, manifestId, JSON.stringify({ replicaWrites: true }), time,
-      );
+      insertSnapshotRow(site, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name } });
     });
     return { roots, changed, snapshot: name };

@@ -86,6 +86,17 @@ export function resolveSnapshot(site: Site, volume: string, ref: string): Snapsh
   throw new FerryError('SNAPSHOT_NOT_FOUND', `volume ${volume} has no snapshot ${JSON.stringify(ref)}; \`ferry snapshot list ${volume}\` shows them`);
 }
 
+/** The catalog row that names a complete snapshot (callers run it inside their transaction). */
+export function insertSnapshotRow(
+  site: Site,
+  r: { id: string; volume: string; name: string | null; time: number; origin: string; parent: string | null; manifest: string; stats: Record<string, unknown> },
+): void {
+  site.db.run(
+    'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), site.clock.now(),
+  );
+}
+
 export interface CreateSnapshotOptions {
   name?: string;
   /** a pool to share across calls; one is made (and closed) otherwise */
@@ -183,10 +194,7 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
   site.store.flush();
   const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })) };
   site.db.tx(() => {
-    site.db.run(
-      'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      id, vol.name, opts.name ?? null, time, site.id, parent?.id ?? null, manifestId, JSON.stringify(statsJson), site.clock.now(),
-    );
+    insertSnapshotRow(site, { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, manifest: manifestId, stats: statsJson });
     // Only the newest snapshot's stat cache is kept (and rows of captures that never committed go too).
     site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, id);
     site.event({ kind: 'snapshot.create', volume: vol.name, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: id, name: opts.name ?? null, ...statsJson } });
