@@ -34,6 +34,7 @@ import { parseArgs } from 'node:util';
 import { changeImage, type ChangeStats, changeTree, type ImageChangeStats } from './change.ts';
 import { ensureFresh, generateImage, generateTree, type GenStats, type ImageStats, parseScale, parseSeed } from './gen.ts';
 import { countDelta, CountingProxies, type ProxyCount } from './proxy.ts';
+import { humanBytes, lastLines, round2, syncDisks, timestamp, warmCache } from './common.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 let FERRY = join(ROOT, 'bin', 'ferry');
@@ -179,13 +180,6 @@ interface Timed {
   stdout: string;
 }
 
-/** The most telling line of a log: the first naming an error, else the last ones. */
-function lastLines(path: string, n = 3): string {
-  const lines = (existsSync(path) ? readFileSync(path, 'utf8') : '').split('\n').map((l) => l.trim()).filter(Boolean);
-  const error = lines.find((l) => /error|fatal|cannot|failed|refused/i.test(l));
-  return (error ?? lines.slice(-n).join(' | ')).slice(0, 400) || '(no output)';
-}
-
 /** Runs a command through GNU time (wall, user+sys CPU of it and its reaped children, max RSS). */
 async function timed(argv: string[], env: Record<string, string>, log: string, timeoutS: number): Promise<Timed> {
   const timeFile = `${log}.time`;
@@ -233,36 +227,6 @@ function must(argv: string[], log: string, env: Record<string, string> = {}): st
 function firstLine(argv: string[]): string {
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
   return r.status === 0 ? (r.stdout.split('\n').find((l) => l.trim()) ?? '').trim() : 'not found';
-}
-
-function syncDisks(): void {
-  spawnSync('sync');
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (Math.abs(v) >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`;
-}
-
-function timestamp(d: Date): string {
-  return d.toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-/** Reads every byte of a tree or file once, so that no tool pays for a cold cache. */
-function warmCache(path: string): void {
-  const script = lstatSync(path).isDirectory() ? 'tar -cf - -C "$1" . | cat > /dev/null' : 'cat "$1" > /dev/null';
-  const r = spawnSync('sh', ['-c', script, 'sh', path], { stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`reading ${path} to warm the cache failed`);
 }
 
 // ---------------------------------------------------------------- daemons

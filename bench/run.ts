@@ -27,6 +27,7 @@ import { parseArgs } from 'node:util';
 
 import { changeImage, type ChangeStats, changeTree, type ImageChangeStats } from './change.ts';
 import { ensureFresh, generateImage, generateTree, type GenStats, type ImageStats, parseScale, parseSeed } from './gen.ts';
+import { humanBytes, lastLines, round2, syncDisks, timestamp, warmCache } from './common.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 let FERRY = join(ROOT, 'bin', 'ferry');
@@ -134,13 +135,6 @@ function runLogged(cmd: Command, log: string): string | null {
   }
 }
 
-/** The most telling line of a log: the first that names an error, else the last ones. */
-function lastLines(path: string, n = 3): string {
-  const lines = (existsSync(path) ? readFileSync(path, 'utf8') : '').split('\n').map((l) => l.trim()).filter(Boolean);
-  const error = lines.find((l) => /error|fatal|cannot|failed/i.test(l));
-  return (error ?? lines.slice(-n).join(' | ')).slice(0, 400) || '(no output)';
-}
-
 /** Sum of the sizes of all regular files under dir (like du -sb without directories). */
 export function dirBytes(dir: string): number {
   if (!existsSync(dir)) return 0;
@@ -154,11 +148,6 @@ export function dirBytes(dir: string): number {
   };
   visit(dir);
   return total;
-}
-
-/** Flushes dirty pages so one tool's writeback does not slow the next tool's timed run. */
-function syncDisks(): void {
-  spawnSync('sync');
 }
 
 /** One timed snapshot run through GNU time. */
@@ -207,31 +196,6 @@ function measure(tool: Tool, caseName: CaseName, cmd: Command, repo: string, log
     }
   }
   return m;
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (Math.abs(v) >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`;
-}
-
-/** Reads every byte of a tree or file once, so that no tool pays for a cold cache. */
-function warmCache(path: string): number {
-  const started = performance.now();
-  const isDir = lstatSync(path).isDirectory();
-  const script = isDir ? 'tar -cf - -C "$1" . | cat > /dev/null' : 'cat "$1" > /dev/null';
-  const r = spawnSync('sh', ['-c', script, 'sh', path], { stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`reading ${path} to warm the cache failed`);
-  return (performance.now() - started) / 1000;
 }
 
 interface ToolState {
@@ -373,10 +337,6 @@ function formatReport(r: Report): string {
   lines.push('');
   lines.push(`Phases (s): ${Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}; total ${r.totalSeconds.toFixed(0)} s. Work directory: ${r.work}`);
   return lines.join('\n') + '\n';
-}
-
-function timestamp(d: Date): string {
-  return d.toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
 async function main(): Promise<void> {
