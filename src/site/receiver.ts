@@ -513,7 +513,7 @@ export class SiteReceiver implements Receiver {
       if (m.kind === 'tree') {
         roots[m.name] = trees[m.name];
         members.push({ name: m.name, kind: 'tree', root: trees[m.name] });
-        if (base ? trees[m.name] !== base : !(await this.#isEmptyTree(trees[m.name]))) changed = true;
+        if (base ? trees[m.name] !== base : !this.#isEmptyTree(trees[m.name])) changed = true;
         continue;
       }
       const now = statOf(m.path);
@@ -555,8 +555,7 @@ export class SiteReceiver implements Receiver {
     return { roots, changed, snapshot: name };
   }
 
-  async #isEmptyTree(id: ObjectId): Promise<boolean> {
-    const { decodeTree } = await import('../snapshot/format.ts');
+  #isEmptyTree(id: ObjectId): boolean {
     return decodeTree(this.#site.store.get(id)).entries.length === 0;
   }
 
