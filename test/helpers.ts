@@ -1,7 +1,8 @@
 // Shared test helpers: temporary directories, running the real CLI, and an
 // exact comparison of two trees (content and metadata).
 import { execFile } from 'node:child_process';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,5 +113,15 @@ export function assertTreesEqual(actual: string, expected: string, opts: { mtime
   for (const [k, v] of e) {
     const d = a.get(k)!.mtimeUs - v.mtimeUs;
     assert.ok(d <= 2n && d >= -2n, `mtime of ${k} differs by ${d} us`);
+  }
+}
+
+/** Write `size` random (incompressible) bytes to `path`, in 4 MiB pieces so memory stays small. */
+export function writeRandomFile(path: string, size: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    for (let left = size; left > 0; left -= 4 << 20) writeSync(fd, randomBytes(Math.min(left, 4 << 20)));
+  } finally {
+    closeSync(fd);
   }
 }

@@ -15,6 +15,8 @@ import * as statusCommands from './commands/status.ts';
 import * as drCommands from './commands/dr.ts';
 import * as linkCommands from './commands/link.ts';
 import * as eventCommands from './commands/events.ts';
+import * as configCommands from './commands/config.ts';
+import * as dashboardCommands from './commands/dashboard.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -40,6 +42,8 @@ export function buildProgram(): Command {
   drCommands.register(program, g);
   linkCommands.register(program, g);
   eventCommands.register(program, g);
+  configCommands.register(program, g);
+  dashboardCommands.register(program, g);
   for (const c of allCommands(program)) {
     c.exitOverride();
     if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');

@@ -7,7 +7,13 @@ export interface Clock {
   now(): number;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+/**
+ * Test hook: FERRY_CLOCK_OFFSET_MS shifts this process's clock (a site whose clock is off by that
+ * much), so tests can show that nothing between sites depends on their clocks agreeing.
+ */
+const OFFSET_MS = Number(process.env.FERRY_CLOCK_OFFSET_MS) || 0;
+
+export const systemClock: Clock = { now: () => Date.now() + OFFSET_MS };
 
 export type RandomSource = (n: number) => Uint8Array;
 export const systemRandom: RandomSource = (n) => randomBytes(n);

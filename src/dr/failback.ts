@@ -14,6 +14,8 @@
 // With no common base the plan says so (needs-full-sync) and only --full
 // proceeds: the transfer then sends whatever this site lacks.
 import { FerryError } from '../core/errors.ts';
+import { checkpoint } from '../core/crash.ts';
+import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -114,60 +116,132 @@ export interface FailbackResult {
   kept: string | null;
   keptDiffers: boolean;
   update: UpdateResult;
+  /** a rerun found this failback already done: the result is the one recorded then */
+  alreadyDone?: boolean;
 }
 
-export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: { wait?: boolean } = {}): Promise<FailbackResult> {
+type MirrorSchedule = { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null };
+
+/** What the journal keeps of a failback: the plan, the mirror it replaces, and what its steps learned. */
+interface FailbackJournal {
+  plan: FailbackPlan;
+  mirror: string | null;
+  schedule: MirrorSchedule | null;
+  kept?: string;
+  keptName?: string | null;
+  keptDiffers?: boolean;
+  update?: UpdateResult;
+}
+
+/**
+ * `ferry failback`: plan and execute under the volume's workflow lock. A failback the journal shows
+ * in progress is carried on from its last completed step (with the plan it started with: base,
+ * schedule); one already done is not done twice.
+ */
+export async function runFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string; dryRun?: boolean } = {}): Promise<FailbackResult | { plan: FailbackPlan; resuming?: string }> {
   const site = engine.site;
+  return withWorkflowLock(site, volume, async () => {
+    const wf = runningWorkflow<FailbackJournal>(site, volume);
+    if (wf && wf.kind !== 'failback') throw workflowBusy(wf, 'failback');
+    if (wf) {
+      if (opts.dryRun) return { plan: wf.plan.plan, resuming: wf.step };
+      return executeFailback(engine, wf.plan.plan, {}, wf);
+    }
+    const plan = await planFailback(engine, volume, opts);
+    if (opts.dryRun) return { plan };
+    if (plan.alreadySecondary) {
+      const last = lastWorkflow<FailbackJournal>(site, volume, 'failback');
+      if (last?.state === 'done' && last.plan.update && last.plan.plan.newPrimary === plan.newPrimary) return { ...resultOf(last.plan), alreadyDone: true };
+    }
+    return executeFailback(engine, plan);
+  });
+}
+
+function resultOf(j: FailbackJournal): FailbackResult {
+  return { plan: j.plan, kept: j.keptName ?? null, keptDiffers: j.keptDiffers ?? false, update: j.update! };
+}
+
+/**
+ * Execute a failback plan, journaled: each step is recorded as it completes (in the transaction
+ * that made its change), and `wf` (from the journal) resumes after its last completed step. Crash
+ * points (FERRY_CRASH_AT, a test hook): failback:after-keep, failback:after-demote,
+ * failback:after-resync here, failback:serve-after-reverse at the new primary.
+ */
+export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: { wait?: boolean } = {}, wf?: Workflow<FailbackJournal>): Promise<FailbackResult> {
+  const site = engine.site;
+  void opts;
+  let journal = wf;
+  if (!journal) {
+    // The reversed mirror runs on the schedule this one had (read now: step 2 removes the record).
+    const m = plan.alreadySecondary ? undefined : getMirror(site, plan.volume, plan.newPrimary);
+    const schedule = m ? { scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth } : null;
+    journal = startWorkflow<FailbackJournal>(site, 'failback', plan.volume, { plan, mirror: m?.id ?? null, schedule }, plan.alreadySecondary ? 'demoted' : 'planned');
+  }
+  try {
+    return await continueFailback(engine, journal);
+  } catch (err) {
+    // Before this site was demoted nothing needs finishing (a kept snapshot stays, listed); after, a rerun resumes.
+    if (journal.step === 'planned' || journal.step === 'kept') finishWorkflow(site, journal, 'rolled-back');
+    else noteWorkflowError(site, journal, err);
+    throw err;
+  }
+}
+
+async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): Promise<FailbackResult> {
+  const site = engine.site;
+  const plan = wf.plan.plan;
   const peer = getPeer(site, plan.newPrimary);
-  let kept: string | null = null;
-  let keptDiffers = false;
-  // The reversed mirror runs on the schedule this one had (read before step 2 removes the record).
-  let schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null = null;
-  if (!plan.alreadySecondary) {
-    const m = getMirror(site, plan.volume, peer.name);
-    schedule = { scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth };
-    // 1. keep this site's writes
+  // 1. keep this site's writes
+  if (wf.step === 'planned') {
     const name = `failback-kept-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
     const snap = (await createSnapshot(site, plan.volume, { name, pool: engine.pool })).snapshot;
-    kept = snap.name;
+    let keptDiffers = true;
     if (plan.base) {
       const a = readManifest(site.store, resolveSnapshot(site, plan.volume, plan.base).manifest as ObjectId);
       const b = readManifest(site.store, snap.manifest as ObjectId);
       keptDiffers = a.members.some((x, i) => x.root !== b.members[i]?.root);
-    } else keptDiffers = true;
-    // 2. become the secondary; the replica's state is the kept snapshot
+    }
+    recordStep(site, wf, 'kept', { kept: snap.id, keptName: snap.name, keptDiffers });
+    await checkpoint('failback:after-keep');
+  }
+  // 2. become the secondary; the replica's state is the kept snapshot (writes made since, if any,
+  // are caught by the receiver's writes check before the apply, and kept too)
+  if (wf.step === 'kept') {
+    const kept = wf.plan.kept!;
+    const mirrorId = wf.plan.mirror!;
     site.db.tx(() => {
       site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
       site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
       site.db.run(
         "INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)",
-        plan.volume, peer.id, plan.remoteVolume, snap.id, site.clock.now(),
+        plan.volume, peer.id, plan.remoteVolume, kept, site.clock.now(),
       );
       if (plan.base) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdName(peer.id), site.clock.now());
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor({ id: mirrorId }), `${holdFor({ id: mirrorId })}:inflight`);
+      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', mirrorId);
+      site.db.run('DELETE FROM mirrors WHERE id = ?', mirrorId);
       // The stat cache rows describe the kept snapshot, which is what the replica holds now.
-      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, snap.id);
-      site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept, keptDiffers } });
+      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, kept);
+      site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept: wf.plan.keptName, keptDiffers: wf.plan.keptDiffers } });
+      recordStep(site, wf, 'demoted');
     });
+    await checkpoint('failback:after-demote');
   }
   // 3. the new primary resyncs the differences
-  const client = drClient(engine, peer);
-  let update: UpdateResult;
-  try {
-    update = await client.call<UpdateResult>(ROUTES.dr('failback'), {
-      volume: plan.remoteVolume,
-      to: plan.volume,
-      base: plan.base,
-      full: plan.full,
-      schedule,
-    });
-  } finally {
-    client.close();
+  if (wf.step === 'demoted') {
+    const client = drClient(engine, peer);
+    let update: UpdateResult;
+    try {
+      update = await client.call<UpdateResult>(ROUTES.dr('failback'), { volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule });
+    } finally {
+      client.close();
+    }
+    site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: update.snapshot, bytes: update.transfer.bytes } });
+    recordStep(site, wf, 'resynced', { update });
+    await checkpoint('failback:after-resync');
   }
-  site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: update.snapshot, bytes: update.transfer.bytes } });
-  void opts;
-  return { plan, kept, keptDiffers, update };
+  finishWorkflow(site, wf, 'done');
+  return resultOf(wf.plan);
 }
 
 // ---------------------------------------------------------------- at the new primary
@@ -230,8 +304,9 @@ export async function serveFailback(
     const hasBase = req.base !== null && site.db.get('SELECT 1 FROM snapshots WHERE id = ? AND volume = ?', req.base, req.volume) !== undefined;
     if (!hasBase && !req.full) throw new FerryError('NEEDS_FULL_SYNC', `${site.name} no longer holds base ${req.base}; fail back with --full`);
     const s = req.schedule;
-    const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null });
+    // One transaction: a crash leaves either no reverse mirror (the rerun creates it) or one with its base.
     site.db.tx(() => {
+      const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null });
       // The base held for failback becomes the reverse mirror's base.
       site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
       if (hasBase) {
@@ -242,6 +317,7 @@ export async function serveFailback(
       site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: created.id, base: hasBase ? req.base : null } });
     });
     m = getMirror(site, req.volume, peer.name);
+    await checkpoint('failback:serve-after-reverse');
   }
   return engine.update(req.volume, peer.name, { initialize: m.base === null, force: true });
 }

@@ -15,7 +15,10 @@
 // A failure at any step before 6 completes rolls back: secondaries are
 // pointed back, this site is primary again, and its post hook restarts the
 // application here. `ferry migrate` at the new primary returns the roles.
-import { FerryError } from '../core/errors.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
+import { checkpoint } from '../core/crash.ts';
+import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import type { RemoteState } from './failback.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
@@ -84,44 +87,94 @@ export interface MigrateResult {
   final: string;
   hooks: HookResult[];
   remotePost: HookResult | null;
+  /** a rerun found this migrate already done: the result is the one recorded then */
+  alreadyDone?: boolean;
 }
 
+/** What the journal keeps of a migrate: the plan, and what its steps learned. */
+interface MigrateJournal {
+  plan: MigratePlan;
+  final?: string;
+  /** peers of the other secondaries re-pointed to the new primary */
+  repointed?: string[];
+  remotePost?: HookResult | null;
+  hooks?: HookResult[];
+}
+
+/**
+ * `ferry migrate`: plan and execute under the volume's workflow lock. A migrate the journal shows in
+ * progress is first settled (resumeMigrate: finished if the new primary accepted, rolled back if
+ * not); then, unless that finished this very migrate, a new one runs.
+ */
+export async function runMigrate(engine: Engine, volume: string, to: string, opts: { dryRun?: boolean } = {}): Promise<MigrateResult | { plan: MigratePlan; resuming?: string }> {
+  const site = engine.site;
+  return withWorkflowLock(site, volume, async () => {
+    const wf = runningWorkflow<MigrateJournal>(site, volume);
+    if (wf && wf.kind !== 'migrate') throw workflowBusy(wf, 'migrate');
+    if (wf) {
+      if (opts.dryRun) return { plan: wf.plan.plan, resuming: wf.step };
+      const settled = await resumeMigrate(engine, wf);
+      if (settled === 'done' && wf.plan.plan.to === to) return resultOf(wf.plan);
+    }
+    const vol = getVolume(site, volume);
+    if (vol.role === 'secondary' && !opts.dryRun) {
+      const last = lastWorkflow<MigrateJournal>(site, volume, 'migrate');
+      if (last?.state === 'done' && last.plan.plan.to === to && last.plan.final) return { ...resultOf(last.plan), alreadyDone: true };
+    }
+    const plan = await planMigrate(engine, volume, to);
+    if (opts.dryRun) return { plan };
+    return executeMigrate(engine, plan);
+  });
+}
+
+function resultOf(j: MigrateJournal): MigrateResult {
+  return { plan: j.plan, final: j.final ?? '', hooks: j.hooks ?? [], remotePost: j.remotePost ?? null };
+}
+
+const env = (site: { name: string }, plan: MigratePlan) => ({ FERRY_SITE: site.name, FERRY_VOLUME: plan.volume, FERRY_REASON: 'migrate', FERRY_MIGRATE_TO: plan.to });
+
+/**
+ * Execute a migrate plan, journaled (steps planned, stopped, final, repointed, demoted, accepted).
+ * Crash points (FERRY_CRASH_AT, a test hook): migrate:after-pre-hook, migrate:after-final,
+ * migrate:after-repoint, migrate:after-demote, migrate:after-accept here, and
+ * migrate:accept-after-promote at the new primary.
+ */
 export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise<MigrateResult> {
   const site = engine.site;
   const vol = getVolume(site, plan.volume);
-  const env = { FERRY_SITE: site.name, FERRY_VOLUME: plan.volume, FERRY_REASON: 'migrate', FERRY_MIGRATE_TO: plan.to };
   const hooks: HookResult[] = [];
   const target = getMirror(site, plan.volume, plan.to);
   const others = listMirrors(site, plan.volume).filter((m) => m.id !== target.id);
-  const restartHere = async () => {
-    if (!vol.hooks.post) return;
-    const r = await runHook('post', vol.hooks.post, env);
-    hooks.push(r);
-  };
+  const wf = startWorkflow<MigrateJournal>(site, 'migrate', plan.volume, { plan, hooks });
   // 2. stop the application
   if (vol.hooks.pre) {
-    const r = await runHook('pre', vol.hooks.pre, env);
+    const r = await runHook('pre', vol.hooks.pre, env(site, plan));
     hooks.push(r);
     if (!hookSucceeded(r)) {
-      await restartHere();
+      await rollbackMigrate(engine, wf, hooks);
       throw hookError(r);
     }
   }
-  const repointed: Mirror[] = [];
-  let demoted = false;
-  let final = '';
+  recordStep(site, wf, 'stopped', { hooks });
+  await checkpoint('migrate:after-pre-hook');
+  const newPrimary = getPeer(site, target.peer);
   try {
     // 3. the final state on every site
     const snap = await createSnapshot(site, plan.volume, { name: `migrate-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`, pool: engine.pool, skipHooks: true });
-    final = snap.snapshot.id;
+    const final = snap.snapshot.id;
     for (const m of [target, ...others]) await engine.update(plan.volume, m.peer, { snapshot: final, force: true });
     site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { step: 'final snapshot on every site', final } });
-    const newPrimary = getPeer(site, target.peer);
+    recordStep(site, wf, 'final', { final });
+    await checkpoint('migrate:after-final');
     // 4. re-point the other secondaries
+    const repointed: string[] = [];
     for (const m of others) {
       await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: newPrimary.id, newSourceVolume: target.remoteVolume });
-      repointed.push(m);
+      repointed.push(m.peer);
+      recordStep(site, wf, 'final', { repointed });
     }
+    recordStep(site, wf, 'repointed', { repointed });
+    await checkpoint('migrate:after-repoint');
     // 5. demote here
     site.db.tx(() => {
       site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
@@ -129,42 +182,131 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
       site.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", plan.volume, newPrimary.id, target.remoteVolume, final, site.clock.now());
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdName(newPrimary.id), site.clock.now());
       site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: newPrimary.name } });
+      recordStep(site, wf, 'demoted');
     });
-    demoted = true;
-    // 6. the new primary takes over
+    await checkpoint('migrate:after-demote');
+  } catch (err) {
+    // Before the demotion nothing is lost by going back: this site stays primary.
+    if (wf.step !== 'demoted') {
+      await rollbackMigrate(engine, wf, hooks, err);
+      throw err;
+    }
+    noteWorkflowError(site, wf, err);
+    throw err;
+  }
+  // 6. the new primary takes over
+  try {
     const accepted = await call<{ post: HookResult | null }>(engine, target.peer, 'migrate-accept', {
       volume: target.remoteVolume,
-      final,
+      final: wf.plan.final,
       backTo: plan.volume,
       schedule: { scheduleS: target.scheduleS, minDelayS: target.minDelayS, maxDelayS: target.maxDelayS, bandwidth: target.bandwidth },
       others: others.map((m) => ({ id: getPeer(site, m.peer).id, volume: m.remoteVolume, scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth })),
     });
-    // Done: the old mirror records go (the base holds were replaced by the secondary's hold above).
-    site.db.tx(() => {
-      for (const m of [target, ...others]) {
-        site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
-        site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
-        site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
-      }
-      site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { to: plan.to, final } });
-    });
-    return { plan, final, hooks, remotePost: accepted.post };
+    recordStep(site, wf, 'accepted', { remotePost: accepted.post });
+    await checkpoint('migrate:after-accept');
   } catch (err) {
-    // Roll back to the original roles, and restart the application here.
-    if (demoted) {
-      site.db.tx(() => {
+    // This site is demoted: whether to finish or to go back depends on the new primary, so ask it.
+    // Unreachable, nothing is decided (both sites secondary, no writes anywhere) until a rerun or the
+    // daemon's next try finds out.
+    const settled = await settleDemoted(engine, wf).catch((e: unknown) => {
+      noteWorkflowError(site, wf, err);
+      throw new FerryError('PEER_UNREACHABLE', `migrate of ${plan.volume} to ${plan.to} was interrupted after this site became its secondary (${(err as Error).message}), and ${plan.to} cannot say whether it took over (${(e as Error).message}); nothing is lost: rerun \`ferry migrate ${plan.volume} --to ${plan.to}\` once ${plan.to} is reachable (the daemon also retries)`, { cause: err });
+    });
+    if (settled === 'rolled-back') throw err;
+    return resultOf(wf.plan);
+  }
+  finishMigrate(engine, wf);
+  return resultOf(wf.plan);
+}
+
+/** The new primary took over: the old mirror records here go (the secondary's hold replaced their base holds). */
+function finishMigrate(engine: Engine, wf: Workflow<MigrateJournal>): void {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  site.db.tx(() => {
+    for (const m of listMirrors(site, plan.volume)) {
+      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
+      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
+      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+    }
+    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { to: plan.to, final: wf.plan.final } });
+    finishWorkflow(site, wf, 'done');
+  });
+}
+
+/**
+ * Back to the roles the migrate started from: this site primary again (if it was demoted), the
+ * re-pointed secondaries asked back (best effort), and the application restarted here (post hook).
+ */
+async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hooks: HookResult[] = wf.plan.hooks ?? [], cause?: unknown): Promise<void> {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  if (wf.step !== 'rolling-back') {
+    site.db.tx(() => {
+      if (getVolume(site, plan.volume).role === 'secondary') {
         site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
         site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
         site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { rollback: 'secondary => primary' } });
-      });
-    }
-    for (const m of repointed) {
-      await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: plan.volume }).catch(() => {});
-    }
-    await restartHere();
-    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { error: (err as Error).message, rolledBack: true } });
-    throw err;
+      }
+      recordStep(site, wf, 'rolling-back');
+    });
   }
+  for (const peer of wf.plan.repointed ?? []) {
+    const m = listMirrors(site, plan.volume).find((x) => x.peer === peer);
+    if (m) await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: plan.volume }).catch(() => {});
+  }
+  const vol = getVolume(site, plan.volume);
+  if (vol.hooks.post) hooks.push(await runHook('post', vol.hooks.post, env(site, plan)));
+  site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { error: cause ? (cause as Error).message : 'interrupted', rolledBack: true } });
+  finishWorkflow(site, wf, 'rolled-back', { hooks });
+}
+
+/**
+ * This site was demoted and the new primary's answer is unknown: ask it. Primary there (it accepted):
+ * finish. Still this site's secondary: go back. Unreachable: throws, and the journal stays.
+ */
+async function settleDemoted(engine: Engine, wf: Workflow<MigrateJournal>): Promise<'done' | 'rolled-back'> {
+  const plan = wf.plan.plan;
+  const remote = await call<RemoteState>(engine, plan.to, 'state', { volume: plan.remoteVolume, base: null });
+  if (remote.role === 'primary') {
+    finishMigrate(engine, wf);
+    return 'done';
+  }
+  await rollbackMigrate(engine, wf, undefined, new Error(`${plan.to} did not take over`));
+  return 'rolled-back';
+}
+
+/**
+ * Settle a migrate the journal shows in progress (a rerun, or the daemon at start): before this site
+ * was demoted, go back (the application restarts here); after, ask the new primary (settleDemoted);
+ * once it accepted, finish.
+ */
+export async function resumeMigrate(engine: Engine, wf: Workflow<MigrateJournal>): Promise<'done' | 'rolled-back'> {
+  try {
+    switch (wf.step) {
+      case 'accepted':
+        finishMigrate(engine, wf);
+        return 'done';
+      case 'demoted':
+        return await settleDemoted(engine, wf);
+      default:
+        await rollbackMigrate(engine, wf);
+        return 'rolled-back';
+    }
+  } catch (err) {
+    noteWorkflowError(engine.site, wf, err);
+    throw isFerryError(err) ? err : new FerryError('PEER_UNREACHABLE', `migrate of ${wf.volume} to ${wf.plan.plan.to}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** At the new primary, the daemon at start: a takeover whose post hook did not run yet (a crash) runs it now. */
+export async function resumeMigrateAccept(engine: Engine, wf: Workflow<{ from: string; final: string; post?: HookResult | null }>): Promise<void> {
+  const site = engine.site;
+  const vol = getVolume(site, wf.volume);
+  let post: HookResult | null = null;
+  if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: wf.volume, FERRY_REASON: 'migrate' });
+  finishWorkflow(site, wf, 'done', { post });
 }
 
 // ---------------------------------------------------------------- at the other sites
@@ -202,6 +344,7 @@ export async function acceptMigrate(
   if (row.applied !== req.final) throw new FerryError('MIRROR_STATE', `the replica of ${req.volume} shows ${row.applied}, not the final snapshot ${req.final}: migrate would lose data; update first`);
   const back = findPeerById(site, peerId)!;
   const { createMirror } = await import('../site/mirrors.ts');
+  let wf: Workflow<{ from: string; final: string; post?: HookResult | null }> | undefined;
   site.db.tx(() => {
     site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", req.volume);
     site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
@@ -216,9 +359,13 @@ export async function acceptMigrate(
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.final, holdFor(m), site.clock.now());
     }
     site.event({ kind: 'migrate', volume: req.volume, outcome: 'ok', detail: { transition: 'secondary => primary', from: back.name, final: req.final } });
+    // Journaled with the promotion: a crash before the post hook ran is finished by the daemon at start.
+    wf = startWorkflow(site, 'migrate-accept', req.volume, { from: back.id, final: req.final }, 'promoted');
   });
+  await checkpoint('migrate:accept-after-promote');
   const vol = getVolume(site, req.volume);
   let post: HookResult | null = null;
   if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: req.volume, FERRY_REASON: 'migrate' });
+  finishWorkflow(site, wf!, 'done', { post });
   return { post };
 }

@@ -15,7 +15,7 @@ import { hashBytes, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
-import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
+import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
 
 export interface ApplyStats {
   created: number;
@@ -196,7 +196,9 @@ class TreeApplier {
     const tmp = join(parent, tmpName(y.name));
     removePath(tmp);
     if (y.type === 'file') {
-      this.stats.bytesWritten += writeFileEntry(this.#o.store, y, tmp, this.#ctx);
+      // A large file changed in place or appended to: copy the old one and write only what changed.
+      const patched = x?.type === 'file' ? patchFileEntry(this.#o.store, p, x, y, tmp, this.#ctx) : undefined;
+      this.stats.bytesWritten += patched ?? writeFileEntry(this.#o.store, y, tmp, this.#ctx);
     } else if (y.type === 'symlink') {
       createSymlinkEntry(y, tmp, this.#ctx);
     } else {

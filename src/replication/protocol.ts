@@ -23,12 +23,66 @@ function bad(msg: string): FerryError {
 
 // ---- object stream: [kind u8][codec u8][raw u32][stored u32][id 32][stored bytes] ...
 
-export function encodeObjectHeader(o: PreparedObject): Buffer {
+/** A memory budget for one stream (site/stream-budget.ts): `hold(n)` says it now holds n bytes, and throws to refuse. */
+export interface StreamHold {
+  hold(bytes: number): void;
+}
+
+/**
+ * Wire-only codec: the object as a zstd frame compressed against a dictionary
+ * made of objects the receiver already holds (the same file's chunks, or the
+ * same image blocks, in the common base). Payload: [ref count u8][ref ids,
+ * 32 bytes each][zstd frame]. The receiver rebuilds the raw bytes, checks them
+ * against the id, and stores them as any other object. Never stored as is.
+ */
+export const WIRE_DELTA = 2;
+/** Most reference objects, and most reference bytes, one delta may name. */
+export const MAX_DELTA_REFS = 8;
+export const MAX_DELTA_DICT_BYTES = 16 * 1024 * 1024;
+
+export interface DeltaObject {
+  kind: ObjectKind;
+  id: ObjectId;
+  rawLength: number;
+  codec: typeof WIRE_DELTA;
+  /** the references, in order; the dictionary is [dictOffset, dictOffset + dictLength) of their concatenation */
+  refs: ObjectId[];
+  dictOffset: number;
+  dictLength: number;
+  /** the zstd frame */
+  stored: Buffer;
+}
+
+/** Bytes of a delta's payload before its frame: ref count, refs, dictionary offset and length. */
+export function deltaHeaderBytes(refs: number): number {
+  return 1 + 32 * refs + 8;
+}
+
+/** What crosses the wire: an object as stored, or a delta against objects the receiver has. */
+export type WireObject = PreparedObject | DeltaObject;
+
+export function isDelta(o: WireObject): o is DeltaObject {
+  return o.codec === WIRE_DELTA;
+}
+
+/** The record's payload: for a delta, its references then its frame. */
+export function wirePayload(o: WireObject): Buffer[] {
+  const stored = Buffer.from(o.stored.buffer, o.stored.byteOffset, o.stored.byteLength);
+  if (!isDelta(o)) return [stored];
+  const head = Buffer.allocUnsafe(deltaHeaderBytes(o.refs.length));
+  head[0] = o.refs.length;
+  o.refs.forEach((r, i) => objectIdToBytes(r).copy(head, 1 + 32 * i));
+  head.writeUInt32LE(o.dictOffset, 1 + 32 * o.refs.length);
+  head.writeUInt32LE(o.dictLength, 5 + 32 * o.refs.length);
+  return [head, stored];
+}
+
+export function encodeObjectHeader(o: WireObject): Buffer {
   const h = Buffer.allocUnsafe(RECORD_HEADER);
   h[0] = OBJECT_KINDS.indexOf(o.kind);
   h[1] = o.codec;
   h.writeUInt32LE(o.rawLength, 2);
-  h.writeUInt32LE(o.stored.byteLength, 6);
+  h.writeUInt32LE(isDelta(o) ? deltaHeaderBytes(o.refs.length) + o.stored.byteLength : o.stored.byteLength, 6);
   objectIdToBytes(o.id).copy(h, 10);
   return h;
 }
@@ -39,10 +93,17 @@ export function encodeObjectHeader(o: PreparedObject): Buffer {
  * read. Pieces are queued and joined once per object, never re-concatenated
  * per piece (that is quadratic: a 64 MiB object in 16 KiB frames would copy
  * 128 GiB and block the event loop for minutes).
+ *
+ * `budget`: told what the stream holds before it is read: from an object's
+ * header on, its declared size (plus its raw length when it must be decoded),
+ * so a budget that refuses (throws) does so before the body is buffered.
  */
-export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<PreparedObject> {
+export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Array>, options: { budget?: StreamHold } = {}): AsyncGenerator<WireObject> {
   const parts: Buffer[] = [];
   let have = 0;
+  // bytes the object being read will take (0 between objects)
+  let reserved = 0;
+  const account = () => options.budget?.hold(Math.max(have, reserved));
   // The next n bytes (n <= have), always a fresh copy: the caller may keep an
   // object while we go on reading.
   const take = (n: number): Buffer => {
@@ -60,7 +121,7 @@ export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Ar
     return out;
   };
   let need = RECORD_HEADER;
-  let header: { kind: ObjectKind; codec: Codec; rawLength: number; storedLength: number; id: ObjectId } | undefined;
+  let header: { kind: ObjectKind; codec: number; rawLength: number; storedLength: number; id: ObjectId } | undefined;
   // Iterated by hand, not with `for await`: when this generator stops on a refusal (here, or in
   // the consumer: a hash that does not match), `for await` would destroy the source, and a
   // destroyed HTTP/2 stream is reset before the error answer can be sent. The source is
@@ -75,6 +136,7 @@ export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Ar
       if (piece.byteLength === 0) continue;
       parts.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
       have += piece.byteLength;
+      account();
       while (have >= need) {
         if (!header) {
           const h = take(RECORD_HEADER);
@@ -83,17 +145,33 @@ export async function* decodeObjectStream(source: AsyncIterable<Buffer | Uint8Ar
           const rawLength = h.readUInt32LE(2);
           const storedLength = h.readUInt32LE(6);
           if (kindIdx >= OBJECT_KINDS.length) throw bad(`object stream: unknown object kind ${kindIdx}`);
-          if (codec !== CODEC_NONE && codec !== CODEC_ZSTD) throw bad(`object stream: unknown codec ${codec}`);
+          if (codec !== CODEC_NONE && codec !== CODEC_ZSTD && codec !== WIRE_DELTA) throw bad(`object stream: unknown codec ${codec}`);
+          if (codec === WIRE_DELTA && (kindIdx !== OBJECT_KINDS.indexOf('chunk') || storedLength < deltaHeaderBytes(1))) throw bad('object stream: a delta must be a chunk with at least one reference');
           if (rawLength > MAX_OBJECT_BYTES || storedLength > MAX_OBJECT_BYTES) throw bad(`object stream: object of ${Math.max(rawLength, storedLength)} bytes exceeds the ${MAX_OBJECT_BYTES}-byte limit`);
           if (codec === CODEC_NONE && storedLength !== rawLength) throw bad('object stream: uncompressed object with stored length different from its raw length');
-          header = { kind: OBJECT_KINDS[kindIdx], codec: codec as Codec, rawLength, storedLength, id: objectIdFromBytes(h.subarray(10, 42)) };
+          header = { kind: OBJECT_KINDS[kindIdx], codec, rawLength, storedLength, id: objectIdFromBytes(h.subarray(10, 42)) };
           need = storedLength;
+          reserved = RECORD_HEADER + storedLength + (codec === CODEC_NONE ? 0 : rawLength);
+          account();
           continue;
         }
         const stored = take(header.storedLength);
-        yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: header.codec, stored };
+        if (header.codec === WIRE_DELTA) {
+          const n = stored[0];
+          if (n < 1 || n > MAX_DELTA_REFS || stored.length < deltaHeaderBytes(n)) throw bad(`object stream: a delta names ${n} references (1 to ${MAX_DELTA_REFS})`);
+          const refs: ObjectId[] = [];
+          for (let i = 0; i < n; i++) refs.push(objectIdFromBytes(stored.subarray(1 + 32 * i, 33 + 32 * i)));
+          const dictOffset = stored.readUInt32LE(1 + 32 * n);
+          const dictLength = stored.readUInt32LE(5 + 32 * n);
+          if (dictLength < 1 || dictOffset + dictLength > MAX_DELTA_DICT_BYTES) throw bad(`object stream: a delta's dictionary [${dictOffset}, +${dictLength}) is out of bounds`);
+          yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: WIRE_DELTA, refs, dictOffset, dictLength, stored: stored.subarray(deltaHeaderBytes(n)) };
+        } else {
+          yield { kind: header.kind, id: header.id, rawLength: header.rawLength, codec: header.codec as Codec, stored };
+        }
         header = undefined;
         need = RECORD_HEADER;
+        reserved = 0;
+        account();
       }
     }
     exhausted = true;
@@ -193,7 +271,37 @@ export function parseHelloRequest(v: unknown): HelloRequest {
     if (mo.kind !== 'tree' && mo.kind !== 'image') throw bad(`member ${name} has kind ${String(mo.kind)}`);
     return { name, kind: mo.kind as 'tree' | 'image' };
   });
-  return { protocol: PROTOCOL_VERSION, sourceVolume: wireName(o.sourceVolume, 'volume'), volume: wireName(o.volume, 'volume'), members };
+  const req: HelloRequest = { protocol: PROTOCOL_VERSION, sourceVolume: wireName(o.sourceVolume, 'volume'), volume: wireName(o.volume, 'volume'), members };
+  // Optional (older sources send neither): what the destination keeps, and the source's other secondaries.
+  if (o.keep !== undefined) req.keep = count(o.keep, 'hello.keep', 1, MAX_KEEP);
+  if (o.siblings !== undefined) {
+    if (!Array.isArray(o.siblings) || o.siblings.length > MAX_SIBLINGS) throw bad(`hello.siblings must be a list of at most ${MAX_SIBLINGS} sites`);
+    req.siblings = o.siblings.map((x, i) => {
+      const so = obj(x, `hello.siblings[${i}]`);
+      const site = str(so.site, `hello.siblings[${i}].site`, 64);
+      if (!/^[A-Z2-7]{52}$/.test(site)) throw bad(`hello.siblings[${i}].site is not a site id`);
+      const opt = (v: unknown, what: string, max: number) => (v === null || v === undefined ? null : count(v, what, 0, max));
+      return {
+        site,
+        volume: wireName(so.volume, 'volume'),
+        scheduleS: opt(so.scheduleS, 'sibling schedule', 10 * 365 * 86400),
+        minDelayS: count(so.minDelayS ?? 0, 'sibling min delay', 0, 10 * 365 * 86400),
+        maxDelayS: count(so.maxDelayS ?? 3600, 'sibling max delay', 0, 10 * 365 * 86400),
+        bandwidth: opt(so.bandwidth, 'sibling bandwidth', Number.MAX_SAFE_INTEGER),
+        keep: opt(so.keep, 'sibling keep', MAX_KEEP),
+      };
+    });
+  }
+  return req;
+}
+
+/** Most replication snapshots a destination may be asked to keep, and most siblings one hello names. */
+export const MAX_KEEP = 64;
+const MAX_SIBLINGS = 256;
+
+function count(v: unknown, what: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`${what} must be an integer from ${min} to ${max}`);
+  return v;
 }
 
 export function parseCommitRequest(v: unknown): CommitRequest {

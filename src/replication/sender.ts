@@ -9,7 +9,8 @@ import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
-import { MAX_IDS_PER_QUERY } from './protocol.ts';
+import { makeDelta, type DeltaPlan } from './delta.ts';
+import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, type WireObject } from './protocol.ts';
 import type { Receiver } from './types.ts';
 import type { TokenBucket } from './token-bucket.ts';
 
@@ -34,6 +35,8 @@ export interface TransferStats {
   bytesSent: number;
   rawBytesSent: number;
   roundTrips: number;
+  /** objects sent as deltas against the base */
+  deltas: number;
 }
 
 export interface SendOptions {
@@ -42,21 +45,35 @@ export interface SendOptions {
   onProgress?: (p: TransferProgress) => void;
   /** bytes per put request: each is flushed durable at the receiver (the resume granularity) */
   batchBytes?: number;
+  /**
+   * The manifest of the common base, when the receiver takes deltas: a
+   * changed chunk may then go as a delta against the base's chunks at the
+   * same place (same path and offset, or same image block).
+   */
+  deltaBase?: ObjectId;
 }
 
 interface Pending {
   id: ObjectId;
   kind: ObjectKind;
+  /** the object at the same place in the base, if any (for deltas) */
+  base?: ObjectId;
 }
+
+/** Deltas computed ahead of the one being sent (zstd runs on libuv's threads meanwhile). */
+const DELTA_AHEAD = 4;
 
 /** Send every object of snapshot `manifest` that `receiver` lacks for `volume`. */
 export async function sendSnapshot(store: SenderStore, receiver: Receiver, volume: string, manifest: ObjectId, o: SendOptions = {}): Promise<TransferStats> {
-  const stats: TransferStats = { objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0 };
+  const stats: TransferStats = { objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0, deltas: 0 };
   const progress: TransferProgress = { phase: 'negotiating', objectsTotal: 0, bytesTotal: 0, objectsSent: 0, bytesSent: 0 };
   // Metadata objects to send, by level (0 = manifest); chunks to send.
   const levels: Pending[][] = [];
   const chunks: ObjectId[] = [];
   const seen = new Set<string>();
+  // For deltas: each changed chunk's candidate references in the base.
+  const refsOf = new Map<ObjectId, DeltaPlan>();
+  const baseOf = (id: ObjectId | undefined, decode: (raw: Buffer) => unknown) => (o.deltaBase && id ? decode(store.get(id)) : undefined);
 
   const ask = async (ids: Pending[]): Promise<Pending[]> => {
     const fresh = ids.filter((p) => !seen.has(p.id) && (seen.add(p.id), true));
@@ -75,28 +92,49 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     return out;
   };
 
-  let frontier = await ask([{ id: manifest, kind: 'snapshot' }]);
+  let frontier = await ask([{ id: manifest, kind: 'snapshot', base: o.deltaBase }]);
   while (frontier.length > 0) {
     levels.push(frontier);
     const next: Pending[] = [];
     for (const p of frontier) {
       const raw = store.get(p.id);
       switch (p.kind) {
-        case 'snapshot':
-          for (const m of decodeSnapshot(raw).members) next.push({ id: m.root, kind: m.kind === 'tree' ? 'tree' : 'image' });
-          break;
-        case 'tree':
-          for (const e of decodeTree(raw).entries) {
-            if (e.type === 'dir') next.push({ id: e.tree!, kind: 'tree' });
-            else if (e.type === 'file') for (const c of e.chunks ?? []) next.push({ id: c, kind: 'chunk' });
+        case 'snapshot': {
+          const base = baseOf(p.base, decodeSnapshot) as ReturnType<typeof decodeSnapshot> | undefined;
+          for (const m of decodeSnapshot(raw).members) {
+            const bm = base?.members.find((x) => x.name === m.name && x.kind === m.kind);
+            next.push({ id: m.root, kind: m.kind === 'tree' ? 'tree' : 'image', base: bm?.root });
           }
           break;
-        case 'image':
-          for (const l of decodeImage(raw).lists) next.push({ id: l, kind: 'blocklist' });
+        }
+        case 'tree': {
+          const base = baseOf(p.base, decodeTree) as ReturnType<typeof decodeTree> | undefined;
+          const byName = base ? new Map(base.entries.map((e) => [e.name.toString('latin1'), e])) : undefined;
+          for (const e of decodeTree(raw).entries) {
+            const be = byName?.get(e.name.toString('latin1'));
+            if (e.type === 'dir') next.push({ id: e.tree!, kind: 'tree', base: be?.type === 'dir' ? be.tree : undefined });
+            else if (e.type === 'file') {
+              for (const c of e.chunks ?? []) next.push({ id: c, kind: 'chunk' });
+              if (be?.type === 'file' && be.chunks?.length && e.chunks?.length) mapFileRefs(store, e.chunks, be.chunks, refsOf);
+            }
+          }
           break;
-        case 'blocklist':
-          for (const b of decodeBlockList(raw).blocks) if (b) next.push({ id: b, kind: 'chunk' });
+        }
+        case 'image': {
+          const base = baseOf(p.base, decodeImage) as ReturnType<typeof decodeImage> | undefined;
+          decodeImage(raw).lists.forEach((l, i) => next.push({ id: l, kind: 'blocklist', base: base?.lists[i] }));
           break;
+        }
+        case 'blocklist': {
+          const base = baseOf(p.base, decodeBlockList) as ReturnType<typeof decodeBlockList> | undefined;
+          decodeBlockList(raw).blocks.forEach((b, i) => {
+            if (!b) return;
+            next.push({ id: b, kind: 'chunk' });
+            const bb = base?.blocks[i];
+            if (bb && bb !== b && !refsOf.has(b)) refsOf.set(b, { refs: [bb], offset: 0, length: store.info(bb)?.rawLength ?? 0 });
+          });
+          break;
+        }
         default:
           break;
       }
@@ -107,6 +145,21 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       if (p.kind === 'chunk') chunks.push(p.id);
       else frontier.push(p);
     }
+  }
+
+  // Deltas only against references the receiver still has (one more question).
+  if (refsOf.size > 0) {
+    const wanted = new Set(chunks);
+    for (const id of refsOf.keys()) if (!wanted.has(id)) refsOf.delete(id);
+    const refIds = [...new Set([...refsOf.values()].flatMap((p) => p.refs))];
+    const lacking = new Set<ObjectId>();
+    for (let i = 0; i < refIds.length; i += MAX_IDS_PER_QUERY) {
+      const batch = refIds.slice(i, i + MAX_IDS_PER_QUERY);
+      const miss = await receiver.missing(volume, batch, o.signal);
+      stats.roundTrips++;
+      batch.forEach((id, k) => miss[k] && lacking.add(id));
+    }
+    for (const [id, plan] of refsOf) if (plan.refs.some((r) => lacking.has(r))) refsOf.delete(id);
   }
 
   const order: ObjectId[] = [...chunks];
@@ -124,18 +177,34 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     let bytes = 0;
     while (j < order.length && (j === i || bytes < batchBytes)) bytes += store.info(order[j++])?.storedLength ?? 0;
     const slice = order.slice(i, j);
-    async function* objects(): AsyncGenerator<PreparedObject> {
-      for (const id of slice) {
-        const info = store.info(id);
-        if (!info) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} vanished from the store while sending`);
-        const s = store.readStored(id);
-        if (o.limiter) await o.limiter.take(s.stored.byteLength, o.signal);
-        yield { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
+    const prepare = async (id: ObjectId): Promise<WireObject> => {
+      const info = store.info(id);
+      if (!info) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} vanished from the store while sending`);
+      const s = store.readStored(id);
+      const whole: PreparedObject = { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
+      const refs = refsOf.get(id);
+      if (!refs) return whole;
+      return (await makeDelta(store, { kind: info.kind, id, raw: store.get(id), storedLength: s.stored.byteLength }, refs)) ?? whole;
+    };
+    async function* objects(): AsyncGenerator<WireObject> {
+      const ahead: Promise<WireObject>[] = [];
+      let k = 0;
+      while (k < slice.length || ahead.length > 0) {
+        while (k < slice.length && ahead.length < DELTA_AHEAD) {
+          const p = prepare(slice[k++]);
+          p.catch(() => {}); // awaited below, in order; this only keeps an early failure from being "unhandled"
+          ahead.push(p);
+        }
+        const w = await ahead.shift()!;
+        const wire = isDelta(w) ? deltaHeaderBytes(w.refs.length) + w.stored.byteLength : w.stored.byteLength;
+        if (o.limiter) await o.limiter.take(wire, o.signal);
+        yield w;
         stats.objectsSent++;
-        stats.bytesSent += s.stored.byteLength;
-        stats.rawBytesSent += s.rawLength;
+        stats.bytesSent += wire;
+        stats.rawBytesSent += w.rawLength;
+        if (isDelta(w)) stats.deltas++;
         progress.objectsSent++;
-        progress.bytesSent += s.stored.byteLength;
+        progress.bytesSent += wire;
         o.onProgress?.({ ...progress });
       }
     }
@@ -144,4 +213,42 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     i = j;
   }
   return stats;
+}
+
+/** Base bytes either side of a changed chunk's range that its dictionary also takes (small shifts). */
+const DELTA_SLACK = 64 * 1024;
+
+/**
+ * A changed file's chunks against the base file's: each new chunk not in the
+ * base gets, as its dictionary, the base file's bytes over the same range
+ * (plus a little either side), named as the run of base chunks covering it.
+ * Chunk lengths come from the store's index.
+ */
+function mapFileRefs(store: SenderStore, chunks: ObjectId[], baseChunks: ObjectId[], refsOf: Map<ObjectId, DeltaPlan>): void {
+  const inBase = new Set(baseChunks);
+  if (chunks.every((c) => inBase.has(c))) return;
+  const spans = (ids: ObjectId[]) => {
+    let at = 0;
+    return ids.map((id) => {
+      const len = store.info(id)?.rawLength ?? 0;
+      const span = { id, start: at, end: at + len };
+      at += len;
+      return span;
+    });
+  };
+  const base = spans(baseChunks);
+  let j = 0;
+  for (const c of spans(chunks)) {
+    if (inBase.has(c.id) || refsOf.has(c.id) || c.end === c.start) continue;
+    const from = Math.max(0, c.start - DELTA_SLACK);
+    const to = c.end + DELTA_SLACK;
+    while (j < base.length && base[j].end <= from) j++;
+    let k = j;
+    while (k < base.length && base[k].start < to && k - j < MAX_DELTA_REFS) k++;
+    if (k === j) continue; // beyond the old end: appended data has nothing to refer to
+    const run = base.slice(j, k);
+    const offset = Math.max(0, from - run[0].start);
+    const length = Math.min(run[run.length - 1].end, to) - run[0].start - offset;
+    if (length > 0) refsOf.set(c.id, { refs: run.map((x) => x.id), offset, length });
+  }
 }

@@ -3,7 +3,7 @@
 // HTTP/2 client implements it over the network (site/client.ts); tests wrap
 // it to cut, delay or corrupt. Replication never imports HTTP.
 import type { ObjectId } from '../core/ids.ts';
-import type { PreparedObject } from '../store/types.ts';
+import type { WireObject } from './protocol.ts';
 import type { MemberKind } from '../snapshot/model.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -15,6 +15,21 @@ export interface HelloRequest {
   /** the volume name wanted at the destination */
   volume: string;
   members: Array<{ name: string; kind: MemberKind }>;
+  /** how many replication snapshots the destination keeps (a common base with a sibling after a failover); default 3 */
+  keep?: number;
+  /** the source's other secondaries of this volume: after a failover at one of them, it re-points the others */
+  siblings?: SiblingInfo[];
+}
+
+/** One other secondary of the source volume, as the source knows it (site id, not a local name). */
+export interface SiblingInfo {
+  site: string;
+  volume: string;
+  scheduleS: number | null;
+  minDelayS: number;
+  maxDelayS: number;
+  bandwidth: number | null;
+  keep: number | null;
 }
 
 export interface HelloResponse {
@@ -28,6 +43,8 @@ export interface HelloResponse {
   applying: boolean;
   /** where each member's replica is, for the operator */
   replicas: Array<{ name: string; kind: MemberKind; path: string }>;
+  /** the destination takes chunks as deltas against objects it holds (WIRE_DELTA); absent from older sites */
+  delta?: boolean;
 }
 
 export interface PutResult {
@@ -59,6 +76,6 @@ export interface Receiver {
   /** for each id, true when the receiver lacks it */
   missing(volume: string, ids: ObjectId[], signal?: AbortSignal): Promise<boolean[]>;
   /** store objects (each verified against its id by the receiver) */
-  put(volume: string, objects: AsyncIterable<PreparedObject>, signal?: AbortSignal): Promise<PutResult>;
+  put(volume: string, objects: AsyncIterable<WireObject>, signal?: AbortSignal): Promise<PutResult>;
   commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse>;
 }

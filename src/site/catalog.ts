@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { FerryError } from '../core/errors.ts';
 import { Sqlite } from '../core/sqlite.ts';
-import { STORE_SCHEMA_SQL } from '../store/schema.ts';
+import { LOST_PACKS_SQL, STORE_SCHEMA_SQL } from '../store/schema.ts';
 
 export const CATALOG_FORMAT = 1;
 
@@ -83,6 +83,7 @@ CREATE TABLE mirrors (
   last_error    TEXT,
   last_transfer TEXT,
   created_at    INTEGER NOT NULL,
+  keep_snapshots INTEGER,
   UNIQUE (volume, peer)
 );
 -- Destination side: which peer feeds a secondary volume, and the replica's state.
@@ -96,7 +97,9 @@ CREATE TABLE secondaries (
   consistent    INTEGER NOT NULL DEFAULT 1,
   state         TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'broken-off')),
   image_stats   TEXT NOT NULL DEFAULT '{}',
-  updated_at    INTEGER NOT NULL
+  updated_at    INTEGER NOT NULL,
+  keep_snapshots INTEGER,
+  siblings      TEXT
 );
 -- Links: writable copies of a snapshot at a stable path (test / pre-production copies).
 CREATE TABLE links (
@@ -139,6 +142,8 @@ export function createCatalog(path: string, site: { id: string; name: string; cr
     db.tx(() => {
       db.exec(SCHEMA_SQL);
       db.exec(STORE_SCHEMA_SQL);
+      db.exec(ADDED_TABLES_SQL);
+      db.exec(LOST_PACK_TRIGGER_SQL);
       const put = (k: string, v: string) => db.run('INSERT INTO meta (key, value) VALUES (?, ?)', k, v);
       put('format', String(CATALOG_FORMAT));
       put('site_id', site.id);
@@ -175,11 +180,70 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
     if (version > CATALOG_FORMAT) {
       throw new FerryError('FORMAT_VERSION', `catalog ${path} is format ${version}, this ferry reads up to ${CATALOG_FORMAT}: upgrade ferry`);
     }
-    if (!options.readOnly) configure(db);
+    if (!options.readOnly) {
+      configure(db);
+      addColumns(db);
+      db.exec(ADDED_TABLES_SQL);
+      db.exec(LOST_PACKS_SQL + LOST_PACK_TRIGGER_SQL);
+    }
     return db;
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/**
+ * Columns added after format 1 shipped: nullable, so a catalog without them reads the same (NULL)
+ * and an older ferry reading a catalog with them ignores them. Added in place when a site is opened
+ * for writing; readers of these columns treat a missing one as NULL.
+ *   mirrors.keep_snapshots       how many replication snapshots the destination keeps (NULL: 3 with several secondaries, else 1)
+ *   secondaries.keep_snapshots   the same, as the source last said it (hello)
+ *   secondaries.siblings         the source's other secondaries of the volume, as it last said (JSON)
+ */
+const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
+  ['mirrors', 'keep_snapshots', 'INTEGER'],
+  ['secondaries', 'keep_snapshots', 'INTEGER'],
+  ['secondaries', 'siblings', 'TEXT'],
+];
+
+/**
+ * Tables added after format 1 shipped, created in place when a site is opened for writing (an older
+ * ferry ignores them; readers treat a missing one as empty).
+ *   workflows   the DR workflow journal (src/dr/journal.ts): one row per failover, failback or
+ *               migrate, its plan and last completed step, so a rerun or the daemon at start
+ *               finishes or undoes it
+ */
+const ADDED_TABLES_SQL = `
+CREATE TABLE IF NOT EXISTS workflows (
+  id         TEXT PRIMARY KEY,
+  kind       TEXT NOT NULL,
+  volume     TEXT NOT NULL,
+  step       TEXT NOT NULL,
+  state      TEXT NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done', 'rolled-back')),
+  plan       TEXT NOT NULL DEFAULT '{}',
+  error      TEXT,
+  started_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS workflows_running ON workflows(volume) WHERE state = 'running';
+`;
+
+/**
+ * A pack found lost (store/schema.ts lost_packs) makes every stat-cache entry suspect: a file
+ * the cache says is unchanged would reuse chunk ids without reading the file, and those chunks
+ * may be the lost ones. So the whole cache goes, and the next capture of every volume reads its
+ * files again, which stores the lost chunks anew (the store counts them as absent). Added after
+ * format 1 shipped, in place, like the tables above.
+ */
+const LOST_PACK_TRIGGER_SQL = `
+CREATE TRIGGER IF NOT EXISTS lost_pack_drops_stat_cache AFTER INSERT ON lost_packs BEGIN DELETE FROM stat_cache; END;
+`;
+
+function addColumns(db: Sqlite): void {
+  for (const [table, column, type] of ADDED_COLUMNS) {
+    const cols = db.all<{ name: string }>(`PRAGMA table_info(${table})`);
+    if (!cols.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
   }
 }
 

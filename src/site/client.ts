@@ -4,12 +4,13 @@
 import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import type { PreparedObject } from '../store/types.ts';
-import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES } from '../replication/protocol.ts';
+import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, wirePayload, type WireObject } from '../replication/protocol.ts';
 import type { CommitRequest, CommitResponse, HelloRequest, HelloResponse, PutResult, Receiver } from '../replication/types.ts';
 import { errorFromBody, readBody, ROUTES } from './http.ts';
+import type { EventQuery, PeerEventsAnswer } from './log.ts';
 import { siteIdFromCert, tlsOptionsFor, type SiteIdentity } from './identity.ts';
 import type { Peer } from './peers.ts';
 
@@ -18,6 +19,51 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** A request that moves no bytes for this long is treated as a stalled link. */
 export const STALL_TIMEOUT_MS = 60_000;
 const SLICE_BYTES = 256 * 1024;
+/**
+ * A request the peer refused for its memory budget (PEER_BUSY: the streams of this connection, or
+ * of all its peers, hold too much) is sent again once this client's other requests on the wire have
+ * finished, after a pause that doubles: at most this many times, then the refusal stands (it is
+ * transient: the mirror job retries later, resuming).
+ */
+const BUSY_RETRIES = 6;
+const BUSY_PAUSE_MS = 100;
+/** Objects of a put already sent, kept so that a refused put resumes at the refused object. */
+const RESEND_BYTES = 32 * 1024 * 1024;
+
+/**
+ * An HTTP/2 session to a paired peer over mutual TLS, presenting this site's
+ * certificate. TLS itself trusts nothing: the caller checks, on 'connect',
+ * that presentedSiteId(session) is the peer's pinned id before any request.
+ */
+export function openPeerSession(ident: SiteIdentity, peer: Peer, settings?: http2.Settings): { session: http2.ClientHttp2Session; socket: TLSSocket | undefined } {
+  const url = new URL(peer.url);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  let socket: TLSSocket | undefined;
+  const session = http2.connect(peer.url, {
+    ...(settings ? { settings } : {}),
+    createConnection: () =>
+      (socket = tls.connect({
+        ...tlsOptionsFor(ident),
+        host,
+        port: Number(url.port || 443),
+        ALPNProtocols: ['h2'],
+        ...(isIP(host) ? {} : { servername: host }),
+        rejectUnauthorized: false, // trust is the pinned fingerprint, checked on connect
+        checkServerIdentity: () => undefined,
+      })),
+  });
+  return { session, socket };
+}
+
+/** The site id of the certificate the other end of a connected session presented ('' if none or unreadable). */
+export function presentedSiteId(session: http2.ClientHttp2Session): string {
+  try {
+    const cert = (session.socket as TLSSocket).getPeerCertificate(true);
+    return cert?.raw ? siteIdFromCert(cert.raw) : '';
+  } catch {
+    return '';
+  }
+}
 
 export class PeerClient implements Receiver {
   readonly peer: Peer;
@@ -27,6 +73,8 @@ export class PeerClient implements Receiver {
   /** each session's socket: http2 only lends it behind a proxy that forbids destroy() */
   readonly #sockets = new WeakMap<http2.ClientHttp2Session, TLSSocket>();
   readonly stallTimeoutMs: number;
+  /** requests on the wire (not those waiting to retry): a refused request waits for these */
+  readonly #onWire = new Set<Promise<unknown>>();
 
   constructor(ident: SiteIdentity, peer: Peer, options: { stallTimeoutMs?: number } = {}) {
     this.#ident = ident;
@@ -38,22 +86,7 @@ export class PeerClient implements Receiver {
     if (this.#session && !this.#session.closed && !this.#session.destroyed) return Promise.resolve(this.#session);
     if (this.#ready) return this.#ready;
     this.#ready = new Promise<http2.ClientHttp2Session>((resolve, reject) => {
-      const url = new URL(this.peer.url);
-      const host = url.hostname.replace(/^\[|\]$/g, '');
-      let socket: TLSSocket | undefined;
-      const session = http2.connect(this.peer.url, {
-        settings: { initialWindowSize: WINDOW_BYTES },
-        createConnection: () =>
-          (socket = tls.connect({
-            ...tlsOptionsFor(this.#ident),
-            host,
-            port: Number(url.port || 443),
-            ALPNProtocols: ['h2'],
-            ...(isIP(host) ? {} : { servername: host }),
-            rejectUnauthorized: false, // trust is the pinned fingerprint, checked below
-            checkServerIdentity: () => undefined,
-          })),
-      });
+      const { session, socket } = openPeerSession(this.#ident, this.peer, { initialWindowSize: WINDOW_BYTES });
       if (socket) this.#sockets.set(session, socket);
       const timer = setTimeout(() => {
         this.#drop(session);
@@ -65,8 +98,7 @@ export class PeerClient implements Receiver {
       });
       session.once('connect', () => {
         clearTimeout(timer);
-        const cert = (session.socket as TLSSocket).getPeerCertificate(true);
-        const id = cert?.raw ? siteIdFromCert(cert.raw) : '';
+        const id = presentedSiteId(session);
         if (id !== this.peer.id) {
           this.#drop(session);
           reject(new FerryError('PEER_UNTRUSTED', `${this.peer.url} presented site id ${id || '(none)'}, but ${this.peer.name} is paired as ${this.peer.id}; if the site was re-created, re-pair it (\`ferry site remove ${this.peer.name}\`, then \`ferry site add\`)`));
@@ -84,7 +116,44 @@ export class PeerClient implements Receiver {
     return this.#ready;
   }
 
-  async #request(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, signal?: AbortSignal): Promise<Buffer> {
+  /** One request; a whole-buffer body is sent again when the peer is busy (see BUSY_RETRIES). */
+  #request(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, signal?: AbortSignal): Promise<Buffer> {
+    if (!Buffer.isBuffer(body)) return this.#send(path, body, contentType, signal);
+    return this.#retryBusy(() => this.#send(path, body, contentType, signal), signal);
+  }
+
+  /**
+   * Runs `attempt` until it is not refused with PEER_BUSY (or `resume` says it cannot go on),
+   * at most BUSY_RETRIES more times. The stream budget at the peer is what this connection's
+   * requests hold: each retry waits for the others on the wire here to finish first. Only
+   * requests on the wire are waited for (a refused one is not), so two refused requests never
+   * wait for each other.
+   */
+  async #retryBusy<T>(attempt: () => Promise<T>, signal: AbortSignal | undefined, resume?: (err: FerryError) => boolean): Promise<T> {
+    for (let n = 0; ; n++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!(err instanceof FerryError) || err.code !== 'PEER_BUSY' || n >= BUSY_RETRIES || (resume && !resume(err))) throw err;
+        await Promise.allSettled([...this.#onWire]);
+        try {
+          await sleep(BUSY_PAUSE_MS * 2 ** n, undefined, { signal });
+        } catch {
+          throw new FerryError('TRANSFER_INTERRUPTED', `request to ${this.peer.name} was cancelled`);
+        }
+      }
+    }
+  }
+
+  #send(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, signal?: AbortSignal): Promise<Buffer> {
+    const p = this.#sendOnce(path, body, contentType, signal);
+    this.#onWire.add(p);
+    const done = () => this.#onWire.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  async #sendOnce(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, signal?: AbortSignal): Promise<Buffer> {
     const session = await this.#connect();
     session.ref();
     let watchdog: NodeJS.Timeout | undefined;
@@ -183,6 +252,11 @@ export class PeerClient implements Receiver {
     return JSON.parse(buf.toString('utf8')) as T;
   }
 
+  /** The peer's event history (it answers only paired sites, at most MAX_EVENTS_PER_CALL events a call). */
+  events(query: EventQuery, signal?: AbortSignal): Promise<PeerEventsAnswer> {
+    return this.#json(ROUTES.siteEvents, query, signal);
+  }
+
   /** A JSON call to one of the peer's other routes (DR workflows). */
   call<T>(path: string, payload: unknown, signal?: AbortSignal): Promise<T> {
     return this.#json(path, payload, signal);
@@ -197,17 +271,56 @@ export class PeerClient implements Receiver {
     return decodeBitmap(buf, ids.length);
   }
 
-  async put(volume: string, objects: AsyncIterable<PreparedObject>, signal?: AbortSignal): Promise<PutResult> {
-    async function* frames(): AsyncGenerator<Buffer> {
-      for await (const o of objects) {
+  /**
+   * Streams objects in one request. Refused for the peer's memory budget, it is sent again from
+   * the refused object on (the refusal says how many were received, and those are stored): the
+   * objects already sent are kept for that, the last RESEND_BYTES of them.
+   */
+  async put(volume: string, objects: AsyncIterable<WireObject>, signal?: AbortSignal): Promise<PutResult> {
+    const source = objects[Symbol.asyncIterator]();
+    const kept: WireObject[] = [];
+    let keptBytes = 0;
+    let first = 0; // index of kept[0] in the whole sequence
+    let pulled = 0;
+    let from = 0;
+    let current = 0; // the attempt whose frames may pull from the source (an abandoned one stops)
+    const total: PutResult = { received: 0, stored: 0, bytes: 0 };
+    async function* frames(start: number, mine: number): AsyncGenerator<Buffer> {
+      for (let i = start; ; i++) {
+        if (mine !== current) return;
+        let o: WireObject;
+        if (i < pulled) o = kept[i - first];
+        else {
+          const r = await source.next();
+          if (r.done) return;
+          o = r.value;
+          pulled++;
+          kept.push(o);
+          keptBytes += o.stored.byteLength;
+          while (keptBytes > RESEND_BYTES && kept.length > 1) {
+            keptBytes -= kept.shift()!.stored.byteLength;
+            first++;
+          }
+        }
         yield encodeObjectHeader(o);
-        const stored = Buffer.from(o.stored.buffer, o.stored.byteOffset, o.stored.byteLength);
         // In slices, so that a slow link shows progress (the stall watchdog) within an object.
-        for (let at = 0; at < stored.length; at += SLICE_BYTES) yield stored.subarray(at, at + SLICE_BYTES);
+        for (const part of wirePayload(o)) for (let at = 0; at < part.length; at += SLICE_BYTES) yield part.subarray(at, at + SLICE_BYTES);
       }
     }
-    const buf = await this.#request(ROUTES.objects(volume), frames(), 'application/x-ferry-objects', signal);
-    return JSON.parse(buf.toString('utf8')) as PutResult;
+    const buf = await this.#retryBusy(
+      () => this.#send(ROUTES.objects(volume), frames(from, ++current), 'application/x-ferry-objects', signal),
+      signal,
+      (err) => {
+        const received = Number(err.details?.received);
+        if (!Number.isSafeInteger(received) || received < 0 || from + received > pulled) return false;
+        from += received;
+        total.received += received;
+        total.stored += received;
+        return from >= first;
+      },
+    );
+    const r = JSON.parse(buf.toString('utf8')) as PutResult;
+    return { ...r, received: r.received + total.received, stored: r.stored + total.stored, bytes: r.bytes };
   }
 
   commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse> {

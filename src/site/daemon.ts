@@ -4,6 +4,8 @@
 //   else gets PEER_UNTRUSTED before any route runs. Bodies are bounded:
 //   JSON to 1 MiB, id lists to 64 Ki ids, object streams to one object at a
 //   time (64 MiB at most).
+//   The read-only web dashboard (/ui/, site/dashboard.ts) shares the port and
+//   is routed before that check: loopback clients, or the dashboard token.
 // - the local API: HTTP/1.1 on a Unix socket in the site home (mode 0600),
 //   used by the CLI while the daemon holds the site.
 // It also runs the engine's scheduler, and on SIGTERM stops taking work,
@@ -14,7 +16,7 @@ import type { TLSSocket } from 'node:tls';
 import { chmodSync, existsSync, renameSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
-import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson } from '../replication/protocol.ts';
+import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
 import { WINDOW_BYTES } from './client.ts';
 import type { Engine } from './engine.ts';
@@ -23,6 +25,9 @@ import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
 import { runOp, serveDr } from './ops.ts';
 import { findPeerById } from './peers.ts';
 import { renderMetrics } from './metrics.ts';
+import { Dashboard, isDashboardPath } from './dashboard.ts';
+import { parseEventQuery, queryEvents } from './log.ts';
+import { StreamBudget, type StreamAccount } from './stream-budget.ts';
 
 export interface DaemonInfo {
   pid: number;
@@ -49,12 +54,17 @@ export class Daemon {
   #localServer: http.Server | undefined;
   #metricsServer: http.Server | undefined;
   #sessions = new Set<http2.ServerHttp2Session>();
+  /** bytes the peers' streams hold, per connection and in all (stream-budget.ts) */
+  readonly streamBudget = StreamBudget.fromEnv();
   /** the peers' sockets: http2 lends them only behind a proxy that forbids destroy() */
   #sockets = new Set<TLSSocket>();
   info: DaemonInfo | undefined;
+  /** the web dashboard under /ui/: answered before the peer check (browsers present no site certificate) */
+  readonly #dashboard: Dashboard;
 
   constructor(engine: Engine) {
     this.engine = engine;
+    this.#dashboard = new Dashboard(engine, () => this.info);
   }
 
   async start(listen: string): Promise<DaemonInfo> {
@@ -133,12 +143,23 @@ export class Daemon {
         // the peer went away
       }
     };
+    if (isDashboardPath(String(headers[':path'] ?? ''))) return this.#dashboard.handle(stream, headers);
     stream.on('error', () => {});
+    let account: StreamAccount | undefined;
     try {
       const peer = this.#peerOf(stream);
       const path = String(headers[':path'] ?? '');
       if (headers[':method'] === 'GET' && path === ROUTES.ping) return reply(200, JSON.stringify({ site: this.engine.site.name, id: this.engine.site.id }));
       if (headers[':method'] !== 'POST') throw new FerryError('PROTOCOL', `unsupported method ${String(headers[':method'])}`);
+      // What this stream may make us buffer, counted per connection and in all: a bounded body is
+      // reserved whole, up front; an object stream as each object's header declares (decodeObjectStream).
+      account = this.streamBudget.open(stream.session ?? stream);
+      account.hold(path.endsWith('/objects') ? 0 : path.endsWith('/missing') ? MAX_IDS_PER_QUERY * 32 : MAX_JSON_BYTES);
+      if (path === ROUTES.siteEvents) {
+        const q = parseEventQuery(parseJson(await readBody(stream, MAX_JSON_BYTES, 'events query'), 'events query'));
+        const site = this.engine.site;
+        return reply(200, JSON.stringify({ site: site.name, id: site.id, ...queryEvents(site.db, site.clock.now(), q) }));
+      }
       const dr = /^\/v1\/dr\/([a-z-]+)$/.exec(path);
       if (dr) {
         const body = parseJson(await readBody(stream, MAX_JSON_BYTES, dr[1]), dr[1]) as Record<string, unknown>;
@@ -163,8 +184,21 @@ export class Daemon {
           return reply(200, encodeBitmap(await rx.missing(volume, ids)), 'application/octet-stream');
         }
         case 'objects': {
-          const r = await rx.put(volume, decodeObjectStream(stream));
-          return reply(200, JSON.stringify(r));
+          // Objects taken before a budget refusal are stored: the refusal says how many, so the peer resends from there.
+          let received = 0;
+          async function* counted<T>(objects: AsyncIterable<T>): AsyncGenerator<T> {
+            for await (const o of objects) {
+              yield o;
+              received++;
+            }
+          }
+          try {
+            const r = await rx.put(volume, counted(decodeObjectStream(stream, { budget: account })));
+            return reply(200, JSON.stringify(r));
+          } catch (err) {
+            if (err instanceof FerryError && err.code === 'PEER_BUSY') throw new FerryError('PEER_BUSY', err.message, { details: { ...err.details, received } });
+            throw err;
+          }
         }
         case 'commit': {
           const body = parseJson(await readBody(stream, MAX_JSON_BYTES, 'commit'), 'commit');
@@ -174,12 +208,22 @@ export class Daemon {
     } catch (err) {
       const { status, body } = errorBody(err);
       reply(status, body);
+      if (err instanceof FerryError && err.code === 'PEER_BUSY') {
+        // Refused by the budget: the body is not read, so release the stream once the answer is out.
+        releaseAfterAnswer(stream);
+        const session = stream.session ?? stream;
+        if (this.streamBudget.refusedFor(session) === 1) {
+          this.engine.site.event({ kind: 'peer.busy', outcome: 'warning', detail: { peer: peerIdOf(stream), message: err.message } });
+        }
+      }
       // A stranger gets its answer, then loses the connection: it must not hold streams open here.
       // (A paired peer refused one operation, also a 403, keeps its connection.)
       if (err instanceof FerryError && err.code === 'PEER_UNTRUSTED' && stream.session) {
         const session = stream.session;
         setTimeout(() => session.destroy(), 100).unref();
       }
+    } finally {
+      account?.close();
     }
   }
 
@@ -232,6 +276,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     const site = this.engine.site;
+    this.#dashboard.close();
     await this.engine.close();
     for (const s of this.#sessions) s.close();
     // A graceful close waits for every open stream, and a put from a peer whose link died
@@ -262,6 +307,16 @@ function serveMetrics(engine: Engine, res: http.ServerResponse): void {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
   } catch (err) {
     res.writeHead(500).end(`# metrics failed: ${(err as Error).message}\n`);
+  }
+}
+
+/** The site id a stream's peer presented (for logs), or ''. */
+function peerIdOf(stream: http2.ServerHttp2Stream): string {
+  try {
+    const cert = (stream.session?.socket as TLSSocket | undefined)?.getPeerCertificate(true);
+    return cert?.raw ? siteIdFromCert(cert.raw) : '';
+  } catch {
+    return '';
   }
 }
 

@@ -120,6 +120,8 @@ export class Engine {
     const started: Array<Promise<UpdateResult | undefined>> = [];
     for (const m of listMirrors(this.site)) {
       if (m.paused || this.#jobs.has(m.id)) continue;
+      // A failover, failback or migrate of the volume is in progress: it decides what the mirror does.
+      if (this.#workflowRunning(m.volume)) continue;
       // Peer snapshots still pending (a secondary was down) go as soon as a retry is due, schedule or not.
       const pending = pendingPeerSnapshots(this.site, m.id);
       if (pending.length > 0 && m.base && m.state !== 'broken-off' && (m.nextRunAt ?? 0) <= now) {
@@ -128,7 +130,9 @@ export class Engine {
       }
       if (!m.scheduleS) continue;
       if (!m.base || m.state === 'broken-off' || m.state === 'needs-full-sync') continue;
-      const due = m.nextRunAt ?? (m.lastSuccessAt ?? 0) + m.scheduleS * 1000;
+      // --min-delay holds for scheduled updates too: none within it of the last success (a retry after
+      // a failure, or a schedule shorter than the min delay, waits for it).
+      const due = Math.max(m.nextRunAt ?? (m.lastSuccessAt ?? 0) + m.scheduleS * 1000, (m.lastSuccessAt ?? 0) + m.minDelayS * 1000);
       if (due > now) continue;
       started.push(
         this.update(m.volume, m.peer, { scheduled: true }).catch((err) => {
@@ -170,8 +174,37 @@ export class Engine {
     }
   }
 
+  #workflowRunning(volume: string): boolean {
+    try {
+      return this.site.db.get("SELECT 1 FROM workflows WHERE volume = ? AND state = 'running'", volume) !== undefined;
+    } catch {
+      return false; // a catalog opened read-only from before the journal
+    }
+  }
+
+  #resuming: Promise<void> | undefined;
+  #resumedAt = 0;
+
+  /**
+   * Carry on the DR workflows a crash or a cut left in progress (src/dr/resume.ts): at start, then
+   * every 30 s while any is left (a peer that was unreachable may be back).
+   */
+  resumeWorkflows(): Promise<void> {
+    if (this.#resuming || this.#closing || this.site.readOnly) return this.#resuming ?? Promise.resolve();
+    this.#resumedAt = Date.now();
+    this.#resuming = import('../dr/resume.ts')
+      .then((r) => r.resumeWorkflows(this))
+      .catch((err) => this.site.event({ kind: 'workflow.resume', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
+      .finally(() => {
+        this.#resuming = undefined;
+      });
+    return this.#resuming;
+  }
+
   startScheduler(intervalMs = 1000): void {
+    void this.resumeWorkflows();
     this.#timer = setInterval(() => {
+      if (Date.now() - this.#resumedAt > 30_000 && this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1")) void this.resumeWorkflows();
       void this.tick();
       void this.tickLinks();
     }, intervalMs);
@@ -183,6 +216,8 @@ export class Engine {
     if (this.#timer) clearInterval(this.#timer);
     for (const j of this.#jobs.values()) j.abort.abort(new FerryError('TRANSFER_INTERRUPTED', 'the daemon is shutting down'));
     await Promise.allSettled([...this.#jobs.values()].map((j) => j.promise));
+    // Every job has ended: none may be left showing `updating` (a job that ended without settling it).
+    if (this.#jobs.size === 0) this.recoverMirrorStates();
     for (const c of this.#clients.values()) c.close();
     await this.pool.close();
   }

@@ -10,6 +10,8 @@ export const ROUTES = {
   commit: (vol: string) => `/v1/replication/${encodeURIComponent(vol)}/commit`,
   ping: '/v1/ping',
   dr: (op: string) => `/v1/dr/${op}`,
+  /** a paired peer reads this site's event history (`ferry events --site`): read-only, bounded */
+  siteEvents: '/v1/site/events',
 };
 
 /**

@@ -1,11 +1,19 @@
 // Structured logs: every event the site records (state transitions, transfers,
 // failovers, hook runs, errors) is also one log line. JSON lines by default
-// (for collectors); human-readable when the sink is a terminal.
-import type { EventRecord } from './catalog.ts';
+// (for collectors); human-readable when the sink is a terminal; and, when
+// configured, JSON lines to a file rotated by size (RotatingFileSink).
+// A log sink never fails the work it describes: the event is already in the
+// catalog, so a sink that cannot write says so once on stderr and carries on.
+import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, statSync, writeSync, fsyncSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { FerryError, wrapIoError } from '../core/errors.ts';
+import type { Sqlite } from '../core/sqlite.ts';
+import { readMeta, type EventRecord } from './catalog.ts';
 
 export interface LogSink {
   write(line: string): void;
   isTTY?: boolean;
+  close?(): void;
 }
 
 export function formatLogLine(site: string, at: number, e: EventRecord, human: boolean): string {
@@ -18,4 +26,299 @@ export function formatLogLine(site: string, at: number, e: EventRecord, human: b
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
   return `${new Date(at).toISOString()} ${site} ${e.outcome.toUpperCase().padEnd(7)} ${e.kind}${e.volume ? ` ${e.volume}` : ''}${transition}${reason}${rest ? ` ${rest.slice(0, 400)}` : ''}`;
+}
+
+/** The human form of one JSON log line (as formatLogLine made it); a line that is not one is returned as is. */
+export function humanFromJsonLine(line: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  if (!o || typeof o !== 'object' || typeof o.time !== 'string' || typeof o.kind !== 'string') return line;
+  const { time, site, kind, volume, outcome, ...detail } = o;
+  const nl = line.endsWith('\n') ? '\n' : '';
+  return formatLogLine(String(site ?? ''), Date.parse(time), { kind, volume: typeof volume === 'string' ? volume : null, outcome: (outcome ?? 'info') as EventRecord['outcome'], detail }, true) + nl;
+}
+
+/**
+ * One sink that feeds several: the site formats each event once, as JSON (this
+ * sink is not a TTY), and a terminal among the sinks gets the human form.
+ */
+export class LogFanout implements LogSink {
+  readonly isTTY = false;
+  readonly #sinks: LogSink[];
+  constructor(sinks: LogSink[]) {
+    this.#sinks = sinks;
+  }
+  write(line: string): void {
+    for (const s of this.#sinks) s.write(s.isTTY ? humanFromJsonLine(line) : line);
+  }
+  close(): void {
+    for (const s of this.#sinks) s.close?.();
+  }
+}
+
+export interface RotatingFileOptions {
+  /** rotate before a line would take the file past this many bytes (default 64 MiB) */
+  maxBytes?: number;
+  /** how many rotated files to keep: PATH.1 (newest) ... PATH.keep (default 5; 0 keeps none) */
+  keep?: number;
+  /** where the sink reports its own write failures (once per kind of failure); stderr by default */
+  onError?: (message: string) => void;
+}
+
+export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_LOG_KEEP = 5;
+export const MIN_LOG_MAX_BYTES = 1024;
+export const MAX_LOG_KEEP = 1000;
+
+/**
+ * JSON lines appended to a file, rotated by size: PATH -> PATH.1 -> ... ->
+ * PATH.keep, the oldest dropped, by rename (so a reader or shipper holding
+ * PATH.1 open keeps reading whole lines). Every line goes out in one write
+ * on an O_APPEND descriptor and a rotation happens only between lines, so no
+ * line is split across files or lost at a rotation. No fsync per line (the
+ * catalog is the durable record); a file is synced before it is rotated
+ * away and when the sink closes. No SIGHUP is needed after an external
+ * rotation (logrotate without copytruncate): each write checks that PATH is
+ * still the file it has open and reopens it if not. New files are mode 0600.
+ */
+export class RotatingFileSink implements LogSink {
+  readonly isTTY = false;
+  readonly path: string;
+  readonly maxBytes: number;
+  readonly keep: number;
+  #fd: number | undefined;
+  #ino = 0;
+  #dev = 0;
+  #size = 0;
+  readonly #onError: (message: string) => void;
+  #lastError = '';
+
+  constructor(path: string, options: RotatingFileOptions = {}) {
+    this.path = path;
+    this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    this.keep = options.keep ?? DEFAULT_LOG_KEEP;
+    this.#onError = options.onError ?? ((m) => process.stderr.write(`ferry: log file: ${m}\n`));
+    if (!Number.isInteger(this.maxBytes) || this.maxBytes < MIN_LOG_MAX_BYTES) {
+      throw new FerryError('USAGE', `the log file's maximum size must be a whole number of bytes, at least ${MIN_LOG_MAX_BYTES}, got ${options.maxBytes}`);
+    }
+    if (!Number.isInteger(this.keep) || this.keep < 0 || this.keep > MAX_LOG_KEEP) {
+      throw new FerryError('USAGE', `the number of rotated log files to keep must be a whole number from 0 to ${MAX_LOG_KEEP}, got ${options.keep}`);
+    }
+    // At start, failures are the operator's to fix, so they are errors (later they are only reported).
+    const dir = dirname(path);
+    if (!existsSync(dir)) throw new FerryError('IO', `cannot write the log file ${path}: its directory ${dir} does not exist; create it (mode 0700) or choose another --log-file`);
+    try {
+      if (existsSync(path) && !statSync(path).isFile()) throw new FerryError('IO', `cannot write the log file ${path}: it exists and is not a regular file; choose another --log-file`);
+      this.#open();
+    } catch (err) {
+      throw wrapIoError(err, `opening the log file ${path}`);
+    }
+  }
+
+  #open(): void {
+    const fd = openSync(this.path, 'a', 0o600);
+    const st = fstatSync(fd);
+    this.#fd = fd;
+    this.#ino = st.ino;
+    this.#dev = st.dev;
+    this.#size = st.size;
+  }
+
+  #closeFd(sync: boolean): void {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd === undefined) return;
+    try {
+      if (sync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** PATH is no longer the file we hold (moved or deleted by someone else): start a new one. */
+  #stillOurs(): boolean {
+    try {
+      const st = statSync(this.path);
+      return st.ino === this.#ino && st.dev === this.#dev;
+    } catch {
+      return false;
+    }
+  }
+
+  /** PATH.(keep-1) -> PATH.keep, ..., PATH -> PATH.1, then a new PATH. */
+  rotate(): void {
+    this.#closeFd(true);
+    // Files beyond keep (left by a larger keep before) are dropped first.
+    for (let i = this.keep + 1; existsSync(`${this.path}.${i}`); i++) rmSync(`${this.path}.${i}`, { force: true });
+    if (this.keep === 0) rmSync(this.path, { force: true });
+    else {
+      for (let i = this.keep - 1; i >= 1; i--) {
+        if (existsSync(`${this.path}.${i}`)) renameSync(`${this.path}.${i}`, `${this.path}.${i + 1}`);
+      }
+      if (existsSync(this.path)) renameSync(this.path, `${this.path}.1`);
+    }
+    this.#open();
+  }
+
+  write(line: string): void {
+    const buf = Buffer.from(line.endsWith('\n') ? line : `${line}\n`, 'utf8');
+    try {
+      if (this.#fd === undefined || !this.#stillOurs()) {
+        this.#closeFd(false);
+        this.#open();
+      }
+      // A line that alone exceeds the limit goes into a file of its own: never split.
+      if (this.#size > 0 && this.#size + buf.length > this.maxBytes) this.rotate();
+      let off = 0;
+      while (off < buf.length) off += writeSync(this.#fd!, buf, off);
+      this.#size += buf.length;
+      this.#lastError = '';
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== this.#lastError) this.#onError(`cannot write ${this.path}: ${message}; events are still recorded in the catalog (\`ferry events\`)`);
+      this.#lastError = message;
+      // Drop the descriptor: the next line tries afresh (the directory may be back, the disk freed).
+      try {
+        this.#closeFd(false);
+      } catch {
+        // already unusable
+      }
+    }
+  }
+
+  close(): void {
+    try {
+      this.#closeFd(true);
+    } catch {
+      // nothing more to do
+    }
+  }
+}
+
+/** What `ferry serve` was told about the log file (flags win over the catalog's settings). */
+export interface LogFileFlags {
+  file?: string;
+  maxBytes?: number;
+  keep?: number;
+}
+
+/**
+ * The log file settings in force: the flags, else the catalog's meta keys
+ * `log_file` (relative to the site home), `log_max_bytes` and `log_keep`
+ * (written by `ferry config apply`), else the defaults. No file: undefined.
+ */
+export function logFileSettings(db: Sqlite, home: string, flags: LogFileFlags): { path: string; maxBytes: number; keep: number } | undefined {
+  const metaFile = readMeta(db, 'log_file');
+  const file = flags.file ?? (metaFile ? (isAbsolute(metaFile) ? metaFile : resolve(home, metaFile)) : undefined);
+  if (!file) return undefined;
+  const metaNumber = (key: string): number | undefined => {
+    const v = readMeta(db, key);
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new FerryError('CONFIG_INVALID', `the catalog setting ${key} is ${JSON.stringify(v)}, not a whole number; fix it with \`ferry config apply\``);
+    return n;
+  };
+  return { path: resolve(file), maxBytes: flags.maxBytes ?? metaNumber('log_max_bytes') ?? DEFAULT_LOG_MAX_BYTES, keep: flags.keep ?? metaNumber('log_keep') ?? DEFAULT_LOG_KEEP };
+}
+
+// ---- The event history, as one query for the CLI here and for paired peers (`ferry events --site`).
+
+export interface EventRow {
+  id: number;
+  at: number;
+  kind: string;
+  volume: string | null;
+  outcome: EventRecord['outcome'];
+  detail: Record<string, unknown>;
+}
+
+export interface EventQuery {
+  volume?: string | null;
+  /** only kinds starting with this */
+  kind?: string | null;
+  /** only events of the last this many seconds, by the answering site's clock */
+  sinceSeconds?: number | null;
+  /** only events after this id (a cursor: the last id seen) */
+  after?: number;
+  limit?: number;
+}
+
+export interface EventsPage {
+  events: EventRow[];
+  /** more events match after the last one returned: ask again with `after` */
+  more: boolean;
+}
+
+/** The answer of a peer's events route. */
+export interface PeerEventsAnswer extends EventsPage {
+  site: string;
+  id: string;
+}
+
+/** At most this many events per call to a peer, and this many bytes of them. */
+export const MAX_EVENTS_PER_CALL = 1000;
+export const MAX_EVENTS_ANSWER_BYTES = 4 << 20;
+/** An event whose detail is larger than this is sent with its detail cut (it is in the peer's own catalog whole). */
+const MAX_EVENT_DETAIL_BYTES = 64 << 10;
+
+/** Validate a peer's (or the CLI's) event query: a malformed one is refused whole, never guessed at. */
+export function parseEventQuery(body: unknown): EventQuery {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new FerryError('PROTOCOL', 'an events query must be a JSON object');
+  const b = body as Record<string, unknown>;
+  const optString = (k: string, max: number): string | null => {
+    const v = b[k];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string' || v.length === 0 || v.length > max) throw new FerryError('PROTOCOL', `events query: ${k} must be a string of 1-${max} characters`);
+    return v;
+  };
+  const optInt = (k: string, min: number, max: number): number | undefined => {
+    const v = b[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new FerryError('PROTOCOL', `events query: ${k} must be a whole number from ${min} to ${max}`);
+    return v;
+  };
+  const since = b.sinceSeconds;
+  if (since !== undefined && since !== null && (typeof since !== 'number' || !Number.isFinite(since) || since < 0 || since > 100 * 365 * 86400)) {
+    throw new FerryError('PROTOCOL', 'events query: sinceSeconds must be a non-negative number of seconds');
+  }
+  return {
+    volume: optString('volume', 128),
+    kind: optString('kind', 64),
+    sinceSeconds: (since as number | null | undefined) ?? null,
+    after: optInt('after', 0, Number.MAX_SAFE_INTEGER) ?? 0,
+    limit: optInt('limit', 1, MAX_EVENTS_PER_CALL) ?? MAX_EVENTS_PER_CALL,
+  };
+}
+
+/** Events in id order (the order they were recorded), filtered; at most `limit` (and MAX_EVENTS_ANSWER_BYTES of them). */
+export function queryEvents(db: Sqlite, now: number, q: EventQuery): EventsPage {
+  const limit = Math.min(q.limit ?? MAX_EVENTS_PER_CALL, MAX_EVENTS_PER_CALL);
+  const since = q.sinceSeconds != null ? now - q.sinceSeconds * 1000 : 0;
+  const rows = db.all<{ id: number; at: number; kind: string; volume: string | null; outcome: EventRow['outcome']; detail: string }>(
+    'SELECT id, at, kind, volume, outcome, detail FROM events WHERE id > ? AND at >= ? AND (? IS NULL OR volume = ?) AND (? IS NULL OR substr(kind, 1, length(?)) = ?) ORDER BY id LIMIT ?',
+    q.after ?? 0, since, q.volume ?? null, q.volume ?? null, q.kind ?? null, q.kind ?? null, q.kind ?? null, limit + 1,
+  );
+  const events: EventRow[] = [];
+  let bytes = 0;
+  let more = rows.length > limit;
+  for (const r of rows.slice(0, limit)) {
+    let detail: Record<string, unknown>;
+    try {
+      detail = r.detail.length > MAX_EVENT_DETAIL_BYTES ? { truncated: true, detailBytes: r.detail.length } : (JSON.parse(r.detail) as Record<string, unknown>);
+    } catch {
+      detail = { unreadable: true };
+    }
+    const size = r.kind.length + (r.volume?.length ?? 0) + Math.min(r.detail.length, MAX_EVENT_DETAIL_BYTES) + 100;
+    if (events.length > 0 && bytes + size > MAX_EVENTS_ANSWER_BYTES) {
+      more = true;
+      break;
+    }
+    bytes += size;
+    events.push({ id: r.id, at: r.at, kind: r.kind, volume: r.volume, outcome: r.outcome, detail });
+  }
+  return { events, more };
 }

@@ -6,24 +6,52 @@ import { listLinks, linkStatus } from '../dr/links.ts';
 
 type Labels = Record<string, string>;
 
-class Exposition {
-  readonly #lines: string[] = [];
-  readonly #declared = new Set<string>();
+interface Family {
+  type: 'gauge' | 'counter';
+  help: string;
+  samples: string[];
+}
+
+const NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/**
+ * The text format wants every sample of a metric family in one group, after
+ * its HELP and TYPE lines: samples are collected per family and written out
+ * family by family, whatever order the loops below produce them in.
+ */
+export class Exposition {
+  readonly #families = new Map<string, Family>();
 
   metric(name: string, type: 'gauge' | 'counter', help: string, labels: Labels, value: number): void {
-    if (!this.#declared.has(name)) {
-      this.#declared.add(name);
-      this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    }
+    if (!NAME_RE.test(name) || name.startsWith('__')) throw new Error(`metric name ${name} is not valid`);
+    if (type === 'counter' && !name.endsWith('_total')) throw new Error(`counter ${name} must end in _total`);
+    let f = this.#families.get(name);
+    if (!f) this.#families.set(name, (f = { type, help, samples: [] }));
+    else if (f.type !== type) throw new Error(`metric ${name} declared as ${f.type} and ${type}`);
     const l = Object.entries(labels)
-      .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+      .map(([k, v]) => {
+        if (!LABEL_RE.test(k) || k.startsWith('__')) throw new Error(`label name ${k} is not valid`);
+        return `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+      })
       .join(',');
-    this.#lines.push(`${name}${l ? `{${l}}` : ''} ${Number.isFinite(value) ? value : 0}`);
+    f.samples.push(`${name}${l ? `{${l}}` : ''} ${formatValue(value)}`);
   }
 
   text(): string {
-    return this.#lines.join('\n') + '\n';
+    const lines: string[] = [];
+    for (const [name, f] of this.#families) {
+      lines.push(`# HELP ${name} ${f.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${f.type}`, ...f.samples);
+    }
+    return lines.join('\n') + '\n';
   }
+}
+
+function formatValue(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return String(v);
 }
 
 const STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'];
@@ -34,7 +62,8 @@ export function renderMetrics(engine: Engine): string {
   const now = site.clock.now();
   for (const m of engine.status()) {
     const l = { volume: m.volume, peer: m.peer };
-    x.metric('ferry_mirror_lag_seconds', 'gauge', 'Age of the newest replicated snapshot, from its capture time at the primary.', l, m.lagSeconds ?? -1);
+    // No sample before the first replicated snapshot (an absent series, not a made-up number); ferry_mirror_up is 0 then.
+    if (m.lagSeconds !== null) x.metric('ferry_mirror_lag_seconds', 'gauge', 'Age of the newest replicated snapshot, from its capture time at the primary.', l, m.lagSeconds);
     x.metric('ferry_mirror_max_delay_seconds', 'gauge', 'The mirror\'s max delay: lag above it turns health to warn.', l, m.maxDelayS);
     x.metric('ferry_mirror_up', 'gauge', '1 when the mirror\'s health is up, 0 when warn.', l, m.health === 'up' ? 1 : 0);
     x.metric('ferry_mirror_last_success_timestamp_seconds', 'gauge', 'When the last update succeeded.', l, m.lastSuccessAt ? m.lastSuccessAt / 1000 : 0);
@@ -47,11 +76,14 @@ export function renderMetrics(engine: Engine): string {
     const pending = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)!.n;
     x.metric('ferry_mirror_peer_snapshots_pending', 'gauge', 'Peer snapshots not yet present at the destination.', l, pending);
   }
-  const totals = site.db.all<{ volume: string; peer: string | null; bytes: number | null; objects: number | null }>(
-    "SELECT volume, json_extract(detail, '$.mirror') AS peer, sum(json_extract(detail, '$.bytes')) AS bytes, sum(json_extract(detail, '$.objects')) AS objects FROM events WHERE kind = 'replication.update' AND outcome IN ('ok', 'warning') GROUP BY volume, peer",
+  // Counted from the event log (which is never pruned), so they survive restarts and removed mirrors.
+  const totals = site.db.all<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }>(
+    "SELECT volume, json_extract(detail, '$.mirror') AS mirror, sum(json_extract(detail, '$.bytes')) AS bytes, sum(json_extract(detail, '$.objects')) AS objects FROM events WHERE kind = 'replication.update' AND outcome IN ('ok', 'warning') GROUP BY volume, mirror",
   );
   for (const t of totals) {
-    const l = { volume: t.volume, mirror: t.peer ?? '' };
+    // The same labels as the mirror's gauges: a mirror's id is VOLUME@PEER.
+    const peer = t.mirror?.startsWith(`${t.volume}@`) ? t.mirror.slice(t.volume.length + 1) : (t.mirror ?? '');
+    const l = { volume: t.volume, peer };
     x.metric('ferry_mirror_transferred_bytes_total', 'counter', 'Bytes sent by successful updates.', l, t.bytes ?? 0);
     x.metric('ferry_mirror_transferred_objects_total', 'counter', 'Objects sent by successful updates.', l, t.objects ?? 0);
   }
@@ -76,6 +108,7 @@ export function renderMetrics(engine: Engine): string {
     x.metric('ferry_link_age_seconds', 'gauge', 'Age of the snapshot a link shows.', { path: l.path, volume: l.volume }, st.ageSeconds);
     x.metric('ferry_link_up', 'gauge', '1 when the link is younger than its max delay.', { path: l.path, volume: l.volume }, st.health === 'up' ? 1 : 0);
   }
+  x.metric('ferry_site_info', 'gauge', 'Always 1; the site\'s name and id as labels.', { site: site.name, id: site.id }, 1);
   x.metric('ferry_scrape_timestamp_seconds', 'gauge', 'When these metrics were computed.', {}, now / 1000);
   return x.text();
 }

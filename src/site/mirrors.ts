@@ -9,7 +9,7 @@ import { parseName, type ObjectId } from '../core/ids.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { sendSnapshot, type TransferProgress } from '../replication/sender.ts';
 import { TokenBucket } from '../replication/token-bucket.ts';
-import type { Receiver } from '../replication/types.ts';
+import type { Receiver, SiblingInfo } from '../replication/types.ts';
 import { PROTOCOL_VERSION } from '../replication/types.ts';
 import type { Site } from './site.ts';
 import { getPeer, type Peer } from './peers.ts';
@@ -50,6 +50,19 @@ export interface Mirror {
   lastError: { code: string; message: string } | null;
   lastTransfer: LastTransfer | null;
   createdAt: number;
+  /** replication snapshots the destination keeps (a common base with a sibling after a failover); null: automatic (keepFor) */
+  keepSnapshots: number | null;
+}
+
+/**
+ * How many replication snapshots a secondary keeps unless its mirror says otherwise (docs/dr.md,
+ * "Several secondaries"): 3 when the volume has other secondaries (candidates for a common base with
+ * a sibling that takes over), 1 when it has none (nothing to share a base with).
+ */
+export const DEFAULT_KEEP_SNAPSHOTS = 3;
+
+export function keepFor(m: Mirror, siblings: number): number {
+  return m.keepSnapshots ?? (siblings > 0 ? DEFAULT_KEEP_SNAPSHOTS : 1);
 }
 
 interface MirrorRow {
@@ -71,6 +84,7 @@ interface MirrorRow {
   last_error: string | null;
   last_transfer: string | null;
   created_at: number;
+  keep_snapshots?: number | null;
 }
 
 function toMirror(r: MirrorRow): Mirror {
@@ -78,7 +92,7 @@ function toMirror(r: MirrorRow): Mirror {
     id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s,
     bandwidth: r.bandwidth, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
     nextRunAt: r.next_run_at, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
-    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at,
+    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: r.keep_snapshots ?? null,
   };
 }
 
@@ -108,6 +122,8 @@ export interface CreateMirrorOptions {
   minDelayS?: number;
   maxDelayS?: number;
   bandwidth?: number | null;
+  /** replication snapshots the destination keeps (default 3) */
+  keepSnapshots?: number | null;
 }
 
 export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
@@ -126,6 +142,10 @@ export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
       'INSERT INTO mirrors (id, volume, peer, remote_volume, schedule_s, min_delay_s, max_delay_s, bandwidth, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       id, o.volume, peer.name, remote, o.scheduleS ?? null, o.minDelayS ?? 0, o.maxDelayS ?? 3600, o.bandwidth ?? null, 'uninitialized', now,
     );
+    if (o.keepSnapshots != null) {
+      if (!Number.isInteger(o.keepSnapshots) || o.keepSnapshots < 1 || o.keepSnapshots > 64) throw new FerryError('USAGE', `--keep must be an integer from 1 to 64, not ${o.keepSnapshots}`);
+      site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', o.keepSnapshots, id);
+    }
     if (vol.role === 'standalone') site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", o.volume);
     site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized' } });
   });
@@ -209,6 +229,13 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     }
   }
   const stable: MirrorState = m.base ? 'idle' : m.state === 'needs-full-sync' ? 'needs-full-sync' : 'uninitialized';
+  if (getVolume(site, volume).role === 'secondary') {
+    throw new FerryError('MIRROR_STATE', `volume ${volume} is a secondary here (a failback or a migrate is making it one): mirror ${m.id} does not update from it`);
+  }
+  // A failover notice that arrives while this job runs breaks the mirror off: the job's end keeps that.
+  const settle = (to: MirrorState, reason: string) => {
+    if (site.db.get<{ state: string }>('SELECT state FROM mirrors WHERE id = ?', m.id)?.state !== 'broken-off') setMirrorState(site, m, to, reason);
+  };
   setMirrorState(site, m, o.initialize ? 'baselining' : 'updating', o.scheduled ? 'schedule' : 'requested');
   site.db.run('UPDATE mirrors SET last_attempt_at = ? WHERE id = ?', now, m.id);
   const started = performance.now();
@@ -229,13 +256,16 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
           ? queued
           : (await createSnapshot(site, volume, { pool: deps.pool, signal: o.signal })).snapshot;
     }
-    if (m.base && target.time < (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0)) {
+    // Times compare only on one clock: after a failback or a migrate the base was taken at the other site.
+    const baseRow = m.base ? site.db.get<{ time: number; origin: string }>('SELECT time, origin FROM snapshots WHERE id = ?', m.base) : undefined;
+    if (baseRow && baseRow.origin === target.origin && target.time < baseRow.time) {
       throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} is older than the mirror's base ${m.base}; choose a newer one`);
     }
     // Hold the target while it is in flight so retention cannot take it.
     site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, `${holdFor(m)}:inflight`, site.clock.now());
     const rx = deps.connect(peer);
-    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })) }, o.signal);
+    const siblings = siblingsOf(site, m);
+    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })), keep: keepFor(m, siblings.length), siblings }, o.signal);
     // The base: the mirror's recorded base if the destination still has it.
     const remoteIds = new Set(hello.snapshots.map((s) => s.id));
     if (!o.initialize && m.base && !remoteIds.has(m.base)) adoptNewerCommonBase(site, m, hello.snapshots);
@@ -244,6 +274,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
     const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
+    // Changed chunks may go as deltas against the common base's (when the destination takes them).
+    const deltaBase = hello.delta && !o.initialize && m.base ? (site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', m.base)?.manifest as ObjectId | undefined) : undefined;
     // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
     for (const p of pendingPeerSnapshots(site, m.id)) {
       if (p.id === target.id || p.time > target.time) continue;
@@ -261,14 +293,29 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
         site.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer } });
       });
     }
+    // Siblings' bases next (several secondaries): each secondary also holds the snapshot its siblings
+    // hold, so whichever takes over shares a base with the others (docs/dr.md, "Several secondaries").
+    let siblingBytes = 0;
+    for (const b of siblingBasesToDeliver(site, m, target, hello)) {
+      const sent = await sendSnapshot(site.store as never, rx, m.remoteVolume, b.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress });
+      siblingBytes += sent.bytesSent;
+      const c = await rx.commit(m.remoteVolume, { snapshot: b.id, manifest: b.manifest as ObjectId, force: o.force }, o.signal);
+      if (!c.applied) throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${c.refused}`, { details: { writesSnapshot: c.writesSnapshot, transferred: b.id } });
+      site.db.tx(() => {
+        site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
+        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', b.id, holdFor(m), site.clock.now());
+        site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', b.id, m.id);
+        site.event({ kind: 'mirror.base', volume, outcome: 'info', detail: { mirror: m.id, from: m.base, to: b.id, reason: 'a sibling secondary holds it: a common base for a later failover', bytes: sent.bytesSent } });
+      });
+    }
     if (isPeerSnapshotFor(site, target.id, m.id)) markPeer(site, target.id, m.id, 'transferring');
-    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
+    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress, deltaBase, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
     o.onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
     const isPeer = isPeerSnapshotFor(site, target.id, m.id);
     const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force, peer: isPeer }, o.signal);
     if (isPeer) markPeer(site, target.id, m.id, 'present');
     const seconds = (performance.now() - started) / 1000;
-    const transfer: LastTransfer = { snapshot: target.id, bytes: stats.bytesSent, rawBytes: stats.rawBytesSent, objects: stats.objectsSent, seconds, throughput: seconds > 0 ? stats.bytesSent / seconds : 0, at: site.clock.now() };
+    const transfer: LastTransfer = { snapshot: target.id, bytes: stats.bytesSent + siblingBytes, rawBytes: stats.rawBytesSent, objects: stats.objectsSent, seconds, throughput: seconds > 0 ? stats.bytesSent / seconds : 0, at: site.clock.now() };
     // Committed at the destination: only now does the base move here.
     site.db.tx(() => {
       site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
@@ -282,7 +329,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       );
       site.event({ kind: 'replication.update', volume, outcome: commit.applied ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
     });
-    setMirrorState(site, m, 'idle', commit.applied ? `updated to ${target.id}` : `transferred ${target.id}; apply refused at ${m.peer}`);
+    settle('idle', commit.applied ? `updated to ${target.id}` : `transferred ${target.id}; apply refused at ${m.peer}`);
     if (!commit.applied) {
       throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${commit.refused}`, { details: { writesSnapshot: commit.writesSnapshot, transferred: target.id } });
     }
@@ -295,7 +342,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       if (getMirror(site, volume, m.peer).state !== 'idle') {
         site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
         site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-        setMirrorState(site, m, stable, 'apply refused: writes in the replica');
+        settle(stable, 'apply refused: writes in the replica');
       }
       throw fe;
     }
@@ -317,9 +364,48 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     });
     let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;
     if (transient && failures >= DISCONNECTED_AFTER) to = 'disconnected';
-    setMirrorState(site, m, to, `${fe.code}: ${fe.message}`);
+    settle(to, `${fe.code}: ${fe.message}`);
     throw fe;
   }
+}
+
+/**
+ * The other secondaries of this mirror's volume, told to each destination with every hello: a
+ * secondary that later takes over (failover) re-points them to itself (src/dr/repoint.ts). One whose
+ * mirror was broken off by its failover stays on the list: it is the site the others may follow.
+ */
+function siblingsOf(site: Site, m: Mirror): SiblingInfo[] {
+  return listMirrors(site, m.volume)
+    .filter((x) => x.id !== m.id)
+    .map((x) => ({ site: getPeer(site, x.peer).id, volume: x.remoteVolume, scheduleS: x.scheduleS, minDelayS: x.minDelayS, maxDelayS: x.maxDelayS, bandwidth: x.bandwidth, keep: x.keepSnapshots }));
+}
+
+/**
+ * The bases of this mirror's siblings that its destination lacks and that lie between what it shows
+ * and the target, oldest first. Delivering them (each committed and applied on its own, like peer
+ * snapshots) keeps one snapshot in common between any two secondaries: the one updated later holds
+ * the other's base. Objects are sent once (content addressing), so this costs commits and applies,
+ * little on the wire.
+ */
+function siblingBasesToDeliver(site: Site, m: Mirror, target: SnapshotRecord, hello: { snapshots: Array<{ id: string; time: number }>; applied: string | null }): SnapshotRecord[] {
+  const remote = new Set(hello.snapshots.map((x) => x.id));
+  const appliedTime = hello.snapshots.find((x) => x.id === hello.applied)?.time ?? 0;
+  // The base as recorded now: peer snapshots delivered just before moved it (and the replica with it).
+  const base = site.db.get<{ base: string | null }>('SELECT base FROM mirrors WHERE id = ?', m.id)?.base ?? null;
+  const baseTime = base ? (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', base)?.time ?? 0) : 0;
+  const out = new Map<string, SnapshotRecord>();
+  for (const x of listMirrors(site, m.volume)) {
+    if (x.id === m.id || !x.base || x.state === 'broken-off' || remote.has(x.base) || out.has(x.base) || x.base === target.id) continue;
+    let s: SnapshotRecord;
+    try {
+      s = resolveSnapshot(site, m.volume, x.base);
+    } catch {
+      continue;
+    }
+    if (s.time > Math.max(baseTime, appliedTime) && s.time < target.time) out.set(s.id, s);
+  }
+  const room = keepFor(m, 1) - 1; // the target takes one of the places the destination keeps
+  return room <= 0 ? [] : [...out.values()].sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : 1)).slice(-room);
 }
 
 /**
@@ -375,7 +461,9 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
   const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
-  return { ...m, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
+  // A paused mirror at rest shows `paused` as its state (DESIGN.md section 6); one moving (a forced update) shows what it does.
+  const state: MirrorState = m.paused && m.state === 'idle' ? 'paused' : m.state;
+  return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
 }
 
 /** The newest snapshot of a volume, for lag on volumes without mirrors. */

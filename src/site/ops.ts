@@ -7,10 +7,11 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from './engine.ts';
 import { formatSiteId } from './identity.ts';
 import { linkStatus, listLinks } from '../dr/links.ts';
+import { workflowSummary } from '../dr/journal.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
 import { replicaRoot } from './receiver.ts';
-import { collectGarbage, createSnapshot, executeDeleteSnapshots, listSnapshots, newestSnapshot, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
+import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, listSnapshots, newestSnapshot, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -48,7 +49,7 @@ function num(a: Args, k: string): number | undefined {
 export function statusReport(engine: Engine): Record<string, unknown> {
   const site = engine.site;
   const mirrors = engine.status();
-  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; updated_at: number }>('SELECT * FROM secondaries ORDER BY volume');
+  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; state: string; updated_at: number }>('SELECT * FROM secondaries ORDER BY volume');
   const peers = listPeers(site);
   const peerName = (id: string) => peers.find((p) => p.id === id)?.name ?? id;
   return {
@@ -64,10 +65,14 @@ export function statusReport(engine: Engine): Record<string, unknown> {
         members: v.members,
         newestSnapshot: newest ? { id: newest.id, name: newest.name, time: newest.time } : null,
         mirrors: mirrors.filter((m) => m.volume === v.name),
+        // A failover, failback or migrate in progress (src/dr/journal.ts), and its last completed step.
+        workflow: workflowSummary(site, v.name),
         ...(sec
           ? {
               secondary: {
                 source: peerName(sec.source_site),
+                sourceId: sec.source_site,
+                state: sec.state,
                 sourceVolume: sec.source_volume,
                 applied: sec.applied,
                 applying: sec.applying,
@@ -90,6 +95,10 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return acceptFailoverNotice(engine, peerId, str(a, 'volume')!);
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
+    case 'changes': {
+      const { describeChanges } = await import('../dr/split-brain.ts');
+      return describeChanges(engine, peerId, str(a, 'volume')!, str(a, 'base')!);
+    }
     case 'peer-delete': {
       const { acceptPeerDelete } = await import('./peer-snapshots.ts');
       return acceptPeerDelete(engine.site, peerId, str(a, 'volume')!, str(a, 'snapshot')!);
@@ -97,6 +106,16 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
     case 'repoint': {
       const { acceptRepoint } = await import('../dr/migrate.ts');
       return acceptRepoint(engine, peerId, { volume: str(a, 'volume')!, newSource: str(a, 'newSource')!, newSourceVolume: str(a, 'newSourceVolume')! });
+    }
+    case 'takeover': {
+      const { acceptTakeover } = await import('../dr/repoint.ts');
+      const snapshots = a.snapshots;
+      if (!Array.isArray(snapshots) || snapshots.length > 4096 || snapshots.some((x) => typeof x !== 'string' || x.length !== 26)) throw new FerryError('PROTOCOL', 'takeover.snapshots must be a list of at most 4096 snapshot ids');
+      return acceptTakeover(engine, peerId, { volume: str(a, 'volume')!, newSourceVolume: str(a, 'newSourceVolume')!, snapshots: snapshots as string[], oldSource: str(a, 'oldSource', false) ?? null, oldSourceVolume: str(a, 'oldSourceVolume', false) ?? null });
+    }
+    case 'takeover-notice': {
+      const { acceptTakeoverNotice } = await import('../dr/repoint.ts');
+      return acceptTakeoverNotice(engine, peerId, { volume: str(a, 'volume')!, by: str(a, 'by')! });
     }
     case 'migrate-accept': {
       const { acceptMigrate } = await import('../dr/migrate.ts');
@@ -142,7 +161,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     const site = ctx.engine.site;
     const name = str(a, 'name')!;
     const r = removeVolume(site, name, { force: a.force === true });
-    const gc = r.snapshotsRemoved > 0 ? collectGarbage(site) : undefined;
+    const gc = r.snapshotsRemoved > 0 ? collectGarbageSoon(site) : undefined;
     return { removed: name, ...r, gc: gc ? summarizeGc(gc.plan) : null };
   },
   async 'snapshot.delete'(ctx, a) {
@@ -213,7 +232,16 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
       minDelayS: num(a, 'minDelayS'),
       maxDelayS: num(a, 'maxDelayS'),
       bandwidth: num(a, 'bandwidth') ?? null,
+      keepSnapshots: num(a, 'keep') ?? null,
     });
+  },
+  async 'mirror.repoint'(ctx, a) {
+    const { repointSibling, siblingsToRepoint } = await import('../dr/repoint.ts');
+    const volume = str(a, 'volume')!;
+    const to = str(a, 'to')!;
+    const [peer, remote] = to.includes(':') ? [to.slice(0, to.indexOf(':')), to.slice(to.indexOf(':') + 1)] : [to, undefined];
+    const known = siblingsToRepoint(ctx.engine, volume).find((t) => t.peer === peer);
+    return repointSibling(ctx.engine, volume, peer, remote ?? known?.volume ?? volume, { full: a.full === true, info: known?.info ?? null });
   },
   async 'mirror.list'(ctx, a) {
     return listMirrors(ctx.engine.site, str(a, 'volume', false)).map((m) => mirrorStatus(ctx.engine.site, m, ctx.engine.progressOf(m.id)));
@@ -235,22 +263,29 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return { removed: `${a.volume}@${a.to ?? ''}` };
   },
   async failover(ctx, a) {
-    const { planFailover, executeFailover } = await import('../dr/failover.ts');
-    const plan = planFailover(ctx.engine, str(a, 'volume')!, { force: a.force === true });
-    if (a.dryRun === true) return { plan };
-    return executeFailover(ctx.engine, plan);
+    const { runFailover } = await import('../dr/failover.ts');
+    const { siblingsToRepoint, repointSiblings } = await import('../dr/repoint.ts');
+    const volume = str(a, 'volume')!;
+    // The old primary's other secondaries follow this site from now on (VVR takeover), unless told not
+    // to. Run again, failover re-points those still left (each re-point is idempotent).
+    const siblings = a.repoint === false ? [] : siblingsToRepoint(ctx.engine, volume);
+    const r = await runFailover(ctx.engine, volume, { force: a.force === true, dryRun: a.dryRun === true });
+    const plan = { ...r.plan, steps: [...r.plan.steps, ...siblings.map((t) => `re-point ${t.peer ?? t.site}:${t.volume} to follow this site, from the newest snapshot both hold`)] };
+    if (!('snapshot' in r)) return { ...r, plan };
+    return { ...r, plan, repointed: await repointSiblings(ctx.engine, volume, siblings) };
   },
   async migrate(ctx, a) {
-    const { planMigrate, executeMigrate } = await import('../dr/migrate.ts');
-    const plan = await planMigrate(ctx.engine, str(a, 'volume')!, str(a, 'to')!);
-    if (a.dryRun === true) return { plan };
-    return executeMigrate(ctx.engine, plan);
+    const { runMigrate } = await import('../dr/migrate.ts');
+    return runMigrate(ctx.engine, str(a, 'volume')!, str(a, 'to')!, { dryRun: a.dryRun === true });
   },
   async failback(ctx, a) {
-    const { planFailback, executeFailback } = await import('../dr/failback.ts');
-    const plan = await planFailback(ctx.engine, str(a, 'volume')!, { full: a.full === true, to: str(a, 'to', false) });
-    if (a.dryRun === true) return { plan };
-    return executeFailback(ctx.engine, plan);
+    const { runFailback } = await import('../dr/failback.ts');
+    const r = await runFailback(ctx.engine, str(a, 'volume')!, { full: a.full === true, to: str(a, 'to', false), dryRun: a.dryRun === true });
+    if (!('update' in r)) return r;
+    const plan = r.plan;
+    // A secondary now: its mirrors to the other secondaries are the new primary's to run (re-point).
+    const { dropSupersededMirrors } = await import('../dr/repoint.ts');
+    return { ...r, droppedMirrors: dropSupersededMirrors(ctx.engine, plan.volume) };
   },
   async 'link.create'(ctx, a) {
     const { createLink, linkStatus } = await import('../dr/links.ts');
@@ -271,7 +306,11 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return { removed: a.path };
   },
   async status(ctx) {
-    return statusReport(ctx.engine);
+    const report = statusReport(ctx.engine);
+    // Where both sites may hold the primary role: what each changed since the base, and split brain.
+    const { addDivergence } = await import('../dr/split-brain.ts');
+    await addDivergence(ctx.engine, report as never);
+    return report;
   },
   async 'snapshot.create'(ctx, a) {
     const site = ctx.engine.site;
@@ -305,7 +344,11 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
       } finally {
         client.close();
       }
-    });
+    }, { dryRun: a.dryRun === true });
+  },
+  async 'config.apply'(ctx, a) {
+    const { applyConfigText } = await import('../config/apply.ts');
+    return applyConfigText(ctx, { text: str(a, 'text')!, file: str(a, 'file')!, dryRun: a.dryRun === true, prune: a.prune === true });
   },
   async 'snapshot.peers'(ctx, a) {
     const { peerSnapshotStatus } = await import('./peer-snapshots.ts');

@@ -80,7 +80,8 @@ export async function deletePeerSnapshot(
   volume: string,
   ref: string,
   remove: (t: PeerDeleteTarget, snapshot: string) => Promise<void>,
-): Promise<{ snapshot: string; removedAt: string[] }> {
+  opts: { dryRun?: boolean } = {},
+): Promise<{ snapshot: string; removedAt: string[]; dryRun?: true; wouldRemoveAt?: string[] }> {
   const snap = resolveSnapshot(site, volume, ref);
   if (!snap.holds.includes(PEER_HOLD)) throw new FerryError('USAGE', `snapshot ${snap.name ?? snap.id} is not a peer snapshot; delete it with \`ferry snapshot delete\``);
   const sec = site.db.get<{ source_site: string; state: string }>("SELECT source_site, state FROM secondaries WHERE volume = ? AND state <> 'broken-off'", volume);
@@ -99,6 +100,8 @@ export async function deletePeerSnapshot(
     'SELECT p.mirror, m.peer, m.remote_volume, p.state FROM peer_snapshots p JOIN mirrors m ON m.id = p.mirror WHERE p.snapshot = ?',
     snap.id,
   );
+  // Plan only: the same checks, and where it would go; nothing removed anywhere.
+  if (opts.dryRun) return { snapshot: snap.id, removedAt: [], dryRun: true, wouldRemoveAt: targets.filter((t) => t.state === 'present').map((t) => t.peer) };
   const removedAt: string[] = [];
   for (const t of targets) {
     if (t.state !== 'present') continue; // never arrived: nothing to remove there

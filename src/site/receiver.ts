@@ -15,19 +15,21 @@
 import { existsSync, mkdirSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, isFerryError } from '../core/errors.ts';
+import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
-import type { ObjectReader, PreparedObject } from '../store/types.ts';
+import type { ObjectReader } from '../store/types.ts';
 import { captureImage, captureTree } from '../snapshot/capture.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeSnapshot } from '../snapshot/format.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
-import { parseCommitRequest, parseHelloRequest } from '../replication/protocol.ts';
+import { isDelta, parseCommitRequest, parseHelloRequest, type WireObject } from '../replication/protocol.ts';
+import { resolveDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
-import { collectGarbage, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
+import { collectGarbageSoon, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
 import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
 
 /** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
@@ -76,6 +78,38 @@ async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
   } finally {
     if (applyLocks.get(key) === tail) applyLocks.delete(key);
   }
+}
+
+function replicaKey(site: Site, volume: string): string {
+  return `${site.paths.home}\0${volume}`;
+}
+
+/** Cancellations asked for by a forced failover, per volume: applies in flight stop at their next check. */
+const applyCancels = new Map<string, string>();
+
+/** An apply of the volume is running or queued in this process. */
+export function applyInFlight(site: Site, volume: string): boolean {
+  return applyLocks.has(replicaKey(site, volume));
+}
+
+/** Ask the apply in flight (and those queued behind it) to stop at its next check; the replica stays marked inconsistent. */
+export function cancelApply(site: Site, volume: string, reason: string): void {
+  if (applyInFlight(site, volume)) applyCancels.set(replicaKey(site, volume), reason);
+}
+
+/**
+ * Run `fn` holding the volume's replica lock, the one every apply holds: a failover takes it so it
+ * never promotes a replica while an apply writes into it. A cancellation asked for before ends with it.
+ */
+export function withReplicaLock<T>(site: Site, volume: string, fn: () => Promise<T>): Promise<T> {
+  const key = replicaKey(site, volume);
+  return exclusive(key, async () => {
+    try {
+      return await fn();
+    } finally {
+      applyCancels.delete(key);
+    }
+  });
 }
 
 /**
@@ -224,6 +258,11 @@ function checkLinkTargets(store: ObjectReader, member: string, root: ObjectId, t
   }
 }
 
+/** A sender silent this long has given up its transfer (see SiteReceiver#writing). */
+const TRANSFER_IDLE_MS = 15 * 60_000;
+/** Per site, the volumes with a transfer in progress (receivers are made per request; the site is shared). */
+const TRANSFERS = new WeakMap<Site, Map<string, { done: () => void; timer: NodeJS.Timeout }>>();
+
 export class SiteReceiver implements Receiver {
   readonly #site: Site;
   readonly #peer: string;
@@ -288,7 +327,11 @@ export class SiteReceiver implements Receiver {
         site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
       });
     }
-    return this.#describe(req.volume);
+    const described = this.#describe(req.volume);
+    // What the source says with every hello: how many replication snapshots to keep here, and its other
+    // secondaries (a failover here re-points them: src/dr/repoint.ts).
+    site.db.run('UPDATE secondaries SET keep_snapshots = ?, siblings = ? WHERE volume = ? AND source_site = ?', req.keep ?? null, req.siblings ? JSON.stringify(req.siblings) : null, req.volume, this.#peer);
+    return described;
   }
 
   /** Refuse early (with the failover explanation) when this peer's secondary was taken over. */
@@ -307,23 +350,37 @@ export class SiteReceiver implements Receiver {
       applied: row.applied,
       applying: row.applying !== null,
       replicas: vol.members.map((m) => ({ name: m.name, kind: m.kind, path: m.path })),
+      delta: true,
     };
   }
 
+  /**
+   * Which of `ids` this site lacks. An object of a lost pack counts as lacking (PackStore.has), so
+   * the sender sends it again. And while any lost object is still indexed, a tree, image or block
+   * list held here may stand above lost objects, and a sender skips everything below what is held:
+   * such metadata objects are answered as lacking too, so the sender walks down through them and
+   * finds what was lost (resending them costs little: the store keeps its copy). Chunks are still
+   * answered exactly.
+   */
   async missing(volume: string, ids: ObjectId[]): Promise<boolean[]> {
     this.#secondary(volume);
-    return ids.map((id) => !this.#site.store.has(id));
+    const store = this.#site.store;
+    const healing = store.lostObjectCount() > 0;
+    return ids.map((id) => !store.has(id) || (healing && store.info(id)?.kind !== 'chunk'));
   }
 
-  async put(volume: string, objects: AsyncIterable<PreparedObject>): Promise<PutResult> {
+  async put(volume: string, objects: AsyncIterable<WireObject>): Promise<PutResult> {
     this.#secondary(volume);
     const r: PutResult = { received: 0, stored: 0, bytes: 0 };
+    const store = this.#site.store;
+    this.#writing(volume);
     try {
       for await (const o of objects) {
         r.received++;
         r.bytes += o.stored.byteLength;
-        // Verified against its id (decompressed with a bound) before it is stored.
-        if (this.#site.store.putPrepared(o)) r.stored++;
+        if (store.has(o.id)) continue;
+        // Verified against its id (decompressed with a bound; a delta rebuilt from verified references) before it is stored.
+        if (store.putPrepared(isDelta(o) ? await resolveDelta(store, o) : o, { trusted: isDelta(o) })) r.stored++;
       }
     } finally {
       // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
@@ -332,7 +389,44 @@ export class SiteReceiver implements Receiver {
     return r;
   }
 
+  /**
+   * Objects received for `volume` are named by no snapshot until its commit:
+   * GC waits (Site.beginWrite) from the first put until the commit is done, or
+   * until the sender has been silent for TRANSFER_IDLE_MS (it gave up; what
+   * arrived may then be collected, and is sent again if needed).
+   */
+  #writing(volume: string): void {
+    let open = TRANSFERS.get(this.#site);
+    if (!open) TRANSFERS.set(this.#site, (open = new Map()));
+    const cur = open.get(volume);
+    if (cur) {
+      cur.timer.refresh();
+      return;
+    }
+    const done = this.#site.beginWrite();
+    const timer = setTimeout(() => this.#transferDone(volume), TRANSFER_IDLE_MS).unref();
+    open.set(volume, { done, timer });
+  }
+
+  #transferDone(volume: string): void {
+    const open = TRANSFERS.get(this.#site);
+    const cur = open?.get(volume);
+    if (!cur) return;
+    open!.delete(volume);
+    clearTimeout(cur.timer);
+    cur.done();
+  }
+
   async commit(volume: string, raw: CommitRequest): Promise<CommitResponse> {
+    this.#writing(volume);
+    try {
+      return await this.#commit(volume, raw);
+    } finally {
+      this.#transferDone(volume);
+    }
+  }
+
+  async #commit(volume: string, raw: CommitRequest): Promise<CommitResponse> {
     const req = parseCommitRequest(raw);
     const row = this.#secondary(volume);
     const site = this.#site;
@@ -353,9 +447,13 @@ export class SiteReceiver implements Receiver {
     }
     if (row.applied && req.snapshot !== row.applied) {
       // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
-      const applied = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', row.applied);
-      if (applied && (manifest.time < applied.time || req.snapshot < row.applied)) {
-        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica already shows: a replayed or out-of-order snapshot is refused`);
+      // Times (and the time in a ULID) are compared only between snapshots of one origin, taken on
+      // one clock: the replica may show a snapshot taken here or at an earlier primary (after a
+      // failback or a migrate), and the sites' clocks need not agree. The reference is the newest
+      // snapshot here that the sending peer took.
+      const applied = site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, manifest.origin, req.snapshot);
+      if (applied && (manifest.time < applied.time || req.snapshot < applied.id)) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${applied.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
       }
     }
     if (!existing) {
@@ -436,21 +534,24 @@ export class SiteReceiver implements Receiver {
         }
       }
     }
+    this.#checkCancelled(volume, target, row);
     site.db.tx(() => {
       site.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(from), site.clock.now(), volume);
-      site.event({ kind: 'replica.apply', volume, outcome: 'info', detail: { from: row.applied, to: target.id, state: 'consistent => inconsistent' } });
+      site.event({ kind: 'replica.apply', volume, outcome: 'info', detail: { from: row.applied, to: target.id, transition: 'consistent => inconsistent' } });
     });
     const warnings: string[] = [];
     const imageStats: Record<string, ImageStat> = {};
+    const applied = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
     for (const m of vol.members) {
       const to = target.members.find((x) => x.name === m.name)!;
       const opts = { store: site.store, onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`) };
-      if (m.kind === 'tree') applyTree(m.path, from[m.name] ?? null, to.root, opts);
-      else {
-        applyImage(m.path, from[m.name] ?? null, to.root, opts);
-        imageStats[m.name] = statOf(m.path);
-      }
+      const st = m.kind === 'tree' ? applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
+      if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
+      for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
     }
+    // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
+    await pausePoint('apply:after-write', () => applyCancels.has(replicaKey(site, volume)));
+    this.#checkCancelled(volume, target, row);
     // The replica must now be exactly the snapshot: capture it and compare.
     const verifyKey = target.id;
     const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey);
@@ -464,10 +565,18 @@ export class SiteReceiver implements Receiver {
     site.db.tx(() => {
       site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
-      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, state: 'inconsistent => consistent', warnings } });
+      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings } });
     });
     this.#release(volume, target);
     return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}) };
+  }
+
+  /** A forced failover asked applies of this volume to stop: stop here (the replica stays marked as it is). */
+  #checkCancelled(volume: string, target: SnapshotManifest, row: SecondaryRow): void {
+    const reason = applyCancels.get(replicaKey(this.#site, volume));
+    if (reason === undefined) return;
+    this.#site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, cancelled: reason } });
+    throw new FerryError('FAILED_OVER', `site ${this.#site.name} is taking over volume ${volume} (${reason}): the apply of ${target.id} was cancelled and the replica goes back to ${row.applied ?? 'its last complete snapshot'}; run \`ferry failback\` at your site to resync from ${this.#site.name}`);
   }
 
   /** Finish applies a crash interrupted (the daemon calls this at start, for this peer's secondaries). */
@@ -559,14 +668,22 @@ export class SiteReceiver implements Receiver {
     return decodeTree(this.#site.store.get(id)).entries.length === 0;
   }
 
-  /** Older replication snapshots are no longer needed here: release them (named ones and held ones stay). */
+  /**
+   * Older replication snapshots are no longer needed here: release them, except the newest K (the
+   * source's `keep`: 3 when it has several secondaries, else 1) counting the one just applied. The K are the candidates for a
+   * common base with a sibling secondary if a sibling takes over (docs/dr.md, "Several secondaries").
+   * Named ones and held ones stay, and so does this site's own history (from when it was primary);
+   * replication snapshots from an earlier source (before a re-point) are released like the rest.
+   */
   #release(volume: string, target: SnapshotManifest): void {
     const site = this.#site;
-    const old = site.db.all<{ id: string }>(
-      // Only replication snapshots from this peer: a site's own history (from when it was primary) stays.
-      'SELECT id FROM snapshots s WHERE volume = ? AND time < ? AND name IS NULL AND origin = ? AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id)',
-      volume, target.time, target.origin,
+    // A source that does not say (an older ferry) gets what it always got: the newest one only.
+    const keep = site.db.get<{ keep_snapshots: number | null }>('SELECT keep_snapshots FROM secondaries WHERE volume = ?', volume)?.keep_snapshots ?? 1;
+    const older = site.db.all<{ id: string; held: number }>(
+      'SELECT id, EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id) AS held FROM snapshots s WHERE volume = ? AND name IS NULL AND origin <> ? AND id <> ? AND (time < ? OR (time = ? AND id < ?)) ORDER BY time DESC, id DESC',
+      volume, site.id, target.id, target.time, target.time, target.id,
     );
+    const old = older.slice(Math.max(0, keep - 1)).filter((o) => o.held === 0);
     if (old.length === 0) return;
     site.db.tx(() => {
       for (const o of old) {
@@ -575,6 +692,6 @@ export class SiteReceiver implements Receiver {
       }
       site.event({ kind: 'replication.release', volume, outcome: 'ok', detail: { released: old.map((o) => o.id) } });
     });
-    collectGarbage(site);
+    collectGarbageSoon(site);
   }
 }

@@ -136,7 +136,42 @@ export class Site {
     };
   }
 
+  #writers = 0;
+  #whenIdle: Array<() => void> = [];
+  #closed = false;
+
+  /**
+   * A capture or an incoming transfer is about to write objects that no
+   * snapshot names yet; garbage collection waits until every such writer has
+   * called the returned function (idempotent), or it would collect them.
+   */
+  beginWrite(): () => void {
+    this.#writers++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.#writers > 0 || this.#whenIdle.length === 0) return;
+      const fns = this.#whenIdle.splice(0);
+      setImmediate(() => {
+        if (this.#closed) return;
+        for (const fn of fns) fn();
+      });
+    };
+  }
+
+  /** How many writers (see beginWrite) are in progress. */
+  get writers(): number {
+    return this.#writers;
+  }
+
+  /** Run `fn` once no writer is in progress (soon after the last one ends); not at all if the site closes first. */
+  whenIdle(fn: () => void): void {
+    this.#whenIdle.push(fn);
+  }
+
   close(): void {
+    this.#closed = true;
     try {
       this.db.close();
     } finally {

@@ -147,6 +147,8 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
   let time: number;
 
   const pool = opts.pool ?? new ChunkPool();
+  // From the first object written until the catalog names the snapshot, GC must wait.
+  const written = site.beginWrite();
   try {
     if (vol.hooks.pre) {
       const r = await runHook('pre', vol.hooks.pre, env);
@@ -178,6 +180,7 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
       await runPost(site, vol, env, hooks, id, warn);
     }
   } catch (err) {
+    written();
     if (!isFerryError(err, 'HOOK_FAILED')) {
       site.event({ kind: 'snapshot.create', volume: vol.name, outcome: 'failed', detail: { snapshot: id, error: String((err as Error).message) } });
     }
@@ -187,18 +190,22 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
   }
 
   const manifest: SnapshotManifest = { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, members };
-  const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
-  // The store is made durable before the catalog names the snapshot: a crash
-  // between the two leaves unreferenced objects (collected later), never a
-  // snapshot whose objects are missing.
-  site.store.flush();
-  const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })) };
-  site.db.tx(() => {
-    insertSnapshotRow(site, { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, manifest: manifestId, stats: statsJson });
-    // Only the newest snapshot's stat cache is kept (and rows of captures that never committed go too).
-    site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, id);
-    site.event({ kind: 'snapshot.create', volume: vol.name, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: id, name: opts.name ?? null, ...statsJson } });
-  });
+  try {
+    const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
+    // The store is made durable before the catalog names the snapshot: a crash
+    // between the two leaves unreferenced objects (collected later), never a
+    // snapshot whose objects are missing.
+    site.store.flush();
+    const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })) };
+    site.db.tx(() => {
+      insertSnapshotRow(site, { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, manifest: manifestId, stats: statsJson });
+      // Only the newest snapshot's stat cache is kept (and rows of captures that never committed go too).
+      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, id);
+      site.event({ kind: 'snapshot.create', volume: vol.name, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: id, name: opts.name ?? null, ...statsJson } });
+    });
+  } finally {
+    written();
+  }
   const snapshot = resolveSnapshot(site, vol.name, id);
   const result: CreateSnapshotResult = { snapshot, stats, warnings, hooks };
   const retention = applyVolumeRetention(site, vol.name);
@@ -301,6 +308,23 @@ export function planDeleteSnapshots(site: Site, volume: string, refs: string[], 
   return plan;
 }
 
+/**
+ * Collect now, or, while captures or incoming transfers are writing (see
+ * Site.beginWrite), as soon as they are done: undefined then. A deferred
+ * collection that fails is recorded as a failed gc event.
+ */
+export function collectGarbageSoon(site: Site): GcSummary | undefined {
+  if (site.writers === 0) return collectGarbage(site);
+  site.whenIdle(() => {
+    try {
+      collectGarbageSoon(site);
+    } catch (err) {
+      site.event({ kind: 'gc', outcome: 'failed', detail: { error: (err as Error).message } });
+    }
+  });
+  return undefined;
+}
+
 export interface GcSummary {
   plan: GcPlan;
   executed: boolean;
@@ -325,7 +349,7 @@ export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?
   const deleted = plan.delete.map((d) => d.id);
   if (opts.gc === false) return { deleted };
   try {
-    return { deleted, gc: collectGarbage(site) };
+    return { deleted, gc: collectGarbageSoon(site) };
   } catch (err) {
     // The deletion is committed: say so, or the caller would think nothing happened.
     if (!isFerryError(err)) throw err;
@@ -335,6 +359,9 @@ export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?
 
 /** Mark from every snapshot in the catalog, then delete or repack what nothing references. */
 export function collectGarbage(site: Site, opts: { dryRun?: boolean } = {}): GcSummary {
+  if (site.writers > 0) {
+    throw new FerryError('STORE_BUSY', `${site.writers} capture(s) or incoming transfer(s) are writing objects no snapshot names yet, and collecting now would take them; run gc again once they finish (ferry status shows them)`);
+  }
   site.store.flush();
   const manifests = site.db.all<{ manifest: string }>('SELECT manifest FROM snapshots').map((r) => r.manifest as ObjectId);
   let live: Set<string>;

@@ -3,9 +3,10 @@
 // restore (into an empty target) and apply (into a live replica, beside and
 // renamed). Never follows a symlink: files are opened with O_NOFOLLOW and
 // link metadata is set with the l* calls.
-import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lutimesSync, openSync, symlinkSync, utimesSync, chownSync, writeSync, constants } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, fchmodSync, ftruncateSync, lstatSync, fchownSync, futimesSync, lchownSync, lutimesSync, openSync, symlinkSync, utimesSync, chownSync, writeSync, constants } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { FerryError, wrapIoError } from '../core/errors.ts';
+import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import type { TreeEntry } from './model.ts';
 
@@ -45,16 +46,87 @@ export function writeFileEntry(store: ObjectReader, e: TreeEntry, p: Buffer, ctx
       written += data.length;
     }
     if (written !== e.size) throw new FerryError('OBJECT_CORRUPT', `file ${p} came to ${written} bytes but the snapshot says ${e.size}`);
-    if (ctx.canChown) {
-      try {
-        fchownSync(fd, e.uid, e.gid);
-      } catch (err) {
-        ctx.onOwnerError?.(p, err);
-      }
+    setOpenFileMeta(fd, p, e, ctx);
+    return written;
+  } catch (err) {
+    throw wrapIoError(err, `writing ${p}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function setOpenFileMeta(fd: number, p: Buffer, e: TreeEntry, ctx: MetaContext): void {
+  if (ctx.canChown) {
+    try {
+      fchownSync(fd, e.uid, e.gid);
+    } catch (err) {
+      ctx.onOwnerError?.(p, err);
     }
-    fchmodSync(fd, e.mode);
-    const t = timeArg(e.mtimeNs);
-    futimesSync(fd, t, t);
+  }
+  fchmodSync(fd, e.mode);
+  const t = timeArg(e.mtimeNs);
+  futimesSync(fd, t, t);
+}
+
+/** Files smaller than this are rewritten whole: a copy and a patch only pays on large ones. */
+export const PATCH_MIN_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Write file entry `to` at `p` from a file at `basis` that holds entry `from`:
+ * copy the basis (in the kernel: copy_file_range, or a reflink where the
+ * filesystem has them), then write only the chunks that differ from the
+ * basis's at the same offset, and cut to size. An in-place rewrite of a
+ * region or an append to a large file so costs a copy plus what changed,
+ * not a decompression of every chunk. Returns the bytes written from the
+ * store, or undefined (nothing done) when the basis is missing or too little
+ * of it lines up; the caller then writes the file whole. The caller checks
+ * the result (ferry's apply captures the replica afterwards).
+ */
+export function patchFileEntry(store: ObjectReader, basis: Buffer, from: TreeEntry, to: TreeEntry, p: Buffer, ctx: MetaContext): number | undefined {
+  if (to.size < PATCH_MIN_BYTES || !from.chunks?.length || !to.chunks?.length) return undefined;
+  const oldAt = new Map<number, string>();
+  let at = 0;
+  for (const c of from.chunks) {
+    const len = store.info(c)?.rawLength;
+    if (len === undefined) return undefined;
+    oldAt.set(at, c);
+    at += len;
+  }
+  const write: Array<{ id: ObjectId; at: number }> = [];
+  let kept = 0;
+  at = 0;
+  for (const c of to.chunks) {
+    const len = store.info(c)?.rawLength;
+    if (len === undefined) return undefined;
+    if (oldAt.get(at) === c && at + len <= from.size) kept += len;
+    else write.push({ id: c, at });
+    at += len;
+  }
+  if (at !== to.size || kept < to.size / 2) return undefined;
+  try {
+    // Only a regular file the size of `from` is a basis (copyFile would follow a symlink).
+    const st = lstatSync(basis);
+    if (!st.isFile() || st.size !== from.size) return undefined;
+    copyFileSync(basis, p, constants.COPYFILE_FICLONE);
+  } catch {
+    return undefined;
+  }
+  let fd: number;
+  try {
+    fd = openSync(p, constants.O_WRONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw wrapIoError(err, `opening ${p}`);
+  }
+  try {
+    let written = 0;
+    for (const w of write) {
+      const data = store.get(w.id);
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off, w.at + off);
+      written += data.length;
+    }
+    ftruncateSync(fd, to.size);
+    setOpenFileMeta(fd, p, to, ctx);
     return written;
   } catch (err) {
     throw wrapIoError(err, `writing ${p}`);

@@ -2,10 +2,12 @@
 // workers use it to skip compressing (and shipping) chunks the store already
 // holds: on an incremental snapshot most chunks of a re-read file are
 // unchanged. The answer only saves work, never decides correctness on its
-// own: "known" means a committed `objects` row, and rows are only deleted by
-// GC under the site lock that the capturing process holds; "unknown" (also
-// the answer on any error) just means the chunk is prepared and offered to
-// the store, which deduplicates again.
+// own: "known" means a committed `objects` row in a pack that is not lost
+// (lost_packs: its file went missing or was found damaged; such objects must
+// be stored again, see PackStore.has), and rows are only deleted by GC under
+// the site lock that the capturing process holds; "unknown" (also the answer
+// on any error, and from a catalog without lost_packs) just means the chunk is
+// prepared and offered to the store, which deduplicates again.
 //
 // The catalog is in WAL mode, so these reads never block the writer and see
 // every transaction committed before they start.
@@ -38,6 +40,8 @@ export function sharedIndexRef(path: string): SharedIndexRef | undefined {
 }
 
 const MAX_OPEN = 4;
+/** The same question as PackStore.has asks of the index: a row, in a pack not marked lost. */
+const KNOWN_SQL = 'SELECT 1 FROM objects o WHERE o.id = ? AND NOT EXISTS (SELECT 1 FROM lost_packs l WHERE l.pack = o.pack)';
 
 /** Read-only connections by catalog path, least recently used first. */
 export class IndexProbe {
@@ -66,9 +70,12 @@ export class IndexProbe {
     try {
       // timeout 0: a busy database answers "unknown" at once rather than stalling the worker
       const db = new DatabaseSync(ref.path, { readOnly: true, timeout: 0 } as ConstructorParameters<typeof DatabaseSync>[1]);
-      const st = statSync(ref.path);
-      if (`${st.dev}:${st.ino}` === ref.file) c = { db, stmt: db.prepare('SELECT 1 FROM objects WHERE id = ?') };
-      else db.close();
+      try {
+        const st = statSync(ref.path);
+        if (`${st.dev}:${st.ino}` === ref.file) c = { db, stmt: db.prepare(KNOWN_SQL) };
+      } finally {
+        if (!c) db.close();
+      }
     } catch {
       // c stays null
     }

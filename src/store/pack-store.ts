@@ -8,8 +8,10 @@
 // Must never: index bytes that are not durable (a pack is fsynced, and its
 // directory, before its rows are inserted, all in one transaction); hand out
 // bytes that were not checked against their id; read a whole pack to get one
-// object. Single writer: the caller holds the site lock (one PackStore per
-// store directory per process).
+// object; count an object of a lost pack (lost_packs: its file missing or
+// damaged) as present, which would let new snapshots deduplicate against
+// bytes that are gone. Single writer: the caller holds the site lock (one
+// PackStore per store directory per process).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
@@ -18,6 +20,7 @@ import { FerryError, wrapIoError } from '../core/errors.ts';
 import { hashBytes, objectIdFromBytes, objectIdToBytes, parseObjectId, type ObjectId } from '../core/ids.ts';
 import type { Sqlite, SqlValue } from '../core/sqlite.ts';
 import { sharedIndexRef, type SharedIndexRef } from './index-probe.ts';
+import { LOST_PACKS_SQL } from './schema.ts';
 import {
   KIND_CODES,
   MAX_OBJECT_LENGTH,
@@ -111,6 +114,24 @@ export interface StoreStats {
   rawBytes: number;
   /** objects written since the last flush (not yet indexed) */
   pendingObjects: number;
+  /** packs marked lost (file missing or damaged); their objects count as absent */
+  lostPacks: number;
+  /** indexed objects still in lost packs (not stored again since) */
+  lostObjects: number;
+}
+
+/** Why a pack is lost: recover() found its file missing or of the wrong size, or a read found a record damaged. */
+export type LostProblem = 'missing' | 'truncated' | 'oversized' | 'damaged';
+
+export interface LostPack {
+  pack: string;
+  id: number;
+  problem: LostProblem;
+  detail: string;
+  /** when it was found (ms) */
+  at: number;
+  /** objects whose row still points into it: neither stored again nor collected */
+  objects: number;
 }
 
 export interface BadObject {
@@ -147,6 +168,12 @@ export interface RecoveryReport {
   damagedPacks: DamagedPack[];
   /** files under packs/ that are not named like packs: left alone */
   strayFiles: string[];
+  /**
+   * packs marked lost earlier (missing, or of the wrong size) whose file is
+   * back at its recorded size (restored from a backup): their objects count
+   * as present again
+   */
+  packsFound: string[];
 }
 
 /** A pack sealed by a relocation (GC copy) but not yet indexed. */
@@ -182,16 +209,45 @@ interface ObjectRow {
   codec: number;
 }
 
-/** Where an object's record is: in an indexed pack, or in the open writer. */
+/**
+ * Whether the catalog has the lost_packs table, creating it when it can (a
+ * catalog made before the table existed, opened for writing). A read-only
+ * catalog without it has nothing marked lost.
+ */
+function ensureLostTable(db: Sqlite): boolean {
+  const has = () => db.get("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'lost_packs'") !== undefined;
+  if (has()) return true;
+  try {
+    db.exec(LOST_PACKS_SQL);
+  } catch {
+    // read-only
+  }
+  return has();
+}
+
+/** Where an object's record is: in an indexed pack (`lost`: one marked lost), or in the open writer. */
 type Location =
-  | { pending: false; id: ObjectId; kindCode: number; pack: number; offset: number; storedLength: number; rawLength: number; codec: number }
+  | { pending: false; id: ObjectId; kindCode: number; pack: number; offset: number; storedLength: number; rawLength: number; codec: number; lost?: boolean }
   | ({ pending: true } & PendingEntry);
 
-type CheckResult = { ok: true; raw: Buffer; record: ParsedRecord } | { ok: false; reason: string };
+type CheckResult = { ok: true; raw: Buffer; record: ParsedRecord } | { ok: false; reason: string; problem: 'missing' | 'damaged' };
 
 const INSERT_ROWS = 64;
 const INSERT_ONE_SQL = 'INSERT INTO objects (id, kind, pack, offset, stored_length, raw_length, codec) VALUES (?, ?, ?, ?, ?, ?, ?)';
 const INSERT_MANY_SQL = INSERT_ONE_SQL + ', (?, ?, ?, ?, ?, ?, ?)'.repeat(INSERT_ROWS - 1);
+// An object stored again after its pack was lost takes over the old row. Only a row in a lost pack
+// is ever replaced: `has` said the object was absent, and a row in a sound pack never is.
+const TAKE_OVER_LOST =
+  ' ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, pack = excluded.pack, offset = excluded.offset, stored_length = excluded.stored_length,' +
+  ' raw_length = excluded.raw_length, codec = excluded.codec WHERE objects.pack IN (SELECT pack FROM lost_packs)';
+/** Present: a row, in a pack that is not lost. */
+const HAS_SQL = 'SELECT 1 AS x FROM objects o WHERE o.id = ? AND NOT EXISTS (SELECT 1 FROM lost_packs l WHERE l.pack = o.pack)';
+const LOCATE_SQL =
+  'SELECT o.kind AS kind, o.pack AS pack, o.offset AS offset, o.stored_length AS stored_length, o.raw_length AS raw_length, o.codec AS codec,' +
+  ' EXISTS (SELECT 1 FROM lost_packs l WHERE l.pack = o.pack) AS lost FROM objects o WHERE o.id = ?';
+// The same without lost_packs: a catalog opened read-only before that table existed (nothing in it is marked lost).
+const HAS_SQL_NO_LOST = 'SELECT 1 AS x FROM objects WHERE id = ?';
+const LOCATE_SQL_NO_LOST = 'SELECT kind, pack, offset, stored_length, raw_length, codec, 0 AS lost FROM objects WHERE id = ?';
 
 const PACK_NAME_RE = /^[0-9a-f]{16}$/;
 const PACK_FILE_RE = /^([0-9a-f]{16})\.pack$/;
@@ -493,6 +549,10 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #fds = new Map<number, number>();
   #epoch = 0;
   #closed = false;
+  /** the catalog has lost_packs (see ensureLostTable) */
+  #lostTable: boolean;
+  /** packs this instance knows are marked lost (so a read of each marks it once) */
+  #lostKnown = new Set<number>();
 
   constructor(options: PackStoreOptions) {
     this.db = options.db;
@@ -505,6 +565,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
     this.instanceToken = Buffer.from(random(8)).toString('hex');
     this.#files = new PackFiles(options.dir, random, options.io ?? nodePackFileIo, options.writeBufferSize);
     this.#sink = new PackSink(this.#files, this.#target);
+    this.#lostTable = ensureLostTable(this.db);
   }
 
   /** Opens the store and runs startup recovery (call while holding the site lock). */
@@ -549,14 +610,20 @@ export class PackStore implements ObjectReader, ObjectWriter {
 
   // ---- reading ----
 
+  /**
+   * Whether the store holds the object. An object whose pack is lost does
+   * not count: storing it again (a new snapshot reads it from the source, a
+   * replication receiver asks for it) is how a store heals.
+   */
   has(id: ObjectId): boolean {
     if (this.#pending.has(id)) return true;
-    return this.db.get('SELECT 1 AS x FROM objects WHERE id = ?', objectIdToBytes(id)) !== undefined;
+    return this.#indexed(id);
   }
 
+  /** Like `has`: undefined for an object of a lost pack (`get` still tries to read it, to salvage what it can). */
   info(id: ObjectId): ObjectInfo | undefined {
     const loc = this.#locate(id);
-    if (!loc) return undefined;
+    if (!loc || (!loc.pending && loc.lost)) return undefined;
     return {
       id,
       kind: kindFromCode(loc.kindCode) ?? 'chunk',
@@ -572,7 +639,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
     const loc = this.#locate(id);
     if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store; run \`ferry verify\` to find which snapshots need it`, { details: { id } });
     const r = this.#check(loc, false);
-    if (!r.ok) throw this.#corrupt(loc, r.reason);
+    if (!r.ok) throw this.#failedRead(loc, r);
     return r.raw;
   }
 
@@ -584,16 +651,38 @@ export class PackStore implements ObjectReader, ObjectWriter {
     const loc = this.#locate(id);
     if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store`, { details: { id } });
     const r = this.#check(loc, true);
-    if (!r.ok) throw this.#corrupt(loc, r.reason);
+    if (!r.ok) throw this.#failedRead(loc, r);
     return { kindCode: loc.kindCode, codec: loc.codec as Codec, rawLength: loc.rawLength, stored: r.record.stored, pack: loc.pending ? 0 : loc.pack };
   }
 
   #locate(id: ObjectId): Location | undefined {
     const p = this.#pending.get(id);
     if (p) return { pending: true, ...p };
-    const row = this.db.get<ObjectRow>('SELECT kind, pack, offset, stored_length, raw_length, codec FROM objects WHERE id = ?', objectIdToBytes(id));
+    const row = this.db.get<ObjectRow & { lost: number }>(this.#lostTable ? LOCATE_SQL : LOCATE_SQL_NO_LOST, objectIdToBytes(id));
     if (!row) return undefined;
-    return { pending: false, id, kindCode: row.kind, pack: row.pack, offset: row.offset, storedLength: row.stored_length, rawLength: row.raw_length, codec: row.codec };
+    return { pending: false, id, kindCode: row.kind, pack: row.pack, offset: row.offset, storedLength: row.stored_length, rawLength: row.raw_length, codec: row.codec, lost: row.lost === 1 };
+  }
+
+  /** The error for a record that failed its checks; an indexed one's pack is marked lost first. */
+  #failedRead(loc: Location, r: { reason: string; problem: 'missing' | 'damaged' }): FerryError {
+    if (!loc.pending) this.#markLost(loc.pack, r.problem, `object ${loc.id} at offset ${loc.offset}: ${r.reason}`);
+    return this.#corrupt(loc, r.reason);
+  }
+
+  /**
+   * Records that a pack is lost, once: from then on its objects count as
+   * absent. Returns whether this call marked it. A read-only catalog cannot
+   * take the mark: the next open for writing (recover) or read finds it again.
+   */
+  #markLost(packId: number, problem: LostProblem, detail: string): boolean {
+    if (!this.#lostTable || this.#lostKnown.has(packId)) return false;
+    try {
+      const r = this.db.run('INSERT OR IGNORE INTO lost_packs (pack, problem, detail, at) VALUES (?, ?, ?, ?)', packId, problem, detail.slice(0, 1000), this.#clock.now());
+      this.#lostKnown.add(packId);
+      return Number(r.changes) === 1;
+    } catch {
+      return false;
+    }
   }
 
   #corrupt(loc: Location, reason: string): FerryError {
@@ -617,29 +706,29 @@ export class PackStore implements ObjectReader, ObjectWriter {
       rec = parseRecordBuffer(bytes, loc.storedLength, checkCrc);
     } else {
       const fd = this.#packFd(loc.pack);
-      if (typeof fd === 'string') return { ok: false, reason: fd };
+      if (typeof fd === 'string') return { ok: false, reason: fd, problem: 'missing' };
       try {
         rec = readRecordAt(fd, loc.offset, loc.storedLength, { checkCrc });
       } catch (err) {
         throw wrapIoError(err, `reading pack ${this.#packName(loc.pack)}`);
       }
     }
-    if (typeof rec === 'string') return { ok: false, reason: rec };
-    if (!rec.id.equals(objectIdToBytes(loc.id))) return { ok: false, reason: `the record holds object ${objectIdFromBytes(rec.id)}` };
-    if (rec.kindCode !== loc.kindCode || rec.codec !== loc.codec || rec.rawLength !== loc.rawLength) return { ok: false, reason: 'record header differs from the index' };
+    if (typeof rec === 'string') return { ok: false, reason: rec, problem: 'damaged' };
+    if (!rec.id.equals(objectIdToBytes(loc.id))) return { ok: false, reason: `the record holds object ${objectIdFromBytes(rec.id)}`, problem: 'damaged' };
+    if (rec.kindCode !== loc.kindCode || rec.codec !== loc.codec || rec.rawLength !== loc.rawLength) return { ok: false, reason: 'record header differs from the index', problem: 'damaged' };
     let raw: Buffer;
     if (rec.codec === CODEC_ZSTD) {
       try {
         // the limit keeps a forged length or a zstd bomb from ballooning memory
         raw = zstdDecompressSync(rec.stored, { maxOutputLength: Math.max(rec.rawLength, 1) });
       } catch (err) {
-        return { ok: false, reason: `zstd: ${(err as Error).message}` };
+        return { ok: false, reason: `zstd: ${(err as Error).message}`, problem: 'damaged' };
       }
     } else {
       raw = rec.stored;
     }
-    if (raw.length !== rec.rawLength) return { ok: false, reason: `decoded ${raw.length} bytes, expected ${rec.rawLength}` };
-    if (hashBytes(raw) !== loc.id) return { ok: false, reason: 'content does not match its hash' };
+    if (raw.length !== rec.rawLength) return { ok: false, reason: `decoded ${raw.length} bytes, expected ${rec.rawLength}`, problem: 'damaged' };
+    if (hashBytes(raw) !== loc.id) return { ok: false, reason: 'content does not match its hash', problem: 'damaged' };
     return { ok: true, raw, record: rec };
   }
 
@@ -794,8 +883,9 @@ export class PackStore implements ObjectReader, ObjectWriter {
     return { id, added: true };
   }
 
+  /** A committed row in a pack that is not lost. */
   #indexed(id: ObjectId): boolean {
-    return this.db.get('SELECT 1 AS x FROM objects WHERE id = ?', objectIdToBytes(id)) !== undefined;
+    return this.db.get(this.#lostTable ? HAS_SQL : HAS_SQL_NO_LOST, objectIdToBytes(id)) !== undefined;
   }
 
   #append(id: ObjectId, kindCode: number, codec: Codec, rawLength: number, stored: Uint8Array): void {
@@ -848,11 +938,11 @@ export class PackStore implements ObjectReader, ObjectWriter {
         const e = entries[j];
         params.push(e.idBytes, e.kindCode, packId, e.offset, e.storedLength, e.rawLength, e.codec);
       }
-      this.db.run(INSERT_MANY_SQL, ...params);
+      this.db.run(this.#lostTable ? INSERT_MANY_SQL + TAKE_OVER_LOST : INSERT_MANY_SQL, ...params);
     }
     for (; i < entries.length; i++) {
       const e = entries[i];
-      this.db.run(INSERT_ONE_SQL, e.idBytes, e.kindCode, packId, e.offset, e.storedLength, e.rawLength, e.codec);
+      this.db.run(this.#lostTable ? INSERT_ONE_SQL + TAKE_OVER_LOST : INSERT_ONE_SQL, e.idBytes, e.kindCode, packId, e.offset, e.storedLength, e.rawLength, e.codec);
     }
     return packId;
   }
@@ -891,7 +981,24 @@ export class PackStore implements ObjectReader, ObjectWriter {
   stats(): StoreStats {
     const p = this.db.get<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM packs WHERE state = 'live'")!;
     const o = this.db.get<{ n: number; raw: number }>('SELECT COUNT(*) AS n, COALESCE(SUM(raw_length), 0) AS raw FROM objects')!;
-    return { packs: p.n, objects: o.n, storedBytes: p.bytes, rawBytes: o.raw, pendingObjects: this.#pending.size };
+    const lost = this.#lostTable ? this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM lost_packs')!.n : 0;
+    return { packs: p.n, objects: o.n, storedBytes: p.bytes, rawBytes: o.raw, pendingObjects: this.#pending.size, lostPacks: lost, lostObjects: lost > 0 ? this.lostObjectCount() : 0 };
+  }
+
+  /** Indexed objects still in lost packs: what a snapshot or a transfer would have to store again. Cheap when none is lost. */
+  lostObjectCount(): number {
+    if (!this.#lostTable) return 0;
+    return this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM lost_packs l JOIN objects o ON o.pack = l.pack')!.n;
+  }
+
+  /** The packs marked lost, with how many of their objects are still indexed there. */
+  listLostPacks(): LostPack[] {
+    if (!this.#lostTable) return [];
+    return this.db
+      .all<{ id: number; name: string; problem: LostProblem; detail: string; at: number; n: number }>(
+        'SELECT p.id AS id, p.name AS name, l.problem AS problem, l.detail AS detail, l.at AS at, (SELECT COUNT(*) FROM objects o WHERE o.pack = p.id) AS n FROM lost_packs l JOIN packs p ON p.id = l.pack ORDER BY p.id',
+      )
+      .map((r) => ({ pack: r.name, id: r.id, problem: r.problem, detail: r.detail, at: r.at, objects: r.n }));
   }
 
   listPacks(): PackRecord[] {
@@ -944,6 +1051,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #verifyLoc(loc: Location): BadObject | undefined {
     const r = this.#check(loc, true);
     if (r.ok) return undefined;
+    if (!loc.pending) this.#markLost(loc.pack, r.problem, `object ${loc.id} at offset ${loc.offset}: ${r.reason}`);
     return { id: loc.id, pack: loc.pending ? '' : this.#packName(loc.pack), offset: loc.offset, reason: r.reason };
   }
 
@@ -969,12 +1077,15 @@ export class PackStore implements ObjectReader, ObjectWriter {
    * Startup recovery; call while holding the site lock, before writing.
    * Finishes an interrupted GC (obsolete packs), deletes pack files that were
    * never indexed, and reports live packs whose file is missing or has the
-   * wrong size (never dropping their rows: that is for an operator to decide).
+   * wrong size. Those are marked lost (their objects count as absent, so they
+   * are stored again), never dropped: their rows stay, so `ferry verify`
+   * still names what they broke. A lost pack whose file is back at its size
+   * counts again.
    */
   recover(): RecoveryReport {
     this.#checkWritable();
     if (this.#pending.size > 0) throw new FerryError('INTERNAL', 'recover() must run before any object is written');
-    const report: RecoveryReport = { orphanPacksDeleted: [], obsoletePacksRemoved: [], damagedPacks: [], strayFiles: [] };
+    const report: RecoveryReport = { orphanPacksDeleted: [], obsoletePacksRemoved: [], damagedPacks: [], strayFiles: [], packsFound: [] };
     try {
       report.obsoletePacksRemoved = this.removeObsoletePacks();
       const known = new Set(this.db.all<{ name: string }>('SELECT name FROM packs').map((r) => r.name));
@@ -984,6 +1095,8 @@ export class PackStore implements ObjectReader, ObjectWriter {
       report.strayFiles = onDisk.stray;
       report.orphanPacksDeleted = onDisk.packs.filter((n) => !known.has(n) && !ours.has(n)).sort();
       this.#files.unlink(report.orphanPacksDeleted);
+      const lostBefore = new Set(this.listLostPacks().map((l) => l.id));
+      for (const id of lostBefore) this.#lostKnown.add(id);
       for (const p of this.listPacks()) {
         if (p.state !== 'live') continue;
         let actual = -1;
@@ -992,18 +1105,35 @@ export class PackStore implements ObjectReader, ObjectWriter {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
-        if (actual === p.size) continue;
+        if (actual === p.size) {
+          if (lostBefore.has(p.id) && this.#foundAgain(p.id)) report.packsFound.push(p.name);
+          continue;
+        }
         const problem = actual < 0 ? 'missing' : actual < p.size ? 'truncated' : 'oversized';
         const affected =
           problem === 'oversized'
             ? 0
             : this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM objects WHERE pack = ? AND offset + stored_length + ? > ?', p.id, recordLength(0), Math.max(actual, 0))!.n;
         report.damagedPacks.push({ pack: p.name, id: p.id, problem, expectedSize: p.size, actualSize: actual, objectsAffected: affected });
+        this.#markLost(p.id, problem, actual < 0 ? 'the pack file is missing' : `the pack file is ${actual} bytes, the index recorded ${p.size}`);
       }
     } catch (err) {
       throw wrapIoError(err, 'recovering the object store');
     }
     return report;
+  }
+
+  /**
+   * A pack lost because its file was missing or of the wrong size, whose file
+   * is now back at its recorded size, is sound again (a record found damaged
+   * stays lost: only verify could clear that, and it does not).
+   */
+  #foundAgain(packId: number): boolean {
+    if (!this.#lostTable) return false;
+    const r = this.db.run("DELETE FROM lost_packs WHERE pack = ? AND problem IN ('missing', 'truncated', 'oversized')", packId);
+    if (Number(r.changes) === 0) return false;
+    this.#lostKnown.delete(packId);
+    return true;
   }
 
   /** A writer for GC's copies; see Relocation. */
@@ -1068,10 +1198,14 @@ export class PackStore implements ObjectReader, ObjectWriter {
         // an obsolete pack never has object rows; refuse to orphan any
         const n = this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM objects WHERE pack = ?', id)!.n;
         if (n > 0) throw new FerryError('INTERNAL', `obsolete pack #${id} still has ${n} object rows`);
+        if (this.#lostTable) this.db.run('DELETE FROM lost_packs WHERE pack = ?', id);
         this.db.run('DELETE FROM packs WHERE id = ?', id);
       }
     });
-    for (const id of ids) this.#packNames.delete(id);
+    for (const id of ids) {
+      this.#packNames.delete(id);
+      this.#lostKnown.delete(id);
+    }
     return ids.length;
   }
 

@@ -13,8 +13,14 @@
 //          whole table since it is WITHOUT ROWID). `offset` is the offset of
 //          the object's record (its record magic) in the pack file; `kind` is
 //          the pack format's kind code (pack.ts KIND_CODES).
+// lost_packs: live packs found missing or damaged (by recovery, by a read, or
+//          by verify). Their object rows stay (old snapshots still name what
+//          they lost), but the store counts those objects as absent: `has`
+//          says no, so the next snapshot or transfer stores them again, and
+//          that new copy takes over the row. Added after format 1 shipped:
+//          IF NOT EXISTS, created when a catalog is opened for writing.
 
-export const STORE_SCHEMA_SQL = `
+const TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS packs (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,
@@ -34,3 +40,14 @@ CREATE TABLE IF NOT EXISTS objects (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_by_pack ON objects(pack, offset);
 `;
+
+export const LOST_PACKS_SQL = `
+CREATE TABLE IF NOT EXISTS lost_packs (
+  pack    INTEGER PRIMARY KEY REFERENCES packs(id) ON DELETE CASCADE,
+  problem TEXT NOT NULL CHECK (problem IN ('missing', 'truncated', 'oversized', 'damaged')),
+  detail  TEXT NOT NULL DEFAULT '',
+  at      INTEGER NOT NULL
+);
+`;
+
+export const STORE_SCHEMA_SQL = TABLES_SQL + LOST_PACKS_SQL;

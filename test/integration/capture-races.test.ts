@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync 
 import { join } from 'node:path';
 import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';
-import { createSnapshot } from '../../src/site/snapshots.ts';
+import { collectGarbage, createSnapshot, executeDeleteSnapshots, planDeleteSnapshots } from '../../src/site/snapshots.ts';
 import { readManifest } from '../../src/snapshot/graph.ts';
 import { restoreTree } from '../../src/snapshot/restore.ts';
 import { verifySnapshots } from '../../src/snapshot/verify.ts';
@@ -85,6 +85,53 @@ test('a file replaced by a directory between stat and read is reported, not foll
     restoreTree(readManifest(site.store, r.snapshot.manifest).members[0].root, '', out, { store: site.store });
     assert.equal(readFileSync(join(out, 'other'), 'utf8'), 'other\n');
     assert.equal(existsSync(join(out, 'swapped')), false);
+  } finally {
+    await pool.close();
+    site.close();
+    tmp.cleanup();
+  }
+});
+
+test('garbage collection waits for a capture in progress: a snapshot deleted mid-capture does not take the new chunks', async () => {
+  const tmp = tempDir();
+  const site = Site.init(join(tmp.path, 'home'), 'gc-race');
+  const data = join(tmp.path, 'data');
+  mkdirSync(data, { recursive: true });
+  writeFileSync(join(data, 'a'), 'first version of a\n'.repeat(1000));
+  createVolume(site, 'v', { members: [{ path: data }] });
+  const first = await createSnapshot(site, 'v');
+  // New content for `a` (new chunks, named by no snapshot until the capture commits), and a last file.
+  writeFileSync(join(data, 'a'), 'second version of a, different chunks\n'.repeat(1000));
+  writeFileSync(join(data, 'z-last'), 'last\n');
+  let busy: unknown;
+  let deferred: unknown = 'not run';
+  const pool = new (class extends ChunkPool {
+    override async chunkFile(path: Buffer, sizeHint?: number) {
+      if (path.toString().endsWith('/z-last')) {
+        await new Promise((r) => setTimeout(r, 300)); // let `a`'s chunks reach the store
+        // The old snapshot goes while the capture runs: its collection must wait.
+        deferred = executeDeleteSnapshots(site, planDeleteSnapshots(site, 'v', [first.snapshot.id])).gc;
+        try {
+          collectGarbage(site);
+        } catch (err) {
+          busy = err;
+        }
+      }
+      return super.chunkFile(path, sizeHint);
+    }
+  })({ workers: 1 });
+  try {
+    const second = await createSnapshot(site, 'v', { pool });
+    assert.equal(deferred, undefined, 'the collection should have been deferred');
+    assert.equal((busy as { code?: string })?.code, 'STORE_BUSY');
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    const gcs = site.db.all<{ outcome: string }>("SELECT outcome FROM events WHERE kind = 'gc'");
+    assert.deepEqual(gcs.map((g) => g.outcome), ['ok'], 'the deferred collection ran once the capture was done');
+    assert.equal(verifySnapshots(site.store, [second.snapshot]).damaged.length, 0);
+    const out = join(tmp.path, 'out');
+    restoreTree(readManifest(site.store, second.snapshot.manifest).members[0].root, '', out, { store: site.store });
+    assert.equal(readFileSync(join(out, 'a'), 'utf8'), 'second version of a, different chunks\n'.repeat(1000));
   } finally {
     await pool.close();
     site.close();

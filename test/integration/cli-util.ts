@@ -70,20 +70,7 @@ export function spawnFerry(args: string[], home: string): ChildProcess {
   return spawn(FERRY_BIN, [...args, '--home', home], { env: { ...process.env, FERRY_NO_PROGRESS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Write `size` random bytes to `path` (in 4 MiB pieces, so memory stays small). */
-export function writeRandomFile(path: string, size: number): void {
-  const fd = openSync(path, 'w');
-  try {
-    let left = size;
-    while (left > 0) {
-      const n = Math.min(left, 4 << 20);
-      writeSync(fd, randomBytes(n));
-      left -= n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
+export { writeRandomFile } from '../helpers.ts';
 
 /** Many small files in `dir` (created), each a few hundred random bytes. */
 export function writeSmallFiles(dir: string, count: number, prefix = 'f'): void {

@@ -82,6 +82,10 @@ test('AFM peer snapshots: pending while the secondary is down, delivered on its 
   assertTreesEqual(replica, data);
   assert.ok(upd.transfer.bytes >= 64 * KiB && upd.transfer.bytes < 64 * KiB + 32 * KiB, `update sent ${upd.transfer.bytes} bytes`);
   assert.ok(b.snapshotRows('vol').some((s) => s.id === p1.id), 'a peer snapshot outlives newer updates at the secondary');
+  // --dry-run plans only: it names where the snapshot would go, and nothing is removed anywhere.
+  const plan = await a.json(['snapshot', 'delete', 'vol', 'p1', '--peer', '--dry-run']);
+  assert.deepEqual(plan.wouldRemoveAt, ['secondary']);
+  assert.ok(holds(a).includes('peer') && holds(b).includes('peer'), 'a dry run removed nothing');
   const del = await a.json(['snapshot', 'delete', 'vol', 'p1', '--peer']);
   assert.equal(del.snapshot, p1.id);
   assert.deepEqual(del.removedAt, ['secondary']);

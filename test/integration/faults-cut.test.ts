@@ -69,7 +69,15 @@ async function cutRound(pair: Pair, round: number, fractions: number[], verb: 'i
     assert.match(m.lastError.code, /TRANSFER_INTERRUPTED|PEER_UNREACHABLE/);
   }
   pair.proxy.pass();
-  const mid = storeTotals(pair.b.home);
+  // The receiving daemon may still be storing what it read before the reset (under load, after the
+  // sender has already given up): measure once its store has stopped growing.
+  let mid = storeTotals(pair.b.home);
+  for (let stable = 0; stable < 3; ) {
+    await new Promise((r) => setTimeout(r, 150));
+    const now = storeTotals(pair.b.home);
+    stable = now.bytes === mid.bytes ? stable + 1 : 0;
+    mid = now;
+  }
   const arrivedBeforeRetry = mid.bytes - before.bytes;
   const up0 = pair.proxy.up;
   const ok = await pair.json(pair.a, ['mirror', verb, 'vol', '--wait']);

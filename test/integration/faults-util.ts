@@ -177,15 +177,7 @@ export async function makePair(opts: { env?: Record<string, string>; mirrorArgs?
   return pair;
 }
 
-/** Write `size` random (incompressible) bytes to `path`. */
-export function writeRandomFile(path: string, size: number): void {
-  const fd = openSync(path, 'w');
-  try {
-    for (let left = size; left > 0; left -= 4 << 20) writeSync(fd, randomBytes(Math.min(left, 4 << 20)));
-  } finally {
-    closeSync(fd);
-  }
-}
+export { writeRandomFile } from '../helpers.ts';
 
 /** `count` small random files in `dir` (created). */
 export function writeSmallFiles(dir: string, count: number, prefix = 'f'): void {

@@ -29,7 +29,8 @@ test('min-delay refuses a manual update unless forced; pause stops the schedule,
   // make a manual one busy), one on a 2 s schedule for pause and resume.
   await Promise.all([
     a.json(['mirror', 'create', 'manual', '--to', 'b', '--min-delay', '1h']),
-    a.json(['mirror', 'create', 'vol', '--to', 'b', '--schedule', '2s', '--min-delay', '1h']),
+    // (no min delay here: scheduled updates respect it too, and this one must run after resume)
+    a.json(['mirror', 'create', 'vol', '--to', 'b', '--schedule', '2s']),
   ]);
   const [init] = await Promise.all([
     a.json(['mirror', 'initialize', 'manual', '--to', 'b', '--wait']),
@@ -68,9 +69,10 @@ test('min-delay refuses a manual update unless forced; pause stops the schedule,
   assert.equal(still.base, paused.base, 'a paused mirror took a scheduled update');
   assert.equal(still.lastSuccessAt, paused.lastSuccessAt);
   assert.equal(still.paused, true);
-  assert.match((await a.ferry(['mirror', 'list'])).stdout, /idle \(paused\)/);
+  assert.match((await a.ferry(['mirror', 'list'])).stdout, /vol@b +b:vol +paused /);
+  assert.equal(still.state, 'paused', 'status shows a paused mirror at rest as paused');
 
-  // A manual update of a paused mirror needs --force (min delay aside).
+  // A manual update of a paused mirror needs --force.
   assertRefused(await a.ferry(['mirror', 'update', 'vol', '--to', 'b', '--wait', '--json']), 4, 'MIRROR_STATE', /paused/);
   const manual = await a.json(['mirror', 'update', 'vol', '--to', 'b', '--force', '--wait']);
   assertTreesEqual(replica, data);

@@ -11,7 +11,7 @@ import {
   writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { assertTreesEqual } from '../helpers.ts';
+import { assertTreesEqual, writeRandomFile } from '../helpers.ts';
 import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
 
 const MiB = 1 << 20;
@@ -19,14 +19,6 @@ const KiB = 1 << 10;
 const sites: RealSite[] = [];
 after(() => cleanupAll(sites));
 
-function writeRandom(path: string, size: number): void {
-  const fd = openSync(path, 'w');
-  try {
-    for (let left = size; left > 0; left -= 4 * MiB) writeSync(fd, randomBytes(Math.min(left, 4 * MiB)));
-  } finally {
-    closeSync(fd);
-  }
-}
 
 test('two daemons: baseline, then an update carrying every kind of change; replica equal in bytes and metadata', async () => {
   const a = await createSite('a');
@@ -44,7 +36,7 @@ test('two daemons: baseline, then an update carrying every kind of change; repli
   writeFileSync(join(data, 'docs', 'deep', 'notes.txt'), 'notes\n');
   writeFileSync(join(data, 'docs', 'to-remove.txt'), 'remove me\n');
   writeFileSync(join(data, 'docs', 'to-rename.txt'), randomBytes(20 * KiB));
-  writeRandom(join(data, 'big.bin'), 3 * MiB); // renamed later: its chunks must not travel again
+  writeRandomFile(join(data, 'big.bin'), 3 * MiB); // renamed later: its chunks must not travel again
   writeFileSync(join(data, 'meta-only.txt'), 'metadata changes only\n');
   writeFileSync(join(data, 'owned.txt'), 'chown me\n');
   writeFileSync(join(data, 'touched.txt'), 'touch me\n');
@@ -58,7 +50,7 @@ test('two daemons: baseline, then an update carrying every kind of change; repli
   symlinkSync('docs/readme.txt', join(data, 'link-changes'));
   symlinkSync('../big.bin', join(data, 'docs', 'link-removed'));
   symlinkSync('dangling-target', join(data, 'link-dangling'));
-  writeRandom(disk, 8 * MiB);
+  writeRandomFile(disk, 8 * MiB);
 
   a.volume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
   await Promise.all([a.start(), b.start()]);
@@ -136,7 +128,8 @@ test('two daemons: baseline, then an update carrying every kind of change; repli
   assert.equal(m.lastError, null);
   assert.deepEqual(m.lastTransfer.bytes, upd.transfer.bytes);
   const wire = m.lastTransfer.bytes as number;
-  assert.ok(wire >= (blocks.length + 1) * 64 * KiB, `sent ${wire} bytes, less than the changed image blocks`);
+  // The whole-block random writes cannot shrink; the 9-byte write inside one more block goes as a small delta.
+  assert.ok(wire >= blocks.length * 64 * KiB, `sent ${wire} bytes, less than the changed image blocks`);
   assert.ok(wire < changed + 128 * KiB, `sent ${wire} bytes for ${changed} changed bytes`);
   assert.ok(m.lastTransfer.rawBytes < changed + 256 * KiB, `sent ${m.lastTransfer.rawBytes} raw bytes for ${changed} changed bytes`);
 

@@ -3,11 +3,26 @@ import type { Command } from 'commander';
 import type { FailoverPlan, FailoverResult } from '../../dr/failover.ts';
 import type { FailbackPlan, FailbackResult } from '../../dr/failback.ts';
 import type { MigratePlan, MigrateResult } from '../../dr/migrate.ts';
+import type { RepointResult } from '../../dr/repoint.ts';
 import { invoke } from '../invoke.ts';
 import { formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
 
-function printSteps(title: string, steps: string[]): void {
+export function printRepoint(volume: string, p: RepointResult): void {
+  if (p.outcome === 'repointed') {
+    process.stdout.write(`${p.peer}:${p.volume} now follows this site: ${p.base ? `from common base ${p.base}` : 'full sync'}, ${formatBytes(p.update?.transfer.bytes ?? 0)} sent${p.oldPrimary === 'unreachable' ? ' (the old primary could not be asked)' : ''}\n`);
+  } else {
+    process.stdout.write(`${p.peer}:${p.volume} was not re-pointed (${p.error?.code}: ${p.error?.message}); retry with \`ferry mirror repoint ${volume} --to ${p.peer}\`${p.outcome === 'needs-full-sync' ? ' --full' : ''}\n`);
+  }
+}
+
+function printSteps(title: string, steps: string[], resuming?: string): void {
+  // A workflow the journal shows in progress is carried on (or, for migrate, settled) by running the command again.
+  if (resuming) process.stdout.write(`in progress (last completed step: ${resuming}); running the command again carries it on from there\n`);
   process.stdout.write(`${title}\n${steps.map((s, i) => `  ${i + 1}. ${s}`).join('\n')}\n`);
+}
+
+function resumingOf(r: unknown): string | undefined {
+  return (r as { resuming?: string }).resuming;
 }
 
 export function register(program: Command, g: () => GlobalOptions): void {
@@ -15,15 +30,17 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .command('failover <volume>')
     .description('at a secondary: promote the replica to primary (the mirror becomes broken-off; its base is kept for failback)')
     .option('--force', 'proceed when the old primary is unreachable, or roll an inconsistent replica back to its newest complete snapshot')
+    .option('--no-repoint', "do not re-point the old primary's other secondaries to this site (later: `ferry mirror repoint`)")
     .option('--dry-run', 'print the plan and stop')
-    .action(async (volume: string, o: { force?: boolean; dryRun?: boolean }) => {
-      const r = (await invoke(g(), 'failover', { volume, force: o.force === true, dryRun: o.dryRun === true })) as { plan: FailoverPlan } | FailoverResult;
+    .action(async (volume: string, o: { force?: boolean; dryRun?: boolean; repoint?: boolean }) => {
+      const r = (await invoke(g(), 'failover', { volume, force: o.force === true, dryRun: o.dryRun === true, repoint: o.repoint !== false })) as { plan: FailoverPlan } | (FailoverResult & { repointed?: RepointResult[] });
       if (g().json) return printJson(r);
-      if (!('snapshot' in r)) return printSteps(`failover of ${volume} would:`, r.plan.steps);
+      if (!('snapshot' in r)) return printSteps(`failover of ${volume} would:`, r.plan.steps, resumingOf(r));
       process.stdout.write(
         `${volume} is now primary here (was secondary of ${r.plan.oldPrimary}); base ${r.plan.snapshot} kept for failback; snapshot ${r.snapshot} taken\n` +
           (r.notified ? `${r.plan.oldPrimary} was told and stopped updating\n` : `${r.plan.oldPrimary} could not be told (${r.notifyError}): make sure it does not keep writing\n`),
       );
+      for (const p of r.repointed ?? []) printRepoint(volume, p);
     });
 
   program
@@ -39,7 +56,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       if (g().json) return printJson(r);
       if (!('update' in r)) {
         const p = r.plan;
-        printSteps(`failback of ${volume} from ${p.newPrimary}:${p.remoteVolume} would:`, p.steps);
+        printSteps(`failback of ${volume} from ${p.newPrimary}:${p.remoteVolume} would:`, p.steps, resumingOf(r));
         process.stdout.write(`  base: ${p.base ?? 'none'}${p.commonBase ? '' : ' (not common: full sync)'}\n`);
         process.stdout.write(`  writes here since the base (kept, then overwritten): ${p.divergentSnapshots.length} snapshot(s)${p.divergentSnapshots.length ? `: ${p.divergentSnapshots.join(', ')}` : ''}, plus any unsnapshotted changes\n`);
         process.stdout.write(`  expected to move: ${p.expectedBytes === null ? 'unknown' : `about ${formatBytes(p.expectedBytes)}`} (changed at ${p.newPrimary} since the base)\n`);
@@ -63,7 +80,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       const started = Date.now();
       const r = (await invoke(g(), 'migrate', { volume, to: o.to, dryRun: o.dryRun === true })) as { plan: MigratePlan } | MigrateResult;
       if (g().json) return printJson(r);
-      if (!('final' in r)) return printSteps(`migrate of ${volume} to ${o.to} would:`, r.plan.steps);
+      if (!('final' in r)) return printSteps(`migrate of ${volume} to ${o.to} would:`, r.plan.steps, resumingOf(r));
       process.stdout.write(`${volume} migrated to ${r.plan.to}:${r.plan.remoteVolume} with final snapshot ${r.final} on every site in ${formatDuration(Date.now() - started)}; this site is now its secondary\n`);
       if (r.remotePost && r.remotePost.exitCode !== 0) process.stderr.write(`warning: the post hook at ${r.plan.to} failed: ${r.remotePost.output}\n`);
     });

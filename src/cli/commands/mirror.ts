@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import type { TransferProgress } from '../../replication/sender.ts';
 import type { Mirror, MirrorStatus, UpdateResult } from '../../site/mirrors.ts';
+import type { RepointResult } from '../../dr/repoint.ts';
+import { printRepoint } from './dr.ts';
 import { invoke } from '../invoke.ts';
 import { formatBytes, formatDuration, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
 import { parseDurationSeconds, parseRate } from '../parse.ts';
@@ -46,7 +48,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--min-delay <duration>', 'refuse updates closer together than this unless --force', '0s')
     .option('--max-delay <duration>', 'health turns warn when the newest replicated snapshot is older than this', '1h')
     .option('--bandwidth <rate>', 'limit this mirror to a rate, e.g. 50MiB/s')
-    .action(async (volume: string, o: { to: string; schedule?: string; minDelay: string; maxDelay: string; bandwidth?: string }) => {
+    .option('--keep <n>', 'replication snapshots the destination keeps, as common bases with its siblings after a failover (default: 3 with several secondaries, else 1)')
+    .action(async (volume: string, o: { to: string; schedule?: string; minDelay: string; maxDelay: string; bandwidth?: string; keep?: string }) => {
       const minDelayS = o.minDelay === '0s' || o.minDelay === '0' ? 0 : parseDurationSeconds(o.minDelay, '--min-delay');
       const m = (await invoke(g(), 'mirror.create', {
         volume,
@@ -55,6 +58,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         minDelayS,
         maxDelayS: parseDurationSeconds(o.maxDelay, '--max-delay'),
         bandwidth: o.bandwidth ? parseRate(o.bandwidth, '--bandwidth') : null,
+        keep: o.keep === undefined ? undefined : Number(o.keep),
       })) as Mirror;
       if (g().json) return printJson(m);
       process.stdout.write(`mirror ${m.id} created (${m.state}); baseline it with \`ferry mirror initialize ${volume} --to ${m.peer}\`\n`);
@@ -94,12 +98,23 @@ export function register(program: Command, g: () => GlobalOptions): void {
   }
 
   mirror
+    .command('repoint <volume>')
+    .description("at the site that took a volume over (failover): make another secondary of the old primary follow this site, difference-based from the newest snapshot both hold")
+    .requiredOption('--to <site[:volume]>', 'the secondary to re-point, and its volume name there (default: as the old primary named it)')
+    .option('--full', 'when the two share no snapshot: copy what it lacks in full')
+    .action(async (volume: string, o: { to: string; full?: boolean }) => {
+      const r = (await invoke(g(), 'mirror.repoint', { volume, to: o.to, full: o.full === true })) as RepointResult;
+      if (g().json) return printJson(r);
+      printRepoint(volume, r);
+    });
+
+  mirror
     .command('list [volume]')
     .description('list mirrors with their state and health')
     .action(async (volume: string | undefined) => {
       const ms = (await invoke(g(), 'mirror.list', { volume })) as MirrorStatus[];
       if (g().json) return printJson(ms);
       if (ms.length === 0) return void process.stdout.write('no mirrors; create one with `ferry mirror create VOLUME --to SITE`\n');
-      process.stdout.write(table(['MIRROR', 'TO', 'STATE', 'HEALTH', 'LAG', 'BASE'], ms.map((m) => [m.id, `${m.peer}:${m.remoteVolume}`, m.paused ? `${m.state} (paused)` : m.state, m.health, m.lagSeconds === null ? '-' : formatDuration(m.lagSeconds * 1000), m.base ?? '-'])) + '\n');
+      process.stdout.write(table(['MIRROR', 'TO', 'STATE', 'HEALTH', 'LAG', 'BASE'], ms.map((m) => [m.id, `${m.peer}:${m.remoteVolume}`, m.paused && m.state !== 'paused' ? `${m.state} (paused)` : m.state, m.health, m.lagSeconds === null ? '-' : formatDuration(m.lagSeconds * 1000), m.base ?? '-'])) + '\n');
     });
 }

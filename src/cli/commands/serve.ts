@@ -1,9 +1,14 @@
 // ferry serve
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { ConfigReloader } from '../../config/reload.ts';
 import { Daemon } from '../../site/daemon.ts';
 import { Engine } from '../../site/engine.ts';
 import { formatSiteId } from '../../site/identity.ts';
 import { Site } from '../../site/site.ts';
+import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../../site/log.ts';
+import { parseRate } from '../parse.ts';
+import { FerryError } from '../../core/errors.ts';
 import { homeFrom } from '../context.ts';
 import { printJson, type GlobalOptions } from '../output.ts';
 
@@ -11,17 +16,33 @@ export function register(program: Command, g: () => GlobalOptions): void {
   program
     .command('serve')
     .description('run the site daemon: the peer API (HTTP/2, mutual TLS), the local API for the CLI, and the scheduler')
-    .option('--listen <host:port>', 'address for peers', '127.0.0.1:7420')
+    .option('--listen <host:port>', 'address for peers (default: site.listen from the site file, else 127.0.0.1:7420)')
+    .option('--config <file>', 'site file applied at start and re-read on SIGHUP (default: <home>/ferry.yaml, when it exists); a bad file stops the start, and is refused on reload')
     .option('--tick <ms>', 'scheduler interval in milliseconds', '1000')
     .option('--metrics <host:port>', 'also serve Prometheus metrics over plain HTTP here (GET /metrics); they are always on the local socket')
-    .action(async (o: { listen: string; tick: string; metrics?: string }) => {
+    .option('--log-file <path>', 'also write the log to this file, as JSON lines rotated by size (default: the catalog setting log_file, if any)')
+    .option('--log-max-size <size>', 'rotate the log file before it passes this size, e.g. 64MiB (default: log_max_bytes, or 64MiB)')
+    .option('--log-keep <n>', 'rotated log files to keep: PATH.1 ... PATH.n (default: log_keep, or 5)')
+    .action(async (o: { listen?: string; config?: string; tick: string; metrics?: string; logFile?: string; logMaxSize?: string; logKeep?: string }) => {
       const site = Site.open(homeFrom(g()), { command: 'serve' });
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
+      let reloader: ConfigReloader | undefined;
       try {
+        // The site file first: it may set the log and listen settings read below.
         const engine = new Engine(site);
         daemon = new Daemon(engine);
-        const info = await daemon.start(o.listen);
+        reloader = new ConfigReloader(engine, o.config === undefined ? undefined : resolve(o.config));
+        await reloader.applyAtStart();
+        // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).
+        if (o.logKeep !== undefined && !/^\d{1,4}$/.test(o.logKeep)) throw new FerryError('USAGE', `--log-keep takes a whole number of files, e.g. 5, got ${JSON.stringify(o.logKeep)}`);
+        const logFile = logFileSettings(site.db, site.paths.home, {
+          file: o.logFile,
+          maxBytes: o.logMaxSize !== undefined ? parseRate(o.logMaxSize, '--log-max-size') : undefined,
+          keep: o.logKeep !== undefined ? Number(o.logKeep) : undefined,
+        });
+        if (logFile) site.logSink = new LogFanout([site.logSink as LogSink, new RotatingFileSink(logFile.path, logFile)]);
+        const info = await daemon.start(o.listen ?? reloader.listen());
         const metricsPort = o.metrics ? await daemon.startMetrics(o.metrics) : undefined;
         if (metricsPort !== undefined && !g().json) process.stdout.write(`metrics on http://${o.metrics!.replace(/:\d+$/, '')}:${metricsPort}/metrics\n`);
         engine.startScheduler(Number(o.tick));
@@ -31,8 +52,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
       } catch (err) {
         await daemon?.stop().catch(() => {});
         site.close();
+        site.logSink?.close?.();
         throw err;
       }
+      const onHangup = () => void reloader!.reload();
+      process.on('SIGHUP', onHangup);
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (sig: string) => {
@@ -43,7 +67,9 @@ export function register(program: Command, g: () => GlobalOptions): void {
             .stop()
             .catch((err) => process.stderr.write(`ferry: error while stopping: ${(err as Error).message}\n`))
             .finally(() => {
+              process.off('SIGHUP', onHangup);
               site.close();
+              site.logSink?.close?.();
               resolve();
             });
         };

@@ -95,8 +95,9 @@ export function register(program: Command, g: () => GlobalOptions): void {
       (async () => {
         if (o.peer) {
           for (const ref of refs) {
-            const r = (await invoke(g(), 'snapshot.peer-delete', { volume, snapshot: ref })) as { snapshot: string; removedAt: string[] };
+            const r = (await invoke(g(), 'snapshot.peer-delete', { volume, snapshot: ref, dryRun: o.dryRun === true })) as { snapshot: string; removedAt: string[]; wouldRemoveAt?: string[] };
             if (g().json) printJson(r);
+            else if (o.dryRun) process.stdout.write(`would delete peer snapshot ${r.snapshot} here${r.wouldRemoveAt?.length ? ` and at ${r.wouldRemoveAt.join(', ')}` : ''}\n`);
             else process.stdout.write(`deleted peer snapshot ${r.snapshot} here${r.removedAt.length ? ` and at ${r.removedAt.join(', ')}` : ''}\n`);
           }
           return;

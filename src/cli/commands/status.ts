@@ -1,6 +1,7 @@
 // ferry status [--watch]
 import type { Command } from 'commander';
 import type { MirrorStatus } from '../../site/mirrors.ts';
+import type { Divergence, SideChanges } from '../../dr/split-brain.ts';
 import { invoke } from '../invoke.ts';
 import { formatBytes, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
 
@@ -13,9 +14,23 @@ interface StatusReport {
     role: string;
     members: Array<{ name: string; kind: string; path: string }>;
     newestSnapshot: { id: string; name: string | null; time: number } | null;
-    mirrors: MirrorStatus[];
-    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; updatedAt: number };
+    mirrors: Array<Omit<MirrorStatus, 'state'> & { state: string; divergence?: Divergence }>;
+    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; state?: string; updatedAt: number; divergence?: Divergence };
+    workflow?: { kind: string; step: string; startedAt: number; updatedAt: number; error: { code: string; message: string } | null } | null;
   }>;
+}
+
+function side(s: SideChanges): string {
+  if (!s.hasBase) return `${s.site} (${s.role}): does not hold the base`;
+  return `${s.site} (${s.role}): +${s.added} ~${s.modified} -${s.removed} files, ${formatBytes(s.bytesAdded)} added, ${formatBytes(s.bytesChanged)} changed, ${formatBytes(s.bytesRemoved)} removed${s.newest ? ` (newest snapshot ${s.newest.name ?? s.newest.id})` : ''}`;
+}
+
+function renderDivergence(d: Divergence, indent: string): string[] {
+  const out = [`${indent}${d.splitBrain ? 'SPLIT BRAIN: both sites are primary and both wrote after' : 'changes since'} base ${d.base}:`];
+  out.push(`${indent}  here  ${side(d.here)}`);
+  out.push(d.peer ? `${indent}  peer  ${side(d.peer)}` : `${indent}  peer  unknown (${d.peerError})`);
+  if (d.splitBrain) out.push(`${indent}  ferry picks no winner: run \`ferry failback\` at the site that should yield (its writes are kept in a snapshot)`);
+  return out;
 }
 
 function render(r: StatusReport): string {
@@ -27,10 +42,15 @@ function render(r: StatusReport): string {
     if (v.newestSnapshot) out.push(`  newest snapshot ${v.newestSnapshot.id}${v.newestSnapshot.name ? ` (${v.newestSnapshot.name})` : ''} at ${formatTime(v.newestSnapshot.time)}`);
     if (v.secondary) {
       const s = v.secondary;
-      out.push(`  secondary of ${s.source}:${s.sourceVolume}  applied ${s.applied ?? '-'}  consistent ${s.consistent}${s.applying ? `  applying ${s.applying}` : ''}`);
+      out.push(`  secondary of ${s.source}:${s.sourceVolume}  applied ${s.applied ?? '-'}  consistent ${s.consistent}${s.applying ? `  applying ${s.applying}` : ''}${s.state && s.state !== 'active' ? `  ${s.state}` : ''}`);
+      if (s.divergence) out.push(...renderDivergence(s.divergence, '    '));
+    }
+    if (v.workflow) {
+      const w = v.workflow;
+      out.push(`  ${w.kind} in progress: last completed step ${w.step} (started ${formatTime(w.startedAt)})${w.error ? `; stopped on ${w.error.code}: ${w.error.message}` : ''}`);
     }
     for (const m of v.mirrors) {
-      const state = m.paused ? `${m.state} (paused)` : m.state;
+      const state = m.paused && m.state !== 'paused' ? `${m.state} (paused)` : m.state;
       out.push(`  -> ${m.peer}:${m.remoteVolume}  ${state}  health ${m.health.toUpperCase()}  lag ${m.lagSeconds === null ? '-' : formatDuration(m.lagSeconds * 1000)} (max ${formatDuration(m.maxDelayS * 1000)})`);
       out.push(`     base ${m.base ?? '-'}  next run ${m.nextRunAt ? formatTime(m.nextRunAt) : m.scheduleS ? 'after baseline' : 'manual'}`);
       if (m.lastTransfer) {
@@ -43,6 +63,7 @@ function render(r: StatusReport): string {
       }
       if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
       if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);
+      if (m.divergence) out.push(...renderDivergence(m.divergence, '     '));
     }
   }
   if (r.links.length) {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FerryError, isFerryError } from '../../../src/core/errors.ts';
@@ -210,8 +210,17 @@ describe('PackStore', () => {
       );
       assert.equal(existsSync(stray), true);
       assert.equal(home.store.has(lost), false);
-      // rows of damaged packs are kept (reported, not dropped); reads say what is wrong
-      assert.equal(home.store.has(ids[1]), true);
+      // rows of damaged packs are kept (reported, not dropped), but the packs are marked lost: their
+      // objects count as absent (so they are stored again); reads still salvage what is intact, and
+      // say what is wrong with the rest
+      assert.deepEqual(home.store.listLostPacks().map((l) => [l.pack, l.problem, l.objects]), [
+        [packs[0].name, 'truncated', 2],
+        [packs[1].name, 'missing', 2],
+      ]);
+      for (const id of ids.slice(0, 4)) {
+        assert.equal(home.store.has(id), false);
+        assert.equal(home.store.info(id), undefined);
+      }
       assert.deepEqual(home.store.get(ids[0]), datas[0]);
       assert.throws(() => home.store.get(ids[1]), (e: unknown) => isFerryError(e, 'OBJECT_CORRUPT') && /truncated/.test(e.message));
       assert.throws(() => home.store.get(ids[2]), (e: unknown) => isFerryError(e, 'OBJECT_CORRUPT') && /missing/.test(e.message));
@@ -221,6 +230,28 @@ describe('PackStore', () => {
       const again = home.store.recover();
       assert.deepEqual([again.orphanPacksDeleted, again.obsoletePacksRemoved], [[], []]);
       assert.equal(again.damagedPacks.length, 2);
+
+      // Stored again, an object takes over its row from the lost pack; the others stay there.
+      assert.equal(home.store.put('chunk', datas[2]).added, true);
+      assert.equal(home.store.putPrepared({ kind: 'chunk', id: ids[1], rawLength: datas[1].length, codec: 0, stored: datas[1] }), true);
+      home.store.flush();
+      assert.equal(home.store.has(ids[2]), true);
+      assert.deepEqual(home.store.get(ids[2]), datas[2]);
+      assert.deepEqual(home.store.get(ids[1]), datas[1]);
+      assert.equal(home.store.verifyObject(ids[2]), undefined);
+      assert.deepEqual(home.store.listLostPacks().map((l) => l.objects), [1, 1]);
+      assert.equal(home.store.stats().lostObjects, 2);
+      // A damaged record found by a read marks its pack lost too.
+      const p4 = home.store.listPacks().find((p) => p.state === 'live' && home.store.packObjects(p.id).some((o) => o.id === ids[2]))!;
+      const at = home.store.packObjects(p4.id).find((o) => o.id === ids[2])!.offset + 100;
+      const fd = openSync(home.store.packPath(p4.name), 'r+');
+      writeSync(fd, Buffer.from('damage'), 0, 6, at);
+      closeSync(fd);
+      assert.equal(home.store.has(ids[2]), true);
+      assert.throws(() => home.store.get(ids[2]), (e: unknown) => isFerryError(e, 'OBJECT_CORRUPT'));
+      assert.equal(home.store.has(ids[2]), false);
+      assert.equal(home.store.has(ids[1]), false, 'every object of a lost pack counts as absent');
+      assert.deepEqual(home.store.listLostPacks().find((l) => l.pack === p4.name)?.problem, 'damaged');
     } finally {
       home.dispose();
     }

@@ -1,0 +1,39 @@
+// The few settings a site file changes that no command changes yet: the
+// site's own settings (catalog meta), a mirror's schedule, delays and
+// bandwidth, and a link's snapshot reference, schedule and delays. Each is
+// one transaction and one event, like every other state change.
+// Everything else `config apply` does goes through the same operations as
+// the CLI (site/ops.ts). When `ferry mirror set` / `ferry link set` exist,
+// these belong beside createMirror and createLink.
+import { FerryError } from '../core/errors.ts';
+import type { Site } from '../site/site.ts';
+
+export function setSiteMeta(site: Site, values: Record<string, string | null>): void {
+  site.db.tx(() => {
+    for (const [key, value] of Object.entries(values)) {
+      if (value === null) site.db.run('DELETE FROM meta WHERE key = ?', key);
+      else site.db.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', key, value);
+    }
+    site.event({ kind: 'site.settings', outcome: 'ok', detail: { set: values } });
+  });
+}
+
+export function setMirrorSettings(site: Site, id: string, s: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null }): void {
+  const cur = site.db.get<{ volume: string; schedule_s: number | null }>('SELECT volume, schedule_s FROM mirrors WHERE id = ?', id);
+  if (!cur) throw new FerryError('MIRROR_NOT_FOUND', `no mirror ${id} (removed while the plan ran?); apply the file again`);
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET schedule_s = ?, min_delay_s = ?, max_delay_s = ?, bandwidth = ? WHERE id = ?', s.scheduleS, s.minDelayS, s.maxDelayS, s.bandwidth, id);
+    // A new schedule counts from the last success, not from a run planned under the old one.
+    if (cur.schedule_s !== s.scheduleS) site.db.run('UPDATE mirrors SET next_run_at = NULL WHERE id = ? AND failures = 0', id);
+    site.event({ kind: 'mirror.settings', volume: cur.volume, outcome: 'ok', detail: { mirror: id, ...s } });
+  });
+}
+
+export function setLinkSettings(site: Site, path: string, s: { snapshotRef: string; scheduleS: number | null; minDelayS: number; maxDelayS: number }): void {
+  const cur = site.db.get<{ volume: string }>('SELECT volume FROM links WHERE path = ?', path);
+  if (!cur) throw new FerryError('USAGE', `no link at ${path} (removed while the plan ran?); apply the file again`);
+  site.db.tx(() => {
+    site.db.run('UPDATE links SET snapshot_ref = ?, schedule_s = ?, min_delay_s = ?, max_delay_s = ? WHERE path = ?', s.snapshotRef, s.scheduleS, s.minDelayS, s.maxDelayS, path);
+    site.event({ kind: 'link.settings', volume: cur.volume, outcome: 'ok', detail: { path, ...s } });
+  });
+}

@@ -1,0 +1,175 @@
+// Split brain, as `ferry status` shows it. After a failover both sites may
+// hold the primary role for a volume: the old primary's mirror is
+// `broken-off` (it was told, or its next update was refused), and the new
+// primary's secondary relation is `broken-off`. When, in addition, both
+// sides wrote after the base, that is a split brain: ferry picks no winner
+// (updates stay refused; failback at the site that should yield keeps its
+// writes in a snapshot). Status then shows `split-brain` and what each side
+// changed since the common base: a diff of each side's newest snapshot
+// against the base (counts and bytes), this side's computed here, the
+// peer's fetched over the DR route `changes`.
+//
+// Only reads: nothing here changes a mirror, a role or a snapshot.
+import { FerryError } from '../core/errors.ts';
+import type { ObjectId } from '../core/ids.ts';
+import { diffImages, diffTrees } from '../snapshot/diff.ts';
+import { readManifest } from '../snapshot/graph.ts';
+import { PeerClient } from '../site/client.ts';
+import type { Engine } from '../site/engine.ts';
+import { ROUTES } from '../site/http.ts';
+import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
+import type { Site } from '../site/site.ts';
+import { newestSnapshot } from '../site/snapshots.ts';
+import { findVolume } from '../site/volumes.ts';
+
+/** What one side changed since the base: its newest snapshot diffed against the base. */
+export interface SideChanges {
+  site: string;
+  volume: string;
+  role: string;
+  newest: { id: string; name: string | null; time: number } | null;
+  /** false when this side no longer holds the base: nothing can be compared */
+  hasBase: boolean;
+  added: number;
+  modified: number;
+  removed: number;
+  bytesAdded: number;
+  bytesChanged: number;
+  bytesRemoved: number;
+}
+
+export interface Divergence {
+  base: string;
+  /** both sides hold the primary role and both changed since the base */
+  splitBrain: boolean;
+  here: SideChanges;
+  peer: SideChanges | null;
+  /** why the peer's side is unknown (unreachable, refused) */
+  peerError?: string;
+}
+
+export function changed(s: SideChanges): boolean {
+  return s.added + s.modified + s.removed > 0;
+}
+
+/** This site's changes to `volume` since `base`. */
+export function changesSinceBase(site: Site, volume: string, base: string): SideChanges {
+  const vol = findVolume(site, volume);
+  const newest = newestSnapshot(site, volume);
+  const out: SideChanges = { site: site.name, volume, role: vol?.role ?? 'none', newest: newest ? { id: newest.id, name: newest.name, time: newest.time } : null, hasBase: false, added: 0, modified: 0, removed: 0, bytesAdded: 0, bytesChanged: 0, bytesRemoved: 0 };
+  const baseRow = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ? AND volume = ?', base, volume);
+  if (!baseRow || !newest) return out;
+  out.hasBase = true;
+  if (newest.id === base) return out;
+  const a = readManifest(site.store, baseRow.manifest as ObjectId);
+  const b = readManifest(site.store, newest.manifest as ObjectId);
+  for (const mb of b.members) {
+    const ma = a.members.find((x) => x.name === mb.name);
+    if (ma?.root === mb.root) continue;
+    if (mb.kind === 'tree') {
+      const d = diffTrees(site.store, ma?.root ?? null, mb.root, () => {});
+      out.added += d.added;
+      out.modified += d.modified;
+      out.removed += d.removed;
+      out.bytesAdded += d.bytesAdded;
+      out.bytesChanged += d.bytesChanged;
+      out.bytesRemoved += d.bytesRemoved;
+    } else {
+      const d = diffImages(site.store, ma?.root ?? null, mb.root);
+      out.modified += 1;
+      out.bytesChanged += d.changedBytes;
+    }
+  }
+  return out;
+}
+
+/** The DR route `changes`: what this site changed since `base`, for a peer the volume is mirrored with. */
+export function describeChanges(engine: Engine, peerId: string, volume: string, base: string): SideChanges {
+  const site = engine.site;
+  const peer = findPeerById(site, peerId);
+  const sec = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
+  const related = (sec && sec.source_site === peerId) || (peer && site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', volume, peer.name));
+  if (!related) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} at ${site.name} is not mirrored with the asking site`);
+  return changesSinceBase(site, volume, base);
+}
+
+async function askPeer(engine: Engine, peer: Peer, volume: string, base: string): Promise<SideChanges> {
+  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 5_000 });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      client.call<SideChanges>(ROUTES.dr('changes'), { volume, base }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new FerryError('PEER_UNREACHABLE', `${peer.name} did not answer within 5 s`)), 5_000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    client.close();
+  }
+}
+
+async function divergence(engine: Engine, peer: Peer | undefined, volume: string, remoteVolume: string, base: string): Promise<Divergence> {
+  const here = changesSinceBase(engine.site, volume, base);
+  if (!peer) return { base, splitBrain: false, here, peer: null, peerError: 'the site is not paired' };
+  try {
+    const there = await askPeer(engine, peer, remoteVolume, base);
+    const splitBrain = here.role === 'primary' && there.role === 'primary' && changed(here) && changed(there);
+    return { base, splitBrain, here, peer: there };
+  } catch (err) {
+    return { base, splitBrain: false, here, peer: null, peerError: (err as Error).message };
+  }
+}
+
+interface ReportVolume {
+  name: string;
+  role: string;
+  mirrors: Array<{ id: string; peer: string; remoteVolume: string; state: string; base: string | null; health: string; healthReasons: string[]; divergence?: Divergence }>;
+  secondary?: { state?: string; sourceId?: string; sourceVolume: string; applied: string | null; divergence?: Divergence };
+}
+
+/**
+ * Add to a status report, for each volume that both sites may hold as primary (a broken-off mirror
+ * here, or a secondary relation broken off by this site's failover), what each side changed since
+ * the base; say `split-brain` where both hold the primary role and both wrote.
+ */
+export async function addDivergence(engine: Engine, report: { volumes: ReportVolume[] }): Promise<void> {
+  const site = engine.site;
+  const work: Array<Promise<void>> = [];
+  for (const v of report.volumes) {
+    if (v.role !== 'primary') continue;
+    for (const m of v.mirrors) {
+      if (m.state !== 'broken-off' || !m.base) continue;
+      const base = m.base;
+      work.push(
+        divergence(engine, tryPeer(site, m.peer), v.name, m.remoteVolume, base).then((d) => {
+          m.divergence = d;
+          if (d.splitBrain) {
+            m.state = 'split-brain';
+            m.health = 'warn';
+            m.healthReasons.push(`split brain: both sites are primary and both wrote after base ${base}`);
+          }
+        }),
+      );
+    }
+    const s = v.secondary;
+    if (s && s.state === 'broken-off' && s.applied && s.sourceId) {
+      const base = s.applied;
+      work.push(
+        divergence(engine, findPeerById(site, s.sourceId), v.name, s.sourceVolume, base).then((d) => {
+          s.divergence = d;
+          if (d.splitBrain) s.state = 'split-brain';
+        }),
+      );
+    }
+  }
+  await Promise.all(work);
+}
+
+function tryPeer(site: Site, name: string): Peer | undefined {
+  try {
+    return getPeer(site, name);
+  } catch {
+    return undefined;
+  }
+}

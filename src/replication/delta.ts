@@ -1,0 +1,118 @@
+// Deltas on the wire. A changed chunk usually differs from a chunk the
+// receiver already holds in only a few places: a region of a file rewritten
+// in place, data appended after the old last chunk, a 64 KiB write that
+// straddles two image blocks. Sending such a chunk whole costs its full
+// size; sending it as a zstd frame compressed against the old chunk (a raw
+// "dictionary") costs about what changed. The sender picks the references
+// (the base's chunks at the same place in the same file, or the same image
+// blocks), asks the receiver whether it still has them, and sends a delta
+// only where it is clearly smaller. The receiver rebuilds the raw bytes from
+// its own verified copies of the references, checks them against the
+// object's id like any other object, and stores them; a delta never reaches
+// a pack.
+import { promisify } from 'node:util';
+import { constants as zc, zstdCompress, zstdDecompress } from 'node:zlib';
+import { FerryError } from '../core/errors.ts';
+import { hashBytes, type ObjectId } from '../core/ids.ts';
+import { CODEC_NONE, CODEC_ZSTD, type PreparedObject } from '../store/types.ts';
+import { deltaHeaderBytes, MAX_DELTA_DICT_BYTES, MAX_DELTA_REFS, WIRE_DELTA, type DeltaObject } from './protocol.ts';
+
+const compress = promisify(zstdCompress);
+const decompress = promisify(zstdDecompress);
+
+/** zstd level for deltas: below 3, zstd's fast strategies barely look into a dictionary. */
+const DELTA_LEVEL = 3;
+/** Level for storing a rebuilt object at the receiver (the packs' own default). */
+const STORE_LEVEL = 3;
+/** A delta is sent only when it saves at least this share of the object as stored. */
+const MIN_SAVING = 0.2;
+/** Largest window a delta may need: the dictionary plus the largest object (2^27 = 128 MiB). */
+const WINDOW_LOG_MAX = 27;
+
+function windowLogFor(bytes: number): number {
+  return Math.min(WINDOW_LOG_MAX, Math.max(10, Math.ceil(Math.log2(bytes + 1))));
+}
+
+export interface DeltaSource {
+  get(id: ObjectId): Buffer;
+}
+
+/** Which references a delta uses, and which bytes of their concatenation are its dictionary. */
+export interface DeltaPlan {
+  refs: ObjectId[];
+  offset: number;
+  length: number;
+}
+
+/**
+ * zstd's default tables at level 3 index a dictionary of about 1 MiB (with the
+ * frame's own window beside it); a larger one needs a larger hash table, which
+ * costs ~10x the time to set up, so it is used only then.
+ */
+const PLAIN_DICT_BYTES = 1_250_000;
+
+function deltaParams(dictBytes: number, rawBytes: number): Record<number, number> {
+  const p: Record<number, number> = { [zc.ZSTD_c_compressionLevel]: DELTA_LEVEL, [zc.ZSTD_c_windowLog]: windowLogFor(dictBytes + rawBytes) };
+  if (dictBytes > PLAIN_DICT_BYTES) p[zc.ZSTD_c_hashLog] = 20;
+  return p;
+}
+
+function dictionaryOf(parts: Buffer[], offset: number, length: number): Buffer {
+  const all = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  return all.subarray(offset, offset + length);
+}
+
+/**
+ * The object as a delta against the plan's dictionary, or undefined when that
+ * does not pay (saves less than MIN_SAVING of `storedLength`).
+ */
+export async function makeDelta(store: DeltaSource, o: { kind: PreparedObject['kind']; id: ObjectId; raw: Buffer; storedLength: number }, plan: DeltaPlan): Promise<DeltaObject | undefined> {
+  if (plan.refs.length < 1 || plan.refs.length > MAX_DELTA_REFS || plan.length < 1 || plan.offset + plan.length > MAX_DELTA_DICT_BYTES) return undefined;
+  const parts = plan.refs.map((r) => store.get(r));
+  const dictionary = dictionaryOf(parts, plan.offset, plan.length);
+  if (dictionary.length !== plan.length) return undefined;
+  const frame = await compress(o.raw, { dictionary, pledgedSrcSize: o.raw.length, params: deltaParams(dictionary.length, o.raw.length) });
+  const wire = deltaHeaderBytes(plan.refs.length) + frame.length;
+  if (wire > o.storedLength * (1 - MIN_SAVING)) return undefined;
+  return { kind: o.kind, id: o.id, rawLength: o.raw.length, codec: WIRE_DELTA, refs: plan.refs, dictOffset: plan.offset, dictLength: plan.length, stored: frame };
+}
+
+export interface DeltaStore {
+  has(id: ObjectId): boolean;
+  get(id: ObjectId): Buffer;
+}
+
+/**
+ * Rebuild a delta from this side's copies of its references (each verified
+ * when read), check the result against the object's id, and return it ready
+ * to store (compressed where that pays). Every failure is a PROTOCOL error
+ * naming the object: a peer's delta is untrusted input.
+ */
+export async function resolveDelta(store: DeltaStore, o: DeltaObject): Promise<PreparedObject> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for (const r of o.refs) {
+    if (!store.has(r)) throw new FerryError('PROTOCOL', `delta for object ${o.id} refers to ${r}, which this site does not hold`);
+    const b = store.get(r);
+    size += b.length;
+    if (size > MAX_DELTA_DICT_BYTES) throw new FerryError('PROTOCOL', `delta for object ${o.id}: its references exceed ${MAX_DELTA_DICT_BYTES} bytes`);
+    parts.push(b);
+  }
+  if (o.dictOffset + o.dictLength > size) throw new FerryError('PROTOCOL', `delta for object ${o.id}: dictionary [${o.dictOffset}, +${o.dictLength}) lies beyond its ${size} reference bytes`);
+  let raw: Buffer;
+  try {
+    raw = await decompress(o.stored, {
+      dictionary: dictionaryOf(parts, o.dictOffset, o.dictLength),
+      maxOutputLength: Math.max(o.rawLength, 1),
+      params: { [zc.ZSTD_d_windowLogMax]: WINDOW_LOG_MAX },
+    });
+  } catch (err) {
+    throw new FerryError('PROTOCOL', `delta for object ${o.id} does not decode within its stated ${o.rawLength} bytes: ${(err as Error).message}`);
+  }
+  if (raw.length !== o.rawLength) throw new FerryError('PROTOCOL', `delta for object ${o.id} decodes to ${raw.length} bytes, stated ${o.rawLength}`);
+  if (hashBytes(raw) !== o.id) throw new FerryError('OBJECT_CORRUPT', `refused object ${o.id}: the bytes its delta decodes to do not match its id`);
+  const c = raw.length >= 512 ? await compress(raw, { pledgedSrcSize: raw.length, params: { [zc.ZSTD_c_compressionLevel]: STORE_LEVEL } }) : undefined;
+  return c && c.length <= raw.length * 0.9
+    ? { kind: o.kind, id: o.id, rawLength: raw.length, codec: CODEC_ZSTD, stored: c }
+    : { kind: o.kind, id: o.id, rawLength: raw.length, codec: CODEC_NONE, stored: raw };
+}

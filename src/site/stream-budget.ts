@@ -1,0 +1,150 @@
+// The daemon's memory budget for what peers make it buffer. Each HTTP/2
+// stream holds at most one object (64 MiB) or one bounded body, but a peer
+// may open many streams on one connection, and several peers may connect:
+// the bytes every stream holds are counted against a budget per connection
+// (session) and one for the whole daemon. A stream that would go over is
+// refused (PEER_BUSY, answered, then released), never the connection or the
+// daemon; what the other streams hold is untouched.
+//
+// Why a byte budget and not maxConcurrentStreams: a client opens its first
+// streams before it has seen the server's SETTINGS, and those past the cap
+// were refused with REFUSED_STREAM, which failed real transfers. Reservations
+// are made from declared sizes (an object's header states its length) before
+// the bytes are read, so a refusal costs the daemon nothing.
+//
+// Owns: the counts. Must never: block a stream waiting for budget (a stream
+// that is not read still fills up to its flow-control window), or let one
+// stream's refusal touch another's.
+import { FerryError } from '../core/errors.ts';
+
+export const DEFAULT_SESSION_BUDGET = 256 * 1024 * 1024;
+export const DEFAULT_DAEMON_BUDGET = 1024 * 1024 * 1024;
+
+const MiB = 1024 * 1024;
+
+function mib(n: number): string {
+  return `${(n / MiB).toFixed(n % MiB === 0 ? 0 : 1)} MiB`;
+}
+
+interface SessionCount {
+  held: number;
+  streams: number;
+  refused: number;
+}
+
+export interface BudgetStats {
+  /** bytes held by every stream now */
+  held: number;
+  /** the most held at once */
+  peak: number;
+  /** streams refused since start */
+  refused: number;
+  sessionLimit: number;
+  daemonLimit: number;
+}
+
+/** What one stream holds: `hold(n)` sets it (up or down), `close()` gives it all back. */
+export class StreamAccount {
+  readonly #budget: StreamBudget;
+  readonly #session: SessionCount;
+  #held = 0;
+  #closed = false;
+
+  constructor(budget: StreamBudget, session: SessionCount) {
+    this.#budget = budget;
+    this.#session = session;
+    session.streams++;
+  }
+
+  get held(): number {
+    return this.#held;
+  }
+
+  /**
+   * This stream now holds `bytes`. Growing past the connection's or the
+   * daemon's budget throws PEER_BUSY and changes nothing.
+   */
+  hold(bytes: number): void {
+    if (this.#closed) return;
+    const delta = bytes - this.#held;
+    if (delta > 0) this.#budget.grant(this.#session, delta);
+    else this.#budget.release(this.#session, -delta);
+    this.#held = bytes;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.hold(0);
+    this.#closed = true;
+    this.#session.streams--;
+  }
+}
+
+export class StreamBudget {
+  readonly sessionLimit: number;
+  readonly daemonLimit: number;
+  #held = 0;
+  #peak = 0;
+  #refused = 0;
+  readonly #sessions = new WeakMap<object, SessionCount>();
+
+  constructor(o: { sessionLimit?: number; daemonLimit?: number } = {}) {
+    this.sessionLimit = o.sessionLimit ?? DEFAULT_SESSION_BUDGET;
+    this.daemonLimit = o.daemonLimit ?? DEFAULT_DAEMON_BUDGET;
+    if (!(this.sessionLimit > 0) || !(this.daemonLimit > 0)) throw new FerryError('CONFIG_INVALID', 'stream budgets must be positive byte counts');
+  }
+
+  /**
+   * Budgets from the environment (test hooks: FERRY_SESSION_BUDGET_BYTES,
+   * FERRY_DAEMON_BUDGET_BYTES), else the defaults.
+   */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): StreamBudget {
+    const n = (v: string | undefined) => (v && Number.isSafeInteger(Number(v)) && Number(v) > 0 ? Number(v) : undefined);
+    return new StreamBudget({ sessionLimit: n(env.FERRY_SESSION_BUDGET_BYTES), daemonLimit: n(env.FERRY_DAEMON_BUDGET_BYTES) });
+  }
+
+  /** An account for a new stream of `session` (any object naming the connection). */
+  open(session: object): StreamAccount {
+    let s = this.#sessions.get(session);
+    if (!s) {
+      s = { held: 0, streams: 0, refused: 0 };
+      this.#sessions.set(session, s);
+    }
+    return new StreamAccount(this, s);
+  }
+
+  /** Streams of `session` refused so far. */
+  refusedFor(session: object): number {
+    return this.#sessions.get(session)?.refused ?? 0;
+  }
+
+  stats(): BudgetStats {
+    return { held: this.#held, peak: this.#peak, refused: this.#refused, sessionLimit: this.sessionLimit, daemonLimit: this.daemonLimit };
+  }
+
+  /** @internal StreamAccount.hold */
+  grant(s: SessionCount, bytes: number): void {
+    const why =
+      s.held + bytes > this.sessionLimit
+        ? `this connection's ${s.streams} open stream(s) already hold ${mib(s.held)} and the budget per connection is ${mib(this.sessionLimit)}`
+        : this.#held + bytes > this.daemonLimit
+          ? `the site already holds ${mib(this.#held)} for all peers and its budget is ${mib(this.daemonLimit)}`
+          : undefined;
+    if (why) {
+      s.refused++;
+      this.#refused++;
+      throw new FerryError('PEER_BUSY', `stream refused: it needs ${mib(bytes)} more of buffer, but ${why}; retry once your other requests to this site have finished`, {
+        details: { needed: bytes, sessionHeld: s.held, daemonHeld: this.#held, sessionLimit: this.sessionLimit, daemonLimit: this.daemonLimit },
+      });
+    }
+    s.held += bytes;
+    this.#held += bytes;
+    if (this.#held > this.#peak) this.#peak = this.#held;
+  }
+
+  /** @internal StreamAccount.hold */
+  release(s: SessionCount, bytes: number): void {
+    s.held -= bytes;
+    this.#held -= bytes;
+  }
+}
