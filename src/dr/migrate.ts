@@ -15,6 +15,8 @@
 // A failure at any step before 6 completes rolls back: secondaries are
 // pointed back, this site is primary again, and its post hook restarts the
 // application here. `ferry migrate` at the new primary returns the roles.
+import { formatBytes } from '../cli/output.ts';
+import { changesSinceBase } from './split-brain.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
@@ -35,6 +37,12 @@ export interface MigratePlan {
   to: string;
   remoteVolume: string;
   others: Array<{ peer: string; remoteVolume: string }>;
+  /**
+   * Per secondary: its base (kept: every snapshot stays; the bases move to the final snapshot) and
+   * what the final update is expected to move at least: the volume's newest snapshot against that
+   * base (writes after the newest snapshot come on top, and are known once the final one is taken).
+   */
+  secondaries: Array<{ peer: string; base: string; newest: string | null; expectedBytes: number; files: number }>;
   steps: string[];
 }
 
@@ -67,14 +75,19 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
     await call(engine, m.peer, 'state', { volume: m.remoteVolume, base: m.base });
   }
   const others = mirrors.filter((m) => m.id !== target.id).map((m) => ({ peer: m.peer, remoteVolume: m.remoteVolume }));
+  const secondaries = mirrors.map((m) => {
+    const c = changesSinceBase(site, volume, m.base!);
+    return { peer: m.peer, base: m.base!, newest: c.newest?.id ?? null, expectedBytes: c.bytesAdded + c.bytesChanged, files: c.added + c.modified + c.removed };
+  });
   return {
     volume,
     to: target.peer,
     remoteVolume: target.remoteVolume,
     others,
+    secondaries,
     steps: [
       `run the pre hook of ${volume} here (stop the application)`,
-      `take a final snapshot and update ${mirrors.map((m) => m.peer).join(', ')} with it`,
+      `take a final snapshot and update ${secondaries.map((x) => `${x.peer} (from base ${x.base}: at least ${formatBytes(x.expectedBytes)} in ${x.files} changed entries, plus writes since the newest snapshot)`).join(', ')} with it; every snapshot is kept, each secondary's replica is overwritten to the final snapshot (writes made in a replica are kept in a replica-writes-* snapshot first)`,
       ...others.map((o) => `re-point ${o.peer} to follow ${target.peer}`),
       `make ${volume} here the secondary of ${target.peer}:${target.remoteVolume}`,
       `make ${target.peer}:${target.remoteVolume} primary, mirroring back here${others.length ? ` and to ${others.map((o) => o.peer).join(', ')}` : ''}; run its post hook (start the application there)`,

@@ -9,7 +9,7 @@ import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, wirePayload, type WireObject } from '../replication/protocol.ts';
 import type { CommitRequest, CommitResponse, HelloRequest, HelloResponse, PutResult, Receiver } from '../replication/types.ts';
-import { errorFromBody, readBody, ROUTES } from './http.ts';
+import { errorFromBody, KEEPALIVE_HEADER, readBody, ROUTES } from './http.ts';
 import type { EventQuery, PeerEventsAnswer } from './log.ts';
 import { siteIdFromCert, tlsOptionsFor, type SiteIdentity } from './identity.ts';
 import type { Peer } from './peers.ts';
@@ -159,7 +159,7 @@ export class PeerClient implements Receiver {
     let watchdog: NodeJS.Timeout | undefined;
     try {
       return await new Promise<Buffer>((resolve, reject) => {
-        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': contentType });
+        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': contentType, [KEEPALIVE_HEADER]: '1' });
         let settled = false;
         const fail = (err: FerryError) => {
           if (settled) return;
@@ -182,9 +182,11 @@ export class PeerClient implements Receiver {
         const moved = () => watchdog?.refresh();
         req.on('error', (err) => fail(new FerryError('TRANSFER_INTERRUPTED', `connection to ${this.peer.name} failed: ${err.message}`, { cause: err })));
         let status = 0;
+        let long = false;
         req.on('response', (h) => {
           moved();
           status = Number(h[':status']);
+          long = h[KEEPALIVE_HEADER] === '1';
         });
         async function* answer(): AsyncGenerator<Buffer> {
           for await (const part of req) {
@@ -197,7 +199,17 @@ export class PeerClient implements Receiver {
             signal?.removeEventListener('abort', onAbort);
             if (settled) return;
             settled = true;
-            if (status === 200) resolve(buf);
+            if (status === 200 && long) {
+              // {"result": ...} or {"error": ...} after keepalive spaces
+              let j: { result?: unknown; error?: unknown } | undefined;
+              try {
+                j = JSON.parse(buf.toString('utf8')) as { result?: unknown; error?: unknown };
+              } catch {
+                j = undefined;
+              }
+              if (j && 'result' in j) resolve(Buffer.from(JSON.stringify(j.result)));
+              else reject(errorFromBody(j && 'error' in j ? 500 : 502, buf, this.peer.name));
+            } else if (status === 200) resolve(buf);
             // The stream ended without response headers: the connection went away mid-request.
             else if (status === 0) reject(new FerryError('TRANSFER_INTERRUPTED', `connection to ${this.peer.name} closed before it answered`));
             else reject(errorFromBody(status, buf, this.peer.name));

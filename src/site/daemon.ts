@@ -20,7 +20,7 @@ import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSO
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
 import { WINDOW_BYTES } from './client.ts';
 import type { Engine } from './engine.ts';
-import { errorBody, readBody, ROUTES } from './http.ts';
+import { errorBody, KEEPALIVE_HEADER, KEEPALIVE_MS, readBody, ROUTES } from './http.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
 import { runOp, serveDr } from './ops.ts';
 import { findPeerById } from './peers.ts';
@@ -160,9 +160,11 @@ export class Daemon {
         const site = this.engine.site;
         return reply(200, JSON.stringify({ site: site.name, id: site.id, ...queryEvents(site.db, site.clock.now(), q) }));
       }
+      const long = headers[KEEPALIVE_HEADER] === '1';
       const dr = /^\/v1\/dr\/([a-z-]+)$/.exec(path);
       if (dr) {
         const body = parseJson(await readBody(stream, MAX_JSON_BYTES, dr[1]), dr[1]) as Record<string, unknown>;
+        if (long) return replyLong(stream, () => serveDr(this.engine, peer, dr[1], body));
         return reply(200, JSON.stringify(await serveDr(this.engine, peer, dr[1], body)));
       }
       const rx = this.engine.receiverFor(peer);
@@ -202,6 +204,8 @@ export class Daemon {
         }
         case 'commit': {
           const body = parseJson(await readBody(stream, MAX_JSON_BYTES, 'commit'), 'commit');
+          // Applying a large snapshot takes minutes: keep the answer's stream alive meanwhile.
+          if (long) return replyLong(stream, () => rx.commit(volume, body as CommitRequest));
           return reply(200, JSON.stringify(await rx.commit(volume, body as CommitRequest)));
         }
       }
@@ -299,6 +303,28 @@ export class Daemon {
     rmSync(socketPath(site.paths.home), { force: true });
     site.event({ kind: 'daemon.stop', outcome: 'ok' });
   }
+}
+
+/** Answer 200 now, a space every KEEPALIVE_MS while `work` runs, then its result or error (see KEEPALIVE_HEADER). */
+async function replyLong(stream: http2.ServerHttp2Stream, work: () => Promise<unknown>): Promise<void> {
+  const open = () => !stream.destroyed && !stream.closed;
+  try {
+    stream.respond({ ':status': 200, 'content-type': 'application/json', [KEEPALIVE_HEADER]: '1' });
+  } catch {
+    return; // the peer went away
+  }
+  const beat = setInterval(() => {
+    if (open()) stream.write(' ');
+  }, KEEPALIVE_MS);
+  let out: string;
+  try {
+    out = JSON.stringify({ result: await work() });
+  } catch (err) {
+    out = errorBody(err).body;
+  } finally {
+    clearInterval(beat);
+  }
+  if (open()) stream.end(out);
 }
 
 function serveMetrics(engine: Engine, res: http.ServerResponse): void {

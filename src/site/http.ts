@@ -70,3 +70,13 @@ export function errorFromBody(status: number, body: Buffer, peer: string): Ferry
   }
   return new FerryError(status >= 500 ? 'PEER_UNREACHABLE' : 'PROTOCOL', `${peer} answered HTTP ${status}: ${body.toString('utf8').slice(0, 300)}`);
 }
+
+/**
+ * Long answers (a commit applies a whole snapshot; DR calls run workflows): a
+ * client that sends this request header lets the server answer 200 at once,
+ * send a space every KEEPALIVE_MS while it works (JSON allows leading
+ * whitespace; the client's stall watchdog sees bytes moving), then
+ * `{"result": ...}` or `{"error": ...}`. The server echoes the header.
+ */
+export const KEEPALIVE_HEADER = 'ferry-keepalive';
+export const KEEPALIVE_MS = Number(process.env.FERRY_KEEPALIVE_MS) || 10_000; // env: a test hook

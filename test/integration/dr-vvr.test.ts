@@ -157,6 +157,13 @@ test('VVR: seattle/london/tokyo, london takes over and re-points tokyo by differ
   // ---- migrate back to seattle: roles return, difference-based
   writeChange(lRep, 'london/prod-2.bin', 80 * KiB);
   await update(london, 'tokyo'); // migrate needs every secondary current
+  // --dry-run: the plan names each secondary's base and what the final update moves at least
+  // (seattle has not seen prod-2 yet, tokyo has), and changes nothing.
+  const dryMigrate = await london.json(['migrate', 'vol', '--to', 'seattle', '--dry-run']);
+  const expect = Object.fromEntries(dryMigrate.plan.secondaries.map((x: any) => [x.peer, x.expectedBytes]));
+  assert.ok(expect.seattle >= 80 * KiB && expect.seattle < 200 * KiB, JSON.stringify(dryMigrate.plan.secondaries));
+  assert.equal(expect.tokyo, 0, JSON.stringify(dryMigrate.plan.secondaries));
+  assert.equal((await london.volume('vol')).role, 'primary');
   const mg = await london.json(['migrate', 'vol', '--to', 'seattle']);
   assert.equal(mg.plan.to, 'seattle');
   const sVol3 = await seattle.volume('vol');

@@ -7,6 +7,8 @@
 // a full resync.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { assertVerifies, makePair, mirrorStatus, secondaryJournal, sleep, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
@@ -158,3 +160,27 @@ test(
     }
   },
 );
+
+test('a commit that applies for longer than the stall timeout succeeds: the receiver keeps its answer alive', { timeout: 120_000 }, async () => {
+  // b holds its apply (after writing, before verifying) until the file appears: 3x the stall timeout.
+  const release = join(tmpdir(), `ferry-keepalive-${process.pid}-${Date.now()}`);
+  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: String(STALL_MS), FERRY_KEEPALIVE_MS: '500' } });
+  try {
+    await baseline(pair);
+    await stopDaemon(pair.b);
+    await startDaemon(pair.b, { ...pair.env, FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release });
+    pair.proxy.target = pair.b.port!;
+    addData(pair, 'slow', [2]);
+    const timer = setTimeout(() => writeFileSync(release, ''), 3 * STALL_MS);
+    const started = Date.now();
+    const r = await pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
+    clearTimeout(timer);
+    assert.equal(r.code, 0, `${r.stdout} ${r.stderr}`);
+    assert.ok(Date.now() - started >= 3 * STALL_MS, 'the apply was not held: the test proves nothing');
+    assert.equal(r.json.applied, true);
+    assertTreesEqual(pair.replica(), pair.data);
+  } finally {
+    rmSync(release, { force: true });
+    await pair.cleanup();
+  }
+});
