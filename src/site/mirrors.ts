@@ -322,10 +322,11 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
       site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, holdFor(m), site.clock.now());
       const err = commit.applied ? null : JSON.stringify({ code: 'REPLICA_WRITTEN', message: commit.refused ?? 'apply refused' });
-      const next = m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null;
+      const at = site.clock.now();
+      const next = m.scheduleS ? at + m.scheduleS * 1000 : null;
       site.db.run(
         'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ? WHERE id = ?',
-        target.id, site.clock.now(), err, JSON.stringify(transfer), next, m.id,
+        target.id, at, err, JSON.stringify(transfer), next, m.id,
       );
       site.event({ kind: 'replication.update', volume, outcome: commit.applied ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
     });
