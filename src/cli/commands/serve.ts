@@ -28,6 +28,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
       let reloader: ConfigReloader | undefined;
+      // A SIGHUP while starting must not kill the daemon (the default action): it is remembered,
+      // and the file re-read once the daemon runs.
+      let hupWhileStarting = false;
+      const earlyHangup = () => (hupWhileStarting = true);
+      process.on('SIGHUP', earlyHangup);
       try {
         // The site file first: it may set the log and listen settings read below.
         const engine = new Engine(site);
@@ -50,6 +55,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         if (g().json) printJson({ ...info, site: site.name, id: site.id });
         else process.stdout.write(`ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}\n`);
       } catch (err) {
+        process.off('SIGHUP', earlyHangup);
         await daemon?.stop().catch(() => {});
         site.close();
         site.logSink?.close?.();
@@ -57,6 +63,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
       }
       const onHangup = () => void reloader!.reload();
       process.on('SIGHUP', onHangup);
+      process.off('SIGHUP', earlyHangup);
+      if (hupWhileStarting) onHangup();
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (sig: string) => {
