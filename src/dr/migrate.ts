@@ -366,7 +366,11 @@ export async function acceptMigrate(
     for (const t of targets) {
       if (!t.peer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with a secondary of ${req.volume}; pair it before migrating`);
       const existing = site.db.get<{ id: string }>('SELECT id FROM mirrors WHERE volume = ? AND peer = ?', req.volume, t.peer.name);
-      if (existing) site.db.run('DELETE FROM mirrors WHERE id = ?', existing.id);
+      if (existing) {
+        // The old row's holds go with it (its base, anything in flight): the new row holds the final snapshot.
+        site.db.run('DELETE FROM holds WHERE holder IN (?, ?)', holdFor(existing), `${holdFor(existing)}:inflight`);
+        site.db.run('DELETE FROM mirrors WHERE id = ?', existing.id);
+      }
       const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth });
       site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?, next_run_at = ? WHERE id = ?", req.final, site.clock.now(), m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null, m.id);
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.final, holdFor(m), site.clock.now());

@@ -169,6 +169,9 @@ test('VVR: seattle/london/tokyo, london takes over and re-points tokyo by differ
   const sVol3 = await seattle.volume('vol');
   assert.equal(sVol3.role, 'primary');
   assert.deepEqual(sVol3.mirrors.map((m: any) => [m.peer, m.state, m.base]).sort(), [['london', 'idle', mg.final], ['tokyo', 'idle', mg.final]]);
+  // seattle's mirrors were rows from before (it was primary once): their old holds went with them.
+  const mirrorHolds = seattle.catalog((db) => db.prepare("SELECT holder, snapshot FROM holds WHERE holder LIKE 'mirror:%'").all() as Array<{ holder: string; snapshot: string }>);
+  assert.deepEqual(mirrorHolds.filter((h) => h.snapshot !== mg.final), [], 'a stale mirror hold keeps an old snapshot');
   const lVol3 = await london.volume('vol');
   assert.equal(lVol3.role, 'secondary');
   assert.equal(lVol3.secondary.source, 'seattle');
