@@ -18,7 +18,8 @@ import type { TokenBucket } from './token-bucket.ts';
 export interface SenderStore {
   get(id: ObjectId): Buffer;
   info(id: ObjectId): { kind: ObjectKind; rawLength: number; storedLength: number; codec: number } | undefined;
-  readStored(id: ObjectId): { codec: number; rawLength: number; stored: Buffer };
+  /** `crcOnly`: check the record's CRC and header, not the content's hash (the receiver hashes every object) */
+  readStored(id: ObjectId, opts?: { crcOnly?: boolean }): { codec: number; rawLength: number; stored: Buffer };
 }
 
 export interface TransferProgress {
@@ -180,7 +181,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     const prepare = async (id: ObjectId): Promise<WireObject> => {
       const info = store.info(id);
       if (!info) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} vanished from the store while sending`);
-      const s = store.readStored(id);
+      const s = store.readStored(id, { crcOnly: true });
       const whole: PreparedObject = { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
       const refs = refsOf.get(id);
       if (!refs) return whole;

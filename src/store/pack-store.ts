@@ -230,6 +230,8 @@ type Location =
   | { pending: false; id: ObjectId; kindCode: number; pack: number; offset: number; storedLength: number; rawLength: number; codec: number; lost?: boolean }
   | ({ pending: true } & PendingEntry);
 
+const EMPTY = Buffer.alloc(0);
+
 type CheckResult = { ok: true; raw: Buffer; record: ParsedRecord } | { ok: false; reason: string; problem: 'missing' | 'damaged' };
 
 const INSERT_ROWS = 64;
@@ -644,13 +646,27 @@ export class PackStore implements ObjectReader, ObjectWriter {
   }
 
   /**
+   * The object's bytes checked by its record's CRC and header, decompressed
+   * with a bound, but not hashed again: for readers whose result is verified
+   * anyway (the replica apply, whose result is captured and compared with the
+   * snapshot). Throws like `get`.
+   */
+  getUnhashed(id: ObjectId): Buffer {
+    const loc = this.#locate(id);
+    if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store; run \`ferry verify\` to find which snapshots need it`, { details: { id } });
+    const r = this.#check(loc, true, 'decode');
+    if (!r.ok) throw this.#failedRead(loc, r);
+    return r.raw;
+  }
+
+  /**
    * The verified stored form of an object (for GC copies: the bytes move
    * without recompression). Throws like `get`.
    */
-  readStored(id: ObjectId): { kindCode: number; codec: Codec; rawLength: number; stored: Buffer; pack: number } {
+  readStored(id: ObjectId, opts: { crcOnly?: boolean } = {}): { kindCode: number; codec: Codec; rawLength: number; stored: Buffer; pack: number } {
     const loc = this.#locate(id);
     if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store`, { details: { id } });
-    const r = this.#check(loc, true);
+    const r = this.#check(loc, true, opts.crcOnly ? 'crc' : 'full');
     if (!r.ok) throw this.#failedRead(loc, r);
     return { kindCode: loc.kindCode, codec: loc.codec as Codec, rawLength: loc.rawLength, stored: r.record.stored, pack: loc.pending ? 0 : loc.pack };
   }
@@ -692,8 +708,13 @@ export class PackStore implements ObjectReader, ObjectWriter {
     });
   }
 
-  /** Reads one record and checks it against the index and the id. Never throws for damage. */
-  #check(loc: Location, checkCrc: boolean): CheckResult {
+  /**
+   * Reads one record and checks it against the index and the id. Never throws for damage.
+   * `depth`: 'full' decodes and hashes the content; 'decode' decodes without hashing; 'crc'
+   * stops after the record's CRC and header (the stored bytes are returned, `raw` is empty):
+   * for a sender, whose receiver verifies every object by its hash anyway.
+   */
+  #check(loc: Location, checkCrc: boolean, depth: 'full' | 'decode' | 'crc' = 'full'): CheckResult {
     let rec: ParsedRecord | string;
     if (loc.pending) {
       let bytes: Buffer;
@@ -716,6 +737,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
     if (typeof rec === 'string') return { ok: false, reason: rec, problem: 'damaged' };
     if (!rec.id.equals(objectIdToBytes(loc.id))) return { ok: false, reason: `the record holds object ${objectIdFromBytes(rec.id)}`, problem: 'damaged' };
     if (rec.kindCode !== loc.kindCode || rec.codec !== loc.codec || rec.rawLength !== loc.rawLength) return { ok: false, reason: 'record header differs from the index', problem: 'damaged' };
+    if (depth === 'crc') return { ok: true, raw: EMPTY, record: rec };
     let raw: Buffer;
     if (rec.codec === CODEC_ZSTD) {
       try {
@@ -728,7 +750,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
       raw = rec.stored;
     }
     if (raw.length !== rec.rawLength) return { ok: false, reason: `decoded ${raw.length} bytes, expected ${rec.rawLength}`, problem: 'damaged' };
-    if (hashBytes(raw) !== loc.id) return { ok: false, reason: 'content does not match its hash', problem: 'damaged' };
+    if (depth === 'full' && hashBytes(raw) !== loc.id) return { ok: false, reason: 'content does not match its hash', problem: 'damaged' };
     return { ok: true, raw, record: rec };
   }
 

@@ -72,6 +72,28 @@ describe('PackStore', () => {
     }
   });
 
+  test('the lighter reads (a sender\'s CRC-only readStored, the apply\'s getUnhashed) still refuse a flipped byte', () => {
+    const home = makeTestStore();
+    try {
+      const plain = pseudoRandomBytes(5000, 'light1');
+      const packed = compressibleBytes(20000, 'light2');
+      const ip = home.store.put('chunk', plain).id;
+      const iz = home.store.put('chunk', packed).id;
+      home.store.flush();
+      // intact: the same bytes as the full reads
+      assert.deepEqual(home.store.readStored(ip, { crcOnly: true }).stored, home.store.readStored(ip).stored);
+      assert.deepEqual(home.store.getUnhashed(iz), packed);
+      for (const id of [ip, iz]) {
+        const at = locate(home.store, id);
+        flipByte(at.path, at.offset + RECORD_HEADER_SIZE + 3);
+        assert.throws(() => home.store.readStored(id, { crcOnly: true }), (e: unknown) => isFerryError(e, 'OBJECT_CORRUPT') && /CRC/.test(e.message));
+        assert.throws(() => home.store.getUnhashed(id), (e: unknown) => isFerryError(e, 'OBJECT_CORRUPT'));
+      }
+    } finally {
+      home.dispose();
+    }
+  });
+
   test('a damaged record header and a forged index length are caught', () => {
     const home = makeTestStore();
     try {
