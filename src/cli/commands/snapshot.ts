@@ -56,7 +56,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
         process.stdout.write(
           table(
             ['ID', 'NAME', 'TIME', 'FILES', 'SIZE', 'ADDED', 'HOLDS'],
-            snaps.map((s) => [s.id, s.name ?? '-', formatTime(s.time), String(s.stats.files ?? ''), formatBytes(Number(s.stats.bytes ?? 0)), formatBytes(Number(s.stats.bytesStored ?? 0)), s.holds.join(',') || '-']),
+            // A replicated snapshot was not captured here: its file counts and sizes are the origin's (`snapshot show` at the origin).
+            snaps.map((s) => {
+              const known = s.stats.files !== undefined;
+              return [s.id, s.name ?? '-', formatTime(s.time), known ? String(s.stats.files) : '-', known ? formatBytes(Number(s.stats.bytes ?? 0)) : '-', known ? formatBytes(Number(s.stats.bytesStored ?? 0)) : '-', s.holds.join(',') || '-'];
+            }),
           ) + '\n',
         );
       }, { readOnly: true }),
