@@ -3,13 +3,14 @@
 // by the real CLI; volumes of random files; copies and restores to compare
 // byte for byte. Every daemon started here is tracked: `cleanup()` (from an
 // after hook) kills it, and a process 'exit' handler SIGKILLs any left over.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import assert from 'node:assert/strict';
-import { FERRY_BIN, runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { startDaemon, stopDaemon, withCatalog } from './daemons.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume, parseMemberSpec, type Hooks } from '../../src/site/volumes.ts';
 
@@ -54,17 +55,6 @@ export interface DrSite {
   catalog<T>(fn: (db: DatabaseSync) => T, opts?: { write?: boolean }): T;
   cleanup(): Promise<void>;
 }
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const p of running) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -129,43 +119,18 @@ export async function newSite(name: string): Promise<DrSite> {
     },
     async start(o = {}) {
       assert.ok(!site.proc, `[${name}] daemon already running`);
-      const port = o.port ?? site.port ?? 0;
-      const p = spawn(FERRY_BIN, ['serve', '--home', home, '--listen', `127.0.0.1:${port}`, '--tick', String(o.tick ?? 1000)], {
-        env: { ...process.env, FERRY_NO_PROGRESS: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      running.add(p);
-      site.proc = p;
       site.log = '';
-      p.stdout!.on('data', (d) => (site.log += d));
-      p.stderr!.on('data', (d) => (site.log += d));
-      p.once('exit', () => running.delete(p));
-      const infoPath = join(home, 'daemon.json');
-      try {
-        const d = await waitFor(`[${name}] daemon.json`, () => {
-          if (p.exitCode !== null || p.signalCode !== null) throw new Error(`daemon exited (${p.exitCode ?? p.signalCode}): ${site.log}`);
-          if (!existsSync(infoPath)) return undefined;
-          const d = JSON.parse(readFileSync(infoPath, 'utf8')) as { pid: number; port: number; socket: string };
-          return d.pid === p.pid && existsSync(d.socket) ? d : undefined;
-        }, 60_000, 50);
-        site.port = d.port;
-        site.url = `https://127.0.0.1:${d.port}`;
-      } catch (err) {
-        p.kill('SIGKILL');
-        site.proc = undefined;
-        throw err;
-      }
+      const d = await startDaemon(home, { name, port: o.port ?? site.port, tick: o.tick, onOutput: (t) => (site.log += t), output: () => site.log });
+      site.proc = d.proc;
+      site.port = d.info.port;
+      site.url = `https://127.0.0.1:${d.info.port}`;
     },
     async stop(signal = 'SIGTERM') {
       const p = site.proc;
       if (!p) return;
-      const done = p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => p.once('exit', () => r()));
-      p.kill(signal);
-      const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
       try {
-        await done;
+        await stopDaemon(p, signal);
       } finally {
-        clearTimeout(timer);
         site.proc = undefined;
       }
     },
@@ -194,15 +159,7 @@ export async function newSite(name: string): Promise<DrSite> {
       await json(['restore', volume, '--snapshot', snapshot, '--target', target]);
       return target;
     },
-    catalog(fn, o = {}) {
-      const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: !o.write });
-      try {
-        db.exec('PRAGMA busy_timeout = 10000');
-        return fn(db);
-      } finally {
-        db.close();
-      }
-    },
+    catalog: (fn, o = {}) => withCatalog(home, fn, o),
     async cleanup() {
       await site.stop('SIGKILL').catch(() => {});
       tmp.cleanup();

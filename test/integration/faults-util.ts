@@ -9,9 +9,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
 import assert from 'node:assert/strict';
 import { FERRY_BIN, runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { withCatalog } from './daemons.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
 export interface FaultSite {
@@ -189,15 +189,6 @@ export function writeSmallFiles(dir: string, count: number, prefix = 'f'): void 
   }
 }
 
-function withCatalog<T>(home: string, fn: (db: DatabaseSync) => T): T {
-  const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: true });
-  try {
-    db.exec('PRAGMA busy_timeout = 5000');
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
 
 /** Objects indexed in a site's store (durable: a pack is indexed only once fsynced). */
 export function storeTotals(home: string): { objects: number; bytes: number } {

@@ -3,21 +3,17 @@
 // (port 0: the kernel picks one). Every daemon started here is tracked:
 // `cleanupAll(sites)` (call it from an after hook) kills them and removes
 // the homes, and a process 'exit' handler SIGKILLs any a crashed test left.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import assert from 'node:assert/strict';
-import { FERRY_BIN, runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { startDaemon, stopDaemon, withCatalog, type DaemonJson } from './daemons.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume, parseMemberSpec } from '../../src/site/volumes.ts';
 
-export interface DaemonJson {
-  pid: number;
-  socket: string;
-  listen: string;
-  port: number;
-}
+export type { DaemonJson } from './daemons.ts';
+export { waitFor } from './daemons.ts';
 
 export interface RealSite {
   name: string;
@@ -63,42 +59,7 @@ export interface MirrorRow {
   lastError: { code: string; message: string } | null;
 }
 
-function readCatalog<T>(home: string, fn: (db: DatabaseSync) => T): T {
-  const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: true });
-  try {
-    db.exec('PRAGMA busy_timeout = 5000');
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const p of running) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-/** Poll `fn` until it returns a value (not undefined/false); an error thrown by `fn` fails at once. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-function exited(p: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve({ code: p.exitCode, signal: p.signalCode });
-  return new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
-}
+const readCatalog = withCatalog;
 
 export async function createSite(name: string): Promise<RealSite> {
   const tmp = tempDir(`ferry-rep-${name}-`);
@@ -134,46 +95,19 @@ export async function createSite(name: string): Promise<RealSite> {
     },
     async start(o = {}) {
       assert.ok(!site.proc, `[${name}] daemon already running`);
-      const port = o.port ?? 0;
-      const p = spawn(FERRY_BIN, ['serve', '--home', home, '--listen', `127.0.0.1:${port}`, '--tick', String(o.tick ?? 1000)], {
-        env: { ...process.env, FERRY_NO_PROGRESS: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      running.add(p);
-      site.proc = p;
       site.log = '';
-      p.stdout!.on('data', (d) => (site.log += d));
-      p.stderr!.on('data', (d) => (site.log += d));
-      p.once('exit', () => running.delete(p));
-      const infoPath = join(home, 'daemon.json');
-      const info = await waitFor<DaemonJson>(`[${name}] daemon.json`, () => {
-        if (p.exitCode !== null || p.signalCode !== null) throw new Error(`daemon exited (${p.exitCode ?? p.signalCode}): ${site.log}`);
-        let d: DaemonJson;
-        try {
-          d = JSON.parse(readFileSync(infoPath, 'utf8')) as DaemonJson; // absent, or half written: not yet
-        } catch {
-          return undefined;
-        }
-        return d.pid === p.pid && existsSync(d.socket) && /listening on https:/.test(site.log) ? d : undefined;
-      }, 30_000, 50).catch((err) => {
-        p.kill('SIGKILL');
-        site.proc = undefined;
-        throw err;
-      });
-      site.port = info.port;
-      site.url = `https://127.0.0.1:${info.port}`;
-      return info;
+      const d = await startDaemon(home, { name, port: o.port, tick: o.tick, timeoutMs: 30_000, onOutput: (t) => (site.log += t), output: () => site.log });
+      site.proc = d.proc;
+      site.port = d.info.port;
+      site.url = `https://127.0.0.1:${d.info.port}`;
+      return d.info;
     },
     async stop(signal = 'SIGTERM') {
       const p = site.proc;
       if (!p) return { code: 0, signal: null };
-      const done = exited(p);
-      p.kill(signal);
-      const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
       try {
-        return await done;
+        return await stopDaemon(p, signal, 20_000);
       } finally {
-        clearTimeout(timer);
         site.proc = undefined;
       }
     },

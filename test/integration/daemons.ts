@@ -1,0 +1,104 @@
+// The plumbing every integration helper shares: start a real `ferry serve`
+// for a home on loopback and wait until it answers, stop it, read a site's
+// catalog beside its daemon, poll for a condition. Every daemon started here
+// is tracked, and a process 'exit' handler SIGKILLs any a crashed test left.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { FERRY_BIN } from '../helpers.ts';
+
+export interface DaemonJson {
+  pid: number;
+  socket: string;
+  listen: string;
+  port: number;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of running) {
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** Poll `fn` until it returns a value (not undefined/false); an error thrown by `fn` fails at once. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface Daemon {
+  proc: ChildProcess;
+  info: DaemonJson;
+}
+
+/**
+ * `ferry serve --home HOME --listen 127.0.0.1:PORT` (0: any port), resolved once
+ * daemon.json names this process, its socket exists and it printed that it listens.
+ * Its output goes to `onOutput`.
+ */
+export async function startDaemon(home: string, o: { name: string; port?: number; tick?: number; env?: Record<string, string>; timeoutMs?: number; onOutput: (s: string) => void; output: () => string }): Promise<Daemon> {
+  const p = spawn(FERRY_BIN, ['serve', '--home', home, '--listen', `127.0.0.1:${o.port ?? 0}`, '--tick', String(o.tick ?? 1000)], {
+    env: { ...process.env, FERRY_NO_PROGRESS: '1', ...o.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(p);
+  p.stdout!.on('data', (d) => o.onOutput(String(d)));
+  p.stderr!.on('data', (d) => o.onOutput(String(d)));
+  p.once('exit', () => running.delete(p));
+  const infoPath = join(home, 'daemon.json');
+  try {
+    const info = await waitFor<DaemonJson>(`[${o.name}] daemon.json`, () => {
+      if (p.exitCode !== null || p.signalCode !== null) throw new Error(`daemon exited (${p.exitCode ?? p.signalCode}): ${o.output()}`);
+      let d: DaemonJson;
+      try {
+        d = JSON.parse(readFileSync(infoPath, 'utf8')) as DaemonJson; // absent, or half written: not yet
+      } catch {
+        return undefined;
+      }
+      return d.pid === p.pid && existsSync(d.socket) && /listening on https:/.test(o.output()) ? d : undefined;
+    }, o.timeoutMs ?? 60_000, 50);
+    return { proc: p, info };
+  } catch (err) {
+    p.kill('SIGKILL');
+    throw err;
+  }
+}
+
+export function exited(p: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve({ code: p.exitCode, signal: p.signalCode });
+  return new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+/** Signal a daemon and wait for it to exit (SIGKILL after `graceMs`). */
+export async function stopDaemon(p: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const done = exited(p);
+  p.kill(signal);
+  const timer = setTimeout(() => p.kill('SIGKILL'), graceMs);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Run `fn` on a site's catalog, opened beside its daemon (read-only unless `write`). */
+export function withCatalog<T>(home: string, fn: (db: DatabaseSync) => T, o: { write?: boolean } = {}): T {
+  const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: !o.write });
+  try {
+    db.exec('PRAGMA busy_timeout = 10000');
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
