@@ -70,8 +70,13 @@ async function cutRound(pair: Pair, round: number, fractions: number[], verb: 'i
   }
   pair.proxy.pass();
   // The receiving daemon may still be storing what it read before the reset (under load, after the
-  // sender has already given up): measure once its store has stopped growing.
+  // sender has already given up; a cut request's objects are indexed when the daemon sees the cut):
+  // measure once something has been indexed and the store has stopped growing.
   let mid = storeTotals(pair.b.home);
+  for (let k = 0; k < 150 && mid.bytes === before.bytes; k++) {
+    await new Promise((r) => setTimeout(r, 100));
+    mid = storeTotals(pair.b.home);
+  }
   for (let stable = 0; stable < 3; ) {
     await new Promise((r) => setTimeout(r, 150));
     const now = storeTotals(pair.b.home);
