@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
-import { WINDOW_BYTES } from './client.ts';
+import { STALL_TIMEOUT_MS, WINDOW_BYTES } from './client.ts';
 import type { Engine } from './engine.ts';
 import { errorBody, KEEPALIVE_HEADER, KEEPALIVE_MS, readBody, ROUTES } from './http.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
@@ -194,6 +194,10 @@ export class Daemon {
               received++;
             }
           }
+          // A sender gone silent (a link that died without a reset reaching us) must not hold its
+          // stream, and the objects it delivered unflushed, for ever: the put ends, and what arrived is kept.
+          const stallMs = Number(process.env.FERRY_STALL_TIMEOUT_MS) || STALL_TIMEOUT_MS;
+          stream.setTimeout(stallMs, () => stream.destroy(new FerryError('TRANSFER_INTERRUPTED', `no data from the peer for ${stallMs / 1000} s`)));
           try {
             const r = await rx.put(volume, counted(decodeObjectStream(stream, { budget: account })));
             return reply(200, JSON.stringify(r));
