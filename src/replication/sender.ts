@@ -5,9 +5,11 @@
 // tree it also holds everything below it. That ordering is what lets the
 // next negotiation skip a subtree after an interrupted transfer, so resuming
 // never resends what arrived.
+import { promisify } from 'node:util';
+import { zstdDecompress } from 'node:zlib';
 import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import { CODEC_ZSTD, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
 import { makeDelta, type DeltaPlan } from './delta.ts';
 import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, type WireObject } from './protocol.ts';
@@ -61,6 +63,8 @@ interface Pending {
   base?: ObjectId;
 }
 
+const decompress = promisify(zstdDecompress);
+
 /** Deltas computed ahead of the one being sent (zstd runs on libuv's threads meanwhile). */
 const DELTA_AHEAD = 4;
 
@@ -74,7 +78,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   const seen = new Set<string>();
   // For deltas: each changed chunk's candidate references in the base.
   const refsOf = new Map<ObjectId, DeltaPlan>();
-  const baseOf = (id: ObjectId | undefined, decode: (raw: Buffer) => unknown) => (o.deltaBase && id ? decode(store.get(id)) : undefined);
+  const baseOf = <T>(id: ObjectId | undefined, decode: (raw: Buffer) => T): T | undefined => (o.deltaBase && id ? decode(store.get(id)) : undefined);
 
   const ask = async (ids: Pending[]): Promise<Pending[]> => {
     const fresh = ids.filter((p) => !seen.has(p.id) && (seen.add(p.id), true));
@@ -101,7 +105,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const raw = store.get(p.id);
       switch (p.kind) {
         case 'snapshot': {
-          const base = baseOf(p.base, decodeSnapshot) as ReturnType<typeof decodeSnapshot> | undefined;
+          const base = baseOf(p.base, decodeSnapshot);
           for (const m of decodeSnapshot(raw).members) {
             const bm = base?.members.find((x) => x.name === m.name && x.kind === m.kind);
             next.push({ id: m.root, kind: m.kind === 'tree' ? 'tree' : 'image', base: bm?.root });
@@ -109,7 +113,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
           break;
         }
         case 'tree': {
-          const base = baseOf(p.base, decodeTree) as ReturnType<typeof decodeTree> | undefined;
+          const base = baseOf(p.base, decodeTree);
           const byName = base ? new Map(base.entries.map((e) => [e.name.toString('latin1'), e])) : undefined;
           for (const e of decodeTree(raw).entries) {
             const be = byName?.get(e.name.toString('latin1'));
@@ -122,12 +126,12 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
           break;
         }
         case 'image': {
-          const base = baseOf(p.base, decodeImage) as ReturnType<typeof decodeImage> | undefined;
+          const base = baseOf(p.base, decodeImage);
           decodeImage(raw).lists.forEach((l, i) => next.push({ id: l, kind: 'blocklist', base: base?.lists[i] }));
           break;
         }
         case 'blocklist': {
-          const base = baseOf(p.base, decodeBlockList) as ReturnType<typeof decodeBlockList> | undefined;
+          const base = baseOf(p.base, decodeBlockList);
           decodeBlockList(raw).blocks.forEach((b, i) => {
             if (!b) return;
             next.push({ id: b, kind: 'chunk' });
@@ -185,7 +189,11 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const whole: PreparedObject = { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
       const refs = refsOf.get(id);
       if (!refs) return whole;
-      return (await makeDelta(store, { kind: info.kind, id, raw: store.get(id), storedLength: s.stored.byteLength }, refs)) ?? whole;
+      // The raw bytes from the record just read (not a second read): the receiver checks what the delta rebuilds.
+      const raw = s.codec === CODEC_ZSTD ? await decompress(s.stored, { maxOutputLength: Math.max(s.rawLength, 1) }).catch((err: Error) => {
+        throw new FerryError('OBJECT_CORRUPT', `object ${id} does not decompress: ${err.message}; run \`ferry verify\``);
+      }) : s.stored;
+      return (await makeDelta(store, { kind: info.kind, id, raw, storedLength: s.stored.byteLength }, refs)) ?? whole;
     };
     async function* objects(): AsyncGenerator<WireObject> {
       const ahead: Promise<WireObject>[] = [];

@@ -542,12 +542,12 @@ export class SiteReceiver implements Receiver {
     const warnings: string[] = [];
     const imageStats: Record<string, ImageStat> = {};
     const applied = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
+    // Objects were verified by hash when they arrived, and the replica is captured and compared with the
+    // snapshot after the apply: reading them back, the record's CRC is check enough (no second hash).
+    const store = { has: (id: ObjectId) => site.store.has(id), info: (id: ObjectId) => site.store.info(id), get: (id: ObjectId) => site.store.getUnhashed(id) };
+    const opts = { store, onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`) };
     for (const m of vol.members) {
       const to = target.members.find((x) => x.name === m.name)!;
-      // Objects were verified by hash when they arrived, and the replica is captured and compared with the
-      // snapshot after the apply: reading them back, the record's CRC is check enough (no second hash).
-      const store = { has: (id: ObjectId) => site.store.has(id), info: (id: ObjectId) => site.store.info(id), get: (id: ObjectId) => site.store.getUnhashed(id) };
-      const opts = { store, onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`) };
       const st = m.kind === 'tree' ? applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
       if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
       for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];

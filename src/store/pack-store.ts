@@ -638,11 +638,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
   }
 
   get(id: ObjectId): Buffer {
-    const loc = this.#locate(id);
-    if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store; run \`ferry verify\` to find which snapshots need it`, { details: { id } });
-    const r = this.#check(loc, false);
-    if (!r.ok) throw this.#failedRead(loc, r);
-    return r.raw;
+    return this.#read(id, false, 'full').r.raw;
   }
 
   /**
@@ -652,23 +648,27 @@ export class PackStore implements ObjectReader, ObjectWriter {
    * snapshot). Throws like `get`.
    */
   getUnhashed(id: ObjectId): Buffer {
-    const loc = this.#locate(id);
-    if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store; run \`ferry verify\` to find which snapshots need it`, { details: { id } });
-    const r = this.#check(loc, true, 'decode');
-    if (!r.ok) throw this.#failedRead(loc, r);
-    return r.raw;
+    return this.#read(id, true, 'decode').r.raw;
   }
 
   /**
    * The verified stored form of an object (for GC copies: the bytes move
-   * without recompression). Throws like `get`.
+   * without recompression). Throws like `get`. `crcOnly`: check the record's
+   * CRC and header, not the content's hash (for a sender: its receiver
+   * hashes every object).
    */
   readStored(id: ObjectId, opts: { crcOnly?: boolean } = {}): { kindCode: number; codec: Codec; rawLength: number; stored: Buffer; pack: number } {
-    const loc = this.#locate(id);
-    if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store`, { details: { id } });
-    const r = this.#check(loc, true, opts.crcOnly ? 'crc' : 'full');
-    if (!r.ok) throw this.#failedRead(loc, r);
+    const { loc, r } = this.#read(id, true, opts.crcOnly ? 'crc' : 'full');
     return { kindCode: loc.kindCode, codec: loc.codec as Codec, rawLength: loc.rawLength, stored: r.record.stored, pack: loc.pending ? 0 : loc.pack };
+  }
+
+  /** One object's record, checked to `depth` (see #check); throws OBJECT_NOT_FOUND, or OBJECT_CORRUPT (marking its pack lost). */
+  #read(id: ObjectId, checkCrc: boolean, depth: 'full' | 'decode' | 'crc'): { loc: Location; r: Extract<CheckResult, { ok: true }> } {
+    const loc = this.#locate(id);
+    if (!loc) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} is not in the store; run \`ferry verify\` to find which snapshots need it`, { details: { id } });
+    const r = this.#check(loc, checkCrc, depth);
+    if (!r.ok) throw this.#failedRead(loc, r);
+    return { loc, r };
   }
 
   #locate(id: ObjectId): Location | undefined {

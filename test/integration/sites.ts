@@ -59,8 +59,6 @@ export interface MirrorRow {
   lastError: { code: string; message: string } | null;
 }
 
-const readCatalog = withCatalog;
-
 export async function createSite(name: string): Promise<RealSite> {
   const tmp = tempDir(`ferry-rep-${name}-`);
   const home = join(tmp.path, 'home');
@@ -115,7 +113,7 @@ export async function createSite(name: string): Promise<RealSite> {
       return json(['status']);
     },
     mirrorRow(volume, peer) {
-      const r = readCatalog(home, (db) =>
+      const r = withCatalog(home, (db) =>
         db.prepare('SELECT m.*, s.time AS base_time FROM mirrors m LEFT JOIN snapshots s ON s.id = m.base WHERE m.volume = ? AND m.peer = ?').get(volume, peer),
       ) as any;
       assert.ok(r, `[${name}] no mirror of ${volume} to ${peer} in the catalog`);
@@ -125,7 +123,7 @@ export async function createSite(name: string): Promise<RealSite> {
       };
     },
     secondaryRow(volume) {
-      const r = readCatalog(home, (db) => db.prepare('SELECT applied, applying, consistent FROM secondaries WHERE volume = ?').get(volume)) as any;
+      const r = withCatalog(home, (db) => db.prepare('SELECT applied, applying, consistent FROM secondaries WHERE volume = ?').get(volume)) as any;
       return r ? { applied: r.applied, applying: r.applying, consistent: r.consistent === 1 } : undefined;
     },
     async mirror(volume, peer) {
