@@ -459,7 +459,7 @@ interface Row {
   toolBytes?: number;
   changedBytes: number;
   verify?: Verification;
-  ferryTransfer?: unknown;
+  ferryTransfer?: { result: unknown; statusLastTransfer: unknown };
   rsyncStats?: RsyncStats;
   quietSeconds?: number;
 }
@@ -724,6 +724,8 @@ function formatReport(r: Report): string {
       `${wireRatio === undefined ? 'n/a' : wireRatio.toFixed(2)} | ${wireTarget === undefined ? '—' : `<= ${wireTarget}`} | ${yes(wireRatio, wireTarget)} | ${others || '—'} |`);
   }
   lines.push('');
+  const steps = r.rows.filter((m) => stepsOf(m)).map((m) => `- ${m.case}: ${stepsOf(m)}`);
+  if (steps.length) lines.push('ferry\'s steps (s), from `status --json` lastTransfer.phases (the destination\'s steps run inside "commit"):', ...steps, '');
   const modes = r.rows.filter((m) => m.rsyncStats && m.case.endsWith('update'))
     .map((m) => `${m.tool}, ${m.case}: ${m.rsyncStats!.mode} (literal ${humanBytes(m.rsyncStats!.literal)}, matched ${humanBytes(m.rsyncStats!.matched)}, ${m.rsyncStats!.filesTransferred} files)`);
   if (modes.length) lines.push('rsync\'s transfer mode, from its --stats:', ...modes.map((x) => `- ${x}`), '');
@@ -733,6 +735,13 @@ function formatReport(r: Report): string {
   lines.push('Commands:', ...r.rows.filter((m, i, all) => all.findIndex((x) => x.tool === m.tool && x.command === m.command) === i).map((m) => `- ${m.tool}: \`${m.command}\``), '');
   lines.push(`Phases (s): ${Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}; total ${r.totalSeconds.toFixed(0)} s. Work directory: ${r.work}`);
   return lines.join('\n') + '\n';
+}
+
+/** ferry's own step timings for a row (snapshot, send, commit and the destination's steps), as one line. */
+function stepsOf(row: Row): string | undefined {
+  const t = row.ferryTransfer?.statusLastTransfer as { phases?: Record<string, number> } | null | undefined;
+  if (!t?.phases) return undefined;
+  return Object.entries(t.phases).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
 }
 
 // ---------------------------------------------------------------- main
@@ -887,6 +896,8 @@ async function main(): Promise<void> {
       else {
         log(`  ${row.case} ${row.tool}: ${row.wallSeconds} s wall, ${row.cpuSeconds} s CPU, wire ${row.wire ? humanBytes(row.wire.total) : 'n/a'}, ` +
           `replica ${row.verify?.ok ? 'matches' : 'DOES NOT MATCH'}`);
+        const steps = stepsOf(row);
+        if (steps) log(`    ferry steps (s): ${steps}`);
         if (row.verify && !row.verify.ok) log(`  !!! ${row.tool}, ${row.case}: REPLICA MISMATCH: ${row.verify.detail}`);
       }
     };

@@ -16,6 +16,7 @@ import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
 import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
+import type { CachedFile } from '../snapshot/stat-cache.ts';
 
 export interface ApplyStats {
   created: number;
@@ -30,6 +31,13 @@ export interface ApplyOptions {
   onWarning?: (path: string, message: string) => void;
   noOwner?: boolean;
   signal?: AbortSignal;
+  /**
+   * Called for each regular file the apply wrote, with what lstat saw once it
+   * was in place (dir and name as member-relative latin1 strings, '' for the
+   * root): the replica's verification capture takes these instead of reading
+   * the files again (receiver.ts).
+   */
+  onFileWritten?: (dir: string, name: string, file: CachedFile) => void;
 }
 
 const SLASH = Buffer.from('/');
@@ -216,7 +224,18 @@ class TreeApplier {
     } catch (err) {
       throw wrapIoError(err, `renaming into place ${p}`);
     }
-    if (y.type === 'file') this.#replaced.add(rel);
+    if (y.type === 'file') {
+      this.#replaced.add(rel);
+      this.#written(p, rel, y);
+    }
+  }
+
+  /** Tell onFileWritten what lstat sees of a file just put in place. */
+  #written(p: Buffer, rel: string, e: TreeEntry): void {
+    if (!this.#o.onFileWritten) return;
+    const st = lstatSync(p, { bigint: true });
+    const slash = rel.lastIndexOf('/');
+    this.#o.onFileWritten(slash < 0 ? '' : rel.slice(0, slash), slash < 0 ? rel : rel.slice(slash + 1), { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks: e.chunks ?? [] });
   }
 
   /** Hard links last, once their targets exist; and links whose target file was replaced are remade. */

@@ -83,8 +83,8 @@ export interface DeltaStore {
 }
 
 /**
- * Rebuild a delta from this side's copies of its references (each verified
- * when read), check the result against the object's id, and return it ready
+ * Rebuild a delta from this side's copies of its references (each checked
+ * by its record's CRC when read), check the result against the object's id, and return it ready
  * to store (compressed where that pays). Every failure is a PROTOCOL error
  * naming the object: a peer's delta is untrusted input.
  */

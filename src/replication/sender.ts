@@ -19,6 +19,8 @@ import type { TokenBucket } from './token-bucket.ts';
 /** What the sender needs of its store: metadata reads (verified) and stored bytes for sending. */
 export interface SenderStore {
   get(id: ObjectId): Buffer;
+  /** the bytes checked by their record's CRC, not hashed (a delta's references: the receiver checks what the delta rebuilds) */
+  getUnhashed?(id: ObjectId): Buffer;
   info(id: ObjectId): { kind: ObjectKind; rawLength: number; storedLength: number; codec: number } | undefined;
   /** `crcOnly`: check the record's CRC and header, not the content's hash (the receiver hashes every object) */
   readStored(id: ObjectId, opts?: { crcOnly?: boolean }): { codec: number; rawLength: number; stored: Buffer };
@@ -174,6 +176,8 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   progress.phase = 'sending';
   o.onProgress?.({ ...progress });
 
+  // A delta's references, read without hashing: the receiver hashes what the delta rebuilds, so a bad reference fails there.
+  const refSource = { get: (id: ObjectId) => (store.getUnhashed ? store.getUnhashed(id) : store.get(id)) };
   const batchBytes = o.batchBytes ?? 64 * 1024 * 1024;
   let i = 0;
   while (i < order.length) {
@@ -193,7 +197,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const raw = s.codec === CODEC_ZSTD ? await decompress(s.stored, { maxOutputLength: Math.max(s.rawLength, 1) }).catch((err: Error) => {
         throw new FerryError('OBJECT_CORRUPT', `object ${id} does not decompress: ${err.message}; run \`ferry verify\``);
       }) : s.stored;
-      return (await makeDelta(store, { kind: info.kind, id, raw, storedLength: s.stored.byteLength }, refs)) ?? whole;
+      return (await makeDelta(refSource, { kind: info.kind, id, raw, storedLength: s.stored.byteLength }, refs)) ?? whole;
     };
     async function* objects(): AsyncGenerator<WireObject> {
       const ahead: Promise<WireObject>[] = [];

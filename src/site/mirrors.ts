@@ -8,8 +8,9 @@ import { FerryError, isFerryError } from '../core/errors.ts';
 import { parseName, type ObjectId } from '../core/ids.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { sendSnapshot, type TransferProgress } from '../replication/sender.ts';
+import { EarlySender, type EarlySendOptions, type EarlyStats } from '../replication/early-send.ts';
 import { TokenBucket } from '../replication/token-bucket.ts';
-import type { Receiver, SiblingInfo } from '../replication/types.ts';
+import type { HelloRequest, Receiver, SiblingInfo } from '../replication/types.ts';
 import { PROTOCOL_VERSION } from '../replication/types.ts';
 import type { Site } from './site.ts';
 import { getPeer, type Peer } from './peers.ts';
@@ -29,7 +30,34 @@ export interface LastTransfer {
   seconds: number;
   throughput: number;
   at: number;
+  /**
+   * Seconds per step: snapshot (the capture, when this update took one), send (negotiation and
+   * streaming), commit (the destination's commit and apply, waited for), and the destination's own
+   * steps as it reported them (check, writesCheck, apply, verify).
+   */
+  phases?: Record<string, number>;
+  /**
+   * What went while the capture ran (docs/replication.md, "Overlap of capture and transfer"): chunks
+   * and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
+   * flight (inside the snapshot step); why it stopped early, if it did (the update went on).
+   */
+  early?: { objects: number; bytes: number; seconds: number; error?: { code: string; message: string } };
 }
+
+const PHASE_KEYS = ['check', 'writesCheck', 'apply', 'verify'];
+
+/** The destination's step timings, as far as they are sane numbers (they come from the network). */
+function remotePhases(p: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!p || typeof p !== 'object') return out;
+  for (const k of PHASE_KEYS) {
+    const v = (p as Record<string, unknown>)[k];
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 1e7) out[k] = v;
+  }
+  return out;
+}
+
+const secondsSince = (t: number) => Math.round(performance.now() - t) / 1000;
 
 export interface Mirror {
   id: string;
@@ -239,22 +267,43 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   setMirrorState(site, m, o.initialize ? 'baselining' : 'updating', o.scheduled ? 'schedule' : 'requested');
   site.db.run('UPDATE mirrors SET last_attempt_at = ? WHERE id = ?', now, m.id);
   const started = performance.now();
+  const phases: Record<string, number> = {};
   try {
     const peer = getPeer(site, m.peer);
     const vol = getVolume(site, volume);
+    const helloRequest = (): HelloRequest => {
+      const siblings = siblingsOf(site, m);
+      return { protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })), keep: keepFor(m, siblings.length), siblings };
+    };
+    const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
     // The target is chosen (or taken) before the peer is contacted: while the peer is unreachable,
     // scheduled attempts still take snapshots here; they queue, and the next update sends the newest.
     let target: SnapshotRecord;
+    let early: EarlyStats | undefined;
     if (o.snapshot) target = resolveSnapshot(site, volume, o.snapshot);
     else {
       // A new snapshot, unless a scheduled retry finds one queued by an earlier attempt of this
       // schedule period (newer than the base): retries after failures do not multiply snapshots.
       const queued = o.scheduled && m.failures > 0 && m.scheduleS ? newestSnapshot(site, volume) : undefined;
       const baseTime = m.base ? (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0) : 0;
-      target =
-        queued && queued.id !== m.base && queued.time > baseTime && now - queued.time < m.scheduleS! * 1000
-          ? queued
-          : (await createSnapshot(site, volume, { pool: deps.pool, signal: o.signal })).snapshot;
+      if (queued && queued.id !== m.base && queued.time > baseTime && now - queued.time < m.scheduleS! * 1000) target = queued;
+      else {
+        const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal });
+        // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
+        // one, changed chunks go as deltas against the base after it, as below.
+        if (o.initialize || !m.base) {
+          const open = async (signal: AbortSignal) => {
+            const rx = deps.connect(peer);
+            await rx.hello(helloRequest(), signal);
+            return rx;
+          };
+          const r = await captureSendingEarly(site, capture, { open, volume: m.remoteVolume, signal: o.signal, limiter, onProgress: o.onProgress });
+          target = r.result.snapshot;
+          early = r.early;
+        } else target = (await capture()).snapshot;
+        phases.snapshot = secondsSince(started);
+        if (early && early.objectsSent > 0) phases['snapshot.early'] = Math.round(early.seconds * 1000) / 1000;
+      }
     }
     // Times compare only on one clock: after a failback or a migrate the base was taken at the other site.
     const baseRow = m.base ? site.db.get<{ time: number; origin: string }>('SELECT time, origin FROM snapshots WHERE id = ?', m.base) : undefined;
@@ -264,8 +313,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     // Hold the target while it is in flight so retention cannot take it.
     site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, `${holdFor(m)}:inflight`, site.clock.now());
     const rx = deps.connect(peer);
-    const siblings = siblingsOf(site, m);
-    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })), keep: keepFor(m, siblings.length), siblings }, o.signal);
+    const hello = await rx.hello(helloRequest(), o.signal);
     // The base: the mirror's recorded base if the destination still has it.
     const remoteIds = new Set(hello.snapshots.map((s) => s.id));
     if (!o.initialize && m.base && !remoteIds.has(m.base)) adoptNewerCommonBase(site, m, hello.snapshots);
@@ -273,7 +321,6 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       setMirrorState(site, m, 'needs-full-sync', `the destination no longer has base ${m.base}`);
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
-    const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
     // Changed chunks may go as deltas against the common base's (when the destination takes them).
     const deltaBase = hello.delta && !o.initialize && m.base ? (site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', m.base)?.manifest as ObjectId | undefined) : undefined;
     // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
@@ -309,13 +356,26 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       });
     }
     if (isPeerSnapshotFor(site, target.id, m.id)) markPeer(site, target.id, m.id, 'transferring');
-    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress: o.onProgress, deltaBase, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
-    o.onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
+    const sendStarted = performance.now();
+    // What went early counts as sent: the progress goes on from there.
+    const eo = early?.objectsSent ?? 0;
+    const eb = early?.bytesSent ?? 0;
+    const onProgress = o.onProgress && eo > 0 ? (p: TransferProgress) => o.onProgress!({ ...p, objectsTotal: p.objectsTotal + eo, bytesTotal: p.bytesTotal + eb, objectsSent: p.objectsSent + eo, bytesSent: p.bytesSent + eb }) : o.onProgress;
+    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress, deltaBase, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
+    onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
+    phases.send = secondsSince(sendStarted);
     const isPeer = isPeerSnapshotFor(site, target.id, m.id);
+    const commitStarted = performance.now();
     const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force, peer: isPeer }, o.signal);
+    phases.commit = secondsSince(commitStarted);
+    for (const [k, v] of Object.entries(remotePhases(commit.phases))) phases[`destination.${k}`] = v;
     if (isPeer) markPeer(site, target.id, m.id, 'present');
     const seconds = (performance.now() - started) / 1000;
-    const transfer: LastTransfer = { snapshot: target.id, bytes: stats.bytesSent + siblingBytes, rawBytes: stats.rawBytesSent, objects: stats.objectsSent, seconds, throughput: seconds > 0 ? stats.bytesSent / seconds : 0, at: site.clock.now() };
+    const transfer: LastTransfer = {
+      snapshot: target.id, bytes: stats.bytesSent + eb + siblingBytes, rawBytes: stats.rawBytesSent + (early?.rawBytesSent ?? 0), objects: stats.objectsSent + eo, seconds,
+      throughput: seconds > 0 ? (stats.bytesSent + eb) / seconds : 0, at: site.clock.now(), phases,
+      ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.error ? { error: early.error } : {}) } } : {}),
+    };
     // Committed at the destination: only now does the base move here.
     site.db.tx(() => {
       site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
@@ -368,6 +428,30 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     settle(to, `${fe.code}: ${fe.message}`);
     throw fe;
   }
+}
+
+/**
+ * Run `capture` while an early stream (replication/early-send.ts) sends the chunks it stores. The
+ * stream is an optimisation: whatever becomes of it, the capture's outcome is the result, and the
+ * stream has stopped (its puts in flight ended) before this returns or throws.
+ */
+async function captureSendingEarly<T>(site: Site, capture: () => Promise<T>, o: EarlySendOptions): Promise<{ result: T; early: EarlyStats }> {
+  const sender = new EarlySender(site.store, o);
+  // Only while this capture is the site's only writer: another capture, or a transfer coming in,
+  // stores chunks that are not this snapshot's (the negotiation would never have sent them).
+  const off = site.store.onAdded((id, kind, storedLength) => {
+    if (site.writers <= 1) sender.added(id, kind, storedLength);
+  });
+  let result: T;
+  try {
+    result = await capture();
+  } catch (err) {
+    off();
+    await sender.stop();
+    throw err;
+  }
+  off();
+  return { result, early: await sender.finish() };
 }
 
 /**

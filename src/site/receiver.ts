@@ -18,7 +18,8 @@ import { FerryError, isFerryError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
-import { captureImage, captureTree } from '../snapshot/capture.ts';
+import { captureImage, captureTree, type StatCacheIO } from '../snapshot/capture.ts';
+import type { CachedFile } from '../snapshot/stat-cache.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeSnapshot } from '../snapshot/format.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -48,6 +49,27 @@ interface SecondaryRow {
   applying_from: string | null;
   consistent: number;
   image_stats: string;
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+
+/** Files an apply wrote into one member: directory -> name -> what lstat saw (latin1 keys, '' for the root). */
+type WrittenFiles = Map<string, Map<string, CachedFile>>;
+
+/** A stat cache with the apply's written files laid over the parent snapshot's entries. */
+function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO {
+  return {
+    load(dir: Buffer) {
+      const extra = files.get(dir.toString('latin1'));
+      const cached = base.load(dir);
+      if (!extra) return cached;
+      const out = new Map(cached ?? []);
+      for (const [name, f] of extra) out.set(name, f);
+      return out;
+    },
+    save: (dir, data) => base.save(dir, data),
+  };
 }
 
 export function replicaRoot(site: Site): string {
@@ -126,8 +148,10 @@ export function withReplicaLock<T>(site: Site, volume: string, fn: () => Promise
  * Metadata objects are visited once each (trees may share subtrees: a few
  * dozen objects can describe 2^40 paths), iteratively (no recursion depth).
  */
-export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string): { missing: number; firstMissing?: string } {
+export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: Set<string>): { missing: number; firstMissing?: string; complete: string[] } {
   let missing = 0;
+  // Trees and block lists checked here that can be skipped next time (see KnownComplete).
+  const complete: string[] = [];
   let firstMissing: string | undefined;
   const refuse = (msg: string, err?: unknown): never => {
     const code = isFerryError(err) && err.code === 'FORMAT_VERSION' ? 'FORMAT_VERSION' : 'OBJECT_CORRUPT';
@@ -163,13 +187,17 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
   };
 
   const manifest = load('snapshot', manifestId, decodeSnapshot);
-  if (!manifest) return { missing, firstMissing };
+  if (!manifest) return { missing, firstMissing, complete };
   const seen = new Set<string>();
   for (const m of manifest.members) {
     if (m.kind === 'image') {
       const img = load('image', m.root, decodeImage);
       if (!img) continue;
       img.lists.forEach((lid, li) => {
+        // a list is checked against its place in the image: the same list elsewhere needs its own check
+        const key = `${lid}@${li}/${img.size}/${img.blockSize}`;
+        if (known?.has(key)) return;
+        const before = missing;
         const list = load('blocklist', lid, decodeBlockList);
         if (!list) return;
         const blocks = Math.ceil(img.size / img.blockSize);
@@ -182,15 +210,19 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
           const got = dataLength(b, `member ${m.name} block ${li * BLOCKS_PER_LIST + k}`);
           if (got !== undefined && got !== want) refuse(`member ${m.name}: block ${li * BLOCKS_PER_LIST + k} is ${got} bytes, the image needs ${want}`);
         });
+        if (missing === before) complete.push(key);
       });
       continue;
     }
+    const walked: string[] = [];
+    const missingBefore = missing;
     const links = new Set<string>();
     const stack: ObjectId[] = [m.root];
     while (stack.length > 0) {
       const id = stack.pop()!;
-      if (seen.has(id)) continue;
+      if (seen.has(id) || known?.has(id)) continue;
       seen.add(id);
+      walked.push(id);
       const tree = load('tree', id, decodeTree);
       if (!tree) continue;
       for (const e of tree.entries) {
@@ -209,8 +241,39 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
       }
     }
     if (links.size > 0 && missing === 0) checkLinkTargets(store, m.name, m.root, links, refuse);
+    // Only a member without hard links (their targets are checked from the member's root, so a
+    // subtree's links are only good where it stands), and only when nothing below was missing.
+    if (links.size === 0 && missing === missingBefore) complete.push(...walked);
   }
-  return { missing, firstMissing };
+  return { missing, firstMissing, complete };
+}
+
+/**
+ * Trees (with everything below them) and block lists (at a place in an image) that a commit here
+ * found complete: the next commit does not walk them again (an update's snapshot shares most of
+ * its trees with the base). Forgotten when the store loses objects (GC, a lost pack: its
+ * removalEpoch changes) and while lost objects are indexed; per store instance, bounded.
+ */
+class KnownComplete {
+  static readonly MAX = 1_000_000;
+  static readonly #bySite = new WeakMap<object, KnownComplete>();
+  #epoch = -1;
+  readonly set = new Set<string>();
+
+  static for(store: { removalEpoch: number; lostObjectCount(): number }): KnownComplete | undefined {
+    let k = KnownComplete.#bySite.get(store);
+    if (!k) KnownComplete.#bySite.set(store, (k = new KnownComplete()));
+    if (k.#epoch !== store.removalEpoch || store.lostObjectCount() > 0) {
+      k.set.clear();
+      k.#epoch = store.removalEpoch;
+    }
+    return store.lostObjectCount() > 0 ? undefined : k;
+  }
+
+  add(ids: string[]): void {
+    if (this.set.size + ids.length > KnownComplete.MAX) this.set.clear();
+    for (const id of ids) this.set.add(id);
+  }
 }
 
 /** Each member-relative target names a file of the member, through directories only. */
@@ -374,13 +437,15 @@ export class SiteReceiver implements Receiver {
     const r: PutResult = { received: 0, stored: 0, bytes: 0 };
     const store = this.#site.store;
     this.#writing(volume);
+    // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
+    const refStore = { has: (id: ObjectId) => store.has(id), get: (id: ObjectId) => store.getUnhashed(id) };
     try {
       for await (const o of objects) {
         r.received++;
         r.bytes += o.stored.byteLength;
         if (store.has(o.id)) continue;
         // Verified against its id (decompressed with a bound; a delta rebuilt from verified references) before it is stored.
-        if (store.putPrepared(isDelta(o) ? await resolveDelta(store, o) : o, { trusted: isDelta(o) })) r.stored++;
+        if (store.putPrepared(isDelta(o) ? await resolveDelta(refStore, o) : o, { trusted: isDelta(o) })) r.stored++;
       }
     } finally {
       // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
@@ -435,6 +500,7 @@ export class SiteReceiver implements Receiver {
     site.store.flush();
     const existing = site.db.get<{ id: string; volume: string; manifest: string }>('SELECT id, volume, manifest FROM snapshots WHERE id = ?', req.snapshot);
     let manifest: SnapshotManifest;
+    let checkS = 0;
     if (existing) {
       // Only a snapshot of this very volume, and it passes the same checks as a new one: a
       // snapshot of another volume here (a primary's, another peer's) is not the peer's to apply.
@@ -443,7 +509,9 @@ export class SiteReceiver implements Receiver {
       manifest = readManifest(site.store, req.manifest);
       this.#checkManifest(req, row, manifest);
     } else {
+      const t0 = performance.now();
       manifest = this.#checkComplete(req, row);
+      checkS = (performance.now() - t0) / 1000;
     }
     if (row.applied && req.snapshot !== row.applied) {
       // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
@@ -467,7 +535,8 @@ export class SiteReceiver implements Receiver {
         site.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#peer } });
       });
     }
-    return exclusive(`${site.paths.home}\0${volume}`, () => this.#apply(volume, manifest, req.force ?? false));
+    const r = await exclusive(`${site.paths.home}\0${volume}`, () => this.#apply(volume, manifest, req.force ?? false));
+    return { ...r, phases: { check: round3(checkS), ...r.phases } };
   }
 
   /**
@@ -476,12 +545,15 @@ export class SiteReceiver implements Receiver {
    */
   #checkComplete(req: CommitRequest, row: SecondaryRow): SnapshotManifest {
     const site = this.#site;
-    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`);
+    const known = KnownComplete.for(site.store);
+    const epoch = site.store.removalEpoch;
+    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`, known?.set);
     if (r.missing > 0) {
       throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${r.missing} object(s) missing (${r.firstMissing}); the next attempt sends them`);
     }
     const manifest = readManifest(site.store, req.manifest);
     this.#checkManifest(req, row, manifest);
+    if (known && site.store.removalEpoch === epoch) known.add(r.complete);
     return manifest;
   }
 
@@ -514,12 +586,15 @@ export class SiteReceiver implements Receiver {
     }
     let from: Record<string, ObjectId | null>;
     let writesSnapshot: string | undefined;
+    const phases: Record<string, number> = {};
     if (row.applying && row.applying_from) {
       // A crash interrupted an apply: run the same apply again (it is idempotent), without a writes check
       // (the replica differs from everything because of our own half-done work).
       from = JSON.parse(row.applying_from) as Record<string, ObjectId | null>;
     } else {
+      const t0 = performance.now();
       const check = await this.#captureReplica(vol, row);
+      phases.writesCheck = round3((performance.now() - t0) / 1000);
       from = check.roots;
       if (check.changed) {
         writesSnapshot = check.snapshot;
@@ -544,20 +619,41 @@ export class SiteReceiver implements Receiver {
     const applied = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
     // Objects were verified by hash when they arrived, and the replica is captured and compared with the
     // snapshot after the apply: reading them back, the record's CRC is check enough (no second hash).
-    const store = { has: (id: ObjectId) => site.store.has(id), info: (id: ObjectId) => site.store.info(id), get: (id: ObjectId) => site.store.getUnhashed(id) };
-    const opts = { store, onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`) };
+    const store = {
+      has: (id: ObjectId) => site.store.has(id),
+      info: (id: ObjectId) => site.store.info(id),
+      get: (id: ObjectId) => site.store.getUnhashed(id),
+    };
+    // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see #captureTrees).
+    const written = new Map<string, WrittenFiles>();
+    const applyStarted = performance.now();
     for (const m of vol.members) {
       const to = target.members.find((x) => x.name === m.name)!;
+      const files: WrittenFiles = new Map();
+      written.set(m.name, files);
+      const opts = {
+        store,
+        onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
+        onFileWritten: (dir: string, name: string, f: CachedFile) => {
+          let d = files.get(dir);
+          if (!d) files.set(dir, (d = new Map()));
+          d.set(name, f);
+        },
+      };
       const st = m.kind === 'tree' ? applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
       if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
       for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
     }
+    phases.apply = round3((performance.now() - applyStarted) / 1000);
     // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
     await pausePoint('apply:after-write', () => applyCancels.has(replicaKey(site, volume)));
     this.#checkCancelled(volume, target, row);
     // The replica must now be exactly the snapshot: capture it and compare.
     const verifyKey = target.id;
-    const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey);
+    const verifyStarted = performance.now();
+    const verified = { filesRead: 0, filesReused: 0, bytesRead: 0 };
+    const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified);
+    phases.verify = round3((performance.now() - verifyStarted) / 1000);
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
       const want = target.members.find((x) => x.name === m.name)!.root;
       if (after[m.name] !== want) {
@@ -568,10 +664,10 @@ export class SiteReceiver implements Receiver {
     site.db.tx(() => {
       site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
-      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings } });
+      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified } });
     });
     this.#release(volume, target);
-    return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}) };
+    return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}), phases };
   }
 
   /** A forced failover asked applies of this volume to stop: stop here (the replica stays marked as it is). */
@@ -596,14 +692,28 @@ export class SiteReceiver implements Receiver {
     return done;
   }
 
-  /** Capture the tree members of the replica with the stat cache; returns member -> root. */
-  async #captureTrees(vol: Volume, parentKey: string | undefined, newKey: string): Promise<Record<string, ObjectId>> {
+  /**
+   * Capture the tree members of the replica with the stat cache; returns member -> root.
+   * `written`: files the apply just wrote from verified chunks, with what lstat saw of each once in
+   * place; a file that still shows exactly that (size, mtime, ctime, inode) is taken as those chunks
+   * without being read again, like a stat-cache hit. A write into it since (even one that put the
+   * mtime back) changes its ctime, and the file is read.
+   */
+  async #captureTrees(vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>, stats?: { filesRead: number; filesReused: number; bytesRead: number }): Promise<Record<string, ObjectId>> {
     const site = this.#site;
     const rows = new StatCacheWriter(site, vol.name, newKey);
     const out: Record<string, ObjectId> = {};
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
-      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache: statCacheFor(site, vol.name, m.name, parentKey, rows), startedAt: site.clock.now() });
+      const base = statCacheFor(site, vol.name, m.name, parentKey, rows);
+      const files = written?.get(m.name);
+      const cache = files?.size ? withWritten(base, files) : base;
+      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now() });
       out[m.name] = r.root;
+      if (stats) {
+        stats.filesRead += r.stats.filesRead;
+        stats.filesReused += r.stats.filesReused;
+        stats.bytesRead += r.stats.bytesRead;
+      }
     }
     rows.flush();
     site.store.flush();

@@ -3,6 +3,7 @@
 // apply retention. The catalog rows and the stat cache are written here;
 // the capture itself is the snapshot layer's.
 import { FerryError, isFerryError } from '../core/errors.ts';
+import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, parseName, isSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import { captureImage, captureTree, emptyStats, addStats, type CaptureStats, type CaptureWarning, type StatCacheIO } from '../snapshot/capture.ts';
 import { ChunkPool } from '../snapshot/chunk-pool.ts';
@@ -176,6 +177,8 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
       );
       cacheRows.flush();
       members = captured;
+      // Test hook (FERRY_PAUSE_AT): every member captured, the manifest not yet written.
+      await pausePoint('snapshot:before-manifest', () => opts.signal?.aborted ?? false);
     } finally {
       await runPost(site, vol, env, hooks, id, warn);
     }

@@ -546,6 +546,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #lastIndexed = new Map<ObjectId, PendingEntry>();
   /** counts index commits of this instance (packs indexed, GC commits) */
   #commitEpoch = 0;
+  #removalEpoch = 0;
   #sharedIndex: SharedIndexRef | null | undefined;
   #packNames = new Map<number, string>();
   #fds = new Map<number, number>();
@@ -555,6 +556,8 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #lostTable: boolean;
   /** packs this instance knows are marked lost (so a read of each marks it once) */
   #lostKnown = new Set<number>();
+  /** see onAdded */
+  #addedObservers = new Set<(id: ObjectId, kind: ObjectKind, storedLength: number) => void>();
 
   constructor(options: PackStoreOptions) {
     this.db = options.db;
@@ -588,6 +591,15 @@ export class PackStore implements ObjectReader, ObjectWriter {
   /** Objects written since the last flush. */
   get pendingCount(): number {
     return this.#pending.size;
+  }
+
+  /**
+   * Counts the times objects left this store's index or became unreadable
+   * (a GC relocation retired packs, a pack was found lost): a reader that
+   * remembers "everything below X is here" forgets it when this changes.
+   */
+  get removalEpoch(): number {
+    return this.#removalEpoch;
   }
 
   /** Counts this instance's index commits; see `putRecord`'s absentAt. */
@@ -692,6 +704,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
    */
   #markLost(packId: number, problem: LostProblem, detail: string): boolean {
     if (!this.#lostTable || this.#lostKnown.has(packId)) return false;
+    this.#removalEpoch++;
     try {
       const r = this.db.run('INSERT OR IGNORE INTO lost_packs (pack, problem, detail, at) VALUES (?, ?, ?, ?)', packId, problem, detail.slice(0, 1000), this.#clock.now());
       this.#lostKnown.add(packId);
@@ -902,7 +915,33 @@ export class PackStore implements ObjectReader, ObjectWriter {
     } catch (err) {
       this.#failWrite(err, `writing object ${id}`);
     }
+    this.#notifyAdded(id, h.kindCode, h.storedLength);
     return { id, added: true };
+  }
+
+  /**
+   * Calls `fn` for every object this store newly appends (put, putPrepared,
+   * putRecord; not GC copies), once it is appended: pending in the open pack,
+   * `readStored` reads it back. For the early stream of a replication
+   * (replication/early-send.ts). `fn` runs inside the write: it must be quick
+   * and must not write to the store; what it throws is ignored. Returns the
+   * function that removes it.
+   */
+  onAdded(fn: (id: ObjectId, kind: ObjectKind, storedLength: number) => void): () => void {
+    this.#addedObservers.add(fn);
+    return () => void this.#addedObservers.delete(fn);
+  }
+
+  #notifyAdded(id: ObjectId, kindCode: number, storedLength: number): void {
+    if (this.#addedObservers.size === 0) return;
+    const kind = kindFromCode(kindCode) ?? 'chunk';
+    for (const fn of this.#addedObservers) {
+      try {
+        fn(id, kind, storedLength);
+      } catch {
+        // an observer's failure is its own: the object is stored
+      }
+    }
   }
 
   /** A committed row in a pack that is not lost. */
@@ -918,6 +957,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
     } catch (err) {
       this.#failWrite(err, `writing object ${id}`);
     }
+    this.#notifyAdded(id, kindCode, stored.length);
   }
 
   flush(): void {
@@ -1199,6 +1239,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
       }
     });
     this.#commitEpoch++;
+    this.#removalEpoch++;
     for (const s of sealed) relocation.sink.indexed(s.name);
     this.forgetRelocation(relocation.sink);
     return { packsWritten: sealed.map((s) => s.name), moved, dropped };
