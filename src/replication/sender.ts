@@ -11,7 +11,7 @@ import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { CODEC_ZSTD, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
-import { makeDelta, type DeltaPlan } from './delta.ts';
+import { cachedRefs, makeDelta, outputChunk, type DeltaPlan } from './delta.ts';
 import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, type WireObject } from './protocol.ts';
 import type { Receiver } from './types.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -177,7 +177,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   o.onProgress?.({ ...progress });
 
   // A delta's references, read without hashing: the receiver hashes what the delta rebuilds, so a bad reference fails there.
-  const refSource = { get: (id: ObjectId) => (store.getUnhashed ? store.getUnhashed(id) : store.get(id)) };
+  const refSource = { get: cachedRefs((id: ObjectId) => (store.getUnhashed ? store.getUnhashed(id) : store.get(id))) };
   const batchBytes = o.batchBytes ?? 64 * 1024 * 1024;
   let i = 0;
   while (i < order.length) {
@@ -194,7 +194,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const refs = refsOf.get(id);
       if (!refs) return whole;
       // The raw bytes from the record just read (not a second read): the receiver checks what the delta rebuilds.
-      const raw = s.codec === CODEC_ZSTD ? await decompress(s.stored, { maxOutputLength: Math.max(s.rawLength, 1) }).catch((err: Error) => {
+      const raw = s.codec === CODEC_ZSTD ? await decompress(s.stored, { maxOutputLength: Math.max(s.rawLength, 1), chunkSize: outputChunk(s.rawLength) }).catch((err: Error) => {
         throw new FerryError('OBJECT_CORRUPT', `object ${id} does not decompress: ${err.message}; run \`ferry verify\``);
       }) : s.stored;
       return (await makeDelta(refSource, { kind: info.kind, id, raw, storedLength: s.stored.byteLength }, refs)) ?? whole;

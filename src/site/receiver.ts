@@ -26,7 +26,7 @@ import { readManifest } from '../snapshot/graph.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type WireObject } from '../replication/protocol.ts';
-import { resolveDelta } from '../replication/delta.ts';
+import { cachedRefs, resolveDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
@@ -438,7 +438,7 @@ export class SiteReceiver implements Receiver {
     const store = this.#site.store;
     this.#writing(volume);
     // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
-    const refStore = { has: (id: ObjectId) => store.has(id), get: (id: ObjectId) => store.getUnhashed(id) };
+    const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
     try {
       for await (const o of objects) {
         r.received++;
@@ -622,7 +622,8 @@ export class SiteReceiver implements Receiver {
     const store = {
       has: (id: ObjectId) => site.store.has(id),
       info: (id: ObjectId) => site.store.info(id),
-      get: (id: ObjectId) => site.store.getUnhashed(id),
+      // the same chunk in several files (copies, templates) is decoded once while it stays recent
+      get: cachedRefs((id: ObjectId) => site.store.getUnhashed(id), 32 * 1024 * 1024),
     };
     // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see #captureTrees).
     const written = new Map<string, WrittenFiles>();

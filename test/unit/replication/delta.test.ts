@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { hashBytes, type ObjectId } from '../../../src/core/ids.ts';
-import { makeDelta, resolveDelta } from '../../../src/replication/delta.ts';
+import { cachedRefs, makeDelta, resolveDelta } from '../../../src/replication/delta.ts';
 import { decodeObjectStream, encodeObjectHeader, wirePayload, WIRE_DELTA, type DeltaObject, type WireObject } from '../../../src/replication/protocol.ts';
 import { CODEC_NONE } from '../../../src/store/types.ts';
 import { isFerryError } from '../../../src/core/errors.ts';
@@ -117,4 +117,28 @@ test('refused: a reference this side lacks, a frame that lies about its length o
       for await (const _ of decodeObjectStream(one())) void _;
     }, /delta/);
   }
+});
+
+test('cachedRefs: a reference read again while recent is not read from the store again; the cache stays within its bytes', () => {
+  const reads: string[] = [];
+  const blob = (id: string) => Buffer.alloc(id === 'big' ? 300 : 100, id);
+  const get = cachedRefs((id) => {
+    reads.push(id);
+    return blob(id);
+  }, 250);
+  assert.equal(get('a' as ObjectId).length, 100);
+  get('b' as ObjectId);
+  get('a' as ObjectId); // recent: no read; now most recent
+  assert.deepEqual(reads, ['a', 'b']);
+  get('c' as ObjectId); // 300 bytes > 250: the least recent (b) goes
+  get('a' as ObjectId);
+  assert.deepEqual(reads, ['a', 'b', 'c']);
+  get('b' as ObjectId); // was dropped: read again
+  assert.deepEqual(reads, ['a', 'b', 'c', 'b']);
+  // one object larger than the whole cache is still returned, and kept alone
+  assert.equal(get('big' as ObjectId).length, 300);
+  get('big' as ObjectId);
+  assert.deepEqual(reads, ['a', 'b', 'c', 'b', 'big']);
+  get('a' as ObjectId);
+  assert.deepEqual(reads, ['a', 'b', 'c', 'b', 'big', 'a']);
 });
