@@ -38,6 +38,8 @@ export interface ApplyOptions {
    * the files again (receiver.ts).
    */
   onFileWritten?: (dir: string, name: string, file: CachedFile) => void;
+  /** Called for each directory whose subtree the apply left as it was (member-relative, latin1), with its tree id. */
+  onDirUnchanged?: (rel: string, tree: ObjectId) => void;
 }
 
 const SLASH = Buffer.from('/');
@@ -175,6 +177,7 @@ class TreeApplier {
           setEntryMeta(p, y, this.#ctx);
           this.stats.metadata++;
         }
+        this.#o.onDirUnchanged?.(rel, y.tree!);
         return;
       }
       const fresh = x?.type !== 'dir';

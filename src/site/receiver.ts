@@ -627,12 +627,17 @@ export class SiteReceiver implements Receiver {
     };
     // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see #captureTrees).
     const written = new Map<string, WrittenFiles>();
+    // Subtrees the apply left alone, as the writes check (or the interrupted apply's start) found them: not walked again.
+    const unchanged = new Map<string, Map<string, ObjectId>>();
     const applyStarted = performance.now();
     for (const m of vol.members) {
       const to = target.members.find((x) => x.name === m.name)!;
       const files: WrittenFiles = new Map();
       written.set(m.name, files);
+      const same = new Map<string, ObjectId>();
+      unchanged.set(m.name, same);
       const opts = {
+        onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
         store,
         onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
         onFileWritten: (dir: string, name: string, f: CachedFile) => {
@@ -653,7 +658,7 @@ export class SiteReceiver implements Receiver {
     const verifyKey = target.id;
     const verifyStarted = performance.now();
     const verified = { filesRead: 0, filesReused: 0, bytesRead: 0 };
-    const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified);
+    const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, unchanged);
     phases.verify = round3((performance.now() - verifyStarted) / 1000);
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
       const want = target.members.find((x) => x.name === m.name)!.root;
@@ -700,7 +705,10 @@ export class SiteReceiver implements Receiver {
    * without being read again, like a stat-cache hit. A write into it since (even one that put the
    * mtime back) changes its ctime, and the file is read.
    */
-  async #captureTrees(vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>, stats?: { filesRead: number; filesReused: number; bytesRead: number }): Promise<Record<string, ObjectId>> {
+  async #captureTrees(
+    vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>,
+    stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>,
+  ): Promise<Record<string, ObjectId>> {
     const site = this.#site;
     const rows = new StatCacheWriter(site, vol.name, newKey);
     const out: Record<string, ObjectId> = {};
@@ -708,7 +716,9 @@ export class SiteReceiver implements Receiver {
       const base = statCacheFor(site, vol.name, m.name, parentKey, rows);
       const files = written?.get(m.name);
       const cache = files?.size ? withWritten(base, files) : base;
-      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now() });
+      const same = unchanged?.get(m.name);
+      const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
+      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now(), reuse });
       out[m.name] = r.root;
       if (stats) {
         stats.filesRead += r.stats.filesRead;
@@ -717,6 +727,10 @@ export class SiteReceiver implements Receiver {
       }
     }
     rows.flush();
+    // The stat cache of subtrees not walked carries over from the parent's rows (the writes check's).
+    if (parentKey && [...(unchanged?.values() ?? [])].some((x) => x.size > 0)) {
+      site.db.run('INSERT OR IGNORE INTO stat_cache (volume, member, snapshot, dir, data) SELECT volume, member, ?, dir, data FROM stat_cache WHERE volume = ? AND snapshot = ?', newKey, vol.name, parentKey);
+    }
     site.store.flush();
     return out;
   }

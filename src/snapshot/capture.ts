@@ -99,6 +99,14 @@ export interface CaptureOptions {
   startedAt: number;
   /** most file jobs in flight before the walker waits */
   maxInFlight?: number;
+  /**
+   * A subdirectory's tree id known without walking it (member-relative path):
+   * the replica's verification after an apply, for subtrees the apply left
+   * alone and its writes check had just captured. If the walk meets a file
+   * with several links, it is run again without this (a skipped subtree may
+   * hold the first name of a hard link).
+   */
+  reuse?: (rel: Buffer) => ObjectId | undefined;
   signal?: AbortSignal;
 }
 
@@ -143,6 +151,8 @@ interface DirResult {
 
 class TreeWalker {
   readonly stats = emptyStats();
+  /** a file with several links was met */
+  sawLinks = false;
   readonly #o: CaptureOptions;
   readonly #hardlinks = new Map<string, Buffer>();
   readonly #racyBefore: bigint;
@@ -238,6 +248,11 @@ class TreeWalker {
       const base = { name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: toMicros(st.mtimeNs), xattrs: [] as Array<[Buffer, Buffer]> };
       switch (type) {
         case 'dir': {
+          const known = this.#o.reuse?.(childRel);
+          if (known) {
+            slots.push({ ...base, type: 'dir', size: 0, tree: known });
+            break;
+          }
           const sub = await this.walk(childAbs, childRel, st);
           const entry = sub.tree.then((tree): TreeEntry => ({ ...base, type: 'dir', size: 0, tree }));
           entry.catch(() => {}); // the failure surfaces through the root; never unhandled
@@ -258,6 +273,7 @@ class TreeWalker {
         }
         case 'file': {
           if (st.nlink > 1n) {
+            this.sawLinks = true;
             const key = `${st.dev}:${st.ino}`;
             const first = this.#hardlinks.get(key);
             if (first) {
@@ -338,6 +354,7 @@ export async function captureTree(root: string, o: CaptureOptions): Promise<{ ro
   const walker = new TreeWalker(o);
   const { tree } = await walker.walk(abs, Buffer.alloc(0), st);
   const id = await tree;
+  if (o.reuse && walker.sawLinks) return captureTree(root, { ...o, reuse: undefined });
   return { root: id, stats: walker.stats };
 }
 

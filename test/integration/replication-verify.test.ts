@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { withCatalog } from './daemons.ts';
 
 const KiB = 1024;
 
@@ -95,6 +96,41 @@ test('without interference, the files an apply wrote are verified from what it s
     assert.ok(v, `no verification figures in ${JSON.stringify(done[done.length - 1])}`);
     assert.equal(v.filesRead, 0, `the verification read ${v.filesRead} file(s) the apply had just written`);
     assert.ok(v.filesReused >= 21, `only ${v.filesReused} file(s) taken from what the apply saw`);
+  } finally {
+    await pair.cleanup();
+  }
+});
+
+test('an update verifies only what the apply touched: subtrees it left alone are not walked, and their stat cache carries over', { timeout: 120_000 }, async () => {
+  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  try {
+    writeSmallFiles(join(pair.data, 'dir'), 20, 'f');
+    writeSmallFiles(join(pair.data, 'other'), 5, 'g');
+    await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
+    writeFileSync(join(pair.data, 'other', 'g0001'), 'changed\n');
+    const upd = await pair.json(pair.a, ['mirror', 'update', 'vol', '--wait']);
+    assert.equal(upd.applied, true);
+    assertTreesEqual(pair.replica(), pair.data);
+    const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
+    const done = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e: any) => e.outcome === 'ok' && e.to === upd.snapshot);
+    assert.equal(done.length, 1, ev.stdout.slice(-800));
+    const v = done[0].verified;
+    // `dir` (20 files) was left alone: the verification visited only `other` (5 files) and the root.
+    assert.ok(v.filesRead + v.filesReused <= 5, `the verification visited ${v.filesRead + v.filesReused} files: ${JSON.stringify(v)}`);
+    // The stat cache rows of `dir` now belong to the applied snapshot (the next writes check uses them).
+    const applied = secondaryJournal(pair.b.home)!.applied;
+    assert.equal(applied, upd.snapshot);
+    const rows = withCatalog(pair.b.home, (db) => db.prepare('SELECT snapshot, dir FROM stat_cache WHERE volume = ?').all('vol') as Array<{ snapshot: string; dir: Uint8Array }>);
+    const dirs = rows.filter((r) => r.snapshot === applied).map((r) => Buffer.from(r.dir).toString());
+    assert.ok(dirs.includes('dir') && dirs.includes('other'), `cache rows of the applied snapshot: ${JSON.stringify(dirs)}`);
+    assert.ok(rows.every((r) => r.snapshot === applied), 'rows of older snapshots are dropped');
+
+    // And the next update still finds writes made into a skipped subtree since.
+    writeFileSync(join(pair.replica(), 'dir', 'f0003'), 'written at the replica\n');
+    writeFileSync(join(pair.data, 'other', 'g0002'), 'changed again\n');
+    const r = await pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
+    assert.notEqual(r.code, 0, 'a write into the replica must be found');
+    assert.match(r.stdout + r.stderr, /REPLICA_WRITTEN|wrote into the replica/);
   } finally {
     await pair.cleanup();
   }
