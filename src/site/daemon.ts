@@ -199,7 +199,29 @@ export class Daemon {
           const stallMs = Number(process.env.FERRY_STALL_TIMEOUT_MS) || STALL_TIMEOUT_MS;
           stream.setTimeout(stallMs, () => stream.destroy(new FerryError('TRANSFER_INTERRUPTED', `no data from the peer for ${stallMs / 1000} s`)));
           try {
-            const r = await rx.put(volume, counted(decodeObjectStream(stream, { budget: account })));
+            // The stream holds what the decoder buffers plus what the receiver has taken and not yet
+            // stored (objects being verified): one count against the budget. The receiver only takes
+            // more while the budget allows; else it stores what it has first.
+            const acct = account;
+            let decoding = 0;
+            let downstream = 0;
+            const decoderHold = {
+              hold(n: number) {
+                acct.hold(n + downstream);
+                decoding = n;
+              },
+            };
+            const putHold = (n: number): boolean => {
+              try {
+                acct.hold(decoding + n);
+              } catch (err) {
+                if (err instanceof FerryError && err.code === 'PEER_BUSY') return false;
+                throw err;
+              }
+              downstream = n;
+              return true;
+            };
+            const r = await rx.put(volume, counted(decodeObjectStream(stream, { budget: decoderHold })), undefined, { hold: putHold });
             return reply(200, JSON.stringify(r));
           } catch (err) {
             if (err instanceof FerryError && err.code === 'PEER_BUSY') throw new FerryError('PEER_BUSY', err.message, { details: { ...err.details, received } });

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
-import type { ObjectReader } from '../store/types.ts';
+import type { ObjectReader, PreparedObject } from '../store/types.ts';
+import { VerifyPool, verifyObject } from '../replication/verify-pool.ts';
 import { captureImage, captureTree, type StatCacheIO } from '../snapshot/capture.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
@@ -52,6 +53,33 @@ interface SecondaryRow {
 }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Objects verified together on a worker (a batch closes at either bound), and batches verified ahead of storing. */
+const VERIFY_BATCH_OBJECTS = 64;
+const VERIFY_BATCH_BYTES = 4 * 1024 * 1024;
+const VERIFY_UNITS = 2;
+
+let verifyPool: VerifyPool | undefined;
+
+/**
+ * The objects of a batch up to the first that fails verification, and that failure. Checked on the
+ * verify pool's workers; should the pool fail (a worker died), checked here instead.
+ */
+async function verifyBatch(items: PreparedObject[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
+  verifyPool ??= new VerifyPool();
+  let results: Array<string | null>;
+  try {
+    results = await verifyPool.verify(items);
+  } catch {
+    results = items.map((x) => verifyObject(x));
+  }
+  const good: PreparedObject[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (results[i] !== null) return { good, error: new FerryError('OBJECT_CORRUPT', results[i]!) };
+    good.push(items[i]);
+  }
+  return { good };
+}
 
 
 /** Files an apply wrote into one member: directory -> name -> what lstat saw (latin1 keys, '' for the root). */
@@ -432,22 +460,79 @@ export class SiteReceiver implements Receiver {
     return ids.map((id) => !store.has(id) || (healing && store.info(id)?.kind !== 'chunk'));
   }
 
-  async put(volume: string, objects: AsyncIterable<WireObject>): Promise<PutResult> {
+  /**
+   * Store a stream of objects, each verified against its id first. Whole objects are verified in
+   * batches on worker threads (verify-pool.ts) a little ahead of storing, so that receiving,
+   * checking and storing overlap; deltas are rebuilt here from verified references. Objects are
+   * stored in the order they came, and nothing after a refused one (a tree after it may stand
+   * above it). `hold(bytes)`: asks to hold that many bytes of taken, not yet stored objects (the
+   * daemon's stream budget); when refused, what is in flight is stored before more is taken.
+   */
+  async put(volume: string, objects: AsyncIterable<WireObject>, _signal?: AbortSignal, o: { hold?: (bytes: number) => boolean } = {}): Promise<PutResult> {
     this.#secondary(volume);
     const r: PutResult = { received: 0, stored: 0, bytes: 0 };
     const store = this.#site.store;
     this.#writing(volume);
     // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
     const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
-    try {
-      for await (const o of objects) {
-        r.received++;
-        r.bytes += o.stored.byteLength;
-        if (store.has(o.id)) continue;
-        // Verified against its id (decompressed with a bound; a delta rebuilt from verified references) before it is stored.
-        if (store.putPrepared(isDelta(o) ? await resolveDelta(refStore, o) : o, { trusted: isDelta(o) })) r.stored++;
+    type Unit = { bytes: number; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
+    const units: Unit[] = [];
+    let batch: WireObject[] = [];
+    let batchBytes = 0;
+    let inFlight = 0;
+    let refused = false;
+    const hold = o.hold ?? (() => true);
+    const flushBatch = () => {
+      if (batch.length === 0) return;
+      const items = batch as PreparedObject[];
+      units.push({ bytes: batchBytes, ready: verifyBatch(items) });
+      batch = [];
+      batchBytes = 0;
+    };
+    const storeNext = async () => {
+      const u = units.shift()!;
+      const { good, error } = await u.ready;
+      inFlight -= u.bytes;
+      for (const g of good) if (store.putPrepared(g, { trusted: true })) r.stored++;
+      hold(inFlight);
+      if (error) {
+        refused = true;
+        throw error;
       }
+    };
+    try {
+      for await (const w of objects) {
+        r.received++;
+        r.bytes += w.stored.byteLength;
+        if (store.has(w.id)) continue;
+        // inFlight: taken and not yet stored (the open batch and the units)
+        inFlight += w.stored.byteLength;
+        if (isDelta(w)) {
+          flushBatch();
+          const ready = resolveDelta(refStore, w).then((p) => ({ good: [p] }), (error: unknown) => ({ good: [], error }));
+          units.push({ bytes: w.stored.byteLength, ready });
+        } else {
+          batch.push(w);
+          batchBytes += w.stored.byteLength;
+          if (batch.length >= VERIFY_BATCH_OBJECTS || batchBytes >= VERIFY_BATCH_BYTES) flushBatch();
+        }
+        // At most VERIFY_UNITS batches ahead of what is stored, and only within the budget.
+        while (units.length > VERIFY_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
+        if (units.length === 0 && batch.length > 0 && !hold(inFlight)) {
+          flushBatch(); // the budget will not let the open batch grow: verify and store it now
+          await storeNext();
+        }
+      }
+      flushBatch();
+      while (units.length > 0) await storeNext();
     } finally {
+      // A cut stream: what arrived and verifies is still stored, in order, up to the first object that does not.
+      if (!refused) {
+        flushBatch();
+        while (!refused && units.length > 0) await storeNext().catch(() => {});
+      }
+      units.length = 0;
+      hold(0);
       // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
       this.#site.store.flush();
     }
