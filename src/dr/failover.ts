@@ -186,7 +186,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
           const want = target.members.find((x) => x.name === m.name)!;
           if (m.kind === 'tree') {
             const now = await captureTree(m.path, { store: site.store, pool: engine.pool, startedAt: site.clock.now() });
-            applyTree(m.path, now.root, want.root, { store: site.store });
+            await applyTree(m.path, now.root, want.root, { store: site.store });
           } else applyImage(m.path, null, want.root, { store: site.store });
         }
         site.store.flush();

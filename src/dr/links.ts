@@ -192,7 +192,7 @@ export async function refreshLink(site: Site, pool: ChunkPool, rawPath: string, 
     const overlay = new OverlayStore(site.store);
     const current = await captureTree(link.path, { store: overlay, pool, startedAt: now });
     diffTrees(overlay, before.root, current.root, () => discarded++);
-    bytesWritten = applyTree(link.path, current.root, after.root, { store: overlay }).bytesWritten;
+    bytesWritten = (await applyTree(link.path, current.root, after.root, { store: overlay })).bytesWritten;
   } else {
     // An image link is rewritten where it differs from the new snapshot; blocks written in the copy are not tracked, so all are checked.
     const st = lstatSync(link.path, { bigint: true });

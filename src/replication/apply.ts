@@ -40,6 +40,31 @@ export interface ApplyOptions {
   onFileWritten?: (dir: string, name: string, file: CachedFile) => void;
   /** Called for each directory whose subtree the apply left as it was (member-relative, latin1), with its tree id. */
   onDirUnchanged?: (rel: string, tree: ObjectId) => void;
+  /**
+   * Applies a new subtree elsewhere (another thread: apply-pool.ts): a directory
+   * directly below the member root that the replica does not have yet is
+   * handed over whole, and the rest of the walk goes on meanwhile.
+   */
+  subtrees?: SubtreeRunner;
+}
+
+/** What applying one new subtree elsewhere brought back, for the applier that handed it over. */
+export interface SubtreeResult {
+  stats: ApplyStats;
+  replaced: string[];
+  links: PendingLink[];
+  written: Array<[dir: string, name: string, file: CachedFile]>;
+  warnings: Array<[path: string, message: string]>;
+}
+
+export type SubtreeRunner = (job: { root: Buffer; dir: Buffer; rel: string; tree: ObjectId; meta: TreeEntry; noOwner?: boolean }) => Promise<SubtreeResult>;
+
+export interface PendingLink {
+  path: Buffer;
+  rel: string;
+  e: TreeEntry;
+  parent: Buffer;
+  parentMeta?: TreeEntry;
 }
 
 const SLASH = Buffer.from('/');
@@ -116,7 +141,9 @@ class TreeApplier {
   readonly #root: Buffer;
   /** member-relative paths (latin1) whose inode was replaced: hard links to them must be remade */
   readonly #replaced = new Set<string>();
-  readonly #links: Array<{ path: Buffer; rel: string; e: TreeEntry; parent: Buffer; parentMeta?: TreeEntry }> = [];
+  readonly #links: PendingLink[] = [];
+  /** new subtrees applied elsewhere (ApplyOptions.subtrees) */
+  readonly #handedOver: Array<Promise<SubtreeResult>> = [];
   #ownerWarned = false;
 
   constructor(root: Buffer, o: ApplyOptions) {
@@ -186,6 +213,12 @@ class TreeApplier {
         this.stats.created++;
       }
       const existed = this.#ensureDir(p);
+      if (fresh && this.#o.subtrees && !rel.includes('/')) {
+        const job = this.#o.subtrees({ root: this.#root, dir: p, rel, tree: y.tree!, meta: y, noOwner: this.#o.noOwner });
+        job.catch(() => {}); // awaited in collect()
+        this.#handedOver.push(job);
+        return;
+      }
       this.dir(p, rel, x?.type === 'dir' && existed ? x.tree! : null, y.tree!, y);
       return;
     }
@@ -239,6 +272,26 @@ class TreeApplier {
     const st = lstatSync(p, { bigint: true });
     const slash = rel.lastIndexOf('/');
     this.#o.onFileWritten(slash < 0 ? '' : rel.slice(0, slash), slash < 0 ? rel : rel.slice(slash + 1), { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks: e.chunks ?? [] });
+  }
+
+  /** Wait for the subtrees handed over and take in what they did (their hard links are made in finish). */
+  async collect(): Promise<void> {
+    const results = await Promise.allSettled(this.#handedOver.splice(0));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    for (const r of results as Array<PromiseFulfilledResult<SubtreeResult>>) {
+      const x = r.value;
+      for (const k of Object.keys(this.stats) as Array<keyof ApplyStats>) this.stats[k] += x.stats[k];
+      for (const rel of x.replaced) this.#replaced.add(rel);
+      this.#links.push(...x.links);
+      for (const [dir, name, f] of x.written) this.#o.onFileWritten?.(dir, name, f);
+      for (const [path, msg] of x.warnings) this.#o.onWarning?.(path, msg);
+    }
+  }
+
+  /** What this applier did, for the one that handed it a subtree (SubtreeResult). */
+  result(): Omit<SubtreeResult, 'written' | 'warnings'> {
+    return { stats: this.stats, replaced: [...this.#replaced], links: this.#links };
   }
 
   /** Hard links last, once their targets exist; and links whose target file was replaced are remade. */
@@ -302,15 +355,33 @@ class TreeApplier {
 }
 
 /** Bring the tree replica at `root` from tree `from` (null: empty) to tree `to`. */
-export function applyTree(root: string, from: ObjectId | null, to: ObjectId, o: ApplyOptions): ApplyStats {
+export async function applyTree(root: string, from: ObjectId | null, to: ObjectId, o: ApplyOptions): Promise<ApplyStats> {
   const r = Buffer.from(root);
   const st = lstatOrNull(r);
   if (st && !st.isDirectory()) throw new FerryError('MEMBER_INVALID', `replica ${root} is not a directory (a symlink or file is in the way); move it away`);
   if (!st) mkdirSync(r, { recursive: true });
   const applier = new TreeApplier(r, o);
-  applier.dir(r, '', from, to);
+  try {
+    applier.dir(r, '', from, to);
+  } catch (err) {
+    // never leave a subtree being written behind a failed walk
+    await applier.collect().catch(() => {});
+    throw err;
+  }
+  await applier.collect();
   applier.finish(to);
   return applier.stats;
+}
+
+/**
+ * Apply new subtree `tree` at `dir` (just created, empty) below member root `root`: the work an
+ * apply-pool worker does for ApplyOptions.subtrees. Hard links are not made here but returned, for
+ * the member's applier to make once every subtree is in place.
+ */
+export function applySubtree(root: Buffer, dir: Buffer, rel: string, tree: ObjectId, meta: TreeEntry, o: ApplyOptions): Omit<SubtreeResult, 'written' | 'warnings'> {
+  const applier = new TreeApplier(root, o);
+  applier.dir(dir, rel, null, tree, meta);
+  return applier.result();
 }
 
 /** Bring the image replica at `path` from image `from` (null: nothing) to image `to`: changed blocks, in location order. */

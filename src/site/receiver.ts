@@ -19,11 +19,13 @@ import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { ObjectReader, PreparedObject } from '../store/types.ts';
 import { VerifyPool, verifyObject } from '../replication/verify-pool.ts';
+import { ApplyPool } from './apply-pool.ts';
 import { captureImage, captureTree, type StatCacheIO } from '../snapshot/capture.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeSnapshot } from '../snapshot/format.ts';
 import { readManifest } from '../snapshot/graph.ts';
+import { diffTrees } from '../snapshot/diff.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type WireObject } from '../replication/protocol.ts';
@@ -60,6 +62,15 @@ const VERIFY_BATCH_BYTES = 4 * 1024 * 1024;
 const VERIFY_UNITS = 2;
 
 let verifyPool: VerifyPool | undefined;
+
+const APPLY_POOLS = new WeakMap<Site, ApplyPool>();
+
+/** The site's workers for new subtrees of an apply (apply-pool.ts). */
+function applyPoolFor(site: Site): ApplyPool {
+  let p = APPLY_POOLS.get(site);
+  if (!p) APPLY_POOLS.set(site, (p = new ApplyPool(site.paths.home)));
+  return p;
+}
 
 /**
  * The objects of a batch up to the first that fails verification, and that failure. Checked on the
@@ -722,6 +733,7 @@ export class SiteReceiver implements Receiver {
       const same = new Map<string, ObjectId>();
       unchanged.set(m.name, same);
       const opts = {
+        subtrees: applyPoolFor(site).run,
         onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
         store,
         onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
@@ -731,7 +743,7 @@ export class SiteReceiver implements Receiver {
           d.set(name, f);
         },
       };
-      const st = m.kind === 'tree' ? applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
+      const st = m.kind === 'tree' ? await applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
       if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
       for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
     }
@@ -748,8 +760,17 @@ export class SiteReceiver implements Receiver {
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
       const want = target.members.find((x) => x.name === m.name)!.root;
       if (after[m.name] !== want) {
-        site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, member: m.name, error: 'mismatch after apply' } });
-        throw new FerryError('REPLICA_MISMATCH', `after applying ${target.id}, replica member ${m.name} of ${volume} does not match the snapshot (found ${after[m.name]}, want ${want}); the replica stays marked inconsistent and the next update re-applies`);
+        // Which paths differ (the first few), for the operator and the event history.
+        const differ: string[] = [];
+        try {
+          diffTrees(site.store, want, after[m.name], (c) => {
+            if (differ.length < 5) differ.push(`${c.path} (${c.change}${c.what?.length ? `: ${c.what.join(', ')}` : ''})`);
+          });
+        } catch {
+          // the capture's objects are in the store; if not, the ids say enough
+        }
+        site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, member: m.name, error: 'mismatch after apply', differ } });
+        throw new FerryError('REPLICA_MISMATCH', `after applying ${target.id}, replica member ${m.name} of ${volume} does not match the snapshot (found ${after[m.name]}, want ${want}${differ.length ? `; differs at ${differ.join('; ')}` : ''}); the replica stays marked inconsistent and the next update re-applies`);
       }
     }
     site.db.tx(() => {

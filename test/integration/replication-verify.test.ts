@@ -9,7 +9,7 @@
 // written files are indeed taken without being read.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, openSync, closeSync, writeSync, statSync, utimesSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, openSync, closeSync, writeSync, statSync, symlinkSync, utimesSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
@@ -131,6 +131,32 @@ test('an update verifies only what the apply touched: subtrees it left alone are
     const r = await pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
     assert.notEqual(r.code, 0, 'a write into the replica must be found');
     assert.match(r.stdout + r.stderr, /REPLICA_WRITTEN|wrote into the replica/);
+  } finally {
+    await pair.cleanup();
+  }
+});
+
+test('an initial apply writes new top-level directories on worker threads: hard links across them, symlinks, modes and mtimes arrive', { timeout: 120_000 }, async () => {
+  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  try {
+    for (const d of ['alpha', 'beta', 'gamma']) writeSmallFiles(join(pair.data, d, 'sub'), 8, `${d}-`);
+    writeRandomFile(join(pair.data, 'alpha', 'big.bin'), 2 * 1024 * KiB);
+    linkSync(join(pair.data, 'alpha', 'big.bin'), join(pair.data, 'gamma', 'big-link.bin')); // a hard link across two subtrees
+    symlinkSync('../alpha/big.bin', join(pair.data, 'beta', 'to-big'));
+    chmodSync(join(pair.data, 'beta', 'sub', 'beta-0002'), 0o640);
+    utimesSync(join(pair.data, 'gamma', 'sub'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'));
+    writeFileSync(join(pair.data, 'top.txt'), 'a file at the root\n');
+    const init = await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
+    assert.equal(init.applied, true);
+    assertTreesEqual(pair.replica(), pair.data);
+    const a = statSync(join(pair.replica(), 'alpha', 'big.bin'));
+    const g = statSync(join(pair.replica(), 'gamma', 'big-link.bin'));
+    assert.equal(a.ino, g.ino, 'the hard link across subtrees is a hard link in the replica');
+    const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
+    const done = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e: any) => e.outcome === 'ok' && e.to === init.snapshot);
+    assert.equal(done.length, 1, ev.stdout.slice(-800));
+    assert.deepEqual(done[0].warnings, []);
+    assert.ok(done[0].created >= 30, JSON.stringify(done[0]));
   } finally {
     await pair.cleanup();
   }
