@@ -172,7 +172,13 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   const order: ObjectId[] = [...chunks];
   for (let l = levels.length - 1; l >= 0; l--) for (const p of levels[l]) order.push(p.id);
   progress.objectsTotal = order.length;
-  for (const id of order) progress.bytesTotal += store.info(id)?.storedLength ?? 0;
+  // Each object's index entry, looked up once (a catalog query each): sizes for the progress and the batches, kind for sending.
+  const infoOf = new Map<ObjectId, ReturnType<SenderStore['info']>>();
+  for (const id of order) {
+    const info = store.info(id);
+    infoOf.set(id, info);
+    progress.bytesTotal += info?.storedLength ?? 0;
+  }
   progress.phase = 'sending';
   o.onProgress?.({ ...progress });
 
@@ -184,10 +190,11 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     o.signal?.throwIfAborted();
     let j = i;
     let bytes = 0;
-    while (j < order.length && (j === i || bytes < batchBytes)) bytes += store.info(order[j++])?.storedLength ?? 0;
+    while (j < order.length && (j === i || bytes < batchBytes)) bytes += infoOf.get(order[j++])?.storedLength ?? 0;
     const slice = order.slice(i, j);
     const prepare = async (id: ObjectId): Promise<WireObject> => {
-      const info = store.info(id);
+      const info = infoOf.get(id);
+      infoOf.delete(id); // sent: not needed again
       if (!info) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} vanished from the store while sending`);
       const s = store.readStored(id, { crcOnly: true });
       const whole: PreparedObject = { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
