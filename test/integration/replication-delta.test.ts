@@ -75,5 +75,5 @@ test('an update after in-place writes, appends and unaligned image writes sends 
   const events = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
   const done = events.filter((e) => e.outcome === 'ok' && e.to === upd.snapshot);
   assert.equal(done.length, 1, JSON.stringify(events));
-  assert.ok(done[0].bytesWritten < 18 * MiB, `the apply wrote ${done[0].bytesWritten} bytes of file data`);
+  assert.ok(done[0].bytesWritten < 18 * MiB, `the apply wrote ${done[0].bytesWritten} bytes of file data: ${JSON.stringify(done[0])}`);
 });
