@@ -302,11 +302,12 @@ class KnownComplete {
   static for(store: { removalEpoch: number; lostObjectCount(): number }): KnownComplete | undefined {
     let k = KnownComplete.#bySite.get(store);
     if (!k) KnownComplete.#bySite.set(store, (k = new KnownComplete()));
-    if (k.#epoch !== store.removalEpoch || store.lostObjectCount() > 0) {
+    const healing = store.lostObjectCount() > 0;
+    if (k.#epoch !== store.removalEpoch || healing) {
       k.set.clear();
       k.#epoch = store.removalEpoch;
     }
-    return store.lostObjectCount() > 0 ? undefined : k;
+    return healing ? undefined : k;
   }
 
   add(ids: string[]): void {

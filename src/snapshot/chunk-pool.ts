@@ -25,6 +25,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { FerryError } from '../core/errors.ts';
+import { workerExecArgv } from '../core/worker-pool.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { SharedIndexRef } from '../store/index-probe.ts';
 import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
@@ -139,15 +140,6 @@ const SECOND_BATCH_BELOW = 8 * 1024 * 1024;
 const GUESS_BYTES = 128 * 1024;
 /** the least a job counts for, whatever its size: per-file overhead */
 const MIN_COST = 4 * 1024;
-
-/**
- * Workers inherit the parent's node options, but `node -e`/`-p` and
- * `--input-type` make a worker die at startup; in that case (only) start
- * workers with no options (NODE_OPTIONS still applies).
- */
-function workerExecArgv(): string[] | undefined {
-  return process.execArgv.some((x) => /^(-e|-p|-pe|--eval|--print|--input-type)(=|$)/.test(x)) ? [] : undefined;
-}
 
 interface Job {
   msg: WorkerJob;

@@ -39,6 +39,7 @@ const BIG_FILES = 40;
 
 /** BIG_FILES random files, and 20 small files in two directories. */
 function writeData(pair: Pair): void {
+  mkdirSync(join(pair.data, 'big'));
   for (let i = 0; i < BIG_FILES; i++) writeRandomFile(join(pair.data, 'big', `f${String(i).padStart(2, '0')}.bin`), 256 * KiB);
   writeSmallFiles(join(pair.data, 'small', 'one'), 10, 'a');
   writeSmallFiles(join(pair.data, 'small', 'two'), 10, 'b');
@@ -56,7 +57,6 @@ async function startHeldSource(pair: Pair, release: string): Promise<void> {
 test('initialize: chunks reach the destination while the capture runs; each object crosses once; replica equal', { timeout: 180_000 }, async () => {
   const pair = await makePair();
   try {
-    mkdirSync(join(pair.data, 'big'));
     writeData(pair);
     const release = join(pair.dir, 'release');
     await startHeldSource(pair, release);
@@ -107,7 +107,6 @@ test('initialize: chunks reach the destination while the capture runs; each obje
 test('peer down before or during the capture: the initialize fails transiently with its snapshot taken; the next one completes without resending', { timeout: 240_000 }, async () => {
   const pair = await makePair();
   try {
-    mkdirSync(join(pair.data, 'big'));
     writeData(pair);
     const release = join(pair.dir, 'release');
     writeFileSync(release, ''); // not held at first
