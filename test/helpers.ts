@@ -1,7 +1,7 @@
 // Shared test helpers: temporary directories, running the real CLI, and an
 // exact comparison of two trees (content and metadata).
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -117,11 +117,30 @@ export function assertTreesEqual(actual: string, expected: string, opts: { mtime
 }
 
 /** Write `size` random (incompressible) bytes to `path`, in 4 MiB pieces so memory stays small. */
-export function writeRandomFile(path: string, size: number): void {
+/** A file of `size` random bytes; with `seed`, the same bytes on every run (seededBytes). */
+export function writeRandomFile(path: string, size: number, seed?: string): void {
+  const stream = seed === undefined ? null : seededStream(seed);
   const fd = openSync(path, 'w');
   try {
-    for (let left = size; left > 0; left -= 4 << 20) writeSync(fd, randomBytes(Math.min(left, 4 << 20)));
+    for (let left = size; left > 0; left -= 4 << 20) {
+      const n = Math.min(left, 4 << 20);
+      writeSync(fd, stream ? stream.update(Buffer.alloc(n)) : randomBytes(n));
+    }
   } finally {
     closeSync(fd);
   }
+}
+
+function seededStream(seed: string) {
+  const key = createHash('sha256').update(seed).digest();
+  return createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+}
+
+/**
+ * `size` bytes that look random (incompressible) but are the same on every run
+ * for the same seed: for tests whose outcome depends on where content-defined
+ * chunk boundaries fall, which truly random data would move from run to run.
+ */
+export function seededBytes(size: number, seed: string): Buffer {
+  return seededStream(seed).update(Buffer.alloc(size));
 }
