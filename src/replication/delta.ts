@@ -12,6 +12,7 @@
 // a pack.
 import { promisify } from 'node:util';
 import { constants as zc, zstdCompress, zstdDecompress } from 'node:zlib';
+import { outputChunk } from '../store/codec.ts';
 import { FerryError } from '../core/errors.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD, type PreparedObject } from '../store/types.ts';
@@ -29,14 +30,6 @@ const MIN_SAVING = 0.2;
 /** Largest window a delta may need: the dictionary plus the largest object (2^27 = 128 MiB). */
 const WINDOW_LOG_MAX = 27;
 
-/**
- * zlib's output chunk for an async call that produces about `bytes`: one
- * piece. With its default 16 KiB, a 1 MiB result costs 64 callbacks and a
- * concatenation on the main thread, more than the coding itself saves there.
- */
-export function outputChunk(bytes: number): number {
-  return Math.min(Math.max(bytes, 64), 64 * 1024 * 1024);
-}
 
 function windowLogFor(bytes: number): number {
   return Math.min(WINDOW_LOG_MAX, Math.max(10, Math.ceil(Math.log2(bytes + 1))));

@@ -9,7 +9,7 @@
 // Owns: the check itself (the workers are core/worker-pool.ts). Must never:
 // report an object as good without having decompressed and hashed it.
 import { isMainThread, workerData } from 'node:worker_threads';
-import { zstdDecompressSync } from 'node:zlib';
+import { zstdDecodeSync } from '../store/codec.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD } from '../store/types.ts';
 import { serveWorker, WorkerPool } from '../core/worker-pool.ts';
@@ -26,7 +26,7 @@ export function verifyObject(o: { id: string; codec: number; rawLength: number; 
   let raw: Uint8Array = o.stored;
   if (o.codec === CODEC_ZSTD) {
     try {
-      raw = zstdDecompressSync(o.stored, { maxOutputLength: Math.max(o.rawLength, 1) });
+      raw = zstdDecodeSync(o.stored, o.rawLength);
     } catch {
       return `refused object ${o.id}: it does not decompress within its stated length ${o.rawLength}`;
     }

@@ -14,7 +14,8 @@
 // PackStore per store directory per process).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { constants as zc, zstdCompressSync } from 'node:zlib';
+import { zstdDecodeSync } from './codec.ts';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../core/clock.ts';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { hashBytes, objectIdFromBytes, objectIdToBytes, parseObjectId, type ObjectId } from '../core/ids.ts';
@@ -755,7 +756,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
     if (rec.codec === CODEC_ZSTD) {
       try {
         // the limit keeps a forged length or a zstd bomb from ballooning memory
-        raw = zstdDecompressSync(rec.stored, { maxOutputLength: Math.max(rec.rawLength, 1) });
+        raw = zstdDecodeSync(rec.stored, rec.rawLength);
       } catch (err) {
         return { ok: false, reason: `zstd: ${(err as Error).message}`, problem: 'damaged' };
       }
@@ -868,7 +869,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
       let raw: Uint8Array = obj.stored;
       if (obj.codec === CODEC_ZSTD) {
         try {
-          raw = zstdDecompressSync(obj.stored, { maxOutputLength: Math.max(obj.rawLength, 1) });
+          raw = zstdDecodeSync(obj.stored, obj.rawLength);
         } catch (err) {
           throw new FerryError('OBJECT_CORRUPT', `refused object ${id}: it does not decompress within its stated length ${obj.rawLength}`, { cause: err });
         }
