@@ -2,12 +2,16 @@
 // the receiver's verification workers (replication/verify-pool.ts) and the
 // apply's subtree workers (site/apply-pool.ts). Workers start on first use,
 // up to `size`, each job goes to the least busy one, and a worker holds the
-// process open only while it has work (unref'd when idle). A worker that
-// dies fails the jobs it had; the next job starts another.
+// process open only while it has work (unref'd when idle). With `inFlight`,
+// a worker holds at most that many jobs and the rest wait here, each going
+// to the first worker to finish one: jobs of very different sizes (subtrees)
+// then spread evenly, where handing them out on arrival could leave one
+// worker with the large ones. A worker that dies fails the jobs it had; the
+// next job starts another.
 //
 // The worker side calls `serveWorker(handler)`: a handler's FerryError comes
 // back to the caller as the same code and message.
-import { Worker, parentPort, type ResourceLimits } from 'node:worker_threads';
+import { Worker, parentPort, type ResourceLimits, type TransferListItem } from 'node:worker_threads';
 import { FerryError, isFerryError, type ErrorCode } from './errors.ts';
 
 /**
@@ -33,12 +37,22 @@ export interface WorkerPoolOptions {
   size: number;
   name: string;
   resourceLimits?: ResourceLimits;
+  /** most jobs a worker holds at once (default: no limit, all handed out on arrival) */
+  inFlight?: number;
+}
+
+interface Queued<In, Out> {
+  msg: In;
+  transfer?: readonly TransferListItem[];
+  resolve: (r: Out) => void;
+  reject: (e: Error) => void;
 }
 
 export class WorkerPool<In, Out> {
   readonly #o: WorkerPoolOptions;
   readonly #slots: Slot[] = [];
   readonly #waiting = new Map<number, { resolve: (r: Out) => void; reject: (e: Error) => void; slot: Slot }>();
+  readonly #queue: Array<Queued<In, Out>> = [];
   #seq = 0;
   #closed = false;
 
@@ -46,20 +60,33 @@ export class WorkerPool<In, Out> {
     this.#o = o;
   }
 
-  run(msg: In): Promise<Out> {
+  /** Run `msg` on the least busy worker; `transfer` moves those buffers to it (they are unusable here after). */
+  run(msg: In, transfer?: readonly TransferListItem[]): Promise<Out> {
     if (this.#closed) return Promise.reject(new FerryError('INTERNAL', `${this.#o.name} pool is closed`));
-    const slot = this.#slots.length < this.#o.size && this.#slots.every((s) => s.busy > 0) ? this.#spawn() : this.#slots.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const seq = ++this.#seq;
-    if (slot.busy++ === 0) slot.worker.ref();
     return new Promise<Out>((resolve, reject) => {
-      this.#waiting.set(seq, { resolve, reject, slot });
-      slot.worker.postMessage({ seq, msg });
+      this.#queue.push({ msg, transfer, resolve, reject });
+      this.#dispatch();
     });
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const q of this.#queue.splice(0)) q.reject(new FerryError('INTERNAL', `${this.#o.name} pool is closed`));
     await Promise.all(this.#slots.splice(0).map((s) => s.worker.terminate()));
+  }
+
+  /** Hand queued jobs to workers with room: an idle one first, a new one while under `size`, else the least busy. */
+  #dispatch(): void {
+    const limit = this.#o.inFlight ?? Infinity;
+    while (this.#queue.length > 0 && !this.#closed) {
+      const slot: Slot | undefined = this.#slots.length < this.#o.size && this.#slots.every((s) => s.busy > 0) ? this.#spawn() : this.#slots.reduce<Slot | undefined>((a, b) => (!a || b.busy < a.busy ? b : a), undefined);
+      if (!slot || slot.busy >= limit) return;
+      const q = this.#queue.shift()!;
+      const seq = ++this.#seq;
+      if (slot.busy++ === 0) slot.worker.ref();
+      this.#waiting.set(seq, { resolve: q.resolve, reject: q.reject, slot });
+      slot.worker.postMessage({ seq, msg: q.msg }, q.transfer);
+    }
   }
 
   #spawn(): Slot {
@@ -79,6 +106,7 @@ export class WorkerPool<In, Out> {
       if (--w.slot.busy === 0) w.slot.worker.unref();
       if ('error' in m) w.reject(new FerryError(m.error.code as ErrorCode, m.error.message));
       else w.resolve(m.ok);
+      this.#dispatch();
     });
     const fail = (err: Error) => {
       const i = this.#slots.indexOf(slot);
@@ -88,6 +116,8 @@ export class WorkerPool<In, Out> {
         this.#waiting.delete(seq);
         w.reject(new FerryError('INTERNAL', `a ${this.#o.name} worker failed: ${err.message}`));
       }
+      // jobs still queued go to the others, or to a new worker
+      this.#dispatch();
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));

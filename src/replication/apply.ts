@@ -42,8 +42,10 @@ export interface ApplyOptions {
   onDirUnchanged?: (rel: string, tree: ObjectId) => void;
   /**
    * Applies a new subtree elsewhere (another thread: apply-pool.ts): a directory
-   * directly below the member root that the replica does not have yet is
-   * handed over whole, and the rest of the walk goes on meanwhile.
+   * the replica does not have yet is handed over whole, and the rest of the
+   * walk goes on meanwhile. A new directory within SPLIT_DEPTH levels of the
+   * member root that has subdirectories is walked here instead, and its
+   * subdirectories are handed over.
    */
   subtrees?: SubtreeRunner;
 }
@@ -66,6 +68,9 @@ export interface PendingLink {
   parent: Buffer;
   parentMeta?: TreeEntry;
 }
+
+/** New directories less than this many levels below the member root are split into their subdirectories (#splitHere). */
+const SPLIT_DEPTH = 2;
 
 const SLASH = Buffer.from('/');
 const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
@@ -213,7 +218,7 @@ class TreeApplier {
         this.stats.created++;
       }
       const existed = this.#ensureDir(p);
-      if (fresh && this.#o.subtrees && !rel.includes('/')) {
+      if (fresh && this.#o.subtrees && !this.#splitHere(rel, y.tree!)) {
         const job = this.#o.subtrees({ root: this.#root, dir: p, rel, tree: y.tree!, meta: y, noOwner: this.#o.noOwner });
         job.catch(() => {}); // awaited in collect()
         this.#handedOver.push(job);
@@ -264,6 +269,20 @@ class TreeApplier {
       this.#replaced.add(rel);
       this.#written(p, rel, y);
     }
+  }
+
+  /**
+   * Whether a new directory is walked here, its subdirectories each handed
+   * over in turn, rather than handed over whole: when it sits within
+   * SPLIT_DEPTH levels of the member root and has subdirectories. One large
+   * directory near the root (a home, a project) would otherwise keep one
+   * worker busy long after the other ran out of work.
+   */
+  #splitHere(rel: string, tree: ObjectId): boolean {
+    let depth = 1;
+    for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) depth++;
+    if (depth >= SPLIT_DEPTH) return false;
+    return decodeTree(this.#o.store.get(tree)).entries.some((e) => e.type === 'dir');
   }
 
   /** Tell onFileWritten what lstat sees of a file just put in place. */

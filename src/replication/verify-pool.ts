@@ -21,6 +21,17 @@ export interface ToVerify {
   stored: Uint8Array;
 }
 
+/**
+ * A batch as it crosses to a worker: the stored bytes of all objects copied
+ * into one ArrayBuffer that is transferred, not cloned. Cloning a Uint8Array
+ * copies its whole backing ArrayBuffer, and a received object is usually a
+ * view into a larger stream buffer.
+ */
+interface Batch {
+  items: Array<{ id: ObjectId; codec: number; rawLength: number; length: number }>;
+  bytes: ArrayBuffer;
+}
+
 /** Why `o` is not what it claims, or null: the checks PackStore.putPrepared makes of an untrusted object. */
 export function verifyObject(o: { id: string; codec: number; rawLength: number; stored: Uint8Array }): string | null {
   let raw: Uint8Array = o.stored;
@@ -42,7 +53,7 @@ const WORKERS = 2;
 
 /** A small pool of verification workers, started on first use. */
 export class VerifyPool {
-  readonly #pool = new WorkerPool<ToVerify[], Array<string | null>>({
+  readonly #pool = new WorkerPool<Batch, Array<string | null>>({
     url: new URL(import.meta.url),
     workerData: { ferryVerifyWorker: true },
     size: WORKERS,
@@ -52,7 +63,16 @@ export class VerifyPool {
 
   /** For each object, null when it verified, else the reason it did not. */
   verify(items: ToVerify[]): Promise<Array<string | null>> {
-    return this.#pool.run(items.map((o) => ({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: o.stored })));
+    let total = 0;
+    for (const o of items) total += o.stored.length;
+    const bytes = new ArrayBuffer(total);
+    const all = new Uint8Array(bytes);
+    let at = 0;
+    for (const o of items) {
+      all.set(o.stored, at);
+      at += o.stored.length;
+    }
+    return this.#pool.run({ items: items.map((o) => ({ id: o.id, codec: o.codec, rawLength: o.rawLength, length: o.stored.length })), bytes }, [bytes]);
   }
 
   close(): Promise<void> {
@@ -61,5 +81,12 @@ export class VerifyPool {
 }
 
 if (!isMainThread && (workerData as { ferryVerifyWorker?: boolean } | null)?.ferryVerifyWorker) {
-  serveWorker<ToVerify[], Array<string | null>>((items) => items.map((o) => verifyObject(o)));
+  serveWorker<Batch, Array<string | null>>(({ items, bytes }) => {
+    let at = 0;
+    return items.map((o) => {
+      const stored = new Uint8Array(bytes, at, o.length);
+      at += o.length;
+      return verifyObject({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored });
+    });
+  });
 }

@@ -7,6 +7,9 @@
 // catalog read-only, reads the (committed, flushed) objects itself and
 // writes the subtree; the member's applier makes the hard links once every
 // subtree is in place. Two workers: the source side is idle during an apply.
+// A new directory near the root that has subdirectories is split into them
+// (apply.ts, SPLIT_DEPTH), and jobs wait in the pool until a worker has room,
+// so that one large directory does not leave a worker idle.
 //
 // Owns: the subtree jobs (the workers are core/worker-pool.ts). Must never: write outside the
 // subtree it was given (the same applier code, rooted at the member, with
@@ -40,7 +43,9 @@ function reviveEntry(e: TreeEntry): TreeEntry {
 
 export class ApplyPool {
   readonly #home: string;
-  readonly #pool = new WorkerPool<Job, SubtreeResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply' });
+  // Two jobs per worker: one to work on and the next, so a worker need not wait for the
+  // main thread (busy in its own synchronous walk) to be handed more.
+  readonly #pool = new WorkerPool<Job, SubtreeResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2 });
 
   constructor(home: string) {
     this.#home = home;

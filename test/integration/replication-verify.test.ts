@@ -136,16 +136,23 @@ test('an update verifies only what the apply touched: subtrees it left alone are
   }
 });
 
-test('an initial apply writes new top-level directories on worker threads: hard links across them, symlinks, modes and mtimes arrive', { timeout: 120_000 }, async () => {
+test('an initial apply writes new directories on worker threads: hard links across them, symlinks, modes and mtimes arrive', { timeout: 120_000 }, async () => {
   const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
   try {
+    // alpha, beta and gamma have subdirectories: each is walked by the member's applier and its
+    // subdirectories go to the workers; delta has none and goes whole.
     for (const d of ['alpha', 'beta', 'gamma']) writeSmallFiles(join(pair.data, d, 'sub'), 8, `${d}-`);
+    for (const d of ['one', 'two']) writeSmallFiles(join(pair.data, 'alpha', 'sub2', d), 4, `${d}-`);
+    writeSmallFiles(join(pair.data, 'delta'), 5, 'delta-');
+    linkSync(join(pair.data, 'alpha', 'sub', 'alpha-0001'), join(pair.data, 'alpha', 'sub2', 'one', 'link-to-sub')); // across two jobs of one split directory
+    utimesSync(join(pair.data, 'alpha', 'sub2'), new Date('2019-05-06T07:08:09Z'), new Date('2019-05-06T07:08:09Z'));
     writeRandomFile(join(pair.data, 'alpha', 'big.bin'), 2 * 1024 * KiB);
     linkSync(join(pair.data, 'alpha', 'big.bin'), join(pair.data, 'gamma', 'big-link.bin')); // a hard link across two subtrees
     symlinkSync('../alpha/big.bin', join(pair.data, 'beta', 'to-big'));
     chmodSync(join(pair.data, 'beta', 'sub', 'beta-0002'), 0o640);
     utimesSync(join(pair.data, 'gamma', 'sub'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'));
     writeFileSync(join(pair.data, 'top.txt'), 'a file at the root\n');
+    utimesSync(join(pair.data, 'alpha'), new Date('2018-01-01T00:00:00Z'), new Date('2018-01-01T00:00:00Z'));
     const init = await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
     assert.equal(init.applied, true);
     assertTreesEqual(pair.replica(), pair.data);
