@@ -100,10 +100,31 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     return out;
   };
 
+  /**
+   * The base block lists (of the changed lists in `level`) that the receiver holds. It holds a
+   * list only with every block below it (a commit checked that), so the blocks a changed list
+   * shares with its base need not be asked about: 4096 ids per list where a few writes changed a
+   * few blocks. A receiver that lost objects answers its block lists as lacking (Receiver.missing),
+   * and then every block is asked about as before.
+   */
+  const heldBaseLists = async (level: Pending[]): Promise<Set<ObjectId>> => {
+    const bases = [...new Set(level.filter((p) => p.kind === 'blocklist' && p.base && p.base !== p.id).map((p) => p.base!))];
+    const held = new Set<ObjectId>();
+    for (let i = 0; i < bases.length; i += MAX_IDS_PER_QUERY) {
+      const batch = bases.slice(i, i + MAX_IDS_PER_QUERY);
+      const miss = await receiver.missing(volume, batch, o.signal);
+      stats.roundTrips++;
+      if (miss.length !== batch.length) throw new FerryError('PROTOCOL', `receiver answered ${miss.length} of ${batch.length} ids`);
+      batch.forEach((id, k) => !miss[k] && held.add(id));
+    }
+    return held;
+  };
+
   let frontier = await ask([{ id: manifest, kind: 'snapshot', base: o.deltaBase }]);
   while (frontier.length > 0) {
     levels.push(frontier);
     const next: Pending[] = [];
+    const baseHeld = await heldBaseLists(frontier);
     for (const p of frontier) {
       const raw = store.get(p.id);
       switch (p.kind) {
@@ -135,8 +156,10 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
         }
         case 'blocklist': {
           const base = baseOf(p.base, decodeBlockList);
+          // Blocks the same as the base's at the same place are held by a receiver that holds the base's list.
+          const skip = base && baseHeld.has(p.base!) ? base.blocks : undefined;
           decodeBlockList(raw).blocks.forEach((b, i) => {
-            if (!b) return;
+            if (!b || skip?.[i] === b) return;
             next.push({ id: b, kind: 'chunk' });
             const bb = base?.blocks[i];
             if (bb && bb !== b && !refsOf.has(b)) refsOf.set(b, { refs: [bb], offset: 0, length: store.info(bb)?.rawLength ?? 0 });

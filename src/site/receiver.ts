@@ -187,7 +187,7 @@ export function withReplicaLock<T>(site: Site, volume: string, fn: () => Promise
  * Metadata objects are visited once each (trees may share subtrees: a few
  * dozen objects can describe 2^40 paths), iteratively (no recursion depth).
  */
-export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: Set<string>): { missing: number; firstMissing?: string; complete: string[] } {
+export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: { set: Set<string>; lists: Map<string, ObjectId> }): { missing: number; firstMissing?: string; complete: string[] } {
   let missing = 0;
   // Trees and block lists checked here that can be skipped next time (see KnownComplete).
   const complete: string[] = [];
@@ -234,16 +234,28 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
       if (!img) continue;
       img.lists.forEach((lid, li) => {
         // a list is checked against its place in the image: the same list elsewhere needs its own check
-        const key = `${lid}@${li}/${img.size}/${img.blockSize}`;
-        if (known?.has(key)) return;
+        const place = `${li}/${img.size}/${img.blockSize}`;
+        const key = `${lid}@${place}`;
+        if (known?.set.has(key)) return;
         const before = missing;
         const list = load('blocklist', lid, decodeBlockList);
         if (!list) return;
+        // A list found complete at this place before (the base's, in an update): its blocks were
+        // there with the right lengths, so only the blocks that differ from it are looked up.
+        const prevId = known?.lists.get(place);
+        let prev: Array<ObjectId | null> | undefined;
+        if (prevId && prevId !== lid) {
+          try {
+            prev = decodeBlockList(store.get(prevId)).blocks;
+          } catch {
+            prev = undefined; // gone or unreadable: check every block
+          }
+        }
         const blocks = Math.ceil(img.size / img.blockSize);
         const want = li < img.lists.length - 1 ? BLOCKS_PER_LIST : blocks - li * BLOCKS_PER_LIST;
         if (list.blocks.length !== want) refuse(`member ${m.name}: blocklist ${li} has ${list.blocks.length} blocks, the image needs ${want} there`);
         list.blocks.forEach((b, k) => {
-          if (!b) return;
+          if (!b || (prev && prev[k] === b)) return;
           const off = (li * BLOCKS_PER_LIST + k) * img.blockSize;
           const want = Math.min(img.blockSize, img.size - off);
           const got = dataLength(b, `member ${m.name} block ${li * BLOCKS_PER_LIST + k}`);
@@ -259,7 +271,7 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
     const stack: ObjectId[] = [m.root];
     while (stack.length > 0) {
       const id = stack.pop()!;
-      if (seen.has(id) || known?.has(id)) continue;
+      if (seen.has(id) || known?.set.has(id)) continue;
       seen.add(id);
       walked.push(id);
       const tree = load('tree', id, decodeTree);
@@ -287,6 +299,16 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
   return { missing, firstMissing, complete };
 }
 
+/** Whether the store holds image `id` and every block list of it (readable: not in a lost pack). */
+function imageListsHeld(store: ObjectReader, id: ObjectId): boolean {
+  if (!store.has(id)) return false;
+  try {
+    return decodeImage(store.get(id)).lists.every((l) => store.has(l));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Trees (with everything below them) and block lists (at a place in an image) that a commit here
  * found complete: the next commit does not walk them again (an update's snapshot shares most of
@@ -298,6 +320,8 @@ class KnownComplete {
   static readonly #bySite = new WeakMap<object, KnownComplete>();
   #epoch = -1;
   readonly set = new Set<string>();
+  /** the last block list found complete at each place in an image (`index/size/blockSize`) */
+  readonly lists = new Map<string, ObjectId>();
 
   static for(store: { removalEpoch: number; lostObjectCount(): number }): KnownComplete | undefined {
     let k = KnownComplete.#bySite.get(store);
@@ -305,14 +329,22 @@ class KnownComplete {
     const healing = store.lostObjectCount() > 0;
     if (k.#epoch !== store.removalEpoch || healing) {
       k.set.clear();
+      k.lists.clear();
       k.#epoch = store.removalEpoch;
     }
     return healing ? undefined : k;
   }
 
   add(ids: string[]): void {
-    if (this.set.size + ids.length > KnownComplete.MAX) this.set.clear();
-    for (const id of ids) this.set.add(id);
+    if (this.set.size + ids.length > KnownComplete.MAX) {
+      this.set.clear();
+      this.lists.clear();
+    }
+    for (const id of ids) {
+      this.set.add(id);
+      const at = id.indexOf('@');
+      if (at > 0) this.lists.set(id.slice(at + 1), id.slice(0, at) as ObjectId);
+    }
   }
 }
 
@@ -644,7 +676,7 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     const known = KnownComplete.for(site.store);
     const epoch = site.store.removalEpoch;
-    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`, known?.set);
+    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`, known);
     if (r.missing > 0) {
       throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${r.missing} object(s) missing (${r.firstMissing}); the next attempt sends them`);
     }
@@ -867,7 +899,9 @@ export class SiteReceiver implements Receiver {
         throw new FerryError('MEMBER_INVALID', `image replica ${m.path} of ${vol.name} is neither a regular file nor a block device (a symlink?); move it away`);
       }
       const was = imageStats[m.name];
-      const untouched = base ? was && was.size === now.size && was.mtimeNs === now.mtimeNs && was.ctimeNs === now.ctimeNs && was.ino === now.ino : now.size === 0;
+      // An untouched replica is the applied image, but the apply diffs from that image's block lists:
+      // if this store lost any of them (a lost pack), capture the replica instead, which also stores them again.
+      const untouched = base ? was && was.size === now.size && was.mtimeNs === now.mtimeNs && was.ctimeNs === now.ctimeNs && was.ino === now.ino && imageListsHeld(site.store, base) : now.size === 0;
       if (untouched) {
         roots[m.name] = base;
         if (base) members.push({ name: m.name, kind: 'image', root: base });

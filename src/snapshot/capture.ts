@@ -95,7 +95,7 @@ export interface CaptureOptions {
   pool: ChunkPool;
   cache?: StatCacheIO;
   onWarning?: (w: CaptureWarning) => void;
-  /** capture start (ms): files touched within RACY_MS of it are not trusted from the cache next time */
+  /** capture start (ms): files touched shortly before it (RACY_NS) are not trusted from the cache next time */
   startedAt: number;
   /** most file jobs in flight before the walker waits */
   maxInFlight?: number;
@@ -113,8 +113,15 @@ export interface CaptureOptions {
 // Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
 // changed again within the same tick keeps its mtime and ctime. Files whose
 // ctime is this close to the capture are re-read next time (git's "racily
-// clean" rule).
+// clean" rule). 2 s covers filesystems that keep whole or even seconds (FAT,
+// HFS+, ext3, some NFS servers). A ctime with a non-zero part below the
+// millisecond comes from a filesystem that keeps nanoseconds, stamped from
+// the kernel's clock tick (1-10 ms): for it 50 ms is margin enough. Without
+// that, every file an apply wrote in its last 2 s was read again by the
+// next writes check (the verification just after the apply sees them all
+// within 2 s).
 const RACY_NS = 2_000_000_000n;
+const RACY_FINE_NS = 50_000_000n;
 
 const SLASH = Buffer.from('/');
 /** directory entries the walker handles between two turns of the event loop */
@@ -156,6 +163,7 @@ class TreeWalker {
   readonly #o: CaptureOptions;
   readonly #hardlinks = new Map<string, Buffer>();
   readonly #racyBefore: bigint;
+  readonly #racyFineBefore: bigint;
   readonly #stream: StreamOptions;
   #inFlight = 0;
   #waiters: Array<() => void> = [];
@@ -165,6 +173,7 @@ class TreeWalker {
   constructor(o: CaptureOptions) {
     this.#o = o;
     this.#racyBefore = BigInt(o.startedAt) * 1_000_000n - RACY_NS;
+    this.#racyFineBefore = BigInt(o.startedAt) * 1_000_000n - RACY_FINE_NS;
     this.#stream = streamInto(o.store, this.stats);
   }
 
@@ -288,7 +297,7 @@ class TreeWalker {
           const hit = cached?.get(name.toString('latin1'));
           if (hit && hit.size === Number(st.size) && hit.mtimeNs === st.mtimeNs && hit.ctimeNs === st.ctimeNs && hit.ino === st.ino) {
             this.stats.filesReused++;
-            if (st.ctimeNs < this.#racyBefore) newCache.push([name, hit]);
+            if (this.#settled(st.ctimeNs)) newCache.push([name, hit]);
             slots.push({ ...base, type: 'file', size: hit.size, chunks: hit.chunks });
             break;
           }
@@ -319,6 +328,11 @@ class TreeWalker {
     return { tree };
   }
 
+  /** Whether a file with this ctime can be trusted from the cache next time (RACY_NS). */
+  #settled(ctimeNs: bigint): boolean {
+    return ctimeNs < (ctimeNs % 1_000_000n !== 0n ? this.#racyFineBefore : this.#racyBefore);
+  }
+
   async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer, size: number): Promise<TreeEntry | null> {
     const r = await this.#o.pool.chunkFile(abs, size, this.#stream);
     if (!r.ok) {
@@ -334,7 +348,7 @@ class TreeWalker {
     const chunks = r.ids;
     if (r.changedDuringRead) {
       this.warn(rel, 'changed-during-read', 'file kept changing while being read; stored as last read (quiesce the application with a pre hook for a consistent copy)');
-    } else if (r.stat.ctimeNs < this.#racyBefore) {
+    } else if (this.#settled(r.stat.ctimeNs)) {
       newCache.push([name, { size: r.stat.size, mtimeNs: r.stat.mtimeNs, ctimeNs: r.stat.ctimeNs, ino: r.stat.ino, chunks }]);
     }
     return { ...base, mtimeNs: toMicros(r.stat.mtimeNs), type: 'file', size: r.stat.size, chunks };

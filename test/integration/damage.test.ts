@@ -318,7 +318,11 @@ test('a secondary that lost a pack asks for its objects again on the next update
   writeRandomFile(join(data, 'keep', 'k1.bin'), 200_000);
   writeFileSync(join(data, 'keep', 'k2.txt'), 'k2\n');
   writeFileSync(join(data, 'y.txt'), 'y1\n');
-  a.volume('vol', [`data=tree:${data}`]);
+  // An image too: its changed block list is sent against the base's, whose blocks a healthy receiver
+  // holds; one that lost them must be asked about every block again.
+  const disk = join(a.dir, 'disk.img');
+  writeRandomFile(disk, 2 * 1024 * 1024);
+  a.volume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
   await Promise.all([a.start(), b.start()]);
   await pair(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
@@ -328,7 +332,9 @@ test('a secondary that lost a pack asks for its objects again on the next update
   writeFileSync(join(data, 'keep', 'k2.txt'), 'k2, second\n');
   writeFileSync(join(data, 'y.txt'), 'y2\n');
   const second = await a.json(['mirror', 'update', 'vol', '--to', 'b', '--wait']);
-  const replica = (await b.json(['volume', 'show', 'vol'])).members[0].path as string;
+  const shown = (await b.json(['volume', 'show', 'vol'])).members as Array<{ name: string; path: string }>;
+  const replica = shown.find((m) => m.name === 'data')!.path;
+  const diskReplica = shown.find((m) => m.name === 'disk')!.path;
   assertTreesEqual(replica, data);
 
   // Lose every pack at b but the one holding the applied snapshot's manifest (and the new keep/ tree).
@@ -349,12 +355,16 @@ test('a secondary that lost a pack asks for its objects again on the next update
   // The next update: only a top-level file changes. keep/'s tree is still held at b, but the chunk of
   // keep/k1.bin below it was lost, as was x.bin's: both travel again, and the replica verifies.
   writeFileSync(join(data, 'y.txt'), 'y3\n');
+  const fd = openSync(disk, 'r+');
+  writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, 100_000); // one block of the image changes
+  closeSync(fd);
   const third = await a.json(['mirror', 'update', 'vol', '--to', 'b', '--wait']);
   assert.equal(third.applied, true);
   assert.ok(third.transfer.rawBytes >= 500_000, `the lost chunks (500 kB) were not sent again: ${JSON.stringify(third.transfer)}`);
   // Sent: the two lost chunks, y.txt's new chunk, the new root tree, keep/'s tree (walked through), the manifest.
   assert.ok(third.transfer.objects >= 5, JSON.stringify(third.transfer));
   assertTreesEqual(replica, data);
+  assert.ok(readFileSync(diskReplica).equals(readFileSync(disk)), 'the image replica differs after healing');
   const check = new DatabaseSync(join(b.home, 'catalog.db'), { readOnly: true });
   const stillLost = (check.prepare("SELECT hex(o.id) AS id FROM objects o JOIN lost_packs l ON l.pack = o.pack WHERE o.kind = 1").all() as Array<{ id: string }>).map((r) => r.id.toLowerCase());
   check.close();
@@ -367,4 +377,5 @@ test('a secondary that lost a pack asks for its objects again on the next update
   const fourth = await a.json(['mirror', 'update', 'vol', '--to', 'b', '--wait']);
   assert.ok(fourth.transfer.rawBytes < 100_000, JSON.stringify(fourth.transfer));
   assertTreesEqual(replica, data);
+  assert.ok(readFileSync(diskReplica).equals(readFileSync(disk)));
 });

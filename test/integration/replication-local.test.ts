@@ -2,7 +2,7 @@
 // sender, the site receiver, commit and apply, and the writes check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, renameSync, chmodSync, readFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, renameSync, chmodSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Site } from '../../src/site/site.ts';
@@ -81,6 +81,41 @@ test('initial and incremental transfer bring the replica exactly to each snapsho
     const other = new SiteReceiver(b, 'SOMEONEELSE', pool);
     await assert.rejects(other.missing('vol', []), /may not write/);
     assert.equal(getVolume(b, 'vol').role, 'secondary');
+  } finally {
+    await pool.close();
+    a.close();
+    b.close();
+    tmp.cleanup();
+  }
+});
+
+test('an image update asks only about the blocks that differ from the base, and the commit looks up only those', async () => {
+  const tmp = tempDir();
+  const a = Site.init(join(tmp.path, 'a'), 'a');
+  const b = Site.init(join(tmp.path, 'b'), 'b');
+  const pool = new ChunkPool();
+  try {
+    const disk = join(tmp.path, 'disk.img');
+    writeFileSync(disk, randomBytes(8 << 20)); // 128 blocks of 64 KiB
+    createVolume(a, 'img', { members: [{ path: disk, kind: 'image' }] });
+    const rx = new SiteReceiver(b, a.id, pool);
+    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'img', volume: 'img', members: [{ name: 'disk.img', kind: 'image' }] });
+    const replica = hello.replicas[0].path;
+    const s1 = await createSnapshot(a, 'img', { pool });
+    await sendSnapshot(a.store, rx, 'img', s1.snapshot.manifest);
+    assert.equal((await rx.commit('img', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest })).applied, true);
+
+    const fd = openSync(disk, 'r+');
+    writeSync(fd, randomBytes(4096), 0, 4096, 5 * 65536 + 100); // block 5
+    writeSync(fd, randomBytes(4096), 0, 4096, 90 * 65536); // block 90
+    closeSync(fd);
+    const s2 = await createSnapshot(a, 'img', { pool });
+    const t2 = await sendSnapshot(a.store, rx, 'img', s2.snapshot.manifest, { deltaBase: s1.snapshot.manifest });
+    // manifest, image, block list, the base's list (asked whether held), 2 blocks, their 2 references
+    assert.ok(t2.objectsOffered < 16, `offered ${t2.objectsOffered} ids for 2 changed blocks of 128`);
+    assert.equal(t2.objectsSent, 5);
+    assert.equal((await rx.commit('img', { snapshot: s2.snapshot.id, manifest: s2.snapshot.manifest })).applied, true);
+    assert.ok(readFileSync(replica).equals(readFileSync(disk)), 'image replica differs');
   } finally {
     await pool.close();
     a.close();
