@@ -88,9 +88,24 @@ function deltaParams(dictBytes: number, rawBytes: number): Record<number, number
   return p;
 }
 
+/**
+ * Bytes [offset, offset + length) of the references laid end to end: only the
+ * pieces that overlap the range are copied, and a range inside one reference
+ * is a view of it (most are: a chunk changed in place has its base chunk's
+ * range, and the references either side contribute at most DELTA_SLACK).
+ */
 function dictionaryOf(parts: Buffer[], offset: number, length: number): Buffer {
-  const all = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-  return all.subarray(offset, offset + length);
+  const end = offset + length;
+  const pieces: Buffer[] = [];
+  let at = 0;
+  for (const p of parts) {
+    const from = Math.max(offset, at);
+    const to = Math.min(end, at + p.length);
+    if (from < to) pieces.push(p.subarray(from - at, to - at));
+    at += p.length;
+    if (at >= end) break;
+  }
+  return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
 }
 
 /**

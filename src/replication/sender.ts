@@ -69,7 +69,7 @@ interface Pending {
 const decompress = promisify(zstdDecompress);
 
 /** Deltas computed ahead of the one being sent (zstd runs on libuv's threads meanwhile). */
-const DELTA_AHEAD = 4;
+const DELTA_AHEAD = 8;
 
 /** Send every object of snapshot `manifest` that `receiver` lacks for `volume`. */
 export async function sendSnapshot(store: SenderStore, receiver: Receiver, volume: string, manifest: ObjectId, o: SendOptions = {}): Promise<TransferStats> {

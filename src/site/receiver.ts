@@ -60,6 +60,12 @@ const round3 = (x: number) => Math.round(x * 1000) / 1000;
 const VERIFY_BATCH_OBJECTS = 64;
 const VERIFY_BATCH_BYTES = 4 * 1024 * 1024;
 const VERIFY_UNITS = 2;
+/**
+ * Deltas being rebuilt ahead of storing (each is a unit of its own, decoded on libuv's threads):
+ * an update of many small changed files is mostly deltas, and two at a time left it waiting on
+ * one round trip through the thread pool per file.
+ */
+const DELTA_UNITS = 16;
 
 let verifyPool: VerifyPool | undefined;
 
@@ -519,22 +525,25 @@ export class SiteReceiver implements Receiver {
     this.#writing(volume);
     // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
     const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
-    type Unit = { bytes: number; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
+    type Unit = { bytes: number; delta: boolean; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
     const units: Unit[] = [];
     let batch: WireObject[] = [];
     let batchBytes = 0;
     let inFlight = 0;
+    let batches = 0; // units that are verification batches (the rest are deltas)
     let refused = false;
     const hold = o.hold ?? (() => true);
     const flushBatch = () => {
       if (batch.length === 0) return;
       const items = batch as PreparedObject[];
-      units.push({ bytes: batchBytes, ready: verifyBatch(items) });
+      units.push({ bytes: batchBytes, delta: false, ready: verifyBatch(items) });
+      batches++;
       batch = [];
       batchBytes = 0;
     };
     const storeNext = async () => {
       const u = units.shift()!;
+      if (!u.delta) batches--;
       const { good, error } = await u.ready;
       inFlight -= u.bytes;
       for (const g of good) if (store.putPrepared(g, { trusted: true })) r.stored++;
@@ -554,14 +563,14 @@ export class SiteReceiver implements Receiver {
         if (isDelta(w)) {
           flushBatch();
           const ready = resolveDelta(refStore, w).then((p) => ({ good: [p] }), (error: unknown) => ({ good: [], error }));
-          units.push({ bytes: w.stored.byteLength, ready });
+          units.push({ bytes: w.stored.byteLength, delta: true, ready });
         } else {
           batch.push(w);
           batchBytes += w.stored.byteLength;
           if (batch.length >= VERIFY_BATCH_OBJECTS || batchBytes >= VERIFY_BATCH_BYTES) flushBatch();
         }
-        // At most VERIFY_UNITS batches ahead of what is stored, and only within the budget.
-        while (units.length > VERIFY_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
+        // At most VERIFY_UNITS batches and DELTA_UNITS units ahead of what is stored, and only within the budget.
+        while (batches > VERIFY_UNITS || units.length > DELTA_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
         if (units.length === 0 && batch.length > 0 && !hold(inFlight)) {
           flushBatch(); // the budget will not let the open batch grow: verify and store it now
           await storeNext();
