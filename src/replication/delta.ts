@@ -21,8 +21,18 @@ import { deltaHeaderBytes, MAX_DELTA_DICT_BYTES, MAX_DELTA_REFS, WIRE_DELTA, typ
 const compress = promisify(zstdCompress);
 const decompress = promisify(zstdDecompress);
 
-/** zstd level for deltas: below 3, zstd's fast strategies barely look into a dictionary. */
+/**
+ * zstd level for deltas. Below 3, zstd's fast strategy indexes too little of a
+ * large dictionary: a 1 MiB chunk with a 256 KiB region rewritten came out at
+ * 917 KB at level 1 against 262 KB at level 3 (1.1 MiB dictionary). For a
+ * dictionary of at most SMALL_DICT_BYTES (an image block's old self) level 1
+ * finds the same matches (32.9 KB for a 64 KiB block half rewritten, level 3
+ * 32.8 KB) at less than half the time (0.28 ms against 0.73 ms per block):
+ * most of level 3's cost there is setting up its larger tables for each block.
+ */
 const DELTA_LEVEL = 3;
+const SMALL_DICT_LEVEL = 1;
+const SMALL_DICT_BYTES = 128 * 1024;
 /** Level for storing a rebuilt object at the receiver (the packs' own default). */
 const STORE_LEVEL = 3;
 /** A delta is sent only when it saves at least this share of the object as stored. */
@@ -83,7 +93,8 @@ export interface DeltaPlan {
 const PLAIN_DICT_BYTES = 1_250_000;
 
 function deltaParams(dictBytes: number, rawBytes: number): Record<number, number> {
-  const p: Record<number, number> = { [zc.ZSTD_c_compressionLevel]: DELTA_LEVEL, [zc.ZSTD_c_windowLog]: windowLogFor(dictBytes + rawBytes) };
+  const level = dictBytes <= SMALL_DICT_BYTES ? SMALL_DICT_LEVEL : DELTA_LEVEL;
+  const p: Record<number, number> = { [zc.ZSTD_c_compressionLevel]: level, [zc.ZSTD_c_windowLog]: windowLogFor(dictBytes + rawBytes) };
   if (dictBytes > PLAIN_DICT_BYTES) p[zc.ZSTD_c_hashLog] = 20;
   return p;
 }
