@@ -11,7 +11,7 @@
 // object's id like any other object, and stores them; a delta never reaches
 // a pack.
 import { promisify } from 'node:util';
-import { constants as zc, zstdCompress, zstdDecompress } from 'node:zlib';
+import { constants as zc, zstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { outputChunk } from '../store/codec.ts';
 import { FerryError } from '../core/errors.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
@@ -19,7 +19,6 @@ import { CODEC_NONE, CODEC_ZSTD, type PreparedObject } from '../store/types.ts';
 import { deltaHeaderBytes, MAX_DELTA_DICT_BYTES, MAX_DELTA_REFS, WIRE_DELTA, type DeltaObject } from './protocol.ts';
 
 const compress = promisify(zstdCompress);
-const decompress = promisify(zstdDecompress);
 
 /**
  * zstd level for deltas. Below 3, zstd's fast strategy indexes too little of a
@@ -140,12 +139,12 @@ export interface DeltaStore {
 }
 
 /**
- * Rebuild a delta from this side's copies of its references (each checked
- * by its record's CRC when read), check the result against the object's id, and return it ready
- * to store (compressed where that pays). Every failure is a PROTOCOL error
- * naming the object: a peer's delta is untrusted input.
+ * The dictionary of a delta, from this side's copies of its references (each
+ * checked by its record's CRC when read). A peer's delta is untrusted input:
+ * an unknown reference, references over MAX_DELTA_DICT_BYTES, or a range
+ * beyond them is a PROTOCOL error naming the object.
  */
-export async function resolveDelta(store: DeltaStore, o: DeltaObject): Promise<PreparedObject> {
+export function deltaDictionary(store: DeltaStore, o: DeltaObject): Buffer {
   const parts: Buffer[] = [];
   let size = 0;
   for (const r of o.refs) {
@@ -156,21 +155,42 @@ export async function resolveDelta(store: DeltaStore, o: DeltaObject): Promise<P
     parts.push(b);
   }
   if (o.dictOffset + o.dictLength > size) throw new FerryError('PROTOCOL', `delta for object ${o.id}: dictionary [${o.dictOffset}, +${o.dictLength}) lies beyond its ${size} reference bytes`);
+  return dictionaryOf(parts, o.dictOffset, o.dictLength);
+}
+
+/** What a delta rebuilds to, ready to store, or why it was refused. */
+export type Rebuilt = { ok: true; codec: typeof CODEC_ZSTD | typeof CODEC_NONE; stored: Uint8Array } | { ok: false; code: 'PROTOCOL' | 'OBJECT_CORRUPT'; message: string };
+
+/**
+ * Rebuild a delta's raw bytes against its dictionary (synchronous: on a
+ * verification worker, receiver.ts), with the output bounded by the declared
+ * length; check them against the object's id; compress them for the store
+ * where that pays.
+ */
+export function rebuildDelta(o: { id: string; rawLength: number; frame: Uint8Array }, dictionary: Uint8Array): Rebuilt {
   let raw: Buffer;
   try {
-    raw = await decompress(o.stored, {
+    raw = zstdDecompressSync(o.frame, {
       chunkSize: outputChunk(o.rawLength),
-      dictionary: dictionaryOf(parts, o.dictOffset, o.dictLength),
+      dictionary,
       maxOutputLength: Math.max(o.rawLength, 1),
       params: { [zc.ZSTD_d_windowLogMax]: WINDOW_LOG_MAX },
     });
   } catch (err) {
-    throw new FerryError('PROTOCOL', `delta for object ${o.id} does not decode within its stated ${o.rawLength} bytes: ${(err as Error).message}`);
+    return { ok: false, code: 'PROTOCOL', message: `delta for object ${o.id} does not decode within its stated ${o.rawLength} bytes: ${(err as Error).message}` };
   }
-  if (raw.length !== o.rawLength) throw new FerryError('PROTOCOL', `delta for object ${o.id} decodes to ${raw.length} bytes, stated ${o.rawLength}`);
-  if (hashBytes(raw) !== o.id) throw new FerryError('OBJECT_CORRUPT', `refused object ${o.id}: the bytes its delta decodes to do not match its id`);
-  const c = raw.length >= 512 ? await compress(raw, { pledgedSrcSize: raw.length, chunkSize: outputChunk(raw.length), params: { [zc.ZSTD_c_compressionLevel]: STORE_LEVEL } }) : undefined;
-  return c && c.length <= raw.length * 0.9
-    ? { kind: o.kind, id: o.id, rawLength: raw.length, codec: CODEC_ZSTD, stored: c }
-    : { kind: o.kind, id: o.id, rawLength: raw.length, codec: CODEC_NONE, stored: raw };
+  if (raw.length !== o.rawLength) return { ok: false, code: 'PROTOCOL', message: `delta for object ${o.id} decodes to ${raw.length} bytes, stated ${o.rawLength}` };
+  if (hashBytes(raw) !== o.id) return { ok: false, code: 'OBJECT_CORRUPT', message: `refused object ${o.id}: the bytes its delta decodes to do not match its id` };
+  const c = raw.length >= 512 ? zstdCompressSync(raw, { pledgedSrcSize: raw.length, chunkSize: outputChunk(raw.length), params: { [zc.ZSTD_c_compressionLevel]: STORE_LEVEL } }) : undefined;
+  return c && c.length <= raw.length * 0.9 ? { ok: true, codec: CODEC_ZSTD, stored: c } : { ok: true, codec: CODEC_NONE, stored: raw };
+}
+
+/**
+ * Rebuild a delta from this side's copies of its references, check the result against the
+ * object's id, and return it ready to store (deltaDictionary, then rebuildDelta here).
+ */
+export function resolveDelta(store: DeltaStore, o: DeltaObject): PreparedObject {
+  const r = rebuildDelta({ id: o.id, rawLength: o.rawLength, frame: o.stored }, deltaDictionary(store, o));
+  if (!r.ok) throw new FerryError(r.code, r.message);
+  return { kind: o.kind, id: o.id, rawLength: o.rawLength, codec: r.codec, stored: r.stored } as PreparedObject;
 }

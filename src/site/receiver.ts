@@ -28,8 +28,8 @@ import { readManifest } from '../snapshot/graph.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
-import { isDelta, parseCommitRequest, parseHelloRequest, type WireObject } from '../replication/protocol.ts';
-import { cachedRefs, resolveDelta } from '../replication/delta.ts';
+import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
+import { cachedRefs, deltaDictionary, rebuildDelta, type Rebuilt } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
@@ -61,11 +61,11 @@ const VERIFY_BATCH_OBJECTS = 64;
 const VERIFY_BATCH_BYTES = 4 * 1024 * 1024;
 const VERIFY_UNITS = 2;
 /**
- * Deltas being rebuilt ahead of storing (each is a unit of its own, decoded on libuv's threads):
- * an update of many small changed files is mostly deltas, and two at a time left it waiting on
- * one round trip through the thread pool per file.
+ * Most units (batches) ahead of storing when they are small: an update of many small changed
+ * files interleaves deltas and whole objects, each run closing the other's batch, and two small
+ * batches ahead left the stream waiting on one worker round trip per file.
  */
-const DELTA_UNITS = 16;
+const MAX_UNITS = 16;
 
 let verifyPool: VerifyPool | undefined;
 
@@ -76,6 +76,31 @@ function applyPoolFor(site: Site): ApplyPool {
   let p = APPLY_POOLS.get(site);
   if (!p) APPLY_POOLS.set(site, (p = new ApplyPool(site.paths.home)));
   return p;
+}
+
+type DeltaWithDictionary = { o: DeltaObject; dictionary: Buffer };
+
+/**
+ * Deltas rebuilt against their dictionaries (delta.ts, rebuildDelta) on the verify pool's workers,
+ * or here should the pool fail: the objects up to the first refused, ready to store, and that refusal.
+ */
+async function rebuildBatch(items: DeltaWithDictionary[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
+  verifyPool ??= new VerifyPool();
+  const jobs = items.map(({ o, dictionary }) => ({ id: o.id, rawLength: o.rawLength, frame: o.stored, dictionary }));
+  let results: Rebuilt[];
+  try {
+    results = await verifyPool.rebuild(jobs);
+  } catch {
+    results = jobs.map((j) => rebuildDelta(j, j.dictionary));
+  }
+  const good: PreparedObject[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const r = results[i];
+    if (!r.ok) return { good, error: new FerryError(r.code, r.message) };
+    const { o } = items[i];
+    good.push({ kind: o.kind, id: o.id, rawLength: o.rawLength, codec: r.codec, stored: Buffer.from(r.stored.buffer, r.stored.byteOffset, r.stored.byteLength) } as PreparedObject);
+  }
+  return { good };
 }
 
 /**
@@ -513,7 +538,8 @@ export class SiteReceiver implements Receiver {
   /**
    * Store a stream of objects, each verified against its id first. Whole objects are verified in
    * batches on worker threads (verify-pool.ts) a little ahead of storing, so that receiving,
-   * checking and storing overlap; deltas are rebuilt here from verified references. Objects are
+   * checking and storing overlap; deltas likewise, against dictionaries made here from this site's
+   * copies of their references (rebuildBatch). Objects are
    * stored in the order they came, and nothing after a refused one (a tree after it may stand
    * above it). `hold(bytes)`: asks to hold that many bytes of taken, not yet stored objects (the
    * daemon's stream budget); when refused, what is in flight is stored before more is taken.
@@ -525,25 +551,25 @@ export class SiteReceiver implements Receiver {
     this.#writing(volume);
     // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
     const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
-    type Unit = { bytes: number; delta: boolean; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
+    type Unit = { bytes: number; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
     const units: Unit[] = [];
+    // The open batch: whole objects, or deltas with their dictionaries (never both: each closes the other).
     let batch: WireObject[] = [];
+    let deltas: DeltaWithDictionary[] = [];
     let batchBytes = 0;
     let inFlight = 0;
-    let batches = 0; // units that are verification batches (the rest are deltas)
     let refused = false;
     const hold = o.hold ?? (() => true);
     const flushBatch = () => {
-      if (batch.length === 0) return;
-      const items = batch as PreparedObject[];
-      units.push({ bytes: batchBytes, delta: false, ready: verifyBatch(items) });
-      batches++;
+      if (batch.length > 0) units.push({ bytes: batchBytes, ready: verifyBatch(batch as PreparedObject[]) });
+      else if (deltas.length > 0) units.push({ bytes: batchBytes, ready: rebuildBatch(deltas) });
+      else return;
       batch = [];
+      deltas = [];
       batchBytes = 0;
     };
     const storeNext = async () => {
       const u = units.shift()!;
-      if (!u.delta) batches--;
       const { good, error } = await u.ready;
       inFlight -= u.bytes;
       for (const g of good) if (store.putPrepared(g, { trusted: true })) r.stored++;
@@ -561,17 +587,30 @@ export class SiteReceiver implements Receiver {
         // inFlight: taken and not yet stored (the open batch and the units)
         inFlight += w.stored.byteLength;
         if (isDelta(w)) {
-          flushBatch();
-          const ready = resolveDelta(refStore, w).then((p) => ({ good: [p] }), (error: unknown) => ({ good: [], error }));
-          units.push({ bytes: w.stored.byteLength, delta: true, ready });
+          if (batch.length > 0) flushBatch();
+          let dictionary: Buffer | undefined;
+          try {
+            dictionary = deltaDictionary(refStore, w);
+          } catch (error) {
+            // refused in its place: what came before is still stored, nothing after
+            flushBatch();
+            units.push({ bytes: w.stored.byteLength, ready: Promise.resolve({ good: [], error }) });
+          }
+          if (dictionary) {
+            // the dictionary is held too until the delta is rebuilt
+            inFlight += dictionary.length;
+            deltas.push({ o: w, dictionary });
+            batchBytes += w.stored.byteLength + dictionary.length;
+          }
         } else {
+          if (deltas.length > 0) flushBatch();
           batch.push(w);
           batchBytes += w.stored.byteLength;
-          if (batch.length >= VERIFY_BATCH_OBJECTS || batchBytes >= VERIFY_BATCH_BYTES) flushBatch();
         }
-        // At most VERIFY_UNITS batches and DELTA_UNITS units ahead of what is stored, and only within the budget.
-        while (batches > VERIFY_UNITS || units.length > DELTA_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
-        if (units.length === 0 && batch.length > 0 && !hold(inFlight)) {
+        if (batch.length + deltas.length >= VERIFY_BATCH_OBJECTS || batchBytes >= VERIFY_BATCH_BYTES) flushBatch();
+        // At most VERIFY_UNITS batches ahead of what is stored (MAX_UNITS when they are small), and only within the budget.
+        while ((units.length > VERIFY_UNITS && units.reduce((n, u) => n + u.bytes, 0) >= VERIFY_UNITS * VERIFY_BATCH_BYTES) || units.length > MAX_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
+        if (units.length === 0 && batch.length + deltas.length > 0 && !hold(inFlight)) {
           flushBatch(); // the budget will not let the open batch grow: verify and store it now
           await storeNext();
         }

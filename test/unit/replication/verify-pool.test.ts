@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { zstdCompressSync } from 'node:zlib';
+import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { hashBytes, type ObjectId } from '../../../src/core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD } from '../../../src/store/types.ts';
 import { VerifyPool, verifyObject, type ToVerify } from '../../../src/replication/verify-pool.ts';
@@ -36,6 +36,34 @@ test('VerifyPool: batches verified on workers, results per object in order; the 
     const all = [...a, ...b];
     assert.equal(all.length, 40);
     all.forEach((r, i) => (i === 17 ? assert.match(r!, /do not match/) : assert.equal(r, null, `object ${i}: ${r}`)));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('VerifyPool.rebuild: deltas rebuilt on workers against their dictionaries, each checked by its id; refusals say why, in order', async () => {
+  const pool = new VerifyPool();
+  try {
+    const jobs = Array.from({ length: 12 }, (_, i) => {
+      const old = i % 2 ? randomBytes(64 * 1024) : Buffer.from(`block ${i} `.repeat(7000));
+      const changed = Buffer.from(old);
+      randomBytes(4096).copy(changed, 1000 + i * 100);
+      const frame = zstdCompressSync(changed, { dictionary: old });
+      return { id: hashBytes(changed) as ObjectId, rawLength: changed.length, frame, dictionary: old, changed };
+    });
+    jobs[4] = { ...jobs[4], id: hashBytes(Buffer.from('something else')) as ObjectId }; // rebuilds to other bytes
+    jobs[7] = { ...jobs[7], rawLength: 100 }; // lies about its length
+    jobs[9] = { ...jobs[9], dictionary: randomBytes(64 * 1024) }; // the wrong dictionary
+    const got = await pool.rebuild(jobs);
+    assert.equal(got.length, 12);
+    got.forEach((r, i) => {
+      if (i === 4) return assert.deepEqual(r.ok ? 'ok' : [r.code, /do not match its id/.test(r.message)], ['OBJECT_CORRUPT', true]);
+      if (i === 7) return assert.deepEqual(r.ok ? 'ok' : [r.code, /stated 100 bytes/.test(r.message)], ['PROTOCOL', true]);
+      if (i === 9) return assert.equal(r.ok, false, 'a frame against the wrong dictionary must not pass');
+      assert.ok(r.ok, `delta ${i}: ${r.ok ? '' : r.message}`);
+      const raw = r.codec === CODEC_ZSTD ? zstdDecompressSync(r.stored) : Buffer.from(r.stored);
+      assert.ok(raw.equals(jobs[i].changed), `delta ${i} rebuilt to other bytes`);
+    });
   } finally {
     await pool.close();
   }
