@@ -10,15 +10,12 @@
 // its own verified copies of the references, checks them against the
 // object's id like any other object, and stores them; a delta never reaches
 // a pack.
-import { promisify } from 'node:util';
-import { constants as zc, zstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { outputChunk } from '../store/codec.ts';
+import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { outputChunk, zstdDecodeSync } from '../store/codec.ts';
 import { FerryError } from '../core/errors.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD, type PreparedObject } from '../store/types.ts';
 import { deltaHeaderBytes, MAX_DELTA_DICT_BYTES, MAX_DELTA_REFS, WIRE_DELTA, type DeltaObject } from './protocol.ts';
-
-const compress = promisify(zstdCompress);
 
 /**
  * zstd level for deltas. Below 3, zstd's fast strategy indexes too little of a
@@ -118,19 +115,43 @@ function dictionaryOf(parts: Buffer[], offset: number, length: number): Buffer {
   return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
 }
 
-/**
- * The object as a delta against the plan's dictionary, or undefined when that
- * does not pay (saves less than MIN_SAVING of `storedLength`).
- */
-export async function makeDelta(store: DeltaSource, o: { kind: PreparedObject['kind']; id: ObjectId; raw: Buffer; storedLength: number }, plan: DeltaPlan): Promise<DeltaObject | undefined> {
+/** The plan's dictionary from this side's references, or undefined when the plan is out of bounds. */
+export function planDictionary(store: DeltaSource, plan: DeltaPlan): Buffer | undefined {
   if (plan.refs.length < 1 || plan.refs.length > MAX_DELTA_REFS || plan.length < 1 || plan.offset + plan.length > MAX_DELTA_DICT_BYTES) return undefined;
-  const parts = plan.refs.map((r) => store.get(r));
-  const dictionary = dictionaryOf(parts, plan.offset, plan.length);
-  if (dictionary.length !== plan.length) return undefined;
-  const frame = await compress(o.raw, { dictionary, pledgedSrcSize: o.raw.length, chunkSize: outputChunk(o.raw.length), params: deltaParams(dictionary.length, o.raw.length) });
-  const wire = deltaHeaderBytes(plan.refs.length) + frame.length;
-  if (wire > o.storedLength * (1 - MIN_SAVING)) return undefined;
-  return { kind: o.kind, id: o.id, rawLength: o.raw.length, codec: WIRE_DELTA, refs: plan.refs, dictOffset: plan.offset, dictLength: plan.length, stored: frame };
+  const dictionary = dictionaryOf(plan.refs.map((r) => store.get(r)), plan.offset, plan.length);
+  return dictionary.length === plan.length ? dictionary : undefined;
+}
+
+/**
+ * Synchronously (on a worker: verify-pool.ts), an object as stored made into a
+ * delta frame against `dictionary`: `frame` when it saves at least MIN_SAVING of
+ * the stored size, nothing when it does not, `error` when the stored bytes do
+ * not decode.
+ */
+export function encodeDelta(o: { id: string; codec: number; rawLength: number; stored: Uint8Array }, dictionary: Uint8Array, refCount: number, storedLength = o.stored.length): { frame?: Uint8Array; error?: string } {
+  let raw: Uint8Array = o.stored;
+  if (o.codec === CODEC_ZSTD) {
+    try {
+      raw = zstdDecodeSync(o.stored, o.rawLength);
+    } catch (err) {
+      return { error: `object ${o.id} does not decompress: ${(err as Error).message}; run \`ferry verify\`` };
+    }
+  }
+  const frame = zstdCompressSync(raw, { dictionary, pledgedSrcSize: raw.length, chunkSize: outputChunk(raw.length), params: deltaParams(dictionary.length, raw.length) });
+  return deltaHeaderBytes(refCount) + frame.length > storedLength * (1 - MIN_SAVING) ? {} : { frame };
+}
+
+/**
+ * The object (its raw bytes) as a delta against the plan's dictionary, or
+ * undefined when that does not pay (saves less than MIN_SAVING of `storedLength`).
+ * In this thread; a sender makes its deltas on workers (sender.ts).
+ */
+export function makeDelta(store: DeltaSource, o: { kind: PreparedObject['kind']; id: ObjectId; raw: Buffer; storedLength: number }, plan: DeltaPlan): DeltaObject | undefined {
+  const dictionary = planDictionary(store, plan);
+  if (!dictionary) return undefined;
+  const r = encodeDelta({ id: o.id, codec: CODEC_NONE, rawLength: o.raw.length, stored: o.raw }, dictionary, plan.refs.length, o.storedLength);
+  if (!r.frame) return undefined;
+  return { kind: o.kind, id: o.id, rawLength: o.raw.length, codec: WIRE_DELTA, refs: plan.refs, dictOffset: plan.offset, dictLength: plan.length, stored: Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength) };
 }
 
 export interface DeltaStore {

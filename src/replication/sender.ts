@@ -5,15 +5,13 @@
 // tree it also holds everything below it. That ordering is what lets the
 // next negotiation skip a subtree after an interrupted transfer, so resuming
 // never resends what arrived.
-import { promisify } from 'node:util';
-import { zstdDecompress } from 'node:zlib';
 import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import { CODEC_ZSTD, type ObjectKind, type PreparedObject } from '../store/types.ts';
+import { type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
-import { cachedRefs, makeDelta, type DeltaPlan } from './delta.ts';
-import { outputChunk } from '../store/codec.ts';
-import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, type WireObject } from './protocol.ts';
+import { cachedRefs, encodeDelta, planDictionary, type DeltaPlan } from './delta.ts';
+import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, WIRE_DELTA, type WireObject } from './protocol.ts';
+import { VerifyPool, type Encoded, type ToEncode } from './verify-pool.ts';
 import type { Receiver } from './types.ts';
 import type { TokenBucket } from './token-bucket.ts';
 
@@ -66,9 +64,23 @@ interface Pending {
   base?: ObjectId;
 }
 
-const decompress = promisify(zstdDecompress);
+/**
+ * Workers that make deltas (verify-pool.ts, encode): decoding the stored chunk and compressing it
+ * against its dictionary, synchronously there. With node's asynchronous zstd on the main thread
+ * each call cost it about 0.3 ms, two calls a delta.
+ */
+let encoders: VerifyPool | undefined;
 
-/** Deltas computed ahead of the one being sent (zstd runs on libuv's threads meanwhile). */
+async function encodeOne(job: ToEncode): Promise<Encoded> {
+  encoders ??= new VerifyPool();
+  try {
+    return (await encoders.encode([job]))[0];
+  } catch {
+    return encodeDelta(job, job.dictionary, job.refCount); // the pool failed (a worker died): here
+  }
+}
+
+/** Deltas computed ahead of the one being sent (on the encoding workers meanwhile). */
 const DELTA_AHEAD = 8;
 
 /** Send every object of snapshot `manifest` that `receiver` lacks for `volume`. */
@@ -224,11 +236,14 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const whole: PreparedObject = { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
       const refs = refsOf.get(id);
       if (!refs) return whole;
-      // The raw bytes from the record just read (not a second read): the receiver checks what the delta rebuilds.
-      const raw = s.codec === CODEC_ZSTD ? await decompress(s.stored, { maxOutputLength: Math.max(s.rawLength, 1), chunkSize: outputChunk(s.rawLength) }).catch((err: Error) => {
-        throw new FerryError('OBJECT_CORRUPT', `object ${id} does not decompress: ${err.message}; run \`ferry verify\``);
-      }) : s.stored;
-      return (await makeDelta(refSource, { kind: info.kind, id, raw, storedLength: s.stored.byteLength }, refs)) ?? whole;
+      const dictionary = planDictionary(refSource, refs);
+      if (!dictionary) return whole;
+      // The record just read (not a second read), decoded on a worker: the receiver checks what the delta rebuilds.
+      const r = await encodeOne({ id, codec: s.codec, rawLength: s.rawLength, stored: s.stored, dictionary, refCount: refs.refs.length });
+      if (r.error) throw new FerryError('OBJECT_CORRUPT', r.error);
+      if (!r.frame) return whole;
+      const frame = Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength);
+      return { kind: info.kind, id, rawLength: s.rawLength, codec: WIRE_DELTA, refs: refs.refs, dictOffset: refs.offset, dictLength: refs.length, stored: frame };
     };
     async function* objects(): AsyncGenerator<WireObject> {
       const ahead: Promise<WireObject>[] = [];

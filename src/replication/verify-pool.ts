@@ -19,7 +19,7 @@ import { zstdDecodeSync } from '../store/codec.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD } from '../store/types.ts';
 import { serveWorker, WorkerPool } from '../core/worker-pool.ts';
-import { rebuildDelta, type Rebuilt } from './delta.ts';
+import { encodeDelta, rebuildDelta, type Rebuilt } from './delta.ts';
 
 export interface ToVerify {
   id: ObjectId;
@@ -54,6 +54,24 @@ interface RebuildBatch {
   items: Array<{ id: ObjectId; rawLength: number; frameLength: number; dictLength: number }>;
   bytes: ArrayBuffer;
 }
+
+/** An object as stored and the dictionary to make it a delta against (the sender's side). */
+export interface ToEncode {
+  id: ObjectId;
+  codec: number;
+  rawLength: number;
+  stored: Uint8Array;
+  dictionary: Uint8Array;
+  refCount: number;
+}
+
+interface EncodeBatch {
+  op: 'encode';
+  items: Array<{ id: ObjectId; codec: number; rawLength: number; storedLength: number; dictLength: number; refCount: number }>;
+  bytes: ArrayBuffer;
+}
+
+export type Encoded = ReturnType<typeof encodeDelta>;
 
 /** One transferable buffer holding `parts` end to end. */
 function packed(parts: Uint8Array[]): ArrayBuffer {
@@ -90,7 +108,7 @@ const WORKERS = 2;
 
 /** A small pool of verification workers, started on first use. */
 export class VerifyPool {
-  readonly #pool = new WorkerPool<Batch | RebuildBatch, Array<string | null> | Rebuilt[]>({
+  readonly #pool = new WorkerPool<Batch | RebuildBatch | EncodeBatch, Array<string | null> | Rebuilt[] | Encoded[]>({
     url: new URL(import.meta.url),
     workerData: { ferryVerifyWorker: true },
     size: WORKERS,
@@ -110,19 +128,27 @@ export class VerifyPool {
     return this.#pool.run({ op: 'rebuild', items: items.map((o) => ({ id: o.id, rawLength: o.rawLength, frameLength: o.frame.length, dictLength: o.dictionary.length })), bytes }, [bytes]) as Promise<Rebuilt[]>;
   }
 
+  /** Make objects into deltas against their dictionaries (encodeDelta), for a sender. */
+  encode(items: ToEncode[]): Promise<Encoded[]> {
+    const bytes = packed(items.flatMap((o) => [o.stored, o.dictionary]));
+    const meta = items.map((o) => ({ id: o.id, codec: o.codec, rawLength: o.rawLength, storedLength: o.stored.length, dictLength: o.dictionary.length, refCount: o.refCount }));
+    return this.#pool.run({ op: 'encode', items: meta, bytes }, [bytes]) as Promise<Encoded[]>;
+  }
+
   close(): Promise<void> {
     return this.#pool.close();
   }
 }
 
 if (!isMainThread && (workerData as { ferryVerifyWorker?: boolean } | null)?.ferryVerifyWorker) {
-  serveWorker<Batch | RebuildBatch, Array<string | null> | Rebuilt[]>((m) => {
+  serveWorker<Batch | RebuildBatch | EncodeBatch, Array<string | null> | Rebuilt[] | Encoded[]>((m) => {
     let at = 0;
     const take = (n: number) => {
       const v = new Uint8Array(m.bytes, at, n);
       at += n;
       return v;
     };
+    if (m.op === 'encode') return m.items.map((o) => encodeDelta({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: take(o.storedLength) }, take(o.dictLength), o.refCount));
     if (m.op === 'rebuild') return m.items.map((o) => rebuildDelta({ id: o.id, rawLength: o.rawLength, frame: take(o.frameLength) }, take(o.dictLength)));
     return m.items.map((o) => verifyObject({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: take(o.length) }));
   });
