@@ -36,7 +36,6 @@ const MIN_SAVING = 0.2;
 /** Largest window a delta may need: the dictionary plus the largest object (2^27 = 128 MiB). */
 const WINDOW_LOG_MAX = 27;
 
-
 function windowLogFor(bytes: number): number {
   return Math.min(WINDOW_LOG_MAX, Math.max(10, Math.ceil(Math.log2(bytes + 1))));
 }
@@ -150,8 +149,13 @@ export function makeDelta(store: DeltaSource, o: { kind: PreparedObject['kind'];
   const dictionary = planDictionary(store, plan);
   if (!dictionary) return undefined;
   const r = encodeDelta({ id: o.id, codec: CODEC_NONE, rawLength: o.raw.length, stored: o.raw }, dictionary, plan.refs.length, o.storedLength);
-  if (!r.frame) return undefined;
-  return { kind: o.kind, id: o.id, rawLength: o.raw.length, codec: WIRE_DELTA, refs: plan.refs, dictOffset: plan.offset, dictLength: plan.length, stored: Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength) };
+  return r.frame ? deltaObject({ kind: o.kind, id: o.id, rawLength: o.raw.length }, plan, r.frame) : undefined;
+}
+
+/** The wire record of a delta made by encodeDelta against `plan`'s dictionary. */
+export function deltaObject(o: { kind: PreparedObject['kind']; id: ObjectId; rawLength: number }, plan: DeltaPlan, frame: Uint8Array): DeltaObject {
+  const stored = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  return { kind: o.kind, id: o.id, rawLength: o.rawLength, codec: WIRE_DELTA, refs: plan.refs, dictOffset: plan.offset, dictLength: plan.length, stored };
 }
 
 export interface DeltaStore {

@@ -9,8 +9,8 @@ import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
-import { cachedRefs, encodeDelta, planDictionary, type DeltaPlan } from './delta.ts';
-import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, WIRE_DELTA, type WireObject } from './protocol.ts';
+import { cachedRefs, deltaObject, encodeDelta, planDictionary, type DeltaPlan } from './delta.ts';
+import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, type WireObject } from './protocol.ts';
 import { VerifyPool, type Encoded, type ToEncode } from './verify-pool.ts';
 import type { Receiver } from './types.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -95,21 +95,26 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   const refsOf = new Map<ObjectId, DeltaPlan>();
   const baseOf = <T>(id: ObjectId | undefined, decode: (raw: Buffer) => T): T | undefined => (o.deltaBase && id ? decode(store.get(id)) : undefined);
 
-  const ask = async (ids: Pending[]): Promise<Pending[]> => {
-    const fresh = ids.filter((p) => !seen.has(p.id) && (seen.add(p.id), true));
-    const out: Pending[] = [];
-    for (let i = 0; i < fresh.length; i += MAX_IDS_PER_QUERY) {
+  /** Which of `ids` the receiver lacks, asked in questions of up to MAX_IDS_PER_QUERY ids. */
+  const lacking = async (ids: ObjectId[]): Promise<Set<ObjectId>> => {
+    const out = new Set<ObjectId>();
+    for (let i = 0; i < ids.length; i += MAX_IDS_PER_QUERY) {
       o.signal?.throwIfAborted();
-      const batch = fresh.slice(i, i + MAX_IDS_PER_QUERY);
-      const miss = await receiver.missing(volume, batch.map((p) => p.id), o.signal);
+      const batch = ids.slice(i, i + MAX_IDS_PER_QUERY);
+      const miss = await receiver.missing(volume, batch, o.signal);
       stats.roundTrips++;
-      stats.objectsOffered += batch.length;
       if (miss.length !== batch.length) throw new FerryError('PROTOCOL', `receiver answered ${miss.length} of ${batch.length} ids`);
-      batch.forEach((p, k) => {
-        if (miss[k]) out.push(p);
-      });
+      batch.forEach((id, k) => miss[k] && out.add(id));
     }
     return out;
+  };
+
+  /** The objects not asked about before that the receiver lacks. */
+  const ask = async (ids: Pending[]): Promise<Pending[]> => {
+    const fresh = ids.filter((p) => !seen.has(p.id) && (seen.add(p.id), true));
+    stats.objectsOffered += fresh.length;
+    const miss = await lacking(fresh.map((p) => p.id));
+    return fresh.filter((p) => miss.has(p.id));
   };
 
   /**
@@ -121,15 +126,8 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
    */
   const heldBaseLists = async (level: Pending[]): Promise<Set<ObjectId>> => {
     const bases = [...new Set(level.filter((p) => p.kind === 'blocklist' && p.base && p.base !== p.id).map((p) => p.base!))];
-    const held = new Set<ObjectId>();
-    for (let i = 0; i < bases.length; i += MAX_IDS_PER_QUERY) {
-      const batch = bases.slice(i, i + MAX_IDS_PER_QUERY);
-      const miss = await receiver.missing(volume, batch, o.signal);
-      stats.roundTrips++;
-      if (miss.length !== batch.length) throw new FerryError('PROTOCOL', `receiver answered ${miss.length} of ${batch.length} ids`);
-      batch.forEach((id, k) => !miss[k] && held.add(id));
-    }
-    return held;
+    const miss = await lacking(bases);
+    return new Set(bases.filter((id) => !miss.has(id)));
   };
 
   let frontier = await ask([{ id: manifest, kind: 'snapshot', base: o.deltaBase }]);
@@ -194,15 +192,8 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   if (refsOf.size > 0) {
     const wanted = new Set(chunks);
     for (const id of refsOf.keys()) if (!wanted.has(id)) refsOf.delete(id);
-    const refIds = [...new Set([...refsOf.values()].flatMap((p) => p.refs))];
-    const lacking = new Set<ObjectId>();
-    for (let i = 0; i < refIds.length; i += MAX_IDS_PER_QUERY) {
-      const batch = refIds.slice(i, i + MAX_IDS_PER_QUERY);
-      const miss = await receiver.missing(volume, batch, o.signal);
-      stats.roundTrips++;
-      batch.forEach((id, k) => miss[k] && lacking.add(id));
-    }
-    for (const [id, plan] of refsOf) if (plan.refs.some((r) => lacking.has(r))) refsOf.delete(id);
+    const gone = await lacking([...new Set([...refsOf.values()].flatMap((p) => p.refs))]);
+    for (const [id, plan] of refsOf) if (plan.refs.some((r) => gone.has(r))) refsOf.delete(id);
   }
 
   const order: ObjectId[] = [...chunks];
@@ -242,8 +233,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const r = await encodeOne({ id, codec: s.codec, rawLength: s.rawLength, stored: s.stored, dictionary, refCount: refs.refs.length });
       if (r.error) throw new FerryError('OBJECT_CORRUPT', r.error);
       if (!r.frame) return whole;
-      const frame = Buffer.from(r.frame.buffer, r.frame.byteOffset, r.frame.byteLength);
-      return { kind: info.kind, id, rawLength: s.rawLength, codec: WIRE_DELTA, refs: refs.refs, dictOffset: refs.offset, dictLength: refs.length, stored: frame };
+      return deltaObject({ kind: info.kind, id, rawLength: s.rawLength }, refs, r.frame);
     };
     async function* objects(): AsyncGenerator<WireObject> {
       const ahead: Promise<WireObject>[] = [];

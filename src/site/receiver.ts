@@ -29,7 +29,7 @@ import { diffTrees } from '../snapshot/diff.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
-import { cachedRefs, deltaDictionary, rebuildDelta, type Rebuilt } from '../replication/delta.ts';
+import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
@@ -78,6 +78,16 @@ function applyPoolFor(site: Site): ApplyPool {
   return p;
 }
 
+/** A batch's results from the verify pool's workers, or from `here` should the pool fail (a worker died). */
+async function onWorkers<R>(run: (pool: VerifyPool) => Promise<R>, here: () => R): Promise<R> {
+  verifyPool ??= new VerifyPool();
+  try {
+    return await run(verifyPool);
+  } catch {
+    return here();
+  }
+}
+
 type DeltaWithDictionary = { o: DeltaObject; dictionary: Buffer };
 
 /**
@@ -85,14 +95,8 @@ type DeltaWithDictionary = { o: DeltaObject; dictionary: Buffer };
  * or here should the pool fail: the objects up to the first refused, ready to store, and that refusal.
  */
 async function rebuildBatch(items: DeltaWithDictionary[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
-  verifyPool ??= new VerifyPool();
   const jobs = items.map(({ o, dictionary }) => ({ id: o.id, rawLength: o.rawLength, frame: o.stored, dictionary }));
-  let results: Rebuilt[];
-  try {
-    results = await verifyPool.rebuild(jobs);
-  } catch {
-    results = jobs.map((j) => rebuildDelta(j, j.dictionary));
-  }
+  const results = await onWorkers((pool) => pool.rebuild(jobs), () => jobs.map((j) => rebuildDelta(j, j.dictionary)));
   const good: PreparedObject[] = [];
   for (let i = 0; i < items.length; i++) {
     const r = results[i];
@@ -108,13 +112,7 @@ async function rebuildBatch(items: DeltaWithDictionary[]): Promise<{ good: Prepa
  * verify pool's workers; should the pool fail (a worker died), checked here instead.
  */
 async function verifyBatch(items: PreparedObject[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
-  verifyPool ??= new VerifyPool();
-  let results: Array<string | null>;
-  try {
-    results = await verifyPool.verify(items);
-  } catch {
-    results = items.map((x) => verifyObject(x));
-  }
+  const results = await onWorkers((pool) => pool.verify(items), () => items.map((x) => verifyObject(x)));
   const good: PreparedObject[] = [];
   for (let i = 0; i < items.length; i++) {
     if (results[i] !== null) return { good, error: new FerryError('OBJECT_CORRUPT', results[i]!) };
@@ -122,7 +120,6 @@ async function verifyBatch(items: PreparedObject[]): Promise<{ good: PreparedObj
   }
   return { good };
 }
-
 
 /** Files an apply wrote into one member: directory -> name -> what lstat saw (latin1 keys, '' for the root). */
 type WrittenFiles = Map<string, Map<string, CachedFile>>;
@@ -218,10 +215,10 @@ export function withReplicaLock<T>(site: Site, volume: string, fn: () => Promise
  * Metadata objects are visited once each (trees may share subtrees: a few
  * dozen objects can describe 2^40 paths), iteratively (no recursion depth).
  */
-export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: { set: Set<string>; lists: Map<string, ObjectId> }): { missing: number; firstMissing?: string; complete: string[] } {
+export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: Complete): { missing: number; firstMissing?: string; complete: Complete } {
   let missing = 0;
   // Trees and block lists checked here that can be skipped next time (see KnownComplete).
-  const complete: string[] = [];
+  const complete: Complete = { trees: new Set(), lists: new Map() };
   let firstMissing: string | undefined;
   const refuse = (msg: string, err?: unknown): never => {
     const code = isFerryError(err) && err.code === 'FORMAT_VERSION' ? 'FORMAT_VERSION' : 'OBJECT_CORRUPT';
@@ -266,16 +263,15 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
       img.lists.forEach((lid, li) => {
         // a list is checked against its place in the image: the same list elsewhere needs its own check
         const place = `${li}/${img.size}/${img.blockSize}`;
-        const key = `${lid}@${place}`;
-        if (known?.set.has(key)) return;
+        const prevId = known?.lists.get(place);
+        if (prevId === lid) return;
         const before = missing;
         const list = load('blocklist', lid, decodeBlockList);
         if (!list) return;
         // A list found complete at this place before (the base's, in an update): its blocks were
         // there with the right lengths, so only the blocks that differ from it are looked up.
-        const prevId = known?.lists.get(place);
         let prev: Array<ObjectId | null> | undefined;
-        if (prevId && prevId !== lid) {
+        if (prevId) {
           try {
             prev = decodeBlockList(store.get(prevId)).blocks;
           } catch {
@@ -292,7 +288,7 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
           const got = dataLength(b, `member ${m.name} block ${li * BLOCKS_PER_LIST + k}`);
           if (got !== undefined && got !== want) refuse(`member ${m.name}: block ${li * BLOCKS_PER_LIST + k} is ${got} bytes, the image needs ${want}`);
         });
-        if (missing === before) complete.push(key);
+        if (missing === before) complete.lists.set(place, lid);
       });
       continue;
     }
@@ -302,7 +298,7 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
     const stack: ObjectId[] = [m.root];
     while (stack.length > 0) {
       const id = stack.pop()!;
-      if (seen.has(id) || known?.set.has(id)) continue;
+      if (seen.has(id) || known?.trees.has(id)) continue;
       seen.add(id);
       walked.push(id);
       const tree = load('tree', id, decodeTree);
@@ -325,7 +321,7 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
     if (links.size > 0 && missing === 0) checkLinkTargets(store, m.name, m.root, links, refuse);
     // Only a member without hard links (their targets are checked from the member's root, so a
     // subtree's links are only good where it stands), and only when nothing below was missing.
-    if (links.size === 0 && missing === missingBefore) complete.push(...walked);
+    if (links.size === 0 && missing === missingBefore) for (const id of walked) complete.trees.add(id);
   }
   return { missing, firstMissing, complete };
 }
@@ -341,41 +337,45 @@ function imageListsHeld(store: ObjectReader, id: ObjectId): boolean {
 }
 
 /**
- * Trees (with everything below them) and block lists (at a place in an image) that a commit here
- * found complete: the next commit does not walk them again (an update's snapshot shares most of
- * its trees with the base). Forgotten when the store loses objects (GC, a lost pack: its
- * removalEpoch changes) and while lost objects are indexed; per store instance, bounded.
+ * What a commit check found complete: trees (with everything below them), and the last block list
+ * found complete at each place in an image (`index/size/blockSize`: a list is only good where it stands).
  */
-class KnownComplete {
+interface Complete {
+  trees: Set<string>;
+  lists: Map<string, ObjectId>;
+}
+
+/**
+ * What commits here found complete: the next commit does not walk those trees or lists again (an
+ * update's snapshot shares most of its trees with the base), and checks a changed list only where
+ * it differs from the one before at its place. Forgotten when the store loses objects (GC, a lost
+ * pack: its removalEpoch changes) and while lost objects are indexed; per store instance, bounded.
+ */
+class KnownComplete implements Complete {
   static readonly MAX = 1_000_000;
   static readonly #bySite = new WeakMap<object, KnownComplete>();
   #epoch = -1;
-  readonly set = new Set<string>();
-  /** the last block list found complete at each place in an image (`index/size/blockSize`) */
+  readonly trees = new Set<string>();
   readonly lists = new Map<string, ObjectId>();
 
   static for(store: { removalEpoch: number; lostObjectCount(): number }): KnownComplete | undefined {
     let k = KnownComplete.#bySite.get(store);
     if (!k) KnownComplete.#bySite.set(store, (k = new KnownComplete()));
     const healing = store.lostObjectCount() > 0;
-    if (k.#epoch !== store.removalEpoch || healing) {
-      k.set.clear();
-      k.lists.clear();
-      k.#epoch = store.removalEpoch;
-    }
+    if (k.#epoch !== store.removalEpoch || healing) k.#clear(store.removalEpoch);
     return healing ? undefined : k;
   }
 
-  add(ids: string[]): void {
-    if (this.set.size + ids.length > KnownComplete.MAX) {
-      this.set.clear();
-      this.lists.clear();
-    }
-    for (const id of ids) {
-      this.set.add(id);
-      const at = id.indexOf('@');
-      if (at > 0) this.lists.set(id.slice(at + 1), id.slice(0, at) as ObjectId);
-    }
+  add(c: Complete): void {
+    if (this.trees.size + c.trees.size + this.lists.size + c.lists.size > KnownComplete.MAX) this.#clear(this.#epoch);
+    for (const id of c.trees) this.trees.add(id);
+    for (const [place, id] of c.lists) this.lists.set(place, id);
+  }
+
+  #clear(epoch: number): void {
+    this.trees.clear();
+    this.lists.clear();
+    this.#epoch = epoch;
   }
 }
 
@@ -609,7 +609,8 @@ export class SiteReceiver implements Receiver {
         }
         if (batch.length + deltas.length >= VERIFY_BATCH_OBJECTS || batchBytes >= VERIFY_BATCH_BYTES) flushBatch();
         // At most VERIFY_UNITS batches ahead of what is stored (MAX_UNITS when they are small), and only within the budget.
-        while ((units.length > VERIFY_UNITS && units.reduce((n, u) => n + u.bytes, 0) >= VERIFY_UNITS * VERIFY_BATCH_BYTES) || units.length > MAX_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
+        // (what the units hold is what is in flight but the open batch)
+        while ((units.length > VERIFY_UNITS && inFlight - batchBytes >= VERIFY_UNITS * VERIFY_BATCH_BYTES) || units.length > MAX_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
         if (units.length === 0 && batch.length + deltas.length > 0 && !hold(inFlight)) {
           flushBatch(); // the budget will not let the open batch grow: verify and store it now
           await storeNext();

@@ -9,20 +9,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { linkSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Site } from '../../../src/site/site.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
-import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
 import { readManifest } from '../../../src/snapshot/graph.ts';
 import { applySubtree, applyTree, type SubtreeRunner } from '../../../src/replication/apply.ts';
-import { assertTreesEqual, tempDir } from '../../helpers.ts';
+import { assertTreesEqual } from '../../helpers.ts';
+import { withLocalSite } from '../local-site.ts';
 
 test('new directories near the root are split into their subdirectories; the rest go whole', async () => {
-  const tmp = tempDir();
-  const site = Site.init(join(tmp.path, 'home'), 'split');
-  const pool = new ChunkPool({ workers: 1 });
-  try {
-    const data = join(tmp.path, 'data');
+  await withLocalSite('split', async ({ dir: tmpPath, site, pool }) => {
+    const data = join(tmpPath, 'data');
     const files = (dir: string, n: number) => {
       mkdirSync(join(data, dir), { recursive: true });
       for (let i = 0; i < n; i++) writeFileSync(join(data, dir, `f${i}`), `${dir} ${i}\n`.repeat(i + 1));
@@ -46,14 +42,10 @@ test('new directories near the root are split into their subdirectories; the res
       await new Promise((r) => setTimeout(r, 5)); // finish after the walk went on, as a worker would
       return { ...applySubtree(job.root, job.dir, job.rel, job.tree, job.meta, { store: site.store }), written: [], warnings: [] };
     };
-    const replica = join(tmp.path, 'replica');
+    const replica = join(tmpPath, 'replica');
     const stats = await applyTree(replica, null, root, { store: site.store, subtrees });
     assert.deepEqual(handed.sort(), ['big/a', 'big/b', 'flat', 'top-files-only']);
     assert.ok(stats.created >= 17, JSON.stringify(stats));
     assertTreesEqual(replica, data);
-  } finally {
-    await pool.close();
-    site.close();
-    tmp.cleanup();
-  }
+  });
 });

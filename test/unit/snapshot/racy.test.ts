@@ -8,11 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Site } from '../../../src/site/site.ts';
-import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
 import { captureTree, type StatCacheIO } from '../../../src/snapshot/capture.ts';
 import { decodeDirCache } from '../../../src/snapshot/stat-cache.ts';
-import { tempDir } from '../../helpers.ts';
+import { withLocalSite } from '../local-site.ts';
 
 /** An in-memory stat cache: what the last capture saved. */
 function memoryCache(): StatCacheIO & { saved: Map<string, Buffer> } {
@@ -21,11 +19,8 @@ function memoryCache(): StatCacheIO & { saved: Map<string, Buffer> } {
 }
 
 test('files are trusted from the cache once their ctime is past the margin: 50 ms for nanosecond timestamps, else 2 s', async () => {
-  const tmp = tempDir();
-  const site = Site.init(join(tmp.path, 'home'), 'racy');
-  const pool = new ChunkPool({ workers: 1 });
-  try {
-    const data = join(tmp.path, 'data');
+  await withLocalSite('racy', async ({ dir: tmpPath, site, pool }) => {
+    const data = join(tmpPath, 'data');
     mkdirSync(data);
     writeFileSync(join(data, 'f'), 'content\n');
     const ctimeNs = lstatSync(join(data, 'f'), { bigint: true }).ctimeNs;
@@ -43,9 +38,5 @@ test('files are trusted from the cache once their ctime is past the margin: 50 m
     assert.equal(await capture(ctimeMs + 100), fine ? 0 : 1);
     // 3 s before: trusted everywhere.
     assert.equal(await capture(ctimeMs + 3000), 0);
-  } finally {
-    await pool.close();
-    site.close();
-    tmp.cleanup();
-  }
+  });
 });

@@ -7,15 +7,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../../../src/core/errors.ts';
 import type { ObjectId } from '../../../src/core/ids.ts';
-import { Site } from '../../../src/site/site.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
-import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
 import { decodeTree } from '../../../src/snapshot/format.ts';
 import { readManifest } from '../../../src/snapshot/graph.ts';
 import { verifySnapshots } from '../../../src/snapshot/verify.ts';
 import type { ObjectReader } from '../../../src/store/types.ts';
-import { tempDir } from '../../helpers.ts';
+import { withLocalSite } from '../local-site.ts';
 
 /** A reader over the real store that fails for chosen ids and counts reads. */
 function damagedReader(store: ObjectReader, bad: Set<string>): ObjectReader & { reads: Map<string, number> } {
@@ -39,11 +37,8 @@ function entryOf(store: ObjectReader, tree: ObjectId, name: string) {
 }
 
 test('damage inside a subtree shared by several snapshots names every snapshot and path', async () => {
-  const tmp = tempDir();
-  const site = Site.init(join(tmp.path, 'home'), 'verify');
-  const pool = new ChunkPool({ workers: 1 });
-  try {
-    const data = join(tmp.path, 'data');
+  await withLocalSite('verify', async ({ dir: tmpPath, site, pool }) => {
+    const data = join(tmpPath, 'data');
     mkdirSync(join(data, 'shared', 'deeper'), { recursive: true });
     writeFileSync(join(data, 'shared', 'deeper', 'victim'), 'victim contents\n');
     writeFileSync(join(data, 'shared', 'fine'), 'fine\n');
@@ -85,19 +80,12 @@ test('damage inside a subtree shared by several snapshots names every snapshot a
     assert.deepEqual(clean.damagedSnapshots, []);
     assert.ok([...r3.reads.values()].every((n) => n === 1), JSON.stringify([...r3.reads]));
     assert.equal(clean.objectsChecked, r3.reads.size);
-  } finally {
-    await pool.close();
-    site.close();
-    tmp.cleanup();
-  }
+  });
 });
 
 test('an undamaged snapshot is not named when it shares only sound parts with a damaged one', async () => {
-  const tmp = tempDir();
-  const site = Site.init(join(tmp.path, 'home'), 'verify');
-  const pool = new ChunkPool({ workers: 1 });
-  try {
-    const data = join(tmp.path, 'data');
+  await withLocalSite('verify', async ({ dir: tmpPath, site, pool }) => {
+    const data = join(tmpPath, 'data');
     mkdirSync(join(data, 'common'), { recursive: true });
     writeFileSync(join(data, 'common', 'c'), 'common\n');
     createVolume(site, 'v', { members: [{ path: data }] });
@@ -108,9 +96,5 @@ test('an undamaged snapshot is not named when it shares only sound parts with a 
     const report = verifySnapshots(damagedReader(site.store, new Set([only])), [s1, s2]);
     assert.deepEqual(report.damagedSnapshots, [s2.id]);
     assert.deepEqual(report.damaged[0].usedBy.map((u) => u.path), ['only-in-2']);
-  } finally {
-    await pool.close();
-    site.close();
-    tmp.cleanup();
-  }
+  });
 });
