@@ -22,6 +22,10 @@ export const HASH_BYTES = 32;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
+export function isObjectId(s: string): s is ObjectId {
+  return HEX64.test(s);
+}
+
 export function parseObjectId(s: string): ObjectId {
   if (!HEX64.test(s)) throw new FerryError('OBJECT_CORRUPT', `not an object id: ${JSON.stringify(s.slice(0, 80))}`);
   return s as ObjectId;

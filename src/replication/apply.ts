@@ -48,6 +48,21 @@ export interface ApplyOptions {
    * subdirectories are handed over.
    */
   subtrees?: SubtreeRunner;
+  /**
+   * New subtrees written while the transfer ran (stage.ts): moves the staged
+   * directory of `tree` to `p` (which does not exist, or is an empty
+   * directory) and returns what it holds, or undefined when none is staged.
+   * `rel` is p's member-relative path.
+   */
+  staged?: (tree: ObjectId, p: Buffer, rel: string) => StagedTree | undefined;
+}
+
+/** What a staged subtree holds, for the applier that moves it into place. */
+export interface StagedTree {
+  stats: ApplyStats;
+  /** files written, with what lstat saw of each, relative to the subtree's root ('' for its own files) */
+  written: Array<[dir: string, name: string, file: CachedFile]>;
+  warnings: Array<[path: string, message: string]>;
 }
 
 /** What applying one new subtree elsewhere brought back, for the applier that handed it over. */
@@ -79,7 +94,7 @@ function tmpName(name: Buffer): Buffer {
   return Buffer.from(`.ferry-tmp.${hashBytes(name).slice(0, 24)}`);
 }
 
-function lstatOrNull(p: Buffer) {
+export function lstatOrNull(p: Buffer) {
   try {
     return lstatSync(p);
   } catch (err) {
@@ -88,7 +103,7 @@ function lstatOrNull(p: Buffer) {
   }
 }
 
-function removePath(p: Buffer): void {
+export function removePath(p: Buffer): void {
   try {
     rmSync(p, { recursive: true, force: true });
   } catch (err) {
@@ -216,6 +231,8 @@ class TreeApplier {
       if (fresh) {
         if (x) removePath(p);
         this.stats.created++;
+        const took = this.#o.staged?.(y.tree!, p, rel);
+        if (took) return this.#took(p, rel, y, took);
       }
       const existed = this.#ensureDir(p);
       if (fresh && this.#o.subtrees && !this.#splitHere(rel, y.tree!)) {
@@ -269,6 +286,18 @@ class TreeApplier {
       this.#replaced.add(rel);
       this.#written(p, rel, y);
     }
+  }
+
+  /** A staged subtree was moved to `p`: give it its metadata and take in what it holds. */
+  #took(p: Buffer, rel: string, e: TreeEntry, s: StagedTree): void {
+    setEntryMeta(p, e, this.#ctx);
+    for (const k of Object.keys(this.stats) as Array<keyof ApplyStats>) this.stats[k] += s.stats[k];
+    for (const [dir, name, f] of s.written) {
+      const d = dir ? `${rel}/${dir}` : rel;
+      this.#replaced.add(`${d}/${name}`);
+      this.#o.onFileWritten?.(d, name, f);
+    }
+    for (const [path, msg] of s.warnings) this.#o.onWarning?.(path, msg);
   }
 
   /**
@@ -397,7 +426,7 @@ export async function applyTree(root: string, from: ObjectId | null, to: ObjectI
  * apply-pool worker does for ApplyOptions.subtrees. Hard links are not made here but returned, for
  * the member's applier to make once every subtree is in place.
  */
-export function applySubtree(root: Buffer, dir: Buffer, rel: string, tree: ObjectId, meta: TreeEntry, o: ApplyOptions): Omit<SubtreeResult, 'written' | 'warnings'> {
+export function applySubtree(root: Buffer, dir: Buffer, rel: string, tree: ObjectId, meta: TreeEntry | undefined, o: ApplyOptions): Omit<SubtreeResult, 'written' | 'warnings'> {
   const applier = new TreeApplier(root, o);
   applier.dir(dir, rel, null, tree, meta);
   return applier.result();

@@ -18,6 +18,7 @@ import { isMainThread, workerData } from 'node:worker_threads';
 import type { ObjectId } from '../core/ids.ts';
 import { serveWorker, WorkerPool } from '../core/worker-pool.ts';
 import { applySubtree, type SubtreeResult, type SubtreeRunner } from '../replication/apply.ts';
+import { stageTree, type StageResult, type StageRunner } from '../replication/stage.ts';
 import type { TreeEntry } from '../snapshot/model.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import { Site } from './site.ts';
@@ -26,11 +27,13 @@ const WORKERS = 2;
 
 interface Job {
   home: string;
+  /** stage this tree (stage.ts) instead of applying a subtree */
+  stage?: boolean;
   root: Uint8Array;
   dir: Uint8Array;
   rel: string;
   tree: string;
-  meta: TreeEntry;
+  meta?: TreeEntry;
   noOwner?: boolean;
 }
 
@@ -45,18 +48,23 @@ export class ApplyPool {
   readonly #home: string;
   // Two jobs per worker: one to work on and the next, so a worker need not wait for the
   // main thread (busy in its own synchronous walk) to be handed more.
-  readonly #pool = new WorkerPool<Job, SubtreeResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2 });
+  readonly #pool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2 });
 
   constructor(home: string) {
     this.#home = home;
   }
 
   readonly run: SubtreeRunner = async (job) => {
-    const r = await this.#pool.run({ home: this.#home, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner });
+    const r = (await this.#pool.run({ home: this.#home, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner })) as SubtreeResult;
     return {
       ...r,
       links: r.links.map((l) => ({ ...l, path: toBuffer(l.path), parent: toBuffer(l.parent), e: reviveEntry(l.e), ...(l.parentMeta ? { parentMeta: reviveEntry(l.parentMeta) } : {}) })),
     };
+  };
+
+  /** Stage a tree of a baseline as it arrives (stage.ts): written beside the replica's content, moved into place by the apply. */
+  readonly stage: StageRunner = async (job) => {
+    return (await this.#pool.run({ home: this.#home, stage: true, root: job.root, dir: job.root, rel: '', tree: job.tree, noOwner: job.noOwner })) as StageResult;
   };
 
   close(): Promise<void> {
@@ -66,15 +74,17 @@ export class ApplyPool {
 
 if (!isMainThread && (workerData as { ferryApplyWorker?: boolean } | null)?.ferryApplyWorker) {
   const sites = new Map<string, Site>();
-  serveWorker<Job, SubtreeResult>((m) => {
+  serveWorker<Job, SubtreeResult | StageResult>((m) => {
     let site = sites.get(m.home);
     if (!site) sites.set(m.home, (site = Site.open(m.home, { readOnly: true })));
     const store = site.store;
+    // objects were verified when they arrived; the replica is verified after the apply (receiver.ts)
+    const reader = { has: (id: ObjectId) => store.has(id), info: (id: ObjectId) => store.info(id), get: (id: ObjectId) => store.getUnhashed(id) };
+    if (m.stage) return stageTree(toBuffer(m.root), m.tree as ObjectId, { store: reader, noOwner: m.noOwner });
     const written: Array<[string, string, CachedFile]> = [];
     const warnings: Array<[string, string]> = [];
-    const r = applySubtree(toBuffer(m.root), toBuffer(m.dir), m.rel, m.tree as ObjectId, reviveEntry(m.meta), {
-      // objects were verified when they arrived; the replica is verified after the apply (receiver.ts)
-      store: { has: (id) => store.has(id), info: (id) => store.info(id), get: (id) => store.getUnhashed(id) },
+    const r = applySubtree(toBuffer(m.root), toBuffer(m.dir), m.rel, m.tree as ObjectId, m.meta && reviveEntry(m.meta), {
+      store: reader,
       noOwner: m.noOwner,
       onFileWritten: (dir, name, f) => written.push([dir, name, f]),
       onWarning: (p, msg) => warnings.push([p, msg]),

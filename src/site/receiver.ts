@@ -28,6 +28,7 @@ import { readManifest } from '../snapshot/graph.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
+import { STAGE_DIR, Stager } from '../replication/stage.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
@@ -172,6 +173,9 @@ async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
 function replicaKey(site: Site, volume: string): string {
   return `${site.paths.home}\0${volume}`;
 }
+
+/** Per volume being baselined: the staging of its new subtrees while the transfer runs (stage.ts). */
+const STAGERS = new Map<string, Stager>();
 
 /** Cancellations asked for by a forced failover, per volume: applies in flight stop at their next check. */
 const applyCancels = new Map<string, string>();
@@ -560,6 +564,8 @@ export class SiteReceiver implements Receiver {
     let inFlight = 0;
     let refused = false;
     const hold = o.hold ?? (() => true);
+    // trees stored by this request: staged once they are durable (#stage)
+    const trees: ObjectId[] = [];
     const flushBatch = () => {
       if (batch.length > 0) units.push({ bytes: batchBytes, ready: verifyBatch(batch as PreparedObject[]) });
       else if (deltas.length > 0) units.push({ bytes: batchBytes, ready: rebuildBatch(deltas) });
@@ -572,7 +578,11 @@ export class SiteReceiver implements Receiver {
       const u = units.shift()!;
       const { good, error } = await u.ready;
       inFlight -= u.bytes;
-      for (const g of good) if (store.putPrepared(g, { trusted: true })) r.stored++;
+      for (const g of good) {
+        if (!store.putPrepared(g, { trusted: true })) continue;
+        r.stored++;
+        if (g.kind === 'tree') trees.push(g.id);
+      }
       hold(inFlight);
       if (error) {
         refused = true;
@@ -628,8 +638,35 @@ export class SiteReceiver implements Receiver {
       hold(0);
       // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
       this.#site.store.flush();
+      if (trees.length > 0) this.#stage(volume, trees);
     }
     return r;
+  }
+
+  /**
+   * A baseline's trees, once stored, are written into the replica's staging area as they arrive
+   * (stage.ts), so that the apply after the commit moves them into place. Only for a replica never
+   * applied, with one tree member (the staging area must be on the member's filesystem).
+   */
+  #stage(volume: string, trees: ObjectId[]): void {
+    const site = this.#site;
+    const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+    if (!row || row.applied !== null || row.applying !== null) return;
+    const members = getVolume(site, volume).members.filter((m) => m.kind === 'tree');
+    if (members.length !== 1) return;
+    const key = replicaKey(site, volume);
+    let stager = STAGERS.get(key);
+    if (!stager) {
+      if (!lstatSync(members[0].path, { throwIfNoEntry: false })?.isDirectory()) return;
+      STAGERS.set(key, (stager = new Stager(members[0].path, applyPoolFor(site).stage, site.store)));
+    }
+    for (const id of trees) {
+      try {
+        stager.add(id, decodeTree(site.store.getUnhashed(id)).entries);
+      } catch {
+        // unreadable now: the apply writes it
+      }
+    }
   }
 
   /**
@@ -765,13 +802,14 @@ export class SiteReceiver implements Receiver {
     let from: Record<string, ObjectId | null>;
     let writesSnapshot: string | undefined;
     const phases: Record<string, number> = {};
+    const stager = await this.#stagedFor(vol, row, target, phases);
     if (row.applying && row.applying_from) {
       // A crash interrupted an apply: run the same apply again (it is idempotent), without a writes check
       // (the replica differs from everything because of our own half-done work).
       from = JSON.parse(row.applying_from) as Record<string, ObjectId | null>;
     } else {
       const t0 = performance.now();
-      const check = await this.#captureReplica(vol, row);
+      const check = await this.#captureReplica(vol, row, stager ? STAGE_DIR : undefined);
       phases.writesCheck = round3((performance.now() - t0) / 1000);
       from = check.roots;
       if (check.changed) {
@@ -816,6 +854,7 @@ export class SiteReceiver implements Receiver {
       unchanged.set(m.name, same);
       const opts = {
         subtrees: applyPoolFor(site).run,
+        staged: m.kind === 'tree' ? stager?.take : undefined,
         onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
         store,
         onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
@@ -828,6 +867,11 @@ export class SiteReceiver implements Receiver {
       const st = m.kind === 'tree' ? await applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
       if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
       for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
+    }
+    if (stager) {
+      // what was staged and not taken (a tree that occurs twice, the member root's own files) goes
+      stager.clear();
+      STAGERS.delete(replicaKey(site, volume));
     }
     phases.apply = round3((performance.now() - applyStarted) / 1000);
     // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
@@ -858,10 +902,34 @@ export class SiteReceiver implements Receiver {
     site.db.tx(() => {
       site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
-      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified } });
+      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, ...(stager ? { staging: stager.counts } : {}) } });
     });
     this.#release(volume, target);
     return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}), phases };
+  }
+
+  /**
+   * The staging of a baseline's subtrees (stage.ts), once what is under way is done: for a replica
+   * never applied, with one tree member. A snapshot holding an entry by the staging area's name at
+   * that member's root gets none (the area is removed first: that name is the snapshot's).
+   */
+  async #stagedFor(vol: Volume, row: SecondaryRow, target: SnapshotManifest, phases: Record<string, number>): Promise<Stager | undefined> {
+    const site = this.#site;
+    const members = vol.members.filter((m) => m.kind === 'tree');
+    if (row.applied !== null || members.length !== 1) return undefined;
+    const key = replicaKey(site, vol.name);
+    let stager = STAGERS.get(key);
+    if (!stager) STAGERS.set(key, (stager = new Stager(members[0].path, applyPoolFor(site).stage, site.store)));
+    const t0 = performance.now();
+    await stager.drain();
+    phases.stageWait = round3((performance.now() - t0) / 1000);
+    const root = target.members.find((m) => m.name === members[0].name)!.root;
+    if (decodeTree(site.store.get(root)).entries.some((e) => e.name.toString('latin1') === STAGE_DIR)) {
+      stager.clear();
+      STAGERS.delete(key);
+      return undefined;
+    }
+    return stager;
   }
 
   /** A forced failover asked applies of this volume to stop: stop here (the replica stays marked as it is). */
@@ -895,7 +963,7 @@ export class SiteReceiver implements Receiver {
    */
   async #captureTrees(
     vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>,
-    stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>,
+    stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>, skipAtRoot?: string,
   ): Promise<Record<string, ObjectId>> {
     const site = this.#site;
     const rows = new StatCacheWriter(site, vol.name, newKey);
@@ -906,7 +974,7 @@ export class SiteReceiver implements Receiver {
       const cache = files?.size ? withWritten(base, files) : base;
       const same = unchanged?.get(m.name);
       const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
-      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now(), reuse });
+      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now(), reuse, skipAtRoot });
       out[m.name] = r.root;
       if (stats) {
         stats.filesRead += r.stats.filesRead;
@@ -924,11 +992,11 @@ export class SiteReceiver implements Receiver {
   }
 
   /** Did anyone write into the replica since the last apply? If so, keep what is there as a snapshot. */
-  async #captureReplica(vol: Volume, row: SecondaryRow): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string }> {
+  async #captureReplica(vol: Volume, row: SecondaryRow, skipAtRoot?: string): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string }> {
     const site = this.#site;
     const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
     const key = newSnapshotId(site.clock);
-    const trees = await this.#captureTrees(vol, row.applied ?? undefined, key);
+    const trees = await this.#captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot);
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
     const members: SnapshotMember[] = [];

@@ -107,6 +107,8 @@ export interface CaptureOptions {
    * hold the first name of a hard link).
    */
   reuse?: (rel: Buffer) => ObjectId | undefined;
+  /** a name directly in the member root that is not part of it (a replica's staging area: replication/stage.ts) */
+  skipAtRoot?: string;
   signal?: AbortSignal;
 }
 
@@ -161,6 +163,7 @@ class TreeWalker {
   /** a file with several links was met */
   sawLinks = false;
   readonly #o: CaptureOptions;
+  readonly #skip: Buffer | undefined;
   readonly #hardlinks = new Map<string, Buffer>();
   readonly #racyBefore: bigint;
   readonly #racyFineBefore: bigint;
@@ -172,6 +175,7 @@ class TreeWalker {
 
   constructor(o: CaptureOptions) {
     this.#o = o;
+    this.#skip = o.skipAtRoot === undefined ? undefined : Buffer.from(o.skipAtRoot);
     this.#racyBefore = BigInt(o.startedAt) * 1_000_000n - RACY_NS;
     this.#racyFineBefore = BigInt(o.startedAt) * 1_000_000n - RACY_FINE_NS;
     this.#stream = streamInto(o.store, this.stats);
@@ -238,6 +242,7 @@ class TreeWalker {
     const newCache: Array<[Buffer, CachedFile]> = [];
     const slots: Array<TreeEntry | Promise<TreeEntry | null>> = [];
     for (const name of names) {
+      if (rel.length === 0 && this.#skip?.equals(name)) continue;
       if (++this.#sinceYield >= YIELD_EVERY) await this.#yield();
       const childAbs = joinBuf(abs, name);
       const childRel = joinBuf(rel, name);

@@ -6,7 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import {
+import { existsSync,
   appendFileSync, chmodSync, closeSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync,
   writeFileSync, writeSync,
 } from 'node:fs';
@@ -69,6 +69,13 @@ test('two daemons: baseline, then an update carrying every kind of change; repli
   assert.ok(replicaData.startsWith(join(b.home, 'replicas', 'vol')), replicaData);
   assertTreesEqual(replicaData, data);
   assert.ok(readFileSync(replicaDisk).equals(readFileSync(disk)), 'image replica differs after the baseline');
+  // The baseline's new directories were staged as their trees arrived and moved into place by the
+  // apply (replication/stage.ts); the root and docs hold hard links, so the apply wrote those. Nothing
+  // is left in the staging area.
+  const applies = (await b.ferry(['events', '--kind', 'replica.apply', '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const baselineApply = applies.find((e) => e.transition === 'inconsistent => consistent');
+  assert.ok(baselineApply?.staging?.taken >= 3, `staged subtrees taken into place: ${JSON.stringify(baselineApply)}`);
+  assert.ok(!existsSync(join(replicaData, '.ferry-stage')), 'the staging area is removed');
 
   // ---- every kind of change
   let changed = 0;

@@ -1,0 +1,295 @@
+// Staging: writing a baseline's new subtrees while the transfer still runs,
+// so that the apply after the commit moves them into place instead of
+// writing every file then. Trees arrive bottom up, each after everything
+// below it (DESIGN.md section 5). As each request of a baseline's stream is
+// stored, each of its trees is written, on the apply workers, into
+// `<member>/.ferry-stage/<tree id>.part` (renamed to `<tree id>` when whole),
+// by the same applier the apply uses; a subdirectory already staged is
+// renamed into it rather than written again. The apply, meeting a new
+// directory whose tree is staged, renames it into place (apply.ts,
+// ApplyOptions.staged) and sets its metadata; whatever is left in the
+// staging area afterwards is removed before the replica is verified.
+//
+// Only what is certain to be right is staged: a tree holding a hard link is
+// not (its target is member-relative: the member's applier makes links), nor
+// anything above it. A tree that occurs twice is staged once: the first
+// place takes it, the others are written as before. Staged directories are
+// named by tree id, so a transfer cut and resumed, or a daemon restarted,
+// finds and uses what was staged (without the record of what was written:
+// the verification then reads those files). Nothing here is trusted beyond
+// that: the replica is captured and compared with the snapshot after the
+// apply, as always.
+//
+// Owns: the staging area inside one member, and the record of what is
+// staged there. Must never: write outside the member's staging area (names
+// are tree ids; the area is a real directory, never a symlink followed), or
+// stage for a replica that has been applied (its directories exist; the
+// patch path applies updates).
+import { mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { wrapIoError } from '../core/errors.ts';
+import { isObjectId, type ObjectId } from '../core/ids.ts';
+import type { ObjectReader } from '../store/types.ts';
+import type { CachedFile } from '../snapshot/stat-cache.ts';
+import type { TreeEntry } from '../snapshot/model.ts';
+import { decodeTree } from '../snapshot/format.ts';
+import { applySubtree, lstatOrNull, removePath, type ApplyStats, type StagedTree } from './apply.ts';
+
+/** The staging area's name, directly inside a member's replica root. */
+export const STAGE_DIR = '.ferry-stage';
+
+const ZERO: ApplyStats = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
+const SLASH = Buffer.from('/');
+/** `b`: raw bytes, or a path in the applier's latin1 form (one char per byte; tree ids are plain hex) */
+const join = (a: Buffer, b: Buffer | string) => Buffer.concat([a, SLASH, typeof b === 'string' ? Buffer.from(b, 'latin1') : b]);
+
+export function stageArea(root: Buffer): Buffer {
+  return join(root, STAGE_DIR);
+}
+
+/** What staging one tree did (a worker's answer: stageTree). */
+export interface StageResult {
+  /** the tree is now staged whole under its id */
+  staged: boolean;
+  /** already staged (by an earlier attempt): nothing is known of what it holds */
+  existed?: boolean;
+  /** staged subdirectories moved into it: [path relative to the tree, their tree id] */
+  claimed: Array<[rel: string, tree: ObjectId]>;
+  stats: ApplyStats;
+  written: Array<[dir: string, name: string, file: CachedFile]>;
+  warnings: Array<[path: string, message: string]>;
+}
+
+/** The staging area, made a real directory if it is not one (a symlink or file in the way is removed, never followed). */
+function ensureArea(root: Buffer): Buffer {
+  const area = stageArea(root);
+  const st = lstatOrNull(area);
+  if (st?.isDirectory()) return area;
+  if (st) removePath(area);
+  try {
+    mkdirSync(area, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIoError(err, `creating ${area}`);
+  }
+  return area;
+}
+
+/**
+ * Write tree `tree` (every object below it is stored) into the staging area
+ * of the member at `root`: the work an apply worker does for a Stager. A
+ * staged subdirectory is moved in instead of being written again. A tree
+ * that turns out to hold a hard link is not staged (what it took in is lost
+ * with it, and is written by the apply instead).
+ */
+export function stageTree(root: Buffer, tree: ObjectId, o: { store: ObjectReader; noOwner?: boolean }): StageResult {
+  const out: StageResult = { staged: false, claimed: [], stats: { ...ZERO }, written: [], warnings: [] };
+  if (!isObjectId(tree)) return out;
+  const area = ensureArea(root);
+  const done = join(area, tree);
+  if (lstatOrNull(done)?.isDirectory()) return { ...out, staged: true, existed: true };
+  const part = join(area, `${tree}.part`);
+  removePath(part);
+  mkdirSync(part, { mode: 0o700 });
+  try {
+    const r = applySubtree(root, part, '', tree, undefined, {
+      store: o.store,
+      noOwner: o.noOwner,
+      onFileWritten: (dir, name, f) => out.written.push([dir, name, f]),
+      onWarning: (p, msg) => out.warnings.push([p, msg]),
+      staged: (child, p, rel) => {
+        if (!isObjectId(child)) return undefined;
+        try {
+          renameSync(join(area, child), p);
+        } catch {
+          return undefined; // not staged (or taken): written here
+        }
+        out.claimed.push([rel, child]);
+        return { stats: { ...ZERO }, written: [], warnings: [] };
+      },
+    });
+    if (r.links.length > 0) {
+      removePath(part);
+      return { ...out, claimed: [], written: [], warnings: [] };
+    }
+    out.stats = r.stats;
+    renameSync(part, done);
+    out.staged = true;
+    return out;
+  } catch (err) {
+    removePath(part);
+    throw err;
+  }
+}
+
+/** One staged tree as the Stager knows it: where it is, what its own walk wrote, and what it took in. */
+interface Staged {
+  tree: ObjectId;
+  /** the staged tree it was moved into, and its path there; none: at the top of the staging area */
+  parent?: Staged;
+  rel?: string;
+  stats: ApplyStats;
+  written: StageResult['written'];
+  warnings: StageResult['warnings'];
+  children: Staged[];
+  /** moved into the replica */
+  taken?: boolean;
+  /** a subtree was taken out of it: it is no longer whole */
+  broken?: boolean;
+}
+
+export type StageRunner = (job: { root: Buffer; tree: ObjectId; noOwner?: boolean }) => Promise<StageResult>;
+
+/**
+ * The staging of one member while its baseline arrives: trees are handed in
+ * (`add`) in the order they were stored, each staged after the subtrees it
+ * holds; the apply first waits for what is under way (`drain`), then takes
+ * staged subtrees into place (`take`).
+ */
+export class Stager {
+  readonly #root: Buffer;
+  readonly #run: StageRunner;
+  /** per tree: its staging, under way or done (resolves whether it is staged) */
+  readonly #jobs = new Map<ObjectId, Promise<boolean>>();
+  readonly #staged = new Map<ObjectId, Staged>();
+  /** trees that hold a hard link, at any depth */
+  readonly #unstageable = new Set<ObjectId>();
+  #closed = false;
+  /** trees staged, and trees taken into place */
+  readonly counts = { staged: 0, taken: 0, failed: 0 };
+
+  readonly #store: ObjectReader;
+  /** trees already staged at the top of the area when this stager began (another process staged them) */
+  #adopted = false;
+
+  constructor(root: string, run: StageRunner, store: ObjectReader) {
+    this.#root = Buffer.from(root);
+    this.#run = run;
+    this.#store = store;
+  }
+
+  /** Stage tree `tree` (stored, with everything below it), whose entries are `entries`, once its subdirectories' staging is done. */
+  add(tree: ObjectId, entries: TreeEntry[]): void {
+    if (this.#closed || this.#jobs.has(tree)) return;
+    const subdirs = entries.filter((e) => e.type === 'dir').map((e) => e.tree!);
+    if (entries.some((e) => e.type === 'hardlink')) {
+      this.#unstageable.add(tree);
+      return;
+    }
+    const below = subdirs.map((c) => this.#jobs.get(c)).filter((j) => j !== undefined);
+    const job = Promise.all(below).then(async () => {
+      if (subdirs.some((c) => this.#unstageable.has(c))) {
+        this.#unstageable.add(tree);
+        return false;
+      }
+      const r = await this.#run({ root: this.#root, tree });
+      if (!r.staged) {
+        this.#unstageable.add(tree);
+        return false;
+      }
+      this.#record(tree, r);
+      return true;
+    }).catch(() => {
+      this.counts.failed++;
+      return false;
+    });
+    this.#jobs.set(tree, job);
+  }
+
+  #record(tree: ObjectId, r: StageResult): void {
+    const s: Staged = { tree, stats: r.existed ? ZERO : r.stats, written: r.written, warnings: r.warnings, children: [] };
+    for (const [rel, child] of r.claimed) {
+      const c = this.#staged.get(child);
+      if (!c) continue; // staged before a restart: nothing known of it
+      c.parent = s;
+      c.rel = rel;
+      s.children.push(c);
+    }
+    this.#staged.set(tree, s);
+    this.counts.staged++;
+  }
+
+  /** No more staging: wait for what is under way, and find what an earlier process staged. */
+  async drain(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#jobs.values());
+    this.#adopt();
+  }
+
+  /**
+   * Trees staged whole by an earlier process (a daemon restarted between the
+   * transfer and the apply) have no record here: each subdirectory of a whole
+   * staged tree is a whole rendering of its own tree, so their places are
+   * found from the trees themselves. Nothing is known of their files (the
+   * verification reads them).
+   */
+  #adopt(): void {
+    if (this.#adopted) return;
+    this.#adopted = true;
+    let names: string[];
+    try {
+      names = readdirSync(stageArea(this.#root), { encoding: 'latin1' });
+    } catch {
+      return; // no staging area
+    }
+    const index = (s: Staged) => {
+      this.#staged.set(s.tree, s);
+      for (const e of decodeTree(this.#store.get(s.tree)).entries) {
+        if (e.type !== 'dir' || this.#staged.has(e.tree!)) continue;
+        const c: Staged = { tree: e.tree!, parent: s, rel: e.name.toString('latin1'), stats: { ...ZERO }, written: [], warnings: [], children: [] };
+        s.children.push(c);
+        index(c);
+      }
+    };
+    for (const name of names) {
+      if (!isObjectId(name) || this.#staged.has(name)) continue;
+      try {
+        index({ tree: name, stats: { ...ZERO }, written: [], warnings: [], children: [] });
+      } catch {
+        // a tree the store cannot read: its directory is removed with the area
+      }
+    }
+  }
+
+  /** The staged directory's path inside the staging area. */
+  #path(s: Staged): Buffer {
+    return s.parent ? join(this.#path(s.parent), s.rel!) : join(stageArea(this.#root), s.tree);
+  }
+
+  /**
+   * Move the staged directory of `tree` to `p` (ApplyOptions.staged). A
+   * subtree taken out of a staged tree leaves that tree (and those above it)
+   * broken: it is no longer taken whole. A staged directory left by an
+   * earlier attempt (not recorded here) is taken when it sits at the top of
+   * the staging area, with nothing known of its files.
+   */
+  take = (tree: ObjectId, p: Buffer): StagedTree | undefined => {
+    if (!isObjectId(tree)) return undefined;
+    const s = this.#staged.get(tree);
+    if (s && (s.taken || s.broken)) return undefined;
+    try {
+      renameSync(s ? this.#path(s) : join(stageArea(this.#root), tree), p);
+    } catch {
+      return undefined; // not there, or p is in the way: written as before
+    }
+    this.counts.taken++;
+    if (!s) return { stats: { ...ZERO }, written: [], warnings: [] };
+    s.taken = true;
+    for (let up = s.parent; up; up = up.parent) up.broken = true;
+    const out: StagedTree = { stats: { ...ZERO }, written: [], warnings: [] };
+    const gather = (x: Staged, prefix: string) => {
+      x.taken = true;
+      for (const k of Object.keys(out.stats) as Array<keyof ApplyStats>) out.stats[k] += x.stats[k];
+      for (const [dir, name, f] of x.written) out.written.push([prefix && dir ? `${prefix}/${dir}` : prefix || dir, name, f]);
+      out.warnings.push(...x.warnings);
+      for (const c of x.children) gather(c, prefix ? `${prefix}/${c.rel}` : c.rel!);
+    };
+    gather(s, '');
+    return out;
+  };
+
+  /** Remove the staging area and whatever is left in it. */
+  clear(): void {
+    this.#closed = true;
+    removePath(stageArea(this.#root));
+    this.#staged.clear();
+  }
+}
