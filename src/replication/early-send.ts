@@ -11,11 +11,20 @@
 // asked meanwhile), pacing by the mirror's token bucket, and its own
 // statistics.
 //
-// Must never: send a tree, image, block list or manifest. The negotiation
-// skips a subtree the destination already holds, so metadata may arrive only
-// after everything below it; a tree the capture stored does not even mean its
-// chunks were queued here (a chunk already in the store is deduplicated, not
-// stored again). Chunks have no such order: they are safe in any order.
+// Trees go early too (so the destination can stage a baseline's directories
+// while the transfer runs: stage.ts), but only in the order the negotiation
+// relies on: it skips a subtree the destination already holds, so a tree may
+// arrive only after everything below it. A tree the capture stored does not
+// even mean its chunks were queued here (a chunk already in the store is
+// deduplicated, not stored again), so each object a tree names must be
+// vouched for first: sent in this put before it or in an earlier one (a
+// later put goes only once the earlier succeeded), or found at the
+// destination. What a tree names and nobody vouched for is asked about with
+// its batch; a missing chunk is sent ahead of the tree, a missing subtree
+// leaves the tree to the negotiation (and so every tree above it).
+//
+// Must never: send an image, block list or manifest, or a tree before what
+// it names. Chunks have no order: they are safe in any order.
 // Must never throw into its caller nor leave a rejection unhandled: it is an
 // optimisation, so any failure (peer unreachable, hello refused, a cut put)
 // stops it, is recorded in its stats, and the update goes on as if it had
@@ -23,6 +32,7 @@
 import { FerryError, isFerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import { decodeTree } from '../snapshot/format.ts';
 import { MAX_IDS_PER_QUERY } from './protocol.ts';
 import type { TransferProgress } from './sender.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -31,6 +41,8 @@ import type { Receiver } from './types.ts';
 /** What the early stream needs of the store: the stored form of an object (pending in the open pack or indexed). */
 export interface EarlyStore {
   readStored(id: ObjectId, opts?: { crcOnly?: boolean }): { codec: number; rawLength: number; stored: Buffer };
+  /** an object's bytes (a tree's, to learn what it names) */
+  get(id: ObjectId): Buffer;
 }
 
 export interface EarlySendOptions {
@@ -89,6 +101,7 @@ const MAX_BATCH_IDS = Math.min(16_384, MAX_IDS_PER_QUERY);
 
 interface Queued {
   id: ObjectId;
+  kind: 'chunk' | 'tree';
   bytes: number;
   /** bytes queued up to and including this one, since the stream began */
   upTo: number;
@@ -100,6 +113,14 @@ export class EarlySender {
   readonly #ac = new AbortController();
   readonly #stats: EarlyStats = { objectsQueued: 0, objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0, batches: 0, seconds: 0 };
   #queue: Queued[] = [];
+  /**
+   * Objects a later tree may stand on: found at the destination, or sent in this stream (a put goes
+   * only once the one before it succeeded, so what an earlier put carried is there when a later one
+   * is stored).
+   */
+  #vouched = new Set<ObjectId>();
+  /** ids in the queue, not yet taken into a batch (what a tree names may not be read before its turn: EARLY_HOLD_BACK_BYTES) */
+  readonly #queued = new Set<ObjectId>();
   /** bytes ever queued (see Queued.upTo) */
   #queuedTotal = 0;
   /** bytes queued or in a batch and neither sent nor found present yet (for progress) */
@@ -125,11 +146,12 @@ export class EarlySender {
     this.#done = this.#run();
   }
 
-  /** The store observer: queue a chunk just stored; other kinds never go early. */
+  /** The store observer: queue a chunk or tree just stored; other kinds never go early. */
   readonly added = (id: ObjectId, kind: ObjectKind, storedLength: number): void => {
-    if (kind !== 'chunk' || this.#closing || this.#failed) return;
+    if ((kind !== 'chunk' && kind !== 'tree') || this.#closing || this.#failed) return;
     this.#queuedTotal += storedLength;
-    this.#queue.push({ id, bytes: storedLength, upTo: this.#queuedTotal });
+    this.#queue.push({ id, kind, bytes: storedLength, upTo: this.#queuedTotal });
+    this.#queued.add(id);
     this.#pendingBytes += storedLength;
     this.#pendingObjects++;
     this.#stats.objectsQueued++;
@@ -157,6 +179,8 @@ export class EarlySender {
     await this.#done;
     this.#o.signal?.removeEventListener('abort', this.#onAbort);
     this.#queue = [];
+    this.#queued.clear();
+    this.#vouched = new Set();
     return { ...this.#stats, ...(this.#stats.error ? { error: { ...this.#stats.error } } : {}) };
   }
 
@@ -232,7 +256,30 @@ export class EarlySender {
     let n = 0;
     let bytes = 0;
     while (n < eligible && n < MAX_BATCH_IDS && (n === 0 || bytes < max)) bytes += this.#queue[n++].bytes;
-    return this.#queue.splice(0, n);
+    const batch = this.#queue.splice(0, n);
+    for (const b of batch) this.#queued.delete(b.id);
+    return batch;
+  }
+
+  /** The objects tree `id` names (its files' chunks, its subdirectories), each once; undefined when it cannot be read. */
+  #namedBy(id: ObjectId): Array<{ id: ObjectId; tree: boolean }> | undefined {
+    let entries;
+    try {
+      entries = decodeTree(this.#store.get(id)).entries;
+    } catch {
+      return undefined;
+    }
+    const seen = new Set<ObjectId>();
+    const out: Array<{ id: ObjectId; tree: boolean }> = [];
+    for (const e of entries) {
+      const ids = e.type === 'dir' ? [e.tree!] : e.type === 'file' ? (e.chunks ?? []) : [];
+      for (const x of ids) {
+        if (seen.has(x)) continue;
+        seen.add(x);
+        out.push({ id: x, tree: e.type === 'dir' });
+      }
+    }
+    return out;
   }
 
   #fail(err: unknown): void {
@@ -262,17 +309,68 @@ export class EarlySender {
     };
     try {
       signal.throwIfAborted();
-      const miss = await rx.missing(volume, batch.map((b) => b.id), signal);
+      // What the batch's trees name, asked about with the batch (see the file's comment).
+      const names = new Map<ObjectId, Array<{ id: ObjectId; tree: boolean }>>();
+      const asked = batch.map((b) => b.id);
+      const inQuestion = new Set(asked);
+      for (const b of batch) {
+        if (b.kind !== 'tree') continue;
+        const refs = this.#namedBy(b.id);
+        // left to the negotiation: too many names for one question, or one queued after it and not yet taken
+        if (!refs || asked.length + refs.length > MAX_IDS_PER_QUERY || refs.some((r) => this.#queued.has(r.id))) continue;
+        names.set(b.id, refs);
+        for (const r of refs) {
+          if (this.#vouched.has(r.id) || inQuestion.has(r.id)) continue;
+          inQuestion.add(r.id);
+          asked.push(r.id);
+        }
+      }
+      const answers = await rx.missing(volume, asked, signal);
       s.roundTrips++;
-      s.objectsOffered += batch.length;
-      if (miss.length !== batch.length) throw new FerryError('PROTOCOL', `receiver answered ${miss.length} of ${batch.length} ids`);
-      const send: Queued[] = [];
-      batch.forEach((b, k) => (miss[k] ? send.push(b) : settle(b.bytes)));
-      if (send.length === 0) return;
-      // One put at a time: this batch's question went while the previous batch was on the wire.
+      s.objectsOffered += asked.length;
+      if (answers.length !== asked.length) throw new FerryError('PROTOCOL', `receiver answered ${answers.length} of ${asked.length} ids`);
+      const lacks = new Map<ObjectId, boolean>();
+      asked.forEach((id, k) => lacks.set(id, answers[k]));
+      // One put at a time: this batch's question went while the previous batch was on the wire. What
+      // the earlier batches vouch for is known once the previous one is done.
       await previous;
       if (this.#failed) return;
       signal.throwIfAborted();
+      const vouched = this.#vouched;
+      const send: Array<{ id: ObjectId; kind: 'chunk' | 'tree'; settles?: number }> = [];
+      /** send `id` (unless the destination has it or it goes already); false for a tree that cannot go yet */
+      const vouch = (id: ObjectId, tree: boolean, settles?: number): boolean => {
+        if (vouched.has(id)) return true;
+        if (lacks.get(id) === false) {
+          vouched.add(id);
+          return true;
+        }
+        if (tree) return false;
+        vouched.add(id);
+        send.push({ id, kind: 'chunk', settles });
+        return true;
+      };
+      for (const b of batch) {
+        if (b.kind === 'chunk') {
+          if (vouched.has(b.id) || lacks.get(b.id) === false) {
+            vouched.add(b.id);
+            settle(b.bytes);
+          } else vouch(b.id, false, b.bytes);
+          continue;
+        }
+        if (lacks.get(b.id) === false) {
+          vouched.add(b.id); // a tree the destination holds has everything below it
+          settle(b.bytes);
+          continue;
+        }
+        const refs = names.get(b.id);
+        // Every object it names first (in order: a missing subtree stops it before anything is sent for it).
+        if (!refs || !refs.every((r) => !r.tree || vouched.has(r.id) || lacks.get(r.id) === false)) continue;
+        for (const r of refs) vouch(r.id, r.tree);
+        vouched.add(b.id);
+        send.push({ id: b.id, kind: 'tree', settles: b.bytes });
+      }
+      if (send.length === 0) return;
       const store = this.#store;
       const self = this;
       async function* objects(): AsyncGenerator<PreparedObject> {
@@ -282,11 +380,11 @@ export class EarlySender {
           const r = store.readStored(b.id, { crcOnly: true });
           const wire = r.stored.byteLength;
           if (limiter) await limiter.take(wire, signal);
-          yield { kind: 'chunk', id: b.id, rawLength: r.rawLength, codec: r.codec as PreparedObject['codec'], stored: r.stored };
+          yield { kind: b.kind, id: b.id, rawLength: r.rawLength, codec: r.codec as PreparedObject['codec'], stored: r.stored };
           s.objectsSent++;
           s.bytesSent += wire;
           s.rawBytesSent += r.rawLength;
-          settle(b.bytes);
+          if (b.settles !== undefined) settle(b.settles);
           self.#progress();
         }
       }

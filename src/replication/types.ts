@@ -69,7 +69,7 @@ export interface CommitResponse {
   writesSnapshot?: string;
   /** why the apply was refused, when it was */
   refused?: string;
-  /** seconds spent in each step at the destination (check, writesCheck, apply, verify), for status and the benchmark */
+  /** seconds spent in each step at the destination (check, stageWait, writesCheck, apply, verify), for status and the benchmark */
   phases?: Record<string, number>;
 }
 

@@ -14,6 +14,8 @@
 // Owns: the subtree jobs (the workers are core/worker-pool.ts). Must never: write outside the
 // subtree it was given (the same applier code, rooted at the member, with
 // the same checks), or keep the process alive when idle.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { isMainThread, workerData } from 'node:worker_threads';
 import type { ObjectId } from '../core/ids.ts';
 import { serveWorker, WorkerPool } from '../core/worker-pool.ts';
@@ -49,6 +51,12 @@ export class ApplyPool {
   // Two jobs per worker: one to work on and the next, so a worker need not wait for the
   // main thread (busy in its own synchronous walk) to be handed more.
   readonly #pool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2 });
+  /**
+   * Staging runs while the transfer (and, at the source, the capture) still works: on threads of
+   * the lowest priority (STAGE_NICE), so that it takes only CPU time nothing else wants. Where the
+   * transfer keeps every core busy, it waits, and the apply's wait for it is what remains.
+   */
+  readonly #stagePool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true, nice: STAGE_NICE }, size: WORKERS, name: 'ferry-stage', inFlight: 2 });
 
   constructor(home: string) {
     this.#home = home;
@@ -64,15 +72,33 @@ export class ApplyPool {
 
   /** Stage a tree of a baseline as it arrives (stage.ts): written beside the replica's content, moved into place by the apply. */
   readonly stage: StageRunner = async (job) => {
-    return (await this.#pool.run({ home: this.#home, stage: true, root: job.root, dir: job.root, rel: '', tree: job.tree, noOwner: job.noOwner })) as StageResult;
+    return (await this.#stagePool.run({ home: this.#home, stage: true, root: job.root, dir: job.root, rel: '', tree: job.tree, noOwner: job.noOwner })) as StageResult;
   };
 
-  close(): Promise<void> {
-    return this.#pool.close();
+  async close(): Promise<void> {
+    await Promise.all([this.#pool.close(), this.#stagePool.close()]);
+  }
+}
+
+/** The staging threads' nice value: the lowest priority. */
+const STAGE_NICE = 19;
+
+/**
+ * Lower this thread's priority (Linux: a thread is a task with its own nice value; /proc/thread-self
+ * names it). Elsewhere, or if refused, it keeps the process's.
+ */
+function niceThisThread(nice: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+  } catch {
+    // not Linux, or not allowed: the staging just competes evenly
   }
 }
 
 if (!isMainThread && (workerData as { ferryApplyWorker?: boolean } | null)?.ferryApplyWorker) {
+  const nice = (workerData as { nice?: number }).nice;
+  if (nice !== undefined) niceThisThread(nice);
   const sites = new Map<string, Site>();
   serveWorker<Job, SubtreeResult | StageResult>((m) => {
     let site = sites.get(m.home);

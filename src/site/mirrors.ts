@@ -33,18 +33,19 @@ export interface LastTransfer {
   /**
    * Seconds per step: snapshot (the capture, when this update took one), send (negotiation and
    * streaming), commit (the destination's commit and apply, waited for), and the destination's own
-   * steps as it reported them (check, writesCheck, apply, verify).
+   * steps as it reported them (check, stageWait: a baseline waiting for what it staged, writesCheck,
+   * apply, verify).
    */
   phases?: Record<string, number>;
   /**
    * What went while the capture ran (docs/replication.md, "Overlap of capture and transfer"): chunks
-   * and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
+   * and trees, and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
    * flight (inside the snapshot step); why it stopped early, if it did (the update went on).
    */
   early?: { objects: number; bytes: number; seconds: number; error?: { code: string; message: string } };
 }
 
-const PHASE_KEYS = ['check', 'writesCheck', 'apply', 'verify'];
+const PHASE_KEYS = ['check', 'stageWait', 'writesCheck', 'apply', 'verify'];
 
 /** The destination's step timings, as far as they are sane numbers (they come from the network). */
 function remotePhases(p: unknown): Record<string, number> {

@@ -84,7 +84,7 @@ test('initialize: chunks reach the destination while the capture runs; each obje
     assert.equal(transfer.bytes, source.bytes, `bytes sent ${transfer.bytes}, the snapshot stores ${source.bytes}`);
     assert.ok(transfer.early, `the transfer reports its early part: ${JSON.stringify(transfer)}`);
     assert.ok(transfer.early.objects >= early.objects && transfer.early.bytes >= early.bytes, `early ${JSON.stringify(transfer.early)} vs held ${JSON.stringify(early)}`);
-    assert.ok(transfer.early.objects < transfer.objects, 'trees and the manifest go after the capture');
+    assert.ok(transfer.early.objects < transfer.objects, 'the manifest (and what the early stream held back) goes after the capture');
     assert.equal(transfer.early.error, undefined);
     assert.ok(transfer.phases['snapshot.early'] > 0, JSON.stringify(transfer.phases));
     const m = await mirrorStatus(pair);
