@@ -1,11 +1,12 @@
 // The early stream of a replication without a delta base (an initialize):
-// while the capture of the target snapshot runs, the chunks it newly stores
-// already go to the destination, so that when the capture ends most of them
-// are there, and the negotiation (sender.ts), which asks the destination what
-// it lacks, sends only the rest: trees, the manifest, and whatever the early
-// stream missed.
+// while the capture of the target snapshot runs, the chunks and trees it
+// newly stores already go to the destination, so that when the capture ends
+// most of them are there, and the negotiation (sender.ts), which asks the
+// destination what it lacks, sends only the rest: the manifest, and whatever
+// the early stream held back or missed.
 //
-// Owns: a queue of chunk ids (fed by the store's onAdded observer), batches
+// Owns: a queue of chunk and tree ids (fed by the store's onAdded observer),
+// the set of ids a later tree may stand on (#vouched), batches
 // cut by bytes, one `missing` question per batch (a resumed initialize does
 // not resend what arrived), one put at a time (the next batch's question is
 // asked meanwhile), pacing by the mirror's token bucket, and its own
