@@ -2,8 +2,10 @@
 // the receiver's verification workers (replication/verify-pool.ts) and the
 // apply's subtree workers (site/apply-pool.ts). Workers start on first use,
 // up to `size`, each job goes to the least busy one, and a worker holds the
-// process open only while it has work (unref'd when idle). With `inFlight`,
-// a worker holds at most that many jobs and the rest wait here, each going
+// process open only while it has work (unref'd when idle); one idle for
+// WORKER_IDLE_MS ends, so a daemon at rest does not keep every pool's heaps.
+// With `inFlight`, a worker holds at most that many jobs and the rest wait
+// here, each going
 // to the first worker to finish one: jobs of very different sizes (subtrees)
 // then spread evenly, where handing them out on arrival could leave one
 // worker with the large ones. A worker that dies fails the jobs it had; the
@@ -28,7 +30,14 @@ type Reply<Out> = { seq: number; ok: Out } | { seq: number; error: { code: strin
 interface Slot {
   worker: Worker;
   busy: number;
+  /** ends the worker once it has been idle for idleMs */
+  idleTimer?: NodeJS.Timeout;
+  /** ended for idleness: its exit is no failure */
+  retired?: boolean;
 }
+
+/** Idle this long, a worker ends (its heap and its open catalog go with it); the next job starts another. */
+export const WORKER_IDLE_MS = 30_000;
 
 export interface WorkerPoolOptions {
   /** the worker module (it calls serveWorker when it sees `workerData`) */
@@ -39,6 +48,8 @@ export interface WorkerPoolOptions {
   resourceLimits?: ResourceLimits;
   /** most jobs a worker holds at once (default: no limit, all handed out on arrival) */
   inFlight?: number;
+  /** a worker idle this long ends (default WORKER_IDLE_MS) */
+  idleMs?: number;
 }
 
 interface Queued<In, Out> {
@@ -72,7 +83,15 @@ export class WorkerPool<In, Out> {
   async close(): Promise<void> {
     this.#closed = true;
     for (const q of this.#queue.splice(0)) q.reject(new FerryError('INTERNAL', `${this.#o.name} pool is closed`));
-    await Promise.all(this.#slots.splice(0).map((s) => s.worker.terminate()));
+    await Promise.all(this.#slots.splice(0).map((s) => {
+      clearTimeout(s.idleTimer);
+      return s.worker.terminate();
+    }));
+  }
+
+  /** workers running now (they start on demand and end when idle) */
+  get workers(): number {
+    return this.#slots.length;
   }
 
   /** Hand queued jobs to workers with room: an idle one first, a new one while under `size`, else the least busy. */
@@ -83,7 +102,10 @@ export class WorkerPool<In, Out> {
       if (!slot || slot.busy >= limit) return;
       const q = this.#queue.shift()!;
       const seq = ++this.#seq;
-      if (slot.busy++ === 0) slot.worker.ref();
+      if (slot.busy++ === 0) {
+        clearTimeout(slot.idleTimer);
+        slot.worker.ref();
+      }
       this.#waiting.set(seq, { resolve: q.resolve, reject: q.reject, slot });
       slot.worker.postMessage({ seq, msg: q.msg }, q.transfer);
     }
@@ -103,12 +125,14 @@ export class WorkerPool<In, Out> {
       const w = this.#waiting.get(m.seq);
       if (!w) return;
       this.#waiting.delete(m.seq);
-      if (--w.slot.busy === 0) w.slot.worker.unref();
+      if (--w.slot.busy === 0) this.#idle(w.slot);
       if ('error' in m) w.reject(new FerryError(m.error.code as ErrorCode, m.error.message));
       else w.resolve(m.ok);
       this.#dispatch();
     });
     const fail = (err: Error) => {
+      if (slot.retired) return;
+      clearTimeout(slot.idleTimer);
       const i = this.#slots.indexOf(slot);
       if (i >= 0) this.#slots.splice(i, 1);
       for (const [seq, w] of this.#waiting) {
@@ -123,6 +147,19 @@ export class WorkerPool<In, Out> {
     worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
     this.#slots.push(slot);
     return slot;
+  }
+
+  /** A worker with nothing to do: it no longer holds the process open, and ends if it stays idle. */
+  #idle(slot: Slot): void {
+    slot.worker.unref();
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = setTimeout(() => {
+      if (slot.busy > 0 || slot.retired) return;
+      slot.retired = true;
+      const i = this.#slots.indexOf(slot);
+      if (i >= 0) this.#slots.splice(i, 1);
+      void slot.worker.terminate();
+    }, this.#o.idleMs ?? WORKER_IDLE_MS).unref();
   }
 }
 

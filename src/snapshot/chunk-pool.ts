@@ -21,11 +21,11 @@
 //
 // A worker that dies (a bug, never a file error) is replaced; the jobs it
 // held fail with an INTERNAL error. Idle workers are unref'd so the pool
-// never keeps the process alive by itself.
+// never keeps the process alive by itself, and end after WORKER_IDLE_MS.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { FerryError } from '../core/errors.ts';
-import { workerExecArgv } from '../core/worker-pool.ts';
+import { WORKER_IDLE_MS, workerExecArgv } from '../core/worker-pool.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { SharedIndexRef } from '../store/index-probe.ts';
 import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
@@ -171,6 +171,8 @@ interface Slot {
   refed: boolean;
   dead: boolean;
   error: Error | undefined;
+  /** ends the worker once it has been idle for WORKER_IDLE_MS */
+  idleTimer?: NodeJS.Timeout;
 }
 
 export class ChunkPool {
@@ -252,6 +254,7 @@ export class ChunkPool {
     await Promise.all(
       slots.map((s) => {
         s.dead = true;
+        clearTimeout(s.idleTimer);
         return s.worker.terminate();
       }),
     );
@@ -385,8 +388,20 @@ export class ChunkPool {
     const busy = slot.batches.size > 0;
     if (busy === slot.refed || slot.dead) return;
     slot.refed = busy;
-    if (busy) slot.worker.ref();
-    else slot.worker.unref();
+    clearTimeout(slot.idleTimer);
+    if (busy) {
+      slot.worker.ref();
+      return;
+    }
+    slot.worker.unref();
+    // idle for long: end it (its heap and ring go with it); the next capture starts another
+    slot.idleTimer = setTimeout(() => {
+      if (slot.dead || slot.batches.size > 0) return;
+      slot.dead = true;
+      const i = this.#slots.indexOf(slot);
+      if (i >= 0) this.#slots.splice(i, 1);
+      void slot.worker.terminate();
+    }, WORKER_IDLE_MS).unref();
   }
 
   #finish(slot: Slot, batch: number, job: Job): void {
