@@ -134,6 +134,8 @@ interface Staged {
   taken?: boolean;
   /** a subtree was taken out of it: it is no longer whole */
   broken?: boolean;
+  /** its directory's name at the top of the area, when not its tree id (`<id>.broken`: see take) */
+  dirName?: string;
 }
 
 export type StageRunner = (job: { root: Buffer; tree: ObjectId; noOwner?: boolean }) => Promise<StageResult>;
@@ -219,7 +221,9 @@ export class Stager {
    * transfer and the apply) have no record here: each subdirectory of a whole
    * staged tree is a whole rendering of its own tree, so their places are
    * found from the trees themselves. Nothing is known of their files (the
-   * verification reads them).
+   * verification reads them). A tree something was taken out of is named
+   * `<id>.broken` (take) and is not adopted: what is left in it is written
+   * again by the apply.
    */
   #adopt(): void {
     if (this.#adopted) return;
@@ -251,7 +255,7 @@ export class Stager {
 
   /** The staged directory's path inside the staging area. */
   #path(s: Staged): Buffer {
-    return s.parent ? join(this.#path(s.parent), s.rel!) : join(stageArea(this.#root), s.tree);
+    return s.parent ? join(this.#path(s.parent), s.rel!) : join(stageArea(this.#root), s.dirName ?? s.tree);
   }
 
   /**
@@ -273,7 +277,22 @@ export class Stager {
     this.counts.taken++;
     if (!s) return { stats: { ...ZERO }, written: [], warnings: [] };
     s.taken = true;
-    for (let up = s.parent; up; up = up.parent) up.broken = true;
+    let top = s;
+    for (let up = s.parent; up; up = up.parent) {
+      up.broken = true;
+      top = up;
+    }
+    if (top !== s && top.dirName === undefined) {
+      // On disk too: the staged tree it came out of is renamed, so that a later process (after a
+      // crash mid-apply) does not find it under its id and take it as whole (see #adopt).
+      const broken = `${top.tree}.broken`;
+      try {
+        renameSync(join(stageArea(this.#root), top.tree), join(stageArea(this.#root), broken));
+        top.dirName = broken;
+      } catch {
+        // not there: nothing to mislead anyone
+      }
+    }
     const out: StagedTree = { stats: { ...ZERO }, written: [], warnings: [] };
     const gather = (x: Staged, prefix: string) => {
       x.taken = true;

@@ -143,3 +143,35 @@ test('a staging area left by an earlier process is used without its record; bad 
     assert.ok(!existsSync(join(tmp, 'nowhere')) && !existsSync(join(replica, 'nowhere')));
   });
 });
+
+test('a staged tree something was taken out of is not taken whole by a later process (a crash mid-apply)', async () => {
+  await withLocalSite('stage-broken', async ({ dir: tmp, site, pool }) => {
+    const data = join(tmp, 'data');
+    sourceTree(data, true); // the root holds a hard link below it: `a` sits at the top of the area, whole
+    createVolume(site, 'v', { members: [{ path: data }] });
+    const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
+    const root = readManifest(site.store, snap.manifest).members[0].root;
+    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const aTree = entries(root).find((e) => e.name.toString() === 'a')!.tree!;
+    const xTree = entries(aTree).find((e) => e.name.toString() === 'x')!.tree!;
+    const replica = join(tmp, 'replica');
+    mkdirSync(replica);
+    const run: StageRunner = async (job) => stageTree(job.root, job.tree, { store: site.store });
+    const first = new Stager(replica, run, site.store);
+    for (const id of bottomUp(site.store, root)) first.add(id, entries(id));
+    await first.drain();
+    const area = join(replica, STAGE_DIR);
+    assert.ok(existsSync(join(area, aTree)), '`a` is staged whole at the top of the area');
+    // An apply that took a/x out (as for another place holding the same tree) and then died.
+    mkdirSync(join(tmp, 'elsewhere'));
+    assert.ok(first.take(xTree, Buffer.from(join(tmp, 'elsewhere', 'x'))));
+    assert.ok(!existsSync(join(area, aTree)) && existsSync(join(area, `${aTree}.broken`)), '`a` is marked broken on disk');
+
+    // The next process must not take `a` whole: it lacks x.
+    const second = new Stager(replica, run, site.store);
+    await second.drain();
+    await applyTree(replica, null, root, { store: site.store, staged: second.take });
+    second.clear();
+    assertTreesEqual(replica, data);
+  });
+});
