@@ -2,7 +2,7 @@
 // sender, the site receiver, commit and apply, and the writes check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, renameSync, chmodSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSync, renameSync, chmodSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Site } from '../../src/site/site.ts';
@@ -12,6 +12,9 @@ import { SiteReceiver } from '../../src/site/receiver.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
 import { ChunkPool } from '../../src/snapshot/chunk-pool.ts';
 import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
+import { readManifest } from '../../src/snapshot/graph.ts';
+import { decodeTree } from '../../src/snapshot/format.ts';
+import type { ObjectId } from '../../src/core/ids.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
 
 test('initial and incremental transfer bring the replica exactly to each snapshot', async () => {
@@ -120,6 +123,60 @@ test('an image update asks only about the blocks that differ from the base, and 
     await pool.close();
     a.close();
     b.close();
+    tmp.cleanup();
+  }
+});
+
+test('a staged baseline: a write into the replica meanwhile is kept and refused, the forced apply takes what was staged; a tree with its own .ferry-stage is applied as it is', async () => {
+  const tmp = tempDir();
+  const a = Site.init(join(tmp.path, 'a'), 'a');
+  const b = Site.init(join(tmp.path, 'b'), 'b');
+  const pool = new ChunkPool();
+  const lastApply = () => JSON.parse(b.db.get<{ detail: string }>("SELECT detail FROM events WHERE kind = 'replica.apply' AND outcome <> 'info' ORDER BY id DESC LIMIT 1")!.detail);
+  try {
+    const data = join(tmp.path, 'data');
+    for (const d of ['one/deep', 'two', 'three']) {
+      mkdirSync(join(data, d), { recursive: true });
+      writeFileSync(join(data, d, 'file.txt'), `${d}\n`.repeat(100));
+    }
+    createVolume(a, 'vol', { members: [{ path: data }] });
+    const rx = new SiteReceiver(b, a.id, pool);
+    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }] });
+    const replica = hello.replicas[0].path;
+    const s1 = await createSnapshot(a, 'vol', { pool });
+    await sendSnapshot(a.store, rx, 'vol', s1.snapshot.manifest);
+    // Someone writes into the replica before the commit: the writes check sees it (not the staging area).
+    writeFileSync(join(replica, 'intruder.txt'), 'local write');
+    const refused = await rx.commit('vol', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest });
+    assert.equal(refused.applied, false);
+    assert.ok(refused.writesSnapshot?.startsWith('replica-writes-'), JSON.stringify(refused));
+    const kept = readManifest(b.store, listSnapshots(b, 'vol').find((s) => s.name === refused.writesSnapshot)!.manifest as ObjectId);
+    const keptNames = decodeTree(b.store.get(kept.members[0].root)).entries.map((e) => e.name.toString());
+    assert.deepEqual(keptNames, ['intruder.txt'], 'the kept snapshot holds the write, not the staging area');
+    const forced = await rx.commit('vol', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest, force: true });
+    assert.equal(forced.applied, true);
+    assertTreesEqual(replica, data);
+    assert.ok(lastApply().staging.taken >= 3, JSON.stringify(lastApply()));
+    assert.ok(!existsSync(join(replica, '.ferry-stage')));
+
+    // A second volume whose tree has an entry named like the staging area, at its root.
+    const data2 = join(tmp.path, 'data2');
+    mkdirSync(join(data2, '.ferry-stage', 'inner'), { recursive: true });
+    writeFileSync(join(data2, '.ferry-stage', 'inner', 'mine.txt'), 'the source owns this name\n');
+    mkdirSync(join(data2, 'plain'));
+    writeFileSync(join(data2, 'plain', 'f.txt'), 'plain\n');
+    createVolume(a, 'vol2', { members: [{ path: data2 }] });
+    const hello2 = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol2', volume: 'vol2', members: [{ name: 'data2', kind: 'tree' }] });
+    const s2 = await createSnapshot(a, 'vol2', { pool });
+    await sendSnapshot(a.store, rx, 'vol2', s2.snapshot.manifest);
+    const c2 = await rx.commit('vol2', { snapshot: s2.snapshot.id, manifest: s2.snapshot.manifest });
+    assert.equal(c2.applied, true, JSON.stringify(c2));
+    assertTreesEqual(hello2.replicas[0].path, data2);
+    assert.equal(lastApply().staging, undefined, 'no staging for that snapshot');
+  } finally {
+    await pool.close();
+    b.close();
+    a.close();
     tmp.cleanup();
   }
 });
