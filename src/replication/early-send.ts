@@ -339,35 +339,33 @@ export class EarlySender {
       signal.throwIfAborted();
       const vouched = this.#vouched;
       const send: Array<{ id: ObjectId; kind: 'chunk' | 'tree'; settles?: number }> = [];
-      /** send `id` (unless the destination has it or it goes already); false for a tree that cannot go yet */
-      const vouch = (id: ObjectId, tree: boolean, settles?: number): boolean => {
+      /** `id` is at the destination, or goes ahead of what comes next (remembered) */
+      const there = (id: ObjectId): boolean => {
         if (vouched.has(id)) return true;
-        if (lacks.get(id) === false) {
-          vouched.add(id);
-          return true;
-        }
-        if (tree) return false;
+        if (lacks.get(id) !== false) return false;
+        vouched.add(id);
+        return true;
+      };
+      /** a chunk not there goes now; false when it was there */
+      const sendChunk = (id: ObjectId, settles?: number): boolean => {
+        if (there(id)) return false;
         vouched.add(id);
         send.push({ id, kind: 'chunk', settles });
         return true;
       };
       for (const b of batch) {
         if (b.kind === 'chunk') {
-          if (vouched.has(b.id) || lacks.get(b.id) === false) {
-            vouched.add(b.id);
-            settle(b.bytes);
-          } else vouch(b.id, false, b.bytes);
+          if (!sendChunk(b.id, b.bytes)) settle(b.bytes);
           continue;
         }
-        if (lacks.get(b.id) === false) {
-          vouched.add(b.id); // a tree the destination holds has everything below it
-          settle(b.bytes);
+        if (there(b.id)) {
+          settle(b.bytes); // a tree the destination holds has everything below it
           continue;
         }
         const refs = names.get(b.id);
-        // Every object it names first (in order: a missing subtree stops it before anything is sent for it).
-        if (!refs || !refs.every((r) => !r.tree || vouched.has(r.id) || lacks.get(r.id) === false)) continue;
-        for (const r of refs) vouch(r.id, r.tree);
+        // Every subtree it names must be there; the chunks it names go first.
+        if (!refs || !refs.every((r) => !r.tree || there(r.id))) continue;
+        for (const r of refs) if (!r.tree) sendChunk(r.id);
         vouched.add(b.id);
         send.push({ id: b.id, kind: 'tree', settles: b.bytes });
       }

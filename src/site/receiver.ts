@@ -652,14 +652,8 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
     if (!row || row.applied !== null || row.applying !== null) return;
-    const members = getVolume(site, volume).members.filter((m) => m.kind === 'tree');
-    if (members.length !== 1) return;
-    const key = replicaKey(site, volume);
-    let stager = STAGERS.get(key);
-    if (!stager) {
-      if (!lstatSync(members[0].path, { throwIfNoEntry: false })?.isDirectory()) return;
-      STAGERS.set(key, (stager = new Stager(members[0].path, applyPoolFor(site).stage, site.store)));
-    }
+    const stager = this.#stager(getVolume(site, volume));
+    if (!stager) return;
     for (const id of trees) {
       try {
         stager.add(id, decodeTree(site.store.getUnhashed(id)).entries);
@@ -667,6 +661,16 @@ export class SiteReceiver implements Receiver {
         // unreadable now: the apply writes it
       }
     }
+  }
+
+  /** The staging of the volume's one tree member (made on first use); none for a volume with several (or none). */
+  #stager(vol: Volume): Stager | undefined {
+    const members = vol.members.filter((m) => m.kind === 'tree');
+    if (members.length !== 1) return undefined;
+    const key = replicaKey(this.#site, vol.name);
+    let stager = STAGERS.get(key);
+    if (!stager) STAGERS.set(key, (stager = new Stager(members[0].path, applyPoolFor(this.#site).stage, this.#site.store)));
+    return stager;
   }
 
   /**
@@ -915,18 +919,16 @@ export class SiteReceiver implements Receiver {
    */
   async #stagedFor(vol: Volume, row: SecondaryRow, target: SnapshotManifest, phases: Record<string, number>): Promise<Stager | undefined> {
     const site = this.#site;
-    const members = vol.members.filter((m) => m.kind === 'tree');
-    if (row.applied !== null || members.length !== 1) return undefined;
-    const key = replicaKey(site, vol.name);
-    let stager = STAGERS.get(key);
-    if (!stager) STAGERS.set(key, (stager = new Stager(members[0].path, applyPoolFor(site).stage, site.store)));
+    const stager = row.applied === null ? this.#stager(vol) : undefined;
+    if (!stager) return undefined;
     const t0 = performance.now();
     await stager.drain();
     phases.stageWait = round3((performance.now() - t0) / 1000);
-    const root = target.members.find((m) => m.name === members[0].name)!.root;
+    const member = vol.members.find((m) => m.kind === 'tree')!.name;
+    const root = target.members.find((m) => m.name === member)!.root;
     if (decodeTree(site.store.get(root)).entries.some((e) => e.name.toString('latin1') === STAGE_DIR)) {
       stager.clear();
-      STAGERS.delete(key);
+      STAGERS.delete(replicaKey(site, vol.name));
       return undefined;
     }
     return stager;
