@@ -197,16 +197,40 @@ export class Stager {
   }
 
   #record(tree: ObjectId, r: StageResult): void {
-    const s: Staged = { tree, stats: r.existed ? ZERO : r.stats, written: r.written, warnings: r.warnings, children: [] };
+    const s: Staged = { tree, stats: r.existed ? { ...ZERO } : r.stats, written: r.written, warnings: r.warnings, children: [] };
+    this.#staged.set(tree, s);
+    this.counts.staged++;
     for (const [rel, child] of r.claimed) {
-      const c = this.#staged.get(child);
-      if (!c) continue; // staged before a restart: nothing known of it
+      const known = this.#staged.get(child);
+      const c = known ?? { tree: child, stats: { ...ZERO }, written: [], warnings: [], children: [] };
       c.parent = s;
       c.rel = rel;
       s.children.push(c);
+      // staged before a restart: nothing known of its files, its subtrees are found from the trees
+      if (!known) this.#indexBelow(c);
     }
-    this.#staged.set(tree, s);
-    this.counts.staged++;
+    if (r.existed) this.#indexBelow(s);
+  }
+
+  /**
+   * Record `s` and, below it, each subdirectory not recorded yet: every subdirectory of a whole
+   * staged tree is a whole rendering of its own tree. A tree the store cannot read ends the walk
+   * there (what is below is written by the apply instead).
+   */
+  #indexBelow(s: Staged): void {
+    this.#staged.set(s.tree, s);
+    let entries: TreeEntry[];
+    try {
+      entries = decodeTree(this.#store.get(s.tree)).entries;
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.type !== 'dir' || this.#staged.has(e.tree!)) continue;
+      const c: Staged = { tree: e.tree!, parent: s, rel: e.name.toString('latin1'), stats: { ...ZERO }, written: [], warnings: [], children: [] };
+      s.children.push(c);
+      this.#indexBelow(c);
+    }
   }
 
   /** No more staging: wait for what is under way, and find what an earlier process staged. */
@@ -234,22 +258,8 @@ export class Stager {
     } catch {
       return; // no staging area
     }
-    const index = (s: Staged) => {
-      this.#staged.set(s.tree, s);
-      for (const e of decodeTree(this.#store.get(s.tree)).entries) {
-        if (e.type !== 'dir' || this.#staged.has(e.tree!)) continue;
-        const c: Staged = { tree: e.tree!, parent: s, rel: e.name.toString('latin1'), stats: { ...ZERO }, written: [], warnings: [], children: [] };
-        s.children.push(c);
-        index(c);
-      }
-    };
     for (const name of names) {
-      if (!isObjectId(name) || this.#staged.has(name)) continue;
-      try {
-        index({ tree: name, stats: { ...ZERO }, written: [], warnings: [], children: [] });
-      } catch {
-        // a tree the store cannot read: its directory is removed with the area
-      }
+      if (isObjectId(name) && !this.#staged.has(name)) this.#indexBelow({ tree: name, stats: { ...ZERO }, written: [], warnings: [], children: [] });
     }
   }
 

@@ -13,15 +13,17 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { waitFor } from './daemons.ts';
-import { assertVerifies, killDaemon, makePair, mirrorStatus, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { assertVerifies, killDaemon, makePair, mirrorStatus, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles } from './faults-util.ts';
 
 const MiB = 1 << 20;
 
 test('a baseline staged while its capture is held survives a receiver SIGKILL: the next initialize takes what was staged', { timeout: 180_000 }, async () => {
   const pair = await makePair();
   try {
-    // Four directories of 6 MiB: each tree is followed by more than the 4 MiB the early stream holds back.
-    for (const d of ['d1', 'd2', 'd3', 'd4']) {
+    // Six directories of 6 MiB: each tree is followed by more than the 4 MiB the early stream holds
+    // back, and at least two go before the stream's tail (what is left below one 4 MiB batch waits
+    // for the capture's end) wherever its 16 MiB batches happen to be cut.
+    for (const d of ['d1', 'd2', 'd3', 'd4', 'd5', 'd6']) {
       mkdirSync(join(pair.data, d));
       for (let i = 0; i < 3; i++) writeRandomFile(join(pair.data, d, `f${i}.bin`), 2 * MiB, `${d}-${i}`);
       writeSmallFiles(join(pair.data, d, 'small'), 5, d);
@@ -34,7 +36,10 @@ test('a baseline staged while its capture is held survives a receiver SIGKILL: t
     const staged = await waitFor('trees staged at the destination while the source capture is held', () => {
       const whole = existsSync(area) ? readdirSync(area).filter((n) => /^[0-9a-f]{64}$/.test(n)) : [];
       return whole.length >= 2 ? whole : undefined;
-    }, 60_000, 100);
+    }, 60_000, 100).catch((err) => {
+      const seen = existsSync(area) ? readdirSync(area).join(' ') : '(no staging area)';
+      throw new Error(`${(err as Error).message}; staging area: ${seen}; b stores ${JSON.stringify(storeTotals(pair.b.home))}\na: ${pair.a.log.join('').slice(-2000)}\nb: ${pair.b.log.join('').slice(-2000)}`);
+    });
     await killDaemon(pair.b, 'SIGKILL');
     writeFileSync(release, '');
     const cut = await attempt;

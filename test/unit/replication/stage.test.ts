@@ -175,3 +175,31 @@ test('a staged tree something was taken out of is not taken whole by a later pro
     assertTreesEqual(replica, data);
   });
 });
+
+test('subtrees an earlier process staged, taken into a tree staged now, are still found and taken', async () => {
+  await withLocalSite('stage-mixed', async ({ dir: tmp, site, pool }) => {
+    const data = join(tmp, 'data');
+    sourceTree(data, false);
+    createVolume(site, 'v', { members: [{ path: data }] });
+    const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
+    const root = readManifest(site.store, snap.manifest).members[0].root;
+    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const replica = join(tmp, 'replica');
+    mkdirSync(replica);
+    const run: StageRunner = async (job) => stageTree(job.root, job.tree, { store: site.store });
+    // The earlier process staged everything but the root, then died.
+    const first = new Stager(replica, run, site.store);
+    for (const id of bottomUp(site.store, root).filter((id) => id !== root)) first.add(id, entries(id));
+    await first.drain();
+    // This process receives the root: its staging takes the earlier subtrees in, with no record of them.
+    const second = new Stager(replica, run, site.store);
+    second.add(root, entries(root));
+    await second.drain();
+    assert.ok(!existsSync(join(replica, STAGE_DIR, entries(root).find((e) => e.name.toString() === 'a')!.tree!)), '`a` was taken into the staged root');
+    await applyTree(replica, null, root, { store: site.store, staged: second.take });
+    second.clear();
+    assertTreesEqual(replica, data);
+    const topDirs = entries(root).filter((e) => e.type === 'dir').length;
+    assert.ok(second.counts.taken >= topDirs - 1, `the earlier subtrees were taken out of the staged root: ${JSON.stringify(second.counts)} of ${topDirs}`);
+  });
+});
