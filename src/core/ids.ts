@@ -48,21 +48,29 @@ export function hashBytes(data: Uint8Array): ObjectId {
 // ULID: 48-bit millisecond time + 80 random bits, Crockford base32.
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const ULID_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+const MAX_ULID_TIME = 2 ** 48 - 1;
 
-export function newSnapshotId(clock: Clock = systemClock, random: RandomSource = systemRandom): SnapshotId {
-  let t = clock.now();
-  if (!Number.isSafeInteger(t) || t < 0 || t > 2 ** 48 - 1) throw new FerryError('INTERNAL', `clock out of ULID range: ${t}`);
+/**
+ * The last id each clock made (a monotonic ULID factory per clock: the process's real clock is one
+ * sequence, each test clock another, so a test clock set in the future never drags the real one's ids along).
+ */
+const lastIds = new WeakMap<Clock, { time: number; random: string }>();
+
+function encodeTime(t: number): string {
   let time = '';
   for (let i = 0; i < 10; i++) {
     time = CROCKFORD[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  const r = random(10);
+  return time;
+}
+
+function encodeRandom(r: Uint8Array): string {
   // 80 bits -> 16 base32 chars, 5 bits at a time
   let bits = 0;
   let acc = 0;
   let rand = '';
-  for (const byte of r) {
+  for (const byte of r.subarray(0, 10)) {
     acc = (acc << 8) | byte;
     bits += 8;
     while (bits >= 5) {
@@ -71,7 +79,47 @@ export function newSnapshotId(clock: Clock = systemClock, random: RandomSource =
     }
     acc &= (1 << bits) - 1;
   }
-  return (time + rand) as SnapshotId;
+  return rand;
+}
+
+/** The base32 string one larger, or undefined when it is all 'Z' (it would wrap). */
+function incrementBase32(s: string): string | undefined {
+  const chars = s.split('');
+  for (let i = chars.length - 1; i >= 0; i--) {
+    const v = CROCKFORD.indexOf(chars[i]);
+    if (v < 31) {
+      chars[i] = CROCKFORD[v + 1];
+      return chars.join('');
+    }
+    chars[i] = '0';
+  }
+  return undefined;
+}
+
+/**
+ * A new snapshot id. Ids one clock makes in this process always increase, so snapshots one site
+ * takes sort by id in the order they were taken: within one millisecond (and while the clock is
+ * behind the last id, after it stepped back) the random part of the last id is incremented instead
+ * of drawn anew (the ULID spec's monotonic factory); at its maximum it carries into the next
+ * millisecond rather than wrap.
+ */
+export function newSnapshotId(clock: Clock = systemClock, random: RandomSource = systemRandom): SnapshotId {
+  const now = clock.now();
+  if (!Number.isSafeInteger(now) || now < 0 || now > MAX_ULID_TIME) throw new FerryError('INTERNAL', `clock out of ULID range: ${now}`);
+  const last = lastIds.get(clock);
+  let time = now;
+  let rand: string;
+  const next = last && now <= last.time ? incrementBase32(last.random) : undefined;
+  if (last && now <= last.time && next !== undefined) {
+    time = last.time;
+    rand = next;
+  } else {
+    if (last && now <= last.time) time = last.time + 1; // the random part ran out in that millisecond
+    if (time > MAX_ULID_TIME) throw new FerryError('INTERNAL', `clock out of ULID range: ${time}`);
+    rand = encodeRandom(random(10));
+  }
+  lastIds.set(clock, { time, random: rand });
+  return (encodeTime(time) + rand) as SnapshotId;
 }
 
 export function parseSnapshotId(s: string): SnapshotId {
