@@ -28,7 +28,7 @@ export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
 import { createMirror, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
-import { createSnapshot, listSnapshots, newestSnapshot, resolveSnapshot, StatCacheWriter, statCacheFor } from '../site/snapshots.ts';
+import { compareSnapshots, createSnapshot, findSnapshot, latestSnapshot, listSnapshots, resolveSnapshot, StatCacheWriter, statCacheFor } from '../site/snapshots.ts';
 import { captureTree } from '../snapshot/capture.ts';
 import { OverlayStore } from './links.ts';
 import { getVolume } from '../site/volumes.ts';
@@ -91,8 +91,9 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
     setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
     throw new FerryError('NEEDS_FULL_SYNC', `${volume} here and ${m.remoteVolume} at ${peer.name} share no base snapshot${m.base ? ` (${m.base} is gone from one side)` : ''}: a difference-based failback is impossible; rerun with --full to copy what differs in full (your writes here are kept in a snapshot first)`);
   }
-  const baseTime = m.base ? site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0 : 0;
-  const divergent = listSnapshots(site, volume).filter((s) => s.time > baseTime && s.id !== m.base).map((s) => s.name ?? s.id);
+  // After the base by lineage and origin, not by time: the base may have been taken at another site.
+  const baseSnap = m.base ? findSnapshot(site, volume, m.base) : undefined;
+  const divergent = listSnapshots(site, volume).filter((s) => s.id !== m.base && (!baseSnap || compareSnapshots(site, s, baseSnap) > 0)).map((s) => s.name ?? s.id);
   return {
     volume,
     newPrimary: peer.name,
@@ -194,7 +195,7 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   // 1. keep this site's writes
   if (wf.step === 'planned') {
     const name = `failback-kept-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
-    const snap = (await createSnapshot(site, plan.volume, { name, pool: engine.pool })).snapshot;
+    const snap = (await createSnapshot(site, plan.volume, { name, pool: engine.pool, keptWrites: true })).snapshot;
     let keptDiffers = true;
     if (plan.base) {
       const a = readManifest(site.store, resolveSnapshot(site, plan.volume, plan.base).manifest as ObjectId);
@@ -254,7 +255,7 @@ export async function describeForPeer(engine: Engine, peerId: string, volume: st
   const related = (sec && sec.source_site === peerId) || site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', volume, findPeerById(site, peerId)?.name ?? '');
   if (!related) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} at ${site.name} is not mirrored with the asking site`);
   const snaps = listSnapshots(site, volume);
-  const newest = newestSnapshot(site, volume);
+  const newest = latestSnapshot(site, volume);
   let changed: RemoteState['changedSinceBase'] = null;
   if (base && snaps.some((s) => s.id === base)) {
     // The resync sends a snapshot taken when it starts: count the writes made here since the newest

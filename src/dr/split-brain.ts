@@ -5,13 +5,16 @@
 // sides wrote after the base, that is a split brain: ferry picks no winner
 // (updates stay refused; failback at the site that should yield keeps its
 // writes in a snapshot). Status then shows `split-brain` and what each side
-// changed since the common base: a diff of each side's newest snapshot
+// changed since the common base: a diff of each side's latest snapshot
 // against the base (counts and bytes), this side's computed here, the
-// peer's fetched over the DR route `changes`.
+// peer's fetched over the DR route `changes`. The base is found by lineage,
+// never by the sites' clocks: the newest snapshot both sides' lineages share
+// (the snapshot the new primary took over at, normally), the recorded base
+// when the two lineages meet nowhere that both sites still hold.
 //
 // Only reads: nothing here changes a mirror, a role or a snapshot.
 import { FerryError } from '../core/errors.ts';
-import type { ObjectId } from '../core/ids.ts';
+import { isSnapshotId, type ObjectId } from '../core/ids.ts';
 import { diffImages, diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import { PeerClient } from '../site/client.ts';
@@ -19,15 +22,18 @@ import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
-import { newestSnapshot } from '../site/snapshots.ts';
+import { latestSnapshot, lineage } from '../site/snapshots.ts';
 import { findVolume } from '../site/volumes.ts';
 
-/** What one side changed since the base: its newest snapshot diffed against the base. */
+/** What one side changed since the base: its latest snapshot diffed against the base. */
 export interface SideChanges {
   site: string;
   volume: string;
   role: string;
+  /** the side's latest snapshot (snapshots.ts latestSnapshot: by lineage, not by time) */
   newest: { id: string; name: string | null; time: number } | null;
+  /** the base counted from (the DR route `changes` answers the one it chose by lineage) */
+  base?: string;
   /** false when this side no longer holds the base: nothing can be compared */
   hasBase: boolean;
   added: number;
@@ -55,8 +61,8 @@ export function changed(s: SideChanges): boolean {
 /** This site's changes to `volume` since `base`. */
 export function changesSinceBase(site: Site, volume: string, base: string): SideChanges {
   const vol = findVolume(site, volume);
-  const newest = newestSnapshot(site, volume);
-  const out: SideChanges = { site: site.name, volume, role: vol?.role ?? 'none', newest: newest ? { id: newest.id, name: newest.name, time: newest.time } : null, hasBase: false, added: 0, modified: 0, removed: 0, bytesAdded: 0, bytesChanged: 0, bytesRemoved: 0 };
+  const newest = vol ? latestSnapshot(site, volume) : undefined;
+  const out: SideChanges = { site: site.name, volume, role: vol?.role ?? 'none', newest: newest ? { id: newest.id, name: newest.name, time: newest.time } : null, base, hasBase: false, added: 0, modified: 0, removed: 0, bytesAdded: 0, bytesChanged: 0, bytesRemoved: 0 };
   const baseRow = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ? AND volume = ?', base, volume);
   if (!baseRow || !newest) return out;
   out.hasBase = true;
@@ -83,22 +89,44 @@ export function changesSinceBase(site: Site, volume: string, base: string): Side
   return out;
 }
 
-/** The DR route `changes`: what this site changed since `base`, for a peer the volume is mirrored with. */
-export function describeChanges(engine: Engine, peerId: string, volume: string, base: string): SideChanges {
+/** This site's lineage of `volume` (its latest snapshot, then its parents as far as they are here), newest first. */
+function lineageHere(site: Site, volume: string): string[] {
+  const head = findVolume(site, volume) ? latestSnapshot(site, volume) : undefined;
+  return head ? lineage(site, volume, head.id) : [];
+}
+
+/**
+ * The base two sides diverged from, by lineage: the newest snapshot of this site's lineage that is
+ * in the other side's too (given newest first, as far as the other site holds it). In a lineage
+ * tree that is where the two branches part (the snapshot a new primary took over at), whatever
+ * either site recorded as its base (a commit whose answer was lost, an apply refused) and whatever
+ * their clocks say.
+ */
+function commonBase(site: Site, volume: string, theirs: string[]): string | undefined {
+  const set = new Set(theirs);
+  return lineageHere(site, volume).find((id) => set.has(id));
+}
+
+/**
+ * The DR route `changes`: what this site changed since the base, for a peer the volume is mirrored
+ * with. With the asking site's lineage, the base is the newest snapshot both lineages share (and the
+ * answer says which); without one (an older ferry), or when they share none here, it is `base`.
+ */
+export function describeChanges(engine: Engine, peerId: string, volume: string, base: string, theirLineage?: string[]): SideChanges {
   const site = engine.site;
   const peer = findPeerById(site, peerId);
   const sec = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
   const related = (sec && sec.source_site === peerId) || (peer && site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', volume, peer.name));
   if (!related) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} at ${site.name} is not mirrored with the asking site`);
-  return changesSinceBase(site, volume, base);
+  return changesSinceBase(site, volume, (theirLineage && commonBase(site, volume, theirLineage)) ?? base);
 }
 
-async function askPeer(engine: Engine, peer: Peer, volume: string, base: string): Promise<SideChanges> {
+async function askPeer(engine: Engine, peer: Peer, volume: string, base: string, lineageIds: string[]): Promise<SideChanges> {
   const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 5_000 });
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
-      client.call<SideChanges>(ROUTES.dr('changes'), { volume, base }),
+      client.call<SideChanges>(ROUTES.dr('changes'), { volume, base, lineage: lineageIds }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new FerryError('PEER_UNREACHABLE', `${peer.name} did not answer within 5 s`)), 5_000);
       }),
@@ -109,15 +137,18 @@ async function askPeer(engine: Engine, peer: Peer, volume: string, base: string)
   }
 }
 
-async function divergence(engine: Engine, peer: Peer | undefined, volume: string, remoteVolume: string, base: string): Promise<Divergence> {
-  const here = changesSinceBase(engine.site, volume, base);
-  if (!peer) return { base, splitBrain: false, here, peer: null, peerError: 'the site is not paired' };
+async function divergence(engine: Engine, peer: Peer | undefined, volume: string, remoteVolume: string, recorded: string): Promise<Divergence> {
+  const site = engine.site;
+  if (!peer) return { base: recorded, splitBrain: false, here: changesSinceBase(site, volume, recorded), peer: null, peerError: 'the site is not paired' };
   try {
-    const there = await askPeer(engine, peer, remoteVolume, base);
+    const there = await askPeer(engine, peer, remoteVolume, recorded, lineageHere(site, volume));
+    // The peer chose the base from this site's lineage (an older ferry answers none: the recorded one).
+    const base = typeof there.base === 'string' && isSnapshotId(there.base) ? there.base : recorded;
+    const here = changesSinceBase(site, volume, base);
     const splitBrain = here.role === 'primary' && there.role === 'primary' && changed(here) && changed(there);
     return { base, splitBrain, here, peer: there };
   } catch (err) {
-    return { base, splitBrain: false, here, peer: null, peerError: (err as Error).message };
+    return { base: recorded, splitBrain: false, here: changesSinceBase(site, volume, recorded), peer: null, peerError: (err as Error).message };
   }
 }
 

@@ -14,7 +14,7 @@ import type { HelloRequest, Receiver, SiblingInfo } from '../replication/types.t
 import { PROTOCOL_VERSION } from '../replication/types.ts';
 import type { Site } from './site.ts';
 import { getPeer, type Peer } from './peers.ts';
-import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
+import { compareOnOneClock, compareSnapshots, createSnapshot, findSnapshot, latestSnapshot, newestOf, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
 import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
@@ -281,13 +281,20 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     // scheduled attempts still take snapshots here; they queue, and the next update sends the newest.
     let target: SnapshotRecord;
     let early: EarlyStats | undefined;
-    if (o.snapshot) target = resolveSnapshot(site, volume, o.snapshot);
-    else {
+    const baseSnap = m.base ? findSnapshot(site, volume, m.base) : undefined;
+    if (o.snapshot) {
+      target = resolveSnapshot(site, volume, o.snapshot);
+      if (target.origin !== site.id) {
+        throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} was taken at another site (${target.origin}); a site sends only the snapshots it took: name one taken here, or leave --snapshot out to take a new one`);
+      }
+    } else {
       // A new snapshot, unless a scheduled retry finds one queued by an earlier attempt of this
-      // schedule period (newer than the base): retries after failures do not multiply snapshots.
-      const queued = o.scheduled && m.failures > 0 && m.scheduleS ? newestSnapshot(site, volume) : undefined;
-      const baseTime = m.base ? (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0) : 0;
-      if (queued && queued.id !== m.base && queued.time > baseTime && now - queued.time < m.scheduleS! * 1000) target = queued;
+      // schedule period: the volume's latest snapshot, taken here (a site sends only its own), after
+      // the base by lineage and origin (never by comparing two sites' clocks: after a failback the
+      // old primary's snapshots here may be dated in the future), and young by this site's clock.
+      // Retries after failures do not multiply snapshots.
+      const queued = o.scheduled && m.failures > 0 && m.scheduleS ? latestSnapshot(site, volume) : undefined;
+      if (queued && queued.origin === site.id && queued.id !== m.base && (!baseSnap || compareSnapshots(site, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) target = queued;
       else {
         const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal });
         // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
@@ -306,9 +313,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
         if (early && early.objectsSent > 0) phases['snapshot.early'] = Math.round(early.seconds * 1000) / 1000;
       }
     }
-    // Times compare only on one clock: after a failback or a migrate the base was taken at the other site.
-    const baseRow = m.base ? site.db.get<{ time: number; origin: string }>('SELECT time, origin FROM snapshots WHERE id = ?', m.base) : undefined;
-    if (baseRow && baseRow.origin === target.origin && target.time < baseRow.time) {
+    // Older than the base by lineage and origin (after a failback or a migrate the base was taken at the other site).
+    if (baseSnap && compareSnapshots(site, target, baseSnap) < 0) {
       throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} is older than the mirror's base ${m.base}; choose a newer one`);
     }
     // Hold the target while it is in flight so retention cannot take it.
@@ -326,7 +332,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const deltaBase = hello.delta && !o.initialize && m.base ? (site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', m.base)?.manifest as ObjectId | undefined) : undefined;
     // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
     for (const p of pendingPeerSnapshots(site, m.id)) {
-      if (p.id === target.id || p.time > target.time) continue;
+      // Both taken here: one clock (time, then id), the order the receiver's replay check uses.
+      if (p.id === target.id || compareOnOneClock(p, target) > 0) continue;
       if (!remoteIds.has(p.id)) {
         markPeer(site, p.id, m.id, 'transferring');
         await sendSnapshot(site.store as never, rx, m.remoteVolume, p.manifest, { signal: o.signal, limiter, onProgress: o.onProgress });
@@ -475,41 +482,40 @@ function siblingsOf(site: Site, m: Mirror): SiblingInfo[] {
  */
 function siblingBasesToDeliver(site: Site, m: Mirror, target: SnapshotRecord, hello: { snapshots: Array<{ id: string; time: number }>; applied: string | null }): SnapshotRecord[] {
   const remote = new Set(hello.snapshots.map((x) => x.id));
-  const appliedTime = hello.snapshots.find((x) => x.id === hello.applied)?.time ?? 0;
   // The base as recorded now: peer snapshots delivered just before moved it (and the replica with it).
+  // Both bounds are compared by lineage and origin: the snapshot the destination shows may have
+  // been taken at another site (on another clock); one this site does not hold bounds nothing.
   const base = site.db.get<{ base: string | null }>('SELECT base FROM mirrors WHERE id = ?', m.id)?.base ?? null;
-  const baseTime = base ? (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', base)?.time ?? 0) : 0;
+  const bounds = [base, hello.applied].map((id) => (id ? findSnapshot(site, m.volume, id) : undefined)).filter((x): x is SnapshotRecord => x !== undefined);
   const out = new Map<string, SnapshotRecord>();
   for (const x of listMirrors(site, m.volume)) {
     if (x.id === m.id || !x.base || x.state === 'broken-off' || remote.has(x.base) || out.has(x.base) || x.base === target.id) continue;
-    let s: SnapshotRecord;
-    try {
-      s = resolveSnapshot(site, m.volume, x.base);
-    } catch {
-      continue;
-    }
-    if (s.time > Math.max(baseTime, appliedTime) && s.time < target.time) out.set(s.id, s);
+    const s = findSnapshot(site, m.volume, x.base);
+    if (!s) continue;
+    if (bounds.every((b) => compareSnapshots(site, s, b) > 0) && compareSnapshots(site, s, target) < 0) out.set(s.id, s);
   }
   const room = keepFor(m, 1) - 1; // the target takes one of the places the destination keeps
-  return room <= 0 ? [] : [...out.values()].sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : 1)).slice(-room);
+  return room <= 0 ? [] : [...out.values()].sort((a, b) => compareSnapshots(site, a, b)).slice(-room);
 }
 
 /**
  * A commit can complete at the destination while its answer is lost (a cut link, the source's
  * daemon stopped at that instant): the destination then holds the newer snapshot and has released
  * the old base, and the source never moved its base. The base is the newest snapshot held complete
- * on both sides: when the destination holds one of this volume's snapshots that is newer than the
- * recorded base (same id, so the same snapshot), it becomes the base here too. Nothing older is
- * ever adopted: a base lost otherwise still means a full sync.
+ * on both sides: when the destination holds a snapshot this site took (only those are ever sent
+ * from here) that is newer than the recorded base (by lineage and origin, never by two sites'
+ * clocks), the newest of them becomes the base here too. Nothing older is ever adopted: a base lost
+ * otherwise still means a full sync.
  */
 function adoptNewerCommonBase(site: Site, m: Mirror, remote: Array<{ id: string; time: number }>): void {
-  const baseTime = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time;
-  if (baseTime === undefined) return;
-  const common = remote
-    .filter((r) => r.time >= baseTime && r.id !== m.base)
-    .map((r) => site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE id = ? AND volume = ?', r.id, m.volume))
-    .filter((r): r is { id: string; time: number } => r !== undefined)
-    .sort((x, y) => y.time - x.time || (x.id < y.id ? 1 : -1))[0];
+  const base = m.base ? findSnapshot(site, m.volume, m.base) : undefined;
+  if (!base) return;
+  const common = newestOf(
+    site,
+    remote
+      .map((r) => findSnapshot(site, m.volume, r.id))
+      .filter((r): r is SnapshotRecord => r !== undefined && r.origin === site.id && r.id !== base.id && compareSnapshots(site, r, base) > 0),
+  );
   if (!common) return;
   site.db.tx(() => {
     site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
@@ -552,7 +558,3 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
 }
 
-/** The newest snapshot of a volume, for lag on volumes without mirrors. */
-export function newestTime(site: Site, volume: string): number | null {
-  return newestSnapshot(site, volume)?.time ?? null;
-}

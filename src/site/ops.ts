@@ -11,7 +11,7 @@ import { workflowSummary } from '../dr/journal.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
 import { replicaRoot } from './receiver.ts';
-import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, listSnapshots, newestSnapshot, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
+import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, latestSnapshot, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -57,7 +57,7 @@ export function statusReport(engine: Engine): Record<string, unknown> {
     peers,
     links: listLinks(site).map((l) => linkStatus(site, l)),
     volumes: listVolumes(site).map((v) => {
-      const newest = newestSnapshot(site, v.name);
+      const newest = latestSnapshot(site, v.name);
       const sec = secondaries.find((s) => s.volume === v.name);
       return {
         name: v.name,
@@ -97,7 +97,9 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
     case 'changes': {
       const { describeChanges } = await import('../dr/split-brain.ts');
-      return describeChanges(engine, peerId, str(a, 'volume')!, str(a, 'base')!);
+      const lineage = a.lineage;
+      if (lineage !== undefined && (!Array.isArray(lineage) || lineage.length > 4096 || lineage.some((x) => typeof x !== 'string' || x.length !== 26))) throw new FerryError('PROTOCOL', 'changes.lineage must be a list of at most 4096 snapshot ids');
+      return describeChanges(engine, peerId, str(a, 'volume')!, str(a, 'base')!, lineage as string[] | undefined);
     }
     case 'peer-delete': {
       const { acceptPeerDelete } = await import('./peer-snapshots.ts');
@@ -136,7 +138,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
 
 export function describeVolume(site: Site, v: Volume): Volume & { snapshots: number; newest: { id: string; name: string | null; time: number } | null } {
   const snaps = listSnapshots(site, v.name);
-  const n = snaps.at(-1);
+  const n = latestSnapshot(site, v.name);
   return { ...v, snapshots: snaps.length, newest: n ? { id: n.id, name: n.name, time: n.time } : null };
 }
 

@@ -62,18 +62,135 @@ export function listSnapshots(site: Site, volume: string): SnapshotRecord[] {
   return site.db.all<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? ORDER BY s.time, s.id`, volume).map(toRecord);
 }
 
-export function newestSnapshot(site: Site, volume: string): SnapshotRecord | undefined {
-  const r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? ORDER BY s.time DESC, s.id DESC LIMIT 1`, volume);
+/** A snapshot of the volume by exact id, if this site holds it. */
+export function findSnapshot(site: Site, volume: string, id: string): SnapshotRecord | undefined {
+  const r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id = ?`, volume, id);
   return r ? toRecord(r) : undefined;
 }
 
-/** Find a snapshot by id (or unique id prefix of 6+ chars), by name, or 'latest'. */
+// ---------------------------------------------------------------- order (docs/dr.md, "Snapshot order")
+//
+// Two sites' clocks need not agree, so a snapshot's time is compared only with the times of
+// snapshots the same site took. Across sites the order comes from lineage (each snapshot names its
+// parent: the snapshot the volume's data was at, at the site that took it) and from the order in
+// which this site recorded its snapshots (taken here, or received): the data of a volume at one site
+// goes through its snapshots one after the other, whatever the clocks say.
+
+/**
+ * Snapshots that keep writes something overwrote: `replica-writes-*` (writes into a replica, kept
+ * before an apply) and `failback-kept-*` (an old primary's writes, kept before a failback). They
+ * are never `latest`, nor a parent; they are restored by name.
+ */
+export const KEPT_WRITES_PREFIXES = ['replica-writes-', 'failback-kept-'] as const;
+const NOT_KEPT_SQL = `NOT (s.name IS NOT NULL AND (${KEPT_WRITES_PREFIXES.map((p) => `s.name GLOB '${p}*'`).join(' OR ')}))`;
+
+export function isKeptWrites(s: { name: string | null }): boolean {
+  return s.name !== null && KEPT_WRITES_PREFIXES.some((p) => s.name!.startsWith(p));
+}
+
+/** Order on one site's clock: time, then id (ids one site makes increase: core/ids.ts). Only for snapshots of one origin. */
+export function compareOnOneClock(a: { id: string; time: number }, b: { id: string; time: number }): number {
+  return a.time - b.time || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** How far parents are followed (a chain longer than this, or a loop a peer made, is cut here). */
+const LINEAGE_DEPTH = 65_536;
+
+/**
+ * Whether `ancestor` is in the lineage of `id`: reached by following parents through the snapshots
+ * this site holds (the last parent followed may itself be gone, retention having taken it).
+ */
+export function descendsFrom(site: Site, id: string, ancestor: string): boolean {
+  if (id === ancestor) return false;
+  return site.db.get(
+    `WITH RECURSIVE up(id, depth) AS (
+       SELECT parent, 1 FROM snapshots WHERE id = ? AND parent IS NOT NULL
+       UNION ALL
+       SELECT s.parent, up.depth + 1 FROM snapshots s JOIN up ON s.id = up.id WHERE s.parent IS NOT NULL AND up.depth < ?
+     ) SELECT 1 FROM up WHERE id = ? LIMIT 1`,
+    id, LINEAGE_DEPTH, ancestor,
+  ) !== undefined;
+}
+
+/**
+ * The lineage of a snapshot as far as this site holds it: the snapshot, its parent, the parent's
+ * parent, ... newest first, while the snapshots are here (at most `limit`).
+ */
+export function lineage(site: Site, volume: string, id: string, limit = 1024): string[] {
+  return site.db.all<{ id: string }>(
+    `WITH RECURSIVE up(id, parent, depth) AS (
+       SELECT id, parent, 0 FROM snapshots WHERE id = ? AND volume = ?
+       UNION ALL
+       SELECT s.id, s.parent, up.depth + 1 FROM up JOIN snapshots s ON s.id = up.parent WHERE s.volume = ? AND up.depth + 1 < ?
+     ) SELECT id FROM up ORDER BY depth`,
+    id, volume, volume, limit,
+  ).map((r) => r.id);
+}
+
+/** The order in which this site recorded its snapshots (taken here or received), whatever their times. */
+function recordedOrder(site: Site, id: string): number {
+  return site.db.get<{ seq: number }>('SELECT rowid AS seq FROM snapshots WHERE id = ?', id)?.seq ?? 0;
+}
+
+/**
+ * The order of two snapshots of one volume at this site (negative: `a` is older), never by
+ * comparing two sites' clocks: taken by one site, by that site's clock (time, then id); otherwise
+ * by lineage where this site sees it (one descends from the other); otherwise by the order in which
+ * this site recorded them.
+ */
+export function compareSnapshots(site: Site, a: { id: string; time: number; origin: string }, b: { id: string; time: number; origin: string }): number {
+  if (a.id === b.id) return 0;
+  if (a.origin === b.origin) return compareOnOneClock(a, b);
+  if (descendsFrom(site, a.id, b.id)) return 1;
+  if (descendsFrom(site, b.id, a.id)) return -1;
+  return recordedOrder(site, a.id) - recordedOrder(site, b.id);
+}
+
+/** The newest of some snapshots of one volume here, by compareSnapshots. */
+export function newestOf<T extends { id: string; time: number; origin: string }>(site: Site, snaps: T[]): T | undefined {
+  return snaps.reduce<T | undefined>((best, s) => (best === undefined || compareSnapshots(site, s, best) > 0 ? s : best), undefined);
+}
+
+/**
+ * The volume's latest snapshot at this site: the one its data is at (what `latest` names, and the
+ * parent of the next snapshot taken here).
+ * - At a secondary: the snapshot the replica shows (applied and verified), what a failover would
+ *   promote; none while nothing is applied yet, or while a failback still shows the writes it kept.
+ * - At a primary or standalone volume: its newest own snapshot, or, if this site took over (a
+ *   failover or a migrate) since it took that one, the snapshot it took over at.
+ * Kept writes (`replica-writes-*`, `failback-kept-*`) are never the latest.
+ */
+export function latestSnapshot(site: Site, volume: string): SnapshotRecord | undefined {
+  const vol = site.db.get<{ role: string }>('SELECT role FROM volumes WHERE name = ?', volume);
+  if (!vol) return undefined;
+  const applied = site.db.get<{ applied: string | null }>('SELECT applied FROM secondaries WHERE volume = ?', volume)?.applied ?? null;
+  const shown = applied ? findSnapshot(site, volume, applied) : undefined;
+  if (vol.role === 'secondary') return shown && !isKeptWrites(shown) ? shown : undefined;
+  const own = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.origin = ? AND ${NOT_KEPT_SQL} ORDER BY s.time DESC, s.id DESC LIMIT 1`, volume, site.id);
+  // What this site took over at: the replica it promoted (a failover keeps the relation, broken
+  // off), or else the last snapshot it received (a migrate's final snapshot, the last one applied).
+  const takenOver = shown
+    ? shown
+    : (() => {
+        const r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.origin <> ? AND ${NOT_KEPT_SQL} ORDER BY s.rowid DESC LIMIT 1`, volume, site.id);
+        return r ? toRecord(r) : undefined;
+      })();
+  const candidates = [own ? toRecord(own) : undefined, takenOver && !isKeptWrites(takenOver) ? takenOver : undefined].filter((x): x is SnapshotRecord => x !== undefined);
+  return newestOf(site, candidates);
+}
+
+/** Find a snapshot by id (or unique id prefix of 6+ chars), by name, or 'latest' (see latestSnapshot). */
 export function resolveSnapshot(site: Site, volume: string, ref: string): SnapshotRecord {
-  getVolume(site, volume);
+  const vol = getVolume(site, volume);
   let r: SnapshotRow | undefined;
   if (ref === 'latest') {
-    const n = newestSnapshot(site, volume);
+    const n = latestSnapshot(site, volume);
     if (n) return n;
+    if (vol.role === 'secondary') {
+      const applied = site.db.get<{ applied: string | null }>('SELECT applied FROM secondaries WHERE volume = ?', volume)?.applied ?? null;
+      const why = applied === null ? 'nothing is applied to its replica yet (initialize the mirror at its primary)' : `its replica still shows the writes a failback kept (${applied}) until the new primary's data is applied`;
+      throw new FerryError('SNAPSHOT_NOT_FOUND', `volume ${volume} is a secondary here and has no latest snapshot: ${why}; name a snapshot instead (\`ferry snapshot list ${volume}\`)`);
+    }
   } else {
     r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.name = ?`, volume, ref);
     if (!r && isSnapshotId(ref)) r = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id = ?`, volume, ref.toUpperCase());
@@ -106,6 +223,8 @@ export interface CreateSnapshotOptions {
   signal?: AbortSignal;
   /** the caller runs the hooks itself (migrate stops the application around more than the capture) */
   skipHooks?: boolean;
+  /** a `failback-kept-*` snapshot (its name is reserved: see KEPT_WRITES_PREFIXES) */
+  keptWrites?: boolean;
 }
 
 export interface CreateSnapshotResult {
@@ -124,12 +243,16 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
     parseName(opts.name, 'snapshot');
     if (isSnapshotId(opts.name)) throw new FerryError('USAGE', `snapshot name ${opts.name} looks like a snapshot id; choose a name that does not`);
     if (opts.name === 'latest') throw new FerryError('USAGE', `"latest" is reserved; choose another snapshot name`);
+    if (isKeptWrites({ name: opts.name }) && !opts.keptWrites) {
+      throw new FerryError('USAGE', `snapshot names starting with ${KEPT_WRITES_PREFIXES.join(' or ')} are ferry's own (writes it kept); choose another name`);
+    }
     if (site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', vol.name, opts.name)) {
       throw new FerryError('SNAPSHOT_EXISTS', `volume ${vol.name} already has a snapshot named ${opts.name}; choose another name or delete it first`);
     }
   }
   const id = newSnapshotId(site.clock);
-  const parent = newestSnapshot(site, vol.name);
+  // The parent is what the volume's data is at here (its lineage: see latestSnapshot), not the newest by time.
+  const parent = latestSnapshot(site, vol.name);
   const env = {
     FERRY_SITE: site.name,
     FERRY_VOLUME: vol.name,

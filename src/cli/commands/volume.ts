@@ -75,7 +75,7 @@ function printVolume(v: Described): void {
     ...v.members.map((m) => `  ${m.name}  ${m.kind}  ${m.path}`),
     `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${v.hooks.pre.timeout} s)` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${v.hooks.post.timeout} s)` : 'no post'}`,
     `retention: ${Object.keys(v.retention).length ? Object.entries(v.retention).map(([k, n]) => `${k} ${n}`).join(', ') : 'keep everything'}`,
-    `snapshots: ${v.snapshots}${v.newest ? `, newest ${v.newest.id}${v.newest.name ? ` (${v.newest.name})` : ''} at ${formatTime(v.newest.time)}` : ''}`,
+    `snapshots: ${v.snapshots}${v.newest ? `, latest ${v.newest.id}${v.newest.name ? ` (${v.newest.name})` : ''} at ${formatTime(v.newest.time)}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
