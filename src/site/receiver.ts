@@ -34,7 +34,7 @@ import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
-import { collectGarbageSoon, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
+import { collectGarbageSoon, compareOnOneClock, descendsFrom, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
 import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
 
 /** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
@@ -737,10 +737,14 @@ export class SiteReceiver implements Receiver {
       // Times (and the time in a ULID) are compared only between snapshots of one origin, taken on
       // one clock: the replica may show a snapshot taken here or at an earlier primary (after a
       // failback or a migrate), and the sites' clocks need not agree. The reference is the newest
-      // snapshot here that the sending peer took.
-      const applied = site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, manifest.origin, req.snapshot);
-      if (applied && (manifest.time < applied.time || req.snapshot < applied.id)) {
-        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${applied.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
+      // snapshot here that the sending peer took, in the one order a site's snapshots have (time,
+      // then id). Across origins, lineage: a snapshot the replica's own descends from is older.
+      const received = site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, manifest.origin, req.snapshot);
+      if (received && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
+      }
+      if (descendsFrom(site, row.applied, req.snapshot)) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is an ancestor of ${row.applied}, which this replica shows: a replayed or out-of-order snapshot is refused`);
       }
     }
     if (!existing) {
@@ -1067,9 +1071,11 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     // A source that does not say (an older ferry) gets what it always got: the newest one only.
     const keep = site.db.get<{ keep_snapshots: number | null }>('SELECT keep_snapshots FROM secondaries WHERE volume = ?', volume)?.keep_snapshots ?? 1;
+    // Older: received here before it (this site's own order: the sources' clocks need not agree,
+    // and after a re-point the snapshots here come from two of them).
     const older = site.db.all<{ id: string; held: number }>(
-      'SELECT id, EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id) AS held FROM snapshots s WHERE volume = ? AND name IS NULL AND origin <> ? AND id <> ? AND (time < ? OR (time = ? AND id < ?)) ORDER BY time DESC, id DESC',
-      volume, site.id, target.id, target.time, target.time, target.id,
+      'SELECT id, EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id) AS held FROM snapshots s WHERE volume = ? AND name IS NULL AND origin <> ? AND id <> ? AND rowid < (SELECT rowid FROM snapshots WHERE id = ?) ORDER BY rowid DESC',
+      volume, site.id, target.id, target.id,
     );
     const old = older.slice(Math.max(0, keep - 1)).filter((o) => o.held === 0);
     if (old.length === 0) return;

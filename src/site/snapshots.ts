@@ -512,8 +512,10 @@ export function summarizeGc(plan: GcPlan): Record<string, unknown> {
 export function applyVolumeRetention(site: Site, volume: string, opts: { dryRun?: boolean } = {}): { decision: RetentionDecision; removed: string[]; gc?: GcSummary } {
   const vol = getVolume(site, volume);
   const snaps = listSnapshots(site, volume);
+  // Newest by the order this site recorded them (taken or received), not by time: snapshots taken at
+  // another site carry its clock's times (docs/dr.md, "Snapshot order").
   const decision = applyRetention(
-    snaps.map((s) => ({ id: s.id, time: s.time, name: s.name, held: s.holds.length > 0 })),
+    snaps.map((s) => ({ id: s.id, time: s.time, name: s.name, held: s.holds.length > 0, order: recordedOrder(site, s.id) })),
     vol.retention,
   );
   if (opts.dryRun || decision.remove.length === 0) return { decision, removed: [] };

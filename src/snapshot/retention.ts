@@ -37,6 +37,12 @@ export interface RetentionCandidate {
   time: number;
   name: string | null;
   held: boolean;
+  /**
+   * The site's own order (greater: recorded later). When every candidate has one, "newest" and
+   * "last N" follow it rather than the times, which for snapshots taken at other sites were read
+   * on other clocks; the hourly, daily, ... buckets still go by each snapshot's time.
+   */
+  order?: number;
 }
 
 export interface RetentionDecision {
@@ -67,7 +73,8 @@ function bucket(kind: Exclude<(typeof KEYS)[number], 'last'>, t: number): string
 }
 
 export function applyRetention(snapshots: RetentionCandidate[], policy: RetentionPolicy): RetentionDecision {
-  const sorted = [...snapshots].sort((a, b) => b.time - a.time || (a.id < b.id ? 1 : -1));
+  const byOrder = snapshots.length > 0 && snapshots.every((s) => s.order !== undefined);
+  const sorted = [...snapshots].sort((a, b) => (byOrder ? b.order! - a.order! : 0) || b.time - a.time || (a.id < b.id ? 1 : -1));
   const reasons = new Map<string, string[]>();
   const add = (id: string, r: string) => {
     const l = reasons.get(id);
@@ -86,15 +93,15 @@ export function applyRetention(snapshots: RetentionCandidate[], policy: Retentio
     for (const kind of ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const) {
       const n = policy[kind];
       if (!n) continue;
-      let kept = 0;
-      let lastKey: string | undefined;
+      // The newest snapshot of each bucket (in the order above: with snapshots of several sites,
+      // one bucket's snapshots need not be next to each other).
+      const seen = new Set<string>();
       for (const s of sorted) {
-        if (kept >= n) break;
+        if (seen.size >= n) break;
         const key = bucket(kind, s.time);
-        if (key !== lastKey) {
+        if (!seen.has(key)) {
           add(s.id, `${kind} ${key}`);
-          kept++;
-          lastKey = key;
+          seen.add(key);
         }
       }
     }

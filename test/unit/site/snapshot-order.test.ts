@@ -1,13 +1,58 @@
-// `latest` and the parent of the next snapshot at one site: kept writes
-// (replica-writes-*, failback-kept-*) are never either, and their names are
-// ferry's own.
+// The order of a volume's snapshots at one site when some were taken at
+// another site, on another clock (here: an hour ahead): `latest`, the parent
+// of the next snapshot, retention's "newest", the receiver's replay check and
+// the release of older replication snapshots follow lineage and the order
+// this site recorded them in, never the other site's times.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSnapshot, resolveSnapshot } from '../../../src/site/snapshots.ts';
+import { newSnapshotId } from '../../../src/core/ids.ts';
+import { sendSnapshot } from '../../../src/replication/sender.ts';
+import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
+import { holdName, SiteReceiver } from '../../../src/site/receiver.ts';
+import { Site } from '../../../src/site/site.ts';
+import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
+import { assertTreesEqual, tempDir } from '../../helpers.ts';
+import { compareSnapshots, createSnapshot, descendsFrom, findSnapshot, insertSnapshotRow, latestSnapshot, lineage, listSnapshots, resolveSnapshot, type SnapshotRecord } from '../../../src/site/snapshots.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { withLocalSite } from '../local-site.ts';
+
+const OTHER_SITE = 'A'.repeat(52);
+
+/** A snapshot as another site took it an hour ahead of this one's clock (same data as `like`). */
+function receivedFromAhead(site: Site, like: SnapshotRecord, name: string | null = null): SnapshotRecord {
+  const id = newSnapshotId({ now: () => Date.now() + 3600_000 });
+  site.db.tx(() => insertSnapshotRow(site, { id, volume: like.volume, name, time: Date.now() + 3600_000, origin: OTHER_SITE, parent: like.id, manifest: like.manifest, stats: { replicated: true } }));
+  return findSnapshot(site, like.volume, id)!;
+}
+
+test('latest, the next parent and retention follow this site\'s order, not another site\'s clock', async () => {
+  await withLocalSite('order', async ({ dir, site, pool }) => {
+    const data = join(dir, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'a.txt'), 'one\n');
+    createVolume(site, 'vol', { members: [{ kind: 'tree', path: data }], retention: { last: 2 } });
+    const s1 = (await createSnapshot(site, 'vol', { pool })).snapshot;
+    // Another site's snapshot arrives (dated an hour ahead); then this site takes two more.
+    const ahead = receivedFromAhead(site, s1);
+    assert.equal(latestSnapshot(site, 'vol')?.id, ahead.id, 'the snapshot received last is what the data is at');
+    writeFileSync(join(data, 'b.txt'), 'two\n');
+    const s2 = (await createSnapshot(site, 'vol', { pool })).snapshot;
+    assert.equal(s2.parent, ahead.id);
+    assert.ok(compareSnapshots(site, s2, ahead) > 0, 'a snapshot taken after one received is newer, whatever the times say');
+    // keep-last 2 took s1 already: the lineage goes as far as the snapshots here, and names s1 as the last parent
+    assert.deepEqual(lineage(site, 'vol', s2.id), [s2.id, ahead.id]);
+    assert.ok(descendsFrom(site, s2.id, s1.id) && !descendsFrom(site, s1.id, s2.id) && !descendsFrom(site, s2.id, s2.id));
+    writeFileSync(join(data, 'c.txt'), 'three\n');
+    const s3 = (await createSnapshot(site, 'vol', { pool })).snapshot;
+    assert.equal(s3.parent, s2.id);
+    assert.equal(latestSnapshot(site, 'vol')?.id, s3.id);
+    assert.equal(resolveSnapshot(site, 'vol', 'latest').id, s3.id);
+    // keep-last 2 keeps this site's two newest, not the future-dated one
+    assert.deepEqual(listSnapshots(site, 'vol').map((s) => s.id).sort(), [s2.id, s3.id].sort());
+  });
+});
 
 test('kept writes are never latest, and their names are reserved', async () => {
   await withLocalSite('kept', async ({ dir, site, pool }) => {
@@ -25,5 +70,82 @@ test('kept writes are never latest, and their names are reserved', async () => {
     assert.equal(resolveSnapshot(site, 'vol', 'failback-kept-2026').id, kept.id, 'restorable by name');
     const next = (await createSnapshot(site, 'vol', { pool })).snapshot;
     assert.equal(next.parent, s1.id, 'a kept snapshot is never a parent');
+  });
+});
+
+/**
+ * Three sites in one process, as after a re-point: london took snapshot L0; seattle (its clock an
+ * hour ahead) followed london, took over at L0 and took s1 and s2 (s1's parent is L0); tokyo
+ * followed seattle, keeping 3 (it shows s2 and holds s1), and now follows london.
+ */
+async function reFollowed(fn: (c: { london: Site; tokyo: Site; pool: ChunkPool; londonData: string; replica: string; l0: SnapshotRecord; s2: SnapshotRecord }) => Promise<void>): Promise<void> {
+  const tmp = tempDir();
+  const london = Site.init(join(tmp.path, 'london'), 'london');
+  const seattle = Site.init(join(tmp.path, 'seattle'), 'seattle', { clock: { now: () => Date.now() + 3600_000 } });
+  const tokyo = Site.init(join(tmp.path, 'tokyo'), 'tokyo');
+  const pool = new ChunkPool({ workers: 1 });
+  const hello = (volume: string, keep: number) => ({ protocol: PROTOCOL_VERSION, sourceVolume: volume, volume, members: [{ name: 'data', kind: 'tree' as const }], keep });
+  const replicate = async (from: Site, rx: SiteReceiver, s: SnapshotRecord) => {
+    await sendSnapshot(from.store, rx, 'vol', s.manifest);
+    return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, force: true });
+  };
+  try {
+    const londonData = join(tmp.path, 'data');
+    mkdirSync(londonData);
+    writeFileSync(join(londonData, 'a.txt'), 'london\n');
+    createVolume(london, 'vol', { members: [{ kind: 'tree', path: londonData }] });
+    const l0 = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    // seattle follows london, then takes over at L0 (as a failover: promoted, the relation broken off)
+    const toSeattle = new SiteReceiver(seattle, london.id, pool);
+    const seattleData = (await toSeattle.hello(hello('vol', 1))).replicas[0].path;
+    assert.equal((await replicate(london, toSeattle, l0)).applied, true);
+    seattle.db.run("UPDATE volumes SET role = 'primary' WHERE name = 'vol'");
+    seattle.db.run("UPDATE secondaries SET state = 'broken-off' WHERE volume = 'vol'");
+    writeFileSync(join(seattleData, 'b.txt'), 'seattle 1\n');
+    const s1 = (await createSnapshot(seattle, 'vol', { pool })).snapshot;
+    assert.equal(s1.parent, l0.id, 'seattle took over at L0');
+    // tokyo follows seattle
+    const toTokyo = new SiteReceiver(tokyo, seattle.id, pool);
+    const replica = (await toTokyo.hello(hello('vol', 3))).replicas[0].path;
+    assert.equal((await replicate(seattle, toTokyo, s1)).applied, true);
+    writeFileSync(join(seattleData, 'c.txt'), 'seattle 2\n');
+    const s2 = (await createSnapshot(seattle, 'vol', { pool })).snapshot;
+    assert.equal((await replicate(seattle, toTokyo, s2)).applied, true);
+    assertTreesEqual(replica, seattleData);
+    // tokyo now follows london (as a re-point does: the snapshot it shows held for london)
+    tokyo.db.tx(() => {
+      tokyo.db.run("UPDATE secondaries SET source_site = ? WHERE volume = 'vol'", london.id);
+      tokyo.db.run('DELETE FROM holds WHERE holder = ?', holdName(seattle.id));
+      tokyo.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, 0)', s2.id, holdName(london.id));
+    });
+    await fn({ london, tokyo, pool, londonData, replica, l0, s2: findSnapshot(tokyo, 'vol', s2.id)! });
+  } finally {
+    await pool.close();
+    for (const s of [london, seattle, tokyo]) s.close();
+    tmp.cleanup();
+  }
+}
+
+test('a snapshot the replica\'s own descends from is refused, whichever site took them', async () => {
+  await reFollowed(async ({ london, tokyo, pool, replica, l0 }) => {
+    const rx = new SiteReceiver(tokyo, london.id, pool);
+    await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 3 });
+    await sendSnapshot(london.store, rx, 'vol', l0.manifest);
+    await assert.rejects(rx.commit('vol', { snapshot: l0.id, manifest: l0.manifest, force: true }), /ancestor/);
+    assert.ok(existsSync(join(replica, 'c.txt')), 'the replica was not rolled back');
+  });
+});
+
+test('a secondary releases the snapshots it received before the one applied, whatever their source\'s clock said', async () => {
+  await reFollowed(async ({ london, tokyo, pool, londonData, replica, s2 }) => {
+    assert.ok(s2.time > Date.now() + 3000_000, 'seattle\'s snapshots are dated an hour ahead');
+    writeFileSync(join(londonData, 'd.txt'), 'london again\n');
+    const l1 = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    const rx = new SiteReceiver(tokyo, london.id, pool);
+    await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 1 });
+    await sendSnapshot(london.store, rx, 'vol', l1.manifest);
+    assert.equal((await rx.commit('vol', { snapshot: l1.id, manifest: l1.manifest, force: true })).applied, true);
+    assertTreesEqual(replica, londonData);
+    assert.deepEqual(listSnapshots(tokyo, 'vol').map((s) => s.id), [l1.id], 'keep 1: seattle\'s s1 and s2, received before, are released');
   });
 });

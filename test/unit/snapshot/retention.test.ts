@@ -69,3 +69,17 @@ test('bad policies are refused with a clear message', () => {
   assert.throws(() => parseRetention({ last: -1 }), /whole number/);
   assert.throws(() => parseRetention({ daily: 1.5 }), /whole number/);
 });
+
+test('with the site\'s order given, newest and last N follow it, not the times (another site\'s clock may be ahead)', () => {
+  // s0000..s0003 taken here, hourly; x0 received from a site whose clock is a day ahead, recorded between s0001 and s0002
+  const snaps: RetentionCandidate[] = [
+    ...hourly(4).map((s, i) => ({ ...s, order: i < 2 ? i : i + 1 })),
+    { id: 'x0', time: T0 + 24 * H, name: null, held: false, order: 2 },
+  ];
+  const d = applyRetention(snaps, { last: 2 });
+  assert.deepEqual(d.keep.map((k) => k.id), ['s0003', 's0002']);
+  assert.deepEqual(d.keep[0].reasons, ['newest', 'last 2']);
+  // buckets still go by each snapshot's own time: x0's day is a day of its own
+  const daily = applyRetention(snaps, { daily: 2 });
+  assert.deepEqual(daily.keep.map((k) => k.id).sort(), ['s0003', 'x0']);
+});
