@@ -738,13 +738,16 @@ export class SiteReceiver implements Receiver {
       // one clock: the replica may show a snapshot taken here or at an earlier primary (after a
       // failback or a migrate), and the sites' clocks need not agree. The reference is the newest
       // snapshot here that the sending peer took, in the one order a site's snapshots have (time,
-      // then id). Across origins, lineage: a snapshot the replica's own descends from is older.
-      const received = site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, manifest.origin, req.snapshot);
-      if (received && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
-        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
-      }
+      // then id). Lineage first: a snapshot that descends from the one the replica shows is newer
+      // whatever its time (its site's clock may have been set back since), and one the replica's
+      // own descends from is older, whichever site took them.
       if (descendsFrom(site, row.applied, req.snapshot)) {
-        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is an ancestor of ${row.applied}, which this replica shows: a replayed or out-of-order snapshot is refused`);
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
+      }
+      const afterShown = manifest.parent !== null && (manifest.parent === row.applied || descendsFrom(site, manifest.parent, row.applied));
+      const received = site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, manifest.origin, req.snapshot);
+      if (received && !afterShown && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
       }
     }
     if (!existing) {

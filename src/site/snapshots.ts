@@ -134,15 +134,16 @@ function recordedOrder(site: Site, id: string): number {
 
 /**
  * The order of two snapshots of one volume at this site (negative: `a` is older), never by
- * comparing two sites' clocks: taken by one site, by that site's clock (time, then id); otherwise
- * by lineage where this site sees it (one descends from the other); otherwise by the order in which
- * this site recorded them.
+ * comparing two sites' clocks: by lineage where this site sees it (one descends from the other);
+ * otherwise, taken by one site, by that site's clock (time, then id); otherwise by the order in
+ * which this site recorded them. Lineage comes first so that a site whose clock was set back (a
+ * skew corrected) still orders what it took since after what it took before.
  */
 export function compareSnapshots(site: Site, a: { id: string; time: number; origin: string }, b: { id: string; time: number; origin: string }): number {
   if (a.id === b.id) return 0;
-  if (a.origin === b.origin) return compareOnOneClock(a, b);
   if (descendsFrom(site, a.id, b.id)) return 1;
   if (descendsFrom(site, b.id, a.id)) return -1;
+  if (a.origin === b.origin) return compareOnOneClock(a, b);
   return recordedOrder(site, a.id) - recordedOrder(site, b.id);
 }
 
@@ -156,8 +157,8 @@ export function newestOf<T extends { id: string; time: number; origin: string }>
  * parent of the next snapshot taken here).
  * - At a secondary: the snapshot the replica shows (applied and verified), what a failover would
  *   promote; none while nothing is applied yet, or while a failback still shows the writes it kept.
- * - At a primary or standalone volume: its newest own snapshot, or, if this site took over (a
- *   failover or a migrate) since it took that one, the snapshot it took over at.
+ * - At a primary or standalone volume: its newest own snapshot (the last it took), or, if this
+ *   site took over (a failover or a migrate) since it took that one, the snapshot it took over at.
  * Kept writes (`replica-writes-*`, `failback-kept-*`) are never the latest.
  */
 export function latestSnapshot(site: Site, volume: string): SnapshotRecord | undefined {
@@ -166,7 +167,8 @@ export function latestSnapshot(site: Site, volume: string): SnapshotRecord | und
   const applied = site.db.get<{ applied: string | null }>('SELECT applied FROM secondaries WHERE volume = ?', volume)?.applied ?? null;
   const shown = applied ? findSnapshot(site, volume, applied) : undefined;
   if (vol.role === 'secondary') return shown && !isKeptWrites(shown) ? shown : undefined;
-  const own = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.origin = ? AND ${NOT_KEPT_SQL} ORDER BY s.time DESC, s.id DESC LIMIT 1`, volume, site.id);
+  // Its own newest as this site recorded them (not by time: its clock may have been set back since).
+  const own = site.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.origin = ? AND ${NOT_KEPT_SQL} ORDER BY s.rowid DESC LIMIT 1`, volume, site.id);
   // What this site took over at: the replica it promoted (a failover keeps the relation, broken
   // off), or else the last snapshot it received (a migrate's final snapshot, the last one applied).
   const takenOver = shown

@@ -10,6 +10,9 @@
 //   resynced snapshot (not its future-dated `failback-kept-*`), and the new
 //   primary's scheduled retry after a failure takes a snapshot of its own
 //   instead of sending the old primary's future-dated one (refused there).
+// - A site whose clock was an hour ahead and is set right: its next updates
+//   are not refused as replays (each descends from the snapshot the replica
+//   shows), and its `latest` is its newest capture, not the future-dated one.
 // - A split brain after an apply was refused at the secondary (the old
 //   primary recorded the refused snapshot as its base, the new primary took
 //   over at the one before): each side's writes are counted from where the
@@ -35,8 +38,8 @@ function smallTree(dir: string): void {
 
 const mirrorRow = (s: DrSite, peer: string): { state: string; base: string | null; failures: number; last_error: string | null } =>
   s.catalog((db) => db.prepare("SELECT * FROM mirrors WHERE volume = 'vol' AND peer = ?").get(peer)) as any;
-const snapshotRow = (s: DrSite, id: string): { id: string; name: string | null; origin: string; time: number } | undefined =>
-  s.catalog((db) => db.prepare('SELECT id, name, origin, time FROM snapshots WHERE id = ?').get(id)) as any;
+const snapshotRow = (s: DrSite, id: string): { id: string; name: string | null; origin: string; time: number; parent: string | null } | undefined =>
+  s.catalog((db) => db.prepare('SELECT id, name, origin, time, parent FROM snapshots WHERE id = ?').get(id)) as any;
 
 /**
  * Two daemons, paired, `vol` (a small tree) at the first mirrored to the second and initialized.
@@ -177,4 +180,26 @@ test('split brain after a refused apply: each side counted from where the lineag
   assert.equal(ws.divergence.base, base);
   assert.deepEqual([ws.divergence.here.added, ws.divergence.here.removed, ws.divergence.peer.added, ws.divergence.peer.removed], [2, 0, 2, 0]);
   assert.equal(ws.state, 'split-brain');
+});
+
+test('a clock set right after running an hour ahead: updates go on, latest is the newest capture', async () => {
+  const { src: east, dst: west, data, replica } = await mirroredPair(['fixed-east', 'fixed-west'], { first: { env: HOUR_AHEAD } });
+  writeChange(data, 'u1.bin', 3 * KiB);
+  const u1 = await east.json(['mirror', 'update', 'vol', '--wait']);
+  assert.ok(snapshotRow(east, u1.snapshot)!.time > Date.now() + 3000_000, 'taken an hour ahead');
+  // the clock is set right: east's next snapshots are dated before the ones it took so far
+  await east.stop();
+  await east.start();
+  writeChange(data, 'u2.bin', 3 * KiB);
+  // --force: the min delay is measured from the last success, an hour "ahead" on this clock now
+  const u2 = await east.json(['mirror', 'update', 'vol', '--wait', '--force']);
+  assert.equal(u2.applied, true);
+  assertTreesEqual(replica, data);
+  assert.equal(snapshotRow(east, u2.snapshot)!.parent, u1.snapshot);
+  assert.equal((await east.json(['snapshot', 'show', 'vol', 'latest'])).id, u2.snapshot);
+  writeChange(data, 'u3.bin', 3 * KiB);
+  const u3 = await east.json(['mirror', 'update', 'vol', '--wait', '--force']);
+  assert.equal(snapshotRow(east, u3.snapshot)!.parent, u2.snapshot, 'the lineage goes on from the newest capture');
+  assertTreesEqual(replica, data);
+  assert.equal((await west.json(['snapshot', 'show', 'vol', 'latest'])).id, u3.snapshot);
 });

@@ -131,7 +131,7 @@ test('a snapshot the replica\'s own descends from is refused, whichever site too
     const rx = new SiteReceiver(tokyo, london.id, pool);
     await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 3 });
     await sendSnapshot(london.store, rx, 'vol', l0.manifest);
-    await assert.rejects(rx.commit('vol', { snapshot: l0.id, manifest: l0.manifest, force: true }), /ancestor/);
+    await assert.rejects(rx.commit('vol', { snapshot: l0.id, manifest: l0.manifest, force: true }), /older than .*descends from it/);
     assert.ok(existsSync(join(replica, 'c.txt')), 'the replica was not rolled back');
   });
 });
