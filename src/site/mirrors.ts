@@ -18,6 +18,8 @@ import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } 
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
 import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
+import { safeIntColumn } from '../core/sqlite.ts';
+import { checkCount, checkScheduleSettings, clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -81,6 +83,11 @@ export interface Mirror {
   createdAt: number;
   /** replication snapshots the destination keeps (a common base with a sibling after a failover); null: automatic (keepFor) */
   keepSnapshots: number | null;
+  /**
+   * Settings stored out of bounds (a catalog written before they were checked): what was wrong
+   * with each; the values above are the ones in force, within bounds. Absent when all are sound.
+   */
+  settingsProblems?: string[];
 }
 
 /**
@@ -116,22 +123,44 @@ interface MirrorRow {
   keep_snapshots?: number | null;
 }
 
-function toMirror(r: MirrorRow): Mirror {
+function toMirror(r: MirrorRow, now: number): Mirror {
+  // Settings are checked when written; one stored out of bounds (an older catalog) is read as the
+  // nearest value within them, so that neither the scheduler nor a sibling's hello ever sees it.
+  const { settings, problems } = storedScheduleSettings({ scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s, bandwidth: r.bandwidth });
+  let keep = r.keep_snapshots ?? null;
+  if (keep !== null) {
+    const c = clampStored(keep, COUNT.keep);
+    if (c.problem) problems.push(`stored keep ${keep} ${c.problem} (${COUNT.keep.min} to ${COUNT.keep.max}): ${c.value} in force`);
+    keep = c.value;
+  }
+  // A next run further away than anything sets one (the schedule, or the longest backoff) is not
+  // believed: written from an out-of-bounds schedule, or before the clock was set back. It runs now.
+  const longest = Math.max((settings.scheduleS ?? 0) * 1000, BACKOFF_MAX_MS) * 2 + 60_000;
+  const nextRunAt = r.next_run_at !== null && r.next_run_at - now > longest ? now : r.next_run_at;
   return {
-    id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s,
-    bandwidth: r.bandwidth, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
-    nextRunAt: r.next_run_at, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
-    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: r.keep_snapshots ?? null,
+    id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS,
+    bandwidth: settings.bandwidth ?? null, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
+    nextRunAt, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
+    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: keep,
+    ...(problems.length ? { settingsProblems: problems } : {}),
   };
 }
+
+// Every number is read within JavaScript's safe integers (safeIntColumn): one stored larger would
+// make every command that lists mirrors fail, the daemon's scheduler with them.
+const MIRROR_COLUMNS = [
+  'id', 'volume', 'peer', 'remote_volume', 'state', 'base', 'last_error', 'last_transfer',
+  ...['schedule_s', 'min_delay_s', 'max_delay_s', 'bandwidth', 'paused', 'last_success_at', 'last_attempt_at', 'next_run_at', 'failures', 'created_at', 'keep_snapshots'].map(safeIntColumn),
+].join(', ');
 
 export function holdFor(m: { id: string }): string {
   return `mirror:${m.id}`;
 }
 
 export function listMirrors(site: Site, volume?: string): Mirror[] {
-  const rows = volume ? site.db.all<MirrorRow>('SELECT * FROM mirrors WHERE volume = ? ORDER BY volume, peer', volume) : site.db.all<MirrorRow>('SELECT * FROM mirrors ORDER BY volume, peer');
-  return rows.map(toMirror);
+  const rows = volume ? site.db.all<MirrorRow>(`SELECT ${MIRROR_COLUMNS} FROM mirrors WHERE volume = ? ORDER BY volume, peer`, volume) : site.db.all<MirrorRow>(`SELECT ${MIRROR_COLUMNS} FROM mirrors ORDER BY volume, peer`);
+  const now = site.clock.now();
+  return rows.map((r) => toMirror(r, now));
 }
 
 export function getMirror(site: Site, volume: string, peer?: string): Mirror {
@@ -156,6 +185,8 @@ export interface CreateMirrorOptions {
 }
 
 export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
+  const settings = checkScheduleSettings({ scheduleS: o.scheduleS ?? null, minDelayS: o.minDelayS ?? 0, maxDelayS: o.maxDelayS ?? 3600, bandwidth: o.bandwidth ?? null }, 'mirror');
+  const keep = o.keepSnapshots == null ? null : checkCount(o.keepSnapshots, COUNT.keep, 'mirror keep');
   const vol = getVolume(site, o.volume);
   if (vol.role === 'secondary') throw new FerryError('MIRROR_STATE', `volume ${o.volume} is a secondary here; mirror it from its primary site`);
   const [peerName, remote] = o.to.includes(':') ? [o.to.slice(0, o.to.indexOf(':')), o.to.slice(o.to.indexOf(':') + 1)] : [o.to, o.volume];
@@ -169,16 +200,46 @@ export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
   site.db.tx(() => {
     site.db.run(
       'INSERT INTO mirrors (id, volume, peer, remote_volume, schedule_s, min_delay_s, max_delay_s, bandwidth, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      id, o.volume, peer.name, remote, o.scheduleS ?? null, o.minDelayS ?? 0, o.maxDelayS ?? 3600, o.bandwidth ?? null, 'uninitialized', now,
+      id, o.volume, peer.name, remote, settings.scheduleS, settings.minDelayS, settings.maxDelayS, settings.bandwidth, 'uninitialized', now,
     );
-    if (o.keepSnapshots != null) {
-      if (!Number.isInteger(o.keepSnapshots) || o.keepSnapshots < 1 || o.keepSnapshots > 64) throw new FerryError('USAGE', `--keep must be an integer from 1 to 64, not ${o.keepSnapshots}`);
-      site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', o.keepSnapshots, id);
-    }
+    if (keep !== null) site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', keep, id);
     if (vol.role === 'standalone') site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", o.volume);
     site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized' } });
   });
   return getMirror(site, o.volume, peer.name);
+}
+
+/** A mirror's settings; each one given is changed (null clears schedule, bandwidth and keep), the others stay. */
+export interface MirrorSettingsChange {
+  scheduleS?: number | null;
+  minDelayS?: number;
+  maxDelayS?: number;
+  bandwidth?: number | null;
+  keepSnapshots?: number | null;
+}
+
+/**
+ * Change a mirror's settings (`ferry mirror set`, a site file): checked like createMirror's, written
+ * in one transaction with one event. Every setting is written, so one stored out of bounds by an
+ * older ferry is repaired by any change (the others keep the values in force).
+ */
+export function setMirrorSettings(site: Site, volume: string, peer: string | undefined, change: MirrorSettingsChange): Mirror {
+  const cur = getMirror(site, volume, peer);
+  const pick = <K extends keyof MirrorSettingsChange>(k: K, was: Mirror[K]) => (change[k] === undefined ? was : change[k]) as NonNullable<Mirror[K]> | null;
+  const s = checkScheduleSettings({ scheduleS: pick('scheduleS', cur.scheduleS), minDelayS: pick('minDelayS', cur.minDelayS)!, maxDelayS: pick('maxDelayS', cur.maxDelayS)!, bandwidth: pick('bandwidth', cur.bandwidth) }, 'mirror');
+  const keep = pick('keepSnapshots', cur.keepSnapshots);
+  if (keep !== null) checkCount(keep, COUNT.keep, 'mirror keep');
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET schedule_s = ?, min_delay_s = ?, max_delay_s = ?, bandwidth = ?, keep_snapshots = ? WHERE id = ?', s.scheduleS, s.minDelayS, s.maxDelayS, s.bandwidth, keep, cur.id);
+    // A new schedule counts from the last success, not from a run planned under the old one; a
+    // retry waiting after failures keeps its wait, up to one new period.
+    if (cur.scheduleS !== s.scheduleS || cur.settingsProblems) {
+      site.db.run('UPDATE mirrors SET next_run_at = CASE WHEN failures = 0 OR ? IS NULL THEN NULL ELSE min(next_run_at, ?) END WHERE id = ?', s.scheduleS, site.clock.now() + (s.scheduleS ?? 0) * 1000, cur.id);
+    }
+    const changed = Object.fromEntries(Object.entries({ scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth, keepSnapshots: keep }).filter(([k, v]) => cur[k as keyof Mirror] !== v));
+    site.event({ kind: 'mirror.settings', volume: cur.volume, outcome: 'ok', detail: { mirror: cur.id, ...changed, ...(cur.settingsProblems ? { repaired: cur.settingsProblems } : {}) } });
+  });
+  return getMirror(site, volume, cur.peer);
 }
 
 export function setMirrorState(site: Site, m: Mirror, to: MirrorState, reason: string, extra: Record<string, unknown> = {}): void {
@@ -544,6 +605,7 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   if (lag === null) reasons.push('no replicated snapshot yet');
   else if (lag > m.maxDelayS) reasons.push(`lag ${Math.round(lag)} s exceeds max delay ${m.maxDelayS} s`);
   if (m.lastError) reasons.push(`last error: ${m.lastError.code}`);
+  for (const p of m.settingsProblems ?? []) reasons.push(`${p}; fix it with \`ferry mirror set ${m.volume} --to ${m.peer}\` (or a site file)`);
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
   const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import type { MirrorStatus } from '../../site/mirrors.ts';
 import type { Divergence, SideChanges } from '../../dr/split-brain.ts';
+import { DURATION } from '../../core/units.ts';
 import { invoke } from '../invoke.ts';
+import { parseDuration } from '../parse.ts';
 import { formatBytes, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
 
 interface StatusReport {
@@ -80,12 +82,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('sites, volumes, mirrors: state, health, lag, last transfer, progress, next run, last error')
     .option('--watch [seconds]', 'refresh until interrupted')
     .action(async (o: { watch?: string | boolean }) => {
+      const every = typeof o.watch === 'string' ? parseDuration(o.watch, DURATION.watch, '--watch') * 1000 : 2000;
       const once = async () => (await invoke(g(), 'status', {})) as StatusReport;
       if (!o.watch) {
         const r = await once();
         return g().json ? printJson(r) : void process.stdout.write(render(r));
       }
-      const every = typeof o.watch === 'string' ? Number(o.watch) * 1000 : 2000;
       for (;;) {
         const r = await once();
         if (g().json) process.stdout.write(JSON.stringify(r) + '\n');

@@ -7,7 +7,8 @@ import { invoke } from '../invoke.ts';
 import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
 import { withSite } from '../context.ts';
 import { formatTime, printJson, table, type GlobalOptions } from '../output.ts';
-import { parseDurationSeconds } from '../parse.ts';
+import { COUNT, DURATION } from '../../core/units.ts';
+import { parseCount, parseDuration } from '../parse.ts';
 
 interface HookOpts {
   pre?: string;
@@ -26,7 +27,7 @@ interface RetentionOpts {
 }
 
 function hooksFrom(o: HookOpts, current: Hooks = {}): Hooks {
-  const timeout = o.hookTimeout ? parseDurationSeconds(o.hookTimeout, '--hook-timeout') : undefined;
+  const timeout = o.hookTimeout ? parseDuration(o.hookTimeout, DURATION.hookTimeout, '--hook-timeout') : undefined;
   const out: Hooks = { ...current };
   if (o.pre !== undefined) out.pre = { command: o.pre, timeout: timeout ?? current.pre?.timeout ?? 60 };
   if (o.post !== undefined) out.post = { command: o.post, timeout: timeout ?? current.post?.timeout ?? 60 };
@@ -47,8 +48,7 @@ function retentionFrom(o: RetentionOpts, current: RetentionPolicy = {}): Retenti
     const v = o[opt];
     if (v === undefined) continue;
     changed = true;
-    if (!/^\d+$/.test(v)) throw new FerryError('USAGE', `--${opt.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} takes a whole number, got ${v}`);
-    out[key] = Number(v);
+    out[key] = parseCount(v, COUNT.retention, `--${opt.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
   }
   return changed ? parseRetention(out) : undefined;
 }
