@@ -2,8 +2,10 @@
 // job that takes (or picks) a snapshot, sends what the destination lacks,
 // commits it there, and only then moves the base hold here. Every state
 // change is one transaction and one event, logged as `from => to` with the
-// reason. Only transient errors are retried (with backoff); after repeated
-// failures the mirror shows `disconnected` while snapshots keep being taken.
+// reason. Every failure is counted and waits before the next scheduled attempt
+// (backoff with jitter; an error that is not transient waits at least for the
+// next period); after repeated transient failures the mirror shows
+// `disconnected` while snapshots keep being taken, one per period.
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { parseName, type ObjectId } from '../core/ids.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
@@ -18,6 +20,7 @@ import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } 
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
 import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
+import { longestRetryMs, MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
 import { safeIntColumn } from '../core/sqlite.ts';
 import { checkCount, checkScheduleSettings, clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
 
@@ -135,7 +138,7 @@ function toMirror(r: MirrorRow, now: number): Mirror {
   }
   // A next run further away than anything sets one (the schedule, or the longest backoff) is not
   // believed: written from an out-of-bounds schedule, or before the clock was set back. It runs now.
-  const longest = Math.max((settings.scheduleS ?? 0) * 1000, BACKOFF_MAX_MS) * 2 + 60_000;
+  const longest = longestRetryMs(settings.scheduleS === null ? null : settings.scheduleS * 1000, MIRROR_RETRY) + 60_000;
   const nextRunAt = r.next_run_at !== null && r.next_run_at - now > longest ? now : r.next_run_at;
   return {
     id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS,
@@ -294,10 +297,11 @@ export interface UpdateDeps {
   site: Site;
   pool: ChunkPool;
   connect: (peer: Peer) => Receiver;
+  /** randomness for the retry jitter (Math.random by default; tests fix it) */
+  random?: Random;
 }
 
-const BACKOFF_BASE_MS = 5_000;
-const BACKOFF_MAX_MS = 5 * 60_000;
+/** Consecutive transient failures after which a mirror shows `disconnected`. */
 const DISCONNECTED_AFTER = 3;
 
 /** Plan and run one update (or the initial baseline) of a mirror. */
@@ -330,6 +334,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   site.db.run('UPDATE mirrors SET last_attempt_at = ? WHERE id = ?', now, m.id);
   const started = performance.now();
   const phases: Record<string, number> = {};
+  let committed = false;
   try {
     const peer = getPeer(site, m.peer);
     const vol = getVolume(site, volume);
@@ -453,6 +458,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       site.event({ kind: 'replication.update', volume, outcome: commit.applied ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
     });
     settle('idle', commit.applied ? `updated to ${target.id}` : `transferred ${target.id}; apply refused at ${m.peer}`);
+    committed = true;
     if (!commit.applied) {
       throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${commit.refused}`, { details: { writesSnapshot: commit.writesSnapshot, transferred: target.id } });
     }
@@ -461,14 +467,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
     // A peer snapshot cut in flight is pending again.
     site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
-    if (fe.code === 'REPLICA_WRITTEN') {
-      if (getMirror(site, volume, m.peer).state !== 'idle') {
-        site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
-        site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-        settle(stable, 'apply refused: writes in the replica');
-      }
-      throw fe;
-    }
+    // Transferred and committed, its apply refused (writes in the replica): recorded above as a
+    // transfer, the next run planned a period on.
+    if (committed) throw fe;
     if (fe.code === 'FAILED_OVER') {
       // The destination took over: stop updating, keep the base for failback.
       site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
@@ -476,14 +477,17 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       setMirrorState(site, m, 'broken-off', `${m.peer} failed over`);
       throw fe;
     }
+    // Every failure is counted and waits before the next attempt (core/backoff.ts): a transient one
+    // with backoff, any other at least until the next period, so a failing hook or a refusing peer
+    // is not retried every tick (each retry a snapshot, the application quiesced each time).
     const cur = getMirror(site, volume, m.peer);
     const transient = fe.kind === 'transient';
-    const failures = cur.failures + (transient ? 1 : 0);
-    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+    const failures = cur.failures + 1;
+    const retryInMs = retryDelayMs({ failures, transient, periodMs: cur.scheduleS ? cur.scheduleS * 1000 : null }, MIRROR_RETRY, deps.random ?? Math.random);
     site.db.tx(() => {
       site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ? WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), transient ? site.clock.now() + backoff : cur.nextRunAt, m.id);
-      site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs: transient ? backoff : null } });
+      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ? WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), site.clock.now() + retryInMs, m.id);
+      site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs } });
     });
     let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;
     if (transient && failures >= DISCONNECTED_AFTER) to = 'disconnected';
