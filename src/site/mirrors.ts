@@ -42,6 +42,8 @@ export interface LastTransfer {
    * apply, verify).
    */
   phases?: Record<string, number>;
+  /** warnings the capture of the snapshot sent reported (paths skipped or changed while read; a failed post hook) */
+  warnings?: number;
   /**
    * What went while the capture ran (docs/replication.md, "Overlap of capture and transfer"): chunks
    * and trees, and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
@@ -291,6 +293,28 @@ export interface UpdateResult {
   transfer: LastTransfer;
   applied: boolean;
   writesSnapshot?: string;
+  /**
+   * What the capture of the snapshot sent reported (paths skipped, unreadable, changed while read; a
+   * post hook that failed): the replica may lack those paths. The first MAX_WARNINGS_LISTED, or for a
+   * snapshot taken earlier (named, queued) one line with its count. The CLI exits 8 when any.
+   */
+  warnings: UpdateWarning[];
+}
+
+export interface UpdateWarning {
+  path: string;
+  message: string;
+  problem?: string;
+}
+
+/** Warnings listed in an update's result; its event lists this many paths at most. */
+const MAX_WARNINGS_LISTED = 100;
+const MAX_WARNING_PATHS = 20;
+
+/** How many warnings the capture of a snapshot reported (recorded with it). */
+export function captureWarnings(s: { stats: Record<string, unknown> } | undefined): number {
+  const n = s?.stats.warnings;
+  return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 0;
 }
 
 export interface UpdateDeps {
@@ -335,6 +359,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   const started = performance.now();
   const phases: Record<string, number> = {};
   let committed = false;
+  // What the capture this job takes reports (none when it sends a snapshot taken earlier).
+  const captured: UpdateWarning[] = [];
   try {
     const peer = getPeer(site, m.peer);
     const vol = getVolume(site, volume);
@@ -355,7 +381,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       const baseTime = m.base ? (site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? 0) : 0;
       if (queued && queued.id !== m.base && queued.time > baseTime && now - queued.time < m.scheduleS! * 1000) target = queued;
       else {
-        const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal });
+        const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal, onWarning: (w) => captured.push(w) });
         // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
         // one, changed chunks go as deltas against the base after it, as below.
         if (o.initialize || !m.base) {
@@ -438,10 +464,17 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     for (const [k, v] of Object.entries(remotePhases(commit.phases))) phases[`destination.${k}`] = v;
     if (isPeer) markPeer(site, target.id, m.id, 'present');
     const seconds = (performance.now() - started) / 1000;
+    // The capture's warnings: paths the replica may lack. Recorded with the transfer and its event;
+    // status keeps the mirror in warn while the base has any (mirrorStatus).
+    const warned = Math.max(captured.length, captureWarnings(target));
+    const warnings: UpdateWarning[] = captured.length
+      ? captured.slice(0, MAX_WARNINGS_LISTED)
+      : warned ? [{ path: '', message: `snapshot ${target.name ?? target.id} was captured with ${warned} warning(s) (\`ferry events --kind snapshot.create\` names them): the replica may lack those paths` }] : [];
     const transfer: LastTransfer = {
       snapshot: target.id, bytes: stats.bytesSent + eb + siblingBytes, rawBytes: stats.rawBytesSent + (early?.rawBytesSent ?? 0), objects: stats.objectsSent + eo, seconds,
       throughput: seconds > 0 ? (stats.bytesSent + eb) / seconds : 0, at: site.clock.now(), phases,
       ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.error ? { error: early.error } : {}) } } : {}),
+      ...(warned ? { warnings: warned } : {}),
     };
     // Committed at the destination: only now does the base move here.
     site.db.tx(() => {
@@ -455,14 +488,15 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
         'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ? WHERE id = ?',
         target.id, at, err, JSON.stringify(transfer), next, m.id,
       );
-      site.event({ kind: 'replication.update', volume, outcome: commit.applied ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
+      const paths = captured.length ? { warningPaths: captured.slice(0, MAX_WARNING_PATHS).map((w) => w.path) } : {};
+      site.event({ kind: 'replication.update', volume, outcome: commit.applied && !warned ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, ...paths, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
     });
     settle('idle', commit.applied ? `updated to ${target.id}` : `transferred ${target.id}; apply refused at ${m.peer}`);
     committed = true;
     if (!commit.applied) {
       throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${commit.refused}`, { details: { writesSnapshot: commit.writesSnapshot, transferred: target.id } });
     }
-    return { mirror: m.id, snapshot: target.id, base: m.base, transfer, applied: commit.applied, ...(commit.writesSnapshot ? { writesSnapshot: commit.writesSnapshot } : {}) };
+    return { mirror: m.id, snapshot: target.id, base: m.base, transfer, applied: commit.applied, ...(commit.writesSnapshot ? { writesSnapshot: commit.writesSnapshot } : {}), warnings };
   } catch (err) {
     const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
     // A peer snapshot cut in flight is pending again.
@@ -594,6 +628,8 @@ export interface MirrorStatus extends Mirror {
   healthReasons: string[];
   lagSeconds: number | null;
   baseTime: number | null;
+  /** warnings the capture of the base (what the replica shows) reported; 0 for a clean one */
+  baseWarnings: number;
   progress?: TransferProgress & { etaSeconds: number | null; rate: number };
 }
 
@@ -603,11 +639,15 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
     // Nobody holds the site: the process that ran this transfer is gone. Show what the next open will record.
     m = { ...m, state: m.base ? 'idle' : 'uninitialized', lastError: m.lastError ?? { code: 'TRANSFER_INTERRUPTED', message: 'the previous transfer was interrupted (its process stopped); the next update resumes it' } };
   }
-  const baseTime = m.base ? site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? null : null;
+  const base = m.base ? site.db.get<{ time: number; stats: string }>('SELECT time, stats FROM snapshots WHERE id = ?', m.base) : undefined;
+  const baseTime = base?.time ?? null;
   const lag = baseTime === null ? null : Math.max(0, (now - baseTime) / 1000);
+  // The replica shows the base: what its capture skipped, the replica lacks, until a clean one replicates.
+  const baseWarnings = base ? captureWarnings({ stats: JSON.parse(base.stats) as Record<string, unknown> }) : 0;
   const reasons: string[] = [];
   if (lag === null) reasons.push('no replicated snapshot yet');
   else if (lag > m.maxDelayS) reasons.push(`lag ${Math.round(lag)} s exceeds max delay ${m.maxDelayS} s`);
+  if (baseWarnings) reasons.push(`the replicated snapshot ${m.base} was captured with ${baseWarnings} warning(s) (paths skipped or changed while read, or a failed post hook: \`ferry events --kind snapshot.create\`); the replica may lack those paths until a clean snapshot replicates`);
   if (m.lastError) reasons.push(`last error: ${m.lastError.code}`);
   for (const p of m.settingsProblems ?? []) reasons.push(`${p}; fix it with \`ferry mirror set ${m.volume} --to ${m.peer}\` (or a site file)`);
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
@@ -615,7 +655,7 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
   // A paused mirror at rest shows `paused` as its state (DESIGN.md section 6); one moving (a forced update) shows what it does.
   const state: MirrorState = m.paused && m.state === 'idle' ? 'paused' : m.state;
-  return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
+  return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, baseWarnings, ...(progress ? { progress } : {}) };
 }
 
 /** The newest snapshot of a volume, for lag on volumes without mirrors. */

@@ -6,7 +6,7 @@ import type { Mirror, MirrorStatus, UpdateResult } from '../../site/mirrors.ts';
 import type { RepointResult } from '../../dr/repoint.ts';
 import { printRepoint } from './dr.ts';
 import { invoke } from '../invoke.ts';
-import { formatBytes, formatDuration, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
+import { EXIT_WARNINGS, formatBytes, formatDuration, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
 import { COUNT, DURATION, RATE, formatDurationSpec, formatRateSpec } from '../../core/units.ts';
 import { parseCount, parseDuration, parseDurationOrNone, parseRate, parseRateOrNone } from '../parse.ts';
 
@@ -105,6 +105,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
         p.line.done();
         if (g().json) printJson(r);
         else printUpdate(r);
+        // Completed, but the replica may lack what the capture skipped: say so, as `snapshot create` does.
+        const warnings = 'warnings' in r ? r.warnings : [];
+        if (warnings.length) {
+          if (!g().json) for (const w of warnings) process.stderr.write(`warning: ${w.path ? `${w.path}: ` : ''}${w.message}\n`);
+          process.exitCode = EXIT_WARNINGS;
+        }
       } finally {
         p.line.done();
       }
