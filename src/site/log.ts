@@ -4,7 +4,7 @@
 // configured, JSON lines to a file rotated by size (RotatingFileSink).
 // A log sink never fails the work it describes: the event is already in the
 // catalog, so a sink that cannot write says so once on stderr and carries on.
-import { checkCount, checkSize, COUNT, SIZE } from '../core/units.ts';
+import { checkCount, checkSize, COUNT, humanBytes, humanDuration, humanRate, SIZE } from '../core/units.ts';
 import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
@@ -24,9 +24,25 @@ export function formatLogLine(site: string, at: number, e: EventRecord, human: b
   const reason = typeof detail.reason === 'string' ? ` (${detail.reason})` : '';
   const rest = Object.entries(detail)
     .filter(([k]) => k !== 'transition' && k !== 'reason')
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${humanValue(k, v)}`)
     .join(' ');
   return `${new Date(at).toISOString()} ${site} ${e.outcome.toUpperCase().padEnd(7)} ${e.kind}${e.volume ? ` ${e.volume}` : ''}${transition}${reason}${rest ? ` ${rest.slice(0, 400)}` : ''}`;
+}
+
+/**
+ * A detail value in the human form of an event: bytes, rates and durations (known by their key) with
+ * the formatters people read elsewhere, any other fraction rounded; the JSON form keeps them exact.
+ */
+function humanValue(key: string, v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) {
+    if (key === 'bytes' || key.endsWith('Bytes')) return humanBytes(v);
+    if (key === 'throughput' || key === 'rate') return humanRate(v);
+    if (key === 'seconds' || key.endsWith('Seconds')) return humanDuration(v * 1000);
+    if (key === 'ms' || key.endsWith('Ms')) return humanDuration(v);
+    return String(Number.isInteger(v) ? v : Number(v.toFixed(3)));
+  }
+  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isInteger(x) ? Number(x.toFixed(3)) : x));
 }
 
 /** The human form of one JSON log line (as formatLogLine made it); a line that is not one is returned as is. */

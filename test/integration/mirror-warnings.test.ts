@@ -47,6 +47,7 @@ test('capture warnings reach the mirror command (exit 8), its event, status and 
   const init = await a.ferry(['mirror', 'initialize', 'app', '--to', 'b', '--wait']);
   assert.equal(init.code, 8, `expected exit 8 (warnings)\n${init.stdout}\n${init.stderr}`);
   assert.match(init.stdout, /baseline/);
+  assert.doesNotMatch(init.stdout, /\d\.\d{2,}/, 'numbers for people are rounded (a rate under 1 KiB/s was printed with 14 decimals)');
   assert.match(init.stderr, /warning: .*post hook/);
   let m = await a.mirror('app', 'b');
   assert.equal(m.health, 'warn');

@@ -6,7 +6,7 @@ import type { Mirror, MirrorStatus, UpdateResult } from '../../site/mirrors.ts';
 import type { RepointResult } from '../../dr/repoint.ts';
 import { printRepoint } from './dr.ts';
 import { invoke } from '../invoke.ts';
-import { EXIT_WARNINGS, formatBytes, formatDuration, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
+import { EXIT_WARNINGS, formatBytes, formatDuration, formatPercent, formatRate, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
 import { COUNT, DURATION, RATE, formatDurationSpec, formatRateSpec } from '../../core/units.ts';
 import { parseCount, parseDuration, parseDurationOrNone, parseRate, parseRateOrNone } from '../parse.ts';
 
@@ -19,11 +19,11 @@ function progressPrinter(json: boolean): { line: ProgressLine; on: (p: TransferP
       if (json) return;
       const secs = (Date.now() - started) / 1000;
       const rate = secs > 0 ? p.bytesSent / secs : 0;
-      const pct = p.bytesTotal > 0 ? Math.floor((p.bytesSent / p.bytesTotal) * 100) : 0;
+      const pct = formatPercent(p.bytesSent, p.bytesTotal);
       const width = 24;
-      const bar = '#'.repeat(Math.floor((pct / 100) * width)).padEnd(width, '.');
+      const bar = '#'.repeat(Math.floor((parseInt(pct, 10) / 100) * width)).padEnd(width, '.');
       const eta = rate > 0 && p.bytesTotal > p.bytesSent ? ` ETA ${formatDuration(((p.bytesTotal - p.bytesSent) / rate) * 1000)}` : '';
-      line.update(`${p.phase} [${bar}] ${pct}% ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${p.objectsSent}/${p.objectsTotal} objects ${formatBytes(rate)}/s${eta}`, p.phase !== 'sending');
+      line.update(`${p.phase} [${bar}] ${pct} ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${p.objectsSent}/${p.objectsTotal} objects ${formatRate(rate)}${eta}`, p.phase !== 'sending');
     },
   };
 }
@@ -35,7 +35,7 @@ function printUpdate(r: UpdateResult | { queued: true; mirror: string }): void {
   }
   const t = r.transfer;
   process.stdout.write(
-    `${r.mirror}: ${r.base ? `updated from ${r.base} to` : 'baseline'} ${r.snapshot}: sent ${t.objects} objects, ${formatBytes(t.bytes)} (${formatBytes(t.rawBytes)} raw) in ${formatDuration(t.seconds * 1000)}, ${formatBytes(t.throughput)}/s\n`,
+    `${r.mirror}: ${r.base ? `updated from ${r.base} to` : 'baseline'} ${r.snapshot}: sent ${t.objects} objects, ${formatBytes(t.bytes)} (${formatBytes(t.rawBytes)} raw) in ${formatDuration(t.seconds * 1000)}, ${formatRate(t.throughput)}\n`,
   );
 }
 

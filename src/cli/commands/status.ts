@@ -5,7 +5,7 @@ import type { Divergence, SideChanges } from '../../dr/split-brain.ts';
 import { DURATION } from '../../core/units.ts';
 import { invoke } from '../invoke.ts';
 import { parseDuration } from '../parse.ts';
-import { formatBytes, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
+import { formatBytes, formatRate, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
 
 interface StatusReport {
   site: { name: string; idFormatted: string; home: string; now: number };
@@ -57,11 +57,11 @@ function render(r: StatusReport): string {
       out.push(`     base ${m.base ?? '-'}  next run ${m.nextRunAt ? formatTime(m.nextRunAt) : m.scheduleS ? 'after baseline' : 'manual'}`);
       if (m.lastTransfer) {
         const t = m.lastTransfer;
-        out.push(`     last transfer ${formatBytes(t.bytes)} in ${t.objects} objects, ${formatDuration(t.seconds * 1000)}, ${formatBytes(t.throughput)}/s at ${formatTime(t.at)}`);
+        out.push(`     last transfer ${formatBytes(t.bytes)} in ${t.objects} objects, ${formatDuration(t.seconds * 1000)}, ${formatRate(t.throughput)} at ${formatTime(t.at)}`);
       }
       if (m.progress) {
         const p = m.progress;
-        out.push(`     ${p.phase}: ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${formatBytes(p.rate)}/s${p.etaSeconds !== null ? ` ETA ${formatDuration(p.etaSeconds * 1000)}` : ''}`);
+        out.push(`     ${p.phase}: ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${formatRate(p.rate)}${p.etaSeconds !== null ? ` ETA ${formatDuration(p.etaSeconds * 1000)}` : ''}`);
       }
       if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
       if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);

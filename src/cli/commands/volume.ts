@@ -6,7 +6,7 @@ import { describeVolume } from '../../site/ops.ts';
 import { invoke } from '../invoke.ts';
 import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
 import { withSite } from '../context.ts';
-import { formatTime, printJson, table, type GlobalOptions } from '../output.ts';
+import { formatDuration, formatTime, printJson, table, type GlobalOptions } from '../output.ts';
 import { COUNT, DURATION } from '../../core/units.ts';
 import { parseCount, parseDuration } from '../parse.ts';
 
@@ -73,7 +73,7 @@ function printVolume(v: Described): void {
     `volume ${v.name} (${v.role}), created ${formatTime(v.createdAt)}`,
     'members:',
     ...v.members.map((m) => `  ${m.name}  ${m.kind}  ${m.path}`),
-    `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${v.hooks.pre.timeout} s)` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${v.hooks.post.timeout} s)` : 'no post'}`,
+    `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${formatDuration(v.hooks.pre.timeout * 1000)})` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${formatDuration(v.hooks.post.timeout * 1000)})` : 'no post'}`,
     `retention: ${Object.keys(v.retention).length ? Object.entries(v.retention).map(([k, n]) => `${k} ${n}`).join(', ') : 'keep everything'}`,
     `snapshots: ${v.snapshots}${v.newest ? `, newest ${v.newest.id}${v.newest.name ? ` (${v.newest.name})` : ''} at ${formatTime(v.newest.time)}` : ''}`,
   ];
