@@ -6,7 +6,7 @@
 // (backoff with jitter; an error that is not transient waits at least for the
 // next period); after repeated transient failures the mirror shows
 // `disconnected` while snapshots keep being taken, one per period.
-import { FerryError, isFerryError } from '../core/errors.ts';
+import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../core/errors.ts';
 import { parseName, type ObjectId } from '../core/ids.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { sendSnapshot, type TransferProgress } from '../replication/sender.ts';
@@ -524,7 +524,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs } });
     });
     let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;
-    if (transient && failures >= DISCONNECTED_AFTER) to = 'disconnected';
+    // Disconnected: transient failures in a row (a refusal before them does not count towards it).
+    const lastWasTransient = cur.lastError !== null && cur.lastError.code in ERRORS && ERRORS[cur.lastError.code as ErrorCode].kind === 'transient';
+    if (transient && (cur.state === 'disconnected' || (failures >= DISCONNECTED_AFTER && lastWasTransient))) to = 'disconnected';
     settle(to, `${fe.code}: ${fe.message}`);
     throw fe;
   }
