@@ -71,6 +71,11 @@ test('out-of-bounds mirror settings are refused; a catalog already holding them 
   assert.equal((await a.ferry(['config', 'export', '--output', file])).code, 0);
   const chk = await a.ferry(['config', 'check', file, '--offline']);
   assert.equal(chk.code, 0, chk.stderr);
+  // Applying it writes the values in force: the settings are sound again.
+  const applied = await a.json(['config', 'apply', file]);
+  assert.ok(applied.actions.some((x: { verb: string; name: string; reason?: string }) => x.verb === 'change' && x.name === 'app@b' && /repairs/.test(x.reason ?? '')), JSON.stringify(applied.actions));
+  assert.equal((await a.mirror('app', 'b')).settingsProblems, undefined);
+  assert.equal((await a.json(['config', 'apply', file, '--dry-run'])).changed, false, 'applied twice: nothing left to repair');
 
   // `mirror set` repairs it; `mirror remove` works too.
   assertRefused(await a.ferry(['mirror', 'set', 'app', '--to', 'b', '--schedule', '100000000w', '--json']), 2, 'USAGE', /--schedule/);
@@ -78,7 +83,7 @@ test('out-of-bounds mirror settings are refused; a catalog already holding them 
   assert.equal(set.scheduleS, 900);
   const fixed = await a.mirror('app', 'b');
   assert.deepEqual([fixed.scheduleS, fixed.minDelayS, fixed.maxDelayS, fixed.bandwidth], [900, 60, 7200, 10 * 1024 * 1024]);
-  assert.doesNotMatch(fixed.healthReasons.join('; '), /schedule|mirror set/);
+  assert.doesNotMatch(fixed.healthReasons.join('; '), /stored|mirror set/);
   assert.ok(fixed.nextRunAt === null || fixed.nextRunAt <= Date.now() + 900_000, `next run ${fixed.nextRunAt}`);
   await a.json(['mirror', 'remove', 'app', '--to', 'b']);
   assert.deepEqual((await a.json(['mirror', 'list'])).map((m: { peer: string }) => m.peer), ['c']);

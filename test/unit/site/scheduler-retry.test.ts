@@ -11,6 +11,7 @@ import { ManualClock } from '../../../src/core/clock.ts';
 import { createLink } from '../../../src/dr/links.ts';
 import { Engine } from '../../../src/site/engine.ts';
 import { createMirror } from '../../../src/site/mirrors.ts';
+import { registerPeerSnapshot } from '../../../src/site/peer-snapshots.ts';
 import { addPeer } from '../../../src/site/peers.ts';
 import { Site } from '../../../src/site/site.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
@@ -86,6 +87,31 @@ test('a scheduled update refused before its job starts (the volume is a secondar
     assert.equal(again.length, 1);
     await again[0];
     assert.equal(failedEvents(site, 'scheduler').at(-1).retryInMs, 10 * S);
+  });
+});
+
+test('a pending peer snapshot whose secondary cannot be reached is delivered again after a backoff, not every tick', async () => {
+  await withEngine(async ({ dir, site, engine, clock }) => {
+    const data = join(dir, 'data');
+    mkdirSync(data);
+    createVolume(site, 'app', { members: [{ path: data }] });
+    addPeer(site, 'b', 'https://127.0.0.1:9', 'A'.repeat(52)); // nothing listens there
+    createMirror(site, { volume: 'app', to: 'b' }); // no schedule: only the pending peer snapshot makes it run
+    const base = await createSnapshot(site, 'app', { pool: engine.pool });
+    site.db.run("UPDATE mirrors SET base = ?, state = 'idle'", base.snapshot.id);
+    const peer = await createSnapshot(site, 'app', { pool: engine.pool, name: 'q3-close' });
+    registerPeerSnapshot(site, 'app', peer.snapshot.id);
+    for (const [wait, n] of [[5, 1], [10, 2]] as const) {
+      const jobs = engine.tick();
+      assert.equal(jobs.length, 1, `delivery attempt ${n}`);
+      assert.equal(await jobs[0], undefined);
+      const fails = failedEvents(site, 'replication.update');
+      assert.equal(fails.length, n);
+      assert.equal(fails.at(-1).error.code, 'PEER_UNREACHABLE');
+      assert.equal(fails.at(-1).retryInMs, wait * S);
+      assert.deepEqual(engine.tick(), [], 'tried again before its wait was over');
+      clock.advance(wait * S);
+    }
   });
 });
 
