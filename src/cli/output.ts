@@ -2,6 +2,7 @@
 // --json, errors on stderr with a stable code and an exit status that means
 // something (docs/errors.md).
 import { FerryError, isFerryError } from '../core/errors.ts';
+import { humanBytes, humanDuration, humanPercent, humanRate } from '../core/units.ts';
 
 export const EXIT_WARNINGS = 8;
 
@@ -14,29 +15,20 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (Math.abs(v) >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`;
-}
+// Numbers for people: one formatter per kind, each rounded (core/units.ts, shared with the daemon's messages).
+/** Bytes: 516 B, 1.5 KiB, 120 MiB. */
+export const formatBytes = humanBytes;
+/** Bytes per second: 516 B/s, 1.5 MiB/s. */
+export const formatRate = humanRate;
+/** A share: 0% to 100%, whole, 100% only when all is done. */
+export const formatPercent = humanPercent;
 
 export function formatTime(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 120) return `${s.toFixed(1)} s`;
-  const m = s / 60;
-  if (m < 120) return `${m.toFixed(1)} min`;
-  return `${(m / 60).toFixed(1)} h`;
-}
+/** A length of time, from milliseconds: 850 ms, 12.5 s, 3.2 min, 5.0 h, 2.5 d. */
+export const formatDuration = humanDuration;
 
 /** A plain aligned table. */
 export function table(headers: string[], rows: Array<Array<string | number>>): string {

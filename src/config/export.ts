@@ -1,44 +1,20 @@
 // `config export`: the site's current state as a site file, which `config
-// check` accepts and `config apply` applies as a no-op. Read-only.
+// check` accepts and `config apply` applies as a no-op. Read-only. Values are
+// written with core/units.ts's spec formatters, which its parsers read back
+// to the same numbers; a setting stored out of bounds by an older ferry is
+// written as the value in force (within bounds), so the file always checks.
 import { Document } from 'yaml';
 import { readMeta } from '../site/catalog.ts';
-import { listLinks } from '../dr/links.ts';
-import { listMirrors } from '../site/mirrors.ts';
+import { listLinks, type Link } from '../dr/links.ts';
+import { listMirrors, type Mirror } from '../site/mirrors.ts';
 import { listPeers } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
 import { listVolumes, type HookSpec } from '../site/volumes.ts';
+import { clampStored, COUNT, DURATION, formatDurationSpec, formatRateSpec, formatSizeSpec, SIZE } from '../core/units.ts';
 import { CONFIG_VERSION, DEFAULTS, META_KEYS, RETENTION_KEYS } from './schema.ts';
 
-/** Seconds as the file writes them: 0s, 90s, 15m, 1h30m, 1d, 2w. */
-export function formatDurationSpec(seconds: number): string {
-  if (seconds === 0) return '0s';
-  if (!Number.isInteger(seconds)) return `${seconds}s`;
-  const units: Array<[string, number]> = [['w', 604_800], ['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]];
-  if (seconds % 604_800 === 0) return `${seconds / 604_800}w`;
-  let left = seconds;
-  let out = '';
-  for (const [u, n] of units.slice(1)) {
-    if (left >= n) {
-      out += `${Math.floor(left / n)}${u}`;
-      left %= n;
-    }
-  }
-  return out;
-}
-
-/** Bytes per second as the file writes them: 50MiB/s, 1GiB/s, 500KiB/s, 1234/s. */
-export function formatRateSpec(bytes: number): string {
-  for (const [u, n] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (bytes % n === 0) return `${bytes / n}${u}/s`;
-  for (const [u, n] of [['GB', 1e9], ['MB', 1e6], ['kB', 1e3]] as const) if (bytes % n === 0) return `${bytes / n}${u === 'kB' ? 'kb' : u}/s`;
-  return `${bytes}/s`;
-}
-
-function formatSizeSpec(bytes: number): string {
-  return formatRateSpec(bytes).replace(/\/s$/, '');
-}
-
 function hook(h: HookSpec): Record<string, unknown> {
-  return { command: h.command, timeout: formatDurationSpec(h.timeout) };
+  return { command: h.command, timeout: formatDurationSpec(clampStored(h.timeout, DURATION.hookTimeout).value) };
 }
 
 /** The site's state as a plain object in the file's shape. */
@@ -52,8 +28,8 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
     const log: Record<string, unknown> = { file: logFile };
     const max = meta(META_KEYS.logMaxBytes);
     const keep = meta(META_KEYS.logKeep);
-    if (max) log.maxSize = formatSizeSpec(Number(max));
-    if (keep) log.keep = Number(keep);
+    if (max) log.maxSize = formatSizeSpec(clampStored(Number(max), SIZE.logMaxSize).value);
+    if (keep) log.keep = clampStored(Number(keep), COUNT.logKeep).value;
     siteSection.log = log;
   }
   const volumes: Record<string, unknown> = {};
@@ -66,24 +42,28 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
     if (Object.keys(ret).length) out.retention = ret;
     volumes[v.name] = out;
   }
-  const mirrors = listMirrors(site).map((m) => {
-    const out: Record<string, unknown> = { volume: m.volume, to: m.peer };
-    if (m.remoteVolume !== m.volume) out.remoteVolume = m.remoteVolume;
-    if (m.scheduleS !== null) out.schedule = formatDurationSpec(m.scheduleS);
-    if (m.minDelayS !== DEFAULTS.mirror.minDelayS) out.minDelay = formatDurationSpec(m.minDelayS);
-    out.maxDelay = formatDurationSpec(m.maxDelayS);
-    if (m.bandwidth !== null) out.bandwidth = formatRateSpec(m.bandwidth);
-    return out;
-  });
-  const links = listLinks(site).map((l) => {
-    const out: Record<string, unknown> = { path: l.path, volume: l.volume, member: l.member };
-    if (l.snapshotRef !== DEFAULTS.link.snapshot) out.snapshot = l.snapshotRef;
-    if (l.scheduleS !== null) out.schedule = formatDurationSpec(l.scheduleS);
-    if (l.minDelayS !== DEFAULTS.link.minDelayS) out.minDelay = formatDurationSpec(l.minDelayS);
-    out.maxDelay = formatDurationSpec(l.maxDelayS);
-    return out;
-  });
-  return { version: CONFIG_VERSION, site: siteSection, volumes, mirrors, links };
+  return { version: CONFIG_VERSION, site: siteSection, volumes, mirrors: listMirrors(site).map(mirrorEntry), links: listLinks(site).map(linkEntry) };
+}
+
+/** One mirror as the file writes it (its settings as read: within bounds). */
+export function mirrorEntry(m: Pick<Mirror, 'volume' | 'peer' | 'remoteVolume' | 'scheduleS' | 'minDelayS' | 'maxDelayS' | 'bandwidth'>): Record<string, unknown> {
+  const out: Record<string, unknown> = { volume: m.volume, to: m.peer };
+  if (m.remoteVolume !== m.volume) out.remoteVolume = m.remoteVolume;
+  if (m.scheduleS !== null) out.schedule = formatDurationSpec(m.scheduleS);
+  if (m.minDelayS !== DEFAULTS.mirror.minDelayS) out.minDelay = formatDurationSpec(m.minDelayS);
+  out.maxDelay = formatDurationSpec(m.maxDelayS);
+  if (m.bandwidth !== null) out.bandwidth = formatRateSpec(m.bandwidth);
+  return out;
+}
+
+/** One link as the file writes it. */
+export function linkEntry(l: Pick<Link, 'path' | 'volume' | 'member' | 'snapshotRef' | 'scheduleS' | 'minDelayS' | 'maxDelayS'>): Record<string, unknown> {
+  const out: Record<string, unknown> = { path: l.path, volume: l.volume, member: l.member };
+  if (l.snapshotRef !== DEFAULTS.link.snapshot) out.snapshot = l.snapshotRef;
+  if (l.scheduleS !== null) out.schedule = formatDurationSpec(l.scheduleS);
+  if (l.minDelayS !== DEFAULTS.link.minDelayS) out.minDelay = formatDurationSpec(l.minDelayS);
+  out.maxDelay = formatDurationSpec(l.maxDelayS);
+  return out;
 }
 
 /** The site's state as YAML text, with a header that says where it came from. */

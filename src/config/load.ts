@@ -1,13 +1,15 @@
 // Reading a site file: YAML text -> a validated SiteConfig, or every problem
 // in it at once, each with its line, column, place in the document and a
 // hint. Pure: no site, no filesystem beyond path arithmetic (checks that need
-// the site live in plan.ts). Values are parsed with the CLI's own parsers, so
-// `15m` or `50MiB/s` mean the same in the file as on the command line.
+// the site live in plan.ts). Values are parsed by core/units.ts with the
+// bounds of their setting, as the CLI and the wire protocol parse them, so
+// `15m` or `50MiB/s` mean the same in the file as on the command line, and a
+// value one accepts the others accept.
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Scalar, type YAMLMap } from 'yaml';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
-import { parseDurationSeconds, parseRate } from '../cli/parse.ts';
+import { checkCount, checkDuration, checkRate, checkSize, COUNT, DURATION, parseDuration, parseRate, parseSize, RATE, SIZE, type Bounds } from '../core/units.ts';
 import { splitHostPort } from '../site/daemon.ts';
 import { parseMemberSpec, type HookSpec, type Hooks } from '../site/volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
@@ -156,48 +158,39 @@ class Reader {
     return v;
   }
 
-  int(raw: Node | null, path: string, what: string, min: number, max: number): number | undefined {
+  /** A whole number within `bounds`. */
+  int(raw: Node | null, path: string, what: string, bounds: Bounds): number | undefined {
     const v = this.scalar(raw, path, what);
     if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return this.issue(raw, path, `${what} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
-    return v;
+    return this.parsed(raw, path, () => checkCount(v, bounds, what));
   }
 
-  /** A duration in seconds: "90s", "15m", "1h30m", "1d", or a number of seconds; 0 only where allowed. */
-  duration(raw: Node | null, path: string, what: string, allowZero = false): number | undefined {
+  /** A duration in whole seconds within `bounds`: "90s", "15m", "1h30m", "1d", or a number of seconds. */
+  duration(raw: Node | null, path: string, what: string, bounds: Bounds): number | undefined {
     const v = this.scalar(raw, path, what);
     if (v === undefined) return undefined;
-    if (allowZero && (v === 0 || v === '0' || v === '0s')) return 0;
-    if (typeof v === 'number') {
-      if (v > 0 && Number.isFinite(v)) return v;
-      return this.issue(raw, path, `${what} must be a positive duration, got ${v}`, allowZero ? 'use 0s for none, or a duration like 30s, 5m, 1h, 1d' : 'use a duration like 30s, 5m, 1h, 1d');
-    }
-    if (typeof v !== 'string') return this.issue(raw, path, `${what} must be a duration like 30s, 5m, 1h30m or 1d, got ${JSON.stringify(v)}`);
-    return this.parsed(raw, path, () => parseDurationSeconds(v.trim(), what), 'durations are a number and a unit: ms, s, m, h, d or w (e.g. 15m, 1h30m, 1d)');
+    const hint = bounds.min === 0 ? 'use 0s for none, or a duration like 30s, 5m, 1h30m, 1d' : 'durations are a number and a unit: s, m, h, d or w (e.g. 15m, 1h30m, 1d)';
+    if (typeof v === 'number') return this.parsed(raw, path, () => checkDuration(v, bounds, what), hint);
+    if (typeof v !== 'string') return this.issue(raw, path, `${what} must be a duration like 30s, 5m, 1h30m or 1d, got ${JSON.stringify(v)}`, hint);
+    return this.parsed(raw, path, () => parseDuration(v, bounds, what), hint);
   }
 
-  /** A rate in bytes per second, "50MiB/s". */
-  rate(raw: Node | null, path: string, what: string): number | undefined {
+  /** A rate in whole bytes per second within `bounds`: "50MiB/s", or a number of bytes per second. */
+  rate(raw: Node | null, path: string, what: string, bounds: Bounds): number | undefined {
     const v = this.scalar(raw, path, what);
     if (v === undefined) return undefined;
-    return this.parsed(raw, path, () => parseRate(String(v), what), 'rates are a number and a unit per second: 500k, 10MB/s, 50MiB/s, 1GiB/s');
+    const hint = 'rates are a number and a unit per second: 500KiB/s, 10MB/s, 50MiB/s, 1GiB/s';
+    if (typeof v === 'number') return this.parsed(raw, path, () => checkRate(v, bounds, what), hint);
+    return this.parsed(raw, path, () => parseRate(String(v), bounds, what), hint);
   }
 
-  /** A size in bytes, "10MiB" (the rate parser without the "/s"). */
-  size(raw: Node | null, path: string, what: string): number | undefined {
+  /** A size in whole bytes within `bounds`: "10MiB", or a number of bytes. */
+  size(raw: Node | null, path: string, what: string, bounds: Bounds): number | undefined {
     const v = this.scalar(raw, path, what);
     if (v === undefined) return undefined;
-    const s = String(v).trim();
-    let n: number | undefined;
-    try {
-      n = s.endsWith('/s') ? undefined : parseRate(s, what);
-    } catch (err) {
-      if (!isFerryError(err)) throw err;
-    }
-    if (n === undefined) {
-      return this.issue(raw, path, `${what} takes a size like 10MiB, 64MB or 500k, got ${JSON.stringify(v)}`, 'sizes are a number and a unit: k, KiB, MB, MiB, GB, GiB');
-    }
-    return n;
+    const hint = 'sizes are a number and a unit: KiB, MB, MiB, GB, GiB';
+    if (typeof v === 'number') return this.parsed(raw, path, () => checkSize(v, bounds, what), hint);
+    return this.parsed(raw, path, () => parseSize(String(v), bounds, what), hint);
   }
 
   /** A path; relative ones are taken from the file's directory. */
@@ -261,8 +254,8 @@ function readSite(r: Reader, raw: Node | null): SiteSettings {
     if (lm) {
       const lget = (k: string) => lm.get(k)?.value ?? null;
       const file = lm.has('file') ? r.path(lget('file'), 'site.log.file', 'log file') : r.issue(get('log'), 'site.log.file', 'log has no file', 'give `file: /var/log/ferry/ferry.log` (maxSize and keep are optional)');
-      const maxBytes = lm.has('maxSize') ? r.size(lget('maxSize'), 'site.log.maxSize', 'log maxSize') : null;
-      const keep = lm.has('keep') ? r.int(lget('keep'), 'site.log.keep', 'log keep', 0, 1000) : null;
+      const maxBytes = lm.has('maxSize') ? r.size(lget('maxSize'), 'site.log.maxSize', 'log maxSize', SIZE.logMaxSize) : null;
+      const keep = lm.has('keep') ? r.int(lget('keep'), 'site.log.keep', 'log keep', COUNT.logKeep) : null;
       if (file !== undefined && maxBytes !== undefined && keep !== undefined) out.log = { file, maxBytes, keep } satisfies LogSettings;
     }
   }
@@ -283,11 +276,7 @@ function readHooks(r: Reader, raw: Node | null, path: string): Hooks {
       const hm = r.map(node, p, HOOK_KEYS, `${phase} hook`);
       if (!hm) continue;
       const command = hm.has('command') ? r.str(hm.get('command')!.value, `${p}.command`, `${phase} hook command`) : r.issue(node, `${p}.command`, `${phase} hook has no command`, 'give `command: "..."`');
-      const timeout = hm.has('timeout') ? r.duration(hm.get('timeout')!.value, `${p}.timeout`, `${phase} hook timeout`) : DEFAULTS.hookTimeoutS;
-      if (timeout !== undefined && timeout > 86_400) {
-        r.issue(hm.get('timeout')!.value, `${p}.timeout`, `${phase} hook timeout must be at most 1 day`);
-        continue;
-      }
+      const timeout = hm.has('timeout') ? r.duration(hm.get('timeout')!.value, `${p}.timeout`, `${phase} hook timeout`, DURATION.hookTimeout) : DEFAULTS.hookTimeoutS;
       if (command !== undefined && timeout !== undefined) spec = { command, timeout };
     } else {
       const command = r.str(e.value, p, `${phase} hook`);
@@ -303,7 +292,7 @@ function readRetention(r: Reader, raw: Node | null, path: string): RetentionPoli
   const m = r.map(raw, path, RETENTION_KEYS, 'retention');
   if (!m) return out;
   for (const [k, e] of m) {
-    const n = r.int(e.value, `${path}.${k}`, `retention ${k}`, 0, 1_000_000);
+    const n = r.int(e.value, `${path}.${k}`, `retention ${k}`, COUNT.retention);
     if (n) out[k as keyof RetentionPolicy] = n;
   }
   return out;
@@ -358,10 +347,10 @@ function readMirror(r: Reader, raw: Node, path: string): MirrorConfig | undefine
   const volume = m.has('volume') ? r.name(get('volume'), `${path}.volume`, 'volume') : r.issue(raw, `${path}.volume`, 'mirror has no volume', 'give `volume: NAME`, a volume declared under volumes:');
   const to = m.has('to') ? r.name(get('to'), `${path}.to`, 'site') : r.issue(raw, `${path}.to`, 'mirror has no destination', 'give `to: SITE`, a site paired with `ferry site add`');
   const remoteVolume = m.has('remoteVolume') ? r.name(get('remoteVolume'), `${path}.remoteVolume`, 'volume') : volume;
-  const scheduleS = m.has('schedule') ? r.duration(get('schedule'), `${path}.schedule`, 'schedule') : null;
-  const minDelayS = m.has('minDelay') ? r.duration(get('minDelay'), `${path}.minDelay`, 'minDelay', true) : DEFAULTS.mirror.minDelayS;
-  const maxDelayS = m.has('maxDelay') ? r.duration(get('maxDelay'), `${path}.maxDelay`, 'maxDelay') : DEFAULTS.mirror.maxDelayS;
-  const bandwidth = m.has('bandwidth') ? r.rate(get('bandwidth'), `${path}.bandwidth`, 'bandwidth') : null;
+  const scheduleS = m.has('schedule') ? r.duration(get('schedule'), `${path}.schedule`, 'schedule', DURATION.schedule) : null;
+  const minDelayS = m.has('minDelay') ? r.duration(get('minDelay'), `${path}.minDelay`, 'minDelay', DURATION.minDelay) : DEFAULTS.mirror.minDelayS;
+  const maxDelayS = m.has('maxDelay') ? r.duration(get('maxDelay'), `${path}.maxDelay`, 'maxDelay', DURATION.maxDelay) : DEFAULTS.mirror.maxDelayS;
+  const bandwidth = m.has('bandwidth') ? r.rate(get('bandwidth'), `${path}.bandwidth`, 'bandwidth', RATE.bandwidth) : null;
   if (volume === undefined || to === undefined) return undefined;
   // A mirror with a bad setting is kept (with the default in its place) so that the cross checks still see it;
   // the file is refused anyway.
@@ -379,9 +368,9 @@ function readLink(r: Reader, raw: Node, path: string): LinkConfig | undefined {
   const volume = m.has('volume') ? r.name(get('volume'), `${path}.volume`, 'volume') : r.issue(raw, `${path}.volume`, 'link has no volume', 'give `volume: NAME`, a volume declared under volumes:');
   const member = m.has('member') ? r.name(get('member'), `${path}.member`, 'member') : null;
   const snapshot = m.has('snapshot') ? r.str(get('snapshot'), `${path}.snapshot`, 'snapshot') : DEFAULTS.link.snapshot;
-  const scheduleS = m.has('schedule') ? r.duration(get('schedule'), `${path}.schedule`, 'schedule') : null;
-  const minDelayS = m.has('minDelay') ? r.duration(get('minDelay'), `${path}.minDelay`, 'minDelay', true) : DEFAULTS.link.minDelayS;
-  const maxDelayS = m.has('maxDelay') ? r.duration(get('maxDelay'), `${path}.maxDelay`, 'maxDelay') : DEFAULTS.link.maxDelayS;
+  const scheduleS = m.has('schedule') ? r.duration(get('schedule'), `${path}.schedule`, 'schedule', DURATION.schedule) : null;
+  const minDelayS = m.has('minDelay') ? r.duration(get('minDelay'), `${path}.minDelay`, 'minDelay', DURATION.minDelay) : DEFAULTS.link.minDelayS;
+  const maxDelayS = m.has('maxDelay') ? r.duration(get('maxDelay'), `${path}.maxDelay`, 'maxDelay', DURATION.maxDelay) : DEFAULTS.link.maxDelayS;
   if (p === undefined || volume === undefined) return undefined;
   return {
     path: p, volume, member: member ?? null, snapshot: snapshot ?? DEFAULTS.link.snapshot, scheduleS: scheduleS ?? null, minDelayS: minDelayS ?? DEFAULTS.link.minDelayS,
@@ -494,7 +483,7 @@ export function loadConfig(text: string, file: string): { config: SiteConfig; is
   if (!top) return { config: cfg, issues: r.issues };
   if (!top.has('version')) r.issue(root, 'version', 'the file has no version', `start it with \`version: ${CONFIG_VERSION}\``);
   else {
-    const v = r.int(top.get('version')!.value, 'version', 'version', 1, 1_000);
+    const v = r.int(top.get('version')!.value, 'version', 'version', { min: 1, max: 1_000 });
     if (v !== undefined && v !== CONFIG_VERSION) r.issue(top.get('version')!.value, 'version', `the file is format version ${v}; this ferry reads version ${CONFIG_VERSION}`, v > CONFIG_VERSION ? 'upgrade ferry' : `write version: ${CONFIG_VERSION}`);
   }
   if (top.has('site')) cfg.site = readSite(r, top.get('site')!.value);

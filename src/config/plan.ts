@@ -310,7 +310,9 @@ class Planner {
     }
     const have = { scheduleS: cur.scheduleS, minDelayS: cur.minDelayS, maxDelayS: cur.maxDelayS, bandwidth: cur.bandwidth };
     const changes = (Object.keys(want) as Array<keyof typeof want>).filter((k) => want[k] !== have[k]).map((k) => ({ key: k, from: have[k], to: want[k] }));
-    if (changes.length) this.add({ verb: 'change', kind: 'mirror', name: id, line: mc.lines._, changes, step: { mirror: id, settings: want } });
+    // Settings an older ferry stored out of bounds are written again even where the file asks for the values in force.
+    const repair = cur.settingsProblems ? `repairs settings stored out of bounds: ${cur.settingsProblems.join('; ')}` : undefined;
+    if (changes.length || repair) this.add({ verb: 'change', kind: 'mirror', name: id, line: mc.lines._, changes, ...(repair ? { reason: repair } : {}), step: { mirror: id, settings: want } });
   }
 
   // ---------------------------------------------------------------- links

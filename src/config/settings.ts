@@ -3,9 +3,12 @@
 // bandwidth, and a link's snapshot reference, schedule and delays. Each is
 // one transaction and one event, like every other state change.
 // Everything else `config apply` does goes through the same operations as
-// the CLI (site/ops.ts). When `ferry mirror set` / `ferry link set` exist,
-// these belong beside createMirror and createLink.
+// the CLI (site/ops.ts). A mirror's settings are set by site/mirrors.ts
+// (shared with `ferry mirror set`); when `ferry link set` exists, the link's
+// belong beside createLink.
 import { FerryError } from '../core/errors.ts';
+import { checkScheduleSettings } from '../core/units.ts';
+import { setMirrorSettings as setMirrorSettingsOf } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
 
 export function setSiteMeta(site: Site, values: Record<string, string | null>): void {
@@ -19,19 +22,15 @@ export function setSiteMeta(site: Site, values: Record<string, string | null>): 
 }
 
 export function setMirrorSettings(site: Site, id: string, s: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null }): void {
-  const cur = site.db.get<{ volume: string; schedule_s: number | null }>('SELECT volume, schedule_s FROM mirrors WHERE id = ?', id);
+  const cur = site.db.get<{ volume: string; peer: string }>('SELECT volume, peer FROM mirrors WHERE id = ?', id);
   if (!cur) throw new FerryError('MIRROR_NOT_FOUND', `no mirror ${id} (removed while the plan ran?); apply the file again`);
-  site.db.tx(() => {
-    site.db.run('UPDATE mirrors SET schedule_s = ?, min_delay_s = ?, max_delay_s = ?, bandwidth = ? WHERE id = ?', s.scheduleS, s.minDelayS, s.maxDelayS, s.bandwidth, id);
-    // A new schedule counts from the last success, not from a run planned under the old one.
-    if (cur.schedule_s !== s.scheduleS) site.db.run('UPDATE mirrors SET next_run_at = NULL WHERE id = ? AND failures = 0', id);
-    site.event({ kind: 'mirror.settings', volume: cur.volume, outcome: 'ok', detail: { mirror: id, ...s } });
-  });
+  setMirrorSettingsOf(site, cur.volume, cur.peer, s);
 }
 
 export function setLinkSettings(site: Site, path: string, s: { snapshotRef: string; scheduleS: number | null; minDelayS: number; maxDelayS: number }): void {
   const cur = site.db.get<{ volume: string }>('SELECT volume FROM links WHERE path = ?', path);
   if (!cur) throw new FerryError('USAGE', `no link at ${path} (removed while the plan ran?); apply the file again`);
+  checkScheduleSettings(s, 'link');
   site.db.tx(() => {
     site.db.run('UPDATE links SET snapshot_ref = ?, schedule_s = ?, min_delay_s = ?, max_delay_s = ? WHERE path = ?', s.snapshotRef, s.scheduleS, s.minDelayS, s.maxDelayS, path);
     site.event({ kind: 'link.settings', volume: cur.volume, outcome: 'ok', detail: { path, ...s } });

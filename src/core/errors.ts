@@ -1,5 +1,6 @@
 // One registry of every error ferry can report. Each code has a kind that
-// retry logic reads (only `transient` is retried), an exit code for the CLI,
+// retry logic reads (core/backoff.ts: a `transient` error is retried after a
+// backoff, any other waits at least a period), an exit code for the CLI,
 // and a message that tells the operator what to do next. Errors are plain
 // data (code, kind, message, details) so they survive JSON and the wire.
 // This module imports nothing of ferry's.

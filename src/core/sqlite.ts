@@ -5,6 +5,15 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
+/**
+ * A column as a SELECT list item, clamped to JavaScript's safe integers: node:sqlite refuses to read
+ * a larger integer (the whole query fails), so a value written out of range by an older version can
+ * otherwise make a table unreadable. Readers check the clamped value as they check any setting.
+ */
+export function safeIntColumn(column: string): string {
+  return `min(max(${column}, ${-Number.MAX_SAFE_INTEGER}), ${Number.MAX_SAFE_INTEGER}) AS ${column}`;
+}
+
 export class Sqlite {
   readonly db: DatabaseSync;
   readonly path: string;

@@ -8,6 +8,8 @@
 import { existsSync, lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { isAbsolute, resolve, sep } from 'node:path';
 import { FerryError } from '../core/errors.ts';
+import { safeIntColumn } from '../core/sqlite.ts';
+import { checkScheduleSettings, storedScheduleSettings } from '../core/units.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, type ObjectInfo, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { applyTree } from '../replication/apply.ts';
@@ -46,17 +48,24 @@ interface LinkRow {
   created_at: number;
 }
 
-const toLink = (r: LinkRow): Link => ({
-  path: r.path, volume: r.volume, member: r.member, snapshotRef: r.snapshot_ref, snapshot: r.snapshot, refreshedAt: r.refreshed_at,
-  scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s, createdAt: r.created_at,
-});
+// Settings stored out of bounds by an older ferry are read as the nearest value within them (the
+// link's next `config apply` or re-creation writes sound ones); numbers are read within JavaScript's
+// safe integers, which node:sqlite requires.
+const toLink = (r: LinkRow): Link => {
+  const { settings } = storedScheduleSettings({ scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s });
+  return {
+    path: r.path, volume: r.volume, member: r.member, snapshotRef: r.snapshot_ref, snapshot: r.snapshot, refreshedAt: r.refreshed_at,
+    scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS, createdAt: r.created_at,
+  };
+};
+const LINK_COLUMNS = ['path', 'volume', 'member', 'snapshot_ref', 'snapshot', ...['refreshed_at', 'schedule_s', 'min_delay_s', 'max_delay_s', 'created_at'].map(safeIntColumn)].join(', ');
 
 export function listLinks(site: Site): Link[] {
-  return site.db.all<LinkRow>('SELECT * FROM links ORDER BY path').map(toLink);
+  return site.db.all<LinkRow>(`SELECT ${LINK_COLUMNS} FROM links ORDER BY path`).map(toLink);
 }
 
 export function getLink(site: Site, path: string): Link {
-  const r = site.db.get<LinkRow>('SELECT * FROM links WHERE path = ?', resolve(path));
+  const r = site.db.get<LinkRow>(`SELECT ${LINK_COLUMNS} FROM links WHERE path = ?`, resolve(path));
   if (!r) throw new FerryError('USAGE', `no link at ${resolve(path)}; \`ferry link list\` shows them`);
   return toLink(r);
 }
@@ -108,6 +117,7 @@ export interface CreateLinkOptions {
 }
 
 export function createLink(site: Site, rawPath: string, o: CreateLinkOptions): Link {
+  const settings = checkScheduleSettings({ scheduleS: o.scheduleS ?? null, minDelayS: o.minDelayS ?? 0, maxDelayS: o.maxDelayS ?? 86400 }, 'link');
   const path = checkLinkPath(site, resolve(rawPath));
   if (site.db.get('SELECT 1 FROM links WHERE path = ?', path)) throw new FerryError('USAGE', `a link already exists at ${path}`);
   const member = pickMember(site, o.volume, o.member);
@@ -120,7 +130,7 @@ export function createLink(site: Site, rawPath: string, o: CreateLinkOptions): L
   site.db.tx(() => {
     site.db.run(
       'INSERT INTO links (path, volume, member, snapshot_ref, snapshot, refreshed_at, schedule_s, min_delay_s, max_delay_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      path, o.volume, member.name, ref, snap.id, now, o.scheduleS ?? null, o.minDelayS ?? 0, o.maxDelayS ?? 86400, now,
+      path, o.volume, member.name, ref, snap.id, now, settings.scheduleS, settings.minDelayS, settings.maxDelayS, now,
     );
     // The snapshot a link shows is held: retention must not take it from under the copy.
     site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', snap.id, `link:${path}`, now);

@@ -3,6 +3,7 @@
 // bounded before anything is allocated, kinds and codecs are checked, ids are
 // exactly 32 bytes, and JSON messages are checked field by field.
 import { FerryError } from '../core/errors.ts';
+import { checkCount, checkScheduleSettings, COUNT } from '../core/units.ts';
 import { objectIdFromBytes, objectIdToBytes, parseName, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD, OBJECT_KINDS, type Codec, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { MAX_SNAPSHOT_MEMBERS } from '../snapshot/format.ts';
@@ -273,36 +274,43 @@ export function parseHelloRequest(v: unknown): HelloRequest {
   });
   const req: HelloRequest = { protocol: PROTOCOL_VERSION, sourceVolume: wireName(o.sourceVolume, 'volume'), volume: wireName(o.volume, 'volume'), members };
   // Optional (older sources send neither): what the destination keeps, and the source's other secondaries.
-  if (o.keep !== undefined) req.keep = count(o.keep, 'hello.keep', 1, MAX_KEEP);
+  if (o.keep !== undefined) req.keep = checkCount(o.keep, COUNT.keep, 'hello.keep', 'PROTOCOL');
   if (o.siblings !== undefined) {
     if (!Array.isArray(o.siblings) || o.siblings.length > MAX_SIBLINGS) throw bad(`hello.siblings must be a list of at most ${MAX_SIBLINGS} sites`);
     req.siblings = o.siblings.map((x, i) => {
-      const so = obj(x, `hello.siblings[${i}]`);
-      const site = str(so.site, `hello.siblings[${i}].site`, 64);
-      if (!/^[A-Z2-7]{52}$/.test(site)) throw bad(`hello.siblings[${i}].site is not a site id`);
-      const opt = (v: unknown, what: string, max: number) => (v === null || v === undefined ? null : count(v, what, 0, max));
+      const what = `hello.siblings[${i}]`;
+      const so = obj(x, what);
+      const site = str(so.site, `${what}.site`, 64);
+      if (!/^[A-Z2-7]{52}$/.test(site)) throw bad(`${what}.site is not a site id`);
       return {
         site,
         volume: wireName(so.volume, 'volume'),
-        scheduleS: opt(so.scheduleS, 'sibling schedule', 10 * 365 * 86400),
-        minDelayS: count(so.minDelayS ?? 0, 'sibling min delay', 0, 10 * 365 * 86400),
-        maxDelayS: count(so.maxDelayS ?? 3600, 'sibling max delay', 0, 10 * 365 * 86400),
-        bandwidth: opt(so.bandwidth, 'sibling bandwidth', Number.MAX_SAFE_INTEGER),
-        keep: opt(so.keep, 'sibling keep', MAX_KEEP),
+        ...parseMirrorSettings(so, what),
+        keep: so.keep === null || so.keep === undefined ? null : checkCount(so.keep, COUNT.keep, `${what} keep`, 'PROTOCOL'),
       };
     });
   }
   return req;
 }
 
-/** Most replication snapshots a destination may be asked to keep, and most siblings one hello names. */
-export const MAX_KEEP = 64;
-const MAX_SIBLINGS = 256;
-
-function count(v: unknown, what: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`${what} must be an integer from ${min} to ${max}`);
-  return v;
+/**
+ * A mirror's settings in a peer's message (a sibling in a hello, the schedule a failback or a migrate
+ * hands over): each within the bounds every site checks them against (core/units.ts), so what one
+ * site stored another never refuses. Older sources send no min or max delay: the defaults.
+ */
+export function parseMirrorSettings(v: unknown, what: string): { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } {
+  const o = obj(v, what);
+  return checkScheduleSettings({
+    scheduleS: o.scheduleS === null || o.scheduleS === undefined ? null : (o.scheduleS as number),
+    minDelayS: (o.minDelayS ?? 0) as number,
+    maxDelayS: (o.maxDelayS ?? 3600) as number,
+    bandwidth: o.bandwidth === null || o.bandwidth === undefined ? null : (o.bandwidth as number),
+  }, what, 'PROTOCOL');
 }
+
+/** Most replication snapshots a destination may be asked to keep, and most siblings one hello names. */
+export const MAX_KEEP = COUNT.keep.max;
+export const MAX_SIBLINGS = 256;
 
 export function parseCommitRequest(v: unknown): CommitRequest {
   const o = obj(v, 'commit');

@@ -1,6 +1,7 @@
 // The HTTP/2 client to a paired site: a Receiver over the network. Mutual
 // TLS with this site's identity; the server's certificate must hash to the
 // pinned site id, or the connection is dropped before any request is sent.
+import { backoffMs, type BackoffPolicy } from '../core/backoff.ts';
 import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
@@ -26,7 +27,8 @@ const SLICE_BYTES = 256 * 1024;
  * transient: the mirror job retries later, resuming).
  */
 const BUSY_RETRIES = 6;
-const BUSY_PAUSE_MS = 100;
+/** The pause before each retry of a refused request: 100 ms, doubling, with jitter (core/backoff.ts). */
+const BUSY_RETRY: BackoffPolicy = { baseMs: 100, maxMs: 3_200, jitter: 0.2 };
 /** Objects of a put already sent, kept so that a refused put resumes at the refused object. */
 const RESEND_BYTES = 32 * 1024 * 1024;
 
@@ -137,7 +139,7 @@ export class PeerClient implements Receiver {
         if (!(err instanceof FerryError) || err.code !== 'PEER_BUSY' || n >= BUSY_RETRIES || (resume && !resume(err))) throw err;
         await Promise.allSettled([...this.#onWire]);
         try {
-          await sleep(BUSY_PAUSE_MS * 2 ** n, undefined, { signal });
+          await sleep(backoffMs(n + 1, BUSY_RETRY, Math.random), undefined, { signal });
         } catch {
           throw new FerryError('TRANSFER_INTERRUPTED', `request to ${this.peer.name} was cancelled`);
         }

@@ -2,13 +2,14 @@
 // the worker pool, the clients to paired sites, the mirror jobs (one at a
 // time per mirror), their progress, and the scheduler. The daemon runs one;
 // a CLI command without a daemon runs one in-process for its own duration.
+import { LINK_RETRY, MIRROR_RETRY, RetryGate, WORKFLOW_RETRY, type Random } from '../core/backoff.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { ChunkPool } from '../snapshot/chunk-pool.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { listMirrors, mirrorStatus, runMirrorUpdate, setMirrorState, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { listMirrors, mirrorStatus, runMirrorUpdate, setMirrorState, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import type { Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { pendingPeerSnapshots } from './peer-snapshots.ts';
@@ -26,6 +27,8 @@ export interface EngineOptions {
   /** connect to a peer: the HTTP/2 client by default; tests may substitute */
   connect?: (peer: Peer) => Receiver;
   stallTimeoutMs?: number;
+  /** randomness for the jitter of every retry (Math.random by default; tests fix it) */
+  random?: Random;
 }
 
 export class Engine {
@@ -38,9 +41,20 @@ export class Engine {
   #timer: NodeJS.Timeout | undefined;
   readonly #linkBusy = new Set<string>();
   #closing = false;
+  readonly #random: Random;
+  /** scheduled link refreshes that failed, by path (the catalog records no failures for links) */
+  readonly #linkRetry: RetryGate;
+  /** scheduled mirror attempts refused before the job could record anything (a mirror in a state that cannot update) */
+  readonly #mirrorRetry: RetryGate;
+  /** resuming the DR workflows left in progress */
+  readonly #workflowRetry: RetryGate;
 
   constructor(site: Site, options: EngineOptions = {}) {
     this.site = site;
+    this.#random = options.random ?? Math.random;
+    this.#linkRetry = new RetryGate(LINK_RETRY, site.clock, this.#random);
+    this.#mirrorRetry = new RetryGate(MIRROR_RETRY, site.clock, this.#random);
+    this.#workflowRetry = new RetryGate(WORKFLOW_RETRY, site.clock, this.#random);
     this.pool = new ChunkPool();
     this.identity = loadIdentity(site.paths.identity);
     this.#connect =
@@ -93,7 +107,7 @@ export class Engine {
       if (job.bytesAt.length > 50) job.bytesAt.shift();
       onProgress?.(p);
     };
-    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress }).finally(() => {
+    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect, random: this.#random }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress }).finally(() => {
       this.#jobs.delete(key);
     });
     this.#jobs.set(key, job);
@@ -114,34 +128,54 @@ export class Engine {
     return listMirrors(this.site).map((m) => mirrorStatus(this.site, m, this.progressOf(m.id)));
   }
 
-  /** Run scheduled updates that are due. Returns the jobs started (tests await them). */
+  /**
+   * Run scheduled updates that are due. Returns the jobs started (tests await them). A failed job
+   * has recorded its failure and when to try again (mirrors.ts); one refused before it could (the
+   * mirror cannot update in its state) waits here, with the same backoff, so nothing is tried every tick.
+   */
   tick(): Array<Promise<UpdateResult | undefined>> {
     const now = this.site.clock.now();
     const started: Array<Promise<UpdateResult | undefined>> = [];
-    for (const m of listMirrors(this.site)) {
-      if (m.paused || this.#jobs.has(m.id)) continue;
+    const mirrors = listMirrors(this.site);
+    this.#mirrorRetry.retain(mirrors.map((m) => m.id));
+    for (const m of mirrors) {
+      if (m.paused || this.#jobs.has(m.id) || !this.#mirrorRetry.due(m.id)) continue;
       // A failover, failback or migrate of the volume is in progress: it decides what the mirror does.
       if (this.#workflowRunning(m.volume)) continue;
+      // Only a mirror in step can update: no baseline yet, no common base, or broken off, it waits for a command.
+      if (!m.base || m.state === 'broken-off' || m.state === 'needs-full-sync') continue;
       // Peer snapshots still pending (a secondary was down) go as soon as a retry is due, schedule or not.
       const pending = pendingPeerSnapshots(this.site, m.id);
-      if (pending.length > 0 && m.base && m.state !== 'broken-off' && (m.nextRunAt ?? 0) <= now) {
-        started.push(this.update(m.volume, m.peer, { scheduled: true, snapshot: pending[pending.length - 1].id }).catch(() => undefined));
+      if (pending.length > 0 && (m.nextRunAt ?? 0) <= now) {
+        started.push(this.#scheduled(m, pending[pending.length - 1].id));
         continue;
       }
       if (!m.scheduleS) continue;
-      if (!m.base || m.state === 'broken-off' || m.state === 'needs-full-sync') continue;
       // --min-delay holds for scheduled updates too: none within it of the last success (a retry after
       // a failure, or a schedule shorter than the min delay, waits for it).
       const due = Math.max(m.nextRunAt ?? (m.lastSuccessAt ?? 0) + m.scheduleS * 1000, (m.lastSuccessAt ?? 0) + m.minDelayS * 1000);
       if (due > now) continue;
-      started.push(
-        this.update(m.volume, m.peer, { scheduled: true }).catch((err) => {
-          if (!isFerryError(err)) this.site.event({ kind: 'scheduler', volume: m.volume, outcome: 'failed', detail: { error: String(err) } });
-          return undefined;
-        }),
-      );
+      started.push(this.#scheduled(m));
     }
     return started;
+  }
+
+  #scheduled(m: Mirror, snapshot?: string): Promise<UpdateResult | undefined> {
+    return this.update(m.volume, m.peer, { scheduled: true, ...(snapshot ? { snapshot } : {}) }).then(
+      (r) => {
+        this.#mirrorRetry.succeeded(m.id);
+        return r;
+      },
+      (err) => {
+        // The job records its own failures and next run; one refused before it started has not.
+        const next = listMirrors(this.site, m.volume).find((x) => x.id === m.id)?.nextRunAt ?? null;
+        if (next === null || next <= this.site.clock.now()) {
+          const { failures, retryInMs } = this.#mirrorRetry.failed(m.id, { transient: isFerryError(err) && err.kind === 'transient', periodMs: m.scheduleS ? m.scheduleS * 1000 : null });
+          this.site.event({ kind: 'scheduler', volume: m.volume, outcome: 'failed', detail: { mirror: m.id, error: isFerryError(err) ? err.toJSON() : String(err), failures, retryInMs } });
+        } else this.#mirrorRetry.succeeded(m.id);
+        return undefined;
+      },
+    );
   }
 
   /** Finish replica applies that a crash interrupted; failures are left for the next update to retry. */
@@ -157,22 +191,30 @@ export class Engine {
     }
   }
 
-  /** Refresh scheduled links that are due (one at a time per link). */
+  /**
+   * Refresh scheduled links that are due (one at a time per link). A failed refresh is counted and
+   * waits (backoff, at least a period when retrying cannot cure it) instead of running every tick.
+   */
   async tickLinks(): Promise<void> {
     const { listLinks, refreshLink } = await import('../dr/links.ts');
     const now = this.site.clock.now();
-    for (const l of listLinks(this.site)) {
-      if (!l.scheduleS || l.refreshedAt + l.scheduleS * 1000 > now || this.#linkBusy.has(l.path)) continue;
+    const links = listLinks(this.site);
+    this.#linkRetry.retain(links.map((l) => l.path));
+    for (const l of links) {
+      if (!l.scheduleS || l.refreshedAt + l.scheduleS * 1000 > now || this.#linkBusy.has(l.path) || !this.#linkRetry.due(l.path)) continue;
       this.#linkBusy.add(l.path);
       try {
         await refreshLink(this.site, this.pool, l.path, { scheduled: true });
+        this.#linkRetry.succeeded(l.path);
       } catch (err) {
-        this.site.event({ kind: 'link.refresh', volume: l.volume, outcome: 'failed', detail: { path: l.path, error: (err as Error).message } });
+        const { failures, retryInMs } = this.#linkRetry.failed(l.path, { transient: isFerryError(err) && err.kind === 'transient', periodMs: l.scheduleS * 1000 });
+        this.site.event({ kind: 'link.refresh', volume: l.volume, outcome: 'failed', detail: { path: l.path, error: (err as Error).message, failures, retryInMs } });
       } finally {
         this.#linkBusy.delete(l.path);
       }
     }
   }
+
 
   #workflowRunning(volume: string): boolean {
     try {
@@ -183,28 +225,42 @@ export class Engine {
   }
 
   #resuming: Promise<void> | undefined;
-  #resumedAt = 0;
 
   /**
-   * Carry on the DR workflows a crash or a cut left in progress (src/dr/resume.ts): at start, then
-   * every 30 s while any is left (a peer that was unreachable may be back).
+   * Carry on the DR workflows a crash or a cut left in progress (src/dr/resume.ts): at start, then,
+   * while any is left (a peer that was unreachable may be back), again after a backoff that grows
+   * with each pass that leaves one unfinished (30 s, 1 min, ... up to 10 min, with jitter).
    */
   resumeWorkflows(): Promise<void> {
     if (this.#resuming || this.#closing || this.site.readOnly) return this.#resuming ?? Promise.resolve();
-    this.#resumedAt = Date.now();
     this.#resuming = import('../dr/resume.ts')
       .then((r) => r.resumeWorkflows(this))
       .catch((err) => this.site.event({ kind: 'workflow.resume', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
       .finally(() => {
         this.#resuming = undefined;
+        if (this.#workflowsLeft()) this.#workflowRetry.failed('workflows');
+        else this.#workflowRetry.succeeded('workflows');
       });
     return this.#resuming;
+  }
+
+  /** Whether a resumption pass is due: a workflow is left in progress and its wait is over. */
+  workflowsDue(): boolean {
+    return this.#workflowRetry.due('workflows') && this.#workflowsLeft();
+  }
+
+  #workflowsLeft(): boolean {
+    try {
+      return this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1") !== undefined;
+    } catch {
+      return false; // closed, or a catalog from before the journal
+    }
   }
 
   startScheduler(intervalMs = 1000): void {
     void this.resumeWorkflows();
     this.#timer = setInterval(() => {
-      if (Date.now() - this.#resumedAt > 30_000 && this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1")) void this.resumeWorkflows();
+      if (this.workflowsDue()) void this.resumeWorkflows();
       void this.tick();
       void this.tickLinks();
     }, intervalMs);

@@ -4,6 +4,7 @@
 // configured, JSON lines to a file rotated by size (RotatingFileSink).
 // A log sink never fails the work it describes: the event is already in the
 // catalog, so a sink that cannot write says so once on stderr and carries on.
+import { checkCount, checkSize, COUNT, humanBytes, humanDuration, humanRate, SIZE } from '../core/units.ts';
 import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
@@ -23,9 +24,25 @@ export function formatLogLine(site: string, at: number, e: EventRecord, human: b
   const reason = typeof detail.reason === 'string' ? ` (${detail.reason})` : '';
   const rest = Object.entries(detail)
     .filter(([k]) => k !== 'transition' && k !== 'reason')
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${humanValue(k, v)}`)
     .join(' ');
   return `${new Date(at).toISOString()} ${site} ${e.outcome.toUpperCase().padEnd(7)} ${e.kind}${e.volume ? ` ${e.volume}` : ''}${transition}${reason}${rest ? ` ${rest.slice(0, 400)}` : ''}`;
+}
+
+/**
+ * A detail value in the human form of an event: bytes, rates and durations (known by their key) with
+ * the formatters people read elsewhere, any other fraction rounded; the JSON form keeps them exact.
+ */
+function humanValue(key: string, v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) {
+    if (key === 'bytes' || key.endsWith('Bytes')) return humanBytes(v);
+    if (key === 'throughput' || key === 'rate') return humanRate(v);
+    if (key === 'seconds' || key.endsWith('Seconds')) return humanDuration(v * 1000);
+    if (key === 'ms' || key.endsWith('Ms')) return humanDuration(v);
+    return String(Number.isInteger(v) ? v : Number(v.toFixed(3)));
+  }
+  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isInteger(x) ? Number(x.toFixed(3)) : x));
 }
 
 /** The human form of one JSON log line (as formatLogLine made it); a line that is not one is returned as is. */
@@ -71,8 +88,8 @@ export interface RotatingFileOptions {
 
 export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_LOG_KEEP = 5;
-export const MIN_LOG_MAX_BYTES = 1024;
-export const MAX_LOG_KEEP = 1000;
+export const MIN_LOG_MAX_BYTES = SIZE.logMaxSize.min;
+export const MAX_LOG_KEEP = COUNT.logKeep.max;
 
 /**
  * JSON lines appended to a file, rotated by size: PATH -> PATH.1 -> ... ->
@@ -102,12 +119,8 @@ export class RotatingFileSink implements LogSink {
     this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.keep = options.keep ?? DEFAULT_LOG_KEEP;
     this.#onError = options.onError ?? ((m) => process.stderr.write(`ferry: log file: ${m}\n`));
-    if (!Number.isInteger(this.maxBytes) || this.maxBytes < MIN_LOG_MAX_BYTES) {
-      throw new FerryError('USAGE', `the log file's maximum size must be a whole number of bytes, at least ${MIN_LOG_MAX_BYTES}, got ${options.maxBytes}`);
-    }
-    if (!Number.isInteger(this.keep) || this.keep < 0 || this.keep > MAX_LOG_KEEP) {
-      throw new FerryError('USAGE', `the number of rotated log files to keep must be a whole number from 0 to ${MAX_LOG_KEEP}, got ${options.keep}`);
-    }
+    checkSize(this.maxBytes, SIZE.logMaxSize, "the log file's maximum size");
+    checkCount(this.keep, COUNT.logKeep, 'the number of rotated log files to keep');
     // At start, failures are the operator's to fix, so they are errors (later they are only reported).
     const dir = dirname(path);
     if (!existsSync(dir)) throw new FerryError('IO', `cannot write the log file ${path}: its directory ${dir} does not exist; create it (mode 0700) or choose another --log-file`);

@@ -73,6 +73,7 @@ export function renderMetrics(engine: Engine): string {
     x.metric('ferry_mirror_last_transfer_duration_seconds', 'gauge', 'Duration of the last update.', l, m.lastTransfer?.seconds ?? 0);
     x.metric('ferry_mirror_transfer_in_progress', 'gauge', '1 while an update or baseline runs.', l, m.progress ? 1 : 0);
     x.metric('ferry_mirror_consecutive_failures', 'gauge', 'Failed attempts since the last success.', l, m.failures);
+    x.metric('ferry_mirror_snapshot_warnings', 'gauge', 'Warnings the capture of the replicated snapshot reported (paths skipped or changed while read, a failed post hook): 0 when clean.', l, m.baseWarnings);
     const pending = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)!.n;
     x.metric('ferry_mirror_peer_snapshots_pending', 'gauge', 'Peer snapshots not yet present at the destination.', l, pending);
   }

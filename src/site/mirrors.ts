@@ -2,9 +2,11 @@
 // job that takes (or picks) a snapshot, sends what the destination lacks,
 // commits it there, and only then moves the base hold here. Every state
 // change is one transaction and one event, logged as `from => to` with the
-// reason. Only transient errors are retried (with backoff); after repeated
-// failures the mirror shows `disconnected` while snapshots keep being taken.
-import { FerryError, isFerryError } from '../core/errors.ts';
+// reason. Every failure is counted and waits before the next scheduled attempt
+// (backoff with jitter; an error that is not transient waits at least for the
+// next period); after repeated transient failures the mirror shows
+// `disconnected` while snapshots keep being taken, one per period.
+import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../core/errors.ts';
 import { parseName, type ObjectId } from '../core/ids.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { sendSnapshot, type TransferProgress } from '../replication/sender.ts';
@@ -18,6 +20,9 @@ import { compareOnOneClock, compareSnapshots, createSnapshot, findSnapshot, late
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
 import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
+import { longestRetryMs, MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
+import { safeIntColumn } from '../core/sqlite.ts';
+import { checkCount, checkScheduleSettings, clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -37,6 +42,8 @@ export interface LastTransfer {
    * apply, verify).
    */
   phases?: Record<string, number>;
+  /** warnings the capture of the snapshot sent reported (paths skipped or changed while read; a failed post hook) */
+  warnings?: number;
   /**
    * What went while the capture ran (docs/replication.md, "Overlap of capture and transfer"): chunks
    * and trees, and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
@@ -81,6 +88,11 @@ export interface Mirror {
   createdAt: number;
   /** replication snapshots the destination keeps (a common base with a sibling after a failover); null: automatic (keepFor) */
   keepSnapshots: number | null;
+  /**
+   * Settings stored out of bounds (a catalog written before they were checked): what was wrong
+   * with each; the values above are the ones in force, within bounds. Absent when all are sound.
+   */
+  settingsProblems?: string[];
 }
 
 /**
@@ -116,22 +128,44 @@ interface MirrorRow {
   keep_snapshots?: number | null;
 }
 
-function toMirror(r: MirrorRow): Mirror {
+function toMirror(r: MirrorRow, now: number): Mirror {
+  // Settings are checked when written; one stored out of bounds (an older catalog) is read as the
+  // nearest value within them, so that neither the scheduler nor a sibling's hello ever sees it.
+  const { settings, problems } = storedScheduleSettings({ scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s, bandwidth: r.bandwidth });
+  let keep = r.keep_snapshots ?? null;
+  if (keep !== null) {
+    const c = clampStored(keep, COUNT.keep);
+    if (c.problem) problems.push(`stored keep ${keep} ${c.problem} (${COUNT.keep.min} to ${COUNT.keep.max}): ${c.value} in force`);
+    keep = c.value;
+  }
+  // A next run further away than anything sets one (the schedule, or the longest backoff) is not
+  // believed: written from an out-of-bounds schedule, or before the clock was set back. It runs now.
+  const longest = longestRetryMs(settings.scheduleS === null ? null : settings.scheduleS * 1000, MIRROR_RETRY) + 60_000;
+  const nextRunAt = r.next_run_at !== null && r.next_run_at - now > longest ? now : r.next_run_at;
   return {
-    id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s,
-    bandwidth: r.bandwidth, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
-    nextRunAt: r.next_run_at, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
-    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: r.keep_snapshots ?? null,
+    id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS,
+    bandwidth: settings.bandwidth ?? null, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
+    nextRunAt, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
+    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: keep,
+    ...(problems.length ? { settingsProblems: problems } : {}),
   };
 }
+
+// Every number is read within JavaScript's safe integers (safeIntColumn): one stored larger would
+// make every command that lists mirrors fail, the daemon's scheduler with them.
+const MIRROR_COLUMNS = [
+  'id', 'volume', 'peer', 'remote_volume', 'state', 'base', 'last_error', 'last_transfer',
+  ...['schedule_s', 'min_delay_s', 'max_delay_s', 'bandwidth', 'paused', 'last_success_at', 'last_attempt_at', 'next_run_at', 'failures', 'created_at', 'keep_snapshots'].map(safeIntColumn),
+].join(', ');
 
 export function holdFor(m: { id: string }): string {
   return `mirror:${m.id}`;
 }
 
 export function listMirrors(site: Site, volume?: string): Mirror[] {
-  const rows = volume ? site.db.all<MirrorRow>('SELECT * FROM mirrors WHERE volume = ? ORDER BY volume, peer', volume) : site.db.all<MirrorRow>('SELECT * FROM mirrors ORDER BY volume, peer');
-  return rows.map(toMirror);
+  const rows = volume ? site.db.all<MirrorRow>(`SELECT ${MIRROR_COLUMNS} FROM mirrors WHERE volume = ? ORDER BY volume, peer`, volume) : site.db.all<MirrorRow>(`SELECT ${MIRROR_COLUMNS} FROM mirrors ORDER BY volume, peer`);
+  const now = site.clock.now();
+  return rows.map((r) => toMirror(r, now));
 }
 
 export function getMirror(site: Site, volume: string, peer?: string): Mirror {
@@ -156,6 +190,8 @@ export interface CreateMirrorOptions {
 }
 
 export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
+  const settings = checkScheduleSettings({ scheduleS: o.scheduleS ?? null, minDelayS: o.minDelayS ?? 0, maxDelayS: o.maxDelayS ?? 3600, bandwidth: o.bandwidth ?? null }, 'mirror');
+  const keep = o.keepSnapshots == null ? null : checkCount(o.keepSnapshots, COUNT.keep, 'mirror keep');
   const vol = getVolume(site, o.volume);
   if (vol.role === 'secondary') throw new FerryError('MIRROR_STATE', `volume ${o.volume} is a secondary here; mirror it from its primary site`);
   const [peerName, remote] = o.to.includes(':') ? [o.to.slice(0, o.to.indexOf(':')), o.to.slice(o.to.indexOf(':') + 1)] : [o.to, o.volume];
@@ -169,16 +205,46 @@ export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
   site.db.tx(() => {
     site.db.run(
       'INSERT INTO mirrors (id, volume, peer, remote_volume, schedule_s, min_delay_s, max_delay_s, bandwidth, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      id, o.volume, peer.name, remote, o.scheduleS ?? null, o.minDelayS ?? 0, o.maxDelayS ?? 3600, o.bandwidth ?? null, 'uninitialized', now,
+      id, o.volume, peer.name, remote, settings.scheduleS, settings.minDelayS, settings.maxDelayS, settings.bandwidth, 'uninitialized', now,
     );
-    if (o.keepSnapshots != null) {
-      if (!Number.isInteger(o.keepSnapshots) || o.keepSnapshots < 1 || o.keepSnapshots > 64) throw new FerryError('USAGE', `--keep must be an integer from 1 to 64, not ${o.keepSnapshots}`);
-      site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', o.keepSnapshots, id);
-    }
+    if (keep !== null) site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', keep, id);
     if (vol.role === 'standalone') site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", o.volume);
     site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized' } });
   });
   return getMirror(site, o.volume, peer.name);
+}
+
+/** A mirror's settings; each one given is changed (null clears schedule, bandwidth and keep), the others stay. */
+export interface MirrorSettingsChange {
+  scheduleS?: number | null;
+  minDelayS?: number;
+  maxDelayS?: number;
+  bandwidth?: number | null;
+  keepSnapshots?: number | null;
+}
+
+/**
+ * Change a mirror's settings (`ferry mirror set`, a site file): checked like createMirror's, written
+ * in one transaction with one event. Every setting is written, so one stored out of bounds by an
+ * older ferry is repaired by any change (the others keep the values in force).
+ */
+export function setMirrorSettings(site: Site, volume: string, peer: string | undefined, change: MirrorSettingsChange): Mirror {
+  const cur = getMirror(site, volume, peer);
+  const pick = <K extends keyof MirrorSettingsChange>(k: K, was: Mirror[K]) => (change[k] === undefined ? was : change[k]) as NonNullable<Mirror[K]> | null;
+  const s = checkScheduleSettings({ scheduleS: pick('scheduleS', cur.scheduleS), minDelayS: pick('minDelayS', cur.minDelayS)!, maxDelayS: pick('maxDelayS', cur.maxDelayS)!, bandwidth: pick('bandwidth', cur.bandwidth) }, 'mirror');
+  const keep = pick('keepSnapshots', cur.keepSnapshots);
+  if (keep !== null) checkCount(keep, COUNT.keep, 'mirror keep');
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET schedule_s = ?, min_delay_s = ?, max_delay_s = ?, bandwidth = ?, keep_snapshots = ? WHERE id = ?', s.scheduleS, s.minDelayS, s.maxDelayS, s.bandwidth, keep, cur.id);
+    // A new schedule counts from the last success, not from a run planned under the old one; a
+    // retry waiting after failures keeps its wait, up to one new period.
+    if (cur.scheduleS !== s.scheduleS || cur.settingsProblems) {
+      site.db.run('UPDATE mirrors SET next_run_at = CASE WHEN failures = 0 OR ? IS NULL THEN NULL ELSE min(next_run_at, ?) END WHERE id = ?', s.scheduleS, site.clock.now() + (s.scheduleS ?? 0) * 1000, cur.id);
+    }
+    const changed = Object.fromEntries(Object.entries({ scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth, keepSnapshots: keep }).filter(([k, v]) => cur[k as keyof Mirror] !== v));
+    site.event({ kind: 'mirror.settings', volume: cur.volume, outcome: 'ok', detail: { mirror: cur.id, ...changed, ...(cur.settingsProblems ? { repaired: cur.settingsProblems } : {}) } });
+  });
+  return getMirror(site, volume, cur.peer);
 }
 
 export function setMirrorState(site: Site, m: Mirror, to: MirrorState, reason: string, extra: Record<string, unknown> = {}): void {
@@ -227,16 +293,39 @@ export interface UpdateResult {
   transfer: LastTransfer;
   applied: boolean;
   writesSnapshot?: string;
+  /**
+   * What the capture of the snapshot sent reported (paths skipped, unreadable, changed while read; a
+   * post hook that failed): the replica may lack those paths. The first MAX_WARNINGS_LISTED, or for a
+   * snapshot taken earlier (named, queued) one line with its count. The CLI exits 8 when any.
+   */
+  warnings: UpdateWarning[];
+}
+
+export interface UpdateWarning {
+  path: string;
+  message: string;
+  problem?: string;
+}
+
+/** Warnings listed in an update's result; its event lists this many paths at most. */
+const MAX_WARNINGS_LISTED = 100;
+const MAX_WARNING_PATHS = 20;
+
+/** How many warnings the capture of a snapshot reported (recorded with it). */
+export function captureWarnings(s: { stats: Record<string, unknown> } | undefined): number {
+  const n = s?.stats.warnings;
+  return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 0;
 }
 
 export interface UpdateDeps {
   site: Site;
   pool: ChunkPool;
   connect: (peer: Peer) => Receiver;
+  /** randomness for the retry jitter (Math.random by default; tests fix it) */
+  random?: Random;
 }
 
-const BACKOFF_BASE_MS = 5_000;
-const BACKOFF_MAX_MS = 5 * 60_000;
+/** Consecutive transient failures after which a mirror shows `disconnected`. */
 const DISCONNECTED_AFTER = 3;
 
 /** Plan and run one update (or the initial baseline) of a mirror. */
@@ -269,6 +358,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   site.db.run('UPDATE mirrors SET last_attempt_at = ? WHERE id = ?', now, m.id);
   const started = performance.now();
   const phases: Record<string, number> = {};
+  let committed = false;
+  // What the capture this job takes reports (none when it sends a snapshot taken earlier).
+  const captured: UpdateWarning[] = [];
   try {
     const peer = getPeer(site, m.peer);
     const vol = getVolume(site, volume);
@@ -296,7 +388,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       const queued = o.scheduled && m.failures > 0 && m.scheduleS ? latestSnapshot(site, volume) : undefined;
       if (queued && queued.origin === site.id && queued.id !== m.base && (!baseSnap || compareSnapshots(site, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) target = queued;
       else {
-        const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal });
+        const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal, onWarning: (w) => captured.push(w) });
         // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
         // one, changed chunks go as deltas against the base after it, as below.
         if (o.initialize || !m.base) {
@@ -379,10 +471,17 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     for (const [k, v] of Object.entries(remotePhases(commit.phases))) phases[`destination.${k}`] = v;
     if (isPeer) markPeer(site, target.id, m.id, 'present');
     const seconds = (performance.now() - started) / 1000;
+    // The capture's warnings: paths the replica may lack. Recorded with the transfer and its event;
+    // status keeps the mirror in warn while the base has any (mirrorStatus).
+    const warned = Math.max(captured.length, captureWarnings(target));
+    const warnings: UpdateWarning[] = captured.length
+      ? captured.slice(0, MAX_WARNINGS_LISTED)
+      : warned ? [{ path: '', message: `snapshot ${target.name ?? target.id} was captured with ${warned} warning(s) (\`ferry events --kind snapshot.create\` names them): the replica may lack those paths` }] : [];
     const transfer: LastTransfer = {
       snapshot: target.id, bytes: stats.bytesSent + eb + siblingBytes, rawBytes: stats.rawBytesSent + (early?.rawBytesSent ?? 0), objects: stats.objectsSent + eo, seconds,
       throughput: seconds > 0 ? (stats.bytesSent + eb) / seconds : 0, at: site.clock.now(), phases,
       ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.error ? { error: early.error } : {}) } } : {}),
+      ...(warned ? { warnings: warned } : {}),
     };
     // Committed at the destination: only now does the base move here.
     site.db.tx(() => {
@@ -396,25 +495,22 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
         'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ? WHERE id = ?',
         target.id, at, err, JSON.stringify(transfer), next, m.id,
       );
-      site.event({ kind: 'replication.update', volume, outcome: commit.applied ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
+      const paths = captured.length ? { warningPaths: captured.slice(0, MAX_WARNING_PATHS).map((w) => w.path) } : {};
+      site.event({ kind: 'replication.update', volume, outcome: commit.applied && !warned ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, ...paths, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
     });
     settle('idle', commit.applied ? `updated to ${target.id}` : `transferred ${target.id}; apply refused at ${m.peer}`);
+    committed = true;
     if (!commit.applied) {
       throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${commit.refused}`, { details: { writesSnapshot: commit.writesSnapshot, transferred: target.id } });
     }
-    return { mirror: m.id, snapshot: target.id, base: m.base, transfer, applied: commit.applied, ...(commit.writesSnapshot ? { writesSnapshot: commit.writesSnapshot } : {}) };
+    return { mirror: m.id, snapshot: target.id, base: m.base, transfer, applied: commit.applied, ...(commit.writesSnapshot ? { writesSnapshot: commit.writesSnapshot } : {}), warnings };
   } catch (err) {
     const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
     // A peer snapshot cut in flight is pending again.
     site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
-    if (fe.code === 'REPLICA_WRITTEN') {
-      if (getMirror(site, volume, m.peer).state !== 'idle') {
-        site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
-        site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-        settle(stable, 'apply refused: writes in the replica');
-      }
-      throw fe;
-    }
+    // Transferred and committed, its apply refused (writes in the replica): recorded above as a
+    // transfer, the next run planned a period on.
+    if (committed) throw fe;
     if (fe.code === 'FAILED_OVER') {
       // The destination took over: stop updating, keep the base for failback.
       site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
@@ -422,17 +518,22 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       setMirrorState(site, m, 'broken-off', `${m.peer} failed over`);
       throw fe;
     }
+    // Every failure is counted and waits before the next attempt (core/backoff.ts): a transient one
+    // with backoff, any other at least until the next period, so a failing hook or a refusing peer
+    // is not retried every tick (each retry a snapshot, the application quiesced each time).
     const cur = getMirror(site, volume, m.peer);
     const transient = fe.kind === 'transient';
-    const failures = cur.failures + (transient ? 1 : 0);
-    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+    const failures = cur.failures + 1;
+    const retryInMs = retryDelayMs({ failures, transient, periodMs: cur.scheduleS ? cur.scheduleS * 1000 : null }, MIRROR_RETRY, deps.random ?? Math.random);
     site.db.tx(() => {
       site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ? WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), transient ? site.clock.now() + backoff : cur.nextRunAt, m.id);
-      site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs: transient ? backoff : null } });
+      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ? WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), site.clock.now() + retryInMs, m.id);
+      site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs } });
     });
     let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;
-    if (transient && failures >= DISCONNECTED_AFTER) to = 'disconnected';
+    // Disconnected: transient failures in a row (a refusal before them does not count towards it).
+    const lastWasTransient = cur.lastError !== null && cur.lastError.code in ERRORS && ERRORS[cur.lastError.code as ErrorCode].kind === 'transient';
+    if (transient && (cur.state === 'disconnected' || (failures >= DISCONNECTED_AFTER && lastWasTransient))) to = 'disconnected';
     settle(to, `${fe.code}: ${fe.message}`);
     throw fe;
   }
@@ -535,6 +636,8 @@ export interface MirrorStatus extends Mirror {
   healthReasons: string[];
   lagSeconds: number | null;
   baseTime: number | null;
+  /** warnings the capture of the base (what the replica shows) reported; 0 for a clean one */
+  baseWarnings: number;
   progress?: TransferProgress & { etaSeconds: number | null; rate: number };
 }
 
@@ -544,17 +647,22 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
     // Nobody holds the site: the process that ran this transfer is gone. Show what the next open will record.
     m = { ...m, state: m.base ? 'idle' : 'uninitialized', lastError: m.lastError ?? { code: 'TRANSFER_INTERRUPTED', message: 'the previous transfer was interrupted (its process stopped); the next update resumes it' } };
   }
-  const baseTime = m.base ? site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', m.base)?.time ?? null : null;
+  const base = m.base ? site.db.get<{ time: number; stats: string }>('SELECT time, stats FROM snapshots WHERE id = ?', m.base) : undefined;
+  const baseTime = base?.time ?? null;
   const lag = baseTime === null ? null : Math.max(0, (now - baseTime) / 1000);
+  // The replica shows the base: what its capture skipped, the replica lacks, until a clean one replicates.
+  const baseWarnings = base ? captureWarnings({ stats: JSON.parse(base.stats) as Record<string, unknown> }) : 0;
   const reasons: string[] = [];
   if (lag === null) reasons.push('no replicated snapshot yet');
   else if (lag > m.maxDelayS) reasons.push(`lag ${Math.round(lag)} s exceeds max delay ${m.maxDelayS} s`);
+  if (baseWarnings) reasons.push(`the replicated snapshot ${m.base} was captured with ${baseWarnings} warning(s) (paths skipped or changed while read, or a failed post hook: \`ferry events --kind snapshot.create\`); the replica may lack those paths until a clean snapshot replicates`);
   if (m.lastError) reasons.push(`last error: ${m.lastError.code}`);
+  for (const p of m.settingsProblems ?? []) reasons.push(`${p}; fix it with \`ferry mirror set ${m.volume} --to ${m.peer}\` (or a site file)`);
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
   const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
   // A paused mirror at rest shows `paused` as its state (DESIGN.md section 6); one moving (a forced update) shows what it does.
   const state: MirrorState = m.paused && m.state === 'idle' ? 'paused' : m.state;
-  return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };
+  return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, baseWarnings, ...(progress ? { progress } : {}) };
 }
 

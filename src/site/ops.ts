@@ -3,12 +3,13 @@
 // two paths cannot drift. Each operation validates its arguments, runs
 // against the engine, and returns plain JSON.
 import { FerryError } from '../core/errors.ts';
+import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from './engine.ts';
 import { formatSiteId } from './identity.ts';
 import { linkStatus, listLinks } from '../dr/links.ts';
 import { workflowSummary } from '../dr/journal.ts';
-import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror } from './mirrors.ts';
+import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
 import { replicaRoot } from './receiver.ts';
 import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, latestSnapshot, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
@@ -121,6 +122,10 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
     }
     case 'migrate-accept': {
       const { acceptMigrate } = await import('../dr/migrate.ts');
+      // The mirrors it creates take these settings: checked as any peer's message is.
+      parseMirrorSettings(a.schedule, 'migrate.schedule');
+      if (!Array.isArray(a.others) || a.others.length > MAX_SIBLINGS) throw new FerryError('PROTOCOL', `migrate.others must be a list of at most ${MAX_SIBLINGS} secondaries`);
+      a.others.forEach((o, i) => parseMirrorSettings(o, `migrate.others[${i}]`));
       return acceptMigrate(engine, peerId, a as never);
     }
     case 'failback':
@@ -129,7 +134,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
         to: str(a, 'to')!,
         base: str(a, 'base', false) ?? null,
         full: a.full === true,
-        schedule: (a.schedule as { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null) ?? null,
+        schedule: a.schedule === undefined || a.schedule === null ? null : parseMirrorSettings(a.schedule, 'failback.schedule'),
       });
     default:
       throw new FerryError('PROTOCOL', `no DR operation ${op}`);
@@ -236,6 +241,18 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
       bandwidth: num(a, 'bandwidth') ?? null,
       keepSnapshots: num(a, 'keep') ?? null,
     });
+  },
+  async 'mirror.set'(ctx, a) {
+    const site = ctx.engine.site;
+    const change: MirrorSettingsChange = {};
+    // Only the settings given change; null clears the schedule, the bandwidth limit and keep.
+    if ('scheduleS' in a) change.scheduleS = num(a, 'scheduleS') ?? null;
+    if ('minDelayS' in a) change.minDelayS = num(a, 'minDelayS');
+    if ('maxDelayS' in a) change.maxDelayS = num(a, 'maxDelayS');
+    if ('bandwidth' in a) change.bandwidth = num(a, 'bandwidth') ?? null;
+    if ('keep' in a) change.keepSnapshots = num(a, 'keep') ?? null;
+    const m = setMirrorSettings(site, str(a, 'volume')!, str(a, 'to', false), change);
+    return mirrorStatus(site, m, ctx.engine.progressOf(m.id));
   },
   async 'mirror.repoint'(ctx, a) {
     const { repointSibling, siblingsToRepoint } = await import('../dr/repoint.ts');

@@ -15,16 +15,11 @@
 // Owns: the counts. Must never: block a stream waiting for budget (a stream
 // that is not read still fills up to its flow-control window), or let one
 // stream's refusal touch another's.
+import { humanBytes } from '../core/units.ts';
 import { FerryError } from '../core/errors.ts';
 
 export const DEFAULT_SESSION_BUDGET = 256 * 1024 * 1024;
 export const DEFAULT_DAEMON_BUDGET = 1024 * 1024 * 1024;
-
-const MiB = 1024 * 1024;
-
-function mib(n: number): string {
-  return `${(n / MiB).toFixed(n % MiB === 0 ? 0 : 1)} MiB`;
-}
 
 interface SessionCount {
   held: number;
@@ -126,14 +121,14 @@ export class StreamBudget {
   grant(s: SessionCount, bytes: number): void {
     const why =
       s.held + bytes > this.sessionLimit
-        ? `this connection's ${s.streams} open stream(s) already hold ${mib(s.held)} and the budget per connection is ${mib(this.sessionLimit)}`
+        ? `this connection's ${s.streams} open stream(s) already hold ${humanBytes(s.held)} and the budget per connection is ${humanBytes(this.sessionLimit)}`
         : this.#held + bytes > this.daemonLimit
-          ? `the site already holds ${mib(this.#held)} for all peers and its budget is ${mib(this.daemonLimit)}`
+          ? `the site already holds ${humanBytes(this.#held)} for all peers and its budget is ${humanBytes(this.daemonLimit)}`
           : undefined;
     if (why) {
       s.refused++;
       this.#refused++;
-      throw new FerryError('PEER_BUSY', `stream refused: it needs ${mib(bytes)} more of buffer, but ${why}; retry once your other requests to this site have finished`, {
+      throw new FerryError('PEER_BUSY', `stream refused: it needs ${humanBytes(bytes)} more of buffer, but ${why}; retry once your other requests to this site have finished`, {
         details: { needed: bytes, sessionHeld: s.held, daemonHeld: this.#held, sessionLimit: this.sessionLimit, daemonLimit: this.daemonLimit },
       });
     }

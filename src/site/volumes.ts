@@ -3,6 +3,7 @@
 // consistency group: all its members are captured at one instant.
 import { lstatSync, realpathSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
+import { checkDuration, DURATION } from '../core/units.ts';
 import { FerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
 import type { MemberKind } from '../snapshot/model.ts';
@@ -189,7 +190,7 @@ export function validateHooks(h: Hooks): void {
     if (phase !== 'pre' && phase !== 'post') throw new FerryError('CONFIG_INVALID', `unknown hook ${phase}: use pre or post`);
     if (!spec) continue;
     if (typeof spec.command !== 'string' || !spec.command.trim()) throw new FerryError('CONFIG_INVALID', `${phase} hook has no command`);
-    if (!(spec.timeout > 0 && spec.timeout <= 86_400)) throw new FerryError('CONFIG_INVALID', `${phase} hook timeout must be between 1 s and 1 day`);
+    checkDuration(spec.timeout, DURATION.hookTimeout, `${phase} hook timeout`, 'CONFIG_INVALID');
   }
 }
 

@@ -4,6 +4,7 @@
 // days, weeks, months, years that have snapshots. Named snapshots, held
 // snapshots (mirror bases, peer snapshots) and the newest snapshot are
 // always kept; an empty policy keeps everything.
+import { checkCount, COUNT } from '../core/units.ts';
 import { FerryError } from '../core/errors.ts';
 
 export interface RetentionPolicy {
@@ -22,7 +23,7 @@ export function parseRetention(p: unknown): RetentionPolicy {
   const out: RetentionPolicy = {};
   for (const [k, v] of Object.entries(p)) {
     if (!(KEYS as readonly string[]).includes(k)) throw new FerryError('CONFIG_INVALID', `unknown retention rule ${k}: use ${KEYS.join(', ')}`);
-    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 1_000_000) throw new FerryError('CONFIG_INVALID', `retention ${k} must be a whole number >= 0`);
+    checkCount(v, COUNT.retention, `retention ${k}`, 'CONFIG_INVALID');
     if ((v as number) > 0) out[k as (typeof KEYS)[number]] = v as number;
   }
   return out;

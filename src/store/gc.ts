@@ -23,6 +23,7 @@
 // lock from the mark through execute. A put that deduplicated against an
 // object the plan thinks dead would otherwise lose that object. Writes between
 // plan and execute through the same PackStore are detected and refused.
+import { humanBytes } from '../core/units.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { PACK_HEADER_SIZE, recordLength } from './pack.ts';
@@ -170,11 +171,10 @@ export function planCollect(store: PackStore, isLive: (id: ObjectId) => boolean,
 /** A few lines for a dry run. */
 export function describePlan(plan: GcPlan): string {
   const t = plan.totals;
-  const mib = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
   const lines = [
     `${t.packs} packs: keep ${t.keep}, delete ${t.delete}, repack ${t.repack} (threshold ${plan.repackThreshold})`,
-    `objects: ${t.liveObjects} live, ${t.deadObjects} dead; ${mib(t.deadBytes)} dead`,
-    `would copy ${t.objectsCopied} objects (${mib(t.bytesCopied)}) and free ${mib(t.bytesFreed)}`,
+    `objects: ${t.liveObjects} live, ${t.deadObjects} dead; ${humanBytes(t.deadBytes)} dead`,
+    `would copy ${t.objectsCopied} objects (${humanBytes(t.bytesCopied)}) and free ${humanBytes(t.bytesFreed)}`,
   ];
   if (t.obsoletePacks > 0) lines.push(`${t.obsoletePacks} pack(s) left obsolete by an interrupted GC will be removed`);
   return lines.join('\n');

@@ -25,7 +25,8 @@ test('health and state under a fake clock: up, warn past max-delay, disconnected
   const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
   const A = Site.init(join(tmp.path, 'a'), 'a', { clock });
   const B = Site.init(join(tmp.path, 'b'), 'b', { clock });
-  const eA = new Engine(A);
+  // The retry jitter's random factor fixed at its middle: the backoffs are exactly 5, 10, 20 s.
+  const eA = new Engine(A, { random: () => 0.5 });
   let eB = new Engine(B);
   const dA = new Daemon(eA);
   let dB = new Daemon(eB);

@@ -1,10 +1,9 @@
 // The site file's reader: every error at once, each at its line with a hint;
-// values read with the CLI's parsers; export's formatting reads back the same.
+// values read with the same parsers and bounds as the CLI's (core/units.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig, formatIssues, didYouMean } from '../../src/config/load.ts';
-import { formatDurationSpec, formatRateSpec } from '../../src/config/export.ts';
-import { parseDurationSeconds, parseRate } from '../../src/cli/parse.ts';
+import { formatDurationSpec, formatRateSpec, parseDuration, parseRate, DURATION, RATE, type Bounds } from '../../src/core/units.ts';
 
 const FILE = '/etc/ferry/site.yaml';
 
@@ -106,7 +105,7 @@ links:
   assert.deepEqual(v.hooks, { pre: { command: '/usr/bin/freeze', timeout: 60 }, post: { command: '/usr/bin/thaw', timeout: 90 } });
   assert.deepEqual(v.retention, { last: 5, weekly: 4 });
   const m = config.mirrors[0];
-  assert.deepEqual({ ...m, lines: undefined }, { volume: 'app', to: 'london', remoteVolume: 'app-copy', scheduleS: 5400, minDelayS: 0, maxDelayS: 3600, bandwidth: parseRate('50MiB/s', 'x'), lines: undefined });
+  assert.deepEqual({ ...m, lines: undefined }, { volume: 'app', to: 'london', remoteVolume: 'app-copy', scheduleS: 5400, minDelayS: 0, maxDelayS: 3600, bandwidth: parseRate('50MiB/s', RATE.bandwidth, 'x'), lines: undefined });
   assert.equal(m.lines.schedule, 20);
   const l = config.links[0];
   assert.deepEqual([l.path, l.snapshot, l.scheduleS, l.minDelayS, l.maxDelayS], ['/srv/test/app', 'latest', null, 0, 86_400]);
@@ -146,14 +145,15 @@ test('did you mean: close words only', () => {
 test('export writes durations and rates that read back to the same numbers', () => {
   for (const s of [1, 59, 60, 90, 300, 3600, 5400, 86_400, 93_784, 604_800, 1_209_600]) {
     const spec = formatDurationSpec(s);
-    assert.equal(parseDurationSeconds(spec, 'x'), s, `${s} -> ${spec}`);
+    assert.equal(parseDuration(spec, DURATION.schedule, 'x'), s, `${s} -> ${spec}`);
   }
   assert.equal(formatDurationSpec(0), '0s');
   assert.equal(formatDurationSpec(900), '15m');
   assert.equal(formatDurationSpec(5400), '1h30m');
+  const any: Bounds = { min: 0, max: Number.MAX_SAFE_INTEGER };
   for (const b of [1, 1000, 1024, 10_000_000, 50 * 1024 * 1024, 3 * 1024 ** 3, 123_457]) {
     const spec = formatRateSpec(b);
-    assert.equal(parseRate(spec, 'x'), b, `${b} -> ${spec}`);
+    assert.equal(parseRate(spec, any, 'x'), b, `${b} -> ${spec}`);
   }
   assert.equal(formatRateSpec(50 * 1024 * 1024), '50MiB/s');
 });

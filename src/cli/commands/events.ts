@@ -12,7 +12,8 @@ import { PeerClient } from '../../site/client.ts';
 import { loadIdentity } from '../../site/identity.ts';
 import { listPeers, getPeer, type Peer } from '../../site/peers.ts';
 import { EXIT_WARNINGS, type GlobalOptions } from '../output.ts';
-import { parseDurationSeconds } from '../parse.ts';
+import { DURATION } from '../../core/units.ts';
+import { parseDuration } from '../parse.ts';
 
 /** Per site and per command (or per poll with --follow): beyond this, narrow the query. */
 const MAX_EVENTS_PRINTED = 10_000;
@@ -50,7 +51,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--all-sites', 'the same as --site all')
     .action(async (o: Options) => {
       const json = Boolean(g().json);
-      const sinceSeconds = parseDurationSeconds(o.since, '--since');
+      const sinceSeconds = parseDuration(o.since, DURATION.since, '--since');
       if (o.volume !== undefined && (o.volume.length === 0 || o.volume.length > 128)) throw new FerryError('USAGE', '--volume takes a volume name of 1-128 characters');
       if (o.kind !== undefined && (o.kind.length === 0 || o.kind.length > 64)) throw new FerryError('USAGE', '--kind takes a prefix of 1-64 characters, e.g. mirror.');
       const sources = await openSources(g(), o.allSites ? 'all' : o.site);

@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import type { LinkStatus, RefreshResult } from '../../dr/links.ts';
 import { invoke } from '../invoke.ts';
 import { EXIT_WARNINGS, formatBytes, formatDuration, formatTime, printJson, table, type GlobalOptions } from '../output.ts';
-import { parseDurationSeconds } from '../parse.ts';
+import { DURATION } from '../../core/units.ts';
+import { parseDuration } from '../parse.ts';
 import { resolve } from 'node:path';
 
 export function register(program: Command, g: () => GlobalOptions): void {
@@ -23,9 +24,9 @@ export function register(program: Command, g: () => GlobalOptions): void {
         volume: o.volume,
         member: o.member,
         snapshot: o.snapshot,
-        scheduleS: o.schedule ? parseDurationSeconds(o.schedule, '--schedule') : null,
-        minDelayS: o.minDelay === '0s' || o.minDelay === '0' ? 0 : parseDurationSeconds(o.minDelay, '--min-delay'),
-        maxDelayS: parseDurationSeconds(o.maxDelay, '--max-delay'),
+        scheduleS: o.schedule === undefined ? null : parseDuration(o.schedule, DURATION.schedule, '--schedule'),
+        minDelayS: parseDuration(o.minDelay, DURATION.minDelay, '--min-delay'),
+        maxDelayS: parseDuration(o.maxDelay, DURATION.maxDelay, '--max-delay'),
       })) as LinkStatus;
       if (g().json) return printJson(l);
       process.stdout.write(`link ${l.path} shows ${l.volume}:${l.member} at snapshot ${l.snapshot}; writes there are discarded on refresh\n`);

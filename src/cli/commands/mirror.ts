@@ -1,12 +1,14 @@
 // ferry mirror create | initialize | update | pause | resume | remove | list
 import type { Command } from 'commander';
+import { FerryError } from '../../core/errors.ts';
 import type { TransferProgress } from '../../replication/sender.ts';
 import type { Mirror, MirrorStatus, UpdateResult } from '../../site/mirrors.ts';
 import type { RepointResult } from '../../dr/repoint.ts';
 import { printRepoint } from './dr.ts';
 import { invoke } from '../invoke.ts';
-import { formatBytes, formatDuration, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
-import { parseDurationSeconds, parseRate } from '../parse.ts';
+import { EXIT_WARNINGS, formatBytes, formatDuration, formatPercent, formatRate, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
+import { COUNT, DURATION, RATE, formatDurationSpec, formatRateSpec } from '../../core/units.ts';
+import { parseCount, parseDuration, parseDurationOrNone, parseRate, parseRateOrNone } from '../parse.ts';
 
 function progressPrinter(json: boolean): { line: ProgressLine; on: (p: TransferProgress) => void } {
   const line = new ProgressLine();
@@ -17,11 +19,11 @@ function progressPrinter(json: boolean): { line: ProgressLine; on: (p: TransferP
       if (json) return;
       const secs = (Date.now() - started) / 1000;
       const rate = secs > 0 ? p.bytesSent / secs : 0;
-      const pct = p.bytesTotal > 0 ? Math.floor((p.bytesSent / p.bytesTotal) * 100) : 0;
+      const pct = formatPercent(p.bytesSent, p.bytesTotal);
       const width = 24;
-      const bar = '#'.repeat(Math.floor((pct / 100) * width)).padEnd(width, '.');
+      const bar = '#'.repeat(Math.floor((parseInt(pct, 10) / 100) * width)).padEnd(width, '.');
       const eta = rate > 0 && p.bytesTotal > p.bytesSent ? ` ETA ${formatDuration(((p.bytesTotal - p.bytesSent) / rate) * 1000)}` : '';
-      line.update(`${p.phase} [${bar}] ${pct}% ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${p.objectsSent}/${p.objectsTotal} objects ${formatBytes(rate)}/s${eta}`, p.phase !== 'sending');
+      line.update(`${p.phase} [${bar}] ${pct} ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${p.objectsSent}/${p.objectsTotal} objects ${formatRate(rate)}${eta}`, p.phase !== 'sending');
     },
   };
 }
@@ -33,7 +35,7 @@ function printUpdate(r: UpdateResult | { queued: true; mirror: string }): void {
   }
   const t = r.transfer;
   process.stdout.write(
-    `${r.mirror}: ${r.base ? `updated from ${r.base} to` : 'baseline'} ${r.snapshot}: sent ${t.objects} objects, ${formatBytes(t.bytes)} (${formatBytes(t.rawBytes)} raw) in ${formatDuration(t.seconds * 1000)}, ${formatBytes(t.throughput)}/s\n`,
+    `${r.mirror}: ${r.base ? `updated from ${r.base} to` : 'baseline'} ${r.snapshot}: sent ${t.objects} objects, ${formatBytes(t.bytes)} (${formatBytes(t.rawBytes)} raw) in ${formatDuration(t.seconds * 1000)}, ${formatRate(t.throughput)}\n`,
   );
 }
 
@@ -50,18 +52,42 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--bandwidth <rate>', 'limit this mirror to a rate, e.g. 50MiB/s')
     .option('--keep <n>', 'replication snapshots the destination keeps, as common bases with its siblings after a failover (default: 3 with several secondaries, else 1)')
     .action(async (volume: string, o: { to: string; schedule?: string; minDelay: string; maxDelay: string; bandwidth?: string; keep?: string }) => {
-      const minDelayS = o.minDelay === '0s' || o.minDelay === '0' ? 0 : parseDurationSeconds(o.minDelay, '--min-delay');
       const m = (await invoke(g(), 'mirror.create', {
         volume,
         to: o.to,
-        scheduleS: o.schedule ? parseDurationSeconds(o.schedule, '--schedule') : null,
-        minDelayS,
-        maxDelayS: parseDurationSeconds(o.maxDelay, '--max-delay'),
-        bandwidth: o.bandwidth ? parseRate(o.bandwidth, '--bandwidth') : null,
-        keep: o.keep === undefined ? undefined : Number(o.keep),
+        scheduleS: o.schedule === undefined ? null : parseDuration(o.schedule, DURATION.schedule, '--schedule'),
+        minDelayS: parseDuration(o.minDelay, DURATION.minDelay, '--min-delay'),
+        maxDelayS: parseDuration(o.maxDelay, DURATION.maxDelay, '--max-delay'),
+        bandwidth: o.bandwidth === undefined ? null : parseRate(o.bandwidth, RATE.bandwidth, '--bandwidth'),
+        keep: o.keep === undefined ? undefined : parseCount(o.keep, COUNT.keep, '--keep'),
       })) as Mirror;
       if (g().json) return printJson(m);
       process.stdout.write(`mirror ${m.id} created (${m.state}); baseline it with \`ferry mirror initialize ${volume} --to ${m.peer}\`\n`);
+    });
+
+  mirror
+    .command('set <volume>')
+    .description("change a mirror's schedule, delays, bandwidth or kept snapshots (the settings not given stay as they are)")
+    .option('--to <site>', 'which mirror, when the volume has several')
+    .option('--schedule <interval>', 'update every interval, e.g. 15m; none: manual updates only')
+    .option('--min-delay <duration>', 'refuse updates closer together than this unless --force (0s: none)')
+    .option('--max-delay <duration>', 'health turns warn when the newest replicated snapshot is older than this')
+    .option('--bandwidth <rate>', 'limit this mirror to a rate, e.g. 50MiB/s; none: no limit')
+    .option('--keep <n>', 'replication snapshots the destination keeps; auto: 3 with several secondaries, else 1')
+    .action(async (volume: string, o: { to?: string; schedule?: string; minDelay?: string; maxDelay?: string; bandwidth?: string; keep?: string }) => {
+      const set: Record<string, number | null> = {};
+      if (o.schedule !== undefined) set.scheduleS = parseDurationOrNone(o.schedule, DURATION.schedule, '--schedule');
+      if (o.minDelay !== undefined) set.minDelayS = parseDuration(o.minDelay, DURATION.minDelay, '--min-delay');
+      if (o.maxDelay !== undefined) set.maxDelayS = parseDuration(o.maxDelay, DURATION.maxDelay, '--max-delay');
+      if (o.bandwidth !== undefined) set.bandwidth = parseRateOrNone(o.bandwidth, RATE.bandwidth, '--bandwidth');
+      if (o.keep !== undefined) set.keep = o.keep.trim().toLowerCase() === 'auto' ? null : parseCount(o.keep, COUNT.keep, '--keep');
+      if (Object.keys(set).length === 0) throw new FerryError('USAGE', 'give at least one of --schedule, --min-delay, --max-delay, --bandwidth, --keep');
+      const m = (await invoke(g(), 'mirror.set', { volume, to: o.to, ...set })) as MirrorStatus;
+      if (g().json) return printJson(m);
+      const show = (v: number | null, f: (n: number) => string, none: string) => (v === null ? none : f(v));
+      process.stdout.write(
+        `mirror ${m.id}: schedule ${show(m.scheduleS, formatDurationSpec, 'manual')}, min delay ${formatDurationSpec(m.minDelayS)}, max delay ${formatDurationSpec(m.maxDelayS)}, bandwidth ${show(m.bandwidth, formatRateSpec, 'no limit')}, keep ${m.keepSnapshots ?? 'auto'}\n`,
+      );
     });
 
   for (const [name, initialize] of [['initialize', true], ['update', false]] as const) {
@@ -79,6 +105,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
         p.line.done();
         if (g().json) printJson(r);
         else printUpdate(r);
+        // Completed, but the replica may lack what the capture skipped: say so, as `snapshot create` does.
+        const warnings = 'warnings' in r ? r.warnings : [];
+        if (warnings.length) {
+          if (!g().json) for (const w of warnings) process.stderr.write(`warning: ${w.path ? `${w.path}: ` : ''}${w.message}\n`);
+          process.exitCode = EXIT_WARNINGS;
+        }
       } finally {
         p.line.done();
       }

@@ -7,8 +7,8 @@ import { Engine } from '../../site/engine.ts';
 import { formatSiteId } from '../../site/identity.ts';
 import { Site } from '../../site/site.ts';
 import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../../site/log.ts';
-import { parseRate } from '../parse.ts';
-import { FerryError } from '../../core/errors.ts';
+import { COUNT, SIZE } from '../../core/units.ts';
+import { parseCount, parseSize } from '../parse.ts';
 import { homeFrom } from '../context.ts';
 import { printJson, type GlobalOptions } from '../output.ts';
 
@@ -24,6 +24,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--log-max-size <size>', 'rotate the log file before it passes this size, e.g. 64MiB (default: log_max_bytes, or 64MiB)')
     .option('--log-keep <n>', 'rotated log files to keep: PATH.1 ... PATH.n (default: log_keep, or 5)')
     .action(async (o: { listen?: string; config?: string; tick: string; metrics?: string; logFile?: string; logMaxSize?: string; logKeep?: string }) => {
+      // Every value first: a wrong one stops the start before anything is opened.
+      const tickMs = parseCount(o.tick, COUNT.tickMs, '--tick');
+      const logMaxBytes = o.logMaxSize !== undefined ? parseSize(o.logMaxSize, SIZE.logMaxSize, '--log-max-size') : undefined;
+      const logKeep = o.logKeep !== undefined ? parseCount(o.logKeep, COUNT.logKeep, '--log-keep') : undefined;
       const site = Site.open(homeFrom(g()), { command: 'serve' });
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
@@ -40,17 +44,16 @@ export function register(program: Command, g: () => GlobalOptions): void {
         reloader = new ConfigReloader(engine, o.config === undefined ? undefined : resolve(o.config));
         await reloader.applyAtStart();
         // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).
-        if (o.logKeep !== undefined && !/^\d{1,4}$/.test(o.logKeep)) throw new FerryError('USAGE', `--log-keep takes a whole number of files, e.g. 5, got ${JSON.stringify(o.logKeep)}`);
         const logFile = logFileSettings(site.db, site.paths.home, {
           file: o.logFile,
-          maxBytes: o.logMaxSize !== undefined ? parseRate(o.logMaxSize, '--log-max-size') : undefined,
-          keep: o.logKeep !== undefined ? Number(o.logKeep) : undefined,
+          maxBytes: logMaxBytes,
+          keep: logKeep,
         });
         if (logFile) site.logSink = new LogFanout([site.logSink as LogSink, new RotatingFileSink(logFile.path, logFile)]);
         const info = await daemon.start(o.listen ?? reloader.listen());
         const metricsPort = o.metrics ? await daemon.startMetrics(o.metrics) : undefined;
         if (metricsPort !== undefined && !g().json) process.stdout.write(`metrics on http://${o.metrics!.replace(/:\d+$/, '')}:${metricsPort}/metrics\n`);
-        engine.startScheduler(Number(o.tick));
+        engine.startScheduler(tickMs);
         void engine.resumeApplies();
         if (g().json) printJson({ ...info, site: site.name, id: site.id });
         else process.stdout.write(`ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}\n`);

@@ -2,8 +2,10 @@
 import type { Command } from 'commander';
 import type { MirrorStatus } from '../../site/mirrors.ts';
 import type { Divergence, SideChanges } from '../../dr/split-brain.ts';
+import { DURATION } from '../../core/units.ts';
 import { invoke } from '../invoke.ts';
-import { formatBytes, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
+import { parseDuration } from '../parse.ts';
+import { formatBytes, formatRate, formatDuration, formatTime, printJson, type GlobalOptions } from '../output.ts';
 
 interface StatusReport {
   site: { name: string; idFormatted: string; home: string; now: number };
@@ -55,11 +57,11 @@ function render(r: StatusReport): string {
       out.push(`     base ${m.base ?? '-'}  next run ${m.nextRunAt ? formatTime(m.nextRunAt) : m.scheduleS ? 'after baseline' : 'manual'}`);
       if (m.lastTransfer) {
         const t = m.lastTransfer;
-        out.push(`     last transfer ${formatBytes(t.bytes)} in ${t.objects} objects, ${formatDuration(t.seconds * 1000)}, ${formatBytes(t.throughput)}/s at ${formatTime(t.at)}`);
+        out.push(`     last transfer ${formatBytes(t.bytes)} in ${t.objects} objects, ${formatDuration(t.seconds * 1000)}, ${formatRate(t.throughput)} at ${formatTime(t.at)}`);
       }
       if (m.progress) {
         const p = m.progress;
-        out.push(`     ${p.phase}: ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${formatBytes(p.rate)}/s${p.etaSeconds !== null ? ` ETA ${formatDuration(p.etaSeconds * 1000)}` : ''}`);
+        out.push(`     ${p.phase}: ${formatBytes(p.bytesSent)}/${formatBytes(p.bytesTotal)} ${formatRate(p.rate)}${p.etaSeconds !== null ? ` ETA ${formatDuration(p.etaSeconds * 1000)}` : ''}`);
       }
       if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
       if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);
@@ -80,12 +82,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('sites, volumes, mirrors: state, health, lag, last transfer, progress, next run, last error')
     .option('--watch [seconds]', 'refresh until interrupted')
     .action(async (o: { watch?: string | boolean }) => {
+      const every = typeof o.watch === 'string' ? parseDuration(o.watch, DURATION.watch, '--watch') * 1000 : 2000;
       const once = async () => (await invoke(g(), 'status', {})) as StatusReport;
       if (!o.watch) {
         const r = await once();
         return g().json ? printJson(r) : void process.stdout.write(render(r));
       }
-      const every = typeof o.watch === 'string' ? Number(o.watch) * 1000 : 2000;
       for (;;) {
         const r = await once();
         if (g().json) process.stdout.write(JSON.stringify(r) + '\n');

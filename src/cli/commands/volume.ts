@@ -6,8 +6,9 @@ import { describeVolume } from '../../site/ops.ts';
 import { invoke } from '../invoke.ts';
 import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
 import { withSite } from '../context.ts';
-import { formatTime, printJson, table, type GlobalOptions } from '../output.ts';
-import { parseDurationSeconds } from '../parse.ts';
+import { formatDuration, formatTime, printJson, table, type GlobalOptions } from '../output.ts';
+import { COUNT, DURATION } from '../../core/units.ts';
+import { parseCount, parseDuration } from '../parse.ts';
 
 interface HookOpts {
   pre?: string;
@@ -26,7 +27,7 @@ interface RetentionOpts {
 }
 
 function hooksFrom(o: HookOpts, current: Hooks = {}): Hooks {
-  const timeout = o.hookTimeout ? parseDurationSeconds(o.hookTimeout, '--hook-timeout') : undefined;
+  const timeout = o.hookTimeout ? parseDuration(o.hookTimeout, DURATION.hookTimeout, '--hook-timeout') : undefined;
   const out: Hooks = { ...current };
   if (o.pre !== undefined) out.pre = { command: o.pre, timeout: timeout ?? current.pre?.timeout ?? 60 };
   if (o.post !== undefined) out.post = { command: o.post, timeout: timeout ?? current.post?.timeout ?? 60 };
@@ -47,8 +48,7 @@ function retentionFrom(o: RetentionOpts, current: RetentionPolicy = {}): Retenti
     const v = o[opt];
     if (v === undefined) continue;
     changed = true;
-    if (!/^\d+$/.test(v)) throw new FerryError('USAGE', `--${opt.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} takes a whole number, got ${v}`);
-    out[key] = Number(v);
+    out[key] = parseCount(v, COUNT.retention, `--${opt.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
   }
   return changed ? parseRetention(out) : undefined;
 }
@@ -73,7 +73,7 @@ function printVolume(v: Described): void {
     `volume ${v.name} (${v.role}), created ${formatTime(v.createdAt)}`,
     'members:',
     ...v.members.map((m) => `  ${m.name}  ${m.kind}  ${m.path}`),
-    `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${v.hooks.pre.timeout} s)` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${v.hooks.post.timeout} s)` : 'no post'}`,
+    `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${formatDuration(v.hooks.pre.timeout * 1000)})` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${formatDuration(v.hooks.post.timeout * 1000)})` : 'no post'}`,
     `retention: ${Object.keys(v.retention).length ? Object.entries(v.retention).map(([k, n]) => `${k} ${n}`).join(', ') : 'keep everything'}`,
     `snapshots: ${v.snapshots}${v.newest ? `, latest ${v.newest.id}${v.newest.name ? ` (${v.newest.name})` : ''} at ${formatTime(v.newest.time)}` : ''}`,
   ];
