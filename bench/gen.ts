@@ -4,7 +4,7 @@
 //
 // DIR/tree       ~50,000 files of 1-64 KiB in ~2,000 directories (up to 4
 //                levels deep), 200 files of 1-20 MiB, 4 files of ~200 MiB;
-//                half of the bytes random, half log-like text (zstd ~3.4x).
+//                half of the bytes random, half log-like text (zstd -3 ~3.2x).
 // DIR/image.img  a 4 GiB sparse image: random, text and written-zero extents
 //                between holes (ftruncate; holes are never written).
 //
