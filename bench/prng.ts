@@ -10,7 +10,7 @@
 // of the standard tree repeated blocks of other files).
 // Never Math.random: the same seed must give the same bytes on every machine.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export class Rng {
   private a: number;
@@ -20,7 +20,7 @@ export class Rng {
 
   /** A stream determined by the seed and the tags, e.g. new Rng(42, 'small', 17). */
   constructor(seed: number, ...tags: Array<string | number>) {
-    const digest = createHash('sha256').update(JSON.stringify([seed >>> 0, ...tags])).digest();
+    const digest = hash('sha256', JSON.stringify([seed >>> 0, ...tags]), 'buffer');
     this.a = digest.readUInt32LE(0);
     this.b = digest.readUInt32LE(4);
     this.c = digest.readUInt32LE(8);
