@@ -490,7 +490,9 @@ async function main(): Promise<void> {
 
 if (import.meta.main) {
   main().catch((err: unknown) => {
-    console.error(`replication bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    // A plain Error says what to do (bad flags, no room); a programming error, or BENCH_DEBUG=1, shows where it came from.
+    const where = err instanceof Error && (err.constructor !== Error || process.env.BENCH_DEBUG) ? `\n${err.stack}` : '';
+    console.error(`replication bench: ${err instanceof Error ? err.message : String(err)}${where}`);
     cleanupAll();
     process.exit(1);
   });
