@@ -101,8 +101,12 @@ function overwriteRegion(path: string, offset: number, length: number, kind: Con
 export async function changeTree(root: string, seed: number, scale: number, round = 1): Promise<ChangeStats> {
   const started = performance.now();
   const tree = walk(root);
+  // One stream picks what to change; every write has a stream of its own.
   const rng = new Rng(seed, 'change', round);
-  const text = new TextSource(seed, rng);
+  const stream = (...tags: Array<string | number>): [Rng, TextSource] => {
+    const r = new Rng(seed, 'change', round, ...tags);
+    return [r, new TextSource(seed, r)];
+  };
   const stats: ChangeStats = {
     treeBytesBefore: tree.bytes,
     modified: { files: 0, bytes: 0 },
@@ -119,10 +123,10 @@ export async function changeTree(root: string, seed: number, scale: number, roun
   const nModify = scaled(STANDARD_CHANGE.modifySmall, scale);
   const nDelete = scaled(STANDARD_CHANGE.deleteSmall, scale);
   const picks = rng.sample(tree.small.length, nModify + nDelete).map((i) => tree.small[i]);
-  for (const file of picks.slice(0, nModify)) {
+  for (const [k, file] of picks.slice(0, nModify).entries()) {
     const length = rng.int(Math.min(file.size, KiB), file.size);
     const offset = rng.int(0, file.size - length);
-    overwriteRegion(file.path, offset, length, kindOf(file.path), rng, text);
+    overwriteRegion(file.path, offset, length, kindOf(file.path), ...stream('modify', k));
     stats.modified.files++;
     stats.modified.bytes += length;
   }
@@ -130,17 +134,17 @@ export async function changeTree(root: string, seed: number, scale: number, roun
   for (const i of rng.sample(tree.medium.length, scaled(STANDARD_CHANGE.appendMedium, scale))) {
     const file = tree.medium[i];
     const length = rng.int(STANDARD_CHANGE.appendMin, STANDARD_CHANGE.appendMax);
-    await writeFileContent(file.path, length, kindOf(file.path), rng, text, 'a');
+    await writeFileContent(file.path, length, kindOf(file.path), ...stream('append', i), 'a');
     stats.appended.files++;
     stats.appended.bytes += length;
   }
 
   const regionSize = scaledSize(STANDARD_CHANGE.largeRegionSize, scale, 4 * KiB);
-  for (const file of tree.large) {
+  for (const [f, file] of tree.large.entries()) {
     for (let r = 0; r < STANDARD_CHANGE.largeRegions; r++) {
       const length = Math.min(regionSize, file.size);
       const offset = rng.bigInt(0, file.size - length);
-      overwriteRegion(file.path, offset, length, kindOf(file.path), rng, text);
+      overwriteRegion(file.path, offset, length, kindOf(file.path), ...stream('large', f, r));
       stats.largeRegions.regions++;
       stats.largeRegions.bytes += length;
     }
@@ -153,8 +157,7 @@ export async function changeTree(root: string, seed: number, scale: number, roun
     const dir = tree.dirs[rng.int(0, tree.dirs.length - 1)] ?? root;
     const path = join(dir, `a${round}-${String(i).padStart(4, '0')}.${kind === 'random' ? 'bin' : 'txt'}`);
     const size = rng.int(STANDARD.smallMin, STANDARD.smallMax);
-    const fileRng = new Rng(seed, 'added', round, i);
-    await writeFileContent(path, size, kind, fileRng, new TextSource(seed, fileRng));
+    await writeFileContent(path, size, kind, ...stream('add', i));
     stats.added.files++;
     stats.added.bytes += size;
   }
@@ -171,7 +174,7 @@ export async function changeTree(root: string, seed: number, scale: number, roun
   return stats;
 }
 
-/** Applies the image change: scattered 64 KiB writes of random bytes. */
+/** Applies the image change: scattered 64 KiB writes of random bytes, each from its own stream. */
 export function changeImage(path: string, seed: number, scale: number, round = 1): ImageChangeStats {
   const started = performance.now();
   const size = statSync(path).size;
@@ -183,7 +186,7 @@ export function changeImage(path: string, seed: number, scale: number, round = 1
   try {
     for (let i = 0; i < writes; i++) {
       const offset = rng.bigInt(0, Math.floor((size - length) / (4 * KiB))) * 4 * KiB;
-      rng.fillRandom(buf);
+      new Rng(seed, 'image-change', round, i).fillRandom(buf);
       writeSync(fd, buf, 0, length, offset);
     }
   } finally {

@@ -6,7 +6,7 @@
 // such lines is built once (LinePool) and files are filled by copying
 // randomly chosen pool lines and stamping each log line with a fresh,
 // advancing timestamp (TextSource, several hundred MB/s). zstd at its default
-// level compresses the result about 3-4x; lz4 about 2x. Line runs are chosen
+// level compresses the result about 3.2x (1 MiB pieces). Line runs are chosen
 // at random per file, so no two files share chunk-sized runs of text.
 
 import { Rng } from './prng.ts';

@@ -4,7 +4,7 @@
 //
 // DIR/tree       ~50,000 files of 1-64 KiB in ~2,000 directories (up to 4
 //                levels deep), 200 files of 1-20 MiB, 4 files of ~200 MiB;
-//                half of the bytes random, half log-like text (zstd ~3.4x).
+//                half of the bytes random, half log-like text (zstd -3 ~3.2x).
 // DIR/image.img  a 4 GiB sparse image: random, text and written-zero extents
 //                between holes (ftruncate; holes are never written).
 //
@@ -252,6 +252,41 @@ async function writeExtent(
     which ^= 1;
   }
   if (pending) await pending;
+}
+
+/** What the data set of a seed and scale will take, from its plan (nothing is written): for the free-space check. */
+export interface Footprint {
+  files: number;
+  directories: number;
+  treeBytes: number;
+  /** The tree's files rounded up to 4 KiB blocks, plus a block per directory. */
+  treeAllocated: number;
+  treeRandomBytes: number;
+  treeTextBytes: number;
+  imageSize: number;
+  /** The image's extents that are written (random, text, zeros). */
+  imageAllocated: number;
+  imageRandomBytes: number;
+  imageTextBytes: number;
+}
+
+export function footprint(seed: number, scale: number): Footprint {
+  const layout = planTree(seed, scale);
+  const block = (n: number): number => Math.ceil(n / (4 * KiB)) * 4 * KiB;
+  const image = planImage(seed, scale);
+  const sum = (f: (e: [number, number, ContentKind | 'zero' | 'hole']) => boolean): number => image.extents.filter(f).reduce((s, e) => s + e[1], 0);
+  return {
+    files: layout.files.length,
+    directories: layout.directories.length,
+    treeBytes: layout.files.reduce((s, f) => s + f.size, 0),
+    treeAllocated: layout.files.reduce((s, f) => s + block(f.size), 0) + 4 * KiB * layout.directories.length,
+    treeRandomBytes: layout.files.filter((f) => f.kind === 'random').reduce((s, f) => s + f.size, 0),
+    treeTextBytes: layout.files.filter((f) => f.kind === 'text').reduce((s, f) => s + f.size, 0),
+    imageSize: image.size,
+    imageAllocated: sum((e) => e[2] !== 'hole'),
+    imageRandomBytes: sum((e) => e[2] === 'random'),
+    imageTextBytes: sum((e) => e[2] === 'text'),
+  };
 }
 
 /** Refuses a directory with anything in it; creates it if missing. */

@@ -1,20 +1,27 @@
-// Byte-counting TCP proxies on loopback, for the replication benchmark.
+// The proxies every benchmarked connection crosses: each forwards
+// connections from 127.0.0.1:<ephemeral> to 127.0.0.1:<target> over one
+// model of the link between site a and site b (bench/link.ts; on loopback
+// the model adds nothing and the proxies only count), counting the payload
+// bytes in each direction (what the two ends write into their sockets: TLS
+// records, HTTP/2 frames, rsync's protocol, a btrfs send stream; not TCP/IP
+// headers). Every tool's connections cross the same link: ferry's peer
+// connections both ways, rsync's connection to its daemon, the btrfs stream.
 //
-// Each proxy listens on 127.0.0.1:<ephemeral> and forwards every connection
-// to 127.0.0.1:<target>, counting the payload bytes in each direction (what
-// the two ends write into their sockets: TLS records, HTTP/2 frames, rsync's
-// protocol; not TCP/IP headers). The proxies run in a worker thread, so the
-// counts stay exact and the forwarding keeps going while the main thread is
-// busy, and the counters live in shared memory, readable at any moment
-// without a message round trip. The target can be changed between
-// connections (a restarted daemon on a new port keeps the same proxy port).
+// The proxies run in a worker thread, so the forwarding keeps its pace while
+// the benchmark's main thread is busy, and the counters live in shared
+// memory, readable at any moment without a message round trip. The target
+// can be changed between connections (a restarted daemon on a new port keeps
+// the same proxy port).
 
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+import { Link, LinkProxy, type LinkSpec } from './link.ts';
 
 const SLOTS = 16;
 // Per slot: [bytes client->target, bytes target->client, connections].
 const FIELDS = 3;
+// After the slots: segments lost towards b, towards a.
+const LINK_FIELDS = 2;
 
 export interface ProxyCount {
   /** Bytes the connecting side sent (towards the target). */
@@ -25,36 +32,45 @@ export interface ProxyCount {
 }
 
 interface WorkerData {
-  countingProxy: true;
+  linkProxies: true;
+  spec: LinkSpec;
+  seed: number;
   counts: SharedArrayBuffer;
   targets: SharedArrayBuffer;
 }
 
-type Request = { op: 'add'; slot: number } | { op: 'close' };
+type Request = { op: 'add'; slot: number; from: 'a' | 'b' } | { op: 'close' };
 type Reply = { op: 'added'; slot: number; port: number } | { op: 'error'; slot: number; message: string } | { op: 'closed' };
 
-export class CountingProxies {
+export class LinkProxies {
+  readonly spec: LinkSpec;
   private readonly worker: Worker;
   private readonly counts: BigInt64Array;
   private readonly targets: Int32Array;
   private readonly names: string[] = [];
 
-  private constructor(worker: Worker, counts: SharedArrayBuffer, targets: SharedArrayBuffer) {
+  private constructor(spec: LinkSpec, worker: Worker, counts: SharedArrayBuffer, targets: SharedArrayBuffer) {
+    this.spec = spec;
     this.worker = worker;
     this.counts = new BigInt64Array(counts);
     this.targets = new Int32Array(targets);
   }
 
-  static start(): CountingProxies {
-    const counts = new SharedArrayBuffer(SLOTS * FIELDS * 8);
+  /** A worker with one link of this spec between site a and site b; `seed` drives the loss. */
+  static start(spec: LinkSpec, seed = 1): LinkProxies {
+    const counts = new SharedArrayBuffer((SLOTS * FIELDS + LINK_FIELDS) * 8);
     const targets = new SharedArrayBuffer(SLOTS * 4);
-    const data: WorkerData = { countingProxy: true, counts, targets };
+    const data: WorkerData = { linkProxies: true, spec, seed, counts, targets };
     const worker = new Worker(new URL(import.meta.url), { workerData: data });
-    return new CountingProxies(worker, counts, targets);
+    return new LinkProxies(spec, worker, counts, targets);
   }
 
-  /** Starts a proxy named `name` towards 127.0.0.1:targetPort; returns its slot and port. */
-  add(name: string, targetPort: number): Promise<{ slot: number; port: number }> {
+  /**
+   * Starts a proxy named `name` towards 127.0.0.1:targetPort; the connecting
+   * side is at site `from` (its bytes go towards the other site). Returns its
+   * slot and port.
+   */
+  add(name: string, targetPort: number, from: 'a' | 'b'): Promise<{ slot: number; port: number }> {
     const slot = this.names.length;
     if (slot >= SLOTS) throw new Error(`at most ${SLOTS} proxies`);
     this.names.push(name);
@@ -70,7 +86,7 @@ export class CountingProxies {
         }
       };
       this.worker.on('message', onMessage);
-      this.worker.postMessage({ op: 'add', slot } satisfies Request);
+      this.worker.postMessage({ op: 'add', slot, from } satisfies Request);
     });
   }
 
@@ -86,6 +102,12 @@ export class CountingProxies {
       down: Number(Atomics.load(this.counts, base + 1)),
       connections: Number(Atomics.load(this.counts, base + 2)),
     };
+  }
+
+  /** Segments the loss model dropped so far, each way. */
+  lostSegments(): { towardsB: number; towardsA: number } {
+    const base = SLOTS * FIELDS;
+    return { towardsB: Number(Atomics.load(this.counts, base)), towardsA: Number(Atomics.load(this.counts, base + 1)) };
   }
 
   /** Stops every proxy (open connections are cut) and the worker. */
@@ -110,55 +132,31 @@ export function countDelta(after: ProxyCount, before: ProxyCount): ProxyCount {
 function runWorker(data: WorkerData): void {
   const counts = new BigInt64Array(data.counts);
   const targets = new Int32Array(data.targets);
-  const servers: Server[] = [];
-  const sockets = new Set<Socket>();
+  const link = new Link(data.spec, data.seed);
+  const proxies: LinkProxy[] = [];
   const port = parentPort!;
+  const lossBase = SLOTS * FIELDS;
+  const lossTimer = setInterval(() => {
+    Atomics.store(counts, lossBase, BigInt(link.towardsB.lostSegments));
+    Atomics.store(counts, lossBase + 1, BigInt(link.towardsA.lostSegments));
+  }, 200);
   port.on('message', (m: Request) => {
     if (m.op === 'close') {
-      for (const s of sockets) s.destroy();
-      let open = servers.length;
-      if (open === 0) port.postMessage({ op: 'closed' } satisfies Reply);
-      for (const server of servers) {
-        server.close(() => {
-          if (--open === 0) port.postMessage({ op: 'closed' } satisfies Reply);
-        });
-      }
+      clearInterval(lossTimer);
+      void Promise.all(proxies.map((p) => p.close())).then(() => port.postMessage({ op: 'closed' } satisfies Reply));
       return;
     }
     const slot = m.slot;
     const base = slot * FIELDS;
-    const server = createServer({ noDelay: true }, (client) => {
-      Atomics.add(counts, base + 2, 1n);
-      const upstream = connect({ host: '127.0.0.1', port: Atomics.load(targets, slot), noDelay: true });
-      sockets.add(client);
-      sockets.add(upstream);
-      client.on('data', (chunk: Buffer) => void Atomics.add(counts, base, BigInt(chunk.length)));
-      upstream.on('data', (chunk: Buffer) => void Atomics.add(counts, base + 1, BigInt(chunk.length)));
-      // pipe() forwards with backpressure and passes a half-close (FIN) on.
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const cut = (): void => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', cut);
-      upstream.on('error', cut);
-      client.on('close', () => {
-        sockets.delete(client);
-        if (!upstream.writableEnded) upstream.end();
-      });
-      upstream.on('close', () => {
-        sockets.delete(upstream);
-        if (!client.writableEnded) client.end();
-      });
-    });
-    servers.push(server);
-    server.on('error', (err) => port.postMessage({ op: 'error', slot, message: err.message } satisfies Reply));
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      port.postMessage({ op: 'added', slot, port: typeof address === 'object' && address ? address.port : 0 } satisfies Reply);
-    });
+    LinkProxy.start(link, m.from, () => Atomics.load(targets, slot), {
+      up: (n) => void Atomics.add(counts, base, BigInt(n)),
+      down: (n) => void Atomics.add(counts, base + 1, BigInt(n)),
+      connection: () => void Atomics.add(counts, base + 2, 1n),
+    }).then((proxy) => {
+      proxies.push(proxy);
+      port.postMessage({ op: 'added', slot, port: proxy.port } satisfies Reply);
+    }, (err: unknown) => port.postMessage({ op: 'error', slot, message: err instanceof Error ? err.message : String(err) } satisfies Reply));
   });
 }
 
-if (!isMainThread && (workerData as Partial<WorkerData> | null)?.countingProxy) runWorker(workerData as WorkerData);
+if (!isMainThread && (workerData as Partial<WorkerData> | null)?.linkProxies) runWorker(workerData as WorkerData);

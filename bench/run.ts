@@ -20,14 +20,15 @@
 
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { changeImage, type ChangeStats, changeTree, type ImageChangeStats } from './change.ts';
-import { ensureFresh, generateImage, generateTree, type GenStats, type ImageStats, parseScale, parseSeed } from './gen.ts';
+import { ensureFresh, footprint, generateImage, generateTree, type GenStats, type ImageStats, parseScale, parseSeed } from './gen.ts';
 import { humanBytes, lastLines, round2, syncDisks, timestamp, warmCache } from './common.ts';
+import { checkFreeSpace, describeMachine, DiskEstimate, type DiskNeed, diskUsed, type Machine, machineOf } from './sysinfo.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 let FERRY = join(ROOT, 'bin', 'ferry');
@@ -263,7 +264,8 @@ interface Report {
   scale: number;
   seed: number;
   work: string;
-  machine: { cpu: string; cores: number; memoryGiB: number; kernel: string; node: string };
+  machine: Machine;
+  disk: { estimatedBytes: number; usedBytes: number; freeBeforeBytes: number };
   versions: Record<string, string>;
   flags: Record<string, string>;
   data: { tree?: GenStats; image?: ImageStats };
@@ -272,10 +274,24 @@ interface Report {
   results: Measurement[];
 }
 
+/** What a run writes: the data, and a repository per tool and data set (restic and ferry compress with zstd, borg with lz4). */
+function diskNeed(seed: number, scale: number, tools: number, image: boolean): DiskNeed {
+  const f = footprint(seed, scale);
+  const repo = (random: number, text: number): number => (random + text / 2) * 1.2;
+  const est = new DiskEstimate().add('data: tree', f.treeAllocated * 1.05, f.files + f.directories);
+  est.add(`repositories of the tree (${tools})`, tools * repo(f.treeRandomBytes, f.treeTextBytes) * 1.05, tools * 2000);
+  if (image) {
+    est.add('data: image', f.imageAllocated, 1);
+    est.add(`repositories of the image (${tools})`, tools * repo(f.imageRandomBytes, f.imageTextBytes) * 1.05, tools * 2000);
+  }
+  return est.need;
+}
+
 function formatReport(r: Report): string {
   const lines: string[] = [];
   lines.push(`# ferry benchmark, ${r.started}`, '');
-  lines.push(`scale ${r.scale}, seed ${r.seed}; ${r.machine.cores} cores (${r.machine.cpu}), ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}`);
+  lines.push(`scale ${r.scale}, seed ${r.seed}; ${describeMachine(r.machine)}`);
+  lines.push(`disk: estimated ${humanBytes(r.disk.estimatedBytes)} before the run (${humanBytes(r.disk.freeBeforeBytes)} free), used ${Number.isNaN(r.disk.usedBytes) ? 'n/a' : humanBytes(r.disk.usedBytes)} (du of the work directory after the run)`);
   lines.push(`tools: ${Object.entries(r.versions).map(([k, v]) => `${k}: ${v}`).join('; ')}`, '');
   if (r.data.tree) {
     const t = r.data.tree;
@@ -371,12 +387,14 @@ async function main(): Promise<void> {
   const stamp = timestamp(startedAt);
   const work = resolve(values.work ?? join(tmpdir(), `ferry-bench-${stamp}`));
   const outDir = resolve(values.out ?? join(ROOT, 'bench', 'out'));
+  const wanted = (values.tools ?? 'ferry,restic,borg').split(',').map((s) => s.trim()).filter(Boolean);
+  const need = diskNeed(seed, scale, wanted.length, !values['no-image']);
+  const space = checkFreeSpace(work, need);
   ensureFresh(work);
   mkdirSync(join(work, 'logs'), { recursive: true });
   mkdirSync(outDir, { recursive: true });
   const log = (s: string): void => console.error(s);
 
-  const wanted = (values.tools ?? 'ferry,restic,borg').split(',').map((s) => s.trim()).filter(Boolean);
   const all = makeTools(work);
   const tools = wanted.map((name) => {
     const tool = all.find((t) => t.name === name);
@@ -461,13 +479,8 @@ async function main(): Promise<void> {
     scale,
     seed,
     work,
-    machine: {
-      cpu: cpus()[0]?.model ?? 'unknown',
-      cores: cpus().length,
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      kernel: release(),
-      node: process.version,
-    },
+    machine: machineOf(work),
+    disk: { estimatedBytes: need.bytes, usedBytes: diskUsed(work), freeBeforeBytes: space.freeBytes },
     versions,
     flags,
     data,
