@@ -55,7 +55,7 @@ export const ERRORS = {
   MIRROR_EXISTS: { kind: 'conflict', exit: 4, doc: 'That volume already has a mirror to that site.' },
   MIRROR_STATE: { kind: 'conflict', exit: 4, doc: 'The mirror is not in a state that allows this (e.g. update before initialize, or within min delay without --force).' },
   REPLICA_WRITTEN: { kind: 'conflict', exit: 4, doc: 'Someone wrote into the replica since the last apply; the writes were kept in a snapshot; update with --force to overwrite them.' },
-  REPLICA_MISMATCH: { kind: 'corrupt', exit: 5, doc: 'After an apply the replica does not match the snapshot; it is marked inconsistent and the next update re-applies.' },
+  REPLICA_MISMATCH: { kind: 'corrupt', exit: 5, doc: 'After an apply the replica does not match the snapshot (someone wrote into it meanwhile); it stays marked inconsistent, and the next update (plain or --force) keeps what differs in a replica-writes-* snapshot and finishes the apply.' },
   FAILED_OVER: { kind: 'conflict', exit: 4, doc: 'The destination took over this volume (failover): updates stop; run `ferry failback VOLUME` at the old primary to resync from the new one.' },
   SPLIT_BRAIN: { kind: 'conflict', exit: 4, doc: 'Both sites hold the primary role for a volume and both may have written: ferry will not pick a winner; run `ferry failback` at the site that should yield (its writes are kept in a snapshot).' },
   NEEDS_FULL_SYNC: { kind: 'conflict', exit: 4, doc: 'The two sites share no base snapshot any more: only a full sync can bring them together; rerun with --full.' },

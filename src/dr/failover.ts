@@ -4,21 +4,18 @@
 //   1. tell the old primary (if reachable) so it stops updating: idempotent;
 //      without --force an unreachable old primary refuses the failover, since
 //      a primary that keeps running and writing is a split brain in the making;
-//   2. if an apply was cut (the replica is inconsistent), roll the replica
-//      back to the newest complete snapshot (only with --force);
+//   2. if an apply did not complete (the replica is inconsistent), roll the
+//      replica back to the newest complete snapshot (only with --force),
+//      keeping what it holds besides that apply's work in a snapshot first;
 //   3. one transaction: the volume becomes primary, the secondary relation
 //      becomes `broken-off` (the base stays held: failback starts from it);
 //   4. the new primary snapshots itself, so failback has a known start.
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
-import type { ObjectId } from '../core/ids.ts';
-import { applyTree, applyImage } from '../replication/apply.ts';
-import { captureTree } from '../snapshot/capture.ts';
-import { readManifest } from '../snapshot/graph.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { findPeerById } from '../site/peers.ts';
-import { createSnapshot, resolveSnapshot } from '../site/snapshots.ts';
+import { createSnapshot } from '../site/snapshots.ts';
 import { getVolume } from '../site/volumes.ts';
 import { PeerClient } from '../site/client.ts';
 import { applyInFlight, cancelApply, holdName, withReplicaLock } from '../site/receiver.ts';
@@ -48,6 +45,14 @@ interface SecRow {
   applying: string | null;
   consistent: number;
   state: string;
+  apply_error: string | null;
+}
+
+/** What became of the apply a replica is left inconsistent by: it failed (and why), or it was cut. */
+function unfinishedApply(row: SecRow, volume: string): string {
+  const err = row.apply_error ? (JSON.parse(row.apply_error) as { code: string; message: string }) : null;
+  if (err) return `the apply of ${row.applying} into the replica of ${volume} failed (${err.code}: ${err.message})`;
+  return `the apply of ${row.applying} into the replica of ${volume} was interrupted (the process applying it stopped) and not finished since`;
 }
 
 export function planFailover(engine: Engine, volume: string, opts: { force?: boolean } = {}): FailoverPlan {
@@ -61,7 +66,7 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   // An apply running now (not cut) is waited for, or with --force cancelled and rolled back.
   const inFlight = !alreadyPrimary && applyInFlight(site, volume);
   if (!consistent && !opts.force && !inFlight) {
-    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent (an apply of ${row.applying} was cut); run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} and promote it`);
+    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}; run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it`);
   }
   const peer = findPeerById(site, row.source_site);
   const steps = [
@@ -73,11 +78,19 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   return { volume, oldPrimary: peer?.name ?? row.source_site, sourceVolume: row.source_volume, snapshot: row.applied, consistent, rollback: !consistent, alreadyPrimary, force: opts.force ?? false, applyInFlight: inFlight, steps };
 }
 
+/** A replica rolled back by a forced failover: the snapshot it went back to, and where what it held was kept. */
+export interface FailoverRollback {
+  to: string;
+  /** the replica-writes-* snapshot that keeps what the replica held besides the unfinished apply's work */
+  kept?: string;
+}
+
 export interface FailoverResult {
   plan: FailoverPlan;
   notified: boolean;
   notifyError?: string;
   snapshot: string;
+  rollback?: FailoverRollback;
   /** a rerun found this failover already done: the result is the one recorded then */
   alreadyDone?: boolean;
 }
@@ -88,6 +101,7 @@ interface FailoverJournal {
   notified?: boolean;
   notifyError?: string | null;
   snapshot?: string;
+  rollback?: FailoverRollback;
 }
 
 /**
@@ -116,7 +130,7 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '' };
+  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}) };
 }
 
 /**
@@ -176,24 +190,14 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
         recordStep(site, wf, 'promoted');
         return;
       }
-      // 2. roll back an interrupted (or cancelled) apply
+      // 2. roll back an unfinished (or cancelled) apply; what the replica holds besides that apply's
+      // own work is kept in a replica-writes-* snapshot first (the receiver's rollBack)
       if (r.applying !== null || r.consistent !== 1) {
-        if (!plan.force) {
-          throw new FerryError('MIRROR_STATE', `the apply of ${r.applying} into the replica of ${plan.volume} did not complete; run \`ferry failover ${plan.volume} --force\` to roll it back to ${r.applied} and promote it`);
-        }
-        const target = readManifest(site.store, resolveSnapshot(site, plan.volume, r.applied!).manifest as ObjectId);
-        for (const m of vol.members) {
-          const want = target.members.find((x) => x.name === m.name)!;
-          if (m.kind === 'tree') {
-            const now = await captureTree(m.path, { store: site.store, pool: engine.pool, startedAt: site.clock.now() });
-            await applyTree(m.path, now.root, want.root, { store: site.store });
-          } else applyImage(m.path, null, want.root, { store: site.store });
-        }
-        site.store.flush();
+        if (!plan.force) throw new FerryError('MIRROR_STATE', `${unfinishedApply(r, plan.volume)}; run \`ferry failover ${plan.volume} --force\` to roll it back to ${r.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it`);
+        const back = await engine.receiverFor(r.source_site).rollBack(plan.volume);
         site.db.tx(() => {
-          site.db.run('UPDATE secondaries SET applying = NULL, applying_from = NULL, consistent = 1 WHERE volume = ?', plan.volume);
-          site.event({ kind: 'failover.rollback', volume: plan.volume, outcome: 'ok', detail: { to: r.applied } });
-          recordStep(site, wf, 'rolled-back');
+          site.event({ kind: 'failover.rollback', volume: plan.volume, outcome: 'ok', detail: { to: back.to, kept: back.kept ?? null } });
+          recordStep(site, wf, 'rolled-back', { rollback: back });
         });
         await checkpoint('failover:after-rollback');
       }

@@ -49,7 +49,7 @@ function num(a: Args, k: string): number | undefined {
 export function statusReport(engine: Engine): Record<string, unknown> {
   const site = engine.site;
   const mirrors = engine.status();
-  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; state: string; updated_at: number }>('SELECT * FROM secondaries ORDER BY volume');
+  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; state: string; updated_at: number; apply_error: string | null }>('SELECT * FROM secondaries ORDER BY volume');
   const peers = listPeers(site);
   const peerName = (id: string) => peers.find((p) => p.id === id)?.name ?? id;
   return {
@@ -77,6 +77,8 @@ export function statusReport(engine: Engine): Record<string, unknown> {
                 applied: sec.applied,
                 applying: sec.applying,
                 consistent: sec.consistent === 1,
+                // why the apply in `applying` did not complete (null while it runs, or when a crash cut it)
+                applyError: sec.applying && sec.apply_error ? (JSON.parse(sec.apply_error) as { code: string; message: string; at: number }) : null,
                 updatedAt: sec.updated_at,
               },
             }
