@@ -72,7 +72,9 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   const steps = [
     `tell ${peer?.name ?? row.source_site} to stop updating ${row.source_volume}${opts.force ? ' (if reachable)' : ''}`,
     ...(inFlight ? [opts.force ? `cancel the apply in flight and roll the replica back to ${row.applied}` : `wait for the apply in flight to finish`] : consistent ? [] : [`roll the replica back to ${row.applied}`]),
-    `make ${volume} primary here; keep base ${row.applied} for failback`,
+    inFlight && !opts.force
+      ? `make ${volume} primary here; keep as base for failback the snapshot the replica then shows (${row.applying ?? 'the one being applied'} once that apply completes; ${row.applied} now)`
+      : `make ${volume} primary here; keep base ${row.applied} for failback`,
     `take snapshot failover-<time> of ${volume}`,
   ];
   return { volume, oldPrimary: peer?.name ?? row.source_site, sourceVolume: row.source_volume, snapshot: row.applied, consistent, rollback: !consistent, alreadyPrimary, force: opts.force ?? false, applyInFlight: inFlight, steps };
@@ -90,6 +92,8 @@ export interface FailoverResult {
   notified: boolean;
   notifyError?: string;
   snapshot: string;
+  /** the base kept for failback (the plan's `snapshot` is what the replica showed when planned) */
+  base: string;
   rollback?: FailoverRollback;
   /** a rerun found this failover already done: the result is the one recorded then */
   alreadyDone?: boolean;
@@ -102,6 +106,8 @@ interface FailoverJournal {
   notifyError?: string | null;
   snapshot?: string;
   rollback?: FailoverRollback;
+  /** the base kept for failback: what the replica showed when promoted (an apply waited for may have moved it since the plan) */
+  base?: string;
 }
 
 /**
@@ -130,7 +136,7 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}) };
+  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}) };
 }
 
 /**
@@ -187,7 +193,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       const r = row();
       const vol = getVolume(site, plan.volume);
       if (vol.role === 'primary' && r.state === 'broken-off') {
-        recordStep(site, wf, 'promoted');
+        recordStep(site, wf, 'promoted', { base: r.applied! });
         return;
       }
       // 2. roll back an unfinished (or cancelled) apply; what the replica holds besides that apply's
@@ -208,7 +214,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
         site.db.run("UPDATE secondaries SET state = 'broken-off', updated_at = ? WHERE volume = ?", site.clock.now(), plan.volume);
         site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', applied, holdName(r.source_site), site.clock.now());
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
-        recordStep(site, wf, 'promoted');
+        recordStep(site, wf, 'promoted', { base: applied });
       });
     });
     await checkpoint('failover:after-promote');

@@ -173,3 +173,31 @@ test('failover after an apply failed its verification: the refusal says so; --fo
   const kept = await keptIn(p.b, before, 'app-output.log', s.content);
   assert.equal(fo.rollback?.kept, kept, 'the failover says where what was in the replica is kept');
 });
+
+test('a failover that waited for an apply in flight names the base actually kept', async () => {
+  const p = await mirroredPair('wait');
+  const planned = secRow(p.b)!.applied!;
+  rmSync(p.release, { force: true });
+  writeChange(p.data, 'in-flight.bin', 8 * KiB);
+  const update = p.a.ferry(['mirror', 'update', 'vol', '--wait', '--json']);
+  const target = await waitFor('the apply to hold after writing the replica', () => {
+    const r = secRow(p.b);
+    return r?.applying && existsSync(join(p.replica, 'in-flight.bin')) ? r.applying : undefined;
+  }, 60_000, 50);
+  const fo = p.b.ferry(['failover', 'vol', '--json']);
+  await waitFor('the failover to wait for the apply', () => p.b.catalog((db) => db.prepare("SELECT step FROM workflows WHERE state = 'running'").get() as { step: string } | undefined)?.step === 'notified', 60_000, 50);
+  writeFileSync(p.release, '');
+  const r = await fo;
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.plan.snapshot, planned, 'the plan was made before the wait');
+  assert.equal(r.json.base, target, 'the result names the base kept: the snapshot the apply completed');
+  assert.equal(secRow(p.b)!.applied, target);
+  const held = p.b.catalog((db) => db.prepare("SELECT snapshot FROM holds WHERE holder LIKE 'mirror-from:%'").all() as Array<{ snapshot: string }>).map((h) => h.snapshot);
+  assert.ok(held.includes(target), `the base ${target} is held for failback: ${held}`);
+  assert.equal((await update).code, 0);
+  // The recorded result, shown again, names it too.
+  const again = await p.b.ferry(['failover', 'vol']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.ok(again.stdout.includes(`base ${target} kept for failback`), again.stdout);
+  assert.ok(!again.stdout.includes(planned), again.stdout);
+});
