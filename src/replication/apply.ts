@@ -453,7 +453,7 @@ export function applyImage(path: string, from: ObjectId | null, to: ObjectId, o:
   try {
     fd = openSync(path, isDevice ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (err) {
-    throw wrapIoError(err, `opening image replica ${path}`);
+    throw wrapIoError(err, `opening image replica ${path}`, { writing: true });
   }
   try {
     if (!isDevice) {

@@ -968,9 +968,10 @@ export class SiteReceiver implements Receiver {
       return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}), phases };
     } catch (err) {
       // Why the replica stays inconsistent: `ferry failover` and `ferry status` say what happened.
-      const fe = isFerryError(err) ? err : wrapIoError(err, `applying ${target.id} to the replica of ${volume}`);
+      // A system error not wrapped where it happened still says which operation on which path failed.
+      const fe = isFerryError(err) ? err : (err as NodeJS.ErrnoException)?.syscall ? wrapIoError(err, `applying ${target.id} to the replica of ${volume}`) : new FerryError('INTERNAL', String((err as Error)?.message ?? err), { cause: err });
       site.db.run('UPDATE secondaries SET apply_error = ? WHERE volume = ? AND applying = ?', JSON.stringify({ code: fe.code, message: fe.message, at: site.clock.now() }), volume, target.id);
-      throw err;
+      throw fe;
     }
   }
 

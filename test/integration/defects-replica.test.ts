@@ -201,3 +201,44 @@ test('a failover that waited for an apply in flight names the base actually kept
   assert.ok(again.stdout.includes(`base ${target} kept for failback`), again.stdout);
   assert.ok(!again.stdout.includes(planned), again.stdout);
 });
+
+/** chattr works here (root, a filesystem with inode flags); otherwise the test is skipped. */
+function canChattr(dir: string): boolean {
+  const f = join(dir, 'probe');
+  writeFileSync(f, '');
+  const ok = spawnSync('chattr', ['+i', f]).status === 0;
+  if (ok) spawnSync('chattr', ['-i', f]);
+  rmSync(f, { force: true });
+  return ok;
+}
+
+test('an immutable file in the replica: the failed apply says which operation on which path failed and what to do; cleared, the next update finishes', async (t) => {
+  const p = await mirroredPair('immutable');
+  if (!canChattr(p.b.dir)) return t.skip('chattr +i is not available here (needs root and a filesystem with inode flags)');
+  const locked = join(p.replica, 'etc', 'app.conf');
+  assert.equal(spawnSync('chattr', ['+i', locked]).status, 0);
+  try {
+    assert.match(spawnSync('lsattr', [locked], { encoding: 'utf8' }).stdout, /^\S*i\S* /);
+    writeFileSync(join(p.data, 'etc', 'app.conf'), 'setting = 3\n');
+    writeChange(p.data, 'more.bin', 4 * KiB);
+    const r = await p.a.ferry(['mirror', 'update', 'vol', '--wait', '--json']);
+    assert.equal(r.code, 7, `${r.stdout} ${r.stderr}`);
+    const msg = r.json.error.message as string;
+    assert.equal(r.json.error.code, 'IO');
+    assert.doesNotMatch(msg, /can read it/, msg);
+    assert.match(msg, /rename/, msg);
+    assert.ok(msg.includes(locked), `names the path: ${msg}`);
+    assert.match(msg, /EPERM/, msg);
+    assert.ok(msg.includes(`chattr -i ${locked}`), `says what to do: ${msg}`);
+    // the secondary says why its replica is inconsistent
+    const refused = await p.b.refused(['failover', 'vol'], 4, 'MIRROR_STATE');
+    assert.match(refused.json.error.message, /EPERM/, refused.json.error.message);
+    assert.doesNotMatch(refused.json.error.message, /was cut/);
+  } finally {
+    spawnSync('chattr', ['-i', locked]);
+  }
+  const next = await p.a.json(['mirror', 'update', 'vol', '--wait']);
+  assert.equal(next.applied, true);
+  assertTreesEqual(p.replica, p.data);
+  assert.equal(next.writesSnapshot, undefined, 'the unfinished apply left only its own work: nothing to keep');
+});
