@@ -129,7 +129,8 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
     if (opts.dryRun) return { plan };
     if (plan.alreadyPrimary) {
       const last = lastWorkflow<FailoverJournal>(site, volume, 'failover');
-      if (last?.state === 'done' && last.plan.snapshot) return { ...resultOf(last.plan), alreadyDone: true };
+      // Done before: the recorded result, except that an old primary not told yet is told now.
+      if (last?.state === 'done' && last.plan.snapshot) return { ...resultOf(last.plan), ...(await tellOldPrimary(engine, volume)), alreadyDone: true };
     }
     return executeFailover(engine, plan);
   });
@@ -164,20 +165,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const peer = findPeerById(site, row().source_site);
-    let notified = false;
-    let notifyError: string | undefined;
-    if (peer) {
-      const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
-      try {
-        await client.call(ROUTES.dr('failover-notice'), { volume: row().source_volume, at: plan.volume });
-        notified = true;
-      } catch (err) {
-        notifyError = (err as Error).message;
-      } finally {
-        client.close();
-      }
-    } else notifyError = `site ${row().source_site} is not paired`;
+    const { notified, notifyError } = await sendNotice(engine, row());
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
@@ -193,6 +181,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       const r = row();
       const vol = getVolume(site, plan.volume);
       if (vol.role === 'primary' && r.state === 'broken-off') {
+        site.db.run('UPDATE secondaries SET failover_notice = ? WHERE volume = ? AND failover_notice IS NULL', JSON.stringify(noticeAfterStep1(site, wf.plan)), plan.volume);
         recordStep(site, wf, 'promoted', { base: r.applied! });
         return;
       }
@@ -211,7 +200,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       const applied = row().applied!;
       site.db.tx(() => {
         site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-        site.db.run("UPDATE secondaries SET state = 'broken-off', updated_at = ? WHERE volume = ?", site.clock.now(), plan.volume);
+        site.db.run("UPDATE secondaries SET state = 'broken-off', failover_notice = ?, updated_at = ? WHERE volume = ?", JSON.stringify(noticeAfterStep1(site, wf.plan)), site.clock.now(), plan.volume);
         site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', applied, holdName(r.source_site), site.clock.now());
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
         recordStep(site, wf, 'promoted', { base: applied });
@@ -230,19 +219,111 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   return resultOf(wf.plan);
 }
 
-/** At the old primary: a secondary took over `volume`; stop updating that mirror (it becomes broken-off). */
-export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string): { mirror: string; state: string } {
+// ---------------------------------------------------------------- telling the old primary
+
+/**
+ * Whether the old primary knows of the failover (secondaries.failover_notice, at the new primary):
+ * `pending` until it acknowledged the notice; the daemon keeps sending it, and so does a rerun of
+ * `ferry failover`. NULL on a catalog from before this was recorded.
+ */
+export interface FailoverNotice {
+  state: 'pending' | 'told';
+  attempts: number;
+  lastAttemptAt: number;
+  lastError?: string;
+  toldAt?: number;
+  /** the old primary answered it holds no such mirror (nothing to stop there) */
+  note?: string;
+}
+
+function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNotice {
+  const at = site.clock.now();
+  return j.notified ? { state: 'told', attempts: 1, lastAttemptAt: at, toldAt: at } : { state: 'pending', attempts: 1, lastAttemptAt: at, ...(j.notifyError ? { lastError: j.notifyError } : {}) };
+}
+
+/** Send the failover notice to the old primary of `row` (at most 15 s of silence); `late`: after the failover itself. */
+async function sendNotice(engine: Engine, row: SecRow, late = false): Promise<{ notified: boolean; notifyError?: string; gone?: string }> {
+  const peer = findPeerById(engine.site, row.source_site);
+  if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
+  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
+  try {
+    await client.call(ROUTES.dr('failover-notice'), { volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}) });
+    return { notified: true };
+  } catch (err) {
+    // It answers that it has no mirror of the volume to this site: there is nothing there to stop.
+    if (isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
+    return { notified: false, notifyError: (err as Error).message };
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Tell the old primary of `volume` of the failover if it was not told yet (it was unreachable), and
+ * record the outcome. Returns whether it knows now, and why not.
+ */
+export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ notified: boolean; notifyError?: string }> {
+  const site = engine.site;
+  const row = site.db.get<SecRow & { failover_notice: string | null }>('SELECT * FROM secondaries WHERE volume = ?', volume);
+  const notice = row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
+  if (!row || row.state !== 'broken-off' || !notice) return { notified: false, notifyError: 'no failover notice is recorded for this volume' };
+  if (notice.state === 'told') return { notified: true };
+  const r = await sendNotice(engine, row, true);
+  const at = site.clock.now();
+  const next: FailoverNotice = r.notified
+    ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}) }
+    : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError };
+  const peerName = findPeerById(site, row.source_site)?.name ?? row.source_site;
+  site.db.tx(() => {
+    site.db.run('UPDATE secondaries SET failover_notice = ? WHERE volume = ?', JSON.stringify(next), volume);
+    // an event when it is told, or when the reason it is not changes (not one per attempt)
+    if (r.notified) site.event({ kind: 'failover.notice', volume, outcome: 'ok', detail: { oldPrimary: peerName, attempts: next.attempts, ...(r.gone ? { note: r.gone } : {}) } });
+    else if (r.notifyError !== notice.lastError) site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { oldPrimary: peerName, attempts: next.attempts, error: r.notifyError } });
+  });
+  return r.notified ? { notified: true } : { notified: false, notifyError: r.notifyError };
+}
+
+/** The daemon's retry: tell every old primary not told of a failover here yet (Engine.deliverFailoverNotices). */
+export async function deliverFailoverNotices(engine: Engine): Promise<void> {
+  const site = engine.site;
+  if (site.readOnly) return;
+  for (const { volume } of site.db.all<{ volume: string }>("SELECT volume FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending'")) {
+    // (no workflow lock: a notice is idempotent, and a long migrate or failback must not hold it up)
+    await tellOldPrimary(engine, volume).catch(() => {});
+  }
+}
+
+/**
+ * At the old primary: a secondary took over `volume`; stop updating that mirror (it becomes
+ * broken-off). A `late` notice (this site was unreachable at the failover, and may have gone on
+ * writing since) also snapshots the volume the first time (`failover-notice-<time>`, after the
+ * answer): what its application wrote is kept, and status shows the split brain when both sides
+ * wrote (dr/split-brain.ts compares snapshots).
+ */
+export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean } = {}): { mirror: string; state: string } {
   const site = engine.site;
   const peer = findPeerById(site, peerId)!;
   const m = site.db.get<{ id: string; state: string }>('SELECT id, state FROM mirrors WHERE volume = ? AND peer = ?', volume, peer.name);
   if (!m) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
   if (m.state !== 'broken-off') {
     site.db.tx(() => {
-      site.db.run("UPDATE mirrors SET state = 'broken-off', last_error = ? WHERE id = ?", JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took over ${volume}` }), m.id);
+      site.db.run("UPDATE mirrors SET state = 'broken-off', last_error = ? WHERE id = ?", JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took over ${volume}: this site is no longer its primary; run \`ferry failback ${volume}\` here to become its secondary (writes made here are kept)` }), m.id);
       site.event({ kind: 'mirror.state', volume, outcome: 'info', detail: { mirror: m.id, transition: `${m.state} => broken-off`, reason: `${peer.name} failed over` } });
     });
+    if (o.late && getVolume(site, volume).role === 'primary') void keepAtNotice(engine, volume, peer.name);
   }
   return { mirror: m.id, state: 'broken-off' };
+}
+
+async function keepAtNotice(engine: Engine, volume: string, newPrimary: string): Promise<void> {
+  const site = engine.site;
+  const name = `failover-notice-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
+  try {
+    const snap = await createSnapshot(site, volume, { name, pool: engine.pool });
+    site.event({ kind: 'failover.notice', volume, outcome: 'info', detail: { newPrimary, kept: snap.snapshot.id, name } });
+  } catch (err) {
+    site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { newPrimary, error: (err as Error).message } });
+  }
 }
 
 export function isFailedOver(err: unknown): boolean {

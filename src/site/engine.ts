@@ -22,6 +22,9 @@ interface Job {
   bytesAt: Array<[number, number]>;
 }
 
+/** An old primary not told of a failover here yet is told again this often (deliverFailoverNotices). */
+const NOTICE_RETRY_MS = 15_000;
+
 export interface EngineOptions {
   /** connect to a peer: the HTTP/2 client by default; tests may substitute */
   connect?: (peer: Peer) => Receiver;
@@ -201,10 +204,40 @@ export class Engine {
     return this.#resuming;
   }
 
+  #noticing: Promise<void> | undefined;
+  #noticedAt = 0;
+
+  /**
+   * Tell every old primary that was unreachable when this site took its volume over (failover
+   * --force) that it did (src/dr/failover.ts): at start, then every NOTICE_RETRY_MS while one has
+   * not acknowledged, so that it stops updating and shows its mirror broken off.
+   */
+  deliverFailoverNotices(): Promise<void> {
+    if (this.#noticing || this.#closing || this.site.readOnly) return this.#noticing ?? Promise.resolve();
+    this.#noticedAt = Date.now();
+    this.#noticing = import('../dr/failover.ts')
+      .then((f) => f.deliverFailoverNotices(this))
+      .catch((err) => this.site.event({ kind: 'failover.notice', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
+      .finally(() => {
+        this.#noticing = undefined;
+      });
+    return this.#noticing;
+  }
+
+  #noticePending(): boolean {
+    try {
+      return this.site.db.get("SELECT 1 FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending' LIMIT 1") !== undefined;
+    } catch {
+      return false; // a catalog opened read-only from before the column
+    }
+  }
+
   startScheduler(intervalMs = 1000): void {
     void this.resumeWorkflows();
+    void this.deliverFailoverNotices();
     this.#timer = setInterval(() => {
       if (Date.now() - this.#resumedAt > 30_000 && this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1")) void this.resumeWorkflows();
+      if (Date.now() - this.#noticedAt > NOTICE_RETRY_MS && this.#noticePending()) void this.deliverFailoverNotices();
       void this.tick();
       void this.tickLinks();
     }, intervalMs);

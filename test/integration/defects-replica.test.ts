@@ -202,6 +202,60 @@ test('a failover that waited for an apply in flight names the base actually kept
   assert.ok(!again.stdout.includes(planned), again.stdout);
 });
 
+test('an old primary that was down during failover --force is told once it is back: by rerunning failover, and by the daemon (which a restart does not make forget)', async () => {
+  const p = await mirroredPair('notice', ['vol', 'vol2']);
+  const { a, b } = p;
+  await a.stop();
+
+  // ---- both volumes taken over while a is down
+  const fo = await b.json(['failover', 'vol', '--force']);
+  assert.equal(fo.notified, false);
+  const fo2 = await b.json(['failover', 'vol2', '--force']);
+  assert.equal(fo2.notified, false);
+  const still = await b.json(['failover', 'vol']);
+  assert.equal(still.notified, false, 'a is still down: not told');
+  assert.ok(still.notifyError, 'says why');
+  const sec = (await b.volume('vol')).secondary;
+  assert.equal(sec.notice?.state, 'pending', `status at the new primary shows the old primary not told yet: ${JSON.stringify(sec)}`);
+  const text = await b.ferry(['status']);
+  assert.match(text.stdout, /not told yet of the failover/, text.stdout);
+
+  // ---- a is back while b's daemon is stopped: rerunning failover (in-process) tells it of vol2
+  await b.stop();
+  await a.start({ port: a.port });
+  const rerun = await b.json(['failover', 'vol2']);
+  assert.equal(rerun.notified, true, `a rerun tells the old primary: ${JSON.stringify(rerun)}`);
+  assert.equal(mirrorState(a, b.name, 'vol2'), 'broken-off');
+  assert.equal(mirrorState(a, b.name), 'idle', 'vol: nobody told a yet');
+
+  // ---- a down again; b's daemon restarts (its first try fails) and keeps trying: a is told of vol once back
+  await a.stop();
+  writeFileSync(join(p.data, 'top.txt'), 'a\'s application kept writing, unaware\n');
+  await b.start();
+  await waitFor('the restarted daemon\'s first try', async () => (await b.volume('vol')).secondary.notice?.attempts >= 3, 30_000, 250);
+  assert.equal((await b.volume('vol')).secondary.notice.state, 'pending');
+  await a.start({ port: a.port });
+  assert.equal(mirrorState(a, b.name), 'idle');
+  await waitFor('the new primary to tell the old one (vol)', () => mirrorState(a, b.name) === 'broken-off', 60_000, 250);
+  const m = await a.mirror('vol', b.name);
+  assert.equal(m.state, 'broken-off');
+  assert.equal(m.health, 'warn');
+  assert.equal(m.lastError?.code, 'FAILED_OVER');
+  await waitFor('the new primary to record that it was told', async () => (await b.volume('vol')).secondary.notice?.state === 'told', 30_000, 250);
+  // told, a kept what its application wrote in a snapshot
+  const kept = await waitFor('the old primary to keep its writes', () => a.snapshotRows('vol').find((r) => r.name?.startsWith('failover-notice-')), 30_000, 250);
+  assert.ok(readFileSync(join(await a.restore('vol', kept.id, 'told'), 'top.txt'), 'utf8').includes('unaware'));
+
+  // ---- the new primary wrote too: split brain, shown at the old primary
+  writeFileSync(join(p.replica, 'etc', 'app.conf'), 'setting = 2 (b is primary)\n');
+  await b.json(['snapshot', 'create', 'vol']);
+  await waitFor('split-brain at the old primary', async () => (await a.mirror('vol', b.name)).state === 'split-brain', 30_000, 500);
+  const at = await a.ferry(['status']);
+  assert.match(at.stdout, /SPLIT BRAIN/, at.stdout);
+  // an update the old primary tries is refused and its mirror stays off
+  await a.refused(['mirror', 'update', 'vol', '--wait'], 4, 'MIRROR_STATE', /broken off/);
+});
+
 /** chattr works here (root, a filesystem with inode flags); otherwise the test is skipped. */
 function canChattr(dir: string): boolean {
   const f = join(dir, 'probe');
