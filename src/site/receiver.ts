@@ -340,6 +340,10 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
   return { missing, firstMissing, complete };
 }
 
+function sameMembers(a: SnapshotMember[], b: SnapshotMember[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.name === b[i].name && x.kind === b[i].kind && x.root === b[i].root);
+}
+
 /** Whether the store holds image `id` and every block list of it (readable: not in a lost pack). */
 function imageListsHeld(store: ObjectReader, id: ObjectId): boolean {
   if (!store.has(id)) return false;
@@ -1114,6 +1118,13 @@ export class SiteReceiver implements Receiver {
         if (row.applied) site.db.run('UPDATE stat_cache SET snapshot = ? WHERE volume = ? AND snapshot = ?', row.applied, vol.name, key);
       });
       return { roots, changed };
+    }
+    // Kept already: the newest replica-writes-* snapshot holds exactly this (the refused update before
+    // a forced one, an apply that keeps failing): no second copy.
+    const last = site.db.get<{ name: string; manifest: string }>("SELECT name, manifest FROM snapshots WHERE volume = ? AND origin = ? AND name LIKE 'replica-writes-%' ORDER BY time DESC, id DESC LIMIT 1", vol.name, site.id);
+    if (last && sameMembers(readManifest(site.store, last.manifest as ObjectId).members, members)) {
+      site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { name: last.name, written, keptAlready: true, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
+      return { roots, changed, snapshot: last.name };
     }
     // Keep the writes: a named snapshot of the replica as it is (invariant: nothing is lost silently).
     const time = site.clock.now();
