@@ -66,7 +66,8 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   // An apply running now (not cut) is waited for, or with --force cancelled and rolled back.
   const inFlight = !alreadyPrimary && applyInFlight(site, volume);
   if (!consistent && !opts.force && !inFlight) {
-    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}; run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it`);
+    const source = findPeerById(site, row.source_site)?.name ?? row.source_site;
+    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}; run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it, or, if ${source} is up, let its next \`ferry mirror update\` finish the apply (keeping the same) and fail over then`);
   }
   const peer = findPeerById(site, row.source_site);
   const steps = [
