@@ -131,7 +131,10 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
     if (plan.alreadyPrimary) {
       const last = lastWorkflow<FailoverJournal>(site, volume, 'failover');
       // Done before: the recorded result, except that an old primary not told yet is told now.
-      if (last?.state === 'done' && last.plan.snapshot) return { ...resultOf(last.plan), ...(await tellOldPrimary(engine, volume)), alreadyDone: true };
+      if (last?.state === 'done' && last.plan.snapshot) {
+        const told = await tellOldPrimary(engine, volume);
+        return { ...resultOf(last.plan), ...(told ? { notified: told.notified, notifyError: told.notifyError } : {}), alreadyDone: true };
+      }
     }
     return executeFailover(engine, plan);
   });
@@ -251,8 +254,9 @@ async function sendNotice(engine: Engine, row: SecRow, late = false): Promise<{ 
     await client.call(ROUTES.dr('failover-notice'), { volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}) });
     return { notified: true };
   } catch (err) {
-    // It answers that it has no mirror of the volume to this site: there is nothing there to stop.
-    if (isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
+    // Told late, it answers that it has no mirror of the volume to this site (any more): there is
+    // nothing there to stop, and nothing to retry.
+    if (late && isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
     return { notified: false, notifyError: (err as Error).message };
   } finally {
     client.close();
@@ -261,13 +265,14 @@ async function sendNotice(engine: Engine, row: SecRow, late = false): Promise<{ 
 
 /**
  * Tell the old primary of `volume` of the failover if it was not told yet (it was unreachable), and
- * record the outcome. Returns whether it knows now, and why not.
+ * record the outcome. Returns whether it knows now, and why not; undefined when no notice is
+ * recorded (no failover here, or one from before notices were recorded).
  */
-export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ notified: boolean; notifyError?: string }> {
+export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ notified: boolean; notifyError?: string } | undefined> {
   const site = engine.site;
   const row = site.db.get<SecRow & { failover_notice: string | null }>('SELECT * FROM secondaries WHERE volume = ?', volume);
   const notice = row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
-  if (!row || row.state !== 'broken-off' || !notice) return { notified: false, notifyError: 'no failover notice is recorded for this volume' };
+  if (!row || row.state !== 'broken-off' || !notice) return undefined;
   if (notice.state === 'told') return { notified: true };
   const r = await sendNotice(engine, row, true);
   const at = site.clock.now();

@@ -36,7 +36,7 @@ export interface DrSite {
   refused(args: string[], exit: number, code: string, message?: RegExp): Promise<CliResult>;
   /** define a volume in this process (setup; the daemon must not run) */
   defineVolume(volume: string, members: string[], hooks?: Hooks): void;
-  /** start the daemon; `env`: extra environment for this daemon only (test hooks such as FERRY_PAUSE_AT) */
+  /** start the daemon; `env`: extra environment for it (test hooks such as FERRY_CLOCK_OFFSET_MS) */
   start(opts?: { tick?: number; port?: number; env?: Record<string, string> }): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<void>;
   status(): Promise<any>;
