@@ -58,13 +58,16 @@ function walk(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: Obj
 
 /**
  * Blocks of image `now` that are neither as in image `from` nor as in image `to` (either may be
- * null), at most `limit` block numbers; a size neither has counts as block -1.
+ * null), at most `limit` block numbers; a size neither has counts as block -1. An all-zero block (a
+ * hole) where a side has no block (no image, or a shorter one) is that side's: the apply sizes the
+ * image first, and what it has not written yet reads as zeros.
  */
 export function foreignImageBlocks(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: ObjectId | null, limit = 5): number[] {
   if (now === from || now === to) return [];
   const n = decodeImage(store.get(now));
   const sides = [from, to].filter((x): x is ObjectId => x !== null).map((id) => decodeImage(store.get(id))).filter((x) => x.blockSize === n.blockSize);
   if (!sides.some((x) => x.size === n.size)) return [-1];
+  const blocksIn = (x: { size: number; blockSize: number }) => Math.ceil(x.size / x.blockSize);
   const out: number[] = [];
   const lists = new Map<ObjectId, Array<ObjectId | null>>();
   const blocksOf = (id: ObjectId) => {
@@ -78,7 +81,10 @@ export function foreignImageBlocks(store: ObjectReader, now: ObjectId, from: Obj
     const blocks = blocksOf(mine);
     const theirs = sides.filter((x) => x.lists[li] !== undefined).map((x) => blocksOf(x.lists[li]));
     for (let k = 0; k < blocks.length && out.length < limit; k++) {
-      if (!theirs.some((b) => k < b.length && b[k] === blocks[k])) out.push(li * BLOCKS_PER_LIST + k);
+      const no = li * BLOCKS_PER_LIST + k;
+      if (theirs.some((b) => k < b.length && b[k] === blocks[k])) continue;
+      if (blocks[k] === null && (from === null || sides.some((x) => no >= blocksIn(x)))) continue;
+      out.push(no);
     }
   }
   return out;

@@ -84,5 +84,12 @@ test('an image part way from F to T: blocks of either are the apply\'s; others, 
     assert.deepEqual(foreignImageBlocks(site.store, await cap(), f, t), [0]);
     truncateSync(img, 2 * B);
     assert.deepEqual(foreignImageBlocks(site.store, await cap(), f, t), [-1]);
+    // A baseline part way (no image before): sized to T first, only block 1 written so far, the rest reads as zeros.
+    writeFileSync(img, Buffer.alloc(0));
+    truncateSync(img, 3 * B);
+    put(1, t1);
+    assert.deepEqual(foreignImageBlocks(site.store, await cap(), null, t), []);
+    put(0, randomBytes(B));
+    assert.deepEqual(foreignImageBlocks(site.store, await cap(), null, t), [0]);
   });
 });
