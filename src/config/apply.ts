@@ -37,7 +37,7 @@ export function readConfigFile(file: string): string {
     return readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('CONFIG_INVALID', `no site file at ${file}; write one (docs/config.md), or start from \`ferry config export --output ${file}\``, { cause: err });
-    throw wrapIoError(err, `reading site file ${file}`);
+    throw wrapIoError(err, `reading site file ${file}`, { writing: false });
   }
 }
 

@@ -1,6 +1,6 @@
 // How long a failed job waits before it is tried again: one computation for
 // every retry path of the daemon (mirror updates and peer-snapshot deliveries,
-// link refreshes, DR workflow resumption), so none can spin. Each failure is
+// link refreshes, DR workflow resumption, failover notices), so none can spin. Each failure is
 // counted and waits base * 2^(failures - 1), capped, spread by a random factor
 // (jitter) so that many mirrors failing together do not retry together. An
 // error that retrying will not cure (anything not `transient`: a failed hook,
@@ -27,6 +27,8 @@ export const MIRROR_RETRY: BackoffPolicy = { baseMs: 5_000, maxMs: 5 * 60_000, j
 export const LINK_RETRY: BackoffPolicy = MIRROR_RETRY;
 /** Resuming DR workflows left in progress (the peer they wait for may be down for long): 30 s up to 10 min. */
 export const WORKFLOW_RETRY: BackoffPolicy = { baseMs: 30_000, maxMs: 10 * 60_000, jitter: 0.2 };
+/** Failover notices to an old primary that was unreachable (failover --force): 15 s up to 5 min. */
+export const NOTICE_RETRY: BackoffPolicy = { baseMs: 15_000, maxMs: 5 * 60_000, jitter: 0.2 };
 
 /** The wait after `failures` consecutive failures (1: after the first), with jitter. */
 export function backoffMs(failures: number, policy: BackoffPolicy, random: Random): number {

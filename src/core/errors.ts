@@ -39,7 +39,7 @@ export const ERRORS = {
   TARGET_NOT_EMPTY: { kind: 'conflict', exit: 4, doc: 'The restore target is not empty; choose another or pass --force.' },
   PATH_NOT_IN_SNAPSHOT: { kind: 'usage', exit: 3, doc: 'The --path given to restore is not in the snapshot.' },
   NO_SPACE: { kind: 'permanent', exit: 7, doc: 'The disk is full; free space and retry: nothing was half-written.' },
-  IO: { kind: 'permanent', exit: 7, doc: 'A file could not be read or written (permissions, I/O error).' },
+  IO: { kind: 'permanent', exit: 7, doc: 'A file could not be read or written (permissions, an immutable file, I/O error); the message names the operation (read, write, rename, unlink, chmod, ...) and the path that failed, and what to do (e.g. `chattr -i PATH` for a file made immutable).' },
   CONFIG_INVALID: { kind: 'usage', exit: 2, doc: 'A setting (retention, hook, schedule) or the site file is malformed; for a site file the message lists every error with its line and a hint, and nothing was applied.' },
   IDENTITY_INVALID: { kind: 'corrupt', exit: 5, doc: "The site's key.pem or cert.pem is missing, unreadable, corrupt, or the two do not match; restore both from backup." },
   IDENTITY_EXISTS: { kind: 'conflict', exit: 4, doc: 'A site identity (key.pem or cert.pem) already exists there; ferry never overwrites one.' },
@@ -56,7 +56,7 @@ export const ERRORS = {
   MIRROR_EXISTS: { kind: 'conflict', exit: 4, doc: 'That volume already has a mirror to that site.' },
   MIRROR_STATE: { kind: 'conflict', exit: 4, doc: 'The mirror is not in a state that allows this (e.g. update before initialize, or within min delay without --force).' },
   REPLICA_WRITTEN: { kind: 'conflict', exit: 4, doc: 'Someone wrote into the replica since the last apply; the writes were kept in a snapshot; update with --force to overwrite them.' },
-  REPLICA_MISMATCH: { kind: 'corrupt', exit: 5, doc: 'After an apply the replica does not match the snapshot; it is marked inconsistent and the next update re-applies.' },
+  REPLICA_MISMATCH: { kind: 'corrupt', exit: 5, doc: 'After an apply the replica does not match the snapshot (someone wrote into it meanwhile); it stays marked inconsistent, and the next update (plain or --force) keeps what differs in a replica-writes-* snapshot and finishes the apply.' },
   FAILED_OVER: { kind: 'conflict', exit: 4, doc: 'The destination took over this volume (failover): updates stop; run `ferry failback VOLUME` at the old primary to resync from the new one.' },
   SPLIT_BRAIN: { kind: 'conflict', exit: 4, doc: 'Both sites hold the primary role for a volume and both may have written: ferry will not pick a winner; run `ferry failback` at the site that should yield (its writes are kept in a snapshot).' },
   NEEDS_FULL_SYNC: { kind: 'conflict', exit: 4, doc: 'The two sites share no base snapshot any more: only a full sync can bring them together; rerun with --full.' },
@@ -101,11 +101,53 @@ export function isFerryError(err: unknown, code?: ErrorCode): err is FerryError 
   return err instanceof FerryError && (code === undefined || err.code === code);
 }
 
+/** Syscalls, as Node names them in its errors, that change the file system, and those that only read it. */
+const CHANGES = new Set(['rename', 'unlink', 'rmdir', 'rm', 'mkdir', 'mkdtemp', 'link', 'symlink', 'chmod', 'fchmod', 'lchmod', 'chown', 'fchown', 'lchown', 'utime', 'futime', 'lutime', 'ftruncate', 'truncate', 'write', 'copyfile', 'fsync', 'fdatasync']);
+const READS = new Set(['read', 'scandir', 'opendir', 'readdir', 'readlink', 'lstat', 'stat', 'fstat', 'access', 'realpath']);
+
+function dirOf(path: string): string {
+  const i = path.replace(/\/+$/, '').lastIndexOf('/');
+  return i > 0 ? path.slice(0, i) : '/';
+}
+
+/**
+ * What to say of EACCES or EPERM: which operation (the syscall) on which path was refused, and what
+ * to do. EPERM where permissions would allow it (root, say) is usually an immutable or append-only
+ * file or directory (chattr +i / +a); EACCES is the permission bits. `writing`: an `open` for writing
+ * (an open's errno does not say which).
+ */
+function refusal(e: NodeJS.ErrnoException & { dest?: string }, what: string, writing: boolean | undefined): string {
+  const call = e.syscall;
+  const path = e.path === undefined ? undefined : String(e.path);
+  const dest = e.dest === undefined ? undefined : String(e.dest);
+  const on = call ? `${call}${path ? ` of ${path}` : ''}${dest ? ` to ${dest}` : ''}` : path ? `access to ${path}` : 'the operation';
+  const changes = (call !== undefined && CHANGES.has(call)) || (call === 'open' && writing === true);
+  const reads = (call !== undefined && READS.has(call)) || (call === 'open' && writing === false);
+  // the entry a change is refused on: a rename's or link's destination, else the path
+  const target = dest ?? path;
+  if (e.code === 'EPERM') {
+    const head = `${what}: ${on} failed (EPERM: operation not permitted)`;
+    if (reads || !target) return `${head}: ferry's user is not allowed this; run ferry as the owner of the file or as root`;
+    const flags =
+      call === 'rm'
+        ? `something below ${target} may be immutable or append-only: \`lsattr -R ${target}\` shows which (flag i or a); clear it with \`chattr -i FILE\` or \`chattr -a FILE\``
+        : `${target} or its directory may be immutable or append-only: \`lsattr -d ${target} ${dirOf(target)}\` shows it (flag i or a); clear it with \`chattr -i ${target}\` (or \`chattr -a\`, on the directory too if it is flagged)`;
+    const owner = /^(f|l)?(chmod|chown|utime)$/.test(call ?? '') ? '; otherwise only its owner or root may change its metadata: run ferry as root' : '';
+    return `${head}: ${flags}${owner}`;
+  }
+  const head = `${what}: ${on} failed (EACCES: permission denied)`;
+  if (reads) return `${head}: run ferry as a user that can read it, or give ferry's user read permission on ${target ?? 'it'} (and search permission on the directories above)`;
+  if (changes && target) return `${head}: ferry's user may not write in ${dirOf(target)}: give it write and search permission there, or run ferry as a user that can`;
+  return `${head}: ferry's user may not ${writing === undefined ? 'read or write' : 'write'} ${target ?? 'it'}: check its permissions and those of its directories, or run ferry as a user that can`;
+}
+
 /**
  * Turn a Node system error met while doing `what` into a FerryError that says
- * what to do. Keeps FerryErrors as they are.
+ * what failed and what to do (a refused operation names the syscall and its
+ * path). Keeps FerryErrors as they are. `writing`: `what` opens a file for
+ * writing (an open's error does not say whether it was for reading).
  */
-export function wrapIoError(err: unknown, what: string): FerryError {
+export function wrapIoError(err: unknown, what: string, o: { writing?: boolean } = {}): FerryError {
   if (err instanceof FerryError) return err;
   const e = err as NodeJS.ErrnoException;
   switch (e?.code) {
@@ -114,7 +156,7 @@ export function wrapIoError(err: unknown, what: string): FerryError {
       return new FerryError('NO_SPACE', `${what}: the disk is full; free space and run the command again`, { cause: err });
     case 'EACCES':
     case 'EPERM':
-      return new FerryError('IO', `${what}: permission denied; run ferry as a user that can read it`, { cause: err });
+      return new FerryError('IO', refusal(e, what, o.writing), { cause: err });
     case 'ENOENT':
       return new FerryError('IO', `${what}: no such file or directory`, { cause: err });
     default:

@@ -4,21 +4,18 @@
 //   1. tell the old primary (if reachable) so it stops updating: idempotent;
 //      without --force an unreachable old primary refuses the failover, since
 //      a primary that keeps running and writing is a split brain in the making;
-//   2. if an apply was cut (the replica is inconsistent), roll the replica
-//      back to the newest complete snapshot (only with --force);
+//   2. if an apply did not complete (the replica is inconsistent), roll the
+//      replica back to the newest complete snapshot (only with --force),
+//      keeping what it holds besides that apply's work in a snapshot first;
 //   3. one transaction: the volume becomes primary, the secondary relation
 //      becomes `broken-off` (the base stays held: failback starts from it);
 //   4. the new primary snapshots itself, so failback has a known start.
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
-import type { ObjectId } from '../core/ids.ts';
-import { applyTree, applyImage } from '../replication/apply.ts';
-import { captureTree } from '../snapshot/capture.ts';
-import { readManifest } from '../snapshot/graph.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { findPeerById } from '../site/peers.ts';
-import { createSnapshot, resolveSnapshot } from '../site/snapshots.ts';
+import { createSnapshot } from '../site/snapshots.ts';
 import { getVolume } from '../site/volumes.ts';
 import { PeerClient } from '../site/client.ts';
 import { applyInFlight, cancelApply, holdName, withReplicaLock } from '../site/receiver.ts';
@@ -48,6 +45,14 @@ interface SecRow {
   applying: string | null;
   consistent: number;
   state: string;
+  apply_error: string | null;
+}
+
+/** What became of the apply a replica is left inconsistent by: it failed (and why), or it was cut. */
+function unfinishedApply(row: SecRow, volume: string): string {
+  const err = row.apply_error ? (JSON.parse(row.apply_error) as { code: string; message: string }) : null;
+  if (err) return `the apply of ${row.applying} into the replica of ${volume} failed (${err.code}: ${err.message})`;
+  return `the apply of ${row.applying} into the replica of ${volume} was interrupted (the process applying it stopped) and not finished since`;
 }
 
 export function planFailover(engine: Engine, volume: string, opts: { force?: boolean } = {}): FailoverPlan {
@@ -61,16 +66,26 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   // An apply running now (not cut) is waited for, or with --force cancelled and rolled back.
   const inFlight = !alreadyPrimary && applyInFlight(site, volume);
   if (!consistent && !opts.force && !inFlight) {
-    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent (an apply of ${row.applying} was cut); run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} and promote it`);
+    const source = findPeerById(site, row.source_site)?.name ?? row.source_site;
+    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}; run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it, or, if ${source} is up, let its next \`ferry mirror update\` finish the apply (keeping the same) and fail over then`);
   }
   const peer = findPeerById(site, row.source_site);
   const steps = [
     `tell ${peer?.name ?? row.source_site} to stop updating ${row.source_volume}${opts.force ? ' (if reachable)' : ''}`,
     ...(inFlight ? [opts.force ? `cancel the apply in flight and roll the replica back to ${row.applied}` : `wait for the apply in flight to finish`] : consistent ? [] : [`roll the replica back to ${row.applied}`]),
-    `make ${volume} primary here; keep base ${row.applied} for failback`,
+    inFlight && !opts.force
+      ? `make ${volume} primary here; keep as base for failback the snapshot the replica then shows (${row.applying ?? 'the one being applied'} once that apply completes; ${row.applied} now)`
+      : `make ${volume} primary here; keep base ${row.applied} for failback`,
     `take snapshot failover-<time> of ${volume}`,
   ];
   return { volume, oldPrimary: peer?.name ?? row.source_site, sourceVolume: row.source_volume, snapshot: row.applied, consistent, rollback: !consistent, alreadyPrimary, force: opts.force ?? false, applyInFlight: inFlight, steps };
+}
+
+/** A replica rolled back by a forced failover: the snapshot it went back to, and where what it held was kept. */
+export interface FailoverRollback {
+  to: string;
+  /** the replica-writes-* snapshot that keeps what the replica held besides the unfinished apply's work */
+  kept?: string;
 }
 
 export interface FailoverResult {
@@ -78,6 +93,9 @@ export interface FailoverResult {
   notified: boolean;
   notifyError?: string;
   snapshot: string;
+  /** the base kept for failback (the plan's `snapshot` is what the replica showed when planned) */
+  base: string;
+  rollback?: FailoverRollback;
   /** a rerun found this failover already done: the result is the one recorded then */
   alreadyDone?: boolean;
 }
@@ -88,6 +106,9 @@ interface FailoverJournal {
   notified?: boolean;
   notifyError?: string | null;
   snapshot?: string;
+  rollback?: FailoverRollback;
+  /** the base kept for failback: what the replica showed when promoted (an apply waited for may have moved it since the plan) */
+  base?: string;
 }
 
 /**
@@ -109,14 +130,18 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
     if (opts.dryRun) return { plan };
     if (plan.alreadyPrimary) {
       const last = lastWorkflow<FailoverJournal>(site, volume, 'failover');
-      if (last?.state === 'done' && last.plan.snapshot) return { ...resultOf(last.plan), alreadyDone: true };
+      // Done before: the recorded result, except that an old primary not told yet is told now.
+      if (last?.state === 'done' && last.plan.snapshot) {
+        const told = await tellOldPrimary(engine, volume);
+        return { ...resultOf(last.plan), ...(told ? { notified: told.notified, notifyError: told.notifyError } : {}), alreadyDone: true };
+      }
     }
     return executeFailover(engine, plan);
   });
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '' };
+  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}) };
 }
 
 /**
@@ -144,20 +169,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const peer = findPeerById(site, row().source_site);
-    let notified = false;
-    let notifyError: string | undefined;
-    if (peer) {
-      const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
-      try {
-        await client.call(ROUTES.dr('failover-notice'), { volume: row().source_volume, at: plan.volume });
-        notified = true;
-      } catch (err) {
-        notifyError = (err as Error).message;
-      } finally {
-        client.close();
-      }
-    } else notifyError = `site ${row().source_site} is not paired`;
+    const { notified, notifyError } = await sendNotice(engine, row());
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
@@ -173,27 +185,18 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       const r = row();
       const vol = getVolume(site, plan.volume);
       if (vol.role === 'primary' && r.state === 'broken-off') {
-        recordStep(site, wf, 'promoted');
+        site.db.run('UPDATE secondaries SET failover_notice = ? WHERE volume = ? AND failover_notice IS NULL', JSON.stringify(noticeAfterStep1(site, wf.plan)), plan.volume);
+        recordStep(site, wf, 'promoted', { base: r.applied! });
         return;
       }
-      // 2. roll back an interrupted (or cancelled) apply
+      // 2. roll back an unfinished (or cancelled) apply; what the replica holds besides that apply's
+      // own work is kept in a replica-writes-* snapshot first (the receiver's rollBack)
       if (r.applying !== null || r.consistent !== 1) {
-        if (!plan.force) {
-          throw new FerryError('MIRROR_STATE', `the apply of ${r.applying} into the replica of ${plan.volume} did not complete; run \`ferry failover ${plan.volume} --force\` to roll it back to ${r.applied} and promote it`);
-        }
-        const target = readManifest(site.store, resolveSnapshot(site, plan.volume, r.applied!).manifest as ObjectId);
-        for (const m of vol.members) {
-          const want = target.members.find((x) => x.name === m.name)!;
-          if (m.kind === 'tree') {
-            const now = await captureTree(m.path, { store: site.store, pool: engine.pool, startedAt: site.clock.now() });
-            await applyTree(m.path, now.root, want.root, { store: site.store });
-          } else applyImage(m.path, null, want.root, { store: site.store });
-        }
-        site.store.flush();
+        if (!plan.force) throw new FerryError('MIRROR_STATE', `${unfinishedApply(r, plan.volume)}; run \`ferry failover ${plan.volume} --force\` to roll it back to ${r.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it`);
+        const back = await engine.receiverFor(r.source_site).rollBack(plan.volume);
         site.db.tx(() => {
-          site.db.run('UPDATE secondaries SET applying = NULL, applying_from = NULL, consistent = 1 WHERE volume = ?', plan.volume);
-          site.event({ kind: 'failover.rollback', volume: plan.volume, outcome: 'ok', detail: { to: r.applied } });
-          recordStep(site, wf, 'rolled-back');
+          site.event({ kind: 'failover.rollback', volume: plan.volume, outcome: 'ok', detail: { to: back.to, kept: back.kept ?? null } });
+          recordStep(site, wf, 'rolled-back', { rollback: back });
         });
         await checkpoint('failover:after-rollback');
       }
@@ -201,10 +204,10 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       const applied = row().applied!;
       site.db.tx(() => {
         site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-        site.db.run("UPDATE secondaries SET state = 'broken-off', updated_at = ? WHERE volume = ?", site.clock.now(), plan.volume);
+        site.db.run("UPDATE secondaries SET state = 'broken-off', failover_notice = ?, updated_at = ? WHERE volume = ?", JSON.stringify(noticeAfterStep1(site, wf.plan)), site.clock.now(), plan.volume);
         site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', applied, holdName(r.source_site), site.clock.now());
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
-        recordStep(site, wf, 'promoted');
+        recordStep(site, wf, 'promoted', { base: applied });
       });
     });
     await checkpoint('failover:after-promote');
@@ -220,19 +223,113 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   return resultOf(wf.plan);
 }
 
-/** At the old primary: a secondary took over `volume`; stop updating that mirror (it becomes broken-off). */
-export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string): { mirror: string; state: string } {
+// ---------------------------------------------------------------- telling the old primary
+
+/**
+ * Whether the old primary knows of the failover (secondaries.failover_notice, at the new primary):
+ * `pending` until it acknowledged the notice; the daemon keeps sending it, and so does a rerun of
+ * `ferry failover`. NULL on a catalog from before this was recorded.
+ */
+export interface FailoverNotice {
+  state: 'pending' | 'told';
+  attempts: number;
+  lastAttemptAt: number;
+  lastError?: string;
+  toldAt?: number;
+  /** the old primary answered it holds no such mirror (nothing to stop there) */
+  note?: string;
+}
+
+function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNotice {
+  const at = site.clock.now();
+  return j.notified ? { state: 'told', attempts: 1, lastAttemptAt: at, toldAt: at } : { state: 'pending', attempts: 1, lastAttemptAt: at, ...(j.notifyError ? { lastError: j.notifyError } : {}) };
+}
+
+/** Send the failover notice to the old primary of `row` (at most 15 s of silence); `late`: after the failover itself. */
+async function sendNotice(engine: Engine, row: SecRow, late = false): Promise<{ notified: boolean; notifyError?: string; gone?: string }> {
+  const peer = findPeerById(engine.site, row.source_site);
+  if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
+  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
+  try {
+    await client.call(ROUTES.dr('failover-notice'), { volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}) });
+    return { notified: true };
+  } catch (err) {
+    // Told late, it answers that it has no mirror of the volume to this site (any more): there is
+    // nothing there to stop, and nothing to retry.
+    if (late && isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
+    return { notified: false, notifyError: (err as Error).message };
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Tell the old primary of `volume` of the failover if it was not told yet (it was unreachable), and
+ * record the outcome. Returns whether it knows now, and why not; undefined when no notice is
+ * recorded (no failover here, or one from before notices were recorded).
+ */
+export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ notified: boolean; notifyError?: string } | undefined> {
+  const site = engine.site;
+  const row = site.db.get<SecRow & { failover_notice: string | null }>('SELECT * FROM secondaries WHERE volume = ?', volume);
+  const notice = row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
+  if (!row || row.state !== 'broken-off' || !notice) return undefined;
+  if (notice.state === 'told') return { notified: true };
+  const r = await sendNotice(engine, row, true);
+  const at = site.clock.now();
+  const next: FailoverNotice = r.notified
+    ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}) }
+    : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError };
+  const peerName = findPeerById(site, row.source_site)?.name ?? row.source_site;
+  site.db.tx(() => {
+    site.db.run('UPDATE secondaries SET failover_notice = ? WHERE volume = ?', JSON.stringify(next), volume);
+    // an event when it is told, or when the reason it is not changes (not one per attempt)
+    if (r.notified) site.event({ kind: 'failover.notice', volume, outcome: 'ok', detail: { oldPrimary: peerName, attempts: next.attempts, ...(r.gone ? { note: r.gone } : {}) } });
+    else if (r.notifyError !== notice.lastError) site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { oldPrimary: peerName, attempts: next.attempts, error: r.notifyError } });
+  });
+  return r.notified ? { notified: true } : { notified: false, notifyError: r.notifyError };
+}
+
+/** The daemon's retry: tell every old primary not told of a failover here yet (Engine.deliverFailoverNotices). */
+export async function deliverFailoverNotices(engine: Engine): Promise<void> {
+  const site = engine.site;
+  if (site.readOnly) return;
+  for (const { volume } of site.db.all<{ volume: string }>("SELECT volume FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending'")) {
+    // (no workflow lock: a notice is idempotent, and a long migrate or failback must not hold it up)
+    await tellOldPrimary(engine, volume).catch(() => {});
+  }
+}
+
+/**
+ * At the old primary: a secondary took over `volume`; stop updating that mirror (it becomes
+ * broken-off). A `late` notice (this site was unreachable at the failover, and may have gone on
+ * writing since) also snapshots the volume the first time (`failover-notice-<time>`, after the
+ * answer): what its application wrote is kept, and status shows the split brain when both sides
+ * wrote (dr/split-brain.ts compares snapshots).
+ */
+export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean } = {}): { mirror: string; state: string } {
   const site = engine.site;
   const peer = findPeerById(site, peerId)!;
   const m = site.db.get<{ id: string; state: string }>('SELECT id, state FROM mirrors WHERE volume = ? AND peer = ?', volume, peer.name);
   if (!m) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
   if (m.state !== 'broken-off') {
     site.db.tx(() => {
-      site.db.run("UPDATE mirrors SET state = 'broken-off', last_error = ? WHERE id = ?", JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took over ${volume}` }), m.id);
+      site.db.run("UPDATE mirrors SET state = 'broken-off', last_error = ? WHERE id = ?", JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took over ${volume}: this site is no longer its primary; run \`ferry failback ${volume}\` here to become its secondary (writes made here are kept)` }), m.id);
       site.event({ kind: 'mirror.state', volume, outcome: 'info', detail: { mirror: m.id, transition: `${m.state} => broken-off`, reason: `${peer.name} failed over` } });
     });
+    if (o.late && getVolume(site, volume).role === 'primary') void keepAtNotice(engine, volume, peer.name);
   }
   return { mirror: m.id, state: 'broken-off' };
+}
+
+async function keepAtNotice(engine: Engine, volume: string, newPrimary: string): Promise<void> {
+  const site = engine.site;
+  const name = `failover-notice-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
+  try {
+    const snap = await createSnapshot(site, volume, { name, pool: engine.pool });
+    site.event({ kind: 'failover.notice', volume, outcome: 'info', detail: { newPrimary, kept: snap.snapshot.id, name } });
+  } catch (err) {
+    site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { newPrimary, error: (err as Error).message } });
+  }
 }
 
 export function isFailedOver(err: unknown): boolean {

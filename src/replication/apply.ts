@@ -94,6 +94,13 @@ function tmpName(name: Buffer): Buffer {
   return Buffer.from(`.ferry-tmp.${hashBytes(name).slice(0, 24)}`);
 }
 
+const TMP_NAME = /^\.ferry-tmp\.[0-9a-f]{24}$/;
+
+/** Is `name` one of the apply's temporaries (an entry written beside its target, renamed into place)? */
+export function isApplyTemporary(name: Buffer): boolean {
+  return name.length === 35 && TMP_NAME.test(name.toString('latin1'));
+}
+
 export function lstatOrNull(p: Buffer) {
   try {
     return lstatSync(p);
@@ -446,7 +453,7 @@ export function applyImage(path: string, from: ObjectId | null, to: ObjectId, o:
   try {
     fd = openSync(path, isDevice ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (err) {
-    throw wrapIoError(err, `opening image replica ${path}`);
+    throw wrapIoError(err, `opening image replica ${path}`, { writing: true });
   }
   try {
     if (!isDevice) {

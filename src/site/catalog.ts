@@ -99,7 +99,9 @@ CREATE TABLE secondaries (
   image_stats   TEXT NOT NULL DEFAULT '{}',
   updated_at    INTEGER NOT NULL,
   keep_snapshots INTEGER,
-  siblings      TEXT
+  siblings      TEXT,
+  apply_error   TEXT,
+  failover_notice TEXT
 );
 -- Links: writable copies of a snapshot at a stable path (test / pre-production copies).
 CREATE TABLE links (
@@ -200,11 +202,17 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
  *   mirrors.keep_snapshots       how many replication snapshots the destination keeps (NULL: 3 with several secondaries, else 1)
  *   secondaries.keep_snapshots   the same, as the source last said it (hello)
  *   secondaries.siblings         the source's other secondaries of the volume, as it last said (JSON)
+ *   secondaries.apply_error      why the apply in `applying` did not complete (JSON: code, message, at); NULL
+ *                                while it runs or when it was cut by a crash
+ *   secondaries.failover_notice  after a failover here, whether the old primary knows (dr/failover.ts,
+ *                                FailoverNotice: pending until it acknowledged); NULL: nothing recorded
  */
 const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['mirrors', 'keep_snapshots', 'INTEGER'],
   ['secondaries', 'keep_snapshots', 'INTEGER'],
   ['secondaries', 'siblings', 'TEXT'],
+  ['secondaries', 'apply_error', 'TEXT'],
+  ['secondaries', 'failover_notice', 'TEXT'],
 ];
 
 /**

@@ -2,7 +2,7 @@
 // the worker pool, the clients to paired sites, the mirror jobs (one at a
 // time per mirror), their progress, and the scheduler. The daemon runs one;
 // a CLI command without a daemon runs one in-process for its own duration.
-import { LINK_RETRY, MIRROR_RETRY, RetryGate, WORKFLOW_RETRY, type Random } from '../core/backoff.ts';
+import { LINK_RETRY, MIRROR_RETRY, NOTICE_RETRY, RetryGate, WORKFLOW_RETRY, type Random } from '../core/backoff.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { ChunkPool } from '../snapshot/chunk-pool.ts';
 import type { TransferProgress } from '../replication/sender.ts';
@@ -22,6 +22,8 @@ interface Job {
   started: number;
   bytesAt: Array<[number, number]>;
 }
+
+/** An old primary not told of a failover here yet is told again this often (deliverFailoverNotices). */
 
 export interface EngineOptions {
   /** connect to a peer: the HTTP/2 client by default; tests may substitute */
@@ -48,6 +50,7 @@ export class Engine {
   readonly #mirrorRetry: RetryGate;
   /** resuming the DR workflows left in progress */
   readonly #workflowRetry: RetryGate;
+  readonly #noticeRetry: RetryGate;
 
   constructor(site: Site, options: EngineOptions = {}) {
     this.site = site;
@@ -55,6 +58,7 @@ export class Engine {
     this.#linkRetry = new RetryGate(LINK_RETRY, site.clock, this.#random);
     this.#mirrorRetry = new RetryGate(MIRROR_RETRY, site.clock, this.#random);
     this.#workflowRetry = new RetryGate(WORKFLOW_RETRY, site.clock, this.#random);
+    this.#noticeRetry = new RetryGate(NOTICE_RETRY, site.clock, this.#random);
     this.pool = new ChunkPool();
     this.identity = loadIdentity(site.paths.identity);
     this.#connect =
@@ -257,10 +261,41 @@ export class Engine {
     }
   }
 
+  #noticing: Promise<void> | undefined;
+
+  /**
+   * Tell every old primary that was unreachable when this site took its volume over (failover
+   * --force) that it did (src/dr/failover.ts): at start, then, while one has not acknowledged,
+   * again after a backoff (15 s, 30 s, ... up to 5 min, with jitter), so that it stops updating
+   * and shows its mirror broken off.
+   */
+  deliverFailoverNotices(): Promise<void> {
+    if (this.#noticing || this.#closing || this.site.readOnly) return this.#noticing ?? Promise.resolve();
+    this.#noticing = import('../dr/failover.ts')
+      .then((f) => f.deliverFailoverNotices(this))
+      .catch((err) => this.site.event({ kind: 'failover.notice', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
+      .finally(() => {
+        this.#noticing = undefined;
+        if (this.#noticePending()) this.#noticeRetry.failed('notices', { transient: true, periodMs: null });
+        else this.#noticeRetry.succeeded('notices');
+      });
+    return this.#noticing;
+  }
+
+  #noticePending(): boolean {
+    try {
+      return this.site.db.get("SELECT 1 FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending' LIMIT 1") !== undefined;
+    } catch {
+      return false; // closed, or a catalog opened read-only from before the column
+    }
+  }
+
   startScheduler(intervalMs = 1000): void {
     void this.resumeWorkflows();
+    void this.deliverFailoverNotices();
     this.#timer = setInterval(() => {
       if (this.workflowsDue()) void this.resumeWorkflows();
+      if (this.#noticeRetry.due('notices') && this.#noticePending()) void this.deliverFailoverNotices();
       void this.tick();
       void this.tickLinks();
     }, intervalMs);

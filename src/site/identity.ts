@@ -395,7 +395,7 @@ function readPemFile(file: string, what: string): string {
         { cause: err, details: { file } },
       );
     }
-    throw wrapIoError(err, `reading site ${what} ${file}`);
+    throw wrapIoError(err, `reading site ${what} ${file}`, { writing: false });
   }
 }
 

@@ -23,7 +23,7 @@ export function acquireSiteLock(path: string, command: string): SiteLock {
     try {
       fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIoError(err, `creating lock ${path}`);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIoError(err, `creating lock ${path}`, { writing: true });
       const owner = readOwner(path);
       const stale = owner ? owner.host === hostname() && !processAlive(owner.pid) : olderThan(path, 10_000);
       if (stale) {

@@ -128,7 +128,7 @@ export class RotatingFileSink implements LogSink {
       if (existsSync(path) && !statSync(path).isFile()) throw new FerryError('IO', `cannot write the log file ${path}: it exists and is not a regular file; choose another --log-file`);
       this.#open();
     } catch (err) {
-      throw wrapIoError(err, `opening the log file ${path}`);
+      throw wrapIoError(err, `opening the log file ${path}`, { writing: true });
     }
   }
 

@@ -50,7 +50,7 @@ function num(a: Args, k: string): number | undefined {
 export function statusReport(engine: Engine): Record<string, unknown> {
   const site = engine.site;
   const mirrors = engine.status();
-  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; state: string; updated_at: number }>('SELECT * FROM secondaries ORDER BY volume');
+  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; state: string; updated_at: number; apply_error: string | null; failover_notice: string | null }>('SELECT * FROM secondaries ORDER BY volume');
   const peers = listPeers(site);
   const peerName = (id: string) => peers.find((p) => p.id === id)?.name ?? id;
   return {
@@ -78,6 +78,10 @@ export function statusReport(engine: Engine): Record<string, unknown> {
                 applied: sec.applied,
                 applying: sec.applying,
                 consistent: sec.consistent === 1,
+                // why the apply in `applying` did not complete (null while it runs, or when a crash cut it)
+                applyError: sec.applying && sec.apply_error ? (JSON.parse(sec.apply_error) as { code: string; message: string; at: number }) : null,
+                // after a failover here: whether the old primary knows (pending: the daemon keeps telling it)
+                notice: sec.state === 'broken-off' && sec.failover_notice ? JSON.parse(sec.failover_notice) : null,
                 updatedAt: sec.updated_at,
               },
             }
@@ -93,7 +97,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
   const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
   switch (op) {
     case 'failover-notice':
-      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!);
+      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true });
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
     case 'changes': {

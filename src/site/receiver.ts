@@ -11,10 +11,13 @@
 // differs from what was last applied, somebody wrote into the replica, and
 // the capture is kept as a snapshot of its own before anything is
 // overwritten (and without --force nothing is). After the apply the replica
-// is captured again and must equal the snapshot exactly.
+// is captured again and must equal the snapshot exactly. An apply that did
+// not complete is finished before anything else, and its replica is checked
+// the same way: what it holds besides that apply's own work is kept first
+// (mid-apply.ts); a forced failover's rollback (rollBack) too.
 import { existsSync, mkdirSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { FerryError, isFerryError } from '../core/errors.ts';
+import { FerryError, isFerryError, wrapIoError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { ObjectReader, PreparedObject } from '../store/types.ts';
@@ -28,6 +31,7 @@ import { readManifest } from '../snapshot/graph.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
+import { foreignImageBlocks, foreignTreePaths } from '../replication/mid-apply.ts';
 import { STAGE_DIR, Stager } from '../replication/stage.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
@@ -120,6 +124,12 @@ async function verifyBatch(items: PreparedObject[]): Promise<{ good: PreparedObj
     good.push(items[i]);
   }
   return { good };
+}
+
+/** An apply left part way: the member roots it started from, and its snapshot (null when that is gone). */
+interface Unfinished {
+  from: Record<string, ObjectId | null>;
+  to: SnapshotManifest | null;
 }
 
 /** Files an apply wrote into one member: directory -> name -> what lstat saw (latin1 keys, '' for the root). */
@@ -328,6 +338,10 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
     if (links.size === 0 && missing === missingBefore) for (const id of walked) complete.trees.add(id);
   }
   return { missing, firstMissing, complete };
+}
+
+function sameMembers(a: SnapshotMember[], b: SnapshotMember[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.name === b[i].name && x.kind === b[i].kind && x.root === b[i].root);
 }
 
 /** Whether the store holds image `id` and every block list of it (readable: not in a lost pack). */
@@ -803,120 +817,173 @@ export class SiteReceiver implements Receiver {
     const row = this.#secondary(volume);
     const vol = getVolume(site, volume);
     if (row.applied === target.id && row.applying === null) return { snapshot: target.id, applied: true };
-    if (row.applying && row.applying !== target.id) {
-      // An earlier apply was interrupted: finish it first, so the replica is exactly that
-      // snapshot before the next diff is taken from it.
-      const manifestId = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applying)?.manifest;
-      if (manifestId) await this.#apply(volume, readManifest(site.store, manifestId as ObjectId), true);
-      return this.#apply(volume, target, force);
+    // An apply left unfinished (a crash, a cancellation, a failed verification, an I/O error) left the
+    // replica part way between where it started and its snapshot, maybe with someone's writes besides:
+    // that apply is finished first, whatever was asked now, so that the replica is exactly a snapshot
+    // before the next diff is taken from it.
+    let unfinished: Unfinished | undefined;
+    if (row.applying) {
+      const from = JSON.parse(row.applying_from ?? '{}') as Record<string, ObjectId | null>;
+      if (row.applying !== target.id) {
+        const manifestId = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applying)?.manifest;
+        if (manifestId) {
+          const first = await this.#apply(volume, readManifest(site.store, manifestId as ObjectId), true);
+          const next = await this.#apply(volume, target, force);
+          return first.writesSnapshot && !next.writesSnapshot ? { ...next, writesSnapshot: first.writesSnapshot } : next;
+        }
+        unfinished = { from, to: null }; // its snapshot is gone: only where it started is known
+      } else unfinished = { from, to: target };
     }
-    let from: Record<string, ObjectId | null>;
-    let writesSnapshot: string | undefined;
     const phases: Record<string, number> = {};
     const stager = await this.#stagedFor(vol, row, target, phases);
-    if (row.applying && row.applying_from) {
-      // A crash interrupted an apply: run the same apply again (it is idempotent), without a writes check
-      // (the replica differs from everything because of our own half-done work).
-      from = JSON.parse(row.applying_from) as Record<string, ObjectId | null>;
-    } else {
-      const t0 = performance.now();
-      const check = await this.#captureReplica(vol, row, stager ? STAGE_DIR : undefined);
-      phases.writesCheck = round3((performance.now() - t0) / 1000);
-      from = check.roots;
-      if (check.changed) {
-        writesSnapshot = check.snapshot;
-        if (!force) {
-          site.event({ kind: 'replica.writes', volume, outcome: 'failed', detail: { kept: writesSnapshot, refused: target.id } });
-          return {
-            snapshot: target.id,
-            applied: false,
-            writesSnapshot,
-            refused: `someone wrote into the replica of ${volume} since the last apply; the writes are kept in snapshot ${writesSnapshot}; update with --force to overwrite them`,
-          };
-        }
-      }
-    }
-    this.#checkCancelled(volume, target, row);
-    site.db.tx(() => {
-      site.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(from), site.clock.now(), volume);
-      site.event({ kind: 'replica.apply', volume, outcome: 'info', detail: { from: row.applied, to: target.id, transition: 'consistent => inconsistent' } });
-    });
-    const warnings: string[] = [];
-    const imageStats: Record<string, ImageStat> = {};
-    const applied = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
-    // Objects were verified by hash when they arrived, and the replica is captured and compared with the
-    // snapshot after the apply: reading them back, the record's CRC is check enough (no second hash).
-    const store = {
-      has: (id: ObjectId) => site.store.has(id),
-      info: (id: ObjectId) => site.store.info(id),
-      // the same chunk in several files (copies, templates) is decoded once while it stays recent
-      get: cachedRefs((id: ObjectId) => site.store.getUnhashed(id), 32 * 1024 * 1024),
-    };
-    // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see #captureTrees).
-    const written = new Map<string, WrittenFiles>();
-    // Subtrees the apply left alone, as the writes check (or the interrupted apply's start) found them: not walked again.
-    const unchanged = new Map<string, Map<string, ObjectId>>();
-    const applyStarted = performance.now();
-    for (const m of vol.members) {
-      const to = target.members.find((x) => x.name === m.name)!;
-      const files: WrittenFiles = new Map();
-      written.set(m.name, files);
-      const same = new Map<string, ObjectId>();
-      unchanged.set(m.name, same);
-      const opts = {
-        subtrees: applyPoolFor(site).run,
-        staged: m.kind === 'tree' ? stager?.take : undefined,
-        onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
-        store,
-        onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
-        onFileWritten: (dir: string, name: string, f: CachedFile) => {
-          let d = files.get(dir);
-          if (!d) files.set(dir, (d = new Map()));
-          d.set(name, f);
-        },
+    const t0 = performance.now();
+    const check = await this.#captureReplica(vol, row, stager ? STAGE_DIR : undefined, unfinished);
+    phases.writesCheck = round3((performance.now() - t0) / 1000);
+    // Writes found are kept (check.snapshot). Into a replica that shows a complete snapshot, they also
+    // refuse the apply unless forced: the replica stays usable as it is. An unfinished apply goes on
+    // all the same: its replica is inconsistent, of use to nobody, and refusing would leave it so.
+    if (check.changed && !force && !unfinished) {
+      site.event({ kind: 'replica.writes', volume, outcome: 'failed', detail: { kept: check.snapshot, refused: target.id } });
+      return {
+        snapshot: target.id,
+        applied: false,
+        writesSnapshot: check.snapshot,
+        refused: `someone wrote into the replica of ${volume} since the last apply; the writes are kept in snapshot ${check.snapshot}; update with --force to overwrite them`,
       };
-      const st = m.kind === 'tree' ? await applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
-      if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
-      for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
     }
-    if (stager) {
-      // what was staged and not taken (a tree that occurs twice, the member root's own files) goes
-      stager.clear();
-      STAGERS.delete(replicaKey(site, volume));
+    return this.#bringTo(vol, row, target, check.roots, { phases, stager, writesSnapshot: check.snapshot });
+  }
+
+  /**
+   * Roll the replica back to the snapshot it last showed complete (a forced failover; the caller holds
+   * the replica lock: withReplicaLock). Like every apply, it first keeps in a replica-writes-* snapshot
+   * what the replica holds besides an unfinished apply's own work, and verifies the replica after.
+   */
+  async rollBack(volume: string): Promise<{ to: string; kept?: string }> {
+    const site = this.#site;
+    const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+    if (!row?.applied) throw new FerryError('MIRROR_STATE', `the replica of ${volume} never showed a complete snapshot: there is nothing to roll it back to`);
+    const vol = getVolume(site, volume);
+    const manifestOf = (id: string) => site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', id)?.manifest as ObjectId | undefined;
+    const back = manifestOf(row.applied);
+    if (!back) throw new FerryError('SNAPSHOT_NOT_FOUND', `snapshot ${row.applied}, which the replica of ${volume} last showed complete, is gone: there is nothing to roll it back to`);
+    let unfinished: Unfinished | undefined;
+    if (row.applying) {
+      const to = manifestOf(row.applying);
+      unfinished = { from: JSON.parse(row.applying_from ?? '{}') as Record<string, ObjectId | null>, to: to ? readManifest(site.store, to) : null };
     }
-    phases.apply = round3((performance.now() - applyStarted) / 1000);
-    // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
-    await pausePoint('apply:after-write', () => applyCancels.has(replicaKey(site, volume)));
-    this.#checkCancelled(volume, target, row);
-    // The replica must now be exactly the snapshot: capture it and compare.
-    const verifyKey = target.id;
-    const verifyStarted = performance.now();
-    const verified = { filesRead: 0, filesReused: 0, bytesRead: 0 };
-    const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, unchanged);
-    phases.verify = round3((performance.now() - verifyStarted) / 1000);
-    for (const m of vol.members.filter((x) => x.kind === 'tree')) {
-      const want = target.members.find((x) => x.name === m.name)!.root;
-      if (after[m.name] !== want) {
-        // Which paths differ (the first few), for the operator and the event history.
-        const differ: string[] = [];
-        try {
-          diffTrees(site.store, want, after[m.name], (c) => {
-            if (differ.length < 5) differ.push(`${c.path} (${c.change}${c.what?.length ? `: ${c.what.join(', ')}` : ''})`);
-          });
-        } catch {
-          // the capture's objects are in the store; if not, the ids say enough
-        }
-        site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, member: m.name, error: 'mismatch after apply', differ } });
-        throw new FerryError('REPLICA_MISMATCH', `after applying ${target.id}, replica member ${m.name} of ${volume} does not match the snapshot (found ${after[m.name]}, want ${want}${differ.length ? `; differs at ${differ.join('; ')}` : ''}); the replica stays marked inconsistent and the next update re-applies`);
-      }
-    }
+    const phases: Record<string, number> = {};
+    const check = await this.#captureReplica(vol, row, undefined, unfinished);
+    await this.#bringTo(vol, row, readManifest(site.store, back), check.roots, { phases, writesSnapshot: check.snapshot, rollback: true });
+    return { to: row.applied, ...(check.snapshot ? { kept: check.snapshot } : {}) };
+  }
+
+  /**
+   * Bring the replica from what it holds (`from`: its member roots, as just captured) to `target`,
+   * journaled (`applying`: a crash is finished by the next apply), then verify it: it must be exactly
+   * the snapshot. A failure leaves the replica marked inconsistent and records why (`apply_error`:
+   * failover and status say what happened). `rollback`: a forced failover's own work, which is not
+   * cancelled by it and releases nothing.
+   */
+  async #bringTo(vol: Volume, row: SecondaryRow, target: SnapshotManifest, from: Record<string, ObjectId | null>, o: { phases: Record<string, number>; stager?: Stager; writesSnapshot?: string; rollback?: boolean }): Promise<CommitResponse> {
+    const site = this.#site;
+    const volume = vol.name;
+    const { phases, stager, writesSnapshot } = o;
+    if (!o.rollback) this.#checkCancelled(volume, target, row);
     site.db.tx(() => {
-      site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
-      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
-      site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, ...(stager ? { staging: stager.counts } : {}) } });
+      site.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, apply_error = NULL, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(from), site.clock.now(), volume);
+      site.event({ kind: 'replica.apply', volume, outcome: 'info', detail: { from: row.applied, to: target.id, transition: 'consistent => inconsistent', ...(o.rollback ? { rollback: true } : {}) } });
     });
-    this.#release(volume, target);
-    return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}), phases };
+    try {
+      const warnings: string[] = [];
+      const imageStats: Record<string, ImageStat> = {};
+      const applied = { created: 0, updated: 0, removed: 0, metadata: 0, bytesWritten: 0 };
+      // Objects were verified by hash when they arrived, and the replica is captured and compared with the
+      // snapshot after the apply: reading them back, the record's CRC is check enough (no second hash).
+      const store = {
+        has: (id: ObjectId) => site.store.has(id),
+        info: (id: ObjectId) => site.store.info(id),
+        // the same chunk in several files (copies, templates) is decoded once while it stays recent
+        get: cachedRefs((id: ObjectId) => site.store.getUnhashed(id), 32 * 1024 * 1024),
+      };
+      // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see #captureTrees).
+      const written = new Map<string, WrittenFiles>();
+      // Subtrees the apply left alone, as the writes check found them: not walked again.
+      const unchanged = new Map<string, Map<string, ObjectId>>();
+      const applyStarted = performance.now();
+      for (const m of vol.members) {
+        const to = target.members.find((x) => x.name === m.name)!;
+        const files: WrittenFiles = new Map();
+        written.set(m.name, files);
+        const same = new Map<string, ObjectId>();
+        unchanged.set(m.name, same);
+        const opts = {
+          subtrees: applyPoolFor(site).run,
+          staged: m.kind === 'tree' ? stager?.take : undefined,
+          onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
+          store,
+          onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
+          onFileWritten: (dir: string, name: string, f: CachedFile) => {
+            let d = files.get(dir);
+            if (!d) files.set(dir, (d = new Map()));
+            d.set(name, f);
+          },
+        };
+        const st = m.kind === 'tree' ? await applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
+        if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
+        for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
+      }
+      if (stager) {
+        // what was staged and not taken (a tree that occurs twice, the member root's own files) goes
+        stager.clear();
+        STAGERS.delete(replicaKey(site, volume));
+      }
+      phases.apply = round3((performance.now() - applyStarted) / 1000);
+      if (!o.rollback) {
+        // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
+        await pausePoint('apply:after-write', () => applyCancels.has(replicaKey(site, volume)));
+        this.#checkCancelled(volume, target, row);
+      }
+      // The replica must now be exactly the snapshot: capture it and compare.
+      const verifyKey = target.id;
+      const verifyStarted = performance.now();
+      const verified = { filesRead: 0, filesReused: 0, bytesRead: 0 };
+      const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, unchanged);
+      phases.verify = round3((performance.now() - verifyStarted) / 1000);
+      for (const m of vol.members.filter((x) => x.kind === 'tree')) {
+        const want = target.members.find((x) => x.name === m.name)!.root;
+        if (after[m.name] !== want) {
+          // Which paths differ (the first few), for the operator and the event history.
+          const differ: string[] = [];
+          try {
+            diffTrees(site.store, want, after[m.name], (c) => {
+              if (differ.length < 5) differ.push(`${c.path} (${c.change}${c.what?.length ? `: ${c.what.join(', ')}` : ''})`);
+            });
+          } catch {
+            // the capture's objects are in the store; if not, the ids say enough
+          }
+          site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, member: m.name, error: 'mismatch after apply', differ } });
+          throw new FerryError(
+            'REPLICA_MISMATCH',
+            `after applying ${target.id}, replica member ${m.name} of ${volume} does not match the snapshot (found ${after[m.name]}, want ${want}${differ.length ? `; differs at ${differ.join('; ')}` : ''}): someone wrote into it during the apply; ` +
+              `it stays marked inconsistent, and the next update (plain or --force) keeps what differs in a replica-writes-* snapshot at ${site.name} and finishes the apply`,
+          );
+        }
+      }
+      site.db.tx(() => {
+        site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, apply_error = NULL, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
+        site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
+        site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, ...(stager ? { staging: stager.counts } : {}), ...(o.rollback ? { rollback: true } : {}), ...(writesSnapshot ? { kept: writesSnapshot } : {}) } });
+      });
+      if (!o.rollback) this.#release(volume, target);
+      return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}), phases };
+    } catch (err) {
+      // Why the replica stays inconsistent: `ferry failover` and `ferry status` say what happened.
+      // A system error not wrapped where it happened still says which operation on which path failed.
+      const fe = isFerryError(err) ? err : (err as NodeJS.ErrnoException)?.syscall ? wrapIoError(err, `applying ${target.id} to the replica of ${volume}`) : new FerryError('INTERNAL', String((err as Error)?.message ?? err), { cause: err });
+      site.db.run('UPDATE secondaries SET apply_error = ? WHERE volume = ? AND applying = ?', JSON.stringify({ code: fe.code, message: fe.message, at: site.clock.now() }), volume, target.id);
+      throw fe;
+    }
   }
 
   /**
@@ -1000,8 +1067,13 @@ export class SiteReceiver implements Receiver {
     return out;
   }
 
-  /** Did anyone write into the replica since the last apply? If so, keep what is there as a snapshot. */
-  async #captureReplica(vol: Volume, row: SecondaryRow, skipAtRoot?: string): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string }> {
+  /**
+   * Did anyone write into the replica since the last apply? If so, keep what is there as a snapshot.
+   * `unfinished`: an apply left part way (from its start to its snapshot, if that is still here):
+   * then the replica may differ from the last apply by that apply's own work, and only what is
+   * neither (mid-apply.ts) counts as written.
+   */
+  async #captureReplica(vol: Volume, row: SecondaryRow, skipAtRoot?: string, unfinished?: Unfinished): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string }> {
     const site = this.#site;
     const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
     const key = newSnapshotId(site.clock);
@@ -1009,13 +1081,18 @@ export class SiteReceiver implements Receiver {
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
     const members: SnapshotMember[] = [];
-    let changed = false;
+    // what was written (the first few paths or blocks), for the event
+    const written: string[] = [];
+    const sides = (name: string) => [unfinished!.from[name] ?? null, unfinished!.to?.members.find((x) => x.name === name)?.root ?? null] as const;
     for (const m of vol.members) {
       const base = applied?.members.find((x) => x.name === m.name)?.root ?? null;
       if (m.kind === 'tree') {
-        roots[m.name] = trees[m.name];
-        members.push({ name: m.name, kind: 'tree', root: trees[m.name] });
-        if (base ? trees[m.name] !== base : !this.#isEmptyTree(trees[m.name])) changed = true;
+        const now = trees[m.name];
+        roots[m.name] = now;
+        members.push({ name: m.name, kind: 'tree', root: now });
+        if (unfinished) {
+          if (now !== base) written.push(...foreignTreePaths(site.store, now, ...sides(m.name)).map((p) => `${m.name}/${p}`));
+        } else if (base ? now !== base : !this.#isEmptyTree(now)) written.push(m.name);
         continue;
       }
       const now = statOf(m.path);
@@ -1036,8 +1113,11 @@ export class SiteReceiver implements Receiver {
       const img = await captureImage(m.path, { store: site.store, pool: this.#pool, startedAt: site.clock.now() });
       roots[m.name] = img.root;
       members.push({ name: m.name, kind: 'image', root: img.root });
-      if (img.root !== base) changed = true;
+      if (img.root === base) continue;
+      if (!unfinished) written.push(m.name);
+      else written.push(...foreignImageBlocks(site.store, img.root, ...sides(m.name)).map((b) => (b < 0 ? `${m.name} (size)` : `${m.name} block ${b}`)));
     }
+    const changed = written.length > 0;
     if (!changed) {
       // Nothing new: the cache rows just written describe the applied state.
       site.db.tx(() => {
@@ -1045,6 +1125,13 @@ export class SiteReceiver implements Receiver {
         if (row.applied) site.db.run('UPDATE stat_cache SET snapshot = ? WHERE volume = ? AND snapshot = ?', row.applied, vol.name, key);
       });
       return { roots, changed };
+    }
+    // Kept already: the newest replica-writes-* snapshot holds exactly this (the refused update before
+    // a forced one, an apply that keeps failing): no second copy.
+    const last = site.db.get<{ name: string; manifest: string }>("SELECT name, manifest FROM snapshots WHERE volume = ? AND origin = ? AND name LIKE 'replica-writes-%' ORDER BY time DESC, id DESC LIMIT 1", vol.name, site.id);
+    if (last && sameMembers(readManifest(site.store, last.manifest as ObjectId).members, members)) {
+      site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { name: last.name, written, keptAlready: true, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
+      return { roots, changed, snapshot: last.name };
     }
     // Keep the writes: a named snapshot of the replica as it is (invariant: nothing is lost silently).
     const time = site.clock.now();
@@ -1054,7 +1141,7 @@ export class SiteReceiver implements Receiver {
     site.store.flush();
     site.db.tx(() => {
       insertSnapshotRow(site, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
-      site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name } });
+      site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name, written, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
     });
     return { roots, changed, snapshot: name };
   }

@@ -405,7 +405,7 @@ export async function captureImage(path: string, o: CaptureOptions & { blockSize
     before = fstatSync(fd, { bigint: true });
     closeSync(fd);
   } catch (err) {
-    throw wrapIoError(err, `opening image member ${path}`);
+    throw wrapIoError(err, `opening image member ${path}`, { writing: false });
   }
   const size = imageSize(path);
   const blocks = Math.ceil(size / blockSize);

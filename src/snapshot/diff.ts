@@ -43,7 +43,8 @@ function chunkLen(store: ObjectReader, id: ObjectId): number {
   return store.info(id)?.rawLength ?? 0;
 }
 
-function metaDiff(a: TreeEntry, b: TreeEntry): string[] {
+/** What differs between two entries of the same path (empty: nothing): content, type, mode, owner, mtime, target, xattrs, device. */
+export function metaDiff(a: TreeEntry, b: TreeEntry): string[] {
   const what: string[] = [];
   if (a.type !== b.type) return ['type'];
   if (a.type === 'file') {

@@ -35,7 +35,7 @@ export function writeFileEntry(store: ObjectReader, e: TreeEntry, p: Buffer, ctx
   try {
     fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
   } catch (err) {
-    throw wrapIoError(err, `creating ${p}`);
+    throw wrapIoError(err, `creating ${p}`, { writing: true });
   }
   try {
     let written = 0;
@@ -115,7 +115,7 @@ export function patchFileEntry(store: ObjectReader, basis: Buffer, from: TreeEnt
   try {
     fd = openSync(p, constants.O_WRONLY | constants.O_NOFOLLOW);
   } catch (err) {
-    throw wrapIoError(err, `opening ${p}`);
+    throw wrapIoError(err, `opening ${p}`, { writing: true });
   }
   try {
     let written = 0;
@@ -147,12 +147,16 @@ export function setEntryMeta(p: Buffer, e: TreeEntry, ctx: MetaContext): void {
     }
   }
   const t = timeArg(e.mtimeNs);
-  if (isLink) {
-    lutimesSync(p, t, t);
-    return;
+  try {
+    if (isLink) {
+      lutimesSync(p, t, t);
+      return;
+    }
+    chmodSync(p, e.mode);
+    utimesSync(p, t, t);
+  } catch (err) {
+    throw wrapIoError(err, `setting the mode and mtime of ${p}`);
   }
-  chmodSync(p, e.mode);
-  utimesSync(p, t, t);
 }
 
 export function createSymlinkEntry(e: TreeEntry, p: Buffer, ctx: MetaContext): void {

@@ -314,7 +314,7 @@ export function restoreImage(root: ObjectId, target: string, o: RestoreOptions):
   try {
     fd = openSync(target, isDevice ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
   } catch (err) {
-    throw wrapIoError(err, `opening restore target ${target}`);
+    throw wrapIoError(err, `opening restore target ${target}`, { writing: true });
   }
   let bytes = 0;
   try {

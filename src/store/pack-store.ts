@@ -794,7 +794,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
       fd = fs.openSync(this.#files.packPath(name), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `pack file ${this.#files.packPath(name)} is missing`;
-      throw wrapIoError(err, `opening pack ${name}`);
+      throw wrapIoError(err, `opening pack ${name}`, { writing: false });
     }
     if (this.#fds.size >= MAX_OPEN_PACK_FDS) {
       const [oldId, oldFd] = this.#fds.entries().next().value as [number, number];

@@ -78,10 +78,21 @@ test('failover and failback edge cases: dry runs, unreachable old primary, lost 
   writeChange(data, 'east/divergent.bin', 80 * KiB);
   rmSync(join(data, 'big-2.bin'));
 
-  // ---- the old primary comes back, unaware: its update is refused by the new primary and its mirror breaks off
-  await a.start({ port: a.port });
+  // ---- the old primary comes back, unaware: its update is refused by the new primary and its mirror breaks off.
+  // (It comes back at another port first, so that west, which keeps telling it of the failover, cannot
+  // reach it before its own update does: this is the path where it learns from the refusal.)
+  const eastPort = a.port;
+  await a.start({ port: 0 });
   await a.refused(['mirror', 'update', 'vol', '--wait'], 4, 'FAILED_OVER', /failback/);
   assert.equal(mirrorWithBase(a, 'vol', 'west')!.state, 'broken-off');
+  // ... and its status says so (west wrote nothing into a snapshot yet: no split brain to show)
+  const told = await a.mirror('vol', 'west');
+  assert.equal(told.state, 'broken-off');
+  assert.equal(told.health, 'warn');
+  assert.equal(told.lastError?.code, 'FAILED_OVER');
+  // back at its address (failback needs west to reach it); west's notice, if it comes, changes nothing now
+  await a.stop();
+  await a.start({ port: eastPort });
   const beforeFailback = copyTree(data, join(a.dir, 'before-failback'));
   const westLive = copyTree(replica, join(b.dir, 'west-live'));
   const snapsA = a.snapshotRows('vol');

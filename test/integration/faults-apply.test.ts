@@ -4,13 +4,16 @@
 // time: while the apply is journaled the secondary shows consistent: false;
 // after a restart the daemon finishes the interrupted apply by itself
 // (Engine.resumeApplies), the replica is byte-identical to the snapshot,
-// status shows consistent: true, and the next update completes. Whether each
+// status shows consistent: true, and the next update completes; the resumed
+// apply finds nothing but its own half-done work in the replica (no
+// replica-writes-* snapshot is kept). Whether each
 // kill landed mid-apply is read from the journal after the kill and reported.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renameSync, rmSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
+import { withCatalog } from './daemons.ts';
 import { assertVerifies, killDaemon, makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
 
 const MiB = 1 << 20;
@@ -91,6 +94,9 @@ test('SIGKILL of the receiver mid-apply, at varied moments: the apply resumes at
       assert.equal(resumed.applied, target);
       assert.equal(resumed.consistent, 1);
       assertTreesEqual(pair.replica(), pair.data);
+      // The resumed apply checked what the replica held: only its own half-done work, nothing to keep.
+      const kept = withCatalog(pair.b.home, (db) => db.prepare("SELECT name FROM snapshots WHERE name LIKE 'replica-writes-%'").all());
+      assert.deepEqual(kept, [], 'a replica cut mid-apply holds only the apply\'s own work: no write to keep');
       const sec = await secondaryStatus(pair);
       assert.equal(sec.consistent, true);
       assert.equal(sec.applied, target);

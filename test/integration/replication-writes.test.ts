@@ -62,9 +62,11 @@ test('writes into the replica: update refused and the writes kept in a restorabl
   const writesSnap = listed.find((s: any) => s.name === kept);
   assert.ok(writesSnap, `no snapshot ${kept} at the destination: ${JSON.stringify(listed.map((s: any) => s.name))}`);
 
-  // --force: the writes are kept (again) first, then overwritten; the replica equals the source.
+  // --force: the writes, kept already (the replica is as the refusal found it), are overwritten; the replica equals the source.
   const forced = await a.json(['mirror', 'update', 'vol', '--to', 'b', '--force', '--wait']);
   assert.equal(forced.applied, true);
+  assert.equal(forced.writesSnapshot, kept, 'the snapshot that keeps them is named again, not made twice');
+  assert.equal((await b.json(['snapshot', 'list', 'vol'])).filter((s: any) => s.name?.startsWith('replica-writes-')).length, 1);
   assertTreesEqual(rData, data);
   assert.ok(readFileSync(rDisk).equals(readFileSync(disk)));
   const m2 = await a.mirror('vol', 'b');

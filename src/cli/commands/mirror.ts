@@ -37,6 +37,8 @@ function printUpdate(r: UpdateResult | { queued: true; mirror: string }): void {
   process.stdout.write(
     `${r.mirror}: ${r.base ? `updated from ${r.base} to` : 'baseline'} ${r.snapshot}: sent ${t.objects} objects, ${formatBytes(t.bytes)} (${formatBytes(t.rawBytes)} raw) in ${formatDuration(t.seconds * 1000)}, ${formatRate(t.throughput)}\n`,
   );
+  // An apply found writes in the replica and went on (forced, or finishing an unfinished apply): say where they are kept.
+  if (r.writesSnapshot) process.stdout.write(`writes found in the replica were kept there, in snapshot ${r.writesSnapshot} (at the destination: \`ferry restore VOLUME --snapshot ${r.writesSnapshot} --target DIR\`)\n`);
 }
 
 export function register(program: Command, g: () => GlobalOptions): void {

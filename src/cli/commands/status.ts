@@ -17,7 +17,7 @@ interface StatusReport {
     members: Array<{ name: string; kind: string; path: string }>;
     newestSnapshot: { id: string; name: string | null; time: number } | null;
     mirrors: Array<Omit<MirrorStatus, 'state'> & { state: string; divergence?: Divergence }>;
-    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; state?: string; updatedAt: number; divergence?: Divergence };
+    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; applyError?: { code: string; message: string } | null; notice?: { state: string; attempts: number; lastAttemptAt: number; lastError?: string } | null; state?: string; updatedAt: number; divergence?: Divergence };
     workflow?: { kind: string; step: string; startedAt: number; updatedAt: number; error: { code: string; message: string } | null } | null;
   }>;
 }
@@ -45,6 +45,10 @@ function render(r: StatusReport): string {
     if (v.secondary) {
       const s = v.secondary;
       out.push(`  secondary of ${s.source}:${s.sourceVolume}  applied ${s.applied ?? '-'}  consistent ${s.consistent}${s.applying ? `  applying ${s.applying}` : ''}${s.state && s.state !== 'active' ? `  ${s.state}` : ''}`);
+      if (s.applying && s.applyError) out.push(`    the apply of ${s.applying} failed: ${s.applyError.code}: ${s.applyError.message}`);
+      if (s.notice?.state === 'pending') {
+        out.push(`    ${s.source} not told yet of the failover (it may still be primary and writing): ${s.notice.attempts} attempt(s), the last at ${formatTime(s.notice.lastAttemptAt)}${s.notice.lastError ? `: ${s.notice.lastError}` : ''}; the daemon keeps trying, and \`ferry failover ${v.name}\` tries now`);
+      }
       if (s.divergence) out.push(...renderDivergence(s.divergence, '    '));
     }
     if (v.workflow) {
