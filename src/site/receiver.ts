@@ -525,34 +525,47 @@ export class SiteReceiver implements Receiver {
   }
 
   /**
-   * Which of `ids` this site lacks. An object of a lost pack counts as lacking (PackStore.has), so
-   * the sender sends it again. And while any lost object is still indexed, a tree, image or block
-   * list held here may stand above lost objects, and a sender skips everything below what is held:
-   * such metadata objects are answered as lacking too, so the sender walks down through them and
-   * finds what was lost (resending them costs little: the store keeps its copy). Chunks are still
-   * answered exactly.
+   * Which of `ids` this site lacks. Only what is durable counts as held (PackStore.durable): an
+   * object pending in the open pack may still be discarded by a failed write, and one whose pack
+   * file is gone (marked lost there and then) is sent again. And while any lost object is still
+   * indexed, a tree, image or block list held here may stand above lost objects, and a sender
+   * skips everything below what is held: such metadata objects are answered as lacking too, so
+   * the sender walks down through them and finds what was lost (resending them costs little: the
+   * store keeps its copy). Chunks are still answered exactly.
    */
   async missing(volume: string, ids: ObjectId[]): Promise<boolean[]> {
     this.#secondary(volume);
     const store = this.#site.store;
+    const held = store.durable(ids);
     const healing = store.lostObjectCount() > 0;
-    return ids.map((id) => !store.has(id) || (healing && store.info(id)?.kind !== 'chunk'));
+    return ids.map((id, i) => !held[i] || (healing && store.info(id)?.kind !== 'chunk'));
   }
 
   /**
    * Store a stream of objects, each verified against its id first. Whole objects are verified in
    * batches on worker threads (verify-pool.ts) a little ahead of storing, so that receiving,
    * checking and storing overlap; deltas likewise, against dictionaries made here from this site's
-   * copies of their references (rebuildBatch). Objects are
-   * stored in the order they came, and nothing after a refused one (a tree after it may stand
-   * above it). `hold(bytes)`: asks to hold that many bytes of taken, not yet stored objects (the
-   * daemon's stream budget); when refused, what is in flight is stored before more is taken.
+   * copies of their references (rebuildBatch). `hold(bytes)`: asks to hold that many bytes of
+   * taken, not yet stored objects (the daemon's stream budget); when refused, what is in flight is
+   * stored before more is taken.
+   *
+   * The intake keeps the invariant the negotiation trusts (a tree held here has everything below
+   * it): objects are stored in the order they came, and after the first failure of any kind (an
+   * object refused, a batch that could not be checked, a failed write) nothing more of this
+   * request is stored: a tree after it may stand above what failed. A failed write discards every
+   * object pending in the open pack, this request's and any other writer's it skipped as already
+   * here; so once that happens, by this request or by another writer, the request stores nothing
+   * more and fails (PackStore's WriteSession), and what it stored before is durable in a pack
+   * indexed earlier or gone with the open one. A stream cut or refused by the budget is not a
+   * failure of what was taken: that is still stored, in order, and kept.
    */
   async put(volume: string, objects: AsyncIterable<WireObject>, _signal?: AbortSignal, o: { hold?: (bytes: number) => boolean } = {}): Promise<PutResult> {
     this.#secondary(volume);
     const r: PutResult = { received: 0, stored: 0, bytes: 0 };
     const store = this.#site.store;
     this.#writing(volume);
+    // stores nothing once a failed write has discarded pending objects (ours, or others' we skipped as here)
+    const session = store.session();
     // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
     const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
     type Unit = { bytes: number; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
@@ -562,7 +575,8 @@ export class SiteReceiver implements Receiver {
     let deltas: DeltaWithDictionary[] = [];
     let batchBytes = 0;
     let inFlight = 0;
-    let refused = false;
+    // the first failure of what was taken: nothing is stored after it
+    let failed: { error: unknown } | undefined;
     const hold = o.hold ?? (() => true);
     // trees stored by this request: staged once they are durable (#stage)
     const trees: ObjectId[] = [];
@@ -576,19 +590,23 @@ export class SiteReceiver implements Receiver {
     };
     const storeNext = async () => {
       const u = units.shift()!;
-      const { good, error } = await u.ready;
-      inFlight -= u.bytes;
-      for (const g of good) {
-        if (!store.putPrepared(g, { trusted: true })) continue;
-        r.stored++;
-        if (g.kind === 'tree') trees.push(g.id);
-      }
-      hold(inFlight);
-      if (error) {
-        refused = true;
+      try {
+        const { good, error } = await u.ready;
+        for (const g of good) {
+          if (!session.putPrepared(g, { trusted: true })) continue;
+          r.stored++;
+          if (g.kind === 'tree') trees.push(g.id);
+        }
+        if (error) throw error;
+      } catch (error) {
+        failed ??= { error };
         throw error;
+      } finally {
+        inFlight -= u.bytes;
+        hold(inFlight);
       }
     };
+    let cut: { error: unknown } | undefined;
     try {
       for await (const w of objects) {
         r.received++;
@@ -626,20 +644,31 @@ export class SiteReceiver implements Receiver {
           await storeNext();
         }
       }
-      flushBatch();
-      while (units.length > 0) await storeNext();
-    } finally {
-      // A cut stream: what arrived and verifies is still stored, in order, up to the first object that does not.
-      if (!refused) {
-        flushBatch();
-        while (!refused && units.length > 0) await storeNext().catch(() => {});
-      }
-      units.length = 0;
-      hold(0);
-      // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
-      this.#site.store.flush();
-      if (trees.length > 0) this.#stage(volume, trees);
+    } catch (error) {
+      // the stream was cut or refused (or storing failed: then `failed` says so)
+      cut = { error };
     }
+    // What arrived and verifies is still stored, in order, up to the first failure.
+    if (!failed) {
+      flushBatch();
+      while (!failed && units.length > 0) await storeNext().catch(() => {});
+    }
+    units.length = 0;
+    hold(0);
+    // Durable now, even when the stream was cut: the next attempt won't resend it. (A failed flush
+    // discards what is pending and throws: nothing of this request's open pack is kept.)
+    store.flush();
+    // Discarded by another writer's failed write after our last store: what we stored is not all here.
+    if (!failed) {
+      try {
+        session.check();
+      } catch (error) {
+        failed = { error };
+      }
+    }
+    if (trees.length > 0) this.#stage(volume, trees);
+    if (failed) throw failed.error;
+    if (cut) throw cut.error;
     return r;
   }
 
@@ -970,13 +999,15 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     const rows = new StatCacheWriter(site, vol.name, newKey);
     const out: Record<string, ObjectId> = {};
+    // a failed write that discards what this capture stored (or skipped as pending) fails it (WriteSession)
+    const session = site.store.session();
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
       const base = statCacheFor(site, vol.name, m.name, parentKey, rows);
       const files = written?.get(m.name);
       const cache = files?.size ? withWritten(base, files) : base;
       const same = unchanged?.get(m.name);
       const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
-      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now(), reuse, skipAtRoot });
+      const r = await captureTree(m.path, { store: session, pool: this.#pool, cache, startedAt: site.clock.now(), reuse, skipAtRoot });
       out[m.name] = r.root;
       if (stats) {
         stats.filesRead += r.stats.filesRead;
@@ -990,6 +1021,7 @@ export class SiteReceiver implements Receiver {
       site.db.run('INSERT OR IGNORE INTO stat_cache (volume, member, snapshot, dir, data) SELECT volume, member, ?, dir, data FROM stat_cache WHERE volume = ? AND snapshot = ?', newKey, vol.name, parentKey);
     }
     site.store.flush();
+    session.check();
     return out;
   }
 
@@ -998,6 +1030,7 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
     const key = newSnapshotId(site.clock);
+    const session = site.store.session();
     const trees = await this.#captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot);
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
@@ -1026,7 +1059,7 @@ export class SiteReceiver implements Receiver {
         if (base) members.push({ name: m.name, kind: 'image', root: base });
         continue;
       }
-      const img = await captureImage(m.path, { store: site.store, pool: this.#pool, startedAt: site.clock.now() });
+      const img = await captureImage(m.path, { store: session, pool: this.#pool, startedAt: site.clock.now() });
       roots[m.name] = img.root;
       members.push({ name: m.name, kind: 'image', root: img.root });
       if (img.root !== base) changed = true;
@@ -1043,8 +1076,9 @@ export class SiteReceiver implements Receiver {
     const time = site.clock.now();
     const name = `replica-writes-${new Date(time).toISOString().replace(/[:.]/g, '-')}`;
     const manifest: SnapshotManifest = { id: key as SnapshotId, volume: vol.name, name, time, origin: site.id, parent: (row.applied as SnapshotId | null) ?? null, members };
-    const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
+    const { id: manifestId } = session.put('snapshot', encodeSnapshot(manifest));
     site.store.flush();
+    session.check();
     site.db.tx(() => {
       insertSnapshotRow(site, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name } });
