@@ -888,6 +888,7 @@ export class SiteReceiver implements Receiver {
       const opts = {
         subtrees: applyPoolFor(site).run,
         staged: m.kind === 'tree' ? stager?.take : undefined,
+        stagedEntry: m.kind === 'tree' ? stager?.takeEntry : undefined,
         onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
         store,
         onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
@@ -902,7 +903,7 @@ export class SiteReceiver implements Receiver {
       for (const k of Object.keys(applied) as Array<keyof typeof applied>) applied[k] += st[k];
     }
     if (stager) {
-      // what was staged and not taken (a tree that occurs twice, the member root's own files) goes
+      // what was staged and not taken (a tree that occurs twice) goes
       stager.clear();
       STAGERS.delete(replicaKey(site, volume));
     }

@@ -4,8 +4,11 @@
 // the destination kept must still be whole (a tree it holds has everything
 // below it), since the next negotiation trusts it. Once space is freed, the
 // next initialize completes, without `ferry gc` at the destination, and both
-// sites verify. Needs mount (root in a sandbox that allows it): skipped with
-// the reason otherwise.
+// sites verify. And a baseline never needs room for two copies of a file at
+// the destination: with its replicas on a small tmpfs, files at the member
+// root are moved from the staging area, not written again (docs/replication.md,
+// "Applying while receiving"). Needs mount (root in a sandbox that allows
+// it): skipped with the reason otherwise.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -79,5 +82,22 @@ test('a full store at the destination during a baseline: NO_SPACE, and once spac
 
     await stopDaemon(pair.b);
     await assertVerifies(pair, pair.a);
+    await assertVerifies(pair, pair.b);
+  }));
+
+test('a baseline whose files sit at the member root fits in a replica filesystem with room for one copy: the staged root files are moved into place, not written again', { timeout: 240_000 }, (t) =>
+  // 15 MiB at the member root (and a little below it) in a 20 MiB filesystem for the replicas:
+  // writing the root's files again beside their staged copies needed 30 MiB.
+  withSmallDir(t, 'replicas', 20, async (pair) => {
+    for (let i = 0; i < 3; i++) writeRandomFile(join(pair.data, `root-${i}.bin`), 5 * MiB, `root-${i}`);
+    writeSmallFiles(join(pair.data, 'sub'), 5);
+    const ok = await pair.ferry(pair.a, ['mirror', 'initialize', 'vol', '--wait', '--json']);
+    assert.equal(ok.code, 0, `initialize into a replica filesystem with room for one copy: ${ok.stdout} ${ok.stderr}\n${pair.b.log.join('').slice(-3000)}`);
+    assertTreesEqual(pair.replica(), pair.data);
+    // The apply took the staged root's files into place (the event counts the staging).
+    const events = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
+    const applied = events.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.transition === 'inconsistent => consistent');
+    assert.ok(applied?.staging?.staged >= 1, `the baseline was staged: ${JSON.stringify(applied)}`);
+    await stopDaemon(pair.b);
     await assertVerifies(pair, pair.b);
   }));
