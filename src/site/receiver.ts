@@ -12,7 +12,7 @@
 // the capture is kept as a snapshot of its own before anything is
 // overwritten (and without --force nothing is). After the apply the replica
 // is captured again and must equal the snapshot exactly.
-import { existsSync, mkdirSync, writeFileSync, lstatSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
@@ -32,10 +32,10 @@ import { STAGE_DIR, Stager } from '../replication/stage.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
-import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
 import { collectGarbageSoon, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
-import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
+import { createVolume, findVolume, getVolume, memberPathProblem, type Volume } from './volumes.ts';
+import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
 
 /** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
 export const PEER_HOLD = 'peer';
@@ -138,10 +138,6 @@ function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO {
     },
     save: (dir, data) => base.save(dir, data),
   };
-}
-
-export function replicaRoot(site: Site): string {
-  return readMeta(site.db, 'replica_root') ?? site.paths.replicas;
 }
 
 interface ImageStat {
@@ -460,7 +456,7 @@ export class SiteReceiver implements Receiver {
   async hello(raw: HelloRequest): Promise<HelloResponse> {
     const req = parseHelloRequest(raw);
     const site = this.#site;
-    let vol = findVolume(site, req.volume);
+    const vol = findVolume(site, req.volume);
     if (vol) {
       this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
@@ -482,26 +478,55 @@ export class SiteReceiver implements Receiver {
         });
       }
     } else {
-      // A new secondary under the replica root: the path is this site's choice, never the peer's.
-      const base = join(replicaRoot(site), req.volume);
-      if (existsSync(base)) throw new FerryError('MIRROR_STATE', `replica directory ${base} already exists but no volume ${req.volume} does; move it away or create the secondary by hand`);
-      mkdirSync(base, { recursive: true, mode: 0o700 });
-      for (const m of req.members) {
-        const p = join(base, m.name);
-        if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
-        else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
-      }
-      site.db.tx(() => {
-        vol = createVolume(site, req.volume, { role: 'secondary', members: req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })) });
-        site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
-        site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
-      });
+      this.#createSecondary(req);
     }
     const described = this.#describe(req.volume);
     // What the source says with every hello: how many replication snapshots to keep here, and its other
     // secondaries (a failover here re-points them: src/dr/repoint.ts).
     site.db.run('UPDATE secondaries SET keep_snapshots = ?, siblings = ? WHERE volume = ? AND source_site = ?', req.keep ?? null, req.siblings ? JSON.stringify(req.siblings) : null, req.volume, this.#peer);
     return described;
+  }
+
+  /**
+   * A new secondary under the replica root: the path is this site's choice, never the peer's.
+   * Everything is checked before anything is made (the replica root against this site's members,
+   * home and links; the new members against every member), and a failure is this site's
+   * configuration problem: REPLICA_PATH_INVALID, recorded here as a failed `secondary.create`
+   * event and answered to the peer, with what to do at this site. What a failure after the checks
+   * made (directories, empty image files) is removed again.
+   */
+  #createSecondary(req: HelloRequest): void {
+    const site = this.#site;
+    const root = replicaRoot(site);
+    const base = join(root, req.volume);
+    const members = req.members.map((m) => ({ name: m.name, kind: m.kind, path: canonicalPath(join(base, m.name)) }));
+    const refuse = (why: string): never => {
+      site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'failed', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base, error: why } });
+      throw new FerryError('REPLICA_PATH_INVALID', `site ${site.name} cannot make a replica of volume ${req.volume}: ${why}. Nothing was created; this is site ${site.name}'s setting to fix there (or create the secondary there by hand: \`ferry volume create ${req.volume} --member PATH --secondary\`)`);
+    };
+    const rootProblem = replicaRootProblem(site, root, sitePathOwners(site));
+    if (rootProblem) refuse(rootProblem);
+    if (existsSync(base)) refuse(`its replica directory ${base} already exists but no volume ${req.volume} does; move it away`);
+    const memberProblem = memberPathProblem(site, members);
+    if (memberProblem) refuse(memberProblem);
+    let made: string | undefined;
+    try {
+      made = mkdirSync(base, { recursive: true, mode: 0o700 });
+      for (const m of req.members) {
+        const p = join(base, m.name);
+        if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
+        else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
+      }
+      site.db.tx(() => {
+        createVolume(site, req.volume, { role: 'secondary', members: req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })) });
+        site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
+        site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
+      });
+    } catch (err) {
+      // only what this call made: `made` is the first directory it created (base, or an ancestor)
+      if (made) rmSync(made, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /** Refuse early (with the failover explanation) when this peer's secondary was taken over. */
