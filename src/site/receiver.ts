@@ -678,7 +678,8 @@ export class SiteReceiver implements Receiver {
       flushBatch();
       while (!failed && units.length > 0) await storeNext().catch(() => {});
     }
-    units.length = 0;
+    // (what is left after a failure is dropped: its checks still settle, unawaited)
+    for (const u of units.splice(0)) u.ready.catch(() => {});
     hold(0);
     // Durable now, even when the stream was cut: the next attempt won't resend it. (A failed flush
     // discards what is pending and throws: nothing of this request's open pack is kept.)
