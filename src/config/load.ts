@@ -12,6 +12,7 @@ import { parseName } from '../core/ids.ts';
 import { checkCount, checkDuration, checkRate, checkSize, COUNT, DURATION, parseDuration, parseRate, parseSize, RATE, SIZE, type Bounds } from '../core/units.ts';
 import { splitHostPort } from '../site/daemon.ts';
 import { parseMemberSpec, type HookSpec, type Hooks } from '../site/volumes.ts';
+import { overlaps, within } from '../site/paths.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import {
   CONFIG_VERSION, DEFAULTS, HOOK_KEYS, HOOKS_KEYS, LINK_KEYS, LOG_KEYS, MEMBER_KEYS, MIRROR_KEYS, MISPLACED, RETENTION_KEYS, SITE_KEYS, TOP_KEYS, VOLUME_KEYS,
@@ -378,10 +379,6 @@ function readLink(r: Reader, raw: Node, path: string): LinkConfig | undefined {
   };
 }
 
-function within(inner: string, outer: string): boolean {
-  return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
-}
-
 /** The name createVolume gives a member declared without one. */
 export function defaultMemberName(path: string): string {
   const base = path.split(sep).filter(Boolean).pop() ?? 'root';
@@ -459,9 +456,21 @@ function crossCheck(cfg: SiteConfig, issues: ConfigIssue[]): void {
     }
     linkPaths.set(l.path, l);
     for (const { v: mv, m } of allMembers) {
-      if (within(l.path, m.path) || within(m.path, l.path)) push(l.lines, 'path', `${path}.path`, `link ${l.path} overlaps member ${m.path} of volume ${mv.name} (line ${m.lines._})`, 'a link must be a path of its own, outside every member');
+      if (overlaps(l.path, m.path)) push(l.lines, 'path', `${path}.path`, `link ${l.path} overlaps member ${m.path} of volume ${mv.name} (line ${m.lines._})`, 'a link must be a path of its own, outside every member');
     }
   });
+
+  // The replica root against the file's own members and links (against the site's: plan.ts).
+  const root = cfg.site.replicaRoot;
+  if (root !== null) {
+    const hint = 'new replicas are made under it: set replicaRoot to a directory outside every member and link, or leave it out for the default (<home>/replicas)';
+    for (const { v, m } of allMembers) {
+      if (within(root, m.path)) push(cfg.site.lines, 'replicaRoot', 'site.replicaRoot', `replicaRoot ${root} lies inside member ${m.path} of volume ${v.name} (line ${m.lines._})`, hint);
+    }
+    for (const l of cfg.links) {
+      if (overlaps(root, l.path)) push(cfg.site.lines, 'replicaRoot', 'site.replicaRoot', `replicaRoot ${root} overlaps link ${l.path} (line ${l.lines._})`, hint);
+    }
+  }
 }
 
 /** Parse and validate a site file. Every problem comes back in `issues`; `config` is usable only when there are none. */

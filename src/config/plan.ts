@@ -4,8 +4,8 @@
 // never writes. Removals are safe by construction: what holds snapshots or a
 // mirror base is only removed with --prune, member data and link copies are
 // never deleted, and roles are left to the DR workflows.
-import { existsSync, lstatSync, readdirSync, realpathSync } from 'node:fs';
-import { resolve, sep } from 'node:path';
+import { existsSync, lstatSync, readdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { isFerryError } from '../core/errors.ts';
 import { readMeta } from '../site/catalog.ts';
 import { listLinks, type Link } from '../dr/links.ts';
@@ -14,6 +14,7 @@ import { listPeers } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
 import { resolveSnapshot } from '../site/snapshots.ts';
 import { inspectMemberPath, listVolumes, type Hooks, type Volume } from '../site/volumes.ts';
+import { canonicalPath, overlaps, replicaRootProblem, within, type PathOwner } from '../site/paths.ts';
 import { parseRetention, type RetentionPolicy } from '../snapshot/retention.ts';
 import { suggest } from './load.ts';
 import { META_KEYS, type ConfigIssue, type LinkConfig, type Lines, type MirrorConfig, type SiteConfig, type VolumeConfig } from './schema.ts';
@@ -70,10 +71,6 @@ export function hasChanges(plan: Plan): boolean {
   return plan.actions.some((a) => a.verb === 'create' || a.verb === 'change' || a.verb === 'remove');
 }
 
-function within(inner: string, outer: string): boolean {
-  return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
-}
-
 /** Objects compared by value, whatever the order of their keys. */
 function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
@@ -87,25 +84,19 @@ function sameRetention(a: RetentionPolicy, b: RetentionPolicy): boolean {
   return canonical(parseRetention(a)) === canonical(parseRetention(b));
 }
 
-/** The path as the catalog would hold it: canonical where it exists. */
-function canonicalPath(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    return resolve(p);
-  }
-}
-
 class Planner {
   readonly actions: PlanAction[] = [];
   readonly issues: ConfigIssue[] = [];
   readonly site: Site;
   readonly cfg: SiteConfig;
   readonly prune: boolean;
+  /** where new secondaries are made once the file is applied (canonical) */
+  readonly replicaRoot: string;
   constructor(site: Site, cfg: SiteConfig, prune: boolean) {
     this.site = site;
     this.cfg = cfg;
     this.prune = prune;
+    this.replicaRoot = canonicalPath(cfg.site.replicaRoot ?? site.paths.replicas);
   }
 
   issue(lines: Lines, key: string, path: string, message: string, hint?: string): void {
@@ -132,12 +123,6 @@ class Planner {
       [META_KEYS.logMaxBytes]: s.log?.maxBytes === null || s.log?.maxBytes === undefined ? null : String(s.log.maxBytes),
       [META_KEYS.logKeep]: s.log?.keep === null || s.log?.keep === undefined ? null : String(s.log.keep),
     };
-    if (s.replicaRoot !== null) {
-      const root = canonicalPath(s.replicaRoot);
-      if ((within(root, site.paths.home) && root !== site.paths.replicas) || within(site.paths.home, root)) {
-        this.issue(s.lines, 'replicaRoot', 'site.replicaRoot', `replicaRoot ${s.replicaRoot} overlaps the site home ${site.paths.home}`, `use a directory outside the home, or leave replicaRoot out for the default (${site.paths.replicas})`);
-      }
-    }
     const line: Record<string, number> = {
       [META_KEYS.listen]: s.lines.listen ?? s.lines._,
       [META_KEYS.replicaRoot]: s.lines.replicaRoot ?? s.lines._,
@@ -161,6 +146,22 @@ class Planner {
         step: { meta: Object.fromEntries(changes.map((c) => [c.key, c.to])) },
       });
     }
+  }
+
+  /**
+   * The replica root the file sets, against what will be there once it is applied: the members of
+   * the volumes that stay and of those the file declares, and the file's links (the others go).
+   */
+  replicaRootFits(staying: Volume[]): void {
+    const s = this.cfg.site;
+    if (s.replicaRoot === null) return;
+    const members: PathOwner[] = [
+      ...staying.flatMap((v) => v.members.map((m) => ({ what: `member ${m.name} of volume ${v.name}`, path: m.path }))),
+      ...this.cfg.volumes.flatMap((v) => v.members.map((m, i) => ({ what: `member ${m.name ?? i + 1} of volume ${v.name}`, path: canonicalPath(m.path) }))),
+    ];
+    const links = this.cfg.links.map((l) => ({ what: `link ${l.path}`, path: canonicalPath(l.path) }));
+    const why = replicaRootProblem(this.site, s.replicaRoot, { members, links });
+    if (why) this.issue(s.lines, 'replicaRoot', 'site.replicaRoot', why);
   }
 
   // ---------------------------------------------------------------- removals (links, then mirrors, then volumes)
@@ -251,9 +252,13 @@ class Planner {
         if (within(this.site.paths.home, m!.path) || (within(m!.path, this.site.paths.home) && !underReplicas)) {
           this.issue(v.members[i].lines, 'path', `${path}.members[${i}].path`, `member ${m!.path} overlaps the site home ${this.site.paths.home}`, 'a site cannot protect its own store: choose a path outside the home');
         }
+        if (within(this.replicaRoot, m!.path)) {
+          this.issue(v.members[i].lines, 'path', `${path}.members[${i}].path`, `member ${m!.path} contains the replica root ${this.replicaRoot}, where replicas from peers are made: they would be captured with this member`,
+            'choose a member path that does not contain it, or set site.replicaRoot to a directory outside every member');
+        }
         for (const o of staying) {
           for (const om of o.members) {
-            if (within(m!.path, om.path) || within(om.path, m!.path)) {
+            if (overlaps(m!.path, om.path)) {
               this.issue(v.members[i].lines, 'path', `${path}.members[${i}].path`, `member ${m!.path} overlaps ${om.path}, member ${om.name} of volume ${o.name} at this site`, `a path belongs to one volume only; if volume ${o.name} is to go, it must be removable (see --prune)`);
             }
           }
@@ -317,10 +322,21 @@ class Planner {
 
   // ---------------------------------------------------------------- links
 
-  link(l: LinkConfig, i: number, cur: Link | undefined, volumeExists: boolean): void {
+  link(l: LinkConfig, i: number, cur: Link | undefined, volumeExists: boolean, staying: Volume[]): void {
     const path = `links[${i}]`;
     if (!cur) {
       const p = l.path;
+      // What createLink refuses, here, so that the file is refused whole (members in the file: load.ts).
+      const cp = canonicalPath(p);
+      const inTheWay = [
+        ...(overlaps(cp, canonicalPath(this.site.paths.home)) ? [`the site home ${this.site.paths.home}`] : []),
+        ...(overlaps(cp, this.replicaRoot) ? [`the replica root ${this.replicaRoot}, where replicas from peers are made`] : []),
+        ...staying.flatMap((v) => v.members.filter((m) => overlaps(cp, m.path)).map((m) => `${m.path}, member ${m.name} of volume ${v.name}`)),
+      ];
+      if (inTheWay.length > 0) {
+        this.issue(l.lines, 'path', `${path}.path`, `link path ${p} overlaps ${inTheWay[0]}`, 'a link is a writable copy of its own: give it a path apart from every member, the replica root and the site home');
+        return;
+      }
       if (existsSync(p)) {
         const st = lstatSync(p);
         if (st.isSymbolicLink() || !st.isDirectory() || readdirSync(p).length > 0) {
@@ -371,12 +387,13 @@ export function planConfig(site: Site, cfg: SiteConfig, opts: { prune?: boolean 
   const stayingNames = p.removals(current);
   const byName = new Map(current.volumes.map((v) => [v.name, v]));
   const staying = current.volumes.filter((v) => stayingNames.has(v.name) && !cfg.volumes.some((c) => c.name === v.name));
+  p.replicaRootFits(staying);
   for (const v of cfg.volumes) p.volume(v, byName.get(v.name), [...staying, ...cfg.volumes.filter((c) => c !== v).map((c) => byName.get(c.name)).filter((x): x is Volume => x !== undefined)]);
   const peers = listPeers(site).map((x) => x.name);
   cfg.mirrors.forEach((mc, i) => p.mirror(mc, i, current.mirrors.find((m) => m.volume === mc.volume && m.peer === mc.to), byName.get(mc.volume), peers));
   cfg.links.forEach((l, i) => {
     const cur = current.links.find((x) => x.path === resolve(l.path) || x.path === canonicalPath(l.path));
-    p.link(l, i, cur, byName.has(l.volume));
+    p.link(l, i, cur, byName.has(l.volume), staying);
   });
   p.issues.sort((a, b) => a.line - b.line);
   return { file: cfg.file, site: site.name, actions: p.actions, issues: p.issues };

@@ -10,8 +10,14 @@ import { FerryError } from '../core/errors.ts';
 import { checkScheduleSettings } from '../core/units.ts';
 import { setMirrorSettings as setMirrorSettingsOf } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
+import { replicaRootProblem, sitePathOwners } from '../site/paths.ts';
+import { META_KEYS } from './schema.ts';
 
 export function setSiteMeta(site: Site, values: Record<string, string | null>): void {
+  // The plan checked the file; checked again against the catalog as it is now (paths.ts).
+  const root = values[META_KEYS.replicaRoot];
+  const why = root ? replicaRootProblem(site, root, sitePathOwners(site)) : undefined;
+  if (why) throw new FerryError('CONFIG_INVALID', `site.replicaRoot: ${why}`);
   site.db.tx(() => {
     for (const [key, value] of Object.entries(values)) {
       if (value === null) site.db.run('DELETE FROM meta WHERE key = ?', key);

@@ -6,7 +6,7 @@
 // against the snapshot it was made from, then brought to the new snapshot
 // by the same apply that replicas use (only differences are written).
 import { existsSync, lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
-import { isAbsolute, resolve, sep } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import { safeIntColumn } from '../core/sqlite.ts';
 import { checkScheduleSettings, storedScheduleSettings } from '../core/units.ts';
@@ -21,6 +21,7 @@ import { restoreImage, restoreTree } from '../snapshot/restore.ts';
 import type { Site } from '../site/site.ts';
 import { resolveSnapshot, type SnapshotRecord } from '../site/snapshots.ts';
 import { getVolume } from '../site/volumes.ts';
+import { canonicalPath, replicaRoot, within } from '../site/paths.ts';
 
 export interface Link {
   path: string;
@@ -70,10 +71,6 @@ export function getLink(site: Site, path: string): Link {
   return toLink(r);
 }
 
-function within(inner: string, outer: string): boolean {
-  return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
-}
-
 function checkLinkPath(site: Site, path: string): string {
   if (!isAbsolute(path)) path = resolve(path);
   if (existsSync(path)) {
@@ -86,6 +83,10 @@ function checkLinkPath(site: Site, path: string): string {
     if (within(path, m.path) || within(m.path, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps member ${m.path} of volume ${m.volume}; a link must be a path of its own`);
   }
   if (within(path, site.paths.home) || within(site.paths.home, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps the site home`);
+  const root = canonicalPath(replicaRoot(site));
+  if (within(path, root) || within(root, path)) {
+    throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps the replica root ${root}, where replicas from peers are made (a refresh replaces the link's copy whole); choose a path apart from it`);
+  }
   if (site.db.get('SELECT 1 FROM links WHERE ? LIKE path || \'/%\' OR path LIKE ? || \'/%\'', path, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps another link`);
   return path;
 }

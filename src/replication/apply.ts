@@ -55,6 +55,15 @@ export interface ApplyOptions {
    * `rel` is p's member-relative path.
    */
   staged?: (tree: ObjectId, p: Buffer, rel: string) => StagedTree | undefined;
+  /**
+   * The entries of a directory that exists already (the member root of a
+   * baseline) whose tree is staged whole: moves the staged entry `name` of
+   * tree `tree` (a file, symlink or special file, with its metadata) to `p`
+   * and returns true, or false when none is staged there (it is written
+   * instead). So the root's files are moved into place like staged
+   * subtrees, never written a second time beside their staged copy.
+   */
+  stagedEntry?: (tree: ObjectId, name: Buffer, p: Buffer) => boolean;
 }
 
 /** What a staged subtree holds, for the applier that moves it into place. */
@@ -217,12 +226,13 @@ class TreeApplier {
       const x = cmp === 0 ? ea[i++] : undefined;
       const p = join(dir, y.name);
       const r = rel ? `${rel}/${y.name.toString('latin1')}` : y.name.toString('latin1');
-      this.#entry(dir, p, r, x, y, meta);
+      this.#entry(dir, p, r, x, y, meta, b);
     }
     if (meta) setEntryMeta(dir, meta, this.#ctx);
   }
 
-  #entry(parent: Buffer, p: Buffer, rel: string, x: TreeEntry | undefined, y: TreeEntry, parentMeta?: TreeEntry): void {
+  /** `parentTree`: the tree of `parent` (its staged copy's entries may be moved in: ApplyOptions.stagedEntry). */
+  #entry(parent: Buffer, p: Buffer, rel: string, x: TreeEntry | undefined, y: TreeEntry, parentMeta: TreeEntry | undefined, parentTree: ObjectId): void {
     if (y.type === 'dir') {
       if (x?.type === 'dir' && x.tree === y.tree) {
         if (!sameMeta(x, y)) {
@@ -264,6 +274,15 @@ class TreeApplier {
     else this.stats.created++;
     if (y.type === 'hardlink') {
       this.#links.push({ path: p, rel, e: y, parent, parentMeta });
+      return;
+    }
+    if (!x && this.#o.stagedEntry?.(parentTree, y.name, p)) {
+      // staged with its metadata while the transfer ran: moved, not written again
+      if (y.type === 'file') {
+        this.stats.bytesWritten += y.size;
+        this.#replaced.add(rel);
+        this.#written(p, rel, y);
+      }
       return;
     }
     const tmp = join(parent, tmpName(y.name));

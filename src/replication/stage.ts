@@ -7,8 +7,11 @@
 // by the same applier the apply uses; a subdirectory already staged is
 // renamed into it rather than written again. The apply, meeting a new
 // directory whose tree is staged, renames it into place (apply.ts,
-// ApplyOptions.staged) and sets its metadata; whatever is left in the
-// staging area afterwards is removed before the replica is verified.
+// ApplyOptions.staged) and sets its metadata; the member root exists
+// already, so the entries of its staged tree are renamed into it one by one
+// (ApplyOptions.stagedEntry): a baseline never holds two copies of a file.
+// Whatever is left in the staging area afterwards is removed before the
+// replica is verified.
 //
 // Only what is certain to be right is staged: a tree holding a hard link is
 // not (its target is member-relative: the member's applier makes links), nor
@@ -287,22 +290,7 @@ export class Stager {
     this.counts.taken++;
     if (!s) return { stats: { ...ZERO }, written: [], warnings: [] };
     s.taken = true;
-    let top = s;
-    for (let up = s.parent; up; up = up.parent) {
-      up.broken = true;
-      top = up;
-    }
-    if (top !== s && top.dirName === undefined) {
-      // On disk too: the staged tree it came out of is renamed, so that a later process (after a
-      // crash mid-apply) does not find it under its id and take it as whole (see #adopt).
-      const broken = `${top.tree}.broken`;
-      try {
-        renameSync(join(stageArea(this.#root), top.tree), join(stageArea(this.#root), broken));
-        top.dirName = broken;
-      } catch {
-        // not there: nothing to mislead anyone
-      }
-    }
+    if (s.parent) this.#break(s.parent);
     const out: StagedTree = { stats: { ...ZERO }, written: [], warnings: [] };
     const gather = (x: Staged, prefix: string) => {
       x.taken = true;
@@ -314,6 +302,52 @@ export class Stager {
     gather(s, '');
     return out;
   };
+
+  /**
+   * Move the staged entry `name` (not a directory: those are taken whole) of
+   * staged tree `tree` to `p` (ApplyOptions.stagedEntry): for a directory that
+   * exists already and so is not taken whole, the member root of a baseline,
+   * whose files would otherwise be written a second time beside their staged
+   * copies (twice the space). A staged tree something was moved out of is
+   * broken, like one a subtree was taken out of; what is left in it is still
+   * right, so its other entries are moved too.
+   */
+  takeEntry = (tree: ObjectId, name: Buffer, p: Buffer): boolean => {
+    const s = this.#staged.get(tree);
+    if (!s || s.taken) return false;
+    // none there, or a directory (a whole subtree: that is for take)
+    const st = lstatOrNull(join(this.#path(s), name));
+    if (!st || st.isDirectory()) return false;
+    this.#break(s);
+    try {
+      renameSync(join(this.#path(s), name), p);
+    } catch {
+      return false; // in the way (a directory at p): written as before
+    }
+    return true;
+  };
+
+  /**
+   * `s` is no longer whole (something was moved out of it): it and every staged tree above it are
+   * broken, never taken whole again; on disk too, the one at the top of the area is renamed
+   * `<id>.broken`, so that a later process (after a crash mid-apply) does not find it under its id
+   * and take it as whole (see #adopt).
+   */
+  #break(s: Staged): void {
+    let top = s;
+    for (let up: Staged | undefined = s; up; up = up.parent) {
+      up.broken = true;
+      top = up;
+    }
+    if (top.dirName !== undefined) return;
+    const broken = `${top.tree}.broken`;
+    try {
+      renameSync(join(stageArea(this.#root), top.tree), join(stageArea(this.#root), broken));
+      top.dirName = broken;
+    } catch {
+      // not there: nothing to mislead anyone
+    }
+  }
 
   /** Remove the staging area and whatever is left in it. */
   clear(): void {

@@ -242,7 +242,7 @@ export class Daemon {
         // Refused by the budget: the body is not read, so release the stream once the answer is out.
         releaseAfterAnswer(stream);
         const session = stream.session ?? stream;
-        if (this.streamBudget.refusedFor(session) === 1) {
+        if (this.streamBudget.warnOnce(session)) {
           this.engine.site.event({ kind: 'peer.busy', outcome: 'warning', detail: { peer: peerIdOf(stream), message: err.message } });
         }
       }

@@ -11,7 +11,7 @@ import { linkStatus, listLinks } from '../dr/links.ts';
 import { workflowSummary } from '../dr/journal.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
-import { replicaRoot } from './receiver.ts';
+import { replicaRoot } from './paths.ts';
 import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, latestSnapshot, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';

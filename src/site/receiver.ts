@@ -15,7 +15,7 @@
 // not complete is finished before anything else, and its replica is checked
 // the same way: what it holds besides that apply's own work is kept first
 // (mid-apply.ts); a forced failover's rollback (rollBack) too.
-import { existsSync, mkdirSync, writeFileSync, lstatSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, isFerryError, wrapIoError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
@@ -36,10 +36,10 @@ import { STAGE_DIR, Stager } from '../replication/stage.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
-import { readMeta } from './catalog.ts';
 import type { Site } from './site.ts';
 import { collectGarbageSoon, compareOnOneClock, descendsFrom, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
-import { createVolume, findVolume, getVolume, type Volume } from './volumes.ts';
+import { createVolume, findVolume, getVolume, memberPathProblem, type Volume } from './volumes.ts';
+import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
 
 /** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
 export const PEER_HOLD = 'peer';
@@ -148,10 +148,6 @@ function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO {
     },
     save: (dir, data) => base.save(dir, data),
   };
-}
-
-export function replicaRoot(site: Site): string {
-  return readMeta(site.db, 'replica_root') ?? site.paths.replicas;
 }
 
 interface ImageStat {
@@ -474,7 +470,7 @@ export class SiteReceiver implements Receiver {
   async hello(raw: HelloRequest): Promise<HelloResponse> {
     const req = parseHelloRequest(raw);
     const site = this.#site;
-    let vol = findVolume(site, req.volume);
+    const vol = findVolume(site, req.volume);
     if (vol) {
       this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
@@ -496,26 +492,55 @@ export class SiteReceiver implements Receiver {
         });
       }
     } else {
-      // A new secondary under the replica root: the path is this site's choice, never the peer's.
-      const base = join(replicaRoot(site), req.volume);
-      if (existsSync(base)) throw new FerryError('MIRROR_STATE', `replica directory ${base} already exists but no volume ${req.volume} does; move it away or create the secondary by hand`);
-      mkdirSync(base, { recursive: true, mode: 0o700 });
-      for (const m of req.members) {
-        const p = join(base, m.name);
-        if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
-        else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
-      }
-      site.db.tx(() => {
-        vol = createVolume(site, req.volume, { role: 'secondary', members: req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })) });
-        site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
-        site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
-      });
+      this.#createSecondary(req);
     }
     const described = this.#describe(req.volume);
     // What the source says with every hello: how many replication snapshots to keep here, and its other
     // secondaries (a failover here re-points them: src/dr/repoint.ts).
     site.db.run('UPDATE secondaries SET keep_snapshots = ?, siblings = ? WHERE volume = ? AND source_site = ?', req.keep ?? null, req.siblings ? JSON.stringify(req.siblings) : null, req.volume, this.#peer);
     return described;
+  }
+
+  /**
+   * A new secondary under the replica root: the path is this site's choice, never the peer's.
+   * Everything is checked before anything is made (the replica root against this site's members,
+   * home and links; the new members against every member), and a failure is this site's
+   * configuration problem: REPLICA_PATH_INVALID, recorded here as a failed `secondary.create`
+   * event and answered to the peer, with what to do at this site. What a failure after the checks
+   * made (directories, empty image files) is removed again.
+   */
+  #createSecondary(req: HelloRequest): void {
+    const site = this.#site;
+    const root = replicaRoot(site);
+    const base = join(root, req.volume);
+    const members = req.members.map((m) => ({ name: m.name, kind: m.kind, path: canonicalPath(join(base, m.name)) }));
+    const refuse = (why: string): never => {
+      site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'failed', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base, error: why } });
+      throw new FerryError('REPLICA_PATH_INVALID', `site ${site.name} cannot make a replica of volume ${req.volume}: ${why}. Nothing was created; this is site ${site.name}'s setting to fix there (or create the secondary there by hand: \`ferry volume create ${req.volume} --member PATH --secondary\`)`);
+    };
+    const rootProblem = replicaRootProblem(site, root, sitePathOwners(site));
+    if (rootProblem) refuse(rootProblem);
+    if (existsSync(base)) refuse(`its replica directory ${base} already exists but no volume ${req.volume} does; move it away`);
+    const memberProblem = memberPathProblem(site, members);
+    if (memberProblem) refuse(memberProblem);
+    let made: string | undefined;
+    try {
+      made = mkdirSync(base, { recursive: true, mode: 0o700 });
+      for (const m of req.members) {
+        const p = join(base, m.name);
+        if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
+        else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
+      }
+      site.db.tx(() => {
+        createVolume(site, req.volume, { role: 'secondary', members: req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })) });
+        site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
+        site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
+      });
+    } catch (err) {
+      // only what this call made: `made` is the first directory it created (base, or an ancestor)
+      if (made) rmSync(made, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /** Refuse early (with the failover explanation) when this peer's secondary was taken over. */
@@ -539,34 +564,47 @@ export class SiteReceiver implements Receiver {
   }
 
   /**
-   * Which of `ids` this site lacks. An object of a lost pack counts as lacking (PackStore.has), so
-   * the sender sends it again. And while any lost object is still indexed, a tree, image or block
-   * list held here may stand above lost objects, and a sender skips everything below what is held:
-   * such metadata objects are answered as lacking too, so the sender walks down through them and
-   * finds what was lost (resending them costs little: the store keeps its copy). Chunks are still
-   * answered exactly.
+   * Which of `ids` this site lacks. Only what is durable counts as held (PackStore.durable): an
+   * object pending in the open pack may still be discarded by a failed write, and one whose pack
+   * file is gone (marked lost there and then) is sent again. And while any lost object is still
+   * indexed, a tree, image or block list held here may stand above lost objects, and a sender
+   * skips everything below what is held: such metadata objects are answered as lacking too, so
+   * the sender walks down through them and finds what was lost (resending them costs little: the
+   * store keeps its copy). Chunks are still answered exactly.
    */
   async missing(volume: string, ids: ObjectId[]): Promise<boolean[]> {
     this.#secondary(volume);
     const store = this.#site.store;
+    const held = store.durable(ids);
     const healing = store.lostObjectCount() > 0;
-    return ids.map((id) => !store.has(id) || (healing && store.info(id)?.kind !== 'chunk'));
+    return ids.map((id, i) => !held[i] || (healing && store.info(id)?.kind !== 'chunk'));
   }
 
   /**
    * Store a stream of objects, each verified against its id first. Whole objects are verified in
    * batches on worker threads (verify-pool.ts) a little ahead of storing, so that receiving,
    * checking and storing overlap; deltas likewise, against dictionaries made here from this site's
-   * copies of their references (rebuildBatch). Objects are
-   * stored in the order they came, and nothing after a refused one (a tree after it may stand
-   * above it). `hold(bytes)`: asks to hold that many bytes of taken, not yet stored objects (the
-   * daemon's stream budget); when refused, what is in flight is stored before more is taken.
+   * copies of their references (rebuildBatch). `hold(bytes)`: asks to hold that many bytes of
+   * taken, not yet stored objects (the daemon's stream budget); when refused, what is in flight is
+   * stored before more is taken.
+   *
+   * The intake keeps the invariant the negotiation trusts (a tree held here has everything below
+   * it): objects are stored in the order they came, and after the first failure of any kind (an
+   * object refused, a batch that could not be checked, a failed write) nothing more of this
+   * request is stored: a tree after it may stand above what failed. A failed write discards every
+   * object pending in the open pack, this request's and any other writer's it skipped as already
+   * here; so once that happens, by this request or by another writer, the request stores nothing
+   * more and fails (PackStore's WriteSession), and what it stored before is durable in a pack
+   * indexed earlier or gone with the open one. A stream cut or refused by the budget is not a
+   * failure of what was taken: that is still stored, in order, and kept.
    */
   async put(volume: string, objects: AsyncIterable<WireObject>, _signal?: AbortSignal, o: { hold?: (bytes: number) => boolean } = {}): Promise<PutResult> {
     this.#secondary(volume);
     const r: PutResult = { received: 0, stored: 0, bytes: 0 };
     const store = this.#site.store;
     this.#writing(volume);
+    // stores nothing once a failed write has discarded pending objects (ours, or others' we skipped as here)
+    const session = store.session();
     // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
     const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
     type Unit = { bytes: number; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
@@ -576,7 +614,8 @@ export class SiteReceiver implements Receiver {
     let deltas: DeltaWithDictionary[] = [];
     let batchBytes = 0;
     let inFlight = 0;
-    let refused = false;
+    // the first failure of what was taken: nothing is stored after it
+    let failed: { error: unknown } | undefined;
     const hold = o.hold ?? (() => true);
     // trees stored by this request: staged once they are durable (#stage)
     const trees: ObjectId[] = [];
@@ -590,19 +629,23 @@ export class SiteReceiver implements Receiver {
     };
     const storeNext = async () => {
       const u = units.shift()!;
-      const { good, error } = await u.ready;
-      inFlight -= u.bytes;
-      for (const g of good) {
-        if (!store.putPrepared(g, { trusted: true })) continue;
-        r.stored++;
-        if (g.kind === 'tree') trees.push(g.id);
-      }
-      hold(inFlight);
-      if (error) {
-        refused = true;
+      try {
+        const { good, error } = await u.ready;
+        for (const g of good) {
+          if (!session.putPrepared(g, { trusted: true })) continue;
+          r.stored++;
+          if (g.kind === 'tree') trees.push(g.id);
+        }
+        if (error) throw error;
+      } catch (error) {
+        failed ??= { error };
         throw error;
+      } finally {
+        inFlight -= u.bytes;
+        hold(inFlight);
       }
     };
+    let cut: { error: unknown } | undefined;
     try {
       for await (const w of objects) {
         r.received++;
@@ -640,20 +683,32 @@ export class SiteReceiver implements Receiver {
           await storeNext();
         }
       }
-      flushBatch();
-      while (units.length > 0) await storeNext();
-    } finally {
-      // A cut stream: what arrived and verifies is still stored, in order, up to the first object that does not.
-      if (!refused) {
-        flushBatch();
-        while (!refused && units.length > 0) await storeNext().catch(() => {});
-      }
-      units.length = 0;
-      hold(0);
-      // What arrived intact is kept even when the stream is cut: the next attempt won't resend it.
-      this.#site.store.flush();
-      if (trees.length > 0) this.#stage(volume, trees);
+    } catch (error) {
+      // the stream was cut or refused (or storing failed: then `failed` says so)
+      cut = { error };
     }
+    // What arrived and verifies is still stored, in order, up to the first failure.
+    if (!failed) {
+      flushBatch();
+      while (!failed && units.length > 0) await storeNext().catch(() => {});
+    }
+    // (what is left after a failure is dropped: its checks still settle, unawaited)
+    for (const u of units.splice(0)) u.ready.catch(() => {});
+    hold(0);
+    // Durable now, even when the stream was cut: the next attempt won't resend it. (A failed flush
+    // discards what is pending and throws: nothing of this request's open pack is kept.)
+    store.flush();
+    // Discarded by another writer's failed write after our last store: what we stored is not all here.
+    if (!failed) {
+      try {
+        session.check();
+      } catch (error) {
+        failed = { error };
+      }
+    }
+    if (trees.length > 0) this.#stage(volume, trees);
+    if (failed) throw failed.error;
+    if (cut) throw cut.error;
     return r;
   }
 
@@ -920,6 +975,7 @@ export class SiteReceiver implements Receiver {
         const opts = {
           subtrees: applyPoolFor(site).run,
           staged: m.kind === 'tree' ? stager?.take : undefined,
+          stagedEntry: m.kind === 'tree' ? stager?.takeEntry : undefined,
           onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
           store,
           onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
@@ -1044,13 +1100,15 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     const rows = new StatCacheWriter(site, vol.name, newKey);
     const out: Record<string, ObjectId> = {};
+    // a failed write that discards what this capture stored (or skipped as pending) fails it (WriteSession)
+    const session = site.store.session();
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
       const base = statCacheFor(site, vol.name, m.name, parentKey, rows);
       const files = written?.get(m.name);
       const cache = files?.size ? withWritten(base, files) : base;
       const same = unchanged?.get(m.name);
       const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
-      const r = await captureTree(m.path, { store: site.store, pool: this.#pool, cache, startedAt: site.clock.now(), reuse, skipAtRoot });
+      const r = await captureTree(m.path, { store: session, pool: this.#pool, cache, startedAt: site.clock.now(), reuse, skipAtRoot });
       out[m.name] = r.root;
       if (stats) {
         stats.filesRead += r.stats.filesRead;
@@ -1064,6 +1122,7 @@ export class SiteReceiver implements Receiver {
       site.db.run('INSERT OR IGNORE INTO stat_cache (volume, member, snapshot, dir, data) SELECT volume, member, ?, dir, data FROM stat_cache WHERE volume = ? AND snapshot = ?', newKey, vol.name, parentKey);
     }
     site.store.flush();
+    session.check();
     return out;
   }
 
@@ -1077,6 +1136,7 @@ export class SiteReceiver implements Receiver {
     const site = this.#site;
     const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
     const key = newSnapshotId(site.clock);
+    const session = site.store.session();
     const trees = await this.#captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot);
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
@@ -1110,7 +1170,7 @@ export class SiteReceiver implements Receiver {
         if (base) members.push({ name: m.name, kind: 'image', root: base });
         continue;
       }
-      const img = await captureImage(m.path, { store: site.store, pool: this.#pool, startedAt: site.clock.now() });
+      const img = await captureImage(m.path, { store: session, pool: this.#pool, startedAt: site.clock.now() });
       roots[m.name] = img.root;
       members.push({ name: m.name, kind: 'image', root: img.root });
       if (img.root === base) continue;
@@ -1137,8 +1197,9 @@ export class SiteReceiver implements Receiver {
     const time = site.clock.now();
     const name = `replica-writes-${new Date(time).toISOString().replace(/[:.]/g, '-')}`;
     const manifest: SnapshotManifest = { id: key as SnapshotId, volume: vol.name, name, time, origin: site.id, parent: (row.applied as SnapshotId | null) ?? null, members };
-    const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
+    const { id: manifestId } = session.put('snapshot', encodeSnapshot(manifest));
     site.store.flush();
+    session.check();
     site.db.tx(() => {
       insertSnapshotRow(site, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name, written, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });

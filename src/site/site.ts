@@ -8,6 +8,7 @@ import { FerryError, wrapIoError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { Sqlite } from '../core/sqlite.ts';
 import { PackStore } from '../store/pack-store.ts';
+import type { PackFileIo } from '../store/pack.ts';
 import { createCatalog, openCatalog, readMeta, recordEvent, CATALOG_FORMAT, type EventRecord } from './catalog.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
@@ -46,6 +47,8 @@ export interface SiteOptions {
   readOnly?: boolean;
   /** the command taking the lock, shown to anyone who finds the site busy */
   command?: string;
+  /** the pack files' writes and fsyncs (tests inject failures: a full disk, an fsync error) */
+  storeIo?: PackFileIo;
 }
 
 export class Site {
@@ -104,7 +107,7 @@ export class Site {
     let db: Sqlite | undefined;
     try {
       db = openCatalog(paths.catalog, { readOnly });
-      const store = new PackStore({ db, dir: paths.store });
+      const store = new PackStore({ db, dir: paths.store, io: options.storeIo });
       if (!readOnly) store.recover();
       return new Site(paths, db, store, lock, options.clock ?? systemClock, readOnly);
     } catch (err) {

@@ -275,6 +275,9 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
   const pool = opts.pool ?? new ChunkPool();
   // From the first object written until the catalog names the snapshot, GC must wait.
   const written = site.beginWrite();
+  // Writes that stop once a failed write (this capture's or another writer's) discarded pending
+  // objects: the capture's trees stand above chunks it stored, or found pending and skipped.
+  const session = site.store.session();
   try {
     if (vol.hooks.pre) {
       const r = await runHook('pre', vol.hooks.pre, env);
@@ -291,7 +294,7 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
       const cacheRows = new StatCacheWriter(site, vol.name, id);
       const captured = await Promise.all(
         vol.members.map(async (m): Promise<SnapshotMember> => {
-          const common = { store: site.store, pool, onWarning: (w: CaptureWarning) => warn({ ...w, path: `${m.name}:${w.path}` }), startedAt: time, signal: opts.signal };
+          const common = { store: session, pool, onWarning: (w: CaptureWarning) => warn({ ...w, path: `${m.name}:${w.path}` }), startedAt: time, signal: opts.signal };
           const r =
             m.kind === 'tree'
               ? await captureTree(m.path, { ...common, cache: statCacheFor(site, vol.name, m.name, parent?.id, cacheRows) })
@@ -319,11 +322,13 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
 
   const manifest: SnapshotManifest = { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, members };
   try {
-    const { id: manifestId } = site.store.put('snapshot', encodeSnapshot(manifest));
+    const { id: manifestId } = session.put('snapshot', encodeSnapshot(manifest));
     // The store is made durable before the catalog names the snapshot: a crash
     // between the two leaves unreferenced objects (collected later), never a
-    // snapshot whose objects are missing.
+    // snapshot whose objects are missing; nor does a failed write of another
+    // writer that discarded some of them.
     site.store.flush();
+    session.check();
     const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })) };
     site.db.tx(() => {
       insertSnapshotRow(site, { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, manifest: manifestId, stats: statsJson });

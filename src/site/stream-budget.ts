@@ -25,6 +25,8 @@ interface SessionCount {
   held: number;
   streams: number;
   refused: number;
+  /** the connection's refusal was logged (see warnOnce) */
+  warned?: boolean;
 }
 
 export interface BudgetStats {
@@ -108,9 +110,16 @@ export class StreamBudget {
     return new StreamAccount(this, s);
   }
 
-  /** Streams of `session` refused so far. */
-  refusedFor(session: object): number {
-    return this.#sessions.get(session)?.refused ?? 0;
+  /**
+   * True once per connection, the first time it is asked after one of its streams was refused: the
+   * one `peer.busy` warning. (Comparing the count of refusals with 1 when answering missed it
+   * whenever a second stream was refused before the first one's answer: refusals come in bursts.)
+   */
+  warnOnce(session: object): boolean {
+    const s = this.#sessions.get(session);
+    if (!s || s.refused === 0 || s.warned) return false;
+    s.warned = true;
+    return true;
   }
 
   stats(): BudgetStats {

@@ -8,6 +8,7 @@ import { FerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
 import type { MemberKind } from '../snapshot/model.ts';
 import type { Site } from './site.ts';
+import { canonicalPath, overlaps, replicaRoot, within } from './paths.ts';
 import { parseRetention, type RetentionPolicy } from '../snapshot/retention.ts';
 
 export type Role = 'primary' | 'secondary' | 'standalone';
@@ -98,10 +99,6 @@ export function inspectMemberPath(spec: MemberSpec): { path: string; kind: Membe
   return { path, kind };
 }
 
-function within(inner: string, outer: string): boolean {
-  return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
-}
-
 function rowToVolume(site: Site, r: { name: string; role: Role; created_at: number; hooks: string; retention: string }): Volume {
   const members = site.db
     .all<{ name: string; kind: MemberKind; path: string }>('SELECT name, kind, path FROM members WHERE volume = ? ORDER BY position', r.name)
@@ -165,24 +162,39 @@ function defaultMemberName(path: string): string {
 }
 
 function checkOverlaps(site: Site, members: Member[]): void {
+  const why = memberPathProblem(site, members);
+  if (why) throw new FerryError('MEMBER_INVALID', why);
+}
+
+/**
+ * Why new members at these (canonical) paths cannot be made at this site, or undefined: a member
+ * overlaps the site home (other than under the default replica root), contains the replica root
+ * (where new secondaries are made), or overlaps another member, new or existing, or a link copy.
+ */
+export function memberPathProblem(site: Site, members: Member[]): string | undefined {
   const existing = site.db.all<{ volume: string; name: string; path: string }>('SELECT volume, name, path FROM members');
   const all = [...existing.map((e) => ({ ...e, isNew: false })), ...members.map((m) => ({ volume: '(new)', name: m.name, path: m.path, isNew: true }))];
+  const root = canonicalPath(replicaRoot(site));
+  const links = site.db.all<{ path: string; volume: string }>('SELECT path, volume FROM links');
   for (const m of members) {
     // Replicas may live under the site's replica root (inside the home); nothing else may overlap the home.
     const underReplicas = within(m.path, site.paths.replicas) && m.path !== site.paths.replicas;
     if (within(site.paths.home, m.path) || (within(m.path, site.paths.home) && !underReplicas)) {
-      throw new FerryError('MEMBER_INVALID', `member ${m.path} overlaps the site home ${site.paths.home}; a site cannot protect its own store`);
+      return `member ${m.path} overlaps the site home ${site.paths.home}; a site cannot protect its own store`;
+    }
+    if (within(root, m.path)) {
+      return `member ${m.path} contains the replica root ${root}, where replicas from peers are made: they would be captured with this member; choose a path that does not contain it, or set the site's replicaRoot elsewhere (\`ferry config apply\`)`;
     }
     for (const o of all) {
       if (o.isNew && o.name === m.name) continue;
-      if (m.path === o.path) {
-        throw new FerryError('MEMBER_INVALID', `${m.path} is already member ${o.name} of volume ${o.volume}; a path can belong to one volume only`);
-      }
-      if (within(m.path, o.path) || within(o.path, m.path)) {
-        throw new FerryError('MEMBER_INVALID', `member ${m.path} overlaps ${o.path} (member ${o.name} of volume ${o.volume}); members must not contain one another`);
-      }
+      if (m.path === o.path) return `${m.path} is already member ${o.name} of volume ${o.volume}; a path can belong to one volume only`;
+      if (overlaps(m.path, o.path)) return `member ${m.path} overlaps ${o.path} (member ${o.name} of volume ${o.volume}); members must not contain one another`;
+    }
+    for (const l of links) {
+      if (overlaps(m.path, l.path)) return `member ${m.path} overlaps the link ${l.path} (a writable copy of volume ${l.volume}, replaced whole at each refresh); choose a path apart from it, or remove the link first (\`ferry link remove ${l.path}\`)`;
     }
   }
+  return undefined;
 }
 
 export function validateHooks(h: Hooks): void {

@@ -248,8 +248,11 @@ const HAS_SQL = 'SELECT 1 AS x FROM objects o WHERE o.id = ? AND NOT EXISTS (SEL
 const LOCATE_SQL =
   'SELECT o.kind AS kind, o.pack AS pack, o.offset AS offset, o.stored_length AS stored_length, o.raw_length AS raw_length, o.codec AS codec,' +
   ' EXISTS (SELECT 1 FROM lost_packs l WHERE l.pack = o.pack) AS lost FROM objects o WHERE o.id = ?';
+/** The pack of an object that is present (see durable). */
+const DURABLE_SQL = 'SELECT o.pack FROM objects o WHERE o.id = ? AND NOT EXISTS (SELECT 1 FROM lost_packs l WHERE l.pack = o.pack)';
 // The same without lost_packs: a catalog opened read-only before that table existed (nothing in it is marked lost).
 const HAS_SQL_NO_LOST = 'SELECT 1 AS x FROM objects WHERE id = ?';
+const DURABLE_SQL_NO_LOST = 'SELECT pack FROM objects WHERE id = ?';
 const LOCATE_SQL_NO_LOST = 'SELECT kind, pack, offset, stored_length, raw_length, codec, 0 AS lost FROM objects WHERE id = ?';
 
 const PACK_NAME_RE = /^[0-9a-f]{16}$/;
@@ -531,6 +534,64 @@ export class Relocation {
   }
 }
 
+/**
+ * One writer's run over the store (a capture, one request of an incoming
+ * transfer): the store's writes, refused once a failed write has discarded
+ * the objects pending in the open pack (PackStore.discardEpoch), whoever
+ * made it. A writer relies on what it stored, and on what it found pending
+ * and skipped, being kept: what it writes next may stand above those objects
+ * (a tree above its chunks), so after a discard nothing more of its run may
+ * be stored. `check()` after the run's flush says whether anything it relied
+ * on was discarded after its last write.
+ */
+export class WriteSession {
+  readonly #store: PackStore;
+  readonly #epoch: number;
+
+  constructor(store: PackStore) {
+    this.#store = store;
+    this.#epoch = store.discardEpoch;
+  }
+
+  has(id: ObjectId): boolean {
+    return this.#store.has(id);
+  }
+
+  put(kind: ObjectKind, raw: Uint8Array): { id: ObjectId; added: boolean } {
+    this.check();
+    return this.#store.put(kind, raw);
+  }
+
+  putPrepared(obj: PreparedObject, options?: { trusted?: boolean }): boolean {
+    this.check();
+    return this.#store.putPrepared(obj, options);
+  }
+
+  putRecord(record: Uint8Array, options: { trusted: true; absentAt?: number }): { id: ObjectId; added: boolean } {
+    this.check();
+    return this.#store.putRecord(record, options);
+  }
+
+  sharedIndex(): SharedIndexRef | undefined {
+    return this.#store.sharedIndex();
+  }
+
+  get commitEpoch(): number {
+    return this.#store.commitEpoch;
+  }
+
+  /** Throws (the failure's code: NO_SPACE, IO) when pending objects were discarded since this session began. */
+  check(): void {
+    if (this.#store.discardEpoch === this.#epoch) return;
+    const cause = this.#store.lastDiscard;
+    throw new FerryError(
+      cause?.code ?? 'IO',
+      `objects written since this began were discarded when a write to the store failed (${cause?.message ?? 'a write failed'}); nothing more of it was stored`,
+      { cause, details: { discarded: true } },
+    );
+  }
+}
+
 export class PackStore implements ObjectReader, ObjectWriter {
   readonly dir: string;
   readonly db: Sqlite;
@@ -548,6 +609,9 @@ export class PackStore implements ObjectReader, ObjectWriter {
   /** counts index commits of this instance (packs indexed, GC commits) */
   #commitEpoch = 0;
   #removalEpoch = 0;
+  /** see discardEpoch */
+  #discardEpoch = 0;
+  #lastDiscard: FerryError | undefined;
   #sharedIndex: SharedIndexRef | null | undefined;
   #packNames = new Map<number, string>();
   #fds = new Map<number, number>();
@@ -603,6 +667,27 @@ export class PackStore implements ObjectReader, ObjectWriter {
     return this.#removalEpoch;
   }
 
+  /**
+   * Counts the times a failed write (or fsync, or index commit) abandoned the
+   * open pack and discarded every pending object in it, whoever wrote them. A
+   * writer that relies on objects it saw pending (stored by it or by another
+   * writer since the last flush: `has` says yes) being kept, as a receiver
+   * storing trees above chunks does, must stop when this changes.
+   */
+  get discardEpoch(): number {
+    return this.#discardEpoch;
+  }
+
+  /** A writer's run that stops at the first discard of pending objects (see WriteSession). */
+  session(): WriteSession {
+    return new WriteSession(this);
+  }
+
+  /** The error of the last failure that discarded pending objects (see discardEpoch). */
+  get lastDiscard(): FerryError | undefined {
+    return this.#lastDiscard;
+  }
+
   /** Counts this instance's index commits; see `putRecord`'s absentAt. */
   get commitEpoch(): number {
     return this.#commitEpoch;
@@ -633,6 +718,38 @@ export class PackStore implements ObjectReader, ObjectWriter {
   has(id: ObjectId): boolean {
     if (this.#pending.has(id)) return true;
     return this.#indexed(id);
+  }
+
+  /**
+   * Which of `ids` are here durably, for a peer asking which objects this
+   * site lacks (a sender skips everything below an object said to be here):
+   * an index row in a pack that is not marked lost and whose file is there at
+   * its recorded size. Each pack is checked once per call; one whose file is
+   * missing or of another size is marked lost here (as recover() would at the
+   * next open), so its objects are asked for again. Objects pending in the
+   * open pack do not count: a failed write may still discard them.
+   */
+  durable(ids: ObjectId[]): boolean[] {
+    const packs = ids.map((id) => this.db.get<{ pack: number }>(this.#lostTable ? DURABLE_SQL : DURABLE_SQL_NO_LOST, objectIdToBytes(id))?.pack);
+    const sound = new Map<number, boolean>();
+    for (const pack of packs) if (pack !== undefined && !sound.has(pack)) sound.set(pack, this.#packFileSound(pack));
+    return packs.map((pack) => pack !== undefined && sound.get(pack) === true);
+  }
+
+  /** The pack's file is there at its recorded size; if not, the pack is marked lost. */
+  #packFileSound(packId: number): boolean {
+    const row = this.db.get<{ name: string; size: number }>("SELECT name, size FROM packs WHERE id = ? AND state = 'live'", packId);
+    if (!row) return false;
+    let actual = -1;
+    try {
+      actual = fs.statSync(this.#files.packPath(row.name)).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw wrapIoError(err, `inspecting pack ${row.name}`);
+    }
+    if (actual === row.size) return true;
+    const problem = actual < 0 ? 'missing' : actual < row.size ? 'truncated' : 'oversized';
+    this.#markLost(packId, problem, actual < 0 ? 'the pack file is missing' : `the pack file is ${actual} bytes, the index recorded ${row.size}`);
+    return false;
   }
 
   /** Like `has`: undefined for an object of a lost pack (`get` still tries to read it, to salvage what it can). */
@@ -1014,7 +1131,10 @@ export class PackStore implements ObjectReader, ObjectWriter {
     const discarded = this.#pending.size;
     this.#sink.abandon();
     this.#pending.clear();
-    throw writeFailure(err, what, discarded);
+    const failure = writeFailure(err, what, discarded);
+    this.#discardEpoch++;
+    this.#lastDiscard = failure;
+    throw failure;
   }
 
   #checkWritable(): void {

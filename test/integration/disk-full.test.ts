@@ -5,35 +5,13 @@
 // (root in a sandbox that allows it): skipped with the reason otherwise.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
 import { assertError, assertSiteSound, makeSite, writeRandomFile, type TestSite } from './cli-util.ts';
+import { remount, tryMount, unmount } from './small-fs.ts';
 
 const MiB = 1 << 20;
-
-/** Mount a tmpfs of `sizeMiB` at `dir`; returns why not if this sandbox does not allow it. */
-function tryMount(dir: string, sizeMiB: number): string | undefined {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0700`, 'tmpfs', dir], { stdio: 'pipe' });
-    return undefined;
-  } catch (err) {
-    return `cannot mount a tmpfs here (${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim()})`;
-  }
-}
-
-function unmount(dir: string): void {
-  try {
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-  } catch {
-    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
-  }
-}
-
-function remount(dir: string, sizeMiB: number): void {
-  execFileSync('mount', ['-o', `remount,size=${sizeMiB}m`, dir], { stdio: 'pipe' });
-}
 
 function fillData(data: string): void {
   mkdirSync(join(data, 'sub'), { recursive: true });

@@ -136,12 +136,15 @@ export function sleep(ms: number): Promise<void> {
 /**
  * Two paired sites: b's daemon runs (its peer port behind `proxy`); a runs no
  * daemon unless a test starts one. Volume `vol` at a, mirror vol@b created.
+ * `beforeStart` runs once b is initialised, before its daemon starts (to put
+ * part of b's home on a small filesystem, say).
  */
-export async function makePair(opts: { env?: Record<string, string>; mirrorArgs?: string[] } = {}): Promise<Pair> {
+export async function makePair(opts: { env?: Record<string, string>; mirrorArgs?: string[]; beforeStart?: (b: FaultSite) => void } = {}): Promise<Pair> {
   const tmp = tempDir('ferry-faults-');
   const env = { ...(opts.env ?? {}) };
   const a = await initSite(tmp.path, 'a');
   const b = await initSite(tmp.path, 'b');
+  opts.beforeStart?.(b);
   await startDaemon(b, env);
   const proxy = await TcpProxy.start(b.port!);
   const data = join(tmp.path, 'data');

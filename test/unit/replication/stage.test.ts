@@ -7,7 +7,8 @@
 // is not staged; a tree that occurs twice is taken once and written at its
 // other place; what the apply is told was written is what lstat sees in
 // place; a staging area left by an earlier process (nothing recorded) is
-// still used; nothing is left in the staging area.
+// still used; the member root's own files are moved from the staged root,
+// never written a second time; nothing is left in the staging area.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
@@ -201,5 +202,49 @@ test('subtrees an earlier process staged, taken into a tree staged now, are stil
     assertTreesEqual(replica, data);
     const topDirs = entries(root).filter((e) => e.type === 'dir').length;
     assert.ok(second.counts.taken >= topDirs - 1, `the earlier subtrees were taken out of the staged root: ${JSON.stringify(second.counts)} of ${topDirs}`);
+  });
+});
+
+test('the member root staged whole: its own files are moved into place, not written again, and a later process never takes the root as whole', async () => {
+  await withLocalSite('stage-root', async ({ dir: tmp, site, pool }) => {
+    const data = join(tmp, 'data');
+    sourceTree(data, false); // no hard link: the root itself is staged, with its file `root-file`
+    createVolume(site, 'v', { members: [{ path: data }] });
+    const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
+    const root = readManifest(site.store, snap.manifest).members[0].root;
+    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const run: StageRunner = async (job) => stageTree(job.root, job.tree, { store: site.store });
+    const stageAll = async (replica: string) => {
+      mkdirSync(replica);
+      const stager = new Stager(replica, run, site.store);
+      for (const id of bottomUp(site.store, root)) stager.add(id, entries(id));
+      await stager.drain();
+      return stager;
+    };
+
+    const replica = join(tmp, 'replica');
+    const stager = await stageAll(replica);
+    const area = join(replica, STAGE_DIR);
+    const staged = lstatSync(join(area, root, 'root-file'));
+    const written = new Map<string, CachedFile>();
+    await applyTree(replica, null, root, { store: site.store, staged: stager.take, stagedEntry: stager.takeEntry, onFileWritten: (d, n, f) => written.set(d ? `${d}/${n}` : n, f) });
+    const inPlace = lstatSync(join(replica, 'root-file'), { bigint: true });
+    assert.equal(inPlace.ino, BigInt(staged.ino), 'the root file was moved from the staging area, not written again');
+    const f = written.get('root-file');
+    assert.deepEqual([f?.ino, f?.size, f?.ctimeNs], [inPlace.ino, Number(inPlace.size), inPlace.ctimeNs], 'reported as lstat sees it in place');
+    assert.ok(!existsSync(join(area, root)) && existsSync(join(area, `${root}.broken`)), 'the staged root, no longer whole, is marked broken');
+    stager.clear();
+    assertTreesEqual(replica, data);
+
+    // A crash right after the first root file was moved: the next process writes the rest.
+    const replica2 = join(tmp, 'replica2');
+    const first = await stageAll(replica2);
+    assert.ok(first.takeEntry(root, Buffer.from('root-file'), Buffer.from(join(replica2, 'root-file'))));
+    assert.ok(existsSync(join(replica2, STAGE_DIR, `${root}.broken`)));
+    const second = new Stager(replica2, run, site.store);
+    await second.drain();
+    await applyTree(replica2, null, root, { store: site.store, staged: second.take, stagedEntry: second.takeEntry });
+    second.clear();
+    assertTreesEqual(replica2, data);
   });
 });

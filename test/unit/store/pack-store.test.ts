@@ -343,6 +343,34 @@ describe('PackStore', () => {
       }
     });
 
+    test('a write session stops once any writer\'s failed write discarded pending objects; durable() counts only what is indexed', () => {
+      const io = faultyIo();
+      const home = makeTestStore({ io, writeBufferSize: 64 << 10, packTargetSize: 1 << 30 });
+      try {
+        const session = home.store.session();
+        const mine = session.put('chunk', pseudoRandomBytes(5000, 'mine')).id;
+        assert.deepEqual(home.store.durable([mine]), [false], 'pending is not durable');
+        session.check();
+        // another writer fills the disk: its failure discards the open pack, with `mine` in it
+        io.failAfter = io.written + 10_000;
+        assert.throws(() => home.store.put('chunk', pseudoRandomBytes(100_000, 'other')), (e: unknown) => isFerryError(e, 'NO_SPACE'));
+        io.failAfter = Infinity;
+        assert.equal(home.store.has(mine), false);
+        // the session stores nothing more (a tree above `mine` must not land), and says why
+        assert.throws(() => session.put('tree', pseudoRandomBytes(100, 'above mine')), (e: unknown) => isFerryError(e, 'NO_SPACE') && /discarded/.test(e.message));
+        assert.throws(() => session.check(), (e: unknown) => isFerryError(e, 'NO_SPACE'));
+        assert.equal(home.store.pendingCount, 0);
+        // a new run writes again
+        const next = home.store.session();
+        const id = next.put('chunk', pseudoRandomBytes(5000, 'mine')).id;
+        home.store.flush();
+        next.check();
+        assert.deepEqual(home.store.durable([id, hashBytes(Buffer.from('never stored'))]), [true, false]);
+      } finally {
+        home.dispose();
+      }
+    });
+
     test('a failed fsync at seal indexes nothing and leaves no file', () => {
       const io = faultyIo();
       const home = makeTestStore({ io });
