@@ -25,7 +25,7 @@ import { PeerClient } from '../site/client.ts';
 
 /** A DR call waits for a whole resync or switchover on the other side: silence on it is normal for a long time. */
 export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
-import { createMirror, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
+import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
 import { createSnapshot, listSnapshots, newestSnapshot, resolveSnapshot, StatCacheWriter, statCacheFor } from '../site/snapshots.ts';
@@ -211,15 +211,14 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     const mirrorId = wf.plan.mirror!;
     site.db.tx(() => {
       site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
-      site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+      endSecondaryRelation(site, plan.volume);
       site.db.run(
         "INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)",
         plan.volume, peer.id, plan.remoteVolume, kept, site.clock.now(),
       );
       if (plan.base) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdName(peer.id), site.clock.now());
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor({ id: mirrorId }), `${holdFor({ id: mirrorId })}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', mirrorId);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', mirrorId);
+      const old = listMirrors(site, plan.volume).find((x) => x.id === mirrorId);
+      if (old) dropMirror(site, old, `${plan.volume} fails back: it is the secondary of ${peer.name} now`);
       // The stat cache rows describe the kept snapshot, which is what the replica holds now.
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, kept);
       site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept: wf.plan.keptName, keptDiffers: wf.plan.keptDiffers } });
@@ -306,14 +305,13 @@ export async function serveFailback(
     const s = req.schedule;
     // One transaction: a crash leaves either no reverse mirror (the rerun creates it) or one with its base.
     site.db.tx(() => {
-      const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null });
-      // The base held for failback becomes the reverse mirror's base.
-      site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
+      const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
+      // The base held for failback becomes the reverse mirror's base (held by it before the relation's hold goes).
       if (hasBase) {
         site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.base, holdFor(created), site.clock.now());
         site.db.run("UPDATE mirrors SET base = ?, state = 'idle' WHERE id = ?", req.base, created.id);
       }
-      site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
+      endSecondaryRelation(site, req.volume);
       site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: created.id, base: hasBase ? req.base : null } });
     });
     m = getMirror(site, req.volume, peer.name);

@@ -26,7 +26,7 @@ import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
 import { DR_CALL_TIMEOUT_MS } from './failback.ts';
 import { runHook, hookSucceeded, hookError, type HookResult } from '../site/hooks.ts';
-import { getMirror, holdFor, listMirrors, mirrorStatus, type Mirror } from '../site/mirrors.ts';
+import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, mirrorStatus } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
 import { createSnapshot } from '../site/snapshots.ts';
@@ -191,7 +191,7 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
     // 5. demote here
     site.db.tx(() => {
       site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
-      site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+      endSecondaryRelation(site, plan.volume);
       site.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", plan.volume, newPrimary.id, target.remoteVolume, final, site.clock.now());
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdName(newPrimary.id), site.clock.now());
       site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: newPrimary.name } });
@@ -238,11 +238,7 @@ function finishMigrate(engine: Engine, wf: Workflow<MigrateJournal>): void {
   const site = engine.site;
   const plan = wf.plan.plan;
   site.db.tx(() => {
-    for (const m of listMirrors(site, plan.volume)) {
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
-    }
+    for (const m of listMirrors(site, plan.volume)) dropMirror(site, m, `${plan.volume} migrated to ${plan.to}: ${plan.to} runs the mirrors now`);
     site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { to: plan.to, final: wf.plan.final } });
     finishWorkflow(site, wf, 'done');
   });
@@ -259,7 +255,7 @@ async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hoo
     site.db.tx(() => {
       if (getVolume(site, plan.volume).role === 'secondary') {
         site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-        site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+        endSecondaryRelation(site, plan.volume);
         site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { rollback: 'secondary => primary' } });
       }
       recordStep(site, wf, 'rolling-back');
@@ -356,22 +352,17 @@ export async function acceptMigrate(
   if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here is not the asking site's secondary`);
   if (row.applied !== req.final) throw new FerryError('MIRROR_STATE', `the replica of ${req.volume} shows ${row.applied}, not the final snapshot ${req.final}: migrate would lose data; update first`);
   const back = findPeerById(site, peerId)!;
-  const { createMirror } = await import('../site/mirrors.ts');
   let wf: Workflow<{ from: string; final: string; post?: HookResult | null }> | undefined;
   site.db.tx(() => {
     site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", req.volume);
-    site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
-    site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
+    endSecondaryRelation(site, req.volume);
     const targets = [{ peer: back, volume: req.backTo, s: req.schedule }, ...req.others.map((o) => ({ peer: findPeerById(site, o.id), volume: o.volume, s: o }))];
     for (const t of targets) {
       if (!t.peer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with a secondary of ${req.volume}; pair it before migrating`);
-      const existing = site.db.get<{ id: string }>('SELECT id FROM mirrors WHERE volume = ? AND peer = ?', req.volume, t.peer.name);
-      if (existing) {
-        // The old row's holds go with it (its base, anything in flight): the new row holds the final snapshot.
-        site.db.run('DELETE FROM holds WHERE holder IN (?, ?)', holdFor(existing), `${holdFor(existing)}:inflight`);
-        site.db.run('DELETE FROM mirrors WHERE id = ?', existing.id);
-      }
-      const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth });
+      // A row from when this site was primary before: it goes with what it held (the new row holds the final snapshot).
+      const existing = listMirrors(site, req.volume).find((x) => x.peer === t.peer!.name);
+      if (existing) dropMirror(site, existing, 'replaced by the mirror of a migrate');
+      const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth, peerSnapshots: false });
       site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?, next_run_at = ? WHERE id = ?", req.final, site.clock.now(), m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null, m.id);
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.final, holdFor(m), site.clock.now());
     }

@@ -23,7 +23,7 @@ import type { SiblingInfo } from '../replication/types.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
-import { createMirror, holdFor, listMirrors, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
+import { createMirror, dropMirror, holdFor, listMirrors, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
 import { listSnapshots } from '../site/snapshots.ts';
@@ -137,7 +137,7 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     base = answer.common && ours.some((s) => s.id === answer.common) ? answer.common : null;
     const info = opts.info;
     if (!m) {
-      m = createMirror(site, { volume, to: `${peer.name}:${remoteVolume}`, scheduleS: info?.scheduleS ?? null, minDelayS: info?.minDelayS ?? 0, maxDelayS: info?.maxDelayS ?? 3600, bandwidth: info?.bandwidth ?? null, keepSnapshots: info?.keep ?? null });
+      m = createMirror(site, { volume, to: `${peer.name}:${remoteVolume}`, scheduleS: info?.scheduleS ?? null, minDelayS: info?.minDelayS ?? 0, maxDelayS: info?.maxDelayS ?? 3600, bandwidth: info?.bandwidth ?? null, keepSnapshots: info?.keep ?? null, peerSnapshots: false });
     }
     const mirror = m;
     site.db.tx(() => {
@@ -229,7 +229,7 @@ export async function acceptTakeover(
  * was broken off by B's failover, or when S is no longer primary; S's mirror to C then goes (C follows
  * B). Refuse when S is still the primary B replicated from and was never told of a failover.
  */
-export function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volume: string; by: string }): { agreed: true; role: string } {
+export async function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volume: string; by: string }): Promise<{ agreed: true; role: string }> {
   const site = engine.site;
   const follower = findPeerById(site, peerId);
   if (!follower) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
@@ -245,12 +245,8 @@ export function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volu
     }
   }
   if (toFollower) {
-    site.db.tx(() => {
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(toFollower), `${holdFor(toFollower)}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', toFollower.id);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', toFollower.id);
-      site.event({ kind: 'mirror.remove', volume: req.volume, outcome: 'ok', detail: { mirror: toFollower.id, reason: `${follower.name} follows ${findPeerById(site, req.by)?.name ?? req.by}, which took ${req.volume} over` } });
-    });
+    await engine.stopJob(toFollower.id, `${follower.name} follows another site now`);
+    dropMirror(site, toFollower, `${follower.name} follows ${findPeerById(site, req.by)?.name ?? req.by}, which took ${req.volume} over`);
   }
   return { agreed: true, role: vol.role };
 }
@@ -267,12 +263,7 @@ export function dropSupersededMirrors(engine: Engine, volume: string): string[] 
   const newPrimary = sec ? findPeerById(site, sec.source_site)?.name ?? sec.source_site : 'the new primary';
   const dropped: string[] = [];
   for (const m of listMirrors(site, volume)) {
-    site.db.tx(() => {
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
-      site.event({ kind: 'mirror.remove', volume, outcome: 'ok', detail: { mirror: m.id, reason: `${volume} is a secondary of ${newPrimary} now: ${m.peer} is re-pointed there (\`ferry mirror repoint ${volume} --to ${m.peer}\` at ${newPrimary})` } });
-    });
+    dropMirror(site, m, `${volume} is a secondary of ${newPrimary} now: ${m.peer} is re-pointed there (\`ferry mirror repoint ${volume} --to ${m.peer}\` at ${newPrimary})`);
     dropped.push(m.peer);
   }
   return dropped;

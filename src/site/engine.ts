@@ -8,7 +8,7 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { listMirrors, mirrorStatus, runMirrorUpdate, setMirrorState, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import type { Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { pendingPeerSnapshots } from './peer-snapshots.ts';
@@ -55,6 +55,7 @@ export class Engine {
         return c;
       });
     this.recoverMirrorStates();
+    releaseOrphanHolds(site);
   }
 
   /**
@@ -66,7 +67,7 @@ export class Engine {
     for (const m of listMirrors(this.site)) {
       if (m.state !== 'updating' && m.state !== 'baselining' && m.state !== 'resyncing') continue;
       setMirrorState(this.site, m, m.base ? 'idle' : 'uninitialized', 'the previous transfer was interrupted (process stopped); the next update resumes it');
-      this.site.db.run("DELETE FROM holds WHERE holder = ?", `mirror:${m.id}:inflight`);
+      this.site.db.run('DELETE FROM holds WHERE holder = ?', inflightHold(m));
       this.site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
     }
   }
@@ -98,6 +99,17 @@ export class Engine {
     });
     this.#jobs.set(key, job);
     return job.promise;
+  }
+
+  /**
+   * End the update job of a mirror, if one runs: cancelled (what arrived at the destination stays),
+   * and waited for, so that nothing it does afterwards touches a mirror being removed.
+   */
+  async stopJob(mirrorId: string, reason: string): Promise<void> {
+    for (let j = this.#jobs.get(mirrorId); j; j = this.#jobs.get(mirrorId)) {
+      j.abort.abort(new FerryError('TRANSFER_INTERRUPTED', reason));
+      await j.promise.catch(() => {});
+    }
   }
 
   progressOf(mirrorId: string): MirrorStatus['progress'] | undefined {

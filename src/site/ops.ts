@@ -10,7 +10,7 @@ import { linkStatus, listLinks } from '../dr/links.ts';
 import { workflowSummary } from '../dr/journal.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
-import { replicaRoot } from './receiver.ts';
+import { applyInFlight, replicaRoot } from './receiver.ts';
 import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, listSnapshots, newestSnapshot, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
@@ -160,6 +160,9 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'volume.remove'(ctx, a) {
     const site = ctx.engine.site;
     const name = str(a, 'name')!;
+    const wf = workflowSummary(site, name);
+    if (wf) throw new FerryError('VOLUME_IN_USE', `a ${wf.kind} of ${name} is in progress (step ${wf.step}); let it finish (rerun it) before removing the volume`);
+    if (applyInFlight(site, name)) throw new FerryError('VOLUME_IN_USE', `an update of ${name} from its primary is being applied here; wait for it (\`ferry status\`), or remove the mirror at the primary first`);
     const r = removeVolume(site, name, { force: a.force === true });
     const gc = r.snapshotsRemoved > 0 ? collectGarbageSoon(site) : undefined;
     return { removed: name, ...r, gc: gc ? summarizeGc(gc.plan) : null };
@@ -259,8 +262,15 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return pauseMirror(ctx.engine.site, str(a, 'volume')!, str(a, 'to', false), false);
   },
   async 'mirror.remove'(ctx, a) {
-    removeMirror(ctx.engine.site, str(a, 'volume')!, str(a, 'to', false));
-    return { removed: `${a.volume}@${a.to ?? ''}` };
+    const site = ctx.engine.site;
+    const volume = str(a, 'volume')!;
+    const m = getMirror(site, volume, str(a, 'to', false));
+    const wf = workflowSummary(site, volume);
+    if (wf) throw new FerryError('MIRROR_STATE', `a ${wf.kind} of ${volume} is in progress (step ${wf.step}): it decides what becomes of its mirrors; let it finish (rerun it) before removing the mirror to ${m.peer}`);
+    // An update of this mirror in flight is cancelled and waited for: it must not take holds for a mirror that is gone.
+    await ctx.engine.stopJob(m.id, `the mirror ${m.id} is being removed`);
+    removeMirror(site, volume, m.peer);
+    return { removed: m.id };
   },
   async failover(ctx, a) {
     const { runFailover } = await import('../dr/failover.ts');

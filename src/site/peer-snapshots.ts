@@ -46,6 +46,13 @@ export function registerPeerSnapshot(site: Site, volume: string, snapshot: strin
   return mirrors;
 }
 
+/** A new mirror of the volume: every peer snapshot held here becomes pending for it (in the caller's transaction). */
+export function queuePeerSnapshotsFor(site: Site, volume: string, mirror: string): string[] {
+  const ids = site.db.all<{ id: string }>('SELECT s.id FROM snapshots s JOIN holds h ON h.snapshot = s.id AND h.holder = ? WHERE s.volume = ? ORDER BY s.time, s.id', PEER_HOLD, volume).map((r) => r.id);
+  for (const id of ids) site.db.run("INSERT OR REPLACE INTO peer_snapshots (snapshot, mirror, state, updated_at) VALUES (?, ?, 'pending', ?)", id, mirror, site.clock.now());
+  return ids;
+}
+
 export interface PeerSnapshotStatus {
   id: string;
   name: string | null;
