@@ -28,6 +28,7 @@ import { DR_CALL_TIMEOUT_MS } from './failback.ts';
 import { runHook, hookSucceeded, hookError, type HookResult } from '../site/hooks.ts';
 import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, mirrorStatus } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
+import { pendingPeerDeletions } from '../site/peer-snapshots.ts';
 import { holdName } from '../site/receiver.ts';
 import { createSnapshot } from '../site/snapshots.ts';
 import { getVolume } from '../site/volumes.ts';
@@ -71,6 +72,9 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
       throw new FerryError('MIRROR_STATE', `secondary ${m.peer} is not current (state ${m.state}${m.paused ? ', paused' : ''}${m.lastError ? `, last error ${m.lastError.code}` : ''}); bring it up to date with \`ferry mirror update ${volume} --to ${m.peer} --wait\` first`);
     }
     void st;
+    if (pendingPeerDeletions(site, m.id) > 0) {
+      throw new FerryError('MIRROR_STATE', `a peer snapshot's deletion is still pending at ${m.peer} (\`ferry snapshot peers ${volume}\`); deliver it first with \`ferry mirror update ${volume} --to ${m.peer} --wait\``);
+    }
     // Reachable? A cheap state call proves the link and the pairing.
     await call(engine, m.peer, 'state', { volume: m.remoteVolume, base: m.base });
   }

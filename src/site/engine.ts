@@ -11,7 +11,8 @@ import { loadIdentity, type SiteIdentity } from './identity.ts';
 import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import type { Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
-import { pendingPeerSnapshots } from './peer-snapshots.ts';
+import { deliverPeerDeletions, duePeerDeletionMirrors, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, pendingPeerDeletions, pendingPeerSnapshots, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
+import { getPeer } from './peers.ts';
 import type { Site } from './site.ts';
 
 interface Job {
@@ -56,6 +57,7 @@ export class Engine {
       });
     this.recoverMirrorStates();
     releaseOrphanHolds(site);
+    finishOrphanPeerDeletes(site);
   }
 
   /**
@@ -94,9 +96,15 @@ export class Engine {
       if (job.bytesAt.length > 50) job.bytesAt.shift();
       onProgress?.(p);
     };
-    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress }).finally(() => {
-      this.#jobs.delete(key);
-    });
+    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
+      .then(async (r) => {
+        // The update may have moved the base off a peer snapshot whose deletion that secondary could not do yet.
+        if (pendingPeerDeletions(this.site, r.mirror) > 0) await this.deliverPeerDeletions({ mirror: r.mirror }).catch(() => {});
+        return r;
+      })
+      .finally(() => {
+        this.#jobs.delete(key);
+      });
     this.#jobs.set(key, job);
     return job.promise;
   }
@@ -110,6 +118,46 @@ export class Engine {
       j.abort.abort(new FerryError('TRANSFER_INTERRUPTED', reason));
       await j.promise.catch(() => {});
     }
+  }
+
+  /** Wait until none of these mirrors has an update job running (ones that start meanwhile are waited for too). */
+  async waitJobs(mirrorIds: string[]): Promise<void> {
+    for (let j = mirrorIds.map((id) => this.#jobs.get(id)).find((x) => x); j; j = mirrorIds.map((id) => this.#jobs.get(id)).find((x) => x)) await j.promise.catch(() => {});
+  }
+
+  #deleting: Promise<unknown> = Promise.resolve();
+  #deletionTick: Promise<void> | undefined;
+
+  /** Deliver recorded peer-snapshot deletions (peer-snapshots.ts), one delivery at a time. */
+  deliverPeerDeletions(filter: { snapshot?: string; mirror?: string; due?: boolean } = {}): Promise<PeerDeleteOutcome[]> {
+    const run = () => deliverPeerDeletions(this.site, (t, snapshot) => this.#askPeerDelete(t, snapshot), filter);
+    const p = this.#deleting.then(run, run);
+    this.#deleting = p.catch(() => {});
+    return p;
+  }
+
+  async #askPeerDelete(t: PeerDeleteTarget, snapshot: string): Promise<PeerDeleteAnswer> {
+    const client = new PeerClient(this.identity, getPeer(this.site, t.peerName));
+    try {
+      return await client.call<PeerDeleteAnswer>(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Retry the peer-snapshot deletions that are due, for mirrors not updating now (an update ends with its own). */
+  tickPeerDeletions(): Promise<void> {
+    if (this.#deletionTick || this.#closing) return this.#deletionTick ?? Promise.resolve();
+    const mirrors = duePeerDeletionMirrors(this.site, this.site.clock.now()).filter((m) => !this.#jobs.has(m));
+    if (mirrors.length === 0) return Promise.resolve();
+    this.#deletionTick = (async () => {
+      for (const m of mirrors) await this.deliverPeerDeletions({ mirror: m, due: true });
+    })()
+      .catch((err) => this.site.event({ kind: 'snapshot.peer-delete', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
+      .finally(() => {
+        this.#deletionTick = undefined;
+      });
+    return this.#deletionTick;
   }
 
   progressOf(mirrorId: string): MirrorStatus['progress'] | undefined {
@@ -219,6 +267,7 @@ export class Engine {
       if (Date.now() - this.#resumedAt > 30_000 && this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1")) void this.resumeWorkflows();
       void this.tick();
       void this.tickLinks();
+      void this.tickPeerDeletions();
     }, intervalMs);
   }
 

@@ -17,7 +17,7 @@ import { getPeer, type Peer } from './peers.ts';
 import { createSnapshot, newestSnapshot, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
-import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots, queuePeerSnapshotsFor } from './peer-snapshots.ts';
+import { dropPeerDeletions, finishPeerDelete, isPeerSnapshotFor, markPeer, pendingPeerDeletions, pendingPeerSnapshots, queuePeerSnapshotsFor } from './peer-snapshots.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -244,6 +244,8 @@ function releaseMirrorRows(site: Site, id: string): Array<{ holder: string; snap
   const released = site.db.all<{ holder: string; snapshot: string }>('SELECT holder, snapshot FROM holds WHERE holder IN (?, ?)', ...holders);
   site.db.run('DELETE FROM holds WHERE holder IN (?, ?)', ...holders);
   site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', id);
+  // Peer-snapshot deletions its secondary still owed: that site is no longer this mirror's to ask.
+  for (const snapshot of dropPeerDeletions(site, id)) finishPeerDelete(site, snapshot, { gc: false });
   return released;
 }
 
@@ -636,6 +638,8 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
   const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
+  const deleting = pendingPeerDeletions(site, m.id);
+  if (deleting > 0) reasons.push(`${deleting} peer snapshot deletion(s) pending`);
   // A paused mirror at rest shows `paused` as its state (DESIGN.md section 6); one moving (a forced update) shows what it does.
   const state: MirrorState = m.paused && m.state === 'idle' ? 'paused' : m.state;
   return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, ...(progress ? { progress } : {}) };

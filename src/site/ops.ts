@@ -101,7 +101,8 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
     }
     case 'peer-delete': {
       const { acceptPeerDelete } = await import('./peer-snapshots.ts');
-      return acceptPeerDelete(engine.site, peerId, str(a, 'volume')!, str(a, 'snapshot')!);
+      const volume = str(a, 'volume')!;
+      return acceptPeerDelete(engine.site, peerId, volume, str(a, 'snapshot')!, applyInFlight(engine.site, volume));
     }
     case 'repoint': {
       const { acceptRepoint } = await import('../dr/migrate.ts');
@@ -343,18 +344,19 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return { ...r, peer: { deliveries: results, status: peerSnapshotStatus(site, volume).find((p) => p.id === r.snapshot.id) } };
   },
   async 'snapshot.peer-delete'(ctx, a) {
-    const { deletePeerSnapshot, PEER_DELETE_ROUTE } = await import('./peer-snapshots.ts');
-    const { PeerClient } = await import('./client.ts');
-    const { getPeer } = await import('./peers.ts');
+    const { requestPeerDelete } = await import('./peer-snapshots.ts');
     const site = ctx.engine.site;
-    return deletePeerSnapshot(site, str(a, 'volume')!, str(a, 'snapshot')!, async (t, snapshot) => {
-      const client = new PeerClient(ctx.engine.identity, getPeer(site, t.peerName));
-      try {
-        await client.call(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
-      } finally {
-        client.close();
-      }
-    }, { dryRun: a.dryRun === true });
+    const volume = str(a, 'volume')!;
+    const ref = str(a, 'snapshot')!;
+    const plan = requestPeerDelete(site, volume, ref, { dryRun: true });
+    if (a.dryRun === true) return { snapshot: plan.snapshot, removedAt: [], dryRun: true, wouldRemoveAt: plan.targets.map((t) => t.peerName) };
+    // An update delivering it to a secondary must end first: a deletion asked before its commit lands
+    // there would find nothing, and the snapshot would arrive after it, held for ever.
+    const delivering = site.db.all<{ mirror: string }>("SELECT mirror FROM peer_snapshots WHERE snapshot = ? AND state <> 'present'", plan.snapshot).map((r) => r.mirror);
+    await ctx.engine.waitJobs(delivering);
+    const req = requestPeerDelete(site, volume, ref);
+    const [o] = await ctx.engine.deliverPeerDeletions({ snapshot: req.snapshot });
+    return o;
   },
   async 'config.apply'(ctx, a) {
     const { applyConfigText } = await import('../config/apply.ts');

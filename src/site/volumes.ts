@@ -233,11 +233,12 @@ export function removeVolume(site: Site, name: string, opts: { force?: boolean }
   const holds = site.db.all<{ holder: string }>('SELECT DISTINCT h.holder FROM holds h JOIN snapshots s ON s.id = h.snapshot WHERE s.volume = ? ORDER BY h.holder', name).map((h) => h.holder);
   // What removing the volume ends: its secondary relation, its peer snapshots, what a mirror removed
   // earlier left (none of them exists without the volume). Anything else keeps it.
-  const ends = (h: string) => h === 'peer' || h.startsWith('mirror-from:') || (h.startsWith('mirror:') && !site.db.get('SELECT 1 FROM mirrors WHERE id = ?', h.slice('mirror:'.length).replace(/:inflight$/, '')));
+  const ends = (h: string) => h === 'peer' || h === 'peer-delete' || h.startsWith('mirror-from:') || (h.startsWith('mirror:') && !site.db.get('SELECT 1 FROM mirrors WHERE id = ?', h.slice('mirror:'.length).replace(/:inflight$/, '')));
   const blocking = holds.filter((h) => !ends(h));
   if (blocking.length > 0) throw new FerryError('VOLUME_IN_USE', `volume ${name} has snapshots held by ${blocking.join(', ')}; release those first`);
   site.db.tx(() => {
     site.db.run('DELETE FROM peer_snapshots WHERE snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', name);
+    site.db.run('DELETE FROM peer_deletions WHERE volume = ?', name);
     site.db.run('DELETE FROM holds WHERE snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', name);
     site.db.run('DELETE FROM secondaries WHERE volume = ?', name);
     site.db.run('DELETE FROM stat_cache WHERE volume = ?', name);

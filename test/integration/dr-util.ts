@@ -36,7 +36,8 @@ export interface DrSite {
   refused(args: string[], exit: number, code: string, message?: RegExp): Promise<CliResult>;
   /** define a volume in this process (setup; the daemon must not run) */
   defineVolume(volume: string, members: string[], hooks?: Hooks): void;
-  start(opts?: { tick?: number; port?: number }): Promise<void>;
+  /** start the daemon (on its earlier port, if any); `env`: extra environment for this daemon only (test hooks) */
+  start(opts?: { tick?: number; port?: number; env?: Record<string, string> }): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<void>;
   status(): Promise<any>;
   /** the status entry of this site's mirror of `volume` to `peer` */
@@ -120,7 +121,7 @@ export async function newSite(name: string): Promise<DrSite> {
     async start(o = {}) {
       assert.ok(!site.proc, `[${name}] daemon already running`);
       site.log = '';
-      const d = await startDaemon(home, { name, port: o.port ?? site.port, tick: o.tick, onOutput: (t) => (site.log += t), output: () => site.log });
+      const d = await startDaemon(home, { name, port: o.port ?? site.port, tick: o.tick, env: o.env, onOutput: (t) => (site.log += t), output: () => site.log });
       site.proc = d.proc;
       site.port = d.info.port;
       site.url = `https://127.0.0.1:${d.info.port}`;

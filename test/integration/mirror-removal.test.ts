@@ -225,3 +225,23 @@ function mkdirp(dir: string): string {
   mkdirSync(dir, { recursive: true });
   return dir;
 }
+
+test('a peer snapshot whose deletion waits for an unreachable secondary is deleted here once that mirror is removed', async () => {
+  await withPair(async (p) => {
+    await op(p.ea, 'mirror.create', { volume: 'vol', to: 'b' });
+    await op(p.ea, 'mirror.initialize', { volume: 'vol', to: 'b', wait: true });
+    const id = ((await op(p.ea, 'snapshot.create', { volume: 'vol', name: 'p1', peer: true, wait: true })) as { snapshot: { id: string } }).snapshot.id;
+    writeFileSync(join(p.data, 'etc', 'f1.conf'), 'moved on\n');
+    await op(p.ea, 'mirror.update', { volume: 'vol', to: 'b', wait: true, force: true });
+    // b's daemon address answers nothing here (the deletion goes over the network): pending.
+    const del = (await op(p.ea, 'snapshot.peer-delete', { volume: 'vol', snapshot: 'p1' })) as { pendingAt: Array<{ peer: string }>; deletedHere: boolean };
+    assert.deepEqual(del.pendingAt.map((x) => x.peer), ['b']);
+    assert.equal(del.deletedHere, false);
+    assert.ok(p.a.db.get("SELECT 1 FROM holds WHERE snapshot = ? AND holder = 'peer-delete'", id), 'held here until b confirms');
+    const m = ((await op(p.ea, 'mirror.list', { volume: 'vol' })) as Array<{ healthReasons: string[] }>)[0];
+    assert.ok(m.healthReasons.some((r) => /deletion/.test(r)), JSON.stringify(m.healthReasons));
+    await op(p.ea, 'mirror.remove', { volume: 'vol', to: 'b' });
+    assert.equal(p.a.db.get('SELECT 1 FROM snapshots WHERE id = ?', id), undefined, 'b is no longer asked: deleted here');
+    assert.deepEqual(p.a.db.all('SELECT * FROM peer_deletions'), []);
+  });
+});
