@@ -38,6 +38,8 @@ export interface RemoteState {
   role: string;
   /** set when this volume was the requester's secondary and was taken over */
   failedOverFrom: string | null;
+  /** the site this volume follows, when it is an (active) secondary; null otherwise (an older ferry: absent) */
+  follows?: string | null;
   snapshots: string[];
   newest: { id: string; time: number } | null;
   /** bytes changed at the remote from `base` to its live members now (an estimate of what will move) */
@@ -278,6 +280,7 @@ export async function describeForPeer(engine: Engine, peerId: string, volume: st
     volume,
     role: vol.role,
     failedOverFrom: sec && sec.state === 'broken-off' ? sec.source_site : null,
+    follows: sec && sec.state === 'active' ? sec.source_site : null,
     snapshots: snaps.map((s) => s.id),
     newest: newest ? { id: newest.id, time: newest.time } : null,
     changedSinceBase: changed,

@@ -23,6 +23,7 @@ import { getVolume } from '../site/volumes.ts';
 import { PeerClient } from '../site/client.ts';
 import { applyInFlight, cancelApply, holdName, withReplicaLock } from '../site/receiver.ts';
 import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import { failoverOutOfMigrate } from './migrate.ts';
 
 export interface FailoverPlan {
   volume: string;
@@ -98,7 +99,13 @@ interface FailoverJournal {
 export async function runFailover(engine: Engine, volume: string, opts: { force?: boolean; dryRun?: boolean } = {}): Promise<FailoverResult | { plan: FailoverPlan; resuming?: string }> {
   const site = engine.site;
   return withWorkflowLock(site, volume, async () => {
-    const wf = runningWorkflow<FailoverJournal>(site, volume);
+    let wf = runningWorkflow<FailoverJournal>(site, volume);
+    if (wf?.kind === 'migrate') {
+      // A migrate stranded after this site demoted itself: settled first, or, its target lost, --force promotes this site (migrate.ts).
+      const r = await failoverOutOfMigrate(engine, wf as never, opts);
+      if (r) return r;
+      wf = runningWorkflow<FailoverJournal>(site, volume);
+    }
     if (wf && wf.kind !== 'failover') throw workflowBusy(wf, 'failover');
     if (wf) {
       if (opts.dryRun) return { plan: wf.plan.plan, resuming: wf.step };

@@ -200,11 +200,16 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
  *   mirrors.keep_snapshots       how many replication snapshots the destination keeps (NULL: 3 with several secondaries, else 1)
  *   secondaries.keep_snapshots   the same, as the source last said it (hello)
  *   secondaries.siblings         the source's other secondaries of the volume, as it last said (JSON)
+ *   secondaries.previous_source  the site (and its volume) this one followed before a migrate handed it
+ *   secondaries.previous_source_volume   to the new primary: that site may ask for it back when the
+ *                                migrate is rolled back (src/dr/migrate.ts, acceptRepoint)
  */
 const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['mirrors', 'keep_snapshots', 'INTEGER'],
   ['secondaries', 'keep_snapshots', 'INTEGER'],
   ['secondaries', 'siblings', 'TEXT'],
+  ['secondaries', 'previous_source', 'TEXT'],
+  ['secondaries', 'previous_source_volume', 'TEXT'],
 ];
 
 /**

@@ -242,6 +242,11 @@ export class Engine {
     }
   }
 
+  /** A workflow in progress, or a migrate closed by `failover --force` whose target has not answered yet. */
+  #workflowsToResume(): boolean {
+    return this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' OR (kind = 'migrate' AND json_extract(plan, '$.forced.unresolved') = 1) LIMIT 1") !== undefined;
+  }
+
   #resuming: Promise<void> | undefined;
   #resumedAt = 0;
 
@@ -264,7 +269,7 @@ export class Engine {
   startScheduler(intervalMs = 1000): void {
     void this.resumeWorkflows();
     this.#timer = setInterval(() => {
-      if (Date.now() - this.#resumedAt > 30_000 && this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1")) void this.resumeWorkflows();
+      if (Date.now() - this.#resumedAt > 30_000 && this.#workflowsToResume()) void this.resumeWorkflows();
       void this.tick();
       void this.tickLinks();
       void this.tickPeerDeletions();

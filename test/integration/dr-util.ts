@@ -175,6 +175,12 @@ export async function pairSites(a: DrSite, b: DrSite): Promise<void> {
   await Promise.all([a.json(['site', 'add', b.name, b.url!, '--id', b.id]), b.json(['site', 'add', a.name, a.url!, '--id', a.id])]);
 }
 
+/** Pair two running sites under their names without the test's tag (`seattle-rb` is paired as `seattle`), as an operator would name them. */
+export async function pairPlain(a: DrSite, b: DrSite): Promise<void> {
+  const plain = (s: DrSite) => s.name.replace(/-.*$/, '');
+  await Promise.all([a.json(['site', 'add', plain(b), b.url!, '--id', b.id]), b.json(['site', 'add', plain(a), a.url!, '--id', a.id])]);
+}
+
 export async function cleanupSites(sites: DrSite[]): Promise<void> {
   await Promise.all(sites.map((s) => s.cleanup().catch(() => {})));
 }
