@@ -85,8 +85,12 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   } finally {
     client.close();
   }
+  if (remote.role === 'secondary' && remote.follows === site.id) {
+    // Its catalog has no failover (its home restored from a backup taken before it, say): it follows this site again.
+    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as this site's secondary again: its catalog shows no failover (was its home restored from a backup taken before it?). There is nothing to fail back from and ${volume} stays primary here; resume replication with \`ferry mirror update ${volume} --to ${peer.name} --wait\` (it rejoins the broken-off mirror; writes made there meanwhile are kept in a replica-writes-* snapshot there before anything is overwritten, and need --force)`);
+  }
   if (remote.role !== 'primary') {
-    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}, not primary: there is nothing to fail back from (fail over there first, or use \`ferry mirror update\`)`);
+    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}${remote.follows ? ` following another site` : ''}, not primary: there is nothing to fail back from (fail over there first)`);
   }
   const commonBase = m.base !== null && remote.snapshots.includes(m.base) && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', m.base) !== undefined;
   if (!commonBase && !opts.full) {
@@ -243,6 +247,35 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   }
   finishWorkflow(site, wf, 'done');
   return resultOf(wf.plan);
+}
+
+/**
+ * A mirror broken off by its destination's failover, whose destination follows this site again all
+ * the same (its home restored from a backup taken before the failover: its catalog has no failover):
+ * it answers \`dr/state\` as this site's active secondary. Then the mirror is in step again (idle from
+ * its base, if the destination still holds it) and may update by differences; the destination's
+ * writes check keeps what was written into its replica meanwhile. A destination that is primary, or
+ * unreachable, leaves the mirror broken off. Returns whether it rejoined.
+ */
+export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolean> {
+  if (m.state !== 'broken-off') return false;
+  const site = engine.site;
+  const client = new PeerClient(engine.identity, getPeer(site, m.peer), { stallTimeoutMs: 30_000 });
+  let remote: RemoteState;
+  try {
+    remote = await client.call<RemoteState>(ROUTES.dr('state'), { volume: m.remoteVolume, base: null });
+  } catch {
+    return false;
+  } finally {
+    client.close();
+  }
+  if (remote.role !== 'secondary' || remote.follows !== site.id) return false;
+  const hasBase = m.base !== null && remote.snapshots.includes(m.base);
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET last_error = NULL, failures = 0 WHERE id = ?', m.id);
+    setMirrorState(site, m, hasBase ? 'idle' : 'needs-full-sync', `${m.peer} follows this site again: its catalog shows no failover (its home restored from a backup taken before it?)`, { base: m.base });
+  });
+  return true;
 }
 
 // ---------------------------------------------------------------- at the new primary

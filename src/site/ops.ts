@@ -372,6 +372,11 @@ async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<
   const volume = str(a, 'volume')!;
   const to = str(a, 'to', false);
   const m = getMirror(ctx.engine.site, volume, to);
+  if (m.state === 'broken-off' && !initialize) {
+    // Its destination may follow this site again although it took over once (its home restored from a backup).
+    const { rejoinBrokenOff } = await import('../dr/failback.ts');
+    await rejoinBrokenOff(ctx.engine, m);
+  }
   const job = ctx.engine.update(volume, m.peer, { initialize, snapshot: str(a, 'snapshot', false), force: a.force === true }, ctx.progress);
   if (ctx.daemon && a.wait !== true) {
     job.catch(() => {}); // its outcome is in the mirror's state and the events

@@ -6,13 +6,19 @@
 // base, the bytes expected) and changes nothing; when the base is gone from
 // one side, failback reports NEEDS_FULL_SYNC and changes nothing, and
 // `--full` then resyncs (moving only what the old primary lacks), keeping its
-// divergent writes in a snapshot.
+// divergent writes in a snapshot. And a new primary whose home was restored
+// from a backup taken before its failover (it is a secondary again as far as
+// its catalog knows): failback at the old primary says so and what works,
+// and `mirror update` rejoins the broken-off mirror, its writes kept first.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { Site } from '../../src/site/site.ts';
+import { createVolume } from '../../src/site/volumes.ts';
 
 const sites: DrSite[] = [];
 after(() => cleanupSites(sites));
@@ -141,4 +147,53 @@ test('the old primary\'s own snapshots, the divergent one the failback plan list
   const now = after1.a.snapshotRows('vol').map((s) => s.id);
   for (const id of after1.divergent) assert.ok(now.includes(id), `divergent snapshot ${id}, listed by the failback plan, is gone after the failback`);
   for (const id of after1.before) assert.ok(now.includes(id), `snapshot ${id}, taken here as primary, is gone after the failback`);
+});
+
+test('a new primary whose home was restored from a backup taken before its failover: failback says what works, and mirror update rejoins it, keeping what it wrote', async () => {
+  const [a, b] = await Promise.all([newSite('restored-a'), newSite('restored-b')]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, 2, 256 * KiB);
+  a.defineVolume('vol', [data]);
+  // b's replica is where its operator put it, outside its home (a home restore leaves it as it is).
+  const replica = join(b.dir, 'replica');
+  mkdirSync(replica);
+  const s = Site.open(b.home, { command: 'test setup' });
+  try {
+    createVolume(s, 'vol', { members: [{ name: 'data', path: replica }], role: 'secondary' });
+  } finally {
+    s.close();
+  }
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  // A backup of b's home, taken while its daemon is stopped.
+  await b.stop();
+  const backup = join(b.dir, 'home-backup');
+  execFileSync('cp', ['-a', b.home, backup]);
+  await b.start();
+  // b takes over (a is told); production runs at b for a while.
+  await b.json(['failover', 'vol']);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.state, 'broken-off');
+  writeFileSync(join(replica, 'written-at-b.txt'), 'production at b\n');
+  const atB = copyTree(replica, join(b.dir, 'as-primary'));
+  // b's home is restored from the backup: its catalog knows nothing of the failover.
+  await b.stop();
+  rmSync(b.home, { recursive: true, force: true });
+  execFileSync('cp', ['-a', backup, b.home]);
+  await b.start();
+  assert.equal(roleOf(b), 'secondary');
+  // a: failback has nothing to fail back from, and says what works instead.
+  await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', /secondary again.*mirror update vol --to restored-b/s);
+  writeChange(data, 'at-a.bin', 32 * KiB);
+  // mirror update rejoins the broken-off mirror; b's writes as primary are kept there before anything is overwritten.
+  const first = await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'REPLICA_WRITTEN');
+  const kept = first.json.error.details.writesSnapshot;
+  assert.match(kept, /^replica-writes-/);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.state, 'idle', 'the mirror is in step again');
+  const u = await a.json(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--force']);
+  assert.ok(u.transfer.bytes < 32 * KiB + 32 * KiB, `the update sent ${u.transfer.bytes} bytes for ~32 KiB written at a`);
+  assertTreesEqual(replica, data);
+  assertTreesEqual(await b.restore('vol', kept, 'kept'), atB);
 });
