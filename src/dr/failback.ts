@@ -13,7 +13,7 @@
 //      resumed transfer sends only what did not arrive) and apply it here.
 // With no common base the plan says so (needs-full-sync) and only --full
 // proceeds: the transfer then sends whatever this site lacks.
-import { FerryError } from '../core/errors.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { ObjectId } from '../core/ids.ts';
@@ -137,6 +137,8 @@ interface FailbackJournal {
   keptName?: string | null;
   keptDiffers?: boolean;
   update?: UpdateResult;
+  /** undone by `failover --force` while the new primary was lost */
+  abandoned?: string;
 }
 
 /**
@@ -238,6 +240,9 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     let update: UpdateResult;
     try {
       update = await client.call<UpdateResult>(ROUTES.dr('failback'), { volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule });
+    } catch (err) {
+      if (!isFerryError(err) || err.kind !== 'transient') throw err;
+      throw new FerryError(err.code, `${(err as Error).message}: ${plan.volume} is the secondary of ${peer.name} now and waits for its resync; rerun \`ferry failback ${plan.volume}\` once ${peer.name} is reachable (the daemon also retries); if ${peer.name} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again`, { cause: err, details: err.details });
     } finally {
       client.close();
     }
@@ -252,7 +257,7 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
 /**
  * A mirror broken off by its destination's failover, whose destination follows this site again all
  * the same (its home restored from a backup taken before the failover: its catalog has no failover):
- * it answers \`dr/state\` as this site's active secondary. Then the mirror is in step again (idle from
+ * it answers `dr/state` as this site's active secondary. Then the mirror is in step again (idle from
  * its base, if the destination still holds it) and may update by differences; the destination's
  * writes check keeps what was written into its replica meanwhile. A destination that is primary, or
  * unreachable, leaves the mirror broken off. Returns whether it rejoined.
@@ -276,6 +281,46 @@ export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolea
     setMirrorState(site, m, hasBase ? 'idle' : 'needs-full-sync', `${m.peer} follows this site again: its catalog shows no failover (its home restored from a backup taken before it?)`, { base: m.base });
   });
   return true;
+}
+
+/**
+ * `ferry failover --force` at a site whose failback stopped after it became the new primary's
+ * secondary (step `demoted`) and the new primary cannot be reached (it is lost): the demotion is
+ * undone. This site is primary again and its mirror to the new primary is back as it was after that
+ * site's failover, broken off from the same base (a failback rerun once it is back starts over from
+ * there; should it come back primary and both wrote, both sites show split brain). The kept snapshot
+ * stays listed; nothing here is overwritten. A new primary that answers is not given up: rerunning the
+ * failback finishes it.
+ */
+export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJournal>): Promise<string> {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  const peer = getPeer(site, plan.newPrimary);
+  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
+  let unreachable: string | undefined;
+  try {
+    await client.call<RemoteState>(ROUTES.dr('state'), { volume: plan.remoteVolume, base: null });
+  } catch (err) {
+    if (isFerryError(err) && err.kind === 'transient') unreachable = (err as Error).message;
+  } finally {
+    client.close();
+  }
+  if (unreachable === undefined) throw new FerryError('MIRROR_STATE', `a failback of ${plan.volume} from ${plan.newPrimary} is waiting for its resync and ${plan.newPrimary} answers: rerun \`ferry failback ${plan.volume}\` to finish it rather than failing over`);
+  const s = wf.plan.schedule;
+  site.db.tx(() => {
+    site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
+    endSecondaryRelation(site, plan.volume);
+    const m = listMirrors(site, plan.volume).find((x) => x.peer === peer.name) ?? createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
+    if (plan.base && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', plan.base)) {
+      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdFor(m), site.clock.now());
+      site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', plan.base, m.id);
+    }
+    site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took ${plan.remoteVolume} over; the failback from it was interrupted and undone (it could not be reached)` }), m.id);
+    setMirrorState(site, m, 'broken-off', `the failback from ${peer.name} was undone: ${peer.name} cannot be reached`);
+    site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', undone: `failover --force: ${peer.name} cannot be reached (${unreachable})`, base: plan.base, kept: wf.plan.keptName } });
+    finishWorkflow(site, wf, 'rolled-back', { abandoned: 'failover --force' });
+  });
+  return `${plan.newPrimary} cannot be reached (${unreachable}): the failback's demotion is undone; ${plan.volume} is primary here again with its writes (kept also in ${wf.plan.keptName}), its mirror to ${plan.newPrimary} broken off from base ${plan.base} as after ${plan.newPrimary}'s failover; rerun \`ferry failback ${plan.volume}\` once ${plan.newPrimary} is back`;
 }
 
 // ---------------------------------------------------------------- at the new primary

@@ -358,7 +358,7 @@ export async function resumeMigrate(engine: Engine, wf: Workflow<MigrateJournal>
 
 /**
  * At the new primary, the daemon at start: a takeover whose post hook did not run yet (a crash) runs
- * it now, unless the old primary says it is primary (it was made primary again by \`failover --force\`
+ * it now, unless the old primary says it is primary (it was made primary again by `failover --force`
  * while this site was down, its migrate stranded): then the application does not start here too, the
  * mirror to it is broken off, and both sites show the split brain until a failback at one of them.
  */
@@ -407,7 +407,7 @@ interface ForcedPromotion {
 export type FailoverOutOfMigrate = FailoverResult & { migrate: { id: string; outcome: 'rolled-back' | 'forced'; notReturned?: Array<{ peer: string; error: string; run: string }> } };
 
 /**
- * \`ferry failover\` at a site whose migrate stopped after it demoted itself: both sites are secondary
+ * `ferry failover` at a site whose migrate stopped after it demoted itself: both sites are secondary
  * and only the target knows whether it took over. Asked first: if it answers, the migrate settles as
  * ever (it took over: undefined is returned and the failover proceeds from it like any failover; it
  * did not: rolled back, this site is primary again). If it cannot answer (it is lost), only with
@@ -434,14 +434,15 @@ export async function failoverOutOfMigrate(engine: Engine, wf: Workflow<MigrateJ
       return completeForcedPromotion(engine, wf);
     }
     if (settled === 'done') return undefined;
-    return { plan: foPlan([`${plan.to} answered that it did not take over: the migrate was rolled back, ${plan.volume} is primary here again`]), notified: true, snapshot: '', migrate: { id: wf.id, outcome: 'rolled-back', ...(wf.plan.notReturned?.length ? { notReturned: wf.plan.notReturned } : {}) } };
+    const instead = `${plan.to} answered that it did not take over: the migrate was rolled back, ${plan.volume} is primary here again`;
+    return { plan: foPlan([instead]), notified: true, snapshot: '', instead, migrate: { id: wf.id, outcome: 'rolled-back', ...(wf.plan.notReturned?.length ? { notReturned: wf.plan.notReturned } : {}) } };
   }
   return completeForcedPromotion(engine, wf);
 }
 
 /**
  * Make this site primary again without the target's answer, journaled: one transaction (step
- * \`forced\`): primary, the relation to the target kept but broken off (as after any failover: its
+ * `forced`): primary, the relation to the target kept but broken off (as after any failover: its
  * base stays held, and should the target come back primary both sites show split brain), the mirror
  * to the target removed (its role is unknown: nothing is pushed to it). Then, carried on after a
  * crash: the other secondaries asked back, the post hook here, a failover-<time> snapshot; the
@@ -479,7 +480,7 @@ async function completeForcedPromotion(engine: Engine, wf: Workflow<MigrateJourn
 }
 
 /**
- * A migrate closed by \`failover --force\` whose target had not answered: ask it now (the daemon, at
+ * A migrate closed by `failover --force` whose target had not answered: ask it now (the daemon, at
  * start and every 30 s while one is left). Still this site's secondary (it never took over): the
  * broken-off relation goes and its mirror is restored from the final snapshot, so updates resume by
  * differences. Primary: both sites are; split brain shows at both once both wrote, and a failback at

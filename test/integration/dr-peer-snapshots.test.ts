@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, newSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, newSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
 const sites: DrSite[] = [];
@@ -162,15 +162,7 @@ test('AFM peer snapshots: deleted with --peer while a secondary that holds it un
 });
 
 test('AFM peer snapshots: after a migrate, and after a failover and failback, the current primary deletes a peer snapshot at the old primary too', async () => {
-  const [a, b] = await Promise.all([newSite('line-a'), newSite('line-b')]);
-  sites.push(a, b);
-  const data = join(a.dir, 'data');
-  writeVolumeData(data, 2, 128 * KiB);
-  a.defineVolume('vol', [data]);
-  await Promise.all([a.start(), b.start()]);
-  await pairSites(a, b);
-  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
-  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  const { a, b } = await mirroredPair(sites, ['line-a', 'line-b']);
   const p1 = (await a.json(['snapshot', 'create', 'vol', '--peer', '--name', 'p1', '--wait'])).snapshot.id;
   const has = (s: DrSite, id: string) => s.snapshotRows('vol').some((x) => x.id === id);
   assert.ok(has(b, p1));

@@ -175,6 +175,25 @@ export async function pairSites(a: DrSite, b: DrSite): Promise<void> {
   await Promise.all([a.json(['site', 'add', b.name, b.url!, '--id', b.id]), b.json(['site', 'add', a.name, a.url!, '--id', a.id])]);
 }
 
+/**
+ * Two running, paired sites: `a` the primary of `vol` (a small volume of random files at `a.dir/data`),
+ * mirrored to `b` and initialized. `beforeStart` runs with both daemons stopped (setup in-process).
+ * The sites are pushed to `list` for cleanup.
+ */
+export async function mirroredPair(list: DrSite[], names: [string, string], o: { files?: number; fileSize?: number; beforeStart?: (a: DrSite, b: DrSite) => void } = {}): Promise<{ a: DrSite; b: DrSite; data: string }> {
+  const [a, b] = await Promise.all([newSite(names[0]), newSite(names[1])]);
+  list.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, o.files ?? 2, o.fileSize ?? 128 * KiB);
+  a.defineVolume('vol', [data]);
+  o.beforeStart?.(a, b);
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  return { a, b, data };
+}
+
 /** Pair two running sites under their names without the test's tag (`seattle-rb` is paired as `seattle`), as an operator would name them. */
 export async function pairPlain(a: DrSite, b: DrSite): Promise<void> {
   const plain = (s: DrSite) => s.name.replace(/-.*$/, '');

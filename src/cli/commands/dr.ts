@@ -38,7 +38,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       if (!('snapshot' in r)) return printSteps(`failover of ${volume} would:`, r.plan.steps, resumingOf(r));
       // A migrate that stopped after this site demoted itself: settled by the target's answer, or closed by --force.
       for (const n of r.migrate?.notReturned ?? []) process.stdout.write(`${n.peer} still follows ${r.plan.oldPrimary} (${n.error}): run \`${n.run}\` once it answers\n`);
-      if (r.migrate?.outcome === 'rolled-back') return void process.stdout.write(`${r.plan.steps[0]}\n`);
+      if (r.instead) return void process.stdout.write(`${r.instead}\n`);
       if (r.migrate?.outcome === 'forced') process.stdout.write(`the migrate of ${volume} to ${r.plan.oldPrimary} is closed; its post hook ran here; the daemon asks ${r.plan.oldPrimary} when it is back: still this site's secondary, its mirror is restored; primary, both sites show split brain\n`);
       process.stdout.write(
         `${volume} is now primary here (was secondary of ${r.plan.oldPrimary}); base ${r.plan.snapshot} kept for failback; snapshot ${r.snapshot} taken\n` +
