@@ -9,10 +9,9 @@ import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
 import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
-import type { Peer } from './peers.ts';
+import { getPeer, type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { deliverPeerDeletions, duePeerDeletionMirrors, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, pendingPeerDeletions, pendingPeerSnapshots, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
-import { getPeer } from './peers.ts';
 import type { Site } from './site.ts';
 
 interface Job {
