@@ -13,7 +13,7 @@
 //      resumed transfer sends only what did not arrive) and apply it here.
 // With no common base the plan says so (needs-full-sync) and only --full
 // proceeds: the transfer then sends whatever this site lacks.
-import { FerryError } from '../core/errors.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { ObjectId } from '../core/ids.ts';
@@ -25,7 +25,7 @@ import { PeerClient } from '../site/client.ts';
 
 /** A DR call waits for a whole resync or switchover on the other side: silence on it is normal for a long time. */
 export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
-import { createMirror, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
+import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
 import { compareSnapshots, createSnapshot, findSnapshot, latestSnapshot, listSnapshots, resolveSnapshot, StatCacheWriter, statCacheFor } from '../site/snapshots.ts';
@@ -38,6 +38,8 @@ export interface RemoteState {
   role: string;
   /** set when this volume was the requester's secondary and was taken over */
   failedOverFrom: string | null;
+  /** the site this volume follows, when it is an (active) secondary; null otherwise (an older ferry: absent) */
+  follows?: string | null;
   snapshots: string[];
   newest: { id: string; time: number } | null;
   /** bytes changed at the remote from `base` to its live members now (an estimate of what will move) */
@@ -83,8 +85,12 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   } finally {
     client.close();
   }
+  if (remote.role === 'secondary' && remote.follows === site.id) {
+    // Its catalog has no failover (its home restored from a backup taken before it, say): it follows this site again.
+    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as this site's secondary again: its catalog shows no failover (was its home restored from a backup taken before it?). There is nothing to fail back from and ${volume} stays primary here; resume replication with \`ferry mirror update ${volume} --to ${peer.name} --wait\` (it rejoins the broken-off mirror; writes made there meanwhile are kept in a replica-writes-* snapshot there before anything is overwritten, and need --force)`);
+  }
   if (remote.role !== 'primary') {
-    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}, not primary: there is nothing to fail back from (fail over there first, or use \`ferry mirror update\`)`);
+    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}${remote.follows ? ` following another site` : ''}, not primary: there is nothing to fail back from (fail over there first)`);
   }
   const commonBase = m.base !== null && remote.snapshots.includes(m.base) && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', m.base) !== undefined;
   if (!commonBase && !opts.full) {
@@ -132,6 +138,8 @@ interface FailbackJournal {
   keptName?: string | null;
   keptDiffers?: boolean;
   update?: UpdateResult;
+  /** undone by `failover --force` while the new primary was lost */
+  abandoned?: string;
 }
 
 /**
@@ -212,15 +220,14 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     const mirrorId = wf.plan.mirror!;
     site.db.tx(() => {
       site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
-      site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+      endSecondaryRelation(site, plan.volume);
       site.db.run(
         "INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)",
         plan.volume, peer.id, plan.remoteVolume, kept, site.clock.now(),
       );
       if (plan.base) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdName(peer.id), site.clock.now());
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor({ id: mirrorId }), `${holdFor({ id: mirrorId })}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', mirrorId);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', mirrorId);
+      const old = listMirrors(site, plan.volume).find((x) => x.id === mirrorId);
+      if (old) dropMirror(site, old, `${plan.volume} fails back: it is the secondary of ${peer.name} now`);
       // The stat cache rows describe the kept snapshot, which is what the replica holds now.
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, kept);
       site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept: wf.plan.keptName, keptDiffers: wf.plan.keptDiffers } });
@@ -234,6 +241,9 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     let update: UpdateResult;
     try {
       update = await client.call<UpdateResult>(ROUTES.dr('failback'), { volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule });
+    } catch (err) {
+      if (!isFerryError(err) || err.kind !== 'transient') throw err;
+      throw new FerryError(err.code, `${(err as Error).message}: ${plan.volume} is the secondary of ${peer.name} now and waits for its resync; rerun \`ferry failback ${plan.volume}\` once ${peer.name} is reachable (the daemon also retries); if ${peer.name} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again`, { cause: err, details: err.details });
     } finally {
       client.close();
     }
@@ -243,6 +253,75 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   }
   finishWorkflow(site, wf, 'done');
   return resultOf(wf.plan);
+}
+
+/**
+ * A mirror broken off by its destination's failover, whose destination follows this site again all
+ * the same (its home restored from a backup taken before the failover: its catalog has no failover):
+ * it answers `dr/state` as this site's active secondary. Then the mirror is in step again (idle from
+ * its base, if the destination still holds it) and may update by differences; the destination's
+ * writes check keeps what was written into its replica meanwhile. A destination that is primary, or
+ * unreachable, leaves the mirror broken off. Returns whether it rejoined.
+ */
+export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolean> {
+  if (m.state !== 'broken-off') return false;
+  const site = engine.site;
+  const client = new PeerClient(engine.identity, getPeer(site, m.peer), { stallTimeoutMs: 30_000 });
+  let remote: RemoteState;
+  try {
+    remote = await client.call<RemoteState>(ROUTES.dr('state'), { volume: m.remoteVolume, base: null });
+  } catch {
+    return false;
+  } finally {
+    client.close();
+  }
+  if (remote.role !== 'secondary' || remote.follows !== site.id) return false;
+  const hasBase = m.base !== null && remote.snapshots.includes(m.base);
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET last_error = NULL, failures = 0 WHERE id = ?', m.id);
+    setMirrorState(site, m, hasBase ? 'idle' : 'needs-full-sync', `${m.peer} follows this site again: its catalog shows no failover (its home restored from a backup taken before it?)`, { base: m.base });
+  });
+  return true;
+}
+
+/**
+ * `ferry failover --force` at a site whose failback stopped after it became the new primary's
+ * secondary (step `demoted`) and the new primary cannot be reached (it is lost): the demotion is
+ * undone. This site is primary again and its mirror to the new primary is back as it was after that
+ * site's failover, broken off from the same base (a failback rerun once it is back starts over from
+ * there; should it come back primary and both wrote, both sites show split brain). The kept snapshot
+ * stays listed; nothing here is overwritten. A new primary that answers is not given up: rerunning the
+ * failback finishes it.
+ */
+export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJournal>): Promise<string> {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  const peer = getPeer(site, plan.newPrimary);
+  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
+  let unreachable: string | undefined;
+  try {
+    await client.call<RemoteState>(ROUTES.dr('state'), { volume: plan.remoteVolume, base: null });
+  } catch (err) {
+    if (isFerryError(err) && err.kind === 'transient') unreachable = (err as Error).message;
+  } finally {
+    client.close();
+  }
+  if (unreachable === undefined) throw new FerryError('MIRROR_STATE', `a failback of ${plan.volume} from ${plan.newPrimary} is waiting for its resync and ${plan.newPrimary} answers: rerun \`ferry failback ${plan.volume}\` to finish it rather than failing over`);
+  const s = wf.plan.schedule;
+  site.db.tx(() => {
+    site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
+    endSecondaryRelation(site, plan.volume);
+    const m = listMirrors(site, plan.volume).find((x) => x.peer === peer.name) ?? createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
+    if (plan.base && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', plan.base)) {
+      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdFor(m), site.clock.now());
+      site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', plan.base, m.id);
+    }
+    site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took ${plan.remoteVolume} over; the failback from it was interrupted and undone (it could not be reached)` }), m.id);
+    setMirrorState(site, m, 'broken-off', `the failback from ${peer.name} was undone: ${peer.name} cannot be reached`);
+    site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', undone: `failover --force: ${peer.name} cannot be reached (${unreachable})`, base: plan.base, kept: wf.plan.keptName } });
+    finishWorkflow(site, wf, 'rolled-back', { abandoned: 'failover --force' });
+  });
+  return `${plan.newPrimary} cannot be reached (${unreachable}): the failback's demotion is undone; ${plan.volume} is primary here again with its writes (kept also in ${wf.plan.keptName}), its mirror to ${plan.newPrimary} broken off from base ${plan.base} as after ${plan.newPrimary}'s failover; rerun \`ferry failback ${plan.volume}\` once ${plan.newPrimary} is back`;
 }
 
 // ---------------------------------------------------------------- at the new primary
@@ -280,6 +359,7 @@ export async function describeForPeer(engine: Engine, peerId: string, volume: st
     volume,
     role: vol.role,
     failedOverFrom: sec && sec.state === 'broken-off' ? sec.source_site : null,
+    follows: sec && sec.state === 'active' ? sec.source_site : null,
     snapshots: snaps.map((s) => s.id),
     newest: newest ? { id: newest.id, time: newest.time } : null,
     changedSinceBase: changed,
@@ -307,14 +387,13 @@ export async function serveFailback(
     const s = req.schedule;
     // One transaction: a crash leaves either no reverse mirror (the rerun creates it) or one with its base.
     site.db.tx(() => {
-      const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null });
-      // The base held for failback becomes the reverse mirror's base.
-      site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
+      const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
+      // The base held for failback becomes the reverse mirror's base (held by it before the relation's hold goes).
       if (hasBase) {
         site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.base, holdFor(created), site.clock.now());
         site.db.run("UPDATE mirrors SET base = ?, state = 'idle' WHERE id = ?", req.base, created.id);
       }
-      site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
+      endSecondaryRelation(site, req.volume);
       site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: created.id, base: hasBase ? req.base : null } });
     });
     m = getMirror(site, req.volume, peer.name);

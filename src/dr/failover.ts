@@ -20,6 +20,8 @@ import { getVolume } from '../site/volumes.ts';
 import { PeerClient } from '../site/client.ts';
 import { applyInFlight, cancelApply, holdName, withReplicaLock } from '../site/receiver.ts';
 import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import { failoverOutOfMigrate } from './migrate.ts';
+import { undoDemotedFailback, type FailbackPlan } from './failback.ts';
 
 export interface FailoverPlan {
   volume: string;
@@ -96,6 +98,8 @@ export interface FailoverResult {
   /** the base kept for failback (the plan's `snapshot` is what the replica showed when planned) */
   base: string;
   rollback?: FailoverRollback;
+  /** no failover was needed after all (a stranded migrate or failback was settled or undone): what happened instead */
+  instead?: string;
   /** a rerun found this failover already done: the result is the one recorded then */
   alreadyDone?: boolean;
 }
@@ -119,7 +123,19 @@ interface FailoverJournal {
 export async function runFailover(engine: Engine, volume: string, opts: { force?: boolean; dryRun?: boolean } = {}): Promise<FailoverResult | { plan: FailoverPlan; resuming?: string }> {
   const site = engine.site;
   return withWorkflowLock(site, volume, async () => {
-    const wf = runningWorkflow<FailoverJournal>(site, volume);
+    let wf = runningWorkflow<FailoverJournal>(site, volume);
+    if (wf?.kind === 'migrate') {
+      // A migrate stranded after this site demoted itself: settled first, or, its target lost, --force promotes this site (migrate.ts).
+      const r = await failoverOutOfMigrate(engine, wf as never, opts);
+      if (r) return r;
+      wf = runningWorkflow<FailoverJournal>(site, volume);
+    } else if (wf?.kind === 'failback' && wf.step === 'demoted' && !opts.dryRun) {
+      // A failback waiting for a new primary that is lost: with --force closed, and this secondary fails over like any other (failback.ts).
+      if (!opts.force) throw new FerryError('MIRROR_STATE', `${workflowBusy(wf, 'failover').message}; if the site it fails back from is lost, \`ferry failover ${volume} --force\` makes this site primary again`);
+      const instead = await undoDemotedFailback(engine, wf as never);
+      const plan = (wf.plan as unknown as { plan: FailbackPlan }).plan;
+      return { plan: { volume, oldPrimary: plan.newPrimary, sourceVolume: plan.remoteVolume, snapshot: plan.base, consistent: true, rollback: false, alreadyPrimary: false, force: true, steps: [instead] }, notified: false, snapshot: '', base: plan.base ?? '', instead };
+    }
     if (wf && wf.kind !== 'failover') throw workflowBusy(wf, 'failover');
     if (wf) {
       if (opts.dryRun) return { plan: wf.plan.plan, resuming: wf.step };

@@ -117,6 +117,21 @@ export function finishWorkflow<P extends object>(site: Site, wf: Workflow<P>, st
   wf.plan = plan;
 }
 
+/** Merge what was learned into a workflow's plan, whatever its state (a closed one's answer arriving later). */
+export function amendWorkflow<P extends object>(site: Site, wf: Workflow<P>, learned: Partial<P>): void {
+  const plan = { ...wf.plan, ...learned };
+  site.db.tx(() => {
+    site.db.run('UPDATE workflows SET plan = ?, updated_at = ? WHERE id = ?', JSON.stringify(plan), site.clock.now(), wf.id);
+    site.event({ kind: 'workflow', volume: wf.volume, outcome: 'info', detail: { workflow: wf.id, kind: wf.kind, amended: Object.keys(learned) } });
+  });
+  wf.plan = plan;
+}
+
+/** Migrates closed by `failover --force` whose target has not answered yet (src/dr/migrate.ts, settleForcedMigrate). */
+export function forcedMigratesToSettle(site: Site): Workflow[] {
+  return query(site, () => site.db.all<Row>("SELECT * FROM workflows WHERE kind = 'migrate' AND state = 'rolled-back' AND json_extract(plan, '$.forced.unresolved') = 1 ORDER BY started_at"), []).map((r) => toWorkflow(r));
+}
+
 /** Remember why the workflow stopped (it stays running: a rerun or the daemon at start carries on). */
 export function noteWorkflowError(site: Site, wf: Workflow<unknown>, err: unknown): void {
   const e = err instanceof FerryError ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: String((err as Error)?.message ?? err) };

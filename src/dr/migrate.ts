@@ -19,15 +19,17 @@ import { formatBytes } from '../cli/output.ts';
 import { changesSinceBase } from './split-brain.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
-import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import { amendWorkflow, finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import type { FailoverPlan, FailoverResult } from './failover.ts';
 import type { RemoteState } from './failback.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
 import { DR_CALL_TIMEOUT_MS } from './failback.ts';
 import { runHook, hookSucceeded, hookError, type HookResult } from '../site/hooks.ts';
-import { getMirror, holdFor, listMirrors, mirrorStatus, type Mirror } from '../site/mirrors.ts';
+import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, mirrorStatus, setMirrorState } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
+import { pendingPeerDeletions } from '../site/peer-snapshots.ts';
 import { holdName } from '../site/receiver.ts';
 import { createSnapshot } from '../site/snapshots.ts';
 import { getVolume } from '../site/volumes.ts';
@@ -71,6 +73,9 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
       throw new FerryError('MIRROR_STATE', `secondary ${m.peer} is not current (state ${m.state}${m.paused ? ', paused' : ''}${m.lastError ? `, last error ${m.lastError.code}` : ''}); bring it up to date with \`ferry mirror update ${volume} --to ${m.peer} --wait\` first`);
     }
     void st;
+    if (pendingPeerDeletions(site, m.id) > 0) {
+      throw new FerryError('MIRROR_STATE', `a peer snapshot's deletion is still pending at ${m.peer} (\`ferry snapshot peers ${volume}\`); deliver it first with \`ferry mirror update ${volume} --to ${m.peer} --wait\``);
+    }
     // Reachable? A cheap state call proves the link and the pairing.
     await call(engine, m.peer, 'state', { volume: m.remoteVolume, base: m.base });
   }
@@ -108,6 +113,16 @@ export interface MigrateResult {
 interface MigrateJournal {
   plan: MigratePlan;
   final?: string;
+  /** the step a rollback started from */
+  rollbackFrom?: string;
+  /**
+   * `failover --force` made this site primary again while the target could not say whether it took
+   * over (the migrate closes as rolled back); until the target answers (`unresolved`), the daemon asks
+   * it: still this site's secondary, its mirror is restored; primary, both are (split brain).
+   */
+  forced?: ForcedPromotion;
+  /** after a rollback: secondaries that could not be asked back (they follow the target still) */
+  notReturned?: Array<{ peer: string; error: string; run: string }>;
   /** peers of the other secondaries re-pointed to the new primary */
   repointed?: string[];
   remotePost?: HookResult | null;
@@ -191,7 +206,7 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
     // 5. demote here
     site.db.tx(() => {
       site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
-      site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+      endSecondaryRelation(site, plan.volume);
       site.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", plan.volume, newPrimary.id, target.remoteVolume, final, site.clock.now());
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdName(newPrimary.id), site.clock.now());
       site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: newPrimary.name } });
@@ -222,9 +237,9 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
     // This site is demoted: whether to finish or to go back depends on the new primary, so ask it.
     // Unreachable, nothing is decided (both sites secondary, no writes anywhere) until a rerun or the
     // daemon's next try finds out.
-    const settled = await settleDemoted(engine, wf).catch((e: unknown) => {
+    const settled = await settleDemoted(engine, wf).catch((e: FerryError) => {
       noteWorkflowError(site, wf, err);
-      throw new FerryError('PEER_UNREACHABLE', `migrate of ${plan.volume} to ${plan.to} was interrupted after this site became its secondary (${(err as Error).message}), and ${plan.to} cannot say whether it took over (${(e as Error).message}); nothing is lost: rerun \`ferry migrate ${plan.volume} --to ${plan.to}\` once ${plan.to} is reachable (the daemon also retries)`, { cause: err });
+      throw new FerryError(e.code, `migrate of ${plan.volume} to ${plan.to} was interrupted after this site became its secondary (${(err as Error).message}); ${e.message}`, { cause: err });
     });
     if (settled === 'rolled-back') throw err;
     return resultOf(wf.plan);
@@ -238,11 +253,7 @@ function finishMigrate(engine: Engine, wf: Workflow<MigrateJournal>): void {
   const site = engine.site;
   const plan = wf.plan.plan;
   site.db.tx(() => {
-    for (const m of listMirrors(site, plan.volume)) {
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
-    }
+    for (const m of listMirrors(site, plan.volume)) dropMirror(site, m, `${plan.volume} migrated to ${plan.to}: ${plan.to} runs the mirrors now`);
     site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { to: plan.to, final: wf.plan.final } });
     finishWorkflow(site, wf, 'done');
   });
@@ -259,20 +270,39 @@ async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hoo
     site.db.tx(() => {
       if (getVolume(site, plan.volume).role === 'secondary') {
         site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-        site.db.run('DELETE FROM secondaries WHERE volume = ?', plan.volume);
+        endSecondaryRelation(site, plan.volume);
         site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { rollback: 'secondary => primary' } });
       }
-      recordStep(site, wf, 'rolling-back');
+      recordStep(site, wf, 'rolling-back', { rollbackFrom: wf.step });
     });
   }
-  for (const peer of wf.plan.repointed ?? []) {
-    const m = listMirrors(site, plan.volume).find((x) => x.peer === peer);
-    if (m) await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: plan.volume }).catch(() => {});
-  }
+  // From the final snapshot on, other secondaries may have been handed to the target. Every one is
+  // asked back, not only those the journal names: a crash between a re-point and its record leaves one
+  // unrecorded. One still following here changes nothing.
+  const handedOver = !['planned', 'stopped'].includes(wf.plan.rollbackFrom ?? 'final');
+  const notReturned = handedOver ? await askSecondariesBack(engine, plan.volume, plan.to) : [];
   const vol = getVolume(site, plan.volume);
   if (vol.hooks.post) hooks.push(await runHook('post', vol.hooks.post, env(site, plan)));
-  site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { error: cause ? (cause as Error).message : 'interrupted', rolledBack: true } });
-  finishWorkflow(site, wf, 'rolled-back', { hooks });
+  site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { error: cause ? (cause as Error).message : 'interrupted', rolledBack: true, ...(notReturned.length ? { notReturned } : {}) } });
+  finishWorkflow(site, wf, 'rolled-back', { hooks, notReturned });
+}
+
+/**
+ * The other secondaries (all but `except`, the migrate's target) follow this site again: each is
+ * asked (acceptRepoint). One that cannot be asked now keeps following the new primary it was handed
+ * to; returned with what to run (`ferry mirror repoint`, which asks again).
+ */
+async function askSecondariesBack(engine: Engine, volume: string, except: string): Promise<Array<{ peer: string; error: string; run: string }>> {
+  const site = engine.site;
+  const out: Array<{ peer: string; error: string; run: string }> = [];
+  for (const m of listMirrors(site, volume).filter((x) => x.peer !== except)) {
+    try {
+      await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
+    } catch (err) {
+      out.push({ peer: m.peer, error: (err as Error).message, run: `ferry mirror repoint ${volume} --to ${m.peer}` });
+    }
+  }
+  return out;
 }
 
 /**
@@ -281,7 +311,16 @@ async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hoo
  */
 async function settleDemoted(engine: Engine, wf: Workflow<MigrateJournal>): Promise<'done' | 'rolled-back'> {
   const plan = wf.plan.plan;
-  const remote = await call<RemoteState>(engine, plan.to, 'state', { volume: plan.remoteVolume, base: null });
+  let remote: RemoteState;
+  try {
+    remote = await call<RemoteState>(engine, plan.to, 'state', { volume: plan.remoteVolume, base: null });
+  } catch (err) {
+    throw new FerryError(
+      isFerryError(err) ? err.code : 'PEER_UNREACHABLE',
+      `${plan.to} cannot say whether it took ${plan.remoteVolume} over (${(err as Error).message}): both sites are secondary, nothing is lost. Rerun \`ferry migrate ${plan.volume} --to ${plan.to}\` once ${plan.to} is reachable (the daemon also retries); if ${plan.to} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again (should ${plan.to} come back primary, both sites show split brain)`,
+      { cause: err },
+    );
+  }
   if (remote.role === 'primary') {
     finishMigrate(engine, wf);
     return 'done';
@@ -303,6 +342,10 @@ export async function resumeMigrate(engine: Engine, wf: Workflow<MigrateJournal>
         return 'done';
       case 'demoted':
         return await settleDemoted(engine, wf);
+      case 'forced':
+        // `failover --force` promoted this site and was interrupted: finish it.
+        await completeForcedPromotion(engine, wf);
+        return 'rolled-back';
       default:
         await rollbackMigrate(engine, wf);
         return 'rolled-back';
@@ -313,30 +356,225 @@ export async function resumeMigrate(engine: Engine, wf: Workflow<MigrateJournal>
   }
 }
 
-/** At the new primary, the daemon at start: a takeover whose post hook did not run yet (a crash) runs it now. */
-export async function resumeMigrateAccept(engine: Engine, wf: Workflow<{ from: string; final: string; post?: HookResult | null }>): Promise<void> {
+/**
+ * At the new primary, the daemon at start: a takeover whose post hook did not run yet (a crash) runs
+ * it now, unless the old primary says it is primary (it was made primary again by `failover --force`
+ * while this site was down, its migrate stranded): then the application does not start here too, the
+ * mirror to it is broken off, and both sites show the split brain until a failback at one of them.
+ */
+export async function resumeMigrateAccept(engine: Engine, wf: Workflow<{ from: string; final: string; backTo?: string; post?: HookResult | null }>): Promise<void> {
   const site = engine.site;
   const vol = getVolume(site, wf.volume);
+  const from = findPeerById(site, wf.plan.from);
+  if (from) {
+    let role: string | undefined;
+    try {
+      role = (await call<RemoteState>(engine, from.name, 'state', { volume: wf.plan.backTo ?? wf.volume, base: null })).role;
+    } catch {
+      // Unreachable: it demoted itself before asking this site to take over; the takeover stands.
+    }
+    if (role === 'primary') {
+      const m = listMirrors(site, wf.volume).find((x) => x.peer === from.name);
+      const why = `${from.name} was made primary again (failover --force) while this site's takeover was unknown to it`;
+      site.db.tx(() => {
+        if (m) {
+          site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: 'FAILED_OVER', message: `${why}: both sites are primary; \`ferry failback ${wf.volume}\` at the site that should yield` }), m.id);
+          setMirrorState(site, m, 'broken-off', why);
+        }
+        site.event({ kind: 'migrate', volume: wf.volume, outcome: 'warning', detail: { notStarted: `${why}: the post hook does not run here (split brain if both write)`, from: from.name } });
+        finishWorkflow(site, wf, 'done', { post: null });
+      });
+      return;
+    }
+  }
   let post: HookResult | null = null;
   if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: wf.volume, FERRY_REASON: 'migrate' });
   finishWorkflow(site, wf, 'done', { post });
 }
 
+// ---------------------------------------------------------------- a lost target
+
+interface ForcedPromotion {
+  at: number;
+  /** the target's mirror as it was (restored with it if the target turns out not to have taken over) */
+  schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null; keep: number | null } | null;
+  snapshot?: string;
+  unresolved: boolean;
+  /** once the target answered: it was still this site's secondary (`rejoined`), or primary too (`both-primary`) */
+  outcome?: 'rejoined' | 'both-primary' | 'follows-another';
+}
+
+export type FailoverOutOfMigrate = FailoverResult & { migrate: { id: string; outcome: 'rolled-back' | 'forced'; notReturned?: Array<{ peer: string; error: string; run: string }> } };
+
+/**
+ * `ferry failover` at a site whose migrate stopped after it demoted itself: both sites are secondary
+ * and only the target knows whether it took over. Asked first: if it answers, the migrate settles as
+ * ever (it took over: undefined is returned and the failover proceeds from it like any failover; it
+ * did not: rolled back, this site is primary again). If it cannot answer (it is lost), only with
+ * --force: this site is made primary again without its answer (completeForcedPromotion).
+ */
+export async function failoverOutOfMigrate(engine: Engine, wf: Workflow<MigrateJournal>, opts: { force?: boolean; dryRun?: boolean }): Promise<FailoverOutOfMigrate | { plan: FailoverPlan; resuming?: string } | undefined> {
+  const plan = wf.plan.plan;
+  if (wf.step !== 'demoted' && wf.step !== 'forced') throw workflowBusy(wf, 'failover');
+  const final = wf.plan.final ?? null;
+  const foPlan = (steps: string[]): FailoverPlan => ({ volume: plan.volume, oldPrimary: plan.to, sourceVolume: plan.remoteVolume, snapshot: final, consistent: true, rollback: false, alreadyPrimary: false, force: opts.force ?? false, steps });
+  const forcedSteps = [
+    `ask ${plan.to} whether it took ${plan.remoteVolume} over (the migrate of ${plan.volume} stopped after this site became its secondary); if it answers, settle the migrate`,
+    `if it cannot answer (--force): make ${plan.volume} primary here again, its relation to ${plan.to} broken off (base ${final} kept) and no mirror pushing to ${plan.to} until it answers`,
+    'ask the other secondaries back, run the post hook here (start the application), take snapshot failover-<time>',
+  ];
+  if (opts.dryRun) return { plan: foPlan(forcedSteps), resuming: wf.step };
+  if (wf.step === 'demoted') {
+    let settled: 'done' | 'rolled-back';
+    try {
+      settled = await settleDemoted(engine, wf);
+    } catch (err) {
+      noteWorkflowError(engine.site, wf, err);
+      if (!opts.force) throw err;
+      return completeForcedPromotion(engine, wf);
+    }
+    if (settled === 'done') return undefined;
+    const instead = `${plan.to} answered that it did not take over: the migrate was rolled back, ${plan.volume} is primary here again`;
+    return { plan: foPlan([instead]), notified: true, snapshot: '', instead, migrate: { id: wf.id, outcome: 'rolled-back', ...(wf.plan.notReturned?.length ? { notReturned: wf.plan.notReturned } : {}) } };
+  }
+  return completeForcedPromotion(engine, wf);
+}
+
+/**
+ * Make this site primary again without the target's answer, journaled: one transaction (step
+ * `forced`): primary, the relation to the target kept but broken off (as after any failover: its
+ * base stays held, and should the target come back primary both sites show split brain), the mirror
+ * to the target removed (its role is unknown: nothing is pushed to it). Then, carried on after a
+ * crash: the other secondaries asked back, the post hook here, a failover-<time> snapshot; the
+ * migrate closes as rolled back, its target's answer still owed (settleForcedMigrate).
+ */
+async function completeForcedPromotion(engine: Engine, wf: Workflow<MigrateJournal>): Promise<FailoverOutOfMigrate> {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  if (wf.step === 'demoted') {
+    const target = listMirrors(site, plan.volume).find((m) => m.peer === plan.to);
+    const schedule = target ? { scheduleS: target.scheduleS, minDelayS: target.minDelayS, maxDelayS: target.maxDelayS, bandwidth: target.bandwidth, keep: target.keepSnapshots } : null;
+    site.db.tx(() => {
+      site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
+      site.db.run("UPDATE secondaries SET state = 'broken-off', updated_at = ? WHERE volume = ?", site.clock.now(), plan.volume);
+      if (target) dropMirror(site, target, `${plan.to} may have taken ${plan.remoteVolume} over (its answer to the migrate is unknown): nothing is pushed to it until it answers`);
+      site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', forced: 'failover --force', target: plan.to, base: wf.plan.final } });
+      recordStep(site, wf, 'forced', { forced: { at: site.clock.now(), schedule, unresolved: true } });
+    });
+    await checkpoint('migrate:after-force');
+  }
+  const notReturned = await askSecondariesBack(engine, plan.volume, plan.to);
+  const vol = getVolume(site, plan.volume);
+  const hooks = wf.plan.hooks ?? [];
+  if (vol.hooks.post) hooks.push(await runHook('post', vol.hooks.post, env(site, plan)));
+  const snap = (await createSnapshot(site, plan.volume, { name: `failover-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`, pool: engine.pool })).snapshot;
+  site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { rolledBack: true, forced: true, snapshot: snap.id, ...(notReturned.length ? { notReturned } : {}) } });
+  finishWorkflow(site, wf, 'rolled-back', { hooks, notReturned, forced: { ...wf.plan.forced!, snapshot: snap.id } });
+  return {
+    plan: { volume: plan.volume, oldPrimary: plan.to, sourceVolume: plan.remoteVolume, snapshot: wf.plan.final ?? null, consistent: true, rollback: false, alreadyPrimary: false, force: true, steps: [] },
+    notified: false,
+    notifyError: `${plan.to} could not say whether it took over: if it comes back primary, both sites show split brain`,
+    snapshot: snap.id,
+    base: wf.plan.final ?? '',
+    migrate: { id: wf.id, outcome: 'forced', ...(notReturned.length ? { notReturned } : {}) },
+  };
+}
+
+/**
+ * A migrate closed by `failover --force` whose target had not answered: ask it now (the daemon, at
+ * start and every 30 s while one is left). Still this site's secondary (it never took over): the
+ * broken-off relation goes and its mirror is restored from the final snapshot, so updates resume by
+ * differences. Primary: both sites are; split brain shows at both once both wrote, and a failback at
+ * the site that should yield ends it. Unreachable: asked again later.
+ */
+export async function settleForcedMigrate(engine: Engine, wf: Workflow<MigrateJournal>): Promise<void> {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  const forced = wf.plan.forced!;
+  let remote: RemoteState;
+  try {
+    remote = await call<RemoteState>(engine, plan.to, 'state', { volume: plan.remoteVolume, base: null });
+  } catch (err) {
+    if (isFerryError(err) && err.kind === 'transient') return;
+    throw err;
+  }
+  const peer = getPeer(site, plan.to);
+  let outcome: NonNullable<ForcedPromotion['outcome']>;
+  if (remote.role === 'primary') {
+    outcome = 'both-primary';
+    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { target: plan.to, answer: `${plan.to} took ${plan.remoteVolume} over before it was lost: both sites are primary (\`ferry status\` says split-brain once both wrote); \`ferry failback ${plan.volume}\` at the site that should yield` } });
+  } else if (remote.role === 'secondary' && remote.follows === site.id) {
+    outcome = 'rejoined';
+    const final = wf.plan.final;
+    site.db.tx(() => {
+      const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', plan.volume);
+      if (getVolume(site, plan.volume).role !== 'primary' || !sec || sec.source_site !== peer.id || sec.state !== 'broken-off') return;
+      if (!listMirrors(site, plan.volume).some((m) => m.peer === peer.name)) {
+        const s = forced.schedule;
+        const m = createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, keepSnapshots: s?.keep ?? null, peerSnapshots: false });
+        if (final && remote.snapshots.includes(final) && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', final)) {
+          site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdFor(m), site.clock.now());
+          site.db.run("UPDATE mirrors SET base = ?, state = 'idle' WHERE id = ?", final, m.id);
+        }
+      }
+      endSecondaryRelation(site, plan.volume);
+      site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { target: plan.to, answer: `${plan.to} never took over: it follows this site again; its mirror is restored from ${final}` } });
+    });
+  } else {
+    outcome = 'follows-another';
+    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { target: plan.to, answer: `${plan.to} holds ${plan.remoteVolume} as ${remote.role}${remote.follows ? ` following ${findPeerById(site, remote.follows)?.name ?? remote.follows}` : ''}` } });
+  }
+  amendWorkflow(site, wf, { forced: { ...forced, unresolved: false, outcome } });
+}
+
 // ---------------------------------------------------------------- at the other sites
 
-/** At a secondary: follow a new primary (asked by the current one). */
-export function acceptRepoint(engine: Engine, peerId: string, req: { volume: string; newSource: string; newSourceVolume: string }): { volume: string; source: string } {
+/**
+ * At a secondary: follow another site. Two sites may ask:
+ *   - the site it follows, handing it to a new primary (a migrate's step 4); the asking site is
+ *     remembered as the previous source;
+ *   - that previous source, asking for it back (the migrate was rolled back, or `ferry mirror
+ *     repoint` there): granted unless the site it follows now says it is the volume's primary (the
+ *     migrate completed: the previous source is its secondary now). Unreachable, it cannot object:
+ *     the previous source handed the volume over and is the one that knows the migrate did not end.
+ * Asked to follow the site it already follows, it changes nothing (a step run again).
+ */
+export async function acceptRepoint(engine: Engine, peerId: string, req: { volume: string; newSource: string; newSourceVolume: string }): Promise<{ volume: string; source: string; already?: boolean; returned?: boolean }> {
   const site = engine.site;
-  const row = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', req.volume);
-  if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here does not follow the asking site`);
+  const row = site.db.get<{ source_site: string; source_volume: string; state: string; previous_source: string | null; previous_source_volume: string | null }>('SELECT * FROM secondaries WHERE volume = ?', req.volume);
+  if (!row || (row.source_site !== peerId && row.previous_source !== peerId)) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here does not follow the asking site`);
+  if (row.state !== 'active') throw new FerryError('MIRROR_STATE', `volume ${req.volume} at ${site.name} was taken over here (failover): it follows nobody`);
   const newPeer = findPeerById(site, req.newSource);
   if (!newPeer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with ${req.newSource}; pair it before migrating`);
+  if (row.source_site === req.newSource && row.source_volume === req.newSourceVolume) return { volume: req.volume, source: newPeer.name, already: true };
+  const current = findPeerById(site, row.source_site);
+  const currentName = current?.name ?? row.source_site;
+  const handOver = row.source_site === peerId;
+  if (!handOver) {
+    // The previous source asks for it back: only itself, for the volume it had, and only if the site followed now is not primary.
+    if (req.newSource !== peerId || row.previous_source_volume !== req.newSourceVolume) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here follows ${currentName}, not the asking site`);
+    if (current) {
+      const c = new PeerClient(engine.identity, current, { stallTimeoutMs: 15_000 });
+      try {
+        const st = await c.call<RemoteState>(ROUTES.dr('state'), { volume: row.source_volume, base: null });
+        if (st.role === 'primary') throw new FerryError('MIRROR_STATE', `${currentName} is the primary of ${row.source_volume} now (the migrate completed): ${req.volume} at ${site.name} keeps following it; migrate back from ${currentName} instead`);
+      } catch (err) {
+        // Unreachable, or it will not describe the volume to this site (it runs no mirror here): it does not claim it.
+        if (isFerryError(err, 'MIRROR_STATE')) throw err;
+      } finally {
+        c.close();
+      }
+    }
+  }
   site.db.tx(() => {
-    site.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, updated_at = ? WHERE volume = ?', req.newSource, req.newSourceVolume, site.clock.now(), req.volume);
-    site.db.run('UPDATE holds SET holder = ? WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(req.newSource), holdName(peerId), req.volume);
-    site.event({ kind: 'secondary.repoint', volume: req.volume, outcome: 'ok', detail: { from: peerId, to: newPeer.name } });
+    site.db.run(
+      'UPDATE secondaries SET source_site = ?, source_volume = ?, previous_source = ?, previous_source_volume = ?, updated_at = ? WHERE volume = ?',
+      req.newSource, req.newSourceVolume, handOver ? peerId : null, handOver ? row.source_volume : null, site.clock.now(), req.volume,
+    );
+    site.db.run('UPDATE OR REPLACE holds SET holder = ? WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(req.newSource), holdName(row.source_site), req.volume);
+    site.event({ kind: 'secondary.repoint', volume: req.volume, outcome: 'ok', detail: { from: currentName, to: newPeer.name, ...(handOver ? {} : { reason: `${newPeer.name} asked for it back: it handed it to ${currentName} for a migrate that did not complete` }) } });
   });
-  return { volume: req.volume, source: newPeer.name };
+  return { volume: req.volume, source: newPeer.name, ...(handOver ? {} : { returned: true }) };
 }
 
 /** At the chosen secondary: become primary, mirror back to the old primary and to the others. */
@@ -356,28 +594,23 @@ export async function acceptMigrate(
   if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here is not the asking site's secondary`);
   if (row.applied !== req.final) throw new FerryError('MIRROR_STATE', `the replica of ${req.volume} shows ${row.applied}, not the final snapshot ${req.final}: migrate would lose data; update first`);
   const back = findPeerById(site, peerId)!;
-  const { createMirror } = await import('../site/mirrors.ts');
-  let wf: Workflow<{ from: string; final: string; post?: HookResult | null }> | undefined;
+  let wf: Workflow<{ from: string; final: string; backTo: string; post?: HookResult | null }> | undefined;
   site.db.tx(() => {
     site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", req.volume);
-    site.db.run('DELETE FROM secondaries WHERE volume = ?', req.volume);
-    site.db.run('DELETE FROM holds WHERE holder = ?', holdName(peerId));
+    endSecondaryRelation(site, req.volume);
     const targets = [{ peer: back, volume: req.backTo, s: req.schedule }, ...req.others.map((o) => ({ peer: findPeerById(site, o.id), volume: o.volume, s: o }))];
     for (const t of targets) {
       if (!t.peer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with a secondary of ${req.volume}; pair it before migrating`);
-      const existing = site.db.get<{ id: string }>('SELECT id FROM mirrors WHERE volume = ? AND peer = ?', req.volume, t.peer.name);
-      if (existing) {
-        // The old row's holds go with it (its base, anything in flight): the new row holds the final snapshot.
-        site.db.run('DELETE FROM holds WHERE holder IN (?, ?)', holdFor(existing), `${holdFor(existing)}:inflight`);
-        site.db.run('DELETE FROM mirrors WHERE id = ?', existing.id);
-      }
-      const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth });
+      // A row from when this site was primary before: it goes with what it held (the new row holds the final snapshot).
+      const existing = listMirrors(site, req.volume).find((x) => x.peer === t.peer!.name);
+      if (existing) dropMirror(site, existing, 'replaced by the mirror of a migrate');
+      const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth, peerSnapshots: false });
       site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?, next_run_at = ? WHERE id = ?", req.final, site.clock.now(), m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null, m.id);
       site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.final, holdFor(m), site.clock.now());
     }
     site.event({ kind: 'migrate', volume: req.volume, outcome: 'ok', detail: { transition: 'secondary => primary', from: back.name, final: req.final } });
     // Journaled with the promotion: a crash before the post hook ran is finished by the daemon at start.
-    wf = startWorkflow(site, 'migrate-accept', req.volume, { from: back.id, final: req.final }, 'promoted');
+    wf = startWorkflow(site, 'migrate-accept', req.volume, { from: back.id, final: req.final, backTo: req.backTo }, 'promoted');
   });
   await checkpoint('migrate:accept-after-promote');
   const vol = getVolume(site, req.volume);

@@ -23,7 +23,7 @@ import type { SiblingInfo } from '../replication/types.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
-import { createMirror, holdFor, listMirrors, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
+import { createMirror, dropMirror, holdFor, listMirrors, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
 import { listSnapshots } from '../site/snapshots.ts';
@@ -42,6 +42,8 @@ export interface RepointResult {
   peer: string;
   volume: string;
   outcome: 'repointed' | 'needs-full-sync' | 'failed';
+  /** it followed another site and came back (a migrate from here that was rolled back while it could not be asked) */
+  returned?: boolean;
   /** the common base the first update started from (null: none) */
   base: string | null;
   /** what the old primary said: it agreed, or could not be reached */
@@ -121,6 +123,7 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
   let m = listMirrors(site, volume).find((x) => x.peer === peer.name);
   let base: string | null = m?.base ?? null;
   let oldPrimary: RepointResult['oldPrimary'] = 'already';
+  let returned = false;
   if (!m || (m.state === 'needs-full-sync' && !m.base)) {
     // Ask the sibling to follow this site; it answers the newest snapshot both hold.
     const ours = listSnapshots(site, volume);
@@ -137,7 +140,7 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     base = answer.common && ours.some((s) => s.id === answer.common) ? answer.common : null;
     const info = opts.info;
     if (!m) {
-      m = createMirror(site, { volume, to: `${peer.name}:${remoteVolume}`, scheduleS: info?.scheduleS ?? null, minDelayS: info?.minDelayS ?? 0, maxDelayS: info?.maxDelayS ?? 3600, bandwidth: info?.bandwidth ?? null, keepSnapshots: info?.keep ?? null });
+      m = createMirror(site, { volume, to: `${peer.name}:${remoteVolume}`, scheduleS: info?.scheduleS ?? null, minDelayS: info?.minDelayS ?? 0, maxDelayS: info?.maxDelayS ?? 3600, bandwidth: info?.bandwidth ?? null, keepSnapshots: info?.keep ?? null, peerSnapshots: false });
     }
     const mirror = m;
     site.db.tx(() => {
@@ -150,6 +153,16 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     });
     m.base = base;
     setMirrorState(site, m, base ? 'idle' : 'needs-full-sync', base ? `${peer.name} follows this site; common base ${base}` : `${peer.name} follows this site but shares no snapshot with it`);
+  } else {
+    // It may follow another site: a migrate from here handed it over and was rolled back while it could
+    // not be asked back. Ask now (it changes nothing when it follows this site already).
+    const c = client(engine, peer);
+    try {
+      const r = await c.call<{ returned?: boolean }>(ROUTES.dr('repoint'), { volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
+      returned = r.returned === true;
+    } finally {
+      c.close();
+    }
   }
   if (!m.base && !opts.full) {
     throw new FerryError('NEEDS_FULL_SYNC', `${peer.name} now follows this site for ${volume}, but the two share no snapshot: a difference-based sync is impossible; run \`ferry mirror repoint ${volume} --to ${peer.name} --full\` (or \`ferry mirror initialize ${volume} --to ${peer.name}\`) to copy what it lacks`);
@@ -158,7 +171,7 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
   // the sibling's replica are kept there in a snapshot before they are overwritten (--force).
   const update = await engine.update(volume, peer.name, m.base ? { force: true } : { initialize: true });
   site.event({ kind: 'repoint', volume, outcome: 'ok', detail: { peer: peer.name, base: m.base, snapshot: update.snapshot, bytes: update.transfer.bytes } });
-  return { peer: peer.name, volume: remoteVolume, outcome: 'repointed', base: m.base, oldPrimary, update };
+  return { peer: peer.name, volume: m.remoteVolume, outcome: 'repointed', base: m.base, oldPrimary, ...(returned ? { returned } : {}), update };
 }
 
 // ---------------------------------------------------------------- at the sibling (C)
@@ -211,7 +224,7 @@ export async function acceptTakeover(
   }
   const common = commonBase();
   site.db.tx(() => {
-    site.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, siblings = NULL, updated_at = ? WHERE volume = ?', peerId, req.newSourceVolume, site.clock.now(), req.volume);
+    site.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, siblings = NULL, previous_source = NULL, previous_source_volume = NULL, updated_at = ? WHERE volume = ?', peerId, req.newSourceVolume, site.clock.now(), req.volume);
     // The replica's snapshot and the common base stay held for the new source's first update.
     site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(row.source_site), req.volume);
     for (const id of new Set([row.applied, common])) {
@@ -229,7 +242,7 @@ export async function acceptTakeover(
  * was broken off by B's failover, or when S is no longer primary; S's mirror to C then goes (C follows
  * B). Refuse when S is still the primary B replicated from and was never told of a failover.
  */
-export function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volume: string; by: string }): { agreed: true; role: string } {
+export async function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volume: string; by: string }): Promise<{ agreed: true; role: string }> {
   const site = engine.site;
   const follower = findPeerById(site, peerId);
   if (!follower) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
@@ -245,12 +258,8 @@ export function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volu
     }
   }
   if (toFollower) {
-    site.db.tx(() => {
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(toFollower), `${holdFor(toFollower)}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', toFollower.id);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', toFollower.id);
-      site.event({ kind: 'mirror.remove', volume: req.volume, outcome: 'ok', detail: { mirror: toFollower.id, reason: `${follower.name} follows ${findPeerById(site, req.by)?.name ?? req.by}, which took ${req.volume} over` } });
-    });
+    await engine.stopJob(toFollower.id, `${follower.name} follows another site now`);
+    dropMirror(site, toFollower, `${follower.name} follows ${findPeerById(site, req.by)?.name ?? req.by}, which took ${req.volume} over`);
   }
   return { agreed: true, role: vol.role };
 }
@@ -267,12 +276,7 @@ export function dropSupersededMirrors(engine: Engine, volume: string): string[] 
   const newPrimary = sec ? findPeerById(site, sec.source_site)?.name ?? sec.source_site : 'the new primary';
   const dropped: string[] = [];
   for (const m of listMirrors(site, volume)) {
-    site.db.tx(() => {
-      site.db.run('DELETE FROM holds WHERE holder = ? OR holder = ?', holdFor(m), `${holdFor(m)}:inflight`);
-      site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', m.id);
-      site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
-      site.event({ kind: 'mirror.remove', volume, outcome: 'ok', detail: { mirror: m.id, reason: `${volume} is a secondary of ${newPrimary} now: ${m.peer} is re-pointed there (\`ferry mirror repoint ${volume} --to ${m.peer}\` at ${newPrimary})` } });
-    });
+    dropMirror(site, m, `${volume} is a secondary of ${newPrimary} now: ${m.peer} is re-pointed there (\`ferry mirror repoint ${volume} --to ${m.peer}\` at ${newPrimary})`);
     dropped.push(m.peer);
   }
   return dropped;

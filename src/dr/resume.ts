@@ -4,12 +4,14 @@
 // is finished from its last completed step; a migrate is finished if the new
 // primary took over and rolled back if it did not; the new primary's half of
 // a migrate runs its post hook. A workflow that cannot go on yet (the peer is
-// unreachable) stays in the journal with its error, for the next try.
+// unreachable) stays in the journal with its error, for the next try. And a
+// migrate that `failover --force` closed without its target's answer asks the
+// target again until it answers.
 import type { Engine } from '../site/engine.ts';
 import { executeFailback } from './failback.ts';
 import { executeFailover } from './failover.ts';
-import { noteWorkflowError, runningWorkflow, runningWorkflows, withWorkflowLock } from './journal.ts';
-import { resumeMigrate, resumeMigrateAccept } from './migrate.ts';
+import { forcedMigratesToSettle, noteWorkflowError, runningWorkflow, runningWorkflows, withWorkflowLock } from './journal.ts';
+import { resumeMigrate, resumeMigrateAccept, settleForcedMigrate } from './migrate.ts';
 
 export async function resumeWorkflows(engine: Engine): Promise<void> {
   const site = engine.site;
@@ -40,5 +42,11 @@ export async function resumeWorkflows(engine: Engine): Promise<void> {
         site.event({ kind: 'workflow.resume', volume: wf.volume, outcome: 'failed', detail: { workflow: wf.id, kind: wf.kind, step: wf.step, error: (err as Error).message } });
       }
     }).catch(() => {});
+  }
+  // Migrates that `failover --force` closed while their target could not answer: ask it again.
+  for (const w of forcedMigratesToSettle(site)) {
+    await withWorkflowLock(site, w.volume, () => settleForcedMigrate(engine, w as never)).catch((err) => {
+      site.event({ kind: 'workflow.resume', volume: w.volume, outcome: 'failed', detail: { workflow: w.id, kind: w.kind, settling: 'failover --force', error: (err as Error).message } });
+    });
   }
 }

@@ -206,6 +206,9 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
  *                                while it runs or when it was cut by a crash
  *   secondaries.failover_notice  after a failover here, whether the old primary knows (dr/failover.ts,
  *                                FailoverNotice: pending until it acknowledged); NULL: nothing recorded
+ *   secondaries.previous_source  the site (and its volume) this one followed before a migrate handed it
+ *   secondaries.previous_source_volume   to the new primary: that site may ask for it back when the
+ *                                migrate is rolled back (src/dr/migrate.ts, acceptRepoint)
  */
 const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['mirrors', 'keep_snapshots', 'INTEGER'],
@@ -213,14 +216,20 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['secondaries', 'siblings', 'TEXT'],
   ['secondaries', 'apply_error', 'TEXT'],
   ['secondaries', 'failover_notice', 'TEXT'],
+  ['secondaries', 'previous_source', 'TEXT'],
+  ['secondaries', 'previous_source_volume', 'TEXT'],
 ];
 
 /**
  * Tables added after format 1 shipped, created in place when a site is opened for writing (an older
  * ferry ignores them; readers treat a missing one as empty).
- *   workflows   the DR workflow journal (src/dr/journal.ts): one row per failover, failback or
- *               migrate, its plan and last completed step, so a rerun or the daemon at start
- *               finishes or undoes it
+ *   workflows       the DR workflow journal (src/dr/journal.ts): one row per failover, failback or
+ *                   migrate, its plan and last completed step, so a rerun or the daemon at start
+ *                   finishes or undoes it
+ *   peer_deletions  at a primary, a peer snapshot deleted with --peer that a secondary has not yet
+ *                   confirmed deleting (it was unreachable, or holds it as its base): one row per
+ *                   (snapshot, mirror), retried until confirmed (src/site/peer-snapshots.ts); the
+ *                   snapshot stays here, held `peer-delete`, until its last row goes
  */
 const ADDED_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS workflows (
@@ -235,6 +244,16 @@ CREATE TABLE IF NOT EXISTS workflows (
   updated_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS workflows_running ON workflows(volume) WHERE state = 'running';
+CREATE TABLE IF NOT EXISTS peer_deletions (
+  snapshot   TEXT NOT NULL,
+  mirror     TEXT NOT NULL,
+  volume     TEXT NOT NULL,
+  failures   INTEGER NOT NULL DEFAULT 0,
+  next_at    INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (snapshot, mirror)
+);
 `;
 
 /**

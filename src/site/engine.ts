@@ -9,10 +9,10 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { listMirrors, mirrorStatus, runMirrorUpdate, setMirrorState, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
-import type { Peer } from './peers.ts';
+import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { getPeer, type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
-import { pendingPeerSnapshots } from './peer-snapshots.ts';
+import { deliverPeerDeletions, duePeerDeletionMirrors, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, pendingPeerDeletions, pendingPeerSnapshots, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
 import type { Site } from './site.ts';
 
 interface Job {
@@ -73,6 +73,8 @@ export class Engine {
         return c;
       });
     this.recoverMirrorStates();
+    releaseOrphanHolds(site);
+    finishOrphanPeerDeletes(site);
   }
 
   /**
@@ -84,7 +86,7 @@ export class Engine {
     for (const m of listMirrors(this.site)) {
       if (m.state !== 'updating' && m.state !== 'baselining' && m.state !== 'resyncing') continue;
       setMirrorState(this.site, m, m.base ? 'idle' : 'uninitialized', 'the previous transfer was interrupted (process stopped); the next update resumes it');
-      this.site.db.run("DELETE FROM holds WHERE holder = ?", `mirror:${m.id}:inflight`);
+      this.site.db.run('DELETE FROM holds WHERE holder = ?', inflightHold(m));
       this.site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
     }
   }
@@ -111,11 +113,68 @@ export class Engine {
       if (job.bytesAt.length > 50) job.bytesAt.shift();
       onProgress?.(p);
     };
-    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect, random: this.#random }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress }).finally(() => {
-      this.#jobs.delete(key);
-    });
+    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect, random: this.#random }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
+      .then(async (r) => {
+        // The update may have moved the base off a peer snapshot whose deletion that secondary could not do yet.
+        if (pendingPeerDeletions(this.site, r.mirror) > 0) await this.deliverPeerDeletions({ mirror: r.mirror }).catch(() => {});
+        return r;
+      })
+      .finally(() => {
+        this.#jobs.delete(key);
+      });
     this.#jobs.set(key, job);
     return job.promise;
+  }
+
+  /**
+   * End the update job of a mirror, if one runs: cancelled (what arrived at the destination stays),
+   * and waited for, so that nothing it does afterwards touches a mirror being removed.
+   */
+  async stopJob(mirrorId: string, reason: string): Promise<void> {
+    for (let j = this.#jobs.get(mirrorId); j; j = this.#jobs.get(mirrorId)) {
+      j.abort.abort(new FerryError('TRANSFER_INTERRUPTED', reason));
+      await j.promise.catch(() => {});
+    }
+  }
+
+  /** Wait until none of these mirrors has an update job running (ones that start meanwhile are waited for too). */
+  async waitJobs(mirrorIds: string[]): Promise<void> {
+    for (let j = mirrorIds.map((id) => this.#jobs.get(id)).find((x) => x); j; j = mirrorIds.map((id) => this.#jobs.get(id)).find((x) => x)) await j.promise.catch(() => {});
+  }
+
+  #deleting: Promise<unknown> = Promise.resolve();
+  #deletionTick: Promise<void> | undefined;
+
+  /** Deliver recorded peer-snapshot deletions (peer-snapshots.ts), one delivery at a time. */
+  deliverPeerDeletions(filter: { snapshot?: string; mirror?: string; due?: boolean } = {}): Promise<PeerDeleteOutcome[]> {
+    const run = () => deliverPeerDeletions(this.site, (t, snapshot) => this.#askPeerDelete(t, snapshot), filter);
+    const p = this.#deleting.then(run, run);
+    this.#deleting = p.catch(() => {});
+    return p;
+  }
+
+  async #askPeerDelete(t: PeerDeleteTarget, snapshot: string): Promise<PeerDeleteAnswer> {
+    const client = new PeerClient(this.identity, getPeer(this.site, t.peerName));
+    try {
+      return await client.call<PeerDeleteAnswer>(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Retry the peer-snapshot deletions that are due, for mirrors not updating now (an update ends with its own). */
+  tickPeerDeletions(): Promise<void> {
+    if (this.#deletionTick || this.#closing) return this.#deletionTick ?? Promise.resolve();
+    const mirrors = duePeerDeletionMirrors(this.site, this.site.clock.now()).filter((m) => !this.#jobs.has(m));
+    if (mirrors.length === 0) return Promise.resolve();
+    this.#deletionTick = (async () => {
+      for (const m of mirrors) await this.deliverPeerDeletions({ mirror: m, due: true });
+    })()
+      .catch((err) => this.site.event({ kind: 'snapshot.peer-delete', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
+      .finally(() => {
+        this.#deletionTick = undefined;
+      });
+    return this.#deletionTick;
   }
 
   progressOf(mirrorId: string): MirrorStatus['progress'] | undefined {
@@ -228,6 +287,7 @@ export class Engine {
     }
   }
 
+  /** A workflow in progress, or a migrate closed by `failover --force` whose target has not answered yet. */
   #resuming: Promise<void> | undefined;
 
   /**
@@ -253,9 +313,10 @@ export class Engine {
     return this.#workflowRetry.due('workflows') && this.#workflowsLeft();
   }
 
+  /** A workflow is left in progress, or a forced migrate rollback still owes its target an answer. */
   #workflowsLeft(): boolean {
     try {
-      return this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' LIMIT 1") !== undefined;
+      return this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' OR (kind = 'migrate' AND json_extract(plan, '$.forced.unresolved') = 1) LIMIT 1") !== undefined;
     } catch {
       return false; // closed, or a catalog from before the journal
     }
@@ -298,6 +359,7 @@ export class Engine {
       if (this.#noticeRetry.due('notices') && this.#noticePending()) void this.deliverFailoverNotices();
       void this.tick();
       void this.tickLinks();
+      void this.tickPeerDeletions();
     }, intervalMs);
   }
 

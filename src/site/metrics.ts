@@ -2,6 +2,7 @@
 // (text exposition format 0.0.4). Names follow Prometheus conventions: base
 // units (seconds, bytes), `_total` for counters, labels for identity.
 import type { Engine } from './engine.ts';
+import { pendingPeerDeletions } from './peer-snapshots.ts';
 import { listLinks, linkStatus } from '../dr/links.ts';
 
 type Labels = Record<string, string>;
@@ -76,6 +77,7 @@ export function renderMetrics(engine: Engine): string {
     x.metric('ferry_mirror_snapshot_warnings', 'gauge', 'Warnings the capture of the replicated snapshot reported (paths skipped or changed while read, a failed post hook): 0 when clean.', l, m.baseWarnings);
     const pending = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)!.n;
     x.metric('ferry_mirror_peer_snapshots_pending', 'gauge', 'Peer snapshots not yet present at the destination.', l, pending);
+    x.metric('ferry_mirror_peer_snapshot_deletions_pending', 'gauge', 'Peer snapshots deleted with --peer that the destination has not confirmed deleting yet.', l, pendingPeerDeletions(site, m.id));
   }
   // Counted from the event log (which is never pruned), so they survive restarts and removed mirrors.
   const totals = site.db.all<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }>(

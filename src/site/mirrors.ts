@@ -19,10 +19,10 @@ import { getPeer, type Peer } from './peers.ts';
 import { compareOnOneClock, compareSnapshots, createSnapshot, findSnapshot, latestSnapshot, newestOf, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
-import { isPeerSnapshotFor, markPeer, pendingPeerSnapshots } from './peer-snapshots.ts';
 import { longestRetryMs, MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
 import { safeIntColumn } from '../core/sqlite.ts';
 import { checkCount, checkScheduleSettings, clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
+import { dropPeerDeletions, finishPeerDelete, isPeerSnapshotFor, markPeer, pendingPeerDeletions, pendingPeerSnapshots, queuePeerSnapshotsFor } from './peer-snapshots.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -187,6 +187,12 @@ export interface CreateMirrorOptions {
   bandwidth?: number | null;
   /** replication snapshots the destination keeps (default 3) */
   keepSnapshots?: number | null;
+  /**
+   * The volume's peer snapshots become pending for the new mirror (delivered with its baseline,
+   * oldest first: a peer snapshot must exist on every secondary). A mirror a DR workflow creates to
+   * a site that already holds the volume's history passes false: what that site has is unknown here.
+   */
+  peerSnapshots?: boolean;
 }
 
 export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
@@ -203,13 +209,18 @@ export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
   const id = `${o.volume}@${peer.name}`;
   const now = site.clock.now();
   site.db.tx(() => {
+    // A mirror to the same site again gets the same id: nothing of an earlier one (rows an older ferry
+    // left behind when it removed it) may carry over, or a peer snapshot would show `present` at a
+    // secondary that never received it.
+    releaseMirrorRows(site, id);
     site.db.run(
       'INSERT INTO mirrors (id, volume, peer, remote_volume, schedule_s, min_delay_s, max_delay_s, bandwidth, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       id, o.volume, peer.name, remote, settings.scheduleS, settings.minDelayS, settings.maxDelayS, settings.bandwidth, 'uninitialized', now,
     );
     if (keep !== null) site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', keep, id);
     if (vol.role === 'standalone') site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", o.volume);
-    site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized' } });
+    const pending = o.peerSnapshots === false ? [] : queuePeerSnapshotsFor(site, o.volume, id);
+    site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized', ...(pending.length ? { peerSnapshotsPending: pending } : {}) } });
   });
   return getMirror(site, o.volume, peer.name);
 }
@@ -265,14 +276,89 @@ export function pauseMirror(site: Site, volume: string, peer?: string, paused = 
   return getMirror(site, volume, m.peer);
 }
 
-export function removeMirror(site: Site, volume: string, peer?: string): void {
+/**
+ * `ferry mirror remove`: the mirror and everything it holds go (dropMirror); a primary left without
+ * mirrors is standalone again. The caller stops the mirror's running update first (Engine.stopJob):
+ * a job that ends after the removal would take holds for a mirror that no longer exists.
+ */
+export function removeMirror(site: Site, volume: string, peer?: string): Mirror {
   const m = getMirror(site, volume, peer);
   site.db.tx(() => {
-    site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
-    site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+    dropMirror(site, m, 'removed');
     if (!site.db.get('SELECT 1 FROM mirrors WHERE volume = ?', volume)) site.db.run("UPDATE volumes SET role = 'standalone' WHERE name = ? AND role = 'primary'", volume);
-    site.event({ kind: 'mirror.remove', volume, outcome: 'ok', detail: { mirror: m.id } });
   });
+  return m;
+}
+
+/**
+ * Remove a mirror record and everything that belongs to it, in one transaction (the caller's, if
+ * any): the holds it took (its base, the snapshot of an update in flight) and its peer-snapshot rows
+ * (which no foreign key ties to it). Every path that removes a mirror uses this one: `mirror remove`,
+ * a migrate, a failback, a takeover. A running update of the mirror must have ended first.
+ */
+export function dropMirror(site: Site, m: { id: string; volume: string; peer: string }, reason: string, detail: Record<string, unknown> = {}): void {
+  site.db.tx(() => {
+    const released = releaseMirrorRows(site, m.id);
+    site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+    site.event({ kind: 'mirror.remove', volume: m.volume, outcome: 'ok', detail: { mirror: m.id, peer: m.peer, reason, released, ...detail } });
+  });
+}
+
+/** The holds and peer-snapshot rows of a mirror id; returns the holds released. */
+function releaseMirrorRows(site: Site, id: string): Array<{ holder: string; snapshot: string }> {
+  const holders = [holdFor({ id }), inflightHold({ id })];
+  const released = site.db.all<{ holder: string; snapshot: string }>('SELECT holder, snapshot FROM holds WHERE holder IN (?, ?)', ...holders);
+  site.db.run('DELETE FROM holds WHERE holder IN (?, ?)', ...holders);
+  site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', id);
+  // Peer-snapshot deletions its secondary still owed: that site is no longer this mirror's to ask.
+  for (const snapshot of dropPeerDeletions(site, id)) finishPeerDelete(site, snapshot, { gc: false });
+  return released;
+}
+
+/**
+ * This site stops being a secondary of `volume` (a promotion by migrate, a failback served, a rollback,
+ * a new source): the relation's row goes, and with it the holds its source took on this volume's
+ * snapshots (`mirror-from:<source>`; never those of the same source for another volume). Returns the
+ * source it had. In the caller's transaction, if any.
+ */
+export function endSecondaryRelation(site: Site, volume: string): string | null {
+  const row = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
+  if (!row) return null;
+  site.db.tx(() => {
+    site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', `mirror-from:${row.source_site}`, volume);
+    site.db.run('DELETE FROM secondaries WHERE volume = ?', volume);
+  });
+  return row.source_site;
+}
+
+export function inflightHold(m: { id: string }): string {
+  return `${holdFor(m)}:inflight`;
+}
+
+/**
+ * Holds whose holder no longer exists: a mirror (its base or a snapshot in flight), a link, or a
+ * replication source this volume no longer follows. Older versions left such holds behind (a mirror
+ * removed during an update), and nothing could ever release them: the snapshot could not be
+ * deleted, GC kept its data, and `volume remove` asked to remove mirrors that did not exist. Run
+ * when a site is opened for work (the engine starts), while nothing else runs; each release is
+ * named in one event. Peer-snapshot holds have no holder to check and stay.
+ */
+export function releaseOrphanHolds(site: Site): Array<{ snapshot: string; holder: string }> {
+  if (site.readOnly) return [];
+  const rows = site.db.all<{ snapshot: string; holder: string; volume: string }>('SELECT h.snapshot, h.holder, s.volume FROM holds h JOIN snapshots s ON s.id = h.snapshot');
+  const orphan = rows.filter((r) => {
+    if (r.holder.startsWith('mirror-from:')) return !site.db.get('SELECT 1 FROM secondaries WHERE volume = ? AND source_site = ?', r.volume, r.holder.slice('mirror-from:'.length));
+    if (r.holder.startsWith('mirror:')) return !site.db.get('SELECT 1 FROM mirrors WHERE id = ?', r.holder.slice('mirror:'.length).replace(/:inflight$/, ''));
+    if (r.holder.startsWith('link:')) return !site.db.get('SELECT 1 FROM links WHERE path = ?', r.holder.slice('link:'.length));
+    return false;
+  });
+  if (orphan.length === 0) return [];
+  const released = orphan.map((r) => ({ snapshot: r.snapshot, holder: r.holder }));
+  site.db.tx(() => {
+    for (const r of released) site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', r.snapshot, r.holder);
+    site.event({ kind: 'hold.release', outcome: 'warning', detail: { reason: 'their holder (a mirror, a link, a replication source) no longer exists', holds: released } });
+  });
+  return released;
 }
 
 // ---------------------------------------------------------------- the update job
@@ -426,12 +512,17 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     for (const p of pendingPeerSnapshots(site, m.id)) {
       // Both taken here: one clock (time, then id), the order the receiver's replay check uses.
       if (p.id === target.id || compareOnOneClock(p, target) > 0) continue;
-      if (!remoteIds.has(p.id)) {
-        markPeer(site, p.id, m.id, 'transferring');
-        await sendSnapshot(site.store as never, rx, m.remoteVolume, p.manifest, { signal: o.signal, limiter, onProgress: o.onProgress });
-        const c = await rx.commit(m.remoteVolume, { snapshot: p.id, manifest: p.manifest, force: o.force, peer: true }, o.signal);
-        if (!c.applied) throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${c.refused}`, { details: { writesSnapshot: c.writesSnapshot, transferred: p.id } });
+      if (remoteIds.has(p.id)) {
+        // Already there (its commit's answer was lost, or the destination had it before this mirror
+        // existed): present. The base does not move back to it: a newer one committed there is adopted above.
+        markPeer(site, p.id, m.id, 'present');
+        site.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer, found: true } });
+        continue;
       }
+      markPeer(site, p.id, m.id, 'transferring');
+      await sendSnapshot(site.store as never, rx, m.remoteVolume, p.manifest, { signal: o.signal, limiter, onProgress: o.onProgress });
+      const c = await rx.commit(m.remoteVolume, { snapshot: p.id, manifest: p.manifest, force: o.force, peer: true }, o.signal);
+      if (!c.applied) throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${c.refused}`, { details: { writesSnapshot: c.writesSnapshot, transferred: p.id } });
       site.db.tx(() => {
         site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
         site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', p.id, holdFor(m), site.clock.now());
@@ -661,6 +752,8 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
   const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
+  const deleting = pendingPeerDeletions(site, m.id);
+  if (deleting > 0) reasons.push(`${deleting} peer snapshot deletion(s) pending`);
   // A paused mirror at rest shows `paused` as its state (DESIGN.md section 6); one moving (a forced update) shows what it does.
   const state: MirrorState = m.paused && m.state === 'idle' ? 'paused' : m.state;
   return { ...m, state, health: reasons.length ? 'warn' : 'up', healthReasons: reasons, lagSeconds: lag, baseTime, baseWarnings, ...(progress ? { progress } : {}) };

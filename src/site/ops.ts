@@ -12,6 +12,7 @@ import { workflowSummary } from '../dr/journal.ts';
 import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';
 import { addPeer, listPeers, removePeer } from './peers.ts';
 import { replicaRoot } from './paths.ts';
+import { applyInFlight } from './receiver.ts';
 import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, latestSnapshot, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
@@ -108,7 +109,8 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
     }
     case 'peer-delete': {
       const { acceptPeerDelete } = await import('./peer-snapshots.ts');
-      return acceptPeerDelete(engine.site, peerId, str(a, 'volume')!, str(a, 'snapshot')!);
+      const volume = str(a, 'volume')!;
+      return acceptPeerDelete(engine.site, peerId, volume, str(a, 'snapshot')!, applyInFlight(engine.site, volume));
     }
     case 'repoint': {
       const { acceptRepoint } = await import('../dr/migrate.ts');
@@ -171,6 +173,9 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'volume.remove'(ctx, a) {
     const site = ctx.engine.site;
     const name = str(a, 'name')!;
+    const wf = workflowSummary(site, name);
+    if (wf) throw new FerryError('VOLUME_IN_USE', `a ${wf.kind} of ${name} is in progress (step ${wf.step}); let it finish (rerun it) before removing the volume`);
+    if (applyInFlight(site, name)) throw new FerryError('VOLUME_IN_USE', `an update of ${name} from its primary is being applied here; wait for it (\`ferry status\`), or remove the mirror at the primary first`);
     const r = removeVolume(site, name, { force: a.force === true });
     const gc = r.snapshotsRemoved > 0 ? collectGarbageSoon(site) : undefined;
     return { removed: name, ...r, gc: gc ? summarizeGc(gc.plan) : null };
@@ -282,8 +287,15 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return pauseMirror(ctx.engine.site, str(a, 'volume')!, str(a, 'to', false), false);
   },
   async 'mirror.remove'(ctx, a) {
-    removeMirror(ctx.engine.site, str(a, 'volume')!, str(a, 'to', false));
-    return { removed: `${a.volume}@${a.to ?? ''}` };
+    const site = ctx.engine.site;
+    const volume = str(a, 'volume')!;
+    const m = getMirror(site, volume, str(a, 'to', false));
+    const wf = workflowSummary(site, volume);
+    if (wf) throw new FerryError('MIRROR_STATE', `a ${wf.kind} of ${volume} is in progress (step ${wf.step}): it decides what becomes of its mirrors; let it finish (rerun it) before removing the mirror to ${m.peer}`);
+    // An update of this mirror in flight is cancelled and waited for: it must not take holds for a mirror that is gone.
+    await ctx.engine.stopJob(m.id, `the mirror ${m.id} is being removed`);
+    removeMirror(site, volume, m.peer);
+    return { removed: m.id };
   },
   async failover(ctx, a) {
     const { runFailover } = await import('../dr/failover.ts');
@@ -356,18 +368,19 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return { ...r, peer: { deliveries: results, status: peerSnapshotStatus(site, volume).find((p) => p.id === r.snapshot.id) } };
   },
   async 'snapshot.peer-delete'(ctx, a) {
-    const { deletePeerSnapshot, PEER_DELETE_ROUTE } = await import('./peer-snapshots.ts');
-    const { PeerClient } = await import('./client.ts');
-    const { getPeer } = await import('./peers.ts');
+    const { requestPeerDelete } = await import('./peer-snapshots.ts');
     const site = ctx.engine.site;
-    return deletePeerSnapshot(site, str(a, 'volume')!, str(a, 'snapshot')!, async (t, snapshot) => {
-      const client = new PeerClient(ctx.engine.identity, getPeer(site, t.peerName));
-      try {
-        await client.call(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
-      } finally {
-        client.close();
-      }
-    }, { dryRun: a.dryRun === true });
+    const volume = str(a, 'volume')!;
+    const ref = str(a, 'snapshot')!;
+    const plan = requestPeerDelete(site, volume, ref, { dryRun: true });
+    if (a.dryRun === true) return { snapshot: plan.snapshot, removedAt: [], dryRun: true, wouldRemoveAt: plan.targets.map((t) => t.peerName) };
+    // An update delivering it to a secondary must end first: a deletion asked before its commit lands
+    // there would find nothing, and the snapshot would arrive after it, held for ever.
+    const delivering = site.db.all<{ mirror: string }>("SELECT mirror FROM peer_snapshots WHERE snapshot = ? AND state <> 'present'", plan.snapshot).map((r) => r.mirror);
+    await ctx.engine.waitJobs(delivering);
+    const req = requestPeerDelete(site, volume, ref);
+    const [o] = await ctx.engine.deliverPeerDeletions({ snapshot: req.snapshot });
+    return o;
   },
   async 'config.apply'(ctx, a) {
     const { applyConfigText } = await import('../config/apply.ts');
@@ -383,6 +396,11 @@ async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<
   const volume = str(a, 'volume')!;
   const to = str(a, 'to', false);
   const m = getMirror(ctx.engine.site, volume, to);
+  if (m.state === 'broken-off' && !initialize) {
+    // Its destination may follow this site again although it took over once (its home restored from a backup).
+    const { rejoinBrokenOff } = await import('../dr/failback.ts');
+    await rejoinBrokenOff(ctx.engine, m);
+  }
   const job = ctx.engine.update(volume, m.peer, { initialize, snapshot: str(a, 'snapshot', false), force: a.force === true }, ctx.progress);
   if (ctx.daemon && a.wait !== true) {
     job.catch(() => {}); // its outcome is in the mirror's state and the events

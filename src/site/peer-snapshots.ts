@@ -4,14 +4,25 @@
 // it; the mirror's update job delivers pending ones first, oldest first, with
 // the replication stream. They are held on both sides until `snapshot delete
 // --peer` removes them everywhere.
-import { FerryError } from '../core/errors.ts';
+//
+// Deleting one must complete whatever happens meanwhile, without costing a
+// mirror its base. The deletion goes to every mirror's secondary (a pending
+// one may hold it: its delivery's answer may have been lost), and each that
+// cannot confirm it now (unreachable, or it is its base there) keeps a row in
+// `peer_deletions`, retried by the daemon and after each update of that
+// mirror. Until the last row goes the snapshot stays here, held `peer-delete`:
+// it may be the only snapshot the primary and that secondary share, and the
+// next update starts from it. A secondary lets the site it follows delete its
+// peer snapshots, whichever site took them (after a migrate, a failover and
+// failback, the current primary of the lineage).
+import { FerryError, isFerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { ROUTES } from './http.ts';
 import { PEER_HOLD } from './receiver.ts';
 import type { Site } from './site.ts';
-import { executeDeleteSnapshots, planDeleteSnapshots, resolveSnapshot } from './snapshots.ts';
+import { collectGarbageSoon, executeDeleteSnapshots, planDeleteSnapshots, resolveSnapshot } from './snapshots.ts';
 
-export type PeerState = 'pending' | 'transferring' | 'present';
+export type PeerState = 'pending' | 'transferring' | 'present' | 'deleting';
 
 export interface PendingPeer {
   id: string;
@@ -46,26 +57,82 @@ export function registerPeerSnapshot(site: Site, volume: string, snapshot: strin
   return mirrors;
 }
 
+/** A new mirror of the volume: every peer snapshot held here becomes pending for it (in the caller's transaction). */
+export function queuePeerSnapshotsFor(site: Site, volume: string, mirror: string): string[] {
+  const ids = site.db.all<{ id: string }>('SELECT s.id FROM snapshots s JOIN holds h ON h.snapshot = s.id AND h.holder = ? WHERE s.volume = ? ORDER BY s.time, s.id', PEER_HOLD, volume).map((r) => r.id);
+  for (const id of ids) site.db.run("INSERT OR REPLACE INTO peer_snapshots (snapshot, mirror, state, updated_at) VALUES (?, ?, 'pending', ?)", id, mirror, site.clock.now());
+  return ids;
+}
+
 export interface PeerSnapshotStatus {
   id: string;
   name: string | null;
   time: number;
-  secondaries: Array<{ mirror: string; state: PeerState; updatedAt: number }>;
+  /** deleted with --peer; it stays here until every secondary confirmed (state `deleting`) */
+  deleting: boolean;
+  secondaries: Array<{ mirror: string; state: PeerState; updatedAt: number; lastError?: { code: string; message: string } | null }>;
+}
+
+/** The hold a peer snapshot being deleted carries here until every secondary has confirmed. */
+export const PEER_DELETE_HOLD = 'peer-delete';
+
+interface DeletionRow {
+  snapshot: string;
+  mirror: string;
+  volume: string;
+  failures: number;
+  next_at: number;
+  last_error: string | null;
+  created_at: number;
+}
+
+/** Rows of the peer_deletions table; none in a catalog opened read-only from before it existed. */
+function deletions<T>(site: Site, fn: () => T[]): T[] {
+  try {
+    return fn();
+  } catch (err) {
+    if (/no such table: peer_deletions/.test((err as Error).message)) return [];
+    throw err;
+  }
 }
 
 export function peerSnapshotStatus(site: Site, volume: string): PeerSnapshotStatus[] {
-  const rows = site.db.all<{ id: string; name: string | null; time: number; mirror: string | null; state: PeerState | null; updated_at: number | null }>(
-    `SELECT s.id, s.name, s.time, p.mirror, p.state, p.updated_at FROM snapshots s JOIN holds h ON h.snapshot = s.id AND h.holder = ?
-       LEFT JOIN peer_snapshots p ON p.snapshot = s.id WHERE s.volume = ? ORDER BY s.time, s.id, p.mirror`,
-    PEER_HOLD, volume,
+  const snaps = site.db.all<{ id: string; name: string | null; time: number; deleting: number }>(
+    `SELECT s.id, s.name, s.time, EXISTS (SELECT 1 FROM holds d WHERE d.snapshot = s.id AND d.holder = ?) AS deleting FROM snapshots s
+       WHERE s.volume = ? AND EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id AND h.holder IN (?, ?)) ORDER BY s.time, s.id`,
+    PEER_DELETE_HOLD, volume, PEER_HOLD, PEER_DELETE_HOLD,
   );
-  const out = new Map<string, PeerSnapshotStatus>();
-  for (const r of rows) {
-    let e = out.get(r.id);
-    if (!e) out.set(r.id, (e = { id: r.id, name: r.name, time: r.time, secondaries: [] }));
-    if (r.mirror) e.secondaries.push({ mirror: r.mirror, state: r.state!, updatedAt: r.updated_at! });
-  }
-  return [...out.values()];
+  return snaps.map((x) => {
+    const rows = site.db.all<{ mirror: string; state: PeerState; updated_at: number }>('SELECT mirror, state, updated_at FROM peer_snapshots WHERE snapshot = ? ORDER BY mirror', x.id);
+    const dels = deletions(site, () => site.db.all<DeletionRow>('SELECT * FROM peer_deletions WHERE snapshot = ? ORDER BY mirror', x.id));
+    return {
+      id: x.id,
+      name: x.name,
+      time: x.time,
+      deleting: x.deleting === 1,
+      secondaries: [
+        ...rows.map((r) => ({ mirror: r.mirror, state: r.state, updatedAt: r.updated_at })),
+        ...dels.map((d) => ({ mirror: d.mirror, state: 'deleting' as const, updatedAt: d.created_at, lastError: d.last_error ? (JSON.parse(d.last_error) as { code: string; message: string }) : null })),
+      ],
+    };
+  });
+}
+
+/** The peer-snapshot deletions of a mirror being removed go with it; returns their snapshots. */
+export function dropPeerDeletions(site: Site, mirror: string): string[] {
+  const ids = deletions(site, () => site.db.all<{ snapshot: string }>('SELECT snapshot FROM peer_deletions WHERE mirror = ?', mirror)).map((r) => r.snapshot);
+  if (ids.length > 0) site.db.run('DELETE FROM peer_deletions WHERE mirror = ?', mirror);
+  return ids;
+}
+
+/** Mirrors with a peer-snapshot deletion whose retry is due. */
+export function duePeerDeletionMirrors(site: Site, now: number): string[] {
+  return deletions(site, () => site.db.all<{ mirror: string }>('SELECT DISTINCT mirror FROM peer_deletions WHERE next_at <= ?', now)).map((r) => r.mirror);
+}
+
+/** Peer-snapshot deletions a mirror still owes (its health shows them). */
+export function pendingPeerDeletions(site: Site, mirror: string): number {
+  return deletions(site, () => site.db.all<{ n: number }>('SELECT count(*) AS n FROM peer_deletions WHERE mirror = ?', mirror))[0]?.n ?? 0;
 }
 
 export interface PeerDeleteTarget {
@@ -74,61 +141,184 @@ export interface PeerDeleteTarget {
   remoteVolume: string;
 }
 
-/** Delete a peer snapshot everywhere: each secondary first (via `remove`), then here. */
-export async function deletePeerSnapshot(
-  site: Site,
-  volume: string,
-  ref: string,
-  remove: (t: PeerDeleteTarget, snapshot: string) => Promise<void>,
-  opts: { dryRun?: boolean } = {},
-): Promise<{ snapshot: string; removedAt: string[]; dryRun?: true; wouldRemoveAt?: string[] }> {
+/** A secondary's answer to a peer deletion: deleted, not there, or still held there (by what). */
+export interface PeerDeleteAnswer {
+  deleted: boolean;
+  absent?: boolean;
+  heldBy?: string[];
+}
+
+export type PeerDeleteCall = (t: PeerDeleteTarget, snapshot: string) => Promise<PeerDeleteAnswer>;
+
+export interface PeerDeleteOutcome {
+  snapshot: string;
+  /** secondaries that deleted it (or confirmed they never had it) */
+  removedAt: string[];
+  /** secondaries that could not confirm yet: the deletion is retried there, and the snapshot stays here until then */
+  pendingAt: Array<{ peer: string; error: { code: string; message: string } }>;
+  /** secondaries that follow another site now (a failover): theirs to delete */
+  skipped: Array<{ peer: string; reason: string }>;
+  /** gone here too (every secondary confirmed) */
+  deletedHere: boolean;
+  /** held here by a mirror's base since: it stays as a plain snapshot */
+  keptAsBase?: boolean;
+}
+
+/**
+ * `snapshot delete VOL S --peer` at the primary, the part that needs no network: check, then record
+ * a deletion for every mirror (in one transaction, the peer hold becomes `peer-delete`). The caller
+ * delivers them (deliverPeerDeletions). Run again on a snapshot being deleted, it records nothing:
+ * the caller delivers what is left.
+ */
+export function requestPeerDelete(site: Site, volume: string, ref: string, opts: { dryRun?: boolean } = {}): { snapshot: string; targets: PeerDeleteTarget[]; again: boolean } {
   const snap = resolveSnapshot(site, volume, ref);
-  if (!snap.holds.includes(PEER_HOLD)) throw new FerryError('USAGE', `snapshot ${snap.name ?? snap.id} is not a peer snapshot; delete it with \`ferry snapshot delete\``);
+  const label = snap.name ?? snap.id;
+  const again = snap.holds.includes(PEER_DELETE_HOLD);
+  if (!snap.holds.includes(PEER_HOLD) && !again) throw new FerryError('USAGE', `snapshot ${label} is not a peer snapshot; delete it with \`ferry snapshot delete\``);
   const sec = site.db.get<{ source_site: string; state: string }>("SELECT source_site, state FROM secondaries WHERE volume = ? AND state <> 'broken-off'", volume);
   if (sec) {
     // Deleting it here alone would leave the primary believing it is present here.
     const from = site.db.get<{ name: string }>('SELECT name FROM peers WHERE id = ?', sec.source_site)?.name ?? sec.source_site;
-    throw new FerryError('MIRROR_STATE', `${volume} is a secondary here: peer snapshot ${snap.name ?? snap.id} belongs to its primary ${from}; delete it there with \`ferry snapshot delete ${volume} ${snap.name ?? snap.id} --peer\``);
+    throw new FerryError('MIRROR_STATE', `${volume} is a secondary here: peer snapshot ${label} belongs to its primary ${from}; delete it there with \`ferry snapshot delete ${volume} ${label} --peer\``);
+  }
+  const targets = site.db
+    .all<{ id: string; peer: string; remote_volume: string }>("SELECT id, peer, remote_volume FROM mirrors WHERE volume = ? AND state <> 'broken-off' ORDER BY peer", volume)
+    .map((m) => ({ mirror: m.id, peerName: m.peer, remoteVolume: m.remote_volume }));
+  if (again) {
+    const left = new Set(deletions(site, () => site.db.all<{ mirror: string }>('SELECT mirror FROM peer_deletions WHERE snapshot = ?', snap.id)).map((r) => r.mirror));
+    return { snapshot: snap.id, targets: targets.filter((t) => left.has(t.mirror)), again };
   }
   const others = snap.holds.filter((h) => h !== PEER_HOLD);
   if (others.length > 0) {
     // A mirror's base (or a snapshot in flight, or a link's) cannot go: refuse before removing it anywhere,
     // rather than leave it behind on every side as a plain snapshot nothing would ever delete.
-    throw new FerryError('SNAPSHOT_HELD', `peer snapshot ${snap.name ?? snap.id} is held by ${others.join(', ')} (a mirror's base until the next update moves it); run \`ferry mirror update ${volume}\` first, then delete it with --peer`);
+    const inflight = others.some((h) => h.endsWith(':inflight'));
+    throw new FerryError('SNAPSHOT_HELD', `peer snapshot ${label} is held by ${others.join(', ')} (${inflight ? 'an update is sending it: wait for it to end' : `a mirror's base until the next update moves it: run \`ferry mirror update ${volume}\` first`}), then delete it with --peer`);
   }
-  const targets = site.db.all<{ mirror: string; peer: string; remote_volume: string; state: PeerState }>(
-    'SELECT p.mirror, m.peer, m.remote_volume, p.state FROM peer_snapshots p JOIN mirrors m ON m.id = p.mirror WHERE p.snapshot = ?',
-    snap.id,
-  );
-  // Plan only: the same checks, and where it would go; nothing removed anywhere.
-  if (opts.dryRun) return { snapshot: snap.id, removedAt: [], dryRun: true, wouldRemoveAt: targets.filter((t) => t.state === 'present').map((t) => t.peer) };
-  const removedAt: string[] = [];
-  for (const t of targets) {
-    if (t.state !== 'present') continue; // never arrived: nothing to remove there
-    await remove({ mirror: t.mirror, peerName: t.peer, remoteVolume: t.remote_volume }, snap.id);
-    removedAt.push(t.peer);
-  }
+  // A secondary whose row is not `present` may hold it all the same (a commit whose answer was lost): every mirror is asked.
+  if (opts.dryRun) return { snapshot: snap.id, targets, again };
+  const now = site.clock.now();
   site.db.tx(() => {
     site.db.run('DELETE FROM peer_snapshots WHERE snapshot = ?', snap.id);
     site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snap.id, PEER_HOLD);
+    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', snap.id, PEER_DELETE_HOLD, now);
+    for (const t of targets) site.db.run('INSERT OR IGNORE INTO peer_deletions (snapshot, mirror, volume, created_at) VALUES (?, ?, ?, ?)', snap.id, t.mirror, volume, now);
+    site.event({ kind: 'snapshot.peer-delete', volume, outcome: 'info', detail: { snapshot: snap.id, name: snap.name, at: targets.map((t) => t.peerName) } });
   });
-  // A hold may have appeared since the check (an update in flight took it as its target): then it stays as a plain snapshot.
-  const plan = planDeleteSnapshots(site, volume, [snap.id]);
-  if (plan.refused.length === 0) executeDeleteSnapshots(site, plan);
-  site.event({ kind: 'snapshot.peer-delete', volume, outcome: 'ok', detail: { snapshot: snap.id, removedAt, keptAsBase: plan.refused.length > 0 } });
-  return { snapshot: snap.id, removedAt };
+  return { snapshot: snap.id, targets, again };
 }
 
-/** At a secondary: the primary deletes one of its peer snapshots here. */
-export function acceptPeerDelete(site: Site, sourceSite: string, volume: string, snapshot: string): { deleted: boolean } {
-  const sec = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
+const RETRY_BASE_MS = 5_000;
+const RETRY_MAX_MS = 5 * 60_000;
+
+/**
+ * Deliver recorded peer deletions: each is asked of its secondary; confirmed (deleted, or not there),
+ * its row goes; not yet (unreachable, held there as its base), it is retried with backoff (and after
+ * the mirror's next update); a secondary that follows another site now (it took over) is skipped.
+ * A snapshot whose last row went is deleted here. `due`: only rows whose retry is due.
+ */
+export async function deliverPeerDeletions(site: Site, call: PeerDeleteCall, filter: { snapshot?: string; mirror?: string; due?: boolean } = {}): Promise<PeerDeleteOutcome[]> {
+  const now = site.clock.now();
+  const rows = deletions(site, () =>
+    site.db.all<DeletionRow & { peer: string; remote_volume: string; state: string }>(
+      `SELECT d.*, m.peer, m.remote_volume, m.state FROM peer_deletions d JOIN mirrors m ON m.id = d.mirror
+         WHERE (? IS NULL OR d.snapshot = ?) AND (? IS NULL OR d.mirror = ?) AND (? = 0 OR d.next_at <= ?) ORDER BY d.snapshot, m.peer`,
+      filter.snapshot ?? null, filter.snapshot ?? null, filter.mirror ?? null, filter.mirror ?? null, filter.due ? 1 : 0, now,
+    ),
+  );
+  const out = new Map<string, PeerDeleteOutcome>();
+  const outcome = (id: string) => {
+    let o = out.get(id);
+    if (!o) out.set(id, (o = { snapshot: id, removedAt: [], pendingAt: [], skipped: [], deletedHere: false }));
+    return o;
+  };
+  for (const r of rows) {
+    const o = outcome(r.snapshot);
+    const done = (detail: Record<string, unknown>) =>
+      site.db.tx(() => {
+        site.db.run('DELETE FROM peer_deletions WHERE snapshot = ? AND mirror = ?', r.snapshot, r.mirror);
+        site.event({ kind: 'snapshot.peer-delete', volume: r.volume, outcome: 'ok', detail: { snapshot: r.snapshot, peer: r.peer, ...detail } });
+      });
+    if (r.state === 'broken-off') {
+      o.skipped.push({ peer: r.peer, reason: `${r.peer} took the volume over: its copy is its own to delete` });
+      done({ skipped: 'took over' });
+      continue;
+    }
+    let error: { code: string; message: string };
+    try {
+      const a = await call({ mirror: r.mirror, peerName: r.peer, remoteVolume: r.remote_volume }, r.snapshot);
+      if (a.deleted || a.absent) {
+        o.removedAt.push(r.peer);
+        done({ removedAt: r.peer, absent: a.absent === true });
+        continue;
+      }
+      error = { code: 'SNAPSHOT_HELD', message: `held at ${r.peer} by ${(a.heldBy ?? []).join(', ') || 'something'} (its base, until the next update of the mirror moves it: \`ferry mirror update ${r.volume} --to ${r.peer}\`)` };
+    } catch (err) {
+      const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.message ?? err));
+      if (fe.code === 'NOT_AUTHORIZED' || fe.code === 'FAILED_OVER') {
+        o.skipped.push({ peer: r.peer, reason: fe.message });
+        done({ skipped: fe.message });
+        continue;
+      }
+      error = { code: fe.code, message: fe.message };
+    }
+    o.pendingAt.push({ peer: r.peer, error });
+    const failures = r.failures + 1;
+    site.db.run('UPDATE peer_deletions SET failures = ?, next_at = ?, last_error = ? WHERE snapshot = ? AND mirror = ?', failures, now + Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (failures - 1)), JSON.stringify(error), r.snapshot, r.mirror);
+  }
+  for (const id of filter.snapshot ? [filter.snapshot] : out.keys()) {
+    const o = outcome(id);
+    Object.assign(o, finishPeerDelete(site, id));
+  }
+  return [...out.values()];
+}
+
+/**
+ * A peer snapshot being deleted whose every secondary has confirmed (no row left): deleted here (its
+ * data collected unless `gc` is false: inside a caller's transaction). Held meanwhile by a mirror's
+ * base, it stays as a plain snapshot. Rows of a mirror that was removed went with it.
+ */
+export function finishPeerDelete(site: Site, snapshot: string, opts: { gc?: boolean } = {}): { deletedHere: boolean; keptAsBase?: boolean } {
+  const s = site.db.get<{ volume: string }>('SELECT s.volume FROM snapshots s JOIN holds h ON h.snapshot = s.id AND h.holder = ? WHERE s.id = ?', PEER_DELETE_HOLD, snapshot);
+  if (!s) return { deletedHere: !site.db.get('SELECT 1 FROM snapshots WHERE id = ?', snapshot) };
+  if (deletions(site, () => site.db.all('SELECT 1 FROM peer_deletions WHERE snapshot = ?', snapshot)).length > 0) return { deletedHere: false };
+  site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snapshot, PEER_DELETE_HOLD);
+  // A hold may have appeared since the request (an update took it as its base): then it stays as a plain snapshot.
+  const plan = planDeleteSnapshots(site, s.volume, [snapshot]);
+  const keptAsBase = plan.refused.length > 0;
+  if (!keptAsBase) executeDeleteSnapshots(site, plan, { gc: opts.gc });
+  site.event({ kind: 'snapshot.peer-delete', volume: s.volume, outcome: 'ok', detail: { snapshot, deletedHere: !keptAsBase, keptAsBase } });
+  return { deletedHere: !keptAsBase, ...(keptAsBase ? { keptAsBase } : {}) };
+}
+
+/** Peer snapshots being deleted whose rows are all gone (their mirrors were removed): finish them. */
+export function finishOrphanPeerDeletes(site: Site, opts: { gc?: boolean } = {}): string[] {
+  if (site.readOnly) return [];
+  const ids = site.db.all<{ snapshot: string }>('SELECT snapshot FROM holds WHERE holder = ?', PEER_DELETE_HOLD).map((r) => r.snapshot);
+  return ids.filter((id) => finishPeerDelete(site, id, opts).deletedHere);
+}
+
+/**
+ * At a secondary: the site it follows deletes one of its peer snapshots here. Only the current source
+ * may (after a migrate or a failover and failback, the primary of the lineage, whichever site took
+ * the snapshot). Answers deleted, absent, or still held here (by the replica's base: the next update
+ * moves it, and the primary asks again); busy while an apply runs (it may be this very snapshot's).
+ */
+export function acceptPeerDelete(site: Site, sourceSite: string, volume: string, snapshot: string, busy: boolean): PeerDeleteAnswer {
+  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', volume);
   if (!sec || sec.source_site !== sourceSite) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} here is not the asking site's secondary`);
+  if (sec.state === 'broken-off') throw new FerryError('FAILED_OVER', `${site.name} took over volume ${volume} (failover): its peer snapshots are its own to delete now`);
+  if (busy) throw new FerryError('PEER_BUSY', `an update of ${volume} is being applied at ${site.name}; the deletion is retried`);
   const snap = site.db.get<{ id: string }>('SELECT id FROM snapshots WHERE id = ? AND volume = ?', snapshot, volume);
-  if (!snap) return { deleted: false };
-  site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snapshot, PEER_HOLD);
-  const plan = planDeleteSnapshots(site, volume, [snapshot]);
-  if (plan.refused.length > 0) return { deleted: false }; // it is the base here: it goes when the base moves
-  executeDeleteSnapshots(site, plan);
+  if (!snap) return { deleted: false, absent: true };
+  const heldBy = site.db.all<{ holder: string }>('SELECT holder FROM holds WHERE snapshot = ? AND holder <> ?', snapshot, PEER_HOLD).map((h) => h.holder);
+  // The replica's base stays a peer snapshot until the base moves: released now, it would stay behind as a plain one.
+  if (heldBy.length > 0) return { deleted: false, heldBy };
+  site.db.tx(() => {
+    site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snapshot, PEER_HOLD);
+    executeDeleteSnapshots(site, planDeleteSnapshots(site, volume, [snapshot]), { gc: false });
+  });
+  collectGarbageSoon(site);
   return { deleted: true };
 }
 

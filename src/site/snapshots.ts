@@ -435,6 +435,7 @@ export function planDeleteSnapshots(site: Site, volume: string, refs: string[], 
     seen.add(s.id);
     const blocking = s.holds.filter((h) => !(opts.allowHeld ?? []).includes(h));
     if (blocking.includes('peer')) plan.refused.push({ id: s.id, name: s.name, reason: 'a peer snapshot: delete it everywhere with `ferry snapshot delete --peer`' });
+    else if (blocking.includes('peer-delete')) plan.refused.push({ id: s.id, name: s.name, reason: 'a peer snapshot being deleted: it goes once every secondary has confirmed (`ferry snapshot peers`)' });
     else if (blocking.length > 0) plan.refused.push({ id: s.id, name: s.name, reason: `held by ${blocking.join(', ')}` });
     else plan.delete.push({ id: s.id, name: s.name, time: s.time });
   }

@@ -219,20 +219,45 @@ export function updateVolumeSettings(site: Site, name: string, changes: { hooks?
   return getVolume(site, name);
 }
 
-/** Remove a volume's definition. Its snapshots go too only with force (and only if none is held). */
-export function removeVolume(site: Site, name: string, opts: { force?: boolean } = {}): { snapshotsRemoved: number } {
+/**
+ * Remove a volume's definition (never its files). Refused while the volume has mirrors here or
+ * links (they would be left pointing at nothing: remove them first). Its snapshots go too only with
+ * force; force also ends what only this volume's snapshots hold: the replication relation it is the
+ * secondary (or the failed-over secondary) of, whose source then needs a full sync to replicate here
+ * again, and its peer snapshots here. Holds of any other kind refuse.
+ */
+export function removeVolume(site: Site, name: string, opts: { force?: boolean } = {}): { snapshotsRemoved: number; released: string[] } {
   getVolume(site, name);
-  const count = site.db.get<{ n: number }>('SELECT count(*) AS n FROM snapshots WHERE volume = ?', name)!.n;
-  if (count > 0 && !opts.force) {
-    throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${count} snapshot(s); delete them, or pass --force to remove the volume and its snapshots`);
+  const mirrors = site.db.all<{ peer: string }>('SELECT peer FROM mirrors WHERE volume = ? ORDER BY peer', name).map((m) => m.peer);
+  if (mirrors.length > 0) {
+    throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${mirrors.length} mirror(s) (to ${mirrors.join(', ')}); remove them first: ${mirrors.map((p) => `\`ferry mirror remove ${name} --to ${p}\``).join(', ')}`);
   }
-  const held = site.db.get<{ n: number }>('SELECT count(*) AS n FROM holds h JOIN snapshots s ON s.id = h.snapshot WHERE s.volume = ?', name)!.n;
-  if (held > 0) throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${held} held snapshot(s) (mirror bases or peer snapshots); remove its mirrors first`);
+  const links = site.db.all<{ path: string }>('SELECT path FROM links WHERE volume = ? ORDER BY path', name).map((l) => l.path);
+  if (links.length > 0) {
+    throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${links.length} link(s) (${links.join(', ')}); remove them first: ${links.map((p) => `\`ferry link remove ${p}\``).join(', ')}`);
+  }
+  const count = site.db.get<{ n: number }>('SELECT count(*) AS n FROM snapshots WHERE volume = ?', name)!.n;
+  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', name);
+  const source = sec ? site.db.get<{ name: string }>('SELECT name FROM peers WHERE id = ?', sec.source_site)?.name ?? sec.source_site : null;
+  if (count > 0 && !opts.force) {
+    const relation = sec ? ` It is the ${sec.state === 'broken-off' ? 'failed-over ' : ''}secondary of ${source}: --force also ends that relation (${source} would need a full sync to replicate here again).` : '';
+    throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${count} snapshot(s); delete them, or pass --force to remove the volume and its snapshots.${relation}`);
+  }
+  const holds = site.db.all<{ holder: string }>('SELECT DISTINCT h.holder FROM holds h JOIN snapshots s ON s.id = h.snapshot WHERE s.volume = ? ORDER BY h.holder', name).map((h) => h.holder);
+  // What removing the volume ends: its secondary relation, its peer snapshots, what a mirror removed
+  // earlier left (none of them exists without the volume). Anything else keeps it.
+  const ends = (h: string) => h === 'peer' || h === 'peer-delete' || h.startsWith('mirror-from:') || (h.startsWith('mirror:') && !site.db.get('SELECT 1 FROM mirrors WHERE id = ?', h.slice('mirror:'.length).replace(/:inflight$/, '')));
+  const blocking = holds.filter((h) => !ends(h));
+  if (blocking.length > 0) throw new FerryError('VOLUME_IN_USE', `volume ${name} has snapshots held by ${blocking.join(', ')}; release those first`);
   site.db.tx(() => {
+    site.db.run('DELETE FROM peer_snapshots WHERE snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', name);
+    site.db.run('DELETE FROM peer_deletions WHERE volume = ?', name);
+    site.db.run('DELETE FROM holds WHERE snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', name);
+    site.db.run('DELETE FROM secondaries WHERE volume = ?', name);
     site.db.run('DELETE FROM stat_cache WHERE volume = ?', name);
     site.db.run('DELETE FROM snapshots WHERE volume = ?', name);
     site.db.run('DELETE FROM volumes WHERE name = ?', name);
-    site.event({ kind: 'volume.remove', volume: name, outcome: 'ok', detail: { snapshotsRemoved: count } });
+    site.event({ kind: 'volume.remove', volume: name, outcome: 'ok', detail: { snapshotsRemoved: count, released: holds, ...(sec ? { endedSecondaryOf: source, relation: sec.state } : {}) } });
   });
-  return { snapshotsRemoved: count };
+  return { snapshotsRemoved: count, released: holds };
 }

@@ -6,13 +6,19 @@
 // base, the bytes expected) and changes nothing; when the base is gone from
 // one side, failback reports NEEDS_FULL_SYNC and changes nothing, and
 // `--full` then resyncs (moving only what the old primary lacks), keeping its
-// divergent writes in a snapshot.
+// divergent writes in a snapshot. And a new primary whose home was restored
+// from a backup taken before its failover (it is a secondary again as far as
+// its catalog knows): failback at the old primary says so and what works,
+// and `mirror update` rejoins the broken-off mirror, its writes kept first.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, newSite, pairSites, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { Site } from '../../src/site/site.ts';
+import { createVolume } from '../../src/site/volumes.ts';
 
 const sites: DrSite[] = [];
 after(() => cleanupSites(sites));
@@ -152,4 +158,88 @@ test('the old primary\'s own snapshots, the divergent one the failback plan list
   const now = after1.a.snapshotRows('vol').map((s) => s.id);
   for (const id of after1.divergent) assert.ok(now.includes(id), `divergent snapshot ${id}, listed by the failback plan, is gone after the failback`);
   for (const id of after1.before) assert.ok(now.includes(id), `snapshot ${id}, taken here as primary, is gone after the failback`);
+});
+
+test('a new primary whose home was restored from a backup taken before its failover: failback says what works, and mirror update rejoins it, keeping what it wrote', async () => {
+  // b's replica is where its operator put it, outside its home (a home restore leaves it as it is).
+  let replica = '';
+  const { a, b, data } = await mirroredPair(sites, ['restored-a', 'restored-b'], {
+    fileSize: 256 * KiB,
+    beforeStart: (_a, b) => {
+      replica = join(b.dir, 'replica');
+      mkdirSync(replica);
+      const s = Site.open(b.home, { command: 'test setup' });
+      try {
+        createVolume(s, 'vol', { members: [{ name: 'data', path: replica }], role: 'secondary' });
+      } finally {
+        s.close();
+      }
+    },
+  });
+  // A backup of b's home, taken while its daemon is stopped.
+  await b.stop();
+  const backup = join(b.dir, 'home-backup');
+  execFileSync('cp', ['-a', b.home, backup]);
+  await b.start();
+  // b takes over (a is told); production runs at b for a while.
+  await b.json(['failover', 'vol']);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.state, 'broken-off');
+  writeFileSync(join(replica, 'written-at-b.txt'), 'production at b\n');
+  const atB = copyTree(replica, join(b.dir, 'as-primary'));
+  // b's home is restored from the backup: its catalog knows nothing of the failover.
+  await b.stop();
+  rmSync(b.home, { recursive: true, force: true });
+  execFileSync('cp', ['-a', backup, b.home]);
+  await b.start();
+  assert.equal(roleOf(b), 'secondary');
+  // a: failback has nothing to fail back from, and says what works instead.
+  await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', /secondary again.*mirror update vol --to restored-b/s);
+  writeChange(data, 'at-a.bin', 32 * KiB);
+  // mirror update rejoins the broken-off mirror; b's writes as primary are kept there before anything is overwritten.
+  const first = await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'REPLICA_WRITTEN');
+  const kept = first.json.error.details.writesSnapshot;
+  assert.match(kept, /^replica-writes-/);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.state, 'idle', 'the mirror is in step again');
+  const u = await a.json(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--force']);
+  assert.ok(u.transfer.bytes < 32 * KiB + 32 * KiB, `the update sent ${u.transfer.bytes} bytes for ~32 KiB written at a`);
+  assertTreesEqual(replica, data);
+  assertTreesEqual(await b.restore('vol', kept, 'kept'), atB);
+});
+
+test('a failback whose new primary is lost after this site demoted itself: failover --force here undoes the demotion; split brain shows once the other is back, and the failback rerun ends it', async () => {
+  const { a, b, data } = await mirroredPair(sites, ['fblost-a', 'fblost-b']);
+  await b.json(['failover', 'vol']);
+  // a fails back: it demotes itself, then b is lost before it resyncs a.
+  const pause = join(a.dir, 'release');
+  await a.stop();
+  await a.start({ env: { FERRY_PAUSE_AT: 'failback:after-demote', FERRY_PAUSE_FILE: pause } });
+  const fb = a.ferry(['failback', 'vol', '--json']);
+  await waitFor('a to demote itself', () => a.catalog((db) => (db.prepare("SELECT step FROM workflows WHERE state = 'running'").get() as { step: string } | undefined)?.step === 'demoted'), 60_000);
+  await b.stop('SIGKILL');
+  writeFileSync(pause, '');
+  const r = await fb;
+  assert.equal(r.code, 6, `${r.stdout} ${r.stderr}`);
+  assert.match(r.json?.error?.message ?? r.stderr, /failover vol --force/, 'the error names the way out');
+  assert.equal(roleOf(a), 'secondary');
+  await a.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /failover vol --force/);
+  const fo = await a.json(['failover', 'vol', '--force']);
+  assert.match(fo.instead, /demotion is undone/);
+  assert.equal(roleOf(a), 'primary');
+  assert.equal(secondaryRow(a), undefined);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.state, 'broken-off', 'back as it was after b\'s failover');
+  assert.deepEqual(a.catalog((db) => db.prepare("SELECT kind FROM workflows WHERE state = 'running'").all()), []);
+  // b comes back primary; both write: split brain at both.
+  await b.start();
+  writeChange(data, 'at-a.bin', 4 * KiB);
+  await a.json(['snapshot', 'create', 'vol']);
+  const bRep = await b.memberPath('vol');
+  writeChange(bRep, 'at-b.bin', 4 * KiB);
+  await b.json(['snapshot', 'create', 'vol']);
+  assert.equal((await a.mirror('vol', b.name)).state, 'split-brain');
+  assert.equal((await b.volume('vol')).secondary.state, 'split-brain');
+  // The failback, run again, ends it: a's writes kept, a follows b.
+  const fb2 = await a.json(['failback', 'vol']);
+  assert.match(fb2.kept, /^failback-kept-/);
+  assert.equal(roleOf(a), 'secondary');
+  assertTreesEqual(data, bRep);
 });

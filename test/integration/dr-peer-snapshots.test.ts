@@ -6,15 +6,25 @@
 // sides: a plain delete is refused at either, a peer delete at the
 // secondary is refused (it belongs to the primary), and `snapshot delete
 // --peer` at the primary removes it everywhere once it is no longer a base.
+// A deletion while a secondary that holds it is down (its delivery's answer
+// was lost: the primary shows it pending) waits for that secondary, keeping
+// the snapshot here so the next update starts from it (no full sync); and
+// after a migrate, or a failover and failback, the current primary deletes a
+// peer snapshot at the old primary too.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, newSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, newSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { TcpProxy } from './tcp-proxy.ts';
 
 const sites: DrSite[] = [];
-after(() => cleanupSites(sites));
+const proxies: TcpProxy[] = [];
+after(async () => {
+  await cleanupSites(sites);
+  await Promise.all(proxies.map((p) => p.close().catch(() => {})));
+});
 
 const peerState = (site: DrSite, snapshot: string): string | undefined =>
   site.catalog((db) => (db.prepare('SELECT state FROM peer_snapshots WHERE snapshot = ?').get(snapshot) as { state: string } | undefined)?.state);
@@ -94,4 +104,82 @@ test('AFM peer snapshots: pending while the secondary is down, delivered on its 
   assert.deepEqual(await a.json(['snapshot', 'peers', 'vol']), []);
   assertTreesEqual(replica, data);
   console.log(`# bytes: volume ${volBytes}, baseline ${init.transfer.bytes}, p1 delivered late ${sent[0].bytes} (128 KiB changed), update ${upd.transfer.bytes} (64 KiB changed)`);
+});
+
+test('AFM peer snapshots: deleted with --peer while a secondary that holds it unseen (its delivery answer was lost) is down: the deletion waits for it, the base survives, no full sync', async () => {
+  const [a, b] = await Promise.all([newSite('lost-a'), newSite('lost-b')]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, 2, 256 * KiB);
+  a.defineVolume('vol', [data]);
+  await Promise.all([a.start({ tick: 200 }), b.start({ tick: 200 })]);
+  const toB = await TcpProxy.start(b.port!);
+  proxies.push(toB);
+  await Promise.all([a.json(['site', 'add', b.name, toB.url, '--id', b.id]), b.json(['site', 'add', a.name, a.url!, '--id', a.id])]);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  const base0 = mirrorWithBase(a, 'vol', b.name)!.base!;
+
+  // ---- p1 is committed at b, but the answer never reaches a (the link resets while b applies it)
+  const release = join(b.dir, 'release-apply');
+  await b.stop();
+  await b.start({ tick: 200, env: { FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release } });
+  writeChange(data, 'p1.bin', 64 * KiB);
+  const created = await a.json(['snapshot', 'create', 'vol', '--peer', '--name', 'p1']);
+  const p1 = created.snapshot.id;
+  const secB = () => b.catalog((db) => db.prepare("SELECT applied, applying FROM secondaries WHERE volume = 'vol'").get()) as { applied: string; applying: string | null };
+  await waitFor('b to apply p1', () => secB().applying === p1);
+  toB.resetAfter(0);
+  toB.resetAll();
+  await waitFor('a to give up on p1\'s delivery', () => peerState(a, p1) === 'pending' && mirrorWithBase(a, 'vol', b.name)!.state !== 'updating');
+  writeFileSync(release, '');
+  await waitFor('b to finish applying p1', () => secB().applied === p1 && secB().applying === null);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.base, base0, 'a never learned that b committed p1');
+  assert.ok(!b.snapshotRows('vol').some((s) => s.id === base0), 'b released the old base: p1 is all it has');
+
+  // ---- b goes down; a deletes p1 everywhere: b may hold it, so the deletion waits for b, and p1 stays here meanwhile
+  await b.stop();
+  toB.pass();
+  const del = await a.ferry(['snapshot', 'delete', 'vol', 'p1', '--peer', '--json']);
+  assert.equal(del.code, 8, `pending at an unreachable secondary: completed with warnings\n${del.stdout}\n${del.stderr}`);
+  assert.deepEqual(del.json.removedAt, []);
+  assert.deepEqual(del.json.pendingAt.map((x: any) => x.peer), [b.name]);
+  assert.ok(a.snapshotRows('vol').some((s) => s.id === p1), 'p1 stays here until b confirms: it may be the only base both sides share');
+  const peers = await a.json(['snapshot', 'peers', 'vol']);
+  assert.deepEqual(peers.map((p: any) => [p.id, p.secondaries.map((s: any) => s.state)]), [[p1, ['deleting']]]);
+  await a.refused(['snapshot', 'delete', 'vol', 'p1'], 4, 'SNAPSHOT_HELD');
+
+  // ---- b is back: the next update starts from p1 (no full sync), then the deletion reaches b
+  await b.start({ tick: 200 });
+  writeChange(data, 'after.bin', 32 * KiB);
+  const upd = await a.json(['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.equal(upd.base, p1, 'the update started from p1, the snapshot both sides hold');
+  assert.ok(upd.transfer.bytes < 32 * KiB + 24 * KiB, `update sent ${upd.transfer.bytes} bytes for ~32 KiB of changes`);
+  await waitFor('p1 to be deleted at b, then here', () => !b.snapshotRows('vol').some((s) => s.id === p1) && !a.snapshotRows('vol').some((s) => s.id === p1));
+  assert.deepEqual(await a.json(['snapshot', 'peers', 'vol']), []);
+  assert.equal(mirrorWithBase(a, 'vol', b.name)!.state, 'idle');
+  assertTreesEqual(await b.memberPath('vol'), data);
+});
+
+test('AFM peer snapshots: after a migrate, and after a failover and failback, the current primary deletes a peer snapshot at the old primary too', async () => {
+  const { a, b } = await mirroredPair(sites, ['line-a', 'line-b']);
+  const p1 = (await a.json(['snapshot', 'create', 'vol', '--peer', '--name', 'p1', '--wait'])).snapshot.id;
+  const has = (s: DrSite, id: string) => s.snapshotRows('vol').some((x) => x.id === id);
+  assert.ok(has(b, p1));
+
+  // ---- a migrates to b: b is the primary of p1's lineage now
+  await a.json(['migrate', 'vol', '--to', b.name]);
+  await a.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'MIRROR_STATE', new RegExp(b.name));
+  const d1 = await b.json(['snapshot', 'delete', 'vol', 'p1', '--peer']);
+  assert.deepEqual(d1.removedAt, [a.name]);
+  assert.ok(!has(a, p1) && !has(b, p1), 'p1 is gone at both sites');
+
+  // ---- b takes p2; a fails over, b fails back: a is the primary again, through a mirror failback created
+  const p2 = (await b.json(['snapshot', 'create', 'vol', '--peer', '--name', 'p2', '--wait'])).snapshot.id;
+  assert.ok(has(a, p2));
+  await a.json(['failover', 'vol']);
+  await b.json(['failback', 'vol']);
+  const d2 = await a.json(['snapshot', 'delete', 'vol', 'p2', '--peer']);
+  assert.deepEqual(d2.removedAt, [b.name]);
+  assert.ok(!has(a, p2) && !has(b, p2), 'p2 is gone at both sites');
 });

@@ -36,7 +36,7 @@ export interface DrSite {
   refused(args: string[], exit: number, code: string, message?: RegExp): Promise<CliResult>;
   /** define a volume in this process (setup; the daemon must not run) */
   defineVolume(volume: string, members: string[], hooks?: Hooks): void;
-  /** start the daemon; `env`: extra environment for it (test hooks such as FERRY_CLOCK_OFFSET_MS) */
+  /** start the daemon (on its earlier port, if any); `env`: extra environment for this daemon only (test hooks) */
   start(opts?: { tick?: number; port?: number; env?: Record<string, string> }): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<void>;
   status(): Promise<any>;
@@ -173,6 +173,31 @@ export async function newSite(name: string): Promise<DrSite> {
 export async function pairSites(a: DrSite, b: DrSite): Promise<void> {
   assert.ok(a.url && b.url, 'both daemons must run before pairing');
   await Promise.all([a.json(['site', 'add', b.name, b.url!, '--id', b.id]), b.json(['site', 'add', a.name, a.url!, '--id', a.id])]);
+}
+
+/**
+ * Two running, paired sites: `a` the primary of `vol` (a small volume of random files at `a.dir/data`),
+ * mirrored to `b` and initialized. `beforeStart` runs with both daemons stopped (setup in-process).
+ * The sites are pushed to `list` for cleanup.
+ */
+export async function mirroredPair(list: DrSite[], names: [string, string], o: { files?: number; fileSize?: number; beforeStart?: (a: DrSite, b: DrSite) => void } = {}): Promise<{ a: DrSite; b: DrSite; data: string }> {
+  const [a, b] = await Promise.all([newSite(names[0]), newSite(names[1])]);
+  list.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, o.files ?? 2, o.fileSize ?? 128 * KiB);
+  a.defineVolume('vol', [data]);
+  o.beforeStart?.(a, b);
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  return { a, b, data };
+}
+
+/** Pair two running sites under their names without the test's tag (`seattle-rb` is paired as `seattle`), as an operator would name them. */
+export async function pairPlain(a: DrSite, b: DrSite): Promise<void> {
+  const plain = (s: DrSite) => s.name.replace(/-.*$/, '');
+  await Promise.all([a.json(['site', 'add', plain(b), b.url!, '--id', b.id]), b.json(['site', 'add', plain(a), a.url!, '--id', a.id])]);
 }
 
 export async function cleanupSites(sites: DrSite[]): Promise<void> {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { FailoverPlan, FailoverResult } from '../../dr/failover.ts';
 import type { FailbackPlan, FailbackResult } from '../../dr/failback.ts';
-import type { MigratePlan, MigrateResult } from '../../dr/migrate.ts';
+import type { FailoverOutOfMigrate, MigratePlan, MigrateResult } from '../../dr/migrate.ts';
 import type { RepointResult } from '../../dr/repoint.ts';
 import { invoke } from '../invoke.ts';
 import { formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
@@ -33,9 +33,13 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--no-repoint', "do not re-point the old primary's other secondaries to this site (later: `ferry mirror repoint`)")
     .option('--dry-run', 'print the plan and stop')
     .action(async (volume: string, o: { force?: boolean; dryRun?: boolean; repoint?: boolean }) => {
-      const r = (await invoke(g(), 'failover', { volume, force: o.force === true, dryRun: o.dryRun === true, repoint: o.repoint !== false })) as { plan: FailoverPlan } | (FailoverResult & { repointed?: RepointResult[] });
+      const r = (await invoke(g(), 'failover', { volume, force: o.force === true, dryRun: o.dryRun === true, repoint: o.repoint !== false })) as { plan: FailoverPlan } | (FailoverResult & { repointed?: RepointResult[]; migrate?: FailoverOutOfMigrate['migrate'] });
       if (g().json) return printJson(r);
       if (!('snapshot' in r)) return printSteps(`failover of ${volume} would:`, r.plan.steps, resumingOf(r));
+      // A migrate that stopped after this site demoted itself: settled by the target's answer, or closed by --force.
+      for (const n of r.migrate?.notReturned ?? []) process.stdout.write(`${n.peer} still follows ${r.plan.oldPrimary} (${n.error}): run \`${n.run}\` once it answers\n`);
+      if (r.instead) return void process.stdout.write(`${r.instead}\n`);
+      if (r.migrate?.outcome === 'forced') process.stdout.write(`the migrate of ${volume} to ${r.plan.oldPrimary} is closed; its post hook ran here; the daemon asks ${r.plan.oldPrimary} when it is back: still this site's secondary, its mirror is restored; primary, both sites show split brain\n`);
       process.stdout.write(
         `${volume} is now primary here (was secondary of ${r.plan.oldPrimary}); base ${r.base || r.plan.snapshot} kept for failback; snapshot ${r.snapshot} taken\n` +
           (r.rollback ? `the replica was rolled back to ${r.rollback.to}${r.rollback.kept ? `; what it held besides the unfinished apply's own work is kept in snapshot ${r.rollback.kept}` : ''}\n` : '') +

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
 import { listSnapshots, resolveSnapshot, type CreateSnapshotResult, type DeletePlan } from '../../site/snapshots.ts';
 import { invoke } from '../invoke.ts';
-import type { PeerSnapshotStatus } from '../../site/peer-snapshots.ts';
+import type { PeerDeleteOutcome, PeerSnapshotStatus } from '../../site/peer-snapshots.ts';
 import { readManifest } from '../../snapshot/graph.ts';
 import { diffImages, diffTrees, type PathChange } from '../../snapshot/diff.ts';
 import { withSite } from '../context.ts';
@@ -99,10 +99,24 @@ export function register(program: Command, g: () => GlobalOptions): void {
       (async () => {
         if (o.peer) {
           for (const ref of refs) {
-            const r = (await invoke(g(), 'snapshot.peer-delete', { volume, snapshot: ref, dryRun: o.dryRun === true })) as { snapshot: string; removedAt: string[]; wouldRemoveAt?: string[] };
-            if (g().json) printJson(r);
-            else if (o.dryRun) process.stdout.write(`would delete peer snapshot ${r.snapshot} here${r.wouldRemoveAt?.length ? ` and at ${r.wouldRemoveAt.join(', ')}` : ''}\n`);
-            else process.stdout.write(`deleted peer snapshot ${r.snapshot} here${r.removedAt.length ? ` and at ${r.removedAt.join(', ')}` : ''}\n`);
+            const r = (await invoke(g(), 'snapshot.peer-delete', { volume, snapshot: ref, dryRun: o.dryRun === true })) as Partial<PeerDeleteOutcome> & { snapshot: string; wouldRemoveAt?: string[] };
+            // Pending at a secondary: the deletion completes later (the daemon retries), so the command completed with warnings.
+            if (r.pendingAt?.length) process.exitCode = EXIT_WARNINGS;
+            if (g().json) {
+              printJson(r);
+              continue;
+            }
+            if (o.dryRun) {
+              process.stdout.write(`would delete peer snapshot ${r.snapshot} at ${[...(r.wouldRemoveAt ?? []), 'here'].join(', ')}\n`);
+              continue;
+            }
+            const at = r.removedAt?.length ? ` at ${r.removedAt.join(', ')}` : '';
+            for (const s of r.skipped ?? []) process.stdout.write(`not deleted at ${s.peer}: ${s.reason}\n`);
+            if (r.pendingAt?.length) {
+              for (const p of r.pendingAt) process.stdout.write(`deletion pending at ${p.peer}: ${p.error.message}\n`);
+              process.stdout.write(`peer snapshot ${r.snapshot} deleted${at || ' nowhere yet'}; it stays here (held peer-delete) until ${r.pendingAt.map((p) => p.peer).join(', ')} confirm: the daemon retries, and each update of those mirrors delivers it (\`ferry snapshot peers ${volume}\`)\n`);
+            } else if (r.keptAsBase) process.stdout.write(`peer snapshot ${r.snapshot} deleted${at}; here it is a mirror's base now, kept as a plain snapshot\n`);
+            else process.stdout.write(`deleted peer snapshot ${r.snapshot}${at} and here\n`);
           }
           return;
         }
