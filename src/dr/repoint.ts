@@ -26,7 +26,7 @@ import { PeerClient } from '../site/client.ts';
 import { createMirror, dropMirror, holdFor, listMirrors, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
 import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
 import { holdName } from '../site/receiver.ts';
-import { listSnapshots } from '../site/snapshots.ts';
+import { listSnapshots, newestOf } from '../site/snapshots.ts';
 import { getVolume } from '../site/volumes.ts';
 
 /** A sibling to re-point: this site's peer (when paired) and its volume name. */
@@ -190,8 +190,8 @@ export async function acceptTakeover(
   if (!row || vol.role !== 'secondary') throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at ${site.name} is ${vol.role}, not a secondary: it follows nobody`);
   const commonBase = (): string | null => {
     const offered = new Set(req.snapshots);
-    const ours = listSnapshots(site, req.volume).filter((s) => offered.has(s.id));
-    return ours.at(-1)?.id ?? null; // listSnapshots is oldest first (time, id)
+    // The newest by lineage, then by one site's clock, never by two sites' clocks (docs/dr.md, "Snapshot order").
+    return newestOf(site, listSnapshots(site, req.volume).filter((s) => offered.has(s.id)))?.id ?? null;
   };
   if (row.source_site === peerId && row.source_volume === req.newSourceVolume) {
     return { volume: req.volume, common: commonBase(), applied: row.applied, oldPrimary: 'already' }; // a re-point run again

@@ -9,7 +9,7 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, settleFutureSuccess, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import { getPeer, type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { deliverPeerDeletions, duePeerDeletionMirrors, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, pendingPeerDeletions, pendingPeerSnapshots, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
@@ -201,7 +201,8 @@ export class Engine {
     const started: Array<Promise<UpdateResult | undefined>> = [];
     const mirrors = listMirrors(this.site);
     this.#mirrorRetry.retain(mirrors.map((m) => m.id));
-    for (const m of mirrors) {
+    for (const listed of mirrors) {
+      const m = settleFutureSuccess(this.site, listed, now);
       if (m.paused || this.#jobs.has(m.id) || !this.#mirrorRetry.due(m.id)) continue;
       // A failover, failback or migrate of the volume is in progress: it decides what the mirror does.
       if (this.#workflowRunning(m.volume)) continue;

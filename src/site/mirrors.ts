@@ -414,11 +414,27 @@ export interface UpdateDeps {
 /** Consecutive transient failures after which a mirror shows `disconnected`. */
 const DISCONNECTED_AFTER = 3;
 
+/**
+ * A site whose clock was set back finds its mirrors' last success in the future: min delay and the
+ * schedule would then hold every update until the clock passes that time again (an hour for a clock
+ * that was an hour ahead). Such a time is not believed: it becomes now (the min delay then counts
+ * from now, once), and the change is an event. Returns the mirror as it now stands.
+ */
+export function settleFutureSuccess(site: Site, m: Mirror, now = site.clock.now()): Mirror {
+  if (m.lastSuccessAt === null || m.lastSuccessAt <= now + 1000) return m;
+  const next = m.scheduleS ? now + m.scheduleS * 1000 : null;
+  site.db.tx(() => {
+    site.db.run('UPDATE mirrors SET last_success_at = ?, next_run_at = CASE WHEN next_run_at IS NULL THEN NULL ELSE min(next_run_at, ?) END WHERE id = ?', now, next ?? now, m.id);
+    site.event({ kind: 'mirror.clock', volume: m.volume, outcome: 'warning', detail: { mirror: m.id, lastSuccessAt: m.lastSuccessAt, now, reason: "the mirror's last success is later than this site's clock (the clock was set back): counted from now" } });
+  });
+  return { ...m, lastSuccessAt: now, nextRunAt: m.nextRunAt === null ? null : Math.min(m.nextRunAt, next ?? now) };
+}
+
 /** Plan and run one update (or the initial baseline) of a mirror. */
 export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName: string | undefined, o: UpdateOptions = {}): Promise<UpdateResult> {
   const { site } = deps;
-  const m = getMirror(site, volume, peerName);
   const now = site.clock.now();
+  const m = settleFutureSuccess(site, getMirror(site, volume, peerName), now);
   if (o.initialize) {
     if (m.state !== 'uninitialized' && m.state !== 'needs-full-sync' && !(m.state === 'disconnected' && !m.base) && m.state !== 'baselining') {
       throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); use \`ferry mirror update\``);

@@ -191,15 +191,17 @@ test('a clock set right after running an hour ahead: updates go on, latest is th
   await east.stop();
   await east.start();
   writeChange(data, 'u2.bin', 3 * KiB);
-  // --force: the min delay is measured from the last success, an hour "ahead" on this clock now
-  const u2 = await east.json(['mirror', 'update', 'vol', '--wait', '--force']);
+  // the last success, an hour "ahead" on this clock now, is not believed: no --force needed (min delay 0)
+  const u2 = await east.json(['mirror', 'update', 'vol', '--wait']);
   assert.equal(u2.applied, true);
   assertTreesEqual(replica, data);
   assert.equal(snapshotRow(east, u2.snapshot)!.parent, u1.snapshot);
   assert.equal((await east.json(['snapshot', 'show', 'vol', 'latest'])).id, u2.snapshot);
   writeChange(data, 'u3.bin', 3 * KiB);
-  const u3 = await east.json(['mirror', 'update', 'vol', '--wait', '--force']);
+  const u3 = await east.json(['mirror', 'update', 'vol', '--wait']);
   assert.equal(snapshotRow(east, u3.snapshot)!.parent, u2.snapshot, 'the lineage goes on from the newest capture');
+  const clock = (await east.ferry(['events', '--kind', 'mirror.clock', '--json'])).stdout.split('\n').filter((l) => l.trim());
+  assert.equal(clock.length, 1, `the future last success is reported once: ${clock.join('\n')}`);
   assertTreesEqual(replica, data);
   assert.equal((await west.json(['snapshot', 'show', 'vol', 'latest'])).id, u3.snapshot);
 });
