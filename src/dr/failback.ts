@@ -122,10 +122,15 @@ export interface FailbackResult {
   plan: FailbackPlan;
   kept: string | null;
   keptDiffers: boolean;
+  /** paths the kept snapshot's capture skipped or could not read (its writes there are not kept): say so */
+  warnings: Array<{ path: string; message: string }>;
   update: UpdateResult;
   /** a rerun found this failback already done: the result is the one recorded then */
   alreadyDone?: boolean;
 }
+
+/** Capture warnings of a kept snapshot recorded in the journal and the result, at most. */
+const KEPT_WARNINGS = 100;
 
 type MirrorSchedule = { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null };
 
@@ -137,6 +142,8 @@ interface FailbackJournal {
   kept?: string;
   keptName?: string | null;
   keptDiffers?: boolean;
+  /** what the capture of the kept snapshot skipped (at most KEPT_WARNINGS of them) */
+  keptWarnings?: Array<{ path: string; message: string }>;
   update?: UpdateResult;
   /** undone by `failover --force` while the new primary was lost */
   abandoned?: string;
@@ -167,7 +174,7 @@ export async function runFailback(engine: Engine, volume: string, opts: { full?:
 }
 
 function resultOf(j: FailbackJournal): FailbackResult {
-  return { plan: j.plan, kept: j.keptName ?? null, keptDiffers: j.keptDiffers ?? false, update: j.update! };
+  return { plan: j.plan, kept: j.keptName ?? null, keptDiffers: j.keptDiffers ?? false, warnings: j.keptWarnings ?? [], update: j.update! };
 }
 
 /**
@@ -203,14 +210,18 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   // 1. keep this site's writes
   if (wf.step === 'planned') {
     const name = `failback-kept-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
-    const snap = (await createSnapshot(site, plan.volume, { name, pool: engine.pool, keptWrites: true })).snapshot;
+    const taken = await createSnapshot(site, plan.volume, { name, pool: engine.pool, keptWrites: true });
+    const snap = taken.snapshot;
+    // Writes the capture could not read are not kept: the result says so (exit status 8), and so does an event.
+    const keptWarnings = taken.warnings.slice(0, KEPT_WARNINGS).map((w) => ({ path: w.path, message: w.message }));
+    if (taken.warnings.length) site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { kept: snap.id, warnings: taken.warnings.length, warningPaths: keptWarnings.map((w) => w.path) } });
     let keptDiffers = true;
     if (plan.base) {
       const a = readManifest(site.store, resolveSnapshot(site, plan.volume, plan.base).manifest as ObjectId);
       const b = readManifest(site.store, snap.manifest as ObjectId);
       keptDiffers = a.members.some((x, i) => x.root !== b.members[i]?.root);
     }
-    recordStep(site, wf, 'kept', { kept: snap.id, keptName: snap.name, keptDiffers });
+    recordStep(site, wf, 'kept', { kept: snap.id, keptName: snap.name, keptDiffers, keptWarnings });
     await checkpoint('failback:after-keep');
   }
   // 2. become the secondary; the replica's state is the kept snapshot (writes made since, if any,

@@ -102,6 +102,8 @@ export interface FailoverResult {
   instead?: string;
   /** a rerun found this failover already done: the result is the one recorded then */
   alreadyDone?: boolean;
+  /** paths the capture of the failover-* snapshot skipped or could not read */
+  warnings?: Array<{ path: string; message: string }>;
 }
 
 /** What the journal keeps of a failover: the plan, and what its steps learned. */
@@ -113,6 +115,8 @@ interface FailoverJournal {
   rollback?: FailoverRollback;
   /** the base kept for failback: what the replica showed when promoted (an apply waited for may have moved it since the plan) */
   base?: string;
+  /** what the capture of the failover-* snapshot skipped (at most 100) */
+  warnings?: Array<{ path: string; message: string }>;
 }
 
 /**
@@ -157,7 +161,7 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}) };
+  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}), ...(j.warnings?.length ? { warnings: j.warnings } : {}) };
 }
 
 /**
@@ -232,7 +236,8 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   if (wf.step === 'promoted') {
     const name = `failover-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
     const snap = await createSnapshot(site, plan.volume, { name, pool: engine.pool });
-    recordStep(site, wf, 'snapshotted', { snapshot: snap.snapshot.id });
+    const warnings = snap.warnings.slice(0, 100).map((w) => ({ path: w.path, message: w.message }));
+    recordStep(site, wf, 'snapshotted', { snapshot: snap.snapshot.id, warnings });
     await checkpoint('failover:after-snapshot');
   }
   finishWorkflow(site, wf, 'done');

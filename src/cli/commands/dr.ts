@@ -5,7 +5,7 @@ import type { FailbackPlan, FailbackResult } from '../../dr/failback.ts';
 import type { FailoverOutOfMigrate, MigratePlan, MigrateResult } from '../../dr/migrate.ts';
 import type { RepointResult } from '../../dr/repoint.ts';
 import { invoke } from '../invoke.ts';
-import { formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
+import { EXIT_WARNINGS, formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
 
 export function printRepoint(volume: string, p: RepointResult): void {
   if (p.outcome === 'repointed') {
@@ -34,7 +34,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--dry-run', 'print the plan and stop')
     .action(async (volume: string, o: { force?: boolean; dryRun?: boolean; repoint?: boolean }) => {
       const r = (await invoke(g(), 'failover', { volume, force: o.force === true, dryRun: o.dryRun === true, repoint: o.repoint !== false })) as { plan: FailoverPlan } | (FailoverResult & { repointed?: RepointResult[]; migrate?: FailoverOutOfMigrate['migrate'] });
-      if (g().json) return printJson(r);
+      if (g().json) return void (printJson(r), 'warnings' in r && warnAbout(r.warnings, '', true));
       if (!('snapshot' in r)) return printSteps(`failover of ${volume} would:`, r.plan.steps, resumingOf(r));
       // A migrate that stopped after this site demoted itself: settled by the target's answer, or closed by --force.
       for (const n of r.migrate?.notReturned ?? []) process.stdout.write(`${n.peer} still follows ${r.plan.oldPrimary} (${n.error}): run \`${n.run}\` once it answers\n`);
@@ -46,6 +46,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           (r.notified ? `${r.plan.oldPrimary} was told and stopped updating\n` : `${r.plan.oldPrimary} could not be told (${r.notifyError}): make sure it does not keep writing\n`),
       );
       for (const p of r.repointed ?? []) printRepoint(volume, p);
+      warnAbout(r.warnings, `snapshot ${r.snapshot}`);
     });
 
   program
@@ -58,7 +59,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .action(async (volume: string, o: { to?: string; full?: boolean; dryRun?: boolean }) => {
       const started = Date.now();
       const r = (await invoke(g(), 'failback', { volume, to: o.to, full: o.full === true, dryRun: o.dryRun === true })) as { plan: FailbackPlan } | FailbackResult;
-      if (g().json) return printJson(r);
+      if (g().json) return void (printJson(r), 'warnings' in r && warnAbout(r.warnings, '', true));
       if (!('update' in r)) {
         const p = r.plan;
         printSteps(`failback of ${volume} from ${p.newPrimary}:${p.remoteVolume} would:`, p.steps, resumingOf(r));
@@ -73,6 +74,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           (r.kept ? `writes made here were kept in snapshot ${r.kept}${r.keptDiffers ? '' : ' (none since the base)'}; restore them with \`ferry restore ${volume} --snapshot ${r.kept} --target DIR\`\n` : '') +
           `resynced to ${r.update.snapshot}: ${formatBytes(t.bytes)} in ${t.objects} objects moved, in ${formatDuration(Date.now() - started)}\n`,
       );
+      warnAbout(r.warnings, `the kept snapshot ${r.kept}: writes made here at these paths are NOT kept`);
     });
 
   program
@@ -89,4 +91,14 @@ export function register(program: Command, g: () => GlobalOptions): void {
       process.stdout.write(`${volume} migrated to ${r.plan.to}:${r.plan.remoteVolume} with final snapshot ${r.final} on every site in ${formatDuration(Date.now() - started)}; this site is now its secondary\n`);
       if (r.remotePost && r.remotePost.exitCode !== 0) process.stderr.write(`warning: the post hook at ${r.plan.to} failed: ${r.remotePost.output}\n`);
     });
+}
+
+/** Capture warnings of a snapshot a workflow took: printed, and the exit status says so (8). */
+function warnAbout(warnings: Array<{ path: string; message: string }> | undefined, what: string, quiet = false): void {
+  if (!warnings?.length) return;
+  process.exitCode = EXIT_WARNINGS;
+  if (quiet) return;
+  process.stderr.write(`warning: ${warnings.length} path(s) skipped while capturing ${what}:\n`);
+  for (const w of warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
+  process.exitCode = EXIT_WARNINGS;
 }
