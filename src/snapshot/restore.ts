@@ -99,7 +99,13 @@ function makeSpecialFile(p: Buffer, run: (path: string, stdio: StdioOptions) => 
   }
 }
 
-function prepareTarget(target: string, force: boolean, isDir: boolean): void {
+/**
+ * Refuse a target that is in the way: for a directory, anything but an empty
+ * directory (unless force); for a file or image, anything that exists (unless
+ * force; a block device is written in place). Callers restoring several
+ * members check every target before writing any.
+ */
+export function prepareTarget(target: string, force: boolean, isDir: boolean): void {
   if (!existsSync(target)) return;
   const st = lstatSync(target);
   if (isDir) {
@@ -310,6 +316,7 @@ export function restoreImage(root: ObjectId, target: string, o: RestoreOptions):
   prepareTarget(target, o.force ?? false, false);
   const img = decodeImage(o.store.get(root));
   const isDevice = existsSync(target) && lstatSync(target).isBlockDevice();
+  if (!isDevice) mkdirSync(dirname(target), { recursive: true });
   let fd: number;
   try {
     fd = openSync(target, isDevice ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);

@@ -175,3 +175,29 @@ test('--force restores over a non-empty target: snapshot entries win, other entr
     site.cleanup();
   }
 });
+
+test('a whole volume whose first member is an image restores into a new target (created, with each member in it)', async () => {
+  const { site, data, img } = await setup();
+  try {
+    assert.equal((await site.ferry(['volume', 'create', 'db', '--member', `disk=image:${img}`, '--member', `files=tree:${data}`])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'db'])).code, 0);
+    const all = join(site.dir, 'new', 'all');
+    const r = await site.ferry(['restore', 'db', '--snapshot', 'latest', '--target', all]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(all).sort(), ['disk', 'files']);
+    assert.ok(readFileSync(join(all, 'disk')).equals(readFileSync(img)));
+    assertTreesEqual(join(all, 'files'), data);
+    // one image member alone, into a directory that does not exist yet
+    const one = join(site.dir, 'deeper', 'still', 'disk.img');
+    const r1 = await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'disk', '--target', one]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.ok(readFileSync(one).equals(readFileSync(img)));
+    // a second restore into the same (now full) target is refused before any member is written
+    writeFileSync(join(all, 'files', 'top.txt'), 'changed after the restore\n');
+    const again = await site.ferry(['restore', 'db', '--snapshot', 'latest', '--target', all]);
+    assertError(again, 4, 'TARGET_NOT_EMPTY');
+    assert.equal(readFileSync(join(all, 'files', 'top.txt'), 'utf8'), 'changed after the restore\n');
+  } finally {
+    site.cleanup();
+  }
+});
