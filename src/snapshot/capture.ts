@@ -133,10 +133,13 @@ const YIELD_EVERY = 128;
  * Snapshots keep mtimes to the microsecond: Node can set times only through
  * a double of seconds (about 240 ns resolution today), so a nanosecond
  * mtime could not be restored exactly, and a restored or replicated tree
- * would never capture to the same tree id as its source.
+ * would never capture to the same tree id as its source. Times before 1970
+ * are negative and kept the same way (materialize.ts, timeArg).
  */
 export function toMicros(ns: bigint): bigint {
-  return (ns / 1000n) * 1000n;
+  // floor, not truncation toward zero: a time before 1970 (negative) keeps the microsecond it is in
+  const below = ((ns % 1000n) + 1000n) % 1000n;
+  return ns - below;
 }
 
 function joinBuf(a: Buffer, b: Buffer): Buffer {

@@ -11,13 +11,19 @@ import type { ObjectReader } from '../store/types.ts';
 import type { TreeEntry } from './model.ts';
 
 /**
- * Seconds for fs.utimes from a nanosecond time. Node passes times as a
- * double of seconds, which near today's dates resolves about 240 ns; aiming
- * at the middle of the microsecond makes the kernel store exactly the
- * microsecond that capture recorded (capture keeps mtimes to the microsecond).
+ * Seconds for fs.utimes from a nanosecond time, as a decimal string. Node
+ * passes times as a double of seconds, which near today's dates resolves
+ * about 240 ns; aiming at the middle of the microsecond makes the kernel
+ * store exactly the microsecond that capture recorded (capture keeps mtimes
+ * to the microsecond, floored: toMicros). A string, because Node takes a
+ * negative number (a time before 1970) for 'now', but passes a numeric
+ * string through as it is.
  */
-export function timeArg(ns: bigint): number {
-  return (Number(ns / 1000n) + 0.5) / 1e6;
+export function timeArg(ns: bigint): string {
+  const below = ((ns % 1000n) + 1000n) % 1000n;
+  const mid = ns - below + 500n;
+  const abs = mid < 0n ? -mid : mid;
+  return `${mid < 0n ? '-' : ''}${abs / 1_000_000_000n}.${(abs % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
 
 export interface MetaContext {

@@ -205,3 +205,38 @@ test('a sparse image member restores byte-identical and sparse; block changes ar
     site.cleanup();
   }
 });
+
+test('mtimes before 1970 come back exactly (file, directory, symlink), not as the time of the restore', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    mkdirSync(join(data, 'old-dir'), { recursive: true });
+    writeFileSync(join(data, 'old-dir', 'punched-card.txt'), 'from 1960\n');
+    symlinkSync('punched-card.txt', join(data, 'old-dir', 'link'));
+    // touch -d gives the nanoseconds (Node's utimes turns a negative number into 'now')
+    execFileSync('touch', ['-h', '-d', '1960-01-01 00:00:00.123456789 UTC', join(data, 'old-dir', 'punched-card.txt'), join(data, 'old-dir', 'link')]);
+    execFileSync('touch', ['-d', '1969-12-31 23:59:59.999999 UTC', join(data, 'old-dir')]);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v'])).code, 0);
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assertTreesEqual(out, data);
+    for (const rel of ['old-dir', 'old-dir/punched-card.txt', 'old-dir/link']) {
+      const want = lstatSync(join(data, rel), { bigint: true }).mtimeNs;
+      const got = lstatSync(join(out, rel), { bigint: true }).mtimeNs;
+      assert.ok(got < 0n, `${rel} came back at ${got} ns`);
+      // kept to the microsecond (floor): the restored time is in the same microsecond as the original
+      const us = (ns: bigint) => (ns - (((ns % 1000n) + 1000n) % 1000n)) / 1000n;
+      assert.equal(us(got), us(want), `${rel}: ${got} vs ${want}`);
+    }
+    // A second snapshot of the restored tree is the same tree: the times round-trip.
+    assert.equal((await site.ferry(['volume', 'create', 'w', '--member', out])).code, 0);
+    const a = await site.json(['snapshot', 'show', 'v', 'latest']);
+    const b = await site.json(['snapshot', 'create', 'w']);
+    const bShow = await site.json(['snapshot', 'show', 'w', b.snapshot.id]);
+    assert.equal(bShow.members[0].root, a.members[0].root);
+  } finally {
+    site.cleanup();
+  }
+});
