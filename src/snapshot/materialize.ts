@@ -1,10 +1,14 @@
 // Writing snapshot entries to a filesystem: file contents from verified
-// chunks, metadata (mode, owner, mtime), symlinks, special files. Shared by
+// chunks, metadata (mode, owner, mtime), symlinks, special files (FIFOs,
+// devices, Unix sockets). Shared by
 // restore (into an empty target) and apply (into a live replica, beside and
 // renamed). Never follows a symlink: files are opened with O_NOFOLLOW and
 // link metadata is set with the l* calls.
-import { chmodSync, closeSync, copyFileSync, fchmodSync, ftruncateSync, lstatSync, fchownSync, futimesSync, lchownSync, lutimesSync, openSync, symlinkSync, utimesSync, chownSync, writeSync, constants } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import {
+  chmodSync, closeSync, copyFileSync, fchmodSync, ftruncateSync, lstatSync, fchownSync, futimesSync, lchownSync, lutimesSync, openSync, renameSync, rmSync, symlinkSync, utimesSync, chownSync, writeSync, constants,
+} from 'node:fs';
+import { spawnSync, type StdioOptions } from 'node:child_process';
+import { createServer } from 'node:net';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
@@ -174,17 +178,98 @@ export function deviceNumbers(rdev: number): { major: number; minor: number } {
   return { major: ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff), minor: (rdev & 0xff) | ((rdev >> 12) & ~0xff) };
 }
 
-/** FIFOs and device nodes, through mkfifo/mknod (Node has neither). Returns a warning when it could not. */
+let specialSeq = 0;
+
+/** A temporary name in the directory of `p` (ASCII, short), and that directory. */
+function besideTemp(p: Buffer): { dir: Buffer; name: string } {
+  const slash = p.lastIndexOf(0x2f);
+  return { dir: slash > 0 ? p.subarray(0, slash) : Buffer.from(slash === 0 ? '/' : '.'), name: `.ferry-special-${process.pid}-${specialSeq++}` };
+}
+
+/** Open directory `dir` for the duration of `fn(fd)`; false when it cannot be opened. */
+function withDirFd(dir: Buffer, fn: (fd: number) => boolean): boolean {
+  let fd: number;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch {
+    return false;
+  }
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Rename `dir`/`name` to `p` (by bytes); on failure remove it. */
+function moveIntoPlace(dir: Buffer, name: string, p: Buffer): boolean {
+  const tmp = Buffer.concat([dir, Buffer.from(`/${name}`)]);
+  try {
+    renameSync(tmp, p);
+    return true;
+  } catch {
+    rmSync(tmp, { force: true });
+    return false;
+  }
+}
+
+/**
+ * Create a FIFO or device node at `p` with an external command (Node has no
+ * mkfifo or mknod). Command arguments are strings, so a path that is not
+ * valid UTF-8 cannot be passed as it is: the command then creates a temporary
+ * name in the parent directory, reached through an inherited directory fd
+ * (/dev/fd/3/...), and the entry is renamed into place by its bytes.
+ */
+function makeWithCommand(p: Buffer, run: (path: string, stdio: StdioOptions) => { status: number | null }): boolean {
+  const asString = p.toString();
+  if (Buffer.from(asString).equals(p)) return run(asString, 'ignore').status === 0;
+  const { dir, name } = besideTemp(p);
+  if (!withDirFd(dir, (fd) => run(`/dev/fd/3/${name}`, ['ignore', 'ignore', 'ignore', fd]).status === 0)) return false;
+  return moveIntoPlace(dir, name, p);
+}
+
+/**
+ * A Unix socket at `p`. Node makes one only by binding a server to it: the
+ * server binds a short temporary name in p's directory, reached through an
+ * open descriptor of that directory (/proc/self/fd/N/name: p's bytes need not
+ * be UTF-8, and a socket's path must fit in 108 bytes), the socket is renamed
+ * into place by its bytes, and only then is the server closed (libuv unlinks
+ * the name it bound, gone by then). Nothing listens on the socket: it is what
+ * the process that owned it leaves behind when it dies, and what a power cut
+ * leaves on disk. Binding is synchronous; a failure shows as a server that
+ * is not listening (its error event comes later and is ignored).
+ */
+function makeSocket(p: Buffer): boolean {
+  const { dir, name } = besideTemp(p);
+  return withDirFd(dir, (fd) => {
+    const server = createServer();
+    server.on('error', () => {});
+    try {
+      server.listen(`/proc/self/fd/${fd}/${name}`);
+    } catch {
+      return false;
+    }
+    if (!server.listening) return false;
+    const moved = moveIntoPlace(dir, name, p);
+    server.close();
+    return moved;
+  });
+}
+
+/**
+ * FIFOs, device nodes (mkfifo/mknod: Node has neither) and Unix sockets,
+ * with their metadata. Returns a warning when it could not.
+ */
 export function createSpecialEntry(e: TreeEntry, p: Buffer, ctx: MetaContext): string | undefined {
-  if (e.type === 'socket') return 'sockets are recorded but not recreated (a socket belongs to a running process); skipped';
-  let status: number | null = 1;
-  if (e.type === 'fifo') {
-    status = spawnSync('mkfifo', ['-m', (e.mode & 0o777).toString(8), p.toString()], { stdio: 'ignore' }).status;
-    if (status !== 0) return 'could not recreate FIFO (mkfifo failed); skipped';
+  const mode = (e.mode & 0o777).toString(8);
+  if (e.type === 'socket') {
+    if (!makeSocket(p)) return 'could not recreate the Unix socket (binding one there failed); skipped';
+  } else if (e.type === 'fifo') {
+    if (!makeWithCommand(p, (path, stdio) => spawnSync('mkfifo', ['-m', mode, path], { stdio }))) return 'could not recreate FIFO (mkfifo failed); skipped';
   } else {
     const { major, minor } = deviceNumbers(e.rdev ?? 0);
-    if (ctx.canChown) status = spawnSync('mknod', ['-m', (e.mode & 0o777).toString(8), p.toString(), e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)], { stdio: 'ignore' }).status;
-    if (status !== 0) return `${e.type} ${major}:${minor} not recreated (needs root and mknod); skipped`;
+    const made = ctx.canChown && makeWithCommand(p, (path, stdio) => spawnSync('mknod', ['-m', mode, path, e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)], { stdio }));
+    if (!made) return `${e.type} ${major}:${minor} not recreated (needs root and mknod); skipped`;
   }
   setEntryMeta(p, e, ctx);
   return undefined;

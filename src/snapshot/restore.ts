@@ -1,21 +1,20 @@
 // Restore: materialize a snapshot's member (or a path inside it) at a
 // target, exactly: contents, modes, ownership (when permitted), mtimes,
-// symlinks (created, never followed), hard links, empty files, and image
-// holes. Every object is verified against its hash as it is read.
+// symlinks (created, never followed), hard links, empty files, FIFOs,
+// devices (as root) and Unix sockets, and image holes. Every object is verified against its hash as it is read.
 // Restore writes only below the target: entry names are validated by the
 // decoder (no '/', no '..'), and the target itself is created fresh or must
 // be empty unless the caller forces it.
 import {
-  closeSync, existsSync, fsyncSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeSync, constants,
+  closeSync, existsSync, fsyncSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeSync, constants,
 } from 'node:fs';
-import { spawnSync, type StdioOptions } from 'node:child_process';
 import { dirname } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import type { TreeEntry } from './model.ts';
-import { setEntryMeta, timeArg, writeFileEntry, type MetaContext } from './materialize.ts';
+import { createSpecialEntry, setEntryMeta, timeArg, writeFileEntry, type MetaContext } from './materialize.ts';
 
 export interface RestoreWarning {
   path: string;
@@ -62,41 +61,6 @@ export function lookupPath(store: ObjectReader, root: ObjectId, subpath: string)
     }
   }
   return entry ?? { type: 'root', tree: root };
-}
-
-let specialSeq = 0;
-
-/**
- * Create a FIFO or device node at `p` with an external command (Node has no
- * mkfifo or mknod). Command arguments are strings, so a path that is not
- * valid UTF-8 cannot be passed as it is: the command then creates a temporary
- * name in the parent directory, reached through an inherited directory fd
- * (/dev/fd/3/...), and the entry is renamed into place by its bytes.
- */
-function makeSpecialFile(p: Buffer, run: (path: string, stdio: StdioOptions) => { status: number | null }): boolean {
-  const asString = p.toString();
-  if (Buffer.from(asString).equals(p)) return run(asString, 'ignore').status === 0;
-  const slash = p.lastIndexOf(0x2f);
-  const dir = slash > 0 ? p.subarray(0, slash) : Buffer.from(slash === 0 ? '/' : '.');
-  const tmp = joinBuf(dir, Buffer.from(`.ferry-special-${process.pid}-${specialSeq++}`));
-  let fd: number;
-  try {
-    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  } catch {
-    return false;
-  }
-  try {
-    if (run(`/dev/fd/3/${tmp.subarray(tmp.lastIndexOf(0x2f) + 1).toString()}`, ['ignore', 'ignore', 'ignore', fd]).status !== 0) return false;
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, p);
-    return true;
-  } catch {
-    rmSync(tmp, { force: true });
-    return false;
-  }
 }
 
 /**
@@ -196,30 +160,15 @@ export class TreeRestorer {
       case 'hardlink':
         this.#deferredLinks.push({ path: p, target: e.target!, entry: e });
         return;
-      case 'fifo': {
-        const r = { status: makeSpecialFile(p, (path, stdio) => spawnSync('mkfifo', ['-m', (e.mode & 0o777).toString(8), path], { stdio })) ? 0 : 1 };
-        if (r.status === 0) {
-          this.stats.specials++;
-          this.#setMeta(p, e, false);
-        } else this.warn(p, 'could not recreate FIFO (mkfifo failed); skipped');
-        return;
-      }
+      case 'fifo':
       case 'chardev':
-      case 'blockdev': {
-        const major = ((e.rdev! >> 8) & 0xfff) | (Math.floor(e.rdev! / 2 ** 32) & ~0xfff);
-        const minor = (e.rdev! & 0xff) | ((e.rdev! >> 12) & ~0xff);
-        const r = this.#canChown
-          ? { status: makeSpecialFile(p, (path, stdio) => spawnSync('mknod', ['-m', (e.mode & 0o777).toString(8), path, e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)], { stdio })) ? 0 : 1 }
-          : { status: 1 };
-        if (r.status === 0) {
-          this.stats.specials++;
-          this.#setMeta(p, e, false);
-        } else this.warn(p, `${e.type} ${major}:${minor} not recreated (needs root and mknod); skipped`);
+      case 'blockdev':
+      case 'socket': {
+        const warning = createSpecialEntry(e, p, this.#ctx);
+        if (warning) this.warn(p, warning);
+        else this.stats.specials++;
         return;
       }
-      case 'socket':
-        this.warn(p, 'sockets are recorded but not recreated (a socket belongs to a running process); skipped');
-        return;
     }
   }
 

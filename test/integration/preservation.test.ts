@@ -11,6 +11,7 @@ import {
   symlinkSync, utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { fillBytes } from '../tree-gen.ts';
 import { assertTreesEqual, describeTree } from '../helpers.ts';
 import { makeSite } from './cli-util.ts';
@@ -236,6 +237,48 @@ test('mtimes before 1970 come back exactly (file, directory, symlink), not as th
     const b = await site.json(['snapshot', 'create', 'w']);
     const bShow = await site.json(['snapshot', 'show', 'w', b.snapshot.id]);
     assert.equal(bShow.members[0].root, a.members[0].root);
+  } finally {
+    site.cleanup();
+  }
+});
+
+/** A Unix socket at `path` with nothing listening (what a process that died leaves). */
+async function staleSocket(dir: string, path: string | Buffer): Promise<void> {
+  const server = createServer();
+  const tmp = join(dir, 'tmp.sock');
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(tmp, resolve));
+  renameSync(tmp, path);
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+test('Unix sockets are restored as sockets with their metadata, under odd names and long paths too', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    const deep = join(data, 'x'.repeat(70), 'y'.repeat(70));
+    mkdirSync(deep, { recursive: true });
+    mkdirSync(p(data, b([0x72, 0xff])));
+    await staleSocket(site.dir, join(data, 'app.sock'));
+    await staleSocket(site.dir, join(deep, 'deep.sock'));
+    await staleSocket(site.dir, p(data, b([0x72, 0xff]), b([0x73, 0xfe])));
+    chmodSync(join(data, 'app.sock'), 0o700);
+    utimesSync(join(data, 'app.sock'), 1_500_000_000, 1_500_000_000);
+    if (isRoot) lchownSync(join(data, 'app.sock'), 4321, 8765);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.ok([0, 8].includes((await site.ferry(['snapshot', 'create', 'v'])).code));
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.json.warnings, []);
+    assertTreesEqual(out, data);
+    assert.ok(lstatSync(join(out, 'app.sock')).isSocket());
+    assert.ok(lstatSync(join(out, 'x'.repeat(70), 'y'.repeat(70), 'deep.sock')).isSocket());
+    assert.ok(lstatSync(p(out, b([0x72, 0xff]), b([0x73, 0xfe]))).isSocket());
+    // one socket alone, by --path
+    const one = join(site.dir, 'one.sock');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'app.sock', '--target', one])).code, 0);
+    assert.ok(lstatSync(one).isSocket());
+    assert.equal(lstatSync(one).mode & 0o7777, 0o700);
   } finally {
     site.cleanup();
   }

@@ -8,7 +8,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
@@ -59,4 +60,56 @@ test('times before 1970 replicate exactly (file, directory, symlink), baseline a
   stamp('1965-01-01 UTC', join(data, 'archive', 'card.txt'));
   await update('old');
   assertTreesEqual(replica, data);
+});
+
+/** A listening Unix socket at `path` (a running application's), closed by the returned function. */
+async function listenAt(path: string): Promise<() => Promise<void>> {
+  const server: Server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+  return () => new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+test('Unix sockets are recreated by the apply and the verification agrees: a member with sockets initializes and updates', async () => {
+  const data = join(a.dir, 'sockets');
+  mkdirSync(join(data, 'run'), { recursive: true });
+  writeFileSync(join(data, 'app.conf'), 'listen = run/app.sock\n');
+  const closers = [await listenAt(join(data, 'run', 'app.sock'))];
+  // a socket left behind by a process that is gone (moved away from the server that made it)
+  const stale = await listenAt(join(data, 'run', 'tmp.sock'));
+  renameSync(join(data, 'run', 'tmp.sock'), join(data, 'run', 'stale.sock'));
+  await stale();
+  chmodSync(join(data, 'run', 'stale.sock'), 0o600);
+  utimesSync(join(data, 'run', 'stale.sock'), 1_600_000_000, 1_600_000_000);
+  // a FIFO and a socket in a directory whose name is not UTF-8, and a socket whose path is longer
+  // than a socket address holds (108 bytes)
+  const odd = Buffer.concat([Buffer.from(data), Buffer.from('/run\xff', 'latin1')]);
+  mkdirSync(odd);
+  execFileSync('mkfifo', [join(data, 'fifo')]);
+  renameSync(join(data, 'fifo'), Buffer.concat([odd, Buffer.from('/pipe')]));
+  const sock = await listenAt(join(data, 'tmp2.sock'));
+  renameSync(join(data, 'tmp2.sock'), Buffer.concat([odd, Buffer.from('/s')]));
+  await sock();
+  const deep = join(data, 'd'.repeat(60), 'e'.repeat(60));
+  mkdirSync(deep, { recursive: true });
+  const deepSock = await listenAt(join(data, 'tmp3.sock'));
+  renameSync(join(data, 'tmp3.sock'), join(deep, 'deep.sock'));
+  await deepSock();
+  try {
+    const replica = await mirrorTree('sockets', data);
+    assertTreesEqual(replica, data);
+    assert.ok(lstatSync(join(replica, 'run', 'app.sock')).isSocket());
+    assert.ok(lstatSync(join(replica, 'run', 'stale.sock')).isSocket());
+
+    // a socket goes, another comes, one changes mode: the update applies and verifies
+    rmSync(join(data, 'run', 'stale.sock'));
+    closers.push(await listenAt(join(data, 'new.sock')));
+    chmodSync(join(data, 'run', 'app.sock'), 0o660);
+    await update('sockets');
+    assertTreesEqual(replica, data);
+    assert.ok(lstatSync(join(replica, 'new.sock')).isSocket());
+    // nothing changed: the writes check finds the replica as applied (its sockets included)
+    await update('sockets');
+  } finally {
+    for (const c of closers) await c();
+  }
 });
