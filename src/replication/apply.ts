@@ -17,6 +17,7 @@ import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts'
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
 import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
+import { pathToText } from '../snapshot/path-text.ts';
 
 export interface ApplyStats {
   created: number;
@@ -172,7 +173,7 @@ class TreeApplier {
     this.#ctx = {
       ...defaultMetaContext(o.noOwner),
       onOwnerError: (p, err) => {
-        if (!this.#ownerWarned) o.onWarning?.(p.toString(), `ownership not set: ${(err as Error).message}`);
+        if (!this.#ownerWarned) o.onWarning?.(pathToText(p), `ownership not set: ${(err as Error).message}`);
         this.#ownerWarned = true;
       },
     };
@@ -270,7 +271,7 @@ class TreeApplier {
     } else {
       const warning = createSpecialEntry(y, tmp, this.#ctx);
       if (warning) {
-        this.#o.onWarning?.(p.toString(), warning);
+        this.#o.onWarning?.(pathToText(p), warning);
         if (x) removePath(p);
         return;
       }
@@ -352,7 +353,7 @@ class TreeApplier {
       // (`s -> /etc`, target `s/passwd`) would link a file from outside the replica into it.
       const why = this.#linkTargetProblem(l.e.target!);
       if (why) {
-        this.#o.onWarning?.(l.path.toString(), `hard link to ${l.e.target!.toString()} not made: ${why}`);
+        this.#o.onWarning?.(pathToText(l.path), `hard link to ${pathToText(l.e.target!)} not made: ${why}`);
         continue;
       }
       const tmp = join(l.parent, tmpName(l.e.name));
@@ -362,7 +363,7 @@ class TreeApplier {
         if (lstatOrNull(l.path)?.isDirectory()) removePath(l.path);
         renameSync(tmp, l.path);
       } catch (err) {
-        this.#o.onWarning?.(l.path.toString(), `hard link to ${l.e.target!.toString()} not made: ${(err as Error).message}`);
+        this.#o.onWarning?.(pathToText(l.path), `hard link to ${pathToText(l.e.target!)} not made: ${(err as Error).message}`);
         continue;
       }
       touched.set(l.parent.toString('latin1'), { parent: l.parent, meta: l.parentMeta });
@@ -381,7 +382,7 @@ class TreeApplier {
       p = join(p, comp);
       const st = lstatOrNull(p);
       if (slash === -1) return st?.isFile() ? null : st ? 'it is not a regular file in the replica' : 'it does not exist in the replica';
-      if (!st?.isDirectory()) return `${target.subarray(0, slash).toString()} is not a directory in the replica${st?.isSymbolicLink() ? ' (a symlink)' : ''}`;
+      if (!st?.isDirectory()) return `${pathToText(target.subarray(0, slash))} is not a directory in the replica${st?.isSymbolicLink() ? ' (a symlink)' : ''}`;
       start = slash + 1;
     }
   }

@@ -15,7 +15,7 @@ import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapsh
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
-import { lookupPath, prepareTarget, restoreImage, restoreTree } from '../snapshot/restore.ts';
+import { findPath, prepareTarget, restoreImage, restoreTree } from '../snapshot/restore.ts';
 import { verifySnapshots } from '../snapshot/verify.ts';
 import type { Site } from './site.ts';
 import { join, resolve } from 'node:path';
@@ -207,7 +207,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     // Every member's target is checked before any is written: a refusal never leaves a volume half restored.
     for (const m of members) {
       if (m.kind === 'image' && path) throw new FerryError('USAGE', `--path does not apply to image member ${m.name}`);
-      const isDir = m.kind === 'tree' && ['root', 'dir'].includes(lookupPath(site.store, m.root, path ?? '').type);
+      const isDir = m.kind === 'tree' && ['root', 'dir'].includes(findPath(site.store, m.root, path ?? '').entry.type);
       prepareTarget(targetOf(m), a.force === true, isDir);
     }
     for (const m of members) {

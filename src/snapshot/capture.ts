@@ -17,6 +17,7 @@ import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import { encodeTree, encodeBlockList, encodeImage } from './format.ts';
 import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type TreeEntry } from './model.ts';
 import { encodeDirCache, type CachedFile } from './stat-cache.ts';
+import { pathToText } from './path-text.ts';
 
 export interface CaptureStore {
   has(id: ObjectId): boolean;
@@ -185,7 +186,7 @@ class TreeWalker {
   }
 
   warn(rel: Buffer, problem: CaptureWarning['problem'], message: string): void {
-    this.#o.onWarning?.({ path: rel.toString('utf8') || '.', problem, message });
+    this.#o.onWarning?.({ path: pathToText(rel) || '.', problem, message });
   }
 
   /**

@@ -14,6 +14,7 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import type { TreeEntry } from './model.ts';
+import { pathToText, textToPath } from './path-text.ts';
 import { createSpecialEntry, setEntryMeta, timeArg, writeFileEntry, type MetaContext } from './materialize.ts';
 
 export interface RestoreWarning {
@@ -44,23 +45,55 @@ const joinBuf = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
 
 const nsToSeconds = timeArg;
 
-/** Find the entry at `subpath` (slash-separated, member-relative) below a root tree. */
-export function lookupPath(store: ObjectReader, root: ObjectId, subpath: string): TreeEntry | { type: 'root'; tree: ObjectId } {
-  const parts = subpath.split('/').filter((p) => p && p !== '.');
-  if (parts.some((p) => p === '..')) throw new FerryError('USAGE', `--path must not contain '..': ${subpath}`);
+/** Where a path leads below a root tree: the entry (or the root itself), and its member-relative path in bytes. */
+export interface FoundPath {
+  entry: TreeEntry | { type: 'root'; tree: ObjectId };
+  rel: Buffer;
+}
+
+function walkPath(store: ObjectReader, root: ObjectId, parts: Buffer[]): FoundPath['entry'] {
   let tree = root;
   let entry: TreeEntry | undefined;
+  const shown = (n: number) => parts.slice(0, n).map(pathToText).join('/');
   for (let i = 0; i < parts.length; i++) {
     const t = decodeTree(store.get(tree));
-    const name = Buffer.from(parts[i]);
-    entry = t.entries.find((e) => e.name.equals(name));
-    if (!entry) throw new FerryError('PATH_NOT_IN_SNAPSHOT', `${parts.slice(0, i + 1).join('/')} is not in the snapshot`);
+    entry = t.entries.find((e) => e.name.equals(parts[i]));
+    if (!entry) throw new FerryError('PATH_NOT_IN_SNAPSHOT', `${shown(i + 1)} is not in the snapshot (names that are not UTF-8 are written as \\xHH, as \`ferry snapshot diff\` shows them)`);
     if (i < parts.length - 1) {
-      if (entry.type !== 'dir' || !entry.tree) throw new FerryError('PATH_NOT_IN_SNAPSHOT', `${parts.slice(0, i + 1).join('/')} is not a directory in the snapshot`);
+      if (entry.type !== 'dir' || !entry.tree) throw new FerryError('PATH_NOT_IN_SNAPSHOT', `${shown(i + 1)} is not a directory in the snapshot`);
       tree = entry.tree;
     }
   }
   return entry ?? { type: 'root', tree: root };
+}
+
+/**
+ * Find the entry at `subpath` (slash-separated, member-relative) below a root
+ * tree. Bytes are taken as they are; text is read as path-text.ts spells
+ * paths (`\xHH` for a byte that is not UTF-8, `\\` for a backslash), and,
+ * when that names nothing and the text has a backslash, as it is.
+ */
+export function findPath(store: ObjectReader, root: ObjectId, subpath: string | Buffer): FoundPath {
+  const tries = typeof subpath !== 'string' ? [subpath] : subpath.includes('\\') ? [textToPath(subpath), Buffer.from(subpath)] : [Buffer.from(subpath)];
+  let notFound: unknown;
+  for (const bytes of tries) {
+    const parts: Buffer[] = [];
+    for (let start = 0; start <= bytes.length; ) {
+      let end = bytes.indexOf(0x2f, start);
+      if (end < 0) end = bytes.length;
+      const part = bytes.subarray(start, end);
+      if (part.length > 0 && !(part.length === 1 && part[0] === 0x2e)) parts.push(part);
+      start = end + 1;
+    }
+    if (parts.some((p) => p.length === 2 && p[0] === 0x2e && p[1] === 0x2e)) throw new FerryError('USAGE', `--path must not contain '..': ${pathToText(bytes)}`);
+    try {
+      return { entry: walkPath(store, root, parts), rel: Buffer.concat(parts.flatMap((p, i) => (i ? [SLASH, p] : [p]))) };
+    } catch (err) {
+      if (!(err instanceof FerryError && err.code === 'PATH_NOT_IN_SNAPSHOT')) throw err;
+      notFound ??= err;
+    }
+  }
+  throw notFound;
 }
 
 /**
@@ -110,7 +143,7 @@ export class TreeRestorer {
   }
 
   warn(path: Buffer | string, message: string): void {
-    this.#o.onWarning?.({ path: path.toString(), message });
+    this.#o.onWarning?.({ path: typeof path === 'string' ? path : pathToText(path), message });
   }
 
   /** Restore the tree `id` into directory `dir` (created if missing). */
@@ -208,15 +241,15 @@ export class TreeRestorer {
         }
       }
       // The first link lies outside what is being restored: restore its content as a file.
-      let first: ReturnType<typeof lookupPath>;
+      let first: FoundPath['entry'];
       try {
-        first = lookupPath(this.#o.store, this.#memberRoot, l.target.toString('utf8'));
+        first = findPath(this.#o.store, this.#memberRoot, l.target).entry;
       } catch {
-        this.warn(l.path, `hard link target ${l.target.toString()} is missing from the snapshot; skipped`);
+        this.warn(l.path, `hard link target ${pathToText(l.target)} is missing from the snapshot; skipped`);
         continue;
       }
       if (first.type !== 'file') {
-        this.warn(l.path, `hard link target ${l.target.toString()} is not a file in the snapshot; skipped`);
+        this.warn(l.path, `hard link target ${pathToText(l.target)} is not a file in the snapshot; skipped`);
         continue;
       }
       this.#restoreFile({ ...first, name: l.entry.name }, l.path);
@@ -240,9 +273,9 @@ export class TreeRestorer {
 }
 
 /** Restore a tree member (or `subpath` inside it) to `target`. */
-export function restoreTree(root: ObjectId, subpath: string, target: string, o: RestoreOptions): RestoreStats {
-  const found = lookupPath(o.store, root, subpath);
-  const rootRel = subpath.split('/').filter((p) => p && p !== '.').join('/');
+export function restoreTree(root: ObjectId, subpath: string | Buffer, target: string, o: RestoreOptions): RestoreStats {
+  const { entry: found, rel } = findPath(o.store, root, subpath);
+  const rootRel = rel.toString('latin1');
   const restorer = new TreeRestorer(o, root, rootRel);
   const t = Buffer.from(target);
   if (found.type === 'root' || found.type === 'dir') {
