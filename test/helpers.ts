@@ -2,7 +2,7 @@
 // exact comparison of two trees (content and metadata).
 import { execFile } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import { closeSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -143,4 +143,25 @@ function seededStream(seed: string) {
  */
 export function seededBytes(size: number, seed: string): Buffer {
   return seededStream(seed).update(Buffer.alloc(size));
+}
+
+/** Write `data` at `offset` of the existing file `path`, in place. */
+export function writeAt(path: string, offset: number, data: Buffer): void {
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A new sparse file of `size` bytes: holes except for `pieces` ([offset, bytes]). */
+export function sparseFile(path: string, size: number, pieces: Array<[offset: number, data: Buffer]>): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, size);
+    for (const [offset, data] of pieces) writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    closeSync(fd);
+  }
 }

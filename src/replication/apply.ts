@@ -15,7 +15,7 @@ import { hashBytes, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
-import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
+import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, writeSparse, type MetaContext } from '../snapshot/materialize.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import { pathToText } from '../snapshot/path-text.ts';
 
@@ -476,8 +476,8 @@ export function applyImage(path: string, from: ObjectId | null, to: ObjectId, o:
         else if (holesNeedZeros) data = zero.subarray(0, len);
         if (!data) continue;
         if (data.length !== len) throw new FerryError('OBJECT_CORRUPT', `image block ${blockNo} is ${data.length} bytes, expected ${len}`);
-        let w = 0;
-        while (w < len) w += writeSync(fd, data, w, len - w, off + w);
+        if (holesNeedZeros) for (let w = 0; w < len; ) w += writeSync(fd, data, w, len - w, off + w);
+        else writeSparse(fd, data, off); // a fresh file: zeros inside a block stay holes too
         stats.bytesWritten += len;
         stats.updated++;
       }

@@ -15,7 +15,7 @@ import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import type { TreeEntry } from './model.ts';
 import { pathToText, textToPath } from './path-text.ts';
-import { createSpecialEntry, setEntryMeta, timeArg, writeFileEntry, type MetaContext } from './materialize.ts';
+import { createSpecialEntry, setEntryMeta, timeArg, writeFileEntry, writeSparse, type MetaContext } from './materialize.ts';
 
 export interface RestoreWarning {
   path: string;
@@ -318,8 +318,8 @@ export function restoreImage(root: ObjectId, target: string, o: RestoreOptions):
         const data = b ? o.store.get(b) : zero?.subarray(0, len);
         if (data) {
           if (data.length !== len) throw new FerryError('OBJECT_CORRUPT', `image block ${block} is ${data.length} bytes, expected ${len}`);
-          let off = 0;
-          while (off < len) off += writeSync(fd, data, off, len - off, offset + off);
+          if (isDevice) for (let off = 0; off < len; ) off += writeSync(fd, data, off, len - off, offset + off);
+          else writeSparse(fd, data, offset); // a new file: zeros inside a block stay holes too
           bytes += len;
         }
         block++;

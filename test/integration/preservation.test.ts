@@ -13,7 +13,7 @@ import {
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { fillBytes } from '../tree-gen.ts';
-import { assertTreesEqual, describeTree } from '../helpers.ts';
+import { assertTreesEqual, describeTree, sparseFile, writeAt } from '../helpers.ts';
 import { makeSite } from './cli-util.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -144,15 +144,6 @@ test('a tree snapshot restores exactly: modes, owners, times, links, odd names, 
 const KiB = 1024;
 const BLOCK = 64 * KiB;
 
-function writeAt(path: string, offset: number, data: Buffer): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 test('a sparse image member restores byte-identical and sparse; block changes are stored and diffed by block', async () => {
   const site = await makeSite();
   try {
@@ -279,6 +270,38 @@ test('Unix sockets are restored as sockets with their metadata, under odd names 
     assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'app.sock', '--target', one])).code, 0);
     assert.ok(lstatSync(one).isSocket());
     assert.equal(lstatSync(one).mode & 0o7777, 0o700);
+  } finally {
+    site.cleanup();
+  }
+});
+
+test('holes in files of a tree member are restored as holes: same bytes, little allocated', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    mkdirSync(join(data, 'vm'), { recursive: true });
+    const size = 64 << 20;
+    sparseFile(join(data, 'vm', 'disk.raw'), size, [
+      [5 * 1024 * KiB + 123, fillBytes(8 * KiB, 3)], // unaligned, mid-file
+      [40 * 1024 * KiB - 50, fillBytes(100, 5)], // straddles a 4 KiB boundary
+      [size - 10, fillBytes(10, 7)], // the very end
+    ]);
+    writeFileSync(join(data, 'vm', 'zeros-then-tail'), Buffer.concat([Buffer.alloc(3 << 20), Buffer.from('tail')]));
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v'])).code, 0);
+    const allocated = (path: string) => statSync(path).blocks * 512;
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assertTreesEqual(out, data);
+    assert.ok(allocated(join(out, 'vm', 'disk.raw')) <= 64 * KiB, `${allocated(join(out, 'vm', 'disk.raw'))} bytes allocated for ${allocated(join(data, 'vm', 'disk.raw'))} at the source`);
+    assert.ok(allocated(join(out, 'vm', 'zeros-then-tail')) <= 16 * KiB, `the zeros were written: ${allocated(join(out, 'vm', 'zeros-then-tail'))} bytes allocated`);
+    // one file by --path, and over an existing file with --force
+    const one = join(site.dir, 'one.raw');
+    writeFileSync(one, fillBytes(1 << 20, 9));
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'vm/disk.raw', '--target', one, '--force'])).code, 0);
+    assert.ok(readFileSync(one).equals(readFileSync(join(data, 'vm', 'disk.raw'))));
+    assert.ok(allocated(one) <= 64 * KiB, `${allocated(one)} bytes allocated`);
   } finally {
     site.cleanup();
   }

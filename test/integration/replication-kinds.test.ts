@@ -8,10 +8,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { assertTreesEqual } from '../helpers.ts';
+import { assertTreesEqual, sparseFile, writeAt } from '../helpers.ts';
+import { fillBytes } from '../tree-gen.ts';
 import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
 
 const sites: RealSite[] = [];
@@ -112,4 +113,32 @@ test('Unix sockets are recreated by the apply and the verification agrees: a mem
   } finally {
     for (const c of closers) await c();
   }
+});
+
+const KiB = 1024;
+
+test('holes in files replicate as holes: baseline (staged and applied), in-place changes and growth (the patch path)', async () => {
+  const data = join(a.dir, 'sparse');
+  mkdirSync(join(data, 'vm'), { recursive: true });
+  const size = 48 << 20;
+  for (const f of [join(data, 'root.raw'), join(data, 'vm', 'disk.raw')]) sparseFile(f, size, [[7 * 1024 * KiB + 5, fillBytes(8 * KiB, 1)], [size - 3, Buffer.from('end')]]);
+  const allocated = (path: string) => statSync(path).blocks * 512;
+  const replica = await mirrorTree('sparse', data);
+  assertTreesEqual(replica, data);
+  for (const f of ['root.raw', 'vm/disk.raw']) assert.ok(allocated(join(replica, f)) <= 64 * KiB, `baseline: ${f} has ${allocated(join(replica, f))} bytes allocated`);
+
+  // in place: a block written into a hole and the data block changed (most chunks are kept: the apply
+  // copies the replica's file and writes what changed); and a file that grows by a hole and a tail
+  writeAt(join(data, 'root.raw'), 30 * 1024 * KiB, fillBytes(4 * KiB, 2));
+  writeAt(join(data, 'root.raw'), 7 * 1024 * KiB + 5, fillBytes(8 * KiB, 3));
+  truncateSync(join(data, 'vm', 'disk.raw'), 64 << 20);
+  writeAt(join(data, 'vm', 'disk.raw'), (64 << 20) - 5, Buffer.from('grown'));
+  await update('sparse');
+  assertTreesEqual(replica, data);
+  assert.ok(readFileSync(join(replica, 'root.raw')).equals(readFileSync(join(data, 'root.raw'))));
+  for (const f of ['root.raw', 'vm/disk.raw']) assert.ok(allocated(join(replica, f)) <= 96 * KiB, `update: ${f} has ${allocated(join(replica, f))} bytes allocated`);
+  // the changed chunks were written, not the whole 48 + 64 MiB (the rest came from the replica's own files)
+  const applies = (await b.ferry(['events', '--kind', 'replica.apply', '--volume', 'sparse', '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const last = applies.filter((e) => e.transition === 'inconsistent => consistent').pop();
+  assert.ok(last.bytesWritten < 40 << 20, `the update wrote ${last.bytesWritten} bytes`);
 });
