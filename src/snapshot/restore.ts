@@ -15,6 +15,7 @@ import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import type { TreeEntry } from './model.ts';
 import { pathToText, textToPath } from './path-text.ts';
+import { XATTR_TOOLS_HINT, XattrWriter, hasDefaultAcl, modeWithoutAcl, readXattrsSync, xattrToolsPresent } from './xattrs.ts';
 import { createSpecialEntry, setEntryMeta, timeArg, writeFileEntry, writeSparse, type MetaContext } from './materialize.ts';
 
 export interface RestoreWarning {
@@ -125,6 +126,10 @@ export class TreeRestorer {
   readonly #memberRoot: ObjectId;
   /** metadata of restored directories, to re-apply mtimes after hard links are made in them */
   readonly #dirMeta = new Map<string, TreeEntry>();
+  /** extended attributes and ACLs, set in batches (undefined: the tools are missing) */
+  readonly #xattrs: XattrWriter | undefined;
+  /** entries whose attributes could not be restored for want of the tools */
+  #xattrsLeftOut = 0;
   #ownerWarned = false;
 
   constructor(o: RestoreOptions, memberRoot: ObjectId, rootRel: string) {
@@ -140,45 +145,89 @@ export class TreeRestorer {
     };
     this.#memberRoot = memberRoot;
     this.#rootRel = rootRel;
+    this.#xattrs = xattrToolsPresent() ? new XattrWriter((p, message) => this.warn(p, message)) : undefined;
+  }
+
+  /**
+   * The entry to write at `p`, its attributes queued (set once its batch is: until then it has only
+   * its owner's rights). `inherits`: p's directory may have a default ACL, which p inherits; ACLs
+   * the entry lacks are then removed. Without the tools, the attributes are left out (counted) and
+   * the group bits of a file with an ACL narrowed to the owning group's own rights.
+   */
+  #withXattrs(e: TreeEntry, p: Buffer, inherits: boolean): TreeEntry {
+    const made = this.#narrowed(e, inherits);
+    this.#queueXattrs(e, p, inherits);
+    return made;
+  }
+
+  /** The entry as it is made: with its owner's rights only while its attributes wait (see #withXattrs). */
+  #narrowed(e: TreeEntry, inherits: boolean): TreeEntry {
+    if (e.type === 'symlink') return e;
+    if (!this.#xattrs) {
+      if (e.xattrs.length === 0) return e;
+      this.#xattrsLeftOut++;
+      return { ...e, mode: modeWithoutAcl(e.mode, e.xattrs) };
+    }
+    return e.xattrs.length > 0 || inherits ? { ...e, mode: e.mode & 0o700 } : e;
+  }
+
+  /** Queue the attributes of `e`, made at `p`. */
+  #queueXattrs(e: TreeEntry, p: Buffer, inherits: boolean): void {
+    const isLink = e.type === 'symlink';
+    this.#xattrs?.set(p, e.xattrs, { clearAcls: inherits && !isLink, isDir: e.type === 'dir', mode: isLink ? undefined : e.mode });
+  }
+
+  /** Whether entries made in directory `dir` (which exists) inherit a default ACL. */
+  inheritsIn(dir: Buffer): boolean {
+    return this.#xattrs !== undefined && hasDefaultAcl(readXattrsSync([dir])[0].xattrs);
   }
 
   warn(path: Buffer | string, message: string): void {
     this.#o.onWarning?.({ path: typeof path === 'string' ? path : pathToText(path), message });
   }
 
-  /** Restore the tree `id` into directory `dir` (created if missing). */
-  restoreDir(id: ObjectId, dir: Buffer, rel: string, meta?: TreeEntry): void {
+  /**
+   * Restore the tree `id` into directory `dir` (created if missing). `inherits`: dir's parent may have
+   * a default ACL (a directory made in it takes it as its own); 'ask': find out from dir itself.
+   */
+  restoreDir(id: ObjectId, dir: Buffer, rel: string, meta: TreeEntry | undefined, inherits: boolean | 'ask'): void {
+    let existed = false;
     try {
       // Private until its metadata is set last; the top directory (no recorded metadata) gets the umask's default.
       mkdirSync(dir, meta ? { mode: 0o700 } : {});
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIoError(err, `creating ${dir}`);
-      if (!lstatSync(dir).isDirectory()) {
+      existed = lstatSync(dir).isDirectory();
+      if (!existed) {
         rmSync(dir, { force: true });
         mkdirSync(dir, { mode: 0o700 });
       }
     }
+    // what entries made in dir inherit: its own default ACL (one found here may be anything: assume one)
+    const inside = inherits === 'ask' ? this.inheritsIn(dir) : inherits || (existed && this.#xattrs !== undefined);
     this.stats.dirs++;
     const tree = decodeTree(this.#o.store.get(id));
     for (const e of tree.entries) {
       const p = joinBuf(dir, e.name);
       const r = rel ? `${rel}/${e.name.toString('latin1')}` : e.name.toString('latin1');
-      this.restoreEntry(e, p, r);
+      this.restoreEntry(e, p, r, inside);
     }
     if (meta) {
-      this.#setMeta(dir, meta, false);
+      this.#setMeta(dir, this.#withXattrs(meta, dir, inherits === true));
       this.#dirMeta.set(dir.toString('latin1'), meta);
+      this.#xattrs?.flushIfFull();
     }
   }
 
-  restoreEntry(e: TreeEntry, p: Buffer, rel: string): void {
+  /** Restore entry `e` at `p`; `inherits`: p's directory may have a default ACL. */
+  restoreEntry(e: TreeEntry, p: Buffer, rel: string, inherits: boolean): void {
     if (this.#o.force) this.#clearForReplace(p, e.type === 'dir');
     switch (e.type) {
       case 'dir':
-        this.restoreDir(e.tree!, p, rel, e);
+        this.restoreDir(e.tree!, p, rel, e, inherits);
         return;
       case 'file':
-        this.#restoreFile(e, p);
+        this.#restoreFile(e, p, inherits);
         this.#restored.set(rel, p);
         return;
       case 'symlink':
@@ -188,8 +237,8 @@ export class TreeRestorer {
           throw wrapIoError(err, `creating symlink ${p}`);
         }
         this.stats.symlinks++;
-        this.#setMeta(p, e, true);
-        return;
+        this.#setMeta(p, this.#withXattrs(e, p, inherits));
+        break;
       case 'hardlink':
         this.#deferredLinks.push({ path: p, target: e.target!, entry: e });
         return;
@@ -197,12 +246,16 @@ export class TreeRestorer {
       case 'chardev':
       case 'blockdev':
       case 'socket': {
-        const warning = createSpecialEntry(e, p, this.#ctx);
+        const warning = createSpecialEntry(this.#narrowed(e, inherits), p, this.#ctx);
         if (warning) this.warn(p, warning);
-        else this.stats.specials++;
-        return;
+        else {
+          this.stats.specials++;
+          this.#queueXattrs(e, p, inherits);
+        }
+        break;
       }
     }
+    this.#xattrs?.flushIfFull();
   }
 
   #clearForReplace(p: Buffer, wantDir: boolean): void {
@@ -216,13 +269,13 @@ export class TreeRestorer {
     rmSync(p, { recursive: true, force: true });
   }
 
-  #restoreFile(e: TreeEntry, p: Buffer): void {
-    const written = writeFileEntry(this.#o.store, e, p, this.#ctx);
+  #restoreFile(e: TreeEntry, p: Buffer, inherits: boolean): void {
+    const written = writeFileEntry(this.#o.store, this.#withXattrs(e, p, inherits), p, this.#ctx);
     this.stats.files++;
     this.stats.bytes += written;
   }
 
-  #setMeta(p: Buffer, e: TreeEntry, _isLink: boolean): void {
+  #setMeta(p: Buffer, e: TreeEntry): void {
     setEntryMeta(p, e, this.#ctx);
   }
 
@@ -252,7 +305,8 @@ export class TreeRestorer {
         this.warn(l.path, `hard link target ${pathToText(l.target)} is not a file in the snapshot; skipped`);
         continue;
       }
-      this.#restoreFile({ ...first, name: l.entry.name }, l.path);
+      // (its directory's default ACL, if any, is not known here: assume one)
+      this.#restoreFile({ ...first, name: l.entry.name }, l.path, true);
     }
     // Making links changed their directories' mtimes: put them back.
     const parents = new Set(this.#deferredLinks.map((l) => l.path.subarray(0, l.path.lastIndexOf(0x2f)).toString('latin1')));
@@ -262,6 +316,11 @@ export class TreeRestorer {
         const t = nsToSeconds(meta.mtimeNs);
         utimesSync(Buffer.from(p, 'latin1'), t, t);
       }
+    }
+    // attributes last (they change no mtime), then each entry's final mode
+    this.#xattrs?.flush();
+    if (this.#xattrsLeftOut > 0) {
+      this.warn('.', `extended attributes and ACLs of ${this.#xattrsLeftOut} entr${this.#xattrsLeftOut === 1 ? 'y were' : 'ies were'} not restored: setfattr is not installed here; ${XATTR_TOOLS_HINT}. Files with an ACL got their owning group's own rights as group bits (never the ACL's mask)`);
     }
   }
 
@@ -282,12 +341,13 @@ export function restoreTree(root: ObjectId, subpath: string | Buffer, target: st
     prepareTarget(target, o.force ?? false, true);
     mkdirSync(dirname(target), { recursive: true });
     const tree = found.type === 'root' ? found.tree : found.tree!;
-    restorer.restoreDir(tree, t, '', found.type === 'dir' ? found : undefined);
+    if (found.type === 'dir') restorer.restoreDir(tree, t, '', found, restorer.inheritsIn(Buffer.from(dirname(target))));
+    else restorer.restoreDir(tree, t, '', undefined, 'ask');
   } else {
     prepareTarget(target, o.force ?? false, false);
     mkdirSync(dirname(target), { recursive: true });
     if (o.force && existsSync(target)) unlinkSync(target);
-    restorer.restoreEntry(found, t, rootRel.split('/').pop() ?? '');
+    restorer.restoreEntry(found, t, rootRel.split('/').pop() ?? '', restorer.inheritsIn(Buffer.from(dirname(target))));
   }
   restorer.finish();
   return restorer.stats;

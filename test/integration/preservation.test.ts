@@ -13,7 +13,7 @@ import {
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { fillBytes } from '../tree-gen.ts';
-import { assertTreesEqual, describeTree, sparseFile, writeAt } from '../helpers.ts';
+import { ACL_TOOLS_MISSING, aclToolsPresent, aclTree, assertTreesEqual, describeTree, pathWithout, sparseFile, writeAt, xattrDump } from '../helpers.ts';
 import { makeSite } from './cli-util.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -302,6 +302,56 @@ test('holes in files of a tree member are restored as holes: same bytes, little 
     assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'vm/disk.raw', '--target', one, '--force'])).code, 0);
     assert.ok(readFileSync(one).equals(readFileSync(join(data, 'vm', 'disk.raw'))));
     assert.ok(allocated(one) <= 64 * KiB, `${allocated(one)} bytes allocated`);
+  } finally {
+    site.cleanup();
+  }
+});
+
+const aclSkip = aclToolsPresent() ? false : ACL_TOOLS_MISSING;
+const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args);
+
+test('extended attributes and POSIX ACLs are captured and restored exactly; an ACL never turns into group rights', { skip: aclSkip }, async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    aclTree(data);
+    const want = xattrDump(data);
+    assert.ok(want.get('acl-file')?.some((l) => l.startsWith('system.posix_acl_access=')));
+    assert.equal(statSync(join(data, 'acl-file')).mode & 0o777, 0o670);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    const s1 = await site.ferry(['snapshot', 'create', 'v', '--json']);
+    assert.ok([0, 8].includes(s1.code), s1.stderr);
+    assert.deepEqual(s1.json.warnings.filter((w: { problem: string }) => w.problem !== 'special-file'), []);
+
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assertTreesEqual(out, data);
+    assert.deepEqual(xattrDump(out), want);
+    assert.match(sh('getfacl', '-c', join(out, 'acl-file')).toString(), /^group::r--$/m);
+    // one file by --path into a directory with a default ACL of its own: it does not take that ACL
+    const elsewhere = join(site.dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    sh('setfacl', '-d', '-m', 'u:4321:rwx', elsewhere);
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'shared/stripped', '--target', join(elsewhere, 'stripped')])).code, 0);
+    assert.deepEqual(xattrDump(elsewhere).get('stripped') ?? [], []);
+
+    // Without setfattr: restored with a warning, and the group keeps only its own rights (r--, not the mask's rwx)
+    const noSet = pathWithout(site.dir, ['setfattr']);
+    const out2 = join(site.dir, 'out2');
+    const r2 = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out2, '--json'], { env: { PATH: noSet } });
+    assert.equal(r2.code, 8, r2.stdout + r2.stderr);
+    assert.match(JSON.stringify(r2.json.warnings), /not restored: setfattr is not installed/);
+    assert.equal(statSync(join(out2, 'acl-file')).mode & 0o777, 0o640);
+    assert.equal(xattrDump(out2).size, 0);
+
+    // Without getfattr: the snapshot says once that it captured no attributes
+    const noGet = pathWithout(site.dir, ['getfattr']);
+    const s2 = await site.ferry(['snapshot', 'create', 'v', '--json'], { env: { PATH: noGet } });
+    assert.equal(s2.code, 8, s2.stderr);
+    const notCaptured = s2.json.warnings.filter((w: { problem: string }) => w.problem === 'xattrs-not-captured');
+    assert.equal(notCaptured.length, 1);
+    assert.match(notCaptured[0].message, /apt-get install attr/);
   } finally {
     site.cleanup();
   }

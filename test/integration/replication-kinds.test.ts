@@ -1,7 +1,7 @@
 // Replication of the file kinds that are easy to get subtly wrong, between
 // two real `ferry serve` daemons: times before 1970, Unix sockets, sparse
 // files (allocation, not only bytes), and extended attributes with POSIX
-// ACLs. Each test mirrors its own volume over one pair of daemons, checks the
+// ACLs (and a site without the tools for them). Each test mirrors its own volume over one pair of daemons, checks the
 // baseline, changes the tree, and checks the update: the replica must equal
 // the source in content and metadata, and the apply's verification must pass
 // on the first attempt (a mismatch fails the update with REPLICA_MISMATCH).
@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { assertTreesEqual, sparseFile, writeAt } from '../helpers.ts';
+import { ACL_TOOLS_MISSING, aclToolsPresent, aclTree, assertTreesEqual, pathWithout, sparseFile, writeAt, xattrDump } from '../helpers.ts';
 import { fillBytes } from '../tree-gen.ts';
 import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
 
@@ -141,4 +141,61 @@ test('holes in files replicate as holes: baseline (staged and applied), in-place
   const applies = (await b.ferry(['events', '--kind', 'replica.apply', '--volume', 'sparse', '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
   const last = applies.filter((e) => e.transition === 'inconsistent => consistent').pop();
   assert.ok(last.bytesWritten < 40 << 20, `the update wrote ${last.bytesWritten} bytes`);
+});
+
+const aclSkip = aclToolsPresent() ? false : ACL_TOOLS_MISSING;
+const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args);
+
+test('extended attributes and POSIX ACLs replicate exactly: baseline, changed and removed attributes, inheritance', { skip: aclSkip }, async () => {
+  const data = join(a.dir, 'acls');
+  aclTree(data);
+  sh('setfattr', '-n', 'user.dir', '-v', 'on a directory', join(data, 'shared', 'sub'));
+  const replica = await mirrorTree('acls', data);
+  assertTreesEqual(replica, data);
+  assert.deepEqual(xattrDump(replica), xattrDump(data));
+  assert.match(sh('getfacl', '-c', join(replica, 'acl-file')).toString(), /^group::r--$/m);
+
+  // The replica root gets a default ACL of its own (not part of any snapshot): nothing made in it may take it.
+  sh('setfacl', '-d', '-m', 'u:999:rwx', replica);
+  // changes: an ACL changed and one removed, an attribute removed and one changed (metadata only),
+  // new entries in the directory with the default ACL, one with its inherited ACL removed
+  sh('setfacl', '-m', 'u:1234:r--,g::rw-', join(data, 'acl-file'));
+  sh('setfacl', '-b', join(data, 'shared', 'inherited'));
+  sh('setfattr', '-x', 'user.comment', join(data, 'user-attrs'));
+  sh('setfattr', '-n', 'user.binary', '-v', 'changed', join(data, 'user-attrs'));
+  sh('setfattr', '-x', 'user.dir', join(data, 'shared', 'sub'));
+  writeFileSync(join(data, 'shared', 'new'), 'new, inherits\n');
+  writeFileSync(join(data, 'shared', 'new-stripped'), 'new, no ACL\n');
+  sh('setfacl', '-b', join(data, 'shared', 'new-stripped'));
+  mkdirSync(join(data, 'shared', 'new-dir'));
+  writeFileSync(join(data, 'top-new'), 'made in the root\n');
+  mkdirSync(join(data, 'top-dir'));
+  writeFileSync(join(data, 'top-dir', 'f'), 'made in a new directory\n');
+  await update('acls');
+  assertTreesEqual(replica, data);
+  assert.deepEqual(xattrDump(replica), xattrDump(data));
+  // nothing changed since: the writes check finds the replica as applied
+  await update('acls');
+});
+
+test('an apply refuses (TOOL_MISSING) when a snapshot has ACLs and this site has no setfattr, and succeeds once it has', { skip: aclSkip }, async () => {
+  const data = join(a.dir, 'no-tools');
+  mkdirSync(data);
+  writeFileSync(join(data, 'plain'), 'no attributes\n');
+  const replica = await mirrorTree('no-tools', data);
+  writeFileSync(join(data, 'acl-file'), 'acl\n');
+  sh('setfacl', '-m', 'u:1234:rwx', join(data, 'acl-file'));
+  // b's daemon runs without setfattr on its PATH
+  await b.stop();
+  await b.start({ port: b.port, env: { PATH: pathWithout(b.dir, ['setfattr']) } });
+  const r = await a.ferry(['mirror', 'update', 'no-tools', '--to', 'b', '--wait', '--json']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stdout + r.stderr, /TOOL_MISSING/);
+  assert.match(r.stdout + r.stderr, /apt-get install attr/);
+  assert.equal(b.secondaryRow('no-tools')?.consistent, false);
+  await b.stop();
+  await b.start({ port: b.port });
+  await update('no-tools');
+  assertTreesEqual(replica, data);
+  assert.deepEqual(xattrDump(replica), xattrDump(data));
 });
