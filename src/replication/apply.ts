@@ -368,11 +368,8 @@ class TreeApplier {
       createSymlinkEntry(e, tmp, this.#ctx);
     } else {
       const warning = createSpecialEntry(e, tmp, this.#ctx);
-      if (warning) {
-        this.#o.onWarning?.(pathToText(p), warning);
-        if (x) removePath(p);
-        return;
-      }
+      // Skipped, it would fail the verification after the apply on every attempt: say why now.
+      if (warning) throw new FerryError('IO', `cannot make ${pathToText(p)} in the replica: ${warning.replace(/; skipped$/, '')}; a replica without it can never match the snapshot`);
     }
     // rename(2) replaces a file or symlink atomically; a directory in the way must go first.
     if (lstatOrNull(p)?.isDirectory()) removePath(p);
