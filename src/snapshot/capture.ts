@@ -204,6 +204,7 @@ class TreeWalker {
   async #yield(): Promise<void> {
     this.#sinceYield = 0;
     await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.#xattrs?.drained();
   }
 
   async #acquire(): Promise<void> {

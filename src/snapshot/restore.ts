@@ -1,7 +1,9 @@
 // Restore: materialize a snapshot's member (or a path inside it) at a
 // target, exactly: contents, modes, ownership (when permitted), mtimes,
 // symlinks (created, never followed), hard links, empty files, FIFOs,
-// devices (as root) and Unix sockets, and image holes. Every object is verified against its hash as it is read.
+// devices (as root) and Unix sockets, holes (in files and images), and
+// extended attributes with POSIX ACLs. Every object is verified against its
+// hash as it is read.
 // Restore writes only below the target: entry names are validated by the
 // decoder (no '/', no '..'), and the target itself is created fresh or must
 // be empty unless the caller forces it.
@@ -229,7 +231,7 @@ export class TreeRestorer {
       case 'file':
         this.#restoreFile(e, p, inherits);
         this.#restored.set(rel, p);
-        return;
+        break;
       case 'symlink':
         try {
           symlinkSync(e.target!, p);

@@ -183,6 +183,12 @@ export class XattrReader {
   #fails: Array<(e: unknown) => void> = [];
   #running = 0;
   readonly #queue: Array<() => void> = [];
+  #drainWaiters: Array<() => void> = [];
+
+  /** Resolves once at most `n` batches wait to run: the walk waits here so that paths do not pile up. */
+  async drained(n = 4): Promise<void> {
+    while (this.#queue.length > n) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+  }
 
   read(path: Buffer): Promise<XattrResult> {
     const p = new Promise<XattrResult>((resolve, reject) => {
@@ -210,6 +216,7 @@ export class XattrReader {
       ).finally(() => {
         this.#running--;
         this.#queue.shift()?.();
+        for (const w of this.#drainWaiters.splice(0)) w();
       });
     };
     if (this.#running < 2) run();
