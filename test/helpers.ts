@@ -1,8 +1,8 @@
 // Shared test helpers: temporary directories, running the real CLI, and an
 // exact comparison of two trees (content and metadata).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import { closeSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, ftruncateSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,3 +144,116 @@ function seededStream(seed: string) {
 export function seededBytes(size: number, seed: string): Buffer {
   return seededStream(seed).update(Buffer.alloc(size));
 }
+
+/** Write `data` at `offset` of the existing file `path`, in place. */
+export function writeAt(path: string, offset: number, data: Buffer): void {
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A new sparse file of `size` bytes: holes except for `pieces` ([offset, bytes]). */
+export function sparseFile(path: string, size: number, pieces: Array<[offset: number, data: Buffer]>): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, size);
+    for (const [offset, data] of pieces) writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The attribute names ferry keeps (xattrs.ts), as a getfattr -m pattern. */
+const KEPT_XATTRS = '^(user\\.|trusted\\.|security\\.capability$|system\\.posix_acl_(access|default)$)';
+
+/** Whether getfattr, setfattr, getfacl and setfacl are here (packages attr and acl). */
+export function aclToolsPresent(): boolean {
+  return ['getfattr', 'setfattr', 'getfacl', 'setfacl'].every((t) => spawnSync(t, ['--version'], { stdio: 'ignore' }).status === 0);
+}
+
+export const ACL_TOOLS_MISSING = 'getfattr/setfattr/getfacl/setfacl are not installed and could not be (as root, `npm test` installs the Debian packages attr and acl)';
+
+/**
+ * The extended attributes ferry keeps of every entry below `root` (symlinks not followed), by
+ * member-relative path (latin1): one `name=0xvalue` line each, in name order. Entries without any
+ * are left out.
+ */
+export function xattrDump(root: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const r = spawnSync('getfattr', ['-R', '-h', '-d', '-m', KEPT_XATTRS, '-e', 'hex', '--absolute-names', '--', root], { maxBuffer: 256 << 20 });
+  assert.equal(r.status, 0, r.stderr?.toString());
+  let current: string[] | undefined;
+  // paths come as given (absolute), bytes as they are (latin1 keeps them one char each)
+  const prefix = Buffer.from(root + '/').toString('latin1');
+  for (const line of r.stdout.toString('latin1').split('\n')) {
+    if (line.startsWith('# file: ')) {
+      const path = line.slice(8);
+      current = path.startsWith(prefix) ? [] : undefined; // the member root's own are no snapshot's
+      if (current) out.set(path.slice(prefix.length), current);
+    } else if (line && current) current.push(line);
+  }
+  for (const v of out.values()) v.sort();
+  return out;
+}
+
+/**
+ * A PATH of every command in /usr/bin except `missing` (symlinks in a new directory under `dir`):
+ * ferry run with it finds no such command, as on a machine without the package.
+ */
+export function pathWithout(dir: string, missing: string[]): string {
+  const bin = join(dir, `path-without-${missing.join('-')}`);
+  mkdirSync(bin, { recursive: true });
+  for (const name of readdirSync('/usr/bin')) if (!missing.includes(name)) symlinkSync(join('/usr/bin', name), join(bin, name));
+  return bin;
+}
+
+const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args);
+/** Run `cmd args... path` with a path that may not be UTF-8 (through xargs: argv strings are UTF-8). */
+const onPath = (path: Buffer, cmd: string, ...args: string[]) => execFileSync('xargs', ['-0', cmd, ...args, '--'], { input: Buffer.concat([path, Buffer.from([0])]) });
+
+/** security.capability granting cap_net_bind_service (VFS_CAP_REVISION_2: magic, then permitted/inheritable, low and high words). */
+function capabilityValue(): string {
+  const v = Buffer.alloc(20);
+  v.writeUInt32LE(0x02000000, 0);
+  v.writeUInt32LE(1 << 10, 4);
+  return `0x${v.toString('hex')}`;
+}
+
+/** A tree of files with extended attributes and POSIX ACLs (trusted.* and capabilities as root). */
+export function aclTree(root: string): void {
+  mkdirSync(join(root, 'shared'), { recursive: true });
+  // group r--, a named user rwx: the mode's group bits show the mask (rwx), not the group's rights
+  writeFileSync(join(root, 'acl-file'), 'acl\n');
+  chmodSync(join(root, 'acl-file'), 0o640);
+  run('setfacl', '-m', 'u:1234:rwx', join(root, 'acl-file'));
+  // a directory with a default ACL: what is made in it inherits, unless taken away
+  run('setfacl', '-d', '-m', 'u:1234:rwx,g:5678:r-x', join(root, 'shared'));
+  writeFileSync(join(root, 'shared', 'inherited'), 'inherits the default\n');
+  writeFileSync(join(root, 'shared', 'stripped'), 'its ACL taken away\n');
+  run('setfacl', '-b', join(root, 'shared', 'stripped'));
+  mkdirSync(join(root, 'shared', 'sub'));
+  writeFileSync(join(root, 'shared', 'sub', 'deeper'), 'deeper\n');
+  // user attributes with awkward values, also on a name that is not UTF-8
+  writeFileSync(join(root, 'user-attrs'), 'x');
+  run('setfattr', '-n', 'user.comment', '-v', 'hello world', join(root, 'user-attrs'));
+  run('setfattr', '-n', 'user.binary', '-v', '0x00ff0a5c3d', join(root, 'user-attrs'));
+  run('setfattr', '-n', 'user.empty', join(root, 'user-attrs'));
+  const odd = Buffer.concat([Buffer.from(root + '/'), Buffer.from([0x78, 0xff])]);
+  writeFileSync(odd, 'odd name\n');
+  onPath(odd, 'setfattr', '-n', 'user.odd', '-v', 'yes');
+  execFileSync('mkfifo', [join(root, 'pipe')]);
+  run('setfacl', '-m', 'u:1234:r', join(root, 'pipe'));
+  if (process.getuid?.() === 0) {
+    writeFileSync(join(root, 'trusted-attr'), 'x');
+    run('setfattr', '-n', 'trusted.ferry', '-v', 'root only', join(root, 'trusted-attr'));
+    writeFileSync(join(root, 'cap-bin'), '#!/bin/true\n');
+    chmodSync(join(root, 'cap-bin'), 0o755);
+    run('setfattr', '-n', 'security.capability', '-v', capabilityValue(), join(root, 'cap-bin'));
+    symlinkSync('acl-file', join(root, 'link'));
+    run('setfattr', '-h', '-n', 'trusted.on-link', '-v', '1', join(root, 'link'));
+  }
+}
+

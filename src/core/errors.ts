@@ -40,6 +40,7 @@ export const ERRORS = {
   PATH_NOT_IN_SNAPSHOT: { kind: 'usage', exit: 3, doc: 'The --path given to restore is not in the snapshot.' },
   NO_SPACE: { kind: 'permanent', exit: 7, doc: 'The disk is full; free space and retry: nothing was half-written.' },
   IO: { kind: 'permanent', exit: 7, doc: 'A file could not be read or written (permissions, an immutable file, I/O error); the message names the operation (read, write, rename, unlink, chmod, ...) and the path that failed, and what to do (e.g. `chattr -i PATH` for a file made immutable).' },
+  TOOL_MISSING: { kind: 'permanent', exit: 7, doc: 'A command ferry needs is not installed at this site: getfattr and setfattr (Debian/Ubuntu package `attr`) read and set extended attributes and POSIX ACLs; install it and run the command again.' },
   CONFIG_INVALID: { kind: 'usage', exit: 2, doc: 'A setting (retention, hook, schedule) or the site file is malformed; for a site file the message lists every error with its line and a hint, and nothing was applied.' },
   IDENTITY_INVALID: { kind: 'corrupt', exit: 5, doc: "The site's key.pem or cert.pem is missing, unreadable, corrupt, or the two do not match; restore both from backup." },
   IDENTITY_EXISTS: { kind: 'conflict', exit: 4, doc: 'A site identity (key.pem or cert.pem) already exists there; ferry never overwrites one.' },

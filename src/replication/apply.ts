@@ -15,8 +15,10 @@ import { hashBytes, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
-import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, type MetaContext } from '../snapshot/materialize.ts';
+import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, writeSparse, type MetaContext } from '../snapshot/materialize.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
+import { pathToText } from '../snapshot/path-text.ts';
+import { XATTR_TOOLS_HINT, XattrWriter, hasDefaultAcl, readXattrsSync, xattrToolsPresent, type Xattrs } from '../snapshot/xattrs.ts';
 
 export interface ApplyStats {
   created: number;
@@ -38,6 +40,11 @@ export interface ApplyOptions {
    * the files again (receiver.ts).
    */
   onFileWritten?: (dir: string, name: string, file: CachedFile) => void;
+  /**
+   * applySubtree: whether the directory it is given took a default ACL from its parent (entries made
+   * in it inherit one). Unset: as the member root does (staging makes its directories there).
+   */
+  inheritsDefaultAcl?: boolean;
   /** Called for each directory whose subtree the apply left as it was (member-relative, latin1), with its tree id. */
   onDirUnchanged?: (rel: string, tree: ObjectId) => void;
   /**
@@ -83,7 +90,7 @@ export interface SubtreeResult {
   warnings: Array<[path: string, message: string]>;
 }
 
-export type SubtreeRunner = (job: { root: Buffer; dir: Buffer; rel: string; tree: ObjectId; meta: TreeEntry; noOwner?: boolean }) => Promise<SubtreeResult>;
+export type SubtreeRunner = (job: { root: Buffer; dir: Buffer; rel: string; tree: ObjectId; meta: TreeEntry; noOwner?: boolean; inheritsDefaultAcl?: boolean }) => Promise<SubtreeResult>;
 
 export interface PendingLink {
   path: Buffer;
@@ -128,7 +135,41 @@ export function removePath(p: Buffer): void {
 }
 
 function sameMeta(a: TreeEntry, b: TreeEntry): boolean {
-  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs;
+  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs && sameXattrs(a.xattrs, b.xattrs);
+}
+
+function sameXattrs(a: Xattrs, b: Xattrs): boolean {
+  return a.length === b.length && a.every(([n, v], i) => n.equals(b[i][0]) && v.equals(b[i][1]));
+}
+
+/**
+ * Whether entries made in the member root `root` inherit a default ACL (the root's own metadata is
+ * no snapshot's). Asked once per apply of a member; the threads that apply or stage subtrees without
+ * being told ask again when their answer is older than ROOT_ACL_FOR.
+ */
+const rootAcls = new Map<string, { inherits: boolean; at: number }>();
+const ROOT_ACL_FOR = 30_000;
+
+function rootInherits(root: Buffer, fresh: boolean): boolean {
+  if (!xattrToolsPresent()) return false;
+  const key = root.toString('latin1');
+  const known = rootAcls.get(key);
+  if (!fresh && known && Date.now() - known.at < ROOT_ACL_FOR) return known.inherits;
+  const inherits = hasDefaultAcl(readXattrsSync([root])[0].xattrs);
+  rootAcls.set(key, { inherits, at: Date.now() });
+  return inherits;
+}
+
+/**
+ * A directory being applied, for the attributes of what is made in it: `inside`, entries made in it
+ * inherit a default ACL (its own, as it is while its entries are written: its recorded attributes
+ * are set after them); `had`, its attributes now (undefined: just made); `clear`, it was just made
+ * in a directory with a default ACL (its inherited ACLs go unless recorded).
+ */
+interface DirAcls {
+  inside: boolean;
+  had?: Xattrs;
+  clear: boolean;
 }
 
 function sameContent(a: TreeEntry, b: TreeEntry): boolean {
@@ -180,18 +221,67 @@ class TreeApplier {
   readonly #links: PendingLink[] = [];
   /** new subtrees applied elsewhere (ApplyOptions.subtrees) */
   readonly #handedOver: Array<Promise<SubtreeResult>> = [];
+  /** extended attributes and ACLs, set in batches (undefined: the tools are missing) */
+  readonly #xattrs: XattrWriter | undefined;
+  /** files written whose attributes wait in the writer: told to onFileWritten once those are set */
+  readonly #waiting = new Map<string, { p: Buffer; rel: string; e: TreeEntry }>();
+  /** whether entries made in the member root inherit a default ACL (staged subtrees were made there) */
+  readonly #rootInside: () => boolean;
   #ownerWarned = false;
 
-  constructor(root: Buffer, o: ApplyOptions) {
+  constructor(root: Buffer, o: ApplyOptions, rootInside: () => boolean) {
     this.#root = root;
     this.#o = o;
+    this.#rootInside = rootInside;
     this.#ctx = {
       ...defaultMetaContext(o.noOwner),
       onOwnerError: (p, err) => {
-        if (!this.#ownerWarned) o.onWarning?.(p.toString(), `ownership not set: ${(err as Error).message}`);
+        if (!this.#ownerWarned) o.onWarning?.(pathToText(p), `ownership not set: ${(err as Error).message}`);
         this.#ownerWarned = true;
       },
     };
+    this.#xattrs = xattrToolsPresent()
+      ? new XattrWriter(
+          (p, message) => o.onWarning?.(pathToText(p), message),
+          (paths) => {
+            for (const p of paths) {
+              const w = this.#waiting.get(p.toString('latin1'));
+              if (!w) continue;
+              this.#waiting.delete(p.toString('latin1'));
+              this.#written(w.p, w.rel, w.e);
+            }
+          },
+        )
+      : undefined;
+  }
+
+  /**
+   * The entry to make at `p` (its mode narrowed to its owner's rights while its attributes wait in
+   * the writer; see xattrs.ts), with its attributes queued unless `later` (queue them with
+   * #queueXattrs once the entry exists). `had`: p's attributes now (an entry kept); `clear`: p is
+   * made in a directory with a default ACL. Without the tools, attributes to set or remove refuse
+   * the apply: the replica could not be what the snapshot is.
+   */
+  #withXattrs(e: TreeEntry, p: Buffer, o: { had?: Xattrs; clear: boolean; later?: boolean }): TreeEntry {
+    const isLink = e.type === 'symlink';
+    if (!this.#xattrs) {
+      if (e.xattrs.length === 0 && !o.had?.length) return e;
+      throw new FerryError('TOOL_MISSING', `${pathToText(p)} has extended attributes or ACLs in the snapshot (or had them), but setfattr is not installed at this site; ${XATTR_TOOLS_HINT}, then update again`);
+    }
+    const needed = e.xattrs.length > 0 || (o.clear && !isLink) || (o.had ?? []).some(([n]) => !e.xattrs.some(([m]) => m.equals(n)));
+    if (!needed) return e;
+    if (!o.later) this.#queueXattrs(e, p, o);
+    return isLink ? e : { ...e, mode: e.mode & 0o700 };
+  }
+
+  #queueXattrs(e: TreeEntry, p: Buffer, o: { had?: Xattrs; clear: boolean }): void {
+    const isLink = e.type === 'symlink';
+    this.#xattrs?.set(p, e.xattrs, { had: o.had, clearAcls: o.clear && !isLink, isDir: e.type === 'dir', mode: isLink ? undefined : e.mode });
+  }
+
+  /** Set the attributes queued so far (and tell onFileWritten of the files that waited for them). */
+  flushXattrs(): void {
+    this.#xattrs?.flush();
   }
 
   /** Make `p` a real directory (a symlink or file in the way is removed, never followed); false when it had to be created. */
@@ -208,7 +298,7 @@ class TreeApplier {
   }
 
   /** Apply the change from tree a to tree b in directory `dir` (which exists and is a real directory). */
-  dir(dir: Buffer, rel: string, a: ObjectId | null, b: ObjectId, meta?: TreeEntry): void {
+  dir(dir: Buffer, rel: string, a: ObjectId | null, b: ObjectId, meta: TreeEntry | undefined, acls: DirAcls): void {
     this.#o.signal?.throwIfAborted();
     const ea = a ? decodeTree(this.#o.store.get(a)).entries : [];
     const eb = decodeTree(this.#o.store.get(b)).entries;
@@ -226,19 +316,26 @@ class TreeApplier {
       const x = cmp === 0 ? ea[i++] : undefined;
       const p = join(dir, y.name);
       const r = rel ? `${rel}/${y.name.toString('latin1')}` : y.name.toString('latin1');
-      this.#entry(dir, p, r, x, y, meta, b);
+      this.#entry(dir, p, r, x, y, meta, acls.inside, b);
+      this.#xattrs?.flushIfFull();
     }
-    if (meta) setEntryMeta(dir, meta, this.#ctx);
+    if (meta) setEntryMeta(dir, this.#withXattrs(meta, dir, { had: acls.had, clear: acls.clear }), this.#ctx);
   }
 
-  /** `parentTree`: the tree of `parent` (its staged copy's entries may be moved in: ApplyOptions.stagedEntry). */
-  #entry(parent: Buffer, p: Buffer, rel: string, x: TreeEntry | undefined, y: TreeEntry, parentMeta: TreeEntry | undefined, parentTree: ObjectId): void {
+  /**
+   * Bring entry `x` at `p` (undefined: none) to `y`. `inside`: entries made in `parent` inherit a
+   * default ACL. `parentTree`: the tree of `parent` (its staged copy's entries may be moved in:
+   * ApplyOptions.stagedEntry).
+   */
+  #entry(parent: Buffer, p: Buffer, rel: string, x: TreeEntry | undefined, y: TreeEntry, parentMeta: TreeEntry | undefined, inside: boolean, parentTree: ObjectId): void {
+    // a directory made here takes the parent's default ACL as its own
+    const made: DirAcls = { inside, clear: inside };
     if (y.type === 'dir') {
       if (x?.type === 'dir' && x.tree === y.tree) {
         if (!sameMeta(x, y)) {
           // Not a directory any more (swapped for a symlink since `from` was taken): its content is gone, redo it whole.
-          if (!this.#ensureDir(p)) return this.dir(p, rel, null, y.tree!, y);
-          setEntryMeta(p, y, this.#ctx);
+          if (!this.#ensureDir(p)) return this.dir(p, rel, null, y.tree!, y, made);
+          setEntryMeta(p, this.#withXattrs(y, p, { had: x.xattrs, clear: false }), this.#ctx);
           this.stats.metadata++;
         }
         this.#o.onDirUnchanged?.(rel, y.tree!);
@@ -253,19 +350,20 @@ class TreeApplier {
       }
       const existed = this.#ensureDir(p);
       if (fresh && this.#o.subtrees && !this.#splitHere(rel, y.tree!)) {
-        const job = this.#o.subtrees({ root: this.#root, dir: p, rel, tree: y.tree!, meta: y, noOwner: this.#o.noOwner });
+        const job = this.#o.subtrees({ root: this.#root, dir: p, rel, tree: y.tree!, meta: y, noOwner: this.#o.noOwner, inheritsDefaultAcl: inside });
         job.catch(() => {}); // awaited in collect()
         this.#handedOver.push(job);
         return;
       }
-      this.dir(p, rel, x?.type === 'dir' && existed ? x.tree! : null, y.tree!, y);
+      const kept = x?.type === 'dir' && existed;
+      this.dir(p, rel, kept ? x.tree! : null, y.tree!, y, kept ? { inside: hasDefaultAcl(x.xattrs), had: x.xattrs, clear: false } : made);
       return;
     }
     if (x && sameContent(x, y)) {
       if (y.type === 'hardlink' || sameMeta(x, y)) return;
       // chmod/chown/utimes follow symlinks: set metadata only on what is really there, else rewrite the entry.
       if (sameType(lstatOrNull(p), y)) {
-        setEntryMeta(p, y, this.#ctx);
+        setEntryMeta(p, this.#withXattrs(y, p, { had: x.xattrs, clear: false }), this.#ctx);
         this.stats.metadata++;
         return;
       }
@@ -287,19 +385,20 @@ class TreeApplier {
     }
     const tmp = join(parent, tmpName(y.name));
     removePath(tmp);
+    // A new inode: it has only what it inherits from the directory. Its attributes are queued for p
+    // and set once it is in place (the writer's next batch), with its final mode.
+    const acls = { clear: inside, later: true };
+    const e = this.#withXattrs(y, p, acls);
     if (y.type === 'file') {
       // A large file changed in place or appended to: copy the old one and write only what changed.
-      const patched = x?.type === 'file' ? patchFileEntry(this.#o.store, p, x, y, tmp, this.#ctx) : undefined;
-      this.stats.bytesWritten += patched ?? writeFileEntry(this.#o.store, y, tmp, this.#ctx);
+      const patched = x?.type === 'file' ? patchFileEntry(this.#o.store, p, x, e, tmp, this.#ctx) : undefined;
+      this.stats.bytesWritten += patched ?? writeFileEntry(this.#o.store, e, tmp, this.#ctx);
     } else if (y.type === 'symlink') {
-      createSymlinkEntry(y, tmp, this.#ctx);
+      createSymlinkEntry(e, tmp, this.#ctx);
     } else {
-      const warning = createSpecialEntry(y, tmp, this.#ctx);
-      if (warning) {
-        this.#o.onWarning?.(p.toString(), warning);
-        if (x) removePath(p);
-        return;
-      }
+      const warning = createSpecialEntry(e, tmp, this.#ctx);
+      // Skipped, it would fail the verification after the apply on every attempt: say why now.
+      if (warning) throw new FerryError('IO', `cannot make ${pathToText(p)} in the replica: ${warning.replace(/; skipped$/, '')}; a replica without it can never match the snapshot`);
     }
     // rename(2) replaces a file or symlink atomically; a directory in the way must go first.
     if (lstatOrNull(p)?.isDirectory()) removePath(p);
@@ -308,15 +407,19 @@ class TreeApplier {
     } catch (err) {
       throw wrapIoError(err, `renaming into place ${p}`);
     }
+    const waits = e !== y || (y.type === 'symlink' && y.xattrs.length > 0);
+    if (waits) this.#queueXattrs(y, p, acls);
     if (y.type === 'file') {
       this.#replaced.add(rel);
-      this.#written(p, rel, y);
+      if (waits) this.#waiting.set(p.toString('latin1'), { p, rel, e: y });
+      else this.#written(p, rel, y);
     }
   }
 
   /** A staged subtree was moved to `p`: give it its metadata and take in what it holds. */
   #took(p: Buffer, rel: string, e: TreeEntry, s: StagedTree): void {
-    setEntryMeta(p, e, this.#ctx);
+    // it was made in the staging area, inside the member root: it has what the root's default ACL gave
+    setEntryMeta(p, this.#withXattrs(e, p, { clear: this.#rootInside() }), this.#ctx);
     for (const k of Object.keys(this.stats) as Array<keyof ApplyStats>) this.stats[k] += s.stats[k];
     for (const [dir, name, f] of s.written) {
       const d = dir ? `${rel}/${dir}` : rel;
@@ -342,6 +445,8 @@ class TreeApplier {
 
   /** Tell onFileWritten what lstat sees of a file just put in place. */
   #written(p: Buffer, rel: string, e: TreeEntry): void {
+    // Its attributes are left unknown (the verification reads them): an ACL a directory's default
+    // gave it, which nobody here knew of, must show.
     if (!this.#o.onFileWritten) return;
     const st = lstatSync(p, { bigint: true });
     const slash = rel.lastIndexOf('/');
@@ -378,7 +483,7 @@ class TreeApplier {
       // (`s -> /etc`, target `s/passwd`) would link a file from outside the replica into it.
       const why = this.#linkTargetProblem(l.e.target!);
       if (why) {
-        this.#o.onWarning?.(l.path.toString(), `hard link to ${l.e.target!.toString()} not made: ${why}`);
+        this.#o.onWarning?.(pathToText(l.path), `hard link to ${pathToText(l.e.target!)} not made: ${why}`);
         continue;
       }
       const tmp = join(l.parent, tmpName(l.e.name));
@@ -388,7 +493,7 @@ class TreeApplier {
         if (lstatOrNull(l.path)?.isDirectory()) removePath(l.path);
         renameSync(tmp, l.path);
       } catch (err) {
-        this.#o.onWarning?.(l.path.toString(), `hard link to ${l.e.target!.toString()} not made: ${(err as Error).message}`);
+        this.#o.onWarning?.(pathToText(l.path), `hard link to ${pathToText(l.e.target!)} not made: ${(err as Error).message}`);
         continue;
       }
       touched.set(l.parent.toString('latin1'), { parent: l.parent, meta: l.parentMeta });
@@ -407,7 +512,7 @@ class TreeApplier {
       p = join(p, comp);
       const st = lstatOrNull(p);
       if (slash === -1) return st?.isFile() ? null : st ? 'it is not a regular file in the replica' : 'it does not exist in the replica';
-      if (!st?.isDirectory()) return `${target.subarray(0, slash).toString()} is not a directory in the replica${st?.isSymbolicLink() ? ' (a symlink)' : ''}`;
+      if (!st?.isDirectory()) return `${pathToText(target.subarray(0, slash))} is not a directory in the replica${st?.isSymbolicLink() ? ' (a symlink)' : ''}`;
       start = slash + 1;
     }
   }
@@ -434,9 +539,11 @@ export async function applyTree(root: string, from: ObjectId | null, to: ObjectI
   const st = lstatOrNull(r);
   if (st && !st.isDirectory()) throw new FerryError('MEMBER_INVALID', `replica ${root} is not a directory (a symlink or file is in the way); move it away`);
   if (!st) mkdirSync(r, { recursive: true });
-  const applier = new TreeApplier(r, o);
+  const inside = rootInherits(r, true);
+  const applier = new TreeApplier(r, o, () => inside);
   try {
-    applier.dir(r, '', from, to);
+    applier.dir(r, '', from, to, undefined, { inside, clear: false });
+    applier.flushXattrs();
   } catch (err) {
     // never leave a subtree being written behind a failed walk
     await applier.collect().catch(() => {});
@@ -453,8 +560,12 @@ export async function applyTree(root: string, from: ObjectId | null, to: ObjectI
  * the member's applier to make once every subtree is in place.
  */
 export function applySubtree(root: Buffer, dir: Buffer, rel: string, tree: ObjectId, meta: TreeEntry | undefined, o: ApplyOptions): Omit<SubtreeResult, 'written' | 'warnings'> {
-  const applier = new TreeApplier(root, o);
-  applier.dir(dir, rel, null, tree, meta);
+  // `dir` was just made in a directory whose default ACL it took; staging makes it inside the root
+  const rootInside = () => rootInherits(root, false);
+  const inside = o.inheritsDefaultAcl ?? rootInside();
+  const applier = new TreeApplier(root, o, rootInside);
+  applier.dir(dir, rel, null, tree, meta, { inside, clear: inside });
+  applier.flushXattrs();
   return applier.result();
 }
 
@@ -501,8 +612,8 @@ export function applyImage(path: string, from: ObjectId | null, to: ObjectId, o:
         else if (holesNeedZeros) data = zero.subarray(0, len);
         if (!data) continue;
         if (data.length !== len) throw new FerryError('OBJECT_CORRUPT', `image block ${blockNo} is ${data.length} bytes, expected ${len}`);
-        let w = 0;
-        while (w < len) w += writeSync(fd, data, w, len - w, off + w);
+        if (holesNeedZeros) for (let w = 0; w < len; ) w += writeSync(fd, data, w, len - w, off + w);
+        else writeSparse(fd, data, off); // a fresh file: zeros inside a block stay holes too
         stats.bytesWritten += len;
         stats.updated++;
       }

@@ -37,6 +37,7 @@ interface Job {
   tree: string;
   meta?: TreeEntry;
   noOwner?: boolean;
+  inheritsDefaultAcl?: boolean;
 }
 
 const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -63,7 +64,7 @@ export class ApplyPool {
   }
 
   readonly run: SubtreeRunner = async (job) => {
-    const r = (await this.#pool.run({ home: this.#home, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner })) as SubtreeResult;
+    const r = (await this.#pool.run({ home: this.#home, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner, inheritsDefaultAcl: job.inheritsDefaultAcl })) as SubtreeResult;
     return {
       ...r,
       links: r.links.map((l) => ({ ...l, path: toBuffer(l.path), parent: toBuffer(l.parent), e: reviveEntry(l.e), ...(l.parentMeta ? { parentMeta: reviveEntry(l.parentMeta) } : {}) })),
@@ -112,6 +113,7 @@ if (!isMainThread && (workerData as { ferryApplyWorker?: boolean } | null)?.ferr
     const r = applySubtree(toBuffer(m.root), toBuffer(m.dir), m.rel, m.tree as ObjectId, m.meta && reviveEntry(m.meta), {
       store: reader,
       noOwner: m.noOwner,
+      inheritsDefaultAcl: m.inheritsDefaultAcl,
       onFileWritten: (dir, name, f) => written.push([dir, name, f]),
       onWarning: (p, msg) => warnings.push([p, msg]),
     });

@@ -17,7 +17,7 @@ import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapsh
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
-import { restoreImage, restoreTree } from '../snapshot/restore.ts';
+import { findPath, prepareTarget, restoreImage, restoreTree } from '../snapshot/restore.ts';
 import { verifySnapshots } from '../snapshot/verify.ts';
 import type { Site } from './site.ts';
 import { join, resolve } from 'node:path';
@@ -219,13 +219,18 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     const warnings: Array<{ path: string; message: string }> = [];
     const started = Date.now();
     const results = [];
+    const targetOf = (m: { name: string }) => (members.length > 1 || (manifest.members.length > 1 && !member) ? join(target, m.name) : target);
+    // Every member's target is checked before any is written: a refusal never leaves a volume half restored.
     for (const m of members) {
-      const t = members.length > 1 || (manifest.members.length > 1 && !member) ? join(target, m.name) : target;
+      if (m.kind === 'image' && path) throw new FerryError('USAGE', `--path does not apply to image member ${m.name}`);
+      const isDir = m.kind === 'tree' && ['root', 'dir'].includes(findPath(site.store, m.root, path ?? '').entry.type);
+      prepareTarget(targetOf(m), a.force === true, isDir);
+    }
+    for (const m of members) {
+      const t = targetOf(m);
       const opts = { store: site.store, force: a.force === true, noOwner: a.noOwner === true, onWarning: (w: { path: string; message: string }) => warnings.push(w) };
-      if (m.kind === 'image') {
-        if (path) throw new FerryError('USAGE', `--path does not apply to image member ${m.name}`);
-        results.push({ member: m.name, target: t, ...restoreImage(m.root, t, opts) });
-      } else results.push({ member: m.name, target: t, ...restoreTree(m.root, path ?? '', t, opts) });
+      if (m.kind === 'image') results.push({ member: m.name, target: t, ...restoreImage(m.root, t, opts) });
+      else results.push({ member: m.name, target: t, ...restoreTree(m.root, path ?? '', t, opts) });
     }
     site.event({ kind: 'restore', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: s.id, target, path: path ?? null } });
     return { snapshot: s.id, results, warnings, seconds: (Date.now() - started) / 1000 };

@@ -4,6 +4,7 @@
 // deterministic); file contents are chunked, hashed and compressed by the
 // worker pool while the walker goes on, and each directory's tree object is
 // written once all its children are known (a Merkle DAG, bottom-up).
+// Extended attributes and ACLs are read beside, in batches (xattrs.ts).
 // Capture never follows a symlink and never reads a socket, FIFO or device.
 // It knows nothing of the catalog: the caller supplies the store, the pool
 // and the stat cache.
@@ -16,7 +17,9 @@ import type { ObjectKind, PreparedObject } from '../store/types.ts';
 import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import { encodeTree, encodeBlockList, encodeImage } from './format.ts';
 import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type TreeEntry } from './model.ts';
-import { encodeDirCache, type CachedFile } from './stat-cache.ts';
+import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
+import { pathToText } from './path-text.ts';
+import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
 
 export interface CaptureStore {
   has(id: ObjectId): boolean;
@@ -60,7 +63,7 @@ export interface StatCacheIO {
 
 export interface CaptureWarning {
   path: string;
-  problem: 'unreadable' | 'vanished' | 'changed-during-read' | 'special-file' | 'skipped';
+  problem: 'unreadable' | 'vanished' | 'changed-during-read' | 'special-file' | 'skipped' | 'xattrs-not-captured';
   message: string;
 }
 
@@ -133,11 +136,16 @@ const YIELD_EVERY = 128;
  * Snapshots keep mtimes to the microsecond: Node can set times only through
  * a double of seconds (about 240 ns resolution today), so a nanosecond
  * mtime could not be restored exactly, and a restored or replicated tree
- * would never capture to the same tree id as its source.
+ * would never capture to the same tree id as its source. Times before 1970
+ * are negative and kept the same way (materialize.ts, timeArg).
  */
 export function toMicros(ns: bigint): bigint {
-  return (ns / 1000n) * 1000n;
+  // floor, not truncation toward zero: a time before 1970 (negative) keeps the microsecond it is in
+  const below = ((ns % 1000n) + 1000n) % 1000n;
+  return ns - below;
 }
+
+const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 function joinBuf(a: Buffer, b: Buffer): Buffer {
   return a.length === 0 ? b : Buffer.concat([a, SLASH, b]);
@@ -168,6 +176,8 @@ class TreeWalker {
   readonly #racyBefore: bigint;
   readonly #racyFineBefore: bigint;
   readonly #stream: StreamOptions;
+  /** extended attributes and ACLs, read in batches (undefined: the tools are missing) */
+  readonly #xattrs: XattrReader | undefined;
   #inFlight = 0;
   #waiters: Array<() => void> = [];
   #failure: unknown;
@@ -179,10 +189,11 @@ class TreeWalker {
     this.#racyBefore = BigInt(o.startedAt) * 1_000_000n - RACY_NS;
     this.#racyFineBefore = BigInt(o.startedAt) * 1_000_000n - RACY_FINE_NS;
     this.#stream = streamInto(o.store, this.stats);
+    this.#xattrs = xattrToolsPresent() ? new XattrReader() : undefined;
   }
 
   warn(rel: Buffer, problem: CaptureWarning['problem'], message: string): void {
-    this.#o.onWarning?.({ path: rel.toString('utf8') || '.', problem, message });
+    this.#o.onWarning?.({ path: pathToText(rel) || '.', problem, message });
   }
 
   /**
@@ -193,6 +204,7 @@ class TreeWalker {
   async #yield(): Promise<void> {
     this.#sinceYield = 0;
     await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.#xattrs?.drained();
   }
 
   async #acquire(): Promise<void> {
@@ -240,7 +252,7 @@ class TreeWalker {
     this.stats.dirs++;
     const cached = this.#o.cache?.load(rel);
     const newCache: Array<[Buffer, CachedFile]> = [];
-    const slots: Array<TreeEntry | Promise<TreeEntry | null>> = [];
+    const slots: Array<TreeEntry | null | Promise<TreeEntry | null>> = [];
     for (const name of names) {
       if (rel.length === 0 && this.#skip?.equals(name)) continue;
       if (++this.#sinceYield >= YIELD_EVERY) await this.#yield();
@@ -264,13 +276,13 @@ class TreeWalker {
         case 'dir': {
           const known = this.#o.reuse?.(childRel);
           if (known) {
-            slots.push({ ...base, type: 'dir', size: 0, tree: known });
+            slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type: 'dir', size: 0, tree: known }, st, cached, newCache));
             break;
           }
           const sub = await this.walk(childAbs, childRel, st);
           const entry = sub.tree.then((tree): TreeEntry => ({ ...base, type: 'dir', size: 0, tree }));
           entry.catch(() => {}); // the failure surfaces through the root; never unhandled
-          slots.push(entry);
+          slots.push(this.#otherXattrs(childAbs, childRel, entry, st, cached, newCache));
           break;
         }
         case 'symlink': {
@@ -282,7 +294,7 @@ class TreeWalker {
             continue;
           }
           this.stats.symlinks++;
-          slots.push({ ...base, type: 'symlink', size: target.length, target });
+          slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type: 'symlink', size: target.length, target }, st, cached, newCache));
           break;
         }
         case 'file': {
@@ -303,19 +315,23 @@ class TreeWalker {
           if (hit && hit.size === Number(st.size) && hit.mtimeNs === st.mtimeNs && hit.ctimeNs === st.ctimeNs && hit.ino === st.ino) {
             this.stats.filesReused++;
             if (this.#settled(st.ctimeNs)) newCache.push([name, hit]);
-            slots.push({ ...base, type: 'file', size: hit.size, chunks: hit.chunks });
+            const entry: TreeEntry = { ...base, type: 'file', size: hit.size, chunks: hit.chunks };
+            // a change of attributes changes the ctime: cached ones are current (unknown ones are read)
+            // (Buffers may arrive as plain Uint8Arrays: the apply's records come from worker threads)
+            slots.push(hit.xattrs ? { ...entry, xattrs: hit.xattrs.map(([k, v]) => [asBuffer(k), asBuffer(v)]) } : this.#withXattrs(childAbs, childRel, entry, hit));
             break;
           }
           await this.#acquire();
           const job = this.#readFile(childAbs, childRel, base, newCache, name, Number(st.size)).finally(() => this.#release());
           job.catch((err) => (this.#failure ??= err));
-          slots.push(job);
+          // the attributes are read beside the content; the job ends (and frees its slot) without waiting for them
+          slots.push(this.#withXattrs(childAbs, childRel, job.then((r) => r?.entry ?? null), job.then((r) => r?.cached)));
           break;
         }
         default: {
           this.stats.specials++;
           this.warn(childRel, 'special-file', `${type} recorded (type, mode, owner, device number), never read`);
-          slots.push({ ...base, type, size: 0, ...(type === 'chardev' || type === 'blockdev' ? { rdev: Number(st.rdev) } : {}) });
+          slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type, size: 0, ...(type === 'chardev' || type === 'blockdev' ? { rdev: Number(st.rdev) } : {}) }, st, cached, newCache));
         }
       }
     }
@@ -338,7 +354,49 @@ class TreeWalker {
     return ctimeNs < (ctimeNs % 1_000_000n !== 0n ? this.#racyFineBefore : this.#racyBefore);
   }
 
-  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer, size: number): Promise<TreeEntry | null> {
+  /**
+   * An entry with its extended attributes, read in the next batch (xattrs.ts). `cached`: the stat
+   * cache's record of the file, which keeps them (left unknown when they could not be read).
+   */
+  #withXattrs(abs: Buffer, rel: Buffer, entry: TreeEntry | null | Promise<TreeEntry | null>, cached?: CachedFile | Promise<CachedFile | undefined>): TreeEntry | null | Promise<TreeEntry | null> {
+    const reader = this.#xattrs;
+    if (!reader) return entry;
+    const read = reader.read(abs).then((r) => {
+      if (r.error) this.warn(rel, 'unreadable', `extended attributes not read: ${r.error}`);
+      return r.xattrs;
+    });
+    const out = Promise.all([entry, read, cached]).then(([e, x, c]) => {
+      if (c) c.xattrs = x;
+      return e && x?.length ? { ...e, xattrs: x } : e;
+    });
+    out.catch(() => {}); // surfaces through the directory's tree
+    return out;
+  }
+
+  /**
+   * An entry other than a regular file (at `rel`, lstat `st`), with its attributes: the
+   * stat cache's when its inode and ctime are the ones recorded there (a change of attributes
+   * changes the ctime), else read. So a capture of an unchanged tree reads none.
+   */
+  #otherXattrs(abs: Buffer, rel: Buffer, entry: TreeEntry | Promise<TreeEntry | null>, st: BigIntStats, cached: Map<string, CachedFile> | undefined, newCache: Array<[Buffer, CachedFile]>): TreeEntry | null | Promise<TreeEntry | null> {
+    if (!this.#xattrs) return entry;
+    const name = rel.subarray(rel.lastIndexOf(0x2f) + 1);
+    const record: CachedFile = { size: NOT_A_FILE, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks: [] };
+    if (this.#settled(st.ctimeNs)) newCache.push([name, record]);
+    const hit = cached?.get(name.toString('latin1'));
+    if (!hit || hit.size !== NOT_A_FILE || hit.ino !== st.ino || hit.ctimeNs !== st.ctimeNs || !hit.xattrs) return this.#withXattrs(abs, rel, entry, record);
+    const xattrs: Xattrs = hit.xattrs.map(([k, v]) => [asBuffer(k), asBuffer(v)]);
+    record.xattrs = xattrs;
+    const attach = (e: TreeEntry | null) => (e && xattrs.length ? { ...e, xattrs } : e);
+    return entry instanceof Promise ? entry.then(attach) : attach(entry);
+  }
+
+  /** Start reading the attributes gathered so far (the walk calls this when it is done). */
+  flushXattrs(): void {
+    this.#xattrs?.flush();
+  }
+
+  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer, size: number): Promise<{ entry: TreeEntry; cached?: CachedFile } | null> {
     const r = await this.#o.pool.chunkFile(abs, size, this.#stream);
     if (!r.ok) {
       this.stats.files--;
@@ -353,10 +411,13 @@ class TreeWalker {
     const chunks = r.ids;
     if (r.changedDuringRead) {
       this.warn(rel, 'changed-during-read', 'file kept changing while being read; stored as last read (quiesce the application with a pre hook for a consistent copy)');
-    } else if (this.#settled(r.stat.ctimeNs)) {
-      newCache.push([name, { size: r.stat.size, mtimeNs: r.stat.mtimeNs, ctimeNs: r.stat.ctimeNs, ino: r.stat.ino, chunks }]);
     }
-    return { ...base, mtimeNs: toMicros(r.stat.mtimeNs), type: 'file', size: r.stat.size, chunks };
+    let cached: CachedFile | undefined;
+    if (!r.changedDuringRead && this.#settled(r.stat.ctimeNs)) {
+      cached = { size: r.stat.size, mtimeNs: r.stat.mtimeNs, ctimeNs: r.stat.ctimeNs, ino: r.stat.ino, chunks };
+      newCache.push([name, cached]);
+    }
+    return { entry: { ...base, mtimeNs: toMicros(r.stat.mtimeNs), type: 'file', size: r.stat.size, chunks }, cached };
   }
 }
 
@@ -370,8 +431,17 @@ export async function captureTree(root: string, o: CaptureOptions): Promise<{ ro
     throw wrapIoError(err, `member ${root}`);
   }
   if (!st.isDirectory()) throw new FerryError('MEMBER_INVALID', `member ${root} is no longer a directory (is it a symlink now?); fix the path or recreate the volume`);
+  if (!xattrToolsPresent()) {
+    o.onWarning?.({ path: '.', problem: 'xattrs-not-captured', message: `extended attributes and POSIX ACLs are not captured: getfattr is not installed here; ${XATTR_TOOLS_HINT}. Files with an ACL would be restored with their group bits as the ACL's mask` });
+  }
   const walker = new TreeWalker(o);
-  const { tree } = await walker.walk(abs, Buffer.alloc(0), st);
+  const walked = walker.walk(abs, Buffer.alloc(0), st);
+  let tree: Promise<ObjectId>;
+  try {
+    tree = (await walked).tree;
+  } finally {
+    walker.flushXattrs();
+  }
   const id = await tree;
   if (o.reuse && walker.sawLinks) return captureTree(root, { ...o, reuse: undefined });
   return { root: id, stats: walker.stats };

@@ -5,11 +5,13 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from './model.ts';
+import { pathToText } from './path-text.ts';
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
 
 export interface PathChange {
   change: ChangeKind;
+  /** member-relative, as text (path-text.ts: names that are not UTF-8 spelled with \\xHH) */
   path: string;
   type: TreeEntry['type'];
   /** what differs, for 'modified': content, type, mode, owner, mtime, target, xattrs */
@@ -97,7 +99,7 @@ function walk(store: ObjectReader, a: ObjectId | null, b: ObjectId | null, prefi
     } else {
       const x = ea[i++];
       const y = eb[j++];
-      const path = prefix + x.name.toString('utf8');
+      const path = prefix + pathToText(x.name);
       if (x.type === 'dir' && y.type === 'dir') {
         const what = metaDiff(x, y).filter((w) => w !== 'content');
         if (what.length) out({ change: 'modified', path, type: 'dir', what, size: 0, bytesChanged: 0 });
@@ -122,7 +124,7 @@ function walk(store: ObjectReader, a: ObjectId | null, b: ObjectId | null, prefi
 }
 
 function whole(store: ObjectReader, e: TreeEntry, prefix: string, change: 'added' | 'removed', out: (c: PathChange) => void): void {
-  const path = prefix + e.name.toString('utf8');
+  const path = prefix + pathToText(e.name);
   out({ change, path, type: e.type, size: e.size, bytesChanged: change === 'added' ? e.size : 0 });
   if (e.type === 'dir') {
     for (const child of decodeTree(store.get(e.tree!)).entries) whole(store, child, path + '/', change, out);

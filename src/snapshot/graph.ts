@@ -6,6 +6,7 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from './format.ts';
 import type { SnapshotManifest } from './model.ts';
+import { pathToText } from './path-text.ts';
 
 export interface VisitedObject {
   id: ObjectId;
@@ -59,7 +60,7 @@ function walkTree(store: ObjectReader, id: ObjectId, member: string, path: strin
     return;
   }
   for (const e of tree.entries) {
-    const p = path ? `${path}/${e.name.toString('utf8')}` : e.name.toString('utf8');
+    const p = path ? `${path}/${pathToText(e.name)}` : pathToText(e.name);
     if (e.type === 'dir' && e.tree) walkTree(store, e.tree, member, p, v);
     else if (e.type === 'file' && e.chunks) for (const c of e.chunks) v.enter({ id: c, kind: 'chunk', member, path: p });
   }

@@ -11,8 +11,9 @@ import {
   symlinkSync, utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { fillBytes } from '../tree-gen.ts';
-import { assertTreesEqual, describeTree } from '../helpers.ts';
+import { ACL_TOOLS_MISSING, aclToolsPresent, aclTree, assertTreesEqual, describeTree, pathWithout, sparseFile, writeAt, xattrDump } from '../helpers.ts';
 import { makeSite } from './cli-util.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -143,15 +144,6 @@ test('a tree snapshot restores exactly: modes, owners, times, links, odd names, 
 const KiB = 1024;
 const BLOCK = 64 * KiB;
 
-function writeAt(path: string, offset: number, data: Buffer): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 test('a sparse image member restores byte-identical and sparse; block changes are stored and diffed by block', async () => {
   const site = await makeSite();
   try {
@@ -201,6 +193,165 @@ test('a sparse image member restores byte-identical and sparse; block changes ar
     assert.equal((await site.ferry(['restore', 'disk', '--snapshot', s1.snapshot.id, '--target', out1])).code, 0);
     assert.ok(readFileSync(out1).equals(readFileSync(out)));
     assert.equal((await site.ferry(['verify'])).code, 0);
+  } finally {
+    site.cleanup();
+  }
+});
+
+test('mtimes before 1970 come back exactly (file, directory, symlink), not as the time of the restore', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    mkdirSync(join(data, 'old-dir'), { recursive: true });
+    writeFileSync(join(data, 'old-dir', 'punched-card.txt'), 'from 1960\n');
+    symlinkSync('punched-card.txt', join(data, 'old-dir', 'link'));
+    // touch -d gives the nanoseconds (Node's utimes turns a negative number into 'now')
+    execFileSync('touch', ['-h', '-d', '1960-01-01 00:00:00.123456789 UTC', join(data, 'old-dir', 'punched-card.txt'), join(data, 'old-dir', 'link')]);
+    execFileSync('touch', ['-d', '1969-12-31 23:59:59.999999 UTC', join(data, 'old-dir')]);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v'])).code, 0);
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assertTreesEqual(out, data);
+    for (const rel of ['old-dir', 'old-dir/punched-card.txt', 'old-dir/link']) {
+      const want = lstatSync(join(data, rel), { bigint: true }).mtimeNs;
+      const got = lstatSync(join(out, rel), { bigint: true }).mtimeNs;
+      assert.ok(got < 0n, `${rel} came back at ${got} ns`);
+      // kept to the microsecond (floor): the restored time is in the same microsecond as the original
+      const us = (ns: bigint) => (ns - (((ns % 1000n) + 1000n) % 1000n)) / 1000n;
+      assert.equal(us(got), us(want), `${rel}: ${got} vs ${want}`);
+    }
+    // A second snapshot of the restored tree is the same tree: the times round-trip.
+    assert.equal((await site.ferry(['volume', 'create', 'w', '--member', out])).code, 0);
+    const a = await site.json(['snapshot', 'show', 'v', 'latest']);
+    const b = await site.json(['snapshot', 'create', 'w']);
+    const bShow = await site.json(['snapshot', 'show', 'w', b.snapshot.id]);
+    assert.equal(bShow.members[0].root, a.members[0].root);
+  } finally {
+    site.cleanup();
+  }
+});
+
+/** A Unix socket at `path` with nothing listening (what a process that died leaves). */
+async function staleSocket(dir: string, path: string | Buffer): Promise<void> {
+  const server = createServer();
+  const tmp = join(dir, 'tmp.sock');
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(tmp, resolve));
+  renameSync(tmp, path);
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+test('Unix sockets are restored as sockets with their metadata, under odd names and long paths too', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    const deep = join(data, 'x'.repeat(70), 'y'.repeat(70));
+    mkdirSync(deep, { recursive: true });
+    mkdirSync(p(data, b([0x72, 0xff])));
+    await staleSocket(site.dir, join(data, 'app.sock'));
+    await staleSocket(site.dir, join(deep, 'deep.sock'));
+    await staleSocket(site.dir, p(data, b([0x72, 0xff]), b([0x73, 0xfe])));
+    chmodSync(join(data, 'app.sock'), 0o700);
+    utimesSync(join(data, 'app.sock'), 1_500_000_000, 1_500_000_000);
+    if (isRoot) lchownSync(join(data, 'app.sock'), 4321, 8765);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.ok([0, 8].includes((await site.ferry(['snapshot', 'create', 'v'])).code));
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.json.warnings, []);
+    assertTreesEqual(out, data);
+    assert.ok(lstatSync(join(out, 'app.sock')).isSocket());
+    assert.ok(lstatSync(join(out, 'x'.repeat(70), 'y'.repeat(70), 'deep.sock')).isSocket());
+    assert.ok(lstatSync(p(out, b([0x72, 0xff]), b([0x73, 0xfe]))).isSocket());
+    // one socket alone, by --path
+    const one = join(site.dir, 'one.sock');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'app.sock', '--target', one])).code, 0);
+    assert.ok(lstatSync(one).isSocket());
+    assert.equal(lstatSync(one).mode & 0o7777, 0o700);
+  } finally {
+    site.cleanup();
+  }
+});
+
+test('holes in files of a tree member are restored as holes: same bytes, little allocated', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    mkdirSync(join(data, 'vm'), { recursive: true });
+    const size = 64 << 20;
+    sparseFile(join(data, 'vm', 'disk.raw'), size, [
+      [5 * 1024 * KiB + 123, fillBytes(8 * KiB, 3)], // unaligned, mid-file
+      [40 * 1024 * KiB - 50, fillBytes(100, 5)], // straddles a 4 KiB boundary
+      [size - 10, fillBytes(10, 7)], // the very end
+    ]);
+    writeFileSync(join(data, 'vm', 'zeros-then-tail'), Buffer.concat([Buffer.alloc(3 << 20), Buffer.from('tail')]));
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v'])).code, 0);
+    const allocated = (path: string) => statSync(path).blocks * 512;
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assertTreesEqual(out, data);
+    assert.ok(allocated(join(out, 'vm', 'disk.raw')) <= 64 * KiB, `${allocated(join(out, 'vm', 'disk.raw'))} bytes allocated for ${allocated(join(data, 'vm', 'disk.raw'))} at the source`);
+    assert.ok(allocated(join(out, 'vm', 'zeros-then-tail')) <= 16 * KiB, `the zeros were written: ${allocated(join(out, 'vm', 'zeros-then-tail'))} bytes allocated`);
+    // one file by --path, and over an existing file with --force
+    const one = join(site.dir, 'one.raw');
+    writeFileSync(one, fillBytes(1 << 20, 9));
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'vm/disk.raw', '--target', one, '--force'])).code, 0);
+    assert.ok(readFileSync(one).equals(readFileSync(join(data, 'vm', 'disk.raw'))));
+    assert.ok(allocated(one) <= 64 * KiB, `${allocated(one)} bytes allocated`);
+  } finally {
+    site.cleanup();
+  }
+});
+
+const aclSkip = aclToolsPresent() ? false : ACL_TOOLS_MISSING;
+const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args);
+
+test('extended attributes and POSIX ACLs are captured and restored exactly; an ACL never turns into group rights', { skip: aclSkip }, async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    aclTree(data);
+    const want = xattrDump(data);
+    assert.ok(want.get('acl-file')?.some((l) => l.startsWith('system.posix_acl_access=')));
+    assert.equal(statSync(join(data, 'acl-file')).mode & 0o777, 0o670);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    const s1 = await site.ferry(['snapshot', 'create', 'v', '--json']);
+    assert.ok([0, 8].includes(s1.code), s1.stderr);
+    assert.deepEqual(s1.json.warnings.filter((w: { problem: string }) => w.problem !== 'special-file'), []);
+
+    const out = join(site.dir, 'out');
+    const r = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assertTreesEqual(out, data);
+    assert.deepEqual(xattrDump(out), want);
+    assert.match(sh('getfacl', '-c', join(out, 'acl-file')).toString(), /^group::r--$/m);
+    // one file by --path into a directory with a default ACL of its own: it does not take that ACL
+    const elsewhere = join(site.dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    sh('setfacl', '-d', '-m', 'u:4321:rwx', elsewhere);
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'shared/stripped', '--target', join(elsewhere, 'stripped')])).code, 0);
+    assert.deepEqual(xattrDump(elsewhere).get('stripped') ?? [], []);
+
+    // Without setfattr: restored with a warning, and the group keeps only its own rights (r--, not the mask's rwx)
+    const noSet = pathWithout(site.dir, ['setfattr']);
+    const out2 = join(site.dir, 'out2');
+    const r2 = await site.ferry(['restore', 'v', '--snapshot', 'latest', '--target', out2, '--json'], { env: { PATH: noSet } });
+    assert.equal(r2.code, 8, r2.stdout + r2.stderr);
+    assert.match(JSON.stringify(r2.json.warnings), /not restored: setfattr is not installed/);
+    assert.equal(statSync(join(out2, 'acl-file')).mode & 0o777, 0o640);
+    assert.equal(xattrDump(out2).size, 0);
+
+    // Without getfattr: the snapshot says once that it captured no attributes
+    const noGet = pathWithout(site.dir, ['getfattr']);
+    const s2 = await site.ferry(['snapshot', 'create', 'v', '--json'], { env: { PATH: noGet } });
+    assert.equal(s2.code, 8, s2.stderr);
+    const notCaptured = s2.json.warnings.filter((w: { problem: string }) => w.problem === 'xattrs-not-captured');
+    assert.equal(notCaptured.length, 1);
+    assert.match(notCaptured[0].message, /apt-get install attr/);
   } finally {
     site.cleanup();
   }

@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, closeSync, existsSync, ftruncateSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { fillBytes } from '../tree-gen.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertError, makeSite, type TestSite } from './cli-util.ts';
+import { assertError, FERRY_BIN, makeSite, type TestSite } from './cli-util.ts';
 
 /** mtimes are restored to about a microsecond (Node sets times from a double): allow 2 us. */
 function assertSameMtime(a: string, b: string): void {
@@ -171,6 +172,95 @@ test('--force restores over a non-empty target: snapshot entries win, other entr
     writeFileSync(one, 'old old old old');
     assert.equal((await site.ferry(['restore', 'v', '--snapshot', 'latest', '--path', 'top.txt', '--target', one, '--force'])).code, 0);
     assert.equal(readFileSync(one, 'utf8'), 'top\n');
+  } finally {
+    site.cleanup();
+  }
+});
+
+test('a whole volume whose first member is an image restores into a new target (created, with each member in it)', async () => {
+  const { site, data, img } = await setup();
+  try {
+    assert.equal((await site.ferry(['volume', 'create', 'db', '--member', `disk=image:${img}`, '--member', `files=tree:${data}`])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'db'])).code, 0);
+    const all = join(site.dir, 'new', 'all');
+    const r = await site.ferry(['restore', 'db', '--snapshot', 'latest', '--target', all]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(all).sort(), ['disk', 'files']);
+    assert.ok(readFileSync(join(all, 'disk')).equals(readFileSync(img)));
+    assertTreesEqual(join(all, 'files'), data);
+    // one image member alone, into a directory that does not exist yet
+    const one = join(site.dir, 'deeper', 'still', 'disk.img');
+    const r1 = await site.ferry(['restore', 'db', '--snapshot', 'latest', '--member', 'disk', '--target', one]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.ok(readFileSync(one).equals(readFileSync(img)));
+    // a second restore into the same (now full) target is refused before any member is written
+    writeFileSync(join(all, 'files', 'top.txt'), 'changed after the restore\n');
+    const again = await site.ferry(['restore', 'db', '--snapshot', 'latest', '--target', all]);
+    assertError(again, 4, 'TARGET_NOT_EMPTY');
+    assert.equal(readFileSync(join(all, 'files', 'top.txt'), 'utf8'), 'changed after the restore\n');
+  } finally {
+    site.cleanup();
+  }
+});
+
+/** Run the CLI with arguments given as raw bytes (Node's own argv is UTF-8 only), through sh and printf. */
+function ferryBytes(site: TestSite, args: Array<string | Buffer>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const octal = (x: string | Buffer) => `"$(printf '${[...Buffer.from(x)].map((c) => `\\${c.toString(8).padStart(3, '0')}`).join('')}')"`;
+  const script = `exec "$0" ${args.map(octal).join(' ')} --home "$1"`;
+  return new Promise((resolve) => {
+    execFile('sh', ['-c', script, FERRY_BIN, site.home], { env: { ...process.env, FERRY_NO_PROGRESS: '1' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('--path names entries whose names are not UTF-8: as the shell passes the bytes, or spelled as diff shows them', async () => {
+  const site = await makeSite();
+  try {
+    const data = join(site.dir, 'data');
+    mkdirSync(data);
+    const cafe = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // 'café' in latin-1
+    const dir = Buffer.concat([Buffer.from(data + '/'), cafe]);
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    assert.equal((await site.ferry(['snapshot', 'create', 'v', '--name', 'empty'])).code, 0);
+    mkdirSync(dir);
+    writeFileSync(Buffer.concat([dir, Buffer.from('/menu\x80', 'latin1')]), 'lone continuation byte\n');
+    writeFileSync(Buffer.concat([dir, Buffer.from('/a\\b')]), 'a backslash in the name\n');
+    linkSync(Buffer.concat([dir, Buffer.from('/menu\x80', 'latin1')]), Buffer.concat([dir, Buffer.from('/twin')]));
+    assert.equal((await site.ferry(['snapshot', 'create', 'v', '--name', 's'])).code, 0);
+
+    // diff spells the names so that they can be given back to --path
+    const d = await site.ferry(['snapshot', 'diff', 'v', 'empty', 's']);
+    assert.equal(d.code, 0, d.stderr);
+    const listed = d.stdout.split('\n').filter((l) => l.startsWith('+ ')).map((l) => l.slice(2).replace(/ \(.*\)$/, ''));
+    assert.deepEqual(listed, ['caf\\xe9/', 'caf\\xe9/a\\\\b', 'caf\\xe9/menu\\x80', 'caf\\xe9/twin']);
+
+    // the bytes as a shell passes them (Node sees U+FFFD; the CLI takes the bytes from /proc/self/cmdline)
+    const f1 = join(site.dir, 'f1');
+    const r1 = await ferryBytes(site, ['restore', 'v', '--snapshot', 's', '--path', Buffer.concat([cafe, Buffer.from('/menu\x80', 'latin1')]), '--target', f1]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(readFileSync(f1, 'utf8'), 'lone continuation byte\n');
+    const f1b = join(site.dir, 'f1b');
+    const r1b = await ferryBytes(site, ['restore', 'v', '--snapshot', 's', Buffer.concat([Buffer.from('--path='), cafe, Buffer.from('/a\\b')]), '--target', f1b]);
+    assert.equal(r1b.code, 0, r1b.stderr);
+    assert.equal(readFileSync(f1b, 'utf8'), 'a backslash in the name\n');
+    // each path as diff printed it
+    for (const [i, path] of listed.entries()) {
+      const t = join(site.dir, `by-text-${i}`);
+      const r = await site.ferry(['restore', 'v', '--snapshot', 's', '--path', path.replace(/\/$/, ''), '--target', t]);
+      assert.equal(r.code, 0, `${path}: ${r.stderr}`);
+    }
+    assert.deepEqual(readdirSync(join(site.dir, 'by-text-0'), { encoding: 'buffer' }).map((n) => n.toString('latin1')).sort(), ['a\\b', 'menu\x80', 'twin']);
+    assert.equal(readFileSync(join(site.dir, 'by-text-1'), 'utf8'), 'a backslash in the name\n');
+    assert.equal(readFileSync(join(site.dir, 'by-text-2'), 'utf8'), 'lone continuation byte\n');
+    // the directory by --path: its hard link stays a hard link (both names inside what is restored)
+    const out = join(site.dir, 'by-text-0');
+    const menu = Buffer.concat([Buffer.from(out + '/menu'), Buffer.from([0x80])]);
+    assert.equal(statSync(menu).ino, statSync(join(out, 'twin')).ino);
+    // a name with a backslash typed plainly still works, and what is not there says so
+    const plain = join(site.dir, 'plain');
+    assert.equal((await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'caf\\xe9/a\\b', '--target', plain])).code, 0);
+    assertError(await site.ferry(['restore', 'v', '--snapshot', 's', '--path', 'caf\\xe9/nothing', '--target', join(site.dir, 'n')]), 3, 'PATH_NOT_IN_SNAPSHOT', /caf\\xe9\/nothing/);
   } finally {
     site.cleanup();
   }

@@ -10,6 +10,7 @@ import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
 import { readManifest } from '../../src/snapshot/graph.ts';
 import { restoreTree } from '../../src/snapshot/restore.ts';
+import { pathToText } from '../../src/snapshot/path-text.ts';
 import { diffTrees, type PathChange } from '../../src/snapshot/diff.ts';
 import { ChunkPool } from '../../src/snapshot/chunk-pool.ts';
 import { assertTreesEqual, describeTree, tempDir } from '../helpers.ts';
@@ -73,7 +74,7 @@ test('diff(A, B) lists exactly the paths that changed', async () => {
         // Expected from the filesystem: compare descriptions path by path.
         const da = describeTree(a);
         const db = describeTree(b);
-        const key = (p: string) => Buffer.from(p, 'latin1').toString('utf8');
+        const key = (p: string) => pathToText(Buffer.from(p, 'latin1'));
         const expected = new Map<string, string>();
         for (const [p, e] of da) {
           const f = db.get(p);

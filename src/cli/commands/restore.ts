@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
 import type { VerifyReport } from '../../snapshot/verify.ts';
 import { invoke } from '../invoke.ts';
+import { pathArgument } from '../parse.ts';
 import { EXIT_WARNINGS, formatBytes, formatDuration, printJson, type GlobalOptions } from '../output.ts';
 import { resolve } from 'node:path';
 
@@ -13,12 +14,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .requiredOption('--snapshot <ref>', 'snapshot id, unique id prefix, name, or "latest"')
     .requiredOption('--target <dir>', 'where to restore; must be empty or new unless --force')
     .option('--member <name>', 'restore only this member (required with --path when the volume has several)')
-    .option('--path <subpath>', 'restore only this file or directory (member-relative)')
+    .option('--path <subpath>', 'restore only this file or directory (member-relative; a name that is not UTF-8 as the shell gives it, or spelled as `snapshot diff` shows it, with \\xHH)')
     .option('--force', 'restore over a non-empty target, replacing entries of the same name')
     .option('--no-owner', 'do not restore ownership even when running as root')
     .action((volume: string, o: { snapshot: string; target: string; member?: string; path?: string; force?: boolean; owner?: boolean }) =>
       (async () => {
-        const r = (await invoke(g(), 'restore', { volume, snapshot: o.snapshot, target: resolve(o.target), member: o.member, path: o.path, force: o.force === true, noOwner: o.owner === false })) as {
+        const r = (await invoke(g(), 'restore', { volume, snapshot: o.snapshot, target: resolve(o.target), member: o.member, path: o.path === undefined ? undefined : pathArgument(o.path, '--path'), force: o.force === true, noOwner: o.owner === false })) as {
           snapshot: string;
           results: Array<{ member: string; target: string; files: number; dirs: number; bytes: number }>;
           warnings: Array<{ path: string; message: string }>;
