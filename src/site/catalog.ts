@@ -209,6 +209,8 @@ export function openCatalog(path: string, options: { readOnly?: boolean } = {}):
  *   secondaries.previous_source  the site (and its volume) this one followed before a migrate handed it
  *   secondaries.previous_source_volume   to the new primary: that site may ask for it back when the
  *                                migrate is rolled back (src/dr/migrate.ts, acceptRepoint)
+ *   mirrors.queued               the snapshot a failed attempt of this mirror took and did not deliver:
+ *                                a scheduled retry within the period sends it instead of taking another
  */
 const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['mirrors', 'keep_snapshots', 'INTEGER'],
@@ -218,6 +220,7 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['secondaries', 'failover_notice', 'TEXT'],
   ['secondaries', 'previous_source', 'TEXT'],
   ['secondaries', 'previous_source_volume', 'TEXT'],
+  ['mirrors', 'queued', 'TEXT'],
 ];
 
 /**

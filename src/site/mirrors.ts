@@ -16,7 +16,7 @@ import type { HelloRequest, Receiver, SiblingInfo } from '../replication/types.t
 import { PROTOCOL_VERSION } from '../replication/types.ts';
 import type { Site } from './site.ts';
 import { getPeer, type Peer } from './peers.ts';
-import { compareOnOneClock, compareSnapshots, createSnapshot, findSnapshot, latestSnapshot, newestOf, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
+import { compareOnOneClock, compareSnapshots, createSnapshot, findSnapshot, isKeptWrites, latestSnapshot, newestOf, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
 import { getVolume } from './volumes.ts';
 import { lockHeld } from './lock.ts';
 import { longestRetryMs, MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
@@ -463,6 +463,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   let committed = false;
   // What the capture this job takes reports (none when it sends a snapshot taken earlier).
   const captured: UpdateWarning[] = [];
+  // The snapshot this attempt took (or took up again): should the attempt fail, a retry sends it.
+  let taken: string | undefined;
   try {
     const peer = getPeer(site, m.peer);
     const vol = getVolume(site, volume);
@@ -482,13 +484,14 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
         throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} was taken at another site (${target.origin}); a site sends only the snapshots it took: name one taken here, or leave --snapshot out to take a new one`);
       }
     } else {
-      // A new snapshot, unless a scheduled retry finds one queued by an earlier attempt of this
-      // schedule period: the volume's latest snapshot, taken here (a site sends only its own), after
-      // the base by lineage and origin (never by comparing two sites' clocks: after a failback the
-      // old primary's snapshots here may be dated in the future), and young by this site's clock.
-      // Retries after failures do not multiply snapshots.
-      const queued = o.scheduled && m.failures > 0 && m.scheduleS ? latestSnapshot(site, volume) : undefined;
-      if (queued && queued.origin === site.id && queued.id !== m.base && (!baseSnap || compareSnapshots(site, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) target = queued;
+      // A new snapshot, unless a scheduled retry finds the one an earlier failed attempt of this mirror
+      // took (mirrors.queued) in this schedule period: taken here (a site sends only its own), after the
+      // base by lineage and origin (never by comparing two sites' clocks), and young by this site's
+      // clock. Retries after failures do not multiply snapshots; a snapshot another mirror of the
+      // volume took is not this mirror's (each takes its own: siblings share bases by delivery).
+      const queuedId = o.scheduled && m.failures > 0 && m.scheduleS ? site.db.get<{ queued: string | null }>('SELECT queued FROM mirrors WHERE id = ?', m.id)?.queued : null;
+      const queued = queuedId ? findSnapshot(site, volume, queuedId) : undefined;
+      if (queued && queued.origin === site.id && queued.id !== m.base && !isKeptWrites(queued) && (!baseSnap || compareSnapshots(site, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) taken = (target = queued).id;
       else {
         const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal, onWarning: (w) => captured.push(w) });
         // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
@@ -501,8 +504,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
           };
           const r = await captureSendingEarly(site, capture, { open, volume: m.remoteVolume, signal: o.signal, limiter, onProgress: o.onProgress });
           target = r.result.snapshot;
+          taken = target.id;
           early = r.early;
-        } else target = (await capture()).snapshot;
+        } else taken = (target = (await capture()).snapshot).id;
         phases.snapshot = secondsSince(started);
         if (early && early.objectsSent > 0) phases['snapshot.early'] = Math.round(early.seconds * 1000) / 1000;
       }
@@ -599,7 +603,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       const at = site.clock.now();
       const next = m.scheduleS ? at + m.scheduleS * 1000 : null;
       site.db.run(
-        'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ? WHERE id = ?',
+        'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ?, queued = NULL WHERE id = ?',
         target.id, at, err, JSON.stringify(transfer), next, m.id,
       );
       const paths = captured.length ? { warningPaths: captured.slice(0, MAX_WARNING_PATHS).map((w) => w.path) } : {};
@@ -634,7 +638,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const retryInMs = retryDelayMs({ failures, transient, periodMs: cur.scheduleS ? cur.scheduleS * 1000 : null }, MIRROR_RETRY, deps.random ?? Math.random);
     site.db.tx(() => {
       site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ? WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), site.clock.now() + retryInMs, m.id);
+      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ?, queued = coalesce(?, queued) WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), site.clock.now() + retryInMs, taken ?? null, m.id);
       site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs } });
     });
     let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;

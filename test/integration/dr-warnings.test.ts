@@ -1,35 +1,42 @@
-// Snapshots a DR workflow takes tell what their capture skipped or only recorded, like `snapshot
+// Snapshots a DR workflow takes tell what went wrong while they were taken, like `snapshot
 // create`: the failover-* snapshot of a failover and, above all, the failback-kept-* snapshot of a
-// failback (writes it could not read are not kept) name those paths and the command exits 8.
-// A FIFO is the capture warning that needs no special privileges: it is recorded, never read.
+// failback name their capture's warnings and the command exits 8. The warning here is a post hook
+// that fails (it fails only once a flag file exists, so the mirror's own updates stay clean).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupSites, mirroredPair, type DrSite } from './dr-util.ts';
+import { cleanupSites, newSite, pairSites, writeVolumeData, KiB, type DrSite } from './dr-util.ts';
 
 const sites: DrSite[] = [];
 after(() => cleanupSites(sites));
 
-function fifo(path: string): void {
-  const r = spawnSync('mkfifo', [path]);
-  assert.equal(r.status, 0, `mkfifo ${path}: ${r.stderr}`);
-}
-
 test('failover and failback report the capture warnings of the snapshots they take (exit 8)', async () => {
-  const { a, b, data } = await mirroredPair(sites, ['warn-east', 'warn-west']);
-  const replica = await b.memberPath('vol');
-  fifo(join(replica, 'pipe-at-west'));
+  const [a, b] = await Promise.all([newSite('warn-east'), newSite('warn-west')]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, 2, 16 * KiB);
+  const flagA = join(a.dir, 'hook-fails');
+  const flagB = join(b.dir, 'hook-fails');
+  a.defineVolume('vol', [data], { post: { command: `test ! -e ${flagA}`, timeout: 30 } });
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  await b.json(['volume', 'set', 'vol', '--post', `test ! -e ${flagB}`]);
+
+  writeFileSync(flagB, '');
   const fo = await b.ferry(['failover', 'vol', '--json']);
   assert.equal(fo.code, 8, `failover: ${fo.stdout}\n${fo.stderr}`);
-  assert.deepEqual(fo.json.warnings.map((w: { path: string }) => w.path), ['data:pipe-at-west']);
+  assert.equal(fo.json.warnings.length, 1, JSON.stringify(fo.json.warnings));
+  assert.match(fo.json.warnings[0].message, /post hook/);
 
-  // east learns of the failover (the notice), writes on, then fails back: its kept snapshot warns
-  fifo(join(data, 'pipe-at-east'));
+  // east learns of the failover (the notice), then fails back: its kept snapshot's post hook fails
+  writeFileSync(flagA, '');
   const fb = await a.ferry(['failback', 'vol']);
   assert.equal(fb.code, 8, `failback: ${fb.stdout}\n${fb.stderr}`);
-  assert.match(fb.stderr, /path\(s\) skipped while capturing the kept snapshot failback-kept-\S+: writes made here at these paths are NOT kept/);
-  assert.match(fb.stderr, /warning: data:pipe-at-east: /);
+  assert.match(fb.stderr, /1 warning\(s\) while capturing the kept snapshot failback-kept-\S+ \(writes made here at a path it skipped are not in it\)/);
+  assert.match(fb.stderr, /warning: .*post hook/);
   const events = (await a.ferry(['events', '--kind', 'failback', '--json'])).stdout.split('\n').filter((l) => l.includes('"warning"'));
   assert.equal(events.length, 1, 'one warning event names the kept snapshot and its paths');
 });

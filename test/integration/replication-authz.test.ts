@@ -66,7 +66,7 @@ test('a peer cannot replicate into a standalone or primary volume, nor into anot
     const m = as2.volumes.find((x: any) => x.name === v).mirrors[0];
     assert.equal(m.state, 'uninitialized', `${v}: ${m.state}`);
     assert.equal(m.lastError.code, 'NOT_AUTHORIZED');
-    assert.equal(m.failures, 0, 'a refusal is not retried');
+    assert.equal(m.failures, 1, 'a refusal is counted (every failure waits a backoff), and the mirror stays uninitialized, not disconnected');
   }
   // b holds no snapshot any of a's volumes sent.
   const listed = await Promise.all(['local', 'bprim', 'shared'].map((v) => b.json(['snapshot', 'list', v])));

@@ -54,7 +54,8 @@ test('unpaired and wrongly pinned sites are refused; site remove is refused whil
   const m1 = aStatus.volumes[0].mirrors[0];
   assert.equal(m1.state, 'uninitialized');
   assert.equal(m1.lastError.code, 'PEER_UNTRUSTED');
-  assert.equal(m1.failures, 0, 'a refusal is not a transient failure to retry');
+  assert.equal(m1.failures, 1, 'a refusal is counted (issue 16 defect 6: every failure waits a backoff)');
+  assert.equal(m1.state, 'uninitialized', 'and it is no transient failure: the mirror does not show disconnected');
   // Nothing was created at either destination for the unpaired source.
   assert.deepEqual(bStatus.volumes, []);
   assert.ok(!existsSync(join(b.home, 'replicas', 'vol')));

@@ -74,7 +74,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           (r.kept ? `writes made here were kept in snapshot ${r.kept}${r.keptDiffers ? '' : ' (none since the base)'}; restore them with \`ferry restore ${volume} --snapshot ${r.kept} --target DIR\`\n` : '') +
           `resynced to ${r.update.snapshot}: ${formatBytes(t.bytes)} in ${t.objects} objects moved, in ${formatDuration(Date.now() - started)}\n`,
       );
-      warnAbout(r.warnings, `the kept snapshot ${r.kept}: writes made here at these paths are NOT kept`);
+      warnAbout(r.warnings, `the kept snapshot ${r.kept} (writes made here at a path it skipped are not in it)`);
     });
 
   program
@@ -98,7 +98,7 @@ function warnAbout(warnings: Array<{ path: string; message: string }> | undefine
   if (!warnings?.length) return;
   process.exitCode = EXIT_WARNINGS;
   if (quiet) return;
-  process.stderr.write(`warning: ${warnings.length} path(s) skipped while capturing ${what}:\n`);
+  process.stderr.write(`warning: ${warnings.length} warning(s) while capturing ${what}:\n`);
   for (const w of warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
   process.exitCode = EXIT_WARNINGS;
 }

@@ -135,3 +135,35 @@ test('DR workflows left in progress are resumed after a growing backoff, not eve
     assert.equal(engine.workflowsDue(), false);
   });
 });
+
+test('a scheduled retry sends the snapshot its own failed attempt took, never one another mirror of the volume took', async () => {
+  await withEngine(async ({ dir, site, engine, clock }) => {
+    const data = join(dir, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'f'), 'x');
+    createVolume(site, 'app', { members: [{ path: data }] });
+    // two secondaries that cannot be reached (nothing listens on port 9): each attempt fails, transient
+    addPeer(site, 'b', 'https://127.0.0.1:9', 'A'.repeat(52));
+    addPeer(site, 'c', 'https://127.0.0.1:9', 'B'.repeat(51) + 'A');
+    createMirror(site, { volume: 'app', to: 'b', scheduleS: 3600 });
+    createMirror(site, { volume: 'app', to: 'c', scheduleS: 3600 });
+    const base = await createSnapshot(site, 'app', { pool: engine.pool });
+    site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?", base.snapshot.id, clock.now());
+    const queued = () => Object.fromEntries(site.db.all<{ peer: string; queued: string | null }>('SELECT peer, queued FROM mirrors').map((r) => [r.peer, r.queued]));
+    const count = () => site.db.get<{ n: number }>("SELECT count(*) AS n FROM snapshots WHERE volume = 'app'")!.n;
+
+    clock.advance(3600 * S);
+    await Promise.all(engine.tick());
+    const first = queued();
+    assert.ok(first.b && first.c, `each failed attempt recorded what it took: ${JSON.stringify(first)}`);
+    assert.notEqual(first.b, first.c, 'each mirror took its own snapshot');
+    assert.equal(count(), 3);
+
+    clock.advance(5 * S); // the first backoff
+    await Promise.all(engine.tick());
+    assert.deepEqual(queued(), first, 'the retries took up the same snapshots');
+    assert.equal(count(), 3, 'no snapshot was taken for a retry');
+    const targets = site.db.all<{ mirror: string; failures: number }>("SELECT json_extract(detail, '$.mirror') AS mirror, json_extract(detail, '$.failures') AS failures FROM events WHERE kind = 'replication.update' AND outcome = 'failed'");
+    assert.equal(targets.length, 4, 'two attempts each, both failed');
+  });
+});
