@@ -9,7 +9,7 @@ import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, wirePayload, type WireObject } from '../replication/protocol.ts';
 import type { CommitRequest, CommitResponse, HelloRequest, HelloResponse, PutResult, Receiver } from '../replication/types.ts';
-import { errorFromBody, KEEPALIVE_HEADER, readBody, ROUTES } from './http.ts';
+import { errorFromBody, KEEPALIVE_HEADER, parseLongAnswer, readBody, ROUTES } from './http.ts';
 import type { EventQuery, PeerEventsAnswer } from './log.ts';
 import { siteIdFromCert, tlsOptionsFor, type SiteIdentity } from './identity.ts';
 import type { Peer } from './peers.ts';
@@ -200,15 +200,9 @@ export class PeerClient implements Receiver {
             if (settled) return;
             settled = true;
             if (status === 200 && long) {
-              // {"result": ...} or {"error": ...} after keepalive spaces
-              let j: { result?: unknown; error?: unknown } | undefined;
-              try {
-                j = JSON.parse(buf.toString('utf8')) as { result?: unknown; error?: unknown };
-              } catch {
-                j = undefined;
-              }
-              if (j && 'result' in j) resolve(Buffer.from(JSON.stringify(j.result)));
-              else reject(errorFromBody(j && 'error' in j ? 500 : 502, buf, this.peer.name));
+              const r = parseLongAnswer(buf, this.peer.name);
+              if (Buffer.isBuffer(r)) resolve(r);
+              else reject(r);
             } else if (status === 200) resolve(buf);
             // The stream ended without response headers: the connection went away mid-request.
             else if (status === 0) reject(new FerryError('TRANSFER_INTERRUPTED', `connection to ${this.peer.name} closed before it answered`));

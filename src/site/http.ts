@@ -71,6 +71,18 @@ export function errorFromBody(status: number, body: Buffer, peer: string): Ferry
   return new FerryError(status >= 500 ? 'PEER_UNREACHABLE' : 'PROTOCOL', `${peer} answered HTTP ${status}: ${body.toString('utf8').slice(0, 300)}`);
 }
 
+/** A long answer (see KEEPALIVE_HEADER), `{"result": ...}` or `{"error": ...}` after keepalive spaces: the result's JSON, or the error. */
+export function parseLongAnswer(buf: Buffer, peer: string): Buffer | FerryError {
+  let j: { result?: unknown; error?: unknown } | undefined;
+  try {
+    j = JSON.parse(buf.toString('utf8')) as { result?: unknown; error?: unknown };
+  } catch {
+    j = undefined;
+  }
+  if (j && 'result' in j) return Buffer.from(JSON.stringify(j.result));
+  return errorFromBody(j && 'error' in j ? 500 : 502, buf, peer);
+}
+
 /**
  * Long answers (a commit applies a whole snapshot; DR calls run workflows): a
  * client that sends this request header lets the server answer 200 at once,
