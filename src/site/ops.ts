@@ -39,6 +39,20 @@ function str(a: Args, k: string, required = true): string | undefined {
   return v;
 }
 
+function strings(a: Args, k: string): string[] | undefined {
+  const v = a[k];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new FerryError('USAGE', `${k} must be a list of strings`);
+  return v;
+}
+
+function object<T>(a: Args, k: string): T | undefined {
+  const v = a[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new FerryError('USAGE', `${k} must be an object`);
+  return v as T;
+}
+
 function num(a: Args, k: string): number | undefined {
   const v = a[k];
   if (v === undefined || v === null) return undefined;
@@ -143,18 +157,17 @@ export function describeVolume(site: Site, v: Volume): Volume & { snapshots: num
 export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown>> = {
   async 'volume.create'(ctx, a) {
     const site = ctx.engine.site;
-    const members = (a.members as string[] | undefined) ?? [];
     const v = createVolume(site, str(a, 'name')!, {
-      members: members.map((m) => parseMemberSpec(String(m))),
-      hooks: (a.hooks as Hooks | undefined) ?? {},
-      retention: (a.retention as RetentionPolicy | undefined) ?? {},
+      members: (strings(a, 'members') ?? []).map(parseMemberSpec),
+      hooks: object<Hooks>(a, 'hooks') ?? {},
+      retention: object<RetentionPolicy>(a, 'retention') ?? {},
       role: a.secondary === true ? 'secondary' : undefined,
     });
     return describeVolume(site, v);
   },
   async 'volume.set'(ctx, a) {
     const site = ctx.engine.site;
-    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: a.hooks as Hooks | undefined, retention: a.retention as RetentionPolicy | undefined });
+    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: object<Hooks>(a, 'hooks'), retention: object<RetentionPolicy>(a, 'retention') });
     return describeVolume(site, v);
   },
   async 'volume.remove'(ctx, a) {
@@ -166,7 +179,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   },
   async 'snapshot.delete'(ctx, a) {
     const site = ctx.engine.site;
-    const plan = planDeleteSnapshots(site, str(a, 'volume')!, (a.snapshots as string[]) ?? []);
+    const plan = planDeleteSnapshots(site, str(a, 'volume')!, strings(a, 'snapshots') ?? []);
     if (a.dryRun === true) return { plan };
     const r = executeDeleteSnapshots(site, plan);
     return { deleted: r.deleted, gc: r.gc ? summarizeGc(r.gc.plan) : null, freed: r.gc?.plan.totals.bytesFreed ?? 0, collected: r.gc?.plan.totals.deadObjects ?? 0 };
