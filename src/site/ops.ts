@@ -100,8 +100,32 @@ export function statusReport(engine: Engine): Record<string, unknown> {
   };
 }
 
+/** A mirror's settings as a peer sends them in a DR call: numbers (null where allowed), checked before anything is stored. */
+function peerSchedule(v: unknown, what: string): { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new FerryError('PROTOCOL', `${what} must be a JSON object of mirror settings`);
+  const o = v as Record<string, unknown>;
+  const n = (k: string, nullable: boolean): number | null => {
+    const x = o[k];
+    if (x === null && nullable) return null;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new FerryError('PROTOCOL', `${what}.${k} must be a non-negative number${nullable ? ' or null' : ''}`);
+    return x;
+  };
+  return { scheduleS: n('scheduleS', true), minDelayS: n('minDelayS', false)!, maxDelayS: n('maxDelayS', false)!, bandwidth: n('bandwidth', true) };
+}
+
+/** Most other secondaries a migrate hands over (as many as a hello may name). */
+const MAX_PEER_MIRRORS = 256;
+
+/** A string field of a peer's DR call. */
+function peerStr(a: Args, k: string, what: string): string {
+  const v = a[k];
+  if (typeof v !== 'string') throw new FerryError('PROTOCOL', `${what}.${k} must be a string`);
+  return v;
+}
+
 /** Peer-to-peer DR calls (the daemon routes /v1/dr/<op> here, with the authenticated peer id). */
 export async function serveDr(engine: Engine, peerId: string, op: string, a: Args): Promise<unknown> {
+  if (a === null || typeof a !== 'object' || Array.isArray(a)) throw new FerryError('PROTOCOL', `the ${op} call must be a JSON object`);
   const { acceptFailoverNotice } = await import('../dr/failover.ts');
   const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
   switch (op) {
@@ -133,7 +157,14 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
     }
     case 'migrate-accept': {
       const { acceptMigrate } = await import('../dr/migrate.ts');
-      return acceptMigrate(engine, peerId, a as never);
+      if (!Array.isArray(a.others) || a.others.length > MAX_PEER_MIRRORS) throw new FerryError('PROTOCOL', `migrate-accept.others must be a list of at most ${MAX_PEER_MIRRORS} mirrors`);
+      const others = a.others.map((x: unknown, i: number) => {
+        const what = `migrate-accept.others[${i}]`;
+        const o = (x !== null && typeof x === 'object' && !Array.isArray(x) ? x : {}) as Args;
+        return { id: peerStr(o, 'id', what), volume: peerStr(o, 'volume', what), ...peerSchedule(x, what) };
+      });
+      const req = { volume: peerStr(a, 'volume', 'migrate-accept'), final: peerStr(a, 'final', 'migrate-accept'), backTo: peerStr(a, 'backTo', 'migrate-accept'), schedule: peerSchedule(a.schedule, 'migrate-accept.schedule'), others };
+      return acceptMigrate(engine, peerId, req);
     }
     case 'failback':
       return serveFailback(engine, peerId, {
@@ -141,7 +172,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
         to: str(a, 'to')!,
         base: str(a, 'base', false) ?? null,
         full: a.full === true,
-        schedule: (a.schedule as { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null) ?? null,
+        schedule: a.schedule == null ? null : peerSchedule(a.schedule, 'failback.schedule'),
       });
     default:
       throw new FerryError('PROTOCOL', `no DR operation ${op}`);
