@@ -1,6 +1,6 @@
 // Small shared pieces of ferry's HTTP: bounded body reading, error mapping
 // between FerryError and HTTP responses, and the route names.
-import { ERRORS, FerryError, isFerryError, type ErrorCode, type FerryErrorJSON } from '../core/errors.ts';
+import { ERRORS, FerryError, isErrorCode, isFerryError, type FerryErrorJSON } from '../core/errors.ts';
 import { releaseAfterAnswer } from '../replication/protocol.ts';
 
 export const ROUTES = {
@@ -62,8 +62,8 @@ export function errorBody(err: unknown): { status: number; body: string } {
 export function errorFromBody(status: number, body: Buffer, peer: string): FerryError {
   try {
     const j = JSON.parse(body.toString('utf8')) as { error?: FerryErrorJSON };
-    if (j.error && typeof j.error.code === 'string' && j.error.code in ERRORS && typeof j.error.message === 'string') {
-      return new FerryError(j.error.code as ErrorCode, `${peer}: ${j.error.message.slice(0, 2000)}`, { details: j.error.details });
+    if (j.error && isErrorCode(j.error.code) && typeof j.error.message === 'string') {
+      return new FerryError(j.error.code, `${peer}: ${j.error.message.slice(0, 2000)}`, { details: j.error.details });
     }
   } catch {
     // fall through
@@ -79,8 +79,10 @@ export function parseLongAnswer(buf: Buffer, peer: string): Buffer | FerryError 
   } catch {
     j = undefined;
   }
-  if (j && 'result' in j) return Buffer.from(JSON.stringify(j.result));
-  return errorFromBody(j && 'error' in j ? 500 : 502, buf, peer);
+  // a peer may send anything: only an object is an answer ('result' in "a" would throw)
+  const o = j !== null && typeof j === 'object' && !Array.isArray(j) ? j : undefined;
+  if (o && 'result' in o) return Buffer.from(JSON.stringify(o.result));
+  return errorFromBody(o && 'error' in o ? 500 : 502, buf, peer);
 }
 
 /**
