@@ -4,13 +4,14 @@
 //
 // takePreciseCoverage returns, per function, nested source ranges with
 // execution counts since the last call, and resets the counts. V8 drops a
-// nested range whose count equals its parent's, so what a block reached
-// looks like depends on the other blocks: the ranges are no stable key.
-// Instead, each take is painted onto the source: a position is reached when
-// the innermost range holding it has a count above zero. An input is kept
-// when it reaches positions no earlier input reached. For the figures, the
-// ranges seen (in any take, reached or not) are the blocks, and a block
-// counts as reached when its first position was.
+// nested range whose count equals its parent's, so which ranges a block
+// shows up in depends on the rest of the take (per input or per batch): the
+// ranges are no stable key, and no stable count of blocks either. Instead,
+// each take is painted onto the source: a position is reached when the
+// innermost range holding it has a count above zero. An input is new when it
+// reaches positions no earlier input reached. The figures are the source
+// positions (characters of ferry's code) reached, and the functions reached
+// (a function's own range is always reported, so that count is stable).
 import { Session } from 'node:inspector';
 
 interface Range {
@@ -31,8 +32,8 @@ export class Coverage {
   readonly #include: (url: string) => boolean;
   /** reached positions, per script */
   readonly #reached = new Map<string, Uint8Array>();
-  /** block ranges seen, per script: start * 2^24 + (end - start) */
-  readonly #blocks = new Map<string, Set<number>>();
+  /** functions reached: url and start offset */
+  readonly #functions = new Set<string>();
   #scratch = new Int8Array(1 << 16);
   /** time spent taking and painting coverage, ms */
   takeMs = 0;
@@ -64,13 +65,11 @@ export class Coverage {
     const out: Take = new Map();
     for (const script of result) {
       if (!this.#include(script.url)) continue;
-      let blocks = this.#blocks.get(script.url);
-      if (!blocks) this.#blocks.set(script.url, (blocks = new Set()));
       const intervals: number[] = [];
       for (const fn of script.functions) {
         const ranges = fn.ranges;
-        for (const r of ranges) blocks.add(r.startOffset * 2 ** 24 + Math.min(r.endOffset - r.startOffset, 2 ** 24 - 1));
         if (ranges.length === 0 || ranges[0].count === 0) continue;
+        this.#functions.add(`${script.url}:${ranges[0].startOffset}`);
         this.#paint(ranges, intervals);
       }
       if (intervals.length) out.set(script.url, intervals);
@@ -117,7 +116,8 @@ export class Coverage {
     let n = 0;
     for (const [url, iv] of take) {
       let seen = this.#reached.get(url);
-      const end = iv[iv.length - 1];
+      let end = 0;
+      for (let k = 1; k < iv.length; k += 2) if (iv[k] > end) end = iv[k]; // one function's intervals after another's: not sorted
       if (!seen || seen.length < end) {
         const grown = new Uint8Array(Math.max(end, (seen?.length ?? 0) * 2));
         if (seen) grown.set(seen);
@@ -135,22 +135,11 @@ export class Coverage {
     return n;
   }
 
-  /** Figures: source positions reached, blocks reached and blocks seen. */
-  summary(): { positions: number; blocks: number; blocksSeen: number; scripts: number } {
+  /** Figures: source positions reached, functions reached, scripts reached. */
+  summary(): { positions: number; functions: number; scripts: number } {
     let positions = 0;
-    let blocks = 0;
-    let blocksSeen = 0;
     for (const seen of this.#reached.values()) for (const v of seen) positions += v;
-    for (const [url, set] of this.#blocks) {
-      const seen = this.#reached.get(url);
-      blocksSeen += set.size;
-      if (!seen) continue;
-      for (const key of set) {
-        const start = Math.floor(key / 2 ** 24);
-        if (start < seen.length && seen[start] === 1) blocks++;
-      }
-    }
-    return { positions, blocks, blocksSeen, scripts: this.#reached.size };
+    return { positions, functions: this.#functions.size, scripts: this.#reached.size };
   }
 
   close(): void {

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { ERRORS, FerryError, type ErrorCode } from '../../../src/core/errors.ts';
 import { serveLocal } from '../../../src/site/daemon.ts';
 import { Engine } from '../../../src/site/engine.ts';
+import { Dashboard, isDashboardPath } from '../../../src/site/dashboard.ts';
 import { OPS, serveDr } from '../../../src/site/ops.ts';
 import { parseJson } from '../../../src/replication/protocol.ts';
 import { addPeer, findPeerById, parsePeerUrl } from '../../../src/site/peers.ts';
@@ -171,6 +172,34 @@ const KEYS = [
   ...OP_NAMES.map((o) => `/local/${o}`), 'vol', 'peer', 'first', '../x', 'rep', 'base', 'final', 'backTo', 'others', 'newSource', 'newSourceVolume', 'oldSource', 'by', 'schedule',
 ].map((k) => Buffer.from(k));
 
+/** The site every input runs against, made once per run (and a volume held as the peer's secondary). */
+async function openSandbox(): Promise<Engine> {
+  sandbox = mkdtempSync(join(tmpdir(), 'ferry-fuzz-local-'));
+  for (const d of ['data/a', 'data/b', 'data/c', 'restore', 'links']) mkdirSync(dir(d), { recursive: true });
+  writeFileSync(dir('data/a/f'), 'hello');
+  writeFileSync(dir('data/img'), Buffer.alloc(8192, 1));
+  const site = Site.init(dir('home'), 'fuzz');
+  engine = new Engine(site, { connect: () => unreachable });
+  createVolume(site, 'vol', { members: [parseMemberSpec(dir('data/a'))] });
+  await createSnapshot(site, 'vol', { name: 'first', pool: engine.pool });
+  addPeer(site, 'peer', DEAD_URL, PEER_ID);
+  createMirror(site, { volume: 'vol', to: 'peer', scheduleS: null, bandwidth: null, keepSnapshots: null });
+  // a volume held as that peer's secondary, for its DR calls
+  await engine.receiverFor(PEER_ID).hello({ protocol: 1, sourceVolume: 'src', volume: 'rep', members: [{ name: 'data', kind: 'tree' }] });
+  return engine;
+}
+
+async function closeSandbox(): Promise<void> {
+  const e = engine;
+  engine = undefined;
+  if (e) {
+    await e.close();
+    e.site.close();
+  }
+  if (sandbox) rmSync(sandbox, { recursive: true, force: true });
+  sandbox = undefined;
+}
+
 export const localApiTarget: FuzzTarget = {
   name: 'local-api',
   about: 'the daemon\'s local API in-process (serveLocal: URL, body, every operation\'s arguments) against a real site',
@@ -182,29 +211,9 @@ export const localApiTarget: FuzzTarget = {
   memoryAllowance: 256 * 1024 * 1024,
   seeds: () => SEEDS.map((s) => Buffer.from(JSON.stringify({ method: 'POST', ...s }))),
   async setup() {
-    sandbox = mkdtempSync(join(tmpdir(), 'ferry-fuzz-local-'));
-    for (const d of ['data/a', 'data/b', 'data/c', 'restore', 'links']) mkdirSync(dir(d), { recursive: true });
-    writeFileSync(dir('data/a/f'), 'hello');
-    writeFileSync(dir('data/img'), Buffer.alloc(8192, 1));
-    const site = Site.init(dir('home'), 'fuzz');
-    engine = new Engine(site, { connect: () => unreachable });
-    createVolume(site, 'vol', { members: [parseMemberSpec(dir('data/a'))] });
-    await createSnapshot(site, 'vol', { name: 'first', pool: engine.pool });
-    addPeer(site, 'peer', DEAD_URL, PEER_ID);
-    createMirror(site, { volume: 'vol', to: 'peer', scheduleS: null, bandwidth: null, keepSnapshots: null });
-    // a volume held as that peer's secondary, for its DR calls
-    await engine.receiverFor(PEER_ID).hello({ protocol: 1, sourceVolume: 'src', volume: 'rep', members: [{ name: 'data', kind: 'tree' }] });
+    await openSandbox();
   },
-  async teardown() {
-    const e = engine;
-    engine = undefined;
-    if (e) {
-      await e.close();
-      e.site.close();
-    }
-    if (sandbox) rmSync(sandbox, { recursive: true, force: true });
-    sandbox = undefined;
-  },
+  teardown: closeSandbox,
   async run(input) {
     if (!engine) throw new Error('local-api target used without setup');
     const r = requestOf(input);
@@ -227,5 +236,91 @@ export const localApiTarget: FuzzTarget = {
       throw e;
     }
     throw new FerryError(last.error.code, last.error.message);
+  },
+};
+
+// ---- the dashboard: the /ui/ routes of the peer port, before any peer check
+
+interface UiRequest {
+  method?: unknown;
+  path?: unknown;
+  remote?: unknown;
+  authority?: unknown;
+  authorization?: unknown;
+  cookie?: unknown;
+}
+
+const UI_SEEDS: UiRequest[] = [
+  { method: 'GET', path: '/ui/', remote: '127.0.0.1' },
+  { method: 'GET', path: '/ui', remote: '::1' },
+  { method: 'HEAD', path: '/ui/api/status', remote: '127.0.0.1' },
+  { method: 'GET', path: '/ui/api/events?limit=5&volume=vol', remote: '127.0.0.1' },
+  { method: 'GET', path: '/ui/api/snapshots?volume=vol', remote: '127.0.0.1' },
+  { method: 'GET', path: '/ui/api/lag?seconds=60', remote: '127.0.0.1' },
+  { method: 'GET', path: '/ui/?token=abc', remote: '10.1.2.3', authority: 'site.example:7420' },
+  { method: 'GET', path: '/ui/api/status', remote: '10.1.2.3', authorization: 'Bearer abc', cookie: 'ferry-ui=abc' },
+  { method: 'POST', path: '/ui/api/status', remote: '127.0.0.1' },
+  { method: 'GET', path: '/ui/favicon.svg', remote: '127.0.0.1' },
+];
+
+/** The few parts of an HTTP/2 stream the dashboard touches: what it answers is recorded. */
+function fakeStream(remote: unknown): { stream: never; answer: { status?: number; body?: string } } {
+  const answer: { status?: number; body?: string } = {};
+  const stream = {
+    destroyed: false,
+    closed: false,
+    session: { socket: { remoteAddress: typeof remote === 'string' ? remote : undefined } },
+    on: () => stream,
+    respond: (h: Record<string, unknown>) => {
+      answer.status = Number(h[':status']);
+    },
+    end: (b?: string) => {
+      answer.body = b;
+    },
+  };
+  return { stream: stream as never, answer };
+}
+
+let dashboard: Dashboard | undefined;
+
+export const dashboardTarget: FuzzTarget = {
+  name: 'dashboard',
+  about: 'the web dashboard\'s request handling (Dashboard.handle: path, query, method, access headers) on a real site',
+  codes: [],
+  kind: 'json',
+  maxLength: 16 * 1024,
+  dictionary: ['/ui/', '/ui/api/', 'status', 'events', 'snapshots', 'lag', 'limit', 'volume', 'seconds', 'token', 'vol', '?', '&', '=', '%', '%00', '%ff', '127.0.0.1', 'Bearer '].map((k) => Buffer.from(k)),
+  seeds: () => UI_SEEDS.map((r) => Buffer.from(JSON.stringify(r))),
+  async setup() {
+    dashboard = new Dashboard(await openSandbox());
+  },
+  async teardown() {
+    dashboard?.close();
+    dashboard = undefined;
+    await closeSandbox();
+  },
+  run(input) {
+    if (!dashboard) throw new Error('dashboard target used without setup');
+    let r: UiRequest;
+    try {
+      const v = JSON.parse(input.toString('utf8')) as unknown;
+      r = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as UiRequest) : { path: String(v) };
+    } catch {
+      r = { method: 'GET', path: input.toString('latin1'), remote: '127.0.0.1' };
+    }
+    // As http2 hands them over: strings, and a list of strings for cookie only.
+    const str = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
+    const cookie = Array.isArray(r.cookie) ? r.cookie.map(String) : str(r.cookie);
+    const headers: Record<string, unknown> = { ':method': str(r.method), ':path': str(r.path), ':authority': str(r.authority), authorization: str(r.authorization), cookie };
+    // the daemon hands the dashboard only its own paths
+    if (!isDashboardPath(String(headers[':path'] ?? ''))) return 'not a dashboard path';
+    const { stream, answer } = fakeStream(r.remote);
+    dashboard.handle(stream, headers as never);
+    if (answer.status === undefined) throw new FuzzViolation('the dashboard gave no answer');
+    if (answer.status >= 500) {
+      const code = (JSON.parse(answer.body ?? '{}') as { error?: { code?: string; message?: string } }).error;
+      throw new FuzzViolation(`the dashboard answered ${answer.status}: ${code?.code}: ${code?.message?.slice(0, 300)}`);
+    }
+    return answer.status;
   },
 };
