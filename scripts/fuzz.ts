@@ -179,7 +179,7 @@ async function main(): Promise<void> {
     if (r.error) process.stderr.write(`  worker failed: ${r.error}\n`);
     if (r.stats) {
       const g = r.stats.growth.map((p) => `${p.seconds}s:${p.positions}`).join(' ');
-      process.stderr.write(`  ${r.stats.execs} execs (${r.stats.execsPerSecond}/s), corpus ${r.stats.seeds} -> ${r.stats.corpus}, slowest ${Math.round(r.stats.slowestMs)} ms${r.stats.coverage ? `, ${r.stats.coverage.takes} coverage takes (${r.stats.coverage.takeMs} ms), coverage growth ${g}` : ''}\n`);
+      process.stderr.write(`  ${r.stats.execs} execs (${r.stats.execsPerSecond}/s), corpus ${r.stats.seeds} -> ${r.stats.corpus}, slowest ${Math.round(r.stats.slowestMs)} ms, most memory one input added ${(r.stats.largestMemory / 2 ** 20).toFixed(1)} MiB${r.stats.coverage ? `, ${r.stats.coverage.takes} coverage takes (${r.stats.coverage.takeMs} ms), coverage growth ${g}` : ''}\n`);
     }
     runs.push([t.name, r]);
   }
