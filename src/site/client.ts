@@ -7,7 +7,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, wirePayload, type WireObject } from '../replication/protocol.ts';
+import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, parseAnswer, parseCommitResponse, parseHelloResponse, parsePutResult, wirePayload, type WireObject } from '../replication/protocol.ts';
 import type { CommitRequest, CommitResponse, HelloRequest, HelloResponse, PutResult, Receiver } from '../replication/types.ts';
 import { errorFromBody, KEEPALIVE_HEADER, parseLongAnswer, readBody, ROUTES } from './http.ts';
 import type { EventQuery, PeerEventsAnswer } from './log.ts';
@@ -255,7 +255,7 @@ export class PeerClient implements Receiver {
 
   async #json<T>(path: string, payload: unknown, signal?: AbortSignal): Promise<T> {
     const buf = await this.#request(path, Buffer.from(JSON.stringify(payload)), 'application/json', signal);
-    return JSON.parse(buf.toString('utf8')) as T;
+    return parseAnswer(buf, `${this.peer.name}'s answer to ${path}`) as T;
   }
 
   /** The peer's event history (it answers only paired sites, at most MAX_EVENTS_PER_CALL events a call). */
@@ -268,8 +268,8 @@ export class PeerClient implements Receiver {
     return this.#json(path, payload, signal);
   }
 
-  hello(req: HelloRequest, signal?: AbortSignal): Promise<HelloResponse> {
-    return this.#json(ROUTES.hello, req, signal);
+  async hello(req: HelloRequest, signal?: AbortSignal): Promise<HelloResponse> {
+    return parseHelloResponse(await this.#json(ROUTES.hello, req, signal));
   }
 
   async missing(volume: string, ids: ObjectId[], signal?: AbortSignal): Promise<boolean[]> {
@@ -325,12 +325,12 @@ export class PeerClient implements Receiver {
         return from >= first;
       },
     );
-    const r = JSON.parse(buf.toString('utf8')) as PutResult;
+    const r = parsePutResult(parseAnswer(buf, `${this.peer.name}'s answer to a put`));
     return { ...r, received: r.received + total.received, stored: r.stored + total.stored, bytes: r.bytes };
   }
 
-  commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse> {
-    return this.#json(ROUTES.commit(volume), req, signal);
+  async commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse> {
+    return parseCommitResponse(await this.#json(ROUTES.commit(volume), req, signal));
   }
 
   close(): void {

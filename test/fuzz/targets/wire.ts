@@ -9,8 +9,8 @@ import fc from 'fast-check';
 import { ERRORS, FerryError } from '../../../src/core/errors.ts';
 import { hashBytes, type ObjectId } from '../../../src/core/ids.ts';
 import {
-  MAX_DELTA_DICT_BYTES, MAX_IDS_PER_QUERY, MAX_OBJECT_BYTES, decodeBitmap, decodeIds, decodeObjectStream, encodeBitmap, encodeIds, encodeObjectHeader, isDelta, parseCommitRequest,
-  parseHelloRequest, parseJson, wirePayload, type WireObject,
+  MAX_DELTA_DICT_BYTES, MAX_IDS_PER_QUERY, MAX_OBJECT_BYTES, decodeBitmap, decodeIds, decodeObjectStream, encodeBitmap, encodeIds, encodeObjectHeader, isDelta, parseAnswer, parseCommitRequest,
+  parseCommitResponse, parseHelloRequest, parseHelloResponse, parseJson, parsePutResult, wirePayload, type WireObject,
 } from '../../../src/replication/protocol.ts';
 import { makeDelta, resolveDelta, type DeltaStore } from '../../../src/replication/delta.ts';
 import { verifyObject } from '../../../src/replication/verify-pool.ts';
@@ -279,13 +279,19 @@ function checkPeerError(e: unknown): void {
 
 const answerArb = fc.oneof(
   fc.record({ result: fc.jsonValue() }),
+  fc.record({
+    protocol: fc.constant(1), volume: ferryNameArb, snapshots: fc.array(fc.record({ id: snapshotIdArb, name: fc.option(ferryNameArb, { nil: null }), time: fc.maxSafeNat() }), { maxLength: 3 }),
+    applied: fc.option(snapshotIdArb, { nil: null }), applying: fc.boolean(), replicas: fc.array(fc.record({ name: ferryNameArb, kind: fc.constantFrom('tree', 'image'), path: fc.constant('/r/v/d') }), { maxLength: 2 }), delta: fc.boolean(),
+  }),
+  fc.record({ received: fc.nat(), stored: fc.nat(), bytes: fc.maxSafeNat() }),
+  fc.record({ snapshot: snapshotIdArb, applied: fc.boolean(), writesSnapshot: ferryNameArb, refused: fc.string(), phases: fc.dictionary(fc.constantFrom('check', 'apply', 'verify'), fc.double()) }, { requiredKeys: ['snapshot', 'applied'] }),
   fc.record({ error: fc.record({ code: fc.constantFrom(...Object.keys(ERRORS)), message: fc.string(), details: fc.dictionary(fc.string(), fc.jsonValue()) }, { requiredKeys: ['code', 'message'] }) }),
 );
 
 const peerAnswer: FuzzTarget = {
   name: 'peer-answer',
-  about: 'what a peer answers: an error body (errorFromBody) and a long answer after keepalive spaces (parseLongAnswer)',
-  codes: [],
+  about: 'what a peer answers: an error body (errorFromBody), a long answer (parseLongAnswer), the answers to hello, put and commit',
+  codes: ['PROTOCOL'],
   kind: 'json',
   maxLength: 64 * 1024,
   dictionary: REQUEST_KEYS,
@@ -295,6 +301,18 @@ const peerAnswer: FuzzTarget = {
     for (const status of [400, 403, 422, 500, 503]) checkPeerError(errorFromBody(status, input, 'peer'));
     const r = parseLongAnswer(input, 'peer');
     if (!Buffer.isBuffer(r)) checkPeerError(r);
+    // accepted when one of the answer checks takes it
+    const v = parseAnswer(Buffer.isBuffer(r) ? r : input, 'answer');
+    let refusal: unknown;
+    for (const parse of [parseHelloResponse, parsePutResult, parseCommitResponse] as Array<(v: unknown) => unknown>) {
+      try {
+        return parse(v);
+      } catch (err) {
+        if (!(err instanceof FerryError)) throw err;
+        refusal ??= err;
+      }
+    }
+    throw refusal;
   },
 };
 
