@@ -301,6 +301,9 @@ export async function fuzz(target: FuzzTarget, options: FuzzOptions): Promise<Fu
       await record(input, await run(input));
     }
     const runMs = performance.now() - t0;
+    // Let the event loop turn between batches, as a real process does between requests: Node
+    // releases what failed synchronous zlib/zstd calls hold only then (see verify-pool.ts).
+    await new Promise((resolve) => setImmediate(resolve));
     if (target.generate && stats.execs % 2048 < batch.length) refreshSamples();
     if (cov) {
       const t1 = performance.now();
