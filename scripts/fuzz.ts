@@ -106,6 +106,7 @@ function runTarget(name: string, o: Options, maxLength: number, timeoutMs: numbe
   };
   return new Promise((resolveRun) => {
     let beats = -1;
+    let stopping = false;
     let still = 0;
     const hangMs = Math.max(30_000, timeoutMs * 3);
     const watch = setInterval(() => {
@@ -113,7 +114,8 @@ function runTarget(name: string, o: Options, maxLength: number, timeoutMs: numbe
       still = now === beats ? still + 500 : 0;
       beats = now;
       const rss = process.memoryUsage.rss();
-      if (still >= hangMs || rss > 6 * 1024 ** 3) {
+      if (!stopping && (still >= hangMs || rss > 6 * 1024 ** 3)) {
+        stopping = true;
         const kind = still >= hangMs ? 'timeout' : 'memory';
         report({ target: name, kind, message: kind === 'timeout' ? `no progress for ${hangMs / 1000} s (the input never returned)` : `the process grew to ${Math.round(rss / 1024 ** 2)} MiB`, stack: '', input: lastInput() });
         void worker.terminate();
@@ -187,10 +189,12 @@ async function main(): Promise<void> {
   if (o.json) process.stdout.write(JSON.stringify(runs.map(([name, r]) => ({ name, ...r })), null, 2) + '\n');
   else process.stdout.write(`${table(runs)}\n`);
   if (crashes) {
-    process.stdout.write(`\n${crashes} crash(es):\n`);
+    // with --json, stdout is the JSON alone
+    const out = o.json ? process.stderr : process.stdout;
+    out.write(`\n${crashes} crash(es):\n`);
     for (const [name, r] of runs) {
-      for (const c of r.crashes) process.stdout.write(`  ${name} ${c.kind}: ${c.message.split('\n')[0]}\n    ${reproLine(name, c.file)}\n`);
-      if (r.error) process.stdout.write(`  ${name}: the worker failed: ${r.error.split('\n')[0]}\n`);
+      for (const c of r.crashes) out.write(`  ${name} ${c.kind}: ${c.message.split('\n')[0]}\n    ${reproLine(name, c.file)}\n`);
+      if (r.error) out.write(`  ${name}: the worker failed: ${r.error.split('\n')[0]}\n`);
     }
   }
   process.exitCode = crashes ? 1 : 0;
