@@ -12,6 +12,17 @@ export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 export const FERRY_BIN = join(ROOT, 'bin', 'ferry');
 export const NODE_BIN = process.execPath;
 
+/** Unsigned LEB128, as ferry's formats write lengths and counts. */
+export function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n % 128) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
 export function tempDir(prefix = 'ferry-test-'): { path: string; cleanup: () => void } {
   const path = mkdtempSync(join(process.env.FERRY_TEST_TMP ?? tmpdir(), prefix));
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };

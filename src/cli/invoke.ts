@@ -3,7 +3,7 @@
 // duration). Either way the same operation code runs (site/ops.ts).
 import http from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
-import { FerryError, type ErrorCode, type FerryErrorJSON } from '../core/errors.ts';
+import { FerryError, isErrorCode, type FerryErrorJSON } from '../core/errors.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import { daemonInfoPath, type DaemonInfo } from '../site/daemon.ts';
 import { Engine } from '../site/engine.ts';
@@ -41,6 +41,24 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
 /** Operations that only read the catalog: they run without the site lock, beside anything else. */
 const READ_ONLY_OPS = new Set(['status', 'site.list', 'mirror.list', 'link.list', 'snapshot.peers']);
 
+/** One line of the daemon's answer, checked: progress, a result, or an error of a known code; else why it is not one. */
+function answerLine(line: string): { progress?: TransferProgress; result?: unknown; error?: FerryErrorJSON } | FerryError {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    return new FerryError('PROTOCOL', `the daemon sent an answer line that is not JSON: ${line.slice(0, 200)}`);
+  }
+  const m = (msg !== null && typeof msg === 'object' && !Array.isArray(msg) ? msg : {}) as Record<string, unknown>;
+  if ((m.progress !== null && typeof m.progress === 'object') || 'result' in m) return m;
+  const e = m.error as Partial<FerryErrorJSON> | undefined;
+  if (e !== null && typeof e === 'object' && typeof e.message === 'string') {
+    if (isErrorCode(e.code)) return { error: { code: e.code, kind: e.kind ?? 'permanent', message: e.message, details: e.details } };
+    return new FerryError('PROTOCOL', `the daemon answered an error of a code this ferry does not know (${String(e.code).slice(0, 40)}): ${e.message.slice(0, 2000)}`);
+  }
+  return new FerryError('PROTOCOL', `the daemon sent a line that is neither progress, a result nor an error: ${line.slice(0, 200)}`);
+}
+
 function callDaemon(d: DaemonInfo, op: string, args: Record<string, unknown>, onProgress?: (p: TransferProgress) => void): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath: d.socket, method: 'POST', path: `/local/${op}`, headers: { 'content-type': 'application/json' } }, (res) => {
@@ -53,15 +71,18 @@ function callDaemon(d: DaemonInfo, op: string, args: Record<string, unknown>, on
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
-          if (!line) continue;
-          const msg = JSON.parse(line) as { progress?: TransferProgress; result?: unknown; error?: FerryErrorJSON };
-          if (msg.progress) onProgress?.(msg.progress);
+          if (!line || done) continue;
+          const msg = answerLine(line);
+          if (msg instanceof FerryError) {
+            done = true;
+            reject(msg);
+          } else if (msg.progress) onProgress?.(msg.progress);
           else if ('result' in msg) {
             done = true;
             resolve(msg.result);
           } else if (msg.error) {
             done = true;
-            reject(new FerryError(msg.error.code as ErrorCode, msg.error.message, { details: msg.error.details }));
+            reject(new FerryError(msg.error.code, msg.error.message, { details: msg.error.details }));
           }
         }
       });

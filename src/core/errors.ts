@@ -99,6 +99,11 @@ export class FerryError extends Error {
   }
 }
 
+/** Whether `code` is one of this ferry's error codes (its own keys: not '__proto__' or 'toString'). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERRORS, code);
+}
+
 export function isFerryError(err: unknown, code?: ErrorCode): err is FerryError {
   return err instanceof FerryError && (code === undefined || err.code === code);
 }

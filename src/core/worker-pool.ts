@@ -163,13 +163,13 @@ export class WorkerPool<In, Out> {
   }
 }
 
-/** In a worker: answer each pool message with `handler`'s result, or its error's code and message. */
-export function serveWorker<In, Out>(handler: (msg: In) => Out): void {
+/** In a worker: answer each pool message with `handler`'s result (or what its promise gives), or its error's code and message. */
+export function serveWorker<In, Out>(handler: (msg: In) => Out | Promise<Out>): void {
   const port = parentPort!;
-  port.on('message', ({ seq, msg }: { seq: number; msg: In }) => {
+  port.on('message', async ({ seq, msg }: { seq: number; msg: In }) => {
     let reply: Reply<Out>;
     try {
-      reply = { seq, ok: handler(msg) };
+      reply = { seq, ok: await handler(msg) };
     } catch (err) {
       reply = { seq, error: isFerryError(err) ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: String((err as Error)?.stack ?? err) } };
     }

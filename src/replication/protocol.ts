@@ -7,7 +7,7 @@ import { checkCount, checkScheduleSettings, COUNT } from '../core/units.ts';
 import { objectIdFromBytes, objectIdToBytes, parseName, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD, OBJECT_KINDS, type Codec, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { MAX_SNAPSHOT_MEMBERS } from '../snapshot/format.ts';
-import { PROTOCOL_VERSION, type CommitRequest, type HelloRequest } from './types.ts';
+import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult } from './types.ts';
 
 /** Largest object accepted (raw or stored): trees of huge directories are the big ones. */
 export const MAX_OBJECT_BYTES = 64 * 1024 * 1024;
@@ -330,4 +330,72 @@ export function parseJson(b: Buffer, what: string): unknown {
   } catch {
     throw bad(`${what} is not valid JSON`);
   }
+}
+
+// ---- answers: what the destination says back is checked as closely as what it is sent
+
+/** A peer's answer as JSON (no size limit here: the client bounds what it reads), or PROTOCOL. */
+export function parseAnswer(b: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(b.toString('utf8'));
+  } catch {
+    throw bad(`${what} is not valid JSON`);
+  }
+}
+
+function nat(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(`${what} must be a whole number`);
+  return v;
+}
+
+function optStr(v: unknown, what: string, max = 256): string | null {
+  return v === null || v === undefined ? null : str(v, what, max);
+}
+
+function bool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') throw bad(`${what} must be true or false`);
+  return v;
+}
+
+function list(v: unknown, what: string): unknown[] {
+  if (!Array.isArray(v)) throw bad(`${what} must be a list`);
+  return v;
+}
+
+export function parseHelloResponse(v: unknown): HelloResponse {
+  const o = obj(v, 'the answer to hello');
+  const r: HelloResponse = {
+    protocol: nat(o.protocol, 'hello answer protocol'),
+    volume: str(o.volume, 'hello answer volume'),
+    snapshots: list(o.snapshots, 'hello answer snapshots').map((x, i) => {
+      const s = obj(x, `hello answer snapshots[${i}]`);
+      return { id: str(s.id, `hello answer snapshots[${i}].id`, 26), name: optStr(s.name, `hello answer snapshots[${i}].name`), time: nat(s.time, `hello answer snapshots[${i}].time`) };
+    }),
+    applied: optStr(o.applied, 'hello answer applied', 26),
+    applying: bool(o.applying, 'hello answer applying'),
+    replicas: list(o.replicas, 'hello answer replicas').map((x, i) => {
+      const m = obj(x, `hello answer replicas[${i}]`);
+      if (m.kind !== 'tree' && m.kind !== 'image') throw bad(`hello answer replicas[${i}].kind must be tree or image`);
+      return { name: str(m.name, `hello answer replicas[${i}].name`), kind: m.kind, path: str(m.path, `hello answer replicas[${i}].path`, 4096) };
+    }),
+  };
+  if (o.delta !== undefined) r.delta = bool(o.delta, 'hello answer delta');
+  return r;
+}
+
+export function parsePutResult(v: unknown): PutResult {
+  const o = obj(v, 'the answer to a put');
+  return { received: nat(o.received, 'put answer received'), stored: nat(o.stored, 'put answer stored'), bytes: nat(o.bytes, 'put answer bytes') };
+}
+
+export function parseCommitResponse(v: unknown): CommitResponse {
+  const o = obj(v, 'the answer to commit');
+  const r: CommitResponse = { snapshot: str(o.snapshot, 'commit answer snapshot', 26), applied: bool(o.applied, 'commit answer applied') };
+  if (o.writesSnapshot !== undefined) r.writesSnapshot = str(o.writesSnapshot, 'commit answer writesSnapshot');
+  if (o.refused !== undefined) r.refused = str(o.refused, 'commit answer refused', 4096);
+  // timings, for status only: whatever is not a number is left out rather than refusing an apply that happened
+  if (o.phases !== null && typeof o.phases === 'object' && !Array.isArray(o.phases)) {
+    r.phases = Object.fromEntries(Object.entries(o.phases).filter(([, x]) => typeof x === 'number' && Number.isFinite(x)));
+  }
+  return r;
 }

@@ -140,6 +140,24 @@ export class VerifyPool {
   }
 }
 
+/**
+ * `check` on each item in order. Node's synchronous zlib and zstd keep a failed call's output
+ * buffer and decoder (both sized to the declared length: up to 64 MiB each) until this thread's
+ * event loop turns, so after each refusal the loop is let turn before the next decode: a batch of
+ * frames that fail late (a bad checksum after 64 MiB of output, 2 KB on the wire) holds one such
+ * decode at a time, not the batch's worth. Refusals are rare in honest traffic: this costs nothing
+ * there.
+ */
+async function releasing<T, R>(items: T[], check: (item: T) => R, refused: (r: R) => boolean): Promise<R[]> {
+  const out: R[] = [];
+  for (const item of items) {
+    const r = check(item);
+    out.push(r);
+    if (refused(r)) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return out;
+}
+
 if (!isMainThread && (workerData as { ferryVerifyWorker?: boolean } | null)?.ferryVerifyWorker) {
   serveWorker<Batch | RebuildBatch | EncodeBatch, Array<string | null> | Rebuilt[] | Encoded[]>((m) => {
     let at = 0;
@@ -148,8 +166,8 @@ if (!isMainThread && (workerData as { ferryVerifyWorker?: boolean } | null)?.fer
       at += n;
       return v;
     };
-    if (m.op === 'encode') return m.items.map((o) => encodeDelta({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: take(o.storedLength) }, take(o.dictLength), o.refCount));
-    if (m.op === 'rebuild') return m.items.map((o) => rebuildDelta({ id: o.id, rawLength: o.rawLength, frame: take(o.frameLength) }, take(o.dictLength)));
-    return m.items.map((o) => verifyObject({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: take(o.length) }));
+    if (m.op === 'encode') return releasing(m.items, (o) => encodeDelta({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: take(o.storedLength) }, take(o.dictLength), o.refCount), (r) => r.error !== undefined);
+    if (m.op === 'rebuild') return releasing(m.items, (o) => rebuildDelta({ id: o.id, rawLength: o.rawLength, frame: take(o.frameLength) }, take(o.dictLength)), (r) => !r.ok);
+    return releasing(m.items, (o) => verifyObject({ id: o.id, codec: o.codec, rawLength: o.rawLength, stored: take(o.length) }), (r) => r !== null);
   });
 }

@@ -8,9 +8,9 @@ import tls, { type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, wirePayload, type WireObject } from '../replication/protocol.ts';
+import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, parseAnswer, parseCommitResponse, parseHelloResponse, parsePutResult, wirePayload, type WireObject } from '../replication/protocol.ts';
 import type { CommitRequest, CommitResponse, HelloRequest, HelloResponse, PutResult, Receiver } from '../replication/types.ts';
-import { errorFromBody, KEEPALIVE_HEADER, readBody, ROUTES } from './http.ts';
+import { errorFromBody, KEEPALIVE_HEADER, parseLongAnswer, readBody, ROUTES } from './http.ts';
 import type { EventQuery, PeerEventsAnswer } from './log.ts';
 import { siteIdFromCert, tlsOptionsFor, type SiteIdentity } from './identity.ts';
 import type { Peer } from './peers.ts';
@@ -202,15 +202,9 @@ export class PeerClient implements Receiver {
             if (settled) return;
             settled = true;
             if (status === 200 && long) {
-              // {"result": ...} or {"error": ...} after keepalive spaces
-              let j: { result?: unknown; error?: unknown } | undefined;
-              try {
-                j = JSON.parse(buf.toString('utf8')) as { result?: unknown; error?: unknown };
-              } catch {
-                j = undefined;
-              }
-              if (j && 'result' in j) resolve(Buffer.from(JSON.stringify(j.result)));
-              else reject(errorFromBody(j && 'error' in j ? 500 : 502, buf, this.peer.name));
+              const r = parseLongAnswer(buf, this.peer.name);
+              if (Buffer.isBuffer(r)) resolve(r);
+              else reject(r);
             } else if (status === 200) resolve(buf);
             // The stream ended without response headers: the connection went away mid-request.
             else if (status === 0) reject(new FerryError('TRANSFER_INTERRUPTED', `connection to ${this.peer.name} closed before it answered`));
@@ -263,7 +257,7 @@ export class PeerClient implements Receiver {
 
   async #json<T>(path: string, payload: unknown, signal?: AbortSignal): Promise<T> {
     const buf = await this.#request(path, Buffer.from(JSON.stringify(payload)), 'application/json', signal);
-    return JSON.parse(buf.toString('utf8')) as T;
+    return parseAnswer(buf, `${this.peer.name}'s answer to ${path}`) as T;
   }
 
   /** The peer's event history (it answers only paired sites, at most MAX_EVENTS_PER_CALL events a call). */
@@ -276,8 +270,8 @@ export class PeerClient implements Receiver {
     return this.#json(path, payload, signal);
   }
 
-  hello(req: HelloRequest, signal?: AbortSignal): Promise<HelloResponse> {
-    return this.#json(ROUTES.hello, req, signal);
+  async hello(req: HelloRequest, signal?: AbortSignal): Promise<HelloResponse> {
+    return parseHelloResponse(await this.#json(ROUTES.hello, req, signal));
   }
 
   async missing(volume: string, ids: ObjectId[], signal?: AbortSignal): Promise<boolean[]> {
@@ -333,12 +327,12 @@ export class PeerClient implements Receiver {
         return from >= first;
       },
     );
-    const r = JSON.parse(buf.toString('utf8')) as PutResult;
+    const r = parsePutResult(parseAnswer(buf, `${this.peer.name}'s answer to a put`));
     return { ...r, received: r.received + total.received, stored: r.stored + total.stored, bytes: r.bytes };
   }
 
-  commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse> {
-    return this.#json(ROUTES.commit(volume), req, signal);
+  async commit(volume: string, req: CommitRequest, signal?: AbortSignal): Promise<CommitResponse> {
+    return parseCommitResponse(await this.#json(ROUTES.commit(volume), req, signal));
   }
 
   close(): void {

@@ -261,31 +261,7 @@ export class Daemon {
     if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, res);
     // NDJSON: progress lines while the operation runs, then one result or error line.
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-    const line = (o: unknown) => res.write(JSON.stringify(o) + '\n');
-    try {
-      const m = /^\/local\/([a-z.-]+)$/.exec(req.url ?? '');
-      if (req.method !== 'POST' || !m) throw new FerryError('USAGE', `no local operation ${req.url}`);
-      const args = parseJson(await readBody(req, MAX_JSON_BYTES, 'request'), 'request') as Record<string, unknown>;
-      let last = 0;
-      const result = await runOp(
-        {
-          engine: this.engine,
-          daemon: true,
-          progress: (p) => {
-            const now = Date.now();
-            if (now - last >= 200 || p.phase !== 'sending') {
-              last = now;
-              line({ progress: p });
-            }
-          },
-        },
-        m[1],
-        args,
-      );
-      line({ result });
-    } catch (err) {
-      line({ error: (err instanceof FerryError ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err))).toJSON() });
-    }
+    await serveLocal(this.engine, req, (line) => res.write(line));
     res.end();
   }
 
@@ -328,6 +304,39 @@ export class Daemon {
     rmSync(daemonInfoPath(site.paths.home), { force: true });
     rmSync(socketPath(site.paths.home), { force: true });
     site.event({ kind: 'daemon.stop', outcome: 'ok' });
+  }
+}
+
+/**
+ * One request of the local API (the CLI's, on the site's Unix socket): `POST /local/<operation>`
+ * with a JSON body of arguments. Writes NDJSON lines: progress while the operation runs, then one
+ * `{"result": ...}` or `{"error": ...}` line. Never throws.
+ */
+export async function serveLocal(engine: Engine, req: AsyncIterable<Buffer | Uint8Array> & { method?: string; url?: string }, write: (line: string) => void): Promise<void> {
+  const line = (o: unknown) => write(JSON.stringify(o) + '\n');
+  try {
+    const m = /^\/local\/([a-z.-]+)$/.exec(req.url ?? '');
+    if (req.method !== 'POST' || !m) throw new FerryError('USAGE', `no local operation ${req.url}`);
+    const args = parseJson(await readBody(req, MAX_JSON_BYTES, 'request'), 'request') as Record<string, unknown>;
+    let last = 0;
+    const result = await runOp(
+      {
+        engine,
+        daemon: true,
+        progress: (p) => {
+          const now = Date.now();
+          if (now - last >= 200 || p.phase !== 'sending') {
+            last = now;
+            line({ progress: p });
+          }
+        },
+      },
+      m[1],
+      args,
+    );
+    line({ result });
+  } catch (err) {
+    line({ error: (err instanceof FerryError ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err))).toJSON() });
   }
 }
 

@@ -1,6 +1,6 @@
 // Small shared pieces of ferry's HTTP: bounded body reading, error mapping
 // between FerryError and HTTP responses, and the route names.
-import { ERRORS, FerryError, isFerryError, type ErrorCode, type FerryErrorJSON } from '../core/errors.ts';
+import { ERRORS, FerryError, isErrorCode, isFerryError, type FerryErrorJSON } from '../core/errors.ts';
 import { releaseAfterAnswer } from '../replication/protocol.ts';
 
 export const ROUTES = {
@@ -62,13 +62,27 @@ export function errorBody(err: unknown): { status: number; body: string } {
 export function errorFromBody(status: number, body: Buffer, peer: string): FerryError {
   try {
     const j = JSON.parse(body.toString('utf8')) as { error?: FerryErrorJSON };
-    if (j.error && typeof j.error.code === 'string' && j.error.code in ERRORS && typeof j.error.message === 'string') {
-      return new FerryError(j.error.code as ErrorCode, `${peer}: ${j.error.message.slice(0, 2000)}`, { details: j.error.details });
+    if (j.error && isErrorCode(j.error.code) && typeof j.error.message === 'string') {
+      return new FerryError(j.error.code, `${peer}: ${j.error.message.slice(0, 2000)}`, { details: j.error.details });
     }
   } catch {
     // fall through
   }
   return new FerryError(status >= 500 ? 'PEER_UNREACHABLE' : 'PROTOCOL', `${peer} answered HTTP ${status}: ${body.toString('utf8').slice(0, 300)}`);
+}
+
+/** A long answer (see KEEPALIVE_HEADER), `{"result": ...}` or `{"error": ...}` after keepalive spaces: the result's JSON, or the error. */
+export function parseLongAnswer(buf: Buffer, peer: string): Buffer | FerryError {
+  let j: { result?: unknown; error?: unknown } | undefined;
+  try {
+    j = JSON.parse(buf.toString('utf8')) as { result?: unknown; error?: unknown };
+  } catch {
+    j = undefined;
+  }
+  // a peer may send anything: only an object is an answer ('result' in "a" would throw)
+  const o = j !== null && typeof j === 'object' && !Array.isArray(j) ? j : undefined;
+  if (o && 'result' in o) return Buffer.from(JSON.stringify(o.result));
+  return errorFromBody(o && 'error' in o ? 500 : 502, buf, peer);
 }
 
 /**

@@ -41,6 +41,20 @@ function str(a: Args, k: string, required = true): string | undefined {
   return v;
 }
 
+function strings(a: Args, k: string): string[] | undefined {
+  const v = a[k];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new FerryError('USAGE', `${k} must be a list of strings`);
+  return v;
+}
+
+function object<T>(a: Args, k: string): T | undefined {
+  const v = a[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new FerryError('USAGE', `${k} must be an object`);
+  return v as T;
+}
+
 function num(a: Args, k: string): number | undefined {
   const v = a[k];
   if (v === undefined || v === null) return undefined;
@@ -92,8 +106,23 @@ export function statusReport(engine: Engine): Record<string, unknown> {
   };
 }
 
+/** A mirror's settings as a peer sends them in a DR call: numbers (null where allowed), checked before anything is stored. */
+/** Mirror settings a peer hands over (failback, migrate-accept): the same bounds as every other path (core/units.ts). */
+function peerSchedule(v: unknown, what: string): { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new FerryError('PROTOCOL', `${what} must be a JSON object of mirror settings`);
+  return parseMirrorSettings(v, what);
+}
+
+/** A string field of a peer's DR call. */
+function peerStr(a: Args, k: string, what: string): string {
+  const v = a[k];
+  if (typeof v !== 'string') throw new FerryError('PROTOCOL', `${what}.${k} must be a string`);
+  return v;
+}
+
 /** Peer-to-peer DR calls (the daemon routes /v1/dr/<op> here, with the authenticated peer id). */
 export async function serveDr(engine: Engine, peerId: string, op: string, a: Args): Promise<unknown> {
+  if (a === null || typeof a !== 'object' || Array.isArray(a)) throw new FerryError('PROTOCOL', `the ${op} call must be a JSON object`);
   const { acceptFailoverNotice } = await import('../dr/failover.ts');
   const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
   switch (op) {
@@ -128,11 +157,14 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
     }
     case 'migrate-accept': {
       const { acceptMigrate } = await import('../dr/migrate.ts');
-      // The mirrors it creates take these settings: checked as any peer's message is.
-      parseMirrorSettings(a.schedule, 'migrate.schedule');
-      if (!Array.isArray(a.others) || a.others.length > MAX_SIBLINGS) throw new FerryError('PROTOCOL', `migrate.others must be a list of at most ${MAX_SIBLINGS} secondaries`);
-      a.others.forEach((o, i) => parseMirrorSettings(o, `migrate.others[${i}]`));
-      return acceptMigrate(engine, peerId, a as never);
+      if (!Array.isArray(a.others) || a.others.length > MAX_SIBLINGS) throw new FerryError('PROTOCOL', `migrate-accept.others must be a list of at most ${MAX_SIBLINGS} mirrors`);
+      const others = a.others.map((x: unknown, i: number) => {
+        const what = `migrate-accept.others[${i}]`;
+        const o = (x !== null && typeof x === 'object' && !Array.isArray(x) ? x : {}) as Args;
+        return { id: peerStr(o, 'id', what), volume: peerStr(o, 'volume', what), ...peerSchedule(x, what) };
+      });
+      const req = { volume: peerStr(a, 'volume', 'migrate-accept'), final: peerStr(a, 'final', 'migrate-accept'), backTo: peerStr(a, 'backTo', 'migrate-accept'), schedule: peerSchedule(a.schedule, 'migrate-accept.schedule'), others };
+      return acceptMigrate(engine, peerId, req);
     }
     case 'failback':
       return serveFailback(engine, peerId, {
@@ -140,7 +172,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
         to: str(a, 'to')!,
         base: str(a, 'base', false) ?? null,
         full: a.full === true,
-        schedule: a.schedule === undefined || a.schedule === null ? null : parseMirrorSettings(a.schedule, 'failback.schedule'),
+        schedule: a.schedule == null ? null : peerSchedule(a.schedule, 'failback.schedule'),
       });
     default:
       throw new FerryError('PROTOCOL', `no DR operation ${op}`);
@@ -156,18 +188,17 @@ export function describeVolume(site: Site, v: Volume): Volume & { snapshots: num
 export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown>> = {
   async 'volume.create'(ctx, a) {
     const site = ctx.engine.site;
-    const members = (a.members as string[] | undefined) ?? [];
     const v = createVolume(site, str(a, 'name')!, {
-      members: members.map((m) => parseMemberSpec(String(m))),
-      hooks: (a.hooks as Hooks | undefined) ?? {},
-      retention: (a.retention as RetentionPolicy | undefined) ?? {},
+      members: (strings(a, 'members') ?? []).map(parseMemberSpec),
+      hooks: object<Hooks>(a, 'hooks') ?? {},
+      retention: object<RetentionPolicy>(a, 'retention') ?? {},
       role: a.secondary === true ? 'secondary' : undefined,
     });
     return describeVolume(site, v);
   },
   async 'volume.set'(ctx, a) {
     const site = ctx.engine.site;
-    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: a.hooks as Hooks | undefined, retention: a.retention as RetentionPolicy | undefined });
+    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: object<Hooks>(a, 'hooks'), retention: object<RetentionPolicy>(a, 'retention') });
     return describeVolume(site, v);
   },
   async 'volume.remove'(ctx, a) {
@@ -182,7 +213,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   },
   async 'snapshot.delete'(ctx, a) {
     const site = ctx.engine.site;
-    const plan = planDeleteSnapshots(site, str(a, 'volume')!, (a.snapshots as string[]) ?? []);
+    const plan = planDeleteSnapshots(site, str(a, 'volume')!, strings(a, 'snapshots') ?? []);
     if (a.dryRun === true) return { plan };
     const r = executeDeleteSnapshots(site, plan);
     return { deleted: r.deleted, gc: r.gc ? summarizeGc(r.gc.plan) : null, freed: r.gc?.plan.totals.bytesFreed ?? 0, collected: r.gc?.plan.totals.deadObjects ?? 0 };

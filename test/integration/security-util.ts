@@ -24,19 +24,11 @@ import { PeerClient } from '../../src/site/client.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
-import { assertTreesEqual, tempDir } from '../helpers.ts';
+import { assertTreesEqual, tempDir, varint } from '../helpers.ts';
 
 // ---------------------------------------------------------------- bytes
 
-export function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n % 128) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
+export { varint };
 
 export const T = { file: 1, dir: 2, symlink: 3, hardlink: 4, chardev: 5, blockdev: 6, fifo: 7, socket: 8 } as const;
 

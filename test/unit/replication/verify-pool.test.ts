@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { hashBytes, type ObjectId } from '../../../src/core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD } from '../../../src/store/types.ts';
 import { VerifyPool, verifyObject, type ToVerify } from '../../../src/replication/verify-pool.ts';
@@ -65,6 +65,42 @@ test('VerifyPool.rebuild: deltas rebuilt on workers against their dictionaries, 
       assert.ok(raw.equals(jobs[i].changed), `delta ${i} rebuilt to other bytes`);
     });
   } finally {
+    await pool.close();
+  }
+});
+
+/** A zstd frame that decodes to 64 MiB of zeros, then fails its content checksum: 2 KB on the wire. */
+function checksumBomb(dictionary?: Buffer): { frame: Buffer; rawLength: number } {
+  const rawLength = 64 * 1024 * 1024 - 1;
+  const frame = zstdCompressSync(Buffer.alloc(rawLength), { dictionary, params: { [zc.ZSTD_c_checksumFlag]: 1 } });
+  frame[frame.length - 1] ^= 0xff;
+  return { frame, rawLength };
+}
+
+test('frames that fail late hold no memory past their own decode: a batch of them cannot grow a worker by 64 MiB per 2 KB object', async () => {
+  // Node's synchronous zlib and zstd keep a failed call's output buffer and decoder (sized to the
+  // declared length) until the thread's event loop turns, and a worker verifies a whole batch in
+  // one go: 24 such objects held 1.5 GiB at once (found by `npm run fuzz`, target delta: the
+  // process grew past 6 GiB). One batch of objects, and one of deltas, on the pool's workers.
+  const pool = new VerifyPool();
+  let peak = 0;
+  const watch = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 10);
+  try {
+    const bomb = checksumBomb();
+    const dictionary = Buffer.from('old bytes '.repeat(1000));
+    const delta = checksumBomb(dictionary);
+    const id = hashBytes(Buffer.from('anything')) as ObjectId;
+    await pool.verify([good(Buffer.from('warm up '.repeat(100)), true)]);
+    const before = process.memoryUsage.rss();
+    peak = before;
+    const refused = await pool.verify(Array.from({ length: 24 }, () => ({ id, codec: CODEC_ZSTD, rawLength: bomb.rawLength, stored: bomb.frame })));
+    refused.forEach((r) => assert.match(r!, /does not decompress/));
+    const rebuilt = await pool.rebuild(Array.from({ length: 24 }, () => ({ id, rawLength: delta.rawLength, frame: delta.frame, dictionary })));
+    rebuilt.forEach((r) => assert.equal(r.ok ? 'ok' : r.code, 'PROTOCOL'));
+    const grown = (peak - before) / 2 ** 20;
+    assert.ok(grown < 512, `the process grew by ${Math.round(grown)} MiB while 48 refused objects of 2 KB were checked`);
+  } finally {
+    clearInterval(watch);
     await pool.close();
   }
 });
