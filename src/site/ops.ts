@@ -448,5 +448,7 @@ async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<
 export async function runOp(ctx: OpContext, name: string, args: Args): Promise<unknown> {
   const op = OPS[name];
   if (!op) throw new FerryError('USAGE', `unknown operation ${name}`);
+  // Every operation reads named arguments: anything but an object (a string, a list) is refused here, once.
+  if (args !== undefined && args !== null && (typeof args !== 'object' || Array.isArray(args))) throw new FerryError('USAGE', `the arguments of ${name} must be a JSON object`);
   return op(ctx, args ?? {});
 }

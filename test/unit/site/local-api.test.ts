@@ -76,10 +76,10 @@ test("a peer's DR call of the wrong shape is a PROTOCOL error before anything is
         // the same mistake in the other fields read without a check
         ['migrate-accept', { volume: ['v'], final: 'x', backTo: 'v', schedule, others: [] }, /volume/],
         ['migrate-accept', { volume: 'v', final: 'x', backTo: 'v', schedule: 'often', others: [] }, /schedule/],
-        ['migrate-accept', { volume: 'v', final: 'x', backTo: 'v', schedule: { ...schedule, maxDelayS: '1h' }, others: [] }, /maxDelayS/],
+        ['migrate-accept', { volume: 'v', final: 'x', backTo: 'v', schedule: { ...schedule, maxDelayS: '1h' }, others: [] }, /max delay/],
         ['migrate-accept', { volume: 'v', final: 'x', backTo: 'v', schedule, others: 3 }, /others/],
         ['migrate-accept', { volume: 'v', final: 'x', backTo: 'v', schedule, others: [{ id: 5, volume: 'v', ...schedule }] }, /others/],
-        ['failback', { volume: 'v', to: 'v', base: null, full: false, schedule: { ...schedule, scheduleS: -1 } }, /scheduleS/],
+        ['failback', { volume: 'v', to: 'v', base: null, full: false, schedule: { ...schedule, scheduleS: -1 } }, /schedule must be at least/],
       ];
       for (const [op, body, names] of cases) {
         await assert.rejects(serveDr(engine, peer, op, body as Record<string, unknown>), (e: unknown) => isFerryError(e, 'PROTOCOL') && names.test(e.message), `${op} ${JSON.stringify(body)}`);
