@@ -15,8 +15,9 @@ import type { SharedIndexRef } from '../store/index-probe.ts';
 import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
 import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
+import type { DirtyDir } from './tree-watch.ts';
 import { encodeTree, encodeBlockList, encodeImage } from './format.ts';
-import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type TreeEntry } from './model.ts';
+import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type Tree, type TreeEntry } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
@@ -83,10 +84,12 @@ export interface CaptureStats {
   bytesAdded: number;
   /** bytes those objects take in the store */
   bytesStored: number;
+  /** a journaled capture: directories looked at again because the journal named something in them */
+  dirsJournaled: number;
 }
 
 export function emptyStats(): CaptureStats {
-  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0 };
+  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0, dirsJournaled: 0 };
 }
 
 export function addStats(into: CaptureStats, s: CaptureStats): void {
@@ -113,6 +116,24 @@ export interface CaptureOptions {
   /** a name directly in the member root that is not part of it (a replica's staging area: replication/stage.ts) */
   skipAtRoot?: string;
   signal?: AbortSignal;
+  /**
+   * Capture from the change journal (journal.ts) instead of walking everything: what changed
+   * since the tree `parent` was captured. Directories the journal does not name, with nothing named
+   * below them, are taken from `parent` unread; in a named directory only the named entries are
+   * looked at again, and its list is read again only when it changed. Files met with several links
+   * make the capture a full walk (a write through another name is reported elsewhere, or nowhere).
+   */
+  journal?: CaptureJournal;
+}
+
+/** What a journaled capture starts from (CaptureOptions.journal). */
+export interface CaptureJournal {
+  /** the member's root tree in the capture the journal counts from */
+  parent: ObjectId;
+  /** what changed since (tree-watch.ts's DirtySet.dirs) */
+  dirs: DirtyDir[];
+  /** a tree object of the parent capture, decoded (from the store) */
+  tree(id: ObjectId): Tree;
 }
 
 // Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
@@ -166,8 +187,34 @@ interface DirResult {
   tree: Promise<ObjectId>;
 }
 
+type Slot = TreeEntry | null | Promise<TreeEntry | null>;
+
+/** The journal's dirty set, indexed: each dirty directory, and every directory with one below it. */
+export interface JournalIndex {
+  dirs: Map<string, DirtyDir>;
+  below: Set<string>;
+  tree(id: ObjectId): Tree;
+}
+
+export function indexJournal(j: CaptureJournal): JournalIndex {
+  const dirs = new Map<string, DirtyDir>();
+  const below = new Set<string>();
+  for (const d of j.dirs) {
+    dirs.set(d.dir, d);
+    for (let p = d.dir; p !== ''; ) {
+      const i = p.lastIndexOf('/');
+      p = i < 0 ? '' : p.slice(0, i);
+      if (below.has(p)) break;
+      below.add(p);
+    }
+  }
+  return { dirs, below, tree: (id) => j.tree(id) };
+}
+
 class TreeWalker {
   readonly stats = emptyStats();
+  /** a journaled capture: what the parent capture counted that is gone (totals = parent's + stats - removed) */
+  readonly removed = emptyStats();
   /** a file with several links was met */
   sawLinks = false;
   readonly #o: CaptureOptions;
@@ -238,7 +285,7 @@ class TreeWalker {
     return id;
   }
 
-  async walk(abs: Buffer, rel: Buffer, dirStat: BigIntStats): Promise<DirResult> {
+  async walk(abs: Buffer, rel: Buffer, dirStat?: BigIntStats): Promise<DirResult> {
     let names: Buffer[];
     try {
       names = readdirSync(abs, { encoding: 'buffer' });
@@ -252,90 +299,112 @@ class TreeWalker {
     this.stats.dirs++;
     const cached = this.#o.cache?.load(rel);
     const newCache: Array<[Buffer, CachedFile]> = [];
-    const slots: Array<TreeEntry | null | Promise<TreeEntry | null>> = [];
+    const slots: Slot[] = [];
+    const descend = (a: Buffer, r: Buffer, st: BigIntStats) => this.walk(a, r, st);
     for (const name of names) {
       if (rel.length === 0 && this.#skip?.equals(name)) continue;
-      if (++this.#sinceYield >= YIELD_EVERY) await this.#yield();
-      const childAbs = joinBuf(abs, name);
-      const childRel = joinBuf(rel, name);
-      let st: BigIntStats;
+      await this.#visit(abs, rel, name, cached, newCache, slots, descend);
+    }
+    void dirStat;
+    return { tree: this.#finish(rel, slots, newCache) };
+  }
+
+  /**
+   * Capture directory `rel` from the journal: `parent` is its tree in the capture the journal counts
+   * from. Unnamed entries keep their record there (and their stat cache row), unread; named ones
+   * are looked at again (#visit); when its list changed, the directory is read again and entries
+   * gone from it are dropped. A directory with nothing named in or below it is that same tree.
+   */
+  async walkJournaled(abs: Buffer, rel: Buffer, parent: ObjectId, j: JournalIndex): Promise<DirResult> {
+    const key = rel.toString('latin1');
+    const d = j.dirs.get(key);
+    if (!d && !j.below.has(key)) return { tree: Promise.resolve(parent) };
+    if (d?.full) {
+      // new to the watch (made or moved in): all of it is read, and the one it replaces goes
+      this.#dropped(j.tree(parent), j);
+      this.stats.dirs--; // the directory itself is still one
+      return this.walk(abs, rel, undefined);
+    }
+    const old = j.tree(parent).entries;
+    const byName = new Map<string, TreeEntry>();
+    for (const e of old) byName.set(e.name.toString('latin1'), e);
+    const every = d !== undefined && d.names === null;
+    const named = new Set(d?.names ?? []);
+    let names: Buffer[];
+    if (d && (d.list || every)) {
       try {
-        st = lstatSync(childAbs, { bigint: true });
+        names = readdirSync(abs, { encoding: 'buffer' });
       } catch (err) {
+        if (rel.length === 0) throw wrapIoError(err, `reading member directory ${abs.toString()}`);
         const code = (err as NodeJS.ErrnoException).code;
-        this.warn(childRel, code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot stat: ${(err as Error).message}; skipped`);
+        this.warn(rel, code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot list directory: ${(err as Error).message}; recorded as empty`);
+        names = [];
+      }
+      if (rel.length === 0 && this.#skip) names = names.filter((n) => !n.equals(this.#skip!));
+      names.sort(Buffer.compare);
+      const here = new Set(names.map((n) => n.toString('latin1')));
+      for (const e of old) if (!here.has(e.name.toString('latin1'))) this.#dropped(e, j);
+    } else names = old.map((e) => e.name);
+    this.stats.dirsJournaled++;
+    const cached = this.#o.cache?.load(rel);
+    const newCache: Array<[Buffer, CachedFile]> = [];
+    const slots: Slot[] = [];
+    // A subdirectory that was one before goes on from its old tree; a new one is walked whole.
+    const descend = async (childAbs: Buffer, childRel: Buffer, st: BigIntStats): Promise<DirResult> => {
+      const was = byName.get(childRel.subarray(childRel.lastIndexOf(0x2f) + 1).toString('latin1'));
+      if (was?.type === 'dir') return this.walkJournaled(childAbs, childRel, was.tree!, j);
+      return this.walk(childAbs, childRel, st);
+    };
+    for (const name of names) {
+      const n = name.toString('latin1');
+      const was = byName.get(n);
+      // A subdirectory with something named in or below it is looked at again even when its own
+      // name is not: a change inside it changes its mtime, which inotify reports to it, not to us.
+      const childKey = key === '' ? n : `${key}/${n}`;
+      const inside = was?.type === 'dir' && (j.dirs.has(childKey) || j.below.has(childKey));
+      if (was && !every && !named.has(n) && !inside) {
+        // unchanged since the parent capture: its record, and what the stat cache knew of it
+        const hit = cached?.get(n);
+        if (hit) newCache.push([name, hit]);
+        if (was.type === 'hardlink') this.sawLinks = true; // links: the caller walks in full
+        slots.push(was);
         continue;
       }
-      const type = typeOf(st);
-      if (!type) {
-        this.warn(childRel, 'skipped', 'unknown file type; skipped');
-        continue;
-      }
-      const base = { name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: toMicros(st.mtimeNs), xattrs: [] as Array<[Buffer, Buffer]> };
-      switch (type) {
-        case 'dir': {
-          const known = this.#o.reuse?.(childRel);
-          if (known) {
-            slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type: 'dir', size: 0, tree: known }, st, cached, newCache));
-            break;
-          }
-          const sub = await this.walk(childAbs, childRel, st);
-          const entry = sub.tree.then((tree): TreeEntry => ({ ...base, type: 'dir', size: 0, tree }));
-          entry.catch(() => {}); // the failure surfaces through the root; never unhandled
-          slots.push(this.#otherXattrs(childAbs, childRel, entry, st, cached, newCache));
+      // Looked at again: what it replaces no longer counts (a directory that stays one is gone on from).
+      const seen = await this.#visit(abs, rel, name, cached, newCache, slots, descend);
+      if (was && !(was.type === 'dir' && seen === 'dir')) this.#dropped(was, j);
+    }
+    return { tree: this.#finish(rel, slots, newCache) };
+  }
+
+  /** What an entry of the parent capture counted, now gone or replaced: subtracted from the totals. */
+  #dropped(e: TreeEntry | Tree, j: JournalIndex): void {
+    const stack: TreeEntry[] = 'entries' in e ? [...e.entries] : [e];
+    while (stack.length > 0) {
+      const x = stack.pop()!;
+      switch (x.type) {
+        case 'dir':
+          this.removed.dirs++;
+          stack.push(...j.tree(x.tree!).entries);
           break;
-        }
-        case 'symlink': {
-          let target: Buffer;
-          try {
-            target = readlinkSync(childAbs, { encoding: 'buffer' });
-          } catch (err) {
-            this.warn(childRel, 'unreadable', `cannot read symlink: ${(err as Error).message}; skipped`);
-            continue;
-          }
-          this.stats.symlinks++;
-          slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type: 'symlink', size: target.length, target }, st, cached, newCache));
+        case 'file':
+          this.removed.files++;
+          this.removed.bytes += x.size;
           break;
-        }
-        case 'file': {
-          if (st.nlink > 1n) {
-            this.sawLinks = true;
-            const key = `${st.dev}:${st.ino}`;
-            const first = this.#hardlinks.get(key);
-            if (first) {
-              this.stats.hardlinks++;
-              slots.push({ ...base, type: 'hardlink', size: 0, target: first });
-              break;
-            }
-            this.#hardlinks.set(key, childRel);
-          }
-          this.stats.files++;
-          this.stats.bytes += Number(st.size);
-          const hit = cached?.get(name.toString('latin1'));
-          if (hit && hit.size === Number(st.size) && hit.mtimeNs === st.mtimeNs && hit.ctimeNs === st.ctimeNs && hit.ino === st.ino) {
-            this.stats.filesReused++;
-            if (this.#settled(st.ctimeNs)) newCache.push([name, hit]);
-            const entry: TreeEntry = { ...base, type: 'file', size: hit.size, chunks: hit.chunks };
-            // a change of attributes changes the ctime: cached ones are current (unknown ones are read)
-            // (Buffers may arrive as plain Uint8Arrays: the apply's records come from worker threads)
-            slots.push(hit.xattrs ? { ...entry, xattrs: hit.xattrs.map(([k, v]) => [asBuffer(k), asBuffer(v)]) } : this.#withXattrs(childAbs, childRel, entry, hit));
-            break;
-          }
-          await this.#acquire();
-          const job = this.#readFile(childAbs, childRel, base, newCache, name, Number(st.size)).finally(() => this.#release());
-          job.catch((err) => (this.#failure ??= err));
-          // the attributes are read beside the content; the job ends (and frees its slot) without waiting for them
-          slots.push(this.#withXattrs(childAbs, childRel, job.then((r) => r?.entry ?? null), job.then((r) => r?.cached)));
+        case 'symlink':
+          this.removed.symlinks++;
           break;
-        }
-        default: {
-          // Recorded exactly (type, mode, owner, device number, attributes) and never opened; restore and
-          // apply make them again (materialize.ts): nothing is skipped, so this is no warning.
-          this.stats.specials++;
-          slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type, size: 0, ...(type === 'chardev' || type === 'blockdev' ? { rdev: Number(st.rdev) } : {}) }, st, cached, newCache));
-        }
+        case 'hardlink':
+          this.removed.hardlinks++;
+          break;
+        default:
+          this.removed.specials++;
       }
     }
+  }
+
+  /** The tree object of a directory once every slot is known, and its stat cache row. */
+  #finish(rel: Buffer, slots: Slot[], newCache: Array<[Buffer, CachedFile]>): Promise<ObjectId> {
     const tree = Promise.all(slots).then((all) => {
       const entries = all.filter((e): e is TreeEntry => e !== null);
       const id = this.#putObject('tree', encodeTree({ entries }));
@@ -346,8 +415,96 @@ class TreeWalker {
       return id;
     });
     tree.catch(() => {});
-    void dirStat;
-    return { tree };
+    return tree;
+  }
+
+  /**
+   * Look at entry `name` of directory `abs` (member path `rel`): lstat it, reuse or read what it
+   * holds, and push its slot (nothing, for an entry skipped with a warning). `descend` captures a
+   * subdirectory. Returns the type it found (undefined: skipped).
+   */
+  async #visit(abs: Buffer, rel: Buffer, name: Buffer, cached: Map<string, CachedFile> | undefined, newCache: Array<[Buffer, CachedFile]>, slots: Slot[], descend: (abs: Buffer, rel: Buffer, st: BigIntStats) => Promise<DirResult>): Promise<EntryType | undefined> {
+    if (++this.#sinceYield >= YIELD_EVERY) await this.#yield();
+    const childAbs = joinBuf(abs, name);
+    const childRel = joinBuf(rel, name);
+    let st: BigIntStats;
+    try {
+      st = lstatSync(childAbs, { bigint: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      this.warn(childRel, code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot stat: ${(err as Error).message}; skipped`);
+      return undefined;
+    }
+    const type = typeOf(st);
+    if (!type) {
+      this.warn(childRel, 'skipped', 'unknown file type; skipped');
+      return undefined;
+    }
+    const base = { name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: toMicros(st.mtimeNs), xattrs: [] as Array<[Buffer, Buffer]> };
+    switch (type) {
+      case 'dir': {
+        const known = this.#o.reuse?.(childRel);
+        if (known) {
+          slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type: 'dir', size: 0, tree: known }, st, cached, newCache));
+          break;
+        }
+        const sub = await descend(childAbs, childRel, st);
+        const entry = sub.tree.then((tree): TreeEntry => ({ ...base, type: 'dir', size: 0, tree }));
+        entry.catch(() => {}); // the failure surfaces through the root; never unhandled
+        slots.push(this.#otherXattrs(childAbs, childRel, entry, st, cached, newCache));
+        break;
+      }
+      case 'symlink': {
+        let target: Buffer;
+        try {
+          target = readlinkSync(childAbs, { encoding: 'buffer' });
+        } catch (err) {
+          this.warn(childRel, 'unreadable', `cannot read symlink: ${(err as Error).message}; skipped`);
+          return undefined;
+        }
+        this.stats.symlinks++;
+        slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type: 'symlink', size: target.length, target }, st, cached, newCache));
+        break;
+      }
+      case 'file': {
+        if (st.nlink > 1n) {
+          this.sawLinks = true;
+          const key = `${st.dev}:${st.ino}`;
+          const first = this.#hardlinks.get(key);
+          if (first) {
+            this.stats.hardlinks++;
+            slots.push({ ...base, type: 'hardlink', size: 0, target: first });
+            break;
+          }
+          this.#hardlinks.set(key, childRel);
+        }
+        this.stats.files++;
+        this.stats.bytes += Number(st.size);
+        const hit = cached?.get(name.toString('latin1'));
+        if (hit && hit.size === Number(st.size) && hit.mtimeNs === st.mtimeNs && hit.ctimeNs === st.ctimeNs && hit.ino === st.ino) {
+          this.stats.filesReused++;
+          if (this.#settled(st.ctimeNs)) newCache.push([name, hit]);
+          const entry: TreeEntry = { ...base, type: 'file', size: hit.size, chunks: hit.chunks };
+          // a change of attributes changes the ctime: cached ones are current (unknown ones are read)
+          // (Buffers may arrive as plain Uint8Arrays: the apply's records come from worker threads)
+          slots.push(hit.xattrs ? { ...entry, xattrs: hit.xattrs.map(([k, v]) => [asBuffer(k), asBuffer(v)]) } : this.#withXattrs(childAbs, childRel, entry, hit));
+          break;
+        }
+        await this.#acquire();
+        const job = this.#readFile(childAbs, childRel, base, newCache, name, Number(st.size)).finally(() => this.#release());
+        job.catch((err) => (this.#failure ??= err));
+        // the attributes are read beside the content; the job ends (and frees its slot) without waiting for them
+        slots.push(this.#withXattrs(childAbs, childRel, job.then((r) => r?.entry ?? null), job.then((r) => r?.cached)));
+        break;
+      }
+      default: {
+        // Recorded exactly (type, mode, owner, device number, attributes) and never opened; restore and
+        // apply make them again (materialize.ts): nothing is skipped, so this is no warning.
+        this.stats.specials++;
+        slots.push(this.#otherXattrs(childAbs, childRel, { ...base, type, size: 0, ...(type === 'chardev' || type === 'blockdev' ? { rdev: Number(st.rdev) } : {}) }, st, cached, newCache));
+      }
+    }
+    return type;
   }
 
   /** Whether a file with this ctime can be trusted from the cache next time (RACY_NS). */
@@ -422,8 +579,14 @@ class TreeWalker {
   }
 }
 
-/** Capture a directory tree; returns the root tree id. */
-export async function captureTree(root: string, o: CaptureOptions): Promise<{ root: ObjectId; stats: CaptureStats }> {
+/**
+ * Capture a directory tree; returns the root tree id. With `o.journal`, only what the journal names
+ * is looked at (walkJournaled), and `removed` says what the parent capture counted that is gone: the
+ * member's totals are the parent's plus `stats` minus `removed` (for dirs, files, bytes, symlinks,
+ * hardlinks, specials; the other counters are this capture's work). A journaled capture that meets
+ * a file with several links is done again as a full walk (`journaled` is then false).
+ */
+export async function captureTree(root: string, o: CaptureOptions): Promise<{ root: ObjectId; stats: CaptureStats; removed?: CaptureStats; journaled?: boolean }> {
   const abs = Buffer.from(root);
   let st: BigIntStats;
   try {
@@ -436,7 +599,7 @@ export async function captureTree(root: string, o: CaptureOptions): Promise<{ ro
     o.onWarning?.({ path: '.', problem: 'xattrs-not-captured', message: `extended attributes and POSIX ACLs are not captured: getfattr is not installed here; ${XATTR_TOOLS_HINT}. Files with an ACL would be restored with their group bits as the ACL's mask` });
   }
   const walker = new TreeWalker(o);
-  const walked = walker.walk(abs, Buffer.alloc(0), st);
+  const walked = o.journal ? walker.walkJournaled(abs, Buffer.alloc(0), o.journal.parent, indexJournal(o.journal)) : walker.walk(abs, Buffer.alloc(0), st);
   let tree: Promise<ObjectId>;
   try {
     tree = (await walked).tree;
@@ -444,8 +607,11 @@ export async function captureTree(root: string, o: CaptureOptions): Promise<{ ro
     walker.flushXattrs();
   }
   const id = await tree;
-  if (o.reuse && walker.sawLinks) return captureTree(root, { ...o, reuse: undefined });
-  return { root: id, stats: walker.stats };
+  if ((o.reuse || o.journal) && walker.sawLinks) {
+    const full = await captureTree(root, { ...o, reuse: undefined, journal: undefined });
+    return o.journal ? { ...full, journaled: false } : full;
+  }
+  return o.journal ? { root: id, stats: walker.stats, removed: walker.removed, journaled: true } : { root: id, stats: walker.stats };
 }
 
 /** Size of a regular file or block device, in bytes. */
