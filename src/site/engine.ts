@@ -10,6 +10,7 @@ import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
 import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, settleFutureSuccess, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { stopJournal } from './journal-service.ts';
 import { getPeer, type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { deliverPeerDeletions, duePeerDeletionMirrors, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, pendingPeerDeletions, pendingPeerSnapshots, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
@@ -373,6 +374,7 @@ export class Engine {
     // Every job has ended: none may be left showing `updating` (a job that ended without settling it).
     if (this.#jobs.size === 0) this.recoverMirrorStates();
     for (const c of this.#clients.values()) c.close();
+    await stopJournal(this.site);
     await this.pool.close();
   }
 }

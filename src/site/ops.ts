@@ -15,6 +15,7 @@ import { replicaRoot } from './paths.ts';
 import { applyInFlight } from './receiver.ts';
 import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, latestSnapshot, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
 import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
+import { journalOf } from './journal-service.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import { findPath, prepareTarget, restoreImage, restoreTree } from '../snapshot/restore.ts';
@@ -80,6 +81,8 @@ export function statusReport(engine: Engine): Record<string, unknown> {
         role: v.role,
         members: v.members,
         newestSnapshot: newest ? { id: newest.id, name: newest.name, time: newest.time } : null,
+        // per tree member: whether snapshots read only what changed (live) or walk in full next (audit-due); null: no journal here
+        journal: journalOf(site)?.status(v.name) ?? null,
         mirrors: mirrors.filter((m) => m.volume === v.name),
         // A failover, failback or migrate in progress (src/dr/journal.ts), and its last completed step.
         workflow: workflowSummary(site, v.name),
@@ -208,6 +211,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     if (wf) throw new FerryError('VOLUME_IN_USE', `a ${wf.kind} of ${name} is in progress (step ${wf.step}); let it finish (rerun it) before removing the volume`);
     if (applyInFlight(site, name)) throw new FerryError('VOLUME_IN_USE', `an update of ${name} from its primary is being applied here; wait for it (\`ferry status\`), or remove the mirror at the primary first`);
     const r = removeVolume(site, name, { force: a.force === true });
+    await journalOf(site)?.forget(name);
     const gc = r.snapshotsRemoved > 0 ? collectGarbageSoon(site) : undefined;
     return { removed: name, ...r, gc: gc ? summarizeGc(gc.plan) : null };
   },
@@ -386,7 +390,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'snapshot.create'(ctx, a) {
     const site = ctx.engine.site;
     const volume = str(a, 'volume')!;
-    const r = await createSnapshot(site, volume, { name: str(a, 'name', false), pool: ctx.engine.pool });
+    const r = await createSnapshot(site, volume, { name: str(a, 'name', false), pool: ctx.engine.pool, fullWalk: a.fullWalk === true });
     if (a.peer !== true) return r;
     const { registerPeerSnapshot, peerSnapshotStatus } = await import('./peer-snapshots.ts');
     const mirrors = registerPeerSnapshot(site, volume, r.snapshot.id);

@@ -14,6 +14,7 @@ import type { SnapshotManifest, SnapshotMember } from '../snapshot/model.ts';
 import { applyRetention, type RetentionDecision } from '../snapshot/retention.ts';
 import { planCollect, executeCollect, type GcPlan } from '../store/gc.ts';
 import { runHook, hookSucceeded, hookError, type HookResult } from './hooks.ts';
+import { captureTreeMember, journalOf, type MemberTake, type MemberTotals } from './journal-service.ts';
 import type { Site } from './site.ts';
 import { getVolume, type Volume } from './volumes.ts';
 
@@ -227,6 +228,8 @@ export interface CreateSnapshotOptions {
   skipHooks?: boolean;
   /** a `failback-kept-*` snapshot (its name is reserved: see KEPT_WRITES_PREFIXES) */
   keptWrites?: boolean;
+  /** walk every tree member in full even where the change journal is live (an audit: journal-service.ts) */
+  fullWalk?: boolean;
 }
 
 export interface CreateSnapshotResult {
@@ -271,6 +274,11 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
   const stats = emptyStats();
   let members: SnapshotMember[];
   let time: number;
+  const journal = journalOf(site);
+  let taken = new Map<string, MemberTake>();
+  const memberTotals: Record<string, MemberTotals> = {};
+  const journaled: string[] = [];
+  const missed = new Map<string, number>();
 
   const pool = opts.pool ?? new ChunkPool();
   // From the first object written until the catalog names the snapshot, GC must wait.
@@ -291,14 +299,22 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
     }
     time = site.clock.now();
     try {
+      // What changed since the parent, from the daemon's change journal (journal-service.ts): a
+      // member it allows is captured by reading only that; the others are walked in full.
+      taken = (await journal?.take(vol, parent?.id, opts.fullWalk ?? false)) ?? new Map<string, MemberTake>();
       const cacheRows = new StatCacheWriter(site, vol.name, id);
       const captured = await Promise.all(
         vol.members.map(async (m): Promise<SnapshotMember> => {
           const common = { store: session, pool, onWarning: (w: CaptureWarning) => warn({ ...w, path: `${m.name}:${w.path}` }), startedAt: time, signal: opts.signal };
-          const r =
-            m.kind === 'tree'
-              ? await captureTree(m.path, { ...common, cache: statCacheFor(site, vol.name, m.name, parent?.id, cacheRows) })
-              : await captureImage(m.path, common);
+          if (m.kind === 'tree') {
+            const r = await captureTreeMember(site, m.name, m.path, parent, taken.get(m.name), { ...common, cache: statCacheFor(site, vol.name, m.name, parent?.id, cacheRows) });
+            addStats(stats, r.stats);
+            memberTotals[m.name] = r.totals;
+            if (r.journaled) journaled.push(m.name);
+            if (r.missed) missed.set(m.name, 1);
+            return { name: m.name, kind: m.kind, root: r.root };
+          }
+          const r = await captureImage(m.path, common);
           addStats(stats, r.stats);
           return { name: m.name, kind: m.kind, root: r.root };
         }),
@@ -312,6 +328,7 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
     }
   } catch (err) {
     written();
+    await journal?.putBack(vol.name, taken);
     if (!isFerryError(err, 'HOOK_FAILED')) {
       site.event({ kind: 'snapshot.create', volume: vol.name, outcome: 'failed', detail: { snapshot: id, error: String((err as Error).message) } });
     }
@@ -329,16 +346,26 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
     // writer that discarded some of them.
     site.store.flush();
     session.check();
-    const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })) };
+    const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })), members: memberTotals, ...(journaled.length ? { journaled } : {}) };
     site.db.tx(() => {
       insertSnapshotRow(site, { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, manifest: manifestId, stats: statsJson });
+      // A journaled capture wrote stat cache rows only for the directories it looked at: the
+      // parent's rows of the others carry over (a row is only ever a hint: see capture.ts).
+      for (const m of journaled) site.db.run('UPDATE OR IGNORE stat_cache SET snapshot = ? WHERE volume = ? AND member = ? AND snapshot = ?', id, vol.name, m, parent!.id);
       // Only the newest snapshot's stat cache is kept (and rows of captures that never committed go too).
       site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, id);
       site.event({ kind: 'snapshot.create', volume: vol.name, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: id, name: opts.name ?? null, ...statsJson } });
+      for (const m of missed.keys()) {
+        site.event({ kind: 'journal.missed', volume: vol.name, outcome: 'warning', detail: { snapshot: id, member: m, reason: 'the audit (a full walk) found a change the change journal did not report (writes through mmap, another host on a network filesystem, or a lost event); the snapshot holds what the walk found' } });
+      }
     });
+  } catch (err) {
+    await journal?.putBack(vol.name, taken);
+    throw err;
   } finally {
     written();
   }
+  await journal?.settle(vol.name, id, taken, missed);
   const snapshot = resolveSnapshot(site, vol.name, id);
   const result: CreateSnapshotResult = { snapshot, stats, warnings, hooks };
   const retention = applyVolumeRetention(site, vol.name);

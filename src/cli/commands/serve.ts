@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { ConfigReloader } from '../../config/reload.ts';
 import { Daemon } from '../../site/daemon.ts';
 import { Engine } from '../../site/engine.ts';
+import { startJournal } from '../../site/journal-service.ts';
 import { formatSiteId } from '../../site/identity.ts';
 import { Site } from '../../site/site.ts';
 import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../../site/log.ts';
@@ -23,7 +24,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--log-file <path>', 'also write the log to this file, as JSON lines rotated by size (default: the catalog setting log_file, if any)')
     .option('--log-max-size <size>', 'rotate the log file before it passes this size, e.g. 64MiB (default: log_max_bytes, or 64MiB)')
     .option('--log-keep <n>', 'rotated log files to keep: PATH.1 ... PATH.n (default: log_keep, or 5)')
-    .action(async (o: { listen?: string; config?: string; tick: string; metrics?: string; logFile?: string; logMaxSize?: string; logKeep?: string }) => {
+    .option('--no-journal', 'no change journal: every snapshot walks its trees in full (docs/design.md, "The change journal")')
+    .action(async (o: { listen?: string; config?: string; tick: string; metrics?: string; logFile?: string; logMaxSize?: string; logKeep?: string; journal: boolean }) => {
       // Every value first: a wrong one stops the start before anything is opened.
       const tickMs = parseCount(o.tick, COUNT.tickMs, '--tick');
       const logMaxBytes = o.logMaxSize !== undefined ? parseSize(o.logMaxSize, SIZE.logMaxSize, '--log-max-size') : undefined;
@@ -43,6 +45,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
         daemon = new Daemon(engine);
         reloader = new ConfigReloader(engine, o.config === undefined ? undefined : resolve(o.config));
         await reloader.applyAtStart();
+        // The change journal: watches over the tree members, so snapshots read only what changed.
+        if (o.journal) await startJournal(site);
         // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).
         const logFile = logFileSettings(site.db, site.paths.home, {
           file: o.logFile,

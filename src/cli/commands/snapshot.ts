@@ -18,10 +18,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--name <name>', 'a name, unique in the volume (e.g. nightly-app-consistent)')
     .option('--peer', 'a peer snapshot: delivered to every secondary under the same id and name, kept on all sites until deleted with --peer')
     .option('--wait', 'with --peer: wait for the deliveries (default with a daemon: queued)')
-    .action((volume: string, o: { name?: string; peer?: boolean; wait?: boolean }) =>
+    .option('--full-walk', "walk every tree member in full even where the daemon's change journal is live (an audit: a change the journal missed is reported)")
+    .action((volume: string, o: { name?: string; peer?: boolean; wait?: boolean; fullWalk?: boolean }) =>
       (async () => {
         const started = Date.now();
-        const r = (await invoke(g(), 'snapshot.create', { volume, name: o.name, peer: o.peer === true, wait: o.wait === true })) as CreateSnapshotResult & {
+        const r = (await invoke(g(), 'snapshot.create', { volume, name: o.name, peer: o.peer === true, wait: o.wait === true, fullWalk: o.fullWalk === true })) as CreateSnapshotResult & {
           peer?: { queued?: string[]; deliveries?: Array<{ mirror: string; ok: boolean; error?: string }> };
         };
         if (r.peer && !g().json) {

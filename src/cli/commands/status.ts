@@ -1,5 +1,6 @@
 // ferry status [--watch]
 import type { Command } from 'commander';
+import type { JournalStatus } from '../../site/journal-service.ts';
 import type { MirrorStatus } from '../../site/mirrors.ts';
 import type { Divergence, SideChanges } from '../../dr/split-brain.ts';
 import { DURATION } from '../../core/units.ts';
@@ -16,6 +17,7 @@ interface StatusReport {
     role: string;
     members: Array<{ name: string; kind: string; path: string }>;
     newestSnapshot: { id: string; name: string | null; time: number } | null;
+    journal?: Record<string, JournalStatus> | null;
     mirrors: Array<Omit<MirrorStatus, 'state'> & { state: string; divergence?: Divergence }>;
     secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; applyError?: { code: string; message: string } | null; notice?: { state: string; attempts: number; lastAttemptAt: number; lastError?: string } | null; state?: string; updatedAt: number; divergence?: Divergence };
     workflow?: { kind: string; step: string; startedAt: number; updatedAt: number; error: { code: string; message: string } | null } | null;
@@ -42,6 +44,10 @@ function render(r: StatusReport): string {
     out.push('');
     out.push(`${v.name}  ${v.role}  ${v.members.map((m) => `${m.kind}:${m.path}`).join(' ')}`);
     if (v.newestSnapshot) out.push(`  latest snapshot ${v.newestSnapshot.id}${v.newestSnapshot.name ? ` (${v.newestSnapshot.name})` : ''} at ${formatTime(v.newestSnapshot.time)}`);
+    for (const [member, j] of Object.entries(v.journal ?? {})) {
+      const audit = j.lastAudit ? `last audit ${formatTime(j.lastAudit)}${j.missed ? `, ${j.missed} found changes the journal missed (the last at ${formatTime(j.lastMissed!)})` : ', nothing missed'}` : 'no audit yet';
+      out.push(`  journal ${member}: ${j.state === 'live' ? 'live' : `audit due${j.reason ? ` (${j.reason})` : ''}`}, ${j.watches} watches; ${audit}`);
+    }
     if (v.secondary) {
       const s = v.secondary;
       out.push(`  secondary of ${s.source}:${s.sourceVolume}  applied ${s.applied ?? '-'}  consistent ${s.consistent}${s.applying ? `  applying ${s.applying}` : ''}${s.state && s.state !== 'active' ? `  ${s.state}` : ''}`);

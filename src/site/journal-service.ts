@@ -1,0 +1,330 @@
+// The site's change journal (docs/design.md, "The change journal"): the daemon watches every tree
+// member of the volumes it captures (primary and standalone volumes), so a snapshot reads only
+// what changed since the snapshot the watch counts from (its base), not the whole tree.
+//
+// What a member's journal may be used for is decided here, per capture:
+// - it counts from the parent snapshot (the base): every capture through the journal, full walk
+//   or journaled, moves the base to the snapshot it made; a capture that failed puts its set back;
+// - nothing was lost (a queue error, a watch that could not be added, more directories than
+//   watches allowed, the root replaced): otherwise the capture is a full walk and the watch starts
+//   again;
+// - an audit is not due: the first capture after the daemon starts (nothing is known of what
+//   changed while it was down), one a day per volume (`auditEveryMs`), and any asked for with
+//   `snapshot create --full-walk`. An audit also makes the journaled capture from the same set and
+//   compares: a tree that differs means the journal missed a change (mmap writes, another host on
+//   a network filesystem); the event `journal.missed` says so and the audit's tree is the one kept.
+//
+// The set is kept in memory, not in the catalog: a journal cannot see what changes while the
+// daemon is down, so every start begins with a full walk whatever was recorded (design notes).
+import { join } from 'node:path';
+import type { ObjectId } from '../core/ids.ts';
+import { captureTree, emptyStats, type CaptureOptions, type CaptureStats } from '../snapshot/capture.ts';
+import { decodeSnapshot, decodeTree } from '../snapshot/format.ts';
+import { ChangeJournal, type DirtySet, type WatchInfo } from '../snapshot/journal.ts';
+import type { Site } from './site.ts';
+import { listVolumes, type Volume } from './volumes.ts';
+
+export const DAY_MS = 24 * 3600 * 1000;
+
+export interface JournalServiceOptions {
+  /** a full walk at least this often per member (default: a day) */
+  auditEveryMs?: number;
+  /** run the watches on the calling thread (tests); a worker thread otherwise */
+  inThread?: boolean;
+  /** more directories than this per member: the member is walked in full (status says why) */
+  maxWatches?: number;
+}
+
+interface MemberState {
+  volume: string;
+  member: string;
+  path: string;
+  /** the snapshot the watch counts from; null: not known (start, something lost): walk in full */
+  base: string | null;
+  /** why the journal cannot be used now (null: it can) */
+  reason: string | null;
+  watches: number;
+  lastAudit: number | null;
+  /** how many audits found the journal had missed a change, since the daemon started */
+  missed: number;
+  lastMissed: number | null;
+}
+
+/** What one capture takes from the journal for a member (createSnapshot). */
+export interface MemberTake {
+  volume: string;
+  member: string;
+  set: DirtySet;
+  /** the set counts from the capture's parent and is complete: the capture may read only it */
+  usable: boolean;
+  /** this capture is an audit (a full walk), and `usable` says the journaled one is compared with it */
+  audit: boolean;
+  /** why it walks in full (null when it does not) */
+  why: string | null;
+}
+
+export interface JournalStatus {
+  /** live: captures read only what changed; audit-due: the next capture walks in full; off: not watched */
+  state: 'live' | 'audit-due' | 'off';
+  reason: string | null;
+  watches: number;
+  lastAudit: number | null;
+  missed: number;
+  lastMissed: number | null;
+}
+
+const keyOf = (volume: string, member: string) => JSON.stringify([volume, member]);
+
+export class JournalService {
+  readonly #site: Site;
+  readonly #journal: ChangeJournal;
+  readonly #members = new Map<string, MemberState>();
+  readonly #auditEvery: number;
+  readonly #maxWatches: number | undefined;
+  /** one capture of a volume at a time takes its sets (createSnapshot runs under the volume's own order anyway) */
+  readonly #busy = new Map<string, Promise<void>>();
+  #closed = false;
+
+  constructor(site: Site, o: JournalServiceOptions = {}) {
+    this.#site = site;
+    this.#auditEvery = o.auditEveryMs ?? DAY_MS;
+    this.#maxWatches = o.maxWatches;
+    this.#journal = new ChangeJournal({ barrierDir: join(site.paths.home, 'journal-barrier'), inThread: o.inThread });
+  }
+
+  /** Watch the tree members of every volume this site captures. */
+  async start(): Promise<void> {
+    for (const v of listVolumes(this.#site)) await this.#reconcile(v);
+  }
+
+  /** Volumes this site captures: a secondary's members are replicas written by the apply. */
+  static watches(v: Volume): boolean {
+    return v.role !== 'secondary';
+  }
+
+  /** Bring the watches of a volume in line with its members (added, removed, role changed). */
+  async #reconcile(v: Volume): Promise<void> {
+    const want = new Map<string, { member: string; path: string }>();
+    if (JournalService.watches(v)) for (const m of v.members) if (m.kind === 'tree') want.set(keyOf(v.name, m.name), { member: m.name, path: m.path });
+    for (const [k, s] of this.#members) {
+      if (s.volume !== v.name) continue;
+      const w = want.get(k);
+      if (w && w.path === s.path) {
+        want.delete(k);
+        continue;
+      }
+      this.#members.delete(k);
+      await this.#journal.unwatch(k);
+    }
+    for (const [k, w] of want) {
+      const s: MemberState = { volume: v.name, member: w.member, path: w.path, base: null, reason: null, watches: 0, lastAudit: null, missed: 0, lastMissed: null };
+      this.#members.set(k, s);
+      await this.#watch(k, s);
+    }
+  }
+
+  async #watch(k: string, s: MemberState): Promise<void> {
+    try {
+      const info: WatchInfo = await this.#journal.watch(k, s.path, { maxWatches: this.#maxWatches });
+      s.watches = info.watches;
+      if (info.lost) s.reason = info.lost;
+    } catch (err) {
+      s.reason = `cannot watch ${s.path}: ${(err as Error).message}`;
+    }
+  }
+
+  /** Forget a volume's watches (the volume was removed). */
+  async forget(volume: string): Promise<void> {
+    for (const [k, s] of this.#members) {
+      if (s.volume !== volume) continue;
+      this.#members.delete(k);
+      await this.#journal.unwatch(k);
+    }
+  }
+
+  /**
+   * Take what changed in each tree member of `v` since its base, for a capture whose parent is
+   * `parent`. Every member's set is taken (a full walk covers it, and the next set counts from
+   * here). `fullWalk`: the caller asks for an audit.
+   */
+  async take(v: Volume, parent: string | undefined, fullWalk: boolean): Promise<Map<string, MemberTake>> {
+    const out = new Map<string, MemberTake>();
+    if (this.#closed) return out;
+    await this.#reconcile(v);
+    const now = this.#site.clock.now();
+    for (const [k, s] of this.#members) {
+      if (s.volume !== v.name) continue;
+      let set: DirtySet;
+      try {
+        set = await this.#journal.take(k);
+      } catch (err) {
+        set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
+      }
+      const lost = set.lost ?? s.reason;
+      if (lost !== null) {
+        // Start the watch again before the capture walks in full: that walk is then a base the new
+        // watch counts from (a change made during the walk is in the new watch's first set).
+        await this.#journal.unwatch(k).catch(() => {});
+        s.reason = null;
+        await this.#watch(k, s);
+      }
+      const why =
+        lost ??
+        (parent === undefined ? 'first snapshot' : s.base === null ? 'first snapshot since the daemon started' : s.base !== parent ? 'the journal counts from another snapshot' : fullWalk ? 'asked for (--full-walk)' : s.lastAudit === null || now - s.lastAudit >= this.#auditEvery ? 'audit due' : null);
+      const usable = lost === null && parent !== undefined && s.base === parent;
+      out.set(s.member, { volume: v.name, member: s.member, set, usable, audit: why !== null, why });
+    }
+    return out;
+  }
+
+  /** Whether nothing changed in a member since its set was taken (the set is left in place). */
+  async quiet(volume: string, member: string): Promise<boolean> {
+    const k = keyOf(volume, member);
+    if (!this.#members.has(k)) return false;
+    const set = await this.#journal.take(k);
+    await this.#journal.putBack(k, set);
+    return set.lost === null && set.dirs.length === 0;
+  }
+
+  /** A capture that failed: its sets are changes still to be captured. */
+  async putBack(volume: string, taken: Map<string, MemberTake>): Promise<void> {
+    for (const t of taken.values()) {
+      const k = keyOf(volume, t.member);
+      if (!this.#members.has(k)) continue;
+      await this.#journal.putBack(k, t.set).catch(() => {});
+    }
+  }
+
+  /**
+   * The capture made snapshot `id`: each member's journal now counts from it (a member whose
+   * watch was started again at the take counts from this full walk).
+   */
+  async settle(volume: string, id: string, taken: Map<string, MemberTake>, missed: Map<string, number>): Promise<void> {
+    const now = this.#site.clock.now();
+    for (const t of taken.values()) {
+      const k = keyOf(volume, t.member);
+      const s = this.#members.get(k);
+      if (!s) continue;
+      if (s.reason !== null) {
+        s.base = null; // the watch could not be started again: the next capture walks in full too
+        continue;
+      }
+      s.base = id;
+      if (t.audit) s.lastAudit = now;
+      const m = missed.get(t.member) ?? 0;
+      if (m > 0) {
+        s.missed += m;
+        s.lastMissed = now;
+      }
+    }
+  }
+
+  status(volume: string): Record<string, JournalStatus> {
+    const out: Record<string, JournalStatus> = {};
+    const now = this.#site.clock.now();
+    for (const s of this.#members.values()) {
+      if (s.volume !== volume) continue;
+      const due = s.reason !== null || s.base === null || s.lastAudit === null || now - s.lastAudit >= this.#auditEvery;
+      out[s.member] = { state: due ? 'audit-due' : 'live', reason: s.reason ?? (s.base === null ? 'no full walk since the watch began' : null), watches: s.watches, lastAudit: s.lastAudit, missed: s.missed, lastMissed: s.lastMissed };
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#journal.close();
+  }
+}
+
+
+// ---------------------------------------------------------------- the daemon's journal, and captures through it
+
+const services = new WeakMap<Site, JournalService>();
+
+/** The daemon attaches its journal to its site; a site opened by a command has none (full walks). */
+export function attachJournal(site: Site, j: JournalService | undefined): void {
+  if (j) services.set(site, j);
+  else services.delete(site);
+}
+
+export function journalOf(site: Site): JournalService | undefined {
+  return services.get(site);
+}
+
+/** The counters a snapshot's stats keep per member, so the next journaled capture can add to them. */
+export const TOTALS = ['dirs', 'files', 'bytes', 'symlinks', 'hardlinks', 'specials'] as const;
+export type MemberTotals = Record<(typeof TOTALS)[number], number>;
+
+export const totalsOf = (s: CaptureStats): MemberTotals => Object.fromEntries(TOTALS.map((k) => [k, s[k]])) as MemberTotals;
+
+function parentTotals(stats: Record<string, unknown> | undefined, member: string): MemberTotals | undefined {
+  const t = (stats?.members as Record<string, unknown> | undefined)?.[member] as Record<string, unknown> | undefined;
+  if (!t || typeof t !== 'object') return undefined;
+  for (const k of TOTALS) if (typeof t[k] !== 'number' || !Number.isSafeInteger(t[k])) return undefined;
+  return t as MemberTotals;
+}
+
+export interface MemberCapture {
+  root: ObjectId;
+  /** this capture's work (filesRead, bytesRead, objects...) with the member's totals in place of what a journaled capture counted */
+  stats: CaptureStats;
+  totals: MemberTotals;
+  /** read only what the journal named */
+  journaled: boolean;
+  /** an audit found the journal missed a change */
+  missed: boolean;
+}
+
+/**
+ * Capture a tree member, through the journal where `take` allows it: a journaled capture counts
+ * from the parent snapshot's tree of the member; an audit (a full walk) with a usable set also
+ * makes the journaled capture and compares the two.
+ */
+export async function captureTreeMember(
+  site: Site,
+  member: string,
+  path: string,
+  parent: { manifest: ObjectId; stats: Record<string, unknown> } | undefined,
+  take: MemberTake | undefined,
+  o: CaptureOptions,
+): Promise<MemberCapture> {
+  const before = parent && take?.usable ? parentTotals(parent.stats, member) : undefined;
+  const parentRoot = before && parent ? decodeSnapshot(site.store.get(parent.manifest)).members.find((m) => m.name === member && m.kind === 'tree')?.root : undefined;
+  const journal = parentRoot && take ? { parent: parentRoot, dirs: take.set.dirs, tree: (id: ObjectId) => decodeTree(site.store.get(id)) } : undefined;
+  const full = async (): Promise<MemberCapture> => {
+    const r = await captureTree(path, o);
+    return { root: r.root, stats: r.stats, totals: totalsOf(r.stats), journaled: false, missed: false };
+  };
+  if (!journal || !before) return full();
+  if (take!.audit) {
+    // The audit: the full walk is what is kept; the journaled capture beside it (the stat cache
+    // read, not written) says whether the journal missed anything.
+    const walked = await full();
+    const j = await captureTree(path, { ...o, cache: o.cache && { load: o.cache.load, save: () => {} }, journal, onWarning: undefined });
+    // A change made after the take may be seen by one capture and not the other: only a quiet
+    // member (nothing changed since the take) tells a missed change apart.
+    const differ = j.journaled !== false && j.root !== walked.root;
+    return { ...walked, missed: differ && (await journalOf(site)?.quiet(take!.volume, member)) === true };
+  }
+  const r = await captureTree(path, { ...o, journal });
+  if (!r.journaled || !r.removed) return { root: r.root, stats: r.stats, totals: totalsOf(r.stats), journaled: false, missed: false };
+  const totals = { ...before };
+  for (const k of TOTALS) totals[k] += r.stats[k] - r.removed[k];
+  const stats: CaptureStats = { ...emptyStats(), ...r.stats, ...totals };
+  return { root: r.root, stats, totals, journaled: true, missed: false };
+}
+
+/** Start the daemon's journal over its site (serve). Watches that cannot be made are in status, not errors. */
+export async function startJournal(site: Site, o: JournalServiceOptions = {}): Promise<JournalService> {
+  const j = new JournalService(site, o);
+  await j.start();
+  attachJournal(site, j);
+  return j;
+}
+
+/** Stop the daemon's journal (the engine closes). */
+export async function stopJournal(site: Site): Promise<void> {
+  const j = journalOf(site);
+  attachJournal(site, undefined);
+  await j?.close();
+}
