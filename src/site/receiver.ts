@@ -29,7 +29,7 @@ import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeSnapshot } from '../snapshot/format.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import { diffTrees } from '../snapshot/diff.ts';
-import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree } from '../snapshot/model.ts';
+import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree, type TreeEntry } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
 import { foreignImageBlocks, foreignTreePaths } from '../replication/mid-apply.ts';
 import { STAGE_DIR, Stager } from '../replication/stage.ts';
@@ -225,8 +225,9 @@ export function withReplicaLock<T>(site: Site, volume: string, fn: () => Promise
  * Metadata objects are visited once each (trees may share subtrees: a few
  * dozen objects can describe 2^40 paths), iteratively (no recursion depth).
  */
-export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: Complete): { missing: number; firstMissing?: string; complete: Complete } {
+export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: Complete, base?: CompleteBase): { missing: number; firstMissing?: string; complete: Complete; links: number } {
   let missing = 0;
+  let linksFound = 0;
   // Trees and block lists checked here that can be skipped next time (see KnownComplete).
   const complete: Complete = { trees: new Set(), lists: new Map() };
   let firstMissing: string | undefined;
@@ -264,7 +265,7 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
   };
 
   const manifest = load('snapshot', manifestId, decodeSnapshot);
-  if (!manifest) return { missing, firstMissing, complete };
+  if (!manifest) return { missing, firstMissing, complete, links: 0 };
   const seen = new Set<string>();
   for (const m of manifest.members) {
     if (m.kind === 'image') {
@@ -305,18 +306,30 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
     const walked: string[] = [];
     const missingBefore = missing;
     const links = new Set<string>();
-    const stack: ObjectId[] = [m.root];
+    // Beside each tree, the base's tree at the same path (CompleteBase): the same id is complete
+    // (nothing below it is looked at), and a file the same as the base's there has its chunks.
+    const stack: Array<[ObjectId, ObjectId | undefined]> = [[m.root, base?.roots.get(m.name)]];
     while (stack.length > 0) {
-      const id = stack.pop()!;
-      if (seen.has(id) || known?.trees.has(id)) continue;
+      const [id, baseId] = stack.pop()!;
+      if (id === baseId || seen.has(id) || known?.trees.has(id)) continue;
       seen.add(id);
       walked.push(id);
       const tree = load('tree', id, decodeTree);
       if (!tree) continue;
+      let before: Map<string, TreeEntry> | undefined;
+      if (baseId) {
+        try {
+          before = new Map(decodeTree(store.get(baseId)).entries.map((e) => [e.name.toString('latin1'), e]));
+        } catch {
+          before = undefined; // unreadable here: everything below is checked
+        }
+      }
       for (const e of tree.entries) {
-        if (e.type === 'dir') stack.push(e.tree!);
+        const was = before?.get(e.name.toString('latin1'));
+        if (e.type === 'dir') stack.push([e.tree!, was?.type === 'dir' ? was.tree : undefined]);
         else if (e.type === 'hardlink') links.add(e.target!.toString('latin1'));
         else if (e.type === 'file') {
+          if (was?.type === 'file' && was.size === e.size && sameChunks(was.chunks!, e.chunks!)) continue;
           let sum = 0;
           let complete = true;
           for (const c of e.chunks!) {
@@ -328,12 +341,29 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
         }
       }
     }
+    linksFound += links.size;
     if (links.size > 0 && missing === 0) checkLinkTargets(store, m.name, m.root, links, refuse);
     // Only a member without hard links (their targets are checked from the member's root, so a
     // subtree's links are only good where it stands), and only when nothing below was missing.
     if (links.size === 0 && missing === missingBefore) for (const id of walked) complete.trees.add(id);
   }
-  return { missing, firstMissing, complete };
+  return { missing, firstMissing, complete, links: linksFound };
+}
+
+/**
+ * A snapshot held here whose graph a commit found complete, as the base of the next check: its
+ * member roots. Only a snapshot without hard links (a link in a subtree skipped as the base's
+ * would not have its target checked again in the new snapshot), and only while the store has lost
+ * nothing (the base's objects are then all here: GC keeps what a snapshot row reaches).
+ */
+export interface CompleteBase {
+  roots: Map<string, ObjectId>;
+}
+
+function sameChunks(a: ObjectId[], b: ObjectId[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function sameMembers(a: SnapshotMember[], b: SnapshotMember[]): boolean {
@@ -789,6 +819,8 @@ export class SiteReceiver implements Receiver {
     const existing = site.db.get<{ id: string; volume: string; manifest: string }>('SELECT id, volume, manifest FROM snapshots WHERE id = ?', req.snapshot);
     let manifest: SnapshotManifest;
     let checkS = 0;
+    // hard links in the snapshot, as the check counted them (the next check may take it as its base when 0)
+    let links: number | undefined;
     if (existing) {
       // Only a snapshot of this very volume, and it passes the same checks as a new one: a
       // snapshot of another volume here (a primary's, another peer's) is not the peer's to apply.
@@ -798,7 +830,9 @@ export class SiteReceiver implements Receiver {
       this.#checkManifest(req, row, manifest);
     } else {
       const t0 = performance.now();
-      manifest = this.#checkComplete(req, row);
+      const checked = this.#checkComplete(req, row);
+      manifest = checked.manifest;
+      links = checked.links;
       checkS = (performance.now() - t0) / 1000;
     }
     if (row.applied && req.snapshot !== row.applied) {
@@ -823,7 +857,7 @@ export class SiteReceiver implements Receiver {
       site.db.tx(() => {
         let name = manifest.name;
         if (name && site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', volume, name)) name = null;
-        insertSnapshotRow(site, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true } });
+        insertSnapshotRow(site, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) } });
         site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(this.#peer), volume);
         site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, holdName(this.#peer), site.clock.now());
         if (req.peer) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, PEER_HOLD, site.clock.now());
@@ -838,18 +872,37 @@ export class SiteReceiver implements Receiver {
    * Every object of the snapshot is here and is what its parent says it is (see
    * checkSnapshotGraph); returns the manifest.
    */
-  #checkComplete(req: CommitRequest, row: SecondaryRow): SnapshotManifest {
+  #checkComplete(req: CommitRequest, row: SecondaryRow): { manifest: SnapshotManifest; links: number } {
     const site = this.#site;
     const known = KnownComplete.for(site.store);
     const epoch = site.store.removalEpoch;
-    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`, known);
+    const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`, known, this.#completeBase(row));
     if (r.missing > 0) {
       throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${r.missing} object(s) missing (${r.firstMissing}); the next attempt sends them`);
     }
     const manifest = readManifest(site.store, req.manifest);
     this.#checkManifest(req, row, manifest);
     if (known && site.store.removalEpoch === epoch) known.add(r.complete);
-    return manifest;
+    return { manifest, links: r.links };
+  }
+
+  /**
+   * The snapshot the replica shows, as the base of a commit check (CompleteBase): it was checked
+   * complete when it was committed, it is held while it is shown, and its check recorded that it
+   * has no hard links. None while the store has lost objects.
+   */
+  #completeBase(row: SecondaryRow): CompleteBase | undefined {
+    const site = this.#site;
+    if (!row.applied || site.store.lostObjectCount() > 0) return undefined;
+    const r = site.db.get<{ manifest: string; stats: string }>('SELECT manifest, stats FROM snapshots WHERE id = ? AND volume = ?', row.applied, row.volume);
+    if (!r) return undefined;
+    try {
+      const stats = JSON.parse(r.stats) as { links?: unknown };
+      if (stats.links !== 0) return undefined;
+      return { roots: new Map(readManifest(site.store, r.manifest as ObjectId).members.filter((m) => m.kind === 'tree').map((m) => [m.name, m.root])) };
+    } catch {
+      return undefined;
+    }
   }
 
   /** The manifest is the snapshot asked for, of the volume this secondary mirrors, taken by the peer, with the secondary's members. */

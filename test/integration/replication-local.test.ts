@@ -127,6 +127,45 @@ test('an image update asks only about the blocks that differ from the base, and 
   }
 });
 
+test('a tree update asks only about the files that differ from the base in changed directories; the commit checks against the base and the replica is exact', async () => {
+  const tmp = tempDir();
+  const a = Site.init(join(tmp.path, 'a'), 'a');
+  const b = Site.init(join(tmp.path, 'b'), 'b');
+  const pool = new ChunkPool();
+  try {
+    const data = join(tmp.path, 'data');
+    for (let d = 0; d < 4; d++) {
+      mkdirSync(join(data, `d${d}`), { recursive: true });
+      for (let f = 0; f < 50; f++) writeFileSync(join(data, `d${d}`, `f${f}`), `${d}/${f}\n`.repeat(10 + f));
+    }
+    createVolume(a, 'v', { members: [{ name: 'data', path: data }] });
+    const rx = new SiteReceiver(b, a.id, pool);
+    const hello = await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'v', volume: 'v', members: [{ name: 'data', kind: 'tree' }] });
+    const replica = hello.replicas[0].path;
+    const s1 = await createSnapshot(a, 'v', { pool });
+    await sendSnapshot(a.store, rx, 'v', s1.snapshot.manifest);
+    assert.equal((await rx.commit('v', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest })).applied, true);
+    // the commit recorded that the snapshot has no hard links: the next check may take it as its base
+    assert.equal(listSnapshots(b, 'v').find((x) => x.id === s1.snapshot.id)?.stats.links, 0);
+
+    appendFileSync(join(data, 'd1', 'f7'), 'changed\n');
+    writeFileSync(join(data, 'd2', 'new'), 'new\n');
+    renameSync(join(data, 'd3', 'f0'), join(data, 'd2', 'moved-in'));
+    const s2 = await createSnapshot(a, 'v', { pool });
+    const t2 = await sendSnapshot(a.store, rx, 'v', s2.snapshot.manifest, { deltaBase: s1.snapshot.manifest });
+    // manifest, root, 3 changed trees (+ the bases asked whether held), then only the chunks of
+    // f7, new and moved-in: not the 150 unchanged files of the changed directories
+    assert.ok(t2.objectsOffered < 20, `offered ${t2.objectsOffered} ids for 3 changed files`);
+    assert.equal((await rx.commit('v', { snapshot: s2.snapshot.id, manifest: s2.snapshot.manifest })).applied, true);
+    assertTreesEqual(data, replica);
+  } finally {
+    await pool.close();
+    a.close();
+    b.close();
+    tmp.cleanup();
+  }
+});
+
 test('a staged baseline: a write into the replica meanwhile is kept and refused, the forced apply takes what was staged; a tree with its own .ferry-stage is applied as it is', async () => {
   const tmp = tempDir();
   const a = Site.init(join(tmp.path, 'a'), 'a');
