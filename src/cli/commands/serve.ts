@@ -1,6 +1,5 @@
 // ferry serve
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
 import { ConfigReloader } from '../../config/reload.ts';
 import { Daemon } from '../../site/daemon.ts';
 import { Engine } from '../../site/engine.ts';
@@ -9,7 +8,7 @@ import { Site } from '../../site/site.ts';
 import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../../site/log.ts';
 import { COUNT, SIZE } from '../../core/units.ts';
 import { parseCount, parseSize } from '../parse.ts';
-import { homeFrom } from '../context.ts';
+import { homeFrom, siteFileFrom } from '../context.ts';
 import { printJson, type GlobalOptions } from '../output.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
@@ -17,7 +16,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .command('serve')
     .description('run the site daemon: the peer API (HTTP/2, mutual TLS), the local API for the CLI, and the scheduler')
     .option('--listen <host:port>', 'address for peers (default: site.listen from the site file, else 127.0.0.1:7420)')
-    .option('--config <file>', 'site file applied at start and re-read on SIGHUP (default: <home>/ferry.yaml, when it exists); a bad file stops the start, and is refused on reload')
+    .option('--config <file>', 'site file applied at start and re-read on SIGHUP (default: $FERRY_CONFIG, else <home>/ferry.yaml when it exists); a bad file stops the start, and is refused on reload')
     .option('--tick <ms>', 'scheduler interval in milliseconds', '1000')
     .option('--metrics <host:port>', 'also serve Prometheus metrics over plain HTTP here (GET /metrics); they are always on the local socket')
     .option('--log-file <path>', 'also write the log to this file, as JSON lines rotated by size (default: the catalog setting log_file, if any)')
@@ -41,7 +40,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
         // The site file first: it may set the log and listen settings read below.
         const engine = new Engine(site);
         daemon = new Daemon(engine);
-        reloader = new ConfigReloader(engine, o.config === undefined ? undefined : resolve(o.config));
+        const siteFile = siteFileFrom(g(), { config: o.config });
+        reloader = new ConfigReloader(engine, siteFile.source === 'home' ? undefined : siteFile.path, siteFile.source);
         await reloader.applyAtStart();
         // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).
         const logFile = logFileSettings(site.db, site.paths.home, {
