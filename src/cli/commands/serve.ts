@@ -10,6 +10,7 @@ import { COUNT, SIZE } from '../../core/units.ts';
 import { parseCount, parseSize } from '../parse.ts';
 import { homeFrom, siteFileFrom } from '../context.ts';
 import { printJson, type GlobalOptions } from '../output.ts';
+import { takeSystemdNotifier } from '../systemd.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   program
@@ -27,6 +28,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
       const tickMs = parseCount(o.tick, COUNT.tickMs, '--tick');
       const logMaxBytes = o.logMaxSize !== undefined ? parseSize(o.logMaxSize, SIZE.logMaxSize, '--log-max-size') : undefined;
       const logKeep = o.logKeep !== undefined ? parseCount(o.logKeep, COUNT.logKeep, '--log-keep') : undefined;
+      // Under systemd (Type=notify): told READY=1 once listening. Taken before any child (a hook) can inherit it.
+      const systemd = takeSystemdNotifier();
       const site = Site.open(homeFrom(g()), { command: 'serve' });
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
@@ -57,6 +60,18 @@ export function register(program: Command, g: () => GlobalOptions): void {
         void engine.resumeApplies();
         if (g().json) printJson({ ...info, site: site.name, id: site.id });
         else process.stdout.write(`ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}\n`);
+        if (systemd) {
+          const listening = `listening on https://${info.listen}`;
+          void systemd.ready(listening).then((why) => {
+            if (!why) return;
+            process.stderr.write(`ferry: could not tell systemd the daemon is ready: ${why}\n`);
+            try {
+              site.event({ kind: 'daemon.notify', outcome: 'failed', detail: { state: 'READY=1', socket: systemd.socket, error: why, effect: 'systemd may not count the daemon started, and stops it after TimeoutStartSec' } });
+            } catch {
+              // stopped meanwhile: stderr has it
+            }
+          });
+        }
       } catch (err) {
         process.off('SIGHUP', earlyHangup);
         await daemon?.stop().catch(() => {});
@@ -74,6 +89,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           if (stopping) return;
           stopping = true;
           process.stdout.write(`ferry: ${sig}: stopping (transfers in flight resume on the next attempt)\n`);
+          void systemd?.stopping(`stopping on ${sig}`);
           daemon!
             .stop()
             .catch((err) => process.stderr.write(`ferry: error while stopping: ${(err as Error).message}\n`))
