@@ -17,6 +17,8 @@ import * as linkCommands from './commands/link.ts';
 import * as eventCommands from './commands/events.ts';
 import * as configCommands from './commands/config.ts';
 import * as dashboardCommands from './commands/dashboard.ts';
+import * as completionCommands from './commands/completion.ts';
+import { EXAMPLES, examplesHelpText } from './examples.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -44,11 +46,21 @@ export function buildProgram(): Command {
   eventCommands.register(program, g);
   configCommands.register(program, g);
   dashboardCommands.register(program, g);
+  completionCommands.register(program);
   for (const c of allCommands(program)) {
     c.exitOverride();
     if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');
+    const examples = EXAMPLES[commandPath(c)];
+    if (examples) c.addHelpText('after', examplesHelpText(examples));
   }
   return program;
+}
+
+/** The words after `ferry` that name a command: "mirror update". */
+export function commandPath(c: Command): string {
+  const words: string[] = [];
+  for (let x: Command | null = c; x?.parent; x = x.parent) words.unshift(x.name());
+  return words.join(' ');
 }
 
 function allCommands(c: Command): Command[] {

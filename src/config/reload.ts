@@ -13,15 +13,19 @@ import { DEFAULT_CONFIG_NAME, DEFAULTS, META_KEYS } from './schema.ts';
 
 export class ConfigReloader {
   readonly engine: Engine;
-  /** the file read: --config, else <home>/ferry.yaml */
+  /** the file read: --config, else FERRY_CONFIG, else <home>/ferry.yaml */
   readonly file: string;
   readonly #explicit: boolean;
   #running: Promise<void> = Promise.resolve();
   #queued = false;
 
-  constructor(engine: Engine, file?: string) {
+  /** where an explicit file was named, for messages: --config, or FERRY_CONFIG */
+  readonly #namedBy: string;
+
+  constructor(engine: Engine, file?: string, namedBy = '--config') {
     this.engine = engine;
     this.#explicit = file !== undefined;
+    this.#namedBy = namedBy;
     this.file = file ?? join(engine.site.paths.home, DEFAULT_CONFIG_NAME);
   }
 
@@ -29,10 +33,10 @@ export class ConfigReloader {
     return applyConfigFile({ engine: this.engine, daemon: true }, this.file, { event });
   }
 
-  /** At start: apply the file if there is one (an explicit --config must exist); throws when it is refused. */
+  /** At start: apply the file if there is one (one named by --config or FERRY_CONFIG must exist); throws when it is refused. */
   async applyAtStart(): Promise<ApplyResult | null> {
     if (!existsSync(this.file)) {
-      if (this.#explicit) throw new FerryError('CONFIG_INVALID', `no site file at ${this.file} (given with --config); write one (docs/config.md) or leave --config out`);
+      if (this.#explicit) throw new FerryError('CONFIG_INVALID', `no site file at ${this.file} (${this.#namedBy === 'FERRY_CONFIG' ? 'named by FERRY_CONFIG' : `given with ${this.#namedBy}`}); write one (docs/config.md) or leave ${this.#namedBy} out`);
       return null;
     }
     return this.#apply('config.load');

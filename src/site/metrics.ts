@@ -2,6 +2,7 @@
 // (text exposition format 0.0.4). Names follow Prometheus conventions: base
 // units (seconds, bytes), `_total` for counters, labels for identity.
 import type { Engine } from './engine.ts';
+import { filesystems } from './filesystems.ts';
 import { pendingPeerDeletions } from './peer-snapshots.ts';
 import { listLinks, linkStatus } from '../dr/links.ts';
 
@@ -110,6 +111,10 @@ export function renderMetrics(engine: Engine): string {
     const st = linkStatus(site, l);
     x.metric('ferry_link_age_seconds', 'gauge', 'Age of the snapshot a link shows.', { path: l.path, volume: l.volume }, st.ageSeconds);
     x.metric('ferry_link_up', 'gauge', '1 when the link is younger than its max delay.', { path: l.path, volume: l.volume }, st.health === 'up' ? 1 : 0);
+  }
+  for (const f of filesystems(site)) {
+    x.metric('ferry_filesystem_avail_bytes', 'gauge', 'Bytes free to unprivileged users on a filesystem ferry writes (the home\'s, the replica root\'s, each tree member\'s), once per filesystem: path is the first of them on it.', { path: f.path }, f.avail);
+    x.metric('ferry_filesystem_size_bytes', 'gauge', 'Size of that filesystem.', { path: f.path }, f.size);
   }
   x.metric('ferry_site_info', 'gauge', 'Always 1; the site\'s name and id as labels.', { site: site.name, id: site.id }, 1);
   x.metric('ferry_scrape_timestamp_seconds', 'gauge', 'When these metrics were computed.', {}, now / 1000);

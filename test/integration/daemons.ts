@@ -45,10 +45,10 @@ export interface Daemon {
 /**
  * `ferry serve --home HOME --listen 127.0.0.1:PORT` (0: any port), resolved once
  * daemon.json names this process, its socket exists and it printed that it listens.
- * Its output goes to `onOutput`.
+ * Its output goes to `onOutput`. `bin`: another ferry than ./bin/ferry (an installed package).
  */
-export async function startDaemon(home: string, o: { name: string; port?: number; tick?: number; env?: Record<string, string>; args?: string[]; timeoutMs?: number; onOutput: (s: string) => void; output: () => string }): Promise<Daemon> {
-  const p = spawn(FERRY_BIN, ['serve', '--home', home, '--listen', `127.0.0.1:${o.port ?? 0}`, '--tick', String(o.tick ?? 1000), ...(o.args ?? [])], {
+export async function startDaemon(home: string, o: { name: string; port?: number; tick?: number; env?: Record<string, string>; args?: string[]; timeoutMs?: number; onOutput: (s: string) => void; output: () => string; bin?: string }): Promise<Daemon> {
+  const p = spawn(o.bin ?? FERRY_BIN, ['serve', '--home', home, '--listen', `127.0.0.1:${o.port ?? 0}`, '--tick', String(o.tick ?? 1000), ...(o.args ?? [])], {
     env: { ...process.env, FERRY_NO_PROGRESS: '1', ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

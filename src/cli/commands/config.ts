@@ -1,20 +1,45 @@
 // ferry config check | apply | export: the declarative site file (docs/config.md).
 import type { Command } from 'commander';
-import { renameSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { isFerryError } from '../../core/errors.ts';
+import { existsSync, linkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { FerryError, isFerryError, wrapIoError } from '../../core/errors.ts';
 import { readConfigFile, type ApplyResult } from '../../config/apply.ts';
 import { exportConfigObject, exportConfigText } from '../../config/export.ts';
 import { invalidConfig, loadConfig } from '../../config/load.ts';
 import { planConfig, type PlanAction } from '../../config/plan.ts';
 import { DEFAULT_CONFIG_NAME } from '../../config/schema.ts';
-import { sitePaths } from '../../site/site.ts';
-import { homeFrom, withSite } from '../context.ts';
+import { homeFrom, siteFileFrom, siteFileOrigin, withSite, type SiteFileLocation } from '../context.ts';
 import { invoke } from '../invoke.ts';
 import { EXIT_WARNINGS, printJson, type GlobalOptions } from '../output.ts';
 
-function configPath(g: GlobalOptions, file: string | undefined): string {
-  return file ? resolve(file) : join(sitePaths(homeFrom(g)).home, DEFAULT_CONFIG_NAME);
+const CONFIG_OPTION_HELP = `the site file (the same as FILE; default: $FERRY_CONFIG, else <home>/${DEFAULT_CONFIG_NAME})`;
+
+/** The file's text; a missing file's error says where its name came from. */
+function readSiteFile(loc: SiteFileLocation): string {
+  try {
+    return readConfigFile(loc.path);
+  } catch (err) {
+    if (isFerryError(err, 'CONFIG_INVALID') && loc.source !== 'argument') throw new FerryError('CONFIG_INVALID', err.message.replace(loc.path, `${loc.path}${siteFileOrigin(loc)}`), { cause: err });
+    throw err;
+  }
+}
+
+/** Write `text` at `out` atomically; a file already there is kept as OUT.bak first (it may hold comments the export cannot). */
+function writeSiteFile(out: string, text: string): string | undefined {
+  const tmp = `${out}.tmp-${process.pid}`;
+  let backup: string | undefined;
+  try {
+    writeFileSync(tmp, text, { mode: 0o644 });
+    if (existsSync(out)) {
+      backup = `${out}.bak`;
+      rmSync(backup, { force: true });
+      linkSync(out, backup);
+    }
+    renameSync(tmp, out);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw wrapIoError(err, `writing site file ${out}`, { writing: true });
+  }
+  return backup;
 }
 
 const SIGN: Record<PlanAction['verb'], string> = { create: '+', change: '~', remove: '-', keep: '=', wait: '…', note: '#' };
@@ -43,11 +68,13 @@ export function register(program: Command, g: () => GlobalOptions): void {
 
   config
     .command('check [file]')
-    .description(`validate a site file and report every error at once, with its line (default file: <home>/${DEFAULT_CONFIG_NAME}); with a site at --home, also check it against the site: paths, paired sites, what apply would refuse`)
+    .description(`validate a site file and report every error at once, with its line (default file: $FERRY_CONFIG, else <home>/${DEFAULT_CONFIG_NAME}); with a site at --home, also check it against the site: paths, paired sites, what apply would refuse`)
+    .option('--config <file>', CONFIG_OPTION_HELP)
     .option('--offline', 'check the file alone, without the site (no paths, paired sites or catalog)')
-    .action(async (file: string | undefined, o: { offline?: boolean }) => {
-      const path = configPath(g(), file);
-      const { config: cfg, issues } = loadConfig(readConfigFile(path), path);
+    .action(async (file: string | undefined, o: { config?: string; offline?: boolean }) => {
+      const loc = siteFileFrom(g(), { argument: file, config: o.config });
+      const path = loc.path;
+      const { config: cfg, issues } = loadConfig(readSiteFile(loc), path);
       if (issues.length) throw invalidConfig(path, issues, 'fix them and check again');
       let against: string | null = null;
       if (!o.offline) {
@@ -69,12 +96,14 @@ export function register(program: Command, g: () => GlobalOptions): void {
 
   config
     .command('apply [file]')
-    .description(`show what a site file creates, changes and removes, and apply it (default file: <home>/${DEFAULT_CONFIG_NAME}); removals of anything with snapshots or a mirror base need --prune`)
+    .description(`show what a site file creates, changes and removes, and apply it (default file: $FERRY_CONFIG, else <home>/${DEFAULT_CONFIG_NAME}); removals of anything with snapshots or a mirror base need --prune`)
+    .option('--config <file>', CONFIG_OPTION_HELP)
     .option('--dry-run', 'only print the plan')
     .option('--prune', 'also remove volumes and mirrors the file no longer names that have snapshots or a base (never the member data)')
-    .action(async (file: string | undefined, o: { dryRun?: boolean; prune?: boolean }) => {
-      const path = configPath(g(), file);
-      const text = readConfigFile(path);
+    .action(async (file: string | undefined, o: { config?: string; dryRun?: boolean; prune?: boolean }) => {
+      const loc = siteFileFrom(g(), { argument: file, config: o.config });
+      const path = loc.path;
+      const text = readSiteFile(loc);
       const r = (await invoke(g(), 'config.apply', { text, file: path, dryRun: o.dryRun === true, prune: o.prune === true })) as ApplyResult;
       if (g().json) printJson(r);
       else process.stdout.write(formatPlan(r));
@@ -84,16 +113,16 @@ export function register(program: Command, g: () => GlobalOptions): void {
   config
     .command('export')
     .description('write the site\'s current volumes, mirrors, links and settings as a site file that `config check` accepts and `config apply` applies as a no-op')
-    .option('--output <file>', 'write to this file (atomically) instead of standard output')
-    .action(async (o: { output?: string }) => {
+    .option('--output [file]', `write to this file (atomically; a file already there is kept as FILE.bak) instead of standard output; with no FILE, the site file: $FERRY_CONFIG, else <home>/${DEFAULT_CONFIG_NAME}`)
+    .option('--config <file>', 'the site file --output writes when given no FILE')
+    .action(async (o: { output?: string | true; config?: string }) => {
+      if (o.config !== undefined && o.output === undefined) throw new FerryError('USAGE', '--config names the file `config export --output` writes: give --output too (without --output the export goes to standard output)');
       const { text, object } = await withSite(g(), 'config export', (site) => ({ text: exportConfigText(site), object: exportConfigObject(site) }), { readOnly: true });
-      if (o.output) {
-        const out = resolve(o.output);
-        const tmp = `${out}.tmp-${process.pid}`;
-        writeFileSync(tmp, text, { mode: 0o644 });
-        renameSync(tmp, out);
-        if (g().json) printJson({ written: out, ...object });
-        else process.stderr.write(`wrote ${out}\n`);
+      if (o.output !== undefined) {
+        const out = siteFileFrom(g(), { argument: o.output === true ? undefined : o.output, config: o.config }).path;
+        const backup = writeSiteFile(out, text);
+        if (g().json) printJson({ written: out, backup: backup ?? null, ...object });
+        else process.stderr.write(`wrote ${out}${backup ? ` (the previous file is ${backup})` : ''}\n`);
         return;
       }
       if (g().json) printJson(object);

@@ -1,6 +1,5 @@
 // ferry serve
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
 import { ConfigReloader } from '../../config/reload.ts';
 import { Daemon } from '../../site/daemon.ts';
 import { Engine } from '../../site/engine.ts';
@@ -10,15 +9,16 @@ import { Site } from '../../site/site.ts';
 import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../../site/log.ts';
 import { COUNT, SIZE } from '../../core/units.ts';
 import { parseCount, parseSize } from '../parse.ts';
-import { homeFrom } from '../context.ts';
+import { homeFrom, siteFileFrom } from '../context.ts';
 import { printJson, type GlobalOptions } from '../output.ts';
+import { takeSystemdNotifier } from '../systemd.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   program
     .command('serve')
     .description('run the site daemon: the peer API (HTTP/2, mutual TLS), the local API for the CLI, and the scheduler')
     .option('--listen <host:port>', 'address for peers (default: site.listen from the site file, else 127.0.0.1:7420)')
-    .option('--config <file>', 'site file applied at start and re-read on SIGHUP (default: <home>/ferry.yaml, when it exists); a bad file stops the start, and is refused on reload')
+    .option('--config <file>', 'site file applied at start and re-read on SIGHUP (default: $FERRY_CONFIG, else <home>/ferry.yaml when it exists); a bad file stops the start, and is refused on reload')
     .option('--tick <ms>', 'scheduler interval in milliseconds', '1000')
     .option('--metrics <host:port>', 'also serve Prometheus metrics over plain HTTP here (GET /metrics); they are always on the local socket')
     .option('--log-file <path>', 'also write the log to this file, as JSON lines rotated by size (default: the catalog setting log_file, if any)')
@@ -30,6 +30,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
       const tickMs = parseCount(o.tick, COUNT.tickMs, '--tick');
       const logMaxBytes = o.logMaxSize !== undefined ? parseSize(o.logMaxSize, SIZE.logMaxSize, '--log-max-size') : undefined;
       const logKeep = o.logKeep !== undefined ? parseCount(o.logKeep, COUNT.logKeep, '--log-keep') : undefined;
+      // Under systemd (Type=notify): told READY=1 once listening. Taken before any child (a hook) can inherit it.
+      const systemd = takeSystemdNotifier();
       const site = Site.open(homeFrom(g()), { command: 'serve' });
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
@@ -43,7 +45,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
         // The site file first: it may set the log and listen settings read below.
         const engine = new Engine(site);
         daemon = new Daemon(engine);
-        reloader = new ConfigReloader(engine, o.config === undefined ? undefined : resolve(o.config));
+        const siteFile = siteFileFrom(g(), { config: o.config });
+        reloader = new ConfigReloader(engine, siteFile.source === 'home' ? undefined : siteFile.path, siteFile.source);
         await reloader.applyAtStart();
         // The change journal: watches over the tree members, so snapshots read only what changed.
         if (o.journal) await startJournal(site);
@@ -61,6 +64,18 @@ export function register(program: Command, g: () => GlobalOptions): void {
         void engine.resumeApplies();
         if (g().json) printJson({ ...info, site: site.name, id: site.id });
         else process.stdout.write(`ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}\n`);
+        if (systemd) {
+          const listening = `listening on https://${info.listen}`;
+          void systemd.ready(listening).then((why) => {
+            if (!why) return;
+            process.stderr.write(`ferry: could not tell systemd the daemon is ready: ${why}\n`);
+            try {
+              site.event({ kind: 'daemon.notify', outcome: 'failed', detail: { state: 'READY=1', socket: systemd.socket, error: why, effect: 'systemd may not count the daemon started, and stops it after TimeoutStartSec' } });
+            } catch {
+              // stopped meanwhile: stderr has it
+            }
+          });
+        }
       } catch (err) {
         process.off('SIGHUP', earlyHangup);
         await daemon?.stop().catch(() => {});
@@ -78,6 +93,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           if (stopping) return;
           stopping = true;
           process.stdout.write(`ferry: ${sig}: stopping (transfers in flight resume on the next attempt)\n`);
+          void systemd?.stopping(`stopping on ${sig}`);
           daemon!
             .stop()
             .catch((err) => process.stderr.write(`ferry: error while stopping: ${(err as Error).message}\n`))
