@@ -21,6 +21,7 @@ import type { ObjectId } from '../core/ids.ts';
 import { captureTree, emptyStats, type CaptureOptions, type CaptureStats } from '../snapshot/capture.ts';
 import { decodeSnapshot, decodeTree } from '../snapshot/format.ts';
 import { ChangeJournal, type DirtySet, type WatchInfo } from '../snapshot/journal.ts';
+import { STAGE_DIR } from '../replication/stage.ts';
 import type { Site } from './site.ts';
 import { listVolumes, type Volume } from './volumes.ts';
 
@@ -39,6 +40,8 @@ interface MemberState {
   volume: string;
   member: string;
   path: string;
+  /** a secondary's replica (written by the apply; the journal serves its writes check), not a member this site captures */
+  replica: boolean;
   /** the snapshot the watch counts from; null: not known (start, something lost): walk in full */
   base: string | null;
   /** why the journal cannot be used now (null: it can) */
@@ -97,19 +100,20 @@ export class JournalService {
     for (const v of listVolumes(this.#site)) await this.#reconcile(v);
   }
 
-  /** Volumes this site captures: a secondary's members are replicas written by the apply. */
+  /** Volumes this site captures: a secondary's members are replicas written by the apply (watched as replicas). */
   static watches(v: Volume): boolean {
     return v.role !== 'secondary';
   }
 
   /** Bring the watches of a volume in line with its members (added, removed, role changed). */
   async #reconcile(v: Volume): Promise<void> {
+    const replica = !JournalService.watches(v);
     const want = new Map<string, { member: string; path: string }>();
-    if (JournalService.watches(v)) for (const m of v.members) if (m.kind === 'tree') want.set(keyOf(v.name, m.name), { member: m.name, path: m.path });
+    for (const m of v.members) if (m.kind === 'tree') want.set(keyOf(v.name, m.name), { member: m.name, path: m.path });
     for (const [k, s] of this.#members) {
       if (s.volume !== v.name) continue;
       const w = want.get(k);
-      if (w && w.path === s.path) {
+      if (w && w.path === s.path && s.replica === replica) {
         want.delete(k);
         continue;
       }
@@ -117,7 +121,7 @@ export class JournalService {
       await this.#journal.unwatch(k);
     }
     for (const [k, w] of want) {
-      const s: MemberState = { volume: v.name, member: w.member, path: w.path, base: null, reason: null, watches: 0, lastAudit: null, missed: 0, lastMissed: null };
+      const s: MemberState = { volume: v.name, member: w.member, path: w.path, replica, base: null, reason: null, watches: 0, lastAudit: null, missed: 0, lastMissed: null };
       this.#members.set(k, s);
       await this.#watch(k, s);
     }
@@ -125,7 +129,7 @@ export class JournalService {
 
   async #watch(k: string, s: MemberState): Promise<void> {
     try {
-      const info: WatchInfo = await this.#journal.watch(k, s.path, { maxWatches: this.#maxWatches });
+      const info: WatchInfo = await this.#journal.watch(k, s.path, { maxWatches: this.#maxWatches, ...(s.replica ? { skipAtRoot: STAGE_DIR } : {}) });
       s.watches = info.watches;
       if (info.lost) s.reason = info.lost;
     } catch (err) {
@@ -153,7 +157,7 @@ export class JournalService {
     await this.#reconcile(v);
     const now = this.#site.clock.now();
     for (const [k, s] of this.#members) {
-      if (s.volume !== v.name) continue;
+      if (s.volume !== v.name || s.replica) continue;
       let set: DirtySet;
       try {
         set = await this.#journal.take(k);
@@ -175,6 +179,44 @@ export class JournalService {
       out.set(s.member, { volume: v.name, member: s.member, set, usable, audit: why !== null, why });
     }
     return out;
+  }
+
+  /**
+   * A replica's writes check (receiver.ts): take what changed in member `member` of secondary
+   * volume `v` since the last take, and forget the base (only a verification that reads the
+   * replica exactly sets it again: replicaSettle). `base`: the snapshot the replica was found to be
+   * at the previous take, if known. The watch is started again first if it lost anything, so a full
+   * walk made after this take is exact at the take. Undefined: not watched.
+   */
+  async replicaTake(v: Volume, member: string): Promise<{ set: DirtySet; base: string | null } | undefined> {
+    if (this.#closed) return undefined;
+    await this.#reconcile(v);
+    const k = keyOf(v.name, member);
+    const s = this.#members.get(k);
+    if (!s?.replica) return undefined;
+    let set: DirtySet;
+    try {
+      set = await this.#journal.take(k);
+    } catch (err) {
+      set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
+    }
+    const lost = set.lost ?? s.reason;
+    if (lost !== null) {
+      await this.#journal.unwatch(k).catch(() => {});
+      s.reason = null;
+      await this.#watch(k, s);
+      if (s.reason !== null) return undefined; // cannot be watched: no take is exact
+      set = { dirs: set.dirs, lost };
+    }
+    const base = s.base;
+    s.base = null;
+    return { set, base };
+  }
+
+  /** A verification found the replica exactly at snapshot `base` as of the last replicaTake. */
+  replicaSettle(volume: string, member: string, base: string): void {
+    const s = this.#members.get(keyOf(volume, member));
+    if (s?.replica) s.base = base;
   }
 
   /** Whether nothing changed in a member since its set was taken (the set is left in place). */
@@ -223,7 +265,7 @@ export class JournalService {
     const out: Record<string, JournalStatus> = {};
     const now = this.#site.clock.now();
     for (const s of this.#members.values()) {
-      if (s.volume !== volume) continue;
+      if (s.volume !== volume || s.replica) continue;
       const due = s.reason !== null || s.base === null || s.lastAudit === null || now - s.lastAudit >= this.#auditEvery;
       out[s.member] = { state: due ? 'audit-due' : 'live', reason: s.reason ?? (s.base === null ? 'no full walk since the watch began' : null), watches: s.watches, lastAudit: s.lastAudit, missed: s.missed, lastMissed: s.lastMissed };
     }

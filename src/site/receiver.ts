@@ -23,7 +23,8 @@ import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { ObjectReader, PreparedObject } from '../store/types.ts';
 import { VerifyPool, verifyObject } from '../replication/verify-pool.ts';
 import { ApplyPool } from './apply-pool.ts';
-import { captureImage, captureTree, type StatCacheIO } from '../snapshot/capture.ts';
+import { captureImage, captureTree, type CaptureJournal, type StatCacheIO } from '../snapshot/capture.ts';
+import type { DirtySet } from '../snapshot/journal.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeSnapshot } from '../snapshot/format.ts';
@@ -38,6 +39,7 @@ import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import type { Site } from './site.ts';
 import { collectGarbageSoon, compareOnOneClock, descendsFrom, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
+import { journalOf } from './journal-service.ts';
 import { createVolume, findVolume, getVolume, memberPathProblem, type Volume } from './volumes.ts';
 import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
 
@@ -959,7 +961,7 @@ export class SiteReceiver implements Receiver {
         refused: `someone wrote into the replica of ${volume} since the last apply; the writes are kept in snapshot ${check.snapshot}; update with --force to overwrite them`,
       };
     }
-    return this.#bringTo(vol, row, target, check.roots, { phases, stager, writesSnapshot: check.snapshot });
+    return this.#bringTo(vol, row, target, check.roots, { phases, stager, writesSnapshot: check.snapshot, exact: check.exact, journaled: check.journaled });
   }
 
   /**
@@ -981,8 +983,10 @@ export class SiteReceiver implements Receiver {
       unfinished = { from: JSON.parse(row.applying_from ?? '{}') as Record<string, ObjectId | null>, to: to ? readManifest(site.store, to) : null };
     }
     const phases: Record<string, number> = {};
-    const check = await this.#captureReplica(vol, row, undefined, unfinished);
-    await this.#bringTo(vol, row, readManifest(site.store, back), check.roots, { phases, writesSnapshot: check.snapshot, rollback: true });
+    // A forced failover's rollback walks the replica in full (not from the journal): it is rare, and it
+    // is where an operator most needs every write kept.
+    const check = await this.#captureReplica(vol, row, undefined, unfinished, true);
+    await this.#bringTo(vol, row, readManifest(site.store, back), check.roots, { phases, writesSnapshot: check.snapshot, rollback: true, exact: check.exact });
     return { to: row.applied, ...(check.snapshot ? { kept: check.snapshot } : {}) };
   }
 
@@ -993,7 +997,7 @@ export class SiteReceiver implements Receiver {
    * failover and status say what happened). `rollback`: a forced failover's own work, which is not
    * cancelled by it and releases nothing.
    */
-  async #bringTo(vol: Volume, row: SecondaryRow, target: SnapshotManifest, from: Record<string, ObjectId | null>, o: { phases: Record<string, number>; stager?: Stager; writesSnapshot?: string; rollback?: boolean }): Promise<CommitResponse> {
+  async #bringTo(vol: Volume, row: SecondaryRow, target: SnapshotManifest, from: Record<string, ObjectId | null>, o: { phases: Record<string, number>; stager?: Stager; writesSnapshot?: string; rollback?: boolean; exact?: boolean; journaled?: boolean }): Promise<CommitResponse> {
     const site = this.#site;
     const volume = vol.name;
     const { phases, stager, writesSnapshot } = o;
@@ -1057,7 +1061,12 @@ export class SiteReceiver implements Receiver {
       const verifyKey = target.id;
       const verifyStarted = performance.now();
       const verified = { filesRead: 0, filesReused: 0, bytesRead: 0 };
-      const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, unchanged);
+      // With an exact writes check (the replica as of its take was `from`), the replica journal's
+      // set since then names everything the apply, or anyone, changed: the verification reads
+      // that, from `from`, and is exact in turn (the next writes check may then go from it).
+      const again = o.exact ? await this.#replicaTakes(vol, (member, t) => (t.set.lost === null ? (from[member] ?? null) : null)) : undefined;
+      const journaled = again !== undefined && again.exact && again.journals.size === vol.members.filter((x) => x.kind === 'tree').length;
+      const after = await this.#captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined);
       phases.verify = round3((performance.now() - verifyStarted) / 1000);
       for (const m of vol.members.filter((x) => x.kind === 'tree')) {
         const want = target.members.find((x) => x.name === m.name)!.root;
@@ -1079,10 +1088,11 @@ export class SiteReceiver implements Receiver {
           );
         }
       }
+      if (journaled) for (const m of vol.members.filter((x) => x.kind === 'tree')) journalOf(site)?.replicaSettle(volume, m.name, target.id);
       site.db.tx(() => {
         site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, apply_error = NULL, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
         site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
-        site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, ...(stager ? { staging: stager.counts } : {}), ...(o.rollback ? { rollback: true } : {}), ...(writesSnapshot ? { kept: writesSnapshot } : {}) } });
+        site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, journal: { writesCheck: o.journaled === true, verify: journaled }, ...(stager ? { staging: stager.counts } : {}), ...(o.rollback ? { rollback: true } : {}), ...(writesSnapshot ? { kept: writesSnapshot } : {}) } });
       });
       if (!o.rollback) this.#release(volume, target);
       return { snapshot: target.id, applied: true, ...(writesSnapshot ? { writesSnapshot } : {}), phases };
@@ -1149,6 +1159,7 @@ export class SiteReceiver implements Receiver {
   async #captureTrees(
     vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>,
     stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>, skipAtRoot?: string,
+    journals?: Map<string, CaptureJournal>,
   ): Promise<Record<string, ObjectId>> {
     const site = this.#site;
     const rows = new StatCacheWriter(site, vol.name, newKey);
@@ -1161,7 +1172,10 @@ export class SiteReceiver implements Receiver {
       const cache = files?.size ? withWritten(base, files) : base;
       const same = unchanged?.get(m.name);
       const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
-      const r = await captureTree(m.path, { store: session, pool: this.#pool, cache, startedAt: site.clock.now(), reuse, skipAtRoot });
+      // From the replica's change journal (journal-service.ts), where the caller has an exact set:
+      // only what changed is looked at, and nothing is taken on trust from an earlier capture.
+      const journal = journals?.get(m.name);
+      const r = await captureTree(m.path, { store: session, pool: this.#pool, cache, startedAt: site.clock.now(), reuse: journal ? undefined : reuse, skipAtRoot, journal });
       out[m.name] = r.root;
       if (stats) {
         stats.filesRead += r.stats.filesRead;
@@ -1171,7 +1185,7 @@ export class SiteReceiver implements Receiver {
     }
     rows.flush();
     // The stat cache of subtrees not walked carries over from the parent's rows (the writes check's).
-    if (parentKey && [...(unchanged?.values() ?? [])].some((x) => x.size > 0)) {
+    if (parentKey && ([...(unchanged?.values() ?? [])].some((x) => x.size > 0) || (journals?.size ?? 0) > 0)) {
       site.db.run('INSERT OR IGNORE INTO stat_cache (volume, member, snapshot, dir, data) SELECT volume, member, ?, dir, data FROM stat_cache WHERE volume = ? AND snapshot = ?', newKey, vol.name, parentKey);
     }
     site.store.flush();
@@ -1180,17 +1194,46 @@ export class SiteReceiver implements Receiver {
   }
 
   /**
+   * Take the replica journal's set of every tree member (journal-service.ts, replicaTake). `parentOf`
+   * says, per member, which tree the set counts from (null: the capture walks in full). `exact`:
+   * every tree member's set was taken from a live watch, so a capture made now is the replica as of
+   * the take; false without a journal (a capture made without a daemon, a watch that cannot be made).
+   */
+  async #replicaTakes(vol: Volume, parentOf: (member: string, t: { set: DirtySet; base: string | null }) => ObjectId | null): Promise<{ journals: Map<string, CaptureJournal>; exact: boolean }> {
+    const site = this.#site;
+    const j = journalOf(site);
+    const journals = new Map<string, CaptureJournal>();
+    let exact = j !== undefined;
+    for (const m of vol.members.filter((x) => x.kind === 'tree')) {
+      const t = await j?.replicaTake(vol, m.name);
+      if (!t) {
+        exact = false;
+        continue;
+      }
+      const parent = parentOf(m.name, t);
+      if (parent) journals.set(m.name, { parent, dirs: t.set.dirs, tree: (id) => decodeTree(site.store.get(id)) });
+    }
+    return { journals, exact };
+  }
+
+  /**
    * Did anyone write into the replica since the last apply? If so, keep what is there as a snapshot.
    * `unfinished`: an apply left part way (from its start to its snapshot, if that is still here):
    * then the replica may differ from the last apply by that apply's own work, and only what is
    * neither (mid-apply.ts) counts as written.
    */
-  async #captureReplica(vol: Volume, row: SecondaryRow, skipAtRoot?: string, unfinished?: Unfinished): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string }> {
+  async #captureReplica(vol: Volume, row: SecondaryRow, skipAtRoot?: string, unfinished?: Unfinished, full = false): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string; exact: boolean; journaled: boolean }> {
     const site = this.#site;
     const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
     const key = newSnapshotId(site.clock);
     const session = site.store.session();
-    const trees = await this.#captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot);
+    // The replica's change journal: what changed since the last take. When the last verification
+    // found the replica exactly at the snapshot it shows, only that is looked at; either way this
+    // capture is then exact as of the take, and the verification after the apply may go from it.
+    const { journals, exact } = await this.#replicaTakes(vol, (member, t) =>
+      !full && !unfinished && applied !== null && t.set.lost === null && t.base === row.applied ? (applied.members.find((x) => x.name === member && x.kind === 'tree')?.root ?? null) : null,
+    );
+    const trees = await this.#captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot, journals);
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
     const members: SnapshotMember[] = [];
@@ -1237,14 +1280,14 @@ export class SiteReceiver implements Receiver {
         site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, key);
         if (row.applied) site.db.run('UPDATE stat_cache SET snapshot = ? WHERE volume = ? AND snapshot = ?', row.applied, vol.name, key);
       });
-      return { roots, changed };
+      return { roots, changed, exact, journaled: journals.size > 0 };
     }
     // Kept already: the newest replica-writes-* snapshot holds exactly this (the refused update before
     // a forced one, an apply that keeps failing): no second copy.
     const last = site.db.get<{ name: string; manifest: string }>("SELECT name, manifest FROM snapshots WHERE volume = ? AND origin = ? AND name LIKE 'replica-writes-%' ORDER BY time DESC, id DESC LIMIT 1", vol.name, site.id);
     if (last && sameMembers(readManifest(site.store, last.manifest as ObjectId).members, members)) {
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { name: last.name, written, keptAlready: true, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
-      return { roots, changed, snapshot: last.name };
+      return { roots, changed, snapshot: last.name, exact, journaled: journals.size > 0 };
     }
     // Keep the writes: a named snapshot of the replica as it is (invariant: nothing is lost silently).
     const time = site.clock.now();
@@ -1257,7 +1300,7 @@ export class SiteReceiver implements Receiver {
       insertSnapshotRow(site, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name, written, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
     });
-    return { roots, changed, snapshot: name };
+    return { roots, changed, snapshot: name, exact, journaled: journals.size > 0 };
   }
 
   #isEmptyTree(id: ObjectId): boolean {

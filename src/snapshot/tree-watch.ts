@@ -97,6 +97,8 @@ export class TreeWatch {
   /** Watch every directory of the tree. Changes made while this runs are caught (watch, then list). */
   start(): void {
     this.#watchTree('', false);
+    // A root that is not there (yet) is not watched: nothing it will hold would be seen.
+    if (!this.#watched.has('')) this.#lose(`the tree root ${this.root} could not be watched (missing, or not a directory)`);
   }
 
   get watches(): number {

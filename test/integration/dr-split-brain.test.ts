@@ -137,7 +137,8 @@ test('split brain: updates refuse, status says so and what each side changed, fa
   assert.equal(roleOf(west), 'primary');
   const after = (await west.json(['status'])).volumes.find((v: any) => v.name === 'vol');
   assert.equal(after.secondary, undefined);
-  assert.equal(after.mirrors[0].state, 'idle');
+  // back to replicating (its 1 s schedule may have started the next update already)
+  assert.ok(['idle', 'updating'].includes(after.mirrors[0].state), `mirror state ${after.mirrors[0].state}`);
   assert.equal(after.mirrors[0].divergence, undefined);
 });
 

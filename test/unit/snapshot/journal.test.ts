@@ -133,7 +133,7 @@ test('names that are not UTF-8 are reported byte for byte (latin1 strings)', asy
   }
 });
 
-test('too many directories, or the root removed: the set is lost (the caller walks), and stays lost', async () => {
+test('too many directories, the root removed, or no root: the set is lost (the caller walks), and stays lost', async () => {
   const s = setup();
   try {
     const info = await s.journal.watch('v', s.root, { maxWatches: 2 });
@@ -144,6 +144,10 @@ test('too many directories, or the root removed: the set is lost (the caller wal
     const gone = await s.journal.take('w');
     assert.match(gone.lost ?? '', /root was removed/);
     assert.match((await s.journal.take('w')).lost ?? '', /root was removed/, 'still lost');
+    // a root that is not there when the watch starts: lost from the start, not an empty set
+    const none = await s.journal.watch('x', join(s.root, 'never-made'));
+    assert.match(none.lost ?? '', /could not be watched/);
+    assert.match((await s.journal.take('x')).lost ?? '', /could not be watched/);
   } finally {
     await s.done();
   }
