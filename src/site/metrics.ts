@@ -3,6 +3,8 @@
 // units (seconds, bytes), `_total` for counters, labels for identity.
 import type { Engine } from './engine.ts';
 import { filesystems } from './filesystems.ts';
+import { journalOf } from './journal-service.ts';
+import { listVolumes } from './volumes.ts';
 import { pendingPeerDeletions } from './peer-snapshots.ts';
 import { listLinks, linkStatus } from '../dr/links.ts';
 
@@ -115,6 +117,18 @@ export function renderMetrics(engine: Engine): string {
   for (const f of filesystems(site)) {
     x.metric('ferry_filesystem_avail_bytes', 'gauge', 'Bytes free to unprivileged users on a filesystem ferry writes (the home\'s, the replica root\'s, each tree member\'s), once per filesystem: path is the first of them on it.', { path: f.path }, f.avail);
     x.metric('ferry_filesystem_size_bytes', 'gauge', 'Size of that filesystem.', { path: f.path }, f.size);
+  }
+  // The change journal (journal-service.ts): per tree member of the volumes this daemon captures.
+  const journal = journalOf(site);
+  if (journal) {
+    for (const v of listVolumes(site)) {
+      for (const [member, j] of Object.entries(journal.status(v.name))) {
+        const l = { volume: v.name, member };
+        x.metric('ferry_journal_live', 'gauge', '1 when snapshots of the member read only what its change journal names; 0 when the next one walks in full (an audit is due, or the journal lost events).', l, j.state === 'live' ? 1 : 0);
+        x.metric('ferry_journal_missed_total', 'counter', 'Audits (full walks) that found a change the change journal did not report, since the daemon started.', l, j.missed);
+        if (j.lastAudit !== null) x.metric('ferry_journal_last_audit_timestamp_seconds', 'gauge', 'When the member was last walked in full.', l, j.lastAudit / 1000);
+      }
+    }
   }
   x.metric('ferry_site_info', 'gauge', 'Always 1; the site\'s name and id as labels.', { site: site.name, id: site.id }, 1);
   x.metric('ferry_scrape_timestamp_seconds', 'gauge', 'When these metrics were computed.', {}, now / 1000);

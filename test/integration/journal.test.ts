@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { join } from 'node:path';
 import { createSite, type RealSite } from './sites.ts';
 
@@ -36,6 +37,18 @@ async function journalOf(site: RealSite): Promise<{ state: string; reason: strin
 async function changes(site: RealSite, a: string, b: string): Promise<Array<{ path: string; change: string }>> {
   const d = await site.json(['snapshot', 'diff', 'v', a, b]);
   return d.members.flatMap((m: { changes?: Array<{ path: string; change: string }> }) => m.changes ?? []).map((c: { path: string; change: string }) => ({ path: c.path, change: c.change }));
+}
+
+/** GET /metrics on the daemon's local socket. */
+function scrape(site: RealSite): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ socketPath: join(site.home, 'ferry.sock'), path: '/metrics' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
 }
 
 /** The site's events of a kind, from `ferry events --json` (one JSON line each). */
@@ -126,6 +139,9 @@ test('an audit finds a change the journal could not see (a write through mmap), 
     assert.deepEqual(await changes(site, blind.snapshot.id, audit.snapshot.id), [{ path: 'a/deep/x', change: 'modified' }]);
     const j = await journalOf(site);
     assert.equal(j.missed, 1);
+    const metrics = await scrape(site);
+    assert.match(metrics, /^ferry_journal_missed_total\{volume="v",member="data"\} 1$/m);
+    assert.match(metrics, /^ferry_journal_live\{volume="v",member="data"\} 1$/m);
     const list = await events(site, 'journal.');
     assert.equal(list.length, 1, JSON.stringify(list));
     assert.equal(list[0].kind, 'journal.missed');
