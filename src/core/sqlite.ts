@@ -1,7 +1,9 @@
 // A thin wrapper over node:sqlite that gives nested transactions (savepoints)
 // and cached prepared statements. Every state change in ferry is one
-// transaction through `tx`.
+// transaction through `tx`. A change the disk has no room for (SQLITE_FULL) fails with NO_SPACE,
+// rolled back, like every other write ferry makes on a full disk.
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { FerryError } from './errors.ts';
 
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
@@ -12,6 +14,14 @@ export type SqlValue = null | number | bigint | string | Uint8Array;
  */
 export function safeIntColumn(column: string): string {
   return `min(max(${column}, ${-Number.MAX_SAFE_INTEGER}), ${Number.MAX_SAFE_INTEGER}) AS ${column}`;
+}
+
+const SQLITE_FULL = 13;
+
+/** SQLite's "database or disk is full" as NO_SPACE (its statement or transaction was rolled back); anything else as it is. */
+function noSpace(err: unknown, path: string): unknown {
+  if ((err as { errcode?: number })?.errcode !== SQLITE_FULL) return err;
+  return new FerryError('NO_SPACE', `the catalog ${path}: the disk is full (the change was rolled back: nothing of it was written); free space and run the command again`, { cause: err });
 }
 
 export class Sqlite {
@@ -36,7 +46,11 @@ export class Sqlite {
   }
 
   run(sql: string, ...params: SqlValue[]): { changes: number | bigint; lastInsertRowid: number | bigint } {
-    return this.stmt(sql).run(...params);
+    try {
+      return this.stmt(sql).run(...params);
+    } catch (err) {
+      throw noSpace(err, this.path);
+    }
   }
 
   get<T = Record<string, SqlValue>>(sql: string, ...params: SqlValue[]): T | undefined {
@@ -48,7 +62,11 @@ export class Sqlite {
   }
 
   exec(sql: string): void {
-    this.db.exec(sql);
+    try {
+      this.db.exec(sql);
+    } catch (err) {
+      throw noSpace(err, this.path);
+    }
   }
 
   get inTransaction(): boolean {
@@ -59,12 +77,12 @@ export class Sqlite {
   tx<T>(fn: () => T): T {
     const depth = this.#depth;
     const sp = `sp${depth}`;
-    this.db.exec(depth === 0 ? 'BEGIN IMMEDIATE' : `SAVEPOINT ${sp}`);
+    this.exec(depth === 0 ? 'BEGIN IMMEDIATE' : `SAVEPOINT ${sp}`);
     this.#depth++;
     try {
       const out = fn();
       if (out instanceof Promise) throw new Error('Sqlite.tx callback must be synchronous');
-      this.db.exec(depth === 0 ? 'COMMIT' : `RELEASE ${sp}`);
+      this.exec(depth === 0 ? 'COMMIT' : `RELEASE ${sp}`);
       return out;
     } catch (err) {
       try {
@@ -72,7 +90,7 @@ export class Sqlite {
       } catch {
         // the original error matters more than a failed rollback
       }
-      throw err;
+      throw noSpace(err, this.path);
     } finally {
       this.#depth--;
     }

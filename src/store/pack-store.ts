@@ -260,7 +260,9 @@ const PACK_FILE_RE = /^([0-9a-f]{16})\.pack$/;
 const SUBDIR_RE = /^[0-9a-f]{2}$/;
 
 function isSqliteFull(err: unknown): boolean {
-  return (err as { errcode?: number })?.errcode === SQLITE_FULL;
+  // The catalog's wrapper (core/sqlite.ts) reports SQLITE_FULL as NO_SPACE, the SQLite error its cause.
+  const e = err instanceof FerryError && err.code === 'NO_SPACE' ? err.cause : err;
+  return (e as { errcode?: number })?.errcode === SQLITE_FULL;
 }
 
 /** Maps a failure while writing to the error the caller sees, after the open pack was abandoned. */
