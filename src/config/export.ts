@@ -4,14 +4,17 @@
 // to the same numbers; a setting stored out of bounds by an older ferry is
 // written as the value in force (within bounds), so the file always checks.
 import { Document } from 'yaml';
-import { readMeta } from '../site/catalog.ts';
-import { listLinks, type Link } from '../dr/links.ts';
-import { listMirrors, type Mirror } from '../site/mirrors.ts';
-import { listPeers } from '../site/peers.ts';
+import { readMeta } from '../catalog/meta.ts';
+import { type Link } from '../dr/links.ts';
+import { type Mirror } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
-import { listVolumes, type HookSpec } from '../site/volumes.ts';
+import { type HookSpec } from '../site/volumes.ts';
 import { clampStored, COUNT, DURATION, formatDurationSpec, formatRateSpec, formatSizeSpec, SIZE } from '../core/units.ts';
 import { CONFIG_VERSION, DEFAULTS, META_KEYS, RETENTION_KEYS } from './schema.ts';
+import { listLinks } from '../catalog/links.ts';
+import { listMirrors } from '../catalog/mirrors.ts';
+import { listPeers } from '../catalog/peers.ts';
+import { listVolumes } from '../catalog/volumes.ts';
 
 function hook(h: HookSpec): Record<string, unknown> {
   return { command: h.command, timeout: formatDurationSpec(clampStored(h.timeout, DURATION.hookTimeout).value) };
@@ -19,7 +22,7 @@ function hook(h: HookSpec): Record<string, unknown> {
 
 /** The site's state as a plain object in the file's shape. */
 export function exportConfigObject(site: Site): Record<string, unknown> {
-  const meta = (k: string) => readMeta(site.db, k);
+  const meta = (k: string) => readMeta(site.catalog, k);
   const siteSection: Record<string, unknown> = { name: site.name };
   if (meta(META_KEYS.listen)) siteSection.listen = meta(META_KEYS.listen);
   if (meta(META_KEYS.replicaRoot)) siteSection.replicaRoot = meta(META_KEYS.replicaRoot);
@@ -33,7 +36,7 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
     siteSection.log = log;
   }
   const volumes: Record<string, unknown> = {};
-  for (const v of listVolumes(site)) {
+  for (const v of listVolumes(site.catalog)) {
     const out: Record<string, unknown> = {};
     if (v.role === 'secondary') out.secondary = true;
     out.members = v.members.map((m) => ({ name: m.name, kind: m.kind, path: m.path }));
@@ -42,7 +45,7 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
     if (Object.keys(ret).length) out.retention = ret;
     volumes[v.name] = out;
   }
-  return { version: CONFIG_VERSION, site: siteSection, volumes, mirrors: listMirrors(site).map(mirrorEntry), links: listLinks(site).map(linkEntry) };
+  return { version: CONFIG_VERSION, site: siteSection, volumes, mirrors: listMirrors(site.catalog).map(mirrorEntry), links: listLinks(site.catalog).map(linkEntry) };
 }
 
 /** One mirror as the file writes it (its settings as read: within bounds). */
@@ -69,7 +72,7 @@ export function linkEntry(l: Pick<Link, 'path' | 'volume' | 'member' | 'snapshot
 /** The site's state as YAML text, with a header that says where it came from. */
 export function exportConfigText(site: Site): string {
   const doc = new Document(exportConfigObject(site));
-  const peers = listPeers(site);
+  const peers = listPeers(site.catalog);
   doc.commentBefore = [
     ` ferry site file for site ${site.name}, written by \`ferry config export\` at ${new Date(site.clock.now()).toISOString()}.`,
     ' Reference: docs/config.md. Check with `ferry config check`, apply with `ferry config apply`.',

@@ -7,17 +7,21 @@
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isFerryError } from '../core/errors.ts';
-import { readMeta } from '../site/catalog.ts';
-import { listLinks, type Link } from '../dr/links.ts';
-import { listMirrors, type Mirror } from '../site/mirrors.ts';
-import { listPeers } from '../site/peers.ts';
+import { readMeta } from '../catalog/meta.ts';
+import { type Link } from '../dr/links.ts';
+import { type Mirror } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
-import { resolveSnapshot } from '../site/snapshots.ts';
-import { inspectMemberPath, listVolumes, type Hooks, type Volume } from '../site/volumes.ts';
+import { inspectMemberPath, type Hooks, type Volume } from '../site/volumes.ts';
 import { canonicalPath, overlaps, replicaRootProblem, within, type PathOwner } from '../site/paths.ts';
 import { parseRetention, type RetentionPolicy } from '../snapshot/retention.ts';
 import { suggest } from './load.ts';
 import { META_KEYS, type ConfigIssue, type LinkConfig, type Lines, type MirrorConfig, type SiteConfig, type VolumeConfig } from './schema.ts';
+import { listLinks } from '../catalog/links.ts';
+import { listMirrors } from '../catalog/mirrors.ts';
+import { listPeers } from '../catalog/peers.ts';
+import { baseHolder, linkHolder, encodeHolder, volumeHolders } from '../catalog/holds.ts';
+import { countSnapshots, resolveSnapshot } from '../catalog/snapshots.ts';
+import { listVolumes } from '../catalog/volumes.ts';
 
 export type PlanVerb = 'create' | 'change' | 'remove' | 'keep' | 'wait' | 'note';
 
@@ -115,7 +119,7 @@ class Planner {
     if (s.name !== null && s.name !== site.name) {
       this.issue(s.lines, 'name', 'site.name', `this file is for site ${s.name}, and this is site ${site.name}`, 'apply it at the site it names, or correct site.name');
     }
-    const meta = (k: string) => readMeta(site.db, k) ?? null;
+    const meta = (k: string) => readMeta(site.catalog, k) ?? null;
     const want: Record<string, string | null> = {
       [META_KEYS.listen]: s.listen,
       [META_KEYS.replicaRoot]: s.replicaRoot,
@@ -178,7 +182,7 @@ class Planner {
     const volumeDecisions: PlanAction[] = [];
     for (const v of current.volumes) {
       if (wantVolumes.has(v.name)) continue;
-      const snapshots = site.db.get<{ n: number }>('SELECT count(*) AS n FROM snapshots WHERE volume = ?', v.name)!.n;
+      const snapshots = countSnapshots(site.catalog, v.name);
       const mirrors = current.mirrors.filter((m) => m.volume === v.name);
       const links = current.links.filter((l) => l.volume === v.name);
       const what = [snapshots ? `${snapshots} snapshot(s)` : '', mirrors.length ? `${mirrors.length} mirror(s) (${mirrors.map((m) => m.peer).join(', ')})` : ''].filter(Boolean).join(' and ');
@@ -193,11 +197,8 @@ class Planner {
         continue;
       }
       // Holds that removing its mirrors and links will not release (a peer snapshot, a secondary's base) keep it.
-      const releasable = new Set([...mirrors.map((m) => `mirror:${m.id}`), ...links.map((l) => `link:${l.path}`)]);
-      const holders = site.db
-        .all<{ holder: string }>('SELECT DISTINCT h.holder FROM holds h JOIN snapshots s ON s.id = h.snapshot WHERE s.volume = ?', v.name)
-        .map((h) => h.holder)
-        .filter((h) => !releasable.has(h));
+      const releasable = new Set([...mirrors.map((m) => encodeHolder(baseHolder(m.id))), ...links.map((l) => encodeHolder(linkHolder(l.path)))]);
+      const holders = volumeHolders(site.catalog, v.name).filter((h) => !releasable.has(h));
       if (holders.length > 0) {
         volumeDecisions.push({ verb: 'keep', kind: 'volume', name: v.name, line: 0, reason: `not in the file, but snapshots of it are held (${holders.join(', ')}): a replica's base or a peer snapshot; remove those first (\`ferry snapshot list ${v.name}\`)` });
         keptVolumes.add(v.name);
@@ -354,7 +355,7 @@ class Planner {
         return;
       }
       try {
-        resolveSnapshot(this.site, l.volume, l.snapshot);
+        resolveSnapshot(this.site.catalog, l.volume, l.snapshot);
       } catch (err) {
         if (!isFerryError(err, 'SNAPSHOT_NOT_FOUND')) throw err;
         this.add({ ...create, verb: 'wait', reason: `volume ${l.volume} has no snapshot ${l.snapshot === 'latest' ? 'yet' : JSON.stringify(l.snapshot)}; apply again once it has (the daemon does on its next reload)`, step: undefined });
@@ -382,14 +383,14 @@ class Planner {
 /** Plan `cfg` against `site` (read-only). The file must already be valid (loadConfig found no issue). */
 export function planConfig(site: Site, cfg: SiteConfig, opts: { prune?: boolean } = {}): Plan {
   const p = new Planner(site, cfg, opts.prune === true);
-  const current = { volumes: listVolumes(site), mirrors: listMirrors(site), links: listLinks(site) };
+  const current = { volumes: listVolumes(site.catalog), mirrors: listMirrors(site.catalog), links: listLinks(site.catalog) };
   p.settings();
   const stayingNames = p.removals(current);
   const byName = new Map(current.volumes.map((v) => [v.name, v]));
   const staying = current.volumes.filter((v) => stayingNames.has(v.name) && !cfg.volumes.some((c) => c.name === v.name));
   p.replicaRootFits(staying);
   for (const v of cfg.volumes) p.volume(v, byName.get(v.name), [...staying, ...cfg.volumes.filter((c) => c !== v).map((c) => byName.get(c.name)).filter((x): x is Volume => x !== undefined)]);
-  const peers = listPeers(site).map((x) => x.name);
+  const peers = listPeers(site.catalog).map((x) => x.name);
   cfg.mirrors.forEach((mc, i) => p.mirror(mc, i, current.mirrors.find((m) => m.volume === mc.volume && m.peer === mc.to), byName.get(mc.volume), peers));
   cfg.links.forEach((l, i) => {
     const cur = current.links.find((x) => x.path === resolve(l.path) || x.path === canonicalPath(l.path));

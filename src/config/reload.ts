@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
-import { readMeta } from '../site/catalog.ts';
+import { readMeta } from '../catalog/meta.ts';
 import type { Engine } from '../site/engine.ts';
 import { applyConfigFile, type ApplyResult } from './apply.ts';
 import { DEFAULT_CONFIG_NAME, DEFAULTS, META_KEYS } from './schema.ts';
@@ -44,7 +44,7 @@ export class ConfigReloader {
 
   /** The address to listen on when --listen is not given: site.listen from the file, else the default. */
   listen(): string {
-    return readMeta(this.engine.site.db, META_KEYS.listen) ?? DEFAULTS.listen;
+    return readMeta(this.engine.site.catalog, META_KEYS.listen) ?? DEFAULTS.listen;
   }
 
   /** SIGHUP: re-read and apply; refusals and failures are events, never exceptions. Resolves when done (tests await it). */

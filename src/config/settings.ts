@@ -11,6 +11,9 @@ import { checkScheduleSettings } from '../core/units.ts';
 import { setMirrorSettings as setMirrorSettingsOf } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
 import { replicaRootProblem, sitePathOwners } from '../site/paths.ts';
+import { findLink, setLinkSettings as writeLinkSettings } from '../catalog/links.ts';
+import { writeMeta } from '../catalog/meta.ts';
+import { findMirrorById } from '../catalog/mirrors.ts';
 import { META_KEYS } from './schema.ts';
 
 export function setSiteMeta(site: Site, values: Record<string, string | null>): void {
@@ -18,27 +21,24 @@ export function setSiteMeta(site: Site, values: Record<string, string | null>): 
   const root = values[META_KEYS.replicaRoot];
   const why = root ? replicaRootProblem(site, root, sitePathOwners(site)) : undefined;
   if (why) throw new FerryError('CONFIG_INVALID', `site.replicaRoot: ${why}`);
-  site.db.tx(() => {
-    for (const [key, value] of Object.entries(values)) {
-      if (value === null) site.db.run('DELETE FROM meta WHERE key = ?', key);
-      else site.db.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', key, value);
-    }
+  site.catalog.tx(() => {
+    writeMeta(site.catalog, values);
     site.event({ kind: 'site.settings', outcome: 'ok', detail: { set: values } });
   });
 }
 
 export function setMirrorSettings(site: Site, id: string, s: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null }): void {
-  const cur = site.db.get<{ volume: string; peer: string }>('SELECT volume, peer FROM mirrors WHERE id = ?', id);
+  const cur = findMirrorById(site.catalog, id);
   if (!cur) throw new FerryError('MIRROR_NOT_FOUND', `no mirror ${id} (removed while the plan ran?); apply the file again`);
   setMirrorSettingsOf(site, cur.volume, cur.peer, s);
 }
 
 export function setLinkSettings(site: Site, path: string, s: { snapshotRef: string; scheduleS: number | null; minDelayS: number; maxDelayS: number }): void {
-  const cur = site.db.get<{ volume: string }>('SELECT volume FROM links WHERE path = ?', path);
+  const cur = findLink(site.catalog, path);
   if (!cur) throw new FerryError('USAGE', `no link at ${path} (removed while the plan ran?); apply the file again`);
   checkScheduleSettings(s, 'link');
-  site.db.tx(() => {
-    site.db.run('UPDATE links SET snapshot_ref = ?, schedule_s = ?, min_delay_s = ?, max_delay_s = ? WHERE path = ?', s.snapshotRef, s.scheduleS, s.minDelayS, s.maxDelayS, path);
+  site.catalog.tx(() => {
+    writeLinkSettings(site.catalog, path, s);
     site.event({ kind: 'link.settings', volume: cur.volume, outcome: 'ok', detail: { path, ...s } });
   });
 }

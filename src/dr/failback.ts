@@ -15,7 +15,7 @@
 // proceeds: the transfer then sends whatever this site lacks.
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
-import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import { finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -25,13 +25,19 @@ import { PeerClient } from '../site/client.ts';
 
 /** A DR call waits for a whole resync or switchover on the other side: silence on it is normal for a long time. */
 export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
-import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
-import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
-import { holdName } from '../site/receiver.ts';
-import { compareSnapshots, createSnapshot, findSnapshot, latestSnapshot, listSnapshots, resolveSnapshot, StatCacheWriter, statCacheFor } from '../site/snapshots.ts';
+import { createMirror, dropMirror, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
+import { type Peer } from '../site/peers.ts';
+import { createSnapshot } from '../site/snapshots.ts';
 import { captureTree } from '../snapshot/capture.ts';
 import { OverlayStore } from './links.ts';
-import { getVolume } from '../site/volumes.ts';
+import { holdReplica } from '../catalog/holds.ts';
+import { clearMirrorFailures, getMirror, hasMirror, listMirrors, setMirrorBase, setMirrorError } from '../catalog/mirrors.ts';
+import { addSecondary, endSecondary, getSecondary } from '../catalog/secondaries.ts';
+import { findPeerById, getPeer } from '../catalog/peers.ts';
+import { compareSnapshots, findSnapshot, latestSnapshot, listSnapshots, resolveSnapshot, snapshotById } from '../catalog/snapshots.ts';
+import { keepStatCacheOf, statCacheFor, StatCacheWriter } from '../catalog/stat-cache.ts';
+import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
+import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
 export interface RemoteState {
   volume: string;
@@ -67,17 +73,17 @@ function drClient(engine: Engine, peer: Peer): PeerClient {
 
 export async function planFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string } = {}): Promise<FailbackPlan> {
   const site = engine.site;
-  const vol = getVolume(site, volume);
-  const sec = site.db.get<{ source_site: string; source_volume: string; state: string }>('SELECT source_site, source_volume, state FROM secondaries WHERE volume = ?', volume);
+  const vol = getVolume(site.catalog, volume);
+  const sec = getSecondary(site.catalog, volume);
   if (vol.role === 'secondary' && sec && sec.state === 'active') {
     // A failback already passed step 2: carry on with step 3.
-    const peer = findPeerById(site, sec.source_site)!;
+    const peer = findPeerById(site.catalog, sec.source_site)!;
     return { volume, newPrimary: peer.name, remoteVolume: sec.source_volume, base: null, commonBase: true, full: opts.full ?? false, divergentSnapshots: [], expectedBytes: null, alreadySecondary: true, steps: [`ask ${peer.name} to resync ${sec.source_volume} here (resuming)`] };
   }
-  const mirrors = listMirrors(site, volume);
-  const m: Mirror | undefined = opts.to ? getMirror(site, volume, opts.to) : mirrors.find((x) => x.state === 'broken-off') ?? (mirrors.length === 1 ? mirrors[0] : undefined);
+  const mirrors = listMirrors(site.catalog, volume);
+  const m: Mirror | undefined = opts.to ? getMirror(site.catalog, volume, opts.to) : mirrors.find((x) => x.state === 'broken-off') ?? (mirrors.length === 1 ? mirrors[0] : undefined);
   if (!m) throw new FerryError('MIRROR_STATE', `volume ${volume} has no mirror that was failed over; say which site took over with --to SITE`);
-  const peer = getPeer(site, m.peer);
+  const peer = getPeer(site.catalog, m.peer);
   const client = drClient(engine, peer);
   let remote: RemoteState;
   try {
@@ -92,14 +98,14 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   if (remote.role !== 'primary') {
     throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}${remote.follows ? ` following another site` : ''}, not primary: there is nothing to fail back from (fail over there first)`);
   }
-  const commonBase = m.base !== null && remote.snapshots.includes(m.base) && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', m.base) !== undefined;
+  const commonBase = m.base !== null && remote.snapshots.includes(m.base) && snapshotById(site.catalog, m.base) !== undefined;
   if (!commonBase && !opts.full) {
     setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
     throw new FerryError('NEEDS_FULL_SYNC', `${volume} here and ${m.remoteVolume} at ${peer.name} share no base snapshot${m.base ? ` (${m.base} is gone from one side)` : ''}: a difference-based failback is impossible; rerun with --full to copy what differs in full (your writes here are kept in a snapshot first)`);
   }
   // After the base by lineage and origin, not by time: the base may have been taken at another site.
-  const baseSnap = m.base ? findSnapshot(site, volume, m.base) : undefined;
-  const divergent = listSnapshots(site, volume).filter((s) => s.id !== m.base && (!baseSnap || compareSnapshots(site, s, baseSnap) > 0)).map((s) => s.name ?? s.id);
+  const baseSnap = m.base ? findSnapshot(site.catalog, volume, m.base) : undefined;
+  const divergent = listSnapshots(site.catalog, volume).filter((s) => s.id !== m.base && (!baseSnap || compareSnapshots(site.catalog, s, baseSnap) > 0)).map((s) => s.name ?? s.id);
   return {
     volume,
     newPrimary: peer.name,
@@ -157,7 +163,7 @@ interface FailbackJournal {
 export async function runFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string; dryRun?: boolean } = {}): Promise<FailbackResult | { plan: FailbackPlan; resuming?: string }> {
   const site = engine.site;
   return withWorkflowLock(site, volume, async () => {
-    const wf = runningWorkflow<FailbackJournal>(site, volume);
+    const wf = runningWorkflow<FailbackJournal>(site.catalog, volume);
     if (wf && wf.kind !== 'failback') throw workflowBusy(wf, 'failback');
     if (wf) {
       if (opts.dryRun) return { plan: wf.plan.plan, resuming: wf.step };
@@ -166,7 +172,7 @@ export async function runFailback(engine: Engine, volume: string, opts: { full?:
     const plan = await planFailback(engine, volume, opts);
     if (opts.dryRun) return { plan };
     if (plan.alreadySecondary) {
-      const last = lastWorkflow<FailbackJournal>(site, volume, 'failback');
+      const last = lastWorkflow<FailbackJournal>(site.catalog, volume, 'failback');
       if (last?.state === 'done' && last.plan.update && last.plan.plan.newPrimary === plan.newPrimary) return { ...resultOf(last.plan), alreadyDone: true };
     }
     return executeFailback(engine, plan);
@@ -189,7 +195,7 @@ export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: 
   let journal = wf;
   if (!journal) {
     // The reversed mirror runs on the schedule this one had (read now: step 2 removes the record).
-    const m = plan.alreadySecondary ? undefined : getMirror(site, plan.volume, plan.newPrimary);
+    const m = plan.alreadySecondary ? undefined : getMirror(site.catalog, plan.volume, plan.newPrimary);
     const schedule = m ? { scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth } : null;
     journal = startWorkflow<FailbackJournal>(site, 'failback', plan.volume, { plan, mirror: m?.id ?? null, schedule }, plan.alreadySecondary ? 'demoted' : 'planned');
   }
@@ -206,7 +212,7 @@ export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: 
 async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): Promise<FailbackResult> {
   const site = engine.site;
   const plan = wf.plan.plan;
-  const peer = getPeer(site, plan.newPrimary);
+  const peer = getPeer(site.catalog, plan.newPrimary);
   // 1. keep this site's writes
   if (wf.step === 'planned') {
     const name = `failback-kept-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
@@ -217,7 +223,7 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     if (taken.warnings.length) site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { kept: snap.id, warnings: taken.warnings.length, warningPaths: keptWarnings.map((w) => w.path) } });
     let keptDiffers = true;
     if (plan.base) {
-      const a = readManifest(site.store, resolveSnapshot(site, plan.volume, plan.base).manifest as ObjectId);
+      const a = readManifest(site.store, resolveSnapshot(site.catalog, plan.volume, plan.base).manifest as ObjectId);
       const b = readManifest(site.store, snap.manifest as ObjectId);
       keptDiffers = a.members.some((x, i) => x.root !== b.members[i]?.root);
     }
@@ -229,18 +235,15 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   if (wf.step === 'kept') {
     const kept = wf.plan.kept!;
     const mirrorId = wf.plan.mirror!;
-    site.db.tx(() => {
-      site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
-      endSecondaryRelation(site, plan.volume);
-      site.db.run(
-        "INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)",
-        plan.volume, peer.id, plan.remoteVolume, kept, site.clock.now(),
-      );
-      if (plan.base) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdName(peer.id), site.clock.now());
-      const old = listMirrors(site, plan.volume).find((x) => x.id === mirrorId);
+    site.catalog.tx(() => {
+      setVolumeRole(site.catalog, plan.volume, 'secondary');
+      endSecondary(site.catalog, plan.volume);
+      addSecondary(site.catalog, plan.volume, peer.id, plan.remoteVolume, kept);
+      if (plan.base) holdReplica(site.catalog, plan.volume, peer.id, plan.base);
+      const old = listMirrors(site.catalog, plan.volume).find((x) => x.id === mirrorId);
       if (old) dropMirror(site, old, `${plan.volume} fails back: it is the secondary of ${peer.name} now`);
       // The stat cache rows describe the kept snapshot, which is what the replica holds now.
-      site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', plan.volume, kept);
+      keepStatCacheOf(site.catalog, plan.volume, kept);
       site.event({ kind: 'failback', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: peer.name, base: plan.base, kept: wf.plan.keptName, keptDiffers: wf.plan.keptDiffers } });
       recordStep(site, wf, 'demoted');
     });
@@ -277,7 +280,7 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
 export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolean> {
   if (m.state !== 'broken-off') return false;
   const site = engine.site;
-  const client = new PeerClient(engine.identity, getPeer(site, m.peer), { stallTimeoutMs: 30_000 });
+  const client = new PeerClient(engine.identity, getPeer(site.catalog, m.peer), { stallTimeoutMs: 30_000 });
   let remote: RemoteState;
   try {
     remote = await client.call<RemoteState>(ROUTES.dr('state'), { volume: m.remoteVolume, base: null });
@@ -288,8 +291,8 @@ export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolea
   }
   if (remote.role !== 'secondary' || remote.follows !== site.id) return false;
   const hasBase = m.base !== null && remote.snapshots.includes(m.base);
-  site.db.tx(() => {
-    site.db.run('UPDATE mirrors SET last_error = NULL, failures = 0 WHERE id = ?', m.id);
+  site.catalog.tx(() => {
+    clearMirrorFailures(site.catalog, m.id);
     setMirrorState(site, m, hasBase ? 'idle' : 'needs-full-sync', `${m.peer} follows this site again: its catalog shows no failover (its home restored from a backup taken before it?)`, { base: m.base });
   });
   return true;
@@ -307,7 +310,7 @@ export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolea
 export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJournal>): Promise<string> {
   const site = engine.site;
   const plan = wf.plan.plan;
-  const peer = getPeer(site, plan.newPrimary);
+  const peer = getPeer(site.catalog, plan.newPrimary);
   const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
   let unreachable: string | undefined;
   try {
@@ -319,15 +322,12 @@ export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJ
   }
   if (unreachable === undefined) throw new FerryError('MIRROR_STATE', `a failback of ${plan.volume} from ${plan.newPrimary} is waiting for its resync and ${plan.newPrimary} answers: rerun \`ferry failback ${plan.volume}\` to finish it rather than failing over`);
   const s = wf.plan.schedule;
-  site.db.tx(() => {
-    site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-    endSecondaryRelation(site, plan.volume);
-    const m = listMirrors(site, plan.volume).find((x) => x.peer === peer.name) ?? createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
-    if (plan.base && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', plan.base)) {
-      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', plan.base, holdFor(m), site.clock.now());
-      site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', plan.base, m.id);
-    }
-    site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took ${plan.remoteVolume} over; the failback from it was interrupted and undone (it could not be reached)` }), m.id);
+  site.catalog.tx(() => {
+    setVolumeRole(site.catalog, plan.volume, 'primary');
+    endSecondary(site.catalog, plan.volume);
+    const m = listMirrors(site.catalog, plan.volume).find((x) => x.peer === peer.name) ?? createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
+    if (plan.base && snapshotById(site.catalog, plan.base)) setMirrorBase(site.catalog, m.id, plan.base);
+    setMirrorError(site.catalog, m.id, { code: 'FAILED_OVER', message: `${peer.name} took ${plan.remoteVolume} over; the failback from it was interrupted and undone (it could not be reached)` });
     setMirrorState(site, m, 'broken-off', `the failback from ${peer.name} was undone: ${peer.name} cannot be reached`);
     site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', undone: `failover --force: ${peer.name} cannot be reached (${unreachable})`, base: plan.base, kept: wf.plan.keptName } });
     finishWorkflow(site, wf, 'rolled-back', { abandoned: 'failover --force' });
@@ -340,24 +340,24 @@ export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJ
 /** What the new primary tells an old primary planning a failback. */
 export async function describeForPeer(engine: Engine, peerId: string, volume: string, base: string | null): Promise<RemoteState> {
   const site = engine.site;
-  const vol = getVolume(site, volume);
-  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', volume);
-  const related = (sec && sec.source_site === peerId) || site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', volume, findPeerById(site, peerId)?.name ?? '');
+  const vol = getVolume(site.catalog, volume);
+  const sec = getSecondary(site.catalog, volume);
+  const related = (sec && sec.source_site === peerId) || hasMirror(site.catalog, volume, findPeerById(site.catalog, peerId)?.name ?? '');
   if (!related) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} at ${site.name} is not mirrored with the asking site`);
-  const snaps = listSnapshots(site, volume);
-  const newest = latestSnapshot(site, volume);
+  const snaps = listSnapshots(site.catalog, volume);
+  const newest = latestSnapshot(site.catalog, volume);
   let changed: RemoteState['changedSinceBase'] = null;
   if (base && snaps.some((s) => s.id === base)) {
     // The resync sends a snapshot taken when it starts: count the writes made here since the newest
     // snapshot too. The live tree members are captured into a throwaway overlay (nothing is stored;
     // files unchanged since the newest snapshot come from its stat cache, unread).
-    const a = readManifest(site.store, resolveSnapshot(site, volume, base).manifest as ObjectId);
+    const a = readManifest(site.store, resolveSnapshot(site.catalog, volume, base).manifest as ObjectId);
     const overlay = new OverlayStore(site.store);
     let bytes = 0;
     let paths = 0;
     for (const m of vol.members) {
       if (m.kind !== 'tree') continue;
-      const cache = statCacheFor(site, volume, m.name, newest?.id, new StatCacheWriter(site, volume, ''));
+      const cache = statCacheFor(site.catalog, volume, m.name, newest?.id, new StatCacheWriter(site.catalog, volume, ''));
       const live = await captureTree(m.path, { store: overlay, pool: engine.pool, cache: { load: cache.load, save: () => {} }, startedAt: site.clock.now() });
       const ma = a.members.find((x) => x.name === m.name);
       const sum = diffTrees(overlay, ma?.root ?? null, live.root, () => {});
@@ -384,30 +384,27 @@ export async function serveFailback(
   req: { volume: string; to: string; base: string | null; full: boolean; schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null },
 ): Promise<UpdateResult> {
   const site = engine.site;
-  const peer = findPeerById(site, peerId);
+  const peer = findPeerById(site.catalog, peerId);
   if (!peer) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
-  const vol = getVolume(site, req.volume);
-  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', req.volume);
-  let m = listMirrors(site, req.volume).find((x) => x.peer === peer.name);
+  const vol = getVolume(site.catalog, req.volume);
+  const sec = getSecondary(site.catalog, req.volume);
+  let m = listMirrors(site.catalog, req.volume).find((x) => x.peer === peer.name);
   if (!m) {
     if (vol.role !== 'primary' || !sec || sec.source_site !== peerId || sec.state !== 'broken-off') {
       throw new FerryError('MIRROR_STATE', `${site.name} did not take ${req.volume} over from ${peer.name}: no failback to serve`);
     }
-    const hasBase = req.base !== null && site.db.get('SELECT 1 FROM snapshots WHERE id = ? AND volume = ?', req.base, req.volume) !== undefined;
+    const hasBase = req.base !== null && findSnapshot(site.catalog, req.volume, req.base) !== undefined;
     if (!hasBase && !req.full) throw new FerryError('NEEDS_FULL_SYNC', `${site.name} no longer holds base ${req.base}; fail back with --full`);
     const s = req.schedule;
     // One transaction: a crash leaves either no reverse mirror (the rerun creates it) or one with its base.
-    site.db.tx(() => {
+    site.catalog.tx(() => {
       const created = createMirror(site, { volume: req.volume, to: `${peer.name}:${req.to}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
       // The base held for failback becomes the reverse mirror's base (held by it before the relation's hold goes).
-      if (hasBase) {
-        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.base, holdFor(created), site.clock.now());
-        site.db.run("UPDATE mirrors SET base = ?, state = 'idle' WHERE id = ?", req.base, created.id);
-      }
-      endSecondaryRelation(site, req.volume);
+      if (hasBase) setMirrorBase(site.catalog, created.id, req.base!, { state: 'idle' });
+      endSecondary(site.catalog, req.volume);
       site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: created.id, base: hasBase ? req.base : null } });
     });
-    m = getMirror(site, req.volume, peer.name);
+    m = getMirror(site.catalog, req.volume, peer.name);
     await checkpoint('failback:serve-after-reverse');
   }
   return engine.update(req.volume, peer.name, { initialize: m.base === null, force: true });

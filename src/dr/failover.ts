@@ -14,14 +14,18 @@ import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
-import { findPeerById } from '../site/peers.ts';
 import { createSnapshot } from '../site/snapshots.ts';
-import { getVolume } from '../site/volumes.ts';
 import { PeerClient } from '../site/client.ts';
-import { applyInFlight, cancelApply, holdName, withReplicaLock } from '../site/receiver.ts';
-import { finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import { applyInFlight, cancelApply, withReplicaLock } from '../site/receiver.ts';
+import { finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import { failoverOutOfMigrate } from './migrate.ts';
 import { undoDemotedFailback, type FailbackPlan } from './failback.ts';
+import { holdReplica } from '../catalog/holds.ts';
+import { breakOffMirror, listMirrors } from '../catalog/mirrors.ts';
+import { findPeerById } from '../catalog/peers.ts';
+import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
+import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
+import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
 export interface FailoverPlan {
   volume: string;
@@ -39,19 +43,8 @@ export interface FailoverPlan {
   steps: string[];
 }
 
-interface SecRow {
-  volume: string;
-  source_site: string;
-  source_volume: string;
-  applied: string | null;
-  applying: string | null;
-  consistent: number;
-  state: string;
-  apply_error: string | null;
-}
-
 /** What became of the apply a replica is left inconsistent by: it failed (and why), or it was cut. */
-function unfinishedApply(row: SecRow, volume: string): string {
+function unfinishedApply(row: SecondaryRow, volume: string): string {
   const err = row.apply_error ? (JSON.parse(row.apply_error) as { code: string; message: string }) : null;
   if (err) return `the apply of ${row.applying} into the replica of ${volume} failed (${err.code}: ${err.message})`;
   return `the apply of ${row.applying} into the replica of ${volume} was interrupted (the process applying it stopped) and not finished since`;
@@ -59,8 +52,8 @@ function unfinishedApply(row: SecRow, volume: string): string {
 
 export function planFailover(engine: Engine, volume: string, opts: { force?: boolean } = {}): FailoverPlan {
   const site = engine.site;
-  const vol = getVolume(site, volume);
-  const row = site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+  const vol = getVolume(site.catalog, volume);
+  const row = getSecondary(site.catalog, volume);
   if (!row) throw new FerryError('MIRROR_STATE', `volume ${volume} is not a secondary here (role ${vol.role}); failover runs at a secondary`);
   const alreadyPrimary = vol.role === 'primary' && row.state === 'broken-off';
   const consistent = row.consistent === 1 && row.applying === null;
@@ -68,10 +61,10 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   // An apply running now (not cut) is waited for, or with --force cancelled and rolled back.
   const inFlight = !alreadyPrimary && applyInFlight(site, volume);
   if (!consistent && !opts.force && !inFlight) {
-    const source = findPeerById(site, row.source_site)?.name ?? row.source_site;
+    const source = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
     throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}; run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it, or, if ${source} is up, let its next \`ferry mirror update\` finish the apply (keeping the same) and fail over then`);
   }
-  const peer = findPeerById(site, row.source_site);
+  const peer = findPeerById(site.catalog, row.source_site);
   const steps = [
     `tell ${peer?.name ?? row.source_site} to stop updating ${row.source_volume}${opts.force ? ' (if reachable)' : ''}`,
     ...(inFlight ? [opts.force ? `cancel the apply in flight and roll the replica back to ${row.applied}` : `wait for the apply in flight to finish`] : consistent ? [] : [`roll the replica back to ${row.applied}`]),
@@ -127,12 +120,12 @@ interface FailoverJournal {
 export async function runFailover(engine: Engine, volume: string, opts: { force?: boolean; dryRun?: boolean } = {}): Promise<FailoverResult | { plan: FailoverPlan; resuming?: string }> {
   const site = engine.site;
   return withWorkflowLock(site, volume, async () => {
-    let wf = runningWorkflow<FailoverJournal>(site, volume);
+    let wf = runningWorkflow<FailoverJournal>(site.catalog, volume);
     if (wf?.kind === 'migrate') {
       // A migrate stranded after this site demoted itself: settled first, or, its target lost, --force promotes this site (migrate.ts).
       const r = await failoverOutOfMigrate(engine, wf as never, opts);
       if (r) return r;
-      wf = runningWorkflow<FailoverJournal>(site, volume);
+      wf = runningWorkflow<FailoverJournal>(site.catalog, volume);
     } else if (wf?.kind === 'failback' && wf.step === 'demoted' && !opts.dryRun) {
       // A failback waiting for a new primary that is lost: with --force closed, and this secondary fails over like any other (failback.ts).
       if (!opts.force) throw new FerryError('MIRROR_STATE', `${workflowBusy(wf, 'failover').message}; if the site it fails back from is lost, \`ferry failover ${volume} --force\` makes this site primary again`);
@@ -149,7 +142,7 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
     const plan = planFailover(engine, volume, opts);
     if (opts.dryRun) return { plan };
     if (plan.alreadyPrimary) {
-      const last = lastWorkflow<FailoverJournal>(site, volume, 'failover');
+      const last = lastWorkflow<FailoverJournal>(site.catalog, volume, 'failover');
       // Done before: the recorded result, except that an old primary not told yet is told now.
       if (last?.state === 'done' && last.plan.snapshot) {
         const told = await tellOldPrimary(engine, volume);
@@ -186,7 +179,7 @@ export async function executeFailover(engine: Engine, plan: FailoverPlan, wf?: W
 async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): Promise<FailoverResult> {
   const site = engine.site;
   const plan = wf.plan.plan;
-  const row = () => site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', plan.volume)!;
+  const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
     const { notified, notifyError } = await sendNotice(engine, row());
@@ -203,9 +196,9 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
     if (plan.force) cancelApply(site, plan.volume, 'failover --force');
     await withReplicaLock(site, plan.volume, async () => {
       const r = row();
-      const vol = getVolume(site, plan.volume);
+      const vol = getVolume(site.catalog, plan.volume);
       if (vol.role === 'primary' && r.state === 'broken-off') {
-        site.db.run('UPDATE secondaries SET failover_notice = ? WHERE volume = ? AND failover_notice IS NULL', JSON.stringify(noticeAfterStep1(site, wf.plan)), plan.volume);
+        setFailoverNotice(site.catalog, plan.volume, noticeAfterStep1(site, wf.plan), { ifUnset: true });
         recordStep(site, wf, 'promoted', { base: r.applied! });
         return;
       }
@@ -214,7 +207,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       if (r.applying !== null || r.consistent !== 1) {
         if (!plan.force) throw new FerryError('MIRROR_STATE', `${unfinishedApply(r, plan.volume)}; run \`ferry failover ${plan.volume} --force\` to roll it back to ${r.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it`);
         const back = await engine.receiverFor(r.source_site).rollBack(plan.volume);
-        site.db.tx(() => {
+        site.catalog.tx(() => {
           site.event({ kind: 'failover.rollback', volume: plan.volume, outcome: 'ok', detail: { to: back.to, kept: back.kept ?? null } });
           recordStep(site, wf, 'rolled-back', { rollback: back });
         });
@@ -222,10 +215,10 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
       }
       // 3. promote; the base (what the replica shows) stays held for failback
       const applied = row().applied!;
-      site.db.tx(() => {
-        site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-        site.db.run("UPDATE secondaries SET state = 'broken-off', failover_notice = ?, updated_at = ? WHERE volume = ?", JSON.stringify(noticeAfterStep1(site, wf.plan)), site.clock.now(), plan.volume);
-        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', applied, holdName(r.source_site), site.clock.now());
+      site.catalog.tx(() => {
+        setVolumeRole(site.catalog, plan.volume, 'primary');
+        breakOffSecondary(site.catalog, plan.volume, noticeAfterStep1(site, wf.plan));
+        holdReplica(site.catalog, plan.volume, r.source_site, applied);
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
         recordStep(site, wf, 'promoted', { base: applied });
       });
@@ -267,8 +260,8 @@ function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNot
 }
 
 /** Send the failover notice to the old primary of `row` (at most 15 s of silence); `late`: after the failover itself. */
-async function sendNotice(engine: Engine, row: SecRow, late = false): Promise<{ notified: boolean; notifyError?: string; gone?: string }> {
-  const peer = findPeerById(engine.site, row.source_site);
+async function sendNotice(engine: Engine, row: SecondaryRow, late = false): Promise<{ notified: boolean; notifyError?: string; gone?: string }> {
+  const peer = findPeerById(engine.site.catalog, row.source_site);
   if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
   const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
   try {
@@ -291,7 +284,7 @@ async function sendNotice(engine: Engine, row: SecRow, late = false): Promise<{ 
  */
 export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ notified: boolean; notifyError?: string } | undefined> {
   const site = engine.site;
-  const row = site.db.get<SecRow & { failover_notice: string | null }>('SELECT * FROM secondaries WHERE volume = ?', volume);
+  const row = getSecondary(site.catalog, volume);
   const notice = row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
   if (!row || row.state !== 'broken-off' || !notice) return undefined;
   if (notice.state === 'told') return { notified: true };
@@ -300,9 +293,9 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
   const next: FailoverNotice = r.notified
     ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}) }
     : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError };
-  const peerName = findPeerById(site, row.source_site)?.name ?? row.source_site;
-  site.db.tx(() => {
-    site.db.run('UPDATE secondaries SET failover_notice = ? WHERE volume = ?', JSON.stringify(next), volume);
+  const peerName = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
+  site.catalog.tx(() => {
+    setFailoverNotice(site.catalog, volume, next);
     // an event when it is told, or when the reason it is not changes (not one per attempt)
     if (r.notified) site.event({ kind: 'failover.notice', volume, outcome: 'ok', detail: { oldPrimary: peerName, attempts: next.attempts, ...(r.gone ? { note: r.gone } : {}) } });
     else if (r.notifyError !== notice.lastError) site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { oldPrimary: peerName, attempts: next.attempts, error: r.notifyError } });
@@ -314,7 +307,7 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
 export async function deliverFailoverNotices(engine: Engine): Promise<void> {
   const site = engine.site;
   if (site.readOnly) return;
-  for (const { volume } of site.db.all<{ volume: string }>("SELECT volume FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending'")) {
+  for (const volume of pendingFailoverNotices(site.catalog)) {
     // (no workflow lock: a notice is idempotent, and a long migrate or failback must not hold it up)
     await tellOldPrimary(engine, volume).catch(() => {});
   }
@@ -329,15 +322,15 @@ export async function deliverFailoverNotices(engine: Engine): Promise<void> {
  */
 export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean } = {}): { mirror: string; state: string } {
   const site = engine.site;
-  const peer = findPeerById(site, peerId)!;
-  const m = site.db.get<{ id: string; state: string }>('SELECT id, state FROM mirrors WHERE volume = ? AND peer = ?', volume, peer.name);
+  const peer = findPeerById(site.catalog, peerId)!;
+  const m = listMirrors(site.catalog, volume).find((x) => x.peer === peer.name);
   if (!m) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
   if (m.state !== 'broken-off') {
-    site.db.tx(() => {
-      site.db.run("UPDATE mirrors SET state = 'broken-off', last_error = ? WHERE id = ?", JSON.stringify({ code: 'FAILED_OVER', message: `${peer.name} took over ${volume}: this site is no longer its primary; run \`ferry failback ${volume}\` here to become its secondary (writes made here are kept)` }), m.id);
+    site.catalog.tx(() => {
+      breakOffMirror(site.catalog, m.id, { code: 'FAILED_OVER', message: `${peer.name} took over ${volume}: this site is no longer its primary; run \`ferry failback ${volume}\` here to become its secondary (writes made here are kept)` });
       site.event({ kind: 'mirror.state', volume, outcome: 'info', detail: { mirror: m.id, transition: `${m.state} => broken-off`, reason: `${peer.name} failed over` } });
     });
-    if (o.late && getVolume(site, volume).role === 'primary') void keepAtNotice(engine, volume, peer.name);
+    if (o.late && getVolume(site.catalog, volume).role === 'primary') void keepAtNotice(engine, volume, peer.name);
   }
   return { mirror: m.id, state: 'broken-off' };
 }

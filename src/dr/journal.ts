@@ -6,68 +6,15 @@
 // to finish the workflow or undo it (each workflow says which: failover.ts,
 // failback.ts, migrate.ts). At most one workflow runs per volume.
 //
-// This module owns the rows and the per-volume lock that serializes
-// workflows within a process; it never decides what a step means.
+// This module owns the journal's events and the per-volume lock that
+// serializes workflows within a process (the rows are catalog/workflows.ts's);
+// it never decides what a step means.
 import { randomUUID } from 'node:crypto';
 import { FerryError } from '../core/errors.ts';
 import type { Site } from '../site/site.ts';
+import { insertWorkflow, runningWorkflow, writeWorkflowError, writeWorkflowState, writeWorkflowStep, type Workflow, type WorkflowKind } from '../catalog/workflows.ts';
 
-export type WorkflowKind = 'failover' | 'failback' | 'migrate' | 'migrate-accept';
-export type WorkflowState = 'running' | 'done' | 'rolled-back';
-
-export interface Workflow<P = Record<string, unknown>> {
-  id: string;
-  kind: WorkflowKind;
-  volume: string;
-  step: string;
-  state: WorkflowState;
-  /** the plan, and what completed steps learned (a kept snapshot's id, a transfer's result) */
-  plan: P;
-  error: { code: string; message: string } | null;
-  startedAt: number;
-  updatedAt: number;
-}
-
-interface Row {
-  id: string;
-  kind: WorkflowKind;
-  volume: string;
-  step: string;
-  state: WorkflowState;
-  plan: string;
-  error: string | null;
-  started_at: number;
-  updated_at: number;
-}
-
-function toWorkflow<P>(r: Row): Workflow<P> {
-  return { id: r.id, kind: r.kind, volume: r.volume, step: r.step, state: r.state, plan: JSON.parse(r.plan) as P, error: r.error ? JSON.parse(r.error) : null, startedAt: r.started_at, updatedAt: r.updated_at };
-}
-
-/** Read the journal; a catalog opened read-only that predates the table has no workflows. */
-function query<T>(site: Site, fn: () => T, empty: T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (/no such table: workflows/.test((err as Error).message)) return empty;
-    throw err;
-  }
-}
-
-export function runningWorkflow<P = Record<string, unknown>>(site: Site, volume: string): Workflow<P> | undefined {
-  const r = query(site, () => site.db.get<Row>("SELECT * FROM workflows WHERE volume = ? AND state = 'running'", volume), undefined);
-  return r ? toWorkflow<P>(r) : undefined;
-}
-
-export function runningWorkflows(site: Site): Workflow[] {
-  return query(site, () => site.db.all<Row>("SELECT * FROM workflows WHERE state = 'running' ORDER BY started_at"), []).map((r) => toWorkflow(r));
-}
-
-/** The newest workflow of a kind for a volume, whatever its state. */
-export function lastWorkflow<P = Record<string, unknown>>(site: Site, volume: string, kind: WorkflowKind): Workflow<P> | undefined {
-  const r = query(site, () => site.db.get<Row>('SELECT * FROM workflows WHERE volume = ? AND kind = ? ORDER BY started_at DESC, rowid DESC LIMIT 1', volume, kind), undefined);
-  return r ? toWorkflow<P>(r) : undefined;
-}
+export type { Workflow, WorkflowKind, WorkflowState } from '../catalog/workflows.ts';
 
 /** A workflow of another kind is in progress on the volume: say which, and how to finish it. */
 export function workflowBusy(wf: Workflow<unknown>, wanted: string): FerryError {
@@ -79,10 +26,10 @@ export function workflowBusy(wf: Workflow<unknown>, wanted: string): FerryError 
 export function startWorkflow<P extends object>(site: Site, kind: WorkflowKind, volume: string, plan: P, step = 'planned'): Workflow<P> {
   const now = site.clock.now();
   const id = randomUUID();
-  site.db.tx(() => {
-    const busy = runningWorkflow(site, volume);
+  site.catalog.tx(() => {
+    const busy = runningWorkflow(site.catalog, volume);
     if (busy) throw workflowBusy(busy, kind);
-    site.db.run('INSERT INTO workflows (id, kind, volume, step, state, plan, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', id, kind, volume, step, 'running', JSON.stringify(plan), now, now);
+    insertWorkflow(site.catalog, { id, kind, volume, step, plan, at: now });
     site.event({ kind: 'workflow', volume, outcome: 'info', detail: { workflow: id, kind, step, transition: `=> ${step}` } });
   });
   return { id, kind, volume, step, state: 'running', plan, error: null, startedAt: now, updatedAt: now };
@@ -95,8 +42,8 @@ export function startWorkflow<P extends object>(site: Site, kind: WorkflowKind, 
 export function recordStep<P extends object>(site: Site, wf: Workflow<P>, step: string, learned: Partial<P> = {}): void {
   const plan = { ...wf.plan, ...learned };
   const now = site.clock.now();
-  site.db.tx(() => {
-    site.db.run('UPDATE workflows SET step = ?, plan = ?, error = NULL, updated_at = ? WHERE id = ?', step, JSON.stringify(plan), now, wf.id);
+  site.catalog.tx(() => {
+    writeWorkflowStep(site.catalog, wf.id, step, plan, now);
     site.event({ kind: 'workflow', volume: wf.volume, outcome: 'info', detail: { workflow: wf.id, kind: wf.kind, transition: `${wf.step} => ${step}` } });
   });
   wf.step = step;
@@ -109,8 +56,8 @@ export function recordStep<P extends object>(site: Site, wf: Workflow<P>, step: 
 export function finishWorkflow<P extends object>(site: Site, wf: Workflow<P>, state: 'done' | 'rolled-back', learned: Partial<P> = {}): void {
   const plan = { ...wf.plan, ...learned };
   const now = site.clock.now();
-  site.db.tx(() => {
-    site.db.run('UPDATE workflows SET state = ?, plan = ?, updated_at = ? WHERE id = ?', state, JSON.stringify(plan), now, wf.id);
+  site.catalog.tx(() => {
+    writeWorkflowState(site.catalog, wf.id, state, plan, now);
     site.event({ kind: 'workflow', volume: wf.volume, outcome: state === 'done' ? 'ok' : 'warning', detail: { workflow: wf.id, kind: wf.kind, step: wf.step, transition: `running => ${state}` } });
   });
   wf.state = state;
@@ -120,23 +67,18 @@ export function finishWorkflow<P extends object>(site: Site, wf: Workflow<P>, st
 /** Merge what was learned into a workflow's plan, whatever its state (a closed one's answer arriving later). */
 export function amendWorkflow<P extends object>(site: Site, wf: Workflow<P>, learned: Partial<P>): void {
   const plan = { ...wf.plan, ...learned };
-  site.db.tx(() => {
-    site.db.run('UPDATE workflows SET plan = ?, updated_at = ? WHERE id = ?', JSON.stringify(plan), site.clock.now(), wf.id);
+  site.catalog.tx(() => {
+    writeWorkflowState(site.catalog, wf.id, undefined, plan, site.clock.now());
     site.event({ kind: 'workflow', volume: wf.volume, outcome: 'info', detail: { workflow: wf.id, kind: wf.kind, amended: Object.keys(learned) } });
   });
   wf.plan = plan;
-}
-
-/** Migrates closed by `failover --force` whose target has not answered yet (src/dr/migrate.ts, settleForcedMigrate). */
-export function forcedMigratesToSettle(site: Site): Workflow[] {
-  return query(site, () => site.db.all<Row>("SELECT * FROM workflows WHERE kind = 'migrate' AND state = 'rolled-back' AND json_extract(plan, '$.forced.unresolved') = 1 ORDER BY started_at"), []).map((r) => toWorkflow(r));
 }
 
 /** Remember why the workflow stopped (it stays running: a rerun or the daemon at start carries on). */
 export function noteWorkflowError(site: Site, wf: Workflow<unknown>, err: unknown): void {
   const e = err instanceof FerryError ? { code: err.code, message: err.message } : { code: 'INTERNAL', message: String((err as Error)?.message ?? err) };
   try {
-    site.db.run('UPDATE workflows SET error = ?, updated_at = ? WHERE id = ?', JSON.stringify(e), site.clock.now(), wf.id);
+    writeWorkflowError(site.catalog, wf.id, e, site.clock.now());
     wf.error = e;
   } catch {
     // the original error matters more
@@ -145,7 +87,7 @@ export function noteWorkflowError(site: Site, wf: Workflow<unknown>, err: unknow
 
 /** What `ferry status` shows of a volume's workflow in progress. */
 export function workflowSummary(site: Site, volume: string): { id: string; kind: WorkflowKind; step: string; startedAt: number; updatedAt: number; error: { code: string; message: string } | null } | null {
-  const wf = runningWorkflow(site, volume);
+  const wf = runningWorkflow(site.catalog, volume);
   return wf ? { id: wf.id, kind: wf.kind, step: wf.step, startedAt: wf.startedAt, updatedAt: wf.updatedAt, error: wf.error } : null;
 }
 

@@ -8,8 +8,7 @@
 import { existsSync, lstatSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { FerryError } from '../core/errors.ts';
-import { safeIntColumn } from '../core/sqlite.ts';
-import { checkScheduleSettings, storedScheduleSettings } from '../core/units.ts';
+import { checkScheduleSettings } from '../core/units.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, type ObjectInfo, type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { applyTree } from '../replication/apply.ts';
@@ -19,56 +18,17 @@ import { diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import { restoreImage, restoreTree } from '../snapshot/restore.ts';
 import type { Site } from '../site/site.ts';
-import { resolveSnapshot, type SnapshotRecord } from '../site/snapshots.ts';
-import { getVolume } from '../site/volumes.ts';
 import { canonicalPath, replicaRoot, within } from '../site/paths.ts';
+import { deleteLink, findLink, insertLink, linkNests, setLinkSnapshot, type Link } from '../catalog/links.ts';
+import { resolveSnapshot, snapshotById, type SnapshotRecord } from '../catalog/snapshots.ts';
+import { allMembers, getVolume } from '../catalog/volumes.ts';
 
-export interface Link {
-  path: string;
-  volume: string;
-  member: string;
-  snapshotRef: string;
-  snapshot: string;
-  refreshedAt: number;
-  scheduleS: number | null;
-  minDelayS: number;
-  maxDelayS: number;
-  createdAt: number;
-}
-
-interface LinkRow {
-  path: string;
-  volume: string;
-  member: string;
-  snapshot_ref: string;
-  snapshot: string;
-  refreshed_at: number;
-  schedule_s: number | null;
-  min_delay_s: number;
-  max_delay_s: number;
-  created_at: number;
-}
-
-// Settings stored out of bounds by an older ferry are read as the nearest value within them (the
-// link's next `config apply` or re-creation writes sound ones); numbers are read within JavaScript's
-// safe integers, which node:sqlite requires.
-const toLink = (r: LinkRow): Link => {
-  const { settings } = storedScheduleSettings({ scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s });
-  return {
-    path: r.path, volume: r.volume, member: r.member, snapshotRef: r.snapshot_ref, snapshot: r.snapshot, refreshedAt: r.refreshed_at,
-    scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS, createdAt: r.created_at,
-  };
-};
-const LINK_COLUMNS = ['path', 'volume', 'member', 'snapshot_ref', 'snapshot', ...['refreshed_at', 'schedule_s', 'min_delay_s', 'max_delay_s', 'created_at'].map(safeIntColumn)].join(', ');
-
-export function listLinks(site: Site): Link[] {
-  return site.db.all<LinkRow>(`SELECT ${LINK_COLUMNS} FROM links ORDER BY path`).map(toLink);
-}
+export type { Link } from '../catalog/links.ts';
 
 export function getLink(site: Site, path: string): Link {
-  const r = site.db.get<LinkRow>(`SELECT ${LINK_COLUMNS} FROM links WHERE path = ?`, resolve(path));
-  if (!r) throw new FerryError('USAGE', `no link at ${resolve(path)}; \`ferry link list\` shows them`);
-  return toLink(r);
+  const l = findLink(site.catalog, resolve(path));
+  if (!l) throw new FerryError('USAGE', `no link at ${resolve(path)}; \`ferry link list\` shows them`);
+  return l;
 }
 
 function checkLinkPath(site: Site, path: string): string {
@@ -79,7 +39,7 @@ function checkLinkPath(site: Site, path: string): string {
     if (!st.isDirectory() || readdirSync(path).length > 0) throw new FerryError('TARGET_NOT_EMPTY', `link path ${path} exists and is not an empty directory; choose a new path`);
     path = realpathSync(path);
   }
-  for (const m of site.db.all<{ path: string; volume: string }>('SELECT path, volume FROM members')) {
+  for (const m of allMembers(site.catalog)) {
     if (within(path, m.path) || within(m.path, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps member ${m.path} of volume ${m.volume}; a link must be a path of its own`);
   }
   if (within(path, site.paths.home) || within(site.paths.home, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps the site home`);
@@ -87,12 +47,12 @@ function checkLinkPath(site: Site, path: string): string {
   if (within(path, root) || within(root, path)) {
     throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps the replica root ${root}, where replicas from peers are made (a refresh replaces the link's copy whole); choose a path apart from it`);
   }
-  if (site.db.get('SELECT 1 FROM links WHERE ? LIKE path || \'/%\' OR path LIKE ? || \'/%\'', path, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps another link`);
+  if (linkNests(site.catalog, path)) throw new FerryError('MEMBER_INVALID', `link path ${path} overlaps another link`);
   return path;
 }
 
 function pickMember(site: Site, volume: string, member?: string): { name: string; kind: 'tree' | 'image' } {
-  const vol = getVolume(site, volume);
+  const vol = getVolume(site.catalog, volume);
   if (member) {
     const m = vol.members.find((x) => x.name === member);
     if (!m) throw new FerryError('USAGE', `volume ${volume} has no member ${member} (members: ${vol.members.map((x) => x.name).join(', ')})`);
@@ -120,21 +80,16 @@ export interface CreateLinkOptions {
 export function createLink(site: Site, rawPath: string, o: CreateLinkOptions): Link {
   const settings = checkScheduleSettings({ scheduleS: o.scheduleS ?? null, minDelayS: o.minDelayS ?? 0, maxDelayS: o.maxDelayS ?? 86400 }, 'link');
   const path = checkLinkPath(site, resolve(rawPath));
-  if (site.db.get('SELECT 1 FROM links WHERE path = ?', path)) throw new FerryError('USAGE', `a link already exists at ${path}`);
+  if (findLink(site.catalog, path)) throw new FerryError('USAGE', `a link already exists at ${path}`);
   const member = pickMember(site, o.volume, o.member);
   const ref = o.snapshot ?? 'latest';
-  const snap = resolveSnapshot(site, o.volume, ref);
+  const snap = resolveSnapshot(site.catalog, o.volume, ref);
   const m = memberRoot(site, snap, member.name);
   if (m.kind === 'tree') restoreTree(m.root, '', path, { store: site.store, force: true });
   else restoreImage(m.root, path, { store: site.store });
-  const now = site.clock.now();
-  site.db.tx(() => {
-    site.db.run(
-      'INSERT INTO links (path, volume, member, snapshot_ref, snapshot, refreshed_at, schedule_s, min_delay_s, max_delay_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      path, o.volume, member.name, ref, snap.id, now, settings.scheduleS, settings.minDelayS, settings.maxDelayS, now,
-    );
-    // The snapshot a link shows is held: retention must not take it from under the copy.
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', snap.id, `link:${path}`, now);
+  site.catalog.tx(() => {
+    // The snapshot a link shows is held from now on: retention must not take it from under the copy.
+    insertLink(site.catalog, { path, volume: o.volume, member: member.name, snapshotRef: ref, snapshot: snap.id, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS });
     site.event({ kind: 'link.create', volume: o.volume, outcome: 'ok', detail: { path, member: member.name, snapshot: snap.id } });
   });
   return getLink(site, path);
@@ -194,8 +149,8 @@ export async function refreshLink(site: Site, pool: ChunkPool, rawPath: string, 
     throw new FerryError('MIRROR_STATE', `link ${link.path} was refreshed ${Math.round((now - link.refreshedAt) / 1000)} s ago, within its min delay of ${link.minDelayS} s; wait or use --force`);
   }
   const ref = o.snapshot ?? link.snapshotRef;
-  const next = resolveSnapshot(site, link.volume, ref);
-  const before = memberRoot(site, resolveSnapshot(site, link.volume, link.snapshot), link.member);
+  const next = resolveSnapshot(site.catalog, link.volume, ref);
+  const before = memberRoot(site, resolveSnapshot(site.catalog, link.volume, link.snapshot), link.member);
   const after = memberRoot(site, next, link.member);
   let discarded = 0;
   let bytesWritten = 0;
@@ -210,10 +165,8 @@ export async function refreshLink(site: Site, pool: ChunkPool, rawPath: string, 
     discarded = st.mtimeMs > BigInt(link.refreshedAt) ? 1 : 0;
     bytesWritten = restoreImage(after.root, link.path, { store: site.store, force: true }).bytes;
   }
-  site.db.tx(() => {
-    site.db.run('UPDATE links SET snapshot = ?, snapshot_ref = ?, refreshed_at = ? WHERE path = ?', next.id, ref, now, link.path);
-    site.db.run('DELETE FROM holds WHERE holder = ?', `link:${link.path}`);
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', next.id, `link:${link.path}`, now);
+  site.catalog.tx(() => {
+    setLinkSnapshot(site.catalog, link.path, next.id, ref, now);
     site.event({ kind: 'link.refresh', volume: link.volume, outcome: discarded ? 'warning' : 'ok', detail: { path: link.path, from: link.snapshot, to: next.id, discarded, scheduled: o.scheduled === true } });
   });
   return { link: getLink(site, link.path), from: link.snapshot, to: next.id, discarded, bytesWritten };
@@ -221,9 +174,8 @@ export async function refreshLink(site: Site, pool: ChunkPool, rawPath: string, 
 
 export function removeLink(site: Site, rawPath: string, o: { keepData?: boolean } = {}): void {
   const link = getLink(site, rawPath);
-  site.db.tx(() => {
-    site.db.run('DELETE FROM holds WHERE holder = ?', `link:${link.path}`);
-    site.db.run('DELETE FROM links WHERE path = ?', link.path);
+  site.catalog.tx(() => {
+    deleteLink(site.catalog, link.path);
     site.event({ kind: 'link.remove', volume: link.volume, outcome: 'ok', detail: { path: link.path, keptData: o.keepData === true } });
   });
   if (!o.keepData) rmSync(link.path, { recursive: true, force: true });
@@ -237,7 +189,7 @@ export interface LinkStatus extends Link {
 }
 
 export function linkStatus(site: Site, link: Link): LinkStatus {
-  const t = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', link.snapshot)?.time ?? link.refreshedAt;
+  const t = snapshotById(site.catalog, link.snapshot)?.time ?? link.refreshedAt;
   const age = Math.max(0, (site.clock.now() - t) / 1000);
   return { ...link, snapshotTime: t, ageSeconds: age, health: age > link.maxDelayS ? 'warn' : 'up', nextRunAt: link.scheduleS ? link.refreshedAt + link.scheduleS * 1000 : null };
 }

@@ -19,7 +19,7 @@ import { formatBytes } from '../cli/output.ts';
 import { changesSinceBase } from './split-brain.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
-import { amendWorkflow, finishWorkflow, lastWorkflow, noteWorkflowError, recordStep, runningWorkflow, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
+import { amendWorkflow, finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { FailoverPlan, FailoverResult } from './failover.ts';
 import type { RemoteState } from './failback.ts';
 import type { Engine } from '../site/engine.ts';
@@ -27,12 +27,17 @@ import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
 import { DR_CALL_TIMEOUT_MS } from './failback.ts';
 import { runHook, hookSucceeded, hookError, type HookResult } from '../site/hooks.ts';
-import { createMirror, dropMirror, endSecondaryRelation, getMirror, holdFor, listMirrors, mirrorStatus, setMirrorState } from '../site/mirrors.ts';
-import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
-import { pendingPeerDeletions } from '../site/peer-snapshots.ts';
-import { holdName } from '../site/receiver.ts';
+import { createMirror, dropMirror, mirrorStatus, setMirrorState } from '../site/mirrors.ts';
+import { type Peer } from '../site/peers.ts';
 import { createSnapshot } from '../site/snapshots.ts';
-import { getVolume } from '../site/volumes.ts';
+import { handOverReplica, holdReplica } from '../catalog/holds.ts';
+import { getMirror, listMirrors, setMirrorBase, setMirrorError } from '../catalog/mirrors.ts';
+import { countDeletionsOwed } from '../catalog/peer-snapshots.ts';
+import { addSecondary, breakOffSecondary, endSecondary, getSecondary, handOverSecondary } from '../catalog/secondaries.ts';
+import { snapshotById } from '../catalog/snapshots.ts';
+import { findPeerById, getPeer } from '../catalog/peers.ts';
+import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
+import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
 export interface MigratePlan {
   volume: string;
@@ -53,7 +58,7 @@ function client(engine: Engine, peer: Peer): PeerClient {
 }
 
 async function call<T>(engine: Engine, peerName: string, op: string, body: unknown): Promise<T> {
-  const c = client(engine, getPeer(engine.site, peerName));
+  const c = client(engine, getPeer(engine.site.catalog, peerName));
   try {
     return await c.call<T>(ROUTES.dr(op), body);
   } finally {
@@ -63,17 +68,17 @@ async function call<T>(engine: Engine, peerName: string, op: string, body: unkno
 
 export async function planMigrate(engine: Engine, volume: string, to: string): Promise<MigratePlan> {
   const site = engine.site;
-  const vol = getVolume(site, volume);
+  const vol = getVolume(site.catalog, volume);
   if (vol.role !== 'primary') throw new FerryError('MIRROR_STATE', `volume ${volume} is ${vol.role} here; migrate runs at the primary`);
-  const target = getMirror(site, volume, to);
-  const mirrors = listMirrors(site, volume);
+  const target = getMirror(site.catalog, volume, to);
+  const mirrors = listMirrors(site.catalog, volume);
   for (const m of mirrors) {
     const st = mirrorStatus(site, m);
     if (m.state !== 'idle' || m.paused || m.lastError || !m.base) {
       throw new FerryError('MIRROR_STATE', `secondary ${m.peer} is not current (state ${m.state}${m.paused ? ', paused' : ''}${m.lastError ? `, last error ${m.lastError.code}` : ''}); bring it up to date with \`ferry mirror update ${volume} --to ${m.peer} --wait\` first`);
     }
     void st;
-    if (pendingPeerDeletions(site, m.id) > 0) {
+    if (countDeletionsOwed(site.catalog, m.id) > 0) {
       throw new FerryError('MIRROR_STATE', `a peer snapshot's deletion is still pending at ${m.peer} (\`ferry snapshot peers ${volume}\`); deliver it first with \`ferry mirror update ${volume} --to ${m.peer} --wait\``);
     }
     // Reachable? A cheap state call proves the link and the pairing.
@@ -137,16 +142,16 @@ interface MigrateJournal {
 export async function runMigrate(engine: Engine, volume: string, to: string, opts: { dryRun?: boolean } = {}): Promise<MigrateResult | { plan: MigratePlan; resuming?: string }> {
   const site = engine.site;
   return withWorkflowLock(site, volume, async () => {
-    const wf = runningWorkflow<MigrateJournal>(site, volume);
+    const wf = runningWorkflow<MigrateJournal>(site.catalog, volume);
     if (wf && wf.kind !== 'migrate') throw workflowBusy(wf, 'migrate');
     if (wf) {
       if (opts.dryRun) return { plan: wf.plan.plan, resuming: wf.step };
       const settled = await resumeMigrate(engine, wf);
       if (settled === 'done' && wf.plan.plan.to === to) return resultOf(wf.plan);
     }
-    const vol = getVolume(site, volume);
+    const vol = getVolume(site.catalog, volume);
     if (vol.role === 'secondary' && !opts.dryRun) {
-      const last = lastWorkflow<MigrateJournal>(site, volume, 'migrate');
+      const last = lastWorkflow<MigrateJournal>(site.catalog, volume, 'migrate');
       if (last?.state === 'done' && last.plan.plan.to === to && last.plan.final) return { ...resultOf(last.plan), alreadyDone: true };
     }
     const plan = await planMigrate(engine, volume, to);
@@ -169,10 +174,10 @@ const env = (site: { name: string }, plan: MigratePlan) => ({ FERRY_SITE: site.n
  */
 export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise<MigrateResult> {
   const site = engine.site;
-  const vol = getVolume(site, plan.volume);
+  const vol = getVolume(site.catalog, plan.volume);
   const hooks: HookResult[] = [];
-  const target = getMirror(site, plan.volume, plan.to);
-  const others = listMirrors(site, plan.volume).filter((m) => m.id !== target.id);
+  const target = getMirror(site.catalog, plan.volume, plan.to);
+  const others = listMirrors(site.catalog, plan.volume).filter((m) => m.id !== target.id);
   const wf = startWorkflow<MigrateJournal>(site, 'migrate', plan.volume, { plan, hooks });
   // 2. stop the application
   if (vol.hooks.pre) {
@@ -185,7 +190,7 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
   }
   recordStep(site, wf, 'stopped', { hooks });
   await checkpoint('migrate:after-pre-hook');
-  const newPrimary = getPeer(site, target.peer);
+  const newPrimary = getPeer(site.catalog, target.peer);
   try {
     // 3. the final state on every site
     const snap = await createSnapshot(site, plan.volume, { name: `migrate-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`, pool: engine.pool, skipHooks: true });
@@ -204,11 +209,11 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
     recordStep(site, wf, 'repointed', { repointed });
     await checkpoint('migrate:after-repoint');
     // 5. demote here
-    site.db.tx(() => {
-      site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = ?", plan.volume);
-      endSecondaryRelation(site, plan.volume);
-      site.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", plan.volume, newPrimary.id, target.remoteVolume, final, site.clock.now());
-      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdName(newPrimary.id), site.clock.now());
+    site.catalog.tx(() => {
+      setVolumeRole(site.catalog, plan.volume, 'secondary');
+      endSecondary(site.catalog, plan.volume);
+      addSecondary(site.catalog, plan.volume, newPrimary.id, target.remoteVolume, final);
+      holdReplica(site.catalog, plan.volume, newPrimary.id, final);
       site.event({ kind: 'migrate', volume: plan.volume, outcome: 'info', detail: { transition: 'primary => secondary', newPrimary: newPrimary.name } });
       recordStep(site, wf, 'demoted');
     });
@@ -229,7 +234,7 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
       final: wf.plan.final,
       backTo: plan.volume,
       schedule: { scheduleS: target.scheduleS, minDelayS: target.minDelayS, maxDelayS: target.maxDelayS, bandwidth: target.bandwidth },
-      others: others.map((m) => ({ id: getPeer(site, m.peer).id, volume: m.remoteVolume, scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth })),
+      others: others.map((m) => ({ id: getPeer(site.catalog, m.peer).id, volume: m.remoteVolume, scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth })),
     });
     recordStep(site, wf, 'accepted', { remotePost: accepted.post });
     await checkpoint('migrate:after-accept');
@@ -252,8 +257,8 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
 function finishMigrate(engine: Engine, wf: Workflow<MigrateJournal>): void {
   const site = engine.site;
   const plan = wf.plan.plan;
-  site.db.tx(() => {
-    for (const m of listMirrors(site, plan.volume)) dropMirror(site, m, `${plan.volume} migrated to ${plan.to}: ${plan.to} runs the mirrors now`);
+  site.catalog.tx(() => {
+    for (const m of listMirrors(site.catalog, plan.volume)) dropMirror(site, m, `${plan.volume} migrated to ${plan.to}: ${plan.to} runs the mirrors now`);
     site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { to: plan.to, final: wf.plan.final } });
     finishWorkflow(site, wf, 'done');
   });
@@ -267,10 +272,10 @@ async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hoo
   const site = engine.site;
   const plan = wf.plan.plan;
   if (wf.step !== 'rolling-back') {
-    site.db.tx(() => {
-      if (getVolume(site, plan.volume).role === 'secondary') {
-        site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-        endSecondaryRelation(site, plan.volume);
+    site.catalog.tx(() => {
+      if (getVolume(site.catalog, plan.volume).role === 'secondary') {
+        setVolumeRole(site.catalog, plan.volume, 'primary');
+        endSecondary(site.catalog, plan.volume);
         site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { rollback: 'secondary => primary' } });
       }
       recordStep(site, wf, 'rolling-back', { rollbackFrom: wf.step });
@@ -281,7 +286,7 @@ async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hoo
   // unrecorded. One still following here changes nothing.
   const handedOver = !['planned', 'stopped'].includes(wf.plan.rollbackFrom ?? 'final');
   const notReturned = handedOver ? await askSecondariesBack(engine, plan.volume, plan.to) : [];
-  const vol = getVolume(site, plan.volume);
+  const vol = getVolume(site.catalog, plan.volume);
   if (vol.hooks.post) hooks.push(await runHook('post', vol.hooks.post, env(site, plan)));
   site.event({ kind: 'migrate', volume: plan.volume, outcome: 'failed', detail: { error: cause ? (cause as Error).message : 'interrupted', rolledBack: true, ...(notReturned.length ? { notReturned } : {}) } });
   finishWorkflow(site, wf, 'rolled-back', { hooks, notReturned });
@@ -295,7 +300,7 @@ async function rollbackMigrate(engine: Engine, wf: Workflow<MigrateJournal>, hoo
 async function askSecondariesBack(engine: Engine, volume: string, except: string): Promise<Array<{ peer: string; error: string; run: string }>> {
   const site = engine.site;
   const out: Array<{ peer: string; error: string; run: string }> = [];
-  for (const m of listMirrors(site, volume).filter((x) => x.peer !== except)) {
+  for (const m of listMirrors(site.catalog, volume).filter((x) => x.peer !== except)) {
     try {
       await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
     } catch (err) {
@@ -364,8 +369,8 @@ export async function resumeMigrate(engine: Engine, wf: Workflow<MigrateJournal>
  */
 export async function resumeMigrateAccept(engine: Engine, wf: Workflow<{ from: string; final: string; backTo?: string; post?: HookResult | null }>): Promise<void> {
   const site = engine.site;
-  const vol = getVolume(site, wf.volume);
-  const from = findPeerById(site, wf.plan.from);
+  const vol = getVolume(site.catalog, wf.volume);
+  const from = findPeerById(site.catalog, wf.plan.from);
   if (from) {
     let role: string | undefined;
     try {
@@ -374,11 +379,11 @@ export async function resumeMigrateAccept(engine: Engine, wf: Workflow<{ from: s
       // Unreachable: it demoted itself before asking this site to take over; the takeover stands.
     }
     if (role === 'primary') {
-      const m = listMirrors(site, wf.volume).find((x) => x.peer === from.name);
+      const m = listMirrors(site.catalog, wf.volume).find((x) => x.peer === from.name);
       const why = `${from.name} was made primary again (failover --force) while this site's takeover was unknown to it`;
-      site.db.tx(() => {
+      site.catalog.tx(() => {
         if (m) {
-          site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: 'FAILED_OVER', message: `${why}: both sites are primary; \`ferry failback ${wf.volume}\` at the site that should yield` }), m.id);
+          setMirrorError(site.catalog, m.id, { code: 'FAILED_OVER', message: `${why}: both sites are primary; \`ferry failback ${wf.volume}\` at the site that should yield` });
           setMirrorState(site, m, 'broken-off', why);
         }
         site.event({ kind: 'migrate', volume: wf.volume, outcome: 'warning', detail: { notStarted: `${why}: the post hook does not run here (split brain if both write)`, from: from.name } });
@@ -452,11 +457,11 @@ async function completeForcedPromotion(engine: Engine, wf: Workflow<MigrateJourn
   const site = engine.site;
   const plan = wf.plan.plan;
   if (wf.step === 'demoted') {
-    const target = listMirrors(site, plan.volume).find((m) => m.peer === plan.to);
+    const target = listMirrors(site.catalog, plan.volume).find((m) => m.peer === plan.to);
     const schedule = target ? { scheduleS: target.scheduleS, minDelayS: target.minDelayS, maxDelayS: target.maxDelayS, bandwidth: target.bandwidth, keep: target.keepSnapshots } : null;
-    site.db.tx(() => {
-      site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", plan.volume);
-      site.db.run("UPDATE secondaries SET state = 'broken-off', updated_at = ? WHERE volume = ?", site.clock.now(), plan.volume);
+    site.catalog.tx(() => {
+      setVolumeRole(site.catalog, plan.volume, 'primary');
+      breakOffSecondary(site.catalog, plan.volume);
       if (target) dropMirror(site, target, `${plan.to} may have taken ${plan.remoteVolume} over (its answer to the migrate is unknown): nothing is pushed to it until it answers`);
       site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', forced: 'failover --force', target: plan.to, base: wf.plan.final } });
       recordStep(site, wf, 'forced', { forced: { at: site.clock.now(), schedule, unresolved: true } });
@@ -464,7 +469,7 @@ async function completeForcedPromotion(engine: Engine, wf: Workflow<MigrateJourn
     await checkpoint('migrate:after-force');
   }
   const notReturned = await askSecondariesBack(engine, plan.volume, plan.to);
-  const vol = getVolume(site, plan.volume);
+  const vol = getVolume(site.catalog, plan.volume);
   const hooks = wf.plan.hooks ?? [];
   if (vol.hooks.post) hooks.push(await runHook('post', vol.hooks.post, env(site, plan)));
   const snap = (await createSnapshot(site, plan.volume, { name: `failover-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`, pool: engine.pool })).snapshot;
@@ -498,7 +503,7 @@ export async function settleForcedMigrate(engine: Engine, wf: Workflow<MigrateJo
     if (isFerryError(err) && err.kind === 'transient') return;
     throw err;
   }
-  const peer = getPeer(site, plan.to);
+  const peer = getPeer(site.catalog, plan.to);
   let outcome: NonNullable<ForcedPromotion['outcome']>;
   if (remote.role === 'primary') {
     outcome = 'both-primary';
@@ -506,23 +511,20 @@ export async function settleForcedMigrate(engine: Engine, wf: Workflow<MigrateJo
   } else if (remote.role === 'secondary' && remote.follows === site.id) {
     outcome = 'rejoined';
     const final = wf.plan.final;
-    site.db.tx(() => {
-      const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', plan.volume);
-      if (getVolume(site, plan.volume).role !== 'primary' || !sec || sec.source_site !== peer.id || sec.state !== 'broken-off') return;
-      if (!listMirrors(site, plan.volume).some((m) => m.peer === peer.name)) {
+    site.catalog.tx(() => {
+      const sec = getSecondary(site.catalog, plan.volume);
+      if (getVolume(site.catalog, plan.volume).role !== 'primary' || !sec || sec.source_site !== peer.id || sec.state !== 'broken-off') return;
+      if (!listMirrors(site.catalog, plan.volume).some((m) => m.peer === peer.name)) {
         const s = forced.schedule;
         const m = createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, keepSnapshots: s?.keep ?? null, peerSnapshots: false });
-        if (final && remote.snapshots.includes(final) && site.db.get('SELECT 1 FROM snapshots WHERE id = ?', final)) {
-          site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', final, holdFor(m), site.clock.now());
-          site.db.run("UPDATE mirrors SET base = ?, state = 'idle' WHERE id = ?", final, m.id);
-        }
+        if (final && remote.snapshots.includes(final) && snapshotById(site.catalog, final)) setMirrorBase(site.catalog, m.id, final, { state: 'idle' });
       }
-      endSecondaryRelation(site, plan.volume);
+      endSecondary(site.catalog, plan.volume);
       site.event({ kind: 'migrate', volume: plan.volume, outcome: 'ok', detail: { target: plan.to, answer: `${plan.to} never took over: it follows this site again; its mirror is restored from ${final}` } });
     });
   } else {
     outcome = 'follows-another';
-    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { target: plan.to, answer: `${plan.to} holds ${plan.remoteVolume} as ${remote.role}${remote.follows ? ` following ${findPeerById(site, remote.follows)?.name ?? remote.follows}` : ''}` } });
+    site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { target: plan.to, answer: `${plan.to} holds ${plan.remoteVolume} as ${remote.role}${remote.follows ? ` following ${findPeerById(site.catalog, remote.follows)?.name ?? remote.follows}` : ''}` } });
   }
   amendWorkflow(site, wf, { forced: { ...forced, unresolved: false, outcome } });
 }
@@ -541,13 +543,13 @@ export async function settleForcedMigrate(engine: Engine, wf: Workflow<MigrateJo
  */
 export async function acceptRepoint(engine: Engine, peerId: string, req: { volume: string; newSource: string; newSourceVolume: string }): Promise<{ volume: string; source: string; already?: boolean; returned?: boolean }> {
   const site = engine.site;
-  const row = site.db.get<{ source_site: string; source_volume: string; state: string; previous_source: string | null; previous_source_volume: string | null }>('SELECT * FROM secondaries WHERE volume = ?', req.volume);
+  const row = getSecondary(site.catalog, req.volume);
   if (!row || (row.source_site !== peerId && row.previous_source !== peerId)) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here does not follow the asking site`);
   if (row.state !== 'active') throw new FerryError('MIRROR_STATE', `volume ${req.volume} at ${site.name} was taken over here (failover): it follows nobody`);
-  const newPeer = findPeerById(site, req.newSource);
+  const newPeer = findPeerById(site.catalog, req.newSource);
   if (!newPeer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with ${req.newSource}; pair it before migrating`);
   if (row.source_site === req.newSource && row.source_volume === req.newSourceVolume) return { volume: req.volume, source: newPeer.name, already: true };
-  const current = findPeerById(site, row.source_site);
+  const current = findPeerById(site.catalog, row.source_site);
   const currentName = current?.name ?? row.source_site;
   const handOver = row.source_site === peerId;
   if (!handOver) {
@@ -566,12 +568,9 @@ export async function acceptRepoint(engine: Engine, peerId: string, req: { volum
       }
     }
   }
-  site.db.tx(() => {
-    site.db.run(
-      'UPDATE secondaries SET source_site = ?, source_volume = ?, previous_source = ?, previous_source_volume = ?, updated_at = ? WHERE volume = ?',
-      req.newSource, req.newSourceVolume, handOver ? peerId : null, handOver ? row.source_volume : null, site.clock.now(), req.volume,
-    );
-    site.db.run('UPDATE OR REPLACE holds SET holder = ? WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(req.newSource), holdName(row.source_site), req.volume);
+  site.catalog.tx(() => {
+    handOverSecondary(site.catalog, req.volume, req.newSource, req.newSourceVolume, handOver ? { site: peerId, volume: row.source_volume } : null);
+    handOverReplica(site.catalog, req.volume, row.source_site, req.newSource);
     site.event({ kind: 'secondary.repoint', volume: req.volume, outcome: 'ok', detail: { from: currentName, to: newPeer.name, ...(handOver ? {} : { reason: `${newPeer.name} asked for it back: it handed it to ${currentName} for a migrate that did not complete` }) } });
   });
   return { volume: req.volume, source: newPeer.name, ...(handOver ? {} : { returned: true }) };
@@ -590,30 +589,29 @@ export async function acceptMigrate(
   },
 ): Promise<{ post: HookResult | null }> {
   const site = engine.site;
-  const row = site.db.get<{ source_site: string; applied: string | null }>('SELECT source_site, applied FROM secondaries WHERE volume = ?', req.volume);
+  const row = getSecondary(site.catalog, req.volume);
   if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here is not the asking site's secondary`);
   if (row.applied !== req.final) throw new FerryError('MIRROR_STATE', `the replica of ${req.volume} shows ${row.applied}, not the final snapshot ${req.final}: migrate would lose data; update first`);
-  const back = findPeerById(site, peerId)!;
+  const back = findPeerById(site.catalog, peerId)!;
   let wf: Workflow<{ from: string; final: string; backTo: string; post?: HookResult | null }> | undefined;
-  site.db.tx(() => {
-    site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", req.volume);
-    endSecondaryRelation(site, req.volume);
-    const targets = [{ peer: back, volume: req.backTo, s: req.schedule }, ...req.others.map((o) => ({ peer: findPeerById(site, o.id), volume: o.volume, s: o }))];
+  site.catalog.tx(() => {
+    setVolumeRole(site.catalog, req.volume, 'primary');
+    endSecondary(site.catalog, req.volume);
+    const targets = [{ peer: back, volume: req.backTo, s: req.schedule }, ...req.others.map((o) => ({ peer: findPeerById(site.catalog, o.id), volume: o.volume, s: o }))];
     for (const t of targets) {
       if (!t.peer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with a secondary of ${req.volume}; pair it before migrating`);
       // A row from when this site was primary before: it goes with what it held (the new row holds the final snapshot).
-      const existing = listMirrors(site, req.volume).find((x) => x.peer === t.peer!.name);
+      const existing = listMirrors(site.catalog, req.volume).find((x) => x.peer === t.peer!.name);
       if (existing) dropMirror(site, existing, 'replaced by the mirror of a migrate');
       const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth, peerSnapshots: false });
-      site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?, next_run_at = ? WHERE id = ?", req.final, site.clock.now(), m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null, m.id);
-      site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', req.final, holdFor(m), site.clock.now());
+      setMirrorBase(site.catalog, m.id, req.final, { state: 'idle', lastSuccessAt: site.clock.now(), nextRunAt: m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null });
     }
     site.event({ kind: 'migrate', volume: req.volume, outcome: 'ok', detail: { transition: 'secondary => primary', from: back.name, final: req.final } });
     // Journaled with the promotion: a crash before the post hook ran is finished by the daemon at start.
     wf = startWorkflow(site, 'migrate-accept', req.volume, { from: back.id, final: req.final, backTo: req.backTo }, 'promoted');
   });
   await checkpoint('migrate:accept-after-promote');
-  const vol = getVolume(site, req.volume);
+  const vol = getVolume(site.catalog, req.volume);
   let post: HookResult | null = null;
   if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: req.volume, FERRY_REASON: 'migrate' });
   finishWorkflow(site, wf!, 'done', { post });

@@ -23,11 +23,14 @@ import type { SiblingInfo } from '../replication/types.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
-import { createMirror, dropMirror, holdFor, listMirrors, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
-import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
-import { holdName } from '../site/receiver.ts';
-import { listSnapshots, newestOf } from '../site/snapshots.ts';
-import { getVolume } from '../site/volumes.ts';
+import { createMirror, dropMirror, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
+import { type Peer } from '../site/peers.ts';
+import { holdReplica, release, replicaHolder } from '../catalog/holds.ts';
+import { listMirrors, setMirrorBase } from '../catalog/mirrors.ts';
+import { getSecondary, repointSecondary } from '../catalog/secondaries.ts';
+import { findPeerById, getPeer } from '../catalog/peers.ts';
+import { listSnapshots, newestOf } from '../catalog/snapshots.ts';
+import { getVolume } from '../catalog/volumes.ts';
 
 /** A sibling to re-point: this site's peer (when paired) and its volume name. */
 export interface RepointTarget {
@@ -52,15 +55,6 @@ export interface RepointResult {
   error?: { code: string; message: string };
 }
 
-interface SecRow {
-  volume: string;
-  source_site: string;
-  source_volume: string;
-  applied: string | null;
-  state: string;
-  siblings?: string | null;
-}
-
 /** Most snapshot ids a re-point request carries (newest first): the common base is among recent ones. */
 const MAX_OFFERED = 4096;
 
@@ -80,11 +74,11 @@ function parseSiblings(raw: string | null | undefined): SiblingInfo[] {
  */
 export function siblingsToRepoint(engine: Engine, volume: string): RepointTarget[] {
   const site = engine.site;
-  const row = site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+  const row = getSecondary(site.catalog, volume);
   if (!row) return [];
   return parseSiblings(row.siblings)
     .filter((s) => s.site !== site.id)
-    .map((s) => ({ peer: findPeerById(site, s.site)?.name ?? null, site: s.site, volume: s.volume, info: s }));
+    .map((s) => ({ peer: findPeerById(site.catalog, s.site)?.name ?? null, site: s.site, volume: s.volume, info: s }));
 }
 
 function client(engine: Engine, peer: Peer, stallTimeoutMs = 60_000): PeerClient {
@@ -117,18 +111,18 @@ export async function repointSiblings(engine: Engine, volume: string, targets: R
  */
 export async function repointSibling(engine: Engine, volume: string, peerName: string, remoteVolume: string, opts: { full?: boolean; info?: SiblingInfo | null } = {}): Promise<RepointResult> {
   const site = engine.site;
-  const vol = getVolume(site, volume);
+  const vol = getVolume(site.catalog, volume);
   if (vol.role !== 'primary') throw new FerryError('MIRROR_STATE', `volume ${volume} is ${vol.role} here: only the site that took it over (failover) re-points the other secondaries`);
-  const peer = getPeer(site, peerName);
-  let m = listMirrors(site, volume).find((x) => x.peer === peer.name);
+  const peer = getPeer(site.catalog, peerName);
+  let m = listMirrors(site.catalog, volume).find((x) => x.peer === peer.name);
   let base: string | null = m?.base ?? null;
   let oldPrimary: RepointResult['oldPrimary'] = 'already';
   let returned = false;
   if (!m || (m.state === 'needs-full-sync' && !m.base)) {
     // Ask the sibling to follow this site; it answers the newest snapshot both hold.
-    const ours = listSnapshots(site, volume);
+    const ours = listSnapshots(site.catalog, volume);
     const offered = ours.slice(-MAX_OFFERED).map((s) => s.id);
-    const sec = site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+    const sec = getSecondary(site.catalog, volume);
     const c = client(engine, peer);
     let answer: { common: string | null; applied: string | null; oldPrimary: 'agreed' | 'unreachable' | 'already' };
     try {
@@ -143,12 +137,8 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
       m = createMirror(site, { volume, to: `${peer.name}:${remoteVolume}`, scheduleS: info?.scheduleS ?? null, minDelayS: info?.minDelayS ?? 0, maxDelayS: info?.maxDelayS ?? 3600, bandwidth: info?.bandwidth ?? null, keepSnapshots: info?.keep ?? null, peerSnapshots: false });
     }
     const mirror = m;
-    site.db.tx(() => {
-      if (base) {
-        site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(mirror));
-        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', base, holdFor(mirror), site.clock.now());
-        site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', base, mirror.id);
-      }
+    site.catalog.tx(() => {
+      if (base) setMirrorBase(site.catalog, mirror.id, base);
       site.event({ kind: 'repoint', volume, outcome: 'info', detail: { mirror: mirror.id, peer: peer.name, base, oldPrimary } });
     });
     m.base = base;
@@ -183,26 +173,26 @@ export async function acceptTakeover(
   req: { volume: string; newSourceVolume: string; snapshots: string[]; oldSource: string | null; oldSourceVolume: string | null },
 ): Promise<{ volume: string; common: string | null; applied: string | null; oldPrimary: 'agreed' | 'unreachable' | 'already' }> {
   const site = engine.site;
-  const asking = findPeerById(site, peerId);
+  const asking = findPeerById(site.catalog, peerId);
   if (!asking) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
-  const vol = getVolume(site, req.volume);
-  const row = site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', req.volume);
+  const vol = getVolume(site.catalog, req.volume);
+  const row = getSecondary(site.catalog, req.volume);
   if (!row || vol.role !== 'secondary') throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at ${site.name} is ${vol.role}, not a secondary: it follows nobody`);
   const commonBase = (): string | null => {
     const offered = new Set(req.snapshots);
     // The newest by lineage, then by one site's clock, never by two sites' clocks (docs/dr.md, "Snapshot order").
-    return newestOf(site, listSnapshots(site, req.volume).filter((s) => offered.has(s.id)))?.id ?? null;
+    return newestOf(site.catalog, listSnapshots(site.catalog, req.volume).filter((s) => offered.has(s.id)))?.id ?? null;
   };
   if (row.source_site === peerId && row.source_volume === req.newSourceVolume) {
     return { volume: req.volume, common: commonBase(), applied: row.applied, oldPrimary: 'already' }; // a re-point run again
   }
   if (row.state !== 'active') throw new FerryError('MIRROR_STATE', `volume ${req.volume} at ${site.name} was taken over here (failover): it follows nobody`);
   if (req.oldSource !== null && (req.oldSource !== row.source_site || req.oldSourceVolume !== row.source_volume)) {
-    throw new FerryError('NOT_AUTHORIZED', `${asking.name} took over ${req.oldSourceVolume} from site ${req.oldSource}, but ${req.volume} at ${site.name} follows ${findPeerById(site, row.source_site)?.name ?? row.source_site}:${row.source_volume}`);
+    throw new FerryError('NOT_AUTHORIZED', `${asking.name} took over ${req.oldSourceVolume} from site ${req.oldSource}, but ${req.volume} at ${site.name} follows ${findPeerById(site.catalog, row.source_site)?.name ?? row.source_site}:${row.source_volume}`);
   }
   // Only a site our own primary named as a secondary of this volume may take its place.
   const named = parseSiblings(row.siblings).some((s) => s.site === peerId && s.volume === req.newSourceVolume);
-  const oldPeer = findPeerById(site, row.source_site);
+  const oldPeer = findPeerById(site.catalog, row.source_site);
   const oldName = oldPeer?.name ?? row.source_site;
   if (!named) {
     throw new FerryError('NOT_AUTHORIZED', `${asking.name} is not a secondary of ${oldName}:${row.source_volume} as far as ${site.name} knows (its primary never named it): ${req.volume} keeps following ${oldName}`);
@@ -223,12 +213,12 @@ export async function acceptTakeover(
     }
   }
   const common = commonBase();
-  site.db.tx(() => {
-    site.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, siblings = NULL, previous_source = NULL, previous_source_volume = NULL, updated_at = ? WHERE volume = ?', peerId, req.newSourceVolume, site.clock.now(), req.volume);
+  site.catalog.tx(() => {
+    repointSecondary(site.catalog, req.volume, peerId, req.newSourceVolume);
     // The replica's snapshot and the common base stay held for the new source's first update.
-    site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(row.source_site), req.volume);
+    release(site.catalog, replicaHolder(row.source_site), { volume: req.volume });
     for (const id of new Set([row.applied, common])) {
-      if (id) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', id, holdName(peerId), site.clock.now());
+      if (id) holdReplica(site.catalog, req.volume, peerId, id);
     }
     site.event({ kind: 'secondary.repoint', volume: req.volume, outcome: 'ok', detail: { from: oldName, to: asking.name, reason: `${asking.name} took over (failover)`, oldPrimary, common } });
   });
@@ -244,14 +234,14 @@ export async function acceptTakeover(
  */
 export async function acceptTakeoverNotice(engine: Engine, peerId: string, req: { volume: string; by: string }): Promise<{ agreed: true; role: string }> {
   const site = engine.site;
-  const follower = findPeerById(site, peerId);
+  const follower = findPeerById(site.catalog, peerId);
   if (!follower) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
-  const vol = getVolume(site, req.volume);
-  const mirrors = listMirrors(site, req.volume);
+  const vol = getVolume(site.catalog, req.volume);
+  const mirrors = listMirrors(site.catalog, req.volume);
   const toFollower = mirrors.find((x) => x.peer === follower.name);
   if (vol.role === 'primary') {
     if (!toFollower) throw new FerryError('NOT_AUTHORIZED', `${site.name} does not mirror ${req.volume} to ${follower.name}`);
-    const by = findPeerById(site, req.by);
+    const by = findPeerById(site.catalog, req.by);
     const toNew = by ? mirrors.find((x) => x.peer === by.name) : undefined;
     if (!toNew || toNew.state !== 'broken-off') {
       throw new FerryError('MIRROR_STATE', `${site.name} is the primary of ${req.volume} and ${by?.name ?? req.by} did not take it over from here (no failover was announced): ${follower.name} stays its secondary`);
@@ -259,7 +249,7 @@ export async function acceptTakeoverNotice(engine: Engine, peerId: string, req: 
   }
   if (toFollower) {
     await engine.stopJob(toFollower.id, `${follower.name} follows another site now`);
-    dropMirror(site, toFollower, `${follower.name} follows ${findPeerById(site, req.by)?.name ?? req.by}, which took ${req.volume} over`);
+    dropMirror(site, toFollower, `${follower.name} follows ${findPeerById(site.catalog, req.by)?.name ?? req.by}, which took ${req.volume} over`);
   }
   return { agreed: true, role: vol.role };
 }
@@ -270,12 +260,12 @@ export async function acceptTakeoverNotice(engine: Engine, peerId: string, req: 
  */
 export function dropSupersededMirrors(engine: Engine, volume: string): string[] {
   const site = engine.site;
-  const vol = getVolume(site, volume);
+  const vol = getVolume(site.catalog, volume);
   if (vol.role !== 'secondary') return [];
-  const sec = site.db.get<SecRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
-  const newPrimary = sec ? findPeerById(site, sec.source_site)?.name ?? sec.source_site : 'the new primary';
+  const sec = getSecondary(site.catalog, volume);
+  const newPrimary = sec ? findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site : 'the new primary';
   const dropped: string[] = [];
-  for (const m of listMirrors(site, volume)) {
+  for (const m of listMirrors(site.catalog, volume)) {
     dropMirror(site, m, `${volume} is a secondary of ${newPrimary} now: ${m.peer} is re-pointed there (\`ferry mirror repoint ${volume} --to ${m.peer}\` at ${newPrimary})`);
     dropped.push(m.peer);
   }

@@ -10,16 +10,17 @@
 import type { Engine } from '../site/engine.ts';
 import { executeFailback } from './failback.ts';
 import { executeFailover } from './failover.ts';
-import { forcedMigratesToSettle, noteWorkflowError, runningWorkflow, runningWorkflows, withWorkflowLock } from './journal.ts';
+import { noteWorkflowError, withWorkflowLock } from './journal.ts';
 import { resumeMigrate, resumeMigrateAccept, settleForcedMigrate } from './migrate.ts';
+import { forcedMigratesToSettle, runningWorkflow, runningWorkflows } from '../catalog/workflows.ts';
 
 export async function resumeWorkflows(engine: Engine): Promise<void> {
   const site = engine.site;
   if (site.readOnly) return;
-  for (const w of runningWorkflows(site)) {
+  for (const w of runningWorkflows(site.catalog)) {
     await withWorkflowLock(site, w.volume, async () => {
       // A command may have finished it meanwhile.
-      const wf = runningWorkflow(site, w.volume);
+      const wf = runningWorkflow(site.catalog, w.volume);
       if (!wf || wf.id !== w.id) return;
       site.event({ kind: 'workflow.resume', volume: wf.volume, outcome: 'info', detail: { workflow: wf.id, kind: wf.kind, step: wf.step } });
       try {
@@ -44,7 +45,7 @@ export async function resumeWorkflows(engine: Engine): Promise<void> {
     }).catch(() => {});
   }
   // Migrates that `failover --force` closed while their target could not answer: ask it again.
-  for (const w of forcedMigratesToSettle(site)) {
+  for (const w of forcedMigratesToSettle(site.catalog)) {
     await withWorkflowLock(site, w.volume, () => settleForcedMigrate(engine, w as never)).catch((err) => {
       site.event({ kind: 'workflow.resume', volume: w.volume, outcome: 'failed', detail: { workflow: w.id, kind: w.kind, settling: 'failover --force', error: (err as Error).message } });
     });

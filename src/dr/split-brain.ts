@@ -20,10 +20,13 @@ import { readManifest } from '../snapshot/graph.ts';
 import { PeerClient } from '../site/client.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
-import { findPeerById, getPeer, type Peer } from '../site/peers.ts';
+import { type Peer } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
-import { latestSnapshot, lineage } from '../site/snapshots.ts';
-import { findVolume } from '../site/volumes.ts';
+import { hasMirror } from '../catalog/mirrors.ts';
+import { findPeerById, getPeer } from '../catalog/peers.ts';
+import { getSecondary } from '../catalog/secondaries.ts';
+import { findSnapshot, latestSnapshot, lineage } from '../catalog/snapshots.ts';
+import { findVolume } from '../catalog/volumes.ts';
 
 /** What one side changed since the base: its latest snapshot diffed against the base. */
 export interface SideChanges {
@@ -60,10 +63,10 @@ export function changed(s: SideChanges): boolean {
 
 /** This site's changes to `volume` since `base`. */
 export function changesSinceBase(site: Site, volume: string, base: string): SideChanges {
-  const vol = findVolume(site, volume);
-  const newest = vol ? latestSnapshot(site, volume) : undefined;
+  const vol = findVolume(site.catalog, volume);
+  const newest = vol ? latestSnapshot(site.catalog, volume) : undefined;
   const out: SideChanges = { site: site.name, volume, role: vol?.role ?? 'none', newest: newest ? { id: newest.id, name: newest.name, time: newest.time } : null, base, hasBase: false, added: 0, modified: 0, removed: 0, bytesAdded: 0, bytesChanged: 0, bytesRemoved: 0 };
-  const baseRow = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ? AND volume = ?', base, volume);
+  const baseRow = findSnapshot(site.catalog, volume, base);
   if (!baseRow || !newest) return out;
   out.hasBase = true;
   if (newest.id === base) return out;
@@ -91,8 +94,8 @@ export function changesSinceBase(site: Site, volume: string, base: string): Side
 
 /** This site's lineage of `volume` (its latest snapshot, then its parents as far as they are here), newest first. */
 function lineageHere(site: Site, volume: string): string[] {
-  const head = findVolume(site, volume) ? latestSnapshot(site, volume) : undefined;
-  return head ? lineage(site, volume, head.id) : [];
+  const head = findVolume(site.catalog, volume) ? latestSnapshot(site.catalog, volume) : undefined;
+  return head ? lineage(site.catalog, volume, head.id) : [];
 }
 
 /**
@@ -114,9 +117,9 @@ function commonBase(site: Site, volume: string, theirs: string[]): string | unde
  */
 export function describeChanges(engine: Engine, peerId: string, volume: string, base: string, theirLineage?: string[]): SideChanges {
   const site = engine.site;
-  const peer = findPeerById(site, peerId);
-  const sec = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
-  const related = (sec && sec.source_site === peerId) || (peer && site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', volume, peer.name));
+  const peer = findPeerById(site.catalog, peerId);
+  const sec = getSecondary(site.catalog, volume);
+  const related = (sec && sec.source_site === peerId) || (peer && hasMirror(site.catalog, volume, peer.name));
   if (!related) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} at ${site.name} is not mirrored with the asking site`);
   return changesSinceBase(site, volume, (theirLineage && commonBase(site, volume, theirLineage)) ?? base);
 }
@@ -187,7 +190,7 @@ export async function addDivergence(engine: Engine, report: { volumes: ReportVol
     if (s && s.state === 'broken-off' && s.applied && s.sourceId) {
       const base = s.applied;
       work.push(
-        divergence(engine, findPeerById(site, s.sourceId), v.name, s.sourceVolume, base).then((d) => {
+        divergence(engine, findPeerById(site.catalog, s.sourceId), v.name, s.sourceVolume, base).then((d) => {
           s.divergence = d;
           if (d.splitBrain) s.state = 'split-brain';
         }),
@@ -199,7 +202,7 @@ export async function addDivergence(engine: Engine, report: { volumes: ReportVol
 
 function tryPeer(site: Site, name: string): Peer | undefined {
   try {
-    return getPeer(site, name);
+    return getPeer(site.catalog, name);
   } catch {
     return undefined;
   }

@@ -23,11 +23,11 @@ import type { Engine } from './engine.ts';
 import { errorBody, KEEPALIVE_HEADER, KEEPALIVE_MS, readBody, ROUTES } from './http.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
 import { runOp, serveDr } from './ops.ts';
-import { findPeerById } from './peers.ts';
 import { renderMetrics } from './metrics.ts';
 import { Dashboard, isDashboardPath } from './dashboard.ts';
 import { parseEventQuery, queryEvents } from './log.ts';
 import { StreamBudget, type StreamAccount } from './stream-budget.ts';
+import { findPeerById } from '../catalog/peers.ts';
 
 export interface DaemonInfo {
   pid: number;
@@ -127,7 +127,7 @@ export class Daemon {
   #peerOf(stream: http2.ServerHttp2Stream): string {
     const cert = (stream.session?.socket as TLSSocket | undefined)?.getPeerCertificate(true);
     const id = cert?.raw ? siteIdFromCert(cert.raw) : '';
-    if (!id || !findPeerById(this.engine.site, id)) {
+    if (!id || !findPeerById(this.engine.site.catalog, id)) {
       throw new FerryError('PEER_UNTRUSTED', `site ${this.engine.site.name} does not know the site id ${id || '(no certificate)'}; pair it there first: \`ferry site add NAME URL --id ${id || '<id>'}\``);
     }
     return id;
@@ -158,7 +158,7 @@ export class Daemon {
       if (path === ROUTES.siteEvents) {
         const q = parseEventQuery(parseJson(await readBody(stream, MAX_JSON_BYTES, 'events query'), 'events query'));
         const site = this.engine.site;
-        return reply(200, JSON.stringify({ site: site.name, id: site.id, ...queryEvents(site.db, site.clock.now(), q) }));
+        return reply(200, JSON.stringify({ site: site.name, id: site.id, ...queryEvents(site.catalog, site.clock.now(), q) }));
       }
       const long = headers[KEEPALIVE_HEADER] === '1';
       const dr = /^\/v1\/dr\/([a-z-]+)$/.exec(path);

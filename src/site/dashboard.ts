@@ -17,11 +17,14 @@ import type { Engine } from './engine.ts';
 import { openPeerSession, presentedSiteId } from './client.ts';
 import { errorBody, ROUTES } from './http.ts';
 import { formatSiteId, type SiteIdentity } from './identity.ts';
-import { listMirrors, type Mirror, type MirrorStatus } from './mirrors.ts';
+import { type Mirror, type MirrorStatus } from './mirrors.ts';
 import { statusReport } from './ops.ts';
-import { listPeers, type Peer } from './peers.ts';
+import { type Peer } from './peers.ts';
 import { FERRY_VERSION, type Site } from './site.ts';
-import { listSnapshots } from './snapshots.ts';
+import { listMirrors } from '../catalog/mirrors.ts';
+import { listPeers } from '../catalog/peers.ts';
+import { baseMoves, recentEvents } from '../catalog/events.ts';
+import { listSnapshots, snapshotById } from '../catalog/snapshots.ts';
 
 /** true for every path the dashboard answers (the daemon routes these before the peer check) */
 export function isDashboardPath(path: string): boolean {
@@ -185,7 +188,7 @@ export interface LagSeries {
 /** Capture time of a snapshot: its catalog row, or (once deleted) the time in its ULID. */
 function snapshotTime(site: Site, id: string | null | undefined): number | null {
   if (!id) return null;
-  const row = site.db.get<{ time: number }>('SELECT time FROM snapshots WHERE id = ?', id);
+  const row = snapshotById(site.catalog, id);
   if (row) return row.time;
   return ulidTime(id);
 }
@@ -209,15 +212,7 @@ const MAX_LAG_EVENTS = 2000;
  */
 export function lagHistory(site: Site, m: Pick<Mirror, 'id' | 'volume' | 'peer' | 'maxDelayS' | 'base' | 'createdAt'>, fromMs: number, nowMs: number): LagSeries {
   const from = Math.max(fromMs, m.createdAt);
-  const rows = site.db
-    .all<{ at: number; kind: string; detail: string }>(
-      `SELECT at, kind, detail FROM events
-       WHERE at >= ? AND at <= ? AND kind IN ('replication.update', 'mirror.base') AND outcome IN ('ok', 'warning', 'info')
-         AND json_extract(detail, '$.mirror') = ?
-       ORDER BY at DESC, id DESC LIMIT ?`,
-      from, nowMs, m.id, MAX_LAG_EVENTS,
-    )
-    .reverse();
+  const rows = baseMoves(site.catalog, m.id, from, nowMs, MAX_LAG_EVENTS);
   const moves = rows.map((r) => {
     const d = JSON.parse(r.detail) as { base?: string | null; snapshot?: string; from?: string | null; to?: string };
     return r.kind === 'mirror.base' ? { at: r.at, before: d.from ?? null, after: d.to ?? null } : { at: r.at, before: d.base ?? null, after: d.snapshot ?? null };
@@ -410,7 +405,7 @@ export class Dashboard {
       case '/ui/api/lag': {
         const seconds = boundedInt(url.searchParams.get('seconds'), DEFAULT_LAG_WINDOW_S, 10, 30 * 86400);
         const now = site.clock.now();
-        return json({ now, from: now - seconds * 1000, mirrors: listMirrors(site).map((m) => lagHistory(site, m, now - seconds * 1000, now)) });
+        return json({ now, from: now - seconds * 1000, mirrors: listMirrors(site.catalog).map((m) => lagHistory(site, m, now - seconds * 1000, now)) });
       }
       default:
         return text(404, `no dashboard page ${url.pathname.slice(0, 200)}\n`);
@@ -438,15 +433,12 @@ export class Dashboard {
   }
 
   events(limit: number, volume: string | null): Array<Record<string, unknown>> {
-    const rows = this.engine.site.db.all<{ id: number; at: number; kind: string; volume: string | null; outcome: string; detail: string }>(
-      'SELECT id, at, kind, volume, outcome, detail FROM events WHERE (? IS NULL OR volume = ?) ORDER BY id DESC LIMIT ?',
-      volume, volume, limit,
-    );
+    const rows = recentEvents(this.engine.site.catalog, limit, volume);
     return rows.map((r) => ({ ...r, detail: JSON.parse(r.detail) as unknown }));
   }
 
   snapshots(volume: string): Record<string, unknown> {
-    const all = listSnapshots(this.engine.site, volume);
+    const all = listSnapshots(this.engine.site.catalog, volume);
     const shown = all.slice(-MAX_SNAPSHOTS).reverse();
     return {
       volume,

@@ -9,12 +9,19 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { inflightHold, listMirrors, mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, settleFutureSuccess, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, settleFutureSuccess, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
 import { stopJournal } from './journal-service.ts';
-import { getPeer, type Peer } from './peers.ts';
+import { type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
-import { deliverPeerDeletions, duePeerDeletionMirrors, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, pendingPeerDeletions, pendingPeerSnapshots, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
+import { deliverPeerDeletions, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
 import type { Site } from './site.ts';
+import { listMirrors } from '../catalog/mirrors.ts';
+import { releaseInFlight } from '../catalog/holds.ts';
+import { countDeletionsOwed, mirrorsWithDueDeletions, pendingPeerSnapshots, resetTransferring } from '../catalog/peer-snapshots.ts';
+import { anyFailoverNoticePending, secondariesApplying } from '../catalog/secondaries.ts';
+import { runningWorkflow, workflowsLeft } from '../catalog/workflows.ts';
+import { getPeer } from '../catalog/peers.ts';
+import { listLinks } from '../catalog/links.ts';
 
 interface Job {
   promise: Promise<UpdateResult>;
@@ -84,11 +91,11 @@ export class Engine {
    */
   recoverMirrorStates(): void {
     if (this.site.readOnly) return;
-    for (const m of listMirrors(this.site)) {
+    for (const m of listMirrors(this.site.catalog)) {
       if (m.state !== 'updating' && m.state !== 'baselining' && m.state !== 'resyncing') continue;
       setMirrorState(this.site, m, m.base ? 'idle' : 'uninitialized', 'the previous transfer was interrupted (process stopped); the next update resumes it');
-      this.site.db.run('DELETE FROM holds WHERE holder = ?', inflightHold(m));
-      this.site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
+      releaseInFlight(this.site.catalog, m.id);
+      resetTransferring(this.site.catalog, m.id);
     }
   }
 
@@ -99,7 +106,7 @@ export class Engine {
   /** Start (or join) the update job of a mirror. */
   update(volume: string, peer: string | undefined, opts: UpdateOptions = {}, onProgress?: (p: TransferProgress) => void): Promise<UpdateResult> {
     if (this.#closing) return Promise.reject(new FerryError('SITE_LOCKED', 'the daemon is shutting down'));
-    const mirror = listMirrors(this.site, volume).find((m) => (peer ? m.peer === peer : true));
+    const mirror = listMirrors(this.site.catalog, volume).find((m) => (peer ? m.peer === peer : true));
     const key = mirror ? mirror.id : `${volume}@${peer ?? '?'}`;
     const running = this.#jobs.get(key);
     if (running) {
@@ -117,7 +124,7 @@ export class Engine {
     job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect, random: this.#random }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
       .then(async (r) => {
         // The update may have moved the base off a peer snapshot whose deletion that secondary could not do yet.
-        if (pendingPeerDeletions(this.site, r.mirror) > 0) await this.deliverPeerDeletions({ mirror: r.mirror }).catch(() => {});
+        if (countDeletionsOwed(this.site.catalog, r.mirror) > 0) await this.deliverPeerDeletions({ mirror: r.mirror }).catch(() => {});
         return r;
       })
       .finally(() => {
@@ -155,7 +162,7 @@ export class Engine {
   }
 
   async #askPeerDelete(t: PeerDeleteTarget, snapshot: string): Promise<PeerDeleteAnswer> {
-    const client = new PeerClient(this.identity, getPeer(this.site, t.peerName));
+    const client = new PeerClient(this.identity, getPeer(this.site.catalog, t.peerName));
     try {
       return await client.call<PeerDeleteAnswer>(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
     } finally {
@@ -166,7 +173,7 @@ export class Engine {
   /** Retry the peer-snapshot deletions that are due, for mirrors not updating now (an update ends with its own). */
   tickPeerDeletions(): Promise<void> {
     if (this.#deletionTick || this.#closing) return this.#deletionTick ?? Promise.resolve();
-    const mirrors = duePeerDeletionMirrors(this.site, this.site.clock.now()).filter((m) => !this.#jobs.has(m));
+    const mirrors = mirrorsWithDueDeletions(this.site.catalog, this.site.clock.now()).filter((m) => !this.#jobs.has(m));
     if (mirrors.length === 0) return Promise.resolve();
     this.#deletionTick = (async () => {
       for (const m of mirrors) await this.deliverPeerDeletions({ mirror: m, due: true });
@@ -189,7 +196,7 @@ export class Engine {
   }
 
   status(): MirrorStatus[] {
-    return listMirrors(this.site).map((m) => mirrorStatus(this.site, m, this.progressOf(m.id)));
+    return listMirrors(this.site.catalog).map((m) => mirrorStatus(this.site, m, this.progressOf(m.id)));
   }
 
   /**
@@ -200,7 +207,7 @@ export class Engine {
   tick(): Array<Promise<UpdateResult | undefined>> {
     const now = this.site.clock.now();
     const started: Array<Promise<UpdateResult | undefined>> = [];
-    const mirrors = listMirrors(this.site);
+    const mirrors = listMirrors(this.site.catalog);
     this.#mirrorRetry.retain(mirrors.map((m) => m.id));
     for (const listed of mirrors) {
       const m = settleFutureSuccess(this.site, listed, now);
@@ -210,7 +217,7 @@ export class Engine {
       // Only a mirror in step can update: no baseline yet, no common base, or broken off, it waits for a command.
       if (!m.base || m.state === 'broken-off' || m.state === 'needs-full-sync') continue;
       // Peer snapshots still pending (a secondary was down) go as soon as a retry is due, schedule or not.
-      const pending = pendingPeerSnapshots(this.site, m.id);
+      const pending = pendingPeerSnapshots(this.site.catalog, m.id);
       if (pending.length > 0 && (m.nextRunAt ?? 0) <= now) {
         started.push(this.#scheduled(m, pending[pending.length - 1].id));
         continue;
@@ -233,7 +240,7 @@ export class Engine {
       },
       (err) => {
         // The job records its own failures and next run; one refused before it started has not.
-        const next = listMirrors(this.site, m.volume).find((x) => x.id === m.id)?.nextRunAt ?? null;
+        const next = listMirrors(this.site.catalog, m.volume).find((x) => x.id === m.id)?.nextRunAt ?? null;
         if (next === null || next <= this.site.clock.now()) {
           const { failures, retryInMs } = this.#mirrorRetry.failed(m.id, { transient: isFerryError(err) && err.kind === 'transient', periodMs: m.scheduleS ? m.scheduleS * 1000 : null });
           this.site.event({ kind: 'scheduler', volume: m.volume, outcome: 'failed', detail: { mirror: m.id, error: isFerryError(err) ? err.toJSON() : String(err), failures, retryInMs } });
@@ -245,10 +252,10 @@ export class Engine {
 
   /** Finish replica applies that a crash interrupted; failures are left for the next update to retry. */
   async resumeApplies(): Promise<void> {
-    const sources = this.site.db.all<{ source_site: string }>('SELECT DISTINCT source_site FROM secondaries WHERE applying IS NOT NULL');
-    for (const s of sources) {
+    const sources = new Set(secondariesApplying(this.site.catalog).map((s) => s.source_site));
+    for (const source of sources) {
       try {
-        const done = await this.receiverFor(s.source_site).resumeInterrupted();
+        const done = await this.receiverFor(source).resumeInterrupted();
         for (const v of done) this.site.event({ kind: 'replica.resume', volume: v, outcome: 'ok' });
       } catch (err) {
         this.site.event({ kind: 'replica.resume', outcome: 'failed', detail: { error: (err as Error).message } });
@@ -261,9 +268,9 @@ export class Engine {
    * waits (backoff, at least a period when retrying cannot cure it) instead of running every tick.
    */
   async tickLinks(): Promise<void> {
-    const { listLinks, refreshLink } = await import('../dr/links.ts');
+    const { refreshLink } = await import('../dr/links.ts');
     const now = this.site.clock.now();
-    const links = listLinks(this.site);
+    const links = listLinks(this.site.catalog);
     this.#linkRetry.retain(links.map((l) => l.path));
     for (const l of links) {
       if (!l.scheduleS || l.refreshedAt + l.scheduleS * 1000 > now || this.#linkBusy.has(l.path) || !this.#linkRetry.due(l.path)) continue;
@@ -283,7 +290,7 @@ export class Engine {
 
   #workflowRunning(volume: string): boolean {
     try {
-      return this.site.db.get("SELECT 1 FROM workflows WHERE volume = ? AND state = 'running'", volume) !== undefined;
+      return runningWorkflow(this.site.catalog, volume) !== undefined;
     } catch {
       return false; // a catalog opened read-only from before the journal
     }
@@ -318,7 +325,7 @@ export class Engine {
   /** A workflow is left in progress, or a forced migrate rollback still owes its target an answer. */
   #workflowsLeft(): boolean {
     try {
-      return this.site.db.get("SELECT 1 FROM workflows WHERE state = 'running' OR (kind = 'migrate' AND json_extract(plan, '$.forced.unresolved') = 1) LIMIT 1") !== undefined;
+      return workflowsLeft(this.site.catalog);
     } catch {
       return false; // closed, or a catalog from before the journal
     }
@@ -347,7 +354,7 @@ export class Engine {
 
   #noticePending(): boolean {
     try {
-      return this.site.db.get("SELECT 1 FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending' LIMIT 1") !== undefined;
+      return anyFailoverNoticePending(this.site.catalog);
     } catch {
       return false; // closed, or a catalog opened read-only from before the column
     }

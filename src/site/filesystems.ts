@@ -4,7 +4,7 @@
 import { statfsSync, statSync } from 'node:fs';
 import { replicaRoot } from './paths.ts';
 import type { Site } from './site.ts';
-import { listVolumes } from './volumes.ts';
+import { listVolumes } from '../catalog/volumes.ts';
 
 /**
  * The filesystems ferry writes, once each (by device): the home (catalog, store), the replica root
@@ -12,7 +12,7 @@ import { listVolumes } from './volumes.ts';
  * (yet) is left out. For the disk-full alert (packaging/prometheus/ferry-rules.yml).
  */
 export function filesystems(site: Site): Array<{ path: string; avail: number; size: number }> {
-  const paths = [site.paths.home, replicaRoot(site), ...listVolumes(site).flatMap((v) => v.members.filter((m) => m.kind === 'tree').map((m) => m.path))];
+  const paths = [site.paths.home, replicaRoot(site), ...listVolumes(site.catalog).flatMap((v) => v.members.filter((m) => m.kind === 'tree').map((m) => m.path))];
   const seen = new Set<number>();
   const out: Array<{ path: string; avail: number; size: number }> = [];
   for (const path of paths) {

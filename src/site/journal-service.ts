@@ -23,7 +23,8 @@ import { decodeSnapshot, decodeTree } from '../snapshot/format.ts';
 import { ChangeJournal, type DirtySet, type WatchInfo } from '../snapshot/journal.ts';
 import { STAGE_DIR } from '../replication/stage.ts';
 import type { Site } from './site.ts';
-import { listVolumes, type Volume } from './volumes.ts';
+import type { Volume } from './volumes.ts';
+import { listVolumes } from '../catalog/volumes.ts';
 
 export const DAY_MS = 24 * 3600 * 1000;
 
@@ -97,7 +98,7 @@ export class JournalService {
 
   /** Watch the tree members of every volume this site captures. */
   async start(): Promise<void> {
-    for (const v of listVolumes(this.#site)) await this.#reconcile(v);
+    for (const v of listVolumes(this.#site.catalog)) await this.#reconcile(v);
   }
 
   /** Volumes this site captures: a secondary's members are replicas written by the apply (watched as replicas). */

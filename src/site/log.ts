@@ -8,8 +8,9 @@ import { checkCount, checkSize, COUNT, humanBytes, humanDuration, humanRate, SIZ
 import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, statSync, writeSync, fsyncSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
-import type { Sqlite } from '../core/sqlite.ts';
-import { readMeta, type EventRecord } from './catalog.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { eventsAfter, type EventRecord } from '../catalog/events.ts';
+import { readMeta } from '../catalog/meta.ts';
 
 export interface LogSink {
   write(line: string): void;
@@ -224,12 +225,12 @@ export interface LogFileFlags {
  * `log_file` (relative to the site home), `log_max_bytes` and `log_keep`
  * (written by `ferry config apply`), else the defaults. No file: undefined.
  */
-export function logFileSettings(db: Sqlite, home: string, flags: LogFileFlags): { path: string; maxBytes: number; keep: number } | undefined {
-  const metaFile = readMeta(db, 'log_file');
+export function logFileSettings(cat: Catalog, home: string, flags: LogFileFlags): { path: string; maxBytes: number; keep: number } | undefined {
+  const metaFile = readMeta(cat, 'log_file');
   const file = flags.file ?? (metaFile ? (isAbsolute(metaFile) ? metaFile : resolve(home, metaFile)) : undefined);
   if (!file) return undefined;
   const metaNumber = (key: string): number | undefined => {
-    const v = readMeta(db, key);
+    const v = readMeta(cat, key);
     if (v === undefined || v === '') return undefined;
     const n = Number(v);
     if (!Number.isInteger(n)) throw new FerryError('CONFIG_INVALID', `the catalog setting ${key} is ${JSON.stringify(v)}, not a whole number; fix it with \`ferry config apply\``);
@@ -308,13 +309,10 @@ export function parseEventQuery(body: unknown): EventQuery {
 }
 
 /** Events in id order (the order they were recorded), filtered; at most `limit` (and MAX_EVENTS_ANSWER_BYTES of them). */
-export function queryEvents(db: Sqlite, now: number, q: EventQuery): EventsPage {
+export function queryEvents(cat: Catalog, now: number, q: EventQuery): EventsPage {
   const limit = Math.min(q.limit ?? MAX_EVENTS_PER_CALL, MAX_EVENTS_PER_CALL);
   const since = q.sinceSeconds != null ? now - q.sinceSeconds * 1000 : 0;
-  const rows = db.all<{ id: number; at: number; kind: string; volume: string | null; outcome: EventRow['outcome']; detail: string }>(
-    'SELECT id, at, kind, volume, outcome, detail FROM events WHERE id > ? AND at >= ? AND (? IS NULL OR volume = ?) AND (? IS NULL OR substr(kind, 1, length(?)) = ?) ORDER BY id LIMIT ?',
-    q.after ?? 0, since, q.volume ?? null, q.volume ?? null, q.kind ?? null, q.kind ?? null, q.kind ?? null, limit + 1,
-  );
+  const rows = eventsAfter(cat, { after: q.after ?? 0, since, volume: q.volume ?? null, kind: q.kind ?? null, limit: limit + 1 });
   const events: EventRow[] = [];
   let bytes = 0;
   let more = rows.length > limit;

@@ -4,9 +4,13 @@
 import type { Engine } from './engine.ts';
 import { filesystems } from './filesystems.ts';
 import { journalOf } from './journal-service.ts';
-import { listVolumes } from './volumes.ts';
-import { pendingPeerDeletions } from './peer-snapshots.ts';
-import { listLinks, linkStatus } from '../dr/links.ts';
+import { listVolumes } from '../catalog/volumes.ts';
+import { linkStatus } from '../dr/links.ts';
+import { hookFailures as countHookFailures, transferTotals } from '../catalog/events.ts';
+import { listLinks } from '../catalog/links.ts';
+import { countDeletionsOwed, countPendingPeerSnapshots } from '../catalog/peer-snapshots.ts';
+import { listSecondaries } from '../catalog/secondaries.ts';
+import { logicalBytes, snapshotTotals } from '../catalog/snapshots.ts';
 
 type Labels = Record<string, string>;
 
@@ -78,14 +82,12 @@ export function renderMetrics(engine: Engine): string {
     x.metric('ferry_mirror_transfer_in_progress', 'gauge', '1 while an update or baseline runs.', l, m.progress ? 1 : 0);
     x.metric('ferry_mirror_consecutive_failures', 'gauge', 'Failed attempts since the last success.', l, m.failures);
     x.metric('ferry_mirror_snapshot_warnings', 'gauge', 'Warnings the capture of the replicated snapshot reported (paths skipped or changed while read, a failed post hook): 0 when clean.', l, m.baseWarnings);
-    const pending = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)!.n;
+    const pending = countPendingPeerSnapshots(site.catalog, m.id);
     x.metric('ferry_mirror_peer_snapshots_pending', 'gauge', 'Peer snapshots not yet present at the destination.', l, pending);
-    x.metric('ferry_mirror_peer_snapshot_deletions_pending', 'gauge', 'Peer snapshots deleted with --peer that the destination has not confirmed deleting yet.', l, pendingPeerDeletions(site, m.id));
+    x.metric('ferry_mirror_peer_snapshot_deletions_pending', 'gauge', 'Peer snapshots deleted with --peer that the destination has not confirmed deleting yet.', l, countDeletionsOwed(site.catalog, m.id));
   }
   // Counted from the event log (which is never pruned), so they survive restarts and removed mirrors.
-  const totals = site.db.all<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }>(
-    "SELECT volume, json_extract(detail, '$.mirror') AS mirror, sum(json_extract(detail, '$.bytes')) AS bytes, sum(json_extract(detail, '$.objects')) AS objects FROM events WHERE kind = 'replication.update' AND outcome IN ('ok', 'warning') GROUP BY volume, mirror",
-  );
+  const totals = transferTotals(site.catalog);
   for (const t of totals) {
     // The same labels as the mirror's gauges: a mirror's id is VOLUME@PEER.
     const peer = t.mirror?.startsWith(`${t.volume}@`) ? t.mirror.slice(t.volume.length + 1) : (t.mirror ?? '');
@@ -93,23 +95,23 @@ export function renderMetrics(engine: Engine): string {
     x.metric('ferry_mirror_transferred_bytes_total', 'counter', 'Bytes sent by successful updates.', l, t.bytes ?? 0);
     x.metric('ferry_mirror_transferred_objects_total', 'counter', 'Objects sent by successful updates.', l, t.objects ?? 0);
   }
-  for (const s of site.db.all<{ volume: string; applying: string | null; consistent: number }>('SELECT volume, applying, consistent FROM secondaries')) {
+  for (const s of listSecondaries(site.catalog)) {
     x.metric('ferry_replica_apply_in_progress', 'gauge', '1 while an apply runs (or was cut and awaits resumption).', { volume: s.volume }, s.applying ? 1 : 0);
     x.metric('ferry_replica_consistent', 'gauge', '1 when the replica shows a complete snapshot.', { volume: s.volume }, s.consistent);
   }
-  for (const v of site.db.all<{ volume: string; n: number; bytes: number | null }>("SELECT volume, count(*) AS n, sum(json_extract(stats, '$.bytes')) AS bytes FROM snapshots GROUP BY volume")) {
+  for (const v of snapshotTotals(site.catalog)) {
     x.metric('ferry_snapshots', 'gauge', 'Snapshots held for the volume.', { volume: v.volume }, v.n);
   }
   const store = site.store.stats();
-  const logical = site.db.get<{ b: number | null }>("SELECT sum(json_extract(stats, '$.bytes')) AS b FROM snapshots")!.b ?? 0;
+  const logical = logicalBytes(site.catalog);
   x.metric('ferry_store_objects', 'gauge', 'Objects in the store.', {}, store.objects);
   x.metric('ferry_store_packs', 'gauge', 'Pack files in the store.', {}, store.packs);
   x.metric('ferry_store_size_bytes', 'gauge', 'Bytes of pack files on disk.', {}, store.storedBytes);
   x.metric('ferry_store_raw_bytes', 'gauge', 'Uncompressed bytes of the stored objects.', {}, store.rawBytes);
   x.metric('ferry_store_dedup_ratio', 'gauge', 'Logical bytes of all local snapshots divided by the uncompressed bytes stored.', {}, store.rawBytes > 0 ? logical / store.rawBytes : 0);
-  const hookFailures = site.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind LIKE 'hook.%' AND outcome = 'failed'")!.n;
+  const hookFailures = countHookFailures(site.catalog);
   x.metric('ferry_hook_failures_total', 'counter', 'Hook runs that failed or timed out.', {}, hookFailures);
-  for (const l of listLinks(site)) {
+  for (const l of listLinks(site.catalog)) {
     const st = linkStatus(site, l);
     x.metric('ferry_link_age_seconds', 'gauge', 'Age of the snapshot a link shows.', { path: l.path, volume: l.volume }, st.ageSeconds);
     x.metric('ferry_link_up', 'gauge', '1 when the link is younger than its max delay.', { path: l.path, volume: l.volume }, st.health === 'up' ? 1 : 0);
@@ -121,7 +123,7 @@ export function renderMetrics(engine: Engine): string {
   // The change journal (journal-service.ts): per tree member of the volumes this daemon captures.
   const journal = journalOf(site);
   if (journal) {
-    for (const v of listVolumes(site)) {
+    for (const v of listVolumes(site.catalog)) {
       for (const [member, j] of Object.entries(journal.status(v.name))) {
         const l = { volume: v.name, member };
         x.metric('ferry_journal_live', 'gauge', '1 when snapshots of the member read only what its change journal names; 0 when the next one walks in full (an audit is due, or the journal lost events).', l, j.state === 'live' ? 1 : 0);

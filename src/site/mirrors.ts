@@ -15,42 +15,22 @@ import { TokenBucket } from '../replication/token-bucket.ts';
 import type { HelloRequest, Receiver, SiblingInfo } from '../replication/types.ts';
 import { PROTOCOL_VERSION } from '../replication/types.ts';
 import type { Site } from './site.ts';
-import { getPeer, type Peer } from './peers.ts';
-import { compareOnOneClock, compareSnapshots, createSnapshot, findSnapshot, isKeptWrites, latestSnapshot, newestOf, resolveSnapshot, type SnapshotRecord } from './snapshots.ts';
-import { getVolume } from './volumes.ts';
+import { createSnapshot } from './snapshots.ts';
 import { lockHeld } from './lock.ts';
-import { longestRetryMs, MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
-import { safeIntColumn } from '../core/sqlite.ts';
-import { checkCount, checkScheduleSettings, clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
-import { dropPeerDeletions, finishPeerDelete, isPeerSnapshotFor, markPeer, pendingPeerDeletions, pendingPeerSnapshots, queuePeerSnapshotsFor } from './peer-snapshots.ts';
+import { MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
+import { checkCount, checkScheduleSettings, COUNT } from '../core/units.ts';
+import { finishPeerDelete, queuePeerSnapshotsFor } from './peer-snapshots.ts';
+import { getPeer, type Peer } from '../catalog/peers.ts';
+import { compareOnOneClock, compareSnapshots, findSnapshot, isKeptWrites, newestOf, resolveSnapshot, snapshotById, type SnapshotRecord } from '../catalog/snapshots.ts';
+import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
+import { holdInFlight, releaseInFlight, releaseMirror, releaseOrphans } from '../catalog/holds.ts';
+import {
+  deleteMirrorRow, getMirror, hasMirror, insertMirror, listMirrors, mirrorBase, mirrorState, queuedSnapshot, recordAttempt, recordFailure, recordSuccess,
+  resetLastSuccess, setMirrorBase, setMirrorError, setMirrorPaused, setMirrorSettings as writeMirrorSettings, writeMirrorState, type LastTransfer, type Mirror, type MirrorState,
+} from '../catalog/mirrors.ts';
+import { countDeletionsOwed, countPendingPeerSnapshots, dropDeletionsOf, dropPeerRowsOfMirror, isPeerSnapshotFor, markPeer, pendingPeerSnapshots, resetTransferring } from '../catalog/peer-snapshots.ts';
 
-export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
-export type MirrorState = (typeof MIRROR_STATES)[number];
-
-export interface LastTransfer {
-  snapshot: string;
-  bytes: number;
-  rawBytes: number;
-  objects: number;
-  seconds: number;
-  throughput: number;
-  at: number;
-  /**
-   * Seconds per step: snapshot (the capture, when this update took one), send (negotiation and
-   * streaming), commit (the destination's commit and apply, waited for), and the destination's own
-   * steps as it reported them (check, stageWait: a baseline waiting for what it staged, writesCheck,
-   * apply, verify).
-   */
-  phases?: Record<string, number>;
-  /** warnings the capture of the snapshot sent reported (paths skipped or changed while read; a failed post hook) */
-  warnings?: number;
-  /**
-   * What went while the capture ran (docs/replication.md, "Overlap of capture and transfer"): chunks
-   * and trees, and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
-   * flight (inside the snapshot step); why it stopped early, if it did (the update went on).
-   */
-  early?: { objects: number; bytes: number; seconds: number; error?: { code: string; message: string } };
-}
+export { MIRROR_STATES, type LastTransfer, type Mirror, type MirrorState } from '../catalog/mirrors.ts';
 
 const PHASE_KEYS = ['check', 'stageWait', 'writesCheck', 'apply', 'verify'];
 
@@ -67,34 +47,6 @@ function remotePhases(p: unknown): Record<string, number> {
 
 const secondsSince = (t: number) => Math.round(performance.now() - t) / 1000;
 
-export interface Mirror {
-  id: string;
-  volume: string;
-  peer: string;
-  remoteVolume: string;
-  scheduleS: number | null;
-  minDelayS: number;
-  maxDelayS: number;
-  bandwidth: number | null;
-  state: MirrorState;
-  paused: boolean;
-  base: string | null;
-  lastSuccessAt: number | null;
-  lastAttemptAt: number | null;
-  nextRunAt: number | null;
-  failures: number;
-  lastError: { code: string; message: string } | null;
-  lastTransfer: LastTransfer | null;
-  createdAt: number;
-  /** replication snapshots the destination keeps (a common base with a sibling after a failover); null: automatic (keepFor) */
-  keepSnapshots: number | null;
-  /**
-   * Settings stored out of bounds (a catalog written before they were checked): what was wrong
-   * with each; the values above are the ones in force, within bounds. Absent when all are sound.
-   */
-  settingsProblems?: string[];
-}
-
 /**
  * How many replication snapshots a secondary keeps unless its mirror says otherwise (docs/dr.md,
  * "Several secondaries"): 3 when the volume has other secondaries (candidates for a common base with
@@ -104,78 +56,6 @@ export const DEFAULT_KEEP_SNAPSHOTS = 3;
 
 export function keepFor(m: Mirror, siblings: number): number {
   return m.keepSnapshots ?? (siblings > 0 ? DEFAULT_KEEP_SNAPSHOTS : 1);
-}
-
-interface MirrorRow {
-  id: string;
-  volume: string;
-  peer: string;
-  remote_volume: string;
-  schedule_s: number | null;
-  min_delay_s: number;
-  max_delay_s: number;
-  bandwidth: number | null;
-  state: MirrorState;
-  paused: number;
-  base: string | null;
-  last_success_at: number | null;
-  last_attempt_at: number | null;
-  next_run_at: number | null;
-  failures: number;
-  last_error: string | null;
-  last_transfer: string | null;
-  created_at: number;
-  keep_snapshots?: number | null;
-}
-
-function toMirror(r: MirrorRow, now: number): Mirror {
-  // Settings are checked when written; one stored out of bounds (an older catalog) is read as the
-  // nearest value within them, so that neither the scheduler nor a sibling's hello ever sees it.
-  const { settings, problems } = storedScheduleSettings({ scheduleS: r.schedule_s, minDelayS: r.min_delay_s, maxDelayS: r.max_delay_s, bandwidth: r.bandwidth });
-  let keep = r.keep_snapshots ?? null;
-  if (keep !== null) {
-    const c = clampStored(keep, COUNT.keep);
-    if (c.problem) problems.push(`stored keep ${keep} ${c.problem} (${COUNT.keep.min} to ${COUNT.keep.max}): ${c.value} in force`);
-    keep = c.value;
-  }
-  // A next run further away than anything sets one (the schedule, or the longest backoff) is not
-  // believed: written from an out-of-bounds schedule, or before the clock was set back. It runs now.
-  const longest = longestRetryMs(settings.scheduleS === null ? null : settings.scheduleS * 1000, MIRROR_RETRY) + 60_000;
-  const nextRunAt = r.next_run_at !== null && r.next_run_at - now > longest ? now : r.next_run_at;
-  return {
-    id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS,
-    bandwidth: settings.bandwidth ?? null, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
-    nextRunAt, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
-    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: keep,
-    ...(problems.length ? { settingsProblems: problems } : {}),
-  };
-}
-
-// Every number is read within JavaScript's safe integers (safeIntColumn): one stored larger would
-// make every command that lists mirrors fail, the daemon's scheduler with them.
-const MIRROR_COLUMNS = [
-  'id', 'volume', 'peer', 'remote_volume', 'state', 'base', 'last_error', 'last_transfer',
-  ...['schedule_s', 'min_delay_s', 'max_delay_s', 'bandwidth', 'paused', 'last_success_at', 'last_attempt_at', 'next_run_at', 'failures', 'created_at', 'keep_snapshots'].map(safeIntColumn),
-].join(', ');
-
-export function holdFor(m: { id: string }): string {
-  return `mirror:${m.id}`;
-}
-
-export function listMirrors(site: Site, volume?: string): Mirror[] {
-  const rows = volume ? site.db.all<MirrorRow>(`SELECT ${MIRROR_COLUMNS} FROM mirrors WHERE volume = ? ORDER BY volume, peer`, volume) : site.db.all<MirrorRow>(`SELECT ${MIRROR_COLUMNS} FROM mirrors ORDER BY volume, peer`);
-  const now = site.clock.now();
-  return rows.map((r) => toMirror(r, now));
-}
-
-export function getMirror(site: Site, volume: string, peer?: string): Mirror {
-  const all = listMirrors(site, volume);
-  const m = peer ? all.find((x) => x.peer === peer) : all.length === 1 ? all[0] : undefined;
-  if (!m) {
-    if (!peer && all.length > 1) throw new FerryError('USAGE', `volume ${volume} has ${all.length} mirrors (to ${all.map((x) => x.peer).join(', ')}); say which with --to SITE`);
-    throw new FerryError('MIRROR_NOT_FOUND', `no mirror of ${volume}${peer ? ` to ${peer}` : ''}; create one with \`ferry mirror create ${volume} --to SITE\``);
-  }
-  return m;
 }
 
 export interface CreateMirrorOptions {
@@ -198,31 +78,26 @@ export interface CreateMirrorOptions {
 export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
   const settings = checkScheduleSettings({ scheduleS: o.scheduleS ?? null, minDelayS: o.minDelayS ?? 0, maxDelayS: o.maxDelayS ?? 3600, bandwidth: o.bandwidth ?? null }, 'mirror');
   const keep = o.keepSnapshots == null ? null : checkCount(o.keepSnapshots, COUNT.keep, 'mirror keep');
-  const vol = getVolume(site, o.volume);
+  const vol = getVolume(site.catalog, o.volume);
   if (vol.role === 'secondary') throw new FerryError('MIRROR_STATE', `volume ${o.volume} is a secondary here; mirror it from its primary site`);
   const [peerName, remote] = o.to.includes(':') ? [o.to.slice(0, o.to.indexOf(':')), o.to.slice(o.to.indexOf(':') + 1)] : [o.to, o.volume];
-  const peer = getPeer(site, peerName);
+  const peer = getPeer(site.catalog, peerName);
   parseName(remote, 'volume');
-  if (site.db.get('SELECT 1 FROM mirrors WHERE volume = ? AND peer = ?', o.volume, peer.name)) {
+  if (hasMirror(site.catalog, o.volume, peer.name)) {
     throw new FerryError('MIRROR_EXISTS', `volume ${o.volume} already has a mirror to ${peer.name}`);
   }
   const id = `${o.volume}@${peer.name}`;
-  const now = site.clock.now();
-  site.db.tx(() => {
+  site.catalog.tx(() => {
     // A mirror to the same site again gets the same id: nothing of an earlier one (rows an older ferry
     // left behind when it removed it) may carry over, or a peer snapshot would show `present` at a
     // secondary that never received it.
     releaseMirrorRows(site, id);
-    site.db.run(
-      'INSERT INTO mirrors (id, volume, peer, remote_volume, schedule_s, min_delay_s, max_delay_s, bandwidth, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      id, o.volume, peer.name, remote, settings.scheduleS, settings.minDelayS, settings.maxDelayS, settings.bandwidth, 'uninitialized', now,
-    );
-    if (keep !== null) site.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', keep, id);
-    if (vol.role === 'standalone') site.db.run("UPDATE volumes SET role = 'primary' WHERE name = ?", o.volume);
+    insertMirror(site.catalog, { id, volume: o.volume, peer: peer.name, remoteVolume: remote, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS, bandwidth: settings.bandwidth ?? null, keepSnapshots: keep });
+    if (vol.role === 'standalone') setVolumeRole(site.catalog, o.volume, 'primary');
     const pending = o.peerSnapshots === false ? [] : queuePeerSnapshotsFor(site, o.volume, id);
     site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized', ...(pending.length ? { peerSnapshotsPending: pending } : {}) } });
   });
-  return getMirror(site, o.volume, peer.name);
+  return getMirror(site.catalog, o.volume, peer.name);
 }
 
 /** A mirror's settings; each one given is changed (null clears schedule, bandwidth and keep), the others stay. */
@@ -240,40 +115,38 @@ export interface MirrorSettingsChange {
  * older ferry is repaired by any change (the others keep the values in force).
  */
 export function setMirrorSettings(site: Site, volume: string, peer: string | undefined, change: MirrorSettingsChange): Mirror {
-  const cur = getMirror(site, volume, peer);
+  const cur = getMirror(site.catalog, volume, peer);
   const pick = <K extends keyof MirrorSettingsChange>(k: K, was: Mirror[K]) => (change[k] === undefined ? was : change[k]) as NonNullable<Mirror[K]> | null;
   const s = checkScheduleSettings({ scheduleS: pick('scheduleS', cur.scheduleS), minDelayS: pick('minDelayS', cur.minDelayS)!, maxDelayS: pick('maxDelayS', cur.maxDelayS)!, bandwidth: pick('bandwidth', cur.bandwidth) }, 'mirror');
   const keep = pick('keepSnapshots', cur.keepSnapshots);
   if (keep !== null) checkCount(keep, COUNT.keep, 'mirror keep');
-  site.db.tx(() => {
-    site.db.run('UPDATE mirrors SET schedule_s = ?, min_delay_s = ?, max_delay_s = ?, bandwidth = ?, keep_snapshots = ? WHERE id = ?', s.scheduleS, s.minDelayS, s.maxDelayS, s.bandwidth, keep, cur.id);
+  site.catalog.tx(() => {
     // A new schedule counts from the last success, not from a run planned under the old one; a
     // retry waiting after failures keeps its wait, up to one new period.
-    if (cur.scheduleS !== s.scheduleS || cur.settingsProblems) {
-      site.db.run('UPDATE mirrors SET next_run_at = CASE WHEN failures = 0 OR ? IS NULL THEN NULL ELSE min(next_run_at, ?) END WHERE id = ?', s.scheduleS, site.clock.now() + (s.scheduleS ?? 0) * 1000, cur.id);
-    }
+    const rescheduled = cur.scheduleS !== s.scheduleS || cur.settingsProblems !== undefined;
+    writeMirrorSettings(site.catalog, cur.id, { scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth ?? null, keepSnapshots: keep }, rescheduled);
     const changed = Object.fromEntries(Object.entries({ scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth, keepSnapshots: keep }).filter(([k, v]) => cur[k as keyof Mirror] !== v));
     site.event({ kind: 'mirror.settings', volume: cur.volume, outcome: 'ok', detail: { mirror: cur.id, ...changed, ...(cur.settingsProblems ? { repaired: cur.settingsProblems } : {}) } });
   });
-  return getMirror(site, volume, cur.peer);
+  return getMirror(site.catalog, volume, cur.peer);
 }
 
 export function setMirrorState(site: Site, m: Mirror, to: MirrorState, reason: string, extra: Record<string, unknown> = {}): void {
-  const from = site.db.get<{ state: MirrorState }>('SELECT state FROM mirrors WHERE id = ?', m.id)?.state ?? m.state;
-  site.db.tx(() => {
-    site.db.run('UPDATE mirrors SET state = ? WHERE id = ?', to, m.id);
+  const from = mirrorState(site.catalog, m.id) ?? m.state;
+  site.catalog.tx(() => {
+    writeMirrorState(site.catalog, m.id, to);
     if (from !== to) site.event({ kind: 'mirror.state', volume: m.volume, outcome: 'info', detail: { mirror: m.id, transition: `${from} => ${to}`, reason, ...extra } });
   });
   m.state = to;
 }
 
 export function pauseMirror(site: Site, volume: string, peer?: string, paused = true): Mirror {
-  const m = getMirror(site, volume, peer);
-  site.db.tx(() => {
-    site.db.run('UPDATE mirrors SET paused = ? WHERE id = ?', paused ? 1 : 0, m.id);
+  const m = getMirror(site.catalog, volume, peer);
+  site.catalog.tx(() => {
+    setMirrorPaused(site.catalog, m.id, paused);
     site.event({ kind: paused ? 'mirror.pause' : 'mirror.resume', volume, outcome: 'ok', detail: { mirror: m.id } });
   });
-  return getMirror(site, volume, m.peer);
+  return getMirror(site.catalog, volume, m.peer);
 }
 
 /**
@@ -282,10 +155,10 @@ export function pauseMirror(site: Site, volume: string, peer?: string, paused = 
  * a job that ends after the removal would take holds for a mirror that no longer exists.
  */
 export function removeMirror(site: Site, volume: string, peer?: string): Mirror {
-  const m = getMirror(site, volume, peer);
-  site.db.tx(() => {
+  const m = getMirror(site.catalog, volume, peer);
+  site.catalog.tx(() => {
     dropMirror(site, m, 'removed');
-    if (!site.db.get('SELECT 1 FROM mirrors WHERE volume = ?', volume)) site.db.run("UPDATE volumes SET role = 'standalone' WHERE name = ? AND role = 'primary'", volume);
+    if (!hasMirror(site.catalog, volume)) setVolumeRole(site.catalog, volume, 'standalone', 'primary');
   });
   return m;
 }
@@ -297,68 +170,33 @@ export function removeMirror(site: Site, volume: string, peer?: string): Mirror 
  * a migrate, a failback, a takeover. A running update of the mirror must have ended first.
  */
 export function dropMirror(site: Site, m: { id: string; volume: string; peer: string }, reason: string, detail: Record<string, unknown> = {}): void {
-  site.db.tx(() => {
+  site.catalog.tx(() => {
     const released = releaseMirrorRows(site, m.id);
-    site.db.run('DELETE FROM mirrors WHERE id = ?', m.id);
+    deleteMirrorRow(site.catalog, m.id);
     site.event({ kind: 'mirror.remove', volume: m.volume, outcome: 'ok', detail: { mirror: m.id, peer: m.peer, reason, released, ...detail } });
   });
 }
 
 /** The holds and peer-snapshot rows of a mirror id; returns the holds released. */
 function releaseMirrorRows(site: Site, id: string): Array<{ holder: string; snapshot: string }> {
-  const holders = [holdFor({ id }), inflightHold({ id })];
-  const released = site.db.all<{ holder: string; snapshot: string }>('SELECT holder, snapshot FROM holds WHERE holder IN (?, ?)', ...holders);
-  site.db.run('DELETE FROM holds WHERE holder IN (?, ?)', ...holders);
-  site.db.run('DELETE FROM peer_snapshots WHERE mirror = ?', id);
+  const released = releaseMirror(site.catalog, id);
+  dropPeerRowsOfMirror(site.catalog, id);
   // Peer-snapshot deletions its secondary still owed: that site is no longer this mirror's to ask.
-  for (const snapshot of dropPeerDeletions(site, id)) finishPeerDelete(site, snapshot, { gc: false });
+  for (const snapshot of dropDeletionsOf(site.catalog, id)) finishPeerDelete(site, snapshot, { gc: false });
   return released;
 }
 
 /**
- * This site stops being a secondary of `volume` (a promotion by migrate, a failback served, a rollback,
- * a new source): the relation's row goes, and with it the holds its source took on this volume's
- * snapshots (`mirror-from:<source>`; never those of the same source for another volume). Returns the
- * source it had. In the caller's transaction, if any.
- */
-export function endSecondaryRelation(site: Site, volume: string): string | null {
-  const row = site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
-  if (!row) return null;
-  site.db.tx(() => {
-    site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', `mirror-from:${row.source_site}`, volume);
-    site.db.run('DELETE FROM secondaries WHERE volume = ?', volume);
-  });
-  return row.source_site;
-}
-
-export function inflightHold(m: { id: string }): string {
-  return `${holdFor(m)}:inflight`;
-}
-
-/**
- * Holds whose holder no longer exists: a mirror (its base or a snapshot in flight), a link, or a
- * replication source this volume no longer follows. Older versions left such holds behind (a mirror
- * removed during an update), and nothing could ever release them: the snapshot could not be
- * deleted, GC kept its data, and `volume remove` asked to remove mirrors that did not exist. Run
- * when a site is opened for work (the engine starts), while nothing else runs; each release is
- * named in one event. Peer-snapshot holds have no holder to check and stay.
+ * Holds whose holder no longer exists (catalog/holds.ts releaseOrphans): released when a site is
+ * opened for work (the engine starts), while nothing else runs, and named in one event.
  */
 export function releaseOrphanHolds(site: Site): Array<{ snapshot: string; holder: string }> {
   if (site.readOnly) return [];
-  const rows = site.db.all<{ snapshot: string; holder: string; volume: string }>('SELECT h.snapshot, h.holder, s.volume FROM holds h JOIN snapshots s ON s.id = h.snapshot');
-  const orphan = rows.filter((r) => {
-    if (r.holder.startsWith('mirror-from:')) return !site.db.get('SELECT 1 FROM secondaries WHERE volume = ? AND source_site = ?', r.volume, r.holder.slice('mirror-from:'.length));
-    if (r.holder.startsWith('mirror:')) return !site.db.get('SELECT 1 FROM mirrors WHERE id = ?', r.holder.slice('mirror:'.length).replace(/:inflight$/, ''));
-    if (r.holder.startsWith('link:')) return !site.db.get('SELECT 1 FROM links WHERE path = ?', r.holder.slice('link:'.length));
-    return false;
+  return site.catalog.tx(() => {
+    const released = releaseOrphans(site.catalog);
+    if (released.length > 0) site.event({ kind: 'hold.release', outcome: 'warning', detail: { reason: 'their holder (a mirror, a link, a replication source) no longer exists', holds: released } });
+    return released;
   });
-  if (orphan.length === 0) return [];
-  const released = orphan.map((r) => ({ snapshot: r.snapshot, holder: r.holder }));
-  site.db.tx(() => {
-    for (const r of released) site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', r.snapshot, r.holder);
-    site.event({ kind: 'hold.release', outcome: 'warning', detail: { reason: 'their holder (a mirror, a link, a replication source) no longer exists', holds: released } });
-  });
-  return released;
 }
 
 // ---------------------------------------------------------------- the update job
@@ -423,8 +261,8 @@ const DISCONNECTED_AFTER = 3;
 export function settleFutureSuccess(site: Site, m: Mirror, now = site.clock.now()): Mirror {
   if (m.lastSuccessAt === null || m.lastSuccessAt <= now + 1000) return m;
   const next = m.scheduleS ? now + m.scheduleS * 1000 : null;
-  site.db.tx(() => {
-    site.db.run('UPDATE mirrors SET last_success_at = ?, next_run_at = CASE WHEN next_run_at IS NULL THEN NULL ELSE min(next_run_at, ?) END WHERE id = ?', now, next ?? now, m.id);
+  site.catalog.tx(() => {
+    resetLastSuccess(site.catalog, m.id, now, next ?? now);
     site.event({ kind: 'mirror.clock', volume: m.volume, outcome: 'warning', detail: { mirror: m.id, lastSuccessAt: m.lastSuccessAt, now, reason: "the mirror's last success is later than this site's clock (the clock was set back): counted from now" } });
   });
   return { ...m, lastSuccessAt: now, nextRunAt: m.nextRunAt === null ? null : Math.min(m.nextRunAt, next ?? now) };
@@ -434,7 +272,7 @@ export function settleFutureSuccess(site: Site, m: Mirror, now = site.clock.now(
 export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName: string | undefined, o: UpdateOptions = {}): Promise<UpdateResult> {
   const { site } = deps;
   const now = site.clock.now();
-  const m = settleFutureSuccess(site, getMirror(site, volume, peerName), now);
+  const m = settleFutureSuccess(site, getMirror(site.catalog, volume, peerName), now);
   if (o.initialize) {
     if (m.state !== 'uninitialized' && m.state !== 'needs-full-sync' && !(m.state === 'disconnected' && !m.base) && m.state !== 'baselining') {
       throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); use \`ferry mirror update\``);
@@ -449,15 +287,15 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     }
   }
   const stable: MirrorState = m.base ? 'idle' : m.state === 'needs-full-sync' ? 'needs-full-sync' : 'uninitialized';
-  if (getVolume(site, volume).role === 'secondary') {
+  if (getVolume(site.catalog, volume).role === 'secondary') {
     throw new FerryError('MIRROR_STATE', `volume ${volume} is a secondary here (a failback or a migrate is making it one): mirror ${m.id} does not update from it`);
   }
   // A failover notice that arrives while this job runs breaks the mirror off: the job's end keeps that.
   const settle = (to: MirrorState, reason: string) => {
-    if (site.db.get<{ state: string }>('SELECT state FROM mirrors WHERE id = ?', m.id)?.state !== 'broken-off') setMirrorState(site, m, to, reason);
+    if (mirrorState(site.catalog, m.id) !== 'broken-off') setMirrorState(site, m, to, reason);
   };
   setMirrorState(site, m, o.initialize ? 'baselining' : 'updating', o.scheduled ? 'schedule' : 'requested');
-  site.db.run('UPDATE mirrors SET last_attempt_at = ? WHERE id = ?', now, m.id);
+  recordAttempt(site.catalog, m.id, now);
   const started = performance.now();
   const phases: Record<string, number> = {};
   let committed = false;
@@ -466,8 +304,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   // The snapshot this attempt took (or took up again): should the attempt fail, a retry sends it.
   let taken: string | undefined;
   try {
-    const peer = getPeer(site, m.peer);
-    const vol = getVolume(site, volume);
+    const peer = getPeer(site.catalog, m.peer);
+    const vol = getVolume(site.catalog, volume);
     const helloRequest = (): HelloRequest => {
       const siblings = siblingsOf(site, m);
       return { protocol: PROTOCOL_VERSION, sourceVolume: volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })), keep: keepFor(m, siblings.length), siblings };
@@ -477,9 +315,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     // scheduled attempts still take snapshots here; they queue, and the next update sends the newest.
     let target: SnapshotRecord;
     let early: EarlyStats | undefined;
-    const baseSnap = m.base ? findSnapshot(site, volume, m.base) : undefined;
+    const baseSnap = m.base ? findSnapshot(site.catalog, volume, m.base) : undefined;
     if (o.snapshot) {
-      target = resolveSnapshot(site, volume, o.snapshot);
+      target = resolveSnapshot(site.catalog, volume, o.snapshot);
       if (target.origin !== site.id) {
         throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} was taken at another site (${target.origin}); a site sends only the snapshots it took: name one taken here, or leave --snapshot out to take a new one`);
       }
@@ -489,9 +327,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       // base by lineage and origin (never by comparing two sites' clocks), and young by this site's
       // clock. Retries after failures do not multiply snapshots; a snapshot another mirror of the
       // volume took is not this mirror's (each takes its own: siblings share bases by delivery).
-      const queuedId = o.scheduled && m.failures > 0 && m.scheduleS ? site.db.get<{ queued: string | null }>('SELECT queued FROM mirrors WHERE id = ?', m.id)?.queued : null;
-      const queued = queuedId ? findSnapshot(site, volume, queuedId) : undefined;
-      if (queued && queued.origin === site.id && queued.id !== m.base && !isKeptWrites(queued) && (!baseSnap || compareSnapshots(site, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) taken = (target = queued).id;
+      const queuedId = o.scheduled && m.failures > 0 && m.scheduleS ? queuedSnapshot(site.catalog, m.id) : null;
+      const queued = queuedId ? findSnapshot(site.catalog, volume, queuedId) : undefined;
+      if (queued && queued.origin === site.id && queued.id !== m.base && !isKeptWrites(queued) && (!baseSnap || compareSnapshots(site.catalog, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) taken = (target = queued).id;
       else {
         const capture = () => createSnapshot(site, volume, { pool: deps.pool, signal: o.signal, onWarning: (w) => captured.push(w) });
         // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
@@ -512,11 +350,11 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       }
     }
     // Older than the base by lineage and origin (after a failback or a migrate the base was taken at the other site).
-    if (baseSnap && compareSnapshots(site, target, baseSnap) < 0) {
+    if (baseSnap && compareSnapshots(site.catalog, target, baseSnap) < 0) {
       throw new FerryError('MIRROR_STATE', `snapshot ${target.name ?? target.id} is older than the mirror's base ${m.base}; choose a newer one`);
     }
     // Hold the target while it is in flight so retention cannot take it.
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, `${holdFor(m)}:inflight`, site.clock.now());
+    holdInFlight(site.catalog, m.id, target.id);
     const rx = deps.connect(peer);
     const hello = await rx.hello(helloRequest(), o.signal);
     // The base: the mirror's recorded base if the destination still has it.
@@ -527,27 +365,25 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
     // Changed chunks may go as deltas against the common base's (when the destination takes them).
-    const deltaBase = hello.delta && !o.initialize && m.base ? (site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', m.base)?.manifest as ObjectId | undefined) : undefined;
+    const deltaBase = hello.delta && !o.initialize && m.base ? snapshotById(site.catalog, m.base)?.manifest : undefined;
     // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
-    for (const p of pendingPeerSnapshots(site, m.id)) {
+    for (const p of pendingPeerSnapshots(site.catalog, m.id)) {
       // Both taken here: one clock (time, then id), the order the receiver's replay check uses.
       if (p.id === target.id || compareOnOneClock(p, target) > 0) continue;
       if (remoteIds.has(p.id)) {
         // Already there (its commit's answer was lost, or the destination had it before this mirror
         // existed): present. The base does not move back to it: a newer one committed there is adopted above.
-        markPeer(site, p.id, m.id, 'present');
+        markPeer(site.catalog, p.id, m.id, 'present');
         site.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer, found: true } });
         continue;
       }
-      markPeer(site, p.id, m.id, 'transferring');
+      markPeer(site.catalog, p.id, m.id, 'transferring');
       await sendSnapshot(site.store as never, rx, m.remoteVolume, p.manifest, { signal: o.signal, limiter, onProgress: o.onProgress });
       const c = await rx.commit(m.remoteVolume, { snapshot: p.id, manifest: p.manifest, force: o.force, peer: true }, o.signal);
       if (!c.applied) throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${c.refused}`, { details: { writesSnapshot: c.writesSnapshot, transferred: p.id } });
-      site.db.tx(() => {
-        site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
-        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', p.id, holdFor(m), site.clock.now());
-        site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', p.id, m.id);
-        markPeer(site, p.id, m.id, 'present');
+      site.catalog.tx(() => {
+        setMirrorBase(site.catalog, m.id, p.id);
+        markPeer(site.catalog, p.id, m.id, 'present');
         site.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer } });
       });
     }
@@ -559,14 +395,12 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       siblingBytes += sent.bytesSent;
       const c = await rx.commit(m.remoteVolume, { snapshot: b.id, manifest: b.manifest as ObjectId, force: o.force }, o.signal);
       if (!c.applied) throw new FerryError('REPLICA_WRITTEN', `${m.peer}: ${c.refused}`, { details: { writesSnapshot: c.writesSnapshot, transferred: b.id } });
-      site.db.tx(() => {
-        site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
-        site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', b.id, holdFor(m), site.clock.now());
-        site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', b.id, m.id);
+      site.catalog.tx(() => {
+        setMirrorBase(site.catalog, m.id, b.id);
         site.event({ kind: 'mirror.base', volume, outcome: 'info', detail: { mirror: m.id, from: m.base, to: b.id, reason: 'a sibling secondary holds it: a common base for a later failover', bytes: sent.bytesSent } });
       });
     }
-    if (isPeerSnapshotFor(site, target.id, m.id)) markPeer(site, target.id, m.id, 'transferring');
+    if (isPeerSnapshotFor(site.catalog, target.id, m.id)) markPeer(site.catalog, target.id, m.id, 'transferring');
     const sendStarted = performance.now();
     // What went early counts as sent: the progress goes on from there.
     const eo = early?.objectsSent ?? 0;
@@ -575,12 +409,12 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress, deltaBase, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
     onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
     phases.send = secondsSince(sendStarted);
-    const isPeer = isPeerSnapshotFor(site, target.id, m.id);
+    const isPeer = isPeerSnapshotFor(site.catalog, target.id, m.id);
     const commitStarted = performance.now();
     const commit = await rx.commit(m.remoteVolume, { snapshot: target.id, manifest: target.manifest as ObjectId, force: o.force, peer: isPeer }, o.signal);
     phases.commit = secondsSince(commitStarted);
     for (const [k, v] of Object.entries(remotePhases(commit.phases))) phases[`destination.${k}`] = v;
-    if (isPeer) markPeer(site, target.id, m.id, 'present');
+    if (isPeer) markPeer(site.catalog, target.id, m.id, 'present');
     const seconds = (performance.now() - started) / 1000;
     // The capture's warnings: paths the replica may lack. Recorded with the transfer and its event;
     // status keeps the mirror in warn while the base has any (mirrorStatus).
@@ -595,17 +429,10 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       ...(warned ? { warnings: warned } : {}),
     };
     // Committed at the destination: only now does the base move here.
-    site.db.tx(() => {
-      site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
-      site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-      site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', target.id, holdFor(m), site.clock.now());
-      const err = commit.applied ? null : JSON.stringify({ code: 'REPLICA_WRITTEN', message: commit.refused ?? 'apply refused' });
+    site.catalog.tx(() => {
+      const error = commit.applied ? null : { code: 'REPLICA_WRITTEN', message: commit.refused ?? 'apply refused' };
       const at = site.clock.now();
-      const next = m.scheduleS ? at + m.scheduleS * 1000 : null;
-      site.db.run(
-        'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ?, queued = NULL WHERE id = ?',
-        target.id, at, err, JSON.stringify(transfer), next, m.id,
-      );
+      recordSuccess(site.catalog, m.id, { base: target.id, at, error, transfer, nextRunAt: m.scheduleS ? at + m.scheduleS * 1000 : null });
       const paths = captured.length ? { warningPaths: captured.slice(0, MAX_WARNING_PATHS).map((w) => w.path) } : {};
       site.event({ kind: 'replication.update', volume, outcome: commit.applied && !warned ? 'ok' : 'warning', detail: { mirror: m.id, base: m.base, ...transfer, ...paths, applied: commit.applied, writesSnapshot: commit.writesSnapshot } });
     });
@@ -618,27 +445,28 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   } catch (err) {
     const fe = isFerryError(err) ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err), { cause: err });
     // A peer snapshot cut in flight is pending again.
-    site.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", m.id);
+    resetTransferring(site.catalog, m.id);
     // Transferred and committed, its apply refused (writes in the replica): recorded above as a
     // transfer, the next run planned a period on.
     if (committed) throw fe;
     if (fe.code === 'FAILED_OVER') {
       // The destination took over: stop updating, keep the base for failback.
-      site.db.run('UPDATE mirrors SET last_error = ? WHERE id = ?', JSON.stringify({ code: fe.code, message: fe.message }), m.id);
-      site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
+      site.catalog.tx(() => {
+        setMirrorError(site.catalog, m.id, { code: fe.code, message: fe.message });
+        releaseInFlight(site.catalog, m.id);
+      });
       setMirrorState(site, m, 'broken-off', `${m.peer} failed over`);
       throw fe;
     }
     // Every failure is counted and waits before the next attempt (core/backoff.ts): a transient one
     // with backoff, any other at least until the next period, so a failing hook or a refusing peer
     // is not retried every tick (each retry a snapshot, the application quiesced each time).
-    const cur = getMirror(site, volume, m.peer);
+    const cur = getMirror(site.catalog, volume, m.peer);
     const transient = fe.kind === 'transient';
     const failures = cur.failures + 1;
     const retryInMs = retryDelayMs({ failures, transient, periodMs: cur.scheduleS ? cur.scheduleS * 1000 : null }, MIRROR_RETRY, deps.random ?? Math.random);
-    site.db.tx(() => {
-      site.db.run('DELETE FROM holds WHERE holder = ?', `${holdFor(m)}:inflight`);
-      site.db.run('UPDATE mirrors SET failures = ?, last_error = ?, next_run_at = ?, queued = coalesce(?, queued) WHERE id = ?', failures, JSON.stringify({ code: fe.code, message: fe.message }), site.clock.now() + retryInMs, taken ?? null, m.id);
+    site.catalog.tx(() => {
+      recordFailure(site.catalog, m.id, { failures, error: { code: fe.code, message: fe.message }, nextRunAt: site.clock.now() + retryInMs, queued: taken ?? null });
       site.event({ kind: 'replication.update', volume, outcome: 'failed', detail: { mirror: m.id, error: fe.toJSON(), failures, retryInMs } });
     });
     let to: MirrorState = cur.state === 'needs-full-sync' ? 'needs-full-sync' : stable;
@@ -680,9 +508,9 @@ async function captureSendingEarly<T>(site: Site, capture: () => Promise<T>, o: 
  * mirror was broken off by its failover stays on the list: it is the site the others may follow.
  */
 function siblingsOf(site: Site, m: Mirror): SiblingInfo[] {
-  return listMirrors(site, m.volume)
+  return listMirrors(site.catalog, m.volume)
     .filter((x) => x.id !== m.id)
-    .map((x) => ({ site: getPeer(site, x.peer).id, volume: x.remoteVolume, scheduleS: x.scheduleS, minDelayS: x.minDelayS, maxDelayS: x.maxDelayS, bandwidth: x.bandwidth, keep: x.keepSnapshots }));
+    .map((x) => ({ site: getPeer(site.catalog, x.peer).id, volume: x.remoteVolume, scheduleS: x.scheduleS, minDelayS: x.minDelayS, maxDelayS: x.maxDelayS, bandwidth: x.bandwidth, keep: x.keepSnapshots }));
 }
 
 /**
@@ -697,17 +525,17 @@ function siblingBasesToDeliver(site: Site, m: Mirror, target: SnapshotRecord, he
   // The base as recorded now: peer snapshots delivered just before moved it (and the replica with it).
   // Both bounds are compared by lineage and origin: the snapshot the destination shows may have
   // been taken at another site (on another clock); one this site does not hold bounds nothing.
-  const base = site.db.get<{ base: string | null }>('SELECT base FROM mirrors WHERE id = ?', m.id)?.base ?? null;
-  const bounds = [base, hello.applied].map((id) => (id ? findSnapshot(site, m.volume, id) : undefined)).filter((x): x is SnapshotRecord => x !== undefined);
+  const base = mirrorBase(site.catalog, m.id);
+  const bounds = [base, hello.applied].map((id) => (id ? findSnapshot(site.catalog, m.volume, id) : undefined)).filter((x): x is SnapshotRecord => x !== undefined);
   const out = new Map<string, SnapshotRecord>();
-  for (const x of listMirrors(site, m.volume)) {
+  for (const x of listMirrors(site.catalog, m.volume)) {
     if (x.id === m.id || !x.base || x.state === 'broken-off' || remote.has(x.base) || out.has(x.base) || x.base === target.id) continue;
-    const s = findSnapshot(site, m.volume, x.base);
+    const s = findSnapshot(site.catalog, m.volume, x.base);
     if (!s) continue;
-    if (bounds.every((b) => compareSnapshots(site, s, b) > 0) && compareSnapshots(site, s, target) < 0) out.set(s.id, s);
+    if (bounds.every((b) => compareSnapshots(site.catalog, s, b) > 0) && compareSnapshots(site.catalog, s, target) < 0) out.set(s.id, s);
   }
   const room = keepFor(m, 1) - 1; // the target takes one of the places the destination keeps
-  return room <= 0 ? [] : [...out.values()].sort((a, b) => compareSnapshots(site, a, b)).slice(-room);
+  return room <= 0 ? [] : [...out.values()].sort((a, b) => compareSnapshots(site.catalog, a, b)).slice(-room);
 }
 
 /**
@@ -720,19 +548,17 @@ function siblingBasesToDeliver(site: Site, m: Mirror, target: SnapshotRecord, he
  * otherwise still means a full sync.
  */
 function adoptNewerCommonBase(site: Site, m: Mirror, remote: Array<{ id: string; time: number }>): void {
-  const base = m.base ? findSnapshot(site, m.volume, m.base) : undefined;
+  const base = m.base ? findSnapshot(site.catalog, m.volume, m.base) : undefined;
   if (!base) return;
   const common = newestOf(
-    site,
+    site.catalog,
     remote
-      .map((r) => findSnapshot(site, m.volume, r.id))
-      .filter((r): r is SnapshotRecord => r !== undefined && r.origin === site.id && r.id !== base.id && compareSnapshots(site, r, base) > 0),
+      .map((r) => findSnapshot(site.catalog, m.volume, r.id))
+      .filter((r): r is SnapshotRecord => r !== undefined && r.origin === site.id && r.id !== base.id && compareSnapshots(site.catalog, r, base) > 0),
   );
   if (!common) return;
-  site.db.tx(() => {
-    site.db.run('DELETE FROM holds WHERE holder = ?', holdFor(m));
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', common.id, holdFor(m), site.clock.now());
-    site.db.run('UPDATE mirrors SET base = ? WHERE id = ?', common.id, m.id);
+  site.catalog.tx(() => {
+    setMirrorBase(site.catalog, m.id, common.id);
     site.event({ kind: 'mirror.base', volume: m.volume, outcome: 'info', detail: { mirror: m.id, from: m.base, to: common.id, reason: `${m.peer} committed ${common.id} but its answer was lost` } });
   });
   m.base = common.id;
@@ -758,11 +584,11 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
     // Nobody holds the site: the process that ran this transfer is gone. Show what the next open will record.
     m = { ...m, state: m.base ? 'idle' : 'uninitialized', lastError: m.lastError ?? { code: 'TRANSFER_INTERRUPTED', message: 'the previous transfer was interrupted (its process stopped); the next update resumes it' } };
   }
-  const base = m.base ? site.db.get<{ time: number; stats: string }>('SELECT time, stats FROM snapshots WHERE id = ?', m.base) : undefined;
+  const base = m.base ? snapshotById(site.catalog, m.base) : undefined;
   const baseTime = base?.time ?? null;
   const lag = baseTime === null ? null : Math.max(0, (now - baseTime) / 1000);
   // The replica shows the base: what its capture skipped, the replica lacks, until a clean one replicates.
-  const baseWarnings = base ? captureWarnings({ stats: JSON.parse(base.stats) as Record<string, unknown> }) : 0;
+  const baseWarnings = captureWarnings(base);
   const reasons: string[] = [];
   if (lag === null) reasons.push('no replicated snapshot yet');
   else if (lag > m.maxDelayS) reasons.push(`lag ${Math.round(lag)} s exceeds max delay ${m.maxDelayS} s`);
@@ -770,9 +596,9 @@ export function mirrorStatus(site: Site, m: Mirror, progress?: MirrorStatus['pro
   if (m.lastError) reasons.push(`last error: ${m.lastError.code}`);
   for (const p of m.settingsProblems ?? []) reasons.push(`${p}; fix it with \`ferry mirror set ${m.volume} --to ${m.peer}\` (or a site file)`);
   if (m.state === 'disconnected' || m.state === 'needs-full-sync' || m.state === 'broken-off') reasons.push(`state ${m.state}`);
-  const pendingPeers = site.db.get<{ n: number }>("SELECT count(*) AS n FROM peer_snapshots WHERE mirror = ? AND state <> 'present'", m.id)?.n ?? 0;
+  const pendingPeers = countPendingPeerSnapshots(site.catalog, m.id);
   if (pendingPeers > 0) reasons.push(`${pendingPeers} peer snapshot(s) pending`);
-  const deleting = pendingPeerDeletions(site, m.id);
+  const deleting = countDeletionsOwed(site.catalog, m.id);
   if (deleting > 0) reasons.push(`${deleting} peer snapshot deletion(s) pending`);
   // A paused mirror at rest shows `paused` as its state (DESIGN.md section 6); one moving (a forced update) shows what it does.
   const state: MirrorState = m.paused && m.state === 'idle' ? 'paused' : m.state;

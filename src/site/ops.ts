@@ -7,14 +7,14 @@ import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from './engine.ts';
 import { formatSiteId } from './identity.ts';
-import { linkStatus, listLinks } from '../dr/links.ts';
+import { linkStatus } from '../dr/links.ts';
 import { workflowSummary } from '../dr/journal.ts';
-import { createMirror, getMirror, listMirrors, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';
-import { addPeer, listPeers, removePeer } from './peers.ts';
+import { createMirror, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';
+import { addPeer, removePeer } from './peers.ts';
 import { replicaRoot } from './paths.ts';
 import { applyInFlight } from './receiver.ts';
-import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, latestSnapshot, listSnapshots, planDeleteSnapshots, resolveSnapshot, summarizeGc } from './snapshots.ts';
-import { createVolume, getVolume, listVolumes, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
+import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, planDeleteSnapshots, summarizeGc } from './snapshots.ts';
+import { createVolume, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
 import { journalOf } from './journal-service.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -22,6 +22,13 @@ import { findPath, prepareTarget, restoreImage, restoreTree } from '../snapshot/
 import { verifySnapshots } from '../snapshot/verify.ts';
 import type { Site } from './site.ts';
 import { join, resolve } from 'node:path';
+import { listLinks } from '../catalog/links.ts';
+import { getMirror, listMirrors } from '../catalog/mirrors.ts';
+import { mirrorsDelivering } from '../catalog/peer-snapshots.ts';
+import { listPeers } from '../catalog/peers.ts';
+import { listSecondaries } from '../catalog/secondaries.ts';
+import { latestSnapshot, listSnapshots, resolveSnapshot } from '../catalog/snapshots.ts';
+import { getVolume, listVolumes } from '../catalog/volumes.ts';
 
 export interface OpContext {
   engine: Engine;
@@ -66,15 +73,15 @@ function num(a: Args, k: string): number | undefined {
 export function statusReport(engine: Engine): Record<string, unknown> {
   const site = engine.site;
   const mirrors = engine.status();
-  const secondaries = site.db.all<{ volume: string; source_site: string; source_volume: string; applied: string | null; applying: string | null; consistent: number; state: string; updated_at: number; apply_error: string | null; failover_notice: string | null }>('SELECT * FROM secondaries ORDER BY volume');
-  const peers = listPeers(site);
+  const secondaries = listSecondaries(site.catalog);
+  const peers = listPeers(site.catalog);
   const peerName = (id: string) => peers.find((p) => p.id === id)?.name ?? id;
   return {
     site: { name: site.name, id: site.id, idFormatted: formatSiteId(site.id), home: site.paths.home, replicaRoot: replicaRoot(site), now: site.clock.now() },
     peers,
-    links: listLinks(site).map((l) => linkStatus(site, l)),
-    volumes: listVolumes(site).map((v) => {
-      const newest = latestSnapshot(site, v.name);
+    links: listLinks(site.catalog).map((l) => linkStatus(site, l)),
+    volumes: listVolumes(site.catalog).map((v) => {
+      const newest = latestSnapshot(site.catalog, v.name);
       const sec = secondaries.find((s) => s.volume === v.name);
       return {
         name: v.name,
@@ -183,8 +190,8 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
 }
 
 export function describeVolume(site: Site, v: Volume): Volume & { snapshots: number; newest: { id: string; name: string | null; time: number } | null } {
-  const snaps = listSnapshots(site, v.name);
-  const n = latestSnapshot(site, v.name);
+  const snaps = listSnapshots(site.catalog, v.name);
+  const n = latestSnapshot(site.catalog, v.name);
   return { ...v, snapshots: snaps.length, newest: n ? { id: n.id, name: n.name, time: n.time } : null };
 }
 
@@ -229,8 +236,8 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async verify(ctx, a) {
     const site = ctx.engine.site;
     const volume = str(a, 'volume', false);
-    const vols = volume ? [getVolume(site, volume).name] : listVolumes(site).map((v) => v.name);
-    const snaps = vols.flatMap((v) => listSnapshots(site, v));
+    const vols = volume ? [getVolume(site.catalog, volume).name] : listVolumes(site.catalog).map((v) => v.name);
+    const snaps = vols.flatMap((v) => listSnapshots(site.catalog, v));
     const started = Date.now();
     const report = verifySnapshots(site.store, snaps);
     site.event({ kind: 'verify', volume: volume ?? null, outcome: report.damaged.length ? 'failed' : 'ok', detail: { objects: report.objectsChecked, damaged: report.damaged.length } });
@@ -239,7 +246,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async restore(ctx, a) {
     const site = ctx.engine.site;
     const volume = str(a, 'volume')!;
-    const s = resolveSnapshot(site, volume, str(a, 'snapshot')!);
+    const s = resolveSnapshot(site.catalog, volume, str(a, 'snapshot')!);
     const manifest = readManifest(site.store, s.manifest);
     const member = str(a, 'member', false);
     const path = str(a, 'path', false);
@@ -274,7 +281,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return addPeer(ctx.engine.site, str(a, 'name')!, str(a, 'url')!, str(a, 'id')!);
   },
   async 'site.list'(ctx) {
-    return { self: { name: ctx.engine.site.name, id: ctx.engine.site.id }, peers: listPeers(ctx.engine.site) };
+    return { self: { name: ctx.engine.site.name, id: ctx.engine.site.id }, peers: listPeers(ctx.engine.site.catalog) };
   },
   async 'site.remove'(ctx, a) {
     removePeer(ctx.engine.site, str(a, 'name')!);
@@ -312,7 +319,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return repointSibling(ctx.engine, volume, peer, remote ?? known?.volume ?? volume, { full: a.full === true, info: known?.info ?? null });
   },
   async 'mirror.list'(ctx, a) {
-    return listMirrors(ctx.engine.site, str(a, 'volume', false)).map((m) => mirrorStatus(ctx.engine.site, m, ctx.engine.progressOf(m.id)));
+    return listMirrors(ctx.engine.site.catalog, str(a, 'volume', false)).map((m) => mirrorStatus(ctx.engine.site, m, ctx.engine.progressOf(m.id)));
   },
   async 'mirror.initialize'(ctx, a) {
     return runUpdate(ctx, a, true);
@@ -329,7 +336,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'mirror.remove'(ctx, a) {
     const site = ctx.engine.site;
     const volume = str(a, 'volume')!;
-    const m = getMirror(site, volume, str(a, 'to', false));
+    const m = getMirror(site.catalog, volume, str(a, 'to', false));
     const wf = workflowSummary(site, volume);
     if (wf) throw new FerryError('MIRROR_STATE', `a ${wf.kind} of ${volume} is in progress (step ${wf.step}): it decides what becomes of its mirrors; let it finish (rerun it) before removing the mirror to ${m.peer}`);
     // An update of this mirror in flight is cancelled and waited for: it must not take holds for a mirror that is gone.
@@ -372,8 +379,8 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return refreshLink(ctx.engine.site, ctx.engine.pool, str(a, 'path')!, { force: a.force === true, snapshot: str(a, 'snapshot', false) });
   },
   async 'link.list'(ctx) {
-    const { listLinks, linkStatus } = await import('../dr/links.ts');
-    return listLinks(ctx.engine.site).map((l) => linkStatus(ctx.engine.site, l));
+    const { linkStatus } = await import('../dr/links.ts');
+    return listLinks(ctx.engine.site.catalog).map((l) => linkStatus(ctx.engine.site, l));
   },
   async 'link.remove'(ctx, a) {
     const { removeLink } = await import('../dr/links.ts');
@@ -397,7 +404,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     // Deliver now to every secondary, in order with the replication stream; a secondary that
     // cannot be reached keeps it pending and gets it on reconnect.
     const deliveries = mirrors.map((id) => {
-      const m = listMirrors(site, volume).find((x) => x.id === id)!;
+      const m = listMirrors(site.catalog, volume).find((x) => x.id === id)!;
       return ctx.engine.update(volume, m.peer, { snapshot: r.snapshot.id, scheduled: true }).then(
         () => ({ mirror: id, ok: true }),
         (err: Error) => ({ mirror: id, ok: false, error: err.message }),
@@ -416,7 +423,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     if (a.dryRun === true) return { snapshot: plan.snapshot, removedAt: [], dryRun: true, wouldRemoveAt: plan.targets.map((t) => t.peerName) };
     // An update delivering it to a secondary must end first: a deletion asked before its commit lands
     // there would find nothing, and the snapshot would arrive after it, held for ever.
-    const delivering = site.db.all<{ mirror: string }>("SELECT mirror FROM peer_snapshots WHERE snapshot = ? AND state <> 'present'", plan.snapshot).map((r) => r.mirror);
+    const delivering = mirrorsDelivering(site.catalog, plan.snapshot);
     await ctx.engine.waitJobs(delivering);
     const req = requestPeerDelete(site, volume, ref);
     const [o] = await ctx.engine.deliverPeerDeletions({ snapshot: req.snapshot });
@@ -435,7 +442,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
 async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<unknown> {
   const volume = str(a, 'volume')!;
   const to = str(a, 'to', false);
-  const m = getMirror(ctx.engine.site, volume, to);
+  const m = getMirror(ctx.engine.site.catalog, volume, to);
   if (m.state === 'broken-off' && !initialize) {
     // Its destination may follow this site again although it took over once (its home restored from a backup).
     const { rejoinBrokenOff } = await import('../dr/failback.ts');

@@ -11,7 +11,9 @@
 // never: write anything, or follow a path the caller did not give.
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { readMeta } from './catalog.ts';
+import { listLinks } from '../catalog/links.ts';
+import { readMeta } from '../catalog/meta.ts';
+import { allMembers } from '../catalog/volumes.ts';
 import type { Site } from './site.ts';
 
 /** `inner` is `outer` or lies below it (both canonical). */
@@ -43,7 +45,7 @@ export function canonicalPath(p: string): string {
 
 /** Where new secondaries are made: the site's `replicaRoot` setting, or <home>/replicas. */
 export function replicaRoot(site: Site): string {
-  return readMeta(site.db, 'replica_root') ?? site.paths.replicas;
+  return readMeta(site.catalog, 'replica_root') ?? site.paths.replicas;
 }
 
 export interface PathOwner {
@@ -54,9 +56,8 @@ export interface PathOwner {
 
 /** Every member of every volume at the site, and every link copy, with what each is. */
 export function sitePathOwners(site: Site): { members: PathOwner[]; links: PathOwner[] } {
-  const members = site.db.all<{ volume: string; name: string; path: string }>('SELECT volume, name, path FROM members ORDER BY volume, position')
-    .map((m) => ({ what: `member ${m.name} of volume ${m.volume}`, path: m.path }));
-  const links = site.db.all<{ path: string }>('SELECT path FROM links ORDER BY path').map((l) => ({ what: `link ${l.path}`, path: l.path }));
+  const members = allMembers(site.catalog).map((m) => ({ what: `member ${m.name} of volume ${m.volume}`, path: m.path }));
+  const links = listLinks(site.catalog).map((l) => ({ what: `link ${l.path}`, path: l.path }));
   return { members, links };
 }
 

@@ -16,42 +16,26 @@
 // peer snapshots, whichever site took them (after a migrate, a failover and
 // failback, the current primary of the lineage).
 import { FerryError, isFerryError } from '../core/errors.ts';
-import type { ObjectId } from '../core/ids.ts';
 import { ROUTES } from './http.ts';
-import { PEER_HOLD } from './receiver.ts';
 import type { Site } from './site.ts';
-import { collectGarbageSoon, executeDeleteSnapshots, planDeleteSnapshots, resolveSnapshot } from './snapshots.ts';
+import { collectGarbageSoon, executeDeleteSnapshots, planDeleteSnapshots } from './snapshots.ts';
+import { heldBy, holdersOf, holdPeer, parseHolder, PEER_DELETE_HOLDER, PEER_HOLDER, release, startPeerDelete } from '../catalog/holds.ts';
+import { listMirrors } from '../catalog/mirrors.ts';
+import { findPeerById } from '../catalog/peers.ts';
+import {
+  addDeletions, addPeerRows, deletionsOf, deletionsToDeliver, dropDeletion, dropPeerRowsOfSnapshot, noteDeletionFailure, peerRowsOf, peerSnapshotsOf, type PeerState,
+} from '../catalog/peer-snapshots.ts';
+import { getSecondary } from '../catalog/secondaries.ts';
+import { findSnapshot, resolveSnapshot, snapshotById } from '../catalog/snapshots.ts';
 
-export type PeerState = 'pending' | 'transferring' | 'present' | 'deleting';
-
-export interface PendingPeer {
-  id: string;
-  manifest: ObjectId;
-  time: number;
-  name: string | null;
-}
-
-export function pendingPeerSnapshots(site: Site, mirror: string): PendingPeer[] {
-  return site.db.all<PendingPeer>(
-    "SELECT s.id, s.manifest, s.time, s.name FROM peer_snapshots p JOIN snapshots s ON s.id = p.snapshot WHERE p.mirror = ? AND p.state <> 'present' ORDER BY s.time, s.id",
-    mirror,
-  );
-}
-
-export function markPeer(site: Site, snapshot: string, mirror: string, state: PeerState): void {
-  site.db.run('UPDATE peer_snapshots SET state = ?, updated_at = ? WHERE snapshot = ? AND mirror = ?', state, site.clock.now(), snapshot, mirror);
-}
-
-export function isPeerSnapshotFor(site: Site, snapshot: string, mirror: string): boolean {
-  return site.db.get('SELECT 1 FROM peer_snapshots WHERE snapshot = ? AND mirror = ?', snapshot, mirror) !== undefined;
-}
+export type { PeerState } from '../catalog/peer-snapshots.ts';
 
 /** Make an existing snapshot a peer snapshot: held here, pending for every mirror of its volume. */
 export function registerPeerSnapshot(site: Site, volume: string, snapshot: string): string[] {
-  const mirrors = site.db.all<{ id: string }>('SELECT id FROM mirrors WHERE volume = ?', volume).map((r) => r.id);
-  site.db.tx(() => {
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', snapshot, PEER_HOLD, site.clock.now());
-    for (const m of mirrors) site.db.run("INSERT OR IGNORE INTO peer_snapshots (snapshot, mirror, state, updated_at) VALUES (?, ?, 'pending', ?)", snapshot, m, site.clock.now());
+  const mirrors = listMirrors(site.catalog, volume).map((m) => m.id);
+  site.catalog.tx(() => {
+    holdPeer(site.catalog, snapshot);
+    addPeerRows(site.catalog, snapshot, mirrors);
     site.event({ kind: 'snapshot.peer', volume, outcome: 'info', detail: { snapshot, pendingAt: mirrors } });
   });
   return mirrors;
@@ -59,8 +43,8 @@ export function registerPeerSnapshot(site: Site, volume: string, snapshot: strin
 
 /** A new mirror of the volume: every peer snapshot held here becomes pending for it (in the caller's transaction). */
 export function queuePeerSnapshotsFor(site: Site, volume: string, mirror: string): string[] {
-  const ids = site.db.all<{ id: string }>('SELECT s.id FROM snapshots s JOIN holds h ON h.snapshot = s.id AND h.holder = ? WHERE s.volume = ? ORDER BY s.time, s.id', PEER_HOLD, volume).map((r) => r.id);
-  for (const id of ids) site.db.run("INSERT OR REPLACE INTO peer_snapshots (snapshot, mirror, state, updated_at) VALUES (?, ?, 'pending', ?)", id, mirror, site.clock.now());
+  const ids = heldBy(site.catalog, PEER_HOLDER, volume);
+  for (const id of ids) addPeerRows(site.catalog, id, [mirror], { replace: true });
   return ids;
 }
 
@@ -73,66 +57,21 @@ export interface PeerSnapshotStatus {
   secondaries: Array<{ mirror: string; state: PeerState; updatedAt: number; lastError?: { code: string; message: string } | null }>;
 }
 
-/** The hold a peer snapshot being deleted carries here until every secondary has confirmed. */
-export const PEER_DELETE_HOLD = 'peer-delete';
-
-interface DeletionRow {
-  snapshot: string;
-  mirror: string;
-  volume: string;
-  failures: number;
-  next_at: number;
-  last_error: string | null;
-  created_at: number;
-}
-
-/** Rows of the peer_deletions table; none in a catalog opened read-only from before it existed. */
-function deletions<T>(site: Site, fn: () => T[]): T[] {
-  try {
-    return fn();
-  } catch (err) {
-    if (/no such table: peer_deletions/.test((err as Error).message)) return [];
-    throw err;
-  }
-}
-
 export function peerSnapshotStatus(site: Site, volume: string): PeerSnapshotStatus[] {
-  const snaps = site.db.all<{ id: string; name: string | null; time: number; deleting: number }>(
-    `SELECT s.id, s.name, s.time, EXISTS (SELECT 1 FROM holds d WHERE d.snapshot = s.id AND d.holder = ?) AS deleting FROM snapshots s
-       WHERE s.volume = ? AND EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id AND h.holder IN (?, ?)) ORDER BY s.time, s.id`,
-    PEER_DELETE_HOLD, volume, PEER_HOLD, PEER_DELETE_HOLD,
-  );
-  return snaps.map((x) => {
-    const rows = site.db.all<{ mirror: string; state: PeerState; updated_at: number }>('SELECT mirror, state, updated_at FROM peer_snapshots WHERE snapshot = ? ORDER BY mirror', x.id);
-    const dels = deletions(site, () => site.db.all<DeletionRow>('SELECT * FROM peer_deletions WHERE snapshot = ? ORDER BY mirror', x.id));
+  return peerSnapshotsOf(site.catalog, volume).map((x) => {
+    const rows = peerRowsOf(site.catalog, x.id);
+    const dels = deletionsOf(site.catalog, x.id);
     return {
       id: x.id,
       name: x.name,
       time: x.time,
-      deleting: x.deleting === 1,
+      deleting: x.deleting,
       secondaries: [
         ...rows.map((r) => ({ mirror: r.mirror, state: r.state, updatedAt: r.updated_at })),
         ...dels.map((d) => ({ mirror: d.mirror, state: 'deleting' as const, updatedAt: d.created_at, lastError: d.last_error ? (JSON.parse(d.last_error) as { code: string; message: string }) : null })),
       ],
     };
   });
-}
-
-/** The peer-snapshot deletions of a mirror being removed go with it; returns their snapshots. */
-export function dropPeerDeletions(site: Site, mirror: string): string[] {
-  const ids = deletions(site, () => site.db.all<{ snapshot: string }>('SELECT snapshot FROM peer_deletions WHERE mirror = ?', mirror)).map((r) => r.snapshot);
-  if (ids.length > 0) site.db.run('DELETE FROM peer_deletions WHERE mirror = ?', mirror);
-  return ids;
-}
-
-/** Mirrors with a peer-snapshot deletion whose retry is due. */
-export function duePeerDeletionMirrors(site: Site, now: number): string[] {
-  return deletions(site, () => site.db.all<{ mirror: string }>('SELECT DISTINCT mirror FROM peer_deletions WHERE next_at <= ?', now)).map((r) => r.mirror);
-}
-
-/** Peer-snapshot deletions a mirror still owes (its health shows them). */
-export function pendingPeerDeletions(site: Site, mirror: string): number {
-  return deletions(site, () => site.db.all<{ n: number }>('SELECT count(*) AS n FROM peer_deletions WHERE mirror = ?', mirror))[0]?.n ?? 0;
 }
 
 export interface PeerDeleteTarget {
@@ -171,38 +110,37 @@ export interface PeerDeleteOutcome {
  * the caller delivers what is left.
  */
 export function requestPeerDelete(site: Site, volume: string, ref: string, opts: { dryRun?: boolean } = {}): { snapshot: string; targets: PeerDeleteTarget[]; again: boolean } {
-  const snap = resolveSnapshot(site, volume, ref);
+  const snap = resolveSnapshot(site.catalog, volume, ref);
   const label = snap.name ?? snap.id;
-  const again = snap.holds.includes(PEER_DELETE_HOLD);
-  if (!snap.holds.includes(PEER_HOLD) && !again) throw new FerryError('USAGE', `snapshot ${label} is not a peer snapshot; delete it with \`ferry snapshot delete\``);
-  const sec = site.db.get<{ source_site: string; state: string }>("SELECT source_site, state FROM secondaries WHERE volume = ? AND state <> 'broken-off'", volume);
-  if (sec) {
+  const kinds = snap.holds.map((h) => parseHolder(h).kind);
+  const again = kinds.includes('peer-delete');
+  if (!kinds.includes('peer') && !again) throw new FerryError('USAGE', `snapshot ${label} is not a peer snapshot; delete it with \`ferry snapshot delete\``);
+  const sec = getSecondary(site.catalog, volume);
+  if (sec && sec.state !== 'broken-off') {
     // Deleting it here alone would leave the primary believing it is present here.
-    const from = site.db.get<{ name: string }>('SELECT name FROM peers WHERE id = ?', sec.source_site)?.name ?? sec.source_site;
+    const from = findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site;
     throw new FerryError('MIRROR_STATE', `${volume} is a secondary here: peer snapshot ${label} belongs to its primary ${from}; delete it there with \`ferry snapshot delete ${volume} ${label} --peer\``);
   }
-  const targets = site.db
-    .all<{ id: string; peer: string; remote_volume: string }>("SELECT id, peer, remote_volume FROM mirrors WHERE volume = ? AND state <> 'broken-off' ORDER BY peer", volume)
-    .map((m) => ({ mirror: m.id, peerName: m.peer, remoteVolume: m.remote_volume }));
+  const targets = listMirrors(site.catalog, volume)
+    .filter((m) => m.state !== 'broken-off')
+    .map((m) => ({ mirror: m.id, peerName: m.peer, remoteVolume: m.remoteVolume }));
   if (again) {
-    const left = new Set(deletions(site, () => site.db.all<{ mirror: string }>('SELECT mirror FROM peer_deletions WHERE snapshot = ?', snap.id)).map((r) => r.mirror));
+    const left = new Set(deletionsOf(site.catalog, snap.id).map((r) => r.mirror));
     return { snapshot: snap.id, targets: targets.filter((t) => left.has(t.mirror)), again };
   }
-  const others = snap.holds.filter((h) => h !== PEER_HOLD);
+  const others = snap.holds.filter((h) => parseHolder(h).kind !== 'peer');
   if (others.length > 0) {
     // A mirror's base (or a snapshot in flight, or a link's) cannot go: refuse before removing it anywhere,
     // rather than leave it behind on every side as a plain snapshot nothing would ever delete.
-    const inflight = others.some((h) => h.endsWith(':inflight'));
+    const inflight = others.some((h) => parseHolder(h).kind === 'in-flight');
     throw new FerryError('SNAPSHOT_HELD', `peer snapshot ${label} is held by ${others.join(', ')} (${inflight ? 'an update is sending it: wait for it to end' : `a mirror's base until the next update moves it: run \`ferry mirror update ${volume}\` first`}), then delete it with --peer`);
   }
   // A secondary whose row is not `present` may hold it all the same (a commit whose answer was lost): every mirror is asked.
   if (opts.dryRun) return { snapshot: snap.id, targets, again };
-  const now = site.clock.now();
-  site.db.tx(() => {
-    site.db.run('DELETE FROM peer_snapshots WHERE snapshot = ?', snap.id);
-    site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snap.id, PEER_HOLD);
-    site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', snap.id, PEER_DELETE_HOLD, now);
-    for (const t of targets) site.db.run('INSERT OR IGNORE INTO peer_deletions (snapshot, mirror, volume, created_at) VALUES (?, ?, ?, ?)', snap.id, t.mirror, volume, now);
+  site.catalog.tx(() => {
+    dropPeerRowsOfSnapshot(site.catalog, snap.id);
+    startPeerDelete(site.catalog, snap.id);
+    addDeletions(site.catalog, snap.id, volume, targets.map((t) => t.mirror));
     site.event({ kind: 'snapshot.peer-delete', volume, outcome: 'info', detail: { snapshot: snap.id, name: snap.name, at: targets.map((t) => t.peerName) } });
   });
   return { snapshot: snap.id, targets, again };
@@ -219,13 +157,7 @@ const RETRY_MAX_MS = 5 * 60_000;
  */
 export async function deliverPeerDeletions(site: Site, call: PeerDeleteCall, filter: { snapshot?: string; mirror?: string; due?: boolean } = {}): Promise<PeerDeleteOutcome[]> {
   const now = site.clock.now();
-  const rows = deletions(site, () =>
-    site.db.all<DeletionRow & { peer: string; remote_volume: string; state: string }>(
-      `SELECT d.*, m.peer, m.remote_volume, m.state FROM peer_deletions d JOIN mirrors m ON m.id = d.mirror
-         WHERE (? IS NULL OR d.snapshot = ?) AND (? IS NULL OR d.mirror = ?) AND (? = 0 OR d.next_at <= ?) ORDER BY d.snapshot, m.peer`,
-      filter.snapshot ?? null, filter.snapshot ?? null, filter.mirror ?? null, filter.mirror ?? null, filter.due ? 1 : 0, now,
-    ),
-  );
+  const rows = deletionsToDeliver(site.catalog, { snapshot: filter.snapshot, mirror: filter.mirror, dueAt: filter.due ? now : undefined });
   const out = new Map<string, PeerDeleteOutcome>();
   const outcome = (id: string) => {
     let o = out.get(id);
@@ -235,8 +167,8 @@ export async function deliverPeerDeletions(site: Site, call: PeerDeleteCall, fil
   for (const r of rows) {
     const o = outcome(r.snapshot);
     const done = (detail: Record<string, unknown>) =>
-      site.db.tx(() => {
-        site.db.run('DELETE FROM peer_deletions WHERE snapshot = ? AND mirror = ?', r.snapshot, r.mirror);
+      site.catalog.tx(() => {
+        dropDeletion(site.catalog, r.snapshot, r.mirror);
         site.event({ kind: 'snapshot.peer-delete', volume: r.volume, outcome: 'ok', detail: { snapshot: r.snapshot, peer: r.peer, ...detail } });
       });
     if (r.state === 'broken-off') {
@@ -264,7 +196,7 @@ export async function deliverPeerDeletions(site: Site, call: PeerDeleteCall, fil
     }
     o.pendingAt.push({ peer: r.peer, error });
     const failures = r.failures + 1;
-    site.db.run('UPDATE peer_deletions SET failures = ?, next_at = ?, last_error = ? WHERE snapshot = ? AND mirror = ?', failures, now + Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (failures - 1)), JSON.stringify(error), r.snapshot, r.mirror);
+    noteDeletionFailure(site.catalog, r.snapshot, r.mirror, failures, now + Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (failures - 1)), error);
   }
   for (const id of filter.snapshot ? [filter.snapshot] : out.keys()) {
     const o = outcome(id);
@@ -279,10 +211,10 @@ export async function deliverPeerDeletions(site: Site, call: PeerDeleteCall, fil
  * base, it stays as a plain snapshot. Rows of a mirror that was removed went with it.
  */
 export function finishPeerDelete(site: Site, snapshot: string, opts: { gc?: boolean } = {}): { deletedHere: boolean; keptAsBase?: boolean } {
-  const s = site.db.get<{ volume: string }>('SELECT s.volume FROM snapshots s JOIN holds h ON h.snapshot = s.id AND h.holder = ? WHERE s.id = ?', PEER_DELETE_HOLD, snapshot);
-  if (!s) return { deletedHere: !site.db.get('SELECT 1 FROM snapshots WHERE id = ?', snapshot) };
-  if (deletions(site, () => site.db.all('SELECT 1 FROM peer_deletions WHERE snapshot = ?', snapshot)).length > 0) return { deletedHere: false };
-  site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snapshot, PEER_DELETE_HOLD);
+  const s = snapshotById(site.catalog, snapshot);
+  if (!s || !s.holds.some((h) => parseHolder(h).kind === 'peer-delete')) return { deletedHere: !s };
+  if (deletionsOf(site.catalog, snapshot).length > 0) return { deletedHere: false };
+  release(site.catalog, PEER_DELETE_HOLDER, { snapshot });
   // A hold may have appeared since the request (an update took it as its base): then it stays as a plain snapshot.
   const plan = planDeleteSnapshots(site, s.volume, [snapshot]);
   const keptAsBase = plan.refused.length > 0;
@@ -294,7 +226,7 @@ export function finishPeerDelete(site: Site, snapshot: string, opts: { gc?: bool
 /** Peer snapshots being deleted whose rows are all gone (their mirrors were removed): finish them. */
 export function finishOrphanPeerDeletes(site: Site, opts: { gc?: boolean } = {}): string[] {
   if (site.readOnly) return [];
-  const ids = site.db.all<{ snapshot: string }>('SELECT snapshot FROM holds WHERE holder = ?', PEER_DELETE_HOLD).map((r) => r.snapshot);
+  const ids = heldBy(site.catalog, PEER_DELETE_HOLDER);
   return ids.filter((id) => finishPeerDelete(site, id, opts).deletedHere);
 }
 
@@ -305,17 +237,17 @@ export function finishOrphanPeerDeletes(site: Site, opts: { gc?: boolean } = {})
  * moves it, and the primary asks again); busy while an apply runs (it may be this very snapshot's).
  */
 export function acceptPeerDelete(site: Site, sourceSite: string, volume: string, snapshot: string, busy: boolean): PeerDeleteAnswer {
-  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', volume);
+  const sec = getSecondary(site.catalog, volume);
   if (!sec || sec.source_site !== sourceSite) throw new FerryError('NOT_AUTHORIZED', `volume ${volume} here is not the asking site's secondary`);
   if (sec.state === 'broken-off') throw new FerryError('FAILED_OVER', `${site.name} took over volume ${volume} (failover): its peer snapshots are its own to delete now`);
   if (busy) throw new FerryError('PEER_BUSY', `an update of ${volume} is being applied at ${site.name}; the deletion is retried`);
-  const snap = site.db.get<{ id: string }>('SELECT id FROM snapshots WHERE id = ? AND volume = ?', snapshot, volume);
+  const snap = findSnapshot(site.catalog, volume, snapshot);
   if (!snap) return { deleted: false, absent: true };
-  const heldBy = site.db.all<{ holder: string }>('SELECT holder FROM holds WHERE snapshot = ? AND holder <> ?', snapshot, PEER_HOLD).map((h) => h.holder);
+  const others = holdersOf(site.catalog, snapshot).filter((h) => parseHolder(h).kind !== 'peer');
   // The replica's base stays a peer snapshot until the base moves: released now, it would stay behind as a plain one.
-  if (heldBy.length > 0) return { deleted: false, heldBy };
-  site.db.tx(() => {
-    site.db.run('DELETE FROM holds WHERE snapshot = ? AND holder = ?', snapshot, PEER_HOLD);
+  if (others.length > 0) return { deleted: false, heldBy: others };
+  site.catalog.tx(() => {
+    release(site.catalog, PEER_HOLDER, { snapshot });
     executeDeleteSnapshots(site, planDeleteSnapshots(site, volume, [snapshot]), { gc: false });
   });
   collectGarbageSoon(site);

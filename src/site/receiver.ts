@@ -38,28 +38,19 @@ import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type 
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
 import { PROTOCOL_VERSION, type CommitRequest, type CommitResponse, type HelloRequest, type HelloResponse, type PutResult, type Receiver } from '../replication/types.ts';
 import type { Site } from './site.ts';
-import { collectGarbageSoon, compareOnOneClock, descendsFrom, insertSnapshotRow, listSnapshots, StatCacheWriter, statCacheFor } from './snapshots.ts';
+import { collectGarbageSoon } from './snapshots.ts';
+import { createVolume, memberPathProblem } from './volumes.ts';
 import { journalOf } from './journal-service.ts';
-import { createVolume, findVolume, getVolume, memberPathProblem, type Volume } from './volumes.ts';
 import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
-
-/** The hold a peer snapshot carries on every site until `snapshot delete --peer` removes it everywhere. */
-export const PEER_HOLD = 'peer';
-
-export function holdName(sourceSite: string): string {
-  return `mirror-from:${sourceSite}`;
-}
-
-interface SecondaryRow {
-  volume: string;
-  source_site: string;
-  source_volume: string;
-  applied: string | null;
-  applying: string | null;
-  applying_from: string | null;
-  consistent: number;
-  image_stats: string;
-}
+import { holdPeer, holdReplica } from '../catalog/holds.ts';
+import {
+  addSecondary, finishApply, getSecondary, keepSnapshotsOf, noteApplyError, noteSourceSettings, secondariesApplying, startApply, type SecondaryRow,
+} from '../catalog/secondaries.ts';
+import {
+  compareOnOneClock, deleteSnapshotRow, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, listSnapshots, newestFrom, newestReplicaWrites, replicationSnapshotsBefore, snapshotById,
+} from '../catalog/snapshots.ts';
+import { carryStatCache, keepStatCacheOf, renameStatCache, StatCacheWriter, statCacheFor } from '../catalog/stat-cache.ts';
+import { findVolume, getVolume, type Volume } from '../catalog/volumes.ts';
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -488,9 +479,9 @@ export class SiteReceiver implements Receiver {
   }
 
   #secondary(volume: string): SecondaryRow {
-    const row = this.#site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
-    const vol = findVolume(this.#site, volume);
-    if (row && row.source_site === this.#peer && (row as SecondaryRow & { state: string }).state === 'broken-off') {
+    const row = getSecondary(this.#site.catalog, volume);
+    const vol = findVolume(this.#site.catalog, volume);
+    if (row && row.source_site === this.#peer && row.state === 'broken-off') {
       throw new FerryError('FAILED_OVER', `site ${this.#site.name} took over volume ${volume} (failover): it no longer accepts updates from you; run \`ferry failback\` at your site to resync from ${this.#site.name}`);
     }
     if (!row || !vol || vol.role !== 'secondary' || row.source_site !== this.#peer) {
@@ -502,13 +493,13 @@ export class SiteReceiver implements Receiver {
   async hello(raw: HelloRequest): Promise<HelloResponse> {
     const req = parseHelloRequest(raw);
     const site = this.#site;
-    const vol = findVolume(site, req.volume);
+    const vol = findVolume(site.catalog, req.volume);
     if (vol) {
       this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
         throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${site.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (create the mirror to another volume name, or make it a secondary with \`ferry volume create ${req.volume} --secondary\`)`);
       }
-      const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', req.volume);
+      const row = getSecondary(site.catalog, req.volume);
       if (row && row.source_site !== this.#peer) {
         throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${site.name} is already the secondary of site ${row.source_site}`);
       }
@@ -518,8 +509,8 @@ export class SiteReceiver implements Receiver {
         throw new FerryError('MIRROR_STATE', `volume ${req.volume} at site ${site.name} has members ${have}, the source has ${want}; they must match by name and kind`);
       }
       if (!row) {
-        site.db.tx(() => {
-          site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
+        site.catalog.tx(() => {
+          addSecondary(site.catalog, req.volume, this.#peer, req.sourceVolume);
           site.event({ kind: 'secondary.bind', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume } });
         });
       }
@@ -529,7 +520,7 @@ export class SiteReceiver implements Receiver {
     const described = this.#describe(req.volume);
     // What the source says with every hello: how many replication snapshots to keep here, and its other
     // secondaries (a failover here re-points them: src/dr/repoint.ts).
-    site.db.run('UPDATE secondaries SET keep_snapshots = ?, siblings = ? WHERE volume = ? AND source_site = ?', req.keep ?? null, req.siblings ? JSON.stringify(req.siblings) : null, req.volume, this.#peer);
+    noteSourceSettings(site.catalog, req.volume, this.#peer, req.keep ?? null, req.siblings ?? null);
     return described;
   }
 
@@ -563,9 +554,9 @@ export class SiteReceiver implements Receiver {
         if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
         else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
       }
-      site.db.tx(() => {
+      site.catalog.tx(() => {
         createVolume(site, req.volume, { role: 'secondary', members: req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })) });
-        site.db.run('INSERT INTO secondaries (volume, source_site, source_volume, updated_at) VALUES (?, ?, ?, ?)', req.volume, this.#peer, req.sourceVolume, site.clock.now());
+        addSecondary(site.catalog, req.volume, this.#peer, req.sourceVolume);
         site.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#peer, sourceVolume: req.sourceVolume, path: base } });
       });
     } catch (err) {
@@ -577,17 +568,17 @@ export class SiteReceiver implements Receiver {
 
   /** Refuse early (with the failover explanation) when this peer's secondary was taken over. */
   #secondaryIfBound(volume: string): void {
-    const row = this.#site.db.get<{ source_site: string }>('SELECT source_site FROM secondaries WHERE volume = ?', volume);
+    const row = getSecondary(this.#site.catalog, volume);
     if (row?.source_site === this.#peer) this.#secondary(volume);
   }
 
   #describe(volume: string): HelloResponse {
     const row = this.#secondary(volume);
-    const vol = getVolume(this.#site, volume);
+    const vol = getVolume(this.#site.catalog, volume);
     return {
       protocol: PROTOCOL_VERSION,
       volume,
-      snapshots: listSnapshots(this.#site, volume).map((s) => ({ id: s.id, name: s.name, time: s.time })),
+      snapshots: listSnapshots(this.#site.catalog, volume).map((s) => ({ id: s.id, name: s.name, time: s.time })),
       applied: row.applied,
       applying: row.applying !== null,
       replicas: vol.members.map((m) => ({ name: m.name, kind: m.kind, path: m.path })),
@@ -751,9 +742,9 @@ export class SiteReceiver implements Receiver {
    */
   #stage(volume: string, trees: ObjectId[]): void {
     const site = this.#site;
-    const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+    const row = getSecondary(site.catalog, volume);
     if (!row || row.applied !== null || row.applying !== null) return;
-    const stager = this.#stager(getVolume(site, volume));
+    const stager = this.#stager(getVolume(site.catalog, volume));
     if (!stager) return;
     for (const id of trees) {
       try {
@@ -818,7 +809,7 @@ export class SiteReceiver implements Receiver {
     // Objects of an unfinished put may still be pending in the open pack: make them durable
     // before a snapshot that needs them is recorded.
     site.store.flush();
-    const existing = site.db.get<{ id: string; volume: string; manifest: string }>('SELECT id, volume, manifest FROM snapshots WHERE id = ?', req.snapshot);
+    const existing = snapshotById(site.catalog, req.snapshot);
     let manifest: SnapshotManifest;
     let checkS = 0;
     // hard links in the snapshot, as the check counted them (the next check may take it as its base when 0)
@@ -846,23 +837,22 @@ export class SiteReceiver implements Receiver {
       // then id). Lineage first: a snapshot that descends from the one the replica shows is newer
       // whatever its time (its site's clock may have been set back since), and one the replica's
       // own descends from is older, whichever site took them.
-      if (descendsFrom(site, row.applied, req.snapshot)) {
+      if (descendsFrom(site.catalog, row.applied, req.snapshot)) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
       }
-      const afterShown = manifest.parent !== null && (manifest.parent === row.applied || descendsFrom(site, manifest.parent, row.applied));
-      const received = site.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, manifest.origin, req.snapshot);
+      const afterShown = manifest.parent !== null && (manifest.parent === row.applied || descendsFrom(site.catalog, manifest.parent, row.applied));
+      const received = newestFrom(site.catalog, volume, manifest.origin, req.snapshot);
       if (received && !afterShown && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
       }
     }
     if (!existing) {
-      site.db.tx(() => {
+      site.catalog.tx(() => {
         let name = manifest.name;
-        if (name && site.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', volume, name)) name = null;
-        insertSnapshotRow(site, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) } });
-        site.db.run('DELETE FROM holds WHERE holder = ? AND snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', holdName(this.#peer), volume);
-        site.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, holdName(this.#peer), site.clock.now());
-        if (req.peer) site.db.run('INSERT OR IGNORE INTO holds (snapshot, holder, created_at) VALUES (?, ?, ?)', manifest.id, PEER_HOLD, site.clock.now());
+        if (name && hasSnapshotNamed(site.catalog, volume, name)) name = null;
+        insertSnapshotRow(site.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) } });
+        holdReplica(site.catalog, volume, this.#peer, manifest.id, { only: true });
+        if (req.peer) holdPeer(site.catalog, manifest.id);
         site.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#peer } });
       });
     }
@@ -896,12 +886,10 @@ export class SiteReceiver implements Receiver {
   #completeBase(row: SecondaryRow): CompleteBase | undefined {
     const site = this.#site;
     if (!row.applied || site.store.lostObjectCount() > 0) return undefined;
-    const r = site.db.get<{ manifest: string; stats: string }>('SELECT manifest, stats FROM snapshots WHERE id = ? AND volume = ?', row.applied, row.volume);
-    if (!r) return undefined;
     try {
-      const stats = JSON.parse(r.stats) as { links?: unknown };
-      if (stats.links !== 0) return undefined;
-      return { roots: new Map(readManifest(site.store, r.manifest as ObjectId).members.filter((m) => m.kind === 'tree').map((m) => [m.name, m.root])) };
+      const r = findSnapshot(site.catalog, row.volume, row.applied);
+      if (!r || r.stats.links !== 0) return undefined;
+      return { roots: new Map(readManifest(site.store, r.manifest).members.filter((m) => m.kind === 'tree').map((m) => [m.name, m.root])) };
     } catch {
       return undefined;
     }
@@ -916,7 +904,7 @@ export class SiteReceiver implements Receiver {
       // Snapshots are relayed only by their origin in this version (cascades come later).
       throw new FerryError('NOT_AUTHORIZED', `snapshot ${manifest.id} was taken at site ${manifest.origin}, not by the sending peer`);
     }
-    const vol = getVolume(site, row.volume);
+    const vol = getVolume(site.catalog, row.volume);
     const want = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
     const got = manifest.members.map((m) => `${m.name}:${m.kind}`).join(',');
     if (want !== got) throw new FerryError('PROTOCOL', `snapshot ${manifest.id} has members ${got}, the secondary ${want}`);
@@ -925,7 +913,7 @@ export class SiteReceiver implements Receiver {
   async #apply(volume: string, target: SnapshotManifest, force: boolean): Promise<CommitResponse> {
     const site = this.#site;
     const row = this.#secondary(volume);
-    const vol = getVolume(site, volume);
+    const vol = getVolume(site.catalog, volume);
     if (row.applied === target.id && row.applying === null) return { snapshot: target.id, applied: true };
     // An apply left unfinished (a crash, a cancellation, a failed verification, an I/O error) left the
     // replica part way between where it started and its snapshot, maybe with someone's writes besides:
@@ -935,9 +923,9 @@ export class SiteReceiver implements Receiver {
     if (row.applying) {
       const from = JSON.parse(row.applying_from ?? '{}') as Record<string, ObjectId | null>;
       if (row.applying !== target.id) {
-        const manifestId = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applying)?.manifest;
+        const manifestId = snapshotById(site.catalog, row.applying)?.manifest;
         if (manifestId) {
-          const first = await this.#apply(volume, readManifest(site.store, manifestId as ObjectId), true);
+          const first = await this.#apply(volume, readManifest(site.store, manifestId), true);
           const next = await this.#apply(volume, target, force);
           return first.writesSnapshot && !next.writesSnapshot ? { ...next, writesSnapshot: first.writesSnapshot } : next;
         }
@@ -971,10 +959,10 @@ export class SiteReceiver implements Receiver {
    */
   async rollBack(volume: string): Promise<{ to: string; kept?: string }> {
     const site = this.#site;
-    const row = site.db.get<SecondaryRow>('SELECT * FROM secondaries WHERE volume = ?', volume);
+    const row = getSecondary(site.catalog, volume);
     if (!row?.applied) throw new FerryError('MIRROR_STATE', `the replica of ${volume} never showed a complete snapshot: there is nothing to roll it back to`);
-    const vol = getVolume(site, volume);
-    const manifestOf = (id: string) => site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', id)?.manifest as ObjectId | undefined;
+    const vol = getVolume(site.catalog, volume);
+    const manifestOf = (id: string) => snapshotById(site.catalog, id)?.manifest;
     const back = manifestOf(row.applied);
     if (!back) throw new FerryError('SNAPSHOT_NOT_FOUND', `snapshot ${row.applied}, which the replica of ${volume} last showed complete, is gone: there is nothing to roll it back to`);
     let unfinished: Unfinished | undefined;
@@ -1002,8 +990,8 @@ export class SiteReceiver implements Receiver {
     const volume = vol.name;
     const { phases, stager, writesSnapshot } = o;
     if (!o.rollback) this.#checkCancelled(volume, target, row);
-    site.db.tx(() => {
-      site.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, apply_error = NULL, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(from), site.clock.now(), volume);
+    site.catalog.tx(() => {
+      startApply(site.catalog, volume, target.id, from);
       site.event({ kind: 'replica.apply', volume, outcome: 'info', detail: { from: row.applied, to: target.id, transition: 'consistent => inconsistent', ...(o.rollback ? { rollback: true } : {}) } });
     });
     try {
@@ -1089,9 +1077,9 @@ export class SiteReceiver implements Receiver {
         }
       }
       if (journaled) for (const m of vol.members.filter((x) => x.kind === 'tree')) journalOf(site)?.replicaSettle(volume, m.name, target.id);
-      site.db.tx(() => {
-        site.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, apply_error = NULL, image_stats = ?, updated_at = ? WHERE volume = ?', target.id, JSON.stringify(imageStats), site.clock.now(), volume);
-        site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', volume, verifyKey);
+      site.catalog.tx(() => {
+        finishApply(site.catalog, volume, target.id, imageStats);
+        keepStatCacheOf(site.catalog, volume, verifyKey);
         site.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, journal: { writesCheck: o.journaled === true, verify: journaled }, ...(stager ? { staging: stager.counts } : {}), ...(o.rollback ? { rollback: true } : {}), ...(writesSnapshot ? { kept: writesSnapshot } : {}) } });
       });
       if (!o.rollback) this.#release(volume, target);
@@ -1100,7 +1088,7 @@ export class SiteReceiver implements Receiver {
       // Why the replica stays inconsistent: `ferry failover` and `ferry status` say what happened.
       // A system error not wrapped where it happened still says which operation on which path failed.
       const fe = isFerryError(err) ? err : (err as NodeJS.ErrnoException)?.syscall ? wrapIoError(err, `applying ${target.id} to the replica of ${volume}`) : new FerryError('INTERNAL', String((err as Error)?.message ?? err), { cause: err });
-      site.db.run('UPDATE secondaries SET apply_error = ? WHERE volume = ? AND applying = ?', JSON.stringify({ code: fe.code, message: fe.message, at: site.clock.now() }), volume, target.id);
+      noteApplyError(site.catalog, volume, target.id, { code: fe.code, message: fe.message, at: site.clock.now() });
       throw fe;
     }
   }
@@ -1138,12 +1126,12 @@ export class SiteReceiver implements Receiver {
   /** Finish applies a crash interrupted (the daemon calls this at start, for this peer's secondaries). */
   async resumeInterrupted(): Promise<string[]> {
     const site = this.#site;
-    const rows = site.db.all<SecondaryRow>('SELECT * FROM secondaries WHERE source_site = ? AND applying IS NOT NULL', this.#peer);
+    const rows = secondariesApplying(site.catalog, this.#peer);
     const done: string[] = [];
     for (const row of rows) {
-      const manifestId = site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applying)?.manifest;
+      const manifestId = snapshotById(site.catalog, row.applying!)?.manifest;
       if (!manifestId) continue;
-      await exclusive(`${site.paths.home}\0${row.volume}`, () => this.#apply(row.volume, readManifest(site.store, manifestId as ObjectId), true));
+      await exclusive(`${site.paths.home}\0${row.volume}`, () => this.#apply(row.volume, readManifest(site.store, manifestId), true));
       done.push(row.volume);
     }
     return done;
@@ -1162,12 +1150,12 @@ export class SiteReceiver implements Receiver {
     journals?: Map<string, CaptureJournal>,
   ): Promise<Record<string, ObjectId>> {
     const site = this.#site;
-    const rows = new StatCacheWriter(site, vol.name, newKey);
+    const rows = new StatCacheWriter(site.catalog, vol.name, newKey);
     const out: Record<string, ObjectId> = {};
     // a failed write that discards what this capture stored (or skipped as pending) fails it (WriteSession)
     const session = site.store.session();
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
-      const base = statCacheFor(site, vol.name, m.name, parentKey, rows);
+      const base = statCacheFor(site.catalog, vol.name, m.name, parentKey, rows);
       const files = written?.get(m.name);
       const cache = files?.size ? withWritten(base, files) : base;
       const same = unchanged?.get(m.name);
@@ -1186,7 +1174,7 @@ export class SiteReceiver implements Receiver {
     rows.flush();
     // The stat cache of subtrees not walked carries over from the parent's rows (the writes check's).
     if (parentKey && ([...(unchanged?.values() ?? [])].some((x) => x.size > 0) || (journals?.size ?? 0) > 0)) {
-      site.db.run('INSERT OR IGNORE INTO stat_cache (volume, member, snapshot, dir, data) SELECT volume, member, ?, dir, data FROM stat_cache WHERE volume = ? AND snapshot = ?', newKey, vol.name, parentKey);
+      carryStatCache(site.catalog, vol.name, parentKey, newKey);
     }
     site.store.flush();
     session.check();
@@ -1224,7 +1212,7 @@ export class SiteReceiver implements Receiver {
    */
   async #captureReplica(vol: Volume, row: SecondaryRow, skipAtRoot?: string, unfinished?: Unfinished, full = false): Promise<{ roots: Record<string, ObjectId | null>; changed: boolean; snapshot?: string; exact: boolean; journaled: boolean }> {
     const site = this.#site;
-    const applied = row.applied ? readManifest(site.store, site.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE id = ?', row.applied)!.manifest as ObjectId) : null;
+    const applied = row.applied ? readManifest(site.store, snapshotById(site.catalog, row.applied)!.manifest) : null;
     const key = newSnapshotId(site.clock);
     const session = site.store.session();
     // The replica's change journal: what changed since the last take. When the last verification
@@ -1276,16 +1264,16 @@ export class SiteReceiver implements Receiver {
     const changed = written.length > 0;
     if (!changed) {
       // Nothing new: the cache rows just written describe the applied state.
-      site.db.tx(() => {
-        site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot <> ?', vol.name, key);
-        if (row.applied) site.db.run('UPDATE stat_cache SET snapshot = ? WHERE volume = ? AND snapshot = ?', row.applied, vol.name, key);
+      site.catalog.tx(() => {
+        keepStatCacheOf(site.catalog, vol.name, key);
+        if (row.applied) renameStatCache(site.catalog, vol.name, key, row.applied);
       });
       return { roots, changed, exact, journaled: journals.size > 0 };
     }
     // Kept already: the newest replica-writes-* snapshot holds exactly this (the refused update before
     // a forced one, an apply that keeps failing): no second copy.
-    const last = site.db.get<{ name: string; manifest: string }>("SELECT name, manifest FROM snapshots WHERE volume = ? AND origin = ? AND name LIKE 'replica-writes-%' ORDER BY time DESC, id DESC LIMIT 1", vol.name, site.id);
-    if (last && sameMembers(readManifest(site.store, last.manifest as ObjectId).members, members)) {
+    const last = newestReplicaWrites(site.catalog, vol.name, site.id);
+    if (last && sameMembers(readManifest(site.store, last.manifest).members, members)) {
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { name: last.name, written, keptAlready: true, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
       return { roots, changed, snapshot: last.name, exact, journaled: journals.size > 0 };
     }
@@ -1296,8 +1284,8 @@ export class SiteReceiver implements Receiver {
     const { id: manifestId } = session.put('snapshot', encodeSnapshot(manifest));
     site.store.flush();
     session.check();
-    site.db.tx(() => {
-      insertSnapshotRow(site, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
+    site.catalog.tx(() => {
+      insertSnapshotRow(site.catalog, { id: key, volume: vol.name, name, time, origin: site.id, parent: row.applied, manifest: manifestId, stats: { replicaWrites: true } });
       site.event({ kind: 'replica.writes', volume: vol.name, outcome: 'warning', detail: { snapshot: key, name, written, ...(unfinished ? { during: unfinished.to?.id ?? row.applying } : {}) } });
     });
     return { roots, changed, snapshot: name, exact, journaled: journals.size > 0 };
@@ -1317,20 +1305,14 @@ export class SiteReceiver implements Receiver {
   #release(volume: string, target: SnapshotManifest): void {
     const site = this.#site;
     // A source that does not say (an older ferry) gets what it always got: the newest one only.
-    const keep = site.db.get<{ keep_snapshots: number | null }>('SELECT keep_snapshots FROM secondaries WHERE volume = ?', volume)?.keep_snapshots ?? 1;
+    const keep = keepSnapshotsOf(site.catalog, volume);
     // Older: received here before it (this site's own order: the sources' clocks need not agree,
     // and after a re-point the snapshots here come from two of them).
-    const older = site.db.all<{ id: string; held: number }>(
-      'SELECT id, EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id) AS held FROM snapshots s WHERE volume = ? AND name IS NULL AND origin <> ? AND id <> ? AND rowid < (SELECT rowid FROM snapshots WHERE id = ?) ORDER BY rowid DESC',
-      volume, site.id, target.id, target.id,
-    );
-    const old = older.slice(Math.max(0, keep - 1)).filter((o) => o.held === 0);
+    const older = replicationSnapshotsBefore(site.catalog, volume, target.id, site.id);
+    const old = older.slice(Math.max(0, keep - 1)).filter((o) => !o.held);
     if (old.length === 0) return;
-    site.db.tx(() => {
-      for (const o of old) {
-        site.db.run('DELETE FROM stat_cache WHERE volume = ? AND snapshot = ?', volume, o.id);
-        site.db.run('DELETE FROM snapshots WHERE id = ?', o.id);
-      }
+    site.catalog.tx(() => {
+      for (const o of old) deleteSnapshotRow(site.catalog, volume, o.id);
       site.event({ kind: 'replication.release', volume, outcome: 'ok', detail: { released: old.map((o) => o.id) } });
     });
     collectGarbageSoon(site);

@@ -1,15 +1,17 @@
 // A site: its home directory, catalog, object store and identity. Opening a
 // site for changes takes the site lock and runs store recovery first, so
-// every command starts from a consistent catalog and store.
+// every command starts from a consistent catalog and store. The catalog
+// (catalog/) holds every table of the site; code below site/ works with it
+// and a store alone.
 import { mkdirSync, existsSync, readdirSync, fsyncSync, openSync, closeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
-import type { Sqlite } from '../core/sqlite.ts';
 import { PackStore } from '../store/pack-store.ts';
 import type { PackFileIo } from '../store/pack.ts';
-import { createCatalog, openCatalog, readMeta, recordEvent, CATALOG_FORMAT, type EventRecord } from './catalog.ts';
+import { Catalog, CATALOG_FORMAT } from '../catalog/catalog.ts';
+import type { EventRecord } from '../catalog/events.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
 import { formatLogLine, type LogSink } from './log.ts';
@@ -53,7 +55,8 @@ export interface SiteOptions {
 
 export class Site {
   readonly paths: SitePaths;
-  readonly db: Sqlite;
+  /** the site's tables: every module of catalog/ takes it */
+  readonly catalog: Catalog;
   readonly store: PackStore;
   readonly id: string;
   readonly name: string;
@@ -61,15 +64,15 @@ export class Site {
   readonly readOnly: boolean;
   #lock: SiteLock | undefined;
 
-  private constructor(paths: SitePaths, db: Sqlite, store: PackStore, lock: SiteLock | undefined, clock: Clock, readOnly: boolean) {
+  private constructor(paths: SitePaths, catalog: Catalog, store: PackStore, lock: SiteLock | undefined) {
     this.paths = paths;
-    this.db = db;
+    this.catalog = catalog;
     this.store = store;
     this.#lock = lock;
-    this.clock = clock;
-    this.readOnly = readOnly;
-    this.id = readMeta(db, 'site_id') ?? '';
-    this.name = readMeta(db, 'site_name') ?? '';
+    this.clock = catalog.clock;
+    this.readOnly = catalog.readOnly;
+    this.id = catalog.siteId;
+    this.name = catalog.siteName;
   }
 
   /** Create a new site at `home`: directories, identity, catalog. */
@@ -90,10 +93,10 @@ export class Site {
     }
     const ident = createIdentity(name);
     saveIdentity(paths.identity, ident);
-    const db = createCatalog(paths.catalog, { id: ident.id, name, createdAt: clock.now() });
+    const catalog = Catalog.create(paths.catalog, { id: ident.id, name }, clock);
     fsyncDir(paths.home);
-    recordEvent(db, clock.now(), { kind: 'site.init', outcome: 'ok', detail: { name, id: ident.id } });
-    db.close();
+    catalog.event({ kind: 'site.init', outcome: 'ok', detail: { name, id: ident.id } });
+    catalog.close();
     return Site.open(home, { ...options, command: 'init' });
   }
 
@@ -104,27 +107,34 @@ export class Site {
     }
     const readOnly = options.readOnly ?? false;
     const lock = readOnly ? undefined : acquireSiteLock(paths.lock, options.command ?? 'ferry');
-    let db: Sqlite | undefined;
+    let catalog: Catalog | undefined;
     try {
-      db = openCatalog(paths.catalog, { readOnly });
-      const store = new PackStore({ db, dir: paths.store, io: options.storeIo });
+      catalog = Catalog.open(paths.catalog, { readOnly, clock: options.clock ?? systemClock });
+      const store = new PackStore({ db: catalog.db, dir: paths.store, io: options.storeIo });
       if (!readOnly) store.recover();
-      return new Site(paths, db, store, lock, options.clock ?? systemClock, readOnly);
+      return new Site(paths, catalog, store, lock);
     } catch (err) {
-      db?.close();
+      catalog?.close();
       lock?.release();
       throw err;
     }
   }
 
-  /** Where event log lines go (the daemon sets its stdout); none by default. */
-  logSink: LogSink | undefined;
+  #logSink: LogSink | undefined;
 
+  /** Where event log lines go (the daemon sets its stdout); none by default. */
+  get logSink(): LogSink | undefined {
+    return this.#logSink;
+  }
+
+  set logSink(sink: LogSink | undefined) {
+    this.#logSink = sink;
+    this.catalog.onEvent = sink ? (at, e) => sink.write(formatLogLine(this.name, at, e, Boolean(sink.isTTY)) + '\n') : undefined;
+  }
+
+  /** Record an event in the catalog (and the log, when the daemon set one). */
   event(e: EventRecord): void {
-    if (this.readOnly) return;
-    const at = this.clock.now();
-    recordEvent(this.db, at, e);
-    this.logSink?.write(formatLogLine(this.name, at, e, Boolean(this.logSink.isTTY)) + '\n');
+    this.catalog.event(e);
   }
 
   info() {
@@ -176,7 +186,7 @@ export class Site {
   close(): void {
     this.#closed = true;
     try {
-      this.db.close();
+      this.catalog.close();
     } finally {
       this.#lock?.release();
       this.#lock = undefined;

@@ -1,6 +1,7 @@
 // Volumes and their members: validation of member paths (no symlinks, no
-// overlaps, never the site's own home), and the catalog rows. A volume is a
-// consistency group: all its members are captured at one instant.
+// overlaps, never the site's own home), creation, settings and removal. A
+// volume is a consistency group: all its members are captured at one instant.
+// Its rows are the catalog's (catalog/volumes.ts).
 import { lstatSync, realpathSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
 import { checkDuration, DURATION } from '../core/units.ts';
@@ -10,34 +11,15 @@ import type { MemberKind } from '../snapshot/model.ts';
 import type { Site } from './site.ts';
 import { canonicalPath, overlaps, replicaRoot, within } from './paths.ts';
 import { parseRetention, type RetentionPolicy } from '../snapshot/retention.ts';
+import { holderGone, parseHolder, volumeHolders } from '../catalog/holds.ts';
+import { listLinks } from '../catalog/links.ts';
+import { listMirrors } from '../catalog/mirrors.ts';
+import { findPeerById } from '../catalog/peers.ts';
+import { getSecondary } from '../catalog/secondaries.ts';
+import { countSnapshots } from '../catalog/snapshots.ts';
+import { allMembers, findVolume, forgetVolume, getVolume, insertVolume, setVolumeSettings, type HookSpec, type Hooks, type Member, type Role, type Volume } from '../catalog/volumes.ts';
 
-export type Role = 'primary' | 'secondary' | 'standalone';
-
-export interface HookSpec {
-  command: string;
-  /** seconds */
-  timeout: number;
-}
-
-export interface Hooks {
-  pre?: HookSpec;
-  post?: HookSpec;
-}
-
-export interface Member {
-  name: string;
-  kind: MemberKind;
-  path: string;
-}
-
-export interface Volume {
-  name: string;
-  role: Role;
-  createdAt: number;
-  hooks: Hooks;
-  retention: RetentionPolicy;
-  members: Member[];
-}
+export type { HookSpec, Hooks, Member, Role, Volume } from '../catalog/volumes.ts';
 
 export interface MemberSpec {
   name?: string;
@@ -99,28 +81,6 @@ export function inspectMemberPath(spec: MemberSpec): { path: string; kind: Membe
   return { path, kind };
 }
 
-function rowToVolume(site: Site, r: { name: string; role: Role; created_at: number; hooks: string; retention: string }): Volume {
-  const members = site.db
-    .all<{ name: string; kind: MemberKind; path: string }>('SELECT name, kind, path FROM members WHERE volume = ? ORDER BY position', r.name)
-    .map((m) => ({ name: m.name, kind: m.kind, path: m.path }));
-  return { name: r.name, role: r.role, createdAt: r.created_at, hooks: JSON.parse(r.hooks) as Hooks, retention: JSON.parse(r.retention) as RetentionPolicy, members };
-}
-
-export function listVolumes(site: Site): Volume[] {
-  return site.db.all<{ name: string; role: Role; created_at: number; hooks: string; retention: string }>('SELECT * FROM volumes ORDER BY name').map((r) => rowToVolume(site, r));
-}
-
-export function findVolume(site: Site, name: string): Volume | undefined {
-  const r = site.db.get<{ name: string; role: Role; created_at: number; hooks: string; retention: string }>('SELECT * FROM volumes WHERE name = ?', name);
-  return r ? rowToVolume(site, r) : undefined;
-}
-
-export function getVolume(site: Site, name: string): Volume {
-  const v = findVolume(site, name);
-  if (!v) throw new FerryError('VOLUME_NOT_FOUND', `no volume ${JSON.stringify(name)} at site ${site.name}; \`ferry volume list\` shows the volumes`);
-  return v;
-}
-
 export interface CreateVolumeOptions {
   members: MemberSpec[];
   role?: Role;
@@ -131,7 +91,7 @@ export interface CreateVolumeOptions {
 export function createVolume(site: Site, name: string, opts: CreateVolumeOptions): Volume {
   parseName(name, 'volume');
   if (opts.members.length === 0) throw new FerryError('USAGE', 'a volume needs at least one --member PATH');
-  if (findVolume(site, name)) throw new FerryError('VOLUME_EXISTS', `volume ${name} already exists; choose another name or \`ferry volume remove ${name}\` first`);
+  if (findVolume(site.catalog, name)) throw new FerryError('VOLUME_EXISTS', `volume ${name} already exists; choose another name or \`ferry volume remove ${name}\` first`);
   const members: Member[] = [];
   const names = new Set<string>();
   for (const spec of opts.members) {
@@ -147,12 +107,11 @@ export function createVolume(site: Site, name: string, opts: CreateVolumeOptions
   validateHooks(hooks);
   const retention = opts.retention ?? {};
   parseRetention(retention);
-  site.db.tx(() => {
-    site.db.run('INSERT INTO volumes (name, role, created_at, hooks, retention) VALUES (?, ?, ?, ?, ?)', name, opts.role ?? 'standalone', site.clock.now(), JSON.stringify(hooks), JSON.stringify(retention));
-    members.forEach((m, i) => site.db.run('INSERT INTO members (volume, position, name, kind, path) VALUES (?, ?, ?, ?, ?)', name, i, m.name, m.kind, m.path));
+  site.catalog.tx(() => {
+    insertVolume(site.catalog, { name, role: opts.role ?? 'standalone', hooks, retention, members });
     site.event({ kind: 'volume.create', volume: name, outcome: 'ok', detail: { members } });
   });
-  return getVolume(site, name);
+  return getVolume(site.catalog, name);
 }
 
 function defaultMemberName(path: string): string {
@@ -172,10 +131,10 @@ function checkOverlaps(site: Site, members: Member[]): void {
  * (where new secondaries are made), or overlaps another member, new or existing, or a link copy.
  */
 export function memberPathProblem(site: Site, members: Member[]): string | undefined {
-  const existing = site.db.all<{ volume: string; name: string; path: string }>('SELECT volume, name, path FROM members');
-  const all = [...existing.map((e) => ({ ...e, isNew: false })), ...members.map((m) => ({ volume: '(new)', name: m.name, path: m.path, isNew: true }))];
+  const existing = allMembers(site.catalog);
+  const all = [...existing.map((e) => ({ volume: e.volume, name: e.name, path: e.path, isNew: false })), ...members.map((m) => ({ volume: '(new)', name: m.name, path: m.path, isNew: true }))];
   const root = canonicalPath(replicaRoot(site));
-  const links = site.db.all<{ path: string; volume: string }>('SELECT path, volume FROM links');
+  const links = listLinks(site.catalog);
   for (const m of members) {
     // Replicas may live under the site's replica root (inside the home); nothing else may overlap the home.
     const underReplicas = within(m.path, site.paths.replicas) && m.path !== site.paths.replicas;
@@ -207,16 +166,16 @@ export function validateHooks(h: Hooks): void {
 }
 
 export function updateVolumeSettings(site: Site, name: string, changes: { hooks?: Hooks; retention?: RetentionPolicy }): Volume {
-  const v = getVolume(site, name);
+  const v = getVolume(site.catalog, name);
   const hooks = changes.hooks ?? v.hooks;
   const retention = changes.retention ?? v.retention;
   validateHooks(hooks);
   parseRetention(retention);
-  site.db.tx(() => {
-    site.db.run('UPDATE volumes SET hooks = ?, retention = ? WHERE name = ?', JSON.stringify(hooks), JSON.stringify(retention), name);
+  site.catalog.tx(() => {
+    setVolumeSettings(site.catalog, name, hooks, retention);
     site.event({ kind: 'volume.update', volume: name, outcome: 'ok', detail: { hooks, retention } });
   });
-  return getVolume(site, name);
+  return getVolume(site.catalog, name);
 }
 
 /**
@@ -227,36 +186,33 @@ export function updateVolumeSettings(site: Site, name: string, changes: { hooks?
  * again, and its peer snapshots here. Holds of any other kind refuse.
  */
 export function removeVolume(site: Site, name: string, opts: { force?: boolean } = {}): { snapshotsRemoved: number; released: string[] } {
-  getVolume(site, name);
-  const mirrors = site.db.all<{ peer: string }>('SELECT peer FROM mirrors WHERE volume = ? ORDER BY peer', name).map((m) => m.peer);
+  getVolume(site.catalog, name);
+  const mirrors = listMirrors(site.catalog, name).map((m) => m.peer);
   if (mirrors.length > 0) {
     throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${mirrors.length} mirror(s) (to ${mirrors.join(', ')}); remove them first: ${mirrors.map((p) => `\`ferry mirror remove ${name} --to ${p}\``).join(', ')}`);
   }
-  const links = site.db.all<{ path: string }>('SELECT path FROM links WHERE volume = ? ORDER BY path', name).map((l) => l.path);
+  const links = listLinks(site.catalog, name).map((l) => l.path);
   if (links.length > 0) {
     throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${links.length} link(s) (${links.join(', ')}); remove them first: ${links.map((p) => `\`ferry link remove ${p}\``).join(', ')}`);
   }
-  const count = site.db.get<{ n: number }>('SELECT count(*) AS n FROM snapshots WHERE volume = ?', name)!.n;
-  const sec = site.db.get<{ source_site: string; state: string }>('SELECT source_site, state FROM secondaries WHERE volume = ?', name);
-  const source = sec ? site.db.get<{ name: string }>('SELECT name FROM peers WHERE id = ?', sec.source_site)?.name ?? sec.source_site : null;
+  const count = countSnapshots(site.catalog, name);
+  const sec = getSecondary(site.catalog, name);
+  const source = sec ? findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site : null;
   if (count > 0 && !opts.force) {
     const relation = sec ? ` It is the ${sec.state === 'broken-off' ? 'failed-over ' : ''}secondary of ${source}: --force also ends that relation (${source} would need a full sync to replicate here again).` : '';
     throw new FerryError('VOLUME_IN_USE', `volume ${name} has ${count} snapshot(s); delete them, or pass --force to remove the volume and its snapshots.${relation}`);
   }
-  const holds = site.db.all<{ holder: string }>('SELECT DISTINCT h.holder FROM holds h JOIN snapshots s ON s.id = h.snapshot WHERE s.volume = ? ORDER BY h.holder', name).map((h) => h.holder);
+  const holds = volumeHolders(site.catalog, name);
   // What removing the volume ends: its secondary relation, its peer snapshots, what a mirror removed
   // earlier left (none of them exists without the volume). Anything else keeps it.
-  const ends = (h: string) => h === 'peer' || h === 'peer-delete' || h.startsWith('mirror-from:') || (h.startsWith('mirror:') && !site.db.get('SELECT 1 FROM mirrors WHERE id = ?', h.slice('mirror:'.length).replace(/:inflight$/, '')));
+  const ends = (text: string) => {
+    const h = parseHolder(text);
+    return h.kind === 'peer' || h.kind === 'peer-delete' || h.kind === 'replica' || ((h.kind === 'base' || h.kind === 'in-flight') && holderGone(site.catalog, h, name));
+  };
   const blocking = holds.filter((h) => !ends(h));
   if (blocking.length > 0) throw new FerryError('VOLUME_IN_USE', `volume ${name} has snapshots held by ${blocking.join(', ')}; release those first`);
-  site.db.tx(() => {
-    site.db.run('DELETE FROM peer_snapshots WHERE snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', name);
-    site.db.run('DELETE FROM peer_deletions WHERE volume = ?', name);
-    site.db.run('DELETE FROM holds WHERE snapshot IN (SELECT id FROM snapshots WHERE volume = ?)', name);
-    site.db.run('DELETE FROM secondaries WHERE volume = ?', name);
-    site.db.run('DELETE FROM stat_cache WHERE volume = ?', name);
-    site.db.run('DELETE FROM snapshots WHERE volume = ?', name);
-    site.db.run('DELETE FROM volumes WHERE name = ?', name);
+  site.catalog.tx(() => {
+    forgetVolume(site.catalog, name);
     site.event({ kind: 'volume.remove', volume: name, outcome: 'ok', detail: { snapshotsRemoved: count, released: holds, ...(sec ? { endedSecondaryOf: source, relation: sec.state } : {}) } });
   });
   return { snapshotsRemoved: count, released: holds };

@@ -126,7 +126,7 @@ test('garbage collection waits for a capture in progress: a snapshot deleted mid
     assert.equal((busy as { code?: string })?.code, 'STORE_BUSY');
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
-    const gcs = site.db.all<{ outcome: string }>("SELECT outcome FROM events WHERE kind = 'gc'");
+    const gcs = site.catalog.db.all<{ outcome: string }>("SELECT outcome FROM events WHERE kind = 'gc'");
     assert.deepEqual(gcs.map((g) => g.outcome), ['ok'], 'the deferred collection ran once the capture was done');
     assert.equal(verifySnapshots(site.store, [second.snapshot]).damaged.length, 0);
     const out = join(tmp.path, 'out');

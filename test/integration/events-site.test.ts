@@ -15,8 +15,9 @@ import { cleanupAll, createSite, errorCode, pair, waitFor, type RealSite } from 
 import { Site } from '../../src/site/site.ts';
 import { PeerClient } from '../../src/site/client.ts';
 import { loadIdentity } from '../../src/site/identity.ts';
-import { addPeer, getPeer } from '../../src/site/peers.ts';
+import { addPeer } from '../../src/site/peers.ts';
 import { FerryError } from '../../src/core/errors.ts';
+import { getPeer } from '../../src/catalog/peers.ts';
 
 const sites: RealSite[] = [];
 after(() => cleanupAll(sites));
@@ -37,7 +38,7 @@ async function closedPort(): Promise<number> {
 function clientOf(site: RealSite, peerName: string): PeerClient {
   const s = Site.open(site.home, { readOnly: true });
   try {
-    return new PeerClient(loadIdentity(s.paths.identity), getPeer(s, peerName));
+    return new PeerClient(loadIdentity(s.paths.identity), getPeer(s.catalog, peerName));
   } finally {
     s.close();
   }
@@ -55,7 +56,7 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
   // b's log file comes from the catalog settings (what `ferry config apply` writes), not flags.
   mkdirSync(join(b.home, 'logs'));
   const bs = Site.open(b.home);
-  bs.db.run("INSERT INTO meta (key, value) VALUES ('log_file', 'logs/ferry.log'), ('log_max_bytes', '1024'), ('log_keep', '1')");
+  bs.catalog.db.run("INSERT INTO meta (key, value) VALUES ('log_file', 'logs/ferry.log'), ('log_max_bytes', '1024'), ('log_keep', '1')");
   bs.close();
 
   await Promise.all([a.start(), b.start()]);

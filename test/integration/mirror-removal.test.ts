@@ -95,7 +95,7 @@ async function withPair(fn: (p: Pair, tmp: string) => Promise<void>): Promise<vo
 }
 
 const op = (e: Engine, name: string, args: Record<string, unknown>) => runOp({ engine: e, daemon: true }, name, args);
-const holders = (s: Site, like: string) => s.db.all<{ holder: string; snapshot: string }>('SELECT holder, snapshot FROM holds WHERE holder LIKE ?', like);
+const holders = (s: Site, like: string) => s.catalog.db.all<{ holder: string; snapshot: string }>('SELECT holder, snapshot FROM holds WHERE holder LIKE ?', like);
 
 async function until(what: string, fn: () => boolean): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -111,7 +111,7 @@ test('mirror remove during an update cancels the job and leaves no hold, row or 
     await op(p.ea, 'mirror.initialize', { volume: 'vol', to: 'b', wait: true });
     // A peer snapshot: a row per mirror, and a hold of its own.
     await op(p.ea, 'snapshot.create', { volume: 'vol', name: 'p1', peer: true, wait: true });
-    assert.equal(p.a.db.get<{ state: string }>("SELECT state FROM peer_snapshots WHERE mirror = 'vol@b'")?.state, 'present');
+    assert.equal(p.a.catalog.db.get<{ state: string }>("SELECT state FROM peer_snapshots WHERE mirror = 'vol@b'")?.state, 'present');
     // An update held at its commit: the target is held in flight, the base is held.
     writeFileSync(join(p.data, 'etc', 'f0.conf'), 'changed\n');
     p.gate = gate();
@@ -125,12 +125,12 @@ test('mirror remove during an update cancels the job and leaves no hold, row or 
     await removing;
     await job.catch(() => {});
     assert.deepEqual(holders(p.a, 'mirror:%'), [], 'no hold of the removed mirror is left (base, in flight)');
-    assert.deepEqual(p.a.db.all('SELECT * FROM peer_snapshots'), [], 'no peer-snapshot row of the removed mirror is left');
-    assert.deepEqual(p.a.db.all('SELECT * FROM mirrors'), []);
+    assert.deepEqual(p.a.catalog.db.all('SELECT * FROM peer_snapshots'), [], 'no peer-snapshot row of the removed mirror is left');
+    assert.deepEqual(p.a.catalog.db.all('SELECT * FROM mirrors'), []);
     // The volume has no mirror now: removed with --force (its peer snapshot's own hold goes with it).
     const r = (await op(p.ea, 'volume.remove', { name: 'vol', force: true })) as { snapshotsRemoved: number };
     assert.ok(r.snapshotsRemoved >= 2);
-    assert.deepEqual(p.a.db.all('SELECT * FROM holds'), []);
+    assert.deepEqual(p.a.catalog.db.all('SELECT * FROM holds'), []);
   });
 });
 
@@ -140,7 +140,7 @@ test('volume remove with a mirror (never initialized) is VOLUME_IN_USE, not a fo
     for (const force of [false, true]) {
       await assert.rejects(op(p.ea, 'volume.remove', { name: 'vol', force }), (err) => isFerryError(err, 'VOLUME_IN_USE') && /mirror remove vol --to b/.test(err.message));
     }
-    assert.ok(p.a.db.get("SELECT 1 FROM volumes WHERE name = 'vol'"), 'nothing was removed');
+    assert.ok(p.a.catalog.db.get("SELECT 1 FROM volumes WHERE name = 'vol'"), 'nothing was removed');
   });
 });
 
@@ -153,20 +153,20 @@ test('a destination volume is removed with --force once its mirror is removed (s
       await op(p.ea, 'mirror.initialize', { volume: v, to: 'b', wait: true });
     }
     await op(p.ea, 'snapshot.create', { volume: 'vol', name: 'p1', peer: true, wait: true });
-    const replica = p.b.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path;
+    const replica = p.b.catalog.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path;
     // snapmirror destroy: the mirror goes at the source, then the volume at the destination.
     await op(p.ea, 'mirror.remove', { volume: 'vol', to: 'b' });
     await assert.rejects(op(p.eb, 'volume.remove', { name: 'vol' }), (err) => isFerryError(err, 'VOLUME_IN_USE') && /--force/.test(err.message));
     await op(p.eb, 'volume.remove', { name: 'vol', force: true });
-    assert.equal(p.b.db.get("SELECT 1 FROM volumes WHERE name = 'vol'"), undefined);
-    assert.equal(p.b.db.get("SELECT 1 FROM secondaries WHERE volume = 'vol'"), undefined, 'the secondary relation ended with the volume');
+    assert.equal(p.b.catalog.db.get("SELECT 1 FROM volumes WHERE name = 'vol'"), undefined);
+    assert.equal(p.b.catalog.db.get("SELECT 1 FROM secondaries WHERE volume = 'vol'"), undefined, 'the secondary relation ended with the volume');
     assert.ok(existsSync(join(replica, 'etc', 'f0.conf')), 'removing a volume definition never deletes the replica\'s files');
     // vol2 is failed over at b (its old primary cannot be told here: --force), then removed.
     await op(p.eb, 'failover', { volume: 'vol2', force: true, repoint: false });
-    assert.equal(p.b.db.get<{ role: string }>("SELECT role FROM volumes WHERE name = 'vol2'")!.role, 'primary');
+    assert.equal(p.b.catalog.db.get<{ role: string }>("SELECT role FROM volumes WHERE name = 'vol2'")!.role, 'primary');
     await op(p.eb, 'volume.remove', { name: 'vol2', force: true });
-    assert.equal(p.b.db.get("SELECT 1 FROM volumes WHERE name = 'vol2'"), undefined);
-    assert.deepEqual(p.b.db.all('SELECT * FROM holds'), []);
+    assert.equal(p.b.catalog.db.get("SELECT 1 FROM volumes WHERE name = 'vol2'"), undefined);
+    assert.deepEqual(p.b.catalog.db.all('SELECT * FROM holds'), []);
   });
 });
 
@@ -177,7 +177,7 @@ test('a mirror created again to the same site inherits no peer-snapshot rows: it
     const created = (await op(p.ea, 'snapshot.create', { volume: 'vol', name: 'p1', peer: true, wait: true })) as { snapshot: { id: string } };
     const p1 = created.snapshot.id;
     await op(p.ea, 'mirror.remove', { volume: 'vol', to: 'b' });
-    const replica = p.b.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path;
+    const replica = p.b.catalog.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path;
     await op(p.eb, 'volume.remove', { name: 'vol', force: true });
     renameSync(join(replica, '..'), join(replica, '..', '..', 'vol.old')); // the files stay; out of the way of a new replica
     // The same site again: the new mirror has the same id, and b no longer has p1.
@@ -185,10 +185,10 @@ test('a mirror created again to the same site inherits no peer-snapshot rows: it
     const peers = (await op(p.ea, 'snapshot.peers', { volume: 'vol' })) as Array<{ id: string; secondaries: Array<{ mirror: string; state: string }> }>;
     assert.deepEqual(peers.find((x) => x.id === p1)?.secondaries.map((s) => s.state), ['pending'], 'not present at a secondary that never received it');
     await op(p.ea, 'mirror.initialize', { volume: 'vol', to: 'b', wait: true });
-    assert.equal(p.a.db.get<{ state: string }>('SELECT state FROM peer_snapshots WHERE snapshot = ?', p1)?.state, 'present');
-    const atB = p.b.db.get<{ name: string }>("SELECT name FROM snapshots WHERE id = ? AND volume = 'vol'", p1);
+    assert.equal(p.a.catalog.db.get<{ state: string }>('SELECT state FROM peer_snapshots WHERE snapshot = ?', p1)?.state, 'present');
+    const atB = p.b.catalog.db.get<{ name: string }>("SELECT name FROM snapshots WHERE id = ? AND volume = 'vol'", p1);
     assert.equal(atB?.name, 'p1', 'delivered to the new secondary under the same id and name');
-    assert.ok(p.b.db.get("SELECT 1 FROM holds WHERE snapshot = ? AND holder = 'peer'", p1));
+    assert.ok(p.b.catalog.db.get("SELECT 1 FROM holds WHERE snapshot = ? AND holder = 'peer'", p1));
   });
 });
 
@@ -199,10 +199,10 @@ test('a restart releases holds whose holder no longer exists, and says so in an 
   try {
     await op(p.ea, 'mirror.create', { volume: 'vol', to: 'b' });
     await op(p.ea, 'mirror.initialize', { volume: 'vol', to: 'b', wait: true });
-    const base = p.a.db.get<{ base: string }>("SELECT base FROM mirrors WHERE id = 'vol@b'")!.base;
+    const base = p.a.catalog.db.get<{ base: string }>("SELECT base FROM mirrors WHERE id = 'vol@b'")!.base;
     // What older versions left behind: holds of a mirror, a transfer and a link that no longer exist.
     for (const holder of ['mirror:vol@gone', 'mirror:vol@gone:inflight', 'link:/nowhere', 'mirror-from:0123']) {
-      p.a.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, 0)', base, holder);
+      p.a.catalog.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, 0)', base, holder);
     }
   } finally {
     await p.close();
@@ -210,8 +210,8 @@ test('a restart releases holds whose holder no longer exists, and says so in an 
   const a = Site.open(home);
   const e = new Engine(a);
   try {
-    assert.deepEqual(a.db.all<{ holder: string }>('SELECT holder FROM holds ORDER BY holder').map((h) => h.holder), ['mirror:vol@b'], 'only the live mirror\'s base hold is left');
-    const ev = a.db.get<{ detail: string }>("SELECT detail FROM events WHERE kind = 'hold.release' ORDER BY id DESC LIMIT 1");
+    assert.deepEqual(a.catalog.db.all<{ holder: string }>('SELECT holder FROM holds ORDER BY holder').map((h) => h.holder), ['mirror:vol@b'], 'only the live mirror\'s base hold is left');
+    const ev = a.catalog.db.get<{ detail: string }>("SELECT detail FROM events WHERE kind = 'hold.release' ORDER BY id DESC LIMIT 1");
     assert.ok(ev, 'an event says which holds were released');
     assert.deepEqual(JSON.parse(ev.detail).holds.map((h: { holder: string }) => h.holder).sort(), ['link:/nowhere', 'mirror-from:0123', 'mirror:vol@gone', 'mirror:vol@gone:inflight']);
   } finally {
@@ -237,11 +237,11 @@ test('a peer snapshot whose deletion waits for an unreachable secondary is delet
     const del = (await op(p.ea, 'snapshot.peer-delete', { volume: 'vol', snapshot: 'p1' })) as { pendingAt: Array<{ peer: string }>; deletedHere: boolean };
     assert.deepEqual(del.pendingAt.map((x) => x.peer), ['b']);
     assert.equal(del.deletedHere, false);
-    assert.ok(p.a.db.get("SELECT 1 FROM holds WHERE snapshot = ? AND holder = 'peer-delete'", id), 'held here until b confirms');
+    assert.ok(p.a.catalog.db.get("SELECT 1 FROM holds WHERE snapshot = ? AND holder = 'peer-delete'", id), 'held here until b confirms');
     const m = ((await op(p.ea, 'mirror.list', { volume: 'vol' })) as Array<{ healthReasons: string[] }>)[0];
     assert.ok(m.healthReasons.some((r) => /deletion/.test(r)), JSON.stringify(m.healthReasons));
     await op(p.ea, 'mirror.remove', { volume: 'vol', to: 'b' });
-    assert.equal(p.a.db.get('SELECT 1 FROM snapshots WHERE id = ?', id), undefined, 'b is no longer asked: deleted here');
-    assert.deepEqual(p.a.db.all('SELECT * FROM peer_deletions'), []);
+    assert.equal(p.a.catalog.db.get('SELECT 1 FROM snapshots WHERE id = ?', id), undefined, 'b is no longer asked: deleted here');
+    assert.deepEqual(p.a.catalog.db.all('SELECT * FROM peer_deletions'), []);
   });
 });

@@ -14,9 +14,9 @@ import { Engine } from '../../src/site/engine.ts';
 import { createMirror, type MirrorStatus } from '../../src/site/mirrors.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { Site } from '../../src/site/site.ts';
-import { listSnapshots } from '../../src/site/snapshots.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
+import { listSnapshots } from '../../src/catalog/snapshots.ts';
 
 const S = 1000;
 
@@ -79,7 +79,7 @@ test('health and state under a fake clock: up, warn past max-delay, disconnected
     await dB.stop();
     dBRunning = false;
     const baseBefore = m.base;
-    const snapsBefore = listSnapshots(A, 'vol').length;
+    const snapsBefore = listSnapshots(A.catalog, 'vol').length;
     clock.advance(60 * S);
     const backoffs = [5, 10, 20];
     for (let i = 1; i <= 3; i++) {
@@ -98,7 +98,7 @@ test('health and state under a fake clock: up, warn past max-delay, disconnected
     }
     assert.match(m.healthReasons.join(';'), /state disconnected/);
     // Snapshots are still taken at the source while the peer is away.
-    assert.ok(listSnapshots(A, 'vol').length > snapsBefore, 'no snapshot was taken while the peer was unreachable');
+    assert.ok(listSnapshots(A.catalog, 'vol').length > snapsBefore, 'no snapshot was taken while the peer was unreachable');
     // A manual update fails the same way, now with exit-worthy error.
     await assert.rejects(eA.update('vol', 'b', { force: true }), (err) => isFerryError(err, 'PEER_UNREACHABLE'));
     assert.equal(status().state, 'disconnected');
@@ -121,7 +121,7 @@ test('health and state under a fake clock: up, warn past max-delay, disconnected
     assert.equal(m.lastError, null);
     assert.equal(m.base, r3.snapshot);
     assert.equal(m.nextRunAt, clock.now() + 60 * S);
-    const replica = B.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path;
+    const replica = B.catalog.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path;
     assertTreesEqual(replica, data);
   } finally {
     await dA.stop().catch(() => {});
@@ -171,14 +171,14 @@ test('a commit whose answer is lost: the next update adopts the newest snapshot 
     writeFileSync(join(data, 'f.txt'), 'two\n');
     loseAnswer = true;
     await assert.rejects(eA.update('vol', 'b'), (err) => isFerryError(err, 'TRANSFER_INTERRUPTED'));
-    const lost = listSnapshots(A, 'vol').at(-1)!;
+    const lost = listSnapshots(A.catalog, 'vol').at(-1)!;
     assert.notEqual(lost.id, init.snapshot);
     let m = eA.status()[0];
     assert.equal(m.base, init.snapshot, 'the source did not hear the commit');
     // ... but the destination committed and applied it, and released the old base.
-    const sec = B.db.get<{ applied: string }>("SELECT applied FROM secondaries WHERE volume = 'vol'")!;
+    const sec = B.catalog.db.get<{ applied: string }>("SELECT applied FROM secondaries WHERE volume = 'vol'")!;
     assert.equal(sec.applied, lost.id);
-    assert.deepEqual(listSnapshots(B, 'vol').map((s) => s.id), [lost.id]);
+    assert.deepEqual(listSnapshots(B.catalog, 'vol').map((s) => s.id), [lost.id]);
 
     // The next update: both sides hold `lost` complete, so it is the base; no full sync is needed.
     clock.advance(S);
@@ -189,8 +189,8 @@ test('a commit whose answer is lost: the next update adopts the newest snapshot 
     assert.equal(m.state, 'idle');
     assert.equal(m.base, r.snapshot);
     assert.equal(m.lastError, null);
-    assert.deepEqual(listSnapshots(A, 'vol').filter((s) => s.holds.includes('mirror:vol@b')).map((s) => s.id), [r.snapshot], 'one base hold at the source');
-    assertTreesEqual(B.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path, data);
+    assert.deepEqual(listSnapshots(A.catalog, 'vol').filter((s) => s.holds.includes('mirror:vol@b')).map((s) => s.id), [r.snapshot], 'one base hold at the source');
+    assertTreesEqual(B.catalog.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path, data);
   } finally {
     await eA.close();
     await eB.close();

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, writeFileSync, appendFileSync, rmSync, symlinkSy
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Site } from '../../src/site/site.ts';
-import { createVolume, getVolume } from '../../src/site/volumes.ts';
-import { createSnapshot, listSnapshots } from '../../src/site/snapshots.ts';
+import { createVolume } from '../../src/site/volumes.ts';
+import { createSnapshot } from '../../src/site/snapshots.ts';
 import { SiteReceiver } from '../../src/site/receiver.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
 import { ChunkPool } from '../../src/snapshot/chunk-pool.ts';
@@ -16,6 +16,8 @@ import { readManifest } from '../../src/snapshot/graph.ts';
 import { decodeTree } from '../../src/snapshot/format.ts';
 import type { ObjectId } from '../../src/core/ids.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
+import { listSnapshots } from '../../src/catalog/snapshots.ts';
+import { getVolume } from '../../src/catalog/volumes.ts';
 
 test('initial and incremental transfer bring the replica exactly to each snapshot', async () => {
   const tmp = tempDir();
@@ -56,7 +58,7 @@ test('initial and incremental transfer bring the replica exactly to each snapsho
     assert.equal(c2.applied, true);
     assertTreesEqual(replica, data);
     // Older replication snapshots are released at the destination; the base is held.
-    const bs = listSnapshots(b, 'vol');
+    const bs = listSnapshots(b.catalog, 'vol');
     assert.deepEqual(bs.map((s) => s.id), [s2.snapshot.id]);
     assert.equal(bs[0].holds.length, 1);
 
@@ -78,12 +80,12 @@ test('initial and incremental transfer bring the replica exactly to each snapsho
     assert.equal(forced.applied, true);
     assertTreesEqual(replica, data);
     // The intruder's write is still restorable from the kept snapshot.
-    assert.ok(listSnapshots(b, 'vol').some((s) => s.name === c3.writesSnapshot));
+    assert.ok(listSnapshots(b.catalog, 'vol').some((s) => s.name === c3.writesSnapshot));
 
     // A peer cannot write into a volume that is not its secondary.
     const other = new SiteReceiver(b, 'SOMEONEELSE', pool);
     await assert.rejects(other.missing('vol', []), /may not write/);
-    assert.equal(getVolume(b, 'vol').role, 'secondary');
+    assert.equal(getVolume(b.catalog, 'vol').role, 'secondary');
   } finally {
     await pool.close();
     a.close();
@@ -146,7 +148,7 @@ test('a tree update asks only about the files that differ from the base in chang
     await sendSnapshot(a.store, rx, 'v', s1.snapshot.manifest);
     assert.equal((await rx.commit('v', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest })).applied, true);
     // the commit recorded that the snapshot has no hard links: the next check may take it as its base
-    assert.equal(listSnapshots(b, 'v').find((x) => x.id === s1.snapshot.id)?.stats.links, 0);
+    assert.equal(listSnapshots(b.catalog, 'v').find((x) => x.id === s1.snapshot.id)?.stats.links, 0);
 
     appendFileSync(join(data, 'd1', 'f7'), 'changed\n');
     writeFileSync(join(data, 'd2', 'new'), 'new\n');
@@ -171,7 +173,7 @@ test('a staged baseline: a write into the replica meanwhile is kept and refused,
   const a = Site.init(join(tmp.path, 'a'), 'a');
   const b = Site.init(join(tmp.path, 'b'), 'b');
   const pool = new ChunkPool();
-  const lastApply = () => JSON.parse(b.db.get<{ detail: string }>("SELECT detail FROM events WHERE kind = 'replica.apply' AND outcome <> 'info' ORDER BY id DESC LIMIT 1")!.detail);
+  const lastApply = () => JSON.parse(b.catalog.db.get<{ detail: string }>("SELECT detail FROM events WHERE kind = 'replica.apply' AND outcome <> 'info' ORDER BY id DESC LIMIT 1")!.detail);
   try {
     const data = join(tmp.path, 'data');
     for (const d of ['one/deep', 'two', 'three']) {
@@ -189,7 +191,7 @@ test('a staged baseline: a write into the replica meanwhile is kept and refused,
     const refused = await rx.commit('vol', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest });
     assert.equal(refused.applied, false);
     assert.ok(refused.writesSnapshot?.startsWith('replica-writes-'), JSON.stringify(refused));
-    const kept = readManifest(b.store, listSnapshots(b, 'vol').find((s) => s.name === refused.writesSnapshot)!.manifest as ObjectId);
+    const kept = readManifest(b.store, listSnapshots(b.catalog, 'vol').find((s) => s.name === refused.writesSnapshot)!.manifest as ObjectId);
     const keptNames = decodeTree(b.store.get(kept.members[0].root)).entries.map((e) => e.name.toString());
     assert.deepEqual(keptNames, ['intruder.txt'], 'the kept snapshot holds the write, not the staging area');
     const forced = await rx.commit('vol', { snapshot: s1.snapshot.id, manifest: s1.snapshot.manifest, force: true });

@@ -208,10 +208,10 @@ test('in process: an early put that fails stops only the early stream; the updat
     // After the capture, the usual hello, negotiation, puts and one commit.
     assert.equal(calls.filter((c) => c === 'hello').length, 2);
     assert.equal(calls.filter((c) => c === 'commit').length, 1);
-    const source = A.db.get<{ n: number; b: number }>('SELECT count(*) AS n, coalesce(sum(stored_length), 0) AS b FROM objects')!;
+    const source = A.catalog.db.get<{ n: number; b: number }>('SELECT count(*) AS n, coalesce(sum(stored_length), 0) AS b FROM objects')!;
     assert.equal(r.transfer.objects, Number(source.n));
     assert.equal(r.transfer.bytes, Number(source.b));
-    assertTreesEqual(B.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path, data);
+    assertTreesEqual(B.catalog.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path, data);
   } finally {
     if (saved.at === undefined) delete process.env.FERRY_PAUSE_AT;
     else process.env.FERRY_PAUSE_AT = saved.at;

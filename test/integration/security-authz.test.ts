@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createVolume, findVolume } from '../../src/site/volumes.ts';
+import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
 import { encodeIds } from '../../src/replication/protocol.ts';
@@ -20,6 +20,7 @@ import { createIdentity } from '../../src/site/identity.ts';
 import { readManifest } from '../../src/snapshot/graph.ts';
 import { assertTreesEqual } from '../helpers.ts';
 import { connectRaw, forgeSnapshot, listing, netEnv, prep, rawRequest, record, rejectsWith, secondaryRow, type NetEnv, type RawAnswer } from './security-util.ts';
+import { findVolume } from '../../src/catalog/volumes.ts';
 
 let env: NetEnv;
 let outsideBefore: string[];
@@ -84,10 +85,10 @@ test('a paired peer cannot touch a volume that is not its secondary: missing, ob
     const r = await once(ROUTES.hello, helloBody(vol));
     assert.equal(r.status, 403, r.body.toString());
     assert.equal(r.json?.error?.code, 'NOT_AUTHORIZED');
-    assert.equal(findVolume(env.b, vol)!.role, vol === 'prim' ? 'primary' : vol === 'solo' ? 'standalone' : 'secondary');
+    assert.equal(findVolume(env.b.catalog, vol)!.role, vol === 'prim' ? 'primary' : vol === 'solo' ? 'standalone' : 'secondary');
   }
-  assert.equal(env.b.db.get<{ source_site: string }>("SELECT source_site FROM secondaries WHERE volume = 'other'")!.source_site, cIdent.id);
-  assert.equal(findVolume(env.b, 'nothere'), undefined);
+  assert.equal(env.b.catalog.db.get<{ source_site: string }>("SELECT source_site FROM secondaries WHERE volume = 'other'")!.source_site, cIdent.id);
+  assert.equal(findVolume(env.b.catalog, 'nothere'), undefined);
   await healthy();
 });
 
@@ -180,7 +181,7 @@ test('a replayed older snapshot is refused and the replica stays at the newer on
 
 test('volume and member names from the network are validated; a new replica is made only under <home>/replicas', async () => {
   const replicasBefore = readdirSync(env.b.paths.replicas).sort();
-  const volumesBefore = env.b.db.all<{ name: string }>('SELECT name FROM volumes ORDER BY name');
+  const volumesBefore = env.b.catalog.db.all<{ name: string }>('SELECT name FROM volumes ORDER BY name');
   const badVolumes = ['../x', 'a/b', '.hidden', '..', '.', '', '/abs', 'x'.repeat(129), 'a\u0000b', 'a b', '-dash', 'é'];
   for (const v of badVolumes) {
     for (const body of [helloBody(v), json({ protocol: PROTOCOL_VERSION, sourceVolume: v, volume: 'okname', members: [{ name: 'data', kind: 'tree' }] })]) {
@@ -198,7 +199,7 @@ test('volume and member names from the network are validated; a new replica is m
     assert.equal(r.status, 400, `members ${JSON.stringify(members)}: ${r.body.toString()}`);
   }
   assert.deepEqual(readdirSync(env.b.paths.replicas).sort(), replicasBefore);
-  assert.deepEqual(env.b.db.all<{ name: string }>('SELECT name FROM volumes ORDER BY name'), volumesBefore);
+  assert.deepEqual(env.b.catalog.db.all<{ name: string }>('SELECT name FROM volumes ORDER BY name'), volumesBefore);
 
   // A planted symlink or directory where the new replica would go: refused, nothing made through it.
   symlinkSync(env.outside, join(env.b.paths.replicas, 'planted'));
@@ -206,7 +207,7 @@ test('volume and member names from the network are validated; a new replica is m
   for (const v of ['planted', 'dangling']) {
     const r = await once(ROUTES.hello, helloBody(v));
     assert.ok(r.status >= 400 && r.status < 600, r.body.toString());
-    assert.equal(findVolume(env.b, v), undefined);
+    assert.equal(findVolume(env.b.catalog, v), undefined);
   }
   assert.equal(existsSync(join(env.outside, 'newdir')), false);
   assert.equal(existsSync(join(env.outside, 'data')), false);

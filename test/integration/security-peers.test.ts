@@ -16,13 +16,13 @@ import { Daemon } from '../../src/site/daemon.ts';
 import { PeerClient } from '../../src/site/client.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { createIdentity } from '../../src/site/identity.ts';
-import { findVolume } from '../../src/site/volumes.ts';
 import { encodeIds, MAX_IDS_PER_QUERY, MAX_JSON_BYTES } from '../../src/replication/protocol.ts';
 import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
 import { ROUTES } from '../../src/site/http.ts';
 import type { ObjectId } from '../../src/core/ids.ts';
 import { tempDir } from '../helpers.ts';
 import { connectRaw, memoryGrowth, netEnv, prep, rawRequest, record, rejectsWith, type NetEnv, type RawAnswer } from './security-util.ts';
+import { findVolume } from '../../src/catalog/volumes.ts';
 
 let env: NetEnv;
 let outsideBefore: string[];
@@ -47,7 +47,7 @@ async function healthy(): Promise<void> {
 }
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
-const events = () => env.b.db.get<{ n: number }>('SELECT count(*) AS n FROM events')!.n;
+const events = () => env.b.catalog.db.get<{ n: number }>('SELECT count(*) AS n FROM events')!.n;
 
 test('an unpaired certificate, or none, gets PEER_UNTRUSTED on every route, without its body being read', async () => {
   const strangers = [createIdentity('mallory'), createIdentity('a') /* same name as the paired site, another key */, undefined];
@@ -77,7 +77,7 @@ test('an unpaired certificate, or none, gets PEER_UNTRUSTED on every route, with
     }
   }
   assert.equal(env.b.store.has(obj.id), false);
-  assert.equal(findVolume(env.b, 'intruder'), undefined);
+  assert.equal(findVolume(env.b.catalog, 'intruder'), undefined);
   assert.equal(events(), n0, 'an untrusted peer leaves no trace in the catalog');
   await healthy();
 });
@@ -87,7 +87,7 @@ test('a client that pins another site id refuses the server before sending a req
   const wrongPin = new PeerClient(env.aIdent, { ...env.peerB, id: createIdentity('x').id });
   await rejectsWith(wrongPin.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'pinned', members: [{ name: 'data', kind: 'tree' }] }), ['PEER_UNTRUSTED'], /presented site id/);
   wrongPin.close();
-  assert.equal(findVolume(env.b, 'pinned'), undefined);
+  assert.equal(findVolume(env.b.catalog, 'pinned'), undefined);
   // An impostor daemon (site c, which has paired a and would accept it) at the URL where a expects b.
   const cTmp = tempDir('ferry-secimp-');
   const c = Site.init(join(cTmp.path, 'c'), 'c');
@@ -104,8 +104,8 @@ test('a client that pins another site id refuses the server before sending a req
       await rejectsWith(call(), ['PEER_UNTRUSTED'], /paired as/);
     }
     fooled.close();
-    assert.equal(findVolume(c, 'vol'), undefined, 'the impostor received nothing');
-    assert.equal(c.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind LIKE 'secondary.%'")!.n, 0);
+    assert.equal(findVolume(c.catalog, 'vol'), undefined, 'the impostor received nothing');
+    assert.equal(c.catalog.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind LIKE 'secondary.%'")!.n, 0);
   } finally {
     await cDaemon.stop();
     c.close();
@@ -144,7 +144,7 @@ test('JSON bodies beyond 1 MiB, hellos with 10,000 members, deep nesting and gar
   }
   const members = Array.from({ length: 10_000 }, (_, i) => ({ name: `m${i}`, kind: 'tree' }));
   await refusedBounded(ROUTES.hello, json({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'many', members }), /hello.members must be a list of 1 to 4096 members, not 10000/);
-  assert.equal(findVolume(env.b, 'many'), undefined);
+  assert.equal(findVolume(env.b.catalog, 'many'), undefined);
   const deepOpen = Buffer.from('['.repeat(MAX_JSON_BYTES - 10));
   const deepValid = Buffer.from('['.repeat(400_000) + ']'.repeat(400_000));
   const deepObj = Buffer.from('{"a":'.repeat(150_000) + '1' + '}'.repeat(150_000));

@@ -8,7 +8,7 @@ import { lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writ
 import { join } from 'node:path';
 import { decodeTree, encodeBlockList, encodeImage, encodeTree } from '../../src/snapshot/format.ts';
 import { readManifest } from '../../src/snapshot/graph.ts';
-import { createSnapshot, listSnapshots } from '../../src/site/snapshots.ts';
+import { createSnapshot } from '../../src/site/snapshots.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
 import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
@@ -16,6 +16,7 @@ import { randomBytes, randomFillSync } from 'node:crypto';
 import { hashBytes, type ObjectId } from '../../src/core/ids.ts';
 import { assertTreesEqual } from '../helpers.ts';
 import { applyEvents, forgeSnapshot, forgeTree, iter, listing, prep, receiverEnv, rejectsWith, secondaryRow, T, type RawEntry, type ReceiverEnv } from './security-util.ts';
+import { listSnapshots } from '../../src/catalog/snapshots.ts';
 
 const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
@@ -41,7 +42,7 @@ async function refused(env: ReceiverEnv, root: Buffer, trees: Buffer[], why: Reg
     await rejectsWith(env.rx.commit('vol', { snapshot: snap.id, manifest: snap.manifest, force }), codes, why);
   }
   // Apply never ran: no snapshot row, no apply state or event, replica and everything else as they were.
-  assert.equal(env.b.db.get('SELECT 1 FROM snapshots WHERE id = ?', snap.id), undefined);
+  assert.equal(env.b.catalog.db.get('SELECT 1 FROM snapshots WHERE id = ?', snap.id), undefined);
   assert.deepEqual(secondaryRow(env.b), row);
   assert.equal(applyEvents(env.b), applies);
   assert.deepEqual(listing(env.replica), replica);
@@ -246,7 +247,7 @@ test('a symlink to outside placed by hand in the replica: kept as writes, then r
     assert.equal(readFileSync(join(env.outside, 'f'), 'utf8'), 'outside f\n');
 
     // The kept writes: a snapshot of the replica as it was, with p as the symlink (never followed).
-    const kept = listSnapshots(env.b, 'vol').find((s) => s.name === forced.writesSnapshot);
+    const kept = listSnapshots(env.b.catalog, 'vol').find((s) => s.name === forced.writesSnapshot);
     assert.ok(kept, 'writes snapshot kept');
     const m = readManifest(env.b.store, kept.manifest as ObjectId);
     const root = decodeTree(env.b.store.get(m.members[0].root));

@@ -216,11 +216,11 @@ export async function receiverEnv(o: { source?: boolean } = {}): Promise<Receive
 }
 
 export function secondaryRow(b: Site, volume = 'vol'): { applied: string | null; applying: string | null; consistent: number } {
-  return b.db.get('SELECT applied, applying, consistent FROM secondaries WHERE volume = ?', volume)!;
+  return b.catalog.db.get('SELECT applied, applying, consistent FROM secondaries WHERE volume = ?', volume)!;
 }
 
 export function applyEvents(b: Site): number {
-  return b.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind = 'replica.apply'")!.n;
+  return b.catalog.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind = 'replica.apply'")!.n;
 }
 
 /** Assert that `p` rejects with a FerryError of one of `codes`; returns it. */

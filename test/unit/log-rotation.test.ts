@@ -175,11 +175,11 @@ test('log file settings: flags win over the catalog meta keys, which win over th
   const home = join(tmp.path, 'home');
   const site = Site.init(home, 'a');
   t.after(() => site.close());
-  assert.equal(logFileSettings(site.db, home, {}), undefined);
-  assert.deepEqual(logFileSettings(site.db, home, { file: join(tmp.path, 'x.log') }), { path: join(tmp.path, 'x.log'), maxBytes: DEFAULT_LOG_MAX_BYTES, keep: DEFAULT_LOG_KEEP });
-  site.db.run("INSERT INTO meta (key, value) VALUES ('log_file', 'logs/ferry.log'), ('log_max_bytes', '4096'), ('log_keep', '2')");
-  assert.deepEqual(logFileSettings(site.db, home, {}), { path: join(home, 'logs', 'ferry.log'), maxBytes: 4096, keep: 2 });
-  assert.deepEqual(logFileSettings(site.db, home, { file: '/var/log/f.log', keep: 7 }), { path: '/var/log/f.log', maxBytes: 4096, keep: 7 });
-  site.db.run("UPDATE meta SET value = 'lots' WHERE key = 'log_keep'");
-  assert.throws(() => logFileSettings(site.db, home, {}), (err: unknown) => err instanceof FerryError && err.code === 'CONFIG_INVALID');
+  assert.equal(logFileSettings(site.catalog, home, {}), undefined);
+  assert.deepEqual(logFileSettings(site.catalog, home, { file: join(tmp.path, 'x.log') }), { path: join(tmp.path, 'x.log'), maxBytes: DEFAULT_LOG_MAX_BYTES, keep: DEFAULT_LOG_KEEP });
+  site.catalog.db.run("INSERT INTO meta (key, value) VALUES ('log_file', 'logs/ferry.log'), ('log_max_bytes', '4096'), ('log_keep', '2')");
+  assert.deepEqual(logFileSettings(site.catalog, home, {}), { path: join(home, 'logs', 'ferry.log'), maxBytes: 4096, keep: 2 });
+  assert.deepEqual(logFileSettings(site.catalog, home, { file: '/var/log/f.log', keep: 7 }), { path: '/var/log/f.log', maxBytes: 4096, keep: 7 });
+  site.catalog.db.run("UPDATE meta SET value = 'lots' WHERE key = 'log_keep'");
+  assert.throws(() => logFileSettings(site.catalog, home, {}), (err: unknown) => err instanceof FerryError && err.code === 'CONFIG_INVALID');
 });

@@ -10,10 +10,11 @@ import { withSite } from '../context.ts';
 import { formatLogLine, queryEvents, MAX_EVENTS_PER_CALL, type EventQuery, type EventRow, type EventsPage } from '../../site/log.ts';
 import { PeerClient } from '../../site/client.ts';
 import { loadIdentity } from '../../site/identity.ts';
-import { listPeers, getPeer, type Peer } from '../../site/peers.ts';
+import { type Peer } from '../../site/peers.ts';
 import { EXIT_WARNINGS, type GlobalOptions } from '../output.ts';
 import { DURATION } from '../../core/units.ts';
 import { parseDuration } from '../parse.ts';
+import { getPeer, listPeers } from '../../catalog/peers.ts';
 
 /** Per site and per command (or per poll with --follow): beyond this, narrow the query. */
 const MAX_EVENTS_PRINTED = 10_000;
@@ -128,13 +129,13 @@ function render(site: string, e: EventRow, json: boolean): string {
 }
 
 async function openSources(g: GlobalOptions, which: string | undefined): Promise<Source[]> {
-  const { name, peers } = await withSite(g, 'events', (site) => ({ name: site.name, peers: listPeers(site) }), { readOnly: true });
+  const { name, peers } = await withSite(g, 'events', (site) => ({ name: site.name, peers: listPeers(site.catalog) }), { readOnly: true });
   const local: Source = {
     name,
     local: true,
     cursor: 0,
     // Opened afresh for each poll, read-only: the daemon (or any command) keeps the site meanwhile.
-    fetch: (q) => withSite(g, 'events', (site) => queryEvents(site.db, site.clock.now(), q), { readOnly: true }),
+    fetch: (q) => withSite(g, 'events', (site) => queryEvents(site.catalog, site.clock.now(), q), { readOnly: true }),
     close: () => {},
   };
   if (which === undefined || which === name) return [local];
@@ -142,7 +143,7 @@ async function openSources(g: GlobalOptions, which: string | undefined): Promise
   if (which === 'all') chosen = peers;
   else {
     const p = peers.find((x) => x.name === which);
-    if (!p) await withSite(g, 'events', (site) => getPeer(site, which), { readOnly: true }); // throws PEER_NOT_FOUND with the usual advice
+    if (!p) await withSite(g, 'events', (site) => getPeer(site.catalog, which), { readOnly: true }); // throws PEER_NOT_FOUND with the usual advice
     chosen = [p!];
   }
   const ident = chosen.length ? await withSite(g, 'events', (site) => loadIdentity(site.paths.identity), { readOnly: true }) : undefined;

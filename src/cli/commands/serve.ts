@@ -51,7 +51,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         // The change journal: watches over the tree members, so snapshots read only what changed.
         if (o.journal) await startJournal(site);
         // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).
-        const logFile = logFileSettings(site.db, site.paths.home, {
+        const logFile = logFileSettings(site.catalog, site.paths.home, {
           file: o.logFile,
           maxBytes: logMaxBytes,
           keep: logKeep,

@@ -1,13 +1,14 @@
 // ferry snapshot create | list | show | delete | diff
 import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
-import { listSnapshots, resolveSnapshot, type CreateSnapshotResult, type DeletePlan } from '../../site/snapshots.ts';
+import { type CreateSnapshotResult, type DeletePlan } from '../../site/snapshots.ts';
 import { invoke } from '../invoke.ts';
 import type { PeerDeleteOutcome, PeerSnapshotStatus } from '../../site/peer-snapshots.ts';
 import { readManifest } from '../../snapshot/graph.ts';
 import { diffImages, diffTrees, type PathChange } from '../../snapshot/diff.ts';
 import { withSite } from '../context.ts';
 import { EXIT_WARNINGS, formatBytes, formatDuration, formatTime, printJson, table, type GlobalOptions } from '../output.ts';
+import { listSnapshots, resolveSnapshot } from '../../catalog/snapshots.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   const snapshot = program.command('snapshot').description('take, inspect, compare and delete snapshots');
@@ -51,7 +52,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('list the snapshots of a volume, oldest first')
     .action((volume: string) =>
       withSite(g(), 'snapshot list', (site) => {
-        const snaps = listSnapshots(site, volume);
+        const snaps = listSnapshots(site.catalog, volume);
         if (g().json) return printJson(snaps);
         if (snaps.length === 0) return void process.stdout.write(`volume ${volume} has no snapshots; take one with \`ferry snapshot create ${volume}\`\n`);
         process.stdout.write(
@@ -72,7 +73,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('show one snapshot (by id, unique id prefix, name, or "latest")')
     .action((volume: string, ref: string) =>
       withSite(g(), 'snapshot show', (site) => {
-        const s = resolveSnapshot(site, volume, ref);
+        const s = resolveSnapshot(site.catalog, volume, ref);
         const manifest = readManifest(site.store, s.manifest);
         if (g().json) return printJson({ ...s, members: manifest.members });
         process.stdout.write(
@@ -151,8 +152,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--summary', 'totals only')
     .action((volume: string, refA: string, refB: string, o: { summary?: boolean }) =>
       withSite(g(), 'snapshot diff', (site) => {
-        const a = resolveSnapshot(site, volume, refA);
-        const b = resolveSnapshot(site, volume, refB);
+        const a = resolveSnapshot(site.catalog, volume, refA);
+        const b = resolveSnapshot(site.catalog, volume, refB);
         const ma = readManifest(site.store, a.manifest);
         const mb = readManifest(site.store, b.manifest);
         const json = g().json;

@@ -1,7 +1,7 @@
 // ferry volume create | list | show | set | remove
 import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
-import { getVolume, listVolumes, parseMemberSpec, type Hooks } from '../../site/volumes.ts';
+import { parseMemberSpec, type Hooks } from '../../site/volumes.ts';
 import { describeVolume } from '../../site/ops.ts';
 import { invoke } from '../invoke.ts';
 import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
@@ -9,6 +9,7 @@ import { withSite } from '../context.ts';
 import { formatDuration, formatTime, printJson, table, type GlobalOptions } from '../output.ts';
 import { COUNT, DURATION } from '../../core/units.ts';
 import { parseCount, parseDuration } from '../parse.ts';
+import { getVolume, listVolumes } from '../../catalog/volumes.ts';
 
 interface HookOpts {
   pre?: string;
@@ -103,7 +104,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--no-post', 'remove the post hook')
     .action((name: string, o: Omit<HookOpts, 'pre' | 'post'> & RetentionOpts & { pre?: string | false; post?: string | false }) =>
       (async () => {
-        const cur = await withSite(g(), 'volume set', (site) => getVolume(site, name), { readOnly: true });
+        const cur = await withSite(g(), 'volume set', (site) => getVolume(site.catalog, name), { readOnly: true });
         const hookOpts: HookOpts = { ...o, pre: typeof o.pre === 'string' ? o.pre : undefined, post: typeof o.post === 'string' ? o.post : undefined, noPre: o.pre === false, noPost: o.post === false };
         const v = (await invoke(g(), 'volume.set', { name, hooks: hooksFrom(hookOpts, cur.hooks), retention: retentionFrom(o, cur.retention) })) as Described;
         if (g().json) printJson(v);
@@ -116,7 +117,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('list volumes')
     .action(() =>
       withSite(g(), 'volume list', (site) => {
-        const vols = listVolumes(site);
+        const vols = listVolumes(site.catalog);
         if (g().json) return printJson(vols.map((v) => describeVolume(site, v)));
         if (vols.length === 0) return void process.stdout.write('no volumes; create one with `ferry volume create NAME --member PATH`\n');
         process.stdout.write(table(['VOLUME', 'ROLE', 'MEMBERS', 'SNAPSHOTS'], vols.map((v) => [v.name, v.role, v.members.map((m) => `${m.kind}:${m.path}`).join(' '), describeVolume(site, v).snapshots])) + '\n');
@@ -128,7 +129,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('show a volume: members, hooks, retention, snapshots')
     .action((name: string) =>
       withSite(g(), 'volume show', (site) => {
-        const v = describeVolume(site, getVolume(site, name));
+        const v = describeVolume(site, getVolume(site.catalog, name));
         if (g().json) printJson(v);
         else printVolume(v);
       }, { readOnly: true }),

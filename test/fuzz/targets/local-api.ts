@@ -21,13 +21,14 @@ import { Engine } from '../../../src/site/engine.ts';
 import { Dashboard, isDashboardPath } from '../../../src/site/dashboard.ts';
 import { OPS, serveDr } from '../../../src/site/ops.ts';
 import { parseJson } from '../../../src/replication/protocol.ts';
-import { addPeer, findPeerById, parsePeerUrl } from '../../../src/site/peers.ts';
+import { addPeer, parsePeerUrl } from '../../../src/site/peers.ts';
 import type { Receiver } from '../../../src/replication/types.ts';
 import { Site } from '../../../src/site/site.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
 import { createMirror } from '../../../src/site/mirrors.ts';
 import { createVolume, parseMemberSpec } from '../../../src/site/volumes.ts';
 import { FuzzViolation, type FuzzTarget } from '../engine.ts';
+import { findPeerById } from '../../../src/catalog/peers.ts';
 
 /** A paired peer that is never reachable: its URL is a closed local port. */
 const PEER_ID = 'A'.repeat(52);
@@ -220,7 +221,7 @@ export const localApiTarget: FuzzTarget = {
     const dr = /^\/v1\/dr\/([a-z-]+)$/.exec(r.url);
     if (dr) {
       // The daemon answers a DR call only from a paired peer: pair it again if an earlier input removed it.
-      if (!findPeerById(engine.site, PEER_ID)) addPeer(engine.site, `peer-${Date.now().toString(36)}`, DEAD_URL, PEER_ID);
+      if (!findPeerById(engine.site.catalog, PEER_ID)) addPeer(engine.site, `peer-${Date.now().toString(36)}`, DEAD_URL, PEER_ID);
       return serveDr(engine, PEER_ID, dr[1], parseJson(r.body, dr[1]) as Record<string, unknown>);
     }
     const lines: string[] = [];

@@ -24,10 +24,11 @@ import { KIND_CODES, type PackFileIo } from '../../../src/store/pack.ts';
 import { WIRE_DELTA, type WireObject } from '../../../src/replication/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
 import { checkSnapshotGraph, SiteReceiver } from '../../../src/site/receiver.ts';
-import { createSnapshot, listSnapshots } from '../../../src/site/snapshots.ts';
+import { createSnapshot } from '../../../src/site/snapshots.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import type { Site } from '../../../src/site/site.ts';
 import { withLocalSite } from '../local-site.ts';
+import { listSnapshots } from '../../../src/catalog/snapshots.ts';
 
 const MiB = 1 << 20;
 const PEER = 'A'.repeat(52);
@@ -67,7 +68,7 @@ function tree(files: Record<string, PreparedObject[]>, dirs: Record<string, Prep
 /** Every tree in the index, with what it names that the store does not hold. */
 function treesLacking(site: Site): string[] {
   const out: string[] = [];
-  for (const row of site.db.all<{ id: Uint8Array }>('SELECT id FROM objects WHERE kind = ?', KIND_CODES.tree)) {
+  for (const row of site.catalog.db.all<{ id: Uint8Array }>('SELECT id FROM objects WHERE kind = ?', KIND_CODES.tree)) {
     const id = objectIdFromBytes(row.id);
     for (const e of decodeTree(site.store.get(id)).entries) {
       for (const below of e.type === 'dir' ? [e.tree!] : (e.chunks ?? [])) {
@@ -79,7 +80,7 @@ function treesLacking(site: Site): string[] {
 }
 
 function indexed(site: Site): number {
-  return site.db.get<{ n: number }>('SELECT count(*) AS n FROM objects')!.n;
+  return site.catalog.db.get<{ n: number }>('SELECT count(*) AS n FROM objects')!.n;
 }
 
 /** A secondary of PEER (two tree members: no staging) and its receiver. */
@@ -217,7 +218,7 @@ test('the negotiation answers an object as held only when it is durable: not whi
     site.store.flush();
     assert.deepEqual(await rx.missing('vol', [c.id]), [false]);
     // the pack file is lost while the daemon runs (its row stays): asked for again
-    const pack = site.db.get<{ name: string }>('SELECT name FROM packs')!.name;
+    const pack = site.catalog.db.get<{ name: string }>('SELECT name FROM packs')!.name;
     rmSync(site.store.packPath(pack));
     assert.deepEqual(await rx.missing('vol', [c.id]), [true]);
     assert.equal(site.store.listLostPacks().length, 1, 'the pack is marked lost');
@@ -246,7 +247,7 @@ test('a local capture whose pending objects another writer\'s failed write disca
       disk.limit = Infinity;
       writeFileSync(release, '');
       await assert.rejects(capture, (err: any) => err.code === 'NO_SPACE');
-      assert.equal(listSnapshots(site, 'v').length, 0, 'a snapshot was recorded whose objects were discarded');
+      assert.equal(listSnapshots(site.catalog, 'v').length, 0, 'a snapshot was recorded whose objects were discarded');
       assert.deepEqual(treesLacking(site), []);
       const ok = await createSnapshot(site, 'v', { pool });
       assert.equal(checkSnapshotGraph(site.store, ok.snapshot.manifest as never, 'snapshot').missing, 0);

@@ -35,7 +35,7 @@ async function withEngine(fn: (c: { dir: string; site: Site; engine: Engine; clo
   }
 }
 
-const failedEvents = (site: Site, kind: string) => site.db.all<{ detail: string }>("SELECT detail FROM events WHERE kind = ? AND outcome = 'failed' ORDER BY id", kind).map((r) => JSON.parse(r.detail));
+const failedEvents = (site: Site, kind: string) => site.catalog.db.all<{ detail: string }>("SELECT detail FROM events WHERE kind = ? AND outcome = 'failed' ORDER BY id", kind).map((r) => JSON.parse(r.detail));
 
 test('a scheduled link refresh that fails waits a growing backoff, counted, not every tick', async () => {
   await withEngine(async ({ dir, site, engine, clock }) => {
@@ -71,8 +71,8 @@ test('a scheduled update refused before its job starts (the volume is a secondar
     addPeer(site, 'b', 'https://127.0.0.1:9', 'A'.repeat(52));
     createMirror(site, { volume: 'app', to: 'b', scheduleS: 1 });
     const snap = await createSnapshot(site, 'app', { pool: engine.pool });
-    site.db.run("UPDATE mirrors SET base = ?, state = 'idle'", snap.snapshot.id);
-    site.db.run("UPDATE volumes SET role = 'secondary' WHERE name = 'app'");
+    site.catalog.db.run("UPDATE mirrors SET base = ?, state = 'idle'", snap.snapshot.id);
+    site.catalog.db.run("UPDATE volumes SET role = 'secondary' WHERE name = 'app'");
     clock.advance(2 * S);
     const jobs = engine.tick();
     assert.equal(jobs.length, 1);
@@ -98,7 +98,7 @@ test('a pending peer snapshot whose secondary cannot be reached is delivered aga
     addPeer(site, 'b', 'https://127.0.0.1:9', 'A'.repeat(52)); // nothing listens there
     createMirror(site, { volume: 'app', to: 'b' }); // no schedule: only the pending peer snapshot makes it run
     const base = await createSnapshot(site, 'app', { pool: engine.pool });
-    site.db.run("UPDATE mirrors SET base = ?, state = 'idle'", base.snapshot.id);
+    site.catalog.db.run("UPDATE mirrors SET base = ?, state = 'idle'", base.snapshot.id);
     const peer = await createSnapshot(site, 'app', { pool: engine.pool, name: 'q3-close' });
     registerPeerSnapshot(site, 'app', peer.snapshot.id);
     for (const [wait, n] of [[5, 1], [10, 2]] as const) {
@@ -118,7 +118,7 @@ test('a pending peer snapshot whose secondary cannot be reached is delivered aga
 test('DR workflows left in progress are resumed after a growing backoff, not every 30 s forever', async () => {
   await withEngine(async ({ site, engine, clock }) => {
     // A failover journal whose volume is gone: every resumption fails and leaves it running.
-    site.db.run("INSERT INTO workflows (id, kind, volume, step, state, plan, started_at, updated_at) VALUES ('w1', 'failover', 'ghost', 'notified', 'running', ?, ?, ?)",
+    site.catalog.db.run("INSERT INTO workflows (id, kind, volume, step, state, plan, started_at, updated_at) VALUES ('w1', 'failover', 'ghost', 'notified', 'running', ?, ?, ?)",
       JSON.stringify({ plan: { volume: 'ghost', oldPrimary: 'b', force: false } }), clock.now(), clock.now());
     assert.equal(engine.workflowsDue(), true);
     for (const wait of [30, 60, 120]) {
@@ -131,7 +131,7 @@ test('DR workflows left in progress are resumed after a growing backoff, not eve
     }
     assert.equal(failedEvents(site, 'workflow.resume').length, 3);
     // Once none is left, nothing is due.
-    site.db.run("UPDATE workflows SET state = 'rolled-back' WHERE id = 'w1'");
+    site.catalog.db.run("UPDATE workflows SET state = 'rolled-back' WHERE id = 'w1'");
     assert.equal(engine.workflowsDue(), false);
   });
 });
@@ -148,9 +148,9 @@ test('a scheduled retry sends the snapshot its own failed attempt took, never on
     createMirror(site, { volume: 'app', to: 'b', scheduleS: 3600 });
     createMirror(site, { volume: 'app', to: 'c', scheduleS: 3600 });
     const base = await createSnapshot(site, 'app', { pool: engine.pool });
-    site.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?", base.snapshot.id, clock.now());
-    const queued = () => Object.fromEntries(site.db.all<{ peer: string; queued: string | null }>('SELECT peer, queued FROM mirrors').map((r) => [r.peer, r.queued]));
-    const count = () => site.db.get<{ n: number }>("SELECT count(*) AS n FROM snapshots WHERE volume = 'app'")!.n;
+    site.catalog.db.run("UPDATE mirrors SET base = ?, state = 'idle', last_success_at = ?", base.snapshot.id, clock.now());
+    const queued = () => Object.fromEntries(site.catalog.db.all<{ peer: string; queued: string | null }>('SELECT peer, queued FROM mirrors').map((r) => [r.peer, r.queued]));
+    const count = () => site.catalog.db.get<{ n: number }>("SELECT count(*) AS n FROM snapshots WHERE volume = 'app'")!.n;
 
     clock.advance(3600 * S);
     await Promise.all(engine.tick());
@@ -163,7 +163,7 @@ test('a scheduled retry sends the snapshot its own failed attempt took, never on
     await Promise.all(engine.tick());
     assert.deepEqual(queued(), first, 'the retries took up the same snapshots');
     assert.equal(count(), 3, 'no snapshot was taken for a retry');
-    const targets = site.db.all<{ mirror: string; failures: number }>("SELECT json_extract(detail, '$.mirror') AS mirror, json_extract(detail, '$.failures') AS failures FROM events WHERE kind = 'replication.update' AND outcome = 'failed'");
+    const targets = site.catalog.db.all<{ mirror: string; failures: number }>("SELECT json_extract(detail, '$.mirror') AS mirror, json_extract(detail, '$.failures') AS failures FROM events WHERE kind = 'replication.update' AND outcome = 'failed'");
     assert.equal(targets.length, 4, 'two attempts each, both failed');
   });
 });

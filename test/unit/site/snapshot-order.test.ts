@@ -10,21 +10,25 @@ import { join } from 'node:path';
 import { newSnapshotId } from '../../../src/core/ids.ts';
 import { sendSnapshot } from '../../../src/replication/sender.ts';
 import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
-import { holdName, SiteReceiver } from '../../../src/site/receiver.ts';
+import { SiteReceiver } from '../../../src/site/receiver.ts';
 import { Site } from '../../../src/site/site.ts';
 import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
 import { assertTreesEqual, tempDir } from '../../helpers.ts';
-import { compareSnapshots, createSnapshot, descendsFrom, findSnapshot, insertSnapshotRow, latestSnapshot, lineage, listSnapshots, resolveSnapshot, type SnapshotRecord } from '../../../src/site/snapshots.ts';
+import { createSnapshot, type SnapshotRecord } from '../../../src/site/snapshots.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { withLocalSite } from '../local-site.ts';
+import { holdReplica, release, replicaHolder } from '../../../src/catalog/holds.ts';
+import { breakOffSecondary, repointSecondary } from '../../../src/catalog/secondaries.ts';
+import { setVolumeRole } from '../../../src/catalog/volumes.ts';
+import { compareSnapshots, descendsFrom, findSnapshot, insertSnapshotRow, latestSnapshot, lineage, listSnapshots, resolveSnapshot } from '../../../src/catalog/snapshots.ts';
 
 const OTHER_SITE = 'A'.repeat(52);
 
 /** A snapshot as another site took it an hour ahead of this one's clock (same data as `like`). */
 function receivedFromAhead(site: Site, like: SnapshotRecord, name: string | null = null): SnapshotRecord {
   const id = newSnapshotId({ now: () => Date.now() + 3600_000 });
-  site.db.tx(() => insertSnapshotRow(site, { id, volume: like.volume, name, time: Date.now() + 3600_000, origin: OTHER_SITE, parent: like.id, manifest: like.manifest, stats: { replicated: true } }));
-  return findSnapshot(site, like.volume, id)!;
+  site.catalog.tx(() => insertSnapshotRow(site.catalog, { id, volume: like.volume, name, time: Date.now() + 3600_000, origin: OTHER_SITE, parent: like.id, manifest: like.manifest, stats: { replicated: true } }));
+  return findSnapshot(site.catalog, like.volume, id)!;
 }
 
 test('latest, the next parent and retention follow this site\'s order, not another site\'s clock', async () => {
@@ -36,21 +40,21 @@ test('latest, the next parent and retention follow this site\'s order, not anoth
     const s1 = (await createSnapshot(site, 'vol', { pool })).snapshot;
     // Another site's snapshot arrives (dated an hour ahead); then this site takes two more.
     const ahead = receivedFromAhead(site, s1);
-    assert.equal(latestSnapshot(site, 'vol')?.id, ahead.id, 'the snapshot received last is what the data is at');
+    assert.equal(latestSnapshot(site.catalog, 'vol')?.id, ahead.id, 'the snapshot received last is what the data is at');
     writeFileSync(join(data, 'b.txt'), 'two\n');
     const s2 = (await createSnapshot(site, 'vol', { pool })).snapshot;
     assert.equal(s2.parent, ahead.id);
-    assert.ok(compareSnapshots(site, s2, ahead) > 0, 'a snapshot taken after one received is newer, whatever the times say');
+    assert.ok(compareSnapshots(site.catalog, s2, ahead) > 0, 'a snapshot taken after one received is newer, whatever the times say');
     // keep-last 2 took s1 already: the lineage goes as far as the snapshots here, and names s1 as the last parent
-    assert.deepEqual(lineage(site, 'vol', s2.id), [s2.id, ahead.id]);
-    assert.ok(descendsFrom(site, s2.id, s1.id) && !descendsFrom(site, s1.id, s2.id) && !descendsFrom(site, s2.id, s2.id));
+    assert.deepEqual(lineage(site.catalog, 'vol', s2.id), [s2.id, ahead.id]);
+    assert.ok(descendsFrom(site.catalog, s2.id, s1.id) && !descendsFrom(site.catalog, s1.id, s2.id) && !descendsFrom(site.catalog, s2.id, s2.id));
     writeFileSync(join(data, 'c.txt'), 'three\n');
     const s3 = (await createSnapshot(site, 'vol', { pool })).snapshot;
     assert.equal(s3.parent, s2.id);
-    assert.equal(latestSnapshot(site, 'vol')?.id, s3.id);
-    assert.equal(resolveSnapshot(site, 'vol', 'latest').id, s3.id);
+    assert.equal(latestSnapshot(site.catalog, 'vol')?.id, s3.id);
+    assert.equal(resolveSnapshot(site.catalog, 'vol', 'latest').id, s3.id);
     // keep-last 2 keeps this site's two newest, not the future-dated one
-    assert.deepEqual(listSnapshots(site, 'vol').map((s) => s.id).sort(), [s2.id, s3.id].sort());
+    assert.deepEqual(listSnapshots(site.catalog, 'vol').map((s) => s.id).sort(), [s2.id, s3.id].sort());
   });
 });
 
@@ -66,8 +70,8 @@ test('kept writes are never latest, and their names are reserved', async () => {
     writeFileSync(join(data, 'stray.txt'), 'kept\n');
     const kept = (await createSnapshot(site, 'vol', { pool, name: 'failback-kept-2026', keptWrites: true })).snapshot;
     assert.equal(kept.parent, s1.id);
-    assert.equal(resolveSnapshot(site, 'vol', 'latest').id, s1.id);
-    assert.equal(resolveSnapshot(site, 'vol', 'failback-kept-2026').id, kept.id, 'restorable by name');
+    assert.equal(resolveSnapshot(site.catalog, 'vol', 'latest').id, s1.id);
+    assert.equal(resolveSnapshot(site.catalog, 'vol', 'failback-kept-2026').id, kept.id, 'restorable by name');
     const next = (await createSnapshot(site, 'vol', { pool })).snapshot;
     assert.equal(next.parent, s1.id, 'a kept snapshot is never a parent');
   });
@@ -99,8 +103,8 @@ async function reFollowed(fn: (c: { london: Site; tokyo: Site; pool: ChunkPool; 
     const toSeattle = new SiteReceiver(seattle, london.id, pool);
     const seattleData = (await toSeattle.hello(hello('vol', 1))).replicas[0].path;
     assert.equal((await replicate(london, toSeattle, l0)).applied, true);
-    seattle.db.run("UPDATE volumes SET role = 'primary' WHERE name = 'vol'");
-    seattle.db.run("UPDATE secondaries SET state = 'broken-off' WHERE volume = 'vol'");
+    setVolumeRole(seattle.catalog, 'vol', 'primary');
+    breakOffSecondary(seattle.catalog, 'vol');
     writeFileSync(join(seattleData, 'b.txt'), 'seattle 1\n');
     const s1 = (await createSnapshot(seattle, 'vol', { pool })).snapshot;
     assert.equal(s1.parent, l0.id, 'seattle took over at L0');
@@ -113,12 +117,12 @@ async function reFollowed(fn: (c: { london: Site; tokyo: Site; pool: ChunkPool; 
     assert.equal((await replicate(seattle, toTokyo, s2)).applied, true);
     assertTreesEqual(replica, seattleData);
     // tokyo now follows london (as a re-point does: the snapshot it shows held for london)
-    tokyo.db.tx(() => {
-      tokyo.db.run("UPDATE secondaries SET source_site = ? WHERE volume = 'vol'", london.id);
-      tokyo.db.run('DELETE FROM holds WHERE holder = ?', holdName(seattle.id));
-      tokyo.db.run('INSERT INTO holds (snapshot, holder, created_at) VALUES (?, ?, 0)', s2.id, holdName(london.id));
+    tokyo.catalog.tx(() => {
+      repointSecondary(tokyo.catalog, 'vol', london.id, 'vol');
+      release(tokyo.catalog, replicaHolder(seattle.id));
+      holdReplica(tokyo.catalog, 'vol', london.id, s2.id);
     });
-    await fn({ london, tokyo, pool, londonData, replica, l0, s2: findSnapshot(tokyo, 'vol', s2.id)! });
+    await fn({ london, tokyo, pool, londonData, replica, l0, s2: findSnapshot(tokyo.catalog, 'vol', s2.id)! });
   } finally {
     await pool.close();
     for (const s of [london, seattle, tokyo]) s.close();
@@ -146,6 +150,6 @@ test('a secondary releases the snapshots it received before the one applied, wha
     await sendSnapshot(london.store, rx, 'vol', l1.manifest);
     assert.equal((await rx.commit('vol', { snapshot: l1.id, manifest: l1.manifest, force: true })).applied, true);
     assertTreesEqual(replica, londonData);
-    assert.deepEqual(listSnapshots(tokyo, 'vol').map((s) => s.id), [l1.id], 'keep 1: seattle\'s s1 and s2, received before, are released');
+    assert.deepEqual(listSnapshots(tokyo.catalog, 'vol').map((s) => s.id), [l1.id], 'keep 1: seattle\'s s1 and s2, received before, are released');
   });
 });

@@ -1,8 +1,8 @@
-// The site catalog: one SQLite database (WAL) holding volumes, members,
+// The catalog's schema: one SQLite database (WAL) holding volumes, members,
 // snapshots, holds, the stat cache, the event log, and (through the store's
-// schema) the object index. Every state change is one transaction.
-// This module owns the schema and its version; typed queries live beside
-// the code that needs them.
+// schema) the object index. This module owns the tables, their format
+// version, and the columns and tables added in place since; the queries are
+// in one module per table beside it (catalog.ts opens and creates).
 import { existsSync } from 'node:fs';
 import { FerryError } from '../core/errors.ts';
 import { Sqlite } from '../core/sqlite.ts';
@@ -135,8 +135,8 @@ CREATE TABLE events (
 CREATE INDEX events_by_time ON events(at);
 `;
 
-/** Create a new catalog at `path` (which must not exist). */
-export function createCatalog(path: string, site: { id: string; name: string; createdAt: number }): Sqlite {
+/** Create a new catalog database at `path` (which must not exist). */
+export function createDatabase(path: string, site: { id: string; name: string; createdAt: number }): Sqlite {
   if (existsSync(path)) throw new FerryError('HOME_EXISTS', `a catalog already exists at ${path}`);
   const db = new Sqlite(path);
   try {
@@ -159,8 +159,8 @@ export function createCatalog(path: string, site: { id: string; name: string; cr
   }
 }
 
-/** Open an existing catalog, refusing one that is newer than this ferry or unreadable. */
-export function openCatalog(path: string, options: { readOnly?: boolean } = {}): Sqlite {
+/** Open an existing catalog database, refusing one that is newer than this ferry or unreadable. */
+export function openDatabase(path: string, options: { readOnly?: boolean } = {}): Sqlite {
   if (!existsSync(path)) throw new FerryError('HOME_MISSING', `no catalog at ${path}: run \`ferry init\` or pass --home`);
   let db: Sqlite;
   try {
@@ -282,19 +282,4 @@ function configure(db: Sqlite): void {
   // NORMAL in WAL mode is durable across process crashes; FULL also across power loss.
   db.exec('PRAGMA synchronous = FULL');
   db.exec('PRAGMA foreign_keys = ON');
-}
-
-export function readMeta(db: Sqlite, key: string): string | undefined {
-  return db.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', key)?.value;
-}
-
-export interface EventRecord {
-  kind: string;
-  volume?: string | null;
-  outcome: 'ok' | 'failed' | 'warning' | 'info';
-  detail?: Record<string, unknown>;
-}
-
-export function recordEvent(db: Sqlite, at: number, e: EventRecord): void {
-  db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {}));
 }

@@ -1,0 +1,72 @@
+// The event log (`events`): every state change records one, and nothing ever
+// changes or deletes one. Owns the row and the queries over the log (the CLI's
+// and peers' event history, the dashboard's recent events and lag history, the
+// metrics' totals). Formatting a log line is the daemon's (site/log.ts).
+import type { Sqlite } from '../core/sqlite.ts';
+import type { Catalog } from './catalog.ts';
+
+export interface EventRecord {
+  kind: string;
+  volume?: string | null;
+  outcome: 'ok' | 'failed' | 'warning' | 'info';
+  detail?: Record<string, unknown>;
+}
+
+/** One row of `events`, its detail as stored (JSON text). */
+export interface StoredEvent {
+  id: number;
+  at: number;
+  kind: string;
+  volume: string | null;
+  outcome: EventRecord['outcome'];
+  detail: string;
+}
+
+/** Record an event (Catalog.event calls this; the caller's transaction, if any). */
+export function insertEvent(db: Sqlite, at: number, e: EventRecord): void {
+  db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {}));
+}
+
+/**
+ * Events in id order (the order they were recorded) after id `after` and at or after `since`, of one
+ * volume and of kinds starting with `kind` when given; at most `limit`.
+ */
+export function eventsAfter(cat: Catalog, q: { after: number; since: number; volume: string | null; kind: string | null; limit: number }): StoredEvent[] {
+  return cat.db.all<StoredEvent>(
+    'SELECT id, at, kind, volume, outcome, detail FROM events WHERE id > ? AND at >= ? AND (? IS NULL OR volume = ?) AND (? IS NULL OR substr(kind, 1, length(?)) = ?) ORDER BY id LIMIT ?',
+    q.after, q.since, q.volume, q.volume, q.kind, q.kind, q.kind, q.limit,
+  );
+}
+
+/** The newest `limit` events (of one volume, when given), newest first. */
+export function recentEvents(cat: Catalog, limit: number, volume: string | null): StoredEvent[] {
+  return cat.db.all<StoredEvent>('SELECT id, at, kind, volume, outcome, detail FROM events WHERE (? IS NULL OR volume = ?) ORDER BY id DESC LIMIT ?', volume, volume, limit);
+}
+
+/**
+ * The events that moved a mirror's base in [from, to] (`replication.update` ok or warning,
+ * `mirror.base`), the newest `limit` of them, oldest first.
+ */
+export function baseMoves(cat: Catalog, mirror: string, from: number, to: number, limit: number): Array<Pick<StoredEvent, 'at' | 'kind' | 'detail'>> {
+  return cat.db
+    .all<Pick<StoredEvent, 'at' | 'kind' | 'detail'>>(
+      `SELECT at, kind, detail FROM events
+       WHERE at >= ? AND at <= ? AND kind IN ('replication.update', 'mirror.base') AND outcome IN ('ok', 'warning', 'info')
+         AND json_extract(detail, '$.mirror') = ?
+       ORDER BY at DESC, id DESC LIMIT ?`,
+      from, to, mirror, limit,
+    )
+    .reverse();
+}
+
+/** Bytes and objects sent by successful updates, per volume and mirror, over the whole log. */
+export function transferTotals(cat: Catalog): Array<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }> {
+  return cat.db.all<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }>(
+    "SELECT volume, json_extract(detail, '$.mirror') AS mirror, sum(json_extract(detail, '$.bytes')) AS bytes, sum(json_extract(detail, '$.objects')) AS objects FROM events WHERE kind = 'replication.update' AND outcome IN ('ok', 'warning') GROUP BY volume, mirror",
+  );
+}
+
+/** Hook runs that failed or timed out, over the whole log. */
+export function hookFailures(cat: Catalog): number {
+  return cat.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind LIKE 'hook.%' AND outcome = 'failed'")!.n;
+}

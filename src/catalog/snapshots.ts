@@ -1,0 +1,285 @@
+// Snapshots at a site (`snapshots`): the rows that name complete snapshots,
+// read as SnapshotRecords with their holders, and the order of a volume's
+// snapshots (docs/dr.md, "Snapshot order"), which rests on their lineage and
+// on the order this site recorded them. Taking, deleting and retention are the
+// site's (site/snapshots.ts); a row is inserted only after its objects are
+// durable (docs/design.md, promise 1).
+import { FerryError } from '../core/errors.ts';
+import { isSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
+import type { Catalog } from './catalog.ts';
+import { appliedSnapshot } from './secondaries.ts';
+import { dropStatCacheOf } from './stat-cache.ts';
+import { getVolume, volumeRole } from './volumes.ts';
+
+export interface SnapshotRecord {
+  id: SnapshotId;
+  volume: string;
+  name: string | null;
+  time: number;
+  origin: string;
+  parent: SnapshotId | null;
+  manifest: ObjectId;
+  stats: Record<string, unknown>;
+  /** its holders, as stored (holds.ts encodeHolder) */
+  holds: string[];
+}
+
+/** A row of `snapshots`, with its holders (one per line) as SELECT_SNAPSHOTS reads it. */
+interface SnapshotRow {
+  id: string;
+  volume: string;
+  name: string | null;
+  time: number;
+  origin: string;
+  parent: string | null;
+  manifest: string;
+  stats: string;
+  created_at: number;
+  holds: string | null;
+}
+
+const SELECT_SNAPSHOTS = `SELECT s.*, (SELECT group_concat(holder, char(10)) FROM holds h WHERE h.snapshot = s.id) AS holds FROM snapshots s`;
+
+function toRecord(r: SnapshotRow): SnapshotRecord {
+  return {
+    id: r.id as SnapshotId,
+    volume: r.volume,
+    name: r.name,
+    time: r.time,
+    origin: r.origin,
+    parent: r.parent as SnapshotId | null,
+    manifest: r.manifest as ObjectId,
+    stats: JSON.parse(r.stats) as Record<string, unknown>,
+    holds: r.holds ? r.holds.split('\n') : [],
+  };
+}
+
+/** The volume's snapshots, oldest first by time (refused for a volume that does not exist). */
+export function listSnapshots(cat: Catalog, volume: string): SnapshotRecord[] {
+  getVolume(cat, volume);
+  return cat.db.all<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? ORDER BY s.time, s.id`, volume).map(toRecord);
+}
+
+/** A snapshot of the volume by exact id, if this site holds it. */
+export function findSnapshot(cat: Catalog, volume: string, id: string): SnapshotRecord | undefined {
+  const r = cat.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id = ?`, volume, id);
+  return r ? toRecord(r) : undefined;
+}
+
+/** A snapshot by exact id, of whatever volume, if this site holds it. */
+export function snapshotById(cat: Catalog, id: string): SnapshotRecord | undefined {
+  const r = cat.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.id = ?`, id);
+  return r ? toRecord(r) : undefined;
+}
+
+/** Whether the volume has a snapshot of that name. */
+export function hasSnapshotNamed(cat: Catalog, volume: string, name: string): boolean {
+  return cat.db.get('SELECT 1 FROM snapshots WHERE volume = ? AND name = ?', volume, name) !== undefined;
+}
+
+export function countSnapshots(cat: Catalog, volume: string): number {
+  return cat.db.get<{ n: number }>('SELECT count(*) AS n FROM snapshots WHERE volume = ?', volume)!.n;
+}
+
+/** The manifest of every snapshot at the site (GC marks from them all). */
+export function allManifests(cat: Catalog): ObjectId[] {
+  return cat.db.all<{ manifest: string }>('SELECT manifest FROM snapshots').map((r) => r.manifest as ObjectId);
+}
+
+/** Per volume: how many snapshots, and their logical bytes (the captures' own count). */
+export function snapshotTotals(cat: Catalog): Array<{ volume: string; n: number; bytes: number | null }> {
+  return cat.db.all<{ volume: string; n: number; bytes: number | null }>("SELECT volume, count(*) AS n, sum(json_extract(stats, '$.bytes')) AS bytes FROM snapshots GROUP BY volume");
+}
+
+/** Logical bytes of every snapshot at the site. */
+export function logicalBytes(cat: Catalog): number {
+  return cat.db.get<{ b: number | null }>("SELECT sum(json_extract(stats, '$.bytes')) AS b FROM snapshots")!.b ?? 0;
+}
+
+/** The row that names a complete snapshot (callers run it inside their transaction). */
+export function insertSnapshotRow(
+  cat: Catalog,
+  r: { id: string; volume: string; name: string | null; time: number; origin: string; parent: string | null; manifest: string; stats: Record<string, unknown> },
+): void {
+  cat.db.run(
+    'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), cat.now(),
+  );
+}
+
+/** A snapshot's row goes, with its stat cache rows (the caller checked that nothing holds it). */
+export function deleteSnapshotRow(cat: Catalog, volume: string, id: string): void {
+  cat.tx(() => {
+    dropStatCacheOf(cat, volume, id);
+    cat.db.run('DELETE FROM snapshots WHERE id = ?', id);
+  });
+}
+
+/** Every snapshot row of the volume, and its whole stat cache (the volume is removed: volumes.ts forgetVolume). */
+export function deleteSnapshotRowsOf(cat: Catalog, volume: string): void {
+  cat.tx(() => {
+    dropStatCacheOf(cat, volume);
+    cat.db.run('DELETE FROM snapshots WHERE volume = ?', volume);
+  });
+}
+
+/** The newest snapshot of the volume that `origin` took, other than `except`, on that site's clock (time, then id). */
+export function newestFrom(cat: Catalog, volume: string, origin: string, except: string): { id: string; time: number } | undefined {
+  return cat.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, origin, except);
+}
+
+/** The newest replica-writes-* snapshot of the volume this site took (writes it kept in its replica). */
+export function newestReplicaWrites(cat: Catalog, volume: string, origin: string): { name: string; manifest: ObjectId } | undefined {
+  return cat.db.get<{ name: string; manifest: ObjectId }>("SELECT name, manifest FROM snapshots WHERE volume = ? AND origin = ? AND name LIKE 'replica-writes-%' ORDER BY time DESC, id DESC LIMIT 1", volume, origin);
+}
+
+/**
+ * At a secondary, the replication snapshots recorded before `target` (unnamed, taken elsewhere than
+ * `here`), newest first by the order this site recorded them, with whether anything holds each.
+ */
+export function replicationSnapshotsBefore(cat: Catalog, volume: string, target: string, here: string): Array<{ id: string; held: boolean }> {
+  return cat.db
+    .all<{ id: string; held: number }>(
+      'SELECT id, EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id) AS held FROM snapshots s WHERE volume = ? AND name IS NULL AND origin <> ? AND id <> ? AND rowid < (SELECT rowid FROM snapshots WHERE id = ?) ORDER BY rowid DESC',
+      volume, here, target, target,
+    )
+    .map((r) => ({ id: r.id, held: r.held !== 0 }));
+}
+
+// ---------------------------------------------------------------- order (docs/dr.md, "Snapshot order")
+//
+// Two sites' clocks need not agree, so a snapshot's time is compared only with the times of
+// snapshots the same site took. Across sites the order comes from lineage (each snapshot names its
+// parent: the snapshot the volume's data was at, at the site that took it) and from the order in
+// which this site recorded its snapshots (taken here, or received): the data of a volume at one site
+// goes through its snapshots one after the other, whatever the clocks say.
+
+/**
+ * Snapshots that keep writes something overwrote: `replica-writes-*` (writes into a replica, kept
+ * before an apply) and `failback-kept-*` (an old primary's writes, kept before a failback). They
+ * are never `latest`, nor a parent; they are restored by name.
+ */
+export const KEPT_WRITES_PREFIXES = ['replica-writes-', 'failback-kept-'] as const;
+const NOT_KEPT_SQL = `NOT (s.name IS NOT NULL AND (${KEPT_WRITES_PREFIXES.map((p) => `s.name GLOB '${p}*'`).join(' OR ')}))`;
+
+export function isKeptWrites(s: { name: string | null }): boolean {
+  return s.name !== null && KEPT_WRITES_PREFIXES.some((p) => s.name!.startsWith(p));
+}
+
+/** Order on one site's clock: time, then id (ids one site makes increase: core/ids.ts). Only for snapshots of one origin. */
+export function compareOnOneClock(a: { id: string; time: number }, b: { id: string; time: number }): number {
+  return a.time - b.time || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** How far parents are followed (a chain longer than this, or a loop a peer made, is cut here). */
+const LINEAGE_DEPTH = 65_536;
+
+/**
+ * Whether `ancestor` is in the lineage of `id`: reached by following parents through the snapshots
+ * this site holds (the last parent followed may itself be gone, retention having taken it).
+ */
+export function descendsFrom(cat: Catalog, id: string, ancestor: string): boolean {
+  if (id === ancestor) return false;
+  return cat.db.get(
+    `WITH RECURSIVE up(id, depth) AS (
+       SELECT parent, 1 FROM snapshots WHERE id = ? AND parent IS NOT NULL
+       UNION ALL
+       SELECT s.parent, up.depth + 1 FROM snapshots s JOIN up ON s.id = up.id WHERE s.parent IS NOT NULL AND up.depth < ?
+     ) SELECT 1 FROM up WHERE id = ? LIMIT 1`,
+    id, LINEAGE_DEPTH, ancestor,
+  ) !== undefined;
+}
+
+/**
+ * The lineage of a snapshot as far as this site holds it: the snapshot, its parent, the parent's
+ * parent, ... newest first, while the snapshots are here (at most `limit`).
+ */
+export function lineage(cat: Catalog, volume: string, id: string, limit = 1024): string[] {
+  return cat.db.all<{ id: string }>(
+    `WITH RECURSIVE up(id, parent, depth) AS (
+       SELECT id, parent, 0 FROM snapshots WHERE id = ? AND volume = ?
+       UNION ALL
+       SELECT s.id, s.parent, up.depth + 1 FROM up JOIN snapshots s ON s.id = up.parent WHERE s.volume = ? AND up.depth + 1 < ?
+     ) SELECT id FROM up ORDER BY depth`,
+    id, volume, volume, limit,
+  ).map((r) => r.id);
+}
+
+/** The order in which this site recorded its snapshots (taken here or received), whatever their times. */
+export function recordedOrder(cat: Catalog, id: string): number {
+  return cat.db.get<{ seq: number }>('SELECT rowid AS seq FROM snapshots WHERE id = ?', id)?.seq ?? 0;
+}
+
+/**
+ * The order of two snapshots of one volume at this site (negative: `a` is older), never by
+ * comparing two sites' clocks: by lineage where this site sees it (one descends from the other);
+ * otherwise, taken by one site, by that site's clock (time, then id); otherwise by the order in
+ * which this site recorded them. Lineage comes first so that a site whose clock was set back (a
+ * skew corrected) still orders what it took since after what it took before.
+ */
+export function compareSnapshots(cat: Catalog, a: { id: string; time: number; origin: string }, b: { id: string; time: number; origin: string }): number {
+  if (a.id === b.id) return 0;
+  if (descendsFrom(cat, a.id, b.id)) return 1;
+  if (descendsFrom(cat, b.id, a.id)) return -1;
+  if (a.origin === b.origin) return compareOnOneClock(a, b);
+  return recordedOrder(cat, a.id) - recordedOrder(cat, b.id);
+}
+
+/** The newest of some snapshots of one volume here, by compareSnapshots. */
+export function newestOf<T extends { id: string; time: number; origin: string }>(cat: Catalog, snaps: T[]): T | undefined {
+  return snaps.reduce<T | undefined>((best, s) => (best === undefined || compareSnapshots(cat, s, best) > 0 ? s : best), undefined);
+}
+
+/**
+ * The volume's latest snapshot at this site: the one its data is at (what `latest` names, and the
+ * parent of the next snapshot taken here).
+ * - At a secondary: the snapshot the replica shows (applied and verified), what a failover would
+ *   promote; none while nothing is applied yet, or while a failback still shows the writes it kept.
+ * - At a primary or standalone volume: its newest own snapshot (the last it took), or, if this
+ *   site took over (a failover or a migrate) since it took that one, the snapshot it took over at.
+ * Kept writes (`replica-writes-*`, `failback-kept-*`) are never the latest.
+ */
+export function latestSnapshot(cat: Catalog, volume: string): SnapshotRecord | undefined {
+  const role = volumeRole(cat, volume);
+  if (!role) return undefined;
+  const applied = appliedSnapshot(cat, volume);
+  const shown = applied ? findSnapshot(cat, volume, applied) : undefined;
+  if (role === 'secondary') return shown && !isKeptWrites(shown) ? shown : undefined;
+  // Its own newest as this site recorded them (not by time: its clock may have been set back since).
+  const own = cat.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.origin = ? AND ${NOT_KEPT_SQL} ORDER BY s.rowid DESC LIMIT 1`, volume, cat.siteId);
+  // What this site took over at: the replica it promoted (a failover keeps the relation, broken
+  // off), or else the last snapshot it received (a migrate's final snapshot, the last one applied).
+  const takenOver = shown
+    ? shown
+    : (() => {
+        const r = cat.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.origin <> ? AND ${NOT_KEPT_SQL} ORDER BY s.rowid DESC LIMIT 1`, volume, cat.siteId);
+        return r ? toRecord(r) : undefined;
+      })();
+  const candidates = [own ? toRecord(own) : undefined, takenOver && !isKeptWrites(takenOver) ? takenOver : undefined].filter((x): x is SnapshotRecord => x !== undefined);
+  return newestOf(cat, candidates);
+}
+
+/** Find a snapshot by id (or unique id prefix of 6+ chars), by name, or 'latest' (see latestSnapshot). */
+export function resolveSnapshot(cat: Catalog, volume: string, ref: string): SnapshotRecord {
+  const vol = getVolume(cat, volume);
+  let r: SnapshotRow | undefined;
+  if (ref === 'latest') {
+    const n = latestSnapshot(cat, volume);
+    if (n) return n;
+    if (vol.role === 'secondary') {
+      const applied = appliedSnapshot(cat, volume);
+      const why = applied === null ? 'nothing is applied to its replica yet (initialize the mirror at its primary)' : `its replica still shows the writes a failback kept (${applied}) until the new primary's data is applied`;
+      throw new FerryError('SNAPSHOT_NOT_FOUND', `volume ${volume} is a secondary here and has no latest snapshot: ${why}; name a snapshot instead (\`ferry snapshot list ${volume}\`)`);
+    }
+  } else {
+    r = cat.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.name = ?`, volume, ref);
+    if (!r && isSnapshotId(ref)) r = cat.db.get<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id = ?`, volume, ref.toUpperCase());
+    if (!r && /^[0-9A-Za-z]{6,25}$/.test(ref)) {
+      const rows = cat.db.all<SnapshotRow>(`${SELECT_SNAPSHOTS} WHERE s.volume = ? AND s.id LIKE ?`, volume, ref.toUpperCase() + '%');
+      if (rows.length > 1) throw new FerryError('USAGE', `snapshot prefix ${ref} matches ${rows.length} snapshots; give more characters`);
+      r = rows[0];
+    }
+    if (r) return toRecord(r);
+  }
+  throw new FerryError('SNAPSHOT_NOT_FOUND', `volume ${volume} has no snapshot ${JSON.stringify(ref)}; \`ferry snapshot list ${volume}\` shows them`);
+}
