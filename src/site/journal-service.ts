@@ -159,20 +159,7 @@ export class JournalService {
     const now = this.#site.clock.now();
     for (const [k, s] of this.#members) {
       if (s.volume !== v.name || s.replica) continue;
-      let set: DirtySet;
-      try {
-        set = await this.#journal.take(k);
-      } catch (err) {
-        set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
-      }
-      const lost = set.lost ?? s.reason;
-      if (lost !== null) {
-        // Start the watch again before the capture walks in full: that walk is then a base the new
-        // watch counts from (a change made during the walk is in the new watch's first set).
-        await this.#journal.unwatch(k).catch(() => {});
-        s.reason = null;
-        await this.#watch(k, s);
-      }
+      const { set, lost } = await this.#takeSet(k, s);
       const why =
         lost ??
         (parent === undefined ? 'first snapshot' : s.base === null ? 'first snapshot since the daemon started' : s.base !== parent ? 'the journal counts from another snapshot' : fullWalk ? 'asked for (--full-walk)' : s.lastAudit === null || now - s.lastAudit >= this.#auditEvery ? 'audit due' : null);
@@ -180,6 +167,27 @@ export class JournalService {
       out.set(s.member, { volume: v.name, member: s.member, set, usable, audit: why !== null, why });
     }
     return out;
+  }
+
+  /**
+   * Take a member's set. When the watch lost anything (`lost`), it is started
+   * again before the caller walks in full: that walk is then a base the new watch counts from (a
+   * change made during the walk is in the new watch's first set).
+   */
+  async #takeSet(k: string, s: MemberState): Promise<{ set: DirtySet; lost: string | null }> {
+    let set: DirtySet;
+    try {
+      set = await this.#journal.take(k);
+    } catch (err) {
+      set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
+    }
+    const lost = set.lost ?? s.reason;
+    if (lost !== null) {
+      await this.#journal.unwatch(k).catch(() => {});
+      s.reason = null;
+      await this.#watch(k, s);
+    }
+    return { set, lost };
   }
 
   /**
@@ -195,23 +203,11 @@ export class JournalService {
     const k = keyOf(v.name, member);
     const s = this.#members.get(k);
     if (!s?.replica) return undefined;
-    let set: DirtySet;
-    try {
-      set = await this.#journal.take(k);
-    } catch (err) {
-      set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
-    }
-    const lost = set.lost ?? s.reason;
-    if (lost !== null) {
-      await this.#journal.unwatch(k).catch(() => {});
-      s.reason = null;
-      await this.#watch(k, s);
-      if (s.reason !== null) return undefined; // cannot be watched: no take is exact
-      set = { dirs: set.dirs, lost };
-    }
+    const { set, lost } = await this.#takeSet(k, s);
+    if (lost !== null && s.reason !== null) return undefined; // cannot be watched again: no take is exact
     const base = s.base;
     s.base = null;
-    return { set, base };
+    return { set: { dirs: set.dirs, lost }, base };
   }
 
   /** A verification found the replica exactly at snapshot `base` as of the last replicaTake. */
