@@ -9,6 +9,13 @@ type Brand<T, B extends string> = T & { readonly [brand]: B };
 
 /** Content address of a stored object: lowercase hex BLAKE3-256 of its uncompressed bytes. */
 export type ObjectId = Brand<string, 'ObjectId'>;
+
+/** The same ids in the same order (a file's chunk list against another's); false when either is missing. */
+export function sameIds(a: readonly ObjectId[] | undefined, b: readonly ObjectId[] | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 /** A snapshot's identity: a ULID (time-ordered, 26 chars Crockford base32). */
 export type SnapshotId = Brand<string, 'SnapshotId'>;
 

@@ -6,7 +6,7 @@
 // next negotiation skip a subtree after an interrupted transfer, so resuming
 // never resends what arrived.
 import { FerryError } from '../core/errors.ts';
-import type { ObjectId } from '../core/ids.ts';
+import { sameIds, type ObjectId } from '../core/ids.ts';
 import { type ObjectKind, type PreparedObject } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
 import { cachedRefs, deltaObject, encodeDelta, planDictionary, type DeltaPlan } from './delta.ts';
@@ -78,12 +78,6 @@ async function encodeOne(job: ToEncode): Promise<Encoded> {
   } catch {
     return encodeDelta(job, job.dictionary, job.refCount); // the pool failed (a worker died): here
   }
-}
-
-function sameIds(a: ObjectId[] | undefined, b: ObjectId[] | undefined): boolean {
-  if (!a || !b || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Deltas computed ahead of the one being sent (on the encoding workers meanwhile). */

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync, lstatSync } from 'node:fs
 import { join } from 'node:path';
 import { FerryError, isFerryError, wrapIoError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
-import { newSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
+import { newSnapshotId, sameIds, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { ObjectReader, PreparedObject } from '../store/types.ts';
 import { VerifyPool, verifyObject } from '../replication/verify-pool.ts';
 import { ApplyPool } from './apply-pool.ts';
@@ -322,7 +322,7 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
         if (e.type === 'dir') stack.push([e.tree!, was?.type === 'dir' ? was.tree : undefined]);
         else if (e.type === 'hardlink') links.add(e.target!.toString('latin1'));
         else if (e.type === 'file') {
-          if (was?.type === 'file' && was.size === e.size && sameChunks(was.chunks!, e.chunks!)) continue;
+          if (was?.type === 'file' && was.size === e.size && sameIds(was.chunks, e.chunks)) continue;
           let sum = 0;
           let complete = true;
           for (const c of e.chunks!) {
@@ -351,12 +351,6 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
  */
 export interface CompleteBase {
   roots: Map<string, ObjectId>;
-}
-
-function sameChunks(a: ObjectId[], b: ObjectId[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function sameMembers(a: SnapshotMember[], b: SnapshotMember[]): boolean {
