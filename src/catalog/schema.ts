@@ -144,8 +144,7 @@ export function createDatabase(path: string, site: { id: string; name: string; c
     db.tx(() => {
       db.exec(SCHEMA_SQL);
       db.exec(STORE_SCHEMA_SQL);
-      db.exec(ADDED_TABLES_SQL);
-      db.exec(LOST_PACK_TRIGGER_SQL);
+      addInPlace(db);
       const put = (k: string, v: string) => db.run('INSERT INTO meta (key, value) VALUES (?, ?)', k, v);
       put('format', String(CATALOG_FORMAT));
       put('site_id', site.id);
@@ -185,8 +184,8 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
     if (!options.readOnly) {
       configure(db);
       addColumns(db);
-      db.exec(ADDED_TABLES_SQL);
-      db.exec(LOST_PACKS_SQL + LOST_PACK_TRIGGER_SQL);
+      db.exec(LOST_PACKS_SQL);
+      addInPlace(db);
     }
     return db;
   } catch (err) {
@@ -233,6 +232,11 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *                   confirmed deleting (it was unreachable, or holds it as its base): one row per
  *                   (snapshot, mirror), retried until confirmed (src/site/peer-snapshots.ts); the
  *                   snapshot stays here, held `peer-delete`, until its last row goes
+ *   stat_cache_dirs, stat_cache_data
+ *                   the stat cache (catalog/stat-cache.ts): an entry per (volume, member, snapshot,
+ *                   directory) naming its encoded data, a blob per row of stat_cache_data; they
+ *                   replace format 1's stat_cache, whose rows are dropped at open (a cache: an
+ *                   older ferry finding it empty reads every file once)
  */
 const ADDED_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS workflows (
@@ -257,6 +261,19 @@ CREATE TABLE IF NOT EXISTS peer_deletions (
   created_at INTEGER NOT NULL,
   PRIMARY KEY (snapshot, mirror)
 );
+CREATE TABLE IF NOT EXISTS stat_cache_data (
+  id   INTEGER PRIMARY KEY AUTOINCREMENT,
+  data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stat_cache_dirs (
+  volume   TEXT NOT NULL,
+  member   TEXT NOT NULL,
+  snapshot TEXT NOT NULL,
+  dir      BLOB NOT NULL,
+  blob     INTEGER NOT NULL,
+  PRIMARY KEY (volume, member, snapshot, dir)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stat_cache_dirs_by_blob ON stat_cache_dirs(blob);
 `;
 
 /**
@@ -267,8 +284,26 @@ CREATE TABLE IF NOT EXISTS peer_deletions (
  * format 1 shipped, in place, like the tables above.
  */
 const LOST_PACK_TRIGGER_SQL = `
-CREATE TRIGGER IF NOT EXISTS lost_pack_drops_stat_cache AFTER INSERT ON lost_packs BEGIN DELETE FROM stat_cache; END;
+CREATE TRIGGER lost_pack_drops_stat_cache AFTER INSERT ON lost_packs BEGIN DELETE FROM stat_cache; DELETE FROM stat_cache_dirs; DELETE FROM stat_cache_data; END;
 `;
+
+/**
+ * The in-place additions that are more than CREATE ... IF NOT EXISTS: each is a write only when it
+ * has something to do, so opening a site that has them (every CLI command) takes no write lock.
+ */
+function addInPlace(db: Sqlite): void {
+  db.exec(ADDED_TABLES_SQL);
+  // The trigger gained the stat cache's two tables (it is re-created once).
+  const trigger = db.get<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'lost_pack_drops_stat_cache'");
+  if (!trigger?.sql.includes('stat_cache_dirs')) {
+    db.tx(() => {
+      db.exec('DROP TRIGGER IF EXISTS lost_pack_drops_stat_cache');
+      db.exec(LOST_PACK_TRIGGER_SQL);
+    });
+  }
+  // Format 1's stat_cache is replaced by stat_cache_dirs and stat_cache_data: its rows go.
+  if (db.get('SELECT 1 AS x FROM stat_cache LIMIT 1')) db.exec('DELETE FROM stat_cache');
+}
 
 function addColumns(db: Sqlite): void {
   for (const [table, column, type] of ADDED_COLUMNS) {

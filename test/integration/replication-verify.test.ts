@@ -120,7 +120,7 @@ test('an update verifies only what the apply touched: subtrees it left alone are
     // The stat cache rows of `dir` now belong to the applied snapshot (the next writes check uses them).
     const applied = secondaryJournal(pair.b.home)!.applied;
     assert.equal(applied, upd.snapshot);
-    const rows = withCatalog(pair.b.home, (db) => db.prepare('SELECT snapshot, dir FROM stat_cache WHERE volume = ?').all('vol') as Array<{ snapshot: string; dir: Uint8Array }>);
+    const rows = withCatalog(pair.b.home, (db) => db.prepare('SELECT snapshot, dir FROM stat_cache_dirs WHERE volume = ?').all('vol') as Array<{ snapshot: string; dir: Uint8Array }>);
     const dirs = rows.filter((r) => r.snapshot === applied).map((r) => Buffer.from(r.dir).toString());
     assert.ok(dirs.includes('dir') && dirs.includes('other'), `cache rows of the applied snapshot: ${JSON.stringify(dirs)}`);
     assert.ok(rows.every((r) => r.snapshot === applied), 'rows of older snapshots are dropped');

@@ -122,6 +122,8 @@ const TABLE_OWNER: Record<string, string> = {
   links: 'links.ts',
   workflows: 'workflows.ts',
   stat_cache: 'stat-cache.ts',
+  stat_cache_dirs: 'stat-cache.ts',
+  stat_cache_data: 'stat-cache.ts',
 };
 
 test('no SQL outside src/catalog/ and src/store/', () => {
