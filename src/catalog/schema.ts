@@ -237,6 +237,9 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *                   directory) naming its encoded data, a blob per row of stat_cache_data; they
  *                   replace format 1's stat_cache, whose rows are dropped at open (a cache: an
  *                   older ferry finding it empty reads every file once)
+ *   apply_in_place  at a secondary, the files the running apply patches in place, each journaled
+ *                   before its first write (replication/in-place.ts, catalog/secondaries.ts): a cut
+ *                   apply's half-patched file is then known as its own work, not someone's write
  */
 const ADDED_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS workflows (
@@ -274,6 +277,13 @@ CREATE TABLE IF NOT EXISTS stat_cache_dirs (
   PRIMARY KEY (volume, member, snapshot, dir)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stat_cache_dirs_by_blob ON stat_cache_dirs(blob);
+CREATE TABLE IF NOT EXISTS apply_in_place (
+  volume TEXT NOT NULL,
+  member TEXT NOT NULL,
+  path   BLOB NOT NULL,
+  record TEXT NOT NULL,
+  PRIMARY KEY (volume, member, path)
+) WITHOUT ROWID;
 `;
 
 /**

@@ -88,6 +88,7 @@ export function endSecondary(cat: Catalog, volume: string): string | null {
 /** The row alone (the volume goes with all its holds: volumes.ts forgetVolume). */
 export function removeSecondaryRow(cat: Catalog, volume: string): void {
   cat.db.run('DELETE FROM secondaries WHERE volume = ?', volume);
+  cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
 }
 
 /** What the source says with every hello: how many replication snapshots to keep here, and its other secondaries. */
@@ -102,12 +103,30 @@ export function keepSnapshotsOf(cat: Catalog, volume: string): number {
 
 /** An apply of `target` starts from `from` (member roots): journaled, the replica inconsistent until it ends. */
 export function startApply(cat: Catalog, volume: string, target: string, from: Record<string, string | null>): void {
+  // A cut apply's files patched in place were judged by the writes check that precedes this: they are now part of `from`.
+  cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
   cat.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, apply_error = NULL, updated_at = ? WHERE volume = ?', target, JSON.stringify(from), cat.now(), volume);
 }
 
 /** The apply of `target` completed and was verified: the replica shows it. */
 export function finishApply(cat: Catalog, volume: string, target: string, imageStats: Record<string, unknown>): void {
+  cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
   cat.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, apply_error = NULL, image_stats = ?, updated_at = ? WHERE volume = ?', target, JSON.stringify(imageStats), cat.now(), volume);
+}
+
+/**
+ * A file of member `member` the running apply is about to patch in place (replication/in-place.ts),
+ * with its record (JSON, opaque here), durable before the file's first write. Kept until the apply
+ * completes or the next one starts, so a cut apply's half-patched file is known as its own work.
+ */
+export function recordInPlace(cat: Catalog, volume: string, member: string, path: Buffer, record: string): void {
+  cat.db.run('INSERT OR REPLACE INTO apply_in_place (volume, member, path, record) VALUES (?, ?, ?, ?)', volume, member, path, record);
+}
+
+/** The files of `member` a cut apply journaled for patching in place: member-relative path (latin1) -> record (JSON). */
+export function inPlaceRecords(cat: Catalog, volume: string, member: string): Map<string, string> {
+  const rows = cat.db.all<{ path: Uint8Array; record: string }>('SELECT path, record FROM apply_in_place WHERE volume = ? AND member = ?', volume, member);
+  return new Map(rows.map((r) => [Buffer.from(r.path).toString('latin1'), r.record]));
 }
 
 /** Why the apply of `target` did not complete (kept while it is still the one journaled). */

@@ -18,6 +18,7 @@ import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
 import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, writeSparse, type MetaContext } from '../snapshot/materialize.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import { pathToText } from '../snapshot/path-text.ts';
+import { patchInPlace, type InPlaceRecord } from './in-place.ts';
 import { XATTR_TOOLS_HINT, XattrWriter, hasDefaultAcl, readXattrsSync, xattrToolsPresent, type Xattrs } from '../snapshot/xattrs.ts';
 
 export interface ApplyStats {
@@ -71,6 +72,12 @@ export interface ApplyOptions {
    * subtrees, never written a second time beside their staged copy.
    */
   stagedEntry?: (tree: ObjectId, name: Buffer, p: Buffer) => boolean;
+  /**
+   * Patch large files changed in a few places in place (in-place.ts), journaling each first: called
+   * with the file's member-relative path (latin1) and its record, which it must make durable before
+   * it returns. Unset: such files are copied and patched beside, then renamed into place.
+   */
+  inPlace?: (rel: string, record: InPlaceRecord) => void;
 }
 
 /** What a staged subtree holds, for the applier that moves it into place. */
@@ -383,6 +390,7 @@ class TreeApplier {
       }
       return;
     }
+    if (y.type === 'file' && x?.type === 'file' && this.#o.inPlace && this.#patchedInPlace(p, rel, x, y)) return;
     const tmp = join(parent, tmpName(y.name));
     removePath(tmp);
     // A new inode: it has only what it inherits from the directory. Its attributes are queued for p
@@ -414,6 +422,24 @@ class TreeApplier {
       if (waits) this.#waiting.set(p.toString('latin1'), { p, rel, e: y });
       else this.#written(p, rel, y);
     }
+  }
+
+  /**
+   * A large file changed in a few places, patched in its own inode (in-place.ts): only the chunks
+   * that differ are written, journaled first. False when it is not one to patch so (written whole).
+   */
+  #patchedInPlace(p: Buffer, rel: string, x: TreeEntry, y: TreeEntry): boolean {
+    const acls = { had: x.xattrs, clear: false };
+    const e = this.#withXattrs(y, p, { ...acls, later: true });
+    const patched = patchInPlace(this.#o.store, p, x, e, this.#ctx, (r) => this.#o.inPlace!(rel, r));
+    if (patched === undefined) return false;
+    this.stats.bytesWritten += patched;
+    this.#replaced.add(rel);
+    if (e !== y) {
+      this.#queueXattrs(y, p, acls);
+      this.#waiting.set(p.toString('latin1'), { p, rel, e: y });
+    } else this.#written(p, rel, y);
+    return true;
   }
 
   /** A staged subtree was moved to `p`: give it its metadata and take in what it holds. */

@@ -2,7 +2,9 @@
 // not put there. An apply brings a replica from F (what it held when the
 // apply started) to T entry by entry; a crash, a cancellation or a failed
 // verification leaves it part way: each entry as in F or as in T, or one of
-// the apply's temporaries beside its target. Anything else (a file F and T
+// the apply's temporaries beside its target, or a large file it was
+// patching in place, half and half (in-place.ts: judged by its journal record
+// and its bytes, through the caller's OwnWork). Anything else (a file F and T
 // both lack, content or metadata neither has) was written by someone else
 // meanwhile, and must be kept in a snapshot before the replica is changed
 // again (receiver.ts). What is absent needs no keeping: F and T are held.
@@ -17,15 +19,24 @@ import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts'
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
 import { isApplyTemporary } from './apply.ts';
 
+const SLASH = Buffer.from('/');
+
 /**
  * Paths (member-relative, at most `limit`) of tree `now` that are neither as in tree `from` nor as in
  * tree `to` (either may be null: empty). Empty when `now` holds only the apply's own work.
  */
-export function foreignTreePaths(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: ObjectId | null, limit = 5): string[] {
+export function foreignTreePaths(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: ObjectId | null, limit = 5, own?: OwnWork): string[] {
   const out: string[] = [];
-  walk(store, now, from, to, '', out, limit);
+  walk(store, now, from, to, '', Buffer.alloc(0), out, limit, own);
   return out;
 }
+
+/**
+ * A file the apply patched in place (in-place.ts) is half old, half new when the apply was cut: this
+ * says, from its journal record and its bytes, whether a file that is neither side's is such a file
+ * holding only the apply's own work. `rel`: its member-relative path (raw bytes).
+ */
+export type OwnWork = (rel: Buffer) => boolean;
 
 function entries(store: ObjectReader, id: ObjectId | null): Map<string, TreeEntry> {
   const m = new Map<string, TreeEntry>();
@@ -33,7 +44,7 @@ function entries(store: ObjectReader, id: ObjectId | null): Map<string, TreeEntr
   return m;
 }
 
-function walk(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: ObjectId | null, prefix: string, out: string[], limit: number): void {
+function walk(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: ObjectId | null, prefix: string, raw: Buffer, out: string[], limit: number, own: OwnWork | undefined): void {
   if (now === from || now === to) return;
   const f = entries(store, from);
   const t = entries(store, to);
@@ -42,16 +53,18 @@ function walk(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: Obj
     if (isApplyTemporary(e.name)) continue;
     const key = e.name.toString('latin1');
     const path = prefix + e.name.toString('utf8');
+    const rawPath = raw.length ? Buffer.concat([raw, SLASH, e.name]) : e.name;
     const fe = f.get(key);
     const te = t.get(key);
     if (e.type === 'dir') {
       const ft = fe?.type === 'dir' ? fe.tree! : null;
       const tt = te?.type === 'dir' ? te.tree! : null;
       if (ft === null && tt === null) out.push(`${path}/`);
-      else walk(store, e.tree!, ft, tt, `${path}/`, out, limit);
+      else walk(store, e.tree!, ft, tt, `${path}/`, rawPath, out, limit, own);
       continue;
     }
     if ((fe && metaDiff(fe, e).length === 0) || (te && metaDiff(te, e).length === 0)) continue;
+    if (e.type === 'file' && fe?.type === 'file' && te?.type === 'file' && own?.(rawPath)) continue;
     out.push(path);
   }
 }

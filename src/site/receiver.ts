@@ -32,7 +32,8 @@ import { readManifest } from '../snapshot/graph.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { BLOCKS_PER_LIST, type SnapshotManifest, type SnapshotMember, type Tree, type TreeEntry } from '../snapshot/model.ts';
 import { applyImage, applyTree } from '../replication/apply.ts';
-import { foreignImageBlocks, foreignTreePaths } from '../replication/mid-apply.ts';
+import { foreignImageBlocks, foreignTreePaths, type OwnWork } from '../replication/mid-apply.ts';
+import { isOwnWork, parseInPlaceRecord, type InPlaceRecord } from '../replication/in-place.ts';
 import { STAGE_DIR, Stager } from '../replication/stage.ts';
 import { isDelta, parseCommitRequest, parseHelloRequest, type DeltaObject, type WireObject } from '../replication/protocol.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../replication/delta.ts';
@@ -44,7 +45,7 @@ import { journalOf } from './journal-service.ts';
 import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
 import { holdPeer, holdReplica } from '../catalog/holds.ts';
 import {
-  addSecondary, finishApply, getSecondary, keepSnapshotsOf, noteApplyError, noteSourceSettings, secondariesApplying, startApply, type SecondaryRow,
+  addSecondary, finishApply, getSecondary, inPlaceRecords, recordInPlace, keepSnapshotsOf, noteApplyError, noteSourceSettings, secondariesApplying, startApply, type SecondaryRow,
 } from '../catalog/secondaries.ts';
 import {
   compareOnOneClock, deleteSnapshotRow, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, listSnapshots, newestFrom, newestReplicaWrites, replicationSnapshotsBefore, snapshotById,
@@ -1016,6 +1017,8 @@ export class SiteReceiver implements Receiver {
           staged: m.kind === 'tree' ? stager?.take : undefined,
           stagedEntry: m.kind === 'tree' ? stager?.takeEntry : undefined,
           onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
+          // large files changed in a few places are patched in place, each journaled first (in-place.ts)
+          inPlace: m.kind === 'tree' ? (rel: string, r: InPlaceRecord) => recordInPlace(site.catalog, volume, m.name, Buffer.from(rel, 'latin1'), JSON.stringify(r)) : undefined,
           store,
           onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
           onFileWritten: (dir: string, name: string, f: CachedFile) => {
@@ -1198,6 +1201,17 @@ export class SiteReceiver implements Receiver {
     return { journals, exact };
   }
 
+  /** Files of a member a cut apply was patching in place: which hold only its own work (in-place.ts). */
+  #ownWork(volume: string, member: string, root: string): OwnWork | undefined {
+    const records = inPlaceRecords(this.#site.catalog, volume, member);
+    if (records.size === 0) return undefined;
+    const base = Buffer.from(root);
+    return (rel: Buffer) => {
+      const r = parseInPlaceRecord(records.get(rel.toString('latin1')));
+      return r !== undefined && isOwnWork(Buffer.concat([base, Buffer.from('/'), rel]), r);
+    };
+  }
+
   /**
    * Did anyone write into the replica since the last apply? If so, keep what is there as a snapshot.
    * `unfinished`: an apply left part way (from its start to its snapshot, if that is still here):
@@ -1229,7 +1243,7 @@ export class SiteReceiver implements Receiver {
         roots[m.name] = now;
         members.push({ name: m.name, kind: 'tree', root: now });
         if (unfinished) {
-          if (now !== base) written.push(...foreignTreePaths(site.store, now, ...sides(m.name)).map((p) => `${m.name}/${p}`));
+          if (now !== base) written.push(...foreignTreePaths(site.store, now, ...sides(m.name), 5, this.#ownWork(vol.name, m.name, m.path)).map((p) => `${m.name}/${p}`));
         } else if (base ? now !== base : !this.#isEmptyTree(now)) written.push(m.name);
         continue;
       }

@@ -56,7 +56,7 @@ function zeroRange(b: Buffer, from: number, to: number): boolean {
 }
 
 /** Write data[from, to) at file offset `at`, all of it. */
-function writeAll(fd: number, data: Buffer, from: number, to: number, at: number): void {
+export function writeAll(fd: number, data: Buffer, from: number, to: number, at: number): void {
   for (let off = from; off < to; ) off += writeSync(fd, data, off, to - off, at + off - from);
 }
 
@@ -120,7 +120,7 @@ export function writeFileEntry(store: ObjectReader, e: TreeEntry, p: Buffer, ctx
   }
 }
 
-function setOpenFileMeta(fd: number, p: Buffer, e: TreeEntry, ctx: MetaContext): void {
+export function setOpenFileMeta(fd: number, p: Buffer, e: TreeEntry, ctx: MetaContext): void {
   if (ctx.canChown) {
     try {
       fchownSync(fd, e.uid, e.gid);
@@ -135,6 +135,47 @@ function setOpenFileMeta(fd: number, p: Buffer, e: TreeEntry, ctx: MetaContext):
 
 /** Files smaller than this are rewritten whole: a copy and a patch only pays on large ones. */
 export const PATCH_MIN_BYTES = 4 * 1024 * 1024;
+
+/** What a patch of a file holding entry `from` into entry `to` writes: each chunk of `to` at its offset, and the ranges it keeps. */
+export interface PatchPlan {
+  write: Array<{ id: ObjectId; at: number; len: number }>;
+  keep: Array<[at: number, len: number]>;
+  /** `to`'s chunks with their offsets, in order */
+  chunks: Array<{ id: ObjectId; at: number; len: number }>;
+}
+
+/**
+ * The plan to bring a file holding `from` to `to` by writing only the chunks of `to` that are not
+ * `from`'s at the same offset; undefined when a patch does not pay (a small file, chunk lengths
+ * unknown, or less than half of `to` kept).
+ */
+export function patchPlan(store: ObjectReader, from: TreeEntry, to: TreeEntry): PatchPlan | undefined {
+  if (to.size < PATCH_MIN_BYTES || !from.chunks?.length || !to.chunks?.length) return undefined;
+  const oldAt = new Map<number, string>();
+  let at = 0;
+  for (const c of from.chunks) {
+    const len = store.info(c)?.rawLength;
+    if (len === undefined) return undefined;
+    oldAt.set(at, c);
+    at += len;
+  }
+  const plan: PatchPlan = { write: [], keep: [], chunks: [] };
+  at = 0;
+  for (const c of to.chunks) {
+    const len = store.info(c)?.rawLength;
+    if (len === undefined) return undefined;
+    plan.chunks.push({ id: c, at, len });
+    if (oldAt.get(at) === c && at + len <= from.size) {
+      const last = plan.keep[plan.keep.length - 1];
+      if (last && last[0] + last[1] === at) last[1] += len;
+      else plan.keep.push([at, len]);
+    } else plan.write.push({ id: c, at, len });
+    at += len;
+  }
+  const kept = plan.keep.reduce((n, [, len]) => n + len, 0);
+  if (at !== to.size || kept < to.size / 2) return undefined;
+  return plan;
+}
 
 /**
  * Write file entry `to` at `p` from a file at `basis` that holds entry `from`:
@@ -151,30 +192,9 @@ export const PATCH_MIN_BYTES = 4 * 1024 * 1024;
  * result (ferry's apply captures the replica afterwards).
  */
 export function patchFileEntry(store: ObjectReader, basis: Buffer, from: TreeEntry, to: TreeEntry, p: Buffer, ctx: MetaContext): number | undefined {
-  if (to.size < PATCH_MIN_BYTES || !from.chunks?.length || !to.chunks?.length) return undefined;
-  const oldAt = new Map<number, string>();
-  let at = 0;
-  for (const c of from.chunks) {
-    const len = store.info(c)?.rawLength;
-    if (len === undefined) return undefined;
-    oldAt.set(at, c);
-    at += len;
-  }
-  const write: Array<{ id: ObjectId; at: number }> = [];
-  const keep: Array<[at: number, len: number]> = [];
-  at = 0;
-  for (const c of to.chunks) {
-    const len = store.info(c)?.rawLength;
-    if (len === undefined) return undefined;
-    if (oldAt.get(at) === c && at + len <= from.size) {
-      const last = keep[keep.length - 1];
-      if (last && last[0] + last[1] === at) last[1] += len;
-      else keep.push([at, len]);
-    } else write.push({ id: c, at });
-    at += len;
-  }
-  const kept = keep.reduce((n, [, len]) => n + len, 0);
-  if (at !== to.size || kept < to.size / 2) return undefined;
+  const plan = patchPlan(store, from, to);
+  if (!plan) return undefined;
+  const { write, keep } = plan;
   let sparse: boolean;
   try {
     // Only a regular file the size of `from` is a basis (copyFile would follow a symlink).
