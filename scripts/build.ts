@@ -75,7 +75,7 @@ export async function build(o: { quiet?: boolean } = {}): Promise<string> {
     const problems = checkEmitted(tmp);
     if (problems.length) throw new Error(`the build is not runnable:\n  ${problems.join('\n  ')}`);
     // The manual page, from the program's own definition (as `ferry help --man` prints it).
-    const { buildProgram } = await import('../src/cli/main.ts');
+    const { buildProgram } = await import('../src/cli/program.ts');
     const { describeProgram } = await import('../src/cli/completion.ts');
     const { manPage } = await import('../src/cli/man.ts');
     const { FERRY_VERSION } = await import('../src/site/site.ts');

@@ -1,5 +1,5 @@
 // Shell completion for bash, zsh and fish, generated from the commander
-// program itself (main.ts's buildProgram): every command, option and
+// program itself (program.ts's buildProgram): every command, option and
 // argument the CLI parses, and nothing it does not. `ferry completion SHELL`
 // prints a script; the man page (man.ts) reads the same description.
 //

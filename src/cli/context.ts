@@ -3,7 +3,8 @@
 import { resolve } from 'node:path';
 import { DEFAULT_CONFIG_NAME } from '../config/schema.ts';
 import { FerryError } from '../core/errors.ts';
-import { Site, defaultHome, sitePaths } from '../site/site.ts';
+import { defaultHome, sitePaths } from '../site/home.ts';
+import type { Site } from '../site/site.ts';
 import type { GlobalOptions } from './output.ts';
 
 export function homeFrom(g: GlobalOptions): string {
@@ -41,6 +42,7 @@ export function siteFileOrigin(loc: SiteFileLocation): string {
 }
 
 export async function withSite<T>(g: GlobalOptions, command: string, fn: (site: Site) => Promise<T> | T, options: { readOnly?: boolean } = {}): Promise<T> {
+  const { Site } = await import('../site/site.ts');
   const site = Site.open(homeFrom(g), { command, readOnly: options.readOnly });
   try {
     return await fn(site);

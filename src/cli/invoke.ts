@@ -5,10 +5,7 @@ import http from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { FerryError, isErrorCode, type FerryErrorJSON } from '../core/errors.ts';
 import type { TransferProgress } from '../replication/sender.ts';
-import { daemonInfoPath, type DaemonInfo } from '../site/daemon.ts';
-import { Engine } from '../site/engine.ts';
-import { runOp } from '../site/ops.ts';
-import { sitePaths } from '../site/site.ts';
+import { daemonInfoPath, sitePaths, type DaemonInfo } from '../site/home.ts';
 import { homeFrom, withSite } from './context.ts';
 import type { GlobalOptions } from './output.ts';
 
@@ -28,6 +25,8 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
   const home = homeFrom(g);
   const daemon = runningDaemon(home);
   if (daemon) return callDaemon(daemon, op, args, onProgress);
+  // No daemon: the operation runs here, and only now is the site's code loaded.
+  const [{ Engine }, { runOp }] = await Promise.all([import('../site/engine.ts'), import('../site/ops.ts')]);
   return withSite(g, op, async (site) => {
     const engine = new Engine(site);
     try {

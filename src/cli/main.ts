@@ -1,74 +1,68 @@
-// ferry's command line. Each command group lives in commands/; this file
-// wires them, reads the global options, and turns errors into exit codes.
-import { Command, CommanderError } from 'commander';
+// ferry's command line: reads the global options, runs the command, and turns
+// errors into exit codes. The command groups live in commands/ (program.ts
+// wires them all); a command run from the shell loads only its own group
+// (COMMAND_GROUPS), so `ferry status` against a running daemon does not load
+// the catalog, the store or the snapshot code (docs/operator-guide.md).
+import { CommanderError, type Command } from 'commander';
 import { FerryError } from '../core/errors.ts';
-import { FERRY_VERSION } from '../site/site.ts';
 import { reportError, type GlobalOptions } from './output.ts';
-import * as siteCommands from './commands/site.ts';
-import * as volumeCommands from './commands/volume.ts';
-import * as snapshotCommands from './commands/snapshot.ts';
-import * as restoreCommands from './commands/restore.ts';
-import * as serveCommands from './commands/serve.ts';
-import * as peerCommands from './commands/peers.ts';
-import * as mirrorCommands from './commands/mirror.ts';
-import * as statusCommands from './commands/status.ts';
-import * as drCommands from './commands/dr.ts';
-import * as linkCommands from './commands/link.ts';
-import * as eventCommands from './commands/events.ts';
-import * as configCommands from './commands/config.ts';
-import * as dashboardCommands from './commands/dashboard.ts';
-import * as completionCommands from './commands/completion.ts';
-import { EXAMPLES, examplesHelpText } from './examples.ts';
+import { baseProgram, finishProgram } from './base.ts';
 
-export function buildProgram(): Command {
-  const program = new Command();
-  program
-    .name('ferry')
-    .description('snapshot replication and disaster recovery for directory trees and block images')
-    .version(FERRY_VERSION)
-    .option('--home <dir>', 'site home directory (default: $FERRY_HOME or ~/.ferry)')
-    .option('--json', 'print one JSON document instead of text')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
-  // Global options may come before or after the subcommand.
-  program.enablePositionalOptions(false);
-  const g = (): GlobalOptions => program.opts<GlobalOptions>();
-  siteCommands.register(program, g);
-  volumeCommands.register(program, g);
-  snapshotCommands.register(program, g);
-  restoreCommands.register(program, g);
-  serveCommands.register(program, g);
-  peerCommands.register(program, g);
-  mirrorCommands.register(program, g);
-  statusCommands.register(program, g);
-  drCommands.register(program, g);
-  linkCommands.register(program, g);
-  eventCommands.register(program, g);
-  configCommands.register(program, g);
-  dashboardCommands.register(program, g);
-  completionCommands.register(program);
-  for (const c of allCommands(program)) {
-    c.exitOverride();
-    if (c !== program) c.option('--home <dir>', 'site home directory').option('--json', 'JSON output');
-    const examples = EXAMPLES[commandPath(c)];
-    if (examples) c.addHelpText('after', examplesHelpText(examples));
+type Group = { register(program: Command, g: () => GlobalOptions): void };
+
+/**
+ * The group that registers each top-level command (test/unit/cli/command-groups.test.ts checks this
+ * against the whole program). `help`, `completion`, a bare `ferry` and anything not listed here load
+ * the whole program.
+ */
+export const COMMAND_GROUPS: Record<string, () => Promise<Group>> = {
+  init: () => import('./commands/site.ts'),
+  info: () => import('./commands/site.ts'),
+  volume: () => import('./commands/volume.ts'),
+  snapshot: () => import('./commands/snapshot.ts'),
+  restore: () => import('./commands/restore.ts'),
+  verify: () => import('./commands/restore.ts'),
+  gc: () => import('./commands/restore.ts'),
+  serve: () => import('./commands/serve.ts'),
+  site: () => import('./commands/peers.ts'),
+  mirror: () => import('./commands/mirror.ts'),
+  status: () => import('./commands/status.ts'),
+  failover: () => import('./commands/dr.ts'),
+  failback: () => import('./commands/dr.ts'),
+  migrate: () => import('./commands/dr.ts'),
+  link: () => import('./commands/link.ts'),
+  events: () => import('./commands/events.ts'),
+  config: () => import('./commands/config.ts'),
+  dashboard: () => import('./commands/dashboard.ts'),
+};
+
+/** The command word of argv (after the global options), if any. */
+export function commandWord(argv: string[]): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--home') i++;
+    else if (a === '--json' || a.startsWith('--home=')) continue;
+    else return a.startsWith('-') ? undefined : a;
   }
-  return program;
+  return undefined;
 }
 
-/** The words after `ferry` that name a command: "mirror update". */
-export function commandPath(c: Command): string {
-  const words: string[] = [];
-  for (let x: Command | null = c; x?.parent; x = x.parent) words.unshift(x.name());
-  return words.join(' ');
-}
-
-function allCommands(c: Command): Command[] {
-  return [c, ...c.commands.flatMap(allCommands)];
+/** The program for argv: the command's own group when it is known, else the whole program. */
+export async function programFor(argv: string[]): Promise<Command> {
+  const word = commandWord(argv);
+  const load = word === undefined ? undefined : COMMAND_GROUPS[word];
+  if (!load) {
+    const args = argv.slice(2);
+    if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) return baseProgram();
+    return (await import('./program.ts')).buildProgram();
+  }
+  const program = baseProgram();
+  (await load()).register(program, () => program.opts<GlobalOptions>());
+  return finishProgram(program);
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await programFor(argv);
   // Options given after a subcommand land on it; fold them into the globals.
   program.hook('preAction', (_root, action) => {
     const local = action.opts<GlobalOptions>();

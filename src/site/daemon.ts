@@ -14,7 +14,6 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { chmodSync, existsSync, renameSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
@@ -29,21 +28,8 @@ import { parseEventQuery, queryEvents } from './log.ts';
 import { StreamBudget, type StreamAccount } from './stream-budget.ts';
 import { findPeerById } from '../catalog/peers.ts';
 
-export interface DaemonInfo {
-  pid: number;
-  socket: string;
-  listen: string;
-  port: number;
-  startedAt: number;
-}
-
-export function daemonInfoPath(home: string): string {
-  return join(home, 'daemon.json');
-}
-
-export function socketPath(home: string): string {
-  return join(home, 'ferry.sock');
-}
+export { daemonInfoPath, socketPath, type DaemonInfo } from './home.ts';
+import { daemonInfoPath, socketPath, type DaemonInfo } from './home.ts';
 
 /** How long a stopping daemon lets open peer streams finish before cutting them. */
 const STOP_GRACE_MS = 2_000;

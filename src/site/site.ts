@@ -4,8 +4,6 @@
 // (catalog/) holds every table of the site; code below site/ works with it
 // and a store alone.
 import { mkdirSync, existsSync, readdirSync, fsyncSync, openSync, closeSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { PackStore } from '../store/pack-store.ts';
@@ -16,32 +14,8 @@ import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
 import { formatLogLine, type LogSink } from './log.ts';
 
-export const FERRY_VERSION = '0.1.0';
-
-export function defaultHome(): string {
-  return resolve(process.env.FERRY_HOME || join(homedir(), '.ferry'));
-}
-
-export interface SitePaths {
-  home: string;
-  catalog: string;
-  store: string;
-  identity: string;
-  lock: string;
-  replicas: string;
-}
-
-export function sitePaths(home: string): SitePaths {
-  const h = resolve(home);
-  return {
-    home: h,
-    catalog: join(h, 'catalog.db'),
-    store: join(h, 'store'),
-    identity: join(h, 'identity'),
-    lock: join(h, 'lock'),
-    replicas: join(h, 'replicas'),
-  };
-}
+export { FERRY_VERSION, defaultHome, sitePaths, type SitePaths } from './home.ts';
+import { FERRY_VERSION, sitePaths, type SitePaths } from './home.ts';
 
 export interface SiteOptions {
   clock?: Clock;

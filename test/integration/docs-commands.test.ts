@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ROOT } from '../helpers.ts';
-import { buildProgram } from '../../src/cli/main.ts';
+import { buildProgram } from '../../src/cli/program.ts';
 
 const DOCS = [
   'docs/operator-guide.md',

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FERRY_BIN, ROOT, runFerry, tempDir } from '../helpers.ts';
-import { buildProgram } from '../../src/cli/main.ts';
+import { buildProgram } from '../../src/cli/program.ts';
 import { startDaemon, stopDaemon, waitFor } from './daemons.ts';
 
 const UNIT = join(ROOT, 'packaging', 'systemd', 'ferry.service');

@@ -3,7 +3,7 @@
 // list exactly what the parser accepts.
 import { Argument, type Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
-import { FERRY_VERSION } from '../../site/site.ts';
+import { FERRY_VERSION } from '../../site/home.ts';
 import { completionScript, describeProgram, SHELLS, type Shell } from '../completion.ts';
 import { manPage } from '../man.ts';
 

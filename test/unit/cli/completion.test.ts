@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { buildProgram, commandPath } from '../../../src/cli/main.ts';
+import { buildProgram, commandPath } from '../../../src/cli/program.ts';
 import { allCommands, completionScript, describeProgram, type CliCommand } from '../../../src/cli/completion.ts';
 import { manPage } from '../../../src/cli/man.ts';
 import { EXAMPLES } from '../../../src/cli/examples.ts';

@@ -1,0 +1,54 @@
+// A command run from the shell loads only its own group (src/cli/main.ts, COMMAND_GROUPS): the
+// table must name, for every top-level command of the whole program, the group that registers it,
+// and the path of a command that asks the daemon must not load the site's code.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { Command } from 'commander';
+import { COMMAND_GROUPS, commandWord, programFor } from '../../../src/cli/main.ts';
+import { buildProgram } from '../../../src/cli/program.ts';
+
+test('every top-level command maps to the group that registers it, and the whole program has no other', async () => {
+  const whole = buildProgram().commands.map((c) => c.name()).filter((n) => n !== 'help' && n !== 'completion').sort();
+  assert.deepEqual(Object.keys(COMMAND_GROUPS).sort(), whole);
+  for (const [word, load] of Object.entries(COMMAND_GROUPS)) {
+    const p = new Command();
+    (await load()).register(p, () => ({}));
+    assert.ok(p.commands.some((c) => c.name() === word), `${word}: its group does not register it`);
+  }
+});
+
+test('the command word is found after the global options; help, version and unknown words take the whole program', async () => {
+  const argv = (...a: string[]) => ['node', 'ferry', ...a];
+  assert.equal(commandWord(argv('--home', '/x', '--json', 'mirror', 'update')), 'mirror');
+  assert.equal(commandWord(argv('--home=/x', 'status')), 'status');
+  assert.equal(commandWord(argv('--help')), undefined);
+  assert.equal(commandWord(argv()), undefined);
+  // A group alone still has its subcommands, options and examples.
+  const mirror = await programFor(argv('mirror', 'update', 'v'));
+  const update = mirror.commands.find((c) => c.name() === 'mirror')!.commands.find((c) => c.name() === 'update')!;
+  assert.ok(update.options.some((o) => o.long === '--wait'));
+  assert.ok(update.options.some((o) => o.long === '--home'), 'each command takes --home');
+  assert.equal((await programFor(argv('help', 'mirror'))).commands.length, buildProgram().commands.length);
+  assert.equal((await programFor(argv('no-such-command'))).commands.length, buildProgram().commands.length, 'an unknown word gets the whole program (its error lists what exists)');
+});
+
+test('the path of `status` to a daemon loads no catalog, store, snapshot or replication code', () => {
+  // Record every module the child loads, then build the status command's program as main() does.
+  const hook = `data:text/javascript,${encodeURIComponent(`
+    import { registerHooks } from 'node:module';
+    globalThis.__loaded = [];
+    registerHooks({ load(url, ctx, next) { globalThis.__loaded.push(url); return next(url, ctx); } });`)}`;
+  const script = `
+    const { programFor } = await import(${JSON.stringify(new URL('../../../src/cli/main.ts', import.meta.url).href)});
+    await import(${JSON.stringify(new URL('../../../src/cli/invoke.ts', import.meta.url).href)});
+    await programFor(['node', 'ferry', 'status']);
+    console.log(JSON.stringify(globalThis.__loaded.filter((u) => u.includes('/src/'))));`;
+  const out = execFileSync(process.execPath, ['--import', hook, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  const loaded = (JSON.parse(out) as string[]).map((u) => u.slice(u.indexOf('/src/') + 1));
+  // Two small leaves are fine: the site file's default name (config/schema.ts) and how a path is shown (snapshot/path-text.ts).
+  const light = new Set(['src/config/schema.ts', 'src/snapshot/path-text.ts']);
+  const heavy = loaded.filter((p) => !light.has(p) && (/^src\/(catalog|store|snapshot|replication|dr|config)\//.test(p) || /^src\/site\/(site|engine|ops|daemon)\.ts$/.test(p)));
+  assert.deepEqual(heavy, [], `loaded: ${loaded.join(', ')}`);
+  assert.ok(loaded.includes('src/cli/commands/status.ts'));
+});
