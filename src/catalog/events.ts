@@ -22,9 +22,9 @@ export interface StoredEvent {
   detail: string;
 }
 
-/** Record an event (Catalog.event calls this; the caller's transaction, if any). */
-export function insertEvent(db: Sqlite, at: number, e: EventRecord): void {
-  db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {}));
+/** Record an event (Catalog.event calls this; the caller's transaction, if any); returns its id. */
+export function insertEvent(db: Sqlite, at: number, e: EventRecord): number {
+  return Number(db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {})).lastInsertRowid);
 }
 
 /**

@@ -190,7 +190,7 @@ test('metrics after a real transfer: values match the transfers and the events, 
   assert.equal(value(s, 'ferry_mirror_transferred_bytes_total', { volume: 'vol2', peer: 'b' }), init2.transfer.bytes);
   const ev = (await a.ferry(['events', '--kind', 'replication.update', '--volume', 'vol', '--json'])).stdout.trim().split('\n').map((x) => JSON.parse(x));
   assert.equal(ev.length, 2);
-  assert.equal(value(s, 'ferry_mirror_transferred_bytes_total', l), ev[0].bytes + ev[1].bytes);
+  assert.equal(value(s, 'ferry_mirror_transferred_bytes_total', l), ev[0].details.bytes + ev[1].details.bytes);
   assert.equal(value(s, 'ferry_mirror_last_transfer_bytes', l), upd.transfer.bytes);
   assert.equal(value(s, 'ferry_mirror_last_transfer_objects', l), upd.transfer.objects);
   const dur = value(s, 'ferry_mirror_last_transfer_duration_seconds', l);
@@ -233,11 +233,11 @@ test('metrics after a real transfer: values match the transfers and the events, 
   await new Promise((r) => aDaemon.proc.once('exit', r));
   const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((x) => JSON.parse(x));
   assert.ok(lines.every((x) => x.site === 'a'));
-  const transitions = lines.filter((x) => x.kind === 'mirror.state').map((x) => x.transition);
+  const transitions = lines.filter((x) => x.event?.kind === 'mirror.state').map((x) => x.details.transition);
   assert.ok(transitions.includes('uninitialized => baselining') && transitions.includes('baselining => idle') && transitions.includes('idle => updating'), transitions.join(', '));
-  assert.ok(lines.filter((x) => x.kind === 'mirror.state').every((x) => typeof x.reason === 'string' && (x.volume === 'vol' || x.volume === 'vol2')));
-  assert.deepEqual(lines.filter((x) => x.kind === 'replication.update').map((x) => x.bytes), [init.transfer.bytes, init2.transfer.bytes, upd.transfer.bytes]);
-  assert.equal(lines.at(-1).kind, 'daemon.stop');
+  assert.ok(lines.filter((x) => x.event?.kind === 'mirror.state').every((x) => typeof x.details.reason === 'string' && (x.event.volume === 'vol' || x.event.volume === 'vol2')));
+  assert.deepEqual(lines.filter((x) => x.event?.kind === 'replication.update').map((x) => x.details.bytes), [init.transfer.bytes, init2.transfer.bytes, upd.transfer.bytes]);
+  assert.equal(lines.at(-1).event.kind, 'daemon.stop');
   // stdout is not a terminal here, so it carries the same JSON lines.
-  assert.ok(aDaemon.out().split('\n').some((x) => x.startsWith('{') && JSON.parse(x).kind === 'replication.update'));
+  assert.ok(aDaemon.out().split('\n').some((x) => x.startsWith('{') && JSON.parse(x).event?.kind === 'replication.update'));
 });
