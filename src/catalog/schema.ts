@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { FerryError } from '../core/errors.ts';
 import { Sqlite } from '../core/sqlite.ts';
 import { LOST_PACKS_SQL, STORE_SCHEMA_SQL } from '../store/schema.ts';
+import { catchUpCounters } from './counters.ts';
 
 export const CATALOG_FORMAT = 1;
 
@@ -146,6 +147,7 @@ export function createDatabase(path: string, site: { id: string; name: string; c
       db.exec(STORE_SCHEMA_SQL);
       db.exec(ADDED_TABLES_SQL);
       db.exec(LOST_PACK_TRIGGER_SQL);
+      catchUpCounters(db);
       const put = (k: string, v: string) => db.run('INSERT INTO meta (key, value) VALUES (?, ?)', k, v);
       put('format', String(CATALOG_FORMAT));
       put('site_id', site.id);
@@ -187,6 +189,9 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
       addColumns(db);
       db.exec(ADDED_TABLES_SQL);
       db.exec(LOST_PACKS_SQL + LOST_PACK_TRIGGER_SQL);
+      // The metrics' running totals (counters.ts): created, and the history counted once, on the
+      // first open after an upgrade; events an older ferry recorded since are counted now.
+      catchUpCounters(db);
     }
     return db;
   } catch (err) {
@@ -233,6 +238,8 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *                   confirmed deleting (it was unreachable, or holds it as its base): one row per
  *                   (snapshot, mirror), retried until confirmed (src/site/peer-snapshots.ts); the
  *                   snapshot stays here, held `peer-delete`, until its last row goes
+ *   counters        the metrics' running totals, kept as events are recorded (counters.ts, which
+ *                   creates it and counts the history it did not see)
  */
 const ADDED_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS workflows (

@@ -122,6 +122,7 @@ const TABLE_OWNER: Record<string, string> = {
   links: 'links.ts',
   workflows: 'workflows.ts',
   stat_cache: 'stat-cache.ts',
+  counters: 'counters.ts',
 };
 
 test('no SQL outside src/catalog/ and src/store/', () => {
