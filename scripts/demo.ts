@@ -44,7 +44,9 @@ function say(text: string): void {
 }
 
 async function serve(home: string): Promise<number> {
-  const child = spawn(ferryBin, ['serve', '--home', home, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Its log lines are not shown (the demo prints what the commands say): not piped either, since a
+  // pipe nobody reads fills up and the daemon would block writing its next line.
+  const child = spawn(ferryBin, ['serve', '--home', home, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'inherit'] });
   daemons.push(child);
   const info = join(home, 'daemon.json');
   for (let i = 0; i < 200 && !existsSync(info); i++) await new Promise((r) => setTimeout(r, 50));

@@ -21,7 +21,7 @@ export class Catalog {
   /** opened read-only: events are not recorded, and nothing may change */
   readonly readOnly: boolean;
   /** Called after each event is recorded (the daemon writes it to its log); none by default. */
-  onEvent: ((at: number, e: EventRecord) => void) | undefined;
+  onEvent: ((at: number, e: EventRecord, id: number) => void) | undefined;
 
   private constructor(db: Sqlite, clock: Clock, readOnly: boolean) {
     this.db = db;
@@ -66,8 +66,8 @@ export class Catalog {
   event(e: EventRecord): void {
     if (this.readOnly) return;
     const at = this.clock.now();
-    insertEvent(this.db, at, e);
-    this.onEvent?.(at, e);
+    const id = insertEvent(this.db, at, e);
+    this.onEvent?.(at, e, id);
   }
 
   close(): void {

@@ -1,9 +1,11 @@
 // The event log (`events`): every state change records one, and nothing ever
 // changes or deletes one. Owns the row and the queries over the log (the CLI's
-// and peers' event history, the dashboard's recent events and lag history, the
-// metrics' totals). Formatting a log line is the daemon's (site/log.ts).
+// and peers' event history, the dashboard's recent events and lag history; the
+// metrics' totals are counters.ts's, kept as events are recorded). Formatting a
+// log line is the daemon's (site/log.ts).
 import type { Sqlite } from '../core/sqlite.ts';
 import type { Catalog } from './catalog.ts';
+import { countEvent } from './counters.ts';
 
 export interface EventRecord {
   kind: string;
@@ -22,9 +24,16 @@ export interface StoredEvent {
   detail: string;
 }
 
-/** Record an event (Catalog.event calls this; the caller's transaction, if any). */
-export function insertEvent(db: Sqlite, at: number, e: EventRecord): void {
-  db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {}));
+/**
+ * Record an event and what it adds to the metrics' totals (counters.ts), in one transaction (a
+ * savepoint of the caller's, if any); returns its id.
+ */
+export function insertEvent(db: Sqlite, at: number, e: EventRecord): number {
+  return db.tx(() => {
+    const id = Number(db.run('INSERT INTO events (at, kind, volume, outcome, detail) VALUES (?, ?, ?, ?, ?)', at, e.kind, e.volume ?? null, e.outcome, JSON.stringify(e.detail ?? {})).lastInsertRowid);
+    countEvent(db, id, e);
+    return id;
+  });
 }
 
 /**
@@ -57,16 +66,4 @@ export function baseMoves(cat: Catalog, mirror: string, from: number, to: number
       from, to, mirror, limit,
     )
     .reverse();
-}
-
-/** Bytes and objects sent by successful updates, per volume and mirror, over the whole log. */
-export function transferTotals(cat: Catalog): Array<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }> {
-  return cat.db.all<{ volume: string; mirror: string | null; bytes: number | null; objects: number | null }>(
-    "SELECT volume, json_extract(detail, '$.mirror') AS mirror, sum(json_extract(detail, '$.bytes')) AS bytes, sum(json_extract(detail, '$.objects')) AS objects FROM events WHERE kind = 'replication.update' AND outcome IN ('ok', 'warning') GROUP BY volume, mirror",
-  );
-}
-
-/** Hook runs that failed or timed out, over the whole log. */
-export function hookFailures(cat: Catalog): number {
-  return cat.db.get<{ n: number }>("SELECT count(*) AS n FROM events WHERE kind LIKE 'hook.%' AND outcome = 'failed'")!.n;
 }

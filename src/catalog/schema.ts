@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { FerryError } from '../core/errors.ts';
 import { Sqlite } from '../core/sqlite.ts';
 import { LOST_PACKS_SQL, STORE_SCHEMA_SQL } from '../store/schema.ts';
+import { catchUpCounters } from './counters.ts';
 
 export const CATALOG_FORMAT = 1;
 
@@ -145,6 +146,7 @@ export function createDatabase(path: string, site: { id: string; name: string; c
       db.exec(SCHEMA_SQL);
       db.exec(STORE_SCHEMA_SQL);
       addInPlace(db);
+      catchUpCounters(db);
       const put = (k: string, v: string) => db.run('INSERT INTO meta (key, value) VALUES (?, ?)', k, v);
       put('format', String(CATALOG_FORMAT));
       put('site_id', site.id);
@@ -186,6 +188,9 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
       addColumns(db);
       db.exec(LOST_PACKS_SQL);
       addInPlace(db);
+      // The metrics' running totals (counters.ts): created, and the history counted once, on the
+      // first open after an upgrade; events an older ferry recorded since are counted now.
+      catchUpCounters(db);
     }
     return db;
   } catch (err) {
@@ -240,6 +245,8 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *   apply_in_place  at a secondary, the files the running apply patches in place, each journaled
  *                   before its first write (replication/in-place.ts, catalog/secondaries.ts): a cut
  *                   apply's half-patched file is then known as its own work, not someone's write
+ *   counters        the metrics' running totals, kept as events are recorded (counters.ts, which
+ *                   creates it and counts the history it did not see)
  */
 const ADDED_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS workflows (

@@ -87,8 +87,8 @@ export function allManifests(cat: Catalog): ObjectId[] {
 }
 
 /** Per volume: how many snapshots, and their logical bytes (the captures' own count). */
-export function snapshotTotals(cat: Catalog): Array<{ volume: string; n: number; bytes: number | null }> {
-  return cat.db.all<{ volume: string; n: number; bytes: number | null }>("SELECT volume, count(*) AS n, sum(json_extract(stats, '$.bytes')) AS bytes FROM snapshots GROUP BY volume");
+export function snapshotTotals(cat: Catalog): Array<{ volume: string; n: number; bytes: number | null; last: number }> {
+  return cat.db.all<{ volume: string; n: number; bytes: number | null; last: number }>("SELECT volume, count(*) AS n, sum(json_extract(stats, '$.bytes')) AS bytes, max(time) AS last FROM snapshots GROUP BY volume");
 }
 
 /** Logical bytes of every snapshot at the site. */

@@ -29,6 +29,11 @@ export class Sqlite {
   readonly path: string;
   #stmts = new Map<string, StatementSync>();
   #depth = 0;
+  /**
+   * Told each statement run through run/get/all and how many rows it returned: for tests that
+   * count what an operation reads (a metrics scrape must not read more as the site ages).
+   */
+  trace: ((sql: string, rows: number) => void) | undefined;
 
   constructor(path: string, options: { readOnly?: boolean } = {}) {
     this.path = path;
@@ -47,18 +52,24 @@ export class Sqlite {
 
   run(sql: string, ...params: SqlValue[]): { changes: number | bigint; lastInsertRowid: number | bigint } {
     try {
-      return this.stmt(sql).run(...params);
+      const r = this.stmt(sql).run(...params);
+      this.trace?.(sql, 0);
+      return r;
     } catch (err) {
       throw noSpace(err, this.path);
     }
   }
 
   get<T = Record<string, SqlValue>>(sql: string, ...params: SqlValue[]): T | undefined {
-    return this.stmt(sql).get(...params) as T | undefined;
+    const row = this.stmt(sql).get(...params) as T | undefined;
+    this.trace?.(sql, row === undefined ? 0 : 1);
+    return row;
   }
 
   all<T = Record<string, SqlValue>>(sql: string, ...params: SqlValue[]): T[] {
-    return this.stmt(sql).all(...params) as T[];
+    const rows = this.stmt(sql).all(...params) as T[];
+    this.trace?.(sql, rows.length);
+    return rows;
   }
 
   exec(sql: string): void {

@@ -22,7 +22,7 @@ import type { Engine } from './engine.ts';
 import { errorBody, KEEPALIVE_HEADER, KEEPALIVE_MS, readBody, ROUTES } from './http.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
 import { runOp, serveDr } from './ops.ts';
-import { renderMetrics } from './metrics.ts';
+import { renderMetrics, RuntimeProbe } from './metrics.ts';
 import { Dashboard, isDashboardPath } from './dashboard.ts';
 import { parseEventQuery, queryEvents } from './log.ts';
 import { StreamBudget, type StreamAccount } from './stream-budget.ts';
@@ -47,6 +47,8 @@ export class Daemon {
   info: DaemonInfo | undefined;
   /** the web dashboard under /ui/: answered before the peer check (browsers present no site certificate) */
   readonly #dashboard: Dashboard;
+  /** the process and Node runtime figures of /metrics (the event loop's delay is sampled while the daemon runs) */
+  readonly #runtime = new RuntimeProbe();
 
   constructor(engine: Engine) {
     this.engine = engine;
@@ -106,6 +108,7 @@ export class Daemon {
     const infoPath = daemonInfoPath(site.paths.home);
     writeFileSync(`${infoPath}.tmp`, JSON.stringify(this.info) + '\n', { mode: 0o600 });
     renameSync(`${infoPath}.tmp`, infoPath);
+    this.#runtime.start();
     site.event({ kind: 'daemon.start', outcome: 'ok', detail: { ...this.info } });
     return this.info;
   }
@@ -244,7 +247,7 @@ export class Daemon {
   }
 
   async #handleLocal(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, res);
+    if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, this.#runtime, res);
     // NDJSON: progress lines while the operation runs, then one result or error line.
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     await serveLocal(this.engine, req, (line) => res.write(line));
@@ -255,7 +258,7 @@ export class Daemon {
   async startMetrics(listen: string): Promise<number> {
     const [host, port] = splitHostPort(listen);
     const server = http.createServer((req, res) => {
-      if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, res);
+      if (req.method === 'GET' && req.url === '/metrics') return serveMetrics(this.engine, this.#runtime, res);
       res.writeHead(404).end('only GET /metrics here\n');
     });
     await new Promise<void>((resolve, reject) => {
@@ -269,6 +272,7 @@ export class Daemon {
   async stop(): Promise<void> {
     const site = this.engine.site;
     this.#dashboard.close();
+    this.#runtime.stop();
     await this.engine.close();
     for (const s of this.#sessions) s.close();
     // A graceful close waits for every open stream, and a put from a peer whose link died
@@ -348,9 +352,9 @@ async function replyLong(stream: http2.ServerHttp2Stream, work: () => Promise<un
   if (open()) stream.end(out);
 }
 
-function serveMetrics(engine: Engine, res: http.ServerResponse): void {
+function serveMetrics(engine: Engine, runtime: RuntimeProbe, res: http.ServerResponse): void {
   try {
-    const body = renderMetrics(engine);
+    const body = renderMetrics(engine, runtime);
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
   } catch (err) {
     res.writeHead(500).end(`# metrics failed: ${(err as Error).message}\n`);

@@ -18,9 +18,56 @@ export interface LogSink {
   close?(): void;
 }
 
-export function formatLogLine(site: string, at: number, e: EventRecord, human: boolean): string {
+/** pino's level numbers (https://getpino.io), so log shippers and `pino-pretty` read ours. */
+export const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const;
+export type LevelName = keyof typeof LEVELS;
+
+const OUTCOME_LEVEL: Record<EventRecord['outcome'], number> = { ok: LEVELS.info, info: LEVELS.info, warning: LEVELS.warn, failed: LEVELS.error };
+
+/**
+ * One JSON log line: pino's `level`, `time` (ISO 8601, as pino's isoTime) and `msg`, the site, then
+ * either the event (`event`: its catalog id, kind, volume, outcome) or, for a line of the daemon's own
+ * that the catalog does not record, `notice` (what it is: daemon.listening, daemon.stopping, ...);
+ * the fields of either under `details`. Nothing of the details is at the top level, so a detail can
+ * never overwrite the event's kind (a workflow's `kind: failover`) or a field a shipper reads.
+ */
+export interface LogLine {
+  level: number;
+  time: string;
+  site: string;
+  msg: string;
+  event?: { id?: number; kind: string; volume: string | null; outcome: EventRecord['outcome'] };
+  notice?: string;
+  details: Record<string, unknown>;
+}
+
+/** An event's one-line summary: its kind, volume, transition, reason, and the error's message when it failed. */
+function eventMessage(e: EventRecord): string {
   const detail = e.detail ?? {};
-  if (!human) return JSON.stringify({ time: new Date(at).toISOString(), site, kind: e.kind, volume: e.volume ?? null, outcome: e.outcome, ...detail });
+  const transition = typeof detail.transition === 'string' ? ` ${detail.transition}` : '';
+  const reason = typeof detail.reason === 'string' ? ` (${detail.reason})` : '';
+  const err = detail.error as unknown;
+  const error = typeof err === 'string' ? err : err && typeof err === 'object' && typeof (err as { message?: unknown }).message === 'string' ? (err as { message: string }).message : '';
+  return `${e.kind}${e.volume ? ` ${e.volume}` : ''}${transition}${reason}${error ? ` failed: ${error.slice(0, 400)}` : ''}`;
+}
+
+/**
+ * An event as one log line: JSON (LogLine) or, for a terminal, the human form. `id`: the event's id
+ * in the catalog, when known.
+ */
+export function formatLogLine(site: string, at: number, e: EventRecord, human: boolean, id?: number): string {
+  const detail = e.detail ?? {};
+  if (!human) {
+    const line: LogLine = {
+      level: OUTCOME_LEVEL[e.outcome] ?? LEVELS.info,
+      time: new Date(at).toISOString(),
+      site,
+      msg: eventMessage(e),
+      event: { ...(id !== undefined ? { id } : {}), kind: e.kind, volume: e.volume ?? null, outcome: e.outcome },
+      details: detail,
+    };
+    return JSON.stringify(line);
+  }
   const transition = typeof detail.transition === 'string' ? ` ${detail.transition}` : '';
   const reason = typeof detail.reason === 'string' ? ` (${detail.reason})` : '';
   const rest = Object.entries(detail)
@@ -28,6 +75,15 @@ export function formatLogLine(site: string, at: number, e: EventRecord, human: b
     .map(([k, v]) => `${k}=${humanValue(k, v)}`)
     .join(' ');
   return `${new Date(at).toISOString()} ${site} ${e.outcome.toUpperCase().padEnd(7)} ${e.kind}${e.volume ? ` ${e.volume}` : ''}${transition}${reason}${rest ? ` ${rest.slice(0, 400)}` : ''}`;
+}
+
+/**
+ * A line of the daemon's own (listening, stopping, an error while stopping) that is not an event of
+ * the catalog, as a JSON log line; a terminal gets `msg` alone (humanFromJsonLine).
+ */
+export function formatNotice(site: string, at: number, level: LevelName, notice: string, msg: string, details: Record<string, unknown> = {}): string {
+  const line: LogLine = { level: LEVELS[level], time: new Date(at).toISOString(), site, msg, notice, details };
+  return JSON.stringify(line);
 }
 
 /**
@@ -46,18 +102,26 @@ function humanValue(key: string, v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isInteger(x) ? Number(x.toFixed(3)) : x));
 }
 
-/** The human form of one JSON log line (as formatLogLine made it); a line that is not one is returned as is. */
+const OUTCOMES = new Set<string>(['ok', 'info', 'warning', 'failed']);
+
+/** The human form of one JSON log line (as formatLogLine or formatNotice made it); a line that is not one is returned as is. */
 export function humanFromJsonLine(line: string): string {
-  let o: Record<string, unknown>;
+  let o: Partial<LogLine>;
   try {
-    o = JSON.parse(line) as Record<string, unknown>;
+    o = JSON.parse(line) as Partial<LogLine>;
   } catch {
     return line;
   }
-  if (!o || typeof o !== 'object' || typeof o.time !== 'string' || typeof o.kind !== 'string') return line;
-  const { time, site, kind, volume, outcome, ...detail } = o;
+  if (!o || typeof o !== 'object' || typeof o.time !== 'string') return line;
   const nl = line.endsWith('\n') ? '\n' : '';
-  return formatLogLine(String(site ?? ''), Date.parse(time), { kind, volume: typeof volume === 'string' ? volume : null, outcome: (outcome ?? 'info') as EventRecord['outcome'], detail }, true) + nl;
+  const details = o.details && typeof o.details === 'object' && !Array.isArray(o.details) ? o.details : {};
+  const ev = o.event;
+  if (ev && typeof ev === 'object' && typeof ev.kind === 'string') {
+    const outcome = OUTCOMES.has(ev.outcome as string) ? ev.outcome : 'info';
+    return formatLogLine(String(o.site ?? ''), Date.parse(o.time), { kind: ev.kind, volume: typeof ev.volume === 'string' ? ev.volume : null, outcome, detail: details }, true) + nl;
+  }
+  if (typeof o.notice === 'string' && typeof o.msg === 'string') return o.msg + nl;
+  return line;
 }
 
 /**

@@ -1,12 +1,21 @@
 // Prometheus metrics, computed from the catalog and the engine when scraped
 // (text exposition format 0.0.4). Names follow Prometheus conventions: base
-// units (seconds, bytes), `_total` for counters, labels for identity.
+// units (seconds, bytes), `_total` for counters, labels for identity. The
+// counters and histograms are read from the catalog's running totals
+// (catalog/counters.ts, kept as events are recorded), never summed from the
+// event log: a scrape costs the same however old the site. The process and
+// Node runtime figures use the names of Prometheus' client libraries
+// (process_*, nodejs_*), so the dashboards made for them work.
+import { readdirSync, readFileSync } from 'node:fs';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import type { Engine } from './engine.ts';
+import { FERRY_VERSION } from './site.ts';
 import { filesystems } from './filesystems.ts';
 import { journalOf } from './journal-service.ts';
 import { listVolumes } from '../catalog/volumes.ts';
 import { linkStatus } from '../dr/links.ts';
-import { hookFailures as countHookFailures, transferTotals } from '../catalog/events.ts';
+import { COUNTERS, HISTOGRAMS, listCounters, type Labels as CounterLabels } from '../catalog/counters.ts';
 import { listLinks } from '../catalog/links.ts';
 import { countDeletionsOwed, countPendingPeerSnapshots } from '../catalog/peer-snapshots.ts';
 import { listSecondaries } from '../catalog/secondaries.ts';
@@ -14,8 +23,10 @@ import { logicalBytes, snapshotTotals } from '../catalog/snapshots.ts';
 
 type Labels = Record<string, string>;
 
+type FamilyType = 'gauge' | 'counter' | 'histogram';
+
 interface Family {
-  type: 'gauge' | 'counter';
+  type: FamilyType;
   help: string;
   samples: string[];
 }
@@ -32,18 +43,33 @@ export class Exposition {
   readonly #families = new Map<string, Family>();
 
   metric(name: string, type: 'gauge' | 'counter', help: string, labels: Labels, value: number): void {
-    if (!NAME_RE.test(name) || name.startsWith('__')) throw new Error(`metric name ${name} is not valid`);
     if (type === 'counter' && !name.endsWith('_total')) throw new Error(`counter ${name} must end in _total`);
+    this.#family(name, type, help).samples.push(sample(name, labels, value));
+  }
+
+  /**
+   * A histogram's series: `counts[i]` observations fell at or below `bounds[i]` and above the bound
+   * before (the last, beyond every bound, is +Inf's); written cumulative, as the format wants.
+   */
+  histogram(name: string, help: string, labels: Labels, bounds: readonly number[], counts: number[], sum: number): void {
+    if (/_(bucket|sum|count|total)$/.test(name)) throw new Error(`histogram ${name} must not end in _bucket, _sum, _count or _total`);
+    if (counts.length !== bounds.length + 1) throw new Error(`histogram ${name}: ${counts.length} counts for ${bounds.length} bounds`);
+    const f = this.#family(name, 'histogram', help);
+    let cumulative = 0;
+    bounds.forEach((b, i) => {
+      cumulative += counts[i];
+      f.samples.push(sample(`${name}_bucket`, { ...labels, le: String(b) }, cumulative));
+    });
+    cumulative += counts[bounds.length];
+    f.samples.push(sample(`${name}_bucket`, { ...labels, le: '+Inf' }, cumulative), sample(`${name}_sum`, labels, sum), sample(`${name}_count`, labels, cumulative));
+  }
+
+  #family(name: string, type: FamilyType, help: string): Family {
+    if (!NAME_RE.test(name) || name.startsWith('__')) throw new Error(`metric name ${name} is not valid`);
     let f = this.#families.get(name);
     if (!f) this.#families.set(name, (f = { type, help, samples: [] }));
     else if (f.type !== type) throw new Error(`metric ${name} declared as ${f.type} and ${type}`);
-    const l = Object.entries(labels)
-      .map(([k, v]) => {
-        if (!LABEL_RE.test(k) || k.startsWith('__')) throw new Error(`label name ${k} is not valid`);
-        return `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
-      })
-      .join(',');
-    f.samples.push(`${name}${l ? `{${l}}` : ''} ${formatValue(value)}`);
+    return f;
   }
 
   text(): string {
@@ -55,6 +81,16 @@ export class Exposition {
   }
 }
 
+function sample(name: string, labels: Labels, value: number): string {
+  const l = Object.entries(labels)
+    .map(([k, v]) => {
+      if (!LABEL_RE.test(k) || k.startsWith('__')) throw new Error(`label name ${k} is not valid`);
+      return `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+    })
+    .join(',');
+  return `${name}${l ? `{${l}}` : ''} ${formatValue(value)}`;
+}
+
 function formatValue(v: number): string {
   if (Number.isNaN(v)) return 'NaN';
   if (v === Infinity) return '+Inf';
@@ -64,7 +100,122 @@ function formatValue(v: number): string {
 
 const STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'];
 
-export function renderMetrics(engine: Engine): string {
+/** Help of the totals kept in the catalog (catalog/counters.ts names them). */
+const COUNTER_HELP: Record<(typeof COUNTERS)[number], string> = {
+  ferry_mirror_transferred_bytes_total: 'Bytes sent by successful updates.',
+  ferry_mirror_transferred_objects_total: 'Objects sent by successful updates.',
+  ferry_mirror_update_failures_total: 'Updates (and baselines) that failed.',
+  ferry_snapshot_failures_total: 'Snapshots of the volume that failed (a failed pre hook, an unreadable member, a full disk).',
+  ferry_hook_failures_total: 'Hook runs that failed or timed out.',
+};
+const HISTOGRAM_HELP: Record<string, string> = {
+  ferry_snapshot_duration_seconds: 'How long snapshots of the volume took, hooks included (snapshots taken here).',
+  ferry_mirror_transfer_duration_seconds: 'How long successful updates of the mirror took: negotiation, transfer, commit and the apply at the destination.',
+  ferry_replica_apply_duration_seconds: 'How long applies of received snapshots to the replica took (writes check, staging, apply, verify).',
+};
+
+/** Labels in the order the other families have them (volume, peer, ...), whatever order the catalog keeps. */
+function ordered(labels: CounterLabels): Labels {
+  const first = ['volume', 'peer', 'member', 'path'];
+  return Object.fromEntries([...first.filter((k) => k in labels).map((k) => [k, labels[k]]), ...Object.entries(labels).filter(([k]) => !first.includes(k) && k !== 'le')]);
+}
+
+/** The catalog's running totals: counters as they are, histograms from their per-bucket rows. Every mirror and volume has its counters, 0 before anything counted. */
+function renderTotals(x: Exposition, engine: Engine): void {
+  const site = engine.site;
+  // Per counter, its series by their labels (as JSON): a stored total replaces the 0 put first.
+  const counters = new Map<string, Map<string, { labels: Labels; value: number }>>();
+  const histograms = new Map<string, { labels: Labels; counts: number[]; sum: number }>();
+  const put = (name: string, labels: Labels, value: number) => {
+    const series = counters.get(name) ?? new Map<string, { labels: Labels; value: number }>();
+    series.set(JSON.stringify(labels), { labels, value });
+    counters.set(name, series);
+  };
+  for (const m of engine.status()) {
+    for (const name of ['ferry_mirror_transferred_bytes_total', 'ferry_mirror_transferred_objects_total', 'ferry_mirror_update_failures_total']) put(name, { volume: m.volume, peer: m.peer }, 0);
+  }
+  for (const v of listVolumes(site.catalog)) put('ferry_snapshot_failures_total', { volume: v.name }, 0);
+  put('ferry_hook_failures_total', {}, 0);
+  for (const c of listCounters(site.catalog)) {
+    const h = /^(.+)_(bucket|sum|count)$/.exec(c.name);
+    if (h && HISTOGRAMS[h[1]]) {
+      const labels = ordered(c.labels);
+      const key = `${h[1]}${JSON.stringify(labels)}`;
+      const bounds = HISTOGRAMS[h[1]];
+      let s = histograms.get(key);
+      if (!s) histograms.set(key, (s = { labels, counts: new Array<number>(bounds.length + 1).fill(0), sum: 0 }));
+      if (h[2] === 'sum') s.sum = c.value;
+      else if (h[2] === 'bucket') {
+        // Its own bound; one no longer in the list (changed since it was counted) goes to the next one up.
+        const i = c.labels.le === '+Inf' ? -1 : bounds.findIndex((b) => b >= Number(c.labels.le));
+        s.counts[i >= 0 ? i : bounds.length] += c.value;
+      }
+    } else if (c.name in COUNTER_HELP) put(c.name, ordered(c.labels), c.value);
+  }
+  for (const name of COUNTERS) for (const c of counters.get(name)?.values() ?? []) x.metric(name, 'counter', COUNTER_HELP[name], c.labels, c.value);
+  for (const [key, s] of histograms) {
+    const name = key.slice(0, key.indexOf('{'));
+    x.histogram(name, HISTOGRAM_HELP[name] ?? name, s.labels, HISTOGRAMS[name], s.counts, s.sum);
+  }
+}
+
+/**
+ * The daemon's own figures: the event loop's delay (sampled while the daemon runs, reported for the
+ * time since the previous scrape) beside what the process and V8 say when asked.
+ */
+export class RuntimeProbe {
+  readonly #delay = monitorEventLoopDelay({ resolution: 10 });
+  /** the delay figures of the last window that had samples (a second scrape within 10 ms has none of its own) */
+  #lastDelay: { mean: number; p50: number; p99: number; max: number } | undefined;
+
+  start(): void {
+    this.#delay.enable();
+  }
+
+  stop(): void {
+    this.#delay.disable();
+  }
+
+  render(x: Exposition): void {
+    const mem = process.memoryUsage();
+    const cpu = process.cpuUsage();
+    x.metric('process_cpu_user_seconds_total', 'counter', 'User CPU time spent, in seconds.', {}, cpu.user / 1e6);
+    x.metric('process_cpu_system_seconds_total', 'counter', 'System CPU time spent, in seconds.', {}, cpu.system / 1e6);
+    x.metric('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds.', {}, (cpu.user + cpu.system) / 1e6);
+    x.metric('process_start_time_seconds', 'gauge', 'When the process started, in seconds since the Unix epoch.', {}, Math.round(performance.timeOrigin) / 1000);
+    x.metric('process_resident_memory_bytes', 'gauge', 'Resident memory size, in bytes.', {}, mem.rss);
+    // Where /proc allows (Linux): open descriptors and their limit, virtual memory.
+    try {
+      x.metric('process_open_fds', 'gauge', 'Open file descriptors.', {}, readdirSync('/proc/self/fd').length - 1); // less the one reading the directory
+      const max = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+      if (max) x.metric('process_max_fds', 'gauge', 'The limit of open file descriptors.', {}, Number(max[1]));
+      const vm = /^VmSize:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+      if (vm) x.metric('process_virtual_memory_bytes', 'gauge', 'Virtual memory size, in bytes.', {}, Number(vm[1]) * 1024);
+    } catch {
+      // no /proc here: those figures are left out
+    }
+    const heap = getHeapStatistics();
+    x.metric('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap size, in bytes.', {}, heap.total_heap_size);
+    x.metric('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use, in bytes.', {}, heap.used_heap_size);
+    x.metric('nodejs_heap_size_limit_bytes', 'gauge', 'The V8 heap size limit, in bytes.', {}, heap.heap_size_limit);
+    x.metric('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JavaScript ones (buffers), in bytes.', {}, mem.external);
+    const d = this.#delay;
+    if (d.count > 0) {
+      this.#lastDelay = { mean: d.mean / 1e9, p50: d.percentile(50) / 1e9, p99: d.percentile(99) / 1e9, max: d.max / 1e9 };
+      d.reset();
+    }
+    const last = this.#lastDelay;
+    if (last) {
+      const help = (what: string) => `${what} delay of the event loop since the previous scrape, in seconds.`;
+      x.metric('nodejs_eventloop_lag_mean_seconds', 'gauge', help('The mean'), {}, last.mean);
+      x.metric('nodejs_eventloop_lag_p50_seconds', 'gauge', help('The median'), {}, last.p50);
+      x.metric('nodejs_eventloop_lag_p99_seconds', 'gauge', help('The 99th percentile'), {}, last.p99);
+      x.metric('nodejs_eventloop_lag_max_seconds', 'gauge', help('The largest'), {}, last.max);
+    }
+  }
+}
+
+export function renderMetrics(engine: Engine, runtime?: RuntimeProbe): string {
   const site = engine.site;
   const x = new Exposition();
   const now = site.clock.now();
@@ -86,21 +237,15 @@ export function renderMetrics(engine: Engine): string {
     x.metric('ferry_mirror_peer_snapshots_pending', 'gauge', 'Peer snapshots not yet present at the destination.', l, pending);
     x.metric('ferry_mirror_peer_snapshot_deletions_pending', 'gauge', 'Peer snapshots deleted with --peer that the destination has not confirmed deleting yet.', l, countDeletionsOwed(site.catalog, m.id));
   }
-  // Counted from the event log (which is never pruned), so they survive restarts and removed mirrors.
-  const totals = transferTotals(site.catalog);
-  for (const t of totals) {
-    // The same labels as the mirror's gauges: a mirror's id is VOLUME@PEER.
-    const peer = t.mirror?.startsWith(`${t.volume}@`) ? t.mirror.slice(t.volume.length + 1) : (t.mirror ?? '');
-    const l = { volume: t.volume, peer };
-    x.metric('ferry_mirror_transferred_bytes_total', 'counter', 'Bytes sent by successful updates.', l, t.bytes ?? 0);
-    x.metric('ferry_mirror_transferred_objects_total', 'counter', 'Objects sent by successful updates.', l, t.objects ?? 0);
-  }
+  // Kept in the catalog as their events are recorded, so they survive restarts and removed mirrors.
+  renderTotals(x, engine);
   for (const s of listSecondaries(site.catalog)) {
     x.metric('ferry_replica_apply_in_progress', 'gauge', '1 while an apply runs (or was cut and awaits resumption).', { volume: s.volume }, s.applying ? 1 : 0);
     x.metric('ferry_replica_consistent', 'gauge', '1 when the replica shows a complete snapshot.', { volume: s.volume }, s.consistent);
   }
   for (const v of snapshotTotals(site.catalog)) {
     x.metric('ferry_snapshots', 'gauge', 'Snapshots held for the volume.', { volume: v.volume }, v.n);
+    x.metric('ferry_snapshot_last_timestamp_seconds', 'gauge', 'When the newest snapshot held for the volume was captured (at its primary).', { volume: v.volume }, v.last / 1000);
   }
   const store = site.store.stats();
   const logical = logicalBytes(site.catalog);
@@ -109,8 +254,6 @@ export function renderMetrics(engine: Engine): string {
   x.metric('ferry_store_size_bytes', 'gauge', 'Bytes of pack files on disk.', {}, store.storedBytes);
   x.metric('ferry_store_raw_bytes', 'gauge', 'Uncompressed bytes of the stored objects.', {}, store.rawBytes);
   x.metric('ferry_store_dedup_ratio', 'gauge', 'Logical bytes of all local snapshots divided by the uncompressed bytes stored.', {}, store.rawBytes > 0 ? logical / store.rawBytes : 0);
-  const hookFailures = countHookFailures(site.catalog);
-  x.metric('ferry_hook_failures_total', 'counter', 'Hook runs that failed or timed out.', {}, hookFailures);
   for (const l of listLinks(site.catalog)) {
     const st = linkStatus(site, l);
     x.metric('ferry_link_age_seconds', 'gauge', 'Age of the snapshot a link shows.', { path: l.path, volume: l.volume }, st.ageSeconds);
@@ -133,6 +276,8 @@ export function renderMetrics(engine: Engine): string {
     }
   }
   x.metric('ferry_site_info', 'gauge', 'Always 1; the site\'s name and id as labels.', { site: site.name, id: site.id }, 1);
+  x.metric('ferry_build_info', 'gauge', 'Always 1; the version of ferry and of the Node.js running it as labels.', { version: FERRY_VERSION, node: process.versions.node }, 1);
+  runtime?.render(x);
   x.metric('ferry_scrape_timestamp_seconds', 'gauge', 'When these metrics were computed.', {}, now / 1000);
   return x.text();
 }

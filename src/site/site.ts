@@ -12,7 +12,7 @@ import { Catalog, CATALOG_FORMAT } from '../catalog/catalog.ts';
 import type { EventRecord } from '../catalog/events.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
-import { formatLogLine, type LogSink } from './log.ts';
+import { formatLogLine, formatNotice, type LevelName, type LogSink } from './log.ts';
 
 export { FERRY_VERSION, defaultHome, sitePaths, type SitePaths } from './home.ts';
 import { FERRY_VERSION, sitePaths, type SitePaths } from './home.ts';
@@ -103,7 +103,17 @@ export class Site {
 
   set logSink(sink: LogSink | undefined) {
     this.#logSink = sink;
-    this.catalog.onEvent = sink ? (at, e) => sink.write(formatLogLine(this.name, at, e, Boolean(sink.isTTY)) + '\n') : undefined;
+    this.catalog.onEvent = sink ? (at, e, id) => sink.write(formatLogLine(this.name, at, e, Boolean(sink.isTTY), id) + '\n') : undefined;
+  }
+
+  /**
+   * A line of the daemon's own in the log (listening, stopping): not an event of the catalog, so
+   * `ferry events` does not show it. JSON like the events' lines; a terminal gets `msg` alone.
+   */
+  notice(level: LevelName, notice: string, msg: string, details: Record<string, unknown> = {}): void {
+    const sink = this.#logSink;
+    if (!sink) return;
+    sink.write(sink.isTTY ? `${msg}\n` : formatNotice(this.name, this.clock.now(), level, notice, msg, details) + '\n');
   }
 
   /** Record an event in the catalog (and the log, when the daemon set one). */

@@ -101,14 +101,16 @@ test('serve --config: a bad file stops the start; without --listen the file\'s s
   writeFileSync(good, volumeFile(s.dir, ['alpha']).replace('volumes:', 'site:\n  listen: 127.0.0.2:0\nvolumes:'));
   const p = spawn(FERRY_BIN, ['serve', '--home', s.home, '--config', good, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   p.stdout.on('data', (d) => (out += d));
-  p.stderr.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (err += d));
   try {
     const info = await waitFor('the daemon to listen', () => {
-      if (p.exitCode !== null) throw new Error(`serve exited ${p.exitCode}: ${out}`);
-      // serve --json prints its info as one indented document; event log lines are compact JSON.
-      const m = /"listen": "([^"]+)"/.exec(out);
-      return m ? { listen: m[1] } : undefined;
+      if (p.exitCode !== null) throw new Error(`serve exited ${p.exitCode}: ${out}${err}`);
+      // serve --json: one JSON line per event or notice; the listening notice carries the address.
+      const lines = out.split('\n').slice(0, -1).map((l) => JSON.parse(l));
+      const listening = lines.find((l) => l.notice === 'daemon.listening');
+      return listening ? { listen: listening.details.listen as string } : undefined;
     }, 30_000);
     assert.match(info.listen, /^127\.0\.0\.2:\d+$/);
     assert.deepEqual(volumeNames(s.home), ['alpha']);

@@ -45,15 +45,19 @@ export interface Daemon {
 /**
  * `ferry serve --home HOME --listen 127.0.0.1:PORT` (0: any port), resolved once
  * daemon.json names this process, its socket exists and it printed that it listens.
- * Its output goes to `onOutput`. `bin`: another ferry than ./bin/ferry (an installed package).
+ * Its output goes to `onOutput`, its stdout alone also to `onStdout` when given. `bin`: another
+ * ferry than ./bin/ferry (an installed package).
  */
-export async function startDaemon(home: string, o: { name: string; port?: number; tick?: number; env?: Record<string, string>; args?: string[]; timeoutMs?: number; onOutput: (s: string) => void; output: () => string; bin?: string }): Promise<Daemon> {
+export async function startDaemon(home: string, o: { name: string; port?: number; tick?: number; env?: Record<string, string>; args?: string[]; timeoutMs?: number; onOutput: (s: string) => void; output: () => string; onStdout?: (s: string) => void; bin?: string }): Promise<Daemon> {
   const p = spawn(o.bin ?? FERRY_BIN, ['serve', '--home', home, '--listen', `127.0.0.1:${o.port ?? 0}`, '--tick', String(o.tick ?? 1000), ...(o.args ?? [])], {
     env: { ...process.env, FERRY_NO_PROGRESS: '1', ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(p);
-  p.stdout!.on('data', (d) => o.onOutput(String(d)));
+  p.stdout!.on('data', (d) => {
+    o.onStdout?.(String(d));
+    o.onOutput(String(d));
+  });
   p.stderr!.on('data', (d) => o.onOutput(String(d)));
   p.once('exit', () => running.delete(p));
   const infoPath = join(home, 'daemon.json');

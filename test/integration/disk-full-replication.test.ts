@@ -96,8 +96,8 @@ test('a baseline whose files sit at the member root fits in a replica filesystem
     assertTreesEqual(pair.replica(), pair.data);
     // The apply took the staged root's files into place (the event counts the staging).
     const events = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
-    const applied = events.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.transition === 'inconsistent => consistent');
-    assert.ok(applied?.staging?.staged >= 1, `the baseline was staged: ${JSON.stringify(applied)}`);
+    const applied = events.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.details.transition === 'inconsistent => consistent');
+    assert.ok(applied?.details.staging?.staged >= 1, `the baseline was staged: ${JSON.stringify(applied)}`);
     await stopDaemon(pair.b);
     await assertVerifies(pair, pair.b);
   }));

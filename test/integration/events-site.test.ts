@@ -71,15 +71,15 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
   assert.equal(r.code, 0, r.stderr);
   const bEvents = jsonLines(r.stdout);
   assert.ok(bEvents.every((e) => e.site === 'b'), 'every line names site b');
-  assert.ok(bEvents.some((e) => e.kind === 'volume.create' && e.volume === 'scratch'), `b's volume.create is read from a: ${r.stdout}`);
-  assert.ok(bEvents.some((e) => e.kind === 'replication.commit' && e.volume === 'vol'), 'b\'s commit of the baseline');
-  assert.ok(bEvents.some((e) => e.kind === 'replica.apply' && e.transition === 'inconsistent => consistent'), 'b\'s apply transition');
-  assert.ok(!bEvents.some((e) => e.kind === 'mirror.create'), 'a\'s own events are not b\'s');
+  assert.ok(bEvents.some((e) => e.event.kind === 'volume.create' && e.event.volume === 'scratch'), `b's volume.create is read from a: ${r.stdout}`);
+  assert.ok(bEvents.some((e) => e.event.kind === 'replication.commit' && e.event.volume === 'vol'), 'b\'s commit of the baseline');
+  assert.ok(bEvents.some((e) => e.event.kind === 'replica.apply' && e.details.transition === 'inconsistent => consistent'), 'b\'s apply transition');
+  assert.ok(!bEvents.some((e) => e.event.kind === 'mirror.create'), 'a\'s own events are not b\'s');
   // Filters travel to the peer.
   const kinds = jsonLines((await a.ferry(['events', '--site', 'b', '--kind', 'volume.', '--json'])).stdout);
-  assert.ok(kinds.length >= 1 && kinds.every((e) => e.kind.startsWith('volume.')), JSON.stringify(kinds));
+  assert.ok(kinds.length >= 1 && kinds.every((e) => e.event.kind.startsWith('volume.')), JSON.stringify(kinds));
   const vols = jsonLines((await a.ferry(['events', '--site', 'b', '--volume', 'scratch', '--json'])).stdout);
-  assert.ok(vols.length >= 1 && vols.every((e) => e.volume === 'scratch'));
+  assert.ok(vols.length >= 1 && vols.every((e) => e.event.volume === 'scratch'));
   // Human form, naming the site.
   const human = await a.ferry(['events', '--site', 'b', '--kind', 'replica.']);
   assert.equal(human.code, 0, human.stderr);
@@ -89,8 +89,8 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
   const all = await a.ferry(['events', '--site', 'all', '--json']);
   assert.equal(all.code, 0, all.stderr);
   const merged = jsonLines(all.stdout);
-  assert.ok(merged.some((e) => e.site === 'a' && e.kind === 'mirror.create'));
-  assert.ok(merged.some((e) => e.site === 'b' && e.kind === 'volume.create'));
+  assert.ok(merged.some((e) => e.site === 'a' && e.event.kind === 'mirror.create'));
+  assert.ok(merged.some((e) => e.site === 'b' && e.event.kind === 'volume.create'));
   const times = merged.map((e) => Date.parse(e.time));
   assert.deepEqual(times, [...times].sort((x, y) => x - y), 'merged lines are in time order');
   assert.equal((await a.ferry(['events', '--all-sites', '--json'])).stdout.split('\n').length, all.stdout.split('\n').length);
@@ -141,7 +141,7 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
     const late = join(b.dir, 'late');
     mkdirSync(late);
     await b.json(['volume', 'create', 'late', '--member', late]);
-    await waitFor('b\'s new event at the follower', () => jsonLines(followed).some((e) => e.kind === 'volume.create' && e.volume === 'late' && e.site === 'b'), 30_000);
+    await waitFor('b\'s new event at the follower', () => jsonLines(followed).some((e) => e.event.kind === 'volume.create' && e.event.volume === 'late' && e.site === 'b'), 30_000);
   } finally {
     follower.kill('SIGTERM');
   }
@@ -161,8 +161,8 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
     lines.push(...text.split('\n').slice(0, -1).map((l) => JSON.parse(l)));
   }
   assert.ok(lines.every((e) => e.site === 'b'));
-  assert.ok(lines.some((e) => e.kind === 'volume.create' && e.volume === 'late'), 'recent events are in the file');
-  assert.ok(lines.some((e) => e.kind === 'daemon.stop'), 'the last event before stopping');
+  assert.ok(lines.some((e) => e.event?.kind === 'volume.create' && e.event.volume === 'late'), 'recent events are in the file');
+  assert.ok(lines.some((e) => e.event?.kind === 'daemon.stop'), 'the last event before stopping');
   const ids = lines.map((e) => Date.parse(e.time));
   assert.deepEqual(ids, [...ids].sort((x, y) => x - y), 'files read oldest first give the events in order');
 });

@@ -57,8 +57,8 @@ test('a baseline staged while its capture is held survives a receiver SIGKILL: t
 
     // The apply took the dead process's staged trees into place (it had no record of them).
     const events = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
-    const applied = events.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.transition === 'inconsistent => consistent');
-    assert.ok(applied?.staging?.taken >= staged.length, `staged trees taken into place: ${JSON.stringify(applied)}`);
+    const applied = events.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.details.transition === 'inconsistent => consistent');
+    assert.ok(applied?.details.staging?.taken >= staged.length, `staged trees taken into place: ${JSON.stringify(applied)}`);
 
     await stopDaemon(pair.a);
     await stopDaemon(pair.b);

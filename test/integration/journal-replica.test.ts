@@ -19,7 +19,7 @@ async function applies(b: RealSite): Promise<Array<{ to: string; journal?: { wri
   return r.stdout
     .split('\n')
     .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as { transition?: string; to: string; journal?: { writesCheck: boolean; verify: boolean } })
+    .map((l) => JSON.parse(l).details as { transition?: string; to: string; journal?: { writesCheck: boolean; verify: boolean } })
     .filter((e) => e.transition === 'inconsistent => consistent');
 }
 

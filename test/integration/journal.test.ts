@@ -144,10 +144,11 @@ test('an audit finds a change the journal could not see (a write through mmap), 
     assert.match(metrics, /^ferry_journal_live\{volume="v",member="data"\} 1$/m);
     const list = await events(site, 'journal.');
     assert.equal(list.length, 1, JSON.stringify(list));
-    assert.equal(list[0].kind, 'journal.missed');
-    assert.equal(list[0].volume, 'v');
-    assert.equal(list[0].member, 'data');
-    assert.equal(list[0].snapshot, audit.snapshot.id);
+    const [missed] = list as Array<{ event: { kind: string; volume: string }; details: { member: string; snapshot: string } }>;
+    assert.equal(missed.event.kind, 'journal.missed');
+    assert.equal(missed.event.volume, 'v');
+    assert.equal(missed.details.member, 'data');
+    assert.equal(missed.details.snapshot, audit.snapshot.id);
   });
 });
 

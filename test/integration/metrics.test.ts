@@ -8,11 +8,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { FERRY_BIN } from '../helpers.ts';
+import { FERRY_BIN, ROOT } from '../helpers.ts';
 import { cleanupAll, createSite, pair, waitFor, type RealSite } from './sites.ts';
 
 const sites: RealSite[] = [];
@@ -26,6 +26,12 @@ interface Sample {
   name: string;
   labels: Record<string, string>;
   value: number;
+}
+
+/** The families a histogram's samples belong to: NAME_bucket, NAME_sum, NAME_count. */
+function familyOf(name: string, types: Map<string, string>): string {
+  const h = /^(.+)_(bucket|sum|count)$/.exec(name);
+  return h && types.get(h[1]) === 'histogram' ? h[1] : name;
 }
 
 /**
@@ -64,8 +70,10 @@ function lintExposition(text: string): { samples: Sample[]; types: Map<string, s
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     assert.ok(m, `malformed sample: ${line}`);
     const [, name, labelText, valueText] = m;
-    assert.equal(name, current, `sample ${name} outside its family's group (after ${current})`);
-    assert.ok(types.has(name), `sample ${name} before its TYPE`);
+    const family = familyOf(name, types);
+    assert.equal(family, current, `sample ${name} outside its family's group (after ${current})`);
+    assert.ok(types.has(family), `sample ${name} before its TYPE`);
+    if (types.get(family) === 'histogram') assert.notEqual(name, family, `histogram ${family}: a sample without _bucket, _sum or _count`);
     const labels: Record<string, string> = {};
     if (labelText) {
       const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/y;
@@ -89,13 +97,40 @@ function lintExposition(text: string): { samples: Sample[]; types: Map<string, s
   }
   for (const [name, type] of types) {
     assert.ok(helps.has(name), `${name} has no HELP`);
-    assert.ok(name.startsWith('ferry_'), `${name} lacks the ferry_ prefix`);
+    // ferry's own, and the process and Node runtime figures under the names client libraries use.
+    assert.match(name, /^(ferry|process|nodejs)_/, `${name} lacks the ferry_ prefix`);
     if (type === 'counter') assert.ok(name.endsWith('_total'), `counter ${name} must end in _total`);
     else assert.ok(!name.endsWith('_total'), `${type} ${name} must not end in _total`);
     // Base units only, as suffixes.
     assert.ok(!/(milli|micro|nano)?seconds?_|_ms$|_ms_|kib|mib|kilobytes|megabytes|_minutes|_hours/.test(name.replace(/_seconds(_total)?$/, '')), `${name}: use base units (seconds, bytes) as the suffix`);
     if (/bytes/.test(name)) assert.match(name, /_bytes(_total)?$/, `${name}: bytes go last`);
     if (/seconds/.test(name)) assert.match(name, /_seconds(_total)?$/, `${name}: seconds go last`);
+    if (type === 'histogram') {
+      // Per series: buckets in increasing le, cumulative, +Inf last and equal to _count.
+      const series = new Map<string, Sample[]>();
+      for (const s of samples.filter((x) => x.name === `${name}_bucket`)) {
+        const { le, ...rest } = s.labels;
+        assert.ok(le !== undefined, `${name}_bucket without le`);
+        const key = JSON.stringify(Object.entries(rest).sort());
+        series.set(key, [...(series.get(key) ?? []), s]);
+      }
+      assert.ok(series.size > 0, `histogram ${name} has buckets`);
+      for (const [key, buckets] of series) {
+        const les = buckets.map((b) => (b.labels.le === '+Inf' ? Infinity : Number(b.labels.le)));
+        assert.deepEqual(les, [...les].sort((x, y) => x - y), `${name}${key}: buckets in order`);
+        assert.equal(les.at(-1), Infinity, `${name}${key}: +Inf last`);
+        const counts = buckets.map((b) => b.value);
+        assert.deepEqual(counts, [...counts].sort((x, y) => x - y), `${name}${key}: cumulative`);
+        const count = samples.find((x) => x.name === `${name}_count` && JSON.stringify(Object.entries(x.labels).sort()) === key);
+        assert.equal(count?.value, counts.at(-1), `${name}${key}: _count is the +Inf bucket`);
+        assert.ok(samples.some((x) => x.name === `${name}_sum` && JSON.stringify(Object.entries(x.labels).sort()) === key), `${name}${key}: _sum`);
+      }
+    }
+  }
+  // And what Prometheus' own linter says (Debian's prometheus package; skipped where it is missing).
+  if (spawnSync('sh', ['-c', 'command -v promtool']).status === 0) {
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(r.status, 0, `promtool check metrics: ${r.stdout}${r.stderr}`);
   }
   return { samples, types };
 }
@@ -179,7 +214,7 @@ test('metrics after a real transfer: values match the transfers and the events, 
   const tcp = lintExposition(viaTcp.body);
   assert.deepEqual([...tcp.types], [...sock.types]);
   // Lag, time and free space move between two scrapes.
-  const stable = (ss: Sample[]) => ss.filter((s) => !/lag_seconds|scrape_timestamp|filesystem_avail/.test(s.name));
+  const stable = (ss: Sample[]) => ss.filter((s) => !/lag_seconds|scrape_timestamp|filesystem_avail|^process_|^nodejs_/.test(s.name));
   assert.deepEqual(stable(tcp.samples), stable(sock.samples), 'the two listeners agree');
 
   const s = sock.samples;
@@ -190,7 +225,7 @@ test('metrics after a real transfer: values match the transfers and the events, 
   assert.equal(value(s, 'ferry_mirror_transferred_bytes_total', { volume: 'vol2', peer: 'b' }), init2.transfer.bytes);
   const ev = (await a.ferry(['events', '--kind', 'replication.update', '--volume', 'vol', '--json'])).stdout.trim().split('\n').map((x) => JSON.parse(x));
   assert.equal(ev.length, 2);
-  assert.equal(value(s, 'ferry_mirror_transferred_bytes_total', l), ev[0].bytes + ev[1].bytes);
+  assert.equal(value(s, 'ferry_mirror_transferred_bytes_total', l), ev[0].details.bytes + ev[1].details.bytes);
   assert.equal(value(s, 'ferry_mirror_last_transfer_bytes', l), upd.transfer.bytes);
   assert.equal(value(s, 'ferry_mirror_last_transfer_objects', l), upd.transfer.objects);
   const dur = value(s, 'ferry_mirror_last_transfer_duration_seconds', l);
@@ -218,6 +253,31 @@ test('metrics after a real transfer: values match the transfers and the events, 
   assert.ok(dedup > 1.5 && dedup < 2.1, `dedup ratio ${dedup}`);
   assert.equal(value(s, 'ferry_hook_failures_total'), 0);
   assert.equal(value(s, 'ferry_site_info', { site: 'a', id: a.id }), 1);
+  // The build, the process, the Node runtime.
+  const build = s.filter((x) => x.name === 'ferry_build_info');
+  assert.equal(build.length, 1);
+  assert.equal(build[0].labels.version, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  assert.match(build[0].labels.node, /^\d+\.\d+\.\d+$/);
+  assert.ok(value(s, 'process_resident_memory_bytes') > 10 << 20);
+  assert.ok(value(s, 'process_cpu_seconds_total') > 0);
+  assert.ok(Math.abs(value(s, 'process_cpu_seconds_total') - value(s, 'process_cpu_user_seconds_total') - value(s, 'process_cpu_system_seconds_total')) < 1e-6);
+  const started = value(s, 'process_start_time_seconds');
+  assert.ok(started > Date.now() / 1000 - 600 && started <= Date.now() / 1000, `start time ${started}`);
+  assert.ok(value(s, 'process_open_fds') > 3 && value(s, 'process_open_fds') < value(s, 'process_max_fds'));
+  assert.ok(value(s, 'nodejs_heap_size_used_bytes') > 0 && value(s, 'nodejs_heap_size_used_bytes') <= value(s, 'nodejs_heap_size_total_bytes'));
+  assert.ok(value(s, 'nodejs_eventloop_lag_p99_seconds') >= value(s, 'nodejs_eventloop_lag_p50_seconds'));
+  // Histograms: one observation per transfer (two for vol, one for vol2), per snapshot taken for them, per apply at b.
+  assert.equal(value(s, 'ferry_mirror_transfer_duration_seconds_count', l), 2);
+  assert.ok(Math.abs(value(s, 'ferry_mirror_transfer_duration_seconds_sum', l) - ev[0].details.seconds - ev[1].details.seconds) < 1e-6);
+  assert.equal(value(s, 'ferry_mirror_transfer_duration_seconds_count', { volume: 'vol2', peer: 'b' }), 1);
+  assert.equal(value(s, 'ferry_mirror_transfer_duration_seconds_bucket', { ...l, le: '+Inf' }), 2);
+  const taken = (await a.ferry(['events', '--kind', 'snapshot.create', '--volume', 'vol', '--json'])).stdout.trim().split('\n').map((x) => JSON.parse(x));
+  assert.ok(taken.length >= 2 && taken.every((x) => x.event.outcome === 'ok' && x.details.seconds > 0), JSON.stringify(taken));
+  assert.equal(value(s, 'ferry_snapshot_duration_seconds_count', { volume: 'vol' }), taken.length);
+  assert.equal(value(s, 'ferry_mirror_update_failures_total', l), 0);
+  assert.equal(value(s, 'ferry_snapshot_failures_total', { volume: 'vol' }), 0);
+  const newest = Math.max(...snaps.map((x: { time: number | string }) => (typeof x.time === 'number' ? x.time : Date.parse(x.time))));
+  assert.equal(value(s, 'ferry_snapshot_last_timestamp_seconds', { volume: 'vol' }), newest / 1000);
 
   // The destination's side, on its local socket.
   const bm = lintExposition((await get({ socketPath: join(b.home, 'ferry.sock'), path: '/metrics' })).body).samples;
@@ -226,6 +286,8 @@ test('metrics after a real transfer: values match the transfers and the events, 
   assert.equal(value(bm, 'ferry_replica_consistent', { volume: 'vol2' }), 1);
   assert.ok(value(bm, 'ferry_snapshots', { volume: 'vol' }) >= 1);
   assert.ok(value(bm, 'ferry_store_size_bytes') > 3 << 20);
+  assert.equal(value(bm, 'ferry_replica_apply_duration_seconds_count', { volume: 'vol' }), 2);
+  assert.equal(value(bm, 'ferry_replica_apply_duration_seconds_count', { volume: 'vol2' }), 1);
   assert.ok(!bm.some((x) => x.name.startsWith('ferry_mirror_')), 'b has no mirrors of its own');
 
   // The primary's log file (--log-file): JSON lines with the mirror's transitions and the transfers.
@@ -233,11 +295,11 @@ test('metrics after a real transfer: values match the transfers and the events, 
   await new Promise((r) => aDaemon.proc.once('exit', r));
   const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((x) => JSON.parse(x));
   assert.ok(lines.every((x) => x.site === 'a'));
-  const transitions = lines.filter((x) => x.kind === 'mirror.state').map((x) => x.transition);
+  const transitions = lines.filter((x) => x.event?.kind === 'mirror.state').map((x) => x.details.transition);
   assert.ok(transitions.includes('uninitialized => baselining') && transitions.includes('baselining => idle') && transitions.includes('idle => updating'), transitions.join(', '));
-  assert.ok(lines.filter((x) => x.kind === 'mirror.state').every((x) => typeof x.reason === 'string' && (x.volume === 'vol' || x.volume === 'vol2')));
-  assert.deepEqual(lines.filter((x) => x.kind === 'replication.update').map((x) => x.bytes), [init.transfer.bytes, init2.transfer.bytes, upd.transfer.bytes]);
-  assert.equal(lines.at(-1).kind, 'daemon.stop');
+  assert.ok(lines.filter((x) => x.event?.kind === 'mirror.state').every((x) => typeof x.details.reason === 'string' && (x.event.volume === 'vol' || x.event.volume === 'vol2')));
+  assert.deepEqual(lines.filter((x) => x.event?.kind === 'replication.update').map((x) => x.details.bytes), [init.transfer.bytes, init2.transfer.bytes, upd.transfer.bytes]);
+  assert.equal(lines.at(-1).event.kind, 'daemon.stop');
   // stdout is not a terminal here, so it carries the same JSON lines.
-  assert.ok(aDaemon.out().split('\n').some((x) => x.startsWith('{') && JSON.parse(x).kind === 'replication.update'));
+  assert.ok(aDaemon.out().split('\n').some((x) => x.startsWith('{') && JSON.parse(x).event?.kind === 'replication.update'));
 });

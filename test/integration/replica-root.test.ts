@@ -53,8 +53,8 @@ test('a replicaRoot already inside a member: the first mirror is refused as the 
   assert.deepEqual(describeTree(srv), before);
   // Reported at b too, as its own failure.
   const events = await b.ferry(['events', '--kind', 'secondary.create', '--json']);
-  const failed = events.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.outcome === 'failed');
-  assert.match(failed?.error ?? '', /lies inside member srv of volume app/, events.stdout);
+  const failed = events.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event.outcome === 'failed');
+  assert.match(failed?.details.error ?? '', /lies inside member srv of volume app/, events.stdout);
   const m = await a.mirror('vol', 'b');
   assert.equal(m.lastError.code, 'REPLICA_PATH_INVALID');
 

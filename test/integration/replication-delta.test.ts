@@ -78,7 +78,7 @@ test('an update after in-place writes, appends and unaligned image writes sends 
   const out = await b.ferry(['events', '--kind', 'replica.apply', '--json']);
   assert.equal(out.code, 0, out.stderr);
   const events = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
-  const done = events.filter((e) => e.outcome === 'ok' && e.to === upd.snapshot);
+  const done = events.filter((e) => e.event.outcome === 'ok' && e.details.to === upd.snapshot);
   assert.equal(done.length, 1, JSON.stringify(events));
-  assert.ok(done[0].bytesWritten < 18 * MiB, `the apply wrote ${done[0].bytesWritten} bytes of file data: ${JSON.stringify(done[0])}`);
+  assert.ok(done[0].details.bytesWritten < 18 * MiB, `the apply wrote ${done[0].details.bytesWritten} bytes of file data: ${JSON.stringify(done[0])}`);
 });

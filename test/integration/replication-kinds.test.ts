@@ -139,8 +139,8 @@ test('holes in files replicate as holes: baseline (staged and applied), in-place
   for (const f of ['root.raw', 'vm/disk.raw']) assert.ok(allocated(join(replica, f)) <= 96 * KiB, `update: ${f} has ${allocated(join(replica, f))} bytes allocated`);
   // the changed chunks were written, not the whole 48 + 64 MiB (the rest came from the replica's own files)
   const applies = (await b.ferry(['events', '--kind', 'replica.apply', '--volume', 'sparse', '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
-  const last = applies.filter((e) => e.transition === 'inconsistent => consistent').pop();
-  assert.ok(last.bytesWritten < 40 << 20, `the update wrote ${last.bytesWritten} bytes`);
+  const last = applies.filter((e) => e.details.transition === 'inconsistent => consistent').pop();
+  assert.ok(last.details.bytesWritten < 40 << 20, `the update wrote ${last.details.bytesWritten} bytes`);
 });
 
 const aclSkip = aclToolsPresent() ? false : ACL_TOOLS_MISSING;

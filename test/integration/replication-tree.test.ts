@@ -73,8 +73,8 @@ test('two daemons: baseline, then an update carrying every kind of change; repli
   // apply (replication/stage.ts); the root and docs hold hard links, so the apply wrote those. Nothing
   // is left in the staging area.
   const applies = (await b.ferry(['events', '--kind', 'replica.apply', '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
-  const baselineApply = applies.find((e) => e.transition === 'inconsistent => consistent');
-  assert.ok(baselineApply?.staging?.taken >= 3, `staged subtrees taken into place: ${JSON.stringify(baselineApply)}`);
+  const baselineApply = applies.find((e) => e.details.transition === 'inconsistent => consistent');
+  assert.ok(baselineApply?.details.staging?.taken >= 3, `staged subtrees taken into place: ${JSON.stringify(baselineApply)}`);
   assert.ok(!existsSync(join(replicaData, '.ferry-stage')), 'the staging area is removed');
 
   // ---- every kind of change

@@ -90,9 +90,9 @@ test('without interference, the files an apply wrote are verified from what it s
     const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
     assert.equal(ev.code, 0, ev.stderr);
     const lines = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    const done = lines.filter((e: any) => e.outcome === 'ok' && e.transition === 'inconsistent => consistent');
+    const done = lines.filter((e: any) => e.event.outcome === 'ok' && e.details.transition === 'inconsistent => consistent');
     assert.ok(done.length >= 1, ev.stdout.slice(0, 500));
-    const v = done[done.length - 1].verified;
+    const v = done[done.length - 1].details.verified;
     assert.ok(v, `no verification figures in ${JSON.stringify(done[done.length - 1])}`);
     assert.equal(v.filesRead, 0, `the verification read ${v.filesRead} file(s) the apply had just written`);
     assert.ok(v.filesReused >= 21, `only ${v.filesReused} file(s) taken from what the apply saw`);
@@ -112,9 +112,9 @@ test('an update verifies only what the apply touched: subtrees it left alone are
     assert.equal(upd.applied, true);
     assertTreesEqual(pair.replica(), pair.data);
     const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
-    const done = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e: any) => e.outcome === 'ok' && e.to === upd.snapshot);
+    const done = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e: any) => e.event.outcome === 'ok' && e.details.to === upd.snapshot);
     assert.equal(done.length, 1, ev.stdout.slice(-800));
-    const v = done[0].verified;
+    const v = done[0].details.verified;
     // `dir` (20 files) was left alone: the verification visited only `other` (5 files) and the root.
     assert.ok(v.filesRead + v.filesReused <= 5, `the verification visited ${v.filesRead + v.filesReused} files: ${JSON.stringify(v)}`);
     // The stat cache rows of `dir` now belong to the applied snapshot (the next writes check uses them).
@@ -160,10 +160,10 @@ test('an initial apply writes new directories on worker threads: hard links acro
     const g = statSync(join(pair.replica(), 'gamma', 'big-link.bin'));
     assert.equal(a.ino, g.ino, 'the hard link across subtrees is a hard link in the replica');
     const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
-    const done = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e: any) => e.outcome === 'ok' && e.to === init.snapshot);
+    const done = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e: any) => e.event.outcome === 'ok' && e.details.to === init.snapshot);
     assert.equal(done.length, 1, ev.stdout.slice(-800));
-    assert.deepEqual(done[0].warnings, []);
-    assert.ok(done[0].created >= 30, JSON.stringify(done[0]));
+    assert.deepEqual(done[0].details.warnings, []);
+    assert.ok(done[0].details.created >= 30, JSON.stringify(done[0]));
   } finally {
     await pair.cleanup();
   }

@@ -125,6 +125,7 @@ const TABLE_OWNER: Record<string, string> = {
   stat_cache_dirs: 'stat-cache.ts',
   stat_cache_data: 'stat-cache.ts',
   apply_in_place: 'secondaries.ts',
+  counters: 'counters.ts',
 };
 
 test('no SQL outside src/catalog/ and src/store/', () => {

@@ -46,7 +46,7 @@ test('rotates by size: every file within the limit, keep files kept, and the lin
   assert.ok(kept.length > 10);
   // The kept lines are exactly the newest ones written: none lost, none split, none reordered.
   assert.deepEqual(kept, written.slice(written.length - kept.length));
-  for (const l of kept) assert.equal(JSON.parse(l).kind, 'mirror.state');
+  for (const l of kept) assert.equal(JSON.parse(l).event.kind, 'mirror.state');
 });
 
 test('a line longer than the limit is written whole, in a file of its own', (t) => {
@@ -76,13 +76,13 @@ test('keep 0 keeps no rotated file; a smaller keep drops files a larger one left
   for (let i = 60; i < 70; i++) b.write(line(i));
   b.close();
   assert.deepEqual(readdirSync(tmp.path).sort(), ['ferry.log', 'ferry.log.1']);
-  assert.deepEqual(readAll(path, 1).map((l) => JSON.parse(l).seq).at(-1), 69);
+  assert.deepEqual(readAll(path, 1).map((l) => JSON.parse(l).details.seq).at(-1), 69);
   const c = new RotatingFileSink(path, { maxBytes: 1024, keep: 0 });
   for (let i = 70; i < 90; i++) c.write(line(i));
   c.close();
   assert.deepEqual(readdirSync(tmp.path).sort(), ['ferry.log']);
   const last = readFileSync(path, 'utf8').split('\n').slice(0, -1);
-  assert.equal(JSON.parse(last.at(-1)!).seq, 89);
+  assert.equal(JSON.parse(last.at(-1)!).details.seq, 89);
   assert.ok(statSync(path).size <= 1024);
 });
 

@@ -122,7 +122,7 @@ function isEventRow(e: unknown): e is EventRow {
 }
 
 function render(site: string, e: EventRow, json: boolean): string {
-  const line = formatLogLine(site, e.at, { kind: e.kind, volume: e.volume, outcome: e.outcome, detail: e.detail }, !json);
+  const line = formatLogLine(site, e.at, { kind: e.kind, volume: e.volume, outcome: e.outcome, detail: e.detail }, !json, e.id);
   // A peer's strings reach this terminal: no control characters (escape sequences) get through.
   // eslint-disable-next-line no-control-regex
   return json ? line : line.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');

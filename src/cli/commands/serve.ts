@@ -10,7 +10,7 @@ import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../.
 import { COUNT, SIZE } from '../../core/units.ts';
 import { parseCount, parseSize } from '../parse.ts';
 import { homeFrom, siteFileFrom } from '../context.ts';
-import { printJson, type GlobalOptions } from '../output.ts';
+import type { GlobalOptions } from '../output.ts';
 import { takeSystemdNotifier } from '../systemd.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
@@ -33,6 +33,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       // Under systemd (Type=notify): told READY=1 once listening. Taken before any child (a hook) can inherit it.
       const systemd = takeSystemdNotifier();
       const site = Site.open(homeFrom(g()), { command: 'serve' });
+      // Without a terminal (systemd, a pipe) or with --json: JSON lines only, one per event or notice (site/log.ts).
       site.logSink = { write: (l) => process.stdout.write(l), isTTY: process.stdout.isTTY && !g().json };
       let daemon: Daemon | undefined;
       let reloader: ConfigReloader | undefined;
@@ -59,11 +60,14 @@ export function register(program: Command, g: () => GlobalOptions): void {
         if (logFile) site.logSink = new LogFanout([site.logSink as LogSink, new RotatingFileSink(logFile.path, logFile)]);
         const info = await daemon.start(o.listen ?? reloader.listen());
         const metricsPort = o.metrics ? await daemon.startMetrics(o.metrics) : undefined;
-        if (metricsPort !== undefined && !g().json) process.stdout.write(`metrics on http://${o.metrics!.replace(/:\d+$/, '')}:${metricsPort}/metrics\n`);
+        if (metricsPort !== undefined) {
+          const metrics = `${o.metrics!.replace(/:\d+$/, '')}:${metricsPort}`;
+          site.notice('info', 'daemon.metrics', `metrics on http://${metrics}/metrics`, { metrics });
+        }
         engine.startScheduler(tickMs);
         void engine.resumeApplies();
-        if (g().json) printJson({ ...info, site: site.name, id: site.id });
-        else process.stdout.write(`ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}\n`);
+        // One line, like every other: JSON without a terminal (or with --json), for systemd's journal and log shippers.
+        site.notice('info', 'daemon.listening', `ferry site ${site.name} (${formatSiteId(site.id)}) listening on https://${info.listen}, local socket ${info.socket}`, { ...info, id: site.id });
         if (systemd) {
           const listening = `listening on https://${info.listen}`;
           void systemd.ready(listening).then((why) => {
@@ -92,11 +96,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
         const stop = (sig: string) => {
           if (stopping) return;
           stopping = true;
-          process.stdout.write(`ferry: ${sig}: stopping (transfers in flight resume on the next attempt)\n`);
+          site.notice('info', 'daemon.stopping', `ferry: ${sig}: stopping (transfers in flight resume on the next attempt)`, { signal: sig });
           void systemd?.stopping(`stopping on ${sig}`);
           daemon!
             .stop()
-            .catch((err) => process.stderr.write(`ferry: error while stopping: ${(err as Error).message}\n`))
+            .catch((err) => site.notice('error', 'daemon.stopping', `ferry: error while stopping: ${(err as Error).message}`, { error: (err as Error).message }))
             .finally(() => {
               process.off('SIGHUP', onHangup);
               site.close();

@@ -46,5 +46,5 @@ test("an event's human form prints bytes, rates and durations with the same form
   for (const part of ['bytes=1.5 KiB', 'rawBytes=100 B', 'throughput=516 B/s', 'seconds=741 ms', 'retryInMs=5.0 s', 'failures=3', 'phases={"send":0.123}']) assert.ok(line.includes(part), `${part} in ${line}`);
   assert.doesNotMatch(line, /\d\.\d{4,}/);
   // The JSON form keeps every value exact.
-  assert.equal(JSON.parse(formatLogLine('a', 1_700_000_000_000, { kind: 'replication.update', volume: 'app', outcome: 'ok', detail }, false)).throughput, detail.throughput);
+  assert.equal(JSON.parse(formatLogLine('a', 1_700_000_000_000, { kind: 'replication.update', volume: 'app', outcome: 'ok', detail }, false)).details.throughput, detail.throughput);
 });
