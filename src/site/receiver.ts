@@ -21,8 +21,8 @@ import { FerryError, isFerryError, wrapIoError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, sameIds, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { ObjectReader, PreparedObject } from '../store/types.ts';
-import { VerifyPool, verifyObject } from '../replication/verify-pool.ts';
-import { ApplyPool } from './apply-pool.ts';
+import { type VerifyPool, verifyObject } from '../replication/verify-pool.ts';
+import { checkSnapshotGraph, type CompleteBase } from '../replication/receive/graph.ts';
 import { captureImage, captureTree, type CaptureJournal, type StatCacheIO } from '../snapshot/capture.ts';
 import type { DirtySet } from '../snapshot/journal.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
@@ -65,22 +65,10 @@ const VERIFY_UNITS = 2;
  */
 const MAX_UNITS = 16;
 
-let verifyPool: VerifyPool | undefined;
-
-const APPLY_POOLS = new WeakMap<Site, ApplyPool>();
-
-/** The site's workers for new subtrees of an apply (apply-pool.ts). */
-function applyPoolFor(site: Site): ApplyPool {
-  let p = APPLY_POOLS.get(site);
-  if (!p) APPLY_POOLS.set(site, (p = new ApplyPool(site.paths.home)));
-  return p;
-}
-
 /** A batch's results from the verify pool's workers, or from `here` should the pool fail (a worker died). */
-async function onWorkers<R>(run: (pool: VerifyPool) => Promise<R>, here: () => R): Promise<R> {
-  verifyPool ??= new VerifyPool();
+async function onWorkers<R>(pool: VerifyPool, run: (pool: VerifyPool) => Promise<R>, here: () => R): Promise<R> {
   try {
-    return await run(verifyPool);
+    return await run(pool);
   } catch {
     return here();
   }
@@ -92,9 +80,9 @@ type DeltaWithDictionary = { o: DeltaObject; dictionary: Buffer };
  * Deltas rebuilt against their dictionaries (delta.ts, rebuildDelta) on the verify pool's workers,
  * or here should the pool fail: the objects up to the first refused, ready to store, and that refusal.
  */
-async function rebuildBatch(items: DeltaWithDictionary[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
+async function rebuildBatch(pool: VerifyPool, items: DeltaWithDictionary[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
   const jobs = items.map(({ o, dictionary }) => ({ id: o.id, rawLength: o.rawLength, frame: o.stored, dictionary }));
-  const results = await onWorkers((pool) => pool.rebuild(jobs), () => jobs.map((j) => rebuildDelta(j, j.dictionary)));
+  const results = await onWorkers(pool, (pool) => pool.rebuild(jobs), () => jobs.map((j) => rebuildDelta(j, j.dictionary)));
   const good: PreparedObject[] = [];
   for (let i = 0; i < items.length; i++) {
     const r = results[i];
@@ -109,8 +97,8 @@ async function rebuildBatch(items: DeltaWithDictionary[]): Promise<{ good: Prepa
  * The objects of a batch up to the first that fails verification, and that failure. Checked on the
  * verify pool's workers; should the pool fail (a worker died), checked here instead.
  */
-async function verifyBatch(items: PreparedObject[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
-  const results = await onWorkers((pool) => pool.verify(items), () => items.map((x) => verifyObject(x)));
+async function verifyBatch(pool: VerifyPool, items: PreparedObject[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
+  const results = await onWorkers(pool, (pool) => pool.verify(items), () => items.map((x) => verifyObject(x)));
   const good: PreparedObject[] = [];
   for (let i = 0; i < items.length; i++) {
     if (results[i] !== null) return { good, error: new FerryError('OBJECT_CORRUPT', results[i]!) };
@@ -155,38 +143,14 @@ function statOf(path: string): ImageStat {
   return { size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs), ino: String(st.ino) };
 }
 
-/** Serializes applies per volume within this process. */
-const applyLocks = new Map<string, Promise<unknown>>();
-async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = applyLocks.get(key) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  const tail = run.catch(() => {});
-  applyLocks.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (applyLocks.get(key) === tail) applyLocks.delete(key);
-  }
-}
-
-function replicaKey(site: Site, volume: string): string {
-  return `${site.paths.home}\0${volume}`;
-}
-
-/** Per volume being baselined: the staging of its new subtrees while the transfer runs (stage.ts). */
-const STAGERS = new Map<string, Stager>();
-
-/** Cancellations asked for by a forced failover, per volume: applies in flight stop at their next check. */
-const applyCancels = new Map<string, string>();
-
 /** An apply of the volume is running or queued in this process. */
 export function applyInFlight(site: Site, volume: string): boolean {
-  return applyLocks.has(replicaKey(site, volume));
+  return site.replicas.applying(volume);
 }
 
 /** Ask the apply in flight (and those queued behind it) to stop at its next check; the replica stays marked inconsistent. */
 export function cancelApply(site: Site, volume: string, reason: string): void {
-  if (applyInFlight(site, volume)) applyCancels.set(replicaKey(site, volume), reason);
+  site.replicas.of(volume).cancel(reason);
 }
 
 /**
@@ -194,163 +158,7 @@ export function cancelApply(site: Site, volume: string, reason: string): void {
  * never promotes a replica while an apply writes into it. A cancellation asked for before ends with it.
  */
 export function withReplicaLock<T>(site: Site, volume: string, fn: () => Promise<T>): Promise<T> {
-  const key = replicaKey(site, volume);
-  return exclusive(key, async () => {
-    try {
-      return await fn();
-    } finally {
-      applyCancels.delete(key);
-    }
-  });
-}
-
-/**
- * Check a snapshot a peer sent, before anything is applied: every object is
- * present (counted, not thrown: the next attempt sends what is missing); every
- * metadata object decodes (so entry names, targets and limits are valid:
- * format.ts); every file's chunks add up to its size and every image block to
- * its length (apply would fail half-way otherwise); and every hard link points
- * at a file of its member reached through directories only (link(2) follows
- * symlinks in the target's path: `s -> /etc` and a link to `s/passwd` would
- * bring a file from outside into the replica). Anything invalid throws
- * OBJECT_CORRUPT (FORMAT_VERSION for a newer format): resending cannot fix it.
- *
- * Metadata objects are visited once each (trees may share subtrees: a few
- * dozen objects can describe 2^40 paths), iteratively (no recursion depth).
- */
-export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, what: string, known?: Complete, base?: CompleteBase): { missing: number; firstMissing?: string; complete: Complete; links: number } {
-  let missing = 0;
-  let linksFound = 0;
-  // Trees and block lists checked here that can be skipped next time (see KnownComplete).
-  const complete: Complete = { trees: new Set(), lists: new Map() };
-  let firstMissing: string | undefined;
-  const refuse = (msg: string, err?: unknown): never => {
-    const code = isFerryError(err) && err.code === 'FORMAT_VERSION' ? 'FORMAT_VERSION' : 'OBJECT_CORRUPT';
-    throw new FerryError(code, `${what} is refused: ${msg}${err ? `: ${(err as Error).message}` : ''}`, err ? { cause: err } : undefined);
-  };
-  const lost = (kind: string, id: ObjectId) => {
-    missing++;
-    firstMissing ??= `${kind} ${id}`;
-  };
-  /** The decoded object, or undefined when it is missing. */
-  const load = <T>(kind: string, id: ObjectId, decode: (b: Buffer) => T): T | undefined => {
-    let raw: Buffer;
-    try {
-      raw = store.get(id);
-    } catch (err) {
-      if (isFerryError(err) && err.code === 'OBJECT_NOT_FOUND') {
-        lost(kind, id);
-        return undefined;
-      }
-      return refuse(`${kind} ${id}`, err);
-    }
-    try {
-      return decode(raw);
-    } catch (err) {
-      return refuse(`${kind} ${id}`, err);
-    }
-  };
-  /** Raw length of a data object, or undefined when it is missing. */
-  const dataLength = (id: ObjectId, where: string): number | undefined => {
-    const info = store.info(id);
-    if (!info) lost(`chunk of ${where}`, id);
-    return info?.rawLength;
-  };
-
-  const manifest = load('snapshot', manifestId, decodeSnapshot);
-  if (!manifest) return { missing, firstMissing, complete, links: 0 };
-  const seen = new Set<string>();
-  for (const m of manifest.members) {
-    if (m.kind === 'image') {
-      const img = load('image', m.root, decodeImage);
-      if (!img) continue;
-      img.lists.forEach((lid, li) => {
-        // a list is checked against its place in the image: the same list elsewhere needs its own check
-        const place = `${li}/${img.size}/${img.blockSize}`;
-        const prevId = known?.lists.get(place);
-        if (prevId === lid) return;
-        const before = missing;
-        const list = load('blocklist', lid, decodeBlockList);
-        if (!list) return;
-        // A list found complete at this place before (the base's, in an update): its blocks were
-        // there with the right lengths, so only the blocks that differ from it are looked up.
-        let prev: Array<ObjectId | null> | undefined;
-        if (prevId) {
-          try {
-            prev = decodeBlockList(store.get(prevId)).blocks;
-          } catch {
-            prev = undefined; // gone or unreadable: check every block
-          }
-        }
-        const blocks = Math.ceil(img.size / img.blockSize);
-        const want = li < img.lists.length - 1 ? BLOCKS_PER_LIST : blocks - li * BLOCKS_PER_LIST;
-        if (list.blocks.length !== want) refuse(`member ${m.name}: blocklist ${li} has ${list.blocks.length} blocks, the image needs ${want} there`);
-        list.blocks.forEach((b, k) => {
-          if (!b || (prev && prev[k] === b)) return;
-          const off = (li * BLOCKS_PER_LIST + k) * img.blockSize;
-          const want = Math.min(img.blockSize, img.size - off);
-          const got = dataLength(b, `member ${m.name} block ${li * BLOCKS_PER_LIST + k}`);
-          if (got !== undefined && got !== want) refuse(`member ${m.name}: block ${li * BLOCKS_PER_LIST + k} is ${got} bytes, the image needs ${want}`);
-        });
-        if (missing === before) complete.lists.set(place, lid);
-      });
-      continue;
-    }
-    const walked: string[] = [];
-    const missingBefore = missing;
-    const links = new Set<string>();
-    // Beside each tree, the base's tree at the same path (CompleteBase): the same id is complete
-    // (nothing below it is looked at), and a file the same as the base's there has its chunks.
-    const stack: Array<[ObjectId, ObjectId | undefined]> = [[m.root, base?.roots.get(m.name)]];
-    while (stack.length > 0) {
-      const [id, baseId] = stack.pop()!;
-      if (id === baseId || seen.has(id) || known?.trees.has(id)) continue;
-      seen.add(id);
-      walked.push(id);
-      const tree = load('tree', id, decodeTree);
-      if (!tree) continue;
-      let before: Map<string, TreeEntry> | undefined;
-      if (baseId) {
-        try {
-          before = new Map(decodeTree(store.get(baseId)).entries.map((e) => [e.name.toString('latin1'), e]));
-        } catch {
-          before = undefined; // unreadable here: everything below is checked
-        }
-      }
-      for (const e of tree.entries) {
-        const was = before?.get(e.name.toString('latin1'));
-        if (e.type === 'dir') stack.push([e.tree!, was?.type === 'dir' ? was.tree : undefined]);
-        else if (e.type === 'hardlink') links.add(e.target!.toString('latin1'));
-        else if (e.type === 'file') {
-          if (was?.type === 'file' && was.size === e.size && sameIds(was.chunks, e.chunks)) continue;
-          let sum = 0;
-          let complete = true;
-          for (const c of e.chunks!) {
-            const n = dataLength(c, `${m.name} file ${e.name.toString()}`);
-            if (n === undefined) complete = false;
-            else sum += n;
-          }
-          if (complete && sum !== e.size) refuse(`member ${m.name}: file ${e.name.toString()} in tree ${id} has ${sum} bytes of chunks, its size is ${e.size}`);
-        }
-      }
-    }
-    linksFound += links.size;
-    if (links.size > 0 && missing === 0) checkLinkTargets(store, m.name, m.root, links, refuse);
-    // Only a member without hard links (their targets are checked from the member's root, so a
-    // subtree's links are only good where it stands), and only when nothing below was missing.
-    if (links.size === 0 && missing === missingBefore) for (const id of walked) complete.trees.add(id);
-  }
-  return { missing, firstMissing, complete, links: linksFound };
-}
-
-/**
- * A snapshot held here whose graph a commit found complete, as the base of the next check: its
- * member roots. Only a snapshot without hard links (a link in a subtree skipped as the base's
- * would not have its target checked again in the new snapshot), and only while the store has lost
- * nothing (the base's objects are then all here: GC keeps what a snapshot row reaches).
- */
-export interface CompleteBase {
-  roots: Map<string, ObjectId>;
+  return site.replicas.of(volume).withLock(fn);
 }
 
 function sameMembers(a: SnapshotMember[], b: SnapshotMember[]): boolean {
@@ -366,99 +174,6 @@ function imageListsHeld(store: ObjectReader, id: ObjectId): boolean {
     return false;
   }
 }
-
-/**
- * What a commit check found complete: trees (with everything below them), and the last block list
- * found complete at each place in an image (`index/size/blockSize`: a list is only good where it stands).
- */
-interface Complete {
-  trees: Set<string>;
-  lists: Map<string, ObjectId>;
-}
-
-/**
- * What commits here found complete: the next commit does not walk those trees or lists again (an
- * update's snapshot shares most of its trees with the base), and checks a changed list only where
- * it differs from the one before at its place. Forgotten when the store loses objects (GC, a lost
- * pack: its removalEpoch changes) and while lost objects are indexed; per store instance, bounded.
- */
-class KnownComplete implements Complete {
-  static readonly MAX = 1_000_000;
-  static readonly #bySite = new WeakMap<object, KnownComplete>();
-  #epoch = -1;
-  readonly trees = new Set<string>();
-  readonly lists = new Map<string, ObjectId>();
-
-  static for(store: { removalEpoch: number; lostObjectCount(): number }): KnownComplete | undefined {
-    let k = KnownComplete.#bySite.get(store);
-    if (!k) KnownComplete.#bySite.set(store, (k = new KnownComplete()));
-    const healing = store.lostObjectCount() > 0;
-    if (k.#epoch !== store.removalEpoch || healing) k.#clear(store.removalEpoch);
-    return healing ? undefined : k;
-  }
-
-  add(c: Complete): void {
-    if (this.trees.size + c.trees.size + this.lists.size + c.lists.size > KnownComplete.MAX) this.#clear(this.#epoch);
-    for (const id of c.trees) this.trees.add(id);
-    for (const [place, id] of c.lists) this.lists.set(place, id);
-  }
-
-  #clear(epoch: number): void {
-    this.trees.clear();
-    this.lists.clear();
-    this.#epoch = epoch;
-  }
-}
-
-/** Each member-relative target names a file of the member, through directories only. */
-function checkLinkTargets(store: ObjectReader, member: string, root: ObjectId, targets: Set<string>, refuse: (msg: string) => never): void {
-  // The directories on the targets' paths, decoded once each: targets share their upper levels. Bounded:
-  // at most 256 small trees, and only the last large one.
-  const cache = new Map<ObjectId, Tree>();
-  let large: { id: ObjectId; tree: Tree } | undefined;
-  const tree = (id: ObjectId): Tree => {
-    const hit = cache.get(id) ?? (large?.id === id ? large.tree : undefined);
-    if (hit) return hit;
-    const t = decodeTree(store.get(id));
-    if (t.entries.length > 4096) large = { id, tree: t };
-    else {
-      if (cache.size >= 256) cache.clear();
-      cache.set(id, t);
-    }
-    return t;
-  };
-  for (const t of targets) {
-    const parts = t.split('/').map((c) => Buffer.from(c, 'latin1'));
-    let dir = root;
-    parts.forEach((name, i) => {
-      const entries = tree(dir).entries;
-      let lo = 0;
-      let hi = entries.length - 1;
-      let found: (typeof entries)[number] | undefined;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        const c = Buffer.compare(entries[mid].name, name);
-        if (c === 0) {
-          found = entries[mid];
-          break;
-        }
-        if (c < 0) lo = mid + 1;
-        else hi = mid - 1;
-      }
-      const last = i === parts.length - 1;
-      const shown = Buffer.from(t, 'latin1').toString();
-      if (!found) refuse(`member ${member}: a hard link points at ${shown}, which is not in the snapshot`);
-      if (!last && found.type !== 'dir') refuse(`member ${member}: a hard link points at ${shown}, through ${parts.slice(0, i + 1).map((p) => p.toString()).join('/')}, which is a ${found.type}, not a directory`);
-      if (last && found.type !== 'file') refuse(`member ${member}: a hard link points at ${shown}, which is a ${found.type}, not a file`);
-      if (!last) dir = found.tree!;
-    });
-  }
-}
-
-/** A sender silent this long has given up its transfer (see SiteReceiver#writing). */
-const TRANSFER_IDLE_MS = 15 * 60_000;
-/** Per site, the volumes with a transfer in progress (receivers are made per request; the site is shared). */
-const TRANSFERS = new WeakMap<Site, Map<string, { done: () => void; timer: NodeJS.Timeout }>>();
 
 export class SiteReceiver implements Receiver {
   readonly #site: Site;
@@ -637,8 +352,8 @@ export class SiteReceiver implements Receiver {
     // trees stored by this request: staged once they are durable (#stage)
     const trees: ObjectId[] = [];
     const flushBatch = () => {
-      if (batch.length > 0) units.push({ bytes: batchBytes, ready: verifyBatch(batch as PreparedObject[]) });
-      else if (deltas.length > 0) units.push({ bytes: batchBytes, ready: rebuildBatch(deltas) });
+      if (batch.length > 0) units.push({ bytes: batchBytes, ready: verifyBatch(this.#site.replicas.verifyPool, batch as PreparedObject[]) });
+      else if (deltas.length > 0) units.push({ bytes: batchBytes, ready: rebuildBatch(this.#site.replicas.verifyPool, deltas) });
       else return;
       batch = [];
       deltas = [];
@@ -753,38 +468,16 @@ export class SiteReceiver implements Receiver {
   #stager(vol: Volume): Stager | undefined {
     const members = vol.members.filter((m) => m.kind === 'tree');
     if (members.length !== 1) return undefined;
-    const key = replicaKey(this.#site, vol.name);
-    let stager = STAGERS.get(key);
-    if (!stager) STAGERS.set(key, (stager = new Stager(members[0].path, applyPoolFor(this.#site).stage, this.#site.store)));
-    return stager;
+    return this.#site.replicas.of(vol.name).stager(members[0].path, this.#site.store);
   }
 
-  /**
-   * Objects received for `volume` are named by no snapshot until its commit:
-   * GC waits (Site.beginWrite) from the first put until the commit is done, or
-   * until the sender has been silent for TRANSFER_IDLE_MS (it gave up; what
-   * arrived may then be collected, and is sent again if needed).
-   */
+  /** Objects received for `volume` are named by no snapshot until its commit: GC waits (ReplicaState.transferring). */
   #writing(volume: string): void {
-    let open = TRANSFERS.get(this.#site);
-    if (!open) TRANSFERS.set(this.#site, (open = new Map()));
-    const cur = open.get(volume);
-    if (cur) {
-      cur.timer.refresh();
-      return;
-    }
-    const done = this.#site.beginWrite();
-    const timer = setTimeout(() => this.#transferDone(volume), TRANSFER_IDLE_MS).unref();
-    open.set(volume, { done, timer });
+    this.#site.replicas.of(volume).transferring(() => this.#site.beginWrite());
   }
 
   #transferDone(volume: string): void {
-    const open = TRANSFERS.get(this.#site);
-    const cur = open?.get(volume);
-    if (!cur) return;
-    open!.delete(volume);
-    clearTimeout(cur.timer);
-    cur.done();
+    this.#site.replicas.of(volume).transferDone();
   }
 
   async commit(volume: string, raw: CommitRequest): Promise<CommitResponse> {
@@ -850,7 +543,7 @@ export class SiteReceiver implements Receiver {
         site.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#peer } });
       });
     }
-    const r = await exclusive(`${site.paths.home}\0${volume}`, () => this.#apply(volume, manifest, req.force ?? false));
+    const r = await site.replicas.of(volume).exclusive(() => this.#apply(volume, manifest, req.force ?? false));
     return { ...r, phases: { check: round3(checkS), ...r.phases } };
   }
 
@@ -860,7 +553,7 @@ export class SiteReceiver implements Receiver {
    */
   #checkComplete(req: CommitRequest, row: SecondaryRow): { manifest: SnapshotManifest; links: number } {
     const site = this.#site;
-    const known = KnownComplete.for(site.store);
+    const known = site.replicas.known.for(site.store);
     const epoch = site.store.removalEpoch;
     const r = checkSnapshotGraph(site.store, req.manifest, `snapshot ${req.snapshot}`, known, this.#completeBase(row));
     if (r.missing > 0) {
@@ -1012,7 +705,7 @@ export class SiteReceiver implements Receiver {
         const same = new Map<string, ObjectId>();
         unchanged.set(m.name, same);
         const opts = {
-          subtrees: applyPoolFor(site).run,
+          subtrees: site.replicas.applyPool.run,
           staged: m.kind === 'tree' ? stager?.take : undefined,
           stagedEntry: m.kind === 'tree' ? stager?.takeEntry : undefined,
           onDirUnchanged: (rel: string, tree: ObjectId) => same.set(rel, tree),
@@ -1031,12 +724,12 @@ export class SiteReceiver implements Receiver {
       if (stager) {
         // what was staged and not taken (a tree that occurs twice, the member root's own files) goes
         stager.clear();
-        STAGERS.delete(replicaKey(site, volume));
+        site.replicas.of(volume).dropStager();
       }
       phases.apply = round3((performance.now() - applyStarted) / 1000);
       if (!o.rollback) {
         // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
-        await pausePoint('apply:after-write', () => applyCancels.has(replicaKey(site, volume)));
+        await pausePoint('apply:after-write', () => site.replicas.of(volume).cancelled !== undefined);
         this.#checkCancelled(volume, target, row);
       }
       // The replica must now be exactly the snapshot: capture it and compare.
@@ -1103,7 +796,7 @@ export class SiteReceiver implements Receiver {
     const root = target.members.find((m) => m.name === member)!.root;
     if (decodeTree(site.store.get(root)).entries.some((e) => e.name.toString('latin1') === STAGE_DIR)) {
       stager.clear();
-      STAGERS.delete(replicaKey(site, vol.name));
+      site.replicas.of(vol.name).dropStager();
       return undefined;
     }
     return stager;
@@ -1111,7 +804,7 @@ export class SiteReceiver implements Receiver {
 
   /** A forced failover asked applies of this volume to stop: stop here (the replica stays marked as it is). */
   #checkCancelled(volume: string, target: SnapshotManifest, row: SecondaryRow): void {
-    const reason = applyCancels.get(replicaKey(this.#site, volume));
+    const reason = this.#site.replicas.of(volume).cancelled;
     if (reason === undefined) return;
     this.#site.event({ kind: 'replica.apply', volume, outcome: 'failed', detail: { to: target.id, cancelled: reason } });
     throw new FerryError('FAILED_OVER', `site ${this.#site.name} is taking over volume ${volume} (${reason}): the apply of ${target.id} was cancelled and the replica goes back to ${row.applied ?? 'its last complete snapshot'}; run \`ferry failback\` at your site to resync from ${this.#site.name}`);
@@ -1125,7 +818,7 @@ export class SiteReceiver implements Receiver {
     for (const row of rows) {
       const manifestId = snapshotById(site.catalog, row.applying!)?.manifest;
       if (!manifestId) continue;
-      await exclusive(`${site.paths.home}\0${row.volume}`, () => this.#apply(row.volume, readManifest(site.store, manifestId), true));
+      await site.replicas.of(row.volume).exclusive(() => this.#apply(row.volume, readManifest(site.store, manifestId), true));
       done.push(row.volume);
     }
     return done;

@@ -12,6 +12,7 @@ import { PackStore } from '../store/pack-store.ts';
 import type { PackFileIo } from '../store/pack.ts';
 import { Catalog, CATALOG_FORMAT } from '../catalog/catalog.ts';
 import type { EventRecord } from '../catalog/events.ts';
+import { Replicas } from '../replication/receive/replicas.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
 import { formatLogLine, type LogSink } from './log.ts';
@@ -62,6 +63,8 @@ export class Site {
   readonly name: string;
   readonly clock: Clock;
   readonly readOnly: boolean;
+  /** the receiving side's state: one per secondary volume, and the workers (replication/receive/replicas.ts) */
+  readonly replicas: Replicas;
   #lock: SiteLock | undefined;
 
   private constructor(paths: SitePaths, catalog: Catalog, store: PackStore, lock: SiteLock | undefined) {
@@ -73,6 +76,7 @@ export class Site {
     this.readOnly = catalog.readOnly;
     this.id = catalog.siteId;
     this.name = catalog.siteName;
+    this.replicas = new Replicas(paths);
   }
 
   /** Create a new site at `home`: directories, identity, catalog. */
