@@ -20,13 +20,16 @@ import type { ApplyJob } from './apply-job.ts';
 import { checkSnapshotGraph, type CompleteBase } from './graph.ts';
 import { round3, secondaryFor, type ReceiveHost, type Receiving } from './host.ts';
 
+/** What a commit hands the snapshot to (ApplyJob.apply), under the volume's apply lock. */
+export type Applier = Pick<ApplyJob, 'apply'>;
+
 /** commit for one peer's requests. */
 export class Commit {
   readonly #rx: Receiving;
   readonly #host: ReceiveHost;
-  readonly #job: ApplyJob;
+  readonly #job: Applier;
 
-  constructor(rx: Receiving, job: ApplyJob) {
+  constructor(rx: Receiving, job: Applier) {
     this.#rx = rx;
     this.#host = rx.host;
     this.#job = job;
