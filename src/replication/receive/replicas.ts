@@ -152,17 +152,9 @@ export class Replicas {
     return this.#applyPool;
   }
 
-  /** The site's workers that verify and rebuild received objects (verify-pool.ts). */
+  /** The site's workers that verify and rebuild received objects (verify-pool.ts). Both pools' workers end when idle. */
   get verifyPool(): VerifyPool {
     this.#verifyPool ??= new VerifyPool();
     return this.#verifyPool;
-  }
-
-  /** End the workers (they end on their own when idle; this is for a site that closes). */
-  async close(): Promise<void> {
-    const pools = [this.#applyPool, this.#verifyPool];
-    this.#applyPool = undefined;
-    this.#verifyPool = undefined;
-    await Promise.all(pools.map((p) => p?.close()));
   }
 }
