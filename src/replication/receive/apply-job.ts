@@ -145,7 +145,7 @@ export class ApplyJob {
         // the same chunk in several files (copies, templates) is decoded once while it stays recent
         get: cachedRefs((id: ObjectId) => host.store.getUnhashed(id), 32 * 1024 * 1024),
       };
-      // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see #captureTrees).
+      // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see ReplicaCapture.captureTrees).
       const written = new Map<string, WrittenFiles>();
       // Subtrees the apply left alone, as the writes check found them: not walked again.
       const unchanged = new Map<string, Map<string, ObjectId>>();

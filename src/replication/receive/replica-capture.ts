@@ -108,7 +108,7 @@ export class ReplicaCapture {
       const cache = files?.size ? withWritten(base, files) : base;
       const same = unchanged?.get(m.name);
       const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
-      // From the replica's change journal (journal-service.ts), where the caller has an exact set:
+      // From the replica's change journal (ReceiveHost.journal), where the caller has an exact set:
       // only what changed is looked at, and nothing is taken on trust from an earlier capture.
       const journal = journals?.get(m.name);
       const r = await captureTree(m.path, { store: session, pool: this.#rx.pool, cache, startedAt: host.clock.now(), reuse: journal ? undefined : reuse, skipAtRoot, journal });
@@ -130,7 +130,7 @@ export class ReplicaCapture {
   }
 
   /**
-   * Take the replica journal's set of every tree member (journal-service.ts, replicaTake). `parentOf`
+   * Take the replica journal's set of every tree member (ReceiveHost.journal, replicaTake). `parentOf`
    * says, per member, which tree the set counts from (null: the capture walks in full). `exact`:
    * every tree member's set was taken from a live watch, so a capture made now is the replica as of
    * the take; false without a journal (a capture made without a daemon, a watch that cannot be made).

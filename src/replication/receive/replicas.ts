@@ -109,11 +109,6 @@ export class ReplicaState {
     return this.#stager;
   }
 
-  /** The staging made already, if any (stager). */
-  get staging(): Stager | undefined {
-    return this.#stager;
-  }
-
   /** Forget the staging (its area is cleared by the caller): the next baseline starts a new one. */
   dropStager(): void {
     this.#stager = undefined;
