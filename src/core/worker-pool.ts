@@ -1,6 +1,6 @@
 // A small pool of worker threads that answer one message with one result:
 // the receiver's verification workers (replication/verify-pool.ts) and the
-// apply's subtree workers (site/apply-pool.ts). Workers start on first use,
+// apply's subtree workers (replication/receive/apply-pool.ts). Workers start on first use,
 // up to `size`, each job goes to the least busy one, and a worker holds the
 // process open only while it has work (unref'd when idle); one idle for
 // WORKER_IDLE_MS ends, so a daemon at rest does not keep every pool's heaps.

@@ -38,7 +38,7 @@ export interface ApplyOptions {
    * Called for each regular file the apply wrote, with what lstat saw once it
    * was in place (dir and name as member-relative latin1 strings, '' for the
    * root): the replica's verification capture takes these instead of reading
-   * the files again (receiver.ts).
+   * the files again (receive/replica-capture.ts).
    */
   onFileWritten?: (dir: string, name: string, file: CachedFile) => void;
   /**

@@ -188,7 +188,7 @@ export type Rebuilt = { ok: true; codec: typeof CODEC_ZSTD | typeof CODEC_NONE; 
 
 /**
  * Rebuild a delta's raw bytes against its dictionary (synchronous: on a
- * verification worker, receiver.ts), with the output bounded by the declared
+ * verification worker, receive/intake.ts), with the output bounded by the declared
  * length; check them against the object's id; compress them for the store
  * where that pays.
  */

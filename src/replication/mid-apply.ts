@@ -7,7 +7,7 @@
 // and its bytes, through the caller's OwnWork). Anything else (a file F and T
 // both lack, content or metadata neither has) was written by someone else
 // meanwhile, and must be kept in a snapshot before the replica is changed
-// again (receiver.ts). What is absent needs no keeping: F and T are held.
+// again (receive/replica-capture.ts). What is absent needs no keeping: F and T are held.
 //
 // Directory metadata is not compared: the apply sets it after the
 // directory's children (a new directory is created 0700 first), so part way

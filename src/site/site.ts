@@ -10,6 +10,7 @@ import { PackStore } from '../store/pack-store.ts';
 import type { PackFileIo } from '../store/pack.ts';
 import { Catalog, CATALOG_FORMAT } from '../catalog/catalog.ts';
 import type { EventRecord } from '../catalog/events.ts';
+import { Replicas } from '../replication/receive/replicas.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
 import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
 import { formatLogLine, formatNotice, type LevelName, type LogSink } from './log.ts';
@@ -36,6 +37,8 @@ export class Site {
   readonly name: string;
   readonly clock: Clock;
   readonly readOnly: boolean;
+  /** the receiving side's state: one per secondary volume, and the workers (replication/receive/replicas.ts) */
+  readonly replicas: Replicas;
   #lock: SiteLock | undefined;
 
   private constructor(paths: SitePaths, catalog: Catalog, store: PackStore, lock: SiteLock | undefined) {
@@ -47,6 +50,7 @@ export class Site {
     this.readOnly = catalog.readOnly;
     this.id = catalog.siteId;
     this.name = catalog.siteName;
+    this.replicas = new Replicas(paths);
   }
 
   /** Create a new site at `home`: directories, identity, catalog. */

@@ -8,7 +8,7 @@ import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../../../src/core/errors.ts';
 import type { ObjectId } from '../../../src/core/ids.ts';
-import { checkSnapshotGraph, type CompleteBase } from '../../../src/site/receiver.ts';
+import { checkSnapshotGraph, type CompleteBase } from '../../../src/replication/receive/graph.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { decodeSnapshot, decodeTree } from '../../../src/snapshot/format.ts';

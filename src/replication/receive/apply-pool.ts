@@ -11,24 +11,35 @@
 // (apply.ts, SPLIT_DEPTH), and jobs wait in the pool until a worker has room,
 // so that one large directory does not leave a worker idle.
 //
+// A site's pool is one of its replica state (replicas.ts); the workers open
+// the site's catalog and store read-only by their paths (this layer knows
+// nothing of a Site).
+//
 // Owns: the subtree jobs (the workers are core/worker-pool.ts). Must never: write outside the
 // subtree it was given (the same applier code, rooted at the member, with
 // the same checks), or keep the process alive when idle.
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { isMainThread, workerData } from 'node:worker_threads';
-import type { ObjectId } from '../core/ids.ts';
-import { serveWorker, WorkerPool } from '../core/worker-pool.ts';
-import { applySubtree, type SubtreeResult, type SubtreeRunner } from '../replication/apply.ts';
-import { stageTree, type StageResult, type StageRunner } from '../replication/stage.ts';
-import type { TreeEntry } from '../snapshot/model.ts';
-import type { CachedFile } from '../snapshot/stat-cache.ts';
-import { Site } from './site.ts';
+import type { ObjectId } from '../../core/ids.ts';
+import { serveWorker, WorkerPool } from '../../core/worker-pool.ts';
+import { PackStore } from '../../store/pack-store.ts';
+import type { TreeEntry } from '../../snapshot/model.ts';
+import type { CachedFile } from '../../snapshot/stat-cache.ts';
+import { Catalog } from '../../catalog/catalog.ts';
+import { applySubtree, type SubtreeResult, type SubtreeRunner } from '../apply.ts';
+import { stageTree, type StageResult, type StageRunner } from '../stage.ts';
 
 const WORKERS = 2;
 
+/** Where a site keeps its catalog and its store (SitePaths): the workers open both read-only. */
+export interface StorePaths {
+  catalog: string;
+  store: string;
+}
+
 interface Job {
-  home: string;
+  site: StorePaths;
   /** stage this tree (stage.ts) instead of applying a subtree */
   stage?: boolean;
   root: Uint8Array;
@@ -48,7 +59,7 @@ function reviveEntry(e: TreeEntry): TreeEntry {
 }
 
 export class ApplyPool {
-  readonly #home: string;
+  readonly #site: StorePaths;
   // Two jobs per worker: one to work on and the next, so a worker need not wait for the
   // main thread (busy in its own synchronous walk) to be handed more.
   readonly #pool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2 });
@@ -59,12 +70,12 @@ export class ApplyPool {
    */
   readonly #stagePool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true, nice: STAGE_NICE }, size: WORKERS, name: 'ferry-stage', inFlight: 2 });
 
-  constructor(home: string) {
-    this.#home = home;
+  constructor(site: StorePaths) {
+    this.#site = { catalog: site.catalog, store: site.store };
   }
 
   readonly run: SubtreeRunner = async (job) => {
-    const r = (await this.#pool.run({ home: this.#home, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner, inheritsDefaultAcl: job.inheritsDefaultAcl })) as SubtreeResult;
+    const r = (await this.#pool.run({ site: this.#site, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner, inheritsDefaultAcl: job.inheritsDefaultAcl })) as SubtreeResult;
     return {
       ...r,
       links: r.links.map((l) => ({ ...l, path: toBuffer(l.path), parent: toBuffer(l.parent), e: reviveEntry(l.e), ...(l.parentMeta ? { parentMeta: reviveEntry(l.parentMeta) } : {}) })),
@@ -73,7 +84,7 @@ export class ApplyPool {
 
   /** Stage a tree of a baseline as it arrives (stage.ts): written beside the replica's content, moved into place by the apply. */
   readonly stage: StageRunner = async (job) => {
-    return (await this.#stagePool.run({ home: this.#home, stage: true, root: job.root, dir: job.root, rel: '', tree: job.tree, noOwner: job.noOwner })) as StageResult;
+    return (await this.#stagePool.run({ site: this.#site, stage: true, root: job.root, dir: job.root, rel: '', tree: job.tree, noOwner: job.noOwner })) as StageResult;
   };
 
   async close(): Promise<void> {
@@ -100,12 +111,15 @@ function niceThisThread(nice: number): void {
 if (!isMainThread && (workerData as { ferryApplyWorker?: boolean } | null)?.ferryApplyWorker) {
   const nice = (workerData as { nice?: number }).nice;
   if (nice !== undefined) niceThisThread(nice);
-  const sites = new Map<string, Site>();
+  const stores = new Map<string, PackStore>();
   serveWorker<Job, SubtreeResult | StageResult>((m) => {
-    let site = sites.get(m.home);
-    if (!site) sites.set(m.home, (site = Site.open(m.home, { readOnly: true })));
-    const store = site.store;
-    // objects were verified when they arrived; the replica is verified after the apply (receiver.ts)
+    let store = stores.get(m.site.catalog);
+    if (!store) {
+      // read-only, as Site.open({ readOnly: true }) opens them: no lock, no recovery, no writes
+      const catalog = Catalog.open(m.site.catalog, { readOnly: true });
+      stores.set(m.site.catalog, (store = new PackStore({ db: catalog.db, dir: m.site.store })));
+    }
+    // objects were verified when they arrived; the replica is verified after the apply (apply-job.ts)
     const reader = { has: (id: ObjectId) => store.has(id), info: (id: ObjectId) => store.info(id), get: (id: ObjectId) => store.getUnhashed(id) };
     if (m.stage) return stageTree(toBuffer(m.root), m.tree as ObjectId, { store: reader, noOwner: m.noOwner });
     const written: Array<[string, string, CachedFile]> = [];

@@ -1,0 +1,156 @@
+// The commit of a received snapshot: the request is the snapshot the peer
+// sent, whose every object must now be here and valid (checkSnapshotGraph,
+// graph.ts, from the snapshot the replica shows as its base), taken by that
+// peer of the volume this secondary mirrors, and not older than what the
+// replica shows or already received (a replay is refused). Then it is
+// recorded, held for the peer, and applied (apply-job.ts).
+//
+// Owns: the commit request's checks. Must never: record a snapshot with an
+// object missing, or one the peer did not take of its own volume.
+import { FerryError } from '../../core/errors.ts';
+import { readManifest } from '../../snapshot/graph.ts';
+import type { SnapshotManifest } from '../../snapshot/model.ts';
+import { holdPeer, holdReplica } from '../../catalog/holds.ts';
+import type { SecondaryRow } from '../../catalog/secondaries.ts';
+import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, newestFrom, snapshotById } from '../../catalog/snapshots.ts';
+import { getVolume } from '../../catalog/volumes.ts';
+import { parseCommitRequest } from '../protocol.ts';
+import type { CommitRequest, CommitResponse } from '../types.ts';
+import type { ApplyJob } from './apply-job.ts';
+import { checkSnapshotGraph, type CompleteBase } from './graph.ts';
+import { round3, secondaryFor, type ReceiveHost, type Receiving } from './host.ts';
+
+/** What a commit hands the snapshot to (ApplyJob.apply), under the volume's apply lock. */
+export type Applier = Pick<ApplyJob, 'apply'>;
+
+/** commit for one peer's requests. */
+export class Commit {
+  readonly #rx: Receiving;
+  readonly #host: ReceiveHost;
+  readonly #job: Applier;
+
+  constructor(rx: Receiving, job: Applier) {
+    this.#rx = rx;
+    this.#host = rx.host;
+    this.#job = job;
+  }
+
+  /** Check and record the snapshot, then apply it (under the volume's apply lock); GC waits meanwhile. */
+  async commit(volume: string, raw: CommitRequest): Promise<CommitResponse> {
+    const state = this.#host.replicas.of(volume);
+    state.transferring(() => this.#host.beginWrite());
+    try {
+      return await this.#commit(volume, raw);
+    } finally {
+      state.transferDone();
+    }
+  }
+
+  async #commit(volume: string, raw: CommitRequest): Promise<CommitResponse> {
+    const req = parseCommitRequest(raw);
+    const row = secondaryFor(this.#rx, volume);
+    const host = this.#host;
+    // Objects of an unfinished put may still be pending in the open pack: make them durable
+    // before a snapshot that needs them is recorded.
+    host.store.flush();
+    const existing = snapshotById(host.catalog, req.snapshot);
+    let manifest: SnapshotManifest;
+    let checkS = 0;
+    // hard links in the snapshot, as the check counted them (the next check may take it as its base when 0)
+    let links: number | undefined;
+    if (existing) {
+      // Only a snapshot of this very volume, and it passes the same checks as a new one: a
+      // snapshot of another volume here (a primary's, another peer's) is not the peer's to apply.
+      if (existing.volume !== volume) throw new FerryError('NOT_AUTHORIZED', `snapshot ${req.snapshot} is not a snapshot of volume ${volume} here`);
+      if (existing.manifest !== req.manifest) throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is already here with different content`);
+      manifest = readManifest(host.store, req.manifest);
+      this.#checkManifest(req, row, manifest);
+    } else {
+      const t0 = performance.now();
+      const checked = this.#checkComplete(req, row);
+      manifest = checked.manifest;
+      links = checked.links;
+      checkS = (performance.now() - t0) / 1000;
+    }
+    if (row.applied && req.snapshot !== row.applied) {
+      // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
+      // Times (and the time in a ULID) are compared only between snapshots of one origin, taken on
+      // one clock: the replica may show a snapshot taken here or at an earlier primary (after a
+      // failback or a migrate), and the sites' clocks need not agree. The reference is the newest
+      // snapshot here that the sending peer took, in the one order a site's snapshots have (time,
+      // then id). Lineage first: a snapshot that descends from the one the replica shows is newer
+      // whatever its time (its site's clock may have been set back since), and one the replica's
+      // own descends from is older, whichever site took them.
+      if (descendsFrom(host.catalog, row.applied, req.snapshot)) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
+      }
+      const afterShown = manifest.parent !== null && (manifest.parent === row.applied || descendsFrom(host.catalog, manifest.parent, row.applied));
+      const received = newestFrom(host.catalog, volume, manifest.origin, req.snapshot);
+      if (received && !afterShown && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
+        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
+      }
+    }
+    if (!existing) {
+      host.catalog.tx(() => {
+        let name = manifest.name;
+        if (name && hasSnapshotNamed(host.catalog, volume, name)) name = null;
+        insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) } });
+        holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { only: true });
+        if (req.peer) holdPeer(host.catalog, manifest.id);
+        host.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#rx.peer } });
+      });
+    }
+    const r = await host.replicas.of(volume).exclusive(() => this.#job.apply(volume, manifest, req.force ?? false));
+    return { ...r, phases: { check: round3(checkS), ...r.phases } };
+  }
+
+  /**
+   * Every object of the snapshot is here and is what its parent says it is (see
+   * checkSnapshotGraph); returns the manifest.
+   */
+  #checkComplete(req: CommitRequest, row: SecondaryRow): { manifest: SnapshotManifest; links: number } {
+    const host = this.#host;
+    const known = host.replicas.known.for(host.store);
+    const epoch = host.store.removalEpoch;
+    const r = checkSnapshotGraph(host.store, req.manifest, `snapshot ${req.snapshot}`, known, this.#completeBase(row));
+    if (r.missing > 0) {
+      throw new FerryError('TRANSFER_INTERRUPTED', `snapshot ${req.snapshot} is incomplete here: ${r.missing} object(s) missing (${r.firstMissing}); the next attempt sends them`);
+    }
+    const manifest = readManifest(host.store, req.manifest);
+    this.#checkManifest(req, row, manifest);
+    if (known && host.store.removalEpoch === epoch) known.add(r.complete);
+    return { manifest, links: r.links };
+  }
+
+  /**
+   * The snapshot the replica shows, as the base of a commit check (CompleteBase): it was checked
+   * complete when it was committed, it is held while it is shown, and its check recorded that it
+   * has no hard links. None while the store has lost objects.
+   */
+  #completeBase(row: SecondaryRow): CompleteBase | undefined {
+    const host = this.#host;
+    if (!row.applied || host.store.lostObjectCount() > 0) return undefined;
+    try {
+      const r = findSnapshot(host.catalog, row.volume, row.applied);
+      if (!r || r.stats.links !== 0) return undefined;
+      return { roots: new Map(readManifest(host.store, r.manifest).members.filter((m) => m.kind === 'tree').map((m) => [m.name, m.root])) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The manifest is the snapshot asked for, of the volume this secondary mirrors, taken by the peer, with the secondary's members. */
+  #checkManifest(req: CommitRequest, row: SecondaryRow, manifest: SnapshotManifest): void {
+    const host = this.#host;
+    if (manifest.id !== req.snapshot) throw new FerryError('PROTOCOL', `manifest ${req.manifest} is snapshot ${manifest.id}, not ${req.snapshot}`);
+    if (manifest.volume !== row.source_volume) throw new FerryError('NOT_AUTHORIZED', `snapshot ${manifest.id} is of volume ${manifest.volume}, but this secondary mirrors ${row.source_volume}`);
+    if (manifest.origin !== this.#rx.peer) {
+      // Snapshots are relayed only by their origin in this version (cascades come later).
+      throw new FerryError('NOT_AUTHORIZED', `snapshot ${manifest.id} was taken at site ${manifest.origin}, not by the sending peer`);
+    }
+    const vol = getVolume(host.catalog, row.volume);
+    const want = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
+    const got = manifest.members.map((m) => `${m.name}:${m.kind}`).join(',');
+    if (want !== got) throw new FerryError('PROTOCOL', `snapshot ${manifest.id} has members ${got}, the secondary ${want}`);
+  }
+}

@@ -1,0 +1,357 @@
+// The intake of replication at a site: a peer's hello (binding or making
+// the secondary it replicates into), the negotiation's question (which
+// objects are missing here), and put: a stream of objects, each verified
+// against its id before it is stored, in batches on the site's verify
+// workers (verify-pool.ts) a little ahead of storing. A baseline's trees are
+// handed to the staging (stage.ts) as they are stored.
+//
+// A peer may only write into volumes this site holds as its secondary
+// (secondaryFor); replicas live where this site's operator put them (a
+// pre-created secondary) or under the site's replica root, never at a path
+// the peer chose.
+//
+// Owns: the intake pipeline and its ordering invariant (see put). Must
+// never: store an object that was not verified, or store anything of a
+// request after its first failure.
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError } from '../../core/errors.ts';
+import type { ObjectId } from '../../core/ids.ts';
+import type { PreparedObject } from '../../store/types.ts';
+import { decodeTree } from '../../snapshot/format.ts';
+import { addSecondary, getSecondary, noteSourceSettings } from '../../catalog/secondaries.ts';
+import { listSnapshots } from '../../catalog/snapshots.ts';
+import { findVolume, getVolume } from '../../catalog/volumes.ts';
+import { cachedRefs, deltaDictionary, rebuildDelta } from '../delta.ts';
+import { isDelta, parseHelloRequest, type DeltaObject, type WireObject } from '../protocol.ts';
+import { PROTOCOL_VERSION, type HelloRequest, type HelloResponse, type PutResult } from '../types.ts';
+import { type VerifyPool, verifyObject } from '../verify-pool.ts';
+import { secondaryFor, stagerFor, type ReceiveHost, type Receiving } from './host.ts';
+
+/** Objects verified together on a worker (a batch closes at either bound), and batches verified ahead of storing. */
+const VERIFY_BATCH_OBJECTS = 64;
+const VERIFY_BATCH_BYTES = 4 * 1024 * 1024;
+const VERIFY_UNITS = 2;
+/**
+ * Most units (batches) ahead of storing when they are small: an update of many small changed
+ * files interleaves deltas and whole objects, each run closing the other's batch, and two small
+ * batches ahead left the stream waiting on one worker round trip per file.
+ */
+const MAX_UNITS = 16;
+
+/** A batch's results from the verify pool's workers, or from `here` should the pool fail (a worker died). */
+async function onWorkers<R>(pool: VerifyPool, run: (pool: VerifyPool) => Promise<R>, here: () => R): Promise<R> {
+  try {
+    return await run(pool);
+  } catch {
+    return here();
+  }
+}
+
+type DeltaWithDictionary = { o: DeltaObject; dictionary: Buffer };
+
+/**
+ * Deltas rebuilt against their dictionaries (delta.ts, rebuildDelta) on the verify pool's workers,
+ * or here should the pool fail: the objects up to the first refused, ready to store, and that refusal.
+ */
+async function rebuildBatch(pool: VerifyPool, items: DeltaWithDictionary[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
+  const jobs = items.map(({ o, dictionary }) => ({ id: o.id, rawLength: o.rawLength, frame: o.stored, dictionary }));
+  const results = await onWorkers(pool, (pool) => pool.rebuild(jobs), () => jobs.map((j) => rebuildDelta(j, j.dictionary)));
+  const good: PreparedObject[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const r = results[i];
+    if (!r.ok) return { good, error: new FerryError(r.code, r.message) };
+    const { o } = items[i];
+    good.push({ kind: o.kind, id: o.id, rawLength: o.rawLength, codec: r.codec, stored: Buffer.from(r.stored.buffer, r.stored.byteOffset, r.stored.byteLength) } as PreparedObject);
+  }
+  return { good };
+}
+
+/**
+ * The objects of a batch up to the first that fails verification, and that failure. Checked on the
+ * verify pool's workers; should the pool fail (a worker died), checked here instead.
+ */
+async function verifyBatch(pool: VerifyPool, items: PreparedObject[]): Promise<{ good: PreparedObject[]; error?: unknown }> {
+  const results = await onWorkers(pool, (pool) => pool.verify(items), () => items.map((x) => verifyObject(x)));
+  const good: PreparedObject[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (results[i] !== null) return { good, error: new FerryError('OBJECT_CORRUPT', results[i]!) };
+    good.push(items[i]);
+  }
+  return { good };
+}
+
+/** hello, missing and put for one peer's requests. */
+export class Intake {
+  readonly #rx: Receiving;
+  readonly #host: ReceiveHost;
+
+  constructor(rx: Receiving) {
+    this.#rx = rx;
+    this.#host = rx.host;
+  }
+
+  async hello(raw: HelloRequest): Promise<HelloResponse> {
+    const req = parseHelloRequest(raw);
+    const host = this.#host;
+    const vol = findVolume(host.catalog, req.volume);
+    if (vol) {
+      this.#secondaryIfBound(req.volume);
+      if (vol.role !== 'secondary') {
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (create the mirror to another volume name, or make it a secondary with \`ferry volume create ${req.volume} --secondary\`)`);
+      }
+      const row = getSecondary(host.catalog, req.volume);
+      if (row && row.source_site !== this.#rx.peer) {
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is already the secondary of site ${row.source_site}`);
+      }
+      const want = req.members.map((m) => `${m.name}:${m.kind}`).join(',');
+      const have = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
+      if (want !== have) {
+        throw new FerryError('MIRROR_STATE', `volume ${req.volume} at site ${host.name} has members ${have}, the source has ${want}; they must match by name and kind`);
+      }
+      if (!row) {
+        host.catalog.tx(() => {
+          addSecondary(host.catalog, req.volume, this.#rx.peer, req.sourceVolume);
+          host.event({ kind: 'secondary.bind', volume: req.volume, outcome: 'ok', detail: { source: this.#rx.peer, sourceVolume: req.sourceVolume } });
+        });
+      }
+    } else {
+      this.#createSecondary(req);
+    }
+    const described = this.#describe(req.volume);
+    // What the source says with every hello: how many replication snapshots to keep here, and its other
+    // secondaries (a failover here re-points them: src/dr/repoint.ts).
+    noteSourceSettings(host.catalog, req.volume, this.#rx.peer, req.keep ?? null, req.siblings ?? null);
+    return described;
+  }
+
+  /**
+   * A new secondary under the replica root: the path is this site's choice, never the peer's.
+   * Everything is checked before anything is made (the replica root against this site's members,
+   * home and links; the new members against every member), and a failure is this site's
+   * configuration problem: REPLICA_PATH_INVALID, recorded here as a failed `secondary.create`
+   * event and answered to the peer, with what to do at this site. What a failure after the checks
+   * made (directories, empty image files) is removed again.
+   */
+  #createSecondary(req: HelloRequest): void {
+    const host = this.#host;
+    const { base, members, problem: rootProblem } = host.replicaPlace(req.volume, req.members);
+    const refuse = (why: string): never => {
+      host.event({ kind: 'secondary.create', volume: req.volume, outcome: 'failed', detail: { source: this.#rx.peer, sourceVolume: req.sourceVolume, path: base, error: why } });
+      throw new FerryError('REPLICA_PATH_INVALID', `site ${host.name} cannot make a replica of volume ${req.volume}: ${why}. Nothing was created; this is site ${host.name}'s setting to fix there (or create the secondary there by hand: \`ferry volume create ${req.volume} --member PATH --secondary\`)`);
+    };
+    if (rootProblem) refuse(rootProblem);
+    if (existsSync(base)) refuse(`its replica directory ${base} already exists but no volume ${req.volume} does; move it away`);
+    const memberProblem = host.memberPathProblem(members);
+    if (memberProblem) refuse(memberProblem);
+    let made: string | undefined;
+    try {
+      made = mkdirSync(base, { recursive: true, mode: 0o700 });
+      for (const m of req.members) {
+        const p = join(base, m.name);
+        if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
+        else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
+      }
+      host.catalog.tx(() => {
+        host.createSecondaryVolume(req.volume, req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })));
+        addSecondary(host.catalog, req.volume, this.#rx.peer, req.sourceVolume);
+        host.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#rx.peer, sourceVolume: req.sourceVolume, path: base } });
+      });
+    } catch (err) {
+      // only what this call made: `made` is the first directory it created (base, or an ancestor)
+      if (made) rmSync(made, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Refuse early (with the failover explanation) when this peer's secondary was taken over. */
+  #secondaryIfBound(volume: string): void {
+    const row = getSecondary(this.#host.catalog, volume);
+    if (row?.source_site === this.#rx.peer) secondaryFor(this.#rx, volume);
+  }
+
+  #describe(volume: string): HelloResponse {
+    const row = secondaryFor(this.#rx, volume);
+    const vol = getVolume(this.#host.catalog, volume);
+    return {
+      protocol: PROTOCOL_VERSION,
+      volume,
+      snapshots: listSnapshots(this.#host.catalog, volume).map((s) => ({ id: s.id, name: s.name, time: s.time })),
+      applied: row.applied,
+      applying: row.applying !== null,
+      replicas: vol.members.map((m) => ({ name: m.name, kind: m.kind, path: m.path })),
+      delta: true,
+    };
+  }
+
+  /**
+   * Which of `ids` this site lacks. Only what is durable counts as held (PackStore.durable): an
+   * object pending in the open pack may still be discarded by a failed write, and one whose pack
+   * file is gone (marked lost there and then) is sent again. And while any lost object is still
+   * indexed, a tree, image or block list held here may stand above lost objects, and a sender
+   * skips everything below what is held: such metadata objects are answered as lacking too, so
+   * the sender walks down through them and finds what was lost (resending them costs little: the
+   * store keeps its copy). Chunks are still answered exactly.
+   */
+  async missing(volume: string, ids: ObjectId[]): Promise<boolean[]> {
+    secondaryFor(this.#rx, volume);
+    const store = this.#host.store;
+    const held = store.durable(ids);
+    const healing = store.lostObjectCount() > 0;
+    return ids.map((id, i) => !held[i] || (healing && store.info(id)?.kind !== 'chunk'));
+  }
+
+  /**
+   * Store a stream of objects, each verified against its id first. Whole objects are verified in
+   * batches on worker threads (verify-pool.ts) a little ahead of storing, so that receiving,
+   * checking and storing overlap; deltas likewise, against dictionaries made here from this site's
+   * copies of their references (rebuildBatch). `hold(bytes)`: asks to hold that many bytes of
+   * taken, not yet stored objects (the daemon's stream budget); when refused, what is in flight is
+   * stored before more is taken.
+   *
+   * The intake keeps the invariant the negotiation trusts (a tree held here has everything below
+   * it): objects are stored in the order they came, and after the first failure of any kind (an
+   * object refused, a batch that could not be checked, a failed write) nothing more of this
+   * request is stored: a tree after it may stand above what failed. A failed write discards every
+   * object pending in the open pack, this request's and any other writer's it skipped as already
+   * here; so once that happens, by this request or by another writer, the request stores nothing
+   * more and fails (PackStore's WriteSession), and what it stored before is durable in a pack
+   * indexed earlier or gone with the open one. A stream cut or refused by the budget is not a
+   * failure of what was taken: that is still stored, in order, and kept.
+   */
+  async put(volume: string, objects: AsyncIterable<WireObject>, _signal?: AbortSignal, o: { hold?: (bytes: number) => boolean } = {}): Promise<PutResult> {
+    secondaryFor(this.#rx, volume);
+    const r: PutResult = { received: 0, stored: 0, bytes: 0 };
+    const host = this.#host;
+    const store = host.store;
+    // objects received are named by no snapshot until the commit: GC waits (ReplicaState.transferring)
+    host.replicas.of(volume).transferring(() => host.beginWrite());
+    // stores nothing once a failed write has discarded pending objects (ours, or others' we skipped as here)
+    const session = store.session();
+    // A delta's references are read by their record's CRC, not hashed: what the delta rebuilds is hashed.
+    const refStore = { has: (id: ObjectId) => store.has(id), get: cachedRefs((id: ObjectId) => store.getUnhashed(id)) };
+    type Unit = { bytes: number; ready: Promise<{ good: PreparedObject[]; error?: unknown }> };
+    const units: Unit[] = [];
+    // The open batch: whole objects, or deltas with their dictionaries (never both: each closes the other).
+    let batch: WireObject[] = [];
+    let deltas: DeltaWithDictionary[] = [];
+    let batchBytes = 0;
+    let inFlight = 0;
+    // the first failure of what was taken: nothing is stored after it
+    let failed: { error: unknown } | undefined;
+    const hold = o.hold ?? (() => true);
+    // trees stored by this request: staged once they are durable (#stage)
+    const trees: ObjectId[] = [];
+    const flushBatch = () => {
+      if (batch.length > 0) units.push({ bytes: batchBytes, ready: verifyBatch(host.replicas.verifyPool, batch as PreparedObject[]) });
+      else if (deltas.length > 0) units.push({ bytes: batchBytes, ready: rebuildBatch(host.replicas.verifyPool, deltas) });
+      else return;
+      batch = [];
+      deltas = [];
+      batchBytes = 0;
+    };
+    const storeNext = async () => {
+      const u = units.shift()!;
+      try {
+        const { good, error } = await u.ready;
+        for (const g of good) {
+          if (!session.putPrepared(g, { trusted: true })) continue;
+          r.stored++;
+          if (g.kind === 'tree') trees.push(g.id);
+        }
+        if (error) throw error;
+      } catch (error) {
+        failed ??= { error };
+        throw error;
+      } finally {
+        inFlight -= u.bytes;
+        hold(inFlight);
+      }
+    };
+    let cut: { error: unknown } | undefined;
+    try {
+      for await (const w of objects) {
+        r.received++;
+        r.bytes += w.stored.byteLength;
+        if (store.has(w.id)) continue;
+        // inFlight: taken and not yet stored (the open batch and the units)
+        inFlight += w.stored.byteLength;
+        if (isDelta(w)) {
+          if (batch.length > 0) flushBatch();
+          let dictionary: Buffer | undefined;
+          try {
+            dictionary = deltaDictionary(refStore, w);
+          } catch (error) {
+            // refused in its place: what came before is still stored, nothing after
+            flushBatch();
+            units.push({ bytes: w.stored.byteLength, ready: Promise.resolve({ good: [], error }) });
+          }
+          if (dictionary) {
+            // the dictionary is held too until the delta is rebuilt
+            inFlight += dictionary.length;
+            deltas.push({ o: w, dictionary });
+            batchBytes += w.stored.byteLength + dictionary.length;
+          }
+        } else {
+          if (deltas.length > 0) flushBatch();
+          batch.push(w);
+          batchBytes += w.stored.byteLength;
+        }
+        if (batch.length + deltas.length >= VERIFY_BATCH_OBJECTS || batchBytes >= VERIFY_BATCH_BYTES) flushBatch();
+        // At most VERIFY_UNITS batches ahead of what is stored (MAX_UNITS when they are small), and only within the budget.
+        // (what the units hold is what is in flight but the open batch)
+        while ((units.length > VERIFY_UNITS && inFlight - batchBytes >= VERIFY_UNITS * VERIFY_BATCH_BYTES) || units.length > MAX_UNITS || (units.length > 0 && !hold(inFlight))) await storeNext();
+        if (units.length === 0 && batch.length + deltas.length > 0 && !hold(inFlight)) {
+          flushBatch(); // the budget will not let the open batch grow: verify and store it now
+          await storeNext();
+        }
+      }
+    } catch (error) {
+      // the stream was cut or refused (or storing failed: then `failed` says so)
+      cut = { error };
+    }
+    // What arrived and verifies is still stored, in order, up to the first failure.
+    if (!failed) {
+      flushBatch();
+      while (!failed && units.length > 0) await storeNext().catch(() => {});
+    }
+    // (what is left after a failure is dropped: its checks still settle, unawaited)
+    for (const u of units.splice(0)) u.ready.catch(() => {});
+    hold(0);
+    // Durable now, even when the stream was cut: the next attempt won't resend it. (A failed flush
+    // discards what is pending and throws: nothing of this request's open pack is kept.)
+    store.flush();
+    // Discarded by another writer's failed write after our last store: what we stored is not all here.
+    if (!failed) {
+      try {
+        session.check();
+      } catch (error) {
+        failed = { error };
+      }
+    }
+    if (trees.length > 0) this.#stage(volume, trees);
+    if (failed) throw failed.error;
+    if (cut) throw cut.error;
+    return r;
+  }
+
+  /**
+   * A baseline's trees, once stored, are written into the replica's staging area as they arrive
+   * (stage.ts), so that the apply after the commit moves them into place. Only for a replica never
+   * applied, with one tree member (the staging area must be on the member's filesystem).
+   */
+  #stage(volume: string, trees: ObjectId[]): void {
+    const host = this.#host;
+    const row = getSecondary(host.catalog, volume);
+    if (!row || row.applied !== null || row.applying !== null) return;
+    const stager = stagerFor(host, getVolume(host.catalog, volume));
+    if (!stager) return;
+    for (const id of trees) {
+      try {
+        stager.add(id, decodeTree(host.store.getUnhashed(id)).entries);
+      } catch {
+        // unreadable now: the apply writes it
+      }
+    }
+  }
+}

@@ -1,0 +1,107 @@
+// The commit of a received snapshot (replication/receive/commit.ts), with a fake apply job in
+// place of the real one: a snapshot is recorded and handed to the apply only when every object is
+// here, the sending peer took it of the volume this secondary mirrors, and it is not older than
+// what the replica shows; the apply runs under the volume's apply lock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { hashBytes, newSnapshotId, type ObjectId, type SnapshotId } from '../../../../src/core/ids.ts';
+import { encodeSnapshot, encodeTree } from '../../../../src/snapshot/format.ts';
+import type { SnapshotManifest, TreeEntry } from '../../../../src/snapshot/model.ts';
+import { holdersOf } from '../../../../src/catalog/holds.ts';
+import { finishApply } from '../../../../src/catalog/secondaries.ts';
+import { listSnapshots, snapshotById } from '../../../../src/catalog/snapshots.ts';
+import { Commit, type Applier } from '../../../../src/replication/receive/commit.ts';
+import { PROTOCOL_VERSION, type CommitResponse } from '../../../../src/replication/types.ts';
+import type { Site } from '../../../../src/site/site.ts';
+import { receiveHost, SiteReceiver } from '../../../../src/site/receiver.ts';
+import { withLocalSite } from '../../local-site.ts';
+
+const PEER = 'P'.repeat(52);
+const OTHER = 'Q'.repeat(52);
+
+/** An apply job that records what it was asked, and whether the volume's apply lock was held meanwhile. */
+class FakeApply implements Applier {
+  readonly calls: Array<{ volume: string; snapshot: string; force: boolean; locked: boolean }> = [];
+  readonly site: Site;
+  constructor(site: Site) {
+    this.site = site;
+  }
+  async apply(volume: string, target: SnapshotManifest, force: boolean): Promise<CommitResponse> {
+    this.calls.push({ volume, snapshot: target.id, force, locked: this.site.replicas.applying(volume) });
+    finishApply(this.site.catalog, volume, target.id, {});
+    return { snapshot: target.id, applied: true };
+  }
+}
+
+const meta = { mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, xattrs: [] as Array<[Buffer, Buffer]> };
+
+/**
+ * A snapshot of PEER's volume `vol` (one tree member `data` holding one file of one chunk) stored
+ * at `site`, the chunk too unless `withoutChunk`; returns its manifest and the manifest's id.
+ */
+function storeSnapshot(site: Site, o: { origin?: string; parent?: SnapshotId | null; time?: number; withoutChunk?: boolean } = {}): { manifest: SnapshotManifest; manifestId: ObjectId } {
+  const bytes = randomBytes(100);
+  const s = site.store.session();
+  if (!o.withoutChunk) s.put('chunk', bytes);
+  const entries: TreeEntry[] = [{ ...meta, name: Buffer.from('f'), type: 'file', size: bytes.length, chunks: [hashBytes(bytes)] }];
+  const tree = s.put('tree', encodeTree({ entries }));
+  const manifest: SnapshotManifest = { id: newSnapshotId(site.clock), volume: 'vol', name: null, time: o.time ?? site.clock.now(), origin: o.origin ?? PEER, parent: o.parent ?? null, members: [{ name: 'data', kind: 'tree', root: tree.id }] };
+  const { id: manifestId } = s.put('snapshot', encodeSnapshot(manifest));
+  site.store.flush();
+  return { manifest, manifestId };
+}
+
+/** A site with PEER's secondary `vol` (bound by a real hello), and a commit over a fake apply. */
+async function withSecondary(fn: (c: { site: Site; commit: Commit; applies: FakeApply }) => Promise<void>): Promise<void> {
+  await withLocalSite('rx', async ({ site, pool }) => {
+    await new SiteReceiver(site, PEER, pool).hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }] });
+    const applies = new FakeApply(site);
+    await fn({ site, commit: new Commit({ host: receiveHost(site), peer: PEER, pool }, applies), applies });
+  });
+}
+
+test('a complete snapshot is recorded, held, and applied under the volume lock; the GC writer ends with it', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const { manifest, manifestId } = storeSnapshot(site);
+    const r = await commit.commit('vol', { snapshot: manifest.id, manifest: manifestId });
+    assert.equal(r.applied, true);
+    assert.equal(typeof r.phases?.check, 'number');
+    assert.deepEqual(applies.calls, [{ volume: 'vol', snapshot: manifest.id, force: false, locked: true }]);
+    const row = snapshotById(site.catalog, manifest.id);
+    assert.equal(row?.manifest, manifestId);
+    assert.deepEqual(holdersOf(site.catalog, manifest.id), [`mirror-from:${PEER}`], 'held for the peer');
+    assert.equal(site.writers, 0, 'the transfer ended with the commit');
+    assert.equal(site.replicas.applying('vol'), false);
+  });
+});
+
+test('a snapshot with an object missing is refused as interrupted: nothing recorded, nothing applied', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const { manifest, manifestId } = storeSnapshot(site, { withoutChunk: true });
+    await assert.rejects(commit.commit('vol', { snapshot: manifest.id, manifest: manifestId }), (err: any) => err.code === 'TRANSFER_INTERRUPTED' && /1 object\(s\) missing/.test(err.message));
+    assert.deepEqual(listSnapshots(site.catalog, 'vol'), []);
+    assert.deepEqual(applies.calls, []);
+    assert.equal(site.writers, 0);
+  });
+});
+
+test('a snapshot another site took is refused from this peer', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const { manifest, manifestId } = storeSnapshot(site, { origin: OTHER });
+    await assert.rejects(commit.commit('vol', { snapshot: manifest.id, manifest: manifestId }), (err: any) => err.code === 'NOT_AUTHORIZED' && /was taken at site/.test(err.message));
+    assert.deepEqual(listSnapshots(site.catalog, 'vol'), []);
+    assert.deepEqual(applies.calls, []);
+  });
+});
+
+test('a snapshot older than the one the replica shows (its parent, replayed) is refused', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const first = storeSnapshot(site);
+    const second = storeSnapshot(site, { parent: first.manifest.id });
+    await commit.commit('vol', { snapshot: first.manifest.id, manifest: first.manifestId });
+    await commit.commit('vol', { snapshot: second.manifest.id, manifest: second.manifestId });
+    await assert.rejects(commit.commit('vol', { snapshot: first.manifest.id, manifest: first.manifestId }), (err: any) => err.code === 'PROTOCOL' && /is older than/.test(err.message));
+    assert.deepEqual(applies.calls.map((c) => c.snapshot), [first.manifest.id, second.manifest.id]);
+  });
+});
