@@ -7,6 +7,7 @@ import { CommanderError, type Command } from 'commander';
 import { FerryError } from '../core/errors.ts';
 import { reportError, type GlobalOptions } from './output.ts';
 import { baseProgram, finishProgram } from './base.ts';
+import { installTestKnobs, testKnobsFromEnv } from '../core/test-knobs.ts';
 
 type Group = { register(program: Command, g: () => GlobalOptions): void };
 
@@ -82,6 +83,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // The test knobs (core/test-knobs.ts): read from the environment here, once, and nowhere else.
+  installTestKnobs(testKnobsFromEnv(process.env));
   // A reader that goes away (`ferry ... | head`) is not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);

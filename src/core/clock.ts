@@ -1,6 +1,7 @@
 // Time and randomness are injected so schedules, retention and ids can be
 // tested without sleeping.
 import { randomBytes } from 'node:crypto';
+import { testKnobs } from './test-knobs.ts';
 
 export interface Clock {
   /** milliseconds since the epoch */
@@ -8,12 +9,10 @@ export interface Clock {
 }
 
 /**
- * Test hook: FERRY_CLOCK_OFFSET_MS shifts this process's clock (a site whose clock is off by that
- * much), so tests can show that nothing between sites depends on their clocks agreeing.
+ * The test knob FERRY_TEST_CLOCK_OFFSET_MS shifts this process's clock (a site whose clock is off by
+ * that much), so tests can show that nothing between sites depends on their clocks agreeing.
  */
-const OFFSET_MS = Number(process.env.FERRY_CLOCK_OFFSET_MS) || 0;
-
-export const systemClock: Clock = { now: () => Date.now() + OFFSET_MS };
+export const systemClock: Clock = { now: () => Date.now() + (testKnobs().clockOffsetMs ?? 0) };
 
 export type RandomSource = (n: number) => Uint8Array;
 export const systemRandom: RandomSource = (n) => randomBytes(n);

@@ -186,7 +186,7 @@ function resultOf(j: FailbackJournal): FailbackResult {
 /**
  * Execute a failback plan, journaled: each step is recorded as it completes (in the transaction
  * that made its change), and `wf` (from the journal) resumes after its last completed step. Crash
- * points (FERRY_CRASH_AT, a test hook): failback:after-keep, failback:after-demote,
+ * points (FERRY_TEST_CRASH_AT, a test hook): failback:after-keep, failback:after-demote,
  * failback:after-resync here, failback:serve-after-reverse at the new primary.
  */
 export async function executeFailback(engine: Engine, plan: FailbackPlan, opts: { wait?: boolean } = {}, wf?: Workflow<FailbackJournal>): Promise<FailbackResult> {

@@ -160,7 +160,7 @@ function resultOf(j: FailoverJournal): FailoverResult {
 /**
  * Execute a failover plan, journaled: each step is recorded as it completes (in the transaction that
  * made its change), and `wf` (from the journal) resumes after its last completed step. Crash points
- * (FERRY_CRASH_AT, a test hook): failover:after-notice, failover:after-rollback,
+ * (FERRY_TEST_CRASH_AT, a test hook): failover:after-notice, failover:after-rollback,
  * failover:after-promote, failover:after-snapshot.
  */
 export async function executeFailover(engine: Engine, plan: FailoverPlan, wf?: Workflow<FailoverJournal>): Promise<FailoverResult> {

@@ -168,7 +168,7 @@ const env = (site: { name: string }, plan: MigratePlan) => ({ FERRY_SITE: site.n
 
 /**
  * Execute a migrate plan, journaled (steps planned, stopped, final, repointed, demoted, accepted).
- * Crash points (FERRY_CRASH_AT, a test hook): migrate:after-pre-hook, migrate:after-final,
+ * Crash points (FERRY_TEST_CRASH_AT, a test hook): migrate:after-pre-hook, migrate:after-final,
  * migrate:after-repoint, migrate:after-demote, migrate:after-accept here, and
  * migrate:accept-after-promote at the new primary.
  */

@@ -92,7 +92,7 @@ export function patchInPlace(store: ObjectReader, p: Buffer, from: TreeEntry, to
       // alone (a hole stays a hole); past the old end, zeros are left as holes.
       const there = w.at < from.size ? readRange(fd, buf, w.at, Math.min(w.len, from.size - w.at)) : EMPTY;
       written += writeDiffering(fd, data, there, w.at);
-      // Test hook (FERRY_CRASH_AT=apply:in-place-mid): the file half old, half new.
+      // Test hook (FERRY_TEST_CRASH_AT=apply:in-place-mid): the file half old, half new.
       crashPoint('apply:in-place-mid');
     }
     ftruncateSync(fd, to.size);

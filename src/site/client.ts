@@ -1,6 +1,7 @@
 // The HTTP/2 client to a paired site: a Receiver over the network. Mutual
 // TLS with this site's identity; the server's certificate must hash to the
 // pinned site id, or the connection is dropped before any request is sent.
+import { testKnobs } from '../core/test-knobs.ts';
 import { backoffMs, type BackoffPolicy } from '../core/backoff.ts';
 import http2 from 'node:http2';
 import { isIP } from 'node:net';
@@ -81,7 +82,7 @@ export class PeerClient implements Receiver {
   constructor(ident: SiteIdentity, peer: Peer, options: { stallTimeoutMs?: number } = {}) {
     this.#ident = ident;
     this.peer = peer;
-    this.stallTimeoutMs = options.stallTimeoutMs ?? (Number(process.env.FERRY_STALL_TIMEOUT_MS) || STALL_TIMEOUT_MS); // env: a test hook
+    this.stallTimeoutMs = options.stallTimeoutMs ?? testKnobs().stallTimeoutMs ?? STALL_TIMEOUT_MS;
   }
 
   #connect(): Promise<http2.ClientHttp2Session> {

@@ -19,7 +19,8 @@ import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSO
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
 import { STALL_TIMEOUT_MS, WINDOW_BYTES } from './client.ts';
 import type { Engine } from './engine.ts';
-import { errorBody, KEEPALIVE_HEADER, KEEPALIVE_MS, readBody, ROUTES } from './http.ts';
+import { errorBody, KEEPALIVE_HEADER, keepaliveMs, readBody, ROUTES } from './http.ts';
+import { testKnobs } from '../core/test-knobs.ts';
 import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
 import { runOp, serveDr } from './ops.ts';
 import { renderMetrics, RuntimeProbe } from './metrics.ts';
@@ -41,7 +42,7 @@ export class Daemon {
   #metricsServer: http.Server | undefined;
   #sessions = new Set<http2.ServerHttp2Session>();
   /** bytes the peers' streams hold, per connection and in all (stream-budget.ts) */
-  readonly streamBudget = StreamBudget.fromEnv();
+  readonly streamBudget = StreamBudget.fromKnobs();
   /** the peers' sockets: http2 lends them only behind a proxy that forbids destroy() */
   #sockets = new Set<TLSSocket>();
   info: DaemonInfo | undefined;
@@ -185,7 +186,7 @@ export class Daemon {
           }
           // A sender gone silent (a link that died without a reset reaching us) must not hold its
           // stream, and the objects it delivered unflushed, for ever: the put ends, and what arrived is kept.
-          const stallMs = Number(process.env.FERRY_STALL_TIMEOUT_MS) || STALL_TIMEOUT_MS;
+          const stallMs = testKnobs().stallTimeoutMs ?? STALL_TIMEOUT_MS;
           stream.setTimeout(stallMs, () => stream.destroy(new FerryError('TRANSFER_INTERRUPTED', `no data from the peer for ${stallMs / 1000} s`)));
           try {
             // The stream holds what the decoder buffers plus what the receiver has taken and not yet
@@ -330,7 +331,7 @@ export async function serveLocal(engine: Engine, req: AsyncIterable<Buffer | Uin
   }
 }
 
-/** Answer 200 now, a space every KEEPALIVE_MS while `work` runs, then its result or error (see KEEPALIVE_HEADER). */
+/** Answer 200 now, a space every keepaliveMs() while `work` runs, then its result or error (see KEEPALIVE_HEADER). */
 async function replyLong(stream: http2.ServerHttp2Stream, work: () => Promise<unknown>): Promise<void> {
   const open = () => !stream.destroyed && !stream.closed;
   try {
@@ -340,7 +341,7 @@ async function replyLong(stream: http2.ServerHttp2Stream, work: () => Promise<un
   }
   const beat = setInterval(() => {
     if (open()) stream.write(' ');
-  }, KEEPALIVE_MS);
+  }, keepaliveMs());
   let out: string;
   try {
     out = JSON.stringify({ result: await work() });

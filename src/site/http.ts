@@ -1,5 +1,6 @@
 // Small shared pieces of ferry's HTTP: bounded body reading, error mapping
 // between FerryError and HTTP responses, and the route names.
+import { testKnobs } from '../core/test-knobs.ts';
 import { ERRORS, FerryError, isErrorCode, isFerryError, type FerryErrorJSON } from '../core/errors.ts';
 import { releaseAfterAnswer } from '../replication/protocol.ts';
 
@@ -88,9 +89,9 @@ export function parseLongAnswer(buf: Buffer, peer: string): Buffer | FerryError 
 /**
  * Long answers (a commit applies a whole snapshot; DR calls run workflows): a
  * client that sends this request header lets the server answer 200 at once,
- * send a space every KEEPALIVE_MS while it works (JSON allows leading
+ * send a space every keepaliveMs() while it works (JSON allows leading
  * whitespace; the client's stall watchdog sees bytes moving), then
  * `{"result": ...}` or `{"error": ...}`. The server echoes the header.
  */
 export const KEEPALIVE_HEADER = 'ferry-keepalive';
-export const KEEPALIVE_MS = Number(process.env.FERRY_KEEPALIVE_MS) || 10_000; // env: a test hook
+export const keepaliveMs = (): number => testKnobs().keepaliveMs ?? 10_000; // shorter only as a test knob (core/test-knobs.ts)

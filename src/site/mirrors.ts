@@ -6,6 +6,7 @@
 // (backoff with jitter; an error that is not transient waits at least for the
 // next period); after repeated transient failures the mirror shows
 // `disconnected` while snapshots keep being taken, one per period.
+import { testKnobs } from '../core/test-knobs.ts';
 import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../core/errors.ts';
 import { parseName, type ObjectId } from '../core/ids.ts';
 import type { ChunkPool } from '../snapshot/chunk-pool.ts';
@@ -406,7 +407,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const eo = early?.objectsSent ?? 0;
     const eb = early?.bytesSent ?? 0;
     const onProgress = o.onProgress && eo > 0 ? (p: TransferProgress) => o.onProgress!({ ...p, objectsTotal: p.objectsTotal + eo, bytesTotal: p.bytesTotal + eb, objectsSent: p.objectsSent + eo, bytesSent: p.bytesSent + eb }) : o.onProgress;
-    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress, deltaBase, batchBytes: Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined /* test hook: resume granularity */ });
+    const stats = await sendSnapshot(site.store as never, rx, m.remoteVolume, target.manifest as ObjectId, { signal: o.signal, limiter, onProgress, deltaBase, batchBytes: testKnobs().putBatchBytes /* a test knob: resume granularity */ });
     onProgress?.({ phase: 'committing', objectsTotal: stats.objectsSent, bytesTotal: stats.bytesSent, objectsSent: stats.objectsSent, bytesSent: stats.bytesSent });
     phases.send = secondsSince(sendStarted);
     const isPeer = isPeerSnapshotFor(site.catalog, target.id, m.id);

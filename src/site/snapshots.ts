@@ -129,7 +129,7 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
       );
       cacheRows.flush();
       members = captured;
-      // Test hook (FERRY_PAUSE_AT): every member captured, the manifest not yet written.
+      // Test hook (FERRY_TEST_PAUSE_AT): every member captured, the manifest not yet written.
       await pausePoint('snapshot:before-manifest', () => opts.signal?.aborted ?? false);
     } finally {
       await runPost(site, vol, env, hooks, id, warn);

@@ -15,6 +15,7 @@
 // Owns: the counts. Must never: block a stream waiting for budget (a stream
 // that is not read still fills up to its flow-control window), or let one
 // stream's refusal touch another's.
+import { testKnobs, type TestKnobs } from '../core/test-knobs.ts';
 import { humanBytes } from '../core/units.ts';
 import { FerryError } from '../core/errors.ts';
 
@@ -91,13 +92,9 @@ export class StreamBudget {
     if (!(this.sessionLimit > 0) || !(this.daemonLimit > 0)) throw new FerryError('CONFIG_INVALID', 'stream budgets must be positive byte counts');
   }
 
-  /**
-   * Budgets from the environment (test hooks: FERRY_SESSION_BUDGET_BYTES,
-   * FERRY_DAEMON_BUDGET_BYTES), else the defaults.
-   */
-  static fromEnv(env: NodeJS.ProcessEnv = process.env): StreamBudget {
-    const n = (v: string | undefined) => (v && Number.isSafeInteger(Number(v)) && Number(v) > 0 ? Number(v) : undefined);
-    return new StreamBudget({ sessionLimit: n(env.FERRY_SESSION_BUDGET_BYTES), daemonLimit: n(env.FERRY_DAEMON_BUDGET_BYTES) });
+  /** Budgets the test knobs set (FERRY_TEST_SESSION_BUDGET_BYTES, FERRY_TEST_DAEMON_BUDGET_BYTES: core/test-knobs.ts), else the defaults. */
+  static fromKnobs(k: TestKnobs = testKnobs()): StreamBudget {
+    return new StreamBudget({ sessionLimit: k.sessionBudgetBytes, daemonLimit: k.daemonBudgetBytes });
   }
 
   /** An account for a new stream of `session` (any object naming the connection). */

@@ -1,6 +1,6 @@
 // A large file changed in a few places is patched in the replica's own file (replication/in-place.ts),
 // on real daemons: the replica's inode stays, and a destination killed in the middle of the patch
-// (FERRY_CRASH_AT=apply:in-place-mid: the file half old, half new) finishes the apply at restart
+// (FERRY_TEST_CRASH_AT=apply:in-place-mid: the file half old, half new) finishes the apply at restart
 // without taking its own half-done work for someone's write; a write made into that file while the
 // daemon was down is still kept before the apply overwrites it.
 import { test } from 'node:test';
@@ -40,7 +40,7 @@ async function crashMidPatch(pair: Pair, big: string, replicaBig: string): Promi
   const old = readFileSync(replicaBig);
   scribble(big, [2 * MiB, 12 * MiB, 20 * MiB], 64 * 1024);
   await killDaemon(pair.b);
-  await startDaemon(pair.b, { ...pair.env, FERRY_CRASH_AT: 'apply:in-place-mid' });
+  await startDaemon(pair.b, { ...pair.env, FERRY_TEST_CRASH_AT: 'apply:in-place-mid' });
   pair.proxy.target = pair.b.port!;
   const r = await pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
   assert.notEqual(r.code, 0, 'the destination died mid-apply');

@@ -4,7 +4,7 @@
 //   update kept a stray write as `replica-writes-*`, `snapshot show latest`,
 //   `restore --snapshot latest` and a new link show the replicated data, not
 //   the stray write (the kept snapshot is still there by name).
-// - One site's clock an hour ahead (FERRY_CLOCK_OFFSET_MS): a real split brain
+// - One site's clock an hour ahead (FERRY_TEST_CLOCK_OFFSET_MS): a real split brain
 //   is shown as `split-brain` at both sites with each side's writes counted
 //   against the base; after the failback, `latest` at the old primary is the
 //   resynced snapshot (not its future-dated `failback-kept-*`), and the new
@@ -27,7 +27,7 @@ import { cleanupSites, copyTree, KiB, newSite, pairSites, waitFor, writeChange, 
 const sites: DrSite[] = [];
 after(() => cleanupSites(sites));
 
-const HOUR_AHEAD = { FERRY_CLOCK_OFFSET_MS: String(3600_000) };
+const HOUR_AHEAD = { FERRY_TEST_CLOCK_OFFSET_MS: String(3600_000) };
 
 function smallTree(dir: string): void {
   mkdirSync(dir, { recursive: true });

@@ -1,7 +1,7 @@
 // Replica rollbacks and overwrites, end to end on two real daemons (issue 16,
 // defects 1, 5, 18, 19 and 22):
 // - a write into the secondary's replica while an apply runs (the apply held
-//   after writing, before verifying: FERRY_PAUSE_AT=apply:after-write) makes
+//   after writing, before verifying: FERRY_TEST_PAUSE_AT=apply:after-write) makes
 //   the verification fail (REPLICA_MISMATCH); the next update, plain or
 //   --force, keeps the write in a replica-writes-* snapshot and brings the
 //   replica to the snapshot;
@@ -35,7 +35,7 @@ interface Pair {
   data: string;
   /** the secondary's replica */
   replica: string;
-  /** the file whose absence holds b's applies after they wrote the replica (FERRY_PAUSE_FILE) */
+  /** the file whose absence holds b's applies after they wrote the replica (FERRY_TEST_PAUSE_FILE) */
   release: string;
 }
 
@@ -68,7 +68,7 @@ async function mirroredPair(label: string, volumes = ['vol']): Promise<Pair & { 
   }
   const release = join(b.dir, 'release');
   writeFileSync(release, '');
-  await Promise.all([a.start(), b.start({ env: { FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release } })]);
+  await Promise.all([a.start(), b.start({ env: { FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release } })]);
   await pairSites(a, b);
   for (const v of volumes) {
     await a.json(['mirror', 'create', v, '--to', b.name]);

@@ -1,6 +1,6 @@
 // Crash safety of the DR workflows, end to end on two real daemons (east and
 // west, each reaching the other through a loopback TCP proxy). For every
-// named crash point of failover, failback and migrate (FERRY_CRASH_AT, a test
+// named crash point of failover, failback and migrate (FERRY_TEST_CRASH_AT, a test
 // hook: the daemon running the workflow SIGKILLs itself right after that
 // durable step), the workflow is run and the daemon dies there; then the
 // command is rerun, or only the daemon restarted (it resumes the journal at
@@ -11,7 +11,7 @@
 // kept snapshot), nothing lost (the old primary's divergent writes restore
 // from the kept snapshot), and the replica equal to the primary byte for
 // byte after the next update. Then a TCP reset between the sites during each
-// workflow, and a failover racing an apply in flight (FERRY_PAUSE_AT holds
+// workflow, and a failover racing an apply in flight (FERRY_TEST_PAUSE_AT holds
 // the apply after it wrote the replica): without --force it waits for the
 // apply, with --force it cancels it and rolls the replica back.
 //
@@ -175,7 +175,7 @@ for (const c of CYCLES) {
     const base = mirrorTo(P, S)!.base!;
     const promoted = copyTree(w.data.get(S)!, join(S.dir, `promoted-${++n}`));
     const failoverSnaps = named(S, 'failover-').length;
-    await restartWith(S, { FERRY_CRASH_AT: c.failover });
+    await restartWith(S, { FERRY_TEST_CRASH_AT: c.failover });
     const r = await S.ferry(['failover', 'vol', '--json']);
     assert.notEqual(r.code, 0, `${label}: failover should not report success when its daemon died`);
     await died(S, c.failover);
@@ -202,7 +202,7 @@ for (const c of CYCLES) {
 
     // ---- failback at P; the site running the crashing step dies
     const dying = c.failback === 'failback:serve-after-reverse' ? S : P;
-    await restartWith(dying, { FERRY_CRASH_AT: c.failback });
+    await restartWith(dying, { FERRY_TEST_CRASH_AT: c.failback });
     const fb = await P.ferry(['failback', 'vol', '--json']);
     assert.notEqual(fb.code, 0, `${label}: failback should not report success when a daemon died`);
     await died(dying, c.failback);
@@ -243,7 +243,7 @@ for (const c of MIGRATE) {
     const dying = c.at === 'primary' ? P : S;
     const postP = hookLines(P, 'post migrate');
     const postS = hookLines(S, 'post migrate');
-    await restartWith(dying, { FERRY_CRASH_AT: c.step });
+    await restartWith(dying, { FERRY_TEST_CRASH_AT: c.step });
     const r = await P.ferry(['migrate', 'vol', '--to', S.name, '--json']);
     assert.notEqual(r.code, 0, `${c.step}: migrate should not report success when a daemon died`);
     await died(dying, c.step);
@@ -291,7 +291,7 @@ test('a TCP reset during each workflow: it stops cleanly, and the rerun complete
     assert.equal(mirrorTo(P, S)!.state, 'broken-off');
     writeChange(w.data.get(P)!, `tcp-divergent.bin`, 2 * KiB);
     // Failback: held after the demotion, then the resync from the new primary is reset.
-    await restartWith(P, { FERRY_PAUSE_AT: 'failback:after-demote', FERRY_PAUSE_FILE: pause });
+    await restartWith(P, { FERRY_TEST_PAUSE_AT: 'failback:after-demote', FERRY_TEST_PAUSE_FILE: pause });
     const fb = P.ferry(['failback', 'vol', '--json']);
     await waitFor('the failback to be demoted', () => running(P)[0]?.step === 'demoted');
     w.via.get(S)!.resetAfter(0);
@@ -311,7 +311,7 @@ test('a TCP reset during each workflow: it stops cleanly, and the rerun complete
     const S = w.secondary;
     const postP = hookLines(P, 'post migrate');
     const pause2 = `${pause}-2`;
-    await restartWith(P, { FERRY_PAUSE_AT: 'migrate:after-demote', FERRY_PAUSE_FILE: pause2 });
+    await restartWith(P, { FERRY_TEST_PAUSE_AT: 'migrate:after-demote', FERRY_TEST_PAUSE_FILE: pause2 });
     const mg = P.ferry(['migrate', 'vol', '--to', S.name, '--json']);
     await waitFor('the migrate to be demoted', () => running(P)[0]?.step === 'demoted');
     w.via.get(P)!.resetAfter(0);
@@ -340,7 +340,7 @@ test('failover waits for an apply in flight; with --force it cancels it and roll
     const P = w.primary;
     const S = w.secondary;
     const release = join(S.dir, `release-apply-${Date.now()}`);
-    await restartWith(S, { FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release });
+    await restartWith(S, { FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release });
     writeChange(w.data.get(P)!, 'in-flight.bin', 8 * KiB);
     const upd = P.ferry(['mirror', 'update', 'vol', '--wait', '--json']);
     await waitFor('the apply to be in flight', () => secRow(S)!.applying ?? undefined);
@@ -373,7 +373,7 @@ test('failover waits for an apply in flight; with --force it cancels it and roll
     const S = w.secondary;
     const before = copyTree(w.data.get(S)!, join(S.dir, `before-forced-${Date.now()}`));
     const base = secRow(S)!.applied;
-    await restartWith(S, { FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: join(S.dir, 'never'), FERRY_CRASH_AT: 'failover:after-rollback' });
+    await restartWith(S, { FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: join(S.dir, 'never'), FERRY_TEST_CRASH_AT: 'failover:after-rollback' });
     writeChange(w.data.get(P)!, 'cancelled.bin', 8 * KiB);
     const upd = P.ferry(['mirror', 'update', 'vol', '--wait', '--json']);
     await waitFor('the apply to be in flight', () => secRow(S)!.applying ?? undefined);

@@ -212,7 +212,7 @@ test('a failback whose new primary is lost after this site demoted itself: failo
   // a fails back: it demotes itself, then b is lost before it resyncs a.
   const pause = join(a.dir, 'release');
   await a.stop();
-  await a.start({ env: { FERRY_PAUSE_AT: 'failback:after-demote', FERRY_PAUSE_FILE: pause } });
+  await a.start({ env: { FERRY_TEST_PAUSE_AT: 'failback:after-demote', FERRY_TEST_PAUSE_FILE: pause } });
   const fb = a.ferry(['failback', 'vol', '--json']);
   await waitFor('a to demote itself', () => a.catalog((db) => (db.prepare("SELECT step FROM workflows WHERE state = 'running'").get() as { step: string } | undefined)?.step === 'demoted'), 60_000);
   await b.stop('SIGKILL');

@@ -92,7 +92,7 @@ test('the target dies before accepting: failover --force at the demoted primary;
   const pause = join(seattle.dir, 'release-demoted');
   await strandedMigrate(async () => {
     await seattle.stop();
-    await seattle.start({ env: { FERRY_PAUSE_AT: 'migrate:after-demote', FERRY_PAUSE_FILE: pause } });
+    await seattle.start({ env: { FERRY_TEST_PAUSE_AT: 'migrate:after-demote', FERRY_TEST_PAUSE_FILE: pause } });
     // london dies once seattle demoted itself, before seattle asks it to accept.
     void waitFor('seattle to demote itself', () => running(seattle)[0]?.step === 'demoted', 60_000, 100).then(async () => {
       await london.stop('SIGKILL');
@@ -121,7 +121,7 @@ test('the target dies right after accepting: back, it does not start the applica
   const { seattle, london, tokyo, data } = t;
   await strandedMigrate(async () => {
     await london.stop();
-    await london.start({ env: { FERRY_CRASH_AT: 'migrate:accept-after-promote' } });
+    await london.start({ env: { FERRY_TEST_CRASH_AT: 'migrate:accept-after-promote' } });
   });
   await forceSeattle('accepted');
   // london comes back primary (its promotion was done); it asks seattle before starting the application.

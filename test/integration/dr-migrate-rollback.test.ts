@@ -2,7 +2,7 @@
 // primary of a volume mirrored to london (the migrate's target) and tokyo.
 // The migrate re-points tokyo to london before seattle demotes itself; a
 // rollback must bring tokyo back to seattle. For each crash point of
-// seattle's migrate (FERRY_CRASH_AT, a test hook: the daemon SIGKILLs itself
+// seattle's migrate (FERRY_TEST_CRASH_AT, a test hook: the daemon SIGKILLs itself
 // right after that step) the daemon restarts, its journal rolls the migrate
 // back, and then: seattle is primary, london and tokyo follow it, the
 // application was restarted at seattle, and the next updates to both are
@@ -75,7 +75,7 @@ for (const step of ['migrate:after-pre-hook', 'migrate:after-final', 'migrate:af
     const { seattle, tokyo } = t;
     const before = posts();
     await seattle.stop();
-    await seattle.start({ env: { FERRY_CRASH_AT: step } });
+    await seattle.start({ env: { FERRY_TEST_CRASH_AT: step } });
     const r = await seattle.ferry(['migrate', 'vol', '--to', 'london', '--json']);
     assert.notEqual(r.code, 0, `${step}: the migrate cannot report success`);
     await waitFor(`seattle to die at ${step}`, () => seattle.proc!.signalCode === 'SIGKILL', 60_000, 50);
@@ -93,7 +93,7 @@ test('tokyo unreachable during the rollback: it stays with london until `mirror 
   assert.ok(t, 'setup failed');
   const { seattle, london, tokyo } = t;
   await seattle.stop();
-  await seattle.start({ env: { FERRY_CRASH_AT: 'migrate:after-repoint' } });
+  await seattle.start({ env: { FERRY_TEST_CRASH_AT: 'migrate:after-repoint' } });
   await seattle.ferry(['migrate', 'vol', '--to', 'london', '--json']);
   await waitFor('seattle to die', () => seattle.proc!.signalCode === 'SIGKILL', 60_000, 50);
   await seattle.stop();

@@ -123,7 +123,7 @@ test('AFM peer snapshots: deleted with --peer while a secondary that holds it un
   // ---- p1 is committed at b, but the answer never reaches a (the link resets while b applies it)
   const release = join(b.dir, 'release-apply');
   await b.stop();
-  await b.start({ tick: 200, env: { FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release } });
+  await b.start({ tick: 200, env: { FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release } });
   writeChange(data, 'p1.bin', 64 * KiB);
   const created = await a.json(['snapshot', 'create', 'vol', '--peer', '--name', 'p1']);
   const p1 = created.snapshot.id;

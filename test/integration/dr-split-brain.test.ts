@@ -6,7 +6,7 @@
 //   `split-brain` at both sites and what each side changed since the base
 //   (counts and bytes, the peer's side fetched over the DR route); failback
 //   at the site that yields ends it, its writes kept in a snapshot.
-// - Clock skew: one site's clock is an hour behind (FERRY_CLOCK_OFFSET_MS, a
+// - Clock skew: one site's clock is an hour behind (FERRY_TEST_CLOCK_OFFSET_MS, a
 //   test hook); a migrate there and back, with updates each way, works: no
 //   check compares times taken on different clocks.
 // - Min delay: scheduled updates respect --min-delay, not only manual ones.
@@ -148,7 +148,7 @@ test('clock skew: a site an hour behind migrates and replicates both ways', asyn
   const data = join(east.dir, 'data');
   smallTree(data);
   east.defineVolume('vol', [data]);
-  await Promise.all([east.start(), startWith(west, { FERRY_CLOCK_OFFSET_MS: String(-3600_000) })]);
+  await Promise.all([east.start(), startWith(west, { FERRY_TEST_CLOCK_OFFSET_MS: String(-3600_000) })]);
   await pairSites(east, west);
   await east.json(['mirror', 'create', 'vol', '--to', 'west-skew']);
   await east.json(['mirror', 'initialize', 'vol', '--to', 'west-skew', '--wait']);

@@ -36,7 +36,7 @@ async function secondaryStatus(pair: Pair): Promise<any> {
 }
 
 test('SIGKILL of the receiver mid-apply, at varied moments: the apply resumes at restart and the replica ends byte-identical', { timeout: 240_000 }, async (t) => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
   try {
     writeRandomFile(join(pair.data, 'big.bin'), 12 * MiB);
     writeSmallFiles(join(pair.data, 'dir-base'), 20, 'b');

@@ -119,7 +119,7 @@ async function cutRound(pair: Pair, round: number, fractions: number[], verb: 'i
 }
 
 test('transfers cut at 25%, 50% then again, and 90% resume without resending what arrived', { timeout: 300_000 }, async (t) => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: String(STALL_MS) } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: String(STALL_MS) } });
   try {
     const reports: RoundReport[] = [];
     reports.push(await cutRound(pair, 1, [0.25], 'initialize'));

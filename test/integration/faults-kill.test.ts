@@ -4,7 +4,7 @@
 // stored (measured against its object index, durable objects only), and the
 // replica matches byte for byte; `ferry verify` passes on both sites.
 //
-// Puts are 4 MiB here (FERRY_PUT_BATCH_BYTES): a receiver makes what arrived
+// Puts are 4 MiB here (FERRY_TEST_PUT_BATCH_BYTES): a receiver makes what arrived
 // durable when a put ends or is cut, which a SIGKILL of the receiver itself
 // prevents, so the last put in flight is what such a kill may cost.
 import { test } from 'node:test';
@@ -59,7 +59,7 @@ async function retryAndCheck(pair: Pair, volumeBytes: number, before: number, ca
 }
 
 test('SIGKILL of the sending CLI, the sending daemon and the receiving daemon mid-transfer: the next update resumes', { timeout: 240_000 }, async (t) => {
-  const env = { FERRY_PUT_BATCH_BYTES: String(BATCH), FERRY_STALL_TIMEOUT_MS: '10000' };
+  const env = { FERRY_TEST_PUT_BATCH_BYTES: String(BATCH), FERRY_TEST_STALL_TIMEOUT_MS: '10000' };
   const pair = await makePair({ env });
   try {
     writeSmallFiles(join(pair.data, 'base'), 20);

@@ -12,7 +12,7 @@ import { makePair, mirrorStatus, writeRandomFile, writeSmallFiles } from './faul
 const MiB = 1 << 20;
 
 test('a transfer through a delaying, throttling link completes and the replica matches', { timeout: 120_000 }, async (t) => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '30000' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '30000' } });
   try {
     writeRandomFile(join(pair.data, 'big.bin'), 6 * MiB);
     writeSmallFiles(join(pair.data, 'small'), 30);

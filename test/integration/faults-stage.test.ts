@@ -29,7 +29,7 @@ test('a baseline staged while its capture is held survives a receiver SIGKILL: t
       writeSmallFiles(join(pair.data, d, 'small'), 5, d);
     }
     const release = join(pair.dir, 'release');
-    await startDaemon(pair.a, { ...pair.env, FERRY_PAUSE_AT: 'snapshot:before-manifest', FERRY_PAUSE_FILE: release });
+    await startDaemon(pair.a, { ...pair.env, FERRY_TEST_PAUSE_AT: 'snapshot:before-manifest', FERRY_TEST_PAUSE_FILE: release });
 
     const attempt = pair.ferry(pair.a, ['mirror', 'initialize', 'vol', '--wait', '--json']);
     const area = join(pair.replica(), '.ferry-stage');

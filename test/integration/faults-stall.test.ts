@@ -1,5 +1,5 @@
 // Promise 5, stalled links: a link that stops carrying bytes without closing
-// is detected by the client's stall timeout (FERRY_STALL_TIMEOUT_MS here);
+// is detected by the client's stall timeout (FERRY_TEST_STALL_TIMEOUT_MS here);
 // the update fails transiently (exit 6) and the next one resumes without
 // resending what arrived, whether the sender is the CLI or a daemon that
 // keeps its connection to the peer between updates. And a link lost while
@@ -36,7 +36,7 @@ function assertResumed(volumeBytes: number, arrived: number, retryBytes: number)
 }
 
 test('a stalled link fails the update after the stall timeout; the next update resumes (CLI sender)', { timeout: 120_000 }, async (t) => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: String(STALL_MS) } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: String(STALL_MS) } });
   try {
     await baseline(pair);
     const volumeBytes = addData(pair, 'big', [16, 8]);
@@ -71,7 +71,7 @@ test('a stalled link fails the update after the stall timeout; the next update r
 });
 
 test('a daemon drops a connection that stalled for good and reconnects for the next update', { timeout: 120_000 }, async (t) => {
-  const env = { FERRY_STALL_TIMEOUT_MS: String(STALL_MS) };
+  const env = { FERRY_TEST_STALL_TIMEOUT_MS: String(STALL_MS) };
   const pair = await makePair({ env });
   try {
     await startDaemon(pair.a, env);
@@ -110,7 +110,7 @@ test(
   'a link lost while the destination applies (the commit answer never arrives) does not cost a full resync',
   { timeout: 120_000 },
   async (t) => {
-    const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: String(STALL_MS) } });
+    const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: String(STALL_MS) } });
     try {
       await baseline(pair);
       let lost = false;
@@ -164,11 +164,11 @@ test(
 test('a commit that applies for longer than the stall timeout succeeds: the receiver keeps its answer alive', { timeout: 120_000 }, async () => {
   // b holds its apply (after writing, before verifying) until the file appears: 3x the stall timeout.
   const release = join(tmpdir(), `ferry-keepalive-${process.pid}-${Date.now()}`);
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: String(STALL_MS), FERRY_KEEPALIVE_MS: '500' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: String(STALL_MS), FERRY_TEST_KEEPALIVE_MS: '500' } });
   try {
     await baseline(pair);
     await stopDaemon(pair.b);
-    await startDaemon(pair.b, { ...pair.env, FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release });
+    await startDaemon(pair.b, { ...pair.env, FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release });
     pair.proxy.target = pair.b.port!;
     addData(pair, 'slow', [2]);
     const timer = setTimeout(() => writeFileSync(release, ''), 3 * STALL_MS);

@@ -1,7 +1,7 @@
 // The overlap of capture and transfer (docs/replication.md, "Overlap of
 // capture and transfer"): during an initialize, the chunks the capture stores
 // already go to the destination while the capture runs. Proved on real
-// daemons: the source's capture is held at its last step (FERRY_PAUSE_AT
+// daemons: the source's capture is held at its last step (FERRY_TEST_PAUSE_AT
 // snapshot:before-manifest) and the destination's store must already hold
 // objects then; every object crosses once (the transfer's counts equal the
 // source store's, which holds only this snapshot); the replica matches byte
@@ -11,6 +11,7 @@
 // delta base sends nothing early. In one process (two Sites, the destination's
 // real receiver behind a wrapper): an early put that fails stops only the
 // early stream, and the update still sends every object once.
+import { installTestKnobs, testKnobs } from '../../src/core/test-knobs.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,7 +52,7 @@ function snapshotCount(home: string): number {
 
 /** Start the source's daemon with the capture held at its last step until `release` exists. */
 async function startHeldSource(pair: Pair, release: string): Promise<void> {
-  await startDaemon(pair.a, { ...pair.env, FERRY_PAUSE_AT: PAUSE_STEP, FERRY_PAUSE_FILE: release });
+  await startDaemon(pair.a, { ...pair.env, FERRY_TEST_PAUSE_AT: PAUSE_STEP, FERRY_TEST_PAUSE_FILE: release });
 }
 
 test('initialize: chunks reach the destination while the capture runs; each object crosses once; replica equal', { timeout: 180_000 }, async () => {
@@ -188,9 +189,8 @@ test('in process: an early put that fails stops only the early stream; the updat
       };
     },
   });
-  const saved = { at: process.env.FERRY_PAUSE_AT, file: process.env.FERRY_PAUSE_FILE };
-  process.env.FERRY_PAUSE_AT = PAUSE_STEP;
-  process.env.FERRY_PAUSE_FILE = release;
+  const saved = testKnobs();
+  installTestKnobs({ ...saved, pauseAt: [PAUSE_STEP], pauseFile: release });
   try {
     addPeer(A, 'b', 'https://127.0.0.1:9', B.id);
     addPeer(B, 'a', 'https://127.0.0.1:9', A.id);
@@ -213,10 +213,7 @@ test('in process: an early put that fails stops only the early stream; the updat
     assert.equal(r.transfer.bytes, Number(source.b));
     assertTreesEqual(B.catalog.db.get<{ path: string }>("SELECT path FROM members WHERE volume = 'vol'")!.path, data);
   } finally {
-    if (saved.at === undefined) delete process.env.FERRY_PAUSE_AT;
-    else process.env.FERRY_PAUSE_AT = saved.at;
-    if (saved.file === undefined) delete process.env.FERRY_PAUSE_FILE;
-    else process.env.FERRY_PAUSE_FILE = saved.file;
+    installTestKnobs(saved);
     await eA.close();
     await eB.close();
     A.close();

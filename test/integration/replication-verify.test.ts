@@ -28,7 +28,7 @@ async function waitFor(what: string, check: () => boolean, ms = 30_000): Promise
 
 test('a write into a file the apply just wrote (same size, mtime put back) is caught by the verification; the next update repairs it', { timeout: 120_000 }, async () => {
   const release = join(tmpdir(), `ferry-verify-${process.pid}-${Date.now()}`);
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
   try {
     writeSmallFiles(join(pair.data, 'dir'), 10, 'f');
     await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
@@ -36,7 +36,7 @@ test('a write into a file the apply just wrote (same size, mtime put back) is ca
 
     // Hold b's next apply after it has written the replica, before it verifies it.
     await stopDaemon(pair.b);
-    await startDaemon(pair.b, { ...pair.env, FERRY_PAUSE_AT: 'apply:after-write', FERRY_PAUSE_FILE: release });
+    await startDaemon(pair.b, { ...pair.env, FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release });
     pair.proxy.target = pair.b.port!;
     writeRandomFile(join(pair.data, 'new.bin'), 256 * KiB);
     const update = pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
@@ -79,7 +79,7 @@ test('a write into a file the apply just wrote (same size, mtime put back) is ca
 });
 
 test('without interference, the files an apply wrote are verified from what it saw, not read again', { timeout: 120_000 }, async () => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
   try {
     writeSmallFiles(join(pair.data, 'dir'), 20, 'f');
     writeRandomFile(join(pair.data, 'big.bin'), 3 * 1024 * KiB);
@@ -102,7 +102,7 @@ test('without interference, the files an apply wrote are verified from what it s
 });
 
 test('an update verifies only what the apply touched: subtrees it left alone are not walked, and their stat cache carries over', { timeout: 120_000 }, async () => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
   try {
     writeSmallFiles(join(pair.data, 'dir'), 20, 'f');
     writeSmallFiles(join(pair.data, 'other'), 5, 'g');
@@ -137,7 +137,7 @@ test('an update verifies only what the apply touched: subtrees it left alone are
 });
 
 test('an initial apply writes new directories on worker threads: hard links across them, symlinks, modes and mtimes arrive', { timeout: 120_000 }, async () => {
-  const pair = await makePair({ env: { FERRY_STALL_TIMEOUT_MS: '20000' } });
+  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
   try {
     // alpha, beta and gamma have subdirectories: each is walked by the member's applier and its
     // subdirectories go to the workers; delta has none and goes whole.

@@ -363,11 +363,11 @@ test('a client refused for the budget retries once the others finish; a put resu
     await cleanupAll([b]);
     tmp.cleanup();
   });
-  process.env.FERRY_DAEMON_BUDGET_BYTES = String(100 << 20);
+  process.env.FERRY_TEST_DAEMON_BUDGET_BYTES = String(100 << 20);
   try {
     await b.start();
   } finally {
-    delete process.env.FERRY_DAEMON_BUDGET_BYTES;
+    delete process.env.FERRY_TEST_DAEMON_BUDGET_BYTES;
   }
   await b.json(['site', 'add', 'a', 'https://127.0.0.1:1', '--id', a.id]);
   const peerB = addPeer(a, 'b', b.url!, b.id);

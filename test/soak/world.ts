@@ -17,8 +17,8 @@ export const SOAK_ENV: Record<string, string> = {
   FERRY_NO_PROGRESS: '1',
   // A black-holed link is given up after 8 s instead of 60 s, so a stall costs the soak seconds; a
   // receiver that works longer than that (an apply) keeps its answer alive every second.
-  FERRY_STALL_TIMEOUT_MS: '8000',
-  FERRY_KEEPALIVE_MS: '1000',
+  FERRY_TEST_STALL_TIMEOUT_MS: '8000',
+  FERRY_TEST_KEEPALIVE_MS: '1000',
 };
 
 /** Size of each site's tmpfs: room for its home, data, replicas and links. */
@@ -36,7 +36,7 @@ export interface SoakSite {
   port?: number;
   /** the tail of the current daemon's output */
   log: string;
-  /** this site's clock offset (FERRY_CLOCK_OFFSET_MS, for its daemon and its CLI) */
+  /** this site's clock offset (FERRY_TEST_CLOCK_OFFSET_MS, for its daemon and its CLI) */
   offsetMs: number;
   /** the soak stopped or killed this daemon on purpose (an exit otherwise is a violation) */
   stopping: boolean;
@@ -164,7 +164,7 @@ export class World {
 
   /** The environment of this site's ferry processes. */
   env(s: SoakSite): Record<string, string> {
-    return { ...SOAK_ENV, FERRY_CLOCK_OFFSET_MS: String(s.offsetMs) };
+    return { ...SOAK_ENV, FERRY_TEST_CLOCK_OFFSET_MS: String(s.offsetMs) };
   }
 
   async startDaemon(s: SoakSite): Promise<void> {

@@ -183,7 +183,7 @@ export class ApplyJob {
       }
       phases.apply = round3((performance.now() - applyStarted) / 1000);
       if (!o.rollback) {
-        // Test hook (FERRY_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
+        // Test hook (FERRY_TEST_PAUSE_AT=apply:after-write): hold a written, not yet verified replica still.
         await pausePoint('apply:after-write', () => host.replicas.of(volume).cancelled !== undefined);
         this.#checkCancelled(volume, target, row);
       }

@@ -11,6 +11,7 @@
 // once the disk has room completes the whole graph. The same rule holds for a
 // local capture (PackStore's WriteSession): one whose pending objects another
 // writer's failure discarded is not recorded.
+import { installTestKnobs, testKnobs } from '../../../src/core/test-knobs.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -237,8 +238,8 @@ test('a local capture whose pending objects another writer\'s failed write disca
     createVolume(site, 'v', { members: [{ path: data }] });
     const release = join(dir, 'release');
     // Hold the capture once every member is captured, before its manifest (its objects are pending).
-    process.env.FERRY_PAUSE_AT = 'snapshot:before-manifest';
-    process.env.FERRY_PAUSE_FILE = release;
+    const saved = testKnobs();
+    installTestKnobs({ ...saved, pauseAt: ['snapshot:before-manifest'], pauseFile: release });
     try {
       const capture = createSnapshot(site, 'v', { pool });
       capture.catch(() => {});
@@ -253,8 +254,7 @@ test('a local capture whose pending objects another writer\'s failed write disca
       const ok = await createSnapshot(site, 'v', { pool });
       assert.equal(checkSnapshotGraph(site.store, ok.snapshot.manifest as never, 'snapshot').missing, 0);
     } finally {
-      delete process.env.FERRY_PAUSE_AT;
-      delete process.env.FERRY_PAUSE_FILE;
+      installTestKnobs(saved);
     }
   }, { storeIo: disk });
 });
