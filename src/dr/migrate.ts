@@ -15,7 +15,7 @@
 // A failure at any step before 6 completes rolls back: secondaries are
 // pointed back, this site is primary again, and its post hook restarts the
 // application here. `ferry migrate` at the new primary returns the roles.
-import { formatBytes } from '../cli/output.ts';
+import { humanBytes as formatBytes } from '../core/units.ts';
 import { changesSinceBase } from './split-brain.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
