@@ -201,3 +201,27 @@ test('a volume with the journal off is not watched and walks in full; turned on,
     assert.equal(next.stats.filesRead, 1);
   });
 });
+
+test('a secondary volume with the journal off: its replicas are not watched (every writes check walks in full); turned on, they are', async () => {
+  await withLocalSite('journal-replica-off', async ({ dir, site }) => {
+    const replica = join(dir, 'replica');
+    mkdirSync(join(replica, 'a'), { recursive: true });
+    createVolume(site, 'r', { members: [parseMemberSpec(`data=${replica}`)], role: 'secondary', journal: false });
+    const journal = new JournalService(site, { inThread: true });
+    await journal.start();
+    try {
+      const off = updateVolumeSettings(site, 'r', {});
+      assert.equal(await journal.replicaTake(off, 'data'), undefined, 'no journal: the writes check walks in full');
+      assert.equal(journal.status('r').data.state, 'off');
+      assert.equal(journal.status('r').data.replica, true);
+      const on = updateVolumeSettings(site, 'r', { journal: true });
+      await journal.refresh(on);
+      writeFileSync(join(replica, 'a', 'w'), 'written behind ferry\'s back\n');
+      const t = await journal.replicaTake(on, 'data');
+      assert.ok(t, 'watched');
+      assert.deepEqual(t.set.dirs.map((d) => d.dir), ['a']);
+    } finally {
+      await journal.close();
+    }
+  });
+});
