@@ -4,7 +4,8 @@
 // turned on by a reload of the site file (SIGHUP), its next snapshot is an audit, then journaled.
 // And a member over the inotify watch limit (a real one: the daemon runs in a user namespace of its
 // own whose max_inotify_watches is small, the machine's sysctl untouched) is walked in full, its
-// watches released for the other volumes, said once, and not watched again before its back-off.
+// watches released for the other volumes, said once, and not watched again before its back-off;
+// once the limit is raised, `volume set --journal` has it watched again at the next snapshot.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -102,9 +103,9 @@ test('a volume with the journal off walks in full beside a journaled one; a relo
 });
 
 // A user namespace of the daemon's own, whose inotify watch limit is LIMIT (the machine's stays).
-const canUnshare = spawnSync('unshare', ['-U', '-r', 'sh', '-c', 'echo 8 > /proc/sys/user/max_inotify_watches'], { stdio: 'ignore' }).status === 0;
+const canUnshare = spawnSync('unshare', ['-U', '-r', 'sh', '-c', 'echo 8 > /proc/sys/user/max_inotify_watches'], { stdio: 'ignore' }).status === 0 && spawnSync('nsenter', ['--version'], { stdio: 'ignore' }).status === 0;
 
-test('a member over the inotify watch limit: walked in full, its watches released for the other volumes, said once, not watched again before its back-off', { skip: !canUnshare && 'no user namespaces here (unshare -U -r)' }, async () => {
+test('a member over the inotify watch limit: walked in full, its watches released for the other volumes, said once, not watched again before its back-off', { skip: !canUnshare && 'no user namespaces here (unshare -U -r, nsenter)' }, async () => {
   const site = await createSite('jlimit');
   try {
     // 12 watches: the barrier, `small` (3 directories) and not `big` (20).
@@ -143,6 +144,19 @@ test('a member over the inotify watch limit: walked in full, its watches release
     assert.equal(ev[0].volume, 'a-big');
     assert.equal(ev[0].detail.member, 'data');
     assert.match(ev[0].detail.fix, /max_user_watches.*--no-journal/);
+
+    // The operator raises the limit (here, the daemon's namespace's) and says so: the next snapshot
+    // watches the member again (walking in full, the base of the new watch), the ones after are journaled.
+    const raise = spawnSync('nsenter', ['-U', '-t', String(site.proc!.pid), '--preserve-credentials', 'sh', '-c', 'echo 100 > /proc/sys/user/max_inotify_watches'], { encoding: 'utf8' });
+    assert.equal(raise.status, 0, raise.stderr);
+    await site.json(['volume', 'set', 'a-big', '--journal']);
+    assert.equal((await snap(site, 'a-big')).journaled, undefined);
+    const back = await journalOf(site, 'a-big');
+    assert.equal(back.retryAt, null);
+    assert.equal(back.watches, 20);
+    assert.equal(back.state, 'live');
+    appendFileSync(join(big, 'd4', 'f'), 'x');
+    assert.deepEqual((await snap(site, 'a-big')).journaled, ['data']);
   } finally {
     await site.cleanup();
   }
