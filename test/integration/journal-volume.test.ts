@@ -97,6 +97,15 @@ test('a volume with the journal off walks in full beside a journaled one; a relo
     assert.equal(released.state, 'off');
     assert.equal(released.watches, 0);
     assert.equal((await snap(site, 'on')).journaled, undefined);
+
+    // Made off from the start by the CLI: never watched.
+    const third = join(site.dir, 'third');
+    tree(third, 1);
+    assert.equal((await site.json(['volume', 'create', 'third', '--member', `data=${third}`, '--no-journal'])).journal, false);
+    await snap(site, 'third');
+    appendFileSync(join(third, 'd0', 'f'), 'more\n');
+    assert.equal((await snap(site, 'third')).journaled, undefined);
+    assert.equal((await journalOf(site, 'third')).state, 'off');
   } finally {
     await site.cleanup();
   }
