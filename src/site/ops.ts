@@ -217,8 +217,8 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'volume.set'(ctx, a) {
     const site = ctx.engine.site;
     const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: object<Hooks>(a, 'hooks'), retention: object<RetentionPolicy>(a, 'retention'), journal: bool(a, 'journal') });
-    // The daemon's watches follow at once: turned off, they are released now; turned on (or any
-    // other change), they start (again, for a member that had run out of watches) before the next capture.
+    // The daemon's watches follow at once: turned off, they are released now; turned on, they start
+    // now; a member backing off after it ran out of watches is tried again at the next capture.
     await journalOf(site)?.refresh(v, { retry: true });
     return describeVolume(site, v);
   },
