@@ -109,6 +109,7 @@ export function renderConfigSchema(): Schema {
     },
     volume: object('volume', VOLUME_KEYS, {
       secondary: { type: 'boolean', description: 'true: this volume receives a replica (used when it is created)' },
+      journal: { type: 'boolean', description: 'false: the daemon\'s change journal does not watch this volume, and every snapshot (at a secondary, every writes check) walks its trees in full (default true)' },
       members: { type: 'array', minItems: 1, items: { $ref: '#/definitions/member' }, description: 'one or more; several are one consistency group, captured at one instant' },
       hooks: object('hooks', HOOKS_KEYS, { pre: hook('pre'), post: hook('post') }, { description: 'commands run around each snapshot: pre quiesces (a failure aborts the snapshot), post resumes' }),
       retention: object('retention', RETENTION_KEYS, Object.fromEntries(RETENTION_KEYS.map((k) => [k, count(COUNT.retention, k === 'last' ? 'keep the newest n snapshots' : `keep the newest snapshot of each of the last n ${k.replace(/ly$/, '').replace(/^dai$/, 'day')}s`)])), { description: 'which snapshots to keep (held ones always are)' }),

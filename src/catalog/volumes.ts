@@ -36,6 +36,8 @@ export interface Volume {
   createdAt: number;
   hooks: Hooks;
   retention: RetentionPolicy;
+  /** the daemon's change journal watches its tree members (docs/design.md, "The change journal"); false: every capture and writes check walks in full */
+  journal: boolean;
   members: Member[];
 }
 
@@ -45,6 +47,8 @@ interface VolumeRow {
   created_at: number;
   hooks: string;
   retention: string;
+  /** 0: the change journal is off; NULL (a volume made before the column, or a catalog opened read-only without it): on */
+  journal?: number | null;
 }
 
 interface MemberRow {
@@ -59,7 +63,7 @@ function toVolume(cat: Catalog, r: VolumeRow): Volume {
   const members = cat.db
     .all<MemberRow>('SELECT * FROM members WHERE volume = ? ORDER BY position', r.name)
     .map((m) => ({ name: m.name, kind: m.kind, path: m.path }));
-  return { name: r.name, role: r.role, createdAt: r.created_at, hooks: JSON.parse(r.hooks) as Hooks, retention: JSON.parse(r.retention) as RetentionPolicy, members };
+  return { name: r.name, role: r.role, createdAt: r.created_at, hooks: JSON.parse(r.hooks) as Hooks, retention: JSON.parse(r.retention) as RetentionPolicy, journal: r.journal !== 0, members };
 }
 
 export function listVolumes(cat: Catalog): Volume[] {
@@ -88,15 +92,15 @@ export function allMembers(cat: Catalog): Array<Member & { volume: string }> {
 }
 
 /** The rows of a new volume and its members (checked by the caller), in the caller's transaction if any. */
-export function insertVolume(cat: Catalog, v: { name: string; role: Role; hooks: Hooks; retention: RetentionPolicy; members: Member[] }): void {
+export function insertVolume(cat: Catalog, v: { name: string; role: Role; hooks: Hooks; retention: RetentionPolicy; journal: boolean; members: Member[] }): void {
   cat.tx(() => {
-    cat.db.run('INSERT INTO volumes (name, role, created_at, hooks, retention) VALUES (?, ?, ?, ?, ?)', v.name, v.role, cat.now(), JSON.stringify(v.hooks), JSON.stringify(v.retention));
+    cat.db.run('INSERT INTO volumes (name, role, created_at, hooks, retention, journal) VALUES (?, ?, ?, ?, ?, ?)', v.name, v.role, cat.now(), JSON.stringify(v.hooks), JSON.stringify(v.retention), v.journal ? 1 : 0);
     v.members.forEach((m, i) => cat.db.run('INSERT INTO members (volume, position, name, kind, path) VALUES (?, ?, ?, ?, ?)', v.name, i, m.name, m.kind, m.path));
   });
 }
 
-export function setVolumeSettings(cat: Catalog, name: string, hooks: Hooks, retention: RetentionPolicy): void {
-  cat.db.run('UPDATE volumes SET hooks = ?, retention = ? WHERE name = ?', JSON.stringify(hooks), JSON.stringify(retention), name);
+export function setVolumeSettings(cat: Catalog, name: string, hooks: Hooks, retention: RetentionPolicy, journal: boolean): void {
+  cat.db.run('UPDATE volumes SET hooks = ?, retention = ?, journal = ? WHERE name = ?', JSON.stringify(hooks), JSON.stringify(retention), journal ? 1 : 0, name);
 }
 
 /** The volume becomes `role` (only if it is `from` now, when given). */

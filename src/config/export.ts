@@ -43,6 +43,7 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
     if (v.hooks.pre || v.hooks.post) out.hooks = { ...(v.hooks.pre ? { pre: hook(v.hooks.pre) } : {}), ...(v.hooks.post ? { post: hook(v.hooks.post) } : {}) };
     const ret = Object.fromEntries(RETENTION_KEYS.filter((k) => v.retention[k]).map((k) => [k, v.retention[k]]));
     if (Object.keys(ret).length) out.retention = ret;
+    if (!v.journal) out.journal = false;
     volumes[v.name] = out;
   }
   return { version: CONFIG_VERSION, site: siteSection, volumes, mirrors: listMirrors(site.catalog).map(mirrorEntry), links: listLinks(site.catalog).map(linkEntry) };

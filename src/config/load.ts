@@ -338,7 +338,8 @@ function readVolume(r: Reader, name: string, raw: Node | null, path: string): Vo
   const secondary = m.has('secondary') ? r.bool(m.get('secondary')!.value, `${path}.secondary`, 'secondary') : false;
   const hooks = m.has('hooks') ? readHooks(r, m.get('hooks')!.value, `${path}.hooks`) : {};
   const retention = m.has('retention') ? readRetention(r, m.get('retention')!.value, `${path}.retention`) : {};
-  return { name, secondary: secondary ?? false, members, hooks, retention, lines: lines(r, raw, m) };
+  const journal = m.has('journal') ? r.bool(m.get('journal')!.value, `${path}.journal`, 'journal') : true;
+  return { name, secondary: secondary ?? false, members, hooks, retention, journal: journal ?? true, lines: lines(r, raw, m) };
 }
 
 function readMirror(r: Reader, raw: Node, path: string): MirrorConfig | undefined {

@@ -273,7 +273,7 @@ class Planner {
         reason: `${v.members.length} member(s)${v.secondary ? ', secondary' : ''}`,
         step: {
           op: 'volume.create',
-          args: { name: v.name, members: v.members.map((m) => `${m.name ? `${m.name}=` : ''}${m.kind ? `${m.kind}:` : ''}${m.path}`), hooks: v.hooks, retention: v.retention, secondary: v.secondary },
+          args: { name: v.name, members: v.members.map((m) => `${m.name ? `${m.name}=` : ''}${m.kind ? `${m.kind}:` : ''}${m.path}`), hooks: v.hooks, retention: v.retention, secondary: v.secondary, journal: v.journal },
         },
       });
       return;
@@ -291,7 +291,8 @@ class Planner {
     const changes: PlanChange[] = [];
     if (!sameHooks(v.hooks, cur.hooks)) changes.push({ key: 'hooks', from: cur.hooks, to: v.hooks });
     if (!sameRetention(v.retention, cur.retention)) changes.push({ key: 'retention', from: cur.retention, to: v.retention });
-    if (changes.length) this.add({ verb: 'change', kind: 'volume', name: v.name, line: v.lines._, changes, step: { op: 'volume.set', args: { name: v.name, hooks: v.hooks, retention: v.retention } } });
+    if (v.journal !== cur.journal) changes.push({ key: 'journal', from: cur.journal, to: v.journal });
+    if (changes.length) this.add({ verb: 'change', kind: 'volume', name: v.name, line: v.lines._, changes, step: { op: 'volume.set', args: { name: v.name, hooks: v.hooks, retention: v.retention, journal: v.journal } } });
   }
 
   // ---------------------------------------------------------------- mirrors

@@ -53,6 +53,8 @@ export interface VolumeConfig {
   members: MemberConfig[];
   hooks: Hooks;
   retention: RetentionPolicy;
+  /** the daemon's change journal watches the volume (default: true) */
+  journal: boolean;
   lines: Lines;
 }
 
@@ -93,7 +95,7 @@ export interface SiteConfig {
 export const TOP_KEYS = ['version', 'site', 'volumes', 'mirrors', 'links'] as const;
 export const SITE_KEYS = ['name', 'listen', 'replicaRoot', 'log'] as const;
 export const LOG_KEYS = ['file', 'maxSize', 'keep'] as const;
-export const VOLUME_KEYS = ['secondary', 'members', 'hooks', 'retention'] as const;
+export const VOLUME_KEYS = ['secondary', 'members', 'hooks', 'retention', 'journal'] as const;
 export const MEMBER_KEYS = ['path', 'name', 'kind'] as const;
 export const HOOKS_KEYS = ['pre', 'post'] as const;
 export const HOOK_KEYS = ['command', 'timeout'] as const;

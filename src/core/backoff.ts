@@ -30,6 +30,13 @@ export const WORKFLOW_RETRY: BackoffPolicy = { baseMs: 30_000, maxMs: 10 * 60_00
 /** Failover notices to an old primary that was unreachable (failover --force): 15 s up to 5 min. */
 export const NOTICE_RETRY: BackoffPolicy = { baseMs: 15_000, maxMs: 5 * 60_000, jitter: 0.2 };
 
+/**
+ * A tree member (or replica) whose watches ran out (inotify's ENOSPC, fs.inotify.max_user_watches):
+ * its change journal is not tried again before 10 min, then 20 min, ... up to a day (the watches of a
+ * large tree cost minutes to add, for nothing while the limit stands).
+ */
+export const JOURNAL_WATCH_RETRY: BackoffPolicy = { baseMs: 10 * 60_000, maxMs: 24 * 3600_000, jitter: 0 };
+
 /** The wait after `failures` consecutive failures (1: after the first), with jitter. */
 export function backoffMs(failures: number, policy: BackoffPolicy, random: Random): number {
   const n = Math.max(1, Math.floor(failures));

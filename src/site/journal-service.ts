@@ -7,7 +7,13 @@
 //   or journaled, moves the base to the snapshot it made; a capture that failed puts its set back;
 // - nothing was lost (a queue error, a watch that could not be added, more directories than
 //   watches allowed, the root replaced): otherwise the capture is a full walk and the watch starts
-//   again;
+//   again, except after it ran out of watches (ENOSPC: fs.inotify.max_user_watches, or
+//   `maxWatches`): its watches are released and it is not tried again before a back-off
+//   (JOURNAL_WATCH_RETRY: 10 min doubling up to a day; reset by a success, by `volume set`, or by
+//   the file's reload changing the volume), said once in a `journal.unavailable` event and in status;
+// - the volume's journal is on (`volume create/set --no-journal`, `journal: false` in the site
+//   file): a volume with it off has none of its members or replicas watched, and turning it on
+//   starts them with nothing known (the next capture is an audit);
 // - an audit is not due: the first capture after the daemon starts (nothing is known of what
 //   changed while it was down), one a day per volume (`auditEveryMs`), and any asked for with
 //   `snapshot create --full-walk`. An audit also makes the journaled capture from the same set and
@@ -22,9 +28,10 @@ import { captureTree, emptyStats, type CaptureOptions, type CaptureStats } from 
 import { decodeSnapshot, decodeTree } from '../snapshot/format.ts';
 import { ChangeJournal, type DirtySet, type WatchInfo } from '../snapshot/journal.ts';
 import { STAGE_DIR } from '../replication/stage.ts';
+import { JOURNAL_WATCH_RETRY, RetryGate } from '../core/backoff.ts';
 import type { Site } from './site.ts';
 import type { Volume } from './volumes.ts';
-import { listVolumes } from '../catalog/volumes.ts';
+import { findVolume, listVolumes } from '../catalog/volumes.ts';
 
 export const DAY_MS = 24 * 3600 * 1000;
 
@@ -52,6 +59,8 @@ interface MemberState {
   /** how many audits found the journal had missed a change, since the daemon started */
   missed: number;
   lastMissed: number | null;
+  /** it ran out of watches: no watch is held, and none is tried before this (JOURNAL_WATCH_RETRY); null: not backing off */
+  retryAt: number | null;
 }
 
 /** What one capture takes from the journal for a member (createSnapshot). */
@@ -68,13 +77,20 @@ export interface MemberTake {
 }
 
 export interface JournalStatus {
-  /** live: captures read only what changed; audit-due: the next capture walks in full; off: not watched */
+  /**
+   * live: captures (a replica: writes checks) read only what changed; audit-due: the next walks in
+   * full; off: the volume's journal is turned off (every capture walks in full)
+   */
   state: 'live' | 'audit-due' | 'off';
   reason: string | null;
+  /** a secondary's replica (the journal serves its writes check), not a member this site captures */
+  replica: boolean;
   watches: number;
   lastAudit: number | null;
   missed: number;
   lastMissed: number | null;
+  /** the member ran out of inotify watches: its watch is not tried again before this (null: not backing off) */
+  retryAt: number | null;
 }
 
 const keyOf = (volume: string, member: string) => JSON.stringify([volume, member]);
@@ -85,20 +101,23 @@ export class JournalService {
   readonly #members = new Map<string, MemberState>();
   readonly #auditEvery: number;
   readonly #maxWatches: number | undefined;
-  /** one capture of a volume at a time takes its sets (createSnapshot runs under the volume's own order anyway) */
-  readonly #busy = new Map<string, Promise<void>>();
+  /** members that ran out of watches: when each may be watched again */
+  readonly #watchRetry: RetryGate;
+  /** reconciles run one at a time (a take and a `volume set` may ask at once) */
+  #reconciling: Promise<void> = Promise.resolve();
   #closed = false;
 
   constructor(site: Site, o: JournalServiceOptions = {}) {
     this.#site = site;
     this.#auditEvery = o.auditEveryMs ?? DAY_MS;
     this.#maxWatches = o.maxWatches;
+    this.#watchRetry = new RetryGate(JOURNAL_WATCH_RETRY, site.clock, Math.random);
     this.#journal = new ChangeJournal({ barrierDir: join(site.paths.home, 'journal-barrier'), inThread: o.inThread });
   }
 
   /** Watch the tree members of every volume this site captures. */
   async start(): Promise<void> {
-    for (const v of listVolumes(this.#site.catalog)) await this.#reconcile(v);
+    for (const v of listVolumes(this.#site.catalog)) await this.refresh(v);
   }
 
   /** Volumes this site captures: a secondary's members are replicas written by the apply (watched as replicas). */
@@ -106,26 +125,45 @@ export class JournalService {
     return v.role !== 'secondary';
   }
 
-  /** Bring the watches of a volume in line with its members (added, removed, role changed). */
-  async #reconcile(v: Volume): Promise<void> {
+  /**
+   * Bring the watches of a volume in line with its members and settings (members added or removed,
+   * role changed, journal turned off or on). `retry`: its settings changed (`volume set`, a reload
+   * of the site file): a member backing off after it ran out of watches is tried again at the next
+   * take (the limit may have been raised meanwhile).
+   */
+  refresh(v: Volume, o: { retry?: boolean } = {}): Promise<void> {
+    const run = this.#reconciling.then(() => this.#reconcile(v, o.retry === true));
+    this.#reconciling = run.catch(() => {});
+    return run;
+  }
+
+  async #reconcile(v: Volume, retry: boolean): Promise<void> {
+    if (this.#closed) return;
     const replica = !JournalService.watches(v);
     const want = new Map<string, { member: string; path: string }>();
-    for (const m of v.members) if (m.kind === 'tree') want.set(keyOf(v.name, m.name), { member: m.name, path: m.path });
+    if (v.journal) for (const m of v.members) if (m.kind === 'tree') want.set(keyOf(v.name, m.name), { member: m.name, path: m.path });
     for (const [k, s] of this.#members) {
       if (s.volume !== v.name) continue;
       const w = want.get(k);
       if (w && w.path === s.path && s.replica === replica) {
         want.delete(k);
+        if (retry) this.#watchRetry.succeeded(k);
         continue;
       }
-      this.#members.delete(k);
-      await this.#journal.unwatch(k);
+      await this.#drop(k);
     }
     for (const [k, w] of want) {
-      const s: MemberState = { volume: v.name, member: w.member, path: w.path, replica, base: null, reason: null, watches: 0, lastAudit: null, missed: 0, lastMissed: null };
+      const s: MemberState = { volume: v.name, member: w.member, path: w.path, replica, base: null, reason: null, watches: 0, lastAudit: null, missed: 0, lastMissed: null, retryAt: null };
       this.#members.set(k, s);
       await this.#watch(k, s);
     }
+  }
+
+  /** Stop watching a member (its watches are released) and forget all about it. */
+  async #drop(k: string): Promise<void> {
+    this.#members.delete(k);
+    this.#watchRetry.succeeded(k);
+    await this.#journal.unwatch(k);
   }
 
   async #watch(k: string, s: MemberState): Promise<void> {
@@ -133,18 +171,44 @@ export class JournalService {
       const info: WatchInfo = await this.#journal.watch(k, s.path, { maxWatches: this.#maxWatches, ...(s.replica ? { skipAtRoot: STAGE_DIR } : {}) });
       s.watches = info.watches;
       if (info.lost) s.reason = info.lost;
+      if (info.exhausted) return await this.#outOfWatches(k, s);
+      this.#watchRetry.succeeded(k);
+      s.retryAt = null;
     } catch (err) {
       s.reason = `cannot watch ${s.path}: ${(err as Error).message}`;
     }
   }
 
+  /**
+   * The member's tree needs more watches than there are (its watches are already released): it is
+   * walked in full, and not watched again before the back-off (adding the watches of a large tree
+   * costs minutes, for nothing while the limit stands). Said once per run of failures.
+   */
+  async #outOfWatches(k: string, s: MemberState): Promise<void> {
+    await this.#journal.unwatch(k).catch(() => {});
+    s.watches = 0;
+    const { failures, retryInMs } = this.#watchRetry.failed(k);
+    s.retryAt = this.#site.clock.now() + retryInMs;
+    if (failures > 1) return;
+    const what = s.replica ? 'writes check of the replica' : 'snapshot';
+    this.#site.event({
+      kind: 'journal.unavailable',
+      volume: s.volume,
+      outcome: 'warning',
+      detail: {
+        member: s.member,
+        replica: s.replica,
+        reason: s.reason,
+        retryInMs,
+        effect: `every ${what} of this member walks it in full; the watch is tried again after ${Math.round(retryInMs / 60_000)} min, then less and less often (up to once a day)`,
+        fix: `raise fs.inotify.max_user_watches (sysctl; then \`ferry volume set ${s.volume} --journal\` tries again at once), or turn the journal off for this volume: \`ferry volume set ${s.volume} --no-journal\``,
+      },
+    });
+  }
+
   /** Forget a volume's watches (the volume was removed). */
   async forget(volume: string): Promise<void> {
-    for (const [k, s] of this.#members) {
-      if (s.volume !== volume) continue;
-      this.#members.delete(k);
-      await this.#journal.unwatch(k);
-    }
+    for (const [k, s] of this.#members) if (s.volume === volume) await this.#drop(k);
   }
 
   /**
@@ -155,14 +219,14 @@ export class JournalService {
   async take(v: Volume, parent: string | undefined, fullWalk: boolean): Promise<Map<string, MemberTake>> {
     const out = new Map<string, MemberTake>();
     if (this.#closed) return out;
-    await this.#reconcile(v);
+    await this.refresh(v);
     const now = this.#site.clock.now();
     for (const [k, s] of this.#members) {
       if (s.volume !== v.name || s.replica) continue;
       const { set, lost } = await this.#takeSet(k, s);
       const why =
         lost ??
-        (parent === undefined ? 'first snapshot' : s.base === null ? 'first snapshot since the daemon started' : s.base !== parent ? 'the journal counts from another snapshot' : fullWalk ? 'asked for (--full-walk)' : s.lastAudit === null || now - s.lastAudit >= this.#auditEvery ? 'audit due' : null);
+        (parent === undefined ? 'first snapshot' : s.base === null ? 'first snapshot since the watch began (the daemon started, or the journal was turned on)' : s.base !== parent ? 'the journal counts from another snapshot' : fullWalk ? 'asked for (--full-walk)' : s.lastAudit === null || now - s.lastAudit >= this.#auditEvery ? 'audit due' : null);
       const usable = lost === null && parent !== undefined && s.base === parent;
       out.set(s.member, { volume: v.name, member: s.member, set, usable, audit: why !== null, why });
     }
@@ -172,17 +236,21 @@ export class JournalService {
   /**
    * Take a member's set. When the watch lost anything (`lost`), it is started
    * again before the caller walks in full: that walk is then a base the new watch counts from (a
-   * change made during the walk is in the new watch's first set).
+   * change made during the walk is in the new watch's first set). A member backing off after it ran
+   * out of watches holds none: it is walked in full, and watched again only once the back-off is over.
    */
   async #takeSet(k: string, s: MemberState): Promise<{ set: DirtySet; lost: string | null }> {
     let set: DirtySet;
-    try {
-      set = await this.#journal.take(k);
-    } catch (err) {
-      set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
+    if (s.retryAt !== null) set = { dirs: [], lost: s.reason ?? 'out of inotify watches' };
+    else {
+      try {
+        set = await this.#journal.take(k);
+      } catch (err) {
+        set = { dirs: [], lost: `cannot read the journal: ${(err as Error).message}` };
+      }
     }
     const lost = set.lost ?? s.reason;
-    if (lost !== null) {
+    if (lost !== null && (s.retryAt === null || this.#watchRetry.due(k))) {
       await this.#journal.unwatch(k).catch(() => {});
       s.reason = null;
       await this.#watch(k, s);
@@ -199,7 +267,7 @@ export class JournalService {
    */
   async replicaTake(v: Volume, member: string): Promise<{ set: DirtySet; base: string | null } | undefined> {
     if (this.#closed) return undefined;
-    await this.#reconcile(v);
+    await this.refresh(v);
     const k = keyOf(v.name, member);
     const s = this.#members.get(k);
     if (!s?.replica) return undefined;
@@ -258,13 +326,24 @@ export class JournalService {
     }
   }
 
-  status(volume: string): Record<string, JournalStatus> {
+  /** Per tree member of the volume (a name: read from the catalog), its journal; a volume with the journal off: `off` for each. */
+  status(volume: string | Volume): Record<string, JournalStatus> {
     const out: Record<string, JournalStatus> = {};
+    const v = typeof volume === 'string' ? findVolume(this.#site.catalog, volume) : volume;
+    if (!v) return out;
+    const replica = !JournalService.watches(v);
+    if (!v.journal) {
+      const reason = `the change journal is off for volume ${v.name}: every ${replica ? 'writes check' : 'snapshot'} walks in full (\`ferry volume set ${v.name} --journal\` turns it on)`;
+      for (const m of v.members) if (m.kind === 'tree') out[m.name] = { state: 'off', reason, replica, watches: 0, lastAudit: null, missed: 0, lastMissed: null, retryAt: null };
+      return out;
+    }
     const now = this.#site.clock.now();
     for (const s of this.#members.values()) {
-      if (s.volume !== volume || s.replica) continue;
-      const due = s.reason !== null || s.base === null || s.lastAudit === null || now - s.lastAudit >= this.#auditEvery;
-      out[s.member] = { state: due ? 'audit-due' : 'live', reason: s.reason ?? (s.base === null ? 'no full walk since the watch began' : null), watches: s.watches, lastAudit: s.lastAudit, missed: s.missed, lastMissed: s.lastMissed };
+      if (s.volume !== v.name) continue;
+      // A replica's journal is live once a verification set its base; a member's also needs its audit.
+      const due = s.reason !== null || s.base === null || (!s.replica && (s.lastAudit === null || now - s.lastAudit >= this.#auditEvery));
+      const why = s.reason ?? (s.base === null ? (s.replica ? 'no verification of the replica since the watch began' : 'no full walk since the watch began') : null);
+      out[s.member] = { state: due ? 'audit-due' : 'live', reason: why, replica: s.replica, watches: s.watches, lastAudit: s.lastAudit, missed: s.missed, lastMissed: s.lastMissed, retryAt: s.retryAt };
     }
     return out;
   }

@@ -63,6 +63,13 @@ function object<T>(a: Args, k: string): T | undefined {
   return v as T;
 }
 
+function bool(a: Args, k: string): boolean | undefined {
+  const v = a[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new FerryError('USAGE', `${k} must be true or false`);
+  return v;
+}
+
 function num(a: Args, k: string): number | undefined {
   const v = a[k];
   if (v === undefined || v === null) return undefined;
@@ -88,8 +95,8 @@ export function statusReport(engine: Engine): Record<string, unknown> {
         role: v.role,
         members: v.members,
         newestSnapshot: newest ? { id: newest.id, name: newest.name, time: newest.time } : null,
-        // per tree member: whether snapshots read only what changed (live) or walk in full next (audit-due); null: no journal here
-        journal: journalOf(site)?.status(v.name) ?? null,
+        // per tree member: whether snapshots read only what changed (live), walk in full next (audit-due), or always (off: the volume's journal is turned off); null: no journal here
+        journal: journalOf(site)?.status(v) ?? null,
         mirrors: mirrors.filter((m) => m.volume === v.name),
         // A failover, failback or migrate in progress (src/dr/journal.ts), and its last completed step.
         workflow: workflowSummary(site, v.name),
@@ -203,12 +210,16 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
       hooks: object<Hooks>(a, 'hooks') ?? {},
       retention: object<RetentionPolicy>(a, 'retention') ?? {},
       role: a.secondary === true ? 'secondary' : undefined,
+      journal: bool(a, 'journal'),
     });
     return describeVolume(site, v);
   },
   async 'volume.set'(ctx, a) {
     const site = ctx.engine.site;
-    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: object<Hooks>(a, 'hooks'), retention: object<RetentionPolicy>(a, 'retention') });
+    const v = updateVolumeSettings(site, str(a, 'name')!, { hooks: object<Hooks>(a, 'hooks'), retention: object<RetentionPolicy>(a, 'retention'), journal: bool(a, 'journal') });
+    // The daemon's watches follow at once: turned off, they are released now; turned on, they start
+    // now; a member backing off after it ran out of watches is tried again at the next capture.
+    await journalOf(site)?.refresh(v, { retry: true });
     return describeVolume(site, v);
   },
   async 'volume.remove'(ctx, a) {

@@ -86,6 +86,8 @@ export interface CreateVolumeOptions {
   role?: Role;
   hooks?: Hooks;
   retention?: RetentionPolicy;
+  /** the daemon's change journal watches its tree members (default: true) */
+  journal?: boolean;
 }
 
 export function createVolume(site: Site, name: string, opts: CreateVolumeOptions): Volume {
@@ -108,8 +110,8 @@ export function createVolume(site: Site, name: string, opts: CreateVolumeOptions
   const retention = opts.retention ?? {};
   parseRetention(retention);
   site.catalog.tx(() => {
-    insertVolume(site.catalog, { name, role: opts.role ?? 'standalone', hooks, retention, members });
-    site.event({ kind: 'volume.create', volume: name, outcome: 'ok', detail: { members } });
+    insertVolume(site.catalog, { name, role: opts.role ?? 'standalone', hooks, retention, journal: opts.journal ?? true, members });
+    site.event({ kind: 'volume.create', volume: name, outcome: 'ok', detail: { members, ...(opts.journal === false ? { journal: false } : {}) } });
   });
   return getVolume(site.catalog, name);
 }
@@ -165,15 +167,16 @@ export function validateHooks(h: Hooks): void {
   }
 }
 
-export function updateVolumeSettings(site: Site, name: string, changes: { hooks?: Hooks; retention?: RetentionPolicy }): Volume {
+export function updateVolumeSettings(site: Site, name: string, changes: { hooks?: Hooks; retention?: RetentionPolicy; journal?: boolean }): Volume {
   const v = getVolume(site.catalog, name);
   const hooks = changes.hooks ?? v.hooks;
   const retention = changes.retention ?? v.retention;
+  const journal = changes.journal ?? v.journal;
   validateHooks(hooks);
   parseRetention(retention);
   site.catalog.tx(() => {
-    setVolumeSettings(site.catalog, name, hooks, retention);
-    site.event({ kind: 'volume.update', volume: name, outcome: 'ok', detail: { hooks, retention } });
+    setVolumeSettings(site.catalog, name, hooks, retention, journal);
+    site.event({ kind: 'volume.update', volume: name, outcome: 'ok', detail: { hooks, retention, journal } });
   });
   return getVolume(site.catalog, name);
 }

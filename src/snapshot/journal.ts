@@ -26,6 +26,8 @@ export type { DirtyDir, DirtySet } from './tree-watch.ts';
 export interface WatchInfo {
   watches: number;
   lost: string | null;
+  /** lost for lack of watches: the tree's watches were released (TreeWatch.exhausted) */
+  exhausted: boolean;
 }
 
 type Request =
@@ -86,7 +88,7 @@ class JournalCore {
   }
 
   #info(tw: TreeWatch): WatchInfo {
-    return { watches: tw.watches, lost: tw.lost };
+    return { watches: tw.watches, lost: tw.lost, exhausted: tw.exhausted };
   }
 
   #tree(key: string): TreeWatch {

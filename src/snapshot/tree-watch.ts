@@ -49,6 +49,8 @@ export interface DirtySet {
    * on a watch): the caller must walk the whole tree. null: the set is complete.
    */
   lost: string | null;
+  /** lost for lack of watches (inotify's ENOSPC, or more directories than allowed): the watches were released */
+  exhausted?: boolean;
 }
 
 interface Dirty {
@@ -79,6 +81,7 @@ export class TreeWatch {
   readonly #watched = new Map<string, Watched>();
   #dirty = new Map<string, Dirty>();
   #lost: string | null = null;
+  #exhausted = false;
   #closed = false;
   /** events seen in all (for tests and status) */
   events = 0;
@@ -105,6 +108,15 @@ export class TreeWatch {
     return this.#watched.size;
   }
 
+  /**
+   * The tree needs more watches than it may have (fs.inotify.max_user_watches, or `maxWatches`):
+   * its watches are released at once (a tree that cannot be watched whole must not hold the watches
+   * every other tree of the user needs) and nothing more is tried; `lost` says where it ran out.
+   */
+  get exhausted(): boolean {
+    return this.#exhausted;
+  }
+
   /** Why the watches no longer see everything (null: they do). */
   get lost(): string | null {
     return this.#closed ? (this.#lost ?? 'closed') : this.#lost;
@@ -119,7 +131,7 @@ export class TreeWatch {
     for (const [dir, d] of this.#dirty) dirs.push({ dir, list: d.list, names: d.names ? [...d.names] : null, full: d.full });
     dirs.sort((a, b) => (a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : 0));
     this.#dirty = new Map();
-    return { dirs, lost: this.#lost };
+    return { dirs, lost: this.#lost, ...(this.#exhausted ? { exhausted: true } : {}) };
   }
 
   /** Put a taken set back (a capture that failed): its changes are still to be captured. */
@@ -144,6 +156,15 @@ export class TreeWatch {
     if (this.#lost === null) this.#lost = reason;
   }
 
+  /** Out of watches: lost, and every watch released. */
+  #exhaust(reason: string): void {
+    this.#lose(reason);
+    this.#exhausted = true;
+    for (const x of this.#watched.values()) x.w.close();
+    this.#watched.clear();
+    this.#dirty.clear();
+  }
+
   #mark(dir: string): Dirty {
     let d = this.#dirty.get(dir);
     if (!d) {
@@ -164,7 +185,7 @@ export class TreeWatch {
     const stack = [rel];
     while (stack.length > 0) {
       const dir = stack.pop()!;
-      if (this.#closed) return;
+      if (this.#closed || this.#exhausted) return;
       if (!this.#watchDir(dir)) continue;
       if (fresh) this.#mark(dir).full = true;
       let names: Buffer[];
@@ -203,9 +224,9 @@ export class TreeWatch {
 
   /** Add a watch on one directory; false when it is not (or no longer) a directory. */
   #watchDir(rel: string): boolean {
-    if (this.#watched.has(rel)) return false;
+    if (this.#watched.has(rel) || this.#exhausted) return false;
     if (this.#watched.size >= this.#maxWatches) {
-      this.#lose(`more than ${this.#maxWatches} directories to watch`);
+      this.#exhaust(`more than ${this.#maxWatches} directories to watch`);
       return false;
     }
     const abs = this.#abs(rel);
@@ -218,7 +239,8 @@ export class TreeWatch {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return false;
       // ENOSPC: the user's inotify watches are used up (fs.inotify.max_user_watches).
-      this.#lose(code === 'ENOSPC' ? `inotify watches exhausted at ${abs} (raise fs.inotify.max_user_watches)` : `cannot watch ${abs}: ${code ?? (err as Error).message}`);
+      if (code === 'ENOSPC') this.#exhaust(`inotify watches exhausted at ${abs} after ${this.#watched.size} directories (raise fs.inotify.max_user_watches)`);
+      else this.#lose(`cannot watch ${abs}: ${code ?? (err as Error).message}`);
       return false;
     }
     w.on('error', (err) => {

@@ -32,8 +32,8 @@ export interface RealSite {
   json(args: string[], expectCode?: number): Promise<any>;
   /** define a volume (members as for `ferry volume create --member`), in this process: the daemon must not run */
   volume(name: string, members: string[]): void;
-  /** env: added to the daemon's environment; args: added to `ferry serve` */
-  start(opts?: { tick?: number; port?: number; env?: Record<string, string>; args?: string[] }): Promise<DaemonJson>;
+  /** env: added to the daemon's environment; args: added to `ferry serve`; bin: run instead of ./bin/ferry (a wrapper that execs it) */
+  start(opts?: { tick?: number; port?: number; env?: Record<string, string>; args?: string[]; bin?: string }): Promise<DaemonJson>;
   /** signal the daemon and wait for it to exit; returns its exit code and signal */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   status(): Promise<any>;
@@ -95,7 +95,7 @@ export async function createSite(name: string): Promise<RealSite> {
     async start(o = {}) {
       assert.ok(!site.proc, `[${name}] daemon already running`);
       site.log = '';
-      const d = await startDaemon(home, { name, port: o.port, tick: o.tick, env: o.env, args: o.args, timeoutMs: 30_000, onOutput: (t) => (site.log += t), output: () => site.log });
+      const d = await startDaemon(home, { name, port: o.port, tick: o.tick, env: o.env, args: o.args, bin: o.bin, timeoutMs: 30_000, onOutput: (t) => (site.log += t), output: () => site.log });
       site.proc = d.proc;
       site.port = d.info.port;
       site.url = `https://127.0.0.1:${d.info.port}`;

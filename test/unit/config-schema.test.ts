@@ -92,6 +92,7 @@ const BAD: Array<[string, string]> = [
   ['a listen address without a port', 'version: 1\nsite:\n  listen: 0.0.0.0\n'],
   ['a log without a file', 'version: 1\nsite:\n  log: { keep: 3 }\n'],
   ['secondary as yes', 'version: 1\nvolumes:\n  app:\n    members: [/srv/app]\n    secondary: yes\n'],
+  ['journal as off', 'version: 1\nvolumes:\n  app:\n    members: [/srv/app]\n    journal: off\n'],
   ['a hook without a command', 'version: 1\nvolumes:\n  app:\n    members: [/srv/app]\n    hooks: { pre: { timeout: 30s } }\n'],
   ['a link without a volume', 'version: 1\nlinks:\n  - path: /srv/test\n'],
 ];
@@ -146,6 +147,7 @@ const volume = record({
   members: value(fc.oneof({ weight: 5, arbitrary: fc.array(member, { minLength: 1, maxLength: 3 }) }, { weight: 1, arbitrary: fc.constant([]) })),
   hooks: value(record({ pre: hook, post: hook })),
   retention: value(record(Object.fromEntries(['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'].map((k) => [k, value(integer(0, 1_000_000))])))),
+  journal: value(fc.boolean()),
 }, ['members']);
 /** Volume names: mostly a few a mirror or a link can name, so that many generated files are whole. */
 const volumeName = fc.oneof({ weight: 5, arbitrary: fc.constantFrom('app', 'db') }, { weight: 1, arbitrary: nameValue });

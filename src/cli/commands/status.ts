@@ -45,8 +45,13 @@ function render(r: StatusReport): string {
     out.push(`${v.name}  ${v.role}  ${v.members.map((m) => `${m.kind}:${m.path}`).join(' ')}`);
     if (v.newestSnapshot) out.push(`  latest snapshot ${v.newestSnapshot.id}${v.newestSnapshot.name ? ` (${v.newestSnapshot.name})` : ''} at ${formatTime(v.newestSnapshot.time)}`);
     for (const [member, j] of Object.entries(v.journal ?? {})) {
-      const audit = j.lastAudit ? `last audit ${formatTime(j.lastAudit)}${j.missed ? `, ${j.missed} found changes the journal missed (the last at ${formatTime(j.lastMissed!)})` : ', nothing missed'}` : 'no audit yet';
-      out.push(`  journal ${member}: ${j.state === 'live' ? 'live' : `audit due${j.reason ? ` (${j.reason})` : ''}`}, ${j.watches} watches; ${audit}`);
+      const audit = j.replica ? 'read by the writes check once a verification found the replica exact' : j.lastAudit ? `last audit ${formatTime(j.lastAudit)}${j.missed ? `, ${j.missed} found changes the journal missed (the last at ${formatTime(j.lastMissed!)})` : ', nothing missed'}` : 'no audit yet';
+      if (j.state === 'off') {
+        out.push(`  journal ${member}: off (every ${j.replica ? 'writes check' : 'snapshot'} walks in full)`);
+        continue;
+      }
+      const backoff = j.retryAt !== null && j.retryAt !== undefined ? `; out of watches: not tried again before ${formatTime(j.retryAt)}` : '';
+      out.push(`  journal ${member}${j.replica ? ' (replica)' : ''}: ${j.state === 'live' ? 'live' : `audit due${j.reason ? ` (${j.reason})` : ''}`}, ${j.watches} watches${backoff}; ${audit}`);
     }
     if (v.secondary) {
       const s = v.secondary;

@@ -76,6 +76,7 @@ function printVolume(v: Described): void {
     ...v.members.map((m) => `  ${m.name}  ${m.kind}  ${m.path}`),
     `hooks: ${v.hooks.pre ? `pre \`${v.hooks.pre.command}\` (${formatDuration(v.hooks.pre.timeout * 1000)})` : 'no pre'}, ${v.hooks.post ? `post \`${v.hooks.post.command}\` (${formatDuration(v.hooks.post.timeout * 1000)})` : 'no post'}`,
     `retention: ${Object.keys(v.retention).length ? Object.entries(v.retention).map(([k, n]) => `${k} ${n}`).join(', ') : 'keep everything'}`,
+    `change journal: ${v.journal ? 'on (the daemon reads only what changed)' : 'off (every snapshot walks in full)'}`,
     `snapshots: ${v.snapshots}${v.newest ? `, latest ${v.newest.id}${v.newest.name ? ` (${v.newest.name})` : ''} at ${formatTime(v.newest.time)}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -89,24 +90,27 @@ export function register(program: Command, g: () => GlobalOptions): void {
       .command('create <name>')
       .description('define a volume of one or more members: [NAME=][tree:|image:]PATH (a directory, a regular file or a block device)')
       .option('--member <spec>', 'a member; repeat for a consistency group of several', (v: string, acc: string[]) => [...acc, v], [] as string[])
-      .option('--secondary', 'this volume receives a replica from a peer (bound to the first peer that mirrors into it); its members are where the replica goes'),
-  ).action((name: string, o: HookOpts & RetentionOpts & { member: string[]; secondary?: boolean }) =>
+      .option('--secondary', 'this volume receives a replica from a peer (bound to the first peer that mirrors into it); its members are where the replica goes')
+      .option('--no-journal', 'the daemon\'s change journal does not watch this volume: every snapshot (and, at a secondary, every writes check) walks its trees in full'),
+  ).action((name: string, o: HookOpts & RetentionOpts & { member: string[]; secondary?: boolean; journal: boolean }) =>
     (async () => {
       o.member.forEach(parseMemberSpec); // usage errors before anything else
-      const v = (await invoke(g(), 'volume.create', { name, members: o.member, hooks: hooksFrom(o), retention: retentionFrom(o) ?? {}, secondary: o.secondary === true })) as Described;
+      const v = (await invoke(g(), 'volume.create', { name, members: o.member, hooks: hooksFrom(o), retention: retentionFrom(o) ?? {}, secondary: o.secondary === true, journal: o.journal !== false })) as Described;
       if (g().json) printJson(v);
       else printVolume(v);
     })(),
   );
 
-  addHookAndRetentionOptions(volume.command('set <name>').description('change a volume\'s hooks or retention'))
+  addHookAndRetentionOptions(volume.command('set <name>').description('change a volume\'s hooks, retention or change journal'))
     .option('--no-pre', 'remove the pre hook')
     .option('--no-post', 'remove the post hook')
-    .action((name: string, o: Omit<HookOpts, 'pre' | 'post'> & RetentionOpts & { pre?: string | false; post?: string | false }) =>
+    .option('--journal', 'turn the daemon\'s change journal on for this volume (the next snapshot walks in full, the ones after read only what changed); on a volume that ran out of inotify watches, try watching it again now')
+    .option('--no-journal', 'turn it off: the volume\'s watches are released, and every snapshot (at a secondary, every writes check) walks in full')
+    .action((name: string, o: Omit<HookOpts, 'pre' | 'post'> & RetentionOpts & { pre?: string | false; post?: string | false; journal?: boolean }) =>
       (async () => {
         const cur = await withSite(g(), 'volume set', (site) => getVolume(site.catalog, name), { readOnly: true });
         const hookOpts: HookOpts = { ...o, pre: typeof o.pre === 'string' ? o.pre : undefined, post: typeof o.post === 'string' ? o.post : undefined, noPre: o.pre === false, noPost: o.post === false };
-        const v = (await invoke(g(), 'volume.set', { name, hooks: hooksFrom(hookOpts, cur.hooks), retention: retentionFrom(o, cur.retention) })) as Described;
+        const v = (await invoke(g(), 'volume.set', { name, hooks: hooksFrom(hookOpts, cur.hooks), retention: retentionFrom(o, cur.retention), journal: o.journal })) as Described;
         if (g().json) printJson(v);
         else printVolume(v);
       })(),
