@@ -25,7 +25,8 @@ import { PeerClient } from '../site/client.ts';
 
 /** A DR call waits for a whole resync or switchover on the other side: silence on it is normal for a long time. */
 export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
-import { createMirror, dropMirror, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
+import type { UpdateResult } from '../replication/driver/types.ts';
+import { createMirror, dropMirror, setMirrorState, type Mirror } from '../site/mirrors.ts';
 import { type Peer } from '../site/peers.ts';
 import { createSnapshot } from '../site/snapshots.ts';
 import { captureTree } from '../snapshot/capture.ts';

@@ -15,7 +15,7 @@
 // The first update B -> C starts from the common base: the newest snapshot both hold
 // (snapshot ids are global ULIDs and tree ids are portable, so the same id is the same
 // data on every site). Secondaries keep a few replication snapshots, and each one also
-// receives its siblings' bases (src/site/mirrors.ts), so one exists in the usual case.
+// receives its siblings' bases (src/replication/driver/plan.ts), so one exists in the usual case.
 // Without one the mirror shows `needs-full-sync` and only --full copies.
 // Each step is idempotent: running the re-point again resumes where it stopped.
 import { FerryError, isFerryError } from '../core/errors.ts';
@@ -23,7 +23,8 @@ import type { SiblingInfo } from '../replication/types.ts';
 import type { Engine } from '../site/engine.ts';
 import { ROUTES } from '../site/http.ts';
 import { PeerClient } from '../site/client.ts';
-import { createMirror, dropMirror, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
+import type { UpdateResult } from '../replication/driver/types.ts';
+import { createMirror, dropMirror, setMirrorState } from '../site/mirrors.ts';
 import { type Peer } from '../site/peers.ts';
 import { holdReplica, release, replicaHolder } from '../catalog/holds.ts';
 import { listMirrors, setMirrorBase } from '../catalog/mirrors.ts';

@@ -9,7 +9,9 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, settleFutureSuccess, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { runMirrorUpdate, settleFutureSuccess } from '../replication/driver/run.ts';
+import type { UpdateOptions, UpdateResult } from '../replication/driver/types.ts';
+import { mirrorStatus, releaseOrphanHolds, setMirrorState, updateSource, type Mirror, type MirrorStatus } from './mirrors.ts';
 import { stopJournal } from './journal-service.ts';
 import { type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
@@ -39,6 +41,8 @@ export interface EngineOptions {
   stallTimeoutMs?: number;
   /** randomness for the jitter of every retry (Math.random by default; tests fix it) */
   random?: Random;
+  /** bytes per put request of a mirror update's transfer (its resume granularity); FERRY_PUT_BATCH_BYTES, a test hook, by default */
+  putBatchBytes?: number;
 }
 
 export class Engine {
@@ -52,6 +56,7 @@ export class Engine {
   readonly #linkBusy = new Set<string>();
   #closing = false;
   readonly #random: Random;
+  readonly #putBatchBytes: number | undefined;
   /** scheduled link refreshes that failed, by path (the catalog records no failures for links) */
   readonly #linkRetry: RetryGate;
   /** scheduled mirror attempts refused before the job could record anything (a mirror in a state that cannot update) */
@@ -63,6 +68,7 @@ export class Engine {
   constructor(site: Site, options: EngineOptions = {}) {
     this.site = site;
     this.#random = options.random ?? Math.random;
+    this.#putBatchBytes = options.putBatchBytes ?? (Number(process.env.FERRY_PUT_BATCH_BYTES) || undefined); // env: a test hook
     this.#linkRetry = new RetryGate(LINK_RETRY, site.clock, this.#random);
     this.#mirrorRetry = new RetryGate(MIRROR_RETRY, site.clock, this.#random);
     this.#workflowRetry = new RetryGate(WORKFLOW_RETRY, site.clock, this.#random);
@@ -121,7 +127,7 @@ export class Engine {
       if (job.bytesAt.length > 50) job.bytesAt.shift();
       onProgress?.(p);
     };
-    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect, random: this.#random }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
+    job.promise = runMirrorUpdate({ source: updateSource(this.site, this.pool), connect: this.#connect, random: this.#random, putBatchBytes: this.#putBatchBytes }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
       .then(async (r) => {
         // The update may have moved the base off a peer snapshot whose deletion that secondary could not do yet.
         if (countDeletionsOwed(this.site.catalog, r.mirror) > 0) await this.deliverPeerDeletions({ mirror: r.mirror }).catch(() => {});
@@ -210,7 +216,7 @@ export class Engine {
     const mirrors = listMirrors(this.site.catalog);
     this.#mirrorRetry.retain(mirrors.map((m) => m.id));
     for (const listed of mirrors) {
-      const m = settleFutureSuccess(this.site, listed, now);
+      const m = settleFutureSuccess(this.site.catalog, listed, now);
       if (m.paused || this.#jobs.has(m.id) || !this.#mirrorRetry.due(m.id)) continue;
       // A failover, failback or migrate of the volume is in progress: it decides what the mirror does.
       if (this.#workflowRunning(m.volume)) continue;
