@@ -21,8 +21,7 @@
 import { FerryError, isFerryError } from '../core/errors.ts';
 import type { SiblingInfo } from '../replication/types.ts';
 import type { Engine } from '../site/engine.ts';
-import { ROUTES } from '../site/http.ts';
-import { PeerClient } from '../site/client.ts';
+import type { DrPeer, TakeoverAnswer } from '../replication/dr-peer.ts';
 import type { UpdateResult } from '../replication/driver/types.ts';
 import { createMirror, dropMirror, setMirrorState } from '../site/mirrors.ts';
 import { type Peer } from '../site/peers.ts';
@@ -82,8 +81,8 @@ export function siblingsToRepoint(engine: Engine, volume: string): RepointTarget
     .map((s) => ({ peer: findPeerById(site.catalog, s.site)?.name ?? null, site: s.site, volume: s.volume, info: s }));
 }
 
-function client(engine: Engine, peer: Peer, stallTimeoutMs = 60_000): PeerClient {
-  return new PeerClient(engine.identity, peer, { stallTimeoutMs });
+function client(engine: Engine, peer: Peer, stallTimeoutMs = 60_000): DrPeer {
+  return engine.drPeer(peer, { stallTimeoutMs });
 }
 
 /** At B: re-point every sibling; one that fails is reported and left for `ferry mirror repoint`. */
@@ -125,9 +124,9 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     const offered = ours.slice(-MAX_OFFERED).map((s) => s.id);
     const sec = getSecondary(site.catalog, volume);
     const c = client(engine, peer);
-    let answer: { common: string | null; applied: string | null; oldPrimary: 'agreed' | 'unreachable' | 'already' };
+    let answer: TakeoverAnswer;
     try {
-      answer = await c.call(ROUTES.dr('takeover'), { volume: remoteVolume, newSourceVolume: volume, snapshots: offered, oldSource: sec?.source_site ?? null, oldSourceVolume: sec?.source_volume ?? null });
+      answer = await c.takeover({ volume: remoteVolume, newSourceVolume: volume, snapshots: offered, oldSource: sec?.source_site ?? null, oldSourceVolume: sec?.source_volume ?? null });
     } finally {
       c.close();
     }
@@ -149,7 +148,7 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     // not be asked back. Ask now (it changes nothing when it follows this site already).
     const c = client(engine, peer);
     try {
-      const r = await c.call<{ returned?: boolean }>(ROUTES.dr('repoint'), { volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
+      const r = await c.repoint({ volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
       returned = r.returned === true;
     } finally {
       c.close();
@@ -203,7 +202,7 @@ export async function acceptTakeover(
   if (oldPeer) {
     const c = client(engine, oldPeer, 15_000);
     try {
-      await c.call(ROUTES.dr('takeover-notice'), { volume: row.source_volume, by: peerId });
+      await c.takeoverNotice({ volume: row.source_volume, by: peerId });
       oldPrimary = 'agreed';
     } catch (err) {
       if (!isFerryError(err) || err.kind !== 'transient') {

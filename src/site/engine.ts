@@ -8,6 +8,8 @@ import { ChunkPool } from '../snapshot/chunk-pool.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
+import { drPeerOver } from './dr-client.ts';
+import type { DrPeer, PeerDeleteAnswer } from '../replication/dr-peer.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
 import { runMirrorUpdate, settleFutureSuccess } from '../replication/driver/run.ts';
 import type { UpdateOptions, UpdateResult } from '../replication/driver/types.ts';
@@ -15,7 +17,7 @@ import { mirrorStatus, releaseOrphanHolds, setMirrorState, updateSource, type Mi
 import { stopJournal } from './journal-service.ts';
 import { type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
-import { deliverPeerDeletions, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
+import { deliverPeerDeletions, finishOrphanPeerDeletes, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
 import type { Site } from './site.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
 import { releaseInFlight } from '../catalog/holds.ts';
@@ -41,6 +43,8 @@ export interface EngineOptions {
   stallTimeoutMs?: number;
   /** randomness for the jitter of every retry (Math.random by default; tests fix it) */
   random?: Random;
+  /** the DR calls to a peer: DrPeer over the HTTP/2 client by default; tests (a fault wrapper) may substitute */
+  drPeer?: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** bytes per put request of a mirror update's transfer (its resume granularity); FERRY_PUT_BATCH_BYTES, a test hook, by default */
   putBatchBytes?: number;
 }
@@ -57,6 +61,7 @@ export class Engine {
   #closing = false;
   readonly #random: Random;
   readonly #putBatchBytes: number | undefined;
+  readonly #drPeer: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** scheduled link refreshes that failed, by path (the catalog records no failures for links) */
   readonly #linkRetry: RetryGate;
   /** scheduled mirror attempts refused before the job could record anything (a mirror in a state that cannot update) */
@@ -86,6 +91,7 @@ export class Engine {
         }
         return c;
       });
+    this.#drPeer = options.drPeer ?? ((peer, o) => drPeerOver(new PeerClient(this.identity, peer, { stallTimeoutMs: o.stallTimeoutMs })));
     this.recoverMirrorStates();
     releaseOrphanHolds(site);
     finishOrphanPeerDeletes(site);
@@ -103,6 +109,14 @@ export class Engine {
       releaseInFlight(this.site.catalog, m.id);
       resetTransferring(this.site.catalog, m.id);
     }
+  }
+
+  /**
+   * The DR calls to `peer` (the caller closes it): the one place they are built, each connection
+   * with the stall timeout its workflow allows (a resync may be silent for long, a notice not).
+   */
+  drPeer(peer: Peer, o: { stallTimeoutMs?: number } = {}): DrPeer {
+    return this.#drPeer(peer, o);
   }
 
   receiverFor(peerId: string): SiteReceiver {
@@ -168,9 +182,9 @@ export class Engine {
   }
 
   async #askPeerDelete(t: PeerDeleteTarget, snapshot: string): Promise<PeerDeleteAnswer> {
-    const client = new PeerClient(this.identity, getPeer(this.site.catalog, t.peerName));
+    const client = this.drPeer(getPeer(this.site.catalog, t.peerName));
     try {
-      return await client.call<PeerDeleteAnswer>(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
+      return await client.peerDelete({ volume: t.remoteVolume, snapshot });
     } finally {
       client.close();
     }
