@@ -277,7 +277,8 @@ class Fields {
   }
 }
 
-const MAX_SNAPSHOTS = 100_000;
+/** more than an answer's size limit (8 MiB, site/client.ts) can carry: the list is bounded by that */
+const MAX_SNAPSHOTS = 1_000_000;
 const snapshotId = (v: unknown, what: string): string => {
   if (typeof v !== 'string' || v.length !== 26) throw new FerryError('PROTOCOL', `${what} must be a snapshot id; nothing of it was used`);
   return v;
@@ -317,7 +318,7 @@ function sideChanges(f: Fields): SideChanges {
 function updateResult(f: Fields): UpdateResult {
   const warning = (v: unknown, what: string): UpdateWarning => {
     const w = new Fields(v, what);
-    return { path: w.str('path'), message: w.str('message'), ...(w.has('problem') ? { problem: w.str('problem', 64) } : {}) };
+    return { path: w.str('path', 65_536), message: w.str('message', 65_536), ...(w.has('problem') ? { problem: w.str('problem', 64) } : {}) };
   };
   const r: UpdateResult = {
     mirror: f.str('mirror', 512),
