@@ -1,7 +1,8 @@
 // Mirrors at the source (`mirrors`): one row per mirror of a volume to a
 // paired site, read as a Mirror (settings within bounds), and the changes an
-// update, a DR workflow or an operator makes to it. The state machine, its
-// events and the update job are the site's (site/mirrors.ts); the holds a
+// update, a DR workflow or an operator makes to it. The state machine and its
+// events are the replication driver's (replication/driver/run.ts), the update
+// job too, the records' lifecycle the site's (site/mirrors.ts); the holds a
 // mirror takes are holds.ts's (`base`, `in-flight`), moved here with the row.
 import { FerryError } from '../core/errors.ts';
 import { longestRetryMs, MIRROR_RETRY } from '../core/backoff.ts';
@@ -203,7 +204,7 @@ export function setMirrorSettings(cat: Catalog, id: string, s: MirrorSettings, r
   });
 }
 
-/** The state column alone (site/mirrors.ts setMirrorState records the transition's event with it). */
+/** The state column alone (replication/driver/run.ts setMirrorState records the transition's event with it). */
 export function writeMirrorState(cat: Catalog, id: string, state: MirrorState): void {
   cat.db.run('UPDATE mirrors SET state = ? WHERE id = ?', state, id);
 }

@@ -212,7 +212,7 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
  *                                FailoverNotice: pending until it acknowledged); NULL: nothing recorded
  *   secondaries.previous_source  the site (and its volume) this one followed before a migrate handed it
  *   secondaries.previous_source_volume   to the new primary: that site may ask for it back when the
- *                                migrate is rolled back (src/dr/migrate.ts, acceptRepoint)
+ *                                migrate is rolled back (src/dr/migrate-accept.ts, acceptRepoint)
  *   mirrors.queued               the snapshot a failed attempt of this mirror took and did not deliver:
  *                                a scheduled retry within the period sends it instead of taking another
  *   volumes.journal              0: the daemon's change journal does not watch the volume's members

@@ -20,12 +20,12 @@ import type { ObjectId } from '../core/ids.ts';
 import { diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import type { Engine } from '../site/engine.ts';
-import { ROUTES } from '../site/http.ts';
-import { PeerClient } from '../site/client.ts';
 
 /** A DR call waits for a whole resync or switchover on the other side: silence on it is normal for a long time. */
 export const DR_CALL_TIMEOUT_MS = 24 * 3600 * 1000;
-import { createMirror, dropMirror, setMirrorState, type Mirror, type UpdateResult } from '../site/mirrors.ts';
+import type { UpdateResult } from '../replication/driver/types.ts';
+import type { DrPeer, RemoteState } from '../replication/dr-peer.ts';
+import { createMirror, dropMirror, setMirrorState, type Mirror } from '../site/mirrors.ts';
 import { type Peer } from '../site/peers.ts';
 import { createSnapshot } from '../site/snapshots.ts';
 import { captureTree } from '../snapshot/capture.ts';
@@ -38,19 +38,6 @@ import { compareSnapshots, findSnapshot, latestSnapshot, listSnapshots, resolveS
 import { keepStatCacheOf, statCacheFor, StatCacheWriter } from '../catalog/stat-cache.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
-
-export interface RemoteState {
-  volume: string;
-  role: string;
-  /** set when this volume was the requester's secondary and was taken over */
-  failedOverFrom: string | null;
-  /** the site this volume follows, when it is an (active) secondary; null otherwise (an older ferry: absent) */
-  follows?: string | null;
-  snapshots: string[];
-  newest: { id: string; time: number } | null;
-  /** bytes changed at the remote from `base` to its live members now (an estimate of what will move) */
-  changedSinceBase: { bytes: number; paths: number } | null;
-}
 
 export interface FailbackPlan {
   volume: string;
@@ -66,9 +53,9 @@ export interface FailbackPlan {
   steps: string[];
 }
 
-function drClient(engine: Engine, peer: Peer): PeerClient {
+function drClient(engine: Engine, peer: Peer): DrPeer {
   // A resync can run long with no bytes on this request: no stall timeout here.
-  return new PeerClient(engine.identity, peer, { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
+  return engine.drPeer(peer, { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
 }
 
 export async function planFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string } = {}): Promise<FailbackPlan> {
@@ -87,7 +74,7 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   const client = drClient(engine, peer);
   let remote: RemoteState;
   try {
-    remote = await client.call<RemoteState>(ROUTES.dr('state'), { volume: m.remoteVolume, base: m.base });
+    remote = await client.state({ volume: m.remoteVolume, base: m.base });
   } finally {
     client.close();
   }
@@ -254,7 +241,7 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     const client = drClient(engine, peer);
     let update: UpdateResult;
     try {
-      update = await client.call<UpdateResult>(ROUTES.dr('failback'), { volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule });
+      update = await client.failback({ volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule });
     } catch (err) {
       if (!isFerryError(err) || err.kind !== 'transient') throw err;
       throw new FerryError(err.code, `${(err as Error).message}: ${plan.volume} is the secondary of ${peer.name} now and waits for its resync; rerun \`ferry failback ${plan.volume}\` once ${peer.name} is reachable (the daemon also retries); if ${peer.name} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again`, { cause: err, details: err.details });
@@ -280,10 +267,10 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
 export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolean> {
   if (m.state !== 'broken-off') return false;
   const site = engine.site;
-  const client = new PeerClient(engine.identity, getPeer(site.catalog, m.peer), { stallTimeoutMs: 30_000 });
+  const client = engine.drPeer(getPeer(site.catalog, m.peer), { stallTimeoutMs: 30_000 });
   let remote: RemoteState;
   try {
-    remote = await client.call<RemoteState>(ROUTES.dr('state'), { volume: m.remoteVolume, base: null });
+    remote = await client.state({ volume: m.remoteVolume, base: null });
   } catch {
     return false;
   } finally {
@@ -311,10 +298,10 @@ export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJ
   const site = engine.site;
   const plan = wf.plan.plan;
   const peer = getPeer(site.catalog, plan.newPrimary);
-  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
+  const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
   let unreachable: string | undefined;
   try {
-    await client.call<RemoteState>(ROUTES.dr('state'), { volume: plan.remoteVolume, base: null });
+    await client.state({ volume: plan.remoteVolume, base: null });
   } catch (err) {
     if (isFerryError(err) && err.kind === 'transient') unreachable = (err as Error).message;
   } finally {

@@ -13,9 +13,7 @@
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import type { Engine } from '../site/engine.ts';
-import { ROUTES } from '../site/http.ts';
 import { createSnapshot } from '../site/snapshots.ts';
-import { PeerClient } from '../site/client.ts';
 import { applyInFlight, cancelApply, withReplicaLock } from '../site/receiver.ts';
 import { finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import { failoverOutOfMigrate } from './migrate.ts';
@@ -263,9 +261,9 @@ function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNot
 async function sendNotice(engine: Engine, row: SecondaryRow, late = false): Promise<{ notified: boolean; notifyError?: string; gone?: string }> {
   const peer = findPeerById(engine.site.catalog, row.source_site);
   if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
-  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 15_000 });
+  const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
   try {
-    await client.call(ROUTES.dr('failover-notice'), { volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}) });
+    await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}) });
     return { notified: true };
   } catch (err) {
     // Told late, it answers that it has no mirror of the volume to this site (any more): there is

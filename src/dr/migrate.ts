@@ -15,25 +15,23 @@
 // A failure at any step before 6 completes rolls back: secondaries are
 // pointed back, this site is primary again, and its post hook restarts the
 // application here. `ferry migrate` at the new primary returns the roles.
+// What the other sites do when asked (steps 4 and 6) is migrate-accept.ts's.
 import { humanBytes as formatBytes } from '../core/units.ts';
 import { changesSinceBase } from './split-brain.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import { amendWorkflow, finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { FailoverPlan, FailoverResult } from './failover.ts';
-import type { RemoteState } from './failback.ts';
+import type { DrPeer, HookResult, RemoteState } from '../replication/dr-peer.ts';
 import type { Engine } from '../site/engine.ts';
-import { ROUTES } from '../site/http.ts';
-import { PeerClient } from '../site/client.ts';
 import { DR_CALL_TIMEOUT_MS } from './failback.ts';
-import { runHook, hookSucceeded, hookError, type HookResult } from '../site/hooks.ts';
-import { createMirror, dropMirror, mirrorStatus, setMirrorState } from '../site/mirrors.ts';
-import { type Peer } from '../site/peers.ts';
+import { runHook, hookSucceeded, hookError } from '../site/hooks.ts';
+import { createMirror, dropMirror, mirrorStatus } from '../site/mirrors.ts';
 import { createSnapshot } from '../site/snapshots.ts';
-import { handOverReplica, holdReplica } from '../catalog/holds.ts';
-import { getMirror, listMirrors, setMirrorBase, setMirrorError } from '../catalog/mirrors.ts';
+import { holdReplica } from '../catalog/holds.ts';
+import { getMirror, listMirrors, setMirrorBase } from '../catalog/mirrors.ts';
 import { countDeletionsOwed } from '../catalog/peer-snapshots.ts';
-import { addSecondary, breakOffSecondary, endSecondary, getSecondary, handOverSecondary } from '../catalog/secondaries.ts';
+import { addSecondary, breakOffSecondary, endSecondary, getSecondary } from '../catalog/secondaries.ts';
 import { snapshotById } from '../catalog/snapshots.ts';
 import { findPeerById, getPeer } from '../catalog/peers.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
@@ -53,14 +51,11 @@ export interface MigratePlan {
   steps: string[];
 }
 
-function client(engine: Engine, peer: Peer): PeerClient {
-  return new PeerClient(engine.identity, peer, { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
-}
-
-async function call<T>(engine: Engine, peerName: string, op: string, body: unknown): Promise<T> {
-  const c = client(engine, getPeer(engine.site.catalog, peerName));
+/** One DR call to `peerName` (a migrate's calls may be silent for long: no stall timeout to speak of). */
+async function call<T>(engine: Engine, peerName: string, fn: (p: DrPeer) => Promise<T>): Promise<T> {
+  const c = engine.drPeer(getPeer(engine.site.catalog, peerName), { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
   try {
-    return await c.call<T>(ROUTES.dr(op), body);
+    return await fn(c);
   } finally {
     c.close();
   }
@@ -82,7 +77,7 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
       throw new FerryError('MIRROR_STATE', `a peer snapshot's deletion is still pending at ${m.peer} (\`ferry snapshot peers ${volume}\`); deliver it first with \`ferry mirror update ${volume} --to ${m.peer} --wait\``);
     }
     // Reachable? A cheap state call proves the link and the pairing.
-    await call(engine, m.peer, 'state', { volume: m.remoteVolume, base: m.base });
+    await call(engine, m.peer, (p) => p.state({ volume: m.remoteVolume, base: m.base }));
   }
   const others = mirrors.filter((m) => m.id !== target.id).map((m) => ({ peer: m.peer, remoteVolume: m.remoteVolume }));
   const secondaries = mirrors.map((m) => {
@@ -202,7 +197,7 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
     // 4. re-point the other secondaries
     const repointed: string[] = [];
     for (const m of others) {
-      await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: newPrimary.id, newSourceVolume: target.remoteVolume });
+      await call(engine, m.peer, (p) => p.repoint({ volume: m.remoteVolume, newSource: newPrimary.id, newSourceVolume: target.remoteVolume }));
       repointed.push(m.peer);
       recordStep(site, wf, 'final', { repointed });
     }
@@ -229,13 +224,13 @@ export async function executeMigrate(engine: Engine, plan: MigratePlan): Promise
   }
   // 6. the new primary takes over
   try {
-    const accepted = await call<{ post: HookResult | null }>(engine, target.peer, 'migrate-accept', {
+    const accepted = await call(engine, target.peer, (p) => p.migrateAccept({
       volume: target.remoteVolume,
-      final: wf.plan.final,
+      final: wf.plan.final!, // taken at step 3, before this one
       backTo: plan.volume,
       schedule: { scheduleS: target.scheduleS, minDelayS: target.minDelayS, maxDelayS: target.maxDelayS, bandwidth: target.bandwidth },
       others: others.map((m) => ({ id: getPeer(site.catalog, m.peer).id, volume: m.remoteVolume, scheduleS: m.scheduleS, minDelayS: m.minDelayS, maxDelayS: m.maxDelayS, bandwidth: m.bandwidth })),
-    });
+    }));
     recordStep(site, wf, 'accepted', { remotePost: accepted.post });
     await checkpoint('migrate:after-accept');
   } catch (err) {
@@ -302,7 +297,7 @@ async function askSecondariesBack(engine: Engine, volume: string, except: string
   const out: Array<{ peer: string; error: string; run: string }> = [];
   for (const m of listMirrors(site.catalog, volume).filter((x) => x.peer !== except)) {
     try {
-      await call(engine, m.peer, 'repoint', { volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
+      await call(engine, m.peer, (p) => p.repoint({ volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume }));
     } catch (err) {
       out.push({ peer: m.peer, error: (err as Error).message, run: `ferry mirror repoint ${volume} --to ${m.peer}` });
     }
@@ -318,7 +313,7 @@ async function settleDemoted(engine: Engine, wf: Workflow<MigrateJournal>): Prom
   const plan = wf.plan.plan;
   let remote: RemoteState;
   try {
-    remote = await call<RemoteState>(engine, plan.to, 'state', { volume: plan.remoteVolume, base: null });
+    remote = await call(engine, plan.to, (p) => p.state({ volume: plan.remoteVolume, base: null }));
   } catch (err) {
     throw new FerryError(
       isFerryError(err) ? err.code : 'PEER_UNREACHABLE',
@@ -359,42 +354,6 @@ export async function resumeMigrate(engine: Engine, wf: Workflow<MigrateJournal>
     noteWorkflowError(engine.site, wf, err);
     throw isFerryError(err) ? err : new FerryError('PEER_UNREACHABLE', `migrate of ${wf.volume} to ${wf.plan.plan.to}: ${(err as Error).message}`, { cause: err });
   }
-}
-
-/**
- * At the new primary, the daemon at start: a takeover whose post hook did not run yet (a crash) runs
- * it now, unless the old primary says it is primary (it was made primary again by `failover --force`
- * while this site was down, its migrate stranded): then the application does not start here too, the
- * mirror to it is broken off, and both sites show the split brain until a failback at one of them.
- */
-export async function resumeMigrateAccept(engine: Engine, wf: Workflow<{ from: string; final: string; backTo?: string; post?: HookResult | null }>): Promise<void> {
-  const site = engine.site;
-  const vol = getVolume(site.catalog, wf.volume);
-  const from = findPeerById(site.catalog, wf.plan.from);
-  if (from) {
-    let role: string | undefined;
-    try {
-      role = (await call<RemoteState>(engine, from.name, 'state', { volume: wf.plan.backTo ?? wf.volume, base: null })).role;
-    } catch {
-      // Unreachable: it demoted itself before asking this site to take over; the takeover stands.
-    }
-    if (role === 'primary') {
-      const m = listMirrors(site.catalog, wf.volume).find((x) => x.peer === from.name);
-      const why = `${from.name} was made primary again (failover --force) while this site's takeover was unknown to it`;
-      site.catalog.tx(() => {
-        if (m) {
-          setMirrorError(site.catalog, m.id, { code: 'FAILED_OVER', message: `${why}: both sites are primary; \`ferry failback ${wf.volume}\` at the site that should yield` });
-          setMirrorState(site, m, 'broken-off', why);
-        }
-        site.event({ kind: 'migrate', volume: wf.volume, outcome: 'warning', detail: { notStarted: `${why}: the post hook does not run here (split brain if both write)`, from: from.name } });
-        finishWorkflow(site, wf, 'done', { post: null });
-      });
-      return;
-    }
-  }
-  let post: HookResult | null = null;
-  if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: wf.volume, FERRY_REASON: 'migrate' });
-  finishWorkflow(site, wf, 'done', { post });
 }
 
 // ---------------------------------------------------------------- a lost target
@@ -498,7 +457,7 @@ export async function settleForcedMigrate(engine: Engine, wf: Workflow<MigrateJo
   const forced = wf.plan.forced!;
   let remote: RemoteState;
   try {
-    remote = await call<RemoteState>(engine, plan.to, 'state', { volume: plan.remoteVolume, base: null });
+    remote = await call(engine, plan.to, (p) => p.state({ volume: plan.remoteVolume, base: null }));
   } catch (err) {
     if (isFerryError(err) && err.kind === 'transient') return;
     throw err;
@@ -527,93 +486,4 @@ export async function settleForcedMigrate(engine: Engine, wf: Workflow<MigrateJo
     site.event({ kind: 'migrate', volume: plan.volume, outcome: 'warning', detail: { target: plan.to, answer: `${plan.to} holds ${plan.remoteVolume} as ${remote.role}${remote.follows ? ` following ${findPeerById(site.catalog, remote.follows)?.name ?? remote.follows}` : ''}` } });
   }
   amendWorkflow(site, wf, { forced: { ...forced, unresolved: false, outcome } });
-}
-
-// ---------------------------------------------------------------- at the other sites
-
-/**
- * At a secondary: follow another site. Two sites may ask:
- *   - the site it follows, handing it to a new primary (a migrate's step 4); the asking site is
- *     remembered as the previous source;
- *   - that previous source, asking for it back (the migrate was rolled back, or `ferry mirror
- *     repoint` there): granted unless the site it follows now says it is the volume's primary (the
- *     migrate completed: the previous source is its secondary now). Unreachable, it cannot object:
- *     the previous source handed the volume over and is the one that knows the migrate did not end.
- * Asked to follow the site it already follows, it changes nothing (a step run again).
- */
-export async function acceptRepoint(engine: Engine, peerId: string, req: { volume: string; newSource: string; newSourceVolume: string }): Promise<{ volume: string; source: string; already?: boolean; returned?: boolean }> {
-  const site = engine.site;
-  const row = getSecondary(site.catalog, req.volume);
-  if (!row || (row.source_site !== peerId && row.previous_source !== peerId)) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here does not follow the asking site`);
-  if (row.state !== 'active') throw new FerryError('MIRROR_STATE', `volume ${req.volume} at ${site.name} was taken over here (failover): it follows nobody`);
-  const newPeer = findPeerById(site.catalog, req.newSource);
-  if (!newPeer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with ${req.newSource}; pair it before migrating`);
-  if (row.source_site === req.newSource && row.source_volume === req.newSourceVolume) return { volume: req.volume, source: newPeer.name, already: true };
-  const current = findPeerById(site.catalog, row.source_site);
-  const currentName = current?.name ?? row.source_site;
-  const handOver = row.source_site === peerId;
-  if (!handOver) {
-    // The previous source asks for it back: only itself, for the volume it had, and only if the site followed now is not primary.
-    if (req.newSource !== peerId || row.previous_source_volume !== req.newSourceVolume) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here follows ${currentName}, not the asking site`);
-    if (current) {
-      const c = new PeerClient(engine.identity, current, { stallTimeoutMs: 15_000 });
-      try {
-        const st = await c.call<RemoteState>(ROUTES.dr('state'), { volume: row.source_volume, base: null });
-        if (st.role === 'primary') throw new FerryError('MIRROR_STATE', `${currentName} is the primary of ${row.source_volume} now (the migrate completed): ${req.volume} at ${site.name} keeps following it; migrate back from ${currentName} instead`);
-      } catch (err) {
-        // Unreachable, or it will not describe the volume to this site (it runs no mirror here): it does not claim it.
-        if (isFerryError(err, 'MIRROR_STATE')) throw err;
-      } finally {
-        c.close();
-      }
-    }
-  }
-  site.catalog.tx(() => {
-    handOverSecondary(site.catalog, req.volume, req.newSource, req.newSourceVolume, handOver ? { site: peerId, volume: row.source_volume } : null);
-    handOverReplica(site.catalog, req.volume, row.source_site, req.newSource);
-    site.event({ kind: 'secondary.repoint', volume: req.volume, outcome: 'ok', detail: { from: currentName, to: newPeer.name, ...(handOver ? {} : { reason: `${newPeer.name} asked for it back: it handed it to ${currentName} for a migrate that did not complete` }) } });
-  });
-  return { volume: req.volume, source: newPeer.name, ...(handOver ? {} : { returned: true }) };
-}
-
-/** At the chosen secondary: become primary, mirror back to the old primary and to the others. */
-export async function acceptMigrate(
-  engine: Engine,
-  peerId: string,
-  req: {
-    volume: string;
-    final: string;
-    backTo: string;
-    schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null };
-    others: Array<{ id: string; volume: string; scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null }>;
-  },
-): Promise<{ post: HookResult | null }> {
-  const site = engine.site;
-  const row = getSecondary(site.catalog, req.volume);
-  if (!row || row.source_site !== peerId) throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} here is not the asking site's secondary`);
-  if (row.applied !== req.final) throw new FerryError('MIRROR_STATE', `the replica of ${req.volume} shows ${row.applied}, not the final snapshot ${req.final}: migrate would lose data; update first`);
-  const back = findPeerById(site.catalog, peerId)!;
-  let wf: Workflow<{ from: string; final: string; backTo: string; post?: HookResult | null }> | undefined;
-  site.catalog.tx(() => {
-    setVolumeRole(site.catalog, req.volume, 'primary');
-    endSecondary(site.catalog, req.volume);
-    const targets = [{ peer: back, volume: req.backTo, s: req.schedule }, ...req.others.map((o) => ({ peer: findPeerById(site.catalog, o.id), volume: o.volume, s: o }))];
-    for (const t of targets) {
-      if (!t.peer) throw new FerryError('PEER_NOT_FOUND', `site ${site.name} is not paired with a secondary of ${req.volume}; pair it before migrating`);
-      // A row from when this site was primary before: it goes with what it held (the new row holds the final snapshot).
-      const existing = listMirrors(site.catalog, req.volume).find((x) => x.peer === t.peer!.name);
-      if (existing) dropMirror(site, existing, 'replaced by the mirror of a migrate');
-      const m = createMirror(site, { volume: req.volume, to: `${t.peer.name}:${t.volume}`, scheduleS: t.s.scheduleS, minDelayS: t.s.minDelayS, maxDelayS: t.s.maxDelayS, bandwidth: t.s.bandwidth, peerSnapshots: false });
-      setMirrorBase(site.catalog, m.id, req.final, { state: 'idle', lastSuccessAt: site.clock.now(), nextRunAt: m.scheduleS ? site.clock.now() + m.scheduleS * 1000 : null });
-    }
-    site.event({ kind: 'migrate', volume: req.volume, outcome: 'ok', detail: { transition: 'secondary => primary', from: back.name, final: req.final } });
-    // Journaled with the promotion: a crash before the post hook ran is finished by the daemon at start.
-    wf = startWorkflow(site, 'migrate-accept', req.volume, { from: back.id, final: req.final, backTo: req.backTo }, 'promoted');
-  });
-  await checkpoint('migrate:accept-after-promote');
-  const vol = getVolume(site.catalog, req.volume);
-  let post: HookResult | null = null;
-  if (vol.hooks.post) post = await runHook('post', vol.hooks.post, { FERRY_SITE: site.name, FERRY_VOLUME: req.volume, FERRY_REASON: 'migrate' });
-  finishWorkflow(site, wf!, 'done', { post });
-  return { post };
 }

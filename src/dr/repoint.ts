@@ -15,15 +15,15 @@
 // The first update B -> C starts from the common base: the newest snapshot both hold
 // (snapshot ids are global ULIDs and tree ids are portable, so the same id is the same
 // data on every site). Secondaries keep a few replication snapshots, and each one also
-// receives its siblings' bases (src/site/mirrors.ts), so one exists in the usual case.
+// receives its siblings' bases (src/replication/driver/plan.ts), so one exists in the usual case.
 // Without one the mirror shows `needs-full-sync` and only --full copies.
 // Each step is idempotent: running the re-point again resumes where it stopped.
 import { FerryError, isFerryError } from '../core/errors.ts';
 import type { SiblingInfo } from '../replication/types.ts';
 import type { Engine } from '../site/engine.ts';
-import { ROUTES } from '../site/http.ts';
-import { PeerClient } from '../site/client.ts';
-import { createMirror, dropMirror, setMirrorState, type UpdateResult } from '../site/mirrors.ts';
+import type { DrPeer, TakeoverAnswer } from '../replication/dr-peer.ts';
+import type { UpdateResult } from '../replication/driver/types.ts';
+import { createMirror, dropMirror, setMirrorState } from '../site/mirrors.ts';
 import { type Peer } from '../site/peers.ts';
 import { holdReplica, release, replicaHolder } from '../catalog/holds.ts';
 import { listMirrors, setMirrorBase } from '../catalog/mirrors.ts';
@@ -81,8 +81,8 @@ export function siblingsToRepoint(engine: Engine, volume: string): RepointTarget
     .map((s) => ({ peer: findPeerById(site.catalog, s.site)?.name ?? null, site: s.site, volume: s.volume, info: s }));
 }
 
-function client(engine: Engine, peer: Peer, stallTimeoutMs = 60_000): PeerClient {
-  return new PeerClient(engine.identity, peer, { stallTimeoutMs });
+function client(engine: Engine, peer: Peer, stallTimeoutMs = 60_000): DrPeer {
+  return engine.drPeer(peer, { stallTimeoutMs });
 }
 
 /** At B: re-point every sibling; one that fails is reported and left for `ferry mirror repoint`. */
@@ -124,9 +124,9 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     const offered = ours.slice(-MAX_OFFERED).map((s) => s.id);
     const sec = getSecondary(site.catalog, volume);
     const c = client(engine, peer);
-    let answer: { common: string | null; applied: string | null; oldPrimary: 'agreed' | 'unreachable' | 'already' };
+    let answer: TakeoverAnswer;
     try {
-      answer = await c.call(ROUTES.dr('takeover'), { volume: remoteVolume, newSourceVolume: volume, snapshots: offered, oldSource: sec?.source_site ?? null, oldSourceVolume: sec?.source_volume ?? null });
+      answer = await c.takeover({ volume: remoteVolume, newSourceVolume: volume, snapshots: offered, oldSource: sec?.source_site ?? null, oldSourceVolume: sec?.source_volume ?? null });
     } finally {
       c.close();
     }
@@ -148,7 +148,7 @@ export async function repointSibling(engine: Engine, volume: string, peerName: s
     // not be asked back. Ask now (it changes nothing when it follows this site already).
     const c = client(engine, peer);
     try {
-      const r = await c.call<{ returned?: boolean }>(ROUTES.dr('repoint'), { volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
+      const r = await c.repoint({ volume: m.remoteVolume, newSource: site.id, newSourceVolume: volume });
       returned = r.returned === true;
     } finally {
       c.close();
@@ -202,7 +202,7 @@ export async function acceptTakeover(
   if (oldPeer) {
     const c = client(engine, oldPeer, 15_000);
     try {
-      await c.call(ROUTES.dr('takeover-notice'), { volume: row.source_volume, by: peerId });
+      await c.takeoverNotice({ volume: row.source_volume, by: peerId });
       oldPrimary = 'agreed';
     } catch (err) {
       if (!isFerryError(err) || err.kind !== 'transient') {

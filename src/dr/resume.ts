@@ -11,7 +11,8 @@ import type { Engine } from '../site/engine.ts';
 import { executeFailback } from './failback.ts';
 import { executeFailover } from './failover.ts';
 import { noteWorkflowError, withWorkflowLock } from './journal.ts';
-import { resumeMigrate, resumeMigrateAccept, settleForcedMigrate } from './migrate.ts';
+import { resumeMigrate, settleForcedMigrate } from './migrate.ts';
+import { resumeMigrateAccept } from './migrate-accept.ts';
 import { forcedMigratesToSettle, runningWorkflow, runningWorkflows } from '../catalog/workflows.ts';
 
 export async function resumeWorkflows(engine: Engine): Promise<void> {

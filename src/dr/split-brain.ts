@@ -17,9 +17,8 @@ import { FerryError } from '../core/errors.ts';
 import { isSnapshotId, type ObjectId } from '../core/ids.ts';
 import { diffImages, diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
-import { PeerClient } from '../site/client.ts';
+import type { SideChanges } from '../replication/dr-peer.ts';
 import type { Engine } from '../site/engine.ts';
-import { ROUTES } from '../site/http.ts';
 import { type Peer } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
 import { hasMirror } from '../catalog/mirrors.ts';
@@ -27,25 +26,6 @@ import { findPeerById, getPeer } from '../catalog/peers.ts';
 import { getSecondary } from '../catalog/secondaries.ts';
 import { findSnapshot, latestSnapshot, lineage } from '../catalog/snapshots.ts';
 import { findVolume } from '../catalog/volumes.ts';
-
-/** What one side changed since the base: its latest snapshot diffed against the base. */
-export interface SideChanges {
-  site: string;
-  volume: string;
-  role: string;
-  /** the side's latest snapshot (snapshots.ts latestSnapshot: by lineage, not by time) */
-  newest: { id: string; name: string | null; time: number } | null;
-  /** the base counted from (the DR route `changes` answers the one it chose by lineage) */
-  base?: string;
-  /** false when this side no longer holds the base: nothing can be compared */
-  hasBase: boolean;
-  added: number;
-  modified: number;
-  removed: number;
-  bytesAdded: number;
-  bytesChanged: number;
-  bytesRemoved: number;
-}
 
 export interface Divergence {
   base: string;
@@ -125,11 +105,11 @@ export function describeChanges(engine: Engine, peerId: string, volume: string, 
 }
 
 async function askPeer(engine: Engine, peer: Peer, volume: string, base: string, lineageIds: string[]): Promise<SideChanges> {
-  const client = new PeerClient(engine.identity, peer, { stallTimeoutMs: 5_000 });
+  const client = engine.drPeer(peer, { stallTimeoutMs: 5_000 });
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
-      client.call<SideChanges>(ROUTES.dr('changes'), { volume, base, lineage: lineageIds }),
+      client.changes({ volume, base, lineage: lineageIds }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new FerryError('PEER_UNREACHABLE', `${peer.name} did not answer within 5 s`)), 5_000);
       }),

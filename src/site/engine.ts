@@ -2,18 +2,23 @@
 // the worker pool, the clients to paired sites, the mirror jobs (one at a
 // time per mirror), their progress, and the scheduler. The daemon runs one;
 // a CLI command without a daemon runs one in-process for its own duration.
+import { testKnobs } from '../core/test-knobs.ts';
 import { LINK_RETRY, MIRROR_RETRY, NOTICE_RETRY, RetryGate, WORKFLOW_RETRY, type Random } from '../core/backoff.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { ChunkPool } from '../snapshot/chunk-pool.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from './client.ts';
+import { drPeerOver } from './dr-client.ts';
+import type { DrPeer, PeerDeleteAnswer } from '../replication/dr-peer.ts';
 import { loadIdentity, type SiteIdentity } from './identity.ts';
-import { mirrorStatus, releaseOrphanHolds, runMirrorUpdate, setMirrorState, settleFutureSuccess, type Mirror, type MirrorStatus, type UpdateOptions, type UpdateResult } from './mirrors.ts';
+import { runMirrorUpdate, settleFutureSuccess } from '../replication/driver/run.ts';
+import type { UpdateOptions, UpdateResult } from '../replication/driver/types.ts';
+import { mirrorStatus, releaseOrphanHolds, setMirrorState, updateSource, type Mirror, type MirrorStatus } from './mirrors.ts';
 import { stopJournal } from './journal-service.ts';
 import { type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
-import { deliverPeerDeletions, finishOrphanPeerDeletes, PEER_DELETE_ROUTE, type PeerDeleteAnswer, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
+import { deliverPeerDeletions, finishOrphanPeerDeletes, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
 import type { Site } from './site.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
 import { releaseInFlight } from '../catalog/holds.ts';
@@ -39,6 +44,10 @@ export interface EngineOptions {
   stallTimeoutMs?: number;
   /** randomness for the jitter of every retry (Math.random by default; tests fix it) */
   random?: Random;
+  /** the DR calls to a peer: DrPeer over the HTTP/2 client by default; tests (a fault wrapper) may substitute */
+  drPeer?: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
+  /** bytes per put request of a mirror update's transfer (its resume granularity); the test knob FERRY_TEST_PUT_BATCH_BYTES by default */
+  putBatchBytes?: number;
 }
 
 export class Engine {
@@ -52,6 +61,8 @@ export class Engine {
   readonly #linkBusy = new Set<string>();
   #closing = false;
   readonly #random: Random;
+  readonly #putBatchBytes: number | undefined;
+  readonly #drPeer: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** scheduled link refreshes that failed, by path (the catalog records no failures for links) */
   readonly #linkRetry: RetryGate;
   /** scheduled mirror attempts refused before the job could record anything (a mirror in a state that cannot update) */
@@ -63,6 +74,7 @@ export class Engine {
   constructor(site: Site, options: EngineOptions = {}) {
     this.site = site;
     this.#random = options.random ?? Math.random;
+    this.#putBatchBytes = options.putBatchBytes ?? testKnobs().putBatchBytes;
     this.#linkRetry = new RetryGate(LINK_RETRY, site.clock, this.#random);
     this.#mirrorRetry = new RetryGate(MIRROR_RETRY, site.clock, this.#random);
     this.#workflowRetry = new RetryGate(WORKFLOW_RETRY, site.clock, this.#random);
@@ -80,6 +92,7 @@ export class Engine {
         }
         return c;
       });
+    this.#drPeer = options.drPeer ?? ((peer, o) => drPeerOver(new PeerClient(this.identity, peer, { stallTimeoutMs: o.stallTimeoutMs })));
     this.recoverMirrorStates();
     releaseOrphanHolds(site);
     finishOrphanPeerDeletes(site);
@@ -97,6 +110,14 @@ export class Engine {
       releaseInFlight(this.site.catalog, m.id);
       resetTransferring(this.site.catalog, m.id);
     }
+  }
+
+  /**
+   * The DR calls to `peer` (the caller closes it): the one place they are built, each connection
+   * with the stall timeout its workflow allows (a resync may be silent for long, a notice not).
+   */
+  drPeer(peer: Peer, o: { stallTimeoutMs?: number } = {}): DrPeer {
+    return this.#drPeer(peer, o);
   }
 
   receiverFor(peerId: string): SiteReceiver {
@@ -121,7 +142,7 @@ export class Engine {
       if (job.bytesAt.length > 50) job.bytesAt.shift();
       onProgress?.(p);
     };
-    job.promise = runMirrorUpdate({ site: this.site, pool: this.pool, connect: this.#connect, random: this.#random }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
+    job.promise = runMirrorUpdate({ source: updateSource(this.site, this.pool), connect: this.#connect, random: this.#random, putBatchBytes: this.#putBatchBytes }, volume, peer, { ...opts, signal: abort.signal, onProgress: progress })
       .then(async (r) => {
         // The update may have moved the base off a peer snapshot whose deletion that secondary could not do yet.
         if (countDeletionsOwed(this.site.catalog, r.mirror) > 0) await this.deliverPeerDeletions({ mirror: r.mirror }).catch(() => {});
@@ -162,9 +183,9 @@ export class Engine {
   }
 
   async #askPeerDelete(t: PeerDeleteTarget, snapshot: string): Promise<PeerDeleteAnswer> {
-    const client = new PeerClient(this.identity, getPeer(this.site.catalog, t.peerName));
+    const client = this.drPeer(getPeer(this.site.catalog, t.peerName));
     try {
-      return await client.call<PeerDeleteAnswer>(PEER_DELETE_ROUTE, { volume: t.remoteVolume, snapshot });
+      return await client.peerDelete({ volume: t.remoteVolume, snapshot });
     } finally {
       client.close();
     }
@@ -210,7 +231,7 @@ export class Engine {
     const mirrors = listMirrors(this.site.catalog);
     this.#mirrorRetry.retain(mirrors.map((m) => m.id));
     for (const listed of mirrors) {
-      const m = settleFutureSuccess(this.site, listed, now);
+      const m = settleFutureSuccess(this.site.catalog, listed, now);
       if (m.paused || this.#jobs.has(m.id) || !this.#mirrorRetry.due(m.id)) continue;
       // A failover, failback or migrate of the volume is in progress: it decides what the mirror does.
       if (this.#workflowRunning(m.volume)) continue;

@@ -3,17 +3,8 @@
 // process group so a timeout kills everything it started.
 import { spawn } from 'node:child_process';
 import { FerryError } from '../core/errors.ts';
+import type { HookResult } from '../replication/dr-peer.ts';
 import type { HookSpec } from './volumes.ts';
-
-export interface HookResult {
-  phase: 'pre' | 'post';
-  command: string;
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  ms: number;
-  output: string;
-}
 
 const OUTPUT_TAIL = 4096;
 

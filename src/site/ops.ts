@@ -159,7 +159,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return acceptPeerDelete(engine.site, peerId, volume, str(a, 'snapshot')!, applyInFlight(engine.site, volume));
     }
     case 'repoint': {
-      const { acceptRepoint } = await import('../dr/migrate.ts');
+      const { acceptRepoint } = await import('../dr/migrate-accept.ts');
       return acceptRepoint(engine, peerId, { volume: str(a, 'volume')!, newSource: str(a, 'newSource')!, newSourceVolume: str(a, 'newSourceVolume')! });
     }
     case 'takeover': {
@@ -173,7 +173,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return acceptTakeoverNotice(engine, peerId, { volume: str(a, 'volume')!, by: str(a, 'by')! });
     }
     case 'migrate-accept': {
-      const { acceptMigrate } = await import('../dr/migrate.ts');
+      const { acceptMigrate } = await import('../dr/migrate-accept.ts');
       if (!Array.isArray(a.others) || a.others.length > MAX_SIBLINGS) throw new FerryError('PROTOCOL', `migrate-accept.others must be a list of at most ${MAX_SIBLINGS} mirrors`);
       const others = a.others.map((x: unknown, i: number) => {
         const what = `migrate-accept.others[${i}]`;

@@ -16,7 +16,7 @@
 // peer snapshots, whichever site took them (after a migrate, a failover and
 // failback, the current primary of the lineage).
 import { FerryError, isFerryError } from '../core/errors.ts';
-import { ROUTES } from './http.ts';
+import type { PeerDeleteAnswer } from '../replication/dr-peer.ts';
 import type { Site } from './site.ts';
 import { collectGarbageSoon, executeDeleteSnapshots, planDeleteSnapshots } from './snapshots.ts';
 import { heldBy, holdersOf, holdPeer, parseHolder, PEER_DELETE_HOLDER, PEER_HOLDER, release, startPeerDelete } from '../catalog/holds.ts';
@@ -80,12 +80,6 @@ export interface PeerDeleteTarget {
   remoteVolume: string;
 }
 
-/** A secondary's answer to a peer deletion: deleted, not there, or still held there (by what). */
-export interface PeerDeleteAnswer {
-  deleted: boolean;
-  absent?: boolean;
-  heldBy?: string[];
-}
 
 export type PeerDeleteCall = (t: PeerDeleteTarget, snapshot: string) => Promise<PeerDeleteAnswer>;
 
@@ -253,5 +247,3 @@ export function acceptPeerDelete(site: Site, sourceSite: string, volume: string,
   collectGarbageSoon(site);
   return { deleted: true };
 }
-
-export const PEER_DELETE_ROUTE = ROUTES.dr('peer-delete');

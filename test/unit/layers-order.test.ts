@@ -29,6 +29,7 @@ const KNOWN_UP = new Set<string>(
     'site/ops.ts -> dr/failover.ts',
     'site/ops.ts -> dr/journal.ts',
     'site/ops.ts -> dr/links.ts',
+    'site/ops.ts -> dr/migrate-accept.ts',
     'site/ops.ts -> dr/migrate.ts',
     'site/ops.ts -> dr/repoint.ts',
     'site/ops.ts -> dr/split-brain.ts',

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
 import type { TransferProgress } from '../../replication/sender.ts';
-import type { Mirror, MirrorStatus, UpdateResult } from '../../site/mirrors.ts';
+import type { UpdateResult } from '../../replication/driver/types.ts';
+import type { Mirror, MirrorStatus } from '../../site/mirrors.ts';
 import type { RepointResult } from '../../dr/repoint.ts';
 import { printRepoint } from './dr.ts';
 import { invoke } from '../invoke.ts';

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import type { JournalStatus } from '../../site/journal-service.ts';
 import type { MirrorStatus } from '../../site/mirrors.ts';
-import type { Divergence, SideChanges } from '../../dr/split-brain.ts';
+import type { SideChanges } from '../../replication/dr-peer.ts';
+import type { Divergence } from '../../dr/split-brain.ts';
 import { DURATION } from '../../core/units.ts';
 import { invoke } from '../invoke.ts';
 import { parseDuration } from '../parse.ts';

@@ -1,0 +1,146 @@
+// The replication driver's plan (src/replication/driver/plan.ts), against a
+// real catalog: whether a mirror may update, which snapshot it sends, and the
+// steps once the destination's hello is known (peer snapshots pending, a
+// sibling's base, the target), for each situation an update meets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isFerryError } from '../../../src/core/errors.ts';
+import { recordFailure, setMirrorBase, setMirrorPaused, type Mirror } from '../../../src/catalog/mirrors.ts';
+import { checkTarget, checkUpdate, planSteps, planTarget } from '../../../src/replication/driver/plan.ts';
+import type { HelloResponse } from '../../../src/replication/types.ts';
+import { registerPeerSnapshot } from '../../../src/site/peer-snapshots.ts';
+import { withDriverSite } from './driver-fixture.ts';
+
+const hello = (snapshots: string[], o: { applied?: string | null; delta?: boolean } = {}): HelloResponse => ({
+  protocol: 1,
+  volume: 'app',
+  snapshots: snapshots.map((id) => ({ id, name: null, time: 0 })),
+  applied: o.applied ?? snapshots.at(-1) ?? null,
+  applying: false,
+  replicas: [],
+  ...(o.delta ? { delta: true } : {}),
+});
+const refused = (re: RegExp) => (err: unknown) => isFerryError(err, 'MIRROR_STATE') && re.test(err.message);
+const kinds = (steps: Array<{ kind: string; snapshot: { id: string } }>) => steps.map((s) => `${s.kind}:${s.snapshot.id}`);
+
+test('a fresh mirror: only an initialize may run; it captures, sending early, and its one step is the target, without a delta base', async () => {
+  await withDriverSite(async ({ site, mirror, snap }) => {
+    const m = mirror();
+    const now = site.clock.now();
+    assert.throws(() => checkUpdate(m, {}, now, 'primary'), refused(/no baseline yet; run `ferry mirror initialize app --to b`/));
+    checkUpdate(m, { initialize: true }, now, 'primary');
+    assert.deepEqual(planTarget(site.catalog, m, { initialize: true }, now), { kind: 'capture', early: true });
+    const t = await snap();
+    const plan = planSteps(site.catalog, m, t, hello([], { delta: true }), { initialize: true });
+    assert.deepEqual(kinds(plan.steps), [`target:${t.id}`]);
+    assert.equal(plan.steps[0].deltaBase, undefined);
+    assert.deepEqual(plan.found, []);
+    assert.equal(plan.adopt, undefined);
+  });
+});
+
+test('an initialized mirror: states that may not update are refused with what to do; an update captures without the early stream', async () => {
+  await withDriverSite(async ({ site, mirror, snap }) => {
+    const s0 = await snap();
+    setMirrorBase(site.catalog, mirror().id, s0.id, { state: 'idle', lastSuccessAt: site.clock.now() });
+    const m = mirror();
+    const now = site.clock.now();
+    assert.throws(() => checkUpdate(m, { initialize: true }, now, 'primary'), refused(/already initialized \(idle\)/));
+    assert.throws(() => checkUpdate({ ...m, minDelayS: 60 }, {}, now + 1000, 'primary'), refused(/within its min delay of 60 s; wait or use --force/));
+    checkUpdate({ ...m, minDelayS: 60 }, { force: true }, now + 1000, 'primary');
+    checkUpdate({ ...m, minDelayS: 60 }, { scheduled: true }, now + 1000, 'primary');
+    assert.throws(() => checkUpdate({ ...m, state: 'broken-off' }, {}, now, 'primary'), refused(/broken off/));
+    assert.throws(() => checkUpdate({ ...m, state: 'needs-full-sync' }, {}, now, 'primary'), refused(/for a full sync/));
+    assert.throws(() => checkUpdate(m, {}, now, 'secondary'), refused(/is a secondary here/));
+    setMirrorPaused(site.catalog, m.id, true);
+    assert.throws(() => checkUpdate(mirror(), {}, now, 'primary'), refused(/paused/));
+    checkUpdate(mirror(), { force: true }, now, 'primary');
+    assert.deepEqual(planTarget(site.catalog, m, {}, now), { kind: 'capture', early: false });
+    // A named snapshot is the target; one older than the base is refused once known.
+    const named = planTarget(site.catalog, m, { snapshot: s0.id }, now);
+    assert.deepEqual(named.kind === 'named' && named.snapshot.id, s0.id);
+    const s1 = await snap();
+    setMirrorBase(site.catalog, m.id, s1.id);
+    assert.throws(() => checkTarget(site.catalog, { ...m, base: s1.id }, s0), refused(/older than the mirror's base/));
+  });
+});
+
+test('a scheduled retry after a failure sends the snapshot the failed attempt took, while it is young and newer than the base', async () => {
+  await withDriverSite(
+    async ({ site, mirror, snap }) => {
+      const s0 = await snap();
+      setMirrorBase(site.catalog, mirror().id, s0.id, { state: 'idle' });
+      const s1 = await snap();
+      recordFailure(site.catalog, mirror().id, { failures: 1, error: { code: 'PEER_UNREACHABLE', message: 'x' }, nextRunAt: 0, queued: s1.id });
+      const m = mirror();
+      const now = site.clock.now();
+      const queued = planTarget(site.catalog, m, { scheduled: true }, now);
+      assert.equal(queued.kind === 'queued' && queued.snapshot.id, s1.id);
+      // Not for a manual update, nor once its schedule period has passed: a new capture then.
+      assert.deepEqual(planTarget(site.catalog, m, {}, now), { kind: 'capture', early: false });
+      assert.deepEqual(planTarget(site.catalog, m, { scheduled: true }, s1.time + 600_000), { kind: 'capture', early: false });
+    },
+    { scheduleS: 600 },
+  );
+});
+
+test('pending peer snapshots go first, oldest first; one the destination holds is found, one newer than the target waits', async () => {
+  await withDriverSite(async ({ site, mirror, snap }) => {
+    const s0 = await snap();
+    setMirrorBase(site.catalog, mirror().id, s0.id, { state: 'idle' });
+    const p1 = await snap();
+    const p2 = await snap();
+    const t = await snap();
+    const p3 = await snap();
+    for (const p of [p1, p2, p3]) registerPeerSnapshot(site, 'app', p.id);
+    const m: Mirror = mirror();
+    const plan = planSteps(site.catalog, m, t, hello([s0.id, p1.id], { delta: true }), {});
+    assert.deepEqual(plan.found.map((p) => p.id), [p1.id]);
+    assert.deepEqual(kinds(plan.steps), [`peer:${p2.id}`, `target:${t.id}`]);
+    // The delta base is the mirror's base, not the peer snapshot delivered before the target.
+    assert.equal(plan.steps.at(-1)!.deltaBase, s0.manifest);
+    // The target being a peer snapshot itself: it is the target step, not a peer step too.
+    assert.deepEqual(kinds(planSteps(site.catalog, m, p2, hello([s0.id, p1.id]), {}).steps), [`target:${p2.id}`]);
+  });
+});
+
+test("a sibling secondary's base the destination lacks goes before the target; one at or before what the destination shows does not", async () => {
+  await withDriverSite(
+    async ({ site, mirror, snap }) => {
+      const s0 = await snap();
+      const s1 = await snap();
+      const t = await snap();
+      setMirrorBase(site.catalog, mirror('b').id, s0.id, { state: 'idle' });
+      setMirrorBase(site.catalog, mirror('c').id, s1.id, { state: 'idle' });
+      const m = mirror('b');
+      assert.deepEqual(kinds(planSteps(site.catalog, m, t, hello([s0.id]), {}).steps), [`sibling:${s1.id}`, `target:${t.id}`]);
+      // The destination holds it already, or shows something newer: nothing to deliver but the target.
+      assert.deepEqual(kinds(planSteps(site.catalog, m, t, hello([s0.id, s1.id]), {}).steps), [`target:${t.id}`]);
+      // A destination that keeps one snapshot only has no room for it.
+      assert.deepEqual(kinds(planSteps(site.catalog, { ...m, keepSnapshots: 1 }, t, hello([s0.id]), {}).steps), [`target:${t.id}`]);
+      // The sibling's base is the target itself: it is sent once, as the target.
+      setMirrorBase(site.catalog, mirror('c').id, t.id);
+      assert.deepEqual(kinds(planSteps(site.catalog, m, t, hello([s0.id]), {}).steps), [`target:${t.id}`]);
+    },
+    { siblings: true },
+  );
+});
+
+test('the base at the destination: a newer snapshot taken here is adopted (its commit answer was lost); none at all means a full sync and no step', async () => {
+  await withDriverSite(async ({ site, mirror, snap }) => {
+    const s0 = await snap();
+    const s1 = await snap();
+    const t = await snap();
+    setMirrorBase(site.catalog, mirror().id, s0.id, { state: 'idle' });
+    const m = mirror();
+    const adopted = planSteps(site.catalog, m, t, hello([s1.id], { delta: true }), {});
+    assert.equal(adopted.adopt?.id, s1.id);
+    assert.deepEqual(kinds(adopted.steps), [`target:${t.id}`]);
+    assert.equal(adopted.steps[0].deltaBase, s1.manifest, 'deltas against the adopted base');
+    const lost = planSteps(site.catalog, m, t, hello([]), {});
+    assert.equal(lost.baseLost, s0.id);
+    assert.deepEqual(lost.steps, []);
+    // An initialize ignores the base: the target, in full.
+    assert.deepEqual(kinds(planSteps(site.catalog, m, t, hello([]), { initialize: true }).steps), [`target:${t.id}`]);
+  });
+});
