@@ -32,6 +32,16 @@ export interface LastTransfer {
   /** warnings the capture of the snapshot sent reported (paths skipped or changed while read; a failed post hook) */
   warnings?: number;
   /**
+   * Requests to the destination this update made: the hello, the negotiation's questions, the puts and
+   * the commit of each step, and the early stream's (a count that should not grow with the number of
+   * changed files, only with their bytes: a question carries up to 65,536 ids, a put 16 MiB).
+   */
+  roundTrips?: number;
+  /** objects sent as deltas against the base */
+  deltas?: number;
+  /** CPU seconds of the source's process while the update ran (user + system, all its threads; other work of the daemon meanwhile included) */
+  cpuSeconds?: number;
+  /**
    * What went while the capture ran (docs/replication.md, "Overlap of capture and transfer"): chunks
    * and trees, and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
    * flight (inside the snapshot step); why it stopped early, if it did (the update went on).

@@ -231,6 +231,7 @@ export class EarlySender {
       if (!(await this.#until(() => this.#batchReady()))) return;
       const rx = await this.#o.open(this.#ac.signal);
       this.#opened = true;
+      this.#stats.roundTrips++; // its hello
       while (await this.#until(() => this.#batchReady())) {
         const batch = this.#take();
         if (this.#puts.size === 0) this.#busySince = performance.now();

@@ -90,6 +90,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   setMirrorState(cat, m, o.initialize ? 'baselining' : 'updating', o.scheduled ? 'schedule' : 'requested');
   recordAttempt(cat, m.id, now);
   const started = performance.now();
+  // CPU of this process while the update runs (its capture, compression, deltas and sends; other work of the daemon meanwhile too).
+  const cpuAtStart = process.cpuUsage();
   const phases: Record<string, number> = {};
   let committed = false;
   // What the capture this job takes reports (none when it sends a snapshot taken earlier).
@@ -146,9 +148,15 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const ctx: StepContext = { catalog: cat, store: source.store, rx, mirror: m, force: o.force, signal: o.signal, limiter, onProgress: o.onProgress };
     let siblingBytes = 0;
     let result: UpdateResult | undefined;
+    // Round trips of this update: the hello, each step's questions and puts and its commit, and the early stream's.
+    let trips = 1 + (early?.roundTrips ?? 0);
     for (const step of steps.steps) {
-      if (step.kind === 'peer') await runStep(ctx, step);
-      else if (step.kind === 'sibling') siblingBytes += (await runStep(ctx, step)).sent.bytesSent;
+      if (step.kind === 'peer') trips += (await runStep(ctx, step)).sent.roundTrips + 1;
+      else if (step.kind === 'sibling') {
+        const r = await runStep(ctx, step);
+        siblingBytes += r.sent.bytesSent;
+        trips += r.sent.roundTrips + 1;
+      }
       else {
         // What went early counts as sent: the progress goes on from there.
         const eo = early?.objectsSent ?? 0;
@@ -171,9 +179,13 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
             warnings = captured.length
               ? captured.slice(0, MAX_WARNINGS_LISTED)
               : warned ? [{ path: '', message: `snapshot ${target.name ?? target.id} was captured with ${warned} warning(s) (\`ferry events --kind snapshot.create\` names them): the replica may lack those paths` }] : [];
+            const cpu = process.cpuUsage(cpuAtStart);
             transfer = {
               snapshot: target.id, bytes: stats.bytesSent + eb + siblingBytes, rawBytes: stats.rawBytesSent + (early?.rawBytesSent ?? 0), objects: stats.objectsSent + eo, seconds,
               throughput: seconds > 0 ? (stats.bytesSent + eb) / seconds : 0, at: cat.clock.now(), phases,
+              roundTrips: trips + stats.roundTrips + 1,
+              deltas: stats.deltas,
+              cpuSeconds: Math.round((cpu.user + cpu.system) / 1000) / 1000,
               ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.error ? { error: early.error } : {}) } } : {}),
               ...(warned ? { warnings: warned } : {}),
             };

@@ -6,6 +6,8 @@
 // one (refused by the peer) waits a whole period; a failover at the
 // destination breaks the mirror off; a refused apply is a transfer, recorded.
 import { test } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
 import { heldBy, inFlightHolder } from '../../../src/catalog/holds.ts';
@@ -130,5 +132,23 @@ test('the destination lost the base: the mirror needs a full sync, nothing is se
     assert.equal(rx.commits.length, commits);
     assert.equal(f.mirror().state, 'needs-full-sync');
     assert.ok(transitions(f).includes('updating => needs-full-sync'));
+  });
+});
+
+test('an update counts its round trips, every request it made, and the count does not grow with the number of changed files', async () => {
+  await withDriverSite(async (f) => {
+    const rx = new FakeReceiver();
+    const init = await runMirrorUpdate(deps(f, rx), 'app', 'b', { initialize: true });
+    assert.equal(init.transfer.roundTrips, rx.calls.length, `the initialize: ${rx.calls.join(' ')}`);
+    const trips: number[] = [];
+    for (const [round, files] of [[1, 5], [2, 400]] as const) {
+      for (let i = 0; i < files; i++) writeFileSync(join(f.dir, 'data', `r${round}-${i}`), `round ${round} file ${i}\n`);
+      const before = rx.calls.length;
+      const up = await runMirrorUpdate(deps(f, rx), 'app', 'b', {});
+      assert.equal(up.transfer.roundTrips, rx.calls.length - before, `requests made: ${rx.calls.slice(before).join(' ')}`);
+      assert.ok(up.transfer.cpuSeconds !== undefined && up.transfer.cpuSeconds >= 0);
+      trips.push(up.transfer.roundTrips!);
+    }
+    assert.equal(trips[0], trips[1], `5 changed files took ${trips[0]} round trips, 400 took ${trips[1]}`);
   });
 });
