@@ -67,3 +67,37 @@ export function baseMoves(cat: Catalog, mirror: string, from: number, to: number
     )
     .reverse();
 }
+
+// ---- The event history as a page of rows (site/log.ts queries it for the CLI and for paired peers).
+
+export interface EventRow {
+  id: number;
+  at: number;
+  kind: string;
+  volume: string | null;
+  outcome: EventRecord['outcome'];
+  detail: Record<string, unknown>;
+}
+
+export interface EventQuery {
+  volume?: string | null;
+  /** only kinds starting with this */
+  kind?: string | null;
+  /** only events of the last this many seconds, by the answering site's clock */
+  sinceSeconds?: number | null;
+  /** only events after this id (a cursor: the last id seen) */
+  after?: number;
+  limit?: number;
+}
+
+export interface EventsPage {
+  events: EventRow[];
+  /** more events match after the last one returned: ask again with `after` */
+  more: boolean;
+}
+
+/** The answer of a peer's events route. */
+export interface PeerEventsAnswer extends EventsPage {
+  site: string;
+  id: string;
+}

@@ -12,9 +12,9 @@
 // Unset, every knob is off and costs one property read.
 
 export interface TestKnobs {
-  /** a peer stream with no bytes for this long is cut (default 60 s: site/client.ts, site/daemon.ts) */
+  /** a peer stream with no bytes for this long is cut (default 60 s: transport/client.ts, site/daemon.ts) */
   stallTimeoutMs?: number;
-  /** interval of the keepalive spaces a long commit sends (default 10 s: site/http.ts) */
+  /** interval of the keepalive spaces a long commit sends (default 10 s: transport/http.ts) */
   keepaliveMs?: number;
   /** bytes per put request of the sender (the granularity of a resumed transfer) */
   putBatchBytes?: number;
@@ -25,7 +25,7 @@ export interface TestKnobs {
   /** named steps where the process waits until `pauseFile` exists (core/crash.ts) */
   pauseAt: readonly string[];
   pauseFile?: string;
-  /** the stream budgets' limits (site/stream-budget.ts) */
+  /** the stream budgets' limits (transport/stream-budget.ts) */
   sessionBudgetBytes?: number;
   daemonBudgetBytes?: number;
 }

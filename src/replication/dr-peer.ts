@@ -4,7 +4,7 @@
 // network: each is checked field by field here (parseDrAnswer) before a
 // workflow acts on it, and one that is malformed is refused with PROTOCOL,
 // naming the call and the field. The transport implements DrPeer over its
-// client (site/dr-client.ts); the engine builds every one (Engine.drPeer),
+// client (transport/dr-client.ts); the engine builds every one (Engine.drPeer),
 // so a wrapper (faults, retries) can sit around all DR traffic in one place.
 import { FerryError } from '../core/errors.ts';
 import type { UpdateResult, UpdateWarning } from './driver/types.ts';
@@ -277,7 +277,7 @@ class Fields {
   }
 }
 
-/** more than an answer's size limit (8 MiB, site/client.ts) can carry: the list is bounded by that */
+/** more than an answer's size limit (8 MiB, transport/client.ts) can carry: the list is bounded by that */
 const MAX_SNAPSHOTS = 1_000_000;
 const snapshotId = (v: unknown, what: string): string => {
   if (typeof v !== 'string' || v.length !== 26) throw new FerryError('PROTOCOL', `${what} must be a snapshot id; nothing of it was used`);

@@ -24,7 +24,7 @@ function bad(msg: string): FerryError {
 
 // ---- object stream: [kind u8][codec u8][raw u32][stored u32][id 32][stored bytes] ...
 
-/** A memory budget for one stream (site/stream-budget.ts): `hold(n)` says it now holds n bytes, and throws to refuse. */
+/** A memory budget for one stream (transport/stream-budget.ts): `hold(n)` says it now holds n bytes, and throws to refuse. */
 export interface StreamHold {
   hold(bytes: number): void;
 }

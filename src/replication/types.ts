@@ -1,6 +1,6 @@
 // What replication logic sees of the other side. The receiving site
 // implements Receiver over its catalog and store (site/receiver.ts); the
-// HTTP/2 client implements it over the network (site/client.ts); tests wrap
+// HTTP/2 client implements it over the network (transport/client.ts); tests wrap
 // it to cut, delay or corrupt. Replication never imports HTTP.
 import type { ObjectId } from '../core/ids.ts';
 import type { WireObject } from './protocol.ts';

@@ -17,16 +17,16 @@ import { chmodSync, existsSync, renameSync, unlinkSync, writeFileSync, rmSync } 
 import { FerryError } from '../core/errors.ts';
 import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
-import { STALL_TIMEOUT_MS, WINDOW_BYTES } from './client.ts';
+import { STALL_TIMEOUT_MS, WINDOW_BYTES } from '../transport/client.ts';
 import type { Engine } from './engine.ts';
-import { errorBody, KEEPALIVE_HEADER, keepaliveMs, readBody, ROUTES } from './http.ts';
+import { errorBody, KEEPALIVE_HEADER, keepaliveMs, readBody, ROUTES } from '../transport/http.ts';
 import { testKnobs } from '../core/test-knobs.ts';
-import { siteIdFromCert, tlsOptionsFor } from './identity.ts';
+import { siteIdFromCert, tlsOptionsFor } from '../transport/identity.ts';
 import { runOp, serveDr } from './ops.ts';
 import { renderMetrics, RuntimeProbe } from './metrics.ts';
 import { Dashboard, isDashboardPath } from './dashboard.ts';
 import { parseEventQuery, queryEvents } from './log.ts';
-import { StreamBudget, type StreamAccount } from './stream-budget.ts';
+import { StreamBudget, type StreamAccount } from '../transport/stream-budget.ts';
 import { findPeerById } from '../catalog/peers.ts';
 
 export { daemonInfoPath, socketPath, type DaemonInfo } from './home.ts';

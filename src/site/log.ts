@@ -305,37 +305,8 @@ export function logFileSettings(cat: Catalog, home: string, flags: LogFileFlags)
 
 // ---- The event history, as one query for the CLI here and for paired peers (`ferry events --site`).
 
-export interface EventRow {
-  id: number;
-  at: number;
-  kind: string;
-  volume: string | null;
-  outcome: EventRecord['outcome'];
-  detail: Record<string, unknown>;
-}
-
-export interface EventQuery {
-  volume?: string | null;
-  /** only kinds starting with this */
-  kind?: string | null;
-  /** only events of the last this many seconds, by the answering site's clock */
-  sinceSeconds?: number | null;
-  /** only events after this id (a cursor: the last id seen) */
-  after?: number;
-  limit?: number;
-}
-
-export interface EventsPage {
-  events: EventRow[];
-  /** more events match after the last one returned: ask again with `after` */
-  more: boolean;
-}
-
-/** The answer of a peer's events route. */
-export interface PeerEventsAnswer extends EventsPage {
-  site: string;
-  id: string;
-}
+export type { EventRow, EventQuery, EventsPage, PeerEventsAnswer } from '../catalog/events.ts';
+import type { EventRow, EventQuery, EventsPage } from '../catalog/events.ts';
 
 /** At most this many events per call to a peer, and this many bytes of them. */
 export const MAX_EVENTS_PER_CALL = 1000;

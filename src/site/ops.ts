@@ -6,7 +6,7 @@ import { FerryError } from '../core/errors.ts';
 import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from './engine.ts';
-import { formatSiteId } from './identity.ts';
+import { formatSiteId } from '../transport/identity.ts';
 import { linkStatus } from '../dr/links.ts';
 import { workflowSummary } from '../dr/journal.ts';
 import { createMirror, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';

@@ -4,7 +4,7 @@
 // (catalog/peers.ts: the rows, and looking a peer up).
 import { FerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
-import { parseSiteId } from './identity.ts';
+import { parseSiteId } from '../transport/identity.ts';
 import type { Site } from './site.ts';
 import { countMirrorsTo } from '../catalog/mirrors.ts';
 import { deletePeer, findPeer, findPeerById, getPeer, insertPeer, type Peer } from '../catalog/peers.ts';

@@ -12,7 +12,7 @@ import { Catalog, CATALOG_FORMAT } from '../catalog/catalog.ts';
 import type { EventRecord } from '../catalog/events.ts';
 import { Replicas } from '../replication/receive/replicas.ts';
 import { acquireSiteLock, type SiteLock } from './lock.ts';
-import { createIdentity, saveIdentity, formatSiteId } from './identity.ts';
+import { createIdentity, saveIdentity, formatSiteId } from '../transport/identity.ts';
 import { formatLogLine, formatNotice, type LevelName, type LogSink } from './log.ts';
 
 export { FERRY_VERSION, defaultHome, sitePaths, type SitePaths } from './home.ts';

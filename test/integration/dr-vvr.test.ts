@@ -17,9 +17,9 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { PeerClient } from '../../src/site/client.ts';
-import { ROUTES } from '../../src/site/http.ts';
-import { loadIdentity } from '../../src/site/identity.ts';
+import { PeerClient } from '../../src/transport/client.ts';
+import { ROUTES } from '../../src/transport/http.ts';
+import { loadIdentity } from '../../src/transport/identity.ts';
 import { isFerryError } from '../../src/core/errors.ts';
 import { cleanupSites, copyTree, KiB, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
 

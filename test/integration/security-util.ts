@@ -19,8 +19,8 @@ import { PROTOCOL_VERSION, type CommitResponse } from '../../src/replication/typ
 import { Engine } from '../../src/site/engine.ts';
 import { Daemon } from '../../src/site/daemon.ts';
 import { addPeer, type Peer } from '../../src/site/peers.ts';
-import { loadIdentity, type SiteIdentity } from '../../src/site/identity.ts';
-import { PeerClient } from '../../src/site/client.ts';
+import { loadIdentity, type SiteIdentity } from '../../src/transport/identity.ts';
+import { PeerClient } from '../../src/transport/client.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
 import { dashboardToken, tokenPath } from '../../site/dashboard.ts';
 import { splitHostPort } from '../../site/daemon.ts';
-import { CERT_FILE } from '../../site/identity.ts';
+import { CERT_FILE } from '../../transport/identity.ts';
 import { sitePaths } from '../../site/site.ts';
 import { homeFrom } from '../context.ts';
 import { runningDaemon } from '../invoke.ts';

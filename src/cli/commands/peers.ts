@@ -1,7 +1,7 @@
 // ferry site add | list | remove  (pairing with other sites)
 import type { Command } from 'commander';
 import type { Peer } from '../../site/peers.ts';
-import { formatSiteId } from '../../site/identity.ts';
+import { formatSiteId } from '../../transport/identity.ts';
 import { invoke } from '../invoke.ts';
 import { formatTime, printJson, table, type GlobalOptions } from '../output.ts';
 

@@ -4,7 +4,7 @@ import { ConfigReloader } from '../../config/reload.ts';
 import { Daemon } from '../../site/daemon.ts';
 import { Engine } from '../../site/engine.ts';
 import { startJournal } from '../../site/journal-service.ts';
-import { formatSiteId } from '../../site/identity.ts';
+import { formatSiteId } from '../../transport/identity.ts';
 import { Site } from '../../site/site.ts';
 import { LogFanout, logFileSettings, RotatingFileSink, type LogSink } from '../../site/log.ts';
 import { COUNT, SIZE } from '../../core/units.ts';

@@ -1,5 +1,5 @@
 // Fuzz targets for the replication wire (src/replication/protocol.ts and
-// delta.ts, src/site/http.ts): object streams cut into arbitrary pieces,
+// delta.ts, src/transport/http.ts): object streams cut into arbitrary pieces,
 // deltas with hostile references and dictionary ranges, id lists and
 // bitmaps, the JSON requests a peer sends (hello, commit, events query) and
 // the answers a peer gives (errors, long answers). Every refusal must be a
@@ -15,9 +15,9 @@ import {
 import { makeDelta, resolveDelta, type DeltaStore } from '../../../src/replication/delta.ts';
 import { verifyObject } from '../../../src/replication/verify-pool.ts';
 import { encodeTree } from '../../../src/snapshot/format.ts';
-import { errorFromBody, parseLongAnswer } from '../../../src/site/http.ts';
+import { errorFromBody, parseLongAnswer } from '../../../src/transport/http.ts';
 import { parseEventQuery } from '../../../src/site/log.ts';
-import { StreamBudget } from '../../../src/site/stream-budget.ts';
+import { StreamBudget } from '../../../src/transport/stream-budget.ts';
 import { CODEC_NONE, CODEC_ZSTD, type PreparedObject } from '../../../src/store/types.ts';
 import * as golden from '../../fixtures/format-v1/values.ts';
 import { ferryNameArb, objectIdArb, snapshotIdArb } from '../arbitraries.ts';

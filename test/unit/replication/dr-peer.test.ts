@@ -1,4 +1,4 @@
-// DrPeer over a client (src/site/dr-client.ts, src/replication/dr-peer.ts):
+// DrPeer over a client (src/transport/dr-client.ts, src/replication/dr-peer.ts):
 // each method calls its own DR route, and a peer's answer (bytes from the
 // network) is checked field by field before a workflow acts on it. A
 // malformed answer is refused with PROTOCOL naming the peer, the call and the
@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
 import type { DrPeer } from '../../../src/replication/dr-peer.ts';
-import { drPeerOver } from '../../../src/site/dr-client.ts';
+import { drPeerOver } from '../../../src/transport/dr-client.ts';
 
 const ID = '01JABCDEFGHJKMNPQRSTVWXYZ0';
 const ID2 = '01JABCDEFGHJKMNPQRSTVWXYZ1';

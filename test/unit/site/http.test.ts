@@ -1,4 +1,4 @@
-// What a peer answers is untrusted input too (src/site/http.ts): an error
+// What a peer answers is untrusted input too (src/transport/http.ts): an error
 // body becomes a FerryError of one of this ferry's codes (an unknown code is
 // treated as no code: PROTOCOL, or PEER_UNREACHABLE for a 5xx), and a long
 // answer that is not a JSON object is refused, never thrown at. The bodies here are crashes `npm run fuzz` found (target
@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ERRORS, FerryError } from '../../../src/core/errors.ts';
-import { errorFromBody, parseLongAnswer } from '../../../src/site/http.ts';
+import { errorFromBody, parseLongAnswer } from '../../../src/transport/http.ts';
 
 test("a peer's error with a code that is not ferry's own (prototype names) is treated as having none", () => {
   for (const code of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'NOPE']) {

@@ -19,7 +19,7 @@ import {
   tlsOptionsFor,
   verifyPeerCertificate,
   type SiteIdentity,
-} from '../../../src/site/identity.ts';
+} from '../../../src/transport/identity.ts';
 
 /** Reference base32 (RFC 4648, no padding), written differently from the module's. */
 function refBase32(buf: Buffer): string {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
-import { StreamBudget } from '../../../src/site/stream-budget.ts';
+import { StreamBudget } from '../../../src/transport/stream-budget.ts';
 
 test('one warning per connection, even when a second stream is refused before the first refusal is answered', () => {
   const budget = new StreamBudget({ sessionLimit: 100, daemonLimit: 1000 });

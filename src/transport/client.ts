@@ -12,9 +12,9 @@ import type { ObjectId } from '../core/ids.ts';
 import { decodeBitmap, encodeIds, encodeObjectHeader, MAX_JSON_BYTES, parseAnswer, parseCommitResponse, parseHelloResponse, parsePutResult, wirePayload, type WireObject } from '../replication/protocol.ts';
 import type { CommitRequest, CommitResponse, HelloRequest, HelloResponse, PutResult, Receiver } from '../replication/types.ts';
 import { errorFromBody, KEEPALIVE_HEADER, parseLongAnswer, readBody, ROUTES } from './http.ts';
-import type { EventQuery, PeerEventsAnswer } from './log.ts';
+import type { EventQuery, PeerEventsAnswer } from '../catalog/events.ts';
 import { siteIdFromCert, tlsOptionsFor, type SiteIdentity } from './identity.ts';
-import type { Peer } from './peers.ts';
+import type { Peer } from '../catalog/peers.ts';
 
 export const WINDOW_BYTES = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT_MS = 10_000;
