@@ -28,7 +28,7 @@ const SIZE_RE = `^${WS}${NUMBER}${WS}${BYTES_UNIT}${WS}$`;
 const RATE_RE = `^${WS}${NUMBER}${WS}${BYTES_UNIT}${WS}(/s)?${WS}$`;
 /** core/ids.ts's NAME_RE */
 const NAME_RE = '^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$';
-/** site/daemon.ts's splitHostPort (the port's upper bound is left to the loader) */
+/** app/daemon.ts's splitHostPort (the port's upper bound is left to the loader) */
 const LISTEN_RE = '^(\\[[^\\]]+\\]|[^:]+):[0-9]{1,5}$';
 
 function text(description: string): Schema {

@@ -5,7 +5,7 @@
 // the catch-up from the log: at the first open after an upgrade (the table is
 // new) the whole history is counted once; after an older ferry wrote events
 // without counting them, those (they follow the cursor `counted_through`).
-// How the totals are exposed (help, types, exposition) is site/metrics.ts's.
+// How the totals are exposed (help, types, exposition) is app/metrics.ts's.
 import type { Sqlite } from '../core/sqlite.ts';
 import type { Catalog } from './catalog.ts';
 import type { EventRecord } from './events.ts';
@@ -21,7 +21,7 @@ export const HISTOGRAMS: Record<string, readonly number[]> = {
   ferry_replica_apply_duration_seconds: DURATION_BUCKETS,
 };
 
-/** The plain counters counted here (their help is in site/metrics.ts). */
+/** The plain counters counted here (their help is in app/metrics.ts). */
 export const COUNTERS = [
   'ferry_mirror_transferred_bytes_total',
   'ferry_mirror_transferred_objects_total',

@@ -1,6 +1,6 @@
 // Run a site operation: through the local daemon's socket when a daemon
 // holds the site, otherwise in this process (taking the site lock for the
-// duration). Either way the same operation code runs (site/ops.ts).
+// duration). Either way the same operation code runs (app/ops.ts).
 import http from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { FerryError, isErrorCode, type FerryErrorJSON } from '../core/errors.ts';
@@ -26,7 +26,7 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
   const daemon = runningDaemon(home);
   if (daemon) return callDaemon(daemon, op, args, onProgress);
   // No daemon: the operation runs here, and only now is the site's code loaded.
-  const [{ Engine }, { runOp }] = await Promise.all([import('../site/engine.ts'), import('../site/ops.ts')]);
+  const [{ Engine }, { runOp }] = await Promise.all([import('../site/engine.ts'), import('../app/ops.ts')]);
   return withSite(g, op, async (site) => {
     const engine = new Engine(site);
     try {

@@ -1,11 +1,11 @@
 // `config apply` and the daemon's reload: load the file, plan it against the
 // site, refuse it whole if anything is wrong, else run the plan's steps in
-// order. Steps are the CLI's own operations (site/ops.ts), each one
+// order. Steps are the CLI's own operations (app/ops.ts), each one
 // transaction: an apply cut off part-way leaves a site that a second apply
 // finishes, because the plan is always made anew from what is there.
 import { readFileSync } from 'node:fs';
 import { FerryError, isFerryError, wrapIoError } from '../core/errors.ts';
-import { runOp, type OpContext } from '../site/ops.ts';
+import { runOp, type OpContext } from '../app/ops.ts';
 import { invalidConfig, loadConfig } from './load.ts';
 import { hasChanges, planConfig, summarize, type Plan, type PlanAction, type PlanSummary } from './plan.ts';
 import { setLinkSettings, setMirrorSettings, setSiteMeta } from './settings.ts';

@@ -10,7 +10,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
 import { checkCount, checkDuration, checkRate, checkSize, COUNT, DURATION, parseDuration, parseRate, parseSize, RATE, SIZE, type Bounds } from '../core/units.ts';
-import { splitHostPort } from '../site/daemon.ts';
+import { splitHostPort } from '../transport/http.ts';
 import { parseMemberSpec, type HookSpec, type Hooks } from '../site/volumes.ts';
 import { overlaps, within } from '../site/paths.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';

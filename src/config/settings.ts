@@ -3,7 +3,7 @@
 // bandwidth, and a link's snapshot reference, schedule and delays. Each is
 // one transaction and one event, like every other state change.
 // Everything else `config apply` does goes through the same operations as
-// the CLI (site/ops.ts). A mirror's settings are set by site/mirrors.ts
+// the CLI (app/ops.ts). A mirror's settings are set by site/mirrors.ts
 // (shared with `ferry mirror set`); when `ferry link set` exists, the link's
 // belong beside createLink.
 import { FerryError } from '../core/errors.ts';

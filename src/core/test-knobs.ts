@@ -12,7 +12,7 @@
 // Unset, every knob is off and costs one property read.
 
 export interface TestKnobs {
-  /** a peer stream with no bytes for this long is cut (default 60 s: transport/client.ts, site/daemon.ts) */
+  /** a peer stream with no bytes for this long is cut (default 60 s: transport/client.ts, app/daemon.ts) */
   stallTimeoutMs?: number;
   /** interval of the keepalive spaces a long commit sends (default 10 s: transport/http.ts) */
   keepaliveMs?: number;

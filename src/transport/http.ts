@@ -95,3 +95,10 @@ export function parseLongAnswer(buf: Buffer, peer: string): Buffer | FerryError 
  */
 export const KEEPALIVE_HEADER = 'ferry-keepalive';
 export const keepaliveMs = (): number => testKnobs().keepaliveMs ?? 10_000; // shorter only as a test knob (core/test-knobs.ts)
+
+/** HOST:PORT of a listen address (an IPv6 host in brackets), checked. */
+export function splitHostPort(listen: string): [string, string] {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  if (!m || Number(m[2]) > 65535) throw new FerryError('USAGE', `--listen takes HOST:PORT (e.g. 127.0.0.1:7420, or port 0 for any), got ${listen}`);
+  return [m[1].replace(/^\[|\]$/g, ''), m[2]];
+}

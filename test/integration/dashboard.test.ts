@@ -15,7 +15,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT, runFerry, tempDir } from '../helpers.ts';
 import { writeRandomFile } from './cli-util.ts';
 import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
-import { Daemon } from '../../src/site/daemon.ts';
+import { Daemon } from '../../src/app/daemon.ts';
 import { Engine } from '../../src/site/engine.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Site } from '../../src/site/site.ts';
 import { Engine } from '../../src/site/engine.ts';
-import { runOp } from '../../src/site/ops.ts';
+import { runOp } from '../../src/app/ops.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { isFerryError } from '../../src/core/errors.ts';

@@ -62,7 +62,7 @@ test('npm pack builds the package: JavaScript, the dashboard page, the man page 
   const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('[\n'))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   packed = json[0];
   const files = packed.files.map((f) => f.path);
-  for (const f of ['bin/ferry', 'dist/cli/main.js', 'dist/snapshot/chunk-worker.js', 'dist/site/dashboard-page.html', 'dist/man/ferry.1', 'packaging/systemd/ferry.service', 'packaging/prometheus/ferry-rules.yml', 'packaging/grafana/ferry-dashboard.json', 'packaging/schema/ferry.schema.json', 'README.md']) {
+  for (const f of ['bin/ferry', 'dist/cli/main.js', 'dist/snapshot/chunk-worker.js', 'dist/app/dashboard-page.html', 'dist/man/ferry.1', 'packaging/systemd/ferry.service', 'packaging/prometheus/ferry-rules.yml', 'packaging/grafana/ferry-dashboard.json', 'packaging/schema/ferry.schema.json', 'README.md']) {
     assert.ok(files.includes(f), `the package has ${f}`);
   }
   assert.deepEqual(files.filter((f) => f.endsWith('.ts') || f.startsWith('src/')), [], 'the package ships no TypeScript');

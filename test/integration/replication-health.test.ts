@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ManualClock } from '../../src/core/clock.ts';
 import { FerryError, isFerryError } from '../../src/core/errors.ts';
 import type { Receiver } from '../../src/replication/types.ts';
-import { Daemon } from '../../src/site/daemon.ts';
+import { Daemon } from '../../src/app/daemon.ts';
 import { Engine } from '../../src/site/engine.ts';
 import { createMirror, type MirrorStatus } from '../../src/site/mirrors.ts';
 import { addPeer } from '../../src/site/peers.ts';

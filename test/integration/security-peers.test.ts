@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type http2 from 'node:http2';
 import { Site } from '../../src/site/site.ts';
 import { Engine } from '../../src/site/engine.ts';
-import { Daemon } from '../../src/site/daemon.ts';
+import { Daemon } from '../../src/app/daemon.ts';
 import { PeerClient } from '../../src/transport/client.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { createIdentity } from '../../src/transport/identity.ts';

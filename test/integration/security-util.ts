@@ -17,7 +17,7 @@ import { SiteReceiver } from '../../src/site/receiver.ts';
 import { ChunkPool } from '../../src/snapshot/chunk-pool.ts';
 import { PROTOCOL_VERSION, type CommitResponse } from '../../src/replication/types.ts';
 import { Engine } from '../../src/site/engine.ts';
-import { Daemon } from '../../src/site/daemon.ts';
+import { Daemon } from '../../src/app/daemon.ts';
 import { addPeer, type Peer } from '../../src/site/peers.ts';
 import { loadIdentity, type SiteIdentity } from '../../src/transport/identity.ts';
 import { PeerClient } from '../../src/transport/client.ts';

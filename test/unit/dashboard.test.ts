@@ -21,7 +21,7 @@ import {
   tokensEqual,
   ulidTime,
   type AccessRequest,
-} from '../../src/site/dashboard.ts';
+} from '../../src/app/dashboard.ts';
 import type { Mirror } from '../../src/site/mirrors.ts';
 import { Site } from '../../src/site/site.ts';
 import { tempDir } from '../helpers.ts';

@@ -1,7 +1,7 @@
 // ferry serve
 import type { Command } from 'commander';
 import { ConfigReloader } from '../../config/reload.ts';
-import { Daemon } from '../../site/daemon.ts';
+import { Daemon } from '../../app/daemon.ts';
 import { Engine } from '../../site/engine.ts';
 import { startJournal } from '../../site/journal-service.ts';
 import { formatSiteId } from '../../transport/identity.ts';

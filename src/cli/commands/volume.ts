@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { FerryError } from '../../core/errors.ts';
 import { parseMemberSpec, type Hooks } from '../../site/volumes.ts';
-import { describeVolume } from '../../site/ops.ts';
+import { describeVolume } from '../../app/ops.ts';
 import { invoke } from '../invoke.ts';
 import { parseRetention, type RetentionPolicy } from '../../snapshot/retention.ts';
 import { withSite } from '../context.ts';

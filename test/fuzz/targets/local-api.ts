@@ -1,4 +1,4 @@
-// Fuzz target for the local API (src/site/daemon.ts serveLocal, src/site/ops.ts):
+// Fuzz target for the local API (src/app/daemon.ts serveLocal, src/app/ops.ts):
 // a request as the daemon's Unix socket receives it (method, URL, JSON body),
 // run in-process against a real site in a temporary directory. Every answer
 // must end in one result or one error line, and no error may be INTERNAL
@@ -16,10 +16,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERRORS, FerryError, type ErrorCode } from '../../../src/core/errors.ts';
-import { serveLocal } from '../../../src/site/daemon.ts';
+import { serveLocal } from '../../../src/app/daemon.ts';
 import { Engine } from '../../../src/site/engine.ts';
-import { Dashboard, isDashboardPath } from '../../../src/site/dashboard.ts';
-import { OPS, serveDr } from '../../../src/site/ops.ts';
+import { Dashboard, isDashboardPath } from '../../../src/app/dashboard.ts';
+import { OPS, serveDr } from '../../../src/app/ops.ts';
 import { parseJson } from '../../../src/replication/protocol.ts';
 import { addPeer, parsePeerUrl } from '../../../src/site/peers.ts';
 import type { Receiver } from '../../../src/replication/types.ts';

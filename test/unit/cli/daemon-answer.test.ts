@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isFerryError } from '../../../src/core/errors.ts';
 import { invoke } from '../../../src/cli/invoke.ts';
-import { daemonInfoPath } from '../../../src/site/daemon.ts';
+import { daemonInfoPath } from '../../../src/app/daemon.ts';
 import { tempDir } from '../../helpers.ts';
 
 test("a daemon's answer line that is not JSON, or an unknown error code, rejects with PROTOCOL", async () => {

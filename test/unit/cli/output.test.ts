@@ -26,7 +26,7 @@ test('property: every byte count, rate, duration and percentage is printed round
 
 /** A function of the dashboard page's script (the browser cannot import core/units.ts), made callable here. */
 function pageFunction(name: string): (x: number) => string {
-  const html = readFileSync(new URL('../../../src/site/dashboard-page.html', import.meta.url), 'utf8');
+  const html = readFileSync(new URL('../../../src/app/dashboard-page.html', import.meta.url), 'utf8');
   const m = new RegExp(`\\nfunction ${name}\\(([a-z]+)\\) \\{\\n([\\s\\S]*?)\\n\\}\\n`).exec(html);
   assert.ok(m, `no function ${name} in the dashboard page`);
   return new Function(m[1], m[2]) as (x: number) => string;

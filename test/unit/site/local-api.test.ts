@@ -1,4 +1,4 @@
-// The daemon's local API (serveLocal, src/site/daemon.ts) answers every
+// The daemon's local API (serveLocal, src/app/daemon.ts) answers every
 // request with one result or one error line, and arguments of the wrong
 // shape get a USAGE error that names the argument, never an INTERNAL one
 // (a TypeError from deep inside an operation). A paired peer's DR calls
@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isFerryError } from '../../../src/core/errors.ts';
-import { serveLocal } from '../../../src/site/daemon.ts';
-import { serveDr } from '../../../src/site/ops.ts';
+import { serveLocal } from '../../../src/app/daemon.ts';
+import { serveDr } from '../../../src/app/ops.ts';
 import { addPeer } from '../../../src/site/peers.ts';
 import { Engine } from '../../../src/site/engine.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';

@@ -13,7 +13,7 @@ import { Catalog } from '../../../src/catalog/catalog.ts';
 import { countersOf, listCounters } from '../../../src/catalog/counters.ts';
 import type { EventRecord } from '../../../src/catalog/events.ts';
 import { Engine } from '../../../src/site/engine.ts';
-import { renderMetrics } from '../../../src/site/metrics.ts';
+import { renderMetrics } from '../../../src/app/metrics.ts';
 import { Site } from '../../../src/site/site.ts';
 import { createVolume, parseMemberSpec } from '../../../src/site/volumes.ts';
 import { tempDir } from '../../helpers.ts';

@@ -5,22 +5,22 @@
 import { FerryError } from '../core/errors.ts';
 import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
-import type { Engine } from './engine.ts';
+import type { Engine } from '../site/engine.ts';
 import { formatSiteId } from '../transport/identity.ts';
 import { linkStatus } from '../dr/links.ts';
 import { workflowSummary } from '../dr/journal.ts';
-import { createMirror, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from './mirrors.ts';
-import { addPeer, removePeer } from './peers.ts';
-import { replicaRoot } from './paths.ts';
-import { applyInFlight } from './receiver.ts';
-import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, planDeleteSnapshots, summarizeGc } from './snapshots.ts';
-import { createVolume, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from './volumes.ts';
-import { journalOf } from './journal-service.ts';
+import { createMirror, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from '../site/mirrors.ts';
+import { addPeer, removePeer } from '../site/peers.ts';
+import { replicaRoot } from '../site/paths.ts';
+import { applyInFlight } from '../site/receiver.ts';
+import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, planDeleteSnapshots, summarizeGc } from '../site/snapshots.ts';
+import { createVolume, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from '../site/volumes.ts';
+import { journalOf } from '../site/journal-service.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import { findPath, prepareTarget, restoreImage, restoreTree } from '../snapshot/restore.ts';
 import { verifySnapshots } from '../snapshot/verify.ts';
-import type { Site } from './site.ts';
+import type { Site } from '../site/site.ts';
 import { join, resolve } from 'node:path';
 import { listLinks } from '../catalog/links.ts';
 import { getMirror, listMirrors } from '../catalog/mirrors.ts';
@@ -154,7 +154,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return describeChanges(engine, peerId, str(a, 'volume')!, str(a, 'base')!, lineage as string[] | undefined);
     }
     case 'peer-delete': {
-      const { acceptPeerDelete } = await import('./peer-snapshots.ts');
+      const { acceptPeerDelete } = await import('../site/peer-snapshots.ts');
       const volume = str(a, 'volume')!;
       return acceptPeerDelete(engine.site, peerId, volume, str(a, 'snapshot')!, applyInFlight(engine.site, volume));
     }
@@ -410,7 +410,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     const volume = str(a, 'volume')!;
     const r = await createSnapshot(site, volume, { name: str(a, 'name', false), pool: ctx.engine.pool, fullWalk: a.fullWalk === true });
     if (a.peer !== true) return r;
-    const { registerPeerSnapshot, peerSnapshotStatus } = await import('./peer-snapshots.ts');
+    const { registerPeerSnapshot, peerSnapshotStatus } = await import('../site/peer-snapshots.ts');
     const mirrors = registerPeerSnapshot(site, volume, r.snapshot.id);
     // Deliver now to every secondary, in order with the replication stream; a secondary that
     // cannot be reached keeps it pending and gets it on reconnect.
@@ -426,7 +426,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return { ...r, peer: { deliveries: results, status: peerSnapshotStatus(site, volume).find((p) => p.id === r.snapshot.id) } };
   },
   async 'snapshot.peer-delete'(ctx, a) {
-    const { requestPeerDelete } = await import('./peer-snapshots.ts');
+    const { requestPeerDelete } = await import('../site/peer-snapshots.ts');
     const site = ctx.engine.site;
     const volume = str(a, 'volume')!;
     const ref = str(a, 'snapshot')!;
@@ -445,7 +445,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     return applyConfigText(ctx, { text: str(a, 'text')!, file: str(a, 'file')!, dryRun: a.dryRun === true, prune: a.prune === true });
   },
   async 'snapshot.peers'(ctx, a) {
-    const { peerSnapshotStatus } = await import('./peer-snapshots.ts');
+    const { peerSnapshotStatus } = await import('../site/peer-snapshots.ts');
     return peerSnapshotStatus(ctx.engine.site, str(a, 'volume')!);
   },
 };

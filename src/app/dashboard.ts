@@ -13,14 +13,14 @@ import { chmodSync, linkSync, readFileSync, unlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import type { DaemonInfo } from './daemon.ts';
-import type { Engine } from './engine.ts';
+import type { Engine } from '../site/engine.ts';
 import { openPeerSession, presentedSiteId } from '../transport/client.ts';
 import { errorBody, ROUTES } from '../transport/http.ts';
 import { formatSiteId, type SiteIdentity } from '../transport/identity.ts';
-import { type Mirror, type MirrorStatus } from './mirrors.ts';
+import { type Mirror, type MirrorStatus } from '../site/mirrors.ts';
 import { statusReport } from './ops.ts';
-import { type Peer } from './peers.ts';
-import { FERRY_VERSION, type Site } from './site.ts';
+import { type Peer } from '../site/peers.ts';
+import { FERRY_VERSION, type Site } from '../site/site.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
 import { listPeers } from '../catalog/peers.ts';
 import { baseMoves, recentEvents } from '../catalog/events.ts';

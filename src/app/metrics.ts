@@ -9,10 +9,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import type { Engine } from './engine.ts';
-import { FERRY_VERSION } from './site.ts';
-import { filesystems } from './filesystems.ts';
-import { journalOf } from './journal-service.ts';
+import type { Engine } from '../site/engine.ts';
+import { FERRY_VERSION } from '../site/site.ts';
+import { filesystems } from '../site/filesystems.ts';
+import { journalOf } from '../site/journal-service.ts';
 import { listVolumes } from '../catalog/volumes.ts';
 import { linkStatus } from '../dr/links.ts';
 import { COUNTERS, HISTOGRAMS, listCounters, type Labels as CounterLabels } from '../catalog/counters.ts';

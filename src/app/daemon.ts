@@ -4,7 +4,7 @@
 //   else gets PEER_UNTRUSTED before any route runs. Bodies are bounded:
 //   JSON to 1 MiB, id lists to 64 Ki ids, object streams to one object at a
 //   time (64 MiB at most).
-//   The read-only web dashboard (/ui/, site/dashboard.ts) shares the port and
+//   The read-only web dashboard (/ui/, app/dashboard.ts) shares the port and
 //   is routed before that check: loopback clients, or the dashboard token.
 // - the local API: HTTP/1.1 on a Unix socket in the site home (mode 0600),
 //   used by the CLI while the daemon holds the site.
@@ -18,19 +18,19 @@ import { FerryError } from '../core/errors.ts';
 import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
 import { STALL_TIMEOUT_MS, WINDOW_BYTES } from '../transport/client.ts';
-import type { Engine } from './engine.ts';
-import { errorBody, KEEPALIVE_HEADER, keepaliveMs, readBody, ROUTES } from '../transport/http.ts';
+import type { Engine } from '../site/engine.ts';
+import { errorBody, KEEPALIVE_HEADER, keepaliveMs, readBody, ROUTES, splitHostPort } from '../transport/http.ts';
 import { testKnobs } from '../core/test-knobs.ts';
 import { siteIdFromCert, tlsOptionsFor } from '../transport/identity.ts';
 import { runOp, serveDr } from './ops.ts';
 import { renderMetrics, RuntimeProbe } from './metrics.ts';
 import { Dashboard, isDashboardPath } from './dashboard.ts';
-import { parseEventQuery, queryEvents } from './log.ts';
+import { parseEventQuery, queryEvents } from '../site/log.ts';
 import { StreamBudget, type StreamAccount } from '../transport/stream-budget.ts';
 import { findPeerById } from '../catalog/peers.ts';
 
-export { daemonInfoPath, socketPath, type DaemonInfo } from './home.ts';
-import { daemonInfoPath, socketPath, type DaemonInfo } from './home.ts';
+export { daemonInfoPath, socketPath, type DaemonInfo } from '../site/home.ts';
+import { daemonInfoPath, socketPath, type DaemonInfo } from '../site/home.ts';
 
 /** How long a stopping daemon lets open peer streams finish before cutting them. */
 const STOP_GRACE_MS = 2_000;
@@ -370,10 +370,4 @@ function peerIdOf(stream: http2.ServerHttp2Stream): string {
   } catch {
     return '';
   }
-}
-
-export function splitHostPort(listen: string): [string, string] {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
-  if (!m || Number(m[2]) > 65535) throw new FerryError('USAGE', `--listen takes HOST:PORT (e.g. 127.0.0.1:7420, or port 0 for any), got ${listen}`);
-  return [m[1].replace(/^\[|\]$/g, ''), m[2]];
 }
