@@ -442,7 +442,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   },
   async 'config.apply'(ctx, a) {
     const { applyConfigText } = await import('../config/apply.ts');
-    return applyConfigText(ctx, { text: str(a, 'text')!, file: str(a, 'file')!, dryRun: a.dryRun === true, prune: a.prune === true });
+    return applyConfigText({ site: ctx.engine.site, run: (op, args) => runOp(ctx, op, args) }, { text: str(a, 'text')!, file: str(a, 'file')!, dryRun: a.dryRun === true, prune: a.prune === true });
   },
   async 'snapshot.peers'(ctx, a) {
     const { peerSnapshotStatus } = await import('../site/peer-snapshots.ts');

@@ -26,9 +26,9 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
   const daemon = runningDaemon(home);
   if (daemon) return callDaemon(daemon, op, args, onProgress);
   // No daemon: the operation runs here, and only now is the site's code loaded.
-  const [{ Engine }, { runOp }] = await Promise.all([import('../site/engine.ts'), import('../app/ops.ts')]);
+  const [{ newEngine }, { runOp }] = await Promise.all([import('../app/workflows.ts'), import('../app/ops.ts')]);
   return withSite(g, op, async (site) => {
-    const engine = new Engine(site);
+    const engine = newEngine(site);
     try {
       return await runOp({ engine, daemon: false, progress: onProgress }, op, args);
     } finally {

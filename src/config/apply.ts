@@ -5,7 +5,7 @@
 // finishes, because the plan is always made anew from what is there.
 import { readFileSync } from 'node:fs';
 import { FerryError, isFerryError, wrapIoError } from '../core/errors.ts';
-import { runOp, type OpContext } from '../app/ops.ts';
+import type { Site } from '../site/site.ts';
 import { invalidConfig, loadConfig } from './load.ts';
 import { hasChanges, planConfig, summarize, type Plan, type PlanAction, type PlanSummary } from './plan.ts';
 import { setLinkSettings, setMirrorSettings, setSiteMeta } from './settings.ts';
@@ -32,6 +32,15 @@ export interface ApplyResult {
   applied: number;
 }
 
+/**
+ * What applying a site file needs: the site, and a way to run one of the CLI's operations (the
+ * composition root hands in app/ops.ts's runOp, in the daemon or in the CLI process).
+ */
+export interface ConfigContext {
+  site: Site;
+  run: (op: string, args: Record<string, unknown>) => Promise<unknown>;
+}
+
 export function readConfigFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -42,10 +51,10 @@ export function readConfigFile(file: string): string {
 }
 
 /** Load and plan, refusing with every issue at once. */
-export function planFromText(ctx: OpContext, o: ApplyOptions): Plan {
+export function planFromText(ctx: ConfigContext, o: ApplyOptions): Plan {
   const { config, issues } = loadConfig(o.text, o.file);
   if (issues.length) throw invalidConfig(o.file, issues);
-  const plan = planConfig(ctx.engine.site, config, { prune: o.prune });
+  const plan = planConfig(ctx.site, config, { prune: o.prune });
   if (plan.issues.length) throw invalidConfig(o.file, plan.issues);
   return plan;
 }
@@ -54,17 +63,17 @@ export function describeAction(a: PlanAction): string {
   return `${a.verb} ${a.kind} ${a.name}`;
 }
 
-async function runStep(ctx: OpContext, a: PlanAction): Promise<void> {
+async function runStep(ctx: ConfigContext, a: PlanAction): Promise<void> {
   const step = a.step!;
-  const site = ctx.engine.site;
-  if ('op' in step) await runOp(ctx, step.op, step.args);
+  const site = ctx.site;
+  if ('op' in step) await ctx.run(step.op, step.args);
   else if ('meta' in step) setSiteMeta(site, step.meta);
   else if ('mirror' in step) setMirrorSettings(site, step.mirror, step.settings);
   else setLinkSettings(site, step.link, step.settings);
 }
 
-export async function applyConfigText(ctx: OpContext, o: ApplyOptions): Promise<ApplyResult> {
-  const site = ctx.engine.site;
+export async function applyConfigText(ctx: ConfigContext, o: ApplyOptions): Promise<ApplyResult> {
+  const site = ctx.site;
   const kind = o.event ?? 'config.apply';
   let plan: Plan;
   try {
@@ -98,12 +107,12 @@ export async function applyConfigText(ctx: OpContext, o: ApplyOptions): Promise<
 }
 
 /** Read the file and apply it (serve's start and SIGHUP). */
-export async function applyConfigFile(ctx: OpContext, file: string, o: { event: string; prune?: boolean }): Promise<ApplyResult> {
+export async function applyConfigFile(ctx: ConfigContext, file: string, o: { event: string; prune?: boolean }): Promise<ApplyResult> {
   let text: string;
   try {
     text = readConfigFile(file);
   } catch (err) {
-    ctx.engine.site.event({ kind: o.event, outcome: 'failed', detail: { file, error: (err as Error).message, kept: 'the running configuration is unchanged' } });
+    ctx.site.event({ kind: o.event, outcome: 'failed', detail: { file, error: (err as Error).message, kept: 'the running configuration is unchanged' } });
     throw err;
   }
   return applyConfigText(ctx, { text, file, event: o.event, prune: o.prune });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
 import { readMeta } from '../catalog/meta.ts';
 import type { Engine } from '../site/engine.ts';
-import { applyConfigFile, type ApplyResult } from './apply.ts';
+import { applyConfigFile, type ApplyResult, type ConfigContext } from './apply.ts';
 import { DEFAULT_CONFIG_NAME, DEFAULTS, META_KEYS } from './schema.ts';
 
 export class ConfigReloader {
@@ -22,15 +22,19 @@ export class ConfigReloader {
   /** where an explicit file was named, for messages: --config, or FERRY_CONFIG */
   readonly #namedBy: string;
 
-  constructor(engine: Engine, file?: string, namedBy = '--config') {
+  /** runs one of the CLI's operations in the daemon (app/ops.ts runOp, handed in by whoever starts the daemon) */
+  readonly #run: ConfigContext['run'];
+
+  constructor(engine: Engine, run: ConfigContext['run'], file?: string, namedBy = '--config') {
     this.engine = engine;
+    this.#run = run;
     this.#explicit = file !== undefined;
     this.#namedBy = namedBy;
     this.file = file ?? join(engine.site.paths.home, DEFAULT_CONFIG_NAME);
   }
 
   #apply(event: string): Promise<ApplyResult> {
-    return applyConfigFile({ engine: this.engine, daemon: true }, this.file, { event });
+    return applyConfigFile({ site: this.engine.site, run: this.#run }, this.file, { event });
   }
 
   /** At start: apply the file if there is one (one named by --config or FERRY_CONFIG must exist); throws when it is refused. */

@@ -48,6 +48,20 @@ export interface EngineOptions {
   drPeer?: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** bytes per put request of a mirror update's transfer (its resume granularity); the test knob FERRY_TEST_PUT_BATCH_BYTES by default */
   putBatchBytes?: number;
+  /**
+   * The DR workflows the engine runs by itself (scheduled link refreshes, resuming workflows a crash
+   * cut, telling an old primary of a forced failover), handed in by the composition root
+   * (app/workflows.ts) because they live in a layer above the engine. Without them the engine runs
+   * none of the three (an in-process engine of a test that needs no DR).
+   */
+  workflows?: EngineWorkflows;
+}
+
+/** The DR workflows an engine runs by itself (app/workflows.ts binds them to src/dr/). */
+export interface EngineWorkflows {
+  refreshLink(site: Site, pool: ChunkPool, path: string, o: { scheduled: boolean }): Promise<unknown>;
+  resumeWorkflows(engine: Engine): Promise<void>;
+  deliverFailoverNotices(engine: Engine): Promise<void>;
 }
 
 export class Engine {
@@ -61,6 +75,7 @@ export class Engine {
   readonly #linkBusy = new Set<string>();
   #closing = false;
   readonly #random: Random;
+  readonly #workflows: EngineWorkflows | undefined;
   readonly #putBatchBytes: number | undefined;
   readonly #drPeer: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** scheduled link refreshes that failed, by path (the catalog records no failures for links) */
@@ -74,6 +89,7 @@ export class Engine {
   constructor(site: Site, options: EngineOptions = {}) {
     this.site = site;
     this.#random = options.random ?? Math.random;
+    this.#workflows = options.workflows;
     this.#putBatchBytes = options.putBatchBytes ?? testKnobs().putBatchBytes;
     this.#linkRetry = new RetryGate(LINK_RETRY, site.clock, this.#random);
     this.#mirrorRetry = new RetryGate(MIRROR_RETRY, site.clock, this.#random);
@@ -289,7 +305,8 @@ export class Engine {
    * waits (backoff, at least a period when retrying cannot cure it) instead of running every tick.
    */
   async tickLinks(): Promise<void> {
-    const { refreshLink } = await import('../dr/links.ts');
+    const refreshLink = this.#workflows?.refreshLink;
+    if (!refreshLink) return;
     const now = this.site.clock.now();
     const links = listLinks(this.site.catalog);
     this.#linkRetry.retain(links.map((l) => l.path));
@@ -326,9 +343,10 @@ export class Engine {
    * with each pass that leaves one unfinished (30 s, 1 min, ... up to 10 min, with jitter).
    */
   resumeWorkflows(): Promise<void> {
-    if (this.#resuming || this.#closing || this.site.readOnly) return this.#resuming ?? Promise.resolve();
-    this.#resuming = import('../dr/resume.ts')
-      .then((r) => r.resumeWorkflows(this))
+    const wf = this.#workflows;
+    if (this.#resuming || this.#closing || this.site.readOnly || !wf) return this.#resuming ?? Promise.resolve();
+    this.#resuming = Promise.resolve()
+      .then(() => wf.resumeWorkflows(this))
       .catch((err) => this.site.event({ kind: 'workflow.resume', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
       .finally(() => {
         this.#resuming = undefined;
@@ -361,9 +379,10 @@ export class Engine {
    * and shows its mirror broken off.
    */
   deliverFailoverNotices(): Promise<void> {
-    if (this.#noticing || this.#closing || this.site.readOnly) return this.#noticing ?? Promise.resolve();
-    this.#noticing = import('../dr/failover.ts')
-      .then((f) => f.deliverFailoverNotices(this))
+    const wf = this.#workflows;
+    if (this.#noticing || this.#closing || this.site.readOnly || !wf) return this.#noticing ?? Promise.resolve();
+    this.#noticing = Promise.resolve()
+      .then(() => wf.deliverFailoverNotices(this))
       .catch((err) => this.site.event({ kind: 'failover.notice', outcome: 'failed', detail: { error: String((err as Error)?.message ?? err) } }))
       .finally(() => {
         this.#noticing = undefined;

@@ -1,9 +1,8 @@
 // The layers (docs/design.md, "Layers"): each imports only from those before it, with static, dynamic
 // and type-only imports alike:
 //   core ← store ← snapshot ← catalog ← replication ← transport ← site ← {dr, config} ← app ← cli
-// The imports that still point up are listed below by file and target, each one a piece of the
-// architecture work not done yet (issue 12): the test fails on any other, and on a listed one that
-// is gone (so the list only shrinks, and says what is left).
+// An import that still had to point up would be listed below by file and target: the test fails on
+// any other, and on a listed one that is gone (so the list only shrinks). The list is empty.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -16,15 +15,8 @@ const ORDER: Record<string, number> = { core: 0, store: 1, snapshot: 2, catalog:
 
 /** Upward imports not yet removed: "file -> target layer/module". */
 const KNOWN_UP = new Set<string>(
-  // from this test's failure message; sorted. The engine (site/) runs DR workflows at start and for
-  // links (to be injected by the composition root, app/), and a site file's apply runs operations
-  // through the registry (app/ops.ts: to be handed to it as a function).
-  [
-    'config/apply.ts -> app/ops.ts',
-    'site/engine.ts -> dr/failover.ts',
-    'site/engine.ts -> dr/links.ts',
-    'site/engine.ts -> dr/resume.ts',
-  ],
+  // Upward imports still to remove, as "file -> target" (from this test's failure message); none now.
+  [],
 );
 
 function sources(dir: string): string[] {

@@ -1,8 +1,9 @@
 // ferry serve
+import { runOp } from '../../app/ops.ts';
 import type { Command } from 'commander';
 import { ConfigReloader } from '../../config/reload.ts';
 import { Daemon } from '../../app/daemon.ts';
-import { Engine } from '../../site/engine.ts';
+import { newEngine } from '../../app/workflows.ts';
 import { startJournal } from '../../site/journal-service.ts';
 import { formatSiteId } from '../../transport/identity.ts';
 import { Site } from '../../site/site.ts';
@@ -44,10 +45,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
       process.on('SIGHUP', earlyHangup);
       try {
         // The site file first: it may set the log and listen settings read below.
-        const engine = new Engine(site);
+        const engine = newEngine(site);
         daemon = new Daemon(engine);
         const siteFile = siteFileFrom(g(), { config: o.config });
-        reloader = new ConfigReloader(engine, siteFile.source === 'home' ? undefined : siteFile.path, siteFile.source);
+        reloader = new ConfigReloader(engine, (op, args) => runOp({ engine, daemon: true }, op, args), siteFile.source === 'home' ? undefined : siteFile.path, siteFile.source);
         await reloader.applyAtStart();
         // The change journal: watches over the tree members, so snapshots read only what changed.
         if (o.journal) await startJournal(site);

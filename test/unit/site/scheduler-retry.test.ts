@@ -9,7 +9,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../../src/core/clock.ts';
 import { createLink } from '../../../src/dr/links.ts';
-import { Engine } from '../../../src/site/engine.ts';
+import { newEngine } from '../../../src/app/workflows.ts';
+import type { Engine } from '../../../src/site/engine.ts';
 import { createMirror } from '../../../src/site/mirrors.ts';
 import { registerPeerSnapshot } from '../../../src/site/peer-snapshots.ts';
 import { addPeer } from '../../../src/site/peers.ts';
@@ -25,7 +26,7 @@ async function withEngine(fn: (c: { dir: string; site: Site; engine: Engine; clo
   const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
   const site = Site.init(join(tmp.path, 'home'), 'a', { clock });
   // The jitter's random factor at its middle: the waits are exactly 5, 10, 20 s (30, 60 s for workflows).
-  const engine = new Engine(site, { random: () => 0.5 });
+  const engine = newEngine(site, { random: () => 0.5 });
   try {
     await fn({ dir: tmp.path, site, engine, clock });
   } finally {
