@@ -74,9 +74,12 @@ function render(r: StatusReport): string {
       if (m.lastTransfer) {
         const t = m.lastTransfer;
         out.push(`     last transfer ${formatBytes(t.bytes)} in ${t.objects} objects, ${formatDuration(t.seconds * 1000)}, ${formatRate(t.throughput)} at ${formatTime(t.at)}`);
-        const busy = Object.entries(t.phases ?? {}).filter(([k]) => !k.includes('.') || k.startsWith('destination.')).map(([k, v]) => `${k.replace('destination.', 'at destination: ')} ${formatDuration(v * 1000)}`);
+        const phases = Object.entries(t.phases ?? {});
+        const here = phases.filter(([k]) => !k.includes('.')).map(([k, v]) => `${k} ${formatDuration(v * 1000)}`);
+        const there = phases.filter(([k]) => k.startsWith('destination.')).map(([k, v]) => `${k.slice('destination.'.length)} ${formatDuration(v * 1000)}`);
         const cost = [t.roundTrips !== undefined ? `${t.roundTrips} round trips` : '', t.cpuSeconds !== undefined ? `CPU ${formatDuration(t.cpuSeconds * 1000)}` : ''].filter(Boolean);
-        if (cost.length || busy.length) out.push(`     ${[...cost, ...busy].join(', ')}`);
+        if (cost.length || here.length) out.push(`     ${[...cost, ...here].join(', ')}`);
+        if (there.length) out.push(`     at ${m.peer}: ${there.join(', ')}`);
       }
       if (m.progress) {
         const p = m.progress;
