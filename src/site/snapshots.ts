@@ -6,7 +6,8 @@
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { pausePoint } from '../core/crash.ts';
 import { newSnapshotId, parseName, isSnapshotId } from '../core/ids.ts';
-import { captureImage, captureTree, emptyStats, addStats, type CaptureStats, type CaptureWarning } from '../snapshot/capture.ts';
+import { captureTree, emptyStats, addStats, type CaptureStats, type CaptureWarning } from '../snapshot/capture.ts';
+import { captureImage } from '../snapshot/capture-image.ts';
 import { ChunkPool } from '../snapshot/chunk-pool.ts';
 import { encodeSnapshot } from '../snapshot/format.ts';
 import { markLive } from '../snapshot/graph.ts';

@@ -8,133 +8,20 @@
 // Capture never follows a symlink and never reads a socket, FIFO or device.
 // It knows nothing of the catalog: the caller supplies the store, the pool
 // and the stat cache.
-import { lstatSync, readdirSync, readlinkSync, openSync, fstatSync, closeSync, readFileSync, type BigIntStats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import type { SharedIndexRef } from '../store/index-probe.ts';
-import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
-import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
+import type { StreamOptions } from './chunk-pool.ts';
 import type { DirtyDir } from './tree-watch.ts';
-import { encodeTree, encodeBlockList, encodeImage } from './format.ts';
-import { BLOCKS_PER_LIST, DEFAULT_IMAGE_BLOCK_SIZE, type EntryType, type Tree, type TreeEntry } from './model.ts';
+import { encodeTree } from './format.ts';
+import type { EntryType, Tree, TreeEntry } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
 
-export interface CaptureStore {
-  has(id: ObjectId): boolean;
-  put(kind: ObjectKind, raw: Uint8Array): { id: ObjectId; added: boolean };
-  putPrepared(obj: PreparedObject, options?: { trusted?: boolean }): boolean;
-  /** PackStore's fast path: records framed by the workers, appended as they are */
-  putRecord?(record: Uint8Array, options: { trusted: true; absentAt?: number }): { id: ObjectId; added: boolean };
-  /** PackStore: an index the workers may read, to skip chunks already stored */
-  sharedIndex?(): SharedIndexRef | undefined;
-  readonly commitEpoch?: number;
-}
-
-/**
- * How capture hands the pool's streamed objects to the store: each record
- * is stored as it arrives (so a large file never sits in memory), and the
- * workers consult the store's index to skip chunks it already holds.
- */
-function streamInto(store: CaptureStore, stats: CaptureStats): StreamOptions {
-  const count = (added: boolean, obj: StreamedObject) => {
-    if (!added) return;
-    stats.objectsAdded++;
-    stats.bytesAdded += obj.rawLength;
-    stats.bytesStored += obj.record.length - RECORD_OVERHEAD;
-  };
-  const onChunk = store.putRecord
-    ? (obj: StreamedObject) => count(store.putRecord!(obj.record, { trusted: true, absentAt: obj.absentAt }).added, obj)
-    : (obj: StreamedObject) => {
-        const stored = obj.record.subarray(RECORD_HEADER_SIZE, obj.record.length - RECORD_TRAILER_SIZE);
-        count(store.putPrepared({ kind: 'chunk', id: obj.id, rawLength: obj.rawLength, codec: obj.codec, stored }, { trusted: true }), obj);
-      };
-  const ref = store.sharedIndex?.();
-  return { onChunk, ...(ref && store.commitEpoch !== undefined ? { index: { ref, epoch: () => store.commitEpoch! } } : {}) };
-}
-
-export interface StatCacheIO {
-  /** what the parent capture saw in this directory (member-relative path, '' for the root) */
-  load(dir: Buffer): Map<string, CachedFile> | undefined;
-  /** what this capture saw; called once per directory */
-  save(dir: Buffer, data: Buffer): void;
-}
-
-export interface CaptureWarning {
-  path: string;
-  problem: 'unreadable' | 'vanished' | 'changed-during-read' | 'special-file' | 'skipped' | 'xattrs-not-captured';
-  message: string;
-}
-
-export interface CaptureStats {
-  dirs: number;
-  files: number;
-  symlinks: number;
-  hardlinks: number;
-  specials: number;
-  /** logical bytes of all regular files (or the image size) */
-  bytes: number;
-  filesRead: number;
-  bytesRead: number;
-  filesReused: number;
-  objectsAdded: number;
-  /** uncompressed bytes of objects added to the store */
-  bytesAdded: number;
-  /** bytes those objects take in the store */
-  bytesStored: number;
-  /** a journaled capture: directories looked at again because the journal named something in them */
-  dirsJournaled: number;
-}
-
-export function emptyStats(): CaptureStats {
-  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0, dirsJournaled: 0 };
-}
-
-export function addStats(into: CaptureStats, s: CaptureStats): void {
-  for (const k of Object.keys(into) as Array<keyof CaptureStats>) into[k] += s[k];
-}
-
-export interface CaptureOptions {
-  store: CaptureStore;
-  pool: ChunkPool;
-  cache?: StatCacheIO;
-  onWarning?: (w: CaptureWarning) => void;
-  /** capture start (ms): files touched shortly before it (RACY_NS) are not trusted from the cache next time */
-  startedAt: number;
-  /** most file jobs in flight before the walker waits */
-  maxInFlight?: number;
-  /**
-   * A subdirectory's tree id known without walking it (member-relative path):
-   * the replica's verification after an apply, for subtrees the apply left
-   * alone and its writes check had just captured. If the walk meets a file
-   * with several links, it is run again without this (a skipped subtree may
-   * hold the first name of a hard link).
-   */
-  reuse?: (rel: Buffer) => ObjectId | undefined;
-  /** a name directly in the member root that is not part of it (a replica's staging area: replication/stage.ts) */
-  skipAtRoot?: string;
-  signal?: AbortSignal;
-  /**
-   * Capture from the change journal (journal.ts) instead of walking everything: what changed
-   * since the tree `parent` was captured. Directories the journal does not name, with nothing named
-   * below them, are taken from `parent` unread; in a named directory only the named entries are
-   * looked at again, and its list is read again only when it changed. Files met with several links
-   * make the capture a full walk (a write through another name is reported elsewhere, or nowhere).
-   */
-  journal?: CaptureJournal;
-}
-
-/** What a journaled capture starts from (CaptureOptions.journal). */
-export interface CaptureJournal {
-  /** the member's root tree in the capture the journal counts from */
-  parent: ObjectId;
-  /** what changed since (tree-watch.ts's DirtySet.dirs) */
-  dirs: DirtyDir[];
-  /** a tree object of the parent capture, decoded (from the store) */
-  tree(id: ObjectId): Tree;
-}
+export { addStats, emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning, type StatCacheIO } from './capture-types.ts';
+import { emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
 
 // Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
 // changed again within the same tick keeps its mtime and ctime. Files whose
@@ -614,100 +501,7 @@ export async function captureTree(root: string, o: CaptureOptions): Promise<{ ro
   return o.journal ? { root: id, stats: walker.stats, removed: walker.removed, journaled: true } : { root: id, stats: walker.stats };
 }
 
-/** Size of a regular file or block device, in bytes. */
-export function imageSize(path: string): number {
-  const st = lstatSync(path);
-  if (st.isFile()) return st.size;
-  if (st.isBlockDevice()) {
-    // Node has no BLKGETSIZE64; the kernel publishes the size in 512-byte sectors.
-    const rdev = st.rdev;
-    const major = ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
-    const minor = (rdev & 0xff) | ((rdev >> 12) & ~0xff);
-    try {
-      return Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
-    } catch (err) {
-      throw wrapIoError(err, `finding the size of block device ${path}`);
-    }
-  }
-  throw new FerryError('MEMBER_INVALID', `image member ${path} is neither a regular file nor a block device`);
-}
-
-/** Capture an image member in fixed blocks; returns the image manifest id. */
-export async function captureImage(path: string, o: CaptureOptions & { blockSize?: number }): Promise<{ root: ObjectId; stats: CaptureStats }> {
-  const blockSize = o.blockSize ?? DEFAULT_IMAGE_BLOCK_SIZE;
-  const stats = emptyStats();
-  let before;
-  try {
-    const fd = openSync(path, 'r');
-    before = fstatSync(fd, { bigint: true });
-    closeSync(fd);
-  } catch (err) {
-    throw wrapIoError(err, `opening image member ${path}`, { writing: false });
-  }
-  const size = imageSize(path);
-  const blocks = Math.ceil(size / blockSize);
-  const JOB_BLOCKS = Math.max(1, Math.floor((16 * 1024 * 1024) / blockSize));
-  const pathBuf = Buffer.from(path);
-  const lists: ObjectId[] = [];
-  let current: Array<ObjectId | null> = [];
-  // Blocks are stored as the workers produce them (streamed); jobs run a few
-  // ahead of the consumer, which takes their ids in order for the block lists.
-  const stream = streamInto(o.store, stats);
-  const AHEAD = 2 * o.pool.workers + 2;
-  const pending: Array<Promise<Array<ObjectId | null>>> = [];
-  let nextBlock = 0;
-  const launch = () => {
-    const first = nextBlock;
-    const count = Math.min(JOB_BLOCKS, blocks - first);
-    nextBlock += count;
-    const offset = first * blockSize;
-    const length = Math.min(count * blockSize, size - offset);
-    const job = o.pool.hashBlocks(pathBuf, offset, length, blockSize, stream).then((r) => {
-      if (!r.ok) throw new FerryError('IO', `reading image ${path} at ${offset}: ${r.code} ${r.message}`);
-      // a pool that collected the objects instead of streaming them (a wrapper that drops the options)
-      for (const b of r.blocks) {
-        if (b && o.store.putPrepared(b, { trusted: true })) {
-          stats.objectsAdded++;
-          stats.bytesAdded += b.rawLength;
-          stats.bytesStored += b.stored.byteLength;
-        }
-      }
-      return r.ids;
-    });
-    job.catch(() => {}); // awaited below in order; an early failure must not go unhandled meanwhile
-    pending.push(job);
-  };
-  while (nextBlock < blocks && pending.length < AHEAD) launch();
-  while (pending.length > 0) {
-    o.signal?.throwIfAborted();
-    const got = await pending.shift()!;
-    if (nextBlock < blocks) launch();
-    for (const id of got) {
-      current.push(id);
-      if (current.length === BLOCKS_PER_LIST) {
-        lists.push(putMeta(o.store, 'blocklist', encodeBlockList({ blocks: current }), stats));
-        current = [];
-      }
-    }
-  }
-  if (current.length > 0) lists.push(putMeta(o.store, 'blocklist', encodeBlockList({ blocks: current }), stats));
-  stats.files = 1;
-  stats.bytes = size;
-  stats.bytesRead = size;
-  stats.filesRead = 1;
-  try {
-    const after = lstatSync(path, { bigint: true });
-    if (after.mtimeNs !== before.mtimeNs || after.size !== before.size) {
-      o.onWarning?.({ path, problem: 'changed-during-read', message: 'image was written while being captured: the snapshot is crash-consistent at best (quiesce it with a pre hook)' });
-    }
-  } catch {
-    // a vanished image shows up as an error on the next capture
-  }
-  const root = putMeta(o.store, 'image', encodeImage({ size, blockSize, lists }), stats);
-  return { root, stats };
-}
-
-function putMeta(store: CaptureStore, kind: ObjectKind, raw: Buffer, stats: CaptureStats): ObjectId {
+export function putMeta(store: CaptureStore, kind: ObjectKind, raw: Buffer, stats: CaptureStats): ObjectId {
   const { id, added } = store.put(kind, raw);
   if (added) {
     stats.objectsAdded++;

@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, openSync, closeSync, rmSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { captureImage, captureTree } from '../../../src/snapshot/capture.ts';
+import { captureTree } from '../../../src/snapshot/capture.ts';
+import { captureImage } from '../../../src/snapshot/capture-image.ts';
 import { foreignImageBlocks, foreignTreePaths } from '../../../src/replication/mid-apply.ts';
 import { withLocalSite } from '../local-site.ts';
 

@@ -1,0 +1,125 @@
+// What a capture takes and gives: the store it writes into, the stat cache it
+// reads and writes, its options, warnings and statistics, and the change
+// journal's view of a member (capture.ts, capture-image.ts).
+import type { ObjectId } from '../core/ids.ts';
+import type { SharedIndexRef } from '../store/index-probe.ts';
+import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
+import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
+import type { CachedFile } from './stat-cache.ts';
+import type { DirtyDir } from './tree-watch.ts';
+import type { Tree } from './model.ts';
+
+export interface CaptureStore {
+  has(id: ObjectId): boolean;
+  put(kind: ObjectKind, raw: Uint8Array): { id: ObjectId; added: boolean };
+  putPrepared(obj: PreparedObject, options?: { trusted?: boolean }): boolean;
+  /** PackStore's fast path: records framed by the workers, appended as they are */
+  putRecord?(record: Uint8Array, options: { trusted: true; absentAt?: number }): { id: ObjectId; added: boolean };
+  /** PackStore: an index the workers may read, to skip chunks already stored */
+  sharedIndex?(): SharedIndexRef | undefined;
+  readonly commitEpoch?: number;
+}
+
+/**
+ * How capture hands the pool's streamed objects to the store: each record
+ * is stored as it arrives (so a large file never sits in memory), and the
+ * workers consult the store's index to skip chunks it already holds.
+ */
+export function streamInto(store: CaptureStore, stats: CaptureStats): StreamOptions {
+  const count = (added: boolean, obj: StreamedObject) => {
+    if (!added) return;
+    stats.objectsAdded++;
+    stats.bytesAdded += obj.rawLength;
+    stats.bytesStored += obj.record.length - RECORD_OVERHEAD;
+  };
+  const onChunk = store.putRecord
+    ? (obj: StreamedObject) => count(store.putRecord!(obj.record, { trusted: true, absentAt: obj.absentAt }).added, obj)
+    : (obj: StreamedObject) => {
+        const stored = obj.record.subarray(RECORD_HEADER_SIZE, obj.record.length - RECORD_TRAILER_SIZE);
+        count(store.putPrepared({ kind: 'chunk', id: obj.id, rawLength: obj.rawLength, codec: obj.codec, stored }, { trusted: true }), obj);
+      };
+  const ref = store.sharedIndex?.();
+  return { onChunk, ...(ref && store.commitEpoch !== undefined ? { index: { ref, epoch: () => store.commitEpoch! } } : {}) };
+}
+
+export interface StatCacheIO {
+  /** what the parent capture saw in this directory (member-relative path, '' for the root) */
+  load(dir: Buffer): Map<string, CachedFile> | undefined;
+  /** what this capture saw; called once per directory */
+  save(dir: Buffer, data: Buffer): void;
+}
+
+export interface CaptureWarning {
+  path: string;
+  problem: 'unreadable' | 'vanished' | 'changed-during-read' | 'special-file' | 'skipped' | 'xattrs-not-captured';
+  message: string;
+}
+
+export interface CaptureStats {
+  dirs: number;
+  files: number;
+  symlinks: number;
+  hardlinks: number;
+  specials: number;
+  /** logical bytes of all regular files (or the image size) */
+  bytes: number;
+  filesRead: number;
+  bytesRead: number;
+  filesReused: number;
+  objectsAdded: number;
+  /** uncompressed bytes of objects added to the store */
+  bytesAdded: number;
+  /** bytes those objects take in the store */
+  bytesStored: number;
+  /** a journaled capture: directories looked at again because the journal named something in them */
+  dirsJournaled: number;
+}
+
+export function emptyStats(): CaptureStats {
+  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0, dirsJournaled: 0 };
+}
+
+export function addStats(into: CaptureStats, s: CaptureStats): void {
+  for (const k of Object.keys(into) as Array<keyof CaptureStats>) into[k] += s[k];
+}
+
+export interface CaptureOptions {
+  store: CaptureStore;
+  pool: ChunkPool;
+  cache?: StatCacheIO;
+  onWarning?: (w: CaptureWarning) => void;
+  /** capture start (ms): files touched shortly before it (RACY_NS) are not trusted from the cache next time */
+  startedAt: number;
+  /** most file jobs in flight before the walker waits */
+  maxInFlight?: number;
+  /**
+   * A subdirectory's tree id known without walking it (member-relative path):
+   * the replica's verification after an apply, for subtrees the apply left
+   * alone and its writes check had just captured. If the walk meets a file
+   * with several links, it is run again without this (a skipped subtree may
+   * hold the first name of a hard link).
+   */
+  reuse?: (rel: Buffer) => ObjectId | undefined;
+  /** a name directly in the member root that is not part of it (a replica's staging area: replication/stage.ts) */
+  skipAtRoot?: string;
+  signal?: AbortSignal;
+  /**
+   * Capture from the change journal (journal.ts) instead of walking everything: what changed
+   * since the tree `parent` was captured. Directories the journal does not name, with nothing named
+   * below them, are taken from `parent` unread; in a named directory only the named entries are
+   * looked at again, and its list is read again only when it changed. Files met with several links
+   * make the capture a full walk (a write through another name is reported elsewhere, or nowhere).
+   */
+  journal?: CaptureJournal;
+}
+
+/** What a journaled capture starts from (CaptureOptions.journal). */
+export interface CaptureJournal {
+  /** the member's root tree in the capture the journal counts from */
+  parent: ObjectId;
+  /** what changed since (tree-watch.ts's DirtySet.dirs) */
+  dirs: DirtyDir[];
+  /** a tree object of the parent capture, decoded (from the store) */
+  tree(id: ObjectId): Tree;
+}
