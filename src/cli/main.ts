@@ -1,7 +1,7 @@
 // ferry's command line. Each command group lives in commands/; this file
 // wires them, reads the global options, and turns errors into exit codes.
 import { Command, CommanderError } from 'commander';
-import { FerryError } from '../core/errors.ts';
+import { asFerryError } from '../core/errors.ts';
 import { FERRY_VERSION } from '../site/site.ts';
 import { reportError, type GlobalOptions } from './output.ts';
 import * as siteCommands from './commands/site.ts';
@@ -94,7 +94,7 @@ if (import.meta.main) {
     throw err;
   });
   process.on('unhandledRejection', (err) => {
-    process.exitCode = reportError(err instanceof FerryError ? err : new FerryError('INTERNAL', `unhandled: ${(err as Error)?.stack ?? err}`), false);
+    process.exitCode = reportError(asFerryError(err, { prefix: 'unhandled: ' }), false);
   });
   main(process.argv).then((code) => {
     process.exitCode = code;
