@@ -70,7 +70,11 @@ export async function startDaemon(home: string, o: { name: string; port?: number
     }, o.timeoutMs ?? 60_000, 50);
     return { proc: p, info };
   } catch (err) {
+    // A start that failed (or never got ready) is over only once its process is gone: the next start
+    // must not meet its lock, its port or its half-written daemon.json.
+    const gone = exited(p);
     p.kill('SIGKILL');
+    await gone;
     throw err;
   }
 }
