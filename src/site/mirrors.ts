@@ -19,13 +19,13 @@ import { createSnapshot } from './snapshots.ts';
 import { lockHeld } from './lock.ts';
 import { MIRROR_RETRY, retryDelayMs, type Random } from '../core/backoff.ts';
 import { checkCount, checkScheduleSettings, COUNT } from '../core/units.ts';
-import { finishPeerDelete, queuePeerSnapshotsFor } from './peer-snapshots.ts';
+import { dropStalePeerClaims, finishPeerDelete, queuePeerSnapshotsFor } from './peer-snapshots.ts';
 import { getPeer, type Peer } from '../catalog/peers.ts';
 import { compareOnOneClock, compareSnapshots, findSnapshot, isKeptWrites, newestOf, resolveSnapshot, snapshotById, type SnapshotRecord } from '../catalog/snapshots.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { holdInFlight, releaseInFlight, releaseMirror, releaseOrphans } from '../catalog/holds.ts';
 import {
-  deleteMirrorRow, getMirror, hasMirror, insertMirror, listMirrors, mirrorBase, mirrorState, queuedSnapshot, recordAttempt, recordFailure, recordSuccess,
+  deleteMirrorRow, dropMirrorBase, getMirror, hasMirror, insertMirror, listMirrors, mirrorBase, mirrorState, queuedSnapshot, recordAttempt, recordFailure, recordSuccess,
   resetLastSuccess, setMirrorBase, setMirrorError, setMirrorPaused, setMirrorSettings as writeMirrorSettings, writeMirrorState, type LastTransfer, type Mirror, type MirrorState,
 } from '../catalog/mirrors.ts';
 import { countDeletionsOwed, countPendingPeerSnapshots, dropDeletionsOf, dropPeerRowsOfMirror, isPeerSnapshotFor, markPeer, pendingPeerSnapshots, resetTransferring } from '../catalog/peer-snapshots.ts';
@@ -359,9 +359,14 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const hello = await rx.hello(helloRequest(), o.signal);
     // The base: the mirror's recorded base if the destination still has it.
     const remoteIds = new Set(hello.snapshots.map((s) => s.id));
+    // What this mirror claimed there and the destination no longer holds (its volume removed and made again) is not believed.
+    dropStalePeerClaims(site, m, remoteIds);
     if (!o.initialize && m.base && !remoteIds.has(m.base)) adoptNewerCommonBase(site, m, hello.snapshots);
     if (!o.initialize && m.base && !remoteIds.has(m.base)) {
-      setMirrorState(site, m, 'needs-full-sync', `the destination no longer has base ${m.base}`);
+      site.catalog.tx(() => {
+        setMirrorState(site, m, 'needs-full-sync', `the destination no longer has base ${m.base}`, { droppedBase: m.base });
+        dropMirrorBase(site.catalog, m.id);
+      });
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
     // Changed chunks may go as deltas against the common base's (when the destination takes them).

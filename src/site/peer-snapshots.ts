@@ -23,7 +23,7 @@ import { heldBy, holdersOf, holdPeer, parseHolder, PEER_DELETE_HOLDER, PEER_HOLD
 import { listMirrors } from '../catalog/mirrors.ts';
 import { findPeerById } from '../catalog/peers.ts';
 import {
-  addDeletions, addPeerRows, deletionsOf, deletionsToDeliver, dropDeletion, dropPeerRowsOfSnapshot, noteDeletionFailure, peerRowsOf, peerSnapshotsOf, type PeerState,
+  addDeletions, addPeerRows, deletionsOf, deletionsToDeliver, dropDeletion, dropPeerRowsOfSnapshot, noteDeletionFailure, peerRowsOf, peerSnapshotsOf, unmarkMissing, type PeerState,
 } from '../catalog/peer-snapshots.ts';
 import { getSecondary } from '../catalog/secondaries.ts';
 import { findSnapshot, resolveSnapshot, snapshotById } from '../catalog/snapshots.ts';
@@ -46,6 +46,20 @@ export function queuePeerSnapshotsFor(site: Site, volume: string, mirror: string
   const ids = heldBy(site.catalog, PEER_HOLDER, volume);
   for (const id of ids) addPeerRows(site.catalog, id, [mirror], { replace: true });
   return ids;
+}
+
+/**
+ * A mirror's peer snapshots shown present at its destination that the destination no longer lists
+ * (`held`: the snapshots of its volume there, from its hello): its volume was removed and made
+ * again, its home restored from an older backup. They are pending again, so the next update
+ * delivers them again, and an event says so. Returns their ids.
+ */
+export function dropStalePeerClaims(site: Site, m: { id: string; volume: string; peer: string }, held: ReadonlySet<string>): string[] {
+  return site.catalog.tx(() => {
+    const gone = unmarkMissing(site.catalog, m.id, held);
+    if (gone.length) site.event({ kind: 'snapshot.peer', volume: m.volume, outcome: 'warning', detail: { mirror: m.id, pendingAgain: gone, reason: `${m.peer} no longer holds them (its volume was removed and made again?): they are delivered again` } });
+    return gone;
+  });
 }
 
 export interface PeerSnapshotStatus {
