@@ -52,6 +52,8 @@ export interface SoakResult {
   ops: Op[];
   seconds: number;
   rssMax: Record<string, number>;
+  /** most of its filesystem each site used at a checkpoint, bytes (0: no filesystem of its own) */
+  usedMax: Record<string, number>;
   checker: Checker['stats'];
   skipped: number;
   /** whether the sites had small filesystems of their own (full-disk faults need them) */
@@ -182,7 +184,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       if (step % every === 0 && !stop()) {
         await checker.checkpoint(world, step);
         const v = collect();
-        print(`     checkpoint: ${v.length ? `${v.length} violation(s)` : 'ok'}`);
+        const used = smallFs ? ` (in use: ${world.sites.map((s) => `${s.name} ${Math.round((world.used(s) ?? 0) / 1048576)}`).join(', ')} of ${SITE_FS_MIB} MiB)` : '';
+        print(`     checkpoint: ${v.length ? `${v.length} violation(s)` : 'ok'}${used}`);
       }
     }
 
@@ -243,6 +246,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     ops,
     seconds: (Date.now() - started) / 1000,
     rssMax: Object.fromEntries(world.sites.map((s) => [s.name, s.rssMax])),
+    usedMax: Object.fromEntries(world.sites.map((s) => [s.name, s.usedMax])),
     checker: checker.stats,
     skipped,
     smallFs,
