@@ -26,6 +26,11 @@ process.on('exit', () => {
   }
 });
 
+/** The daemons started here whose process has not exited yet. */
+export function runningDaemons(): ChildProcess[] {
+  return [...running];
+}
+
 /** Poll `fn` until it returns a value (not undefined/false); an error thrown by `fn` fails at once. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
