@@ -15,11 +15,27 @@ export interface KnownDefect {
   reproduction: string;
 }
 
-// None open. Fixed since (each with the test that shows it):
+// Fixed since (each with the test that shows it):
 // - stale-claims-after-secondary-recreated (the soak, seed 1, 50 min): a secondary's volume removed
 //   and bound again over its replica files; the source kept its base and its peer snapshots `present`
 //   there. test/integration/secondary-recreated.test.ts.
-export const KNOWN: KnownDefect[] = [];
+
+// Found by `npm run soak -- --minutes 12 --seed 1 --sites 3` (step 6): v1 at a mirrored to b and c; at
+// b `failover v1 --no-repoint` (its CLI killed at 1.8 s; the daemon finished it), then at c a plain
+// `failover v1`: a accepted both notices (each mirror broken off), so b and c are both primary of v1,
+// each with a broken-off relation to a only. Neither knows of the other: no split brain can be shown
+// between them, and a failback at either cannot name the other. A plain failover at a secondary whose
+// source already saw a sibling take over should be refused (or re-point to that sibling), and a forced
+// one recorded as split brain between the two.
+const SIBLINGS = /\(both failed over from \S+: two of its secondaries took it over\)/;
+const SIBLINGS_REPRO =
+  'three sites, v1 primary at a, mirrored to b and c and initialized; at b `ferry failover v1 --no-repoint`; at c `ferry failover v1`: ' +
+  'both succeed; b and c are primary of v1 and `ferry status` at b and at c shows a broken-off relation to a only, none to each other. ' +
+  'Reported with task SOAK2 (issue 15): not fixed there.';
+
+export const KNOWN: KnownDefect[] = [
+  { name: 'sibling-secondaries-both-failed-over', check: 'two-primaries', pattern: SIBLINGS, reproduction: SIBLINGS_REPRO },
+];
 
 /** The known defect a violation is, if any. */
 export function knownDefect(v: Violation): KnownDefect | undefined {

@@ -124,3 +124,19 @@ test('a claim made before its destination removed its volume is said so, and is 
     assert.equal(knownDefect(v), undefined, v.message);
   }
 });
+
+test('two secondaries of one site that both failed over: two primaries, said so, and known (known.ts) until fixed', async () => {
+  const C = 'C'.repeat(52);
+  const { a, b } = sound();
+  const broken = { volume: 'v1', source_site: A, source_volume: 'v1', applied: S1, applying: null, consistent: 1, state: 'broken-off' as const, apply_error: null };
+  b.volumes = [{ name: 'v1', role: 'primary' }];
+  b.secondaries = [{ ...broken }];
+  const c = site('c', C, { peers: [{ name: 'a', id: A }, { name: 'b', id: B }], volumes: [{ name: 'v1', role: 'primary' }], secondaries: [{ ...broken }], snapshots: [snap(S1)], holds: [{ snapshot: S1, holder: `mirror-from:${A}`, volume: 'v1' }] });
+  a.mirrors = [{ ...a.mirrors[0], state: 'broken-off' }];
+  const ch = new Checker(1);
+  await ch.afterStep(world, view(a, b, c), 1);
+  const v = ch.violations.find((x) => x.check === 'two-primaries');
+  assert.ok(v, 'b and c both primary with no relation between them');
+  assert.match(v.message, /v1 is primary at b and at c[\s\S]*both failed over from a/);
+  assert.equal(knownDefect(v)?.name, 'sibling-secondaries-both-failed-over');
+});
