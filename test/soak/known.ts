@@ -21,15 +21,15 @@ export interface KnownDefect {
 //   there. test/integration/secondary-recreated.test.ts.
 
 // Found by `npm run soak -- --minutes 12 --seed 1 --sites 3` (step 6): v1 at a mirrored to b and c; at
-// b `failover v1 --no-repoint` (its CLI killed at 1.8 s; the daemon finished it), then at c a plain
+// b `failover v1 --no-repoint` (its CLI killed at 1.8 s; the daemon finished it), then at c
 // `failover v1`: a accepted both notices (each mirror broken off), so b and c are both primary of v1,
 // each with a broken-off relation to a only. Neither knows of the other: no split brain can be shown
-// between them, and a failback at either cannot name the other. A plain failover at a secondary whose
-// source already saw a sibling take over should be refused (or re-point to that sibling), and a forced
-// one recorded as split brain between the two.
+// between them, and a failback at either cannot name the other. Fixed for a plain failover (the old
+// primary refuses the second notice: test/integration/dr-sibling-failover.test.ts); open for a forced
+// one, which should record the split brain between the two new primaries.
 const SIBLINGS = /\(both failed over from \S+: two of its secondaries took it over\)/;
 const SIBLINGS_REPRO =
-  'three sites, v1 primary at a, mirrored to b and c and initialized; at b `ferry failover v1 --no-repoint`; at c `ferry failover v1`: ' +
+  'three sites, v1 primary at a, mirrored to b and c and initialized; at b `ferry failover v1 --no-repoint`; at c `ferry failover v1 --force`: ' +
   'both succeed; b and c are primary of v1 and `ferry status` at b and at c shows a broken-off relation to a only, none to each other. ' +
   'Reported with task SOAK2 (issue 15): not fixed there.';
 
