@@ -19,6 +19,8 @@ export interface KnownDefect {
 // - stale-claims-after-secondary-recreated (the soak, seed 1, 50 min): a secondary's volume removed
 //   and bound again over its replica files; the source kept its base and its peer snapshots `present`
 //   there. test/integration/secondary-recreated.test.ts.
+// - the kept snapshot of a failback stopped after its demotion could be deleted while the secondary
+//   showed it (the 65-minute run of seed 1, step 3389). test/integration/failback-kept-held.test.ts.
 
 // Found by `npm run soak -- --minutes 12 --seed 1 --sites 3` (step 6): v1 at a mirrored to b and c; at
 // b `failover v1 --no-repoint` (its CLI killed at 1.8 s; the daemon finished it), then at c
