@@ -101,7 +101,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   let step = 0;
   let smallFs = false;
   let seen = 0;
-  /** the last DR command run per site and volume, to run again at the end if its workflow is left running */
+  /** the last DR command of each kind run per site and volume, to run again at the end if its workflow is left running */
   const lastWorkflow = new Map<string, string[]>();
 
   /** New violations since the last look: sorted into known and new, printed. */
@@ -152,7 +152,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     }
     if (ex.skipped) skipped++;
     for (const f of ex.faults) faults[f]++;
-    if (op.kind === 'ferry' && ['failover', 'failback', 'migrate'].includes(op.args[0])) lastWorkflow.set(`${op.site}/${op.args[1]}`, op.args);
+    if (op.kind === 'ferry' && ['failover', 'failback', 'migrate'].includes(op.args[0])) lastWorkflow.set(`${op.site}/${op.args[1]}/${op.args[0]}`, op.args);
     checker.after(world, op, ex, pre, step);
     if (!setup) await checker.afterStep(world, readView(world), step);
     const entry: LogEntry = { step, op, text: ex.text, ...(healed.length ? { healed } : {}) };
@@ -204,7 +204,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
             print(`  (daemon ${s.name} started again to finish migrate-accept of ${w.volume})`);
             continue;
           }
-          const args = lastWorkflow.get(`${s.name}/${w.volume}`)?.filter((a) => a !== '--dry-run') ?? [w.kind, w.volume];
+          const args = lastWorkflow.get(`${s.name}/${w.volume}/${w.kind}`)?.filter((a) => a !== '--dry-run') ?? [w.kind, w.volume];
           const r = await world.cli(site, args);
           checker.after(world, { kind: 'ferry', site: s.name, args }, { text: '', outcome: r, faults: [] }, undefined, step);
           print(`     ${s.name}$ ferry ${args.join(' ')} (its ${w.kind} was left running) -> ${describeOutcome(r)}`);
