@@ -17,6 +17,7 @@ import { RSS_BUDGET } from '../test/soak/checker.ts';
 import { lastLine, runSoak, type SoakResult } from '../test/soak/run.ts';
 import { saveFailure, shrink, type LogFile } from '../test/soak/repro.ts';
 import { KNOWN } from '../test/soak/known.ts';
+import { SITE_FS_MIB } from '../test/soak/world.ts';
 
 interface Options {
   /** undefined: --steps alone bounds the run */
@@ -78,6 +79,7 @@ function summary(r: SoakResult): string {
     `faults: ${Object.entries(r.faults).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `checker: ${r.checker.checkpoints} checkpoints, ${r.checker.restores} restores, ${r.checker.keptWrites} overwritten writes found kept, ${r.checker.ackedRestored} acknowledged snapshots restored, ${r.checker.unverifiableWrites} writes unverifiable (written during an apply), ${r.checker.settleTimeouts} settle timeouts; ${r.skipped} actions had nothing to act on`,
     `memory: largest daemon RSS ${Object.entries(r.rssMax).map(([s, b]) => `${s} ${MiB(b)}`).join(', ')} (budget ${MiB(RSS_BUDGET)})`,
+    ...(r.smallFs ? [`disk: most in use at a checkpoint ${Object.entries(r.usedMax).map(([s, b]) => `${s} ${MiB(b)}`).join(', ')} (of ${SITE_FS_MIB} MiB each, without full-disk ballast)`] : []),
   ];
   if (r.known.length) {
     lines.push(`known open defects met (test/soak/known.ts), not counted below:`);

@@ -14,7 +14,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { chmodSync, existsSync, renameSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
-import { FerryError } from '../core/errors.ts';
+import { join } from 'node:path';
+import { FerryError, asFerryError, wrapIoError } from '../core/errors.ts';
 import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
 import { STALL_TIMEOUT_MS, WINDOW_BYTES } from '../transport/client.ts';
@@ -107,8 +108,13 @@ export class Daemon {
     this.info = { pid: process.pid, socket: sock, listen: `${host}:${port}`, port, startedAt: Date.now() };
     // Written beside and renamed: a reader never sees a half-written file.
     const infoPath = daemonInfoPath(site.paths.home);
-    writeFileSync(`${infoPath}.tmp`, JSON.stringify(this.info) + '\n', { mode: 0o600 });
-    renameSync(`${infoPath}.tmp`, infoPath);
+    try {
+      writeFileSync(`${infoPath}.tmp`, JSON.stringify(this.info) + '\n', { mode: 0o600 });
+      renameSync(`${infoPath}.tmp`, infoPath);
+    } catch (err) {
+      rmSync(`${infoPath}.tmp`, { force: true });
+      throw wrapIoError(err, `writing ${infoPath}`, { writing: true });
+    }
     this.#runtime.start();
     site.event({ kind: 'daemon.start', outcome: 'ok', detail: { ...this.info } });
     return this.info;
@@ -327,7 +333,7 @@ export async function serveLocal(engine: Engine, req: AsyncIterable<Buffer | Uin
     );
     line({ result });
   } catch (err) {
-    line({ error: (err instanceof FerryError ? err : new FerryError('INTERNAL', String((err as Error)?.stack ?? err))).toJSON() });
+    line({ error: asFerryError(err).toJSON() });
   }
 }
 

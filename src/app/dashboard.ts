@@ -11,7 +11,7 @@ import { isIP } from 'node:net';
 import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { chmodSync, linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FerryError } from '../core/errors.ts';
+import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { DaemonInfo } from './daemon.ts';
 import type { Engine } from '../site/engine.ts';
 import { openPeerSession, presentedSiteId } from '../transport/client.ts';
@@ -73,7 +73,7 @@ export function dashboardToken(home: string, opts: { create: boolean }): string 
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
   } catch (err) {
-    throw new FerryError('IO', `cannot create the dashboard token ${path}: ${(err as Error).message}`, { cause: err });
+    throw wrapIoError(err, `cannot create the dashboard token ${path}`, { writing: true });
   } finally {
     try {
       unlinkSync(tmp);

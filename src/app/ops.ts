@@ -144,7 +144,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
   const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
   switch (op) {
     case 'failover-notice':
-      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true });
+      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true, force: a.force === true });
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
     case 'changes': {

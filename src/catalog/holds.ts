@@ -119,6 +119,11 @@ export function moveBase(cat: Catalog, mirror: string, snapshot: string): void {
   moveHold(cat, baseHolder(mirror), snapshot);
 }
 
+/** The mirror has no base any more (the destination no longer holds it): its base hold goes. */
+export function releaseBase(cat: Catalog, mirror: string): ReleasedHold[] {
+  return release(cat, baseHolder(mirror));
+}
+
 /** Everything a mirror holds (its base, a snapshot in flight): the mirror is removed. */
 export function releaseMirror(cat: Catalog, mirror: string): ReleasedHold[] {
   return cat.tx(() => [...release(cat, baseHolder(mirror)), ...release(cat, inFlightHolder(mirror))]);

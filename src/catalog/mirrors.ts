@@ -9,7 +9,7 @@ import { longestRetryMs, MIRROR_RETRY } from '../core/backoff.ts';
 import { safeIntColumn } from '../core/sqlite.ts';
 import { clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
 import type { Catalog } from './catalog.ts';
-import { moveBase, releaseInFlight } from './holds.ts';
+import { moveBase, releaseBase, releaseInFlight } from './holds.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -285,6 +285,18 @@ export function setMirrorBase(cat: Catalog, id: string, base: string, o: { state
     cat.db.run('UPDATE mirrors SET base = ? WHERE id = ?', base, id);
     if (o.state !== undefined) cat.db.run('UPDATE mirrors SET state = ? WHERE id = ?', o.state, id);
     if (o.lastSuccessAt !== undefined) cat.db.run('UPDATE mirrors SET last_success_at = ?, next_run_at = ? WHERE id = ?', o.lastSuccessAt, o.nextRunAt ?? null, id);
+  });
+}
+
+/**
+ * The destination no longer holds the mirror's base (its volume was removed and made again, its home
+ * restored from an old backup): the base goes, with its hold (nothing there to send deltas against
+ * or to keep it for), and the mirror needs a full sync.
+ */
+export function dropMirrorBase(cat: Catalog, id: string): void {
+  cat.tx(() => {
+    releaseBase(cat, id);
+    cat.db.run("UPDATE mirrors SET base = NULL, state = 'needs-full-sync' WHERE id = ?", id);
   });
 }
 

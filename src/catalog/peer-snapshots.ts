@@ -62,6 +62,19 @@ export function markPeer(cat: Catalog, snapshot: string, mirror: string, state: 
   cat.db.run('UPDATE peer_snapshots SET state = ?, updated_at = ? WHERE snapshot = ? AND mirror = ?', state, cat.now(), snapshot, mirror);
 }
 
+/**
+ * The peer snapshots this mirror shows present that its destination does not hold (`held`: the
+ * snapshots it lists; its volume was removed and made again): pending again, to be delivered again.
+ * Returns their ids.
+ */
+export function unmarkMissing(cat: Catalog, mirror: string, held: ReadonlySet<string>): string[] {
+  return cat.tx(() => {
+    const gone = cat.db.all<{ snapshot: string }>("SELECT snapshot FROM peer_snapshots WHERE mirror = ? AND state = 'present' ORDER BY snapshot", mirror).map((r) => r.snapshot).filter((id) => !held.has(id));
+    for (const id of gone) cat.db.run("UPDATE peer_snapshots SET state = 'pending', updated_at = ? WHERE snapshot = ? AND mirror = ?", cat.now(), id, mirror);
+    return gone;
+  });
+}
+
 /** A peer snapshot cut in flight to this mirror is pending again. */
 export function resetTransferring(cat: Catalog, mirror: string): void {
   cat.db.run("UPDATE peer_snapshots SET state = 'pending' WHERE mirror = ? AND state = 'transferring'", mirror);
@@ -180,4 +193,16 @@ export function dropDeletionsOf(cat: Catalog, mirror: string): string[] {
 /** The secondary could not confirm: counted, retried at `nextAt`. */
 export function noteDeletionFailure(cat: Catalog, snapshot: string, mirror: string, failures: number, nextAt: number, error: { code: string; message: string }): void {
   cat.db.run('UPDATE peer_deletions SET failures = ?, next_at = ?, last_error = ? WHERE snapshot = ? AND mirror = ?', failures, nextAt, JSON.stringify(error), snapshot, mirror);
+}
+
+/**
+ * Peer snapshots a mirror showed `present` at its destination that the destination's hello no longer
+ * lists (its volume was removed and made again) are pending again, delivered anew; an event says so.
+ */
+export function dropStalePeerClaims(cat: Catalog, m: { id: string; volume: string; peer: string }, held: ReadonlySet<string>): string[] {
+  return cat.tx(() => {
+    const gone = unmarkMissing(cat, m.id, held);
+    if (gone.length) cat.event({ kind: 'snapshot.peer', volume: m.volume, outcome: 'warning', detail: { mirror: m.id, pendingAgain: gone, reason: `${m.peer} no longer holds them (its volume was removed and made again?): they are delivered again` } });
+    return gone;
+  });
 }

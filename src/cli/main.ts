@@ -4,7 +4,7 @@
 // (COMMAND_GROUPS), so `ferry status` against a running daemon does not load
 // the catalog, the store or the snapshot code (docs/operator-guide.md).
 import { CommanderError, type Command } from 'commander';
-import { FerryError } from '../core/errors.ts';
+import { asFerryError } from '../core/errors.ts';
 import { reportError, type GlobalOptions } from './output.ts';
 import { baseProgram, finishProgram } from './base.ts';
 import { installTestKnobs, testKnobsFromEnv } from '../core/test-knobs.ts';
@@ -91,7 +91,7 @@ if (import.meta.main) {
     throw err;
   });
   process.on('unhandledRejection', (err) => {
-    process.exitCode = reportError(err instanceof FerryError ? err : new FerryError('INTERNAL', `unhandled: ${(err as Error)?.stack ?? err}`), false);
+    process.exitCode = reportError(asFerryError(err, { prefix: 'unhandled: ' }), false);
   });
   main(process.argv).then((code) => {
     process.exitCode = code;

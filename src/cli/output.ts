@@ -1,7 +1,7 @@
 // How the CLI speaks: human text on a terminal, one JSON document with
 // --json, errors on stderr with a stable code and an exit status that means
 // something (docs/errors.md).
-import { FerryError, isFerryError } from '../core/errors.ts';
+import { asFerryError } from '../core/errors.ts';
 import { humanBytes, humanDuration, humanPercent, humanRate } from '../core/units.ts';
 
 export const EXIT_WARNINGS = 8;
@@ -38,7 +38,7 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
 }
 
 export function reportError(err: unknown, json: boolean): number {
-  const fe = isFerryError(err) ? err : new FerryError('INTERNAL', (err as Error)?.stack ?? String(err), { cause: err });
+  const fe = asFerryError(err);
   if (json) process.stdout.write(JSON.stringify({ error: fe.toJSON() }) + '\n');
   process.stderr.write(`ferry: ${fe.message} [${fe.code}]\n`);
   if (process.env.FERRY_DEBUG && fe.cause) process.stderr.write(`${(fe.cause as Error)?.stack ?? String(fe.cause)}\n`);

@@ -154,6 +154,20 @@ function refusal(e: NodeJS.ErrnoException & { dest?: string }, what: string, wri
  * path). Keeps FerryErrors as they are. `writing`: `what` opens a file for
  * writing (an open's error does not say whether it was for reading).
  */
+/**
+ * Any error as the FerryError a command or a reply reports, at the boundaries (the CLI's answer, the
+ * daemon's API replies): a FerryError as it is; a full disk (ENOSPC, EDQUOT) that came this far
+ * unwrapped is still NO_SPACE, never INTERNAL; anything else is INTERNAL, a bug (with its stack, or
+ * its message only where `brief`).
+ */
+export function asFerryError(err: unknown, o: { brief?: boolean; prefix?: string } = {}): FerryError {
+  if (err instanceof FerryError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return wrapIoError(err, `${e.syscall ?? 'a write'}${e.path ? ` ${e.path}` : ''}`);
+  const text = o.brief ? ((err as Error)?.message ?? String(err)) : ((err as Error)?.stack ?? String(err));
+  return new FerryError('INTERNAL', `${o.prefix ?? ''}${text}`, { cause: err });
+}
+
 export function wrapIoError(err: unknown, what: string, o: { writing?: boolean } = {}): FerryError {
   if (err instanceof FerryError) return err;
   const e = err as NodeJS.ErrnoException;

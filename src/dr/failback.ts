@@ -227,6 +227,9 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
       endSecondary(site.catalog, plan.volume);
       addSecondary(site.catalog, plan.volume, peer.id, plan.remoteVolume, kept);
       if (plan.base) holdReplica(site.catalog, plan.volume, peer.id, plan.base);
+      // The kept snapshot is what the replica shows until the resync: held like any applied one (the
+      // resync's commit moves the relation's holds to what it applies).
+      holdReplica(site.catalog, plan.volume, peer.id, kept);
       const old = listMirrors(site.catalog, plan.volume).find((x) => x.id === mirrorId);
       if (old) dropMirror(site, old, `${plan.volume} fails back: it is the secondary of ${peer.name} now`);
       // The stat cache rows describe the kept snapshot, which is what the replica holds now.

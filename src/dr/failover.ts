@@ -180,7 +180,9 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const { notified, notifyError } = await sendNotice(engine, row());
+    const { notified, notifyError, refused } = await sendNotice(engine, row(), { force: plan.force });
+    // The old primary answered and refused: a sibling secondary took the volume over already.
+    if (refused) throw refused;
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
@@ -257,18 +259,24 @@ function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNot
   return j.notified ? { state: 'told', attempts: 1, lastAttemptAt: at, toldAt: at } : { state: 'pending', attempts: 1, lastAttemptAt: at, ...(j.notifyError ? { lastError: j.notifyError } : {}) };
 }
 
-/** Send the failover notice to the old primary of `row` (at most 15 s of silence); `late`: after the failover itself. */
-async function sendNotice(engine: Engine, row: SecondaryRow, late = false): Promise<{ notified: boolean; notifyError?: string; gone?: string }> {
+/**
+ * Send the failover notice to the old primary of `row` (at most 15 s of silence); `late`: after the
+ * failover itself; `force`: a forced failover's (taken even if a sibling took the volume over).
+ * `refused`: the old primary answered that another of its secondaries took the volume over already.
+ */
+async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean; force?: boolean } = {}): Promise<{ notified: boolean; notifyError?: string; gone?: string; refused?: FerryError }> {
+  const late = o.late === true;
   const peer = findPeerById(engine.site.catalog, row.source_site);
   if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
   const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
   try {
-    await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}) });
+    await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}), ...(o.force ? { force: true } : {}) });
     return { notified: true };
   } catch (err) {
     // Told late, it answers that it has no mirror of the volume to this site (any more): there is
     // nothing there to stop, and nothing to retry.
     if (late && isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
+    if (!late && isFerryError(err, 'MIRROR_STATE')) return { notified: false, notifyError: err.message, refused: err };
     return { notified: false, notifyError: (err as Error).message };
   } finally {
     client.close();
@@ -286,7 +294,7 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
   const notice = row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
   if (!row || row.state !== 'broken-off' || !notice) return undefined;
   if (notice.state === 'told') return { notified: true };
-  const r = await sendNotice(engine, row, true);
+  const r = await sendNotice(engine, row, { late: true });
   const at = site.clock.now();
   const next: FailoverNotice = r.notified
     ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}) }
@@ -318,11 +326,23 @@ export async function deliverFailoverNotices(engine: Engine): Promise<void> {
  * answer): what its application wrote is kept, and status shows the split brain when both sides
  * wrote (dr/split-brain.ts compares snapshots).
  */
-export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean } = {}): { mirror: string; state: string } {
+export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean; force?: boolean } = {}): { mirror: string; state: string } {
   const site = engine.site;
   const peer = findPeerById(site.catalog, peerId)!;
-  const m = listMirrors(site.catalog, volume).find((x) => x.peer === peer.name);
+  const mirrors = listMirrors(site.catalog, volume);
+  const m = mirrors.find((x) => x.peer === peer.name);
   if (!m) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
+  // Another secondary took the volume over already (its failover broke its mirror off): a plain
+  // failover there too would make a second primary that knows nothing of the first, a split brain
+  // nobody could see. Refused; a forced one (the first is lost), or one told late (done already), is not.
+  const first = mirrors.find((x) => x !== m && x.state === 'broken-off' && x.lastError?.code === 'FAILED_OVER');
+  if (first && m.state !== 'broken-off' && !o.late && !o.force) {
+    throw new FerryError(
+      'MIRROR_STATE',
+      `${first.peer} already took ${volume} over from ${site.name} (failover): ${peer.name} failing over too would make a second primary that knows nothing of ${first.peer}. ` +
+        `Make ${peer.name} follow ${first.peer} instead (at ${first.peer}: \`ferry mirror repoint ${first.remoteVolume} --to ${peer.name}\`), or, if ${first.peer} is lost, fail over with --force`,
+    );
+  }
   if (m.state !== 'broken-off') {
     site.catalog.tx(() => {
       breakOffMirror(site.catalog, m.id, { code: 'FAILED_OVER', message: `${peer.name} took over ${volume}: this site is no longer its primary; run \`ferry failback ${volume}\` here to become its secondary (writes made here are kept)` });

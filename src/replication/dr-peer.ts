@@ -31,6 +31,8 @@ export interface FailoverNoticeRequest {
   at: string;
   /** told after the failover itself (the old primary was unreachable then) */
   late?: boolean;
+  /** a forced failover: the old primary takes it even when a sibling's failover broke its mirror off already */
+  force?: boolean;
 }
 
 export interface MirrorSchedule {

@@ -4,6 +4,7 @@
 // gives them a consistent view.
 import { closeSync, openSync, statSync, readFileSync, unlinkSync, writeSync, fsyncSync, constants } from 'node:fs';
 import { hostname } from 'node:os';
+import { dirname } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 
 export interface SiteLock {
@@ -42,9 +43,18 @@ export function acquireSiteLock(path: string, command: string): SiteLock {
     try {
       writeSync(fd, JSON.stringify(owner) + '\n');
       fsyncSync(fd);
-    } finally {
+    } catch (err) {
+      // A full disk (or a failing one) at the lock's first write: the lock is not ours. An empty lock
+      // file left here would turn every next command away for ten seconds, so it goes.
       closeSync(fd);
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
+      throw lockWriteError(err, path);
     }
+    closeSync(fd);
     let released = false;
     const release = () => {
       if (released) return;
@@ -61,6 +71,20 @@ export function acquireSiteLock(path: string, command: string): SiteLock {
     return { release };
   }
   throw new FerryError('SITE_LOCKED', `could not take the site lock ${path}; retry`);
+}
+
+/** The error of a lock that could not be written: NO_SPACE on a full disk, saying what to free. */
+function lockWriteError(err: unknown, path: string): FerryError {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new FerryError(
+      'NO_SPACE',
+      `cannot write the site lock ${path}: the disk is full (nothing was changed). Free space on the filesystem of ${dirname(path)} ` +
+        '(ferry can delete nothing there until it can write this lock: move or remove other files on it, or grow it), then run the command again',
+      { cause: err },
+    );
+  }
+  return wrapIoError(err, `writing the site lock ${path}`, { writing: true });
 }
 
 function readOwner(path: string): LockOwner | undefined {

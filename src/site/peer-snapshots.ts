@@ -23,7 +23,7 @@ import { heldBy, holdersOf, holdPeer, parseHolder, PEER_DELETE_HOLDER, PEER_HOLD
 import { listMirrors } from '../catalog/mirrors.ts';
 import { findPeerById } from '../catalog/peers.ts';
 import {
-  addDeletions, addPeerRows, deletionsOf, deletionsToDeliver, dropDeletion, dropPeerRowsOfSnapshot, noteDeletionFailure, peerRowsOf, peerSnapshotsOf, type PeerState,
+  addDeletions, addPeerRows, deletionsOf, deletionsToDeliver, dropDeletion, dropPeerRowsOfSnapshot, noteDeletionFailure, peerRowsOf, peerSnapshotsOf, unmarkMissing, type PeerState,
 } from '../catalog/peer-snapshots.ts';
 import { getSecondary } from '../catalog/secondaries.ts';
 import { findSnapshot, resolveSnapshot, snapshotById } from '../catalog/snapshots.ts';
@@ -47,6 +47,7 @@ export function queuePeerSnapshotsFor(site: Site, volume: string, mirror: string
   for (const id of ids) addPeerRows(site.catalog, id, [mirror], { replace: true });
   return ids;
 }
+
 
 export interface PeerSnapshotStatus {
   id: string;

@@ -17,7 +17,7 @@
 import { mkdirSync, rmSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { FerryError } from '../core/errors.ts';
+import { FerryError, wrapIoError } from '../core/errors.ts';
 import { workerExecArgv } from '../core/worker-pool.ts';
 import { TreeWatch, type DirtySet } from './tree-watch.ts';
 
@@ -110,7 +110,12 @@ class JournalCore {
         }
         resolve();
       });
-      writeFileSync(path, '');
+      try {
+        writeFileSync(path, '');
+      } catch (err) {
+        this.#waiting.delete(name);
+        throw wrapIoError(err, `writing the change journal's barrier ${path}`, { writing: true });
+      }
     });
   }
 

@@ -1,7 +1,7 @@
 // Small shared pieces of ferry's HTTP: bounded body reading, error mapping
 // between FerryError and HTTP responses, and the route names.
 import { testKnobs } from '../core/test-knobs.ts';
-import { ERRORS, FerryError, isErrorCode, isFerryError, type FerryErrorJSON } from '../core/errors.ts';
+import { ERRORS, FerryError, asFerryError, isErrorCode, isFerryError, type FerryErrorJSON } from '../core/errors.ts';
 import { releaseAfterAnswer } from '../replication/protocol.ts';
 
 export const ROUTES = {
@@ -55,7 +55,7 @@ export function httpStatusFor(err: FerryError): number {
 }
 
 export function errorBody(err: unknown): { status: number; body: string } {
-  const fe = isFerryError(err) ? err : new FerryError('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+  const fe = asFerryError(err, { brief: true });
   return { status: httpStatusFor(fe), body: JSON.stringify({ error: fe.toJSON() }) };
 }
 

@@ -26,6 +26,11 @@ process.on('exit', () => {
   }
 });
 
+/** The daemons started here whose process has not exited yet. */
+export function runningDaemons(): ChildProcess[] {
+  return [...running];
+}
+
 /** Poll `fn` until it returns a value (not undefined/false); an error thrown by `fn` fails at once. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -74,7 +79,11 @@ export async function startDaemon(home: string, o: { name: string; port?: number
     }, o.timeoutMs ?? 60_000, 50);
     return { proc: p, info };
   } catch (err) {
+    // A start that failed (or never got ready) is over only once its process is gone: the next start
+    // must not meet its lock, its port or its half-written daemon.json.
+    const gone = exited(p);
     p.kill('SIGKILL');
+    await gone;
     throw err;
   }
 }

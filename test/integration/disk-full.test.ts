@@ -5,7 +5,8 @@
 // (root in a sandbox that allows it): skipped with the reason otherwise.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
 import { assertError, assertSiteSound, makeSite, writeRandomFile, type TestSite } from './cli-util.ts';
@@ -97,5 +98,61 @@ test('only the store on a full tmpfs: NO_SPACE (exit 7), the site stays sound, a
   } finally {
     unmount(store);
     site.cleanup();
+  }
+});
+
+/** Fill the filesystem at `mnt` to its last byte (a ballast file, then whatever fallocate left). */
+function fillUp(mnt: string): string {
+  const ballast = join(mnt, 'ballast');
+  const free = statfsSync(mnt).bavail * statfsSync(mnt).bsize;
+  try {
+    execFileSync('fallocate', ['-l', String(free), ballast], { stdio: 'pipe' });
+  } catch {
+    // fallocate may fill what it can and fail: the disk is as full as it gets
+  }
+  for (let i = 0; ; i++) {
+    try {
+      writeFileSync(join(mnt, `ballast-${i}`), Buffer.alloc(4096));
+    } catch {
+      break;
+    }
+  }
+  return ballast;
+}
+
+test('a full disk when the site lock is written: NO_SPACE (exit 7) naming the lock and what to free, no lock left behind', async (t) => {
+  const tmp = tempDir();
+  const mnt = join(tmp.path, 'mnt');
+  mkdirSync(mnt);
+  const why = tryMount(mnt, 8);
+  if (why) {
+    tmp.cleanup();
+    t.skip(why);
+    return;
+  }
+  let site: TestSite | undefined;
+  try {
+    site = await makeSite('lockfull', { home: join(mnt, 'home') });
+    const data = join(site.dir, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'one'), 'one\n');
+    assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data])).code, 0);
+    const ballast = fillUp(mnt);
+    for (const args of [['snapshot', 'create', 'v'], ['gc']]) {
+      const r = await site.ferry([...args, '--json']);
+      assertError(r, 7, 'NO_SPACE', /site lock[\s\S]*disk is full[\s\S]*Free space/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'a stack trace instead of a clear message');
+      t.diagnostic(`${args.join(' ')}: ${r.json?.error?.message}`);
+      assert.ok(!existsSync(join(site.home, 'lock')), 'an empty lock file was left behind: the next command waits for it to go stale');
+    }
+    // Space again: the next command runs at once.
+    rmSync(ballast, { force: true });
+    for (const f of readdirSync(mnt)) if (f.startsWith('ballast-')) rmSync(join(mnt, f));
+    const ok = await site.ferry(['snapshot', 'create', 'v']);
+    assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    unmount(mnt);
+    site?.cleanup();
+    tmp.cleanup();
   }
 });

@@ -54,6 +54,9 @@ export function volumeSpec(name: string): VolumeSpec {
 
 // ------------------------------------------------------------------ the generator
 
+/** Named snapshots of a volume a site keeps before the generator starts deleting them by hand. */
+export const NAMED_KEPT = 6;
+
 interface Candidate {
   name: string;
   weight: number;
@@ -91,6 +94,7 @@ export class Generator {
     const ferry = (site: SiteView | undefined, args: string[]): Op | undefined => (site ? { kind: 'ferry', site: site.name, args } : undefined);
     const otherSite = (s: SiteView) => pick(sites.filter((x) => x !== s));
     const twoMembers = vol.members.length > 1;
+    const named = (s: SiteView) => s.snapshots.filter((x) => x.volume === vol.name && x.name !== null).length;
 
     const cands: Candidate[] = [
       {
@@ -123,7 +127,8 @@ export class Generator {
       {
         name: 'initialize', weight: mirrors.some((x) => ['uninitialized', 'needs-full-sync'].includes(x.m.state)) ? 6 : 1, make: () => {
           const x = pick(mirrors.filter((y) => ['uninitialized', 'needs-full-sync'].includes(y.m.state))) ?? pick(mirrors);
-          return x && ferry(x.s, ['mirror', 'initialize', vol.name, '--to', x.m.peer, '--wait']);
+          // --force now and then: a replica bound over files no apply wrote (a volume made again there) refuses without it.
+          return x && ferry(x.s, ['mirror', 'initialize', vol.name, '--to', x.m.peer, '--wait', ...(r.chance(0.3) ? ['--force'] : [])]);
         },
       },
       {
@@ -143,6 +148,15 @@ export class Generator {
       },
       { name: 'retention', weight: 1, make: () => ferry(pick(primaries.length ? primaries : holders), ['volume', 'set', vol.name, '--keep-last', String(r.range(2, 8))]) },
       { name: 'snapshot-delete', weight: 2, make: () => ferry(pick(holders), ['snapshot', 'delete', vol.name, `{snapshot:${vol.name}:${r.u32()}}`]) },
+      {
+        // Retention keeps named snapshots (the soak's `--name`, failback-kept-*, replica-writes-*): the
+        // operator deletes them by hand, the more often the more a site keeps, so that what they pin
+        // does not fill the sites' small filesystems over hours.
+        name: 'named-delete', weight: Math.min(8, 0.5 * Math.max(0, ...holders.map((s) => named(s) - NAMED_KEPT))), make: () => {
+          const at = pick(holders.filter((s) => named(s) > NAMED_KEPT));
+          return ferry(at, ['snapshot', 'delete', vol.name, `{named-snapshot:${vol.name}:${r.u32()}}`]);
+        },
+      },
       { name: 'peer-delete', weight: 1, make: () => ferry(pick(primaries), ['snapshot', 'delete', vol.name, `{peer-snapshot:${vol.name}:${r.u32()}}`, '--peer']) },
       { name: 'gc', weight: 1.5, make: () => ferry(pick(sites), ['gc']) },
       {

@@ -36,6 +36,16 @@ import type { Executed, Op } from './actions.ts';
 import { busy, readView, siteOfPeer, TRANSFERRING, type SiteView, type View } from './view.ts';
 import { STAGE_DIR, volumeDigest, type CliOutcome, type Member, type World } from './world.ts';
 
+/** Two primaries that both took the volume over from one third site (two of its secondaries failed over): said in the message (known.ts). */
+function siblingsTookOver(view: View, vol: string, p: SiteView, q: SiteView): string {
+  const from = (x: SiteView) => new Set(x.secondaries.filter((r) => r.volume === vol && r.state === 'broken-off').map((r) => r.source_site));
+  const fq = from(q);
+  const common = [...from(p)].find((id) => fq.has(id));
+  if (common === undefined) return '';
+  const name = [...view.values()].find((s) => s.id === common)?.name ?? common.slice(0, 8);
+  return ` (both failed over from ${name}: two of its secondaries took it over)`;
+}
+
 export interface Violation {
   check: string;
   step: number;
@@ -250,7 +260,7 @@ export class Checker {
             x.mirrors.some((m) => m.volume === vol && m.state === 'broken-off' && siteOfPeer(view, x, m.peer) === y) ||
             x.secondaries.some((r) => r.volume === vol && r.state === 'broken-off' && r.source_site === y.id);
           if (!knows(p, q) && !knows(q, p)) {
-            this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and at ${q.name}, and neither holds a broken-off relation to the other (split brain cannot be reported)` });
+            this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and at ${q.name}, and neither holds a broken-off relation to the other (split brain cannot be reported)${siblingsTookOver(view, vol, p, q)}` });
           }
         }
       }
@@ -470,7 +480,7 @@ export class Checker {
             if (v?.mirrors?.some((m: { peer: string; state: string }) => siteOfPeer(view, x, m.peer) === y && flagged(m.state))) shown = true;
             if (v?.secondary && v.secondary.sourceId === y.id && flagged(v.secondary.state)) shown = true;
           }
-          if (!shown) this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and ${q.name}, and \`ferry status\` at neither shows a broken-off relation or split brain` });
+          if (!shown) this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and ${q.name}, and \`ferry status\` at neither shows a broken-off relation or split brain${siblingsTookOver(view, vol, p, q)}` });
         }
       }
     }

@@ -5,7 +5,7 @@
 //   node test/soak/fileop.ts write KIND PATH OP PICK SIZE SEED
 //   node test/soak/fileop.ts seed-data SEED KIND:PATH...
 //   node test/soak/fileop.ts member HOME VOLUME MEMBER
-//   node test/soak/fileop.ts pick HOME snapshot|peer-snapshot|link VOLUME PICK
+//   node test/soak/fileop.ts pick HOME snapshot|named-snapshot|peer-snapshot|link VOLUME PICK
 import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { seededBytes, withCatalog } from './harness.ts';
@@ -23,6 +23,14 @@ export interface Write {
 }
 
 const IMAGE_BLOCK = 4096;
+
+/**
+ * The most a tree member holds (bytes of its files). Over it, a write that would make the tree larger
+ * (a new file, an append, a modify) deletes an entry instead: deletes keep pace with writes, so that
+ * a run of hours stays within the sites' small filesystems (every site keeps each volume's data, a
+ * replica of it, links to it and the snapshots retention keeps).
+ */
+export const TREE_BUDGET = 4 << 20;
 
 /** Entries below `root` (member-relative, byte order), without ferry's staging area and temporaries. */
 export function listEntries(root: string): Array<{ rel: string; dir: boolean; file: boolean }> {
@@ -69,6 +77,15 @@ export function applyWrite(kind: 'tree' | 'image', path: string, w: Write): stri
   if (!existsSync(path)) return 'member missing';
   const entries = listEntries(path);
   const files = entries.filter((e) => e.file);
+  if ((w.op === 'new' || w.op === 'append' || w.op === 'modify') && entries.length) {
+    let bytes = 0;
+    for (const f of files) bytes += lstatSync(join(path, f.rel)).size;
+    if (bytes > TREE_BUDGET) {
+      const e = entries[w.pick % entries.length].rel;
+      rmSync(join(path, e), { recursive: true, force: true });
+      return `delete ${e} (instead of ${w.op}: the tree holds ${bytes} bytes, over its ${TREE_BUDGET})`;
+    }
+  }
   const dirs = ['', ...entries.filter((e) => e.dir).map((e) => e.rel)];
   const abs = (rel: string) => (rel ? join(path, rel) : path);
   const t = tag(w.seed);
@@ -171,13 +188,14 @@ export function seedData(members: Array<{ kind: 'tree' | 'image'; path: string }
   }
 }
 
-export type PickKind = 'snapshot' | 'peer-snapshot' | 'link';
+export type PickKind = 'snapshot' | 'named-snapshot' | 'peer-snapshot' | 'link';
 
 /** A snapshot of a volume (in the order the site recorded them), a peer snapshot, or a link path at a site; undefined when there is none. */
 export function pickFromCatalog(home: string, kind: PickKind, volume: string, pick: number): string | undefined {
   const rows = withCatalog(home, (db) => {
     if (kind === 'link') return db.prepare('SELECT path AS v FROM links ORDER BY path').all();
     if (kind === 'peer-snapshot') return db.prepare("SELECT s.id AS v FROM snapshots s WHERE s.volume = ? AND EXISTS (SELECT 1 FROM holds h WHERE h.snapshot = s.id AND h.holder = 'peer') ORDER BY s.rowid").all(volume);
+    if (kind === 'named-snapshot') return db.prepare('SELECT id AS v FROM snapshots WHERE volume = ? AND name IS NOT NULL ORDER BY rowid').all(volume);
     return db.prepare('SELECT id AS v FROM snapshots WHERE volume = ? ORDER BY rowid').all(volume);
   }) as Array<{ v: string }>;
   return rows.length ? rows[pick % rows.length].v : undefined;

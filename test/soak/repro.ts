@@ -20,17 +20,27 @@ export interface LogFile {
 /**
  * Shrink the actions up to a violation: replay parts of the list from scratch and keep a part that
  * still shows a violation of the same check (ddmin: chunks of a half, then quarters, ...), within
- * `budgetMs`. Returns the shortest list found (the input if nothing smaller reproduces).
+ * `budgetMs`. Returns the shortest list found (the input if nothing smaller reproduces). `replay`
+ * runs a list and returns its violations: by default a soak from scratch (runSoak) on real daemons.
  */
-export async function shrink(o: { seed: number; sites: number; ops: Op[]; violation: Violation; budgetMs: number; checkEvery?: number; print?: (s: string) => void }): Promise<{ ops: Op[]; replays: number }> {
+export async function shrink(o: {
+  seed: number;
+  sites: number;
+  ops: Op[];
+  violation: Violation;
+  budgetMs: number;
+  checkEvery?: number;
+  print?: (s: string) => void;
+  replay?: (ops: Op[]) => Promise<Violation[]>;
+}): Promise<{ ops: Op[]; replays: number }> {
   const until = Date.now() + o.budgetMs;
   let cur = o.ops.slice(0, o.violation.step > 0 ? o.violation.step : o.ops.length);
   let replays = 0;
   const reproduces = async (cand: Op[]): Promise<boolean> => {
     replays++;
-    const r = await runSoak({ seed: o.seed, sites: o.sites, replay: cand, checkEvery: o.checkEvery });
-    const hit = r.violations.some((v) => v.check === o.violation.check);
-    o.print?.(`  shrink: ${cand.length} actions -> ${hit ? 'reproduces' : 'no'} (${r.violations.map((v) => v.check).join(', ') || 'no violation'})`);
+    const violations = o.replay ? await o.replay(cand) : (await runSoak({ seed: o.seed, sites: o.sites, replay: cand, checkEvery: o.checkEvery })).violations;
+    const hit = violations.some((v) => v.check === o.violation.check);
+    o.print?.(`  shrink: ${cand.length} actions -> ${hit ? 'reproduces' : 'no'} (${violations.map((v) => v.check).join(', ') || 'no violation'})`);
     return hit;
   };
   let n = 2;

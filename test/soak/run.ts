@@ -52,6 +52,8 @@ export interface SoakResult {
   ops: Op[];
   seconds: number;
   rssMax: Record<string, number>;
+  /** most of its filesystem each site used at a checkpoint, bytes (0: no filesystem of its own) */
+  usedMax: Record<string, number>;
   checker: Checker['stats'];
   skipped: number;
   /** whether the sites had small filesystems of their own (full-disk faults need them) */
@@ -99,7 +101,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   let step = 0;
   let smallFs = false;
   let seen = 0;
-  /** the last DR command run per site and volume, to run again at the end if its workflow is left running */
+  /** the last DR command of each kind run per site and volume, to run again at the end if its workflow is left running */
   const lastWorkflow = new Map<string, string[]>();
 
   /** New violations since the last look: sorted into known and new, printed. */
@@ -150,7 +152,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     }
     if (ex.skipped) skipped++;
     for (const f of ex.faults) faults[f]++;
-    if (op.kind === 'ferry' && ['failover', 'failback', 'migrate'].includes(op.args[0])) lastWorkflow.set(`${op.site}/${op.args[1]}`, op.args);
+    if (op.kind === 'ferry' && ['failover', 'failback', 'migrate'].includes(op.args[0])) lastWorkflow.set(`${op.site}/${op.args[1]}/${op.args[0]}`, op.args);
     checker.after(world, op, ex, pre, step);
     if (!setup) await checker.afterStep(world, readView(world), step);
     const entry: LogEntry = { step, op, text: ex.text, ...(healed.length ? { healed } : {}) };
@@ -182,7 +184,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       if (step % every === 0 && !stop()) {
         await checker.checkpoint(world, step);
         const v = collect();
-        print(`     checkpoint: ${v.length ? `${v.length} violation(s)` : 'ok'}`);
+        const used = smallFs ? ` (in use: ${world.sites.map((s) => `${s.name} ${Math.round((world.used(s) ?? 0) / 1048576)}`).join(', ')} of ${SITE_FS_MIB} MiB)` : '';
+        print(`     checkpoint: ${v.length ? `${v.length} violation(s)` : 'ok'}${used}`);
       }
     }
 
@@ -201,7 +204,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
             print(`  (daemon ${s.name} started again to finish migrate-accept of ${w.volume})`);
             continue;
           }
-          const args = lastWorkflow.get(`${s.name}/${w.volume}`)?.filter((a) => a !== '--dry-run') ?? [w.kind, w.volume];
+          const args = lastWorkflow.get(`${s.name}/${w.volume}/${w.kind}`)?.filter((a) => a !== '--dry-run') ?? [w.kind, w.volume];
           const r = await world.cli(site, args);
           checker.after(world, { kind: 'ferry', site: s.name, args }, { text: '', outcome: r, faults: [] }, undefined, step);
           print(`     ${s.name}$ ferry ${args.join(' ')} (its ${w.kind} was left running) -> ${describeOutcome(r)}`);
@@ -243,6 +246,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     ops,
     seconds: (Date.now() - started) / 1000,
     rssMax: Object.fromEntries(world.sites.map((s) => [s.name, s.rssMax])),
+    usedMax: Object.fromEntries(world.sites.map((s) => [s.name, s.usedMax])),
     checker: checker.stats,
     skipped,
     smallFs,

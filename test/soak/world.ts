@@ -46,6 +46,8 @@ export interface SoakSite {
   diskFullSteps: number;
   /** largest resident size seen, bytes */
   rssMax: number;
+  /** most of its filesystem the site used at a checkpoint (without a full-disk fault's ballast), bytes */
+  usedMax: number;
 }
 
 export interface LinkFault {
@@ -145,7 +147,7 @@ export class World {
     const mounted = tryMount(dir, SITE_FS_MIB) === undefined;
     const home = join(dir, 'home');
     const id = initHome(home, name);
-    const s: SoakSite = { name, dir, home, id, mounted, log: '', offsetMs: 0, stopping: false, downSteps: -1, diskFullSteps: 0, rssMax: 0 };
+    const s: SoakSite = { name, dir, home, id, mounted, log: '', offsetMs: 0, stopping: false, downSteps: -1, diskFullSteps: 0, rssMax: 0, usedMax: 0 };
     this.sites.push(s);
     return s;
   }
@@ -272,6 +274,17 @@ export class World {
   free(s: SoakSite): number {
     const st = statfsSync(s.dir);
     return st.bavail * st.bsize;
+  }
+
+  /** Bytes the site uses on its filesystem, leaving out a full-disk fault's ballast (undefined without a filesystem of its own). */
+  used(s: SoakSite): number | undefined {
+    if (!s.mounted) return undefined;
+    const st = statfsSync(s.dir);
+    let ballast = 0;
+    for (const f of readdirSync(s.dir)) if (f.startsWith('ballast.')) ballast += lstatSync(join(s.dir, f)).blocks * 512;
+    const used = Math.max(0, (st.blocks - st.bfree) * st.bsize - ballast);
+    s.usedMax = Math.max(s.usedMax, used);
+    return used;
   }
 
   async close(): Promise<void> {

@@ -106,7 +106,7 @@ test('two primaries of one history with no broken-off relation are a violation; 
   assert.deepEqual((await check(view(f.a, f.b))).filter((x) => x.startsWith('two-primaries')), []);
 });
 
-test('a claim made before its destination removed its volume is said so and known (known.ts); the same claim otherwise is a new violation', async () => {
+test('a claim made before its destination removed its volume is said so, and is a violation like any other (its known defect is fixed)', async () => {
   const ok = (args: string[]): CliOutcome => ({ site: 'b', args, code: 0, signal: null, stdout: '{}', stderr: '', json: {}, killed: false, hung: false, ms: 10 });
   for (const removed of [true, false]) {
     const { a, b } = sound();
@@ -120,7 +120,23 @@ test('a claim made before its destination removed its volume is said so and know
     assert.ok(v, 'the claim is a violation either way');
     if (removed) {
       assert.match(v.message, /\(claimed since step 1, before v1 at b was removed at step 2\)/);
-      assert.equal(knownDefect(v)?.name, 'stale-claims-after-secondary-recreated');
-    } else assert.equal(knownDefect(v), undefined, v.message);
+    }
+    assert.equal(knownDefect(v), undefined, v.message);
   }
+});
+
+test('two secondaries of one site that both failed over: two primaries, said so, and known (known.ts) until fixed', async () => {
+  const C = 'C'.repeat(52);
+  const { a, b } = sound();
+  const broken = { volume: 'v1', source_site: A, source_volume: 'v1', applied: S1, applying: null, consistent: 1, state: 'broken-off' as const, apply_error: null };
+  b.volumes = [{ name: 'v1', role: 'primary' }];
+  b.secondaries = [{ ...broken }];
+  const c = site('c', C, { peers: [{ name: 'a', id: A }, { name: 'b', id: B }], volumes: [{ name: 'v1', role: 'primary' }], secondaries: [{ ...broken }], snapshots: [snap(S1)], holds: [{ snapshot: S1, holder: `mirror-from:${A}`, volume: 'v1' }] });
+  a.mirrors = [{ ...a.mirrors[0], state: 'broken-off' }];
+  const ch = new Checker(1);
+  await ch.afterStep(world, view(a, b, c), 1);
+  const v = ch.violations.find((x) => x.check === 'two-primaries');
+  assert.ok(v, 'b and c both primary with no relation between them');
+  assert.match(v.message, /v1 is primary at b and at c[\s\S]*both failed over from a/);
+  assert.equal(knownDefect(v)?.name, 'sibling-secondaries-both-failed-over');
 });

@@ -101,6 +101,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       .option('--snapshot <name>', 'send this existing snapshot (e.g. an application-consistent one) instead of taking a new one')
       .option('--wait', 'wait for the transfer and apply, with a progress bar (default: return once queued to the daemon)');
     if (!initialize) c.option('--force', 'update even within --min-delay or while paused, and overwrite writes made into the replica (they are kept in a snapshot first)');
+    else c.option('--force', 'overwrite what the replica holds that no apply wrote there (files it was bound over, writes made into it: they are kept in a snapshot first)');
     c.action(async (volume: string, o: { to?: string; snapshot?: string; wait?: boolean; force?: boolean }) => {
       const p = progressPrinter(Boolean(g().json));
       try {

@@ -15,8 +15,8 @@ import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../../core/err
 import { MIRROR_RETRY, retryDelayMs } from '../../core/backoff.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { holdInFlight, releaseInFlight } from '../../catalog/holds.ts';
-import { getMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState } from '../../catalog/mirrors.ts';
-import { markPeer, resetTransferring } from '../../catalog/peer-snapshots.ts';
+import { getMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState, dropMirrorBase } from '../../catalog/mirrors.ts';
+import { dropStalePeerClaims, markPeer, resetTransferring } from '../../catalog/peer-snapshots.ts';
 import { getPeer } from '../../catalog/peers.ts';
 import type { SnapshotRecord } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
@@ -128,6 +128,9 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     holdInFlight(cat, m.id, target.id);
     const rx = deps.connect(peer);
     const hello = await rx.hello(helloRequest(cat, m, vol), o.signal);
+    // What this mirror claimed there and the destination no longer holds (its volume removed and made
+    // again) is not believed: those peer snapshots are pending again, and a base it lacks is lost below.
+    dropStalePeerClaims(cat, m, new Set(hello.snapshots.map((s) => s.id)));
     const steps = planSteps(cat, m, target, hello, o);
     if (steps.adopt) {
       const common = steps.adopt;
@@ -138,7 +141,10 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       m.base = common.id;
     }
     if (steps.baseLost) {
-      setMirrorState(cat, m, 'needs-full-sync', `the destination no longer has base ${m.base}`);
+      cat.tx(() => {
+        setMirrorState(cat, m, 'needs-full-sync', `the destination no longer has base ${m.base}`, { droppedBase: m.base });
+        dropMirrorBase(cat, m.id);
+      });
       throw new FerryError('MIRROR_STATE', `${m.peer} no longer has the base snapshot ${m.base}: the mirror needs a full sync (\`ferry mirror initialize ${volume} --to ${m.peer}\`)`);
     }
     for (const p of steps.found) {

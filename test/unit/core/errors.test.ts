@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ERRORS, FerryError, wrapIoError } from '../../../src/core/errors.ts';
+import { ERRORS, FerryError, asFerryError, wrapIoError } from '../../../src/core/errors.ts';
 import { renderErrorsDoc } from '../../../scripts/gen-errors-doc.ts';
 import { ROOT } from '../../helpers.ts';
 
@@ -87,4 +87,17 @@ test('a real immutable file: replacing it by rename is refused with EPERM, and t
     spawnSync('chattr', ['-i', locked]);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('asFerryError: a full disk that reaches a boundary unwrapped is NO_SPACE, never INTERNAL; anything else is INTERNAL', () => {
+  const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write', path: '/h/x' });
+  const e = asFerryError(full);
+  assert.equal(e.code, 'NO_SPACE');
+  assert.match(e.message, /write \/h\/x: the disk is full; free space/);
+  assert.equal(asFerryError(Object.assign(new Error('quota'), { code: 'EDQUOT' })).code, 'NO_SPACE');
+  const bug = asFerryError(new TypeError('x is undefined'), { brief: true, prefix: 'unhandled: ' });
+  assert.equal(bug.code, 'INTERNAL');
+  assert.equal(bug.message, 'unhandled: x is undefined');
+  const kept = new FerryError('SITE_LOCKED', 'busy');
+  assert.equal(asFerryError(kept), kept);
 });
