@@ -35,25 +35,8 @@ const SIBLINGS_REPRO =
   'both succeed; b and c are primary of v1 and `ferry status` at b and at c shows a broken-off relation to a only, none to each other. ' +
   'Reported with task SOAK2 (issue 15): not fixed there.';
 
-// Found by `npm run soak -- --minutes 65 --seed 1 --sites 3` (step 588): b's clock was set back
-// 579 s (a clock step within the hour the design accepts) after an update had sent c 01M96031; b
-// then took snapshots (n568, n578) that were not sent, and its next update's snapshot (parent n578,
-// its time before 01M96031's on b's clock) was refused by c as a replay: PROTOCOL "snapshot X is older
-// than 01M96031, which this replica already received from that site". The receiver's lineage check
-// (receiver.ts: "lineage first") walks only snapshots it holds: it cannot see that X descends, through
-// n578 and n568, from the snapshot it shows, and falls back to b's clock. The mirror then fails every
-// update until b's clock passes that time again: the design says a site whose clock was set back does
-// not hold its mirrors' updates (docs/dr.md).
-const CLOCK_BACK = /reported PROTOCOL: [\s\S]*is older than \S+, which this replica already received from that site/;
-const CLOCK_BACK_REPRO =
-  'two sites, v1 at a mirrored to b and initialized; at a `snapshot create v1` (not sent), restart a\'s daemon (and its CLI) with ' +
-  'FERRY_TEST_CLOCK_OFFSET_MS=-600000, `snapshot create v1`, then `mirror update v1 --to b --wait --force`: refused PROTOCOL (older than the ' +
-  'snapshot b received), where the design wants it applied: test/integration/clock-back-update.test.ts (a todo until fixed). ' +
-  'Reported with task SOAK2 (issue 15): not fixed there (src/site/receiver.ts belongs to the architecture refactor).';
-
 export const KNOWN: KnownDefect[] = [
   { name: 'sibling-secondaries-both-failed-over', check: 'two-primaries', pattern: SIBLINGS, reproduction: SIBLINGS_REPRO },
-  { name: 'update-refused-after-clock-set-back', check: 'outcome', pattern: CLOCK_BACK, reproduction: CLOCK_BACK_REPRO },
 ];
 
 /** The known defect a violation is, if any. */

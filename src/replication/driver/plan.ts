@@ -13,7 +13,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { listMirrors, queuedSnapshot, type Mirror } from '../../catalog/mirrors.ts';
 import { getPeer } from '../../catalog/peers.ts';
 import { pendingPeerSnapshots, type PendingPeer } from '../../catalog/peer-snapshots.ts';
-import { compareOnOneClock, compareSnapshots, findSnapshot, isKeptWrites, newestOf, resolveSnapshot, snapshotById, type SnapshotRecord } from '../../catalog/snapshots.ts';
+import { compareOnOneClock, compareSnapshots, findSnapshot, isKeptWrites, lineage, newestOf, resolveSnapshot, snapshotById, type SnapshotRecord } from '../../catalog/snapshots.ts';
 import type { Role, Volume } from '../../catalog/volumes.ts';
 import { PROTOCOL_VERSION, type HelloRequest, type HelloResponse, type SiblingInfo } from '../types.ts';
 
@@ -117,8 +117,11 @@ export function helloRequest(cat: Catalog, m: Mirror, vol: Volume): HelloRequest
 
 /** One snapshot sent, committed, and made the base (step.ts). */
 export interface Step {
-  /** a pending peer snapshot, a sibling secondary's base, or the update's target */
-  kind: 'peer' | 'sibling' | 'target';
+  /**
+   * a pending peer snapshot, a sibling secondary's base, a snapshot between the base and a target
+   * taken after this site's clock was set back (lineage), or the update's target
+   */
+  kind: 'peer' | 'sibling' | 'lineage' | 'target';
   snapshot: { id: string; name: string | null; manifest: ObjectId };
   /** the target's common base, when the destination takes deltas: changed chunks may go as deltas against its chunks */
   deltaBase?: ObjectId;
@@ -162,10 +165,35 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   // Siblings' bases next (several secondaries): each secondary also holds the snapshot its siblings
   // hold, so whichever takes over shares a base with the others (docs/dr.md, "Several secondaries").
   for (const b of siblingBasesToDeliver(cat, m, baseAfterPeers, target, hello)) steps.push({ kind: 'sibling', snapshot: { id: b.id, name: b.name, manifest: b.manifest as ObjectId } });
+  // A target older by this site's clock than what it delivers before it (the clock was set back
+  // since) is refused by the destination as a replay unless it descends from what the replica shows:
+  // the snapshots between, which the destination lacks, go first, oldest first, so that each one's
+  // parent is what the replica shows when it is committed.
+  const shownBefore = steps.at(-1)?.snapshot.id ?? base;
+  if (!o.initialize) for (const s of lineageToDeliver(cat, m, shownBefore, target, remoteIds)) steps.push({ kind: 'lineage', snapshot: { id: s.id, name: s.name, manifest: s.manifest as ObjectId } });
   // Changed chunks may go as deltas against the common base's (when the destination takes them).
   const deltaBase = hello.delta && !o.initialize && base ? (snapshotById(cat, base)?.manifest as ObjectId | undefined) : undefined;
   steps.push({ kind: 'target', snapshot: { id: target.id, name: target.name, manifest: target.manifest as ObjectId }, ...(deltaBase ? { deltaBase } : {}) });
   return { ...(adopt ? { adopt } : {}), found, steps };
+}
+
+/**
+ * The snapshots between `shown` (what the replica will show before the target) and the target, by
+ * the target's lineage, when the target is older than `shown` by this site's clock: without them the
+ * destination, which cannot see that the target descends from what it shows, takes it for a replay.
+ * Oldest first; none when the clock did not go back, or the lineage does not reach `shown` here.
+ */
+function lineageToDeliver(cat: Catalog, m: Mirror, shown: string | null, target: SnapshotRecord, remote: ReadonlySet<string>): SnapshotRecord[] {
+  const from = shown ? findSnapshot(cat, m.volume, shown) : undefined;
+  if (!from || from.origin !== target.origin || compareOnOneClock(target, from) >= 0) return [];
+  const chain = lineage(cat, m.volume, target.id);
+  const at = chain.indexOf(from.id);
+  if (at <= 1) return [];
+  return chain
+    .slice(1, at)
+    .reverse()
+    .map((id) => findSnapshot(cat, m.volume, id))
+    .filter((s): s is SnapshotRecord => s !== undefined && !remote.has(s.id));
 }
 
 /**

@@ -158,7 +158,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     let trips = 1 + (early?.roundTrips ?? 0);
     for (const step of steps.steps) {
       if (step.kind === 'peer') trips += (await runStep(ctx, step)).sent.roundTrips + 1;
-      else if (step.kind === 'sibling') {
+      else if (step.kind === 'sibling' || step.kind === 'lineage') {
         const r = await runStep(ctx, step);
         siblingBytes += r.sent.bytesSent;
         trips += r.sent.roundTrips + 1;

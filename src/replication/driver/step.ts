@@ -89,5 +89,6 @@ function moveBase(ctx: StepContext, step: Step, r: StepOutcome): void {
   if (step.kind === 'target') throw new FerryError('INTERNAL', 'the target step records its transfer itself (StepOptions.move)');
   setMirrorBase(cat, m.id, s.id);
   if (step.kind === 'peer') cat.event({ kind: 'snapshot.peer', volume: m.volume, outcome: 'ok', detail: { snapshot: s.id, name: s.name, presentAt: m.peer } });
+  else if (step.kind === 'lineage') cat.event({ kind: 'mirror.base', volume: m.volume, outcome: 'info', detail: { mirror: m.id, from: m.base, to: s.id, reason: 'it lies between the base and a target taken after this site\'s clock was set back: the destination sees the target descend from it', bytes: r.sent.bytesSent } });
   else cat.event({ kind: 'mirror.base', volume: m.volume, outcome: 'info', detail: { mirror: m.id, from: m.base, to: s.id, reason: 'a sibling secondary holds it: a common base for a later failover', bytes: r.sent.bytesSent } });
 }
