@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
 import { recordFailure, setMirrorBase, setMirrorPaused, type Mirror } from '../../../src/catalog/mirrors.ts';
+import { findSnapshot, insertSnapshotRow } from '../../../src/catalog/snapshots.ts';
 import { checkTarget, checkUpdate, planSteps, planTarget } from '../../../src/replication/driver/plan.ts';
 import type { HelloResponse } from '../../../src/replication/types.ts';
 import { registerPeerSnapshot } from '../../../src/site/peer-snapshots.ts';
@@ -142,5 +143,29 @@ test('the base at the destination: a newer snapshot taken here is adopted (its c
     assert.deepEqual(lost.steps, []);
     // An initialize ignores the base: the target, in full.
     assert.deepEqual(kinds(planSteps(site.catalog, m, t, hello([]), { initialize: true }).steps), [`target:${t.id}`]);
+  });
+});
+
+test('a target older by this site\'s clock than the base (the clock was set back): the snapshots between go first, oldest first', async () => {
+  await withDriverSite(async ({ site, mirror }) => {
+    const t0 = Date.UTC(2026, 0, 1, 12);
+    const row = (id: string, time: number, parent: string | null) => {
+      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin: site.id, parent, manifest: 'm'.repeat(64), stats: {} });
+      return findSnapshot(site.catalog, 'app', id)!;
+    };
+    // Ids in the order taken; times as the clock said: s0, then s1 and s2 (not sent), then the clock
+    // went back ten minutes before s3.
+    const s0 = row('01M90000000000000000000000', t0, null);
+    const s1 = row('01M90000000000000000000001', t0 + 60_000, s0.id);
+    const s2 = row('01M90000000000000000000002', t0 + 120_000, s1.id);
+    const s3 = row('01M90000000000000000000003', t0 - 600_000, s2.id);
+    setMirrorBase(site.catalog, mirror().id, s0.id);
+    const m = mirror();
+    assert.deepEqual(kinds(planSteps(site.catalog, m, s3, hello([s0.id]), {}).steps), [`lineage:${s1.id}`, `lineage:${s2.id}`, `target:${s3.id}`]);
+    // One of them already there: not sent again.
+    assert.deepEqual(kinds(planSteps(site.catalog, m, s3, hello([s0.id, s1.id]), {}).steps), [`lineage:${s2.id}`, `target:${s3.id}`]);
+    // A clock that did not go back: the target alone, as always.
+    const s4 = row('01M90000000000000000000004', t0 + 180_000, s3.id);
+    assert.deepEqual(kinds(planSteps(site.catalog, m, s4, hello([s0.id]), {}).steps), [`target:${s4.id}`]);
   });
 });
