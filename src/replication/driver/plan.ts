@@ -179,15 +179,23 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
 
 /**
  * The snapshots between `shown` (what the replica will show before the target) and the target, by
- * the target's lineage, when the target is older than `shown` by this site's clock: without them the
- * destination, which cannot see that the target descends from what it shows, takes it for a replay.
- * Oldest first; none when the clock did not go back, or the lineage does not reach `shown` here.
+ * the target's lineage, when the destination holds a snapshot this site took that is newer than the
+ * target by this site's clock (the clock was set back since it was taken). The destination refuses
+ * a snapshot older on one clock than one it received from the same site unless it descends from what
+ * its replica shows, and it sees lineage only through the snapshots it holds: delivered first, oldest
+ * first, each one's parent is what the replica shows when it comes. None when the target's parent is
+ * what the replica shows already, when no such newer snapshot is there, or when the lineage does not
+ * reach `shown` here.
  */
 function lineageToDeliver(cat: Catalog, m: Mirror, shown: string | null, target: SnapshotRecord, remote: ReadonlySet<string>): SnapshotRecord[] {
-  const from = shown ? findSnapshot(cat, m.volume, shown) : undefined;
-  if (!from || from.origin !== target.origin || compareOnOneClock(target, from) >= 0) return [];
+  if (!shown || target.parent === shown) return [];
+  const newerThere = [...remote].some((id) => {
+    const s = findSnapshot(cat, m.volume, id);
+    return s !== undefined && s.origin === target.origin && compareOnOneClock(target, s) < 0;
+  });
+  if (!newerThere) return [];
   const chain = lineage(cat, m.volume, target.id);
-  const at = chain.indexOf(from.id);
+  const at = chain.indexOf(shown);
   if (at <= 1) return [];
   return chain
     .slice(1, at)

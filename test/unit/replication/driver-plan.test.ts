@@ -167,5 +167,17 @@ test('a target older by this site\'s clock than the base (the clock was set back
     // A clock that did not go back: the target alone, as always.
     const s4 = row('01M90000000000000000000004', t0 + 180_000, s3.id);
     assert.deepEqual(kinds(planSteps(site.catalog, m, s4, hello([s0.id]), {}).steps), [`target:${s4.id}`]);
+    // The soak's shape (seed 1, 12 minutes, step 537): the destination holds y, taken before the clock
+    // went back an hour, and shows t1, taken after it; n (not sent) and the target x come later on the
+    // same clock as t1, so each is newer than t1 and older than y. The destination compares x with y.
+    const y = row('01M90000000000000000000010', t0 + 3_600_000, s4.id);
+    const t1 = row('01M90000000000000000000011', t0 + 200_000, y.id);
+    const n = row('01M90000000000000000000012', t0 + 260_000, t1.id);
+    const x = row('01M90000000000000000000013', t0 + 320_000, n.id);
+    setMirrorBase(site.catalog, m.id, t1.id);
+    const m2 = mirror();
+    assert.deepEqual(kinds(planSteps(site.catalog, m2, x, hello([y.id, t1.id], { applied: t1.id }), {}).steps), [`lineage:${n.id}`, `target:${x.id}`]);
+    // Its parent is what the replica shows: the destination sees that, nothing extra.
+    assert.deepEqual(kinds(planSteps(site.catalog, m2, n, hello([y.id, t1.id], { applied: t1.id }), {}).steps), [`target:${n.id}`]);
   });
 });
