@@ -23,7 +23,7 @@ import { verifySnapshots } from '../snapshot/verify.ts';
 import type { Site } from '../site/site.ts';
 import { join, resolve } from 'node:path';
 import { listLinks } from '../catalog/links.ts';
-import { getMirror, listMirrors } from '../catalog/mirrors.ts';
+import { getMirror, listMirrors, type DeltaMode } from '../catalog/mirrors.ts';
 import { mirrorsDelivering } from '../catalog/peer-snapshots.ts';
 import { listPeers } from '../catalog/peers.ts';
 import { listSecondaries } from '../catalog/secondaries.ts';
@@ -307,6 +307,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
       maxDelayS: num(a, 'maxDelayS'),
       bandwidth: num(a, 'bandwidth') ?? null,
       keepSnapshots: num(a, 'keep') ?? null,
+      deltas: str(a, 'deltas', false) as DeltaMode | undefined,
     });
   },
   async 'mirror.set'(ctx, a) {
@@ -318,6 +319,7 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     if ('maxDelayS' in a) change.maxDelayS = num(a, 'maxDelayS');
     if ('bandwidth' in a) change.bandwidth = num(a, 'bandwidth') ?? null;
     if ('keep' in a) change.keepSnapshots = num(a, 'keep') ?? null;
+    if ('deltas' in a) change.deltas = str(a, 'deltas') as DeltaMode;
     const m = setMirrorSettings(site, str(a, 'volume')!, str(a, 'to', false), change);
     return mirrorStatus(site, m, ctx.engine.progressOf(m.id));
   },

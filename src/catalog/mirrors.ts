@@ -7,12 +7,31 @@
 import { FerryError } from '../core/errors.ts';
 import { longestRetryMs, MIRROR_RETRY } from '../core/backoff.ts';
 import { safeIntColumn } from '../core/sqlite.ts';
-import { clampStored, COUNT, storedScheduleSettings } from '../core/units.ts';
+import { clampStored, COUNT, DELTA_MODES, storedScheduleSettings, type DeltaMode } from '../core/units.ts';
 import type { Catalog } from './catalog.ts';
 import { moveBase, releaseBase, releaseInFlight } from './holds.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
+
+export { DELTA_MODES, type DeltaMode };
+
+/** A rate one way of sending reached, and when (this site's clock). */
+export interface SendRate {
+  /** stored bytes (what the objects would cost whole) per second of put requests in flight */
+  bytesPerSecond: number;
+  at: number;
+}
+
+/** What a mirror knows of its link, measured by its transfers (replication/link-fit.ts). */
+export interface LinkEstimate {
+  /** sends of whole objects (an initialize, the early stream, an update without deltas) */
+  whole?: SendRate;
+  /** sends with deltas (the encoders, the link and the destination's rebuild together) */
+  delta?: SendRate;
+  /** the quickest question's round trip, in milliseconds */
+  rttMs?: number;
+}
 
 export interface LastTransfer {
   snapshot: string;
@@ -47,6 +66,10 @@ export interface LastTransfer {
    * flight (inside the snapshot step); why it stopped early, if it did (the update went on).
    */
   early?: { objects: number; bytes: number; seconds: number; error?: { code: string; message: string } };
+  /** the link as this transfer (or an earlier one, when this one was too small to tell) measured it */
+  link?: LinkEstimate;
+  /** whether changed chunks went as deltas, and why (the mirror's `deltas` setting and the link) */
+  fit?: { deltas: boolean; reason: string };
 }
 
 export interface Mirror {
@@ -70,6 +93,8 @@ export interface Mirror {
   createdAt: number;
   /** replication snapshots the destination keeps (a common base with a sibling after a failover); null: automatic (keepFor) */
   keepSnapshots: number | null;
+  /** how changed chunks go: as deltas by the measured link (auto), always, or never */
+  deltas: DeltaMode;
   /**
    * Settings stored out of bounds (a catalog written before they were checked): what was wrong
    * with each; the values above are the ones in force, within bounds. Absent when all are sound.
@@ -98,6 +123,8 @@ interface MirrorRow {
   last_transfer: string | null;
   created_at: number;
   keep_snapshots?: number | null;
+  /** NULL: auto */
+  deltas?: string | null;
   /** the snapshot a failed attempt took and did not deliver: a scheduled retry within the period sends it */
   queued?: string | null;
 }
@@ -112,6 +139,8 @@ function toMirror(r: MirrorRow, now: number): Mirror {
     if (c.problem) problems.push(`stored keep ${keep} ${c.problem} (${COUNT.keep.min} to ${COUNT.keep.max}): ${c.value} in force`);
     keep = c.value;
   }
+  const deltas = r.deltas == null ? 'auto' : (DELTA_MODES as readonly string[]).includes(r.deltas) ? (r.deltas as DeltaMode) : 'auto';
+  if (r.deltas != null && deltas !== r.deltas) problems.push(`stored deltas ${JSON.stringify(r.deltas)} is not one of ${DELTA_MODES.join(', ')}: auto in force`);
   // A next run further away than anything sets one (the schedule, or the longest backoff) is not
   // believed: written from an out-of-bounds schedule, or before the clock was set back. It runs now.
   const longest = longestRetryMs(settings.scheduleS === null ? null : settings.scheduleS * 1000, MIRROR_RETRY) + 60_000;
@@ -120,7 +149,7 @@ function toMirror(r: MirrorRow, now: number): Mirror {
     id: r.id, volume: r.volume, peer: r.peer, remoteVolume: r.remote_volume, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS,
     bandwidth: settings.bandwidth ?? null, state: r.state, paused: r.paused === 1, base: r.base, lastSuccessAt: r.last_success_at, lastAttemptAt: r.last_attempt_at,
     nextRunAt, failures: r.failures, lastError: r.last_error ? JSON.parse(r.last_error) : null,
-    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: keep,
+    lastTransfer: r.last_transfer ? JSON.parse(r.last_transfer) : null, createdAt: r.created_at, keepSnapshots: keep, deltas,
     ...(problems.length ? { settingsProblems: problems } : {}),
   };
 }
@@ -128,7 +157,7 @@ function toMirror(r: MirrorRow, now: number): Mirror {
 // Every number is read within JavaScript's safe integers (safeIntColumn): one stored larger would
 // make every command that lists mirrors fail, the daemon's scheduler with them.
 const MIRROR_COLUMNS = [
-  'id', 'volume', 'peer', 'remote_volume', 'state', 'base', 'last_error', 'last_transfer',
+  'id', 'volume', 'peer', 'remote_volume', 'state', 'base', 'last_error', 'last_transfer', 'deltas',
   ...['schedule_s', 'min_delay_s', 'max_delay_s', 'bandwidth', 'paused', 'last_success_at', 'last_attempt_at', 'next_run_at', 'failures', 'created_at', 'keep_snapshots'].map(safeIntColumn),
 ].join(', ');
 
@@ -187,7 +216,11 @@ export interface MirrorSettings {
   maxDelayS: number;
   bandwidth: number | null;
   keepSnapshots: number | null;
+  /** absent: auto */
+  deltas?: DeltaMode;
 }
+
+const deltasColumn = (d: DeltaMode | undefined) => (d === undefined || d === 'auto' ? null : d);
 
 /** The row of a new mirror (checked by the caller), uninitialized. */
 export function insertMirror(cat: Catalog, m: { id: string; volume: string; peer: string; remoteVolume: string } & MirrorSettings): void {
@@ -197,6 +230,7 @@ export function insertMirror(cat: Catalog, m: { id: string; volume: string; peer
       m.id, m.volume, m.peer, m.remoteVolume, m.scheduleS, m.minDelayS, m.maxDelayS, m.bandwidth, 'uninitialized', cat.now(),
     );
     if (m.keepSnapshots !== null) cat.db.run('UPDATE mirrors SET keep_snapshots = ? WHERE id = ?', m.keepSnapshots, m.id);
+    if (deltasColumn(m.deltas) !== null) cat.db.run('UPDATE mirrors SET deltas = ? WHERE id = ?', deltasColumn(m.deltas), m.id);
   });
 }
 
@@ -208,6 +242,7 @@ export function insertMirror(cat: Catalog, m: { id: string; volume: string; peer
 export function setMirrorSettings(cat: Catalog, id: string, s: MirrorSettings, rescheduled: boolean): void {
   cat.tx(() => {
     cat.db.run('UPDATE mirrors SET schedule_s = ?, min_delay_s = ?, max_delay_s = ?, bandwidth = ?, keep_snapshots = ? WHERE id = ?', s.scheduleS, s.minDelayS, s.maxDelayS, s.bandwidth, s.keepSnapshots, id);
+    if (s.deltas !== undefined) cat.db.run('UPDATE mirrors SET deltas = ? WHERE id = ?', deltasColumn(s.deltas), id);
     if (rescheduled) {
       cat.db.run('UPDATE mirrors SET next_run_at = CASE WHEN failures = 0 OR ? IS NULL THEN NULL ELSE min(next_run_at, ?) END WHERE id = ?', s.scheduleS, cat.now() + (s.scheduleS ?? 0) * 1000, id);
     }

@@ -215,6 +215,8 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
  *                                migrate is rolled back (src/dr/migrate-accept.ts, acceptRepoint)
  *   mirrors.queued               the snapshot a failed attempt of this mirror took and did not deliver:
  *                                a scheduled retry within the period sends it instead of taking another
+ *   mirrors.deltas               how the mirror sends changed chunks: 'always' or 'never' as deltas; NULL: auto, by
+ *                                the link its transfers measured (replication/link-fit.ts)
  *   volumes.journal              0: the daemon's change journal does not watch the volume's members
  *                                (every capture and writes check walks in full); NULL or 1: it does
  */
@@ -228,6 +230,7 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['secondaries', 'previous_source_volume', 'TEXT'],
   ['mirrors', 'queued', 'TEXT'],
   ['volumes', 'journal', 'INTEGER'],
+  ['mirrors', 'deltas', 'TEXT'],
 ];
 
 /**

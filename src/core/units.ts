@@ -45,6 +45,10 @@ export const SIZE = {
 } as const satisfies Record<string, Bounds>;
 
 /** Counts. */
+/** How a mirror sends changed chunks (replication/link-fit.ts): `auto` by the measured link, or always or never as deltas. */
+export const DELTA_MODES = ['auto', 'always', 'never'] as const;
+export type DeltaMode = (typeof DELTA_MODES)[number];
+
 export const COUNT = {
   /** replication snapshots a destination keeps */
   keep: { min: 1, max: 64 },

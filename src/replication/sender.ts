@@ -41,6 +41,14 @@ export interface TransferStats {
   roundTrips: number;
   /** objects sent as deltas against the base */
   deltas: number;
+  /**
+   * What the link took (transport fit, link-fit.ts): seconds with a put request in flight; the
+   * stored bytes of the objects sent (what they would have cost whole); the quickest question's
+   * round trip.
+   */
+  putSeconds: number;
+  storedBytes: number;
+  minRttMs?: number;
 }
 
 export interface SendOptions {
@@ -85,7 +93,7 @@ const DELTA_AHEAD = 8;
 
 /** Send every object of snapshot `manifest` that `receiver` lacks for `volume`. */
 export async function sendSnapshot(store: SenderStore, receiver: Receiver, volume: string, manifest: ObjectId, o: SendOptions = {}): Promise<TransferStats> {
-  const stats: TransferStats = { objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0, deltas: 0 };
+  const stats: TransferStats = { objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0, deltas: 0, putSeconds: 0, storedBytes: 0 };
   const progress: TransferProgress = { phase: 'negotiating', objectsTotal: 0, bytesTotal: 0, objectsSent: 0, bytesSent: 0 };
   // Metadata objects to send, by level (0 = manifest); chunks to send.
   const levels: Pending[][] = [];
@@ -101,7 +109,10 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     for (let i = 0; i < ids.length; i += MAX_IDS_PER_QUERY) {
       o.signal?.throwIfAborted();
       const batch = ids.slice(i, i + MAX_IDS_PER_QUERY);
+      const asked = performance.now();
       const miss = await receiver.missing(volume, batch, o.signal);
+      const ms = performance.now() - asked;
+      stats.minRttMs = stats.minRttMs === undefined ? ms : Math.min(stats.minRttMs, ms);
       stats.roundTrips++;
       if (miss.length !== batch.length) throw new FerryError('PROTOCOL', `receiver answered ${miss.length} of ${batch.length} ids`);
       batch.forEach((id, k) => miss[k] && out.add(id));
@@ -206,9 +217,11 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   progress.objectsTotal = order.length;
   // Each object's index entry, looked up once (a catalog query each): sizes for the progress and the batches, kind for sending.
   const infoOf = new Map<ObjectId, ReturnType<SenderStore['info']>>();
+  const storedOf = new Map<ObjectId, number>();
   for (const id of order) {
     const info = store.info(id);
     infoOf.set(id, info);
+    storedOf.set(id, info?.storedLength ?? 0);
     progress.bytesTotal += info?.storedLength ?? 0;
   }
   progress.phase = 'sending';
@@ -250,6 +263,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
           ahead.push(p);
         }
         const w = await ahead.shift()!;
+        stats.storedBytes += storedOf.get(w.id) ?? 0;
         const wire = isDelta(w) ? deltaHeaderBytes(w.refs.length) + w.stored.byteLength : w.stored.byteLength;
         if (o.limiter) await o.limiter.take(wire, o.signal);
         yield w;
@@ -262,7 +276,9 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
         o.onProgress?.({ ...progress });
       }
     }
+    const putStarted = performance.now();
     await receiver.put(volume, objects(), o.signal);
+    stats.putSeconds += (performance.now() - putStarted) / 1000;
     stats.roundTrips++;
     i = j;
   }

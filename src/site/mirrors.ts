@@ -20,7 +20,7 @@ import { getPeer } from '../catalog/peers.ts';
 import { snapshotById } from '../catalog/snapshots.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { releaseMirror, releaseOrphans } from '../catalog/holds.ts';
-import { deleteMirrorRow, getMirror, hasMirror, insertMirror, setMirrorPaused, setMirrorSettings as writeMirrorSettings, type Mirror, type MirrorState } from '../catalog/mirrors.ts';
+import { deleteMirrorRow, getMirror, hasMirror, insertMirror, setMirrorPaused, setMirrorSettings as writeMirrorSettings, DELTA_MODES, type DeltaMode, type Mirror, type MirrorState } from '../catalog/mirrors.ts';
 import { countDeletionsOwed, countPendingPeerSnapshots, dropDeletionsOf, dropPeerRowsOfMirror } from '../catalog/peer-snapshots.ts';
 
 export { MIRROR_STATES, type LastTransfer, type Mirror, type MirrorState } from '../catalog/mirrors.ts';
@@ -34,6 +34,8 @@ export interface CreateMirrorOptions {
   bandwidth?: number | null;
   /** replication snapshots the destination keeps (default 3) */
   keepSnapshots?: number | null;
+  /** how changed chunks go (default auto: by the measured link) */
+  deltas?: DeltaMode;
   /**
    * The volume's peer snapshots become pending for the new mirror (delivered with its baseline,
    * oldest first: a peer snapshot must exist on every secondary). A mirror a DR workflow creates to
@@ -59,7 +61,7 @@ export function createMirror(site: Site, o: CreateMirrorOptions): Mirror {
     // left behind when it removed it) may carry over, or a peer snapshot would show `present` at a
     // secondary that never received it.
     releaseMirrorRows(site, id);
-    insertMirror(site.catalog, { id, volume: o.volume, peer: peer.name, remoteVolume: remote, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS, bandwidth: settings.bandwidth ?? null, keepSnapshots: keep });
+    insertMirror(site.catalog, { id, volume: o.volume, peer: peer.name, remoteVolume: remote, scheduleS: settings.scheduleS, minDelayS: settings.minDelayS, maxDelayS: settings.maxDelayS, bandwidth: settings.bandwidth ?? null, keepSnapshots: keep, deltas: checkDeltaMode(o.deltas) });
     if (vol.role === 'standalone') setVolumeRole(site.catalog, o.volume, 'primary');
     const pending = o.peerSnapshots === false ? [] : queuePeerSnapshotsFor(site, o.volume, id);
     site.event({ kind: 'mirror.create', volume: o.volume, outcome: 'ok', detail: { mirror: id, to: `${peer.name}:${remote}`, state: '=> uninitialized', ...(pending.length ? { peerSnapshotsPending: pending } : {}) } });
@@ -74,6 +76,14 @@ export interface MirrorSettingsChange {
   maxDelayS?: number;
   bandwidth?: number | null;
   keepSnapshots?: number | null;
+  deltas?: DeltaMode;
+}
+
+/** A deltas setting given by an operator or a peer, checked. */
+function checkDeltaMode(d: string | undefined): DeltaMode | undefined {
+  if (d === undefined) return undefined;
+  if (!(DELTA_MODES as readonly string[]).includes(d)) throw new FerryError('USAGE', `deltas ${JSON.stringify(d)}: choose one of ${DELTA_MODES.join(', ')} (auto: by the link's measured rate)`);
+  return d as DeltaMode;
 }
 
 /**
@@ -87,12 +97,13 @@ export function setMirrorSettings(site: Site, volume: string, peer: string | und
   const s = checkScheduleSettings({ scheduleS: pick('scheduleS', cur.scheduleS), minDelayS: pick('minDelayS', cur.minDelayS)!, maxDelayS: pick('maxDelayS', cur.maxDelayS)!, bandwidth: pick('bandwidth', cur.bandwidth) }, 'mirror');
   const keep = pick('keepSnapshots', cur.keepSnapshots);
   if (keep !== null) checkCount(keep, COUNT.keep, 'mirror keep');
+  const deltas = checkDeltaMode(change.deltas) ?? cur.deltas;
   site.catalog.tx(() => {
     // A new schedule counts from the last success, not from a run planned under the old one; a
     // retry waiting after failures keeps its wait, up to one new period.
     const rescheduled = cur.scheduleS !== s.scheduleS || cur.settingsProblems !== undefined;
-    writeMirrorSettings(site.catalog, cur.id, { scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth ?? null, keepSnapshots: keep }, rescheduled);
-    const changed = Object.fromEntries(Object.entries({ scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth, keepSnapshots: keep }).filter(([k, v]) => cur[k as keyof Mirror] !== v));
+    writeMirrorSettings(site.catalog, cur.id, { scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth ?? null, keepSnapshots: keep, deltas }, rescheduled);
+    const changed = Object.fromEntries(Object.entries({ scheduleS: s.scheduleS, minDelayS: s.minDelayS, maxDelayS: s.maxDelayS, bandwidth: s.bandwidth, keepSnapshots: keep, deltas }).filter(([k, v]) => cur[k as keyof Mirror] !== v));
     site.event({ kind: 'mirror.settings', volume: cur.volume, outcome: 'ok', detail: { mirror: cur.id, ...changed, ...(cur.settingsProblems ? { repaired: cur.settingsProblems } : {}) } });
   });
   return getMirror(site.catalog, volume, cur.peer);

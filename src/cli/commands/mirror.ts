@@ -8,7 +8,7 @@ import type { RepointResult } from '../../dr/repoint.ts';
 import { printRepoint } from './dr.ts';
 import { invoke } from '../invoke.ts';
 import { EXIT_WARNINGS, formatBytes, formatDuration, formatPercent, formatRate, printJson, ProgressLine, table, type GlobalOptions } from '../output.ts';
-import { COUNT, DURATION, RATE, formatDurationSpec, formatRateSpec } from '../../core/units.ts';
+import { COUNT, DELTA_MODES, DURATION, RATE, formatDurationSpec, formatRateSpec, type DeltaMode } from '../../core/units.ts';
 import { parseCount, parseDuration, parseDurationOrNone, parseRate, parseRateOrNone } from '../parse.ts';
 
 function progressPrinter(json: boolean): { line: ProgressLine; on: (p: TransferProgress) => void } {
@@ -42,6 +42,15 @@ function printUpdate(r: UpdateResult | { queued: true; mirror: string }): void {
   if (r.writesSnapshot) process.stdout.write(`writes found in the replica were kept there, in snapshot ${r.writesSnapshot} (at the destination: \`ferry restore VOLUME --snapshot ${r.writesSnapshot} --target DIR\`)\n`);
 }
 
+const DELTAS_HELP = 'how changed chunks go: auto (as deltas when the link measured by earlier transfers is slower than making them), always, or never (default: auto)';
+
+/** --deltas: one of the modes, or a usage error that names them. */
+function parseDeltaMode(text: string): DeltaMode {
+  const d = text.trim().toLowerCase();
+  if (!(DELTA_MODES as readonly string[]).includes(d)) throw new FerryError('USAGE', `--deltas ${text}: choose one of ${DELTA_MODES.join(', ')}`);
+  return d as DeltaMode;
+}
+
 export function register(program: Command, g: () => GlobalOptions): void {
   const mirror = program.command('mirror').description('replicate a volume to another site');
 
@@ -54,7 +63,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--max-delay <duration>', 'health turns warn when the newest replicated snapshot is older than this', '1h')
     .option('--bandwidth <rate>', 'limit this mirror to a rate, e.g. 50MiB/s')
     .option('--keep <n>', 'replication snapshots the destination keeps, as common bases with its siblings after a failover (default: 3 with several secondaries, else 1)')
-    .action(async (volume: string, o: { to: string; schedule?: string; minDelay: string; maxDelay: string; bandwidth?: string; keep?: string }) => {
+    .option('--deltas <mode>', DELTAS_HELP)
+    .action(async (volume: string, o: { to: string; schedule?: string; minDelay: string; maxDelay: string; bandwidth?: string; keep?: string; deltas?: string }) => {
       const m = (await invoke(g(), 'mirror.create', {
         volume,
         to: o.to,
@@ -63,6 +73,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         maxDelayS: parseDuration(o.maxDelay, DURATION.maxDelay, '--max-delay'),
         bandwidth: o.bandwidth === undefined ? null : parseRate(o.bandwidth, RATE.bandwidth, '--bandwidth'),
         keep: o.keep === undefined ? undefined : parseCount(o.keep, COUNT.keep, '--keep'),
+        deltas: o.deltas === undefined ? undefined : parseDeltaMode(o.deltas),
       })) as Mirror;
       if (g().json) return printJson(m);
       process.stdout.write(`mirror ${m.id} created (${m.state}); baseline it with \`ferry mirror initialize ${volume} --to ${m.peer}\`\n`);
@@ -70,26 +81,28 @@ export function register(program: Command, g: () => GlobalOptions): void {
 
   mirror
     .command('set <volume>')
-    .description("change a mirror's schedule, delays, bandwidth or kept snapshots (the settings not given stay as they are)")
+    .description("change a mirror's schedule, delays, bandwidth, kept snapshots or deltas (the settings not given stay as they are)")
     .option('--to <site>', 'which mirror, when the volume has several')
     .option('--schedule <interval>', 'update every interval, e.g. 15m; none: manual updates only')
     .option('--min-delay <duration>', 'refuse updates closer together than this unless --force (0s: none)')
     .option('--max-delay <duration>', 'health turns warn when the newest replicated snapshot is older than this')
     .option('--bandwidth <rate>', 'limit this mirror to a rate, e.g. 50MiB/s; none: no limit')
     .option('--keep <n>', 'replication snapshots the destination keeps; auto: 3 with several secondaries, else 1')
-    .action(async (volume: string, o: { to?: string; schedule?: string; minDelay?: string; maxDelay?: string; bandwidth?: string; keep?: string }) => {
-      const set: Record<string, number | null> = {};
+    .option('--deltas <mode>', DELTAS_HELP)
+    .action(async (volume: string, o: { to?: string; schedule?: string; minDelay?: string; maxDelay?: string; bandwidth?: string; keep?: string; deltas?: string }) => {
+      const set: Record<string, number | string | null> = {};
       if (o.schedule !== undefined) set.scheduleS = parseDurationOrNone(o.schedule, DURATION.schedule, '--schedule');
       if (o.minDelay !== undefined) set.minDelayS = parseDuration(o.minDelay, DURATION.minDelay, '--min-delay');
       if (o.maxDelay !== undefined) set.maxDelayS = parseDuration(o.maxDelay, DURATION.maxDelay, '--max-delay');
       if (o.bandwidth !== undefined) set.bandwidth = parseRateOrNone(o.bandwidth, RATE.bandwidth, '--bandwidth');
       if (o.keep !== undefined) set.keep = o.keep.trim().toLowerCase() === 'auto' ? null : parseCount(o.keep, COUNT.keep, '--keep');
-      if (Object.keys(set).length === 0) throw new FerryError('USAGE', 'give at least one of --schedule, --min-delay, --max-delay, --bandwidth, --keep');
+      if (o.deltas !== undefined) set.deltas = parseDeltaMode(o.deltas);
+      if (Object.keys(set).length === 0) throw new FerryError('USAGE', 'give at least one of --schedule, --min-delay, --max-delay, --bandwidth, --keep, --deltas');
       const m = (await invoke(g(), 'mirror.set', { volume, to: o.to, ...set })) as MirrorStatus;
       if (g().json) return printJson(m);
       const show = (v: number | null, f: (n: number) => string, none: string) => (v === null ? none : f(v));
       process.stdout.write(
-        `mirror ${m.id}: schedule ${show(m.scheduleS, formatDurationSpec, 'manual')}, min delay ${formatDurationSpec(m.minDelayS)}, max delay ${formatDurationSpec(m.maxDelayS)}, bandwidth ${show(m.bandwidth, formatRateSpec, 'no limit')}, keep ${m.keepSnapshots ?? 'auto'}\n`,
+        `mirror ${m.id}: schedule ${show(m.scheduleS, formatDurationSpec, 'manual')}, min delay ${formatDurationSpec(m.minDelayS)}, max delay ${formatDurationSpec(m.maxDelayS)}, bandwidth ${show(m.bandwidth, formatRateSpec, 'no limit')}, keep ${m.keepSnapshots ?? 'auto'}, deltas ${m.deltas}\n`,
       );
     });
 

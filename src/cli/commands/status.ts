@@ -80,6 +80,12 @@ function render(r: StatusReport): string {
         const cost = [t.roundTrips !== undefined ? `${t.roundTrips} round trips` : '', t.cpuSeconds !== undefined ? `CPU ${formatDuration(t.cpuSeconds * 1000)}` : ''].filter(Boolean);
         if (cost.length || here.length) out.push(`     ${[...cost, ...here].join(', ')}`);
         if (there.length) out.push(`     at ${m.peer}: ${there.join(', ')}`);
+        if (t.link || t.fit) {
+          const l = t.link ?? {};
+          const figures = [l.whole ? `whole ${formatRate(l.whole.bytesPerSecond)}` : '', l.delta ? `deltas ${formatRate(l.delta.bytesPerSecond)}` : '', l.rttMs !== undefined ? `round trip ${formatDuration(l.rttMs)}` : ''].filter(Boolean);
+          const way = t.fit ? (t.fit.deltas ? `sent deltas (${t.deltas ?? 0})` : 'sent whole objects') : '';
+          out.push(`     link ${figures.length ? figures.join(', ') : 'not measured'}${way ? `; ${way}` : ''}${m.deltas !== 'auto' ? ` (deltas ${m.deltas})` : ''}`);
+        }
       }
       if (m.progress) {
         const p = m.progress;

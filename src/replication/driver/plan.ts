@@ -66,7 +66,7 @@ export type TargetPlan =
  * The target is chosen (or taken) before the peer is contacted: while the peer is unreachable,
  * scheduled attempts still take snapshots here; they queue, and the next update sends the newest.
  */
-export function planTarget(cat: Catalog, m: Mirror, o: { snapshot?: string; scheduled?: boolean; initialize?: boolean }, now: number): TargetPlan {
+export function planTarget(cat: Catalog, m: Mirror, o: { snapshot?: string; scheduled?: boolean; initialize?: boolean; deltas?: boolean }, now: number): TargetPlan {
   if (o.snapshot) {
     const target = resolveSnapshot(cat, m.volume, o.snapshot);
     if (target.origin !== cat.siteId) {
@@ -85,9 +85,9 @@ export function planTarget(cat: Catalog, m: Mirror, o: { snapshot?: string; sche
   if (queued && queued.origin === cat.siteId && queued.id !== m.base && !isKeptWrites(queued) && (!baseSnap || compareSnapshots(cat, queued, baseSnap) > 0) && now - queued.time < m.scheduleS! * 1000) {
     return { kind: 'queued', snapshot: queued };
   }
-  // Without a delta base (an initialize), the chunks the capture stores go while it runs; with
-  // one, changed chunks go as deltas against the base after it.
-  return { kind: 'capture', early: Boolean(o.initialize || !m.base) };
+  // Without a delta base (an initialize, or deltas do not pay on this link: link-fit.ts), the chunks
+  // the capture stores go while it runs; with one, changed chunks go as deltas against the base after it.
+  return { kind: 'capture', early: Boolean(o.initialize || !m.base || o.deltas === false) };
 }
 
 /** A target older than the base by lineage and origin (after a failback or a migrate the base was taken at the other site) is refused. */
@@ -139,7 +139,7 @@ export interface StepPlan {
 }
 
 /** The steps of an update of `m` to `target`, given what the destination's hello shows. */
-export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello: HelloResponse, o: { initialize?: boolean }): StepPlan {
+export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello: HelloResponse, o: { initialize?: boolean; deltas?: boolean }): StepPlan {
   const remoteIds = new Set(hello.snapshots.map((s) => s.id));
   // The base: the mirror's recorded base if the destination still has it (or a newer common one).
   let base = m.base;
@@ -171,8 +171,9 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   // parent is what the replica shows when it is committed.
   const shownBefore = steps.at(-1)?.snapshot.id ?? base;
   if (!o.initialize) for (const s of lineageToDeliver(cat, m, shownBefore, target, remoteIds)) steps.push({ kind: 'lineage', snapshot: { id: s.id, name: s.name, manifest: s.manifest as ObjectId } });
-  // Changed chunks may go as deltas against the common base's (when the destination takes them).
-  const deltaBase = hello.delta && !o.initialize && base ? (snapshotById(cat, base)?.manifest as ObjectId | undefined) : undefined;
+  // Changed chunks may go as deltas against the common base's (when the destination takes them and
+  // they pay on this link: link-fit.ts).
+  const deltaBase = hello.delta && o.deltas !== false && !o.initialize && base ? (snapshotById(cat, base)?.manifest as ObjectId | undefined) : undefined;
   steps.push({ kind: 'target', snapshot: { id: target.id, name: target.name, manifest: target.manifest as ObjectId }, ...(deltaBase ? { deltaBase } : {}) });
   return { ...(adopt ? { adopt } : {}), found, steps };
 }

@@ -21,6 +21,7 @@ import { getPeer } from '../../catalog/peers.ts';
 import type { SnapshotRecord } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { EarlySender, type EarlySendOptions, type EarlyStats } from '../early-send.ts';
+import { chooseDeltas, measureLink, sendMeasure } from '../link-fit.ts';
 import type { TransferProgress } from '../sender.ts';
 import { TokenBucket } from '../token-bucket.ts';
 import { captureWarnings, checkTarget, checkUpdate, helloRequest, planSteps, planTarget } from './plan.ts';
@@ -102,9 +103,11 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     const peer = getPeer(cat, m.peer);
     const vol = getVolume(cat, volume);
     const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
+    // Deltas or whole objects, by the link the mirror's transfers measured (link-fit.ts).
+    const fit = chooseDeltas(m.deltas, m.lastTransfer?.link, m.bandwidth, now);
     let target: SnapshotRecord;
     let early: EarlyStats | undefined;
-    const plan = planTarget(cat, m, o, now);
+    const plan = planTarget(cat, m, { ...o, deltas: fit.deltas }, now);
     if (plan.kind === 'named') target = plan.snapshot;
     else if (plan.kind === 'queued') taken = (target = plan.snapshot).id;
     else {
@@ -131,7 +134,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     // What this mirror claimed there and the destination no longer holds (its volume removed and made
     // again) is not believed: those peer snapshots are pending again, and a base it lacks is lost below.
     dropStalePeerClaims(cat, m, new Set(hello.snapshots.map((s) => s.id)));
-    const steps = planSteps(cat, m, target, hello, o);
+    const steps = planSteps(cat, m, target, hello, { ...o, deltas: fit.deltas });
     if (steps.adopt) {
       const common = steps.adopt;
       cat.tx(() => {
@@ -192,6 +195,8 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
               roundTrips: trips + stats.roundTrips + 1,
               deltas: stats.deltas,
               cpuSeconds: Math.round((cpu.user + cpu.system) / 1000) / 1000,
+              link: measureLink(m.lastTransfer?.link, sendMeasure(stats, Boolean(step.deltaBase), early ? { bytes: early.bytesSent, seconds: early.seconds } : undefined), cat.clock.now()),
+              fit,
               ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.error ? { error: early.error } : {}) } } : {}),
               ...(warned ? { warnings: warned } : {}),
             };
