@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_VERSION, DEFAULTS, HOOK_KEYS, HOOKS_KEYS, LINK_KEYS, LOG_KEYS, MEMBER_KEYS, MIRROR_KEYS, RETENTION_KEYS, SITE_KEYS, TOP_KEYS, VOLUME_KEYS } from '../src/config/schema.ts';
-import { COUNT, DURATION, RATE, SIZE, formatDurationSpec, formatRateSpec, formatSizeSpec, type Bounds } from '../src/core/units.ts';
+import { COUNT, DELTA_MODES, DURATION, RATE, SIZE, formatDurationSpec, formatRateSpec, formatSizeSpec, type Bounds } from '../src/core/units.ts';
 
 type Schema = Record<string, unknown>;
 
@@ -122,6 +122,7 @@ export function renderConfigSchema(): Schema {
       minDelay: duration(DURATION.minDelay, `updates closer together are refused unless forced (default ${formatDurationSpec(DEFAULTS.mirror.minDelayS)})`),
       maxDelay: duration(DURATION.maxDelay, `health warns when the replica is older (default ${formatDurationSpec(DEFAULTS.mirror.maxDelayS)})`),
       bandwidth: rate(RATE.bandwidth, 'limit this mirror to a rate (default: unlimited)'),
+      deltas: { type: 'string', enum: [...DELTA_MODES], description: 'how changed chunks go: auto (default: as deltas when the link measured by earlier transfers is slower than making them), always, or never' },
     }, { required: ['volume', 'to'] }),
     link: object('link', LINK_KEYS, {
       path: path('where the writable copy appears (new, or an empty directory)'),

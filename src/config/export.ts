@@ -9,7 +9,7 @@ import { type Link } from '../dr/links.ts';
 import { type Mirror } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
 import { type HookSpec } from '../site/volumes.ts';
-import { clampStored, COUNT, DURATION, formatDurationSpec, formatRateSpec, formatSizeSpec, SIZE } from '../core/units.ts';
+import { clampStored, COUNT, DURATION, formatDurationSpec, formatRateSpec, formatSizeSpec, SIZE, type DeltaMode } from '../core/units.ts';
 import { CONFIG_VERSION, DEFAULTS, META_KEYS, RETENTION_KEYS } from './schema.ts';
 import { listLinks } from '../catalog/links.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
@@ -50,13 +50,14 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
 }
 
 /** One mirror as the file writes it (its settings as read: within bounds). */
-export function mirrorEntry(m: Pick<Mirror, 'volume' | 'peer' | 'remoteVolume' | 'scheduleS' | 'minDelayS' | 'maxDelayS' | 'bandwidth'>): Record<string, unknown> {
+export function mirrorEntry(m: Pick<Mirror, 'volume' | 'peer' | 'remoteVolume' | 'scheduleS' | 'minDelayS' | 'maxDelayS' | 'bandwidth'> & { deltas?: DeltaMode }): Record<string, unknown> {
   const out: Record<string, unknown> = { volume: m.volume, to: m.peer };
   if (m.remoteVolume !== m.volume) out.remoteVolume = m.remoteVolume;
   if (m.scheduleS !== null) out.schedule = formatDurationSpec(m.scheduleS);
   if (m.minDelayS !== DEFAULTS.mirror.minDelayS) out.minDelay = formatDurationSpec(m.minDelayS);
   out.maxDelay = formatDurationSpec(m.maxDelayS);
   if (m.bandwidth !== null) out.bandwidth = formatRateSpec(m.bandwidth);
+  if (m.deltas !== undefined && m.deltas !== 'auto') out.deltas = m.deltas;
   return out;
 }
 

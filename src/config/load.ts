@@ -9,7 +9,7 @@ import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Scalar, type YAMLMap } from 'yaml';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
-import { checkCount, checkDuration, checkRate, checkSize, COUNT, DURATION, parseDuration, parseRate, parseSize, RATE, SIZE, type Bounds } from '../core/units.ts';
+import { checkCount, checkDuration, checkRate, checkSize, COUNT, DELTA_MODES, DURATION, parseDuration, parseRate, parseSize, RATE, SIZE, type Bounds, type DeltaMode } from '../core/units.ts';
 import { splitHostPort } from '../transport/http.ts';
 import { parseMemberSpec, type HookSpec, type Hooks } from '../site/volumes.ts';
 import { overlaps, within } from '../site/paths.ts';
@@ -353,12 +353,18 @@ function readMirror(r: Reader, raw: Node, path: string): MirrorConfig | undefine
   const minDelayS = m.has('minDelay') ? r.duration(get('minDelay'), `${path}.minDelay`, 'minDelay', DURATION.minDelay) : DEFAULTS.mirror.minDelayS;
   const maxDelayS = m.has('maxDelay') ? r.duration(get('maxDelay'), `${path}.maxDelay`, 'maxDelay', DURATION.maxDelay) : DEFAULTS.mirror.maxDelayS;
   const bandwidth = m.has('bandwidth') ? r.rate(get('bandwidth'), `${path}.bandwidth`, 'bandwidth', RATE.bandwidth) : null;
+  let deltas: DeltaMode = 'auto';
+  if (m.has('deltas')) {
+    const d = r.str(get('deltas'), `${path}.deltas`, 'deltas');
+    if (d !== undefined && (DELTA_MODES as readonly string[]).includes(d)) deltas = d as DeltaMode;
+    else if (d !== undefined) r.issue(get('deltas'), `${path}.deltas`, `deltas must be one of ${DELTA_MODES.join(', ')}, got ${JSON.stringify(d)}`, 'auto: as deltas when the measured link is slower than making them; always; never');
+  }
   if (volume === undefined || to === undefined) return undefined;
   // A mirror with a bad setting is kept (with the default in its place) so that the cross checks still see it;
   // the file is refused anyway.
   return {
     volume, to, remoteVolume: remoteVolume ?? volume, scheduleS: scheduleS ?? null, minDelayS: minDelayS ?? DEFAULTS.mirror.minDelayS, maxDelayS: maxDelayS ?? DEFAULTS.mirror.maxDelayS,
-    bandwidth: bandwidth ?? null, lines: lines(r, raw, m),
+    bandwidth: bandwidth ?? null, deltas, lines: lines(r, raw, m),
   };
 }
 

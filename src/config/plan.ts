@@ -7,6 +7,7 @@
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isFerryError } from '../core/errors.ts';
+import type { DeltaMode } from '../core/units.ts';
 import { readMeta } from '../catalog/meta.ts';
 import { type Link } from '../dr/links.ts';
 import { type Mirror } from '../site/mirrors.ts';
@@ -29,7 +30,7 @@ export type PlanVerb = 'create' | 'change' | 'remove' | 'keep' | 'wait' | 'note'
 export type PlanStep =
   | { op: string; args: Record<string, unknown> }
   | { meta: Record<string, string | null> }
-  | { mirror: string; settings: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } }
+  | { mirror: string; settings: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null; deltas: DeltaMode } }
   | { link: string; settings: { snapshotRef: string; scheduleS: number | null; minDelayS: number; maxDelayS: number } };
 
 export interface PlanChange {
@@ -300,7 +301,7 @@ class Planner {
   mirror(mc: MirrorConfig, i: number, cur: Mirror | undefined, curVolume: Volume | undefined, peers: string[]): void {
     const path = `mirrors[${i}]`;
     const id = `${mc.volume}@${mc.to}`;
-    const want = { scheduleS: mc.scheduleS, minDelayS: mc.minDelayS, maxDelayS: mc.maxDelayS, bandwidth: mc.bandwidth };
+    const want = { scheduleS: mc.scheduleS, minDelayS: mc.minDelayS, maxDelayS: mc.maxDelayS, bandwidth: mc.bandwidth, deltas: mc.deltas };
     if (!cur) {
       if (!peers.includes(mc.to)) {
         this.issue(mc.lines, 'to', `${path}.to`, `site ${mc.to} is not paired with this site`, `${suggest(mc.to, peers, 'paired sites')}; pair a site with \`ferry site add ${mc.to} https://HOST:PORT --id ID\` (on both sides)`);
@@ -315,7 +316,7 @@ class Planner {
       this.issue(mc.lines, 'remoteVolume', `${path}.remoteVolume`, `mirror ${id} replicates into ${mc.to}:${cur.remoteVolume}; the file says ${mc.to}:${mc.remoteVolume}`,
         'a mirror cannot be re-pointed in place (its base lives in the old replica): remove it from the file and apply with --prune, then add the new one, which baselines in full');
     }
-    const have = { scheduleS: cur.scheduleS, minDelayS: cur.minDelayS, maxDelayS: cur.maxDelayS, bandwidth: cur.bandwidth };
+    const have = { scheduleS: cur.scheduleS, minDelayS: cur.minDelayS, maxDelayS: cur.maxDelayS, bandwidth: cur.bandwidth, deltas: cur.deltas };
     const changes = (Object.keys(want) as Array<keyof typeof want>).filter((k) => want[k] !== have[k]).map((k) => ({ key: k, from: have[k], to: want[k] }));
     // Settings an older ferry stored out of bounds are written again even where the file asks for the values in force.
     const repair = cur.settingsProblems ? `repairs settings stored out of bounds: ${cur.settingsProblems.join('; ')}` : undefined;

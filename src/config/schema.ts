@@ -5,6 +5,7 @@
 import type { Hooks } from '../site/volumes.ts';
 import type { RetentionPolicy } from '../snapshot/retention.ts';
 import type { MemberKind } from '../snapshot/model.ts';
+import type { DeltaMode } from '../core/units.ts';
 
 export const CONFIG_VERSION = 1;
 
@@ -67,6 +68,8 @@ export interface MirrorConfig {
   minDelayS: number;
   maxDelayS: number;
   bandwidth: number | null;
+  /** how changed chunks go (default auto) */
+  deltas: DeltaMode;
   lines: Lines;
 }
 
@@ -100,7 +103,7 @@ export const MEMBER_KEYS = ['path', 'name', 'kind'] as const;
 export const HOOKS_KEYS = ['pre', 'post'] as const;
 export const HOOK_KEYS = ['command', 'timeout'] as const;
 export const RETENTION_KEYS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
-export const MIRROR_KEYS = ['volume', 'to', 'remoteVolume', 'schedule', 'minDelay', 'maxDelay', 'bandwidth'] as const;
+export const MIRROR_KEYS = ['volume', 'to', 'remoteVolume', 'schedule', 'minDelay', 'maxDelay', 'bandwidth', 'deltas'] as const;
 export const LINK_KEYS = ['path', 'volume', 'member', 'snapshot', 'schedule', 'minDelay', 'maxDelay'] as const;
 
 /** Defaults: the same as the CLI's (`mirror create`, `link create`, `volume create --pre`). */

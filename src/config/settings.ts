@@ -7,7 +7,7 @@
 // (shared with `ferry mirror set`); when `ferry link set` exists, the link's
 // belong beside createLink.
 import { FerryError } from '../core/errors.ts';
-import { checkScheduleSettings } from '../core/units.ts';
+import { checkScheduleSettings, type DeltaMode } from '../core/units.ts';
 import { setMirrorSettings as setMirrorSettingsOf } from '../site/mirrors.ts';
 import type { Site } from '../site/site.ts';
 import { replicaRootProblem, sitePathOwners } from '../site/paths.ts';
@@ -27,7 +27,7 @@ export function setSiteMeta(site: Site, values: Record<string, string | null>): 
   });
 }
 
-export function setMirrorSettings(site: Site, id: string, s: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null }): void {
+export function setMirrorSettings(site: Site, id: string, s: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null; deltas?: DeltaMode }): void {
   const cur = findMirrorById(site.catalog, id);
   if (!cur) throw new FerryError('MIRROR_NOT_FOUND', `no mirror ${id} (removed while the plan ran?); apply the file again`);
   setMirrorSettingsOf(site, cur.volume, cur.peer, s);

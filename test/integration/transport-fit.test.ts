@@ -39,6 +39,10 @@ test('each transfer records its link; --deltas never sends whole (early), always
     // never: whole objects, and the chunks the capture stores go while it runs.
     const set = await pair.json(pair.a, ['mirror', 'set', 'vol', '--deltas', 'never']);
     assert.equal(set.deltas, 'never');
+    // The site file says it (config export writes what `config apply` would keep).
+    const exported = await pair.ferry(pair.a, ['config', 'export']);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, /deltas: never/);
     scribble(big, 24 * MiB, 8);
     writeRandomFile(join(pair.data, 'new-1.bin'), 12 * MiB);
     const never = await pair.json(pair.a, ['mirror', 'update', 'vol', '--wait']);

@@ -90,6 +90,7 @@ mirrors:
     schedule: 1h30m
     minDelay: 0
     bandwidth: 50MiB/s
+    deltas: never
 links:
   - path: /srv/test/app
     volume: app
@@ -105,7 +106,7 @@ links:
   assert.deepEqual(v.hooks, { pre: { command: '/usr/bin/freeze', timeout: 60 }, post: { command: '/usr/bin/thaw', timeout: 90 } });
   assert.deepEqual(v.retention, { last: 5, weekly: 4 });
   const m = config.mirrors[0];
-  assert.deepEqual({ ...m, lines: undefined }, { volume: 'app', to: 'london', remoteVolume: 'app-copy', scheduleS: 5400, minDelayS: 0, maxDelayS: 3600, bandwidth: parseRate('50MiB/s', RATE.bandwidth, 'x'), lines: undefined });
+  assert.deepEqual({ ...m, lines: undefined }, { volume: 'app', to: 'london', remoteVolume: 'app-copy', scheduleS: 5400, minDelayS: 0, maxDelayS: 3600, bandwidth: parseRate('50MiB/s', RATE.bandwidth, 'x'), deltas: 'never', lines: undefined });
   assert.equal(m.lines.schedule, 20);
   const l = config.links[0];
   assert.deepEqual([l.path, l.snapshot, l.scheduleS, l.minDelayS, l.maxDelayS], ['/srv/test/app', 'latest', null, 0, 86_400]);
@@ -156,4 +157,14 @@ test('export writes durations and rates that read back to the same numbers', () 
     assert.equal(parseRate(spec, any, 'x'), b, `${b} -> ${spec}`);
   }
   assert.equal(formatRateSpec(50 * 1024 * 1024), '50MiB/s');
+});
+
+test('a mirror\'s deltas: auto when left out; anything but auto, always or never is refused with the choices named', () => {
+  const file = (deltas: string | null) => ['version: 1', 'site: { name: paris }', 'volumes:', '  app:', '    members: [ /srv/app ]', 'mirrors:', '  - volume: app', '    to: london', ...(deltas === null ? [] : [`    deltas: ${deltas}`])].join('\n') + '\n';
+  assert.equal(loadConfig(file(null), FILE).config.mirrors[0].deltas, 'auto');
+  assert.equal(loadConfig(file('always'), FILE).config.mirrors[0].deltas, 'always');
+  const bad = loadConfig(file('sometimes'), FILE).issues;
+  assert.equal(bad.length, 1, JSON.stringify(bad));
+  assert.match(bad[0].message, /deltas must be one of auto, always, never, got "sometimes"/);
+  assert.equal(bad[0].line, 9);
 });
