@@ -49,7 +49,7 @@ export interface EngineOptions {
   faults?: FaultPlan;
   /** randomness for the jitter of every retry (Math.random by default; tests fix it) */
   random?: Random;
-  /** the DR calls to a peer: DrPeer over the HTTP/2 client by default; tests (a fault wrapper) may substitute */
+  /** the DR calls to a peer: DrPeer over a composed connection by default (see #client); tests may substitute a fake peer */
   drPeer?: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** bytes per put request of a mirror update's transfer (its resume granularity); the test knob FERRY_TEST_PUT_BATCH_BYTES by default */
   putBatchBytes?: number;

@@ -62,7 +62,10 @@ test('failback: the failback call is cut while the new primary resyncs; the old 
   assert.equal(role(west), 'primary');
   assert.deepEqual(running(east), [{ kind: 'failback', step: 'demoted' }]);
   // West got the call and resyncs regardless; the rerun's call finds its mirror in step.
-  await waitFor("west's resync to end", () => ['idle', 'disconnected'].includes(mirrorRow(west, 'vol', 'east')?.state), 60_000);
+  await waitFor("west's resync to end", () => {
+    const m = mirrorRow(west, 'vol', 'east');
+    return m?.state === 'idle' && m.last_success_at !== null;
+  }, 60_000);
   const fb = await east.json(['failback', 'vol']);
   assert.match(fb.kept, /^failback-kept-/);
   assert.deepEqual(running(east), []);
