@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { DaemonInfo } from './daemon.ts';
 import type { Engine } from '../site/engine.ts';
-import { openPeerSession, presentedSiteId } from '../transport/client.ts';
+import { openPeerSession, presentedSiteId } from '../transport/http2-connection.ts';
 import { errorBody, ROUTES } from '../transport/http.ts';
 import { formatSiteId, type SiteIdentity } from '../transport/identity.ts';
 import { type Mirror, type MirrorStatus } from '../site/mirrors.ts';

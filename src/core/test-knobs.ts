@@ -28,9 +28,59 @@ export interface TestKnobs {
   /** the stream budgets' limits (transport/stream-budget.ts) */
   sessionBudgetBytes?: number;
   daemonBudgetBytes?: number;
+  /** faults injected into this process's requests to its peers (transport/faults.ts) */
+  faults?: readonly FaultRule[];
 }
 
-type Kind = 'count' | 'ms' | 'list' | 'path';
+/**
+ * One fault of a peer link (transport/faults.ts injects it into the requests this process makes,
+ * replication and DR alike). From FERRY_TEST_FAULTS: rules separated by `;`, each
+ * `call:action[:key=value,...]`, e.g. `dr.failback:cut`, `put:cut:bytes=200000,nth=2`,
+ * `commit:fail:code=PEER_BUSY,times=3`, `hello:stall`.
+ */
+export interface FaultRule {
+  /** the call it hits: hello, missing, put, commit, events, dr.<op> (dr.failback, dr.state, ...), or * for any */
+  call: string;
+  /**
+   * fail: the request is refused before it is sent (error `code`, TRANSFER_INTERRUPTED by default);
+   * cut: the connection is cut once `bytes` of the request's body are sent (all of it by default:
+   * the peer gets the request, its answer is lost); stall: the request goes out and then no byte
+   * moves (the stall watch ends it)
+   */
+  action: 'fail' | 'cut' | 'stall';
+  /** the first matching call it hits (1: the first) */
+  nth: number;
+  /** how many matching calls it hits, from the nth on */
+  times: number;
+  bytes?: number;
+  code?: string;
+}
+
+const FAULT_ACTIONS = new Set(['fail', 'cut', 'stall']);
+
+/** FERRY_TEST_FAULTS's rules (see FaultRule); anything it cannot read is an error naming it. */
+export function parseFaultRules(text: string, what = 'FERRY_TEST_FAULTS'): FaultRule[] {
+  return text
+    .split(';')
+    .map((r) => r.trim())
+    .filter(Boolean)
+    .map((r) => {
+      const [call, action, opts, extra] = r.split(':');
+      const bad = (why: string) => new Error(`${what}: "${r}": ${why} (a rule is call:fail|cut|stall[:nth=N,times=N,bytes=N,code=CODE])`);
+      if (!call || !/^[\w.*-]+$/.test(call) || extra !== undefined) throw bad('not call:action[:options]');
+      if (!FAULT_ACTIONS.has(action)) throw bad(`unknown action ${action ?? '(none)'}`);
+      const rule: FaultRule = { call, action: action as FaultRule['action'], nth: 1, times: 1 };
+      for (const kv of (opts ?? '').split(',').filter(Boolean)) {
+        const [k, v] = kv.split('=');
+        if (k === 'code' && v && /^[A-Z_]+$/.test(v)) rule.code = v;
+        else if ((k === 'nth' || k === 'times' || k === 'bytes') && v !== undefined && /^\d+$/.test(v) && Number.isSafeInteger(Number(v)) && (k === 'bytes' || Number(v) > 0)) rule[k] = Number(v);
+        else throw bad(`option ${kv} is not nth=N, times=N (above 0), bytes=N or code=CODE`);
+      }
+      return rule;
+    });
+}
+
+type Kind = 'count' | 'ms' | 'list' | 'path' | 'faults';
 
 /** Every knob: its environment variable, its key, what it takes. */
 export const TEST_KNOBS: ReadonlyArray<{ env: string; key: keyof TestKnobs; kind: Kind }> = [
@@ -43,6 +93,7 @@ export const TEST_KNOBS: ReadonlyArray<{ env: string; key: keyof TestKnobs; kind
   { env: 'FERRY_TEST_PAUSE_FILE', key: 'pauseFile', kind: 'path' },
   { env: 'FERRY_TEST_SESSION_BUDGET_BYTES', key: 'sessionBudgetBytes', kind: 'count' },
   { env: 'FERRY_TEST_DAEMON_BUDGET_BYTES', key: 'daemonBudgetBytes', kind: 'count' },
+  { env: 'FERRY_TEST_FAULTS', key: 'faults', kind: 'faults' },
 ];
 
 export const NO_TEST_KNOBS: TestKnobs = Object.freeze({ crashAt: [], pauseAt: [] });
@@ -58,6 +109,7 @@ export function testKnobsFromEnv(env: Record<string, string | undefined>): TestK
     if (v === undefined || v === '') continue;
     if (k.kind === 'list') out[k.key] = v.split(',').map((s) => s.trim()).filter(Boolean);
     else if (k.kind === 'path') out[k.key] = v;
+    else if (k.kind === 'faults') out[k.key] = parseFaultRules(v, k.env);
     else {
       const n = Number(v);
       if (!Number.isSafeInteger(n) || (k.kind === 'count' && n <= 0)) throw new Error(`${k.env}=${v}: a whole number${k.kind === 'count' ? ' above 0' : ''} is needed (a test knob)`);

@@ -36,7 +36,6 @@ import type { ObjectKind, PreparedObject } from '../store/types.ts';
 import { decodeTree } from '../snapshot/format.ts';
 import { MAX_IDS_PER_QUERY } from './protocol.ts';
 import type { TransferProgress } from './sender.ts';
-import type { TokenBucket } from './token-bucket.ts';
 import type { Receiver } from './types.ts';
 
 /** What the early stream needs of the store: the stored form of an object (pending in the open pack or indexed). */
@@ -53,7 +52,6 @@ export interface EarlySendOptions {
   volume: string;
   /** the update's signal: aborting it stops the stream */
   signal?: AbortSignal;
-  limiter?: TokenBucket;
   onProgress?: (p: TransferProgress) => void;
   /** bytes per put request (each one a pack made durable at the receiver); default 16 MiB */
   batchBytes?: number;
@@ -299,7 +297,7 @@ export class EarlySender {
 
   async #send(rx: Receiver, batch: Queued[], previous: Promise<void>): Promise<void> {
     const signal = this.#ac.signal;
-    const { volume, limiter } = this.#o;
+    const { volume } = this.#o;
     const s = this.#stats;
     let unsettled = batch.reduce((a, b) => a + b.bytes, 0);
     let unsettledObjects = batch.length;
@@ -379,7 +377,6 @@ export class EarlySender {
           // Pending in the open pack or indexed since: readStored reads either (the receiver hashes every object).
           const r = store.readStored(b.id, { crcOnly: true });
           const wire = r.stored.byteLength;
-          if (limiter) await limiter.take(wire, signal);
           yield { kind: b.kind, id: b.id, rawLength: r.rawLength, codec: r.codec as PreparedObject['codec'], stored: r.stored };
           s.objectsSent++;
           s.bytesSent += wire;

@@ -10,10 +10,13 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Receiver } from '../replication/types.ts';
 import { PeerClient } from '../transport/client.ts';
 import { drPeerOver } from '../transport/dr-client.ts';
+import { Http2Connection } from '../transport/http2-connection.ts';
+import { composeConnection } from '../transport/compose.ts';
+import type { FaultPlan } from '../transport/faults.ts';
 import type { DrPeer, PeerDeleteAnswer } from '../replication/dr-peer.ts';
 import { loadIdentity, type SiteIdentity } from '../transport/identity.ts';
 import { runMirrorUpdate, settleFutureSuccess } from '../replication/driver/run.ts';
-import type { UpdateOptions, UpdateResult } from '../replication/driver/types.ts';
+import type { ConnectOptions, UpdateOptions, UpdateResult } from '../replication/driver/types.ts';
 import { mirrorStatus, releaseOrphanHolds, setMirrorState, updateSource, type Mirror, type MirrorStatus } from './mirrors.ts';
 import { stopJournal } from './journal-service.ts';
 import { type Peer } from './peers.ts';
@@ -39,12 +42,14 @@ interface Job {
 /** An old primary not told of a failover here yet is told again this often (deliverFailoverNotices). */
 
 export interface EngineOptions {
-  /** connect to a peer: the HTTP/2 client by default; tests may substitute */
-  connect?: (peer: Peer) => Receiver;
+  /** connect to a peer: the HTTP/2 client by default (see #client); tests may substitute */
+  connect?: (peer: Peer, o?: ConnectOptions) => Receiver;
   stallTimeoutMs?: number;
+  /** faults injected into every connection this engine makes, replication and DR (tests); FERRY_TEST_FAULTS's by default */
+  faults?: FaultPlan;
   /** randomness for the jitter of every retry (Math.random by default; tests fix it) */
   random?: Random;
-  /** the DR calls to a peer: DrPeer over the HTTP/2 client by default; tests (a fault wrapper) may substitute */
+  /** the DR calls to a peer: DrPeer over a composed connection by default (see #client); tests may substitute a fake peer */
   drPeer?: (peer: Peer, o: { stallTimeoutMs?: number }) => DrPeer;
   /** bytes per put request of a mirror update's transfer (its resume granularity); the test knob FERRY_TEST_PUT_BATCH_BYTES by default */
   putBatchBytes?: number;
@@ -68,9 +73,11 @@ export class Engine {
   readonly site: Site;
   readonly pool: ChunkPool;
   readonly identity: SiteIdentity;
-  readonly #clients = new Map<string, PeerClient>();
+  /** the HTTP/2 connection to each peer that replication shares (a DR call has its own) */
+  readonly #links = new Map<string, Http2Connection>();
   readonly #jobs = new Map<string, Job>();
-  readonly #connect: (peer: Peer) => Receiver;
+  readonly #connect: (peer: Peer, o?: ConnectOptions) => Receiver;
+  readonly #faults: FaultPlan | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #linkBusy = new Set<string>();
   #closing = false;
@@ -97,18 +104,19 @@ export class Engine {
     this.#noticeRetry = new RetryGate(NOTICE_RETRY, site.clock, this.#random);
     this.pool = new ChunkPool();
     this.identity = loadIdentity(site.paths.identity);
+    this.#faults = options.faults;
     this.#connect =
       options.connect ??
-      ((peer) => {
-        let c = this.#clients.get(peer.id);
-        if (!c || c.peer.url !== peer.url) {
-          c?.close();
-          c = new PeerClient(this.identity, peer, { stallTimeoutMs: options.stallTimeoutMs });
-          this.#clients.set(peer.id, c);
+      ((peer, o) => {
+        let link = this.#links.get(peer.id);
+        if (!link || link.peer.url !== peer.url) {
+          link?.close();
+          link = new Http2Connection(this.identity, peer);
+          this.#links.set(peer.id, link);
         }
-        return c;
+        return this.#client(link, { stallTimeoutMs: options.stallTimeoutMs, bandwidth: o?.bandwidth });
       });
-    this.#drPeer = options.drPeer ?? ((peer, o) => drPeerOver(new PeerClient(this.identity, peer, { stallTimeoutMs: o.stallTimeoutMs })));
+    this.#drPeer = options.drPeer ?? ((peer, o) => drPeerOver(this.#client(new Http2Connection(this.identity, peer), { stallTimeoutMs: o.stallTimeoutMs })));
     this.recoverMirrorStates();
     releaseOrphanHolds(site);
     finishOrphanPeerDeletes(site);
@@ -126,6 +134,14 @@ export class Engine {
       releaseInFlight(this.site.catalog, m.id);
       resetTransferring(this.site.catalog, m.id);
     }
+  }
+
+  /**
+   * A client over `link`, its wrappers composed (transport/compose.ts: faults, stall watch,
+   * busy-retry, rate limit): the one way this engine reaches a peer, replication and DR alike.
+   */
+  #client(link: Http2Connection, o: { stallTimeoutMs?: number; bandwidth?: number | null }): PeerClient {
+    return new PeerClient(composeConnection(link, { ...o, ...(this.#faults ? { faults: this.#faults } : {}) }));
   }
 
   /**
@@ -420,7 +436,7 @@ export class Engine {
     await Promise.allSettled([...this.#jobs.values()].map((j) => j.promise));
     // Every job has ended: none may be left showing `updating` (a job that ended without settling it).
     if (this.#jobs.size === 0) this.recoverMirrorStates();
-    for (const c of this.#clients.values()) c.close();
+    for (const c of this.#links.values()) c.close();
     await stopJournal(this.site);
     await this.pool.close();
   }

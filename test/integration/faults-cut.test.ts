@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { WINDOW_BYTES } from '../../src/transport/client.ts';
+import { WINDOW_BYTES } from '../../src/transport/http2-connection.ts';
 import { assertTreesEqual } from '../helpers.ts';
 import { assertVerifies, makePair, mirrorStatus, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
 

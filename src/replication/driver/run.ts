@@ -23,7 +23,6 @@ import { getVolume } from '../../catalog/volumes.ts';
 import { EarlySender, type EarlySendOptions, type EarlyStats } from '../early-send.ts';
 import { chooseDeltas, measureLink, sendMeasure } from '../link-fit.ts';
 import type { TransferProgress } from '../sender.ts';
-import { TokenBucket } from '../token-bucket.ts';
 import { captureWarnings, checkTarget, checkUpdate, helloRequest, planSteps, planTarget } from './plan.ts';
 import { refused, runStep, type StepContext } from './step.ts';
 import type { UpdateDeps, UpdateOptions, UpdateResult, UpdateSource, UpdateWarning } from './types.ts';
@@ -102,7 +101,6 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
   try {
     const peer = getPeer(cat, m.peer);
     const vol = getVolume(cat, volume);
-    const limiter = m.bandwidth ? new TokenBucket(m.bandwidth) : undefined;
     // Deltas or whole objects, by the link the mirror's transfers measured (link-fit.ts).
     const fit = chooseDeltas(m.deltas, m.lastTransfer?.link, m.bandwidth, now);
     let target: SnapshotRecord;
@@ -114,11 +112,11 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       const capture = () => source.capture(volume, { signal: o.signal, onWarning: (w) => captured.push(w) });
       if (plan.early) {
         const open = async (signal: AbortSignal) => {
-          const rx = deps.connect(peer);
+          const rx = deps.connect(peer, { bandwidth: m.bandwidth });
           await rx.hello(helloRequest(cat, m, vol), signal);
           return rx;
         };
-        const r = await captureSendingEarly(source, capture, { open, volume: m.remoteVolume, signal: o.signal, limiter, onProgress: o.onProgress });
+        const r = await captureSendingEarly(source, capture, { open, volume: m.remoteVolume, signal: o.signal, onProgress: o.onProgress });
         target = r.result.snapshot;
         taken = target.id;
         early = r.early;
@@ -129,7 +127,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     checkTarget(cat, m, target);
     // Hold the target while it is in flight so retention cannot take it.
     holdInFlight(cat, m.id, target.id);
-    const rx = deps.connect(peer);
+    const rx = deps.connect(peer, { bandwidth: m.bandwidth });
     const hello = await rx.hello(helloRequest(cat, m, vol), o.signal);
     // What this mirror claimed there and the destination no longer holds (its volume removed and made
     // again) is not believed: those peer snapshots are pending again, and a base it lacks is lost below.
@@ -154,7 +152,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       markPeer(cat, p.id, m.id, 'present');
       cat.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer, found: true } });
     }
-    const ctx: StepContext = { catalog: cat, store: source.store, rx, mirror: m, force: o.force, signal: o.signal, limiter, onProgress: o.onProgress };
+    const ctx: StepContext = { catalog: cat, store: source.store, rx, mirror: m, force: o.force, signal: o.signal, onProgress: o.onProgress };
     let siblingBytes = 0;
     let result: UpdateResult | undefined;
     // Round trips of this update: the hello, each step's questions and puts and its commit, and the early stream's.

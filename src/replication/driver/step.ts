@@ -11,7 +11,6 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { setMirrorBase, type Mirror } from '../../catalog/mirrors.ts';
 import { isPeerSnapshotFor, markPeer } from '../../catalog/peer-snapshots.ts';
 import { sendSnapshot, type SenderStore, type TransferProgress, type TransferStats } from '../sender.ts';
-import type { TokenBucket } from '../token-bucket.ts';
 import type { CommitResponse, Receiver } from '../types.ts';
 import type { Step } from './plan.ts';
 
@@ -23,7 +22,6 @@ export interface StepContext {
   mirror: Pick<Mirror, 'id' | 'volume' | 'peer' | 'remoteVolume' | 'base'>;
   force?: boolean;
   signal?: AbortSignal;
-  limiter?: TokenBucket;
   onProgress?: (p: TransferProgress) => void;
 }
 
@@ -65,7 +63,7 @@ export async function runStep(ctx: StepContext, step: Step, o: StepOptions = {})
   if (isPeer()) markPeer(cat, s.id, m.id, 'transferring');
   const onProgress = o.onProgress ?? ctx.onProgress;
   const sendStarted = performance.now();
-  const sent = await sendSnapshot(ctx.store, ctx.rx, m.remoteVolume, s.manifest, { signal: ctx.signal, limiter: ctx.limiter, onProgress, deltaBase: step.deltaBase, batchBytes: o.batchBytes });
+  const sent = await sendSnapshot(ctx.store, ctx.rx, m.remoteVolume, s.manifest, { signal: ctx.signal, onProgress, deltaBase: step.deltaBase, batchBytes: o.batchBytes });
   if (step.kind === 'target') onProgress?.({ phase: 'committing', objectsTotal: sent.objectsSent, bytesTotal: sent.bytesSent, objectsSent: sent.objectsSent, bytesSent: sent.bytesSent });
   const sendSeconds = secondsSince(sendStarted);
   const peer = isPeer();

@@ -31,10 +31,18 @@ export interface UpdateSource {
   capture(volume: string, o: { signal?: AbortSignal; onWarning: (w: UpdateWarning) => void }): Promise<{ snapshot: SnapshotRecord }>;
 }
 
+export interface ConnectOptions {
+  /** bytes per second the transfer may use (the mirror's limit; none: unlimited) */
+  bandwidth?: number | null;
+}
+
 export interface UpdateDeps {
   source: UpdateSource;
-  /** the destination of a mirror's peer (a connection per call is allowed: the driver closes none) */
-  connect: (peer: Peer) => Receiver;
+  /**
+   * the destination of a mirror's peer (a connection per call is allowed: the driver closes none),
+   * its requests paced to the mirror's bandwidth limit
+   */
+  connect: (peer: Peer, o?: ConnectOptions) => Receiver;
   /** randomness for the retry jitter (Math.random by default; tests fix it) */
   random?: Random;
   /** bytes per put request of the target's transfer (the resume granularity; sender.ts's default otherwise) */
