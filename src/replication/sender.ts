@@ -120,32 +120,40 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     return out;
   };
 
-  /** The objects not asked about before that the receiver lacks. */
-  const ask = async (ids: Pending[]): Promise<Pending[]> => {
+  /**
+   * The objects not asked about before that the receiver lacks, and, in the same question, which of
+   * `extra` it lacks (the next level's bases and this level's delta references: below).
+   */
+  const ask = async (ids: Pending[], extra: ObjectId[] = []): Promise<{ missing: Pending[]; lacks: Set<ObjectId> }> => {
     const fresh = ids.filter((p) => !seen.has(p.id) && (seen.add(p.id), true));
     stats.objectsOffered += fresh.length;
-    const miss = await lacking(fresh.map((p) => p.id));
-    return fresh.filter((p) => miss.has(p.id));
+    const question = fresh.map((p) => p.id);
+    const inQuestion = new Set(question);
+    for (const id of extra) if (!inQuestion.has(id)) (inQuestion.add(id), question.push(id));
+    const lacks = await lacking(question);
+    return { missing: fresh.filter((p) => lacks.has(p.id)), lacks };
   };
 
   /**
-   * The base block lists (of the changed lists in `level`) that the receiver holds. It holds a
-   * list only with every block below it (a commit checked that), so the blocks a changed list
-   * shares with its base need not be asked about: 4096 ids per list where a few writes changed a
-   * few blocks. A receiver that lost objects answers its block lists as lacking (Receiver.missing),
-   * and then every block is asked about as before.
+   * The bases of the changed block lists and trees in `level` (their objects at the same place in
+   * the common base). The receiver holds a list or tree only with every object below it (a commit
+   * checked that), so the blocks or files a changed one shares with its base need not be asked
+   * about: 4096 ids per list where a few writes changed a few blocks. They are asked about with the
+   * question that finds `level` missing, not in one of their own (a round trip a level saved: on a
+   * 50 ms link a tree five deep cost a quarter of a second). A receiver that lost objects answers
+   * its block lists as lacking (Receiver.missing), and then every block is asked about as before.
    */
-  const heldBases = async (level: Pending[]): Promise<Set<ObjectId>> => {
-    const bases = [...new Set(level.filter((p) => (p.kind === 'blocklist' || p.kind === 'tree') && p.base && p.base !== p.id).map((p) => p.base!))];
-    const miss = await lacking(bases);
-    return new Set(bases.filter((id) => !miss.has(id)));
-  };
+  const basesOf = (level: Pending[]): ObjectId[] => [...new Set(level.filter((p) => (p.kind === 'blocklist' || p.kind === 'tree') && p.base && p.base !== p.id).map((p) => p.base!))];
 
-  let frontier = await ask([{ id: manifest, kind: 'snapshot', base: o.deltaBase }]);
+  let frontier = (await ask([{ id: manifest, kind: 'snapshot', base: o.deltaBase }])).missing;
+  // The frontier's bases the receiver holds (asked with the question that found the frontier missing).
+  let baseHeld = new Set<ObjectId>();
+  // Delta references the receiver lacks (asked with the question of the level that planned them).
+  const goneRefs = new Set<ObjectId>();
   while (frontier.length > 0) {
     levels.push(frontier);
     const next: Pending[] = [];
-    const baseHeld = await heldBases(frontier);
+    const plannedBefore = refsOf.size;
     for (const p of frontier) {
       const raw = store.get(p.id);
       switch (p.kind) {
@@ -196,7 +204,12 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
           break;
       }
     }
-    const missing = await ask(next);
+    // One question: the next level, its bases, and the references of the deltas planned at this level.
+    const bases = basesOf(next);
+    const refs = refsOf.size > plannedBefore ? [...refsOf.values()].slice(plannedBefore).flatMap((x) => x.refs) : [];
+    const { missing, lacks } = await ask(next, [...bases, ...refs]);
+    baseHeld = new Set(bases.filter((id) => !lacks.has(id)));
+    for (const r of refs) if (lacks.has(r)) goneRefs.add(r);
     frontier = [];
     for (const p of missing) {
       if (p.kind === 'chunk') chunks.push(p.id);
@@ -204,12 +217,10 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     }
   }
 
-  // Deltas only against references the receiver still has (one more question).
+  // Deltas only for chunks the receiver lacks, against references it still has.
   if (refsOf.size > 0) {
     const wanted = new Set(chunks);
-    for (const id of refsOf.keys()) if (!wanted.has(id)) refsOf.delete(id);
-    const gone = await lacking([...new Set([...refsOf.values()].flatMap((p) => p.refs))]);
-    for (const [id, plan] of refsOf) if (plan.refs.some((r) => gone.has(r))) refsOf.delete(id);
+    for (const [id, plan] of refsOf) if (!wanted.has(id) || plan.refs.some((r) => goneRefs.has(r))) refsOf.delete(id);
   }
 
   const order: ObjectId[] = [...chunks];

@@ -6,7 +6,8 @@
 // one (refused by the peer) waits a whole period; a failover at the
 // destination breaks the mirror off; a refused apply is a transfer, recorded.
 import { test } from 'node:test';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
@@ -150,5 +151,28 @@ test('an update counts its round trips, every request it made, and the count doe
       trips.push(up.transfer.roundTrips!);
     }
     assert.equal(trips[0], trips[1], `5 changed files took ${trips[0]} round trips, 400 took ${trips[1]}`);
+  });
+});
+
+test('an update with a delta base asks one question a level: the bases and the delta references go with the level that needs them', async () => {
+  await withDriverSite(async (f) => {
+    const rx = new FakeReceiver();
+    rx.delta = true;
+    const deep = join(f.dir, 'data', 'a', 'b', 'c');
+    mkdirSync(deep, { recursive: true });
+    const big = randomBytes(3 << 20);
+    writeFileSync(join(deep, 'file.bin'), big);
+    for (const d of ['a', 'a/b']) writeFileSync(join(f.dir, 'data', d, 'other.txt'), `unchanged ${d}\n`);
+    await runMirrorUpdate(deps(f, rx), 'app', 'b', { initialize: true });
+    randomBytes(64 * 1024).copy(big, 1 << 20);
+    writeFileSync(join(deep, 'file.bin'), big);
+    const before = rx.calls.length;
+    const up = await runMirrorUpdate(deps(f, rx), 'app', 'b', {});
+    assert.equal(up.transfer.fit?.deltas, true, JSON.stringify(up.transfer.fit));
+    assert.ok((up.transfer.deltas ?? 0) > 0, 'the changed chunk went as a delta');
+    // The manifest, the root, a, b, c, and the file's chunks (with their references): six questions;
+    // the base of each tree and the references asked in questions of their own made eleven.
+    const questions = rx.calls.slice(before).filter((c) => c === 'missing').length;
+    assert.equal(questions, 6, rx.calls.slice(before).join(' '));
   });
 });
