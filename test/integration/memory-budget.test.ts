@@ -91,6 +91,6 @@ test('a 96 MiB budget: a few thousand files and a larger update go through, each
   // The shares that carry the transfer were used (the figures are real, not zeros).
   const src = (await a.json(['status'])).daemon.memory.shares;
   const dst = (await b.json(['status'])).daemon.memory.shares;
-  assert.ok(src.capture.peak > 0, 'the source counted its capture');
+  assert.ok(src.capture.peak > 0 && src.send.peak > 0, 'the source counted its capture and its read-ahead');
   assert.ok(dst.receive.peak > 0 && dst.stream.peak > 0, 'the destination counted what it received');
 });
