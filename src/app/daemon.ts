@@ -43,8 +43,8 @@ export class Daemon {
   #localServer: http.Server | undefined;
   #metricsServer: http.Server | undefined;
   #sessions = new Set<http2.ServerHttp2Session>();
-  /** bytes the peers' streams hold, per connection and in all (stream-budget.ts) */
-  readonly streamBudget: StreamBudget;
+  /** bytes the peers' streams hold, per connection and in all (stream-budget.ts): set by start(), from the memory budget in force then */
+  streamBudget = new StreamBudget();
   /** the peers' sockets: http2 lends them only behind a proxy that forbids destroy() */
   #sockets = new Set<TLSSocket>();
   info: DaemonInfo | undefined;
@@ -55,6 +55,10 @@ export class Daemon {
 
   constructor(engine: Engine) {
     this.engine = engine;
+    this.#dashboard = new Dashboard(engine, () => this.info);
+  }
+
+  async start(listen: string): Promise<DaemonInfo> {
     // The peers' streams: the memory budget's stream share for all of them (at least one object of
     // the largest size, so no object is refused forever), unless a test knob sets the budgets.
     const k = testKnobs();
@@ -64,10 +68,6 @@ export class Daemon {
       const st = this.streamBudget.stats();
       return { limit: st.daemonLimit, used: st.held, peak: st.peak };
     });
-    this.#dashboard = new Dashboard(engine, () => this.info);
-  }
-
-  async start(listen: string): Promise<DaemonInfo> {
     const site = this.engine.site;
     const [host, portStr] = splitHostPort(listen);
     const server = http2.createSecureServer({

@@ -15,6 +15,7 @@ import type { GlobalOptions } from '../output.ts';
 import { takeSystemdNotifier } from '../systemd.ts';
 import { memory } from '../../core/memory.ts';
 import { readMeta } from '../../catalog/meta.ts';
+import { META_KEYS } from '../../config/schema.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   program
@@ -48,16 +49,21 @@ export function register(program: Command, g: () => GlobalOptions): void {
       const earlyHangup = () => (hupWhileStarting = true);
       process.on('SIGHUP', earlyHangup);
       try {
-        // The memory budget before anything sizes itself from it: the flag, else the catalog setting memory_budget.
-        const budgetSetting = readMeta(site.catalog, 'memory_budget');
-        if (memoryBudget !== undefined) memory.configure(memoryBudget, '--memory-budget');
-        else if (budgetSetting) memory.configure(parseSize(budgetSetting, SIZE.memoryBudget, 'the catalog setting memory_budget'), 'memory_budget');
+        // The memory budget before anything sizes itself from it: the flag, else the catalog setting
+        // memory_budget (site.memoryBudget; read again below, once the site file is applied).
+        const configureMemory = () => {
+          const setting = readMeta(site.catalog, META_KEYS.memoryBudget);
+          if (memoryBudget !== undefined) memory.configure(memoryBudget, '--memory-budget');
+          else if (setting) memory.configure(parseSize(setting, SIZE.memoryBudget, 'the catalog setting memory_budget'), 'memory_budget');
+        };
+        configureMemory();
         // The site file first: it may set the log and listen settings read below.
         const engine = newEngine(site);
         daemon = new Daemon(engine);
         const siteFile = siteFileFrom(g(), { config: o.config });
         reloader = new ConfigReloader(engine, (op, args) => runOp({ engine, daemon: true }, op, args), siteFile.source === 'home' ? undefined : siteFile.path, siteFile.source);
         await reloader.applyAtStart();
+        configureMemory();
         // The change journal: watches over the tree members, so snapshots read only what changed.
         if (o.journal) await startJournal(site);
         // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).
