@@ -94,3 +94,20 @@ test('a 96 MiB budget: a few thousand files and a larger update go through, each
   assert.ok(src.capture.peak > 0 && src.send.peak > 0, 'the source counted its capture and its read-ahead');
   assert.ok(dst.receive.peak > 0 && dst.stream.peak > 0, 'the destination counted what it received');
 });
+
+test('site.memoryBudget from the site file is the budget of the next daemon; --memory-budget wins over it', async () => {
+  const c = await createSite('c');
+  sites.push(c);
+  const file = join(c.dir, 'site.yaml');
+  writeFileSync(file, 'version: 1\nsite:\n  memoryBudget: 128MiB\n');
+  await c.json(['config', 'apply', file]);
+  await c.start();
+  let mem = (await c.json(['status'])).daemon.memory;
+  assert.equal(mem.budget, 128 * MiB);
+  assert.equal(mem.source, 'memory_budget');
+  await c.stop();
+  await c.start({ args: ['--memory-budget', '160MiB'] });
+  mem = (await c.json(['status'])).daemon.memory;
+  assert.equal(mem.budget, 160 * MiB);
+  assert.equal(mem.source, '--memory-budget');
+});
