@@ -95,6 +95,7 @@ export function renderConfigSchema(): Schema {
         maxSize: size(SIZE.logMaxSize, 'rotate before this size (default 64MiB)'),
         keep: count(COUNT.logKeep, 'rotated files kept (default 5)'),
       }, { required: ['file'], description: 'also write the daemon\'s log to a file (read at start)' }),
+      memoryBudget: size(SIZE.memoryBudget, 'the daemon\'s memory budget: its buffers, caches and worker heaps (default 256MiB; read at start; --memory-budget wins; docs/memory.md)'),
     }, { description: 'this site\'s own settings' }),
     member: {
       description: 'a member: [NAME=][tree:|image:]PATH, or {path, name, kind}',

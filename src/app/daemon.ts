@@ -16,7 +16,7 @@ import type { TLSSocket } from 'node:tls';
 import { chmodSync, existsSync, renameSync, unlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, asFerryError, wrapIoError } from '../core/errors.ts';
-import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
+import { decodeIds, decodeObjectStream, encodeBitmap, MAX_IDS_PER_QUERY, MAX_JSON_BYTES, MAX_OBJECT_BYTES, parseJson, releaseAfterAnswer } from '../replication/protocol.ts';
 import type { HelloRequest, CommitRequest } from '../replication/types.ts';
 import { WINDOW_BYTES } from '../transport/http2-connection.ts';
 import { STALL_TIMEOUT_MS } from '../transport/stall-watch.ts';
@@ -30,6 +30,7 @@ import { Dashboard, isDashboardPath } from './dashboard.ts';
 import { parseEventQuery, queryEvents } from '../site/log.ts';
 import { StreamBudget, type StreamAccount } from '../transport/stream-budget.ts';
 import { findPeerById } from '../catalog/peers.ts';
+import { memory } from '../core/memory.ts';
 
 export { daemonInfoPath, socketPath, type DaemonInfo } from '../site/home.ts';
 import { daemonInfoPath, socketPath, type DaemonInfo } from '../site/home.ts';
@@ -43,8 +44,8 @@ export class Daemon {
   #localServer: http.Server | undefined;
   #metricsServer: http.Server | undefined;
   #sessions = new Set<http2.ServerHttp2Session>();
-  /** bytes the peers' streams hold, per connection and in all (stream-budget.ts) */
-  readonly streamBudget = StreamBudget.fromKnobs();
+  /** bytes the peers' streams hold, per connection and in all (stream-budget.ts): set by start(), from the memory budget in force then */
+  streamBudget = new StreamBudget();
   /** the peers' sockets: http2 lends them only behind a proxy that forbids destroy() */
   #sockets = new Set<TLSSocket>();
   info: DaemonInfo | undefined;
@@ -59,6 +60,15 @@ export class Daemon {
   }
 
   async start(listen: string): Promise<DaemonInfo> {
+    // The peers' streams: the memory budget's stream share for all of them (at least one object of
+    // the largest size, so no object is refused forever), unless a test knob sets the budgets.
+    const k = testKnobs();
+    const limit = Math.max(memory.share('stream').limit, MAX_OBJECT_BYTES);
+    this.streamBudget = new StreamBudget({ sessionLimit: k.sessionBudgetBytes ?? limit, daemonLimit: k.daemonBudgetBytes ?? limit });
+    memory.observe('stream', () => {
+      const st = this.streamBudget.stats();
+      return { limit: st.daemonLimit, used: st.held, peak: st.peak };
+    });
     const site = this.engine.site;
     const [host, portStr] = splitHostPort(listen);
     const server = http2.createSecureServer({

@@ -9,6 +9,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
+import { memory } from '../core/memory.ts';
 import type { Engine } from '../site/engine.ts';
 import { FERRY_VERSION } from '../site/site.ts';
 import { filesystems } from '../site/filesystems.ts';
@@ -199,6 +200,15 @@ export class RuntimeProbe {
     x.metric('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use, in bytes.', {}, heap.used_heap_size);
     x.metric('nodejs_heap_size_limit_bytes', 'gauge', 'The V8 heap size limit, in bytes.', {}, heap.heap_size_limit);
     x.metric('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JavaScript ones (buffers), in bytes.', {}, mem.external);
+    x.metric('nodejs_array_buffers_bytes', 'gauge', 'Memory of ArrayBuffers and Buffers (part of the external memory), in bytes.', {}, mem.arrayBuffers);
+    // The memory budget (core/memory.ts): each share's bound, what it holds now and the most it held.
+    const budget = memory.report();
+    x.metric('ferry_memory_budget_bytes', 'gauge', 'The daemon\'s memory budget (serve --memory-budget, site.memoryBudget), in bytes.', {}, budget.budget);
+    for (const [share, r] of Object.entries(budget.shares)) {
+      x.metric('ferry_memory_share_limit_bytes', 'gauge', 'The bound of one share of the memory budget, in bytes.', { share }, r.limit);
+      x.metric('ferry_memory_share_used_bytes', 'gauge', 'What one share of the memory budget holds now, in bytes.', { share }, r.used);
+      x.metric('ferry_memory_share_peak_bytes', 'gauge', 'The most one share of the memory budget held since the daemon started, in bytes.', { share }, r.peak);
+    }
     const d = this.#delay;
     if (d.count > 0) {
       this.#lastDelay = { mean: d.mean / 1e9, p50: d.percentile(50) / 1e9, p99: d.percentile(99) / 1e9, max: d.max / 1e9 };

@@ -2,6 +2,7 @@
 // daemon's local socket and by CLI commands run without a daemon, so the
 // two paths cannot drift. Each operation validates its arguments, runs
 // against the engine, and returns plain JSON.
+import { memoryReport } from '../core/memory.ts';
 import { FerryError } from '../core/errors.ts';
 import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
@@ -405,6 +406,8 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     // Where both sites may hold the primary role: what each changed since the base, and split brain.
     const { addDivergence } = await import('../dr/split-brain.ts');
     await addDivergence(ctx.engine, report as never);
+    // The daemon's own figures: its memory budget, each share's limit, use and peak (core/memory.ts).
+    if (ctx.daemon) report.daemon = { pid: process.pid, memory: await memoryReport() };
     return report;
   },
   async 'snapshot.create'(ctx, a) {

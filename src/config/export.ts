@@ -26,6 +26,8 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
   const siteSection: Record<string, unknown> = { name: site.name };
   if (meta(META_KEYS.listen)) siteSection.listen = meta(META_KEYS.listen);
   if (meta(META_KEYS.replicaRoot)) siteSection.replicaRoot = meta(META_KEYS.replicaRoot);
+  const budget = meta(META_KEYS.memoryBudget);
+  if (budget) siteSection.memoryBudget = formatSizeSpec(clampStored(Number(budget), SIZE.memoryBudget).value);
   const logFile = meta(META_KEYS.logFile);
   if (logFile) {
     const log: Record<string, unknown> = { file: logFile };

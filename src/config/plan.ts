@@ -127,6 +127,7 @@ class Planner {
       [META_KEYS.logFile]: s.log?.file ?? null,
       [META_KEYS.logMaxBytes]: s.log?.maxBytes === null || s.log?.maxBytes === undefined ? null : String(s.log.maxBytes),
       [META_KEYS.logKeep]: s.log?.keep === null || s.log?.keep === undefined ? null : String(s.log.keep),
+      [META_KEYS.memoryBudget]: s.memoryBudget === null ? null : String(s.memoryBudget),
     };
     const line: Record<string, number> = {
       [META_KEYS.listen]: s.lines.listen ?? s.lines._,
@@ -136,6 +137,7 @@ class Planner {
       { name: 'listen', keys: [META_KEYS.listen], reason: 'takes effect when `ferry serve` next starts (a --listen option wins over it)' },
       { name: 'replicaRoot', keys: [META_KEYS.replicaRoot], reason: 'new secondaries are made under it; existing replicas stay where they are' },
       { name: 'log', keys: [META_KEYS.logFile, META_KEYS.logMaxBytes, META_KEYS.logKeep], reason: 'read by `ferry serve` when it starts' },
+      { name: 'memoryBudget', keys: [META_KEYS.memoryBudget], reason: 'read by `ferry serve` when it starts (a --memory-budget option wins over it)' },
     ];
     for (const g of groups) {
       const changes = g.keys.filter((k) => meta(k) !== want[k]).map((k) => ({ key: k, from: meta(k), to: want[k] }));

@@ -4,6 +4,7 @@
 // rolled back, like every other write ferry makes on a full disk.
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { FerryError } from './errors.ts';
+import { catalogCacheBytes, memory } from './memory.ts';
 
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
@@ -38,7 +39,13 @@ export class Sqlite {
   constructor(path: string, options: { readOnly?: boolean } = {}) {
     this.path = path;
     this.db = new DatabaseSync(path, { readOnly: options.readOnly ?? false, timeout: 10_000 } as ConstructorParameters<typeof DatabaseSync>[1]);
+    // Its page cache: its part of the memory budget's catalog share (core/memory.ts), counted while open.
+    this.#cacheBytes = catalogCacheBytes();
+    this.db.exec(`PRAGMA cache_size = -${Math.max(64, this.#cacheBytes >> 10)}`);
+    memory.share('catalog').hold(this.#cacheBytes);
   }
+
+  #cacheBytes: number;
 
   /** A cached prepared statement for `sql`. */
   stmt(sql: string): StatementSync {
@@ -109,6 +116,9 @@ export class Sqlite {
 
   close(): void {
     this.#stmts.clear();
-    if (this.db.isOpen) this.db.close();
+    if (this.db.isOpen) {
+      this.db.close();
+      memory.share('catalog').release(this.#cacheBytes);
+    }
   }
 }

@@ -42,6 +42,8 @@ export const RATE = {
 /** Sizes, in whole bytes. */
 export const SIZE = {
   logMaxSize: { min: 1024, max: 1024 ** 4 },
+  /** the daemon's memory budget (core/memory.ts) */
+  memoryBudget: { min: 96 * 1024 ** 2, max: 1024 ** 4 },
 } as const satisfies Record<string, Bounds>;
 
 /** Counts. */

@@ -15,6 +15,7 @@
 // back to the caller as the same code and message.
 import { Worker, parentPort, type ResourceLimits, type TransferListItem } from 'node:worker_threads';
 import { FerryError, isFerryError, type ErrorCode } from './errors.ts';
+import { admitWorker, memory, registerWorkers } from './memory.ts';
 
 /**
  * Workers inherit the parent's node options, but `node -e`/`-p` and
@@ -50,6 +51,8 @@ export interface WorkerPoolOptions {
   inFlight?: number;
   /** a worker idle this long ends (default WORKER_IDLE_MS) */
   idleMs?: number;
+  /** each worker's old-generation heap limit in MiB, read when it starts (its part of the memory budget's workers share) */
+  heapMb?: () => number;
 }
 
 interface Queued<In, Out> {
@@ -67,8 +70,11 @@ export class WorkerPool<In, Out> {
   #seq = 0;
   #closed = false;
 
+  readonly #unregister: () => void;
+
   constructor(o: WorkerPoolOptions) {
     this.#o = o;
+    this.#unregister = registerWorkers({ name: o.name, workers: () => this.#slots.map((s) => s.worker) });
   }
 
   /** Run `msg` on the least busy worker; `transfer` moves those buffers to it (they are unusable here after). */
@@ -82,6 +88,7 @@ export class WorkerPool<In, Out> {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unregister();
     for (const q of this.#queue.splice(0)) q.reject(new FerryError('INTERNAL', `${this.#o.name} pool is closed`));
     await Promise.all(this.#slots.splice(0).map((s) => {
       clearTimeout(s.idleTimer);
@@ -98,7 +105,10 @@ export class WorkerPool<In, Out> {
   #dispatch(): void {
     const limit = this.#o.inFlight ?? Infinity;
     while (this.#queue.length > 0 && !this.#closed) {
-      const slot: Slot | undefined = this.#slots.length < this.#o.size && this.#slots.every((s) => s.busy > 0) ? this.#spawn() : this.#slots.reduce<Slot | undefined>((a, b) => (!a || b.busy < a.busy ? b : a), undefined);
+      // another worker only while the memory budget's workers share has room (the first always)
+      const heapMb = this.#o.heapMb?.();
+      const grow = this.#slots.length < this.#o.size && this.#slots.every((s) => s.busy > 0) && (!heapMb || admitWorker(heapMb, this.#slots.length === 0));
+      const slot: Slot | undefined = grow ? this.#spawn(heapMb) : this.#slots.reduce<Slot | undefined>((a, b) => (!a || b.busy < a.busy ? b : a), undefined);
       if (!slot || slot.busy >= limit) return;
       const q = this.#queue.shift()!;
       const seq = ++this.#seq;
@@ -111,11 +121,12 @@ export class WorkerPool<In, Out> {
     }
   }
 
-  #spawn(): Slot {
+  #spawn(heapMb: number | undefined): Slot {
     const execArgv = workerExecArgv();
+    const limits = heapMb ? { ...this.#o.resourceLimits, maxOldGenerationSizeMb: heapMb } : this.#o.resourceLimits;
     const worker = new Worker(this.#o.url, {
       workerData: this.#o.workerData,
-      ...(this.#o.resourceLimits ? { resourceLimits: this.#o.resourceLimits } : {}),
+      ...(limits ? { resourceLimits: limits } : {}),
       ...(execArgv ? { execArgv } : {}),
       name: `${this.#o.name}-${this.#slots.length}`,
     });
@@ -145,6 +156,10 @@ export class WorkerPool<In, Out> {
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
+    // its heap limit counts in the memory budget's workers share while it lives
+    if (heapMb) {
+      worker.once('exit', () => memory.share('workers').release(heapMb * 1024 * 1024));
+    }
     this.#slots.push(slot);
     return slot;
   }

@@ -10,6 +10,7 @@
 // its own verified copies of the references, checks them against the
 // object's id like any other object, and stores them; a delta never reaches
 // a pack.
+import { memory } from '../core/memory.ts';
 import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { outputChunk, zstdDecodeSync } from '../store/codec.ts';
 import { FerryError } from '../core/errors.ts';
@@ -51,10 +52,13 @@ export interface DeltaSource {
  * chunks either side), so each base chunk is decoded about once, not two or
  * three times.
  */
-export function cachedRefs(get: (id: ObjectId) => Buffer, maxBytes = 64 * 1024 * 1024): (id: ObjectId) => Buffer {
+export function cachedRefs(get: (id: ObjectId) => Buffer, maxBytes = refsCacheBytes()): RefCache {
   const kept = new Map<ObjectId, Buffer>();
-  let bytes = 0;
-  return (id) => {
+  // What it keeps counts in the memory budget's refs share until it is cleared (or collected); it
+  // keeps no more than its own bound, nor anything that would take the share past its limit.
+  const count = { bytes: 0 };
+  const share = memory.share('refs');
+  const lookup = ((id: ObjectId): Buffer => {
     let b = kept.get(id);
     if (b) {
       kept.delete(id); // most recent last
@@ -62,15 +66,38 @@ export function cachedRefs(get: (id: ObjectId) => Buffer, maxBytes = 64 * 1024 *
       return b;
     }
     b = get(id);
-    kept.set(id, b);
-    bytes += b.length;
+    // room first (the oldest go), so that adding it keeps within both bounds where it can
     for (const [k, v] of kept) {
-      if (bytes <= maxBytes || kept.size === 1) break;
+      if (count.bytes + b.length <= maxBytes && share.used + b.length <= share.limit) break;
       kept.delete(k);
-      bytes -= v.length;
+      count.bytes -= v.length;
+      share.release(v.length);
     }
+    // one larger than the room left (other caches hold the rest) is handed out, not kept
+    if (share.used + b.length > share.limit && share.used > 0) return b;
+    kept.set(id, b);
+    count.bytes += b.length;
+    share.hold(b.length);
     return b;
+  }) as RefCache;
+  lookup.clear = () => {
+    kept.clear();
+    share.release(count.bytes);
+    count.bytes = 0;
   };
+  droppedCaches.register(lookup, count);
+  return lookup;
+}
+
+/** A delta reference cache: look an object up; `clear()` when done gives its bytes back to the refs share. */
+export type RefCache = ((id: ObjectId) => Buffer) & { clear(): void };
+
+/** A reference cache no longer used gives its bytes back to the refs share. */
+const droppedCaches = new FinalizationRegistry<{ bytes: number }>((c) => memory.share('refs').release(c.bytes));
+
+/** Each reference cache's bound: a third of the refs share (a sender, a receiver and an apply may each hold one). */
+export function refsCacheBytes(): number {
+  return Math.max(4 * 1024 * 1024, Math.floor(memory.share('refs').limit / 3));
 }
 
 /** Which references a delta uses, and which bytes of their concatenation are its dictionary. */

@@ -5,6 +5,7 @@
 // tree it also holds everything below it. That ordering is what lets the
 // next negotiation skip a subtree after an interrupted transfer, so resuming
 // never resends what arrived.
+import { memory } from '../core/memory.ts';
 import { FerryError } from '../core/errors.ts';
 import { sameIds, type ObjectId } from '../core/ids.ts';
 import { type ObjectKind, type PreparedObject } from '../store/types.ts';
@@ -80,7 +81,7 @@ interface Pending {
 let encoders: VerifyPool | undefined;
 
 async function encodeOne(job: ToEncode): Promise<Encoded> {
-  encoders ??= new VerifyPool();
+  encoders ??= new VerifyPool('encode');
   try {
     return (await encoders.encode([job]))[0];
   } catch {
@@ -266,29 +267,46 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     };
     async function* objects(): AsyncGenerator<WireObject> {
       const ahead: Promise<WireObject>[] = [];
+      // the stored bytes of the objects read ahead: within the memory budget's send share (one at least)
+      const sizes: number[] = [];
+      let aheadBytes = 0;
+      const share = memory.share('send');
       let k = 0;
-      while (k < slice.length || ahead.length > 0) {
-        while (k < slice.length && ahead.length < DELTA_AHEAD) {
-          const p = prepare(slice[k++]);
-          p.catch(() => {}); // awaited below, in order; this only keeps an early failure from being "unhandled"
-          ahead.push(p);
+      try {
+        while (k < slice.length || ahead.length > 0) {
+          while (k < slice.length && ahead.length < DELTA_AHEAD) {
+            const size = infoOf.get(slice[k])?.storedLength ?? 0;
+            if (ahead.length > 0 && aheadBytes + size > share.limit) break;
+            const p = prepare(slice[k++]);
+            p.catch(() => {}); // awaited below, in order; this only keeps an early failure from being "unhandled"
+            ahead.push(p);
+            sizes.push(size);
+            aheadBytes += size;
+            share.hold(size);
+          }
+          const w = await ahead.shift()!;
+          stats.storedBytes += storedOf.get(w.id) ?? 0;
+          const wire = isDelta(w) ? deltaHeaderBytes(w.refs.length) + w.stored.byteLength : w.stored.byteLength;
+          if (o.limiter) await o.limiter.take(wire, o.signal);
+          yield w;
+          // handed to the transport (which holds it no longer than its window): out of the read-ahead
+          const size = sizes.shift()!;
+          aheadBytes -= size;
+          share.release(size);
+          stats.objectsSent++;
+          stats.bytesSent += wire;
+          stats.rawBytesSent += w.rawLength;
+          if (isDelta(w)) stats.deltas++;
+          progress.objectsSent++;
+          progress.bytesSent += wire;
+          o.onProgress?.({ ...progress });
         }
-        const w = await ahead.shift()!;
-        stats.storedBytes += storedOf.get(w.id) ?? 0;
-        const wire = isDelta(w) ? deltaHeaderBytes(w.refs.length) + w.stored.byteLength : w.stored.byteLength;
-        if (o.limiter) await o.limiter.take(wire, o.signal);
-        yield w;
-        stats.objectsSent++;
-        stats.bytesSent += wire;
-        stats.rawBytesSent += w.rawLength;
-        if (isDelta(w)) stats.deltas++;
-        progress.objectsSent++;
-        progress.bytesSent += wire;
-        o.onProgress?.({ ...progress });
+      } finally {
+        share.release(aheadBytes);
       }
     }
     const putStarted = performance.now();
-    await receiver.put(volume, objects(), o.signal);
+    await receiver.put(volume, objects(), o.signal).finally(() => refSource.get.clear());
     stats.putSeconds += (performance.now() - putStarted) / 1000;
     stats.roundTrips++;
     i = j;

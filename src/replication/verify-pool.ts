@@ -19,6 +19,7 @@ import { zstdDecodeSync } from '../store/codec.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import { CODEC_NONE, CODEC_ZSTD } from '../store/types.ts';
 import { serveWorker, WorkerPool } from '../core/worker-pool.ts';
+import { WORKER_HEAP_FRACTION, workerHeapMb } from '../core/memory.ts';
 import { encodeDelta, rebuildDelta, type Rebuilt } from './delta.ts';
 
 export interface ToVerify {
@@ -106,15 +107,20 @@ export function verifyObject(o: { id: string; codec: number; rawLength: number; 
 
 const WORKERS = 2;
 
-/** A small pool of verification workers, started on first use. */
+/** A small pool of verification workers, started on first use. `role`: the receiver's checks (verify) or a sender's deltas (encode), each its part of the memory budget's workers share. */
 export class VerifyPool {
-  readonly #pool = new WorkerPool<Batch | RebuildBatch | EncodeBatch, Array<string | null> | Rebuilt[] | Encoded[]>({
-    url: new URL(import.meta.url),
-    workerData: { ferryVerifyWorker: true },
-    size: WORKERS,
-    name: 'ferry-verify',
-    resourceLimits: { maxYoungGenerationSizeMb: 8 },
-  });
+  readonly #pool: WorkerPool<Batch | RebuildBatch | EncodeBatch, Array<string | null> | Rebuilt[] | Encoded[]>;
+
+  constructor(role: 'verify' | 'encode' = 'verify') {
+    this.#pool = new WorkerPool({
+      url: new URL(import.meta.url),
+      workerData: { ferryVerifyWorker: true },
+      size: WORKERS,
+      name: role === 'verify' ? 'ferry-verify' : 'ferry-encode',
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
+      heapMb: () => workerHeapMb(WORKER_HEAP_FRACTION[role], WORKERS),
+    });
+  }
 
   /** For each object, null when it verified, else the reason it did not. */
   verify(items: ToVerify[]): Promise<Array<string | null>> {

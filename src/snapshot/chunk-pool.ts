@@ -24,6 +24,7 @@
 // never keeps the process alive by itself, and end after WORKER_IDLE_MS.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import { admitWorker, memory, registerWorkers, WORKER_HEAP_FRACTION, workerHeapMb } from '../core/memory.ts';
 import { FerryError } from '../core/errors.ts';
 import { WORKER_IDLE_MS, workerExecArgv } from '../core/worker-pool.ts';
 import type { ObjectId } from '../core/ids.ts';
@@ -117,7 +118,7 @@ export interface ChunkPoolOptions {
   zstdLevel?: number;
   /** re-reads of a file that changed while being read (default 3) */
   retries?: number;
-  /** bound on input bytes dispatched to jobs that collect their results and not yet returned (default 64 MiB) */
+  /** bound on input bytes dispatched to jobs that collect their results and not yet returned (default: the memory budget's capture share less the workers' rings) */
   maxInFlightBytes?: number;
   /** bytes of each worker's result ring (default 8 MiB; at least twice the largest chunk) */
   ringBytes?: number;
@@ -179,7 +180,9 @@ export class ChunkPool {
   readonly workers: number;
   readonly chunker: ChunkerParams;
   readonly #config: WorkerConfig;
-  readonly #maxInFlight: number;
+  readonly #maxInFlightOpt: number | undefined;
+  /** what is in flight is also counted in the memory budget's capture share */
+  readonly #share = memory.share('capture');
   readonly #ringBytes: number;
   readonly #slots: Slot[] = [];
   readonly #queue: Job[] = [];
@@ -202,10 +205,11 @@ export class ChunkPool {
     const retries = opts.retries ?? 3;
     if (!Number.isSafeInteger(retries) || retries < 0) throw new FerryError('CONFIG_INVALID', `retries must be a non-negative integer, got ${retries}`);
     this.workers = workers;
+    registerWorkers({ name: 'ferry-chunk', workers: () => this.#slots.filter((x) => !x.dead).map((x) => x.worker) });
     this.chunker = { min: c.min, avg: c.avg, max: c.max };
-    this.#maxInFlight = opts.maxInFlightBytes ?? 64 * 1024 * 1024;
     // two largest records fit, so a worker is never stuck behind one it cannot place
     this.#ringBytes = Math.max(opts.ringBytes ?? DEFAULT_RING, 2 * (c.max + RECORD_OVERHEAD) + 4096);
+    this.#maxInFlightOpt = opts.maxInFlightBytes;
     const placeholder = new SharedArrayBuffer(0);
     this.#config = {
       ...this.chunker,
@@ -288,9 +292,20 @@ export class ChunkPool {
     });
   }
 
+  /** The bound on bytes in flight: the option, else the capture share less the rings of the workers (at least one chunk's worth). */
+  #maxInFlight(): number {
+    return this.#maxInFlightOpt ?? Math.max(2 * this.chunker.max, this.#share.limit - this.workers * this.#ringBytes);
+  }
+
+  /** bytes of file data handed to workers and not yet returned (collecting jobs): never past the bound but for one job alone */
+  get inFlightBytes(): number {
+    return this.#inFlight;
+  }
+
   #pump(): void {
     while (!this.#closed && this.#queueHead < this.#queue.length) {
-      if (this.#inFlight > 0 && this.#inFlight + this.#queue[this.#queueHead].cost > this.#maxInFlight) break;
+      const maxInFlight = this.#maxInFlight();
+      if (this.#inFlight > 0 && this.#inFlight + this.#queue[this.#queueHead].cost > maxInFlight) break;
       const slot = this.#pickSlot();
       if (!slot) break;
       const jobs: Job[] = [];
@@ -298,12 +313,13 @@ export class ChunkPool {
       let cost = 0;
       while (this.#queueHead < this.#queue.length && jobs.length < BATCH_JOBS) {
         const next = this.#queue[this.#queueHead];
-        if (jobs.length > 0 && (bytes + next.work > BATCH_BYTES || this.#inFlight + next.cost > this.#maxInFlight)) break;
+        if (jobs.length > 0 && (bytes + next.work > BATCH_BYTES || this.#inFlight + next.cost > maxInFlight)) break;
         this.#queueHead++;
         jobs.push(next);
         bytes += next.work;
         cost += next.cost;
         this.#inFlight += next.cost;
+        this.#share.hold(next.cost);
         if (next.opts?.index) next.epoch = next.opts.index.epoch();
         this.#jobs.set(next.msg.job, next);
       }
@@ -333,10 +349,13 @@ export class ChunkPool {
       if (!best || s.batches.size < best.batches.size || (s.batches.size === best.batches.size && s.work < best.work)) best = s;
     }
     if (best && best.batches.size === 0) return best;
-    if (this.#slots.length < this.workers) {
+    // another worker only while the memory budget's workers share has room (the first always)
+    const heapMb = workerHeapMb(WORKER_HEAP_FRACTION.chunk, this.workers);
+    if (this.#slots.length < this.workers && admitWorker(heapMb, this.#slots.length === 0)) {
       try {
-        return this.#spawn();
+        return this.#spawn(heapMb);
       } catch (err) {
+        memory.share('workers').release(heapMb * 1024 * 1024);
         if (best) return best;
         if (this.#slots.length > 0) return undefined;
         // no worker can start: fail what waits rather than hang
@@ -350,7 +369,7 @@ export class ChunkPool {
     return best;
   }
 
-  #spawn(): Slot {
+  #spawn(heapMb: number): Slot {
     const ring = new SharedArrayBuffer(this.#ringBytes);
     const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
     const worker = new Worker(new URL('./chunk-worker.ts', import.meta.url), {
@@ -359,7 +378,7 @@ export class ChunkPool {
       // objects); left alone V8 grows its young generation to tens of MiB
       // per thread. A small one costs little (scavenges of mostly dead
       // objects are cheap) and keeps the process small.
-      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB, maxOldGenerationSizeMb: heapMb },
       ...(workerExecArgv() ? { execArgv: workerExecArgv() } : {}),
       name: `ferry-chunk-${this.#nextSlot}`,
     });
@@ -379,6 +398,8 @@ export class ChunkPool {
     worker.on('error', (err) => {
       slot.error = err;
     });
+    // its heap limit counts in the workers share (admitWorker) until it exits
+    worker.once('exit', () => memory.share('workers').release(heapMb * 1024 * 1024));
     worker.on('exit', (code) => this.#onExit(slot, code));
     this.#slots.push(slot);
     return slot;
@@ -408,6 +429,7 @@ export class ChunkPool {
     this.#jobs.delete(job.msg.job);
     slot.batches.get(batch)?.delete(job);
     this.#inFlight -= job.cost;
+    this.#share.release(job.cost);
     slot.cost -= job.cost;
     slot.work -= job.work;
   }
@@ -474,6 +496,7 @@ export class ChunkPool {
             const extra = job.received - job.cost;
             job.cost += extra;
             this.#inFlight += extra;
+            this.#share.hold(extra);
             slot.cost += extra;
           }
           break;
@@ -503,6 +526,7 @@ export class ChunkPool {
   #fail(slot: Slot, job: Job, err: Error): void {
     this.#jobs.delete(job.msg.job);
     this.#inFlight -= job.cost;
+    this.#share.release(job.cost);
     slot.cost -= job.cost;
     slot.work -= job.work;
     job.reject(err);

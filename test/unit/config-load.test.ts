@@ -168,3 +168,14 @@ test('a mirror\'s deltas: auto when left out; anything but auto, always or never
   assert.match(bad[0].message, /deltas must be one of auto, always, never, got "sometimes"/);
   assert.equal(bad[0].line, 9);
 });
+
+test('site.memoryBudget: a size read as --memory-budget reads it; below 96 MiB refused at its line', () => {
+  const ok = loadConfig('version: 1\nsite:\n  memoryBudget: 192MiB\n', FILE);
+  assert.deepEqual(ok.issues, []);
+  assert.equal(ok.config.site.memoryBudget, 192 * 1024 * 1024);
+  assert.equal(loadConfig('version: 1\nsite:\n  name: x\n', FILE).config.site.memoryBudget, null);
+  const low = loadConfig('version: 1\nsite:\n  memoryBudget: 32MiB\n', FILE);
+  assert.equal(low.issues.length, 1);
+  assert.equal(low.issues[0].path, 'site.memoryBudget');
+  assert.equal(low.issues[0].line, 3);
+});

@@ -13,6 +13,9 @@ import { parseCount, parseSize } from '../parse.ts';
 import { homeFrom, siteFileFrom } from '../context.ts';
 import type { GlobalOptions } from '../output.ts';
 import { takeSystemdNotifier } from '../systemd.ts';
+import { memory } from '../../core/memory.ts';
+import { readMeta } from '../../catalog/meta.ts';
+import { META_KEYS } from '../../config/schema.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   program
@@ -25,12 +28,14 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--log-file <path>', 'also write the log to this file, as JSON lines rotated by size (default: the catalog setting log_file, if any)')
     .option('--log-max-size <size>', 'rotate the log file before it passes this size, e.g. 64MiB (default: log_max_bytes, or 64MiB)')
     .option('--log-keep <n>', 'rotated log files to keep: PATH.1 ... PATH.n (default: log_keep, or 5)')
+    .option('--memory-budget <size>', 'the memory this daemon bounds its buffers, caches and worker heaps to, e.g. 256MiB (default: the catalog setting memory_budget, else 256MiB; docs/memory.md)')
     .option('--no-journal', 'no change journal: every snapshot walks its trees in full (docs/design.md, "The change journal")')
-    .action(async (o: { listen?: string; config?: string; tick: string; metrics?: string; logFile?: string; logMaxSize?: string; logKeep?: string; journal: boolean }) => {
+    .action(async (o: { listen?: string; config?: string; tick: string; metrics?: string; logFile?: string; logMaxSize?: string; logKeep?: string; journal: boolean; memoryBudget?: string }) => {
       // Every value first: a wrong one stops the start before anything is opened.
       const tickMs = parseCount(o.tick, COUNT.tickMs, '--tick');
       const logMaxBytes = o.logMaxSize !== undefined ? parseSize(o.logMaxSize, SIZE.logMaxSize, '--log-max-size') : undefined;
       const logKeep = o.logKeep !== undefined ? parseCount(o.logKeep, COUNT.logKeep, '--log-keep') : undefined;
+      const memoryBudget = o.memoryBudget !== undefined ? parseSize(o.memoryBudget, SIZE.memoryBudget, '--memory-budget') : undefined;
       // Under systemd (Type=notify): told READY=1 once listening. Taken before any child (a hook) can inherit it.
       const systemd = takeSystemdNotifier();
       const site = Site.open(homeFrom(g()), { command: 'serve' });
@@ -44,12 +49,21 @@ export function register(program: Command, g: () => GlobalOptions): void {
       const earlyHangup = () => (hupWhileStarting = true);
       process.on('SIGHUP', earlyHangup);
       try {
+        // The memory budget before anything sizes itself from it: the flag, else the catalog setting
+        // memory_budget (site.memoryBudget; read again below, once the site file is applied).
+        const configureMemory = () => {
+          const setting = readMeta(site.catalog, META_KEYS.memoryBudget);
+          if (memoryBudget !== undefined) memory.configure(memoryBudget, '--memory-budget');
+          else if (setting) memory.configure(parseSize(setting, SIZE.memoryBudget, 'the catalog setting memory_budget'), 'memory_budget');
+        };
+        configureMemory();
         // The site file first: it may set the log and listen settings read below.
         const engine = newEngine(site);
         daemon = new Daemon(engine);
         const siteFile = siteFileFrom(g(), { config: o.config });
         reloader = new ConfigReloader(engine, (op, args) => runOp({ engine, daemon: true }, op, args), siteFile.source === 'home' ? undefined : siteFile.path, siteFile.source);
         await reloader.applyAtStart();
+        configureMemory();
         // The change journal: watches over the tree members, so snapshots read only what changed.
         if (o.journal) await startJournal(site);
         // The log file: JSON lines whatever stdout shows (the fanout hands the terminal its human form).

@@ -145,7 +145,7 @@ export class ApplyJob {
         has: (id: ObjectId) => host.store.has(id),
         info: (id: ObjectId) => host.store.info(id),
         // the same chunk in several files (copies, templates) is decoded once while it stays recent
-        get: cachedRefs((id: ObjectId) => host.store.getUnhashed(id), 32 * 1024 * 1024),
+        get: cachedRefs((id: ObjectId) => host.store.getUnhashed(id)),
       };
       // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see ReplicaCapture.captureTrees).
       const written = new Map<string, WrittenFiles>();

@@ -23,6 +23,7 @@ import { setPriority } from 'node:os';
 import { isMainThread, workerData } from 'node:worker_threads';
 import type { ObjectId } from '../../core/ids.ts';
 import { serveWorker, WorkerPool } from '../../core/worker-pool.ts';
+import { WORKER_HEAP_FRACTION, workerHeapMb } from '../../core/memory.ts';
 import { PackStore } from '../../store/pack-store.ts';
 import type { TreeEntry } from '../../snapshot/model.ts';
 import type { CachedFile } from '../../snapshot/stat-cache.ts';
@@ -62,13 +63,13 @@ export class ApplyPool {
   readonly #site: StorePaths;
   // Two jobs per worker: one to work on and the next, so a worker need not wait for the
   // main thread (busy in its own synchronous walk) to be handed more.
-  readonly #pool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2 });
+  readonly #pool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true }, size: WORKERS, name: 'ferry-apply', inFlight: 2, heapMb: () => workerHeapMb(WORKER_HEAP_FRACTION.apply, WORKERS) });
   /**
    * Staging runs while the transfer (and, at the source, the capture) still works: on threads of
    * the lowest priority (STAGE_NICE), so that it takes only CPU time nothing else wants. Where the
    * transfer keeps every core busy, it waits, and the apply's wait for it is what remains.
    */
-  readonly #stagePool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true, nice: STAGE_NICE }, size: WORKERS, name: 'ferry-stage', inFlight: 2 });
+  readonly #stagePool = new WorkerPool<Job, SubtreeResult | StageResult>({ url: new URL(import.meta.url), workerData: { ferryApplyWorker: true, nice: STAGE_NICE }, size: WORKERS, name: 'ferry-stage', inFlight: 2, heapMb: () => workerHeapMb(WORKER_HEAP_FRACTION.stage, WORKERS) });
 
   constructor(site: StorePaths) {
     this.#site = { catalog: site.catalog, store: site.store };

@@ -13,6 +13,7 @@
 // Owns: the intake pipeline and its ordering invariant (see put). Must
 // never: store an object that was not verified, or store anything of a
 // request after its first failure.
+import { memory } from '../../core/memory.ts';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
@@ -240,6 +241,26 @@ export class Intake {
     // the first failure of what was taken: nothing is stored after it
     let failed: { error: unknown } | undefined;
     const hold = o.hold ?? (() => true);
+    // What is in flight also counts in the memory budget's receive share (over every stream), and
+    // stays within it: before an object is taken, what this stream has is stored until it fits, or,
+    // holding nothing itself, it waits for the others to store theirs.
+    const share = memory.share('receive');
+    const room = async (bytes: number): Promise<void> => {
+      while (!share.fits(bytes)) {
+        if (units.length > 0) await storeNext();
+        else if (batch.length + deltas.length > 0) flushBatch();
+        else {
+          await share.acquire(bytes);
+          share.release(bytes);
+          return;
+        }
+      }
+    };
+    const take = async (bytes: number): Promise<void> => {
+      await room(bytes);
+      share.hold(bytes);
+      inFlight += bytes;
+    };
     // trees stored by this request: staged once they are durable (#stage)
     const trees: ObjectId[] = [];
     const flushBatch = () => {
@@ -265,6 +286,7 @@ export class Intake {
         throw error;
       } finally {
         inFlight -= u.bytes;
+        share.release(u.bytes);
         hold(inFlight);
       }
     };
@@ -275,7 +297,7 @@ export class Intake {
         r.bytes += w.stored.byteLength;
         if (store.has(w.id)) continue;
         // inFlight: taken and not yet stored (the open batch and the units)
-        inFlight += w.stored.byteLength;
+        await take(w.stored.byteLength);
         if (isDelta(w)) {
           if (batch.length > 0) flushBatch();
           let dictionary: Buffer | undefined;
@@ -288,7 +310,7 @@ export class Intake {
           }
           if (dictionary) {
             // the dictionary is held too until the delta is rebuilt
-            inFlight += dictionary.length;
+            await take(dictionary.length);
             deltas.push({ o: w, dictionary });
             batchBytes += w.stored.byteLength + dictionary.length;
           }
@@ -317,6 +339,8 @@ export class Intake {
     }
     // (what is left after a failure is dropped: its checks still settle, unawaited)
     for (const u of units.splice(0)) u.ready.catch(() => {});
+    share.release(inFlight);
+    refStore.get.clear();
     hold(0);
     // Durable now, even when the stream was cut: the next attempt won't resend it. (A failed flush
     // discards what is pending and throws: nothing of this request's open pack is kept.)
