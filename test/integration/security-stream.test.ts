@@ -30,7 +30,7 @@ import { createSnapshot } from '../../src/site/snapshots.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
 import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
-import { cleanupAll, createSite } from './sites.ts';
+import { cleanupSites, createSite } from '../harness/index.ts';
 
 let env: NetEnv;
 let s: http2.ClientHttp2Session;
@@ -243,7 +243,7 @@ test('64 object streams on one connection, each declaring a 60 MiB object: the d
     client?.close();
     await pool.close();
     a.close();
-    await cleanupAll([b]);
+    await cleanupSites([b]);
     tmp.cleanup();
   });
   await b.start();
@@ -360,7 +360,7 @@ test('a client refused for the budget retries once the others finish; a put resu
     hostile?.destroy();
     client?.close();
     a.close();
-    await cleanupAll([b]);
+    await cleanupSites([b]);
     tmp.cleanup();
   });
   process.env.FERRY_TEST_DAEMON_BUDGET_BYTES = String(100 << 20);
