@@ -25,6 +25,8 @@ import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
 import { runMirrorUpdate } from '../../src/replication/driver/run.ts';
+import type { UpdateResult } from '../../src/replication/driver/types.ts';
+import type { Receiver } from '../../src/replication/types.ts';
 import { getMirror } from '../../src/catalog/mirrors.ts';
 import { createMirror, updateSource } from '../../src/site/mirrors.ts';
 import { assertTreesEqual, tempDir, varint } from '../helpers.ts';
@@ -243,6 +245,18 @@ export async function rejectsWith(p: Promise<unknown>, codes: string[], message?
 
 // ---------------------------------------------------------------- a receiving site behind a real daemon
 
+/**
+ * The legitimate path: an update of `site`'s mirror of `volume` to `peer` (initialize while it has no
+ * base) by the real replication driver, runMirrorUpdate over the site's own update source, with
+ * `receiver` as the destination (a PeerClient to the daemon). Asserts it was applied.
+ */
+export async function updateByDriver(site: Site, pool: ChunkPool, receiver: Receiver, volume: string, peer: string): Promise<UpdateResult> {
+  const initialize = !getMirror(site.catalog, volume, peer).base;
+  const r = await runMirrorUpdate({ source: updateSource(site, pool), connect: () => receiver }, volume, peer, { initialize });
+  assert.equal(r.applied, true, `legit update not applied: ${JSON.stringify(r)}`);
+  return r;
+}
+
 export interface NetEnv {
   tmp: string;
   /** the receiving site (held by the daemon, in this process) */
@@ -308,9 +322,7 @@ export async function netEnv(): Promise<NetEnv> {
     outsideListing: () => listing(t.path, skip),
     legit: async () => {
       writeFileSync(join(aData, `legit-${++legitN}.txt`), `legit ${legitN}\n`);
-      const initialize = !getMirror(a.catalog, 'vol', 'b').base;
-      const r = await runMirrorUpdate({ source: updateSource(a, aPool), connect: () => client }, 'vol', 'b', { initialize });
-      assert.equal(r.applied, true, `legit update not applied: ${JSON.stringify(r)}`);
+      await updateByDriver(a, aPool, client, 'vol', 'b');
       assertTreesEqual(replica, aData);
     },
     close: async () => {
