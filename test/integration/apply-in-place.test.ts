@@ -9,7 +9,7 @@ import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { withCatalog } from './daemons.ts';
+import { withCatalog } from '../harness/index.ts';
 import { killDaemon, makePair, secondaryJournal, sleep, startDaemon, type Pair } from './faults-util.ts';
 
 const MiB = 1 << 20;

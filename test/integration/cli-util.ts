@@ -10,6 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { FERRY_BIN, runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { assertRefused, indexedPacks } from '../harness/index.ts';
+
+export { indexedPacks };
 
 export { FERRY_BIN };
 
@@ -115,12 +118,7 @@ export function listPackFiles(home: string): string[] {
 }
 
 /** Assert an error result: exit status, error code (from --json or stderr), and that the message matches. */
-export function assertError(r: CliResult, exit: number, code: string, message?: RegExp): void {
-  assert.equal(r.code, exit, `expected exit ${exit} (${code}), got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  if (r.json?.error) assert.equal(r.json.error.code, code, `expected error code ${code}: ${JSON.stringify(r.json.error)}`);
-  else assert.match(r.stderr, new RegExp(`\\[${code}\\]`), `expected [${code}] on stderr: ${r.stderr}`);
-  if (message) assert.match(r.json?.error?.message ?? r.stderr, message);
-}
+export const assertError = assertRefused;
 
 /** Poll until `path` exists or `done` settles; resolves with whether it appeared first. */
 async function waitForFile(path: string, done: Promise<unknown>): Promise<boolean> {
@@ -168,16 +166,6 @@ export async function timeCommand(site: TestSite, args: string[]): Promise<{ cod
   const code = await exited;
   const end = Date.now();
   return { code, totalMs: end - started, lockedMs: sawLock ? end - lockAt : 0 };
-}
-
-/** Live packs in the index (read straight from the catalog). */
-export function indexedPacks(home: string): number {
-  const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: true });
-  try {
-    return (db.prepare("SELECT count(*) AS n FROM packs WHERE state = 'live'").get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
 }
 
 /**

@@ -7,12 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { cleanupSites, KiB, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, KiB, createSite, pairSites, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
 test('an update after the source\'s clock was set back, with a snapshot in between that was never sent, is applied', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
-    const [a, b] = await Promise.all([newSite('cb-a'), newSite('cb-b')]);
+    const [a, b] = await Promise.all([createSite('cb-a'), createSite('cb-b')]);
     sites.push(a, b);
     const data = join(a.dir, 'data');
     writeVolumeData(data, 1, 16 * KiB);

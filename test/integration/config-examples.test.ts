@@ -13,12 +13,12 @@ import { assertTreesEqual, ROOT, runFerry, tempDir } from '../helpers.ts';
 import { loadConfig, formatIssues } from '../../src/config/load.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { Site } from '../../src/site/site.ts';
-import { cleanupSites, newSite, pairSites, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, createSite, pairSites, writeVolumeData, type TestSite } from '../harness/index.ts';
 import { writeSmallFiles } from './cli-util.ts';
 
 const EXAMPLES = join(ROOT, 'docs', 'examples');
 const tmp = tempDir('ferry-examples-');
-const drSites: DrSite[] = [];
+const drSites: TestSite[] = [];
 after(async () => {
   await cleanupSites(drSites);
   tmp.cleanup();
@@ -112,7 +112,7 @@ for (const sample of SAMPLES) {
 }
 
 test('sample opensvc-test-link.yaml at a real DR site: the link waits for the first replicated snapshot, then shows it', async () => {
-  const [prod, dr] = await Promise.all([newSite('prod'), newSite('dr')]);
+  const [prod, dr] = await Promise.all([createSite('prod'), createSite('dr')]);
   drSites.push(prod, dr);
   const data = join(prod.dir, 'data');
   writeVolumeData(data, 2, 64 * 1024);

@@ -10,10 +10,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { runFerry } from '../helpers.ts';
-import { cleanupAll, createSite, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, waitFor, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 function volumeNames(home: string): string[] {
   const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: true });

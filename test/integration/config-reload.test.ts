@@ -11,10 +11,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { FERRY_BIN, runFerry } from '../helpers.ts';
-import { cleanupAll, createSite, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, giveUp, waitFor, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 function query<T>(home: string, sql: string, ...args: Array<string | number>): T[] {
   const db = new DatabaseSync(join(home, 'catalog.db'), { readOnly: true });
@@ -106,7 +106,7 @@ test('serve --config: a bad file stops the start; without --listen the file\'s s
   p.stderr.on('data', (d) => (err += d));
   try {
     const info = await waitFor('the daemon to listen', () => {
-      if (p.exitCode !== null) throw new Error(`serve exited ${p.exitCode}: ${out}${err}`);
+      if (p.exitCode !== null) throw giveUp(`serve exited ${p.exitCode}: ${out}${err}`);
       // serve --json: one JSON line per event or notice; the listening notice carries the address.
       const lines = out.split('\n').slice(0, -1).map((l) => JSON.parse(l));
       const listening = lines.find((l) => l.notice === 'daemon.listening');

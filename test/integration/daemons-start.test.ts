@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Site } from '../../src/site/site.ts';
 import { tempDir } from '../helpers.ts';
-import { runningDaemons, startDaemon, stopDaemon } from './daemons.ts';
+import { runningDaemons, startDaemon, stopDaemon } from '../harness/index.ts';
 
 test('a daemon start that gives up (not ready in time) has waited for its process to exit; the next start succeeds', async () => {
   const tmp = tempDir('ferry-start-');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { assertError, listPackFiles, makeSite, siteState, writeRandomFile } from './cli-util.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupAll, createSite, pair } from './sites.ts';
+import { cleanupSites, createSite, pairSites } from '../harness/index.ts';
 
 function tree(root: string): string {
   mkdirSync(join(root, 'sub'), { recursive: true });
@@ -311,7 +311,7 @@ test('a lost pack whose file comes back (restored from a backup) counts again', 
 test('a secondary that lost a pack asks for its objects again on the next update, and heals', async (t) => {
   const a = await createSite('a');
   const b = await createSite('b');
-  t.after(() => cleanupAll([a, b]));
+  t.after(() => cleanupSites([a, b]));
   const data = join(a.dir, 'data');
   mkdirSync(join(data, 'keep'), { recursive: true });
   writeRandomFile(join(data, 'x.bin'), 300_000);
@@ -322,9 +322,9 @@ test('a secondary that lost a pack asks for its objects again on the next update
   // holds; one that lost them must be asked about every block again.
   const disk = join(a.dir, 'disk.img');
   writeRandomFile(disk, 2 * 1024 * 1024);
-  a.volume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
+  a.defineVolume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);
   // Second update: keep/ changes (its new tree lands in the newest pack at b), x.bin and keep/k1.bin do not

@@ -14,7 +14,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT, runFerry, tempDir } from '../helpers.ts';
 import { writeRandomFile } from './cli-util.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 import { Daemon } from '../../src/app/daemon.ts';
 import { Engine } from '../../src/site/engine.ts';
 import { Site } from '../../src/site/site.ts';
@@ -71,18 +71,18 @@ async function waitForText(page: Page, testid: string, re: RegExp, timeoutMs: nu
 
 test('dashboard in Chromium: a mirror shows updating, then idle and up, then warn past max delay', { timeout: 180_000 }, async (t) => {
   assertChromium(); // before anything else: a missing browser fails at once, saying how to install it
-  const sites: RealSite[] = [];
-  t.after(() => cleanupAll(sites));
+  const sites: TestSite[] = [];
+  t.after(() => cleanupSites(sites));
   const a = await createSite('a');
   const b = await createSite('b');
   sites.push(a, b);
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeRandomFile(join(data, 'one.bin'), 1 << 20);
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
   await a.start();
   await b.start();
-  await pair(a, b);
+  await pairSites(a, b);
   // 1 MiB/s: the 2 MiB update below takes about two seconds, long enough to watch.
   await a.json(['mirror', 'create', 'vol', '--to', 'b', '--max-delay', '10s', '--bandwidth', '1MiB/s']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);

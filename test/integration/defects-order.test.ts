@@ -22,9 +22,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, newSite, pairSites, waitFor, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, createSite, pairSites, waitFor, writeChange, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 const HOUR_AHEAD = { FERRY_TEST_CLOCK_OFFSET_MS: String(3600_000) };
@@ -36,9 +36,9 @@ function smallTree(dir: string): void {
   writeChange(dir, 'blob.bin', 12 * KiB);
 }
 
-const mirrorRow = (s: DrSite, peer: string): { state: string; base: string | null; failures: number; last_error: string | null } =>
+const mirrorRow = (s: TestSite, peer: string): { state: string; base: string | null; failures: number; last_error: string | null } =>
   s.catalog((db) => db.prepare("SELECT * FROM mirrors WHERE volume = 'vol' AND peer = ?").get(peer)) as any;
-const snapshotRow = (s: DrSite, id: string): { id: string; name: string | null; origin: string; time: number; parent: string | null } | undefined =>
+const snapshotRow = (s: TestSite, id: string): { id: string; name: string | null; origin: string; time: number; parent: string | null } | undefined =>
   s.catalog((db) => db.prepare('SELECT id, name, origin, time, parent FROM snapshots WHERE id = ?').get(id)) as any;
 
 /**
@@ -46,7 +46,7 @@ const snapshotRow = (s: DrSite, id: string): { id: string; name: string | null; 
  * `first`: the first daemon's start options (its environment: a clock off), `schedule` the mirror's.
  */
 async function mirroredPair(names: [string, string], o: { first?: { tick?: number; env?: Record<string, string> }; tick?: number; schedule?: string } = {}) {
-  const [src, dst] = await Promise.all(names.map((n) => newSite(n)));
+  const [src, dst] = await Promise.all(names.map((n) => createSite(n)));
   sites.push(src, dst);
   const data = join(src.dir, 'data');
   smallTree(data);

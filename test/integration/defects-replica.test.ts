@@ -23,14 +23,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, newSite, pairSites, waitFor, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, createSite, pairSites, waitFor, writeChange, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 interface Pair {
-  a: DrSite;
-  b: DrSite;
+  a: TestSite;
+  b: TestSite;
   /** the primary's member */
   data: string;
   /** the secondary's replica */
@@ -39,11 +39,11 @@ interface Pair {
   release: string;
 }
 
-const secRow = (s: DrSite, volume = 'vol'): { applied: string | null; applying: string | null; consistent: number; state: string } | undefined =>
+const secRow = (s: TestSite, volume = 'vol'): { applied: string | null; applying: string | null; consistent: number; state: string } | undefined =>
   s.catalog((db) => db.prepare('SELECT * FROM secondaries WHERE volume = ?').get(volume)) as any;
-const roleOf = (s: DrSite, volume = 'vol'): string => (s.catalog((db) => db.prepare('SELECT role FROM volumes WHERE name = ?').get(volume)) as { role: string }).role;
-const mirrorState = (s: DrSite, peer: string, volume = 'vol'): string | undefined => (s.catalog((db) => db.prepare('SELECT state FROM mirrors WHERE volume = ? AND peer = ?').get(volume, peer)) as { state: string } | undefined)?.state;
-const writesSnapshots = (s: DrSite, volume = 'vol') => s.snapshotRows(volume).filter((r) => r.name?.startsWith('replica-writes-'));
+const roleOf = (s: TestSite, volume = 'vol'): string => (s.catalog((db) => db.prepare('SELECT role FROM volumes WHERE name = ?').get(volume)) as { role: string }).role;
+const mirrorState = (s: TestSite, peer: string, volume = 'vol'): string | undefined => (s.catalog((db) => db.prepare('SELECT state FROM mirrors WHERE volume = ? AND peer = ?').get(volume, peer)) as { state: string } | undefined)?.state;
+const writesSnapshots = (s: TestSite, volume = 'vol') => s.snapshotRows(volume).filter((r) => r.name?.startsWith('replica-writes-'));
 
 function smallTree(dir: string): void {
   mkdirSync(join(dir, 'etc'), { recursive: true });
@@ -57,7 +57,7 @@ function smallTree(dir: string): void {
  * after they wrote the replica (remove `release` to hold the next one).
  */
 async function mirroredPair(label: string, volumes = ['vol']): Promise<Pair & { datas: Map<string, string> }> {
-  const [a, b] = await Promise.all([newSite(`${label}-a`), newSite(`${label}-b`)]);
+  const [a, b] = await Promise.all([createSite(`${label}-a`), createSite(`${label}-b`)]);
   sites.push(a, b);
   const datas = new Map<string, string>();
   for (const v of volumes) {
@@ -108,7 +108,7 @@ async function strayWriteDuringApply(p: Pair, change: string, stray: string): Pr
 }
 
 /** The replica-writes-* snapshots at b that appeared since `before`, restored: the one holding `stray` with `content`. */
-async function keptIn(b: DrSite, before: Array<{ id: string }>, stray: string, content: string, volume = 'vol'): Promise<string> {
+async function keptIn(b: TestSite, before: Array<{ id: string }>, stray: string, content: string, volume = 'vol'): Promise<string> {
   const fresh = writesSnapshots(b, volume).filter((s) => !before.some((x) => x.id === s.id));
   assert.ok(fresh.length >= 1, `no replica-writes-* snapshot kept the write: ${JSON.stringify(b.snapshotRows(volume).map((s) => s.name))}`);
   for (const s of fresh) {
@@ -215,7 +215,7 @@ test('an old primary that was down during failover --force is told once it is ba
   const still = await b.json(['failover', 'vol']);
   assert.equal(still.notified, false, 'a is still down: not told');
   assert.ok(still.notifyError, 'says why');
-  const sec = (await b.volume('vol')).secondary;
+  const sec = (await b.volumeStatus('vol')).secondary;
   assert.equal(sec.notice?.state, 'pending', `status at the new primary shows the old primary not told yet: ${JSON.stringify(sec)}`);
   const text = await b.ferry(['status']);
   assert.match(text.stdout, /not told yet of the failover/, text.stdout);
@@ -232,8 +232,8 @@ test('an old primary that was down during failover --force is told once it is ba
   await a.stop();
   writeFileSync(join(p.data, 'top.txt'), 'a\'s application kept writing, unaware\n');
   await b.start();
-  await waitFor('the restarted daemon\'s first try', async () => (await b.volume('vol')).secondary.notice?.attempts >= 3, 30_000, 250);
-  assert.equal((await b.volume('vol')).secondary.notice.state, 'pending');
+  await waitFor('the restarted daemon\'s first try', async () => (await b.volumeStatus('vol')).secondary.notice?.attempts >= 3, 30_000, 250);
+  assert.equal((await b.volumeStatus('vol')).secondary.notice.state, 'pending');
   await a.start({ port: a.port });
   assert.equal(mirrorState(a, b.name), 'idle');
   await waitFor('the new primary to tell the old one (vol)', () => mirrorState(a, b.name) === 'broken-off', 60_000, 250);
@@ -241,7 +241,7 @@ test('an old primary that was down during failover --force is told once it is ba
   assert.equal(m.state, 'broken-off');
   assert.equal(m.health, 'warn');
   assert.equal(m.lastError?.code, 'FAILED_OVER');
-  await waitFor('the new primary to record that it was told', async () => (await b.volume('vol')).secondary.notice?.state === 'told', 30_000, 250);
+  await waitFor('the new primary to record that it was told', async () => (await b.volumeStatus('vol')).secondary.notice?.state === 'told', 30_000, 250);
   // told, a kept what its application wrote in a snapshot
   const kept = await waitFor('the old primary to keep its writes', () => a.snapshotRows('vol').find((r) => r.name?.startsWith('failover-notice-')), 30_000, 250);
   assert.ok(readFileSync(join(await a.restore('vol', kept.id, 'told'), 'top.txt'), 'utf8').includes('unaware'));

@@ -23,12 +23,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, newSite, waitFor, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, createSite, waitFor, writeChange, type TestSite } from '../harness/index.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 const proxies: TcpProxy[] = [];
 after(async () => {
   await cleanupSites(sites);
@@ -36,31 +36,31 @@ after(async () => {
 });
 
 interface World {
-  east: DrSite;
-  west: DrSite;
+  east: TestSite;
+  west: TestSite;
   /** the member path of `vol` at each site */
-  data: Map<DrSite, string>;
+  data: Map<TestSite, string>;
   /** the proxy a site's calls to the other cross */
-  via: Map<DrSite, TcpProxy>;
-  hookLog: Map<DrSite, string>;
-  primary: DrSite;
-  secondary: DrSite;
+  via: Map<TestSite, TcpProxy>;
+  hookLog: Map<TestSite, string>;
+  primary: TestSite;
+  secondary: TestSite;
 }
 
 let w: World | undefined;
 let n = 0;
 
-const roleOf = (s: DrSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
-const secRow = (s: DrSite): { source_site: string; state: string; applied: string | null; applying: string | null; consistent: number } | undefined =>
+const roleOf = (s: TestSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
+const secRow = (s: TestSite): { source_site: string; state: string; applied: string | null; applying: string | null; consistent: number } | undefined =>
   s.catalog((db) => db.prepare("SELECT * FROM secondaries WHERE volume = 'vol'").get()) as any;
-const mirrorTo = (s: DrSite, peer: DrSite): { state: string; base: string | null; last_error: string | null } | undefined =>
+const mirrorTo = (s: TestSite, peer: TestSite): { state: string; base: string | null; last_error: string | null } | undefined =>
   s.catalog((db) => db.prepare("SELECT * FROM mirrors WHERE volume = 'vol' AND peer = ?").get(peer.name)) as any;
-const running = (s: DrSite): Array<{ kind: string; step: string }> => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all()) as any;
-const named = (s: DrSite, prefix: string): string[] => s.snapshotRows('vol').filter((r) => r.name?.startsWith(prefix)).map((r) => r.id);
-const hookLines = (s: DrSite, what: string): number => (existsSync(w!.hookLog.get(s)!) ? readFileSync(w!.hookLog.get(s)!, 'utf8').split('\n').filter((l) => l === what).length : 0);
+const running = (s: TestSite): Array<{ kind: string; step: string }> => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all()) as any;
+const named = (s: TestSite, prefix: string): string[] => s.snapshotRows('vol').filter((r) => r.name?.startsWith(prefix)).map((r) => r.id);
+const hookLines = (s: TestSite, what: string): number => (existsSync(w!.hookLog.get(s)!) ? readFileSync(w!.hookLog.get(s)!, 'utf8').split('\n').filter((l) => l === what).length : 0);
 
 /** Start a site's daemon with extra environment (test hooks) for this daemon only. */
-async function startWith(site: DrSite, env: Record<string, string>): Promise<void> {
+async function startWith(site: TestSite, env: Record<string, string>): Promise<void> {
   const saved: Record<string, string | undefined> = {};
   for (const k of Object.keys(env)) {
     saved[k] = process.env[k];
@@ -77,7 +77,7 @@ async function startWith(site: DrSite, env: Record<string, string>): Promise<voi
 }
 
 /** The daemon of `site` killed itself at the crash point: wait for it, and forget the process. */
-async function died(site: DrSite, step: string): Promise<void> {
+async function died(site: TestSite, step: string): Promise<void> {
   const p = site.proc!;
   await waitFor(`[${site.name}] the daemon to die at ${step}`, () => p.exitCode !== null || p.signalCode !== null, 60_000, 50);
   assert.equal(p.signalCode, 'SIGKILL', `[${site.name}] the daemon exited ${p.exitCode} instead of dying at ${step}:\n${site.log.slice(-3000)}`);
@@ -85,7 +85,7 @@ async function died(site: DrSite, step: string): Promise<void> {
   await site.stop();
 }
 
-async function restartWith(site: DrSite, env: Record<string, string>): Promise<void> {
+async function restartWith(site: TestSite, env: Record<string, string>): Promise<void> {
   await site.stop();
   await startWith(site, env);
 }
@@ -96,7 +96,7 @@ async function settled(): Promise<void> {
 }
 
 /** Exactly one primary, the other its secondary (active), its mirror there idle: then one more update makes the replica equal byte for byte. */
-async function assertInStep(primary: DrSite, secondary: DrSite, label: string): Promise<void> {
+async function assertInStep(primary: TestSite, secondary: TestSite, label: string): Promise<void> {
   assert.equal(roleOf(primary), 'primary', `${label}: ${primary.name} should be primary`);
   assert.equal(roleOf(secondary), 'secondary', `${label}: ${secondary.name} should be secondary`);
   const sec = secRow(secondary)!;
@@ -115,17 +115,17 @@ async function assertInStep(primary: DrSite, secondary: DrSite, label: string): 
 }
 
 test('setup: two sites through TCP proxies, a small volume mirrored east -> west', async () => {
-  const [east, west] = await Promise.all([newSite('east'), newSite('west')]);
+  const [east, west] = await Promise.all([createSite('east'), createSite('west')]);
   sites.push(east, west);
-  const data = new Map<DrSite, string>([
+  const data = new Map<TestSite, string>([
     [east, join(east.dir, 'data')],
     [west, join(west.dir, 'replica')],
   ]);
-  const hookLog = new Map<DrSite, string>([
+  const hookLog = new Map<TestSite, string>([
     [east, join(east.dir, 'hooks.log')],
     [west, join(west.dir, 'hooks.log')],
   ]);
-  const hooks = (s: DrSite) => ({
+  const hooks = (s: TestSite) => ({
     pre: { command: `echo "pre $FERRY_REASON" >> ${hookLog.get(s)}`, timeout: 20 },
     post: { command: `echo "post $FERRY_REASON" >> ${hookLog.get(s)}`, timeout: 20 },
   });
@@ -320,7 +320,7 @@ test('a TCP reset during each workflow: it stops cleanly, and the rerun complete
     assert.equal(cut.code, 6, `the migrate reports an unreachable peer: ${cut.stdout} ${cut.stderr}`);
     assert.equal(roleOf(P), 'secondary');
     assert.equal(roleOf(S), 'secondary');
-    const st = await P.volume('vol');
+    const st = await P.volumeStatus('vol');
     assert.equal(st.workflow.kind, 'migrate');
     assert.equal(st.workflow.step, 'demoted');
     w.via.get(P)!.pass();

@@ -16,22 +16,22 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, newSite, pairSites, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, createSite, pairSites, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 /** Left by the first test for the second. */
-let after1: { a: DrSite; divergent: string[]; before: string[] } | undefined;
+let after1: { a: TestSite; divergent: string[]; before: string[] } | undefined;
 
-const secondaryRow = (site: DrSite): { state: string; applied: string } | undefined =>
+const secondaryRow = (site: TestSite): { state: string; applied: string } | undefined =>
   site.catalog((db) => db.prepare("SELECT state, applied FROM secondaries WHERE volume = 'vol'").get()) as any;
-const roleOf = (site: DrSite): string => (site.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
+const roleOf = (site: TestSite): string => (site.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
 
 test('failover and failback edge cases: dry runs, unreachable old primary, lost base and --full', async () => {
-  const [a, b] = await Promise.all([newSite('east'), newSite('west')]);
+  const [a, b] = await Promise.all([createSite('east'), createSite('west')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   const volBytes = writeVolumeData(data, 8, 1 * MiB);
@@ -236,7 +236,7 @@ test('a failback whose new primary is lost after this site demoted itself: failo
   writeChange(bRep, 'at-b.bin', 4 * KiB);
   await b.json(['snapshot', 'create', 'vol']);
   assert.equal((await a.mirror('vol', b.name)).state, 'split-brain');
-  assert.equal((await b.volume('vol')).secondary.state, 'split-brain');
+  assert.equal((await b.volumeStatus('vol')).secondary.state, 'split-brain');
   // The failback, run again, ends it: a's writes kept, a follows b.
   const fb2 = await a.json(['failback', 'vol']);
   assert.match(fb2.kept, /^failback-kept-/);

@@ -11,19 +11,19 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, KiB, MiB, newSite, pairSites, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, KiB, MiB, createSite, pairSites, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 /** The manual link's --max-delay: long enough that `up` is seen on a loaded machine (a few CLI calls after the capture). */
 const MAX_DELAY_S = 12;
 
-const linkRow = (site: DrSite, path: string): { snapshot: string; refreshed_at: number } =>
+const linkRow = (site: TestSite, path: string): { snapshot: string; refreshed_at: number } =>
   site.catalog((db) => db.prepare('SELECT snapshot, refreshed_at FROM links WHERE path = ?').get(path)) as any;
 
 test('NEC/OpenSVC links at the DR site: scheduled refresh follows new snapshots, min delay refuses unless forced, health by age of the capture', async () => {
-  const [a, b] = await Promise.all([newSite('prod'), newSite('dr')]);
+  const [a, b] = await Promise.all([createSite('prod'), createSite('dr')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   const volBytes = writeVolumeData(data, 4, 1 * MiB);

@@ -17,26 +17,26 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, KiB, newSite, pairPlain, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, KiB, createSite, pairPlain, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
-let t: { seattle: DrSite; london: DrSite; tokyo: DrSite; data: string; logs: Map<DrSite, string> } | undefined;
+let t: { seattle: TestSite; london: TestSite; tokyo: TestSite; data: string; logs: Map<TestSite, string> } | undefined;
 
-const roleOf = (s: DrSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
-const secOf = (s: DrSite): { source_site: string; state: string; applied: string } | undefined => s.catalog((db) => db.prepare("SELECT * FROM secondaries WHERE volume = 'vol'").get()) as any;
-const mirrorOf = (s: DrSite, peer: string): { state: string; base: string | null } | undefined => s.catalog((db) => db.prepare("SELECT * FROM mirrors WHERE volume = 'vol' AND peer = ?").get(peer)) as any;
-const running = (s: DrSite): Array<{ kind: string; step: string }> => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all()) as any;
-const posts = (s: DrSite): number => (existsSync(t!.logs.get(s)!) ? readFileSync(t!.logs.get(s)!, 'utf8').split('\n').filter((l) => l === 'post migrate').length : 0);
+const roleOf = (s: TestSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
+const secOf = (s: TestSite): { source_site: string; state: string; applied: string } | undefined => s.catalog((db) => db.prepare("SELECT * FROM secondaries WHERE volume = 'vol'").get()) as any;
+const mirrorOf = (s: TestSite, peer: string): { state: string; base: string | null } | undefined => s.catalog((db) => db.prepare("SELECT * FROM mirrors WHERE volume = 'vol' AND peer = ?").get(peer)) as any;
+const running = (s: TestSite): Array<{ kind: string; step: string }> => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all()) as any;
+const posts = (s: TestSite): number => (existsSync(t!.logs.get(s)!) ? readFileSync(t!.logs.get(s)!, 'utf8').split('\n').filter((l) => l === 'post migrate').length : 0);
 
 test('setup: seattle primary, mirrored to london and tokyo; each site has the application\'s hooks', async () => {
-  const [seattle, london, tokyo] = await Promise.all([newSite('seattle-lost'), newSite('london-lost'), newSite('tokyo-lost')]);
+  const [seattle, london, tokyo] = await Promise.all([createSite('seattle-lost'), createSite('london-lost'), createSite('tokyo-lost')]);
   sites.push(seattle, london, tokyo);
   const data = join(seattle.dir, 'data');
   writeVolumeData(data, 4, 128 * KiB);
   const logs = new Map([seattle, london, tokyo].map((s) => [s, join(s.dir, 'hooks.log')]));
-  const hooks = (s: DrSite) => ({ pre: { command: `echo "pre $FERRY_REASON" >> ${logs.get(s)}`, timeout: 20 }, post: { command: `echo "post $FERRY_REASON" >> ${logs.get(s)}`, timeout: 20 } });
+  const hooks = (s: TestSite) => ({ pre: { command: `echo "pre $FERRY_REASON" >> ${logs.get(s)}`, timeout: 20 }, post: { command: `echo "post $FERRY_REASON" >> ${logs.get(s)}`, timeout: 20 } });
   seattle.defineVolume('vol', [data], hooks(seattle));
   await Promise.all([seattle.start(), london.start(), tokyo.start()]);
   await Promise.all([pairPlain(seattle, london), pairPlain(seattle, tokyo), pairPlain(london, tokyo)]);
@@ -136,7 +136,7 @@ test('the target dies right after accepting: back, it does not start the applica
   writeChange(lRep, 'written-at-london.bin', 8 * KiB);
   await london.json(['snapshot', 'create', 'vol']);
   await seattle.json(['snapshot', 'create', 'vol']);
-  const sv = await seattle.volume('vol');
+  const sv = await seattle.volumeStatus('vol');
   assert.equal(sv.secondary.state, 'split-brain', JSON.stringify(sv.secondary));
   const lm = await london.mirror('vol', 'seattle');
   assert.equal(lm.state, 'split-brain', JSON.stringify(lm));

@@ -19,18 +19,18 @@ import { PeerClient } from '../../src/transport/client.ts';
 import { ROUTES } from '../../src/transport/http.ts';
 import { loadIdentity } from '../../src/transport/identity.ts';
 import { isFerryError } from '../../src/core/errors.ts';
-import { cleanupSites, KiB, newSite, pairPlain, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, KiB, createSite, pairPlain, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
-let t: { seattle: DrSite; london: DrSite; tokyo: DrSite; data: string; hookLog: string } | undefined;
+let t: { seattle: TestSite; london: TestSite; tokyo: TestSite; data: string; hookLog: string } | undefined;
 
-const roleOf = (s: DrSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
-const sourceOf = (s: DrSite): string | undefined => (s.catalog((db) => db.prepare("SELECT source_site FROM secondaries WHERE volume = 'vol'").get()) as { source_site: string } | undefined)?.source_site;
-const running = (s: DrSite): unknown[] => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all());
+const roleOf = (s: TestSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
+const sourceOf = (s: TestSite): string | undefined => (s.catalog((db) => db.prepare("SELECT source_site FROM secondaries WHERE volume = 'vol'").get()) as { source_site: string } | undefined)?.source_site;
+const running = (s: TestSite): unknown[] => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all());
 const posts = (): number => (existsSync(t!.hookLog) ? readFileSync(t!.hookLog, 'utf8').split('\n').filter((l) => l === 'post migrate').length : 0);
-const holders = (s: DrSite): string[] => (s.catalog((db) => db.prepare("SELECT DISTINCT holder FROM holds WHERE holder LIKE 'mirror-from:%'").all()) as Array<{ holder: string }>).map((h) => h.holder);
+const holders = (s: TestSite): string[] => (s.catalog((db) => db.prepare("SELECT DISTINCT holder FROM holds WHERE holder LIKE 'mirror-from:%'").all()) as Array<{ holder: string }>).map((h) => h.holder);
 
 /** seattle primary, london and tokyo following it and up to date; the replicas equal the data. */
 async function assertHome(label: string): Promise<void> {
@@ -51,7 +51,7 @@ async function assertHome(label: string): Promise<void> {
 }
 
 test('setup: seattle primary, mirrored to london and tokyo', async () => {
-  const [seattle, london, tokyo] = await Promise.all([newSite('seattle-rb'), newSite('london-rb'), newSite('tokyo-rb')]);
+  const [seattle, london, tokyo] = await Promise.all([createSite('seattle-rb'), createSite('london-rb'), createSite('tokyo-rb')]);
   sites.push(seattle, london, tokyo);
   const data = join(seattle.dir, 'data');
   writeVolumeData(data, 4, 128 * KiB);

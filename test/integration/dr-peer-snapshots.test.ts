@@ -16,21 +16,21 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, newSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, createSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 const proxies: TcpProxy[] = [];
 after(async () => {
   await cleanupSites(sites);
   await Promise.all(proxies.map((p) => p.close().catch(() => {})));
 });
 
-const peerState = (site: DrSite, snapshot: string): string | undefined =>
+const peerState = (site: TestSite, snapshot: string): string | undefined =>
   site.catalog((db) => (db.prepare('SELECT state FROM peer_snapshots WHERE snapshot = ?').get(snapshot) as { state: string } | undefined)?.state);
 
 test('AFM peer snapshots: pending while the secondary is down, delivered on its return with the same id and name, deleted everywhere only with --peer', async () => {
-  const [a, b] = await Promise.all([newSite('primary'), newSite('secondary')]);
+  const [a, b] = await Promise.all([createSite('primary'), createSite('secondary')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   const volBytes = writeVolumeData(data, 4, 1 * MiB);
@@ -84,7 +84,7 @@ test('AFM peer snapshots: pending while the secondary is down, delivered on its 
   await b.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'MIRROR_STATE', /primary/);
   // While it is the mirror's base it cannot go anywhere: refused before anything is removed.
   await a.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'SNAPSHOT_HELD', /base/);
-  const holds = (site: DrSite) => site.catalog((db) => db.prepare('SELECT holder FROM holds WHERE snapshot = ?').all(p1.id) as Array<{ holder: string }>).map((h) => h.holder);
+  const holds = (site: TestSite) => site.catalog((db) => db.prepare('SELECT holder FROM holds WHERE snapshot = ?').all(p1.id) as Array<{ holder: string }>).map((h) => h.holder);
   assert.ok(holds(a).includes('peer') && holds(b).includes('peer'), 'nothing was removed: still a held peer snapshot on both sides');
 
   // ---- the next update moves the base; then --peer at the primary deletes it on both sides
@@ -107,7 +107,7 @@ test('AFM peer snapshots: pending while the secondary is down, delivered on its 
 });
 
 test('AFM peer snapshots: deleted with --peer while a secondary that holds it unseen (its delivery answer was lost) is down: the deletion waits for it, the base survives, no full sync', async () => {
-  const [a, b] = await Promise.all([newSite('lost-a'), newSite('lost-b')]);
+  const [a, b] = await Promise.all([createSite('lost-a'), createSite('lost-b')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   writeVolumeData(data, 2, 256 * KiB);
@@ -164,7 +164,7 @@ test('AFM peer snapshots: deleted with --peer while a secondary that holds it un
 test('AFM peer snapshots: after a migrate, and after a failover and failback, the current primary deletes a peer snapshot at the old primary too', async () => {
   const { a, b } = await mirroredPair(sites, ['line-a', 'line-b']);
   const p1 = (await a.json(['snapshot', 'create', 'vol', '--peer', '--name', 'p1', '--wait'])).snapshot.id;
-  const has = (s: DrSite, id: string) => s.snapshotRows('vol').some((x) => x.id === id);
+  const has = (s: TestSite, id: string) => s.snapshotRows('vol').some((x) => x.id === id);
   assert.ok(has(b, p1));
 
   // ---- a migrates to b: b is the primary of p1's lineage now

@@ -11,13 +11,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, newSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirrorWithBase, createSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 /** Wait until a scheduled update of `src`'s mirror sent a snapshot taken after `t0`, and return the transfers since. */
-async function nextPeriod(src: DrSite, peer: string, t0: number): Promise<Array<{ snapshot: string; bytes: number }>> {
+async function nextPeriod(src: TestSite, peer: string, t0: number): Promise<Array<{ snapshot: string; bytes: number }>> {
   await waitFor(`a scheduled update of ${src.name}'s mirror after the change`, () => {
     const m = mirrorWithBase(src, 'vol', peer);
     return m && m.state === 'idle' && m.base_time !== null && m.base_time > t0;
@@ -26,7 +26,7 @@ async function nextPeriod(src: DrSite, peer: string, t0: number): Promise<Array<
 }
 
 test('3PAR Remote Copy: periodic updates, failover promotes the secondary, failback resyncs the natural primary by differences', async () => {
-  const [a, b] = await Promise.all([newSite('natural'), newSite('backup')]);
+  const [a, b] = await Promise.all([createSite('natural'), createSite('backup')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   const volBytes = writeVolumeData(data, 10, 2 * MiB);
@@ -74,7 +74,7 @@ test('3PAR Remote Copy: periodic updates, failover promotes the secondary, failb
   assert.ok(foSnap, 'the failover snapshot is listed at the backup');
   assert.match(foSnap.name, /^failover-/);
   assertTreesEqual(await b.restore('vol', fo.snapshot, 'failover'), promoted);
-  assert.equal((await b.volume('vol')).role, 'primary');
+  assert.equal((await b.volumeStatus('vol')).role, 'primary');
   // The natural primary's mirror is broken off: no update, scheduled or asked for, even forced.
   await a.json(['mirror', 'resume', 'vol']);
   const broken = await a.mirror('vol', 'backup');
@@ -114,7 +114,7 @@ test('3PAR Remote Copy: periodic updates, failover promotes the secondary, failb
   assertTreesEqual(await a.restore('vol', fb.kept, 'kept'), beforeFailback);
   assertTreesEqual(await a.restore('vol', divSnap.id, 'divergent'), divExpected);
   assert.equal(readFileSync(join(beforeFailback, 'etc', 'app-3.conf'), 'utf8'), 'divergent, never snapshotted\n');
-  const aVol = await a.volume('vol');
+  const aVol = await a.volumeStatus('vol');
   assert.equal(aVol.role, 'secondary');
   assert.equal(aVol.secondary.source, 'backup');
   assert.ok(aVol.secondary.applied, 'the natural primary shows an applied snapshot'); // (consistent flips while a scheduled apply runs)

@@ -6,12 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { cleanupSites, KiB, newSite, pairPlain, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, KiB, createSite, pairPlain, writeVolumeData, type TestSite } from '../harness/index.ts';
 
 test('a plain failover at a secondary whose primary a sibling already took over is refused, saying to re-point it or force', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
-    const [seattle, london, tokyo] = await Promise.all([newSite('seattle-sf'), newSite('london-sf'), newSite('tokyo-sf')]);
+    const [seattle, london, tokyo] = await Promise.all([createSite('seattle-sf'), createSite('london-sf'), createSite('tokyo-sf')]);
     sites.push(seattle, london, tokyo);
     const data = join(seattle.dir, 'data');
     writeVolumeData(data, 2, 64 * KiB);
@@ -25,7 +25,7 @@ test('a plain failover at a secondary whose primary a sibling already took over 
     await london.json(['failover', 'vol', '--no-repoint']);
 
     await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /london already took vol over from seattle[\s\S]*mirror repoint vol --to tokyo[\s\S]*--force/);
-    assert.equal((await tokyo.volume('vol')).role, 'secondary', 'tokyo stays a secondary');
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary', 'tokyo stays a secondary');
     assert.notEqual((await seattle.mirror('vol', 'tokyo')).state, 'broken-off', "seattle's mirror to tokyo is not broken off by a refused notice");
     // As the refusal says: london re-points tokyo, which then follows london.
     await london.json(['mirror', 'repoint', 'vol', '--to', 'tokyo']);

@@ -11,13 +11,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, MiB, createSite, pairSites, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 test('SnapMirror: named app-consistent baseline and update, DR copy test on a link, failover, difference-based sync back', async () => {
-  const [a, b] = await Promise.all([newSite('prod'), newSite('dr')]);
+  const [a, b] = await Promise.all([createSite('prod'), createSite('dr')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   const volBytes = writeVolumeData(data, 10, 2 * MiB);
@@ -92,7 +92,7 @@ test('SnapMirror: named app-consistent baseline and update, DR copy test on a li
   const fo = await b.json(['failover', 'vol']);
   assert.equal(fo.notified, true);
   assert.equal(fo.plan.snapshot, u3.snapshot, 'the replica promoted is the last applied snapshot');
-  assert.equal((await b.volume('vol')).role, 'primary');
+  assert.equal((await b.volumeStatus('vol')).role, 'primary');
   assert.equal((await a.mirror('vol', 'dr')).state, 'broken-off');
   assertTreesEqual(replica, expU3);
   writeChange(replica, 'dr/written-at-dr.bin', 200 * KiB);
@@ -119,7 +119,7 @@ test('SnapMirror: named app-consistent baseline and update, DR copy test on a li
   const back = await b.mirror('vol', 'prod');
   assert.equal(back.state, 'idle');
   assert.equal(back.lastTransfer.bytes, sent);
-  const aVol = await a.volume('vol');
+  const aVol = await a.volumeStatus('vol');
   assert.equal(aVol.role, 'secondary');
   assert.equal(aVol.secondary.source, 'dr');
   // The origin's divergent writes are in the kept snapshot, restorable byte for byte.

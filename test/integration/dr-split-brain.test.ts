@@ -15,13 +15,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, newSite, pairSites, waitFor, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, createSite, pairSites, waitFor, writeChange, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
-const roleOf = (s: DrSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
-const mirrorRow = (s: DrSite, peer: string): { state: string; base: string | null; last_success_at: number | null } =>
+const roleOf = (s: TestSite): string => (s.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role;
+const mirrorRow = (s: TestSite, peer: string): { state: string; base: string | null; last_success_at: number | null } =>
   s.catalog((db) => db.prepare("SELECT * FROM mirrors WHERE volume = 'vol' AND peer = ?").get(peer)) as any;
 
 function smallTree(dir: string): void {
@@ -31,7 +31,7 @@ function smallTree(dir: string): void {
   writeChange(dir, 'blob.bin', 12 * KiB);
 }
 
-async function startWith(site: DrSite, env: Record<string, string>, opts: { tick?: number } = {}): Promise<void> {
+async function startWith(site: TestSite, env: Record<string, string>, opts: { tick?: number } = {}): Promise<void> {
   const saved: Record<string, string | undefined> = {};
   for (const k of Object.keys(env)) {
     saved[k] = process.env[k];
@@ -48,7 +48,7 @@ async function startWith(site: DrSite, env: Record<string, string>, opts: { tick
 }
 
 test('split brain: updates refuse, status says so and what each side changed, failback ends it', async () => {
-  const [east, west] = await Promise.all([newSite('east'), newSite('west')]);
+  const [east, west] = await Promise.all([createSite('east'), createSite('west')]);
   sites.push(east, west);
   const data = join(east.dir, 'data');
   smallTree(data);
@@ -143,7 +143,7 @@ test('split brain: updates refuse, status says so and what each side changed, fa
 });
 
 test('clock skew: a site an hour behind migrates and replicates both ways', async () => {
-  const [east, west] = await Promise.all([newSite('east-skew'), newSite('west-skew')]);
+  const [east, west] = await Promise.all([createSite('east-skew'), createSite('west-skew')]);
   sites.push(east, west);
   const data = join(east.dir, 'data');
   smallTree(data);
@@ -185,7 +185,7 @@ test('clock skew: a site an hour behind migrates and replicates both ways', asyn
 });
 
 test('scheduled updates respect --min-delay', async () => {
-  const [east, west] = await Promise.all([newSite('east-md'), newSite('west-md')]);
+  const [east, west] = await Promise.all([createSite('east-md'), createSite('west-md')]);
   sites.push(east, west);
   const data = join(east.dir, 'data');
   smallTree(data);

@@ -21,22 +21,22 @@ import { PeerClient } from '../../src/transport/client.ts';
 import { ROUTES } from '../../src/transport/http.ts';
 import { loadIdentity } from '../../src/transport/identity.ts';
 import { isFerryError } from '../../src/core/errors.ts';
-import { cleanupSites, copyTree, KiB, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, KiB, createSite, pairSites, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 interface Trio {
-  seattle: DrSite;
-  london: DrSite;
-  tokyo: DrSite;
+  seattle: TestSite;
+  london: TestSite;
+  tokyo: TestSite;
   data: string;
   volBytes: number;
 }
 
 /** seattle primary of `vol`, mirrored to london and tokyo, both initialized. */
 async function trio(tag: string, mirrorArgs: string[] = []): Promise<Trio> {
-  const [seattle, london, tokyo] = await Promise.all([newSite(`seattle${tag}`), newSite(`london${tag}`), newSite(`tokyo${tag}`)]);
+  const [seattle, london, tokyo] = await Promise.all([createSite(`seattle${tag}`), createSite(`london${tag}`), createSite(`tokyo${tag}`)]);
   sites.push(seattle, london, tokyo);
   // Names without the tag, as an operator would have them.
   const data = join(seattle.dir, 'data');
@@ -52,20 +52,20 @@ async function trio(tag: string, mirrorArgs: string[] = []): Promise<Trio> {
 }
 
 /** Pair two sites under their plain names (seattle, london, tokyo). */
-async function pairNamed(a: DrSite, b: DrSite): Promise<void> {
-  const plain = (s: DrSite) => s.name.replace(/-.*$/, '');
+async function pairNamed(a: TestSite, b: TestSite): Promise<void> {
+  const plain = (s: TestSite) => s.name.replace(/-.*$/, '');
   await Promise.all([a.json(['site', 'add', plain(b), b.url!, '--id', b.id]), b.json(['site', 'add', plain(a), a.url!, '--id', a.id])]);
 }
 
-async function update(src: DrSite, to: string): Promise<any> {
+async function update(src: TestSite, to: string): Promise<any> {
   return src.json(['mirror', 'update', 'vol', '--to', to, '--wait']);
 }
 
-function appliedAt(site: DrSite): string {
+function appliedAt(site: TestSite): string {
   return site.catalog((db) => (db.prepare("SELECT applied FROM secondaries WHERE volume = 'vol'").get() as any).applied);
 }
 
-function snapshotIds(site: DrSite): string[] {
+function snapshotIds(site: TestSite): string[] {
   return site.snapshotRows('vol').map((s) => s.id);
 }
 
@@ -110,10 +110,10 @@ test('VVR: seattle/london/tokyo, london takes over and re-points tokyo by differ
   assert.ok(rp.update.transfer.bytes < 32 * KiB, `re-point sent ${rp.update.transfer.bytes} bytes (volume ${volBytes})`);
   assertTreesEqual(tRep, lRep);
   assertTreesEqual(tRep, seattleAtDeath);
-  const tVol = await tokyo.volume('vol');
+  const tVol = await tokyo.volumeStatus('vol');
   assert.equal(tVol.role, 'secondary');
   assert.equal(tVol.secondary.source, 'london');
-  const lVol = await london.volume('vol');
+  const lVol = await london.volumeStatus('vol');
   assert.equal(lVol.role, 'primary');
   const toTokyo = lVol.mirrors.find((m: any) => m.peer === 'tokyo');
   assert.equal(toTokyo.state, 'idle');
@@ -145,14 +145,14 @@ test('VVR: seattle/london/tokyo, london takes over and re-points tokyo by differ
   assertTreesEqual(await seattle.restore('vol', fb.kept, 'kept'), seattleBefore);
 
   // ---- status at each site
-  const sVol = await seattle.volume('vol');
+  const sVol = await seattle.volumeStatus('vol');
   assert.equal(sVol.role, 'secondary');
   assert.equal(sVol.secondary.source, 'london');
   assert.deepEqual(sVol.mirrors, []);
-  const lVol2 = await london.volume('vol');
+  const lVol2 = await london.volumeStatus('vol');
   assert.equal(lVol2.role, 'primary');
   assert.deepEqual(lVol2.mirrors.map((m: any) => [m.peer, m.state]).sort(), [['seattle', 'idle'], ['tokyo', 'idle']]);
-  assert.equal((await tokyo.volume('vol')).secondary.source, 'london');
+  assert.equal((await tokyo.volumeStatus('vol')).secondary.source, 'london');
 
   // ---- migrate back to seattle: roles return, difference-based
   writeChange(lRep, 'london/prod-2.bin', 80 * KiB);
@@ -163,20 +163,20 @@ test('VVR: seattle/london/tokyo, london takes over and re-points tokyo by differ
   const expect = Object.fromEntries(dryMigrate.plan.secondaries.map((x: any) => [x.peer, x.expectedBytes]));
   assert.ok(expect.seattle >= 80 * KiB && expect.seattle < 200 * KiB, JSON.stringify(dryMigrate.plan.secondaries));
   assert.equal(expect.tokyo, 0, JSON.stringify(dryMigrate.plan.secondaries));
-  assert.equal((await london.volume('vol')).role, 'primary');
+  assert.equal((await london.volumeStatus('vol')).role, 'primary');
   const mg = await london.json(['migrate', 'vol', '--to', 'seattle']);
   assert.equal(mg.plan.to, 'seattle');
-  const sVol3 = await seattle.volume('vol');
+  const sVol3 = await seattle.volumeStatus('vol');
   assert.equal(sVol3.role, 'primary');
   assert.deepEqual(sVol3.mirrors.map((m: any) => [m.peer, m.state, m.base]).sort(), [['london', 'idle', mg.final], ['tokyo', 'idle', mg.final]]);
   // seattle's mirrors were rows from before (it was primary once): their old holds went with them.
   const mirrorHolds = seattle.catalog((db) => db.prepare("SELECT holder, snapshot FROM holds WHERE holder LIKE 'mirror:%'").all() as Array<{ holder: string; snapshot: string }>);
   assert.deepEqual(mirrorHolds.filter((h) => h.snapshot !== mg.final), [], 'a stale mirror hold keeps an old snapshot');
-  const lVol3 = await london.volume('vol');
+  const lVol3 = await london.volumeStatus('vol');
   assert.equal(lVol3.role, 'secondary');
   assert.equal(lVol3.secondary.source, 'seattle');
   assert.deepEqual(lVol3.mirrors, []);
-  const tVol3 = await tokyo.volume('vol');
+  const tVol3 = await tokyo.volumeStatus('vol');
   assert.equal(tVol3.role, 'secondary');
   assert.equal(tVol3.secondary.source, 'seattle');
   assertTreesEqual(data, lRep);
@@ -217,7 +217,7 @@ test('VVR: tokyo one update behind london at the failover, and paired sites that
     asLondon.close();
   }
   // ... nor a paired site the primary never named as a secondary of the volume (even with seattle down).
-  const mallory = await newSite('mallory');
+  const mallory = await createSite('mallory');
   sites.push(mallory);
   await tokyo.json(['site', 'add', 'mallory', 'https://127.0.0.1:9', '--id', mallory.id]);
   await seattle.stop('SIGKILL');
@@ -227,7 +227,7 @@ test('VVR: tokyo one update behind london at the failover, and paired sites that
   } finally {
     asMallory.close();
   }
-  assert.equal((await tokyo.volume('vol')).secondary.source, 'seattle', 'tokyo still follows seattle');
+  assert.equal((await tokyo.volumeStatus('vol')).secondary.source, 'seattle', 'tokyo still follows seattle');
 
   // ---- london takes over; the common base is tokyo's older snapshot; only what tokyo lacks moves
   const fo = await london.json(['failover', 'vol', '--force']);
@@ -238,7 +238,7 @@ test('VVR: tokyo one update behind london at the failover, and paired sites that
   assert.ok(bytes >= 200 * KiB && bytes < 200 * KiB + 48 * KiB, `re-point sent ${bytes} bytes for the 200 KiB tokyo lacked (volume ${volBytes})`);
   assertTreesEqual(tRep, lRep);
   assertTreesEqual(tRep, data);
-  assert.equal((await tokyo.volume('vol')).secondary.source, 'london');
+  assert.equal((await tokyo.volumeStatus('vol')).secondary.source, 'london');
   // Running the re-point again changes nothing and sends only what changed since (nothing).
   const again = await london.json(['mirror', 'repoint', 'vol', '--to', 'tokyo']);
   assert.equal(again.outcome, 'repointed');
@@ -297,7 +297,7 @@ test('VVR: with --keep 1 tokyo ahead shares no snapshot with london: needs-full-
   assert.equal(rp.outcome, 'needs-full-sync', JSON.stringify(rp));
   assert.equal(rp.error.code, 'NEEDS_FULL_SYNC');
   assert.equal((await london.mirror('vol', 'tokyo')).state, 'needs-full-sync');
-  assert.equal((await tokyo.volume('vol')).secondary.source, 'london', 'tokyo follows london; nothing was copied');
+  assert.equal((await tokyo.volumeStatus('vol')).secondary.source, 'london', 'tokyo follows london; nothing was copied');
   assert.ok(existsSync(join(tRep, 'only-tokyo.bin')), 'the replica is untouched');
   await london.refused(['mirror', 'repoint', 'vol', '--to', 'tokyo'], 4, 'NEEDS_FULL_SYNC', /--full/);
   await london.refused(['mirror', 'update', 'vol', '--to', 'tokyo', '--wait'], 4, 'MIRROR_STATE', /full sync/);
@@ -323,9 +323,9 @@ test('VVR: a planned takeover with seattle alive: seattle is told, agrees to tok
   assert.ok(rp.update.transfer.bytes < 32 * KiB, `re-point sent ${rp.update.transfer.bytes} bytes`);
   assertTreesEqual(tRep, lRep);
   // seattle: its mirror to london is broken off, the one to tokyo is gone (tokyo follows london).
-  const sMirrors = (await seattle.volume('vol')).mirrors.map((m: any) => [m.peer, m.state]);
+  const sMirrors = (await seattle.volumeStatus('vol')).mirrors.map((m: any) => [m.peer, m.state]);
   assert.deepEqual(sMirrors, [['london', 'broken-off']]);
-  assert.equal((await tokyo.volume('vol')).secondary.source, 'london');
+  assert.equal((await tokyo.volumeStatus('vol')).secondary.source, 'london');
   writeChange(lRep, 'london/after.bin', 50 * KiB);
   const fb = await seattle.json(['failback', 'vol']);
   assert.deepEqual(fb.droppedMirrors, []);

@@ -6,13 +6,13 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupSites, newSite, pairSites, writeVolumeData, KiB, type DrSite } from './dr-util.ts';
+import { cleanupSites, createSite, pairSites, writeVolumeData, KiB, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
 test('failover and failback report the capture warnings of the snapshots they take (exit 8)', async () => {
-  const [a, b] = await Promise.all([newSite('warn-east'), newSite('warn-west')]);
+  const [a, b] = await Promise.all([createSite('warn-east'), createSite('warn-west')]);
   sites.push(a, b);
   const data = join(a.dir, 'data');
   writeVolumeData(data, 2, 16 * KiB);

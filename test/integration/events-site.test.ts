@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../helpers.ts';
-import { cleanupAll, createSite, errorCode, pair, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, errorCode, pairSites, waitFor, type TestSite } from '../harness/index.ts';
 import { Site } from '../../src/site/site.ts';
 import { PeerClient } from '../../src/transport/client.ts';
 import { loadIdentity } from '../../src/transport/identity.ts';
@@ -19,8 +19,8 @@ import { addPeer } from '../../src/site/peers.ts';
 import { FerryError } from '../../src/core/errors.ts';
 import { getPeer } from '../../src/catalog/peers.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 function jsonLines(stdout: string): any[] {
   return stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
@@ -35,7 +35,7 @@ async function closedPort(): Promise<number> {
 }
 
 /** A client of `peerName` with `site`'s identity, in this process (the CLI does the same). */
-function clientOf(site: RealSite, peerName: string): PeerClient {
+function clientOf(site: TestSite, peerName: string): PeerClient {
   const s = Site.open(site.home, { readOnly: true });
   try {
     return new PeerClient(loadIdentity(s.paths.identity), getPeer(s.catalog, peerName));
@@ -50,7 +50,7 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
   const data = join(a.dir, 'data');
   mkdirSync(data);
   for (let i = 0; i < 5; i++) writeFileSync(join(data, `f${i}.txt`), `file ${i}\n`.repeat(50));
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
   const scratch = join(b.dir, 'scratch');
   mkdirSync(scratch);
   // b's log file comes from the catalog settings (what `ferry config apply` writes), not flags.
@@ -60,7 +60,7 @@ test('events --site: a secondary\'s events read from the primary, --site all mer
   bs.close();
 
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);
   // Something that happens only at the secondary.

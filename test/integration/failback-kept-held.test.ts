@@ -5,10 +5,10 @@
 // finishes the failback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupSites, KiB, mirroredPair, waitFor, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, KiB, mirroredPair, waitFor, writeChange, type TestSite } from '../harness/index.ts';
 
 test('the kept snapshot a demoted secondary shows is held until the failback resyncs it', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
     const { a: east, b: west, data } = await mirroredPair(sites, ['kh-east', 'kh-west']);
     await east.stop();
@@ -28,7 +28,7 @@ test('the kept snapshot a demoted secondary shows is held until the failback res
     await east.refused(['snapshot', 'delete', 'vol', applied], 4, 'SNAPSHOT_HELD');
     await west.start();
     await east.json(['failback', 'vol']);
-    assert.equal((await east.volume('vol')).role, 'secondary');
+    assert.equal((await east.volumeStatus('vol')).role, 'secondary');
   } finally {
     await cleanupSites(sites);
   }

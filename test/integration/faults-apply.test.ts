@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { renameSync, rmSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { withCatalog } from './daemons.ts';
+import { withCatalog } from '../harness/index.ts';
 import { assertVerifies, killDaemon, makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
 
 const MiB = 1 << 20;

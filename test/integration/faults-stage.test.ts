@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { waitFor } from './daemons.ts';
+import { waitFor } from '../harness/index.ts';
 import { assertVerifies, killDaemon, makePair, mirrorStatus, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles } from './faults-util.ts';
 
 const MiB = 1 << 20;

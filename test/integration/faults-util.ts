@@ -5,14 +5,19 @@
 // with the proxy's URL, so every replication byte crosses it); random data;
 // and direct reads of a site's catalog (node:sqlite, read-only) for what the
 // CLI does not print: stored bytes, and the secondary's apply journal.
-import { spawn, type ChildProcess } from 'node:child_process';
+//
+// Daemons, catalog peeks and waits come from the harness (test/harness/); the
+// pair with its proxy is this file's own.
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { FERRY_BIN, runFerry, tempDir, type CliResult } from '../helpers.ts';
-import { withCatalog } from './daemons.ts';
+import { runFerry, tempDir, type CliResult } from '../helpers.ts';
+import { exited, startDaemon as harnessStartDaemon, withCatalog } from '../harness/index.ts';
 import { TcpProxy } from './tcp-proxy.ts';
+
+export { storeTotals } from '../harness/index.ts';
 
 export interface FaultSite {
   name: string;
@@ -49,62 +54,35 @@ export async function initSite(dir: string, name: string): Promise<FaultSite> {
   return { name, home, id: r.json.id, log: [] };
 }
 
-/** Start `ferry serve` for a site (port 0) and wait until its daemon.json names this process. */
+/**
+ * Start `ferry serve` for a site (port 0, tick 200 ms) and wait until it answers. The daemon does not
+ * keep this file's process alive: a test that times out is abandoned, not unwound.
+ */
 export async function startDaemon(site: FaultSite, env: Record<string, string> = {}): Promise<void> {
-  const child = spawn(FERRY_BIN, ['serve', '--listen', '127.0.0.1:0', '--tick', '200', '--home', site.home], {
-    env: { ...process.env, FERRY_NO_PROGRESS: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  let out = '';
+  site.log.push('--- daemon');
+  const d = await harnessStartDaemon(site.home, {
+    name: site.name,
+    tick: 200,
+    env,
+    unref: true,
+    timeoutMs: 30_000,
+    onOutput: (t) => {
+      out += t;
+      site.log.push(t);
+    },
+    output: () => out,
   });
-  const log: string[] = [];
-  site.log.push(`--- daemon pid ${child.pid}`);
-  for (const out of [child.stdout!, child.stderr!]) {
-    out.setEncoding('utf8').on('data', (s: string) => {
-      log.push(s);
-      site.log.push(s);
-    });
-  }
-  let exited: number | null | undefined;
-  child.once('exit', (code) => {
-    exited = code;
-    live.delete(child);
-  });
-  // A test that times out is abandoned, not unwound: its daemons must not keep this file's process alive.
-  live.add(child);
-  child.unref();
-  for (const out of [child.stdout, child.stderr]) (out as unknown as { unref(): void }).unref();
-  const infoPath = join(site.home, 'daemon.json');
-  const until = Date.now() + 30_000;
-  for (;;) {
-    if (exited !== undefined) throw new Error(`ferry serve for ${site.name} exited ${exited}: ${log.join('')}`);
-    if (Date.now() > until) throw new Error(`ferry serve for ${site.name} did not start: ${log.join('')}`);
-    if (existsSync(infoPath)) {
-      try {
-        const info = JSON.parse(readFileSync(infoPath, 'utf8')) as { pid: number; port: number };
-        if (info.pid === child.pid) {
-          site.daemon = child;
-          site.port = info.port;
-          return;
-        }
-      } catch {
-        // being written
-      }
-    }
-    await sleep(20);
-  }
+  site.daemon = d.proc;
+  site.port = d.info.port;
 }
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
 
 /** Kill the site's daemon with a signal and wait until it is gone. */
 export async function killDaemon(site: FaultSite, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
   const d = site.daemon;
   if (!d) return;
   site.daemon = undefined;
-  if (d.exitCode !== null || d.signalCode !== null) return;
-  const gone = new Promise<void>((r) => d.once('exit', () => r()));
+  const gone = exited(d);
   d.kill(signal);
   await gone;
 }
@@ -192,14 +170,6 @@ export function writeSmallFiles(dir: string, count: number, prefix = 'f'): void 
   }
 }
 
-
-/** Objects indexed in a site's store (durable: a pack is indexed only once fsynced). */
-export function storeTotals(home: string): { objects: number; bytes: number } {
-  return withCatalog(home, (db) => {
-    const r = db.prepare('SELECT count(*) AS n, coalesce(sum(stored_length), 0) AS b FROM objects').get() as { n: number; b: number };
-    return { objects: Number(r.n), bytes: Number(r.b) };
-  });
-}
 
 export interface SecondaryJournal {
   applied: string | null;

@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertRefused, cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 /** The `journal` of the destination's replica.apply events that completed, oldest first. */
-async function applies(b: RealSite): Promise<Array<{ to: string; journal?: { writesCheck: boolean; verify: boolean } }>> {
+async function applies(b: TestSite): Promise<Array<{ to: string; journal?: { writesCheck: boolean; verify: boolean } }>> {
   const r = await b.ferry(['events', '--kind', 'replica.apply', '--json']);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout
@@ -29,9 +29,9 @@ test('replica journal: updates read only what changed, and writes into the repli
   const data = join(a.dir, 'data');
   for (const d of ['x', 'y', 'z']) mkdirSync(join(data, d), { recursive: true });
   for (let i = 0; i < 10; i++) writeFileSync(join(data, 'x', `f${i}`), `f${i}\n`.repeat(30));
-  a.volume('vol', [`data=tree:${data}`]);
+  a.defineVolume('vol', [`data=tree:${data}`]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);
   const rData = (await b.json(['volume', 'show', 'vol'])).members[0].path as string;

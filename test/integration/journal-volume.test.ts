@@ -12,8 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../helpers.ts';
-import { waitFor, withCatalog } from './daemons.ts';
-import { createSite, type RealSite } from './sites.ts';
+import { createSite, waitFor, withCatalog, type TestSite } from '../harness/index.ts';
 
 function tree(root: string, dirs: number): void {
   mkdirSync(root, { recursive: true });
@@ -24,13 +23,13 @@ function tree(root: string, dirs: number): void {
   }
 }
 
-async function journalOf(site: RealSite, volume: string): Promise<any> {
+async function journalOf(site: TestSite, volume: string): Promise<any> {
   const v = (await site.status()).volumes.find((x: { name: string }) => x.name === volume);
   assert.ok(v?.journal?.data, `no journal in status for ${volume}: ${JSON.stringify(v)}`);
   return v.journal.data;
 }
 
-const snap = async (site: RealSite, volume: string) => (await site.json(['snapshot', 'create', volume])).snapshot.stats;
+const snap = async (site: TestSite, volume: string) => (await site.json(['snapshot', 'create', volume])).snapshot.stats;
 
 function events(home: string, kind: string): Array<{ volume: string | null; outcome: string; detail: any }> {
   return withCatalog(home, (db) => db.prepare('SELECT volume, outcome, detail FROM events WHERE kind = ? ORDER BY id').all(kind) as Array<{ volume: string | null; outcome: string; detail: string }>).map((e) => ({ ...e, detail: JSON.parse(e.detail) }));
@@ -122,8 +121,8 @@ test('a member over the inotify watch limit: walked in full, its watches release
     const small = join(site.dir, 'small');
     tree(big, 19);
     tree(small, 2);
-    site.volume('a-big', [`data=${big}`]);
-    site.volume('b-small', [`data=${small}`]);
+    site.defineVolume('a-big', [`data=${big}`]);
+    site.defineVolume('b-small', [`data=${small}`]);
     const wrapper = join(site.dir, 'ferry-limited');
     writeFileSync(wrapper, `#!/bin/sh\nexec unshare -U -r sh -c 'echo 12 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"' ${FERRY_BIN} "$@"\n`);
     chmodSync(wrapper, 0o755);

@@ -8,9 +8,9 @@ import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { join } from 'node:path';
-import { createSite, type RealSite } from './sites.ts';
+import { createSite, type TestSite } from '../harness/index.ts';
 
-async function withJournalSite(fn: (site: RealSite, data: string) => Promise<void>): Promise<void> {
+async function withJournalSite(fn: (site: TestSite, data: string) => Promise<void>): Promise<void> {
   const site = await createSite('journal');
   try {
     const data = join(site.dir, 'data');
@@ -18,7 +18,7 @@ async function withJournalSite(fn: (site: RealSite, data: string) => Promise<voi
     for (let i = 0; i < 6; i++) writeFileSync(join(data, 'a', `f${i}`), `file ${i}\n`.repeat(100 + i));
     writeFileSync(join(data, 'a', 'deep', 'x'), 'x'.repeat(4096));
     writeFileSync(join(data, 'c', 'z'), 'z\n');
-    site.volume('v', [`data=${data}`]);
+    site.defineVolume('v', [`data=${data}`]);
     await site.start();
     await fn(site, data);
   } finally {
@@ -26,21 +26,21 @@ async function withJournalSite(fn: (site: RealSite, data: string) => Promise<voi
   }
 }
 
-const snap = (site: RealSite, ...extra: string[]) => site.json(['snapshot', 'create', 'v', ...extra]);
+const snap = (site: TestSite, ...extra: string[]) => site.json(['snapshot', 'create', 'v', ...extra]);
 
-async function journalOf(site: RealSite): Promise<{ state: string; reason: string | null; watches: number; missed: number }> {
+async function journalOf(site: TestSite): Promise<{ state: string; reason: string | null; watches: number; missed: number }> {
   const v = (await site.status()).volumes.find((x: { name: string }) => x.name === 'v');
   assert.ok(v.journal?.data, `no journal in status: ${JSON.stringify(v)}`);
   return v.journal.data;
 }
 
-async function changes(site: RealSite, a: string, b: string): Promise<Array<{ path: string; change: string }>> {
+async function changes(site: TestSite, a: string, b: string): Promise<Array<{ path: string; change: string }>> {
   const d = await site.json(['snapshot', 'diff', 'v', a, b]);
   return d.members.flatMap((m: { changes?: Array<{ path: string; change: string }> }) => m.changes ?? []).map((c: { path: string; change: string }) => ({ path: c.path, change: c.change }));
 }
 
 /** GET /metrics on the daemon's local socket. */
-function scrape(site: RealSite): Promise<string> {
+function scrape(site: TestSite): Promise<string> {
   return new Promise((resolve, reject) => {
     http.get({ socketPath: join(site.home, 'ferry.sock'), path: '/metrics' }, (res) => {
       let body = '';
@@ -52,7 +52,7 @@ function scrape(site: RealSite): Promise<string> {
 }
 
 /** The site's events of a kind, from `ferry events --json` (one JSON line each). */
-async function events(site: RealSite, kind: string): Promise<Array<Record<string, unknown>>> {
+async function events(site: TestSite, kind: string): Promise<Array<Record<string, unknown>>> {
   const r = await site.ferry(['events', '--kind', kind, '--json']);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -158,7 +158,7 @@ test('serve --no-journal: every snapshot walks in full, and status shows no jour
     const data = join(site.dir, 'data');
     mkdirSync(data);
     writeFileSync(join(data, 'f'), 'f\n');
-    site.volume('v', [`data=${data}`]);
+    site.defineVolume('v', [`data=${data}`]);
     await site.start({ args: ['--no-journal'] });
     await snap(site);
     writeFileSync(join(data, 'g'), 'g\n');

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { ERRORS } from '../../src/core/errors.ts';
-import { createSite } from './sites.ts';
+import { createSite } from '../harness/index.ts';
 
 function post(socket: string, path: string, body: Buffer | string, method = 'POST'): Promise<{ status: number; lines: any[] }> {
   return new Promise((resolve, reject) => {

@@ -10,16 +10,15 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, stopDaemon } from './daemons.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, startDaemon, stopDaemon, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 const LEVEL_OF: Record<string, number> = { ok: 30, info: 30, warning: 40, failed: 50 };
 let captured: Array<{ site: string; text: string }> = [];
 
-async function start(s: RealSite, args: string[] = []): Promise<() => string> {
+async function start(s: TestSite, args: string[] = []): Promise<() => string> {
   let stdout = '';
   s.log = '';
   const d = await startDaemon(s.home, { name: s.name, args, onOutput: (t) => (s.log += t), output: () => s.log, onStdout: (t) => (stdout += t) });
@@ -35,10 +34,10 @@ test('without a terminal, serve writes JSON lines only: pino fields, the event n
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeFileSync(join(data, 'f'), 'hello');
-  a.volume('app', [data]);
+  a.defineVolume('app', [data]);
   const outA = await start(a);
   const outB = await start(b, ['--json']);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'app', '--to', b.name]);
   await a.json(['mirror', 'initialize', 'app', '--to', b.name, '--wait']);
   await b.json(['failover', 'app']);

@@ -13,13 +13,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { FERRY_BIN, ROOT } from '../helpers.ts';
-import { cleanupAll, createSite, pair, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, giveUp, pairSites, waitFor, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
+const sites: TestSite[] = [];
 const procs: ChildProcess[] = [];
 after(async () => {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  await cleanupAll(sites);
+  await cleanupSites(sites);
 });
 
 interface Sample {
@@ -154,15 +154,15 @@ function get(opts: http.RequestOptions): Promise<{ status: number; type: string;
   });
 }
 
-/** Start `ferry serve` for a RealSite with extra flags; returns the metrics port it printed. */
-async function startWith(site: RealSite, extra: string[]): Promise<{ metricsPort: number; proc: ChildProcess; out: () => string }> {
+/** Start `ferry serve` for a TestSite with extra flags; returns the metrics port it printed. */
+async function startWith(site: TestSite, extra: string[]): Promise<{ metricsPort: number; proc: ChildProcess; out: () => string }> {
   const p = spawn(FERRY_BIN, ['serve', '--home', site.home, '--listen', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_NO_PROGRESS: '1' } });
   procs.push(p);
   let out = '';
   p.stdout!.on('data', (d) => (out += d));
   p.stderr!.on('data', (d) => (out += d));
   const m = await waitFor('the daemon to listen', () => {
-    if (p.exitCode !== null) throw new Error(`daemon exited ${p.exitCode}: ${out}`);
+    if (p.exitCode !== null) throw giveUp(`daemon exited ${p.exitCode}: ${out}`);
     const listen = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(out);
     const metrics = /metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(out);
     return listen && metrics && existsSync(join(site.home, 'ferry.sock')) ? { port: Number(listen[1]), metrics: Number(metrics[1]) } : undefined;
@@ -179,18 +179,18 @@ test('metrics after a real transfer: values match the transfers and the events, 
   mkdirSync(join(data, 'sub'), { recursive: true });
   for (let i = 0; i < 8; i++) writeFileSync(join(data, i % 2 ? 'sub' : '', `f${i}.bin`), randomBytes(2000 + i * 3000));
   writeFileSync(join(data, 'big.bin'), randomBytes(3 << 20)); // several chunks
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
   // A second mirrored volume: with two of each, a family whose samples are not grouped shows.
   const data2 = join(a.dir, 'data2');
   mkdirSync(data2);
   writeFileSync(join(data2, 'one.txt'), 'one\n');
-  a.volume('vol2', [data2]);
+  a.defineVolume('vol2', [data2]);
   const logDir = join(a.dir, 'logs');
   mkdirSync(logDir);
   const logFile = join(logDir, 'ferry.log');
   const aDaemon = await startWith(a, ['--metrics', '127.0.0.1:0', '--log-file', logFile, '--log-max-size', '1MiB', '--log-keep', '2']);
   await b.start();
-  await pair(a, b);
+  await pairSites(a, b);
 
   await a.json(['mirror', 'create', 'vol', '--to', 'b', '--max-delay', '1h']);
   const init = await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);

@@ -11,11 +11,10 @@ import http from 'node:http';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NO_DAC, runWrapped } from './cli-util.ts';
-import { withCatalog } from './daemons.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, withCatalog, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 function metrics(home: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -37,9 +36,9 @@ test('capture warnings reach the mirror command (exit 8), its event, status and 
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeFileSync(join(data, 'f.txt'), 'one\n');
-  a.volume('app', [data]);
+  a.defineVolume('app', [data]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
 
   // Through the daemon: the post hook fails, so the snapshot is taken with a warning.
   await a.json(['volume', 'set', 'app', '--post', 'echo thaw failed >&2; exit 3']);

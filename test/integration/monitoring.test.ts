@@ -14,12 +14,12 @@ import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ROOT } from '../helpers.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
 const RULES = join(ROOT, 'packaging', 'prometheus', 'ferry-rules.yml');
 const DASHBOARD = join(ROOT, 'packaging', 'grafana', 'ferry-dashboard.json');
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 /** Labels Prometheus adds to every scraped series. */
 const TARGET_LABELS = new Set(['instance', 'job']);
@@ -113,9 +113,9 @@ test('the rules and the dashboard name only metrics and labels two real daemons 
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeFileSync(join(data, 'f'), 'hello');
-  a.volume('app', [data]);
+  a.defineVolume('app', [data]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'app', '--to', b.name]);
   await a.json(['mirror', 'initialize', 'app', '--to', b.name, '--wait']);
   await a.json(['mirror', 'update', 'app', '--to', b.name, '--wait']);

@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlink
 import http2 from 'node:http2';
 import { delimiter, dirname, join } from 'node:path';
 import { assertTreesEqual, ROOT, tempDir, writeRandomFile } from '../helpers.ts';
-import { startDaemon, stopDaemon, type Daemon } from './daemons.ts';
+import { startDaemon, stopDaemon, type Daemon } from '../harness/index.ts';
 
 const tmp = tempDir('ferry-package-');
 const NODE_DIR = dirname(realpathSync(process.execPath));

@@ -12,11 +12,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, describeTree } from '../helpers.ts';
-import { withCatalog } from './daemons.ts';
-import { assertRefused, cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, withCatalog, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 /** A directory with one file, made at `path`. */
 function dataAt(path: string, what: string): string {
@@ -36,14 +35,14 @@ test('a replicaRoot already inside a member: the first mirror is refused as the 
   const [a, b] = await Promise.all([createSite('a'), createSite('b')]);
   sites.push(a, b);
   const data = dataAt(join(a.dir, 'data'), 'from a');
-  a.volume('vol', [`data=${data}`]);
+  a.defineVolume('vol', [`data=${data}`]);
   const srv = dataAt(join(b.dir, 'srv'), 'b\'s own');
-  b.volume('app', [srv]);
+  b.defineVolume('app', [srv]);
   // As an older ferry took it: the setting is in b's catalog.
   withCatalog(b.home, (db) => db.prepare("INSERT INTO meta (key, value) VALUES ('replica_root', ?)").run(join(srv, 'replicas')), { write: true });
   const before = describeTree(srv);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
 
   const r = await a.ferry(['mirror', 'initialize', 'vol', '--to', 'b', '--wait', '--json']);
@@ -71,7 +70,7 @@ test('config check and apply refuse a replicaRoot inside a member (online and of
   const b = await createSite('b');
   sites.push(b);
   const srv = dataAt(join(b.dir, 'srv'), 'app');
-  b.volume('app', [srv]);
+  b.defineVolume('app', [srv]);
   const file = join(b.dir, 'ferry.yaml');
   const write = (text: string) => writeFileSync(file, `version: 1\n${text}`);
 

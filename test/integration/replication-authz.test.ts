@@ -7,18 +7,18 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, describeTree } from '../helpers.ts';
-import { assertRefused, cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
-async function volumesWithData(s: RealSite, vols: string[]): Promise<Record<string, string>> {
+async function volumesWithData(s: TestSite, vols: string[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const vol of vols) {
     const data = join(s.dir, `data-${vol}`);
     mkdirSync(data);
     writeFileSync(join(data, 'f.txt'), `${s.name}:${vol}\n`);
-    s.volume(vol, [data]);
+    s.defineVolume(vol, [data]);
     out[vol] = data;
   }
   return out;
@@ -33,7 +33,7 @@ test('a peer cannot replicate into a standalone or primary volume, nor into anot
     volumesWithData(c, ['cvol']),
   ]);
   await Promise.all([a.start(), b.start(), c.start()]);
-  await Promise.all([pair(a, b), pair(b, c).then(() => c.json(['mirror', 'create', 'cvol', '--to', 'b:shared']))]);
+  await Promise.all([pairSites(a, b), pairSites(b, c).then(() => c.json(['mirror', 'create', 'cvol', '--to', 'b:shared']))]);
   const before = { local: describeTree(bData.local), bprim: describeTree(bData.bprim) };
 
   // c makes "shared" its secondary at b; b makes "bprim" a primary (a mirror of its own to c).

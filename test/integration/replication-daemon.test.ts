@@ -7,12 +7,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupAll, createSite, pair, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, waitFor, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
-function assertStopped(s: RealSite, r: { code: number | null; signal: NodeJS.Signals | null }): void {
+function assertStopped(s: TestSite, r: { code: number | null; signal: NodeJS.Signals | null }): void {
   assert.deepEqual(r, { code: 0, signal: null }, `daemon of ${s.name} did not exit 0: ${s.log}`);
   assert.ok(!existsSync(join(s.home, 'daemon.json')), 'daemon.json left behind');
   assert.ok(!existsSync(join(s.home, 'ferry.sock')), 'socket left behind');
@@ -26,9 +26,9 @@ test('SIGTERM: exit 0, daemon.json, socket and lock removed; restart serves agai
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeFileSync(join(data, 'small.txt'), 'small\n');
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   // Slow enough (1 MiB/s) that an 8 MiB update is still running when its daemon is told to stop.
   await a.json(['mirror', 'create', 'vol', '--to', 'b', '--bandwidth', '1MiB/s']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);

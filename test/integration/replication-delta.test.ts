@@ -13,12 +13,12 @@ import assert from 'node:assert/strict';
 import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, seededBytes, writeRandomFile } from '../helpers.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
 const MiB = 1 << 20;
 const KiB = 1 << 10;
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 
 function overwrite(path: string, offset: number, bytes: Buffer): number {
@@ -43,9 +43,9 @@ test('an update after in-place writes, appends and unaligned image writes sends 
   writeRandomFile(join(data, 'medium.bin'), 3 * MiB, 'medium');
   writeFileSync(join(data, 'small.bin'), seededBytes(48 * KiB, 'small'));
   writeRandomFile(disk, 16 * MiB, 'disk');
-  a.volume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
+  a.defineVolume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   // Deltas whatever the link measures (on loopback `auto` may send whole objects: link-fit.ts).
   await a.json(['mirror', 'create', 'vol', '--to', 'b', '--deltas', 'always']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);

@@ -8,10 +8,10 @@ import { mkdirSync, writeFileSync, rmSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupAll, createSite, pair, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, waitFor, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 test('one primary, two secondaries on 2 s and 4 s schedules: independent bases and states, both replicas equal', async () => {
   const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => createSite(n)));
@@ -20,9 +20,9 @@ test('one primary, two secondaries on 2 s and 4 s schedules: independent bases a
   mkdirSync(join(data, 'sub'), { recursive: true });
   for (let i = 0; i < 8; i++) writeFileSync(join(data, 'sub', `f${i}`), randomBytes(2000 + i));
   writeFileSync(join(data, 'top.txt'), 'v1\n');
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
   await Promise.all([a, b, c].map((s) => s.start({ tick: 200 })));
-  await Promise.all([pair(a, b), pair(a, c)]);
+  await Promise.all([pairSites(a, b), pairSites(a, c)]);
   await Promise.all([
     a.json(['mirror', 'create', 'vol', '--to', 'b', '--schedule', '2s']),
     a.json(['mirror', 'create', 'vol', '--to', 'c', '--schedule', '4s']),

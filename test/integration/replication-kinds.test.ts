@@ -13,11 +13,11 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { ACL_TOOLS_MISSING, aclToolsPresent, aclTree, assertTreesEqual, pathWithout, sparseFile, writeAt, xattrDump } from '../helpers.ts';
 import { fillBytes } from '../tree-gen.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-let a: RealSite;
-let b: RealSite;
+const sites: TestSite[] = [];
+let a: TestSite;
+let b: TestSite;
 
 before(async () => {
   a = await createSite('a');
@@ -25,9 +25,9 @@ before(async () => {
   b = await createSite('b');
   sites.push(b);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
 });
-after(() => cleanupAll(sites));
+after(() => cleanupSites(sites));
 
 /** Mirror a new volume of one tree member `data` from a to b; returns the replica's path. */
 async function mirrorTree(volume: string, data: string): Promise<string> {

@@ -9,10 +9,10 @@ import { mkdirSync, writeFileSync, rmSync, chmodSync, symlinkSync } from 'node:f
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertTreesEqual, describeTree } from '../helpers.ts';
-import { assertRefused, cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 test('initialize and update from named snapshots: the replica shows each snapshot, not the live tree', async () => {
   const [a, b] = await Promise.all([createSite('a'), createSite('b')]);
@@ -22,7 +22,7 @@ test('initialize and update from named snapshots: the replica shows each snapsho
   writeFileSync(join(data, 'etc', 'app.conf'), 'version = 1\n');
   writeFileSync(join(data, 'db.bin'), randomBytes(64 << 10));
   symlinkSync('etc/app.conf', join(data, 'conf'));
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
 
   // Two named snapshots, each followed by changes to the live tree; a copy of the tree as each
   // snapshot saw it to compare with. (The CLI takes snapshots while no daemon holds the site.)
@@ -41,7 +41,7 @@ test('initialize and update from named snapshots: the replica shows each snapsho
   rmSync(join(data, 'later.txt'));
 
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
   const init = await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--snapshot', 'app-consistent-1', '--wait']);
   assert.equal(init.snapshot, s1.snapshot.id, 'the named snapshot itself is sent, not a new one');
@@ -86,7 +86,7 @@ test('snapshot create while the daemon holds the site goes through the daemon', 
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeFileSync(join(data, 'f'), 'x');
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
   await a.start();
   const s = await a.json(['snapshot', 'create', 'vol', '--name', 'while-serving']);
   assert.equal(s.snapshot.name, 'while-serving');

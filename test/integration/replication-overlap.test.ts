@@ -24,7 +24,7 @@ import { addPeer } from '../../src/site/peers.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
-import { withCatalog, waitFor } from './daemons.ts';
+import { withCatalog, waitFor } from '../harness/index.ts';
 import { killDaemon, makePair, mirrorStatus, startDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
 
 const KiB = 1 << 10;

@@ -8,19 +8,19 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertRefused, cleanupAll, createSite, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 // 52 characters of the site-id alphabet, the last one carrying no bits: a valid id no site has.
 const FAKE_ID = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSA';
 
-async function volumeWithData(s: RealSite, vol: string): Promise<string> {
+async function volumeWithData(s: TestSite, vol: string): Promise<string> {
   const data = join(s.dir, `data-${vol}`);
   mkdirSync(data);
   writeFileSync(join(data, 'f.txt'), `${s.name}:${vol}\n`);
-  s.volume(vol, [data]);
+  s.defineVolume(vol, [data]);
   return data;
 }
 

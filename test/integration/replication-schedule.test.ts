@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertRefused, cleanupAll, createSite, pair, waitFor, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, waitFor, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 test('min-delay refuses a manual update unless forced; pause stops the schedule, resume restarts it', async () => {
   const [a, b] = await Promise.all([createSite('a'), createSite('b')]);
@@ -21,10 +21,10 @@ test('min-delay refuses a manual update unless forced; pause stops the schedule,
     mkdirSync(d);
     writeFileSync(join(d, 'f.txt'), 'one\n');
   }
-  a.volume('manual', [manualData]);
-  a.volume('vol', [data]);
+  a.defineVolume('manual', [manualData]);
+  a.defineVolume('vol', [data]);
   await Promise.all([a.start({ tick: 200 }), b.start({ tick: 200 })]);
-  await pair(a, b);
+  await pairSites(a, b);
   // Two mirrors: one updated by hand with a min delay (no schedule, so no scheduled update can
   // make a manual one busy), one on a 2 s schedule for pause and resume.
   await Promise.all([

@@ -12,12 +12,12 @@ import { existsSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, writeRandomFile } from '../helpers.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
 const MiB = 1 << 20;
 const KiB = 1 << 10;
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 
 test('two daemons: baseline, then an update carrying every kind of change; replica equal in bytes and metadata', async () => {
@@ -52,9 +52,9 @@ test('two daemons: baseline, then an update carrying every kind of change; repli
   symlinkSync('dangling-target', join(data, 'link-dangling'));
   writeRandomFile(disk, 8 * MiB);
 
-  a.volume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
+  a.defineVolume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
 
   const init = await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);

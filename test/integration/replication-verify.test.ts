@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles } from './faults-util.ts';
-import { withCatalog } from './daemons.ts';
+import { withCatalog } from '../harness/index.ts';
 
 const KiB = 1024;
 

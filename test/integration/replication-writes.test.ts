@@ -8,10 +8,10 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, wr
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertTreesEqual, describeTree } from '../helpers.ts';
-import { assertRefused, cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 test('writes into the replica: update refused and the writes kept in a restorable snapshot; --force then overwrites', async () => {
   const [a, b] = await Promise.all([createSite('a'), createSite('b')]);
@@ -23,9 +23,9 @@ test('writes into the replica: update refused and the writes kept in a restorabl
   writeFileSync(join(data, 'dir', 'edit-me.txt'), 'original\n');
   writeFileSync(join(data, 'dir', 'delete-me.txt'), 'will be deleted at the replica\n');
   writeFileSync(disk, randomBytes(1 << 20));
-  a.volume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
+  a.defineVolume('vol', [`data=tree:${data}`, `disk=image:${disk}`]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
   const init = await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);
   const members = (await b.json(['volume', 'show', 'vol'])).members;

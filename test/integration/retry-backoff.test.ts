@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
-import { withCatalog } from './daemons.ts';
-import { cleanupAll, createSite, pair, waitFor, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, waitFor, withCatalog, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 /** The window over which attempts are counted; before these fixes a 1 s schedule tried about once a second. */
 const WINDOW_MS = 10_000;
@@ -30,9 +29,9 @@ test('a failing scheduled update (failed hook, refusing peer) is retried after a
   const hookRuns = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8').split('\n').filter(Boolean).length : 0);
   const snapshots = () => withCatalog(a.home, (db) => (db.prepare("SELECT count(*) AS n FROM snapshots WHERE volume = 'app'").get() as { n: number }).n);
   const events = (outcome: string) => withCatalog(a.home, (db) => db.prepare("SELECT detail FROM events WHERE kind = 'replication.update' AND outcome = ?").all(outcome).map((r: any) => JSON.parse(r.detail)));
-  a.volume('app', [data]);
+  a.defineVolume('app', [data]);
   await Promise.all([a.start(), b.start()]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['volume', 'set', 'app', '--pre', `echo run >> ${hookLog}; test ! -e ${failFlag}`]);
   await a.json(['mirror', 'create', 'app', '--to', 'b', '--schedule', '1s']);
   await a.json(['mirror', 'initialize', 'app', '--to', 'b', '--wait']);

@@ -9,13 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupSites, mirroredPair, mirrorRow, type DrSite } from './dr-util.ts';
+import { cleanupSites, mirroredPair, mirrorRow, type TestSite } from '../harness/index.ts';
 
-const peerState = (a: DrSite, id: string): string | undefined =>
+const peerState = (a: TestSite, id: string): string | undefined =>
   (a.catalog((db) => db.prepare("SELECT state FROM peer_snapshots WHERE snapshot = ? AND mirror = 'vol@b'").get(id)) as { state: string } | undefined)?.state;
 
 test('a secondary removed and bound again over its replica: the source drops its stale claims there, and initialize works', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
     const { a, b, data } = await mirroredPair(sites, ['a', 'b']);
     const p1 = (await a.json(['snapshot', 'create', 'vol', '--name', 'p1', '--peer', '--wait'])).snapshot.id as string;

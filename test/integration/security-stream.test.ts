@@ -16,7 +16,7 @@ import { hashBytes, type ObjectId } from '../../src/core/ids.ts';
 import { CODEC_ZSTD, type PreparedObject } from '../../src/store/types.ts';
 import { decodeObjectStream, MAX_OBJECT_BYTES } from '../../src/replication/protocol.ts';
 import { ROUTES } from '../../src/transport/http.ts';
-import { connectRaw, iter, memoryGrowth, netEnv, prep, rawRequest, record, recordHeader, rejectsWith, type NetEnv } from './security-util.ts';
+import { connectRaw, iter, memoryGrowth, netEnv, prep, rawRequest, record, recordHeader, rejectsWith, updateByDriver, type NetEnv } from './security-util.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -26,11 +26,10 @@ import { PeerClient } from '../../src/transport/client.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { loadIdentity } from '../../src/transport/identity.ts';
 import { createVolume } from '../../src/site/volumes.ts';
-import { createSnapshot } from '../../src/site/snapshots.ts';
-import { sendSnapshot } from '../../src/replication/sender.ts';
+import { createMirror } from '../../src/site/mirrors.ts';
 import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
-import { cleanupAll, createSite } from './sites.ts';
+import { cleanupSites, createSite } from '../harness/index.ts';
 
 let env: NetEnv;
 let s: http2.ClientHttp2Session;
@@ -243,7 +242,7 @@ test('64 object streams on one connection, each declaring a 60 MiB object: the d
     client?.close();
     await pool.close();
     a.close();
-    await cleanupAll([b]);
+    await cleanupSites([b]);
     tmp.cleanup();
   });
   await b.start();
@@ -253,15 +252,12 @@ test('64 object streams on one connection, each declaring a 60 MiB object: the d
   const data = join(tmp.path, 'data');
   mkdirSync(data);
   createVolume(a, 'vol', { role: 'primary', members: [{ path: data, name: 'data' }] });
+  createMirror(a, { volume: 'vol', to: 'b' });
   client = new PeerClient(aIdent, peerB);
   let n = 0;
   const legit = async () => {
     writeFileSync(join(data, `f${++n}.bin`), randomBytes(200_000));
-    await client!.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }] });
-    const snap = await createSnapshot(a, 'vol', { pool });
-    await sendSnapshot(a.store, client!, 'vol', snap.snapshot.manifest);
-    const c = await client!.commit('vol', { snapshot: snap.snapshot.id, manifest: snap.snapshot.manifest });
-    assert.equal(c.applied, true);
+    await updateByDriver(a, pool, client!, 'vol', 'b');
     assertTreesEqual(join(b.home, 'replicas', 'vol', 'data'), data);
   };
   await legit(); // vol is now b's secondary of a: a (and so its hostile twin) may put objects there
@@ -361,7 +357,7 @@ test('a client refused for the budget retries once the others finish; a put resu
     hostile?.destroy();
     client?.close();
     a.close();
-    await cleanupAll([b]);
+    await cleanupSites([b]);
     tmp.cleanup();
   });
   process.env.FERRY_TEST_DAEMON_BUDGET_BYTES = String(100 << 20);

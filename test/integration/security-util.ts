@@ -24,6 +24,11 @@ import { PeerClient } from '../../src/transport/client.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
 import { sendSnapshot } from '../../src/replication/sender.ts';
+import { runMirrorUpdate } from '../../src/replication/driver/run.ts';
+import type { UpdateResult } from '../../src/replication/driver/types.ts';
+import type { Receiver } from '../../src/replication/types.ts';
+import { getMirror } from '../../src/catalog/mirrors.ts';
+import { createMirror, updateSource } from '../../src/site/mirrors.ts';
 import { assertTreesEqual, tempDir, varint } from '../helpers.ts';
 
 // ---------------------------------------------------------------- bytes
@@ -240,6 +245,18 @@ export async function rejectsWith(p: Promise<unknown>, codes: string[], message?
 
 // ---------------------------------------------------------------- a receiving site behind a real daemon
 
+/**
+ * The legitimate path: an update of `site`'s mirror of `volume` to `peer` (initialize while it has no
+ * base) by the real replication driver, runMirrorUpdate over the site's own update source, with
+ * `receiver` as the destination (a PeerClient to the daemon). Asserts it was applied.
+ */
+export async function updateByDriver(site: Site, pool: ChunkPool, receiver: Receiver, volume: string, peer: string): Promise<UpdateResult> {
+  const initialize = !getMirror(site.catalog, volume, peer).base;
+  const r = await runMirrorUpdate({ source: updateSource(site, pool), connect: () => receiver }, volume, peer, { initialize });
+  assert.equal(r.applied, true, `legit update not applied: ${JSON.stringify(r)}`);
+  return r;
+}
+
 export interface NetEnv {
   tmp: string;
   /** the receiving site (held by the daemon, in this process) */
@@ -258,7 +275,10 @@ export interface NetEnv {
   replica: string;
   outside: string;
   outsideListing(): string[];
-  /** A legitimate snapshot of a's vol, sent and applied through the daemon; the replica must equal it. */
+  /**
+   * A legitimate update of a's mirror of vol to b, by the real replication driver (the engine's
+   * runMirrorUpdate: capture, send, commit, move the base) over `client`; the replica must equal a's data.
+   */
   legit(): Promise<void>;
   close(): Promise<void>;
 }
@@ -281,6 +301,7 @@ export async function netEnv(): Promise<NetEnv> {
   mkdirSync(aData);
   writeFileSync(join(aData, 'hello.txt'), 'hello\n');
   createVolume(a, 'vol', { role: 'primary', members: [{ path: aData, name: 'data' }] });
+  createMirror(a, { volume: 'vol', to: 'b' });
   const client = new PeerClient(aIdent, peerB);
   const { outside } = plantCanaries(t.path, b.paths.home);
   const replica = join(b.paths.replicas, 'vol', 'data');
@@ -301,11 +322,7 @@ export async function netEnv(): Promise<NetEnv> {
     outsideListing: () => listing(t.path, skip),
     legit: async () => {
       writeFileSync(join(aData, `legit-${++legitN}.txt`), `legit ${legitN}\n`);
-      await client.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }] });
-      const s = await createSnapshot(a, 'vol', { pool: aPool });
-      await sendSnapshot(a.store, client, 'vol', s.snapshot.manifest);
-      const c = await client.commit('vol', { snapshot: s.snapshot.id, manifest: s.snapshot.manifest });
-      assert.equal(c.applied, true, `legit transfer not applied: ${JSON.stringify(c)}`);
+      await updateByDriver(a, aPool, client, 'vol', 'b');
       assertTreesEqual(replica, aData);
     },
     close: async () => {

@@ -9,11 +9,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { withCatalog } from './daemons.ts';
-import { assertRefused, cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, withCatalog, type TestSite } from '../harness/index.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 test('out-of-bounds mirror settings are refused; a catalog already holding them recovers, and the other mirrors keep working', { timeout: 240_000 }, async () => {
   const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => createSite(n)));
@@ -21,9 +20,9 @@ test('out-of-bounds mirror settings are refused; a catalog already holding them 
   const data = join(a.dir, 'data');
   mkdirSync(data);
   writeFileSync(join(data, 'f.txt'), 'one\n');
-  a.volume('app', [data]);
+  a.defineVolume('app', [data]);
   await Promise.all([a, b, c].map((s) => s.start()));
-  await Promise.all([pair(a, b), pair(a, c)]);
+  await Promise.all([pairSites(a, b), pairSites(a, c)]);
 
   // Refused where they are written, with the bounds in the message.
   const refused: Array<[string[], RegExp]> = [

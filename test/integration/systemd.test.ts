@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FERRY_BIN, ROOT, runFerry, tempDir } from '../helpers.ts';
 import { buildProgram } from '../../src/cli/program.ts';
-import { startDaemon, stopDaemon, waitFor } from './daemons.ts';
+import { giveUp, startDaemon, stopDaemon, waitFor } from '../harness/index.ts';
 
 const UNIT = join(ROOT, 'packaging', 'systemd', 'ferry.service');
 const tmp = tempDir('ferry-systemd-');
@@ -136,7 +136,7 @@ test('ferry serve tells NOTIFY_SOCKET READY=1 once it listens, STOPPING=1 on SIG
   const messages: Array<Record<string, unknown>> = [];
   createInterface({ input: receiver.stdout! }).on('line', (l) => messages.push(JSON.parse(l)));
   await waitFor('the receiver to bind', () => {
-    if (receiver.exitCode !== null) throw new Error(`receiver exited: ${errors}`);
+    if (receiver.exitCode !== null) throw giveUp(`receiver exited: ${errors}`);
     return messages.some((m) => m.bound);
   });
 

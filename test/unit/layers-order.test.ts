@@ -5,7 +5,7 @@
 // any other, and on a listed one that is gone (so the list only shrinks). The list is empty.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { specifiers } from './imports.ts';
 import { ROOT } from '../helpers.ts';
@@ -48,4 +48,15 @@ test('no import points up the layer order, beyond the ones listed as not yet rem
   const gone = [...KNOWN_UP].filter((x) => !found.has(x)).sort();
   assert.deepEqual(added, [], `imports that point up the layers:\n${added.map((x) => `    '${x}',`).join('\n')}`);
   assert.deepEqual(gone, [], `listed as pointing up but gone (remove them from KNOWN_UP):\n${gone.join('\n')}`);
+});
+
+// Issue 12: no source file over 600 lines, so a module stays one concern a reader can hold.
+const MAX_LINES = 600;
+
+test(`no file under src/ has more than ${MAX_LINES} lines`, () => {
+  const over = sources(SRC)
+    .map((file) => ({ file: relative(SRC, file).split(sep).join('/'), lines: readFileSync(file, 'utf8').split('\n').length - 1 }))
+    .filter((f) => f.lines > MAX_LINES)
+    .map((f) => `${f.file}: ${f.lines} lines`);
+  assert.deepEqual(over, [], `split these into modules of one concern each:\n${over.join('\n')}`);
 });
