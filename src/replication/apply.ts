@@ -7,8 +7,7 @@
 // ignores what is gone, a wrong type is replaced).
 // Apply writes only below the replica root. Names come from decoded trees
 // (validated: no '/', no NUL, not '.' or '..'); an existing path that is not
-// what the walk expects (a symlink where a directory should be) is removed,
-// never followed.
+// what the walk expects (a symlink for a directory) is removed, not followed.
 import { existsSync, fsyncSync, ftruncateSync, lstatSync, linkSync, mkdirSync, openSync, closeSync, renameSync, rmSync, writeSync, constants, unlinkSync, fstatSync } from 'node:fs';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
@@ -150,11 +149,9 @@ function sameXattrs(a: Xattrs, b: Xattrs): boolean {
 }
 
 /**
- * Whether entries made in the member root `root` inherit a default ACL (the root's own metadata is
- * no snapshot's). Asked once per apply of a member, and answered again only when the root's inode
- * or change time moved (setting an ACL changes it): reading it runs getfattr, a process start that
- * costs a daemon with a large heap 50-130 ms a fork. The threads that apply or stage subtrees
- * without being told ask again when their answer is older than ROOT_ACL_FOR.
+ * Whether entries made in member root `root` inherit a default ACL (the root's metadata is no
+ * snapshot's). Read again (getfattr: a fork of a large daemon costs 50-130 ms) only when the root's
+ * inode or change time moved; subtree threads not told ask again after ROOT_ACL_FOR.
  */
 const rootAcls = new Map<string, { inherits: boolean; at: number; ino: bigint; ctimeNs: bigint }>();
 const ROOT_ACL_FOR = 30_000;
