@@ -142,7 +142,10 @@ export class Generator {
           const x = pick(mirrors);
           if (!x) return undefined;
           // Mostly manual mirrors; a schedule now and then puts scheduled updates in the background.
-          const setting = r.chance(0.4) ? ['--schedule', r.pick(['20s', '1m', 'none', 'none'])] : ['--keep', r.chance(0.3) ? 'auto' : String(r.range(1, 4))];
+          // Deltas pinned either way or chosen by the link: `never` sends whole objects, early (link-fit.ts).
+          const setting = r.chance(0.4) ? ['--schedule', r.pick(['20s', '1m', 'none', 'none'])]
+            : r.chance(0.5) ? ['--keep', r.chance(0.3) ? 'auto' : String(r.range(1, 4))]
+            : ['--deltas', r.pick(['auto', 'always', 'never'])];
           return ferry(x.s, ['mirror', 'set', vol.name, '--to', x.m.peer, ...setting]);
         },
       },
