@@ -77,7 +77,7 @@ function summary(r: SoakResult): string {
     '',
     `soak summary: seed ${r.seed}, ${r.sites} sites${r.smallFs ? '' : ' (no small filesystems: no full disks)'}, ${r.steps} steps in ${Math.round(r.seconds)} s`,
     `faults: ${Object.entries(r.faults).map(([k, n]) => `${k} ${n}`).join(', ')}`,
-    `checker: ${r.checker.checkpoints} checkpoints, ${r.checker.restores} restores, ${r.checker.keptWrites} overwritten writes found kept, ${r.checker.ackedRestored} acknowledged snapshots restored, ${r.checker.unverifiableWrites} writes unverifiable (written during an apply), ${r.checker.settleTimeouts} settle timeouts; ${r.skipped} actions had nothing to act on`,
+    `checker: ${r.checker.checkpoints} checkpoints, ${r.checker.restores} restores, ${r.checker.keptWrites} overwritten writes found kept, ${r.checker.ackedRestored} acknowledged snapshots restored, ${r.checker.unverifiableWrites} writes unverifiable (written during an apply), ${r.checker.settleTimeouts} settle timeouts, ${r.checker.replicasRaced} replicas not judged (an apply began while they were read); ${r.skipped} actions had nothing to act on`,
     `memory: largest daemon RSS ${Object.entries(r.rssMax).map(([s, b]) => `${s} ${MiB(b)}`).join(', ')} (budget ${MiB(RSS_BUDGET)})`,
     ...(r.smallFs ? [`disk: most in use at a checkpoint ${Object.entries(r.usedMax).map(([s, b]) => `${s} ${MiB(b)}`).join(', ')} (of ${SITE_FS_MIB} MiB each, without full-disk ballast)`] : []),
   ];

@@ -20,8 +20,9 @@ import { failoverOutOfMigrate } from './migrate.ts';
 import { undoDemotedFailback, type FailbackPlan } from './failback.ts';
 import { holdReplica } from '../catalog/holds.ts';
 import { breakOffMirror, listMirrors } from '../catalog/mirrors.ts';
-import { findPeerById } from '../catalog/peers.ts';
+import { findPeer, findPeerById } from '../catalog/peers.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
+import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
@@ -95,6 +96,8 @@ export interface FailoverResult {
   alreadyDone?: boolean;
   /** paths the capture of the failover-* snapshot skipped or could not read */
   warnings?: Array<{ path: string; message: string }>;
+  /** another secondary had taken the volume over first (a forced failover): this site is a second primary beside it, recorded as split brain with it */
+  splitBrainWith?: string;
 }
 
 /** What the journal keeps of a failover: the plan, and what its steps learned. */
@@ -108,6 +111,8 @@ interface FailoverJournal {
   base?: string;
   /** what the capture of the failover-* snapshot skipped (at most 100) */
   warnings?: Array<{ path: string; message: string }>;
+  /** the old primary's answer: another secondary took the volume over first (its site id and volume) */
+  sibling?: SplitBrainSibling | null;
 }
 
 /**
@@ -152,7 +157,7 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}), ...(j.warnings?.length ? { warnings: j.warnings } : {}) };
+  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}), ...(j.warnings?.length ? { warnings: j.warnings } : {}), ...(j.sibling ? { splitBrainWith: j.sibling.name } : {}) };
 }
 
 /**
@@ -180,13 +185,13 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const { notified, notifyError, refused } = await sendNotice(engine, row(), { force: plan.force });
+    const { notified, notifyError, refused, tookOverBy } = await sendNotice(engine, row(), { force: plan.force });
     // The old primary answered and refused: a sibling secondary took the volume over already.
     if (refused) throw refused;
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
-    recordStep(site, wf, 'notified', { notified, notifyError: notifyError ?? null });
+    recordStep(site, wf, 'notified', { notified, notifyError: notifyError ?? null, sibling: siblingOf(site, tookOverBy) });
     await checkpoint('failover:after-notice');
   }
   if (wf.step === 'notified' || wf.step === 'rolled-back') {
@@ -220,6 +225,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
         breakOffSecondary(site.catalog, plan.volume, noticeAfterStep1(site, wf.plan));
         holdReplica(site.catalog, plan.volume, r.source_site, applied);
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
+        if (wf.plan.sibling) splitBrainEvent(site, plan.volume, plan.oldPrimary, wf.plan.sibling);
         recordStep(site, wf, 'promoted', { base: applied });
       });
     });
@@ -252,11 +258,30 @@ export interface FailoverNotice {
   toldAt?: number;
   /** the old primary answered it holds no such mirror (nothing to stop there) */
   note?: string;
+  /**
+   * the old primary's answer: another of its secondaries had taken the volume over first (a forced
+   * or late failover here). Both are primary: the split brain between them, recorded here beside the
+   * relation to the old primary, which stays (status shows both).
+   */
+  splitBrainWith?: SplitBrainSibling;
+}
+
+/** A sibling secondary that took the volume over first: its site id, volume and name here. */
+export interface SplitBrainSibling {
+  site: string;
+  volume: string;
+  name: string;
 }
 
 function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNotice {
   const at = site.clock.now();
-  return j.notified ? { state: 'told', attempts: 1, lastAttemptAt: at, toldAt: at } : { state: 'pending', attempts: 1, lastAttemptAt: at, ...(j.notifyError ? { lastError: j.notifyError } : {}) };
+  const sibling = j.sibling ? { splitBrainWith: j.sibling } : {};
+  return j.notified ? { state: 'told', attempts: 1, lastAttemptAt: at, toldAt: at, ...sibling } : { state: 'pending', attempts: 1, lastAttemptAt: at, ...(j.notifyError ? { lastError: j.notifyError } : {}), ...sibling };
+}
+
+/** The sibling named in the old primary's answer, with the name this site knows it by (its id if not paired). */
+function siblingOf(site: Engine['site'], tookOverBy: { site: string; volume: string } | undefined): SplitBrainSibling | null {
+  return tookOverBy ? { ...tookOverBy, name: findPeerById(site.catalog, tookOverBy.site)?.name ?? tookOverBy.site } : null;
 }
 
 /**
@@ -264,14 +289,14 @@ function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNot
  * failover itself; `force`: a forced failover's (taken even if a sibling took the volume over).
  * `refused`: the old primary answered that another of its secondaries took the volume over already.
  */
-async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean; force?: boolean } = {}): Promise<{ notified: boolean; notifyError?: string; gone?: string; refused?: FerryError }> {
+async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean; force?: boolean } = {}): Promise<{ notified: boolean; notifyError?: string; gone?: string; refused?: FerryError; tookOverBy?: { site: string; volume: string } }> {
   const late = o.late === true;
   const peer = findPeerById(engine.site.catalog, row.source_site);
   if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
   const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
   try {
-    await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}), ...(o.force ? { force: true } : {}) });
-    return { notified: true };
+    const a = await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}), ...(o.force ? { force: true } : {}) });
+    return { notified: true, ...(a.tookOverBy ? { tookOverBy: a.tookOverBy } : {}) };
   } catch (err) {
     // Told late, it answers that it has no mirror of the volume to this site (any more): there is
     // nothing there to stop, and nothing to retry.
@@ -296,12 +321,15 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
   if (notice.state === 'told') return { notified: true };
   const r = await sendNotice(engine, row, { late: true });
   const at = site.clock.now();
+  const learned = notice.splitBrainWith ? null : siblingOf(site, r.tookOverBy);
+  const sibling = notice.splitBrainWith ?? learned;
   const next: FailoverNotice = r.notified
-    ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}) }
-    : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError };
+    ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}), ...(sibling ? { splitBrainWith: sibling } : {}) }
+    : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError, ...(sibling ? { splitBrainWith: sibling } : {}) };
   const peerName = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
   site.catalog.tx(() => {
     setFailoverNotice(site.catalog, volume, next);
+    if (learned) splitBrainEvent(site, volume, peerName, learned);
     // an event when it is told, or when the reason it is not changes (not one per attempt)
     if (r.notified) site.event({ kind: 'failover.notice', volume, outcome: 'ok', detail: { oldPrimary: peerName, attempts: next.attempts, ...(r.gone ? { note: r.gone } : {}) } });
     else if (r.notifyError !== notice.lastError) site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { oldPrimary: peerName, attempts: next.attempts, error: r.notifyError } });
@@ -326,7 +354,7 @@ export async function deliverFailoverNotices(engine: Engine): Promise<void> {
  * answer): what its application wrote is kept, and status shows the split brain when both sides
  * wrote (dr/split-brain.ts compares snapshots).
  */
-export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean; force?: boolean } = {}): { mirror: string; state: string } {
+export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean; force?: boolean } = {}): FailoverNoticeAnswer {
   const site = engine.site;
   const peer = findPeerById(site.catalog, peerId)!;
   const mirrors = listMirrors(site.catalog, volume);
@@ -350,7 +378,16 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
     });
     if (o.late && getVolume(site.catalog, volume).role === 'primary') void keepAtNotice(engine, volume, peer.name);
   }
-  return { mirror: m.id, state: 'broken-off' };
+  // A forced (or late) failover beside the first: the answer names the first, so that the new
+  // primary records the split brain with it (two primaries that know of each other).
+  const sibling = first ? findPeer(site.catalog, first.peer) : undefined;
+  return { mirror: m.id, state: 'broken-off', ...(first && sibling ? { tookOverBy: { site: sibling.id, volume: first.remoteVolume } } : {}) };
+}
+
+/** The split brain with a sibling that took the volume over first, as an event (the notice records it: FailoverNotice). */
+function splitBrainEvent(site: Engine['site'], volume: string, oldPrimary: string, sibling: SplitBrainSibling): void {
+  const paired = findPeerById(site.catalog, sibling.site) !== undefined;
+  site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { oldPrimary, sibling: sibling.name, siblingVolume: sibling.volume, message: `${sibling.name} took ${volume} over from ${oldPrimary} first: both are primary${paired ? '' : ` (${sibling.name} is not paired here: pair it with \`ferry site add\` to see its side)`}` } });
 }
 
 async function keepAtNotice(engine: Engine, volume: string, newPrimary: string): Promise<void> {

@@ -120,6 +120,8 @@ export interface SideChanges {
 export interface FailoverNoticeAnswer {
   mirror: string;
   state: string;
+  /** another secondary took the volume over first (a forced or late notice): that site's id and its volume, a second primary beside the sender */
+  tookOverBy?: { site: string; volume: string };
 }
 
 export interface TakeoverAnswer {
@@ -364,7 +366,11 @@ function hookResult(f: Fields): HookResult {
 const READERS: { [K in DrOp]: (f: Fields) => unknown } = {
   state: remoteState,
   changes: sideChanges,
-  'failover-notice': (f): FailoverNoticeAnswer => ({ mirror: f.str('mirror', 512), state: f.str('state', 64) }),
+  'failover-notice': (f): FailoverNoticeAnswer => ({
+    mirror: f.str('mirror', 512),
+    state: f.str('state', 64),
+    ...(f.has('tookOverBy') ? { tookOverBy: f.sub('tookOverBy', (t) => ({ site: t.str('site', 256), volume: t.str('volume', 256) })) } : {}),
+  }),
   failback: updateResult,
   takeover: (f): TakeoverAnswer => {
     const oldPrimary = f.str('oldPrimary', 16);

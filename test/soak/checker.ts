@@ -33,7 +33,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from './harness.ts';
 import type { Executed, Op } from './actions.ts';
-import { busy, readView, siteOfPeer, TRANSFERRING, type SiteView, type View } from './view.ts';
+import { busy, readView, siteById, siteOfPeer, TRANSFERRING, type SecondaryRow, type SiteView, type View } from './view.ts';
 import { STAGE_DIR, volumeDigest, type CliOutcome, type Member, type World } from './world.ts';
 
 /** Two primaries that both took the volume over from one third site (two of its secondaries failed over): said in the message (known.ts). */
@@ -84,7 +84,7 @@ interface Pending {
 
 export class Checker {
   readonly violations: Violation[] = [];
-  readonly stats = { checkpoints: 0, restores: 0, unverifiableWrites: 0, keptWrites: 0, ackedRestored: 0, settleTimeouts: 0 };
+  readonly stats = { checkpoints: 0, restores: 0, unverifiableWrites: 0, keptWrites: 0, ackedRestored: 0, settleTimeouts: 0, replicasRaced: 0 };
   readonly acked = new Map<string, Acked>();
   readonly #digests = new Map<string, string>();
   readonly #pending = new Map<string, Pending>();
@@ -258,7 +258,7 @@ export class Checker {
           if (!q.snapshots.some((x) => x.volume === vol && mine.has(x.id))) continue;
           const knows = (x: SiteView, y: SiteView) =>
             x.mirrors.some((m) => m.volume === vol && m.state === 'broken-off' && siteOfPeer(view, x, m.peer) === y) ||
-            x.secondaries.some((r) => r.volume === vol && r.state === 'broken-off' && r.source_site === y.id);
+            x.secondaries.some((r) => r.volume === vol && r.state === 'broken-off' && (r.source_site === y.id || r.split_with === y.id));
           if (!knows(p, q) && !knows(q, p)) {
             this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and at ${q.name}, and neither holds a broken-off relation to the other (split brain cannot be reported)${siblingsTookOver(view, vol, p, q)}` });
           }
@@ -355,15 +355,19 @@ export class Checker {
   async checkpoint(world: World, step: number, o: { final?: boolean; updated?: Set<string> } = {}): Promise<void> {
     this.stats.checkpoints++;
     const settled = await this.settle(world, o.final ? 180_000 : 60_000);
-    const view = readView(world);
-    if (!settled && o.final) this.#add({ check: 'finished', step, message: `transfers still under way after the faults healed: ${busy(view).join('; ')}` });
+    if (!settled && o.final) this.#add({ check: 'finished', step, message: `transfers still under way after the faults healed: ${busy(readView(world)).join('; ')}` });
     for (const s of world.sites) {
       const r = await world.cli(s, ['verify']);
       if (r.code !== 0 && !r.killed && !noSpaceWhileFull(world, s.name, r)) this.#add({ check: 'verify', step, site: s.name, message: `ferry verify at ${s.name} exited ${r.code} ${r.errorCode ?? ''}: ${(r.json?.error?.message ?? r.stderr).slice(0, 1500)}` });
     }
     if (!settled) return; // what follows compares sites and files: only at rest
+    // Read once `verify` has run everywhere, not before: settling only says nothing was under way when
+    // it looked, and a scheduled update (or the delivery of peer snapshots) may start at any moment.
+    const view = readView(world);
     await this.#replicas(world, view, step);
-    this.claims(view, step);
+    // Every destination read after every source: a source claims a snapshot only once its
+    // destination committed it, so a claim can never be newer than what is read of the destination.
+    this.claims(view, step, readView(world));
     await this.#acknowledged(world, view, step, o.final ? 12 : 2);
     if (o.final) {
       this.#finished(view, step, o.updated ?? new Set());
@@ -380,6 +384,12 @@ export class Checker {
           if (m.kind === 'tree' && existsSync(join(m.path, STAGE_DIR))) this.#add({ check: 'replica', step, site: s.name, message: `${s.name}: the replica of ${r.volume} (member ${m.name}) still has a ${STAGE_DIR} area after its apply completed` });
         }
         const now = volumeDigest(members);
+        // Judged only if nothing was applied there, nor began to be, while it was read (an update can
+        // start at any moment): what the replica shows is then what it showed when it was read.
+        if (!sameApplied(s.name, r, readView(world))) {
+          this.stats.replicasRaced++;
+          continue;
+        }
         const p = this.#pending.get(`${s.name}/${r.volume}`);
         if (p && p.digest === now) continue; // the soak wrote into this replica: ferry finds that at the next update
         const want = await this.snapshotDigest(world, s.name, r.volume, r.applied, step);
@@ -390,10 +400,11 @@ export class Checker {
   }
 
   /** What a source claims about its destinations (bases held, peer snapshots present) against what they hold. */
-  claims(view: View, step: number): void {
+  claims(view: View, step: number, later: View = view): void {
     for (const p of view.values()) {
       for (const m of p.mirrors) {
-        const dest = siteOfPeer(view, p, m.peer);
+        const d = siteOfPeer(view, p, m.peer);
+        const dest = d && later.get(d.name);
         if (!dest) continue;
         const sec = dest.secondaries.find((r) => r.volume === m.remote_volume);
         // Only while the destination still follows this site: otherwise the mirror learns at its next update.
@@ -479,6 +490,7 @@ export class Checker {
             const flagged = (st: unknown) => st === 'broken-off' || st === 'split-brain';
             if (v?.mirrors?.some((m: { peer: string; state: string }) => siteOfPeer(view, x, m.peer) === y && flagged(m.state))) shown = true;
             if (v?.secondary && v.secondary.sourceId === y.id && flagged(v.secondary.state)) shown = true;
+            if (v?.secondary?.notice?.splitBrainWith?.site === y.id) shown = true;
           }
           if (!shown) this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and ${q.name}, and \`ferry status\` at neither shows a broken-off relation or split brain${siblingsTookOver(view, vol, p, q)}` });
         }
@@ -498,6 +510,15 @@ export class Checker {
       for (const d of s.peerDeletions) if (updated.has(`${s.name}/${d.mirror}`)) add(`deletion of peer snapshot ${d.snapshot} still pending for ${d.mirror} after an update of that mirror succeeded`);
     }
   }
+}
+
+/** Whether a site's secondary row in a later view still shows the same applied snapshot, with no apply under way there nor a transfer into it from its source. */
+function sameApplied(site: string, r: SecondaryRow, later: View): boolean {
+  const s = later.get(site);
+  const again = s?.secondaries.find((x) => x.volume === r.volume && x.source_site === r.source_site);
+  if (!s || !again || again.applied !== r.applied || again.applying || again.consistent !== 1 || again.state !== 'active') return false;
+  const src = siteById(later, r.source_site);
+  return !src?.mirrors.some((m) => m.remote_volume === r.volume && siteOfPeer(later, src, m.peer) === s && TRANSFERRING.includes(m.state));
 }
 
 /** A command refused for want of space at a site the soak has filled on purpose: the fault, not a violation. */

@@ -24,6 +24,8 @@ export interface SecondaryRow {
   consistent: number;
   state: 'active' | 'broken-off';
   apply_error: string | null;
+  /** after a failover here: the sibling that took the volume over first, as the old primary answered (split brain with it) */
+  split_with?: string | null;
 }
 export interface SnapshotRow {
   id: string;
@@ -87,7 +89,7 @@ function readSite(world: World, s: SoakSite): SiteView {
         peers: all('SELECT name, id FROM peers ORDER BY name'),
         volumes: all('SELECT name, role FROM volumes ORDER BY name'),
         mirrors: all('SELECT id, volume, peer, remote_volume, state, paused, base FROM mirrors ORDER BY id'),
-        secondaries: all('SELECT volume, source_site, source_volume, applied, applying, consistent, state, apply_error FROM secondaries ORDER BY volume'),
+        secondaries: all("SELECT volume, source_site, source_volume, applied, applying, consistent, state, apply_error, json_extract(failover_notice, '$.splitBrainWith.site') AS split_with FROM secondaries ORDER BY volume"),
         snapshots: all('SELECT id, volume, name, time, origin, created_at FROM snapshots ORDER BY rowid'),
         holds: all('SELECT h.snapshot, h.holder, s.volume FROM holds h LEFT JOIN snapshots s ON s.id = h.snapshot ORDER BY h.snapshot, h.holder'),
         peerSnapshots: all('SELECT snapshot, mirror, state FROM peer_snapshots ORDER BY snapshot, mirror'),

@@ -125,7 +125,7 @@ test('a claim made before its destination removed its volume is said so, and is 
   }
 });
 
-test('two secondaries of one site that both failed over: two primaries, said so, and known (known.ts) until fixed', async () => {
+test('two secondaries of one site that both failed over, neither knowing of the other: two primaries, said so (no longer a known defect); recorded, they are not', async () => {
   const C = 'C'.repeat(52);
   const { a, b } = sound();
   const broken = { volume: 'v1', source_site: A, source_volume: 'v1', applied: S1, applying: null, consistent: 1, state: 'broken-off' as const, apply_error: null };
@@ -138,5 +138,10 @@ test('two secondaries of one site that both failed over: two primaries, said so,
   const v = ch.violations.find((x) => x.check === 'two-primaries');
   assert.ok(v, 'b and c both primary with no relation between them');
   assert.match(v.message, /v1 is primary at b and at c[\s\S]*both failed over from a/);
-  assert.equal(knownDefect(v)?.name, 'sibling-secondaries-both-failed-over');
+  assert.equal(knownDefect(v), undefined, 'fixed: a forced second failover records the split brain');
+  // What the fix records: c's failover notice names b (the old primary's answer did).
+  c.secondaries = [{ ...broken, split_with: B }];
+  const ok = new Checker(1);
+  await ok.afterStep(world, view(a, b, c), 1);
+  assert.deepEqual(ok.violations.filter((x) => x.check === 'two-primaries'), []);
 });

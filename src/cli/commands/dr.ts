@@ -43,7 +43,8 @@ export function register(program: Command, g: () => GlobalOptions): void {
       process.stdout.write(
         `${volume} is now primary here (was secondary of ${r.plan.oldPrimary}); base ${r.base || r.plan.snapshot} kept for failback; snapshot ${r.snapshot} taken\n` +
           (r.rollback ? `the replica was rolled back to ${r.rollback.to}${r.rollback.kept ? `; what it held besides the unfinished apply's own work is kept in snapshot ${r.rollback.kept}` : ''}\n` : '') +
-          (r.notified ? `${r.plan.oldPrimary} was told and stopped updating\n` : `${r.plan.oldPrimary} could not be told (${r.notifyError}): make sure it does not keep writing\n`),
+          (r.notified ? `${r.plan.oldPrimary} was told and stopped updating\n` : `${r.plan.oldPrimary} could not be told (${r.notifyError}): make sure it does not keep writing\n`) +
+          (r.splitBrainWith ? `${r.splitBrainWith} had taken ${volume} over from ${r.plan.oldPrimary} first: both are primary now, recorded here as split brain with ${r.splitBrainWith} (\`ferry status\` shows it; each site keeps all its writes)\n` : ''),
       );
       for (const p of r.repointed ?? []) printRepoint(volume, p);
       warnAbout(r.warnings, `snapshot ${r.snapshot}`);

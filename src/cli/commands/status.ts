@@ -20,7 +20,7 @@ interface StatusReport {
     newestSnapshot: { id: string; name: string | null; time: number } | null;
     journal?: Record<string, JournalStatus> | null;
     mirrors: Array<Omit<MirrorStatus, 'state'> & { state: string; divergence?: Divergence }>;
-    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; applyError?: { code: string; message: string } | null; notice?: { state: string; attempts: number; lastAttemptAt: number; lastError?: string } | null; state?: string; updatedAt: number; divergence?: Divergence };
+    secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; applyError?: { code: string; message: string } | null; notice?: { state: string; attempts: number; lastAttemptAt: number; lastError?: string; splitBrainWith?: { name: string; volume: string } } | null; state?: string; updatedAt: number; divergence?: Divergence };
     workflow?: { kind: string; step: string; startedAt: number; updatedAt: number; error: { code: string; message: string } | null } | null;
   }>;
 }
@@ -60,6 +60,10 @@ function render(r: StatusReport): string {
       if (s.applying && s.applyError) out.push(`    the apply of ${s.applying} failed: ${s.applyError.code}: ${s.applyError.message}`);
       if (s.notice?.state === 'pending') {
         out.push(`    ${s.source} not told yet of the failover (it may still be primary and writing): ${s.notice.attempts} attempt(s), the last at ${formatTime(s.notice.lastAttemptAt)}${s.notice.lastError ? `: ${s.notice.lastError}` : ''}; the daemon keeps trying, and \`ferry failover ${v.name}\` tries now`);
+      }
+      if (s.notice?.splitBrainWith) {
+        const w = s.notice.splitBrainWith;
+        out.push(`    split brain with ${w.name} (${w.volume} there): it took ${v.name} over from ${s.source} first, and both are primary; each keeps its writes (docs/dr.md, "Several secondaries")`);
       }
       if (s.divergence) out.push(...renderDivergence(s.divergence, '    '));
     }

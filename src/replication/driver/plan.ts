@@ -169,8 +169,10 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   // since) is refused by the destination as a replay unless it descends from what the replica shows:
   // the snapshots between, which the destination lacks, go first, oldest first, so that each one's
   // parent is what the replica shows when it is committed.
-  const shownBefore = steps.at(-1)?.snapshot.id ?? base;
-  if (!o.initialize) for (const s of lineageToDeliver(cat, m, shownBefore, target, remoteIds)) steps.push({ kind: 'lineage', snapshot: { id: s.id, name: s.name, manifest: s.manifest as ObjectId } });
+  // A full sync has no base: the newest snapshot of the target's lineage the destination holds
+  // stands for it (a failback --full to a site whose clock was set back since).
+  const shownBefore = steps.at(-1)?.snapshot.id ?? (o.initialize ? lineage(cat, m.volume, target.id).find((id) => id !== target.id && remoteIds.has(id)) ?? null : base);
+  for (const s of lineageToDeliver(cat, m, shownBefore, target, remoteIds)) steps.push({ kind: 'lineage', snapshot: { id: s.id, name: s.name, manifest: s.manifest as ObjectId } });
   // Changed chunks may go as deltas against the common base's (when the destination takes them and
   // they pay on this link: link-fit.ts).
   const deltaBase = hello.delta && o.deltas !== false && !o.initialize && base ? (snapshotById(cat, base)?.manifest as ObjectId | undefined) : undefined;

@@ -80,13 +80,16 @@ export class Commit {
       // snapshot here that the sending peer took, in the one order a site's snapshots have (time,
       // then id). Lineage first: a snapshot that descends from the one the replica shows is newer
       // whatever its time (its site's clock may have been set back since), and one the replica's
-      // own descends from is older, whichever site took them.
+      // own descends from is older, whichever site took them. So is one that descends from the
+      // reference itself: the replica may show a snapshot of its own that nothing sent descends from
+      // (a failback's kept writes), while what comes descends, through the common base, from what
+      // this replica received from that site before its clock was set back.
       if (descendsFrom(host.catalog, row.applied, req.snapshot)) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
       }
-      const afterShown = manifest.parent !== null && (manifest.parent === row.applied || descendsFrom(host.catalog, manifest.parent, row.applied));
+      const after = (id: string) => manifest.parent !== null && (manifest.parent === id || descendsFrom(host.catalog, manifest.parent, id));
       const received = newestFrom(host.catalog, volume, manifest.origin, req.snapshot);
-      if (received && !afterShown && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
+      if (received && !after(row.applied) && !after(received.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
       }
     }

@@ -164,6 +164,10 @@ test('a target older by this site\'s clock than the base (the clock was set back
     assert.deepEqual(kinds(planSteps(site.catalog, m, s3, hello([s0.id]), {}).steps), [`lineage:${s1.id}`, `lineage:${s2.id}`, `target:${s3.id}`]);
     // One of them already there: not sent again.
     assert.deepEqual(kinds(planSteps(site.catalog, m, s3, hello([s0.id, s1.id]), {}).steps), [`lineage:${s2.id}`, `target:${s3.id}`]);
+    // A full sync (no base: a failback --full) goes from the newest of the target's lineage the
+    // destination holds; into an empty replica, the target alone.
+    assert.deepEqual(kinds(planSteps(site.catalog, m, s3, hello([s0.id], { applied: 'K'.repeat(26) }), { initialize: true }).steps), [`lineage:${s1.id}`, `lineage:${s2.id}`, `target:${s3.id}`]);
+    assert.deepEqual(kinds(planSteps(site.catalog, m, s3, hello([]), { initialize: true }).steps), [`target:${s3.id}`]);
     // A clock that did not go back: the target alone, as always.
     const s4 = row('01M90000000000000000000004', t0 + 180_000, s3.id);
     assert.deepEqual(kinds(planSteps(site.catalog, m, s4, hello([s0.id]), {}).steps), [`target:${s4.id}`]);
