@@ -12,7 +12,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
-import { cleanupAll, createSite, pair, type RealSite } from '../test/integration/sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../test/harness/index.ts';
 
 const { values } = parseArgs({ options: { tree: { type: 'string' }, scale: { type: 'string', default: '0.1' }, budget: { type: 'string' }, change: { type: 'boolean', default: false }, env: { type: 'string', multiple: true, default: [] } } });
 if (!values.tree) throw new Error('--tree DIR is required');
@@ -24,7 +24,7 @@ function proc(pid: number): { rss: number; hwm: number; threads: number } {
 }
 
 /** The daemon's /metrics over its local socket, as name{labels} -> value. */
-function metrics(s: RealSite): Promise<Map<string, number>> {
+function metrics(s: TestSite): Promise<Map<string, number>> {
   return new Promise((resolve, reject) => {
     http.get({ socketPath: join(s.home, 'ferry.sock'), path: '/metrics' }, (res) => {
       let body = '';
@@ -47,15 +47,15 @@ function keepPeak(p: Peak, k: string, v: number): void {
   p[k] = Math.max(p[k] ?? 0, v);
 }
 
-const sites: RealSite[] = [];
+const sites: TestSite[] = [];
 try {
   const [a, b] = await Promise.all([createSite('src'), createSite('dst')]);
   sites.push(a, b);
-  a.volume('data', [values.tree]);
+  a.defineVolume('data', [values.tree]);
   const args = values.budget ? ['--memory-budget', values.budget] : [];
   const env = Object.fromEntries(values.env!.map((e) => e.split('=') as [string, string]));
   await Promise.all([a.start({ args, env }), b.start({ args, env })]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'data', '--to', 'dst']);
   const phase = async (name: string, run: () => Promise<unknown>) => {
     const peaks: Record<string, Peak> = { src: {}, dst: {} };
@@ -96,5 +96,5 @@ try {
   for (const s of sites) console.error(`--- ${s.name} daemon (exit ${s.proc?.exitCode ?? s.proc?.signalCode ?? 'running'}) log (tail):\n${s.log.slice(-3000)}`);
   throw err;
 } finally {
-  await cleanupAll(sites);
+  await cleanupSites(sites);
 }

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { withCatalog } from '../harness/index.ts';
-import { killDaemon, makePair, secondaryJournal, sleep, startDaemon, type Pair } from './faults-util.ts';
+import { killDaemon, makePair, secondaryJournal, sleep, startDaemon, type Pair } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 

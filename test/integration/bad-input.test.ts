@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFerry, tempDir } from '../helpers.ts';
-import { assertError, makeSite, NO_DAC, siteState, type TestSite } from './cli-util.ts';
+import { assertError, makeSite, NO_DAC, siteState, type TestSite } from '../harness/cli-site.ts';
 
 function tree(root: string): string {
   mkdirSync(join(root, 'sub'), { recursive: true });

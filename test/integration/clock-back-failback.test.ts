@@ -7,14 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { cleanupSites, KiB, newSite, pairSites, writeChange, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, createSite, KiB, pairSites, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 
 const HOUR_AHEAD = { FERRY_TEST_CLOCK_OFFSET_MS: String(3600_000) };
 
 test('a failback to a site whose clock was set back since the old primary received its snapshots is applied', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
-    const [a, b] = await Promise.all([newSite('cbf-a'), newSite('cbf-b')]);
+    const [a, b] = await Promise.all([createSite('cbf-a'), createSite('cbf-b')]);
     sites.push(a, b);
     const data = join(b.dir, 'data');
     writeVolumeData(data, 2, 8 * KiB);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { runFerry, tempDir, type CliResult } from '../helpers.ts';
 import { Site } from '../../src/site/site.ts';
-import { writeSmallFiles } from './cli-util.ts';
+import { writeSmallFiles } from '../harness/cli-site.ts';
 
 const tmp = tempDir('ferry-config-');
 after(() => tmp.cleanup());

@@ -14,7 +14,7 @@ import { loadConfig, formatIssues } from '../../src/config/load.ts';
 import { addPeer } from '../../src/site/peers.ts';
 import { Site } from '../../src/site/site.ts';
 import { cleanupSites, createSite, pairSites, writeVolumeData, type TestSite } from '../harness/index.ts';
-import { writeSmallFiles } from './cli-util.ts';
+import { writeSmallFiles } from '../harness/cli-site.ts';
 
 const EXAMPLES = join(ROOT, 'docs', 'examples');
 const tmp = tempDir('ferry-examples-');

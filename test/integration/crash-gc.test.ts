@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, runFerry } from '../helpers.ts';
-import { assertSiteSound, killAfter, makeSite, timeCommand, writeRandomFile, writeSmallFiles, type TestSite } from './cli-util.ts';
+import { assertSiteSound, killAfter, makeSite, timeCommand, writeRandomFile, writeSmallFiles, type TestSite } from '../harness/cli-site.ts';
 
 const MiB = 1 << 20;
 

@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from
 import { randomBytes, randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertSiteSound, killAfter, makeSite, timeCommand, writeRandomFile, writeSmallFiles } from './cli-util.ts';
+import { assertSiteSound, killAfter, makeSite, timeCommand, writeRandomFile, writeSmallFiles } from '../harness/cli-site.ts';
 
 const MiB = 1 << 20;
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { assertError, listPackFiles, makeSite, siteState, writeRandomFile } from './cli-util.ts';
+import { assertError, listPackFiles, makeSite, siteState, writeRandomFile } from '../harness/cli-site.ts';
 import { assertTreesEqual } from '../helpers.ts';
 import { cleanupSites, createSite, pairSites } from '../harness/index.ts';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT, runFerry, tempDir } from '../helpers.ts';
-import { writeRandomFile } from './cli-util.ts';
+import { writeRandomFile } from '../harness/cli-site.ts';
 import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 import { Daemon } from '../../src/app/daemon.ts';
 import { Engine } from '../../src/site/engine.ts';

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fillBytes } from '../tree-gen.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { makeSite } from './cli-util.ts';
+import { makeSite } from '../harness/cli-site.ts';
 
 const MiB = 1 << 20;
 // Default chunking: min 256 KiB, avg 1 MiB, max 4 MiB.

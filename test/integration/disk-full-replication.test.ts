@@ -14,8 +14,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertVerifies, killDaemon, makePair, mirrorStatus, stopDaemon, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
-import { remount, tryMount, unmount } from './small-fs.ts';
+import { assertVerifies, killDaemon, makePair, mirrorStatus, stopDaemon, writeRandomFile, writeSmallFiles, type Pair } from '../harness/proxied-pair.ts';
+import { remount, tryMount, unmount } from '../harness/small-fs.ts';
 
 const MiB = 1 << 20;
 

@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
-import { assertError, assertSiteSound, makeSite, writeRandomFile, type TestSite } from './cli-util.ts';
-import { remount, tryMount, unmount } from './small-fs.ts';
+import { assertError, assertSiteSound, makeSite, writeRandomFile, type TestSite } from '../harness/cli-site.ts';
+import { remount, tryMount, unmount } from '../harness/small-fs.ts';
 
 const MiB = 1 << 20;
 

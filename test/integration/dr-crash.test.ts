@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { cleanupSites, copyTree, KiB, createSite, waitFor, writeChange, type TestSite } from '../harness/index.ts';
-import { TcpProxy } from './tcp-proxy.ts';
+import { TcpProxy } from '../harness/tcp-proxy.ts';
 import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 

@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, createSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
-import { TcpProxy } from './tcp-proxy.ts';
+import { TcpProxy } from '../harness/tcp-proxy.ts';
 
 const sites: TestSite[] = [];
 const proxies: TcpProxy[] = [];

@@ -8,11 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { cleanupSites, KiB, newSite, pairPlain, writeVolumeData, type DrSite } from './dr-util.ts';
+import { cleanupSites, createSite, KiB, pairPlain, writeVolumeData, type TestSite } from '../harness/index.ts';
 
 /** seattle's volume mirrored to london and tokyo (all three paired), then london fails over with --no-repoint. */
-async function londonTookOver(sites: DrSite[], tag: string): Promise<{ seattle: DrSite; london: DrSite; tokyo: DrSite }> {
-  const [seattle, london, tokyo] = await Promise.all([newSite(`seattle-${tag}`), newSite(`london-${tag}`), newSite(`tokyo-${tag}`)]);
+async function londonTookOver(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
+  const [seattle, london, tokyo] = await Promise.all([createSite(`seattle-${tag}`), createSite(`london-${tag}`), createSite(`tokyo-${tag}`)]);
   sites.push(seattle, london, tokyo);
   const data = join(seattle.dir, 'data');
   writeVolumeData(data, 2, 64 * KiB);
@@ -28,12 +28,12 @@ async function londonTookOver(sites: DrSite[], tag: string): Promise<{ seattle: 
 }
 
 test('a plain failover at a secondary whose primary a sibling already took over is refused, saying to re-point it or force', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
     const { seattle, london, tokyo } = await londonTookOver(sites, 'sf');
 
     await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /london already took vol over from seattle[\s\S]*mirror repoint vol --to tokyo[\s\S]*--force/);
-    assert.equal((await tokyo.volume('vol')).role, 'secondary', 'tokyo stays a secondary');
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary', 'tokyo stays a secondary');
     assert.notEqual((await seattle.mirror('vol', 'tokyo')).state, 'broken-off', "seattle's mirror to tokyo is not broken off by a refused notice");
     // As the refusal says: london re-points tokyo, which then follows london.
     await london.json(['mirror', 'repoint', 'vol', '--to', 'tokyo']);
@@ -44,18 +44,18 @@ test('a plain failover at a secondary whose primary a sibling already took over 
 });
 
 test('a forced failover at a secondary whose primary a sibling already took over records the split brain against that sibling', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   try {
     const { seattle, london, tokyo } = await londonTookOver(sites, 'sff');
 
     const fo = await tokyo.json(['failover', 'vol', '--force']);
     assert.equal(fo.splitBrainWith, 'london', 'the failover says whom it is a second primary beside');
-    assert.equal((await tokyo.volume('vol')).role, 'primary');
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'primary');
     // Recorded: tokyo's relation to seattle stays broken off (seattle may fail back to it), and the
     // failover notice names london; status shows the split brain with london.
     const row = tokyo.catalog((db) => db.prepare("SELECT source_site, state, json_extract(failover_notice, '$.splitBrainWith.site') AS sibling FROM secondaries WHERE volume = 'vol'").get()) as { source_site: string; state: string; sibling: string };
     assert.deepEqual({ ...row }, { source_site: seattle.id, state: 'broken-off', sibling: london.id });
-    const sec = (await tokyo.volume('vol')).secondary;
+    const sec = (await tokyo.volumeStatus('vol')).secondary;
     assert.equal(sec.notice.splitBrainWith.name, 'london');
     const human = await tokyo.ferry(['status']);
     assert.match(human.stdout, /split brain with london \(vol there\): it took vol over from seattle first/);

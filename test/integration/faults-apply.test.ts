@@ -14,7 +14,7 @@ import { renameSync, rmSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { withCatalog } from '../harness/index.ts';
-import { assertVerifies, killDaemon, makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
+import { assertVerifies, killDaemon, makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles, type Pair } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 

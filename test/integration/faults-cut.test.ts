@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { WINDOW_BYTES } from '../../src/transport/http2-connection.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertVerifies, makePair, mirrorStatus, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
+import { assertVerifies, makePair, mirrorStatus, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 /** New snapshot's manifest and trees (resent by design: a new snapshot id each attempt). */

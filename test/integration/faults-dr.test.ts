@@ -10,20 +10,20 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, errorCode, KiB, mirroredPair, mirrorRow, waitFor, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, copyTree, errorCode, KiB, mirroredPair, mirrorRow, waitFor, writeChange, type TestSite } from '../harness/index.ts';
 
-const sites: DrSite[] = [];
+const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
 
-let east: DrSite;
-let west: DrSite;
+let east: TestSite;
+let west: TestSite;
 let data: string;
 
-const role = (s: DrSite): string => s.catalog((db) => (db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get() as { role: string }).role);
-const running = (s: DrSite): Array<{ kind: string; step: string }> => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE volume = 'vol' AND state = 'running'").all()).map((r: any) => ({ kind: r.kind, step: r.step }));
+const role = (s: TestSite): string => s.catalog((db) => (db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get() as { role: string }).role);
+const running = (s: TestSite): Array<{ kind: string; step: string }> => s.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE volume = 'vol' AND state = 'running'").all()).map((r: any) => ({ kind: r.kind, step: r.step }));
 
 /** Restart a daemon with FERRY_TEST_FAULTS (or without, for '') : the rules count from its start. */
-async function faults(site: DrSite, rules: string): Promise<void> {
+async function faults(site: TestSite, rules: string): Promise<void> {
   await site.stop();
   await site.start(rules ? { env: { FERRY_TEST_FAULTS: rules } } : {});
 }

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { assertTreesEqual, FERRY_BIN } from '../helpers.ts';
-import { assertVerifies, killDaemon, makePair, mirrorStatus, sleep, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
+import { assertVerifies, killDaemon, makePair, mirrorStatus, sleep, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 const BATCH = 4 * MiB;

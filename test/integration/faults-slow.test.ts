@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { makePair, mirrorStatus, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { makePair, mirrorStatus, writeRandomFile, writeSmallFiles } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { waitFor } from '../harness/index.ts';
-import { assertVerifies, killDaemon, makePair, mirrorStatus, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { assertVerifies, killDaemon, makePair, mirrorStatus, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 

@@ -11,7 +11,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertVerifies, makePair, mirrorStatus, secondaryJournal, sleep, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
+import { assertVerifies, makePair, mirrorStatus, secondaryJournal, sleep, startDaemon, stopDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 const META_SLACK = 256 * 1024;

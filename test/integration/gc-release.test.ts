@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { waitFor } from './daemons.ts';
-import { makePair, storeTotals, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { waitFor } from '../harness/index.ts';
+import { makePair, storeTotals, writeRandomFile, writeSmallFiles } from '../harness/proxied-pair.ts';
 
 const KiB = 1024;
 

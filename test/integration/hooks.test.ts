@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertError, makeSite, spawnFerry } from './cli-util.ts';
+import { assertError, makeSite, spawnFerry } from '../harness/cli-site.ts';
 
 function parseEnv(file: string): Record<string, string> {
   const out: Record<string, string> = {};

@@ -14,17 +14,17 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { assertTreesEqual, runFerry } from '../helpers.ts';
-import { cleanupAll, createSite, pair, type RealSite } from './sites.ts';
+import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
 import { MIN_WORKER_HEAP_MB } from '../../src/core/memory.ts';
 
-const sites: RealSite[] = [];
-after(() => cleanupAll(sites));
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
 
 const MiB = 1024 * 1024;
 const BUDGET = ['--memory-budget', '96MiB'];
 
 /** Every share within its limit, as the daemon reports it; the workers share may pass it by no more than one worker per pool (each pool keeps one). */
-function assertWithinShares(s: RealSite, memory: any, what: string): void {
+function assertWithinShares(s: TestSite, memory: any, what: string): void {
   assert.equal(memory.budget, 96 * MiB, `[${s.name}] the budget given`);
   assert.equal(memory.source, '--memory-budget');
   for (const [name, r] of Object.entries<any>(memory.shares)) {
@@ -38,7 +38,7 @@ function assertWithinShares(s: RealSite, memory: any, what: string): void {
   }
 }
 
-function scrape(s: RealSite): Promise<string> {
+function scrape(s: TestSite): Promise<string> {
   return new Promise((resolve, reject) => {
     http.get({ socketPath: join(s.home, 'ferry.sock'), path: '/metrics' }, (res) => {
       let body = '';
@@ -56,7 +56,7 @@ test('a 96 MiB budget: a few thousand files and a larger update go through, each
     mkdirSync(join(data, `d${d}`), { recursive: true });
     for (let f = 0; f < 60; f++) writeFileSync(join(data, `d${d}`, `f${f}.txt`), `file ${d}/${f}\n`.repeat(1 + ((d * 60 + f) % 50)));
   }
-  a.volume('vol', [data]);
+  a.defineVolume('vol', [data]);
 
   // Too small a budget: refused at start, saying what to give.
   const refused = await runFerry(['serve', '--listen', '127.0.0.1:0', '--memory-budget', '32MiB'], { home: b.home, timeoutMs: 30_000 });
@@ -64,7 +64,7 @@ test('a 96 MiB budget: a few thousand files and a larger update go through, each
   assert.match(refused.stderr + refused.stdout, /--memory-budget/);
 
   await Promise.all([a.start({ args: BUDGET }), b.start({ args: BUDGET })]);
-  await pair(a, b);
+  await pairSites(a, b);
   await a.json(['mirror', 'create', 'vol', '--to', 'b']);
   await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);
   const replica = (await b.json(['volume', 'show', 'vol'])).members[0].path as string;

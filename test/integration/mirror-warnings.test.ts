@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NO_DAC, runWrapped } from './cli-util.ts';
+import { NO_DAC, runWrapped } from '../harness/cli-site.ts';
 import { cleanupSites, createSite, pairSites, withCatalog, type TestSite } from '../harness/index.ts';
 
 const sites: TestSite[] = [];

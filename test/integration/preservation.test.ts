@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { fillBytes } from '../tree-gen.ts';
 import { ACL_TOOLS_MISSING, aclToolsPresent, aclTree, assertTreesEqual, describeTree, pathWithout, sparseFile, writeAt, xattrDump } from '../helpers.ts';
-import { makeSite } from './cli-util.ts';
+import { makeSite } from '../harness/cli-site.ts';
 
 const isRoot = process.getuid?.() === 0;
 

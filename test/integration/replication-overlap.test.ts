@@ -25,7 +25,7 @@ import { Site } from '../../src/site/site.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { assertTreesEqual, tempDir } from '../helpers.ts';
 import { withCatalog, waitFor } from '../harness/index.ts';
-import { killDaemon, makePair, mirrorStatus, startDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from './faults-util.ts';
+import { killDaemon, makePair, mirrorStatus, startDaemon, storeTotals, writeRandomFile, writeSmallFiles, type Pair } from '../harness/proxied-pair.ts';
 
 const KiB = 1 << 10;
 const MiB = 1 << 20;

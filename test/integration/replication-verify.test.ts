@@ -13,7 +13,7 @@ import { chmodSync, existsSync, linkSync, openSync, closeSync, writeSync, statSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { makePair, secondaryJournal, sleep, startDaemon, stopDaemon, writeRandomFile, writeSmallFiles } from '../harness/proxied-pair.ts';
 import { withCatalog } from '../harness/index.ts';
 
 const KiB = 1024;

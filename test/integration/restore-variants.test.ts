@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { fillBytes } from '../tree-gen.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { assertError, FERRY_BIN, makeSite, type TestSite } from './cli-util.ts';
+import { assertError, FERRY_BIN, makeSite, type TestSite } from '../harness/cli-site.ts';
 
 /** mtimes are restored to about a microsecond (Node sets times from a double): allow 2 us. */
 function assertSameMtime(a: string, b: string): void {

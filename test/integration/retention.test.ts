@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { listPackFiles, makeSite, writeRandomFile } from './cli-util.ts';
+import { listPackFiles, makeSite, writeRandomFile } from '../harness/cli-site.ts';
 
 const MiB = 1 << 20;
 

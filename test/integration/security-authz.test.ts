@@ -19,7 +19,7 @@ import { addPeer } from '../../src/site/peers.ts';
 import { createIdentity } from '../../src/transport/identity.ts';
 import { readManifest } from '../../src/snapshot/graph.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { connectRaw, forgeSnapshot, listing, netEnv, prep, rawRequest, record, rejectsWith, secondaryRow, type NetEnv, type RawAnswer } from './security-util.ts';
+import { connectRaw, forgeSnapshot, listing, netEnv, prep, rawRequest, record, rejectsWith, secondaryRow, type NetEnv, type RawAnswer } from '../harness/security.ts';
 import { findVolume } from '../../src/catalog/volumes.ts';
 
 let env: NetEnv;

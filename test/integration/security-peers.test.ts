@@ -21,7 +21,7 @@ import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
 import { ROUTES } from '../../src/transport/http.ts';
 import type { ObjectId } from '../../src/core/ids.ts';
 import { tempDir } from '../helpers.ts';
-import { connectRaw, memoryGrowth, netEnv, prep, rawRequest, record, rejectsWith, type NetEnv, type RawAnswer } from './security-util.ts';
+import { connectRaw, memoryGrowth, netEnv, prep, rawRequest, record, rejectsWith, type NetEnv, type RawAnswer } from '../harness/security.ts';
 import { findVolume } from '../../src/catalog/volumes.ts';
 
 let env: NetEnv;

@@ -16,7 +16,7 @@ import { hashBytes, type ObjectId } from '../../src/core/ids.ts';
 import { CODEC_ZSTD, type PreparedObject } from '../../src/store/types.ts';
 import { decodeObjectStream, MAX_OBJECT_BYTES } from '../../src/replication/protocol.ts';
 import { ROUTES } from '../../src/transport/http.ts';
-import { connectRaw, iter, memoryGrowth, netEnv, prep, rawRequest, record, recordHeader, rejectsWith, updateByDriver, type NetEnv } from './security-util.ts';
+import { connectRaw, iter, memoryGrowth, netEnv, prep, rawRequest, record, recordHeader, rejectsWith, updateByDriver, type NetEnv } from '../harness/security.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';

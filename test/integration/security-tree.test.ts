@@ -15,7 +15,7 @@ import { PROTOCOL_VERSION } from '../../src/replication/types.ts';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { hashBytes, type ObjectId } from '../../src/core/ids.ts';
 import { assertTreesEqual } from '../helpers.ts';
-import { applyEvents, forgeSnapshot, forgeTree, iter, listing, prep, receiverEnv, rejectsWith, secondaryRow, T, type RawEntry, type ReceiverEnv } from './security-util.ts';
+import { applyEvents, forgeSnapshot, forgeTree, iter, listing, prep, receiverEnv, rejectsWith, secondaryRow, T, type RawEntry, type ReceiverEnv } from '../harness/security.ts';
 import { listSnapshots } from '../../src/catalog/snapshots.ts';
 
 const uid = process.getuid?.() ?? 0;

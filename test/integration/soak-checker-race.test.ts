@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Checker } from '../soak/checker.ts';
 import { World, type CliOutcome, type SoakSite } from '../soak/world.ts';
 import { tempDir } from '../soak/harness.ts';
-import { cleanupSites, mirroredPair, writeChange, type DrSite } from './dr-util.ts';
+import { cleanupSites, mirroredPair, writeChange, type TestSite } from '../harness/index.ts';
 
 /** The soak's world over two sites of the integration helpers; `duringVerify` runs before `verify` at the destination. */
 class RacyWorld extends World {
@@ -27,10 +27,10 @@ class RacyWorld extends World {
   }
 }
 
-const soakSite = (name: string, d: DrSite): SoakSite => ({ name, dir: d.dir, home: d.home, id: d.id, mounted: false, log: '', offsetMs: 0, stopping: false, downSteps: -1, diskFullSteps: 0, rssMax: 0, usedMax: 0 });
+const soakSite = (name: string, d: TestSite): SoakSite => ({ name, dir: d.dir, home: d.home, id: d.id, mounted: false, log: '', offsetMs: 0, stopping: false, downSteps: -1, diskFullSteps: 0, rssMax: 0, usedMax: 0 });
 
 test('an update that lands while a checkpoint runs `verify` is not taken for a replica that differs from its snapshot', async () => {
-  const sites: DrSite[] = [];
+  const sites: TestSite[] = [];
   const tmp = tempDir('ferry-soak-race-');
   const world = new RacyWorld(tmp.path);
   try {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { TcpProxy } from './tcp-proxy.ts';
+import { TcpProxy } from '../harness/tcp-proxy.ts';
 
 /** A target that echoes everything and remembers what it got. */
 async function echoServer(): Promise<{ port: number; received: () => number; close: () => Promise<void> }> {

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { chooseDeltas } from '../../src/replication/link-fit.ts';
-import { makePair, mirrorStatus, writeRandomFile, writeSmallFiles } from './faults-util.ts';
+import { makePair, mirrorStatus, writeRandomFile, writeSmallFiles } from '../harness/proxied-pair.ts';
 
 const MiB = 1 << 20;
 

@@ -23,11 +23,12 @@ import { loadIdentity, type SiteIdentity } from '../../src/transport/identity.ts
 import { PeerClient } from '../../src/transport/client.ts';
 import { createVolume } from '../../src/site/volumes.ts';
 import { createSnapshot } from '../../src/site/snapshots.ts';
-import { sendSnapshot } from '../../src/replication/sender.ts';
 import { runMirrorUpdate } from '../../src/replication/driver/run.ts';
 import type { UpdateResult } from '../../src/replication/driver/types.ts';
 import type { Receiver } from '../../src/replication/types.ts';
 import { getMirror } from '../../src/catalog/mirrors.ts';
+import { snapshotById } from '../../src/catalog/snapshots.ts';
+import { isFerryError } from '../../src/core/errors.ts';
 import { createMirror, updateSource } from '../../src/site/mirrors.ts';
 import { assertTreesEqual, tempDir, varint } from '../helpers.ts';
 
@@ -191,6 +192,9 @@ export async function receiverEnv(o: { source?: boolean } = {}): Promise<Receive
   if (a) {
     mkdirSync(aData);
     createVolume(a, 'vol', { role: 'primary', members: [{ path: aData, name: 'data' }] });
+    // a's mirror to b, for the legitimate path (the real driver, with rx as the destination).
+    addPeer(a, 'b', 'https://127.0.0.1:9', b.id);
+    createMirror(a, { volume: 'vol', to: 'b' });
   }
   const skip = [join(b.paths.home, 'replicas', 'vol'), ...homeChurn(b.paths.home), ...(a ? [...homeChurn(a.paths.home), aData] : [])];
   return {
@@ -203,12 +207,20 @@ export async function receiverEnv(o: { source?: boolean } = {}): Promise<Receive
     outside,
     a,
     aData,
+    // The legitimate path: the real replication driver (capture, negotiation, send, commit), as the
+    // engine runs it; an apply refused at b (writes found in the replica) is answered as the commit was.
     send: async (so = {}) => {
       if (!a) throw new Error('receiverEnv without source');
-      const s = await createSnapshot(a, 'vol', { pool, ...(so.name ? { name: so.name } : {}) });
-      await sendSnapshot(a.store, rx, 'vol', s.snapshot.manifest);
-      const c = await rx.commit('vol', { snapshot: s.snapshot.id, manifest: s.snapshot.manifest, force: so.force });
-      return { ...c, id: s.snapshot.id, manifest: s.snapshot.manifest };
+      const named = so.name ? (await createSnapshot(a, 'vol', { pool, name: so.name })).snapshot.id : undefined;
+      const manifestOf = (id: string) => snapshotById(a.catalog, id)!.manifest as ObjectId;
+      try {
+        const r = await runMirrorUpdate({ source: updateSource(a, pool), connect: () => rx }, 'vol', 'b', { initialize: !getMirror(a.catalog, 'vol', 'b').base, force: so.force, ...(named ? { snapshot: named } : {}) });
+        return { snapshot: r.snapshot, applied: r.applied, ...(r.writesSnapshot ? { writesSnapshot: r.writesSnapshot } : {}), id: r.snapshot, manifest: manifestOf(r.snapshot) };
+      } catch (err) {
+        if (!isFerryError(err, 'REPLICA_WRITTEN')) throw err;
+        const d = err.details as { writesSnapshot?: string; transferred: string };
+        return { snapshot: d.transferred, applied: false, refused: err.message, ...(d.writesSnapshot ? { writesSnapshot: d.writesSnapshot } : {}), id: d.transferred, manifest: manifestOf(d.transferred) };
+      }
     },
     outsideListing: () => listing(t.path, skip),
     close: async () => {

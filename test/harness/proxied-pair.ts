@@ -14,10 +14,10 @@ import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { runFerry, tempDir, type CliResult } from '../helpers.ts';
-import { exited, startDaemon as harnessStartDaemon, withCatalog } from '../harness/index.ts';
+import { exited, startDaemon as harnessStartDaemon, withCatalog } from './index.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
-export { storeTotals } from '../harness/index.ts';
+export { storeTotals } from './index.ts';
 
 export interface FaultSite {
   name: string;

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { FERRY_BIN, runFerry, tempDir, type CliResult } from '../helpers.ts';
-import { assertRefused, indexedPacks } from '../harness/index.ts';
+import { assertRefused, indexedPacks } from './index.ts';
 
 export { indexedPacks };
 
