@@ -128,6 +128,11 @@ export function newestFrom(cat: Catalog, volume: string, origin: string, except:
   return cat.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, origin, except);
 }
 
+/** The snapshot of the volume that `origin` took which this site recorded last, other than `except` (whatever its time). */
+export function lastRecordedFrom(cat: Catalog, volume: string, origin: string, except: string): { id: string; time: number } | undefined {
+  return cat.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY rowid DESC LIMIT 1', volume, origin, except);
+}
+
 /** The newest replica-writes-* snapshot of the volume this site took (writes it kept in its replica). */
 export function newestReplicaWrites(cat: Catalog, volume: string, origin: string): { name: string; manifest: ObjectId } | undefined {
   return cat.db.get<{ name: string; manifest: ObjectId }>("SELECT name, manifest FROM snapshots WHERE volume = ? AND origin = ? AND name LIKE 'replica-writes-%' ORDER BY time DESC, id DESC LIMIT 1", volume, origin);

@@ -11,30 +11,37 @@ import { cleanupSites, createSite, KiB, pairSites, writeChange, writeVolumeData,
 
 const HOUR_AHEAD = { FERRY_TEST_CLOCK_OFFSET_MS: String(3600_000) };
 
-test('a failback to a site whose clock was set back since the old primary received its snapshots is applied', async () => {
+/**
+ * b, the primary with its clock an hour ahead, updates a; a takes over and b fails back (follows
+ * a); `meanwhile` runs; b's clock is set right, b takes over again and writes; then a, the old
+ * primary, fails back: it must be applied.
+ */
+async function failbackAfterClockStep(names: [string, string], o: { named?: boolean; meanwhile?: (a: TestSite, b: TestSite, takenOver: string) => Promise<void> } = {}): Promise<void> {
   const sites: TestSite[] = [];
   try {
-    const [a, b] = await Promise.all([createSite('cbf-a'), createSite('cbf-b')]);
+    const [a, b] = await Promise.all(names.map((n) => createSite(n)));
     sites.push(a, b);
     const data = join(b.dir, 'data');
     writeVolumeData(data, 2, 8 * KiB);
     b.defineVolume('vol', [data]);
-    // b is the primary, its clock an hour ahead: a receives snapshots b took at that time.
     await Promise.all([a.start(), b.start({ env: HOUR_AHEAD })]);
     await pairSites(a, b);
     await b.json(['mirror', 'create', 'vol', '--to', a.name]);
     await b.json(['mirror', 'initialize', 'vol', '--to', a.name, '--wait']);
+    if (o.named) {
+      writeChange(data, 'named.bin', 4 * KiB);
+      await b.json(['snapshot', 'create', 'vol', '--name', 'ahead', '--peer']);
+    }
     writeChange(data, 'ahead.bin', 4 * KiB);
     await b.json(['mirror', 'update', 'vol', '--to', a.name, '--wait']);
-    // a takes over, b fails back and follows a.
+    const takenOver = (a.catalog((db) => db.prepare('SELECT applied FROM secondaries WHERE volume = ?').get('vol')) as { applied: string }).applied;
     await a.json(['failover', 'vol']);
     await b.json(['failback', 'vol']);
-    // b's clock is set right (an hour back), and b takes over again; a, the old primary, fails back.
+    await o.meanwhile?.(a, b, takenOver);
     await b.stop();
     await b.start();
     await b.json(['failover', 'vol']);
-    const replica = await b.memberPath('vol');
-    writeChange(replica, 'after-step.bin', 4 * KiB);
+    writeChange(await b.memberPath('vol'), 'after-step.bin', 4 * KiB);
     const r = await a.ferry(['failback', 'vol', '--json']);
     assert.equal(r.code, 0, `refused: ${r.stdout}${r.stderr}`);
     const target = JSON.parse(r.stdout).update.snapshot as string;
@@ -44,4 +51,24 @@ test('a failback to a site whose clock was set back since the old primary receiv
   } finally {
     await cleanupSites(sites);
   }
+}
+
+test('a failback to a site whose clock was set back since the old primary received its snapshots is applied', async () => {
+  await failbackAfterClockStep(['cbf-a', 'cbf-b']);
+});
+
+// Found by the 12-minute soak of seed 1 again (step 652, once the test above passed): the old
+// primary had since deleted the snapshot its failover took over at (retention, or by hand), and kept
+// a named one received before the new primary's clock went back. The resync's first snapshot names
+// the failback's base, a snapshot the old primary took itself after the one deleted: walking parents
+// from it no longer reached the named one, and the resync was refused as a replay.
+test('a failback is applied when the old primary no longer holds the snapshot linking its base to the one received before the clock step', async () => {
+  await failbackAfterClockStep(['cbl-a', 'cbl-b'], {
+    named: true,
+    meanwhile: async (a, _b, takenOver) => {
+      await a.json(['snapshot', 'delete', 'vol', takenOver]);
+      const rows = a.snapshotRows('vol');
+      assert.ok(rows.some((s) => s.name === 'ahead') && !rows.some((s) => s.id === takenOver), 'a keeps the named snapshot, not the one it took over at');
+    },
+  });
 });

@@ -12,7 +12,7 @@ import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest } from '../../snapshot/model.ts';
 import { holdPeer, holdReplica } from '../../catalog/holds.ts';
 import type { SecondaryRow } from '../../catalog/secondaries.ts';
-import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, newestFrom, snapshotById } from '../../catalog/snapshots.ts';
+import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, lastRecordedFrom, newestFrom, recordedOrder, snapshotById } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { parseCommitRequest } from '../protocol.ts';
 import type { CommitRequest, CommitResponse } from '../types.ts';
@@ -76,21 +76,28 @@ export class Commit {
       // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
       // Times (and the time in a ULID) are compared only between snapshots of one origin, taken on
       // one clock: the replica may show a snapshot taken here or at an earlier primary (after a
-      // failback or a migrate), and the sites' clocks need not agree. The reference is the newest
-      // snapshot here that the sending peer took, in the one order a site's snapshots have (time,
-      // then id). Lineage first: a snapshot that descends from the one the replica shows is newer
-      // whatever its time (its site's clock may have been set back since), and one the replica's
-      // own descends from is older, whichever site took them. So is one that descends from the
-      // reference itself: the replica may show a snapshot of its own that nothing sent descends from
-      // (a failback's kept writes), while what comes descends, through the common base, from what
-      // this replica received from that site before its clock was set back.
+      // failback or a migrate), and the sites' clocks need not agree. The references are the
+      // snapshots here that the sending peer took: the newest in the one order a site's snapshots
+      // have (time, then id), and the one this site recorded last (after a step of the peer's clock
+      // the newest by time is one from before it). A snapshot older on that clock than a reference
+      // is refused unless it comes after it (docs/dr.md, "Snapshot order"): its parent is the
+      // reference, or descends from it (lineage, through the snapshots here: a snapshot that
+      // descends from the one the replica shows is newer whatever its time), or is a snapshot this
+      // site recorded after it (this site's own record: its data went through the reference, then
+      // through that parent, whichever site took it). The last one matters where a link of the
+      // lineage is gone: a failback's replica shows the kept writes, which nothing sent descends
+      // from, and the resync names the base, a snapshot this site took itself after it took over at
+      // a snapshot that retention or a release has deleted since.
       if (descendsFrom(host.catalog, row.applied, req.snapshot)) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
       }
-      const after = (id: string) => manifest.parent !== null && (manifest.parent === id || descendsFrom(host.catalog, manifest.parent, id));
-      const received = newestFrom(host.catalog, volume, manifest.origin, req.snapshot);
-      if (received && !after(row.applied) && !after(received.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, received) < 0) {
-        throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${received.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
+      const parent = manifest.parent;
+      const after = (id: string) => parent !== null && (parent === id || descendsFrom(host.catalog, parent, id) || recordedOrder(host.catalog, parent) > recordedOrder(host.catalog, id));
+      const refs = [newestFrom(host.catalog, volume, manifest.origin, req.snapshot), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot)];
+      for (const ref of refs) {
+        if (ref && !after(row.applied) && !after(ref.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, ref) < 0) {
+          throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${ref.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
+        }
       }
     }
     if (!existing) {

@@ -10,7 +10,7 @@ import { encodeSnapshot, encodeTree } from '../../../../src/snapshot/format.ts';
 import type { SnapshotManifest, TreeEntry } from '../../../../src/snapshot/model.ts';
 import { holdersOf } from '../../../../src/catalog/holds.ts';
 import { finishApply } from '../../../../src/catalog/secondaries.ts';
-import { listSnapshots, snapshotById } from '../../../../src/catalog/snapshots.ts';
+import { deleteSnapshotRow, insertSnapshotRow, listSnapshots, snapshotById } from '../../../../src/catalog/snapshots.ts';
 import { Commit, type Applier } from '../../../../src/replication/receive/commit.ts';
 import { PROTOCOL_VERSION, type CommitResponse } from '../../../../src/replication/types.ts';
 import type { Site } from '../../../../src/site/site.ts';
@@ -40,13 +40,13 @@ const meta = { mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, xattrs: [] as Array<[Bu
  * A snapshot of PEER's volume `vol` (one tree member `data` holding one file of one chunk) stored
  * at `site`, the chunk too unless `withoutChunk`; returns its manifest and the manifest's id.
  */
-function storeSnapshot(site: Site, o: { origin?: string; parent?: SnapshotId | null; time?: number; withoutChunk?: boolean } = {}): { manifest: SnapshotManifest; manifestId: ObjectId } {
+function storeSnapshot(site: Site, o: { origin?: string; parent?: SnapshotId | null; time?: number; name?: string; withoutChunk?: boolean } = {}): { manifest: SnapshotManifest; manifestId: ObjectId } {
   const bytes = randomBytes(100);
   const s = site.store.session();
   if (!o.withoutChunk) s.put('chunk', bytes);
   const entries: TreeEntry[] = [{ ...meta, name: Buffer.from('f'), type: 'file', size: bytes.length, chunks: [hashBytes(bytes)] }];
   const tree = s.put('tree', encodeTree({ entries }));
-  const manifest: SnapshotManifest = { id: newSnapshotId(site.clock), volume: 'vol', name: null, time: o.time ?? site.clock.now(), origin: o.origin ?? PEER, parent: o.parent ?? null, members: [{ name: 'data', kind: 'tree', root: tree.id }] };
+  const manifest: SnapshotManifest = { id: newSnapshotId(site.clock), volume: 'vol', name: o.name ?? null, time: o.time ?? site.clock.now(), origin: o.origin ?? PEER, parent: o.parent ?? null, members: [{ name: 'data', kind: 'tree', root: tree.id }] };
   const { id: manifestId } = s.put('snapshot', encodeSnapshot(manifest));
   site.store.flush();
   return { manifest, manifestId };
@@ -103,5 +103,62 @@ test('a snapshot older than the one the replica shows (its parent, replayed) is 
     await commit.commit('vol', { snapshot: second.manifest.id, manifest: second.manifestId });
     await assert.rejects(commit.commit('vol', { snapshot: first.manifest.id, manifest: first.manifestId }), (err: any) => err.code === 'PROTOCOL' && /is older than/.test(err.message));
     assert.deepEqual(applies.calls.map((c) => c.snapshot), [first.manifest.id, second.manifest.id]);
+  });
+});
+
+const HOUR = 3600_000;
+
+/** Commit each snapshot in turn (each applied by the fake job). */
+async function commitAll(commit: Commit, snaps: Array<{ manifest: SnapshotManifest; manifestId: ObjectId }>): Promise<void> {
+  for (const s of snaps) await commit.commit('vol', { snapshot: s.manifest.id, manifest: s.manifestId });
+}
+
+/** A snapshot released here (retention, or the secondary keeping only its newest): its holds and its row go. */
+function release(site: Site, id: SnapshotId): void {
+  site.catalog.db.run('DELETE FROM holds WHERE snapshot = ?', id);
+  deleteSnapshotRow(site.catalog, 'vol', id);
+}
+
+/** A snapshot this site took itself (an old primary's), recorded as createSnapshot would. */
+function recordOwn(site: Site, o: { parent: SnapshotId | null; name?: string }): SnapshotManifest {
+  const { manifest, manifestId } = storeSnapshot(site, { origin: site.catalog.siteId, parent: o.parent, ...(o.name ? { name: o.name } : {}) });
+  insertSnapshotRow(site.catalog, { id: manifest.id, volume: 'vol', name: manifest.name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: manifestId, stats: {} });
+  return manifest;
+}
+
+test('after a clock step, a failback\'s first snapshot is applied when its parent is a snapshot this site recorded after the last one it received from the peer, though the link between them is gone', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    // Received before the peer's clock went back an hour (a named one: kept here).
+    const ahead = storeSnapshot(site, { time: site.clock.now() + HOUR, name: 'ahead' });
+    const takenOver = storeSnapshot(site, { time: site.clock.now() + HOUR + 1, parent: ahead.manifest.id });
+    await commitAll(commit, [ahead, takenOver]);
+    // This site took over at it and took its own snapshots (the failback's base among them); the one
+    // it took over at is gone since (retention), and its writes are kept before the failback.
+    const failover = recordOwn(site, { parent: takenOver.manifest.id, name: 'failover-x' });
+    const base = recordOwn(site, { parent: failover.id });
+    release(site, takenOver.manifest.id);
+    const kept = recordOwn(site, { parent: base.id, name: 'failback-kept-x' });
+    finishApply(site.catalog, 'vol', kept.id, {});
+    // The new primary's snapshot, on its clock set back, names the base: newer than 'ahead' here.
+    const resync = storeSnapshot(site, { parent: base.id });
+    await commitAll(commit, [resync]);
+    assert.deepEqual(applies.calls.map((c) => c.snapshot), [ahead.manifest.id, takenOver.manifest.id, resync.manifest.id]);
+  });
+});
+
+test('after a clock step, a replayed snapshot is refused though its parent descends from the one received before the step', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const now = site.clock.now();
+    const ahead = storeSnapshot(site, { time: now + HOUR, name: 'ahead' });
+    // After the step: each names the one before; the first is named (kept), the middle ones are released.
+    const z1 = storeSnapshot(site, { time: now, parent: ahead.manifest.id, name: 'z1' });
+    const z2 = storeSnapshot(site, { time: now + 1, parent: z1.manifest.id });
+    const z3 = storeSnapshot(site, { time: now + 2, parent: z2.manifest.id });
+    const z4 = storeSnapshot(site, { time: now + 3, parent: z3.manifest.id });
+    await commitAll(commit, [ahead, z1, z2, z3, z4]);
+    release(site, z2.manifest.id);
+    release(site, z3.manifest.id);
+    await assert.rejects(commit.commit('vol', { snapshot: z2.manifest.id, manifest: z2.manifestId }), (err: any) => err.code === 'PROTOCOL' && /is older than/.test(err.message));
+    assert.equal(applies.calls.length, 5, 'the replay is not applied');
   });
 });
