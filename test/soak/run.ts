@@ -143,8 +143,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       ex = await execute(world, op);
     } catch (err) {
       // A daemon that would not start again (a clock step) is ferry's to answer for; anything else is the soak's own failure.
-      if (!/daemon|ferry serve/.test((err as Error).message)) throw err;
-      checker.violations.push({ check: 'daemon', step, message: (err as Error).message.slice(0, 3000) });
+      // Refused with NO_SPACE while the soak holds a disk full is the clear error it must give (it cannot
+      // write its runtime file): healing starts it once the space is back, as after a kill (healSafely).
+      const msg = (err as Error).message;
+      if (!/daemon|ferry serve/.test(msg)) throw err;
+      const full = world.sites.some((s) => s.diskFullSteps > 0);
+      if (!(full && /\[NO_SPACE\]/.test(msg))) checker.violations.push({ check: 'daemon', step, message: msg.slice(0, 3000) });
       ex = { text: `${JSON.stringify(op)}: ${(err as Error).message.slice(0, 200)}`, faults: [] };
     }
     if (setup && ex.outcome && ex.outcome.code !== 0) {
