@@ -36,10 +36,12 @@ export interface CliResult {
 }
 
 /** Run ./bin/ferry with args; never throws on a non-zero exit. */
-export function runFerry(args: string[], opts: { home?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runFerry(args: string[], opts: { home?: string; env?: Record<string, string>; timeoutMs?: number; prefix?: string[] } = {}): Promise<CliResult> {
   const full = opts.home ? [...args, '--home', opts.home] : args;
+  // Under a wrapper command (e.g. setpriv ...), when given: the wrapper runs the CLI.
+  const [bin, argv] = opts.prefix ? [opts.prefix[0], [...opts.prefix.slice(1), FERRY_BIN, ...full]] : [FERRY_BIN, full];
   return new Promise((resolve) => {
-    execFile(FERRY_BIN, full, { env: { ...process.env, FERRY_NO_PROGRESS: '1', ...opts.env }, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(bin, argv, { env: { ...process.env, FERRY_NO_PROGRESS: '1', ...opts.env }, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as unknown as number) ?? 1 : 0;
       let json: unknown;
       if (full.includes('--json')) {

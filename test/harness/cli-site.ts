@@ -2,7 +2,7 @@
 // run with that home (optionally under a wrapper such as setpriv), random
 // files, and a fingerprint of a site's visible state to check that a refused
 // command changed nothing.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
@@ -51,21 +51,7 @@ export async function makeSite(name = 't', opts: { home?: string } = {}): Promis
 
 /** Run the CLI under a wrapper command (e.g. setpriv ...). */
 export function runWrapped(prefix: string[], args: string[], home: string, env: Record<string, string> = {}): Promise<CliResult> {
-  const full = [...prefix.slice(1), FERRY_BIN, ...args, '--home', home];
-  return new Promise((resolve) => {
-    execFile(prefix[0], full, { env: { ...process.env, FERRY_NO_PROGRESS: '1', ...env }, timeout: 120_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? ((err as unknown as { code?: unknown }).code as number) : 0;
-      let json: unknown;
-      if (full.includes('--json')) {
-        try {
-          json = JSON.parse(stdout);
-        } catch {
-          json = undefined;
-        }
-      }
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr, json });
-    });
-  });
+  return runFerry(args, { home, env, prefix });
 }
 
 /** Spawn the CLI without waiting (for kill tests). */
