@@ -14,6 +14,7 @@ import { hashBytes, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
+import { treeHasHardlinks } from '../snapshot/graph.ts';
 import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, writeSparse, type MetaContext } from '../snapshot/materialize.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import { pathToText } from '../snapshot/path-text.ts';
@@ -549,14 +550,13 @@ class TreeApplier {
 
   #collectStaleLinks(bRoot: ObjectId): void {
     const queued = new Set(this.#links.map((l) => l.rel));
-    const walk = (tree: ObjectId, dir: Buffer, rel: string, meta?: TreeEntry) => {
+    // only subtrees that hold a link are read (treeHasHardlinks remembers: an update reads what is new)
+    const walk = (tree: ObjectId, dir: Buffer, rel: string, meta?: TreeEntry): void => {
+      if (!treeHasHardlinks(this.#o.store, tree)) return;
       for (const e of decodeTree(this.#o.store.get(tree)).entries) {
         const r = rel ? `${rel}/${e.name.toString('latin1')}` : e.name.toString('latin1');
-        const p = join(dir, e.name);
-        if (e.type === 'dir') walk(e.tree!, p, r, e);
-        else if (e.type === 'hardlink' && this.#replaced.has(e.target!.toString('latin1')) && !queued.has(r)) {
-          this.#links.push({ path: p, rel: r, e, parent: dir, parentMeta: meta });
-        }
+        if (e.type === 'dir') walk(e.tree!, join(dir, e.name), r, e);
+        else if (e.type === 'hardlink' && this.#replaced.has(e.target!.toString('latin1')) && !queued.has(r)) this.#links.push({ path: join(dir, e.name), rel: r, e, parent: dir, parentMeta: meta });
       }
     };
     walk(bRoot, this.#root, '');

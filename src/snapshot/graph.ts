@@ -116,3 +116,27 @@ export function markLive(store: ObjectReader, manifests: ObjectId[]): Set<string
   }
   return live;
 }
+
+/**
+ * Whether any hard link entry lies in or below tree `id`. A tree's id names its content, so the
+ * answer never changes: it is remembered (bounded), and a walk after an update decodes only the
+ * trees that are new since the last one (the apply's look for links to replaced files: apply.ts).
+ */
+export function treeHasHardlinks(store: ObjectReader, id: ObjectId): boolean {
+  const known = linksMemo.get(id);
+  if (known !== undefined) return known;
+  let found = false;
+  for (const e of decodeTree(store.get(id)).entries) {
+    if (e.type === 'hardlink' || (e.type === 'dir' && treeHasHardlinks(store, e.tree!))) {
+      found = true;
+      break;
+    }
+  }
+  if (linksMemo.size >= LINKS_MEMO_MAX) linksMemo.clear();
+  linksMemo.set(id, found);
+  return found;
+}
+
+/** Trees remembered by treeHasHardlinks: about 100 bytes each. */
+const LINKS_MEMO_MAX = 200_000;
+const linksMemo = new Map<ObjectId, boolean>();
