@@ -13,7 +13,8 @@
 // for deltas; whole sends are measured by the initialize. A way not tried for
 // a day is tried once again (the link or the load may have changed since:
 // without it a mirror that chose deltas on a slow day would never learn the
-// link got fast). A mirror's bandwidth limit caps the whole rate. Transfers
+// link got fast). The way in use stays unless the other is SWITCH_MARGIN
+// quicker (figures a few per cent apart are noise). A mirror's bandwidth limit caps the whole rate. Transfers
 // under MIN_MEASURED_BYTES keep the figures they found.
 //
 // Owns: the measurement and the decision. Must never: send deltas against
@@ -31,6 +32,13 @@ export const MIN_MEASURED_BYTES = 4 * 1024 * 1024;
  * (the benchmark's loopback runs: 45-60 MiB/s on two cores, the encoders and the rebuild together).
  */
 export const DEFAULT_DELTA_BYTES_PER_SECOND = 48 * 1024 * 1024;
+
+/**
+ * The other way must be this much quicker before an update switches to it: figures measured a few
+ * per cent apart (a 2-core loopback measures whole objects at 40-56 MiB/s and deltas near 48) would
+ * otherwise flip the way from one update to the next on noise.
+ */
+export const SWITCH_MARGIN = 1.25;
 
 /** A way of sending not tried for this long is tried once again. */
 export const RETRY_OTHER_WAY_MS = 24 * 3600 * 1000;
@@ -77,11 +85,14 @@ export function chooseDeltas(mode: DeltaMode, link: LinkEstimate | undefined, ba
   const capped = bandwidth !== null && bandwidth <= (link?.whole?.bytesPerSecond ?? Infinity);
   const delta = link?.delta?.bytesPerSecond ?? DEFAULT_DELTA_BYTES_PER_SECOND;
   const figures = `whole ${mib(whole)}${capped ? ' (the bandwidth limit)' : ''}, deltas ${mib(delta)}${link?.delta ? '' : ' (assumed)'}`;
-  const deltas = whole < delta;
+  // The way in use (the one measured last) stays unless the other is SWITCH_MARGIN quicker.
+  const current = link?.whole && link.delta ? (link.whole.at >= link.delta.at ? 'whole' : 'deltas') : link?.whole ? 'whole' : link?.delta ? 'deltas' : undefined;
+  const deltas = current === 'whole' ? delta > whole * SWITCH_MARGIN : current === 'deltas' ? !(whole > delta * SWITCH_MARGIN) : whole < delta;
   // The other way, not tried for a day, is tried once: the figures may be stale.
   const other = deltas ? link?.whole : link?.delta;
   if (other && now - other.at > RETRY_OTHER_WAY_MS && !(deltas && capped)) {
     return { deltas: !deltas, reason: `${figures}: trying ${deltas ? 'whole objects' : 'deltas'} again (not measured for a day)` };
   }
+  if ((whole < delta) !== deltas) return { deltas, reason: `${figures}: within ${Math.round((SWITCH_MARGIN - 1) * 100)} % of each other, staying with ${deltas ? 'deltas' : 'whole objects'}` };
   return deltas ? { deltas, reason: `${figures}: deltas pay` } : { deltas, reason: `${figures}: whole objects arrive sooner` };
 }

@@ -2,7 +2,7 @@
 // whole objects over the measured link; the setting overrides; the other way is tried again after a day.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseDeltas, DEFAULT_DELTA_BYTES_PER_SECOND, measureLink, MIN_MEASURED_BYTES, RETRY_OTHER_WAY_MS, sendMeasure } from '../../../src/replication/link-fit.ts';
+import { chooseDeltas, DEFAULT_DELTA_BYTES_PER_SECOND, measureLink, MIN_MEASURED_BYTES, RETRY_OTHER_WAY_MS, sendMeasure, SWITCH_MARGIN } from '../../../src/replication/link-fit.ts';
 import type { TransferStats } from '../../../src/replication/sender.ts';
 
 const MiB = 1024 * 1024;
@@ -53,6 +53,22 @@ test('auto: the way not taken is tried again once its figure is a day old', () =
   assert.equal(chooseDeltas('auto', { whole: rate(100, stale) }, null, NOW).deltas, false);
   // Under a bandwidth limit the whole rate cannot have changed: no retry of whole objects.
   assert.equal(chooseDeltas('auto', { whole: rate(20, stale), delta: rate(40) }, 10 * MiB, NOW).deltas, true);
+});
+
+test('auto: the way in use (measured last) stays unless the other is SWITCH_MARGIN quicker', () => {
+  // Loopback on two cores: the initialize measured whole at 56, an update at 40.6, deltas assumed 48:
+  // whole stays (48 is not 25 % above 40.6), where the plain comparison flipped to deltas.
+  const d = DEFAULT_DELTA_BYTES_PER_SECOND / MiB;
+  const near = chooseDeltas('auto', { whole: rate(d / 1.18) }, null, NOW);
+  assert.equal(near.deltas, false);
+  assert.match(near.reason, /within 25 % of each other, staying with whole objects/);
+  assert.equal(chooseDeltas('auto', { whole: rate(d / (SWITCH_MARGIN + 0.05)) }, null, NOW).deltas, true);
+  // Deltas in use (measured after whole): whole must be 25 % quicker to take over.
+  assert.equal(chooseDeltas('auto', { whole: rate(21.8, 1000), delta: rate(17.8) }, null, NOW).deltas, true);
+  assert.equal(chooseDeltas('auto', { whole: rate(30, 1000), delta: rate(17.8) }, null, NOW).deltas, false);
+  // Whole in use (measured after deltas): the same margin the other way.
+  assert.equal(chooseDeltas('auto', { whole: rate(40), delta: rate(45, 1000) }, null, NOW).deltas, false);
+  assert.equal(chooseDeltas('auto', { whole: rate(40), delta: rate(60, 1000) }, null, NOW).deltas, true);
 });
 
 const stats = (storedBytes: number, putSeconds: number, deltas: number, minRttMs?: number): TransferStats => ({
