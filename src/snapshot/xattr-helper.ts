@@ -316,12 +316,24 @@ export class XattrSyncHelper {
     return this.#dead === undefined;
   }
 
-  /** Run `argv` with `input` as its stdin, synchronously. Throws IO if the helper dies meanwhile (it is not used again). */
-  runSync(argv: string[], input: Buffer): ToolRun {
+  /**
+   * Run `argv` with `input` as its stdin, synchronously. Throws IO if the helper dies meanwhile (it is
+   * not used again); undefined if it was gone before any of the request was written (nothing ran).
+   */
+  runSync(argv: string[], input: Buffer): ToolRun | undefined {
     const what = argv.slice(0, 3).join(' ');
     if (this.#dead) throw this.#error(what);
+    const head = requestHead(argv, input);
     try {
-      writeAll(this.#req, requestHead(argv, input));
+      // a dead helper (its exit not seen yet: this thread was busy) leaves no reader: EPIPE, nothing written
+      const first = writeSync(this.#req, head);
+      writeAll(this.#req, head.subarray(first));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+      this.#die('it was gone before the request was written');
+      return undefined;
+    }
+    try {
       writeAll(this.#req, input);
       let got = Buffer.alloc(0);
       let header: ReturnType<typeof replyHead>;
@@ -344,7 +356,7 @@ export class XattrSyncHelper {
       return { status: header.status, stdout: Buffer.from(got.subarray(0, header.out)), stderr: Buffer.from(got.subarray(header.out)) };
     } catch (err) {
       if (err instanceof FerryError) throw err;
-      this.#die((err as NodeJS.ErrnoException).code === 'EPIPE' ? 'it was gone before the request was written' : (err as Error).message);
+      this.#die((err as NodeJS.ErrnoException).code === 'EPIPE' ? 'it stopped reading the request' : (err as Error).message);
       throw this.#error(what);
     }
   }
@@ -412,7 +424,10 @@ export class XattrHelpers {
    */
   runSync(argv: string[], input: Buffer): ToolRun | undefined {
     if (this.#stopped || this.#broken) return undefined;
-    if (this.#sync?.alive) return this.#sync.runSync(argv, input);
+    if (this.#sync?.alive) {
+      const r = this.#sync.runSync(argv, input);
+      if (r) return r;
+    }
     this.#syncStarting ??= XattrSyncHelper.start().then(
       (h) => {
         if (this.#stopped) return h.stop();
