@@ -5,6 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { XATTR_HELPER_NAME } from '../../src/snapshot/xattr-helper.ts';
 import { cleanupSites, createSite, metricValue, scrapeMetrics, waitFor, type TestSite } from '../harness/index.ts';
 
@@ -50,4 +51,18 @@ test('the daemon starts its helpers (two for the reader, one for the synchronous
   assert.equal(again.length, 3);
   assert.deepEqual(await site.stop('SIGKILL'), { code: null, signal: 'SIGKILL' });
   await waitFor('the killed daemon\'s helpers to exit', () => stillRunning(again).length === 0, 10_000, 50);
+});
+
+test('a start that fails (its port taken) exits at once with its error, its helpers stopped', async () => {
+  const site = await createSite('xh-busy');
+  sites.push(site);
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (taken.address() as { port: number }).port;
+    // a helper left running would keep the failed daemon alive until startDaemon's timeout killed it
+    await assert.rejects(site.start({ port }), /daemon exited \(\d+\).*cannot listen on 127\.0\.0\.1:\d+/s);
+  } finally {
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+  }
 });
