@@ -335,25 +335,27 @@ export class XattrSyncHelper {
     }
     try {
       writeAll(this.#req, input);
-      let got = Buffer.alloc(0);
-      let header: ReturnType<typeof replyHead>;
-      const chunk = Buffer.allocUnsafe(1 << 16);
-      for (;;) {
-        const nl = got.indexOf(0x0a);
-        if (!header && nl >= 0) {
-          header = replyHead(got.subarray(0, nl));
-          if (!header) throw new Error(`it answered out of turn: ${JSON.stringify(got.toString('latin1', 0, 100))}`);
-          got = got.subarray(nl + 1);
-        }
-        if (header && got.length >= header.out + header.err) break;
-        if (!header && got.length > 100) throw new Error(`it answered out of turn: ${JSON.stringify(got.toString('latin1', 0, 100))}`);
-        // nothing follows a reply until the next request: a whole chunk never reads into another
-        const n = readSync(this.#resp, chunk, 0, chunk.length, null);
+      // nothing follows a reply until the next request: a read never takes bytes of another
+      const read = (into: Buffer, at: number) => {
+        const n = readSync(this.#resp, into, at, into.length - at, null);
         if (n === 0) throw new Error('its reply ended early (it died)');
-        got = Buffer.concat([got, chunk.subarray(0, n)]);
+        return n;
+      };
+      const first = Buffer.allocUnsafe(1 << 16);
+      let have = 0;
+      let nl = -1;
+      while (nl < 0) {
+        if (have > 100) throw new Error(`it answered out of turn: ${JSON.stringify(first.toString('latin1', 0, 100))}`);
+        have += read(first, have);
+        nl = first.subarray(0, have).indexOf(0x0a);
       }
-      if (got.length !== header.out + header.err) throw new Error(`it answered out of turn: ${got.length - header.out - header.err} bytes more`);
-      return { status: header.status, stdout: Buffer.from(got.subarray(0, header.out)), stderr: Buffer.from(got.subarray(header.out)) };
+      const header = replyHead(first.subarray(0, nl));
+      if (!header) throw new Error(`it answered out of turn: ${JSON.stringify(first.toString('latin1', 0, Math.min(nl, 100)))}`);
+      const body = Buffer.allocUnsafe(header.out + header.err);
+      let got = first.copy(body, 0, nl + 1, have);
+      if (have - nl - 1 > body.length) throw new Error(`it answered out of turn: ${have - nl - 1 - body.length} bytes more`);
+      while (got < body.length) got += read(body, got);
+      return { status: header.status, stdout: body.subarray(0, header.out), stderr: body.subarray(header.out) };
     } catch (err) {
       if (err instanceof FerryError) throw err;
       this.#die((err as NodeJS.ErrnoException).code === 'EPIPE' ? 'it stopped reading the request' : (err as Error).message);
