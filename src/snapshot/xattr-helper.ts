@@ -75,6 +75,11 @@ function requestHead(argv: string[], input: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${argv.length} ${input.length}\n`), ...argv.map((a) => Buffer.from(`${a}\0`))]);
 }
 
+/** What a request runs, for its error: the attribute tool it names (through xargs), else its command. */
+function describe(argv: string[]): string {
+  return `running ${argv.find((a) => a === 'getfattr' || a === 'setfattr') ?? argv[0]}`;
+}
+
 /** A reply's header line: the tool's status and the lengths of its stdout and stderr. */
 function replyHead(line: Buffer): { status: number; out: number; err: number } | undefined {
   const m = /^(\d+) (\d+) (\d+)$/.exec(line.toString('latin1'));
@@ -173,7 +178,7 @@ export class XattrHelper {
   /** Run `argv` (argv[0] found on the PATH) with `input` as its stdin. One at a time. */
   run(argv: string[], input: Buffer): Promise<ToolRun> {
     if (this.#pending) throw new FerryError('INTERNAL', `${XATTR_HELPER_NAME}: a request while another runs`);
-    const what = argv.slice(0, 3).join(' ');
+    const what = describe(argv);
     if (this.#dead) return Promise.reject(this.#error(what));
     const head = requestHead(argv, input);
     return new Promise<ToolRun>((resolve, reject) => {
@@ -321,7 +326,7 @@ export class XattrSyncHelper {
    * not used again); undefined if it was gone before any of the request was written (nothing ran).
    */
   runSync(argv: string[], input: Buffer): ToolRun | undefined {
-    const what = argv.slice(0, 3).join(' ');
+    const what = describe(argv);
     if (this.#dead) throw this.#error(what);
     const head = requestHead(argv, input);
     try {
