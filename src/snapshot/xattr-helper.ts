@@ -26,7 +26,7 @@
 // request with another request's reply (a helper that dies mid-request is
 // never reused: the request fails, the next one starts a new helper).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, open, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, open, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FerryError } from '../core/errors.ts';
@@ -84,6 +84,20 @@ function describe(argv: string[]): string {
 function replyHead(line: Buffer): { status: number; out: number; err: number } | undefined {
   const m = /^(\d+) (\d+) (\d+)$/.exec(line.toString('latin1'));
   return m ? { status: Number(m[1]), out: Number(m[2]), err: Number(m[3]) } : undefined;
+}
+
+/**
+ * Whether process `pid`, a child of this one, has exited though the event loop has not reaped it yet
+ * (Linux: its /proc entry shows a zombie). False where /proc cannot tell.
+ */
+function exitedUnseen(pid: number | undefined): boolean {
+  if (!pid) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
 }
 
 /** Signal a helper's process group (its tools with it); nothing if it is gone. */
@@ -167,8 +181,9 @@ export class XattrHelper {
     return this.#child.pid;
   }
 
+  /** Whether it takes requests: not known dead, and not exited unseen (a busy thread sees the exit late). */
   get alive(): boolean {
-    return this.#dead === undefined;
+    return this.#dead === undefined && !exitedUnseen(this.#child.pid);
   }
 
   get busy(): boolean {
@@ -317,8 +332,9 @@ export class XattrSyncHelper {
     return this.#child.pid;
   }
 
+  /** Whether it takes requests: not known dead, and not exited unseen (a busy thread sees the exit late). */
   get alive(): boolean {
-    return this.#dead === undefined;
+    return this.#dead === undefined && !exitedUnseen(this.#child.pid);
   }
 
   /**
