@@ -10,6 +10,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { memory } from '../core/memory.ts';
+import { xattrRuns } from '../snapshot/xattrs.ts';
+import { xattrHelpers } from '../snapshot/xattr-helper.ts';
 import type { Engine } from '../site/engine.ts';
 import { FERRY_VERSION } from '../site/site.ts';
 import { filesystems } from '../site/filesystems.ts';
@@ -195,6 +197,14 @@ export class RuntimeProbe {
     } catch {
       // no /proc here: those figures are left out
     }
+    // getfattr and setfattr runs of the daemon's main thread: through its helper processes, or forked
+    // from the daemon itself (snapshot/xattr-helper.ts; the writer's and the worker threads' still are)
+    for (const via of ['helper', 'direct'] as const) {
+      for (const kind of ['read', 'write'] as const) {
+        x.metric('ferry_xattr_tool_runs_total', 'counter', 'Runs of getfattr (read) and setfattr (write) batches, through the daemon\'s helper processes or spawned by the daemon itself.', { via, kind }, xattrRuns[via][kind]);
+      }
+    }
+    x.metric('ferry_xattr_helpers', 'gauge', 'The helper processes that run getfattr for the daemon (0: none, each batch forks the daemon).', {}, xattrHelpers()?.pids().length ?? 0);
     const heap = getHeapStatistics();
     x.metric('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap size, in bytes.', {}, heap.total_heap_size);
     x.metric('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use, in bytes.', {}, heap.used_heap_size);

@@ -2,7 +2,11 @@
 // Node has no xattr API and ferry takes no native addon, so capture reads
 // them with `getfattr` and restore and apply set them with
 // `setfattr --restore`, in batches (one process per few thousand paths, fed
-// through `xargs -0`, so that names that are not UTF-8 pass as bytes).
+// through `xargs -0`, so that names that are not UTF-8 pass as bytes). In the
+// daemon's main thread every batch runs through its long-lived helper
+// processes (xattr-helper.ts), started while the daemon was small, so that
+// a batch does not fork the daemon (docs/design.md, "Fixed costs"); the CLI
+// and worker threads spawn the tools themselves.
 //
 // Kept: `user.*`, `trusted.*`, `security.capability` and the two POSIX ACLs
 // (`system.posix_acl_access`, `system.posix_acl_default`); not
@@ -21,6 +25,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, lstatSync } from 'node:fs';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { pathToText } from './path-text.ts';
+import { xattrHelpers, type ToolRun } from './xattr-helper.ts';
 
 export type Xattrs = Array<[name: Buffer, value: Buffer]>;
 
@@ -37,6 +42,12 @@ const BATCH_PATHS = 4096;
 const BATCH_BYTES = 4 << 20;
 
 export const XATTR_TOOLS_HINT = 'install the attr package (Debian/Ubuntu: apt-get install attr), which has getfattr and setfattr';
+
+/**
+ * Runs of getfattr and setfattr in this thread, by how they were run (through the daemon's helper,
+ * or spawned by this process) and what they did: /metrics shows the daemon's.
+ */
+export const xattrRuns = { helper: { read: 0, write: 0 }, direct: { read: 0, write: 0 } };
 
 let toolsChecked: { ok: boolean; at: number } | undefined;
 
@@ -167,7 +178,14 @@ function results(paths: Buffer[], status: number | null, out: Buffer, err: Buffe
 /** Read the kept attributes of `paths` now (absolute paths, symlinks not followed). */
 export function readXattrsSync(paths: Buffer[]): XattrResult[] {
   if (paths.length === 0) return [];
-  const r = spawnSync('xargs', GETFATTR, { input: nulList(paths), maxBuffer: 1 << 30 });
+  const input = nulList(paths);
+  const helped = xattrHelpers()?.runSync(['xargs', ...GETFATTR], input);
+  if (helped) {
+    xattrRuns.helper.read++;
+    return results(paths, helped.status, helped.stdout, helped.stderr);
+  }
+  xattrRuns.direct.read++;
+  const r = spawnSync('xargs', GETFATTR, { input, maxBuffer: 1 << 30 });
   if (r.error) throw new FerryError('IO', `reading extended attributes: ${r.error.message}; ${XATTR_TOOLS_HINT}`, { cause: r.error });
   return results(paths, r.status, r.stdout, r.stderr);
 }
@@ -223,7 +241,14 @@ export class XattrReader {
     else this.#queue.push(run);
   }
 
-  #run(paths: Buffer[]): Promise<XattrResult[]> {
+  async #run(paths: Buffer[]): Promise<XattrResult[]> {
+    // In the daemon, through its helper (xattr-helper.ts): no fork of the daemon per batch.
+    const helped = await xattrHelpers()?.run(['xargs', ...GETFATTR], nulList(paths));
+    if (helped) {
+      xattrRuns.helper.read++;
+      return results(paths, helped.status, helped.stdout, helped.stderr);
+    }
+    xattrRuns.direct.read++;
     return new Promise((resolve, reject) => {
       const child = spawn('xargs', GETFATTR, { stdio: ['pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
@@ -242,6 +267,19 @@ export class XattrReader {
       child.stdin.end(nulList(paths));
     });
   }
+}
+
+/** One setfattr run of the writer: through the daemon's helper where there is one, else spawned here. */
+function runWrite(argv: string[], input: Buffer, what: string): ToolRun {
+  const helped = xattrHelpers()?.runSync(argv, input);
+  if (helped) {
+    xattrRuns.helper.write++;
+    return helped;
+  }
+  xattrRuns.direct.write++;
+  const r = spawnSync(argv[0], argv.slice(1), { input, maxBuffer: 64 << 20 });
+  if (r.error) throw new FerryError('IO', `${what} extended attributes: ${r.error.message}; ${XATTR_TOOLS_HINT}`, { cause: r.error });
+  return r;
 }
 
 /**
@@ -318,13 +356,11 @@ export class XattrWriter {
     const failed = new Set<string>();
     const toSet = items.filter((i) => i.set.length > 0);
     if (toSet.length > 0) {
-      const r = spawnSync('setfattr', ['-h', '--restore=-'], { input: encodeDump(toSet), maxBuffer: 64 << 20 });
-      if (r.error) throw new FerryError('IO', `setting extended attributes: ${r.error.message}; ${XATTR_TOOLS_HINT}`, { cause: r.error });
+      const r = runWrite(['setfattr', '-h', '--restore=-'], encodeDump(toSet), 'setting');
       if (r.status !== 0) this.#failures(toSet.map((i) => i.path), r.stderr, r.status, failed);
     }
     for (const [name, paths] of this.#remove) {
-      const r = spawnSync('xargs', ['-0', '-r', 'setfattr', '-h', '-x', Buffer.from(name, 'latin1').toString(), '--'], { input: nulList(paths), maxBuffer: 64 << 20 });
-      if (r.error) throw new FerryError('IO', `removing extended attributes: ${r.error.message}; ${XATTR_TOOLS_HINT}`, { cause: r.error });
+      const r = runWrite(['xargs', '-0', '-r', 'setfattr', '-h', '-x', Buffer.from(name, 'latin1').toString(), '--'], nulList(paths), 'removing');
       if (r.status !== 0) this.#failures(paths, r.stderr, r.status, failed);
     }
     this.#remove.clear();

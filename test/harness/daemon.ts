@@ -4,6 +4,7 @@
 // by a signal, resolved once it has exited. Every daemon started here is
 // tracked, and a process 'exit' handler SIGKILLs any a crashed test left.
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY_BIN } from '../helpers.ts';
@@ -101,4 +102,22 @@ export async function stopDaemon(p: ChildProcess, signal: NodeJS.Signals = 'SIGT
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** GET /metrics on the daemon's local socket in `home`. */
+export function scrapeMetrics(home: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ socketPath: join(home, 'ferry.sock'), path: '/metrics' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+/** One sample of a scrape (`name{labels}`, labels in the order rendered); undefined when absent. */
+export function metricValue(text: string, series: string): number | undefined {
+  for (const line of text.split('\n')) if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1));
+  return undefined;
 }

@@ -1,7 +1,7 @@
 // The integration tests' harness (docs/testing.md, "The test harness"): one way
 // to start and stop daemons, make and pair sites, create and initialize
 // mirrors, peek at a catalog, wait for a condition, and assert an error.
-export { startDaemon, stopDaemon, exited, runningDaemons, type Daemon, type DaemonJson } from './daemon.ts';
+export { startDaemon, stopDaemon, exited, runningDaemons, scrapeMetrics, metricValue, type Daemon, type DaemonJson } from './daemon.ts';
 export { waitFor, giveUp, type WaitOptions } from './wait.ts';
 export { errorCode, assertRefused } from './errors.ts';
 export { createSite, cleanupSites, type TestSite } from './site.ts';

@@ -13,7 +13,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { ACL_TOOLS_MISSING, aclToolsPresent, aclTree, assertTreesEqual, pathWithout, sparseFile, writeAt, xattrDump } from '../helpers.ts';
 import { fillBytes } from '../tree-gen.ts';
-import { cleanupSites, createSite, pairSites, type TestSite } from '../harness/index.ts';
+import { cleanupSites, createSite, metricValue, pairSites, scrapeMetrics, type TestSite } from '../harness/index.ts';
 
 const sites: TestSite[] = [];
 let a: TestSite;
@@ -176,6 +176,14 @@ test('extended attributes and POSIX ACLs replicate exactly: baseline, changed an
   assert.deepEqual(xattrDump(replica), xattrDump(data));
   // nothing changed since: the writes check finds the replica as applied
   await update('acls');
+  // The attributes were read and set through each daemon's helper processes (snapshot/xattr-helper.ts):
+  // no getfattr or setfattr batch of the daemons' main threads forked the daemon.
+  const runs = async (site: TestSite, via: string, kind: string) => metricValue(await scrapeMetrics(site.home), `ferry_xattr_tool_runs_total{via="${via}",kind="${kind}"}`);
+  for (const site of [a, b]) {
+    assert.ok((await runs(site, 'helper', 'read'))! > 0, `${site.name}: no attribute read went through the helper`);
+    assert.deepEqual([await runs(site, 'direct', 'read'), await runs(site, 'direct', 'write')], [0, 0], `${site.name}: attribute tools spawned by the daemon`);
+  }
+  assert.ok((await runs(b, 'helper', 'write'))! > 0, 'the apply set no attributes through the helper');
 });
 
 test('an apply refuses (TOOL_MISSING) when a snapshot has ACLs and this site has no setfattr, and succeeds once it has', { skip: aclSkip }, async () => {

@@ -16,6 +16,8 @@ import { takeSystemdNotifier } from '../systemd.ts';
 import { memory } from '../../core/memory.ts';
 import { readMeta } from '../../catalog/meta.ts';
 import { META_KEYS } from '../../config/schema.ts';
+import { startXattrHelpers, stopXattrHelpers, type XattrHelpers } from '../../snapshot/xattr-helper.ts';
+import { xattrToolsPresent } from '../../snapshot/xattrs.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   program
@@ -48,7 +50,13 @@ export function register(program: Command, g: () => GlobalOptions): void {
       let hupWhileStarting = false;
       const earlyHangup = () => (hupWhileStarting = true);
       process.on('SIGHUP', earlyHangup);
+      let xattrHelpers: XattrHelpers | undefined;
       try {
+        // Before anything large is opened: the helper processes that read extended attributes for
+        // the daemon (snapshot/xattr-helper.ts), and the check for the attr tools, are forked from
+        // a small process (a fork of a large one costs tens of milliseconds).
+        xattrToolsPresent();
+        xattrHelpers = await startXattrHelpers({ onWarning: (message) => site.notice('warn', 'daemon.xattr-helper', `ferry: ${message}`, { error: message }) });
         // The memory budget before anything sizes itself from it: the flag, else the catalog setting
         // memory_budget (site.memoryBudget; read again below, once the site file is applied).
         const configureMemory = () => {
@@ -98,6 +106,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       } catch (err) {
         process.off('SIGHUP', earlyHangup);
         await daemon?.stop().catch(() => {});
+        await stopXattrHelpers(xattrHelpers);
         site.close();
         site.logSink?.close?.();
         throw err;
@@ -116,6 +125,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           daemon!
             .stop()
             .catch((err) => site.notice('error', 'daemon.stopping', `ferry: error while stopping: ${(err as Error).message}`, { error: (err as Error).message }))
+            .then(() => stopXattrHelpers(xattrHelpers))
             .finally(() => {
               process.off('SIGHUP', onHangup);
               site.close();
