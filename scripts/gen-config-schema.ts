@@ -96,6 +96,7 @@ export function renderConfigSchema(): Schema {
         keep: count(COUNT.logKeep, 'rotated files kept (default 5)'),
       }, { required: ['file'], description: 'also write the daemon\'s log to a file (read at start)' }),
       memoryBudget: size(SIZE.memoryBudget, 'the daemon\'s memory budget: its buffers, caches and worker heaps (default 256MiB; read at start; --memory-budget wins; docs/memory.md)'),
+      gcThreshold: size(SIZE.gcThreshold, 'releasable bytes after which garbage is collected by itself (default: 64MiB or 5% of the store, whichever is more; 0: after every release; docs/store.md)'),
     }, { description: 'this site\'s own settings' }),
     member: {
       description: 'a member: [NAME=][tree:|image:]PATH, or {path, name, kind}',

@@ -16,6 +16,7 @@ import type { Engine } from '../site/engine.ts';
 import { FERRY_VERSION } from '../site/site.ts';
 import { filesystems } from '../site/filesystems.ts';
 import { journalOf } from '../site/journal-service.ts';
+import { collectionReport } from '../site/auto-collect.ts';
 import { listVolumes } from '../catalog/volumes.ts';
 import { linkStatus } from '../dr/links.ts';
 import { COUNTERS, HISTOGRAMS, listCounters, type Labels as CounterLabels } from '../catalog/counters.ts';
@@ -273,6 +274,10 @@ export function renderMetrics(engine: Engine, runtime?: RuntimeProbe): string {
   x.metric('ferry_store_packs', 'gauge', 'Pack files in the store.', {}, store.packs);
   x.metric('ferry_store_size_bytes', 'gauge', 'Bytes of pack files on disk.', {}, store.storedBytes);
   x.metric('ferry_store_raw_bytes', 'gauge', 'Uncompressed bytes of the stored objects.', {}, store.rawBytes);
+  const gc = collectionReport(site);
+  x.metric('ferry_gc_releasable_bytes', 'gauge', 'Estimated bytes that released snapshots left for the next collection to free (docs/store.md, "When garbage is collected").', {}, gc.releasableBytes);
+  x.metric('ferry_gc_threshold_bytes', 'gauge', 'Releasable bytes above which an automatic collection runs (site.gcThreshold; 0: after every release).', {}, gc.thresholdBytes);
+  if (gc.lastCollectionAt !== null) x.metric('ferry_gc_last_timestamp_seconds', 'gauge', 'When the last garbage collection ran.', {}, gc.lastCollectionAt / 1000);
   x.metric('ferry_store_dedup_ratio', 'gauge', 'Logical bytes of all local snapshots divided by the uncompressed bytes stored.', {}, store.rawBytes > 0 ? logical / store.rawBytes : 0);
   for (const l of listLinks(site.catalog)) {
     const st = linkStatus(site, l);

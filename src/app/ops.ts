@@ -14,6 +14,7 @@ import { createMirror, mirrorStatus, pauseMirror, removeMirror, setMirrorSetting
 import { addPeer, removePeer } from '../site/peers.ts';
 import { replicaRoot } from '../site/paths.ts';
 import { applyInFlight } from '../site/receiver.ts';
+import { collectionReport } from '../site/auto-collect.ts';
 import { collectGarbage, collectGarbageSoon, createSnapshot, executeDeleteSnapshots, planDeleteSnapshots, summarizeGc } from '../site/snapshots.ts';
 import { createVolume, parseMemberSpec, removeVolume, updateVolumeSettings, type Hooks, type Volume } from '../site/volumes.ts';
 import { journalOf } from '../site/journal-service.ts';
@@ -88,6 +89,9 @@ export function statusReport(engine: Engine): Record<string, unknown> {
     site: { name: site.name, id: site.id, idFormatted: formatSiteId(site.id), home: site.paths.home, replicaRoot: replicaRoot(site), now: site.clock.now() },
     peers,
     links: listLinks(site.catalog).map((l) => linkStatus(site, l)),
+    // The automatic collection (site/auto-collect.ts): what released snapshots left to free, the
+    // threshold that triggers a collection, the last collection, and whether one is due at the next idle point.
+    store: { storedBytes: site.store.storedBytes(), collection: collectionReport(site) },
     volumes: listVolumes(site.catalog).map((v) => {
       const newest = latestSnapshot(site.catalog, v.name);
       const sec = secondaries.find((s) => s.volume === v.name);

@@ -210,6 +210,17 @@ export function lineage(cat: Catalog, volume: string, id: string, limit = 1024):
   ).map((r) => r.id);
 }
 
+/**
+ * The manifest of the volume's snapshot recorded here just after `id` (else just before it): the
+ * one a release of `id` is compared with to estimate what it frees (site/auto-collect.ts).
+ */
+export function recordedNeighbour(cat: Catalog, volume: string, id: string): ObjectId | null {
+  const seq = recordedOrder(cat, id);
+  const after = cat.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE volume = ? AND rowid > ? ORDER BY rowid LIMIT 1', volume, seq);
+  const near = after ?? cat.db.get<{ manifest: string }>('SELECT manifest FROM snapshots WHERE volume = ? AND rowid < ? ORDER BY rowid DESC LIMIT 1', volume, seq);
+  return (near?.manifest as ObjectId | undefined) ?? null;
+}
+
 /** The order in which this site recorded its snapshots (taken here or received), whatever their times. */
 export function recordedOrder(cat: Catalog, id: string): number {
   return cat.db.get<{ seq: number }>('SELECT rowid AS seq FROM snapshots WHERE id = ?', id)?.seq ?? 0;

@@ -28,6 +28,8 @@ export function exportConfigObject(site: Site): Record<string, unknown> {
   if (meta(META_KEYS.replicaRoot)) siteSection.replicaRoot = meta(META_KEYS.replicaRoot);
   const budget = meta(META_KEYS.memoryBudget);
   if (budget) siteSection.memoryBudget = formatSizeSpec(clampStored(Number(budget), SIZE.memoryBudget).value);
+  const gcThreshold = meta(META_KEYS.gcThreshold);
+  if (gcThreshold) siteSection.gcThreshold = formatSizeSpec(clampStored(Number(gcThreshold), SIZE.gcThreshold).value);
   const logFile = meta(META_KEYS.logFile);
   if (logFile) {
     const log: Record<string, unknown> = { file: logFile };

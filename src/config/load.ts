@@ -232,7 +232,7 @@ function lines(r: Reader, node: Node | null, fields?: Map<string, Entry>): Lines
 }
 
 function readSite(r: Reader, raw: Node | null): SiteSettings {
-  const out: SiteSettings = { name: null, listen: null, replicaRoot: null, log: null, memoryBudget: null, lines: { _: r.line(raw) } };
+  const out: SiteSettings = { name: null, listen: null, replicaRoot: null, log: null, memoryBudget: null, gcThreshold: null, lines: { _: r.line(raw) } };
   const m = r.map(raw, 'site', SITE_KEYS, 'site');
   if (!m) return out;
   out.lines = lines(r, raw, m);
@@ -251,6 +251,7 @@ function readSite(r: Reader, raw: Node | null): SiteSettings {
   }
   if (m.has('replicaRoot')) out.replicaRoot = r.path(get('replicaRoot'), 'site.replicaRoot', 'replicaRoot') ?? null;
   if (m.has('memoryBudget')) out.memoryBudget = r.size(get('memoryBudget'), 'site.memoryBudget', 'memoryBudget', SIZE.memoryBudget) ?? null;
+  if (m.has('gcThreshold')) out.gcThreshold = r.size(get('gcThreshold'), 'site.gcThreshold', 'gcThreshold', SIZE.gcThreshold) ?? null;
   if (m.has('log')) {
     const lm = r.map(get('log'), 'site.log', LOG_KEYS, 'log');
     if (lm) {
@@ -485,7 +486,7 @@ function crossCheck(cfg: SiteConfig, issues: ConfigIssue[]): void {
 export function loadConfig(text: string, file: string): { config: SiteConfig; issues: ConfigIssue[] } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false, prettyErrors: false, merge: false });
-  const cfg: SiteConfig = { version: CONFIG_VERSION, file, site: { name: null, listen: null, replicaRoot: null, log: null, memoryBudget: null, lines: { _: 0 } }, volumes: [], mirrors: [], links: [] };
+  const cfg: SiteConfig = { version: CONFIG_VERSION, file, site: { name: null, listen: null, replicaRoot: null, log: null, memoryBudget: null, gcThreshold: null, lines: { _: 0 } }, volumes: [], mirrors: [], links: [] };
   if (doc.errors.length > 0) {
     const issues = doc.errors.map((e) => ({ ...lc.linePos(e.pos[0]), path: '', message: `YAML: ${e.message.split('\n')[0]}`, hint: yamlHint(e.code) }));
     return { config: cfg, issues };

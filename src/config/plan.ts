@@ -128,6 +128,7 @@ class Planner {
       [META_KEYS.logMaxBytes]: s.log?.maxBytes === null || s.log?.maxBytes === undefined ? null : String(s.log.maxBytes),
       [META_KEYS.logKeep]: s.log?.keep === null || s.log?.keep === undefined ? null : String(s.log.keep),
       [META_KEYS.memoryBudget]: s.memoryBudget === null ? null : String(s.memoryBudget),
+      [META_KEYS.gcThreshold]: s.gcThreshold === null ? null : String(s.gcThreshold),
     };
     const line: Record<string, number> = {
       [META_KEYS.listen]: s.lines.listen ?? s.lines._,
@@ -138,6 +139,7 @@ class Planner {
       { name: 'replicaRoot', keys: [META_KEYS.replicaRoot], reason: 'new secondaries are made under it; existing replicas stay where they are' },
       { name: 'log', keys: [META_KEYS.logFile, META_KEYS.logMaxBytes, META_KEYS.logKeep], reason: 'read by `ferry serve` when it starts' },
       { name: 'memoryBudget', keys: [META_KEYS.memoryBudget], reason: 'read by `ferry serve` when it starts (a --memory-budget option wins over it)' },
+      { name: 'gcThreshold', keys: [META_KEYS.gcThreshold], reason: 'the next automatic collection goes by it (docs/store.md, "When garbage is collected")' },
     ];
     for (const g of groups) {
       const changes = g.keys.filter((k) => meta(k) !== want[k]).map((k) => ({ key: k, from: meta(k), to: want[k] }));

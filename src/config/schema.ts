@@ -39,6 +39,8 @@ export interface SiteSettings {
   log: LogSettings | null;
   /** the daemon's memory budget in bytes (serve --memory-budget wins over it) */
   memoryBudget: number | null;
+  /** releasable bytes after which an automatic collection runs (0: after every release; null: the default) */
+  gcThreshold: number | null;
   lines: Lines;
 }
 
@@ -98,7 +100,7 @@ export interface SiteConfig {
 
 // The keys each object accepts, in the order export writes them.
 export const TOP_KEYS = ['version', 'site', 'volumes', 'mirrors', 'links'] as const;
-export const SITE_KEYS = ['name', 'listen', 'replicaRoot', 'log', 'memoryBudget'] as const;
+export const SITE_KEYS = ['name', 'listen', 'replicaRoot', 'log', 'memoryBudget', 'gcThreshold'] as const;
 export const LOG_KEYS = ['file', 'maxSize', 'keep'] as const;
 export const VOLUME_KEYS = ['secondary', 'members', 'hooks', 'retention', 'journal'] as const;
 export const MEMBER_KEYS = ['path', 'name', 'kind'] as const;
@@ -117,7 +119,7 @@ export const DEFAULTS = {
 } as const;
 
 /** Keys in the site's catalog meta table that the `site` section owns. */
-export const META_KEYS = { listen: 'listen', replicaRoot: 'replica_root', logFile: 'log_file', logMaxBytes: 'log_max_bytes', logKeep: 'log_keep', memoryBudget: 'memory_budget' } as const;
+export const META_KEYS = { listen: 'listen', replicaRoot: 'replica_root', logFile: 'log_file', logMaxBytes: 'log_max_bytes', logKeep: 'log_keep', memoryBudget: 'memory_budget', gcThreshold: 'gc_threshold' } as const;
 
 /** Keys people write that belong elsewhere: a hint instead of a bare "unknown key". */
 export const MISPLACED: Record<string, string> = {

@@ -25,6 +25,8 @@ export type Random = () => number;
 export const MIRROR_RETRY: BackoffPolicy = { baseMs: 5_000, maxMs: 5 * 60_000, jitter: 0.2 };
 /** Scheduled link refreshes: the same steps. */
 export const LINK_RETRY: BackoffPolicy = MIRROR_RETRY;
+/** An automatic collection that failed (the disk too full even to repack, a damaged snapshot): 5 s up to 5 min. */
+export const GC_RETRY: BackoffPolicy = MIRROR_RETRY;
 /** Resuming DR workflows left in progress (the peer they wait for may be down for long): 30 s up to 10 min. */
 export const WORKFLOW_RETRY: BackoffPolicy = { baseMs: 30_000, maxMs: 10 * 60_000, jitter: 0.2 };
 /** Failover notices to an old primary that was unreachable (failover --force): 15 s up to 5 min. */

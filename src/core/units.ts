@@ -44,6 +44,8 @@ export const SIZE = {
   logMaxSize: { min: 1024, max: 1024 ** 4 },
   /** the daemon's memory budget (core/memory.ts) */
   memoryBudget: { min: 96 * 1024 ** 2, max: 1024 ** 4 },
+  /** releasable bytes after which an automatic collection runs (site/auto-collect.ts); 0: after every release */
+  gcThreshold: { min: 0, max: 1024 ** 4 },
 } as const satisfies Record<string, Bounds>;
 
 /** Counts. */

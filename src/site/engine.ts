@@ -3,7 +3,7 @@
 // time per mirror), their progress, and the scheduler. The daemon runs one;
 // a CLI command without a daemon runs one in-process for its own duration.
 import { testKnobs } from '../core/test-knobs.ts';
-import { LINK_RETRY, MIRROR_RETRY, NOTICE_RETRY, RetryGate, WORKFLOW_RETRY, type Random } from '../core/backoff.ts';
+import { GC_RETRY, LINK_RETRY, MIRROR_RETRY, NOTICE_RETRY, RetryGate, WORKFLOW_RETRY, type Random } from '../core/backoff.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { ChunkPool } from '../snapshot/chunk-pool.ts';
 import type { TransferProgress } from '../replication/sender.ts';
@@ -22,6 +22,8 @@ import { stopJournal } from './journal-service.ts';
 import { type Peer } from './peers.ts';
 import { SiteReceiver } from './receiver.ts';
 import { deliverPeerDeletions, finishOrphanPeerDeletes, type PeerDeleteOutcome, type PeerDeleteTarget } from './peer-snapshots.ts';
+import { collectionDue, noteStoreNoSpace } from './auto-collect.ts';
+import { collectGarbage } from './snapshots.ts';
 import type { Site } from './site.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
 import { releaseInFlight } from '../catalog/holds.ts';
@@ -92,6 +94,8 @@ export class Engine {
   /** resuming the DR workflows left in progress */
   readonly #workflowRetry: RetryGate;
   readonly #noticeRetry: RetryGate;
+  /** automatic collections that failed (tickCollect) */
+  readonly #gcRetry: RetryGate;
 
   constructor(site: Site, options: EngineOptions = {}) {
     this.site = site;
@@ -102,6 +106,9 @@ export class Engine {
     this.#mirrorRetry = new RetryGate(MIRROR_RETRY, site.clock, this.#random);
     this.#workflowRetry = new RetryGate(WORKFLOW_RETRY, site.clock, this.#random);
     this.#noticeRetry = new RetryGate(NOTICE_RETRY, site.clock, this.#random);
+    this.#gcRetry = new RetryGate(GC_RETRY, site.clock, this.#random);
+    // A store write that fails for lack of space makes the next idle point collect (tickCollect).
+    if (!site.readOnly) site.store.onNoSpace = () => noteStoreNoSpace(site);
     this.pool = new ChunkPool();
     this.identity = loadIdentity(site.paths.identity);
     this.#faults = options.faults;
@@ -416,6 +423,25 @@ export class Engine {
     }
   }
 
+  /**
+   * An automatic collection due whatever was released last (site/auto-collect.ts): a store write
+   * failed for lack of space, or the last collection is a day old while something is releasable.
+   * Run at an idle point (no capture or incoming transfer writing); one that fails waits (backoff).
+   */
+  tickCollect(): void {
+    if (this.#closing || this.site.readOnly || this.site.writers > 0 || !this.#gcRetry.due('gc')) return;
+    let reason: string | undefined;
+    try {
+      reason = collectionDue(this.site);
+      if (!reason) return;
+      collectGarbage(this.site, { reason });
+      this.#gcRetry.succeeded('gc');
+    } catch (err) {
+      const { failures, retryInMs } = this.#gcRetry.failed('gc', { transient: true });
+      this.site.event({ kind: 'gc', outcome: 'failed', detail: { reason: reason ?? null, error: String((err as Error)?.message ?? err), failures, retryInMs } });
+    }
+  }
+
   startScheduler(intervalMs = 1000): void {
     void this.resumeWorkflows();
     void this.deliverFailoverNotices();
@@ -425,6 +451,7 @@ export class Engine {
       void this.tick();
       void this.tickLinks();
       void this.tickPeerDeletions();
+      this.tickCollect();
     }, intervalMs);
   }
 

@@ -205,7 +205,7 @@ export async function deliverPeerDeletions(site: Site, call: PeerDeleteCall, fil
  * data collected unless `gc` is false: inside a caller's transaction). Held meanwhile by a mirror's
  * base, it stays as a plain snapshot. Rows of a mirror that was removed went with it.
  */
-export function finishPeerDelete(site: Site, snapshot: string, opts: { gc?: boolean } = {}): { deletedHere: boolean; keptAsBase?: boolean } {
+export function finishPeerDelete(site: Site, snapshot: string, opts: { gc?: boolean | 'auto' } = {}): { deletedHere: boolean; keptAsBase?: boolean } {
   const s = snapshotById(site.catalog, snapshot);
   if (!s || !s.holds.some((h) => parseHolder(h).kind === 'peer-delete')) return { deletedHere: !s };
   if (deletionsOf(site.catalog, snapshot).length > 0) return { deletedHere: false };
@@ -213,13 +213,14 @@ export function finishPeerDelete(site: Site, snapshot: string, opts: { gc?: bool
   // A hold may have appeared since the request (an update took it as its base): then it stays as a plain snapshot.
   const plan = planDeleteSnapshots(site, s.volume, [snapshot]);
   const keptAsBase = plan.refused.length > 0;
-  if (!keptAsBase) executeDeleteSnapshots(site, plan, { gc: opts.gc });
+  // Every secondary confirmed: ferry's own release, collected when due (auto-collect.ts).
+  if (!keptAsBase) executeDeleteSnapshots(site, plan, { gc: opts.gc ?? 'auto' });
   site.event({ kind: 'snapshot.peer-delete', volume: s.volume, outcome: 'ok', detail: { snapshot, deletedHere: !keptAsBase, keptAsBase } });
   return { deletedHere: !keptAsBase, ...(keptAsBase ? { keptAsBase } : {}) };
 }
 
 /** Peer snapshots being deleted whose rows are all gone (their mirrors were removed): finish them. */
-export function finishOrphanPeerDeletes(site: Site, opts: { gc?: boolean } = {}): string[] {
+export function finishOrphanPeerDeletes(site: Site, opts: { gc?: boolean | 'auto' } = {}): string[] {
   if (site.readOnly) return [];
   const ids = heldBy(site.catalog, PEER_DELETE_HOLDER);
   return ids.filter((id) => finishPeerDelete(site, id, opts).deletedHere);
@@ -241,10 +242,11 @@ export function acceptPeerDelete(site: Site, sourceSite: string, volume: string,
   const others = holdersOf(site.catalog, snapshot).filter((h) => parseHolder(h).kind !== 'peer');
   // The replica's base stays a peer snapshot until the base moves: released now, it would stay behind as a plain one.
   if (others.length > 0) return { deleted: false, heldBy: others };
-  site.catalog.tx(() => {
+  // The primary's release, not this site's operator's: counted, and collected when due (auto-collect.ts).
+  const r = site.catalog.tx(() => {
     release(site.catalog, PEER_HOLDER, { snapshot });
-    executeDeleteSnapshots(site, planDeleteSnapshots(site, volume, [snapshot]), { gc: false });
+    return executeDeleteSnapshots(site, planDeleteSnapshots(site, volume, [snapshot]), { gc: false });
   });
-  collectGarbageSoon(site);
+  if (r.verdict?.collect) collectGarbageSoon(site, r.verdict.detail);
   return { deleted: true };
 }

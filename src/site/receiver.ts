@@ -11,6 +11,7 @@ import { ReplicaReceiver } from '../replication/receive/receiver.ts';
 import type { ReceiveHost } from '../replication/receive/host.ts';
 import type { Site } from './site.ts';
 import { collectGarbageSoon } from './snapshots.ts';
+import { countRelease, estimateRelease } from './auto-collect.ts';
 import { createVolume, memberPathProblem } from './volumes.ts';
 import { journalOf } from './journal-service.ts';
 import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
@@ -27,8 +28,10 @@ export function receiveHost(site: Site): ReceiveHost {
     event: (e) => site.event(e),
     beginWrite: () => site.beginWrite(),
     journal: () => journalOf(site),
-    collectGarbageSoon: () => {
-      collectGarbageSoon(site);
+    estimateRelease: (volume, ids) => estimateRelease(site, volume, ids),
+    countRelease: (bytes, o) => countRelease(site, bytes, o),
+    collectGarbageSoon: (reason) => {
+      collectGarbageSoon(site, reason);
     },
     replicaPlace: (volume, members) => {
       const root = replicaRoot(site);

@@ -18,6 +18,8 @@ import type { HookResult } from '../replication/dr-peer.ts';
 import { runHook, hookSucceeded, hookError } from './hooks.ts';
 import { captureTreeMember, journalOf, type MemberTake, type MemberTotals } from './journal-service.ts';
 import type { Site } from './site.ts';
+import { countRelease, estimateRelease, forgetNoSpace, type CollectVerdict } from './auto-collect.ts';
+import { noteCollected } from '../catalog/collection.ts';
 import { parseHolder, isHeld } from '../catalog/holds.ts';
 import {
   allManifests, deleteSnapshotRow, hasSnapshotNamed, insertSnapshotRow, isKeptWrites, KEPT_WRITES_PREFIXES, latestSnapshot, listSnapshots, recordedOrder, resolveSnapshot,
@@ -225,11 +227,11 @@ export function planDeleteSnapshots(site: Site, volume: string, refs: string[], 
  * Site.beginWrite), as soon as they are done: undefined then. A deferred
  * collection that fails is recorded as a failed gc event.
  */
-export function collectGarbageSoon(site: Site): GcSummary | undefined {
-  if (site.writers === 0) return collectGarbage(site);
+export function collectGarbageSoon(site: Site, reason?: string): GcSummary | undefined {
+  if (site.writers === 0) return collectGarbage(site, { reason });
   site.whenIdle(() => {
     try {
-      collectGarbageSoon(site);
+      collectGarbageSoon(site, reason);
     } catch (err) {
       site.event({ kind: 'gc', outcome: 'failed', detail: { error: (err as Error).message } });
     }
@@ -242,25 +244,36 @@ export interface GcSummary {
   executed: boolean;
 }
 
-/** Delete the planned snapshots (one transaction), then collect what no snapshot references any more. */
-export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?: boolean } = {}): { deleted: string[]; gc?: GcSummary } {
+/**
+ * Delete the planned snapshots (one transaction), then collect what no snapshot references any
+ * more. `gc`: true (the default: an operator's delete) collects now; 'auto' (ferry's own releases:
+ * retention, a peer snapshot deleted everywhere) adds what they free to the estimate and collects
+ * only when that is due (auto-collect.ts); false collects nothing here (the caller decides).
+ * Whichever, what they free is counted, so that an automatic collection accounts for it.
+ */
+export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?: boolean | 'auto' } = {}): { deleted: string[]; gc?: GcSummary; verdict?: CollectVerdict } {
   if (plan.refused.length > 0) {
     const r = plan.refused[0];
     throw new FerryError('SNAPSHOT_HELD', `snapshot ${r.name ?? r.id} is ${r.reason}; it cannot be deleted while the hold exists`);
   }
   if (plan.delete.length === 0) return { deleted: [] };
+  const gc = opts.gc ?? true;
+  // Estimated while their rows are there (each is compared with the snapshot recorded next to it).
+  const releasable = estimateRelease(site, plan.volume, plan.delete.map((d) => d.id));
+  let verdict: CollectVerdict | undefined;
   site.catalog.tx(() => {
     for (const d of plan.delete) {
       // Re-check inside the transaction: a hold may have appeared since planning.
       if (isHeld(site.catalog, d.id)) throw new FerryError('SNAPSHOT_HELD', `snapshot ${d.name ?? d.id} became held; nothing was deleted`);
       deleteSnapshotRow(site.catalog, plan.volume, d.id);
     }
-    site.event({ kind: 'snapshot.delete', volume: plan.volume, outcome: 'ok', detail: { snapshots: plan.delete.map((d) => d.id) } });
+    verdict = countRelease(site, releasable);
+    site.event({ kind: 'snapshot.delete', volume: plan.volume, outcome: 'ok', detail: { snapshots: plan.delete.map((d) => d.id), releasable, ...(gc === 'auto' ? { collect: verdict.detail } : {}) } });
   });
   const deleted = plan.delete.map((d) => d.id);
-  if (opts.gc === false) return { deleted };
+  if (gc === false || (gc === 'auto' && !verdict!.collect)) return { deleted, verdict };
   try {
-    return { deleted, gc: collectGarbageSoon(site) };
+    return { deleted, gc: collectGarbageSoon(site, gc === 'auto' ? verdict!.detail : undefined), verdict };
   } catch (err) {
     // The deletion is committed: say so, or the caller would think nothing happened.
     if (!isFerryError(err)) throw err;
@@ -269,7 +282,7 @@ export function executeDeleteSnapshots(site: Site, plan: DeletePlan, opts: { gc?
 }
 
 /** Mark from every snapshot in the catalog, then delete or repack what nothing references. */
-export function collectGarbage(site: Site, opts: { dryRun?: boolean } = {}): GcSummary {
+export function collectGarbage(site: Site, opts: { dryRun?: boolean; reason?: string } = {}): GcSummary {
   if (site.writers > 0) {
     throw new FerryError('STORE_BUSY', `${site.writers} capture(s) or incoming transfer(s) are writing objects no snapshot names yet, and collecting now would take them; run gc again once they finish (ferry status shows them)`);
   }
@@ -285,7 +298,12 @@ export function collectGarbage(site: Site, opts: { dryRun?: boolean } = {}): GcS
   const plan = planCollect(site.store, (id) => live.has(id));
   if (opts.dryRun) return { plan, executed: false };
   executeCollect(site.store, plan);
-  site.event({ kind: 'gc', outcome: 'ok', detail: { plan: summarizeGc(plan) } });
+  // Everything released before the mark is collected: the automatic collection counts again from 0.
+  site.catalog.tx(() => {
+    noteCollected(site.catalog, site.clock.now());
+    site.event({ kind: 'gc', outcome: 'ok', detail: { plan: summarizeGc(plan), ...(opts.reason ? { reason: opts.reason } : {}) } });
+  });
+  forgetNoSpace(site);
   return { plan, executed: true };
 }
 
@@ -305,7 +323,8 @@ export function applyVolumeRetention(site: Site, volume: string, opts: { dryRun?
   );
   if (opts.dryRun || decision.remove.length === 0) return { decision, removed: [] };
   const plan = planDeleteSnapshots(site, volume, decision.remove);
-  const r = executeDeleteSnapshots(site, plan);
-  site.event({ kind: 'retention', volume, outcome: 'ok', detail: { removed: r.deleted } });
+  // Retention is ferry's own release: collected when enough is releasable (auto-collect.ts).
+  const r = executeDeleteSnapshots(site, plan, { gc: 'auto' });
+  site.event({ kind: 'retention', volume, outcome: 'ok', detail: { removed: r.deleted, ...(r.verdict ? { collect: r.verdict.detail } : {}) } });
   return { decision, removed: r.deleted, gc: r.gc };
 }

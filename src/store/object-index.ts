@@ -187,6 +187,11 @@ export class ObjectIndex {
     }
   }
 
+  /** Bytes of the live packs (the packs table alone: cheap whatever the number of objects). */
+  packBytes(): number {
+    return this.db.get<{ bytes: number }>("SELECT COALESCE(SUM(size), 0) AS bytes FROM packs WHERE state = 'live'")!.bytes;
+  }
+
   /** Live packs (count, bytes) and indexed objects (count, raw bytes). */
   totals(): { packs: number; storedBytes: number; objects: number; rawBytes: number } {
     const p = this.db.get<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM packs WHERE state = 'live'")!;

@@ -101,6 +101,8 @@ export class PackStore implements ObjectReader, ObjectWriter {
   #removalEpoch = 0;
   /** see discardEpoch */
   #discardEpoch = 0;
+  /** Told when a write failed for lack of space (the site collects at its next idle point: site/auto-collect.ts). */
+  onNoSpace: ((failure: FerryError) => void) | undefined;
   #lastDiscard: FerryError | undefined;
   #sharedIndex: SharedIndexRef | null | undefined;
   #epoch = 0;
@@ -433,6 +435,13 @@ export class PackStore implements ObjectReader, ObjectWriter {
     const failure = packWriteFailure(err, what, discarded);
     this.#discardEpoch++;
     this.#lastDiscard = failure;
+    if (failure.code === 'NO_SPACE') {
+      try {
+        this.onNoSpace?.(failure);
+      } catch {
+        // the listener's trouble is not the writer's: the writer gets its NO_SPACE
+      }
+    }
     throw failure;
   }
 
@@ -459,6 +468,11 @@ export class PackStore implements ObjectReader, ObjectWriter {
   }
 
   // ---- inspection and verification ----
+
+  /** Bytes of the live pack files (what stats() says as storedBytes, without counting the objects). */
+  storedBytes(): number {
+    return this.#index.packBytes();
+  }
 
   stats(): StoreStats {
     const t = this.#index.totals();

@@ -4,7 +4,7 @@
 export { startDaemon, stopDaemon, exited, runningDaemons, scrapeMetrics, metricValue, type Daemon, type DaemonJson } from './daemon.ts';
 export { waitFor, giveUp, type WaitOptions } from './wait.ts';
 export { errorCode, assertRefused } from './errors.ts';
-export { createSite, cleanupSites, type TestSite } from './site.ts';
+export { createSite, cleanupSites, setSiteSettings, type TestSite } from './site.ts';
 export { pairSites, pairPlain, createMirror, mirroredPair } from './mirrors.ts';
 export {
   withCatalog,

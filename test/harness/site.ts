@@ -6,6 +6,7 @@
 // hook) kills the daemons and removes the homes.
 import type { ChildProcess } from 'node:child_process';
 import type { DatabaseSync } from 'node:sqlite';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { runFerry, tempDir, type CliResult } from '../helpers.ts';
@@ -164,4 +165,20 @@ export async function createSite(name: string, o: { prefix?: string; cliTimeoutM
 /** Stop every daemon and remove every temp dir (for after hooks). */
 export async function cleanupSites(sites: Array<{ cleanup(): Promise<void> }>): Promise<void> {
   await Promise.all(sites.map((s) => s.cleanup().catch(() => {})));
+}
+
+/**
+ * Change settings of the file's `site:` section (e.g. `{ gcThreshold: '1MiB' }`; null removes one)
+ * as an operator would: `config export` the site as it is, edit, `config apply` (a no-op for
+ * everything else). Works with the daemon running or not. `dir`: where the edited file is written.
+ */
+export async function setSiteSettings(site: { dir: string; json(args: string[]): Promise<any> }, settings: Record<string, unknown>): Promise<void> {
+  const doc = await site.json(['config', 'export']);
+  for (const [k, v] of Object.entries(settings)) {
+    if (v === null) delete doc.site[k];
+    else doc.site[k] = v;
+  }
+  const file = join(site.dir, `site-settings-${++counter}.yaml`);
+  writeFileSync(file, JSON.stringify(doc));
+  await site.json(['config', 'apply', file]);
 }

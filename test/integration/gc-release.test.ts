@@ -1,11 +1,12 @@
 // The destination releases the older replication snapshot after each apply. When nothing changed
 // (the released snapshot has the applied one's member roots), nothing but its manifest became
 // garbage and no collection runs (it would mark the whole store); when something changed, the
-// collection runs and frees the old data.
+// collection runs and frees the old data: with the threshold at 0 (site.gcThreshold), as it did
+// before the automatic collection waited for enough to free (gc-auto.test.ts has the default).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { waitFor } from '../harness/index.ts';
+import { setSiteSettings, waitFor } from '../harness/index.ts';
 import { makePair, storeTotals, writeRandomFile, writeSmallFiles } from '../harness/proxied-pair.ts';
 
 const KiB = 1024;
@@ -16,6 +17,7 @@ test('an update with nothing changed releases the old replication snapshot witho
     writeSmallFiles(join(pair.data, 'small'), 30);
     writeRandomFile(join(pair.data, 'big.bin'), 256 * KiB);
     await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
+    await setSiteSettings({ dir: pair.dir, json: (args) => pair.json(pair.b, args) }, { gcThreshold: 0 });
     const events = async (kind: string): Promise<any[]> => {
       const r = await pair.ferry(pair.b, ['events', '--kind', kind, '--json']);
       assert.equal(r.code, 0, r.stderr);

@@ -1,12 +1,16 @@
 // Retention through the CLI: --keep-last 2 keeps the newest two snapshots
 // (and every named one), deletes the rest after each snapshot, and collects
-// the data only they referenced: the store shrinks, verify passes.
+// the data only they referenced: the store shrinks, verify passes. Retention
+// is an automatic release: it collects at once with site.gcThreshold 0, else
+// once enough is releasable, or at `ferry gc` (docs/store.md, "When garbage is
+// collected"; the threshold itself: test/unit/site/auto-collect.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
 import { listPackFiles, makeSite, writeRandomFile } from '../harness/cli-site.ts';
+import { setSiteSettings } from '../harness/index.ts';
 
 const MiB = 1 << 20;
 
@@ -21,6 +25,8 @@ test('--keep-last 2: four snapshots leave two, and the removed ones\' unique dat
     mkdirSync(data);
     writeFileSync(join(data, 'stable.txt'), 'always here\n');
     assert.equal((await site.ferry(['volume', 'create', 'v', '--member', data, '--keep-last', '2'])).code, 0);
+    // Collect after every release, as retention did before the threshold.
+    await setSiteSettings(site, { gcThreshold: 0 });
     const ids: string[] = [];
     const removed: string[] = [];
     let peak = 0;
@@ -80,6 +86,9 @@ test('named snapshots are kept by retention; thinning applies to unnamed ones on
     const left = (await site.json(['snapshot', 'list', 'v'])).map((s: { id: string; name: string | null }) => [s.id, s.name]);
     assert.deepEqual(left, [[ids[0], 'before-upgrade'], [ids[3], null], [ids[4], null]]);
     assert.deepEqual(r.retention.removed.sort(), [ids[1], ids[2]].sort());
+    // Under the default threshold the release waits for a collection: `ferry gc` runs it now.
+    assert.equal((await site.json(['info'])).store.rawBytes >= before, true, 'nothing collected by the release itself');
+    assert.equal((await site.json(['gc'])).executed, true);
     // f1.bin lived only in the removed snapshots (1 and 2): its data is gone.
     const after = (await site.json(['info'])).store.rawBytes;
     assert.ok(after <= before - 256 * 1024, `store did not shrink: ${before} -> ${after}`);

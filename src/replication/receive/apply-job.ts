@@ -307,14 +307,18 @@ export class ApplyJob {
     if (old.length === 0) return;
     // Released snapshots with the same member roots as the one applied (an update where nothing
     // changed) leave nothing but their manifests for a collection to free, a few hundred bytes each,
-    // and a collection marks the whole store (13 s of CPU after such an update at a million files):
-    // their manifests wait for the next collection that frees anything.
+    // and a collection marks the whole store (13 s of CPU after such an update at a million files).
+    // Any release only adds what it frees (estimated from what differs: cost is what changed) to the
+    // site's running total; a collection runs once that is due (site/auto-collect.ts).
     const onlyManifests = old.every((o) => this.#sameMembers(o.id, target));
-    host.catalog.tx(() => {
+    const releasable = host.estimateRelease(volume, old.map((o) => o.id));
+    const verdict = host.catalog.tx(() => {
       for (const o of old) deleteSnapshotRow(host.catalog, volume, o.id);
-      host.event({ kind: 'replication.release', volume, outcome: 'ok', detail: { released: old.map((o) => o.id), ...(onlyManifests ? { collect: 'deferred: nothing but their manifests to free' } : {}) } });
+      const v = host.countRelease(releasable, { onlyManifests });
+      host.event({ kind: 'replication.release', volume, outcome: 'ok', detail: { released: old.map((o) => o.id), releasable, collect: v.detail } });
+      return v;
     });
-    if (!onlyManifests) host.collectGarbageSoon();
+    if (verdict.collect) host.collectGarbageSoon(verdict.detail);
   }
 
   /** Whether snapshot `id` here holds exactly `target`'s members (same names, kinds and roots); false when it cannot be read. */

@@ -53,8 +53,12 @@ export interface ReceiveHost {
   beginWrite(): () => void;
   /** the replica journal, while the site runs one */
   journal(): ReplicaJournal | undefined;
-  /** collect garbage once no writer is in progress (snapshots were released) */
-  collectGarbageSoon(): void;
+  /** what releasing these snapshots of the volume would free, estimated while their rows are there (site/auto-collect.ts) */
+  estimateRelease(volume: string, ids: string[]): number;
+  /** released snapshots freeing about `bytes` (in the caller's transaction): counted, and whether a collection is due, with why for the event */
+  countRelease(bytes: number, o: { onlyManifests?: boolean }): { collect: boolean; detail: string };
+  /** collect garbage once no writer is in progress (`reason` goes in its event) */
+  collectGarbageSoon(reason?: string): void;
   /** where a new secondary of `volume` with these members would be made, under the site's replica root */
   replicaPlace(volume: string, members: Array<{ name: string; kind: MemberKind }>): ReplicaPlace;
   /** why members at these (canonical) paths cannot be made at this site, or undefined */
