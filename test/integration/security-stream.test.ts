@@ -15,6 +15,7 @@ import { constants as http2c } from 'node:http2';
 import { hashBytes, type ObjectId } from '../../src/core/ids.ts';
 import { CODEC_ZSTD, type PreparedObject } from '../../src/store/types.ts';
 import { decodeObjectStream, MAX_OBJECT_BYTES } from '../../src/replication/protocol.ts';
+import { encodeTree } from '../../src/snapshot/format.ts';
 import { ROUTES } from '../../src/transport/http.ts';
 import { connectRaw, iter, memoryGrowth, netEnv, prep, rawRequest, record, recordHeader, rejectsWith, updateByDriver, type NetEnv } from '../harness/security.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -189,10 +190,11 @@ test('an object whose bytes do not match its id is refused and not stored (objec
   const r2 = await rawRequest(s, objects, Buffer.concat([recordHeader(0, CODEC_ZSTD, 2000, zlie.length, claimed.id), zlie]));
   assert.equal(r2.status, 422);
   assert.equal(env.b.store.has(claimed.id), false);
-  // One flipped bit in a tree object.
-  const tree = Buffer.from(prep('tree', Buffer.from('FTRE\x01\x00', 'latin1')).stored);
+  // One flipped bit in a tree object (one no snapshot here has: a known id is not taken again, so the empty tree would not do).
+  const tree = encodeTree({ entries: [{ name: Buffer.from(`f-${randomBytes(8).toString('hex')}`), type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, size: 0, xattrs: [], chunks: [] }] });
+  assert.equal(env.b.store.has(hashBytes(tree)), false);
   const flipped = Buffer.from(tree);
-  flipped[5] ^= 1;
+  flipped[flipped.length - 1] ^= 1;
   const r3 = await rawRequest(s, objects, record({ kind: 'tree', id: hashBytes(tree), rawLength: tree.length, codec: 0, stored: flipped }));
   assert.equal(r3.status, 422);
   assert.equal(env.b.store.has(hashBytes(tree)), false);
