@@ -326,6 +326,7 @@ class TreeApplier {
       }
       const y = eb[j++];
       const x = cmp === 0 ? ea[i++] : undefined;
+      if (x && y.type !== 'dir' /* most entries of a changed directory are not: no paths made */ && sameContent(x, y) && (y.type === 'hardlink' || sameMeta(x, y))) continue;
       const p = join(dir, y.name);
       const r = rel ? `${rel}/${y.name.toString('latin1')}` : y.name.toString('latin1');
       this.#entry(dir, p, r, x, y, meta, acls.inside, b);
@@ -372,7 +373,6 @@ class TreeApplier {
       return;
     }
     if (x && sameContent(x, y)) {
-      if (y.type === 'hardlink' || sameMeta(x, y)) return;
       // chmod/chown/utimes follow symlinks: set metadata only on what is really there, else rewrite the entry.
       if (sameType(lstatOrNull(p), y)) {
         setEntryMeta(p, this.#withXattrs(y, p, { had: x.xattrs, clear: false }), this.#ctx);
