@@ -4,6 +4,7 @@
 // against the engine, and returns plain JSON.
 import { memoryReport } from '../core/memory.ts';
 import { FerryError } from '../core/errors.ts';
+import { parseName } from '../core/ids.ts';
 import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from '../site/engine.ts';
@@ -29,6 +30,7 @@ import { getMirror, listMirrors, type DeltaMode } from '../catalog/mirrors.ts';
 import { mirrorsDelivering } from '../catalog/peer-snapshots.ts';
 import { listPeers } from '../catalog/peers.ts';
 import { listSecondaries } from '../catalog/secondaries.ts';
+import { listSplitBrains } from '../catalog/split-brains.ts';
 import { latestSnapshot, listSnapshots, resolveSnapshot } from '../catalog/snapshots.ts';
 import { getVolume, listVolumes } from '../catalog/volumes.ts';
 
@@ -105,6 +107,8 @@ export function statusReport(engine: Engine): Record<string, unknown> {
         mirrors: mirrors.filter((m) => m.volume === v.name),
         // A failover, failback or migrate in progress (src/dr/journal.ts), and its last completed step.
         workflow: workflowSummary(site, v.name),
+        // Other sites primary of this volume beside this one, as this site learned (catalog/split-brains.ts): kept until resolved.
+        splitBrains: listSplitBrains(site.catalog, v.name).map((b) => ({ site: b.site, name: peerName(b.site), volume: b.remoteVolume, oldPrimary: b.oldPrimary === null ? null : peerName(b.oldPrimary), since: b.foundAt })),
         ...(sec
           ? {
               secondary: {
@@ -133,6 +137,26 @@ export function statusReport(engine: Engine): Record<string, unknown> {
 function peerSchedule(v: unknown, what: string): { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new FerryError('PROTOCOL', `${what} must be a JSON object of mirror settings`);
   return parseMirrorSettings(v, what);
+}
+
+/** The split brains a yielding site hands over with its failback (absent from an older ferry: none). */
+function peerSplitBrains(v: unknown): Array<{ site: string; volume: string }> {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.length > 64) throw new FerryError('PROTOCOL', 'failback.splitBrains must be an array of at most 64 entries');
+  return v.map((x, i) => {
+    const what = `failback.splitBrains[${i}]`;
+    if (x === null || typeof x !== 'object' || Array.isArray(x)) throw new FerryError('PROTOCOL', `${what} must be an object`);
+    const o = x as Args;
+    const site = peerStr(o, 'site', what);
+    const volume = peerStr(o, 'volume', what);
+    if (!/^[A-Z2-7]{52}$/.test(site)) throw new FerryError('PROTOCOL', `${what}.site must be a site id`);
+    try {
+      parseName(volume, 'volume');
+    } catch (err) {
+      throw new FerryError('PROTOCOL', `${what}.volume: ${(err as Error).message}`);
+    }
+    return { site, volume };
+  });
 }
 
 /** A string field of a peer's DR call. */
@@ -195,6 +219,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
         base: str(a, 'base', false) ?? null,
         full: a.full === true,
         schedule: a.schedule == null ? null : peerSchedule(a.schedule, 'failback.schedule'),
+        splitBrains: peerSplitBrains(a.splitBrains),
       });
     default:
       throw new FerryError('PROTOCOL', `no DR operation ${op}`);

@@ -10,6 +10,7 @@ import { safeIntColumn } from '../core/sqlite.ts';
 import { clampStored, COUNT, DELTA_MODES, storedScheduleSettings, type DeltaMode } from '../core/units.ts';
 import type { Catalog } from './catalog.ts';
 import { moveBase, releaseBase, releaseInFlight } from './holds.ts';
+import { clearSplitBrain } from './split-brains.ts';
 
 export const MIRROR_STATES = ['uninitialized', 'baselining', 'idle', 'updating', 'paused', 'disconnected', 'needs-full-sync', 'broken-off', 'resyncing'] as const;
 export type MirrorState = (typeof MIRROR_STATES)[number];
@@ -285,6 +286,9 @@ export function recordSuccess(cat: Catalog, id: string, o: { base: string; at: n
       'UPDATE mirrors SET base = ?, last_success_at = ?, failures = 0, last_error = ?, last_transfer = ?, next_run_at = ?, queued = NULL WHERE id = ?',
       o.base, o.at, o.error ? JSON.stringify(o.error) : null, JSON.stringify(o.transfer), o.nextRunAt, id,
     );
+    // The destination applied what this site sent: it follows this site, so a split brain with it is over.
+    const to = cat.db.get<{ volume: string; site: string }>('SELECT m.volume AS volume, p.id AS site FROM mirrors m JOIN peers p ON p.name = m.peer WHERE m.id = ?', id);
+    if (to) clearSplitBrain(cat, to.volume, to.site, 'it applied an update from this site: it follows this site now');
   });
 }
 

@@ -253,6 +253,11 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *                   apply's half-patched file is then known as its own work, not someone's write
  *   counters        the metrics' running totals, kept as events are recorded (counters.ts, which
  *                   creates it and counts the history it did not see)
+ *   split_brains    another site primary of the same volume beside this one, as this site learned
+ *                   it (catalog/split-brains.ts): one row per (volume, site), kept until the split is
+ *                   resolved between the two, whatever becomes of the relation it was found through;
+ *                   created from the failover notices that recorded one (secondaries.failover_notice
+ *                   splitBrainWith) on the first open that creates it
  */
 const ADDED_TABLES_SQL = `
 CREATE TABLE IF NOT EXISTS workflows (
@@ -290,6 +295,14 @@ CREATE TABLE IF NOT EXISTS stat_cache_dirs (
   PRIMARY KEY (volume, member, snapshot, dir)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stat_cache_dirs_by_blob ON stat_cache_dirs(blob);
+CREATE TABLE IF NOT EXISTS split_brains (
+  volume        TEXT NOT NULL,
+  site          TEXT NOT NULL,
+  remote_volume TEXT NOT NULL,
+  old_primary   TEXT,
+  found_at      INTEGER NOT NULL,
+  PRIMARY KEY (volume, site)
+);
 CREATE TABLE IF NOT EXISTS apply_in_place (
   volume TEXT NOT NULL,
   member TEXT NOT NULL,
@@ -315,7 +328,14 @@ CREATE TRIGGER lost_pack_drops_stat_cache AFTER INSERT ON lost_packs BEGIN DELET
  * has something to do, so opening a site that has them (every CLI command) takes no write lock.
  */
 function addInPlace(db: Sqlite): void {
+  const hadSplitBrains = db.get("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'split_brains'") !== undefined;
   db.exec(ADDED_TABLES_SQL);
+  // A split brain recorded before the table (in a failover notice) is carried into it once.
+  if (!hadSplitBrains) {
+    db.exec(`INSERT OR IGNORE INTO split_brains (volume, site, remote_volume, old_primary, found_at)
+      SELECT volume, json_extract(failover_notice, '$.splitBrainWith.site'), json_extract(failover_notice, '$.splitBrainWith.volume'), source_site, updated_at
+      FROM secondaries WHERE json_extract(failover_notice, '$.splitBrainWith.site') IS NOT NULL AND json_extract(failover_notice, '$.splitBrainWith.volume') IS NOT NULL`);
+  }
   // The trigger gained the stat cache's two tables (it is re-created once).
   const trigger = db.get<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'lost_pack_drops_stat_cache'");
   if (!trigger?.sql.includes('stat_cache_dirs')) {

@@ -5,6 +5,7 @@
 // secondary volume; the holds its source takes are holds.ts's (`replica`).
 import type { Catalog } from './catalog.ts';
 import { release, replicaHolder } from './holds.ts';
+import { clearSplitBrain } from './split-brains.ts';
 
 export type SecondaryState = 'active' | 'broken-off';
 
@@ -67,6 +68,7 @@ export function appliedSnapshot(cat: Catalog, volume: string): string | null {
  * `applied` (null: nothing yet, a new secondary), in the caller's transaction if any.
  */
 export function addSecondary(cat: Catalog, volume: string, source: string, sourceVolume: string, applied: string | null = null): void {
+  clearSplitBrain(cat, volume, source, 'this site follows it now');
   cat.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", volume, source, sourceVolume, applied, cat.now());
 }
 
@@ -158,6 +160,7 @@ export function anyFailoverNoticePending(cat: Catalog): boolean {
 
 /** The secondary follows a new source (a re-point after a sibling's failover): what the old one said goes. */
 export function repointSecondary(cat: Catalog, volume: string, source: string, sourceVolume: string): void {
+  clearSplitBrain(cat, volume, source, 'this site follows it now (re-pointed)');
   cat.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, siblings = NULL, previous_source = NULL, previous_source_volume = NULL, updated_at = ? WHERE volume = ?', source, sourceVolume, cat.now(), volume);
 }
 
@@ -166,6 +169,7 @@ export function repointSecondary(cat: Catalog, volume: string, source: string, s
  * (`previous`: it may ask for it back if the migrate is rolled back; null when it is given back).
  */
 export function handOverSecondary(cat: Catalog, volume: string, source: string, sourceVolume: string, previous: { site: string; volume: string } | null): void {
+  clearSplitBrain(cat, volume, source, 'this site follows it now (handed over by a migrate)');
   cat.db.run(
     'UPDATE secondaries SET source_site = ?, source_volume = ?, previous_source = ?, previous_source_volume = ?, updated_at = ? WHERE volume = ?',
     source, sourceVolume, previous?.site ?? null, previous?.volume ?? null, cat.now(), volume,

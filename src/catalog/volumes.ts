@@ -9,6 +9,7 @@ import type { Catalog } from './catalog.ts';
 import { releaseVolumeHolds } from './holds.ts';
 import { dropPeerRowsOfVolume } from './peer-snapshots.ts';
 import { removeSecondaryRow } from './secondaries.ts';
+import { clearSplitBrain } from './split-brains.ts';
 import { deleteSnapshotRowsOf } from './snapshots.ts';
 
 export type Role = 'primary' | 'secondary' | 'standalone';
@@ -119,6 +120,7 @@ export function forgetVolume(cat: Catalog, name: string): void {
     dropPeerRowsOfVolume(cat, name);
     releaseVolumeHolds(cat, name);
     removeSecondaryRow(cat, name);
+    clearSplitBrain(cat, name, undefined, 'the volume is removed here');
     deleteSnapshotRowsOf(cat, name);
     cat.db.run('DELETE FROM volumes WHERE name = ?', name);
   });

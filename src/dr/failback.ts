@@ -33,6 +33,7 @@ import { OverlayStore } from './links.ts';
 import { holdReplica } from '../catalog/holds.ts';
 import { clearMirrorFailures, getMirror, hasMirror, listMirrors, setMirrorBase, setMirrorError } from '../catalog/mirrors.ts';
 import { addSecondary, endSecondary, getSecondary } from '../catalog/secondaries.ts';
+import { clearSplitBrain, listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
 import { findPeerById, getPeer } from '../catalog/peers.ts';
 import { compareSnapshots, findSnapshot, latestSnapshot, listSnapshots, resolveSnapshot, snapshotById } from '../catalog/snapshots.ts';
 import { keepStatCacheOf, statCacheFor, StatCacheWriter } from '../catalog/stat-cache.ts';
@@ -242,17 +243,22 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   // 3. the new primary resyncs the differences
   if (wf.step === 'demoted') {
     const client = drClient(engine, peer);
+    // The split brains recorded here go to the new primary: this site yields, it stays primary beside them.
+    const handed = listSplitBrains(site.catalog, plan.volume).filter((b) => b.site !== peer.id);
     let update: UpdateResult;
     try {
-      update = await client.failback({ volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule });
+      update = await client.failback({ volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule, ...(handed.length ? { splitBrains: handed.map((b) => ({ site: b.site, volume: b.remoteVolume })) } : {}) });
     } catch (err) {
       if (!isFerryError(err) || err.kind !== 'transient') throw err;
       throw new FerryError(err.code, `${(err as Error).message}: ${plan.volume} is the secondary of ${peer.name} now and waits for its resync; rerun \`ferry failback ${plan.volume}\` once ${peer.name} is reachable (the daemon also retries); if ${peer.name} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again`, { cause: err, details: err.details });
     } finally {
       client.close();
     }
-    site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: update.snapshot, bytes: update.transfer.bytes } });
-    recordStep(site, wf, 'resynced', { update });
+    site.catalog.tx(() => {
+      for (const b of handed) clearSplitBrain(site.catalog, plan.volume, b.site, `handed over to ${peer.name}, the primary this site follows now`);
+      site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: update.snapshot, bytes: update.transfer.bytes } });
+      recordStep(site, wf, 'resynced', { update });
+    });
     await checkpoint('failback:after-resync');
   }
   finishWorkflow(site, wf, 'done');
@@ -371,7 +377,7 @@ export async function describeForPeer(engine: Engine, peerId: string, volume: st
 export async function serveFailback(
   engine: Engine,
   peerId: string,
-  req: { volume: string; to: string; base: string | null; full: boolean; schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null },
+  req: { volume: string; to: string; base: string | null; full: boolean; schedule: { scheduleS: number | null; minDelayS: number; maxDelayS: number; bandwidth: number | null } | null; splitBrains?: Array<{ site: string; volume: string }> },
 ): Promise<UpdateResult> {
   const site = engine.site;
   const peer = findPeerById(site.catalog, peerId);
@@ -396,6 +402,21 @@ export async function serveFailback(
     });
     m = getMirror(site.catalog, req.volume, peer.name);
     await checkpoint('failback:serve-after-reverse');
+  }
+  // The old primary yields to this site beside other primaries it knew of: this site is primary beside them now.
+  const handed = (req.splitBrains ?? []).filter((b) => b.site !== site.id && b.site !== peerId);
+  if (handed.length) {
+    site.catalog.tx(() => {
+      for (const b of handed) {
+        if (listSplitBrains(site.catalog, req.volume).some((x) => x.site === b.site)) continue;
+        // one that follows this site already (an active mirror here to it) is no second primary
+        const there = findPeerById(site.catalog, b.site);
+        if (there && listMirrors(site.catalog, req.volume).some((x) => x.peer === there.name && x.state !== 'broken-off' && x.base !== null)) continue;
+        recordSplitBrain(site.catalog, req.volume, { site: b.site, remoteVolume: b.volume, oldPrimary: null });
+        const name = findPeerById(site.catalog, b.site)?.name ?? b.site;
+        site.event({ kind: 'failover.split-brain', volume: req.volume, outcome: 'info', detail: { sibling: name, siblingVolume: b.volume, handedBy: peer.name, message: `${name} is primary of ${req.volume} too, as ${peer.name} recorded: it fails back here, so the split brain is this site's now` } });
+      }
+    });
   }
   return engine.update(req.volume, peer.name, { initialize: m.base === null, force: true });
 }

@@ -21,6 +21,7 @@ import { undoDemotedFailback, type FailbackPlan } from './failback.ts';
 import { holdReplica } from '../catalog/holds.ts';
 import { breakOffMirror, listMirrors } from '../catalog/mirrors.ts';
 import { findPeer, findPeerById } from '../catalog/peers.ts';
+import { recordSplitBrain } from '../catalog/split-brains.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
 import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
@@ -225,7 +226,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
         breakOffSecondary(site.catalog, plan.volume, noticeAfterStep1(site, wf.plan));
         holdReplica(site.catalog, plan.volume, r.source_site, applied);
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
-        if (wf.plan.sibling) splitBrainEvent(site, plan.volume, plan.oldPrimary, wf.plan.sibling);
+        if (wf.plan.sibling) splitBrainFound(site, plan.volume, r.source_site, plan.oldPrimary, wf.plan.sibling);
         recordStep(site, wf, 'promoted', { base: applied });
       });
     });
@@ -329,7 +330,7 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
   const peerName = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
   site.catalog.tx(() => {
     setFailoverNotice(site.catalog, volume, next);
-    if (learned) splitBrainEvent(site, volume, peerName, learned);
+    if (learned) splitBrainFound(site, volume, row.source_site, peerName, learned);
     // an event when it is told, or when the reason it is not changes (not one per attempt)
     if (r.notified) site.event({ kind: 'failover.notice', volume, outcome: 'ok', detail: { oldPrimary: peerName, attempts: next.attempts, ...(r.gone ? { note: r.gone } : {}) } });
     else if (r.notifyError !== notice.lastError) site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { oldPrimary: peerName, attempts: next.attempts, error: r.notifyError } });
@@ -359,7 +360,23 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
   const peer = findPeerById(site.catalog, peerId)!;
   const mirrors = listMirrors(site.catalog, volume);
   const m = mirrors.find((x) => x.peer === peer.name);
-  if (!m) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
+  if (!m) {
+    // This site is not the volume's primary any more: it follows another site (it failed back to
+    // it, or migrated to it), which dropped this site's mirrors to the other secondaries. That site
+    // is the primary the sender would stand beside: a plain failover is refused, saying so; a
+    // forced or late one is answered with it, so that the sender records the split brain with it.
+    const sec = getSecondary(site.catalog, volume);
+    const primary = sec && sec.state === 'active' && sec.source_site !== peerId ? findPeerById(site.catalog, sec.source_site) : undefined;
+    if (!primary || !sec) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
+    if (!o.late && !o.force) {
+      throw new FerryError(
+        'MIRROR_STATE',
+        `${site.name} is no longer the primary of ${volume}: it follows ${primary.name} (${sec.source_volume} there), which holds ${volume} as primary: ${peer.name} failing over too would make a second primary beside ${primary.name}. ` +
+          `Make ${peer.name} follow ${primary.name} instead (at ${primary.name}: \`ferry mirror repoint ${sec.source_volume} --to ${peer.name}\`), or, if ${primary.name} is lost, fail over with --force`,
+      );
+    }
+    return { mirror: '', state: 'none', tookOverBy: { site: primary.id, volume: sec.source_volume } };
+  }
   // Another secondary took the volume over already (its failover broke its mirror off): a plain
   // failover there too would make a second primary that knows nothing of the first, a split brain
   // nobody could see. Refused; a forced one (the first is lost), or one told late (done already), is not.
@@ -384,8 +401,13 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
   return { mirror: m.id, state: 'broken-off', ...(first && sibling ? { tookOverBy: { site: sibling.id, volume: first.remoteVolume } } : {}) };
 }
 
-/** The split brain with a sibling that took the volume over first, as an event (the notice records it: FailoverNotice). */
-function splitBrainEvent(site: Engine['site'], volume: string, oldPrimary: string, sibling: SplitBrainSibling): void {
+/**
+ * The split brain with a sibling that took the volume over first: recorded for the volume (it
+ * outlives the relation to the old primary it was learned through: catalog/split-brains.ts; the
+ * notice names it too), and an event. In the caller's transaction.
+ */
+function splitBrainFound(site: Engine['site'], volume: string, oldPrimaryId: string, oldPrimary: string, sibling: SplitBrainSibling): void {
+  recordSplitBrain(site.catalog, volume, { site: sibling.site, remoteVolume: sibling.volume, oldPrimary: oldPrimaryId });
   const paired = findPeerById(site.catalog, sibling.site) !== undefined;
   site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { oldPrimary, sibling: sibling.name, siblingVolume: sibling.volume, message: `${sibling.name} took ${volume} over from ${oldPrimary} first: both are primary${paired ? '' : ` (${sibling.name} is not paired here: pair it with \`ferry site add\` to see its side)`}` } });
 }

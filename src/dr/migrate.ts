@@ -33,7 +33,8 @@ import { getMirror, listMirrors, setMirrorBase } from '../catalog/mirrors.ts';
 import { countDeletionsOwed } from '../catalog/peer-snapshots.ts';
 import { addSecondary, breakOffSecondary, endSecondary, getSecondary } from '../catalog/secondaries.ts';
 import { snapshotById } from '../catalog/snapshots.ts';
-import { findPeerById, getPeer } from '../catalog/peers.ts';
+import { findPeer, findPeerById, getPeer } from '../catalog/peers.ts';
+import { listSplitBrains } from '../catalog/split-brains.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
@@ -66,6 +67,13 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
   const vol = getVolume(site.catalog, volume);
   if (vol.role !== 'primary') throw new FerryError('MIRROR_STATE', `volume ${volume} is ${vol.role} here; migrate runs at the primary`);
   const target = getMirror(site.catalog, volume, to);
+  // A split brain recorded here is this site's to resolve: handed to the target by a switchover,
+  // nobody would know of the other primary (catalog/split-brains.ts).
+  const split = listSplitBrains(site.catalog, volume).filter((b) => b.site !== findPeer(site.catalog, target.peer)?.id);
+  if (split.length) {
+    const names = split.map((b) => findPeerById(site.catalog, b.site)?.name ?? b.site);
+    throw new FerryError('MIRROR_STATE', `${names.join(', ')} ${split.length > 1 ? 'are' : 'is'} primary of ${volume} too (split brain, recorded here: \`ferry status\`): a migrate would hand the role to ${target.peer} with no site knowing of ${names.join(', ')}; end the split brain first (docs/dr.md, "Several secondaries"); to hand the role over all the same, run \`ferry failover ${target.remoteVolume}\` at ${target.peer}, then \`ferry failback ${volume} --to ${target.peer}\` here: a failback hands the record over to the site it yields to`);
+  }
   const mirrors = listMirrors(site.catalog, volume);
   for (const m of mirrors) {
     const st = mirrorStatus(site, m);

@@ -48,6 +48,8 @@ export interface FailbackRequest {
   base: string | null;
   full: boolean;
   schedule: MirrorSchedule | null;
+  /** the split brains the yielding site recorded (other primaries of the volume: site id, volume there), handed over to the new primary */
+  splitBrains?: Array<{ site: string; volume: string }>;
 }
 
 export interface TakeoverRequest {
@@ -118,6 +120,7 @@ export interface SideChanges {
 }
 
 export interface FailoverNoticeAnswer {
+  /** the mirror broken off; '' (state 'none') when the old primary holds none any more: it follows `tookOverBy` */
   mirror: string;
   state: string;
   /** another secondary took the volume over first (a forced or late notice): that site's id and its volume, a second primary beside the sender */

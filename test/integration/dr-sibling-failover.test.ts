@@ -7,11 +7,19 @@
 // `ferry status` shows it. Found by the soak (seed 1, 12 minutes, step 6).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { cleanupSites, createSite, KiB, pairPlain, writeVolumeData, type TestSite } from '../harness/index.ts';
 
 /** seattle's volume mirrored to london and tokyo (all three paired), then london fails over with --no-repoint. */
 async function londonTookOver(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
+  const three = await seattleWithTwo(sites, tag);
+  await three.london.json(['failover', 'vol', '--no-repoint']);
+  return three;
+}
+
+/** seattle's volume mirrored to london and tokyo, all three paired and running. */
+async function seattleWithTwo(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
   const [seattle, london, tokyo] = await Promise.all([createSite(`seattle-${tag}`), createSite(`london-${tag}`), createSite(`tokyo-${tag}`)]);
   sites.push(seattle, london, tokyo);
   const data = join(seattle.dir, 'data');
@@ -23,7 +31,6 @@ async function londonTookOver(sites: TestSite[], tag: string): Promise<{ seattle
     await seattle.json(['mirror', 'create', 'vol', '--to', to]);
     await seattle.json(['mirror', 'initialize', 'vol', '--to', to, '--wait']);
   }
-  await london.json(['failover', 'vol', '--no-repoint']);
   return { seattle, london, tokyo };
 }
 
@@ -62,6 +69,88 @@ test('a forced failover at a secondary whose primary a sibling already took over
     // seattle broke both mirrors off: it yields to either by failback, nothing is dropped.
     assert.equal((await seattle.mirror('vol', 'tokyo')).state, 'broken-off');
     assert.equal((await seattle.mirror('vol', 'london')).state, 'broken-off');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+/** The split brains `ferry status --json` shows for vol at a site, by the other site's name. */
+async function splitBrainsAt(site: TestSite): Promise<string[]> {
+  return ((await site.volumeStatus('vol')).splitBrains as Array<{ name: string }>).map((b) => b.name);
+}
+
+function eventsOf(site: TestSite, kind: string): Array<{ detail: Record<string, unknown> }> {
+  return site.catalog((db) => db.prepare('SELECT detail FROM events WHERE kind = ? ORDER BY id').all(kind) as Array<{ detail: string }>).map((e) => ({ detail: JSON.parse(e.detail) }));
+}
+
+test('the split brain a forced sibling failover recorded outlives the old primary failing back to it, until the other sibling follows it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await londonTookOver(sites, 'sfb');
+    assert.equal((await tokyo.json(['failover', 'vol', '--force', '--no-repoint'])).splitBrainWith, 'london');
+    // The soak (seed 3, step 173): seattle yields to tokyo. tokyo's relation to seattle, through
+    // which it learned of london, ends; london is still primary beside it.
+    await seattle.json(['failback', 'vol', '--to', 'tokyo']);
+    assert.equal((await seattle.volumeStatus('vol')).role, 'secondary');
+    assert.equal((await london.volumeStatus('vol')).role, 'primary');
+    const st = await tokyo.volumeStatus('vol');
+    assert.equal(st.role, 'primary');
+    assert.equal(st.secondary, undefined, "tokyo's relation to seattle is gone");
+    assert.match((await tokyo.ferry(['status'])).stdout, /split brain with london \(vol there\): it took vol over from seattle first, and both are primary[\s\S]*ferry picks no winner/);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london'], 'tokyo still shows the split brain with london');
+    assert.equal(eventsOf(tokyo, 'failover.split-brain').at(-1)?.detail.sibling, 'london', 'an event records it');
+    // Resolved as docs/dr.md says: london yields (its volume removed), tokyo mirrors to it anew.
+    const replica = await london.memberPath('vol');
+    await london.json(['volume', 'remove', 'vol', '--force']);
+    rmSync(dirname(replica), { recursive: true }); // its files (volume remove leaves them): moved away, as the refusal would say
+    await tokyo.json(['mirror', 'create', 'vol', '--to', 'london']);
+    await tokyo.json(['mirror', 'initialize', 'vol', '--to', 'london', '--wait']);
+    assert.deepEqual(await splitBrainsAt(tokyo), [], 'london follows tokyo: the split brain is over');
+    assert.equal(eventsOf(tokyo, 'split-brain.resolved').at(-1)?.detail.site, london.id);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a secondary left behind when its primary failed back to a sibling: failing over is refused naming that sibling, and forced records the split brain with it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await seattleWithTwo(sites, 'lb');
+    // The soak (seed 3, step 1162): tokyo takes over, seattle fails back to it (dropping its mirror
+    // to london, which still follows seattle), then london fails over.
+    await tokyo.json(['failover', 'vol', '--no-repoint']);
+    await seattle.json(['failback', 'vol', '--to', 'tokyo']);
+    assert.equal((await seattle.volumeStatus('vol')).role, 'secondary');
+    await london.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /no longer the primary of vol: it follows tokyo[\s\S]*mirror repoint vol --to london[\s\S]*--force/);
+    assert.equal((await london.volumeStatus('vol')).role, 'secondary', 'london stays a secondary');
+    const fo = await london.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.equal(fo.splitBrainWith, 'tokyo', 'seattle answered the forced notice with the site it follows');
+    assert.deepEqual(await splitBrainsAt(london), ['tokyo']);
+    assert.match((await london.ferry(['status'])).stdout, /split brain with tokyo \(vol there\)/);
+    assert.equal(eventsOf(london, 'failover.split-brain').at(-1)?.detail.sibling, 'tokyo');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a migrate is refused while a split brain is recorded, and a failback hands the record over to the site it yields to', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await londonTookOver(sites, 'sfh');
+    await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    await seattle.json(['failback', 'vol', '--to', 'tokyo']);
+    // Handing the role to seattle by a switchover would leave nobody knowing of london.
+    await tokyo.refused(['migrate', 'vol', '--to', 'seattle'], 4, 'MIRROR_STATE', /london is primary of vol too \(split brain[\s\S]*a failback hands the record over/);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'primary', 'the refused migrate changed nothing');
+    // As the refusal says: seattle takes over, tokyo yields to it by failback; seattle is primary beside london now.
+    await seattle.json(['failover', 'vol', '--no-repoint']);
+    await tokyo.json(['failback', 'vol', '--to', 'seattle']);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary');
+    assert.deepEqual(await splitBrainsAt(seattle), ['london'], 'seattle knows it is primary beside london');
+    assert.deepEqual(await splitBrainsAt(tokyo), [], 'tokyo, a secondary now, handed its record over');
+    assert.match((await seattle.ferry(['status'])).stdout, /split brain with london \(vol there\)/);
+    assert.equal(eventsOf(seattle, 'failover.split-brain').at(-1)?.detail.handedBy, 'tokyo');
+    assert.match(String(eventsOf(tokyo, 'split-brain.resolved').at(-1)?.detail.reason), /handed over to seattle/);
   } finally {
     await cleanupSites(sites);
   }

@@ -246,7 +246,7 @@ export class Generator {
         name: 'site-add', weight: sites.some((s) => s.peers.length < sites.length - 1) ? 6 : 0, make: () => {
           const at = pick(sites.filter((s) => s.peers.length < sites.length - 1))!;
           const missing = pick(sites.filter((x) => x !== at && !at.peers.some((p) => p.id === x.id)));
-          return missing && ferry(at, ['site', 'add', missing.name, `{url:${missing.name}}`, '--id', missing.id]);
+          return missing && ferry(at, ['site', 'add', missing.name, `{url:${missing.name}}`, '--id', `{id:${missing.name}}`]);
         },
       },
       // faults

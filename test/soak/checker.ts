@@ -258,7 +258,8 @@ export class Checker {
           if (!q.snapshots.some((x) => x.volume === vol && mine.has(x.id))) continue;
           const knows = (x: SiteView, y: SiteView) =>
             x.mirrors.some((m) => m.volume === vol && m.state === 'broken-off' && siteOfPeer(view, x, m.peer) === y) ||
-            x.secondaries.some((r) => r.volume === vol && r.state === 'broken-off' && (r.source_site === y.id || r.split_with === y.id));
+            x.secondaries.some((r) => r.volume === vol && r.state === 'broken-off' && r.source_site === y.id) ||
+            x.splitBrains.some((b) => b.volume === vol && b.site === y.id);
           if (!knows(p, q) && !knows(q, p)) {
             this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and at ${q.name}, and neither holds a broken-off relation to the other (split brain cannot be reported)${siblingsTookOver(view, vol, p, q)}` });
           }
@@ -490,7 +491,7 @@ export class Checker {
             const flagged = (st: unknown) => st === 'broken-off' || st === 'split-brain';
             if (v?.mirrors?.some((m: { peer: string; state: string }) => siteOfPeer(view, x, m.peer) === y && flagged(m.state))) shown = true;
             if (v?.secondary && v.secondary.sourceId === y.id && flagged(v.secondary.state)) shown = true;
-            if (v?.secondary?.notice?.splitBrainWith?.site === y.id) shown = true;
+            if (v?.splitBrains?.some((b: { site: string }) => b.site === y.id)) shown = true;
           }
           if (!shown) this.#add({ check: 'two-primaries', step, message: `${vol} is primary at ${p.name} and ${q.name}, and \`ferry status\` at neither shows a broken-off relation or split brain${siblingsTookOver(view, vol, p, q)}` });
         }

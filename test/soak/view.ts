@@ -24,8 +24,11 @@ export interface SecondaryRow {
   consistent: number;
   state: 'active' | 'broken-off';
   apply_error: string | null;
-  /** after a failover here: the sibling that took the volume over first, as the old primary answered (split brain with it) */
-  split_with?: string | null;
+}
+/** Another site primary of the volume beside this one, as this site learned (catalog/split-brains.ts). */
+export interface SplitBrainRow {
+  volume: string;
+  site: string;
 }
 export interface SnapshotRow {
   id: string;
@@ -66,6 +69,7 @@ export interface SiteView {
   volumes: VolumeRow[];
   mirrors: MirrorRow[];
   secondaries: SecondaryRow[];
+  splitBrains: SplitBrainRow[];
   snapshots: SnapshotRow[];
   holds: HoldRow[];
   peerSnapshots: PeerSnapshotRow[];
@@ -89,7 +93,8 @@ function readSite(world: World, s: SoakSite): SiteView {
         peers: all('SELECT name, id FROM peers ORDER BY name'),
         volumes: all('SELECT name, role FROM volumes ORDER BY name'),
         mirrors: all('SELECT id, volume, peer, remote_volume, state, paused, base FROM mirrors ORDER BY id'),
-        secondaries: all("SELECT volume, source_site, source_volume, applied, applying, consistent, state, apply_error, json_extract(failover_notice, '$.splitBrainWith.site') AS split_with FROM secondaries ORDER BY volume"),
+        secondaries: all('SELECT volume, source_site, source_volume, applied, applying, consistent, state, apply_error FROM secondaries ORDER BY volume'),
+        splitBrains: has('split_brains') ? all('SELECT volume, site FROM split_brains ORDER BY volume, site') : [],
         snapshots: all('SELECT id, volume, name, time, origin, created_at FROM snapshots ORDER BY rowid'),
         holds: all('SELECT h.snapshot, h.holder, s.volume FROM holds h LEFT JOIN snapshots s ON s.id = h.snapshot ORDER BY h.snapshot, h.holder'),
         peerSnapshots: all('SELECT snapshot, mirror, state FROM peer_snapshots ORDER BY snapshot, mirror'),

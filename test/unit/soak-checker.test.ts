@@ -16,7 +16,7 @@ const S1 = '01KBWJ0000000000000000000A';
 const S2 = '01KBWJ0000000000000000000B';
 
 function site(name: string, id: string, parts: Partial<SiteView>): SiteView {
-  return { name, id, up: true, peers: [], volumes: [], mirrors: [], secondaries: [], snapshots: [], holds: [], peerSnapshots: [], peerDeletions: [], links: [], workflows: [], ...parts };
+  return { name, id, up: true, peers: [], volumes: [], mirrors: [], secondaries: [], splitBrains: [], snapshots: [], holds: [], peerSnapshots: [], peerDeletions: [], links: [], workflows: [], ...parts };
 }
 
 const snap = (id: string, name: string | null = null) => ({ id, volume: 'v1', name, time: 1, origin: A, created_at: 1 });
@@ -139,8 +139,9 @@ test('two secondaries of one site that both failed over, neither knowing of the 
   assert.ok(v, 'b and c both primary with no relation between them');
   assert.match(v.message, /v1 is primary at b and at c[\s\S]*both failed over from a/);
   assert.equal(knownDefect(v), undefined, 'fixed: a forced second failover records the split brain');
-  // What the fix records: c's failover notice names b (the old primary's answer did).
-  c.secondaries = [{ ...broken, split_with: B }];
+  // What the fix records: c's split brain with b (the old primary's answer named b), kept for the
+  // volume apart from c's relation to a.
+  c.splitBrains = [{ volume: 'v1', site: B }];
   const ok = new Checker(1);
   await ok.afterStep(world, view(a, b, c), 1);
   assert.deepEqual(ok.violations.filter((x) => x.check === 'two-primaries'), []);

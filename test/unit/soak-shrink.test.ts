@@ -19,7 +19,7 @@ const snap = (id: string, name: string | null = null) => ({ id, volume: 'v1', na
 
 /** a primary of v1 at a mirrored to b, in step at S1 */
 function start(): View {
-  const empty = { up: true, mirrors: [], secondaries: [], holds: [], peerSnapshots: [], peerDeletions: [], links: [], workflows: [] };
+  const empty = { up: true, mirrors: [], secondaries: [], splitBrains: [], holds: [], peerSnapshots: [], peerDeletions: [], links: [], workflows: [] };
   const a: SiteView = {
     ...empty, name: 'a', id: A, peers: [{ name: 'b', id: B }], volumes: [{ name: 'v1', role: 'primary' }], snapshots: [snap(S1)],
     mirrors: [{ id: 'v1@b', volume: 'v1', peer: 'b', remote_volume: 'v1', state: 'idle', paused: 0, base: S1 }],

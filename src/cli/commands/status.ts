@@ -22,6 +22,7 @@ interface StatusReport {
     mirrors: Array<Omit<MirrorStatus, 'state'> & { state: string; divergence?: Divergence }>;
     secondary?: { source: string; sourceVolume: string; applied: string | null; applying: string | null; consistent: boolean; applyError?: { code: string; message: string } | null; notice?: { state: string; attempts: number; lastAttemptAt: number; lastError?: string; splitBrainWith?: { name: string; volume: string } } | null; state?: string; updatedAt: number; divergence?: Divergence };
     workflow?: { kind: string; step: string; startedAt: number; updatedAt: number; error: { code: string; message: string } | null } | null;
+    splitBrains?: Array<{ site: string; name: string; volume: string; oldPrimary: string | null; since: number }>;
   }>;
 }
 
@@ -54,16 +55,16 @@ function render(r: StatusReport): string {
       const backoff = j.retryAt !== null && j.retryAt !== undefined ? `; out of watches: not tried again before ${formatTime(j.retryAt)}` : '';
       out.push(`  journal ${member}${j.replica ? ' (replica)' : ''}: ${j.state === 'live' ? 'live' : `audit due${j.reason ? ` (${j.reason})` : ''}`}, ${j.watches} watches${backoff}; ${audit}`);
     }
+    for (const w of v.splitBrains ?? []) {
+      out.push(`  split brain with ${w.name} (${w.volume} there): it took ${v.name} over${w.oldPrimary ? ` from ${w.oldPrimary}` : ''} first, and both are primary (known here since ${formatTime(w.since)}); each keeps its writes`);
+      out.push(`    ferry picks no winner: the site that yields keeps what it needs (its snapshots: \`ferry restore\`), removes ${v.name} (\`ferry volume remove ${v.name} --force\`: its snapshots go with it) and is mirrored anew from the other (\`ferry mirror create\` and \`initialize\` there); this record goes once one follows the other (docs/dr.md, "Several secondaries")`);
+    }
     if (v.secondary) {
       const s = v.secondary;
       out.push(`  secondary of ${s.source}:${s.sourceVolume}  applied ${s.applied ?? '-'}  consistent ${s.consistent}${s.applying ? `  applying ${s.applying}` : ''}${s.state && s.state !== 'active' ? `  ${s.state}` : ''}`);
       if (s.applying && s.applyError) out.push(`    the apply of ${s.applying} failed: ${s.applyError.code}: ${s.applyError.message}`);
       if (s.notice?.state === 'pending') {
         out.push(`    ${s.source} not told yet of the failover (it may still be primary and writing): ${s.notice.attempts} attempt(s), the last at ${formatTime(s.notice.lastAttemptAt)}${s.notice.lastError ? `: ${s.notice.lastError}` : ''}; the daemon keeps trying, and \`ferry failover ${v.name}\` tries now`);
-      }
-      if (s.notice?.splitBrainWith) {
-        const w = s.notice.splitBrainWith;
-        out.push(`    split brain with ${w.name} (${w.volume} there): it took ${v.name} over from ${s.source} first, and both are primary; each keeps its writes (docs/dr.md, "Several secondaries")`);
       }
       if (s.divergence) out.push(...renderDivergence(s.divergence, '    '));
     }
