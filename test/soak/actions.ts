@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from './harness.ts';
-import { applyWrite, pickFromCatalog, seedData, type PickKind, type WriteOp } from './fileop.ts';
+import { applyWrite, WROTE_NOTHING, pickFromCatalog, seedData, type PickKind, type WriteOp } from './fileop.ts';
 import { primariesOf, siteOfPeer, type SiteView, type View } from './view.ts';
 import type { CliOutcome, SoakSite, World } from './world.ts';
 
@@ -370,7 +370,10 @@ export async function execute(world: World, op: Op): Promise<Executed> {
       if (!m) return { text: `write at ${op.site}: no member ${op.volume}:${op.member} here`, faults: [], skipped: 'no such member' };
       try {
         const did = applyWrite(m.kind, m.path, op);
-        return { text: `write ${op.site}:${op.volume}:${op.member} ${did}`, faults: [], wrote: { site: op.site, volume: op.volume } };
+        // A write that changed nothing is no write: what the member holds is still what ferry (or an
+        // earlier write, already noted) put there, e.g. the empty replica a new secondary starts with.
+        const wrote = WROTE_NOTHING.has(did) ? undefined : { site: op.site, volume: op.volume };
+        return { text: `write ${op.site}:${op.volume}:${op.member} ${did}`, faults: [], wrote };
       } catch (err) {
         // A full disk, a name taken: the write did what it did (maybe part of it).
         return { text: `write ${op.site}:${op.volume}:${op.member} ${op.op} failed: ${(err as Error).message}`, faults: [], wrote: { site: op.site, volume: op.volume } };

@@ -57,6 +57,9 @@ function tag(seed: string): string {
  * Apply one write to a member (a tree's directory, or an image file). Returns what it did, or why it
  * did nothing (no file to modify, say). Errors of the filesystem (a full disk) are thrown.
  */
+/** What applyWrite answers when it changed nothing (the member had nothing to act on). */
+export const WROTE_NOTHING: ReadonlySet<string> = new Set(['no image member', 'image missing', 'image empty', 'member missing', 'no file', 'nothing to rename', 'nothing to delete', 'nothing']);
+
 export function applyWrite(kind: 'tree' | 'image', path: string, w: Write): string {
   if (kind === 'image' || w.op === 'image') {
     if (kind !== 'image') return 'no image member';
