@@ -185,6 +185,54 @@ export function encodeTree(tree: Tree): Buffer {
   return buf;
 }
 
+/** One entry's fields as the reader finds them (checked by the caller). */
+function readEntry(r: Reader): TreeEntry {
+  const name = r.lenBytes(MAX_NAME_BYTES, 'name');
+  const code = r.u8('type');
+  const type = TYPE_BY_CODE[code];
+  if (type === undefined) r.fail(`unknown type code ${code}`);
+  const mode = r.varint('mode');
+  const uid = r.varint('uid');
+  const gid = r.varint('gid');
+  const mtimeNs = r.i64('mtime');
+  const size = r.varint('size');
+  const xcount = r.varint('xattr count');
+  if (xcount > MAX_XATTRS) r.fail(`${xcount} xattrs, more than ${MAX_XATTRS}`);
+  if (xcount * MIN_XATTR_BYTES > r.left) r.fail(`truncated: ${xcount} xattrs cannot fit in ${r.left} bytes`);
+  const xattrs: Array<[Buffer, Buffer]> = [];
+  for (let x = 0; x < xcount; x++) {
+    const xn = r.lenBytes(MAX_XATTR_NAME_BYTES, 'xattr name');
+    const xv = r.lenBytes(MAX_XATTR_VALUE_BYTES, 'xattr value');
+    xattrs.push([xn, xv]);
+  }
+  const e: TreeEntry = { name, type, mode, uid, gid, mtimeNs, size, xattrs };
+  switch (type) {
+    case 'file': {
+      const c = r.varint('chunk count');
+      if (c > MAX_FILE_CHUNKS) r.fail(`${c} chunks, more than ${MAX_FILE_CHUNKS}`);
+      r.need(c * HASH_BYTES, 'chunk ids');
+      const chunks = new Array<ObjectId>(c);
+      for (let k = 0; k < c; k++) chunks[k] = r.id('chunk id');
+      e.chunks = chunks;
+      break;
+    }
+    case 'dir':
+      e.tree = r.id('tree id');
+      break;
+    case 'symlink':
+    case 'hardlink':
+      e.target = r.lenBytes(MAX_TARGET_BYTES, 'target');
+      break;
+    case 'chardev':
+    case 'blockdev':
+      e.rdev = r.varint('rdev');
+      break;
+    default:
+      break;
+  }
+  return e;
+}
+
 /**
  * Decode a tree object. The entries' name, target and xattr buffers are views
  * into one private copy of `bytes` (never into `bytes` itself), so they stay
@@ -199,52 +247,17 @@ export function decodeTree(bytes: Uint8Array): Tree {
   const entries: TreeEntry[] = [];
   for (let i = 0; i < count; i++) {
     const at = r.pos;
-    const name = r.lenBytes(MAX_NAME_BYTES, `entry ${i} name`);
-    const code = r.u8(`entry ${i} type`);
-    const type = TYPE_BY_CODE[code];
-    if (type === undefined) r.fail(`entry ${i}: unknown type code ${code}`);
-    const mode = r.varint(`entry ${i} mode`);
-    const uid = r.varint(`entry ${i} uid`);
-    const gid = r.varint(`entry ${i} gid`);
-    const mtimeNs = r.i64(`entry ${i} mtime`);
-    const size = r.varint(`entry ${i} size`);
-    const xcount = r.varint(`entry ${i} xattr count`);
-    if (xcount > MAX_XATTRS) r.fail(`entry ${i}: ${xcount} xattrs, more than ${MAX_XATTRS}`);
-    if (xcount * MIN_XATTR_BYTES > r.left) r.fail(`truncated: entry ${i}: ${xcount} xattrs cannot fit in ${r.left} bytes`);
-    const xattrs: Array<[Buffer, Buffer]> = [];
-    for (let x = 0; x < xcount; x++) {
-      const xn = r.lenBytes(MAX_XATTR_NAME_BYTES, `entry ${i} xattr ${x} name`);
-      const xv = r.lenBytes(MAX_XATTR_VALUE_BYTES, `entry ${i} xattr ${x} value`);
-      xattrs.push([xn, xv]);
-    }
-    const e: TreeEntry = { name, type, mode, uid, gid, mtimeNs, size, xattrs };
-    switch (type) {
-      case 'file': {
-        const c = r.varint(`entry ${i} chunk count`);
-        if (c > MAX_FILE_CHUNKS) r.fail(`entry ${i}: ${c} chunks, more than ${MAX_FILE_CHUNKS}`);
-        r.need(c * HASH_BYTES, `entry ${i}: ${c} chunk ids`);
-        const chunks = new Array<ObjectId>(c);
-        for (let k = 0; k < c; k++) chunks[k] = r.id(`entry ${i} chunk ${k}`);
-        e.chunks = chunks;
-        break;
-      }
-      case 'dir':
-        e.tree = r.id(`entry ${i} tree id`);
-        break;
-      case 'symlink':
-      case 'hardlink':
-        e.target = r.lenBytes(MAX_TARGET_BYTES, `entry ${i} target`);
-        break;
-      case 'chardev':
-      case 'blockdev':
-        e.rdev = r.varint(`entry ${i} rdev`);
-        break;
-      default:
-        break;
+    let e: TreeEntry;
+    try {
+      e = readEntry(r);
+    } catch (err) {
+      // the labels are constant (a label naming the entry would be a new string per field per entry): the entry is named here
+      if (err instanceof FerryError) throw new FerryError(err.code, `${err.message}, in entry ${i} (at byte ${at})`);
+      throw err;
     }
     try {
       checkEntry(r.ctx, i, e, false); // ids read from raw bytes are valid by construction
-      if (i > 0 && Buffer.compare(entries[i - 1].name, name) >= 0) entryFail(r.ctx, i, e, 'names are not strictly sorted and unique');
+      if (i > 0 && Buffer.compare(entries[i - 1].name, e.name) >= 0) entryFail(r.ctx, i, e, 'names are not strictly sorted and unique');
     } catch (err) {
       throw new FerryError('OBJECT_CORRUPT', `${(err as Error).message} (entry at byte ${at})`);
     }

@@ -45,6 +45,9 @@ test('updates under the threshold defer the collection and count what they relea
   assert.equal(first.threshold, 'default');
   assert.equal(first.thresholdBytes, 64 * MiB, 'the default: 64 MiB while 5 % of the store is less');
   assert.ok(first.releasableBytes >= MiB && first.releasableBytes < MiB + 64 * KiB, `the estimate grew by about the changed bytes: ${first.releasableBytes}`);
+  // Plain status says it too.
+  const plain = (await b.ferry(['status'])).stdout;
+  assert.match(plain, /^store [\d.]+ [KMG]?i?B; 1\.\d MiB to free at the next collection, which runs at 64(\.0)? MiB \(the default\) or a day after the last; last collection /m, plain);
 
   // The estimate is kept in the catalog: a restart does not forget it.
   await b.stop();

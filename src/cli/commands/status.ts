@@ -12,6 +12,7 @@ import { formatBytes, formatRate, formatDuration, formatTime, printJson, type Gl
 interface StatusReport {
   site: { name: string; idFormatted: string; home: string; now: number };
   peers: Array<{ name: string; url: string }>;
+  store?: { storedBytes: number; collection: { releasableBytes: number; thresholdBytes: number; threshold: string; lastCollectionAt: number | null; due: string | null } };
   links: Array<{ path: string; volume: string; member: string; snapshot: string; ageSeconds: number; maxDelayS: number; health: string }>;
   volumes: Array<{
     name: string;
@@ -42,6 +43,11 @@ function renderDivergence(d: Divergence, indent: string): string[] {
 function render(r: StatusReport): string {
   const out: string[] = [];
   out.push(`site ${r.site.name} (${r.site.idFormatted}) at ${formatTime(r.site.now)}; peers: ${r.peers.map((p) => `${p.name} ${p.url}`).join(', ') || 'none'}`);
+  if (r.store) {
+    const c = r.store.collection;
+    const when = c.thresholdBytes === 0 ? 'after every release (gcThreshold 0)' : `at ${formatBytes(c.thresholdBytes)}${c.threshold === 'default' ? ' (the default)' : ''} or a day after the last`;
+    out.push(`store ${formatBytes(r.store.storedBytes)}; ${formatBytes(c.releasableBytes)} to free at the next collection, which runs ${when}; last collection ${c.lastCollectionAt ? formatTime(c.lastCollectionAt) : 'none yet'}${c.due ? `; due: ${c.due}` : ''}`);
+  }
   for (const v of r.volumes) {
     out.push('');
     out.push(`${v.name}  ${v.role}  ${v.members.map((m) => `${m.kind}:${m.path}`).join(' ')}`);
