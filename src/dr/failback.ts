@@ -245,19 +245,30 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     const client = drClient(engine, peer);
     // The split brains recorded here go to the new primary: this site yields, it stays primary beside them.
     const handed = listSplitBrains(site.catalog, plan.volume).filter((b) => b.site !== peer.id);
-    let update: UpdateResult;
+    let update: UpdateResult | undefined;
+    let refused: FerryError | undefined;
     try {
       update = await client.failback({ volume: plan.remoteVolume, to: plan.volume, base: plan.base, full: plan.full, schedule: wf.plan.schedule, ...(handed.length ? { splitBrains: handed.map((b) => ({ site: b.site, volume: b.remoteVolume })) } : {}) });
     } catch (err) {
-      if (!isFerryError(err) || err.kind !== 'transient') throw err;
-      throw new FerryError(err.code, `${(err as Error).message}: ${plan.volume} is the secondary of ${peer.name} now and waits for its resync; rerun \`ferry failback ${plan.volume}\` once ${peer.name} is reachable (the daemon also retries); if ${peer.name} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again`, { cause: err, details: err.details });
+      if (!isFerryError(err)) throw err;
+      if (err.kind !== 'transient') refused = err;
+      else throw new FerryError(err.code, `${(err as Error).message}: ${plan.volume} is the secondary of ${peer.name} now and waits for its resync; rerun \`ferry failback ${plan.volume}\` once ${peer.name} is reachable (the daemon also retries); if ${peer.name} is lost, \`ferry failover ${plan.volume} --force\` here makes this site primary again`, { cause: err, details: err.details });
     } finally {
       client.close();
     }
+    if (refused || !update) {
+      // A new primary that answers but serves this failback no more (its mirror here removed, say,
+      // after it had created it and this site's daemon died before recording the resync): a rerun
+      // can never finish it. Say so, and how to abandon it.
+      const serves = await newPrimaryServes(engine, plan);
+      if ('gone' in serves) throw new FerryError('MIRROR_STATE', notServedMessage(engine, wf, serves.gone), { cause: refused });
+      throw refused;
+    }
+    const done = update;
     site.catalog.tx(() => {
       for (const b of handed) clearSplitBrain(site.catalog, plan.volume, b.site, `handed over to ${peer.name}, the primary this site follows now`);
-      site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: update.snapshot, bytes: update.transfer.bytes } });
-      recordStep(site, wf, 'resynced', { update });
+      site.event({ kind: 'failback', volume: plan.volume, outcome: 'ok', detail: { newPrimary: peer.name, snapshot: done.snapshot, bytes: done.transfer.bytes } });
+      recordStep(site, wf, 'resynced', { update: done });
     });
     await checkpoint('failback:after-resync');
   }
@@ -300,35 +311,66 @@ export async function rejoinBrokenOff(engine: Engine, m: Mirror): Promise<boolea
  * undone. This site is primary again and its mirror to the new primary is back as it was after that
  * site's failover, broken off from the same base (a failback rerun once it is back starts over from
  * there; should it come back primary and both wrote, both sites show split brain). The kept snapshot
- * stays listed; nothing here is overwritten. A new primary that answers is not given up: rerunning the
- * failback finishes it.
+ * stays listed; nothing here is overwritten. So is one that answers but serves the failback no more
+ * (newPrimaryServes: it no longer relates to this site, or is not primary): no rerun could finish it.
+ * A new primary that still serves it is not given up: rerunning the failback finishes it.
  */
 export async function undoDemotedFailback(engine: Engine, wf: Workflow<FailbackJournal>): Promise<string> {
   const site = engine.site;
   const plan = wf.plan.plan;
   const peer = getPeer(site.catalog, plan.newPrimary);
-  const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
-  let unreachable: string | undefined;
-  try {
-    await client.state({ volume: plan.remoteVolume, base: null });
-  } catch (err) {
-    if (isFerryError(err) && err.kind === 'transient') unreachable = (err as Error).message;
-  } finally {
-    client.close();
-  }
-  if (unreachable === undefined) throw new FerryError('MIRROR_STATE', `a failback of ${plan.volume} from ${plan.newPrimary} is waiting for its resync and ${plan.newPrimary} answers: rerun \`ferry failback ${plan.volume}\` to finish it rather than failing over`);
+  const serves = await newPrimaryServes(engine, plan);
+  if ('serves' in serves) throw new FerryError('MIRROR_STATE', `a failback of ${plan.volume} from ${plan.newPrimary} is waiting for its resync and ${plan.newPrimary} answers: rerun \`ferry failback ${plan.volume}\` to finish it rather than failing over`);
+  // Unreachable (lost), or it answers that it serves this failback no more: either way the rerun cannot finish it.
+  const why = 'unreachable' in serves ? `${plan.newPrimary} cannot be reached (${serves.unreachable})` : `${plan.newPrimary} no longer serves the failback (${serves.gone})`;
   const s = wf.plan.schedule;
   site.catalog.tx(() => {
     setVolumeRole(site.catalog, plan.volume, 'primary');
     endSecondary(site.catalog, plan.volume);
     const m = listMirrors(site.catalog, plan.volume).find((x) => x.peer === peer.name) ?? createMirror(site, { volume: plan.volume, to: `${peer.name}:${plan.remoteVolume}`, scheduleS: s?.scheduleS ?? null, minDelayS: s?.minDelayS ?? 0, maxDelayS: s?.maxDelayS ?? 3600, bandwidth: s?.bandwidth ?? null, peerSnapshots: false });
     if (plan.base && snapshotById(site.catalog, plan.base)) setMirrorBase(site.catalog, m.id, plan.base);
-    setMirrorError(site.catalog, m.id, { code: 'FAILED_OVER', message: `${peer.name} took ${plan.remoteVolume} over; the failback from it was interrupted and undone (it could not be reached)` });
-    setMirrorState(site, m, 'broken-off', `the failback from ${peer.name} was undone: ${peer.name} cannot be reached`);
-    site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', undone: `failover --force: ${peer.name} cannot be reached (${unreachable})`, base: plan.base, kept: wf.plan.keptName } });
+    setMirrorError(site.catalog, m.id, { code: 'FAILED_OVER', message: `${peer.name} took ${plan.remoteVolume} over; the failback from it was interrupted and undone (${why})` });
+    setMirrorState(site, m, 'broken-off', `the failback from ${peer.name} was undone: ${why}`);
+    site.event({ kind: 'failback', volume: plan.volume, outcome: 'warning', detail: { transition: 'secondary => primary', undone: `failover --force: ${why}`, base: plan.base, kept: wf.plan.keptName } });
     finishWorkflow(site, wf, 'rolled-back', { abandoned: 'failover --force' });
   });
-  return `${plan.newPrimary} cannot be reached (${unreachable}): the failback's demotion is undone; ${plan.volume} is primary here again with its writes (kept also in ${wf.plan.keptName}), its mirror to ${plan.newPrimary} broken off from base ${plan.base} as after ${plan.newPrimary}'s failover; rerun \`ferry failback ${plan.volume}\` once ${plan.newPrimary} is back`;
+  return `${why}: the failback's demotion is undone; ${plan.volume} is primary here again with its writes (kept also in ${wf.plan.keptName}), its mirror to ${plan.newPrimary} broken off from base ${plan.base} as after ${plan.newPrimary}'s failover; rerun \`ferry failback ${plan.volume}\` once ${plan.newPrimary} is back`;
+}
+
+/**
+ * Whether the new primary of a failback that this site left at step `demoted` can still serve it:
+ * unreachable (a transient failure: perhaps lost), serving (it answers as primary of the volume,
+ * related to this site: a broken-off secondary from it, or its reverse mirror here), or gone: it
+ * answers that it does not relate to this site (its mirror here removed), or holds the volume in
+ * another role (failed over, migrated or made standalone since). Then no rerun can finish it.
+ */
+async function newPrimaryServes(engine: Engine, plan: FailbackPlan): Promise<{ unreachable: string } | { serves: true } | { gone: string }> {
+  const peer = getPeer(engine.site.catalog, plan.newPrimary);
+  const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
+  try {
+    const remote = await client.state({ volume: plan.remoteVolume, base: null });
+    if (remote.role === 'primary') return { serves: true };
+    return { gone: `it holds ${plan.remoteVolume} as ${remote.role}${remote.follows ? (remote.follows === engine.site.id ? ' following this site' : ' following another site') : ''}, not as primary` };
+  } catch (err) {
+    if (!isFerryError(err)) throw err;
+    if (err.kind === 'transient') return { unreachable: (err as Error).message };
+    if (err.code === 'NOT_AUTHORIZED' || err.code === 'VOLUME_NOT_FOUND') return { gone: (err as Error).message };
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+/** What a rerun of a failback at step `demoted` says when the new primary serves it no more: the state here, and the way out. */
+function notServedMessage(engine: Engine, wf: Workflow<FailbackJournal>, why: string): string {
+  const site = engine.site;
+  const plan = wf.plan.plan;
+  const kept = wf.plan.keptName ?? wf.plan.kept;
+  const sec = getSecondary(site.catalog, plan.volume);
+  const replica = !sec || sec.applied === null || sec.applied === wf.plan.kept
+    ? `nothing here was overwritten: ${plan.volume} still holds this site's own data (kept also in snapshot ${kept})`
+    : `${plan.volume} here shows snapshot ${sec.applied} applied from ${plan.newPrimary} after the demotion; this site's writes before it are kept in snapshot ${kept}`;
+  return `${plan.newPrimary} no longer serves the failback of ${plan.volume} that this site left at step demoted (${why}), so rerunning it cannot finish it; ${replica}. Abandon it with \`ferry failover ${plan.volume} --force\` here: ${plan.volume} becomes primary here again as it is now, its mirror to ${plan.newPrimary} broken off; then fail back again if ${plan.newPrimary} is primary of it, or remove that mirror`;
 }
 
 // ---------------------------------------------------------------- at the new primary

@@ -10,6 +10,9 @@
 // from a backup taken before its failover (it is a secondary again as far as
 // its catalog knows): failback at the old primary says so and what works,
 // and `mirror update` rejoins the broken-off mirror, its writes kept first.
+// A failback left at step demoted whose new primary removed its mirror back
+// (it serves the failback no more): the rerun says so and names
+// `failover --force`, which abandons it with nothing lost (soak seed 5).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -242,4 +245,37 @@ test('a failback whose new primary is lost after this site demoted itself: failo
   assert.match(fb2.kept, /^failback-kept-/);
   assert.equal(roleOf(a), 'secondary');
   assertTreesEqual(data, bRep);
+});
+
+test('a failback left at step demoted whose new primary no longer serves it (it removed its mirror here): the rerun says so and how to abandon it; failover --force does, nothing lost', async () => {
+  const { a, b, data } = await mirroredPair(sites, ['fbgone-a', 'fbgone-b']);
+  await b.json(['failover', 'vol']);
+  writeChange(data, 'at-a.bin', 4 * KiB);
+  const atA = copyTree(data, join(a.dir, 'at-a-copy'));
+  // a fails back; b dies right after it created the reverse mirror (soak seed 5: a's daemon died there).
+  await b.stop();
+  await b.start({ env: { FERRY_TEST_CRASH_AT: 'failback:serve-after-reverse' } });
+  const fb = await a.ferry(['failback', 'vol', '--json']);
+  assert.notEqual(fb.code, 0, `${fb.stdout} ${fb.stderr}`);
+  const p = b.proc!;
+  await waitFor('b to die at its crash point', () => p.exitCode !== null || p.signalCode !== null, 60_000, 50);
+  await b.stop();
+  await a.stop();
+  // b, back, drops its mirror to a before a's failback is run again: b serves no failback to a now.
+  await b.start();
+  await b.json(['mirror', 'remove', 'vol', '--to', a.name]);
+  await a.start();
+  const stuck = () => a.catalog((db) => db.prepare("SELECT kind, step FROM workflows WHERE state = 'running'").all()) as Array<{ kind: string; step: string }>;
+  const r = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', /failover vol --force/);
+  assert.match(r.json?.error?.message ?? r.stderr, /failback-kept-/, 'names the snapshot that keeps this site\'s writes');
+  assert.deepEqual(stuck().map((x) => x.step), ['demoted']);
+  // The way out the error names: failover --force abandons the failback; a is primary with its own writes.
+  const fo = await a.json(['failover', 'vol', '--force']);
+  assert.match(fo.instead, /demotion is undone/);
+  assert.equal(roleOf(a), 'primary');
+  assert.equal(secondaryRow(a), undefined);
+  assert.deepEqual(stuck(), []);
+  assertTreesEqual(data, atA);
+  writeChange(data, 'after.bin', 4 * KiB);
+  await a.json(['snapshot', 'create', 'vol']);
 });

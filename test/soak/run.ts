@@ -212,6 +212,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
           const r = await world.cli(site, args);
           checker.after(world, { kind: 'ferry', site: s.name, args }, { text: '', outcome: r, faults: [] }, undefined, step);
           print(`     ${s.name}$ ferry ${args.join(' ')} (its ${w.kind} was left running) -> ${describeOutcome(r)}`);
+          if (w.kind === 'failback' && r.code !== 0 && /no longer serves the failback/.test(String(r.json?.error?.message ?? ''))) {
+            // The new primary serves it no more: the error names the way out (abandon it), an operator takes it.
+            const out = ['failover', w.volume, '--force'];
+            const r2 = await world.cli(site, out);
+            checker.after(world, { kind: 'ferry', site: s.name, args: out }, { text: '', outcome: r2, faults: [] }, undefined, step);
+            print(`     ${s.name}$ ferry ${out.join(' ')} (as the failback's error says) -> ${describeOutcome(r2)}`);
+          }
         }
       }
       await checker.settle(world, 120_000);
