@@ -117,6 +117,7 @@ const TABLE_OWNER: Record<string, string> = {
   mirrors: 'mirrors.ts',
   secondaries: 'secondaries.ts',
   peer_snapshots: 'peer-snapshots.ts',
+  split_brains: 'split-brains.ts',
   peer_deletions: 'peer-snapshots.ts',
   peers: 'peers.ts',
   links: 'links.ts',
