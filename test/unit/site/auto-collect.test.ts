@@ -18,6 +18,7 @@ import { createSnapshot } from '../../../src/site/snapshots.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import type { Site } from '../../../src/site/site.ts';
 import { releasableBytes } from '../../../src/snapshot/releasable.ts';
+import type { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
 import type { PackFileIo } from '../../../src/store/pack.ts';
 import { withLocalSite } from '../local-site.ts';
 
@@ -36,6 +37,14 @@ class SmallDisk implements PackFileIo {
 
 function eventsOf(site: Site, kind: string): Array<{ outcome: string; detail: any }> {
   return eventsAfter(site.catalog, { after: 0, since: 0, volume: null, kind, limit: 1000 }).map((e) => ({ outcome: e.outcome, detail: JSON.parse(e.detail) }));
+}
+
+/** A volume keeping one snapshot, over `data` (made here) holding file `f` of `bytes` random bytes, and its first snapshot. */
+async function keepOneVolume(site: Site, pool: ChunkPool, data: string, bytes: number): Promise<void> {
+  mkdirSync(data);
+  writeFileSync(join(data, 'f'), randomBytes(bytes));
+  createVolume(site, 'vol', { members: [{ kind: 'tree', path: data }], retention: { last: 1 } });
+  await createSnapshot(site, 'vol', { pool });
 }
 
 function gcEvents(site: Site): Array<{ outcome: string; detail: any }> {
@@ -65,10 +74,7 @@ test('the estimate of a release counts what differs from the snapshot kept next 
 test('retention at the source: under the threshold it counts and defers; at threshold 0 it collects; a collection resets the count', async () => {
   await withLocalSite('ret', async ({ dir, site, pool }) => {
     const data = join(dir, 'data');
-    mkdirSync(data);
-    writeFileSync(join(data, 'f'), randomBytes(300 * KiB));
-    createVolume(site, 'vol', { members: [{ kind: 'tree', path: data }], retention: { last: 1 } });
-    await createSnapshot(site, 'vol', { pool });
+    await keepOneVolume(site, pool, data, 300 * KiB);
     writeFileSync(join(data, 'f'), randomBytes(300 * KiB));
     const r = await createSnapshot(site, 'vol', { pool });
     assert.equal(r.retention?.removed.length, 1);
@@ -93,10 +99,7 @@ test('a count above 0 whose last collection is a day old is due at the next idle
   const clock = new ManualClock(Date.UTC(2026, 5, 1));
   await withLocalSite('day', async ({ dir, site, pool }) => {
     const data = join(dir, 'data');
-    mkdirSync(data);
-    writeFileSync(join(data, 'f'), randomBytes(64 * KiB));
-    createVolume(site, 'vol', { members: [{ kind: 'tree', path: data }], retention: { last: 1 } });
-    await createSnapshot(site, 'vol', { pool });
+    await keepOneVolume(site, pool, data, 64 * KiB);
     assert.equal(collectionDue(site), undefined, 'nothing releasable: nothing due');
     writeFileSync(join(data, 'f'), randomBytes(64 * KiB));
     await createSnapshot(site, 'vol', { pool });
