@@ -116,7 +116,10 @@ test('one site an hour ahead: split brain shown against the base, failback, and 
   assert.equal(em.state, 'split-brain');
   assert.deepEqual([em.divergence.peer.added, em.divergence.here.added, em.divergence.here.removed], [2, 1, 1]);
 
-  // ---- east yields: its writes are kept, and `latest` there is what it now shows (west's data)
+  // ---- east yields: its writes are kept, and `latest` there is what it now shows (west's data).
+  // The reversed mirror takes east's schedule: manual for now, or a scheduled update from west could
+  // land between the failback and the look at `latest` (which then, rightly, is that newer snapshot).
+  await east.json(['mirror', 'set', 'vol', '--to', west.name, '--schedule', 'none']);
   const fb = await east.json(['failback', 'vol']);
   assert.match(fb.kept, /^failback-kept-/);
   assertTreesEqual(await east.restore('vol', fb.kept, 'kept'), eastLive);
@@ -125,6 +128,8 @@ test('one site an hour ahead: split brain shown against the base, failback, and 
   assert.equal(latest.id, fb.update.snapshot, `latest at east is ${latest.name ?? latest.id}, not the resynced snapshot`);
 
   // ---- the reversed mirror fails once (east down), then its scheduled retry runs with east back
+  assert.equal(mirrorRow(west, east.name).base, fb.update.snapshot, 'west\'s reversed mirror, manual so far, updated after the failback');
+  await west.json(['mirror', 'set', 'vol', '--to', east.name, '--schedule', '1s']);
   await east.stop();
   await waitFor('west\'s scheduled update to fail', () => mirrorRow(west, 'ahead-east').failures > 0, 30_000, 100);
   writeChange(replica, 'after-failback.bin', 6 * KiB);
