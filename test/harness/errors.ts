@@ -23,3 +23,15 @@ export function assertRefused(r: CliResult, exit: number, code: string, message?
   assert.equal(errorCode(r), code, `expected error code ${code}${show}`);
   if (message) assert.match(r.json?.error?.message ?? r.stderr, message);
 }
+
+/**
+ * The command a refusal tells the operator to run (the last `` `ferry ...` `` in its message), as
+ * the words after `ferry`: a test runs it as it stands, to prove the advice is accepted. Fails
+ * when the message names no command.
+ */
+export function suggestedCommand(r: CliResult): string[] {
+  const message: string = r.json?.error?.message ?? r.stderr;
+  const cmd = [...message.matchAll(/`ferry ([^`]+)`/g)].at(-1)?.[1];
+  assert.ok(cmd, `the refusal names no command to run: ${message}`);
+  return cmd.trim().split(/\s+/);
+}

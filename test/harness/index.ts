@@ -3,7 +3,7 @@
 // mirrors, peek at a catalog, wait for a condition, and assert an error.
 export { startDaemon, stopDaemon, exited, runningDaemons, scrapeMetrics, metricValue, type Daemon, type DaemonJson } from './daemon.ts';
 export { waitFor, giveUp, type WaitOptions } from './wait.ts';
-export { errorCode, assertRefused } from './errors.ts';
+export { errorCode, assertRefused, suggestedCommand } from './errors.ts';
 export { createSite, cleanupSites, setSiteSettings, type TestSite } from './site.ts';
 export { pairSites, pairPlain, createMirror, mirroredPair } from './mirrors.ts';
 export {

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupSites, mirroredPair, mirrorRow, type TestSite } from '../harness/index.ts';
+import { cleanupSites, mirroredPair, mirrorRow, suggestedCommand, type TestSite } from '../harness/index.ts';
 
 const peerState = (a: TestSite, id: string): string | undefined =>
   (a.catalog((db) => db.prepare("SELECT state FROM peer_snapshots WHERE snapshot = ? AND mirror = 'vol@b'").get(id)) as { state: string } | undefined)?.state;
@@ -36,11 +36,14 @@ test('a secondary removed and bound again over its replica: the source drops its
 
     // Initialize: the replica's files were not written by an apply of the new volume: kept in a
     // snapshot at b, and the refusal says how to go on.
-    await a.refused(['mirror', 'initialize', 'vol', '--to', 'b', '--wait'], 4, 'REPLICA_WRITTEN', /bound over files no apply wrote[\s\S]*initialize \(or update\) with --force/);
+    const refusal = await a.refused(['mirror', 'initialize', 'vol', '--to', 'b', '--wait'], 4, 'REPLICA_WRITTEN', /bound over files no apply wrote/);
     const kept = b.snapshotRows('vol').filter((s) => s.name?.startsWith('replica-writes-'));
     assert.equal(kept.length, 1, 'the replica\'s files are kept in a snapshot before anything replaces them');
-    // As the refusal says: --force replaces them.
-    await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait', '--force']);
+    // As the refusal says, run as it stands: p1 was refused before the target was sent, so the mirror
+    // has no base yet and the command is a forced initialize (an update is refused in that state).
+    const advice = suggestedCommand(refusal);
+    assert.deepEqual(advice, ['mirror', 'initialize', 'vol', '--to', 'b', '--force']);
+    await a.json([...advice, '--wait']);
     const after = mirrorRow(a, 'vol', 'b');
     assert.equal(after.state, 'idle');
     assert.ok(b.snapshotRows('vol').some((s) => s.id === after.base), 'the new base is at b');

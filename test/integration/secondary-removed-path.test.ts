@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupSites, mirroredPair, mirrorRow, type TestSite } from '../harness/index.ts';
+import { cleanupSites, mirroredPair, mirrorRow, suggestedCommand, type TestSite } from '../harness/index.ts';
 
 test('a migrated-away secondary removed at a: the old path keeps what was written there, the new replica is checked for writes', async () => {
   const sites: TestSite[] = [];
@@ -26,12 +26,15 @@ test('a migrated-away secondary removed at a: the old path keeps what was writte
 
     // Something written into the new replica before any apply: kept, and refused without --force.
     writeFileSync(join(replica, 'stray.txt'), 'written into the new replica\n');
-    await b.refused(['mirror', 'initialize', 'vol', '--to', 'a', '--wait'], 4, 'REPLICA_WRITTEN', /--force/);
+    const refusal = await b.refused(['mirror', 'initialize', 'vol', '--to', 'a', '--wait'], 4, 'REPLICA_WRITTEN', /--force/);
     const kept = a.snapshotRows('vol').filter((s) => s.name?.startsWith('replica-writes-'));
     assert.equal(kept.length, 1, 'the files in the new replica are kept in a snapshot before anything replaces them');
-    // The refused snapshot arrived at a (only its apply was refused): the mirror stands on it, and the
-    // refusal's "update with --force" applies it.
-    await b.json(['mirror', 'update', 'vol', '--to', 'a', '--wait', '--force']);
+    // The refused snapshot arrived at a (only its apply was refused): the mirror stands on it, so the
+    // refusal names an update (an initialize is refused now), and that command, run as it stands, works.
+    const advice = suggestedCommand(refusal);
+    assert.deepEqual(advice, ['mirror', 'update', 'vol', '--to', 'a', '--force']);
+    assert.match(mirrorRow(b, 'vol', 'a').last_error ?? '', /`ferry mirror update vol --to a --force`/, 'the mirror\'s recorded error gives the same advice');
+    await b.json([...advice, '--wait']);
     assert.equal(mirrorRow(b, 'vol', 'a').state, 'idle');
     assert.ok(a.snapshotRows('vol').some((s) => s.id === kept[0].id), 'the replica-writes snapshot outlives the forced initialize');
 

@@ -220,7 +220,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     resetTransferring(cat, m.id);
     // Transferred and committed, its apply refused (writes in the replica): recorded above as a
     // transfer, the next run planned a period on.
-    if (committed) throw fe;
+    if (committed) throw withForcedRerun(cat, m, fe);
     if (fe.code === 'FAILED_OVER') {
       // The destination took over: stop updating, keep the base for failback.
       cat.tx(() => {
@@ -231,8 +231,34 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       throw fe;
     }
     recordFailedAttempt(deps, m, fe, stable, taken, settle);
-    throw fe;
+    throw withForcedRerun(cat, m, fe);
   }
+}
+
+/**
+ * A refused apply (REPLICA_WRITTEN), once the attempt is recorded: its message ends with the command
+ * that overwrites the writes, the one the mirror's state now accepts (checkUpdate): an update when
+ * the refused snapshot became the base, an initialize when the refusal came before the mirror had
+ * one (a peer snapshot sent first, say). The mirror's recorded error says the same. Other errors
+ * pass unchanged.
+ */
+function withForcedRerun(cat: Catalog, m: Mirror, fe: FerryError): FerryError {
+  if (fe.code !== 'REPLICA_WRITTEN') return fe;
+  const cur = getMirror(cat, m.volume, m.peer);
+  const role = getVolume(cat, m.volume).role;
+  const accepts = (initialize: boolean): boolean => {
+    try {
+      checkUpdate(cur, { initialize, force: true }, cat.clock.now(), role);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const command = accepts(false) ? `ferry mirror update ${m.volume} --to ${m.peer} --force` : accepts(true) ? `ferry mirror initialize ${m.volume} --to ${m.peer} --force` : undefined;
+  if (!command) return fe; // broken off meanwhile (a failover): no forced run overwrites anything now
+  const advised = new FerryError('REPLICA_WRITTEN', `${fe.message}: \`${command}\``, { details: fe.details });
+  if (cur.lastError?.code === 'REPLICA_WRITTEN') setMirrorError(cat, m.id, { code: advised.code, message: advised.message });
+  return advised;
 }
 
 /**

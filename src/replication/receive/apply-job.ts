@@ -87,7 +87,7 @@ export class ApplyJob {
         snapshot: target.id,
         applied: false,
         writesSnapshot: check.snapshot,
-        refused: `someone wrote into the replica of ${volume} since the last apply${row.applied ? '' : ' (or it was bound over files no apply wrote)'}; the writes are kept in snapshot ${check.snapshot}; ${row.applied ? 'update' : 'initialize (or update)'} with --force to overwrite them`,
+        refused: `someone wrote into the replica of ${volume} since the last apply${row.applied ? '' : ' (or it was bound over files no apply wrote)'}; the writes are kept in snapshot ${check.snapshot}; the source overwrites them only when forced`,
       };
     }
     return this.#bringTo(vol, row, target, check.roots, { phases, stager, writesSnapshot: check.snapshot, exact: check.exact, journaled: check.journaled });

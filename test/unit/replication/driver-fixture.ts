@@ -74,8 +74,9 @@ export class FakeReceiver implements Receiver {
     this.#fault('commit');
     this.commits.push(req);
     if (!this.objects.has(req.manifest)) throw new FerryError('PROTOCOL', `commit of ${req.snapshot} before its manifest arrived`);
-    if (this.refuse && !req.force) return { snapshot: req.snapshot, applied: false, refused: 'the replica was written', writesSnapshot: 'W' };
+    // As a real destination: the snapshot is committed there either way, only its apply may be refused.
     this.snapshots.push({ id: req.snapshot, name: null, time: 0 });
+    if (this.refuse && !req.force) return { snapshot: req.snapshot, applied: false, refused: 'the replica was written', writesSnapshot: 'W' };
     this.applied = req.snapshot;
     return { snapshot: req.snapshot, applied: true, ...(this.phases ? { phases: this.phases as Record<string, number> } : {}) };
   }

@@ -123,6 +123,33 @@ test('an apply refused at the destination: the transfer is recorded and the base
   });
 });
 
+test('a refused apply names the forced command the mirror\'s state then accepts: an update once the refused snapshot is the base, an initialize while there is none', async () => {
+  await withDriverSite(async (f) => {
+    const rx = new FakeReceiver();
+    rx.refuse = true;
+    // A peer snapshot goes first and is refused: the mirror still has no base, an update would be refused.
+    const p = await f.snap();
+    registerPeerSnapshot(f.site, 'app', p.id);
+    const first = await runMirrorUpdate(deps(f, rx), 'app', 'b', { initialize: true }).then(() => assert.fail('not refused'), (err: unknown) => err);
+    assert.ok(isFerryError(first, 'REPLICA_WRITTEN'));
+    assert.equal(f.mirror().base, null);
+    assert.match(first.message, /^b: the replica was written: `ferry mirror initialize app --to b --force`$/);
+    assert.equal(f.mirror().lastError?.message, first.message, 'the mirror\'s recorded error says the same');
+    // As it says, in that state: the initialize is forced, and goes through.
+    await runMirrorUpdate(deps(f, rx), 'app', 'b', { initialize: true, force: true });
+
+    // The target refused: it is the base now, so an initialize is refused and the advice is an update.
+    f.write('two');
+    const second = await runMirrorUpdate(deps(f, rx), 'app', 'b', {}).then(() => assert.fail('not refused'), (err: unknown) => err);
+    assert.ok(isFerryError(second, 'REPLICA_WRITTEN'));
+    assert.equal(f.mirror().base, second.details?.transferred);
+    assert.match(second.message, /`ferry mirror update app --to b --force`$/);
+    assert.equal(f.mirror().lastError?.message, second.message);
+    await assert.rejects(runMirrorUpdate(deps(f, rx), 'app', 'b', { initialize: true, force: true }), (err) => isFerryError(err, 'MIRROR_STATE'));
+    await runMirrorUpdate(deps(f, rx), 'app', 'b', { force: true });
+  });
+});
+
 test('the destination lost the base: the mirror needs a full sync, nothing is sent, the attempt is a failure', async () => {
   await withDriverSite(async (f) => {
     const rx = new FakeReceiver();
