@@ -16,9 +16,29 @@ import { insertWorkflow, runningWorkflow, writeWorkflowError, writeWorkflowState
 
 export type { Workflow, WorkflowKind, WorkflowState } from '../catalog/workflows.ts';
 
+/**
+ * The command that finishes a workflow left in progress: its own, run again (the journal's plan is
+ * followed). A migrate's names its target: the CLI requires --to, and another target would start a
+ * new migrate once this one is settled.
+ */
+function rerunOf(wf: Workflow<unknown>): string {
+  switch (wf.kind) {
+    case 'failover':
+      return `rerun \`ferry failover ${wf.volume}\``;
+    case 'failback':
+      return `rerun \`ferry failback ${wf.volume}\``;
+    case 'migrate': {
+      const to = (wf.plan as { plan?: { to?: unknown } } | null)?.plan?.to;
+      return `rerun \`ferry migrate ${wf.volume} --to ${typeof to === 'string' ? to : 'SITE'}\``;
+    }
+    case 'migrate-accept':
+      return 'restart `ferry serve` here (its post hook is still to run)';
+  }
+}
+
 /** A workflow of another kind is in progress on the volume: say which, and how to finish it. */
 export function workflowBusy(wf: Workflow<unknown>, wanted: string): FerryError {
-  const how = wf.kind === 'migrate-accept' ? 'restart `ferry serve` here (its post hook is still to run)' : `rerun \`ferry ${wf.kind} ${wf.volume}\` to finish it`;
+  const how = wf.kind === 'migrate-accept' ? rerunOf(wf) : `${rerunOf(wf)} to finish it`;
   return new FerryError('MIRROR_STATE', `a ${wf.kind} of ${wf.volume} is in progress here (step ${wf.step}, started ${new Date(wf.startedAt).toISOString()}): ${wanted} must wait; ${how}`);
 }
 

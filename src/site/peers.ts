@@ -16,7 +16,7 @@ export function parsePeerUrl(url: string): string {
   try {
     u = new URL(url);
   } catch {
-    throw new FerryError('USAGE', `site URL ${JSON.stringify(url)} is not a URL; use https://HOST:PORT (the peer's \`ferry serve --listen\`)`);
+    throw new FerryError('USAGE', `site URL ${JSON.stringify(url)} is not a URL; use https://HOST:PORT (the address of the peer's \`ferry serve --listen HOST:PORT\`)`);
   }
   if (u.protocol !== 'https:' || !u.port || u.pathname !== '/' || u.search || u.username) {
     throw new FerryError('USAGE', `site URL ${url} must be https://HOST:PORT with nothing after the port`);

@@ -9,9 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { ROOT } from '../helpers.ts';
-import { buildProgram } from '../../src/cli/program.ts';
+import { dryParse, shellWords } from '../harness/dry-parse.ts';
 
 const DOCS = [
   'docs/operator-guide.md',
@@ -26,56 +26,6 @@ interface DocCommand {
   argv: string[];
   /** an inline code span in prose, which may name a command without its arguments (`ferry restore`) */
   inline: boolean;
-}
-
-/** Split a shell command line into words: quotes, backslash escapes; stops at a comment, pipe, list or redirection. */
-export function shellWords(s: string): string[] {
-  const words: string[] = [];
-  let cur = '';
-  let inWord = false;
-  let i = 0;
-  const flush = () => {
-    if (inWord) words.push(cur);
-    cur = '';
-    inWord = false;
-  };
-  while (i < s.length) {
-    const c = s[i];
-    if (c === "'") {
-      const end = s.indexOf("'", i + 1);
-      assert.ok(end > i, `unterminated ' in: ${s}`);
-      cur += s.slice(i + 1, end);
-      inWord = true;
-      i = end + 1;
-    } else if (c === '"') {
-      let j = i + 1;
-      while (j < s.length && s[j] !== '"') {
-        if (s[j] === '\\' && j + 1 < s.length) j++;
-        cur += s[j];
-        j++;
-      }
-      assert.ok(j < s.length, `unterminated " in: ${s}`);
-      inWord = true;
-      i = j + 1;
-    } else if (c === '\\' && i + 1 < s.length) {
-      cur += s[i + 1];
-      inWord = true;
-      i += 2;
-    } else if (/\s/.test(c)) {
-      flush();
-      i++;
-    } else if (!inWord && c === '#') {
-      break;
-    } else if (c === '|' || c === ';' || c === '>' || c === '<' || c === '&') {
-      break;
-    } else {
-      cur += c;
-      inWord = true;
-      i++;
-    }
-  }
-  flush();
-  return words;
 }
 
 /**
@@ -116,21 +66,6 @@ function extractCommands(file: string): DocCommand[] {
     for (const span of line.matchAll(/`(ferry\s[^`]+)`/g)) out.push({ file, line: n + 1, text: span[1], argv: shellWords(span[1].slice('ferry'.length)), inline: !inTable });
   }
   return out;
-}
-
-function allCommands(c: Command): Command[] {
-  return [c, ...c.commands.flatMap(allCommands)];
-}
-
-/** Parse argv with the real program, every action a no-op: throws the CommanderError a wrong command line gets. */
-async function dryParse(argv: string[]): Promise<void> {
-  const program = buildProgram();
-  for (const c of allCommands(program)) {
-    c.configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
-    // A group command (`ferry mirror`) has no action of its own: leave it so, a bare group is an error.
-    if (c !== program && c.commands.length === 0) c.action(() => {});
-  }
-  await program.parseAsync(argv, { from: 'user' });
 }
 
 test('every ferry command in the operator docs is a real subcommand with real options and the right arguments', async () => {

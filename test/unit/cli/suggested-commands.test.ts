@@ -1,0 +1,100 @@
+// Every command ferry's messages tell an operator to run is one the CLI
+// accepts: each `ferry ...` in backticks inside a string or template literal
+// under src/ (TypeScript's own parser reads them, so comments do not count) is
+// parsed by the real commander program with every action a no-op
+// (harness/dry-parse.ts). A subcommand that does not exist, an option the
+// command does not offer, or an extra argument fails the test, naming the file
+// and line. What `${...}` puts in is a word here (a volume, a site); a command
+// named without its arguments (`ferry failback`) is a mention and may omit
+// them. Whether a command is accepted in the state the message is given in is
+// not something a parse can see: the tests of each refusal run its advice
+// (e.g. integration/secondary-removed-path.test.ts, suggestedCommand).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { CommanderError } from 'commander';
+import ts from 'typescript';
+import { ROOT } from '../../helpers.ts';
+import { dryParse, shellWords } from '../../harness/dry-parse.ts';
+
+const SRC = join(ROOT, 'src');
+
+/** What a `${...}` becomes: an ordinary word, as a volume or a site name would be. */
+const PLACEHOLDER = 'x1';
+
+interface Suggestion {
+  file: string;
+  line: number;
+  text: string;
+}
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? sourceFiles(p) : e.name.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** The text of every string and template literal of a file (a template's `${...}` as PLACEHOLDER), with its line. */
+function literals(file: string): Array<{ line: number; text: string }> {
+  const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const out: Array<{ line: number; text: string }> = [];
+  const visit = (n: ts.Node) => {
+    let text: string | undefined;
+    if (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) text = n.text;
+    else if (ts.isTemplateExpression(n)) text = n.head.text + n.templateSpans.map((s) => PLACEHOLDER + s.literal.text).join('');
+    if (text !== undefined) out.push({ line: sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1, text });
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  return out;
+}
+
+/** The backticked `ferry ...` commands of src/; a literal that opens one and does not close it is reported as such. */
+function suggestions(): { found: Suggestion[]; unclosed: Suggestion[] } {
+  const found: Suggestion[] = [];
+  const unclosed: Suggestion[] = [];
+  for (const path of sourceFiles(SRC)) {
+    const file = relative(ROOT, path);
+    for (const { line, text } of literals(path)) {
+      for (const m of text.matchAll(/`ferry\s([^`]*)(`?)/g)) {
+        (m[2] ? found : unclosed).push({ file, line, text: `ferry ${m[1]}` });
+      }
+    }
+  }
+  return { found, unclosed };
+}
+
+test('every `ferry ...` command a message in src/ suggests is a real subcommand with real options and arguments', async () => {
+  const { found, unclosed } = suggestions();
+  // Enough of them that this test means something, from messages of most layers.
+  assert.ok(found.length >= 120, `only ${found.length} suggested commands found`);
+  assert.deepEqual(unclosed.map((s) => `${s.file}:${s.line}: ${s.text}`), [], 'a command split over several literals cannot be checked: keep each in one');
+  const failures: string[] = [];
+  for (const s of found) {
+    // `...` abbreviates what the reader fills in (`ferry site add ... --id NEW`).
+    const argv = shellWords(s.text.slice('ferry'.length)).filter((w) => w !== '...');
+    if (argv.includes('--help')) continue;
+    try {
+      await dryParse(argv);
+    } catch (err) {
+      if (err instanceof CommanderError && (err.code === 'commander.version' || err.code === 'commander.missingArgument' || err.code === 'commander.missingMandatoryOptionValue')) continue;
+      // A `${...}` where the CLI takes one of a few words (`ferry completion ${shell}`): the program's value, not the text's.
+      if (err instanceof CommanderError && err.code === 'commander.invalidArgument' && err.message.includes(`'${PLACEHOLDER}'`)) continue;
+      const why = err instanceof CommanderError ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err);
+      failures.push(`${s.file}:${s.line}: ${s.text}\n    ${why.trim()}`);
+    }
+  }
+  assert.deepEqual(failures, [], `commands suggested in src/ that the CLI does not accept:\n${failures.join('\n')}`);
+});
+
+test('the extraction finds a template\'s command with its placeholders, and the parse refuses what the CLI refuses', async () => {
+  const { found } = suggestions();
+  const initialize = found.filter((s) => s.file === 'src/replication/driver/plan.ts' && s.text === `ferry mirror initialize ${PLACEHOLDER} --to ${PLACEHOLDER}`);
+  assert.ok(initialize.length >= 1, 'plan.ts\'s advice to initialize is found');
+  assert.ok(!found.some((s) => s.file === 'src/replication/driver/run.ts' && /^ferry [^`]*`/.test(s.text)), 'a span stops at its closing backtick');
+  await assert.rejects(dryParse(shellWords(`mirror initialize ${PLACEHOLDER} --to ${PLACEHOLDER} --full`)), (e: unknown) => e instanceof CommanderError && e.code === 'commander.unknownOption');
+  await assert.rejects(dryParse(['mirror', 'snapmirror-break', PLACEHOLDER]), (e: unknown) => e instanceof CommanderError);
+  await assert.rejects(dryParse(['failover', PLACEHOLDER, PLACEHOLDER]), (e: unknown) => e instanceof CommanderError && e.code === 'commander.excessArguments');
+});
