@@ -29,7 +29,7 @@ import { runHook, hookSucceeded, hookError } from '../site/hooks.ts';
 import { createMirror, dropMirror, mirrorStatus } from '../site/mirrors.ts';
 import { createSnapshot } from '../site/snapshots.ts';
 import { holdReplica } from '../catalog/holds.ts';
-import { getMirror, listMirrors, setMirrorBase } from '../catalog/mirrors.ts';
+import { getMirror, listMirrors, setMirrorBase, type Mirror } from '../catalog/mirrors.ts';
 import { countDeletionsOwed } from '../catalog/peer-snapshots.ts';
 import { addSecondary, breakOffSecondary, endSecondary, getSecondary } from '../catalog/secondaries.ts';
 import { snapshotById } from '../catalog/snapshots.ts';
@@ -62,6 +62,21 @@ async function call<T>(engine: Engine, peerName: string, fn: (p: DrPeer) => Prom
   }
 }
 
+/**
+ * What brings secondary `m` up to date, in the order to run it, as its state accepts it: a mirror
+ * without a base is initialized; a paused one resumed first (a migrate wants it running, and an
+ * update without --force is refused while paused); writes found in its replica (the last update
+ * refused with REPLICA_WRITTEN) are overwritten only by a forced update, after they are kept there.
+ */
+function catchUp(volume: string, m: Mirror): string {
+  if (!m.base || m.state === 'needs-full-sync') return `baseline it with \`ferry mirror initialize ${volume} --to ${m.peer} --wait\``;
+  const resume = m.paused ? `resume it with \`ferry mirror resume ${volume} --to ${m.peer}\`, then ` : '';
+  if (m.lastError?.code === 'REPLICA_WRITTEN') {
+    return `${resume}its last update found writes in its replica (kept there in a replica-writes-* snapshot): once they are dealt with, overwrite them with \`ferry mirror update ${volume} --to ${m.peer} --force --wait\``;
+  }
+  return `${resume}bring it up to date with \`ferry mirror update ${volume} --to ${m.peer} --wait\``;
+}
+
 export async function planMigrate(engine: Engine, volume: string, to: string): Promise<MigratePlan> {
   const site = engine.site;
   const vol = getVolume(site.catalog, volume);
@@ -78,7 +93,7 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
   for (const m of mirrors) {
     const st = mirrorStatus(site, m);
     if (m.state !== 'idle' || m.paused || m.lastError || !m.base) {
-      throw new FerryError('MIRROR_STATE', `secondary ${m.peer} is not current (state ${m.state}${m.paused ? ', paused' : ''}${m.lastError ? `, last error ${m.lastError.code}` : ''}); bring it up to date with \`ferry mirror update ${volume} --to ${m.peer} --wait\` first`);
+      throw new FerryError('MIRROR_STATE', `secondary ${m.peer} is not current (state ${m.state}${m.paused ? ', paused' : ''}${m.lastError ? `, last error ${m.lastError.code}` : ''}); ${catchUp(volume, m)} first`);
     }
     void st;
     if (countDeletionsOwed(site.catalog, m.id) > 0) {

@@ -114,7 +114,7 @@ export function requestPeerDelete(site: Site, volume: string, ref: string, opts:
   if (sec && sec.state !== 'broken-off') {
     // Deleting it here alone would leave the primary believing it is present here.
     const from = findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site;
-    throw new FerryError('MIRROR_STATE', `${volume} is a secondary here: peer snapshot ${label} belongs to its primary ${from}; delete it there with \`ferry snapshot delete ${volume} ${label} --peer\``);
+    throw new FerryError('MIRROR_STATE', `${volume} is a secondary here: peer snapshot ${label} belongs to its primary ${from}; delete it there with \`ferry snapshot delete ${sec.source_volume} ${label} --peer\``);
   }
   const targets = listMirrors(site.catalog, volume)
     .filter((m) => m.state !== 'broken-off')
@@ -128,7 +128,15 @@ export function requestPeerDelete(site: Site, volume: string, ref: string, opts:
     // A mirror's base (or a snapshot in flight, or a link's) cannot go: refuse before removing it anywhere,
     // rather than leave it behind on every side as a plain snapshot nothing would ever delete.
     const inflight = others.some((h) => parseHolder(h).kind === 'in-flight');
-    throw new FerryError('SNAPSHOT_HELD', `peer snapshot ${label} is held by ${others.join(', ')} (${inflight ? 'an update is sending it: wait for it to end' : `a mirror's base until the next update moves it: run \`ferry mirror update ${volume}\` first`}), then delete it with --peer`);
+    // Each mirror whose base it is, by name: `mirror update VOL` alone is refused when the volume has several.
+    const mirrors = listMirrors(site.catalog, volume);
+    const updates = others.flatMap((h) => {
+      const holder = parseHolder(h);
+      const m = holder.kind === 'base' ? mirrors.find((x) => x.id === holder.mirror) : undefined;
+      return m ? [`\`ferry mirror update ${volume} --to ${m.peer}\``] : [];
+    });
+    const why = inflight ? 'an update is sending it: wait for it to end' : updates.length ? `a mirror's base until the next update moves it: run ${updates.join(', ')} first` : 'release those holds first';
+    throw new FerryError('SNAPSHOT_HELD', `peer snapshot ${label} is held by ${others.join(', ')} (${why}), then delete it with --peer`);
   }
   // A secondary whose row is not `present` may hold it all the same (a commit whose answer was lost): every mirror is asked.
   if (opts.dryRun) return { snapshot: snap.id, targets, again };

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual } from '../helpers.ts';
-import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, createSite, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
+import { cleanupSites, copyTree, KiB, MiB, mirroredPair, mirrorWithBase, createSite, suggestedCommand, pairSites, transfersSince, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 import { TcpProxy } from '../harness/tcp-proxy.ts';
 
 const sites: TestSite[] = [];
@@ -81,14 +81,17 @@ test('AFM peer snapshots: pending while the secondary is down, delivered on its 
   await b.refused(['snapshot', 'delete', 'vol', 'p1'], 4, 'SNAPSHOT_HELD', /peer snapshot/);
   await a.refused(['snapshot', 'delete', 'vol', 'p1'], 4, 'SNAPSHOT_HELD', /peer snapshot/);
   // A peer snapshot is the primary's to delete, not a secondary's.
-  await b.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'MIRROR_STATE', /primary/);
-  // While it is the mirror's base it cannot go anywhere: refused before anything is removed.
-  await a.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'SNAPSHOT_HELD', /base/);
+  await b.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'MIRROR_STATE', /primary[\s\S]*`ferry snapshot delete vol p1 --peer`/);
+  // While it is the mirror's base it cannot go anywhere: refused before anything is removed, naming
+  // the update that moves the base (with --to: the mirror whose base it is).
+  const held = await a.refused(['snapshot', 'delete', 'vol', 'p1', '--peer'], 4, 'SNAPSHOT_HELD', /base/);
+  const advice = suggestedCommand(held);
+  assert.deepEqual(advice, ['mirror', 'update', 'vol', '--to', 'secondary']);
   const holds = (site: TestSite) => site.catalog((db) => db.prepare('SELECT holder FROM holds WHERE snapshot = ?').all(p1.id) as Array<{ holder: string }>).map((h) => h.holder);
   assert.ok(holds(a).includes('peer') && holds(b).includes('peer'), 'nothing was removed: still a held peer snapshot on both sides');
 
   // ---- the next update moves the base; then --peer at the primary deletes it on both sides
-  const upd = await a.json(['mirror', 'update', 'vol', '--wait']);
+  const upd = await a.json([...advice, '--wait']);
   assertTreesEqual(replica, data);
   assert.ok(upd.transfer.bytes >= 64 * KiB && upd.transfer.bytes < 64 * KiB + 32 * KiB, `update sent ${upd.transfer.bytes} bytes`);
   assert.ok(b.snapshotRows('vol').some((s) => s.id === p1.id), 'a peer snapshot outlives newer updates at the secondary');

@@ -49,7 +49,7 @@ test('a peer cannot replicate into a standalone or primary volume, nor into anot
   assert.deepEqual([role('local'), role('bprim'), role('shared')], ['standalone', 'primary', 'secondary']);
 
   const [r1, r2, r3] = await Promise.all(['v1', 'v2', 'v3'].map((v) => a.ferry(['mirror', 'initialize', v, '--to', 'b', '--wait', '--json'])));
-  assertRefused(r1, 4, 'NOT_AUTHORIZED', /volume local at site b is standalone, not a secondary/);
+  assertRefused(r1, 4, 'NOT_AUTHORIZED', /volume local at site b is standalone, not a secondary[\s\S]*`ferry mirror remove v1 --to SITE`, then `ferry mirror create v1 --to SITE:NAME`/);
   assertRefused(r2, 4, 'NOT_AUTHORIZED', /volume bprim at site b is primary, not a secondary/);
   assertRefused(r3, 4, 'NOT_AUTHORIZED', /already the secondary of site/);
   assert.ok(r3.json.error.message.includes(c.id), r3.json.error.message);

@@ -84,7 +84,7 @@ export function secondaryFor(rx: Receiving, volume: string): SecondaryRow {
   const row = getSecondary(host.catalog, volume);
   const vol = findVolume(host.catalog, volume);
   if (row && row.source_site === peer && row.state === 'broken-off') {
-    throw new FerryError('FAILED_OVER', `site ${host.name} took over volume ${volume} (failover): it no longer accepts updates from you; run \`ferry failback\` at your site to resync from ${host.name}`);
+    throw new FerryError('FAILED_OVER', `site ${host.name} took over volume ${volume} (failover): it no longer accepts updates from you; run \`ferry failback ${row.source_volume}\` at your site to resync from ${host.name}`);
   }
   if (!row || !vol || vol.role !== 'secondary' || row.source_site !== peer) {
     throw new FerryError('NOT_AUTHORIZED', `site ${peer} may not write into volume ${volume} here: it is not this site's secondary of that peer`);

@@ -99,7 +99,7 @@ export class Intake {
     if (vol) {
       this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
-        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (create the mirror to another volume name, or make it a secondary with \`ferry volume create ${req.volume} --secondary\`)`);
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (a volume becomes a secondary only when created as one); mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to SITE\`, then \`ferry mirror create ${req.sourceVolume} --to SITE:NAME\``);
       }
       const row = getSecondary(host.catalog, req.volume);
       if (row && row.source_site !== this.#rx.peer) {
