@@ -127,9 +127,16 @@ test('split brain: updates refuse, status says so and what each side changed, fa
   assert.equal(wst.secondary.divergence.peer.removed, 1);
   const wtext = await west.ferry(['status']);
   assert.match(wtext.stdout, /secondary of east:vol .* split-brain/);
+  // Each site's status says what ends it from there: a failback runs at the old primary only (west,
+  // which took over, has no mirror to fail back over, and is refused).
+  assert.match(wtext.stdout, /for east to yield, run `ferry failback vol` there[\s\S]*for this site to yield, .*`ferry volume remove vol --force`/);
+  await west.refused(['failback', 'vol'], 4, 'MIRROR_STATE');
+  const etext = await east.ferry(['status']);
+  const yieldHere = /for this site to yield, run `ferry (failback [^`]+)` here/.exec(etext.stdout);
+  assert.ok(yieldHere, etext.stdout);
 
   // ---- ferry picks no winner; the operator does: east yields (its writes kept), west stays primary
-  const fb = await east.json(['failback', 'vol']);
+  const fb = await east.json(yieldHere[1].split(' '));
   assert.match(fb.kept, /^failback-kept-/);
   assertTreesEqual(await east.restore('vol', fb.kept, 'kept'), eastLive);
   assertTreesEqual(data, westLive);

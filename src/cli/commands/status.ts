@@ -32,11 +32,12 @@ function side(s: SideChanges): string {
   return `${s.site} (${s.role}): +${s.added} ~${s.modified} -${s.removed} files, ${formatBytes(s.bytesAdded)} added, ${formatBytes(s.bytesChanged)} changed, ${formatBytes(s.bytesRemoved)} removed${s.newest ? ` (newest snapshot ${s.newest.name ?? s.newest.id})` : ''}`;
 }
 
-function renderDivergence(d: Divergence, indent: string): string[] {
+/** `yieldHow`: what ends a split brain, said where the divergence is shown (a failback runs only where a mirror to the other is). */
+function renderDivergence(d: Divergence, indent: string, yieldHow: string): string[] {
   const out = [`${indent}${d.splitBrain ? 'SPLIT BRAIN: both sites are primary and both wrote after' : 'changes since'} base ${d.base}:`];
   out.push(`${indent}  here  ${side(d.here)}`);
   out.push(d.peer ? `${indent}  peer  ${side(d.peer)}` : `${indent}  peer  unknown (${d.peerError})`);
-  if (d.splitBrain) out.push(`${indent}  ferry picks no winner: run \`ferry failback\` at the site that should yield (its writes are kept in a snapshot)`);
+  if (d.splitBrain) out.push(`${indent}  ferry picks no winner: ${yieldHow} (docs/dr.md, "Split brain")`);
   return out;
 }
 
@@ -72,7 +73,8 @@ function render(r: StatusReport): string {
       if (s.notice?.state === 'pending') {
         out.push(`    ${s.source} not told yet of the failover (it may still be primary and writing): ${s.notice.attempts} attempt(s), the last at ${formatTime(s.notice.lastAttemptAt)}${s.notice.lastError ? `: ${s.notice.lastError}` : ''}; the daemon keeps trying, and \`ferry failover ${v.name}\` tries now`);
       }
-      if (s.divergence) out.push(...renderDivergence(s.divergence, '    '));
+      // This site took the volume over: it has no mirror to fail back over, the old primary has.
+      if (s.divergence) out.push(...renderDivergence(s.divergence, '    ', `for ${s.source} to yield, run \`ferry failback ${s.sourceVolume}\` there (its writes are kept in a snapshot there); for this site to yield, keep what it needs (\`ferry restore\`), remove ${v.name} here (\`ferry volume remove ${v.name} --force\`: its snapshots go with it) and have ${s.source} mirror it here anew`));
     }
     if (v.workflow) {
       const w = v.workflow;
@@ -104,7 +106,7 @@ function render(r: StatusReport): string {
       }
       if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
       if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);
-      if (m.divergence) out.push(...renderDivergence(m.divergence, '     '));
+      if (m.divergence) out.push(...renderDivergence(m.divergence, '     ', `for this site to yield, run \`ferry failback ${v.name} --to ${m.peer}\` here (its writes are kept in a snapshot); for ${m.peer} to yield, it keeps what it needs and removes ${m.remoteVolume} there (\`ferry volume remove ${m.remoteVolume} --force\`), then this site mirrors it anew (\`ferry mirror remove ${v.name} --to ${m.peer}\`, \`ferry mirror create\`, \`ferry mirror initialize\`)`));
     }
   }
   if (r.links.length) {
