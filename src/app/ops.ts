@@ -10,7 +10,8 @@ import type { TransferProgress } from '../replication/sender.ts';
 import type { Engine } from '../site/engine.ts';
 import { formatSiteId } from '../transport/identity.ts';
 import { linkStatus } from '../dr/links.ts';
-import { workflowSummary } from '../dr/journal.ts';
+import { rerunOf, workflowSummary } from '../dr/journal.ts';
+import { runningWorkflow } from '../catalog/workflows.ts';
 import { createMirror, mirrorStatus, pauseMirror, removeMirror, setMirrorSettings, type MirrorSettingsChange } from '../site/mirrors.ts';
 import { addPeer, removePeer } from '../site/peers.ts';
 import { replicaRoot } from '../site/paths.ts';
@@ -255,8 +256,8 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   async 'volume.remove'(ctx, a) {
     const site = ctx.engine.site;
     const name = str(a, 'name')!;
-    const wf = workflowSummary(site, name);
-    if (wf) throw new FerryError('VOLUME_IN_USE', `a ${wf.kind} of ${name} is in progress (step ${wf.step}); let it finish (rerun it) before removing the volume`);
+    const wf = runningWorkflow(site.catalog, name);
+    if (wf) throw new FerryError('VOLUME_IN_USE', `a ${wf.kind} of ${name} is in progress (step ${wf.step}); ${rerunOf(wf)} to finish it before removing the volume`);
     if (applyInFlight(site, name)) throw new FerryError('VOLUME_IN_USE', `an update of ${name} from its primary is being applied here; wait for it (\`ferry status\`), or remove the mirror at the primary first`);
     const r = removeVolume(site, name, { force: a.force === true });
     await journalOf(site)?.forget(name);

@@ -26,7 +26,7 @@ export const ERRORS = {
   SITE_LOCKED: { kind: 'transient', exit: 6, doc: 'Another ferry process holds the site lock; wait for it or stop it.' },
   VOLUME_NOT_FOUND: { kind: 'usage', exit: 3, doc: 'No volume of that name at this site.' },
   VOLUME_EXISTS: { kind: 'conflict', exit: 4, doc: 'A volume of that name already exists.' },
-  VOLUME_IN_USE: { kind: 'conflict', exit: 4, doc: 'The volume still has snapshots or mirrors; remove them or use --force.' },
+  VOLUME_IN_USE: { kind: 'conflict', exit: 4, doc: 'The volume still has mirrors or links (remove those first: the message names the commands) or snapshots (`--force` removes them with the volume).' },
   MEMBER_INVALID: { kind: 'usage', exit: 2, doc: 'A member (or link) path is missing, a symlink, of the wrong type, or overlaps another member, a link copy, the site home, or the replica root (where peers\' replicas are made).' },
   SNAPSHOT_NOT_FOUND: { kind: 'usage', exit: 3, doc: 'No snapshot of that id or name in the volume.' },
   SNAPSHOT_EXISTS: { kind: 'conflict', exit: 4, doc: 'A snapshot of that name already exists in the volume.' },

@@ -21,7 +21,7 @@ export type { Workflow, WorkflowKind, WorkflowState } from '../catalog/workflows
  * followed). A migrate's names its target: the CLI requires --to, and another target would start a
  * new migrate once this one is settled.
  */
-function rerunOf(wf: Workflow<unknown>): string {
+export function rerunOf(wf: Workflow<unknown>): string {
   switch (wf.kind) {
     case 'failover':
       return `rerun \`ferry failover ${wf.volume}\``;
