@@ -41,6 +41,7 @@ CREATE TABLE snapshots (
   manifest   TEXT NOT NULL,
   stats      TEXT NOT NULL DEFAULT '{}',
   created_at INTEGER NOT NULL,
+  relation   TEXT,
   UNIQUE (volume, name)
 );
 CREATE INDEX snapshots_by_volume ON snapshots(volume, id);
@@ -102,7 +103,8 @@ CREATE TABLE secondaries (
   keep_snapshots INTEGER,
   siblings      TEXT,
   apply_error   TEXT,
-  failover_notice TEXT
+  failover_notice TEXT,
+  relation      TEXT
 );
 -- Links: writable copies of a snapshot at a stable path (test / pre-production copies).
 CREATE TABLE links (
@@ -217,6 +219,12 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
  *                                a scheduled retry within the period sends it instead of taking another
  *   mirrors.deltas               how the mirror sends changed chunks: 'always' or 'never' as deltas; NULL: auto, by
  *                                the link its transfers measured (replication/link-fit.ts)
+ *   secondaries.relation         the relation this secondary is in with its source: a new id each time it starts
+ *                                following one (bound by a hello, made a secondary by a failback or a migrate,
+ *                                re-pointed, handed over, or sent a full sync); NULL for one that began before
+ *                                the column (replication/receive/commit.ts, the replay check)
+ *   snapshots.relation           at a secondary, the relation (secondaries.relation) whose commit recorded the
+ *                                snapshot; NULL for every other snapshot and for those recorded before the column
  *   volumes.journal              0: the daemon's change journal does not watch the volume's members
  *                                (every capture and writes check walks in full); NULL or 1: it does
  */
@@ -231,6 +239,8 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['mirrors', 'queued', 'TEXT'],
   ['volumes', 'journal', 'INTEGER'],
   ['mirrors', 'deltas', 'TEXT'],
+  ['secondaries', 'relation', 'TEXT'],
+  ['snapshots', 'relation', 'TEXT'],
 ];
 
 /**

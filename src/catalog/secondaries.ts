@@ -3,6 +3,7 @@
 // progress (`applying`, journaled so that a crash is finished by the next
 // apply), and what a failover, a re-point or a migrate changed. One row per
 // secondary volume; the holds its source takes are holds.ts's (`replica`).
+import { randomBytes } from 'node:crypto';
 import type { Catalog } from './catalog.ts';
 import { release, replicaHolder } from './holds.ts';
 import { clearSplitBrain } from './split-brains.ts';
@@ -32,9 +33,23 @@ export interface SecondaryRow {
   failover_notice: string | null;
   previous_source: string | null;
   previous_source_volume: string | null;
+  /**
+   * The relation with the source this secondary is in: a new id each time it starts following one
+   * (newRelation). The snapshots its commits record carry it; null for a relation begun before it existed.
+   */
+  relation: string | null;
 }
 
-const ADDED = ['keep_snapshots', 'siblings', 'apply_error', 'failover_notice', 'previous_source', 'previous_source_volume'] as const;
+const ADDED = ['keep_snapshots', 'siblings', 'apply_error', 'failover_notice', 'previous_source', 'previous_source_volume', 'relation'] as const;
+
+/**
+ * A relation's id. What a source sent in an earlier relation with this site (before a failback, a
+ * migrate, a re-point or a full sync: other histories, maybe on a clock set back since) is no
+ * reference for a replay in the new one (replication/receive/commit.ts).
+ */
+function newRelationId(): string {
+  return randomBytes(8).toString('hex');
+}
 
 function toRow(r: SecondaryRow): SecondaryRow {
   for (const k of ADDED) if (r[k] === undefined) (r as unknown as Record<string, null>)[k] = null;
@@ -69,7 +84,14 @@ export function appliedSnapshot(cat: Catalog, volume: string): string | null {
  */
 export function addSecondary(cat: Catalog, volume: string, source: string, sourceVolume: string, applied: string | null = null): void {
   clearSplitBrain(cat, volume, source, 'this site follows it now');
-  cat.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at) VALUES (?, ?, ?, ?, 1, 'active', ?)", volume, source, sourceVolume, applied, cat.now());
+  cat.db.run("INSERT INTO secondaries (volume, source_site, source_volume, applied, consistent, state, updated_at, relation) VALUES (?, ?, ?, ?, 1, 'active', ?, ?)", volume, source, sourceVolume, applied, cat.now(), newRelationId());
+}
+
+/** The source starts the relation again with a full sync: a new relation id, returned (in the caller's transaction). */
+export function newRelation(cat: Catalog, volume: string): string {
+  const id = newRelationId();
+  cat.db.run('UPDATE secondaries SET relation = ?, updated_at = ? WHERE volume = ?', id, cat.now(), volume);
+  return id;
 }
 
 /**
@@ -161,7 +183,7 @@ export function anyFailoverNoticePending(cat: Catalog): boolean {
 /** The secondary follows a new source (a re-point after a sibling's failover): what the old one said goes. */
 export function repointSecondary(cat: Catalog, volume: string, source: string, sourceVolume: string): void {
   clearSplitBrain(cat, volume, source, 'this site follows it now (re-pointed)');
-  cat.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, siblings = NULL, previous_source = NULL, previous_source_volume = NULL, updated_at = ? WHERE volume = ?', source, sourceVolume, cat.now(), volume);
+  cat.db.run('UPDATE secondaries SET source_site = ?, source_volume = ?, siblings = NULL, previous_source = NULL, previous_source_volume = NULL, relation = ?, updated_at = ? WHERE volume = ?', source, sourceVolume, newRelationId(), cat.now(), volume);
 }
 
 /**
@@ -171,7 +193,7 @@ export function repointSecondary(cat: Catalog, volume: string, source: string, s
 export function handOverSecondary(cat: Catalog, volume: string, source: string, sourceVolume: string, previous: { site: string; volume: string } | null): void {
   clearSplitBrain(cat, volume, source, 'this site follows it now (handed over by a migrate)');
   cat.db.run(
-    'UPDATE secondaries SET source_site = ?, source_volume = ?, previous_source = ?, previous_source_volume = ?, updated_at = ? WHERE volume = ?',
-    source, sourceVolume, previous?.site ?? null, previous?.volume ?? null, cat.now(), volume,
+    'UPDATE secondaries SET source_site = ?, source_volume = ?, previous_source = ?, previous_source_volume = ?, relation = ?, updated_at = ? WHERE volume = ?',
+    source, sourceVolume, previous?.site ?? null, previous?.volume ?? null, newRelationId(), cat.now(), volume,
   );
 }

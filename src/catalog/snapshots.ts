@@ -96,14 +96,17 @@ export function logicalBytes(cat: Catalog): number {
   return cat.db.get<{ b: number | null }>("SELECT sum(json_extract(stats, '$.bytes')) AS b FROM snapshots")!.b ?? 0;
 }
 
-/** The row that names a complete snapshot (callers run it inside their transaction). */
+/**
+ * The row that names a complete snapshot (callers run it inside their transaction); `relation`: at
+ * a secondary, the relation whose commit records it (secondaries.relation).
+ */
 export function insertSnapshotRow(
   cat: Catalog,
-  r: { id: string; volume: string; name: string | null; time: number; origin: string; parent: string | null; manifest: string; stats: Record<string, unknown> },
+  r: { id: string; volume: string; name: string | null; time: number; origin: string; parent: string | null; manifest: string; stats: Record<string, unknown>; relation?: string | null },
 ): void {
   cat.db.run(
-    'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), cat.now(),
+    'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at, relation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), cat.now(), r.relation ?? null,
   );
 }
 
@@ -123,14 +126,18 @@ export function deleteSnapshotRowsOf(cat: Catalog, volume: string): void {
   });
 }
 
-/** The newest snapshot of the volume that `origin` took, other than `except`, on that site's clock (time, then id). */
-export function newestFrom(cat: Catalog, volume: string, origin: string, except: string): { id: string; time: number } | undefined {
-  return cat.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY time DESC, id DESC LIMIT 1', volume, origin, except);
+// The snapshots `origin` took that a secondary received in one relation with it (`relation`, its
+// secondaries.relation; null: a relation begun before relations were recorded, every one counts).
+const IN_RELATION = 'volume = ? AND origin = ? AND id <> ? AND (? IS NULL OR relation = ?)';
+
+/** The newest snapshot of the volume that `origin` took, other than `except`, received in `relation`, on that site's clock (time, then id). */
+export function newestFrom(cat: Catalog, volume: string, origin: string, except: string, relation: string | null): { id: string; time: number } | undefined {
+  return cat.db.get<{ id: string; time: number }>(`SELECT id, time FROM snapshots WHERE ${IN_RELATION} ORDER BY time DESC, id DESC LIMIT 1`, volume, origin, except, relation, relation);
 }
 
-/** The snapshot of the volume that `origin` took which this site recorded last, other than `except` (whatever its time). */
-export function lastRecordedFrom(cat: Catalog, volume: string, origin: string, except: string): { id: string; time: number } | undefined {
-  return cat.db.get<{ id: string; time: number }>('SELECT id, time FROM snapshots WHERE volume = ? AND origin = ? AND id <> ? ORDER BY rowid DESC LIMIT 1', volume, origin, except);
+/** The snapshot of the volume that `origin` took which this site recorded last, other than `except`, received in `relation` (whatever its time). */
+export function lastRecordedFrom(cat: Catalog, volume: string, origin: string, except: string, relation: string | null): { id: string; time: number } | undefined {
+  return cat.db.get<{ id: string; time: number }>(`SELECT id, time FROM snapshots WHERE ${IN_RELATION} ORDER BY rowid DESC LIMIT 1`, volume, origin, except, relation, relation);
 }
 
 /** The newest replica-writes-* snapshot of the volume this site took (writes it kept in its replica). */

@@ -320,7 +320,8 @@ export function parseCommitRequest(v: unknown): CommitRequest {
   if (!/^[0-9a-f]{64}$/.test(manifest)) throw bad('commit.manifest is not an object id');
   if (o.force !== undefined && typeof o.force !== 'boolean') throw bad('commit.force must be a boolean');
   if (o.peer !== undefined && typeof o.peer !== 'boolean') throw bad('commit.peer must be a boolean');
-  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true };
+  if (o.baseline !== undefined && typeof o.baseline !== 'boolean') throw bad('commit.baseline must be a boolean');
+  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}) };
 }
 
 export function parseJson(b: Buffer, what: string): unknown {

@@ -60,6 +60,11 @@ export interface CommitRequest {
   force?: boolean;
   /** a peer snapshot: the receiver keeps it (held) until the primary deletes it everywhere */
   peer?: boolean;
+  /**
+   * the first snapshot of a full sync (the mirror has no base): the relation starts again with it,
+   * and what the source sent before is no reference for the receiver's replay check (absent from older sites)
+   */
+  baseline?: boolean;
 }
 
 export interface CommitResponse {

@@ -14,9 +14,9 @@ const HOUR_AHEAD = { FERRY_TEST_CLOCK_OFFSET_MS: String(3600_000) };
 /**
  * b, the primary with its clock an hour ahead, updates a; a takes over and b fails back (follows
  * a); `meanwhile` runs; b's clock is set right, b takes over again and writes; then a, the old
- * primary, fails back: it must be applied.
+ * primary, fails back (after b took a snapshot of its own, with `snapshotAfterTakeover`): it must be applied.
  */
-async function failbackAfterClockStep(names: [string, string], o: { named?: boolean; meanwhile?: (a: TestSite, b: TestSite, takenOver: string) => Promise<void> } = {}): Promise<void> {
+async function failbackAfterClockStep(names: [string, string], o: { named?: boolean; snapshotAfterTakeover?: boolean; meanwhile?: (a: TestSite, b: TestSite, takenOver: string) => Promise<void> } = {}): Promise<void> {
   const sites: TestSite[] = [];
   try {
     const [a, b] = await Promise.all(names.map((n) => createSite(n)));
@@ -42,6 +42,8 @@ async function failbackAfterClockStep(names: [string, string], o: { named?: bool
     await b.start();
     await b.json(['failover', 'vol']);
     writeChange(await b.memberPath('vol'), 'after-step.bin', 4 * KiB);
+    // b takes a snapshot of its own before a fails back: the resync's target names it, not what b took over at
+    if (o.snapshotAfterTakeover) await b.json(['snapshot', 'create', 'vol']);
     const r = await a.ferry(['failback', 'vol', '--json']);
     assert.equal(r.code, 0, `refused: ${r.stdout}${r.stderr}`);
     const target = JSON.parse(r.stdout).update.snapshot as string;
@@ -69,6 +71,24 @@ test('a failback is applied when the old primary no longer holds the snapshot li
       await a.json(['snapshot', 'delete', 'vol', takenOver]);
       const rows = a.snapshotRows('vol');
       assert.ok(rows.some((s) => s.name === 'ahead') && !rows.some((s) => s.id === takenOver), 'a keeps the named snapshot, not the one it took over at');
+    },
+  });
+});
+
+// Found by the soak of seed 5 (step 1807, `mirror update v2 --to a` from the new primary during a
+// failback: refused PROTOCOL, "older than ..., which this replica already received from that
+// site"). The old primary still held a snapshot the new primary had sent it in an earlier relation,
+// before its clock went back, and the new primary no longer held it (deleted; in the soak, its volume
+// had been removed and created again): the resync's target, whose parent is a snapshot the new
+// primary took after it took over, could not be shown to come after it by lineage from either side,
+// and was refused as a replay by the new primary's clock, again at every attempt. A failback starts
+// a new relation: what the same site sent in an earlier one is no reference for a replay.
+test('a failback is applied when the old primary holds a snapshot the new primary sent in an earlier relation, before its clock went back, and no longer holds', async () => {
+  await failbackAfterClockStep(['cbr-a', 'cbr-b'], {
+    snapshotAfterTakeover: true,
+    meanwhile: async (a, b, takenOver) => {
+      await b.json(['snapshot', 'delete', 'vol', takenOver]);
+      assert.ok(a.snapshotRows('vol').some((s) => s.id === takenOver) && !b.snapshotRows('vol').some((s) => s.id === takenOver), 'a holds the snapshot b sent before its clock step, b does not');
     },
   });
 });

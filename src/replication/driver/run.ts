@@ -152,7 +152,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       markPeer(cat, p.id, m.id, 'present');
       cat.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer, found: true } });
     }
-    const ctx: StepContext = { catalog: cat, store: source.store, rx, mirror: m, force: o.force, signal: o.signal, onProgress: o.onProgress };
+    const ctx: StepContext = { catalog: cat, store: source.store, rx, mirror: m, force: o.force, baseline: m.base === null, signal: o.signal, onProgress: o.onProgress };
     let siblingBytes = 0;
     let result: UpdateResult | undefined;
     // Round trips of this update: the hello, each step's questions and puts and its commit, and the early stream's.

@@ -21,6 +21,11 @@ export interface StepContext {
   rx: Receiver;
   mirror: Pick<Mirror, 'id' | 'volume' | 'peer' | 'remoteVolume' | 'base'>;
   force?: boolean;
+  /**
+   * The next commit is a full sync's first (the mirror has no base): the destination starts the
+   * relation again with it. Cleared once a step is committed.
+   */
+  baseline?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: TransferProgress) => void;
 }
@@ -72,7 +77,8 @@ export async function runStep(ctx: StepContext, step: Step, o: StepOptions = {})
   const sendSeconds = secondsSince(sendStarted);
   const peer = isPeer();
   const commitStarted = performance.now();
-  const commit = await ctx.rx.commit(m.remoteVolume, { snapshot: s.id, manifest: s.manifest, force: ctx.force, peer }, ctx.signal);
+  const commit = await ctx.rx.commit(m.remoteVolume, { snapshot: s.id, manifest: s.manifest, force: ctx.force, peer, ...(ctx.baseline ? { baseline: true } : {}) }, ctx.signal);
+  ctx.baseline = false;
   const outcome: StepOutcome = { sent, commit, peer, sendSeconds, commitSeconds: secondsSince(commitStarted) };
   if (!commit.applied && step.kind !== 'target') throw refused(m, commit, s.id);
   // Committed at the destination: only now does the base move here.

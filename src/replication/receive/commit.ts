@@ -2,7 +2,8 @@
 // sent, whose every object must now be here and valid (checkSnapshotGraph,
 // graph.ts, from the snapshot the replica shows as its base), taken by that
 // peer of the volume this secondary mirrors, and not older than what the
-// replica shows or already received (a replay is refused). Then it is
+// replica shows or already received in this relation with the peer (a
+// replay is refused). Then it is
 // recorded, held for the peer, and applied (apply-job.ts).
 //
 // Owns: the commit request's checks. Must never: record a snapshot with an
@@ -11,7 +12,7 @@ import { FerryError } from '../../core/errors.ts';
 import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest } from '../../snapshot/model.ts';
 import { holdPeer, holdReplica } from '../../catalog/holds.ts';
-import type { SecondaryRow } from '../../catalog/secondaries.ts';
+import { newRelation, type SecondaryRow } from '../../catalog/secondaries.ts';
 import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, lastRecordedFrom, newestFrom, recordedOrder, snapshotById } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { parseCommitRequest } from '../protocol.ts';
@@ -88,23 +89,30 @@ export class Commit {
       // lineage is gone: a failback's replica shows the kept writes, which nothing sent descends
       // from, and the resync names the base, a snapshot this site took itself after it took over at
       // a snapshot that retention or a release has deleted since.
+      // The references are only what the peer sent in this relation (secondaries.relation): a
+      // failback, a migrate, a re-point or a full sync starts a new one, and what the same site sent
+      // in an earlier one came from another history, maybe before its clock was set back, which
+      // nothing it sends now may descend from here (soak seed 5, step 1807). A full sync's first
+      // snapshot (`baseline`) is that start: only the lineage check above applies to it.
       if (descendsFrom(host.catalog, row.applied, req.snapshot)) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
       }
       const parent = manifest.parent;
       const after = (id: string) => parent !== null && (parent === id || descendsFrom(host.catalog, parent, id) || recordedOrder(host.catalog, parent) > recordedOrder(host.catalog, id));
-      const refs = [newestFrom(host.catalog, volume, manifest.origin, req.snapshot), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot)];
+      const refs = req.baseline ? [] : [newestFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation)];
       for (const ref of refs) {
         if (ref && !after(row.applied) && !after(ref.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, ref) < 0) {
-          throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${ref.id}, which this replica already received from that site: a replayed or out-of-order snapshot is refused`);
+          throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${ref.id}, which this replica already received from that site in this relation: a replayed or out-of-order snapshot is refused`);
         }
       }
     }
+    if (existing && req.baseline) newRelation(host.catalog, volume);
     if (!existing) {
       host.catalog.tx(() => {
         let name = manifest.name;
         if (name && hasSnapshotNamed(host.catalog, volume, name)) name = null;
-        insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) } });
+        const relation = req.baseline ? newRelation(host.catalog, volume) : row.relation;
+        insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) }, relation });
         holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { only: true });
         if (req.peer) holdPeer(host.catalog, manifest.id);
         host.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#rx.peer } });

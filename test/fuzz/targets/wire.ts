@@ -229,7 +229,7 @@ const helloArb = fc.record(
   { requiredKeys: ['protocol', 'sourceVolume', 'volume', 'members'] },
 );
 const commitArb = fc.record(
-  { snapshot: snapshotIdArb, manifest: objectIdArb, force: fc.boolean(), peer: fc.boolean() },
+  { snapshot: snapshotIdArb, manifest: objectIdArb, force: fc.boolean(), peer: fc.boolean(), baseline: fc.boolean() },
   { requiredKeys: ['snapshot', 'manifest'] },
 );
 const eventsArb = fc.record(
@@ -240,7 +240,7 @@ const requestArb = fc.oneof(helloArb, commitArb, eventsArb);
 
 const REQUEST_KEYS = [
   'protocol', 'sourceVolume', 'volume', 'members', 'name', 'kind', 'tree', 'image', 'keep', 'siblings', 'site', 'scheduleS', 'minDelayS', 'maxDelayS', 'bandwidth',
-  'snapshot', 'manifest', 'force', 'peer', 'sinceSeconds', 'after', 'limit', 'result', 'error', 'code', 'message', 'details', '__proto__',
+  'snapshot', 'manifest', 'force', 'peer', 'baseline', 'sinceSeconds', 'after', 'limit', 'result', 'error', 'code', 'message', 'details', '__proto__',
 ].map((k) => Buffer.from(k));
 
 const requests: FuzzTarget = {

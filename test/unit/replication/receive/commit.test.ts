@@ -9,7 +9,7 @@ import { hashBytes, newSnapshotId, type ObjectId, type SnapshotId } from '../../
 import { encodeSnapshot, encodeTree } from '../../../../src/snapshot/format.ts';
 import type { SnapshotManifest, TreeEntry } from '../../../../src/snapshot/model.ts';
 import { holdersOf } from '../../../../src/catalog/holds.ts';
-import { finishApply } from '../../../../src/catalog/secondaries.ts';
+import { addSecondary, endSecondary, finishApply, getSecondary } from '../../../../src/catalog/secondaries.ts';
 import { deleteSnapshotRow, insertSnapshotRow, listSnapshots, snapshotById } from '../../../../src/catalog/snapshots.ts';
 import { Commit, type Applier } from '../../../../src/replication/receive/commit.ts';
 import { PROTOCOL_VERSION, type CommitResponse } from '../../../../src/replication/types.ts';
@@ -160,5 +160,70 @@ test('after a clock step, a replayed snapshot is refused though its parent desce
     release(site, z3.manifest.id);
     await assert.rejects(commit.commit('vol', { snapshot: z2.manifest.id, manifest: z2.manifestId }), (err: any) => err.code === 'PROTOCOL' && /is older than/.test(err.message));
     assert.equal(applies.calls.length, 5, 'the replay is not applied');
+  });
+});
+
+// Soak seed 5, step 1807: what a peer sent in an earlier relation (before a failback, a migrate, a
+// re-point or a full sync) is no reference for a replay in the next one. A snapshot the replica
+// shows descends from is refused whatever the relation, and within one relation the check stands.
+
+const isReplay = (err: any) => err.code === 'PROTOCOL' && /is older than .* a replayed or out-of-order snapshot is refused/.test(err.message);
+
+test('a new relation with the peer (here a failback making this site its secondary again) is not held to what the peer sent in the earlier one; an ancestor of what the replica shows is still refused', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const now = site.clock.now();
+    // Received in the first relation, while the peer's clock was an hour ahead.
+    const a1 = storeSnapshot(site, { time: now + HOUR });
+    const a2 = storeSnapshot(site, { time: now + HOUR + 1, parent: a1.manifest.id });
+    await commitAll(commit, [a1, a2]);
+    const first = getSecondary(site.catalog, 'vol')!.relation;
+    // The relation ends and a new one starts with the replica showing a2 (as a failback's demotion does).
+    site.catalog.tx(() => {
+      endSecondary(site.catalog, 'vol');
+      addSecondary(site.catalog, 'vol', PEER, 'vol', a2.manifest.id);
+    });
+    assert.notEqual(getSecondary(site.catalog, 'vol')!.relation, first, 'a new relation id');
+    await assert.rejects(commit.commit('vol', { snapshot: a1.manifest.id, manifest: a1.manifestId }), isReplay, 'a2, which the replica shows, descends from a1');
+    // The peer's clock is right now; its snapshot names one it took that this site never received.
+    const b1 = storeSnapshot(site, { time: now, parent: storeSnapshot(site, { time: now - 1 }).manifest.id });
+    await commitAll(commit, [b1]);
+    const b2 = storeSnapshot(site, { time: now + 1, parent: b1.manifest.id });
+    await commitAll(commit, [b2]);
+    // Within the new relation a snapshot older by the peer's clock than b2, not after it, is refused.
+    const late = storeSnapshot(site, { time: now - 5 });
+    await assert.rejects(commit.commit('vol', { snapshot: late.manifest.id, manifest: late.manifestId }), isReplay);
+    await assert.rejects(commit.commit('vol', { snapshot: b1.manifest.id, manifest: b1.manifestId }), isReplay);
+    assert.deepEqual(applies.calls.map((c) => c.snapshot), [a1.manifest.id, a2.manifest.id, b1.manifest.id, b2.manifest.id]);
+  });
+});
+
+test('a full sync\'s first snapshot (baseline) starts the relation again: applied though older, by the peer\'s clock, than what it sent before; later snapshots are checked against the new relation', async () => {
+  await withSecondary(async ({ site, commit, applies }) => {
+    const now = site.clock.now();
+    const ahead = storeSnapshot(site, { time: now + HOUR });
+    await commitAll(commit, [ahead]);
+    const base = storeSnapshot(site, { time: now });
+    // As an update it is refused: older than `ahead` on the peer's clock, and nothing links them.
+    await assert.rejects(commit.commit('vol', { snapshot: base.manifest.id, manifest: base.manifestId }), isReplay);
+    const before = getSecondary(site.catalog, 'vol')!.relation;
+    await commit.commit('vol', { snapshot: base.manifest.id, manifest: base.manifestId, baseline: true });
+    assert.notEqual(getSecondary(site.catalog, 'vol')!.relation, before, 'a new relation id');
+    const next = storeSnapshot(site, { time: now + 1, parent: base.manifest.id });
+    await commitAll(commit, [next]);
+    const late = storeSnapshot(site, { time: now - 5 });
+    await assert.rejects(commit.commit('vol', { snapshot: late.manifest.id, manifest: late.manifestId }), isReplay);
+    assert.deepEqual(applies.calls.map((c) => c.snapshot), [ahead.manifest.id, base.manifest.id, next.manifest.id]);
+  });
+});
+
+test('a relation begun before relations were recorded (its id null after the upgrade) keeps every snapshot the peer sent as a reference', async () => {
+  await withSecondary(async ({ site, commit }) => {
+    const now = site.clock.now();
+    const ahead = storeSnapshot(site, { time: now + HOUR });
+    await commitAll(commit, [ahead]);
+    site.catalog.db.run('UPDATE secondaries SET relation = NULL');
+    site.catalog.db.run('UPDATE snapshots SET relation = NULL');
+    const late = storeSnapshot(site, { time: now });
+    await assert.rejects(commit.commit('vol', { snapshot: late.manifest.id, manifest: late.manifestId }), isReplay);
   });
 });
