@@ -73,7 +73,7 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
   if (split.length) {
     const names = split.map((b) => findPeerById(site.catalog, b.site)?.name ?? b.site);
     const sec = getSecondary(site.catalog, volume);
-    const source = sec?.state === 'broken-off' && split.some((b) => b.site === sec.source_site) ? `; ${findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site} is the site this one took ${volume} over from, and it has not failed back here` : '';
+    const source = sec?.state === 'broken-off' && split.some((b) => b.site === sec.source_site) ? `; ${findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site} is the site this one took ${volume} over from, and it has not failed back here (\`ferry failback ${sec.source_volume}\` there ends that)` : '';
     throw new FerryError('MIRROR_STATE', `${names.join(', ')} ${split.length > 1 ? 'are' : 'is'} primary of ${volume} too (split brain, known here: \`ferry status\`${source}): a migrate would hand the role to ${target.peer} with no site knowing of ${names.join(', ')}; end the split brain first (docs/dr.md, "Several secondaries"); to hand the role over all the same, run \`ferry failover ${target.remoteVolume}\` at ${target.peer}, then \`ferry failback ${volume} --to ${target.peer}\` here: a failback hands the record over to the site it yields to`);
   }
   const mirrors = listMirrors(site.catalog, volume);
