@@ -1,6 +1,9 @@
 // Split brains this site knows of (`split_brains`): another site is primary of the same volume
 // beside this one, and this site learned it (a forced failover whose old primary answered that a
-// sibling had taken the volume over first, or told so late). One row per (volume, other site).
+// sibling had taken the volume over first, or told so late; any failover whose old primary named
+// the primaries it knew beside itself: the site it had taken the volume over from, its own split
+// brains; a failback that handed its records here, or a demotion by failback that keeps what it
+// knew through the relations it ends). One row per (volume, other site).
 //
 // The record is the volume's, not the relation's it was found through: a failback, a migrate, a
 // mirror remove or a re-point that ends that relation leaves it. It goes only when the split is

@@ -15,6 +15,7 @@
 // proceeds: the transfer then sends whatever this site lacks.
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
+import { primariesKnownHere } from './split-brain.ts';
 import { finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { ObjectId } from '../core/ids.ts';
 import { diffTrees } from '../snapshot/diff.ts';
@@ -224,6 +225,10 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     const kept = wf.plan.kept!;
     const mirrorId = wf.plan.mirror!;
     site.catalog.tx(() => {
+      // The other primaries this site knows of only through relations that end here (the site it took
+      // the volume over from, secondaries that took it over from here): recorded as split brains, so
+      // that step 3 hands them to the new primary, which is primary beside them once this site yields.
+      keepPrimariesBeside(site, plan.volume, peer.id);
       setVolumeRole(site.catalog, plan.volume, 'secondary');
       endSecondary(site.catalog, plan.volume);
       addSecondary(site.catalog, plan.volume, peer.id, plan.remoteVolume, kept);
@@ -274,6 +279,23 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
   }
   finishWorkflow(site, wf, 'done');
   return resultOf(wf.plan);
+}
+
+/**
+ * At a primary about to yield to `newPrimary` (a failback's demotion): each other site it knows to
+ * be primary beside it only by a relation the demotion ends or makes stale (split-brain.ts
+ * primariesKnownHere) is recorded as a split brain here, with an event. In the caller's transaction.
+ * Soak seed 5, step 189: a took v1 over from c, b took it over from a; a failing back to b would
+ * have left b and c primary, neither knowing of the other.
+ */
+function keepPrimariesBeside(site: Engine['site'], volume: string, newPrimary: string): void {
+  const recorded = new Set(listSplitBrains(site.catalog, volume).map((b) => b.site));
+  for (const p of primariesKnownHere(site, volume, [newPrimary])) {
+    if (recorded.has(p.site)) continue;
+    recordSplitBrain(site.catalog, volume, { site: p.site, remoteVolume: p.volume, oldPrimary: null });
+    const name = findPeerById(site.catalog, p.site)?.name ?? p.site;
+    site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { sibling: name, siblingVolume: p.volume, message: `${name} is primary of ${volume} too: this site fails back, and hands that to the primary it yields to` } });
+  }
 }
 
 /**

@@ -22,6 +22,7 @@ import { holdReplica } from '../catalog/holds.ts';
 import { breakOffMirror, listMirrors } from '../catalog/mirrors.ts';
 import { findPeer, findPeerById } from '../catalog/peers.ts';
 import { recordSplitBrain } from '../catalog/split-brains.ts';
+import { primariesKnownHere } from './split-brain.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
 import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
@@ -99,6 +100,12 @@ export interface FailoverResult {
   warnings?: Array<{ path: string; message: string }>;
   /** another secondary had taken the volume over first (a forced failover): this site is a second primary beside it, recorded as split brain with it */
   splitBrainWith?: string;
+  /**
+   * every site this failover made this site a primary beside, recorded as split brain with each: the
+   * sibling above, and the sites the old primary knew to be primary beside itself (the site it had
+   * taken the volume over from, its own split brains)
+   */
+  splitBrainsWith?: string[];
 }
 
 /** What the journal keeps of a failover: the plan, and what its steps learned. */
@@ -114,6 +121,8 @@ interface FailoverJournal {
   warnings?: Array<{ path: string; message: string }>;
   /** the old primary's answer: another secondary took the volume over first (its site id and volume) */
   sibling?: SplitBrainSibling | null;
+  /** the old primary's answer: the other sites primary beside it (catalog/split-brains.ts records each here) */
+  alsoPrimary?: SplitBrainSibling[];
 }
 
 /**
@@ -158,7 +167,8 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}), ...(j.warnings?.length ? { warnings: j.warnings } : {}), ...(j.sibling ? { splitBrainWith: j.sibling.name } : {}) };
+  const beside = [...(j.sibling ? [j.sibling.name] : []), ...(j.alsoPrimary ?? []).map((p) => p.name)];
+  return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}), ...(j.warnings?.length ? { warnings: j.warnings } : {}), ...(j.sibling ? { splitBrainWith: j.sibling.name } : {}), ...(beside.length ? { splitBrainsWith: beside } : {}) };
 }
 
 /**
@@ -186,13 +196,14 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const { notified, notifyError, refused, tookOverBy } = await sendNotice(engine, row(), { force: plan.force });
+    const { notified, notifyError, refused, tookOverBy, alsoPrimary } = await sendNotice(engine, row(), { force: plan.force });
     // The old primary answered and refused: a sibling secondary took the volume over already.
     if (refused) throw refused;
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
-    recordStep(site, wf, 'notified', { notified, notifyError: notifyError ?? null, sibling: siblingOf(site, tookOverBy) });
+    const sibling = siblingOf(site, tookOverBy);
+    recordStep(site, wf, 'notified', { notified, notifyError: notifyError ?? null, sibling, alsoPrimary: primariesBeside(site, alsoPrimary, [row().source_site, sibling?.site]) });
     await checkpoint('failover:after-notice');
   }
   if (wf.step === 'notified' || wf.step === 'rolled-back') {
@@ -227,6 +238,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
         holdReplica(site.catalog, plan.volume, r.source_site, applied);
         site.event({ kind: 'failover', volume: plan.volume, outcome: 'ok', detail: { transition: 'secondary => primary', oldPrimary: plan.oldPrimary, base: applied, notified: wf.plan.notified ?? false, notifyError: wf.plan.notifyError ?? null } });
         if (wf.plan.sibling) splitBrainFound(site, plan.volume, r.source_site, plan.oldPrimary, wf.plan.sibling);
+        for (const p of wf.plan.alsoPrimary ?? []) primaryBesideFound(site, plan.volume, plan.oldPrimary, p);
         recordStep(site, wf, 'promoted', { base: applied });
       });
     });
@@ -265,6 +277,8 @@ export interface FailoverNotice {
    * relation to the old primary, which stays (status shows both).
    */
   splitBrainWith?: SplitBrainSibling;
+  /** the old primary's answer: the other sites primary beside it (the site it took the volume over from, its split brains), recorded here too */
+  alsoPrimary?: SplitBrainSibling[];
 }
 
 /** A sibling secondary that took the volume over first: its site id, volume and name here. */
@@ -276,7 +290,7 @@ export interface SplitBrainSibling {
 
 function noticeAfterStep1(site: Engine['site'], j: FailoverJournal): FailoverNotice {
   const at = site.clock.now();
-  const sibling = j.sibling ? { splitBrainWith: j.sibling } : {};
+  const sibling = { ...(j.sibling ? { splitBrainWith: j.sibling } : {}), ...(j.alsoPrimary?.length ? { alsoPrimary: j.alsoPrimary } : {}) };
   return j.notified ? { state: 'told', attempts: 1, lastAttemptAt: at, toldAt: at, ...sibling } : { state: 'pending', attempts: 1, lastAttemptAt: at, ...(j.notifyError ? { lastError: j.notifyError } : {}), ...sibling };
 }
 
@@ -286,18 +300,31 @@ function siblingOf(site: Engine['site'], tookOverBy: { site: string; volume: str
 }
 
 /**
+ * The other primaries the old primary's answer named (`alsoPrimary`), with the names this site knows
+ * them by: each once, never this site itself nor one of `known` (the old primary, the sibling: recorded otherwise).
+ */
+function primariesBeside(site: Engine['site'], named: Array<{ site: string; volume: string }> | undefined, known: Array<string | undefined>): SplitBrainSibling[] {
+  const out: SplitBrainSibling[] = [];
+  for (const p of named ?? []) {
+    if (p.site === site.id || known.includes(p.site) || out.some((x) => x.site === p.site)) continue;
+    out.push({ ...p, name: findPeerById(site.catalog, p.site)?.name ?? p.site });
+  }
+  return out;
+}
+
+/**
  * Send the failover notice to the old primary of `row` (at most 15 s of silence); `late`: after the
  * failover itself; `force`: a forced failover's (taken even if a sibling took the volume over).
  * `refused`: the old primary answered that another of its secondaries took the volume over already.
  */
-async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean; force?: boolean } = {}): Promise<{ notified: boolean; notifyError?: string; gone?: string; refused?: FerryError; tookOverBy?: { site: string; volume: string } }> {
+async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean; force?: boolean } = {}): Promise<{ notified: boolean; notifyError?: string; gone?: string; refused?: FerryError; tookOverBy?: { site: string; volume: string }; alsoPrimary?: Array<{ site: string; volume: string }> }> {
   const late = o.late === true;
   const peer = findPeerById(engine.site.catalog, row.source_site);
   if (!peer) return { notified: false, notifyError: `site ${row.source_site} is not paired` };
   const client = engine.drPeer(peer, { stallTimeoutMs: 15_000 });
   try {
     const a = await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}), ...(o.force ? { force: true } : {}) });
-    return { notified: true, ...(a.tookOverBy ? { tookOverBy: a.tookOverBy } : {}) };
+    return { notified: true, ...(a.tookOverBy ? { tookOverBy: a.tookOverBy } : {}), ...(a.alsoPrimary ? { alsoPrimary: a.alsoPrimary } : {}) };
   } catch (err) {
     // Told late, it answers that it has no mirror of the volume to this site (any more): there is
     // nothing there to stop, and nothing to retry.
@@ -324,13 +351,17 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
   const at = site.clock.now();
   const learned = notice.splitBrainWith ? null : siblingOf(site, r.tookOverBy);
   const sibling = notice.splitBrainWith ?? learned;
+  const learnedAlso = notice.alsoPrimary ? [] : primariesBeside(site, r.alsoPrimary, [row.source_site, sibling?.site]);
+  const also = notice.alsoPrimary ?? learnedAlso;
+  const known = { ...(sibling ? { splitBrainWith: sibling } : {}), ...(also.length ? { alsoPrimary: also } : {}) };
   const next: FailoverNotice = r.notified
-    ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}), ...(sibling ? { splitBrainWith: sibling } : {}) }
-    : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError, ...(sibling ? { splitBrainWith: sibling } : {}) };
+    ? { state: 'told', attempts: notice.attempts + 1, lastAttemptAt: at, toldAt: at, ...(r.gone ? { note: r.gone } : {}), ...known }
+    : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError, ...known };
   const peerName = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
   site.catalog.tx(() => {
     setFailoverNotice(site.catalog, volume, next);
     if (learned) splitBrainFound(site, volume, row.source_site, peerName, learned);
+    for (const p of learnedAlso) primaryBesideFound(site, volume, peerName, p);
     // an event when it is told, or when the reason it is not changes (not one per attempt)
     if (r.notified) site.event({ kind: 'failover.notice', volume, outcome: 'ok', detail: { oldPrimary: peerName, attempts: next.attempts, ...(r.gone ? { note: r.gone } : {}) } });
     else if (r.notifyError !== notice.lastError) site.event({ kind: 'failover.notice', volume, outcome: 'failed', detail: { oldPrimary: peerName, attempts: next.attempts, error: r.notifyError } });
@@ -398,7 +429,8 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
   // A forced (or late) failover beside the first: the answer names the first, so that the new
   // primary records the split brain with it (two primaries that know of each other).
   const sibling = first ? findPeer(site.catalog, first.peer) : undefined;
-  return { mirror: m.id, state: 'broken-off', ...(first && sibling ? { tookOverBy: { site: sibling.id, volume: first.remoteVolume } } : {}) };
+  const also = primariesKnownHere(site, volume, [peerId, sibling?.id]);
+  return { mirror: m.id, state: 'broken-off', ...(first && sibling ? { tookOverBy: { site: sibling.id, volume: first.remoteVolume } } : {}), ...(also.length ? { alsoPrimary: also } : {}) };
 }
 
 /**
@@ -410,6 +442,18 @@ function splitBrainFound(site: Engine['site'], volume: string, oldPrimaryId: str
   recordSplitBrain(site.catalog, volume, { site: sibling.site, remoteVolume: sibling.volume, oldPrimary: oldPrimaryId });
   const paired = findPeerById(site.catalog, sibling.site) !== undefined;
   site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { oldPrimary, sibling: sibling.name, siblingVolume: sibling.volume, message: `${sibling.name} took ${volume} over from ${oldPrimary} first: both are primary${paired ? '' : ` (${sibling.name} is not paired here: pair it with \`ferry site add\` to see its side)`}` } });
+}
+
+/**
+ * Another site primary of the volume beside this one, named by the old primary's answer to the
+ * failover notice (the site it had taken the volume over from, or one it knew of as split brain):
+ * this failover made this site a primary beside it too. Recorded for the volume, and an event. In
+ * the caller's transaction.
+ */
+function primaryBesideFound(site: Engine['site'], volume: string, oldPrimary: string, other: SplitBrainSibling): void {
+  recordSplitBrain(site.catalog, volume, { site: other.site, remoteVolume: other.volume, oldPrimary: null });
+  const paired = findPeerById(site.catalog, other.site) !== undefined;
+  site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { oldPrimary, sibling: other.name, siblingVolume: other.volume, message: `${other.name} is primary of ${volume} too, as ${oldPrimary} knew when this site took the volume over from it: this site is a primary beside it${paired ? '' : ` (${other.name} is not paired here: pair it with \`ferry site add\` to see its side)`}` } });
 }
 
 async function keepAtNotice(engine: Engine, volume: string, newPrimary: string): Promise<void> {

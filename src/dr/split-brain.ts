@@ -12,6 +12,9 @@
 // (the snapshot the new primary took over at, normally), the recorded base
 // when the two lineages meet nowhere that both sites still hold.
 //
+// Also which other sites a primary knows to be primary beside it (primariesKnownHere), which a
+// failover notice's answer, a failback's demotion and a migrate's plan pass on or check.
+//
 // Only reads: nothing here changes a mirror, a role or a snapshot.
 import { FerryError } from '../core/errors.ts';
 import { isSnapshotId, type ObjectId } from '../core/ids.ts';
@@ -21,11 +24,12 @@ import type { SideChanges } from '../replication/dr-peer.ts';
 import type { Engine } from '../site/engine.ts';
 import { type Peer } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
-import { hasMirror } from '../catalog/mirrors.ts';
-import { findPeerById, getPeer } from '../catalog/peers.ts';
+import { hasMirror, listMirrors } from '../catalog/mirrors.ts';
+import { findPeer, findPeerById, getPeer } from '../catalog/peers.ts';
+import { listSplitBrains } from '../catalog/split-brains.ts';
 import { getSecondary } from '../catalog/secondaries.ts';
 import { findSnapshot, latestSnapshot, lineage } from '../catalog/snapshots.ts';
-import { findVolume } from '../catalog/volumes.ts';
+import { findVolume, getVolume } from '../catalog/volumes.ts';
 
 export interface Divergence {
   base: string;
@@ -186,4 +190,27 @@ function tryPeer(site: Site, name: string): Peer | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * At a primary: the other sites it knows to be primary of `volume` beside itself, but `except`. The
+ * site it took the volume over from (its secondary relation broken off by its failover: that site
+ * has not failed back here), the split brains recorded here, and its secondaries that took the
+ * volume over (a mirror broken off by their failover). A site that takes the volume over from this
+ * one, or that this one yields to, is a primary beside each of them too (soak seed 5, step 189: c
+ * primary, a took over from c, b then took over from a, and b and c knew nothing of each other).
+ */
+export function primariesKnownHere(site: Site, volume: string, except: Array<string | undefined>): Array<{ site: string; volume: string }> {
+  if (getVolume(site.catalog, volume).role !== 'primary') return [];
+  const out: Array<{ site: string; volume: string }> = [];
+  const add = (id: string | undefined, remoteVolume: string) => {
+    if (id && id !== site.id && !except.includes(id) && !out.some((x) => x.site === id)) out.push({ site: id, volume: remoteVolume });
+  };
+  const sec = getSecondary(site.catalog, volume);
+  if (sec?.state === 'broken-off') add(sec.source_site, sec.source_volume);
+  for (const b of listSplitBrains(site.catalog, volume)) add(b.site, b.remoteVolume);
+  for (const x of listMirrors(site.catalog, volume)) {
+    if (x.state === 'broken-off' && x.lastError?.code === 'FAILED_OVER') add(findPeer(site.catalog, x.peer)?.id, x.remoteVolume);
+  }
+  return out.slice(0, 64);
 }

@@ -125,6 +125,13 @@ export interface FailoverNoticeAnswer {
   state: string;
   /** another secondary took the volume over first (a forced or late notice): that site's id and its volume, a second primary beside the sender */
   tookOverBy?: { site: string; volume: string };
+  /**
+   * the other sites the old primary knows to be primary of the volume beside itself (each site id and
+   * its volume there): the site it took the volume over from (its relation to it broken off), the
+   * split brains recorded there. The sender becomes a primary beside each of them too. An older
+   * ferry leaves it out.
+   */
+  alsoPrimary?: Array<{ site: string; volume: string }>;
 }
 
 export interface TakeoverAnswer {
@@ -366,13 +373,16 @@ function hookResult(f: Fields): HookResult {
   return { phase, command: f.str('command', 65_536), exitCode: f.optNum('exitCode'), signal: f.optStr('signal', 64), timedOut: f.bool('timedOut'), ms: f.num('ms'), output: f.str('output', 65_536) };
 }
 
+const siteVolume = (t: Fields): { site: string; volume: string } => ({ site: t.str('site', 256), volume: t.str('volume', 256) });
+
 const READERS: { [K in DrOp]: (f: Fields) => unknown } = {
   state: remoteState,
   changes: sideChanges,
   'failover-notice': (f): FailoverNoticeAnswer => ({
     mirror: f.str('mirror', 512),
     state: f.str('state', 64),
-    ...(f.has('tookOverBy') ? { tookOverBy: f.sub('tookOverBy', (t) => ({ site: t.str('site', 256), volume: t.str('volume', 256) })) } : {}),
+    ...(f.has('tookOverBy') ? { tookOverBy: f.sub('tookOverBy', siteVolume) } : {}),
+    ...(f.has('alsoPrimary') ? { alsoPrimary: f.list('alsoPrimary', 64, (v, what) => siteVolume(new Fields(v, what))) } : {}),
   }),
   failback: updateResult,
   takeover: (f): TakeoverAnswer => {

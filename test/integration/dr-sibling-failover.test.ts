@@ -143,14 +143,96 @@ test('a migrate is refused while a split brain is recorded, and a failback hands
     await tokyo.refused(['migrate', 'vol', '--to', 'seattle'], 4, 'MIRROR_STATE', /london is primary of vol too \(split brain[\s\S]*a failback hands the record over/);
     assert.equal((await tokyo.volumeStatus('vol')).role, 'primary', 'the refused migrate changed nothing');
     // As the refusal says: seattle takes over, tokyo yields to it by failback; seattle is primary beside london now.
-    await seattle.json(['failover', 'vol', '--no-repoint']);
+    // tokyo's answer to seattle's notice already names london (recorded there): seattle learns it at its
+    // failover; the failback then hands over what seattle knows already.
+    assert.deepEqual((await seattle.json(['failover', 'vol', '--no-repoint'])).splitBrainsWith, ['london']);
+    assert.equal(eventsOf(seattle, 'failover.split-brain').at(-1)?.detail.oldPrimary, 'tokyo');
     await tokyo.json(['failback', 'vol', '--to', 'seattle']);
     assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary');
     assert.deepEqual(await splitBrainsAt(seattle), ['london'], 'seattle knows it is primary beside london');
     assert.deepEqual(await splitBrainsAt(tokyo), [], 'tokyo, a secondary now, handed its record over');
     assert.match((await seattle.ferry(['status'])).stdout, /split brain with london \(vol there\)/);
-    assert.equal(eventsOf(seattle, 'failover.split-brain').at(-1)?.detail.handedBy, 'tokyo');
     assert.match(String(eventsOf(tokyo, 'split-brain.resolved').at(-1)?.detail.reason), /handed over to seattle/);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+// Chained failovers (the soak, seed 5, steps 187-189): london takes the volume over from seattle
+// (re-pointing tokyo), then tokyo takes it over from london. Three primaries: seattle (its mirror to
+// london broken off), london (its relation to seattle and its mirror to tokyo broken off), tokyo.
+// tokyo and seattle had nothing relating them: neither could show the split brain between them.
+
+/** seattle's volume at london and tokyo; london takes it over (plain) and re-points tokyo. */
+async function londonTookOverAndRepointed(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
+  const three = await seattleWithTwo(sites, tag);
+  // an update after both mirrors exist: its hello names tokyo to london as a sibling
+  await three.seattle.json(['mirror', 'update', 'vol', '--to', 'london', '--wait']);
+  await three.london.json(['failover', 'vol']);
+  assert.equal(three.tokyo.catalog((db) => (db.prepare("SELECT source_site FROM secondaries WHERE volume = 'vol'").get() as { source_site: string }).source_site), three.london.id, 'tokyo follows london');
+  return three;
+}
+
+/** london stopped, tokyo takes the volume over from it (forced): london is not told, tokyo learns nothing yet. */
+async function tokyoTakesOverWhileLondonIsDown(london: TestSite, tokyo: TestSite): Promise<void> {
+  await london.stop();
+  const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+  assert.equal(fo.notified, false);
+  assert.deepEqual(await splitBrainsAt(tokyo), [], 'nothing learned yet');
+}
+
+test('a failover from a primary that had itself taken the volume over records the split brain with the site it took it from', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await londonTookOverAndRepointed(sites, 'ch');
+    const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.deepEqual(fo.splitBrainsWith, ['seattle'], 'london answered the notice naming seattle, primary beside it');
+    for (const s of [seattle, london, tokyo]) assert.equal((await s.volumeStatus('vol')).role, 'primary', `${s.name} is primary`);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['seattle']);
+    assert.match((await tokyo.ferry(['status'])).stdout, /split brain with seattle \(vol there\): both are primary of vol/);
+    assert.equal(eventsOf(tokyo, 'failover.split-brain').at(-1)?.detail.sibling, 'seattle');
+    // london yields to tokyo: tokyo is still primary beside seattle, and still knows it.
+    await london.json(['failback', 'vol', '--to', 'tokyo']);
+    assert.equal((await london.volumeStatus('vol')).role, 'secondary');
+    assert.deepEqual(await splitBrainsAt(tokyo), ['seattle']);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a site that took the volume over hands the primary it took it from to the site it fails back to, and refuses to migrate away from it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { london, tokyo } = await londonTookOverAndRepointed(sites, 'chf');
+    // A switchover would leave tokyo primary beside seattle with nobody knowing.
+    await london.refused(['migrate', 'vol', '--to', 'tokyo'], 4, 'MIRROR_STATE', /seattle is primary of vol too \(split brain[\s\S]*seattle is the site this one took vol over from[\s\S]*a failback hands the record over/);
+    assert.equal((await london.volumeStatus('vol')).role, 'primary', 'the refused migrate changed nothing');
+    // tokyo takes over while london is down, and its notice never reaches london (so london's
+    // answer cannot name seattle); london then yields to tokyo.
+    await tokyo.stop();
+    await tokyo.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+    await tokyoTakesOverWhileLondonIsDown(london, tokyo);
+    await london.start();
+    await london.json(['failback', 'vol', '--to', 'tokyo']);
+    assert.equal((await london.volumeStatus('vol')).role, 'secondary');
+    assert.deepEqual(await splitBrainsAt(tokyo), ['seattle'], 'london handed seattle over with its failback');
+    assert.deepEqual(await splitBrainsAt(london), [], 'london, a secondary now, keeps no record');
+    assert.equal(eventsOf(tokyo, 'failover.split-brain').at(-1)?.detail.handedBy, 'london');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('told late (the old primary was down at the forced failover), the old primary still names the site it had taken the volume over from', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { london, tokyo } = await londonTookOverAndRepointed(sites, 'chl');
+    await tokyoTakesOverWhileLondonIsDown(london, tokyo);
+    await london.start();
+    // Rerunning the failover sends the notice now (the daemon would, after its backoff).
+    assert.equal((await tokyo.json(['failover', 'vol'])).notified, true);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['seattle'], "london's late answer named seattle");
+    assert.deepEqual((await tokyo.volumeStatus('vol')).secondary.notice.alsoPrimary.map((p: { name: string }) => p.name), ['seattle']);
   } finally {
     await cleanupSites(sites);
   }

@@ -46,6 +46,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
           (r.notified ? `${r.plan.oldPrimary} was told and stopped updating\n` : `${r.plan.oldPrimary} could not be told (${r.notifyError}): make sure it does not keep writing\n`) +
           (r.splitBrainWith ? `${r.splitBrainWith} had taken ${volume} over from ${r.plan.oldPrimary} first: both are primary now, recorded here as split brain with ${r.splitBrainWith} (\`ferry status\` shows it; each site keeps all its writes)\n` : ''),
       );
+      const beside = (r.splitBrainsWith ?? []).filter((n) => n !== r.splitBrainWith);
+      if (beside.length) {
+        process.stdout.write(`${beside.join(', ')} ${beside.length > 1 ? 'are' : 'is'} primary of ${volume} too, as ${r.plan.oldPrimary} knew (it had taken ${volume} over from there, or recorded a split brain): recorded here as split brain (\`ferry status\` shows it; each site keeps all its writes)\n`);
+      }
       for (const p of r.repointed ?? []) printRepoint(volume, p);
       warnAbout(r.warnings, `snapshot ${r.snapshot}`);
     });

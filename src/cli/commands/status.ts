@@ -63,7 +63,9 @@ function render(r: StatusReport): string {
       out.push(`  journal ${member}${j.replica ? ' (replica)' : ''}: ${j.state === 'live' ? 'live' : `audit due${j.reason ? ` (${j.reason})` : ''}`}, ${j.watches} watches${backoff}; ${audit}`);
     }
     for (const w of v.splitBrains ?? []) {
-      out.push(`  split brain with ${w.name} (${w.volume} there): it took ${v.name} over${w.oldPrimary ? ` from ${w.oldPrimary}` : ''} first, and both are primary (known here since ${formatTime(w.since)}); each keeps its writes`);
+      // With the site both took the volume over from: a sibling that took it over first; without: a primary learned otherwise (handed by a failback, named by an old primary at a failover)
+      const how = w.oldPrimary ? `it took ${v.name} over from ${w.oldPrimary} first, and both are primary` : `both are primary of ${v.name}`;
+      out.push(`  split brain with ${w.name} (${w.volume} there): ${how} (known here since ${formatTime(w.since)}); each keeps its writes`);
       out.push(`    ferry picks no winner: the site that yields keeps what it needs (its snapshots: \`ferry restore\`), removes ${v.name} (\`ferry volume remove ${v.name} --force\`: its snapshots go with it) and is mirrored anew from the other (\`ferry mirror create\` and \`initialize\` there); this record goes once one follows the other (docs/dr.md, "Several secondaries")`);
     }
     if (v.secondary) {

@@ -47,6 +47,7 @@ test('each DR call goes to its own route and a sound answer comes back as sent',
     ['state', 'state', { volume: 'vol', base: null }, state],
     ['changes', 'changes', { volume: 'vol', base: ID, lineage: [ID] }, changes],
     ['failoverNotice', 'failover-notice', { volume: 'vol', at: 'vol', late: true }, { mirror: 'vol@paris', state: 'broken-off' }],
+    ['failoverNotice', 'failover-notice', { volume: 'vol', at: 'vol', force: true }, { mirror: 'vol@paris', state: 'broken-off', tookOverBy: { site: 'X', volume: 'vol' }, alsoPrimary: [{ site: 'Y', volume: 'v2' }] }],
     ['failback', 'failback', { volume: 'vol', to: 'vol', base: ID, full: false, schedule: null }, update],
     ['takeover', 'takeover', { volume: 'vol', newSourceVolume: 'vol', snapshots: [ID], oldSource: null, oldSourceVolume: null }, { volume: 'vol', common: ID, applied: null, oldPrimary: 'agreed' }],
     ['takeoverNotice', 'takeover-notice', { volume: 'vol', by: 'X' }, { agreed: true, role: 'secondary' }],
@@ -84,6 +85,8 @@ test('a malformed DR answer is refused with PROTOCOL, naming the peer, the call 
     ['repoint returned a number', () => peerAnswering({ volume: 'v', source: 's', returned: 1 }).peer.repoint({ volume: 'v', newSource: 'X', newSourceVolume: 'v' }), /returned must be true or false/],
     ['hook phase unknown', () => peerAnswering({ post: { phase: 'during', command: 'x', exitCode: 0, signal: null, timedOut: false, ms: 1, output: '' } }).peer.migrateAccept({ volume: 'v', final: ID, backTo: 'v', schedule: { scheduleS: null, minDelayS: 0, maxDelayS: 1, bandwidth: null }, others: [] }), /post: phase must be pre or post/],
     ['peer delete deleted a string', () => peerAnswering({ deleted: 'yes' }).peer.peerDelete({ volume: 'v', snapshot: ID }), /dr\/peer-delete: deleted must be true or false/],
+    ['failover notice alsoPrimary not a list', () => peerAnswering({ mirror: 'm', state: 'broken-off', alsoPrimary: { site: 'X', volume: 'v' } }).peer.failoverNotice({ volume: 'v', at: 'v' }), /alsoPrimary must be a list/],
+    ['failover notice alsoPrimary site missing', () => peerAnswering({ mirror: 'm', state: 'broken-off', alsoPrimary: [{ volume: 'v' }] }).peer.failoverNotice({ volume: 'v', at: 'v' }), /alsoPrimary\[0\]: site must be a string/],
     ['changes hasBase missing', () => peerAnswering({ ...changes, hasBase: undefined }).peer.changes({ volume: 'v', base: ID, lineage: [] }), /hasBase must be true or false/],
   ];
   for (const [what, call, re] of bad) await assert.rejects(call(), refused(re), what);
