@@ -14,7 +14,7 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
 import type { StreamOptions } from './chunk-pool.ts';
 import type { DirtyDir } from './tree-watch.ts';
-import { encodeTree } from './format.ts';
+import { putDir } from './dir-pages.ts';
 import type { EntryType, Tree, TreeEntry } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
@@ -294,7 +294,7 @@ class TreeWalker {
   #finish(rel: Buffer, slots: Slot[], newCache: Array<[Buffer, CachedFile]>): Promise<ObjectId> {
     const tree = Promise.all(slots).then((all) => {
       const entries = all.filter((e): e is TreeEntry => e !== null);
-      const id = this.#putObject('tree', encodeTree({ entries }));
+      const id = putDir((raw) => this.#putObject('tree', raw), entries);
       if (this.#o.cache) {
         newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
         this.#o.cache.save(rel, encodeDirCache(newCache));
