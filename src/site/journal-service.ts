@@ -410,7 +410,7 @@ export async function captureTreeMember(
 ): Promise<MemberCapture> {
   const before = parent && take?.usable ? parentTotals(parent.stats, member) : undefined;
   const parentRoot = before && parent ? decodeSnapshot(site.store.get(parent.manifest)).members.find((m) => m.name === member && m.kind === 'tree')?.root : undefined;
-  const journal = parentRoot && take ? { parent: parentRoot, dirs: take.set.dirs, tree: (id: ObjectId) => ({ entries: dirEntries(site.store, id) }) } : undefined;
+  const journal = parentRoot && take ? { parent: parentRoot, dirs: take.set.dirs, tree: (id: ObjectId) => ({ entries: dirEntries(site.store, id) }), store: site.store } : undefined;
   const full = async (): Promise<MemberCapture> => {
     const r = await captureTree(path, o);
     return { root: r.root, stats: r.stats, totals: totalsOf(r.stats), journaled: false, missed: false };

@@ -4,7 +4,7 @@
 import type { ObjectId } from '../core/ids.ts';
 import type { SharedIndexRef } from '../store/index-probe.ts';
 import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
-import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import type { ObjectKind, ObjectReader, PreparedObject } from '../store/types.ts';
 import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import type { CachedFile } from './stat-cache.ts';
 import type { DirtyDir } from './tree-watch.ts';
@@ -122,4 +122,6 @@ export interface CaptureJournal {
   dirs: DirtyDir[];
   /** a tree object of the parent capture, decoded (from the store) */
   tree(id: ObjectId): Tree;
+  /** the store the parent capture is in: a paged directory is then read and written page by page (dir-pages.ts) */
+  store?: Pick<ObjectReader, 'get'>;
 }

@@ -11,11 +11,11 @@
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import type { ObjectKind, ObjectReader, PreparedObject } from '../store/types.ts';
 import type { StreamOptions } from './chunk-pool.ts';
 import type { DirtyDir } from './tree-watch.ts';
-import { putDir } from './dir-pages.ts';
-import type { EntryType, Tree, TreeEntry } from './model.ts';
+import { pageEntries, pageHasHardlinks, pageOf, putDir, putEditedDir, readDir } from './dir-pages.ts';
+import type { EntryType, Tree, TreeEntry, TreeIndex } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
@@ -55,6 +55,17 @@ export function toMicros(ns: bigint): bigint {
 
 const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/** Whether `p` is gone (ENOENT or ENOTDIR); any other failure is left to the look that follows. */
+function gone(p: Buffer): boolean {
+  try {
+    lstatSync(p);
+    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR';
+  }
+}
+
 function joinBuf(a: Buffer, b: Buffer): Buffer {
   return a.length === 0 ? b : Buffer.concat([a, SLASH, b]);
 }
@@ -80,22 +91,30 @@ type Slot = TreeEntry | null | Promise<TreeEntry | null>;
 export interface JournalIndex {
   dirs: Map<string, DirtyDir>;
   below: Set<string>;
+  /** each directory's entries that are dirty directories or have one below them */
+  children: Map<string, Set<string>>;
   tree(id: ObjectId): Tree;
+  store?: Pick<ObjectReader, 'get'>;
 }
 
 export function indexJournal(j: CaptureJournal): JournalIndex {
   const dirs = new Map<string, DirtyDir>();
   const below = new Set<string>();
+  const children = new Map<string, Set<string>>();
   for (const d of j.dirs) {
     dirs.set(d.dir, d);
     for (let p = d.dir; p !== ''; ) {
       const i = p.lastIndexOf('/');
-      p = i < 0 ? '' : p.slice(0, i);
+      const up = i < 0 ? '' : p.slice(0, i);
+      let c = children.get(up);
+      if (!c) children.set(up, (c = new Set()));
+      c.add(p.slice(i + 1));
+      p = up;
       if (below.has(p)) break;
       below.add(p);
     }
   }
-  return { dirs, below, tree: (id) => j.tree(id) };
+  return { dirs, below, children, tree: (id) => j.tree(id), store: j.store };
 }
 
 class TreeWalker {
@@ -212,7 +231,10 @@ class TreeWalker {
       this.stats.dirs--; // the directory itself is still one
       return this.walk(abs, rel, undefined);
     }
-    const old = j.tree(parent).entries;
+    // A paged directory whose changed names are known: only the pages they fall in are read and made.
+    const node = j.store && d?.names !== null ? readDir(j.store, parent) : undefined;
+    if (node?.index) return this.#walkPaged(abs, rel, node.index, d, j);
+    const old = node?.entries ?? j.tree(parent).entries;
     const byName = new Map<string, TreeEntry>();
     for (const e of old) byName.set(e.name.toString('latin1'), e);
     const every = d !== undefined && d.names === null;
@@ -264,6 +286,66 @@ class TreeWalker {
     return { tree: this.#finish(rel, slots, newCache) };
   }
 
+  /**
+   * walkJournaled for a paged directory (dir-pages.ts) with the names that changed in it known: the
+   * pages they fall in are read, their named entries looked at again (a name gone from a directory
+   * whose list changed is an entry deleted), and only those pages and the index are made again.
+   */
+  async #walkPaged(abs: Buffer, rel: Buffer, x: TreeIndex, d: DirtyDir | undefined, j: JournalIndex): Promise<DirResult> {
+    const store = j.store!;
+    const key = rel.toString('latin1');
+    this.stats.dirsJournaled++;
+    const named = new Set(d?.names ?? []);
+    const touched = new Set([...named, ...(j.children.get(key) ?? [])]);
+    if (rel.length === 0 && this.#skip) touched.delete(this.#skip.toString('latin1'));
+    const byPage = new Map<number, Buffer[]>();
+    for (const n of touched) {
+      const name = Buffer.from(n, 'latin1');
+      const i = pageOf(x, name);
+      byPage.set(i, [...(byPage.get(i) ?? []), name]);
+    }
+    // links in the pages not read count as met (the caller walks in full: see captureTree)
+    if (x.pages.some((p, i) => !byPage.has(i) && pageHasHardlinks(store, p))) this.sawLinks = true;
+    const cached = this.#o.cache?.load(rel);
+    const newCache: Array<[Buffer, CachedFile]> = [];
+    if (cached) for (const [n, f] of cached) if (!touched.has(n)) newCache.push([Buffer.from(n, 'latin1'), f]);
+    const edits = new Map<number, Slot[]>();
+    for (const [i, names] of byPage) {
+      const byName = new Map<string, TreeEntry>();
+      for (const e of pageEntries(store, x.pages[i])) byName.set(e.name.toString('latin1'), e);
+      const all = [...byName.values()].map((e) => e.name).filter((n) => !touched.has(n.toString('latin1')));
+      const slots: Slot[] = [];
+      const descend = async (childAbs: Buffer, childRel: Buffer, st: BigIntStats): Promise<DirResult> => {
+        const was = byName.get(childRel.subarray(childRel.lastIndexOf(0x2f) + 1).toString('latin1'));
+        return was?.type === 'dir' ? this.walkJournaled(childAbs, childRel, was.tree!, j) : this.walk(childAbs, childRel, st);
+      };
+      for (const name of [...all, ...names].sort(Buffer.compare)) {
+        const n = name.toString('latin1');
+        const was = byName.get(n);
+        if (!touched.has(n)) {
+          if (was!.type === 'hardlink') this.sawLinks = true;
+          slots.push(was!);
+          continue;
+        }
+        if (d?.list && named.has(n) && gone(joinBuf(abs, name))) {
+          if (was) this.#dropped(was, j); // deleted (or moved away)
+          continue;
+        }
+        const seen = await this.#visit(abs, rel, name, cached, newCache, slots, descend);
+        if (was && !(was.type === 'dir' && seen === 'dir')) this.#dropped(was, j);
+      }
+      edits.set(i, slots);
+    }
+    const keys = [...edits.keys()];
+    const tree = Promise.all(keys.map((i) => Promise.all(edits.get(i)!))).then((lists) => {
+      const pages = new Map<number, TreeEntry[]>();
+      keys.forEach((i, k) => pages.set(i, lists[k].filter((e): e is TreeEntry => e !== null)));
+      return this.#saved(rel, putEditedDir(store, (raw) => this.#putObject('tree', raw), x, pages), newCache);
+    });
+    tree.catch(() => {});
+    return { tree };
+  }
+
   /** What an entry of the parent capture counted, now gone or replaced: subtracted from the totals. */
   #dropped(e: TreeEntry | Tree, j: JournalIndex): void {
     const stack: TreeEntry[] = 'entries' in e ? [...e.entries] : [e];
@@ -292,17 +374,18 @@ class TreeWalker {
 
   /** The tree object of a directory once every slot is known, and its stat cache row. */
   #finish(rel: Buffer, slots: Slot[], newCache: Array<[Buffer, CachedFile]>): Promise<ObjectId> {
-    const tree = Promise.all(slots).then((all) => {
-      const entries = all.filter((e): e is TreeEntry => e !== null);
-      const id = putDir((raw) => this.#putObject('tree', raw), entries);
-      if (this.#o.cache) {
-        newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
-        this.#o.cache.save(rel, encodeDirCache(newCache));
-      }
-      return id;
-    });
+    const tree = Promise.all(slots).then((all) => this.#saved(rel, putDir((raw) => this.#putObject('tree', raw), all.filter((e): e is TreeEntry => e !== null)), newCache));
     tree.catch(() => {});
     return tree;
+  }
+
+  /** A directory's tree is stored: its stat cache row goes with it. */
+  #saved(rel: Buffer, id: ObjectId, newCache: Array<[Buffer, CachedFile]>): ObjectId {
+    if (this.#o.cache) {
+      newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
+      this.#o.cache.save(rel, encodeDirCache(newCache));
+    }
+    return id;
   }
 
   /**

@@ -180,3 +180,74 @@ export function overlappingPage(base: TreeIndex, p: TreePage): TreePage | undefi
   const q = pages[lo];
   return q && Buffer.compare(q.last, p.first) >= 0 && Buffer.compare(q.first, p.last) <= 0 ? q : undefined;
 }
+
+/** The page of `x` where an entry named `name` is, or would go if it were added. */
+export function pageOf(x: TreeIndex, name: Uint8Array): number {
+  // the last page whose first name is not after `name` (the first page for a name before all)
+  let lo = 0;
+  let hi = x.pages.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (Buffer.compare(x.pages[mid].first, name) <= 0) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * Store paged directory `x` with the pages at the indexes of `edits` holding the entries given
+ * there instead (sorted, each within the names its page may hold: pageOf; possibly none), and
+ * return its id: the same object putDir would make of the whole list, reading only the pages a
+ * change reaches. Cuts depend only on the entries since the last cut, so the pages before the
+ * first edit stand, and a page after it stands when the cuts arrive at its start.
+ */
+export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer) => ObjectId, x: TreeIndex, edits: Map<number, TreeEntry[]>): ObjectId {
+  const r = rule();
+  let count = x.count;
+  for (const [i, list] of edits) count += list.length - x.pages[i].count;
+  const first = Math.min(...edits.keys());
+  if (count <= r.min) {
+    // small enough to be one tree object again: read it whole
+    const all: TreeEntry[] = [];
+    x.pages.forEach((p, i) => all.push(...(edits.get(i) ?? pageEntries(store, p))));
+    return putDir(put, all);
+  }
+  const pages: TreePage[] = x.pages.slice(0, first);
+  let run: TreeEntry[] = [];
+  let made: { id: ObjectId; entries: TreeEntry[] } | undefined; // the last page made here
+  const cut = () => {
+    const id = put(encodeTree({ entries: run }, 'treepage'));
+    pages.push({ id, count: run.length, first: run[0].name, last: run[run.length - 1].name });
+    made = { id, entries: run };
+    run = [];
+  };
+  for (let i = first; i < x.pages.length; i++) {
+    const edited = edits.get(i);
+    if (edited === undefined && run.length === 0) {
+      pages.push(x.pages[i]);
+      continue;
+    }
+    for (const e of edited ?? pageEntries(store, x.pages[i])) {
+      run.push(e);
+      if (run.length >= r.max || boundary(e.name, r.mask)) cut();
+    }
+  }
+  if (run.length > 0) cut();
+  if (pages.length >= 2) return put(encodeTreeIndex({ count, pages }));
+  // one page left: a plain tree object, as putDir makes of a list with no cut inside
+  return put(encodeTree({ entries: made?.id === pages[0].id ? made.entries : pageEntries(store, pages[0]) }));
+}
+
+/** Whether page `p` holds a hard link entry (remembered per page id, bounded: a page's id names its content). */
+export function pageHasHardlinks(store: Pick<ObjectReader, 'get'>, p: TreePage): boolean {
+  const known = pageLinks.get(p.id);
+  if (known !== undefined) return known;
+  const found = pageEntries(store, p).some((e) => e.type === 'hardlink');
+  if (pageLinks.size >= PAGE_LINKS_MAX) pageLinks.clear();
+  pageLinks.set(p.id, found);
+  return found;
+}
+
+/** Pages remembered by pageHasHardlinks: about 100 bytes each. */
+const PAGE_LINKS_MAX = 200_000;
+const pageLinks = new Map<ObjectId, boolean>();

@@ -151,7 +151,7 @@ export class ReplicaCapture {
         continue;
       }
       const parent = parentOf(m.name, t);
-      if (parent) journals.set(m.name, { parent, dirs: t.set.dirs, tree: (id) => ({ entries: dirEntries(host.store, id) }) });
+      if (parent) journals.set(m.name, { parent, dirs: t.set.dirs, tree: (id) => ({ entries: dirEntries(host.store, id) }), store: host.store });
     }
     return { journals, exact };
   }
