@@ -14,14 +14,14 @@ import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, ObjectReader, PreparedObject } from '../store/types.ts';
 import type { StreamOptions } from './chunk-pool.ts';
 import type { DirtyDir } from './tree-watch.ts';
-import { pageEntries, pageHasHardlinks, pageOf, putDir, putEditedDir, readDir } from './dir-pages.ts';
+import { pageEntries, pageHasHardlinks, pageOf, putDir, putEditedDir, readDir, type Paging } from './dir-pages.ts';
 import type { EntryType, Tree, TreeEntry, TreeIndex } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
 
 export { addStats, emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning, type StatCacheIO } from './capture-types.ts';
-import { emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
+import { emptyStats, indexJournal, statCacheKey, streamInto, type CaptureJournal, type JournalIndex, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
 
 // Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
 // changed again within the same tick keeps its mtime and ctime. Files whose
@@ -86,36 +86,6 @@ interface DirResult {
 }
 
 type Slot = TreeEntry | null | Promise<TreeEntry | null>;
-
-/** The journal's dirty set, indexed: each dirty directory, and every directory with one below it. */
-export interface JournalIndex {
-  dirs: Map<string, DirtyDir>;
-  below: Set<string>;
-  /** each directory's entries that are dirty directories or have one below them */
-  children: Map<string, Set<string>>;
-  tree(id: ObjectId): Tree;
-  store?: Pick<ObjectReader, 'get'>;
-}
-
-export function indexJournal(j: CaptureJournal): JournalIndex {
-  const dirs = new Map<string, DirtyDir>();
-  const below = new Set<string>();
-  const children = new Map<string, Set<string>>();
-  for (const d of j.dirs) {
-    dirs.set(d.dir, d);
-    for (let p = d.dir; p !== ''; ) {
-      const i = p.lastIndexOf('/');
-      const up = i < 0 ? '' : p.slice(0, i);
-      let c = children.get(up);
-      if (!c) children.set(up, (c = new Set()));
-      c.add(p.slice(i + 1));
-      p = up;
-      if (below.has(p)) break;
-      below.add(p);
-    }
-  }
-  return { dirs, below, children, tree: (id) => j.tree(id), store: j.store };
-}
 
 class TreeWalker {
   readonly stats = emptyStats();
@@ -306,14 +276,21 @@ class TreeWalker {
     }
     // links in the pages not read count as met (the caller walks in full: see captureTree)
     if (x.pages.some((p, i) => !byPage.has(i) && pageHasHardlinks(store, p))) this.sawLinks = true;
-    const cached = this.#o.cache?.load(rel);
+    // The stat cache rows of the pages read (one row per page: statCacheKey), or of the whole directory.
+    const io = this.#o.cache;
+    const byKey = io?.loadKey ? io.loadKey.bind(io) : undefined;
+    const cached = byKey ? new Map<string, CachedFile>() : io?.load(rel);
+    if (byKey) for (const i of byPage.keys()) for (const [n, f] of byKey(statCacheKey(rel, x.pages[i].first)) ?? []) cached!.set(n, f);
     const newCache: Array<[Buffer, CachedFile]> = [];
-    if (cached) for (const [n, f] of cached) if (!touched.has(n)) newCache.push([Buffer.from(n, 'latin1'), f]);
     const edits = new Map<number, Slot[]>();
     for (const [i, names] of byPage) {
       const byName = new Map<string, TreeEntry>();
       for (const e of pageEntries(store, x.pages[i])) byName.set(e.name.toString('latin1'), e);
       const all = [...byName.values()].map((e) => e.name).filter((n) => !touched.has(n.toString('latin1')));
+      for (const n of all) {
+        const hit = cached?.get(n.toString('latin1'));
+        if (hit) newCache.push([n, hit]);
+      }
       const slots: Slot[] = [];
       const descend = async (childAbs: Buffer, childRel: Buffer, st: BigIntStats): Promise<DirResult> => {
         const was = byName.get(childRel.subarray(childRel.lastIndexOf(0x2f) + 1).toString('latin1'));
@@ -340,7 +317,9 @@ class TreeWalker {
     const tree = Promise.all(keys.map((i) => Promise.all(edits.get(i)!))).then((lists) => {
       const pages = new Map<number, TreeEntry[]>();
       keys.forEach((i, k) => pages.set(i, lists[k].filter((e): e is TreeEntry => e !== null)));
-      return this.#saved(rel, putEditedDir(store, (raw) => this.#putObject('tree', raw), x, pages), newCache);
+      let paging: Paging = null;
+      const id = putEditedDir(store, (raw) => this.#putObject('tree', raw), x, pages, (p) => (paging = p));
+      return this.#saved(rel, id, newCache, paging);
     });
     tree.catch(() => {});
     return { tree };
@@ -374,17 +353,36 @@ class TreeWalker {
 
   /** The tree object of a directory once every slot is known, and its stat cache row. */
   #finish(rel: Buffer, slots: Slot[], newCache: Array<[Buffer, CachedFile]>): Promise<ObjectId> {
-    const tree = Promise.all(slots).then((all) => this.#saved(rel, putDir((raw) => this.#putObject('tree', raw), all.filter((e): e is TreeEntry => e !== null)), newCache));
+    const tree = Promise.all(slots).then((all) => {
+      let paging: Paging = null;
+      const id = putDir((raw) => this.#putObject('tree', raw), all.filter((e): e is TreeEntry => e !== null), (p) => (paging = p));
+      return this.#saved(rel, id, newCache, paging);
+    });
     tree.catch(() => {});
     return tree;
   }
 
-  /** A directory's tree is stored: its stat cache row goes with it. */
-  #saved(rel: Buffer, id: ObjectId, newCache: Array<[Buffer, CachedFile]>): ObjectId {
-    if (this.#o.cache) {
-      newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
-      this.#o.cache.save(rel, encodeDirCache(newCache));
+  /**
+   * A directory's tree is stored: its stat cache row goes with it, or for a paged directory a row per
+   * page made now (the rows of pages that stand carry over from the parent capture's), and an empty
+   * row under the directory's own key (a row from when it was one tree must not speak for it).
+   */
+  #saved(rel: Buffer, id: ObjectId, newCache: Array<[Buffer, CachedFile]>, paging: Paging): ObjectId {
+    const cache = this.#o.cache;
+    if (!cache) return id;
+    newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
+    if (!paging) {
+      cache.save(rel, encodeDirCache(newCache));
+      return id;
     }
+    cache.save(rel, encodeDirCache([]));
+    let k = 0;
+    paging.pages.forEach((p, i) => {
+      while (k < newCache.length && Buffer.compare(newCache[k][0], p.first) < 0) k++;
+      const start = k;
+      while (k < newCache.length && Buffer.compare(newCache[k][0], p.last) <= 0) k++;
+      if (paging.made.has(i)) cache.save(statCacheKey(rel, p.first), encodeDirCache(newCache.slice(start, k)));
+    });
     return id;
   }
 

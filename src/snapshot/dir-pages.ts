@@ -67,13 +67,22 @@ export function pageCuts(entries: readonly TreeEntry[], r: PageRule = rule()): n
 }
 
 /**
- * Store a directory of sorted `entries` (the encoders check them) and return its id: one tree
- * object, or its pages and their index.
+ * How a directory was stored (putDir, putEditedDir): `pages` of its index, and which of them were
+ * made now (the others stand from before); null when it is one tree object.
  */
-export function putDir(put: (raw: Buffer) => ObjectId, entries: TreeEntry[]): ObjectId {
+export type Paging = { pages: TreePage[]; made: Set<number> } | null;
+
+/**
+ * Store a directory of sorted `entries` (the encoders check them) and return its id: one tree
+ * object, or its pages and their index (told to `onPaging`).
+ */
+export function putDir(put: (raw: Buffer) => ObjectId, entries: TreeEntry[], onPaging?: (p: Paging) => void): ObjectId {
   const r = rule();
   const cuts = entries.length > r.min ? pageCuts(entries, r) : [];
-  if (cuts.length < 2) return put(encodeTree({ entries }));
+  if (cuts.length < 2) {
+    onPaging?.(null);
+    return put(encodeTree({ entries }));
+  }
   const pages: TreePage[] = [];
   let from = 0;
   for (const to of cuts) {
@@ -81,6 +90,7 @@ export function putDir(put: (raw: Buffer) => ObjectId, entries: TreeEntry[]): Ob
     pages.push({ id: put(encodeTree({ entries: run }, 'treepage')), count: run.length, first: run[0].name, last: run[run.length - 1].name });
     from = to;
   }
+  onPaging?.({ pages, made: new Set(pages.keys()) });
   return put(encodeTreeIndex({ count: entries.length, pages }));
 }
 
@@ -201,7 +211,7 @@ export function pageOf(x: TreeIndex, name: Uint8Array): number {
  * change reaches. Cuts depend only on the entries since the last cut, so the pages before the
  * first edit stand, and a page after it stands when the cuts arrive at its start.
  */
-export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer) => ObjectId, x: TreeIndex, edits: Map<number, TreeEntry[]>): ObjectId {
+export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer) => ObjectId, x: TreeIndex, edits: Map<number, TreeEntry[]>, onPaging?: (p: Paging) => void): ObjectId {
   const r = rule();
   let count = x.count;
   for (const [i, list] of edits) count += list.length - x.pages[i].count;
@@ -210,13 +220,15 @@ export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer
     // small enough to be one tree object again: read it whole
     const all: TreeEntry[] = [];
     x.pages.forEach((p, i) => all.push(...(edits.get(i) ?? pageEntries(store, p))));
-    return putDir(put, all);
+    return putDir(put, all, onPaging);
   }
   const pages: TreePage[] = x.pages.slice(0, first);
   let run: TreeEntry[] = [];
   let made: { id: ObjectId; entries: TreeEntry[] } | undefined; // the last page made here
+  const fresh = new Set<number>();
   const cut = () => {
     const id = put(encodeTree({ entries: run }, 'treepage'));
+    fresh.add(pages.length);
     pages.push({ id, count: run.length, first: run[0].name, last: run[run.length - 1].name });
     made = { id, entries: run };
     run = [];
@@ -233,8 +245,12 @@ export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer
     }
   }
   if (run.length > 0) cut();
-  if (pages.length >= 2) return put(encodeTreeIndex({ count, pages }));
+  if (pages.length >= 2) {
+    onPaging?.({ pages, made: fresh });
+    return put(encodeTreeIndex({ count, pages }));
+  }
   // one page left: a plain tree object, as putDir makes of a list with no cut inside
+  onPaging?.(null);
   return put(encodeTree({ entries: made?.id === pages[0].id ? made.entries : pageEntries(store, pages[0]) }));
 }
 

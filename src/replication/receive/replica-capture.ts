@@ -50,6 +50,16 @@ export function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO
       return out;
     },
     save: (dir, data) => base.save(dir, data),
+    loadKey: base.loadKey && ((key: Buffer) => {
+      // a page's rows (statCacheKey: the directory, NUL, the page's first name), with the directory's written files over them
+      const nul = key.indexOf(0);
+      const extra = files.get((nul < 0 ? key : key.subarray(0, nul)).toString('latin1'));
+      const cached = base.loadKey!(key);
+      if (!extra) return cached;
+      const out = new Map(cached ?? []);
+      for (const [name, f] of extra) out.set(name, f);
+      return out;
+    }),
   };
 }
 

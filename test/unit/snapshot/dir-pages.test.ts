@@ -14,6 +14,10 @@ import { PAGE_DIR_MIN, PAGE_MAX, decodeTreeObject, dirDiffEntries, dirEntries, o
 import { diffTrees, sameTreeContent } from '../../../src/snapshot/diff.ts';
 import type { TreeEntry, TreeIndex } from '../../../src/snapshot/model.ts';
 
+// These tests are about the default rule: a run with every directory paged (FERRY_TEST_TREE_PAGE_MIN,
+// test/harness/env-knobs.ts) does not change it here; pagedFrom sets the knob where a test wants it.
+installTestKnobs(NO_TEST_KNOBS);
+
 /** Run `fn` (synchronous) with directories paged from `min` entries on, as FERRY_TEST_TREE_PAGE_MIN does. */
 function pagedFrom<T>(min: number, fn: () => T): T {
   const before = testKnobs();
