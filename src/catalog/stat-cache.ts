@@ -106,30 +106,71 @@ export function statCacheFor(cat: Catalog, volume: string, member: string, paren
   // first, names sorted), so rows are read ahead in key-ordered runs: one
   // range query per run instead of a lookup per directory (the data blobs
   // overflow their pages, and single lookups cost ~100 us each).
-  const ahead = new Map<string, Uint8Array>();
+  //
+  // A paged directory has a row per page (snapshot/capture-types.ts, statCacheKey: the directory, a
+  // NUL, the page's first name), which sort right after the directory's own key: a directory's rows
+  // are read together, the pages' first and its own last (a row written since it was one tree wins).
+  const ahead = new Map<string, Uint8Array[]>();
   const AHEAD = 256;
+  const decode = (data: Uint8Array): Map<string, CachedFile> | undefined => {
+    try {
+      return decodeDirCache(data);
+    } catch {
+      return undefined; // a damaged cache only costs a re-read
+    }
+  };
+  const dirOf = (key: Uint8Array): string => {
+    const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+    const nul = k.indexOf(0);
+    return (nul < 0 ? k : k.subarray(0, nul)).toString('latin1');
+  };
   return {
     load(dir: Buffer): Map<string, CachedFile> | undefined {
       if (!parent) return undefined;
       const key = dir.toString('latin1');
-      let data = ahead.get(key);
-      if (data === undefined) {
+      let rows = ahead.get(key);
+      if (rows === undefined) {
         if (ahead.size > 16 * AHEAD) ahead.clear(); // rows of directories that are gone
-        for (const r of statCacheRowsFrom(cat, volume, member, parent, dir, AHEAD)) ahead.set(Buffer.from(r.dir).toString('latin1'), r.data);
-        data = ahead.get(key);
-        if (data === undefined) return undefined;
+        const got = statCacheRowsFrom(cat, volume, member, parent, dir, AHEAD);
+        const byDir = new Map<string, Array<{ dir: Uint8Array; data: Uint8Array }>>();
+        for (const r of got) {
+          const d = dirOf(r.dir);
+          byDir.set(d, [...(byDir.get(d) ?? []), r]);
+        }
+        // a full read may have cut the last directory's rows short: it is read again when asked for
+        if (got.length === AHEAD) byDir.delete(dirOf(got[got.length - 1].dir));
+        if (!byDir.has(key)) byDir.set(key, statCacheRowsOfDir(cat, volume, member, parent, dir));
+        for (const [d, list] of byDir) {
+          // the directory's own row (the shortest key) goes last
+          list.sort((x, y) => y.dir.byteLength - x.dir.byteLength);
+          ahead.set(d, list.map((r) => r.data));
+        }
+        rows = ahead.get(key)!;
       }
       ahead.delete(key);
-      try {
-        return decodeDirCache(data);
-      } catch {
-        return undefined; // a damaged cache only costs a re-read
-      }
+      if (rows.length === 0) return undefined;
+      if (rows.length === 1) return decode(rows[0]);
+      const out = new Map<string, CachedFile>();
+      for (const data of rows) for (const [n, f] of decode(data) ?? []) out.set(n, f);
+      return out;
+    },
+    loadKey(key: Buffer): Map<string, CachedFile> | undefined {
+      if (!parent) return undefined;
+      const row = cat.db.get<{ data: Uint8Array }>('SELECT d.data AS data FROM stat_cache_dirs k JOIN stat_cache_data d ON d.id = k.blob WHERE k.volume = ? AND k.member = ? AND k.snapshot = ? AND k.dir = ?', volume, member, parent, key);
+      return row ? decode(row.data) : undefined;
     },
     save(dir: Buffer, data: Buffer): void {
       writer.add(member, dir, data);
     },
   };
+}
+
+/** Every row of one directory of (volume, member, snapshot): its own and its pages'. */
+function statCacheRowsOfDir(cat: Catalog, volume: string, member: string, snapshot: string, dir: Buffer): Array<{ dir: Uint8Array; data: Uint8Array }> {
+  return cat.db.all<{ dir: Uint8Array; data: Uint8Array }>(
+    'SELECT k.dir AS dir, d.data AS data FROM stat_cache_dirs k JOIN stat_cache_data d ON d.id = k.blob WHERE k.volume = ? AND k.member = ? AND k.snapshot = ? AND k.dir >= ? AND k.dir < ? ORDER BY k.dir',
+    volume, member, snapshot, dir, Buffer.concat([dir, Buffer.from([1])]),
+  );
 }
 
 /**

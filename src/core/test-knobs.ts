@@ -30,6 +30,12 @@ export interface TestKnobs {
   daemonBudgetBytes?: number;
   /** faults injected into this process's requests to its peers (transport/faults.ts) */
   faults?: readonly FaultRule[];
+  /**
+   * directories with more entries than this are paged, in pages of about two entries (snapshot/
+   * dir-pages.ts), so that small test trees exercise paged directories. Every process of a test
+   * must have the same value: it decides tree ids.
+   */
+  treePageMin?: number;
 }
 
 /**
@@ -94,6 +100,7 @@ export const TEST_KNOBS: ReadonlyArray<{ env: string; key: keyof TestKnobs; kind
   { env: 'FERRY_TEST_SESSION_BUDGET_BYTES', key: 'sessionBudgetBytes', kind: 'count' },
   { env: 'FERRY_TEST_DAEMON_BUDGET_BYTES', key: 'daemonBudgetBytes', kind: 'count' },
   { env: 'FERRY_TEST_FAULTS', key: 'faults', kind: 'faults' },
+  { env: 'FERRY_TEST_TREE_PAGE_MIN', key: 'treePageMin', kind: 'count' },
 ];
 
 export const NO_TEST_KNOBS: TestKnobs = Object.freeze({ crashAt: [], pauseAt: [] });

@@ -18,7 +18,7 @@ import { checkpoint } from '../core/crash.ts';
 import { primariesKnownHere } from './split-brain.ts';
 import { finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
 import type { ObjectId } from '../core/ids.ts';
-import { diffTrees } from '../snapshot/diff.ts';
+import { diffTrees, sameTreeContent } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
 import type { Engine } from '../site/engine.ts';
 
@@ -214,7 +214,8 @@ async function continueFailback(engine: Engine, wf: Workflow<FailbackJournal>): 
     if (plan.base) {
       const a = readManifest(site.store, resolveSnapshot(site.catalog, plan.volume, plan.base).manifest as ObjectId);
       const b = readManifest(site.store, snap.manifest as ObjectId);
-      keptDiffers = a.members.some((x, i) => x.root !== b.members[i]?.root);
+      const y = (i: number) => b.members[i];
+      keptDiffers = a.members.some((x, i) => x.root !== y(i)?.root && !(x.kind === 'tree' && y(i)?.kind === 'tree' && sameTreeContent(site.store, x.root, y(i).root)));
     }
     recordStep(site, wf, 'kept', { kept: snap.id, keptName: snap.name, keptDiffers, keptWarnings });
     await checkpoint('failback:after-keep');

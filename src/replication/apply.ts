@@ -12,7 +12,8 @@ import { existsSync, fsyncSync, ftruncateSync, lstatSync, linkSync, mkdirSync, o
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import { hashBytes, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
-import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
+import { decodeBlockList, decodeImage } from '../snapshot/format.ts';
+import { dirDiffEntries, dirEntries } from '../snapshot/dir-pages.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
 import { treeHasHardlinks } from '../snapshot/graph.ts';
 import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, writeSparse, type MetaContext } from '../snapshot/materialize.ts';
@@ -312,8 +313,7 @@ class TreeApplier {
   /** Apply the change from tree a to tree b in directory `dir` (which exists and is a real directory). */
   dir(dir: Buffer, rel: string, a: ObjectId | null, b: ObjectId, meta: TreeEntry | undefined, acls: DirAcls): void {
     this.#o.signal?.throwIfAborted();
-    const ea = a ? decodeTree(this.#o.store.get(a)).entries : [];
-    const eb = decodeTree(this.#o.store.get(b)).entries;
+    const [ea, eb] = a === b /* else only the pages that differ (dir-pages.ts) */ ? [dirEntries(this.#o.store, b), dirEntries(this.#o.store, b)] : dirDiffEntries(this.#o.store, a, b);
     let i = 0;
     let j = 0;
     while (i < ea.length || j < eb.length) {
@@ -471,7 +471,7 @@ class TreeApplier {
     let depth = 1;
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) depth++;
     if (depth >= SPLIT_DEPTH) return false;
-    return decodeTree(this.#o.store.get(tree)).entries.some((e) => e.type === 'dir');
+    return dirEntries(this.#o.store, tree).some((e) => e.type === 'dir');
   }
 
   /** Tell onFileWritten what lstat sees of a file just put in place. */
@@ -553,7 +553,7 @@ class TreeApplier {
     // only subtrees that hold a link are read (treeHasHardlinks remembers: an update reads what is new)
     const walk = (tree: ObjectId, dir: Buffer, rel: string, meta?: TreeEntry): void => {
       if (!treeHasHardlinks(this.#o.store, tree)) return;
-      for (const e of decodeTree(this.#o.store.get(tree)).entries) {
+      for (const e of dirEntries(this.#o.store, tree)) {
         const r = rel ? `${rel}/${e.name.toString('latin1')}` : e.name.toString('latin1');
         if (e.type === 'dir') walk(e.tree!, join(dir, e.name), r, e);
         else if (e.type === 'hardlink' && this.#replaced.has(e.target!.toString('latin1')) && !queued.has(r)) this.#links.push({ path: join(dir, e.name), rel: r, e, parent: dir, parentMeta: meta });

@@ -33,7 +33,7 @@
 import { FerryError, isFerryError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, PreparedObject } from '../store/types.ts';
-import { decodeTree } from '../snapshot/format.ts';
+import { decodeTreeObject } from '../snapshot/dir-pages.ts';
 import { MAX_IDS_PER_QUERY } from './protocol.ts';
 import type { TransferProgress } from './sender.ts';
 import type { Receiver } from './types.ts';
@@ -261,11 +261,16 @@ export class EarlySender {
     return batch;
   }
 
-  /** The objects tree `id` names (its files' chunks, its subdirectories), each once; undefined when it cannot be read. */
+  /**
+   * The objects tree `id` names (its files' chunks, its subdirectories; a paged directory's index its
+   * pages), each once; undefined when it cannot be read.
+   */
   #namedBy(id: ObjectId): Array<{ id: ObjectId; tree: boolean }> | undefined {
     let entries;
     try {
-      entries = decodeTree(this.#store.get(id)).entries;
+      const node = decodeTreeObject(this.#store.get(id));
+      if (node.index) return node.index.pages.map((p) => ({ id: p.id, tree: true }));
+      entries = node.entries;
     } catch {
       return undefined;
     }

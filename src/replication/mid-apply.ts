@@ -15,7 +15,8 @@
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import { metaDiff } from '../snapshot/diff.ts';
-import { decodeBlockList, decodeImage, decodeTree } from '../snapshot/format.ts';
+import { decodeBlockList, decodeImage } from '../snapshot/format.ts';
+import { dirEntries } from '../snapshot/dir-pages.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from '../snapshot/model.ts';
 import { isApplyTemporary } from './apply.ts';
 
@@ -40,7 +41,7 @@ export type OwnWork = (rel: Buffer) => boolean;
 
 function entries(store: ObjectReader, id: ObjectId | null): Map<string, TreeEntry> {
   const m = new Map<string, TreeEntry>();
-  if (id) for (const e of decodeTree(store.get(id)).entries) m.set(e.name.toString('latin1'), e);
+  if (id) for (const e of dirEntries(store, id)) m.set(e.name.toString('latin1'), e);
   return m;
 }
 
@@ -48,7 +49,7 @@ function walk(store: ObjectReader, now: ObjectId, from: ObjectId | null, to: Obj
   if (now === from || now === to) return;
   const f = entries(store, from);
   const t = entries(store, to);
-  for (const e of decodeTree(store.get(now)).entries) {
+  for (const e of dirEntries(store, now)) {
     if (out.length >= limit) return;
     if (isApplyTemporary(e.name)) continue;
     const key = e.name.toString('latin1');

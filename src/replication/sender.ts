@@ -9,7 +9,9 @@ import { memory } from '../core/memory.ts';
 import { FerryError } from '../core/errors.ts';
 import { sameIds, type ObjectId } from '../core/ids.ts';
 import { type ObjectKind, type PreparedObject } from '../store/types.ts';
-import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../snapshot/format.ts';
+import { decodeBlockList, decodeImage, decodeSnapshot } from '../snapshot/format.ts';
+import { decodeTreeObject, nodeEntries, overlappingPage, pageEntries } from '../snapshot/dir-pages.ts';
+import type { TreeEntry } from '../snapshot/model.ts';
 import { cachedRefs, deltaObject, encodeDelta, planDictionary, type DeltaPlan } from './delta.ts';
 import { deltaHeaderBytes, isDelta, MAX_DELTA_REFS, MAX_IDS_PER_QUERY, type WireObject } from './protocol.ts';
 import { VerifyPool, type Encoded, type ToEncode } from './verify-pool.ts';
@@ -71,6 +73,8 @@ interface Pending {
   kind: ObjectKind;
   /** the object at the same place in the base, if any (for deltas) */
   base?: ObjectId;
+  /** a page of a paged directory, its entries taken with its index (not read again) */
+  expanded?: boolean;
 }
 
 /**
@@ -146,6 +150,20 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
    */
   const basesOf = (level: Pending[]): ObjectId[] => [...new Set(level.filter((p) => (p.kind === 'blocklist' || p.kind === 'tree') && p.base && p.base !== p.id).map((p) => p.base!))];
 
+  /** A directory's entries against the base's at the same place (`held`: the receiver holds those). */
+  const entriesOf = (entries: TreeEntry[], base: TreeEntry[] | undefined, held: boolean, next: Pending[]): void => {
+    const byName = base ? new Map(base.map((e) => [e.name.toString('latin1'), e])) : undefined;
+    for (const e of entries) {
+      const be = byName?.get(e.name.toString('latin1'));
+      if (e.type === 'dir') next.push({ id: e.tree!, kind: 'tree', base: be?.type === 'dir' ? be.tree : undefined });
+      else if (e.type === 'file') {
+        if (held && be?.type === 'file' && be.size === e.size && sameIds(be.chunks, e.chunks)) continue;
+        for (const c of e.chunks ?? []) next.push({ id: c, kind: 'chunk' });
+        if (be?.type === 'file' && be.chunks?.length && e.chunks?.length) mapFileRefs(store, e.chunks, be.chunks, refsOf);
+      }
+    }
+  };
+
   let frontier = (await ask([{ id: manifest, kind: 'snapshot', base: o.deltaBase }])).missing;
   // The frontier's bases the receiver holds (asked with the question that found the frontier missing).
   let baseHeld = new Set<ObjectId>();
@@ -167,21 +185,27 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
           break;
         }
         case 'tree': {
-          const base = baseOf(p.base, decodeTree);
-          const byName = base ? new Map(base.entries.map((e) => [e.name.toString('latin1'), e])) : undefined;
+          if (p.expanded) break; // a page whose entries were taken with its index
+          const node = decodeTreeObject(raw);
+          const b = baseOf(p.base, decodeTreeObject);
           // A file the same as the base's at the same place has its chunks at a receiver that holds
           // the base's tree (it holds a tree only with everything below it): not asked about. At a
           // million files in a thousand directories this is most of an update's questions.
-          const held = byName !== undefined && baseHeld.has(p.base!);
-          for (const e of decodeTree(raw).entries) {
-            const be = byName?.get(e.name.toString('latin1'));
-            if (e.type === 'dir') next.push({ id: e.tree!, kind: 'tree', base: be?.type === 'dir' ? be.tree : undefined });
-            else if (e.type === 'file') {
-              if (held && be?.type === 'file' && be.size === e.size && sameIds(be.chunks, e.chunks)) continue;
-              for (const c of e.chunks ?? []) next.push({ id: c, kind: 'chunk' });
-              if (be?.type === 'file' && be.chunks?.length && e.chunks?.length) mapFileRefs(store, e.chunks, be.chunks, refsOf);
+          const held = b !== undefined && baseHeld.has(p.base!);
+          if (node.index) {
+            // A paged directory (dir-pages.ts): its pages' entries are taken here, each page against
+            // the base's page it overlaps (or the base's whole directory), so that paging costs no
+            // round trip of its own; a page the base has is held with the base.
+            const had = b?.index && held ? new Set(b.index.pages.map((x) => x.id)) : undefined;
+            for (const pg of node.index.pages) {
+              if (had?.has(pg.id)) continue;
+              next.push({ id: pg.id, kind: 'tree', expanded: true });
+              const bp = b?.index ? overlappingPage(b.index, pg) : undefined;
+              entriesOf(pageEntries(store, pg), bp ? pageEntries(store, bp) : b?.entries, held, next);
             }
+            break;
           }
+          entriesOf(node.entries, b ? nodeEntries(store, b) : undefined, held, next);
           break;
         }
         case 'image': {

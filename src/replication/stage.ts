@@ -34,7 +34,7 @@ import { isObjectId, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import type { TreeEntry } from '../snapshot/model.ts';
-import { decodeTree } from '../snapshot/format.ts';
+import { dirEntries } from '../snapshot/dir-pages.ts';
 import { applySubtree, lstatOrNull, removePath, type ApplyStats, type StagedTree } from './apply.ts';
 
 /** The staging area's name, directly inside a member's replica root. */
@@ -224,7 +224,7 @@ export class Stager {
     this.#staged.set(s.tree, s);
     let entries: TreeEntry[];
     try {
-      entries = decodeTree(this.#store.get(s.tree)).entries;
+      entries = dirEntries(this.#store, s.tree);
     } catch {
       return;
     }

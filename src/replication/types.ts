@@ -6,7 +6,8 @@ import type { ObjectId } from '../core/ids.ts';
 import type { WireObject } from './protocol.ts';
 import type { MemberKind } from '../snapshot/model.ts';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: large directories are paged (a treeindex and its treepages: snapshot/dir-pages.ts), which version 1 cannot read. */
+export const PROTOCOL_VERSION = 2;
 
 export interface HelloRequest {
   protocol: number;

@@ -25,7 +25,9 @@
 import { join } from 'node:path';
 import type { ObjectId } from '../core/ids.ts';
 import { captureTree, emptyStats, type CaptureOptions, type CaptureStats } from '../snapshot/capture.ts';
-import { decodeSnapshot, decodeTree } from '../snapshot/format.ts';
+import { decodeSnapshot } from '../snapshot/format.ts';
+import { dirEntries } from '../snapshot/dir-pages.ts';
+import { sameTreeContent } from '../snapshot/diff.ts';
 import { ChangeJournal, type DirtySet, type WatchInfo } from '../snapshot/journal.ts';
 import { STAGE_DIR } from '../replication/stage.ts';
 import { JOURNAL_WATCH_RETRY, RetryGate } from '../core/backoff.ts';
@@ -408,7 +410,7 @@ export async function captureTreeMember(
 ): Promise<MemberCapture> {
   const before = parent && take?.usable ? parentTotals(parent.stats, member) : undefined;
   const parentRoot = before && parent ? decodeSnapshot(site.store.get(parent.manifest)).members.find((m) => m.name === member && m.kind === 'tree')?.root : undefined;
-  const journal = parentRoot && take ? { parent: parentRoot, dirs: take.set.dirs, tree: (id: ObjectId) => decodeTree(site.store.get(id)) } : undefined;
+  const journal = parentRoot && take ? { parent: parentRoot, dirs: take.set.dirs, tree: (id: ObjectId) => ({ entries: dirEntries(site.store, id) }), store: site.store } : undefined;
   const full = async (): Promise<MemberCapture> => {
     const r = await captureTree(path, o);
     return { root: r.root, stats: r.stats, totals: totalsOf(r.stats), journaled: false, missed: false };
@@ -421,7 +423,8 @@ export async function captureTreeMember(
     const j = await captureTree(path, { ...o, cache: o.cache && { load: o.cache.load, save: () => {} }, journal, onWarning: undefined });
     // A change made after the take may be seen by one capture and not the other: only a quiet
     // member (nothing changed since the take) tells a missed change apart.
-    const differ = j.journaled !== false && j.root !== walked.root;
+    // (a directory kept from the parent may be stored another way than the walk stores it: dir-pages.ts)
+    const differ = j.journaled !== false && j.root !== walked.root && !sameTreeContent(site.store, walked.root, j.root);
     return { ...walked, missed: differ && (await journalOf(site)?.quiet(take!.volume, member)) === true };
   }
   const r = await captureTree(path, { ...o, journal });

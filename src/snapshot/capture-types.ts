@@ -4,7 +4,7 @@
 import type { ObjectId } from '../core/ids.ts';
 import type { SharedIndexRef } from '../store/index-probe.ts';
 import { RECORD_HEADER_SIZE, RECORD_OVERHEAD, RECORD_TRAILER_SIZE } from '../store/pack.ts';
-import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import type { ObjectKind, ObjectReader, PreparedObject } from '../store/types.ts';
 import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import type { CachedFile } from './stat-cache.ts';
 import type { DirtyDir } from './tree-watch.ts';
@@ -46,9 +46,24 @@ export function streamInto(store: CaptureStore, stats: CaptureStats): StreamOpti
 export interface StatCacheIO {
   /** what the parent capture saw in this directory (member-relative path, '' for the root) */
   load(dir: Buffer): Map<string, CachedFile> | undefined;
-  /** what this capture saw; called once per directory */
+  /**
+   * what this capture saw; called once per directory, or for a paged directory once per page it
+   * made, under the page's key (statCacheKey)
+   */
   save(dir: Buffer, data: Buffer): void;
+  /** the rows saved under one key exactly (a page's: statCacheKey); without it a capture loads the directory's */
+  loadKey?(key: Buffer): Map<string, CachedFile> | undefined;
 }
+
+/**
+ * The stat cache key of one page of a paged directory: the directory, a NUL, the page's first name
+ * (NUL is in no path, so the key sorts right after the directory's own and before its subdirectories').
+ */
+export function statCacheKey(dir: Buffer, first: Buffer): Buffer {
+  return Buffer.concat([dir, NUL_BYTE, first]);
+}
+
+const NUL_BYTE = Buffer.from([0]);
 
 export interface CaptureWarning {
   path: string;
@@ -122,4 +137,36 @@ export interface CaptureJournal {
   dirs: DirtyDir[];
   /** a tree object of the parent capture, decoded (from the store) */
   tree(id: ObjectId): Tree;
+  /** the store the parent capture is in: a paged directory is then read and written page by page (dir-pages.ts) */
+  store?: Pick<ObjectReader, 'get'>;
+}
+
+/** The journal's dirty set, indexed: each dirty directory, and every directory with one below it. */
+export interface JournalIndex {
+  dirs: Map<string, DirtyDir>;
+  below: Set<string>;
+  /** each directory's entries that are dirty directories or have one below them */
+  children: Map<string, Set<string>>;
+  tree(id: ObjectId): Tree;
+  store?: Pick<ObjectReader, 'get'>;
+}
+
+export function indexJournal(j: CaptureJournal): JournalIndex {
+  const dirs = new Map<string, DirtyDir>();
+  const below = new Set<string>();
+  const children = new Map<string, Set<string>>();
+  for (const d of j.dirs) {
+    dirs.set(d.dir, d);
+    for (let p = d.dir; p !== ''; ) {
+      const i = p.lastIndexOf('/');
+      const up = i < 0 ? '' : p.slice(0, i);
+      let c = children.get(up);
+      if (!c) children.set(up, (c = new Set()));
+      c.add(p.slice(i + 1));
+      p = up;
+      if (below.has(p)) break;
+      below.add(p);
+    }
+  }
+  return { dirs, below, children, tree: (id) => j.tree(id), store: j.store };
 }

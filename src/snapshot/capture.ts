@@ -11,17 +11,17 @@
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
-import type { ObjectKind, PreparedObject } from '../store/types.ts';
+import type { ObjectKind, ObjectReader, PreparedObject } from '../store/types.ts';
 import type { StreamOptions } from './chunk-pool.ts';
 import type { DirtyDir } from './tree-watch.ts';
-import { encodeTree } from './format.ts';
-import type { EntryType, Tree, TreeEntry } from './model.ts';
+import { pageEntries, pageHasHardlinks, pageOf, putDir, putEditedDir, readDir, type Paging } from './dir-pages.ts';
+import type { EntryType, Tree, TreeEntry, TreeIndex } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
 
 export { addStats, emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning, type StatCacheIO } from './capture-types.ts';
-import { emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
+import { emptyStats, indexJournal, statCacheKey, streamInto, type CaptureJournal, type JournalIndex, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
 
 // Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
 // changed again within the same tick keeps its mtime and ctime. Files whose
@@ -55,6 +55,17 @@ export function toMicros(ns: bigint): bigint {
 
 const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/** Whether `p` is gone (ENOENT or ENOTDIR); any other failure is left to the look that follows. */
+function gone(p: Buffer): boolean {
+  try {
+    lstatSync(p);
+    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR';
+  }
+}
+
 function joinBuf(a: Buffer, b: Buffer): Buffer {
   return a.length === 0 ? b : Buffer.concat([a, SLASH, b]);
 }
@@ -75,28 +86,6 @@ interface DirResult {
 }
 
 type Slot = TreeEntry | null | Promise<TreeEntry | null>;
-
-/** The journal's dirty set, indexed: each dirty directory, and every directory with one below it. */
-export interface JournalIndex {
-  dirs: Map<string, DirtyDir>;
-  below: Set<string>;
-  tree(id: ObjectId): Tree;
-}
-
-export function indexJournal(j: CaptureJournal): JournalIndex {
-  const dirs = new Map<string, DirtyDir>();
-  const below = new Set<string>();
-  for (const d of j.dirs) {
-    dirs.set(d.dir, d);
-    for (let p = d.dir; p !== ''; ) {
-      const i = p.lastIndexOf('/');
-      p = i < 0 ? '' : p.slice(0, i);
-      if (below.has(p)) break;
-      below.add(p);
-    }
-  }
-  return { dirs, below, tree: (id) => j.tree(id) };
-}
 
 class TreeWalker {
   readonly stats = emptyStats();
@@ -212,7 +201,10 @@ class TreeWalker {
       this.stats.dirs--; // the directory itself is still one
       return this.walk(abs, rel, undefined);
     }
-    const old = j.tree(parent).entries;
+    // A paged directory whose changed names are known: only the pages they fall in are read and made.
+    const node = j.store && d?.names !== null ? readDir(j.store, parent) : undefined;
+    if (node?.index) return this.#walkPaged(abs, rel, node.index, d, j);
+    const old = node?.entries ?? j.tree(parent).entries;
     const byName = new Map<string, TreeEntry>();
     for (const e of old) byName.set(e.name.toString('latin1'), e);
     const every = d !== undefined && d.names === null;
@@ -264,6 +256,75 @@ class TreeWalker {
     return { tree: this.#finish(rel, slots, newCache) };
   }
 
+  /**
+   * walkJournaled for a paged directory (dir-pages.ts) with the names that changed in it known: the
+   * pages they fall in are read, their named entries looked at again (a name gone from a directory
+   * whose list changed is an entry deleted), and only those pages and the index are made again.
+   */
+  async #walkPaged(abs: Buffer, rel: Buffer, x: TreeIndex, d: DirtyDir | undefined, j: JournalIndex): Promise<DirResult> {
+    const store = j.store!;
+    const key = rel.toString('latin1');
+    this.stats.dirsJournaled++;
+    const named = new Set(d?.names ?? []);
+    const touched = new Set([...named, ...(j.children.get(key) ?? [])]);
+    if (rel.length === 0 && this.#skip) touched.delete(this.#skip.toString('latin1'));
+    const byPage = new Map<number, Buffer[]>();
+    for (const n of touched) {
+      const name = Buffer.from(n, 'latin1');
+      const i = pageOf(x, name);
+      byPage.set(i, [...(byPage.get(i) ?? []), name]);
+    }
+    // links in the pages not read count as met (the caller walks in full: see captureTree)
+    if (x.pages.some((p, i) => !byPage.has(i) && pageHasHardlinks(store, p))) this.sawLinks = true;
+    // The stat cache rows of the pages read (one row per page: statCacheKey), or of the whole directory.
+    const io = this.#o.cache;
+    const byKey = io?.loadKey ? io.loadKey.bind(io) : undefined;
+    const cached = byKey ? new Map<string, CachedFile>() : io?.load(rel);
+    if (byKey) for (const i of byPage.keys()) for (const [n, f] of byKey(statCacheKey(rel, x.pages[i].first)) ?? []) cached!.set(n, f);
+    const newCache: Array<[Buffer, CachedFile]> = [];
+    const edits = new Map<number, Slot[]>();
+    for (const [i, names] of byPage) {
+      const byName = new Map<string, TreeEntry>();
+      for (const e of pageEntries(store, x.pages[i])) byName.set(e.name.toString('latin1'), e);
+      const all = [...byName.values()].map((e) => e.name).filter((n) => !touched.has(n.toString('latin1')));
+      for (const n of all) {
+        const hit = cached?.get(n.toString('latin1'));
+        if (hit) newCache.push([n, hit]);
+      }
+      const slots: Slot[] = [];
+      const descend = async (childAbs: Buffer, childRel: Buffer, st: BigIntStats): Promise<DirResult> => {
+        const was = byName.get(childRel.subarray(childRel.lastIndexOf(0x2f) + 1).toString('latin1'));
+        return was?.type === 'dir' ? this.walkJournaled(childAbs, childRel, was.tree!, j) : this.walk(childAbs, childRel, st);
+      };
+      for (const name of [...all, ...names].sort(Buffer.compare)) {
+        const n = name.toString('latin1');
+        const was = byName.get(n);
+        if (!touched.has(n)) {
+          if (was!.type === 'hardlink') this.sawLinks = true;
+          slots.push(was!);
+          continue;
+        }
+        if (d?.list && named.has(n) && gone(joinBuf(abs, name))) {
+          if (was) this.#dropped(was, j); // deleted (or moved away)
+          continue;
+        }
+        const seen = await this.#visit(abs, rel, name, cached, newCache, slots, descend);
+        if (was && !(was.type === 'dir' && seen === 'dir')) this.#dropped(was, j);
+      }
+      edits.set(i, slots);
+    }
+    const keys = [...edits.keys()];
+    const tree = Promise.all(keys.map((i) => Promise.all(edits.get(i)!))).then((lists) => {
+      const pages = new Map<number, TreeEntry[]>();
+      keys.forEach((i, k) => pages.set(i, lists[k].filter((e): e is TreeEntry => e !== null)));
+      let paging: Paging = null;
+      const id = putEditedDir(store, (raw) => this.#putObject('tree', raw), x, pages, (p) => (paging = p));
+      return this.#saved(rel, id, newCache, paging);
+    });
+    tree.catch(() => {});
+    return { tree };
+  }
+
   /** What an entry of the parent capture counted, now gone or replaced: subtracted from the totals. */
   #dropped(e: TreeEntry | Tree, j: JournalIndex): void {
     const stack: TreeEntry[] = 'entries' in e ? [...e.entries] : [e];
@@ -293,16 +354,36 @@ class TreeWalker {
   /** The tree object of a directory once every slot is known, and its stat cache row. */
   #finish(rel: Buffer, slots: Slot[], newCache: Array<[Buffer, CachedFile]>): Promise<ObjectId> {
     const tree = Promise.all(slots).then((all) => {
-      const entries = all.filter((e): e is TreeEntry => e !== null);
-      const id = this.#putObject('tree', encodeTree({ entries }));
-      if (this.#o.cache) {
-        newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
-        this.#o.cache.save(rel, encodeDirCache(newCache));
-      }
-      return id;
+      let paging: Paging = null;
+      const id = putDir((raw) => this.#putObject('tree', raw), all.filter((e): e is TreeEntry => e !== null), (p) => (paging = p));
+      return this.#saved(rel, id, newCache, paging);
     });
     tree.catch(() => {});
     return tree;
+  }
+
+  /**
+   * A directory's tree is stored: its stat cache row goes with it, or for a paged directory a row per
+   * page made now (the rows of pages that stand carry over from the parent capture's), and an empty
+   * row under the directory's own key (a row from when it was one tree must not speak for it).
+   */
+  #saved(rel: Buffer, id: ObjectId, newCache: Array<[Buffer, CachedFile]>, paging: Paging): ObjectId {
+    const cache = this.#o.cache;
+    if (!cache) return id;
+    newCache.sort((a, b) => Buffer.compare(a[0], b[0]));
+    if (!paging) {
+      cache.save(rel, encodeDirCache(newCache));
+      return id;
+    }
+    cache.save(rel, encodeDirCache([]));
+    let k = 0;
+    paging.pages.forEach((p, i) => {
+      while (k < newCache.length && Buffer.compare(newCache[k][0], p.first) < 0) k++;
+      const start = k;
+      while (k < newCache.length && Buffer.compare(newCache[k][0], p.last) <= 0) k++;
+      if (paging.made.has(i)) cache.save(statCacheKey(rel, p.first), encodeDirCache(newCache.slice(start, k)));
+    });
+    return id;
   }
 
   /**

@@ -3,7 +3,8 @@
 // (chunk lists and sizes from the index tell what changed).
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
-import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
+import { decodeBlockList, decodeImage } from './format.ts';
+import { dirDiffEntries, dirEntries } from './dir-pages.ts';
 import { BLOCKS_PER_LIST, type TreeEntry } from './model.ts';
 import { pathToText } from './path-text.ts';
 
@@ -86,8 +87,7 @@ export function diffTrees(store: ObjectReader, a: ObjectId | null, b: ObjectId |
 
 function walk(store: ObjectReader, a: ObjectId | null, b: ObjectId | null, prefix: string, out: (c: PathChange) => void): void {
   if (a === b) return;
-  const ea = a ? decodeTree(store.get(a)).entries : [];
-  const eb = b ? decodeTree(store.get(b)).entries : [];
+  const [ea, eb] = dirDiffEntries(store, a, b);
   let i = 0;
   let j = 0;
   while (i < ea.length || j < eb.length) {
@@ -127,7 +127,7 @@ function whole(store: ObjectReader, e: TreeEntry, prefix: string, change: 'added
   const path = prefix + pathToText(e.name);
   out({ change, path, type: e.type, size: e.size, bytesChanged: change === 'added' ? e.size : 0 });
   if (e.type === 'dir') {
-    for (const child of decodeTree(store.get(e.tree!)).entries) whole(store, child, path + '/', change, out);
+    for (const child of dirEntries(store, e.tree!)) whole(store, child, path + '/', change, out);
   }
 }
 
@@ -159,4 +159,24 @@ export function diffImages(store: ObjectReader, a: ObjectId | null, b: ObjectId)
     }
   }
   return res;
+}
+
+const DIFFERS = Symbol('differs');
+
+/**
+ * Whether two trees hold the same entries, however each directory is stored: a directory may be
+ * one tree object or paged (dir-pages.ts), and a tree captured before paging existed, or kept from
+ * a parent capture, has another id than the same directory captured now. Stops at the first change.
+ */
+export function sameTreeContent(store: ObjectReader, a: ObjectId, b: ObjectId): boolean {
+  if (a === b) return true;
+  try {
+    walk(store, a, b, '', () => {
+      throw DIFFERS;
+    });
+  } catch (err) {
+    if (err === DIFFERS) return false;
+    throw err;
+  }
+  return true;
 }

@@ -23,9 +23,13 @@ export const MAX_ORIGIN_LENGTH = 128;
 /** Longest string field of a snapshot manifest (names are at most 128, ids 26). */
 export const MAX_SNAPSHOT_STRING = 128;
 
-export type FormatKind = 'tree' | 'image' | 'blocklist' | 'snapshot';
+/**
+ * 'tree' is a directory whose entries are all in it; a large directory is a 'treeindex' naming its
+ * 'treepage's (runs of its sorted entries: format-index.ts). All three are stored as kind 'tree'.
+ */
+export type FormatKind = 'tree' | 'treepage' | 'treeindex' | 'image' | 'blocklist' | 'snapshot';
 
-export const MAGIC: Record<FormatKind, string> = { tree: 'FTRE', image: 'FIMG', blocklist: 'FBLK', snapshot: 'FSNP' };
+export const MAGIC: Record<FormatKind, string> = { tree: 'FTRE', treepage: 'FTRP', treeindex: 'FTRI', image: 'FIMG', blocklist: 'FBLK', snapshot: 'FSNP' };
 export const KIND_BY_MAGIC = new Map<string, FormatKind>(Object.entries(MAGIC).map(([k, m]) => [m, k as FormatKind]));
 export const HEADER_BYTES = 5;
 

@@ -164,8 +164,8 @@ export const MIN_ENTRY_BYTES = 1 + 1 + 1 + 1 + 1 + 1 + 8 + 1 + 1;
 /** Smallest possible encoded xattr: 1-byte name, empty value. */
 export const MIN_XATTR_BYTES = 3;
 
-export function encodeTree(tree: Tree): Buffer {
-  const ctx = 'cannot encode tree';
+export function encodeTree(tree: Tree, kind: 'tree' | 'treepage' = 'tree'): Buffer {
+  const ctx = `cannot encode ${kind}`;
   const entries = tree?.entries;
   if (!Array.isArray(entries)) fail(ctx, 'entries is not an array');
   if (entries.length > MAX_TREE_ENTRIES) fail(ctx, `${entries.length} entries, more than ${MAX_TREE_ENTRIES}`);
@@ -178,7 +178,8 @@ export function encodeTree(tree: Tree): Buffer {
   }
   const buf = Buffer.allocUnsafe(size);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  let p = writeHeader(buf, 'tree');
+  if (kind === 'treepage' && entries.length === 0) fail(ctx, 'a page holds at least one entry');
+  let p = writeHeader(buf, kind);
   p = writeVarint(buf, p, entries.length);
   for (const e of entries) p = writeEntry(buf, dv, p, e);
   if (p !== size) throw new FerryError('INTERNAL', `tree encoding size mismatch: computed ${size}, wrote ${p}`);
@@ -238,10 +239,11 @@ function readEntry(r: Reader): TreeEntry {
  * into one private copy of `bytes` (never into `bytes` itself), so they stay
  * valid whatever the caller does with its input.
  */
-export function decodeTree(bytes: Uint8Array): Tree {
-  const r: Reader = new Reader(bytes, 'tree', true);
-  r.header('tree');
+export function decodeTree(bytes: Uint8Array, kind: 'tree' | 'treepage' = 'tree'): Tree {
+  const r: Reader = new Reader(bytes, kind, true);
+  r.header(kind);
   const count = r.varint('entry count');
+  if (kind === 'treepage' && count === 0) r.fail('a page holds at least one entry');
   if (count > MAX_TREE_ENTRIES) r.fail(`${count} entries, more than ${MAX_TREE_ENTRIES}`);
   if (count * MIN_ENTRY_BYTES > r.left) r.fail(`truncated: ${count} entries cannot fit in ${r.left} bytes`);
   const entries: TreeEntry[] = [];

@@ -19,6 +19,7 @@ import { BLOCKS_PER_LIST, type BlockList, type ImageManifest, type SnapshotManif
 import { HEADER_BYTES, MAX_IMAGE_BLOCK_SIZE, MAX_ORIGIN_LENGTH, MAX_SNAPSHOT_MEMBERS, MAX_SNAPSHOT_STRING, MEMBER_KIND_BY_CODE, MEMBER_KIND_CODE, MIN_IMAGE_BLOCK_SIZE, PRINTABLE, Reader, fail, isNonNegInt, isObjectId, varintSize, writeHeader, writeId, writeVarint } from './format-core.ts';
 export { FORMAT_VERSION, MAX_TREE_ENTRIES, MAX_FILE_CHUNKS, MAX_NAME_BYTES, MAX_TARGET_BYTES, MAX_XATTRS, MAX_XATTR_NAME_BYTES, MAX_XATTR_VALUE_BYTES, MAX_UID, MIN_IMAGE_BLOCK_SIZE, MAX_IMAGE_BLOCK_SIZE, MAX_SNAPSHOT_MEMBERS, MAX_ORIGIN_LENGTH, type FormatKind, compareNames, validateEntryName, sniffObjectKind } from './format-core.ts';
 export { encodeTree, decodeTree } from './format-tree.ts';
+export { encodeTreeIndex, decodeTreeIndex, MAX_INDEX_PAGES } from './format-index.ts';
 
 // ----------------------------------------------------------------- images
 

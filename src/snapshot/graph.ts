@@ -4,8 +4,9 @@
 // snapshots share most of their content.
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, ObjectReader } from '../store/types.ts';
-import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from './format.ts';
-import type { SnapshotManifest } from './model.ts';
+import { decodeBlockList, decodeImage, decodeSnapshot } from './format.ts';
+import { dirEntries, pageEntries, readDir } from './dir-pages.ts';
+import type { SnapshotManifest, TreeEntry } from './model.ts';
 import { pathToText } from './path-text.ts';
 
 export interface VisitedObject {
@@ -51,18 +52,38 @@ export function walkSnapshot(store: ObjectReader, manifestId: ObjectId, v: Graph
 function walkTree(store: ObjectReader, id: ObjectId, member: string, path: string, v: GraphVisitor): void {
   const me: VisitedObject = { id, kind: 'tree', member, path };
   if (!v.enter(me)) return;
-  let tree;
+  let node;
   try {
-    tree = decodeTree(store.get(id));
+    node = readDir(store, id);
   } catch (err) {
     v.broken?.(me, err);
     v.exit?.(me);
     return;
   }
-  for (const e of tree.entries) {
-    const p = path ? `${path}/${pathToText(e.name)}` : pathToText(e.name);
-    if (e.type === 'dir' && e.tree) walkTree(store, e.tree, member, p, v);
-    else if (e.type === 'file' && e.chunks) for (const c of e.chunks) v.enter({ id: c, kind: 'chunk', member, path: p });
+  const entries = (list: TreeEntry[]) => {
+    for (const e of list) {
+      const p = path ? `${path}/${pathToText(e.name)}` : pathToText(e.name);
+      if (e.type === 'dir' && e.tree) walkTree(store, e.tree, member, p, v);
+      else if (e.type === 'file' && e.chunks) for (const c of e.chunks) v.enter({ id: c, kind: 'chunk', member, path: p });
+    }
+  };
+  if (node.entries) entries(node.entries);
+  else {
+    // a paged directory: each page is an object of its own (dir-pages.ts), visited once like a tree
+    for (const page of node.index.pages) {
+      const po: VisitedObject = { id: page.id, kind: 'tree', member, path };
+      if (!v.enter(po)) continue;
+      let list;
+      try {
+        list = pageEntries(store, page);
+      } catch (err) {
+        v.broken?.(po, err);
+        v.exit?.(po);
+        continue;
+      }
+      entries(list);
+      v.exit?.(po);
+    }
   }
   v.exit?.(me);
 }
@@ -126,7 +147,7 @@ export function treeHasHardlinks(store: ObjectReader, id: ObjectId): boolean {
   const known = linksMemo.get(id);
   if (known !== undefined) return known;
   let found = false;
-  for (const e of decodeTree(store.get(id)).entries) {
+  for (const e of dirEntries(store, id)) {
     if (e.type === 'hardlink' || (e.type === 'dir' && treeHasHardlinks(store, e.tree!))) {
       found = true;
       break;

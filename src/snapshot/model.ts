@@ -34,6 +34,24 @@ export interface Tree {
   entries: TreeEntry[];
 }
 
+/**
+ * A large directory, stored as pages (format-index.ts, dir-pages.ts): each page is a run of the
+ * directory's sorted entries; together, in order, they are its entries.
+ */
+export interface TreeIndex {
+  /** entries of the directory (the pages' counts added up) */
+  count: number;
+  pages: TreePage[];
+}
+
+/** One page of a TreeIndex: its object, how many entries it holds, its first and last entry names. */
+export interface TreePage {
+  id: ObjectId;
+  count: number;
+  first: Buffer;
+  last: Buffer;
+}
+
 /** Block ids per blocklist object: 4096 blocks of 64 KiB = 256 MiB of image per list. */
 export const BLOCKS_PER_LIST = 4096;
 export const DEFAULT_IMAGE_BLOCK_SIZE = 64 * 1024;

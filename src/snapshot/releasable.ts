@@ -11,7 +11,8 @@
 import type { ObjectId } from '../core/ids.ts';
 import { recordLength } from '../store/pack.ts';
 import type { ObjectReader } from '../store/types.ts';
-import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
+import { decodeBlockList, decodeImage } from './format.ts';
+import { decodeDir, pageEntriesOf, type DirNode } from './dir-pages.ts';
 import { readManifest } from './graph.ts';
 import type { SnapshotManifest, TreeEntry } from './model.ts';
 
@@ -63,8 +64,16 @@ class PairWalk {
 
   trees(a: ObjectId, b: ObjectId | null): void {
     if (a === b) return;
-    const ea = this.#entries(a, this.#gone);
-    const eb = b ? this.#entries(b, this.#stays) : [];
+    // pages both sides share hold the same entries (dir-pages.ts): neither counted nor read
+    const na = this.#read(a, this.#gone, decodeDir);
+    const nb = b ? this.#read(b, this.#stays, decodeDir) : undefined;
+    const common = new Set<ObjectId>();
+    if (na?.index && nb?.index) {
+      const inA = new Set(na.index.pages.map((p) => p.id));
+      for (const p of nb.index.pages) if (inA.has(p.id)) common.add(p.id);
+    }
+    const ea = this.#nodeEntries(na, this.#gone, common);
+    const eb = this.#nodeEntries(nb, this.#stays, common);
     let i = 0;
     let j = 0;
     while (i < ea.length || j < eb.length) {
@@ -109,7 +118,19 @@ class PairWalk {
   }
 
   #entries(tree: ObjectId, into: Set<ObjectId>): TreeEntry[] {
-    return this.#read(tree, into, decodeTree)?.entries ?? [];
+    return this.#nodeEntries(this.#read(tree, into, decodeDir), into, new Set());
+  }
+
+  /** The entries of a directory read (its pages counted and read, but for `skip`). */
+  #nodeEntries(node: DirNode | undefined, into: Set<ObjectId>, skip: Set<ObjectId>): TreeEntry[] {
+    if (!node) return [];
+    if (node.entries) return node.entries;
+    const out: TreeEntry[] = [];
+    for (const p of node.index.pages) {
+      if (skip.has(p.id)) continue;
+      for (const e of this.#read(p.id, into, (bytes) => pageEntriesOf(bytes, p)) ?? []) out.push(e);
+    }
+    return out;
   }
 
   /** Counts the object and decodes it; undefined when it cannot be read (an estimate goes on without it). */

@@ -14,7 +14,8 @@ import { dirname } from 'node:path';
 import { FerryError, wrapIoError } from '../core/errors.ts';
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
-import { decodeBlockList, decodeImage, decodeTree } from './format.ts';
+import { decodeBlockList, decodeImage } from './format.ts';
+import { dirEntries } from './dir-pages.ts';
 import type { TreeEntry } from './model.ts';
 import { pathToText, textToPath } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrWriter, hasDefaultAcl, modeWithoutAcl, readXattrsSync, xattrToolsPresent } from './xattrs.ts';
@@ -59,8 +60,7 @@ function walkPath(store: ObjectReader, root: ObjectId, parts: Buffer[]): FoundPa
   let entry: TreeEntry | undefined;
   const shown = (n: number) => parts.slice(0, n).map(pathToText).join('/');
   for (let i = 0; i < parts.length; i++) {
-    const t = decodeTree(store.get(tree));
-    entry = t.entries.find((e) => e.name.equals(parts[i]));
+    entry = dirEntries(store, tree).find((e) => e.name.equals(parts[i]));
     if (!entry) throw new FerryError('PATH_NOT_IN_SNAPSHOT', `${shown(i + 1)} is not in the snapshot (names that are not UTF-8 are written as \\xHH, as \`ferry snapshot diff\` shows them)`);
     if (i < parts.length - 1) {
       if (entry.type !== 'dir' || !entry.tree) throw new FerryError('PATH_NOT_IN_SNAPSHOT', `${shown(i + 1)} is not a directory in the snapshot`);
@@ -208,8 +208,7 @@ export class TreeRestorer {
     // what entries made in dir inherit: its own default ACL (one found here may be anything: assume one)
     const inside = inherits === 'ask' ? this.inheritsIn(dir) : inherits || (existed && this.#xattrs !== undefined);
     this.stats.dirs++;
-    const tree = decodeTree(this.#o.store.get(id));
-    for (const e of tree.entries) {
+    for (const e of dirEntries(this.#o.store, id)) {
       const p = joinBuf(dir, e.name);
       const r = rel ? `${rel}/${e.name.toString('latin1')}` : e.name.toString('latin1');
       this.restoreEntry(e, p, r, inside);

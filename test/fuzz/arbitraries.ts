@@ -4,7 +4,7 @@
 // decoders instead of stopping at the header.
 import fc from 'fast-check';
 import type { ObjectId, SnapshotId } from '../../src/core/ids.ts';
-import { BLOCKS_PER_LIST, type BlockList, type ImageManifest, type SnapshotManifest, type Tree, type TreeEntry } from '../../src/snapshot/model.ts';
+import { BLOCKS_PER_LIST, type BlockList, type ImageManifest, type SnapshotManifest, type Tree, type TreeEntry, type TreeIndex, type TreePage } from '../../src/snapshot/model.ts';
 
 export const objectIdArb: fc.Arbitrary<ObjectId> = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('hex') as ObjectId);
 
@@ -51,6 +51,21 @@ export const treeArb: fc.Arbitrary<Tree> = fc
   .chain((names) => fc.tuple(...names.sort(Buffer.compare).map(entryArb)))
   .map((entries) => ({ entries }));
 
+/** A tree index: 2-20 pages over sorted unique names, each page one name or two. */
+export const treeIndexArb: fc.Arbitrary<TreeIndex> = fc
+  .tuple(fc.uniqueArray(entryNameBytesArb, { minLength: 4, maxLength: 40, comparator: (a, b) => a.equals(b) }), fc.array(objectIdArb, { minLength: 40, maxLength: 40 }), fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }))
+  .map(([names, ids, pairs]) => {
+    const sorted = names.sort(Buffer.compare);
+    const pages: TreePage[] = [];
+    for (let i = 0; i < sorted.length; ) {
+      const two = pairs[pages.length] && i + 1 < sorted.length;
+      pages.push({ id: ids[pages.length], count: two ? 2 : 1, first: sorted[i], last: sorted[two ? i + 1 : i] });
+      i += two ? 2 : 1;
+    }
+    return { count: pages.reduce((n, p) => n + p.count, 0), pages };
+  })
+  .filter((x) => x.pages.length >= 2);
+
 export const imageArb: fc.Arbitrary<ImageManifest> = fc
   .tuple(fc.integer({ min: 12, max: 24 }), fc.integer({ min: 0, max: 3 }), fc.nat())
   .chain(([shift, lists, extra]) => {
@@ -92,5 +107,5 @@ export const snapshotArb: fc.Arbitrary<SnapshotManifest> = fc
 
 /** `n` values of `arb` from `seed`, each made into bytes by `encode`. */
 export function sampleEncoded<T>(arb: fc.Arbitrary<T>, encode: (v: T) => Buffer, seed: number, n: number): Buffer[] {
-  return fc.sample(arb, { seed, numRuns: n }).map(encode);
+  return fc.sample(arb, { seed, numRuns: n }).map((v) => encode(v));
 }

@@ -12,8 +12,13 @@
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { sameIds, type ObjectId } from '../../core/ids.ts';
 import type { ObjectReader } from '../../store/types.ts';
-import { decodeBlockList, decodeImage, decodeSnapshot, decodeTree } from '../../snapshot/format.ts';
-import { BLOCKS_PER_LIST, type Tree, type TreeEntry } from '../../snapshot/model.ts';
+import { decodeBlockList, decodeImage, decodeSnapshot } from '../../snapshot/format.ts';
+import { decodeDir, decodeTreeObject, dirEntries, nodeEntries, overlappingPage, pageEntriesOf, type DirNode } from '../../snapshot/dir-pages.ts';
+import { BLOCKS_PER_LIST, type Tree, type TreeEntry, type TreePage } from '../../snapshot/model.ts';
+
+function sameClaims(a: TreePage | undefined, b: TreePage): boolean {
+  return a !== undefined && a.id === b.id && a.count === b.count && a.first.equals(b.first) && a.last.equals(b.last);
+}
 
 /**
  * Check a snapshot a peer sent, before anything is applied: every object is
@@ -71,6 +76,8 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
   const manifest = load('snapshot', manifestId, decodeSnapshot);
   if (!manifest) return { missing, firstMissing, complete, links: 0 };
   const seen = new Set<string>();
+  // pages found holding what an index here said of them
+  const claimed = new Map<ObjectId, TreePage>();
   for (const m of manifest.members) {
     if (m.kind === 'image') {
       const img = load('image', m.root, decodeImage);
@@ -112,23 +119,51 @@ export function checkSnapshotGraph(store: ObjectReader, manifestId: ObjectId, wh
     const links = new Set<string>();
     // Beside each tree, the base's tree at the same path (CompleteBase): the same id is complete
     // (nothing below it is looked at), and a file the same as the base's there has its chunks.
-    const stack: Array<[ObjectId, ObjectId | undefined]> = [[m.root, base?.roots.get(m.name)]];
+    // A page of a paged directory (dir-pages.ts) comes with what its index says of it, which must be
+    // what it holds, wherever it is met; the base's pages are checked against the base's index.
+    const stack: Array<[ObjectId, ObjectId | undefined, TreePage?]> = [[m.root, base?.roots.get(m.name)]];
     while (stack.length > 0) {
-      const [id, baseId] = stack.pop()!;
-      if (id === baseId || seen.has(id) || known?.trees.has(id)) continue;
+      const [id, baseId, page] = stack.pop()!;
+      if (!page && claimed.has(id)) refuse(`member ${m.name}: ${id} is a page of a directory, not a directory`);
+      if (id === baseId || seen.has(id) || known?.trees.has(id)) {
+        if (page && id !== baseId && !sameClaims(claimed.get(id), page)) {
+          const held = load('tree', id, (b) => pageEntriesOf(b, page));
+          if (held) claimed.set(id, page);
+        }
+        continue;
+      }
       seen.add(id);
-      walked.push(id);
-      const tree = load('tree', id, decodeTree);
-      if (!tree) continue;
-      let before: Map<string, TreeEntry> | undefined;
+      // (a page is not remembered as complete: a directory elsewhere could name it)
+      if (!page) walked.push(id);
+      const node = page ? load('tree', id, (b): DirNode => ({ entries: pageEntriesOf(b, page) })) : load('tree', id, decodeDir);
+      if (!node) continue;
+      if (page) claimed.set(id, page);
+      let was: DirNode | undefined;
       if (baseId) {
         try {
-          before = new Map(decodeTree(store.get(baseId)).entries.map((e) => [e.name.toString('latin1'), e]));
+          was = decodeTreeObject(store.get(baseId));
         } catch {
-          before = undefined; // unreadable here: everything below is checked
+          was = undefined; // unreadable here: everything below is checked
         }
       }
-      for (const e of tree.entries) {
+      if (node.index) {
+        const basePages = was?.index ? new Map(was.index.pages.map((p) => [p.id, p])) : undefined;
+        for (const p of node.index.pages) {
+          const same = basePages?.get(p.id);
+          if (same && !sameClaims(same, p)) refuse(`member ${m.name}: tree index ${id} says page ${p.id} holds ${p.count} entries from ${p.first.toString()} to ${p.last.toString()}, which is not what the base's index says of it`);
+          stack.push([p.id, same ? p.id : was?.index ? overlappingPage(was.index, p)?.id : baseId, p]);
+        }
+        continue;
+      }
+      let before: Map<string, TreeEntry> | undefined;
+      if (was) {
+        try {
+          before = new Map(nodeEntries(store, was).map((e) => [e.name.toString('latin1'), e]));
+        } catch {
+          before = undefined;
+        }
+      }
+      for (const e of node.entries) {
         const was = before?.get(e.name.toString('latin1'));
         if (e.type === 'dir') stack.push([e.tree!, was?.type === 'dir' ? was.tree : undefined]);
         else if (e.type === 'hardlink') links.add(e.target!.toString('latin1'));
@@ -215,7 +250,7 @@ function checkLinkTargets(store: ObjectReader, member: string, root: ObjectId, t
   const tree = (id: ObjectId): Tree => {
     const hit = cache.get(id) ?? (large?.id === id ? large.tree : undefined);
     if (hit) return hit;
-    const t = decodeTree(store.get(id));
+    const t = { entries: dirEntries(store, id) };
     if (t.entries.length > 4096) large = { id, tree: t };
     else {
       if (cache.size >= 256) cache.clear();

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
 import type { ObjectId } from '../../core/ids.ts';
 import type { PreparedObject } from '../../store/types.ts';
-import { decodeTree } from '../../snapshot/format.ts';
+import { decodeTreeObject, nodeEntries } from '../../snapshot/dir-pages.ts';
 import { addSecondary, getSecondary, noteSourceSettings } from '../../catalog/secondaries.ts';
 import { listSnapshots } from '../../catalog/snapshots.ts';
 import { findVolume, getVolume } from '../../catalog/volumes.ts';
@@ -370,9 +370,12 @@ export class Intake {
     if (!row || row.applied !== null || row.applying !== null) return;
     const stager = stagerFor(host, getVolume(host.catalog, volume));
     if (!stager) return;
+    const stored = { get: (id: ObjectId) => host.store.getUnhashed(id) };
     for (const id of trees) {
       try {
-        stager.add(id, decodeTree(host.store.getUnhashed(id)).entries);
+        const node = decodeTreeObject(stored.get(id));
+        if (node.page) continue; // a page of a large directory (dir-pages.ts): staged with its index
+        stager.add(id, nodeEntries(stored, node));
       } catch {
         // unreadable now: the apply writes it
       }

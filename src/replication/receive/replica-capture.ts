@@ -16,7 +16,9 @@ import { captureTree, type CaptureJournal, type StatCacheIO } from '../../snapsh
 import { captureImage } from '../../snapshot/capture-image.ts';
 import type { DirtySet } from '../../snapshot/journal.ts';
 import type { CachedFile } from '../../snapshot/stat-cache.ts';
-import { decodeImage, decodeTree, encodeSnapshot } from '../../snapshot/format.ts';
+import { decodeImage, encodeSnapshot } from '../../snapshot/format.ts';
+import { dirEntries, readDir } from '../../snapshot/dir-pages.ts';
+import { sameTreeContent } from '../../snapshot/diff.ts';
 import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest, SnapshotMember } from '../../snapshot/model.ts';
 import { inPlaceRecords, type SecondaryRow } from '../../catalog/secondaries.ts';
@@ -48,6 +50,16 @@ export function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO
       return out;
     },
     save: (dir, data) => base.save(dir, data),
+    loadKey: base.loadKey && ((key: Buffer) => {
+      // a page's rows (statCacheKey: the directory, NUL, the page's first name), with the directory's written files over them
+      const nul = key.indexOf(0);
+      const extra = files.get((nul < 0 ? key : key.subarray(0, nul)).toString('latin1'));
+      const cached = base.loadKey!(key);
+      if (!extra) return cached;
+      const out = new Map(cached ?? []);
+      for (const [name, f] of extra) out.set(name, f);
+      return out;
+    }),
   };
 }
 
@@ -149,7 +161,7 @@ export class ReplicaCapture {
         continue;
       }
       const parent = parentOf(m.name, t);
-      if (parent) journals.set(m.name, { parent, dirs: t.set.dirs, tree: (id) => decodeTree(host.store.get(id)) });
+      if (parent) journals.set(m.name, { parent, dirs: t.set.dirs, tree: (id) => ({ entries: dirEntries(host.store, id) }), store: host.store });
     }
     return { journals, exact };
   }
@@ -186,7 +198,7 @@ export class ReplicaCapture {
         members.push({ name: m.name, kind: 'tree', root: now });
         if (unfinished) {
           if (now !== base) written.push(...foreignTreePaths(host.store, now, ...sides(m.name), 5, this.#ownWork(vol.name, m.name, m.path)).map((p) => `${m.name}/${p}`));
-        } else if (base ? now !== base : !this.#isEmptyTree(now)) written.push(m.name);
+        } else if (base ? now !== base && !sameTreeContent(host.store, base, now) : !this.#isEmptyTree(now)) written.push(m.name);
         continue;
       }
       const now = statOf(m.path);
@@ -253,6 +265,6 @@ export class ReplicaCapture {
   }
 
   #isEmptyTree(id: ObjectId): boolean {
-    return decodeTree(this.#host.store.get(id)).entries.length === 0;
+    return readDir(this.#host.store, id).entries?.length === 0;
   }
 }

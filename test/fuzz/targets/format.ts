@@ -5,17 +5,17 @@
 // byte for byte (a second encoding of one value would be a second id).
 import { readFileSync } from 'node:fs';
 import {
-  decodeBlockList, decodeImage, decodeSnapshot, decodeTree, encodeBlockList, encodeImage, encodeSnapshot, encodeTree, sniffObjectKind, type FormatKind,
+  decodeBlockList, decodeImage, decodeSnapshot, decodeTree, decodeTreeIndex, encodeTreeIndex, encodeBlockList, encodeImage, encodeSnapshot, encodeTree, sniffObjectKind, type FormatKind,
 } from '../../../src/snapshot/format.ts';
 import * as golden from '../../fixtures/format-v1/values.ts';
-import { blockListArb, imageArb, sampleEncoded, snapshotArb, treeArb } from '../arbitraries.ts';
+import { blockListArb, imageArb, sampleEncoded, snapshotArb, treeArb, treeIndexArb } from '../arbitraries.ts';
 import { FuzzViolation, type FuzzTarget } from '../engine.ts';
-import type fc from 'fast-check';
+import fc from 'fast-check';
 
 const FIXTURES = new URL('../../fixtures/format-v1/', import.meta.url);
-const MAGICS = ['FTRE', 'FIMG', 'FBLK', 'FSNP'].map((m) => Buffer.from(m, 'latin1'));
+const MAGICS = ['FTRE', 'FTRP', 'FTRI', 'FIMG', 'FBLK', 'FSNP'].map((m) => Buffer.from(m, 'latin1'));
 
-function formatTarget<T>(kind: FormatKind, about: string, decode: (b: Uint8Array) => T, encode: (v: T) => Buffer, arb: fc.Arbitrary<T>, value: T): FuzzTarget {
+function formatTarget<T>(kind: FormatKind, about: string, decode: (b: Uint8Array) => T, encode: (v: T) => Buffer, arb: fc.Arbitrary<T>, value: T, fixture = true): FuzzTarget {
   return {
     name: kind,
     about,
@@ -23,7 +23,7 @@ function formatTarget<T>(kind: FormatKind, about: string, decode: (b: Uint8Array
     kind: 'bytes',
     maxLength: 64 * 1024,
     dictionary: [...MAGICS, Buffer.from([1]), Buffer.from([2]), Buffer.alloc(32, 0xab)],
-    seeds: () => [readFileSync(new URL(`${kind}.bin`, FIXTURES)), encode(value), ...sampleEncoded(arb, encode, 1, 16)],
+    seeds: () => [...(fixture ? [readFileSync(new URL(`${kind}.bin`, FIXTURES))] : []), encode(value), ...sampleEncoded(arb, encode, 1, 16)],
     generate: (seed, n) => sampleEncoded(arb, encode, seed, n),
     run(input) {
       const sniffed = sniffObjectKind(input);
@@ -37,6 +37,7 @@ function formatTarget<T>(kind: FormatKind, about: string, decode: (b: Uint8Array
 
 export const formatTargets: FuzzTarget[] = [
   formatTarget('tree', 'decodeTree (+ sniffObjectKind): a directory, from the store or a peer', decodeTree, encodeTree, treeArb, golden.tree),
+  formatTarget('treeindex', 'decodeTreeIndex: the pages of a large directory, from the store or a peer', decodeTreeIndex, encodeTreeIndex, treeIndexArb, fc.sample(treeIndexArb, { seed: 7, numRuns: 1 })[0], false),
   formatTarget('image', 'decodeImage: an image member manifest', decodeImage, encodeImage, imageArb, golden.image),
   formatTarget('blocklist', 'decodeBlockList: 4096 image blocks and their presence bitmap', decodeBlockList, encodeBlockList, blockListArb, golden.blocklist),
   formatTarget('snapshot', 'decodeSnapshot: a snapshot manifest', decodeSnapshot, encodeSnapshot, snapshotArb, golden.snapshot),

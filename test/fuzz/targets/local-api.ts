@@ -12,6 +12,7 @@
 // `true`, peer URLs point at a closed local port, config.apply is a dry run.
 // What is fenced is still validated first where a validator exists (the URL
 // parser runs on the original value).
+import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,7 +187,7 @@ async function openSandbox(): Promise<Engine> {
   addPeer(site, 'peer', DEAD_URL, PEER_ID);
   createMirror(site, { volume: 'vol', to: 'peer', scheduleS: null, bandwidth: null, keepSnapshots: null });
   // a volume held as that peer's secondary, for its DR calls
-  await engine.receiverFor(PEER_ID).hello({ protocol: 1, sourceVolume: 'src', volume: 'rep', members: [{ name: 'data', kind: 'tree' }] });
+  await engine.receiverFor(PEER_ID).hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'src', volume: 'rep', members: [{ name: 'data', kind: 'tree' }] });
   return engine;
 }
 

@@ -3,6 +3,7 @@
 // (src/replication/protocol.ts): a malformed answer is a PROTOCOL error,
 // not a TypeError somewhere in the mirror job (`hello.snapshots.map`). A real
 // receiver's answer passes unchanged.
+import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
@@ -16,7 +17,7 @@ test("a real receiver's hello answer passes the check unchanged", async () => {
   await withLocalSite('answers', async ({ site }) => {
     const engine = new Engine(site, { connect: () => ({}) as never });
     try {
-      const answer = await engine.receiverFor('A'.repeat(52)).hello({ protocol: 1, sourceVolume: 'src', volume: 'rep', members: [{ name: 'data', kind: 'tree' }, { name: 'disk', kind: 'image' }] });
+      const answer = await engine.receiverFor('A'.repeat(52)).hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'src', volume: 'rep', members: [{ name: 'data', kind: 'tree' }, { name: 'disk', kind: 'image' }] });
       const wire = JSON.parse(JSON.stringify(answer));
       assert.deepEqual(parseHelloResponse(wire), wire);
     } finally {
@@ -26,7 +27,7 @@ test("a real receiver's hello answer passes the check unchanged", async () => {
 });
 
 test('malformed answers to hello, put and commit are PROTOCOL errors', () => {
-  const hello = { protocol: 1, volume: 'v', snapshots: [{ id: '01JGFJJZ000000000000000000', name: null, time: 5 }], applied: null, applying: false, replicas: [{ name: 'd', kind: 'tree', path: '/r/v/d' }], delta: true };
+  const hello = { protocol: PROTOCOL_VERSION, volume: 'v', snapshots: [{ id: '01JGFJJZ000000000000000000', name: null, time: 5 }], applied: null, applying: false, replicas: [{ name: 'd', kind: 'tree', path: '/r/v/d' }], delta: true };
   assert.deepEqual(parseHelloResponse(hello), hello);
   for (const bad of [null, 5, 'x', [], { ...hello, snapshots: 'all' }, { ...hello, snapshots: [7] }, { ...hello, snapshots: [{ id: 1, name: null, time: 0 }] }, { ...hello, applying: 'no' }, { ...hello, replicas: [{ name: 'd', kind: 'dir', path: '/' }] }, { ...hello, delta: 1 }]) {
     assert.throws(() => parseHelloResponse(bad), protocolError, JSON.stringify(bad));

@@ -3,6 +3,7 @@
 // snapshots with it (and can be told to fail), and a fake Receiver keeps the
 // objects and snapshots it was given in memory, records every call, and fails
 // or refuses where a test says.
+import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, type ErrorCode } from '../../../src/core/errors.ts';
@@ -52,7 +53,7 @@ export class FakeReceiver implements Receiver {
   async hello(req: HelloRequest): Promise<HelloResponse> {
     this.#fault('hello');
     this.hellos.push(req);
-    return { protocol: 1, volume: req.volume, snapshots: this.snapshots.map((s) => ({ ...s })), applied: this.applied, applying: false, replicas: [], ...(this.delta ? { delta: true } : {}) };
+    return { protocol: PROTOCOL_VERSION, volume: req.volume, snapshots: this.snapshots.map((s) => ({ ...s })), applied: this.applied, applying: false, replicas: [], ...(this.delta ? { delta: true } : {}) };
   }
 
   async missing(_volume: string, ids: ObjectId[]): Promise<boolean[]> {

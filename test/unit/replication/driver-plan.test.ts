@@ -2,6 +2,7 @@
 // real catalog: whether a mirror may update, which snapshot it sends, and the
 // steps once the destination's hello is known (peer snapshots pending, a
 // sibling's base, the target), for each situation an update meets.
+import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isFerryError } from '../../../src/core/errors.ts';
@@ -13,7 +14,7 @@ import { registerPeerSnapshot } from '../../../src/site/peer-snapshots.ts';
 import { withDriverSite } from './driver-fixture.ts';
 
 const hello = (snapshots: string[], o: { applied?: string | null; delta?: boolean } = {}): HelloResponse => ({
-  protocol: 1,
+  protocol: PROTOCOL_VERSION,
   volume: 'app',
   snapshots: snapshots.map((id) => ({ id, name: null, time: 0 })),
   applied: o.applied ?? snapshots.at(-1) ?? null,

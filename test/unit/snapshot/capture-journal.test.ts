@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { ObjectId } from '../../../src/core/ids.ts';
 import { captureTree, type CaptureStats, type StatCacheIO } from '../../../src/snapshot/capture.ts';
-import { decodeTree } from '../../../src/snapshot/format.ts';
+import { dirEntries } from '../../../src/snapshot/dir-pages.ts';
 import { ChangeJournal } from '../../../src/snapshot/journal.ts';
 import { decodeDirCache } from '../../../src/snapshot/stat-cache.ts';
 import { withLocalSite } from '../local-site.ts';
@@ -77,7 +77,7 @@ async function harness(fn: (h: { data: string; full: () => Promise<{ root: Objec
           assert.equal(dirty.lost, null);
         },
         journaled: async (parent, parentTotals) => {
-          const r = await captureTree(data, { store: site.store, pool, cache, startedAt: (clock += 10_000), journal: { parent, dirs: dirty!.dirs, tree: (id) => decodeTree(site.store.get(id)) } });
+          const r = await captureTree(data, { store: site.store, pool, cache, startedAt: (clock += 10_000), journal: { parent, dirs: dirty!.dirs, tree: (id) => ({ entries: dirEntries(site.store, id) }), store: site.store } });
           const totals = { ...parentTotals };
           if (r.removed) for (const k of TOTALS) totals[k] += r.stats[k] - r.removed[k];
           else Object.assign(totals, totalsOf(r.stats));
