@@ -71,7 +71,8 @@ function walkTree(store: ObjectReader, id: ObjectId, member: string, path: strin
   else {
     // a paged directory: each page is an object of its own (dir-pages.ts), visited once like a tree
     for (const page of node.index.pages) {
-      const po: VisitedObject = { id: page.id, kind: 'tree', member, path };
+      // named by the entries it holds (what a damaged page hides), in its directory
+      const po: VisitedObject = { id: page.id, kind: 'tree', member, path: `${path ? `${path}/` : ''}${pathToText(page.first)} .. ${pathToText(page.last)}` };
       if (!v.enter(po)) continue;
       let list;
       try {

@@ -23,7 +23,7 @@ import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest, SnapshotMember } from '../../snapshot/model.ts';
 import { inPlaceRecords, type SecondaryRow } from '../../catalog/secondaries.ts';
 import { insertSnapshotRow, newestReplicaWrites, snapshotById } from '../../catalog/snapshots.ts';
-import { carryStatCache, keepStatCacheOf, renameStatCache, StatCacheWriter, statCacheFor } from '../../catalog/stat-cache.ts';
+import { carryStatCache, keepStatCacheOf, overlayStatCache, StatCacheWriter, statCacheFor } from '../../catalog/stat-cache.ts';
 import type { Volume } from '../../catalog/volumes.ts';
 import { foreignImageBlocks, foreignTreePaths, type OwnWork } from '../mid-apply.ts';
 import { isOwnWork, parseInPlaceRecord } from '../in-place.ts';
@@ -109,7 +109,7 @@ export class ReplicaCapture {
   async captureTrees(
     vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>,
     stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>, skipAtRoot?: string,
-    journals?: Map<string, CaptureJournal>,
+    journals?: Map<string, CaptureJournal>, carry = true,
   ): Promise<Record<string, ObjectId>> {
     const host = this.#host;
     const rows = new StatCacheWriter(host.catalog, vol.name, newKey);
@@ -135,7 +135,7 @@ export class ReplicaCapture {
     }
     rows.flush();
     // The stat cache of subtrees not walked carries over from the parent's rows (the writes check's).
-    if (parentKey && ([...(unchanged?.values() ?? [])].some((x) => x.size > 0) || (journals?.size ?? 0) > 0)) {
+    if (carry && parentKey && ([...(unchanged?.values() ?? [])].some((x) => x.size > 0) || (journals?.size ?? 0) > 0)) {
       carryStatCache(host.catalog, vol.name, parentKey, newKey);
     }
     host.store.flush();
@@ -183,7 +183,9 @@ export class ReplicaCapture {
     const { journals, exact } = await this.replicaTakes(vol, (member, t) =>
       !full && !unfinished && applied !== null && t.set.lost === null && t.base === row.applied ? (applied.members.find((x) => x.name === member && x.kind === 'tree')?.root ?? null) : null,
     );
-    const trees = await this.captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot, journals);
+    // The parent's stat cache rows are carried to this capture's only if it is kept as a snapshot
+    // (writes found): unchanged, its own rows are laid over the applied snapshot's instead.
+    const trees = await this.captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot, journals, false);
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
     const members: SnapshotMember[] = [];
@@ -227,11 +229,15 @@ export class ReplicaCapture {
     if (!changed) {
       // Nothing new: the cache rows just written describe the applied state.
       host.catalog.tx(() => {
-        keepStatCacheOf(host.catalog, vol.name, key);
-        if (row.applied) renameStatCache(host.catalog, vol.name, key, row.applied);
+        if (row.applied) {
+          overlayStatCache(host.catalog, vol.name, key, row.applied);
+          keepStatCacheOf(host.catalog, vol.name, row.applied);
+        } else keepStatCacheOf(host.catalog, vol.name, key);
       });
       return { roots, changed, exact, journaled: journals.size > 0 };
     }
+    // Kept as a snapshot (below, or the one kept already): its rows are the parent's with this capture's over them.
+    if (row.applied && journals.size > 0) carryStatCache(host.catalog, vol.name, row.applied, key);
     // Kept already: the newest replica-writes-* snapshot holds exactly this (the refused update before
     // a forced one, an apply that keeps failing): no second copy.
     const last = newestReplicaWrites(host.catalog, vol.name, host.id);

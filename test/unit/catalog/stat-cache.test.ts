@@ -8,8 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from '../../../src/catalog/catalog.ts';
 import {
-  carryMemberStatCache, carryStatCache, dropStatCacheOf, keepStatCacheOf, putStatCacheRows, renameStatCache, statCacheRowsFrom,
+  carryMemberStatCache, carryStatCache, dropStatCacheOf, keepStatCacheOf, putStatCacheRows, renameStatCache, statCacheRowsFrom, statCacheFor, StatCacheWriter, overlayStatCache,
 } from '../../../src/catalog/stat-cache.ts';
+import { statCacheKey } from '../../../src/snapshot/capture-types.ts';
+import { encodeDirCache, type CachedFile } from '../../../src/snapshot/stat-cache.ts';
 import { Sqlite } from '../../../src/core/sqlite.ts';
 
 function withCatalog(fn: (cat: Catalog, path: string) => void): void {
@@ -104,5 +106,41 @@ test('a lost pack drops the whole cache; a format 1 catalog\'s old rows go at op
     } finally {
       again.db.close();
     }
+  });
+});
+
+test('a paged directory\'s rows (one per page) load together with its own, which wins; a page\'s row loads alone', () => {
+  withCatalog((cat) => {
+    const f = (n: number): CachedFile => ({ size: n, mtimeNs: BigInt(n), ctimeNs: BigInt(n), ino: BigInt(n), chunks: [] });
+    const rows = (entries: Array<[string, number]>) => encodeDirCache(entries.map(([n, v]) => [Buffer.from(n), f(v)]));
+    putStatCacheRows(cat, 'v', 'S1', [
+      ['m', dir('d'), rows([['x', 9]])], // its own row (from when it was one tree): wins
+      ['m', statCacheKey(dir('d'), dir('a')), rows([['a', 1], ['b', 2]])],
+      ['m', statCacheKey(dir('d'), dir('m')), rows([['m', 3], ['x', 4]])],
+      ['m', dir('d/sub'), rows([['s', 5]])], // a subdirectory's row is not the directory's
+      ['m', dir('e'), rows([['e', 6]])],
+    ]);
+    const io = statCacheFor(cat, 'v', 'm', 'S1', new StatCacheWriter(cat, 'v', 'S2'));
+    const d = io.load(dir('d'))!;
+    assert.deepEqual([...d.keys()].sort(), ['a', 'b', 'm', 'x']);
+    assert.equal(d.get('x')!.size, 9);
+    assert.deepEqual([...io.loadKey!(statCacheKey(dir('d'), dir('m')))!.keys()], ['m', 'x']);
+    assert.deepEqual([...io.load(dir('d/sub'))!.keys()], ['s']);
+    assert.deepEqual([...io.load(dir('e'))!.keys()], ['e']);
+    assert.equal(io.load(dir('nothing')), undefined);
+  });
+});
+
+test('overlay: a capture\'s own rows replace the applied snapshot\'s for the same keys, the others stand unwritten, no blob is left unnamed', () => {
+  withCatalog((cat) => {
+    putStatCacheRows(cat, 'v', 'A', [['m', dir('a'), data('a1')], ['m', dir('b'), data('b1')], ['m', dir('c'), data('c1')]]);
+    putStatCacheRows(cat, 'v', 'K', [['m', dir('b'), data('b2')]]);
+    const before = keys(cat);
+    overlayStatCache(cat, 'v', 'K', 'A');
+    const after = keys(cat);
+    assert.deepEqual(after.map((k) => `${k.snapshot}:${k.dir}`), ['A:a', 'A:b', 'A:c']);
+    for (const d of ['a', 'c']) assert.equal(after.find((k) => k.dir === d)!.blob, before.find((k) => k.dir === d && k.snapshot === 'A')!.blob, d);
+    assert.equal(after.find((k) => k.dir === 'b')!.blob, before.find((k) => k.dir === 'b' && k.snapshot === 'K')!.blob);
+    assert.deepEqual(blobs(cat), after.map((k) => k.blob).sort((x, y) => x - y));
   });
 });

@@ -1,13 +1,13 @@
 // Patching a large file of a replica in place (src/replication/in-place.ts): only the chunks that
 // differ are written, into the file's own inode, after its record is journaled; a file cut part way
 // is told apart from one someone else wrote into, from the record and its bytes.
+import { dirEntries } from '../../../src/snapshot/dir-pages.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv } from 'node:crypto';
 import { closeSync, linkSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { captureTree } from '../../../src/snapshot/capture.ts';
-import { decodeTree } from '../../../src/snapshot/format.ts';
 import { defaultMetaContext } from '../../../src/snapshot/materialize.ts';
 import type { TreeEntry } from '../../../src/snapshot/model.ts';
 import { isOwnWork, parseInPlaceRecord, patchInPlace, type InPlaceRecord } from '../../../src/replication/in-place.ts';
@@ -27,7 +27,7 @@ function bytes(n: number, seed: number): Buffer {
 async function entryOf(site: Site, pool: ChunkPool, dir: string, name = 'big'): Promise<TreeEntry> {
   const root = (await captureTree(dir, { store: site.store, pool, startedAt: Date.now() })).root;
   site.store.flush(); // the apply reads a store whose objects are durable (lengths known)
-  return decodeTree(site.store.get(root)).entries.find((e) => e.name.toString() === name)!;
+  return dirEntries(site.store, root).find((e) => e.name.toString() === name)!;
 }
 
 /** A 16 MiB file F at dir/big and its changed version T (captured, then F put back), with 256 KiB at 2 MiB rewritten and `tail` appended (or cut when negative). */

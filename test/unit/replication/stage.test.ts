@@ -9,6 +9,7 @@
 // place; a staging area left by an earlier process (nothing recorded) is
 // still used; the member root's own files are moved from the staged root,
 // never written a second time; nothing is left in the staging area.
+import { dirEntries } from '../../../src/snapshot/dir-pages.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,6 @@ import { join } from 'node:path';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
 import { readManifest } from '../../../src/snapshot/graph.ts';
-import { decodeTree } from '../../../src/snapshot/format.ts';
 import type { ObjectId } from '../../../src/core/ids.ts';
 import type { ObjectReader } from '../../../src/store/types.ts';
 import { applyTree } from '../../../src/replication/apply.ts';
@@ -32,7 +32,7 @@ function bottomUp(store: ObjectReader, root: ObjectId): ObjectId[] {
   const visit = (id: ObjectId) => {
     if (seen.has(id)) return;
     seen.add(id);
-    for (const e of decodeTree(store.get(id)).entries) if (e.type === 'dir') visit(e.tree!);
+    for (const e of dirEntries(store, id)) if (e.type === 'dir') visit(e.tree!);
     out.push(id);
   };
   visit(root);
@@ -70,7 +70,7 @@ test('a baseline staged as its trees arrive is moved into place by the apply, an
     const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
     const root = readManifest(site.store, snap.manifest).members[0].root;
     const trees = bottomUp(site.store, root);
-    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const entries = (id: ObjectId) => dirEntries(site.store, id);
     const linkedTree = entries(root).find((e) => e.name.toString() === 'linked')!.tree!;
 
     const replica = join(tmp, 'replica');
@@ -124,7 +124,7 @@ test('a staging area left by an earlier process is used without its record; bad 
     mkdirSync(replica);
     const run: StageRunner = async (job) => stageTree(job.root, job.tree, { store: site.store });
     const first = new Stager(replica, run, site.store);
-    for (const id of bottomUp(site.store, root)) first.add(id, decodeTree(site.store.get(id)).entries);
+    for (const id of bottomUp(site.store, root)) first.add(id, dirEntries(site.store, id));
     await first.drain();
     // Staging the same tree again finds it done.
     const again = stageTree(Buffer.from(replica), root, { store: site.store });
@@ -152,7 +152,7 @@ test('a staged tree something was taken out of is not taken whole by a later pro
     createVolume(site, 'v', { members: [{ path: data }] });
     const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
     const root = readManifest(site.store, snap.manifest).members[0].root;
-    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const entries = (id: ObjectId) => dirEntries(site.store, id);
     const aTree = entries(root).find((e) => e.name.toString() === 'a')!.tree!;
     const xTree = entries(aTree).find((e) => e.name.toString() === 'x')!.tree!;
     const replica = join(tmp, 'replica');
@@ -184,7 +184,7 @@ test('subtrees an earlier process staged, taken into a tree staged now, are stil
     createVolume(site, 'v', { members: [{ path: data }] });
     const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
     const root = readManifest(site.store, snap.manifest).members[0].root;
-    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const entries = (id: ObjectId) => dirEntries(site.store, id);
     const replica = join(tmp, 'replica');
     mkdirSync(replica);
     const run: StageRunner = async (job) => stageTree(job.root, job.tree, { store: site.store });
@@ -212,7 +212,7 @@ test('the member root staged whole: its own files are moved into place, not writ
     createVolume(site, 'v', { members: [{ path: data }] });
     const snap = (await createSnapshot(site, 'v', { pool })).snapshot;
     const root = readManifest(site.store, snap.manifest).members[0].root;
-    const entries = (id: ObjectId) => decodeTree(site.store.get(id)).entries;
+    const entries = (id: ObjectId) => dirEntries(site.store, id);
     const run: StageRunner = async (job) => stageTree(job.root, job.tree, { store: site.store });
     const stageAll = async (replica: string) => {
       mkdirSync(replica);

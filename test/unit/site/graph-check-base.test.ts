@@ -2,6 +2,7 @@
 // base's at the same path are not walked, files that are the base's there are not looked up, and
 // everything else is checked exactly as without a base: a chunk missing from a changed file, or
 // from an unchanged file moved to another directory, is still found.
+import { NO_TEST_KNOBS, installTestKnobs } from '../../../src/core/test-knobs.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -42,6 +43,11 @@ function fileChunks(store: ObjectReader, root: ObjectId, path: string[]): Object
   }
   throw new Error('unreachable');
 }
+
+
+// The read counts below are for directories stored as one tree each (the default rule: a run with
+// every directory paged, FERRY_TEST_TREE_PAGE_MIN, does not change it here).
+installTestKnobs(NO_TEST_KNOBS);
 
 test('a check against the base walks only what differs from it, and still finds what is missing there', async () => {
   await withLocalSite('graph-base', async ({ dir, site, pool }) => {

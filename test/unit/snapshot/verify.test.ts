@@ -1,6 +1,7 @@
 // verifySnapshots: a damaged object is reported with every snapshot and path
 // that uses it, even when the snapshots share the subtree that holds it; sound
 // objects are read once however many snapshots share them.
+import { dirEntries } from '../../../src/snapshot/dir-pages.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,6 @@ import { FerryError } from '../../../src/core/errors.ts';
 import type { ObjectId } from '../../../src/core/ids.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
 import { createSnapshot } from '../../../src/site/snapshots.ts';
-import { decodeTree } from '../../../src/snapshot/format.ts';
 import { readManifest } from '../../../src/snapshot/graph.ts';
 import { verifySnapshots } from '../../../src/snapshot/verify.ts';
 import type { ObjectReader } from '../../../src/store/types.ts';
@@ -31,7 +31,7 @@ function damagedReader(store: ObjectReader, bad: Set<string>): ObjectReader & { 
 }
 
 function entryOf(store: ObjectReader, tree: ObjectId, name: string) {
-  const e = decodeTree(store.get(tree)).entries.find((x) => x.name.toString() === name);
+  const e = dirEntries(store, tree).find((x) => x.name.toString() === name);
   assert.ok(e, `no entry ${name}`);
   return e;
 }
