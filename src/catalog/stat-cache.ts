@@ -153,7 +153,9 @@ export function statCacheFor(cat: Catalog, volume: string, member: string, paren
         const byDir = new Map<string, Array<{ dir: Uint8Array; data: Uint8Array }>>();
         for (const r of got) {
           const d = dirOf(r.dir);
-          byDir.set(d, [...(byDir.get(d) ?? []), r]);
+          const list = byDir.get(d);
+          if (list) list.push(r);
+          else byDir.set(d, [r]);
         }
         // a full read may have cut the last directory's rows short: it is read again when asked for
         if (got.length === AHEAD) byDir.delete(dirOf(got[got.length - 1].dir));

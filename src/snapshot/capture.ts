@@ -272,7 +272,9 @@ class TreeWalker {
     for (const n of touched) {
       const name = Buffer.from(n, 'latin1');
       const i = pageOf(x, name);
-      byPage.set(i, [...(byPage.get(i) ?? []), name]);
+      const names = byPage.get(i);
+      if (names) names.push(name);
+      else byPage.set(i, [name]);
     }
     // links in the pages not read count as met (the caller walks in full: see captureTree)
     if (x.pages.some((p, i) => !byPage.has(i) && pageHasHardlinks(store, p))) this.sawLinks = true;
