@@ -253,11 +253,14 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *                   confirmed deleting (it was unreachable, or holds it as its base): one row per
  *                   (snapshot, mirror), retried until confirmed (src/site/peer-snapshots.ts); the
  *                   snapshot stays here, held `peer-delete`, until its last row goes
- *   stat_cache_dirs, stat_cache_data
- *                   the stat cache (catalog/stat-cache.ts): an entry per (volume, member, snapshot,
- *                   directory) naming its encoded data, a blob per row of stat_cache_data; they
- *                   replace format 1's stat_cache, whose rows are dropped at open (a cache: an
- *                   older ferry finding it empty reads every file once)
+ *   stat_cache_rows, stat_cache_owner
+ *                   the stat cache (catalog/stat-cache.ts): a row per (volume, member, directory or
+ *                   page) with its encoded entries, committed (pending '') or written by a capture
+ *                   not yet committed (pending: its key); the owner names the snapshot the committed
+ *                   rows describe. They replace stat_cache_dirs and stat_cache_data (rows keyed by
+ *                   snapshot, which every capture re-keyed), and those format 1's stat_cache: the
+ *                   older tables stay, emptied at open (a cache: each file is read once more), so an
+ *                   older ferry finds them and its lost-pack trigger still empties the new ones
  *   apply_in_place  at a secondary, the files the running apply patches in place, each journaled
  *                   before its first write (replication/in-place.ts, catalog/secondaries.ts): a cut
  *                   apply's half-patched file is then known as its own work, not someone's write
@@ -305,6 +308,19 @@ CREATE TABLE IF NOT EXISTS stat_cache_dirs (
   PRIMARY KEY (volume, member, snapshot, dir)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stat_cache_dirs_by_blob ON stat_cache_dirs(blob);
+CREATE TABLE IF NOT EXISTS stat_cache_rows (
+  id      INTEGER PRIMARY KEY,
+  volume  TEXT NOT NULL,
+  pending TEXT NOT NULL,
+  member  TEXT NOT NULL,
+  dir     BLOB NOT NULL,
+  data    BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS stat_cache_rows_key ON stat_cache_rows(volume, pending, member, dir);
+CREATE TABLE IF NOT EXISTS stat_cache_owner (
+  volume   TEXT PRIMARY KEY,
+  snapshot TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS split_brains (
   volume        TEXT NOT NULL,
   site          TEXT NOT NULL,
@@ -330,7 +346,7 @@ CREATE TABLE IF NOT EXISTS apply_in_place (
  * format 1 shipped, in place, like the tables above.
  */
 const LOST_PACK_TRIGGER_SQL = `
-CREATE TRIGGER lost_pack_drops_stat_cache AFTER INSERT ON lost_packs BEGIN DELETE FROM stat_cache; DELETE FROM stat_cache_dirs; DELETE FROM stat_cache_data; END;
+CREATE TRIGGER lost_pack_drops_stat_cache AFTER INSERT ON lost_packs BEGIN DELETE FROM stat_cache; DELETE FROM stat_cache_dirs; DELETE FROM stat_cache_data; DELETE FROM stat_cache_rows; DELETE FROM stat_cache_owner; END;
 `;
 
 /**
@@ -346,16 +362,18 @@ function addInPlace(db: Sqlite): void {
       SELECT volume, json_extract(failover_notice, '$.splitBrainWith.site'), json_extract(failover_notice, '$.splitBrainWith.volume'), source_site, updated_at
       FROM secondaries WHERE json_extract(failover_notice, '$.splitBrainWith.site') IS NOT NULL AND json_extract(failover_notice, '$.splitBrainWith.volume') IS NOT NULL`);
   }
-  // The trigger gained the stat cache's two tables (it is re-created once).
+  // The trigger gained each layout's tables (it is re-created once per layout).
   const trigger = db.get<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'lost_pack_drops_stat_cache'");
-  if (!trigger?.sql.includes('stat_cache_dirs')) {
+  if (!trigger?.sql.includes('stat_cache_owner')) {
     db.tx(() => {
       db.exec('DROP TRIGGER IF EXISTS lost_pack_drops_stat_cache');
       db.exec(LOST_PACK_TRIGGER_SQL);
     });
   }
-  // Format 1's stat_cache is replaced by stat_cache_dirs and stat_cache_data: its rows go.
+  // Format 1's stat_cache, then stat_cache_dirs and stat_cache_data (rows keyed by snapshot), are
+  // replaced by stat_cache_rows and stat_cache_owner: their rows go.
   if (db.get('SELECT 1 AS x FROM stat_cache LIMIT 1')) db.exec('DELETE FROM stat_cache');
+  if (db.get('SELECT 1 AS x FROM stat_cache_dirs LIMIT 1') || db.get('SELECT 1 AS x FROM stat_cache_data LIMIT 1')) db.tx(() => db.exec('DELETE FROM stat_cache_dirs; DELETE FROM stat_cache_data'));
 }
 
 function addColumns(db: Sqlite): void {

@@ -1,110 +1,128 @@
-// The stat cache: per volume, member and snapshot, one entry per directory
-// with what a capture learned of its entries (size, mtime, ctime, inode,
-// chunk ids: snapshot/stat-cache.ts encodes it), so the next capture reuses
-// unchanged files unread. Only the newest snapshot's entries are kept;
-// entries of a capture that never committed are dropped with the next one's.
-// A lost pack drops the whole cache (schema.ts, lost_pack_drops_stat_cache).
+// The stat cache: per volume and member, one row per directory (or page of a paged directory) with
+// what a capture learned of its entries (size, mtime, ctime, inode, chunk ids: snapshot/stat-cache.ts
+// encodes it), so the next capture reuses unchanged files unread.
 //
-// Two tables: `stat_cache_dirs` (volume, member, snapshot, dir) names the
-// entry of a directory for a snapshot and points at its encoded data in
-// `stat_cache_data` (one row per blob). A journaled capture writes only the
-// directories it looked at and carries the parent's other entries forward;
-// with the data beside the key (format 1's `stat_cache`, now unused) carrying
-// a row rewrote its blob (a million files in 1,000 directories: ~60 MB per
-// snapshot, 0.6-1 s). Now a carry rewrites the small key rows only; a blob
-// may be named by several snapshots' rows while they coexist, and goes with
-// the last row naming it.
+// Rows are not keyed by snapshot. The committed rows of a volume describe one snapshot, its *owner*
+// (`stat_cache_owner`): the newest capture that committed. A capture writes its rows as pending (under
+// its own key) and, when it commits, they replace the committed rows of the same directories and
+// pages (`commitStatCache`); the rows of directories it did not look at stand, since they describe
+// the new snapshot as well as its parent (a journaled capture trusts them from the parent). A capture
+// that never commits leaves pending rows that the next commit drops. So a capture costs the rows it
+// looked at: before, rows were keyed by snapshot and every capture re-keyed all of them (16,000 rows at
+// a million files in paged directories: 0.2-0.6 s of an update that changed nothing).
+//
+// Why the owner: a row names chunks, and a capture that trusts one puts those chunks in its snapshot
+// unread. The rows are read only by a capture whose parent is the owner (the parent is held while it
+// runs, so its chunks are in the store), and a commit whose parent is not the owner drops the committed
+// rows before promoting its own. Deleting the owner snapshot drops the rows; a lost pack drops them all
+// (schema.ts, lost_pack_drops_stat_cache). Rows keyed by snapshot (`stat_cache_dirs`, `stat_cache_data`)
+// and format 1's `stat_cache` are older ferry's layouts, emptied at open (a cache: each file is read once).
 import type { StatCacheIO } from '../snapshot/capture.ts';
 import { decodeDirCache, type CachedFile } from '../snapshot/stat-cache.ts';
 import type { Catalog } from './catalog.ts';
 
-/** Write rows of the cache of (volume, snapshot): member, directory key, encoded entries (one transaction). */
-export function putStatCacheRows(cat: Catalog, volume: string, snapshot: string, rows: Array<[member: string, dir: Buffer, data: Buffer]>): void {
+/** The key of committed rows (`stat_cache_rows.pending`); a capture's pending rows carry its own key. */
+const COMMITTED = '';
+
+/** Write a capture's pending rows (volume, key): member, directory key, encoded entries (one transaction). */
+export function putStatCacheRows(cat: Catalog, volume: string, key: string, rows: Array<[member: string, dir: Buffer, data: Buffer]>): void {
+  if (key === COMMITTED) throw new Error('a stat cache writer needs the key of its capture');
   cat.tx(() => {
-    for (const [member, dir, data] of rows) {
-      const replaced = cat.db.all<{ blob: number }>('DELETE FROM stat_cache_dirs WHERE volume = ? AND member = ? AND snapshot = ? AND dir = ? RETURNING blob', volume, member, snapshot, dir);
-      const blob = cat.db.get<{ id: number }>('INSERT INTO stat_cache_data (data) VALUES (?) RETURNING id', data)!.id;
-      cat.db.run('INSERT INTO stat_cache_dirs (volume, member, snapshot, dir, blob) VALUES (?, ?, ?, ?, ?)', volume, member, snapshot, dir, blob);
-      dropUnnamedBlobs(cat, replaced);
-    }
+    for (const [member, dir, data] of rows) cat.db.run('INSERT OR REPLACE INTO stat_cache_rows (volume, pending, member, dir, data) VALUES (?, ?, ?, ?, ?)', volume, key, member, dir, data);
   });
 }
 
-/**
- * Blobs that no entry names any more go (an entry replaced or deleted named them). In one statement:
- * a snapshot's rows are one per directory or page (16,000 at a million files in 1,000 directories),
- * and a statement per blob cost a third of a second there.
- */
-function dropUnnamedBlobs(cat: Catalog, gone: Array<{ blob: number }>): void {
-  if (gone.length === 0) return;
-  const ids = JSON.stringify([...new Set(gone.map((g) => g.blob))]);
-  cat.db.run('DELETE FROM stat_cache_data WHERE id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1 FROM stat_cache_dirs WHERE blob = stat_cache_data.id)', ids);
+/** The snapshot the committed rows of the volume describe (none: there are none to trust). */
+export function statCacheOwner(cat: Catalog, volume: string): string | undefined {
+  return cat.db.get<{ snapshot: string }>('SELECT snapshot FROM stat_cache_owner WHERE volume = ?', volume)?.snapshot;
 }
 
-/** Up to `limit` rows of (volume, member, snapshot) from directory key `from` on, in key order (a walk reads ahead). */
+/**
+ * Up to `limit` committed rows of (volume, member) from directory key `from` on, in key order (a walk
+ * reads ahead), if they describe `snapshot`; none otherwise. One statement: a commit in between cannot
+ * hand a capture rows of another snapshot.
+ */
 export function statCacheRowsFrom(cat: Catalog, volume: string, member: string, snapshot: string, from: Buffer, limit: number): Array<{ dir: Uint8Array; data: Uint8Array }> {
   return cat.db.all<{ dir: Uint8Array; data: Uint8Array }>(
-    'SELECT k.dir AS dir, d.data AS data FROM stat_cache_dirs k JOIN stat_cache_data d ON d.id = k.blob WHERE k.volume = ? AND k.member = ? AND k.snapshot = ? AND k.dir >= ? ORDER BY k.dir LIMIT ?',
-    volume, member, snapshot, from, limit,
+    `SELECT dir, data FROM stat_cache_rows WHERE volume = ? AND pending = '' AND member = ? AND dir >= ?
+       AND EXISTS (SELECT 1 FROM stat_cache_owner o WHERE o.volume = ? AND o.snapshot = ?) ORDER BY dir LIMIT ?`,
+    volume, member, from, volume, snapshot, limit,
   );
 }
 
-/** Only the rows of `snapshot` are kept for the volume (the newest capture's). */
-export function keepStatCacheOf(cat: Catalog, volume: string, snapshot: string): void {
-  cat.tx(() => dropUnnamedBlobs(cat, cat.db.all<{ blob: number }>('DELETE FROM stat_cache_dirs WHERE volume = ? AND snapshot <> ? RETURNING blob', volume, snapshot)));
-}
-
-/** The rows of one snapshot of the volume go, or all of the volume's when no snapshot is given. */
-export function dropStatCacheOf(cat: Catalog, volume: string, snapshot?: string): void {
-  cat.tx(() => {
-    const gone = snapshot === undefined
-      ? cat.db.all<{ blob: number }>('DELETE FROM stat_cache_dirs WHERE volume = ? RETURNING blob', volume)
-      : cat.db.all<{ blob: number }>('DELETE FROM stat_cache_dirs WHERE volume = ? AND snapshot = ? RETURNING blob', volume, snapshot);
-    dropUnnamedBlobs(cat, gone);
-  });
-}
-
-/** Rows of `from` that `to` lacks are copied to it (the subtrees a capture did not walk carry over). */
-export function carryStatCache(cat: Catalog, volume: string, from: string, to: string): void {
-  cat.db.run('INSERT OR IGNORE INTO stat_cache_dirs (volume, member, snapshot, dir, blob) SELECT volume, member, ?, dir, blob FROM stat_cache_dirs WHERE volume = ? AND snapshot = ?', to, volume, from);
+/** Every committed row of one directory of (volume, member) if they describe `snapshot`: its own and its pages'. */
+function statCacheRowsOfDir(cat: Catalog, volume: string, member: string, snapshot: string, dir: Buffer): Array<{ dir: Uint8Array; data: Uint8Array }> {
+  return cat.db.all<{ dir: Uint8Array; data: Uint8Array }>(
+    `SELECT dir, data FROM stat_cache_rows WHERE volume = ? AND pending = '' AND member = ? AND dir >= ? AND dir < ?
+       AND EXISTS (SELECT 1 FROM stat_cache_owner o WHERE o.volume = ? AND o.snapshot = ?) ORDER BY dir`,
+    volume, member, dir, Buffer.concat([dir, Buffer.from([1])]), volume, snapshot,
+  );
 }
 
 /**
- * The rows of `from` replace `to`'s for the same directories (and pages), and `from`'s go: a
- * journaled capture of a replica that found it unchanged wrote rows only for what it looked at, and
- * those are newer than the applied snapshot's; the rest of `to`'s stand, untouched (a carry and a
- * rename would rewrite every row: 16,000 at a million files in paged directories).
+ * A capture's rows (`key`) become the committed ones, describing `owner` (the snapshot the capture
+ * made, or the one it found the tree to be). `parent`: the snapshot whose rows the capture read; if the
+ * committed rows describe another, they go first (nothing of theirs may be carried). `whole`: members
+ * the capture walked in full, whose committed rows all go (rows of directories that are gone with
+ * them); the others keep the rows of what the capture did not look at. Pending rows of other captures
+ * (that never committed) go. Costs the rows written, plus the rows of members walked whole.
  */
-export function overlayStatCache(cat: Catalog, volume: string, from: string, to: string): void {
+export function commitStatCache(cat: Catalog, volume: string, key: string, o: { owner?: string; parent: string | undefined; whole: 'all' | Iterable<string> }): void {
   cat.tx(() => {
-    const replaced = cat.db.all<{ blob: number }>(
-      'DELETE FROM stat_cache_dirs AS t WHERE t.volume = ? AND t.snapshot = ? AND EXISTS (SELECT 1 FROM stat_cache_dirs f WHERE f.volume = t.volume AND f.member = t.member AND f.snapshot = ? AND f.dir = t.dir) RETURNING blob',
-      volume, to, from,
-    );
-    cat.db.run('UPDATE stat_cache_dirs SET snapshot = ? WHERE volume = ? AND snapshot = ?', to, volume, from);
-    dropUnnamedBlobs(cat, replaced);
+    const owner = statCacheOwner(cat, volume);
+    if (owner === undefined || owner !== o.parent) cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = ''", volume);
+    else if (o.whole === 'all') cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = ''", volume);
+    else for (const m of o.whole) cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = '' AND member = ?", volume, m);
+    // each promoted row replaces the committed row of its directory or page (OR REPLACE)
+    cat.db.run("UPDATE OR REPLACE stat_cache_rows SET pending = '' WHERE volume = ? AND pending = ?", volume, key);
+    dropPending(cat, volume);
+    cat.db.run('INSERT OR REPLACE INTO stat_cache_owner (volume, snapshot) VALUES (?, ?)', volume, o.owner ?? key);
   });
 }
 
-/** The rows of `from` become `to`'s (a capture of a replica that found it unchanged describes the applied snapshot). */
-export function renameStatCache(cat: Catalog, volume: string, from: string, to: string): void {
+/** A capture's pending rows go (it found the tree changed and its rows are of no further use). */
+export function discardStatCache(cat: Catalog, volume: string, key: string): void {
+  if (key === COMMITTED) return;
+  cat.db.run('DELETE FROM stat_cache_rows WHERE volume = ? AND pending = ?', volume, key);
+}
+
+/** Pending rows of every capture of the volume go (captures that never committed). */
+function dropPending(cat: Catalog, volume: string): void {
+  cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending > ''", volume);
+}
+
+/** The committed rows stay only if they describe `snapshot` (the tree is that snapshot now); pending rows go. */
+export function keepStatCacheOf(cat: Catalog, volume: string, snapshot: string): void {
   cat.tx(() => {
-    // An entry `to` already has for a directory wins over `from`'s (which then goes, with its blob).
-    cat.db.run('UPDATE OR IGNORE stat_cache_dirs SET snapshot = ? WHERE volume = ? AND snapshot = ?', to, volume, from);
-    dropStatCacheOf(cat, volume, from);
+    if (statCacheOwner(cat, volume) !== snapshot) dropStatCacheOf(cat, volume);
+    else dropPending(cat, volume);
   });
 }
 
-/** Stat cache rows of a new snapshot, written in batches so memory stays flat. */
+/**
+ * Snapshot `snapshot` of the volume goes: the rows describing it go, and its capture's pending rows;
+ * with no snapshot given, every row of the volume.
+ */
+export function dropStatCacheOf(cat: Catalog, volume: string, snapshot?: string): void {
+  cat.tx(() => {
+    if (snapshot === undefined || statCacheOwner(cat, volume) === snapshot) {
+      cat.db.run('DELETE FROM stat_cache_rows WHERE volume = ?', volume);
+      cat.db.run('DELETE FROM stat_cache_owner WHERE volume = ?', volume);
+    } else discardStatCache(cat, volume, snapshot);
+  });
+}
+
+/** A capture's stat cache rows, written as pending under its key in batches so memory stays flat. */
 export class StatCacheWriter {
   #rows: Array<[string, Buffer, Buffer]> = [];
   readonly #cat: Catalog;
   readonly #volume: string;
-  readonly #snapshot: string;
-  constructor(cat: Catalog, volume: string, snapshot: string) {
+  readonly key: string;
+  constructor(cat: Catalog, volume: string, key: string) {
+    if (key === COMMITTED) throw new Error('a stat cache writer needs the key of its capture');
     this.#cat = cat;
     this.#volume = volume;
-    this.#snapshot = snapshot;
+    this.key = key;
   }
   add(member: string, dir: Buffer, data: Buffer): void {
     this.#rows.push([member, dir, data]);
@@ -114,16 +132,18 @@ export class StatCacheWriter {
     if (this.#rows.length === 0) return;
     const rows = this.#rows;
     this.#rows = [];
-    putStatCacheRows(this.#cat, this.#volume, this.#snapshot, rows);
+    putStatCacheRows(this.#cat, this.#volume, this.key, rows);
   }
 }
 
-/** A capture's view of the cache: the rows of `parent` (none without one) to read, `writer` to write the new snapshot's. */
-export function statCacheFor(cat: Catalog, volume: string, member: string, parent: string | undefined, writer: StatCacheWriter): StatCacheIO {
+/**
+ * A capture's view of the cache: the committed rows, if they describe `parent` (none without one), to
+ * read; `writer` (if any) to write the capture's own.
+ */
+export function statCacheFor(cat: Catalog, volume: string, member: string, parent: string | undefined, writer?: StatCacheWriter): StatCacheIO {
   // The walk asks for directories in nearly the rows' key order (depth
   // first, names sorted), so rows are read ahead in key-ordered runs: one
-  // range query per run instead of a lookup per directory (the data blobs
-  // overflow their pages, and single lookups cost ~100 us each).
+  // range query per run instead of a lookup per directory.
   //
   // A paged directory has a row per page (snapshot/capture-types.ts, statCacheKey: the directory, a
   // NUL, the page's first name), which sort right after the directory's own key: a directory's rows
@@ -176,27 +196,14 @@ export function statCacheFor(cat: Catalog, volume: string, member: string, paren
     },
     loadKey(key: Buffer): Map<string, CachedFile> | undefined {
       if (!parent) return undefined;
-      const row = cat.db.get<{ data: Uint8Array }>('SELECT d.data AS data FROM stat_cache_dirs k JOIN stat_cache_data d ON d.id = k.blob WHERE k.volume = ? AND k.member = ? AND k.snapshot = ? AND k.dir = ?', volume, member, parent, key);
+      const row = cat.db.get<{ data: Uint8Array }>(
+        "SELECT data FROM stat_cache_rows WHERE volume = ? AND pending = '' AND member = ? AND dir = ? AND EXISTS (SELECT 1 FROM stat_cache_owner o WHERE o.volume = ? AND o.snapshot = ?)",
+        volume, member, key, volume, parent,
+      );
       return row ? decode(row.data) : undefined;
     },
     save(dir: Buffer, data: Buffer): void {
-      writer.add(member, dir, data);
+      writer?.add(member, dir, data);
     },
   };
-}
-
-/** Every row of one directory of (volume, member, snapshot): its own and its pages'. */
-function statCacheRowsOfDir(cat: Catalog, volume: string, member: string, snapshot: string, dir: Buffer): Array<{ dir: Uint8Array; data: Uint8Array }> {
-  return cat.db.all<{ dir: Uint8Array; data: Uint8Array }>(
-    'SELECT k.dir AS dir, d.data AS data FROM stat_cache_dirs k JOIN stat_cache_data d ON d.id = k.blob WHERE k.volume = ? AND k.member = ? AND k.snapshot = ? AND k.dir >= ? AND k.dir < ? ORDER BY k.dir',
-    volume, member, snapshot, dir, Buffer.concat([dir, Buffer.from([1])]),
-  );
-}
-
-/**
- * The rows of `from` for one member become `to`'s where `to` has none of its own: a journaled capture
- * wrote rows only for the directories it looked at, and the parent's rows of the others carry over.
- */
-export function carryMemberStatCache(cat: Catalog, volume: string, member: string, from: string, to: string): void {
-  cat.db.run('UPDATE OR IGNORE stat_cache_dirs SET snapshot = ? WHERE volume = ? AND member = ? AND snapshot = ?', to, volume, member, from);
 }

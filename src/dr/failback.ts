@@ -37,7 +37,7 @@ import { addSecondary, endSecondary, getSecondary } from '../catalog/secondaries
 import { clearSplitBrain, listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
 import { findPeerById, getPeer } from '../catalog/peers.ts';
 import { compareSnapshots, findSnapshot, latestSnapshot, listSnapshots, resolveSnapshot, snapshotById } from '../catalog/snapshots.ts';
-import { keepStatCacheOf, statCacheFor, StatCacheWriter } from '../catalog/stat-cache.ts';
+import { keepStatCacheOf, statCacheFor } from '../catalog/stat-cache.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
@@ -418,7 +418,7 @@ export async function describeForPeer(engine: Engine, peerId: string, volume: st
     let paths = 0;
     for (const m of vol.members) {
       if (m.kind !== 'tree') continue;
-      const cache = statCacheFor(site.catalog, volume, m.name, newest?.id, new StatCacheWriter(site.catalog, volume, ''));
+      const cache = statCacheFor(site.catalog, volume, m.name, newest?.id);
       const live = await captureTree(m.path, { store: overlay, pool: engine.pool, cache: { load: cache.load, save: () => {} }, startedAt: site.clock.now() });
       const ma = a.members.find((x) => x.name === m.name);
       const sum = diffTrees(overlay, ma?.root ?? null, live.root, () => {});

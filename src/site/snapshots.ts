@@ -25,7 +25,7 @@ import {
   allManifests, deleteSnapshotRow, hasSnapshotNamed, insertSnapshotRow, isKeptWrites, KEPT_WRITES_PREFIXES, latestSnapshot, listSnapshots, recordedOrder, resolveSnapshot,
   type SnapshotRecord,
 } from '../catalog/snapshots.ts';
-import { carryMemberStatCache, keepStatCacheOf, StatCacheWriter, statCacheFor } from '../catalog/stat-cache.ts';
+import { commitStatCache, StatCacheWriter, statCacheFor } from '../catalog/stat-cache.ts';
 export type { SnapshotRecord } from '../catalog/snapshots.ts';
 import { getVolume, type Volume } from '../catalog/volumes.ts';
 
@@ -161,11 +161,10 @@ export async function createSnapshot(site: Site, volumeName: string, opts: Creat
     const statsJson = { ...stats, warnings: warnings.length, hooks: hooks.map((h) => ({ phase: h.phase, ok: hookSucceeded(h), ms: h.ms })), members: memberTotals, ...(journaled.length ? { journaled } : {}) };
     site.catalog.tx(() => {
       insertSnapshotRow(site.catalog, { id, volume: vol.name, name: opts.name ?? null, time, origin: site.id, parent: parent?.id ?? null, manifest: manifestId, stats: statsJson });
-      // A journaled capture wrote stat cache rows only for the directories it looked at: the
-      // parent's rows of the others carry over (a row is only ever a hint: see capture.ts).
-      for (const m of journaled) carryMemberStatCache(site.catalog, vol.name, m, parent!.id, id);
-      // Only the newest snapshot's stat cache is kept (and rows of captures that never committed go too).
-      keepStatCacheOf(site.catalog, vol.name, id);
+      // The capture's stat cache rows become the committed ones. A journaled member's capture wrote
+      // rows only for the directories it looked at: the parent's rows of the others stand (they
+      // describe this snapshot too); a member walked in full replaces its rows whole.
+      commitStatCache(site.catalog, vol.name, id, { parent: parent?.id, whole: vol.members.filter((m) => m.kind === 'tree' && !journaled.includes(m.name)).map((m) => m.name) });
       // How long it took, hooks included (the metrics' ferry_snapshot_duration_seconds).
       const seconds = Math.round(performance.now() - started) / 1000;
       site.event({ kind: 'snapshot.create', volume: vol.name, outcome: warnings.length ? 'warning' : 'ok', detail: { snapshot: id, name: opts.name ?? null, ...statsJson, seconds } });

@@ -8,7 +8,7 @@ import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { join } from 'node:path';
-import { createSite, type TestSite } from '../harness/index.ts';
+import { createSite, withCatalog, type TestSite } from '../harness/index.ts';
 
 async function withJournalSite(fn: (site: TestSite, data: string) => Promise<void>): Promise<void> {
   const site = await createSite('journal');
@@ -99,12 +99,18 @@ test('after its first full walk, a snapshot reads only what changed, and records
     assert.equal((await journalOf(site)).missed, 0);
     assert.deepEqual(await events(site, 'journal.'), []);
 
-    // Nothing changed: nothing looked at.
+    // Nothing changed: nothing looked at, and no stat cache row rewritten (each keeps its row id).
+    const rowIds = () => withCatalog(site.home, (db) => db.prepare("SELECT id, dir FROM stat_cache_rows WHERE pending = '' ORDER BY dir").all().map((r: any) => `${Buffer.from(r.dir).toString()}#${r.id}`));
+    const rowsBefore = rowIds();
+    assert.ok(rowsBefore.length >= 5, JSON.stringify(rowsBefore));
     const idle = await snap(site);
     assert.deepEqual(idle.snapshot.stats.journaled, ['data']);
     assert.equal(idle.stats.filesRead, 0);
     assert.equal(idle.stats.dirsJournaled, 0);
     assert.equal(idle.stats.files, audit.stats.files);
+    assert.deepEqual(rowIds(), rowsBefore);
+    const owner = withCatalog(site.home, (db) => (db.prepare('SELECT snapshot FROM stat_cache_owner').get() as { snapshot: string }).snapshot);
+    assert.equal(owner, idle.snapshot.id, 'the rows describe the newest snapshot');
   });
 });
 

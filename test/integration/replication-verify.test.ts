@@ -107,6 +107,9 @@ test('an update verifies only what the apply touched: subtrees it left alone are
     writeSmallFiles(join(pair.data, 'dir'), 20, 'f');
     writeSmallFiles(join(pair.data, 'other'), 5, 'g');
     await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
+    // The stat cache row of each directory, by row id: a row nobody looked at is not rewritten.
+    const rowIds = (home: string) => new Map(withCatalog(home, (db) => db.prepare("SELECT id, dir FROM stat_cache_rows WHERE volume = 'vol'").all() as Array<{ id: number; dir: Uint8Array }>).map((r) => [Buffer.from(r.dir).toString(), r.id]));
+    const destBefore = rowIds(pair.b.home);
     writeFileSync(join(pair.data, 'other', 'g0001'), 'changed\n');
     const upd = await pair.json(pair.a, ['mirror', 'update', 'vol', '--wait']);
     assert.equal(upd.applied, true);
@@ -117,13 +120,19 @@ test('an update verifies only what the apply touched: subtrees it left alone are
     const v = done[0].details.verified;
     // `dir` (20 files) was left alone: the verification visited only `other` (5 files) and the root.
     assert.ok(v.filesRead + v.filesReused <= 5, `the verification visited ${v.filesRead + v.filesReused} files: ${JSON.stringify(v)}`);
-    // The stat cache rows of `dir` now belong to the applied snapshot (the next writes check uses them).
+    // The stat cache rows of `dir` now describe the applied snapshot (the next writes check uses them).
     const applied = secondaryJournal(pair.b.home)!.applied;
     assert.equal(applied, upd.snapshot);
-    const rows = withCatalog(pair.b.home, (db) => db.prepare('SELECT snapshot, dir FROM stat_cache_dirs WHERE volume = ?').all('vol') as Array<{ snapshot: string; dir: Uint8Array }>);
-    const dirs = rows.filter((r) => r.snapshot === applied).map((r) => Buffer.from(r.dir).toString());
+    const owner = withCatalog(pair.b.home, (db) => (db.prepare('SELECT snapshot FROM stat_cache_owner WHERE volume = ?').get('vol') as { snapshot: string } | undefined)?.snapshot);
+    assert.equal(owner, applied);
+    const rows = withCatalog(pair.b.home, (db) => db.prepare('SELECT pending, dir FROM stat_cache_rows WHERE volume = ?').all('vol') as Array<{ pending: string; dir: Uint8Array }>);
+    const dirs = rows.map((r) => Buffer.from(r.dir).toString());
     assert.ok(dirs.includes('dir') && dirs.includes('other'), `cache rows of the applied snapshot: ${JSON.stringify(dirs)}`);
-    assert.ok(rows.every((r) => r.snapshot === applied), 'rows of older snapshots are dropped');
+    assert.ok(rows.every((r) => r.pending === ''), 'no capture\'s rows are left pending');
+    // `dir` was not looked at by the verification: its row stands as it was (journal.test.ts: the source's).
+    assert.ok(destBefore.has('dir'), JSON.stringify([...destBefore.keys()]));
+    assert.equal(rowIds(pair.b.home).get('dir'), destBefore.get('dir'), 'the destination rewrote the row of a directory it did not look at');
+    assert.notEqual(rowIds(pair.b.home).get('other'), destBefore.get('other'), 'the changed directory\'s row is new');
 
     // And the next update still finds writes made into a skipped subtree since.
     writeFileSync(join(pair.replica(), 'dir', 'f0003'), 'written at the replica\n');

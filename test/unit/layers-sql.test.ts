@@ -125,6 +125,8 @@ const TABLE_OWNER: Record<string, string> = {
   stat_cache: 'stat-cache.ts',
   stat_cache_dirs: 'stat-cache.ts',
   stat_cache_data: 'stat-cache.ts',
+  stat_cache_rows: 'stat-cache.ts',
+  stat_cache_owner: 'stat-cache.ts',
   apply_in_place: 'secondaries.ts',
   counters: 'counters.ts',
 };

@@ -24,7 +24,7 @@ import type { SnapshotManifest } from '../../snapshot/model.ts';
 import { finishApply, getSecondary, keepSnapshotsOf, noteApplyError, recordInPlace, secondariesApplying, startApply, type SecondaryRow } from '../../catalog/secondaries.ts';
 import type { InPlaceRecord } from '../in-place.ts';
 import { deleteSnapshotRow, replicationSnapshotsBefore, snapshotById } from '../../catalog/snapshots.ts';
-import { keepStatCacheOf } from '../../catalog/stat-cache.ts';
+import { commitStatCache } from '../../catalog/stat-cache.ts';
 import { getVolume, type Volume } from '../../catalog/volumes.ts';
 import { applyTree } from '../apply.ts';
 import { applyImage } from '../apply-image.ts';
@@ -197,7 +197,7 @@ export class ApplyJob {
       // that, from `from`, and is exact in turn (the next writes check may then go from it).
       const again = o.exact ? await this.#capture.replicaTakes(vol, (member, t) => (t.set.lost === null ? (from[member] ?? null) : null)) : undefined;
       const journaled = again !== undefined && again.exact && again.journals.size === vol.members.filter((x) => x.kind === 'tree').length;
-      const after = await this.#capture.captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined);
+      const { roots: after, whole } = await this.#capture.captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined);
       phases.verify = round3((performance.now() - verifyStarted) / 1000);
       for (const m of vol.members.filter((x) => x.kind === 'tree')) {
         const want = target.members.find((x) => x.name === m.name)!.root;
@@ -223,7 +223,7 @@ export class ApplyJob {
       if (journaled) for (const m of vol.members.filter((x) => x.kind === 'tree')) host.journal()?.replicaSettle(volume, m.name, target.id);
       host.catalog.tx(() => {
         finishApply(host.catalog, volume, target.id, imageStats);
-        keepStatCacheOf(host.catalog, volume, verifyKey);
+        commitStatCache(host.catalog, volume, verifyKey, { parent: row.applied ?? undefined, whole });
         host.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, journal: { writesCheck: o.journaled === true, verify: journaled }, ...(stager ? { staging: stager.counts } : {}), ...(o.rollback ? { rollback: true } : {}), ...(writesSnapshot ? { kept: writesSnapshot } : {}) } });
       });
       if (!o.rollback) this.#release(volume, target);

@@ -23,7 +23,7 @@ import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest, SnapshotMember } from '../../snapshot/model.ts';
 import { inPlaceRecords, type SecondaryRow } from '../../catalog/secondaries.ts';
 import { insertSnapshotRow, newestReplicaWrites, snapshotById } from '../../catalog/snapshots.ts';
-import { carryStatCache, keepStatCacheOf, overlayStatCache, StatCacheWriter, statCacheFor } from '../../catalog/stat-cache.ts';
+import { commitStatCache, discardStatCache, StatCacheWriter, statCacheFor } from '../../catalog/stat-cache.ts';
 import type { Volume } from '../../catalog/volumes.ts';
 import { foreignImageBlocks, foreignTreePaths, type OwnWork } from '../mid-apply.ts';
 import { isOwnWork, parseInPlaceRecord } from '../in-place.ts';
@@ -105,12 +105,15 @@ export class ReplicaCapture {
    * place; a file that still shows exactly that (size, mtime, ctime, inode) is taken as those chunks
    * without being read again, like a stat-cache hit. A write into it since (even one that put the
    * mtime back) changes its ctime, and the file is read.
+   * The capture's stat cache rows are written pending under `newKey`; the caller commits them
+   * (commitStatCache) with `whole`: 'all' when every subtree was walked, none when subtrees were
+   * trusted from the parent (`unchanged`, `journals`), whose rows then stand.
    */
   async captureTrees(
     vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>,
     stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>, skipAtRoot?: string,
-    journals?: Map<string, CaptureJournal>, carry = true,
-  ): Promise<Record<string, ObjectId>> {
+    journals?: Map<string, CaptureJournal>,
+  ): Promise<{ roots: Record<string, ObjectId>; whole: 'all' | [] }> {
     const host = this.#host;
     const rows = new StatCacheWriter(host.catalog, vol.name, newKey);
     const out: Record<string, ObjectId> = {};
@@ -134,13 +137,11 @@ export class ReplicaCapture {
       }
     }
     rows.flush();
-    // The stat cache of subtrees not walked carries over from the parent's rows (the writes check's).
-    if (carry && parentKey && ([...(unchanged?.values() ?? [])].some((x) => x.size > 0) || (journals?.size ?? 0) > 0)) {
-      carryStatCache(host.catalog, vol.name, parentKey, newKey);
-    }
     host.store.flush();
     session.check();
-    return out;
+    // The stat cache rows of subtrees not walked stand (the parent's, which describe them still).
+    const trusted = [...(unchanged?.values() ?? [])].some((x) => x.size > 0) || (journals?.size ?? 0) > 0;
+    return { roots: out, whole: trusted ? [] : 'all' };
   }
 
   /**
@@ -183,9 +184,9 @@ export class ReplicaCapture {
     const { journals, exact } = await this.replicaTakes(vol, (member, t) =>
       !full && !unfinished && applied !== null && t.set.lost === null && t.base === row.applied ? (applied.members.find((x) => x.name === member && x.kind === 'tree')?.root ?? null) : null,
     );
-    // The parent's stat cache rows are carried to this capture's only if it is kept as a snapshot
-    // (writes found): unchanged, its own rows are laid over the applied snapshot's instead.
-    const trees = await this.captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot, journals, false);
+    // The capture's stat cache rows are pending: unchanged, they become the applied snapshot's
+    // (below); writes found, they go (the apply's verification reads the applied snapshot's).
+    const { roots: trees, whole } = await this.captureTrees(vol, row.applied ?? undefined, key, undefined, undefined, undefined, skipAtRoot, journals);
     const imageStats = JSON.parse(row.image_stats) as Record<string, ImageStat>;
     const roots: Record<string, ObjectId | null> = {};
     const members: SnapshotMember[] = [];
@@ -227,17 +228,14 @@ export class ReplicaCapture {
     }
     const changed = written.length > 0;
     if (!changed) {
-      // Nothing new: the cache rows just written describe the applied state.
-      host.catalog.tx(() => {
-        if (row.applied) {
-          overlayStatCache(host.catalog, vol.name, key, row.applied);
-          keepStatCacheOf(host.catalog, vol.name, row.applied);
-        } else keepStatCacheOf(host.catalog, vol.name, key);
-      });
+      // Nothing new: the cache rows just written describe the applied state (or, with none applied,
+      // the empty replica: they name no file). Not after a cut apply: they would name its files,
+      // whose chunks only its snapshot holds (the verification after the apply writes new ones).
+      if (unfinished) discardStatCache(host.catalog, vol.name, key);
+      else commitStatCache(host.catalog, vol.name, key, { owner: row.applied ?? key, parent: row.applied ?? undefined, whole });
       return { roots, changed, exact, journaled: journals.size > 0 };
     }
-    // Kept as a snapshot (below, or the one kept already): its rows are the parent's with this capture's over them.
-    if (row.applied && journals.size > 0) carryStatCache(host.catalog, vol.name, row.applied, key);
+    discardStatCache(host.catalog, vol.name, key);
     // Kept already: the newest replica-writes-* snapshot holds exactly this (the refused update before
     // a forced one, an apply that keeps failing): no second copy.
     const last = newestReplicaWrites(host.catalog, vol.name, host.id);
