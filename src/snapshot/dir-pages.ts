@@ -87,7 +87,9 @@ export function putDir(put: (raw: Buffer) => ObjectId, entries: TreeEntry[], onP
   let from = 0;
   for (const to of cuts) {
     const run = entries.slice(from, to);
-    pages.push({ id: put(encodeTree({ entries: run }, 'treepage')), count: run.length, first: run[0].name, last: run[run.length - 1].name });
+    const id = put(encodeTree({ entries: run }, 'treepage'));
+    notePage(id, run);
+    pages.push({ id, count: run.length, first: run[0].name, last: run[run.length - 1].name });
     from = to;
   }
   onPaging?.({ pages, made: new Set(pages.keys()) });
@@ -124,6 +126,7 @@ export function checkPage(p: TreePage, entries: TreeEntry[]): TreeEntry[] {
   if (n !== p.count || !entries[0].name.equals(p.first) || !entries[n - 1].name.equals(p.last)) {
     throw new FerryError('OBJECT_CORRUPT', `corrupt treeindex: page ${p.id} holds ${n} entries from ${entries[0]?.name.toString('latin1')} to ${entries[n - 1]?.name.toString('latin1')}, the index says ${p.count} from ${p.first.toString('latin1')} to ${p.last.toString('latin1')}`);
   }
+  notePage(p.id, entries);
   return entries;
 }
 
@@ -228,6 +231,7 @@ export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer
   const fresh = new Set<number>();
   const cut = () => {
     const id = put(encodeTree({ entries: run }, 'treepage'));
+    notePage(id, run);
     fresh.add(pages.length);
     pages.push({ id, count: run.length, first: run[0].name, last: run[run.length - 1].name });
     made = { id, entries: run };
@@ -254,16 +258,39 @@ export function putEditedDir(store: Pick<ObjectReader, 'get'>, put: (raw: Buffer
   return put(encodeTree({ entries: made?.id === pages[0].id ? made.entries : pageEntries(store, pages[0]) }));
 }
 
-/** Whether page `p` holds a hard link entry (remembered per page id, bounded: a page's id names its content). */
-export function pageHasHardlinks(store: Pick<ObjectReader, 'get'>, p: TreePage): boolean {
-  const known = pageLinks.get(p.id);
-  if (known !== undefined) return known;
-  const found = pageEntries(store, p).some((e) => e.type === 'hardlink');
-  if (pageLinks.size >= PAGE_LINKS_MAX) pageLinks.clear();
-  pageLinks.set(p.id, found);
-  return found;
+/** pageKinds: the page holds a hard link entry. */
+export const PAGE_LINK = 1;
+/** pageKinds: the page holds a directory entry. */
+export const PAGE_DIRS = 2;
+
+/**
+ * What page `p` holds besides files and symlinks (PAGE_LINK, PAGE_DIRS), remembered per page id
+ * (bounded; a page's id names its content). Every page made or decoded is noted on the way
+ * (checkPage, putDir, putEditedDir), so a look for hard links reads only pages never seen: a
+ * journaled capture and the apply's look for links ask it of every page of a changed directory.
+ */
+export function pageKinds(store: Pick<ObjectReader, 'get'>, p: TreePage): number {
+  return pageKindsMemo.get(p.id) ?? notePage(p.id, pageEntries(store, p));
 }
 
-/** Pages remembered by pageHasHardlinks: about 100 bytes each. */
-const PAGE_LINKS_MAX = 200_000;
-const pageLinks = new Map<ObjectId, boolean>();
+/** What page `id` holds, if it is remembered. */
+export function knownPageKinds(id: ObjectId): number | undefined {
+  return pageKindsMemo.get(id);
+}
+
+/** Whether page `p` holds a hard link entry. */
+export function pageHasHardlinks(store: Pick<ObjectReader, 'get'>, p: TreePage): boolean {
+  return (pageKinds(store, p) & PAGE_LINK) !== 0;
+}
+
+function notePage(id: ObjectId, entries: readonly TreeEntry[]): number {
+  let kinds = 0;
+  for (const e of entries) kinds |= e.type === 'hardlink' ? PAGE_LINK : e.type === 'dir' ? PAGE_DIRS : 0;
+  if (pageKindsMemo.size >= PAGE_KINDS_MAX) pageKindsMemo.clear();
+  pageKindsMemo.set(id, kinds);
+  return kinds;
+}
+
+/** Pages remembered by pageKinds: about 100 bytes each (16,000 pages at a million files in 1,000 directories). */
+const PAGE_KINDS_MAX = 200_000;
+const pageKindsMemo = new Map<ObjectId, number>();

@@ -5,8 +5,8 @@
 import type { ObjectId } from '../core/ids.ts';
 import type { ObjectKind, ObjectReader } from '../store/types.ts';
 import { decodeBlockList, decodeImage, decodeSnapshot } from './format.ts';
-import { dirEntries, pageEntries, readDir } from './dir-pages.ts';
-import type { SnapshotManifest, TreeEntry } from './model.ts';
+import { dirEntries, knownPageKinds, PAGE_DIRS, PAGE_LINK, pageEntries, pageKinds, readDir } from './dir-pages.ts';
+import type { SnapshotManifest, TreeEntry, TreePage } from './model.ts';
 import { pathToText } from './path-text.ts';
 
 export interface VisitedObject {
@@ -147,18 +147,38 @@ export function markLive(store: ObjectReader, manifests: ObjectId[]): Set<string
 export function treeHasHardlinks(store: ObjectReader, id: ObjectId): boolean {
   const known = linksMemo.get(id);
   if (known !== undefined) return known;
-  let found = false;
-  for (const e of dirEntries(store, id)) {
-    if (e.type === 'hardlink' || (e.type === 'dir' && treeHasHardlinks(store, e.tree!))) {
-      found = true;
-      break;
-    }
-  }
-  if (linksMemo.size >= LINKS_MEMO_MAX) linksMemo.clear();
-  linksMemo.set(id, found);
+  // A paged directory is looked at page by page, and a page the same way: a changed directory of a
+  // thousand entries reads only its changed page (the others are remembered, pageKinds).
+  const n = readDir(store, id);
+  const found = n.entries ? entriesHaveLinks(store, n.entries) : n.index.pages.some((p) => pageHasLinksBelow(store, p));
+  remember(id, found);
   return found;
 }
 
-/** Trees remembered by treeHasHardlinks: about 100 bytes each. */
+function pageHasLinksBelow(store: ObjectReader, p: TreePage): boolean {
+  const known = linksMemo.get(p.id);
+  if (known !== undefined) return known;
+  // a page not seen yet is read once: reading it notes its kinds
+  let entries = knownPageKinds(p.id) === undefined ? pageEntries(store, p) : undefined;
+  const kinds = pageKinds(store, p);
+  if (kinds & PAGE_LINK) return true;
+  if (!(kinds & PAGE_DIRS)) return false;
+  entries ??= pageEntries(store, p);
+  const found = entriesHaveLinks(store, entries);
+  remember(p.id, found);
+  return found;
+}
+
+function entriesHaveLinks(store: ObjectReader, entries: readonly TreeEntry[]): boolean {
+  for (const e of entries) if (e.type === 'hardlink' || (e.type === 'dir' && treeHasHardlinks(store, e.tree!))) return true;
+  return false;
+}
+
+function remember(id: ObjectId, found: boolean): void {
+  if (linksMemo.size >= LINKS_MEMO_MAX) linksMemo.clear();
+  linksMemo.set(id, found);
+}
+
+/** Trees and pages remembered by treeHasHardlinks: about 100 bytes each. */
 const LINKS_MEMO_MAX = 200_000;
 const linksMemo = new Map<ObjectId, boolean>();

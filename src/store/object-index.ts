@@ -208,7 +208,9 @@ export class ObjectIndex {
   /** Indexed objects still in lost packs. */
   lostObjectCount(): number {
     if (!this.lostTable) return 0;
-    return this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM lost_packs l JOIN objects o ON o.pack = l.pack')!.n;
+    // CROSS JOIN keeps lost_packs outside (usually empty): SQLite chose to scan every object instead,
+    // 14-33 ms at 200,000 objects, asked several times per update
+    return this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM lost_packs l CROSS JOIN objects o ON o.pack = l.pack')!.n;
   }
 
   /** The packs marked lost, with how many of their objects are still indexed there. */

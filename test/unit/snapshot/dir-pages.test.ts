@@ -10,7 +10,8 @@ import type { ObjectId } from '../../../src/core/ids.ts';
 import type { ObjectInfo } from '../../../src/store/types.ts';
 import { NO_TEST_KNOBS, installTestKnobs, testKnobs } from '../../../src/core/test-knobs.ts';
 import { decodeTreeIndex, encodeTree, encodeTreeIndex } from '../../../src/snapshot/format.ts';
-import { PAGE_DIR_MIN, PAGE_MAX, decodeTreeObject, dirDiffEntries, dirEntries, overlappingPage, pageCuts, pageEntries, pageOf, putDir, putEditedDir, readDir } from '../../../src/snapshot/dir-pages.ts';
+import { PAGE_DIR_MIN, PAGE_MAX, decodeTreeObject, dirDiffEntries, dirEntries, overlappingPage, pageCuts, pageEntries, pageHasHardlinks, pageOf, putDir, putEditedDir, readDir } from '../../../src/snapshot/dir-pages.ts';
+import { treeHasHardlinks } from '../../../src/snapshot/graph.ts';
 import { diffTrees, sameTreeContent } from '../../../src/snapshot/diff.ts';
 import type { TreeEntry, TreeIndex } from '../../../src/snapshot/model.ts';
 
@@ -301,4 +302,40 @@ describe('editing a paged directory page by page', () => {
     assert.equal(reads, 0);
     assert.equal(id, putDir(s.put, before.map((e) => (e.name.toString() === 'f002500' ? file('f002500', 99) : e))));
   });
+});
+
+test('the look for hard links reads a changed paged directory\'s index and nothing else: pages made or read once are remembered', () => {
+  const s = new Mem();
+  const reads: ObjectId[] = [];
+  const counting = { get: (id: ObjectId) => (reads.push(id), s.get(id)), has: s.has, info: s.info };
+  // 1,000 files (named for this test: the memory is per page id, for the whole process)
+  const list = dir(1000, 4242);
+  const a = putDir(s.put, list);
+  assert.ok(readDir(s, a).index, 'paged');
+  assert.equal(treeHasHardlinks(counting, a), false);
+  assert.deepEqual(reads, [a], 'its pages were noted as they were made: only the index is read');
+  // one page edited: the new index is read, not one page
+  reads.length = 0;
+  const x = readDir(s, a).index!;
+  const i = pageOf(x, Buffer.from('f000500'));
+  const edited = pageEntries(s, x.pages[i]).map((e) => (e.name.toString() === 'f000500' ? file('f000500', 4243) : e));
+  const b = putEditedDir(s, s.put, x, new Map([[i, edited]]));
+  reads.length = 0;
+  assert.equal(treeHasHardlinks(counting, b), false);
+  assert.deepEqual(reads, [b]);
+  // pages never seen (encoded here, not by putDir): each read once, then remembered; a link two levels
+  // down, under a directory entry of one page, is found
+  const sub = s.put(encodeTree({ entries: [{ ...file('target', 4244) }, { name: Buffer.from('zlink'), type: 'hardlink', mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, size: 0, xattrs: [], target: Buffer.from('d/target') }] }));
+  const entries = [...dir(300, 4245), { name: Buffer.from('z-sub'), type: 'dir' as const, mode: 0o755, uid: 0, gid: 0, mtimeNs: 0n, size: 0, xattrs: [], tree: sub }];
+  const cut = 150;
+  const pages = [entries.slice(0, cut), entries.slice(cut)].map((run) => ({ id: s.put(encodeTree({ entries: run }, 'treepage')), count: run.length, first: run[0].name, last: run[run.length - 1].name }));
+  const c = s.put(encodeTreeIndex({ count: entries.length, pages }));
+  reads.length = 0;
+  assert.equal(treeHasHardlinks(counting, c), true);
+  assert.deepEqual(reads.sort(), [c, pages[0].id, pages[1].id, sub].sort());
+  reads.length = 0;
+  assert.equal(treeHasHardlinks(counting, c), true);
+  assert.equal(pageHasHardlinks(counting, pages[0]), false);
+  assert.equal(pageHasHardlinks(counting, pages[1]), false, 'the link is below the page, not in it');
+  assert.deepEqual(reads, []);
 });
