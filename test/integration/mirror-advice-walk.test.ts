@@ -1,0 +1,90 @@
+// An operator in a hurry follows each refusal's advice, in order, on two real
+// sites (daemons on loopback, the real CLI): every `ferry ...` command a
+// refusal suggests must be accepted in the state it was given in and make
+// progress, until a command succeeds (the mirror updated, or the volume
+// replicating again the other way after a failback). Never a loop: a mirror
+// broken off by its destination's failover and holding no base (its record
+// made again after the baseline, so none was ever completed under it) once
+// had `mirror update` advise `mirror initialize` and `mirror initialize`
+// advise `mirror update`. The states walked: broken off without a base (told
+// at the failover, or learning it from the destination's refusal), broken off
+// with its base, paused, needs a full sync.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
+import type { CliResult } from '../helpers.ts';
+
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
+
+/**
+ * Run `first` at `site`, then each command its refusals suggest, until one succeeds. Every command
+ * suggested is new (no loop) and at most `max` are run. Returns the commands run and the last result.
+ */
+async function walkAdvice(site: TestSite, first: string[], max = 5): Promise<{ ran: string[][]; last: CliResult }> {
+  const ran: string[][] = [];
+  const refusals: string[] = [];
+  let cmd = first;
+  for (;;) {
+    ran.push(cmd);
+    const r = await site.ferry([...cmd, '--json']);
+    if (r.code === 0) return { ran, last: r };
+    refusals.push(`ferry ${cmd.join(' ')} => ${r.json?.error?.message ?? r.stderr}`);
+    const next = suggestedCommand(r);
+    const seen = ran.some((c) => c.join(' ') === next.join(' '));
+    assert.ok(!seen, `the advice loops: \`ferry ${next.join(' ')}\` was refused already\n${refusals.join('\n')}`);
+    assert.ok(ran.length < max, `no success after ${max} suggested commands\n${refusals.join('\n')}`);
+    cmd = next;
+  }
+}
+
+/** `a` is the active secondary of `b`, and b's reverse mirror completed an update (it has a base). */
+function assertFollows(a: TestSite, b: TestSite): void {
+  const row = a.catalog((db) => db.prepare("SELECT v.role, s.state FROM volumes v JOIN secondaries s ON s.volume = v.name WHERE v.name = 'vol'").get()) as { role: string; state: string } | undefined;
+  assert.deepEqual({ ...row }, { role: 'secondary', state: 'active' }, `${a.name} follows ${b.name}`);
+  assert.ok(b.mirrorRow('vol', a.name).base, `${b.name}'s mirror back to ${a.name} has a base`);
+}
+
+/** Two running paired sites, `vol` at a (a few small files) mirrored to b and baselined. */
+async function pair(names: [string, string]): Promise<{ a: TestSite; b: TestSite; data: string }> {
+  const [a, b] = await Promise.all([createSite(names[0]), createSite(names[1])]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, 2, 64 * KiB);
+  a.defineVolume('vol', [data]);
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  return { a, b, data };
+}
+
+/** The mirror at `a` made again (no base), then its destination fails over (`notify`: a is told). */
+async function brokenOffWithoutBase(a: TestSite, b: TestSite, notify: boolean): Promise<void> {
+  await a.json(['mirror', 'remove', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  assert.equal(a.mirrorRow('vol', b.name).base, null);
+  if (!notify) await a.stop();
+  await b.json(['failover', 'vol', ...(notify ? [] : ['--force'])]);
+  if (!notify) await a.start();
+}
+
+test('broken off by a failover, no base: update and initialize advise a failback, which runs', async () => {
+  const { a, b } = await pair(['east', 'west']);
+  await brokenOffWithoutBase(a, b, true);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off');
+  // From `mirror update`: its advice (a failback, in full: there is no base) is accepted.
+  const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
+  assertFollows(a, b);
+});
+
+test('broken off, no base, from `mirror initialize` and told only by the refusal', async () => {
+  const { a, b } = await pair(['north', 'south']);
+  await brokenOffWithoutBase(a, b, false);
+  // a was not told: its first initialize learns it from b's refusal (FAILED_OVER), the rest follows the advice.
+  const { ran } = await walkAdvice(a, ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
+  assertFollows(a, b);
+});
