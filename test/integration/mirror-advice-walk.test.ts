@@ -1,17 +1,22 @@
 // An operator in a hurry follows each refusal's advice, in order, on two real
 // sites (daemons on loopback, the real CLI): every `ferry ...` command a
-// refusal suggests must be accepted in the state it was given in and make
-// progress, until a command succeeds (the mirror updated, or the volume
-// replicating again the other way after a failback). Never a loop: a mirror
-// broken off by its destination's failover and holding no base (its record
-// made again after the baseline, so none was ever completed under it) once
-// had `mirror update` advise `mirror initialize` and `mirror initialize`
-// advise `mirror update`. The states walked: broken off without a base (told
-// at the failover, or learning it from the destination's refusal), broken off
-// with its base, paused, needs a full sync.
+// refusal suggests (the last one it names, harness/errors.ts suggestedCommand)
+// must be accepted in the state it was given in and make progress, until a
+// command succeeds (the mirror updated, the volume replicating the other way
+// after a failback, or the replica promoted). Never a loop: a mirror broken
+// off by its destination's failover and holding no base (its record made
+// again after the baseline, so none was ever completed under it) once had
+// `mirror update` advise `mirror initialize` and `mirror initialize` advise a
+// bare `mirror update`. The states walked: broken off without a base (told at
+// the failover, or learning it from the destination's refusal), broken off
+// with its base after both sides wrote (split brain), paused, an inconsistent
+// replica at the secondary. A mirror that needs a full sync is walked by
+// secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 import type { CliResult } from '../helpers.ts';
 
@@ -87,4 +92,48 @@ test('broken off, no base, from `mirror initialize` and told only by the refusal
   const { ran } = await walkAdvice(a, ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
   assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
   assertFollows(a, b);
+});
+
+test('broken off with its base, both sides written (a forced failover a learns of late): the advice is the failback, which keeps its writes', async () => {
+  const { a, b, data } = await pair(['up', 'down']);
+  await a.stop();
+  await b.json(['failover', 'vol', '--force']);
+  writeChange(data, 'divergent.bin', 4 * KiB);
+  await a.start();
+  const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.at(-1), ['failback', 'vol']);
+  assertFollows(a, b);
+  assert.ok(a.snapshotRows('vol').some((s) => s.name?.startsWith('failback-kept-')), 'its writes are kept in a snapshot');
+});
+
+test('paused: the advice resumes it, and the update then runs', async () => {
+  const { a, b, data } = await pair(['left', 'right']);
+  await a.json(['mirror', 'pause', 'vol', '--to', b.name]);
+  writeChange(data, 'more.bin', 4 * KiB);
+  const update = ['mirror', 'update', 'vol', '--to', b.name, '--wait'];
+  const { ran } = await walkAdvice(a, update);
+  assert.deepEqual(ran.at(-1), ['mirror', 'resume', 'vol', '--to', b.name]);
+  const r = await a.json(update);
+  assert.equal(r.applied, true);
+});
+
+test('an inconsistent replica (an apply failed at the secondary): failover advises --force, which promotes it', async (t) => {
+  const { a, b, data } = await pair(['fore', 'aft']);
+  const replica = await b.memberPath('vol');
+  const locked = join(replica, readdirSync(replica).sort()[0]);
+  if (spawnSync('chattr', ['+i', locked]).status !== 0) return t.skip('chattr +i is not available here (needs root and a filesystem with inode flags)');
+  try {
+    // The apply cannot replace the immutable file: it fails, the replica stays inconsistent.
+    writeFileSync(join(data, basename(locked)), 'changed\n');
+    const r = await a.ferry(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--json']);
+    assert.notEqual(r.code, 0, `the apply should fail: ${r.stdout}`);
+    assert.equal(b.secondaryRow('vol')?.consistent, false);
+    const { ran } = await walkAdvice(b, ['failover', 'vol']);
+    assert.deepEqual(ran.at(-1), ['failover', 'vol', '--force']);
+  } finally {
+    spawnSync('chattr', ['-i', locked]);
+  }
+  const role = b.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string };
+  assert.equal(role.role, 'primary');
+  assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off', `${a.name} was told`);
 });

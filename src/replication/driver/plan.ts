@@ -47,7 +47,7 @@ export function checkUpdate(m: Mirror, o: { initialize?: boolean; force?: boolea
   } else {
     if (m.state === 'uninitialized' || (!m.base && m.state !== 'needs-full-sync')) throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no baseline yet; run \`ferry mirror initialize ${volume} --to ${m.peer}\``);
     if (m.state === 'needs-full-sync') throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no common base with ${m.peer} any more; run \`ferry mirror initialize ${volume} --to ${m.peer}\` for a full sync`);
-    if (m.paused && !o.force) throw new FerryError('MIRROR_STATE', `mirror ${m.id} is paused; \`ferry mirror resume\` it, or update with --force`);
+    if (m.paused && !o.force) throw new FerryError('MIRROR_STATE', `mirror ${m.id} is paused: update it once with --force, or resume it with \`ferry mirror resume ${volume} --to ${m.peer}\` (then updates run again, on its schedule or asked)`);
     if (!o.force && !o.scheduled && m.lastSuccessAt !== null && now - m.lastSuccessAt < m.minDelayS * 1000) {
       throw new FerryError('MIRROR_STATE', `mirror ${m.id} was updated ${Math.round((now - m.lastSuccessAt) / 1000)} s ago, within its min delay of ${m.minDelayS} s; wait or use --force`);
     }
