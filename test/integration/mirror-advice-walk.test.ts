@@ -15,10 +15,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
-import type { CliResult } from '../helpers.ts';
+import { assertTreesEqual, type CliResult } from '../helpers.ts';
 
 const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
@@ -136,4 +136,20 @@ test('an inconsistent replica (an apply failed at the secondary): failover advis
   const role = b.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string };
   assert.equal(role.role, 'primary');
   assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off', `${a.name} was told`);
+});
+
+test('broken off, no base: the other way the refusal names, this site staying primary, is accepted too', async () => {
+  const { a, b, data } = await pair(['here', 'there']);
+  await brokenOffWithoutBase(a, b, true);
+  const refusal = await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'MIRROR_STATE', /broken off/);
+  // The commands before the failback, in order: the first at b, the others here.
+  const named = [...(refusal.json.error.message as string).matchAll(/`ferry ([^`]+)`/g)].map((x) => x[1].split(/\s+/));
+  assert.deepEqual(named.map((c) => c.slice(0, 2).join(' ')), ['volume remove', 'mirror remove', 'mirror create', 'mirror initialize', 'failback vol']);
+  const files = dirname(await b.memberPath('vol'));
+  await b.json(named[0]);
+  renameSync(files, `${files}.kept`);
+  for (const cmd of named.slice(1, 3)) await a.json(cmd);
+  await a.json([...named[3], '--wait']);
+  assertTreesEqual(await b.memberPath('vol'), data);
+  assert.ok(a.mirrorRow('vol', b.name).base, 'the new mirror has a base');
 });

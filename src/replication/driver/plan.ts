@@ -67,7 +67,7 @@ export function brokenOffAdvice(m: Mirror): string {
   const v = m.volume;
   return (
     `mirror ${m.id} is broken off: ${m.peer} took ${m.remoteVolume} over (failover) and accepts no update or initialize from this site. ` +
-    `Decide which site stays primary of ${v}. For this site to stay primary, ${m.peer} gives its copy up (\`ferry volume remove ${m.remoteVolume} --force\` there, after keeping what it needs) and this site mirrors it anew (\`ferry mirror remove ${v} --to ${m.peer}\`, \`ferry mirror create ${v} --to ${m.peer}\`, \`ferry mirror initialize ${v} --to ${m.peer}\`). ` +
+    `Decide which site stays primary of ${v}. For this site to stay primary, ${m.peer} gives its copy up (there, after keeping what it needs: \`ferry volume remove ${m.remoteVolume} --force\`, then its files moved away: they stay where they were) and this site mirrors it anew (\`ferry mirror remove ${v} --to ${m.peer}\`, \`ferry mirror create ${v} --to ${m.peer}\`, \`ferry mirror initialize ${v} --to ${m.peer}\`). ` +
     `For this site to follow ${m.peer} (what was written here is kept in a snapshot first), run \`ferry failback ${v} --to ${m.peer}${m.base ? '' : ' --full'}\`${m.base ? '' : ' (in full: the mirror has no base to resync from)'}`
   );
 }
