@@ -110,6 +110,8 @@ test('paused: the advice resumes it, and the update then runs', async () => {
   const { a, b, data } = await pair(['left', 'right']);
   await a.json(['mirror', 'pause', 'vol', '--to', b.name]);
   writeChange(data, 'more.bin', 4 * KiB);
+  // Asked of the daemon without --wait, the refusal is said now, not `queued` and refused in the background.
+  await a.refused(['mirror', 'update', 'vol', '--to', b.name], 4, 'MIRROR_STATE', /is paused/);
   const update = ['mirror', 'update', 'vol', '--to', b.name, '--wait'];
   const { ran } = await walkAdvice(a, update);
   assert.deepEqual(ran.at(-1), ['mirror', 'resume', 'vol', '--to', b.name]);
