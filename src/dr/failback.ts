@@ -89,7 +89,9 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   }
   const commonBase = m.base !== null && remote.snapshots.includes(m.base) && snapshotById(site.catalog, m.base) !== undefined;
   if (!commonBase && !opts.full) {
-    setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
+    // A broken-off mirror stays so: as needs-full-sync it would accept an initialize its destination
+    // (primary now) refuses, and status would lose the split brain it shows (split-brain.ts).
+    if (m.state !== 'broken-off') setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
     throw new FerryError('NEEDS_FULL_SYNC', `${volume} here and ${m.remoteVolume} at ${peer.name} share no base snapshot${m.base ? ` (${m.base} is gone from one side)` : ''}: a difference-based failback is impossible; copy what differs in full with \`ferry failback ${volume} --to ${peer.name} --full\` (your writes here are kept in a snapshot first)`);
   }
   // After the base by lineage and origin, not by time: the base may have been taken at another site.

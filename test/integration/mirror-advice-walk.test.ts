@@ -100,8 +100,9 @@ test('broken off with its base, both sides written (a forced failover a learns o
   await b.json(['failover', 'vol', '--force']);
   writeChange(data, 'divergent.bin', 4 * KiB);
   await a.start();
+  // Whichever tells a first (b's refusal of the update, or b's daemon delivering its notice late), the advice is a failback.
   const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
-  assert.deepEqual(ran.at(-1), ['failback', 'vol']);
+  assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
   assertFollows(a, b);
   assert.ok(a.snapshotRows('vol').some((s) => s.name?.startsWith('failback-kept-')), 'its writes are kept in a snapshot');
 });
@@ -154,4 +155,18 @@ test('broken off, no base: the other way the refusal names, this site staying pr
   await a.json([...named[3], '--wait']);
   assertTreesEqual(await b.memberPath('vol'), data);
   assert.ok(a.mirrorRow('vol', b.name).base, 'the new mirror has a base');
+});
+
+test('broken off with its base, the base then lost at the new primary: update advises the failback, which names --full; the mirror stays broken off', async () => {
+  const { a, b } = await pair(['old', 'new']);
+  const base = a.mirrorRow('vol', b.name).base!;
+  await b.json(['failover', 'vol']);
+  b.catalog((db) => db.prepare('DELETE FROM holds WHERE snapshot = ?').run(base), { write: true });
+  await b.json(['snapshot', 'delete', 'vol', base]);
+  const refusal = await a.refused(['failback', 'vol'], 4, 'NEEDS_FULL_SYNC');
+  assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off', 'a refused failback leaves the mirror broken off');
+  assert.deepEqual(suggestedCommand(refusal), ['failback', 'vol', '--to', b.name, '--full']);
+  const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.slice(1), [['failback', 'vol', '--to', b.name], ['failback', 'vol', '--to', b.name, '--full']]);
+  assertFollows(a, b);
 });
