@@ -469,6 +469,13 @@ export async function serveFailback(
     });
     m = getMirror(site.catalog, req.volume, peer.name);
     await checkpoint('failback:serve-after-reverse');
+  } else if (vol.role === 'primary' && sec && sec.source_site === peerId && sec.state === 'broken-off') {
+    // A mirror back made by hand before the failback serves as the reverse one; the relation it took
+    // over goes all the same, or the old primary would show here as a primary beside this site.
+    site.catalog.tx(() => {
+      endSecondary(site.catalog, req.volume);
+      site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: m!.id, base: m!.base, existing: true } });
+    });
   }
   // The old primary yields to this site beside other primaries it knew of: this site is primary beside them now.
   const handed = (req.splitBrains ?? []).filter((b) => b.site !== site.id && b.site !== peerId);

@@ -170,3 +170,31 @@ test('broken off with its base, the base then lost at the new primary: update ad
   assert.deepEqual(ran.slice(1), [['failback', 'vol', '--to', b.name], ['failback', 'vol', '--to', b.name, '--full']]);
   assertFollows(a, b);
 });
+
+test('failed over: a mirror back made by hand at the new primary is refused naming the failback at the old primary, which then runs', async () => {
+  const { a, b, data } = await pair(['was', 'now']);
+  await b.json(['failover', 'vol']);
+  await b.json(['mirror', 'create', 'vol', '--to', a.name]);
+  const refusal = await b.refused(['mirror', 'initialize', 'vol', '--to', a.name, '--wait'], 4, 'NOT_AUTHORIZED', /took it over/);
+  const named = [...(refusal.json.error.message as string).matchAll(/`ferry ([^`]+)`/g)].map((x) => x[1].split(/\s+/));
+  // The last one, run here (SITE: what this site calls a), never a failback here: b would yield to a.
+  assert.deepEqual(named, [['failback', 'vol'], ['mirror', 'remove', 'vol', '--to', 'SITE']]);
+  // Its update is refused the same way, not sent round to initialize again.
+  await b.refused(['mirror', 'update', 'vol', '--to', a.name, '--wait'], 4, 'MIRROR_STATE', /no baseline yet/);
+  await b.json(['mirror', 'remove', 'vol', '--to', a.name]);
+  await a.json(named[0]);
+  assertFollows(a, b);
+  assertTreesEqual(data, await b.memberPath('vol'));
+});
+
+test('failed over, a mirror back made by hand and kept: the failback at the old primary uses it and ends the relation it took over', async () => {
+  const { a, b, data } = await pair(['then', 'since']);
+  await b.json(['failover', 'vol']);
+  await b.json(['mirror', 'create', 'vol', '--to', a.name]);
+  await a.json(['failback', 'vol']);
+  assertFollows(a, b);
+  assertTreesEqual(data, await b.memberPath('vol'));
+  assert.equal(b.catalog((db) => db.prepare("SELECT state FROM secondaries WHERE volume = 'vol'").get()), undefined, `${b.name} no longer holds a relation to ${a.name} as its old primary`);
+  const st = await b.volumeStatus('vol');
+  assert.deepEqual(st.splitBrains ?? [], [], 'no split brain shows');
+});
