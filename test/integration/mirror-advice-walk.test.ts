@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
+import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 import { assertTreesEqual, type CliResult } from '../helpers.ts';
 
 const sites: TestSite[] = [];
@@ -107,8 +107,18 @@ test('broken off with its base, both sides written (a forced failover a learns o
   assert.ok(a.snapshotRows('vol').some((s) => s.name?.startsWith('failback-kept-')), 'its writes are kept in a snapshot');
 });
 
-test('paused: the advice resumes it, and the update then runs', async () => {
+test('initialized: initialize advises the update, which runs; paused: the advice resumes it, and the update then runs', async () => {
   const { a, b, data } = await pair(['left', 'right']);
+  writeChange(data, 'first.bin', 4 * KiB);
+  const base0 = a.mirrorRow('vol', b.name).base;
+  const again = await walkAdvice(a, ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(again.ran.at(-1), ['mirror', 'update', 'vol', '--to', b.name]);
+  // Queued to the daemon (the advice names no --wait): it completes.
+  await waitFor('the advised update to complete', () => {
+    const m = a.mirrorRow('vol', b.name);
+    return m.state === 'idle' && m.base !== base0;
+  });
+  assertTreesEqual(await b.memberPath('vol'), data);
   await a.json(['mirror', 'pause', 'vol', '--to', b.name]);
   writeChange(data, 'more.bin', 4 * KiB);
   // Asked of the daemon without --wait, the refusal is said now, not `queued` and refused in the background.

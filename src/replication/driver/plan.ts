@@ -42,7 +42,7 @@ export function checkUpdate(m: Mirror, o: { initialize?: boolean; force?: boolea
   if (m.state === 'broken-off') throw new FerryError('MIRROR_STATE', brokenOffAdvice(m));
   if (o.initialize) {
     if (m.state !== 'uninitialized' && m.state !== 'needs-full-sync' && !(m.state === 'disconnected' && !m.base) && m.state !== 'baselining') {
-      throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); use \`ferry mirror update\``);
+      throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); update it with \`ferry mirror update ${volume} --to ${m.peer}\``);
     }
   } else {
     if (m.state === 'uninitialized' || (!m.base && m.state !== 'needs-full-sync')) throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no baseline yet; run \`ferry mirror initialize ${volume} --to ${m.peer}\``);
