@@ -8,10 +8,12 @@
 // again after the baseline, so none was ever completed under it) once had
 // `mirror update` advise `mirror initialize` and `mirror initialize` advise a
 // bare `mirror update`. The states walked: broken off without a base (told at
-// the failover, or learning it from the destination's refusal), broken off
-// with its base after both sides wrote (split brain), paused, an inconsistent
-// replica at the secondary. A mirror that needs a full sync is walked by
-// secondary-recreated.test.ts.
+// the failover, or learning it from the destination's refusal; either way
+// out: failback, or this site staying primary), broken off with its base
+// after both sides wrote (split brain), broken off with its base lost at the
+// new primary, initialized, paused, an inconsistent replica at the secondary,
+// and at the new primary a mirror back to the old one made by hand. A mirror
+// that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
