@@ -494,7 +494,15 @@ async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<
     const { rejoinBrokenOff } = await import('../dr/failback.ts');
     await rejoinBrokenOff(ctx.engine, m);
   }
-  const job = ctx.engine.update(volume, m.peer, { initialize, snapshot: str(a, 'snapshot', false), force: a.force === true }, ctx.progress);
+  const force = a.force === true;
+  if (ctx.daemon && a.wait !== true) {
+    // Queued, the job's refusal would reach only the mirror's events: the state's is said here, now.
+    const { checkUpdate } = await import('../replication/driver/plan.ts');
+    const { settleFutureSuccess } = await import('../replication/driver/run.ts');
+    const cat = ctx.engine.site.catalog;
+    checkUpdate(settleFutureSuccess(cat, getMirror(cat, volume, m.peer)), { initialize, force }, cat.clock.now(), getVolume(cat, volume).role);
+  }
+  const job = ctx.engine.update(volume, m.peer, { initialize, snapshot: str(a, 'snapshot', false), force }, ctx.progress);
   if (ctx.daemon && a.wait !== true) {
     job.catch(() => {}); // its outcome is in the mirror's state and the events
     return { queued: true, mirror: m.id };

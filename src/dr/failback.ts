@@ -89,8 +89,10 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   }
   const commonBase = m.base !== null && remote.snapshots.includes(m.base) && snapshotById(site.catalog, m.base) !== undefined;
   if (!commonBase && !opts.full) {
-    setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
-    throw new FerryError('NEEDS_FULL_SYNC', `${volume} here and ${m.remoteVolume} at ${peer.name} share no base snapshot${m.base ? ` (${m.base} is gone from one side)` : ''}: a difference-based failback is impossible; rerun with --full to copy what differs in full (your writes here are kept in a snapshot first)`);
+    // A broken-off mirror stays so: as needs-full-sync it would accept an initialize its destination
+    // (primary now) refuses, and status would lose the split brain it shows (split-brain.ts).
+    if (m.state !== 'broken-off') setMirrorState(site, m, 'needs-full-sync', 'no common base for failback');
+    throw new FerryError('NEEDS_FULL_SYNC', `${volume} here and ${m.remoteVolume} at ${peer.name} share no base snapshot${m.base ? ` (${m.base} is gone from one side)` : ''}: a difference-based failback is impossible; copy what differs in full with \`ferry failback ${volume} --to ${peer.name} --full\` (your writes here are kept in a snapshot first)`);
   }
   // After the base by lineage and origin, not by time: the base may have been taken at another site.
   const baseSnap = m.base ? findSnapshot(site.catalog, volume, m.base) : undefined;
@@ -467,6 +469,13 @@ export async function serveFailback(
     });
     m = getMirror(site.catalog, req.volume, peer.name);
     await checkpoint('failback:serve-after-reverse');
+  } else if (vol.role === 'primary' && sec && sec.source_site === peerId && sec.state === 'broken-off') {
+    // A mirror back made by hand before the failback serves as the reverse one; the relation it took
+    // over goes all the same, or the old primary would show here as a primary beside this site.
+    site.catalog.tx(() => {
+      endSecondary(site.catalog, req.volume);
+      site.event({ kind: 'failback.serve', volume: req.volume, outcome: 'info', detail: { mirror: m!.id, base: m!.base, existing: true } });
+    });
   }
   // The old primary yields to this site beside other primaries it knew of: this site is primary beside them now.
   const handed = (req.splitBrains ?? []).filter((b) => b.site !== site.id && b.site !== peerId);

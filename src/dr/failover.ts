@@ -63,7 +63,7 @@ export function planFailover(engine: Engine, volume: string, opts: { force?: boo
   const inFlight = !alreadyPrimary && applyInFlight(site, volume);
   if (!consistent && !opts.force && !inFlight) {
     const source = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
-    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}; run \`ferry failover ${volume} --force\` to roll it back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promote it, or, if ${source} is up, let its next \`ferry mirror update\` finish the apply (keeping the same) and fail over then`);
+    throw new FerryError('MIRROR_STATE', `the replica of ${volume} is inconsistent: ${unfinishedApply(row, volume)}. If ${source} is up, its next \`ferry mirror update\` there finishes the apply (what the replica holds besides it is kept in a snapshot first), and a plain failover works then; to promote it now, run \`ferry failover ${volume} --force\`: it rolls the replica back to ${row.applied} (what the replica holds besides that apply's own work is kept in a snapshot first) and promotes it`);
   }
   const peer = findPeerById(site.catalog, row.source_site);
   const steps = [

@@ -17,6 +17,7 @@ import { lockHeld } from './lock.ts';
 import { checkCount, checkScheduleSettings, COUNT } from '../core/units.ts';
 import { finishPeerDelete, queuePeerSnapshotsFor } from './peer-snapshots.ts';
 import { getPeer } from '../catalog/peers.ts';
+import { getSecondary } from '../catalog/secondaries.ts';
 import { snapshotById } from '../catalog/snapshots.ts';
 import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { releaseMirror, releaseOrphans } from '../catalog/holds.ts';
@@ -132,7 +133,9 @@ export function removeMirror(site: Site, volume: string, peer?: string): Mirror 
   const m = getMirror(site.catalog, volume, peer);
   site.catalog.tx(() => {
     dropMirror(site, m, 'removed');
-    if (!hasMirror(site.catalog, volume)) setVolumeRole(site.catalog, volume, 'standalone', 'primary');
+    // A volume this site took over (its relation to the old primary broken off) stays primary without
+    // mirrors: the old primary fails back to it, and a failback asks for a primary.
+    if (!hasMirror(site.catalog, volume) && getSecondary(site.catalog, volume)?.state !== 'broken-off') setVolumeRole(site.catalog, volume, 'standalone', 'primary');
   });
   return m;
 }

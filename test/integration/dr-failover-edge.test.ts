@@ -135,7 +135,7 @@ test('failover and failback edge cases: dry runs, unreachable old primary, lost 
   assert.deepEqual(a.snapshotRows('vol'), snapsA, 'nothing kept, nothing changed');
   assertTreesEqual(data, beforeFailback);
   const nfs = await a.mirror('vol', 'west');
-  assert.equal(nfs.state, 'needs-full-sync');
+  assert.equal(nfs.state, 'broken-off', 'still broken off: an initialize would be refused by west');
   assert.equal(nfs.health, 'warn');
 
   // ---- --full: the old primary keeps its writes and resyncs; it lacks only what the new primary wrote

@@ -108,7 +108,7 @@ function render(r: StatusReport): string {
       }
       if (m.healthReasons.length) out.push(`     warn: ${m.healthReasons.join('; ')}`);
       if (m.lastError) out.push(`     last error: ${m.lastError.code}: ${m.lastError.message}`);
-      if (m.divergence) out.push(...renderDivergence(m.divergence, '     ', `for this site to yield, run \`ferry failback ${v.name} --to ${m.peer}\` here (its writes are kept in a snapshot); for ${m.peer} to yield, it keeps what it needs and removes ${m.remoteVolume} there (\`ferry volume remove ${m.remoteVolume} --force\`), then this site mirrors it anew (\`ferry mirror remove ${v.name} --to ${m.peer}\`, \`ferry mirror create\`, \`ferry mirror initialize\`)`));
+      if (m.divergence) out.push(...renderDivergence(m.divergence, '     ', `for this site to yield, run \`ferry failback ${v.name} --to ${m.peer}\` here (its writes are kept in a snapshot); for ${m.peer} to yield, it keeps what it needs and removes ${m.remoteVolume} there (\`ferry volume remove ${m.remoteVolume} --force\`, then its files moved away: they stay where they were), then this site mirrors it anew (\`ferry mirror remove ${v.name} --to ${m.peer}\`, \`ferry mirror create\`, \`ferry mirror initialize\`)`));
     }
   }
   if (r.links.length) {

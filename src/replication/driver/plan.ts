@@ -37,15 +37,17 @@ export function captureWarnings(s: { stats: Record<string, unknown> } | undefine
 /** Whether mirror `m` may start an update (or its initialize) now; throws MIRROR_STATE saying what to do when not. */
 export function checkUpdate(m: Mirror, o: { initialize?: boolean; force?: boolean; scheduled?: boolean }, now: number, role: Role): void {
   const volume = m.volume;
+  // First, for both: with or without a base, neither an update nor an initialize of a broken-off
+  // mirror runs (its destination refuses them), so neither may advise the other.
+  if (m.state === 'broken-off') throw new FerryError('MIRROR_STATE', brokenOffAdvice(m));
   if (o.initialize) {
     if (m.state !== 'uninitialized' && m.state !== 'needs-full-sync' && !(m.state === 'disconnected' && !m.base) && m.state !== 'baselining') {
-      throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); use \`ferry mirror update\``);
+      throw new FerryError('MIRROR_STATE', `mirror ${m.id} is already initialized (${m.state}); update it with \`ferry mirror update ${volume} --to ${m.peer}\``);
     }
   } else {
     if (m.state === 'uninitialized' || (!m.base && m.state !== 'needs-full-sync')) throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no baseline yet; run \`ferry mirror initialize ${volume} --to ${m.peer}\``);
     if (m.state === 'needs-full-sync') throw new FerryError('MIRROR_STATE', `mirror ${m.id} has no common base with ${m.peer} any more; run \`ferry mirror initialize ${volume} --to ${m.peer}\` for a full sync`);
-    if (m.state === 'broken-off') throw new FerryError('MIRROR_STATE', `mirror ${m.id} is broken off (failover); it does not update`);
-    if (m.paused && !o.force) throw new FerryError('MIRROR_STATE', `mirror ${m.id} is paused; \`ferry mirror resume\` it, or update with --force`);
+    if (m.paused && !o.force) throw new FerryError('MIRROR_STATE', `mirror ${m.id} is paused: update it once with --force, or resume it with \`ferry mirror resume ${volume} --to ${m.peer}\` (then updates run again, on its schedule or asked)`);
     if (!o.force && !o.scheduled && m.lastSuccessAt !== null && now - m.lastSuccessAt < m.minDelayS * 1000) {
       throw new FerryError('MIRROR_STATE', `mirror ${m.id} was updated ${Math.round((now - m.lastSuccessAt) / 1000)} s ago, within its min delay of ${m.minDelayS} s; wait or use --force`);
     }
@@ -53,6 +55,21 @@ export function checkUpdate(m: Mirror, o: { initialize?: boolean; force?: boolea
   if (role === 'secondary') {
     throw new FerryError('MIRROR_STATE', `volume ${volume} is a secondary here (a failback or a migrate is making it one): mirror ${m.id} does not update from it`);
   }
+}
+
+/**
+ * Why a broken-off mirror does not run, and the decision it leaves: its destination took the volume
+ * over (failover), so one of the two sites yields. The command last named (what a hurried operator
+ * runs) is the failback, in full when the mirror has no base to resync from; the other way, this
+ * site staying primary, needs the destination's copy given up there first.
+ */
+export function brokenOffAdvice(m: Mirror): string {
+  const v = m.volume;
+  return (
+    `mirror ${m.id} is broken off: ${m.peer} took ${m.remoteVolume} over (failover) and accepts no update or initialize from this site. ` +
+    `Decide which site stays primary of ${v}. For this site to stay primary, ${m.peer} gives its copy up (there, after keeping what it needs: \`ferry volume remove ${m.remoteVolume} --force\`, then its files moved away: they stay where they were) and this site mirrors it anew (\`ferry mirror remove ${v} --to ${m.peer}\`, \`ferry mirror create ${v} --to ${m.peer}\`, \`ferry mirror initialize ${v} --to ${m.peer}\`). ` +
+    `For this site to follow ${m.peer} (what was written here is kept in a snapshot first), run \`ferry failback ${v} --to ${m.peer}${m.base ? '' : ' --full'}\`${m.base ? '' : ' (in full: the mirror has no base to resync from)'}`
+  );
 }
 
 /** The snapshot an update sends: one that exists (named, or queued by a failed attempt), or a new capture. */

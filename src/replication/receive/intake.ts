@@ -22,6 +22,8 @@ import type { PreparedObject } from '../../store/types.ts';
 import { decodeTreeObject, nodeEntries } from '../../snapshot/dir-pages.ts';
 import { addSecondary, getSecondary, noteSourceSettings } from '../../catalog/secondaries.ts';
 import { listSnapshots } from '../../catalog/snapshots.ts';
+import { listMirrors } from '../../catalog/mirrors.ts';
+import { findPeerById } from '../../catalog/peers.ts';
 import { findVolume, getVolume } from '../../catalog/volumes.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../delta.ts';
 import { isDelta, parseHelloRequest, type DeltaObject, type WireObject } from '../protocol.ts';
@@ -82,6 +84,12 @@ async function verifyBatch(pool: VerifyPool, items: PreparedObject[]): Promise<{
   return { good };
 }
 
+/** Whether site `peer` took `volume` over from this site: this site's mirror of it to that peer is broken off. */
+function tookOver(host: ReceiveHost, volume: string, peer: string): boolean {
+  const name = findPeerById(host.catalog, peer)?.name;
+  return name !== undefined && listMirrors(host.catalog, volume).some((m) => m.peer === name && m.state === 'broken-off');
+}
+
 /** hello, missing and put for one peer's requests. */
 export class Intake {
   readonly #rx: Receiving;
@@ -99,6 +107,11 @@ export class Intake {
     if (vol) {
       this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
+        if (vol.role === 'primary' && tookOver(host, req.volume, this.#rx.peer)) {
+          // The sender took this volume over from here and mirrors it back by hand: the way back is a
+          // failback here (it makes that mirror itself), not a replica in another volume name.
+          throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is primary: your site took it over from ${host.name} (failover), and ${host.name}'s mirror of it to you is broken off. For ${host.name} to follow you, run \`ferry failback ${req.volume}\` at ${host.name} (what was written there is kept in a snapshot first; the failback makes the mirror back to it itself), once this mirror is removed at your site: \`ferry mirror remove ${req.sourceVolume} --to SITE\``);
+        }
         throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (a volume becomes a secondary only when created as one); mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to SITE\`, then \`ferry mirror create ${req.sourceVolume} --to SITE:NAME\``);
       }
       const row = getSecondary(host.catalog, req.volume);

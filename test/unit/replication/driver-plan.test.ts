@@ -51,7 +51,13 @@ test('an initialized mirror: states that may not update are refused with what to
     assert.throws(() => checkUpdate({ ...m, minDelayS: 60 }, {}, now + 1000, 'primary'), refused(/within its min delay of 60 s; wait or use --force/));
     checkUpdate({ ...m, minDelayS: 60 }, { force: true }, now + 1000, 'primary');
     checkUpdate({ ...m, minDelayS: 60 }, { scheduled: true }, now + 1000, 'primary');
-    assert.throws(() => checkUpdate({ ...m, state: 'broken-off' }, {}, now, 'primary'), refused(/broken off/));
+    // Broken off (its destination failed over), with a base or not: update and initialize are both
+    // refused with the same decision, the failback last (in full without a base), never each other.
+    for (const base of [m.base, null]) {
+      for (const initialize of [false, true]) {
+        assert.throws(() => checkUpdate({ ...m, base, state: 'broken-off' }, { initialize }, now, 'primary'), refused(base ? /broken off: .*`ferry failback app --to b`$/ : /broken off: .*`ferry failback app --to b --full` \(in full/));
+      }
+    }
     assert.throws(() => checkUpdate({ ...m, state: 'needs-full-sync' }, {}, now, 'primary'), refused(/for a full sync/));
     assert.throws(() => checkUpdate(m, {}, now, 'secondary'), refused(/is a secondary here/));
     setMirrorPaused(site.catalog, m.id, true);

@@ -1,0 +1,212 @@
+// An operator in a hurry follows each refusal's advice, in order, on two real
+// sites (daemons on loopback, the real CLI): every `ferry ...` command a
+// refusal suggests (the last one it names, harness/errors.ts suggestedCommand)
+// must be accepted in the state it was given in and make progress, until a
+// command succeeds (the mirror updated, the volume replicating the other way
+// after a failback, or the replica promoted). Never a loop: a mirror broken
+// off by its destination's failover and holding no base (its record made
+// again after the baseline, so none was ever completed under it) once had
+// `mirror update` advise `mirror initialize` and `mirror initialize` advise a
+// bare `mirror update`. The states walked: broken off without a base (told at
+// the failover, or learning it from the destination's refusal; either way
+// out: failback, or this site staying primary), broken off with its base
+// after both sides wrote (split brain), broken off with its base lost at the
+// new primary, initialized, paused, an inconsistent replica at the secondary,
+// and at the new primary a mirror back to the old one made by hand. A mirror
+// that needs a full sync is walked by secondary-recreated.test.ts.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
+import { assertTreesEqual, type CliResult } from '../helpers.ts';
+
+const sites: TestSite[] = [];
+after(() => cleanupSites(sites));
+
+/**
+ * Run `first` at `site`, then each command its refusals suggest, until one succeeds. Every command
+ * suggested is new (no loop) and at most `max` are run. Returns the commands run and the last result.
+ */
+async function walkAdvice(site: TestSite, first: string[], max = 5): Promise<{ ran: string[][]; last: CliResult }> {
+  const ran: string[][] = [];
+  const refusals: string[] = [];
+  let cmd = first;
+  for (;;) {
+    ran.push(cmd);
+    const r = await site.ferry([...cmd, '--json']);
+    if (r.code === 0) return { ran, last: r };
+    refusals.push(`ferry ${cmd.join(' ')} => ${r.json?.error?.message ?? r.stderr}`);
+    const next = suggestedCommand(r);
+    const seen = ran.some((c) => c.join(' ') === next.join(' '));
+    assert.ok(!seen, `the advice loops: \`ferry ${next.join(' ')}\` was refused already\n${refusals.join('\n')}`);
+    assert.ok(ran.length < max, `no success after ${max} suggested commands\n${refusals.join('\n')}`);
+    cmd = next;
+  }
+}
+
+/** `a` is the active secondary of `b`, and b's reverse mirror completed an update (it has a base). */
+function assertFollows(a: TestSite, b: TestSite): void {
+  const row = a.catalog((db) => db.prepare("SELECT v.role, s.state FROM volumes v JOIN secondaries s ON s.volume = v.name WHERE v.name = 'vol'").get()) as { role: string; state: string } | undefined;
+  assert.deepEqual({ ...row }, { role: 'secondary', state: 'active' }, `${a.name} follows ${b.name}`);
+  assert.ok(b.mirrorRow('vol', a.name).base, `${b.name}'s mirror back to ${a.name} has a base`);
+}
+
+/** Two running paired sites, `vol` at a (a few small files) mirrored to b and baselined. */
+async function pair(names: [string, string]): Promise<{ a: TestSite; b: TestSite; data: string }> {
+  const [a, b] = await Promise.all([createSite(names[0]), createSite(names[1])]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, 2, 64 * KiB);
+  a.defineVolume('vol', [data]);
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  return { a, b, data };
+}
+
+/** The mirror at `a` made again (no base), then its destination fails over (`notify`: a is told). */
+async function brokenOffWithoutBase(a: TestSite, b: TestSite, notify: boolean): Promise<void> {
+  await a.json(['mirror', 'remove', 'vol', '--to', b.name]);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  assert.equal(a.mirrorRow('vol', b.name).base, null);
+  if (!notify) await a.stop();
+  await b.json(['failover', 'vol', ...(notify ? [] : ['--force'])]);
+  if (!notify) await a.start();
+}
+
+test('broken off by a failover, no base: update and initialize advise a failback, which runs', async () => {
+  const { a, b } = await pair(['east', 'west']);
+  await brokenOffWithoutBase(a, b, true);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off');
+  // From `mirror update`: its advice (a failback, in full: there is no base) is accepted.
+  const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
+  assertFollows(a, b);
+});
+
+test('broken off, no base, from `mirror initialize` and told only by the refusal', async () => {
+  const { a, b } = await pair(['north', 'south']);
+  await brokenOffWithoutBase(a, b, false);
+  // a was not told: its first initialize learns it from b's refusal (FAILED_OVER), the rest follows the advice.
+  const { ran } = await walkAdvice(a, ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
+  assertFollows(a, b);
+});
+
+test('broken off with its base, both sides written (a forced failover a learns of late): the advice is the failback, which keeps its writes', async () => {
+  const { a, b, data } = await pair(['up', 'down']);
+  await a.stop();
+  await b.json(['failover', 'vol', '--force']);
+  writeChange(data, 'divergent.bin', 4 * KiB);
+  await a.start();
+  // Whichever tells a first (b's refusal of the update, or b's daemon delivering its notice late), the advice is a failback.
+  const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.at(-1)!.slice(0, 2), ['failback', 'vol']);
+  assertFollows(a, b);
+  assert.ok(a.snapshotRows('vol').some((s) => s.name?.startsWith('failback-kept-')), 'its writes are kept in a snapshot');
+});
+
+test('initialized: initialize advises the update, which runs; paused: the advice resumes it, and the update then runs', async () => {
+  const { a, b, data } = await pair(['left', 'right']);
+  writeChange(data, 'first.bin', 4 * KiB);
+  const base0 = a.mirrorRow('vol', b.name).base;
+  const again = await walkAdvice(a, ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(again.ran.at(-1), ['mirror', 'update', 'vol', '--to', b.name]);
+  // Queued to the daemon (the advice names no --wait): it completes.
+  await waitFor('the advised update to complete', () => {
+    const m = a.mirrorRow('vol', b.name);
+    return m.state === 'idle' && m.base !== base0;
+  });
+  assertTreesEqual(await b.memberPath('vol'), data);
+  await a.json(['mirror', 'pause', 'vol', '--to', b.name]);
+  writeChange(data, 'more.bin', 4 * KiB);
+  // Asked of the daemon without --wait, the refusal is said now, not `queued` and refused in the background.
+  await a.refused(['mirror', 'update', 'vol', '--to', b.name], 4, 'MIRROR_STATE', /is paused/);
+  const update = ['mirror', 'update', 'vol', '--to', b.name, '--wait'];
+  const { ran } = await walkAdvice(a, update);
+  assert.deepEqual(ran.at(-1), ['mirror', 'resume', 'vol', '--to', b.name]);
+  const r = await a.json(update);
+  assert.equal(r.applied, true);
+});
+
+test('an inconsistent replica (an apply failed at the secondary): failover advises --force, which promotes it', async (t) => {
+  const { a, b, data } = await pair(['fore', 'aft']);
+  const replica = await b.memberPath('vol');
+  const locked = join(replica, readdirSync(replica).sort()[0]);
+  if (spawnSync('chattr', ['+i', locked]).status !== 0) return t.skip('chattr +i is not available here (needs root and a filesystem with inode flags)');
+  try {
+    // The apply cannot replace the immutable file: it fails, the replica stays inconsistent.
+    writeFileSync(join(data, basename(locked)), 'changed\n');
+    const r = await a.ferry(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--json']);
+    assert.notEqual(r.code, 0, `the apply should fail: ${r.stdout}`);
+    assert.equal(b.secondaryRow('vol')?.consistent, false);
+    const { ran } = await walkAdvice(b, ['failover', 'vol']);
+    assert.deepEqual(ran.at(-1), ['failover', 'vol', '--force']);
+  } finally {
+    spawnSync('chattr', ['-i', locked]);
+  }
+  const role = b.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string };
+  assert.equal(role.role, 'primary');
+  assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off', `${a.name} was told`);
+});
+
+test('broken off, no base: the other way the refusal names, this site staying primary, is accepted too', async () => {
+  const { a, b, data } = await pair(['here', 'there']);
+  await brokenOffWithoutBase(a, b, true);
+  const refusal = await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'MIRROR_STATE', /broken off/);
+  // The commands before the failback, in order: the first at b, the others here.
+  const named = [...(refusal.json.error.message as string).matchAll(/`ferry ([^`]+)`/g)].map((x) => x[1].split(/\s+/));
+  assert.deepEqual(named.map((c) => c.slice(0, 2).join(' ')), ['volume remove', 'mirror remove', 'mirror create', 'mirror initialize', 'failback vol']);
+  const files = dirname(await b.memberPath('vol'));
+  await b.json(named[0]);
+  renameSync(files, `${files}.kept`);
+  for (const cmd of named.slice(1, 3)) await a.json(cmd);
+  await a.json([...named[3], '--wait']);
+  assertTreesEqual(await b.memberPath('vol'), data);
+  assert.ok(a.mirrorRow('vol', b.name).base, 'the new mirror has a base');
+});
+
+test('broken off with its base, the base then lost at the new primary: update advises the failback, which names --full; the mirror stays broken off', async () => {
+  const { a, b } = await pair(['old', 'new']);
+  const base = a.mirrorRow('vol', b.name).base!;
+  await b.json(['failover', 'vol']);
+  b.catalog((db) => db.prepare('DELETE FROM holds WHERE snapshot = ?').run(base), { write: true });
+  await b.json(['snapshot', 'delete', 'vol', base]);
+  const refusal = await a.refused(['failback', 'vol'], 4, 'NEEDS_FULL_SYNC');
+  assert.equal(a.mirrorRow('vol', b.name).state, 'broken-off', 'a refused failback leaves the mirror broken off');
+  assert.deepEqual(suggestedCommand(refusal), ['failback', 'vol', '--to', b.name, '--full']);
+  const { ran } = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  assert.deepEqual(ran.slice(1), [['failback', 'vol', '--to', b.name], ['failback', 'vol', '--to', b.name, '--full']]);
+  assertFollows(a, b);
+});
+
+test('failed over: a mirror back made by hand at the new primary is refused naming the failback at the old primary, which then runs', async () => {
+  const { a, b, data } = await pair(['was', 'now']);
+  await b.json(['failover', 'vol']);
+  await b.json(['mirror', 'create', 'vol', '--to', a.name]);
+  const refusal = await b.refused(['mirror', 'initialize', 'vol', '--to', a.name, '--wait'], 4, 'NOT_AUTHORIZED', /took it over/);
+  const named = [...(refusal.json.error.message as string).matchAll(/`ferry ([^`]+)`/g)].map((x) => x[1].split(/\s+/));
+  // The last one, run here (SITE: what this site calls a), never a failback here: b would yield to a.
+  assert.deepEqual(named, [['failback', 'vol'], ['mirror', 'remove', 'vol', '--to', 'SITE']]);
+  // Its update is refused the same way, not sent round to initialize again.
+  await b.refused(['mirror', 'update', 'vol', '--to', a.name, '--wait'], 4, 'MIRROR_STATE', /no baseline yet/);
+  await b.json(['mirror', 'remove', 'vol', '--to', a.name]);
+  await a.json(named[0]);
+  assertFollows(a, b);
+  assertTreesEqual(data, await b.memberPath('vol'));
+});
+
+test('failed over, a mirror back made by hand and kept: the failback at the old primary uses it and ends the relation it took over', async () => {
+  const { a, b, data } = await pair(['then', 'since']);
+  await b.json(['failover', 'vol']);
+  await b.json(['mirror', 'create', 'vol', '--to', a.name]);
+  await a.json(['failback', 'vol']);
+  assertFollows(a, b);
+  assertTreesEqual(data, await b.memberPath('vol'));
+  assert.equal(b.catalog((db) => db.prepare("SELECT state FROM secondaries WHERE volume = 'vol'").get()), undefined, `${b.name} no longer holds a relation to ${a.name} as its old primary`);
+  const st = await b.volumeStatus('vol');
+  assert.deepEqual(st.splitBrains ?? [], [], 'no split brain shows');
+});
