@@ -70,8 +70,7 @@ function statCacheRowsOfDir(cat: Catalog, volume: string, member: string, snapsh
 export function commitStatCache(cat: Catalog, volume: string, key: string, o: { owner?: string; parent: string | undefined; whole: 'all' | Iterable<string> }): void {
   cat.tx(() => {
     const owner = statCacheOwner(cat, volume);
-    if (owner === undefined || owner !== o.parent) cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = ''", volume);
-    else if (o.whole === 'all') cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = ''", volume);
+    if (owner === undefined || owner !== o.parent || o.whole === 'all') cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = ''", volume);
     else for (const m of o.whole) cat.db.run("DELETE FROM stat_cache_rows WHERE volume = ? AND pending = '' AND member = ?", volume, m);
     // each promoted row replaces the committed row of its directory or page (OR REPLACE)
     cat.db.run("UPDATE OR REPLACE stat_cache_rows SET pending = '' WHERE volume = ? AND pending = ?", volume, key);

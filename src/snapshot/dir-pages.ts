@@ -270,7 +270,10 @@ export const PAGE_DIRS = 2;
  * journaled capture and the apply's look for links ask it of every page of a changed directory.
  */
 export function pageKinds(store: Pick<ObjectReader, 'get'>, p: TreePage): number {
-  return pageKindsMemo.get(p.id) ?? notePage(p.id, pageEntries(store, p));
+  const known = pageKindsMemo.get(p.id);
+  if (known !== undefined) return known;
+  pageEntries(store, p); // decoding notes it (checkPage)
+  return pageKindsMemo.get(p.id)!;
 }
 
 /** What page `id` holds, if it is remembered. */
