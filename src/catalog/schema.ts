@@ -264,6 +264,11 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *   apply_in_place  at a secondary, the files the running apply patches in place, each journaled
  *                   before its first write (replication/in-place.ts, catalog/secondaries.ts): a cut
  *                   apply's half-patched file is then known as its own work, not someone's write
+ *   apply_written   at a secondary, the files the running apply wrote (their stat and chunks, one
+ *                   encoded row per directory and batch), put out of memory past a bound so that the
+ *                   verification after an apply of a million files holds none of them in memory
+ *                   (replication/receive/written-files.ts, catalog/secondaries.ts); emptied when an
+ *                   apply starts or ends
  *   counters        the metrics' running totals, kept as events are recorded (counters.ts, which
  *                   creates it and counts the history it did not see)
  *   split_brains    another site primary of the same volume beside this one, as this site learned
@@ -329,6 +334,14 @@ CREATE TABLE IF NOT EXISTS split_brains (
   found_at      INTEGER NOT NULL,
   PRIMARY KEY (volume, site)
 );
+CREATE TABLE IF NOT EXISTS apply_written (
+  id     INTEGER PRIMARY KEY,
+  volume TEXT NOT NULL,
+  member TEXT NOT NULL,
+  dir    BLOB NOT NULL,
+  data   BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apply_written_dir ON apply_written(volume, member, dir);
 CREATE TABLE IF NOT EXISTS apply_in_place (
   volume TEXT NOT NULL,
   member TEXT NOT NULL,

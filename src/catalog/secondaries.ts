@@ -113,6 +113,7 @@ export function endSecondary(cat: Catalog, volume: string): string | null {
 export function removeSecondaryRow(cat: Catalog, volume: string): void {
   cat.db.run('DELETE FROM secondaries WHERE volume = ?', volume);
   cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
+  dropAppliedFiles(cat, volume);
 }
 
 /** What the source says with every hello: how many replication snapshots to keep here, and its other secondaries. */
@@ -129,12 +130,14 @@ export function keepSnapshotsOf(cat: Catalog, volume: string): number {
 export function startApply(cat: Catalog, volume: string, target: string, from: Record<string, string | null>): void {
   // A cut apply's files patched in place were judged by the writes check that precedes this: they are now part of `from`.
   cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
+  dropAppliedFiles(cat, volume);
   cat.db.run('UPDATE secondaries SET applying = ?, applying_from = ?, consistent = 0, apply_error = NULL, updated_at = ? WHERE volume = ?', target, JSON.stringify(from), cat.now(), volume);
 }
 
 /** The apply of `target` completed and was verified: the replica shows it. */
 export function finishApply(cat: Catalog, volume: string, target: string, imageStats: Record<string, unknown>): void {
   cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
+  dropAppliedFiles(cat, volume);
   cat.db.run('UPDATE secondaries SET applied = ?, applying = NULL, applying_from = NULL, consistent = 1, apply_error = NULL, image_stats = ?, updated_at = ? WHERE volume = ?', target, JSON.stringify(imageStats), cat.now(), volume);
 }
 
@@ -151,6 +154,28 @@ export function recordInPlace(cat: Catalog, volume: string, member: string, path
 export function inPlaceRecords(cat: Catalog, volume: string, member: string): Map<string, string> {
   const rows = cat.db.all<{ path: Uint8Array; record: string }>('SELECT path, record FROM apply_in_place WHERE volume = ? AND member = ?', volume, member);
   return new Map(rows.map((r) => [Buffer.from(r.path).toString('latin1'), r.record]));
+}
+
+/**
+ * Files the running apply wrote into directory `dir` of `member`, as lstat saw each once in place,
+ * encoded like a stat cache row (snapshot/stat-cache.ts): the verification after the apply trusts
+ * them (replication/receive/written-files.ts). A directory may have several rows (one per batch put
+ * out of memory). Only the running apply's: they go when an apply starts or finishes.
+ */
+export function putAppliedFiles(cat: Catalog, volume: string, rows: Array<[member: string, dir: Buffer, data: Buffer]>): void {
+  cat.tx(() => {
+    for (const [member, dir, data] of rows) cat.db.run('INSERT INTO apply_written (volume, member, dir, data) VALUES (?, ?, ?, ?)', volume, member, dir, data);
+  });
+}
+
+/** The rows putAppliedFiles wrote for (volume, member, dir), in the order they were written. */
+export function appliedFilesOf(cat: Catalog, volume: string, member: string, dir: Buffer): Uint8Array[] {
+  return cat.db.all<{ data: Uint8Array }>('SELECT data FROM apply_written WHERE volume = ? AND member = ? AND dir = ? ORDER BY id', volume, member, dir).map((r) => r.data);
+}
+
+/** The volume's rows of applied files go (an apply starts or ends, or the replica goes). */
+export function dropAppliedFiles(cat: Catalog, volume: string): void {
+  cat.db.run('DELETE FROM apply_written WHERE volume = ?', volume);
 }
 
 /** Why the apply of `target` did not complete (kept while it is still the one journaled). */

@@ -36,6 +36,11 @@ export interface TestKnobs {
    * must have the same value: it decides tree ids.
    */
   treePageMin?: number;
+  /**
+   * files an apply's record of what it wrote holds in memory before it puts them in the catalog
+   * (replication/receive/written-files.ts; default 8,192), so small tests take that path
+   */
+  writtenInMemory?: number;
 }
 
 /**
@@ -101,6 +106,7 @@ export const TEST_KNOBS: ReadonlyArray<{ env: string; key: keyof TestKnobs; kind
   { env: 'FERRY_TEST_DAEMON_BUDGET_BYTES', key: 'daemonBudgetBytes', kind: 'count' },
   { env: 'FERRY_TEST_FAULTS', key: 'faults', kind: 'faults' },
   { env: 'FERRY_TEST_TREE_PAGE_MIN', key: 'treePageMin', kind: 'count' },
+  { env: 'FERRY_TEST_WRITTEN_IN_MEMORY', key: 'writtenInMemory', kind: 'count' },
 ];
 
 export const NO_TEST_KNOBS: TestKnobs = Object.freeze({ crashAt: [], pauseAt: [] });

@@ -26,80 +26,89 @@ async function waitFor(what: string, check: () => boolean, ms = 30_000): Promise
   }
 }
 
-test('a write into a file the apply just wrote (same size, mtime put back) is caught by the verification; the next update repairs it', { timeout: 120_000 }, async () => {
-  const release = join(tmpdir(), `ferry-verify-${process.pid}-${Date.now()}`);
-  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
-  try {
-    writeSmallFiles(join(pair.data, 'dir'), 10, 'f');
-    await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
-    assertTreesEqual(pair.replica(), pair.data);
+// Each twice: with the apply's record of what it wrote in memory, and put in the catalog file by file
+// (receive/written-files.ts, as past its bound at a million files).
+const VARIANTS: Array<{ label: string; env: Record<string, string> }> = [
+  { label: '', env: {} },
+  { label: ' (the record of written files put out of memory)', env: { FERRY_TEST_WRITTEN_IN_MEMORY: '1' } },
+];
 
-    // Hold b's next apply after it has written the replica, before it verifies it.
-    await stopDaemon(pair.b);
-    await startDaemon(pair.b, { ...pair.env, FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release });
-    pair.proxy.target = pair.b.port!;
-    writeRandomFile(join(pair.data, 'new.bin'), 256 * KiB);
-    const update = pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
-    const target = join(pair.replica(), 'new.bin');
-    await waitFor('the apply to write new.bin and hold', () => existsSync(target) && secondaryJournal(pair.b.home)?.applying != null);
-    await sleep(300); // the apply is at its pause point (only this file changed)
+for (const v of VARIANTS) {
+  test(`a write into a file the apply just wrote (same size, mtime put back) is caught by the verification; the next update repairs it${v.label}`, { timeout: 120_000 }, async () => {
+    const release = join(tmpdir(), `ferry-verify-${process.pid}-${Date.now()}`);
+    const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000', ...v.env } });
+    try {
+      writeSmallFiles(join(pair.data, 'dir'), 10, 'f');
+      await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
+      assertTreesEqual(pair.replica(), pair.data);
 
-    // A sneaky writer: same size, a few bytes changed, mtime set back to what the apply set.
-    const before = statSync(target, { bigint: true });
-    const fd = openSync(target, 'r+');
-    writeSync(fd, Buffer.from('not what the snapshot holds'), 0, 27, 1000);
-    closeSync(fd);
-    // the apply sets whole microseconds; aiming at the middle of one puts back exactly the same mtime
-    const t = (Number(before.mtimeNs / 1000n) + 0.5) / 1e6;
-    utimesSync(target, t, t);
-    const after = statSync(target, { bigint: true });
-    assert.equal(after.size, before.size);
-    assert.equal(after.mtimeNs, before.mtimeNs, 'the mtime was not put back exactly: the test would prove less');
-    assert.notEqual(after.ctimeNs, before.ctimeNs);
+      // Hold b's next apply after it has written the replica, before it verifies it.
+      await stopDaemon(pair.b);
+      await startDaemon(pair.b, { ...pair.env, FERRY_TEST_PAUSE_AT: 'apply:after-write', FERRY_TEST_PAUSE_FILE: release });
+      pair.proxy.target = pair.b.port!;
+      writeRandomFile(join(pair.data, 'new.bin'), 256 * KiB);
+      const update = pair.ferry(pair.a, ['mirror', 'update', 'vol', '--wait', '--json']);
+      const target = join(pair.replica(), 'new.bin');
+      await waitFor('the apply to write new.bin and hold', () => existsSync(target) && secondaryJournal(pair.b.home)?.applying != null);
+      await sleep(300); // the apply is at its pause point (only this file changed)
 
-    writeFileSync(release, '');
-    const r = await update;
-    assert.notEqual(r.code, 0, `the update succeeded over a corrupted replica: ${r.stdout}`);
-    assert.match(r.stdout + r.stderr, /REPLICA_MISMATCH|does not match the snapshot/);
-    const j = secondaryJournal(pair.b.home)!;
-    assert.ok(j.applying != null, 'the replica stays marked as being applied (inconsistent)');
+      // A sneaky writer: same size, a few bytes changed, mtime set back to what the apply set.
+      const before = statSync(target, { bigint: true });
+      const fd = openSync(target, 'r+');
+      writeSync(fd, Buffer.from('not what the snapshot holds'), 0, 27, 1000);
+      closeSync(fd);
+      // the apply sets whole microseconds; aiming at the middle of one puts back exactly the same mtime
+      const t = (Number(before.mtimeNs / 1000n) + 0.5) / 1e6;
+      utimesSync(target, t, t);
+      const after = statSync(target, { bigint: true });
+      assert.equal(after.size, before.size);
+      assert.equal(after.mtimeNs, before.mtimeNs, 'the mtime was not put back exactly: the test would prove less');
+      assert.notEqual(after.ctimeNs, before.ctimeNs);
 
-    // The next update finishes the apply: the replica is the snapshot again.
-    await stopDaemon(pair.b);
-    await startDaemon(pair.b, pair.env);
-    pair.proxy.target = pair.b.port!;
-    const again = await pair.json(pair.a, ['mirror', 'update', 'vol', '--wait', '--force']);
-    assert.equal(again.applied, true);
-    assertTreesEqual(pair.replica(), pair.data);
-    assert.equal(secondaryJournal(pair.b.home)?.applying ?? null, null);
-  } finally {
-    rmSync(release, { force: true });
-    await pair.cleanup();
-  }
-});
+      writeFileSync(release, '');
+      const r = await update;
+      assert.notEqual(r.code, 0, `the update succeeded over a corrupted replica: ${r.stdout}`);
+      assert.match(r.stdout + r.stderr, /REPLICA_MISMATCH|does not match the snapshot/);
+      const j = secondaryJournal(pair.b.home)!;
+      assert.ok(j.applying != null, 'the replica stays marked as being applied (inconsistent)');
 
-test('without interference, the files an apply wrote are verified from what it saw, not read again', { timeout: 120_000 }, async () => {
-  const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });
-  try {
-    writeSmallFiles(join(pair.data, 'dir'), 20, 'f');
-    writeRandomFile(join(pair.data, 'big.bin'), 3 * 1024 * KiB);
-    const init = await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
-    assert.equal(init.applied, true);
-    assertTreesEqual(pair.replica(), pair.data);
-    // The apply event at b tells what its verification capture read.
-    const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
-    assert.equal(ev.code, 0, ev.stderr);
-    const lines = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    const done = lines.filter((e: any) => e.event.outcome === 'ok' && e.details.transition === 'inconsistent => consistent');
-    assert.ok(done.length >= 1, ev.stdout.slice(0, 500));
-    const v = done[done.length - 1].details.verified;
-    assert.ok(v, `no verification figures in ${JSON.stringify(done[done.length - 1])}`);
-    assert.equal(v.filesRead, 0, `the verification read ${v.filesRead} file(s) the apply had just written`);
-    assert.ok(v.filesReused >= 21, `only ${v.filesReused} file(s) taken from what the apply saw`);
-  } finally {
-    await pair.cleanup();
-  }
-});
+      // The next update finishes the apply: the replica is the snapshot again.
+      await stopDaemon(pair.b);
+      await startDaemon(pair.b, pair.env);
+      pair.proxy.target = pair.b.port!;
+      const again = await pair.json(pair.a, ['mirror', 'update', 'vol', '--wait', '--force']);
+      assert.equal(again.applied, true);
+      assertTreesEqual(pair.replica(), pair.data);
+      assert.equal(secondaryJournal(pair.b.home)?.applying ?? null, null);
+    } finally {
+      rmSync(release, { force: true });
+      await pair.cleanup();
+    }
+  });
+
+  test(`without interference, the files an apply wrote are verified from what it saw, not read again${v.label}`, { timeout: 120_000 }, async () => {
+    const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000', ...v.env } });
+    try {
+      writeSmallFiles(join(pair.data, 'dir'), 20, 'f');
+      writeRandomFile(join(pair.data, 'big.bin'), 3 * 1024 * KiB);
+      const init = await pair.json(pair.a, ['mirror', 'initialize', 'vol', '--wait']);
+      assert.equal(init.applied, true);
+      assertTreesEqual(pair.replica(), pair.data);
+      // The apply event at b tells what its verification capture read.
+      const ev = await pair.ferry(pair.b, ['events', '--kind', 'replica.apply', '--json']);
+      assert.equal(ev.code, 0, ev.stderr);
+      const lines = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      const done = lines.filter((e: any) => e.event.outcome === 'ok' && e.details.transition === 'inconsistent => consistent');
+      assert.ok(done.length >= 1, ev.stdout.slice(0, 500));
+      const v = done[done.length - 1].details.verified;
+      assert.ok(v, `no verification figures in ${JSON.stringify(done[done.length - 1])}`);
+      assert.equal(v.filesRead, 0, `the verification read ${v.filesRead} file(s) the apply had just written`);
+      assert.ok(v.filesReused >= 21, `only ${v.filesReused} file(s) taken from what the apply saw`);
+    } finally {
+      await pair.cleanup();
+    }
+  });
+}
 
 test('an update verifies only what the apply touched: subtrees it left alone are not walked, and their stat cache carries over', { timeout: 120_000 }, async () => {
   const pair = await makePair({ env: { FERRY_TEST_STALL_TIMEOUT_MS: '20000' } });

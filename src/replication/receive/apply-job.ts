@@ -32,7 +32,8 @@ import { cachedRefs } from '../delta.ts';
 import { STAGE_DIR, type Stager } from '../stage.ts';
 import type { CommitResponse } from '../types.ts';
 import { round3, secondaryFor, stagerFor, type ReceiveHost, type Receiving } from './host.ts';
-import { ReplicaCapture, statOf, type ImageStat, type Unfinished, type WrittenFiles } from './replica-capture.ts';
+import { ReplicaCapture, statOf, type ImageStat, type Unfinished } from './replica-capture.ts';
+import { WrittenFiles } from './written-files.ts';
 
 /** Applies, rollbacks and resumptions for one peer's secondaries. */
 export class ApplyJob {
@@ -148,14 +149,13 @@ export class ApplyJob {
         get: cachedRefs((id: ObjectId) => host.store.getUnhashed(id)),
       };
       // What the apply wrote, as lstat saw each file in place: the verification below trusts these (see ReplicaCapture.captureTrees).
-      const written = new Map<string, WrittenFiles>();
+      // (bounded in memory: written-files.ts)
+      const written = new WrittenFiles(host.catalog, volume);
       // Subtrees the apply left alone, as the writes check found them: not walked again.
       const unchanged = new Map<string, Map<string, ObjectId>>();
       const applyStarted = performance.now();
       for (const m of vol.members) {
         const to = target.members.find((x) => x.name === m.name)!;
-        const files: WrittenFiles = new Map();
-        written.set(m.name, files);
         const same = new Map<string, ObjectId>();
         unchanged.set(m.name, same);
         const opts = {
@@ -167,11 +167,7 @@ export class ApplyJob {
           inPlace: m.kind === 'tree' ? (rel: string, r: InPlaceRecord) => recordInPlace(host.catalog, volume, m.name, Buffer.from(rel, 'latin1'), JSON.stringify(r)) : undefined,
           store,
           onWarning: (p: string, msg: string) => warnings.push(`${p}: ${msg}`),
-          onFileWritten: (dir: string, name: string, f: CachedFile) => {
-            let d = files.get(dir);
-            if (!d) files.set(dir, (d = new Map()));
-            d.set(name, f);
-          },
+          onFileWritten: (dir: string, name: string, f: CachedFile) => written.add(m.name, dir, name, f),
         };
         const st = m.kind === 'tree' ? await applyTree(m.path, from[m.name] ?? null, to.root, opts) : applyImage(m.path, from[m.name] ?? null, to.root, opts);
         if (m.kind === 'image') imageStats[m.name] = statOf(m.path);
@@ -197,7 +193,13 @@ export class ApplyJob {
       // that, from `from`, and is exact in turn (the next writes check may then go from it).
       const again = o.exact ? await this.#capture.replicaTakes(vol, (member, t) => (t.set.lost === null ? (from[member] ?? null) : null)) : undefined;
       const journaled = again !== undefined && again.exact && again.journals.size === vol.members.filter((x) => x.kind === 'tree').length;
-      const { roots: after, whole } = await this.#capture.captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined);
+      let captured: Awaited<ReturnType<ReplicaCapture['captureTrees']>>;
+      try {
+        captured = await this.#capture.captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined);
+      } finally {
+        written.drop();
+      }
+      const { roots: after, whole } = captured;
       phases.verify = round3((performance.now() - verifyStarted) / 1000);
       for (const m of vol.members.filter((x) => x.kind === 'tree')) {
         const want = target.members.find((x) => x.name === m.name)!.root;
@@ -280,15 +282,6 @@ export class ApplyJob {
     }
     return done;
   }
-
-  /**
-   * Capture the tree members of the replica with the stat cache; returns member -> root.
-   * `written`: files the apply just wrote from verified chunks, with what lstat saw of each once in
-   * place; a file that still shows exactly that (size, mtime, ctime, inode) is taken as those chunks
-   * without being read again, like a stat-cache hit. A write into it since (even one that put the
-   * mtime back) changes its ctime, and the file is read.
-   */
-
 
   /**
    * Older replication snapshots are no longer needed here: release them, except the newest K (the

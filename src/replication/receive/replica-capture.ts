@@ -15,7 +15,6 @@ import type { ObjectReader } from '../../store/types.ts';
 import { captureTree, type CaptureJournal, type StatCacheIO } from '../../snapshot/capture.ts';
 import { captureImage } from '../../snapshot/capture-image.ts';
 import type { DirtySet } from '../../snapshot/journal.ts';
-import type { CachedFile } from '../../snapshot/stat-cache.ts';
 import { decodeImage, encodeSnapshot } from '../../snapshot/format.ts';
 import { dirEntries, readDir } from '../../snapshot/dir-pages.ts';
 import { sameTreeContent } from '../../snapshot/diff.ts';
@@ -28,6 +27,7 @@ import type { Volume } from '../../catalog/volumes.ts';
 import { foreignImageBlocks, foreignTreePaths, type OwnWork } from '../mid-apply.ts';
 import { isOwnWork, parseInPlaceRecord } from '../in-place.ts';
 import type { ReceiveHost, Receiving } from './host.ts';
+import type { WrittenDir, WrittenFiles } from './written-files.ts';
 
 /** An apply left part way: the member roots it started from, and its snapshot (null when that is gone). */
 export interface Unfinished {
@@ -35,14 +35,11 @@ export interface Unfinished {
   to: SnapshotManifest | null;
 }
 
-/** Files an apply wrote into one member: directory -> name -> what lstat saw (latin1 keys, '' for the root). */
-export type WrittenFiles = Map<string, Map<string, CachedFile>>;
-
-/** A stat cache with the apply's written files laid over the parent snapshot's entries. */
-export function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO {
+/** A stat cache with the apply's written files of one member (`files`: directory, latin1 -> its files) laid over the parent snapshot's entries. */
+export function withWritten(base: StatCacheIO, files: (dir: string) => WrittenDir | undefined): StatCacheIO {
   return {
     load(dir: Buffer) {
-      const extra = files.get(dir.toString('latin1'));
+      const extra = files(dir.toString('latin1'));
       const cached = base.load(dir);
       if (!extra) return cached;
       const out = new Map(cached ?? []);
@@ -53,7 +50,7 @@ export function withWritten(base: StatCacheIO, files: WrittenFiles): StatCacheIO
     loadKey: base.loadKey && ((key: Buffer) => {
       // a page's rows (statCacheKey: the directory, NUL, the page's first name), with the directory's written files over them
       const nul = key.indexOf(0);
-      const extra = files.get((nul < 0 ? key : key.subarray(0, nul)).toString('latin1'));
+      const extra = files((nul < 0 ? key : key.subarray(0, nul)).toString('latin1'));
       const cached = base.loadKey!(key);
       if (!extra) return cached;
       const out = new Map(cached ?? []);
@@ -110,7 +107,7 @@ export class ReplicaCapture {
    * trusted from the parent (`unchanged`, `journals`), whose rows then stand.
    */
   async captureTrees(
-    vol: Volume, parentKey: string | undefined, newKey: string, written?: Map<string, WrittenFiles>,
+    vol: Volume, parentKey: string | undefined, newKey: string, written?: WrittenFiles,
     stats?: { filesRead: number; filesReused: number; bytesRead: number }, unchanged?: Map<string, Map<string, ObjectId>>, skipAtRoot?: string,
     journals?: Map<string, CaptureJournal>,
   ): Promise<{ roots: Record<string, ObjectId>; whole: 'all' | [] }> {
@@ -121,8 +118,7 @@ export class ReplicaCapture {
     const session = host.store.session();
     for (const m of vol.members.filter((x) => x.kind === 'tree')) {
       const base = statCacheFor(host.catalog, vol.name, m.name, parentKey, rows);
-      const files = written?.get(m.name);
-      const cache = files?.size ? withWritten(base, files) : base;
+      const cache = written?.count(m.name) ? withWritten(base, (dir) => written.dir(m.name, dir)) : base;
       const same = unchanged?.get(m.name);
       const reuse = same?.size ? (rel: Buffer) => same.get(rel.toString('latin1')) : undefined;
       // From the replica's change journal (ReceiveHost.journal), where the caller has an exact set:
