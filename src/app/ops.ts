@@ -489,8 +489,9 @@ async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<
   const volume = str(a, 'volume')!;
   const to = str(a, 'to', false);
   const m = getMirror(ctx.engine.site.catalog, volume, to);
-  if (m.state === 'broken-off' && !initialize) {
-    // Its destination may follow this site again although it took over once (its home restored from a backup).
+  if (m.state === 'broken-off') {
+    // Its destination may follow this site again although it took over once (its home restored from a
+    // backup): the mirror rejoins, idle from its base or needing a full sync (then the initialize runs).
     const { rejoinBrokenOff } = await import('../dr/failback.ts');
     await rejoinBrokenOff(ctx.engine, m);
   }

@@ -18,8 +18,9 @@
 // holding another volume's member; the advice names the real paths and
 // commands at the destination (never a placeholder: the operator moves the
 // directory away or binds it, ferry deletes nothing), then the command that
-// runs the mirror again here. A mirror that needs a full sync is walked by
-// secondary-recreated.test.ts.
+// runs the mirror again here. A failback asked of a mirror that needs a full
+// sync, its destination still following: the advice is the full sync itself.
+// A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -305,4 +306,21 @@ test("a replica directory at the destination holding another volume's member: th
   await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
   assertTreesEqual(join(b.home, 'replicas', 'vol2', 'data'), data);
   assert.equal(readFileSync(join(own, 'f.txt'), 'utf8'), "b's own\n");
+});
+
+test('a failback asked of a mirror that needs a full sync, its destination still following: refused, naming the full sync itself, and the walk from it ends replicating', async () => {
+  const { a, b, data } = await pair(['asks', 'follows']);
+  const replica = await b.memberPath('vol');
+  // b loses the base: its volume removed and bound again over the replica (secondary-recreated.test.ts).
+  await b.json(['volume', 'remove', 'vol', '--force']);
+  await b.json(['volume', 'create', 'vol', '--member', replica, '--secondary']);
+  await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'MIRROR_STATE', /no longer has the base/);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'needs-full-sync');
+  writeChange(data, 'meanwhile.bin', 4 * KiB);
+  // Nothing to fail back from (b follows a); the advice is the initialize, not an update that would only say so.
+  const { ran } = await walkAdvice(a, ['failback', 'vol'], 5, { wait: true });
+  assert.deepEqual(ran[1], ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'idle');
+  assertTreesEqual(replica, data);
+  assert.equal((a.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role, 'primary', `${a.name} stays primary`);
 });
