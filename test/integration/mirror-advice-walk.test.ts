@@ -91,6 +91,22 @@ async function pair(names: [string, string]): Promise<{ a: TestSite; b: TestSite
   return { a, b, data };
 }
 
+/** Three running sites, all paired: `vol` at a mirrored to b and c; b knows c as its sibling (a's hello after c's baseline named it). */
+async function threeSites(names: [string, string, string]): Promise<{ a: TestSite; b: TestSite; c: TestSite }> {
+  const [a, b, c] = await Promise.all(names.map((n) => createSite(n)));
+  sites.push(a, b, c);
+  writeVolumeData(join(a.dir, 'data'), 2, 64 * KiB);
+  a.defineVolume('vol', [join(a.dir, 'data')]);
+  await Promise.all([a.start(), b.start(), c.start()]);
+  await Promise.all([pairSites(a, b), pairSites(a, c), pairSites(b, c)]);
+  for (const to of [b.name, c.name]) {
+    await a.json(['mirror', 'create', 'vol', '--to', to]);
+    await a.json(['mirror', 'initialize', 'vol', '--to', to, '--wait']);
+  }
+  await a.json(['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  return { a, b, c };
+}
+
 /** The mirror at `a` made again (no base), then its destination fails over (`notify`: a is told). */
 async function brokenOffWithoutBase(a: TestSite, b: TestSite, notify: boolean): Promise<void> {
   await a.json(['mirror', 'remove', 'vol', '--to', b.name]);
@@ -323,4 +339,37 @@ test('a failback asked of a mirror that needs a full sync, its destination still
   assert.equal(a.mirrorRow('vol', b.name).state, 'idle');
   assertTreesEqual(replica, data);
   assert.equal((a.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role, 'primary', `${a.name} stays primary`);
+});
+
+test('three sites, a lost and b taking over while c was down: an update of c asked at b advises the re-point; a, back, is told by c to fail back to b; each advice runs', async () => {
+  const { a, b, c } = await threeSites(['lost', 'took', 'sibling']);
+  // a is lost; c is down while b takes over, so b cannot re-point it then.
+  await Promise.all([a.stop(), c.stop()]);
+  const fo = await b.json(['failover', 'vol', '--force']);
+  assert.equal(fo.repointed?.[0]?.outcome, 'failed', JSON.stringify(fo.repointed));
+  await c.start();
+  // The wrong order at b: an update of c before its re-point. The advice is the re-point, which runs.
+  const atB = await walkAdvice(b, ['mirror', 'update', 'vol', '--to', c.name, '--wait']);
+  assert.deepEqual(atB.ran.slice(1), [['mirror', 'repoint', 'vol', '--to', c.name]]);
+  assertFollows(c, b);
+  // a comes back primary beside b, and updates c: c follows b now, and says so; the advice is the failback to b.
+  await a.start();
+  const atA = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', c.name, '--wait']);
+  assert.deepEqual(atA.ran.slice(1), [['failback', 'vol', '--to', b.name]]);
+  assertFollows(a, b);
+  assertFollows(c, b);
+  assert.deepEqual(a.catalog((db) => db.prepare("SELECT peer FROM mirrors WHERE volume = 'vol'").all()), [], `${a.name}'s stale mirror to ${c.name} is gone`);
+  assertTreesEqual(await c.memberPath('vol'), await b.memberPath('vol'));
+});
+
+test('three sites, b took over and c was not re-pointed: a mirror to c made by hand at b is refused by c naming the re-point, which then runs', async () => {
+  const { a, b, c } = await threeSites(['gone', 'primary', 'follower']);
+  await a.stop();
+  await b.json(['failover', 'vol', '--force', '--no-repoint']);
+  await b.json(['mirror', 'create', 'vol', '--to', c.name]);
+  const refusal = await b.refused(['mirror', 'initialize', 'vol', '--to', c.name, '--wait'], 4, 'NOT_AUTHORIZED', /already the secondary of site/);
+  const named = namedCommands(refusal);
+  assert.deepEqual(named, [['mirror', 'remove', 'vol', '--to', c.name], ['mirror', 'repoint', 'vol', '--to', c.name]]);
+  for (const cmd of named) await b.json(cmd);
+  assertFollows(c, b);
 });

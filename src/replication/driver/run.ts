@@ -15,9 +15,9 @@ import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../../core/err
 import { MIRROR_RETRY, retryDelayMs } from '../../core/backoff.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { holdInFlight, releaseInFlight } from '../../catalog/holds.ts';
-import { getMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState, dropMirrorBase } from '../../catalog/mirrors.ts';
+import { getMirror, hasMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState, dropMirrorBase } from '../../catalog/mirrors.ts';
 import { dropStalePeerClaims, markPeer, resetTransferring } from '../../catalog/peer-snapshots.ts';
-import { getPeer } from '../../catalog/peers.ts';
+import { findPeerById, getPeer } from '../../catalog/peers.ts';
 import type { SnapshotRecord } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { EarlySender, type EarlySendOptions, type EarlyStats } from '../early-send.ts';
@@ -261,7 +261,9 @@ function rerunCommand(cat: Catalog, m: Mirror, force: boolean): string | undefin
  * before the mirror had one (a peer snapshot sent first, say). A replica the destination could not
  * make (REPLICA_PATH_INVALID: a directory in the way there, say) ends, after what to do there, with
  * the command that runs this mirror again, when that is all it takes (the destination says so:
- * details.rerun). Other errors pass unchanged.
+ * details.rerun). A destination that follows another site this site mirrors the volume to
+ * (NOT_AUTHORIZED, details.follows: that site took it over and re-pointed it) ends with the failback
+ * to that site. Other errors pass unchanged.
  */
 function withRerunAdvice(cat: Catalog, m: Mirror, fe: FerryError): FerryError {
   let advised: FerryError | undefined;
@@ -272,6 +274,13 @@ function withRerunAdvice(cat: Catalog, m: Mirror, fe: FerryError): FerryError {
   } else if (fe.code === 'REPLICA_PATH_INVALID' && fe.details?.rerun === true) {
     const command = rerunCommand(cat, m, false);
     if (command) advised = new FerryError('REPLICA_PATH_INVALID', `${fe.message}; once that is done, at this site: \`${command}\``, { details: fe.details });
+  } else if (fe.code === 'NOT_AUTHORIZED' && typeof fe.details?.follows === 'string') {
+    // The destination follows another site this site mirrors the volume to: that one took it over
+    // (failover) and re-pointed the destination. The way on for this site is to follow it too.
+    const other = findPeerById(cat, fe.details.follows);
+    if (other && other.name !== m.peer && hasMirror(cat, m.volume, other.name)) {
+      advised = new FerryError('NOT_AUTHORIZED', `${fe.message}. ${m.peer} follows ${other.name}, to which this site mirrors ${m.volume} too: ${other.name} took ${m.volume} over (failover) and re-pointed ${m.peer} to itself, so this site's mirror to ${m.peer} is stale (a failback drops it). For this site to follow ${other.name} (what was written here is kept in a snapshot first): \`ferry failback ${m.volume} --to ${other.name}\``, { details: fe.details });
+    }
   }
   if (!advised) return fe;
   if (getMirror(cat, m.volume, m.peer).lastError?.code === fe.code) setMirrorError(cat, m.id, { code: advised.code, message: advised.message });

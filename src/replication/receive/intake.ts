@@ -127,6 +127,17 @@ function lstatOrNull(path: string): Stats | null {
   }
 }
 
+/** The site ids of the siblings a source named with its hellos (secondaries.siblings, as noted). */
+function siblingIds(raw: string | null): string[] {
+  if (!raw) return [];
+  try {
+    const v = JSON.parse(raw) as unknown;
+    return Array.isArray(v) ? v.map((x) => (x as { site?: unknown })?.site).filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 /** hello, missing and put for one peer's requests. */
 export class Intake {
   readonly #rx: Receiving;
@@ -157,7 +168,14 @@ export class Intake {
       if (row && row.source_site !== this.#rx.peer) {
         const name = findPeerById(host.catalog, row.source_site)?.name;
         const other = name ? `${name} (${row.source_site})` : row.source_site;
-        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is already the secondary of site ${other}: mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror create ${req.sourceVolume} --to ${to}:NAME\``);
+        const sibling = siblingIds(row.siblings).includes(this.#rx.peer);
+        // A site its source named as a secondary of the same volume, that mirrors here by hand: it took
+        // the volume over (failover) and this site was not re-pointed. details.follows: the sender
+        // names the site this one follows as it calls it, if it mirrors there too (driver/run.ts).
+        const advice = sibling
+          ? `your site is a secondary of ${other} too, as ${other} told this site: if your site took ${req.sourceVolume} over (failover), make this site follow it by a re-point, not a mirror made by hand: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror repoint ${req.sourceVolume} --to ${to}\``
+          : `mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror create ${req.sourceVolume} --to ${to}:NAME\``;
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is already the secondary of site ${other}: ${advice}`, { details: { follows: row.source_site } });
       }
       const want = req.members.map((m) => `${m.name}:${m.kind}`).join(',');
       const have = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
