@@ -3,7 +3,7 @@
 // two paths cannot drift. Each operation validates its arguments, runs
 // against the engine, and returns plain JSON.
 import { memoryReport } from '../core/memory.ts';
-import { FerryError } from '../core/errors.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
 import { parseName } from '../core/ids.ts';
 import { MAX_SIBLINGS, parseMirrorSettings } from '../replication/protocol.ts';
 import type { TransferProgress } from '../replication/sender.ts';
@@ -27,7 +27,7 @@ import { verifySnapshots } from '../snapshot/verify.ts';
 import type { Site } from '../site/site.ts';
 import { join, resolve } from 'node:path';
 import { listLinks } from '../catalog/links.ts';
-import { getMirror, listMirrors, type DeltaMode } from '../catalog/mirrors.ts';
+import { getMirror, listMirrors, type DeltaMode, type Mirror } from '../catalog/mirrors.ts';
 import { mirrorsDelivering } from '../catalog/peer-snapshots.ts';
 import { listPeers } from '../catalog/peers.ts';
 import { listSecondaries } from '../catalog/secondaries.ts';
@@ -485,12 +485,31 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
   },
 };
 
+/**
+ * The mirror an update or initialize runs. None to a site that its old primary named as another
+ * secondary of the volume this site took over (failover), which was not re-pointed (down then, or
+ * --no-repoint): the way is the re-point, not a mirror made by hand (its destination follows the
+ * old primary and would refuse it).
+ */
+async function mirrorToUpdate(ctx: OpContext, volume: string, to: string | undefined): Promise<Mirror> {
+  const site = ctx.engine.site;
+  try {
+    return getMirror(site.catalog, volume, to);
+  } catch (err) {
+    if (!isFerryError(err, 'MIRROR_NOT_FOUND') || !to || getVolume(site.catalog, volume).role !== 'primary') throw err;
+    const { siblingsToRepoint } = await import('../dr/repoint.ts');
+    if (!siblingsToRepoint(ctx.engine, volume).some((t) => t.peer === to)) throw err;
+    throw new FerryError('MIRROR_NOT_FOUND', `no mirror of ${volume} to ${to}: ${to} is another secondary of ${volume}'s primary before this site took it over, and was not re-pointed (it still follows that primary); make it follow this site: \`ferry mirror repoint ${volume} --to ${to}\``);
+  }
+}
+
 async function runUpdate(ctx: OpContext, a: Args, initialize: boolean): Promise<unknown> {
   const volume = str(a, 'volume')!;
   const to = str(a, 'to', false);
-  const m = getMirror(ctx.engine.site.catalog, volume, to);
-  if (m.state === 'broken-off' && !initialize) {
-    // Its destination may follow this site again although it took over once (its home restored from a backup).
+  const m = await mirrorToUpdate(ctx, volume, to);
+  if (m.state === 'broken-off') {
+    // Its destination may follow this site again although it took over once (its home restored from a
+    // backup): the mirror rejoins, idle from its base or needing a full sync (then the initialize runs).
     const { rejoinBrokenOff } = await import('../dr/failback.ts');
     await rejoinBrokenOff(ctx.engine, m);
   }

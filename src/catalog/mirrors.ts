@@ -175,7 +175,7 @@ export function getMirror(cat: Catalog, volume: string, peer?: string): Mirror {
   const m = peer ? all.find((x) => x.peer === peer) : all.length === 1 ? all[0] : undefined;
   if (!m) {
     if (!peer && all.length > 1) throw new FerryError('USAGE', `volume ${volume} has ${all.length} mirrors (to ${all.map((x) => x.peer).join(', ')}); say which with --to SITE`);
-    throw new FerryError('MIRROR_NOT_FOUND', `no mirror of ${volume}${peer ? ` to ${peer}` : ''}; create one with \`ferry mirror create ${volume} --to SITE\``);
+    throw new FerryError('MIRROR_NOT_FOUND', `no mirror of ${volume}${peer ? ` to ${peer}` : ''}; create one with \`ferry mirror create ${volume} --to ${peer ?? 'SITE'}\``);
   }
   return m;
 }

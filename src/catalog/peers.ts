@@ -2,6 +2,7 @@
 // id), under a name chosen here, at a URL. Checking what pairing is given
 // (names, ids, URLs) is the site's (site/peers.ts).
 import { FerryError } from '../core/errors.ts';
+import { parseName } from '../core/ids.ts';
 import type { Catalog } from './catalog.ts';
 
 export interface Peer {
@@ -34,10 +35,20 @@ export function findPeer(cat: Catalog, name: string): Peer | undefined {
   return r ? toPeer(r) : undefined;
 }
 
+/** Whether `s` can name a site (the pairing command a refusal names uses it, else NAME). */
+function isName(s: string): boolean {
+  try {
+    parseName(s, 'site');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The paired site of that name; refused with what to do when there is none. */
 export function getPeer(cat: Catalog, name: string): Peer {
   const p = findPeer(cat, name);
-  if (!p) throw new FerryError('PEER_NOT_FOUND', `no paired site ${JSON.stringify(name)}; \`ferry site list\` shows them, \`ferry site add NAME URL --id ID\` pairs one`);
+  if (!p) throw new FerryError('PEER_NOT_FOUND', `no paired site ${JSON.stringify(name)}; \`ferry site list\` shows them, \`ferry site add ${isName(name) ? name : 'NAME'} URL --id ID\` pairs one`);
   return p;
 }
 

@@ -81,8 +81,18 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
     client.close();
   }
   if (remote.role === 'secondary' && remote.follows === site.id) {
+    // It follows this site: nothing to fail back from. The command named is the one that replicates
+    // again in one step: an update from a base it still holds, else the full sync (an update would
+    // only say to initialize).
+    const resync = m.base !== null && m.state !== 'needs-full-sync' && remote.snapshots.includes(m.base)
+      ? `\`ferry mirror update ${volume} --to ${peer.name} --wait\``
+      : `\`ferry mirror initialize ${volume} --to ${peer.name} --wait\` (a full sync: ${m.base === null ? 'the mirror has no base' : `${peer.name} no longer holds its base`})`;
+    const kept = 'writes made there meanwhile are kept in a replica-writes-* snapshot there before anything is overwritten, and need --force';
+    if (m.state !== 'broken-off') {
+      throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as this site's secondary: it did not take it over, so there is nothing to fail back from and ${volume} stays primary here; replicate to it with ${resync}`);
+    }
     // Its catalog has no failover (its home restored from a backup taken before it, say): it follows this site again.
-    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as this site's secondary again: its catalog shows no failover (was its home restored from a backup taken before it?). There is nothing to fail back from and ${volume} stays primary here; resume replication with \`ferry mirror update ${volume} --to ${peer.name} --wait\` (it rejoins the broken-off mirror; writes made there meanwhile are kept in a replica-writes-* snapshot there before anything is overwritten, and need --force)`);
+    throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as this site's secondary again: its catalog shows no failover (was its home restored from a backup taken before it?). There is nothing to fail back from and ${volume} stays primary here; resume replication with ${resync} (it rejoins the broken-off mirror; ${kept})`);
   }
   if (remote.role !== 'primary') {
     throw new FerryError('MIRROR_STATE', `${peer.name} holds ${m.remoteVolume} as ${remote.role}${remote.follows ? ` following another site` : ''}, not primary: there is nothing to fail back from (fail over there first)`);

@@ -273,7 +273,9 @@ export function parseHelloRequest(v: unknown): HelloRequest {
     return { name, kind: mo.kind as 'tree' | 'image' };
   });
   const req: HelloRequest = { protocol: PROTOCOL_VERSION, sourceVolume: wireName(o.sourceVolume, 'volume'), volume: wireName(o.volume, 'volume'), members };
-  // Optional (older sources send neither): what the destination keeps, and the source's other secondaries.
+  // Optional (older sources send none of them): what the destination keeps, the source's other
+  // secondaries, and what the source calls the destination (older ones: its refusals say SITE).
+  if (o.to !== undefined) req.to = wireName(o.to, 'site');
   if (o.keep !== undefined) req.keep = checkCount(o.keep, COUNT.keep, 'hello.keep', 'PROTOCOL');
   if (o.siblings !== undefined) {
     if (!Array.isArray(o.siblings) || o.siblings.length > MAX_SIBLINGS) throw bad(`hello.siblings must be a list of at most ${MAX_SIBLINGS} sites`);

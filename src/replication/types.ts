@@ -20,6 +20,8 @@ export interface HelloRequest {
   keep?: number;
   /** the source's other secondaries of this volume: after a failover at one of them, it re-points the others */
   siblings?: SiblingInfo[];
+  /** the name the source calls the destination by (its paired site's name there): the commands a refusal names for the source's operator use it */
+  to?: string;
 }
 
 /** One other secondary of the source volume, as the source knows it (site id, not a local name). */

@@ -14,7 +14,7 @@ import { collectGarbageSoon } from './snapshots.ts';
 import { countRelease, estimateRelease } from './auto-collect.ts';
 import { createVolume, memberPathProblem } from './volumes.ts';
 import { journalOf } from './journal-service.ts';
-import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners } from './paths.ts';
+import { canonicalPath, replicaRoot, replicaRootProblem, sitePathOwners, within } from './paths.ts';
 
 /** What the receiver needs of `site` (replication/receive/host.ts). */
 export function receiveHost(site: Site): ReceiveHost {
@@ -36,10 +36,14 @@ export function receiveHost(site: Site): ReceiveHost {
     replicaPlace: (volume, members) => {
       const root = replicaRoot(site);
       const base = join(root, volume);
+      const owners = sitePathOwners(site);
+      const at = canonicalPath(base);
+      const occupant = [...owners.members.map((o) => ({ ...o, what: `${o.what} (${o.path})` })), ...owners.links].find((o) => within(o.path, at));
       return {
         base,
         members: members.map((m) => ({ name: m.name, kind: m.kind, path: canonicalPath(join(base, m.name)) })),
-        problem: replicaRootProblem(site, root, sitePathOwners(site)),
+        problem: replicaRootProblem(site, root, owners),
+        ...(occupant ? { occupant: occupant.what } : {}),
       };
     },
     memberPathProblem: (members) => memberPathProblem(site, members),

@@ -12,12 +12,19 @@
 // out: failback, or this site staying primary), broken off with its base
 // after both sides wrote (split brain), broken off with its base lost at the
 // new primary, initialized, paused, an inconsistent replica at the secondary,
-// and at the new primary a mirror back to the old one made by hand. A mirror
-// that needs a full sync is walked by secondary-recreated.test.ts.
+// and at the new primary a mirror back to the old one made by hand. A new
+// replica the destination cannot make (REPLICA_PATH_INVALID): its directory
+// left from a replica removed there (the mirror made again, or kept), or
+// holding another volume's member; the advice names the real paths and
+// commands at the destination (never a placeholder: the operator moves the
+// directory away or binds it, ferry deletes nothing), then the command that
+// runs the mirror again here. A failback asked of a mirror that needs a full
+// sync, its destination still following: the advice is the full sync itself.
+// A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { cleanupSites, createSite, KiB, pairSites, suggestedCommand, waitFor, writeChange, writeVolumeData, type TestSite } from '../harness/index.ts';
 import { assertTreesEqual, type CliResult } from '../helpers.ts';
@@ -27,11 +34,13 @@ after(() => cleanupSites(sites));
 
 /**
  * Run `first` at `site`, then each command its refusals suggest, until one succeeds. Every command
- * suggested is new (no loop) and at most `max` are run. Returns the commands run and the last result.
+ * suggested is new (no loop) and at most `max` are run. `wait`: a mirror update or initialize
+ * suggested is run with --wait (its outcome, not `queued`). Returns the commands run and the last result.
  */
-async function walkAdvice(site: TestSite, first: string[], max = 5): Promise<{ ran: string[][]; last: CliResult }> {
+async function walkAdvice(site: TestSite, first: string[], max = 5, o: { wait?: boolean } = {}): Promise<{ ran: string[][]; last: CliResult }> {
   const ran: string[][] = [];
   const refusals: string[] = [];
+  const key = (c: string[]) => c.filter((w) => w !== '--wait').join(' ');
   let cmd = first;
   for (;;) {
     ran.push(cmd);
@@ -39,10 +48,25 @@ async function walkAdvice(site: TestSite, first: string[], max = 5): Promise<{ r
     if (r.code === 0) return { ran, last: r };
     refusals.push(`ferry ${cmd.join(' ')} => ${r.json?.error?.message ?? r.stderr}`);
     const next = suggestedCommand(r);
-    const seen = ran.some((c) => c.join(' ') === next.join(' '));
+    const seen = ran.some((c) => key(c) === key(next));
     assert.ok(!seen, `the advice loops: \`ferry ${next.join(' ')}\` was refused already\n${refusals.join('\n')}`);
     assert.ok(ran.length < max, `no success after ${max} suggested commands\n${refusals.join('\n')}`);
-    cmd = next;
+    const waits = o.wait && next[0] === 'mirror' && (next[1] === 'update' || next[1] === 'initialize') && !next.includes('--wait');
+    cmd = waits ? [...next, '--wait'] : next;
+  }
+}
+
+/** Every `ferry ...` command a refusal names, in order, as the words after `ferry`. */
+function namedCommands(r: CliResult): string[][] {
+  const message: string = r.json?.error?.message ?? r.stderr;
+  return [...message.matchAll(/`ferry ([^`]+)`/g)].map((x) => x[1].trim().split(/\s+/));
+}
+
+/** No command names a placeholder (VOL, SITE, PATH, NAME...) for a value known where it was said. */
+function assertNoPlaceholder(commands: string[][], allowed: string[] = []): void {
+  for (const c of commands) {
+    const left = c.filter((w) => /(^|[=:])(VOL|VOLUME|SITE|PATH|PEER|NAME)$/.test(w) && !allowed.includes(w));
+    assert.deepEqual(left, [], `\`ferry ${c.join(' ')}\` names a placeholder`);
   }
 }
 
@@ -65,6 +89,22 @@ async function pair(names: [string, string]): Promise<{ a: TestSite; b: TestSite
   await a.json(['mirror', 'create', 'vol', '--to', b.name]);
   await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
   return { a, b, data };
+}
+
+/** Three running sites, all paired: `vol` at a mirrored to b and c; b knows c as its sibling (a's hello after c's baseline named it). */
+async function threeSites(names: [string, string, string]): Promise<{ a: TestSite; b: TestSite; c: TestSite }> {
+  const [a, b, c] = await Promise.all(names.map((n) => createSite(n)));
+  sites.push(a, b, c);
+  writeVolumeData(join(a.dir, 'data'), 2, 64 * KiB);
+  a.defineVolume('vol', [join(a.dir, 'data')]);
+  await Promise.all([a.start(), b.start(), c.start()]);
+  await Promise.all([pairSites(a, b), pairSites(a, c), pairSites(b, c)]);
+  for (const to of [b.name, c.name]) {
+    await a.json(['mirror', 'create', 'vol', '--to', to]);
+    await a.json(['mirror', 'initialize', 'vol', '--to', to, '--wait']);
+  }
+  await a.json(['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  return { a, b, c };
 }
 
 /** The mirror at `a` made again (no base), then its destination fails over (`notify`: a is told). */
@@ -189,11 +229,11 @@ test('failed over: a mirror back made by hand at the new primary is refused nami
   await b.json(['mirror', 'create', 'vol', '--to', a.name]);
   const refusal = await b.refused(['mirror', 'initialize', 'vol', '--to', a.name, '--wait'], 4, 'NOT_AUTHORIZED', /took it over/);
   const named = [...(refusal.json.error.message as string).matchAll(/`ferry ([^`]+)`/g)].map((x) => x[1].split(/\s+/));
-  // The last one, run here (SITE: what this site calls a), never a failback here: b would yield to a.
-  assert.deepEqual(named, [['failback', 'vol'], ['mirror', 'remove', 'vol', '--to', 'SITE']]);
+  // The last one, run here (named as this site calls a: the hello says it), never a failback here: b would yield to a.
+  assert.deepEqual(named, [['failback', 'vol'], ['mirror', 'remove', 'vol', '--to', a.name]]);
   // Its update is refused the same way, not sent round to initialize again.
   await b.refused(['mirror', 'update', 'vol', '--to', a.name, '--wait'], 4, 'MIRROR_STATE', /no baseline yet/);
-  await b.json(['mirror', 'remove', 'vol', '--to', a.name]);
+  await b.json(named[1]);
   await a.json(named[0]);
   assertFollows(a, b);
   assertTreesEqual(data, await b.memberPath('vol'));
@@ -209,4 +249,127 @@ test('failed over, a mirror back made by hand and kept: the failback at the old 
   assert.equal(b.catalog((db) => db.prepare("SELECT state FROM secondaries WHERE volume = 'vol'").get()), undefined, `${b.name} no longer holds a relation to ${a.name} as its old primary`);
   const st = await b.volumeStatus('vol');
   assert.deepEqual(st.splitBrains ?? [], [], 'no split brain shows');
+});
+
+test('a replica directory left at the destination (mirror and secondary removed, the mirror made again): the advice names it, to move away, and the initialize it names then runs; nothing there is deleted', async () => {
+  const { a, b, data } = await pair(['source', 'leftover']);
+  const replica = await b.memberPath('vol');
+  const base = dirname(replica);
+  await a.json(['mirror', 'remove', 'vol', '--to', b.name]);
+  await b.json(['volume', 'remove', 'vol', '--force']);
+  writeFileSync(join(replica, 'own.txt'), 'written at b after the volume was removed\n');
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  // As the soak saw it: the update advises the initialize, which b refuses (the directory is there).
+  const update = await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'MIRROR_STATE', /no baseline yet/);
+  const initialize = suggestedCommand(update);
+  const refusal = await a.refused([...initialize, '--wait'], 4, 'REPLICA_PATH_INVALID', /exists already/);
+  const message = refusal.json.error.message as string;
+  assert.ok(message.includes(`move ${base} away`), message);
+  const named = namedCommands(refusal);
+  assertNoPlaceholder(named);
+  // At b: bind the directory as it stands (the other way); then here, last: the initialize again.
+  assert.deepEqual(named, [['volume', 'create', 'vol', '--member', `data=${replica}`, '--secondary'], initialize]);
+  assert.ok(a.mirrorRow('vol', b.name).lastError?.message.endsWith(`\`ferry ${initialize.join(' ')}\``), "the mirror's recorded error gives the same advice");
+  // As it says, at b: the directory moved away; then, here, the command named last.
+  renameSync(base, `${base}.old`);
+  await a.json([...named.at(-1)!, '--wait']);
+  assertTreesEqual(await b.memberPath('vol'), data);
+  assert.equal(readFileSync(join(`${base}.old`, 'data', 'own.txt'), 'utf8'), 'written at b after the volume was removed\n');
+});
+
+test('the secondary removed at the destination, its replica left, the mirror kept: the update names the bind there, and the walk from it ends replicating (the files there kept in a snapshot)', async () => {
+  const { a, b, data } = await pair(['kept', 'rebound']);
+  const replica = await b.memberPath('vol');
+  await b.json(['volume', 'remove', 'vol', '--force']);
+  writeChange(data, 'later.bin', 4 * KiB);
+  const refusal = await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'REPLICA_PATH_INVALID', /exists already/);
+  const named = namedCommands(refusal);
+  assertNoPlaceholder(named);
+  // The mirror still has its base: what runs it again here is an update.
+  assert.deepEqual(named, [['volume', 'create', 'vol', '--member', `data=${replica}`, '--secondary'], ['mirror', 'update', 'vol', '--to', b.name]]);
+  await b.json(named[0]);
+  // The update finds the base gone there (a full sync), the initialize finds files no apply wrote
+  // (kept in a snapshot there), and the forced run it names replaces them.
+  const { ran } = await walkAdvice(a, [...named[1], '--wait'], 5, { wait: true });
+  assert.deepEqual(ran.slice(1, 2), [['mirror', 'initialize', 'vol', '--to', b.name, '--wait']]);
+  assert.ok(ran.at(-1)!.includes('--force'), `the walk ends in the forced run that replaces the files there: ${JSON.stringify(ran)}`);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'idle');
+  assertTreesEqual(replica, data);
+  assert.ok(b.snapshotRows('vol').some((s) => s.name?.startsWith('replica-writes-')), 'the files found there are kept in a snapshot');
+});
+
+test("a replica directory at the destination holding another volume's member: the advice is another volume name there, and nothing of that volume is touched", async () => {
+  const [a, b] = await Promise.all([createSite('wants'), createSite('holds')]);
+  sites.push(a, b);
+  const data = join(a.dir, 'data');
+  writeVolumeData(data, 2, 64 * KiB);
+  a.defineVolume('vol', [data]);
+  // At b, a volume of its own made under the replica root, where a replica of vol would go.
+  const own = join(b.home, 'replicas', 'vol', 'own');
+  mkdirSync(own, { recursive: true });
+  writeFileSync(join(own, 'f.txt'), "b's own\n");
+  b.defineVolume('mine', [own]);
+  await Promise.all([a.start(), b.start()]);
+  await pairSites(a, b);
+  await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+  const refusal = await a.refused(['mirror', 'initialize', 'vol', '--to', b.name, '--wait'], 4, 'REPLICA_PATH_INVALID', /holds member own of volume mine/);
+  const named = namedCommands(refusal);
+  // NAME: the other volume name is the operator's choice.
+  assertNoPlaceholder(named, [`${b.name}:NAME`]);
+  assert.deepEqual(named, [['mirror', 'remove', 'vol', '--to', b.name], ['mirror', 'create', 'vol', '--to', `${b.name}:NAME`]]);
+  await a.json(named[0]);
+  await a.json(named[1].map((w) => w.replace(/:NAME$/, ':vol2')));
+  await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assertTreesEqual(join(b.home, 'replicas', 'vol2', 'data'), data);
+  assert.equal(readFileSync(join(own, 'f.txt'), 'utf8'), "b's own\n");
+});
+
+test('a failback asked of a mirror that needs a full sync, its destination still following: refused, naming the full sync itself, and the walk from it ends replicating', async () => {
+  const { a, b, data } = await pair(['asks', 'follows']);
+  const replica = await b.memberPath('vol');
+  // b loses the base: its volume removed and bound again over the replica (secondary-recreated.test.ts).
+  await b.json(['volume', 'remove', 'vol', '--force']);
+  await b.json(['volume', 'create', 'vol', '--member', replica, '--secondary']);
+  await a.refused(['mirror', 'update', 'vol', '--to', b.name, '--wait'], 4, 'MIRROR_STATE', /no longer has the base/);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'needs-full-sync');
+  writeChange(data, 'meanwhile.bin', 4 * KiB);
+  // Nothing to fail back from (b follows a); the advice is the initialize, not an update that would only say so.
+  const { ran } = await walkAdvice(a, ['failback', 'vol'], 5, { wait: true });
+  assert.deepEqual(ran[1], ['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'idle');
+  assertTreesEqual(replica, data);
+  assert.equal((a.catalog((db) => db.prepare("SELECT role FROM volumes WHERE name = 'vol'").get()) as { role: string }).role, 'primary', `${a.name} stays primary`);
+});
+
+test('three sites, a lost and b taking over while c was down: an update of c asked at b advises the re-point; a, back, is told by c to fail back to b; each advice runs', async () => {
+  const { a, b, c } = await threeSites(['lost', 'took', 'sibling']);
+  // a is lost; c is down while b takes over, so b cannot re-point it then.
+  await Promise.all([a.stop(), c.stop()]);
+  const fo = await b.json(['failover', 'vol', '--force']);
+  assert.equal(fo.repointed?.[0]?.outcome, 'failed', JSON.stringify(fo.repointed));
+  await c.start();
+  // The wrong order at b: an update of c before its re-point. The advice is the re-point, which runs.
+  const atB = await walkAdvice(b, ['mirror', 'update', 'vol', '--to', c.name, '--wait']);
+  assert.deepEqual(atB.ran.slice(1), [['mirror', 'repoint', 'vol', '--to', c.name]]);
+  assertFollows(c, b);
+  // a comes back primary beside b, and updates c: c follows b now, and says so; the advice is the failback to b.
+  await a.start();
+  const atA = await walkAdvice(a, ['mirror', 'update', 'vol', '--to', c.name, '--wait']);
+  assert.deepEqual(atA.ran.slice(1), [['failback', 'vol', '--to', b.name]]);
+  assertFollows(a, b);
+  assertFollows(c, b);
+  assert.deepEqual(a.catalog((db) => db.prepare("SELECT peer FROM mirrors WHERE volume = 'vol'").all()), [], `${a.name}'s stale mirror to ${c.name} is gone`);
+  assertTreesEqual(await c.memberPath('vol'), await b.memberPath('vol'));
+});
+
+test('three sites, b took over and c was not re-pointed: a mirror to c made by hand at b is refused by c naming the re-point, which then runs', async () => {
+  const { a, b, c } = await threeSites(['gone', 'primary', 'follower']);
+  await a.stop();
+  await b.json(['failover', 'vol', '--force', '--no-repoint']);
+  await b.json(['mirror', 'create', 'vol', '--to', c.name]);
+  const refusal = await b.refused(['mirror', 'initialize', 'vol', '--to', c.name, '--wait'], 4, 'NOT_AUTHORIZED', /already the secondary of site/);
+  const named = namedCommands(refusal);
+  assert.deepEqual(named, [['mirror', 'remove', 'vol', '--to', c.name], ['mirror', 'repoint', 'vol', '--to', c.name]]);
+  for (const cmd of named) await b.json(cmd);
+  assertFollows(c, b);
 });

@@ -6,13 +6,14 @@
 // overlapping the replica root or the home, are refused. A site that holds such a setting already (an older ferry took it)
 // refuses the first incoming mirror as its own configuration problem,
 // REPLICA_PATH_INVALID at both sides, and makes nothing inside the member;
-// once the setting is fixed the mirror goes through.
+// once the setting is fixed the command the refusal names last (the
+// initialize at the source) goes through.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertTreesEqual, describeTree } from '../helpers.ts';
-import { assertRefused, cleanupSites, createSite, pairSites, withCatalog, type TestSite } from '../harness/index.ts';
+import { assertRefused, cleanupSites, createSite, pairSites, suggestedCommand, withCatalog, type TestSite } from '../harness/index.ts';
 
 const sites: TestSite[] = [];
 after(() => cleanupSites(sites));
@@ -48,6 +49,9 @@ test('a replicaRoot already inside a member: the first mirror is refused as the 
   const r = await a.ferry(['mirror', 'initialize', 'vol', '--to', 'b', '--wait', '--json']);
   assertRefused(r, 4, 'REPLICA_PATH_INVALID', /site b cannot make a replica of volume vol: replica root .*srv\/replicas lies inside member srv of volume app .*replicaRoot/);
   assert.match(r.json.error.message, /Nothing was created/);
+  // What to do at b, then the command that runs the mirror again here, last (as its state accepts it).
+  const rerun = suggestedCommand(r);
+  assert.deepEqual(rerun, ['mirror', 'initialize', 'vol', '--to', 'b']);
   assert.ok(!existsSync(join(srv, 'replicas')), 'the failed hello made directories inside the member');
   assert.deepEqual(describeTree(srv), before);
   // Reported at b too, as its own failure.
@@ -61,7 +65,7 @@ test('a replicaRoot already inside a member: the first mirror is refused as the 
   const file = join(b.dir, 'ferry.yaml');
   writeFileSync(file, `version: 1\nsite:\n  replicaRoot: ${join(b.dir, 'replicas')}\nvolumes:\n  app:\n    members: [ ${srv} ]\n`);
   await b.json(['config', 'apply', file]);
-  await a.json(['mirror', 'initialize', 'vol', '--to', 'b', '--wait']);
+  await a.json([...rerun, '--wait']);
   assertTreesEqual(join(b.dir, 'replicas', 'vol', 'data'), data);
   assert.deepEqual(describeTree(srv), before);
 });

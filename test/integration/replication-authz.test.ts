@@ -49,9 +49,9 @@ test('a peer cannot replicate into a standalone or primary volume, nor into anot
   assert.deepEqual([role('local'), role('bprim'), role('shared')], ['standalone', 'primary', 'secondary']);
 
   const [r1, r2, r3] = await Promise.all(['v1', 'v2', 'v3'].map((v) => a.ferry(['mirror', 'initialize', v, '--to', 'b', '--wait', '--json'])));
-  assertRefused(r1, 4, 'NOT_AUTHORIZED', /volume local at site b is standalone, not a secondary[\s\S]*`ferry mirror remove v1 --to SITE`, then `ferry mirror create v1 --to SITE:NAME`/);
+  assertRefused(r1, 4, 'NOT_AUTHORIZED', /volume local at site b is standalone, not a secondary[\s\S]*`ferry mirror remove v1 --to b`, then `ferry mirror create v1 --to b:NAME`/);
   assertRefused(r2, 4, 'NOT_AUTHORIZED', /volume bprim at site b is primary, not a secondary/);
-  assertRefused(r3, 4, 'NOT_AUTHORIZED', /already the secondary of site/);
+  assertRefused(r3, 4, 'NOT_AUTHORIZED', /already the secondary of site c [\s\S]*`ferry mirror remove v3 --to b`, then `ferry mirror create v3 --to b:NAME`/);
   assert.ok(r3.json.error.message.includes(c.id), r3.json.error.message);
 
   // Nothing changed at b: the volumes keep their roles and data; c's replica is still c's.

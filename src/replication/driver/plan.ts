@@ -129,7 +129,7 @@ export function siblingsOf(cat: Catalog, m: Mirror): SiblingInfo[] {
 /** The hello this mirror says to its destination (asked again for each connection: siblings may change meanwhile). */
 export function helloRequest(cat: Catalog, m: Mirror, vol: Volume): HelloRequest {
   const siblings = siblingsOf(cat, m);
-  return { protocol: PROTOCOL_VERSION, sourceVolume: m.volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })), keep: keepFor(m, siblings.length), siblings };
+  return { protocol: PROTOCOL_VERSION, sourceVolume: m.volume, volume: m.remoteVolume, members: vol.members.map((x) => ({ name: x.name, kind: x.kind })), keep: keepFor(m, siblings.length), siblings, to: m.peer };
 }
 
 /** One snapshot sent, committed, and made the base (step.ts). */

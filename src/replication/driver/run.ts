@@ -15,9 +15,9 @@ import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../../core/err
 import { MIRROR_RETRY, retryDelayMs } from '../../core/backoff.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { holdInFlight, releaseInFlight } from '../../catalog/holds.ts';
-import { getMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState, dropMirrorBase } from '../../catalog/mirrors.ts';
+import { getMirror, hasMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState, dropMirrorBase } from '../../catalog/mirrors.ts';
 import { dropStalePeerClaims, markPeer, resetTransferring } from '../../catalog/peer-snapshots.ts';
-import { getPeer } from '../../catalog/peers.ts';
+import { findPeerById, getPeer } from '../../catalog/peers.ts';
 import type { SnapshotRecord } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { EarlySender, type EarlySendOptions, type EarlyStats } from '../early-send.ts';
@@ -220,7 +220,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     resetTransferring(cat, m.id);
     // Transferred and committed, its apply refused (writes in the replica): recorded above as a
     // transfer, the next run planned a period on.
-    if (committed) throw withForcedRerun(cat, m, fe);
+    if (committed) throw withRerunAdvice(cat, m, fe);
     if (fe.code === 'FAILED_OVER') {
       // The destination took over: stop updating, keep the base for failback.
       cat.tx(() => {
@@ -231,33 +231,59 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
       throw fe;
     }
     recordFailedAttempt(deps, m, fe, stable, taken, settle);
-    throw withForcedRerun(cat, m, fe);
+    throw withRerunAdvice(cat, m, fe);
   }
 }
 
 /**
- * A refused apply (REPLICA_WRITTEN), once the attempt is recorded: its message ends with the command
- * that overwrites the writes, the one the mirror's state now accepts (checkUpdate): an update when
- * the refused snapshot became the base, an initialize when the refusal came before the mirror had
- * one (a peer snapshot sent first, say). The mirror's recorded error says the same. Other errors
- * pass unchanged.
+ * The command that runs mirror `m` again as its state accepts it now (checkUpdate): an update when
+ * it has a base, an initialize when it has none; undefined when neither runs (broken off, paused).
  */
-function withForcedRerun(cat: Catalog, m: Mirror, fe: FerryError): FerryError {
-  if (fe.code !== 'REPLICA_WRITTEN') return fe;
+function rerunCommand(cat: Catalog, m: Mirror, force: boolean): string | undefined {
   const cur = getMirror(cat, m.volume, m.peer);
   const role = getVolume(cat, m.volume).role;
   const accepts = (initialize: boolean): boolean => {
     try {
-      checkUpdate(cur, { initialize, force: true }, cat.clock.now(), role);
+      checkUpdate(cur, { initialize, force }, cat.clock.now(), role);
       return true;
     } catch {
       return false;
     }
   };
-  const command = accepts(false) ? `ferry mirror update ${m.volume} --to ${m.peer} --force` : accepts(true) ? `ferry mirror initialize ${m.volume} --to ${m.peer} --force` : undefined;
-  if (!command) return fe; // broken off meanwhile (a failover): no forced run overwrites anything now
-  const advised = new FerryError('REPLICA_WRITTEN', `${fe.message}: \`${command}\``, { details: fe.details });
-  if (cur.lastError?.code === 'REPLICA_WRITTEN') setMirrorError(cat, m.id, { code: advised.code, message: advised.message });
+  const flag = force ? ' --force' : '';
+  return accepts(false) ? `ferry mirror update ${m.volume} --to ${m.peer}${flag}` : accepts(true) ? `ferry mirror initialize ${m.volume} --to ${m.peer}${flag}` : undefined;
+}
+
+/**
+ * A failure's advice completed here, once the attempt is recorded; the mirror's recorded error says
+ * the same. A refused apply (REPLICA_WRITTEN) ends with the forced command that overwrites the
+ * writes: an update when the refused snapshot became the base, an initialize when the refusal came
+ * before the mirror had one (a peer snapshot sent first, say). A replica the destination could not
+ * make (REPLICA_PATH_INVALID: a directory in the way there, say) ends, after what to do there, with
+ * the command that runs this mirror again, when that is all it takes (the destination says so:
+ * details.rerun). A destination that follows another site this site mirrors the volume to
+ * (NOT_AUTHORIZED, details.follows: that site took it over and re-pointed it) ends with the failback
+ * to that site. Other errors pass unchanged.
+ */
+function withRerunAdvice(cat: Catalog, m: Mirror, fe: FerryError): FerryError {
+  let advised: FerryError | undefined;
+  if (fe.code === 'REPLICA_WRITTEN') {
+    const command = rerunCommand(cat, m, true);
+    // broken off meanwhile (a failover): no forced run overwrites anything now
+    if (command) advised = new FerryError('REPLICA_WRITTEN', `${fe.message}: \`${command}\``, { details: fe.details });
+  } else if (fe.code === 'REPLICA_PATH_INVALID' && fe.details?.rerun === true) {
+    const command = rerunCommand(cat, m, false);
+    if (command) advised = new FerryError('REPLICA_PATH_INVALID', `${fe.message}; once that is done, at this site: \`${command}\``, { details: fe.details });
+  } else if (fe.code === 'NOT_AUTHORIZED' && typeof fe.details?.follows === 'string') {
+    // The destination follows another site this site mirrors the volume to: that one took it over
+    // (failover) and re-pointed the destination. The way on for this site is to follow it too.
+    const other = findPeerById(cat, fe.details.follows);
+    if (other && other.name !== m.peer && hasMirror(cat, m.volume, other.name)) {
+      advised = new FerryError('NOT_AUTHORIZED', `${fe.message}. ${m.peer} follows ${other.name}, to which this site mirrors ${m.volume} too: ${other.name} took ${m.volume} over (failover) and re-pointed ${m.peer} to itself, so this site's mirror to ${m.peer} is stale (a failback drops it). For this site to follow ${other.name} (what was written here is kept in a snapshot first): \`ferry failback ${m.volume} --to ${other.name}\``, { details: fe.details });
+    }
+  }
+  if (!advised) return fe;
+  if (getMirror(cat, m.volume, m.peer).lastError?.code === fe.code) setMirrorError(cat, m.id, { code: advised.code, message: advised.message });
   return advised;
 }
 

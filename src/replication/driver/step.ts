@@ -58,7 +58,7 @@ const secondsSince = (t: number) => Math.round(performance.now() - t) / 1000;
 /**
  * The error of a commit whose apply the destination refused (writes found in its replica). The
  * command that overwrites them depends on the state the attempt leaves the mirror in: the driver
- * adds it once that is recorded (run.ts, withForcedRerun).
+ * adds it once that is recorded (run.ts, withRerunAdvice).
  */
 export function refused(m: { peer: string }, commit: CommitResponse, transferred: string): FerryError {
   return new FerryError('REPLICA_WRITTEN', `${m.peer}: ${commit.refused ?? 'apply refused'}`, { details: { writesSnapshot: commit.writesSnapshot, transferred } });

@@ -36,6 +36,8 @@ export interface ReplicaPlace {
   members: Member[];
   /** why the site's replica root cannot take it, for the operator of this site */
   problem?: string;
+  /** what of this site (a member of a volume, a link copy) lies at or inside `base`, if anything: moving `base` away would take it along */
+  occupant?: string;
 }
 
 export interface ReceiveHost {

@@ -14,7 +14,7 @@
 // never: store an object that was not verified, or store anything of a
 // request after its first failure.
 import { memory } from '../../core/memory.ts';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
 import type { ObjectId } from '../../core/ids.ts';
@@ -24,7 +24,7 @@ import { addSecondary, getSecondary, noteSourceSettings } from '../../catalog/se
 import { listSnapshots } from '../../catalog/snapshots.ts';
 import { listMirrors } from '../../catalog/mirrors.ts';
 import { findPeerById } from '../../catalog/peers.ts';
-import { findVolume, getVolume } from '../../catalog/volumes.ts';
+import { findVolume, getVolume, type Member } from '../../catalog/volumes.ts';
 import { cachedRefs, deltaDictionary, rebuildDelta } from '../delta.ts';
 import { isDelta, parseHelloRequest, type DeltaObject, type WireObject } from '../protocol.ts';
 import { PROTOCOL_VERSION, type HelloRequest, type HelloResponse, type PutResult } from '../types.ts';
@@ -90,6 +90,54 @@ function tookOver(host: ReceiveHost, volume: string, peer: string): boolean {
   return name !== undefined && listMirrors(host.catalog, volume).some((m) => m.peer === name && m.state === 'broken-off');
 }
 
+/**
+ * What to do about a replica `site` cannot make (REPLICA_PATH_INVALID), for the sender's operator:
+ * the commands in this site's real paths and names, and the sender's (req.to: what it calls this
+ * site; an older sender does not say, SITE then). `rerun`: once done, the same mirror goes through
+ * (the sender then names the command that runs it again, as its state accepts). Ferry deletes
+ * nothing there: a directory in the way is the operator's to move away, or to bind as it stands.
+ */
+function replicaAdvice(site: string, req: HelloRequest, o: { kind: 'setting'; members: Member[] } | { kind: 'taken' } | { kind: 'left'; base: string; members: Member[] }): { text: string; rerun: boolean } {
+  const to = req.to ?? 'SITE';
+  if (o.kind === 'taken') {
+    return { text: `a replica of ${req.sourceVolume} cannot be made there under that name: mirror it into another volume name at ${site}: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror create ${req.sourceVolume} --to ${to}:NAME\``, rerun: false };
+  }
+  const bind = (paths: string[]) => `\`ferry volume create ${req.volume} --member ${o.members.map((m, i) => `${m.name}=${paths[i]}`).join(' --member ')} --secondary\``;
+  if (o.kind === 'setting') {
+    return { text: `this is site ${site}'s setting to fix there (site.replicaRoot in its site file, applied with \`ferry config apply\`), or make the secondary there by hand where it belongs: ${bind(o.members.map(() => 'PATH'))}`, rerun: true };
+  }
+  // Bound as it stands, only where every member is there already, of its kind (never a symlink).
+  const bindable = o.members.every((m) => {
+    const st = lstatOrNull(m.path);
+    return st !== null && (m.kind === 'tree' ? st.isDirectory() : st.isFile() || st.isBlockDevice());
+  });
+  return {
+    text:
+      `ferry makes a replica only in a directory of its own and deletes nothing there: at ${site}, move ${o.base} away (or delete it if nothing in it is needed)` +
+      (bindable ? `, or make it the secondary as it stands: ${bind(o.members.map((m) => m.path))} (what no apply wrote in it is kept in a replica-writes snapshot there, and replaced only by a forced run)` : ''),
+    rerun: true,
+  };
+}
+
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The site ids of the siblings a source named with its hellos (secondaries.siblings, as noted). */
+function siblingIds(raw: string | null): string[] {
+  if (!raw) return [];
+  try {
+    const v = JSON.parse(raw) as unknown;
+    return Array.isArray(v) ? v.map((x) => (x as { site?: unknown })?.site).filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 /** hello, missing and put for one peer's requests. */
 export class Intake {
   readonly #rx: Receiving;
@@ -104,19 +152,30 @@ export class Intake {
     const req = parseHelloRequest(raw);
     const host = this.#host;
     const vol = findVolume(host.catalog, req.volume);
+    // What the sender calls this site, for the commands its operator is told to run at its site (an older sender does not say).
+    const to = req.to ?? 'SITE';
     if (vol) {
       this.#secondaryIfBound(req.volume);
       if (vol.role !== 'secondary') {
         if (vol.role === 'primary' && tookOver(host, req.volume, this.#rx.peer)) {
           // The sender took this volume over from here and mirrors it back by hand: the way back is a
           // failback here (it makes that mirror itself), not a replica in another volume name.
-          throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is primary: your site took it over from ${host.name} (failover), and ${host.name}'s mirror of it to you is broken off. For ${host.name} to follow you, run \`ferry failback ${req.volume}\` at ${host.name} (what was written there is kept in a snapshot first; the failback makes the mirror back to it itself), once this mirror is removed at your site: \`ferry mirror remove ${req.sourceVolume} --to SITE\``);
+          throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is primary: your site took it over from ${host.name} (failover), and ${host.name}'s mirror of it to you is broken off. For ${host.name} to follow you, run \`ferry failback ${req.volume}\` at ${host.name} (what was written there is kept in a snapshot first; the failback makes the mirror back to it itself), once this mirror is removed at your site: \`ferry mirror remove ${req.sourceVolume} --to ${to}\``);
         }
-        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (a volume becomes a secondary only when created as one); mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to SITE\`, then \`ferry mirror create ${req.sourceVolume} --to SITE:NAME\``);
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is ${vol.role}, not a secondary: a peer cannot replicate into it (a volume becomes a secondary only when created as one); mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror create ${req.sourceVolume} --to ${to}:NAME\``);
       }
       const row = getSecondary(host.catalog, req.volume);
       if (row && row.source_site !== this.#rx.peer) {
-        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is already the secondary of site ${row.source_site}`);
+        const name = findPeerById(host.catalog, row.source_site)?.name;
+        const other = name ? `${name} (${row.source_site})` : row.source_site;
+        const sibling = siblingIds(row.siblings).includes(this.#rx.peer);
+        // A site its source named as a secondary of the same volume, that mirrors here by hand: it took
+        // the volume over (failover) and this site was not re-pointed. details.follows: the sender
+        // names the site this one follows as it calls it, if it mirrors there too (driver/run.ts).
+        const advice = sibling
+          ? `your site is a secondary of ${other} too, as ${other} told this site: if your site took ${req.sourceVolume} over (failover), make this site follow it by a re-point, not a mirror made by hand: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror repoint ${req.sourceVolume} --to ${to}\``
+          : `mirror into another volume name there: at your site \`ferry mirror remove ${req.sourceVolume} --to ${to}\`, then \`ferry mirror create ${req.sourceVolume} --to ${to}:NAME\``;
+        throw new FerryError('NOT_AUTHORIZED', `volume ${req.volume} at site ${host.name} is already the secondary of site ${other}: ${advice}`, { details: { follows: row.source_site } });
       }
       const want = req.members.map((m) => `${m.name}:${m.kind}`).join(',');
       const have = vol.members.map((m) => `${m.name}:${m.kind}`).join(',');
@@ -142,22 +201,27 @@ export class Intake {
   /**
    * A new secondary under the replica root: the path is this site's choice, never the peer's.
    * Everything is checked before anything is made (the replica root against this site's members,
-   * home and links; the new members against every member), and a failure is this site's
-   * configuration problem: REPLICA_PATH_INVALID, recorded here as a failed `secondary.create`
-   * event and answered to the peer, with what to do at this site. What a failure after the checks
-   * made (directories, empty image files) is removed again.
+   * home and links; the replica's directory is new, no member or link inside it; the new members
+   * against every member), and a failure is this site's configuration problem: REPLICA_PATH_INVALID,
+   * recorded here as a failed `secondary.create` event and answered to the peer, with what to do at
+   * this site, in real paths and names (replicaAdvice). What a failure after the checks made
+   * (directories, empty image files) is removed again; nothing that was there before is touched.
    */
   #createSecondary(req: HelloRequest): void {
     const host = this.#host;
-    const { base, members, problem: rootProblem } = host.replicaPlace(req.volume, req.members);
-    const refuse = (why: string): never => {
+    const place = host.replicaPlace(req.volume, req.members);
+    const { base, members } = place;
+    const refuse = (why: string, advice: { text: string; rerun: boolean }): never => {
       host.event({ kind: 'secondary.create', volume: req.volume, outcome: 'failed', detail: { source: this.#rx.peer, sourceVolume: req.sourceVolume, path: base, error: why } });
-      throw new FerryError('REPLICA_PATH_INVALID', `site ${host.name} cannot make a replica of volume ${req.volume}: ${why}. Nothing was created; this is site ${host.name}'s setting to fix there (or create the secondary there by hand: \`ferry volume create ${req.volume} --member PATH --secondary\`)`);
+      throw new FerryError('REPLICA_PATH_INVALID', `site ${host.name} cannot make a replica of volume ${req.volume}: ${why}. Nothing was created; ${advice.text}`, { details: { path: base, rerun: advice.rerun } });
     };
-    if (rootProblem) refuse(rootProblem);
-    if (existsSync(base)) refuse(`its replica directory ${base} already exists but no volume ${req.volume} does; move it away`);
+    if (place.problem) refuse(place.problem, replicaAdvice(host.name, req, { kind: 'setting', members }));
+    if (existsSync(base)) {
+      if (place.occupant) refuse(`its replica directory ${base} exists already and holds ${place.occupant}`, replicaAdvice(host.name, req, { kind: 'taken' }));
+      refuse(`its replica directory ${base} exists already, and no volume ${req.volume} is there (left from a replica removed there earlier?)`, replicaAdvice(host.name, req, { kind: 'left', base, members }));
+    }
     const memberProblem = host.memberPathProblem(members);
-    if (memberProblem) refuse(memberProblem);
+    if (memberProblem) refuse(memberProblem, replicaAdvice(host.name, req, { kind: 'taken' }));
     let made: string | undefined;
     try {
       made = mkdirSync(base, { recursive: true, mode: 0o700 });
