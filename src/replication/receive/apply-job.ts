@@ -193,13 +193,10 @@ export class ApplyJob {
       // that, from `from`, and is exact in turn (the next writes check may then go from it).
       const again = o.exact ? await this.#capture.replicaTakes(vol, (member, t) => (t.set.lost === null ? (from[member] ?? null) : null)) : undefined;
       const journaled = again !== undefined && again.exact && again.journals.size === vol.members.filter((x) => x.kind === 'tree').length;
-      let captured: Awaited<ReturnType<ReplicaCapture['captureTrees']>>;
-      try {
-        captured = await this.#capture.captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined);
-      } finally {
-        written.drop();
-      }
-      const { roots: after, whole } = captured;
+      // the record's rows go once the verification is done with them, whether it passed or not
+      const { roots: after, whole } = await this.#capture
+        .captureTrees(vol, row.applied ?? undefined, verifyKey, written, verified, journaled ? undefined : unchanged, undefined, journaled ? again.journals : undefined)
+        .finally(() => written.drop());
       phases.verify = round3((performance.now() - verifyStarted) / 1000);
       for (const m of vol.members.filter((x) => x.kind === 'tree')) {
         const want = target.members.find((x) => x.name === m.name)!.root;
