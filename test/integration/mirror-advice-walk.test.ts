@@ -20,6 +20,8 @@
 // directory away or binds it, ferry deletes nothing), then the command that
 // runs the mirror again here. A failback asked of a mirror that needs a full
 // sync, its destination still following: the advice is the full sync itself.
+// A bare failback at an old primary never told which of its mirrors'
+// destinations took over: it asks them, and names the one that did.
 // A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -372,4 +374,23 @@ test('three sites, b took over and c was not re-pointed: a mirror to c made by h
   assert.deepEqual(named, [['mirror', 'remove', 'vol', '--to', c.name], ['mirror', 'repoint', 'vol', '--to', c.name]]);
   for (const cmd of named) await b.json(cmd);
   assertFollows(c, b);
+});
+
+test('three sites, b took over while a was down and a was never told: a bare failback at a names the site that took over, and the failback it names runs', async () => {
+  const { a, b, c } = await threeSites(['unaware', 'successor', 'bystander']);
+  // b's notice never reaches a: a's mirrors to b and c stay as they were, neither broken off.
+  await Promise.all([a.stop(), b.stop()]);
+  await b.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+  await b.json(['failover', 'vol', '--force']);
+  await a.start();
+  assert.deepEqual([b.name, c.name].map((n) => a.mirrorRow('vol', n).state === 'broken-off'), [false, false]);
+  // Which site took over is not in a's catalog, but its mirrors' destinations can say: b is primary, c follows b.
+  const refusal = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', new RegExp(`${b.name} holds it as primary: it took it over; ${c.name} `));
+  assert.deepEqual(namedCommands(refusal), [['failback', 'vol', '--to', b.name]]);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'idle', 'the refusal changed nothing here');
+  const { ran, last } = await walkAdvice(a, ['failback', 'vol']);
+  assert.deepEqual(ran, [['failback', 'vol'], ['failback', 'vol', '--to', b.name]]);
+  assertNoPlaceholder(ran);
+  assert.equal(last.json.plan.newPrimary, b.name);
+  assertFollows(a, b);
 });
