@@ -21,7 +21,8 @@
 // runs the mirror again here. A failback asked of a mirror that needs a full
 // sync, its destination still following: the advice is the full sync itself.
 // A bare failback at an old primary never told which of its mirrors'
-// destinations took over: it asks them, and names the one that did.
+// destinations took over: it asks them, and names the one that did; told
+// that two did (a split brain), it picks neither and names each.
 // A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -393,4 +394,21 @@ test('three sites, b took over while a was down and a was never told: a bare fai
   assertNoPlaceholder(ran);
   assert.equal(last.json.plan.newPrimary, b.name);
   assertFollows(a, b);
+});
+
+test('three sites, b and c both took over while a was down (a split brain): a bare failback at a picks neither, naming the failback to each, and the one it names last runs', async () => {
+  const { a, b, c } = await threeSites(['both-lost', 'took-first', 'took-too']);
+  await a.stop();
+  await b.json(['failover', 'vol', '--force', '--no-repoint']);
+  await c.json(['failover', 'vol', '--force']);
+  await a.start();
+  // Rerun, each failover tells a now (the daemons would, after their backoff): both mirrors at a are broken off.
+  for (const s of [b, c]) assert.equal((await s.json(['failover', 'vol'])).notified, true);
+  assert.deepEqual([b.name, c.name].map((n) => a.mirrorRow('vol', n).state), ['broken-off', 'broken-off']);
+  const refusal = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', /each hold it as primary \(a split brain\)/);
+  assert.deepEqual(namedCommands(refusal).sort(), [['failback', 'vol', '--to', b.name], ['failback', 'vol', '--to', c.name]].sort());
+  const { ran } = await walkAdvice(a, ['failback', 'vol']);
+  const to = ran.at(-1)!.at(-1)!;
+  assert.deepEqual(ran, [['failback', 'vol'], ['failback', 'vol', '--to', to]]);
+  assertFollows(a, to === b.name ? b : c);
 });
