@@ -104,18 +104,20 @@ async function failbackMirror(engine: Engine, volume: string, role: string, to?:
 
 /** What the destination of mirror `m` says of the volume, asked by a failback that does not know which site took it over. */
 async function tookOverThere(engine: Engine, m: Mirror): Promise<{ primary: boolean; unreachable: boolean; answer: string }> {
-  const client = engine.drPeer(getPeer(engine.site.catalog, m.peer), { stallTimeoutMs: 15_000 });
+  let client: DrPeer | undefined;
   try {
+    client = engine.drPeer(getPeer(engine.site.catalog, m.peer), { stallTimeoutMs: 15_000 });
     const remote = await client.state({ volume: m.remoteVolume, base: null });
     const follows = remote.follows ? ` following ${remote.follows === engine.site.id ? 'this site' : (findPeerById(engine.site.catalog, remote.follows)?.name ?? 'another site')}` : '';
     return { primary: remote.role === 'primary', unreachable: false, answer: `holds ${m.remoteVolume} as ${remote.role}${follows}` };
   } catch (err) {
     if (!isFerryError(err)) throw err;
     // One that relates to this site no more (re-pointed to the new primary, say) did not take it over from here.
-    if (err.kind !== 'transient') return { primary: false, unreachable: false, answer: `relates to this site no more (${(err as Error).message})` };
+    if (err.code === 'NOT_AUTHORIZED' || err.code === 'VOLUME_NOT_FOUND') return { primary: false, unreachable: false, answer: `relates to this site no more (${(err as Error).message})` };
+    if (err.kind !== 'transient') return { primary: false, unreachable: false, answer: `cannot be asked (${(err as Error).message})` };
     return { primary: false, unreachable: true, answer: (err as Error).message };
   } finally {
-    client.close();
+    client?.close();
   }
 }
 
