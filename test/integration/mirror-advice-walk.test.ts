@@ -22,7 +22,8 @@
 // sync, its destination still following: the advice is the full sync itself.
 // A bare failback at an old primary never told which of its mirrors'
 // destinations took over: it asks them, and names the one that did; told
-// that two did (a split brain), it picks neither and names each.
+// that two did (a split brain), it picks neither and names each; the one
+// that took over down, it names that one, for when it answers.
 // A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -411,4 +412,19 @@ test('three sites, b and c both took over while a was down (a split brain): a ba
   const to = ran.at(-1)!.at(-1)!;
   assert.deepEqual(ran, [['failback', 'vol'], ['failback', 'vol', '--to', to]]);
   assertFollows(a, to === b.name ? b : c);
+});
+
+test('three sites, b took over and a was never told, b down when a fails back: the refusal names the failback to b for when it answers, which then runs', async () => {
+  const { a, b, c } = await threeSites(['returns', 'away', 'follows-b']);
+  await Promise.all([a.stop(), b.stop()]);
+  await b.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+  await b.json(['failover', 'vol', '--force']);
+  await b.stop();
+  await a.start();
+  // c follows b now (re-pointed) and says it relates to a no more; b cannot be asked: it is the one to name.
+  const refusal = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', new RegExp(`${c.name} relates to this site no more[\\s\\S]*${b.name} \\(.*\\) could not be asked`));
+  assert.deepEqual(namedCommands(refusal), [['failback', 'vol', '--to', b.name]]);
+  await b.start();
+  await a.json(namedCommands(refusal)[0]);
+  assertFollows(a, b);
 });
