@@ -111,6 +111,18 @@ async function threeSites(names: [string, string, string]): Promise<{ a: TestSit
   return { a, b, c };
 }
 
+/**
+ * threeSites, then a down and b taking over (forced; c re-pointed to it), its notice never reaching
+ * a: a's mirrors to b and c stay as they were, neither broken off. a is left stopped.
+ */
+async function tookOverUntold(names: [string, string, string]): Promise<{ a: TestSite; b: TestSite; c: TestSite }> {
+  const { a, b, c } = await threeSites(names);
+  await Promise.all([a.stop(), b.stop()]);
+  await b.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+  await b.json(['failover', 'vol', '--force']);
+  return { a, b, c };
+}
+
 /** The mirror at `a` made again (no base), then its destination fails over (`notify`: a is told). */
 async function brokenOffWithoutBase(a: TestSite, b: TestSite, notify: boolean): Promise<void> {
   await a.json(['mirror', 'remove', 'vol', '--to', b.name]);
@@ -379,11 +391,7 @@ test('three sites, b took over and c was not re-pointed: a mirror to c made by h
 });
 
 test('three sites, b took over while a was down and a was never told: a bare failback at a names the site that took over, and the failback it names runs', async () => {
-  const { a, b, c } = await threeSites(['unaware', 'successor', 'bystander']);
-  // b's notice never reaches a: a's mirrors to b and c stay as they were, neither broken off.
-  await Promise.all([a.stop(), b.stop()]);
-  await b.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
-  await b.json(['failover', 'vol', '--force']);
+  const { a, b, c } = await tookOverUntold(['unaware', 'successor', 'bystander']);
   await a.start();
   assert.deepEqual([b.name, c.name].map((n) => a.mirrorRow('vol', n).state === 'broken-off'), [false, false]);
   // Which site took over is not in a's catalog, but its mirrors' destinations can say: b is primary, c follows b.
@@ -415,10 +423,7 @@ test('three sites, b and c both took over while a was down (a split brain): a ba
 });
 
 test('three sites, b took over and a was never told, b down when a fails back: the refusal names the failback to b for when it answers, which then runs', async () => {
-  const { a, b, c } = await threeSites(['returns', 'away', 'follows-b']);
-  await Promise.all([a.stop(), b.stop()]);
-  await b.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
-  await b.json(['failover', 'vol', '--force']);
+  const { a, b, c } = await tookOverUntold(['returns', 'away', 'follows-b']);
   await b.stop();
   await a.start();
   // c follows b now (re-pointed) and says it relates to a no more; b cannot be asked: it is the one to name.
