@@ -80,7 +80,11 @@ async function failbackMirror(engine: Engine, volume: string, role: string, to?:
       ? `volume ${volume} has ${broken.length} mirrors broken off by a failover (to ${peers(broken)})`
       : `no mirror of ${volume} here was broken off by a failover that this site was told of`;
   if (mirrors.length === 0) {
-    throw new FerryError('MIRROR_STATE', `${why}: a failback makes this site the secondary of the site its mirror went to and that took the volume over, and ${volume} has no mirror here, so there is no such site; ${volume} stays ${role} here`);
+    // The site this one took the volume over from is the one that fails back (to this site), there.
+    const sec = getSecondary(engine.site.catalog, volume);
+    const from = sec?.state === 'broken-off' ? findPeerById(engine.site.catalog, sec.source_site)?.name : undefined;
+    const there = from && sec ? `. This site took ${volume} over from ${from}: for ${from} to follow it, the failback runs there: \`ferry failback ${sec.source_volume}\` at ${from}` : '';
+    throw new FerryError('MIRROR_STATE', `${why}: a failback makes this site the secondary of the site its mirror went to and that took the volume over, and ${volume} has no mirror here, so there is no such site; ${volume} stays ${role} here${there}`);
   }
   const asked = await Promise.all((broken.length > 1 ? broken : mirrors).map(async (x) => ({ peer: x.peer, ...(await tookOverThere(engine, x)) })));
   const primaries = asked.filter((x) => x.primary).map((x) => x.peer);

@@ -23,7 +23,8 @@
 // A bare failback at an old primary never told which of its mirrors'
 // destinations took over: it asks them, and names the one that did; told
 // that two did (a split brain), it picks neither and names each; the one
-// that took over down, it names that one, for when it answers.
+// that took over down, it names that one, for when it answers. Asked at the
+// new primary, a failback names the one to run at the old primary.
 // A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -432,4 +433,16 @@ test('three sites, b took over and a was never told, b down when a fails back: t
   await b.start();
   await a.json(namedCommands(refusal)[0]);
   assertFollows(a, b);
+});
+
+test('failed over: a failback asked at the new primary (no mirror there) names the failback at the old primary, which then runs', async () => {
+  const { a, b, data } = await pair(['yielding', 'took']);
+  await b.json(['failover', 'vol']);
+  const refusal = await b.refused(['failback', 'vol'], 4, 'MIRROR_STATE', new RegExp(`took vol over from ${a.name}`));
+  // Run there, at a: not a failback here with a placeholder.
+  const named = namedCommands(refusal);
+  assert.deepEqual(named, [['failback', 'vol']]);
+  await a.json(named[0]);
+  assertFollows(a, b);
+  assertTreesEqual(data, await b.memberPath('vol'));
 });
