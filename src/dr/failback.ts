@@ -60,6 +60,71 @@ function drClient(engine: Engine, peer: Peer): DrPeer {
   return engine.drPeer(peer, { stallTimeoutMs: DR_CALL_TIMEOUT_MS });
 }
 
+/**
+ * The mirror a failback yields through: the one to `to`, else the one its destination's failover
+ * broke off, else the only one. Otherwise which site took the volume over is not in this catalog
+ * (several broken off, or none: a notice that never arrived): the destinations of the mirrors (of
+ * the broken-off ones, if several) are asked, and the refusal names the failback to each that holds
+ * the volume as primary, else to each that could not be asked. A volume with no mirror here has no
+ * site a failback could yield to: none is named.
+ */
+async function failbackMirror(engine: Engine, volume: string, role: string, to?: string): Promise<Mirror> {
+  const mirrors = listMirrors(engine.site.catalog, volume);
+  const broken = mirrors.filter((x) => x.state === 'broken-off');
+  const m = to ? mirrors.find((x) => x.peer === to) : broken.length === 1 ? broken[0] : broken.length === 0 && mirrors.length === 1 ? mirrors[0] : undefined;
+  if (m) return m;
+  const peers = (ms: Mirror[]) => ms.map((x) => x.peer).join(', ');
+  const why = to
+    ? `volume ${volume} has no mirror to ${to} here`
+    : broken.length > 1
+      ? `volume ${volume} has ${broken.length} mirrors broken off by a failover (to ${peers(broken)})`
+      : `no mirror of ${volume} here was broken off by a failover that this site was told of`;
+  if (mirrors.length === 0) {
+    // The site this one took the volume over from is the one that fails back (to this site), there.
+    const sec = getSecondary(engine.site.catalog, volume);
+    const from = sec?.state === 'broken-off' ? findPeerById(engine.site.catalog, sec.source_site)?.name : undefined;
+    const there = from && sec ? `. This site took ${volume} over from ${from}: for ${from} to follow it, the failback runs there: \`ferry failback ${sec.source_volume}\` at ${from}` : '';
+    throw new FerryError('MIRROR_STATE', `${why}: a failback makes this site the secondary of the site its mirror went to and that took the volume over, and ${volume} has no mirror here, so there is no such site; ${volume} stays ${role} here${there}`);
+  }
+  const asked = await Promise.all((broken.length > 1 ? broken : mirrors).map(async (x) => ({ peer: x.peer, ...(await tookOverThere(engine, x)) })));
+  const primaries = asked.filter((x) => x.primary).map((x) => x.peer);
+  const unreachable = asked.filter((x) => x.unreachable);
+  const failback = (p: string) => `\`ferry failback ${volume} --to ${p}\``;
+  const said = asked.filter((x) => !x.primary && !x.unreachable).map((x) => `${x.peer} ${x.answer}`);
+  const others = said.map((x) => `; ${x}`).join('');
+  if (primaries.length === 1) {
+    throw new FerryError('MIRROR_STATE', `${why}; of the sites it is mirrored to, ${primaries[0]} holds it as primary: it took it over${others}. Fail back to it with ${failback(primaries[0])}`);
+  }
+  if (primaries.length > 1) {
+    throw new FerryError('MIRROR_STATE', `${why}; ${primaries.join(' and ')} each hold it as primary (a split brain)${others}. Say which this site is to follow: ${primaries.map(failback).join(' or ')}`);
+  }
+  if (unreachable.length) {
+    const u = unreachable.map((x) => `${x.peer} (${x.answer})`).join(', ');
+    const answered = said.length ? `; none of the sites it is mirrored to that answered holds it as primary${others}` : '';
+    throw new FerryError('MIRROR_STATE', `${why}${answered}; ${u} could not be asked. Once it answers, if it took ${volume} over, ${unreachable.map((x) => failback(x.peer)).join(' or ')}`);
+  }
+  throw new FerryError('MIRROR_STATE', `${why}; none of the sites it is mirrored to holds it as primary${others}. None took it over, so there is nothing to fail back from and ${volume} stays ${role} here`);
+}
+
+/** What the destination of mirror `m` says of the volume, asked by a failback that does not know which site took it over. */
+async function tookOverThere(engine: Engine, m: Mirror): Promise<{ primary: boolean; unreachable: boolean; answer: string }> {
+  let client: DrPeer | undefined;
+  try {
+    client = engine.drPeer(getPeer(engine.site.catalog, m.peer), { stallTimeoutMs: 15_000 });
+    const remote = await client.state({ volume: m.remoteVolume, base: null });
+    const follows = remote.follows ? ` following ${remote.follows === engine.site.id ? 'this site' : (findPeerById(engine.site.catalog, remote.follows)?.name ?? 'another site')}` : '';
+    return { primary: remote.role === 'primary', unreachable: false, answer: `holds ${m.remoteVolume} as ${remote.role}${follows}` };
+  } catch (err) {
+    if (!isFerryError(err)) throw err;
+    // One that relates to this site no more (re-pointed to the new primary, say) did not take it over from here.
+    if (err.code === 'NOT_AUTHORIZED' || err.code === 'VOLUME_NOT_FOUND') return { primary: false, unreachable: false, answer: `relates to this site no more (${(err as Error).message})` };
+    if (err.kind !== 'transient') return { primary: false, unreachable: false, answer: `cannot be asked (${(err as Error).message})` };
+    return { primary: false, unreachable: true, answer: (err as Error).message };
+  } finally {
+    client?.close();
+  }
+}
+
 export async function planFailback(engine: Engine, volume: string, opts: { full?: boolean; to?: string } = {}): Promise<FailbackPlan> {
   const site = engine.site;
   const vol = getVolume(site.catalog, volume);
@@ -69,9 +134,7 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
     const peer = findPeerById(site.catalog, sec.source_site)!;
     return { volume, newPrimary: peer.name, remoteVolume: sec.source_volume, base: null, commonBase: true, full: opts.full ?? false, divergentSnapshots: [], expectedBytes: null, alreadySecondary: true, steps: [`ask ${peer.name} to resync ${sec.source_volume} here (resuming)`] };
   }
-  const mirrors = listMirrors(site.catalog, volume);
-  const m: Mirror | undefined = opts.to ? getMirror(site.catalog, volume, opts.to) : mirrors.find((x) => x.state === 'broken-off') ?? (mirrors.length === 1 ? mirrors[0] : undefined);
-  if (!m) throw new FerryError('MIRROR_STATE', `volume ${volume} has no mirror that was failed over; say which site took over with --to SITE`);
+  const m = await failbackMirror(engine, volume, vol.role, opts.to);
   const peer = getPeer(site.catalog, m.peer);
   const client = drClient(engine, peer);
   let remote: RemoteState;

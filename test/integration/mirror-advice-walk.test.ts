@@ -20,6 +20,11 @@
 // directory away or binds it, ferry deletes nothing), then the command that
 // runs the mirror again here. A failback asked of a mirror that needs a full
 // sync, its destination still following: the advice is the full sync itself.
+// A bare failback at an old primary never told which of its mirrors'
+// destinations took over: it asks them, and names the one that did; told
+// that two did (a split brain), it picks neither and names each; the one
+// that took over down, it names that one, for when it answers. Asked at the
+// new primary, a failback names the one to run at the old primary.
 // A mirror that needs a full sync is walked by secondary-recreated.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -104,6 +109,18 @@ async function threeSites(names: [string, string, string]): Promise<{ a: TestSit
     await a.json(['mirror', 'initialize', 'vol', '--to', to, '--wait']);
   }
   await a.json(['mirror', 'update', 'vol', '--to', b.name, '--wait']);
+  return { a, b, c };
+}
+
+/**
+ * threeSites, then a down and b taking over (forced; c re-pointed to it), its notice never reaching
+ * a: a's mirrors to b and c stay as they were, neither broken off. a is left stopped.
+ */
+async function tookOverUntold(names: [string, string, string]): Promise<{ a: TestSite; b: TestSite; c: TestSite }> {
+  const { a, b, c } = await threeSites(names);
+  await Promise.all([a.stop(), b.stop()]);
+  await b.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+  await b.json(['failover', 'vol', '--force']);
   return { a, b, c };
 }
 
@@ -372,4 +389,60 @@ test('three sites, b took over and c was not re-pointed: a mirror to c made by h
   assert.deepEqual(named, [['mirror', 'remove', 'vol', '--to', c.name], ['mirror', 'repoint', 'vol', '--to', c.name]]);
   for (const cmd of named) await b.json(cmd);
   assertFollows(c, b);
+});
+
+test('three sites, b took over while a was down and a was never told: a bare failback at a names the site that took over, and the failback it names runs', async () => {
+  const { a, b, c } = await tookOverUntold(['unaware', 'successor', 'bystander']);
+  await a.start();
+  assert.deepEqual([b.name, c.name].map((n) => a.mirrorRow('vol', n).state === 'broken-off'), [false, false]);
+  // Which site took over is not in a's catalog, but its mirrors' destinations can say: b is primary, c follows b.
+  const refusal = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', new RegExp(`${b.name} holds it as primary: it took it over; ${c.name} `));
+  assert.deepEqual(namedCommands(refusal), [['failback', 'vol', '--to', b.name]]);
+  assert.equal(a.mirrorRow('vol', b.name).state, 'idle', 'the refusal changed nothing here');
+  const { ran, last } = await walkAdvice(a, ['failback', 'vol']);
+  assert.deepEqual(ran, [['failback', 'vol'], ['failback', 'vol', '--to', b.name]]);
+  assertNoPlaceholder(ran);
+  assert.equal(last.json.plan.newPrimary, b.name);
+  assertFollows(a, b);
+});
+
+test('three sites, b and c both took over while a was down (a split brain): a bare failback at a picks neither, naming the failback to each, and the one it names last runs', async () => {
+  const { a, b, c } = await threeSites(['both-lost', 'took-first', 'took-too']);
+  await a.stop();
+  await b.json(['failover', 'vol', '--force', '--no-repoint']);
+  await c.json(['failover', 'vol', '--force']);
+  await a.start();
+  // Rerun, each failover tells a now (the daemons would, after their backoff): both mirrors at a are broken off.
+  for (const s of [b, c]) assert.equal((await s.json(['failover', 'vol'])).notified, true);
+  assert.deepEqual([b.name, c.name].map((n) => a.mirrorRow('vol', n).state), ['broken-off', 'broken-off']);
+  const refusal = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', /each hold it as primary \(a split brain\)/);
+  assert.deepEqual(namedCommands(refusal).sort(), [['failback', 'vol', '--to', b.name], ['failback', 'vol', '--to', c.name]].sort());
+  const { ran } = await walkAdvice(a, ['failback', 'vol']);
+  const to = ran.at(-1)!.at(-1)!;
+  assert.deepEqual(ran, [['failback', 'vol'], ['failback', 'vol', '--to', to]]);
+  assertFollows(a, to === b.name ? b : c);
+});
+
+test('three sites, b took over and a was never told, b down when a fails back: the refusal names the failback to b for when it answers, which then runs', async () => {
+  const { a, b, c } = await tookOverUntold(['returns', 'away', 'follows-b']);
+  await b.stop();
+  await a.start();
+  // c follows b now (re-pointed) and says it relates to a no more; b cannot be asked: it is the one to name.
+  const refusal = await a.refused(['failback', 'vol'], 4, 'MIRROR_STATE', new RegExp(`${c.name} relates to this site no more[\\s\\S]*${b.name} \\(.*\\) could not be asked`));
+  assert.deepEqual(namedCommands(refusal), [['failback', 'vol', '--to', b.name]]);
+  await b.start();
+  await a.json(namedCommands(refusal)[0]);
+  assertFollows(a, b);
+});
+
+test('failed over: a failback asked at the new primary (no mirror there) names the failback at the old primary, which then runs', async () => {
+  const { a, b, data } = await pair(['yielding', 'took']);
+  await b.json(['failover', 'vol']);
+  const refusal = await b.refused(['failback', 'vol'], 4, 'MIRROR_STATE', new RegExp(`took vol over from ${a.name}`));
+  // Run there, at a: not a failback here with a placeholder.
+  const named = namedCommands(refusal);
+  assert.deepEqual(named, [['failback', 'vol']]);
+  await a.json(named[0]);
+  assertFollows(a, b);
+  assertTreesEqual(data, await b.memberPath('vol'));
 });

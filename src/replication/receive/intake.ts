@@ -14,10 +14,12 @@
 // never: store an object that was not verified, or store anything of a
 // request after its first failure.
 import { memory } from '../../core/memory.ts';
-import { existsSync, lstatSync, mkdirSync, rmSync, writeFileSync, type Stats } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import { crashPoint } from '../../core/crash.ts';
 import { FerryError } from '../../core/errors.ts';
 import type { ObjectId } from '../../core/ids.ts';
+import type { MemberKind } from '../../snapshot/model.ts';
 import type { PreparedObject } from '../../store/types.ts';
 import { decodeTreeObject, nodeEntries } from '../../snapshot/dir-pages.ts';
 import { addSecondary, getSecondary, noteSourceSettings } from '../../catalog/secondaries.ts';
@@ -119,6 +121,32 @@ function replicaAdvice(site: string, req: HelloRequest, o: { kind: 'setting'; me
   };
 }
 
+/**
+ * Whether the replica directory `base`, there already, is as #createSecondary's mkdirs make it and
+ * holds no data: a real directory (not a symlink) with nothing in it but some of `members`, each of
+ * its kind and empty (a directory with no entry, an empty file). A crash before the catalog row
+ * leaves it so.
+ */
+function asMadeAndEmpty(base: string, members: ReadonlyArray<{ name: string; kind: MemberKind }>): boolean {
+  if (!lstatOrNull(base)?.isDirectory()) return false;
+  return readdirSync(base).every((e) => {
+    const m = members.find((x) => x.name === e);
+    const st = m ? lstatOrNull(join(base, e)) : null;
+    if (!m || !st) return false;
+    return m.kind === 'tree' ? st.isDirectory() && readdirSync(join(base, e)).length === 0 : st.isFile() && st.size === 0;
+  });
+}
+
+/** Remove a member this call made, only while it holds nothing (rmdir refuses a directory with an entry). */
+function removeIfEmpty(path: string, kind: MemberKind): void {
+  try {
+    if (kind === 'tree') rmdirSync(path);
+    else if (lstatOrNull(path)?.size === 0) rmSync(path);
+  } catch {
+    // something came in: it stays
+  }
+}
+
 function lstatOrNull(path: string): Stats | null {
   try {
     return lstatSync(path);
@@ -201,7 +229,8 @@ export class Intake {
   /**
    * A new secondary under the replica root: the path is this site's choice, never the peer's.
    * Everything is checked before anything is made (the replica root against this site's members,
-   * home and links; the replica's directory is new, no member or link inside it; the new members
+   * home and links; the replica's directory is new, or as a crash before the catalog row left it
+   * (asMadeAndEmpty: no data, used again), no member or link inside it; the new members
    * against every member), and a failure is this site's configuration problem: REPLICA_PATH_INVALID,
    * recorded here as a failed `secondary.create` event and answered to the peer, with what to do at
    * this site, in real paths and names (replicaAdvice). What a failure after the checks made
@@ -216,28 +245,45 @@ export class Intake {
       throw new FerryError('REPLICA_PATH_INVALID', `site ${host.name} cannot make a replica of volume ${req.volume}: ${why}. Nothing was created; ${advice.text}`, { details: { path: base, rerun: advice.rerun } });
     };
     if (place.problem) refuse(place.problem, replicaAdvice(host.name, req, { kind: 'setting', members }));
+    const left = () => refuse(`its replica directory ${base} exists already and holds something, and no volume ${req.volume} is there (left from a replica removed there earlier?)`, replicaAdvice(host.name, req, { kind: 'left', base, members }));
+    // What a crash between the mkdir below and the catalog row left (nothing, or only members as made, empty) holds no data: used again.
+    let reused = false;
     if (existsSync(base)) {
       if (place.occupant) refuse(`its replica directory ${base} exists already and holds ${place.occupant}`, replicaAdvice(host.name, req, { kind: 'taken' }));
-      refuse(`its replica directory ${base} exists already, and no volume ${req.volume} is there (left from a replica removed there earlier?)`, replicaAdvice(host.name, req, { kind: 'left', base, members }));
+      if (!asMadeAndEmpty(base, req.members)) left();
+      reused = true;
     }
     const memberProblem = host.memberPathProblem(members);
     if (memberProblem) refuse(memberProblem, replicaAdvice(host.name, req, { kind: 'taken' }));
     let made: string | undefined;
+    const madeMembers: Array<{ path: string; kind: MemberKind }> = [];
     try {
       made = mkdirSync(base, { recursive: true, mode: 0o700 });
+      crashPoint('secondary-create:after-mkdir');
       for (const m of req.members) {
         const p = join(base, m.name);
+        // exclusive: a member a crash left is used again only as checked above
+        if (reused && lstatOrNull(p)) continue;
         if (m.kind === 'tree') mkdirSync(p, { mode: 0o755 });
         else writeFileSync(p, '', { mode: 0o600, flag: 'wx' });
+        madeMembers.push({ path: p, kind: m.kind });
       }
+      crashPoint('secondary-create:after-members');
+      // Checked again with every member there, just before the row that names it (the rest runs with no
+      // await between): what came in since is not ferry's to take. Written in after the row, it is kept
+      // by the first apply's writes check, as in a directory made here.
+      if (reused && !asMadeAndEmpty(base, req.members)) left();
       host.catalog.tx(() => {
         host.createSecondaryVolume(req.volume, req.members.map((m) => ({ name: m.name, kind: m.kind, path: join(base, m.name) })));
         addSecondary(host.catalog, req.volume, this.#rx.peer, req.sourceVolume);
-        host.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#rx.peer, sourceVolume: req.sourceVolume, path: base } });
+        const again = reused ? { reused: 'the empty replica directory an interrupted create left there' } : {};
+        host.event({ kind: 'secondary.create', volume: req.volume, outcome: 'ok', detail: { source: this.#rx.peer, sourceVolume: req.sourceVolume, path: base, ...again } });
       });
     } catch (err) {
-      // only what this call made: `made` is the first directory it created (base, or an ancestor)
+      // only what this call made: `made` is the first directory it created (base, or an ancestor), else
+      // the members it made in a directory used again (only while still empty: rmdir, an empty file)
       if (made) rmSync(made, { recursive: true, force: true });
+      else for (const m of madeMembers) removeIfEmpty(m.path, m.kind);
       throw err;
     }
   }

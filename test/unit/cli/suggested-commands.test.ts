@@ -36,14 +36,26 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-/** The text of every string and template literal of a file (a template's `${...}` as PLACEHOLDER), with its line. */
+/**
+ * The placeholder a `${...}` falls back to when its value is not known (`${peer ?? 'SITE'}`,
+ * `${known ? name : 'SITE'}`): the command names it then, and the test below must see it.
+ */
+function fallbackWord(e: ts.Expression): string | undefined {
+  const word = (x: ts.Expression) => (ts.isStringLiteral(x) && /^[A-Z][A-Z0-9_]+$/.test(x.text) ? x.text : undefined);
+  if (ts.isParenthesizedExpression(e)) return fallbackWord(e.expression);
+  if (ts.isBinaryExpression(e) && (e.operatorToken.kind === ts.SyntaxKind.QuestionQuestionToken || e.operatorToken.kind === ts.SyntaxKind.BarBarToken)) return word(e.right);
+  if (ts.isConditionalExpression(e)) return word(e.whenFalse) ?? word(e.whenTrue);
+  return undefined;
+}
+
+/** The text of every string and template literal of a file (a template's `${...}` as PLACEHOLDER, or the placeholder it falls back to), with its line. */
 function literals(file: string): Array<{ line: number; text: string }> {
   const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
   const out: Array<{ line: number; text: string }> = [];
   const visit = (n: ts.Node) => {
     let text: string | undefined;
     if (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) text = n.text;
-    else if (ts.isTemplateExpression(n)) text = n.head.text + n.templateSpans.map((s) => PLACEHOLDER + s.literal.text).join('');
+    else if (ts.isTemplateExpression(n)) text = n.head.text + n.templateSpans.map((s) => (fallbackWord(s.expression) ?? PLACEHOLDER) + s.literal.text).join('');
     if (text !== undefined) out.push({ line: sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1, text });
     ts.forEachChild(n, visit);
   };
@@ -94,6 +106,7 @@ test('the extraction finds a template\'s command with its placeholders, and the 
   const initialize = found.filter((s) => s.file === 'src/replication/driver/plan.ts' && s.text === `ferry mirror initialize ${PLACEHOLDER} --to ${PLACEHOLDER}`);
   assert.ok(initialize.length >= 1, 'plan.ts\'s advice to initialize is found');
   assert.ok(!found.some((s) => s.file === 'src/replication/driver/run.ts' && /^ferry [^`]*`/.test(s.text)), 'a span stops at its closing backtick');
+  assert.ok(found.some((s) => s.file === 'src/dr/journal.ts' && s.text === `ferry migrate ${PLACEHOLDER} --to SITE`), "a `${...}` falling back to a placeholder (`to ?? 'SITE'`) is read as that placeholder");
   await assert.rejects(dryParse(shellWords(`mirror initialize ${PLACEHOLDER} --to ${PLACEHOLDER} --full`)), (e: unknown) => e instanceof CommanderError && e.code === 'commander.unknownOption');
   await assert.rejects(dryParse(['mirror', 'snapmirror-break', PLACEHOLDER]), (e: unknown) => e instanceof CommanderError);
   await assert.rejects(dryParse(['failover', PLACEHOLDER, PLACEHOLDER]), (e: unknown) => e instanceof CommanderError && e.code === 'commander.excessArguments');
@@ -101,12 +114,14 @@ test('the extraction finds a template\'s command with its placeholders, and the 
 
 /**
  * Where a suggested command still names a placeholder (an upper-case word: VOL, SITE, PATH, NAME...),
- * and why the value is not known where it is said. A command whose value is known there names it
+ * also as the fallback of a `${...}` (fallbackWord), and why the value is not known where it is said. A command whose value is known there names it
  * (a `${...}`): a new placeholder fails the test until it is filled in, or listed here with its reason.
  * src/core/errors.ts documents each code in general: its commands name no particular volume or site.
  */
 const PLACEHOLDERS_LEFT: Record<string, string> = {
-  'src/catalog/peers.ts: ferry site add x1 URL --id ID': "the site's URL and id: only its operator knows them",
+  'src/catalog/peers.ts: ferry site add NAME URL --id ID': "the site's URL and id: only its operator knows them (its name too, where the one asked for is no valid site name)",
+  'src/catalog/mirrors.ts: ferry mirror create x1 --to SITE': 'the volume has no mirror and none was named: where to mirror it is the operator\'s choice',
+  'src/dr/journal.ts: ferry migrate x1 --to SITE': 'a migrate journal that records no target (none this ferry writes): unknown',
   'src/config/schema.ts: ferry site add NAME URL --id ID': 'a hint about a key of the file: no site in question',
   'src/config/export.ts: ferry site add NAME URL --id ID': 'no site paired yet',
   'src/config/plan.ts: ferry site add x1 https://HOST:PORT --id ID': "the site's URL and id: only its operator knows them",
