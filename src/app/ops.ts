@@ -174,7 +174,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
   const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
   switch (op) {
     case 'failover-notice':
-      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true, force: a.force === true });
+      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true, force: a.force === true, ...(typeof a.at === 'string' ? { at: parseName(a.at, 'volume') } : {}) });
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
     case 'changes': {
