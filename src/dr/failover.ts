@@ -197,9 +197,14 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const { notified, notifyError, refused, tookOverBy, alsoPrimary } = await sendNotice(engine, row(), { force: plan.force });
+    const { notified, notifyError, refused, gone, tookOverBy, alsoPrimary } = await sendNotice(engine, row(), { force: plan.force });
     // The old primary answered and refused: a sibling secondary took the volume over already.
     if (refused) throw refused;
+    if (gone && !plan.force) {
+      // It answered, not primary of the volume (standalone or removed there, or it follows this site):
+      // nothing to stop there, and not "if it is down" (soak seed 8, step 175).
+      throw new FerryError('MIRROR_STATE', `the old primary ${plan.oldPrimary} answered that it does not mirror ${plan.sourceVolume} to this site (${gone}): it is not the primary of this replica any more (its mirror here was removed, or the volume is standalone or gone there), so there is nothing there to stop. To promote this replica all the same, run \`ferry failover ${plan.volume} --force\``);
+    }
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
@@ -327,9 +332,10 @@ async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean
     const a = await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}), ...(o.force ? { force: true } : {}) });
     return { notified: true, ...(a.tookOverBy ? { tookOverBy: a.tookOverBy } : {}), ...(a.alsoPrimary ? { alsoPrimary: a.alsoPrimary } : {}) };
   } catch (err) {
-    // Told late, it answers that it has no mirror of the volume to this site (any more): there is
-    // nothing there to stop, and nothing to retry.
-    if (late && isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
+    // It answers that it has no mirror of the volume to this site (any more) and is not its primary:
+    // there is nothing there to stop. Told late, nothing to retry; at the failover, a plain one stops
+    // (continueFailover says why).
+    if (isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: late, ...(late ? {} : { notifyError: err.message }), gone: err.message };
     if (!late && isFerryError(err, 'MIRROR_STATE')) return { notified: false, notifyError: err.message, refused: err };
     return { notified: false, notifyError: (err as Error).message };
   } finally {

@@ -308,3 +308,20 @@ test('a secondary whose mirror its primary removed fails over first: the primary
     await cleanupSites(sites);
   }
 });
+
+test('a secondary whose primary removed every mirror (standalone there now): a plain failover says the old primary answered it is not its primary, and --force promotes it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, tokyo } = await tokyoLeftBehind(sites, 'rms');
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    assert.equal((await seattle.volumeStatus('vol')).role, 'standalone');
+    // Soak seed 8, step 175: "cannot tell the old primary (...); if it is down, run --force" while it was up and had answered.
+    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /seattle answered that it does not mirror vol to this site[\s\S]*nothing there to stop[\s\S]*`ferry failover vol --force`/);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary', 'tokyo stays a secondary');
+    await tokyo.json(['failover', 'vol', '--force']);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'primary');
+    assert.deepEqual(await splitBrainsAt(seattle), [], 'a standalone seattle records nothing');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
