@@ -385,6 +385,9 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     if (wf) throw new FerryError('MIRROR_STATE', `a ${wf.kind} of ${volume} is in progress (step ${wf.step}): it decides what becomes of its mirrors; let it finish (rerun it) before removing the mirror to ${m.peer}`);
     // An update of this mirror in flight is cancelled and waited for: it must not take holds for a mirror that is gone.
     await ctx.engine.stopJob(m.id, `the mirror ${m.id} is being removed`);
+    // A mirror broken off by its destination's failover: that primary beside this one stays known.
+    const { keepTakenOver } = await import('../dr/failover.ts');
+    await keepTakenOver(ctx.engine, m);
     removeMirror(site, volume, m.peer);
     return { removed: m.id };
   },

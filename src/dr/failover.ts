@@ -473,6 +473,37 @@ function acceptLeftBehind(engine: Engine, peer: Peer, volume: string, mirrors: M
 }
 
 /**
+ * At a primary, before `ferry mirror remove` drops a mirror its destination broke off by taking the
+ * volume over: that mirror is how this site knows the destination is primary beside it (the answer
+ * to the next failover notice names it: primariesKnownHere). Recorded as a split brain instead, with
+ * an event, unless the destination answers that it is not that primary any more (its volume
+ * removed, or it follows a site: it gave its copy up, as docs/dr.md's way back has it, or failed
+ * back and handed what it knew on). Unreachable, it may be: recorded. Without this, removing it and
+ * then a sibling's failover left two primaries that knew nothing of each other.
+ */
+export async function keepTakenOver(engine: Engine, m: Mirror): Promise<void> {
+  const site = engine.site;
+  if (m.state !== 'broken-off' || m.lastError?.code !== 'FAILED_OVER' || findVolume(site.catalog, m.volume)?.role !== 'primary') return;
+  const peer = findPeer(site.catalog, m.peer);
+  if (!peer || listSplitBrains(site.catalog, m.volume).some((b) => b.site === peer.id)) return;
+  const client = engine.drPeer(peer, { stallTimeoutMs: 5_000 });
+  let primary = true;
+  try {
+    primary = (await client.state({ volume: m.remoteVolume, base: null }, AbortSignal.timeout(5_000))).role === 'primary';
+  } catch (err) {
+    // removed there, or no longer related to this site (it follows another): not the primary beside this one
+    if (isFerryError(err, 'VOLUME_NOT_FOUND') || isFerryError(err, 'NOT_AUTHORIZED')) primary = false;
+  } finally {
+    client.close();
+  }
+  if (!primary) return;
+  site.catalog.tx(() => {
+    recordSplitBrain(site.catalog, m.volume, { site: peer.id, remoteVolume: m.remoteVolume, oldPrimary: null });
+    site.event({ kind: 'failover.split-brain', volume: m.volume, outcome: 'info', detail: { sibling: peer.name, siblingVolume: m.remoteVolume, message: `${peer.name} took ${m.volume} over from this site (the mirror its failover broke off is removed here): both are primary` } });
+  });
+}
+
+/**
  * The split brain with a sibling that took the volume over first: recorded for the volume (it
  * outlives the relation to the old primary it was learned through: catalog/split-brains.ts; the
  * notice names it too), and an event. In the caller's transaction.

@@ -325,3 +325,34 @@ test('a secondary whose primary removed every mirror (standalone there now): a p
     await cleanupSites(sites);
   }
 });
+
+test('a primary that removes the mirror a sibling broke off by its failover still knows that sibling, and names it to the next one failing over', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await londonTookOver(sites, 'rmb');
+    // The broken-off mirror was how seattle knew london is primary beside it.
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    assert.deepEqual(await splitBrainsAt(seattle), ['london'], 'seattle keeps knowing london is primary beside it');
+    assert.equal(eventsOf(seattle, 'failover.split-brain').at(-1)?.detail.sibling, 'london');
+    assert.deepEqual((await tokyo.json(['failover', 'vol', '--no-repoint'])).splitBrainsWith, ['london'], "seattle's answer named london");
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    assert.equal((await london.volumeStatus('vol')).role, 'primary');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a primary removing the mirror of a sibling that took over and then gave its copy up records nothing', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london } = await londonTookOver(sites, 'rmy');
+    // As docs/dr.md's way back has it: london yields (its volume removed), seattle mirrors it anew.
+    const replica = await london.memberPath('vol');
+    await london.json(['volume', 'remove', 'vol', '--force']);
+    rmSync(dirname(replica), { recursive: true });
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    assert.deepEqual(await splitBrainsAt(seattle), [], 'london answered it holds no such volume: no split brain');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
