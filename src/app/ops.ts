@@ -174,7 +174,7 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
   const { describeForPeer, serveFailback } = await import('../dr/failback.ts');
   switch (op) {
     case 'failover-notice':
-      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true, force: a.force === true });
+      return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true, force: a.force === true, ...(typeof a.at === 'string' ? { at: parseName(a.at, 'volume') } : {}) });
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
     case 'changes': {
@@ -385,6 +385,9 @@ export const OPS: Record<string, (ctx: OpContext, args: Args) => Promise<unknown
     if (wf) throw new FerryError('MIRROR_STATE', `a ${wf.kind} of ${volume} is in progress (step ${wf.step}): it decides what becomes of its mirrors; let it finish (rerun it) before removing the mirror to ${m.peer}`);
     // An update of this mirror in flight is cancelled and waited for: it must not take holds for a mirror that is gone.
     await ctx.engine.stopJob(m.id, `the mirror ${m.id} is being removed`);
+    // A mirror broken off by its destination's failover: that primary beside this one stays known.
+    const { keepTakenOver } = await import('../dr/failover.ts');
+    await keepTakenOver(ctx.engine, m);
     removeMirror(site, volume, m.peer);
     return { removed: m.id };
   },

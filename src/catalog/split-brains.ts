@@ -3,7 +3,9 @@
 // sibling had taken the volume over first, or told so late; any failover whose old primary named
 // the primaries it knew beside itself: the site it had taken the volume over from, its own split
 // brains; a failback that handed its records here, or a demotion by failback that keeps what it
-// knew through the relations it ends). One row per (volume, other site).
+// knew through the relations it ends; at an old primary, a failover notice from a secondary it
+// mirrors to no more, and the removal of a mirror broken off by its destination's failover: both
+// in dr/failover.ts). One row per (volume, other site).
 //
 // The record is the volume's, not the relation's it was found through: a failback, a migrate, a
 // mirror remove or a re-point that ends that relation leaves it. It goes only when the split is

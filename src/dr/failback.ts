@@ -131,7 +131,9 @@ export async function planFailback(engine: Engine, volume: string, opts: { full?
   const sec = getSecondary(site.catalog, volume);
   if (vol.role === 'secondary' && sec && sec.state === 'active') {
     // A failback already passed step 2: carry on with step 3.
-    const peer = findPeerById(site.catalog, sec.source_site)!;
+    const peer = findPeerById(site.catalog, sec.source_site);
+    // its pairing removed (`ferry site remove`, to re-pair it): soak seed 8, step 809, a TypeError here
+    if (!peer) throw new FerryError('PEER_NOT_FOUND', `${volume} is the secondary here of site ${sec.source_site}, which is not paired with this site (any more): pair it again with \`ferry site add NAME URL --id ${sec.source_site}\` (its name and URL), then rerun`);
     return { volume, newPrimary: peer.name, remoteVolume: sec.source_volume, base: null, commonBase: true, full: opts.full ?? false, divergentSnapshots: [], expectedBytes: null, alreadySecondary: true, steps: [`ask ${peer.name} to resync ${sec.source_volume} here (resuming)`] };
   }
   const m = await failbackMirror(engine, volume, vol.role, opts.to);

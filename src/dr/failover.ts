@@ -19,13 +19,14 @@ import { finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkf
 import { failoverOutOfMigrate } from './migrate.ts';
 import { undoDemotedFailback, type FailbackPlan } from './failback.ts';
 import { holdReplica } from '../catalog/holds.ts';
-import { breakOffMirror, listMirrors } from '../catalog/mirrors.ts';
+import { breakOffMirror, listMirrors, type Mirror } from '../catalog/mirrors.ts';
 import { findPeer, findPeerById } from '../catalog/peers.ts';
-import { recordSplitBrain } from '../catalog/split-brains.ts';
+import type { Peer } from '../site/peers.ts';
+import { listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
 import { primariesKnownHere } from './split-brain.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
 import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
-import { getVolume, setVolumeRole } from '../catalog/volumes.ts';
+import { findVolume, getVolume, setVolumeRole } from '../catalog/volumes.ts';
 import { lastWorkflow, runningWorkflow } from '../catalog/workflows.ts';
 
 export interface FailoverPlan {
@@ -196,9 +197,14 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
-    const { notified, notifyError, refused, tookOverBy, alsoPrimary } = await sendNotice(engine, row(), { force: plan.force });
+    const { notified, notifyError, refused, gone, tookOverBy, alsoPrimary } = await sendNotice(engine, row(), { force: plan.force });
     // The old primary answered and refused: a sibling secondary took the volume over already.
     if (refused) throw refused;
+    if (gone && !plan.force) {
+      // It answered, not primary of the volume (standalone or removed there, or it follows this site):
+      // nothing to stop there, and not "if it is down" (soak seed 8, step 175).
+      throw new FerryError('MIRROR_STATE', `the old primary ${plan.oldPrimary} answered that it does not mirror ${plan.sourceVolume} to this site (${gone}): it is not the primary of this replica any more (its mirror here was removed, or the volume is standalone or gone there), so there is nothing there to stop. To promote this replica all the same, run \`ferry failover ${plan.volume} --force\``);
+    }
     if (!notified && !plan.force) {
       throw new FerryError('PEER_UNREACHABLE', `cannot tell the old primary ${plan.oldPrimary} (${notifyError}); if it is down, run \`ferry failover ${plan.volume} --force\` (make sure it stays down or stops writing)`);
     }
@@ -326,9 +332,10 @@ async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean
     const a = await client.failoverNotice({ volume: row.source_volume, at: row.volume, ...(late ? { late: true } : {}), ...(o.force ? { force: true } : {}) });
     return { notified: true, ...(a.tookOverBy ? { tookOverBy: a.tookOverBy } : {}), ...(a.alsoPrimary ? { alsoPrimary: a.alsoPrimary } : {}) };
   } catch (err) {
-    // Told late, it answers that it has no mirror of the volume to this site (any more): there is
-    // nothing there to stop, and nothing to retry.
-    if (late && isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: true, gone: (err as Error).message };
+    // It answers that it has no mirror of the volume to this site (any more) and is not its primary:
+    // there is nothing there to stop. Told late, nothing to retry; at the failover, a plain one stops
+    // (continueFailover says why).
+    if (isFerryError(err, 'MIRROR_NOT_FOUND')) return { notified: late, ...(late ? {} : { notifyError: err.message }), gone: err.message };
     if (!late && isFerryError(err, 'MIRROR_STATE')) return { notified: false, notifyError: err.message, refused: err };
     return { notified: false, notifyError: (err as Error).message };
   } finally {
@@ -386,7 +393,7 @@ export async function deliverFailoverNotices(engine: Engine): Promise<void> {
  * answer): what its application wrote is kept, and status shows the split brain when both sides
  * wrote (dr/split-brain.ts compares snapshots).
  */
-export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean; force?: boolean } = {}): FailoverNoticeAnswer {
+export function acceptFailoverNotice(engine: Engine, peerId: string, volume: string, o: { late?: boolean; force?: boolean; at?: string } = {}): FailoverNoticeAnswer {
   const site = engine.site;
   const peer = findPeerById(site.catalog, peerId)!;
   const mirrors = listMirrors(site.catalog, volume);
@@ -398,7 +405,10 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
     // forced or late one is answered with it, so that the sender records the split brain with it.
     const sec = getSecondary(site.catalog, volume);
     const primary = sec && sec.state === 'active' && sec.source_site !== peerId ? findPeerById(site.catalog, sec.source_site) : undefined;
-    if (!primary || !sec) throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
+    if (!primary || !sec) {
+      if (findVolume(site.catalog, volume)?.role === 'primary') return acceptLeftBehind(engine, peer, volume, mirrors, o);
+      throw new FerryError('MIRROR_NOT_FOUND', `site ${site.name} has no mirror of ${volume} to ${peer.name}`);
+    }
     if (!o.late && !o.force) {
       throw new FerryError(
         'MIRROR_STATE',
@@ -412,13 +422,7 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
   // failover there too would make a second primary that knows nothing of the first, a split brain
   // nobody could see. Refused; a forced one (the first is lost), or one told late (done already), is not.
   const first = mirrors.find((x) => x !== m && x.state === 'broken-off' && x.lastError?.code === 'FAILED_OVER');
-  if (first && m.state !== 'broken-off' && !o.late && !o.force) {
-    throw new FerryError(
-      'MIRROR_STATE',
-      `${first.peer} already took ${volume} over from ${site.name} (failover): ${peer.name} failing over too would make a second primary that knows nothing of ${first.peer}. ` +
-        `Make ${peer.name} follow ${first.peer} instead (at ${first.peer}: \`ferry mirror repoint ${first.remoteVolume} --to ${peer.name}\`), or, if ${first.peer} is lost, fail over with --force`,
-    );
-  }
+  if (first && m.state !== 'broken-off' && !o.late && !o.force) throw tookOverFirst(site.name, volume, peer.name, first);
   if (m.state !== 'broken-off') {
     site.catalog.tx(() => {
       breakOffMirror(site.catalog, m.id, { code: 'FAILED_OVER', message: `${peer.name} took over ${volume}: this site is no longer its primary; run \`ferry failback ${volume}\` here to become its secondary (writes made here are kept)` });
@@ -431,6 +435,72 @@ export function acceptFailoverNotice(engine: Engine, peerId: string, volume: str
   const sibling = first ? findPeer(site.catalog, first.peer) : undefined;
   const also = primariesKnownHere(site, volume, [peerId, sibling?.id]);
   return { mirror: m.id, state: 'broken-off', ...(first && sibling ? { tookOverBy: { site: sibling.id, volume: first.remoteVolume } } : {}), ...(also.length ? { alsoPrimary: also } : {}) };
+}
+
+/** The refusal of a plain failover notice: `first` (a mirror broken off by its failover) took the volume over from this site already. */
+function tookOverFirst(here: string, volume: string, sender: string, first: Mirror): FerryError {
+  return new FerryError(
+    'MIRROR_STATE',
+    `${first.peer} already took ${volume} over from ${here} (failover): ${sender} failing over too would make a second primary that knows nothing of ${first.peer}. ` +
+      `Make ${sender} follow ${first.peer} instead (at ${first.peer}: \`ferry mirror repoint ${first.remoteVolume} --to ${sender}\`), or, if ${first.peer} is lost, fail over with --force`,
+  );
+}
+
+/**
+ * At a primary that holds no mirror to the sender any more (removed here: the sender was left
+ * following this site as its secondary), the sender's failover: nothing to stop here, but the
+ * sender is a primary beside this site from now on, and beside any secondary that took the volume
+ * over from here. Soak seed 8, step 150: a removed its mirror of v2 to c, b took v2 over from a,
+ * then c (forced); a answered c "no mirror of v2 to c", taken as nothing to tell, and b and c were
+ * both primary, neither knowing of the other. Now it is answered like a notice with a mirror:
+ * refused when plain and a sibling took over first (the same refusal), else taken: recorded here
+ * as a split brain with the sender (there is no mirror to break off that would show it), and
+ * answered with the sibling and the other primaries known here, which the sender records.
+ */
+function acceptLeftBehind(engine: Engine, peer: Peer, volume: string, mirrors: Mirror[], o: { late?: boolean; force?: boolean; at?: string }): FailoverNoticeAnswer {
+  const site = engine.site;
+  const first = mirrors.find((x) => x.state === 'broken-off' && x.lastError?.code === 'FAILED_OVER');
+  if (first && !o.late && !o.force) throw tookOverFirst(site.name, volume, peer.name, first);
+  const sibling = first ? findPeer(site.catalog, first.peer) : undefined;
+  const also = primariesKnownHere(site, volume, [peer.id, sibling?.id]);
+  if (!listSplitBrains(site.catalog, volume).some((b) => b.site === peer.id)) {
+    site.catalog.tx(() => {
+      recordSplitBrain(site.catalog, volume, { site: peer.id, remoteVolume: o.at ?? volume, oldPrimary: null });
+      site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { sibling: peer.name, siblingVolume: o.at ?? volume, message: `${peer.name} took ${volume} over from this site, which mirrors it there no more (the mirror was removed here): both are primary` } });
+    });
+  }
+  return { mirror: '', state: 'none', ...(first && sibling ? { tookOverBy: { site: sibling.id, volume: first.remoteVolume } } : {}), ...(also.length ? { alsoPrimary: also } : {}) };
+}
+
+/**
+ * At a primary, before `ferry mirror remove` drops a mirror its destination broke off by taking the
+ * volume over: that mirror is how this site knows the destination is primary beside it (the answer
+ * to the next failover notice names it: primariesKnownHere). Recorded as a split brain instead, with
+ * an event, unless the destination answers that it is not that primary any more (its volume
+ * removed, or it follows a site: it gave its copy up, as docs/dr.md's way back has it, or failed
+ * back and handed what it knew on). Unreachable, it may be: recorded. Without this, removing it and
+ * then a sibling's failover left two primaries that knew nothing of each other.
+ */
+export async function keepTakenOver(engine: Engine, m: Mirror): Promise<void> {
+  const site = engine.site;
+  if (m.state !== 'broken-off' || m.lastError?.code !== 'FAILED_OVER' || findVolume(site.catalog, m.volume)?.role !== 'primary') return;
+  const peer = findPeer(site.catalog, m.peer);
+  if (!peer || listSplitBrains(site.catalog, m.volume).some((b) => b.site === peer.id)) return;
+  const client = engine.drPeer(peer, { stallTimeoutMs: 5_000 });
+  let primary = true;
+  try {
+    primary = (await client.state({ volume: m.remoteVolume, base: null }, AbortSignal.timeout(5_000))).role === 'primary';
+  } catch (err) {
+    // removed there, or no longer related to this site (it follows another): not the primary beside this one
+    if (isFerryError(err, 'VOLUME_NOT_FOUND') || isFerryError(err, 'NOT_AUTHORIZED')) primary = false;
+  } finally {
+    client.close();
+  }
+  if (!primary) return;
+  site.catalog.tx(() => {
+    recordSplitBrain(site.catalog, m.volume, { site: peer.id, remoteVolume: m.remoteVolume, oldPrimary: null });
+    site.event({ kind: 'failover.split-brain', volume: m.volume, outcome: 'info', detail: { sibling: peer.name, siblingVolume: m.remoteVolume, message: `${peer.name} took ${m.volume} over from this site (the mirror its failover broke off is removed here): both are primary` } });
+  });
 }
 
 /**

@@ -279,3 +279,11 @@ test('a failback left at step demoted whose new primary no longer serves it (it 
   writeChange(data, 'after.bin', 4 * KiB);
   await a.json(['snapshot', 'create', 'vol']);
 });
+
+test('failback at a secondary whose primary is no longer paired here says to pair it again (soak seed 8, step 809: a TypeError)', async () => {
+  const { a, b } = await mirroredPair(sites, ['unpaired-a', 'unpaired-b']);
+  await b.json(['site', 'remove', a.name]);
+  assert.equal(secondaryRow(b)!.state, 'active', 'b is still the secondary of a');
+  await b.refused(['failback', 'vol', '--to', a.name], 3, 'PEER_NOT_FOUND', new RegExp(`not paired with this site[\\s\\S]*ferry site add NAME URL --id ${a.id}`));
+  assert.equal(roleOf(b), 'secondary', 'nothing changed');
+});

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { cleanupSites, createSite, KiB, pairPlain, writeVolumeData, type TestSite } from '../harness/index.ts';
+import { cleanupSites, createSite, KiB, pairPlain, waitFor, writeVolumeData, type TestSite } from '../harness/index.ts';
 
 /** seattle's volume mirrored to london and tokyo (all three paired), then london fails over with --no-repoint. */
 async function londonTookOver(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
@@ -233,6 +233,125 @@ test('told late (the old primary was down at the forced failover), the old prima
     assert.equal((await tokyo.json(['failover', 'vol'])).notified, true);
     assert.deepEqual(await splitBrainsAt(tokyo), ['seattle'], "london's late answer named seattle");
     assert.deepEqual((await tokyo.volumeStatus('vol')).secondary.notice.alsoPrimary.map((p: { name: string }) => p.name), ['seattle']);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+// A secondary the primary no longer mirrors to (soak seed 8, steps 117-150, three sites): a removed
+// its mirror of v2 to c, which stayed a secondary of a; b took v2 over from a, then c (forced). a held
+// no mirror to c and answered c's notice "no mirror of v2 to c", taken as nothing to tell: b and c
+// were primary of v2, neither knowing of the other.
+
+/** seattle's volume at london and tokyo; seattle then removes its mirror to tokyo (tokyo stays its secondary). */
+async function tokyoLeftBehind(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
+  const three = await seattleWithTwo(sites, tag);
+  await three.seattle.json(['mirror', 'remove', 'vol', '--to', 'tokyo']);
+  assert.equal(three.tokyo.catalog((db) => (db.prepare("SELECT source_site FROM secondaries WHERE volume = 'vol'").get() as { source_site: string }).source_site), three.seattle.id, 'tokyo still follows seattle');
+  return three;
+}
+
+test('a secondary whose mirror its primary removed, failing over after a sibling took over, records the split brain with that sibling', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await tokyoLeftBehind(sites, 'rm');
+    await london.json(['failover', 'vol', '--no-repoint']);
+    // A plain failover is refused, naming london and the way on (not "cannot tell seattle: if it is down").
+    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /london already took vol over from seattle[\s\S]*mirror repoint vol --to tokyo[\s\S]*--force/);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary', 'tokyo stays a secondary');
+    const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.equal(fo.notified, true, 'seattle took the notice');
+    assert.equal(fo.splitBrainWith, 'london', "seattle's answer named london");
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    assert.match((await tokyo.ferry(['status'])).stdout, /split brain with london \(vol there\)/);
+    // seattle, primary still and mirroring to tokyo no more, knows tokyo is primary beside it.
+    assert.deepEqual(await splitBrainsAt(seattle), ['tokyo']);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a secondary whose mirror its primary removed fails over first, its notice held up: told late, it learns of the sibling that took over meanwhile', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await tokyoLeftBehind(sites, 'rml');
+    // tokyo's notice cannot reach seattle (the soak had links cut around it): seattle knows nothing of tokyo.
+    await tokyo.stop();
+    await tokyo.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+    const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.equal(fo.notified, false);
+    await london.json(['failover', 'vol', '--no-repoint']);
+    assert.deepEqual(await splitBrainsAt(london), [], 'seattle could not name tokyo to london');
+    // The way heals: tokyo's daemon, restarted, sends the notice at once (and then after a backoff).
+    await tokyo.stop();
+    await tokyo.start();
+    await waitFor('tokyo to tell seattle', async () => (await tokyo.volumeStatus('vol')).secondary.notice?.state === 'told', 30_000, 250);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london'], "seattle's late answer named london");
+    assert.deepEqual(await splitBrainsAt(seattle), ['tokyo']);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a secondary whose mirror its primary removed fails over first: the primary records it, and a sibling failing over after it learns of it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await tokyoLeftBehind(sites, 'rmf');
+    // Plain: seattle is up and takes the notice (before, "cannot tell seattle: if it is down, --force").
+    const fo = await tokyo.json(['failover', 'vol', '--no-repoint']);
+    assert.equal(fo.notified, true);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'primary');
+    assert.deepEqual(await splitBrainsAt(seattle), ['tokyo'], 'seattle knows tokyo is primary beside it');
+    assert.deepEqual((await london.json(['failover', 'vol', '--no-repoint'])).splitBrainsWith, ['tokyo']);
+    assert.deepEqual(await splitBrainsAt(london), ['tokyo']);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a secondary whose primary removed every mirror (standalone there now): a plain failover says the old primary answered it is not its primary, and --force promotes it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, tokyo } = await tokyoLeftBehind(sites, 'rms');
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    assert.equal((await seattle.volumeStatus('vol')).role, 'standalone');
+    // Soak seed 8, step 175: "cannot tell the old primary (...); if it is down, run --force" while it was up and had answered.
+    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /seattle answered that it does not mirror vol to this site[\s\S]*nothing there to stop[\s\S]*`ferry failover vol --force`/);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary', 'tokyo stays a secondary');
+    await tokyo.json(['failover', 'vol', '--force']);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'primary');
+    assert.deepEqual(await splitBrainsAt(seattle), [], 'a standalone seattle records nothing');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a primary that removes the mirror a sibling broke off by its failover still knows that sibling, and names it to the next one failing over', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await londonTookOver(sites, 'rmb');
+    // The broken-off mirror was how seattle knew london is primary beside it.
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    assert.deepEqual(await splitBrainsAt(seattle), ['london'], 'seattle keeps knowing london is primary beside it');
+    assert.equal(eventsOf(seattle, 'failover.split-brain').at(-1)?.detail.sibling, 'london');
+    assert.deepEqual((await tokyo.json(['failover', 'vol', '--no-repoint'])).splitBrainsWith, ['london'], "seattle's answer named london");
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    assert.equal((await london.volumeStatus('vol')).role, 'primary');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a primary removing the mirror of a sibling that took over and then gave its copy up records nothing', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london } = await londonTookOver(sites, 'rmy');
+    // As docs/dr.md's way back has it: london yields (its volume removed), seattle mirrors it anew.
+    const replica = await london.memberPath('vol');
+    await london.json(['volume', 'remove', 'vol', '--force']);
+    rmSync(dirname(replica), { recursive: true });
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    assert.deepEqual(await splitBrainsAt(seattle), [], 'london answered it holds no such volume: no split brain');
   } finally {
     await cleanupSites(sites);
   }

@@ -31,6 +31,11 @@ export interface KnownDefect {
 //   to a sibling learned nothing at its forced failover. Now kept per volume (catalog split_brains)
 //   until resolved, and the old primary answers with the site it follows.
 //   test/integration/dr-sibling-failover.test.ts.
+// - two-primaries-after-mirror-removed (seed 8, 3 sites, step 150): a removed its mirror of v2 to c
+//   (c stayed its secondary), b took v2 over from a, then c (forced); a answered c's notice "no mirror
+//   of v2 to c", taken as nothing to tell, and b and c knew nothing of each other. A primary with no
+//   mirror to the sender now takes the notice (recording the split brain with it) and answers with
+//   the sibling that took over and the primaries it knows. test/integration/dr-sibling-failover.test.ts.
 
 export const KNOWN: KnownDefect[] = [];
 

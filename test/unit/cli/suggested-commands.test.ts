@@ -126,6 +126,7 @@ const PLACEHOLDERS_LEFT: Record<string, string> = {
   'src/config/export.ts: ferry site add NAME URL --id ID': 'no site paired yet',
   'src/config/plan.ts: ferry site add x1 https://HOST:PORT --id ID': "the site's URL and id: only its operator knows them",
   'src/app/daemon.ts: ferry site add NAME URL --id x1': 'an unknown site: the name it is paired under and its URL are the operator\'s choice',
+  'src/dr/failback.ts: ferry site add NAME URL --id x1': 'a site paired no more (its pairing removed): the name and URL it is paired under are the operator\'s choice',
   'src/dr/repoint.ts: ferry mirror repoint x1 --to NAME:x1': 'an unpaired site: the name it is paired under is the operator\'s choice',
   'src/cli/commands/dr.ts: ferry restore x1 --snapshot x1 --target DIR': 'where to restore is the operator\'s choice',
   'src/cli/commands/mirror.ts: ferry restore VOLUME --snapshot x1 --target DIR': 'where to restore is the operator\'s choice (the volume is said beside it)',
