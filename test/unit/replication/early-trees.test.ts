@@ -19,6 +19,24 @@ import type { WireObject } from '../../../src/replication/protocol.ts';
 
 const base = { mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, xattrs: [] as Array<[Buffer, Buffer]> };
 
+/** A destination holding `have`: what is put is added to it and to `sent`, in order. */
+function memoryReceiver(have: Set<ObjectId>, sent: ObjectId[]): Receiver {
+  return {
+    hello: async () => { throw new Error('not used'); },
+    commit: async () => { throw new Error('not used'); },
+    missing: async (_v, ids) => ids.map((id) => !have.has(id)),
+    put: async (_v, stream: AsyncIterable<WireObject>) => {
+      let n = 0;
+      for await (const o of stream) {
+        sent.push(o.id);
+        have.add(o.id);
+        n++;
+      }
+      return { received: n, stored: n, bytes: 0 };
+    },
+  };
+}
+
 test('trees go early only after everything they name; a tree over an unvouched subtree waits, with all above it', async () => {
   const objects = new Map<ObjectId, { kind: 'chunk' | 'tree'; bytes: Buffer }>();
   const chunk = (label: string): ObjectId => {
@@ -58,20 +76,7 @@ test('trees go early only after everything they name; a tree over an unvouched s
 
   const have = new Set<ObjectId>([cD, tD]);
   const sent: ObjectId[] = [];
-  const receiver: Receiver = {
-    hello: async () => { throw new Error('not used'); },
-    commit: async () => { throw new Error('not used'); },
-    missing: async (_v, ids) => ids.map((id) => !have.has(id)),
-    put: async (_v, stream: AsyncIterable<WireObject>) => {
-      let n = 0;
-      for await (const o of stream) {
-        sent.push(o.id);
-        have.add(o.id);
-        n++;
-      }
-      return { received: n, stored: n, bytes: 0 };
-    },
-  };
+  const receiver = memoryReceiver(have, sent);
   const store = {
     readStored: (id: ObjectId) => {
       const o = objects.get(id)!;
@@ -138,20 +143,7 @@ test('bounded: past its queue bound objects are left to the negotiation, vouches
   const have = new Set<ObjectId>(order.filter((_, i) => i % 7 === 3));
   const had = new Set(have);
   const sent: ObjectId[] = [];
-  const receiver: Receiver = {
-    hello: async () => { throw new Error('not used'); },
-    commit: async () => { throw new Error('not used'); },
-    missing: async (_v, ids) => ids.map((id) => !have.has(id)),
-    put: async (_v, stream: AsyncIterable<WireObject>) => {
-      let k = 0;
-      for await (const o of stream) {
-        sent.push(o.id);
-        have.add(o.id);
-        k++;
-      }
-      return { received: k, stored: k, bytes: 0 };
-    },
-  };
+  const receiver = memoryReceiver(have, sent);
   const store = { readStored: (id: ObjectId) => ({ codec: 0, rawLength: objects.get(id)!.bytes.length, stored: objects.get(id)!.bytes }), get: (id: ObjectId) => objects.get(id)!.bytes };
   const early = new EarlySender(store, { open: async () => receiver, volume: 'v', batchBytes: 3000, minBatchBytes: 1, holdBackBytes: 0, queueMax: 24, vouchedMax: 40 });
   // The stream gets a turn now and then: the queue fills, drains, and fills again as the "capture" goes on.
