@@ -269,6 +269,10 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *                   verification after an apply of a million files holds none of them in memory
  *                   (replication/receive/written-files.ts, catalog/secondaries.ts); emptied when an
  *                   apply starts or ends
+ *   stage_written   at a secondary, the files the staging of a baseline wrote (stage.ts), one
+ *                   encoded row per staged tree and directory, until the apply takes the tree into
+ *                   place and hands them to its own record (apply_written): held out of memory for
+ *                   the same reason; emptied when a staging starts or is cleared
  *   counters        the metrics' running totals, kept as events are recorded (counters.ts, which
  *                   creates it and counts the history it did not see)
  *   split_brains    another site primary of the same volume beside this one, as this site learned
@@ -342,6 +346,14 @@ CREATE TABLE IF NOT EXISTS apply_written (
   data   BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS apply_written_dir ON apply_written(volume, member, dir);
+CREATE TABLE IF NOT EXISTS stage_written (
+  id     INTEGER PRIMARY KEY,
+  volume TEXT NOT NULL,
+  tree   TEXT NOT NULL,
+  dir    BLOB NOT NULL,
+  data   BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stage_written_tree ON stage_written(volume, tree);
 CREATE TABLE IF NOT EXISTS apply_in_place (
   volume TEXT NOT NULL,
   member TEXT NOT NULL,

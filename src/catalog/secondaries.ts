@@ -114,6 +114,7 @@ export function removeSecondaryRow(cat: Catalog, volume: string): void {
   cat.db.run('DELETE FROM secondaries WHERE volume = ?', volume);
   cat.db.run('DELETE FROM apply_in_place WHERE volume = ?', volume);
   dropAppliedFiles(cat, volume);
+  dropStagedFiles(cat, volume);
 }
 
 /** What the source says with every hello: how many replication snapshots to keep here, and its other secondaries. */
@@ -176,6 +177,24 @@ export function appliedFilesOf(cat: Catalog, volume: string, member: string, dir
 /** The volume's rows of applied files go (an apply starts or ends, or the replica goes). */
 export function dropAppliedFiles(cat: Catalog, volume: string): void {
   cat.db.run('DELETE FROM apply_written WHERE volume = ?', volume);
+}
+
+/** The files the staging of `volume` wrote for staged trees, one encoded row per (tree, directory). */
+export function putStagedFiles(cat: Catalog, volume: string, rows: Array<[tree: string, dir: Buffer, data: Buffer]>): void {
+  cat.tx(() => {
+    for (const [tree, dir, data] of rows) cat.db.run('INSERT INTO stage_written (volume, tree, dir, data) VALUES (?, ?, ?, ?)', volume, tree, dir, data);
+  });
+}
+
+/** The rows putStagedFiles wrote for staged tree `tree`, in the order they were written. */
+export function stagedFilesOf(cat: Catalog, volume: string, tree: string): Array<{ dir: Uint8Array; data: Uint8Array }> {
+  return cat.db.all<{ dir: Uint8Array; data: Uint8Array }>('SELECT dir, data FROM stage_written WHERE volume = ? AND tree = ? ORDER BY id', volume, tree);
+}
+
+/** The staging's rows of `volume` go: of one tree (taken into place), or all (a staging starts or is cleared, the replica goes). */
+export function dropStagedFiles(cat: Catalog, volume: string, tree?: string): void {
+  if (tree === undefined) cat.db.run('DELETE FROM stage_written WHERE volume = ?', volume);
+  else cat.db.run('DELETE FROM stage_written WHERE volume = ? AND tree = ?', volume, tree);
 }
 
 /** Why the apply of `target` did not complete (kept while it is still the one journaled). */

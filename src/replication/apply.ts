@@ -20,6 +20,9 @@ import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEn
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import { pathToText } from '../snapshot/path-text.ts';
 import { patchInPlace, type InPlaceRecord } from './in-place.ts';
+import { join, linkTargetProblem, lstatOrNull, removePath, tmpName } from './apply-fs.ts';
+
+export { isApplyTemporary, lstatOrNull, removePath } from './apply-fs.ts';
 import { XATTR_TOOLS_HINT, XattrWriter, hasDefaultAcl, readXattrsSync, xattrToolsPresent, type Xattrs } from '../snapshot/xattrs.ts';
 
 export interface ApplyStats {
@@ -47,6 +50,12 @@ export interface ApplyOptions {
    * in it inherit one). Unset: as the member root does (staging makes its directories there).
    */
   inheritsDefaultAcl?: boolean;
+  /**
+   * Whether the member's tree being applied holds hard links, so that files replaced are noted and
+   * links to them remade (TreeApplier.finish). applyTree finds it out; applySubtree is told (unset:
+   * noted, the safe side).
+   */
+  relinks?: boolean;
   /** Called for each directory whose subtree the apply left as it was (member-relative, latin1), with its tree id. */
   onDirUnchanged?: (rel: string, tree: ObjectId) => void;
   /**
@@ -84,8 +93,8 @@ export interface ApplyOptions {
 /** What a staged subtree holds, for the applier that moves it into place. */
 export interface StagedTree {
   stats: ApplyStats;
-  /** files written, with what lstat saw of each, relative to the subtree's root ('' for its own files) */
-  written: Array<[dir: string, name: string, file: CachedFile]>;
+  /** files written, with what lstat saw of each, relative to the subtree's root ('' for its own files); read once */
+  written: Iterable<[dir: string, name: string, file: CachedFile]>;
   warnings: Array<[path: string, message: string]>;
 }
 
@@ -98,7 +107,7 @@ export interface SubtreeResult {
   warnings: Array<[path: string, message: string]>;
 }
 
-export type SubtreeRunner = (job: { root: Buffer; dir: Buffer; rel: string; tree: ObjectId; meta: TreeEntry; noOwner?: boolean; inheritsDefaultAcl?: boolean }) => Promise<SubtreeResult>;
+export type SubtreeRunner = (job: { root: Buffer; dir: Buffer; rel: string; tree: ObjectId; meta: TreeEntry; noOwner?: boolean; inheritsDefaultAcl?: boolean; relinks?: boolean }) => Promise<SubtreeResult>;
 
 export interface PendingLink {
   path: Buffer;
@@ -110,37 +119,6 @@ export interface PendingLink {
 
 /** New directories less than this many levels below the member root are split into their subdirectories (#splitHere). */
 const SPLIT_DEPTH = 2;
-
-const SLASH = Buffer.from('/');
-const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
-
-function tmpName(name: Buffer): Buffer {
-  return Buffer.from(`.ferry-tmp.${hashBytes(name).slice(0, 24)}`);
-}
-
-const TMP_NAME = /^\.ferry-tmp\.[0-9a-f]{24}$/;
-
-/** Is `name` one of the apply's temporaries (an entry written beside its target, renamed into place)? */
-export function isApplyTemporary(name: Buffer): boolean {
-  return name.length === 35 && TMP_NAME.test(name.toString('latin1'));
-}
-
-export function lstatOrNull(p: Buffer) {
-  try {
-    return lstatSync(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw wrapIoError(err, `inspecting ${p}`);
-  }
-}
-
-export function removePath(p: Buffer): void {
-  try {
-    rmSync(p, { recursive: true, force: true });
-  } catch (err) {
-    throw wrapIoError(err, `removing ${p}`);
-  }
-}
 
 function sameMeta(a: TreeEntry, b: TreeEntry): boolean {
   return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs && sameXattrs(a.xattrs, b.xattrs);
@@ -229,8 +207,13 @@ class TreeApplier {
   readonly #o: ApplyOptions;
   readonly #ctx: MetaContext;
   readonly #root: Buffer;
-  /** member-relative paths (latin1) whose inode was replaced: hard links to them must be remade */
+  /**
+   * member-relative paths (latin1) whose inode was replaced: hard links to them must be remade.
+   * Noted only when the tree applied holds hard links (ApplyOptions.relinks): a baseline of a
+   * million files would otherwise hold a million paths here, for nothing.
+   */
   readonly #replaced = new Set<string>();
+  readonly #relinks: boolean;
   readonly #links: PendingLink[] = [];
   /** new subtrees applied elsewhere (ApplyOptions.subtrees) */
   readonly #handedOver: Array<Promise<SubtreeResult>> = [];
@@ -245,6 +228,7 @@ class TreeApplier {
   constructor(root: Buffer, o: ApplyOptions, rootInside: () => boolean) {
     this.#root = root;
     this.#o = o;
+    this.#relinks = o.relinks ?? true;
     this.#rootInside = rootInside;
     this.#ctx = {
       ...defaultMetaContext(o.noOwner),
@@ -363,7 +347,7 @@ class TreeApplier {
       }
       const existed = this.#ensureDir(p);
       if (fresh && this.#o.subtrees && !this.#splitHere(rel, y.tree!)) {
-        const job = this.#o.subtrees({ root: this.#root, dir: p, rel, tree: y.tree!, meta: y, noOwner: this.#o.noOwner, inheritsDefaultAcl: inside });
+        const job = this.#o.subtrees({ root: this.#root, dir: p, rel, tree: y.tree!, meta: y, noOwner: this.#o.noOwner, inheritsDefaultAcl: inside, relinks: this.#relinks });
         job.catch(() => {}); // awaited in collect()
         this.#handedOver.push(job);
         return;
@@ -390,7 +374,7 @@ class TreeApplier {
       // staged with its metadata while the transfer ran: moved, not written again
       if (y.type === 'file') {
         this.stats.bytesWritten += y.size;
-        this.#replaced.add(rel);
+        this.#noteReplaced(rel);
         this.#written(p, rel, y);
       }
       return;
@@ -423,7 +407,7 @@ class TreeApplier {
     const waits = e !== y || (y.type === 'symlink' && y.xattrs.length > 0);
     if (waits) this.#queueXattrs(y, p, acls);
     if (y.type === 'file') {
-      this.#replaced.add(rel);
+      this.#noteReplaced(rel);
       if (waits) this.#waiting.set(p.toString('latin1'), { p, rel, e: y });
       else this.#written(p, rel, y);
     }
@@ -439,7 +423,7 @@ class TreeApplier {
     const patched = patchInPlace(this.#o.store, p, x, e, this.#ctx, (r) => this.#o.inPlace!(rel, r));
     if (patched === undefined) return false;
     this.stats.bytesWritten += patched;
-    this.#replaced.add(rel);
+    this.#noteReplaced(rel);
     if (e !== y) {
       this.#queueXattrs(y, p, acls);
       this.#waiting.set(p.toString('latin1'), { p, rel, e: y });
@@ -454,7 +438,7 @@ class TreeApplier {
     for (const k of Object.keys(this.stats) as Array<keyof ApplyStats>) this.stats[k] += s.stats[k];
     for (const [dir, name, f] of s.written) {
       const d = dir ? `${rel}/${dir}` : rel;
-      this.#replaced.add(`${d}/${name}`);
+      this.#noteReplaced(`${d}/${name}`);
       this.#o.onFileWritten?.(d, name, f);
     }
     for (const [path, msg] of s.warnings) this.#o.onWarning?.(path, msg);
@@ -472,6 +456,10 @@ class TreeApplier {
     for (let i = rel.indexOf('/'); i >= 0; i = rel.indexOf('/', i + 1)) depth++;
     if (depth >= SPLIT_DEPTH) return false;
     return dirEntries(this.#o.store, tree).some((e) => e.type === 'dir');
+  }
+
+  #noteReplaced(rel: string): void {
+    if (this.#relinks) this.#replaced.add(rel);
   }
 
   /** Tell onFileWritten what lstat sees of a file just put in place. */
@@ -492,7 +480,7 @@ class TreeApplier {
     for (const r of results as Array<PromiseFulfilledResult<SubtreeResult>>) {
       const x = r.value;
       for (const k of Object.keys(this.stats) as Array<keyof ApplyStats>) this.stats[k] += x.stats[k];
-      for (const rel of x.replaced) this.#replaced.add(rel);
+      for (const rel of x.replaced) this.#noteReplaced(rel);
       this.#links.push(...x.links);
       for (const [dir, name, f] of x.written) this.#o.onFileWritten?.(dir, name, f);
       for (const [path, msg] of x.warnings) this.#o.onWarning?.(path, msg);
@@ -512,7 +500,7 @@ class TreeApplier {
       const target = join(this.#root, l.e.target!);
       // link(2) follows symlinks in the target's directories: a target reached through a symlink
       // (`s -> /etc`, target `s/passwd`) would link a file from outside the replica into it.
-      const why = this.#linkTargetProblem(l.e.target!);
+      const why = linkTargetProblem(this.#root, l.e.target!);
       if (why) {
         this.#o.onWarning?.(pathToText(l.path), `hard link to ${pathToText(l.e.target!)} not made: ${why}`);
         continue;
@@ -531,21 +519,6 @@ class TreeApplier {
     }
     // Linking changed those directories' mtimes.
     for (const t of touched.values()) if (t.meta) setEntryMeta(t.parent, t.meta, this.#ctx);
-  }
-
-  /** null when the member-relative `target` is a regular file reached through real directories only (never a symlink). */
-  #linkTargetProblem(target: Buffer): string | null {
-    let p = this.#root;
-    let start = 0;
-    for (;;) {
-      const slash = target.indexOf(0x2f, start);
-      const comp = target.subarray(start, slash === -1 ? target.length : slash);
-      p = join(p, comp);
-      const st = lstatOrNull(p);
-      if (slash === -1) return st?.isFile() ? null : st ? 'it is not a regular file in the replica' : 'it does not exist in the replica';
-      if (!st?.isDirectory()) return `${pathToText(target.subarray(0, slash))} is not a directory in the replica${st?.isSymbolicLink() ? ' (a symlink)' : ''}`;
-      start = slash + 1;
-    }
   }
 
   #collectStaleLinks(bRoot: ObjectId): void {
@@ -570,7 +543,8 @@ export async function applyTree(root: string, from: ObjectId | null, to: ObjectI
   if (st && !st.isDirectory()) throw new FerryError('MEMBER_INVALID', `replica ${root} is not a directory (a symlink or file is in the way); move it away`);
   if (!st) mkdirSync(r, { recursive: true });
   const inside = rootInherits(r, true);
-  const applier = new TreeApplier(r, o, () => inside);
+  // (remembered per tree: what finish reads again, an update's new trees only)
+  const applier = new TreeApplier(r, { ...o, relinks: o.relinks ?? treeHasHardlinks(o.store, to) }, () => inside);
   try {
     applier.dir(r, '', from, to, undefined, { inside, clear: false });
     applier.flushXattrs();

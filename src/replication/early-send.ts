@@ -24,6 +24,15 @@
 // its batch; a missing chunk is sent ahead of the tree, a missing subtree
 // leaves the tree to the negotiation (and so every tree above it).
 //
+// Memory: what is queued and what is vouched for are per object, and the
+// capture can outrun the stream (at 500,000 files the queue held 300,000 ids:
+// ~140 bytes each). Both are bounded: past EARLY_QUEUE_MAX queued, an object
+// stored is left to the negotiation (counted, objectsLeft); the vouched set
+// keeps two generations of EARLY_VOUCHED_MAX ids, and a tree naming an id
+// forgotten asks the destination about it with its batch, as for any id
+// nobody vouched for (or is left to the negotiation): forgetting is never
+// wrong, only a question more.
+//
 // Must never: send an image, block list or manifest, or a tree before what
 // it names. Chunks have no order: they are safe in any order.
 // Must never throw into its caller nor leave a rejection unhandled: it is an
@@ -59,11 +68,16 @@ export interface EarlySendOptions {
   minBatchBytes?: number;
   /** the newest chunk bytes not sent (see EARLY_HOLD_BACK_BYTES); default 4 MiB */
   holdBackBytes?: number;
+  /** ids queued at most (EARLY_QUEUE_MAX), and vouched for per generation (EARLY_VOUCHED_MAX): for tests */
+  queueMax?: number;
+  vouchedMax?: number;
 }
 
 export interface EarlyStats {
   /** chunks the capture stored while the stream listened */
   objectsQueued: number;
+  /** stored while the queue was full (EARLY_QUEUE_MAX): left to the negotiation */
+  objectsLeft: number;
   /** ids asked about (the destination already had the others) */
   objectsOffered: number;
   objectsSent: number;
@@ -95,6 +109,10 @@ export const EARLY_HOLD_BACK_BYTES = 4 * MiB;
  * transfer, and a cut loses at most one object in flight.
  */
 const MAX_BATCHES = 2;
+/** Ids queued at most (about 140 bytes each); what the capture stores past it goes with the negotiation. */
+export const EARLY_QUEUE_MAX = 65_536;
+/** Ids vouched for, per generation (two are kept: see the file's comment). */
+export const EARLY_VOUCHED_MAX = 131_072;
 /** ids per batch: one question each (well under the protocol's limit and the receiver's 2 MiB budget) */
 const MAX_BATCH_IDS = Math.min(16_384, MAX_IDS_PER_QUERY);
 
@@ -110,14 +128,14 @@ export class EarlySender {
   readonly #store: EarlyStore;
   readonly #o: EarlySendOptions;
   readonly #ac = new AbortController();
-  readonly #stats: EarlyStats = { objectsQueued: 0, objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0, batches: 0, seconds: 0 };
+  readonly #stats: EarlyStats = { objectsQueued: 0, objectsLeft: 0, objectsOffered: 0, objectsSent: 0, bytesSent: 0, rawBytesSent: 0, roundTrips: 0, batches: 0, seconds: 0 };
   #queue: Queued[] = [];
   /**
    * Objects a later tree may stand on: found at the destination, or sent in this stream (a put goes
    * only once the one before it succeeded, so what an earlier put carried is there when a later one
    * is stored).
    */
-  #vouched = new Set<ObjectId>();
+  #vouched: Vouched;
   /** ids in the queue, not yet taken into a batch (what a tree names may not be read before its turn: EARLY_HOLD_BACK_BYTES) */
   readonly #queued = new Set<ObjectId>();
   /** bytes ever queued (see Queued.upTo) */
@@ -140,6 +158,7 @@ export class EarlySender {
   constructor(store: EarlyStore, o: EarlySendOptions) {
     this.#store = store;
     this.#o = o;
+    this.#vouched = new Vouched(o.vouchedMax);
     if (o.signal?.aborted) this.#ac.abort(o.signal.reason);
     else o.signal?.addEventListener('abort', this.#onAbort, { once: true });
     this.#done = this.#run();
@@ -148,7 +167,12 @@ export class EarlySender {
   /** The store observer: queue a chunk or tree just stored; other kinds never go early. */
   readonly added = (id: ObjectId, kind: ObjectKind, storedLength: number): void => {
     if ((kind !== 'chunk' && kind !== 'tree') || this.#closing || this.#failed) return;
+    // (counted even when not queued: it is stored after what is queued, and EARLY_HOLD_BACK_BYTES counts bytes stored after)
     this.#queuedTotal += storedLength;
+    if (this.#queue.length >= (this.#o.queueMax ?? EARLY_QUEUE_MAX)) {
+      this.#stats.objectsLeft++;
+      return;
+    }
     this.#queue.push({ id, kind, bytes: storedLength, upTo: this.#queuedTotal });
     this.#queued.add(id);
     this.#pendingBytes += storedLength;
@@ -179,7 +203,7 @@ export class EarlySender {
     this.#o.signal?.removeEventListener('abort', this.#onAbort);
     this.#queue = [];
     this.#queued.clear();
-    this.#vouched = new Set();
+    this.#vouched = new Vouched(this.#o.vouchedMax);
     return { ...this.#stats, ...(this.#stats.error ? { error: { ...this.#stats.error } } : {}) };
   }
 
@@ -398,5 +422,32 @@ export class EarlySender {
       this.#pendingBytes -= unsettled;
       this.#pendingObjects -= unsettledObjects;
     }
+  }
+}
+
+/**
+ * Ids vouched for, bounded: two generations of `max` ids; when the newer fills, the older is
+ * forgotten. An id forgotten is asked about again (EarlySender.#send), never taken as there.
+ */
+class Vouched {
+  #new = new Set<ObjectId>();
+  #old = new Set<ObjectId>();
+  readonly #max: number;
+
+  constructor(max = EARLY_VOUCHED_MAX) {
+    this.#max = max;
+  }
+
+  has(id: ObjectId): boolean {
+    return this.#new.has(id) || this.#old.has(id);
+  }
+
+  add(id: ObjectId): void {
+    if (this.#new.has(id)) return;
+    if (this.#new.size >= this.#max) {
+      this.#old = this.#new;
+      this.#new = new Set();
+    }
+    this.#new.add(id);
   }
 }

@@ -251,15 +251,17 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
   const order: ObjectId[] = [...chunks];
   for (let l = levels.length - 1; l >= 0; l--) for (const p of levels[l]) order.push(p.id);
   progress.objectsTotal = order.length;
-  // Each object's index entry, looked up once (a catalog query each): sizes for the progress and the batches, kind for sending.
-  const infoOf = new Map<ObjectId, ReturnType<SenderStore['info']>>();
-  const storedOf = new Map<ObjectId, number>();
-  for (const id of order) {
+  // Each object's index entry, looked up once (a catalog query each): sizes for the progress and the
+  // batches, kind for sending; kept by place in `order`, not in maps of objects (an initialize's
+  // negotiation can hold a million: ~100 bytes each in maps, 16 here).
+  const storedLen = new Float64Array(order.length);
+  const kindOf = new Array<ObjectKind | undefined>(order.length);
+  order.forEach((id, at) => {
     const info = store.info(id);
-    infoOf.set(id, info);
-    storedOf.set(id, info?.storedLength ?? 0);
-    progress.bytesTotal += info?.storedLength ?? 0;
-  }
+    kindOf[at] = info?.kind;
+    storedLen[at] = info?.storedLength ?? 0;
+    progress.bytesTotal += storedLen[at];
+  });
   progress.phase = 'sending';
   o.onProgress?.({ ...progress });
 
@@ -271,14 +273,14 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
     o.signal?.throwIfAborted();
     let j = i;
     let bytes = 0;
-    while (j < order.length && (j === i || bytes < batchBytes)) bytes += infoOf.get(order[j++])?.storedLength ?? 0;
+    while (j < order.length && (j === i || bytes < batchBytes)) bytes += storedLen[j++];
+    const first = i;
     const slice = order.slice(i, j);
-    const prepare = async (id: ObjectId): Promise<WireObject> => {
-      const info = infoOf.get(id);
-      infoOf.delete(id); // sent: not needed again
-      if (!info) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} vanished from the store while sending`);
+    const prepare = async (id: ObjectId, at: number): Promise<WireObject> => {
+      const kind = kindOf[at];
+      if (!kind) throw new FerryError('OBJECT_NOT_FOUND', `object ${id} vanished from the store while sending`);
       const s = store.readStored(id, { crcOnly: true });
-      const whole: PreparedObject = { kind: info.kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
+      const whole: PreparedObject = { kind, id, rawLength: s.rawLength, codec: s.codec as PreparedObject['codec'], stored: s.stored };
       const refs = refsOf.get(id);
       if (!refs) return whole;
       const dictionary = planDictionary(refSource, refs);
@@ -287,7 +289,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       const r = await encodeOne({ id, codec: s.codec, rawLength: s.rawLength, stored: s.stored, dictionary, refCount: refs.refs.length });
       if (r.error) throw new FerryError('OBJECT_CORRUPT', r.error);
       if (!r.frame) return whole;
-      return deltaObject({ kind: info.kind, id, rawLength: s.rawLength }, refs, r.frame);
+      return deltaObject({ kind, id, rawLength: s.rawLength }, refs, r.frame);
     };
     async function* objects(): AsyncGenerator<WireObject> {
       const ahead: Promise<WireObject>[] = [];
@@ -299,9 +301,10 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
       try {
         while (k < slice.length || ahead.length > 0) {
           while (k < slice.length && ahead.length < DELTA_AHEAD) {
-            const size = infoOf.get(slice[k])?.storedLength ?? 0;
+            const size = storedLen[first + k];
             if (ahead.length > 0 && aheadBytes + size > share.limit) break;
-            const p = prepare(slice[k++]);
+            const p = prepare(slice[k], first + k);
+            k++;
             p.catch(() => {}); // awaited below, in order; this only keeps an early failure from being "unhandled"
             ahead.push(p);
             sizes.push(size);
@@ -309,7 +312,7 @@ export async function sendSnapshot(store: SenderStore, receiver: Receiver, volum
             share.hold(size);
           }
           const w = await ahead.shift()!;
-          stats.storedBytes += storedOf.get(w.id) ?? 0;
+          stats.storedBytes += sizes[0];
           const wire = isDelta(w) ? deltaHeaderBytes(w.refs.length) + w.stored.byteLength : w.stored.byteLength;
           if (o.limiter) await o.limiter.take(wire, o.signal);
           yield w;

@@ -23,6 +23,13 @@
 // that: the replica is captured and compared with the snapshot after the
 // apply, as always.
 //
+// What each staged tree's walk wrote (what lstat saw of each file) is what
+// lets the verification after the apply take those files unread. At a
+// million files that record was the largest thing the destination held
+// (about 500 bytes a file, for the whole transfer), so it goes out of
+// memory: into a StageRecord (the catalog's stage_written, host.ts), a row
+// per tree and directory, read back a tree at a time when the apply takes it.
+//
 // Owns: the staging area inside one member, and the record of what is
 // staged there. Must never: write outside the member's staging area (names
 // are tree ids; the area is a real directory, never a symlink followed), or
@@ -32,7 +39,7 @@ import { mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { wrapIoError } from '../core/errors.ts';
 import { isObjectId, type ObjectId } from '../core/ids.ts';
 import type { ObjectReader } from '../store/types.ts';
-import type { CachedFile } from '../snapshot/stat-cache.ts';
+import { decodeDirCache, encodeDirCache, type CachedFile } from '../snapshot/stat-cache.ts';
 import type { TreeEntry } from '../snapshot/model.ts';
 import { dirEntries } from '../snapshot/dir-pages.ts';
 import { applySubtree, lstatOrNull, removePath, type ApplyStats, type StagedTree } from './apply.ts';
@@ -96,6 +103,8 @@ export function stageTree(root: Buffer, tree: ObjectId, o: { store: ObjectReader
     const r = applySubtree(root, part, '', tree, undefined, {
       store: o.store,
       noOwner: o.noOwner,
+      // a tree holding a hard link is not staged (below): nothing here is relinked
+      relinks: false,
       onFileWritten: (dir, name, f) => out.written.push([dir, name, f]),
       onWarning: (p, msg) => out.warnings.push([p, msg]),
       staged: (child, p, rel) => {
@@ -123,14 +132,46 @@ export function stageTree(root: Buffer, tree: ObjectId, o: { store: ObjectReader
   }
 }
 
-/** One staged tree as the Stager knows it: where it is, what its own walk wrote, and what it took in. */
+/**
+ * Where a Stager keeps what its staging wrote, out of memory: rows of encoded files (the stat
+ * cache's encoding), per staged tree and directory (relative to the tree, latin1 bytes).
+ */
+export interface StageRecord {
+  put(rows: Array<[tree: ObjectId, dir: Buffer, data: Buffer]>): void;
+  /** the rows put for `tree`, in the order they were put */
+  of(tree: ObjectId): Array<{ dir: Uint8Array; data: Uint8Array }>;
+  /** the rows of `tree` go; of every tree when none is named */
+  drop(tree?: ObjectId): void;
+}
+
+/** A StageRecord in memory (a Stager given none: tests, tools). */
+export function memoryStageRecord(): StageRecord {
+  const rows = new Map<ObjectId, Array<{ dir: Uint8Array; data: Uint8Array }>>();
+  return {
+    put: (add) => {
+      for (const [tree, dir, data] of add) {
+        let r = rows.get(tree);
+        if (!r) rows.set(tree, (r = []));
+        r.push({ dir, data });
+      }
+    },
+    of: (tree) => rows.get(tree) ?? [],
+    drop: (tree) => (tree === undefined ? rows.clear() : rows.delete(tree), undefined),
+  };
+}
+
+/** Files of staged trees held before they go to the StageRecord in one batch. */
+const RECORD_BATCH_FILES = 8192;
+
+/** One staged tree as the Stager knows it: where it is, whether its own walk's files are recorded, and what it took in. */
 interface Staged {
   tree: ObjectId;
   /** the staged tree it was moved into, and its path there; none: at the top of the staging area */
   parent?: Staged;
   rel?: string;
   stats: ApplyStats;
-  written: StageResult['written'];
+  /** the files its own walk wrote are in the record (StageRecord) */
+  recorded?: boolean;
   warnings: StageResult['warnings'];
   children: Staged[];
   /** moved into the replica */
@@ -164,11 +205,18 @@ export class Stager {
   readonly #store: ObjectReader;
   /** trees already staged at the top of the area when this stager began (another process staged them) */
   #adopted = false;
+  readonly #rows: StageRecord;
+  /** rows not yet put in the record, and how many files they hold */
+  #pending: Array<[tree: ObjectId, dir: Buffer, data: Buffer]> = [];
+  #pendingFiles = 0;
 
-  constructor(root: string, run: StageRunner, store: ObjectReader) {
+  /** `record`: where what the staging wrote is kept (its rows from before are dropped: a new staging knows nothing of them). */
+  constructor(root: string, run: StageRunner, store: ObjectReader, record: StageRecord = memoryStageRecord()) {
     this.#root = Buffer.from(root);
     this.#run = run;
     this.#store = store;
+    this.#rows = record;
+    record.drop();
   }
 
   /** Stage tree `tree` (stored, with everything below it), whose entries are `entries`, once its subdirectories' staging is done. */
@@ -200,12 +248,13 @@ export class Stager {
   }
 
   #record(tree: ObjectId, r: StageResult): void {
-    const s: Staged = { tree, stats: r.existed ? { ...ZERO } : r.stats, written: r.written, warnings: r.warnings, children: [] };
+    const s: Staged = { tree, stats: r.existed ? { ...ZERO } : r.stats, recorded: r.written.length > 0, warnings: r.warnings, children: [] };
+    if (s.recorded) this.#keep(tree, r.written);
     this.#staged.set(tree, s);
     this.counts.staged++;
     for (const [rel, child] of r.claimed) {
       const known = this.#staged.get(child);
-      const c = known ?? { tree: child, stats: { ...ZERO }, written: [], warnings: [], children: [] };
+      const c = known ?? { tree: child, stats: { ...ZERO }, warnings: [], children: [] };
       c.parent = s;
       c.rel = rel;
       s.children.push(c);
@@ -213,6 +262,27 @@ export class Stager {
       if (!known) this.#indexBelow(c);
     }
     if (r.existed) this.#indexBelow(s);
+  }
+
+  /** What tree `tree`'s own walk wrote, into the record (a row per directory; batched). */
+  #keep(tree: ObjectId, written: StageResult['written']): void {
+    const byDir = new Map<string, Array<[Buffer, CachedFile]>>();
+    for (const [dir, name, f] of written) {
+      let d = byDir.get(dir);
+      if (!d) byDir.set(dir, (d = []));
+      d.push([Buffer.from(name, 'latin1'), f]);
+    }
+    for (const [dir, files] of byDir) this.#pending.push([tree, Buffer.from(dir, 'latin1'), encodeDirCache(files)]);
+    this.#pendingFiles += written.length;
+    if (this.#pendingFiles >= RECORD_BATCH_FILES) this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    const rows = this.#pending;
+    this.#pending = [];
+    this.#pendingFiles = 0;
+    this.#rows.put(rows);
   }
 
   /**
@@ -230,7 +300,7 @@ export class Stager {
     }
     for (const e of entries) {
       if (e.type !== 'dir' || this.#staged.has(e.tree!)) continue;
-      const c: Staged = { tree: e.tree!, parent: s, rel: e.name.toString('latin1'), stats: { ...ZERO }, written: [], warnings: [], children: [] };
+      const c: Staged = { tree: e.tree!, parent: s, rel: e.name.toString('latin1'), stats: { ...ZERO }, warnings: [], children: [] };
       s.children.push(c);
       this.#indexBelow(c);
     }
@@ -240,6 +310,7 @@ export class Stager {
   async drain(): Promise<void> {
     this.#closed = true;
     await Promise.all(this.#jobs.values());
+    this.#flush();
     this.#adopt();
   }
 
@@ -262,7 +333,7 @@ export class Stager {
       return; // no staging area
     }
     for (const name of names) {
-      if (isObjectId(name) && !this.#staged.has(name)) this.#indexBelow({ tree: name, stats: { ...ZERO }, written: [], warnings: [], children: [] });
+      if (isObjectId(name) && !this.#staged.has(name)) this.#indexBelow({ tree: name, stats: { ...ZERO }, warnings: [], children: [] });
     }
   }
 
@@ -291,17 +362,33 @@ export class Stager {
     if (!s) return { stats: { ...ZERO }, written: [], warnings: [] };
     s.taken = true;
     if (s.parent) this.#break(s.parent);
-    const out: StagedTree = { stats: { ...ZERO }, written: [], warnings: [] };
+    const parts: Array<[Staged, string]> = [];
+    const stats = { ...ZERO };
+    const warnings: StagedTree['warnings'] = [];
     const gather = (x: Staged, prefix: string) => {
       x.taken = true;
-      for (const k of Object.keys(out.stats) as Array<keyof ApplyStats>) out.stats[k] += x.stats[k];
-      for (const [dir, name, f] of x.written) out.written.push([prefix && dir ? `${prefix}/${dir}` : prefix || dir, name, f]);
-      out.warnings.push(...x.warnings);
+      for (const k of Object.keys(stats) as Array<keyof ApplyStats>) stats[k] += x.stats[k];
+      if (x.recorded) parts.push([x, prefix]);
+      warnings.push(...x.warnings);
       for (const c of x.children) gather(c, prefix ? `${prefix}/${c.rel}` : c.rel!);
     };
     gather(s, '');
-    return out;
+    this.#flush();
+    return { stats, warnings, written: this.#filesOf(parts) };
   };
+
+  /** The files the staged trees `parts` wrote, relative to the tree taken (each tree's rows read when it comes, then dropped). */
+  *#filesOf(parts: Array<[Staged, string]>): Generator<[dir: string, name: string, file: CachedFile]> {
+    for (const [x, prefix] of parts) {
+      for (const row of this.#rows.of(x.tree)) {
+        const dir = Buffer.from(row.dir.buffer, row.dir.byteOffset, row.dir.byteLength).toString('latin1');
+        const at = prefix && dir ? `${prefix}/${dir}` : prefix || dir;
+        for (const [name, f] of decodeDirCache(row.data)) yield [at, name, f];
+      }
+      this.#rows.drop(x.tree);
+      x.recorded = false;
+    }
+  }
 
   /**
    * Move the staged entry `name` (not a directory: those are taken whole) of
@@ -354,5 +441,8 @@ export class Stager {
     this.#closed = true;
     removePath(stageArea(this.#root));
     this.#staged.clear();
+    this.#pending = [];
+    this.#pendingFiles = 0;
+    this.#rows.drop();
   }
 }

@@ -129,6 +129,7 @@ const TABLE_OWNER: Record<string, string> = {
   stat_cache_owner: 'stat-cache.ts',
   apply_in_place: 'secondaries.ts',
   apply_written: 'secondaries.ts',
+  stage_written: 'secondaries.ts',
   counters: 'counters.ts',
 };
 

@@ -50,6 +50,7 @@ interface Job {
   meta?: TreeEntry;
   noOwner?: boolean;
   inheritsDefaultAcl?: boolean;
+  relinks?: boolean;
 }
 
 const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -76,7 +77,7 @@ export class ApplyPool {
   }
 
   readonly run: SubtreeRunner = async (job) => {
-    const r = (await this.#pool.run({ site: this.#site, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner, inheritsDefaultAcl: job.inheritsDefaultAcl })) as SubtreeResult;
+    const r = (await this.#pool.run({ site: this.#site, root: job.root, dir: job.dir, rel: job.rel, tree: job.tree, meta: job.meta, noOwner: job.noOwner, inheritsDefaultAcl: job.inheritsDefaultAcl, relinks: job.relinks })) as SubtreeResult;
     return {
       ...r,
       links: r.links.map((l) => ({ ...l, path: toBuffer(l.path), parent: toBuffer(l.parent), e: reviveEntry(l.e), ...(l.parentMeta ? { parentMeta: reviveEntry(l.parentMeta) } : {}) })),
@@ -129,6 +130,7 @@ if (!isMainThread && (workerData as { ferryApplyWorker?: boolean } | null)?.ferr
       store: reader,
       noOwner: m.noOwner,
       inheritsDefaultAcl: m.inheritsDefaultAcl,
+      relinks: m.relinks,
       onFileWritten: (dir, name, f) => written.push([dir, name, f]),
       onWarning: (p, msg) => warnings.push([p, msg]),
     });

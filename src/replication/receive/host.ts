@@ -13,10 +13,10 @@ import type { ChunkPool } from '../../snapshot/chunk-pool.ts';
 import type { DirtySet } from '../../snapshot/journal.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import type { EventRecord } from '../../catalog/events.ts';
-import { getSecondary, type SecondaryRow } from '../../catalog/secondaries.ts';
+import { dropStagedFiles, getSecondary, putStagedFiles, stagedFilesOf, type SecondaryRow } from '../../catalog/secondaries.ts';
 import { findVolume, type Member, type Volume } from '../../catalog/volumes.ts';
 import type { MemberKind } from '../../snapshot/model.ts';
-import type { Stager } from '../stage.ts';
+import type { StageRecord, Stager } from '../stage.ts';
 import type { Replicas } from './replicas.ts';
 
 /** The replica journal (the site's journal service) as the apply sees it. */
@@ -98,5 +98,10 @@ export function secondaryFor(rx: Receiving, volume: string): SecondaryRow {
 export function stagerFor(host: ReceiveHost, vol: Volume): Stager | undefined {
   const members = vol.members.filter((m) => m.kind === 'tree');
   if (members.length !== 1) return undefined;
-  return host.replicas.of(vol.name).stager(members[0].path, host.store);
+  const record = (): StageRecord => ({
+    put: (rows) => putStagedFiles(host.catalog, vol.name, rows),
+    of: (tree) => stagedFilesOf(host.catalog, vol.name, tree),
+    drop: (tree) => dropStagedFiles(host.catalog, vol.name, tree),
+  });
+  return host.replicas.of(vol.name).stager(members[0].path, host.store, record);
 }

@@ -10,7 +10,7 @@
 // beside another apply of it or beside a failover's work on it (exclusive),
 // or carry one site's state into another's.
 import type { ObjectReader } from '../../store/types.ts';
-import { Stager } from '../stage.ts';
+import { Stager, type StageRecord } from '../stage.ts';
 import { VerifyPool } from '../verify-pool.ts';
 import { ApplyPool, type StorePaths } from './apply-pool.ts';
 import { KnownComplete } from './graph.ts';
@@ -103,9 +103,9 @@ export class ReplicaState {
     cur.done();
   }
 
-  /** The staging of the member at `root` (made on first use, on the site's apply workers). */
-  stager(root: string, store: ObjectReader): Stager {
-    this.#stager ??= new Stager(root, this.#replicas.applyPool.stage, store);
+  /** The staging of the member at `root` (made on first use, on the site's apply workers; `record` then: where it keeps what it wrote). */
+  stager(root: string, store: ObjectReader, record: () => StageRecord): Stager {
+    this.#stager ??= new Stager(root, this.#replicas.applyPool.stage, store, record());
     return this.#stager;
   }
 

@@ -19,6 +19,24 @@ import type { WireObject } from '../../../src/replication/protocol.ts';
 
 const base = { mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, xattrs: [] as Array<[Buffer, Buffer]> };
 
+/** A destination holding `have`: what is put is added to it and to `sent`, in order. */
+function memoryReceiver(have: Set<ObjectId>, sent: ObjectId[]): Receiver {
+  return {
+    hello: async () => { throw new Error('not used'); },
+    commit: async () => { throw new Error('not used'); },
+    missing: async (_v, ids) => ids.map((id) => !have.has(id)),
+    put: async (_v, stream: AsyncIterable<WireObject>) => {
+      let n = 0;
+      for await (const o of stream) {
+        sent.push(o.id);
+        have.add(o.id);
+        n++;
+      }
+      return { received: n, stored: n, bytes: 0 };
+    },
+  };
+}
+
 test('trees go early only after everything they name; a tree over an unvouched subtree waits, with all above it', async () => {
   const objects = new Map<ObjectId, { kind: 'chunk' | 'tree'; bytes: Buffer }>();
   const chunk = (label: string): ObjectId => {
@@ -58,20 +76,7 @@ test('trees go early only after everything they name; a tree over an unvouched s
 
   const have = new Set<ObjectId>([cD, tD]);
   const sent: ObjectId[] = [];
-  const receiver: Receiver = {
-    hello: async () => { throw new Error('not used'); },
-    commit: async () => { throw new Error('not used'); },
-    missing: async (_v, ids) => ids.map((id) => !have.has(id)),
-    put: async (_v, stream: AsyncIterable<WireObject>) => {
-      let n = 0;
-      for await (const o of stream) {
-        sent.push(o.id);
-        have.add(o.id);
-        n++;
-      }
-      return { received: n, stored: n, bytes: 0 };
-    },
-  };
+  const receiver = memoryReceiver(have, sent);
   const store = {
     readStored: (id: ObjectId) => {
       const o = objects.get(id)!;
@@ -102,6 +107,63 @@ test('trees go early only after everything they name; a tree over an unvouched s
       for (const ref of e.type === 'dir' ? [e.tree!] : (e.chunks ?? [])) {
         if (ref === cD || ref === tD) continue;
         assert.ok((pos.get(ref) ?? Infinity) < pos.get(id)!, `${names.get(id)} was sent before ${names.get(ref) ?? ref}: ${shown.join(' ')}`);
+      }
+    }
+  }
+});
+
+test('bounded: past its queue bound objects are left to the negotiation, vouches are forgotten, and no tree ever goes before what it names', async () => {
+  // A tree of 4 levels, 3 subdirectories and 4 files of 2 chunks each per directory, stored bottom up,
+  // some of it at the destination already. Queue bound 24 and 40 vouches per generation: far less than
+  // the 300-odd objects, so most are left and the vouched set turns over many times.
+  const objects = new Map<ObjectId, { kind: 'chunk' | 'tree'; bytes: Buffer }>();
+  const order: ObjectId[] = [];
+  let n = 0;
+  const chunk = (): ObjectId => {
+    const bytes = Buffer.from(`chunk ${n++} `.repeat(50));
+    const id = hashBytes(bytes);
+    objects.set(id, { kind: 'chunk', bytes });
+    order.push(id);
+    return id;
+  };
+  const dir = (depth: number): ObjectId => {
+    const entries: TreeEntry[] = [];
+    if (depth > 0) for (let i = 0; i < 3; i++) entries.push({ ...base, name: Buffer.from(`d${i}`), type: 'dir', mode: 0o755, size: 0, tree: dir(depth - 1) });
+    for (let i = 0; i < 4; i++) {
+      const chunks = [chunk(), chunk()];
+      entries.push({ ...base, name: Buffer.from(`f${i}`), type: 'file', size: chunks.reduce((s, c) => s + objects.get(c)!.bytes.length, 0), chunks });
+    }
+    const bytes = encodeTree({ entries });
+    const id = hashBytes(bytes);
+    objects.set(id, { kind: 'tree', bytes });
+    order.push(id);
+    return id;
+  };
+  dir(3);
+  const have = new Set<ObjectId>(order.filter((_, i) => i % 7 === 3));
+  const had = new Set(have);
+  const sent: ObjectId[] = [];
+  const receiver = memoryReceiver(have, sent);
+  const store = { readStored: (id: ObjectId) => ({ codec: 0, rawLength: objects.get(id)!.bytes.length, stored: objects.get(id)!.bytes }), get: (id: ObjectId) => objects.get(id)!.bytes };
+  const early = new EarlySender(store, { open: async () => receiver, volume: 'v', batchBytes: 3000, minBatchBytes: 1, holdBackBytes: 0, queueMax: 24, vouchedMax: 40 });
+  // The stream gets a turn now and then: the queue fills, drains, and fills again as the "capture" goes on.
+  for (const [k, id] of order.entries()) {
+    early.added(id, objects.get(id)!.kind, objects.get(id)!.bytes.length);
+    if (k % 40 === 39) await new Promise((r) => setTimeout(r, 3));
+  }
+  for (let i = 0; i < 40; i++) await new Promise((r) => setTimeout(r, 5));
+  const stats = await early.finish();
+  assert.equal(stats.error, undefined, JSON.stringify(stats));
+  assert.ok(stats.objectsLeft > 0 && stats.objectsQueued + stats.objectsLeft === order.length, JSON.stringify(stats));
+  assert.ok(sent.some((id) => objects.get(id)!.kind === 'tree'), 'some trees still went early');
+  const pos = new Map<ObjectId, number>();
+  sent.forEach((id, i) => pos.has(id) || pos.set(id, i));
+  const { decodeTree } = await import('../../../src/snapshot/format.ts');
+  for (const [i, id] of sent.entries()) {
+    if (objects.get(id)!.kind !== 'tree') continue;
+    for (const e of decodeTree(objects.get(id)!.bytes).entries) {
+      for (const ref of e.type === 'dir' ? [e.tree!] : (e.chunks ?? [])) {
+        assert.ok(had.has(ref) || (pos.get(ref) ?? Infinity) < i, `a tree went before ${ref.slice(0, 8)}, which it names`);
       }
     }
   }

@@ -20,7 +20,9 @@ import { readManifest } from '../../../src/snapshot/graph.ts';
 import type { ObjectId } from '../../../src/core/ids.ts';
 import type { ObjectReader } from '../../../src/store/types.ts';
 import { applyTree } from '../../../src/replication/apply.ts';
-import { STAGE_DIR, Stager, stageTree, type StageRunner } from '../../../src/replication/stage.ts';
+import { STAGE_DIR, Stager, stageTree, type StageRecord, type StageRunner } from '../../../src/replication/stage.ts';
+import { dropStagedFiles, putStagedFiles, stagedFilesOf } from '../../../src/catalog/secondaries.ts';
+import type { Catalog } from '../../../src/catalog/catalog.ts';
 import type { CachedFile } from '../../../src/snapshot/stat-cache.ts';
 import { assertTreesEqual } from '../../helpers.ts';
 import { withLocalSite } from '../local-site.ts';
@@ -62,6 +64,12 @@ function sourceTree(data: string, withLink: boolean): void {
   utimesSync(join(data, 'dup2'), new Date('2015-01-02T03:04:05Z'), new Date('2015-01-02T03:04:05Z'));
 }
 
+/** The record a daemon gives its Stager (receive/host.ts): the catalog's stage_written rows. */
+function catalogRecord(cat: Catalog, volume: string): StageRecord {
+  return { put: (rows) => putStagedFiles(cat, volume, rows), of: (tree) => stagedFilesOf(cat, volume, tree), drop: (tree) => dropStagedFiles(cat, volume, tree) };
+}
+const stagedRows = (cat: Catalog, volume: string) => cat.db.all<{ tree: string }>('SELECT tree FROM stage_written WHERE volume = ?', volume).map((r) => r.tree);
+
 test('a baseline staged as its trees arrive is moved into place by the apply, and comes out equal', async () => {
   await withLocalSite('stage', async ({ dir: tmp, site, pool }) => {
     const data = join(tmp, 'data');
@@ -81,9 +89,15 @@ test('a baseline staged as its trees arrive is moved into place by the apply, an
       ran.push(job.tree);
       return stageTree(job.root, job.tree, { store: site.store });
     };
-    const stager = new Stager(replica, run, site.store);
+    // What the staging wrote is kept in the catalog, not in memory (a million files' worth at a
+    // baseline); rows another staging of the volume left are dropped when this one begins.
+    putStagedFiles(site.catalog, 'v', [[root, Buffer.from('old'), Buffer.from('stale')]]);
+    const stager = new Stager(replica, run, site.store, catalogRecord(site.catalog, 'v'));
+    assert.deepEqual(stagedRows(site.catalog, 'v'), [], 'a new staging drops the rows of an earlier one');
     for (const id of trees) stager.add(id, entries(id));
     await stager.drain();
+    const recorded = new Set(stagedRows(site.catalog, 'v'));
+    assert.ok(recorded.size >= 3 && [...recorded].every((t) => ran.includes(t as ObjectId)), `rows per staged tree: ${[...recorded].join(', ')}`);
     // Neither the tree holding the hard link nor the root (above it) was even tried.
     assert.ok(!ran.includes(linkedTree) && !ran.includes(root), 'a tree holding a hard link is not staged');
     assert.equal(stager.counts.failed, 0);
@@ -98,7 +112,10 @@ test('a baseline staged as its trees arrive is moved into place by the apply, an
       staged: stager.take,
       onFileWritten: (dir, name, f) => written.set(dir ? `${dir}/${name}` : name, f),
     });
+    assert.deepEqual(stagedRows(site.catalog, 'v'), [], 'the rows of every tree taken are gone once the apply read them');
+    putStagedFiles(site.catalog, 'v', [[root, Buffer.from('x'), Buffer.from('left')]]);
     stager.clear();
+    assert.deepEqual(stagedRows(site.catalog, 'v'), [], 'clearing the staging drops its rows');
     assert.ok(!existsSync(area), 'the staging area is gone');
     assertTreesEqual(replica, data);
     assert.ok(stager.counts.taken >= 3, JSON.stringify(stager.counts));
