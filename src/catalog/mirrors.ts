@@ -66,7 +66,7 @@ export interface LastTransfer {
    * and trees, and their stored bytes, already counted in `objects` and `bytes`; the seconds it had requests in
    * flight (inside the snapshot step); why it stopped early, if it did (the update went on).
    */
-  early?: { objects: number; bytes: number; seconds: number; error?: { code: string; message: string } };
+  early?: { objects: number; bytes: number; seconds: number; left?: number; error?: { code: string; message: string } };
   /** the link as this transfer (or an earlier one, when this one was too small to tell) measured it */
   link?: LinkEstimate;
   /** whether changed chunks went as deltas, and why (the mirror's `deltas` setting and the link) */

@@ -195,7 +195,7 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
               cpuSeconds: Math.round((cpu.user + cpu.system) / 1000) / 1000,
               link: measureLink(m.lastTransfer?.link, sendMeasure(stats, Boolean(step.deltaBase), early ? { bytes: early.bytesSent, seconds: early.seconds } : undefined), cat.clock.now()),
               fit,
-              ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.error ? { error: early.error } : {}) } } : {}),
+              ...(early ? { early: { objects: eo, bytes: eb, seconds: Math.round(early.seconds * 1000) / 1000, ...(early.objectsLeft ? { left: early.objectsLeft } : {}), ...(early.error ? { error: early.error } : {}) } } : {}),
               ...(warned ? { warnings: warned } : {}),
             };
             const error = commit.applied ? null : { code: 'REPLICA_WRITTEN', message: commit.refused ?? 'apply refused' };
