@@ -156,7 +156,10 @@ export function memoryStageRecord(): StageRecord {
       }
     },
     of: (tree) => rows.get(tree) ?? [],
-    drop: (tree) => (tree === undefined ? rows.clear() : rows.delete(tree), undefined),
+    drop: (tree) => {
+      if (tree === undefined) rows.clear();
+      else rows.delete(tree);
+    },
   };
 }
 
