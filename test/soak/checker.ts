@@ -418,7 +418,10 @@ export class Checker {
           const since = this.#claimSince.get(key);
           return since !== undefined && removed !== undefined && since <= removed ? ` (claimed since step ${since}, before ${m.remote_volume} at ${dest.name} was removed at step ${removed})` : '';
         };
-        if (m.base && (m.state === 'idle' || m.state === 'paused') && !has(m.base)) {
+        // The window the driver recovers from (plan.ts, newerCommonBase): the destination committed a
+        // newer snapshot of this source and released the base, and the answer never reached the
+        // source (its daemon killed, the link cut). The next update adopts the newer one as its base.
+        if (m.base && (m.state === 'idle' || m.state === 'paused') && !has(m.base) && !adoptable(p, m.volume, m.base, has)) {
           this.#add({ check: 'base', step, site: dest.name, message: `mirror ${m.id} at ${p.name} is ${m.state} with base ${m.base}, which ${dest.name} does not hold${stale(`base|${p.name}|${m.id}|${m.base}`)}` });
         }
         for (const ps of p.peerSnapshots) {
@@ -536,4 +539,14 @@ function newestEvent(world: World, site: string): number {
 /** Whether snapshots of the site were deleted since the event `mark` (by the commands the soak ran). */
 function deletionsSince(world: World, site: string, mark: number): boolean {
   return world.catalog(world.site(site), (db) => db.prepare(`SELECT 1 FROM events WHERE id > ? AND kind IN ${DELETIONS} LIMIT 1`).get(mark) !== undefined);
+}
+
+/**
+ * Whether the destination holds a snapshot the source `p` took itself after `base` (rows in the
+ * order they were made there) and still holds: the next update adopts it as the base.
+ */
+export function adoptable(p: SiteView, volume: string, base: string, heldThere: (id: string) => boolean): boolean {
+  const mine = p.snapshots.filter((x) => x.volume === volume);
+  const at = mine.findIndex((x) => x.id === base);
+  return at >= 0 && mine.slice(at + 1).some((x) => x.origin === p.id && heldThere(x.id));
 }

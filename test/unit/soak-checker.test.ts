@@ -146,3 +146,25 @@ test('two secondaries of one site that both failed over, neither knowing of the 
   await ok.afterStep(world, view(a, b, c), 1);
   assert.deepEqual(ok.violations.filter((x) => x.check === 'two-primaries'), []);
 });
+
+test("a base the destination released after committing a newer snapshot of the source whose answer was lost: no violation (the next update adopts it); otherwise a violation", async () => {
+  const S3 = '01KBWJ0000000000000000000C';
+  const bases = async (aSnaps: string[], bSnaps: string[]): Promise<string[]> => {
+    const { a, b } = sound();
+    a.snapshots = aSnaps.map((id) => snap(id));
+    a.holds = [];
+    a.peerSnapshots = [];
+    b.snapshots = bSnaps.map((id) => snap(id));
+    b.holds = [];
+    b.secondaries[0]!.applied = bSnaps.at(-1) ?? null;
+    return (await check(view(a, b))).filter((v) => v.startsWith('base:'));
+  };
+  // a took S3 after its base S1 and sent it; b committed it and released S1; a never recorded S3 as its base.
+  assert.deepEqual(await bases([S1, S3], [S3]), []);
+  // b holds nothing a took after S1: the base is lost.
+  assert.equal((await bases([S1, S3], [])).length, 1);
+  // b holds S3, but a no longer does: nothing to adopt.
+  assert.equal((await bases([S1], [S3])).length, 1);
+  // b holds only a snapshot a took before its base: never adopted (a base does not move back).
+  assert.equal((await bases([S3, S1], [S3])).length, 1);
+});
