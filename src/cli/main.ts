@@ -4,7 +4,7 @@
 // (COMMAND_GROUPS), so `ferry status` against a running daemon does not load
 // the catalog, the store or the snapshot code (docs/operator-guide.md).
 import { CommanderError, type Command } from 'commander';
-import { asFerryError } from '../core/errors.ts';
+import { asFerryError, FerryError } from '../core/errors.ts';
 import { reportError, type GlobalOptions } from './output.ts';
 import { baseProgram, finishProgram } from './base.ts';
 import { installTestKnobs, testKnobsFromEnv } from '../core/test-knobs.ts';
@@ -82,18 +82,39 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A command whose work waits on something that can never come (a bug) ends when the event loop
+ * empties, and Node would exit 0 saying nothing: a script or an operator takes that for success.
+ * Until `done` settles (or the returned function is called), an exit of 0 becomes INTERNAL, said.
+ */
+export function failUnfinished(done: Promise<unknown>): () => void {
+  let finished = false;
+  const finish = () => {
+    finished = true;
+  };
+  done.then(finish, finish);
+  process.on('exit', (code) => {
+    if (finished || code !== 0) return;
+    process.exitCode = reportError(new FerryError('INTERNAL', 'the command ended before its work did: something it waited on never came (a bug in ferry). Nothing was reported done: take it as failed, and run it again'), false);
+  });
+  return finish;
+}
+
 if (import.meta.main) {
   // The test knobs (core/test-knobs.ts): read from the environment here, once, and nowhere else.
   installTestKnobs(testKnobsFromEnv(process.env));
+  let finish = () => {};
   // A reader that goes away (`ferry ... | head`) is not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
+    if (err.code !== 'EPIPE') throw err;
+    finish();
+    process.exit(process.exitCode ?? 0);
   });
   process.on('unhandledRejection', (err) => {
     process.exitCode = reportError(asFerryError(err, { prefix: 'unhandled: ' }), false);
   });
-  main(process.argv).then((code) => {
+  const done = main(process.argv).then((code) => {
     process.exitCode = code;
   });
+  finish = failUnfinished(done);
 }

@@ -8,7 +8,8 @@ import type { ObjectKind, ObjectReader, PreparedObject } from '../store/types.ts
 import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import type { CachedFile } from './stat-cache.ts';
 import type { DirtyDir } from './tree-watch.ts';
-import type { Tree } from './model.ts';
+import type { EntryType, Tree } from './model.ts';
+import type { BigIntStats } from 'node:fs';
 
 export interface CaptureStore {
   has(id: ObjectId): boolean;
@@ -108,6 +109,10 @@ export interface CaptureOptions {
   startedAt: number;
   /** most file jobs in flight before the walker waits */
   maxInFlight?: number;
+  /** most entries held by walked directories waiting on their files before the walker waits (held.ts; default HELD_MAX) */
+  maxHeld?: number;
+  /** told the entries held each time a walked directory starts to wait on its files (tests) */
+  onHeld?: (entries: number) => void;
   /**
    * A subdirectory's tree id known without walking it (member-relative path):
    * the replica's verification after an apply, for subtrees the apply left
@@ -169,4 +174,16 @@ export function indexJournal(j: CaptureJournal): JournalIndex {
     }
   }
   return { dirs, below, children, tree: (id) => j.tree(id), store: j.store };
+}
+
+/** The entry type of what lstat found (undefined: a type snapshots do not know). */
+export function entryTypeOf(st: BigIntStats): EntryType | undefined {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'chardev';
+  if (st.isBlockDevice()) return 'blockdev';
+  return undefined;
 }

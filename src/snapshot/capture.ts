@@ -19,9 +19,10 @@ import type { EntryType, Tree, TreeEntry, TreeIndex } from './model.ts';
 import { NOT_A_FILE, encodeDirCache, type CachedFile } from './stat-cache.ts';
 import { pathToText } from './path-text.ts';
 import { XATTR_TOOLS_HINT, XattrReader, xattrToolsPresent, type Xattrs } from './xattrs.ts';
+import { HeldEntries } from './held.ts';
 
 export { addStats, emptyStats, streamInto, type CaptureJournal, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning, type StatCacheIO } from './capture-types.ts';
-import { emptyStats, indexJournal, statCacheKey, streamInto, type CaptureJournal, type JournalIndex, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
+import { emptyStats, entryTypeOf, indexJournal, statCacheKey, streamInto, type CaptureJournal, type JournalIndex, type CaptureOptions, type CaptureStats, type CaptureStore, type CaptureWarning } from './capture-types.ts';
 
 // Filesystem timestamps come from a coarse clock (a few ms on Linux): a file
 // changed again within the same tick keeps its mtime and ctime. Files whose
@@ -70,17 +71,6 @@ function joinBuf(a: Buffer, b: Buffer): Buffer {
   return a.length === 0 ? b : Buffer.concat([a, SLASH, b]);
 }
 
-function typeOf(st: BigIntStats): EntryType | undefined {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  if (st.isCharacterDevice()) return 'chardev';
-  if (st.isBlockDevice()) return 'blockdev';
-  return undefined;
-}
-
 interface DirResult {
   tree: Promise<ObjectId>;
 }
@@ -105,6 +95,8 @@ class TreeWalker {
   #waiters: Array<() => void> = [];
   #failure: unknown;
   #sinceYield = 0;
+  /** what directories walked hold while their files are read (held.ts) */
+  readonly #held: HeldEntries;
 
   constructor(o: CaptureOptions) {
     this.#o = o;
@@ -113,6 +105,7 @@ class TreeWalker {
     this.#racyFineBefore = BigInt(o.startedAt) * 1_000_000n - RACY_FINE_NS;
     this.#stream = streamInto(o.store, this.stats);
     this.#xattrs = xattrToolsPresent() ? new XattrReader() : undefined;
+    this.#held = new HeldEntries(() => this.#xattrs?.flush(), o.maxHeld, o.onHeld);
   }
 
   warn(rel: Buffer, problem: CaptureWarning['problem'], message: string): void {
@@ -162,6 +155,7 @@ class TreeWalker {
   }
 
   async walk(abs: Buffer, rel: Buffer, dirStat?: BigIntStats): Promise<DirResult> {
+    await this.#held.room();
     let names: Buffer[];
     try {
       names = readdirSync(abs, { encoding: 'buffer' });
@@ -195,6 +189,7 @@ class TreeWalker {
     const key = rel.toString('latin1');
     const d = j.dirs.get(key);
     if (!d && !j.below.has(key)) return { tree: Promise.resolve(parent) };
+    await this.#held.room();
     if (d?.full) {
       // new to the watch (made or moved in): all of it is read, and the one it replaces goes
       this.#dropped(j.tree(parent), j);
@@ -324,6 +319,9 @@ class TreeWalker {
       return this.#saved(rel, id, newCache, paging);
     });
     tree.catch(() => {});
+    let entries = newCache.length;
+    for (const slots of edits.values()) entries += slots.length;
+    this.#held.hold(tree, entries);
     return { tree };
   }
 
@@ -361,6 +359,7 @@ class TreeWalker {
       return this.#saved(rel, id, newCache, paging);
     });
     tree.catch(() => {});
+    this.#held.hold(tree, slots.length + newCache.length);
     return tree;
   }
 
@@ -405,7 +404,7 @@ class TreeWalker {
       this.warn(childRel, code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot stat: ${(err as Error).message}; skipped`);
       return undefined;
     }
-    const type = typeOf(st);
+    const type = entryTypeOf(st);
     if (!type) {
       this.warn(childRel, 'skipped', 'unknown file type; skipped');
       return undefined;
