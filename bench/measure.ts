@@ -6,6 +6,7 @@
 // a check that the replica equals the source. And the report's tables.
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { humanBytes, round2, syncDisks } from './common.ts';
@@ -437,4 +438,34 @@ export function rowsNotes(rows: Row[]): string[] {
 /** Rows whose replica does not match its source. */
 export function mismatchesOf(rows: Row[]): string[] {
   return rows.filter((m) => m.ok && m.verify && !m.verify.ok).map((m) => `${m.tool}, ${m.case}: ${m.verify!.detail}`);
+}
+
+/** The CLI's fixed cost on its path to a daemon: `ferry status` against a running daemon, several times. */
+export interface CliToDaemon {
+  command: string;
+  runs: number;
+  medianMs: number;
+  p90Ms: number;
+  fastestMs: number;
+}
+
+/** Times `ferry status --home HOME` (a daemon runs there) `runs` times, one after the other; undefined if one fails. */
+export function measureCliToDaemon(home: string, runs = 21): CliToDaemon | undefined {
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const r = spawnSync(bins.ferry, ['status', '--home', home], { stdio: 'ignore' });
+    const t = performance.now() - t0;
+    if (r.status !== 0) return undefined;
+    ms.push(t);
+  }
+  ms.sort((a, b) => a - b);
+  const at = (q: number) => Math.round(ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]);
+  return { command: 'ferry status --home SITE (a daemon runs there)', runs, medianMs: at(0.5), p90Ms: at(0.9), fastestMs: Math.round(ms[0]) };
+}
+
+/** Its line in a report. */
+export function cliToDaemonLine(c: CliToDaemon | undefined): string {
+  if (!c) return 'The CLI to a daemon: n/a (a `ferry status` failed).';
+  return `The CLI to a daemon (\`${c.command}\`, ${c.runs} runs one after the other): median ${c.medianMs} ms, p90 ${c.p90Ms} ms, fastest ${c.fastestMs} ms (target under 100 ms: ${c.medianMs < 100 ? 'met' : 'missed'}).`;
 }

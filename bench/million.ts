@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { warmCache } from './common.ts';
 import { type ContentKind, fillContent, TextSource } from './content.ts';
 import { ensureFresh, type GenStats, KiB, parseSeed } from './gen.ts';
-import { type Context, FerryPair, logRow, measureFerry, measureFerrySnapshot, measureLocalRsync, type Row, RsyncServer, type RsyncVariant } from './measure.ts';
+import { type CliToDaemon, type Context, FerryPair, measureCliToDaemon, logRow, measureFerry, measureFerrySnapshot, measureLocalRsync, type Row, RsyncServer, type RsyncVariant } from './measure.ts';
 import { bins, must, sleep } from './procs.ts';
 import { Rng } from './prng.ts';
 import { DiskEstimate, type DiskNeed } from './sysinfo.ts';
@@ -150,6 +150,8 @@ export interface MillionResult {
   data?: GenStats;
   change?: MillionChange;
   rows: Row[];
+  /** the CLI's fixed cost to the source daemon, at the end */
+  cli?: CliToDaemon;
 }
 
 /** The whole million-file case; rows are pushed as they are measured (a failure leaves the rest n/a, the run goes on). */
@@ -230,6 +232,7 @@ export async function runMillion(ctx: Context, work: string, seed: number, files
     await localCase('local: unchanged', 0);
     await mirrorCase('mirror: unchanged', 'update', 0);
     tick('unchanged', t);
+    if (pair) result.cli = measureCliToDaemon(pair.a.home);
   } finally {
     await pair?.stop();
   }

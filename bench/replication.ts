@@ -37,7 +37,7 @@ import { changeImage, type ChangeStats, changeTree, type ImageChangeStats } from
 import { humanBytes, timestamp, warmCache } from './common.ts';
 import { ensureFresh, footprint, GiB, generateImage, generateTree, type GenStats, type ImageStats, parseScale, parseSeed } from './gen.ts';
 import { describeLink, isLoopback, linkSpec, type LinkSpec } from './link.ts';
-import { type Context, FerryPair, logRow, measureFerry, mismatchesOf, type Row, rowsNotes, rowsTable, RsyncServer, type RsyncVariant } from './measure.ts';
+import { cliToDaemonLine, type CliToDaemon, type Context, FerryPair, measureCliToDaemon, logRow, measureFerry, mismatchesOf, type Row, rowsNotes, rowsTable, RsyncServer, type RsyncVariant } from './measure.ts';
 import { LOCAL_RSYNC, millionDiskNeed, type MillionResult, parseFiles, runMillion } from './million.ts';
 import { LinkProxies } from './proxy.ts';
 import { bins, cleanupAll, GNU_TIME, ROOT, sleep, trapSignals } from './procs.ts';
@@ -105,6 +105,8 @@ interface Report {
   phases: Record<string, number>;
   rows: Row[];
   mismatches: string[];
+  /** the CLI's fixed cost to the source daemon (measure.ts measureCliToDaemon) */
+  cli?: CliToDaemon;
 }
 
 function formatReport(r: Report): string {
@@ -160,6 +162,7 @@ function formatReport(r: Report): string {
       `${target === undefined ? '' : ` (<= ${target}, ${yes(vs, target)})`} | ${wireRatio === undefined ? 'n/a' : wireRatio.toFixed(2)}${wireTarget === undefined ? '' : ` (<= ${wireTarget}, ${yes(wireRatio, wireTarget)})`} | ${others || '—'} |`);
   }
   lines.push('');
+  if ('cli' in r) lines.push(cliToDaemonLine(r.cli), '');
   lines.push(...rowsNotes(r.rows));
   lines.push('Notes:', ...r.notes.map((n) => `- ${n}`), '');
   lines.push('Commands:', ...r.rows.filter((m, i, all) => m.command && all.findIndex((x) => x.tool === m.tool && x.command === m.command) === i).map((m) => `- ${m.tool}: \`${m.command}\``), '');
@@ -198,7 +201,7 @@ interface StandardPlan {
 }
 
 async function runStandard(ctx: Context, work: string, plan: StandardPlan, log: (s: string) => void,
-  out: { rows: Row[]; data: Report['data']; change: Report['change']; phases: Record<string, number>; anchors: string[] }): Promise<void> {
+  out: { rows: Row[]; data: Report['data']; change: Report['change']; phases: Record<string, number>; anchors: string[]; fixed: { cli?: CliToDaemon } }): Promise<void> {
   const { seed, scale } = plan;
   const { rows, data, change, phases } = out;
   const tick = (name: string, since: number): void => {
@@ -295,6 +298,7 @@ async function runStandard(ctx: Context, work: string, plan: StandardPlan, log: 
     for (const v of plan.variants) add(await rs.measure(ctx, 'tree: unchanged', v, `${treeDir}/`, 0, 'tree', join(rsyncRoot, v.module)));
     await btrfsCase('tree: unchanged', 'snap3', 'snap2', 0);
     tick('tree unchanged', t);
+    if (pair) out.fixed.cli = measureCliToDaemon(pair.a.home);
 
     // ---- image
     if (!plan.noImage && data.image) {
@@ -429,6 +433,7 @@ async function main(): Promise<void> {
   const data: Report['data'] = {};
   const change: Report['change'] = {};
   const phases: Record<string, number> = {};
+  const fixed: { cli?: CliToDaemon } = {};
   log(`work directory ${work}; ${caseName === 'million' ? `${files.toLocaleString('en')} files` : `scale ${scale}`}, seed ${seed}; ` +
     `link: ${values.direct ? 'none (--direct)' : describeLink(spec)}; rsync ${variants.map((v) => v.label).join(', ')}` +
     `${anchors.length ? `; ${anchors.join('; ')}` : ''}; about ${humanBytes(need.bytes)} of disk`);
@@ -441,9 +446,10 @@ async function main(): Promise<void> {
       } finally {
         data.tree = result.data;
         change.million = result.change;
+        fixed.cli = result.cli;
       }
     } else {
-      await runStandard(ctx, work, { seed, scale, noImage, variants, imageVariants, anchorBtrfs, settleSeconds }, log, { rows, data, change, phases, anchors });
+      await runStandard(ctx, work, { seed, scale, noImage, variants, imageVariants, anchorBtrfs, settleSeconds }, log, { rows, data, change, phases, anchors, fixed });
     }
   } finally {
     if (proxies) {
@@ -474,6 +480,7 @@ async function main(): Promise<void> {
     phases,
     rows,
     mismatches: mismatchesOf(rows),
+    ...(fixed.cli || rows.some((x) => x.tool === 'ferry') ? { cli: fixed.cli } : {}),
   };
   rep.notes = notesFor(rep, proxies !== null, settleSeconds, anchorBtrfs);
   const markdown = formatReport(rep);
