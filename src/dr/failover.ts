@@ -23,7 +23,7 @@ import { breakOffMirror, listMirrors, type Mirror } from '../catalog/mirrors.ts'
 import { findPeer, findPeerById } from '../catalog/peers.ts';
 import type { Peer } from '../site/peers.ts';
 import { listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
-import { primariesKnownHere } from './split-brain.ts';
+import { primariesKnownHere, roleAt } from './split-brain.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
 import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
 import { findVolume, getVolume, setVolumeRole } from '../catalog/volumes.ts';
@@ -486,17 +486,9 @@ export async function keepTakenOver(engine: Engine, m: Mirror): Promise<void> {
   if (m.state !== 'broken-off' || m.lastError?.code !== 'FAILED_OVER' || findVolume(site.catalog, m.volume)?.role !== 'primary') return;
   const peer = findPeer(site.catalog, m.peer);
   if (!peer || listSplitBrains(site.catalog, m.volume).some((b) => b.site === peer.id)) return;
-  const client = engine.drPeer(peer, { stallTimeoutMs: 5_000 });
-  let primary = true;
-  try {
-    primary = (await client.state({ volume: m.remoteVolume, base: null }, AbortSignal.timeout(5_000))).role === 'primary';
-  } catch (err) {
-    // removed there, or no longer related to this site (it follows another): not the primary beside this one
-    if (isFerryError(err, 'VOLUME_NOT_FOUND') || isFerryError(err, 'NOT_AUTHORIZED')) primary = false;
-  } finally {
-    client.close();
-  }
-  if (!primary) return;
+  // removed there, or no longer related to this site (it follows another): not the primary beside this one
+  const role = await roleAt(engine, peer, m.remoteVolume);
+  if (role === 'gone' || role === 'unrelated' || role === 'not-primary') return;
   site.catalog.tx(() => {
     recordSplitBrain(site.catalog, m.volume, { site: peer.id, remoteVolume: m.remoteVolume, oldPrimary: null });
     site.event({ kind: 'failover.split-brain', volume: m.volume, outcome: 'info', detail: { sibling: peer.name, siblingVolume: m.remoteVolume, message: `${peer.name} took ${m.volume} over from this site (the mirror its failover broke off is removed here): both are primary` } });

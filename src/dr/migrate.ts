@@ -17,7 +17,7 @@
 // application here. `ferry migrate` at the new primary returns the roles.
 // What the other sites do when asked (steps 4 and 6) is migrate-accept.ts's.
 import { humanBytes as formatBytes } from '../core/units.ts';
-import { changesSinceBase, primariesKnownHere } from './split-brain.ts';
+import { changesSinceBase, primariesKnownHere, settleStaleSplitBrains } from './split-brain.ts';
 import { FerryError, isFerryError } from '../core/errors.ts';
 import { checkpoint } from '../core/crash.ts';
 import { amendWorkflow, finishWorkflow, noteWorkflowError, recordStep, startWorkflow, withWorkflowLock, workflowBusy, type Workflow } from './journal.ts';
@@ -84,12 +84,15 @@ export async function planMigrate(engine: Engine, volume: string, to: string): P
   // Another primary this site knows of (a split brain recorded here, or the site it took the volume
   // over from, which never failed back) is this site's to resolve: handed to the target by a
   // switchover, nobody would know of the other primary (catalog/split-brains.ts).
+  // A recorded one whose other site answers it is not primary any more is stale: it goes first.
+  const unasked = await settleStaleSplitBrains(engine, volume);
   const split = primariesKnownHere(site, volume, [findPeer(site.catalog, target.peer)?.id]);
   if (split.length) {
     const names = split.map((b) => findPeerById(site.catalog, b.site)?.name ?? b.site);
     const sec = getSecondary(site.catalog, volume);
     const source = sec?.state === 'broken-off' && split.some((b) => b.site === sec.source_site) ? `; ${findPeerById(site.catalog, sec.source_site)?.name ?? sec.source_site} is the site this one took ${volume} over from, and it has not failed back here (\`ferry failback ${sec.source_volume}\` there ends that)` : '';
-    throw new FerryError('MIRROR_STATE', `${names.join(', ')} ${split.length > 1 ? 'are' : 'is'} primary of ${volume} too (split brain, known here: \`ferry status\`${source}): a migrate would hand the role to ${target.peer} with no site knowing of ${names.join(', ')}; end the split brain first (docs/dr.md, "Several secondaries"); to hand the role over all the same, run \`ferry failover ${target.remoteVolume}\` at ${target.peer}, then \`ferry failback ${volume} --to ${target.peer}\` here: a failback hands the record over to the site it yields to`);
+    const asked = unasked.length ? `; asked now, ${unasked.join(', ')} could not tell whether ${unasked.length > 1 ? 'they are' : 'it is'} still primary (unreachable, or it answers nothing of the volume to this site): a record goes at a migrate once its site answers it holds no such volume or follows a site` : '';
+    throw new FerryError('MIRROR_STATE', `${names.join(', ')} ${split.length > 1 ? 'are' : 'is'} primary of ${volume} too (split brain, known here: \`ferry status\`${source}${asked}): a migrate would hand the role to ${target.peer} with no site knowing of ${names.join(', ')}; end the split brain first (docs/dr.md, "Several secondaries"); to hand the role over all the same, run \`ferry failover ${target.remoteVolume}\` at ${target.peer}, then \`ferry failback ${volume} --to ${target.peer}\` here: a failback hands the record over to the site it yields to`);
   }
   const mirrors = listMirrors(site.catalog, volume);
   for (const m of mirrors) {

@@ -16,7 +16,7 @@
 // failover notice's answer, a failback's demotion and a migrate's plan pass on or check.
 //
 // Only reads: nothing here changes a mirror, a role or a snapshot.
-import { FerryError } from '../core/errors.ts';
+import { FerryError, isFerryError } from '../core/errors.ts';
 import { isSnapshotId, type ObjectId } from '../core/ids.ts';
 import { diffImages, diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
@@ -26,7 +26,7 @@ import { type Peer } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
 import { hasMirror, listMirrors } from '../catalog/mirrors.ts';
 import { findPeer, findPeerById, getPeer } from '../catalog/peers.ts';
-import { listSplitBrains } from '../catalog/split-brains.ts';
+import { clearSplitBrain, listSplitBrains } from '../catalog/split-brains.ts';
 import { getSecondary } from '../catalog/secondaries.ts';
 import { findSnapshot, latestSnapshot, lineage } from '../catalog/snapshots.ts';
 import { findVolume, getVolume } from '../catalog/volumes.ts';
@@ -213,4 +213,49 @@ export function primariesKnownHere(site: Site, volume: string, except: Array<str
     if (x.state === 'broken-off' && x.lastError?.code === 'FAILED_OVER') add(findPeer(site.catalog, x.peer)?.id, x.remoteVolume);
   }
   return out.slice(0, 64);
+}
+
+/**
+ * What `peer` answers of `remoteVolume` (dr/state, 5 s): `primary`, `not-primary` (it follows a site
+ * now), `gone` (no such volume there: removed), `unrelated` (it answers nothing of that volume to
+ * this site: no mirror relates the two, or none any more), or `unreachable` (down, cut, slow).
+ */
+export type PeerRole = 'primary' | 'not-primary' | 'gone' | 'unrelated' | 'unreachable';
+
+export async function roleAt(engine: Engine, peer: Peer, remoteVolume: string): Promise<PeerRole> {
+  const client = engine.drPeer(peer, { stallTimeoutMs: 5_000 });
+  try {
+    return (await client.state({ volume: remoteVolume, base: null }, AbortSignal.timeout(5_000))).role === 'primary' ? 'primary' : 'not-primary';
+  } catch (err) {
+    if (isFerryError(err, 'VOLUME_NOT_FOUND')) return 'gone';
+    if (isFerryError(err, 'NOT_AUTHORIZED')) return 'unrelated';
+    return 'unreachable';
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Before a migrate: each split brain recorded here is asked about (roleAt), and one whose other
+ * site answers it has no such volume any more (it gave its copy up as docs/dr.md's way back has it)
+ * or follows a site now is resolved, its record dropped with a `split-brain.resolved` event. Such a
+ * record is stale: the other site yielded while this one could not hear of it (`mirror remove`
+ * could not reach it, or it yielded later), and it refused every migrate until a new mirror to that
+ * site applied an update. A site that answers nothing of the volume to this one (no mirror relates
+ * them: siblings) or cannot be reached keeps its record. Only the records: the site this one took
+ * the volume over from is resolved by its failback. Returns the names of the sites that could not
+ * tell.
+ */
+export async function settleStaleSplitBrains(engine: Engine, volume: string): Promise<string[]> {
+  const cat = engine.site.catalog;
+  const untold: string[] = [];
+  for (const b of listSplitBrains(cat, volume)) {
+    const peer = findPeerById(cat, b.site);
+    if (!peer) continue; // not paired here: nothing to ask it through; the record stays
+    const role = await roleAt(engine, peer, b.remoteVolume);
+    if (role === 'gone' || role === 'not-primary') {
+      clearSplitBrain(cat, volume, b.site, `${peer.name} answered ${role === 'gone' ? `it holds no volume ${b.remoteVolume} any more` : `it is not primary of ${b.remoteVolume} any more`} (asked before a migrate)`);
+    } else if (role !== 'primary') untold.push(peer.name);
+  }
+  return untold;
 }

@@ -356,3 +356,32 @@ test('a primary removing the mirror of a sibling that took over and then gave it
     await cleanupSites(sites);
   }
 });
+
+// A recorded split brain goes stale when the other site gives its copy up while this one cannot hear
+// of it (the soak's leftover: `mirror remove` could not reach it, or it yielded later): it refused
+// every migrate until a new mirror to that site applied an update. A migrate now asks first.
+test('a migrate asks each recorded split brain first: one whose site gave its copy up is dropped and the migrate goes on; one it cannot ask stays, named', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await londonTookOver(sites, 'sfs');
+    await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    await seattle.json(['failback', 'vol', '--to', 'tokyo']);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    // london down: it cannot be asked, so the record stays and the refusal says so.
+    await london.stop();
+    await tokyo.refused(['migrate', 'vol', '--to', 'seattle'], 4, 'MIRROR_STATE', /london is primary of vol too \(split brain[\s\S]*london could not tell whether it is still primary/);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london'], 'kept: london could not be asked');
+    // london back, it yields as docs/dr.md's way back has it (its volume removed), and tokyo does not hear of it.
+    await london.start();
+    const replica = await london.memberPath('vol');
+    await london.json(['volume', 'remove', 'vol', '--force']);
+    rmSync(dirname(replica), { recursive: true });
+    await tokyo.json(['migrate', 'vol', '--to', 'seattle']);
+    assert.equal((await seattle.volumeStatus('vol')).role, 'primary', 'the migrate went on');
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary');
+    assert.deepEqual(await splitBrainsAt(seattle), [], 'nothing handed over: london is primary of nothing');
+    assert.match(String(eventsOf(tokyo, 'split-brain.resolved').at(-1)?.detail.reason), /london answered it holds no volume vol any more \(asked before a migrate\)/);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
