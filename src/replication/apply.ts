@@ -19,6 +19,7 @@ import { treeHasHardlinks } from '../snapshot/graph.ts';
 import { createSpecialEntry, createSymlinkEntry, defaultMetaContext, patchFileEntry, setEntryMeta, writeFileEntry, writeSparse, type MetaContext } from '../snapshot/materialize.ts';
 import type { CachedFile } from '../snapshot/stat-cache.ts';
 import { pathToText } from '../snapshot/path-text.ts';
+import { entryTypeOf } from '../snapshot/capture-types.ts';
 import { patchInPlace, type InPlaceRecord } from './in-place.ts';
 import { join, linkTargetProblem, lstatOrNull, removePath, tmpName } from './apply-fs.ts';
 
@@ -179,27 +180,9 @@ function sameContent(a: TreeEntry, b: TreeEntry): boolean {
   }
 }
 
-/** Is what lstat found of the type entry `e` describes? */
+/** Is what lstat found of the type entry `e` describes? (A hard link entry never is: it names its first path.) */
 function sameType(st: ReturnType<typeof lstatOrNull>, e: TreeEntry): boolean {
-  if (!st) return false;
-  switch (e.type) {
-    case 'file':
-      return st.isFile();
-    case 'dir':
-      return st.isDirectory();
-    case 'symlink':
-      return st.isSymbolicLink();
-    case 'fifo':
-      return st.isFIFO();
-    case 'socket':
-      return st.isSocket();
-    case 'chardev':
-      return st.isCharacterDevice();
-    case 'blockdev':
-      return st.isBlockDevice();
-    default:
-      return false;
-  }
+  return st !== null && entryTypeOf(st) === e.type;
 }
 
 class TreeApplier {

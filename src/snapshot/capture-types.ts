@@ -9,7 +9,7 @@ import type { ChunkPool, StreamOptions, StreamedObject } from './chunk-pool.ts';
 import type { CachedFile } from './stat-cache.ts';
 import type { DirtyDir } from './tree-watch.ts';
 import type { EntryType, Tree } from './model.ts';
-import type { BigIntStats } from 'node:fs';
+import type { StatsBase } from 'node:fs';
 
 export interface CaptureStore {
   has(id: ObjectId): boolean;
@@ -177,7 +177,7 @@ export function indexJournal(j: CaptureJournal): JournalIndex {
 }
 
 /** The entry type of what lstat found (undefined: a type snapshots do not know). */
-export function entryTypeOf(st: BigIntStats): EntryType | undefined {
+export function entryTypeOf(st: StatsBase<unknown>): EntryType | undefined {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';

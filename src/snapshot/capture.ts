@@ -189,13 +189,13 @@ class TreeWalker {
     const key = rel.toString('latin1');
     const d = j.dirs.get(key);
     if (!d && !j.below.has(key)) return { tree: Promise.resolve(parent) };
-    await this.#held.room();
     if (d?.full) {
       // new to the watch (made or moved in): all of it is read, and the one it replaces goes
       this.#dropped(j.tree(parent), j);
       this.stats.dirs--; // the directory itself is still one
       return this.walk(abs, rel, undefined);
     }
+    await this.#held.room();
     // A paged directory whose changed names are known: only the pages they fall in are read and made.
     const node = j.store && d?.names !== null ? readDir(j.store, parent) : undefined;
     if (node?.index) return this.#walkPaged(abs, rel, node.index, d, j);
