@@ -11,6 +11,7 @@ import type { GlobalOptions } from './output.ts';
 // node:http as its CommonJS object: an ESM import of it evaluates every export for its facade,
 // among them getters that load undici, http2, tls and crypto (about 50 ms of each command's start).
 const http = process.getBuiltinModule('node:http');
+const net = process.getBuiltinModule('node:net');
 
 export function runningDaemon(home: string): DaemonInfo | undefined {
   const p = daemonInfoPath(sitePaths(home).home);
@@ -29,7 +30,10 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
   const daemon = runningDaemon(home);
   if (daemon) return callDaemon(daemon, op, args, onProgress);
   // No daemon: the operation runs here, and only now is the site's code loaded.
-  const [{ newEngine }, { runOp }] = await Promise.all([import('../app/workflows.ts'), import('../app/ops.ts')]);
+  const [{ newEngine }, { runOp }, { slowHeapGrowth }] = await Promise.all([import('../app/workflows.ts'), import('../app/ops.ts'), import('../core/heap-growth.ts')]);
+  // An operation that may work through the volume (a snapshot, a restore, a verify) grows V8's heap
+  // slowly, as the daemon does; set now its modules are loaded (core/heap-growth.ts).
+  if (!READ_ONLY_OPS.has(op)) slowHeapGrowth();
   return withSite(g, op, async (site) => {
     const engine = newEngine(site);
     try {
@@ -63,7 +67,9 @@ function answerLine(line: string): { progress?: TransferProgress; result?: unkno
 
 function callDaemon(d: DaemonInfo, op: string, args: Record<string, unknown>, onProgress?: (p: TransferProgress) => void): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: d.socket, method: 'POST', path: `/local/${op}`, headers: { 'content-type': 'application/json' } }, (res) => {
+    // The socket made here, with no agent: an agent works out a TLS server name from the host for
+    // every request, and its IPv6 test compiles a large regular expression (4-6 ms of each command).
+    const req = http.request({ createConnection: () => net.connect(d.socket), method: 'POST', path: `/local/${op}`, headers: { 'content-type': 'application/json' } }, (res) => {
       let buf = '';
       let done = false;
       res.setEncoding('utf8');
