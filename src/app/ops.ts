@@ -177,6 +177,10 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       return acceptFailoverNotice(engine, peerId, str(a, 'volume')!, { late: a.late === true, force: a.force === true, ...(typeof a.at === 'string' ? { at: parseName(a.at, 'volume') } : {}) });
     case 'state':
       return describeForPeer(engine, peerId, str(a, 'volume')!, str(a, 'base', false) ?? null);
+    case 'role': {
+      const { describeRole } = await import('../dr/split-brain.ts');
+      return describeRole(engine, peerId, str(a, 'volume')!);
+    }
     case 'changes': {
       const { describeChanges } = await import('../dr/split-brain.ts');
       const lineage = a.lineage;

@@ -20,7 +20,7 @@ import { FerryError, isFerryError } from '../core/errors.ts';
 import { isSnapshotId, type ObjectId } from '../core/ids.ts';
 import { diffImages, diffTrees } from '../snapshot/diff.ts';
 import { readManifest } from '../snapshot/graph.ts';
-import type { SideChanges } from '../replication/dr-peer.ts';
+import type { RoleAnswer, SideChanges } from '../replication/dr-peer.ts';
 import type { Engine } from '../site/engine.ts';
 import { type Peer } from '../site/peers.ts';
 import type { Site } from '../site/site.ts';
@@ -216,16 +216,25 @@ export function primariesKnownHere(site: Site, volume: string, except: Array<str
 }
 
 /**
- * What `peer` answers of `remoteVolume` (dr/state, 5 s): `primary`, `not-primary` (it follows a site
- * now), `gone` (no such volume there: removed), `unrelated` (it answers nothing of that volume to
- * this site: no mirror relates the two, or none any more), or `unreachable` (down, cut, slow).
+ * What `peer` answers of `remoteVolume` (dr/role, 5 s): `primary`, `not-primary` (it follows a site
+ * now, or holds it standalone), `gone` (no such volume there: removed), `unrelated` (it answers
+ * nothing of that volume to this site: a ferry from before dr/role, asked by dr/state, which answers
+ * only a site a mirror relates it to), or `unreachable` (down, cut, slow).
  */
 export type PeerRole = 'primary' | 'not-primary' | 'gone' | 'unrelated' | 'unreachable';
 
 export async function roleAt(engine: Engine, peer: Peer, remoteVolume: string): Promise<PeerRole> {
   const client = engine.drPeer(peer, { stallTimeoutMs: 5_000 });
+  const signal = AbortSignal.timeout(5_000);
+  const of = (role: string): PeerRole => (role === 'primary' ? 'primary' : 'not-primary');
   try {
-    return (await client.state({ volume: remoteVolume, base: null }, AbortSignal.timeout(5_000))).role === 'primary' ? 'primary' : 'not-primary';
+    try {
+      return of((await client.role({ volume: remoteVolume }, signal)).role);
+    } catch (err) {
+      // A ferry from before dr/role answers PROTOCOL ("no DR operation role"): dr/state, as then.
+      if (!isFerryError(err, 'PROTOCOL')) throw err;
+      return of((await client.state({ volume: remoteVolume, base: null }, signal)).role);
+    }
   } catch (err) {
     if (isFerryError(err, 'VOLUME_NOT_FOUND')) return 'gone';
     if (isFerryError(err, 'NOT_AUTHORIZED')) return 'unrelated';
@@ -233,6 +242,20 @@ export async function roleAt(engine: Engine, peer: Peer, remoteVolume: string): 
   } finally {
     client.close();
   }
+}
+
+/**
+ * This site's answer to roleAt (`dr/role`): the role it holds `volume` in, and the site it follows
+ * when an active secondary, to any paired site (a site this volume is not mirrored with included: a
+ * sibling secondary that took the volume over asks the other, to learn whether a split brain it
+ * recorded is over). Nothing of the volume's snapshots or data.
+ */
+export function describeRole(engine: Engine, peerId: string, volume: string): RoleAnswer {
+  const cat = engine.site.catalog;
+  if (!findPeerById(cat, peerId)) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
+  const vol = getVolume(cat, volume);
+  const sec = getSecondary(cat, volume);
+  return { volume, role: vol.role, follows: vol.role === 'secondary' && sec?.state === 'active' ? sec.source_site : null };
 }
 
 /**

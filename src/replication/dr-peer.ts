@@ -17,6 +17,11 @@ export interface StateRequest {
   base: string | null;
 }
 
+/** Which role a peer holds a volume in (`dr/role`): asked of any paired site, mirrored with it or not. */
+export interface RoleRequest {
+  volume: string;
+}
+
 export interface ChangesRequest {
   volume: string;
   base: string;
@@ -100,6 +105,17 @@ export interface RemoteState {
   changedSinceBase: { bytes: number; paths: number } | null;
 }
 
+/**
+ * A volume's role as a peer answers any paired site (`dr/role`): the role, and the site it follows
+ * when it is an active secondary; nothing of its snapshots (a site it is not mirrored with learns
+ * only what a split brain's record needs: whether that site is still primary of it).
+ */
+export interface RoleAnswer {
+  volume: string;
+  role: string;
+  follows: string | null;
+}
+
 /** What one side changed since the base: its latest snapshot diffed against the base (`dr/changes`). */
 export interface SideChanges {
   site: string;
@@ -181,6 +197,7 @@ export interface DrPeer {
   /** the peer's name here (for messages) */
   readonly name: string;
   state(req: StateRequest, signal?: AbortSignal): Promise<RemoteState>;
+  role(req: RoleRequest, signal?: AbortSignal): Promise<RoleAnswer>;
   changes(req: ChangesRequest, signal?: AbortSignal): Promise<SideChanges>;
   failoverNotice(req: FailoverNoticeRequest, signal?: AbortSignal): Promise<FailoverNoticeAnswer>;
   /** the new primary's half of a failback: it resyncs the asker and answers its update */
@@ -197,6 +214,7 @@ export interface DrPeer {
 /** The DR operations, by method: the route is `/v1/dr/<op>`. */
 export const DR_OPS = {
   state: 'state',
+  role: 'role',
   changes: 'changes',
   failoverNotice: 'failover-notice',
   failback: 'failback',
@@ -377,6 +395,7 @@ const siteVolume = (t: Fields): { site: string; volume: string } => ({ site: t.s
 
 const READERS: { [K in DrOp]: (f: Fields) => unknown } = {
   state: remoteState,
+  role: (f): RoleAnswer => ({ volume: f.str('volume', 256), role: f.str('role', 64), follows: f.optStr('follows', 256) }),
   changes: sideChanges,
   'failover-notice': (f): FailoverNoticeAnswer => ({
     mirror: f.str('mirror', 512),

@@ -12,6 +12,7 @@ export function drPeerOver(client: Pick<PeerClient, 'peer' | 'call' | 'close'>):
   return {
     name,
     state: method('state'),
+    role: method('role'),
     changes: method('changes'),
     failoverNotice: method('failoverNotice'),
     failback: method('failback'),

@@ -360,13 +360,19 @@ test('a primary removing the mirror of a sibling that took over and then gave it
 // A recorded split brain goes stale when the other site gives its copy up while this one cannot hear
 // of it (the soak's leftover: `mirror remove` could not reach it, or it yielded later): it refused
 // every migrate until a new mirror to that site applied an update. A migrate now asks first.
+/** london took the volume over, then tokyo (forced), and seattle failed back to tokyo: tokyo, primary, records london. */
+async function tokyoRecordsLondon(sites: TestSite[], tag: string): Promise<{ seattle: TestSite; london: TestSite; tokyo: TestSite }> {
+  const three = await londonTookOver(sites, tag);
+  await three.tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+  await three.seattle.json(['failback', 'vol', '--to', 'tokyo']);
+  assert.deepEqual(await splitBrainsAt(three.tokyo), ['london']);
+  return three;
+}
+
 test('a migrate asks each recorded split brain first: one whose site gave its copy up is dropped and the migrate goes on; one it cannot ask stays, named', async () => {
   const sites: TestSite[] = [];
   try {
-    const { seattle, london, tokyo } = await londonTookOver(sites, 'sfs');
-    await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
-    await seattle.json(['failback', 'vol', '--to', 'tokyo']);
-    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    const { seattle, london, tokyo } = await tokyoRecordsLondon(sites, 'sfs');
     // london down: it cannot be asked, so the record stays and the refusal says so.
     await london.stop();
     await tokyo.refused(['migrate', 'vol', '--to', 'seattle'], 4, 'MIRROR_STATE', /london is primary of vol too \(split brain[\s\S]*london could not tell whether it is still primary/);
@@ -381,6 +387,37 @@ test('a migrate asks each recorded split brain first: one whose site gave its co
     assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary');
     assert.deepEqual(await splitBrainsAt(seattle), [], 'nothing handed over: london is primary of nothing');
     assert.match(String(eventsOf(tokyo, 'split-brain.resolved').at(-1)?.detail.reason), /london answered it holds no volume vol any more \(asked before a migrate\)/);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a migrate asks a recorded split brain with no mirror between the two sites (dr/role): still primary, it stays; holding the volume as another site\'s secondary now, it goes', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await tokyoRecordsLondon(sites, 'sfr');
+    // No mirror relates london and tokyo: london answers its role all the same, and it is primary.
+    const refused = await tokyo.refused(['migrate', 'vol', '--to', 'seattle'], 4, 'MIRROR_STATE', /london is primary of vol too \(split brain/);
+    assert.doesNotMatch(refused.stderr, /could not tell/, 'london answered: still primary');
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london'], 'kept: london is primary');
+    // london gives its copy up and then follows another site's volume of that name (oslo's, unrelated
+    // to tokyo): it is primary of no vol any more.
+    const replica = await london.memberPath('vol');
+    await london.json(['volume', 'remove', 'vol', '--force']);
+    rmSync(dirname(replica), { recursive: true });
+    const oslo = await createSite('oslo-sfr');
+    sites.push(oslo);
+    writeVolumeData(join(oslo.dir, 'data'), 1, 16 * KiB);
+    oslo.defineVolume('vol', [join(oslo.dir, 'data')]);
+    await oslo.start();
+    await pairPlain(oslo, london);
+    await oslo.json(['mirror', 'create', 'vol', '--to', 'london']);
+    await oslo.json(['mirror', 'initialize', 'vol', '--to', 'london', '--wait']);
+    assert.equal((await london.volumeStatus('vol')).role, 'secondary');
+    await tokyo.json(['migrate', 'vol', '--to', 'seattle']);
+    assert.equal((await seattle.volumeStatus('vol')).role, 'primary', 'the migrate went on');
+    assert.deepEqual(await splitBrainsAt(seattle), [], 'nothing handed over');
+    assert.match(String(eventsOf(tokyo, 'split-brain.resolved').at(-1)?.detail.reason), /london answered it is not primary of vol any more \(asked before a migrate\)/);
   } finally {
     await cleanupSites(sites);
   }

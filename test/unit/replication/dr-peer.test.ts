@@ -45,6 +45,8 @@ const changes = { site: 'london', volume: 'vol', role: 'primary', newest: { id: 
 test('each DR call goes to its own route and a sound answer comes back as sent', async () => {
   const cases: Array<[keyof DrPeer, string, unknown, unknown]> = [
     ['state', 'state', { volume: 'vol', base: null }, state],
+    ['role', 'role', { volume: 'vol' }, { volume: 'vol', role: 'secondary', follows: 'X' }],
+    ['role', 'role', { volume: 'vol' }, { volume: 'vol', role: 'primary', follows: null }],
     ['changes', 'changes', { volume: 'vol', base: ID, lineage: [ID] }, changes],
     ['failoverNotice', 'failover-notice', { volume: 'vol', at: 'vol', late: true }, { mirror: 'vol@paris', state: 'broken-off' }],
     ['failoverNotice', 'failover-notice', { volume: 'vol', at: 'vol', force: true }, { mirror: 'vol@paris', state: 'broken-off', tookOverBy: { site: 'X', volume: 'vol' }, alsoPrimary: [{ site: 'Y', volume: 'v2' }] }],
@@ -87,6 +89,8 @@ test('a malformed DR answer is refused with PROTOCOL, naming the peer, the call 
     ['peer delete deleted a string', () => peerAnswering({ deleted: 'yes' }).peer.peerDelete({ volume: 'v', snapshot: ID }), /dr\/peer-delete: deleted must be true or false/],
     ['failover notice alsoPrimary not a list', () => peerAnswering({ mirror: 'm', state: 'broken-off', alsoPrimary: { site: 'X', volume: 'v' } }).peer.failoverNotice({ volume: 'v', at: 'v' }), /alsoPrimary must be a list/],
     ['failover notice alsoPrimary site missing', () => peerAnswering({ mirror: 'm', state: 'broken-off', alsoPrimary: [{ volume: 'v' }] }).peer.failoverNotice({ volume: 'v', at: 'v' }), /alsoPrimary\[0\]: site must be a string/],
+    ['role: role a number', () => peerAnswering({ volume: 'v', role: 1, follows: null }).peer.role({ volume: 'v' }), /dr\/role: role must be a string/],
+    ['role: follows a list', () => peerAnswering({ volume: 'v', role: 'secondary', follows: ['X'] }).peer.role({ volume: 'v' }), /dr\/role: follows must be a string/],
     ['changes hasBase missing', () => peerAnswering({ ...changes, hasBase: undefined }).peer.changes({ volume: 'v', base: ID, lineage: [] }), /hasBase must be true or false/],
   ];
   for (const [what, call, re] of bad) await assert.rejects(call(), refused(re), what);
