@@ -30,10 +30,7 @@ export async function invoke(g: GlobalOptions, op: string, args: Record<string, 
   const daemon = runningDaemon(home);
   if (daemon) return callDaemon(daemon, op, args, onProgress);
   // No daemon: the operation runs here, and only now is the site's code loaded.
-  const [{ newEngine }, { runOp }, { slowHeapGrowth }] = await Promise.all([import('../app/workflows.ts'), import('../app/ops.ts'), import('../core/heap-growth.ts')]);
-  // An operation that may work through the volume (a snapshot, a restore, a verify) grows V8's heap
-  // slowly, as the daemon does; set now its modules are loaded (core/heap-growth.ts).
-  if (!READ_ONLY_OPS.has(op)) slowHeapGrowth();
+  const [{ newEngine }, { runOp }] = await Promise.all([import('../app/workflows.ts'), import('../app/ops.ts')]);
   return withSite(g, op, async (site) => {
     const engine = newEngine(site);
     try {

@@ -18,7 +18,6 @@ import { readMeta } from '../../catalog/meta.ts';
 import { META_KEYS } from '../../config/schema.ts';
 import { startXattrHelpers, stopXattrHelpers, type XattrHelpers } from '../../snapshot/xattr-helper.ts';
 import { xattrToolsPresent } from '../../snapshot/xattrs.ts';
-import { slowHeapGrowth } from '../../core/heap-growth.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   program
@@ -58,8 +57,6 @@ export function register(program: Command, g: () => GlobalOptions): void {
         // a small process (a fork of a large one costs tens of milliseconds).
         xattrToolsPresent();
         xattrHelpers = await startXattrHelpers({ onWarning: (message) => site.notice('warn', 'daemon.xattr-helper', `ferry: ${message}`, { error: message }) });
-        // The daemon's modules are loaded: V8's slower heap growth from here (core/heap-growth.ts).
-        slowHeapGrowth();
         // The memory budget before anything sizes itself from it: the flag, else the catalog setting
         // memory_budget (site.memoryBudget; read again below, once the site file is applied).
         const configureMemory = () => {
