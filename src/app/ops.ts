@@ -181,6 +181,12 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       const { describeRole } = await import('../dr/split-brain.ts');
       return describeRole(engine, peerId, str(a, 'volume')!);
     }
+    case 'beside': {
+      const { acceptBeside } = await import('../dr/beside.ts');
+      const from = str(a, 'from')!;
+      if (from.length > 256) throw new FerryError('PROTOCOL', 'beside.from must be a site id');
+      return acceptBeside(engine, peerId, { volume: parseName(str(a, 'volume')!, 'volume'), from, fromVolume: parseName(str(a, 'fromVolume')!, 'volume') });
+    }
     case 'changes': {
       const { describeChanges } = await import('../dr/split-brain.ts');
       const lineage = a.lineage;

@@ -216,12 +216,12 @@ export function setFailoverNotice(cat: Catalog, volume: string, notice: unknown,
 
 /** Volumes taken over here whose old primary has not acknowledged the failover yet. */
 export function pendingFailoverNotices(cat: Catalog): string[] {
-  return cat.db.all<{ volume: string }>("SELECT volume FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending' ORDER BY volume").map((r) => r.volume);
+  return cat.db.all<{ volume: string }>("SELECT volume FROM secondaries WHERE state = 'broken-off' AND (json_extract(failover_notice, '$.state') = 'pending' OR json_array_length(failover_notice, '$.besideUnasked') > 0) ORDER BY volume").map((r) => r.volume);
 }
 
 /** Whether any old primary has not acknowledged a failover yet (cheap: the daemon asks every tick). */
 export function anyFailoverNoticePending(cat: Catalog): boolean {
-  return cat.db.get("SELECT 1 FROM secondaries WHERE state = 'broken-off' AND json_extract(failover_notice, '$.state') = 'pending' LIMIT 1") !== undefined;
+  return cat.db.get("SELECT 1 FROM secondaries WHERE state = 'broken-off' AND (json_extract(failover_notice, '$.state') = 'pending' OR json_array_length(failover_notice, '$.besideUnasked') > 0) LIMIT 1") !== undefined;
 }
 
 /** The secondary follows a new source (a re-point after a sibling's failover): what the old one said goes. */

@@ -24,6 +24,7 @@ import { findPeer, findPeerById } from '../catalog/peers.ts';
 import type { Peer } from '../site/peers.ts';
 import { listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
 import { primariesKnownHere, roleAt } from './split-brain.ts';
+import { askBeside } from './beside.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
 import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
 import { findVolume, getVolume, setVolumeRole } from '../catalog/volumes.ts';
@@ -124,6 +125,8 @@ interface FailoverJournal {
   sibling?: SplitBrainSibling | null;
   /** the old primary's answer: the other sites primary beside it (catalog/split-brains.ts records each here) */
   alsoPrimary?: SplitBrainSibling[];
+  /** the paired sites that answered, asked after the promotion, that they are primary of what came from the old primary (beside.ts) */
+  beside?: SplitBrainSibling[];
 }
 
 /**
@@ -168,7 +171,7 @@ export async function runFailover(engine: Engine, volume: string, opts: { force?
 }
 
 function resultOf(j: FailoverJournal): FailoverResult {
-  const beside = [...(j.sibling ? [j.sibling.name] : []), ...(j.alsoPrimary ?? []).map((p) => p.name)];
+  const beside = [...new Set([...(j.sibling ? [j.sibling.name] : []), ...(j.alsoPrimary ?? []).map((p) => p.name), ...(j.beside ?? []).map((p) => p.name)])];
   return { plan: j.plan, notified: j.notified ?? false, ...(j.notifyError ? { notifyError: j.notifyError } : {}), snapshot: j.snapshot ?? '', base: j.base ?? j.plan.snapshot ?? '', ...(j.rollback ? { rollback: j.rollback } : {}), ...(j.warnings?.length ? { warnings: j.warnings } : {}), ...(j.sibling ? { splitBrainWith: j.sibling.name } : {}), ...(beside.length ? { splitBrainsWith: beside } : {}) };
 }
 
@@ -250,8 +253,21 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
     });
     await checkpoint('failover:after-promote');
   }
-  // 4. a known starting point for failback
+  // 4. the other paired sites: one primary of what came from the old primary is a primary beside
+  // this one, though the old primary could not name it (beside.ts)
   if (wf.step === 'promoted') {
+    const r = row();
+    const { found, unasked } = await askBeside(engine, { volume: plan.volume, from: r.source_site, fromVolume: r.source_volume });
+    site.catalog.tx(() => {
+      const known = new Set(listSplitBrains(site.catalog, plan.volume).map((b) => b.site));
+      for (const p of found) if (!known.has(p.site)) primaryBesideFound(site, plan.volume, plan.oldPrimary, p, 'asked');
+      const notice = parseNotice(row());
+      if (unasked.length && notice) setFailoverNotice(site.catalog, plan.volume, { ...notice, besideUnasked: unasked });
+      recordStep(site, wf, 'asked', { beside: found });
+    });
+  }
+  // 5. a known starting point for failback
+  if (wf.step === 'asked') {
     const name = `failover-${new Date(site.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
     const snap = await createSnapshot(site, plan.volume, { name, pool: engine.pool });
     const warnings = snap.warnings.slice(0, 100).map((w) => ({ path: w.path, message: w.message }));
@@ -285,6 +301,8 @@ export interface FailoverNotice {
   splitBrainWith?: SplitBrainSibling;
   /** the old primary's answer: the other sites primary beside it (the site it took the volume over from, its split brains), recorded here too */
   alsoPrimary?: SplitBrainSibling[];
+  /** paired sites not reached when asked whether they are primary beside this site (beside.ts): asked again until they answer */
+  besideUnasked?: string[];
 }
 
 /** A sibling secondary that took the volume over first: its site id, volume and name here. */
@@ -351,7 +369,7 @@ async function sendNotice(engine: Engine, row: SecondaryRow, o: { late?: boolean
 export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ notified: boolean; notifyError?: string } | undefined> {
   const site = engine.site;
   const row = getSecondary(site.catalog, volume);
-  const notice = row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
+  const notice = parseNotice(row);
   if (!row || row.state !== 'broken-off' || !notice) return undefined;
   if (notice.state === 'told') return { notified: true };
   const r = await sendNotice(engine, row, { late: true });
@@ -366,7 +384,9 @@ export async function tellOldPrimary(engine: Engine, volume: string): Promise<{ 
     : { state: 'pending', attempts: notice.attempts + 1, lastAttemptAt: at, lastError: r.notifyError, ...known };
   const peerName = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
   site.catalog.tx(() => {
-    setFailoverNotice(site.catalog, volume, next);
+    // the paired sites still to ask (beside.ts) are kept: the failover's last step may have set them meanwhile
+    const unasked = parseNotice(getSecondary(site.catalog, volume))?.besideUnasked;
+    setFailoverNotice(site.catalog, volume, { ...next, ...(unasked?.length ? { besideUnasked: unasked } : {}) });
     if (learned) splitBrainFound(site, volume, row.source_site, peerName, learned);
     for (const p of learnedAlso) primaryBesideFound(site, volume, peerName, p);
     // an event when it is told, or when the reason it is not changes (not one per attempt)
@@ -383,6 +403,7 @@ export async function deliverFailoverNotices(engine: Engine): Promise<void> {
   for (const volume of pendingFailoverNotices(site.catalog)) {
     // (no workflow lock: a notice is idempotent, and a long migrate or failback must not hold it up)
     await tellOldPrimary(engine, volume).catch(() => {});
+    await askBesideAgain(engine, volume).catch(() => {});
   }
 }
 
@@ -512,10 +533,35 @@ function splitBrainFound(site: Engine['site'], volume: string, oldPrimaryId: str
  * this failover made this site a primary beside it too. Recorded for the volume, and an event. In
  * the caller's transaction.
  */
-function primaryBesideFound(site: Engine['site'], volume: string, oldPrimary: string, other: SplitBrainSibling): void {
+function primaryBesideFound(site: Engine['site'], volume: string, oldPrimary: string, other: SplitBrainSibling, how: 'named' | 'asked' = 'named'): void {
   recordSplitBrain(site.catalog, volume, { site: other.site, remoteVolume: other.volume, oldPrimary: null });
   const paired = findPeerById(site.catalog, other.site) !== undefined;
-  site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { oldPrimary, sibling: other.name, siblingVolume: other.volume, message: `${other.name} is primary of ${volume} too, as ${oldPrimary} knew when this site took the volume over from it: this site is a primary beside it${paired ? '' : ` (${other.name} is not paired here: pair it with \`ferry site add\` to see its side)`}` } });
+  const why = how === 'named' ? `as ${oldPrimary} knew when this site took the volume over from it` : `of what came from ${oldPrimary}, as it answered when asked after this site took the volume over`;
+  site.event({ kind: 'failover.split-brain', volume, outcome: 'info', detail: { oldPrimary, sibling: other.name, siblingVolume: other.volume, message: `${other.name} is primary of ${volume} too, ${why}: this site is a primary beside it${paired ? '' : ` (${other.name} is not paired here: pair it with \`ferry site add\` to see its side)`}` } });
+}
+
+function parseNotice(row: SecondaryRow | undefined): FailoverNotice | null {
+  return row?.failover_notice ? (JSON.parse(row.failover_notice) as FailoverNotice) : null;
+}
+
+/**
+ * The paired sites a failover here could not ask whether they are primary beside it (beside.ts),
+ * asked again (the daemon's retry, with the notice's); each that answers is off the list, and one
+ * that is primary is recorded.
+ */
+async function askBesideAgain(engine: Engine, volume: string): Promise<void> {
+  const site = engine.site;
+  const row = getSecondary(site.catalog, volume);
+  const notice = parseNotice(row);
+  if (!row || row.state !== 'broken-off' || !notice?.besideUnasked?.length || findVolume(site.catalog, volume)?.role !== 'primary') return;
+  const { found, unasked } = await askBeside(engine, { volume, from: row.source_site, fromVolume: row.source_volume, only: notice.besideUnasked });
+  const oldPrimary = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
+  site.catalog.tx(() => {
+    const known = new Set(listSplitBrains(site.catalog, volume).map((b) => b.site));
+    for (const p of found) if (!known.has(p.site)) primaryBesideFound(site, volume, oldPrimary, p, 'asked');
+    const now = parseNotice(getSecondary(site.catalog, volume));
+    if (now) setFailoverNotice(site.catalog, volume, { ...now, besideUnasked: unasked.length ? unasked : undefined });
+  });
 }
 
 async function keepAtNotice(engine: Engine, volume: string, newPrimary: string): Promise<void> {

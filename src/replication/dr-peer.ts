@@ -22,6 +22,16 @@ export interface RoleRequest {
   volume: string;
 }
 
+/** A new primary asks a paired site whether it is primary of what came from the same old primary (`dr/beside`, dr/beside.ts). */
+export interface BesideRequest {
+  /** the asker's volume, which it took over */
+  volume: string;
+  /** the old primary's site id */
+  from: string;
+  /** the volume at the old primary */
+  fromVolume: string;
+}
+
 export interface ChangesRequest {
   volume: string;
   base: string;
@@ -116,6 +126,11 @@ export interface RoleAnswer {
   follows: string | null;
 }
 
+/** The answer to `dr/beside`: the volume here that is primary of what came from the old primary (the asker is recorded beside it), or null. */
+export interface BesideAnswer {
+  volume: string | null;
+}
+
 /** What one side changed since the base: its latest snapshot diffed against the base (`dr/changes`). */
 export interface SideChanges {
   site: string;
@@ -198,6 +213,7 @@ export interface DrPeer {
   readonly name: string;
   state(req: StateRequest, signal?: AbortSignal): Promise<RemoteState>;
   role(req: RoleRequest, signal?: AbortSignal): Promise<RoleAnswer>;
+  beside(req: BesideRequest, signal?: AbortSignal): Promise<BesideAnswer>;
   changes(req: ChangesRequest, signal?: AbortSignal): Promise<SideChanges>;
   failoverNotice(req: FailoverNoticeRequest, signal?: AbortSignal): Promise<FailoverNoticeAnswer>;
   /** the new primary's half of a failback: it resyncs the asker and answers its update */
@@ -215,6 +231,7 @@ export interface DrPeer {
 export const DR_OPS = {
   state: 'state',
   role: 'role',
+  beside: 'beside',
   changes: 'changes',
   failoverNotice: 'failover-notice',
   failback: 'failback',
@@ -396,6 +413,7 @@ const siteVolume = (t: Fields): { site: string; volume: string } => ({ site: t.s
 const READERS: { [K in DrOp]: (f: Fields) => unknown } = {
   state: remoteState,
   role: (f): RoleAnswer => ({ volume: f.str('volume', 256), role: f.str('role', 64), follows: f.optStr('follows', 256) }),
+  beside: (f): BesideAnswer => ({ volume: f.optStr('volume', 256) }),
   changes: sideChanges,
   'failover-notice': (f): FailoverNoticeAnswer => ({
     mirror: f.str('mirror', 512),

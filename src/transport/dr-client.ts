@@ -14,6 +14,7 @@ export function drPeerOver(client: Pick<PeerClient, 'peer' | 'call' | 'close'>):
     state: method('state'),
     role: method('role'),
     changes: method('changes'),
+    beside: method('beside'),
     failoverNotice: method('failoverNotice'),
     failback: method('failback'),
     takeover: method('takeover'),

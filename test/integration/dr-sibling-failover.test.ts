@@ -173,8 +173,14 @@ async function londonTookOverAndRepointed(sites: TestSite[], tag: string): Promi
   return three;
 }
 
-/** london stopped, tokyo takes the volume over from it (forced): london is not told, tokyo learns nothing yet. */
-async function tokyoTakesOverWhileLondonIsDown(london: TestSite, tokyo: TestSite): Promise<void> {
+/**
+ * london stopped, tokyo takes the volume over from it (forced): london is not told, tokyo learns
+ * nothing yet (its question to the other paired sites, which would find seattle, fails: `faults`,
+ * with more of them for tokyo's daemon).
+ */
+async function tokyoTakesOverWhileLondonIsDown(london: TestSite, tokyo: TestSite, faults = ''): Promise<void> {
+  await tokyo.stop();
+  await tokyo.start({ env: { FERRY_TEST_FAULTS: ['dr.beside:fail:times=1000', faults].filter(Boolean).join(';') } });
   await london.stop();
   const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
   assert.equal(fo.notified, false);
@@ -209,9 +215,7 @@ test('a site that took the volume over hands the primary it took it from to the 
     assert.equal((await london.volumeStatus('vol')).role, 'primary', 'the refused migrate changed nothing');
     // tokyo takes over while london is down, and its notice never reaches london (so london's
     // answer cannot name seattle); london then yields to tokyo.
-    await tokyo.stop();
-    await tokyo.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
-    await tokyoTakesOverWhileLondonIsDown(london, tokyo);
+    await tokyoTakesOverWhileLondonIsDown(london, tokyo, 'dr.failover-notice:fail:times=1000');
     await london.start();
     await london.json(['failback', 'vol', '--to', 'tokyo']);
     assert.equal((await london.volumeStatus('vol')).role, 'secondary');
@@ -281,7 +285,8 @@ test('a secondary whose mirror its primary removed fails over first, its notice 
     const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
     assert.equal(fo.notified, false);
     await london.json(['failover', 'vol', '--no-repoint']);
-    assert.deepEqual(await splitBrainsAt(london), [], 'seattle could not name tokyo to london');
+    // seattle could not name tokyo to london, but london asked the paired sites after its promotion (dr/beside)
+    assert.deepEqual(await splitBrainsAt(london), ['tokyo'], 'london asked tokyo');
     // The way heals: tokyo's daemon, restarted, sends the notice at once (and then after a backoff).
     await tokyo.stop();
     await tokyo.start();
@@ -321,6 +326,55 @@ test('a secondary whose primary removed every mirror (standalone there now): a p
     await tokyo.json(['failover', 'vol', '--force']);
     assert.equal((await tokyo.volumeStatus('vol')).role, 'primary');
     assert.deepEqual(await splitBrainsAt(seattle), [], 'a standalone seattle records nothing');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+// The soak, seed 1370182201, step 861: b removed its mirrors of v2 to a and to c (both stayed its
+// secondaries), a took v2 over, b removed v2 (forgetting a) and made a new v2; c, forced, took v2
+// over too. b could name nobody: a and c were primary of v2, neither knowing of the other. The new
+// primary now asks every paired site (dr/beside) after its promotion.
+test('an old primary that forgot a sibling took over (its mirrors and volume removed): the second failover asks the paired sites, and both primaries record each other', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await tokyoLeftBehind(sites, 'fgt');
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    await london.json(['failover', 'vol', '--no-repoint', '--force']);
+    assert.equal((await london.volumeStatus('vol')).role, 'primary');
+    // seattle gives the volume up and makes a new one of that name: nothing of london is known there.
+    await seattle.json(['volume', 'remove', 'vol', '--force']);
+    const data = join(seattle.dir, 'data2');
+    writeVolumeData(data, 1, 16 * KiB);
+    await seattle.json(['volume', 'create', 'vol', '--member', `data=tree:${data}`]);
+    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /seattle answered that it does not mirror vol to this site/);
+    const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.deepEqual(fo.splitBrainsWith, ['london'], 'london answered it is primary of what came from seattle');
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    assert.deepEqual(await splitBrainsAt(london), ['tokyo'], 'london recorded tokyo when asked');
+    assert.match(String(eventsOf(london, 'failover.split-brain').at(-1)?.detail.message), /tokyo took vol over from seattle too: both are primary/);
+    assert.match((await tokyo.ferry(['status'])).stdout, /split brain with london \(vol there\)/);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
+test('a paired site down when a failover asks whether it is primary beside it is asked again by the daemon once it is back', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await tokyoLeftBehind(sites, 'fgd');
+    await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
+    await london.json(['failover', 'vol', '--no-repoint', '--force']);
+    await seattle.json(['volume', 'remove', 'vol', '--force']);
+    await london.stop();
+    const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.equal(fo.splitBrainsWith, undefined, 'london could not be asked');
+    assert.deepEqual(tokyo.catalog((db) => JSON.parse((db.prepare("SELECT json_extract(failover_notice, '$.besideUnasked') AS u FROM secondaries WHERE volume = 'vol'").get() as { u: string }).u)), [london.id]);
+    await london.start();
+    await waitFor('tokyo to ask london again', async () => (await splitBrainsAt(tokyo)).length > 0, 30_000, 250);
+    assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
+    assert.deepEqual(await splitBrainsAt(london), ['tokyo']);
+    assert.equal(tokyo.catalog((db) => (db.prepare("SELECT json_extract(failover_notice, '$.besideUnasked') AS u FROM secondaries WHERE volume = 'vol'").get() as { u: string | null }).u), null, 'nobody left to ask');
   } finally {
     await cleanupSites(sites);
   }

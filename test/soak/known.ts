@@ -36,6 +36,10 @@ export interface KnownDefect {
 //   of v2 to c", taken as nothing to tell, and b and c knew nothing of each other. A primary with no
 //   mirror to the sender now takes the notice (recording the split brain with it) and answers with
 //   the sibling that took over and the primaries it knows. test/integration/dr-sibling-failover.test.ts.
+// - two-primaries-after-old-primary-forgot (seed 1370182201, 3 sites, 10 min, step 861): b removed
+//   its mirrors of v2 to a and c (both stayed its secondaries), a took v2 over (b recorded it), b
+//   removed v2 (and the record) and made a new v2; c, forced, took v2 over: b could name nobody. A new
+//   primary now asks every paired site (dr/beside) after its promotion. dr-sibling-failover.test.ts.
 
 export const KNOWN: KnownDefect[] = [];
 
