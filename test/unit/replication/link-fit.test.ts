@@ -2,7 +2,7 @@
 // whole objects over the measured link; the setting overrides; the other way is tried again after a day.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseDeltas, DEFAULT_DELTA_BYTES_PER_SECOND, measureLink, MIN_MEASURED_BYTES, RETRY_OTHER_WAY_MS, sendMeasure, SWITCH_MARGIN } from '../../../src/replication/link-fit.ts';
+import { chooseDeltas, DEFAULT_DELTA_BYTES_PER_SECOND, measureLink, MIN_MEASURED_BYTES, NEAR_ASSUMED_MARGIN, NEAR_RTT_MS, RETRY_OTHER_WAY_MS, sendMeasure, SWITCH_MARGIN } from '../../../src/replication/link-fit.ts';
 import type { TransferStats } from '../../../src/replication/sender.ts';
 
 const MiB = 1024 * 1024;
@@ -69,6 +69,21 @@ test('auto: the way in use (measured last) stays unless the other is SWITCH_MARG
   // Whole in use (measured after deltas): the same margin the other way.
   assert.equal(chooseDeltas('auto', { whole: rate(40), delta: rate(45, 1000) }, null, NOW).deltas, false);
   assert.equal(chooseDeltas('auto', { whole: rate(40), delta: rate(60, 1000) }, null, NOW).deltas, true);
+});
+
+test('auto: on a near link an initialize\'s slow whole figure does not make the first update send deltas on an assumed rate', () => {
+  const d = DEFAULT_DELTA_BYTES_PER_SECOND / MiB;
+  // The benchmark's loopback initialize after a mass delete: whole 33.1 MiB/s, round trip 1.6 ms.
+  const loop = chooseDeltas('auto', { whole: rate(33.1), rttMs: 1.6 }, null, NOW);
+  assert.equal(loop.deltas, false);
+  assert.match(loop.reason, /a near link \(round trip 1.6 ms\)/);
+  // The same figure over the WAN (54 ms): deltas, as before.
+  assert.equal(chooseDeltas('auto', { whole: rate(33.1), rttMs: 53.8 }, null, NOW).deltas, true);
+  // A slow LAN (100 Mbit/s, well under half the assumed rate): deltas.
+  assert.equal(chooseDeltas('auto', { whole: rate(d / NEAR_ASSUMED_MARGIN - 1), rttMs: 0.4 }, null, NOW).deltas, true);
+  assert.equal(chooseDeltas('auto', { whole: rate(d / NEAR_ASSUMED_MARGIN + 1), rttMs: NEAR_RTT_MS - 1 }, null, NOW).deltas, false);
+  // Once deltas are measured, the measured figures decide with the usual margin, near or not.
+  assert.equal(chooseDeltas('auto', { whole: rate(33.1, 1000), delta: rate(60), rttMs: 1.6 }, null, NOW).deltas, true);
 });
 
 const stats = (storedBytes: number, putSeconds: number, deltas: number, minRttMs?: number): TransferStats => ({
