@@ -41,6 +41,7 @@ import { cliToDaemonLine, type CliToDaemon, type Context, FerryPair, measureCliT
 import { LOCAL_RSYNC, millionDiskNeed, type MillionResult, parseFiles, runMillion } from './million.ts';
 import { LinkProxies } from './proxy.ts';
 import { bins, cleanupAll, GNU_TIME, ROOT, sleep, trapSignals } from './procs.ts';
+import { describeProbe, type DiskProbe, probeDisk, unsettledWarning } from './disk-probe.ts';
 import { checkFreeSpace, describeMachine, DiskEstimate, type DiskNeed, diskUsed, type Machine, machineOf, toolVersion } from './sysinfo.ts';
 
 /** Targets (the issue): ferry wall / baseline rsync wall, and wire bytes / changed bytes. */
@@ -98,6 +99,8 @@ interface Report {
   versions: Record<string, string>;
   anchors: string[];
   disk: { estimatedBytes: number; estimate: string[]; usedBytes: number; freeBeforeBytes: number };
+  /** the disk probe before and after the timed runs (disk-probe.ts) */
+  diskProbe?: { before?: DiskProbe; after?: DiskProbe };
   baseline: string;
   notes: string[];
   data: { tree?: GenStats; image?: ImageStats };
@@ -117,7 +120,9 @@ function formatReport(r: Report): string {
   lines.push(`link: ${r.link.description}` + (r.link.lostSegments ? ` (segments lost: ${r.link.lostSegments.towardsB} towards the destination, ${r.link.lostSegments.towardsA} back)` : ''));
   lines.push(`tools: ${Object.entries(r.versions).map(([k, v]) => `${k}: ${v}`).join('; ')}`);
   if (r.anchors.length) lines.push(`anchors: ${r.anchors.join('; ')}`);
-  lines.push(`disk: estimated ${humanBytes(r.disk.estimatedBytes)} before the run (${humanBytes(r.disk.freeBeforeBytes)} free), used ${Number.isNaN(r.disk.usedBytes) ? 'n/a' : humanBytes(r.disk.usedBytes)} (du of the work directory after the run)`, '');
+  lines.push(`disk: estimated ${humanBytes(r.disk.estimatedBytes)} before the run (${humanBytes(r.disk.freeBeforeBytes)} free), used ${Number.isNaN(r.disk.usedBytes) ? 'n/a' : humanBytes(r.disk.usedBytes)} (du of the work directory after the run)`);
+  if (r.diskProbe?.before || r.diskProbe?.after) lines.push(`disk probe: ${r.diskProbe.before ? `before the runs ${describeProbe(r.diskProbe.before)}` : ''}${r.diskProbe.before && r.diskProbe.after ? '; ' : ''}${r.diskProbe.after ? `after them ${describeProbe(r.diskProbe.after)}` : ''}`);
+  lines.push('');
   if (r.data.tree) {
     const t = r.data.tree;
     lines.push(`tree: ${t.files.toLocaleString('en')} files in ${t.directories.toLocaleString('en')} directories, ${humanBytes(t.bytes)} (${humanBytes(t.randomBytes)} random, ${humanBytes(t.textBytes)} text), generated in ${t.seconds.toFixed(1)} s`);
@@ -438,6 +443,9 @@ async function main(): Promise<void> {
     `link: ${values.direct ? 'none (--direct)' : describeLink(spec)}; rsync ${variants.map((v) => v.label).join(', ')}` +
     `${anchors.length ? `; ${anchors.join('; ')}` : ''}; about ${humanBytes(need.bytes)} of disk`);
   let lostSegments: { towardsB: number; towardsA: number } | undefined;
+  const diskProbe: NonNullable<Report['diskProbe']> = {};
+  diskProbe.before = probeDisk(work, 'before');
+  log(`disk probe before the runs: ${describeProbe(diskProbe.before)}`);
   try {
     if (caseName === 'million') {
       const result: MillionResult = { rows };
@@ -459,6 +467,8 @@ async function main(): Promise<void> {
     cleanupAll(); // anything left (should be nothing): processes, mounts, loop devices
   }
 
+  diskProbe.after = probeDisk(work, 'after');
+  log(`disk probe after the runs: ${describeProbe(diskProbe.after)}`);
   const finishedAt = new Date();
   const rep: Report = {
     case: caseName,
@@ -473,6 +483,7 @@ async function main(): Promise<void> {
     versions,
     anchors,
     disk: { estimatedBytes: need.bytes, estimate: need.detail, usedBytes: diskUsed(work), freeBeforeBytes: space.freeBytes },
+    diskProbe,
     baseline,
     notes: [],
     data,
@@ -483,6 +494,11 @@ async function main(): Promise<void> {
     ...(fixed.cli || rows.some((x) => x.tool === 'ferry') ? { cli: fixed.cli } : {}),
   };
   rep.notes = notesFor(rep, proxies !== null, settleSeconds, anchorBtrfs);
+  const unsettled = unsettledWarning(diskProbe.before, diskProbe.after);
+  if (unsettled) {
+    rep.notes.unshift(`WARNING: ${unsettled}`);
+    log(`\n!!! ${unsettled}`);
+  }
   const markdown = formatReport(rep);
   process.stdout.write(markdown);
   const base = join(outDir, `replication-${caseName === 'million' ? 'million-' : ''}${stamp}`);
