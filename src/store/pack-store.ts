@@ -221,7 +221,7 @@ export class PackStore implements ObjectReader, ObjectWriter {
    * open pack do not count: a failed write may still discard them.
    */
   durable(ids: ObjectId[]): boolean[] {
-    const packs = ids.map((id) => this.#index.presentPack(id));
+    const packs = this.#index.presentPacks(ids);
     const sound = new Map<number, boolean>();
     for (const pack of packs) if (pack !== undefined && !sound.has(pack)) sound.set(pack, packFileSound(this.#index, this.#files, pack, this.#lostMarker));
     return packs.map((pack) => pack !== undefined && sound.get(pack) === true);

@@ -196,6 +196,30 @@ describe('PackStore', () => {
     }
   });
 
+  test('durable() over many ids (batched lookups): in order, duplicates and unknown ids included, a pack whose file is gone counted out', () => {
+    const home = makeTestStore({ packTargetSize: 64 << 10 });
+    try {
+      const ids = Array.from({ length: 600 }, (_, i) => home.store.put('chunk', pseudoRandomBytes(700, `d${i}`)).id);
+      home.store.flush();
+      const never = Array.from({ length: 40 }, (_, i) => hashBytes(Buffer.from(`never ${i}`)));
+      // 600 stored, 40 never stored, interleaved, with repeats: more than two statements' worth
+      const asked = ids.flatMap((id, i) => (i % 15 === 0 ? [id, never[i / 15], id] : [id]));
+      assert.deepEqual(home.store.durable(asked), asked.map((id) => !never.includes(id)));
+      assert.deepEqual(home.store.durable([]), []);
+      assert.deepEqual(home.store.durable([never[0]]), [false]);
+      // a pack's file gone: its objects are not durable (marked lost), the others still are
+      const packs = home.store.listPacks();
+      assert.ok(packs.length >= 5, `several packs (${packs.length})`);
+      unlinkSync(home.store.packPath(packs[1].name));
+      const inLost = new Set(home.db.all<{ id: Uint8Array }>('SELECT id FROM objects WHERE pack = ?', packs[1].id).map((r) => Buffer.from(r.id).toString('hex')));
+      assert.ok(inLost.size > 0);
+      assert.deepEqual(home.store.durable(ids), ids.map((id) => !inLost.has(id)));
+      assert.deepEqual(home.store.durable(ids), ids.map((id) => !inLost.has(id)), 'asked again: the lost mark holds');
+    } finally {
+      home.dispose();
+    }
+  });
+
   test('recover(): deletes an orphan unindexed pack, reports a truncated and a missing pack, finishes obsolete ones, leaves stray files', () => {
     const home = makeTestStore({ packTargetSize: 6000 });
     try {
