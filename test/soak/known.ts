@@ -41,7 +41,17 @@ export interface KnownDefect {
 //   removed v2 (and the record) and made a new v2; c, forced, took v2 over: b could name nobody. A new
 //   primary now asks every paired site (dr/beside) after its promotion. dr-sibling-failover.test.ts.
 
-export const KNOWN: KnownDefect[] = [];
+export const KNOWN: KnownDefect[] = [
+  {
+    name: 'replay-refused-after-clock-step-back',
+    check: 'outcome',
+    pattern: /is older than \S+, which this replica already received from that site in this relation/,
+    reproduction:
+      'soak seed 1380349686, 3 sites, step 1176 (`npm run soak -- --seed 1380349686 --sites 3 --steps 1176`): c\'s clock stepped back ~4,000 s; ' +
+      'its snapshots after that carry older ULIDs, so its mirror to a refused updates as "older than the mirror\'s base" and then a refused one as a replay. ' +
+      'Snapshots of one origin are ordered by its clock (replication/driver/plan.ts, replication/receive/commit.ts): lineage should come first. Twelfth session\'s note.',
+  },
+];
 
 /** The known defect a violation is, if any. */
 export function knownDefect(v: Violation): KnownDefect | undefined {
