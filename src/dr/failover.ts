@@ -259,10 +259,7 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
     const r = row();
     const { found, unasked } = await askBeside(engine, { volume: plan.volume, from: r.source_site, fromVolume: r.source_volume });
     site.catalog.tx(() => {
-      const known = new Set(listSplitBrains(site.catalog, plan.volume).map((b) => b.site));
-      for (const p of found) if (!known.has(p.site)) primaryBesideFound(site, plan.volume, plan.oldPrimary, p, 'asked');
-      const notice = parseNotice(row());
-      if (unasked.length && notice) setFailoverNotice(site.catalog, plan.volume, { ...notice, besideUnasked: unasked });
+      noteBeside(site, plan.volume, plan.oldPrimary, found, unasked);
       recordStep(site, wf, 'asked', { beside: found });
     });
   }
@@ -556,12 +553,18 @@ async function askBesideAgain(engine: Engine, volume: string): Promise<void> {
   if (!row || row.state !== 'broken-off' || !notice?.besideUnasked?.length || findVolume(site.catalog, volume)?.role !== 'primary') return;
   const { found, unasked } = await askBeside(engine, { volume, from: row.source_site, fromVolume: row.source_volume, only: notice.besideUnasked });
   const oldPrimary = findPeerById(site.catalog, row.source_site)?.name ?? row.source_site;
-  site.catalog.tx(() => {
-    const known = new Set(listSplitBrains(site.catalog, volume).map((b) => b.site));
-    for (const p of found) if (!known.has(p.site)) primaryBesideFound(site, volume, oldPrimary, p, 'asked');
-    const now = parseNotice(getSecondary(site.catalog, volume));
-    if (now) setFailoverNotice(site.catalog, volume, { ...now, besideUnasked: unasked.length ? unasked : undefined });
-  });
+  site.catalog.tx(() => noteBeside(site, volume, oldPrimary, found, unasked));
+}
+
+/**
+ * What asking the paired sites found (beside.ts): each primary beside this one not recorded yet is
+ * recorded, and the sites still to ask replace the notice's list. In the caller's transaction.
+ */
+function noteBeside(site: Engine['site'], volume: string, oldPrimary: string, found: SplitBrainSibling[], unasked: string[]): void {
+  const known = new Set(listSplitBrains(site.catalog, volume).map((b) => b.site));
+  for (const p of found) if (!known.has(p.site)) primaryBesideFound(site, volume, oldPrimary, p, 'asked');
+  const notice = parseNotice(getSecondary(site.catalog, volume));
+  if (notice) setFailoverNotice(site.catalog, volume, { ...notice, besideUnasked: unasked.length ? unasked : undefined });
 }
 
 async function keepAtNotice(engine: Engine, volume: string, newPrimary: string): Promise<void> {
