@@ -249,6 +249,11 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
  *   workflows       the DR workflow journal (src/dr/journal.ts): one row per failover, failback or
  *                   migrate, its plan and last completed step, so a rerun or the daemon at start
  *                   finishes or undoes it
+ *   snapshot_gone   a snapshot no longer held here that a snapshot here names as its parent: its place
+ *                   in the lineage, pointing to its nearest ancestor held here (catalog/snapshots.ts,
+ *                   descendsFrom). Written when a snapshot is deleted, and at a secondary for a parent
+ *                   it never received, as the source said (replication/receive/commit.ts); a row no
+ *                   snapshot names goes an hour after it was written
  *   peer_deletions  at a primary, a peer snapshot deleted with --peer that a secondary has not yet
  *                   confirmed deleting (it was unreachable, or holds it as its base): one row per
  *                   (snapshot, mirror), retried until confirmed (src/site/peer-snapshots.ts); the
@@ -294,6 +299,14 @@ CREATE TABLE IF NOT EXISTS workflows (
   updated_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS workflows_running ON workflows(volume) WHERE state = 'running';
+CREATE TABLE IF NOT EXISTS snapshot_gone (
+  id      TEXT PRIMARY KEY,
+  volume  TEXT NOT NULL,
+  parent  TEXT,
+  gone_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshot_gone_by_parent ON snapshot_gone(parent);
+CREATE INDEX IF NOT EXISTS snapshots_by_parent ON snapshots(parent);
 CREATE TABLE IF NOT EXISTS peer_deletions (
   snapshot   TEXT NOT NULL,
   mirror     TEXT NOT NULL,

@@ -108,14 +108,47 @@ export function insertSnapshotRow(
     'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at, relation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), cat.now(), r.relation ?? null,
   );
+  cat.db.run('DELETE FROM snapshot_gone WHERE id = ?', r.id);
 }
 
 /** A snapshot's row goes, with its stat cache rows (the caller checked that nothing holds it). */
 export function deleteSnapshotRow(cat: Catalog, volume: string, id: string): void {
   cat.tx(() => {
+    const row = cat.db.get<{ parent: string | null }>('SELECT parent FROM snapshots WHERE id = ?', id);
     dropStatCacheOf(cat, volume, id);
     cat.db.run('DELETE FROM snapshots WHERE id = ?', id);
+    if (row) keepPlaceInLineage(cat, volume, id, row.parent);
   });
+}
+
+/**
+ * A snapshot no longer held here keeps its place in the lineage (docs/dr.md, "Snapshot order"):
+ * the snapshots that name it as their parent still descend, through it, from what it descends from.
+ * Without it a deleted snapshot cut the lineage, and a site whose clock was set back could not order
+ * what it took after the step after what it took before (soak seed 1380349686). The row points to
+ * the nearest ancestor held here (or, where none is, the parent as recorded): rows chain only below
+ * the oldest snapshot held, and a row goes an hour after no snapshot names it (a capture that read
+ * its parent before the delete records it after), so they stay about as few as the snapshots here.
+ */
+function keepPlaceInLineage(cat: Catalog, volume: string, id: string, parent: string | null): void {
+  const nearest = parent === null || isHeld(cat, parent) ? parent : (cat.db.get<{ parent: string | null }>('SELECT parent FROM snapshot_gone WHERE id = ?', parent)?.parent ?? parent);
+  const now = cat.now();
+  cat.db.run('INSERT OR REPLACE INTO snapshot_gone (id, volume, parent, gone_at) VALUES (?, ?, ?, ?)', id, volume, nearest, now);
+  // Places that pointed to it now point to its nearest held ancestor; with none held, they keep pointing to it.
+  if (nearest !== null && isHeld(cat, nearest)) cat.db.run('UPDATE snapshot_gone SET parent = ? WHERE parent = ?', nearest, id);
+  cat.db.run('DELETE FROM snapshot_gone WHERE volume = ? AND gone_at < ? AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.parent = snapshot_gone.id)', volume, now - 3600_000);
+}
+
+const isHeld = (cat: Catalog, id: string) => cat.db.get('SELECT 1 AS x FROM snapshots WHERE id = ?', id) !== undefined;
+
+/**
+ * At a secondary: the snapshot `parent` (never received here) descends from `ancestor` (held here),
+ * as the source said with the snapshot it sent (replication/receive/commit.ts). Nothing is recorded
+ * when `parent` is held or its place is known already.
+ */
+export function recordLineageLink(cat: Catalog, volume: string, parent: string, ancestor: string): void {
+  if (parent === ancestor || isHeld(cat, parent) || !isHeld(cat, ancestor)) return;
+  cat.db.run('INSERT OR IGNORE INTO snapshot_gone (id, volume, parent, gone_at) VALUES (?, ?, ?, ?)', parent, volume, ancestor, cat.now());
 }
 
 /** Every snapshot row of the volume, and its whole stat cache (the volume is removed: volumes.ts forgetVolume). */
@@ -123,6 +156,7 @@ export function deleteSnapshotRowsOf(cat: Catalog, volume: string): void {
   cat.tx(() => {
     dropStatCacheOf(cat, volume);
     cat.db.run('DELETE FROM snapshots WHERE volume = ?', volume);
+    cat.db.run('DELETE FROM snapshot_gone WHERE volume = ?', volume);
   });
 }
 
@@ -188,7 +222,7 @@ const LINEAGE_DEPTH = 65_536;
 
 /**
  * Whether `ancestor` is in the lineage of `id`: reached by following parents through the snapshots
- * this site holds (the last parent followed may itself be gone, retention having taken it).
+ * this site holds and the places of those it no longer holds (snapshot_gone).
  */
 export function descendsFrom(cat: Catalog, id: string, ancestor: string): boolean {
   if (id === ancestor) return false;
@@ -197,24 +231,29 @@ export function descendsFrom(cat: Catalog, id: string, ancestor: string): boolea
        SELECT parent, 1 FROM snapshots WHERE id = ? AND parent IS NOT NULL
        UNION ALL
        SELECT s.parent, up.depth + 1 FROM snapshots s JOIN up ON s.id = up.id WHERE s.parent IS NOT NULL AND up.depth < ?
+       UNION ALL
+       SELECT g.parent, up.depth + 1 FROM snapshot_gone g JOIN up ON g.id = up.id WHERE g.parent IS NOT NULL AND up.depth < ?
      ) SELECT 1 FROM up WHERE id = ? LIMIT 1`,
-    id, LINEAGE_DEPTH, ancestor,
+    id, LINEAGE_DEPTH, LINEAGE_DEPTH, ancestor,
   ) !== undefined;
 }
 
 /**
  * The lineage of a snapshot as far as this site holds it: the snapshot, its parent, the parent's
- * parent, ... newest first, while the snapshots are here (at most `limit`).
+ * parent, ... newest first, the snapshots held here only (at most `limit`), followed through the
+ * places of those it no longer holds (snapshot_gone).
  */
 export function lineage(cat: Catalog, volume: string, id: string, limit = 1024): string[] {
   return cat.db.all<{ id: string }>(
-    `WITH RECURSIVE up(id, parent, depth) AS (
-       SELECT id, parent, 0 FROM snapshots WHERE id = ? AND volume = ?
+    `WITH RECURSIVE up(id, parent, held, depth) AS (
+       SELECT id, parent, 1, 0 FROM snapshots WHERE id = ? AND volume = ?
        UNION ALL
-       SELECT s.id, s.parent, up.depth + 1 FROM up JOIN snapshots s ON s.id = up.parent WHERE s.volume = ? AND up.depth + 1 < ?
-     ) SELECT id FROM up ORDER BY depth`,
-    id, volume, volume, limit,
-  ).map((r) => r.id);
+       SELECT s.id, s.parent, 1, up.depth + 1 FROM up JOIN snapshots s ON s.id = up.parent WHERE s.volume = ? AND up.depth + 1 < ?
+       UNION ALL
+       SELECT g.id, g.parent, 0, up.depth + 1 FROM up JOIN snapshot_gone g ON g.id = up.parent WHERE g.volume = ? AND up.depth + 1 < ?
+     ) SELECT id FROM up WHERE held = 1 ORDER BY depth`,
+    id, volume, volume, 2 * limit, volume, 2 * limit,
+  ).map((r) => r.id).slice(0, limit);
 }
 
 /**
@@ -236,15 +275,18 @@ export function recordedOrder(cat: Catalog, id: string): number {
 /**
  * The order of two snapshots of one volume at this site (negative: `a` is older), never by
  * comparing two sites' clocks: by lineage where this site sees it (one descends from the other);
- * otherwise, taken by one site, by that site's clock (time, then id); otherwise by the order in
- * which this site recorded them. Lineage comes first so that a site whose clock was set back (a
+ * otherwise, taken by another site, by that site's clock (time, then id); otherwise (taken here,
+ * or by two sites) by the order in which this site recorded them, which for its own is the order it
+ * took them. Lineage and this site's record come first so that a site whose clock was set back (a
  * skew corrected) still orders what it took since after what it took before.
  */
 export function compareSnapshots(cat: Catalog, a: { id: string; time: number; origin: string }, b: { id: string; time: number; origin: string }): number {
   if (a.id === b.id) return 0;
   if (descendsFrom(cat, a.id, b.id)) return 1;
   if (descendsFrom(cat, b.id, a.id)) return -1;
-  if (a.origin === b.origin) return compareOnOneClock(a, b);
+  // This site's own, in the order it took them (it never receives its own: a site sends only what it
+  // took); another site's, by that site's clock (they may have come in another order).
+  if (a.origin === b.origin && a.origin !== cat.siteId) return compareOnOneClock(a, b);
   return recordedOrder(cat, a.id) - recordedOrder(cat, b.id);
 }
 

@@ -314,16 +314,20 @@ export function parseMirrorSettings(v: unknown, what: string): { scheduleS: numb
 export const MAX_KEEP = COUNT.keep.max;
 export const MAX_SIBLINGS = 256;
 
+const SNAPSHOT_ID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+
 export function parseCommitRequest(v: unknown): CommitRequest {
   const o = obj(v, 'commit');
   const snapshot = str(o.snapshot, 'commit.snapshot', 26);
-  if (!/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/.test(snapshot)) throw bad('commit.snapshot is not a snapshot id');
+  if (!SNAPSHOT_ID.test(snapshot)) throw bad('commit.snapshot is not a snapshot id');
   const manifest = str(o.manifest, 'commit.manifest', 64);
   if (!/^[0-9a-f]{64}$/.test(manifest)) throw bad('commit.manifest is not an object id');
   if (o.force !== undefined && typeof o.force !== 'boolean') throw bad('commit.force must be a boolean');
   if (o.peer !== undefined && typeof o.peer !== 'boolean') throw bad('commit.peer must be a boolean');
   if (o.baseline !== undefined && typeof o.baseline !== 'boolean') throw bad('commit.baseline must be a boolean');
-  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}) };
+  const ancestor = o.ancestor === undefined ? undefined : str(o.ancestor, 'commit.ancestor', 26);
+  if (ancestor !== undefined && !SNAPSHOT_ID.test(ancestor)) throw bad('commit.ancestor is not a snapshot id');
+  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}), ...(ancestor !== undefined ? { ancestor } : {}) };
 }
 
 export function parseJson(b: Buffer, what: string): unknown {

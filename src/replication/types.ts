@@ -68,6 +68,12 @@ export interface CommitRequest {
    * and what the source sent before is no reference for the receiver's replay check (absent from older sites)
    */
   baseline?: boolean;
+  /**
+   * the snapshot's parent is not at the receiver (the source deleted it): the newest snapshot of its
+   * lineage the source knows the receiver holds, which the receiver's replay check takes it to
+   * descend from (absent from older sites)
+   */
+  ancestor?: string;
 }
 
 export interface CommitResponse {

@@ -70,3 +70,42 @@ test('a full sync is applied though the destination holds a later-dated snapshot
     await cleanupSites(sites);
   }
 });
+
+// Found by the soak (seed 1380349686, steps 1106-1327): a primary's clock was set back about 4,000 s,
+// and a snapshot it took after the step (the link to its base) was deleted before the next update.
+// Lineage was followed only through the snapshots a site holds, so neither the source (its own
+// check: "older than the mirror's base") nor the destination (its replay check) saw that the new
+// target descends from the base: the mirror was stuck until the clock caught up. A deleted snapshot
+// now leaves its place in the lineage (catalog/snapshots.ts, snapshot_gone), and the source tells
+// the destination which snapshot it holds the target's parent descends from.
+test('an update after the source\'s clock was set back is applied though the snapshot linking it to the base was deleted since', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { a, b, data } = await pair(sites, ['cbd-a', 'cbd-b']);
+    await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+    const base = (await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait'])).snapshot as string;
+    await a.stop();
+    await a.start({ env: { FERRY_TEST_CLOCK_OFFSET_MS: '-600000' } });
+    writeChange(data, 'one.bin', 4 * KiB);
+    const link = (await a.json(['snapshot', 'create', 'vol'])).snapshot.id as string;
+    writeChange(data, 'two.bin', 4 * KiB);
+    const kept = (await a.json(['snapshot', 'create', 'vol'])).snapshot.id as string;
+    await a.json(['snapshot', 'delete', 'vol', link]);
+    writeChange(data, 'three.bin', 4 * KiB);
+    const r = await a.ferry(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--json']);
+    assert.equal(r.code, 0, `refused: ${r.stdout}${r.stderr}`);
+    const target = JSON.parse(r.stdout).snapshot as string;
+    assert.ok(target < base, 'the target\'s id is older than the base by the clock');
+    const sec = b.catalog((db) => db.prepare('SELECT applied FROM secondaries WHERE volume = ?').get('vol')) as { applied: string };
+    assert.equal(sec.applied, target);
+    // The snapshot between went first (a lineage step: the destination keeps only its newest since).
+    const moved = a.catalog((db) => db.prepare("SELECT detail FROM events WHERE kind = 'mirror.base'").all()) as Array<{ detail: string }>;
+    assert.ok(moved.some((e) => JSON.parse(e.detail).to === kept), `the snapshot between went first: ${JSON.stringify(moved)}`);
+    // The next update, from the target on, is a plain one.
+    writeChange(data, 'four.bin', 4 * KiB);
+    const r2 = await a.ferry(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--json']);
+    assert.equal(r2.code, 0, `refused: ${r2.stdout}${r2.stderr}`);
+  } finally {
+    await cleanupSites(sites);
+  }
+});

@@ -142,6 +142,10 @@ export class Checker {
         if (!(o.errorCode === 'REPLICA_MISMATCH' && wroteRecently)) {
           this.#add({ check: 'outcome', step, site: o.site, message: `${cmd} reported ${o.errorCode}: ${(o.json?.error?.message ?? o.stderr).slice(0, 1500)}` });
         }
+      } else if (o.errorCode === 'MIRROR_STATE' && o.args[0] === 'mirror' && !o.args.includes('--snapshot') && /is older than the mirror's base/.test(o.json?.error?.message ?? o.stderr)) {
+        // A snapshot the update took itself is never older than the base (lineage comes before the
+        // clock, docs/dr.md "Snapshot order"): the mirror would be stuck until the clock caught up.
+        this.#add({ check: 'outcome', step, site: o.site, message: `${cmd} refused the snapshot it took as older than the base: ${(o.json?.error?.message ?? o.stderr).slice(0, 1500)}` });
       }
     }
     // An acknowledged snapshot: the content it must hold is what the volume held around the command.

@@ -40,18 +40,14 @@ export interface KnownDefect {
 //   its mirrors of v2 to a and c (both stayed its secondaries), a took v2 over (b recorded it), b
 //   removed v2 (and the record) and made a new v2; c, forced, took v2 over: b could name nobody. A new
 //   primary now asks every paired site (dr/beside) after its promotion. dr-sibling-failover.test.ts.
+// - replay-refused-after-clock-step-back (seed 1380349686, 3 sites, steps 1106-1327): c's clock
+//   stepped back ~4,000 s, and a snapshot linking what it took after the step to its mirror's base
+//   was deleted; lineage was followed only through snapshots held, so c refused its own captures as
+//   older than the base and a refused them as replays. A deleted snapshot keeps its place in the
+//   lineage (catalog snapshot_gone), and the source names the ancestor the destination holds for a
+//   parent it never received. test/integration/clock-back-update.test.ts, test/unit/catalog/lineage.test.ts.
 
-export const KNOWN: KnownDefect[] = [
-  {
-    name: 'replay-refused-after-clock-step-back',
-    check: 'outcome',
-    pattern: /is older than \S+, which this replica already received from that site in this relation/,
-    reproduction:
-      'soak seed 1380349686, 3 sites, step 1176 (`npm run soak -- --seed 1380349686 --sites 3 --steps 1176`): c\'s clock stepped back ~4,000 s; ' +
-      'its snapshots after that carry older ULIDs, so its mirror to a refused updates as "older than the mirror\'s base" and then a refused one as a replay. ' +
-      'Snapshots of one origin are ordered by its clock (replication/driver/plan.ts, replication/receive/commit.ts): lineage should come first. Twelfth session\'s note.',
-  },
-];
+export const KNOWN: KnownDefect[] = [];
 
 /** The known defect a violation is, if any. */
 export function knownDefect(v: Violation): KnownDefect | undefined {

@@ -113,6 +113,7 @@ const TABLE_OWNER: Record<string, string> = {
   volumes: 'volumes.ts',
   members: 'volumes.ts',
   snapshots: 'snapshots.ts',
+  snapshot_gone: 'snapshots.ts',
   holds: 'holds.ts',
   mirrors: 'mirrors.ts',
   secondaries: 'secondaries.ts',

@@ -13,7 +13,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { listMirrors, queuedSnapshot, type Mirror } from '../../catalog/mirrors.ts';
 import { getPeer } from '../../catalog/peers.ts';
 import { pendingPeerSnapshots, type PendingPeer } from '../../catalog/peer-snapshots.ts';
-import { compareOnOneClock, compareSnapshots, findSnapshot, isKeptWrites, lineage, newestOf, resolveSnapshot, snapshotById, type SnapshotRecord } from '../../catalog/snapshots.ts';
+import { compareOnOneClock, compareSnapshots, findSnapshot, isKeptWrites, lineage, newestOf, recordedOrder, resolveSnapshot, snapshotById, type SnapshotRecord } from '../../catalog/snapshots.ts';
 import type { Role, Volume } from '../../catalog/volumes.ts';
 import { PROTOCOL_VERSION, type HelloRequest, type HelloResponse, type SiblingInfo } from '../types.ts';
 
@@ -142,6 +142,12 @@ export interface Step {
   snapshot: { id: string; name: string | null; manifest: ObjectId };
   /** the target's common base, when the destination takes deltas: changed chunks may go as deltas against its chunks */
   deltaBase?: ObjectId;
+  /**
+   * when the snapshot's parent is neither at the destination nor delivered before it (deleted here
+   * since it was taken): the newest snapshot of its lineage that is, which the destination's replay
+   * check takes it to descend from (replication/receive/commit.ts)
+   */
+  ancestor?: string;
 }
 
 export interface StepPlan {
@@ -170,8 +176,9 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   const found: PendingPeer[] = [];
   // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
   for (const p of pendingPeerSnapshots(cat, m.id)) {
-    // Both taken here: one clock (time, then id), the order the receiver's replay check uses.
-    if (p.id === target.id || compareOnOneClock(p, target) > 0) continue;
+    // Both taken here: in the order this site took them (its clock may have been set back between;
+    // the target then names the peer snapshot as its ancestor, which the receiver's replay check takes).
+    if (p.id === target.id || recordedOrder(cat, p.id) > recordedOrder(cat, target.id)) continue;
     // Already there (its commit's answer was lost, or the destination had it before this mirror
     // existed): present. The base does not move back to it: a newer one committed there is adopted.
     if (remoteIds.has(p.id)) found.push(p);
@@ -194,7 +201,25 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   // they pay on this link: link-fit.ts).
   const deltaBase = hello.delta && o.deltas !== false && !o.initialize && base ? (snapshotById(cat, base)?.manifest as ObjectId | undefined) : undefined;
   steps.push({ kind: 'target', snapshot: { id: target.id, name: target.name, manifest: target.manifest as ObjectId }, ...(deltaBase ? { deltaBase } : {}) });
+  nameAncestors(cat, m.volume, steps, remoteIds);
   return { ...(adopt ? { adopt } : {}), found, steps };
+}
+
+/**
+ * For each step whose parent the destination will not hold when it comes (a snapshot deleted here
+ * since: the destination sees lineage only through what it holds), the newest snapshot of its lineage
+ * (followed here through the places of deleted snapshots) that it will hold then.
+ */
+function nameAncestors(cat: Catalog, volume: string, steps: Step[], remote: ReadonlySet<string>): void {
+  const there = new Set(remote);
+  for (const step of steps) {
+    const parent = findSnapshot(cat, volume, step.snapshot.id)?.parent ?? null;
+    if (parent !== null && !there.has(parent)) {
+      const ancestor = lineage(cat, volume, step.snapshot.id).find((id) => id !== step.snapshot.id && there.has(id));
+      if (ancestor) step.ancestor = ancestor;
+    }
+    there.add(step.snapshot.id);
+  }
 }
 
 /**

@@ -13,7 +13,7 @@ import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest } from '../../snapshot/model.ts';
 import { holdPeer, holdReplica } from '../../catalog/holds.ts';
 import { newRelation, type SecondaryRow } from '../../catalog/secondaries.ts';
-import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, lastRecordedFrom, newestFrom, recordedOrder, snapshotById } from '../../catalog/snapshots.ts';
+import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, lastRecordedFrom, newestFrom, recordedOrder, recordLineageLink, snapshotById } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { parseCommitRequest } from '../protocol.ts';
 import type { CommitRequest, CommitResponse } from '../types.ts';
@@ -73,6 +73,7 @@ export class Commit {
       links = checked.links;
       checkS = (performance.now() - t0) / 1000;
     }
+    const ancestor = req.ancestor !== undefined && manifest.parent !== null && snapshotById(host.catalog, req.ancestor)?.volume === volume ? req.ancestor : undefined;
     if (row.applied && req.snapshot !== row.applied) {
       // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
       // Times (and the time in a ULID) are compared only between snapshots of one origin, taken on
@@ -97,8 +98,13 @@ export class Commit {
       if (descendsFrom(host.catalog, row.applied, req.snapshot)) {
         throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${row.applied}, which this replica shows (it descends from it): a replayed or out-of-order snapshot is refused`);
       }
+      // A parent the source deleted since (it never came here) is followed through the ancestor the
+      // source names for it, a snapshot held here: the source's word on its own lineage, no more
+      // than the content it sends (an old request replayed names an old ancestor, which comes before
+      // what was received since).
       const parent = manifest.parent;
-      const after = (id: string) => parent !== null && (parent === id || descendsFrom(host.catalog, parent, id) || recordedOrder(host.catalog, parent) > recordedOrder(host.catalog, id));
+      const follows = (p: string, id: string) => p === id || descendsFrom(host.catalog, p, id) || recordedOrder(host.catalog, p) > recordedOrder(host.catalog, id);
+      const after = (id: string) => parent !== null && (follows(parent, id) || (ancestor !== undefined && follows(ancestor, id)));
       const refs = req.baseline ? [] : [newestFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation)];
       for (const ref of refs) {
         if (ref && !after(row.applied) && !after(ref.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, ref) < 0) {
@@ -112,6 +118,7 @@ export class Commit {
         let name = manifest.name;
         if (name && hasSnapshotNamed(host.catalog, volume, name)) name = null;
         const relation = req.baseline ? newRelation(host.catalog, volume) : row.relation;
+        if (ancestor !== undefined) recordLineageLink(host.catalog, volume, manifest.parent!, ancestor);
         insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) }, relation });
         holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { only: true });
         if (req.peer) holdPeer(host.catalog, manifest.id);

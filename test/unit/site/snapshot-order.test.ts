@@ -153,3 +153,41 @@ test('a secondary releases the snapshots it received before the one applied, wha
     assert.deepEqual(listSnapshots(tokyo.catalog, 'vol').map((s) => s.id), [l1.id], 'keep 1: seattle\'s s1 and s2, received before, are released');
   });
 });
+
+test('a snapshot whose parent never came is taken through the ancestor its source names, and a replay naming an old one is still refused', async () => {
+  const tmp = tempDir();
+  const london = Site.init(join(tmp.path, 'london'), 'london');
+  const tokyo = Site.init(join(tmp.path, 'tokyo'), 'tokyo');
+  const pool = new ChunkPool({ workers: 1 });
+  try {
+    const data = join(tmp.path, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'a.txt'), 'one\n');
+    createVolume(london, 'vol', { members: [{ kind: 'tree', path: data }] });
+    const rx = new SiteReceiver(tokyo, london.id, pool);
+    const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 1 })).replicas[0].path;
+    const send = async (s: SnapshotRecord, ancestor?: string) => {
+      await sendSnapshot(london.store, rx, 'vol', s.manifest);
+      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...(ancestor ? { ancestor } : {}) });
+    };
+    const a0 = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    assert.equal((await send(a0)).applied, true);
+    writeFileSync(join(data, 'b.txt'), 'two\n');
+    const m = (await createSnapshot(london, 'vol', { pool })).snapshot; // never sent
+    writeFileSync(join(data, 'c.txt'), 'three\n');
+    const a1 = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    assert.equal(a1.parent, m.id);
+    assert.equal((await send(a1, a0.id)).applied, true);
+    assert.ok(descendsFrom(tokyo.catalog, a1.id, a0.id), 'tokyo sees a1 descend from a0 through m, as london said');
+    // m's commit, replayed late with the ancestor it would have named: refused, the replica stays.
+    await assert.rejects(send(m, a0.id), /older than .*a replayed or out-of-order snapshot is refused/);
+    assertTreesEqual(replica, data);
+    // An ancestor that is no snapshot of this volume here is not taken.
+    await assert.rejects(rx.commit('vol', { snapshot: a1.id, manifest: a1.manifest, ancestor: 'x' } as never), /commit.ancestor/);
+  } finally {
+    await pool.close();
+    london.close();
+    tokyo.close();
+    tmp.cleanup();
+  }
+});
