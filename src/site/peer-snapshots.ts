@@ -146,6 +146,9 @@ export function requestPeerDelete(site: Site, volume: string, ref: string, opts:
     addDeletions(site.catalog, snap.id, volume, targets.map((t) => t.mirror));
     site.event({ kind: 'snapshot.peer-delete', volume, outcome: 'info', detail: { snapshot: snap.id, name: snap.name, at: targets.map((t) => t.peerName) } });
   });
+  // No mirror to tell (none, or only broken-off ones): nothing to confirm, so it goes now, not once
+  // the daemon's queue of deliveries reaches it (a held snapshot with nothing pending meanwhile).
+  if (targets.length === 0) finishPeerDelete(site, snap.id);
   return { snapshot: snap.id, targets, again };
 }
 
