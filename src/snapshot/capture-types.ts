@@ -90,10 +90,12 @@ export interface CaptureStats {
   bytesStored: number;
   /** a journaled capture: directories looked at again because the journal named something in them */
   dirsJournaled: number;
+  /** of bytesRead, bytes of changed files chunked at their old chunks' boundaries, without the scan (chunk-worker.ts) */
+  bytesHinted: number;
 }
 
 export function emptyStats(): CaptureStats {
-  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0, dirsJournaled: 0 };
+  return { dirs: 0, files: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, filesRead: 0, bytesRead: 0, filesReused: 0, objectsAdded: 0, bytesAdded: 0, bytesStored: 0, dirsJournaled: 0, bytesHinted: 0 };
 }
 
 export function addStats(into: CaptureStats, s: CaptureStats): void {

@@ -460,7 +460,9 @@ class TreeWalker {
           break;
         }
         await this.#acquire();
-        const job = this.#readFile(childAbs, childRel, base, newCache, name, Number(st.size)).finally(() => this.#release());
+        // a file read again because it changed: its old chunks' boundaries spare the scan where its bytes still match
+        const old = hit && hit.size !== NOT_A_FILE && hit.chunks.length >= 2 ? hit.chunks : undefined;
+        const job = this.#readFile(childAbs, childRel, base, newCache, name, Number(st.size), old).finally(() => this.#release());
         job.catch((err) => (this.#failure ??= err));
         // the attributes are read beside the content; the job ends (and frees its slot) without waiting for them
         slots.push(this.#withXattrs(childAbs, childRel, job.then((r) => r?.entry ?? null), job.then((r) => r?.cached)));
@@ -523,8 +525,8 @@ class TreeWalker {
     this.#xattrs?.flush();
   }
 
-  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer, size: number): Promise<{ entry: TreeEntry; cached?: CachedFile } | null> {
-    const r = await this.#o.pool.chunkFile(abs, size, this.#stream);
+  async #readFile(abs: Buffer, rel: Buffer, base: Omit<TreeEntry, 'type' | 'size'>, newCache: Array<[Buffer, CachedFile]>, name: Buffer, size: number, old?: ObjectId[]): Promise<{ entry: TreeEntry; cached?: CachedFile } | null> {
+    const r = await this.#o.pool.chunkFile(abs, size, old ? { ...this.#stream, old } : this.#stream);
     if (!r.ok) {
       this.stats.files--;
       const problem = r.code === 'ENOENT' ? 'vanished' : 'unreadable';
@@ -533,6 +535,7 @@ class TreeWalker {
     }
     this.stats.filesRead++;
     this.stats.bytesRead += r.stat.size;
+    this.stats.bytesHinted += r.hintedBytes ?? 0;
     // a pool that collected the objects instead of streaming them (a wrapper that drops the options)
     for (const c of r.chunks) this.#storePrepared(c);
     const chunks = r.ids;

@@ -81,6 +81,12 @@ export interface StreamOptions {
    * index's commits (see StreamedObject.absentAt).
    */
   index?: { ref: SharedIndexRef; epoch(): number };
+  /**
+   * The file's chunks in the snapshot before, when it is read again because it changed (only with
+   * `index`, which knows their lengths): where its bytes still match them, the worker takes their
+   * boundaries without the content-defined scan. The chunks come out the same either way.
+   */
+  old?: readonly ObjectId[];
 }
 
 export interface FileChunkResult {
@@ -93,6 +99,8 @@ export interface FileChunkResult {
   stat: StatSnapshot;
   /** true if the file still changed across all retries (content as last read) */
   changedDuringRead: boolean;
+  /** bytes whose chunks were taken at the old chunks' boundaries without a scan (with `old` and an index) */
+  hintedBytes?: number;
 }
 
 /** A file that could not be read: code is the errno name (ENOENT, EACCES, EISDIR, ELOOP...), EFTYPE for other non-regular files. */
@@ -276,7 +284,10 @@ export class ChunkPool {
       const work = Math.max(MIN_COST, Number.isFinite(size) && size > 0 ? size : 0);
       // a streaming job holds nothing here once its objects are handed over: only the per-job overhead counts
       const streaming = opts?.onChunk !== undefined;
-      if (streaming && opts.index) msg.index = opts.index.ref;
+      if (streaming && opts.index) {
+        msg.index = opts.index.ref;
+        if (msg.t === 'file' && opts.old && opts.old.length >= 2) msg.old = Buffer.from(opts.old.join(''), 'hex');
+      }
       this.#queue.push({ msg, cost: streaming ? MIN_COST : work, work, received: 0, ids: [], objects: [], opts: streaming ? opts : undefined, epoch: 0, failed: undefined, resolve, reject });
       this.#schedule();
     });
@@ -509,7 +520,7 @@ export class ChunkPool {
           this.#finish(slot, msg.batch, job);
           if (job.failed !== undefined) job.reject(job.failed);
           else if (job.msg.t === 'file') {
-            job.resolve({ ok: true, ids: job.ids as ObjectId[], chunks: job.objects as PreparedObject[], stat: item.stat!, changedDuringRead: item.changed });
+            job.resolve({ ok: true, ids: job.ids as ObjectId[], chunks: job.objects as PreparedObject[], stat: item.stat!, changedDuringRead: item.changed, ...(item.hinted !== undefined ? { hintedBytes: item.hinted } : {}) });
           } else {
             job.resolve({ ok: true, ids: job.ids, blocks: job.objects });
           }

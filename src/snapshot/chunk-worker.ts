@@ -65,7 +65,12 @@ export interface WorkerTestHooks {
 }
 
 export type WorkerJob =
-  | { t: 'file'; job: number; path: Uint8Array; index?: SharedIndexRef }
+  /**
+   * `old`: the ids of the file's chunks in the snapshot before (32 bytes each, in order), when it is
+   * read again because it changed: where they still match, their boundaries are taken without the
+   * content-defined scan (#readHinted). Used only with `index` (which has their lengths).
+   */
+  | { t: 'file'; job: number; path: Uint8Array; index?: SharedIndexRef; old?: Uint8Array }
   | { t: 'blocks'; job: number; path: Uint8Array; offset: number; length: number; blockSize: number; index?: SharedIndexRef };
 
 export interface BatchMsg {
@@ -103,7 +108,8 @@ export type OutItem =
   | { t: 'chunks'; job: number; list: Array<ChunkMeta | null> }
   /** drop the job's objects received so far (the file changed; it is read again) */
   | { t: 'reset'; job: number }
-  | { t: 'end'; job: number; stat: WireStat | null; changed: boolean }
+  /** `hinted`: bytes whose chunks were taken at the old boundaries (no scan) */
+  | { t: 'end'; job: number; stat: WireStat | null; changed: boolean; hinted?: number }
   | { t: 'err'; job: number; code: string; message: string };
 
 export interface OutMsg {
@@ -194,7 +200,7 @@ export class ChunkWorker {
     for (const job of msg.jobs) {
       const path = Buffer.from(job.path.buffer, job.path.byteOffset, job.path.byteLength);
       this.#index = job.index;
-      if (job.t === 'file') this.#file(job.job, path);
+      if (job.t === 'file') this.#file(job.job, path, job.old);
       else this.#blocks(job.job, path, job.offset, job.length, job.blockSize);
       if (this.#unposted >= this.#cfg.flushBytes || this.#items.length >= 512) this.#flush(false);
     }
@@ -253,13 +259,13 @@ export class ChunkWorker {
     else this.#items.push({ t: 'chunks', job, list: [meta] });
   }
 
-  /** Add an object (null: a zero block) to the job's results, framing its record in the ring. */
-  #add(job: number, raw: Uint8Array | null): void {
+  /** Add an object (null: a zero block) to the job's results, framing its record in the ring; `id`: its id, when hashed already. */
+  #add(job: number, raw: Uint8Array | null, hashed?: string): void {
     if (!raw) {
       this.#push(job, null);
       return;
     }
-    const id = hashBytes(raw);
+    const id = hashed ?? hashBytes(raw);
     const idBytes = this.#idBytes;
     idBytes.write(id, 0, 'hex');
     let absent = false;
@@ -313,7 +319,7 @@ export class ChunkWorker {
     }
   }
 
-  #file(job: number, path: Buffer): void {
+  #file(job: number, path: Buffer, oldIds?: Uint8Array): void {
     const cfg = this.#cfg;
     if (cfg.test?.crashOnSuffix && path.toString().endsWith(cfg.test.crashOnSuffix)) process.exit(70);
     let fd: number;
@@ -333,11 +339,13 @@ export class ChunkWorker {
             ? new FileError('EISDIR', `${path.toString()}: is a directory, not a regular file`)
             : new FileError('EFTYPE', `${path.toString()}: not a regular file`);
         }
-        const total = this.#readChunks(job, fd, path, Number(before.size), attempt);
+        const old = oldIds && this.#index ? this.#oldChunks(oldIds, this.#index) : undefined;
+        const hinted = { bytes: 0 };
+        const total = old ? this.#readHinted(job, fd, path, Number(before.size), attempt, old, hinted) : this.#readChunks(job, fd, path, Number(before.size), attempt);
         const after = fstatSync(fd, { bigint: true });
         const changed = !sameStat(before, after) || total !== Number(after.size);
         if (!changed || attempt >= cfg.retries) {
-          this.#items.push({ t: 'end', job, stat: wireStat(after), changed });
+          this.#items.push({ t: 'end', job, stat: wireStat(after), changed, ...(old ? { hinted: hinted.bytes } : {}) });
           return;
         }
         // read it again: forget what this attempt produced
@@ -381,6 +389,85 @@ export class ChunkWorker {
     }
     if (cdc.finish().length > 0) this.#add(job, buf.subarray(0, carry));
     return total;
+  }
+
+  /**
+   * The old chunks' ids (hex) and lengths, as far as the index knows their lengths (a chunk whose
+   * length it cannot tell ends the list: the boundaries after it are unknown). Undefined when fewer
+   * than two: a file of one chunk is scanned from `min` to its end either way.
+   */
+  #oldChunks(ids: Uint8Array, index: SharedIndexRef): { ids: string[]; lengths: number[] } | undefined {
+    const out = { ids: [] as string[], lengths: [] as number[] };
+    for (let o = 0; o + 32 <= ids.length; o += 32) {
+      const idBytes = ids.subarray(o, o + 32);
+      const n = this.#probe.rawLength(index, idBytes);
+      if (n === undefined) break;
+      out.ids.push(Buffer.from(idBytes.buffer, idBytes.byteOffset, 32).toString('hex'));
+      out.lengths.push(n);
+    }
+    return out.ids.length >= 2 ? out : undefined;
+  }
+
+  /**
+   * Read the whole file and chunk it as #readChunks does (the same boundaries, so the same ids), for a
+   * file that changed since the snapshot whose chunks are `old`. A chunk's end depends only on its own
+   * bytes (the hash starts again at each chunk's `min`), so where a chunk starts at an old boundary
+   * and the old chunk's bytes follow unchanged (its hash, which the chunk needs anyway, is the old
+   * id), it ends where the old one did: taken without the scan. Elsewhere the content-defined cut is
+   * found as usual, until a cut lands on an old boundary again (an edit in the middle of a file costs
+   * a scan of the chunks it touches; an append, of the old last chunk and what follows). The old last
+   * chunk is taken only where the file still ends with it. Returns the bytes read.
+   */
+  #readHinted(job: number, fd: number, path: Buffer, expected: number, attempt: number, old: { ids: string[]; lengths: number[] }, hinted: { bytes: number }): number {
+    const cfg = this.#cfg;
+    const buf = this.#buf; // window + max: a whole chunk after the carried bytes, then a window
+    const cdc = this.#cdc;
+    const test = cfg.test;
+    let bufStart = 0; // file offset of buf[0]
+    let bufEnd = 0; // file offset just past the bytes read
+    let eof = false;
+    let pos = 0; // where the next chunk starts
+    let oi = 0; // the first old chunk not ending before pos
+    let oldStart = 0; // where old chunk oi starts
+    const last = old.ids.length - 1;
+    for (;;) {
+      // at least `max` bytes from pos, or the rest of the file
+      while (!eof && bufEnd - pos < cfg.max) {
+        if (bufEnd - bufStart + cfg.window > buf.length) {
+          buf.copyWithin(0, pos - bufStart, bufEnd - bufStart);
+          bufStart = pos;
+        }
+        const want = Math.min(cfg.window, buf.length - (bufEnd - bufStart));
+        const n = readSync(fd, buf, bufEnd - bufStart, want, bufEnd);
+        if (test?.appendAttempts && attempt < test.appendAttempts && bufEnd === 0) appendFileSync(path, Buffer.alloc(test.appendBytes ?? 1000, 0x5a));
+        bufEnd += n;
+        // a short read of a regular file means end of file; the fstat after tells if it grew
+        if (n === 0 || (n < want && bufEnd >= expected)) eof = true;
+      }
+      const avail = bufEnd - pos;
+      if (avail === 0) break;
+      while (oi <= last && oldStart < pos) oldStart += old.lengths[oi++];
+      const data = buf.subarray(pos - bufStart, bufEnd - bufStart);
+      if (oi <= last && oldStart === pos) {
+        const len = old.lengths[oi];
+        if (len <= cfg.max && len <= avail && (oi < last ? len >= cfg.min : eof && len === avail)) {
+          const raw = data.subarray(0, len);
+          const id = hashBytes(raw);
+          if (id === old.ids[oi]) {
+            this.#add(job, raw, id);
+            hinted.bytes += len;
+            pos += len;
+            if (this.#unposted >= cfg.flushBytes) this.#flush(false);
+            continue;
+          }
+        }
+      }
+      const cut = cdc.cut(data);
+      this.#add(job, data.subarray(0, cut));
+      pos += cut;
+      if (this.#unposted >= cfg.flushBytes) this.#flush(false);
+    }
+    return bufEnd;
   }
 
   #blocks(job: number, path: Buffer, offset: number, length: number, blockSize: number): void {

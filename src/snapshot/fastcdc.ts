@@ -251,6 +251,25 @@ export class FastCdc {
     return cuts;
   }
 
+  /**
+   * The end of the chunk that starts at data[0], where `data` holds at least `max` bytes or the
+   * rest of the stream: the same cut push() makes there (a chunk's end depends only on its own
+   * bytes: the hash starts again at each chunk's `min`). Leaves the streaming state alone.
+   */
+  cut(data: Uint8Array): number {
+    const n = data.length;
+    if (n <= this.min) return n;
+    const words = wordView(data);
+    const skew = data.byteOffset & 3;
+    const endS = n < this.avg ? n : this.avg;
+    let c = scan(data, words, skew, this.min, endS, 0, this.#maskS);
+    if (c >= 0) return c;
+    if (endS === n) return n;
+    const endL = n < this.max ? n : this.max;
+    c = scan(data, words, skew, endS, endL, scanH, this.#maskL);
+    return c >= 0 ? c : endL;
+  }
+
   /** End the stream: returns the end of the last chunk, if any, and resets. */
   finish(): number[] {
     const out = this.#pos > this.#start ? [this.#pos] : [];

@@ -42,10 +42,17 @@ export function sharedIndexRef(path: string): SharedIndexRef | undefined {
 const MAX_OPEN = 4;
 /** The same question as PackStore.has asks of the index: a row, in a pack not marked lost. */
 const KNOWN_SQL = 'SELECT 1 FROM objects o WHERE o.id = ? AND NOT EXISTS (SELECT 1 FROM lost_packs l WHERE l.pack = o.pack)';
+const RAW_LENGTH_SQL = 'SELECT raw_length AS n FROM objects WHERE id = ?';
+
+interface Conn {
+  db: DatabaseSync;
+  stmt: StatementSync;
+  rawLength: StatementSync;
+}
 
 /** Read-only connections by catalog path, least recently used first. */
 export class IndexProbe {
-  readonly #open = new Map<string, { db: DatabaseSync; stmt: StatementSync } | null>();
+  readonly #open = new Map<string, Conn | null>();
 
   /** Whether the index `ref` names has a row for the 32-byte id `idBytes`; undefined when it cannot tell. */
   known(ref: SharedIndexRef, idBytes: Uint8Array): boolean | undefined {
@@ -58,7 +65,23 @@ export class IndexProbe {
     }
   }
 
-  #conn(ref: SharedIndexRef): { db: DatabaseSync; stmt: StatementSync } | null {
+  /**
+   * The length of the object `idBytes` names, as the index records it; undefined when it has no row
+   * or cannot tell. A hint only (chunk-worker.ts: where a file's old chunks ended): what it is used
+   * for is checked against the bytes.
+   */
+  rawLength(ref: SharedIndexRef, idBytes: Uint8Array): number | undefined {
+    const c = this.#conn(ref);
+    if (!c) return undefined;
+    try {
+      const n = (c.rawLength.get(idBytes) as { n: number } | undefined)?.n;
+      return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #conn(ref: SharedIndexRef): Conn | null {
     const key = `${ref.file}\0${ref.path}`;
     let c = this.#open.get(key);
     if (c !== undefined) {
@@ -72,7 +95,7 @@ export class IndexProbe {
       const db = new DatabaseSync(ref.path, { readOnly: true, timeout: 0 } as ConstructorParameters<typeof DatabaseSync>[1]);
       try {
         const st = statSync(ref.path);
-        if (`${st.dev}:${st.ino}` === ref.file) c = { db, stmt: db.prepare(KNOWN_SQL) };
+        if (`${st.dev}:${st.ino}` === ref.file) c = { db, stmt: db.prepare(KNOWN_SQL), rawLength: db.prepare(RAW_LENGTH_SQL) };
       } finally {
         if (!c) db.close();
       }

@@ -387,3 +387,61 @@ test('the reused zstd encoder: frame after frame, each decodes on its own', () =
     assert.ok(zstdDecompressSync(z).equals(input));
   }
 });
+
+// A changed file read with its old chunks (StreamOptions.old): where a chunk starts at an old
+// boundary and the old chunk's bytes follow unchanged, it is taken without the scan. The chunks must
+// be exactly those of the one-shot chunker on the new content, whatever the edit.
+test('a changed file read with its old chunks: the same chunks as a full scan, whatever the edit, and the unchanged ones not scanned', async () => {
+  const home = makeTestStore({ io: noSyncIo });
+  try {
+    const store = home.store;
+    const index = { ref: store.sharedIndex()!, epoch: () => store.commitEpoch };
+    const onChunk = (o: StreamedObject) => store.putRecord(o.record, { trusted: true, absentAt: o.absentAt });
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const base = Buffer.concat([text(200_000, 21), randomBytes(150_000), text(100_000, 22)]);
+    const edits: Array<[string, (b: Buffer) => Buffer]> = [
+      ['unchanged (a touch)', (b) => b],
+      ['a byte changed in the middle', (b) => Buffer.concat([b.subarray(0, 220_000), Buffer.from([b[220_000] ^ 1]), b.subarray(220_001)])],
+      ['bytes inserted', (b) => Buffer.concat([b.subarray(0, 123_456), randomBytes(777), b.subarray(123_456)])],
+      ['bytes deleted', (b) => Buffer.concat([b.subarray(0, 300_000), b.subarray(305_000)])],
+      ['appended', (b) => Buffer.concat([b, text(50_000, 23)])],
+      ['truncated', (b) => b.subarray(0, 333_333)],
+      ['prepended', (b) => Buffer.concat([randomBytes(100), b])],
+      ['the first chunk rewritten', (b) => Buffer.concat([randomBytes(5000), b.subarray(5000)])],
+      ['shorter than one chunk', (b) => b.subarray(0, 1000)],
+      ['emptied', () => Buffer.alloc(0)],
+    ];
+    for (let i = 0; i < 12; i++) {
+      const at = rand(base.length);
+      edits.push([`random edit ${i} at ${at}`, (b) => Buffer.concat([b.subarray(0, Math.min(at, b.length)), randomBytes(rand(3) * rand(40_000)), b.subarray(Math.min(b.length, at + rand(3) * rand(40_000)))])]);
+    }
+    let hintedSomewhere = 0;
+    for (const [what, edit] of edits) {
+      writeFileSync(p('hinted'), base);
+      const before = ok(await pool.chunkFile(p('hinted'), base.length, { onChunk, index }));
+      store.flush();
+      const content = edit(base);
+      writeFileSync(p('hinted'), content);
+      const r = ok(await pool.chunkFile(p('hinted'), content.length, { onChunk, index, old: before.ids }));
+      store.flush();
+      let at = 0;
+      const cuts = cutPoints(content, SMALL);
+      assert.deepEqual(r.ids, cuts.map((c) => { const id = sha(content.subarray(at, c)); at = c; return id; }), `${what}: the chunks of a full scan`);
+      assert.ok(r.hintedBytes !== undefined && r.hintedBytes <= content.length, `${what}: hinted ${r.hintedBytes}`);
+      if (what === 'unchanged (a touch)') assert.equal(r.hintedBytes, content.length, 'an unchanged file: every chunk at its old boundary');
+      if (what === 'a byte changed in the middle' || what === 'appended') assert.ok(r.hintedBytes! >= 150_000, `${what}: most chunks not scanned (${r.hintedBytes})`);
+      hintedSomewhere += r.hintedBytes!;
+    }
+    assert.ok(hintedSomewhere > 0);
+    // Without the index (lengths unknown), the old chunks are not used: a full scan.
+    writeFileSync(p('hinted'), base);
+    const plain = ok(await pool.chunkFile(p('hinted'), base.length, { old: [] }));
+    assert.equal(plain.hintedBytes, undefined);
+  } finally {
+    home.dispose();
+  }
+});

@@ -108,6 +108,28 @@ test('streaming over any split gives the one-shot cut points', () => {
   );
 });
 
+test('cut() from each chunk start, given max bytes or the rest, gives the one-shot cut points', () => {
+  for (const opts of [SMALL, { min: 4096, avg: 4096, max: 16384 }]) {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 300 * 1024 }), fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 0, max: 3 }), (n, seed, skew) => {
+        const data = seed % 3 === 0 ? new Uint8Array(n) : prng(n, seed);
+        const backing = new Uint8Array(n + 4 + opts.max);
+        backing.set(data, skew);
+        const c = new FastCdc(opts);
+        const got: number[] = [];
+        for (let pos = 0; pos < n; ) {
+          // at least max bytes (and a few more, maybe past the data: cut() must not look past max), or the rest
+          const more = pos + opts.max < n;
+          pos += c.cut(backing.subarray(skew + pos, skew + (more ? pos + opts.max + (seed % 5) : n)));
+          got.push(pos);
+        }
+        assert.deepEqual(got, cutPoints(data, opts));
+      }),
+      { numRuns: 40 },
+    );
+  }
+});
+
 test('every chunk is within [min, max] except the last; the last ends the data', () => {
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 2 ** 31 }), fc.integer({ min: 0, max: 300 * 1024 }), (seed, n) => {
