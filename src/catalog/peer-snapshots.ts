@@ -36,10 +36,13 @@ export interface PendingPeer {
   name: string | null;
 }
 
-/** The peer snapshots a mirror has still to deliver, oldest first (all taken here: one clock). */
+/**
+ * The peer snapshots a mirror has still to deliver, oldest first: in the order this site took them
+ * (all are its own, recorded as taken), not by its clock, which may have been set back between.
+ */
 export function pendingPeerSnapshots(cat: Catalog, mirror: string): PendingPeer[] {
   return cat.db.all<PendingPeer>(
-    "SELECT s.id, s.manifest, s.time, s.name FROM peer_snapshots p JOIN snapshots s ON s.id = p.snapshot WHERE p.mirror = ? AND p.state <> 'present' ORDER BY s.time, s.id",
+    "SELECT s.id, s.manifest, s.time, s.name FROM peer_snapshots p JOIN snapshots s ON s.id = p.snapshot WHERE p.mirror = ? AND p.state <> 'present' ORDER BY s.rowid",
     mirror,
   );
 }

@@ -109,3 +109,31 @@ test('an update after the source\'s clock was set back is applied though the sna
     await cleanupSites(sites);
   }
 });
+
+// The soak's replay of seed 1380349686 (step 1054): peer snapshots pending across a step back of the
+// source's clock were delivered by their times, the one taken after the step first; the destination
+// applied the older one after it (its data went back), and the next snapshot was refused as a replay.
+// They go in the order the source took them.
+test('peer snapshots pending across a step back of the source\'s clock are delivered in the order they were taken', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { a, b, data } = await pair(sites, ['cbp-a', 'cbp-b']);
+    await a.json(['mirror', 'create', 'vol', '--to', b.name]);
+    await a.json(['mirror', 'initialize', 'vol', '--to', b.name, '--wait']);
+    await b.stop();
+    writeChange(data, 'one.bin', 4 * KiB);
+    const p1 = (await a.ferry(['snapshot', 'create', 'vol', '--name', 'p1', '--peer', '--json'])).json.snapshot.id as string;
+    await a.stop();
+    await a.start({ env: { FERRY_TEST_CLOCK_OFFSET_MS: '-600000' } });
+    writeChange(data, 'two.bin', 4 * KiB);
+    const p2 = (await a.ferry(['snapshot', 'create', 'vol', '--name', 'p2', '--peer', '--json'])).json.snapshot.id as string;
+    assert.ok(p2 < p1, 'p2, taken after the step, is older by the clock');
+    await b.start();
+    const r = await a.ferry(['mirror', 'update', 'vol', '--to', b.name, '--wait', '--json']);
+    assert.equal(r.code, 0, `refused: ${r.stdout}${r.stderr}`);
+    const order = b.catalog((db) => db.prepare("SELECT id FROM snapshots WHERE volume = 'vol' AND name IN ('p1', 'p2') ORDER BY rowid").all()) as Array<{ id: string }>;
+    assert.deepEqual(order.map((x) => x.id), [p1, p2], 'recorded at the destination in the order they were taken');
+  } finally {
+    await cleanupSites(sites);
+  }
+});
