@@ -327,7 +327,9 @@ export function parseCommitRequest(v: unknown): CommitRequest {
   if (o.baseline !== undefined && typeof o.baseline !== 'boolean') throw bad('commit.baseline must be a boolean');
   const ancestor = o.ancestor === undefined ? undefined : str(o.ancestor, 'commit.ancestor', 26);
   if (ancestor !== undefined && !SNAPSHOT_ID.test(ancestor)) throw bad('commit.ancestor is not a snapshot id');
-  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}), ...(ancestor !== undefined ? { ancestor } : {}) };
+  const after = o.after === undefined ? undefined : str(o.after, 'commit.after', 26);
+  if (after !== undefined && !SNAPSHOT_ID.test(after)) throw bad('commit.after is not a snapshot id');
+  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}), ...(ancestor !== undefined ? { ancestor } : {}), ...(after !== undefined ? { after } : {}) };
 }
 
 export function parseJson(b: Buffer, what: string): unknown {

@@ -74,6 +74,12 @@ export interface CommitRequest {
    * descend from (absent from older sites)
    */
   ancestor?: string;
+  /**
+   * the newest snapshot the source took before this one (in the order it took them, whatever its
+   * clock said) that the receiver holds; for the receiver's replay check, like `ancestor`, and not
+   * recorded as lineage (absent from older sites)
+   */
+  after?: string;
 }
 
 export interface CommitResponse {

@@ -148,6 +148,13 @@ export interface Step {
    * check takes it to descend from (replication/receive/commit.ts)
    */
   ancestor?: string;
+  /**
+   * the newest snapshot this site took before this one (in the order it took them) that the
+   * destination holds when it comes, where neither its parent nor `ancestor` is it: the destination's
+   * replay check takes this one as newer, whatever the times say (this site's clock may have been set
+   * back between, and no lineage it holds joins them)
+   */
+  after?: string;
 }
 
 export interface StepPlan {
@@ -208,15 +215,30 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
 /**
  * For each step whose parent the destination will not hold when it comes (a snapshot deleted here
  * since: the destination sees lineage only through what it holds), the newest snapshot of its lineage
- * (followed here through the places of deleted snapshots) that it will hold then.
+ * (followed here through the places of deleted snapshots) that it will hold then; and for each of
+ * this site's own, the newest of its own that the destination will hold and that it took before.
  */
 function nameAncestors(cat: Catalog, volume: string, steps: Step[], remote: ReadonlySet<string>): void {
   const there = new Set(remote);
+  // this site's own snapshots the destination holds, by the order this site took them
+  const own = new Map<string, number>();
+  for (const id of there) {
+    const s = findSnapshot(cat, volume, id);
+    if (s?.origin === cat.siteId) own.set(id, recordedOrder(cat, id));
+  }
   for (const step of steps) {
-    const parent = findSnapshot(cat, volume, step.snapshot.id)?.parent ?? null;
+    const s = findSnapshot(cat, volume, step.snapshot.id);
+    const parent = s?.parent ?? null;
     if (parent !== null && !there.has(parent)) {
       const ancestor = lineage(cat, volume, step.snapshot.id).find((id) => id !== step.snapshot.id && there.has(id));
       if (ancestor) step.ancestor = ancestor;
+    }
+    if (s?.origin === cat.siteId) {
+      const seq = recordedOrder(cat, s.id);
+      let before: string | undefined;
+      for (const [id, q] of own) if (q < seq && (before === undefined || q > own.get(before)!)) before = id;
+      if (before !== undefined && before !== parent && before !== step.ancestor) step.after = before;
+      own.set(s.id, seq);
     }
     there.add(step.snapshot.id);
   }

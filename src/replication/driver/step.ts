@@ -77,7 +77,7 @@ export async function runStep(ctx: StepContext, step: Step, o: StepOptions = {})
   const sendSeconds = secondsSince(sendStarted);
   const peer = isPeer();
   const commitStarted = performance.now();
-  const commit = await ctx.rx.commit(m.remoteVolume, { snapshot: s.id, manifest: s.manifest, force: ctx.force, peer, ...(ctx.baseline ? { baseline: true } : {}), ...(step.ancestor ? { ancestor: step.ancestor } : {}) }, ctx.signal);
+  const commit = await ctx.rx.commit(m.remoteVolume, { snapshot: s.id, manifest: s.manifest, force: ctx.force, peer, ...(ctx.baseline ? { baseline: true } : {}), ...(step.ancestor ? { ancestor: step.ancestor } : {}), ...(step.after ? { after: step.after } : {}) }, ctx.signal);
   ctx.baseline = false;
   const outcome: StepOutcome = { sent, commit, peer, sendSeconds, commitSeconds: secondsSince(commitStarted) };
   if (!commit.applied && step.kind !== 'target') throw refused(m, commit, s.id);

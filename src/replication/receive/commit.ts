@@ -74,6 +74,10 @@ export class Commit {
       checkS = (performance.now() - t0) / 1000;
     }
     const ancestor = req.ancestor !== undefined && manifest.parent !== null && snapshotById(host.catalog, req.ancestor)?.volume === volume ? req.ancestor : undefined;
+    // The source's word on the order it took its own snapshots (its clock may have been set back
+    // between): a snapshot it took before this one, held here. Taken for the order only.
+    const before = req.after !== undefined ? snapshotById(host.catalog, req.after) : undefined;
+    const takenAfter = before?.volume === volume && before.origin === manifest.origin ? before.id : undefined;
     if (row.applied && req.snapshot !== row.applied) {
       // Also for a snapshot still here (a named one is kept after newer ones are applied): replaying it would roll the replica back.
       // Times (and the time in a ULID) are compared only between snapshots of one origin, taken on
@@ -104,7 +108,7 @@ export class Commit {
       // what was received since).
       const parent = manifest.parent;
       const follows = (p: string, id: string) => p === id || descendsFrom(host.catalog, p, id) || recordedOrder(host.catalog, p) > recordedOrder(host.catalog, id);
-      const after = (id: string) => parent !== null && (follows(parent, id) || (ancestor !== undefined && follows(ancestor, id)));
+      const after = (id: string) => (parent !== null && (follows(parent, id) || (ancestor !== undefined && follows(ancestor, id)))) || (takenAfter !== undefined && follows(takenAfter, id));
       const refs = req.baseline ? [] : [newestFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation)];
       for (const ref of refs) {
         if (ref && !after(row.applied) && !after(ref.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, ref) < 0) {

@@ -192,3 +192,33 @@ test('a target older by this site\'s clock than the base (the clock was set back
     assert.deepEqual(kinds(planSteps(site.catalog, m2, n, hello([y.id, t1.id], { applied: t1.id }), {}).steps), [`target:${n.id}`]);
   });
 });
+
+// The replay of soak seed 1380349686 (step 1073): an initialize delivered a peer snapshot p this site
+// took before its clock was set back, then a target taken after the step whose lineage here does not
+// reach p (this site took the volume over since at another site's snapshot). The destination refused
+// the target as older than p. Each step names the newest of this site's own that the destination
+// holds and that it took before (`after`); and its lineage's, where its parent is not there (`ancestor`).
+test('each step names what the destination holds that it comes after: by lineage where its parent is not there, by the order this site took them', async () => {
+  await withDriverSite(async ({ site, mirror }) => {
+    const t0 = Date.UTC(2026, 0, 1, 12);
+    const row = (id: string, time: number, parent: string | null, origin = site.id) => {
+      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin, parent, manifest: 'm'.repeat(64), stats: {} });
+      return findSnapshot(site.catalog, 'app', id)!;
+    };
+    const p = row('01M90000000000000000000009', t0 + 3_600_000, null);
+    registerPeerSnapshot(site, 'app', p.id);
+    const f = row('01M90000000000000000000005', t0, 'Z'.repeat(26), 'O'.repeat(52)); // another site's, taken over at
+    const t = row('01M90000000000000000000001', t0 - 600_000, f.id);
+    const m = mirror();
+    const plan = planSteps(site.catalog, m, t, hello([]), { initialize: true });
+    assert.deepEqual(kinds(plan.steps), [`peer:${p.id}`, `target:${t.id}`]);
+    assert.equal(plan.steps[0].after, undefined, 'nothing of this site is there before it');
+    assert.equal(plan.steps[1].after, p.id, 'the target comes after the peer snapshot, in the order this site took them');
+    assert.equal(plan.steps[1].ancestor, undefined, 'no lineage joins them');
+    // A parent the destination does not hold: the newest of the lineage it holds is named.
+    const u = row('01M90000000000000000000002', t0 - 500_000, t.id);
+    const v = row('01M90000000000000000000003', t0 - 400_000, u.id);
+    const plan2 = planSteps(site.catalog, m, v, hello([p.id, t.id], { applied: t.id }), {});
+    assert.equal(plan2.steps.at(-1)!.ancestor, t.id);
+  });
+});

@@ -191,3 +191,45 @@ test('a snapshot whose parent never came is taken through the ancestor its sourc
     tmp.cleanup();
   }
 });
+
+test('a snapshot its source took after one it sent before its clock was set back is taken on the source\'s word (after), a replay naming an older one is not', async () => {
+  const tmp = tempDir();
+  let offset = 3600_000;
+  const london = Site.init(join(tmp.path, 'london'), 'london', { clock: { now: () => Date.now() + offset } });
+  const tokyo = Site.init(join(tmp.path, 'tokyo'), 'tokyo');
+  const pool = new ChunkPool({ workers: 1 });
+  try {
+    const data = join(tmp.path, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'a.txt'), 'one\n');
+    createVolume(london, 'vol', { members: [{ kind: 'tree', path: data }] });
+    const rx = new SiteReceiver(tokyo, london.id, pool);
+    const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 3 })).replicas[0].path;
+    const send = async (s: SnapshotRecord, after?: string) => {
+      await sendSnapshot(london.store, rx, 'vol', s.manifest);
+      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...(after ? { after } : {}) });
+    };
+    const old = (await createSnapshot(london, 'vol', { pool })).snapshot; // sent later, as a replay
+    writeFileSync(join(data, 'b.txt'), 'two\n');
+    const p = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    assert.equal((await send(p)).applied, true);
+    // london forgets both (nothing links what it takes next to p), and its clock goes back the hour.
+    london.catalog.tx(() => {
+      london.catalog.db.run('DELETE FROM snapshots WHERE id IN (?, ?)', old.id, p.id);
+    });
+    offset = 0;
+    writeFileSync(join(data, 'c.txt'), 'three\n');
+    const t = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    assert.equal(t.parent, null);
+    await assert.rejects(send(t), /older than .*a replayed or out-of-order snapshot is refused/, 'by the clock alone, refused');
+    assert.equal((await send(t, p.id)).applied, true, 'london says it took t after p');
+    assertTreesEqual(replica, data);
+    // old, replayed, naming nothing or a snapshot tokyo does not hold: refused.
+    await assert.rejects(send(old), /a replayed or out-of-order snapshot is refused/);
+  } finally {
+    await pool.close();
+    london.close();
+    tokyo.close();
+    tmp.cleanup();
+  }
+});
