@@ -42,6 +42,7 @@ CREATE TABLE snapshots (
   stats      TEXT NOT NULL DEFAULT '{}',
   created_at INTEGER NOT NULL,
   relation   TEXT,
+  origin_seq INTEGER,
   UNIQUE (volume, name)
 );
 CREATE INDEX snapshots_by_volume ON snapshots(volume, id);
@@ -225,6 +226,9 @@ export function openDatabase(path: string, options: { readOnly?: boolean } = {})
  *                                the column (replication/receive/commit.ts, the replay check)
  *   snapshots.relation           at a secondary, the relation (secondaries.relation) whose commit recorded the
  *                                snapshot; NULL for every other snapshot and for those recorded before the column
+ *   snapshots.origin_seq         at a secondary, the order in which the snapshot's origin took it, as the origin
+ *                                said with its commit (its recorded order there: a rowid never reused); NULL
+ *                                elsewhere and when the origin did not say (replication/receive/commit.ts)
  *   volumes.journal              0: the daemon's change journal does not watch the volume's members
  *                                (every capture and writes check walks in full); NULL or 1: it does
  */
@@ -241,6 +245,7 @@ const ADDED_COLUMNS: Array<[table: string, column: string, type: string]> = [
   ['mirrors', 'deltas', 'TEXT'],
   ['secondaries', 'relation', 'TEXT'],
   ['snapshots', 'relation', 'TEXT'],
+  ['snapshots', 'origin_seq', 'INTEGER'],
 ];
 
 /**

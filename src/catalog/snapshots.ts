@@ -7,6 +7,7 @@
 import { FerryError } from '../core/errors.ts';
 import { isSnapshotId, type ObjectId, type SnapshotId } from '../core/ids.ts';
 import type { Catalog } from './catalog.ts';
+import { readMeta, writeMeta } from './meta.ts';
 import { appliedSnapshot } from './secondaries.ts';
 import { dropStatCacheOf } from './stat-cache.ts';
 import { getVolume, volumeRole } from './volumes.ts';
@@ -102,14 +103,22 @@ export function logicalBytes(cat: Catalog): number {
  */
 export function insertSnapshotRow(
   cat: Catalog,
-  r: { id: string; volume: string; name: string | null; time: number; origin: string; parent: string | null; manifest: string; stats: Record<string, unknown>; relation?: string | null },
+  r: { id: string; volume: string; name: string | null; time: number; origin: string; parent: string | null; manifest: string; stats: Record<string, unknown>; relation?: string | null; originSeq?: number },
 ): void {
+  // The order this site records its snapshots in (recordedOrder), never reused: a row deleted last
+  // would otherwise give its rowid to the next, and a sequence a secondary was told (originSeq) or a
+  // place in the lineage (snapshot_gone) would then name two snapshots.
+  const seq = Math.max(Number(readMeta(cat, SEQ_KEY) ?? 0) || 0, cat.db.get<{ m: number | null }>('SELECT max(rowid) AS m FROM snapshots')!.m ?? 0) + 1;
   cat.db.run(
-    'INSERT INTO snapshots (id, volume, name, time, origin, parent, manifest, stats, created_at, relation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), cat.now(), r.relation ?? null,
+    'INSERT INTO snapshots (rowid, id, volume, name, time, origin, parent, manifest, stats, created_at, relation, origin_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    seq, r.id, r.volume, r.name, r.time, r.origin, r.parent, r.manifest, JSON.stringify(r.stats), cat.now(), r.relation ?? null, r.originSeq ?? null,
   );
+  writeMeta(cat, { [SEQ_KEY]: String(seq) });
   cat.db.run('DELETE FROM snapshot_gone WHERE id = ?', r.id);
 }
+
+/** meta: the last recorded order given to a snapshot row (its rowid) */
+const SEQ_KEY = 'snapshot_seq';
 
 /** A snapshot's row goes, with its stat cache rows (the caller checked that nothing holds it). */
 export function deleteSnapshotRow(cat: Catalog, volume: string, id: string): void {
@@ -163,6 +172,20 @@ export function deleteSnapshotRowsOf(cat: Catalog, volume: string): void {
 // The snapshots `origin` took that a secondary received in one relation with it (`relation`, its
 // secondaries.relation; null: a relation begun before relations were recorded, every one counts).
 const IN_RELATION = 'volume = ? AND origin = ? AND id <> ? AND (? IS NULL OR relation = ?)';
+
+/**
+ * The snapshot of the volume that `origin` took, other than `except`, received in `relation`, that
+ * `origin` took last by its own order (origin_seq: what it said with each commit); none when none
+ * received came with it (sent by an older site).
+ */
+export function lastTakenFrom(cat: Catalog, volume: string, origin: string, except: string, relation: string | null): { id: string; time: number; seq: number } | undefined {
+  return cat.db.get<{ id: string; time: number; seq: number }>(`SELECT id, time, origin_seq AS seq FROM snapshots WHERE ${IN_RELATION} AND origin_seq IS NOT NULL ORDER BY origin_seq DESC LIMIT 1`, volume, origin, except, relation, relation);
+}
+
+/** The order its origin took a snapshot received here in (origin_seq), if it said. */
+export function originSeq(cat: Catalog, id: string): number | undefined {
+  return cat.db.get<{ seq: number | null }>('SELECT origin_seq AS seq FROM snapshots WHERE id = ?', id)?.seq ?? undefined;
+}
 
 /** The newest snapshot of the volume that `origin` took, other than `except`, received in `relation`, on that site's clock (time, then id). */
 export function newestFrom(cat: Catalog, volume: string, origin: string, except: string, relation: string | null): { id: string; time: number } | undefined {

@@ -329,7 +329,9 @@ export function parseCommitRequest(v: unknown): CommitRequest {
   if (ancestor !== undefined && !SNAPSHOT_ID.test(ancestor)) throw bad('commit.ancestor is not a snapshot id');
   const after = o.after === undefined ? undefined : str(o.after, 'commit.after', 26);
   if (after !== undefined && !SNAPSHOT_ID.test(after)) throw bad('commit.after is not a snapshot id');
-  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}), ...(ancestor !== undefined ? { ancestor } : {}), ...(after !== undefined ? { after } : {}) };
+  if (o.seq !== undefined && !(Number.isSafeInteger(o.seq) && (o.seq as number) > 0)) throw bad('commit.seq must be a positive integer');
+  const seq = o.seq as number | undefined;
+  return { snapshot, manifest: manifest as ObjectId, force: o.force === true, peer: o.peer === true, ...(o.baseline === true ? { baseline: true } : {}), ...(ancestor !== undefined ? { ancestor } : {}), ...(after !== undefined ? { after } : {}), ...(seq !== undefined ? { seq } : {}) };
 }
 
 export function parseJson(b: Buffer, what: string): unknown {

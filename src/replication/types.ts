@@ -80,6 +80,12 @@ export interface CommitRequest {
    * recorded as lineage (absent from older sites)
    */
   after?: string;
+  /**
+   * the order in which the source took this snapshot (its recorded order, never reused): the
+   * receiver keeps it and orders what one source sent by it rather than by the source's clock (absent
+   * from older sites, and for a snapshot the source did not take)
+   */
+  seq?: number;
 }
 
 export interface CommitResponse {

@@ -243,7 +243,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     }
   } finally {
     await world.close().catch(() => {});
-    tmp.cleanup();
+    // FERRY_SOAK_KEEP=1 keeps the sites (their homes and catalogs) to look into after a failure.
+    if (process.env.FERRY_SOAK_KEEP) print(`sites kept in ${tmp.path} (FERRY_SOAK_KEEP)`);
+    else tmp.cleanup();
   }
   return {
     seed: o.seed,

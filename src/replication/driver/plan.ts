@@ -268,7 +268,9 @@ function lineageToDeliver(cat: Catalog, m: Mirror, shown: string | null, target:
     .slice(1, at)
     .reverse()
     .map((id) => findSnapshot(cat, m.volume, id))
-    .filter((s): s is SnapshotRecord => s !== undefined && !remote.has(s.id));
+    // only this site's own: a site sends only what it took (the destination refuses the others); the
+    // commit names what the destination holds that the next one comes after
+    .filter((s): s is SnapshotRecord => s !== undefined && s.origin === cat.siteId && !remote.has(s.id));
 }
 
 /**
@@ -288,7 +290,8 @@ function siblingBasesToDeliver(cat: Catalog, m: Mirror, base: string | null, tar
   for (const x of listMirrors(cat, m.volume)) {
     if (x.id === m.id || !x.base || x.state === 'broken-off' || remote.has(x.base) || out.has(x.base) || x.base === target.id) continue;
     const s = findSnapshot(cat, m.volume, x.base);
-    if (!s) continue;
+    // a base another site took (after a failback or a migrate) is not this site's to send
+    if (!s || s.origin !== cat.siteId) continue;
     if (bounds.every((b) => compareSnapshots(cat, s, b) > 0) && compareSnapshots(cat, s, target) < 0) out.set(s.id, s);
   }
   const room = keepFor(m, 1) - 1; // the target takes one of the places the destination keeps

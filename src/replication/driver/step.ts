@@ -10,6 +10,7 @@ import { FerryError } from '../../core/errors.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { setMirrorBase, type Mirror } from '../../catalog/mirrors.ts';
 import { isPeerSnapshotFor, markPeer } from '../../catalog/peer-snapshots.ts';
+import { recordedOrder, snapshotById } from '../../catalog/snapshots.ts';
 import { sendSnapshot, type SenderStore, type TransferProgress, type TransferStats } from '../sender.ts';
 import type { CommitResponse, Receiver } from '../types.ts';
 import type { Step } from './plan.ts';
@@ -77,7 +78,10 @@ export async function runStep(ctx: StepContext, step: Step, o: StepOptions = {})
   const sendSeconds = secondsSince(sendStarted);
   const peer = isPeer();
   const commitStarted = performance.now();
-  const commit = await ctx.rx.commit(m.remoteVolume, { snapshot: s.id, manifest: s.manifest, force: ctx.force, peer, ...(ctx.baseline ? { baseline: true } : {}), ...(step.ancestor ? { ancestor: step.ancestor } : {}), ...(step.after ? { after: step.after } : {}) }, ctx.signal);
+  // The order this site took it in, when it took it (the receiver orders what one source sent by it, not by the clock).
+  const own = snapshotById(cat, s.id);
+  const seq = own && own.origin === cat.siteId ? recordedOrder(cat, s.id) : 0;
+  const commit = await ctx.rx.commit(m.remoteVolume, { snapshot: s.id, manifest: s.manifest, force: ctx.force, peer, ...(ctx.baseline ? { baseline: true } : {}), ...(step.ancestor ? { ancestor: step.ancestor } : {}), ...(step.after ? { after: step.after } : {}), ...(seq > 0 ? { seq } : {}) }, ctx.signal);
   ctx.baseline = false;
   const outcome: StepOutcome = { sent, commit, peer, sendSeconds, commitSeconds: secondsSince(commitStarted) };
   if (!commit.applied && step.kind !== 'target') throw refused(m, commit, s.id);

@@ -13,7 +13,7 @@ import { readManifest } from '../../snapshot/graph.ts';
 import type { SnapshotManifest } from '../../snapshot/model.ts';
 import { holdPeer, holdReplica } from '../../catalog/holds.ts';
 import { newRelation, type SecondaryRow } from '../../catalog/secondaries.ts';
-import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, lastRecordedFrom, newestFrom, recordedOrder, recordLineageLink, snapshotById } from '../../catalog/snapshots.ts';
+import { compareOnOneClock, descendsFrom, findSnapshot, hasSnapshotNamed, insertSnapshotRow, lastRecordedFrom, lastTakenFrom, newestFrom, originSeq, recordedOrder, recordLineageLink, snapshotById } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
 import { parseCommitRequest } from '../protocol.ts';
 import type { CommitRequest, CommitResponse } from '../types.ts';
@@ -109,9 +109,15 @@ export class Commit {
       const parent = manifest.parent;
       const follows = (p: string, id: string) => p === id || descendsFrom(host.catalog, p, id) || recordedOrder(host.catalog, p) > recordedOrder(host.catalog, id);
       const after = (id: string) => (parent !== null && (follows(parent, id) || (ancestor !== undefined && follows(ancestor, id)))) || (takenAfter !== undefined && follows(takenAfter, id));
-      const refs = req.baseline ? [] : [newestFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation)];
+      // Where the source said the order it took both in (seq, kept as origin_seq), that order decides,
+      // not its clock: a clock set back makes a later snapshot look older.
+      const seq = takenOrder(req, manifest, this.#rx.peer);
+      const refs = req.baseline ? [] : [newestFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastTakenFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation)];
       for (const ref of refs) {
-        if (ref && !after(row.applied) && !after(ref.id) && compareOnOneClock({ id: req.snapshot, time: manifest.time }, ref) < 0) {
+        if (!ref) continue;
+        const refSeq = originSeq(host.catalog, ref.id);
+        const older = seq !== undefined && refSeq !== undefined ? seq < refSeq : compareOnOneClock({ id: req.snapshot, time: manifest.time }, ref) < 0;
+        if (older && !after(row.applied) && !after(ref.id)) {
           throw new FerryError('PROTOCOL', `snapshot ${req.snapshot} is older than ${ref.id}, which this replica already received from that site in this relation: a replayed or out-of-order snapshot is refused`);
         }
       }
@@ -123,7 +129,8 @@ export class Commit {
         if (name && hasSnapshotNamed(host.catalog, volume, name)) name = null;
         const relation = req.baseline ? newRelation(host.catalog, volume) : row.relation;
         if (ancestor !== undefined) recordLineageLink(host.catalog, volume, manifest.parent!, ancestor);
-        insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) }, relation });
+        const seq = takenOrder(req, manifest, this.#rx.peer);
+        insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) }, relation, ...(seq !== undefined ? { originSeq: seq } : {}) });
         holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { only: true });
         if (req.peer) holdPeer(host.catalog, manifest.id);
         host.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#rx.peer } });
@@ -182,4 +189,9 @@ export class Commit {
     const got = manifest.members.map((m) => `${m.name}:${m.kind}`).join(',');
     if (want !== got) throw new FerryError('PROTOCOL', `snapshot ${manifest.id} has members ${got}, the secondary ${want}`);
   }
+}
+
+/** The order the sending site took the snapshot in, as it said: only for a snapshot it took. */
+function takenOrder(req: CommitRequest, manifest: { origin: string }, sender: string): number | undefined {
+  return req.seq !== undefined && manifest.origin === sender ? req.seq : undefined;
 }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ManualClock } from '../../../src/core/clock.ts';
 import { Catalog } from '../../../src/catalog/catalog.ts';
-import { compareSnapshots, deleteSnapshotRow, deleteSnapshotRowsOf, descendsFrom, findSnapshot, insertSnapshotRow, lineage, recordLineageLink } from '../../../src/catalog/snapshots.ts';
+import { compareSnapshots, deleteSnapshotRow, deleteSnapshotRowsOf, descendsFrom, findSnapshot, insertSnapshotRow, lineage, recordedOrder, recordLineageLink } from '../../../src/catalog/snapshots.ts';
 import { tempDir } from '../../helpers.ts';
 
 const HERE = 'H'.repeat(52);
@@ -107,5 +107,17 @@ test('two snapshots this site took, with no lineage between them here, are in th
     cat.tx(() => insertSnapshotRow(cat, { id: late, volume: 'vol', name: null, time: 3000, origin: OTHER, parent: null, manifest: 'f'.repeat(64), stats: {} }));
     cat.tx(() => insertSnapshotRow(cat, { id: early, volume: 'vol', name: null, time: 2000, origin: OTHER, parent: null, manifest: 'f'.repeat(64), stats: {} }));
     assert.ok(compareSnapshots(cat, rec(cat, late), rec(cat, early)) > 0);
+  });
+});
+
+test('the order a site records its snapshots in is never reused: a snapshot recorded after one deleted last comes after it', () => {
+  withCatalog((cat) => {
+    const a = take(cat, 1, 1000, null);
+    const b = take(cat, 2, 2000, a);
+    const seqB = recordedOrder(cat, b);
+    deleteSnapshotRow(cat, 'vol', b);
+    const c = take(cat, 3, 3000, a);
+    assert.ok(recordedOrder(cat, c) > seqB, `${recordedOrder(cat, c)} after ${seqB}`);
+    assert.ok(recordedOrder(cat, a) < recordedOrder(cat, c));
   });
 });

@@ -222,3 +222,23 @@ test('each step names what the destination holds that it comes after: by lineage
     assert.equal(plan2.steps.at(-1)!.ancestor, t.id);
   });
 });
+
+// The replay of soak seed 1380349686 (its final check): a lineage step, now followed through deleted
+// snapshots, reached a snapshot another site took (where this one took the volume over); the
+// destination refuses what its sender did not take, and the failback's resync stopped there. Only this
+// site's own snapshots go as steps, lineage or a sibling's base.
+test('lineage steps and siblings\' bases are only this site\'s own snapshots', async () => {
+  await withDriverSite(async ({ site, mirror }) => {
+    const t0 = Date.UTC(2026, 0, 1, 12);
+    const row = (id: string, time: number, parent: string | null, origin = site.id) => {
+      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin, parent, manifest: 'm'.repeat(64), stats: {} });
+      return findSnapshot(site.catalog, 'app', id)!;
+    };
+    const s0 = row('01M90000000000000000000010', t0, null);
+    const f = row('01M90000000000000000000011', t0 + 1000, s0.id, 'O'.repeat(52));
+    const s1 = row('01M90000000000000000000001', t0 - 600_000, f.id);
+    const t = row('01M90000000000000000000002', t0 - 500_000, s1.id);
+    setMirrorBase(site.catalog, mirror().id, s0.id);
+    assert.deepEqual(kinds(planSteps(site.catalog, mirror(), t, hello([s0.id]), {}).steps), [`lineage:${s1.id}`, `target:${t.id}`]);
+  });
+});

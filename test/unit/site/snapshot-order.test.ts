@@ -20,7 +20,7 @@ import { withLocalSite } from '../local-site.ts';
 import { holdReplica, release, replicaHolder } from '../../../src/catalog/holds.ts';
 import { breakOffSecondary, repointSecondary } from '../../../src/catalog/secondaries.ts';
 import { setVolumeRole } from '../../../src/catalog/volumes.ts';
-import { compareSnapshots, descendsFrom, findSnapshot, insertSnapshotRow, latestSnapshot, lineage, listSnapshots, resolveSnapshot } from '../../../src/catalog/snapshots.ts';
+import { compareSnapshots, deleteSnapshotRow, descendsFrom, findSnapshot, insertSnapshotRow, latestSnapshot, lineage, listSnapshots, recordedOrder, resolveSnapshot } from '../../../src/catalog/snapshots.ts';
 
 const OTHER_SITE = 'A'.repeat(52);
 
@@ -192,7 +192,12 @@ test('a snapshot whose parent never came is taken through the ancestor its sourc
   }
 });
 
-test('a snapshot its source took after one it sent before its clock was set back is taken on the source\'s word (after), a replay naming an older one is not', async () => {
+/**
+ * london (its clock an hour ahead) takes `old` (never sent) and `p` (sent, with its order when
+ * `sendSeq`), forgets both (nothing links what it takes next to p), its clock goes back the hour, and
+ * it takes `t`; tokyo follows london.
+ */
+async function clockedBack(sendSeq: boolean, fn: (c: { london: Site; send: (s: SnapshotRecord, o?: { after?: string; seq?: boolean }) => Promise<{ applied: boolean }>; replica: string; data: string; old: SnapshotRecord; p: SnapshotRecord; t: SnapshotRecord }) => Promise<void>): Promise<void> {
   const tmp = tempDir();
   let offset = 3600_000;
   const london = Site.init(join(tmp.path, 'london'), 'london', { clock: { now: () => Date.now() + offset } });
@@ -205,31 +210,52 @@ test('a snapshot its source took after one it sent before its clock was set back
     createVolume(london, 'vol', { members: [{ kind: 'tree', path: data }] });
     const rx = new SiteReceiver(tokyo, london.id, pool);
     const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 3 })).replicas[0].path;
-    const send = async (s: SnapshotRecord, after?: string) => {
+    const seqs = new Map<string, number>();
+    const send = async (s: SnapshotRecord, o: { after?: string; seq?: boolean } = {}) => {
       await sendSnapshot(london.store, rx, 'vol', s.manifest);
-      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...(after ? { after } : {}) });
+      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...(o.after ? { after: o.after } : {}), ...(o.seq ? { seq: seqs.get(s.id)! } : {}) });
     };
-    const old = (await createSnapshot(london, 'vol', { pool })).snapshot; // sent later, as a replay
+    const take = async () => {
+      const s = (await createSnapshot(london, 'vol', { pool })).snapshot;
+      seqs.set(s.id, recordedOrder(london.catalog, s.id));
+      return s;
+    };
+    const old = await take();
     writeFileSync(join(data, 'b.txt'), 'two\n');
-    const p = (await createSnapshot(london, 'vol', { pool })).snapshot;
-    assert.equal((await send(p)).applied, true);
-    // london forgets both (nothing links what it takes next to p), and its clock goes back the hour.
+    const p = await take();
+    assert.equal((await send(p, { seq: sendSeq })).applied, true);
     london.catalog.tx(() => {
-      london.catalog.db.run('DELETE FROM snapshots WHERE id IN (?, ?)', old.id, p.id);
+      for (const s of [old, p]) deleteSnapshotRow(london.catalog, 'vol', s.id);
     });
     offset = 0;
     writeFileSync(join(data, 'c.txt'), 'three\n');
-    const t = (await createSnapshot(london, 'vol', { pool })).snapshot;
+    const t = await take();
     assert.equal(t.parent, null);
-    await assert.rejects(send(t), /older than .*a replayed or out-of-order snapshot is refused/, 'by the clock alone, refused');
-    assert.equal((await send(t, p.id)).applied, true, 'london says it took t after p');
-    assertTreesEqual(replica, data);
-    // old, replayed, naming nothing or a snapshot tokyo does not hold: refused.
-    await assert.rejects(send(old), /a replayed or out-of-order snapshot is refused/);
+    assert.ok(seqs.get(t.id)! > seqs.get(p.id)!, 'the order london took them in');
+    await fn({ london, send, replica, data, old, p, t });
   } finally {
     await pool.close();
     london.close();
     tokyo.close();
     tmp.cleanup();
   }
+}
+
+test('a snapshot its source took after one it sent before its clock was set back is taken on the source\'s word (after), a replay naming an older one is not', async () => {
+  await clockedBack(false, async ({ send, replica, data, old, p, t }) => {
+    await assert.rejects(send(t), /older than .*a replayed or out-of-order snapshot is refused/, 'by the clock alone, refused');
+    assert.equal((await send(t, { after: p.id })).applied, true, 'london says it took t after p');
+    assertTreesEqual(replica, data);
+    // old, replayed, naming nothing: refused.
+    await assert.rejects(send(old), /a replayed or out-of-order snapshot is refused/);
+  });
+});
+
+test('what one source sent is ordered by the order it took them in (seq), not by its clock, where it said it; a replay is refused by it', async () => {
+  await clockedBack(true, async ({ send, replica, data, old, t }) => {
+    await assert.rejects(send(t), /a replayed or out-of-order snapshot is refused/, 'without its order, by the clock: refused');
+    assert.equal((await send(t, { seq: true })).applied, true, 'taken after p, in london\'s order');
+    assertTreesEqual(replica, data);
+    await assert.rejects(send(old, { seq: true }), /older than .*a replayed or out-of-order snapshot is refused/, 'taken before p: refused by its order');
+  });
 });
