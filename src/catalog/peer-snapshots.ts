@@ -34,6 +34,8 @@ export interface PendingPeer {
   manifest: ObjectId;
   time: number;
   name: string | null;
+  /** the site that took it */
+  origin: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export interface PendingPeer {
  */
 export function pendingPeerSnapshots(cat: Catalog, mirror: string): PendingPeer[] {
   return cat.db.all<PendingPeer>(
-    "SELECT s.id, s.manifest, s.time, s.name FROM peer_snapshots p JOIN snapshots s ON s.id = p.snapshot WHERE p.mirror = ? AND p.state <> 'present' ORDER BY s.rowid",
+    "SELECT s.id, s.manifest, s.time, s.name, s.origin FROM peer_snapshots p JOIN snapshots s ON s.id = p.snapshot WHERE p.mirror = ? AND p.state <> 'present' ORDER BY s.rowid",
     mirror,
   );
 }
@@ -95,6 +97,11 @@ export function addPeerRows(cat: Catalog, snapshot: string, mirrors: string[], o
   cat.tx(() => {
     for (const m of mirrors) cat.db.run(sql, snapshot, m, cat.now());
   });
+}
+
+/** One snapshot's row for one mirror goes (it cannot be delivered there). */
+export function dropPeerRow(cat: Catalog, snapshot: string, mirror: string): void {
+  cat.db.run('DELETE FROM peer_snapshots WHERE snapshot = ? AND mirror = ?', snapshot, mirror);
 }
 
 /** A mirror's rows go (it is removed, or a new one of the same id must inherit nothing). */

@@ -279,7 +279,8 @@ export class Engine {
       // Peer snapshots still pending (a secondary was down) go as soon as a retry is due, schedule or not.
       const pending = pendingPeerSnapshots(this.site.catalog, m.id);
       if (pending.length > 0 && (m.nextRunAt ?? 0) <= now) {
-        started.push(this.#scheduled(m, pending[pending.length - 1].id));
+        // the newest this site took (one another site took is not sent: the update drops it, planSteps)
+        started.push(this.#scheduled(m, pending.filter((p) => p.origin === this.site.id).at(-1)?.id));
         continue;
       }
       if (!m.scheduleS) continue;

@@ -164,6 +164,11 @@ export interface StepPlan {
   baseLost?: string;
   /** pending peer snapshots the destination already holds: present, nothing to send */
   found: PendingPeer[];
+  /**
+   * pending peer snapshots another site took (this one took the volume over since) that the
+   * destination does not hold: a site sends only what it took, so they are not delivered here
+   */
+  undeliverable?: PendingPeer[];
   /** in order: peer snapshots oldest first, sibling bases oldest first, the target last */
   steps: Step[];
 }
@@ -181,6 +186,7 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   }
   const steps: Step[] = [];
   const found: PendingPeer[] = [];
+  let undeliverable: PendingPeer[] | undefined;
   // Peer snapshots first, oldest first, each committed on its own: they must exist there under the same id and name.
   for (const p of pendingPeerSnapshots(cat, m.id)) {
     // Both taken here: in the order this site took them (its clock may have been set back between;
@@ -189,6 +195,7 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
     // Already there (its commit's answer was lost, or the destination had it before this mirror
     // existed): present. The base does not move back to it: a newer one committed there is adopted.
     if (remoteIds.has(p.id)) found.push(p);
+    else if (p.origin !== cat.siteId) (undeliverable ??= []).push(p);
     else steps.push({ kind: 'peer', snapshot: { id: p.id, name: p.name, manifest: p.manifest } });
   }
   // Each peer snapshot delivered becomes the base (and what the replica shows).
@@ -209,7 +216,7 @@ export function planSteps(cat: Catalog, m: Mirror, target: SnapshotRecord, hello
   const deltaBase = hello.delta && o.deltas !== false && !o.initialize && base ? (snapshotById(cat, base)?.manifest as ObjectId | undefined) : undefined;
   steps.push({ kind: 'target', snapshot: { id: target.id, name: target.name, manifest: target.manifest as ObjectId }, ...(deltaBase ? { deltaBase } : {}) });
   nameAncestors(cat, m.volume, steps, remoteIds);
-  return { ...(adopt ? { adopt } : {}), found, steps };
+  return { ...(adopt ? { adopt } : {}), found, ...(undeliverable ? { undeliverable } : {}), steps };
 }
 
 /**

@@ -16,7 +16,7 @@ import { MIRROR_RETRY, retryDelayMs } from '../../core/backoff.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { holdInFlight, releaseInFlight } from '../../catalog/holds.ts';
 import { getMirror, hasMirror, mirrorState, recordAttempt, recordFailure, recordSuccess, resetLastSuccess, setMirrorBase, setMirrorError, writeMirrorState, type LastTransfer, type Mirror, type MirrorState, dropMirrorBase } from '../../catalog/mirrors.ts';
-import { dropStalePeerClaims, markPeer, resetTransferring } from '../../catalog/peer-snapshots.ts';
+import { dropPeerRow, dropStalePeerClaims, markPeer, resetTransferring } from '../../catalog/peer-snapshots.ts';
 import { findPeerById, getPeer } from '../../catalog/peers.ts';
 import type { SnapshotRecord } from '../../catalog/snapshots.ts';
 import { getVolume } from '../../catalog/volumes.ts';
@@ -151,6 +151,12 @@ export async function runMirrorUpdate(deps: UpdateDeps, volume: string, peerName
     for (const p of steps.found) {
       markPeer(cat, p.id, m.id, 'present');
       cat.event({ kind: 'snapshot.peer', volume, outcome: 'ok', detail: { snapshot: p.id, name: p.name, presentAt: m.peer, found: true } });
+    }
+    for (const p of steps.undeliverable ?? []) {
+      cat.tx(() => {
+        dropPeerRow(cat, p.id, m.id);
+        cat.event({ kind: 'snapshot.peer', volume, outcome: 'warning', detail: { snapshot: p.id, name: p.name, notDeliveredTo: m.peer, reason: `taken at another site (${p.origin}), which this site took the volume over from: a site sends only the snapshots it took` } });
+      });
     }
     const ctx: StepContext = { catalog: cat, store: source.store, rx, mirror: m, force: o.force, baseline: m.base === null, signal: o.signal, onProgress: o.onProgress };
     let siblingBytes = 0;

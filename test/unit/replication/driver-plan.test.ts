@@ -242,3 +242,28 @@ test('lineage steps and siblings\' bases are only this site\'s own snapshots', a
     assert.deepEqual(kinds(planSteps(site.catalog, mirror(), t, hello([s0.id]), {}).steps), [`lineage:${s1.id}`, `target:${t.id}`]);
   });
 });
+
+// The replay of soak seed 1380349686 (its final check, again): a site that took the volume over
+// (failover) held a peer snapshot its old primary took; a new mirror made it pending there, and the
+// failback's resync sent it, which the destination refuses (a site sends only what it took): the
+// failback never finished. Such a snapshot is found where the destination holds it, and otherwise
+// not delivered (its pending row goes, with an event), never sent.
+test('a pending peer snapshot another site took is found where the destination holds it, else not delivered, never sent', async () => {
+  await withDriverSite(async ({ site, mirror, snap }) => {
+    const s0 = await snap();
+    setMirrorBase(site.catalog, mirror().id, s0.id, { state: 'idle' });
+    const t0 = Date.UTC(2026, 0, 1, 12);
+    const theirs = (id: string) => {
+      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time: t0, origin: 'O'.repeat(52), parent: s0.id, manifest: 'm'.repeat(64), stats: {} });
+      registerPeerSnapshot(site, 'app', id);
+      return id;
+    };
+    const held = theirs('01M90000000000000000000021');
+    const lost = theirs('01M90000000000000000000022');
+    const t = await snap();
+    const plan = planSteps(site.catalog, mirror(), t, hello([s0.id, held], { applied: s0.id }), {});
+    assert.deepEqual(kinds(plan.steps), [`target:${t.id}`]);
+    assert.deepEqual(plan.found.map((p) => p.id), [held]);
+    assert.deepEqual(plan.undeliverable?.map((p) => p.id), [lost]);
+  });
+});
