@@ -73,6 +73,8 @@ export class Commit {
       links = checked.links;
       checkS = (performance.now() - t0) / 1000;
     }
+    // the order the sender took it in, as it said (kept with the snapshot, and its replay check's)
+    const seq = takenOrder(req, manifest, this.#rx.peer);
     const ancestor = req.ancestor !== undefined && manifest.parent !== null && snapshotById(host.catalog, req.ancestor)?.volume === volume ? req.ancestor : undefined;
     // The source's word on the order it took its own snapshots (its clock may have been set back
     // between): a snapshot it took before this one, held here. Taken for the order only.
@@ -111,7 +113,6 @@ export class Commit {
       const after = (id: string) => (parent !== null && (follows(parent, id) || (ancestor !== undefined && follows(ancestor, id)))) || (takenAfter !== undefined && follows(takenAfter, id));
       // Where the source said the order it took both in (seq, kept as origin_seq), that order decides,
       // not its clock: a clock set back makes a later snapshot look older.
-      const seq = takenOrder(req, manifest, this.#rx.peer);
       const refs = req.baseline ? [] : [newestFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastRecordedFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation), lastTakenFrom(host.catalog, volume, manifest.origin, req.snapshot, row.relation)];
       for (const ref of refs) {
         if (!ref) continue;
@@ -129,7 +130,6 @@ export class Commit {
         if (name && hasSnapshotNamed(host.catalog, volume, name)) name = null;
         const relation = req.baseline ? newRelation(host.catalog, volume) : row.relation;
         if (ancestor !== undefined) recordLineageLink(host.catalog, volume, manifest.parent!, ancestor);
-        const seq = takenOrder(req, manifest, this.#rx.peer);
         insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) }, relation, ...(seq !== undefined ? { originSeq: seq } : {}) });
         holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { only: true });
         if (req.peer) holdPeer(host.catalog, manifest.id);

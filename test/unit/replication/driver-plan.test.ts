@@ -12,6 +12,7 @@ import { checkTarget, checkUpdate, planSteps, planTarget } from '../../../src/re
 import type { HelloResponse } from '../../../src/replication/types.ts';
 import { registerPeerSnapshot } from '../../../src/site/peer-snapshots.ts';
 import { withDriverSite } from './driver-fixture.ts';
+import type { Site } from '../../../src/site/site.ts';
 
 const hello = (snapshots: string[], o: { applied?: string | null; delta?: boolean } = {}): HelloResponse => ({
   protocol: PROTOCOL_VERSION,
@@ -22,6 +23,11 @@ const hello = (snapshots: string[], o: { applied?: string | null; delta?: boolea
   replicas: [],
   ...(o.delta ? { delta: true } : {}),
 });
+/** A snapshot row of volume `app` at `site` (taken there unless `origin` says), with the time and parent given. */
+const rowAt = (site: Site) => (id: string, time: number, parent: string | null, origin = site.id) => {
+  insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin, parent, manifest: 'm'.repeat(64), stats: {} });
+  return findSnapshot(site.catalog, 'app', id)!;
+};
 const refused = (re: RegExp) => (err: unknown) => isFerryError(err, 'MIRROR_STATE') && re.test(err.message);
 const kinds = (steps: Array<{ kind: string; snapshot: { id: string } }>) => steps.map((s) => `${s.kind}:${s.snapshot.id}`);
 
@@ -156,10 +162,7 @@ test('the base at the destination: a newer snapshot taken here is adopted (its c
 test('a target older by this site\'s clock than the base (the clock was set back): the snapshots between go first, oldest first', async () => {
   await withDriverSite(async ({ site, mirror }) => {
     const t0 = Date.UTC(2026, 0, 1, 12);
-    const row = (id: string, time: number, parent: string | null) => {
-      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin: site.id, parent, manifest: 'm'.repeat(64), stats: {} });
-      return findSnapshot(site.catalog, 'app', id)!;
-    };
+    const row = rowAt(site);
     // Ids in the order taken; times as the clock said: s0, then s1 and s2 (not sent), then the clock
     // went back ten minutes before s3.
     const s0 = row('01M90000000000000000000000', t0, null);
@@ -201,10 +204,7 @@ test('a target older by this site\'s clock than the base (the clock was set back
 test('each step names what the destination holds that it comes after: by lineage where its parent is not there, by the order this site took them', async () => {
   await withDriverSite(async ({ site, mirror }) => {
     const t0 = Date.UTC(2026, 0, 1, 12);
-    const row = (id: string, time: number, parent: string | null, origin = site.id) => {
-      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin, parent, manifest: 'm'.repeat(64), stats: {} });
-      return findSnapshot(site.catalog, 'app', id)!;
-    };
+    const row = rowAt(site);
     const p = row('01M90000000000000000000009', t0 + 3_600_000, null);
     registerPeerSnapshot(site, 'app', p.id);
     const f = row('01M90000000000000000000005', t0, 'Z'.repeat(26), 'O'.repeat(52)); // another site's, taken over at
@@ -230,10 +230,7 @@ test('each step names what the destination holds that it comes after: by lineage
 test('lineage steps and siblings\' bases are only this site\'s own snapshots', async () => {
   await withDriverSite(async ({ site, mirror }) => {
     const t0 = Date.UTC(2026, 0, 1, 12);
-    const row = (id: string, time: number, parent: string | null, origin = site.id) => {
-      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time, origin, parent, manifest: 'm'.repeat(64), stats: {} });
-      return findSnapshot(site.catalog, 'app', id)!;
-    };
+    const row = rowAt(site);
     const s0 = row('01M90000000000000000000010', t0, null);
     const f = row('01M90000000000000000000011', t0 + 1000, s0.id, 'O'.repeat(52));
     const s1 = row('01M90000000000000000000001', t0 - 600_000, f.id);
@@ -254,7 +251,7 @@ test('a pending peer snapshot another site took is found where the destination h
     setMirrorBase(site.catalog, mirror().id, s0.id, { state: 'idle' });
     const t0 = Date.UTC(2026, 0, 1, 12);
     const theirs = (id: string) => {
-      insertSnapshotRow(site.catalog, { id, volume: 'app', name: null, time: t0, origin: 'O'.repeat(52), parent: s0.id, manifest: 'm'.repeat(64), stats: {} });
+      rowAt(site)(id, t0, s0.id, 'O'.repeat(52));
       registerPeerSnapshot(site, 'app', id);
       return id;
     };

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newSnapshotId } from '../../../src/core/ids.ts';
 import { sendSnapshot } from '../../../src/replication/sender.ts';
-import { PROTOCOL_VERSION } from '../../../src/replication/types.ts';
+import { PROTOCOL_VERSION, type CommitRequest } from '../../../src/replication/types.ts';
 import { SiteReceiver } from '../../../src/site/receiver.ts';
 import { Site } from '../../../src/site/site.ts';
 import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
@@ -154,9 +154,10 @@ test('a secondary releases the snapshots it received before the one applied, wha
   });
 });
 
-test('a snapshot whose parent never came is taken through the ancestor its source names, and a replay naming an old one is still refused', async () => {
+/** london, with a volume of one file, and tokyo following it (keeping `keep`); `send` sends a snapshot's objects and commits it with `extra`. */
+async function londonToTokyo(o: { keep: number; clock?: { now(): number } }, fn: (c: { london: Site; pool: ChunkPool; data: string; replica: string; send: (s: SnapshotRecord, extra?: Partial<CommitRequest>) => Promise<{ applied: boolean }>; tokyo: Site }) => Promise<void>): Promise<void> {
   const tmp = tempDir();
-  const london = Site.init(join(tmp.path, 'london'), 'london');
+  const london = Site.init(join(tmp.path, 'london'), 'london', o.clock ? { clock: o.clock } : {});
   const tokyo = Site.init(join(tmp.path, 'tokyo'), 'tokyo');
   const pool = new ChunkPool({ workers: 1 });
   try {
@@ -165,11 +166,22 @@ test('a snapshot whose parent never came is taken through the ancestor its sourc
     writeFileSync(join(data, 'a.txt'), 'one\n');
     createVolume(london, 'vol', { members: [{ kind: 'tree', path: data }] });
     const rx = new SiteReceiver(tokyo, london.id, pool);
-    const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 1 })).replicas[0].path;
-    const send = async (s: SnapshotRecord, ancestor?: string) => {
+    const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: o.keep })).replicas[0].path;
+    const send = async (s: SnapshotRecord, extra: Partial<CommitRequest> = {}) => {
       await sendSnapshot(london.store, rx, 'vol', s.manifest);
-      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...(ancestor ? { ancestor } : {}) });
+      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...extra });
     };
+    await fn({ london, tokyo, pool, data, replica, send });
+  } finally {
+    await pool.close();
+    london.close();
+    tokyo.close();
+    tmp.cleanup();
+  }
+}
+
+test('a snapshot whose parent never came is taken through the ancestor its source names, and a replay naming an old one is still refused', async () => {
+  await londonToTokyo({ keep: 1 }, async ({ london, tokyo, pool, data, replica, send }) => {
     const a0 = (await createSnapshot(london, 'vol', { pool })).snapshot;
     assert.equal((await send(a0)).applied, true);
     writeFileSync(join(data, 'b.txt'), 'two\n');
@@ -177,19 +189,14 @@ test('a snapshot whose parent never came is taken through the ancestor its sourc
     writeFileSync(join(data, 'c.txt'), 'three\n');
     const a1 = (await createSnapshot(london, 'vol', { pool })).snapshot;
     assert.equal(a1.parent, m.id);
-    assert.equal((await send(a1, a0.id)).applied, true);
+    assert.equal((await send(a1, { ancestor: a0.id })).applied, true);
     assert.ok(descendsFrom(tokyo.catalog, a1.id, a0.id), 'tokyo sees a1 descend from a0 through m, as london said');
     // m's commit, replayed late with the ancestor it would have named: refused, the replica stays.
-    await assert.rejects(send(m, a0.id), /older than .*a replayed or out-of-order snapshot is refused/);
+    await assert.rejects(send(m, { ancestor: a0.id }), /older than .*a replayed or out-of-order snapshot is refused/);
     assertTreesEqual(replica, data);
     // An ancestor that is no snapshot of this volume here is not taken.
-    await assert.rejects(rx.commit('vol', { snapshot: a1.id, manifest: a1.manifest, ancestor: 'x' } as never), /commit.ancestor/);
-  } finally {
-    await pool.close();
-    london.close();
-    tokyo.close();
-    tmp.cleanup();
-  }
+    await assert.rejects(send(a1, { ancestor: 'x' }), /commit.ancestor/);
+  });
 });
 
 /**
@@ -198,23 +205,10 @@ test('a snapshot whose parent never came is taken through the ancestor its sourc
  * it takes `t`; tokyo follows london.
  */
 async function clockedBack(sendSeq: boolean, fn: (c: { london: Site; send: (s: SnapshotRecord, o?: { after?: string; seq?: boolean }) => Promise<{ applied: boolean }>; replica: string; data: string; old: SnapshotRecord; p: SnapshotRecord; t: SnapshotRecord }) => Promise<void>): Promise<void> {
-  const tmp = tempDir();
   let offset = 3600_000;
-  const london = Site.init(join(tmp.path, 'london'), 'london', { clock: { now: () => Date.now() + offset } });
-  const tokyo = Site.init(join(tmp.path, 'tokyo'), 'tokyo');
-  const pool = new ChunkPool({ workers: 1 });
-  try {
-    const data = join(tmp.path, 'data');
-    mkdirSync(data);
-    writeFileSync(join(data, 'a.txt'), 'one\n');
-    createVolume(london, 'vol', { members: [{ kind: 'tree', path: data }] });
-    const rx = new SiteReceiver(tokyo, london.id, pool);
-    const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: 3 })).replicas[0].path;
+  await londonToTokyo({ keep: 3, clock: { now: () => Date.now() + offset } }, async ({ london, pool, data, replica, send: commit }) => {
     const seqs = new Map<string, number>();
-    const send = async (s: SnapshotRecord, o: { after?: string; seq?: boolean } = {}) => {
-      await sendSnapshot(london.store, rx, 'vol', s.manifest);
-      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...(o.after ? { after: o.after } : {}), ...(o.seq ? { seq: seqs.get(s.id)! } : {}) });
-    };
+    const send = (s: SnapshotRecord, o: { after?: string; seq?: boolean } = {}) => commit(s, { ...(o.after ? { after: o.after } : {}), ...(o.seq ? { seq: seqs.get(s.id)! } : {}) });
     const take = async () => {
       const s = (await createSnapshot(london, 'vol', { pool })).snapshot;
       seqs.set(s.id, recordedOrder(london.catalog, s.id));
@@ -233,12 +227,7 @@ async function clockedBack(sendSeq: boolean, fn: (c: { london: Site; send: (s: S
     assert.equal(t.parent, null);
     assert.ok(seqs.get(t.id)! > seqs.get(p.id)!, 'the order london took them in');
     await fn({ london, send, replica, data, old, p, t });
-  } finally {
-    await pool.close();
-    london.close();
-    tokyo.close();
-    tmp.cleanup();
-  }
+  });
 }
 
 test('a snapshot its source took after one it sent before its clock was set back is taken on the source\'s word (after), a replay naming an older one is not', async () => {
