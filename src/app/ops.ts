@@ -187,6 +187,12 @@ export async function serveDr(engine: Engine, peerId: string, op: string, a: Arg
       if (from.length > 256) throw new FerryError('PROTOCOL', 'beside.from must be a site id');
       return acceptBeside(engine, peerId, { volume: parseName(str(a, 'volume')!, 'volume'), from, fromVolume: parseName(str(a, 'fromVolume')!, 'volume') });
     }
+    case 'took-over': {
+      const { answerTookOver } = await import('../dr/beside.ts');
+      const from = str(a, 'from')!;
+      if (from.length > 256) throw new FerryError('PROTOCOL', 'took-over.from must be a site id');
+      return answerTookOver(engine, peerId, { from, fromVolume: parseName(str(a, 'fromVolume')!, 'volume') });
+    }
     case 'changes': {
       const { describeChanges } = await import('../dr/split-brain.ts');
       const lineage = a.lineage;

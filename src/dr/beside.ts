@@ -14,8 +14,17 @@
 // primary beside it, and the asker records it: both show the split brain. A site that is S's
 // secondary still, or holds nothing of it, answers no and records nothing. A site that cannot be
 // reached is asked again by the daemon (the failover notice's `besideUnasked`) until it answers.
+//
+// A plain failover asks first (`dr/took-over`, before it tells the old primary anything): "did one
+// of you take S's V over already?" The old primary refuses a plain failover when a sibling took
+// over before (failover.ts), but it knows only once that sibling's notice reached it: a sibling
+// forced over while S was down, and S back up before the notice's retry, would let a plain failover
+// make a second primary (recorded as a split brain after the promotion, not refused). A site that
+// took it over answers its volume; the plain failover is refused, saying to follow it or force.
+// The question records nothing; a site that cannot be asked (down, or a ferry from before the
+// question) is passed over: the question after the promotion still finds it once it answers.
 import { FerryError, isFerryError } from '../core/errors.ts';
-import type { BesideAnswer, BesideRequest } from '../replication/dr-peer.ts';
+import type { BesideAnswer, BesideRequest, TookOverAnswer, TookOverRequest } from '../replication/dr-peer.ts';
 import type { Engine } from '../site/engine.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
 import { findPeerById, listPeers } from '../catalog/peers.ts';
@@ -39,11 +48,58 @@ function primaryFrom(engine: Engine, from: string, fromVolume: string): string |
   const primary = (v: string) => findVolume(cat, v)?.role === 'primary';
   const fromPeer = findPeerById(cat, from);
   const candidates = [
-    ...listSecondaries(cat).filter((r) => r.source_site === from && r.source_volume === fromVolume && r.state === 'broken-off').map((r) => r.volume),
+    ...tookOverHere(engine, from, fromVolume),
     ...(fromPeer ? listMirrors(cat).filter((m) => m.peer === fromPeer.name && m.remoteVolume === fromVolume && m.state === 'broken-off' && m.lastError?.code === 'FAILED_OVER').map((m) => m.volume) : []),
     ...listSplitBrains(cat).filter((b) => b.site === from && b.remoteVolume === fromVolume).map((b) => b.volume),
   ];
   return candidates.find((v) => primary(v)) ?? null;
+}
+
+/** The volumes here that took `from`'s `fromVolume` over (their relation with it broken off by a failover here). */
+function tookOverHere(engine: Engine, from: string, fromVolume: string): string[] {
+  return listSecondaries(engine.site.catalog)
+    .filter((r) => r.source_site === from && r.source_volume === fromVolume && r.state === 'broken-off')
+    .map((r) => r.volume);
+}
+
+/** At a paired site, a secondary's question before its plain failover (`dr/took-over`): the volume here that took the old primary's volume over and is primary, if any. Records nothing. */
+export function answerTookOver(engine: Engine, peerId: string, req: TookOverRequest): TookOverAnswer {
+  const cat = engine.site.catalog;
+  if (!findPeerById(cat, peerId)) throw new FerryError('NOT_AUTHORIZED', 'unpaired site');
+  return { volume: tookOverHere(engine, req.from, req.fromVolume).find((v) => findVolume(cat, v)?.role === 'primary') ?? null };
+}
+
+/**
+ * Before a plain failover of `volume` (a secondary of `fromVolume` at site `from`): ask every other
+ * paired site, at most `timeoutMs` each, whether it took that volume over already, and refuse when
+ * one did (see the header). A site not reached or not answering the question is passed over.
+ */
+export async function refuseIfSiblingTookOver(engine: Engine, o: { volume: string; from: string; fromVolume: string; oldPrimary: string; timeoutMs?: number }): Promise<void> {
+  const site = engine.site;
+  const timeoutMs = o.timeoutMs ?? 5_000;
+  const peers = listPeers(site.catalog).filter((p) => p.id !== o.from && p.id !== site.id);
+  const found: Array<{ name: string; volume: string }> = [];
+  await Promise.all(
+    peers.map(async (p) => {
+      const client = engine.drPeer(p, { stallTimeoutMs: timeoutMs });
+      try {
+        const a = await client.tookOver({ from: o.from, fromVolume: o.fromVolume }, AbortSignal.timeout(timeoutMs));
+        if (a.volume !== null) found.push({ name: p.name, volume: a.volume });
+      } catch {
+        // not reached, or a ferry from before the question: the question after the promotion asks it again
+      } finally {
+        client.close();
+      }
+    }),
+  );
+  if (found.length === 0) return;
+  found.sort((x, y) => x.name.localeCompare(y.name));
+  const first = found[0];
+  throw new FerryError(
+    'MIRROR_STATE',
+    `${first.name} already took ${o.fromVolume} over from ${o.oldPrimary} (failover; it is primary of ${first.volume} there, though ${o.oldPrimary} may not know it yet): failing over here too would make a second primary. ` +
+      `Make this site follow ${first.name} instead (at ${first.name}: \`ferry mirror repoint ${first.volume} --to ${site.name}\`), or, if ${first.name} is lost, run \`ferry failover ${o.volume} --force\``,
+  );
 }
 
 /**

@@ -24,7 +24,7 @@ import { findPeer, findPeerById } from '../catalog/peers.ts';
 import type { Peer } from '../site/peers.ts';
 import { listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
 import { primariesKnownHere, roleAt } from './split-brain.ts';
-import { askBeside } from './beside.ts';
+import { askBeside, refuseIfSiblingTookOver } from './beside.ts';
 import { breakOffSecondary, getSecondary, pendingFailoverNotices, setFailoverNotice, type SecondaryRow } from '../catalog/secondaries.ts';
 import type { FailoverNoticeAnswer } from '../replication/dr-peer.ts';
 import { findVolume, getVolume, setVolumeRole } from '../catalog/volumes.ts';
@@ -200,6 +200,8 @@ async function continueFailover(engine: Engine, wf: Workflow<FailoverJournal>): 
   const row = () => getSecondary(site.catalog, plan.volume)!;
   // 1. tell the old primary
   if (wf.step === 'planned') {
+    // 0. a plain failover asks the other paired sites first whether one took the volume over already (beside.ts)
+    if (!plan.force) await refuseIfSiblingTookOver(engine, { volume: plan.volume, from: row().source_site, fromVolume: row().source_volume, oldPrimary: plan.oldPrimary });
     const { notified, notifyError, refused, gone, tookOverBy, alsoPrimary } = await sendNotice(engine, row(), { force: plan.force });
     // The old primary answered and refused: a sibling secondary took the volume over already.
     if (refused) throw refused;

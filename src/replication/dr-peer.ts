@@ -32,6 +32,17 @@ export interface BesideRequest {
   fromVolume: string;
 }
 
+/**
+ * Before a plain failover, a secondary asks its siblings whether one of them took the volume over
+ * from the same old primary already (`dr/took-over`, dr/beside.ts): asked only, nothing recorded.
+ */
+export interface TookOverRequest {
+  /** the old primary's site id */
+  from: string;
+  /** the volume at the old primary */
+  fromVolume: string;
+}
+
 export interface ChangesRequest {
   volume: string;
   base: string;
@@ -131,6 +142,11 @@ export interface BesideAnswer {
   volume: string | null;
 }
 
+/** The answer to `dr/took-over`: the volume here that took the old primary's volume over (failover), or null. */
+export interface TookOverAnswer {
+  volume: string | null;
+}
+
 /** What one side changed since the base: its latest snapshot diffed against the base (`dr/changes`). */
 export interface SideChanges {
   site: string;
@@ -214,6 +230,7 @@ export interface DrPeer {
   state(req: StateRequest, signal?: AbortSignal): Promise<RemoteState>;
   role(req: RoleRequest, signal?: AbortSignal): Promise<RoleAnswer>;
   beside(req: BesideRequest, signal?: AbortSignal): Promise<BesideAnswer>;
+  tookOver(req: TookOverRequest, signal?: AbortSignal): Promise<TookOverAnswer>;
   changes(req: ChangesRequest, signal?: AbortSignal): Promise<SideChanges>;
   failoverNotice(req: FailoverNoticeRequest, signal?: AbortSignal): Promise<FailoverNoticeAnswer>;
   /** the new primary's half of a failback: it resyncs the asker and answers its update */
@@ -232,6 +249,7 @@ export const DR_OPS = {
   state: 'state',
   role: 'role',
   beside: 'beside',
+  tookOver: 'took-over',
   changes: 'changes',
   failoverNotice: 'failover-notice',
   failback: 'failback',
@@ -414,6 +432,7 @@ const READERS: { [K in DrOp]: (f: Fields) => unknown } = {
   state: remoteState,
   role: (f): RoleAnswer => ({ volume: f.str('volume', 256), role: f.str('role', 64), follows: f.optStr('follows', 256) }),
   beside: (f): BesideAnswer => ({ volume: f.optStr('volume', 256) }),
+  'took-over': (f): TookOverAnswer => ({ volume: f.optStr('volume', 256) }),
   changes: sideChanges,
   'failover-notice': (f): FailoverNoticeAnswer => ({
     mirror: f.str('mirror', 512),

@@ -15,6 +15,7 @@ export function drPeerOver(client: Pick<PeerClient, 'peer' | 'call' | 'close'>):
     role: method('role'),
     changes: method('changes'),
     beside: method('beside'),
+    tookOver: method('tookOver'),
     failoverNotice: method('failoverNotice'),
     failback: method('failback'),
     takeover: method('takeover'),

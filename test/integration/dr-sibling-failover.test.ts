@@ -50,6 +50,28 @@ test('a plain failover at a secondary whose primary a sibling already took over 
   }
 });
 
+test('a sibling forced over while the old primary was down, its notice not yet delivered: a plain failover asks the paired sites first and is refused, naming it', async () => {
+  const sites: TestSite[] = [];
+  try {
+    const { seattle, london, tokyo } = await seattleWithTwo(sites, 'tko');
+    // london's notice cannot reach seattle (it was down; the retry has not come yet): seattle knows nothing of london's failover.
+    await london.stop();
+    await london.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
+    assert.equal((await london.json(['failover', 'vol', '--force', '--no-repoint'])).notified, false);
+    // seattle would let tokyo go (it answers the notice as if tokyo were the first); london, asked first, says it took vol over.
+    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /london already took vol over from seattle[\s\S]*mirror repoint vol --to tokyo[\s\S]*failover vol --force/);
+    assert.equal((await tokyo.volumeStatus('vol')).role, 'secondary', 'tokyo stays a secondary');
+    assert.notEqual((await seattle.mirror('vol', 'tokyo')).state, 'broken-off', 'seattle was told nothing: the question came first');
+    assert.deepEqual(await splitBrainsAt(london), [], 'the question records nothing');
+    // If london is lost, forced: tokyo goes ahead and both record the split brain (asked after the promotion).
+    const forced = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
+    assert.deepEqual(forced.splitBrainsWith, ['london']);
+    assert.deepEqual(await splitBrainsAt(london), ['tokyo']);
+  } finally {
+    await cleanupSites(sites);
+  }
+});
+
 test('a forced failover at a secondary whose primary a sibling already took over records the split brain against that sibling', async () => {
   const sites: TestSite[] = [];
   try {
@@ -284,8 +306,10 @@ test('a secondary whose mirror its primary removed fails over first, its notice 
     await tokyo.start({ env: { FERRY_TEST_FAULTS: 'dr.failover-notice:fail:times=1000' } });
     const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
     assert.equal(fo.notified, false);
-    await london.json(['failover', 'vol', '--no-repoint']);
-    // seattle could not name tokyo to london, but london asked the paired sites after its promotion (dr/beside)
+    // seattle could not name tokyo to london: london asks the paired sites first, and a plain failover is refused
+    await london.refused(['failover', 'vol', '--no-repoint'], 4, 'MIRROR_STATE', /tokyo already took vol over from seattle/);
+    await london.json(['failover', 'vol', '--no-repoint', '--force']);
+    // forced, london asked the paired sites again after its promotion (dr/beside), and recorded tokyo
     assert.deepEqual(await splitBrainsAt(london), ['tokyo'], 'london asked tokyo');
     // The way heals: tokyo's daemon, restarted, sends the notice at once (and then after a backoff).
     await tokyo.stop();
@@ -298,7 +322,7 @@ test('a secondary whose mirror its primary removed fails over first, its notice 
   }
 });
 
-test('a secondary whose mirror its primary removed fails over first: the primary records it, and a sibling failing over after it learns of it', async () => {
+test('a secondary whose mirror its primary removed fails over first: the primary records it, and a sibling failing over after it is refused (it asks first), forced learns of it', async () => {
   const sites: TestSite[] = [];
   try {
     const { seattle, london, tokyo } = await tokyoLeftBehind(sites, 'rmf');
@@ -307,7 +331,8 @@ test('a secondary whose mirror its primary removed fails over first: the primary
     assert.equal(fo.notified, true);
     assert.equal((await tokyo.volumeStatus('vol')).role, 'primary');
     assert.deepEqual(await splitBrainsAt(seattle), ['tokyo'], 'seattle knows tokyo is primary beside it');
-    assert.deepEqual((await london.json(['failover', 'vol', '--no-repoint'])).splitBrainsWith, ['tokyo']);
+    await london.refused(['failover', 'vol', '--no-repoint'], 4, 'MIRROR_STATE', /tokyo already took vol over from seattle/);
+    assert.deepEqual((await london.json(['failover', 'vol', '--no-repoint', '--force'])).splitBrainsWith, ['tokyo']);
     assert.deepEqual(await splitBrainsAt(london), ['tokyo']);
   } finally {
     await cleanupSites(sites);
@@ -347,7 +372,8 @@ test('an old primary that forgot a sibling took over (its mirrors and volume rem
     const data = join(seattle.dir, 'data2');
     writeVolumeData(data, 1, 16 * KiB);
     await seattle.json(['volume', 'create', 'vol', '--member', `data=tree:${data}`]);
-    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /seattle answered that it does not mirror vol to this site/);
+    // asked first, london says it took vol over (before it, seattle would have answered that it does not mirror vol to tokyo)
+    await tokyo.refused(['failover', 'vol'], 4, 'MIRROR_STATE', /london already took vol over from seattle/);
     const fo = await tokyo.json(['failover', 'vol', '--force', '--no-repoint']);
     assert.deepEqual(fo.splitBrainsWith, ['london'], 'london answered it is primary of what came from seattle');
     assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
@@ -380,7 +406,7 @@ test('a paired site down when a failover asks whether it is primary beside it is
   }
 });
 
-test('a primary that removes the mirror a sibling broke off by its failover still knows that sibling, and names it to the next one failing over', async () => {
+test('a primary that removes the mirror a sibling broke off by its failover still knows that sibling, and names it to the next one failing over (forced: a plain one is refused by the sibling\'s own answer)', async () => {
   const sites: TestSite[] = [];
   try {
     const { seattle, london, tokyo } = await londonTookOver(sites, 'rmb');
@@ -388,7 +414,8 @@ test('a primary that removes the mirror a sibling broke off by its failover stil
     await seattle.json(['mirror', 'remove', 'vol', '--to', 'london']);
     assert.deepEqual(await splitBrainsAt(seattle), ['london'], 'seattle keeps knowing london is primary beside it');
     assert.equal(eventsOf(seattle, 'failover.split-brain').at(-1)?.detail.sibling, 'london');
-    assert.deepEqual((await tokyo.json(['failover', 'vol', '--no-repoint'])).splitBrainsWith, ['london'], "seattle's answer named london");
+    await tokyo.refused(['failover', 'vol', '--no-repoint'], 4, 'MIRROR_STATE', /london already took vol over from seattle/);
+    assert.deepEqual((await tokyo.json(['failover', 'vol', '--no-repoint', '--force'])).splitBrainsWith, ['london'], "seattle's answer named london");
     assert.deepEqual(await splitBrainsAt(tokyo), ['london']);
     assert.equal((await london.volumeStatus('vol')).role, 'primary');
   } finally {

@@ -93,6 +93,7 @@ test('a malformed DR answer is refused with PROTOCOL, naming the peer, the call 
     ['failover notice alsoPrimary site missing', () => peerAnswering({ mirror: 'm', state: 'broken-off', alsoPrimary: [{ volume: 'v' }] }).peer.failoverNotice({ volume: 'v', at: 'v' }), /alsoPrimary\[0\]: site must be a string/],
     ['role: role a number', () => peerAnswering({ volume: 'v', role: 1, follows: null }).peer.role({ volume: 'v' }), /dr\/role: role must be a string/],
     ['beside: volume a number', () => peerAnswering({ volume: 3 }).peer.beside({ volume: 'v', from: 'X', fromVolume: 'v' }), /dr\/beside: volume must be a string/],
+    ['took-over: volume a number', () => peerAnswering({ volume: 3 }).peer.tookOver({ from: 'X', fromVolume: 'v' }), /dr\/took-over: volume must be a string/],
     ['role: follows a list', () => peerAnswering({ volume: 'v', role: 'secondary', follows: ['X'] }).peer.role({ volume: 'v' }), /dr\/role: follows must be a string/],
     ['changes hasBase missing', () => peerAnswering({ ...changes, hasBase: undefined }).peer.changes({ volume: 'v', base: ID, lineage: [] }), /hasBase must be true or false/],
   ];
