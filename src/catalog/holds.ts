@@ -130,13 +130,21 @@ export function releaseMirror(cat: Catalog, mirror: string): ReleasedHold[] {
 }
 
 /**
- * At a secondary, `source` holds `snapshot` of `volume` as the replica's base: the one it holds of
- * that volume is released when `only` (a commit moves it), kept otherwise (a failover or failback
- * adds the base it keeps for later).
+ * At a secondary, `source` holds `snapshot` of `volume`: instead of what it held of that volume when
+ * `only` (a completed apply moves it to what the replica shows), beside what it holds otherwise (a
+ * failover or failback adds the base it keeps for later), or beside only the snapshots in `keep` (a
+ * commit: what the replica shows and an apply left unfinished stay held until an apply completes).
  */
-export function holdReplica(cat: Catalog, volume: string, source: string, snapshot: string, o: { only?: boolean } = {}): void {
-  if (o.only) moveHold(cat, replicaHolder(source), snapshot, volume);
-  else hold(cat, replicaHolder(source), snapshot);
+export function holdReplica(cat: Catalog, volume: string, source: string, snapshot: string, o: { only?: boolean; keep?: Array<string | null> } = {}): void {
+  const holder = replicaHolder(source);
+  if (o.only) return moveHold(cat, holder, snapshot, volume);
+  cat.tx(() => {
+    if (o.keep) {
+      const keep = new Set([snapshot, ...o.keep]);
+      for (const r of release(cat, holder, { volume })) if (keep.has(r.snapshot)) hold(cat, holder, r.snapshot);
+    }
+    hold(cat, holder, snapshot);
+  });
 }
 
 /** The holds `from` has on the snapshots of `volume` become `to`'s (a migrate hands the secondary to a new source). */

@@ -5,7 +5,7 @@
 // It also reads what the checker needs beside the daemons: each site's catalog (read-only), the
 // members' files, the daemons' memory. It owns no policy: what to do is actions.ts, what must hold
 // is checker.ts.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -295,9 +295,13 @@ export class World {
       s.proc = undefined;
     }
     for (const l of this.links) await l.proxy.close().catch(() => {});
+    // FERRY_SOAK_KEEP=1: each site's directory (home, catalog, data) is copied out of its tmpfs
+    // (to DIR-kept) before the unmount, and nothing is removed.
+    const keep = Boolean(process.env.FERRY_SOAK_KEEP);
+    if (keep) for (const s of this.sites) if (s.mounted) spawnSync('cp', ['-a', s.dir, `${s.dir}-kept`]);
     this.unmountAll();
     liveWorlds.delete(this);
-    rmSync(this.root, { recursive: true, force: true });
+    if (!keep) rmSync(this.root, { recursive: true, force: true });
   }
 }
 

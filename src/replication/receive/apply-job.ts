@@ -24,6 +24,7 @@ import type { SnapshotManifest } from '../../snapshot/model.ts';
 import { finishApply, getSecondary, keepSnapshotsOf, noteApplyError, recordInPlace, secondariesApplying, startApply, type SecondaryRow } from '../../catalog/secondaries.ts';
 import type { InPlaceRecord } from '../in-place.ts';
 import { deleteSnapshotRow, replicationSnapshotsBefore, snapshotById } from '../../catalog/snapshots.ts';
+import { holdReplica } from '../../catalog/holds.ts';
 import { commitStatCache } from '../../catalog/stat-cache.ts';
 import { getVolume, type Volume } from '../../catalog/volumes.ts';
 import { applyTree } from '../apply.ts';
@@ -222,6 +223,8 @@ export class ApplyJob {
       if (journaled) for (const m of vol.members.filter((x) => x.kind === 'tree')) host.journal()?.replicaSettle(volume, m.name, target.id);
       host.catalog.tx(() => {
         finishApply(host.catalog, volume, target.id, imageStats);
+        // What the replica shows now is what stays held for its source (a refused or failed commit left the one before held).
+        holdReplica(host.catalog, volume, this.#rx.peer, target.id, { only: true });
         commitStatCache(host.catalog, volume, verifyKey, { parent: row.applied ?? undefined, whole });
         host.event({ kind: 'replica.apply', volume, outcome: warnings.length ? 'warning' : 'ok', detail: { to: target.id, transition: 'inconsistent => consistent', ...applied, warnings, seconds: phases, verified, journal: { writesCheck: o.journaled === true, verify: journaled }, ...(stager ? { staging: stager.counts } : {}), ...(o.rollback ? { rollback: true } : {}), ...(writesSnapshot ? { kept: writesSnapshot } : {}) } });
       });

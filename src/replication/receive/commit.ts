@@ -131,7 +131,8 @@ export class Commit {
         const relation = req.baseline ? newRelation(host.catalog, volume) : row.relation;
         if (ancestor !== undefined) recordLineageLink(host.catalog, volume, manifest.parent!, ancestor);
         insertSnapshotRow(host.catalog, { id: manifest.id, volume, name, time: manifest.time, origin: manifest.origin, parent: manifest.parent, manifest: req.manifest, stats: { replicated: true, ...(links !== undefined ? { links } : {}) }, relation, ...(seq !== undefined ? { originSeq: seq } : {}) });
-        holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { only: true });
+        // Held beside what the replica shows (still held: the apply may be refused or fail); the apply moves the hold once it is done.
+        holdReplica(host.catalog, volume, this.#rx.peer, manifest.id, { keep: [row.applied, row.applying] });
         if (req.peer) holdPeer(host.catalog, manifest.id);
         host.event({ kind: 'replication.commit', volume, outcome: 'ok', detail: { snapshot: manifest.id, source: this.#rx.peer } });
       });

@@ -16,7 +16,7 @@ import { ChunkPool } from '../../../src/snapshot/chunk-pool.ts';
 import { assertTreesEqual, tempDir } from '../../helpers.ts';
 import { createSnapshot, type SnapshotRecord } from '../../../src/site/snapshots.ts';
 import { createVolume } from '../../../src/site/volumes.ts';
-import { withLocalSite } from '../local-site.ts';
+import { londonToTokyo, withLocalSite } from '../local-site.ts';
 import { holdReplica, release, replicaHolder } from '../../../src/catalog/holds.ts';
 import { breakOffSecondary, repointSecondary } from '../../../src/catalog/secondaries.ts';
 import { setVolumeRole } from '../../../src/catalog/volumes.ts';
@@ -153,32 +153,6 @@ test('a secondary releases the snapshots it received before the one applied, wha
     assert.deepEqual(listSnapshots(tokyo.catalog, 'vol').map((s) => s.id), [l1.id], 'keep 1: seattle\'s s1 and s2, received before, are released');
   });
 });
-
-/** london, with a volume of one file, and tokyo following it (keeping `keep`); `send` sends a snapshot's objects and commits it with `extra`. */
-async function londonToTokyo(o: { keep: number; clock?: { now(): number } }, fn: (c: { london: Site; pool: ChunkPool; data: string; replica: string; send: (s: SnapshotRecord, extra?: Partial<CommitRequest>) => Promise<{ applied: boolean }>; tokyo: Site }) => Promise<void>): Promise<void> {
-  const tmp = tempDir();
-  const london = Site.init(join(tmp.path, 'london'), 'london', o.clock ? { clock: o.clock } : {});
-  const tokyo = Site.init(join(tmp.path, 'tokyo'), 'tokyo');
-  const pool = new ChunkPool({ workers: 1 });
-  try {
-    const data = join(tmp.path, 'data');
-    mkdirSync(data);
-    writeFileSync(join(data, 'a.txt'), 'one\n');
-    createVolume(london, 'vol', { members: [{ kind: 'tree', path: data }] });
-    const rx = new SiteReceiver(tokyo, london.id, pool);
-    const replica = (await rx.hello({ protocol: PROTOCOL_VERSION, sourceVolume: 'vol', volume: 'vol', members: [{ name: 'data', kind: 'tree' }], keep: o.keep })).replicas[0].path;
-    const send = async (s: SnapshotRecord, extra: Partial<CommitRequest> = {}) => {
-      await sendSnapshot(london.store, rx, 'vol', s.manifest);
-      return rx.commit('vol', { snapshot: s.id, manifest: s.manifest, ...extra });
-    };
-    await fn({ london, tokyo, pool, data, replica, send });
-  } finally {
-    await pool.close();
-    london.close();
-    tokyo.close();
-    tmp.cleanup();
-  }
-}
 
 test('a snapshot whose parent never came is taken through the ancestor its source names, and a replay naming an old one is still refused', async () => {
   await londonToTokyo({ keep: 1 }, async ({ london, tokyo, pool, data, replica, send }) => {
