@@ -141,7 +141,7 @@ export function holdReplica(cat: Catalog, volume: string, source: string, snapsh
   cat.tx(() => {
     if (o.keep) {
       const keep = new Set([snapshot, ...o.keep]);
-      for (const r of release(cat, holder, { volume })) if (keep.has(r.snapshot)) hold(cat, holder, r.snapshot);
+      for (const id of heldBy(cat, holder, volume)) if (!keep.has(id)) release(cat, holder, { snapshot: id });
     }
     hold(cat, holder, snapshot);
   });

@@ -24,10 +24,10 @@
 // The question records nothing; a site that cannot be asked (down, or a ferry from before the
 // question) is passed over: the question after the promotion still finds it once it answers.
 import { FerryError, isFerryError } from '../core/errors.ts';
-import type { BesideAnswer, BesideRequest, TookOverAnswer, TookOverRequest } from '../replication/dr-peer.ts';
+import type { BesideAnswer, BesideRequest, DrPeer, TookOverAnswer, TookOverRequest } from '../replication/dr-peer.ts';
 import type { Engine } from '../site/engine.ts';
 import { listMirrors } from '../catalog/mirrors.ts';
-import { findPeerById, listPeers } from '../catalog/peers.ts';
+import { findPeerById, listPeers, type Peer } from '../catalog/peers.ts';
 import { listSecondaries } from '../catalog/secondaries.ts';
 import { listSplitBrains, recordSplitBrain } from '../catalog/split-brains.ts';
 import { findVolume } from '../catalog/volumes.ts';
@@ -76,22 +76,9 @@ export function answerTookOver(engine: Engine, peerId: string, req: TookOverRequ
  */
 export async function refuseIfSiblingTookOver(engine: Engine, o: { volume: string; from: string; fromVolume: string; oldPrimary: string; timeoutMs?: number }): Promise<void> {
   const site = engine.site;
-  const timeoutMs = o.timeoutMs ?? 5_000;
-  const peers = listPeers(site.catalog).filter((p) => p.id !== o.from && p.id !== site.id);
-  const found: Array<{ name: string; volume: string }> = [];
-  await Promise.all(
-    peers.map(async (p) => {
-      const client = engine.drPeer(p, { stallTimeoutMs: timeoutMs });
-      try {
-        const a = await client.tookOver({ from: o.from, fromVolume: o.fromVolume }, AbortSignal.timeout(timeoutMs));
-        if (a.volume !== null) found.push({ name: p.name, volume: a.volume });
-      } catch {
-        // not reached, or a ferry from before the question: the question after the promotion asks it again
-      } finally {
-        client.close();
-      }
-    }),
-  );
+  // not reached, or a ferry from before the question: passed over (the question after the promotion asks it again)
+  const { answers } = await askOthers(engine, { from: o.from, timeoutMs: o.timeoutMs ?? 5_000 }, (c, signal) => c.tookOver({ from: o.from, fromVolume: o.fromVolume }, signal));
+  const found = answers.filter((a) => a.answer.volume !== null).map((a) => ({ name: a.peer.name, volume: a.answer.volume! }));
   if (found.length === 0) return;
   found.sort((x, y) => x.name.localeCompare(y.name));
   const first = found[0];
@@ -132,24 +119,31 @@ export function acceptBeside(engine: Engine, peerId: string, req: BesideRequest)
  * asked again.
  */
 export async function askBeside(engine: Engine, o: { volume: string; from: string; fromVolume: string; only?: string[]; timeoutMs?: number }): Promise<{ found: BesideFound[]; unasked: string[] }> {
+  const { answers, failed } = await askOthers(engine, o, (c, signal) => c.beside({ volume: o.volume, from: o.from, fromVolume: o.fromVolume }, signal));
+  const found = answers.filter((a) => a.answer.volume !== null).map((a) => ({ site: a.peer.id, volume: a.answer.volume!, name: a.peer.name }));
+  const unasked = failed.filter((f) => !isFerryError(f.err, 'PROTOCOL') && !isFerryError(f.err, 'NOT_AUTHORIZED')).map((f) => f.peer.id);
+  found.sort((x, y) => x.name.localeCompare(y.name));
+  return { found, unasked: unasked.sort() };
+}
+
+/** Ask every paired site but the old primary (`o.from`) and this one (or only those in `o.only`), in parallel, at most `o.timeoutMs` each (10 s): the answers, and the sites that failed to give one. */
+async function askOthers<A>(engine: Engine, o: { from: string; only?: string[]; timeoutMs?: number }, ask: (c: DrPeer, signal: AbortSignal) => Promise<A>): Promise<{ answers: Array<{ peer: Peer; answer: A }>; failed: Array<{ peer: Peer; err: unknown }> }> {
   const site = engine.site;
-  const peers = listPeers(site.catalog).filter((p) => p.id !== o.from && p.id !== site.id && (!o.only || o.only.includes(p.id)));
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const found: BesideFound[] = [];
-  const unasked: string[] = [];
+  const peers = listPeers(site.catalog).filter((p) => p.id !== o.from && p.id !== site.id && (!o.only || o.only.includes(p.id)));
+  const answers: Array<{ peer: Peer; answer: A }> = [];
+  const failed: Array<{ peer: Peer; err: unknown }> = [];
   await Promise.all(
-    peers.map(async (p) => {
-      const client = engine.drPeer(p, { stallTimeoutMs: timeoutMs });
+    peers.map(async (peer) => {
+      const client = engine.drPeer(peer, { stallTimeoutMs: timeoutMs });
       try {
-        const a = await client.beside({ volume: o.volume, from: o.from, fromVolume: o.fromVolume }, AbortSignal.timeout(timeoutMs));
-        if (a.volume !== null) found.push({ site: p.id, volume: a.volume, name: p.name });
+        answers.push({ peer, answer: await ask(client, AbortSignal.timeout(timeoutMs)) });
       } catch (err) {
-        if (!isFerryError(err, 'PROTOCOL') && !isFerryError(err, 'NOT_AUTHORIZED')) unasked.push(p.id);
+        failed.push({ peer, err });
       } finally {
         client.close();
       }
     }),
   );
-  found.sort((x, y) => x.name.localeCompare(y.name));
-  return { found, unasked: unasked.sort() };
+  return { answers, failed };
 }
